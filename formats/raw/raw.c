@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/raw/raw.c: raw images: regular files and host block devices.
+ *
+ * Block N of the device is block N of the file.  This is also the protocol
+ * driver under every other format: it is the only driver that owns a file
+ * descriptor and talks to the I/O engine.
+ *
+ *   discard       regular file: fallocate(PUNCH_HOLE); block device: BLKDISCARD
+ *   write_zeroes  fallocate(ZERO_RANGE), or PUNCH_HOLE when unmapping is
+ *                 allowed; writes of zeroes where the file system has neither
+ *   block status  SEEK_DATA / SEEK_HOLE
+ *   cache=none    O_DIRECT, with bounce buffers for unaligned memory and the
+ *                 core's read-modify-write for unaligned offsets
+ *
+ * Like QEMU, the size of a regular file is rounded up to 512 bytes: the tail
+ * past the end of the file reads as zeroes and writing it extends the file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "options_internal.h"
+
+#define ZERO_CHUNK (1u << 20)
+
+struct raw {
+    int fd;
+    bool is_bdev;
+    bool direct;
+    uint32_t mem_align;
+    uint64_t file_id;
+    atomic_bool no_discard;     /* the file system refused a hole punch */
+    atomic_bool no_zero_range;  /* ... or a zero range */
+};
+
+static atomic_uint_fast64_t next_file_id = 1;
+
+/* ---- Open and create ------------------------------------------------------ */
+
+/* The alignment O_DIRECT needs, from statx, or found by trying. */
+static void dio_alignment(int fd, const char *filename, uint32_t *off_align, uint32_t *mem_align)
+{
+    *off_align = 0;
+    *mem_align = 0;
+#ifdef STATX_DIOALIGN
+    struct statx stx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+        (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+        *off_align = stx.stx_dio_offset_align;
+        *mem_align = stx.stx_dio_mem_align;
+    }
+#endif
+    (void)filename;
+    if (!*off_align) {
+        /* Try reads of growing sizes at offset 0 (past EOF is fine too). */
+        void *buf = aligned_alloc_or_null(4096, 4096);
+        *off_align = 4096;
+        if (buf) {
+            for (uint32_t a = 512; a <= 4096; a *= 2) {
+                if (pread(fd, buf, a, 0) >= 0) {
+                    *off_align = a;
+                    break;
+                }
+            }
+            free(buf);
+        }
+    }
+    if (!*mem_align || *mem_align < *off_align)
+        *mem_align = *off_align;
+    if (*mem_align < 512)
+        *mem_align = 512;
+}
+
+static int raw_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
+{
+    (void)file;
+    (void)os;
+    const struct vdisk_open_params *p = &dev->params;
+    bool direct = p->cache == VDISK_CACHE_NONE || p->cache == VDISK_CACHE_DIRECTSYNC;
+    int flags = O_CLOEXEC | (p->read_only ? O_RDONLY : O_RDWR) | (direct ? O_DIRECT : 0);
+    int fd = open(dev->filename, flags);
+    if (fd < 0) {
+        int e = errno;
+        if (direct && e == EINVAL)
+            return err_set(-EINVAL, "%s: the file system does not support O_DIRECT "
+                           "(cache=none); use cache=writeback", dev->filename);
+        return err_set(-e, "Could not open '%s': %s", dev->filename, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return err_set(-e, "%s: stat failed: %s", dev->filename, strerror(e));
+    }
+    struct raw *r = calloc(1, sizeof *r);
+    if (!r) {
+        close(fd);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    r->fd = fd;
+    r->direct = direct;
+    r->file_id = atomic_fetch_add(&next_file_id, 1);
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t size;
+        int ssz = 512;
+        if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
+            int e = errno;
+            close(fd);
+            free(r);
+            return err_set(-e, "%s: BLKGETSIZE64 failed: %s", dev->filename, strerror(e));
+        }
+        if (ioctl(fd, BLKSSZGET, &ssz) < 0 || ssz < 512 || ssz > 65536)
+            ssz = 512;
+        r->is_bdev = true;
+        dev->size = size;
+        dev->block_size = (uint32_t)ssz;
+        if (direct) {
+            dev->align = (uint32_t)ssz;
+            r->mem_align = (uint32_t)ssz;
+        }
+    } else if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        free(r);
+        return err_set(-EISDIR, "%s: is a directory, not an image", dev->filename);
+    } else {
+        off_t end = S_ISREG(st.st_mode) ? st.st_size : lseek(fd, 0, SEEK_END);
+        dev->size = end > 0 ? align_up((uint64_t)end, 512) : 0;
+        if (direct) {
+            uint32_t off_align;
+            dio_alignment(fd, dev->filename, &off_align, &r->mem_align);
+            dev->align = off_align;
+        }
+    }
+    dev->caps = VDISK_CAN_FLUSH | VDISK_CAN_DISCARD | VDISK_CAN_WRITE_ZEROES |
+                VDISK_CAN_ZERO_UNMAP;
+    if (!p->read_only)
+        dev->caps |= VDISK_CAN_WRITE;
+    dev->priv = r;
+    return 0;
+}
+
+static void raw_close(struct vdisk_dev *dev)
+{
+    struct raw *r = dev->priv;
+    if (!r)
+        return;
+    close(r->fd);
+    free(r);
+    dev->priv = NULL;
+}
+
+static int raw_create(const char *filename, uint64_t size, struct opt_set *os)
+{
+    const char *prealloc = opt_take(os, "preallocation");
+    if (prealloc && strcmp(prealloc, "off") && strcmp(prealloc, "falloc") &&
+        strcmp(prealloc, "full"))
+        return err_set(-EINVAL, "invalid preallocation mode '%s' for raw (expected off, "
+                       "falloc or full)", prealloc);
+    if (size > INT64_MAX)
+        return err_set(-EFBIG, "%s: size %" PRIu64 " is too large", filename, size);
+    int fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return err_set(-errno, "Could not create '%s': %s", filename, strerror(errno));
+    int r = 0;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+        close(fd);
+        return 0; /* a block device has the size it has */
+    }
+    if (ftruncate(fd, (off_t)size) < 0) {
+        r = err_set(-errno, "%s: could not resize to %" PRIu64 " bytes: %s", filename, size,
+                    strerror(errno));
+    } else if (!prealloc || !strcmp(prealloc, "off")) {
+        /* As QEMU does: allocate the first block, so that tools probing the
+         * file system's alignment on it find real blocks (and both tools
+         * report the same allocation for a new image). */
+        uint8_t zero[4096] = {0};
+        size_t n = size < sizeof zero ? (size_t)size : sizeof zero;
+        if (n && pwrite(fd, zero, n, 0) != (ssize_t)n)
+            r = err_set(-errno, "%s: could not write the first block: %s", filename,
+                        strerror(errno));
+    } else if (prealloc && !strcmp(prealloc, "falloc") && size) {
+        int e = posix_fallocate(fd, 0, (off_t)size);
+        if (e)
+            r = err_set(-e, "%s: could not preallocate %" PRIu64 " bytes: %s", filename, size,
+                        strerror(e));
+    } else if (prealloc && !strcmp(prealloc, "full")) {
+        char *zero = calloc(1, ZERO_CHUNK);
+        if (!zero)
+            r = err_set(-ENOMEM, "out of memory");
+        for (uint64_t off = 0; r == 0 && off < size;) {
+            size_t n = size - off < ZERO_CHUNK ? (size_t)(size - off) : ZERO_CHUNK;
+            ssize_t w = pwrite(fd, zero, n, (off_t)off);
+            if (w <= 0)
+                r = err_set(w < 0 ? -errno : -EIO, "%s: write at offset %" PRIu64 " failed: %s",
+                            filename, off, w < 0 ? strerror(errno) : "no progress");
+            else
+                off += (uint64_t)w;
+        }
+        free(zero);
+    }
+    if (close(fd) < 0 && r == 0)
+        r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
+    return r;
+}
+
+/* ---- I/O ------------------------------------------------------------------ */
+
+static void raw_engine(struct vdisk_req *req, enum eng_op op, int mode)
+{
+    struct raw *r = req->dev->priv;
+    req->eng_op = op;
+    req->eng_mode = mode;
+    req->fd = r->fd;
+    req->file_id = r->file_id;
+    req->eng_direct = r->direct;
+    req->done_bytes = 0;
+    req->q->eng->start(req->q, req);
+}
+
+static bool iov_aligned(const struct iovec *iov, int iovcnt, uint32_t a)
+{
+    for (int i = 0; i < iovcnt; i++)
+        if ((uintptr_t)iov[i].iov_base % a || iov[i].iov_len % a)
+            return false;
+    return true;
+}
+
+/* O_DIRECT with a caller's buffer that is not aligned: use a bounce buffer. */
+static void bounce_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    if (ret == 0 && req->op == VDISK_OP_READ)
+        iov_from_buf(req->iov, req->iovcnt, 0, child->rmw_buf, req->length);
+    free(child->rmw_buf);
+    child->rmw_buf = NULL;
+    req_child_finishes_parent(child, ret);
+}
+
+static void raw_bounce(struct vdisk_req *req)
+{
+    struct raw *r = req->dev->priv;
+    void *buf = aligned_alloc_or_null(r->mem_align, req->length);
+    if (!buf) {
+        req_fail(req, -ENOMEM, "out of memory for a %" PRIu64 "-byte bounce buffer",
+                 req->length);
+        return;
+    }
+    if (req->op == VDISK_OP_WRITE)
+        iov_to_buf(req->iov, req->iovcnt, 0, buf, req->length);
+    struct iovec v = {buf, req->length};
+    struct vdisk_req *c = req_new_child(req, req->dev, req->op, req->offset, req->length, &v, 1,
+                                        req->flags, bounce_done, NULL);
+    if (!c) {
+        free(buf);
+        req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    c->rmw_buf = buf;
+    raw_engine(c, req->op == VDISK_OP_READ ? ENG_READ : ENG_WRITE, 0);
+}
+
+/* Discard of a block device: an ioctl, run where blocking is allowed. */
+static long bdev_discard(struct vdisk_req *req)
+{
+    uint64_t range[2] = {req->offset, req->length};
+    return ioctl(req->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+}
+
+static void discard_done(struct vdisk_req *child, int ret)
+{
+    struct raw *r = child->dev->priv;
+    if (ret == -EOPNOTSUPP || ret == -ENOTTY || ret == -EINVAL) {
+        atomic_store(&r->no_discard, true);
+        ret = 0; /* discard is advisory */
+    }
+    req_child_finishes_parent(child, ret);
+}
+
+/* A read-only chunk of zeroes for file systems without zero ranges. */
+static uint8_t *zero_buf;
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_alloc(void)
+{
+    zero_buf = aligned_alloc_or_null(4096, ZERO_CHUNK);
+    if (zero_buf)
+        memset(zero_buf, 0, ZERO_CHUNK);
+}
+
+static const uint8_t *zero_chunk(void)
+{
+    pthread_once(&zero_once, zero_alloc);
+    return zero_buf;
+}
+
+/* Writes zeroes the slow way, ZERO_CHUNK at a time: u[0] = next offset. */
+static void zero_write_next(struct vdisk_req *req);
+
+static void zero_write_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    req_take_error(req, child);
+    req_free(child);
+    if (ret < 0) {
+        req_complete(req, ret);
+        return;
+    }
+    zero_write_next(req);
+}
+
+static void zero_write_next(struct vdisk_req *req)
+{
+    uint64_t off = req->u[0], end = req->offset + req->length;
+    if (off >= end) {
+        req_complete(req, 0);
+        return;
+    }
+    const uint8_t *zero = zero_chunk();
+    if (!zero) {
+        req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    uint64_t n = end - off < ZERO_CHUNK ? end - off : ZERO_CHUNK;
+    struct iovec v = {(void *)zero, n};
+    struct vdisk_req *c = req_new_child(req, req->dev, VDISK_OP_WRITE, off, n, &v, 1,
+                                        req->flags & VDISK_REQ_FUA, zero_write_done, NULL);
+    if (!c) {
+        req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    req->u[0] = off + n;
+    raw_engine(c, ENG_WRITE, 0);
+}
+
+static void zeroes_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    struct raw *r = req->dev->priv;
+    if (ret == -EOPNOTSUPP || ret == -EINVAL || ret == -ENOTTY) {
+        atomic_store(&r->no_zero_range, true);
+        req_free(child);
+        req->u[0] = req->offset;
+        zero_write_next(req);
+        return;
+    }
+    req_child_finishes_parent(child, ret);
+}
+
+static void raw_submit(struct vdisk_req *req)
+{
+    struct raw *r = req->dev->priv;
+    switch (req->op) {
+    case VDISK_OP_READ:
+    case VDISK_OP_WRITE:
+        if (r->direct && !iov_aligned(req->iov, req->iovcnt, r->mem_align)) {
+            raw_bounce(req);
+            return;
+        }
+        raw_engine(req, req->op == VDISK_OP_READ ? ENG_READ : ENG_WRITE, 0);
+        return;
+    case VDISK_OP_FLUSH:
+        raw_engine(req, ENG_FSYNC, 1);
+        return;
+    case VDISK_OP_DISCARD: {
+        if (atomic_load(&r->no_discard)) {
+            req_complete(req, 0);
+            return;
+        }
+        struct vdisk_req *c = req_new_child(req, req->dev, req->op, req->offset, req->length,
+                                            NULL, 0, 0, discard_done, NULL);
+        if (!c) {
+            req_fail(req, -ENOMEM, "out of memory");
+            return;
+        }
+        if (r->is_bdev) {
+            c->eng_fn = bdev_discard;
+            raw_engine(c, ENG_CALL, 0);
+        } else {
+            raw_engine(c, ENG_FALLOCATE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+        }
+        return;
+    }
+    case VDISK_OP_WRITE_ZEROES: {
+        if (atomic_load(&r->no_zero_range)) {
+            req->u[0] = req->offset;
+            zero_write_next(req);
+            return;
+        }
+        struct vdisk_req *c = req_new_child(req, req->dev, req->op, req->offset, req->length,
+                                            NULL, 0, req->flags, zeroes_done, NULL);
+        if (!c) {
+            req_fail(req, -ENOMEM, "out of memory");
+            return;
+        }
+        /* Punching keeps the size; zeroing past the end of file extends it. */
+        int mode = (req->flags & VDISK_REQ_MAY_UNMAP) && !r->is_bdev
+                       ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                       : FALLOC_FL_ZERO_RANGE;
+        raw_engine(c, ENG_FALLOCATE, mode);
+        return;
+    }
+    }
+    req_fail(req, -EINVAL, "unknown operation");
+}
+
+/* ---- Block status --------------------------------------------------------- */
+
+static int raw_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                            struct vdisk_extent *ext)
+{
+    struct raw *r = dev->priv;
+    ext->length = len;
+    ext->flags = VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
+    ext->host_offset = off;
+    ext->host_file = dev->filename;
+    if (r->is_bdev) {
+        ext->flags |= VDISK_EXT_DATA;
+        return 0;
+    }
+    off_t data = lseek(r->fd, (off_t)off, SEEK_DATA);
+    if (data < 0) {
+        if (errno == ENXIO) { /* no data from here to the end of the file */
+            ext->flags |= VDISK_EXT_ZERO;
+            return 0;
+        }
+        ext->flags |= VDISK_EXT_DATA; /* cannot tell: say data */
+        return 0;
+    }
+    if ((uint64_t)data > off) {
+        ext->flags |= VDISK_EXT_ZERO;
+        if ((uint64_t)data - off < len)
+            ext->length = (uint64_t)data - off;
+        return 0;
+    }
+    off_t hole = lseek(r->fd, (off_t)off, SEEK_HOLE);
+    ext->flags |= VDISK_EXT_DATA;
+    if (hole > (off_t)off && (uint64_t)hole - off < len)
+        ext->length = (uint64_t)hole - off;
+    return 0;
+}
+
+static int64_t raw_allocated_size(struct vdisk_dev *dev)
+{
+    struct raw *r = dev->priv;
+    struct stat st;
+    if (fstat(r->fd, &st) < 0)
+        return err_set(-errno, "%s: stat failed: %s", dev->filename, strerror(errno));
+    if (r->is_bdev)
+        return 0;
+    return (int64_t)st.st_blocks * 512;
+}
+
+const struct vdisk_driver vdisk_driver_raw = {
+    .name = "raw",
+    .probe = NULL, /* raw is what is left when no other format claims a file */
+    .open = raw_open,
+    .close = raw_close,
+    .submit = raw_submit,
+    .block_status = raw_block_status,
+    .allocated_size = raw_allocated_size,
+    .create = raw_create,
+};

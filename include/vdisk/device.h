@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vdisk/device.h: block devices: open, create, read, write, flush, discard,
+ * write zeroes and block status.
+ *
+ * A vdisk_dev is an opaque handle to a block device of `size` bytes.  A
+ * device is a stack of drivers: a format driver (raw, qcow2, ...) over a
+ * protocol driver (a file or a host block device), or a filter such as an
+ * offset (byte range / partition) device over another device.
+ *
+ * Ownership and lifetime: vdisk_open() and vdisk_open_range() return a new
+ * reference that the caller releases with vdisk_close().  A device that is
+ * built on another one (a range of a disk) holds its own reference to it,
+ * so the caller may close the disk while ranges of it are still open.
+ *
+ * Thread-safety: a device handle may be used from several threads at once.
+ * The synchronous calls below are thread-safe; calls on one device from
+ * several threads are serialised against each other.  For parallel I/O,
+ * give each thread its own asynchronous queue (vdisk/queue.h), which is
+ * what the synchronous calls are built on.
+ *
+ * Errors: every call returns 0 (or a count) on success and a negative errno
+ * value on failure, with a message for vdisk_get_error() (vdisk/error.h).
+ */
+#ifndef VDISK_DEVICE_H
+#define VDISK_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vdisk/options.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vdisk_dev vdisk_dev;
+
+/* Flags for vdisk_open_range(). */
+#define VDISK_OPEN_RDONLY 0x1u /* the new device refuses writes */
+
+/*
+ * vdisk_open: opens FILENAME as a device and stores a new handle in *devp.
+ *
+ * OPTS may be NULL; see vdisk/options.h for the keys ("format", "read-only",
+ * "cache", "engine", ...).  Without "format", the format is probed from the
+ * file's first bytes.
+ *
+ * Returns 0, or a negative errno: -ENOENT / -EACCES / ... from the file,
+ * -EINVAL for a bad or unknown option, -EROFS when writing was asked for on
+ * a file that can only be read, -ENOTSUP for an unknown format, or a format
+ * driver's error for a damaged image.  *devp is set to NULL on failure.
+ */
+int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts);
+
+/*
+ * vdisk_open_range: a device made of the bytes [OFFSET, OFFSET + LENGTH) of
+ * PARENT, stored in *devp.  Block N of the new device is block
+ * N + OFFSET / block size of the parent; requests outside the range fail
+ * with -ENOSPC (writes) or -EIO (reads) and a message.  FLAGS may contain
+ * VDISK_OPEN_RDONLY; a range of a read-only parent is read-only.
+ *
+ * Any byte range is allowed; the range must lie inside the parent (-EINVAL
+ * otherwise).  The new device has the parent's logical block size; when
+ * OFFSET is not a multiple of it, the parent reads, modifies and writes
+ * whole blocks as needed.  The new device holds a reference to PARENT.
+ * This is how partitions are opened.
+ */
+int vdisk_open_range(vdisk_dev **devp, vdisk_dev *parent, uint64_t offset,
+                     uint64_t length, unsigned flags);
+
+/*
+ * vdisk_close: releases a reference.  The device is flushed (errors are
+ * recorded but not returned; call vdisk_flush() first to see them) and freed
+ * when its last reference goes.  NULL is a no-op.  No request may be in
+ * flight on a queue of the device, and all its queues must have been freed.
+ */
+void vdisk_close(vdisk_dev *dev);
+
+/*
+ * vdisk_create: creates an image FILENAME of FORMAT ("raw") holding SIZE
+ * bytes (rounded up to 512).  An existing file is truncated.  OPTS may be
+ * NULL (see vdisk/options.h for the keys).  Returns 0 or a negative errno.
+ */
+int vdisk_create(const char *filename, const char *format, uint64_t size,
+                 const vdisk_options *opts);
+
+/* ---- Properties ---------------------------------------------------------- */
+
+/* vdisk_get_size: the device's size in bytes. */
+uint64_t vdisk_get_size(const vdisk_dev *dev);
+
+/*
+ * vdisk_get_block_size: the logical block size in bytes (512, 2048 for a
+ * CD-ROM, 4096 for 4Kn disks): the unit a guest addresses.  The library
+ * accepts any offset and length and reads, modifies and writes whole blocks
+ * when the device needs it.
+ */
+uint32_t vdisk_get_block_size(const vdisk_dev *dev);
+
+/* vdisk_get_format: the format driver's name ("raw", "offset", ...). */
+const char *vdisk_get_format(const vdisk_dev *dev);
+
+/* vdisk_get_filename: the name the device was opened with. */
+const char *vdisk_get_filename(const vdisk_dev *dev);
+
+/*
+ * vdisk_get_engine: the name of the I/O engine the device's queues use:
+ * "io_uring" or "threads".
+ */
+const char *vdisk_get_engine(const vdisk_dev *dev);
+
+/*
+ * vdisk_get_allocated_size: bytes of host storage the device's files take
+ * (st_blocks * 512 for a file), or a negative errno.
+ */
+int64_t vdisk_get_allocated_size(vdisk_dev *dev);
+
+/* Capabilities, for vdisk_can(): ask before, rather than fail late. */
+#define VDISK_CAN_WRITE        0x01u /* not read-only */
+#define VDISK_CAN_FLUSH        0x02u /* flushes reach stable storage */
+#define VDISK_CAN_DISCARD      0x04u /* discard frees space */
+#define VDISK_CAN_WRITE_ZEROES 0x08u /* zeroes are written efficiently */
+#define VDISK_CAN_ZERO_UNMAP   0x10u /* zeroes can be written by unmapping */
+
+/* vdisk_can: the VDISK_CAN_* bits the device supports. */
+unsigned vdisk_can(const vdisk_dev *dev);
+
+/* vdisk_is_read_only: 1 when the device refuses writes, else 0. */
+int vdisk_is_read_only(const vdisk_dev *dev);
+
+/* ---- Synchronous I/O ------------------------------------------------------
+ * Any offset and length inside the device are accepted.  A request that
+ * reaches beyond the end of the device fails as a whole with -EIO (reads)
+ * or -ENOSPC (writes) before any I/O.
+ */
+
+/* vdisk_pread: reads COUNT bytes at OFFSET into BUF.  Returns 0 or -errno. */
+int vdisk_pread(vdisk_dev *dev, void *buf, size_t count, uint64_t offset);
+
+/* vdisk_pwrite: writes COUNT bytes from BUF at OFFSET.  Returns 0 or -errno. */
+int vdisk_pwrite(vdisk_dev *dev, const void *buf, size_t count, uint64_t offset);
+
+/* vdisk_preadv / vdisk_pwritev: the same with a scatter/gather list. */
+int vdisk_preadv(vdisk_dev *dev, const struct iovec *iov, int iovcnt,
+                 uint64_t offset);
+int vdisk_pwritev(vdisk_dev *dev, const struct iovec *iov, int iovcnt,
+                  uint64_t offset);
+
+/*
+ * vdisk_flush: makes every completed write durable (fdatasync on files).
+ * An error is never swallowed: once a flush has failed, the data it covered
+ * may be lost, and the error is returned.
+ */
+int vdisk_flush(vdisk_dev *dev);
+
+/*
+ * vdisk_discard: tells the device that LENGTH bytes at OFFSET are no longer
+ * needed.  Reads of the range afterwards return either the old data or
+ * zeroes.  Returns 0 (also when the device ignores discards) or -errno.
+ */
+int vdisk_discard(vdisk_dev *dev, uint64_t offset, uint64_t length);
+
+/* Flags for vdisk_write_zeroes(). */
+#define VDISK_ZEROES_MAY_UNMAP 0x1u /* the range may be deallocated */
+
+/*
+ * vdisk_write_zeroes: makes LENGTH bytes at OFFSET read as zeroes, without
+ * transferring a buffer of zeroes where the device can (fallocate).
+ */
+int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
+                       unsigned flags);
+
+/* ---- Block status -------------------------------------------------------- */
+
+/* Bits of vdisk_extent.flags. */
+#define VDISK_EXT_DATA      0x1u /* reads come from stored data */
+#define VDISK_EXT_ZERO      0x2u /* reads return zeroes */
+#define VDISK_EXT_ALLOCATED 0x4u /* this device (not a backing file) answers */
+#define VDISK_EXT_OFFSET    0x8u /* host_offset is valid */
+
+struct vdisk_extent {
+    uint64_t offset;      /* start of the extent in the device */
+    uint64_t length;      /* bytes that share the status below */
+    uint32_t flags;       /* VDISK_EXT_* */
+    int32_t depth;        /* 0 = this image, 1 = its backing file, ... */
+    uint64_t host_offset; /* where the data lies in host_file (VDISK_EXT_OFFSET) */
+    const char *host_file; /* file holding the data, or NULL; valid while the
+                              device is open */
+};
+
+/*
+ * vdisk_block_status: describes the extent that starts at OFFSET, at most
+ * LENGTH bytes long (clipped to the device), in *ext.  Returns 0 or -errno.
+ * Call it in a loop, advancing by ext->length, to map a range.
+ */
+int vdisk_block_status(vdisk_dev *dev, uint64_t offset, uint64_t length,
+                       struct vdisk_extent *ext);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDISK_DEVICE_H */

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vdisk/vdisk.h: the whole public interface of libvdisk.
+ *
+ * libvdisk opens disk images and host block devices as block devices that
+ * a program reads, writes, flushes, discards and queries, synchronously or
+ * through asynchronous queues driven by io_uring.  Every public symbol starts
+ * with vdisk_ (types) or VDISK_ (macros); handles are opaque.
+ *
+ *   vdisk/error.h    per-thread error messages
+ *   vdisk/options.h  key=value options for open and create
+ *   vdisk/device.h   devices: open, create, synchronous I/O, block status
+ *   vdisk/queue.h    asynchronous queues
+ */
+#ifndef VDISK_VDISK_H
+#define VDISK_VDISK_H
+
+#include <vdisk/error.h>
+#include <vdisk/options.h>
+#include <vdisk/device.h>
+#include <vdisk/queue.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VDISK_VERSION_MAJOR 0
+#define VDISK_VERSION_MINOR 1
+#define VDISK_VERSION_PATCH 0
+
+/* vdisk_version: the library's version, "MAJOR.MINOR.PATCH". */
+const char *vdisk_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDISK_VDISK_H */

@@ -1,0 +1,479 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/device.c: the device object: open (with format probing), create,
+ * close, properties, block status and the synchronous calls, which run on a
+ * queue of the device's own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "options_internal.h"
+
+/* ---- Driver registry ------------------------------------------------------ */
+
+const struct vdisk_driver *const vdisk_format_drivers[] = {
+    &vdisk_driver_raw,
+    NULL,
+};
+
+const struct vdisk_driver *driver_by_name(const char *name)
+{
+    for (size_t i = 0; vdisk_format_drivers[i]; i++)
+        if (strcmp(vdisk_format_drivers[i]->name, name) == 0)
+            return vdisk_format_drivers[i];
+    return NULL;
+}
+
+/* ---- Device objects ------------------------------------------------------- */
+
+struct vdisk_dev *dev_alloc(const struct vdisk_driver *drv, const char *filename,
+                            const struct vdisk_open_params *params)
+{
+    struct vdisk_dev *dev = calloc(1, sizeof *dev);
+    if (!dev)
+        return NULL;
+    dev->filename = strdup(filename);
+    if (!dev->filename) {
+        free(dev);
+        return NULL;
+    }
+    atomic_init(&dev->refs, 1);
+    dev->drv = drv;
+    dev->params = *params;
+    dev->engine = params->engine;
+    dev->block_size = 512;
+    dev->align = 1;
+    pthread_mutex_init(&dev->sync_lock, NULL);
+    pthread_mutex_init(&dev->track_lock, NULL);
+    return dev;
+}
+
+void dev_free(struct vdisk_dev *dev)
+{
+    if (!dev)
+        return;
+    if (dev->sync_q)
+        queue_destroy(dev->sync_q);
+    pthread_mutex_destroy(&dev->sync_lock);
+    pthread_mutex_destroy(&dev->track_lock);
+    free(dev->filename);
+    free(dev);
+}
+
+void dev_ref(struct vdisk_dev *dev)
+{
+    atomic_fetch_add(&dev->refs, 1);
+}
+
+void dev_unref(struct vdisk_dev *dev)
+{
+    if (!dev || atomic_fetch_sub(&dev->refs, 1) != 1)
+        return;
+    if (dev->caps & VDISK_CAN_WRITE) {
+        /* The caller's message, if any, must survive this internal flush. */
+        char saved[1024];
+        int saved_errno = vdisk_get_errno();
+        snprintf(saved, sizeof saved, "%s", err_detail());
+        const char *ctx = err_context();
+        dev_flush(dev);
+        if (saved_errno)
+            err_set_in(ctx, -saved_errno, saved);
+    }
+    if (dev->drv->close)
+        dev->drv->close(dev);
+    dev_free(dev);
+}
+
+/* ---- Open ----------------------------------------------------------------- */
+
+static int parse_params(struct opt_set *os, struct vdisk_open_params *p)
+{
+    const char *v;
+    memset(p, 0, sizeof *p);
+    if ((v = opt_take(os, "read-only"))) {
+        int r = opt_bool("read-only", v, &p->read_only);
+        if (r < 0)
+            return r;
+    }
+    p->cache = VDISK_CACHE_WRITEBACK;
+    if ((v = opt_take(os, "cache"))) {
+        static const struct { const char *name; enum vdisk_cache_mode mode; } modes[] = {
+            {"writeback", VDISK_CACHE_WRITEBACK}, {"none", VDISK_CACHE_NONE},
+            {"writethrough", VDISK_CACHE_WRITETHROUGH}, {"directsync", VDISK_CACHE_DIRECTSYNC},
+            {"unsafe", VDISK_CACHE_UNSAFE},
+        };
+        size_t i;
+        for (i = 0; i < sizeof modes / sizeof modes[0]; i++)
+            if (strcmp(v, modes[i].name) == 0)
+                break;
+        if (i == sizeof modes / sizeof modes[0])
+            return err_set(-EINVAL, "invalid cache mode '%s' (expected writeback, none, "
+                           "writethrough, directsync or unsafe)", v);
+        p->cache = modes[i].mode;
+    }
+    v = opt_take(os, "engine");
+    const char *from = "option 'engine'";
+    if (!v) {
+        v = getenv("VDISK_ENGINE");
+        from = "VDISK_ENGINE";
+    }
+    if (!v || !*v || strcmp(v, "auto") == 0) {
+        p->engine = engine_uring_available() ? VDISK_ENGINE_URING : VDISK_ENGINE_THREADS;
+    } else if (strcmp(v, "uring") == 0 || strcmp(v, "io_uring") == 0) {
+        if (!engine_uring_available())
+            return err_set(-ENOSYS, "%s asks for io_uring, which this kernel or sandbox "
+                           "does not allow (use engine=threads or auto)", from);
+        p->engine = VDISK_ENGINE_URING;
+    } else if (strcmp(v, "threads") == 0) {
+        p->engine = VDISK_ENGINE_THREADS;
+    } else {
+        return err_set(-EINVAL, "%s: unknown engine '%s' (expected auto, uring or threads)",
+                       from, v);
+    }
+    if ((v = opt_take(os, "threads"))) {
+        uint64_t n;
+        int r = opt_uint("threads", v, 1, 256, &n);
+        if (r < 0)
+            return r;
+        p->threads = (unsigned)n;
+    }
+    return 0;
+}
+
+/* Reads the first bytes of FILE and asks each format driver. */
+static const struct vdisk_driver *probe_format(struct vdisk_dev *file)
+{
+    uint8_t buf[4096];
+    size_t len = sizeof buf;
+    if (file->size < len)
+        len = (size_t)file->size;
+    if (len == 0 || dev_pread(file, buf, len, 0) < 0)
+        return &vdisk_driver_raw;
+    const struct vdisk_driver *best = &vdisk_driver_raw;
+    int best_score = 0;
+    for (size_t i = 0; vdisk_format_drivers[i]; i++) {
+        const struct vdisk_driver *d = vdisk_format_drivers[i];
+        if (!d->probe)
+            continue;
+        int s = d->probe(buf, len);
+        if (s > best_score) {
+            best_score = s;
+            best = d;
+        }
+    }
+    return best;
+}
+
+int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
+                  const struct vdisk_open_params *params)
+{
+    struct vdisk_dev *dev = dev_alloc(&vdisk_driver_raw, filename, params);
+    if (!dev)
+        return err_set(-ENOMEM, "out of memory");
+    int r = vdisk_driver_raw.open(dev, NULL, os);
+    if (r < 0) {
+        dev_free(dev);
+        return r;
+    }
+    *devp = dev;
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts)
+{
+    err_enter(__func__);
+    *devp = NULL;
+    if (!filename || !*filename)
+        return err_set(-EINVAL, "no file name given");
+    struct opt_set os;
+    int r = opt_set_init(&os, opts);
+    if (r < 0)
+        return r;
+    struct vdisk_open_params params;
+    r = parse_params(&os, &params);
+    if (r < 0)
+        goto out;
+
+    const char *format = opt_take(&os, "format");
+    const struct vdisk_driver *drv = NULL;
+    if (format) {
+        drv = driver_by_name(format);
+        if (!drv) {
+            r = err_set(-ENOTSUP, "unknown format '%s'", format);
+            goto out;
+        }
+    }
+
+    /* The protocol layer: the file itself. */
+    struct vdisk_dev *file;
+    r = dev_open_file(&file, filename, &os, &params);
+    if (r < 0)
+        goto out;
+    if (!drv)
+        drv = probe_format(file);
+
+    struct vdisk_dev *dev = file;
+    if (drv != &vdisk_driver_raw) {
+        dev = dev_alloc(drv, filename, &params);
+        if (!dev) {
+            dev_unref(file);
+            r = err_set(-ENOMEM, "out of memory");
+            goto out;
+        }
+        r = drv->open(dev, file, &os);
+        if (r < 0) {
+            dev_unref(file);
+            dev_free(dev);
+            goto out;
+        }
+    }
+    r = opt_check_all_taken(&os, drv->name);
+    if (r < 0) {
+        dev_unref(dev);
+        goto out;
+    }
+    *devp = dev;
+out:
+    opt_set_fini(&os);
+    return r;
+}
+
+VDISK_EXPORT void vdisk_close(vdisk_dev *dev)
+{
+    err_enter(__func__);
+    dev_unref(dev);
+}
+
+VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t size,
+                              const vdisk_options *opts)
+{
+    err_enter(__func__);
+    if (!filename || !*filename)
+        return err_set(-EINVAL, "no file name given");
+    if (!format)
+        format = "raw";
+    const struct vdisk_driver *drv = driver_by_name(format);
+    if (!drv || !drv->create)
+        return err_set(-ENOTSUP, "cannot create images of format '%s'", format);
+    if (size > UINT64_MAX - 511)
+        return err_set(-EINVAL, "size %" PRIu64 " is too large", size);
+    size = align_up(size, 512);
+    struct opt_set os;
+    int r = opt_set_init(&os, opts);
+    if (r < 0)
+        return r;
+    r = drv->create(filename, size, &os);
+    if (r == 0)
+        r = opt_check_all_taken(&os, drv->name);
+    opt_set_fini(&os);
+    return r;
+}
+
+/* ---- Properties ----------------------------------------------------------- */
+
+VDISK_EXPORT uint64_t vdisk_get_size(const vdisk_dev *dev)
+{
+    return dev->size;
+}
+
+VDISK_EXPORT uint32_t vdisk_get_block_size(const vdisk_dev *dev)
+{
+    return dev->block_size;
+}
+
+VDISK_EXPORT const char *vdisk_get_format(const vdisk_dev *dev)
+{
+    return dev->drv->name;
+}
+
+VDISK_EXPORT const char *vdisk_get_filename(const vdisk_dev *dev)
+{
+    return dev->filename;
+}
+
+VDISK_EXPORT const char *vdisk_get_engine(const vdisk_dev *dev)
+{
+    return dev->engine == VDISK_ENGINE_URING ? engine_uring_ops.name : engine_threads_ops.name;
+}
+
+VDISK_EXPORT unsigned vdisk_can(const vdisk_dev *dev)
+{
+    return dev->caps;
+}
+
+VDISK_EXPORT int vdisk_is_read_only(const vdisk_dev *dev)
+{
+    return !(dev->caps & VDISK_CAN_WRITE);
+}
+
+VDISK_EXPORT int64_t vdisk_get_allocated_size(vdisk_dev *dev)
+{
+    err_enter(__func__);
+    if (!dev->drv->allocated_size)
+        return err_set(-ENOTSUP, "%s: the %s driver cannot tell its allocated size",
+                       dev->filename, dev->drv->name);
+    return dev->drv->allocated_size(dev);
+}
+
+/* ---- Block status --------------------------------------------------------- */
+
+int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                     struct vdisk_extent *ext)
+{
+    if (off >= dev->size)
+        return err_set(-EINVAL, "%s: block status at offset %" PRIu64
+                       " is beyond the end of the device (%" PRIu64 " bytes)",
+                       dev->filename, off, dev->size);
+    if (len > dev->size - off)
+        len = dev->size - off;
+    if (len == 0)
+        return err_set(-EINVAL, "%s: block status of an empty range", dev->filename);
+    memset(ext, 0, sizeof *ext);
+    ext->offset = off;
+    if (!dev->drv->block_status) {
+        ext->length = len;
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+        return 0;
+    }
+    int r = dev->drv->block_status(dev, off, len, ext);
+    if (r < 0)
+        return r;
+    ext->offset = off;
+    if (ext->length == 0 || ext->length > len)
+        return err_set(-EIO, "%s: the %s driver described an extent of %" PRIu64
+                       " bytes at offset %" PRIu64 " (expected 1 to %" PRIu64 ")",
+                       dev->filename, dev->drv->name, ext->length, off, len);
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_block_status(vdisk_dev *dev, uint64_t offset, uint64_t length,
+                                    struct vdisk_extent *ext)
+{
+    err_enter(__func__);
+    return dev_block_status(dev, offset, length, ext);
+}
+
+/* ---- Synchronous I/O ------------------------------------------------------ */
+
+struct sync_wait {
+    bool done;
+    int ret;
+};
+
+static void sync_done(void *user, int ret)
+{
+    struct sync_wait *w = user;
+    w->done = true;
+    w->ret = ret;
+}
+
+static int dev_sync_io(struct vdisk_dev *dev, enum vdisk_op op, const struct iovec *iov,
+                       int iovcnt, uint64_t off, uint64_t len, unsigned flags)
+{
+    const char *ctx = err_context();
+    pthread_mutex_lock(&dev->sync_lock);
+    int r = 0;
+    if (!dev->sync_q)
+        r = queue_create(&dev->sync_q, dev, 16, false);
+    struct sync_wait w = {false, 0};
+    if (r == 0)
+        r = queue_start(dev->sync_q, op, iov, iovcnt, off, len, flags, sync_done, &w);
+    while (r == 0 && !w.done) {
+        r = queue_reap_internal(dev->sync_q, 1);
+        if (r > 0)
+            r = 0;
+    }
+    if (r == 0)
+        r = w.ret;
+    pthread_mutex_unlock(&dev->sync_lock);
+    if (r < 0) {
+        /* The message is the request's, under the caller's name. */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        err_set_in(ctx, r, msg);
+    }
+    err_enter(ctx);
+    return r;
+}
+
+int dev_preadv(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    return dev_sync_io(dev, VDISK_OP_READ, iov, iovcnt, off, iov_length(iov, iovcnt), 0);
+}
+
+int dev_pwritev(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off,
+                unsigned flags)
+{
+    return dev_sync_io(dev, VDISK_OP_WRITE, iov, iovcnt, off, iov_length(iov, iovcnt), flags);
+}
+
+int dev_pread(struct vdisk_dev *dev, void *buf, size_t len, uint64_t off)
+{
+    struct iovec v = {buf, len};
+    return dev_preadv(dev, &v, 1, off);
+}
+
+int dev_pwrite(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off)
+{
+    struct iovec v = {(void *)buf, len};
+    return dev_pwritev(dev, &v, 1, off, 0);
+}
+
+int dev_flush(struct vdisk_dev *dev)
+{
+    return dev_sync_io(dev, VDISK_OP_FLUSH, NULL, 0, 0, 0, 0);
+}
+
+VDISK_EXPORT int vdisk_pread(vdisk_dev *dev, void *buf, size_t count, uint64_t offset)
+{
+    err_enter(__func__);
+    return dev_pread(dev, buf, count, offset);
+}
+
+VDISK_EXPORT int vdisk_pwrite(vdisk_dev *dev, const void *buf, size_t count, uint64_t offset)
+{
+    err_enter(__func__);
+    return dev_pwrite(dev, buf, count, offset);
+}
+
+VDISK_EXPORT int vdisk_preadv(vdisk_dev *dev, const struct iovec *iov, int iovcnt,
+                              uint64_t offset)
+{
+    err_enter(__func__);
+    if (iovcnt < 0 || (iovcnt && !iov))
+        return err_set(-EINVAL, "invalid iovec (count %d)", iovcnt);
+    return dev_preadv(dev, iov, iovcnt, offset);
+}
+
+VDISK_EXPORT int vdisk_pwritev(vdisk_dev *dev, const struct iovec *iov, int iovcnt,
+                               uint64_t offset)
+{
+    err_enter(__func__);
+    if (iovcnt < 0 || (iovcnt && !iov))
+        return err_set(-EINVAL, "invalid iovec (count %d)", iovcnt);
+    return dev_pwritev(dev, iov, iovcnt, offset, 0);
+}
+
+VDISK_EXPORT int vdisk_flush(vdisk_dev *dev)
+{
+    err_enter(__func__);
+    return dev_flush(dev);
+}
+
+VDISK_EXPORT int vdisk_discard(vdisk_dev *dev, uint64_t offset, uint64_t length)
+{
+    err_enter(__func__);
+    return dev_sync_io(dev, VDISK_OP_DISCARD, NULL, 0, offset, length, 0);
+}
+
+VDISK_EXPORT int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
+                                    unsigned flags)
+{
+    err_enter(__func__);
+    return dev_sync_io(dev, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length,
+                       (flags & VDISK_ZEROES_MAY_UNMAP) ? VDISK_REQ_MAY_UNMAP : 0);
+}

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/driver.h: the interface between the core and the drivers.
+ *
+ * A driver is one layer of a device stack:
+ *   - a protocol driver (raw) owns a file descriptor and hands requests to
+ *     the queue's I/O engine;
+ *   - a format driver (qcow2, ...) is opened over a protocol device, which it
+ *     reads and writes through child requests and the dev_*() calls;
+ *   - a filter (offset) maps requests onto another device.
+ *
+ * The core checks every request once, at the layer boundary, before the
+ * driver sees it: the range lies inside the device, writes are refused on
+ * read-only devices, and offsets and lengths are multiples of dev->align
+ * (the core reads, modifies and writes whole blocks otherwise).  A driver
+ * never reaches into another driver's state.
+ */
+#ifndef VDISK_DRIVER_H
+#define VDISK_DRIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vdisk/device.h>
+#include <vdisk/options.h>
+
+struct vdisk_dev;
+struct vdisk_req;
+struct vdisk_open_params;
+struct opt_set;
+
+struct vdisk_driver {
+    const char *name;
+
+    /*
+     * How sure the driver is that the first LEN bytes of a file (BUF) are
+     * its format, 0 (not mine) to 100.  NULL for drivers never probed.
+     */
+    int (*probe)(const uint8_t *buf, size_t len);
+
+    /*
+     * Opens DEV.  For a protocol driver FILE is NULL and dev->filename names
+     * the file.  For a format driver FILE is the protocol device below,
+     * whose reference passes to the driver on success.  The driver fills in
+     * dev->size, block_size, align, caps and priv, and takes the options it
+     * understands from OPTS with opt_take().  Returns 0 or -errno (with a
+     * message set).
+     */
+    int (*open)(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *opts);
+
+    /* Releases the driver's state (after the core flushed the device). */
+    void (*close)(struct vdisk_dev *dev);
+
+    /*
+     * Starts REQ (already checked by the core).  The driver completes it,
+     * now or later, with req_complete() or req_fail() from the queue's
+     * thread, or queue_post() from another thread.
+     */
+    void (*submit)(struct vdisk_req *req);
+
+    /* Describes the extent at OFF (see vdisk_block_status). */
+    int (*block_status)(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                        struct vdisk_extent *ext);
+
+    /* Host bytes used, or -errno; NULL: ask the device below. */
+    int64_t (*allocated_size)(struct vdisk_dev *dev);
+
+    /* Creates an image; takes its options from OPTS with opt_take(). */
+    int (*create)(const char *filename, uint64_t size, struct opt_set *opts);
+};
+
+extern const struct vdisk_driver vdisk_driver_raw;
+extern const struct vdisk_driver vdisk_driver_offset;
+
+/* The format drivers, in probing order; NULL-terminated. */
+extern const struct vdisk_driver *const vdisk_format_drivers[];
+
+const struct vdisk_driver *driver_by_name(const char *name);
+
+/*
+ * Options during an open or create: the caller's key=value pairs, each
+ * marked when a layer takes it, so that one nobody took is reported.
+ */
+struct opt_set;
+const char *opt_take(struct opt_set *s, const char *key);
+
+#endif /* VDISK_DRIVER_H */

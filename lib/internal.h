@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/internal.h: the device object, requests and queues shared by the core,
+ * the engines and the drivers.  Nothing here is public.
+ */
+#ifndef VDISK_INTERNAL_H
+#define VDISK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vdisk/vdisk.h>
+
+#include "driver.h"
+#include "error_internal.h"
+
+#define VDISK_EXPORT __attribute__((visibility("default")))
+
+/* ---- Devices -------------------------------------------------------------- */
+
+enum vdisk_cache_mode {
+    VDISK_CACHE_WRITEBACK,
+    VDISK_CACHE_NONE,
+    VDISK_CACHE_WRITETHROUGH,
+    VDISK_CACHE_DIRECTSYNC,
+    VDISK_CACHE_UNSAFE,
+};
+
+enum vdisk_engine_kind {
+    VDISK_ENGINE_AUTO,
+    VDISK_ENGINE_URING,
+    VDISK_ENGINE_THREADS,
+};
+
+/* Settings that a stack of devices shares: the top device's open options. */
+struct vdisk_open_params {
+    bool read_only;
+    enum vdisk_cache_mode cache;
+    enum vdisk_engine_kind engine;
+    unsigned threads;
+};
+
+struct write_track; /* lib/device.c: overlapping read-modify-write */
+
+struct vdisk_dev {
+    atomic_int refs;
+    const struct vdisk_driver *drv;
+    void *priv;                /* the driver's state */
+    char *filename;
+    uint64_t size;             /* bytes */
+    uint32_t block_size;       /* logical block size reported to users */
+    uint32_t align;            /* request alignment the driver needs (>= 1) */
+    unsigned caps;             /* VDISK_CAN_* */
+    struct vdisk_open_params params;
+    enum vdisk_engine_kind engine; /* resolved: URING or THREADS */
+
+    /* The queue that the synchronous calls use, created on first use. */
+    pthread_mutex_t sync_lock;
+    struct vdisk_queue *sync_q;
+
+    /* In-flight writes, kept only when align > 1 (read-modify-write). */
+    pthread_mutex_t track_lock;
+    struct write_track *tracks;
+};
+
+/* Allocates a device with one reference; the driver fills in the rest. */
+struct vdisk_dev *dev_alloc(const struct vdisk_driver *drv, const char *filename,
+                            const struct vdisk_open_params *params);
+/* Frees a device that never became visible (open failed). */
+void dev_free(struct vdisk_dev *dev);
+void dev_ref(struct vdisk_dev *dev);
+/* Drops a reference; the last one flushes, closes and frees the device. */
+void dev_unref(struct vdisk_dev *dev);
+/* Opens FILENAME with the protocol driver (raw), for formats' backing files. */
+int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
+                  const struct vdisk_open_params *params);
+
+/* Synchronous I/O for drivers on the devices below them. */
+int dev_preadv(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off);
+int dev_pwritev(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off,
+                unsigned flags);
+int dev_pread(struct vdisk_dev *dev, void *buf, size_t len, uint64_t off);
+int dev_pwrite(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off);
+int dev_flush(struct vdisk_dev *dev);
+int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                     struct vdisk_extent *ext);
+
+/* ---- Requests ------------------------------------------------------------- */
+
+enum vdisk_op {
+    VDISK_OP_READ,
+    VDISK_OP_WRITE,
+    VDISK_OP_FLUSH,
+    VDISK_OP_DISCARD,
+    VDISK_OP_WRITE_ZEROES,
+};
+
+const char *op_name(enum vdisk_op op);
+
+#define REQ_INLINE_IOV 4
+#define REQ_MAX_IOV 1024
+
+/* What a protocol driver asks the engine to do. */
+enum eng_op {
+    ENG_READ,      /* preadv at offset + done_bytes */
+    ENG_WRITE,     /* pwritev; VDISK_REQ_FUA makes it RWF_DSYNC */
+    ENG_FSYNC,     /* eng_mode 1: fdatasync, else fsync */
+    ENG_FALLOCATE, /* fallocate(eng_mode, offset, length) */
+    ENG_CALL,      /* eng_fn(req), on a thread that may block */
+};
+
+struct vdisk_req;
+typedef void (*req_done_fn)(struct vdisk_req *req, int ret);
+
+struct vdisk_req {
+    struct vdisk_queue *q;
+    struct vdisk_dev *dev;
+    enum vdisk_op op;
+    unsigned flags;            /* VDISK_REQ_* */
+    uint64_t offset;
+    uint64_t length;
+    struct iovec *iov;         /* points at iov_inline or a malloc'd array */
+    int iovcnt;
+    struct iovec iov_inline[REQ_INLINE_IOV];
+
+    /* Who is told when the request is done. */
+    req_done_fn done;
+    void *done_arg;
+    struct vdisk_req *parent;
+    vdisk_completion_fn user_cb;  /* top-level requests */
+    void *user_data;
+
+    int result;
+    char *errmsg;              /* set on failure, with context */
+
+    /* Engine state, set by the protocol driver that hands the request to
+     * the engine: the operation, the file, progress of a short transfer. */
+    enum eng_op eng_op;
+    int eng_mode;              /* fallocate mode; fsync: 1 = fdatasync */
+    long (*eng_fn)(struct vdisk_req *req); /* ENG_CALL: runs the operation */
+    int fd;
+    uint64_t file_id;          /* unique per open file (registered files) */
+    bool eng_direct;           /* O_DIRECT: a short read means end of file */
+    uint64_t done_bytes;
+    long eng_res;              /* a result waiting to be processed */
+
+    /* Core state: write serialisation, resumption, read-modify-write and
+     * fan-out to several children. */
+    struct write_track *track;
+    void (*resume)(struct vdisk_req *req); /* run instead of completing */
+    void *rmw_buf;
+    uint64_t rmw_start, rmw_len;
+    unsigned pending;          /* children still in flight */
+    int first_err;             /* first child error (negative), or 0 */
+
+    /* Scratch space for the driver that owns the request. */
+    uint64_t u[4];
+    void *p[4];
+
+    struct vdisk_req *next;    /* list link (pending, ready, free, waiters) */
+};
+
+/*
+ * A child request: an operation on DEV (usually the device below the
+ * parent's) on behalf of PARENT.  DONE runs when it completes, from the
+ * queue's reaping thread; it must release the child with req_free().
+ * The iovec array is copied.  Returns NULL when out of memory.
+ */
+struct vdisk_req *req_new_child(struct vdisk_req *parent, struct vdisk_dev *dev,
+                                enum vdisk_op op, uint64_t offset, uint64_t length,
+                                const struct iovec *iov, int iovcnt, unsigned flags,
+                                req_done_fn done, void *done_arg);
+void req_free(struct vdisk_req *req);
+
+/*
+ * Starts a request: checks it against its device (range, read-only,
+ * alignment) and hands it to the device's driver.  It never completes the
+ * request from inside the call: failures are reported through req->done
+ * later, from the reaping thread.
+ */
+void req_submit(struct vdisk_req *req);
+
+/*
+ * Completes a request with RET (0 or -errno).  May be called from the
+ * queue's thread only; other threads use queue_post().
+ */
+void req_complete(struct vdisk_req *req, int ret);
+
+/*
+ * Completes with an error and a message in the context of the request's
+ * device ("FILE: MESSAGE"); returns RET.
+ */
+int req_fail(struct vdisk_req *req, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Hands a child's failure message to its parent (when the parent has none). */
+void req_take_error(struct vdisk_req *parent, struct vdisk_req *child);
+
+/* A done function for children whose parent simply finishes with them. */
+void req_child_finishes_parent(struct vdisk_req *child, int ret);
+
+/* Copies LEN bytes of the request's iovec at byte POS to/from BUF. */
+void iov_to_buf(const struct iovec *iov, int iovcnt, size_t pos, void *buf, size_t len);
+void iov_from_buf(const struct iovec *iov, int iovcnt, size_t pos, const void *buf,
+                  size_t len);
+void iov_memset(const struct iovec *iov, int iovcnt, size_t pos, int c, size_t len);
+size_t iov_length(const struct iovec *iov, int iovcnt);
+
+/* ---- Queues and engines --------------------------------------------------- */
+
+struct engine_ops {
+    const char *name;
+    int (*init)(struct vdisk_queue *q);
+    void (*fini)(struct vdisk_queue *q);
+    /* Queue one request of a protocol driver for the kernel.  May complete it
+     * (through queue_defer) when the engine cannot do the operation itself. */
+    void (*start)(struct vdisk_queue *q, struct vdisk_req *req);
+    /* Pass queued requests to the kernel; returns how many, or -errno. */
+    int (*submit)(struct vdisk_queue *q);
+    /* Complete what the kernel has finished, waiting up to TIMEOUT_MS
+     * (-1 forever) when nothing has.  Returns the number of engine
+     * completions processed, or -errno. */
+    int (*poll)(struct vdisk_queue *q, int timeout_ms);
+    /* Make the user-visible fd readable on completions; returns the fd. */
+    int (*get_fd)(struct vdisk_queue *q);
+};
+
+extern const struct engine_ops engine_uring_ops;
+extern const struct engine_ops engine_threads_ops;
+
+/* True when io_uring can be set up in this process (probed once). */
+bool engine_uring_available(void);
+
+struct vdisk_queue {
+    struct vdisk_dev *dev;
+    const struct engine_ops *eng;
+    void *eng_priv;
+    unsigned depth;
+    unsigned threads;            /* worker threads for the threads engine */
+
+    unsigned in_flight;          /* top-level requests not yet completed */
+    unsigned completed;          /* top-level completions since reap started */
+
+    /* Requests completed on this thread, waiting for reap to run them. */
+    struct vdisk_req *local_head, *local_tail;
+
+    /* Requests completed on other threads (worker threads, other queues). */
+    pthread_mutex_t post_lock;
+    struct vdisk_req *post_head, *post_tail;
+    int wake_fd;                 /* eventfd written after a post */
+    int user_fd;                 /* the fd for vdisk_queue_get_fd, or -1 */
+
+    struct vdisk_req *free_list;
+    unsigned free_count;
+    bool holds_ref;              /* false for a device's own sync queue */
+};
+
+/* Queue life: REF says whether the queue holds a reference to DEV. */
+int queue_create(struct vdisk_queue **qp, struct vdisk_dev *dev, unsigned depth, bool ref);
+void queue_destroy(struct vdisk_queue *q);
+/* Starts a top-level request (checks as vdisk_aio_*; message on failure). */
+int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov, int iovcnt,
+                uint64_t offset, uint64_t length, unsigned flags, vdisk_completion_fn cb,
+                void *user);
+/* Waits for at least MIN_COMPLETE completions (or none left in flight). */
+int queue_reap_internal(struct vdisk_queue *q, unsigned min_complete);
+struct vdisk_req *req_new(struct vdisk_queue *q, struct vdisk_dev *dev, enum vdisk_op op,
+                          uint64_t offset, uint64_t length, const struct iovec *iov,
+                          int iovcnt, unsigned flags);
+
+/* Engine completion of a protocol request: RES is bytes or -errno.  Handles
+ * short transfers (restarting the rest) and completes the request. */
+void engine_complete(struct vdisk_req *req, long res);
+
+/* Runs an engine operation with plain system calls; returns bytes or -errno. */
+long engine_do_sync(struct vdisk_req *req);
+
+/* Completes REQ later with the engine result RES (from this thread). */
+void engine_defer(struct vdisk_queue *q, struct vdisk_req *req, long res);
+/* ...from another thread. */
+void engine_post(struct vdisk_queue *q, struct vdisk_req *req, long res);
+
+/* Completes REQ with RET later, from this (the queue's) thread. */
+void queue_defer(struct vdisk_queue *q, struct vdisk_req *req, int ret);
+
+/* Completes REQ with RET later, from any thread (wakes the queue). */
+void queue_post(struct vdisk_queue *q, struct vdisk_req *req, int ret);
+
+/* Runs every deferred and posted completion; returns how many ran. */
+unsigned queue_run_ready(struct vdisk_queue *q);
+
+/* Signals the user fd, if one was asked for. */
+void queue_notify(struct vdisk_queue *q);
+
+/* ---- Utilities ------------------------------------------------------------ */
+
+/* Overflow-safe helpers. */
+static inline bool add_overflows_u64(uint64_t a, uint64_t b, uint64_t *sum)
+{
+    return __builtin_add_overflow(a, b, sum);
+}
+
+static inline bool range_inside(uint64_t off, uint64_t len, uint64_t size)
+{
+    return off <= size && len <= size - off;
+}
+
+static inline uint64_t align_down(uint64_t v, uint64_t a)
+{
+    return v - v % a;
+}
+
+static inline uint64_t align_up(uint64_t v, uint64_t a)
+{
+    return align_down(v + a - 1, a);
+}
+
+void *aligned_alloc_or_null(size_t align, size_t size);
+
+#endif /* VDISK_INTERNAL_H */

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* lib/options_internal.h: option sets during an open or create. */
+#ifndef VDISK_OPTIONS_INTERNAL_H
+#define VDISK_OPTIONS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vdisk/options.h>
+
+struct opt_set {
+    const vdisk_options *opts;
+    size_t count;
+    unsigned char *taken;
+};
+
+int opt_set_init(struct opt_set *s, const vdisk_options *opts);
+void opt_set_fini(struct opt_set *s);
+const char *opt_take(struct opt_set *s, const char *key);
+/* Fails with a message naming the first option that nothing took. */
+int opt_check_all_taken(struct opt_set *s, const char *what);
+int opt_bool(const char *key, const char *v, bool *out);
+int opt_uint(const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out);
+
+#endif /* VDISK_OPTIONS_INTERNAL_H */

@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/queue.c: asynchronous queues (vdisk/queue.h).
+ *
+ * A queue owns an engine instance (an io_uring, or a pool of worker threads)
+ * and the requests started on it.  Completions are run from
+ * vdisk_queue_reap() on the queue's thread: those produced on that thread
+ * wait on a local list, those produced elsewhere (worker threads, another
+ * queue releasing a serialised write) on a locked list with an eventfd.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- Completion lists ----------------------------------------------------- */
+
+static void eventfd_signal(int fd)
+{
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof one);
+    (void)r; /* EAGAIN means it is already readable */
+}
+
+static void eventfd_clear(int fd)
+{
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof v);
+    (void)r;
+}
+
+void queue_notify(struct vdisk_queue *q)
+{
+    if (q->user_fd >= 0 && q->user_fd != q->wake_fd)
+        eventfd_signal(q->user_fd);
+}
+
+void queue_defer(struct vdisk_queue *q, struct vdisk_req *req, int ret)
+{
+    req->result = ret;
+    req->next = NULL;
+    if (q->local_tail)
+        q->local_tail->next = req;
+    else
+        q->local_head = req;
+    q->local_tail = req;
+    queue_notify(q);
+}
+
+void queue_post(struct vdisk_queue *q, struct vdisk_req *req, int ret)
+{
+    req->result = ret;
+    req->next = NULL;
+    pthread_mutex_lock(&q->post_lock);
+    if (q->post_tail)
+        q->post_tail->next = req;
+    else
+        q->post_head = req;
+    q->post_tail = req;
+    pthread_mutex_unlock(&q->post_lock);
+    eventfd_signal(q->wake_fd);
+}
+
+static void run_one(struct vdisk_req *req)
+{
+    if (req->resume) {
+        void (*fn)(struct vdisk_req *) = req->resume;
+        req->resume = NULL;
+        fn(req);
+    } else {
+        req_complete(req, req->result);
+    }
+}
+
+unsigned queue_run_ready(struct vdisk_queue *q)
+{
+    unsigned n = 0;
+    for (;;) {
+        struct vdisk_req *list = q->local_head;
+        q->local_head = q->local_tail = NULL;
+        if (!list) {
+            pthread_mutex_lock(&q->post_lock);
+            list = q->post_head;
+            q->post_head = q->post_tail = NULL;
+            pthread_mutex_unlock(&q->post_lock);
+        }
+        if (!list)
+            return n;
+        while (list) {
+            struct vdisk_req *next = list->next;
+            run_one(list);
+            n++;
+            list = next;
+        }
+    }
+}
+
+static bool queue_has_ready(struct vdisk_queue *q)
+{
+    if (q->local_head)
+        return true;
+    pthread_mutex_lock(&q->post_lock);
+    bool r = q->post_head != NULL;
+    pthread_mutex_unlock(&q->post_lock);
+    return r;
+}
+
+/* ---- Queue life ----------------------------------------------------------- */
+
+static unsigned default_threads(void)
+{
+    return 16;
+}
+
+int queue_create(struct vdisk_queue **qp, struct vdisk_dev *dev, unsigned depth, bool ref)
+{
+    *qp = NULL;
+    if (depth == 0)
+        depth = 128;
+    if (depth > 4096)
+        return err_set(-EINVAL, "queue depth %u is out of range (1 to 4096)", depth);
+    struct vdisk_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return err_set(-ENOMEM, "out of memory");
+    q->dev = dev;
+    q->depth = depth;
+    q->threads = dev->params.threads ? dev->params.threads : default_threads();
+    q->user_fd = -1;
+    pthread_mutex_init(&q->post_lock, NULL);
+    q->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (q->wake_fd < 0) {
+        int e = -errno;
+        pthread_mutex_destroy(&q->post_lock);
+        free(q);
+        return err_set(e, "eventfd: %s", strerror(-e));
+    }
+    q->eng = dev->engine == VDISK_ENGINE_URING ? &engine_uring_ops : &engine_threads_ops;
+    int r = q->eng->init(q);
+    if (r < 0) {
+        close(q->wake_fd);
+        pthread_mutex_destroy(&q->post_lock);
+        free(q);
+        return r;
+    }
+    q->holds_ref = ref;
+    if (ref)
+        dev_ref(dev);
+    *qp = q;
+    return 0;
+}
+
+static int queue_reap(struct vdisk_queue *q, unsigned min_complete, int timeout_ms);
+
+void queue_destroy(struct vdisk_queue *q)
+{
+    if (!q)
+        return;
+    while (q->in_flight)
+        if (queue_reap(q, q->in_flight, -1) < 0)
+            break;
+    q->eng->fini(q);
+    while (q->free_list) {
+        struct vdisk_req *r = q->free_list;
+        q->free_list = r->next;
+        free(r);
+    }
+    if (q->user_fd >= 0 && q->user_fd != q->wake_fd)
+        close(q->user_fd);
+    close(q->wake_fd);
+    pthread_mutex_destroy(&q->post_lock);
+    struct vdisk_dev *dev = q->dev;
+    bool ref = q->holds_ref;
+    free(q);
+    if (ref)
+        vdisk_close(dev);
+}
+
+VDISK_EXPORT int vdisk_queue_new(vdisk_queue **qp, vdisk_dev *dev, unsigned depth)
+{
+    err_enter(__func__);
+    if (!dev) {
+        *qp = NULL;
+        return err_set(-EINVAL, "no device");
+    }
+    return queue_create(qp, dev, depth, true);
+}
+
+VDISK_EXPORT void vdisk_queue_free(vdisk_queue *q)
+{
+    err_enter(__func__);
+    queue_destroy(q);
+}
+
+VDISK_EXPORT int vdisk_queue_get_fd(vdisk_queue *q)
+{
+    err_enter(__func__);
+    if (q->user_fd < 0) {
+        int fd = q->eng->get_fd(q);
+        if (fd < 0)
+            return fd;
+        q->user_fd = fd;
+        /* Completions that are already waiting must show. */
+        if (q->local_head)
+            queue_notify(q);
+    }
+    return q->user_fd;
+}
+
+VDISK_EXPORT const char *vdisk_queue_engine(const vdisk_queue *q)
+{
+    return q->eng->name;
+}
+
+VDISK_EXPORT unsigned vdisk_queue_in_flight(const vdisk_queue *q)
+{
+    return q->in_flight;
+}
+
+/* ---- Starting requests ---------------------------------------------------- */
+
+static const char *const aio_names[] = {
+    [VDISK_OP_READ] = "vdisk_aio_preadv",
+    [VDISK_OP_WRITE] = "vdisk_aio_pwritev",
+    [VDISK_OP_FLUSH] = "vdisk_aio_flush",
+    [VDISK_OP_DISCARD] = "vdisk_aio_discard",
+    [VDISK_OP_WRITE_ZEROES] = "vdisk_aio_write_zeroes",
+};
+
+static void top_done(struct vdisk_req *req, int ret)
+{
+    struct vdisk_queue *q = req->q;
+    vdisk_completion_fn cb = req->user_cb;
+    void *user = req->user_data;
+    if (ret < 0)
+        err_set_in(aio_names[req->op], ret, req->errmsg ? req->errmsg : strerror(-ret));
+    q->in_flight--;
+    q->completed++;
+    req_free(req);
+    if (cb)
+        cb(user, ret);
+}
+
+int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov, int iovcnt,
+                uint64_t offset, uint64_t length, unsigned flags, vdisk_completion_fn cb,
+                void *user)
+{
+    struct vdisk_dev *dev = q->dev;
+    if (iovcnt < 0 || (iovcnt > 0 && !iov))
+        return err_set(-EINVAL, "invalid iovec (count %d)", iovcnt);
+    if (op != VDISK_OP_FLUSH && !range_inside(offset, length, dev->size))
+        return err_set(op == VDISK_OP_READ ? -EIO : -ENOSPC,
+                       "%s: %s of %llu bytes at offset %llu is beyond the end of the device "
+                       "(%llu bytes)",
+                       dev->filename, op_name(op), (unsigned long long)length,
+                       (unsigned long long)offset, (unsigned long long)dev->size);
+    if (op != VDISK_OP_READ && op != VDISK_OP_FLUSH && !(dev->caps & VDISK_CAN_WRITE))
+        return err_set(-EROFS, "%s: %s refused: the device is read-only", dev->filename,
+                       op_name(op));
+    struct vdisk_req *req = req_new(q, dev, op, offset, length, iov, iovcnt,
+                                    flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP));
+    if (!req)
+        return err_set(-ENOMEM, "out of memory");
+    req->done = top_done;
+    req->user_cb = cb;
+    req->user_data = user;
+    q->in_flight++;
+    req_submit(req);
+    return 0;
+}
+
+static int start_rw(vdisk_queue *q, enum vdisk_op op, const struct iovec *iov, int iovcnt,
+                    uint64_t offset, unsigned flags, vdisk_completion_fn cb, void *user)
+{
+    if (iovcnt < 0 || (iovcnt > 0 && !iov))
+        return err_set(-EINVAL, "invalid iovec (count %d)", iovcnt);
+    return queue_start(q, op, iov, iovcnt, offset, iov_length(iov, iovcnt), flags, cb, user);
+}
+
+VDISK_EXPORT int vdisk_aio_preadv(vdisk_queue *q, const struct iovec *iov, int iovcnt,
+                                  uint64_t offset, unsigned flags, vdisk_completion_fn cb,
+                                  void *user)
+{
+    err_enter(__func__);
+    return start_rw(q, VDISK_OP_READ, iov, iovcnt, offset, flags, cb, user);
+}
+
+VDISK_EXPORT int vdisk_aio_pwritev(vdisk_queue *q, const struct iovec *iov, int iovcnt,
+                                   uint64_t offset, unsigned flags, vdisk_completion_fn cb,
+                                   void *user)
+{
+    err_enter(__func__);
+    return start_rw(q, VDISK_OP_WRITE, iov, iovcnt, offset, flags, cb, user);
+}
+
+VDISK_EXPORT int vdisk_aio_flush(vdisk_queue *q, vdisk_completion_fn cb, void *user)
+{
+    err_enter(__func__);
+    return queue_start(q, VDISK_OP_FLUSH, NULL, 0, 0, 0, 0, cb, user);
+}
+
+VDISK_EXPORT int vdisk_aio_discard(vdisk_queue *q, uint64_t offset, uint64_t length,
+                                   vdisk_completion_fn cb, void *user)
+{
+    err_enter(__func__);
+    return queue_start(q, VDISK_OP_DISCARD, NULL, 0, offset, length, 0, cb, user);
+}
+
+VDISK_EXPORT int vdisk_aio_write_zeroes(vdisk_queue *q, uint64_t offset, uint64_t length,
+                                        unsigned flags, vdisk_completion_fn cb, void *user)
+{
+    err_enter(__func__);
+    return queue_start(q, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length, flags, cb, user);
+}
+
+/* ---- Reaping -------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int queue_reap(struct vdisk_queue *q, unsigned min_complete, int timeout_ms)
+{
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    unsigned before = q->completed;
+    if (q->user_fd >= 0)
+        eventfd_clear(q->user_fd);
+    for (;;) {
+        int r = q->eng->submit(q);
+        if (r < 0)
+            return r;
+        queue_run_ready(q);
+        r = q->eng->poll(q, 0);
+        if (r < 0)
+            return r;
+        queue_run_ready(q);
+        unsigned done = q->completed - before;
+        if (done >= min_complete || q->in_flight == 0)
+            return (int)done;
+        if (queue_has_ready(q))
+            continue;
+        int wait = -1;
+        if (timeout_ms == 0)
+            return (int)done;
+        if (timeout_ms > 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0)
+                return (int)done;
+            wait = (int)left;
+        }
+        r = q->eng->poll(q, wait);
+        if (r < 0)
+            return r;
+    }
+}
+
+VDISK_EXPORT int vdisk_queue_submit(vdisk_queue *q)
+{
+    err_enter(__func__);
+    return q->eng->submit(q);
+}
+
+VDISK_EXPORT int vdisk_queue_reap(vdisk_queue *q, unsigned min_complete, int timeout_ms)
+{
+    err_enter(__func__);
+    return queue_reap(q, min_complete, timeout_ms);
+}
+
+VDISK_EXPORT int vdisk_queue_drain(vdisk_queue *q)
+{
+    err_enter(__func__);
+    return queue_reap(q, q->in_flight, -1);
+}
+
+int queue_reap_internal(struct vdisk_queue *q, unsigned min_complete)
+{
+    return queue_reap(q, min_complete, -1);
+}

@@ -1,0 +1,591 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/request.c: requests and the layer boundary.
+ *
+ * Every request passes req_submit() before its driver sees it.  That is the
+ * one place where ranges are checked against the device, writes refused on
+ * read-only devices, and requests that do not fit the device's alignment
+ * turned into aligned ones (read-modify-write, with overlapping writes kept
+ * apart so that two partial writes of one block cannot undo each other).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define FREE_LIST_MAX 256
+#define RMW_MEM_ALIGN 4096
+
+/* Internal request flags (above the public VDISK_REQ_* bits). */
+#define REQ_NO_TRACK 0x10000u /* an RMW's own aligned I/O: not serialised */
+
+const char *op_name(enum vdisk_op op)
+{
+    switch (op) {
+    case VDISK_OP_READ: return "read";
+    case VDISK_OP_WRITE: return "write";
+    case VDISK_OP_FLUSH: return "flush";
+    case VDISK_OP_DISCARD: return "discard";
+    case VDISK_OP_WRITE_ZEROES: return "write_zeroes";
+    }
+    return "?";
+}
+
+/* ---- iovec helpers -------------------------------------------------------- */
+
+size_t iov_length(const struct iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+/* Walks the iovec from byte POS, calling FN on each piece of at most LEN. */
+#define IOV_WALK(iov, iovcnt, pos, len, BODY)                                  \
+    do {                                                                       \
+        size_t skip_ = (pos), left_ = (len), done_ = 0;                        \
+        for (int i_ = 0; i_ < (iovcnt) && left_; i_++) {                       \
+            size_t l_ = (iov)[i_].iov_len;                                     \
+            if (skip_ >= l_) {                                                 \
+                skip_ -= l_;                                                   \
+                continue;                                                      \
+            }                                                                  \
+            uint8_t *base_ = (uint8_t *)(iov)[i_].iov_base + skip_;            \
+            size_t n_ = l_ - skip_;                                            \
+            if (n_ > left_)                                                    \
+                n_ = left_;                                                    \
+            BODY;                                                              \
+            skip_ = 0;                                                         \
+            left_ -= n_;                                                       \
+            done_ += n_;                                                       \
+        }                                                                      \
+    } while (0)
+
+void iov_to_buf(const struct iovec *iov, int iovcnt, size_t pos, void *buf, size_t len)
+{
+    IOV_WALK(iov, iovcnt, pos, len, memcpy((uint8_t *)buf + done_, base_, n_));
+}
+
+void iov_from_buf(const struct iovec *iov, int iovcnt, size_t pos, const void *buf,
+                  size_t len)
+{
+    IOV_WALK(iov, iovcnt, pos, len, memcpy(base_, (const uint8_t *)buf + done_, n_));
+}
+
+void iov_memset(const struct iovec *iov, int iovcnt, size_t pos, int c, size_t len)
+{
+    IOV_WALK(iov, iovcnt, pos, len, memset(base_, c, n_));
+}
+
+void *aligned_alloc_or_null(size_t align, size_t size)
+{
+    void *p = NULL;
+    if (size == 0)
+        size = align;
+    if (posix_memalign(&p, align, size) != 0)
+        return NULL;
+    return p;
+}
+
+/* ---- Allocation ----------------------------------------------------------- */
+
+static struct vdisk_req *req_alloc(struct vdisk_queue *q)
+{
+    struct vdisk_req *req = q->free_list;
+    if (req) {
+        q->free_list = req->next;
+        q->free_count--;
+        memset(req, 0, sizeof *req);
+    } else {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return NULL;
+    }
+    req->q = q;
+    req->fd = -1;
+
+    return req;
+}
+
+static int req_set_iov(struct vdisk_req *req, const struct iovec *iov, int iovcnt)
+{
+    if (iovcnt <= REQ_INLINE_IOV) {
+        req->iov = req->iov_inline;
+    } else {
+        req->iov = malloc((size_t)iovcnt * sizeof *iov);
+        if (!req->iov)
+            return -ENOMEM;
+    }
+    if (iovcnt)
+        memcpy(req->iov, iov, (size_t)iovcnt * sizeof *iov);
+    req->iovcnt = iovcnt;
+    return 0;
+}
+
+struct vdisk_req *req_new(struct vdisk_queue *q, struct vdisk_dev *dev, enum vdisk_op op,
+                          uint64_t offset, uint64_t length, const struct iovec *iov,
+                          int iovcnt, unsigned flags)
+{
+    struct vdisk_req *req = req_alloc(q);
+    if (!req)
+        return NULL;
+    req->dev = dev;
+    req->op = op;
+    req->offset = offset;
+    req->length = length;
+    req->flags = flags;
+    if (req_set_iov(req, iov, iovcnt) < 0) {
+        req->iov = NULL;
+        req_free(req);
+        return NULL;
+    }
+    return req;
+}
+
+struct vdisk_req *req_new_child(struct vdisk_req *parent, struct vdisk_dev *dev,
+                                enum vdisk_op op, uint64_t offset, uint64_t length,
+                                const struct iovec *iov, int iovcnt, unsigned flags,
+                                req_done_fn done, void *done_arg)
+{
+    struct vdisk_req *req = req_new(parent->q, dev, op, offset, length, iov, iovcnt, flags);
+    if (!req)
+        return NULL;
+    req->parent = parent;
+    req->done = done;
+    req->done_arg = done_arg;
+    return req;
+}
+
+void req_free(struct vdisk_req *req)
+{
+    struct vdisk_queue *q = req->q;
+    if (req->iov && req->iov != req->iov_inline)
+        free(req->iov);
+    free(req->errmsg);
+    req->errmsg = NULL;
+    if (q->free_count < FREE_LIST_MAX) {
+        req->next = q->free_list;
+        q->free_list = req;
+        q->free_count++;
+    } else {
+        free(req);
+    }
+}
+
+/* ---- Errors --------------------------------------------------------------- */
+
+static int req_failv(struct vdisk_req *req, int ret, const char *fmt, va_list ap)
+{
+    char *msg = str_vprintf(fmt, ap);
+    free(req->errmsg);
+    req->errmsg = str_printf("%s: %s", req->dev->filename, msg ? msg : "out of memory");
+    free(msg);
+    return ret;
+}
+
+int req_fail(struct vdisk_req *req, int ret, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    req_failv(req, ret, fmt, ap);
+    va_end(ap);
+    req_complete(req, ret);
+    return ret;
+}
+
+/* Like req_fail, but completes later (for use inside req_submit). */
+static void req_fail_deferred(struct vdisk_req *req, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void req_fail_deferred(struct vdisk_req *req, int ret, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    req_failv(req, ret, fmt, ap);
+    va_end(ap);
+    queue_defer(req->q, req, ret);
+}
+
+void req_take_error(struct vdisk_req *parent, struct vdisk_req *child)
+{
+    if (child->errmsg && !parent->errmsg) {
+        parent->errmsg = child->errmsg;
+        child->errmsg = NULL;
+    }
+}
+
+void req_child_finishes_parent(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *parent = child->parent;
+    req_take_error(parent, child);
+    req_free(child);
+    req_complete(parent, ret);
+}
+
+/* ---- Serialising overlapping writes (devices with align > 1) -------------- */
+
+struct write_track {
+    uint64_t start, end;     /* aligned byte range */
+    bool rmw;                /* a read-modify-write is in progress */
+    struct vdisk_req *req;
+    struct vdisk_req *waiters;
+    struct write_track *next;
+};
+
+static bool is_write_op(enum vdisk_op op)
+{
+    return op == VDISK_OP_WRITE || op == VDISK_OP_WRITE_ZEROES || op == VDISK_OP_DISCARD;
+}
+
+static void req_dispatch(struct vdisk_req *req);
+
+/*
+ * Registers REQ's write range, or queues REQ behind a conflicting write and
+ * returns false.
+ */
+static bool track_begin(struct vdisk_req *req, bool rmw)
+{
+    struct vdisk_dev *dev = req->dev;
+    uint64_t start = align_down(req->offset, dev->align);
+    uint64_t end = align_up(req->offset + req->length, dev->align);
+    struct write_track *t = req->track;
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t) {
+            req_fail_deferred(req, -ENOMEM, "out of memory");
+            return false;
+        }
+        req->track = t;
+    }
+    pthread_mutex_lock(&dev->track_lock);
+    for (struct write_track *o = dev->tracks; o; o = o->next) {
+        if (o->start < end && start < o->end && (rmw || o->rmw)) {
+            req->next = o->waiters;
+            o->waiters = req;
+            pthread_mutex_unlock(&dev->track_lock);
+            return false;
+        }
+    }
+    t->start = start;
+    t->end = end;
+    t->rmw = rmw;
+    t->req = req;
+    t->waiters = NULL;
+    t->next = dev->tracks;
+    dev->tracks = t;
+    pthread_mutex_unlock(&dev->track_lock);
+    return true;
+}
+
+static void track_resume(struct vdisk_req *req)
+{
+    req_dispatch(req);
+}
+
+static void track_end(struct vdisk_req *req)
+{
+    struct vdisk_dev *dev = req->dev;
+    struct write_track *t = req->track;
+    pthread_mutex_lock(&dev->track_lock);
+    for (struct write_track **pp = &dev->tracks; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    struct vdisk_req *w = t->waiters;
+    pthread_mutex_unlock(&dev->track_lock);
+    free(t);
+    req->track = NULL;
+    /* Every waiter tries again, on its own queue's thread. */
+    while (w) {
+        struct vdisk_req *next = w->next;
+        w->resume = track_resume;
+        if (w->q == req->q)
+            queue_defer(w->q, w, 0);
+        else
+            queue_post(w->q, w, 0);
+        w = next;
+    }
+}
+
+/* ---- Read-modify-write ---------------------------------------------------- */
+
+/*
+ * An unaligned read or write R becomes work on the aligned range around it,
+ * through a bounce buffer B:
+ *   read:  read the aligned range into B, copy R's part out.
+ *   write: read the first and last blocks into B (when R covers them only
+ *          in part), copy R's data in, write the aligned range.
+ * State: rmw_buf = B, rmw_start / rmw_len = the aligned range, pending =
+ * reads still in flight, first_err = the first error among them.
+ */
+
+static void rmw_finish(struct vdisk_req *req, int ret)
+{
+    free(req->rmw_buf);
+    req->rmw_buf = NULL;
+    req_complete(req, ret);
+}
+
+static void rmw_read_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    req_take_error(req, child);
+    req_free(child);
+    if (ret == 0)
+        iov_from_buf(req->iov, req->iovcnt, 0,
+                     (uint8_t *)req->rmw_buf + (req->offset - req->rmw_start), req->length);
+    rmw_finish(req, ret);
+}
+
+static void rmw_write_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    req_take_error(req, child);
+    req_free(child);
+    rmw_finish(req, ret);
+}
+
+static void rmw_write_all(struct vdisk_req *req)
+{
+    iov_to_buf(req->iov, req->iovcnt, 0,
+               (uint8_t *)req->rmw_buf + (req->offset - req->rmw_start), req->length);
+    struct iovec v = {req->rmw_buf, req->rmw_len};
+    struct vdisk_req *c = req_new_child(req, req->dev, VDISK_OP_WRITE, req->rmw_start,
+                                        req->rmw_len, &v, 1,
+                                        (req->flags & VDISK_REQ_FUA) | REQ_NO_TRACK,
+                                        rmw_write_done, NULL);
+    if (!c) {
+        free(req->rmw_buf);
+        req->rmw_buf = NULL;
+        req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    req_submit(c);
+}
+
+/* Records a child's outcome; true when it was the last child in flight. */
+static bool fanout_child_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    req_take_error(req, child);
+    req_free(child);
+    if (ret < 0 && !req->first_err)
+        req->first_err = ret;
+    return --req->pending == 0;
+}
+
+static void rmw_edge_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    if (!fanout_child_done(child, ret))
+        return;
+    if (req->first_err)
+        rmw_finish(req, req->first_err);
+    else
+        rmw_write_all(req);
+}
+
+static void rmw_start(struct vdisk_req *req)
+{
+    struct vdisk_dev *dev = req->dev;
+    uint64_t a = dev->align;
+    uint64_t start = align_down(req->offset, a);
+    uint64_t end = align_up(req->offset + req->length, a);
+    uint8_t *buf = aligned_alloc_or_null(RMW_MEM_ALIGN, end - start);
+    if (!buf) {
+        req_fail(req, -ENOMEM, "out of memory for a %" PRIu64 "-byte bounce buffer",
+                 end - start);
+        return;
+    }
+    req->rmw_buf = buf;
+    req->rmw_start = start;
+    req->rmw_len = end - start;
+    req->pending = 0;
+    req->first_err = 0;
+
+    if (req->op == VDISK_OP_READ) {
+        struct iovec v = {buf, end - start};
+        struct vdisk_req *c = req_new_child(req, dev, VDISK_OP_READ, start, end - start, &v,
+                                            1, REQ_NO_TRACK, rmw_read_done, NULL);
+        if (!c) {
+            rmw_finish(req, -ENOMEM);
+            return;
+        }
+        req_submit(c);
+        return;
+    }
+
+    /* A write: which edge blocks does it cover only partly? */
+    bool head = req->offset != start;
+    bool tail = req->offset + req->length != end;
+    uint64_t edges[2];
+    int n = 0;
+    if (head)
+        edges[n++] = start;
+    if (tail && !(head && end - a == start))
+        edges[n++] = end - a;
+    if (n == 0) {
+        rmw_write_all(req);
+        return;
+    }
+    req->pending = (unsigned)n;
+    for (int i = 0; i < n; i++) {
+        struct iovec v = {buf + (edges[i] - start), a};
+        struct vdisk_req *c = req_new_child(req, dev, VDISK_OP_READ, edges[i], a, &v, 1,
+                                            REQ_NO_TRACK, rmw_edge_done, NULL);
+        if (!c) {
+            /* Let the children already started finish first. */
+            req->first_err = -ENOMEM;
+            req->pending -= (unsigned)(n - i);
+            if (req->pending == 0)
+                rmw_finish(req, -ENOMEM);
+            return;
+        }
+        req_submit(c);
+    }
+}
+
+/* Write zeroes at an unaligned range: zero-filled partial blocks around an
+ * aligned middle that the driver zeroes. */
+static void zeroes_part_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    free(child->rmw_buf);
+    child->rmw_buf = NULL;
+    if (fanout_child_done(child, ret))
+        req_complete(req, req->first_err);
+}
+
+static void zeroes_split(struct vdisk_req *req)
+{
+    uint64_t a = req->dev->align;
+    uint64_t off = req->offset, end = req->offset + req->length;
+    uint64_t mid_start = align_up(off, a), mid_end = align_down(end, a);
+    struct zero_part { uint64_t off, len; bool data; } parts[3];
+    int n = 0;
+    if (mid_start >= mid_end) {
+        parts[n++] = (struct zero_part){off, req->length, true};
+    } else {
+        if (off < mid_start)
+            parts[n++] = (struct zero_part){off, mid_start - off, true};
+        parts[n++] = (struct zero_part){mid_start, mid_end - mid_start, false};
+        if (mid_end < end)
+            parts[n++] = (struct zero_part){mid_end, end - mid_end, true};
+    }
+    req->pending = (unsigned)n;
+    req->first_err = 0;
+    for (int i = 0; i < n; i++) {
+        struct vdisk_req *c;
+        if (parts[i].data) {
+            void *zero = calloc(1, parts[i].len);
+            struct iovec v = {zero, parts[i].len};
+            c = zero ? req_new_child(req, req->dev, VDISK_OP_WRITE, parts[i].off,
+                                     parts[i].len, &v, 1, req->flags & VDISK_REQ_FUA,
+                                     zeroes_part_done, NULL)
+                     : NULL;
+            if (c)
+                c->rmw_buf = zero; /* freed by zeroes_part_done */
+            else
+                free(zero);
+        } else {
+            c = req_new_child(req, req->dev, VDISK_OP_WRITE_ZEROES, parts[i].off,
+                              parts[i].len, NULL, 0, req->flags, zeroes_part_done, NULL);
+        }
+        if (!c) {
+            req->first_err = -ENOMEM;
+            req->pending -= (unsigned)(n - i);
+            if (req->pending == 0)
+                req_complete(req, -ENOMEM);
+            return;
+        }
+        req_submit(c);
+    }
+}
+
+/* ---- The layer boundary --------------------------------------------------- */
+
+/* Sends a checked request to its driver (or to the RMW path). */
+static void req_dispatch(struct vdisk_req *req)
+{
+    struct vdisk_dev *dev = req->dev;
+    bool aligned = dev->align <= 1 ||
+                   (req->offset % dev->align == 0 && req->length % dev->align == 0);
+    bool track = dev->align > 1 && is_write_op(req->op) && !(req->flags & REQ_NO_TRACK);
+
+    if (track && !track_begin(req, !aligned && req->op == VDISK_OP_WRITE))
+        return;
+    if (aligned) {
+        dev->drv->submit(req);
+    } else if (req->op == VDISK_OP_WRITE_ZEROES) {
+        zeroes_split(req);
+    } else {
+        rmw_start(req);
+    }
+}
+
+void req_submit(struct vdisk_req *req)
+{
+    struct vdisk_dev *dev = req->dev;
+    const char *what = op_name(req->op);
+
+    if (req->op != VDISK_OP_FLUSH && !range_inside(req->offset, req->length, dev->size)) {
+        req_fail_deferred(req, req->op == VDISK_OP_READ ? -EIO : -ENOSPC,
+                          "%s of %" PRIu64 " bytes at offset %" PRIu64
+                          " is beyond the end of the device (%" PRIu64 " bytes)",
+                          what, req->length, req->offset, dev->size);
+        return;
+    }
+    if (req->op != VDISK_OP_READ && req->op != VDISK_OP_FLUSH && !(dev->caps & VDISK_CAN_WRITE)) {
+        req_fail_deferred(req, -EROFS, "%s of %" PRIu64 " bytes at offset %" PRIu64
+                          " refused: the device is read-only", what, req->length, req->offset);
+        return;
+    }
+    if ((req->op == VDISK_OP_READ || req->op == VDISK_OP_WRITE) &&
+        iov_length(req->iov, req->iovcnt) < req->length) {
+        req_fail_deferred(req, -EINVAL, "%s of %" PRIu64 " bytes with buffers of only %zu bytes",
+                          what, req->length, iov_length(req->iov, req->iovcnt));
+        return;
+    }
+    if (req->op != VDISK_OP_FLUSH && req->length == 0) {
+        queue_defer(req->q, req, 0);
+        return;
+    }
+    if (req->op == VDISK_OP_FLUSH && dev->params.cache == VDISK_CACHE_UNSAFE) {
+        queue_defer(req->q, req, 0);
+        return;
+    }
+    if (req->op == VDISK_OP_DISCARD) {
+        if (!(dev->caps & VDISK_CAN_DISCARD)) {
+            queue_defer(req->q, req, 0);
+            return;
+        }
+        /* Discard is advisory: keep only the whole blocks inside. */
+        if (dev->align > 1) {
+            uint64_t s = align_up(req->offset, dev->align);
+            uint64_t e = align_down(req->offset + req->length, dev->align);
+            if (s >= e) {
+                queue_defer(req->q, req, 0);
+                return;
+            }
+            req->offset = s;
+            req->length = e - s;
+        }
+    }
+    if (req->op == VDISK_OP_WRITE && (dev->params.cache == VDISK_CACHE_WRITETHROUGH ||
+                                      dev->params.cache == VDISK_CACHE_DIRECTSYNC))
+        req->flags |= VDISK_REQ_FUA;
+    req_dispatch(req);
+}
+
+void req_complete(struct vdisk_req *req, int ret)
+{
+    if (req->track)
+        track_end(req);
+    req->result = ret;
+    req->done(req, ret);
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/vdisk/cli.h: what the vdisk subcommands share. */
+#ifndef VDISK_CLI_H
+#define VDISK_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <vdisk/vdisk.h>
+
+/* Each subcommand: returns the process exit status. */
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_io(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+
+/* Prints "vdisk: MESSAGE" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints the library's last error on stderr ("vdisk: ..."). */
+void cli_lib_error(void);
+
+/*
+ * Parses a size with an optional suffix (B, k/K, M, G, T, P, E, powers of
+ * 1024) and a decimal fraction ("1.5G"), or a hexadecimal number ("0x10"),
+ * as QEMU does.  Returns 0 or -EINVAL (bad syntax) / -ERANGE (too large).
+ */
+int parse_size(const char *s, uint64_t *out);
+
+/* Sizes as qemu-img prints them: "1 MiB", "4 KiB", "1.5 GiB", "0 B". */
+void size_to_str(uint64_t v, char *buf, size_t len);
+/* Sizes as qemu-io prints them: "1 MiB", "512 bytes", "1.500 KiB". */
+void cvtstr(double v, char *buf, size_t len);
+
+/* Writes S as a JSON string (with quotes). */
+void json_string(FILE *f, const char *s);
+
+/* The --output=FORMAT value: 0 human, 1 json, -1 invalid (message printed). */
+int parse_output_format(const char *v);
+
+/* Opens FILE with the usual CLI options; prints the error and returns NULL. */
+struct open_args {
+    const char *format;
+    bool read_only;
+    const char *cache;     /* NULL: the library's default */
+    const char *engine;    /* NULL: the library's default */
+    vdisk_options *extra;  /* may be NULL */
+};
+vdisk_dev *cli_open(const char *file, const struct open_args *a);
+
+/* Common option handling: prints help for "-h" / "--help". */
+bool is_help(const char *arg);
+
+#endif /* VDISK_CLI_H */

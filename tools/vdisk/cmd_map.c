@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/vdisk/cmd_map.c: vdisk map, with qemu-img map's output. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void help(void)
+{
+    printf("usage: vdisk map [-f FMT] [--output=human|json] [--start-offset=OFF]\n"
+           "                 [--max-length=LEN] FILE\n"
+           "\n"
+           "Prints where the image's data lies, as 'qemu-img map' does: in JSON every\n"
+           "extent with start, length, depth, present, zero, data and offset; in the\n"
+           "human format the extents that hold data and where they are stored.\n");
+}
+
+struct map_entry {
+    uint64_t start, length, offset;
+    int depth;
+    bool present, zero, data, has_offset;
+    const char *file;
+};
+
+static bool mergeable(const struct map_entry *a, const struct map_entry *b)
+{
+    if (a->depth != b->depth || a->present != b->present || a->zero != b->zero ||
+        a->data != b->data || a->has_offset != b->has_offset)
+        return false;
+    if (a->has_offset && a->offset + a->length != b->offset)
+        return false;
+    if ((a->file == NULL) != (b->file == NULL) || (a->file && strcmp(a->file, b->file)))
+        return false;
+    return true;
+}
+
+static void print_entry(const struct map_entry *e, int json, bool first)
+{
+    if (json) {
+        printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d"
+               ", \"present\": %s, \"zero\": %s, \"data\": %s",
+               first ? "[" : ",\n", e->start, e->length, e->depth, e->present ? "true" : "false",
+               e->zero ? "true" : "false", e->data ? "true" : "false");
+        if (e->has_offset)
+            printf(", \"offset\": %" PRIu64, e->offset);
+        printf("}");
+    } else if (e->data && e->has_offset) {
+        printf("%#-16" PRIx64 " %#-16" PRIx64 " %#-16" PRIx64 " %s\n", e->start, e->length,
+               e->offset, e->file ? e->file : "");
+    }
+}
+
+int cmd_map(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'O'},
+        {"start-offset", required_argument, NULL, 's'},
+        {"max-length", required_argument, NULL, 'l'},
+        {"force-share", no_argument, NULL, 'U'},
+        {NULL, 0, NULL, 0},
+    };
+    struct open_args oa = {.read_only = true};
+    int json = 0;
+    uint64_t start = 0, max_len = UINT64_MAX;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+hf:U", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            help();
+            return 0;
+        case 'f':
+            oa.format = optarg;
+            break;
+        case 'O':
+            json = parse_output_format(optarg);
+            if (json < 0)
+                return 1;
+            break;
+        case 's':
+            if (parse_size(optarg, &start) < 0) {
+                cli_error("Invalid start offset specified! You may use k, M, G, T, P or E "
+                          "suffixes.");
+                return 1;
+            }
+            break;
+        case 'l':
+            if (parse_size(optarg, &max_len) < 0) {
+                cli_error("Invalid length specified! You may use k, M, G, T, P or E "
+                          "suffixes.");
+                return 1;
+            }
+            break;
+        case 'U':
+            break;
+        default:
+            fprintf(stderr, "Try 'vdisk map --help' for more information.\n");
+            return 1;
+        }
+    }
+    if (optind != argc - 1) {
+        cli_error("Expecting one image file name");
+        return 1;
+    }
+    vdisk_dev *dev = cli_open(argv[optind], &oa);
+    if (!dev)
+        return 1;
+    uint64_t size = vdisk_get_size(dev);
+    uint64_t end = start < size ? (max_len < size - start ? start + max_len : size) : start;
+    if (!json)
+        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+    struct map_entry cur = {0};
+    bool have = false, first = true;
+    int ret = 0;
+    for (uint64_t off = start; off < end;) {
+        struct vdisk_extent ext;
+        if (vdisk_block_status(dev, off, end - off, &ext) < 0) {
+            cli_lib_error();
+            ret = 1;
+            break;
+        }
+        struct map_entry e = {
+            .start = off,
+            .length = ext.length,
+            .depth = ext.depth,
+            .present = (ext.flags & (VDISK_EXT_ALLOCATED | VDISK_EXT_DATA | VDISK_EXT_ZERO)) != 0,
+            .zero = (ext.flags & VDISK_EXT_ZERO) != 0,
+            .data = (ext.flags & VDISK_EXT_DATA) != 0,
+            .has_offset = (ext.flags & VDISK_EXT_OFFSET) != 0,
+            .offset = ext.host_offset,
+            .file = ext.host_file,
+        };
+        if (have && mergeable(&cur, &e)) {
+            cur.length += e.length;
+        } else {
+            if (have) {
+                print_entry(&cur, json, first);
+                first = false;
+            }
+            cur = e;
+            have = true;
+        }
+        off += ext.length;
+    }
+    if (have && ret == 0)
+        print_entry(&cur, json, first);
+    if (json && ret == 0)
+        printf(have ? "]\n" : "[]\n");
+    vdisk_close(dev);
+    return ret;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/vdisk/main.c: the vdisk command: dispatch to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *synopsis;
+} commands[] = {
+    {"create", cmd_create, "create [-q] [-f FMT] [-o OPTIONS] FILE [SIZE]"},
+    {"info", cmd_info, "info [-f FMT] [--output=human|json] [--debug] FILE"},
+    {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
+                     "[--max-length=LEN] FILE"},
+    {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vdisk COMMAND [OPTIONS]\n"
+            "\n"
+            "vdisk %s: disk images, partitions and CD-ROMs as block devices.\n"
+            "Flags follow qemu-img's (and qemu-io's for 'vdisk io').\n"
+            "\n"
+            "Commands:\n",
+            vdisk_version());
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  vdisk %s\n", commands[i].synopsis);
+    fprintf(f,
+            "\n"
+            "Sizes take the suffixes k, M, G, T, P and E (powers of 1024).\n"
+            "'vdisk COMMAND --help' describes a command; see also vdisk(1).\n"
+            "Environment: VDISK_ENGINE=uring|threads chooses the I/O engine.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (is_help(argv[1])) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("vdisk version %s\n", vdisk_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (see 'vdisk --help')", argv[1]);
+    return 1;
+}

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/vdisk/util.c: size parsing and printing, JSON, opening images. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vdisk: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_lib_error(void)
+{
+    fprintf(stderr, "vdisk: %s\n", vdisk_get_error());
+}
+
+bool is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+static int suffix_shift(char c)
+{
+    switch (c) {
+    case 'b': case 'B': return 0;
+    case 'k': case 'K': return 10;
+    case 'm': case 'M': return 20;
+    case 'g': case 'G': return 30;
+    case 't': case 'T': return 40;
+    case 'p': case 'P': return 50;
+    case 'e': case 'E': return 60;
+    default: return -1;
+    }
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == ' ')
+        return -EINVAL;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s + 2, &end, 16);
+        if (end == s + 2)
+            return -EINVAL;
+        if (errno == ERANGE)
+            return -ERANGE;
+        int sh = 0;
+        if (*end) {
+            sh = suffix_shift(*end);
+            if (sh < 0 || end[1])
+                return -EINVAL;
+        }
+        if (sh && v > (UINT64_MAX >> sh))
+            return -ERANGE;
+        *out = (uint64_t)v << sh;
+        return 0;
+    }
+    /* Decimal, with an optional fraction. */
+    const char *p = s;
+    uint64_t ip = 0;
+    bool digits = false;
+    while (*p >= '0' && *p <= '9') {
+        if (ip > (UINT64_MAX - 9) / 10)
+            return -ERANGE;
+        ip = ip * 10 + (uint64_t)(*p++ - '0');
+        digits = true;
+    }
+    double frac = 0, scale = 0.1;
+    bool has_frac = false;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            frac += (*p++ - '0') * scale;
+            scale /= 10;
+            has_frac = true;
+            digits = true;
+        }
+    }
+    if (!digits)
+        return -EINVAL;
+    int sh = 0;
+    if (*p) {
+        sh = suffix_shift(*p);
+        if (sh < 0 || p[1])
+            return -EINVAL;
+    }
+    if (has_frac && sh == 0 && frac != 0)
+        return -EINVAL; /* a fraction of a byte */
+    if (sh && ip > (UINT64_MAX >> sh))
+        return -ERANGE;
+    uint64_t v = ip << sh;
+    uint64_t f = (uint64_t)(frac * (double)(1ULL << (sh ? sh : 0)));
+    if (v > UINT64_MAX - f)
+        return -ERANGE;
+    *out = v + f;
+    return 0;
+}
+
+void size_to_str(uint64_t v, char *buf, size_t len)
+{
+    static const char *const units[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
+    /* The largest unit in which the value is at least 1000/1024 of one. */
+    int i = 0;
+    while (i < 6 && (double)v / (double)(1ULL << (10 * (i + 1))) >= 1000.0 / 1024.0)
+        i++;
+    snprintf(buf, len, "%0.3g %sB", (double)v / (double)(1ULL << (10 * i)), units[i]);
+}
+
+void cvtstr(double v, char *buf, size_t len)
+{
+    static const struct { double div; const char *suffix; } units[] = {
+        {1152921504606846976.0, " EiB"}, {1125899906842624.0, " PiB"},
+        {1099511627776.0, " TiB"}, {1073741824.0, " GiB"}, {1048576.0, " MiB"},
+        {1024.0, " KiB"},
+    };
+    char num[64];
+    const char *suffix = " bytes";
+    snprintf(num, sizeof num, "%f", v);
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (v >= units[i].div) {
+            snprintf(num, sizeof num, "%.3f", v / units[i].div);
+            suffix = units[i].suffix;
+            break;
+        }
+    }
+    char *z = strstr(num, ".000");
+    if (z)
+        *z = '\0';
+    snprintf(buf, len, "%s%s", num, suffix);
+}
+
+void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+int parse_output_format(const char *v)
+{
+    if (strcmp(v, "human") == 0)
+        return 0;
+    if (strcmp(v, "json") == 0)
+        return 1;
+    cli_error("--output must be used with human or json as argument.");
+    return -1;
+}
+
+vdisk_dev *cli_open(const char *file, const struct open_args *a)
+{
+    vdisk_options *o = NULL;
+    if (vdisk_options_new(&o) < 0) {
+        cli_lib_error();
+        return NULL;
+    }
+    int r = 0;
+    if (a->format)
+        r = vdisk_options_set(o, "format", a->format);
+    if (r == 0 && a->read_only)
+        r = vdisk_options_set(o, "read-only", "on");
+    if (r == 0 && a->cache)
+        r = vdisk_options_set(o, "cache", a->cache);
+    if (r == 0 && a->engine)
+        r = vdisk_options_set(o, "engine", a->engine);
+    vdisk_dev *dev = NULL;
+    if (r == 0)
+        r = vdisk_open(&dev, file, o);
+    vdisk_options_free(o);
+    if (r < 0) {
+        cli_lib_error();
+        return NULL;
+    }
+    return dev;
+}
