@@ -185,6 +185,14 @@ void req_free(struct vdisk_req *req);
 void req_submit(struct vdisk_req *req);
 
 /*
+ * The checks of the layer boundary: the range lies inside the device (else
+ * -EIO) and writes go to a writable device (else -EROFS).  On failure *MSG
+ * is a new message "FILE: what was asked and why it was refused".
+ */
+int dev_check_request(struct vdisk_dev *dev, enum vdisk_op op, uint64_t off, uint64_t len,
+                      char **msg);
+
+/*
  * Completes a request with RET (0 or -errno).  May be called from the
  * queue's thread only; other threads use queue_post().
  */

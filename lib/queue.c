@@ -252,15 +252,13 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
     struct vdisk_dev *dev = q->dev;
     if (iovcnt < 0 || (iovcnt > 0 && !iov))
         return err_set(-EINVAL, "invalid iovec (count %d)", iovcnt);
-    if (op != VDISK_OP_FLUSH && !range_inside(offset, length, dev->size))
-        return err_set(op == VDISK_OP_READ ? -EIO : -ENOSPC,
-                       "%s: %s of %llu bytes at offset %llu is beyond the end of the device "
-                       "(%llu bytes)",
-                       dev->filename, op_name(op), (unsigned long long)length,
-                       (unsigned long long)offset, (unsigned long long)dev->size);
-    if (op != VDISK_OP_READ && op != VDISK_OP_FLUSH && !(dev->caps & VDISK_CAN_WRITE))
-        return err_set(-EROFS, "%s: %s refused: the device is read-only", dev->filename,
-                       op_name(op));
+    char *msg;
+    int r = dev_check_request(dev, op, offset, length, &msg);
+    if (r < 0) {
+        err_set(r, "%s", msg ? msg : strerror(-r));
+        free(msg);
+        return r;
+    }
     struct vdisk_req *req = req_new(q, dev, op, offset, length, iov, iovcnt,
                                     flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP));
     if (!req)

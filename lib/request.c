@@ -528,21 +528,35 @@ static void req_dispatch(struct vdisk_req *req)
     }
 }
 
+int dev_check_request(struct vdisk_dev *dev, enum vdisk_op op, uint64_t off, uint64_t len,
+                      char **msg)
+{
+    if (op != VDISK_OP_FLUSH && !range_inside(off, len, dev->size)) {
+        *msg = str_printf("%s: %s of %" PRIu64 " bytes at offset %" PRIu64
+                          " is beyond the end of the device (%" PRIu64 " bytes)",
+                          dev->filename, op_name(op), len, off, dev->size);
+        return -EIO;
+    }
+    if (op != VDISK_OP_READ && op != VDISK_OP_FLUSH && !(dev->caps & VDISK_CAN_WRITE)) {
+        *msg = str_printf("%s: %s of %" PRIu64 " bytes at offset %" PRIu64
+                          " refused: the device is read-only", dev->filename, op_name(op), len,
+                          off);
+        return -EROFS;
+    }
+    *msg = NULL;
+    return 0;
+}
+
 void req_submit(struct vdisk_req *req)
 {
     struct vdisk_dev *dev = req->dev;
     const char *what = op_name(req->op);
-
-    if (req->op != VDISK_OP_FLUSH && !range_inside(req->offset, req->length, dev->size)) {
-        req_fail_deferred(req, req->op == VDISK_OP_READ ? -EIO : -ENOSPC,
-                          "%s of %" PRIu64 " bytes at offset %" PRIu64
-                          " is beyond the end of the device (%" PRIu64 " bytes)",
-                          what, req->length, req->offset, dev->size);
-        return;
-    }
-    if (req->op != VDISK_OP_READ && req->op != VDISK_OP_FLUSH && !(dev->caps & VDISK_CAN_WRITE)) {
-        req_fail_deferred(req, -EROFS, "%s of %" PRIu64 " bytes at offset %" PRIu64
-                          " refused: the device is read-only", what, req->length, req->offset);
+    char *msg;
+    int r = dev_check_request(dev, req->op, req->offset, req->length, &msg);
+    if (r < 0) {
+        free(req->errmsg);
+        req->errmsg = msg;
+        queue_defer(req->q, req, r);
         return;
     }
     if ((req->op == VDISK_OP_READ || req->op == VDISK_OP_WRITE) &&

@@ -58,7 +58,7 @@ int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts
  * vdisk_open_range: a device made of the bytes [OFFSET, OFFSET + LENGTH) of
  * PARENT, stored in *devp.  Block N of the new device is block
  * N + OFFSET / block size of the parent; requests outside the range fail
- * with -ENOSPC (writes) or -EIO (reads) and a message.  FLAGS may contain
+ * with -EIO and a message.  FLAGS may contain
  * VDISK_OPEN_RDONLY; a range of a read-only parent is read-only.
  *
  * Any byte range is allowed; the range must lie inside the parent (-EINVAL
@@ -132,8 +132,8 @@ int vdisk_is_read_only(const vdisk_dev *dev);
 
 /* ---- Synchronous I/O ------------------------------------------------------
  * Any offset and length inside the device are accepted.  A request that
- * reaches beyond the end of the device fails as a whole with -EIO (reads)
- * or -ENOSPC (writes) before any I/O.
+ * reaches beyond the end of the device fails as a whole with -EIO before any
+ * I/O, as in QEMU.
  */
 
 /* vdisk_pread: reads COUNT bytes at OFFSET into BUF.  Returns 0 or -errno. */

@@ -125,10 +125,10 @@ static void *alloc_buf(uint64_t len, int fill)
     return p;
 }
 
-static int check_len(uint64_t len)
+static int check_len(uint64_t len, const char *given)
 {
     if (len > MAX_REQUEST) {
-        printf("length cannot exceed %llu, given %" PRIu64 "\n", MAX_REQUEST, len);
+        printf("length cannot exceed %llu, given %s\n", MAX_REQUEST, given);
         return -1;
     }
     return 0;
@@ -191,7 +191,7 @@ static int do_read(vdisk_dev *dev, int argc, char **argv)
     uint64_t off, len;
     if (parse_num(argv[optind], &off) < 0 || parse_num(argv[optind + 1], &len) < 0)
         return -1;
-    if (check_len(len) < 0)
+    if (check_len(len, argv[optind + 1]) < 0)
         return -1;
     if (!has_plen)
         plen = len - (poff < len ? poff : len);
@@ -287,7 +287,7 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
     uint64_t off, len;
     if (parse_num(argv[optind], &off) < 0 || parse_num(argv[optind + 1], &len) < 0)
         return -1;
-    if (check_len(len) < 0)
+    if (check_len(len, argv[optind + 1]) < 0)
         return -1;
     struct timespec t0, t1;
     int r;
@@ -342,7 +342,7 @@ static int do_discard(vdisk_dev *dev, int argc, char **argv)
     uint64_t off, len;
     if (parse_num(argv[optind], &off) < 0 || parse_num(argv[optind + 1], &len) < 0)
         return -1;
-    if (check_len(len) < 0)
+    if (check_len(len, argv[optind + 1]) < 0)
         return -1;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -46,7 +46,7 @@ static void print_entry(const struct map_entry *e, int json, bool first)
             printf(", \"offset\": %" PRIu64, e->offset);
         printf("}");
     } else if (e->data && e->has_offset) {
-        printf("%#-16" PRIx64 " %#-16" PRIx64 " %#-16" PRIx64 " %s\n", e->start, e->length,
+        printf("%#-15" PRIx64 " %#-15" PRIx64 " %#-15" PRIx64 " %s\n", e->start, e->length,
                e->offset, e->file ? e->file : "");
     }
 }

@@ -14,6 +14,8 @@ static const struct {
     {"info", cmd_info, "info [-f FMT] [--output=human|json] [--debug] FILE"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
+    {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [-i ENGINE] [-n] [-o OFFSET] "
+                         "[-s SIZE] [-S STEP] [-t CACHE] [-w] [--random[=SEED]] FILE"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
 };
 

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/common/harness.c: see harness.h. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *last_cmd;
+static struct run last_run;
+static char scratch_path[256];
+
+const char *harness_last_cmd(void)
+{
+    return last_cmd ? last_cmd : "";
+}
+
+static char *slurp_fd(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+struct run *run(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    free(last_cmd);
+    if (vasprintf(&last_cmd, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    free(last_run.out);
+    free(last_run.err);
+    /* Standard output and error go to files, so large outputs cannot block. */
+    char out_path[300], err_path[300];
+    snprintf(out_path, sizeof out_path, "%s/.run-out", scratch_dir());
+    snprintf(err_path, sizeof err_path, "%s/.run-err", scratch_dir());
+    pid_t pid = fork();
+    if (pid == 0) {
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int in = open("/dev/null", O_RDONLY);
+        dup2(o, 1);
+        dup2(e, 2);
+        dup2(in, 0);
+        execl("/bin/sh", "sh", "-c", last_cmd, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    last_run.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    int fd = open(out_path, O_RDONLY);
+    last_run.out = slurp_fd(fd);
+    close(fd);
+    fd = open(err_path, O_RDONLY);
+    last_run.err = slurp_fd(fd);
+    close(fd);
+    return &last_run;
+}
+
+bool have_program(const char *program)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", program);
+    return system(cmd) == 0;
+}
+
+void require_program(const char *program)
+{
+    if (!have_program(program)) {
+        printf("SKIP: %s is not installed\n", program);
+        exit(77);
+    }
+}
+
+static void remove_scratch(void)
+{
+    if (scratch_path[0] && !getenv("VDISK_KEEP_SCRATCH")) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch_path);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", scratch_path);
+    }
+}
+
+const char *scratch_dir(void)
+{
+    if (!scratch_path[0]) {
+        const char *base = getenv("VDISK_TEST_TMPDIR");
+        if (!base)
+            base = "/var/tmp";
+        snprintf(scratch_path, sizeof scratch_path, "%s/vdisk-test-XXXXXX", base);
+        if (!mkdtemp(scratch_path)) {
+            perror("mkdtemp");
+            abort();
+        }
+        atexit(remove_scratch);
+    }
+    return scratch_path;
+}
+
+const char *scratch(const char *name)
+{
+    static char bufs[8][512];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, 512, "%s/%s", scratch_dir(), name);
+    return b;
+}
+
+const char *vdisk_bin(void)
+{
+    const char *e = getenv("VDISK");
+    return e ? e : VDISK_BIN;
+}
+
+void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert(fwrite(data, 1, len, f) == len);
+    ck_assert(fclose(f) == 0);
+}
+
+void *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc((size_t)n + 1);
+    ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    ((char *)buf)[n] = '\0';
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64* */
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+int run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    /* No fork: sanitizers see the whole process, and scratch files stay. */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
