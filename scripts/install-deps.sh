@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything vdisk needs to build and test on Debian 12 (as root).
+# Safe to run again: apt-get skips what is already installed.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config clang
+  # libraries
+  liburing-dev libzstd-dev zlib1g-dev check
+  # the tools the interop tests and benchmarks compare against
+  qemu-utils fio
+)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps.sh: run as root (apt-get install)" >&2
+  exit 1
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

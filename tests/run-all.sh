@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds vdisk, and runs the whole test suite:
+#   1. the normal build, every test on the io_uring engine, then again on the
+#      worker-thread engine;
+#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
+#   3. installation into a prefix, and the README's C example built against
+#      it with pkg-config.
+# Exits non-zero when anything fails.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+cd "$src"
+bash scripts/install-deps.sh
+
+jobs=$(nproc)
+status=0
+
+echo "== build"
+bash scripts/build.sh build -DVDISK_WERROR=ON
+
+uring_ok=1
+if ! VDISK_ENGINE=uring ./build/tools/vdisk info --debug README.md >/dev/null 2>&1; then
+  uring_ok=0
+  echo "io_uring is not available here: the io_uring pass is skipped"
+fi
+if [ $uring_ok = 1 ]; then
+  echo "== tests, io_uring engine"
+  (cd build && VDISK_ENGINE=uring ctest -j "$jobs" --output-on-failure) || status=1
+fi
+echo "== tests, threads engine"
+(cd build && VDISK_ENGINE=threads ctest -j "$jobs" --output-on-failure) || status=1
+
+echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer"
+bash scripts/build.sh build-asan -DVDISK_WERROR=ON -DVDISK_SANITIZE=address,undefined \
+  -DCMAKE_BUILD_TYPE=Debug
+echo "== tests under ASan + UBSan"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure) ||
+  status=1
+
+echo "== install and pkg-config"
+bash tests/install-check.sh build || status=1
+
+if [ $status = 0 ]; then echo "ALL TESTS PASSED"; else echo "SOME TESTS FAILED"; fi
+exit $status
