@@ -44,6 +44,8 @@ struct uring {
     bool has_fallocate;
     uint64_t use_clock;
     struct file_slot slots[FILE_SLOTS];
+    struct iovec *bufs;         /* registered buffers, sorted by address */
+    unsigned nbufs;
 };
 
 /* ---- Probing -------------------------------------------------------------- */
@@ -133,7 +135,61 @@ static void uring_fini(struct vdisk_queue *q)
 {
     struct uring *u = q->eng_priv;
     io_uring_queue_exit(&u->ring);
+    free(u->bufs);
     free(u);
+}
+
+static int cmp_iov(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const struct iovec *)a)->iov_base;
+    uintptr_t y = (uintptr_t)((const struct iovec *)b)->iov_base;
+    return x < y ? -1 : x > y;
+}
+
+static int uring_register_buffers(struct vdisk_queue *q, const struct iovec *iov, unsigned n)
+{
+    struct uring *u = q->eng_priv;
+    if (u->nbufs) {
+        io_uring_unregister_buffers(&u->ring);
+        free(u->bufs);
+        u->bufs = NULL;
+        u->nbufs = 0;
+    }
+    if (n == 0)
+        return 0;
+    struct iovec *copy = malloc(n * sizeof *copy);
+    if (!copy)
+        return err_set(-ENOMEM, "out of memory");
+    memcpy(copy, iov, n * sizeof *copy);
+    qsort(copy, n, sizeof *copy, cmp_iov);
+    int r = io_uring_register_buffers(&u->ring, copy, n);
+    if (r < 0) {
+        free(copy);
+        return err_set(r, "io_uring buffer registration failed: %s%s", strerror(-r),
+                       r == -ENOMEM ? " (raise the locked-memory limit, ulimit -l)" : "");
+    }
+    u->bufs = copy;
+    u->nbufs = n;
+    return 0;
+}
+
+/* The registered buffer holding [base, base + len), or -1. */
+static int find_buffer(const struct uring *u, const void *base, size_t len)
+{
+    uintptr_t p = (uintptr_t)base;
+    unsigned lo = 0, hi = u->nbufs;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        uintptr_t b = (uintptr_t)u->bufs[mid].iov_base;
+        if (p < b) {
+            hi = mid;
+        } else if (p - b >= u->bufs[mid].iov_len) {
+            lo = mid + 1;
+        } else {
+            return len <= u->bufs[mid].iov_len - (p - b) ? (int)mid : -1;
+        }
+    }
+    return -1;
 }
 
 static int uring_get_fd(struct vdisk_queue *q)
@@ -186,21 +242,31 @@ static bool prep(struct vdisk_queue *q, struct uring *u, struct vdisk_req *req)
     uint64_t off = req->offset + req->done_bytes;
     switch (req->eng_op) {
     case ENG_READ:
-        if (req->iovcnt == 1)
+    case ENG_WRITE: {
+        bool rd = req->eng_op == ENG_READ;
+        int buf = -1;
+        if (req->iovcnt == 1 && u->nbufs)
+            buf = find_buffer(u, req->iov[0].iov_base, req->iov[0].iov_len);
+        if (buf >= 0 && rd)
+            io_uring_prep_read_fixed(sqe, fd, req->iov[0].iov_base,
+                                     (unsigned)req->iov[0].iov_len, off, buf);
+        else if (buf >= 0)
+            io_uring_prep_write_fixed(sqe, fd, req->iov[0].iov_base,
+                                      (unsigned)req->iov[0].iov_len, off, buf);
+        else if (req->iovcnt == 1 && rd)
             io_uring_prep_read(sqe, fd, req->iov[0].iov_base, (unsigned)req->iov[0].iov_len,
                                off);
-        else
-            io_uring_prep_readv(sqe, fd, req->iov, (unsigned)req->iovcnt, off);
-        break;
-    case ENG_WRITE:
-        if (req->iovcnt == 1)
+        else if (req->iovcnt == 1)
             io_uring_prep_write(sqe, fd, req->iov[0].iov_base, (unsigned)req->iov[0].iov_len,
                                 off);
+        else if (rd)
+            io_uring_prep_readv(sqe, fd, req->iov, (unsigned)req->iovcnt, off);
         else
             io_uring_prep_writev(sqe, fd, req->iov, (unsigned)req->iovcnt, off);
-        if (req->flags & VDISK_REQ_FUA)
+        if (!rd && (req->flags & VDISK_REQ_FUA))
             sqe->rw_flags = RWF_DSYNC;
         break;
+    }
     case ENG_FSYNC:
         io_uring_prep_fsync(sqe, fd, req->eng_mode ? IORING_FSYNC_DATASYNC : 0);
         break;
@@ -318,4 +384,5 @@ const struct engine_ops engine_uring_ops = {
     .submit = uring_submit,
     .poll = uring_poll,
     .get_fd = uring_get_fd,
+    .register_buffers = uring_register_buffers,
 };

@@ -235,6 +235,8 @@ struct engine_ops {
     int (*poll)(struct vdisk_queue *q, int timeout_ms);
     /* Make the user-visible fd readable on completions; returns the fd. */
     int (*get_fd)(struct vdisk_queue *q);
+    /* Register buffers (NULL: not supported, a no-op). */
+    int (*register_buffers)(struct vdisk_queue *q, const struct iovec *iov, unsigned n);
 };
 
 extern const struct engine_ops engine_uring_ops;

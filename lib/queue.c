@@ -211,6 +211,21 @@ VDISK_EXPORT int vdisk_queue_get_fd(vdisk_queue *q)
     return q->user_fd;
 }
 
+VDISK_EXPORT int vdisk_queue_register_buffers(vdisk_queue *q, const struct iovec *iov,
+                                              unsigned n)
+{
+    err_enter(__func__);
+    if (n > 1024 || (n && !iov))
+        return err_set(-EINVAL, "cannot register %u buffers (1024 at most)", n);
+    for (unsigned i = 0; i < n; i++)
+        if (!iov[i].iov_base || !iov[i].iov_len || iov[i].iov_len > (1u << 30))
+            return err_set(-EINVAL, "buffer %u (%zu bytes) cannot be registered: it must be "
+                           "1 byte to 1 GiB long", i, iov[i].iov_len);
+    if (!q->eng->register_buffers)
+        return 0;
+    return q->eng->register_buffers(q, iov, n);
+}
+
 VDISK_EXPORT const char *vdisk_queue_engine(const vdisk_queue *q)
 {
     return q->eng->name;

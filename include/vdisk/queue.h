@@ -70,6 +70,20 @@ void vdisk_queue_free(vdisk_queue *q);
  */
 int vdisk_queue_get_fd(vdisk_queue *q);
 
+/*
+ * vdisk_queue_register_buffers: tells the queue that the N memory regions
+ * in IOV (at most 1024, each at most 1 GiB) will be used as I/O buffers
+ * again and again, as a VMM's guest RAM is.  On the io_uring engine the
+ * kernel pins them once and requests whose single buffer lies inside a
+ * region skip the per-request page pinning (READ_FIXED / WRITE_FIXED).
+ * Requests with other buffers work as before.  The regions must stay
+ * mapped until the queue is freed or buffers are registered again (which
+ * replaces the set).  Returns 0 (also on the threads engine, where it has
+ * no effect) or -errno (-ENOMEM when the pinned-memory limit is too low,
+ * -EINVAL for bad regions).
+ */
+int vdisk_queue_register_buffers(vdisk_queue *q, const struct iovec *iov, unsigned n);
+
 /* vdisk_queue_engine: "io_uring" or "threads". */
 const char *vdisk_queue_engine(const vdisk_queue *q);
 
