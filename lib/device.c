@@ -183,6 +183,56 @@ int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set 
     return 0;
 }
 
+void dev_size_grow(struct vdisk_dev *dev, uint64_t end)
+{
+    uint64_t cur = dev_size(dev);
+    while (cur < end &&
+           !__atomic_compare_exchange_n(&dev->size, &cur, end, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+        ;
+}
+
+int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
+             const struct vdisk_open_params *params, struct opt_set *os)
+{
+    struct opt_set none = {0};
+    if (!os)
+        os = &none;
+    const struct vdisk_driver *drv = NULL;
+    if (format) {
+        drv = driver_by_name(format);
+        if (!drv)
+            return err_set(-ENOTSUP, "unknown format '%s'", format);
+    }
+
+    /* The protocol layer: the file itself. */
+    struct vdisk_dev *file;
+    int r = dev_open_file(&file, filename, os, params);
+    if (r < 0)
+        return r;
+    if (!drv)
+        drv = probe_format(file);
+    if (drv == &vdisk_driver_raw) {
+        *devp = file;
+        return 0;
+    }
+    struct vdisk_dev *dev = dev_alloc(drv, filename, params);
+    if (!dev) {
+        dev_unref(file);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    file->growable = true;
+    r = drv->open(dev, file, os);
+    if (r < 0) {
+        dev_unref(file);
+        dev_free(dev);
+        return r;
+    }
+    dev->params.chain = NULL;
+    *devp = dev;
+    return 0;
+}
+
 VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts)
 {
     err_enter(__func__);
@@ -195,49 +245,16 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
         return r;
     struct vdisk_open_params params;
     r = parse_params(&os, &params);
-    if (r < 0)
-        goto out;
-
-    const char *format = opt_take(&os, "format");
-    const struct vdisk_driver *drv = NULL;
-    if (format) {
-        drv = driver_by_name(format);
-        if (!drv) {
-            r = err_set(-ENOTSUP, "unknown format '%s'", format);
-            goto out;
-        }
+    struct vdisk_dev *dev = NULL;
+    if (r == 0)
+        r = dev_open(&dev, filename, opt_take(&os, "format"), &params, &os);
+    if (r == 0) {
+        r = opt_check_all_taken(&os, dev->drv->name);
+        if (r < 0)
+            dev_unref(dev);
+        else
+            *devp = dev;
     }
-
-    /* The protocol layer: the file itself. */
-    struct vdisk_dev *file;
-    r = dev_open_file(&file, filename, &os, &params);
-    if (r < 0)
-        goto out;
-    if (!drv)
-        drv = probe_format(file);
-
-    struct vdisk_dev *dev = file;
-    if (drv != &vdisk_driver_raw) {
-        dev = dev_alloc(drv, filename, &params);
-        if (!dev) {
-            dev_unref(file);
-            r = err_set(-ENOMEM, "out of memory");
-            goto out;
-        }
-        r = drv->open(dev, file, &os);
-        if (r < 0) {
-            dev_unref(file);
-            dev_free(dev);
-            goto out;
-        }
-    }
-    r = opt_check_all_taken(&os, drv->name);
-    if (r < 0) {
-        dev_unref(dev);
-        goto out;
-    }
-    *devp = dev;
-out:
     opt_set_fini(&os);
     return r;
 }
@@ -277,7 +294,7 @@ VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t
 
 VDISK_EXPORT uint64_t vdisk_get_size(const vdisk_dev *dev)
 {
-    return dev->size;
+    return dev_size(dev);
 }
 
 VDISK_EXPORT uint32_t vdisk_get_block_size(const vdisk_dev *dev)
@@ -319,17 +336,42 @@ VDISK_EXPORT int64_t vdisk_get_allocated_size(vdisk_dev *dev)
     return dev->drv->allocated_size(dev);
 }
 
+VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
+{
+    err_enter(__func__);
+    size_t want = info->struct_size;
+    if (want < sizeof *info)
+        return err_set(-EINVAL, "struct vdisk_info of %zu bytes is too small (%zu expected)",
+                       want, sizeof *info);
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    info->format = dev->drv->name;
+    info->filename = dev->filename;
+    info->virtual_size = dev_size(dev);
+    int64_t a = dev->drv->allocated_size ? dev->drv->allocated_size(dev) : -1;
+    info->actual_size = a < 0 ? -1 : a;
+    if (dev->drv->get_info)
+        dev->drv->get_info(dev, info);
+    return 0;
+}
+
+VDISK_EXPORT vdisk_dev *vdisk_get_backing(vdisk_dev *dev)
+{
+    return dev->drv->backing ? dev->drv->backing(dev) : NULL;
+}
+
 /* ---- Block status --------------------------------------------------------- */
 
 int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                      struct vdisk_extent *ext)
 {
-    if (off >= dev->size)
+    uint64_t size = dev_size(dev);
+    if (off >= size)
         return err_set(-EINVAL, "%s: block status at offset %" PRIu64
                        " is beyond the end of the device (%" PRIu64 " bytes)",
-                       dev->filename, off, dev->size);
-    if (len > dev->size - off)
-        len = dev->size - off;
+                       dev->filename, off, size);
+    if (len > size - off)
+        len = size - off;
     if (len == 0)
         return err_set(-EINVAL, "%s: block status of an empty range", dev->filename);
     memset(ext, 0, sizeof *ext);

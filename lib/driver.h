@@ -23,6 +23,7 @@
 
 #include <vdisk/device.h>
 #include <vdisk/options.h>
+#include <vdisk/info.h>
 
 struct vdisk_dev;
 struct vdisk_req;
@@ -64,6 +65,12 @@ struct vdisk_driver {
 
     /* Host bytes used, or -errno; NULL: ask the device below. */
     int64_t (*allocated_size)(struct vdisk_dev *dev);
+
+    /* Fills the format's fields of *INFO (the core has set the common ones). */
+    void (*get_info)(struct vdisk_dev *dev, struct vdisk_info *info);
+
+    /* The backing device, or NULL. */
+    struct vdisk_dev *(*backing)(struct vdisk_dev *dev);
 
     /* Creates an image; takes its options from OPTS with opt_take(). */
     int (*create)(const char *filename, uint64_t size, struct opt_set *opts);

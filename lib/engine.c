@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/falloc.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -91,11 +92,16 @@ void engine_complete(struct vdisk_req *req, long res)
         return;
     }
     if (req->eng_op != ENG_READ && req->eng_op != ENG_WRITE) {
+        if (req->eng_op == ENG_FALLOCATE && !(req->eng_mode & FALLOC_FL_KEEP_SIZE) &&
+            req->dev->growable)
+            dev_size_grow(req->dev, req->offset + req->length);
         req_complete(req, 0);
         return;
     }
     req->done_bytes += (uint64_t)res;
     if (req->done_bytes >= req->length) {
+        if (req->eng_op == ENG_WRITE && req->dev->growable)
+            dev_size_grow(req->dev, req->offset + req->length);
         req_complete(req, 0);
         return;
     }

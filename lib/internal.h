@@ -37,11 +37,19 @@ enum vdisk_engine_kind {
 };
 
 /* Settings that a stack of devices shares: the top device's open options. */
+/* The images already open above this one in a backing chain (loops). */
+struct chain_link {
+    const char *path;          /* realpath of an image */
+    const struct chain_link *up;
+    unsigned depth;
+};
+
 struct vdisk_open_params {
     bool read_only;
     enum vdisk_cache_mode cache;
     enum vdisk_engine_kind engine;
     unsigned threads;
+    const struct chain_link *chain; /* during open only; NULL afterwards */
 };
 
 struct write_track; /* lib/device.c: overlapping read-modify-write */
@@ -51,7 +59,8 @@ struct vdisk_dev {
     const struct vdisk_driver *drv;
     void *priv;                /* the driver's state */
     char *filename;
-    uint64_t size;             /* bytes */
+    uint64_t size;             /* bytes; use dev_size() where it may grow */
+    bool growable;             /* a format's file: writes past the end extend it */
     uint32_t block_size;       /* logical block size reported to users */
     uint32_t align;            /* request alignment the driver needs (>= 1) */
     unsigned caps;             /* VDISK_CAN_* */
@@ -78,6 +87,23 @@ void dev_unref(struct vdisk_dev *dev);
 /* Opens FILENAME with the protocol driver (raw), for formats' backing files. */
 int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
                   const struct vdisk_open_params *params);
+
+/* The size of a device that may be growing under another thread. */
+static inline uint64_t dev_size(const struct vdisk_dev *dev)
+{
+    return __atomic_load_n(&dev->size, __ATOMIC_ACQUIRE);
+}
+
+/* Raises a growable device's size to at least END. */
+void dev_size_grow(struct vdisk_dev *dev, uint64_t end);
+
+/*
+ * Opens FILENAME as an image of FORMAT (probed when NULL, never with a
+ * backing file allowed to choose) with PARAMS; format drivers use it for
+ * backing files.  Options are taken from OS (may be NULL).
+ */
+int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
+             const struct vdisk_open_params *params, struct opt_set *os);
 
 /* Synchronous I/O for drivers on the devices below them. */
 int dev_preadv(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off);

@@ -531,10 +531,14 @@ static void req_dispatch(struct vdisk_req *req)
 int dev_check_request(struct vdisk_dev *dev, enum vdisk_op op, uint64_t off, uint64_t len,
                       char **msg)
 {
-    if (op != VDISK_OP_FLUSH && !range_inside(off, len, dev->size)) {
+    uint64_t end;
+    if (op != VDISK_OP_FLUSH && dev->growable && !add_overflows_u64(off, len, &end) &&
+        end <= (uint64_t)INT64_MAX) {
+        /* A growable file: past its end reads zeroes and writes extend it. */
+    } else if (op != VDISK_OP_FLUSH && !range_inside(off, len, dev_size(dev))) {
         *msg = str_printf("%s: %s of %" PRIu64 " bytes at offset %" PRIu64
                           " is beyond the end of the device (%" PRIu64 " bytes)",
-                          dev->filename, op_name(op), len, off, dev->size);
+                          dev->filename, op_name(op), len, off, dev_size(dev));
         return -EIO;
     }
     if (op != VDISK_OP_READ && op != VDISK_OP_FLUSH && !(dev->caps & VDISK_CAN_WRITE)) {

@@ -11,6 +11,7 @@
  *   vdisk/options.h  key=value options for open and create
  *   vdisk/device.h   devices: open, create, synchronous I/O, block status
  *   vdisk/queue.h    asynchronous queues
+ *   vdisk/info.h     image information (qemu-img info), backing chains
  */
 #ifndef VDISK_VDISK_H
 #define VDISK_VDISK_H
@@ -19,6 +20,7 @@
 #include <vdisk/options.h>
 #include <vdisk/device.h>
 #include <vdisk/queue.h>
+#include <vdisk/info.h>
 
 #ifdef __cplusplus
 extern "C" {

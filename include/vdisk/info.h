@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vdisk/info.h: what an image says about itself: the fields of
+ * `qemu-img info`, and the backing chain.
+ *
+ * Thread-safety: the strings returned belong to the device and stay valid
+ * while it is open; these calls may run concurrently with I/O.
+ */
+#ifndef VDISK_INFO_H
+#define VDISK_INFO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vdisk/device.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Image information.  The caller sets struct_size to sizeof(struct
+ * vdisk_info) before the call, so that fields added at the end in later
+ * versions do not break older programs.  Fields a format does not have are
+ * 0 or NULL.
+ */
+struct vdisk_info {
+    size_t struct_size;
+    const char *format;              /* "raw", "qcow2", ... */
+    const char *filename;            /* as opened */
+    uint64_t virtual_size;           /* bytes */
+    int64_t actual_size;             /* host bytes allocated, or -1 if unknown */
+    uint32_t cluster_size;           /* 0 when the format has no clusters */
+    bool dirty;                      /* the image needs a refcount repair */
+    const char *backing_filename;    /* as stored in the image, or NULL */
+    const char *full_backing_filename; /* resolved as QEMU does, or NULL */
+    const char *backing_format;      /* from the image, or NULL */
+
+    /* qcow2 ("format-specific" in qemu-img info); compat is NULL otherwise. */
+    const char *compat;              /* "0.10" (v2) or "1.1" (v3) */
+    const char *compression_type;    /* "zlib" or "zstd" */
+    bool lazy_refcounts;
+    bool corrupt;
+    bool extended_l2;
+    uint32_t refcount_bits;
+};
+
+/*
+ * vdisk_get_info: fills *INFO.  Returns 0, or -EINVAL when
+ * info->struct_size is smaller than this library's first version of the
+ * structure.
+ */
+int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info);
+
+/*
+ * vdisk_get_backing: the device that the image's unallocated areas read
+ * from (its backing file), or NULL.  The handle is borrowed: it lives as
+ * long as DEV; do not close it.
+ */
+vdisk_dev *vdisk_get_backing(vdisk_dev *dev);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDISK_INFO_H */
