@@ -17,6 +17,7 @@
 
 const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_raw,
+    &vdisk_driver_qcow2,
     NULL,
 };
 
@@ -470,6 +471,24 @@ int dev_flush(struct vdisk_dev *dev)
     return dev_sync_io(dev, VDISK_OP_FLUSH, NULL, 0, 0, 0, 0);
 }
 
+int dev_truncate(struct vdisk_dev *dev, uint64_t size)
+{
+    if (!dev->drv->truncate)
+        return err_set(-ENOTSUP, "%s: the %s driver cannot resize", dev->filename,
+                       dev->drv->name);
+    return dev->drv->truncate(dev, size);
+}
+
+int dev_discard(struct vdisk_dev *dev, uint64_t off, uint64_t len)
+{
+    return dev_sync_io(dev, VDISK_OP_DISCARD, NULL, 0, off, len, 0);
+}
+
+int dev_write_zeroes(struct vdisk_dev *dev, uint64_t off, uint64_t len, unsigned flags)
+{
+    return dev_sync_io(dev, VDISK_OP_WRITE_ZEROES, NULL, 0, off, len, flags);
+}
+
 VDISK_EXPORT int vdisk_pread(vdisk_dev *dev, void *buf, size_t count, uint64_t offset)
 {
     err_enter(__func__);
@@ -509,13 +528,13 @@ VDISK_EXPORT int vdisk_flush(vdisk_dev *dev)
 VDISK_EXPORT int vdisk_discard(vdisk_dev *dev, uint64_t offset, uint64_t length)
 {
     err_enter(__func__);
-    return dev_sync_io(dev, VDISK_OP_DISCARD, NULL, 0, offset, length, 0);
+    return dev_discard(dev, offset, length);
 }
 
 VDISK_EXPORT int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
                                     unsigned flags)
 {
     err_enter(__func__);
-    return dev_sync_io(dev, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length,
-                       (flags & VDISK_ZEROES_MAY_UNMAP) ? VDISK_REQ_MAY_UNMAP : 0);
+    return dev_write_zeroes(dev, offset, length,
+                            (flags & VDISK_ZEROES_MAY_UNMAP) ? VDISK_REQ_MAY_UNMAP : 0);
 }

@@ -63,6 +63,9 @@ struct vdisk_driver {
     int (*block_status)(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                         struct vdisk_extent *ext);
 
+    /* Sets the size of a file (raw only); NULL: not supported. */
+    int (*truncate)(struct vdisk_dev *dev, uint64_t size);
+
     /* Host bytes used, or -errno; NULL: ask the device below. */
     int64_t (*allocated_size)(struct vdisk_dev *dev);
 
@@ -78,6 +81,7 @@ struct vdisk_driver {
 
 extern const struct vdisk_driver vdisk_driver_raw;
 extern const struct vdisk_driver vdisk_driver_offset;
+extern const struct vdisk_driver vdisk_driver_qcow2;
 
 /* The format drivers, in probing order; NULL-terminated. */
 extern const struct vdisk_driver *const vdisk_format_drivers[];

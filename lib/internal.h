@@ -112,6 +112,9 @@ int dev_pwritev(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint
 int dev_pread(struct vdisk_dev *dev, void *buf, size_t len, uint64_t off);
 int dev_pwrite(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off);
 int dev_flush(struct vdisk_dev *dev);
+int dev_discard(struct vdisk_dev *dev, uint64_t off, uint64_t len);
+int dev_truncate(struct vdisk_dev *dev, uint64_t size);
+int dev_write_zeroes(struct vdisk_dev *dev, uint64_t off, uint64_t len, unsigned flags);
 int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                      struct vdisk_extent *ext);
 
@@ -234,6 +237,22 @@ int req_fail(struct vdisk_req *req, int ret, const char *fmt, ...)
 /* Hands a child's failure message to its parent (when the parent has none). */
 void req_take_error(struct vdisk_req *parent, struct vdisk_req *child);
 
+/*
+ * Fan-out: a request waiting for several children (or steps).  req_hold()
+ * counts one more; req_release() counts one done (recording the first
+ * error) and completes the request when none is left.
+ */
+void req_hold(struct vdisk_req *req);
+void req_release(struct vdisk_req *req, int ret);
+/* A done function for children of a fan-out: takes the error, releases. */
+void req_child_releases_parent(struct vdisk_req *child, int ret);
+/* Records an error (first wins) without completing; returns RET. */
+int req_set_error(struct vdisk_req *req, int ret, const char *msg);
+
+/* Runs FN(REQ) later on REQ's queue thread (CURRENT: the caller's queue). */
+void req_resume_later(struct vdisk_req *req, void (*fn)(struct vdisk_req *),
+                      struct vdisk_queue *current);
+
 /* A done function for children whose parent simply finishes with them. */
 void req_child_finishes_parent(struct vdisk_req *child, int ret);
 
@@ -243,6 +262,9 @@ void iov_from_buf(const struct iovec *iov, int iovcnt, size_t pos, const void *b
                   size_t len);
 void iov_memset(const struct iovec *iov, int iovcnt, size_t pos, int c, size_t len);
 size_t iov_length(const struct iovec *iov, int iovcnt);
+/* The LEN bytes at SKIP of SRC as an iovec in DST (room for CNT entries);
+ * returns the number of entries. */
+int iov_slice(const struct iovec *src, int cnt, size_t skip, size_t len, struct iovec *dst);
 
 /* ---- Queues and engines --------------------------------------------------- */
 

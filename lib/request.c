@@ -81,6 +81,25 @@ void iov_memset(const struct iovec *iov, int iovcnt, size_t pos, int c, size_t l
     IOV_WALK(iov, iovcnt, pos, len, memset(base_, c, n_));
 }
 
+int iov_slice(const struct iovec *src, int cnt, size_t skip, size_t len, struct iovec *dst)
+{
+    int n = 0;
+    for (int i = 0; i < cnt && len; i++) {
+        size_t l = src[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        size_t take = l - skip < len ? l - skip : len;
+        dst[n].iov_base = (uint8_t *)src[i].iov_base + skip;
+        dst[n].iov_len = take;
+        n++;
+        len -= take;
+        skip = 0;
+    }
+    return n;
+}
+
 void *aligned_alloc_or_null(size_t align, size_t size)
 {
     void *p = NULL;
@@ -225,6 +244,48 @@ void req_child_finishes_parent(struct vdisk_req *child, int ret)
     req_complete(parent, ret);
 }
 
+/* ---- Fan-out: a request that waits for several children ----------------- */
+
+void req_hold(struct vdisk_req *req)
+{
+    req->pending++;
+}
+
+void req_release(struct vdisk_req *req, int ret)
+{
+    if (ret < 0 && !req->first_err)
+        req->first_err = ret;
+    if (--req->pending == 0)
+        req_complete(req, req->first_err);
+}
+
+void req_child_releases_parent(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *parent = child->parent;
+    req_take_error(parent, child);
+    req_free(child);
+    req_release(parent, ret);
+}
+
+void req_resume_later(struct vdisk_req *req, void (*fn)(struct vdisk_req *),
+                      struct vdisk_queue *current)
+{
+    req->resume = fn;
+    if (req->q == current)
+        queue_defer(req->q, req, 0);
+    else
+        queue_post(req->q, req, 0);
+}
+
+int req_set_error(struct vdisk_req *req, int ret, const char *msg)
+{
+    if (!req->errmsg)
+        req->errmsg = strdup(msg);
+    if (ret < 0 && !req->first_err)
+        req->first_err = ret;
+    return ret;
+}
+
 /* ---- Serialising overlapping writes (devices with align > 1) -------------- */
 
 struct write_track {
@@ -303,11 +364,7 @@ static void track_end(struct vdisk_req *req)
     /* Every waiter tries again, on its own queue's thread. */
     while (w) {
         struct vdisk_req *next = w->next;
-        w->resume = track_resume;
-        if (w->q == req->q)
-            queue_defer(w->q, w, 0);
-        else
-            queue_post(w->q, w, 0);
+        req_resume_later(w, track_resume, req->q);
         w = next;
     }
 }

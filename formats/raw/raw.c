@@ -449,6 +449,19 @@ static int raw_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return 0;
 }
 
+static int raw_truncate(struct vdisk_dev *dev, uint64_t size)
+{
+    struct raw *r = dev->priv;
+    if (r->is_bdev)
+        return err_set(-ENOTSUP, "%s: a block device cannot be resized", dev->filename);
+    if (size > INT64_MAX || ftruncate(r->fd, (off_t)size) < 0)
+        return err_set(size > INT64_MAX ? -EFBIG : -errno, "%s: could not resize to %" PRIu64
+                       " bytes: %s", dev->filename, size,
+                       size > INT64_MAX ? "too large" : strerror(errno));
+    __atomic_store_n(&dev->size, align_up(size, 512), __ATOMIC_RELEASE);
+    return 0;
+}
+
 static int64_t raw_allocated_size(struct vdisk_dev *dev)
 {
     struct raw *r = dev->priv;
@@ -468,5 +481,6 @@ const struct vdisk_driver vdisk_driver_raw = {
     .submit = raw_submit,
     .block_status = raw_block_status,
     .allocated_size = raw_allocated_size,
+    .truncate = raw_truncate,
     .create = raw_create,
 };

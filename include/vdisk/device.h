@@ -177,14 +177,17 @@ int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
 /* Bits of vdisk_extent.flags. */
 #define VDISK_EXT_DATA      0x1u /* reads come from stored data */
 #define VDISK_EXT_ZERO      0x2u /* reads return zeroes */
-#define VDISK_EXT_ALLOCATED 0x4u /* this device (not a backing file) answers */
+#define VDISK_EXT_ALLOCATED 0x4u /* a layer holds the extent (depth says which);
+                                    unset: no layer does, it reads as zeroes */
 #define VDISK_EXT_OFFSET    0x8u /* host_offset is valid */
 
 struct vdisk_extent {
     uint64_t offset;      /* start of the extent in the device */
     uint64_t length;      /* bytes that share the status below */
     uint32_t flags;       /* VDISK_EXT_* */
-    int32_t depth;        /* 0 = this image, 1 = its backing file, ... */
+    int32_t depth;        /* the layer that answered: 0 = this image, 1 = its
+                             backing file, ...; for extents no layer holds,
+                             the depth of the last layer asked */
     uint64_t host_offset; /* where the data lies in host_file (VDISK_EXT_OFFSET) */
     const char *host_file; /* file holding the data, or NULL; valid while the
                               device is open */

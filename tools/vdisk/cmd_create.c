@@ -10,15 +10,88 @@
 
 static void help(void)
 {
-    printf("usage: vdisk create [-q] [-f FMT] [-o OPTIONS] FILE [SIZE]\n"
+    printf("usage: vdisk create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] [-u] [-o OPTIONS]\n"
+           "                    FILE [SIZE]\n"
            "\n"
-           "Creates the image FILE of format FMT (default raw) holding SIZE bytes\n"
-           "(suffixes k, M, G, T, P, E; rounded up to 512 bytes).\n"
+           "Creates the image FILE of format FMT (raw or qcow2; default raw) holding\n"
+           "SIZE bytes (suffixes k, M, G, T, P, E; rounded up to 512 bytes).  With a\n"
+           "backing file, SIZE defaults to the backing file's size.\n"
            "\n"
-           "  -f FMT        image format: raw\n"
-           "  -o OPTIONS    comma-separated format options; for raw:\n"
-           "                  preallocation=off|falloc|full\n"
+           "  -f FMT        image format: raw or qcow2\n"
+           "  -b BACKING    qcow2: a linked clone of BACKING (a path relative to FILE's\n"
+           "                folder, or absolute)\n"
+           "  -F FMT        the backing file's format (raw or qcow2)\n"
+           "  -u            do not open the backing file (SIZE is then required)\n"
+           "  -o OPTIONS    comma-separated format options:\n"
+           "                  raw:   preallocation=off|falloc|full\n"
+           "                  qcow2: cluster_size=512..2M, refcount_bits=1..64,\n"
+           "                         compat=0.10|1.1, lazy_refcounts=on|off,\n"
+           "                         extended_l2=on|off, compression_type=zlib|zstd,\n"
+           "                         preallocation=off|metadata|falloc|full,\n"
+           "                         backing_file=NAME, backing_fmt=FMT\n"
            "  -q            quiet: do not print the 'Formatting ...' line\n");
+}
+
+/* The "Formatting" line, with the options in the order qemu-img prints them. */
+static void print_formatting(const char *file, const char *fmt, uint64_t size,
+                             const vdisk_options *o, const char *optlist)
+{
+    printf("Formatting '%s', fmt=%s", file, fmt);
+    if (strcmp(fmt, "qcow2") == 0) {
+        const char *v;
+        uint64_t cs = 65536;
+        if ((v = vdisk_options_get(o, "cluster_size")))
+            parse_size(v, &cs);
+        printf(" cluster_size=%" PRIu64, cs);
+        v = vdisk_options_get(o, "extended_l2");
+        printf(" extended_l2=%s", v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
+        if ((v = vdisk_options_get(o, "preallocation")))
+            printf(" preallocation=%s", v);
+        v = vdisk_options_get(o, "compression_type");
+        printf(" compression_type=%s", v ? v : "zlib");
+        printf(" size=%" PRIu64, size);
+        if ((v = vdisk_options_get(o, "backing_file")))
+            printf(" backing_file=%s", v);
+        if ((v = vdisk_options_get(o, "backing_fmt")))
+            printf(" backing_fmt=%s", v);
+        if ((v = vdisk_options_get(o, "compat")))
+            printf(" compat=%s", v);
+        v = vdisk_options_get(o, "lazy_refcounts");
+        printf(" lazy_refcounts=%s", v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
+        v = vdisk_options_get(o, "refcount_bits");
+        printf(" refcount_bits=%s", v ? v : "16");
+    } else {
+        printf(" size=%" PRIu64, size);
+        if (optlist) {
+            char *copy = strdup(optlist);
+            for (char *tok = copy ? strtok(copy, ",") : NULL; tok; tok = strtok(NULL, ","))
+                printf(" %s", tok);
+            free(copy);
+        }
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+/* The size of the backing file, opened as the new image will open it. */
+static int backing_size(const char *file, const char *backing, const char *fmt, uint64_t *size)
+{
+    char *path;
+    const char *slash = strrchr(file, '/');
+    if (backing[0] != '/' && slash) {
+        if (asprintf(&path, "%.*s/%s", (int)(slash - file), file, backing) < 0)
+            return -1;
+    } else {
+        path = strdup(backing);
+    }
+    struct open_args oa = {.format = fmt ? fmt : "raw", .read_only = true};
+    vdisk_dev *dev = path ? cli_open(path, &oa) : NULL;
+    free(path);
+    if (!dev)
+        return -1;
+    *size = vdisk_get_size(dev);
+    vdisk_close(dev);
+    return 0;
 }
 
 int cmd_create(int argc, char **argv)
@@ -28,8 +101,8 @@ int cmd_create(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
-    const char *fmt = "raw";
-    bool quiet = false;
+    const char *fmt = "raw", *backing = NULL, *backing_fmt = NULL;
+    bool quiet = false, unsafe = false;
     vdisk_options *opts = NULL;
     int ret = 1;
     if (vdisk_options_new(&opts) < 0) {
@@ -39,7 +112,7 @@ int cmd_create(int argc, char **argv)
     char *optlist = NULL;
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hqf:o:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+hqf:o:b:F:u", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();
@@ -50,6 +123,15 @@ int cmd_create(int argc, char **argv)
             break;
         case 'f':
             fmt = optarg;
+            break;
+        case 'b':
+            backing = optarg;
+            break;
+        case 'F':
+            backing_fmt = optarg;
+            break;
+        case 'u':
+            unsafe = true;
             break;
         case 'o':
             if (vdisk_options_parse(opts, optarg) < 0) {
@@ -69,6 +151,13 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     const char *file = argv[optind++];
+    if ((backing && vdisk_options_set(opts, "backing_file", backing) < 0) ||
+        (backing_fmt && vdisk_options_set(opts, "backing_fmt", backing_fmt) < 0)) {
+        cli_lib_error();
+        goto out;
+    }
+    backing = vdisk_options_get(opts, "backing_file");
+    backing_fmt = vdisk_options_get(opts, "backing_fmt");
     uint64_t size = 0;
     if (optind < argc) {
         int r = parse_size(argv[optind], &size);
@@ -79,6 +168,9 @@ int cmd_create(int argc, char **argv)
             goto out;
         }
         optind++;
+    } else if (backing && !unsafe) {
+        if (backing_size(file, backing, backing_fmt, &size) < 0)
+            goto out;
     } else {
         cli_error("Image creation needs a size parameter");
         goto out;
@@ -91,15 +183,8 @@ int cmd_create(int argc, char **argv)
         cli_error("Image size must be less than 8 EiB!");
         goto out;
     }
-    uint64_t rounded = (size + 511) / 512 * 512;
-    if (!quiet) {
-        printf("Formatting '%s', fmt=%s size=%" PRIu64, file, fmt, rounded);
-        if (optlist)
-            for (char *tok = strtok(optlist, ","); tok; tok = strtok(NULL, ","))
-                printf(" %s", tok);
-        printf("\n");
-        fflush(stdout);
-    }
+    if (!quiet)
+        print_formatting(file, fmt, (size + 511) / 512 * 512, opts, optlist);
     if (vdisk_create(file, fmt, size, opts) < 0) {
         cli_lib_error();
         goto out;

@@ -8,15 +8,136 @@
 
 static void help(void)
 {
-    printf("usage: vdisk info [-f FMT] [--output=human|json] [--debug] FILE\n"
+    printf("usage: vdisk info [-f FMT] [--output=human|json] [--backing-chain] [--debug] FILE\n"
            "\n"
-           "Describes the image FILE: format, virtual size, space used on the host.\n"
-           "The JSON output has the keys and values of 'qemu-img info --output=json'.\n"
+           "Describes the image FILE: format, virtual size, space used on the host,\n"
+           "backing file and format-specific fields.  The JSON output has the keys and\n"
+           "values of 'qemu-img info --output=json'.\n"
            "\n"
            "  -f FMT              the image's format (probed when not given)\n"
            "  --output=FORMAT     human (default) or json\n"
+           "  --backing-chain     describe every image of the backing chain\n"
            "  --debug             also print the I/O engine and block size\n"
            "  -U, --force-share   accepted for qemu-img compatibility\n");
+}
+
+static void pad(int n)
+{
+    printf("%*s", n, "");
+}
+
+static void json_field_str(int ind, const char *key, const char *v, bool *first)
+{
+    printf("%s\n", *first ? "" : ",");
+    pad(ind);
+    printf("\"%s\": ", key);
+    json_string(stdout, v);
+    *first = false;
+}
+
+static void json_field_num(int ind, const char *key, int64_t v, bool *first)
+{
+    printf("%s\n", *first ? "" : ",");
+    pad(ind);
+    printf("\"%s\": %" PRId64, key, v);
+    *first = false;
+}
+
+static void json_field_bool(int ind, const char *key, bool v, bool *first)
+{
+    printf("%s\n", *first ? "" : ",");
+    pad(ind);
+    printf("\"%s\": %s", key, v ? "true" : "false");
+    *first = false;
+}
+
+static void print_json(const struct vdisk_info *in, int ind)
+{
+    bool first = true;
+    pad(ind);
+    printf("{");
+    int i = ind + 4;
+    if (in->backing_format)
+        json_field_str(i, "backing-filename-format", in->backing_format, &first);
+    json_field_num(i, "virtual-size", (int64_t)in->virtual_size, &first);
+    json_field_str(i, "filename", in->filename, &first);
+    if (in->cluster_size)
+        json_field_num(i, "cluster-size", in->cluster_size, &first);
+    json_field_str(i, "format", in->format, &first);
+    if (in->actual_size >= 0)
+        json_field_num(i, "actual-size", in->actual_size, &first);
+    if (in->compat) {
+        printf(",\n");
+        pad(i);
+        printf("\"format-specific\": {\n");
+        pad(i + 4);
+        printf("\"type\": ");
+        json_string(stdout, in->format);
+        printf(",\n");
+        pad(i + 4);
+        printf("\"data\": {");
+        bool f2 = true;
+        int j = i + 8;
+        json_field_str(j, "compat", in->compat, &f2);
+        json_field_str(j, "compression-type", in->compression_type, &f2);
+        if (strcmp(in->compat, "0.10") != 0)
+            json_field_bool(j, "lazy-refcounts", in->lazy_refcounts, &f2);
+        json_field_num(j, "refcount-bits", in->refcount_bits, &f2);
+        if (strcmp(in->compat, "0.10") != 0) {
+            json_field_bool(j, "corrupt", in->corrupt, &f2);
+            json_field_bool(j, "extended-l2", in->extended_l2, &f2);
+        }
+        printf("\n");
+        pad(i + 4);
+        printf("}\n");
+        pad(i);
+        printf("}");
+    }
+    if (in->backing_filename) {
+        json_field_str(i, "full-backing-filename", in->full_backing_filename, &first);
+        json_field_str(i, "backing-filename", in->backing_filename, &first);
+    }
+    json_field_bool(i, "dirty-flag", in->dirty, &first);
+    printf("\n");
+    pad(ind);
+    printf("}");
+}
+
+static void print_human(const struct vdisk_info *in)
+{
+    char vs[64], ds[64];
+    size_to_str(in->virtual_size, vs, sizeof vs);
+    printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n", in->filename,
+           in->format, vs, in->virtual_size);
+    if (in->actual_size >= 0) {
+        size_to_str((uint64_t)in->actual_size, ds, sizeof ds);
+        printf("disk size: %s\n", ds);
+    } else {
+        printf("disk size: unavailable\n");
+    }
+    if (in->cluster_size)
+        printf("cluster_size: %" PRIu32 "\n", in->cluster_size);
+    if (in->backing_filename) {
+        printf("backing file: %s", in->backing_filename);
+        if (strcmp(in->backing_filename, in->full_backing_filename) != 0)
+            printf(" (actual path: %s)", in->full_backing_filename);
+        printf("\n");
+        if (in->backing_format)
+            printf("backing file format: %s\n", in->backing_format);
+    }
+    if (in->dirty)
+        printf("cleanly shut down: no\n");
+    if (in->compat) {
+        bool v3 = strcmp(in->compat, "0.10") != 0;
+        printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
+               in->compat, in->compression_type);
+        if (v3)
+            printf("    lazy refcounts: %s\n", in->lazy_refcounts ? "true" : "false");
+        printf("    refcount bits: %" PRIu32 "\n", in->refcount_bits);
+        if (v3)
+            printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
+                   in->extended_l2 ? "true" : "false");
+    }
 }
 
 int cmd_info(int argc, char **argv)
@@ -26,12 +147,13 @@ int cmd_info(int argc, char **argv)
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'O'},
         {"debug", no_argument, NULL, 'd'},
+        {"backing-chain", no_argument, NULL, 'B'},
         {"force-share", no_argument, NULL, 'U'},
         {NULL, 0, NULL, 0},
     };
     struct open_args oa = {.read_only = true};
     int json = 0;
-    bool debug = false;
+    bool debug = false, chain = false;
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+hf:U", longopts, NULL)) != -1) {
@@ -50,6 +172,9 @@ int cmd_info(int argc, char **argv)
         case 'd':
             debug = true;
             break;
+        case 'B':
+            chain = true;
+            break;
         case 'U':
             break;
         default:
@@ -62,35 +187,38 @@ int cmd_info(int argc, char **argv)
                                  : "Unexpected argument: %s", argv[argc - 1]);
         return 1;
     }
-    const char *file = argv[optind];
-    vdisk_dev *dev = cli_open(file, &oa);
+    vdisk_dev *dev = cli_open(argv[optind], &oa);
     if (!dev)
         return 1;
-    uint64_t size = vdisk_get_size(dev);
-    int64_t alloc = vdisk_get_allocated_size(dev);
-    if (json) {
-        printf("{\n    \"virtual-size\": %" PRIu64 ",\n    \"filename\": ", size);
-        json_string(stdout, file);
-        printf(",\n    \"format\": ");
-        json_string(stdout, vdisk_get_format(dev));
-        if (alloc >= 0)
-            printf(",\n    \"actual-size\": %" PRId64, alloc);
-        printf(",\n    \"dirty-flag\": false\n}\n");
-    } else {
-        char vs[64], ds[64];
-        size_to_str(size, vs, sizeof vs);
-        printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n", file,
-               vdisk_get_format(dev), vs, size);
-        if (alloc >= 0) {
-            size_to_str((uint64_t)alloc, ds, sizeof ds);
-            printf("disk size: %s\n", ds);
-        } else {
-            printf("disk size: unavailable\n");
+    if (json && chain)
+        printf("[\n");
+    int n = 0;
+    for (vdisk_dev *d = dev; d; d = chain ? vdisk_get_backing(d) : NULL, n++) {
+        struct vdisk_info in = {.struct_size = sizeof in};
+        if (vdisk_get_info(d, &in) < 0) {
+            cli_lib_error();
+            vdisk_close(dev);
+            return 1;
         }
-        if (debug)
-            printf("engine: %s\nlogical block size: %u\n", vdisk_get_engine(dev),
-                   vdisk_get_block_size(dev));
+        if (d == dev)
+            in.filename = argv[optind];
+        if (json) {
+            if (n)
+                printf(",\n");
+            print_json(&in, chain ? 4 : 0);
+            if (!chain)
+                printf("\n");
+        } else {
+            if (n)
+                printf("\n");
+            print_human(&in);
+            if (debug)
+                printf("engine: %s\nlogical block size: %u\n", vdisk_get_engine(d),
+                       vdisk_get_block_size(d));
+        }
     }
+    if (json && chain)
+        printf("\n]\n");
     vdisk_close(dev);
     return 0;
 }

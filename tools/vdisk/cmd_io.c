@@ -396,7 +396,7 @@ static int do_map(vdisk_dev *dev, int argc, char **argv)
                 fprintf(stderr, "%s\n", vdisk_get_error());
                 return -1;
             }
-            bool a = (e.flags & VDISK_EXT_ALLOCATED) != 0;
+            bool a = (e.flags & VDISK_EXT_ALLOCATED) && e.depth == 0;
             if (first) {
                 alloc = a;
                 first = false;

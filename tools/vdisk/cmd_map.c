@@ -126,7 +126,7 @@ int cmd_map(int argc, char **argv)
             .start = off,
             .length = ext.length,
             .depth = ext.depth,
-            .present = (ext.flags & (VDISK_EXT_ALLOCATED | VDISK_EXT_DATA | VDISK_EXT_ZERO)) != 0,
+            .present = (ext.flags & VDISK_EXT_ALLOCATED) != 0,
             .zero = (ext.flags & VDISK_EXT_ZERO) != 0,
             .data = (ext.flags & VDISK_EXT_DATA) != 0,
             .has_offset = (ext.flags & VDISK_EXT_OFFSET) != 0,

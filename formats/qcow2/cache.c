@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/cache.c: bounded caches of metadata clusters (L2 tables,
+ * refcount blocks), least recently used first out.
+ *
+ * Entries are pinned while in use and written back when dirty.  Before a
+ * dirty L2 table is written, the refcount blocks are written and the file
+ * is fsynced (see the ordering in qcow2.h).  The caller holds s->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what, unsigned n)
+{
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    c->what = what;
+    c->n = n < 4 ? 4 : n;
+    c->e = calloc(c->n, sizeof *c->e);
+    if (!c->e)
+        return err_set(-ENOMEM, "out of memory");
+    for (unsigned i = 0; i < c->n; i++) {
+        c->e[i].data = aligned_alloc_or_null(4096, s->cluster_size);
+        if (!c->e[i].data) {
+            qcow2_cache_fini(c);
+            return err_set(-ENOMEM, "out of memory for the %s cache", what);
+        }
+    }
+    return 0;
+}
+
+void qcow2_cache_fini(struct qcow2_cache *c)
+{
+    if (!c->e)
+        return;
+    for (unsigned i = 0; i < c->n; i++)
+        free(c->e[i].data);
+    free(c->e);
+    c->e = NULL;
+}
+
+static struct qcow2_cache_entry *find_data(struct qcow2_cache *c, const uint8_t *data)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->e[i].data == data)
+            return &c->e[i];
+    return NULL;
+}
+
+bool qcow2_cache_has_dirty(const struct qcow2_cache *c)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->e[i].dirty)
+            return true;
+    return false;
+}
+
+/* Writes one dirty entry, after what it depends on. */
+static int write_entry(struct qcow2_cache *c, struct qcow2_cache_entry *e)
+{
+    struct qcow2 *s = c->s;
+    if (c == &s->l2c) {
+        /* Refcounts (and guest data) first, durably. */
+        int r = qcow2_cache_write_back(&s->rbc);
+        if (r == 0)
+            r = dev_flush(s->file);
+        if (r < 0)
+            return r;
+    }
+    int r = dev_pwrite(s->file, e->data, s->cluster_size, e->offset);
+    if (r < 0)
+        return r;
+    e->dirty = false;
+    return 0;
+}
+
+int qcow2_cache_write_back(struct qcow2_cache *c)
+{
+    bool any = false;
+    for (unsigned i = 0; i < c->n; i++)
+        any |= c->e[i].dirty;
+    if (!any)
+        return 0;
+    if (c == &c->s->l2c) {
+        int r = qcow2_cache_write_back(&c->s->rbc);
+        if (r == 0)
+            r = dev_flush(c->s->file);
+        if (r < 0)
+            return r;
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        if (!c->e[i].dirty)
+            continue;
+        int r = dev_pwrite(c->s->file, c->e[i].data, c->s->cluster_size, c->e[i].offset);
+        if (r < 0)
+            return r;
+        c->e[i].dirty = false;
+    }
+    return 0;
+}
+
+int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data)
+{
+    struct qcow2_cache_entry *victim = NULL;
+    for (unsigned i = 0; i < c->n; i++) {
+        struct qcow2_cache_entry *e = &c->e[i];
+        if (e->offset == offset) {
+            e->pins++;
+            e->lru = ++c->clock;
+            c->hits++;
+            if (!read)
+                memset(e->data, 0, c->s->cluster_size);
+            *data = e->data;
+            return 0;
+        }
+        if (e->pins == 0 && (!victim || e->lru < victim->lru))
+            victim = e;
+    }
+    if (!victim)
+        return err_set(-ENOMEM, "%s: the %s cache is full of tables in use",
+                       c->s->dev->filename, c->what);
+    if (victim->dirty) {
+        int r = write_entry(c, victim);
+        if (r < 0)
+            return r;
+    }
+    victim->offset = 0;
+    c->misses++;
+    if (read) {
+        int r = dev_pread(c->s->file, victim->data, c->s->cluster_size, offset);
+        if (r < 0)
+            return r;
+    } else {
+        memset(victim->data, 0, c->s->cluster_size);
+    }
+    victim->offset = offset;
+    victim->pins = 1;
+    victim->lru = ++c->clock;
+    *data = victim->data;
+    return 0;
+}
+
+void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data)
+{
+    struct qcow2_cache_entry *e = find_data(c, data);
+    if (e && e->pins > 0)
+        e->pins--;
+}
+
+void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data)
+{
+    struct qcow2_cache_entry *e = find_data(c, data);
+    if (e) {
+        e->dirty = true;
+        c->s->meta_dirty = true;
+    }
+}
+
+void qcow2_cache_forget(struct qcow2_cache *c, uint64_t offset)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->e[i].offset == offset && c->e[i].pins == 0) {
+            c->e[i].offset = 0;
+            c->e[i].dirty = false;
+        }
+    }
+}

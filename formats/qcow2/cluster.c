@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/cluster.c: the guest-to-host mapping.  L1 and L2 lookups
+ * (every entry validated before use), L2 tables made writable (allocated,
+ * or copied when a snapshot shares them), L1 entry updates.  The caller
+ * holds s->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endian.h"
+#include "qcow2.h"
+
+uint64_t qcow2_l2e_get(const struct qcow2 *s, const uint8_t *l2, uint64_t i)
+{
+    return be64_load(l2 + i * s->l2_entry_bytes);
+}
+
+uint64_t qcow2_l2e_bitmap(const struct qcow2 *s, const uint8_t *l2, uint64_t i)
+{
+    return s->ext_l2 ? be64_load(l2 + i * 16 + 8) : 0;
+}
+
+void qcow2_l2e_set(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t e, uint64_t bitmap)
+{
+    be64_store(l2 + i * s->l2_entry_bytes, e);
+    if (s->ext_l2)
+        be64_store(l2 + i * 16 + 8, bitmap);
+}
+
+void qcow2_compressed_range(const struct qcow2 *s, uint64_t l2e, uint64_t *off, uint64_t *len)
+{
+    uint64_t o = l2e & s->coffset_mask;
+    uint64_t sectors = ((l2e >> s->csize_shift) & s->csize_mask) + 1;
+    *off = o;
+    *len = sectors * 512 - (o & 511);
+}
+
+/* The L2 table offset of L1 entry I (0: none), validated. */
+static int l1_table(struct qcow2 *s, uint64_t i, uint64_t *l2_off)
+{
+    *l2_off = 0;
+    if (i >= s->l1_size)
+        return 0;
+    uint64_t e = s->l1[i];
+    if (e & QCOW2_L1E_RESERVED)
+        return qcow2_corrupt(s, "L1 entry %" PRIu64 " (0x%" PRIx64 ") has reserved bits set", i, e);
+    uint64_t off = e & QCOW2_OFFSET_MASK;
+    if (off % s->cluster_size)
+        return qcow2_corrupt(s, "L2 table offset 0x%" PRIx64 " (L1 entry %" PRIu64
+                             ") is not aligned to a cluster", off, i);
+    if (off && off >= dev_size(s->file))
+        return qcow2_corrupt(s, "L2 table offset 0x%" PRIx64 " (L1 entry %" PRIu64
+                             ") is beyond the end of the file (%" PRIu64 " bytes)", off, i,
+                             dev_size(s->file));
+    *l2_off = off;
+    return 0;
+}
+
+/* Status of one L2 entry at subcluster SC (0 without extended L2). */
+static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, uint64_t guest,
+                    struct qcow2_map *m)
+{
+    memset(m, 0, sizeof *m);
+    if (e & QCOW2_OFLAG_COMPRESSED) {
+        if (e & QCOW2_OFLAG_COPIED)
+            return qcow2_corrupt(s, "compressed L2 entry 0x%" PRIx64 " for guest offset 0x%"
+                                 PRIx64 " has the COPIED flag", e, guest);
+        uint64_t off, len;
+        qcow2_compressed_range(s, e, &off, &len);
+        if (off < s->cluster_size || off >= align_up(dev_size(s->file), 512))
+            return qcow2_corrupt(s, "compressed cluster for guest offset 0x%" PRIx64
+                                 " at host offset 0x%" PRIx64 " is outside the file (%" PRIu64
+                                 " bytes)", guest, off, dev_size(s->file));
+        m->type = QCOW2_COMPRESSED;
+        m->l2e = e;
+        return 0;
+    }
+    uint64_t reserved = QCOW2_L2E_RESERVED | (s->version < 3 || s->ext_l2 ? QCOW2_OFLAG_ZERO : 0);
+    if (e & reserved)
+        return qcow2_corrupt(s, "L2 entry 0x%" PRIx64 " for guest offset 0x%" PRIx64
+                             " has reserved bits set", e, guest);
+    uint64_t host = e & QCOW2_OFFSET_MASK;
+    if (host % s->cluster_size)
+        return qcow2_corrupt(s, "L2 entry for guest offset 0x%" PRIx64 ": host offset 0x%"
+                             PRIx64 " is not aligned to a cluster", guest, host);
+    if (host == 0 && (e & QCOW2_OFLAG_COPIED))
+        return qcow2_corrupt(s, "L2 entry for guest offset 0x%" PRIx64
+                             " has the COPIED flag but no host offset", guest);
+    bool alloc, zero;
+    if (s->ext_l2) {
+        uint32_t a = (uint32_t)bitmap, z = (uint32_t)(bitmap >> 32);
+        if (a & z)
+            return qcow2_corrupt(s, "extended L2 entry for guest offset 0x%" PRIx64
+                                 " marks subclusters both allocated and zero (0x%016" PRIx64
+                                 ")", guest, bitmap);
+        if (a && !host)
+            return qcow2_corrupt(s, "extended L2 entry for guest offset 0x%" PRIx64
+                                 " has allocated subclusters but no host offset", guest);
+        alloc = (a >> sc) & 1;
+        zero = (z >> sc) & 1;
+    } else {
+        alloc = host != 0 && !(e & QCOW2_OFLAG_ZERO);
+        zero = (e & QCOW2_OFLAG_ZERO) != 0;
+    }
+    if (alloc && host + s->cluster_size > align_up(dev_size(s->file), s->cluster_size))
+        return qcow2_corrupt(s, "L2 entry for guest offset 0x%" PRIx64 " points to host offset 0x%"
+                             PRIx64 ", beyond the end of the file (%" PRIu64 " bytes)", guest,
+                             host, dev_size(s->file));
+    m->copied = (e & QCOW2_OFLAG_COPIED) != 0;
+    if (zero) {
+        m->type = QCOW2_ZERO;
+        m->host = host;
+    } else if (alloc) {
+        m->type = QCOW2_NORMAL;
+        m->host = host + (uint64_t)sc * s->sc_size;
+    } else {
+        m->type = QCOW2_UNALLOCATED;
+    }
+    return 0;
+}
+
+int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m)
+{
+    uint64_t cs = s->cluster_size, unit = s->sc_size;
+    uint64_t span_bits = s->cluster_bits + s->l2_bits;
+    uint64_t l1i = off >> span_bits;
+    uint64_t table_end = (l1i + 1) << span_bits;
+    uint64_t limit = table_end - off < max ? table_end - off : max;
+    uint64_t l2_off;
+    int r = l1_table(s, l1i, &l2_off);
+    if (r < 0)
+        return r;
+    if (!l2_off) {
+        memset(m, 0, sizeof *m);
+        m->type = QCOW2_UNALLOCATED;
+        m->len = limit;
+        return 0;
+    }
+    uint8_t *l2;
+    r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
+    if (r < 0)
+        return r;
+    uint64_t pos = off, done = 0;
+    bool first = true;
+    while (done < limit) {
+        uint64_t i = (pos >> s->cluster_bits) & (s->l2_entries - 1);
+        uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2e_bitmap(s, l2, i);
+        unsigned sc = s->ext_l2 ? (unsigned)((pos & (cs - 1)) / unit) : 0;
+        struct qcow2_map cur;
+        r = classify(s, e, bm, sc, pos, &cur);
+        if (r < 0)
+            break;
+        uint64_t piece = cur.type == QCOW2_COMPRESSED ? cs - (pos & (cs - 1))
+                                                      : unit - (pos & (unit - 1));
+        if (piece > limit - done)
+            piece = limit - done;
+        if (first) {
+            *m = cur;
+            if (cur.type == QCOW2_NORMAL)
+                m->host += pos & (unit - 1);
+            m->len = piece;
+            first = false;
+            if (cur.type == QCOW2_COMPRESSED)
+                break;
+        } else {
+            bool same = cur.type == m->type && cur.type != QCOW2_COMPRESSED;
+            if (same && cur.type == QCOW2_NORMAL)
+                same = cur.copied == m->copied && cur.host == m->host + m->len;
+            if (same && cur.type == QCOW2_ZERO)
+                same = (cur.host == 0) == (m->host == 0) && cur.copied == m->copied;
+            if (!same)
+                break;
+            m->len += piece;
+        }
+        pos += piece;
+        done += piece;
+    }
+    qcow2_cache_put(&s->l2c, l2);
+    return r;
+}
+
+int qcow2_write_l1_entry(struct qcow2 *s, uint64_t i)
+{
+    uint8_t b[8];
+    be64_store(b, s->l1[i]);
+    return dev_pwrite(s->file, b, 8, s->l1_offset + i * 8);
+}
+
+int qcow2_l2_for_write(struct qcow2 *s, uint64_t l1i, uint8_t **l2)
+{
+    if (l1i >= s->l1_size)
+        return qcow2_corrupt(s, "guest offset beyond the L1 table (index %" PRIu64 ")", l1i);
+    uint64_t old;
+    int r = l1_table(s, l1i, &old);
+    if (r < 0)
+        return r;
+    if (old && (s->l1[l1i] & QCOW2_OFLAG_COPIED))
+        return qcow2_cache_get(&s->l2c, old, true, l2);
+
+    /* A new table, or a copy of one a snapshot shares. */
+    uint64_t new_off;
+    r = qcow2_alloc_clusters(s, 1, &new_off);
+    if (r < 0)
+        return r;
+    uint8_t *t;
+    r = qcow2_cache_get(&s->l2c, new_off, false, &t);
+    if (r < 0)
+        return r;
+    if (old) {
+        uint8_t *o;
+        r = qcow2_cache_get(&s->l2c, old, true, &o);
+        if (r < 0) {
+            qcow2_cache_put(&s->l2c, t);
+            return r;
+        }
+        memcpy(t, o, s->cluster_size);
+        qcow2_cache_put(&s->l2c, o);
+    }
+    qcow2_cache_dirty(&s->l2c, t);
+    /* The table (and its refcount) durable before the L1 entry points to it. */
+    r = qcow2_cache_write_back(&s->l2c);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r == 0) {
+        s->l1[l1i] = new_off | QCOW2_OFLAG_COPIED;
+        r = qcow2_write_l1_entry(s, l1i);
+    }
+    if (r == 0 && old)
+        r = qcow2_free_later(s, old, 1);
+    if (r < 0) {
+        qcow2_cache_put(&s->l2c, t);
+        return r;
+    }
+    *l2 = t;
+    return 0;
+}
+
+int qcow2_release_entry(struct qcow2 *s, uint64_t e)
+{
+    if (e & QCOW2_OFLAG_COMPRESSED) {
+        uint64_t off, len;
+        qcow2_compressed_range(s, e, &off, &len);
+        uint64_t first = off & ~(s->cluster_size - 1);
+        uint64_t last = (off + len - 1) & ~(s->cluster_size - 1);
+        /* QEMU counts one reference per compressed cluster per host cluster. */
+        for (uint64_t c = first; c <= last; c += s->cluster_size) {
+            int r = qcow2_free_later(s, c, 1);
+            if (r < 0)
+                return r;
+        }
+        return 0;
+    }
+    uint64_t host = e & QCOW2_OFFSET_MASK;
+    return host ? qcow2_free_later(s, host, 1) : 0;
+}

@@ -1,0 +1,725 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/io.c: guest requests on a qcow2 image, asynchronously.
+ *
+ * A request is cut into runs of guest clusters with one status each
+ * (qcow2_lookup, under the lock).  Reads of allocated clusters go straight
+ * to the file as child requests; unallocated ones to the backing device (or
+ * zeroes); compressed ones are read and inflated.  Writes to clusters that
+ * this image owns alone (COPIED) go straight to the file.  Other writes
+ * allocate: the guest range's clusters are reserved (later writes there
+ * wait), new host clusters are allocated, the parts of the clusters that
+ * the write does not cover are read through this same device (copy on
+ * write), the whole is written in one request, and only then is the L2
+ * table updated.  Discard and write zeroes change L2 entries only (whole
+ * clusters) and write zeroes through the write path for the edges.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+#define ZERO_BUF_SIZE (1u << 21)
+
+static uint8_t *zero_buf;
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_alloc(void)
+{
+    zero_buf = calloc(1, ZERO_BUF_SIZE);
+}
+
+static const uint8_t *zero_buffer(void)
+{
+    pthread_once(&zero_once, zero_alloc);
+    return zero_buf;
+}
+
+/* A child on DEV covering the parent's bytes [skip, skip + len) of its iovec. */
+static struct vdisk_req *child_slice(struct vdisk_req *req, struct vdisk_dev *dev,
+                                     enum vdisk_op op, uint64_t off, uint64_t skip,
+                                     uint64_t len, unsigned flags, req_done_fn done,
+                                     void *arg)
+{
+    struct iovec small[8];
+    struct iovec *v = req->iovcnt <= 8 ? small : malloc((size_t)req->iovcnt * sizeof *v);
+    if (!v)
+        return NULL;
+    int n = iov_slice(req->iov, req->iovcnt, skip, len, v);
+    struct vdisk_req *c = req_new_child(req, dev, op, off, len, v, n, flags, done, arg);
+    if (v != small)
+        free(v);
+    return c;
+}
+
+static void fail_msg(struct vdisk_req *req, int r)
+{
+    req_set_error(req, r, err_detail());
+}
+
+/* ---- Reads ---------------------------------------------------------------- */
+
+struct comp_read {
+    uint64_t skip;       /* where the piece goes in the parent's iovec */
+    uint64_t len;        /* bytes of the piece */
+    uint64_t in_cluster; /* where the piece starts in the cluster */
+    uint64_t clen;       /* compressed bytes */
+    uint8_t *buf;        /* compressed data, then the cluster after it */
+};
+
+static void comp_read_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    struct qcow2 *s = req->dev->priv;
+    struct comp_read *cr = child->done_arg;
+    if (ret == 0) {
+        uint8_t *out = cr->buf + cr->clen;
+        if (qcow2_decompress(s, cr->buf, cr->clen, out, s->cluster_size) < 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s: the compressed cluster at host offset 0x%" PRIx64
+                     " is corrupt (it does not inflate to %" PRIu64 " bytes)", s->dev->filename,
+                     child->offset, s->cluster_size);
+            req_set_error(req, -EIO, msg);
+            ret = -EIO;
+        } else {
+            iov_from_buf(req->iov, req->iovcnt, cr->skip, out + cr->in_cluster, cr->len);
+        }
+    }
+    free(cr->buf);
+    free(cr);
+    req_child_releases_parent(child, ret);
+}
+
+static int read_compressed(struct vdisk_req *req, const struct qcow2_map *m, uint64_t pos,
+                           uint64_t len)
+{
+    struct qcow2 *s = req->dev->priv;
+    uint64_t coff, clen;
+    qcow2_compressed_range(s, m->l2e, &coff, &clen);
+    struct comp_read *cr = calloc(1, sizeof *cr);
+    if (cr)
+        cr->buf = malloc(clen + s->cluster_size);
+    if (!cr || !cr->buf) {
+        free(cr);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    cr->skip = pos - req->offset;
+    cr->len = len;
+    cr->in_cluster = pos & (s->cluster_size - 1);
+    cr->clen = clen;
+    struct iovec v = {cr->buf, clen};
+    struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_READ, coff, clen, &v, 1, 0,
+                                        comp_read_done, cr);
+    if (!c) {
+        free(cr->buf);
+        free(cr);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    req_hold(req);
+    req_submit(c);
+    return 0;
+}
+
+static void qc_read(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    uint64_t pos = req->offset, end = req->offset + req->length;
+    req_hold(req);
+    while (pos < end) {
+        struct qcow2_map m;
+        pthread_mutex_lock(&s->lock);
+        int r = qcow2_lookup(s, pos, end - pos, &m);
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0) {
+            fail_msg(req, r);
+            break;
+        }
+        uint64_t n = m.len, skip = pos - req->offset;
+        struct vdisk_req *c = NULL;
+        switch (m.type) {
+        case QCOW2_NORMAL:
+            c = child_slice(req, s->file, VDISK_OP_READ, m.host, skip, n, 0,
+                            req_child_releases_parent, NULL);
+            break;
+        case QCOW2_ZERO:
+            iov_memset(req->iov, req->iovcnt, skip, 0, n);
+            break;
+        case QCOW2_UNALLOCATED: {
+            uint64_t bsize = s->backing ? dev_size(s->backing) : 0;
+            uint64_t part = pos < bsize ? (bsize - pos < n ? bsize - pos : n) : 0;
+            if (part < n)
+                iov_memset(req->iov, req->iovcnt, skip + part, 0, n - part);
+            if (!part)
+                goto next; /* all zeroes */
+            c = child_slice(req, s->backing, VDISK_OP_READ, pos, skip, part, 0,
+                            req_child_releases_parent, NULL);
+            break;
+        }
+        case QCOW2_COMPRESSED:
+            r = read_compressed(req, &m, pos, n);
+            if (r < 0)
+                fail_msg(req, r);
+            goto next;
+        }
+        if (m.type == QCOW2_NORMAL || m.type == QCOW2_UNALLOCATED) {
+            if (!c) {
+                fail_msg(req, err_set(-ENOMEM, "out of memory"));
+                break;
+            }
+            req_hold(req);
+            req_submit(c);
+        }
+    next:
+        if (r < 0)
+            break;
+        pos += n;
+    }
+    req_release(req, 0);
+}
+
+/* ---- Allocating writes ---------------------------------------------------- */
+
+struct qc_run {
+    struct vdisk_req *req;
+    struct qcow2_alloc range;
+    uint64_t pos, len;        /* guest bytes of the request */
+    uint64_t c0, ncl;         /* first guest cluster (bytes), cluster count */
+    uint64_t host;            /* host offset of the first cluster */
+    bool fill;                /* extended L2: into the existing host cluster */
+    bool whole;               /* the whole cluster is rewritten (every subcluster) */
+    uint64_t cow_start, cow_end;
+    uint8_t *head, *tail;
+    uint64_t head_len, tail_len;
+    unsigned pending;
+    int err;
+};
+
+static void qc_write_loop(struct vdisk_req *req);
+
+static void wake_waiters(struct vdisk_req *w, struct vdisk_queue *current)
+{
+    while (w) {
+        struct vdisk_req *next = w->next;
+        req_resume_later(w, qc_write_loop, current);
+        w = next;
+    }
+}
+
+/* Drops the run's reservation; returns its waiters.  Under the lock. */
+static struct vdisk_req *unreserve(struct qcow2 *s, struct qc_run *run)
+{
+    for (struct qcow2_alloc **pp = &s->allocs; *pp; pp = &(*pp)->next) {
+        if (*pp == &run->range) {
+            *pp = run->range.next;
+            break;
+        }
+    }
+    return run->range.waiters;
+}
+
+static void run_finish(struct qc_run *run, int err)
+{
+    struct vdisk_req *req = run->req;
+    struct qcow2 *s = req->dev->priv;
+    pthread_mutex_lock(&s->lock);
+    if (err == 0) {
+        /* Point the L2 entries at the new data. */
+        uint64_t span_bits = s->cluster_bits + s->l2_bits;
+        uint8_t *l2 = NULL;
+        err = qcow2_l2_for_write(s, run->c0 >> span_bits, &l2);
+        for (uint64_t k = 0; err == 0 && k < run->ncl; k++) {
+            uint64_t g = run->c0 + k * s->cluster_size;
+            uint64_t i = (g >> s->cluster_bits) & (s->l2_entries - 1);
+            uint64_t old = qcow2_l2e_get(s, l2, i), bm = qcow2_l2e_bitmap(s, l2, i);
+            uint64_t host = run->host + k * s->cluster_size;
+            if (s->ext_l2) {
+                uint32_t a = (uint32_t)bm, z = (uint32_t)(bm >> 32);
+                uint32_t mask;
+                if (run->whole) {
+                    mask = 0xffffffffu;
+                } else {
+                    uint64_t first = (run->cow_start - g) / s->sc_size;
+                    uint64_t last = (run->cow_end - 1 - g) / s->sc_size;
+                    mask = (uint32_t)((last == 31 ? 0xffffffffu : (1u << (last + 1)) - 1) &
+                                      ~((1u << first) - 1));
+                }
+                if (!run->fill && !run->whole)
+                    a = 0; /* a new cluster: nothing of the old one is in it */
+                a |= mask;
+                z &= ~a;
+                qcow2_l2e_set(s, l2, i, host | QCOW2_OFLAG_COPIED, (uint64_t)z << 32 | a);
+            } else {
+                qcow2_l2e_set(s, l2, i, host | QCOW2_OFLAG_COPIED, 0);
+            }
+            if (!run->fill && (old & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)))
+                err = qcow2_release_entry(s, old);
+        }
+        if (l2) {
+            qcow2_cache_dirty(&s->l2c, l2);
+            qcow2_cache_put(&s->l2c, l2);
+        }
+        if (err == 0 && (req->flags & VDISK_REQ_FUA))
+            err = qcow2_flush_metadata(s);
+        if (err < 0)
+            fail_msg(req, err);
+    } else if (!run->fill && run->host) {
+        qcow2_free_later(s, run->host, run->ncl); /* nothing points to them */
+    }
+    struct vdisk_req *w = unreserve(s, run);
+    pthread_mutex_unlock(&s->lock);
+    wake_waiters(w, req->q);
+    free(run->head);
+    free(run->tail);
+    free(run);
+    req_release(req, err);
+}
+
+static void run_write_done(struct vdisk_req *child, int ret)
+{
+    struct qc_run *run = child->done_arg;
+    req_take_error(run->req, child);
+    req_free(child);
+    run_finish(run, ret);
+}
+
+static void run_write(struct qc_run *run)
+{
+    struct vdisk_req *req = run->req;
+    struct qcow2 *s = req->dev->priv;
+    int cnt = req->iovcnt + 2;
+    struct iovec *v = malloc((size_t)cnt * sizeof *v);
+    if (!v) {
+        run_finish(run, err_set(-ENOMEM, "out of memory"));
+        return;
+    }
+    int n = 0;
+    if (run->head_len)
+        v[n++] = (struct iovec){run->head, run->head_len};
+    n += iov_slice(req->iov, req->iovcnt, run->pos - req->offset, run->len, v + n);
+    if (run->tail_len)
+        v[n++] = (struct iovec){run->tail, run->tail_len};
+    uint64_t host = run->host + (run->cow_start - run->c0);
+    struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE, host,
+                                        run->cow_end - run->cow_start, v, n,
+                                        req->flags & VDISK_REQ_FUA, run_write_done, run);
+    free(v);
+    if (!c) {
+        run_finish(run, err_set(-ENOMEM, "out of memory"));
+        return;
+    }
+    req_submit(c);
+}
+
+static void run_cow_done(struct vdisk_req *child, int ret)
+{
+    struct qc_run *run = child->done_arg;
+    req_take_error(run->req, child);
+    req_free(child);
+    if (ret < 0 && !run->err)
+        run->err = ret;
+    if (--run->pending)
+        return;
+    if (run->err)
+        run_finish(run, run->err);
+    else
+        run_write(run);
+}
+
+/* Reads the parts of the clusters around the write, through this device. */
+static void run_cow(struct qc_run *run)
+{
+    struct vdisk_req *req = run->req;
+    struct {
+        uint64_t off, len;
+        uint8_t **buf;
+    } parts[2] = {{run->cow_start, run->head_len, &run->head},
+                  {run->pos + run->len, run->tail_len, &run->tail}};
+    run->pending = 1;
+    for (int i = 0; i < 2; i++) {
+        if (!parts[i].len)
+            continue;
+        *parts[i].buf = malloc(parts[i].len);
+        struct iovec v = {*parts[i].buf, parts[i].len};
+        struct vdisk_req *c = *parts[i].buf
+                                  ? req_new_child(req, req->dev, VDISK_OP_READ, parts[i].off,
+                                                  parts[i].len, &v, 1, 0, run_cow_done, run)
+                                  : NULL;
+        if (!c) {
+            run->err = err_set(-ENOMEM, "out of memory");
+            fail_msg(req, run->err);
+            break;
+        }
+        run->pending++;
+        req_submit(c);
+    }
+    /* Drop the guard; the last of the reads moves on. */
+    if (--run->pending == 0) {
+        if (run->err)
+            run_finish(run, run->err);
+        else
+            run_write(run);
+    }
+}
+
+/* Starts an allocating run at POS (the lock is held; released here). */
+static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
+                     const struct qcow2_map *m)
+{
+    struct qcow2 *s = req->dev->priv;
+    uint64_t cs = s->cluster_size;
+    uint64_t c0 = pos & ~(cs - 1);
+    uint64_t ncl = s->ext_l2 ? 1 : (pos + len - c0 + cs - 1) / cs;
+    if (s->ext_l2 && len > c0 + cs - pos)
+        len = c0 + cs - pos;
+    uint64_t cend = c0 + ncl * cs;
+    /* Wait for an allocation in flight over the same clusters. */
+    for (struct qcow2_alloc *a = s->allocs; a; a = a->next) {
+        if (a->start < cend && c0 < a->end) {
+            req->u[0] = pos;
+            req->next = a->waiters;
+            a->waiters = req;
+            pthread_mutex_unlock(&s->lock);
+            return 1;
+        }
+    }
+    struct qc_run *run = calloc(1, sizeof *run);
+    if (!run) {
+        pthread_mutex_unlock(&s->lock);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    run->req = req;
+    run->pos = pos;
+    run->len = len;
+    run->c0 = c0;
+    run->ncl = ncl;
+    uint64_t limit = s->size;
+    int r = 0;
+    if (s->lazy && !s->dirty_on_disk) {
+        r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
+        if (r == 0)
+            s->dirty_on_disk = true;
+    }
+    if (s->ext_l2) {
+        /* Does the cluster already have a host cluster of its own? */
+        uint64_t span_bits = s->cluster_bits + s->l2_bits, l1i = c0 >> span_bits;
+        uint64_t e = 0, bm = 0;
+        if (r == 0 && l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
+            uint8_t *l2;
+            r = qcow2_cache_get(&s->l2c, s->l1[l1i] & QCOW2_OFFSET_MASK, true, &l2);
+            if (r == 0) {
+                uint64_t i = (c0 >> s->cluster_bits) & (s->l2_entries - 1);
+                e = qcow2_l2e_get(s, l2, i);
+                bm = qcow2_l2e_bitmap(s, l2, i);
+                qcow2_cache_put(&s->l2c, l2);
+            }
+        }
+        bool compressed = (e & QCOW2_OFLAG_COMPRESSED) != 0;
+        bool has_host = !compressed && (e & QCOW2_OFFSET_MASK);
+        if (has_host && (e & QCOW2_OFLAG_COPIED)) {
+            run->fill = true;
+            run->host = e & QCOW2_OFFSET_MASK;
+        } else if (compressed || (has_host && (uint32_t)bm)) {
+            run->whole = true; /* copy every subcluster of a shared cluster */
+        }
+        if (run->whole) {
+            run->cow_start = c0;
+            run->cow_end = cend < limit ? cend : limit;
+        } else {
+            run->cow_start = pos & ~(s->sc_size - 1);
+            run->cow_end = align_up(pos + len, s->sc_size);
+            if (run->cow_end > limit)
+                run->cow_end = limit;
+        }
+    } else {
+        run->cow_start = c0;
+        run->cow_end = cend < limit ? cend : limit;
+    }
+    (void)m;
+    if (r == 0 && !run->fill)
+        r = qcow2_alloc_clusters(s, ncl, &run->host);
+    if (r < 0) {
+        pthread_mutex_unlock(&s->lock);
+        free(run);
+        return r;
+    }
+    run->range.start = c0;
+    run->range.end = cend;
+    run->range.next = s->allocs;
+    s->allocs = &run->range;
+    pthread_mutex_unlock(&s->lock);
+    run->head_len = pos - run->cow_start;
+    run->tail_len = run->cow_end > pos + len ? run->cow_end - (pos + len) : 0;
+    req_hold(req);
+    if (run->head_len || run->tail_len)
+        run_cow(run);
+    else
+        run_write(run);
+    return 0;
+}
+
+/* Walks the write from req->u[0]; resumed here after waiting. */
+static void qc_write_loop(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    uint64_t pos = req->u[0], end = req->offset + req->length;
+    while (pos < end) {
+        struct qcow2_map m;
+        pthread_mutex_lock(&s->lock);
+        int r = qcow2_lookup(s, pos, end - pos, &m);
+        if (r < 0) {
+            pthread_mutex_unlock(&s->lock);
+            fail_msg(req, r);
+            break;
+        }
+        if (m.type == QCOW2_NORMAL && m.copied) {
+            pthread_mutex_unlock(&s->lock);
+            struct vdisk_req *c = child_slice(req, s->file, VDISK_OP_WRITE, m.host,
+                                              pos - req->offset, m.len,
+                                              req->flags & VDISK_REQ_FUA,
+                                              req_child_releases_parent, NULL);
+            if (!c) {
+                fail_msg(req, err_set(-ENOMEM, "out of memory"));
+                break;
+            }
+            req_hold(req);
+            req_submit(c);
+            pos += m.len;
+            continue;
+        }
+        uint64_t len = m.len;
+        if (s->ext_l2 && len > s->cluster_size - (pos & (s->cluster_size - 1)))
+            len = s->cluster_size - (pos & (s->cluster_size - 1));
+        r = start_run(req, pos, len, &m); /* releases the lock */
+        if (r == 1)
+            return; /* waiting for another allocation; resumed later */
+        if (r < 0) {
+            fail_msg(req, r);
+            break;
+        }
+        pos += len;
+    }
+    req_release(req, 0); /* the walk's own hold */
+}
+
+static void qc_write(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    if (s->corrupt) {
+        req_fail(req, -EIO, "the image is marked corrupt; writes are refused until it is "
+                 "repaired (vdisk check -r all)");
+        return;
+    }
+    req->u[0] = req->offset;
+    req_hold(req);
+    qc_write_loop(req);
+}
+
+/* ---- Flush ---------------------------------------------------------------- */
+
+static void qc_flush(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    pthread_mutex_lock(&s->lock);
+    bool meta = s->meta_dirty;
+    int r = meta ? qcow2_flush_metadata(s) : 0;
+    pthread_mutex_unlock(&s->lock);
+    if (meta || r < 0) {
+        if (r < 0)
+            req_set_error(req, r, err_detail());
+        req_complete(req, r);
+        return;
+    }
+    struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
+                                        req_child_finishes_parent, NULL);
+    if (!c) {
+        req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    req_submit(c);
+}
+
+/* ---- Discard and write zeroes --------------------------------------------- */
+
+/*
+ * Changes the L2 entries of the whole clusters (or, with extended L2, whole
+ * subclusters) in [start, end): ZERO makes them read as zeroes, UNMAP lets
+ * the host clusters go.  Clusters with an allocation in flight are left
+ * alone (discard is advisory; write zeroes then falls back to writing).
+ * Returns how many bytes at START it handled, or -errno.
+ */
+static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, bool zero,
+                              bool unmap)
+{
+    uint64_t cs = s->cluster_size, unit = s->sc_size;
+    uint64_t span_bits = s->cluster_bits + s->l2_bits;
+    uint64_t l1i = start >> span_bits;
+    uint64_t table_end = (l1i + 1) << span_bits;
+    if (end > table_end)
+        end = table_end;
+    for (struct qcow2_alloc *a = s->allocs; a; a = a->next)
+        if (a->start < end && start < a->end)
+            return 0;
+    uint64_t l2_off = l1i < s->l1_size ? s->l1[l1i] & QCOW2_OFFSET_MASK : 0;
+    if (!l2_off && !zero)
+        return (int64_t)(end - start); /* nothing allocated to discard */
+    if (!l2_off && !s->backing && zero)
+        return (int64_t)(end - start); /* unallocated without backing reads as zero */
+    uint8_t *l2;
+    int r = qcow2_l2_for_write(s, l1i, &l2);
+    if (r < 0)
+        return r;
+    for (uint64_t g = start; g < end;) {
+        uint64_t i = (g >> s->cluster_bits) & (s->l2_entries - 1);
+        uint64_t c0 = g & ~(cs - 1), cend = c0 + cs < end ? c0 + cs : end;
+        uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2e_bitmap(s, l2, i);
+        uint64_t host = e & QCOW2_OFFSET_MASK;
+        bool compressed = (e & QCOW2_OFLAG_COMPRESSED) != 0;
+        uint64_t ne = e, nbm = bm;
+        bool release = false;
+        if (s->ext_l2 && !compressed && (g != c0 || cend != c0 + cs)) {
+            /* Whole subclusters inside a cluster. */
+            uint32_t first = (uint32_t)((g - c0) / unit), last = (uint32_t)((cend - c0) / unit);
+            uint32_t mask = (last == 32 ? 0xffffffffu : (1u << last) - 1) & ~((1u << first) - 1);
+            uint32_t a = (uint32_t)bm & ~mask, z = (uint32_t)(bm >> 32);
+            z = zero || s->backing ? z | mask : z & ~mask;
+            nbm = (uint64_t)z << 32 | a;
+        } else if (s->ext_l2) {
+            /* The whole cluster. */
+            bool keep = !compressed && host && (e & QCOW2_OFLAG_COPIED) && !unmap;
+            uint32_t z = zero || s->backing ? 0xffffffffu : 0;
+            ne = keep ? e : 0;
+            nbm = (uint64_t)z << 32;
+            release = !keep && (compressed || host);
+        } else {
+            bool keep = !compressed && host && (e & QCOW2_OFLAG_COPIED) && !unmap && zero;
+            bool as_zero = zero || (s->backing && s->version >= 3);
+            if (keep)
+                ne = (e & ~QCOW2_OFLAG_ZERO) | QCOW2_OFLAG_ZERO;
+            else
+                ne = as_zero && s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
+            release = !keep && (compressed || host);
+        }
+        if (ne != e || nbm != bm) {
+            qcow2_l2e_set(s, l2, i, ne, nbm);
+            qcow2_cache_dirty(&s->l2c, l2);
+            if (release) {
+                r = qcow2_release_entry(s, e);
+                if (r < 0)
+                    break;
+            }
+        }
+        g = cend;
+    }
+    qcow2_cache_put(&s->l2c, l2);
+    return r < 0 ? r : (int64_t)(end - start);
+}
+
+static void zero_write_done(struct vdisk_req *child, int ret)
+{
+    req_child_releases_parent(child, ret);
+}
+
+/* Writes zeroes over [off, off + len) through the write path. */
+static int write_zero_bytes(struct vdisk_req *req, uint64_t off, uint64_t len)
+{
+    const uint8_t *zero = zero_buffer();
+    if (!zero)
+        return err_set(-ENOMEM, "out of memory");
+    while (len) {
+        uint64_t n = len < ZERO_BUF_SIZE ? len : ZERO_BUF_SIZE;
+        struct iovec v = {(void *)zero, n};
+        struct vdisk_req *c = req_new_child(req, req->dev, VDISK_OP_WRITE, off, n, &v, 1,
+                                            req->flags & VDISK_REQ_FUA, zero_write_done, NULL);
+        if (!c)
+            return err_set(-ENOMEM, "out of memory");
+        req_hold(req);
+        req_submit(c);
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
+{
+    struct qcow2 *s = req->dev->priv;
+    if (s->corrupt) {
+        req_fail(req, -EIO, "the image is marked corrupt; writes are refused until it is "
+                 "repaired (vdisk check -r all)");
+        return;
+    }
+    uint64_t unit = zero && s->version < 3 ? UINT64_MAX : s->sc_size;
+    uint64_t start = req->offset, end = req->offset + req->length;
+    bool unmap = !zero || (req->flags & VDISK_REQ_MAY_UNMAP);
+    req_hold(req);
+    int r = 0;
+    /* Whole units in the middle: metadata only (v2 cannot mark zeroes). */
+    uint64_t mid_s = unit == UINT64_MAX ? end : align_up(start, unit);
+    uint64_t mid_e = unit == UINT64_MAX ? end : align_down(end, unit);
+    if (mid_e > s->size)
+        mid_e = s->size;
+    if (unit != UINT64_MAX && end == s->size && s->size % unit)
+        mid_e = end; /* the last, short cluster counts as whole */
+    uint64_t done_to = mid_s;
+    if (mid_s < mid_e) {
+        pthread_mutex_lock(&s->lock);
+        if (s->lazy && !s->dirty_on_disk) {
+            r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
+            if (r == 0)
+                s->dirty_on_disk = true;
+        }
+        for (uint64_t g = mid_s; r == 0 && g < mid_e;) {
+            int64_t n = change_entries(s, g, mid_e, zero, unmap);
+            if (n < 0) {
+                r = (int)n;
+                break;
+            }
+            if (n == 0)
+                break; /* an allocation is in flight here */
+            g += (uint64_t)n;
+            done_to = g;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (r < 0) {
+        fail_msg(req, r);
+    } else if (zero) {
+        /* The edges, and what metadata could not do, as written zeroes. */
+        if (mid_s >= mid_e) {
+            r = write_zero_bytes(req, start, req->length);
+        } else {
+            if (start < mid_s)
+                r = write_zero_bytes(req, start, mid_s - start);
+            if (r == 0 && done_to < end)
+                r = write_zero_bytes(req, done_to, end - done_to);
+        }
+        if (r < 0)
+            fail_msg(req, r);
+    }
+    req_release(req, 0);
+}
+
+void qcow2_submit(struct vdisk_req *req)
+{
+    switch (req->op) {
+    case VDISK_OP_READ:
+        qc_read(req);
+        return;
+    case VDISK_OP_WRITE:
+        qc_write(req);
+        return;
+    case VDISK_OP_FLUSH:
+        qc_flush(req);
+        return;
+    case VDISK_OP_DISCARD:
+        qc_discard_or_zero(req, false);
+        return;
+    case VDISK_OP_WRITE_ZEROES:
+        qc_discard_or_zero(req, true);
+        return;
+    }
+    req_fail(req, -EINVAL, "unknown operation");
+}

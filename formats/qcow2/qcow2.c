@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/qcow2.c: the qcow2 driver: probe, open (header, tables,
+ * caches, backing chain), close, block status, information, preallocation.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endian.h"
+#include "qcow2.h"
+
+#define DEFAULT_L2_CACHE_BYTES (32u << 20)
+
+static int qcow2_probe(const uint8_t *buf, size_t len)
+{
+    if (len >= 8 && be32_load(buf) == QCOW2_MAGIC &&
+        (be32_load(buf + 4) == 2 || be32_load(buf + 4) == 3))
+        return 100;
+    return 0;
+}
+
+/* Resolves the backing name against the overlay's folder, as QEMU does. */
+static char *resolve_backing(const char *overlay, const char *name)
+{
+    if (name[0] == '/' || strstr(name, "://"))
+        return strdup(name);
+    const char *slash = strrchr(overlay, '/');
+    if (!slash)
+        return strdup(name);
+    return str_printf("%.*s/%s", (int)(slash - overlay), overlay, name);
+}
+
+static int open_backing(struct qcow2 *s, struct opt_set *os)
+{
+    s->full_backing = resolve_backing(s->dev->filename, s->backing_name);
+    if (!s->full_backing)
+        return err_set(-ENOMEM, "out of memory");
+    const struct vdisk_open_params *up = &s->dev->params;
+    char self[PATH_MAX], other[PATH_MAX];
+    const char *me = realpath(s->dev->filename, self) ? self : s->dev->filename;
+    struct chain_link link = {me, up->chain, up->chain ? up->chain->depth + 1 : 1};
+    if (link.depth > QCOW2_MAX_CHAIN_DEPTH)
+        return err_set(-ELOOP, "%s: the backing chain is deeper than %d images",
+                       s->dev->filename, QCOW2_MAX_CHAIN_DEPTH);
+    if (realpath(s->full_backing, other)) {
+        for (const struct chain_link *l = &link; l; l = l->up)
+            if (strcmp(l->path, other) == 0)
+                return err_set(-ELOOP, "%s: the backing file '%s' is the image itself or one "
+                               "of the images above it (the backing chain loops)",
+                               s->dev->filename, s->full_backing);
+    }
+    struct vdisk_open_params p = *up;
+    p.read_only = true;
+    p.chain = &link;
+    const char *fmt = opt_take(os, "backing.format");
+    if (!fmt)
+        fmt = s->backing_fmt ? s->backing_fmt : "raw";
+    int r = dev_open(&s->backing, s->full_backing, fmt, &p, NULL);
+    if (r < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        return err_set(r, "%s: could not open the backing file '%s': %s", s->dev->filename,
+                       s->full_backing, msg);
+    }
+    return 0;
+}
+
+static int read_table(struct qcow2 *s, uint64_t off, uint64_t count, uint64_t **out)
+{
+    uint64_t *t = calloc(count ? count : 1, 8);
+    if (!t)
+        return err_set(-ENOMEM, "out of memory for a table of %" PRIu64 " entries", count);
+    if (count) {
+        int r = dev_pread(s->file, t, count * 8, off);
+        if (r < 0) {
+            free(t);
+            return r;
+        }
+        for (uint64_t i = 0; i < count; i++)
+            t[i] = be64_load(&t[i]);
+    }
+    *out = t;
+    return 0;
+}
+
+static void free_state(struct qcow2 *s)
+{
+    qcow2_cache_fini(&s->l2c);
+    qcow2_cache_fini(&s->rbc);
+    free(s->l1);
+    free(s->reft);
+    free(s->deferred);
+    free(s->backing_name);
+    free(s->backing_fmt);
+    free(s->full_backing);
+    for (unsigned i = 0; i < s->nexts; i++)
+        free(s->exts[i].data);
+    free(s->exts);
+    free(s->features);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static int cache_entries(struct opt_set *os, const char *key, uint64_t dflt, uint64_t cs,
+                         unsigned *n)
+{
+    uint64_t bytes = dflt;
+    const char *v = opt_take(os, key);
+    if (v) {
+        int r = opt_uint(key, v, 0, 1ull << 40, &bytes);
+        if (r < 0)
+            return r;
+    }
+    uint64_t e = bytes / cs;
+    *n = (unsigned)(e < 4 ? 4 : e > 65536 ? 65536 : e);
+    return 0;
+}
+
+static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
+{
+    struct qcow2 *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(-ENOMEM, "out of memory");
+    pthread_mutex_init(&s->lock, NULL);
+    s->dev = dev;
+    s->file = file;
+    s->read_only = dev->params.read_only;
+    s->discard_passthrough = true;
+    dev->priv = s;
+    uint64_t fsize = dev_size(file);
+    uint8_t first[QCOW2_V3_HEADER_LENGTH + 8];
+    size_t n = fsize < sizeof first ? (size_t)fsize : sizeof first;
+    int r = n ? dev_pread(file, first, n, 0) : 0;
+    uint8_t *hdr = NULL;
+    if (r == 0) {
+        if (n < QCOW2_V2_HEADER_LENGTH || be32_load(first) != QCOW2_MAGIC) {
+            r = err_set(-EINVAL, "%s: the image is too short for a qcow2 header (%zu of %d "
+                        "bytes)", dev->filename, n, QCOW2_V2_HEADER_LENGTH);
+            if (n >= 4 && be32_load(first) != QCOW2_MAGIC)
+                r = err_set(-EINVAL, "%s: not a qcow2 image (bad magic)", dev->filename);
+        }
+    }
+    if (r == 0) {
+        /* The whole first cluster holds the header and its extensions. */
+        uint32_t cb = be32_load(first + 20);
+        uint64_t hlen = cb >= QCOW2_MIN_CLUSTER_BITS && cb <= QCOW2_MAX_CLUSTER_BITS
+                            ? 1ull << cb : QCOW2_V2_HEADER_LENGTH;
+        if (hlen > fsize)
+            hlen = fsize;
+        hdr = malloc(hlen);
+        if (!hdr)
+            r = err_set(-ENOMEM, "out of memory");
+        else
+            r = dev_pread(file, hdr, hlen, 0);
+        if (r == 0)
+            r = qcow2_parse_header(s, hdr, hlen, fsize);
+    }
+    free(hdr);
+    unsigned l2n = 0, rbn = 0;
+    if (r == 0) {
+        uint64_t need = (uint64_t)s->l1_size * s->cluster_size;
+        uint64_t dflt = need < DEFAULT_L2_CACHE_BYTES ? need : DEFAULT_L2_CACHE_BYTES;
+        r = cache_entries(os, "l2-cache-size", dflt, s->cluster_size, &l2n);
+    }
+    if (r == 0)
+        r = cache_entries(os, "refcount-cache-size", (uint64_t)l2n * s->cluster_size / 4,
+                          s->cluster_size, &rbn);
+    if (r == 0)
+        r = read_table(s, s->l1_offset, s->l1_size, &s->l1);
+    if (r == 0) {
+        s->reft_entries = (uint64_t)s->reft_clusters * s->cluster_size / 8;
+        r = read_table(s, s->reft_offset, s->reft_entries, &s->reft);
+    }
+    if (r == 0)
+        r = qcow2_cache_init(&s->l2c, s, "L2 table", l2n);
+    if (r == 0)
+        r = qcow2_cache_init(&s->rbc, s, "refcount block", rbn);
+    if (r == 0 && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
+        s->corrupt = true;
+        if (!s->read_only)
+            r = err_set(-EIO, "%s: the image is marked corrupt; it can only be opened "
+                        "read-only (repair it with vdisk check -r all)", dev->filename);
+    }
+    if (r == 0 && s->backing_name)
+        r = open_backing(s, os);
+    if (r == 0 && !s->read_only) {
+        s->lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
+        if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
+            /* Refcounts may be stale after a crash with lazy refcounts. */
+            r = qcow2_rebuild_refcounts(s);
+            if (r == 0)
+                r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
+        }
+        if (r == 0 && s->autoclear) {
+            s->autoclear = 0; /* bitmaps and raw data files are not kept up to date */
+            r = qcow2_write_header(s);
+        }
+    }
+    if (r < 0) {
+        if (s->backing)
+            dev_unref(s->backing);
+        free_state(s);
+        dev->priv = NULL;
+        return r;
+    }
+    dev->size = s->size;
+    dev->block_size = 512;
+    dev->align = 1;
+    dev->caps = VDISK_CAN_FLUSH | VDISK_CAN_DISCARD | VDISK_CAN_WRITE_ZEROES |
+                VDISK_CAN_ZERO_UNMAP | (s->read_only ? 0 : VDISK_CAN_WRITE);
+    return 0;
+}
+
+static void qcow2_close(struct vdisk_dev *dev)
+{
+    struct qcow2 *s = dev->priv;
+    if (!s)
+        return;
+    if (!s->read_only && !s->corrupt) {
+        pthread_mutex_lock(&s->lock);
+        int r = qcow2_flush_metadata(s);
+        if (r == 0 && s->dirty_on_disk)
+            qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (s->backing)
+        dev_unref(s->backing);
+    dev_unref(s->file);
+    free_state(s);
+    dev->priv = NULL;
+}
+
+static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                              struct vdisk_extent *ext)
+{
+    struct qcow2 *s = dev->priv;
+    struct qcow2_map m;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_lookup(s, off, len, &m);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        return r;
+    ext->length = m.len;
+    ext->depth = 0;
+    switch (m.type) {
+    case QCOW2_NORMAL:
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
+        ext->host_offset = m.host;
+        ext->host_file = s->file->filename;
+        return 0;
+    case QCOW2_COMPRESSED:
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+        return 0;
+    case QCOW2_ZERO:
+        ext->flags = VDISK_EXT_ZERO | VDISK_EXT_ALLOCATED;
+        if (m.host) {
+            ext->flags |= VDISK_EXT_OFFSET;
+            ext->host_offset = m.host + (off & (s->cluster_size - 1));
+            ext->host_file = s->file->filename;
+        }
+        return 0;
+    case QCOW2_UNALLOCATED:
+        break;
+    }
+    uint64_t bsize = s->backing ? dev_size(s->backing) : 0;
+    if (off < bsize) {
+        uint64_t n = bsize - off < m.len ? bsize - off : m.len;
+        r = dev_block_status(s->backing, off, n, ext);
+        if (r < 0)
+            return r;
+        ext->depth++;
+        return 0;
+    }
+    ext->flags = VDISK_EXT_ZERO;
+    ext->depth = 0;
+    if (s->backing) {
+        /* Past the backing file's end: as deep as the chain goes. */
+        int depth = 1;
+        for (struct vdisk_dev *b = s->backing; b->drv->backing && b->drv->backing(b);
+             b = b->drv->backing(b))
+            depth++;
+        ext->depth = depth;
+    }
+    return 0;
+}
+
+static struct vdisk_dev *qcow2_backing(struct vdisk_dev *dev)
+{
+    struct qcow2 *s = dev->priv;
+    return s->backing;
+}
+
+static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
+{
+    struct qcow2 *s = dev->priv;
+    info->cluster_size = (uint32_t)s->cluster_size;
+    info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
+    info->backing_filename = s->backing_name;
+    info->full_backing_filename = s->full_backing;
+    info->backing_format = s->backing_fmt;
+    info->compat = s->version >= 3 ? "1.1" : "0.10";
+    info->compression_type = s->compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib";
+    info->lazy_refcounts = (s->compat & QCOW2_COMPAT_LAZY) != 0;
+    info->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
+    info->extended_l2 = s->ext_l2;
+    info->refcount_bits = s->refcount_bits;
+}
+
+static int64_t qcow2_allocated_size(struct vdisk_dev *dev)
+{
+    struct qcow2 *s = dev->priv;
+    if (!s->file->drv->allocated_size)
+        return -ENOTSUP;
+    return s->file->drv->allocated_size(s->file);
+}
+
+int qcow2_preallocate(struct vdisk_dev *dev, const char *mode)
+{
+    struct qcow2 *s = dev->priv;
+    uint64_t cs = s->cluster_size, span_bits = s->cluster_bits + s->l2_bits;
+    struct { uint64_t host, len; } *runs = NULL;
+    size_t nruns = 0;
+    uint64_t max_end = 0;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    for (uint64_t g = 0; r == 0 && g < s->size;) {
+        uint8_t *l2;
+        r = qcow2_l2_for_write(s, g >> span_bits, &l2);
+        if (r < 0)
+            break;
+        uint64_t end = ((g >> span_bits) + 1) << span_bits;
+        if (end > align_up(s->size, cs))
+            end = align_up(s->size, cs);
+        uint64_t ncl = (end - g) / cs, host = 0;
+        r = qcow2_alloc_clusters(s, ncl, &host);
+        for (uint64_t k = 0; r == 0 && k < ncl; k++) {
+            uint64_t i = ((g >> s->cluster_bits) + k) & (s->l2_entries - 1);
+            qcow2_l2e_set(s, l2, i, (host + k * cs) | QCOW2_OFLAG_COPIED,
+                          s->ext_l2 ? 0xffffffffu : 0);
+        }
+        qcow2_cache_dirty(&s->l2c, l2);
+        qcow2_cache_put(&s->l2c, l2);
+        if (r == 0) {
+            void *nr = realloc(runs, (nruns + 1) * sizeof *runs);
+            if (!nr) {
+                r = err_set(-ENOMEM, "out of memory");
+                break;
+            }
+            runs = nr;
+            runs[nruns].host = host;
+            runs[nruns].len = ncl * cs;
+            nruns++;
+            if (host + ncl * cs > max_end)
+                max_end = host + ncl * cs;
+        }
+        g = end;
+    }
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    pthread_mutex_unlock(&s->lock);
+    /* The file covers every data cluster; falloc and full also give them
+     * space (full with written zeroes). */
+    if (r == 0 && max_end > dev_size(s->file))
+        r = dev_truncate(s->file, max_end);
+    for (size_t i = 0; r == 0 && i < nruns && strcmp(mode, "metadata"); i++) {
+        if (!strcmp(mode, "falloc")) {
+            r = dev_write_zeroes(s->file, runs[i].host, runs[i].len, 0);
+        } else {
+            uint8_t *zero = calloc(1, 1 << 20);
+            if (!zero) {
+                r = err_set(-ENOMEM, "out of memory");
+                break;
+            }
+            for (uint64_t o = 0; r == 0 && o < runs[i].len; o += 1 << 20) {
+                uint64_t n = runs[i].len - o < (1u << 20) ? runs[i].len - o : (1u << 20);
+                r = dev_pwrite(s->file, zero, n, runs[i].host + o);
+            }
+            free(zero);
+        }
+    }
+    free(runs);
+    return r;
+}
+
+const struct vdisk_driver vdisk_driver_qcow2 = {
+    .name = "qcow2",
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .submit = qcow2_submit,
+    .block_status = qcow2_block_status,
+    .allocated_size = qcow2_allocated_size,
+    .get_info = qcow2_get_info,
+    .backing = qcow2_backing,
+    .create = qcow2_create,
+};

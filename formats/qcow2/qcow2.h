@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/qcow2.h: the qcow2 driver's state and on-disk constants.
+ *
+ * The on-disk format is QEMU's (docs/interop/qcow2.txt).  The driver sits
+ * over a protocol device (the image file) and reaches it only through the
+ * device interface.
+ *
+ *   header.c    header, extensions and features: parse, validate, write
+ *   cache.c     the bounded metadata caches (L2 tables, refcount blocks)
+ *   refcount.c  refcounts, cluster allocation, the ordered metadata flush
+ *   cluster.c   guest-to-host mapping: L1/L2 lookup and L2 updates
+ *   io.c        read, write, discard, write zeroes (asynchronous)
+ *   compress.c  zlib and zstd clusters
+ *   create.c    new images
+ *   check.c     consistency check and repair
+ *   qcow2.c     the driver: probe, open, close, info, block status
+ *
+ * Locking: one mutex (s->lock) guards all metadata (tables, caches,
+ * refcounts, allocation state).  Metadata I/O happens under it,
+ * synchronously; guest data I/O is asynchronous and runs outside it.
+ *
+ * Ordering (nothing lost, leaks at most after a crash):
+ *   - a new cluster's refcount reaches the disk before any L2 or L1 entry
+ *     that points to it (refcount cache flushed and the file fsynced
+ *     before dirty L2 tables are written, and before an L1 entry is);
+ *   - guest data reaches the disk before the L2 entry that maps it (the
+ *     same fsync);
+ *   - a refcount decrement is applied only after the L2 change that
+ *     dropped the reference is on disk (decrements wait in a list until
+ *     the next metadata flush), so a freed cluster is never reused while
+ *     an on-disk table still points to it.
+ */
+#ifndef VDISK_QCOW2_H
+#define VDISK_QCOW2_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "options_internal.h"
+
+#define QCOW2_MAGIC 0x514649fbu
+
+/* Header feature bits. */
+#define QCOW2_INCOMPAT_DIRTY       (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT     (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2       (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN       0x1full
+#define QCOW2_COMPAT_LAZY          (1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS    (1ull << 0)
+#define QCOW2_AUTOCLEAR_RAW_DATA   (1ull << 1)
+
+/* Header extension types. */
+#define QCOW2_EXT_END          0x00000000u
+#define QCOW2_EXT_BACKING_FMT  0xe2792acau
+#define QCOW2_EXT_FEATURES     0x6803f857u
+#define QCOW2_EXT_BITMAPS      0x23852875u
+#define QCOW2_EXT_CRYPTO       0x0537be77u
+#define QCOW2_EXT_DATA_FILE    0x44415441u
+
+/* Table entries. */
+#define QCOW2_OFLAG_COPIED     (1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ull << 62)
+#define QCOW2_OFLAG_ZERO       (1ull << 0)
+#define QCOW2_OFFSET_MASK      0x00fffffffffffe00ull
+#define QCOW2_L1E_RESERVED     0x7f000000000001ffull
+#define QCOW2_L2E_RESERVED     0x3f000000000001feull
+#define QCOW2_REFT_RESERVED    0x00000000000001ffull
+
+/* Named limits, as QEMU's implementation has them. */
+#define QCOW2_MIN_CLUSTER_BITS   9
+#define QCOW2_MAX_CLUSTER_BITS   21
+#define QCOW2_MAX_L1_BYTES       (32u << 20)
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
+#define QCOW2_MAX_BACKING_NAME   1023
+#define QCOW2_MAX_SNAPSHOTS      65536
+#define QCOW2_V2_HEADER_LENGTH   72
+#define QCOW2_V3_HEADER_LENGTH   104
+#define QCOW2_MAX_HEADER_EXTS    256
+#define QCOW2_MAX_CHAIN_DEPTH    64
+#define QCOW2_SUBCLUSTERS        32
+#define QCOW2_DEFERRED_FREE_MAX  4096
+
+enum qcow2_compression { QCOW2_COMPRESS_ZLIB = 0, QCOW2_COMPRESS_ZSTD = 1 };
+
+/* ---- Metadata cache ------------------------------------------------------- */
+
+struct qcow2;
+
+struct qcow2_cache_entry {
+    uint64_t offset;      /* host offset of the cluster; 0 = empty slot */
+    uint8_t *data;
+    uint64_t lru;
+    bool dirty;
+    int pins;
+};
+
+struct qcow2_cache {
+    struct qcow2 *s;
+    const char *what;     /* "L2 table", "refcount block" (messages) */
+    struct qcow2_cache_entry *e;
+    unsigned n;
+    uint64_t clock;
+    uint64_t hits, misses;
+};
+
+int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what, unsigned n);
+void qcow2_cache_fini(struct qcow2_cache *c);
+/* Pins the cluster at OFFSET in the cache; READ: load it (else zero it). */
+int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data);
+void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data);
+void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data);
+/* Writes every dirty entry back (no fsync). */
+int qcow2_cache_write_back(struct qcow2_cache *c);
+/* Forgets OFFSET (the cluster was freed or rewritten elsewhere). */
+void qcow2_cache_forget(struct qcow2_cache *c, uint64_t offset);
+bool qcow2_cache_has_dirty(const struct qcow2_cache *c);
+
+/* ---- Driver state --------------------------------------------------------- */
+
+struct qcow2_ext {           /* a header extension kept as it was */
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;
+};
+
+struct qcow2_feature {       /* feature name table entry */
+    uint8_t type;            /* 0 incompatible, 1 compatible, 2 autoclear */
+    uint8_t bit;
+    char name[47];
+};
+
+/* A guest range whose clusters are being allocated (writes there wait). */
+struct qcow2_alloc {
+    uint64_t start, end;     /* guest bytes, cluster aligned */
+    struct vdisk_req *waiters;
+    struct qcow2_alloc *next;
+};
+
+struct qcow2 {
+    struct vdisk_dev *dev;   /* this device */
+    struct vdisk_dev *file;  /* the image file below */
+    struct vdisk_dev *backing;
+    pthread_mutex_t lock;
+
+    /* Header. */
+    uint32_t version;
+    uint32_t cluster_bits;
+    uint64_t cluster_size;
+    uint64_t size;
+    uint32_t crypt_method;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t reft_offset;
+    uint32_t reft_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompat, compat, autoclear;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+    uint64_t backing_name_offset;
+    uint32_t backing_name_len;
+    char *backing_name;      /* as stored */
+    char *backing_fmt;       /* from the extension, or NULL */
+    char *full_backing;      /* resolved against the image's folder */
+    struct qcow2_ext *exts;  /* unknown extensions, kept */
+    unsigned nexts;
+    struct qcow2_feature *features;
+    unsigned nfeatures;
+
+    /* Derived geometry. */
+    bool ext_l2;
+    uint32_t l2_bits;        /* log2 of entries per L2 table */
+    uint64_t l2_entries;
+    uint32_t l2_entry_bytes; /* 8, or 16 with extended L2 */
+    uint64_t sc_size;        /* subcluster size (cluster size without ext L2) */
+    uint32_t refcount_bits;
+    uint64_t refcount_max;
+    uint32_t rb_bits;        /* log2 of entries per refcount block */
+    uint64_t rb_entries;
+    uint32_t csize_shift;    /* compressed descriptor: x = 62 - (cluster_bits - 8) */
+    uint64_t csize_mask;
+    uint64_t coffset_mask;
+
+    /* Tables (host byte order). */
+    uint64_t *l1;
+    uint64_t *reft;
+    uint64_t reft_entries;
+
+    struct qcow2_cache l2c;
+    struct qcow2_cache rbc;
+
+    /* Allocation state. */
+    uint64_t free_cluster_index;
+    uint64_t *deferred;      /* host clusters whose refcount drops at flush */
+    size_t ndeferred, capdeferred;
+    struct qcow2_alloc *allocs;
+    uint64_t compress_cluster; /* host offset of the cluster being packed, or 0 */
+    uint64_t compress_used;    /* bytes used in it */
+
+    bool read_only;
+    bool lazy;               /* lazy refcounts in use: dirty bit while open */
+    bool dirty_on_disk;      /* we set the dirty bit */
+    bool corrupt;
+    bool meta_dirty;         /* metadata changed since the last flush */
+    bool discard_passthrough;
+};
+
+/* header.c */
+int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t file_size);
+int qcow2_write_header(struct qcow2 *s);
+int qcow2_set_incompat(struct qcow2 *s, uint64_t bits, bool on);
+int qcow2_corrupt(struct qcow2 *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *qcow2_feature_name(const struct qcow2 *s, int type, int bit);
+/* Builds a header cluster for S into BUF (cluster_size bytes). */
+int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len);
+
+/* refcount.c */
+int qcow2_refcount_get(struct qcow2 *s, uint64_t cluster, uint64_t *rc);
+int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int64_t delta);
+int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host);
+int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host);
+int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n);
+int qcow2_flush_metadata(struct qcow2 *s);
+uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t i);
+void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t i, uint64_t v);
+int qcow2_check_overlap(struct qcow2 *s, uint64_t host, uint64_t len);
+
+/* cluster.c */
+enum qcow2_ctype {
+    QCOW2_UNALLOCATED,
+    QCOW2_NORMAL,
+    QCOW2_ZERO,          /* reads as zeroes (maybe with a preallocated cluster) */
+    QCOW2_COMPRESSED,
+};
+
+struct qcow2_map {
+    enum qcow2_ctype type;
+    uint64_t host;       /* NORMAL: host offset of the guest offset; ZERO: prealloc or 0 */
+    uint64_t len;        /* bytes from the guest offset with this status */
+    bool copied;         /* NORMAL: refcount 1, writable in place */
+    uint64_t l2e;        /* COMPRESSED: the descriptor */
+};
+
+int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m);
+/* Pins the L2 table for L1 index I, allocating or copying it so it is
+ * writable; *l2 and *l2_off describe it.  Release with qcow2_cache_put. */
+int qcow2_l2_for_write(struct qcow2 *s, uint64_t l1_index, uint8_t **l2);
+uint64_t qcow2_l2e_get(const struct qcow2 *s, const uint8_t *l2, uint64_t i);
+uint64_t qcow2_l2e_bitmap(const struct qcow2 *s, const uint8_t *l2, uint64_t i);
+void qcow2_l2e_set(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t e, uint64_t bitmap);
+void qcow2_compressed_range(const struct qcow2 *s, uint64_t l2e, uint64_t *off, uint64_t *len);
+/* Frees what a (no longer referenced) L2 entry pointed to, at the next flush. */
+int qcow2_release_entry(struct qcow2 *s, uint64_t l2e);
+int qcow2_write_l1_entry(struct qcow2 *s, uint64_t i);
+
+/* io.c */
+void qcow2_submit(struct vdisk_req *req);
+
+/* compress.c */
+int qcow2_decompress(const struct qcow2 *s, const uint8_t *src, size_t slen, uint8_t *dst,
+                     size_t dlen);
+/* Returns the compressed length, 0 when it does not shrink, or -errno. */
+long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen);
+
+/* create.c */
+int qcow2_create(const char *filename, uint64_t size, struct opt_set *os);
+
+/* qcow2.c */
+/* Allocates every cluster (metadata), and the file space (falloc, full). */
+int qcow2_preallocate(struct vdisk_dev *dev, const char *mode);
+
+/* check.c */
+struct qcow2_check_result;
+int qcow2_rebuild_refcounts(struct qcow2 *s);
+
+extern const struct vdisk_driver vdisk_driver_qcow2;
+
+#endif /* VDISK_QCOW2_H */

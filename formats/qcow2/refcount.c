@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/refcount.c: reference counts of host clusters, cluster
+ * allocation, growth of the refcount table, and the ordered metadata flush.
+ * The caller holds s->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endian.h"
+#include "qcow2.h"
+
+/* ---- Refcount block entries of any width ---------------------------------- */
+
+uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *b, uint64_t i)
+{
+    switch (s->refcount_order) {
+    case 0: return (b[i / 8] >> (i % 8)) & 1;
+    case 1: return (b[i / 4] >> (2 * (i % 4))) & 3;
+    case 2: return (b[i / 2] >> (4 * (i % 2))) & 15;
+    case 3: return b[i];
+    case 4: return be16_load(b + 2 * i);
+    case 5: return be32_load(b + 4 * i);
+    default: return be64_load(b + 8 * i);
+    }
+}
+
+void qcow2_rb_set(const struct qcow2 *s, uint8_t *b, uint64_t i, uint64_t v)
+{
+    switch (s->refcount_order) {
+    case 0:
+        b[i / 8] = (uint8_t)((b[i / 8] & ~(1u << (i % 8))) | (v & 1) << (i % 8));
+        break;
+    case 1:
+        b[i / 4] = (uint8_t)((b[i / 4] & ~(3u << (2 * (i % 4)))) | (v & 3) << (2 * (i % 4)));
+        break;
+    case 2:
+        b[i / 2] = (uint8_t)((b[i / 2] & ~(15u << (4 * (i % 2)))) | (v & 15) << (4 * (i % 2)));
+        break;
+    case 3: b[i] = (uint8_t)v; break;
+    case 4: be16_store(b + 2 * i, (uint16_t)v); break;
+    case 5: be32_store(b + 4 * i, (uint32_t)v); break;
+    default: be64_store(b + 8 * i, v); break;
+    }
+}
+
+/* The refcount block offset for table index T (0: none), validated. */
+static int reft_block(struct qcow2 *s, uint64_t t, uint64_t *off)
+{
+    *off = 0;
+    if (t >= s->reft_entries)
+        return 0;
+    uint64_t e = s->reft[t];
+    if (e & QCOW2_REFT_RESERVED)
+        return qcow2_corrupt(s, "refcount table entry %" PRIu64 " (0x%" PRIx64
+                             ") has reserved bits set", t, e);
+    e &= ~QCOW2_REFT_RESERVED;
+    if (e % s->cluster_size)
+        return qcow2_corrupt(s, "refcount block offset 0x%" PRIx64 " (table entry %" PRIu64
+                             ") is not aligned to a cluster", e, t);
+    if (e == 0 && s->reft[t])
+        return qcow2_corrupt(s, "refcount block at offset 0 (table entry %" PRIu64 ")", t);
+    *off = e;
+    return 0;
+}
+
+int qcow2_refcount_get(struct qcow2 *s, uint64_t cluster, uint64_t *rc)
+{
+    uint64_t off;
+    *rc = 0;
+    int r = reft_block(s, cluster >> s->rb_bits, &off);
+    if (r < 0 || off == 0)
+        return r;
+    uint8_t *b;
+    r = qcow2_cache_get(&s->rbc, off, true, &b);
+    if (r < 0)
+        return r;
+    *rc = qcow2_rb_get(s, b, cluster & (s->rb_entries - 1));
+    qcow2_cache_put(&s->rbc, b);
+    return 0;
+}
+
+static int write_reft_entry(struct qcow2 *s, uint64_t t)
+{
+    uint8_t b[8];
+    be64_store(b, s->reft[t]);
+    return dev_pwrite(s->file, b, 8, s->reft_offset + t * 8);
+}
+
+/* ---- Growing the refcount table ------------------------------------------- */
+
+static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
+{
+    uint64_t cs = s->cluster_size, per = cs / 8;
+    uint64_t file_clusters = (dev_size(s->file) + cs - 1) / cs;
+    uint64_t p = file_clusters > s->free_cluster_index ? file_clusters : s->free_cluster_index;
+    uint64_t entries = min_entries + min_entries / 2 + 1;
+    uint64_t tclusters = 0, nb = 0;
+    for (int iter = 0;; iter++) {
+        if (iter > 64)
+            return qcow2_corrupt(s, "cannot place a larger refcount table");
+        tclusters = (entries + per - 1) / per;
+        uint64_t end = p + tclusters + nb;
+        /* Refcount blocks needed for the new clusters. */
+        uint64_t t0 = p >> s->rb_bits, t1 = (end - 1) >> s->rb_bits, need = 0;
+        for (uint64_t t = t0; t <= t1; t++)
+            if (t >= s->reft_entries || s->reft[t] == 0)
+                need++;
+        if (t1 + 1 > entries) {
+            entries = t1 + 1 + (t1 + 1) / 2;
+            continue;
+        }
+        if (need == nb)
+            break;
+        nb = need;
+    }
+    if (tclusters * cs > QCOW2_MAX_REFTABLE_BYTES)
+        return err_set(-EFBIG, "%s: the refcount table would exceed %u bytes",
+                       s->dev->filename, QCOW2_MAX_REFTABLE_BYTES);
+    /* The clusters chosen must be free. */
+    for (uint64_t c = p; c < p + tclusters + nb; c++) {
+        uint64_t rc;
+        int r = qcow2_refcount_get(s, c, &rc);
+        if (r < 0)
+            return r;
+        if (rc)
+            return qcow2_corrupt(s, "cluster 0x%" PRIx64 " past the end of the image file has "
+                                 "refcount %" PRIu64, c * cs, rc);
+    }
+    uint64_t new_entries = tclusters * per;
+    uint64_t *table = calloc(new_entries, 8);
+    uint8_t *blocks = nb ? calloc(nb, cs) : NULL;
+    uint8_t *tbuf = malloc(tclusters * cs);
+    if (!table || (nb && !blocks) || !tbuf) {
+        free(table);
+        free(blocks);
+        free(tbuf);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    memcpy(table, s->reft, s->reft_entries * 8);
+    uint64_t end = p + tclusters + nb, next_block = p + tclusters;
+    int r = 0;
+    uint64_t t0 = p >> s->rb_bits, t1 = (end - 1) >> s->rb_bits;
+    for (uint64_t t = t0; t <= t1 && r == 0; t++) {
+        uint64_t lo = t << s->rb_bits, hi = lo + s->rb_entries;
+        if (lo < p)
+            lo = p;
+        if (hi > end)
+            hi = end;
+        if (table[t]) { /* an existing block: count through the cache */
+            for (uint64_t c = lo; c < hi && r == 0; c++)
+                r = qcow2_refcount_update(s, c, 1);
+            continue;
+        }
+        uint64_t j = next_block - (p + tclusters);
+        uint8_t *blk = blocks + j * cs;
+        for (uint64_t c = lo; c < hi; c++)
+            qcow2_rb_set(s, blk, c & (s->rb_entries - 1), 1);
+        table[t] = next_block * cs;
+        next_block++;
+    }
+    for (uint64_t j = 0; j < nb && r == 0; j++)
+        r = dev_pwrite(s->file, blocks + j * cs, cs, (p + tclusters + j) * cs);
+    for (uint64_t i = 0; i < new_entries; i++)
+        be64_store(tbuf + i * 8, table[i]);
+    if (r == 0)
+        r = dev_pwrite(s->file, tbuf, tclusters * cs, p * cs);
+    if (r == 0)
+        r = qcow2_cache_write_back(&s->rbc);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r == 0) {
+        uint8_t h[12];
+        be64_store(h, p * cs);
+        be32_store(h + 8, (uint32_t)tclusters);
+        r = dev_pwrite(s->file, h, 12, 48);
+    }
+    if (r == 0)
+        r = dev_flush(s->file);
+    free(blocks);
+    free(tbuf);
+    if (r < 0) {
+        free(table);
+        return r;
+    }
+    uint64_t old_off = s->reft_offset, old_clusters = s->reft_clusters;
+    free(s->reft);
+    s->reft = table;
+    s->reft_entries = new_entries;
+    s->reft_offset = p * cs;
+    s->reft_clusters = (uint32_t)tclusters;
+    if (s->free_cluster_index < end && s->free_cluster_index >= p)
+        s->free_cluster_index = end;
+    return qcow2_free_later(s, old_off, old_clusters);
+}
+
+/* ---- Refcount blocks on demand -------------------------------------------- */
+
+static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start);
+
+/* Makes sure the refcount block for table index T exists. */
+static int ensure_block(struct qcow2 *s, uint64_t t)
+{
+    if (t < s->reft_entries && s->reft[t])
+        return 0;
+    if (t >= s->reft_entries) {
+        int r = grow_reftable(s, t + 1);
+        if (r < 0)
+            return r;
+        if (s->reft[t])
+            return 0;
+    }
+    uint64_t c;
+    int r = find_free(s, 1, &c);
+    if (r < 0)
+        return r;
+    uint64_t off = c << s->cluster_bits;
+    r = qcow2_check_overlap(s, off, s->cluster_size);
+    if (r < 0)
+        return r;
+    uint8_t *b;
+    if ((c >> s->rb_bits) == t) {
+        /* The new block describes itself. */
+        r = qcow2_cache_get(&s->rbc, off, false, &b);
+        if (r < 0)
+            return r;
+        qcow2_rb_set(s, b, c & (s->rb_entries - 1), 1);
+        qcow2_cache_dirty(&s->rbc, b);
+        qcow2_cache_put(&s->rbc, b);
+    } else {
+        r = qcow2_refcount_update(s, c, 1);
+        if (r < 0)
+            return r;
+        if (s->reft[t]) /* the update above created it */
+            return qcow2_free_later(s, off, 1);
+        r = qcow2_cache_get(&s->rbc, off, false, &b);
+        if (r < 0)
+            return r;
+        qcow2_cache_dirty(&s->rbc, b);
+        qcow2_cache_put(&s->rbc, b);
+    }
+    /* The block and its own refcount on disk before the table points to it. */
+    r = qcow2_cache_write_back(&s->rbc);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r < 0)
+        return r;
+    s->reft[t] = off;
+    r = write_reft_entry(s, t);
+    if (c == s->free_cluster_index)
+        s->free_cluster_index = c + 1;
+    return r;
+}
+
+int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int64_t delta)
+{
+    uint64_t t = cluster >> s->rb_bits;
+    int r = ensure_block(s, t);
+    if (r < 0)
+        return r;
+    uint64_t off;
+    r = reft_block(s, t, &off);
+    if (r < 0)
+        return r;
+    uint8_t *b;
+    r = qcow2_cache_get(&s->rbc, off, true, &b);
+    if (r < 0)
+        return r;
+    uint64_t i = cluster & (s->rb_entries - 1);
+    uint64_t old = qcow2_rb_get(s, b, i), v;
+    if (delta < 0 && old < (uint64_t)-delta) {
+        qcow2_cache_put(&s->rbc, b);
+        return qcow2_corrupt(s, "the refcount of cluster 0x%" PRIx64 " would drop below 0",
+                             cluster << s->cluster_bits);
+    }
+    if (delta > 0 && (uint64_t)delta > s->refcount_max - old) {
+        qcow2_cache_put(&s->rbc, b);
+        return err_set(-ERANGE, "%s: the refcount of cluster 0x%" PRIx64 " would exceed %" PRIu64
+                       " (%" PRIu32 "-bit refcounts)", s->dev->filename,
+                       cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
+    }
+    v = old + (uint64_t)delta;
+    qcow2_rb_set(s, b, i, v);
+    qcow2_cache_dirty(&s->rbc, b);
+    qcow2_cache_put(&s->rbc, b);
+    if (v == 0) {
+        uint64_t host = cluster << s->cluster_bits;
+        qcow2_cache_forget(&s->l2c, host);
+        qcow2_cache_forget(&s->rbc, host);
+        if (cluster < s->free_cluster_index)
+            s->free_cluster_index = cluster;
+    }
+    return 0;
+}
+
+/* ---- Allocation ----------------------------------------------------------- */
+
+/* Finds N free clusters in a row, from free_cluster_index on. */
+static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start)
+{
+    uint64_t limit = QCOW2_OFFSET_MASK >> s->cluster_bits;
+    uint64_t c = s->free_cluster_index, run = 0;
+    if (c == 0)
+        c = 1; /* the header */
+    while (run < n) {
+        if (c + run >= limit)
+            return err_set(-ENOSPC, "%s: no room for %" PRIu64 " more clusters below 64 PiB",
+                           s->dev->filename, n);
+        uint64_t rc;
+        int r = qcow2_refcount_get(s, c + run, &rc);
+        if (r < 0)
+            return r;
+        if (rc) {
+            c += run + 1;
+            run = 0;
+        } else {
+            run++;
+        }
+    }
+    *start = c;
+    return 0;
+}
+
+int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
+{
+    if (s->corrupt)
+        return err_set(-EIO, "%s: the image is corrupt; writes are refused", s->dev->filename);
+    uint64_t c;
+    for (int tries = 0;; tries++) {
+        if (tries > 8)
+            return qcow2_corrupt(s, "cannot allocate %" PRIu64 " clusters", n);
+        int r = find_free(s, n, &c);
+        if (r < 0)
+            return r;
+        /* Their refcount blocks may need clusters too: make them first,
+         * then look again if that took the clusters found. */
+        bool made = false;
+        for (uint64_t t = c >> s->rb_bits; t <= (c + n - 1) >> s->rb_bits; t++) {
+            if (t >= s->reft_entries || !s->reft[t]) {
+                r = ensure_block(s, t);
+                if (r < 0)
+                    return r;
+                made = true;
+            }
+        }
+        if (!made)
+            break;
+    }
+    int r = qcow2_check_overlap(s, c << s->cluster_bits, n << s->cluster_bits);
+    if (r < 0)
+        return r;
+    for (uint64_t i = 0; i < n; i++) {
+        r = qcow2_refcount_update(s, c + i, 1);
+        if (r < 0)
+            return r;
+    }
+    if (s->free_cluster_index == c || s->free_cluster_index < c + n)
+        s->free_cluster_index = c + n;
+    *host = c << s->cluster_bits;
+    return 0;
+}
+
+int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host)
+{
+    if (len == 0 || len > s->cluster_size)
+        return err_set(-EINVAL, "cannot pack %" PRIu64 " bytes", len);
+    if (s->compress_cluster && s->compress_used + len <= s->cluster_size) {
+        /* Another piece in the cluster being packed: one more reference. */
+        int r = qcow2_refcount_update(s, s->compress_cluster >> s->cluster_bits, 1);
+        if (r < 0)
+            return r;
+        *host = s->compress_cluster + s->compress_used;
+        s->compress_used += len;
+        return 0;
+    }
+    uint64_t c;
+    int r = qcow2_alloc_clusters(s, 1, &c);
+    if (r < 0)
+        return r;
+    s->compress_cluster = c;
+    s->compress_used = len;
+    *host = c;
+    return 0;
+}
+
+int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        if (s->ndeferred == s->capdeferred) {
+            size_t cap = s->capdeferred ? s->capdeferred * 2 : 64;
+            uint64_t *d = realloc(s->deferred, cap * sizeof *d);
+            if (!d)
+                return err_set(-ENOMEM, "out of memory");
+            s->deferred = d;
+            s->capdeferred = cap;
+        }
+        s->deferred[s->ndeferred++] = (host >> s->cluster_bits) + i;
+    }
+    s->meta_dirty = true;
+    if (host == s->compress_cluster)
+        s->compress_cluster = 0;
+    if (s->ndeferred >= QCOW2_DEFERRED_FREE_MAX)
+        return qcow2_flush_metadata(s);
+    return 0;
+}
+
+int qcow2_flush_metadata(struct qcow2 *s)
+{
+    int r;
+    if (qcow2_cache_has_dirty(&s->l2c))
+        r = qcow2_cache_write_back(&s->l2c); /* refcounts first, then an fsync */
+    else
+        r = qcow2_cache_write_back(&s->rbc);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r < 0)
+        return r;
+    /* Now that no table on disk points to them, drop the freed clusters. */
+    size_t n = s->ndeferred;
+    s->ndeferred = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t c = s->deferred[i], rc;
+        r = qcow2_refcount_update(s, c, -1);
+        if (r < 0)
+            return r;
+        if (s->discard_passthrough && qcow2_refcount_get(s, c, &rc) == 0 && rc == 0)
+            dev_discard(s->file, c << s->cluster_bits, s->cluster_size);
+    }
+    if (n)
+        r = qcow2_cache_write_back(&s->rbc);
+    s->meta_dirty = false;
+    return r;
+}
+
+/* ---- Overlap checks ------------------------------------------------------- */
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+int qcow2_check_overlap(struct qcow2 *s, uint64_t host, uint64_t len)
+{
+    uint64_t cs = s->cluster_size;
+    const char *what = NULL;
+    if (overlaps(host, len, 0, cs))
+        what = "the header";
+    else if (overlaps(host, len, s->l1_offset, (uint64_t)s->l1_size * 8))
+        what = "the L1 table";
+    else if (overlaps(host, len, s->reft_offset, (uint64_t)s->reft_clusters * cs))
+        what = "the refcount table";
+    else if (s->nb_snapshots && overlaps(host, len, s->snapshots_offset, cs))
+        what = "the snapshot table";
+    for (uint64_t t = 0; !what && t < s->reft_entries; t++)
+        if (s->reft[t] && overlaps(host, len, s->reft[t] & ~QCOW2_REFT_RESERVED, cs))
+            what = "a refcount block";
+    for (uint64_t i = 0; !what && i < s->l1_size; i++)
+        if ((s->l1[i] & QCOW2_OFFSET_MASK) &&
+            overlaps(host, len, s->l1[i] & QCOW2_OFFSET_MASK, cs))
+            what = "an L2 table";
+    if (what)
+        return qcow2_corrupt(s, "allocating host range 0x%" PRIx64 "+0x%" PRIx64
+                             " would overwrite %s (the refcounts are wrong)", host, len, what);
+    return 0;
+}
