@@ -544,16 +544,30 @@ static void qc_flush(struct vdisk_req *req)
 /* ---- Discard and write zeroes --------------------------------------------- */
 
 /*
- * Changes the L2 entries of the whole clusters (or, with extended L2, whole
- * subclusters) in [start, end): ZERO makes them read as zeroes, UNMAP lets
- * the host clusters go.  Clusters with an allocation in flight are left
- * alone (discard is advisory; write zeroes then falls back to writing).
- * Returns how many bytes at START it handled, or -errno.
+ * What QEMU does, which vdisk follows so that the two give the same
+ * content:
+ *   discard, v3:   whole clusters read as zeroes (ZERO) when a backing file
+ *                  could show through or the cluster held data; unallocated
+ *                  clusters without a backing file stay so.  Subclusters
+ *                  are not discarded one by one.
+ *   discard, v2:   whole clusters become unallocated; with a backing file
+ *                  nothing happens (it would show through).
+ *   zeroes, v3:    whole clusters (subclusters with extended L2) read as
+ *                  zeroes; the host cluster is kept unless unmapping is
+ *                  allowed.
+ *   zeroes, v2:    whole clusters become unallocated; with a backing file,
+ *                  zeroes are written.
+ * Partial units of write zeroes are written as zeroes.
+ *
+ * change_entries() applies this to the whole units in [start, end) of one
+ * L2 table, leaving clusters with an allocation in flight alone.  Returns
+ * the bytes handled from START, 0 when an allocation is in flight there,
+ * or -errno.
  */
 static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, bool zero,
                               bool unmap)
 {
-    uint64_t cs = s->cluster_size, unit = s->sc_size;
+    uint64_t cs = s->cluster_size;
     uint64_t span_bits = s->cluster_bits + s->l2_bits;
     uint64_t l1i = start >> span_bits;
     uint64_t table_end = (l1i + 1) << span_bits;
@@ -562,11 +576,10 @@ static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, boo
     for (struct qcow2_alloc *a = s->allocs; a; a = a->next)
         if (a->start < end && start < a->end)
             return 0;
+    bool v3 = s->version >= 3;
     uint64_t l2_off = l1i < s->l1_size ? s->l1[l1i] & QCOW2_OFFSET_MASK : 0;
-    if (!l2_off && !zero)
-        return (int64_t)(end - start); /* nothing allocated to discard */
-    if (!l2_off && !s->backing && zero)
-        return (int64_t)(end - start); /* unallocated without backing reads as zero */
+    if (!l2_off && !(v3 && (zero || s->backing)))
+        return (int64_t)(end - start); /* unallocated stays unallocated */
     uint8_t *l2;
     int r = qcow2_l2_for_write(s, l1i, &l2);
     if (r < 0)
@@ -577,35 +590,41 @@ static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, boo
         uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2e_bitmap(s, l2, i);
         uint64_t host = e & QCOW2_OFFSET_MASK;
         bool compressed = (e & QCOW2_OFLAG_COMPRESSED) != 0;
+        bool has_data = compressed || host;
+        bool keep = !compressed && host && (e & QCOW2_OFLAG_COPIED) && zero && !unmap;
         uint64_t ne = e, nbm = bm;
-        bool release = false;
-        if (s->ext_l2 && !compressed && (g != c0 || cend != c0 + cs)) {
-            /* Whole subclusters inside a cluster. */
-            uint32_t first = (uint32_t)((g - c0) / unit), last = (uint32_t)((cend - c0) / unit);
+        if (!v3) {
+            ne = 0; /* v2: unallocated (the caller ruled out backing files) */
+            keep = false;
+        } else if (s->ext_l2 && zero && (g != c0 || cend != c0 + cs)) {
+            /* Whole subclusters inside a cluster read as zeroes. */
+            uint32_t first = (uint32_t)((g - c0) / s->sc_size);
+            uint32_t last = (uint32_t)((cend - c0) / s->sc_size);
             uint32_t mask = (last == 32 ? 0xffffffffu : (1u << last) - 1) & ~((1u << first) - 1);
-            uint32_t a = (uint32_t)bm & ~mask, z = (uint32_t)(bm >> 32);
-            z = zero || s->backing ? z | mask : z & ~mask;
-            nbm = (uint64_t)z << 32 | a;
+            if (compressed) {
+                g = cend; /* a compressed cluster has no subclusters: write instead */
+                continue;
+            }
+            nbm = (uint64_t)((uint32_t)(bm >> 32) | mask) << 32 | ((uint32_t)bm & ~mask);
+            keep = true;
         } else if (s->ext_l2) {
-            /* The whole cluster. */
-            bool keep = !compressed && host && (e & QCOW2_OFLAG_COPIED) && !unmap;
-            uint32_t z = zero || s->backing ? 0xffffffffu : 0;
+            if (!zero && !has_data && !s->backing && !(uint32_t)(bm >> 32)) {
+                g = cend;
+                continue;
+            }
             ne = keep ? e : 0;
-            nbm = (uint64_t)z << 32;
-            release = !keep && (compressed || host);
+            nbm = (uint64_t)0xffffffffu << 32;
         } else {
-            bool keep = !compressed && host && (e & QCOW2_OFLAG_COPIED) && !unmap && zero;
-            bool as_zero = zero || (s->backing && s->version >= 3);
-            if (keep)
-                ne = (e & ~QCOW2_OFLAG_ZERO) | QCOW2_OFLAG_ZERO;
-            else
-                ne = as_zero && s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
-            release = !keep && (compressed || host);
+            if (!zero && !has_data && !s->backing && !(e & QCOW2_OFLAG_ZERO)) {
+                g = cend;
+                continue;
+            }
+            ne = keep ? (e | QCOW2_OFLAG_ZERO) : QCOW2_OFLAG_ZERO;
         }
         if (ne != e || nbm != bm) {
             qcow2_l2e_set(s, l2, i, ne, nbm);
             qcow2_cache_dirty(&s->l2c, l2);
-            if (release) {
+            if (!keep && has_data) {
                 r = qcow2_release_entry(s, e);
                 if (r < 0)
                     break;
@@ -651,18 +670,23 @@ static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
                  "repaired (vdisk check -r all)");
         return;
     }
-    uint64_t unit = zero && s->version < 3 ? UINT64_MAX : s->sc_size;
     uint64_t start = req->offset, end = req->offset + req->length;
+    bool v2_backing = s->version < 3 && s->backing;
+    if (v2_backing && !zero) {
+        req_complete(req, 0); /* it would expose the backing file */
+        return;
+    }
+    /* The unit that metadata can mark: subclusters for zeroes with extended
+     * L2, clusters otherwise; none for zeroes on v2 over a backing file. */
+    uint64_t unit = zero && s->ext_l2 ? s->sc_size : s->cluster_size;
+    uint64_t mid_s = align_up(start, unit), mid_e = align_down(end, unit);
+    if (end == s->size)
+        mid_e = end; /* the image's last, short cluster counts as whole */
+    if (v2_backing)
+        mid_s = mid_e = end;
     bool unmap = !zero || (req->flags & VDISK_REQ_MAY_UNMAP);
     req_hold(req);
     int r = 0;
-    /* Whole units in the middle: metadata only (v2 cannot mark zeroes). */
-    uint64_t mid_s = unit == UINT64_MAX ? end : align_up(start, unit);
-    uint64_t mid_e = unit == UINT64_MAX ? end : align_down(end, unit);
-    if (mid_e > s->size)
-        mid_e = s->size;
-    if (unit != UINT64_MAX && end == s->size && s->size % unit)
-        mid_e = end; /* the last, short cluster counts as whole */
     uint64_t done_to = mid_s;
     if (mid_s < mid_e) {
         pthread_mutex_lock(&s->lock);
@@ -673,12 +697,10 @@ static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
         }
         for (uint64_t g = mid_s; r == 0 && g < mid_e;) {
             int64_t n = change_entries(s, g, mid_e, zero, unmap);
-            if (n < 0) {
+            if (n < 0)
                 r = (int)n;
-                break;
-            }
-            if (n == 0)
-                break; /* an allocation is in flight here */
+            if (n <= 0)
+                break; /* an error, or an allocation in flight here */
             g += (uint64_t)n;
             done_to = g;
         }
