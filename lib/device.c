@@ -356,6 +356,21 @@ VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
     return 0;
 }
 
+VDISK_EXPORT int vdisk_check(vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
+                             vdisk_check_report_fn report, void *opaque)
+{
+    err_enter(__func__);
+    if (res->struct_size < sizeof *res)
+        return err_set(-EINVAL, "struct vdisk_check_result of %zu bytes is too small",
+                       res->struct_size);
+    memset(res, 0, sizeof *res);
+    res->struct_size = sizeof *res;
+    if (!dev->drv->check)
+        return err_set(-ENOTSUP, "%s: the %s format has no metadata to check", dev->filename,
+                       dev->drv->name);
+    return dev->drv->check(dev, flags, res, report, opaque);
+}
+
 VDISK_EXPORT vdisk_dev *vdisk_get_backing(vdisk_dev *dev)
 {
     return dev->drv->backing ? dev->drv->backing(dev) : NULL;

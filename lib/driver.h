@@ -24,6 +24,7 @@
 #include <vdisk/device.h>
 #include <vdisk/options.h>
 #include <vdisk/info.h>
+#include <vdisk/check.h>
 
 struct vdisk_dev;
 struct vdisk_req;
@@ -74,6 +75,10 @@ struct vdisk_driver {
 
     /* The backing device, or NULL. */
     struct vdisk_dev *(*backing)(struct vdisk_dev *dev);
+
+    /* Checks (and repairs) the image's metadata; NULL: nothing to check. */
+    int (*check)(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
+                 vdisk_check_report_fn report, void *opaque);
 
     /* Creates an image; takes its options from OPTS with opt_take(). */
     int (*create)(const char *filename, uint64_t size, struct opt_set *opts);

@@ -1,13 +1,514 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * formats/qcow2/check.c: consistency check and repair (being written).
+ * formats/qcow2/check.c: consistency check and repair, as qemu-img check.
+ *
+ * The check counts, for every host cluster up to the end of the file, the
+ * references that the metadata makes to it (header, L1 tables, L2 tables,
+ * data and compressed clusters, the refcount structure, snapshots), then
+ * compares them with the stored refcounts: a refcount above the count is a
+ * leak, one below it a corruption.  It then checks the COPIED flags of the
+ * active tables against the refcounts.  Repairs set leaked refcounts right
+ * (-r leaks), and with -r all rebuild the refcount structure when refcounts
+ * are too low, and fix the COPIED flags.  The memory used is 4 bytes per
+ * host cluster of the file, so it is bounded by the file's size.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "endian.h"
 #include "qcow2.h"
+
+struct ck {
+    struct qcow2 *s;
+    uint32_t *refs;           /* references found, per host cluster */
+    uint64_t nb;              /* clusters in the file */
+    struct vdisk_check_result *res;
+    vdisk_check_report_fn report;
+    void *opaque;
+    uint8_t *buf;             /* one cluster */
+    bool rebuild;             /* the refcount structure cannot be trusted */
+};
+
+static void say(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct ck *ck, const char *fmt, ...)
+{
+    if (!ck->report)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    ck->report(ck->opaque, line);
+}
+
+static void mark(struct ck *ck, uint64_t off, uint64_t len)
+{
+    if (!len)
+        return;
+    uint64_t first = off >> ck->s->cluster_bits;
+    uint64_t last = (off + len - 1) >> ck->s->cluster_bits;
+    for (uint64_t c = first; c <= last; c++) {
+        if (c >= ck->nb) {
+            say(ck, "ERROR: cluster %" PRIu64 " (offset 0x%" PRIx64 ") is used but lies "
+                "beyond the end of the image file", c, c << ck->s->cluster_bits);
+            ck->res->corruptions++;
+            return;
+        }
+        if (ck->refs[c] < UINT32_MAX)
+            ck->refs[c]++;
+    }
+}
+
+/* Walks one L2 table; ACTIVE: count statistics for the active image. */
+static void walk_l2(struct ck *ck, const uint8_t *l2, bool active, uint64_t *next_contig)
+{
+    struct qcow2 *s = ck->s;
+    for (uint64_t j = 0; j < s->l2_entries; j++) {
+        uint64_t e = qcow2_l2e_get(s, l2, j), bm = qcow2_l2e_bitmap(s, l2, j);
+        if (e & QCOW2_OFLAG_COMPRESSED) {
+            uint64_t off, len;
+            qcow2_compressed_range(s, e, &off, &len);
+            mark(ck, off & ~511ull, len + (off & 511));
+            if (active) {
+                ck->res->allocated_clusters++;
+                ck->res->compressed_clusters++;
+                ck->res->fragmented_clusters++;
+            }
+            continue;
+        }
+        uint64_t host = e & QCOW2_OFFSET_MASK;
+        uint64_t reserved = QCOW2_L2E_RESERVED | (s->version < 3 || s->ext_l2 ? 1 : 0);
+        if (e & reserved) {
+            say(ck, "ERROR: L2 entry 0x%016" PRIx64 " has reserved bits set", e);
+            ck->res->corruptions++;
+            continue;
+        }
+        if (host % s->cluster_size) {
+            say(ck, "ERROR offset=%" PRIx64 ": Cluster is not properly aligned; L2 entry "
+                "corrupted.", host);
+            ck->res->corruptions++;
+            continue;
+        }
+        if (s->ext_l2 && ((uint32_t)bm & (uint32_t)(bm >> 32))) {
+            say(ck, "ERROR: extended L2 entry 0x%016" PRIx64 " 0x%016" PRIx64
+                " has subclusters both allocated and zero", e, bm);
+            ck->res->corruptions++;
+        }
+        if (!host)
+            continue;
+        mark(ck, host, s->cluster_size);
+        if (active) {
+            ck->res->allocated_clusters++;
+            if (*next_contig && host != *next_contig)
+                ck->res->fragmented_clusters++;
+            *next_contig = host + s->cluster_size;
+        }
+    }
+}
+
+static int read_cluster(struct ck *ck, uint64_t off, uint8_t *buf)
+{
+    int r = dev_pread(ck->s->file, buf, ck->s->cluster_size, off);
+    if (r < 0)
+        ck->res->check_errors++;
+    return r;
+}
+
+/* Walks an L1 table of COUNT entries at OFF (the active one, or a snapshot's). */
+static int walk_l1(struct ck *ck, uint64_t off, uint64_t count, bool active)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t bytes = count * 8;
+    if (count > QCOW2_MAX_L1_BYTES / 8 || off % s->cluster_size ||
+        !range_inside(off, bytes, dev_size(s->file))) {
+        say(ck, "ERROR: L1 table at offset 0x%" PRIx64 " with %" PRIu64
+            " entries is invalid or beyond the end of the file", off, count);
+        ck->res->corruptions++;
+        return 0;
+    }
+    mark(ck, off, bytes);
+    uint64_t *l1 = malloc(bytes ? bytes : 1);
+    if (!l1)
+        return err_set(-ENOMEM, "out of memory");
+    if (bytes && dev_pread(s->file, l1, bytes, off) < 0) {
+        ck->res->check_errors++;
+        free(l1);
+        return 0;
+    }
+    uint64_t next_contig = 0;
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t e = be64_load(&l1[i]);
+        uint64_t l2 = e & QCOW2_OFFSET_MASK;
+        if (!l2)
+            continue;
+        if (l2 % s->cluster_size) {
+            say(ck, "ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
+                "corrupted", l2);
+            ck->res->corruptions++;
+            continue;
+        }
+        mark(ck, l2, s->cluster_size);
+        if (l2 >= dev_size(s->file))
+            continue;
+        if (read_cluster(ck, l2, ck->buf) == 0)
+            walk_l2(ck, ck->buf, active, &next_contig);
+    }
+    free(l1);
+    return 0;
+}
+
+/* The snapshot table: each snapshot's L1 table and what it references. */
+static int walk_snapshots(struct ck *ck)
+{
+    struct qcow2 *s = ck->s;
+    if (!s->nb_snapshots)
+        return 0;
+    uint64_t fsize = dev_size(s->file), pos = s->snapshots_offset;
+    uint64_t start = pos;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        uint8_t h[40];
+        if (!range_inside(pos, 40, fsize) || dev_pread(s->file, h, 40, pos) < 0) {
+            say(ck, "ERROR: snapshot table entry %" PRIu32 " is beyond the end of the file", i);
+            ck->res->corruptions++;
+            break;
+        }
+        uint64_t l1_off = be64_load(h);
+        uint32_t l1_size = be32_load(h + 8);
+        uint64_t len = 40 + (uint64_t)be32_load(h + 36) + be16_load(h + 12) + be16_load(h + 14);
+        pos += (len + 7) & ~7ull;
+        int r = walk_l1(ck, l1_off, l1_size, false);
+        if (r < 0)
+            return r;
+    }
+    mark(ck, start, pos - start);
+    return 0;
+}
+
+/* Counts every reference, then compares with the stored refcounts. */
+static int scan(struct ck *ck, unsigned flags)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t cs = s->cluster_size;
+    memset(ck->refs, 0, ck->nb * sizeof *ck->refs);
+    mark(ck, 0, cs);
+    int r = walk_l1(ck, s->l1_offset, s->l1_size, true);
+    if (r == 0)
+        r = walk_snapshots(ck);
+    if (r < 0)
+        return r;
+    mark(ck, s->reft_offset, (uint64_t)s->reft_clusters * cs);
+    for (uint64_t t = 0; t < s->reft_entries; t++) {
+        uint64_t off = s->reft[t] & ~QCOW2_REFT_RESERVED;
+        if (!s->reft[t])
+            continue;
+        if ((s->reft[t] & QCOW2_REFT_RESERVED) || off % cs || off >= dev_size(s->file)) {
+            say(ck, "ERROR refcount block %" PRIu64 " is not cluster aligned or is beyond the "
+                "end of the file; refcount table entry corrupted", t);
+            ck->res->corruptions++;
+            ck->rebuild = true;
+            continue;
+        }
+        mark(ck, off, cs);
+    }
+    ck->res->total_clusters = (s->size + cs - 1) / cs;
+
+    /* Stored refcounts against the references. */
+    uint64_t highest = 0;
+    bool any = false, unreadable = false;
+    for (uint64_t c = 0; c < ck->nb; c++) {
+        uint64_t rc = 0;
+        if (!unreadable) {
+            r = qcow2_refcount_get(s, c, &rc);
+            if (r < 0) {
+                ck->res->check_errors++;
+                ck->rebuild = true;
+                unreadable = true;
+                continue;
+            }
+        }
+        if (rc) {
+            highest = c;
+            any = true;
+        }
+        uint64_t ref = ck->refs[c];
+        if (rc == ref)
+            continue;
+        if (rc > ref) {
+            if (flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)) {
+                say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+                    c, rc, ref);
+                r = qcow2_refcount_update(s, c, -(int64_t)(rc - ref));
+                if (r < 0)
+                    return r;
+                ck->res->leaks_fixed++;
+            } else {
+                say(ck, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c,
+                    rc, ref);
+                ck->res->leaks++;
+            }
+        } else {
+            say(ck, "ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c, rc,
+                ref);
+            ck->res->corruptions++;
+            ck->rebuild = true;
+        }
+    }
+    ck->res->image_end_offset = any ? (highest + 1) * cs : cs;
+    return 0;
+}
+
+/* Writes a new refcount structure from the references counted, at the end
+ * of the file, and points the header at it. */
+static int rebuild(struct ck *ck)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t cs = s->cluster_size;
+    /* The old structure goes: nothing references it any more. */
+    for (uint64_t c = s->reft_offset / cs; c < s->reft_offset / cs + s->reft_clusters; c++)
+        if (c < ck->nb && ck->refs[c])
+            ck->refs[c]--;
+    for (uint64_t t = 0; t < s->reft_entries; t++) {
+        uint64_t c = (s->reft[t] & ~QCOW2_REFT_RESERVED) / cs;
+        if (s->reft[t] && !(s->reft[t] % cs) && c < ck->nb && ck->refs[c])
+            ck->refs[c]--;
+    }
+    uint64_t highest = 0;
+    for (uint64_t c = 0; c < ck->nb; c++)
+        if (ck->refs[c])
+            highest = c;
+    /* The new one in the first free run that fits, or at the end. */
+    uint64_t rt = 1, nb = 1, p = 0;
+    for (int iter = 0; iter < 64; iter++) {
+        uint64_t k = rt + nb, run = 0;
+        p = ck->nb;
+        for (uint64_t c = 1; c < ck->nb; c++) {
+            run = ck->refs[c] ? 0 : run + 1;
+            if (run == k) {
+                p = c + 1 - k;
+                break;
+            }
+        }
+        uint64_t end = (p + k > highest + 1 ? p + k : highest + 1);
+        uint64_t need_nb = (end + s->rb_entries - 1) / s->rb_entries;
+        uint64_t need_rt = (need_nb * 8 + cs - 1) / cs;
+        if (need_nb == nb && need_rt == rt)
+            break;
+        nb = need_nb;
+        rt = need_rt;
+    }
+    uint64_t total = p + rt + nb > highest + 1 ? p + rt + nb : highest + 1;
+    if (rt * cs > QCOW2_MAX_REFTABLE_BYTES)
+        return err_set(-EFBIG, "%s: the rebuilt refcount table would be too large",
+                       s->dev->filename);
+    uint8_t *blocks = calloc(nb, cs);
+    uint64_t *table = calloc(rt * cs / 8, 8);
+    uint8_t *tbuf = calloc(rt, cs);
+    int r = 0;
+    if (!blocks || !table || !tbuf) {
+        r = err_set(-ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint64_t c = 0; c < total; c++) {
+        uint64_t v = c >= p && c < p + rt + nb ? 1 /* the new structure itself */
+                     : c < ck->nb ? ck->refs[c] : 0;
+        if (v > s->refcount_max) {
+            r = err_set(-ERANGE, "%s: cluster %" PRIu64 " has %" PRIu64 " references, more "
+                        "than %" PRIu32 "-bit refcounts hold", s->dev->filename, c, v,
+                        s->refcount_bits);
+            goto out;
+        }
+        qcow2_rb_set(s, blocks + (c >> s->rb_bits) * cs, c & (s->rb_entries - 1), v);
+    }
+    for (uint64_t b = 0; b < nb; b++) {
+        table[b] = (p + rt + b) * cs;
+        be64_store(tbuf + b * 8, table[b]);
+    }
+    r = dev_pwrite(s->file, tbuf, rt * cs, p * cs);
+    if (r == 0)
+        r = dev_pwrite(s->file, blocks, nb * cs, (p + rt) * cs);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r == 0) {
+        uint8_t h[12];
+        be64_store(h, p * cs);
+        be32_store(h + 8, (uint32_t)rt);
+        r = dev_pwrite(s->file, h, 12, 48);
+    }
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r < 0)
+        goto out;
+    /* Forget the old structure. */
+    for (unsigned i = 0; i < s->rbc.n; i++) {
+        s->rbc.e[i].offset = 0;
+        s->rbc.e[i].dirty = false;
+    }
+    free(s->reft);
+    s->reft = table;
+    table = NULL;
+    s->reft_offset = p * cs;
+    s->reft_clusters = (uint32_t)rt;
+    s->reft_entries = rt * cs / 8;
+    s->free_cluster_index = 0;
+    s->ndeferred = 0;
+out:
+    free(blocks);
+    free(table);
+    free(tbuf);
+    return r;
+}
+
+/* The COPIED flags of the active tables against the refcounts. */
+static int check_copied(struct ck *ck, bool fix)
+{
+    struct qcow2 *s = ck->s;
+    for (uint64_t i = 0; i < s->l1_size; i++) {
+        uint64_t e = s->l1[i], l2 = e & QCOW2_OFFSET_MASK, rc;
+        if (!l2 || l2 % s->cluster_size || l2 >= dev_size(s->file))
+            continue;
+        int r = qcow2_refcount_get(s, l2 >> s->cluster_bits, &rc);
+        if (r < 0)
+            return r;
+        bool want = rc == 1;
+        if (want != !!(e & QCOW2_OFLAG_COPIED)) {
+            say(ck, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
+                " refcount=%" PRIu64, fix ? "Repairing" : "ERROR", i, e, rc);
+            if (fix) {
+                s->l1[i] = want ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED;
+                r = qcow2_write_l1_entry(s, i);
+                if (r < 0)
+                    return r;
+                ck->res->corruptions_fixed++;
+            } else {
+                ck->res->corruptions++;
+            }
+        }
+        uint8_t *t;
+        r = qcow2_cache_get(&s->l2c, l2, true, &t);
+        if (r < 0)
+            return r;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t le = qcow2_l2e_get(s, t, j), host = le & QCOW2_OFFSET_MASK;
+            if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
+                continue;
+            r = qcow2_refcount_get(s, host >> s->cluster_bits, &rc);
+            if (r < 0)
+                break;
+            bool w = rc == 1;
+            if (w == !!(le & QCOW2_OFLAG_COPIED))
+                continue;
+            say(ck, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
+                fix ? "Repairing" : "ERROR", le, rc);
+            if (fix) {
+                qcow2_l2e_set(s, t, j, w ? le | QCOW2_OFLAG_COPIED : le & ~QCOW2_OFLAG_COPIED,
+                              qcow2_l2e_bitmap(s, t, j));
+                qcow2_cache_dirty(&s->l2c, t);
+                ck->res->corruptions_fixed++;
+            } else {
+                ck->res->corruptions++;
+            }
+        }
+        qcow2_cache_put(&s->l2c, t);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result *res,
+                     vdisk_check_report_fn report, void *opaque)
+{
+    struct ck ck = {.s = s, .res = res, .report = report, .opaque = opaque};
+    int r = qcow2_flush_metadata(s);
+    if (r < 0 && !s->read_only)
+        return r;
+    ck.nb = (dev_size(s->file) + s->cluster_size - 1) / s->cluster_size;
+    ck.refs = calloc(ck.nb ? ck.nb : 1, sizeof *ck.refs);
+    ck.buf = malloc(s->cluster_size);
+    if (!ck.refs || !ck.buf) {
+        free(ck.refs);
+        free(ck.buf);
+        return err_set(-ENOMEM, "out of memory for the check of %" PRIu64 " clusters", ck.nb);
+    }
+    bool fix_errors = flags & VDISK_CHECK_REPAIR_ERRORS;
+    /* Refcounts against references (leaks repaired on the way)... */
+    r = scan(&ck, flags);
+    if (r == 0 && ck.rebuild && fix_errors) {
+        if (report)
+            report(opaque, "Rebuilding refcount structure");
+        r = rebuild(&ck);
+        if (r == 0) {
+            res->corruptions_fixed += res->corruptions;
+            res->corruptions = 0;
+        }
+    }
+    /* ...then the COPIED flags against the refcounts. */
+    if (r == 0)
+        r = check_copied(&ck, fix_errors);
+    if (r == 0 && (res->leaks_fixed || res->corruptions_fixed)) {
+        /* Check again: what is left stays counted. */
+        r = qcow2_flush_metadata(s);
+        struct vdisk_check_result again = {.struct_size = sizeof again};
+        uint64_t nb = (dev_size(s->file) + s->cluster_size - 1) / s->cluster_size;
+        if (r == 0 && nb > ck.nb) {
+            uint32_t *refs = realloc(ck.refs, nb * sizeof *refs);
+            if (!refs)
+                r = err_set(-ENOMEM, "out of memory");
+            else
+                ck.refs = refs;
+        }
+        if (r == 0)
+            ck.nb = nb;
+        ck.res = &again;
+        ck.rebuild = false;
+        ck.report = NULL;
+        if (r == 0)
+            r = scan(&ck, 0);
+        if (r == 0)
+            r = check_copied(&ck, false);
+        res->corruptions = again.corruptions;
+        res->leaks = again.leaks;
+        res->check_errors += again.check_errors;
+        res->image_end_offset = again.image_end_offset;
+        res->total_clusters = again.total_clusters;
+        res->allocated_clusters = again.allocated_clusters;
+        res->fragmented_clusters = again.fragmented_clusters;
+        res->compressed_clusters = again.compressed_clusters;
+        res->repaired = 1;
+    }
+    free(ck.refs);
+    free(ck.buf);
+    return r;
+}
+
+int qcow2_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
+                vdisk_check_report_fn report, void *opaque)
+{
+    struct qcow2 *s = dev->priv;
+    if (flags && s->read_only)
+        return err_set(-EROFS, "%s: repairing needs the image opened read-write",
+                       dev->filename);
+    pthread_mutex_lock(&s->lock);
+    bool was_corrupt = s->corrupt;
+    s->corrupt = false; /* the check reads through the refcount code */
+    int r = run_check(s, flags, res, report, opaque);
+    s->corrupt = was_corrupt;
+    if (r == 0 && flags && res->corruptions == 0 && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
+        r = qcow2_set_incompat(s, QCOW2_INCOMPAT_CORRUPT, false);
+        if (r == 0)
+            s->corrupt = false;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
 
 int qcow2_rebuild_refcounts(struct qcow2 *s)
 {
-    return err_set(-ENOTSUP, "%s: the image has the dirty bit set (lazy refcounts after a "
-                   "crash); repairing it is not supported yet", s->dev->filename);
+    struct vdisk_check_result res = {.struct_size = sizeof res};
+    return run_check(s, VDISK_CHECK_REPAIR_ERRORS, &res, NULL, NULL);
 }

@@ -396,5 +396,6 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .allocated_size = qcow2_allocated_size,
     .get_info = qcow2_get_info,
     .backing = qcow2_backing,
+    .check = qcow2_check,
     .create = qcow2_create,
 };

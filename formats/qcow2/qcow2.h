@@ -276,7 +276,8 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os);
 int qcow2_preallocate(struct vdisk_dev *dev, const char *mode);
 
 /* check.c */
-struct qcow2_check_result;
+int qcow2_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
+                vdisk_check_report_fn report, void *opaque);
 int qcow2_rebuild_refcounts(struct qcow2 *s);
 
 extern const struct vdisk_driver vdisk_driver_qcow2;

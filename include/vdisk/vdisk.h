@@ -12,6 +12,7 @@
  *   vdisk/device.h   devices: open, create, synchronous I/O, block status
  *   vdisk/queue.h    asynchronous queues
  *   vdisk/info.h     image information (qemu-img info), backing chains
+ *   vdisk/check.h    consistency check and repair (qemu-img check)
  */
 #ifndef VDISK_VDISK_H
 #define VDISK_VDISK_H
@@ -21,6 +22,7 @@
 #include <vdisk/device.h>
 #include <vdisk/queue.h>
 #include <vdisk/info.h>
+#include <vdisk/check.h>
 
 #ifdef __cplusplus
 extern "C" {

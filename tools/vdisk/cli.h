@@ -14,6 +14,7 @@ int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_io(int argc, char **argv);
 int cmd_map(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* Prints "vdisk: MESSAGE" on stderr. */

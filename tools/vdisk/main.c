@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"create", cmd_create, "create [-q] [-f FMT] [-o OPTIONS] FILE [SIZE]"},
     {"info", cmd_info, "info [-f FMT] [--output=human|json] [--debug] FILE"},
+    {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [-i ENGINE] [-n] [-o OFFSET] "
