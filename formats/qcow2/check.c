@@ -65,9 +65,10 @@ static void mark(struct ck *ck, uint64_t off, uint64_t len)
 }
 
 /* Walks one L2 table; ACTIVE: count statistics for the active image. */
-static void walk_l2(struct ck *ck, const uint8_t *l2, bool active, uint64_t *next_contig)
+static void walk_l2(struct ck *ck, const uint8_t *l2, bool active)
 {
     struct qcow2 *s = ck->s;
+    uint64_t contig = 0, *next_contig = &contig; /* QEMU counts within each table */
     for (uint64_t j = 0; j < s->l2_entries; j++) {
         uint64_t e = qcow2_l2e_get(s, l2, j), bm = qcow2_l2e_bitmap(s, l2, j);
         if (e & QCOW2_OFLAG_COMPRESSED) {
@@ -140,7 +141,6 @@ static int walk_l1(struct ck *ck, uint64_t off, uint64_t count, bool active)
         free(l1);
         return 0;
     }
-    uint64_t next_contig = 0;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t e = be64_load(&l1[i]);
         uint64_t l2 = e & QCOW2_OFFSET_MASK;
@@ -156,7 +156,7 @@ static int walk_l1(struct ck *ck, uint64_t off, uint64_t count, bool active)
         if (l2 >= dev_size(s->file))
             continue;
         if (read_cluster(ck, l2, ck->buf) == 0)
-            walk_l2(ck, ck->buf, active, &next_contig);
+            walk_l2(ck, ck->buf, active);
     }
     free(l1);
     return 0;

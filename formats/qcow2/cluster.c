@@ -110,15 +110,10 @@ static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, u
                              PRIx64 ", beyond the end of the file (%" PRIu64 " bytes)", guest,
                              host, dev_size(s->file));
     m->copied = (e & QCOW2_OFLAG_COPIED) != 0;
-    if (zero) {
-        m->type = QCOW2_ZERO;
-        m->host = host;
-    } else if (alloc) {
-        m->type = QCOW2_NORMAL;
-        m->host = host + (uint64_t)sc * s->sc_size;
-    } else {
-        m->type = QCOW2_UNALLOCATED;
-    }
+    /* A host offset also for zero or unallocated subclusters of a cluster
+     * that has one (QEMU reports it). */
+    m->host = host ? host + (uint64_t)sc * s->sc_size : 0;
+    m->type = zero ? QCOW2_ZERO : alloc ? QCOW2_NORMAL : QCOW2_UNALLOCATED;
     return 0;
 }
 
@@ -159,18 +154,17 @@ int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *
             piece = limit - done;
         if (first) {
             *m = cur;
-            if (cur.type == QCOW2_NORMAL)
+            if (cur.host)
                 m->host += pos & (unit - 1);
             m->len = piece;
             first = false;
             if (cur.type == QCOW2_COMPRESSED)
                 break;
         } else {
-            bool same = cur.type == m->type && cur.type != QCOW2_COMPRESSED;
-            if (same && cur.type == QCOW2_NORMAL)
-                same = cur.copied == m->copied && cur.host == m->host + m->len;
-            if (same && cur.type == QCOW2_ZERO)
-                same = (cur.host == 0) == (m->host == 0) && cur.copied == m->copied;
+            /* Same status, and where there are host offsets, contiguous ones. */
+            bool same = cur.type == m->type && cur.type != QCOW2_COMPRESSED &&
+                        cur.copied == m->copied && (cur.host == 0) == (m->host == 0) &&
+                        (!cur.host || cur.host == m->host + m->len);
             if (!same)
                 break;
             m->len += piece;

@@ -234,6 +234,31 @@ static void qcow2_close(struct vdisk_dev *dev)
     dev->priv = NULL;
 }
 
+/*
+ * Whether the image looks preallocated (metadata): the file system holds
+ * less than 90% of the clusters that the refcounts count as used.  Only
+ * then is block status worth asking the file about holes (QEMU's rule).
+ */
+static bool metadata_preallocation(struct qcow2 *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (!s->prealloc_checked) {
+        s->prealloc_checked = true;
+        int64_t real = s->file->drv->allocated_size ? s->file->drv->allocated_size(s->file) : -1;
+        uint64_t end = dev_size(s->file) >> s->cluster_bits, used = 0;
+        for (uint64_t c = 0; real >= 0 && c < end; c++) {
+            uint64_t rc;
+            if (qcow2_refcount_get(s, c, &rc) < 0)
+                break;
+            used += rc != 0;
+        }
+        s->prealloc = real >= 0 && (uint64_t)real < used * s->cluster_size * 9 / 10;
+    }
+    bool r = s->prealloc;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
 static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                               struct vdisk_extent *ext)
 {
@@ -247,11 +272,24 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     ext->length = m.len;
     ext->depth = 0;
     switch (m.type) {
-    case QCOW2_NORMAL:
+    case QCOW2_NORMAL: {
         ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
         ext->host_offset = m.host;
         ext->host_file = s->file->filename;
+        /* With preallocated metadata, holes in the file read as zeroes and
+         * are reported so (as QEMU does). */
+        struct vdisk_extent fe;
+        if (!metadata_preallocation(s)) {
+        } else if (m.host < dev_size(s->file) &&
+                   dev_block_status(s->file, m.host, m.len, &fe) == 0) {
+            if (fe.flags & VDISK_EXT_ZERO)
+                ext->flags |= VDISK_EXT_ZERO;
+            ext->length = fe.length;
+        } else if (m.host >= dev_size(s->file)) {
+            ext->flags |= VDISK_EXT_ZERO;
+        }
         return 0;
+    }
     case QCOW2_COMPRESSED:
         ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
         return 0;
@@ -259,7 +297,7 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         ext->flags = VDISK_EXT_ZERO | VDISK_EXT_ALLOCATED;
         if (m.host) {
             ext->flags |= VDISK_EXT_OFFSET;
-            ext->host_offset = m.host + (off & (s->cluster_size - 1));
+            ext->host_offset = m.host;
             ext->host_file = s->file->filename;
         }
         return 0;
@@ -267,6 +305,13 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         break;
     }
     uint64_t bsize = s->backing ? dev_size(s->backing) : 0;
+    if (m.host && off >= bsize) {
+        /* An unallocated subcluster of an allocated cluster. */
+        ext->flags = VDISK_EXT_ZERO | VDISK_EXT_OFFSET;
+        ext->host_offset = m.host;
+        ext->host_file = s->file->filename;
+        return 0;
+    }
     if (off < bsize) {
         uint64_t n = bsize - off < m.len ? bsize - off : m.len;
         r = dev_block_status(s->backing, off, n, ext);

@@ -209,6 +209,8 @@ struct qcow2 {
     bool corrupt;
     bool meta_dirty;         /* metadata changed since the last flush */
     bool discard_passthrough;
+    bool prealloc_checked;   /* metadata_preallocation() has looked */
+    bool prealloc;           /* the file holds fewer clusters than are used */
 };
 
 /* header.c */

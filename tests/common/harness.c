@@ -118,13 +118,38 @@ const char *scratch_dir(void)
     return scratch_path;
 }
 
+/* Paths handed out by scratch(): one stable string per name. */
+struct scratch_name {
+    char *path;
+    struct scratch_name *next;
+};
+static struct scratch_name *scratch_names;
+
+static void free_scratch_names(void)
+{
+    while (scratch_names) {
+        struct scratch_name *n = scratch_names;
+        scratch_names = n->next;
+        free(n->path);
+        free(n);
+    }
+}
+
 const char *scratch(const char *name)
 {
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, 512, "%s/%s", scratch_dir(), name);
-    return b;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", scratch_dir(), name);
+    for (struct scratch_name *n = scratch_names; n; n = n->next)
+        if (strcmp(n->path, path) == 0)
+            return n->path;
+    struct scratch_name *n = malloc(sizeof *n);
+    if (!n || !(n->path = strdup(path)))
+        abort();
+    if (!scratch_names)
+        atexit(free_scratch_names);
+    n->next = scratch_names;
+    scratch_names = n;
+    return n->path;
 }
 
 const char *vdisk_bin(void)

@@ -41,7 +41,7 @@ void require_program(const char *program);
 /* A fresh scratch directory, removed at exit; returns its path. */
 const char *scratch_dir(void);
 
-/* scratch_dir() + "/" + NAME, in a static rotating buffer. */
+/* scratch_dir() + "/" + NAME; the string stays valid until exit. */
 const char *scratch(const char *name);
 
 /* The vdisk tool. */

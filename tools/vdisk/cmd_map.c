@@ -45,7 +45,7 @@ static void print_entry(const struct map_entry *e, int json, bool first)
         if (e->has_offset)
             printf(", \"offset\": %" PRIu64, e->offset);
         printf("}");
-    } else if (e->data && e->has_offset) {
+    } else if (e->data && !e->zero && e->has_offset) {
         printf("%#-15" PRIx64 " %#-15" PRIx64 " %#-15" PRIx64 " %s\n", e->start, e->length,
                e->offset, e->file ? e->file : "");
     }
@@ -133,6 +133,12 @@ int cmd_map(int argc, char **argv)
             .offset = ext.host_offset,
             .file = ext.host_file,
         };
+        if (!json && e.data && !e.has_offset) {
+            fflush(stdout);
+            cli_error("File contains external, encrypted or compressed clusters.");
+            ret = 1;
+            break;
+        }
         if (have && mergeable(&cur, &e)) {
             cur.length += e.length;
         } else {

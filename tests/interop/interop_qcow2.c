@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/interop/interop_qcow2.c: qcow2 images go both ways between vdisk
+ * and QEMU (qemu-img, qemu-io 7.2).
+ *   - images qemu-img makes with every option read byte for byte as
+ *     qemu-img convert reads them, and info / map / check print the same;
+ *   - images vdisk makes and writes pass qemu-img check and read the same
+ *     through qemu-io;
+ *   - a seeded random workload applied by vdisk io and by qemu-io to twin
+ *     images leaves them identical (qemu-img compare), and both clean.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vdisk/vdisk.h>
+
+#include "harness.h"
+
+/* Reads the whole image through libvdisk and compares it with qemu-img's
+ * raw conversion of it. */
+static void same_as_qemu(const char *img)
+{
+    const char *raw = scratch("expect.raw");
+    RUN_OK("qemu-img convert -O raw '%s' '%s'", img, raw);
+    vdisk_dev *dev;
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    ck_assert_msg(vdisk_open(&dev, img, o) == 0, "%s", vdisk_get_error());
+    vdisk_options_free(o);
+    int fd = open(raw, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    uint64_t size = vdisk_get_size(dev);
+    size_t chunk = 1 << 20;
+    uint8_t *a = malloc(chunk), *b = malloc(chunk);
+    for (uint64_t off = 0; off < size; off += chunk) {
+        size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
+        ck_assert_msg(vdisk_pread(dev, a, n, off) == 0, "%s", vdisk_get_error());
+        ssize_t got = pread(fd, b, n, (off_t)off);
+        if (got < (ssize_t)n)
+            memset(b + (got > 0 ? got : 0), 0, n - (size_t)(got > 0 ? got : 0));
+        if (memcmp(a, b, n) != 0) {
+            size_t i = 0;
+            while (a[i] == b[i])
+                i++;
+            ck_abort_msg("%s: byte %llu differs: vdisk 0x%02x, qemu 0x%02x", img,
+                         (unsigned long long)(off + i), a[i], b[i]);
+        }
+    }
+    free(a);
+    free(b);
+    close(fd);
+    vdisk_close(dev);
+}
+
+/* The same command's output from both tools (stdout, then exit status). */
+static void same_output(const char *vdisk_args, const char *qemu_args)
+{
+    struct run *r = run("%s %s", vdisk_bin(), vdisk_args);
+    char *v = strdup(r->out);
+    int vs = r->status;
+    r = run("%s", qemu_args);
+    if (strcmp(v, r->out) != 0) {
+        /* Show the first line that differs, not the whole output. */
+        const char *a = v, *b = r->out;
+        while (*a && *a == *b)
+            a++, b++;
+        while (a > v && a[-1] != '\n')
+            a--, b--;
+        ck_abort_msg("vdisk %s differs from %s at:\n vdisk: %.200s\n qemu:  %.200s", vdisk_args,
+                     qemu_args, a, b);
+    }
+    ck_assert_msg(vs == r->status, "vdisk %s exited %d, %s exited %d", vdisk_args, vs,
+                  qemu_args, r->status);
+    free(v);
+}
+
+static void describe_same(const char *img)
+{
+    char va[600], qa[600];
+    static const char *const verbs[][2] = {
+        {"info --output=json", "qemu-img info --output=json"},
+        {"info", "qemu-img info"},
+        {"map --output=json", "qemu-img map --output=json"},
+        {"map", "qemu-img map"},
+        {"check --output=json", "qemu-img check --output=json"},
+        {"check", "qemu-img check"},
+    };
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        snprintf(va, sizeof va, "%s '%s'", verbs[i][0], img);
+        snprintf(qa, sizeof qa, "%s '%s'", verbs[i][1], img);
+        same_output(va, qa);
+    }
+}
+
+/* A qemu-made image with OPTS, holding patterns, zeroes and a hole. */
+static const char *qemu_image(const char *name, const char *opts, const char *backing)
+{
+    const char *img = scratch(name);
+    if (backing)
+        RUN_OK("qemu-img create -q -f qcow2 -o '%s' -b '%s' -F qcow2 '%s'", opts, backing, img);
+    else
+        RUN_OK("qemu-img create -q -f qcow2 -o '%s' '%s' 8M", opts, img);
+    RUN_OK("qemu-io -c 'write -P 0x11 0 100k' -c 'write -P 0x22 1M 1M' -c 'write -z 1536k 64k'"
+           " -c 'write -P 0x33 3000000 77777' -c 'discard 1200k 100k' -c 'write -P 0x44 7M 1k'"
+           " '%s'", img);
+    return img;
+}
+
+START_TEST(qemu_images_read_the_same)
+{
+    static const char *const opts[] = {
+        "cluster_size=512",
+        "cluster_size=65536",
+        "cluster_size=2M",
+        "refcount_bits=1",
+        "refcount_bits=64",
+        "extended_l2=on",
+        "extended_l2=on,cluster_size=16k",
+        "lazy_refcounts=on",
+        "compat=0.10",
+        "compression_type=zstd",
+        "cluster_size=4k,refcount_bits=8,compat=1.1",
+    };
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        const char *img = qemu_image("q.qcow2", opts[i], NULL);
+        same_as_qemu(img);
+        describe_same(img);
+    }
+}
+END_TEST
+
+START_TEST(compressed_images_read_the_same)
+{
+    const char *raw = scratch("src.raw");
+    RUN_OK("qemu-img create -q -f raw '%s' 4M", raw);
+    RUN_OK("qemu-io -f raw -c 'write -P 0x61 0 1M' -c 'write -P 0x62 2M 100k' '%s'", raw);
+    /* Text-like data compresses to varied sizes, packed byte by byte. */
+    RUN_OK("seq 1 200000 | head -c 1M | dd of='%s' bs=1k seek=3072 conv=notrunc status=none",
+           raw);
+    static const char *const types[] = {"zlib", "zstd"};
+    static const char *const clusters[] = {"4k", "64k", "2M"};
+    for (int t = 0; t < 2; t++) {
+        for (int c = 0; c < 3; c++) {
+            const char *img = scratch("c.qcow2");
+            RUN_OK("qemu-img convert -c -O qcow2 -o compression_type=%s,cluster_size=%s '%s' "
+                   "'%s'", types[t], clusters[c], raw, img);
+            same_as_qemu(img);
+            describe_same(img);
+            /* Writing into compressed clusters rewrites them uncompressed. */
+            RUN_OK("%s io -c 'write -P 0x55 4000 100' -c 'write -P 0x56 3100k 10' '%s'",
+                   vdisk_bin(), img);
+            RUN_OK("qemu-img check '%s'", img);
+            RUN_OK("qemu-io -c 'read -P 0x55 4000 100' -c 'read -P 0x61 0 4000' "
+                   "-c 'read -P 0x56 3100k 10' '%s'", img);
+            same_as_qemu(img);
+        }
+    }
+}
+END_TEST
+
+START_TEST(backing_chain_of_depth_3)
+{
+    const char *base = qemu_image("base.qcow2", "cluster_size=64k", NULL);
+    const char *mid = scratch("mid.qcow2"), *top = scratch("top.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 -o cluster_size=4k -b base.qcow2 -F qcow2 '%s'", mid);
+    RUN_OK("qemu-io -c 'write -P 0x71 50k 8k' -c 'write -z 1M 4k' '%s'", mid);
+    RUN_OK("qemu-img create -q -f qcow2 -o compat=0.10 -b mid.qcow2 -F qcow2 '%s'", top);
+    RUN_OK("qemu-io -c 'write -P 0x72 52k 1k' -c 'write -P 0x73 6M 64k' '%s'", top);
+    (void)base;
+    same_as_qemu(top);
+    describe_same(top);
+    same_output("info --backing-chain --output=json top.qcow2",
+                "qemu-img info --backing-chain --output=json top.qcow2");
+    /* A raw backing file without a backing format opens as raw. */
+    const char *raw = scratch("b.raw"), *ov = scratch("ov.qcow2");
+    RUN_OK("qemu-img create -q -f raw '%s' 1M", raw);
+    RUN_OK("qemu-io -f raw -c 'write -P 0x31 0 1M' '%s'", raw);
+    RUN_OK("qemu-img create -q -f qcow2 -b b.raw -F raw '%s'", ov);
+    RUN_OK("%s io -c 'read -P 0x31 0 1M' '%s'", vdisk_bin(), ov);
+}
+END_TEST
+
+/* Commands for a seeded workload of writes, zeroes and discards. */
+static void workload(const char *path, uint64_t seed, int n, uint64_t size)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    for (int i = 0; i < n; i++) {
+        uint64_t off = rng_next(&seed) % (size - 1);
+        uint64_t max = size - off < 300000 ? size - off : 300000;
+        uint64_t len = 1 + rng_next(&seed) % max;
+        switch (rng_next(&seed) % 6) {
+        case 0: case 1: case 2:
+            fprintf(f, "write -q -P %d %llu %llu\n", (int)(1 + rng_next(&seed) % 254),
+                    (unsigned long long)off, (unsigned long long)len);
+            break;
+        case 3:
+            fprintf(f, "write -q -z %llu %llu\n", (unsigned long long)off,
+                    (unsigned long long)len);
+            break;
+        case 4:
+            fprintf(f, "write -q -z -u %llu %llu\n", (unsigned long long)off,
+                    (unsigned long long)len);
+            break;
+        default:
+            fprintf(f, "discard -q %llu %llu\n", (unsigned long long)off,
+                    (unsigned long long)len);
+        }
+    }
+    fclose(f);
+}
+
+START_TEST(random_workload_twins)
+{
+    static const char *const opts[] = {
+        "cluster_size=512", "cluster_size=4k,compat=0.10", "cluster_size=64k",
+        "cluster_size=2M", "extended_l2=on,cluster_size=32k", "refcount_bits=1",
+        "refcount_bits=64,lazy_refcounts=on",
+    };
+    const char *base = scratch("wbase.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 '%s' 8M", base);
+    RUN_OK("qemu-io -c 'write -P 0x77 0 5M' -c 'write -z 6M 1M' '%s'", base);
+    const char *cmds = scratch("cmds.txt");
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        for (int with_backing = 0; with_backing < 2; with_backing++) {
+            const char *a = scratch("a.qcow2"), *b = scratch("b.qcow2");
+            if (with_backing)
+                RUN_OK("qemu-img create -q -f qcow2 -o '%s' -b wbase.qcow2 -F qcow2 '%s'",
+                       opts[i], a);
+            else
+                RUN_OK("qemu-img create -q -f qcow2 -o '%s' '%s' 8M", opts[i], a);
+            RUN_OK("cp '%s' '%s'", a, b);
+            workload(cmds, 1000 + i * 2 + (uint64_t)with_backing, 1500, 8 << 20);
+            RUN_OK("%s io '%s' < '%s'", vdisk_bin(), a, cmds);
+            RUN_OK("qemu-io '%s' < '%s'", b, cmds);
+            struct run *r = run("qemu-img compare '%s' '%s'", a, b);
+            ck_assert_msg(r->status == 0, "%s backing=%d: %s", opts[i], with_backing, r->out);
+            r = run("qemu-img check '%s'", a);
+            ck_assert_msg(r->status == 0, "%s backing=%d: qemu-img check: %s %s", opts[i],
+                          with_backing, r->out, r->err);
+            RUN_OK("%s check '%s'", vdisk_bin(), a);
+            /* And vdisk reads qemu's twin as qemu does. */
+            same_as_qemu(b);
+            describe_same(b);
+        }
+    }
+}
+END_TEST
+
+START_TEST(vdisk_images_pass_qemu_check)
+{
+    static const char *const opts[] = {
+        "", "-o cluster_size=512", "-o cluster_size=2M", "-o refcount_bits=1",
+        "-o refcount_bits=64", "-o compat=0.10", "-o extended_l2=on",
+        "-o lazy_refcounts=on", "-o compression_type=zstd", "-o preallocation=metadata",
+        "-o preallocation=falloc,cluster_size=4k", "-o preallocation=full",
+    };
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        const char *img = scratch("v.qcow2");
+        struct run *r = run("%s create -f qcow2 %s '%s' 8M", vdisk_bin(), opts[i], img);
+        ck_assert_msg(r->status == 0, "%s: %s", opts[i], r->err);
+        char *ours = strdup(r->out);
+        const char *twin = scratch("v-twin.qcow2");
+        r = run("qemu-img create -f qcow2 %s '%s' 8M", opts[i], twin);
+        /* The same "Formatting" line, but for the file name. */
+        char *p = strstr(ours, "', ");
+        char *q = strstr(r->out, "', ");
+        ck_assert_msg(p && q && strcmp(p, q) == 0, "%s: vdisk said %s qemu-img said %s", opts[i],
+                      ours, r->out);
+        free(ours);
+        RUN_OK("qemu-img check '%s'", img);
+        same_output("info --output=json v.qcow2", "qemu-img info --output=json v.qcow2");
+        RUN_OK("%s io -c 'write -P 0x41 0 3M' -c 'write -P 0x42 5000 7000' "
+               "-c 'write -z 2M 128k' -c 'discard 1M 64k' -c 'write -P 0x43 8388096 512' '%s'",
+               vdisk_bin(), img);
+        r = run("qemu-img check '%s'", img);
+        ck_assert_msg(r->status == 0, "%s: %s %s", opts[i], r->out, r->err);
+        RUN_OK("qemu-io -c 'read -P 0x41 0 5000' -c 'read -P 0x42 5000 7000' "
+               "-c 'read -P 0 2M 128k' -c 'read -P 0x43 8388096 512' -c 'read -P 0x41 12000 1036576' "
+               "'%s'", img);
+        same_as_qemu(img);
+    }
+    /* A linked clone made by vdisk over a qemu-made base. */
+    const char *base = qemu_image("cbase.qcow2", "cluster_size=64k", NULL);
+    (void)base;
+    const char *clone = scratch("clone.qcow2");
+    struct run *r = run("%s create -f qcow2 -b cbase.qcow2 -F qcow2 '%s'", vdisk_bin(), clone);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "size=8388608 backing_file=cbase.qcow2 backing_fmt=qcow2"),
+                  "%s", r->out);
+    RUN_OK("%s io -c 'write -P 0x66 4096 512' '%s'", vdisk_bin(), clone);
+    RUN_OK("qemu-img check '%s'", clone);
+    RUN_OK("qemu-io -c 'read -P 0x66 4096 512' -c 'read -P 0x11 0 4096' "
+           "-c 'read -P 0x11 4608 60k' '%s'", clone);
+    same_as_qemu(clone);
+    describe_same(clone);
+}
+END_TEST
+
+START_TEST(check_and_repair_like_qemu)
+{
+    /* Leaks and a wrong refcount made by hand in the first refcount block. */
+    const char *img = scratch("l.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 '%s' 8M", img);
+    RUN_OK("qemu-io -c 'write -P 1 0 200k' -c 'write -P 2 1M 64k' -c 'write -P 3 2M 64k' "
+           "-c 'discard 1M 64k' '%s'", img);
+    int fd = open(img, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    uint8_t one[2] = {0, 1}, two[2] = {0, 2};
+    ck_assert_int_eq(pwrite(fd, one, 2, 0x20000 + 9 * 2), 2);
+    ck_assert_int_eq(pwrite(fd, two, 2, 0x20000 + 5 * 2), 2);
+    close(fd);
+    describe_same(img);
+    /* Repairs of leaks: the same report as qemu-img's on a twin. */
+    RUN_OK("mkdir -p twin && cp l.qcow2 twin/l.qcow2");
+    struct run *r = run("%s check --output=json -r leaks l.qcow2", vdisk_bin());
+    char *ours = strdup(r->out);
+    r = run("cd twin && qemu-img check --output=json -r leaks l.qcow2");
+    ck_assert_str_eq(ours, r->out);
+    free(ours);
+    RUN_OK("qemu-img check '%s'", img);
+    /* A refcount too low: -r all rebuilds the refcount structure. */
+    fd = open(img, O_RDWR);
+    uint8_t zero[2] = {0, 0};
+    ck_assert_int_eq(pwrite(fd, zero, 2, 0x20000 + 6 * 2), 2);
+    close(fd);
+    r = run("%s check '%s'", vdisk_bin(), img);
+    ck_assert_int_eq(r->status, 2);
+    ck_assert_msg(strstr(r->err, "ERROR cluster 6 refcount=0 reference=1"), "%s", r->err);
+    r = run("%s check -r all '%s'", vdisk_bin(), img);
+    ck_assert_msg(r->status == 0, "%s %s", r->out, r->err);
+    ck_assert_msg(strstr(r->out, "The following inconsistencies were found and repaired:"),
+                  "%s", r->out);
+    RUN_OK("qemu-img check '%s'", img);
+    RUN_OK("qemu-io -c 'read -P 1 0 200k' -c 'read -P 3 2M 64k' '%s'", img);
+    /* Raw images have nothing to check. */
+    const char *raw = scratch("x.raw");
+    RUN_OK("qemu-img create -q -f raw '%s' 1M", raw);
+    r = run("%s check -f raw '%s'", vdisk_bin(), raw);
+    ck_assert_int_eq(r->status, 63);
+    ck_assert_str_eq(r->err, "vdisk: This image format does not support checks\n");
+}
+END_TEST
+
+int main(void)
+{
+    require_program("qemu-img");
+    require_program("qemu-io");
+    /* Relative backing names resolve against the image's folder. */
+    if (chdir(scratch_dir()) != 0)
+        return 1;
+    Suite *s = suite_create("interop-qcow2");
+    TCase *tc = tcase_create("qcow2");
+    tcase_set_timeout(tc, 900);
+    tcase_add_test(tc, qemu_images_read_the_same);
+    tcase_add_test(tc, compressed_images_read_the_same);
+    tcase_add_test(tc, backing_chain_of_depth_3);
+    tcase_add_test(tc, random_workload_twins);
+    tcase_add_test(tc, vdisk_images_pass_qemu_check);
+    tcase_add_test(tc, check_and_repair_like_qemu);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
