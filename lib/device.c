@@ -504,6 +504,23 @@ int dev_write_zeroes(struct vdisk_dev *dev, uint64_t off, uint64_t len, unsigned
     return dev_sync_io(dev, VDISK_OP_WRITE_ZEROES, NULL, 0, off, len, flags);
 }
 
+VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count,
+                                         uint64_t offset)
+{
+    err_enter(__func__);
+    char *msg;
+    int r = dev_check_request(dev, VDISK_OP_WRITE, offset, count, &msg);
+    if (r < 0) {
+        err_set(r, "%s", msg ? msg : strerror(-r));
+        free(msg);
+        return r;
+    }
+    if (!dev->drv->write_compressed)
+        return err_set(-ENOTSUP, "%s: the %s format cannot store compressed data",
+                       dev->filename, dev->drv->name);
+    return dev->drv->write_compressed(dev, buf, count, offset);
+}
+
 VDISK_EXPORT int vdisk_pread(vdisk_dev *dev, void *buf, size_t count, uint64_t offset)
 {
     err_enter(__func__);

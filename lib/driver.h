@@ -60,6 +60,9 @@ struct vdisk_driver {
      */
     void (*submit)(struct vdisk_req *req);
 
+    /* Writes one whole cluster compressed (synchronous); NULL: no compression. */
+    int (*write_compressed)(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off);
+
     /* Describes the extent at OFF (see vdisk_block_status). */
     int (*block_status)(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                         struct vdisk_extent *ext);

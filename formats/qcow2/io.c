@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qcow2.h"
 
@@ -744,4 +745,100 @@ void qcow2_submit(struct vdisk_req *req)
         return;
     }
     req_fail(req, -EINVAL, "unknown operation");
+}
+
+/* ---- Compressed writes ---------------------------------------------------- */
+
+int qcow2_write_compressed(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2 *s = dev->priv;
+    uint64_t cs = s->cluster_size;
+    if (off % cs || (len != cs && !(off + len == s->size && len < cs)))
+        return err_set(-EINVAL, "%s: a compressed write must be one whole cluster (%" PRIu64
+                       " bytes at a multiple of it), not %zu bytes at offset %" PRIu64,
+                       dev->filename, cs, len, off);
+    if (s->corrupt)
+        return err_set(-EIO, "%s: the image is marked corrupt; writes are refused",
+                       dev->filename);
+    /* A short last cluster is compressed as a whole one, zero-padded. */
+    uint8_t *in = (uint8_t *)buf, *padded = NULL;
+    if (len < cs) {
+        padded = calloc(1, cs);
+        if (!padded)
+            return err_set(-ENOMEM, "out of memory");
+        memcpy(padded, buf, len);
+        in = padded;
+    }
+    uint8_t *out = malloc(cs);
+    long clen = out ? qcow2_compress(s->compression_type, in, cs, out, cs - 1) : -ENOMEM;
+    if (clen < 0) {
+        free(out);
+        free(padded);
+        return err_set((int)clen, "%s: compression failed", dev->filename);
+    }
+    if (clen == 0) {
+        /* It does not shrink: an ordinary write. */
+        free(out);
+        free(padded);
+        return dev_pwrite(dev, buf, len, off);
+    }
+    /* Reserve the guest cluster and a byte range in the file. */
+    struct qcow2_alloc range = {.start = off, .end = off + cs};
+    uint64_t host = 0;
+    int r = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        bool busy = false;
+        for (struct qcow2_alloc *a = s->allocs; a; a = a->next)
+            busy |= a->start < range.end && range.start < a->end;
+        if (!busy)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL); /* a write to the same cluster is finishing */
+    }
+    if (s->lazy && !s->dirty_on_disk) {
+        r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
+        if (r == 0)
+            s->dirty_on_disk = true;
+    }
+    if (r == 0)
+        r = qcow2_alloc_bytes(s, (uint64_t)clen, &host);
+    if (r == 0) {
+        range.next = s->allocs;
+        s->allocs = &range;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r == 0)
+        r = dev_pwrite(s->file, out, (size_t)clen, host);
+    free(out);
+    free(padded);
+    /* Point the L2 entry at it. */
+    pthread_mutex_lock(&s->lock);
+    if (r == 0) {
+        uint64_t span_bits = s->cluster_bits + s->l2_bits;
+        uint8_t *l2;
+        r = qcow2_l2_for_write(s, off >> span_bits, &l2);
+        if (r == 0) {
+            uint64_t i = (off >> s->cluster_bits) & (s->l2_entries - 1);
+            uint64_t old = qcow2_l2e_get(s, l2, i);
+            uint64_t sectors = ((host & 511) + (uint64_t)clen + 511) / 512 - 1;
+            uint64_t e = QCOW2_OFLAG_COMPRESSED | (sectors << s->csize_shift) | host;
+            qcow2_l2e_set(s, l2, i, e, 0);
+            qcow2_cache_dirty(&s->l2c, l2);
+            qcow2_cache_put(&s->l2c, l2);
+            if (old & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED))
+                r = qcow2_release_entry(s, old);
+        }
+    } else if (host) {
+        qcow2_free_later(s, host & ~(cs - 1), 1);
+    }
+    for (struct qcow2_alloc **pp = &s->allocs; *pp; pp = &(*pp)->next) {
+        if (*pp == &range) {
+            *pp = range.next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }

@@ -172,6 +172,19 @@ int vdisk_discard(vdisk_dev *dev, uint64_t offset, uint64_t length);
 int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
                        unsigned flags);
 
+/*
+ * vdisk_pwrite_compressed: writes the whole cluster at OFFSET compressed
+ * (qcow2: zstd or deflate, as the image's compression type says; packed
+ * byte by byte after the previous compressed cluster, as QEMU packs them).
+ * OFFSET must be a multiple of the cluster size and COUNT the cluster size
+ * (or what is left of the image at its last cluster).  Data that does not
+ * shrink is written uncompressed.  Several threads may call this at once
+ * on one device: compression runs in parallel, allocation in turn.
+ * Returns 0, -ENOTSUP for formats without compression, -EINVAL for a
+ * range that is not one cluster, or another -errno.
+ */
+int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count, uint64_t offset);
+
 /* ---- Block status -------------------------------------------------------- */
 
 /* Bits of vdisk_extent.flags. */

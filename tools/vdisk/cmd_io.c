@@ -236,6 +236,7 @@ static int do_read(vdisk_dev *dev, int argc, char **argv)
 static int do_write(vdisk_dev *dev, int argc, char **argv)
 {
     bool quiet = false, csv = false, zero = false, unmap = false, fua = false, pflag = false;
+    bool compressed = false;
     int pattern = 0xcd;
     int c;
     optind = 0;
@@ -245,8 +246,8 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
         case 'n':
             break;
         case 'c':
-            printf("compressed writes are not supported by format %s\n", vdisk_get_format(dev));
-            return -1;
+            compressed = true;
+            break;
         case 'C':
             csv = true;
             break;
@@ -302,7 +303,16 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
             printf("out of memory\n");
             return -1;
         }
-        r = vdisk_pwrite(dev, buf, len, off);
+        if (compressed) {
+            /* One call per cluster, as qemu-io's write -c does it. */
+            struct vdisk_info in = {.struct_size = sizeof in};
+            r = vdisk_get_info(dev, &in);
+            uint64_t cs = in.cluster_size ? in.cluster_size : len;
+            for (uint64_t o = 0; r == 0 && o < len; o += cs)
+                r = vdisk_pwrite_compressed(dev, buf + o, len - o < cs ? len - o : cs, off + o);
+        } else {
+            r = vdisk_pwrite(dev, buf, len, off);
+        }
         if (r == 0 && fua)
             r = vdisk_flush(dev);
         free(buf);
