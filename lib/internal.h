@@ -61,6 +61,8 @@ struct vdisk_dev {
     char *filename;
     uint64_t size;             /* bytes; use dev_size() where it may grow */
     bool growable;             /* a format's file: writes past the end extend it */
+    uint64_t file_length;      /* raw files: the exact length at open (size is
+                                  rounded up to 512), else 0 */
     uint32_t block_size;       /* logical block size reported to users */
     uint32_t align;            /* request alignment the driver needs (>= 1) */
     unsigned caps;             /* VDISK_CAN_* */

@@ -189,6 +189,18 @@ static int walk_snapshots(struct ck *ck)
     return 0;
 }
 
+/* A stored refcount; 0 where the refcount table entry itself is broken
+ * (that is reported once, as a corruption, by scan()). */
+static int ck_refcount(struct ck *ck, uint64_t c, uint64_t *rc)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t t = c >> s->rb_bits, b = t < s->reft_entries ? s->reft[t] : 0;
+    *rc = 0;
+    if ((b & QCOW2_REFT_RESERVED) || b % s->cluster_size || b >= dev_size(s->file))
+        return 0;
+    return qcow2_refcount_get(s, c, rc);
+}
+
 /* Counts every reference, then compares with the stored refcounts. */
 static int scan(struct ck *ck, unsigned flags)
 {
@@ -223,7 +235,7 @@ static int scan(struct ck *ck, unsigned flags)
     for (uint64_t c = 0; c < ck->nb; c++) {
         uint64_t rc = 0;
         if (!unreadable) {
-            r = qcow2_refcount_get(s, c, &rc);
+            r = ck_refcount(ck, c, &rc);
             if (r < 0) {
                 ck->res->check_errors++;
                 ck->rebuild = true;
@@ -371,9 +383,11 @@ static int check_copied(struct ck *ck, bool fix)
         uint64_t e = s->l1[i], l2 = e & QCOW2_OFFSET_MASK, rc;
         if (!l2 || l2 % s->cluster_size || l2 >= dev_size(s->file))
             continue;
-        int r = qcow2_refcount_get(s, l2 >> s->cluster_bits, &rc);
-        if (r < 0)
-            return r;
+        int r = ck_refcount(ck, l2 >> s->cluster_bits, &rc);
+        if (r < 0) {
+            ck->res->check_errors++;
+            continue;
+        }
         bool want = rc == 1;
         if (want != !!(e & QCOW2_OFLAG_COPIED)) {
             say(ck, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
@@ -396,9 +410,10 @@ static int check_copied(struct ck *ck, bool fix)
             uint64_t le = qcow2_l2e_get(s, t, j), host = le & QCOW2_OFFSET_MASK;
             if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
                 continue;
-            r = qcow2_refcount_get(s, host >> s->cluster_bits, &rc);
-            if (r < 0)
-                break;
+            if (ck_refcount(ck, host >> s->cluster_bits, &rc) < 0) {
+                ck->res->check_errors++;
+                continue;
+            }
             bool w = rc == 1;
             if (w == !!(le & QCOW2_OFLAG_COPIED))
                 continue;

@@ -132,6 +132,8 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     s->discard_passthrough = true;
     dev->priv = s;
     uint64_t fsize = dev_size(file);
+    if (file->file_length && file->file_length < fsize)
+        fsize = file->file_length; /* the header checks need the exact length */
     uint8_t first[QCOW2_V3_HEADER_LENGTH + 8];
     size_t n = fsize < sizeof first ? (size_t)fsize : sizeof first;
     int r = n ? dev_pread(file, first, n, 0) : 0;

@@ -134,6 +134,7 @@ static int raw_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_se
     } else {
         off_t end = S_ISREG(st.st_mode) ? st.st_size : lseek(fd, 0, SEEK_END);
         dev->size = end > 0 ? align_up((uint64_t)end, 512) : 0;
+        dev->file_length = end > 0 ? (uint64_t)end : 0;
         if (direct) {
             uint32_t off_align;
             dio_alignment(fd, dev->filename, &off_align, &r->mem_align);

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/hostile/qcow2_hostile.c: damaged and hostile qcow2 images, in the
+ * manner of QEMU's iotest 080.  Each one gets a clear error naming the
+ * problem (exact messages asserted), never a crash, a hang or an
+ * allocation beyond the file's size.
+ *
+ * The base image: vdisk create -f qcow2 (64 KiB clusters) of 1 MiB, with
+ * 128 KiB of 0x01 at offset 0.  Layout: header at 0, refcount table at
+ * 0x10000, refcount block at 0x20000, L1 table at 0x30000 (one entry),
+ * data at 0x40000 and 0x50000, the L2 table at 0x60000.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vdisk/vdisk.h>
+
+#include "endian.h"
+#include "harness.h"
+
+static const char *img;
+
+static void make_base(void)
+{
+    img = scratch("h.qcow2");
+    RUN_OK("%s create -q -f qcow2 '%s' 1M", vdisk_bin(), img);
+    RUN_OK("%s io -c 'write -q -P 1 0 128k' '%s'", vdisk_bin(), img);
+}
+
+static void patch(uint64_t off, const void *data, size_t len)
+{
+    int fd = open(img, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
+    close(fd);
+}
+
+static void patch32(uint64_t off, uint32_t v)
+{
+    uint8_t b[4];
+    be32_store(b, v);
+    patch(off, b, 4);
+}
+
+static void patch64(uint64_t off, uint64_t v)
+{
+    uint8_t b[8];
+    be64_store(b, v);
+    patch(off, b, 8);
+}
+
+static int try_open(bool rw, vdisk_dev **devp)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "qcow2"), 0);
+    if (!rw)
+        ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    int r = vdisk_open(devp, img, o);
+    vdisk_options_free(o);
+    return r;
+}
+
+/* Opening fails with ERR and exactly "vdisk_open: <img>: MSG". */
+static void open_fails(int err, const char *msg)
+{
+    vdisk_dev *dev;
+    int r = try_open(false, &dev);
+    ck_assert_msg(r == err, "vdisk_open returned %d (expected %d): %s", r, err, vdisk_get_error());
+    char want[1024];
+    snprintf(want, sizeof want, "vdisk_open: %s: %s", img, msg);
+    ck_assert_str_eq(vdisk_get_error(), want);
+}
+
+START_TEST(truncated_header)
+{
+    make_base();
+    RUN_OK("truncate -s 50 '%s'", img);
+    open_fails(-EINVAL, "the image is too short for a qcow2 header (50 of 72 bytes)");
+}
+END_TEST
+
+START_TEST(cluster_bits_out_of_range)
+{
+    make_base();
+    patch32(20, 8);
+    open_fails(-EINVAL, "cluster_bits 8 is out of range (9 to 21)");
+    patch32(20, 22);
+    open_fails(-EINVAL, "cluster_bits 22 is out of range (9 to 21)");
+    patch32(20, 0xffffffff);
+    open_fails(-EINVAL, "cluster_bits 4294967295 is out of range (9 to 21)");
+}
+END_TEST
+
+START_TEST(header_length)
+{
+    make_base();
+    patch32(100, 0x10000 + 8);
+    open_fails(-EINVAL, "header_length 65544 is invalid (a multiple of 8 from 104 to the "
+                        "cluster size, 65536)");
+    patch32(100, 105);
+    open_fails(-EINVAL, "header_length 105 is invalid (a multiple of 8 from 104 to the "
+                        "cluster size, 65536)");
+    patch32(100, 96);
+    open_fails(-EINVAL, "header_length 96 is invalid (a multiple of 8 from 104 to the "
+                        "cluster size, 65536)");
+}
+END_TEST
+
+START_TEST(l1_table)
+{
+    make_base();
+    patch64(40, 0x30001);
+    open_fails(-EINVAL, "the L1 table offset 0x30001 is not aligned to a cluster (65536 bytes)");
+    patch64(40, 0x7000000);
+    open_fails(-EINVAL, "the L1 table at offset 0x7000000 (8 bytes) is beyond the end of the "
+                        "file (458752 bytes)");
+    patch64(40, 0);
+    open_fails(-EINVAL, "the L1 table at offset 0 overlaps the header");
+    patch64(40, 0x30000);
+    patch32(36, 0x7fffffff);
+    open_fails(-EINVAL, "the L1 table of 2147483647 entries is too large (at most 33554432 "
+                        "bytes)");
+    patch32(36, 0);
+    open_fails(-EINVAL, "the L1 table (0 entries) does not cover the virtual size (1048576 "
+                        "bytes need 1)");
+    patch32(36, 1);
+    patch64(40, 0x10000);
+    open_fails(-EINVAL, "the L1 table (0x10000) overlaps the refcount table (0x10000)");
+}
+END_TEST
+
+START_TEST(refcount_table)
+{
+    make_base();
+    patch32(56, 0);
+    open_fails(-EINVAL, "the refcount table is empty (refcount_table_clusters is 0)");
+    patch32(56, 0xffffff);
+    open_fails(-EINVAL, "the refcount table of 137438945280 entries is too large (at most "
+                        "8388608 bytes)");
+    patch32(56, 1);
+    patch64(48, 0x10008);
+    open_fails(-EINVAL, "the refcount table offset 0x10008 is not aligned to a cluster (65536 "
+                        "bytes)");
+    patch64(48, 0x100000);
+    open_fails(-EINVAL, "the refcount table at offset 0x100000 (65536 bytes) is beyond the end "
+                        "of the file (458752 bytes)");
+    patch64(48, 0);
+    open_fails(-EINVAL, "the refcount table at offset 0 overlaps the header");
+}
+END_TEST
+
+START_TEST(snapshot_table)
+{
+    make_base();
+    patch32(60, 1);
+    patch64(64, 0x10001);
+    open_fails(-EINVAL, "the snapshot table offset 0x10001 is not aligned to a cluster (65536 "
+                        "bytes)");
+    patch64(64, 0x1000000);
+    open_fails(-EINVAL, "the snapshot table at offset 0x1000000 (40 bytes) is beyond the end of "
+                        "the file (458752 bytes)");
+    patch32(60, 0x7fffffff);
+    open_fails(-EINVAL, "2147483647 snapshots is too many (at most 65536)");
+}
+END_TEST
+
+START_TEST(sizes)
+{
+    make_base();
+    patch64(24, 0x8000000000000000ull);
+    open_fails(-EINVAL, "virtual size 9223372036854775808 is too large");
+    patch64(24, 1ull << 40);
+    open_fails(-EINVAL, "the L1 table (1 entries) does not cover the virtual size "
+                        "(1099511627776 bytes need 2048)");
+    patch64(24, 1 << 20);
+    patch32(96, 7);
+    open_fails(-EINVAL, "refcount_order 7 is out of range (0 to 6)");
+}
+END_TEST
+
+START_TEST(backing_name)
+{
+    make_base();
+    patch64(8, 0x1000);
+    patch32(16, 1024);
+    open_fails(-EINVAL, "the backing file name is 1024 bytes long (at most 1023)");
+    patch64(8, 0xfff0);
+    patch32(16, 100);
+    open_fails(-EINVAL, "the backing file name at offset 65520 (100 bytes) lies outside the "
+                        "first cluster");
+    patch64(8, 0x10);
+    patch32(16, 4);
+    open_fails(-EINVAL, "the backing file name at offset 16 overlaps the header");
+    /* The image as its own backing file: a loop. */
+    patch64(8, 0x8000);
+    patch32(16, 7);
+    patch(0x8000, "h.qcow2", 7);
+    char msg[600];
+    snprintf(msg, sizeof msg, "the backing file '%s' is the image itself or one of the images "
+             "above it (the backing chain loops)", img);
+    open_fails(-ELOOP, msg);
+}
+END_TEST
+
+START_TEST(features)
+{
+    make_base();
+    patch64(72, 1ull << 40);
+    open_fails(-ENOTSUP, "unsupported incompatible features: unknown feature (bit 40)");
+    /* A name from the image's own feature table. */
+    uint8_t entry[48] = {0, 40};
+    memcpy(entry + 2, "time travel", 11);
+    /* The table written by vdisk create starts at 112 + 8. */
+    patch(120 + 8 * 48, entry, 48);
+    uint8_t len[4];
+    be32_store(len, 9 * 48);
+    patch(116, len, 4);
+    open_fails(-ENOTSUP, "unsupported incompatible features: time travel (bit 40)");
+    patch64(72, 1ull << 2); /* external data file */
+    open_fails(-ENOTSUP, "images with an external data file are not supported");
+    patch64(72, 0);
+    patch32(32, 2);
+    open_fails(-ENOTSUP, "encrypted images are not supported (crypt_method 2)");
+}
+END_TEST
+
+/* A read of the first cluster fails with EIO and MSG; the image is marked
+ * corrupt when opened read-write. */
+static void read_fails(const char *msg)
+{
+    vdisk_dev *dev;
+    ck_assert_msg(try_open(true, &dev) == 0, "%s", vdisk_get_error());
+    uint8_t buf[512];
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
+    char want[1024];
+    snprintf(want, sizeof want, "vdisk_pread: %s: %s; the image is marked corrupt, and further "
+             "writes are refused (run vdisk check -r all)", img, msg);
+    ck_assert_str_eq(vdisk_get_error(), want);
+    /* Writes are refused now. */
+    ck_assert_int_eq(vdisk_pwrite(dev, buf, sizeof buf, 512 << 10), -EIO);
+    vdisk_close(dev);
+    /* And the image opens read-only only, until repaired. */
+    ck_assert_int_eq(try_open(true, &dev), -EIO);
+    ck_assert_int_eq(try_open(false, &dev), 0);
+    vdisk_close(dev);
+}
+
+START_TEST(l2_entries)
+{
+    make_base();
+    patch64(0x60000, 0x8000000000040000ull | (1ull << 5));
+    read_fails("L2 entry 0x8000000000040020 for guest offset 0x0 has reserved bits set");
+    make_base();
+    patch64(0x60000, 0x8000000000041000ull);
+    read_fails("L2 entry for guest offset 0x0: host offset 0x41000 is not aligned to a cluster");
+    make_base();
+    patch64(0x60000, 0x8000000100000000ull);
+    read_fails("L2 entry for guest offset 0x0 points to host offset 0x100000000, beyond the end "
+               "of the file (458752 bytes)");
+    make_base();
+    patch64(0x30000, 0x8000000000061000ull);
+    read_fails("L2 table offset 0x61000 (L1 entry 0) is not aligned to a cluster");
+    make_base();
+    patch64(0x30000, 0x8000000010000000ull);
+    read_fails("L2 table offset 0x10000000 (L1 entry 0) is beyond the end of the file (458752 "
+               "bytes)");
+    make_base();
+    patch64(0x30000, 0x8000000000060001ull);
+    read_fails("L1 entry 0 (0x8000000000060001) has reserved bits set");
+}
+END_TEST
+
+START_TEST(compressed)
+{
+    const char *raw = scratch("z.raw");
+    img = scratch("z.qcow2");
+    RUN_OK("qemu-img create -q -f raw '%s' 256k", raw);
+    RUN_OK("qemu-io -f raw -c 'write -q -P 0x61 0 256k' '%s'", raw);
+    RUN_OK("qemu-img convert -c -O qcow2 '%s' '%s'", raw, img);
+    /* Find the first L2 entry: L1 at 0x30000 in qemu-img's layout. */
+    int fd = open(img, O_RDWR);
+    uint8_t b[8];
+    ck_assert_int_eq(pread(fd, b, 8, 0x30000), 8);
+    uint64_t l2 = be64_load(b) & 0x00fffffffffffe00ull;
+    ck_assert_int_eq(pread(fd, b, 8, (off_t)l2), 8);
+    uint64_t e = be64_load(b);
+    ck_assert_msg(e >> 62 == 1, "not compressed: %llx", (unsigned long long)e);
+    uint64_t coff = e & ((1ull << 54) - 1);
+    /* Garbage in the payload: EIO on that cluster, the rest still reads. */
+    uint8_t junk[64];
+    memset(junk, 0x5a, sizeof junk);
+    ck_assert_int_eq(pwrite(fd, junk, sizeof junk, (off_t)coff), (ssize_t)sizeof junk);
+    close(fd);
+    vdisk_dev *dev;
+    ck_assert_int_eq(try_open(false, &dev), 0);
+    uint8_t buf[4096];
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
+    char want[600];
+    snprintf(want, sizeof want, "vdisk_pread: %s: the compressed cluster at host offset 0x%llx "
+             "is corrupt (it does not inflate to 65536 bytes)", img, (unsigned long long)coff);
+    ck_assert_str_eq(vdisk_get_error(), want);
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 65536), 0);
+    for (size_t i = 0; i < sizeof buf; i++)
+        ck_assert_int_eq(buf[i], 0x61);
+    vdisk_close(dev);
+    /* A descriptor pointing past the end of the file. */
+    fd = open(img, O_RDWR);
+    be64_store(b, (1ull << 62) | 0x40000000ull);
+    ck_assert_int_eq(pwrite(fd, b, 8, (off_t)l2 + 8), 8);
+    close(fd);
+    ck_assert_int_eq(try_open(false, &dev), 0);
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 65536), -EIO);
+    snprintf(want, sizeof want, "vdisk_pread: %s: compressed cluster for guest offset 0x10000 at "
+             "host offset 0x40000000 is outside the file", img);
+    ck_assert_msg(strncmp(vdisk_get_error(), want, strlen(want)) == 0, "%s", vdisk_get_error());
+    vdisk_close(dev);
+}
+END_TEST
+
+START_TEST(check_survives)
+{
+    /* vdisk check on damaged tables reports and does not crash. */
+    make_base();
+    patch64(0x60000, 0x8000000000041000ull);
+    patch64(0x10000, 0x123);
+    struct run *r = run("%s check '%s'", vdisk_bin(), img);
+    ck_assert_msg(r->status == 2, "exit %d: %s %s", r->status, r->out, r->err);
+    ck_assert_msg(strstr(r->err, "ERROR offset=41000: Cluster is not properly aligned; L2 entry "
+                                 "corrupted."), "%s", r->err);
+    r = run("%s check -r all '%s'", vdisk_bin(), img);
+    ck_assert_msg(r->status < 128, "crashed: %d", r->status);
+}
+END_TEST
+
+int main(void)
+{
+    require_program("qemu-img");
+    if (chdir(scratch_dir()) != 0)
+        return 1;
+    Suite *s = suite_create("qcow2-hostile");
+    TCase *tc = tcase_create("hostile");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, truncated_header);
+    tcase_add_test(tc, cluster_bits_out_of_range);
+    tcase_add_test(tc, header_length);
+    tcase_add_test(tc, l1_table);
+    tcase_add_test(tc, refcount_table);
+    tcase_add_test(tc, snapshot_table);
+    tcase_add_test(tc, sizes);
+    tcase_add_test(tc, backing_name);
+    tcase_add_test(tc, features);
+    tcase_add_test(tc, l2_entries);
+    tcase_add_test(tc, compressed);
+    tcase_add_test(tc, check_survives);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
