@@ -193,8 +193,8 @@ void dev_size_grow(struct vdisk_dev *dev, uint64_t end)
         ;
 }
 
-int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
-             const struct vdisk_open_params *params, struct opt_set *os)
+int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char *format,
+                    const struct vdisk_open_params *params, struct opt_set *os)
 {
     struct opt_set none = {0};
     if (!os)
@@ -204,34 +204,41 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
         drv = driver_by_name(format);
         if (!drv)
             return err_set(-ENOTSUP, "unknown format '%s'", format);
-    }
-
-    /* The protocol layer: the file itself. */
-    struct vdisk_dev *file;
-    int r = dev_open_file(&file, filename, os, params);
-    if (r < 0)
-        return r;
-    if (!drv)
+    } else {
         drv = probe_format(file);
+    }
     if (drv == &vdisk_driver_raw) {
         *devp = file;
         return 0;
     }
-    struct vdisk_dev *dev = dev_alloc(drv, filename, params);
-    if (!dev) {
-        dev_unref(file);
+    struct vdisk_dev *dev = dev_alloc(drv, file->filename, params);
+    if (!dev)
         return err_set(-ENOMEM, "out of memory");
-    }
     file->growable = true;
-    r = drv->open(dev, file, os);
+    int r = drv->open(dev, file, os);
     if (r < 0) {
-        dev_unref(file);
         dev_free(dev);
         return r;
     }
     dev->params.chain = NULL;
     *devp = dev;
     return 0;
+}
+
+int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
+             const struct vdisk_open_params *params, struct opt_set *os)
+{
+    if (format && !driver_by_name(format))
+        return err_set(-ENOTSUP, "unknown format '%s'", format);
+    /* The protocol layer: the file itself. */
+    struct vdisk_dev *file;
+    int r = dev_open_file(&file, filename, os ? os : &(struct opt_set){0}, params);
+    if (r < 0)
+        return r;
+    r = dev_open_format(devp, file, format, params, os);
+    if (r < 0)
+        dev_unref(file);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts)

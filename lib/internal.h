@@ -50,6 +50,7 @@ struct vdisk_open_params {
     enum vdisk_engine_kind engine;
     unsigned threads;
     const struct chain_link *chain; /* during open only; NULL afterwards */
+    bool no_backing;           /* refuse images with backing files (fuzzing) */
 };
 
 struct write_track; /* lib/device.c: overlapping read-modify-write */
@@ -106,6 +107,17 @@ void dev_size_grow(struct vdisk_dev *dev, uint64_t end);
  */
 int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
              const struct vdisk_open_params *params, struct opt_set *os);
+
+/*
+ * Opens a format (probed when NULL) over FILE, an already open protocol
+ * device whose reference passes to the new device on success.
+ */
+int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char *format,
+                    const struct vdisk_open_params *params, struct opt_set *os);
+
+/* A protocol device holding a copy of DATA, growing up to LIMIT bytes. */
+int dev_open_memory(struct vdisk_dev **devp, const void *data, size_t len, uint64_t limit,
+                    const struct vdisk_open_params *params);
 
 /* Synchronous I/O for drivers on the devices below them. */
 int dev_preadv(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off);

@@ -78,7 +78,7 @@ void iov_from_buf(const struct iovec *iov, int iovcnt, size_t pos, const void *b
 
 void iov_memset(const struct iovec *iov, int iovcnt, size_t pos, int c, size_t len)
 {
-    IOV_WALK(iov, iovcnt, pos, len, memset(base_, c, n_));
+    IOV_WALK(iov, iovcnt, pos, len, (memset(base_, c, n_), (void)done_));
 }
 
 int iov_slice(const struct iovec *src, int cnt, size_t skip, size_t len, struct iovec *dst)

@@ -36,6 +36,9 @@ static char *resolve_backing(const char *overlay, const char *name)
 
 static int open_backing(struct qcow2 *s, struct opt_set *os)
 {
+    if (s->dev->params.no_backing)
+        return err_set(-EPERM, "%s: backing files are not allowed here (the image names '%s')",
+                       s->dev->filename, s->backing_name);
     s->full_backing = resolve_backing(s->dev->filename, s->backing_name);
     if (!s->full_backing)
         return err_set(-ENOMEM, "out of memory");
