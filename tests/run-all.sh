@@ -3,7 +3,8 @@
 #   1. the normal build, every test on the io_uring engine, then again on the
 #      worker-thread engine;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
-#   3. installation into a prefix, and the README's C example built against
+#   3. every libFuzzer harness for about a minute from its corpus;
+#   4. installation into a prefix, and the README's C example built against
 #      it with pkg-config.
 # Exits non-zero when anything fails.
 set -euo pipefail
@@ -36,6 +37,9 @@ echo "== tests under ASan + UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure) ||
   status=1
+
+echo "== fuzzing: every harness for a bounded time"
+bash tests/fuzz-ci.sh || status=1
 
 echo "== install and pkg-config"
 bash tests/install-check.sh build || status=1
