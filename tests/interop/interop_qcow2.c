@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <vdisk/vdisk.h>
@@ -346,6 +347,42 @@ START_TEST(check_and_repair_like_qemu)
 }
 END_TEST
 
+START_TEST(lazy_refcounts_after_a_crash)
+{
+    /* A process that dies with the image open leaves the dirty bit set;
+     * the next read-write open rebuilds the refcounts. */
+    const char *img = scratch("lazy.qcow2");
+    RUN_OK("%s create -q -f qcow2 -o lazy_refcounts=on '%s' 16M", vdisk_bin(), img);
+    pid_t pid = fork();
+    if (pid == 0) {
+        vdisk_dev *dev;
+        if (vdisk_open(&dev, img, NULL) < 0)
+            _exit(2);
+        static uint8_t buf[65536];
+        memset(buf, 0x3c, sizeof buf);
+        for (int i = 0; i < 100; i++)
+            if (vdisk_pwrite(dev, buf, sizeof buf, (uint64_t)i * 131072) < 0)
+                _exit(3);
+        if (vdisk_flush(dev) < 0)
+            _exit(4);
+        _exit(0); /* no close: as if the power went */
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    struct run *r = run("qemu-img info --output=json '%s'", img);
+    ck_assert_msg(strstr(r->out, "\"dirty-flag\": true"), "%s", r->out);
+    same_output("info --output=json lazy.qcow2", "qemu-img info --output=json lazy.qcow2");
+    /* Opening read-write repairs it; the data is all there. */
+    RUN_OK("%s io -c 'read -P 0x3c 0 64k' -c 'read -P 0x3c 12845056 64k' '%s'", vdisk_bin(),
+           img);
+    r = run("qemu-img info --output=json '%s'", img);
+    ck_assert_msg(strstr(r->out, "\"dirty-flag\": false"), "%s", r->out);
+    RUN_OK("qemu-img check '%s'", img);
+    RUN_OK("qemu-io -c 'read -P 0x3c 0 64k' -c 'read -P 0 64k 64k' '%s'", img);
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-img");
@@ -362,6 +399,7 @@ int main(void)
     tcase_add_test(tc, random_workload_twins);
     tcase_add_test(tc, vdisk_images_pass_qemu_check);
     tcase_add_test(tc, check_and_repair_like_qemu);
+    tcase_add_test(tc, lazy_refcounts_after_a_crash);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
