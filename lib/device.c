@@ -75,14 +75,11 @@ void dev_unref(struct vdisk_dev *dev)
     if (!dev || atomic_fetch_sub(&dev->refs, 1) != 1)
         return;
     if (dev->caps & VDISK_CAN_WRITE) {
-        /* The caller's message, if any, must survive this internal flush. */
-        char saved[1024];
-        int saved_errno = vdisk_get_errno();
-        snprintf(saved, sizeof saved, "%s", err_detail());
-        const char *ctx = err_context();
+        /* The caller's last error, if any, survives this internal flush. */
+        struct err_saved saved;
+        err_save(&saved);
         dev_flush(dev);
-        if (saved_errno)
-            err_set_in(ctx, -saved_errno, saved);
+        err_restore(&saved);
     }
     if (dev->drv->close)
         dev->drv->close(dev);

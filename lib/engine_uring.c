@@ -203,6 +203,12 @@ static int uring_get_fd(struct vdisk_queue *q)
         close(fd);
         return err_set(r, "io_uring eventfd registration failed: %s", strerror(-r));
     }
+    /* Completions that arrived before the fd existed must show too. */
+    if (io_uring_cq_ready(&u->ring)) {
+        uint64_t one = 1;
+        ssize_t w = write(fd, &one, sizeof one);
+        (void)w;
+    }
     return fd;
 }
 
@@ -373,7 +379,12 @@ static int uring_poll(struct vdisk_queue *q, int timeout_ms)
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
             return err_set(r, "io_uring wait failed: %s", strerror(-r));
     }
-    return drain_cqes(q, u);
+    int n = drain_cqes(q, u);
+    /* Requests moved from the backlog into the ring go to the kernel now,
+     * or an event loop would wait for them forever. */
+    if (io_uring_sq_ready(&u->ring))
+        io_uring_submit(&u->ring);
+    return n;
 }
 
 const struct engine_ops engine_uring_ops = {

@@ -56,6 +56,20 @@ int err_set(int err, const char *fmt, ...)
     return err;
 }
 
+void err_save(struct err_saved *e)
+{
+    snprintf(e->msg, sizeof e->msg, "%s", err_buf);
+    e->detail_pos = err_detail_pos;
+    e->errnum = err_errno;
+}
+
+void err_restore(const struct err_saved *e)
+{
+    snprintf(err_buf, sizeof err_buf, "%s", e->msg);
+    err_detail_pos = e->detail_pos;
+    err_errno = e->errnum;
+}
+
 const char *err_detail(void)
 {
     return err_buf + err_detail_pos;

@@ -27,6 +27,15 @@ int err_setv(int err, const char *fmt, va_list ap);
 /* Sets the error with an explicit call name instead of the current one. */
 int err_set_in(const char *func, int err, const char *msg);
 
+/* The thread's error as it is, to put back after internal work. */
+struct err_saved {
+    char msg[1024];
+    size_t detail_pos;
+    int errnum;
+};
+void err_save(struct err_saved *e);
+void err_restore(const struct err_saved *e);
+
 /* The message part (without the call name) of the thread's last error. */
 const char *err_detail(void);
 

@@ -166,7 +166,9 @@ struct vdisk_req {
     unsigned flags;            /* VDISK_REQ_* */
     uint64_t offset;
     uint64_t length;
-    struct iovec *iov;         /* points at iov_inline or a malloc'd array */
+    struct iovec *iov;         /* iov_inline, iov_alloc, or into them after a
+                                  short transfer consumed the first bytes */
+    struct iovec *iov_alloc;   /* a malloc'd array, or NULL */
     int iovcnt;
     struct iovec iov_inline[REQ_INLINE_IOV];
 

@@ -36,7 +36,7 @@ static void eventfd_clear(int fd)
 
 void queue_notify(struct vdisk_queue *q)
 {
-    if (q->user_fd >= 0 && q->user_fd != q->wake_fd)
+    if (q->user_fd >= 0)
         eventfd_signal(q->user_fd);
 }
 

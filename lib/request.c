@@ -135,7 +135,7 @@ static int req_set_iov(struct vdisk_req *req, const struct iovec *iov, int iovcn
     if (iovcnt <= REQ_INLINE_IOV) {
         req->iov = req->iov_inline;
     } else {
-        req->iov = malloc((size_t)iovcnt * sizeof *iov);
+        req->iov = req->iov_alloc = malloc((size_t)iovcnt * sizeof *iov);
         if (!req->iov)
             return -ENOMEM;
     }
@@ -182,8 +182,8 @@ struct vdisk_req *req_new_child(struct vdisk_req *parent, struct vdisk_dev *dev,
 void req_free(struct vdisk_req *req)
 {
     struct vdisk_queue *q = req->q;
-    if (req->iov && req->iov != req->iov_inline)
-        free(req->iov);
+    free(req->iov_alloc);
+    req->iov_alloc = NULL;
     free(req->errmsg);
     req->errmsg = NULL;
     if (q->free_count < FREE_LIST_MAX) {
@@ -572,7 +572,10 @@ static void req_dispatch(struct vdisk_req *req)
     struct vdisk_dev *dev = req->dev;
     bool aligned = dev->align <= 1 ||
                    (req->offset % dev->align == 0 && req->length % dev->align == 0);
-    bool track = dev->align > 1 && is_write_op(req->op) && !(req->flags & REQ_NO_TRACK);
+    /* Unaligned write zeroes is split into parts that are tracked (and
+     * serialised) one by one: the whole is not. */
+    bool track = dev->align > 1 && is_write_op(req->op) && !(req->flags & REQ_NO_TRACK) &&
+                 (aligned || req->op != VDISK_OP_WRITE_ZEROES);
 
     if (track && !track_begin(req, !aligned && req->op == VDISK_OP_WRITE))
         return;

@@ -92,7 +92,10 @@ VDISK_EXPORT int vdisk_open_range(vdisk_dev **devp, vdisk_dev *parent, uint64_t 
     dev->priv = r;
     dev->size = length;
     dev->block_size = parent->block_size;
-    dev->align = parent->align > 1 && offset % parent->align == 0 ? parent->align : 1;
+    /* The parent's alignment only when the range keeps whole blocks; else
+     * the parent reads, modifies and writes them. */
+    dev->align = parent->align > 1 && offset % parent->align == 0 &&
+                 length % parent->align == 0 ? parent->align : 1;
     dev->caps = parent->caps;
     if (flags & VDISK_OPEN_RDONLY)
         dev->caps &= ~VDISK_CAN_WRITE;

@@ -12,6 +12,7 @@
  *   block status  SEEK_DATA / SEEK_HOLE
  *   cache=none    O_DIRECT, with bounce buffers for unaligned memory and the
  *                 core's read-modify-write for unaligned offsets
+ *   iovecs        more than the kernel takes (1024) go through a bounce buffer
  *
  * Like QEMU, the size of a regular file is rounded up to 512 bytes: the tail
  * past the end of the file reads as zeroes and writing it extends the file.
@@ -250,7 +251,7 @@ static void bounce_done(struct vdisk_req *child, int ret)
 static void raw_bounce(struct vdisk_req *req)
 {
     struct raw *r = req->dev->priv;
-    void *buf = aligned_alloc_or_null(r->mem_align, req->length);
+    void *buf = aligned_alloc_or_null(r->mem_align > 64 ? r->mem_align : 64, req->length);
     if (!buf) {
         req_fail(req, -ENOMEM, "out of memory for a %" PRIu64 "-byte bounce buffer",
                  req->length);
@@ -363,7 +364,8 @@ static void raw_submit(struct vdisk_req *req)
     switch (req->op) {
     case VDISK_OP_READ:
     case VDISK_OP_WRITE:
-        if (r->direct && !iov_aligned(req->iov, req->iovcnt, r->mem_align)) {
+        if (req->iovcnt > REQ_MAX_IOV ||
+            (r->direct && !iov_aligned(req->iov, req->iovcnt, r->mem_align))) {
             raw_bounce(req);
             return;
         }
