@@ -20,16 +20,11 @@ int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what, u
     c->s = s;
     c->what = what;
     c->n = n < 4 ? 4 : n;
+    /* Slots get their memory when first used: a large cache on a small or
+     * lightly used image costs nothing. */
     c->e = calloc(c->n, sizeof *c->e);
     if (!c->e)
         return err_set(-ENOMEM, "out of memory");
-    for (unsigned i = 0; i < c->n; i++) {
-        c->e[i].data = aligned_alloc_or_null(4096, s->cluster_size);
-        if (!c->e[i].data) {
-            qcow2_cache_fini(c);
-            return err_set(-ENOMEM, "out of memory for the %s cache", what);
-        }
-    }
     return 0;
 }
 
@@ -45,7 +40,7 @@ void qcow2_cache_fini(struct qcow2_cache *c)
 
 static struct qcow2_cache_entry *find_data(struct qcow2_cache *c, const uint8_t *data)
 {
-    for (unsigned i = 0; i < c->n; i++)
+    for (unsigned i = 0; i < c->n && c->e[i].data; i++)
         if (c->e[i].data == data)
             return &c->e[i];
     return NULL;
@@ -108,6 +103,15 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
     struct qcow2_cache_entry *victim = NULL;
     for (unsigned i = 0; i < c->n; i++) {
         struct qcow2_cache_entry *e = &c->e[i];
+        if (!e->data) {
+            /* A slot never used (the used ones come first): take it rather
+             * than evict. */
+            e->data = aligned_alloc_or_null(4096, c->s->cluster_size);
+            if (!e->data)
+                return err_set(-ENOMEM, "out of memory for the %s cache", c->what);
+            victim = e;
+            break;
+        }
         if (e->offset == offset) {
             e->pins++;
             e->lru = ++c->clock;
