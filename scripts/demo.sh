@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end, as far as vdisk goes today: installs the
-# dependencies, builds, then creates an image, writes it with vdisk and reads
-# it back with qemu-io (and the reverse), describes and maps it, and does
-# unaligned O_DIRECT I/O.  Later steps (qcow2 snapshots and clones, convert,
+# dependencies, builds, then creates a raw image and a qcow2 image, writes
+# them with vdisk and reads them back with qemu-io (and the reverse), makes
+# a linked clone, writes compressed clusters, checks, describes and maps the
+# images, and does unaligned O_DIRECT I/O.  Later steps (snapshots, convert,
 # partitions, an ISO served as a CD-ROM to a guest) join as they land.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +35,22 @@ step "info, as qemu-img info prints it"
 
 step "map, as qemu-img map prints it"
 "$vdisk" map "$work/disk.img"
+
+step "a qcow2 image with zstd compression, a linked clone of it"
+"$vdisk" create -f qcow2 -o compression_type=zstd "$work/base.qcow2" 64M
+"$vdisk" io -c 'write -P 0x42 0 4M' -c 'write -c -P 0x43 4M 1M' "$work/base.qcow2"
+"$vdisk" create -f qcow2 -b base.qcow2 -F qcow2 "$work/clone.qcow2"
+"$vdisk" io -c 'write -P 0x44 1M 64k' -c 'read -P 0x42 0 1M' -c 'read -P 0x43 4M 1M' \
+  "$work/clone.qcow2"
+
+step "QEMU reads what vdisk wrote, and checks it"
+qemu-io -c 'read -P 0x44 1M 64k' -c 'read -P 0x42 1114112 64k' "$work/clone.qcow2"
+qemu-img check "$work/clone.qcow2"
+"$vdisk" check "$work/base.qcow2"
+
+step "the backing chain, as qemu-img info --backing-chain prints it"
+"$vdisk" info --backing-chain "$work/clone.qcow2"
+"$vdisk" map --output=json "$work/clone.qcow2"
 
 step "benchmark: 4 KiB random reads, queue depth 32, io_uring"
 "$vdisk" bench -f raw -n -d 32 -c 20000 --random=1 "$work/disk.img" || true
