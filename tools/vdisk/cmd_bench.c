@@ -52,7 +52,6 @@ struct bench {
     bool write;
     int flush_interval;
     bool drain_on_flush;
-    bool in_flush;
     bool failed;
 
     bool random;
@@ -113,7 +112,8 @@ static uint64_t next_offset(struct bench *b)
     if (b->random)
         return b->rand_base + rng_below(b->rng, b->rand_slots) * b->bufsize;
     uint64_t off = b->offset;
-    /* qemu-img bench (master): wrap so that the next request fits. */
+    /* As current qemu-img bench: wrap so that the next request fits (older
+     * versions wrap at the image size and fail on a request crossing it). */
     b->offset += b->step;
     if (b->image_size <= b->bufsize)
         b->offset = 0;
@@ -175,7 +175,6 @@ static void drained_flush_done(void *user, int ret)
         fail(b, "Failed flush request");
         return;
     }
-    b->in_flush = false;
     submit_more(b);
 }
 
@@ -197,7 +196,6 @@ static void rw_done(void *user, int ret)
         if (!b->in_flight || !b->drain_on_flush) {
             int r;
             if (b->drain_on_flush) {
-                b->in_flush = true;
                 r = vdisk_aio_flush(b->q, drained_flush_done, b);
             } else {
                 r = vdisk_aio_flush(b->q, undrained_flush_done, b);
@@ -441,9 +439,7 @@ int cmd_bench(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        cli_error(optind >= argc ? "Expecting one image file name"
-                                 : "Expecting one image file name, got extra argument '%s'",
-                  argv[argc - 1]);
+        cli_error("Expecting one image file name");
         return 1;
     }
     if (native) {
@@ -538,8 +534,12 @@ int cmd_bench(int argc, char **argv)
     submit_more(&b);
     while (b.n > 0 && !b.failed) {
         r = vdisk_queue_reap(b.q, 1, -1);
-        if (r < 0)
+        if (r < 0) {
             fail(&b, "Failed to reap requests");
+        } else if (r == 0 && vdisk_queue_in_flight(b.q) == 0) {
+            cli_error("bench: %d requests left but none in flight", b.n);
+            b.failed = true;
+        }
     }
     double t1 = now_sec();
     /* A flush may still be in flight (the last drained one, or --no-drain's);
