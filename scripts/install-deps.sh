@@ -9,7 +9,7 @@ packages=(
   # libraries
   liburing-dev libzstd-dev zlib1g-dev check
   # the tools the interop tests and benchmarks compare against
-  qemu-utils fio
+  qemu-utils fio fdisk gdisk parted
 )
 
 if [ "$(id -u)" != 0 ]; then

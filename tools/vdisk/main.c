@@ -17,6 +17,8 @@ static const struct {
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [-i ENGINE] [-n] [-o OFFSET] "
                          "[-s SIZE] [-S STEP] [-t CACHE] [-w] [--random[=SEED]] FILE"},
+    {"part", cmd_part, "part COMMAND [OPTIONS] IMAGE  (list, dump, apply, create, add, delete, "
+                       "resize, set, verify, repair)"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
 };
 
