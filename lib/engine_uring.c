@@ -363,6 +363,10 @@ static int drain_cqes(struct vdisk_queue *q, struct uring *u)
             total++;
         }
         refill(q, u);
+        /* What the callbacks started goes to the kernel at once, so the
+         * device does not drain between batches. */
+        if (io_uring_sq_ready(&u->ring))
+            io_uring_submit(&u->ring);
     }
 }
 

@@ -15,8 +15,9 @@ static const struct {
     {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
-    {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [-i ENGINE] [-n] [-o OFFSET] "
-                         "[-s SIZE] [-S STEP] [-t CACHE] [-w] [--random[=SEED]] FILE"},
+    {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
+                         "[-n] [--no-drain] [-o OFFSET] [--pattern=BYTE] [-q] [-s SIZE] "
+                         "[-S STEP] [-t CACHE] [-w] [-U] [--random[=SEED]] FILE"},
     {"part", cmd_part, "part COMMAND [OPTIONS] IMAGE  (list, dump, apply, create, add, delete, "
                        "resize, set, verify, repair)"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
