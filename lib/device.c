@@ -375,6 +375,59 @@ VDISK_EXPORT int vdisk_check(vdisk_dev *dev, unsigned flags, struct vdisk_check_
     return dev->drv->check(dev, flags, res, report, opaque);
 }
 
+/* ---- Snapshots ------------------------------------------------------------ */
+
+VDISK_EXPORT int vdisk_snapshot_count(vdisk_dev *dev)
+{
+    err_enter(__func__);
+    return dev->drv->snapshot_count ? dev->drv->snapshot_count(dev) : 0;
+}
+
+VDISK_EXPORT int vdisk_snapshot_get(vdisk_dev *dev, unsigned index, struct vdisk_snapshot *sn)
+{
+    err_enter(__func__);
+    if (sn->struct_size < sizeof *sn)
+        return err_set(-EINVAL, "struct vdisk_snapshot of %zu bytes is too small",
+                       sn->struct_size);
+    if (!dev->drv->snapshot_get)
+        return err_set(-ENOTSUP, "%s: the %s format has no snapshots", dev->filename,
+                       dev->drv->name);
+    memset(sn, 0, sizeof *sn);
+    sn->struct_size = sizeof *sn;
+    int r = dev->drv->snapshot_get(dev, index, sn);
+    if (r == -ENOENT)
+        return err_set(r, "%s: there is no snapshot number %u", dev->filename, index);
+    return r;
+}
+
+static int snapshot_op(vdisk_dev *dev, int op, const char *name)
+{
+    if (!name)
+        return err_set(-EINVAL, "no snapshot name");
+    if (!dev->drv->snapshot_op)
+        return err_set(-ENOTSUP, "%s: the %s format has no snapshots", dev->filename,
+                       dev->drv->name);
+    return dev->drv->snapshot_op(dev, op, name);
+}
+
+VDISK_EXPORT int vdisk_snapshot_create(vdisk_dev *dev, const char *name)
+{
+    err_enter(__func__);
+    return snapshot_op(dev, 0, name);
+}
+
+VDISK_EXPORT int vdisk_snapshot_apply(vdisk_dev *dev, const char *name)
+{
+    err_enter(__func__);
+    return snapshot_op(dev, 1, name);
+}
+
+VDISK_EXPORT int vdisk_snapshot_delete(vdisk_dev *dev, const char *name)
+{
+    err_enter(__func__);
+    return snapshot_op(dev, 2, name);
+}
+
 VDISK_EXPORT vdisk_dev *vdisk_get_backing(vdisk_dev *dev)
 {
     return dev->drv->backing ? dev->drv->backing(dev) : NULL;

@@ -25,6 +25,7 @@
 #include <vdisk/options.h>
 #include <vdisk/info.h>
 #include <vdisk/check.h>
+#include <vdisk/snapshot.h>
 
 struct vdisk_dev;
 struct vdisk_req;
@@ -82,6 +83,12 @@ struct vdisk_driver {
     /* Checks (and repairs) the image's metadata; NULL: nothing to check. */
     int (*check)(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
                  vdisk_check_report_fn report, void *opaque);
+
+    /* Internal snapshots; NULL: the format has none.  OP: 0 create,
+     * 1 apply, 2 delete. */
+    int (*snapshot_count)(struct vdisk_dev *dev);
+    int (*snapshot_get)(struct vdisk_dev *dev, unsigned index, struct vdisk_snapshot *sn);
+    int (*snapshot_op)(struct vdisk_dev *dev, int op, const char *name);
 
     /* Creates an image; takes its options from OPTS with opt_take(). */
     int (*create)(const char *filename, uint64_t size, struct opt_set *opts);

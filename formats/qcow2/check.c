@@ -168,24 +168,12 @@ static int walk_snapshots(struct ck *ck)
     struct qcow2 *s = ck->s;
     if (!s->nb_snapshots)
         return 0;
-    uint64_t fsize = dev_size(s->file), pos = s->snapshots_offset;
-    uint64_t start = pos;
+    mark(ck, s->snapshots_offset, s->snapshots_size);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        uint8_t h[40];
-        if (!range_inside(pos, 40, fsize) || dev_pread(s->file, h, 40, pos) < 0) {
-            say(ck, "ERROR: snapshot table entry %" PRIu32 " is beyond the end of the file", i);
-            ck->res->corruptions++;
-            break;
-        }
-        uint64_t l1_off = be64_load(h);
-        uint32_t l1_size = be32_load(h + 8);
-        uint64_t len = 40 + (uint64_t)be32_load(h + 36) + be16_load(h + 12) + be16_load(h + 14);
-        pos += (len + 7) & ~7ull;
-        int r = walk_l1(ck, l1_off, l1_size, false);
+        int r = walk_l1(ck, s->snaps[i].l1_offset, s->snaps[i].l1_size, false);
         if (r < 0)
             return r;
     }
-    mark(ck, start, pos - start);
     return 0;
 }
 
@@ -376,63 +364,63 @@ out:
 }
 
 /* The COPIED flags of the active tables against the refcounts. */
+struct copied_report {
+    struct ck *ck;
+    bool fix;
+};
+
+static void copied_found(void *opaque, uint64_t index, uint64_t entry, bool l1)
+{
+    struct copied_report *cr = opaque;
+    struct ck *ck = cr->ck;
+    uint64_t host = entry & QCOW2_OFFSET_MASK, rc = 0;
+    ck_refcount(ck, host >> ck->s->cluster_bits, &rc);
+    if (l1)
+        say(ck, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
+            " refcount=%" PRIu64, cr->fix ? "Repairing" : "ERROR", index, entry, rc);
+    else
+        say(ck, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
+            cr->fix ? "Repairing" : "ERROR", entry, rc);
+    if (!cr->fix)
+        ck->res->corruptions++;
+}
+
 static int check_copied(struct ck *ck, bool fix)
 {
     struct qcow2 *s = ck->s;
-    for (uint64_t i = 0; i < s->l1_size; i++) {
-        uint64_t e = s->l1[i], l2 = e & QCOW2_OFFSET_MASK, rc;
-        if (!l2 || l2 % s->cluster_size || l2 >= dev_size(s->file))
-            continue;
-        int r = ck_refcount(ck, l2 >> s->cluster_bits, &rc);
-        if (r < 0) {
-            ck->res->check_errors++;
-            continue;
-        }
-        bool want = rc == 1;
-        if (want != !!(e & QCOW2_OFLAG_COPIED)) {
-            say(ck, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
-                " refcount=%" PRIu64, fix ? "Repairing" : "ERROR", i, e, rc);
-            if (fix) {
-                s->l1[i] = want ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED;
-                r = qcow2_write_l1_entry(s, i);
-                if (r < 0)
-                    return r;
-                ck->res->corruptions_fixed++;
-            } else {
-                ck->res->corruptions++;
-            }
-        }
-        uint8_t *t;
-        r = qcow2_cache_get(&s->l2c, l2, true, &t);
-        if (r < 0)
-            return r;
-        for (uint64_t j = 0; j < s->l2_entries; j++) {
-            uint64_t le = qcow2_l2e_get(s, t, j), host = le & QCOW2_OFFSET_MASK;
-            if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
+    struct copied_report cr = {ck, fix};
+    uint64_t fixed = 0;
+    if (!fix) {
+        /* Count without changing anything: work on copies of the tables. */
+        for (uint64_t i = 0; i < s->l1_size; i++) {
+            uint64_t e = s->l1[i], l2 = e & QCOW2_OFFSET_MASK, rc;
+            if (!l2 || l2 % s->cluster_size || l2 >= dev_size(s->file))
                 continue;
-            if (ck_refcount(ck, host >> s->cluster_bits, &rc) < 0) {
+            if (ck_refcount(ck, l2 >> s->cluster_bits, &rc) < 0) {
                 ck->res->check_errors++;
                 continue;
             }
-            bool w = rc == 1;
-            if (w == !!(le & QCOW2_OFLAG_COPIED))
+            if ((rc == 1) != !!(e & QCOW2_OFLAG_COPIED))
+                copied_found(&cr, i, e, true);
+            if (read_cluster(ck, l2, ck->buf) < 0)
                 continue;
-            say(ck, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
-                fix ? "Repairing" : "ERROR", le, rc);
-            if (fix) {
-                qcow2_l2e_set(s, t, j, w ? le | QCOW2_OFLAG_COPIED : le & ~QCOW2_OFLAG_COPIED,
-                              qcow2_l2e_bitmap(s, t, j));
-                qcow2_cache_dirty(&s->l2c, t);
-                ck->res->corruptions_fixed++;
-            } else {
-                ck->res->corruptions++;
+            for (uint64_t j = 0; j < s->l2_entries; j++) {
+                uint64_t le = qcow2_l2e_get(s, ck->buf, j), host = le & QCOW2_OFFSET_MASK;
+                if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
+                    continue;
+                if (ck_refcount(ck, host >> s->cluster_bits, &rc) < 0) {
+                    ck->res->check_errors++;
+                    continue;
+                }
+                if ((rc == 1) != !!(le & QCOW2_OFLAG_COPIED))
+                    copied_found(&cr, j, le, false);
             }
         }
-        qcow2_cache_put(&s->l2c, t);
-        if (r < 0)
-            return r;
+        return 0;
     }
-    return 0;
+    int r = qcow2_fix_copied(s, copied_found, &cr, &fixed);
+    ck->res->corruptions_fixed += (int64_t)fixed;
+    return r;
 }
 
 static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result *res,

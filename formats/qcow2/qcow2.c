@@ -92,6 +92,7 @@ static int read_table(struct qcow2 *s, uint64_t off, uint64_t count, uint64_t **
 
 static void free_state(struct qcow2 *s)
 {
+    qcow2_free_snapshots(s);
     qcow2_cache_fini(&s->l2c);
     qcow2_cache_fini(&s->rbc);
     free(s->l1);
@@ -184,6 +185,17 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         r = qcow2_cache_init(&s->l2c, s, "L2 table", l2n);
     if (r == 0)
         r = qcow2_cache_init(&s->rbc, s, "refcount block", rbn);
+    if (r == 0)
+        r = qcow2_load_snapshots(s, fsize);
+    const char *snap = opt_take(os, "snapshot.name");
+    if (!snap)
+        snap = opt_take(os, "snapshot.id");
+    if (r == 0 && snap) {
+        if (!s->read_only)
+            r = err_set(-EINVAL, "%s: a snapshot can only be opened read-only", dev->filename);
+        else
+            r = qcow2_snapshot_select(s, snap);
+    }
     if (r == 0 && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
         s->corrupt = true;
         if (!s->read_only)
@@ -338,6 +350,40 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return 0;
 }
 
+static int qcow2_snapshot_op(struct vdisk_dev *dev, int op, const char *name)
+{
+    struct qcow2 *s = dev->priv;
+    pthread_mutex_lock(&s->lock);
+    int r = op == 0 ? qcow2_snapshot_create(s, name)
+            : op == 1 ? qcow2_snapshot_apply(s, name) : qcow2_snapshot_delete(s, name);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int qcow2_snapshot_get(struct vdisk_dev *dev, unsigned index, struct vdisk_snapshot *sn)
+{
+    struct qcow2 *s = dev->priv;
+    if (index >= s->nb_snapshots)
+        return -ENOENT;
+    const struct qcow2_snapshot *q = &s->snaps[index];
+    sn->id = q->id;
+    sn->name = q->name;
+    sn->vm_state_size = q->vm_state_size;
+    sn->date_sec = q->date_sec;
+    sn->date_nsec = q->date_nsec;
+    sn->vm_clock_nsec = q->vm_clock_nsec;
+    sn->disk_size = q->disk_size;
+    sn->has_icount = q->icount != UINT64_MAX;
+    sn->icount = sn->has_icount ? q->icount : 0;
+    return 0;
+}
+
+static int qcow2_snapshot_count(struct vdisk_dev *dev)
+{
+    struct qcow2 *s = dev->priv;
+    return (int)s->nb_snapshots;
+}
+
 static struct vdisk_dev *qcow2_backing(struct vdisk_dev *dev)
 {
     struct qcow2 *s = dev->priv;
@@ -448,5 +494,8 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .get_info = qcow2_get_info,
     .backing = qcow2_backing,
     .check = qcow2_check,
+    .snapshot_count = qcow2_snapshot_count,
+    .snapshot_get = qcow2_snapshot_get,
+    .snapshot_op = qcow2_snapshot_op,
     .create = qcow2_create,
 };

@@ -134,6 +134,20 @@ struct qcow2_feature {       /* feature name table entry */
     char name[47];
 };
 
+/* An internal snapshot (the table entry). */
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id, *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;         /* UINT64_MAX: not recorded */
+    uint32_t extra_size;
+    uint8_t *extra;          /* kept as read (fields past the known ones) */
+};
+
 /* A guest range whose clusters are being allocated (writes there wait). */
 struct qcow2_alloc {
     uint64_t start, end;     /* guest bytes, cluster aligned */
@@ -159,6 +173,8 @@ struct qcow2 {
     uint32_t reft_clusters;
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
+    uint64_t snapshots_size;  /* bytes of the table */
+    struct qcow2_snapshot *snaps;
     uint64_t incompat, compat, autoclear;
     uint32_t refcount_order;
     uint32_t header_length;
@@ -277,6 +293,19 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os);
 /* qcow2.c */
 /* Allocates every cluster (metadata), and the file space (falloc, full). */
 int qcow2_preallocate(struct vdisk_dev *dev, const char *mode);
+
+/* snapshot.c */
+int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size);
+void qcow2_free_snapshots(struct qcow2 *s);
+int qcow2_snapshot_create(struct qcow2 *s, const char *name);
+int qcow2_snapshot_apply(struct qcow2 *s, const char *name);
+int qcow2_snapshot_delete(struct qcow2 *s, const char *name);
+/* Makes the snapshot NAME the image seen (read-only opens). */
+int qcow2_snapshot_select(struct qcow2 *s, const char *name);
+/* Sets the COPIED flags of the active tables from the refcounts; REPORT
+ * (may be NULL) hears of each change (index, old entry, is an L1 entry). */
+int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t, bool),
+                     void *opaque, uint64_t *fixed);
 
 /* check.c */
 int qcow2_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,

@@ -13,6 +13,7 @@
  *   vdisk/queue.h    asynchronous queues
  *   vdisk/info.h     image information (qemu-img info), backing chains
  *   vdisk/check.h    consistency check and repair (qemu-img check)
+ *   vdisk/snapshot.h internal snapshots (qemu-img snapshot)
  */
 #ifndef VDISK_VDISK_H
 #define VDISK_VDISK_H
@@ -23,6 +24,8 @@
 #include <vdisk/queue.h>
 #include <vdisk/info.h>
 #include <vdisk/check.h>
+#include <vdisk/snapshot.h>
+#include <vdisk/part.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -17,6 +17,10 @@ int cmd_map(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_part(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+
+/* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
+void print_snapshot_table(vdisk_dev *dev);
 
 /* Prints "vdisk: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -51,7 +51,7 @@ static void json_field_bool(int ind, const char *key, bool v, bool *first)
     *first = false;
 }
 
-static void print_json(const struct vdisk_info *in, int ind)
+static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
 {
     bool first = true;
     pad(ind);
@@ -59,6 +59,38 @@ static void print_json(const struct vdisk_info *in, int ind)
     int i = ind + 4;
     if (in->backing_format)
         json_field_str(i, "backing-filename-format", in->backing_format, &first);
+    int nsn = vdisk_snapshot_count(dev);
+    if (nsn > 0) {
+        /* The keys in the order qemu-img prints them. */
+        printf("%s\n", first ? "" : ",");
+        pad(i);
+        printf("\"snapshots\": [");
+        for (int k = 0; k < nsn; k++) {
+            struct vdisk_snapshot sn = {.struct_size = sizeof sn};
+            if (vdisk_snapshot_get(dev, (unsigned)k, &sn) < 0)
+                continue;
+            bool f = true;
+            printf("%s\n", k ? "," : "");
+            pad(i + 4);
+            printf("{");
+            if (sn.has_icount)
+                json_field_num(i + 8, "icount", (int64_t)sn.icount, &f);
+            json_field_num(i + 8, "vm-clock-nsec", (int64_t)(sn.vm_clock_nsec % 1000000000), &f);
+            json_field_str(i + 8, "name", sn.name, &f);
+            json_field_num(i + 8, "date-sec", sn.date_sec, &f);
+            json_field_num(i + 8, "date-nsec", sn.date_nsec, &f);
+            json_field_num(i + 8, "vm-clock-sec", (int64_t)(sn.vm_clock_nsec / 1000000000), &f);
+            json_field_str(i + 8, "id", sn.id, &f);
+            json_field_num(i + 8, "vm-state-size", (int64_t)sn.vm_state_size, &f);
+            printf("\n");
+            pad(i + 4);
+            printf("}");
+        }
+        printf("\n");
+        pad(i);
+        printf("]");
+        first = false;
+    }
     json_field_num(i, "virtual-size", (int64_t)in->virtual_size, &first);
     json_field_str(i, "filename", in->filename, &first);
     if (in->cluster_size)
@@ -103,7 +135,7 @@ static void print_json(const struct vdisk_info *in, int ind)
     printf("}");
 }
 
-static void print_human(const struct vdisk_info *in)
+static void print_human(vdisk_dev *dev, const struct vdisk_info *in)
 {
     char vs[64], ds[64];
     size_to_str(in->virtual_size, vs, sizeof vs);
@@ -127,6 +159,8 @@ static void print_human(const struct vdisk_info *in)
     }
     if (in->dirty)
         printf("cleanly shut down: no\n");
+    if (vdisk_snapshot_count(dev) > 0)
+        print_snapshot_table(dev);
     if (in->compat) {
         bool v3 = strcmp(in->compat, "0.10") != 0;
         printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
@@ -205,13 +239,13 @@ int cmd_info(int argc, char **argv)
         if (json) {
             if (n)
                 printf(",\n");
-            print_json(&in, chain ? 4 : 0);
+            print_json(d, &in, chain ? 4 : 0);
             if (!chain)
                 printf("\n");
         } else {
             if (n)
                 printf("\n");
-            print_human(&in);
+            print_human(d, &in);
             if (debug)
                 printf("engine: %s\nlogical block size: %u\n", vdisk_get_engine(d),
                        vdisk_get_block_size(d));

@@ -13,6 +13,7 @@ static const struct {
     {"create", cmd_create, "create [-q] [-f FMT] [-o OPTIONS] FILE [SIZE]"},
     {"info", cmd_info, "info [-f FMT] [--output=human|json] [--debug] FILE"},
     {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE"},
+    {"snapshot", cmd_snapshot, "snapshot [-q] [-f FMT] [-l | -c NAME | -a NAME | -d NAME] FILE"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "

@@ -1,0 +1,523 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/snapshot.c: internal snapshots: the snapshot table, and
+ * taking, applying and deleting snapshots on an open image.
+ *
+ * Ordering, as for every metadata change (see qcow2.h): refcount increments
+ * reach the disk before anything points to the clusters, and decrements
+ * are applied only after nothing on disk points to them any more.  A new
+ * snapshot table is written in full to new clusters and the header switched
+ * to it with one write, so a crash leaves the old table or the new one.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "endian.h"
+#include "qcow2.h"
+
+#define MAX_EXTRA 1024u                 /* QEMU's limit on extra data */
+#define MAX_TABLE_BYTES (64u << 20)     /* QEMU's limit on the whole table */
+
+void qcow2_free_snapshots(struct qcow2 *s)
+{
+    for (unsigned i = 0; i < s->nb_snapshots && s->snaps; i++) {
+        free(s->snaps[i].id);
+        free(s->snaps[i].name);
+        free(s->snaps[i].extra);
+    }
+    free(s->snaps);
+    s->snaps = NULL;
+}
+
+int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size)
+{
+    if (!s->nb_snapshots)
+        return 0;
+    s->snaps = calloc(s->nb_snapshots, sizeof *s->snaps);
+    if (!s->snaps)
+        return err_set(-ENOMEM, "out of memory");
+    uint64_t pos = s->snapshots_offset;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        struct qcow2_snapshot *sn = &s->snaps[i];
+        uint8_t h[40];
+        if (pos - s->snapshots_offset + 40 > MAX_TABLE_BYTES || !range_inside(pos, 40, file_size))
+            return err_set(-EINVAL, "%s: snapshot %" PRIu32 " at offset %" PRIu64 " lies beyond "
+                           "the end of the file or the table's limit (%u bytes)",
+                           s->dev->filename, i, pos, MAX_TABLE_BYTES);
+        int r = dev_pread(s->file, h, 40, pos);
+        if (r < 0)
+            return r;
+        sn->l1_offset = be64_load(h);
+        sn->l1_size = be32_load(h + 8);
+        uint16_t id_len = be16_load(h + 12), name_len = be16_load(h + 14);
+        sn->date_sec = be32_load(h + 16);
+        sn->date_nsec = be32_load(h + 20);
+        sn->vm_clock_nsec = be64_load(h + 24);
+        sn->vm_state_size = be32_load(h + 32);
+        sn->extra_size = be32_load(h + 36);
+        if (sn->extra_size > MAX_EXTRA)
+            return err_set(-EINVAL, "%s: snapshot %" PRIu32 " has %" PRIu32 " bytes of extra "
+                           "data (at most %u)", s->dev->filename, i, sn->extra_size, MAX_EXTRA);
+        uint64_t len = 40 + (uint64_t)sn->extra_size + id_len + name_len;
+        if (pos - s->snapshots_offset + len > MAX_TABLE_BYTES || !range_inside(pos, len, file_size))
+            return err_set(-EINVAL, "%s: snapshot %" PRIu32 " at offset %" PRIu64 " (%" PRIu64
+                           " bytes) lies beyond the end of the file", s->dev->filename, i, pos,
+                           len);
+        uint8_t *rest = malloc(len - 40 + 1);
+        if (!rest)
+            return err_set(-ENOMEM, "out of memory");
+        r = dev_pread(s->file, rest, len - 40, pos + 40);
+        if (r < 0) {
+            free(rest);
+            return r;
+        }
+        sn->extra = malloc(sn->extra_size + 1);
+        sn->id = strndup((char *)rest + sn->extra_size, id_len);
+        sn->name = strndup((char *)rest + sn->extra_size + id_len, name_len);
+        if (sn->extra)
+            memcpy(sn->extra, rest, sn->extra_size);
+        free(rest);
+        if (!sn->extra || !sn->id || !sn->name)
+            return err_set(-ENOMEM, "out of memory");
+        sn->disk_size = s->size;
+        sn->icount = UINT64_MAX;
+        if (sn->extra_size >= 8)
+            sn->vm_state_size = be64_load(sn->extra);
+        if (sn->extra_size >= 16)
+            sn->disk_size = be64_load(sn->extra + 8);
+        if (sn->extra_size >= 24)
+            sn->icount = be64_load(sn->extra + 16);
+        uint64_t l1_bytes = (uint64_t)sn->l1_size * 8;
+        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8 || sn->l1_offset % s->cluster_size ||
+            (sn->l1_size && (sn->l1_offset == 0 ||
+                             !range_inside(sn->l1_offset, l1_bytes, file_size))))
+            return err_set(-EINVAL, "%s: snapshot %" PRIu32 " has an invalid L1 table (%" PRIu32
+                           " entries at offset 0x%" PRIx64 ")", s->dev->filename, i,
+                           sn->l1_size, sn->l1_offset);
+        pos += (len + 7) & ~7ull;
+    }
+    s->snapshots_size = pos - s->snapshots_offset;
+    return 0;
+}
+
+/* ---- Walking trees -------------------------------------------------------- */
+
+static int read_l1(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **out)
+{
+    uint64_t *t = calloc(n ? n : 1, 8);
+    if (!t)
+        return err_set(-ENOMEM, "out of memory");
+    int r = n ? dev_pread(s->file, t, (size_t)n * 8, off) : 0;
+    if (r < 0) {
+        free(t);
+        return r;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        t[i] = be64_load(&t[i]);
+    *out = t;
+    return 0;
+}
+
+static int ref(struct qcow2 *s, uint64_t host, int delta)
+{
+    return delta > 0 ? qcow2_refcount_update(s, host >> s->cluster_bits, 1)
+                     : qcow2_free_later(s, host, 1);
+}
+
+/* Adds DELTA (+1 now, or -1 at the next flush) to the refcount of every L2
+ * table and data cluster that the L1 table L1 reaches. */
+static int tree_refcount(struct qcow2 *s, const uint64_t *l1, uint32_t n, int delta)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t l2_off = l1[i] & QCOW2_OFFSET_MASK;
+        if (!l2_off || l2_off % s->cluster_size)
+            continue;
+        int r = ref(s, l2_off, delta);
+        uint8_t *l2;
+        if (r == 0)
+            r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
+        if (r < 0)
+            return r;
+        for (uint64_t j = 0; j < s->l2_entries && r == 0; j++) {
+            uint64_t e = qcow2_l2e_get(s, l2, j);
+            if (e & QCOW2_OFLAG_COMPRESSED) {
+                uint64_t off, len;
+                qcow2_compressed_range(s, e, &off, &len);
+                uint64_t first = off & ~(s->cluster_size - 1);
+                uint64_t last = (off + len - 1) & ~(s->cluster_size - 1);
+                for (uint64_t c = first; c <= last && r == 0; c += s->cluster_size)
+                    r = ref(s, c, delta);
+            } else if ((e & QCOW2_OFFSET_MASK) && !((e & QCOW2_OFFSET_MASK) % s->cluster_size)) {
+                r = ref(s, e & QCOW2_OFFSET_MASK, delta);
+            }
+        }
+        qcow2_cache_put(&s->l2c, l2);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t, bool),
+                     void *opaque, uint64_t *fixed)
+{
+    for (uint64_t i = 0; i < s->l1_size; i++) {
+        uint64_t e = s->l1[i], l2_off = e & QCOW2_OFFSET_MASK, rc;
+        if (!l2_off || l2_off % s->cluster_size || l2_off >= dev_size(s->file))
+            continue;
+        int r = qcow2_refcount_get(s, l2_off >> s->cluster_bits, &rc);
+        if (r < 0)
+            return r;
+        uint64_t want = rc == 1 ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED;
+        if (want != e) {
+            if (report)
+                report(opaque, i, e, true);
+            s->l1[i] = want;
+            r = qcow2_write_l1_entry(s, i);
+            if (r < 0)
+                return r;
+            if (fixed)
+                (*fixed)++;
+        }
+        uint8_t *l2;
+        r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
+        if (r < 0)
+            return r;
+        for (uint64_t j = 0; j < s->l2_entries && r == 0; j++) {
+            uint64_t le = qcow2_l2e_get(s, l2, j), host = le & QCOW2_OFFSET_MASK;
+            if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
+                continue;
+            r = qcow2_refcount_get(s, host >> s->cluster_bits, &rc);
+            uint64_t w = rc == 1 ? le | QCOW2_OFLAG_COPIED : le & ~QCOW2_OFLAG_COPIED;
+            if (r == 0 && w != le) {
+                if (report)
+                    report(opaque, j, le, false);
+                qcow2_l2e_set(s, l2, j, w, qcow2_l2e_bitmap(s, l2, j));
+                qcow2_cache_dirty(&s->l2c, l2);
+                if (fixed)
+                    (*fixed)++;
+            }
+        }
+        qcow2_cache_put(&s->l2c, l2);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* ---- The table ------------------------------------------------------------ */
+
+/* Writes the table of snapshots SNAPS (N of them) to new clusters and
+ * switches the header to it; the old table is freed. */
+static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n)
+{
+    uint64_t size = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t extra = snaps[i].extra_size < 24 ? 24 : snaps[i].extra_size;
+        size += (40 + extra + strlen(snaps[i].id) + strlen(snaps[i].name) + 7) & ~7ull;
+    }
+    if (size > MAX_TABLE_BYTES)
+        return err_set(-EFBIG, "%s: the snapshot table would exceed %u bytes", s->dev->filename,
+                       MAX_TABLE_BYTES);
+    uint64_t clusters = (size + s->cluster_size - 1) / s->cluster_size, off = 0;
+    uint8_t *buf = calloc(1, clusters ? clusters * s->cluster_size : 1);
+    if (!buf)
+        return err_set(-ENOMEM, "out of memory");
+    int r = clusters ? qcow2_alloc_clusters(s, clusters, &off) : 0;
+    uint8_t *p = buf;
+    for (uint32_t i = 0; r == 0 && i < n; i++) {
+        struct qcow2_snapshot *sn = &snaps[i];
+        uint32_t extra = sn->extra_size < 24 ? 24 : sn->extra_size;
+        size_t idl = strlen(sn->id), nl = strlen(sn->name);
+        be64_store(p, sn->l1_offset);
+        be32_store(p + 8, sn->l1_size);
+        be16_store(p + 12, (uint16_t)idl);
+        be16_store(p + 14, (uint16_t)nl);
+        be32_store(p + 16, sn->date_sec);
+        be32_store(p + 20, sn->date_nsec);
+        be64_store(p + 24, sn->vm_clock_nsec);
+        be32_store(p + 32, sn->vm_state_size > UINT32_MAX ? 0 : (uint32_t)sn->vm_state_size);
+        be32_store(p + 36, extra);
+        if (sn->extra_size)
+            memcpy(p + 40, sn->extra, sn->extra_size);
+        be64_store(p + 40, sn->vm_state_size);
+        be64_store(p + 48, sn->disk_size);
+        be64_store(p + 56, sn->icount);
+        memcpy(p + 40 + extra, sn->id, idl);
+        memcpy(p + 40 + extra + idl, sn->name, nl);
+        p += (40 + extra + idl + nl + 7) & ~7ull;
+    }
+    /* The new table durable, then the header points to it. */
+    if (r == 0 && clusters)
+        r = qcow2_flush_metadata(s);
+    if (r == 0 && clusters)
+        r = dev_pwrite(s->file, buf, clusters * s->cluster_size, off);
+    if (r == 0)
+        r = dev_flush(s->file);
+    free(buf);
+    if (r == 0) {
+        uint8_t h[12];
+        be32_store(h, n);
+        be64_store(h + 4, off);
+        r = dev_pwrite(s->file, h, 12, 60);
+    }
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r < 0)
+        return r;
+    uint64_t old = s->snapshots_offset, old_size = s->snapshots_size;
+    s->snapshots_offset = off;
+    s->snapshots_size = size;
+    s->nb_snapshots = n;
+    if (old && old_size)
+        r = qcow2_free_later(s, old, (old_size + s->cluster_size - 1) / s->cluster_size);
+    return r;
+}
+
+static int find(struct qcow2 *s, const char *name)
+{
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (strcmp(s->snaps[i].name, name) == 0)
+            return (int)i;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (strcmp(s->snaps[i].id, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* ---- Create, apply, delete ------------------------------------------------ */
+
+static int check_writable(struct qcow2 *s)
+{
+    if (s->read_only)
+        return err_set(-EROFS, "%s: the image is open read-only", s->dev->filename);
+    if (s->corrupt)
+        return err_set(-EIO, "%s: the image is marked corrupt", s->dev->filename);
+    return 0;
+}
+
+int qcow2_snapshot_create(struct qcow2 *s, const char *name)
+{
+    int r = check_writable(s);
+    if (r < 0)
+        return r;
+    if (!*name || strlen(name) > UINT16_MAX)
+        return err_set(-EINVAL, "%s: invalid snapshot name", s->dev->filename);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (strcmp(s->snaps[i].name, name) == 0)
+            return err_set(-EEXIST, "%s: a snapshot named '%s' already exists",
+                           s->dev->filename, name);
+    if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
+        return err_set(-EFBIG, "%s: too many snapshots (%d)", s->dev->filename,
+                       QCOW2_MAX_SNAPSHOTS);
+    r = qcow2_flush_metadata(s);
+    if (r < 0)
+        return r;
+    /* A copy of the active L1 table, and one more reference to its tree. */
+    uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
+    uint64_t l1_clusters = (l1_bytes + s->cluster_size - 1) / s->cluster_size, copy = 0;
+    if (!l1_clusters)
+        l1_clusters = 1;
+    r = qcow2_alloc_clusters(s, l1_clusters, &copy);
+    uint8_t *buf = r == 0 ? calloc(l1_clusters, s->cluster_size) : NULL;
+    if (r == 0 && !buf)
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0)
+        r = tree_refcount(s, s->l1, s->l1_size, +1);
+    if (r == 0) {
+        for (uint32_t i = 0; i < s->l1_size; i++)
+            be64_store(buf + i * 8, s->l1[i] & ~QCOW2_OFLAG_COPIED);
+        r = qcow2_flush_metadata(s);
+    }
+    if (r == 0)
+        r = dev_pwrite(s->file, buf, l1_clusters * s->cluster_size, copy);
+    free(buf);
+    /* Nothing in the active tree is owned alone any more. */
+    if (r == 0)
+        r = qcow2_fix_copied(s, NULL, NULL, NULL);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    if (r < 0)
+        return r;
+
+    /* The table with one more entry. */
+    struct qcow2_snapshot *snaps = realloc(s->snaps, (s->nb_snapshots + 1) * sizeof *snaps);
+    if (!snaps)
+        return err_set(-ENOMEM, "out of memory");
+    s->snaps = snaps;
+    struct qcow2_snapshot *sn = &snaps[s->nb_snapshots];
+    memset(sn, 0, sizeof *sn);
+    unsigned long max_id = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        unsigned long v = strtoul(snaps[i].id, NULL, 10);
+        if (v > max_id)
+            max_id = v;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sn->id = str_printf("%lu", max_id + 1);
+    sn->name = strdup(name);
+    sn->extra = calloc(1, 24);
+    sn->extra_size = 24;
+    sn->l1_offset = copy;
+    sn->l1_size = s->l1_size;
+    sn->date_sec = (uint32_t)now.tv_sec;
+    sn->date_nsec = (uint32_t)now.tv_nsec;
+    sn->disk_size = s->size;
+    sn->icount = 0;
+    if (!sn->id || !sn->name || !sn->extra) {
+        free(sn->id);
+        free(sn->name);
+        free(sn->extra);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    r = write_table(s, snaps, s->nb_snapshots + 1);
+    if (r < 0) {
+        free(sn->id);
+        free(sn->name);
+        free(sn->extra);
+    }
+    return r;
+}
+
+int qcow2_snapshot_apply(struct qcow2 *s, const char *name)
+{
+    int r = check_writable(s);
+    if (r < 0)
+        return r;
+    int k = find(s, name);
+    if (k < 0)
+        return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
+    struct qcow2_snapshot *sn = &s->snaps[k];
+    r = qcow2_flush_metadata(s);
+    uint64_t *snl1 = NULL;
+    if (r == 0)
+        r = read_l1(s, sn->l1_offset, sn->l1_size, &snl1);
+    if (r < 0)
+        return r;
+    /* The snapshot's tree gains the active table's reference... */
+    r = tree_refcount(s, snl1, sn->l1_size, +1);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    /* ...the active L1 table becomes the snapshot's (moved if it grows)... */
+    uint64_t old_clusters = ((uint64_t)s->l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
+    uint64_t new_clusters = ((uint64_t)sn->l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
+    uint64_t l1_off = s->l1_offset;
+    if (r == 0 && new_clusters > old_clusters)
+        r = qcow2_alloc_clusters(s, new_clusters, &l1_off);
+    uint8_t *buf = r == 0 ? calloc(new_clusters ? new_clusters : 1, s->cluster_size) : NULL;
+    if (r == 0 && !buf)
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0) {
+        for (uint32_t i = 0; i < sn->l1_size; i++)
+            be64_store(buf + i * 8, snl1[i]);
+        r = qcow2_flush_metadata(s);
+    }
+    if (r == 0 && new_clusters)
+        r = dev_pwrite(s->file, buf, new_clusters * s->cluster_size, l1_off);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r == 0) {
+        uint8_t h[24];
+        be64_store(h, sn->disk_size);
+        be32_store(h + 8, s->crypt_method);
+        be32_store(h + 12, sn->l1_size);
+        be64_store(h + 16, l1_off);
+        r = dev_pwrite(s->file, h, 24, 24);
+    }
+    if (r == 0)
+        r = dev_flush(s->file);
+    free(buf);
+    if (r < 0) {
+        free(snl1);
+        return r;
+    }
+    /* ...and the old active tree loses it. */
+    uint64_t *old = s->l1;
+    uint32_t old_size = s->l1_size;
+    uint64_t old_off = s->l1_offset;
+    s->l1 = snl1;
+    s->l1_size = sn->l1_size;
+    s->l1_offset = l1_off;
+    s->size = sn->disk_size;
+    __atomic_store_n(&s->dev->size, s->size, __ATOMIC_RELEASE);
+    r = tree_refcount(s, old, old_size, -1);
+    free(old);
+    if (r == 0 && l1_off != old_off)
+        r = qcow2_free_later(s, old_off, old_clusters);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = qcow2_fix_copied(s, NULL, NULL, NULL);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    return r;
+}
+
+int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
+{
+    int r = check_writable(s);
+    if (r < 0)
+        return r;
+    int k = find(s, name);
+    if (k < 0)
+        return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
+    struct qcow2_snapshot gone = s->snaps[k];
+    r = qcow2_flush_metadata(s);
+    if (r < 0)
+        return r;
+    /* The table without it first: then nothing on disk points to its tree. */
+    struct qcow2_snapshot *rest = calloc(s->nb_snapshots, sizeof *rest);
+    if (!rest)
+        return err_set(-ENOMEM, "out of memory");
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if ((int)i != k)
+            rest[n++] = s->snaps[i];
+    r = write_table(s, rest, n);
+    if (r < 0) {
+        free(rest);
+        return r;
+    }
+    free(s->snaps);
+    s->snaps = rest;
+    uint64_t *l1 = NULL;
+    r = read_l1(s, gone.l1_offset, gone.l1_size, &l1);
+    if (r == 0)
+        r = tree_refcount(s, l1, gone.l1_size, -1);
+    free(l1);
+    uint64_t l1_clusters = ((uint64_t)gone.l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
+    if (r == 0 && gone.l1_offset)
+        r = qcow2_free_later(s, gone.l1_offset, l1_clusters ? l1_clusters : 1);
+    free(gone.id);
+    free(gone.name);
+    free(gone.extra);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = qcow2_fix_copied(s, NULL, NULL, NULL);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    return r;
+}
+
+int qcow2_snapshot_select(struct qcow2 *s, const char *name)
+{
+    int k = find(s, name);
+    if (k < 0)
+        return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
+    uint64_t *l1;
+    int r = read_l1(s, s->snaps[k].l1_offset, s->snaps[k].l1_size, &l1);
+    if (r < 0)
+        return r;
+    free(s->l1);
+    s->l1 = l1;
+    s->l1_size = s->snaps[k].l1_size;
+    s->l1_offset = s->snaps[k].l1_offset;
+    s->size = s->snaps[k].disk_size;
+    return 0;
+}
