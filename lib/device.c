@@ -561,10 +561,8 @@ int dev_write_zeroes(struct vdisk_dev *dev, uint64_t off, uint64_t len, unsigned
     return dev_sync_io(dev, VDISK_OP_WRITE_ZEROES, NULL, 0, off, len, flags);
 }
 
-VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count,
-                                         uint64_t offset)
+static int compressed_check(struct vdisk_dev *dev, uint64_t offset, uint64_t count)
 {
-    err_enter(__func__);
     char *msg;
     int r = dev_check_request(dev, VDISK_OP_WRITE, offset, count, &msg);
     if (r < 0) {
@@ -572,10 +570,47 @@ VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t
         free(msg);
         return r;
     }
-    if (!dev->drv->write_compressed)
+    if (!dev->drv->compress)
         return err_set(-ENOTSUP, "%s: the %s format cannot store compressed data",
                        dev->filename, dev->drv->name);
-    return dev->drv->write_compressed(dev, buf, count, offset);
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_compress(vdisk_dev *dev, const void *buf, size_t count, void *out,
+                                size_t out_size, size_t *out_len)
+{
+    err_enter(__func__);
+    if (!dev->drv->compress)
+        return err_set(-ENOTSUP, "%s: the %s format cannot store compressed data",
+                       dev->filename, dev->drv->name);
+    return dev->drv->compress(dev, buf, count, 0, out, out_size, out_len);
+}
+
+VDISK_EXPORT int vdisk_pwrite_compressed_data(vdisk_dev *dev, const void *data, size_t clen,
+                                              uint64_t offset)
+{
+    err_enter(__func__);
+    int r = compressed_check(dev, offset, 1);
+    return r < 0 ? r : dev->drv->write_compressed(dev, data, clen, offset);
+}
+
+VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count,
+                                         uint64_t offset)
+{
+    err_enter(__func__);
+    int r = compressed_check(dev, offset, count);
+    if (r < 0)
+        return r;
+    void *out = malloc(count ? count : 1);
+    if (!out)
+        return err_set(-ENOMEM, "out of memory");
+    size_t clen = 0;
+    r = dev->drv->compress(dev, buf, count, offset, out, count, &clen);
+    if (r == 0)
+        r = clen ? dev->drv->write_compressed(dev, out, clen, offset)
+                 : dev_pwrite(dev, buf, count, offset);
+    free(out);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_pread(vdisk_dev *dev, void *buf, size_t count, uint64_t offset)

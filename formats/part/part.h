@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "endian.h"
 #include "internal.h"
 
 /* Limits that bound what a hostile table can make us do. */
@@ -46,6 +47,7 @@ struct vdisk_ptable {
     uint64_t first_usable, last_usable;
     uint32_t nentries, entry_size;
     uint64_t entries_lba;       /* of the primary array */
+    uint64_t backup_lba;        /* where the backup header was found */
     /* Partitions, by ascending number. */
     struct pt_part *parts;
     size_t n, cap;

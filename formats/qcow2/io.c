@@ -749,19 +749,18 @@ void qcow2_submit(struct vdisk_req *req)
 
 /* ---- Compressed writes ---------------------------------------------------- */
 
-int qcow2_write_compressed(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off)
+int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off,
+                           void *out, size_t out_size, size_t *out_len)
 {
     struct qcow2 *s = dev->priv;
     uint64_t cs = s->cluster_size;
-    if (off % cs || (len != cs && !(off + len == s->size && len < cs)))
+    if (off % cs || len > cs || len == 0 || (len < cs && off + len != s->size && off != 0))
         return err_set(-EINVAL, "%s: a compressed write must be one whole cluster (%" PRIu64
                        " bytes at a multiple of it), not %zu bytes at offset %" PRIu64,
                        dev->filename, cs, len, off);
-    if (s->corrupt)
-        return err_set(-EIO, "%s: the image is marked corrupt; writes are refused",
-                       dev->filename);
     /* A short last cluster is compressed as a whole one, zero-padded. */
-    uint8_t *in = (uint8_t *)buf, *padded = NULL;
+    const uint8_t *in = buf;
+    uint8_t *padded = NULL;
     if (len < cs) {
         padded = calloc(1, cs);
         if (!padded)
@@ -769,19 +768,26 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const void *buf, size_t len, u
         memcpy(padded, buf, len);
         in = padded;
     }
-    uint8_t *out = malloc(cs);
-    long clen = out ? qcow2_compress(s->compression_type, in, cs, out, cs - 1) : -ENOMEM;
-    if (clen < 0) {
-        free(out);
-        free(padded);
+    size_t limit = out_size < cs - 1 ? out_size : cs - 1;
+    long clen = qcow2_compress(s->compression_type, in, cs, out, limit);
+    free(padded);
+    if (clen < 0)
         return err_set((int)clen, "%s: compression failed", dev->filename);
-    }
-    if (clen == 0) {
-        /* It does not shrink: an ordinary write. */
-        free(out);
-        free(padded);
-        return dev_pwrite(dev, buf, len, off);
-    }
+    *out_len = (size_t)clen;
+    return 0;
+}
+
+int qcow2_write_compressed(struct vdisk_dev *dev, const void *data, size_t clen, uint64_t off)
+{
+    struct qcow2 *s = dev->priv;
+    uint64_t cs = s->cluster_size;
+    if (off % cs || clen == 0 || clen >= cs)
+        return err_set(-EINVAL, "%s: %zu compressed bytes for offset %" PRIu64 " do not make "
+                       "a compressed cluster", dev->filename, clen, off);
+    if (s->corrupt)
+        return err_set(-EIO, "%s: the image is marked corrupt; writes are refused",
+                       dev->filename);
+    const uint8_t *out = data;
     /* Reserve the guest cluster and a byte range in the file. */
     struct qcow2_alloc range = {.start = off, .end = off + cs};
     uint64_t host = 0;
@@ -810,9 +816,7 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const void *buf, size_t len, u
     }
     pthread_mutex_unlock(&s->lock);
     if (r == 0)
-        r = dev_pwrite(s->file, out, (size_t)clen, host);
-    free(out);
-    free(padded);
+        r = dev_pwrite(s->file, out, clen, host);
     /* Point the L2 entry at it. */
     pthread_mutex_lock(&s->lock);
     if (r == 0) {

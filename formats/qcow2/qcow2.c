@@ -488,6 +488,7 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .open = qcow2_open,
     .close = qcow2_close,
     .submit = qcow2_submit,
+    .compress = qcow2_compress_cluster,
     .write_compressed = qcow2_write_compressed,
     .block_status = qcow2_block_status,
     .allocated_size = qcow2_allocated_size,

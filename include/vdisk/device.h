@@ -185,6 +185,24 @@ int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
  */
 int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count, uint64_t offset);
 
+/*
+ * The two halves of vdisk_pwrite_compressed, for programs that compress on
+ * several threads and store in order (as vdisk convert -c does):
+ *
+ * vdisk_compress: compresses the cluster BUF (COUNT bytes, as above) into
+ * OUT (room for OUT_SIZE bytes; the cluster size is enough) in the image's
+ * compression type, and stores the compressed length in *OUT_LEN, or 0
+ * when the data does not shrink (write it uncompressed then).  No I/O;
+ * thread-safe.  Returns 0, -ENOTSUP, -EINVAL or -errno.
+ *
+ * vdisk_pwrite_compressed_data: stores CLEN bytes that vdisk_compress
+ * produced for the cluster at OFFSET.  Returns 0 or -errno.
+ */
+int vdisk_compress(vdisk_dev *dev, const void *buf, size_t count, void *out, size_t out_size,
+                   size_t *out_len);
+int vdisk_pwrite_compressed_data(vdisk_dev *dev, const void *data, size_t clen,
+                                 uint64_t offset);
+
 /* ---- Block status -------------------------------------------------------- */
 
 /* Bits of vdisk_extent.flags. */
