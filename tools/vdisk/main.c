@@ -14,6 +14,8 @@ static const struct {
     {"info", cmd_info, "info [-f FMT] [--output=human|json] [--debug] FILE"},
     {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE"},
     {"snapshot", cmd_snapshot, "snapshot [-q] [-f FMT] [-l | -c NAME | -a NAME | -d NAME] FILE"},
+    {"convert", cmd_convert, "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [-n] [-S SIZE] "
+                             "[-B BACKING [-F FMT]] [-l snapshot.name=NAME] [-m N] SRC... DST"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "

@@ -1,0 +1,603 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/vdisk/cmd_convert.c: vdisk convert, as qemu-img convert.
+ *
+ * The sources (concatenated) are copied to the target in chunks.  Chunks
+ * whose source extents read as zeroes are skipped (or zeroed on an existing
+ * target); runs of zeroes of at least -S bytes inside read data are not
+ * written, so the output stays sparse.  Reads and writes run on
+ * asynchronous queues, many chunks in flight.  With -c, every cluster is
+ * compressed by a pool of threads (one per core) and stored in order, so
+ * that the output is the same whatever the timing.  With -B, only clusters
+ * that differ from the given backing file are written.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define MAX_SOURCES 64
+
+struct src {
+    vdisk_dev *dev;
+    uint64_t start, size;   /* where it lies in the concatenation */
+};
+
+struct conv {
+    struct src srcs[MAX_SOURCES];
+    int nsrc;
+    uint64_t total;
+    vdisk_dev *dst;
+    vdisk_dev *backing;      /* -B: compare with it */
+    uint64_t cluster;        /* the target's cluster (or 64 KiB) */
+    uint64_t chunk;
+    uint64_t sparse;         /* -S */
+    bool target_fresh;       /* created now: unwritten areas read as zeroes */
+    bool compress;
+    bool progress;
+    unsigned parallel;       /* -m */
+    int error;
+    uint64_t done;           /* bytes handled, for the progress bar */
+};
+
+/* ---- Progress ------------------------------------------------------------- */
+
+static void progress(struct conv *c, uint64_t bytes)
+{
+    c->done += bytes;
+    if (!c->progress)
+        return;
+    static int last = -1;
+    int per_mille = c->total ? (int)(c->done * 10000 / c->total) : 10000;
+    if (per_mille == last)
+        return;
+    last = per_mille;
+    printf("    (%d.%02d/100%%)\r", per_mille / 100, per_mille % 100);
+    fflush(stdout);
+}
+
+/* ---- Reading the concatenated sources ------------------------------------ */
+
+static struct src *source_at(struct conv *c, uint64_t off)
+{
+    for (int i = 0; i < c->nsrc; i++)
+        if (off >= c->srcs[i].start && off < c->srcs[i].start + c->srcs[i].size)
+            return &c->srcs[i];
+    return NULL;
+}
+
+/* The status of the sources at OFF: 1 zeroes (for *len bytes), 0 data. */
+static int source_zero(struct conv *c, uint64_t off, uint64_t max, uint64_t *len)
+{
+    struct src *s = source_at(c, off);
+    uint64_t in = off - s->start, n = s->size - in < max ? s->size - in : max;
+    struct vdisk_extent e;
+    if (vdisk_block_status(s->dev, in, n, &e) < 0) {
+        *len = n;
+        return 0;
+    }
+    *len = e.length;
+    return (e.flags & VDISK_EXT_ZERO) && !(e.flags & VDISK_EXT_DATA) ? 1 : 0;
+}
+
+static int read_sources(struct conv *c, uint8_t *buf, uint64_t off, uint64_t len)
+{
+    while (len) {
+        struct src *s = source_at(c, off);
+        uint64_t in = off - s->start, n = s->size - in < len ? s->size - in : len;
+        if (vdisk_pread(s->dev, buf, n, in) < 0)
+            return -1;
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    static const uint8_t zero[4096];
+    while (n >= sizeof zero) {
+        if (memcmp(p, zero, sizeof zero))
+            return false;
+        p += sizeof zero;
+        n -= sizeof zero;
+    }
+    return n == 0 || memcmp(p, zero, n) == 0;
+}
+
+/* ---- Plain copies: reads and writes on queues ------------------------------ */
+
+struct slot {
+    struct conv *c;
+    vdisk_queue *wq;
+    uint8_t *buf;
+    uint8_t *cmp;            /* -B: the backing file's data */
+    uint64_t off, len;
+    unsigned writes;         /* in flight */
+    bool busy;
+};
+
+static void write_done(void *user, int ret)
+{
+    struct slot *s = user;
+    if (ret < 0 && !s->c->error) {
+        s->c->error = ret;
+        cli_lib_error();
+    }
+    if (--s->writes == 0) {
+        progress(s->c, s->len);
+        s->busy = false;
+    }
+}
+
+static int put(struct slot *s, uint64_t off, uint64_t len, bool zero)
+{
+    struct conv *c = s->c;
+    int r;
+    s->writes++;
+    if (zero) {
+        r = vdisk_aio_write_zeroes(s->wq, off, len, VDISK_REQ_MAY_UNMAP, write_done, s);
+    } else {
+        struct iovec v = {s->buf + (off - s->off), len};
+        r = vdisk_aio_pwritev(s->wq, &v, 1, off, 0, write_done, s);
+    }
+    if (r < 0) {
+        s->writes--;
+        if (!c->error) {
+            c->error = r;
+            cli_lib_error();
+        }
+    }
+    return r;
+}
+
+/* Writes what the chunk in S needs: its data, less the zero runs. */
+static void write_chunk(struct slot *s)
+{
+    struct conv *c = s->c;
+    uint64_t unit = c->backing ? c->cluster : c->sparse;
+    s->writes = 1; /* a guard while the writes are started */
+    uint64_t run_start = 0;
+    int run_kind = -1; /* 0 skip, 1 data, 2 zeroes */
+    for (uint64_t pos = 0; pos <= s->len; pos += unit) {
+        int kind = -1;
+        if (pos < s->len) {
+            uint64_t n = s->len - pos < unit ? s->len - pos : unit;
+            bool zero = all_zero(s->buf + pos, n);
+            if (c->backing) {
+                bool same = memcmp(s->buf + pos, s->cmp + pos, n) == 0;
+                kind = same ? 0 : zero ? 2 : 1;
+            } else if (zero) {
+                kind = c->target_fresh ? 0 : 2;
+            } else {
+                kind = 1;
+            }
+        }
+        if (kind != run_kind) {
+            if (run_kind > 0 && pos > run_start)
+                put(s, s->off + run_start, (pos < s->len ? pos : s->len) - run_start,
+                    run_kind == 2);
+            run_start = pos;
+            run_kind = kind;
+        }
+    }
+    write_done(s, 0);
+}
+
+static int copy_plain(struct conv *c)
+{
+    vdisk_queue *wq;
+    if (vdisk_queue_new(&wq, c->dst, c->parallel * 4) < 0) {
+        cli_lib_error();
+        return -1;
+    }
+    struct slot *slots = calloc(c->parallel, sizeof *slots);
+    for (unsigned i = 0; i < c->parallel; i++) {
+        slots[i].c = c;
+        slots[i].wq = wq;
+        slots[i].buf = malloc(c->chunk);
+        slots[i].cmp = c->backing ? malloc(c->chunk) : NULL;
+    }
+    uint64_t off = 0;
+    while (!c->error && (off < c->total || vdisk_queue_in_flight(wq))) {
+        struct slot *s = NULL;
+        for (unsigned i = 0; i < c->parallel && !s; i++)
+            if (!slots[i].busy)
+                s = &slots[i];
+        if (!s || off >= c->total) {
+            if (vdisk_queue_reap(wq, 1, -1) < 0)
+                break;
+            continue;
+        }
+        uint64_t len = c->total - off < c->chunk ? c->total - off : c->chunk;
+        /* Whole zero extents of the sources cost no read. */
+        uint64_t zlen;
+        if (!c->backing && source_zero(c, off, len, &zlen) == 1) {
+            len = zlen < len ? zlen : len;
+            if (!c->target_fresh) {
+                s->busy = true;
+                s->off = off;
+                s->len = len;
+                s->writes = 0;
+                put(s, off, len, true);
+            } else {
+                progress(c, len);
+            }
+            off += len;
+            vdisk_queue_submit(wq);
+            continue;
+        }
+        s->busy = true;
+        s->off = off;
+        s->len = len;
+        if (read_sources(c, s->buf, off, len) < 0 ||
+            (c->backing && off < vdisk_get_size(c->backing) &&
+             vdisk_pread(c->backing, s->cmp, vdisk_get_size(c->backing) - off < len
+                                                   ? vdisk_get_size(c->backing) - off : len,
+                         off) < 0)) {
+            cli_lib_error();
+            c->error = -EIO;
+            break;
+        }
+        if (c->backing) {
+            uint64_t bsize = vdisk_get_size(c->backing);
+            uint64_t have = off < bsize ? (bsize - off < len ? bsize - off : len) : 0;
+            memset(s->cmp + have, 0, len - have);
+        }
+        write_chunk(s);
+        vdisk_queue_submit(wq);
+        off += len;
+    }
+    vdisk_queue_drain(wq);
+    vdisk_queue_free(wq);
+    for (unsigned i = 0; i < c->parallel; i++) {
+        free(slots[i].buf);
+        free(slots[i].cmp);
+    }
+    free(slots);
+    return c->error ? -1 : 0;
+}
+
+/* ---- Compressed copies: a pool compresses, one thread stores in order ---- */
+
+struct ctask {
+    uint64_t off, len;
+    uint8_t *in, *out;
+    size_t clen;
+    int state;               /* 0 free, 1 to compress, 2 compressed, 3 skip (zeroes) */
+    int err;
+};
+
+struct cpool {
+    struct conv *c;
+    struct ctask *tasks;
+    unsigned n;
+    uint64_t next_job;       /* index of the next task to hand to a worker */
+    uint64_t issued;         /* tasks filled so far */
+    bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+};
+
+static void *compressor(void *arg)
+{
+    struct cpool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->stop && p->next_job >= p->issued)
+            pthread_cond_wait(&p->work, &p->lock);
+        if (p->next_job >= p->issued)
+            break;
+        struct ctask *t = &p->tasks[p->next_job++ % p->n];
+        if (t->state != 1)
+            continue; /* zeroes: nothing to compress */
+        pthread_mutex_unlock(&p->lock);
+        int r = vdisk_compress(p->c->dst, t->in, t->len, t->out, p->c->cluster, &t->clen);
+        pthread_mutex_lock(&p->lock);
+        t->err = r;
+        t->state = 2;
+        pthread_cond_broadcast(&p->done);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static int copy_compressed(struct conv *c)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned workers = cores > 0 ? (unsigned)cores : 1;
+    struct cpool p = {.c = c, .n = workers * 4};
+    p.tasks = calloc(p.n, sizeof *p.tasks);
+    for (unsigned i = 0; i < p.n; i++) {
+        p.tasks[i].in = malloc(c->cluster);
+        p.tasks[i].out = malloc(c->cluster);
+    }
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.work, NULL);
+    pthread_cond_init(&p.done, NULL);
+    pthread_t *tids = calloc(workers, sizeof *tids);
+    for (unsigned i = 0; i < workers; i++)
+        pthread_create(&tids[i], NULL, compressor, &p);
+
+    uint64_t nclusters = (c->total + c->cluster - 1) / c->cluster;
+    uint64_t read_next = 0, write_next = 0;
+    int r = 0;
+    while (r == 0 && write_next < nclusters) {
+        /* Fill free tasks with the next clusters. */
+        while (r == 0 && read_next < nclusters && read_next - write_next < p.n) {
+            struct ctask *t = &p.tasks[read_next % p.n];
+            t->off = read_next * c->cluster;
+            t->len = c->total - t->off < c->cluster ? c->total - t->off : c->cluster;
+            uint64_t zlen;
+            bool zero = source_zero(c, t->off, t->len, &zlen) == 1 && zlen >= t->len;
+            if (!zero) {
+                if (read_sources(c, t->in, t->off, t->len) < 0) {
+                    cli_lib_error();
+                    r = -1;
+                    break;
+                }
+                zero = all_zero(t->in, t->len);
+            }
+            /* Hand it to the pool (in the file's order). */
+            pthread_mutex_lock(&p.lock);
+            t->state = zero ? 3 : 1;
+            p.issued = read_next + 1;
+            pthread_cond_broadcast(&p.work);
+            pthread_mutex_unlock(&p.lock);
+            read_next++;
+        }
+        /* Store the next cluster in order once it is ready. */
+        struct ctask *t = &p.tasks[write_next % p.n];
+        pthread_mutex_lock(&p.lock);
+        while (t->state == 1)
+            pthread_cond_wait(&p.done, &p.lock);
+        pthread_mutex_unlock(&p.lock);
+        if (r == 0 && t->state == 2) {
+            if (t->err < 0) {
+                cli_lib_error();
+                r = -1;
+            } else if (t->clen) {
+                r = vdisk_pwrite_compressed_data(c->dst, t->out, t->clen, t->off);
+            } else {
+                r = vdisk_pwrite(c->dst, t->in, t->len, t->off);
+            }
+            if (r < 0)
+                cli_lib_error();
+        } else if (r == 0 && t->state == 3 && !c->target_fresh) {
+            r = vdisk_write_zeroes(c->dst, t->off, t->len, VDISK_ZEROES_MAY_UNMAP);
+            if (r < 0)
+                cli_lib_error();
+        }
+        t->state = 0;
+        progress(c, t->len);
+        write_next++;
+    }
+    pthread_mutex_lock(&p.lock);
+    p.stop = true;
+    p.next_job = p.issued; /* nothing more to do */
+    pthread_cond_broadcast(&p.work);
+    pthread_mutex_unlock(&p.lock);
+    for (unsigned i = 0; i < workers; i++)
+        pthread_join(tids[i], NULL);
+    for (unsigned i = 0; i < p.n; i++) {
+        free(p.tasks[i].in);
+        free(p.tasks[i].out);
+    }
+    free(p.tasks);
+    free(tids);
+    pthread_mutex_destroy(&p.lock);
+    pthread_cond_destroy(&p.work);
+    pthread_cond_destroy(&p.done);
+    return r;
+}
+
+/* ---- The command ---------------------------------------------------------- */
+
+static void help(void)
+{
+    printf("usage: vdisk convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-p] [-q] [-n]\n"
+           "                     [-S SPARSE_SIZE] [-B BACKING [-F BACKING_FMT]]\n"
+           "                     [-l snapshot.name=NAME] [-m N] [-W] [-t CACHE] [-T CACHE]\n"
+           "                     SRC... DST\n"
+           "\n"
+           "Copies the images SRC (concatenated) to DST, as qemu-img convert does.\n"
+           "\n"
+           "  -f FMT          the sources' format (probed when not given)\n"
+           "  -O FMT          the output format: raw (default) or qcow2\n"
+           "  -o OPTIONS      options for creating DST (see vdisk create --help)\n"
+           "  -c              compress the output (qcow2; zstd or zlib as\n"
+           "                  compression_type says), on every core\n"
+           "  -p              show progress\n"
+           "  -q              quiet\n"
+           "  -n              DST exists already: do not create it\n"
+           "  -S SIZE         runs of zeroes of at least SIZE bytes are not written\n"
+           "                  (default 4k; 0 writes everything)\n"
+           "  -B BACKING      DST is an overlay of BACKING holding only what differs\n"
+           "  -F FMT          BACKING's format\n"
+           "  -l snapshot.name=NAME, -l snapshot.id=ID, -l NAME\n"
+           "                  convert a snapshot of the (single) source\n"
+           "  -m N            requests in flight (default 8)\n"
+           "  -W              writes may complete out of order (always so here)\n"
+           "  -t CACHE        the target's cache mode (default unsafe, as qemu-img)\n"
+           "  -T CACHE        the sources' cache mode (default writeback)\n");
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"force-share", no_argument, NULL, 'U'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
+    /* As qemu-img convert: the target is written with cache=unsafe (no
+     * flushes; a failed convert is run again). */
+    const char *snap = NULL, *dst_cache = "unsafe", *src_cache = NULL;
+    bool quiet = false, no_create = false;
+    struct conv c = {.sparse = 4096, .parallel = 8};
+    vdisk_options *opts = NULL;
+    int ret = 1;
+    if (vdisk_options_new(&opts) < 0) {
+        cli_lib_error();
+        return 1;
+    }
+    int ch;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "+hf:O:o:cpqnS:B:F:l:s:m:Wt:T:U", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'h':
+            help();
+            ret = 0;
+            goto out;
+        case 'f': fmt = optarg; break;
+        case 'O': out_fmt = optarg; break;
+        case 'o':
+            if (vdisk_options_parse(opts, optarg) < 0) {
+                cli_lib_error();
+                goto out;
+            }
+            break;
+        case 'c': c.compress = true; break;
+        case 'p': c.progress = true; break;
+        case 'q': quiet = true; break;
+        case 'n': no_create = true; break;
+        case 'S':
+            if (parse_size(optarg, &c.sparse) < 0) {
+                cli_error("Invalid buffer size for sparse output specified. Valid sizes are "
+                          "multiples of 512 up to 16 MiB, or 0.");
+                goto out;
+            }
+            break;
+        case 'B': backing = optarg; break;
+        case 'F': backing_fmt = optarg; break;
+        case 'l':
+        case 's':
+            snap = strncmp(optarg, "snapshot.name=", 14) == 0 ? optarg + 14
+                   : strncmp(optarg, "snapshot.id=", 12) == 0 ? optarg + 12 : optarg;
+            break;
+        case 'm': {
+            uint64_t m;
+            if (parse_size(optarg, &m) < 0 || m < 1 || m > 16) {
+                cli_error("Invalid number of coroutines. Allowed number of coroutines is "
+                          "between 1 and 16");
+                goto out;
+            }
+            c.parallel = (unsigned)m;
+            break;
+        }
+        case 'W': break;
+        case 't': dst_cache = optarg; break;
+        case 'T': src_cache = optarg; break;
+        case 'U': break;
+        default:
+            fprintf(stderr, "Try 'vdisk convert --help' for more information.\n");
+            goto out;
+        }
+    }
+    (void)quiet;
+    if (argc - optind < 2) {
+        cli_error("Expecting image file name");
+        goto out;
+    }
+    if (c.sparse % 512 || c.sparse > (16u << 20)) {
+        cli_error("Invalid buffer size for sparse output specified. Valid sizes are multiples "
+                  "of 512 up to 16 MiB, or 0.");
+        goto out;
+    }
+    if (c.sparse == 0)
+        c.sparse = UINT64_MAX; /* no zero detection */
+    const char *dst_name = argv[argc - 1];
+    if (argc - optind - 1 > MAX_SOURCES) {
+        cli_error("too many source images (at most %d)", MAX_SOURCES);
+        goto out;
+    }
+    if (snap && argc - optind - 1 != 1) {
+        cli_error("No support for concatenating multiple snapshot");
+        goto out;
+    }
+    /* Open the sources. */
+    for (int i = optind; i < argc - 1; i++) {
+        vdisk_options *so = NULL;
+        vdisk_options_new(&so);
+        vdisk_options_set(so, "read-only", "on");
+        if (fmt)
+            vdisk_options_set(so, "format", fmt);
+        if (src_cache)
+            vdisk_options_set(so, "cache", src_cache);
+        if (snap)
+            vdisk_options_set(so, "snapshot.name", snap);
+        vdisk_dev *d = NULL;
+        int r = vdisk_open(&d, argv[i], so);
+        vdisk_options_free(so);
+        if (r < 0) {
+            cli_lib_error();
+            goto out;
+        }
+        c.srcs[c.nsrc].dev = d;
+        c.srcs[c.nsrc].start = c.total;
+        c.srcs[c.nsrc].size = vdisk_get_size(d);
+        c.total += c.srcs[c.nsrc].size;
+        c.nsrc++;
+    }
+    if (c.compress && strcmp(out_fmt, "qcow2") != 0) {
+        cli_error("Compression not supported for this file format");
+        goto out;
+    }
+    /* Create the target. */
+    if (backing && (vdisk_options_set(opts, "backing_file", backing) < 0 ||
+                    (backing_fmt && vdisk_options_set(opts, "backing_fmt", backing_fmt) < 0))) {
+        cli_lib_error();
+        goto out;
+    }
+    if (!no_create) {
+        if (vdisk_create(dst_name, out_fmt, c.total, opts) < 0) {
+            cli_lib_error();
+            goto out;
+        }
+        c.target_fresh = true;
+    }
+    struct open_args oa = {.format = out_fmt, .cache = dst_cache};
+    c.dst = cli_open(dst_name, &oa);
+    if (!c.dst)
+        goto out;
+    if (vdisk_get_size(c.dst) < c.total) {
+        cli_error("%s: the target (%" PRIu64 " bytes) is smaller than the sources (%" PRIu64
+                  " bytes)", dst_name, vdisk_get_size(c.dst), c.total);
+        goto out;
+    }
+    c.backing = vdisk_get_backing(c.dst);
+    if (c.backing)
+        c.target_fresh = false; /* the backing file shows through */
+    struct vdisk_info in = {.struct_size = sizeof in};
+    vdisk_get_info(c.dst, &in);
+    c.cluster = in.cluster_size ? in.cluster_size : 65536;
+    c.chunk = c.cluster > (1u << 20) ? c.cluster : (1u << 20);
+    if (c.sparse != UINT64_MAX && c.sparse > c.chunk)
+        c.chunk = c.sparse;
+    if (c.backing && !backing)
+        c.backing = NULL; /* -n on an existing overlay: copy everything */
+    if (!c.backing && !no_create)
+        c.target_fresh = true;
+    progress(&c, 0);
+    int r = c.compress ? copy_compressed(&c) : copy_plain(&c);
+    if (r == 0 && vdisk_flush(c.dst) < 0) {
+        cli_lib_error();
+        r = -1;
+    }
+    if (c.progress)
+        printf("    (100.00/100%%)\n");
+    ret = r < 0 ? 1 : 0;
+out:
+    if (c.dst)
+        vdisk_close(c.dst);
+    for (int i = 0; i < c.nsrc; i++)
+        vdisk_close(c.srcs[i].dev);
+    vdisk_options_free(opts);
+    return ret;
+}
