@@ -16,6 +16,7 @@ static const struct {
     {"snapshot", cmd_snapshot, "snapshot [-q] [-f FMT] [-l | -c NAME | -a NAME | -d NAME] FILE"},
     {"convert", cmd_convert, "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [-n] [-S SIZE] "
                              "[-B BACKING [-F FMT]] [-l snapshot.name=NAME] [-m N] SRC... DST"},
+    {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
