@@ -375,6 +375,66 @@ VDISK_EXPORT int vdisk_check(vdisk_dev *dev, unsigned flags, struct vdisk_check_
     return dev->drv->check(dev, flags, res, report, opaque);
 }
 
+/* ---- Whole images --------------------------------------------------------- */
+
+static int raw_like_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
+{
+    if (size < dev_size(dev) && !(flags & VDISK_RESIZE_SHRINK))
+        return err_set(-EINVAL, "%s: use the shrink flag (--shrink) to make the image smaller",
+                       dev->filename);
+    return dev_truncate(dev, size);
+}
+
+VDISK_EXPORT int vdisk_resize(vdisk_dev *dev, uint64_t new_size, unsigned flags)
+{
+    err_enter(__func__);
+    if (new_size > (uint64_t)INT64_MAX - 511)
+        return err_set(-EINVAL, "%s: size %" PRIu64 " is too large", dev->filename, new_size);
+    new_size = align_up(new_size, 512);
+    if (!(dev->caps & VDISK_CAN_WRITE))
+        return err_set(-EROFS, "%s: the image is open read-only", dev->filename);
+    if (dev->drv->resize)
+        return dev->drv->resize(dev, new_size, flags);
+    if (dev->drv->truncate)
+        return raw_like_resize(dev, new_size, flags);
+    return err_set(-ENOTSUP, "%s: the %s format cannot be resized", dev->filename,
+                   dev->drv->name);
+}
+
+VDISK_EXPORT int vdisk_make_empty(vdisk_dev *dev)
+{
+    err_enter(__func__);
+    if (!dev->drv->make_empty)
+        return err_set(-ENOTSUP, "%s: the %s format cannot be emptied", dev->filename,
+                       dev->drv->name);
+    return dev->drv->make_empty(dev);
+}
+
+VDISK_EXPORT int vdisk_set_backing(vdisk_dev *dev, const char *name, const char *format)
+{
+    err_enter(__func__);
+    if (!dev->drv->set_backing)
+        return err_set(-ENOTSUP, "%s: the %s format has no backing files", dev->filename,
+                       dev->drv->name);
+    return dev->drv->set_backing(dev, name && *name ? name : NULL, format);
+}
+
+VDISK_EXPORT int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts)
+{
+    err_enter(__func__);
+    if (!dev->drv->amend)
+        return err_set(-ENOTSUP, "%s: the %s format has no options to amend", dev->filename,
+                       dev->drv->name);
+    struct opt_set os;
+    int r = opt_set_init(&os, opts);
+    if (r == 0)
+        r = dev->drv->amend(dev, &os);
+    if (r == 0)
+        r = opt_check_all_taken(&os, dev->drv->name);
+    opt_set_fini(&os);
+    return r;
+}
+
 /* ---- Snapshots ------------------------------------------------------------ */
 
 VDISK_EXPORT int vdisk_snapshot_count(vdisk_dev *dev)

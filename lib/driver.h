@@ -26,6 +26,7 @@
 #include <vdisk/info.h>
 #include <vdisk/check.h>
 #include <vdisk/snapshot.h>
+#include <vdisk/image.h>
 
 struct vdisk_dev;
 struct vdisk_req;
@@ -92,6 +93,12 @@ struct vdisk_driver {
     int (*snapshot_count)(struct vdisk_dev *dev);
     int (*snapshot_get)(struct vdisk_dev *dev, unsigned index, struct vdisk_snapshot *sn);
     int (*snapshot_op)(struct vdisk_dev *dev, int op, const char *name);
+
+    /* Whole-image operations (vdisk/image.h); NULL: not supported. */
+    int (*resize)(struct vdisk_dev *dev, uint64_t size, unsigned flags);
+    int (*make_empty)(struct vdisk_dev *dev);
+    int (*set_backing)(struct vdisk_dev *dev, const char *name, const char *format);
+    int (*amend)(struct vdisk_dev *dev, struct opt_set *opts);
 
     /* Creates an image; takes its options from OPTS with opt_take(). */
     int (*create)(const char *filename, uint64_t size, struct opt_set *opts);

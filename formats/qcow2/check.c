@@ -264,10 +264,22 @@ static int scan(struct ck *ck, unsigned flags)
 
 /* Writes a new refcount structure from the references counted, at the end
  * of the file, and points the header at it. */
-static int rebuild(struct ck *ck)
+/* Sets the refcount width fields of S for ORDER. */
+static void set_order(struct qcow2 *s, uint32_t order)
+{
+    s->refcount_order = order;
+    s->refcount_bits = 1u << order;
+    s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX : (1ull << s->refcount_bits) - 1;
+    s->rb_bits = s->cluster_bits + 3 - order;
+    s->rb_entries = 1ull << s->rb_bits;
+}
+
+static int rebuild(struct ck *ck, uint32_t order)
 {
     struct qcow2 *s = ck->s;
     uint64_t cs = s->cluster_size;
+    uint32_t old_order = s->refcount_order;
+    set_order(s, order);
     /* The old structure goes: nothing references it any more. */
     for (uint64_t c = s->reft_offset / cs; c < s->reft_offset / cs + s->reft_clusters; c++)
         if (c < ck->nb && ck->refs[c])
@@ -302,9 +314,11 @@ static int rebuild(struct ck *ck)
         rt = need_rt;
     }
     uint64_t total = p + rt + nb > highest + 1 ? p + rt + nb : highest + 1;
-    if (rt * cs > QCOW2_MAX_REFTABLE_BYTES)
+    if (rt * cs > QCOW2_MAX_REFTABLE_BYTES) {
+        set_order(s, old_order);
         return err_set(-EFBIG, "%s: the rebuilt refcount table would be too large",
                        s->dev->filename);
+    }
     uint8_t *blocks = calloc(nb, cs);
     uint64_t *table = calloc(rt * cs / 8, 8);
     uint8_t *tbuf = calloc(rt, cs);
@@ -334,15 +348,24 @@ static int rebuild(struct ck *ck)
     if (r == 0)
         r = dev_flush(s->file);
     if (r == 0) {
-        uint8_t h[12];
+        /* The table and the width change with one write of the header. */
+        uint8_t h[52];
         be64_store(h, p * cs);
         be32_store(h + 8, (uint32_t)rt);
-        r = dev_pwrite(s->file, h, 12, 48);
+        be32_store(h + 12, s->nb_snapshots);
+        be64_store(h + 16, s->snapshots_offset);
+        be64_store(h + 24, s->incompat);
+        be64_store(h + 32, s->compat);
+        be64_store(h + 40, s->autoclear);
+        be32_store(h + 48, order);
+        r = s->version >= 3 ? dev_pwrite(s->file, h, 52, 48) : dev_pwrite(s->file, h, 12, 48);
     }
     if (r == 0)
         r = dev_flush(s->file);
-    if (r < 0)
+    if (r < 0) {
+        set_order(s, old_order);
         goto out;
+    }
     /* Forget the old structure. */
     for (unsigned i = 0; i < s->rbc.n; i++) {
         s->rbc.e[i].offset = 0;
@@ -444,7 +467,7 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
     if (r == 0 && ck.rebuild && fix_errors) {
         if (report)
             report(opaque, "Rebuilding refcount structure");
-        r = rebuild(&ck);
+        r = rebuild(&ck, s->refcount_order);
         if (r == 0) {
             res->corruptions_fixed += res->corruptions;
             res->corruptions = 0;
@@ -507,6 +530,26 @@ int qcow2_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result
             s->corrupt = false;
     }
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order)
+{
+    struct vdisk_check_result res = {.struct_size = sizeof res};
+    struct ck ck = {.s = s, .res = &res};
+    ck.nb = (dev_size(s->file) + s->cluster_size - 1) / s->cluster_size;
+    ck.refs = calloc(ck.nb ? ck.nb : 1, sizeof *ck.refs);
+    ck.buf = malloc(s->cluster_size);
+    int r = ck.refs && ck.buf ? 0 : err_set(-ENOMEM, "out of memory");
+    if (r == 0)
+        r = scan(&ck, 0);
+    if (r == 0 && (res.corruptions || res.check_errors))
+        r = err_set(-EIO, "%s: the image has %" PRId64 " corruptions; repair it first",
+                    s->dev->filename, res.corruptions);
+    if (r == 0)
+        r = rebuild(&ck, order);
+    free(ck.refs);
+    free(ck.buf);
     return r;
 }
 

@@ -34,7 +34,7 @@ static char *resolve_backing(const char *overlay, const char *name)
     return str_printf("%.*s/%s", (int)(slash - overlay), overlay, name);
 }
 
-static int open_backing(struct qcow2 *s, struct opt_set *os)
+int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
 {
     if (s->dev->params.no_backing)
         return err_set(-EPERM, "%s: backing files are not allowed here (the image names '%s')",
@@ -59,7 +59,7 @@ static int open_backing(struct qcow2 *s, struct opt_set *os)
     struct vdisk_open_params p = *up;
     p.read_only = true;
     p.chain = &link;
-    const char *fmt = opt_take(os, "backing.format");
+    const char *fmt = os ? opt_take(os, "backing.format") : NULL;
     if (!fmt)
         fmt = s->backing_fmt ? s->backing_fmt : "raw";
     int r = dev_open(&s->backing, s->full_backing, fmt, &p, NULL);
@@ -203,7 +203,7 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
                         "read-only (repair it with vdisk check -r all)", dev->filename);
     }
     if (r == 0 && s->backing_name)
-        r = open_backing(s, os);
+        r = qcow2_open_backing(s, os);
     if (r == 0 && !s->read_only) {
         s->lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
@@ -495,6 +495,10 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .get_info = qcow2_get_info,
     .backing = qcow2_backing,
     .check = qcow2_check,
+    .resize = qcow2_resize,
+    .make_empty = qcow2_make_empty,
+    .set_backing = qcow2_set_backing,
+    .amend = qcow2_amend,
     .snapshot_count = qcow2_snapshot_count,
     .snapshot_get = qcow2_snapshot_get,
     .snapshot_op = qcow2_snapshot_op,

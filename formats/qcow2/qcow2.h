@@ -293,6 +293,8 @@ long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, siz
 int qcow2_create(const char *filename, uint64_t size, struct opt_set *os);
 
 /* qcow2.c */
+/* Opens s->backing_name (resolving it) as the backing device. */
+int qcow2_open_backing(struct qcow2 *s, struct opt_set *os);
 /* Allocates every cluster (metadata), and the file space (falloc, full). */
 int qcow2_preallocate(struct vdisk_dev *dev, const char *mode);
 
@@ -313,6 +315,14 @@ int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t,
 int qcow2_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
                 vdisk_check_report_fn report, void *opaque);
 int qcow2_rebuild_refcounts(struct qcow2 *s);
+/* Rewrites the refcount structure with 2^ORDER-bit refcounts. */
+int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order);
+
+/* image.c */
+int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags);
+int qcow2_make_empty(struct vdisk_dev *dev);
+int qcow2_set_backing(struct vdisk_dev *dev, const char *name, const char *format);
+int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os);
 
 extern const struct vdisk_driver vdisk_driver_qcow2;
 

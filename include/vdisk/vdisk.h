@@ -14,6 +14,7 @@
  *   vdisk/info.h     image information (qemu-img info), backing chains
  *   vdisk/check.h    consistency check and repair (qemu-img check)
  *   vdisk/snapshot.h internal snapshots (qemu-img snapshot)
+ *   vdisk/image.h    resize, empty, rebase, amend whole images
  */
 #ifndef VDISK_VDISK_H
 #define VDISK_VDISK_H
@@ -25,6 +26,7 @@
 #include <vdisk/info.h>
 #include <vdisk/check.h>
 #include <vdisk/snapshot.h>
+#include <vdisk/image.h>
 #include <vdisk/part.h>
 
 #ifdef __cplusplus

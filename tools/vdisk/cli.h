@@ -20,6 +20,9 @@ int cmd_part(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
 
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);

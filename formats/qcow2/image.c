@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/qcow2/image.c: whole-image operations: resize, make empty,
+ * change the backing file, amend (compat, refcount width, lazy refcounts).
+ * Each one keeps the on-disk ordering rules of qcow2.h: new tables are
+ * durable before the header points to them, and what they replace is freed
+ * afterwards.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endian.h"
+#include "qcow2.h"
+
+static int writable(struct qcow2 *s)
+{
+    if (s->read_only)
+        return err_set(-EROFS, "%s: the image is open read-only", s->dev->filename);
+    if (s->corrupt)
+        return err_set(-EIO, "%s: the image is marked corrupt", s->dev->filename);
+    return 0;
+}
+
+/* Writes the header fields from size (24) to the L1 table offset (47). */
+static int write_geometry(struct qcow2 *s)
+{
+    uint8_t h[24];
+    be64_store(h, s->size);
+    be32_store(h + 8, s->crypt_method);
+    be32_store(h + 12, s->l1_size);
+    be64_store(h + 16, s->l1_offset);
+    int r = dev_flush(s->file);
+    if (r == 0)
+        r = dev_pwrite(s->file, h, 24, 24);
+    if (r == 0)
+        r = dev_flush(s->file);
+    return r;
+}
+
+/* Drops the L2 entries of the guest clusters [first, end) (cluster
+ * indexes): unallocated, their host clusters freed at the next flush. */
+static int drop_entries(struct qcow2 *s, uint64_t first, uint64_t end)
+{
+    for (uint64_t c = first; c < end;) {
+        uint64_t l1i = c >> s->l2_bits, table_end = (l1i + 1) << s->l2_bits;
+        uint64_t stop = table_end < end ? table_end : end;
+        if (l1i >= s->l1_size)
+            break;
+        if (!(s->l1[l1i] & QCOW2_OFFSET_MASK)) {
+            c = stop;
+            continue;
+        }
+        uint8_t *l2;
+        int r = qcow2_l2_for_write(s, l1i, &l2);
+        if (r < 0)
+            return r;
+        for (; c < stop && r == 0; c++) {
+            uint64_t i = c & (s->l2_entries - 1);
+            uint64_t e = qcow2_l2e_get(s, l2, i);
+            if (e || qcow2_l2e_bitmap(s, l2, i)) {
+                qcow2_l2e_set(s, l2, i, 0, 0);
+                qcow2_cache_dirty(&s->l2c, l2);
+                if (e & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED))
+                    r = qcow2_release_entry(s, e);
+            }
+        }
+        qcow2_cache_put(&s->l2c, l2);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
+{
+    int r = writable(s);
+    if (r < 0)
+        return r;
+    if (size < s->size) {
+        if (!(flags & VDISK_RESIZE_SHRINK))
+            return err_set(-EINVAL, "%s: use the shrink flag (--shrink) to make the image "
+                           "smaller", s->dev->filename);
+        if (s->nb_snapshots)
+            return err_set(-ENOTSUP, "%s: can't resize an image which has snapshots",
+                           s->dev->filename);
+        /* Clusters wholly past the new end go. */
+        r = drop_entries(s, align_up(size, s->cluster_size) >> s->cluster_bits,
+                         align_up(s->size, s->cluster_size) >> s->cluster_bits);
+        if (r == 0)
+            r = qcow2_flush_metadata(s);
+        if (r < 0)
+            return r;
+        s->size = size;
+        return write_geometry(s);
+    }
+    uint64_t span = 1ull << (s->cluster_bits + s->l2_bits);
+    uint64_t need = size / span + (size % span != 0);
+    if (need > QCOW2_MAX_L1_BYTES / 8)
+        return err_set(-EFBIG, "%s: %" PRIu64 " bytes need an L1 table larger than %u bytes",
+                       s->dev->filename, size, QCOW2_MAX_L1_BYTES);
+    if (need <= s->l1_size) {
+        s->size = size;
+        return write_geometry(s);
+    }
+    /* A larger L1 table, written in full before the header points to it. */
+    uint64_t clusters = (need * 8 + s->cluster_size - 1) / s->cluster_size, off;
+    r = qcow2_alloc_clusters(s, clusters, &off);
+    uint8_t *buf = r == 0 ? calloc(clusters, s->cluster_size) : NULL;
+    uint64_t *l1 = r == 0 ? calloc(need, 8) : NULL;
+    if (r == 0 && (!buf || !l1))
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0) {
+        memcpy(l1, s->l1, (size_t)s->l1_size * 8);
+        for (uint64_t i = 0; i < need; i++)
+            be64_store(buf + i * 8, l1[i]);
+        r = qcow2_flush_metadata(s);
+    }
+    if (r == 0)
+        r = dev_pwrite(s->file, buf, clusters * s->cluster_size, off);
+    free(buf);
+    if (r < 0) {
+        free(l1);
+        return r;
+    }
+    uint64_t old_off = s->l1_offset, old_clusters =
+        ((uint64_t)s->l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
+    uint64_t *old = s->l1;
+    uint32_t old_size = s->l1_size;
+    s->l1 = l1;
+    s->l1_size = (uint32_t)need;
+    s->l1_offset = off;
+    uint64_t old_vsize = s->size;
+    s->size = size;
+    r = write_geometry(s);
+    if (r < 0) {
+        s->l1 = old;
+        s->l1_size = old_size;
+        s->l1_offset = old_off;
+        s->size = old_vsize;
+        free(l1);
+        return r;
+    }
+    free(old);
+    return old_clusters && old_off ? qcow2_free_later(s, old_off, old_clusters) : 0;
+}
+
+int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
+{
+    struct qcow2 *s = dev->priv;
+    pthread_mutex_lock(&s->lock);
+    int r = resize_locked(s, size, flags);
+    if (r == 0)
+        __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_make_empty(struct vdisk_dev *dev)
+{
+    struct qcow2 *s = dev->priv;
+    pthread_mutex_lock(&s->lock);
+    int r = writable(s);
+    if (r == 0)
+        r = drop_entries(s, 0, (uint64_t)s->l1_size << s->l2_bits);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_set_backing(struct vdisk_dev *dev, const char *name, const char *format)
+{
+    struct qcow2 *s = dev->priv;
+    pthread_mutex_lock(&s->lock);
+    int r = writable(s);
+    if (r == 0 && name && strlen(name) > QCOW2_MAX_BACKING_NAME)
+        r = err_set(-EINVAL, "%s: the backing file name is longer than %d bytes",
+                    dev->filename, QCOW2_MAX_BACKING_NAME);
+    char *nn = NULL, *nf = NULL;
+    if (r == 0 && ((name && !(nn = strdup(name))) || (format && !(nf = strdup(format)))))
+        r = err_set(-ENOMEM, "out of memory");
+    if (r < 0) {
+        free(nn);
+        free(nf);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    char *on = s->backing_name, *of = s->backing_fmt, *ofull = s->full_backing;
+    struct vdisk_dev *ob = s->backing;
+    s->backing_name = nn;
+    s->backing_fmt = nf;
+    s->full_backing = NULL;
+    s->backing = NULL;
+    r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = qcow2_write_header(s);
+    if (r == 0 && nn && qcow2_open_backing(s, NULL) < 0) {
+        /* The header names it now; reads see zeroes until it can be opened
+         * (qemu-img rebase -u may name a file that does not exist yet). */
+        s->backing = NULL;
+    }
+    if (r < 0 && ob) {
+        /* The header is unchanged: the image keeps reading as before. */
+        s->backing = ob;
+        ob = NULL;
+    }
+    if (ob)
+        dev_unref(ob);
+    free(on);
+    free(of);
+    free(ofull);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ---- amend ---------------------------------------------------------------- */
+
+/* Zero clusters cannot be expressed in v2: they become unallocated (when
+ * nothing shows through) or clusters of written zeroes. */
+static int expand_zero_clusters(struct qcow2 *s)
+{
+    uint8_t *zero = calloc(1, s->cluster_size);
+    if (!zero)
+        return err_set(-ENOMEM, "out of memory");
+    int r = 0;
+    for (uint64_t l1i = 0; l1i < s->l1_size && r == 0; l1i++) {
+        if (!(s->l1[l1i] & QCOW2_OFFSET_MASK))
+            continue;
+        uint8_t *l2;
+        r = qcow2_l2_for_write(s, l1i, &l2);
+        for (uint64_t i = 0; r == 0 && i < s->l2_entries; i++) {
+            uint64_t e = qcow2_l2e_get(s, l2, i);
+            if ((e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_OFLAG_ZERO))
+                continue;
+            uint64_t host = e & QCOW2_OFFSET_MASK, ne = 0;
+            if (s->backing || host) {
+                if (!host)
+                    r = qcow2_alloc_clusters(s, 1, &host);
+                if (r == 0)
+                    r = dev_pwrite(s->file, zero, s->cluster_size, host);
+                ne = host | QCOW2_OFLAG_COPIED;
+                if (r == 0 && (e & QCOW2_OFFSET_MASK) && !(e & QCOW2_OFLAG_COPIED))
+                    ne = host; /* shared preallocation stays shared */
+            }
+            if (r == 0) {
+                qcow2_l2e_set(s, l2, i, ne, 0);
+                qcow2_cache_dirty(&s->l2c, l2);
+            }
+        }
+        if (l2)
+            qcow2_cache_put(&s->l2c, l2);
+    }
+    free(zero);
+    return r;
+}
+
+int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
+{
+    struct qcow2 *s = dev->priv;
+    const char *compat = opt_take(os, "compat");
+    const char *rbits = opt_take(os, "refcount_bits");
+    const char *lazy = opt_take(os, "lazy_refcounts");
+    pthread_mutex_lock(&s->lock);
+    int r = writable(s);
+    int version = (int)s->version;
+    if (r == 0 && compat) {
+        if (!strcmp(compat, "0.10") || !strcmp(compat, "v2"))
+            version = 2;
+        else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
+            version = 3;
+        else
+            r = err_set(-EINVAL, "Invalid compatibility level: '%s'", compat);
+    }
+    uint32_t order = s->refcount_order;
+    if (r == 0 && rbits) {
+        uint64_t n;
+        r = opt_uint("refcount_bits", rbits, 1, 64, &n);
+        if (r == 0 && (n & (n - 1)))
+            r = err_set(-EINVAL, "Refcount width must be a power of two and may not exceed 64 "
+                        "bits");
+        if (r == 0)
+            order = (uint32_t)__builtin_ctzll(n);
+    }
+    bool want_lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
+    if (r == 0 && lazy)
+        r = opt_bool("lazy_refcounts", lazy, &want_lazy);
+    if (r == 0 && version == 2 && order != 4)
+        r = err_set(-EINVAL, "Different refcount widths than 16 bits require compatibility "
+                    "level 1.1 or above (use compat=1.1 or greater)");
+    if (r == 0 && version == 2 && want_lazy && lazy)
+        r = err_set(-EINVAL, "Lazy refcounts only supported with compatibility level 1.1 and "
+                    "above (use compat=1.1 or greater)");
+    if (r == 0 && version == 2 && s->version >= 3) {
+        if (s->ext_l2 || s->compression_type != QCOW2_COMPRESS_ZLIB)
+            r = err_set(-ENOTSUP, "%s: an image with extended L2 entries or zstd compression "
+                        "cannot be downgraded to compat=0.10", dev->filename);
+        else if (s->nb_snapshots)
+            r = err_set(-ENOTSUP, "%s: downgrading an image with snapshots is not supported",
+                        dev->filename);
+    }
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    /* The refcount width: a new refcount structure. */
+    if (r == 0 && order != s->refcount_order)
+        r = qcow2_change_refcount_order(s, order);
+    /* Lazy refcounts off: leave the image clean first. */
+    if (r == 0 && !want_lazy && s->dirty_on_disk) {
+        r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
+        if (r == 0)
+            s->dirty_on_disk = false;
+    }
+    if (r == 0 && version == 2 && s->version >= 3) {
+        r = expand_zero_clusters(s);
+        if (r == 0)
+            r = qcow2_flush_metadata(s);
+    }
+    if (r == 0) {
+        bool changed = version != (int)s->version ||
+                       want_lazy != ((s->compat & QCOW2_COMPAT_LAZY) != 0);
+        s->version = (uint32_t)version;
+        if (want_lazy)
+            s->compat |= QCOW2_COMPAT_LAZY;
+        else
+            s->compat &= ~QCOW2_COMPAT_LAZY;
+        s->lazy = want_lazy;
+        if (version == 2) {
+            s->header_length = QCOW2_V2_HEADER_LENGTH;
+            s->incompat = s->compat = s->autoclear = 0;
+            free(s->features);
+            s->features = NULL;
+            s->nfeatures = 0;
+        } else if (s->header_length < 112) {
+            s->header_length = 112;
+        }
+        if (changed)
+            r = qcow2_write_header(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vdisk/image.h: operations on whole images: resize, empty, change the
+ * backing file, amend format options (qemu-img resize, commit, rebase,
+ * amend build on these).
+ *
+ * Thread-safety: no request may run on the device during these calls.
+ */
+#ifndef VDISK_IMAGE_H
+#define VDISK_IMAGE_H
+
+#include <stdint.h>
+
+#include <vdisk/device.h>
+#include <vdisk/options.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Flags for vdisk_resize(). */
+#define VDISK_RESIZE_SHRINK 0x1u /* allow a smaller size (data past it is lost) */
+
+/*
+ * vdisk_resize: sets the virtual size to NEW_SIZE (rounded up to 512).
+ * qcow2 grows its L1 table as needed; shrinking needs VDISK_RESIZE_SHRINK
+ * and is refused for images with internal snapshots.  Returns 0, -EINVAL
+ * (a shrink without the flag), -ENOTSUP, or -errno.
+ */
+int vdisk_resize(vdisk_dev *dev, uint64_t new_size, unsigned flags);
+
+/*
+ * vdisk_make_empty: drops everything the image holds itself, so that it
+ * reads what its backing file holds (qemu-img commit does this after
+ * committing).  Returns 0, -ENOTSUP for formats that cannot, or -errno.
+ */
+int vdisk_make_empty(vdisk_dev *dev);
+
+/*
+ * vdisk_set_backing: makes NAME (with format FORMAT, may be NULL) the
+ * image's backing file, or removes the backing file when NAME is NULL or
+ * "".  Only the header changes (qemu-img rebase -u).  The new backing file
+ * is opened for reading when it can be; when it cannot (it may not exist
+ * yet), the image reads zeroes where it would read it, until reopened.
+ * Returns 0 once the header is written, or -errno.
+ */
+int vdisk_set_backing(vdisk_dev *dev, const char *name, const char *format);
+
+/*
+ * vdisk_amend: changes format options of an image in place, as qemu-img
+ * amend: for qcow2 "compat" (0.10 or 1.1), "refcount_bits" (1 to 64) and
+ * "lazy_refcounts" (on or off).  Options it cannot change are an error.
+ * Returns 0 or -errno.
+ */
+int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDISK_IMAGE_H */

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/vdisk/cmd_commit.c: vdisk commit, as qemu-img commit: what the
+ * overlay (and the images between it and the base) holds is written into
+ * the base, and the overlay is emptied unless -d.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define CHUNK (1u << 20)
+
+static void help(void)
+{
+    printf("usage: vdisk commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] OVERLAY\n"
+           "\n"
+           "Writes what OVERLAY holds into its backing file (or into BASE, further\n"
+           "down the chain: then everything above BASE), then empties OVERLAY so that\n"
+           "it reads through to the backing file again.\n"
+           "\n"
+           "  -b BASE   the image of the chain to commit into (default: the backing file)\n"
+           "  -d        keep OVERLAY's data (do not empty it)\n"
+           "  -p        show progress\n");
+}
+
+int cmd_commit(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct open_args oa = {0};
+    const char *base_name = NULL;
+    bool keep = false, quiet = false, prog = false;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+hf:t:b:dpqr:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            help();
+            return 0;
+        case 'f': oa.format = optarg; break;
+        case 't': oa.cache = optarg; break;
+        case 'b': base_name = optarg; break;
+        case 'd': keep = true; break;
+        case 'p': prog = true; break;
+        case 'q': quiet = true; break;
+        case 'r': break;
+        default:
+            fprintf(stderr, "Try 'vdisk commit --help' for more information.\n");
+            return 1;
+        }
+    }
+    if (argc - optind != 1) {
+        cli_error("Expecting one image file name");
+        return 1;
+    }
+    vdisk_dev *top = cli_open(argv[optind], &oa);
+    if (!top)
+        return 1;
+    /* Find the base in the chain, and how deep it is. */
+    int depth = 0;
+    vdisk_dev *b = vdisk_get_backing(top);
+    struct vdisk_info bi = {.struct_size = sizeof bi};
+    vdisk_dev *chain = top;
+    for (depth = 1; b; depth++) {
+        struct vdisk_info ci = {.struct_size = sizeof ci};
+        vdisk_get_info(chain, &ci);
+        bi = (struct vdisk_info){.struct_size = sizeof bi};
+        vdisk_get_info(b, &bi);
+        if (!base_name || strcmp(base_name, ci.backing_filename) == 0 ||
+            strcmp(base_name, ci.full_backing_filename) == 0 ||
+            strcmp(base_name, vdisk_get_filename(b)) == 0)
+            break;
+        chain = b;
+        b = vdisk_get_backing(b);
+    }
+    if (!b) {
+        cli_error(base_name ? "Base '%s' not found" : "Image does not have a backing file",
+                  base_name);
+        vdisk_close(top);
+        return 1;
+    }
+    /* The base, opened again for writing. */
+    struct open_args ba = {.format = vdisk_get_format(b), .cache = oa.cache};
+    vdisk_dev *base = cli_open(vdisk_get_filename(b), &ba);
+    if (!base) {
+        vdisk_close(top);
+        return 1;
+    }
+    uint64_t size = vdisk_get_size(top), done = 0;
+    if (vdisk_get_size(base) < size && vdisk_resize(base, size, 0) < 0) {
+        cli_lib_error();
+        vdisk_close(base);
+        vdisk_close(top);
+        return 1;
+    }
+    uint8_t *buf = malloc(CHUNK);
+    int r = 0;
+    for (uint64_t off = 0; r == 0 && off < size;) {
+        struct vdisk_extent e;
+        r = vdisk_block_status(top, off, size - off < CHUNK ? size - off : CHUNK, &e);
+        if (r < 0)
+            break;
+        /* Held above the base: copy it down. */
+        if ((e.flags & VDISK_EXT_ALLOCATED) && e.depth < depth) {
+            if (e.flags & VDISK_EXT_ZERO)
+                r = vdisk_write_zeroes(base, off, e.length, 0);
+            else if ((r = vdisk_pread(top, buf, e.length, off)) == 0)
+                r = vdisk_pwrite(base, buf, e.length, off);
+        }
+        off += e.length;
+        done += e.length;
+        if (prog)
+            printf("    (%.2f/100%%)\r", (double)done * 100.0 / (double)size), fflush(stdout);
+    }
+    free(buf);
+    if (r == 0)
+        r = vdisk_flush(base);
+    if (r == 0 && !keep && depth == 1)
+        r = vdisk_make_empty(top);
+    if (r < 0)
+        cli_lib_error();
+    else if (!quiet)
+        printf("%sImage committed.\n", prog ? "    (100.00/100%)\n" : "");
+    vdisk_close(base);
+    vdisk_close(top);
+    return r < 0 ? 1 : 0;
+}

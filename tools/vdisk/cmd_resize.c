@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/vdisk/cmd_resize.c: vdisk resize, as qemu-img resize. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void help(void)
+{
+    printf("usage: vdisk resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE\n"
+           "\n"
+           "Sets the image's virtual size to SIZE, or grows (+) or shrinks (-) it by\n"
+           "SIZE.  Making an image smaller needs --shrink (data past the new end is\n"
+           "lost) and is refused for qcow2 images with snapshots.\n");
+}
+
+int cmd_resize(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"shrink", no_argument, NULL, 's'},
+        {"preallocation", required_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
+    };
+    struct open_args oa = {0};
+    bool shrink = false, quiet = false;
+    int c;
+    optind = 0;
+    /* "-1G" is a size, not an option: stop at the first non-option. */
+    while ((c = getopt_long(argc, argv, "+hf:q", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            help();
+            return 0;
+        case 'f': oa.format = optarg; break;
+        case 'q': quiet = true; break;
+        case 's': shrink = true; break;
+        case 'P':
+            if (strcmp(optarg, "off") != 0) {
+                cli_error("preallocation=%s is not supported by resize", optarg);
+                return 1;
+            }
+            break;
+        default:
+            fprintf(stderr, "Try 'vdisk resize --help' for more information.\n");
+            return 1;
+        }
+    }
+    /* A "--" may stand before a negative size, as qemu-img accepts it. */
+    const char *pos[2];
+    int npos = 0;
+    for (int i = optind; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            continue;
+        if (npos == 2) {
+            npos = 3;
+            break;
+        }
+        pos[npos++] = argv[i];
+    }
+    if (npos != 2) {
+        cli_error("Expecting image file name and size");
+        return 1;
+    }
+    const char *arg = pos[1];
+    int sign = arg[0] == '+' ? 1 : arg[0] == '-' ? -1 : 0;
+    uint64_t n;
+    if (parse_size(arg + (sign != 0), &n) < 0) {
+        cli_error("Invalid size specified. You may use k, M, G, T, P or E suffixes for "
+                  "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return 1;
+    }
+    vdisk_dev *dev = cli_open(pos[0], &oa);
+    if (!dev)
+        return 1;
+    uint64_t cur = vdisk_get_size(dev), size = n;
+    if (sign > 0)
+        size = cur + n;
+    if (sign < 0) {
+        if (n > cur) {
+            cli_error("New image size must be positive");
+            vdisk_close(dev);
+            return 1;
+        }
+        size = cur - n;
+    }
+    if (size < cur && !shrink) {
+        cli_error("Use the --shrink option to perform a shrink operation.");
+        vdisk_close(dev);
+        return 1;
+    }
+    int r = vdisk_resize(dev, size, shrink ? VDISK_RESIZE_SHRINK : 0);
+    if (r < 0)
+        cli_lib_error();
+    else if (!quiet)
+        printf("Image resized.\n");
+    vdisk_close(dev);
+    return r < 0 ? 1 : 0;
+}
