@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/vdisk/cmd_amend.c: vdisk amend, as qemu-img amend. */
+#include <getopt.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void help(void)
+{
+    printf("usage: vdisk amend [-f FMT] [-p] [-q] -o OPTIONS FILE\n"
+           "\n"
+           "Changes format options of the image in place, as qemu-img amend does.\n"
+           "qcow2: compat=0.10|1.1 (a downgrade turns zero clusters into written or\n"
+           "unallocated ones), refcount_bits=1..64 (rewrites the refcount structure),\n"
+           "lazy_refcounts=on|off.\n");
+}
+
+int cmd_amend(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"force", no_argument, NULL, 'F'},
+        {NULL, 0, NULL, 0},
+    };
+    struct open_args oa = {0};
+    vdisk_options *o = NULL;
+    vdisk_options_new(&o);
+    bool have = false;
+    int c, ret = 1;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+hf:o:pqt:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            help();
+            ret = 0;
+            goto out;
+        case 'f': oa.format = optarg; break;
+        case 't': oa.cache = optarg; break;
+        case 'o':
+            if (vdisk_options_parse(o, optarg) < 0) {
+                cli_lib_error();
+                goto out;
+            }
+            have = true;
+            break;
+        case 'p':
+        case 'q':
+        case 'F':
+            break;
+        default:
+            fprintf(stderr, "Try 'vdisk amend --help' for more information.\n");
+            goto out;
+        }
+    }
+    if (!have) {
+        cli_error("Must specify options (-o)");
+        goto out;
+    }
+    if (argc - optind != 1) {
+        cli_error("Expecting one image file name");
+        goto out;
+    }
+    vdisk_dev *dev = cli_open(argv[optind], &oa);
+    if (!dev)
+        goto out;
+    if (vdisk_amend(dev, o) < 0)
+        cli_lib_error();
+    else
+        ret = 0;
+    vdisk_close(dev);
+out:
+    vdisk_options_free(o);
+    return ret;
+}
