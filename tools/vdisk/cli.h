@@ -23,6 +23,8 @@ int cmd_compare(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);

@@ -20,6 +20,9 @@ static const struct {
     {"resize", cmd_resize, "resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE"},
     {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] OVERLAY"},
     {"rebase", cmd_rebase, "rebase [-f FMT] [-u] [-p] [-q] -b BACKING [-F FMT] FILE"},
+    {"measure", cmd_measure, "measure [--output=human|json] [-O FMT] [-o OPTS] "
+                             "(--size SIZE | [-f FMT] FILE)"},
+    {"amend", cmd_amend, "amend [-f FMT] [-p] [-q] -o OPTIONS FILE"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
