@@ -163,6 +163,12 @@ static void write_chunk(struct slot *s)
     struct conv *c = s->c;
     uint64_t unit = c->backing ? c->cluster : c->sparse;
     s->writes = 1; /* a guard while the writes are started */
+    if (unit == UINT64_MAX) {
+        /* -S 0: everything is written, zeroes too. */
+        put(s, s->off, s->len, false);
+        write_done(s, 0);
+        return;
+    }
     uint64_t run_start = 0;
     int run_kind = -1; /* 0 skip, 1 data, 2 zeroes */
     for (uint64_t pos = 0; pos <= s->len; pos += unit) {

@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/interop/interop_ops.c: image operations against qemu-img 7.2 on twin
+ * images: snapshots (made by one tool, listed and applied by the other),
+ * convert (plain, compressed, from a snapshot, as an overlay of
+ * differences), compare, commit, rebase, resize, measure and amend; and a
+ * seeded sequence of snapshot and image operations checked after every
+ * step by qemu-img check and against a model of the content.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define V vdisk_bin()
+
+/* The same command's standard output and status from both tools. */
+static void same(const char *vargs, const char *qargs)
+{
+    struct run *r = run("%s %s", V, vargs);
+    char *out = strdup(r->out);
+    int st = r->status;
+    r = run("qemu-img %s", qargs);
+    ck_assert_msg(strcmp(out, r->out) == 0 && st == r->status,
+                  "vdisk %s (exit %d):\n%s\nqemu-img %s (exit %d):\n%s", vargs, st, out, qargs,
+                  r->status, r->out);
+    free(out);
+}
+
+static void clean(const char *img)
+{
+    struct run *r = run("qemu-img check '%s'", img);
+    ck_assert_msg(r->status == 0, "qemu-img check %s: %s %s", img, r->out, r->err);
+}
+
+static void identical(const char *a, const char *b)
+{
+    struct run *r = run("qemu-img compare '%s' '%s'", a, b);
+    ck_assert_msg(r->status == 0, "%s and %s: %s", a, b, r->out);
+}
+
+/* A base with data, zeroes and a hole; its twin for qemu-img. */
+static void make_pair(const char *name)
+{
+    RUN_OK("qemu-img create -q -f qcow2 %s 8M", name);
+    RUN_OK("qemu-io -c 'write -P 0x11 0 3M' -c 'write -z 1M 64k' -c 'write -P 0x12 5M 100k' %s",
+           name);
+}
+
+START_TEST(snapshots_both_ways)
+{
+    make_pair("s.qcow2");
+    /* vdisk takes them, qemu-img lists and applies them. */
+    RUN_OK("%s snapshot -c one s.qcow2", V);
+    RUN_OK("%s io -c 'write -P 0x21 0 64k' s.qcow2", V);
+    RUN_OK("%s snapshot -c two s.qcow2", V);
+    RUN_OK("%s io -c 'write -P 0x22 64k 64k' s.qcow2", V);
+    clean("s.qcow2");
+    struct run *r = run("qemu-img snapshot -l s.qcow2");
+    ck_assert_msg(strstr(r->out, "one") && strstr(r->out, "two"), "%s", r->out);
+    same("snapshot -l s.qcow2", "snapshot -l s.qcow2");
+    same("info --output=json s.qcow2", "info --output=json s.qcow2");
+    RUN_OK("qemu-img snapshot -a one s.qcow2");
+    RUN_OK("qemu-io -c 'read -P 0x11 0 1M' -c 'read -P 0 1M 64k' s.qcow2");
+    RUN_OK("qemu-img snapshot -a two s.qcow2");
+    RUN_OK("qemu-io -c 'read -P 0x21 0 64k' -c 'read -P 0x11 64k 64k' s.qcow2");
+    /* qemu-img takes one, vdisk applies and deletes. */
+    RUN_OK("qemu-io -c 'write -P 0x23 2M 64k' s.qcow2");
+    RUN_OK("qemu-img snapshot -c three s.qcow2");
+    RUN_OK("qemu-io -c 'write -P 0x24 2M 64k' s.qcow2");
+    RUN_OK("%s snapshot -a three s.qcow2", V);
+    RUN_OK("%s io -c 'read -P 0x23 2M 64k' -c 'read -P 0x21 0 64k' s.qcow2", V);
+    clean("s.qcow2");
+    RUN_OK("%s snapshot -d one s.qcow2", V);
+    RUN_OK("%s snapshot -d 2 s.qcow2", V);
+    clean("s.qcow2");
+    same("snapshot -l s.qcow2", "snapshot -l s.qcow2");
+    r = run("%s snapshot -a nosuch s.qcow2", V);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "vdisk: vdisk_snapshot_apply: s.qcow2: there is no snapshot "
+                             "'nosuch'\n");
+    r = run("%s snapshot -c three s.qcow2", V);
+    ck_assert_str_eq(r->err, "vdisk: vdisk_snapshot_create: s.qcow2: a snapshot named 'three' "
+                             "already exists\n");
+    /* Deleting a snapshot frees what only it used: no leaks. */
+    RUN_OK("%s snapshot -d three s.qcow2", V);
+    clean("s.qcow2");
+    r = run("qemu-img check --output=json s.qcow2");
+    ck_assert_msg(!strstr(r->out, "leaks"), "%s", r->out);
+}
+END_TEST
+
+START_TEST(convert_like_qemu)
+{
+    make_pair("c.qcow2");
+    RUN_OK("qemu-img snapshot -c snap c.qcow2");
+    RUN_OK("qemu-io -c 'write -P 0x13 0 64k' c.qcow2");
+    static const char *const outs[] = {
+        "-O raw", "-O qcow2", "-O qcow2 -o cluster_size=4k", "-c -O qcow2",
+        "-c -O qcow2 -o compression_type=zstd", "-O qcow2 -o compat=0.10 -S 0",
+    };
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        RUN_OK("rm -f out.img && %s convert %s c.qcow2 out.img", V, outs[i]);
+        identical("c.qcow2", "out.img");
+        if (strstr(outs[i], "qcow2"))
+            clean("out.img");
+    }
+    /* A snapshot as the source. */
+    RUN_OK("rm -f snap.raw && %s convert -l snapshot.name=snap c.qcow2 snap.raw", V);
+    RUN_OK("qemu-img convert -l snapshot.name=snap c.qcow2 snap-q.raw");
+    identical("snap.raw", "snap-q.raw");
+    /* Concatenated sources. */
+    RUN_OK("qemu-img create -q -f raw a.raw 1M && qemu-io -f raw -c 'write -P 1 0 1M' a.raw");
+    RUN_OK("rm -f cat.raw && %s convert -f raw a.raw a.raw cat.raw", V);
+    RUN_OK("qemu-io -f raw -c 'read -P 1 0 2M' cat.raw");
+    /* An overlay holding only what differs from a backing file. */
+    make_pair("base.qcow2");
+    RUN_OK("cp base.qcow2 mod.qcow2 && qemu-io -c 'write -P 0x31 4M 64k' mod.qcow2");
+    RUN_OK("rm -f ov.qcow2 && %s convert -O qcow2 -B base.qcow2 -F qcow2 mod.qcow2 ov.qcow2", V);
+    identical("mod.qcow2", "ov.qcow2");
+    clean("ov.qcow2");
+    struct run *r = run("qemu-img map --output=json ov.qcow2");
+    ck_assert_msg(strstr(r->out, "{ \"start\": 4194304, \"length\": 65536, \"depth\": 0, "
+                                 "\"present\": true, \"zero\": false, \"data\": true"),
+                  "%s", r->out);
+    /* Sparse raw output: zeroes are holes. */
+    RUN_OK("rm -f sparse.raw && %s convert c.qcow2 sparse.raw", V);
+    same("map --output=json -f raw sparse.raw", "map --output=json -f raw sparse.raw");
+    r = run("du -k sparse.raw");
+    ck_assert_msg(atoi(r->out) < 5000, "not sparse: %s", r->out);
+    /* Errors. */
+    r = run("%s convert -c -O raw c.qcow2 x.raw", V);
+    ck_assert_str_eq(r->err, "vdisk: Compression not supported for this file format\n");
+}
+END_TEST
+
+START_TEST(compare_like_qemu)
+{
+    make_pair("a.qcow2");
+    RUN_OK("cp a.qcow2 b.qcow2");
+    same("compare a.qcow2 b.qcow2", "compare a.qcow2 b.qcow2");
+    RUN_OK("qemu-io -c 'write -P 0x99 1234567 1' b.qcow2");
+    same("compare a.qcow2 b.qcow2", "compare a.qcow2 b.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 big.qcow2 16M && qemu-img create -q -f qcow2 small.qcow2 8M");
+    same("compare big.qcow2 small.qcow2", "compare big.qcow2 small.qcow2");
+    same("compare -s big.qcow2 small.qcow2", "compare -s big.qcow2 small.qcow2");
+    RUN_OK("qemu-io -c 'write -P 1 12M 1' big.qcow2");
+    same("compare big.qcow2 small.qcow2", "compare big.qcow2 small.qcow2");
+    struct run *r = run("%s compare a.qcow2 missing.qcow2", V);
+    ck_assert_int_eq(r->status, 2);
+}
+END_TEST
+
+static void twin_chain(const char *p)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd,
+             "qemu-img create -q -f qcow2 %s-base.qcow2 8M && "
+             "qemu-io -c 'write -P 1 0 4M' -c 'write -z 1M 64k' %s-base.qcow2 && "
+             "qemu-img create -q -f qcow2 -b %s-base.qcow2 -F qcow2 %s-top.qcow2 && "
+             "qemu-io -c 'write -P 2 512k 1M' -c 'write -P 3 6M 100k' -c 'discard 3M 128k' "
+             "%s-top.qcow2", p, p, p, p, p);
+    RUN_OK("%s", cmd);
+}
+
+START_TEST(commit_rebase_resize_like_qemu)
+{
+    twin_chain("v");
+    twin_chain("q");
+    RUN_OK("%s commit v-top.qcow2", V);
+    RUN_OK("qemu-img commit q-top.qcow2");
+    identical("v-base.qcow2", "q-base.qcow2");
+    identical("v-top.qcow2", "q-top.qcow2");
+    clean("v-base.qcow2");
+    clean("v-top.qcow2");
+    /* The emptied overlay holds nothing. */
+    struct run *r = run("qemu-img map --output=json v-top.qcow2");
+    ck_assert_msg(!strstr(r->out, "\"depth\": 0, \"present\": true"), "%s", r->out);
+
+    twin_chain("v2");
+    twin_chain("q2");
+    RUN_OK("qemu-img create -q -f qcow2 nb.qcow2 8M && qemu-io -c 'write -P 9 2M 2M' nb.qcow2");
+    RUN_OK("%s rebase -b nb.qcow2 -F qcow2 v2-top.qcow2", V);
+    RUN_OK("qemu-img rebase -b nb.qcow2 -F qcow2 q2-top.qcow2");
+    identical("v2-top.qcow2", "q2-top.qcow2");
+    clean("v2-top.qcow2");
+    same("info --output=json v2-top.qcow2", "info --output=json v2-top.qcow2");
+    RUN_OK("%s rebase -b '' v2-top.qcow2", V);
+    identical("v2-top.qcow2", "q2-top.qcow2");
+    r = run("qemu-img info v2-top.qcow2");
+    ck_assert_msg(!strstr(r->out, "backing"), "%s", r->out);
+    RUN_OK("%s rebase -u -b q2-base.qcow2 -F qcow2 v2-top.qcow2", V);
+    r = run("qemu-img info --output=json v2-top.qcow2");
+    ck_assert_msg(strstr(r->out, "\"backing-filename\": \"q2-base.qcow2\""), "%s", r->out);
+
+    twin_chain("v3");
+    twin_chain("q3");
+    RUN_OK("%s resize v3-top.qcow2 +3G", V);
+    RUN_OK("qemu-img resize q3-top.qcow2 +3G");
+    identical("v3-top.qcow2", "q3-top.qcow2");
+    clean("v3-top.qcow2");
+    r = run("%s resize v3-top.qcow2 1M", V);
+    ck_assert_str_eq(r->err, "vdisk: Use the --shrink option to perform a shrink operation.\n");
+    RUN_OK("%s resize --shrink v3-top.qcow2 2M", V);
+    RUN_OK("qemu-img resize --shrink q3-top.qcow2 2M");
+    identical("v3-top.qcow2", "q3-top.qcow2");
+    clean("v3-top.qcow2");
+    RUN_OK("qemu-img snapshot -c s v3-top.qcow2");
+    r = run("%s resize --shrink v3-top.qcow2 1M", V);
+    ck_assert_int_eq(r->status, 1);
+    RUN_OK("qemu-img create -q -f raw r.raw 1M && %s resize -f raw r.raw 3M", V);
+    r = run("stat -c %%s r.raw");
+    ck_assert_str_eq(r->out, "3145728\n");
+}
+END_TEST
+
+START_TEST(measure_and_amend_like_qemu)
+{
+    make_pair("m.qcow2");
+    static const char *const m[] = {
+        "-O qcow2 --size 1G", "--output=json -O qcow2 --size 1G -o cluster_size=512,refcount_bits=64",
+        "-O qcow2 -o extended_l2=on --size 10G", "-O raw --size 1000", "-O qcow2 m.qcow2",
+        "--output=json -O qcow2 -o cluster_size=2M m.qcow2", "-O raw m.qcow2",
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        char a[300], b[300];
+        snprintf(a, sizeof a, "measure %s", m[i]);
+        snprintf(b, sizeof b, "measure %s", m[i]);
+        same(a, b);
+    }
+    static const char *const am[] = {"lazy_refcounts=on", "refcount_bits=1", "refcount_bits=64",
+                                     "compat=0.10", "compat=0.10,refcount_bits=16"};
+    for (size_t i = 0; i < sizeof am / sizeof am[0]; i++) {
+        RUN_OK("rm -f a.qcow2 b.qcow2 && qemu-img create -q -f qcow2 a.qcow2 8M && "
+               "qemu-io -c 'write -P 1 0 2M' -c 'write -z 3M 1M' -c 'write -P 2 5M 64k' "
+               "-c 'write -z -u 5M 64k' a.qcow2 && cp a.qcow2 b.qcow2");
+        RUN_OK("%s amend -o %s a.qcow2", V, am[i]);
+        RUN_OK("qemu-img amend -o %s b.qcow2", am[i]);
+        identical("a.qcow2", "b.qcow2");
+        clean("a.qcow2");
+        struct run *r = run("qemu-img info --output=json a.qcow2 | grep -v actual-size | "
+                            "sed s/a.qcow2/X/");
+        char *ours = strdup(r->out);
+        r = run("qemu-img info --output=json b.qcow2 | grep -v actual-size | sed s/b.qcow2/X/");
+        ck_assert_msg(strcmp(ours, r->out) == 0, "%s:\n%s\n%s", am[i], ours, r->out);
+        free(ours);
+    }
+}
+END_TEST
+
+/* A seeded sequence of operations; after each, qemu-img check is clean
+ * and the content equals a model (a raw file kept by qemu-io). */
+START_TEST(seeded_sequence)
+{
+    RUN_OK("qemu-img create -q -f qcow2 seq.qcow2 4M && qemu-img create -q -f raw model.raw 4M");
+    uint64_t seed = 77;
+    int snaps = 0;
+    char names[16][16];
+    int live[16] = {0};
+    for (int step = 0; step < 60; step++) {
+        unsigned op = (unsigned)(rng_next(&seed) % 7);
+        uint64_t off = rng_next(&seed) % (4u << 20), len = 1 + rng_next(&seed) % 200000;
+        if (off + len > (4u << 20))
+            len = (4u << 20) - off;
+        int pat = (int)(1 + rng_next(&seed) % 250);
+        if (op <= 2) {
+            RUN_OK("%s io -c 'write -q -P %d %llu %llu' seq.qcow2", V, pat,
+                   (unsigned long long)off, (unsigned long long)len);
+            RUN_OK("qemu-io -f raw -c 'write -q -P %d %llu %llu' model.raw", pat,
+                   (unsigned long long)off, (unsigned long long)len);
+        } else if (op == 3 && snaps < 16) {
+            snprintf(names[snaps], sizeof names[0], "s%d", snaps);
+            RUN_OK("%s snapshot -c %s seq.qcow2", V, names[snaps]);
+            RUN_OK("cp model.raw model-%s.raw", names[snaps]);
+            live[snaps++] = 1;
+        } else if (op == 4 && snaps) {
+            int k = (int)(rng_next(&seed) % (uint64_t)snaps);
+            if (live[k]) {
+                RUN_OK("%s snapshot -a %s seq.qcow2", V, names[k]);
+                RUN_OK("cp model-%s.raw model.raw", names[k]);
+            }
+        } else if (op == 5 && snaps) {
+            int k = (int)(rng_next(&seed) % (uint64_t)snaps);
+            if (live[k]) {
+                RUN_OK("%s snapshot -d %s seq.qcow2", V, names[k]);
+                live[k] = 0;
+            }
+        } else if (op == 6) {
+            static const char *const a[] = {"refcount_bits=8", "lazy_refcounts=on",
+                                            "lazy_refcounts=off", "refcount_bits=16"};
+            RUN_OK("%s amend -o %s seq.qcow2", V, a[rng_next(&seed) % 4]);
+        }
+        struct run *r = run("qemu-img check seq.qcow2");
+        ck_assert_msg(r->status == 0, "step %d (op %u): %s %s", step, op, r->out, r->err);
+        r = run("qemu-img compare -f qcow2 -F raw seq.qcow2 model.raw");
+        ck_assert_msg(r->status == 0, "step %d (op %u): %s", step, op, r->out);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    require_program("qemu-img");
+    require_program("qemu-io");
+    if (chdir(scratch_dir()) != 0)
+        return 1;
+    Suite *s = suite_create("interop-ops");
+    TCase *tc = tcase_create("ops");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, snapshots_both_ways);
+    tcase_add_test(tc, convert_like_qemu);
+    tcase_add_test(tc, compare_like_qemu);
+    tcase_add_test(tc, commit_rebase_resize_like_qemu);
+    tcase_add_test(tc, measure_and_amend_like_qemu);
+    tcase_add_test(tc, seeded_sequence);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
