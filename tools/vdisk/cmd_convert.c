@@ -273,10 +273,12 @@ static int copy_plain(struct conv *c)
 /* ---- Compressed copies: a pool compresses, one thread stores in order ---- */
 
 struct ctask {
+    uint64_t seq;            /* which cluster of the file (its index) */
     uint64_t off, len;
     uint8_t *in, *out;
     size_t clen;
-    int state;               /* 0 free, 1 to compress, 2 compressed, 3 skip (zeroes) */
+    int state;               /* 0 free, 1 to compress, 4 compressing, 2 compressed,
+                                3 skip (zeroes) */
     int err;
 };
 
@@ -300,9 +302,13 @@ static void *compressor(void *arg)
             pthread_cond_wait(&p->work, &p->lock);
         if (p->next_job >= p->issued)
             break;
-        struct ctask *t = &p->tasks[p->next_job++ % p->n];
-        if (t->state != 1)
-            continue; /* zeroes: nothing to compress */
+        uint64_t job = p->next_job++;
+        struct ctask *t = &p->tasks[job % p->n];
+        /* Zeroes need nothing; a slot already reused for a later cluster
+         * is that cluster's job, taken when its turn comes. */
+        if (t->seq != job || t->state != 1)
+            continue;
+        t->state = 4;
         pthread_mutex_unlock(&p->lock);
         int r = vdisk_compress(p->c->dst, t->in, t->len, t->out, p->c->cluster, &t->clen);
         pthread_mutex_lock(&p->lock);
@@ -352,6 +358,7 @@ static int copy_compressed(struct conv *c)
             }
             /* Hand it to the pool (in the file's order). */
             pthread_mutex_lock(&p.lock);
+            t->seq = read_next;
             t->state = zero ? 3 : 1;
             p.issued = read_next + 1;
             pthread_cond_broadcast(&p.work);
@@ -361,7 +368,7 @@ static int copy_compressed(struct conv *c)
         /* Store the next cluster in order once it is ready. */
         struct ctask *t = &p.tasks[write_next % p.n];
         pthread_mutex_lock(&p.lock);
-        while (t->state == 1)
+        while (t->state == 1 || t->state == 4)
             pthread_cond_wait(&p.done, &p.lock);
         pthread_mutex_unlock(&p.lock);
         if (r == 0 && t->state == 2) {
