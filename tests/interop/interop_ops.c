@@ -260,10 +260,10 @@ START_TEST(seeded_sequence)
     char names[16][16];
     int live[16] = {0};
     for (int step = 0; step < 60; step++) {
-        unsigned op = (unsigned)(rng_next(&seed) % 7);
+        unsigned op = (unsigned)(rng_next(&seed) % 8);
         uint64_t off = rng_next(&seed) % (4u << 20), len = 1 + rng_next(&seed) % 200000;
         if (off + len > (4u << 20))
-            len = (4u << 20) - off;
+            len = (4u << 20) - off; /* writes stay in the first 4 MiB */
         int pat = (int)(1 + rng_next(&seed) % 250);
         if (op <= 2) {
             RUN_OK("%s io -c 'write -q -P %d %llu %llu' seq.qcow2", V, pat,
@@ -287,6 +287,9 @@ START_TEST(seeded_sequence)
                 RUN_OK("%s snapshot -d %s seq.qcow2", V, names[k]);
                 live[k] = 0;
             }
+        } else if (op == 7 && step % 3 == 0) {
+            /* Grow by a cluster and a bit (snapshots keep their own size). */
+            RUN_OK("%s resize seq.qcow2 +65536 && qemu-img resize -q -f raw model.raw +65536", V);
         } else if (op == 6) {
             static const char *const a[] = {"refcount_bits=8", "lazy_refcounts=on",
                                             "lazy_refcounts=off", "refcount_bits=16"};
