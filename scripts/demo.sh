@@ -3,8 +3,9 @@
 # dependencies, builds, then creates a raw image and a qcow2 image, writes
 # them with vdisk and reads them back with qemu-io (and the reverse), makes
 # a linked clone, writes compressed clusters, checks, describes and maps the
-# images, and does unaligned O_DIRECT I/O.  Later steps (snapshots, convert,
-# partitions, an ISO served as a CD-ROM to a guest) join as they land.
+# images, takes and applies a snapshot, converts (compressed, and from a
+# snapshot), compares, and does unaligned O_DIRECT I/O.  Later steps
+# (partitions, an ISO served as a CD-ROM to a guest) join as they land.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
@@ -47,6 +48,19 @@ step "QEMU reads what vdisk wrote, and checks it"
 qemu-io -c 'read -P 0x44 1M 64k' -c 'read -P 0x42 1114112 64k' "$work/clone.qcow2"
 qemu-img check "$work/clone.qcow2"
 "$vdisk" check "$work/base.qcow2"
+
+step "a snapshot of the clone, a change, and back"
+"$vdisk" snapshot -c before "$work/clone.qcow2"
+"$vdisk" io -c 'write -P 0x66 0 1M' "$work/clone.qcow2"
+"$vdisk" snapshot -l "$work/clone.qcow2"
+"$vdisk" snapshot -a before "$work/clone.qcow2"
+"$vdisk" io -c 'read -P 0x42 0 1M' "$work/clone.qcow2"
+
+step "convert: a full, compressed copy of the clone, and a raw one of the snapshot"
+"$vdisk" convert -p -c -O qcow2 -o compression_type=zstd "$work/clone.qcow2" "$work/full.qcow2"
+"$vdisk" convert -l snapshot.name=before "$work/clone.qcow2" "$work/snap.raw"
+"$vdisk" compare "$work/clone.qcow2" "$work/full.qcow2"
+qemu-img compare "$work/clone.qcow2" "$work/snap.raw"
 
 step "the backing chain, as qemu-img info --backing-chain prints it"
 "$vdisk" info --backing-chain "$work/clone.qcow2"
