@@ -300,6 +300,31 @@ static int check_writable(struct qcow2 *s)
     return 0;
 }
 
+/* The snapshot NAME (by name, else by id) of a writable image, with the
+ * metadata flushed; its index, or -errno. */
+static int writable_snapshot(struct qcow2 *s, const char *name)
+{
+    int r = check_writable(s);
+    if (r < 0)
+        return r;
+    int k = find(s, name);
+    if (k < 0)
+        return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
+    r = qcow2_flush_metadata(s);
+    return r < 0 ? r : k;
+}
+
+/* After references moved: apply the frees, then set COPIED right. */
+static int settle(struct qcow2 *s)
+{
+    int r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = qcow2_fix_copied(s, NULL, NULL, NULL);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    return r;
+}
+
 int qcow2_snapshot_create(struct qcow2 *s, const char *name)
 {
     int r = check_writable(s);
@@ -338,9 +363,7 @@ int qcow2_snapshot_create(struct qcow2 *s, const char *name)
     free(buf);
     /* Nothing in the active tree is owned alone any more. */
     if (r == 0)
-        r = qcow2_fix_copied(s, NULL, NULL, NULL);
-    if (r == 0)
-        r = qcow2_flush_metadata(s);
+        r = settle(s);
     if (r < 0)
         return r;
 
@@ -386,14 +409,11 @@ int qcow2_snapshot_create(struct qcow2 *s, const char *name)
 
 int qcow2_snapshot_apply(struct qcow2 *s, const char *name)
 {
-    int r = check_writable(s);
-    if (r < 0)
-        return r;
-    int k = find(s, name);
+    int k = writable_snapshot(s, name);
     if (k < 0)
-        return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
+        return k;
     struct qcow2_snapshot *sn = &s->snaps[k];
-    r = qcow2_flush_metadata(s);
+    int r = 0;
     uint64_t *snl1 = NULL;
     if (r == 0)
         r = read_l1(s, sn->l1_offset, sn->l1_size, &snl1);
@@ -449,27 +469,16 @@ int qcow2_snapshot_apply(struct qcow2 *s, const char *name)
     free(old);
     if (r == 0 && l1_off != old_off)
         r = qcow2_free_later(s, old_off, old_clusters);
-    if (r == 0)
-        r = qcow2_flush_metadata(s);
-    if (r == 0)
-        r = qcow2_fix_copied(s, NULL, NULL, NULL);
-    if (r == 0)
-        r = qcow2_flush_metadata(s);
-    return r;
+    return r < 0 ? r : settle(s);
 }
 
 int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
 {
-    int r = check_writable(s);
-    if (r < 0)
-        return r;
-    int k = find(s, name);
+    int k = writable_snapshot(s, name);
     if (k < 0)
-        return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
+        return k;
     struct qcow2_snapshot gone = s->snaps[k];
-    r = qcow2_flush_metadata(s);
-    if (r < 0)
-        return r;
+    int r;
     /* The table without it first: then nothing on disk points to its tree. */
     struct qcow2_snapshot *rest = calloc(s->nb_snapshots, sizeof *rest);
     if (!rest)
@@ -496,13 +505,7 @@ int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
     free(gone.id);
     free(gone.name);
     free(gone.extra);
-    if (r == 0)
-        r = qcow2_flush_metadata(s);
-    if (r == 0)
-        r = qcow2_fix_copied(s, NULL, NULL, NULL);
-    if (r == 0)
-        r = qcow2_flush_metadata(s);
-    return r;
+    return r < 0 ? r : settle(s);
 }
 
 int qcow2_snapshot_select(struct qcow2 *s, const char *name)

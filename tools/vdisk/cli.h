@@ -62,6 +62,10 @@ struct open_args {
 };
 vdisk_dev *cli_open(const char *file, const struct open_args *a);
 
+/* Opens NAME (of FORMAT, raw when NULL) read-only as IMAGE's backing file
+ * would be opened: a relative NAME is taken from IMAGE's folder. */
+vdisk_dev *cli_open_beside(const char *image, const char *name, const char *format);
+
 /* Common option handling: prints help for "-h" / "--help". */
 bool is_help(const char *arg);
 

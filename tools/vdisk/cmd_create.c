@@ -76,17 +76,7 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
 /* The size of the backing file, opened as the new image will open it. */
 static int backing_size(const char *file, const char *backing, const char *fmt, uint64_t *size)
 {
-    char *path;
-    const char *slash = strrchr(file, '/');
-    if (backing[0] != '/' && slash) {
-        if (asprintf(&path, "%.*s/%s", (int)(slash - file), file, backing) < 0)
-            return -1;
-    } else {
-        path = strdup(backing);
-    }
-    struct open_args oa = {.format = fmt ? fmt : "raw", .read_only = true};
-    vdisk_dev *dev = path ? cli_open(path, &oa) : NULL;
-    free(path);
+    vdisk_dev *dev = cli_open_beside(file, backing, fmt);
     if (!dev)
         return -1;
     *size = vdisk_get_size(dev);

@@ -22,23 +22,6 @@ static void help(void)
            "changes the name.  -b \"\" removes the backing file (flattening FILE).\n");
 }
 
-/* Opens NAME relative to FILE's folder, as backing files resolve. */
-static vdisk_dev *open_relative(const char *file, const char *name, const char *fmt)
-{
-    char *path;
-    const char *slash = strrchr(file, '/');
-    if (name[0] != '/' && slash) {
-        if (asprintf(&path, "%.*s/%s", (int)(slash - file), file, name) < 0)
-            return NULL;
-    } else {
-        path = strdup(name);
-    }
-    struct open_args a = {.format = fmt ? fmt : "raw", .read_only = true};
-    vdisk_dev *d = cli_open(path, &a);
-    free(path);
-    return d;
-}
-
 int cmd_rebase(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -83,7 +66,7 @@ int cmd_rebase(int argc, char **argv)
     int r = 0;
     if (!unsafe) {
         vdisk_dev *old = vdisk_get_backing(dev);
-        vdisk_dev *neu = *nb ? open_relative(file, nb, nf) : NULL;
+        vdisk_dev *neu = *nb ? cli_open_beside(file, nb, nf) : NULL;
         if (*nb && !neu) {
             vdisk_close(dev);
             return 1;

@@ -196,3 +196,19 @@ vdisk_dev *cli_open(const char *file, const struct open_args *a)
     }
     return dev;
 }
+
+vdisk_dev *cli_open_beside(const char *image, const char *name, const char *format)
+{
+    char *path;
+    const char *slash = strrchr(image, '/');
+    if (name[0] != '/' && slash) {
+        if (asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0)
+            return NULL;
+    } else {
+        path = strdup(name);
+    }
+    struct open_args a = {.format = format ? format : "raw", .read_only = true};
+    vdisk_dev *d = path ? cli_open(path, &a) : NULL;
+    free(path);
+    return d;
+}
