@@ -27,6 +27,7 @@
 #include <vdisk/check.h>
 #include <vdisk/snapshot.h>
 #include <vdisk/image.h>
+#include <vdisk/part.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -52,7 +52,11 @@ void json_string(FILE *f, const char *s);
 /* The --output=FORMAT value: 0 human, 1 json, -1 invalid (message printed). */
 int parse_output_format(const char *v);
 
-/* Opens FILE with the usual CLI options; prints the error and returns NULL. */
+/*
+ * Opens PATH with the usual CLI options; PATH may name a partition of an
+ * image as IMAGE:pN (see partpath.h).  Prints the error and returns NULL.
+ * cli_open_image() opens a whole image only.
+ */
 struct open_args {
     const char *format;
     bool read_only;
@@ -60,7 +64,8 @@ struct open_args {
     const char *engine;    /* NULL: the library's default */
     vdisk_options *extra;  /* may be NULL */
 };
-vdisk_dev *cli_open(const char *file, const struct open_args *a);
+vdisk_dev *cli_open(const char *path, const struct open_args *a);
+vdisk_dev *cli_open_image(const char *file, const struct open_args *a);
 
 /* Opens NAME (of FORMAT, raw when NULL) read-only as IMAGE's backing file
  * would be opened: a relative NAME is taken from IMAGE's folder. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "partpath.h"
 
 #define MAX_SOURCES 64
 
@@ -545,9 +546,22 @@ int cmd_convert(int argc, char **argv)
             vdisk_options_set(so, "cache", src_cache);
         if (snap)
             vdisk_options_set(so, "snapshot.name", snap);
+        /* IMAGE:pN converts a partition. */
+        char *image = NULL;
+        unsigned part = 0;
+        if (cli_split_path(argv[i], &image, &part) < 0) {
+            vdisk_options_free(so);
+            goto out;
+        }
         vdisk_dev *d = NULL;
-        int r = vdisk_open(&d, argv[i], so);
+        int r = vdisk_open(&d, image ? image : argv[i], so);
         vdisk_options_free(so);
+        free(image);
+        if (r == 0 && part) {
+            vdisk_dev *disk = d;
+            r = vdisk_open_partition(&d, disk, part, VDISK_OPEN_RDONLY);
+            vdisk_close(disk);
+        }
         if (r < 0) {
             cli_lib_error();
             goto out;

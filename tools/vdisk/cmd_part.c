@@ -1,15 +1,929 @@
 /* SPDX-License-Identifier: MIT */
-/* tools/vdisk/cmd_part.c: vdisk part (being written). */
+/*
+ * tools/vdisk/cmd_part.c: vdisk part: partition tables (MBR, GPT) of raw
+ * and qcow2 images.  list --output=json prints what sfdisk --json prints,
+ * dump and apply speak sfdisk's script format (sfdisk -d).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+
+static void help(void)
+{
+    printf("usage: vdisk part COMMAND [OPTIONS] IMAGE [ARGS]\n"
+           "\n"
+           "Partition tables (MBR and GPT) of raw and qcow2 images, edited in place.\n"
+           "\n"
+           "  list [--output=human|json] IMAGE   the partitions (json: as sfdisk --json)\n"
+           "  dump IMAGE                         the table as an sfdisk script (sfdisk -d)\n"
+           "  apply IMAGE [SCRIPT]               writes a table from an sfdisk script\n"
+           "                                     (standard input without SCRIPT)\n"
+           "  create --table=mbr|gpt [--id=ID] IMAGE   a new, empty table\n"
+           "  add [--number=N] [--start=S] [--size=S] [--type=T] [--name=NAME]\n"
+           "      [--uuid=GUID] [--attrs=ATTRS] [--bootable] [--logical] IMAGE\n"
+           "  delete IMAGE N\n"
+           "  resize IMAGE N SIZE                SIZE 'max' (or '+'): as large as possible\n"
+           "  set [--type=T] [--name=NAME] [--uuid=GUID] [--attrs=ATTRS]\n"
+           "      [--bootable=on|off] IMAGE N\n"
+           "  verify IMAGE                       problems one a line; exit 0 only when sound\n"
+           "  repair IMAGE                       GPT: rebuilds a damaged header or array from\n"
+           "                                     the other copy, moves the backup to the end\n"
+           "\n"
+           "Options for every command:\n"
+           "  -f, --format=FMT      the image's format (probed when not given)\n"
+           "  --sector-size=512|4096  the logical sector size (found from the table or\n"
+           "                        the device when not given)\n"
+           "\n"
+           "Start and size are sectors, or bytes with a suffix (K, M, G, T: powers of\n"
+           "1024).  Default start: the first free sector aligned to 1 MiB; default size:\n"
+           "up to the end of that free area.  Types: an MBR hex byte (83) or a GPT GUID,\n"
+           "or L (Linux), S (swap), E (extended), U (EFI), R (RAID), V (LVM), H (home).\n"
+           "Attributes: \"RequiredPartition NoBlockIOProtocol LegacyBIOSBootable GUID:N,...\".\n"
+           "\n"
+           "Partitions of an image are devices of their own for every vdisk command:\n"
+           "IMAGE:pN is partition N of IMAGE (e.g. disk.qcow2:p2).\n");
+}
+
+struct popts {
+    const char *format;
+    unsigned ss;
+    int json;
+    const char *table, *id, *type, *name, *uuid, *attrs, *start, *size;
+    unsigned number;
+    int bootable; /* -1 unset */
+    bool logical;
+};
+
+/* ---- Helpers ------------------------------------------------------------------ */
+
+static vdisk_dev *open_image(const char *file, const struct popts *o, bool rw)
+{
+    struct open_args oa = {.format = o->format, .read_only = !rw};
+    return cli_open_image(file, &oa);
+}
+
+static vdisk_ptable *read_table(vdisk_dev *dev, const struct popts *o)
+{
+    vdisk_ptable *t = NULL;
+    if (vdisk_part_read(&t, dev, o->ss) < 0) {
+        cli_lib_error();
+        return NULL;
+    }
+    return t;
+}
+
+static void node_name(const char *dev, unsigned n, char *buf, size_t len)
+{
+    size_t l = strlen(dev);
+    bool digit = l && isdigit((unsigned char)dev[l - 1]);
+    snprintf(buf, len, "%s%s%u", dev, digit ? "p" : "", n);
+}
+
+/* A sector count: digits are sectors, a size suffix means bytes. */
+static int parse_sectors(const char *s, unsigned ss, uint64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    const char *p = s;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (!*p) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno)
+            return -ERANGE;
+        *out = v;
+        return 0;
+    }
+    /* Allow sfdisk's "KiB" / "MiB" spellings. */
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%s", s);
+    size_t l = strlen(tmp);
+    if (l > 3 && strcmp(tmp + l - 2, "iB") == 0)
+        tmp[l - 2] = '\0';
+    uint64_t bytes;
+    int r = parse_size(tmp, &bytes);
+    if (r < 0)
+        return r;
+    *out = bytes / ss;
+    return 0;
+}
+
+static const char *const attr_names[3] = {"RequiredPartition", "NoBlockIOProtocol",
+                                          "LegacyBIOSBootable"};
+
+static void attrs_to_str(uint64_t a, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < 3; i++)
+        if (a & (1ull << i))
+            o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? " " : "", attr_names[i]);
+    bool first = true;
+    for (int i = 48; i < 64 && o < len; i++)
+        if (a & (1ull << i)) {
+            o += (size_t)snprintf(buf + o, len - o, "%s%d",
+                                  first ? (o ? " GUID:" : "GUID:") : ",", i);
+            first = false;
+        }
+}
+
+static int parse_attrs(const char *s, uint64_t *out)
+{
+    uint64_t a = 0;
+    char *copy = strdup(s), *save = NULL;
+    if (!copy)
+        return -ENOMEM;
+    int r = 0;
+    for (char *tok = strtok_r(copy, " \t", &save); tok && r == 0;
+         tok = strtok_r(NULL, " \t", &save)) {
+        bool known = false;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(tok, attr_names[i]) == 0)
+                a |= 1ull << i, known = true;
+        if (known)
+            continue;
+        char *bits = tok;
+        if (strncmp(tok, "GUID:", 5) == 0)
+            bits = tok + 5;
+        char *save2 = NULL;
+        for (char *b = strtok_r(bits, ",", &save2); b; b = strtok_r(NULL, ",", &save2)) {
+            char *end;
+            long v = strtol(b, &end, 10);
+            if (*end || end == b || v < 0 || v > 63) {
+                r = -EINVAL;
+                break;
+            }
+            a |= 1ull << v;
+        }
+    }
+    free(copy);
+    *out = a;
+    return r;
+}
+
+/* MBR types: sfdisk's shortcuts or a hex byte; 0 when not one. */
+static unsigned mbr_type_of(const char *s)
+{
+    static const struct { const char *a; unsigned v; } al[] = {
+        {"L", 0x83}, {"S", 0x82}, {"E", 0x05}, {"X", 0x85}, {"U", 0xef}, {"R", 0xfd}, {"V", 0x8e},
+    };
+    for (size_t i = 0; i < sizeof al / sizeof al[0]; i++)
+        if (strcmp(s, al[i].a) == 0)
+            return al[i].v;
+    const char *h = s;
+    if (h[0] == '0' && (h[1] == 'x' || h[1] == 'X'))
+        h += 2;
+    char *end;
+    unsigned long v = strtoul(h, &end, 16);
+    if (!*h || *end || strlen(h) > 2 || !isxdigit((unsigned char)h[0]))
+        return 0;
+    return (unsigned)v;
+}
+
+/* sfdisk's quoting of names in scripts: \xNN for anything but printable ASCII. */
+static void script_quoted(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\')
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* ---- list, dump ---------------------------------------------------------------- */
+
+static void print_json(vdisk_ptable *t, const char *device)
+{
+    char id[40];
+    vdisk_part_get_id(t, id, sizeof id);
+    bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
+    printf("{\n   \"partitiontable\": {\n      \"label\": \"%s\",\n      \"id\": \"%s\",\n"
+           "      \"device\": ", gpt ? "gpt" : "dos", id);
+    json_string(stdout, device);
+    printf(",\n      \"unit\": \"sectors\",\n");
+    if (gpt) {
+        uint64_t first, last;
+        vdisk_part_usable(t, &first, &last);
+        printf("      \"firstlba\": %" PRIu64 ",\n      \"lastlba\": %" PRIu64 ",\n", first, last);
+    }
+    printf("      \"sectorsize\": %u", vdisk_part_sector_size(t));
+    size_t n = vdisk_part_count(t);
+    if (n) {
+        printf(",\n      \"partitions\": [\n");
+        for (size_t i = 0; i < n; i++) {
+            struct vdisk_partition p;
+            vdisk_part_get(t, i, &p);
+            char node[4200];
+            node_name(device, p.number, node, sizeof node);
+            printf("%s", i ? "         },{\n" : "         {\n");
+            printf("            \"node\": ");
+            json_string(stdout, node);
+            printf(",\n            \"start\": %" PRIu64 ",\n            \"size\": %" PRIu64
+                   ",\n", p.start, p.size);
+            if (gpt) {
+                printf("            \"type\": \"%s\",\n            \"uuid\": \"%s\"", p.type_guid,
+                       p.uuid);
+                if (p.name[0]) {
+                    printf(",\n            \"name\": ");
+                    json_string(stdout, p.name);
+                }
+                if (p.attrs) {
+                    char a[300];
+                    attrs_to_str(p.attrs, a, sizeof a);
+                    if (a[0])
+                        printf(",\n            \"attrs\": \"%s\"", a);
+                }
+            } else {
+                printf("            \"type\": \"%x\"", p.mbr_type);
+                if (p.bootable)
+                    printf(",\n            \"bootable\": true");
+            }
+            printf("\n");
+        }
+        printf("         }\n      ]");
+    }
+    printf("\n   }\n}\n");
+}
+
+static void print_human(vdisk_ptable *t, const char *device)
+{
+    char id[40], sz[64];
+    vdisk_part_get_id(t, id, sizeof id);
+    bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
+    unsigned ss = vdisk_part_sector_size(t);
+    uint64_t sectors = vdisk_part_disk_sectors(t);
+    size_to_str(sectors * ss, sz, sizeof sz);
+    printf("Disk %s: %s, %" PRIu64 " bytes, %" PRIu64 " sectors\n", device, sz, sectors * ss,
+           sectors);
+    printf("Sector size: %u bytes\nDisklabel type: %s\nDisk identifier: %s\n", ss,
+           gpt ? "gpt" : "dos", id);
+    if (gpt) {
+        uint64_t first, last;
+        vdisk_part_usable(t, &first, &last);
+        printf("First usable sector: %" PRIu64 ", last usable sector: %" PRIu64 "\n", first,
+               last);
+    }
+    size_t n = vdisk_part_count(t);
+    if (!n)
+        return;
+    printf("\n%-6s %12s %12s %12s %10s  %s\n", "Number", "Start", "End", "Sectors", "Size",
+           gpt ? "Type / Name" : "Type Boot");
+    for (size_t i = 0; i < n; i++) {
+        struct vdisk_partition p;
+        vdisk_part_get(t, i, &p);
+        size_to_str(p.size * ss, sz, sizeof sz);
+        printf("%-6u %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10s  ", p.number, p.start,
+               p.start + p.size - 1, p.size, sz);
+        if (gpt)
+            printf("%s %s\n", p.type_guid, p.name);
+        else
+            printf("%x%s\n", p.mbr_type, p.bootable ? " *" : "");
+    }
+}
+
+static void print_dump(vdisk_ptable *t, const char *device)
+{
+    char id[40];
+    vdisk_part_get_id(t, id, sizeof id);
+    bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
+    printf("label: %s\nlabel-id: %s\ndevice: %s\nunit: sectors\n", gpt ? "gpt" : "dos", id,
+           device);
+    if (gpt) {
+        uint64_t first, last;
+        vdisk_part_usable(t, &first, &last);
+        printf("first-lba: %" PRIu64 "\nlast-lba: %" PRIu64 "\n", first, last);
+        if (vdisk_part_entries(t) != 128)
+            printf("table-length: %u\n", vdisk_part_entries(t));
+    }
+    printf("sector-size: %u\n", vdisk_part_sector_size(t));
+    size_t n = vdisk_part_count(t);
+    if (n)
+        printf("\n");
+    for (size_t i = 0; i < n; i++) {
+        struct vdisk_partition p;
+        vdisk_part_get(t, i, &p);
+        char node[4200];
+        node_name(device, p.number, node, sizeof node);
+        printf("%s : start=%12" PRIu64 ", size=%12" PRIu64 ", type=", node, p.start, p.size);
+        if (gpt) {
+            printf("%s, uuid=%s", p.type_guid, p.uuid);
+            if (p.name[0]) {
+                printf(", name=");
+                script_quoted(stdout, p.name);
+            }
+            char a[300];
+            attrs_to_str(p.attrs, a, sizeof a);
+            if (a[0])
+                printf(", attrs=\"%s\"", a);
+        } else {
+            printf("%x", p.mbr_type);
+            if (p.bootable)
+                printf(", bootable");
+        }
+        printf("\n");
+    }
+}
+
+/* ---- apply ------------------------------------------------------------------------ */
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t l = strlen(s);
+    while (l && isspace((unsigned char)s[l - 1]))
+        s[--l] = '\0';
+    return s;
+}
+
+/* Unquotes a value in place: "..." with \xNN, \" and \\ escapes. */
+static char *unquote(char *v)
+{
+    v = trim(v);
+    if (*v != '"')
+        return v;
+    char *o = v, *p = v + 1;
+    while (*p && *p != '"') {
+        if (*p == '\\' && p[1] == 'x' && isxdigit((unsigned char)p[2]) &&
+            isxdigit((unsigned char)p[3])) {
+            char hx[3] = {p[2], p[3], 0};
+            *o++ = (char)strtoul(hx, NULL, 16);
+            p += 4;
+        } else if (*p == '\\' && p[1]) {
+            *o++ = p[1];
+            p += 2;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return v;
+}
+
+/* Splits at commas (and, between fields, blanks) outside quotes. */
+static size_t split_fields(char *line, char **fields, size_t max)
+{
+    size_t n = 0;
+    char *p = line;
+    while (n < max) {
+        fields[n++] = p;
+        bool q = false;
+        while (*p && (q || *p != ',')) {
+            if (*p == '"')
+                q = !q;
+            p++;
+        }
+        if (!*p)
+            break;
+        *p++ = '\0';
+    }
+    return n;
+}
+
+struct script_part {
+    unsigned number;
+    const char *start, *size, *type, *uuid, *name, *attrs;
+    int bootable;
+};
+
+static int apply_part(vdisk_ptable *t, const struct script_part *sp, int lineno)
+{
+    struct vdisk_partition p;
+    memset(&p, 0, sizeof p);
+    unsigned ss = vdisk_part_sector_size(t);
+    bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
+    p.number = sp->number;
+    if (sp->start && *sp->start && parse_sectors(sp->start, ss, &p.start) < 0) {
+        cli_error("line %d: bad start '%s'", lineno, sp->start);
+        return -1;
+    }
+    if (sp->size && *sp->size) {
+        const char *s = sp->size[0] == '+' ? sp->size + 1 : sp->size;
+        if (*s && parse_sectors(s, ss, &p.size) < 0) {
+            cli_error("line %d: bad size '%s'", lineno, sp->size);
+            return -1;
+        }
+    }
+    if (!gpt && sp->type && *sp->type) {
+        p.mbr_type = mbr_type_of(sp->type);
+        if (!p.mbr_type) {
+            cli_error("line %d: bad MBR type '%s'", lineno, sp->type);
+            return -1;
+        }
+    }
+    p.bootable = sp->bootable > 0;
+    if (gpt) {
+        if (sp->uuid)
+            snprintf(p.uuid, sizeof p.uuid, "%s", sp->uuid);
+        if (sp->name) {
+            if (strlen(sp->name) > VDISK_PART_NAME_MAX) {
+                cli_error("line %d: the name is too long", lineno);
+                return -1;
+            }
+            snprintf(p.name, sizeof p.name, "%s", sp->name);
+        }
+        if (sp->attrs && parse_attrs(sp->attrs, &p.attrs) < 0) {
+            cli_error("line %d: bad attributes '%s'", lineno, sp->attrs);
+            return -1;
+        }
+    }
+    if (vdisk_part_add(t, &p) < 0 ||
+        (gpt && sp->type && *sp->type && vdisk_part_set_type(t, p.number, sp->type) < 0)) {
+        fprintf(stderr, "vdisk: line %d: %s\n", lineno, vdisk_get_error());
+        return -1;
+    }
+    return 0;
+}
+
+static int do_apply(vdisk_dev *dev, FILE *in, const struct popts *o)
+{
+    char line[8192];
+    int lineno = 0;
+    vdisk_ptable *t = NULL;
+    int kind = VDISK_PT_MBR;
+    const char *id = NULL;
+    char idbuf[64] = "";
+    uint64_t first = 0, last = 0, tlen = 0;
+    bool have_first = false, have_last = false;
+    unsigned ss = o->ss;
+    int ret = 1;
+    while (fgets(line, sizeof line, in)) {
+        lineno++;
+        char *l = trim(line);
+        if (!*l || *l == '#')
+            continue;
+        /* A header line: "key: value" where key has no '=' or ','. */
+        char *colon = strchr(l, ':');
+        bool header = false;
+        if (colon && !t) {
+            size_t kl = (size_t)(colon - l);
+            header = strcspn(l, "=,\" ") >= kl && colon[1] != '\0' &&
+                     (isspace((unsigned char)colon[1]));
+            if (header) {
+                static const char *const keys[] = {"label", "label-id", "device", "unit",
+                                                   "first-lba", "last-lba", "sector-size",
+                                                   "table-length", "grain"};
+                bool known = false;
+                for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+                    if (strlen(keys[k]) == kl && strncmp(l, keys[k], kl) == 0)
+                        known = true;
+                header = known;
+            }
+        }
+        if (header) {
+            *colon = '\0';
+            char *v = trim(colon + 1);
+            if (strcmp(l, "label") == 0) {
+                if (strcmp(v, "dos") == 0 || strcmp(v, "mbr") == 0)
+                    kind = VDISK_PT_MBR;
+                else if (strcmp(v, "gpt") == 0)
+                    kind = VDISK_PT_GPT;
+                else {
+                    cli_error("line %d: unsupported label '%s'", lineno, v);
+                    goto out;
+                }
+            } else if (strcmp(l, "label-id") == 0) {
+                snprintf(idbuf, sizeof idbuf, "%s", v);
+                id = idbuf;
+            } else if (strcmp(l, "unit") == 0) {
+                if (strcmp(v, "sectors") != 0) {
+                    cli_error("line %d: unsupported unit '%s'", lineno, v);
+                    goto out;
+                }
+            } else if (strcmp(l, "first-lba") == 0 || strcmp(l, "last-lba") == 0 ||
+                       strcmp(l, "sector-size") == 0 || strcmp(l, "table-length") == 0) {
+                char *end;
+                errno = 0;
+                unsigned long long n = strtoull(v, &end, 10);
+                if (!*v || *end || errno) {
+                    cli_error("line %d: bad number '%s'", lineno, v);
+                    goto out;
+                }
+                if (l[0] == 'f')
+                    first = n, have_first = true;
+                else if (l[0] == 'l')
+                    last = n, have_last = true;
+                else if (l[0] == 't')
+                    tlen = n;
+                else if (!o->ss) {
+                    if (n != 512 && n != 4096) {
+                        cli_error("line %d: sector size %llu: expected 512 or 4096", lineno, n);
+                        goto out;
+                    }
+                    ss = (unsigned)n;
+                }
+            }
+            continue;
+        }
+        if (!t) {
+            if (vdisk_part_new(&t, dev, kind, ss) < 0 || (id && vdisk_part_set_id(t, id) < 0) ||
+                (tlen && vdisk_part_set_entries(t, (unsigned)tlen) < 0)) {
+                cli_lib_error();
+                goto out;
+            }
+            if (kind == VDISK_PT_GPT && (have_first || have_last)) {
+                uint64_t f0, l0;
+                vdisk_part_usable(t, &f0, &l0);
+                if (vdisk_part_set_usable(t, have_first ? first : f0, have_last ? last : l0) < 0) {
+                    cli_lib_error();
+                    goto out;
+                }
+            }
+        }
+        /* A partition line, with an optional "NODE :" in front. */
+        struct script_part sp = {.bootable = -1};
+        char *body = l;
+        if (colon) {
+            size_t kl = (size_t)(colon - l);
+            if (strcspn(l, "=,\"") > kl) {
+                *colon = '\0';
+                char *node = trim(l);
+                size_t nl = strlen(node), d = nl;
+                while (d && isdigit((unsigned char)node[d - 1]))
+                    d--;
+                if (d < nl)
+                    sp.number = (unsigned)strtoul(node + d, NULL, 10);
+                body = colon + 1;
+            }
+        }
+        char *fields[16];
+        size_t nf = split_fields(body, fields, 16);
+        bool named = strchr(body, '=') != NULL;
+        for (size_t i = 0; i < nf; i++) {
+            char *f = trim(fields[i]);
+            if (!named) {
+                /* start, size, type, bootable */
+                if (i == 0) sp.start = f;
+                else if (i == 1) sp.size = f;
+                else if (i == 2) sp.type = f;
+                else if (i == 3) sp.bootable = strcmp(f, "*") == 0;
+                continue;
+            }
+            if (!*f)
+                continue;
+            char *eq = strchr(f, '=');
+            if (!eq) {
+                if (strcmp(f, "bootable") == 0)
+                    sp.bootable = 1;
+                else {
+                    cli_error("line %d: unknown field '%s'", lineno, f);
+                    goto out;
+                }
+                continue;
+            }
+            *eq = '\0';
+            char *k = trim(f), *v = unquote(eq + 1);
+            if (strcmp(k, "start") == 0) sp.start = v;
+            else if (strcmp(k, "size") == 0) sp.size = v;
+            else if (strcmp(k, "type") == 0 || strcmp(k, "Id") == 0) sp.type = v;
+            else if (strcmp(k, "uuid") == 0) sp.uuid = v;
+            else if (strcmp(k, "name") == 0) sp.name = v;
+            else if (strcmp(k, "attrs") == 0) sp.attrs = v;
+            else {
+                cli_error("line %d: unknown field '%s'", lineno, k);
+                goto out;
+            }
+        }
+        if (apply_part(t, &sp, lineno) < 0)
+            goto out;
+    }
+    if (!t && vdisk_part_new(&t, dev, kind, ss) == 0) {
+        if ((id && vdisk_part_set_id(t, id) < 0) ||
+            (tlen && vdisk_part_set_entries(t, (unsigned)tlen) < 0)) {
+            cli_lib_error();
+            goto out;
+        }
+        if (kind == VDISK_PT_GPT && (have_first || have_last)) {
+            uint64_t f0, l0;
+            vdisk_part_usable(t, &f0, &l0);
+            if (vdisk_part_set_usable(t, have_first ? first : f0, have_last ? last : l0) < 0) {
+                cli_lib_error();
+                goto out;
+            }
+        }
+    }
+    if (!t || vdisk_part_write(t) < 0) {
+        cli_lib_error();
+        goto out;
+    }
+    ret = 0;
+out:
+    vdisk_part_free(t);
+    return ret;
+}
+
+/* ---- The command ------------------------------------------------------------------ */
+
+static void report_line(void *opaque, const char *line)
+{
+    (void)opaque;
+    printf("%s\n", line);
+}
+
+static int parse_number(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || v == 0 || v > 1000000 || !isdigit((unsigned char)s[0])) {
+        cli_error("'%s' is not a partition number", s);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int edit(const char *verb, vdisk_dev *dev, const struct popts *o, char **args, int nargs)
+{
+    vdisk_ptable *t = read_table(dev, o);
+    if (!t)
+        return 1;
+    unsigned ss = vdisk_part_sector_size(t);
+    int r = 0;
+    unsigned number = 0;
+    if (strcmp(verb, "add") == 0) {
+        struct vdisk_partition p;
+        memset(&p, 0, sizeof p);
+        p.number = o->number;
+        p.logical = o->logical;
+        p.bootable = o->bootable > 0;
+        if ((o->start && parse_sectors(o->start, ss, &p.start) < 0) ||
+            (o->size && parse_sectors(o->size, ss, &p.size) < 0)) {
+            cli_error("bad --start or --size");
+            r = -1;
+        }
+        bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
+        if (r == 0 && !gpt && o->type && !(p.mbr_type = mbr_type_of(o->type))) {
+            cli_error("'%s' is not an MBR partition type", o->type);
+            r = -1;
+        }
+        if (r == 0 && gpt) {
+            if (o->uuid)
+                snprintf(p.uuid, sizeof p.uuid, "%s", o->uuid);
+            if (o->name)
+                snprintf(p.name, sizeof p.name, "%s", o->name);
+            if (o->attrs && parse_attrs(o->attrs, &p.attrs) < 0) {
+                cli_error("bad attributes '%s'", o->attrs);
+                r = -1;
+            }
+        }
+        if (r == 0 && (vdisk_part_add(t, &p) < 0 ||
+                       (gpt && o->type && vdisk_part_set_type(t, p.number, o->type) < 0))) {
+            cli_lib_error();
+            r = -1;
+        }
+        if (r == 0)
+            printf("Created partition %u: sectors %" PRIu64 "-%" PRIu64 ".\n", p.number,
+                   p.start, p.start + p.size - 1);
+    } else {
+        if (nargs < 1 || parse_number(args[0], &number) < 0) {
+            if (nargs < 1)
+                cli_error("%s: expecting a partition number", verb);
+            vdisk_part_free(t);
+            return 1;
+        }
+        if (strcmp(verb, "delete") == 0) {
+            r = vdisk_part_delete(t, number);
+        } else if (strcmp(verb, "resize") == 0) {
+            uint64_t size = 0;
+            if (nargs < 2) {
+                cli_error("resize: expecting a size");
+                r = -1;
+            } else if (strcmp(args[1], "max") != 0 && strcmp(args[1], "+") != 0 &&
+                       (parse_sectors(args[1], ss, &size) < 0 || size == 0)) {
+                cli_error("'%s' is not a size", args[1]);
+                r = -1;
+            }
+            if (r == 0)
+                r = vdisk_part_resize(t, number, size);
+        } else { /* set */
+            uint64_t attrs;
+            if (!o->type && !o->name && !o->uuid && !o->attrs && o->bootable < 0) {
+                cli_error("set: nothing to set (--type, --name, --uuid, --attrs, --bootable)");
+                r = -1;
+            }
+            if (r == 0 && o->type)
+                r = vdisk_part_set_type(t, number, o->type);
+            if (r == 0 && o->name)
+                r = vdisk_part_set_name(t, number, o->name);
+            if (r == 0 && o->uuid)
+                r = vdisk_part_set_uuid(t, number, o->uuid);
+            if (r == 0 && o->attrs) {
+                if (parse_attrs(o->attrs, &attrs) < 0) {
+                    cli_error("bad attributes '%s'", o->attrs);
+                    r = -1;
+                } else {
+                    r = vdisk_part_set_attrs(t, number, attrs);
+                }
+            }
+            if (r == 0 && o->bootable >= 0)
+                r = vdisk_part_set_bootable(t, number, o->bootable);
+            if (r < -1)
+                cli_lib_error();
+            if (r < 0) {
+                vdisk_part_free(t);
+                return 1;
+            }
+        }
+        if (r < -1)
+            cli_lib_error();
+    }
+    if (r == 0 && vdisk_part_write(t) < 0) {
+        cli_lib_error();
+        r = -1;
+    }
+    vdisk_part_free(t);
+    return r < 0 ? 1 : 0;
+}
 
 int cmd_part(int argc, char **argv)
 {
-    (void)argc;
-    if (argc > 1 && is_help(argv[1])) {
-        printf("usage: vdisk part COMMAND [OPTIONS] IMAGE\n");
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'O'},
+        {"sector-size", required_argument, NULL, 'z'},
+        {"table", required_argument, NULL, 't'},
+        {"id", required_argument, NULL, 'i'},
+        {"number", required_argument, NULL, 'n'},
+        {"start", required_argument, NULL, 's'},
+        {"size", required_argument, NULL, 'S'},
+        {"type", required_argument, NULL, 'T'},
+        {"name", required_argument, NULL, 'N'},
+        {"uuid", required_argument, NULL, 'u'},
+        {"attrs", required_argument, NULL, 'a'},
+        {"bootable", optional_argument, NULL, 'b'},
+        {"logical", no_argument, NULL, 'l'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2) {
+        cli_error("part: expecting a command (list, dump, apply, create, add, delete, resize,"
+                  " set, verify, repair)");
+        return 1;
+    }
+    if (is_help(argv[1])) {
+        help();
         return 0;
     }
-    (void)argv;
-    cli_error("part: not built yet");
-    return 1;
+    const char *verb = argv[1];
+    static const char *const verbs[] = {"list", "dump", "apply", "create", "add", "delete",
+                                        "resize", "set", "verify", "repair"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        known |= strcmp(verb, verbs[i]) == 0;
+    if (!known) {
+        cli_error("part: unknown command '%s'", verb);
+        fprintf(stderr, "Try 'vdisk part --help' for more information.\n");
+        return 1;
+    }
+    struct popts o = {.bootable = -1};
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc - 1, argv + 1, "hf:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            help();
+            return 0;
+        case 'f': o.format = optarg; break;
+        case 'O':
+            o.json = parse_output_format(optarg);
+            if (o.json < 0)
+                return 1;
+            break;
+        case 'z':
+            if (strcmp(optarg, "512") == 0)
+                o.ss = 512;
+            else if (strcmp(optarg, "4096") == 0)
+                o.ss = 4096;
+            else {
+                cli_error("--sector-size must be 512 or 4096");
+                return 1;
+            }
+            break;
+        case 't': o.table = optarg; break;
+        case 'i': o.id = optarg; break;
+        case 'n':
+            if (parse_number(optarg, &o.number) < 0)
+                return 1;
+            break;
+        case 's': o.start = optarg; break;
+        case 'S': o.size = optarg; break;
+        case 'T': o.type = optarg; break;
+        case 'N': o.name = optarg; break;
+        case 'u': o.uuid = optarg; break;
+        case 'a': o.attrs = optarg; break;
+        case 'b':
+            if (!optarg || strcmp(optarg, "on") == 0)
+                o.bootable = 1;
+            else if (strcmp(optarg, "off") == 0)
+                o.bootable = 0;
+            else {
+                cli_error("--bootable takes on or off");
+                return 1;
+            }
+            break;
+        case 'l': o.logical = true; break;
+        default:
+            fprintf(stderr, "Try 'vdisk part --help' for more information.\n");
+            return 1;
+        }
+    }
+    char **args = argv + 1 + optind;
+    int nargs = argc - 1 - optind;
+    if (nargs < 1) {
+        cli_error("part %s: expecting an image file name", verb);
+        return 1;
+    }
+    const char *file = args[0];
+    args++;
+    nargs--;
+    int maxargs = strcmp(verb, "apply") == 0 || strcmp(verb, "delete") == 0 ? 1
+                : strcmp(verb, "resize") == 0 ? 2 : strcmp(verb, "set") == 0 ? 1 : 0;
+    if (nargs > maxargs) {
+        cli_error("Unexpected argument: %s", args[maxargs]);
+        return 1;
+    }
+    bool rw = !(strcmp(verb, "list") == 0 || strcmp(verb, "dump") == 0 ||
+                strcmp(verb, "verify") == 0);
+    FILE *script = NULL;
+    if (strcmp(verb, "apply") == 0) {
+        script = nargs && strcmp(args[0], "-") != 0 ? fopen(args[0], "r") : stdin;
+        if (!script) {
+            cli_error("%s: %s", args[0], strerror(errno));
+            return 1;
+        }
+    }
+    vdisk_dev *dev = open_image(file, &o, rw);
+    if (!dev) {
+        if (script && script != stdin)
+            fclose(script);
+        return 1;
+    }
+    int ret = 0;
+    if (strcmp(verb, "list") == 0 || strcmp(verb, "dump") == 0) {
+        vdisk_ptable *t = read_table(dev, &o);
+        if (!t) {
+            ret = 1;
+        } else {
+            if (verb[0] == 'd')
+                print_dump(t, file);
+            else if (o.json)
+                print_json(t, file);
+            else
+                print_human(t, file);
+            vdisk_part_free(t);
+        }
+    } else if (strcmp(verb, "apply") == 0) {
+        ret = do_apply(dev, script, &o);
+        if (script != stdin)
+            fclose(script);
+    } else if (strcmp(verb, "create") == 0) {
+        int kind = !o.table ? 0 : strcmp(o.table, "gpt") == 0 ? VDISK_PT_GPT
+                 : strcmp(o.table, "mbr") == 0 || strcmp(o.table, "dos") == 0 ? VDISK_PT_MBR : 0;
+        vdisk_ptable *t = NULL;
+        if (!kind) {
+            cli_error("create: --table must be mbr or gpt");
+            ret = 1;
+        } else if (vdisk_part_new(&t, dev, kind, o.ss) < 0 ||
+                   (o.id && vdisk_part_set_id(t, o.id) < 0) || vdisk_part_write(t) < 0) {
+            cli_lib_error();
+            ret = 1;
+        }
+        vdisk_part_free(t);
+    } else if (strcmp(verb, "verify") == 0) {
+        int n = vdisk_part_verify(dev, o.ss, report_line, NULL);
+        if (n < 0) {
+            cli_lib_error();
+            ret = 1;
+        } else if (n == 0) {
+            printf("No problems found.\n");
+        } else {
+            ret = 1;
+        }
+    } else if (strcmp(verb, "repair") == 0) {
+        int n = vdisk_part_repair(dev, o.ss, report_line, NULL);
+        if (n < 0) {
+            cli_lib_error();
+            ret = 1;
+        } else if (n == 0) {
+            printf("Nothing to repair.\n");
+        }
+    } else {
+        ret = edit(verb, dev, &o, args, nargs);
+    }
+    if (ret == 0 && rw && vdisk_flush(dev) < 0) {
+        cli_lib_error();
+        ret = 1;
+    }
+    vdisk_close(dev);
+    return ret;
 }

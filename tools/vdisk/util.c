@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "partpath.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -170,7 +171,7 @@ int parse_output_format(const char *v)
     return -1;
 }
 
-vdisk_dev *cli_open(const char *file, const struct open_args *a)
+vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
 {
     vdisk_options *o = NULL;
     if (vdisk_options_new(&o) < 0) {
@@ -211,4 +212,9 @@ vdisk_dev *cli_open_beside(const char *image, const char *name, const char *form
     vdisk_dev *d = path ? cli_open(path, &a) : NULL;
     free(path);
     return d;
+}
+
+vdisk_dev *cli_open(const char *path, const struct open_args *a)
+{
+    return cli_open_path(path, a);
 }
