@@ -5,7 +5,8 @@
 # a linked clone, writes compressed clusters, checks, describes and maps the
 # images, takes and applies a snapshot, converts (compressed, and from a
 # snapshot), compares, and does unaligned O_DIRECT I/O.  Later steps
-# (partitions, an ISO served as a CD-ROM to a guest) join as they land.
+# (an ISO served as a CD-ROM to a guest) join as they land.  Partitions:
+# a GPT on a qcow2 image, one partition written as a device and converted.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
@@ -61,6 +62,16 @@ step "convert: a full, compressed copy of the clone, and a raw one of the snapsh
 "$vdisk" convert -l snapshot.name=before "$work/clone.qcow2" "$work/snap.raw"
 "$vdisk" compare "$work/clone.qcow2" "$work/full.qcow2"
 qemu-img compare "$work/clone.qcow2" "$work/snap.raw"
+
+step "a GPT partition table on a qcow2 image, and a partition as a device"
+"$vdisk" create -q -f qcow2 "$work/parts.qcow2" 256M
+"$vdisk" part create --table=gpt "$work/parts.qcow2"
+"$vdisk" part add --size=64M "$work/parts.qcow2"
+"$vdisk" part add "$work/parts.qcow2"
+"$vdisk" part list "$work/parts.qcow2"
+"$vdisk" io -c 'write -P 0x77 0 1M' "$work/parts.qcow2:p2"
+"$vdisk" convert "$work/parts.qcow2:p2" "$work/p2.raw"
+qemu-io -f raw -c 'read -P 0x77 0 1M' "$work/p2.raw"
 
 step "the backing chain, as qemu-img info --backing-chain prints it"
 "$vdisk" info --backing-chain "$work/clone.qcow2"
