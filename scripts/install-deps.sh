@@ -10,6 +10,7 @@ packages=(
   liburing-dev libzstd-dev zlib1g-dev check
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
+  xorriso genisoimage libarchive-tools p7zip-full
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -30,6 +30,7 @@ static const struct {
                          "[-S STEP] [-t CACHE] [-w] [-U] [--random[=SEED]] FILE"},
     {"part", cmd_part, "part COMMAND [OPTIONS] IMAGE  (list, dump, apply, create, add, delete, "
                        "resize, set, verify, repair)"},
+    {"iso", cmd_iso, "iso info|ls|cat|extract [OPTIONS] ISO [PATH] [DEST]"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
 };
 
