@@ -74,6 +74,10 @@ struct vdisk_dev {
     pthread_mutex_t sync_lock;
     struct vdisk_queue *sync_q;
 
+    /* The first flush failure: later flushes fail too, since what the
+     * failed one covered may be lost (the fsync-gate rule). */
+    atomic_int flush_error;
+
     /* In-flight writes, kept only when align > 1 (read-modify-write). */
     pthread_mutex_t track_lock;
     struct write_track *tracks;

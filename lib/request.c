@@ -633,6 +633,12 @@ void req_submit(struct vdisk_req *req)
         queue_defer(req->q, req, 0);
         return;
     }
+    if (req->op == VDISK_OP_FLUSH && atomic_load(&dev->flush_error)) {
+        req_fail_deferred(req, atomic_load(&dev->flush_error),
+                          "an earlier flush failed (%s); data written before it may be lost, "
+                          "so no later flush can succeed", strerror(-atomic_load(&dev->flush_error)));
+        return;
+    }
     if (req->op == VDISK_OP_FLUSH && dev->params.cache == VDISK_CACHE_UNSAFE) {
         queue_defer(req->q, req, 0);
         return;
@@ -664,6 +670,10 @@ void req_complete(struct vdisk_req *req, int ret)
 {
     if (req->track)
         track_end(req);
+    if (req->op == VDISK_OP_FLUSH && ret < 0 && ret != -EROFS) {
+        int none = 0;
+        atomic_compare_exchange_strong(&req->dev->flush_error, &none, ret);
+    }
     req->result = ret;
     req->done(req, ret);
 }

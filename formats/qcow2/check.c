@@ -408,6 +408,17 @@ static void copied_found(void *opaque, uint64_t index, uint64_t entry, bool l1)
         ck->res->corruptions++;
 }
 
+/*
+ * What the COPIED flag is judged against: the stored refcount, or the
+ * references found when fewer (a leak).  A cluster that leaked a reference
+ * (after a crash in a snapshot operation, say) but has one user is written
+ * in place safely: its flag is no corruption, and -r leaks settles it.
+ */
+static uint64_t real_refcount(const struct ck *ck, uint64_t c, uint64_t stored)
+{
+    return c < ck->nb && ck->refs[c] < stored ? ck->refs[c] : stored;
+}
+
 static int check_copied(struct ck *ck, bool fix)
 {
     struct qcow2 *s = ck->s;
@@ -423,7 +434,7 @@ static int check_copied(struct ck *ck, bool fix)
                 ck->res->check_errors++;
                 continue;
             }
-            if ((rc == 1) != !!(e & QCOW2_OFLAG_COPIED))
+            if ((real_refcount(ck, l2 >> s->cluster_bits, rc) == 1) != !!(e & QCOW2_OFLAG_COPIED))
                 copied_found(&cr, i, e, true);
             if (read_cluster(ck, l2, ck->buf) < 0)
                 continue;
@@ -435,7 +446,8 @@ static int check_copied(struct ck *ck, bool fix)
                     ck->res->check_errors++;
                     continue;
                 }
-                if ((rc == 1) != !!(le & QCOW2_OFLAG_COPIED))
+                if ((real_refcount(ck, host >> s->cluster_bits, rc) == 1) !=
+                    !!(le & QCOW2_OFLAG_COPIED))
                     copied_found(&cr, j, le, false);
             }
         }

@@ -218,14 +218,24 @@ int qcow2_l2_for_write(struct qcow2 *s, uint64_t l1i, uint8_t **l2)
     r = qcow2_cache_write_back(&s->l2c);
     if (r == 0)
         r = dev_flush(s->file);
+    uint64_t prev = s->l1[l1i];
     if (r == 0) {
         s->l1[l1i] = new_off | QCOW2_OFLAG_COPIED;
         r = qcow2_write_l1_entry(s, l1i);
+        if (r < 0) {
+            /* The table on disk does not point to the new table: neither
+             * may the one in memory, or what goes into it is lost. */
+            s->l1[l1i] = prev;
+        }
     }
     if (r == 0 && old)
         r = qcow2_free_later(s, old, 1);
     if (r < 0) {
         qcow2_cache_put(&s->l2c, t);
+        if (s->l1[l1i] == prev) {
+            qcow2_cache_forget(&s->l2c, new_off);
+            qcow2_free_later(s, new_off, 1);
+        }
         return r;
     }
     *l2 = t;

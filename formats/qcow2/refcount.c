@@ -401,7 +401,7 @@ int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n)
     s->meta_dirty = true;
     if (host == s->compress_cluster)
         s->compress_cluster = 0;
-    if (s->ndeferred >= QCOW2_DEFERRED_FREE_MAX)
+    if (s->ndeferred >= QCOW2_DEFERRED_FREE_MAX && !s->hold_frees)
         return qcow2_flush_metadata(s);
     return 0;
 }

@@ -162,36 +162,79 @@ static int tree_refcount(struct qcow2 *s, const uint64_t *l1, uint32_t n, int de
     return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The refcount CLUSTER will have once the decrements waiting in
+ * s->deferred (sorted into SORTED, N of them) are applied. */
+static int effective_refcount(struct qcow2 *s, const uint64_t *sorted, size_t n,
+                              uint64_t cluster, uint64_t *rc)
+{
+    int r = qcow2_refcount_get(s, cluster, rc);
+    if (r < 0 || !n)
+        return r;
+    const uint64_t *hit = bsearch(&cluster, sorted, n, sizeof *sorted, cmp_u64);
+    if (!hit)
+        return 0;
+    while (hit > sorted && hit[-1] == cluster)
+        hit--;
+    for (; hit < sorted + n && *hit == cluster && *rc; hit++)
+        (*rc)--;
+    return 0;
+}
+
 int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t, bool),
                      void *opaque, uint64_t *fixed)
 {
+    /* COPIED follows the refcounts as they will be once the frees waiting
+     * for the next flush are applied: a flag is then set before the
+     * refcount reaches 1 on disk, never after (a leak at most in between). */
+    uint64_t *sorted = NULL;
+    size_t n = s->ndeferred;
+    if (n) {
+        sorted = malloc(n * sizeof *sorted);
+        if (!sorted)
+            return err_set(-ENOMEM, "out of memory");
+        memcpy(sorted, s->deferred, n * sizeof *sorted);
+        qsort(sorted, n, sizeof *sorted, cmp_u64);
+    }
+    int ret = 0;
     for (uint64_t i = 0; i < s->l1_size; i++) {
         uint64_t e = s->l1[i], l2_off = e & QCOW2_OFFSET_MASK, rc;
         if (!l2_off || l2_off % s->cluster_size || l2_off >= dev_size(s->file))
             continue;
-        int r = qcow2_refcount_get(s, l2_off >> s->cluster_bits, &rc);
-        if (r < 0)
-            return r;
+        int r = effective_refcount(s, sorted, n, l2_off >> s->cluster_bits, &rc);
+        if (r < 0) {
+            ret = r;
+            break;
+        }
         uint64_t want = rc == 1 ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED;
         if (want != e) {
             if (report)
                 report(opaque, i, e, true);
             s->l1[i] = want;
             r = qcow2_write_l1_entry(s, i);
-            if (r < 0)
-                return r;
+            if (r < 0) {
+                ret = r;
+                break;
+            }
             if (fixed)
                 (*fixed)++;
         }
         uint8_t *l2;
         r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
-        if (r < 0)
-            return r;
+        if (r < 0) {
+            ret = r;
+            break;
+        }
         for (uint64_t j = 0; j < s->l2_entries && r == 0; j++) {
             uint64_t le = qcow2_l2e_get(s, l2, j), host = le & QCOW2_OFFSET_MASK;
             if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
                 continue;
-            r = qcow2_refcount_get(s, host >> s->cluster_bits, &rc);
+            r = effective_refcount(s, sorted, n, host >> s->cluster_bits, &rc);
             uint64_t w = rc == 1 ? le | QCOW2_OFLAG_COPIED : le & ~QCOW2_OFLAG_COPIED;
             if (r == 0 && w != le) {
                 if (report)
@@ -203,10 +246,13 @@ int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t,
             }
         }
         qcow2_cache_put(&s->l2c, l2);
-        if (r < 0)
-            return r;
+        if (r < 0) {
+            ret = r;
+            break;
+        }
     }
-    return 0;
+    free(sorted);
+    return ret;
 }
 
 /* ---- The table ------------------------------------------------------------ */
@@ -314,12 +360,14 @@ static int writable_snapshot(struct qcow2 *s, const char *name)
     return r < 0 ? r : k;
 }
 
-/* After references moved: apply the frees, then set COPIED right. */
+/* After references moved: COPIED set right for the refcounts to come,
+ * then the metadata flushed (tables first, the frees after them). */
 static int settle(struct qcow2 *s)
 {
-    int r = qcow2_flush_metadata(s);
+    int r = qcow2_fix_copied(s, NULL, NULL, NULL);
     if (r == 0)
-        r = qcow2_fix_copied(s, NULL, NULL, NULL);
+        r = qcow2_flush_metadata(s);
+    s->hold_frees = false;
     if (r == 0)
         r = qcow2_flush_metadata(s);
     return r;
@@ -465,6 +513,7 @@ int qcow2_snapshot_apply(struct qcow2 *s, const char *name)
     s->l1_offset = l1_off;
     s->size = sn->disk_size;
     __atomic_store_n(&s->dev->size, s->size, __ATOMIC_RELEASE);
+    s->hold_frees = true;
     r = tree_refcount(s, old, old_size, -1);
     free(old);
     if (r == 0 && l1_off != old_off)
@@ -497,7 +546,7 @@ int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
     uint64_t *l1 = NULL;
     r = read_l1(s, gone.l1_offset, gone.l1_size, &l1);
     if (r == 0)
-        r = tree_refcount(s, l1, gone.l1_size, -1);
+        s->hold_frees = true, r = tree_refcount(s, l1, gone.l1_size, -1);
     free(l1);
     uint64_t l1_clusters = ((uint64_t)gone.l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
     if (r == 0 && gone.l1_offset)

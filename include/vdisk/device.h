@@ -151,7 +151,9 @@ int vdisk_pwritev(vdisk_dev *dev, const struct iovec *iov, int iovcnt,
 /*
  * vdisk_flush: makes every completed write durable (fdatasync on files).
  * An error is never swallowed: once a flush has failed, the data it covered
- * may be lost, and the error is returned.
+ * may be lost (the kernel may have dropped it), so that flush and every
+ * later flush on the device fail with the first error.  Reopen the image
+ * (and check it) to go on.
  */
 int vdisk_flush(vdisk_dev *dev);
 
