@@ -28,6 +28,7 @@
 #include <vdisk/snapshot.h>
 #include <vdisk/image.h>
 #include <vdisk/part.h>
+#include <vdisk/iso9660.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -161,6 +161,9 @@ static void print_human(vdisk_dev *dev, const struct vdisk_info *in)
         printf("cleanly shut down: no\n");
     if (vdisk_snapshot_count(dev) > 0)
         print_snapshot_table(dev);
+    char isovol[33];
+    if (vdisk_iso_probe(dev, isovol, sizeof isovol) == 1)
+        printf("iso9660: yes (volume id '%s')\n", isovol);
     if (in->compat) {
         bool v3 = strcmp(in->compat, "0.10") != 0;
         printf("Format specific information:\n    compat: %s\n    compression type: %s\n",

@@ -1,0 +1,1360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/iso9660/iso9660.c: the ISO 9660 file system (ECMA-119) with
+ * Rock Ridge (SUSP/RRIP), Joliet and El Torito, read from any device.
+ *
+ * Every on-disk position is checked against the device's size before it
+ * is read, every loop is bounded: at most ISO_MAX_VD volume descriptors,
+ * ISO_MAX_CE continuation areas per record (a repeated area is a loop),
+ * ISO_MAX_DEPTH directories deep, ISO_MAX_DIR_BYTES per directory, and a
+ * set of visited directory extents when the tree is walked.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <vdisk/iso9660.h>
+
+#include "iso9660.h"
+
+#define ISO_MAX_VD 64
+#define ISO_MAX_CE 32
+#define ISO_MAX_CE_BYTES (64u * 1024)
+#define ISO_MAX_DEPTH 128
+#define ISO_MAX_DIR_BYTES (16u << 20)
+#define ISO_MAX_DIRS 65536
+#define ISO_MAX_EXTENTS 1024
+#define ISO_MAX_HOPS 40
+#define ISO_MAX_BOOT 64
+
+struct extent {
+    uint64_t off, len; /* bytes in the device */
+};
+
+/* A directory entry while it is being parsed. */
+struct node {
+    struct vdisk_iso_entry e;
+    uint64_t dir_off, dir_len; /* a directory's extent */
+    struct extent *ext;        /* a file's sections */
+    unsigned next;
+    bool relocated;            /* RE: shown where its CL entry is */
+    bool child_link;           /* CL: a directory relocated elsewhere */
+    uint8_t flags;             /* the record's file flags */
+};
+
+struct vdisk_iso {
+    struct vdisk_dev *dev;
+    uint64_t size;
+    struct vdisk_iso_info info;
+    int ns;
+    uint8_t pvd_root[34], svd_root[34];
+    bool has_rr;
+    unsigned susp_skip;
+    struct vdisk_iso_boot boot[ISO_MAX_BOOT];
+    unsigned nboot;
+};
+
+/* ---- Small helpers -------------------------------------------------------- */
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint16_t le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static int rd(struct vdisk_iso *iso, void *buf, size_t len, uint64_t off, const char *what)
+{
+    if (!range_inside(off, len, iso->size))
+        return err_set(-EINVAL, "%s: %s: %zu bytes at offset %" PRIu64
+                       " lie beyond the end of the image (%" PRIu64 " bytes)",
+                       iso->dev->filename, what, len, off, iso->size);
+    return dev_pread(iso->dev, buf, len, off);
+}
+
+/* A fixed-width, space-padded field as a C string without trailing spaces. */
+static void field(char *dst, const uint8_t *src, size_t len)
+{
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    while (len && (dst[len - 1] == ' ' || dst[len - 1] == '\0'))
+        dst[--len] = '\0';
+}
+
+/* Days from 1970-01-01 to Y-M-D (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int64_t mktime_utc(int year, int mon, int day, int h, int mi, int s, int gmtoff_q)
+{
+    if (mon < 1 || mon > 12 || day < 1 || day > 31)
+        return 0;
+    int64_t t = days_from_civil(year, (unsigned)mon, (unsigned)day) * 86400 + h * 3600 + mi * 60 + s;
+    return t - (int64_t)gmtoff_q * 15 * 60;
+}
+
+/* The 7-byte recording date of a directory record (and TF short form). */
+static int64_t time7(const uint8_t *p)
+{
+    return mktime_utc(1900 + p[0], p[1], p[2], p[3], p[4], p[5], (int8_t)p[6]);
+}
+
+static int digits(const uint8_t *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : 0);
+    return v;
+}
+
+/* The 17-byte date of volume descriptors (and TF long form). */
+static int64_t time17(const uint8_t *p)
+{
+    return mktime_utc(digits(p, 4), digits(p + 4, 2), digits(p + 6, 2), digits(p + 8, 2),
+                      digits(p + 10, 2), digits(p + 12, 2), (int8_t)p[16]);
+}
+
+static size_t put_utf8(char *o, uint32_t c)
+{
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        o[0] = (char)(0xc0 | c >> 6);
+        o[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xe0 | c >> 12);
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | c >> 18);
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+    o[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
+}
+
+/* Joliet: UCS-2 (UTF-16) big-endian to UTF-8. */
+static void ucs2_name(char *out, const uint8_t *p, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i + 1 < len && o + 4 < VDISK_ISO_NAME_MAX; i += 2) {
+        uint32_t c = (uint32_t)p[i] << 8 | p[i + 1];
+        if (c >= 0xd800 && c < 0xdc00 && i + 3 < len) {
+            uint32_t d = (uint32_t)p[i + 2] << 8 | p[i + 3];
+            if (d >= 0xdc00 && d < 0xe000) {
+                c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+                i += 2;
+            }
+        }
+        if (c == 0)
+            c = '_';
+        o += put_utf8(out + o, c);
+    }
+    out[o] = '\0';
+}
+
+/* Plain ISO 9660 and Joliet: without ";N" (and a bare trailing dot). */
+static void strip_version(char *name, bool dir)
+{
+    char *semi = strrchr(name, ';');
+    if (semi && !dir)
+        *semi = '\0';
+    size_t l = strlen(name);
+    if (!dir && l > 1 && name[l - 1] == '.')
+        name[l - 1] = '\0';
+}
+
+/* ---- Rock Ridge (SUSP) -------------------------------------------------------- */
+
+struct rr {
+    bool sp, er, px, nm, sl, re, cl, pn;
+    unsigned sp_skip;
+    uint32_t mode, nlink, uid, gid, cl_block;
+    uint64_t rdev;
+    int64_t mtime, atime, ctime;
+    bool has_mtime, has_atime, has_ctime;
+    char name[VDISK_ISO_NAME_MAX + 1];
+    size_t nlen;
+    char target[VDISK_ISO_PATH_MAX + 1];
+    size_t tlen;
+    bool sl_sep; /* a '/' goes before the next component */
+};
+
+static int rr_append(char *dst, size_t *len, size_t max, const void *src, size_t n,
+                     const char *what)
+{
+    if (n > max - *len)
+        return err_set(-ENAMETOOLONG, "Rock Ridge %s longer than %zu bytes", what, max);
+    memcpy(dst + *len, src, n);
+    *len += n;
+    dst[*len] = '\0';
+    return 0;
+}
+
+static int rr_sl(struct rr *rr, const uint8_t *p, size_t len)
+{
+    size_t i = 5;
+    while (i < len) {
+        if (i + 2 > len || i + 2 + (size_t)p[i + 1] > len)
+            return err_set(-EINVAL, "Rock Ridge SL: a component of %u bytes at byte %zu runs past "
+                           "the entry (%zu bytes)", i + 1 < len ? p[i + 1] : 0u, i, len);
+        unsigned cf = p[i], cl = p[i + 1];
+        const uint8_t *c = p + i + 2;
+        int r = 0;
+        if (cf & 8) {
+            rr->tlen = 0;
+            r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "/", 1, "symlink");
+            rr->sl_sep = false;
+        } else {
+            if (rr->sl_sep && rr->tlen && rr->target[rr->tlen - 1] != '/')
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "/", 1, "symlink");
+            if (!r && (cf & 2))
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, ".", 1, "symlink");
+            else if (!r && (cf & 4))
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "..", 2, "symlink");
+            else if (!r)
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, c, cl, "symlink");
+            rr->sl_sep = !(cf & 1);
+        }
+        if (r < 0)
+            return r;
+        i += 2 + cl;
+    }
+    return 0;
+}
+
+/* Parses one System Use area; *CE gets a continuation area when one is named. */
+static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off,
+                   uint32_t *ce_len, bool *stop)
+{
+    size_t i = 0;
+    while (i + 4 <= len) {
+        const uint8_t *p = a + i;
+        unsigned l = p[2];
+        if (p[0] == 0)
+            break; /* padding */
+        if (l < 4 || l > len - i)
+            return err_set(-EINVAL, "SUSP entry '%c%c' at byte %zu of a System Use area of "
+                           "%zu bytes: length %u, expected 4 to %zu",
+                           p[0] >= 32 && p[0] < 127 ? p[0] : '?',
+                           p[1] >= 32 && p[1] < 127 ? p[1] : '?', i, len, l, len - i);
+        int r = 0;
+        if (p[0] == 'S' && p[1] == 'T') {
+            *stop = true;
+            return 0;
+        } else if (p[0] == 'C' && p[1] == 'E' && l >= 28) {
+            *ce_off = (uint64_t)le32(p + 4) * ISO_SECTOR + le32(p + 12);
+            *ce_len = le32(p + 20);
+        } else if (p[0] == 'S' && p[1] == 'P' && l >= 7 && p[4] == 0xbe && p[5] == 0xef) {
+            rr->sp = true;
+            rr->sp_skip = p[6];
+        } else if (p[0] == 'E' && p[1] == 'R') {
+            rr->er = true;
+        } else if (p[0] == 'P' && p[1] == 'X' && l >= 36) {
+            rr->px = true;
+            rr->mode = le32(p + 4);
+            rr->nlink = le32(p + 12);
+            rr->uid = le32(p + 20);
+            rr->gid = le32(p + 28);
+        } else if (p[0] == 'P' && p[1] == 'N' && l >= 20) {
+            rr->pn = true;
+            rr->rdev = (uint64_t)le32(p + 4) << 32 | le32(p + 12);
+        } else if (p[0] == 'N' && p[1] == 'M' && l >= 5) {
+            if (!rr->nm) {
+                rr->nm = true;
+                rr->nlen = 0;
+                rr->name[0] = '\0';
+            }
+            if (p[4] & 2)
+                r = rr_append(rr->name, &rr->nlen, VDISK_ISO_NAME_MAX, ".", 1, "name");
+            else if (p[4] & 4)
+                r = rr_append(rr->name, &rr->nlen, VDISK_ISO_NAME_MAX, "..", 2, "name");
+            else
+                r = rr_append(rr->name, &rr->nlen, VDISK_ISO_NAME_MAX, p + 5, l - 5, "name");
+        } else if (p[0] == 'S' && p[1] == 'L' && l >= 5) {
+            if (!rr->sl) {
+                rr->sl = true;
+                rr->tlen = 0;
+                rr->target[0] = '\0';
+                rr->sl_sep = false;
+            }
+            r = rr_sl(rr, p, l);
+        } else if (p[0] == 'T' && p[1] == 'F' && l >= 5) {
+            unsigned fl = p[4];
+            size_t ts = fl & 0x80 ? 17 : 7, o = 5;
+            for (int b = 0; b < 7; b++) {
+                if (!(fl & (1u << b)))
+                    continue;
+                if (o + ts > l)
+                    return err_set(-EINVAL, "Rock Ridge TF entry of %u bytes too short for its "
+                                   "flags 0x%02x", l, fl);
+                int64_t t = ts == 17 ? time17(p + o) : time7(p + o);
+                if (b == 1) {
+                    rr->mtime = t;
+                    rr->has_mtime = true;
+                } else if (b == 2) {
+                    rr->atime = t;
+                    rr->has_atime = true;
+                } else if (b == 3) {
+                    rr->ctime = t;
+                    rr->has_ctime = true;
+                }
+                o += ts;
+            }
+        } else if (p[0] == 'R' && p[1] == 'E') {
+            rr->re = true;
+        } else if (p[0] == 'C' && p[1] == 'L' && l >= 12) {
+            rr->cl = true;
+            rr->cl_block = le32(p + 4);
+        }
+        if (r < 0)
+            return r;
+        i += l;
+    }
+    return 0;
+}
+
+/* The System Use area of record REC (LEN bytes) and its continuation areas. */
+static int rr_parse(struct vdisk_iso *iso, const uint8_t *rec, size_t len, unsigned skip,
+                    struct rr *rr)
+{
+    memset(rr, 0, sizeof *rr);
+    size_t su = 33 + (size_t)rec[32] + !(rec[32] & 1);
+    if (su + skip >= len)
+        return 0;
+    uint64_t ce_off = 0, seen[ISO_MAX_CE];
+    uint32_t ce_len = 0;
+    bool stop = false;
+    int r = rr_area(rr, rec + su + skip, len - su - skip, &ce_off, &ce_len, &stop);
+    uint8_t *buf = NULL;
+    for (unsigned n = 0; r == 0 && !stop && ce_len; n++) {
+        if (n >= ISO_MAX_CE) {
+            r = err_set(-ELOOP, "%s: more than %d SUSP continuation areas for one record",
+                        iso->dev->filename, ISO_MAX_CE);
+            break;
+        }
+        for (unsigned k = 0; k < n; k++)
+            if (seen[k] == ce_off) {
+                r = err_set(-ELOOP, "%s: SUSP continuation areas loop back to offset %" PRIu64,
+                            iso->dev->filename, ce_off);
+                break;
+            }
+        if (r < 0)
+            break;
+        seen[n] = ce_off;
+        if (ce_len > ISO_MAX_CE_BYTES) {
+            r = err_set(-EINVAL, "%s: SUSP continuation area of %" PRIu32 " bytes, expected at "
+                        "most %u", iso->dev->filename, ce_len, ISO_MAX_CE_BYTES);
+            break;
+        }
+        uint8_t *nb = realloc(buf, ce_len);
+        if (!nb) {
+            r = err_set(-ENOMEM, "out of memory");
+            break;
+        }
+        buf = nb;
+        r = rd(iso, buf, ce_len, ce_off, "SUSP continuation area");
+        if (r < 0)
+            break;
+        uint32_t l = ce_len;
+        ce_len = 0;
+        r = rr_area(rr, buf, l, &ce_off, &ce_len, &stop);
+    }
+    free(buf);
+    return r;
+}
+
+/* ---- Directory records ------------------------------------------------------- */
+
+static void node_free(struct node *n)
+{
+    free(n->ext);
+    n->ext = NULL;
+    n->next = 0;
+}
+
+/*
+ * Parses the record REC (LEN bytes, checked to lie inside its sector) of
+ * namespace NS into N.  Multi-extent sections are appended to N when
+ * APPEND.
+ */
+static int parse_record(struct vdisk_iso *iso, const uint8_t *rec, size_t len, int ns,
+                        struct node *n, bool append)
+{
+    unsigned nl = rec[32];
+    if (33 + (size_t)nl > len)
+        return err_set(-EINVAL, "%s: a directory record of %zu bytes holds a name of %u bytes",
+                       iso->dev->filename, len, nl);
+    uint32_t block = le32(rec + 2), dlen = le32(rec + 10);
+    uint64_t off = ((uint64_t)block + rec[1]) * ISO_SECTOR;
+    uint8_t flags = rec[25];
+    if (dlen && !range_inside(off, dlen, iso->size))
+        return err_set(-EINVAL, "%s: the extent of %" PRIu32 " bytes at block %" PRIu32
+                       " lies beyond the end of the image (%" PRIu64 " bytes)",
+                       iso->dev->filename, dlen, block, iso->size);
+    if (append) {
+        if (n->next >= ISO_MAX_EXTENTS)
+            return err_set(-EINVAL, "%s: '%s' has more than %d sections", iso->dev->filename,
+                           n->e.name, ISO_MAX_EXTENTS);
+        struct extent *ne = realloc(n->ext, (n->next + 1) * sizeof *ne);
+        if (!ne)
+            return err_set(-ENOMEM, "out of memory");
+        n->ext = ne;
+        n->ext[n->next++] = (struct extent){off, dlen};
+        n->e.size += dlen;
+        n->e.extents = n->next;
+        n->flags = flags;
+        return 0;
+    }
+    memset(n, 0, offsetof(struct node, ext));
+    n->ext = NULL;
+    n->next = 0;
+    n->flags = flags;
+    bool dir = flags & 2;
+    n->e.extent = block;
+    n->e.size = dlen;
+    n->e.mtime = n->e.atime = n->e.ctime = time7(rec + 18);
+    if (dir) {
+        n->dir_off = off;
+        n->dir_len = dlen;
+        n->e.type = VDISK_ISO_DIR;
+        n->e.mode = S_IFDIR | 0700;
+        n->e.nlink = 2;
+        n->e.extents = 1;
+    } else {
+        n->ext = malloc(sizeof *n->ext);
+        if (!n->ext)
+            return err_set(-ENOMEM, "out of memory");
+        n->ext[0] = (struct extent){off, dlen};
+        n->next = 1;
+        n->e.extents = 1;
+        n->e.type = VDISK_ISO_FILE;
+        n->e.mode = S_IFREG | 0400;
+        n->e.nlink = 1;
+    }
+    const uint8_t *name = rec + 33;
+    if (nl == 1 && (name[0] == 0 || name[0] == 1))
+        strcpy(n->e.name, name[0] ? ".." : ".");
+    else if (ns == VDISK_ISO_NS_JOLIET) {
+        ucs2_name(n->e.name, name, nl);
+        strip_version(n->e.name, dir);
+    } else {
+        memcpy(n->e.name, name, nl);
+        n->e.name[nl] = '\0';
+        for (unsigned i = 0; i < nl; i++)
+            if (!n->e.name[i])
+                n->e.name[i] = '_';
+        strip_version(n->e.name, dir);
+    }
+    if (ns != VDISK_ISO_NS_ROCKRIDGE || !iso->has_rr)
+        return 0;
+    struct rr *rr = malloc(sizeof *rr);
+    if (!rr)
+        return err_set(-ENOMEM, "out of memory");
+    int r = rr_parse(iso, rec, len, iso->susp_skip, rr);
+    if (r == 0) {
+        if (rr->nm && strcmp(n->e.name, ".") && strcmp(n->e.name, ".."))
+            memcpy(n->e.name, rr->name, rr->nlen + 1);
+        if (rr->px) {
+            n->e.mode = rr->mode;
+            n->e.nlink = rr->nlink;
+            n->e.uid = rr->uid;
+            n->e.gid = rr->gid;
+        }
+        if (rr->pn)
+            n->e.rdev = rr->rdev;
+        if (rr->has_mtime)
+            n->e.mtime = rr->mtime;
+        if (rr->has_atime)
+            n->e.atime = rr->atime;
+        if (rr->has_ctime)
+            n->e.ctime = rr->ctime;
+        n->relocated = rr->re;
+        if (rr->cl) {
+            n->child_link = true;
+            n->e.extent = rr->cl_block;
+            n->e.type = VDISK_ISO_DIR;
+            n->e.mode = (n->e.mode & 07777) | S_IFDIR;
+            node_free(n);
+        } else if (rr->px) {
+            switch (rr->mode & S_IFMT) {
+            case S_IFDIR:
+                if (!dir)
+                    r = err_set(-EINVAL, "%s: '%s': Rock Ridge says directory, the record says "
+                                "file", iso->dev->filename, n->e.name);
+                break;
+            case S_IFREG:
+                if (dir)
+                    n->e.mode = (n->e.mode & 07777) | S_IFDIR;
+                break;
+            case S_IFLNK:
+                n->e.type = dir ? VDISK_ISO_DIR : VDISK_ISO_SYMLINK;
+                if (dir)
+                    n->e.mode = (n->e.mode & 07777) | S_IFDIR;
+                break;
+            default:
+                if (dir)
+                    n->e.mode = (n->e.mode & 07777) | S_IFDIR;
+                else
+                    n->e.type = VDISK_ISO_OTHER;
+            }
+        }
+        if (rr->sl && n->e.type == VDISK_ISO_SYMLINK)
+            memcpy(n->e.target, rr->target, rr->tlen + 1);
+    }
+    free(rr);
+    return r;
+}
+
+/* Reads the directory record "." at the start of the extent at BLOCK. */
+static int read_dot(struct vdisk_iso *iso, uint64_t off, int ns, struct node *n)
+{
+    uint8_t sec[ISO_SECTOR];
+    int r = rd(iso, sec, sizeof sec, off, "directory");
+    if (r < 0)
+        return r;
+    if (sec[0] < 34 || sec[32] != 1 || sec[33] != 0)
+        return err_set(-EINVAL, "%s: the directory at block %" PRIu64 " does not start with "
+                       "its '.' record", iso->dev->filename, off / ISO_SECTOR);
+    r = parse_record(iso, sec, sec[0], ns, n, false);
+    if (r == 0 && !(n->flags & 2))
+        r = err_set(-EINVAL, "%s: the '.' record at block %" PRIu64 " is not a directory",
+                    iso->dev->filename, off / ISO_SECTOR);
+    return r;
+}
+
+typedef int (*dir_fn)(void *ctx, struct node *n);
+
+/*
+ * Calls FN for each entry of the directory at DIR_OFF (DIR_LEN bytes) in
+ * namespace NS, "." and ".." and relocated entries left out, multi-extent
+ * files joined.  FN returns 0 to go on, 1 to stop, or -errno.  The node's
+ * sections belong to the walk (FN may take them by setting n->ext NULL).
+ */
+static int walk_dir(struct vdisk_iso *iso, uint64_t dir_off, uint64_t dir_len, int ns,
+                    dir_fn fn, void *ctx)
+{
+    if (dir_len > ISO_MAX_DIR_BYTES)
+        return err_set(-EINVAL, "%s: a directory of %" PRIu64 " bytes at block %" PRIu64
+                       ", expected at most %u", iso->dev->filename, dir_len,
+                       dir_off / ISO_SECTOR, ISO_MAX_DIR_BYTES);
+    uint8_t *buf = malloc(dir_len ? dir_len : 1);
+    if (!buf)
+        return err_set(-ENOMEM, "out of memory");
+    int r = rd(iso, buf, dir_len, dir_off, "directory");
+    struct node *n = calloc(1, sizeof *n);
+    if (!n)
+        r = err_set(-ENOMEM, "out of memory");
+    bool pending = false; /* n holds the first sections of a multi-extent file */
+    size_t pos = 0;
+    while (r == 0 && pos < dir_len) {
+        size_t sec_end = align_down(pos, ISO_SECTOR) + ISO_SECTOR;
+        if (sec_end > dir_len)
+            sec_end = dir_len;
+        unsigned len = buf[pos];
+        if (len == 0) {
+            pos = sec_end;
+            continue;
+        }
+        if (len < 34 || pos + len > sec_end) {
+            r = err_set(-EINVAL, "%s: directory record of %u bytes at byte %zu of the directory "
+                        "at block %" PRIu64 ": expected 34 bytes or more inside its sector",
+                        iso->dev->filename, len, pos, dir_off / ISO_SECTOR);
+            break;
+        }
+        const uint8_t *rec = buf + pos;
+        pos += len;
+        if (rec[32] == 1 && (rec[33] == 0 || rec[33] == 1) && !pending)
+            continue;
+        if (pending) {
+            r = parse_record(iso, rec, len, ns, n, true);
+            if (r < 0)
+                break;
+        } else {
+            r = parse_record(iso, rec, len, ns, n, false);
+            if (r < 0)
+                break;
+        }
+        if (n->flags & 0x80) {
+            if (n->e.type != VDISK_ISO_FILE) {
+                r = err_set(-EINVAL, "%s: '%s': a directory with several sections",
+                            iso->dev->filename, n->e.name);
+                break;
+            }
+            pending = true;
+            continue;
+        }
+        pending = false;
+        if (n->relocated) {
+            node_free(n);
+            continue;
+        }
+        if (n->child_link) {
+            /* The relocated directory: its size from its "." record. */
+            struct node *d = calloc(1, sizeof *d);
+            if (!d) {
+                r = err_set(-ENOMEM, "out of memory");
+                break;
+            }
+            r = read_dot(iso, (uint64_t)n->e.extent * ISO_SECTOR, VDISK_ISO_NS_ISO9660, d);
+            if (r == 0) {
+                n->dir_off = d->dir_off;
+                n->dir_len = d->dir_len;
+                n->e.size = d->e.size;
+                n->e.extents = 1;
+            }
+            node_free(d);
+            free(d);
+            if (r < 0)
+                break;
+        }
+        r = fn(ctx, n);
+        node_free(n);
+    }
+    if (r == 0 && pending)
+        r = err_set(-EINVAL, "%s: '%s': the last section of a multi-extent file is missing",
+                    iso->dev->filename, n->e.name);
+    if (n)
+        node_free(n);
+    free(n);
+    free(buf);
+    return r < 0 ? r : 0;
+}
+
+/* ---- Lookup ------------------------------------------------------------------- */
+
+static int root_node(struct vdisk_iso *iso, struct node *n)
+{
+    const uint8_t *rec = iso->ns == VDISK_ISO_NS_JOLIET ? iso->svd_root : iso->pvd_root;
+    uint64_t off = ((uint64_t)le32(rec + 2) + rec[1]) * ISO_SECTOR;
+    int r = read_dot(iso, off, iso->ns, n);
+    if (r == 0)
+        strcpy(n->e.name, ".");
+    return r;
+}
+
+struct find_ctx {
+    const char *name;
+    size_t len;
+    struct node *out;
+    bool found;
+};
+
+static int find_fn(void *ctx, struct node *n)
+{
+    struct find_ctx *f = ctx;
+    if (strlen(n->e.name) != f->len || memcmp(n->e.name, f->name, f->len))
+        return 0;
+    node_free(f->out);
+    *f->out = *n;
+    n->ext = NULL;
+    n->next = 0;
+    f->found = true;
+    return 1;
+}
+
+/* Hides Rock Ridge's rr_moved: a root folder holding relocated directories only. */
+static int count_fn(void *ctx, struct node *n)
+{
+    (void)n;
+    ++*(unsigned *)ctx;
+    return 1;
+}
+
+static bool hidden(struct vdisk_iso *iso, const struct node *dir, const struct node *n)
+{
+    if (iso->ns != VDISK_ISO_NS_ROCKRIDGE || n->e.type != VDISK_ISO_DIR ||
+        dir->dir_off != ((uint64_t)le32(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR)
+        return false;
+    if (strcmp(n->e.name, "rr_moved") && strcmp(n->e.name, ".rr_moved") &&
+        strcmp(n->e.name, "RR_MOVED"))
+        return false;
+    unsigned count = 0;
+    if (walk_dir(iso, n->dir_off, n->dir_len, iso->ns, count_fn, &count) < 0)
+        return false;
+    return count == 0;
+}
+
+/* Resolves PATH to *OUT (symlinks followed inside the image). */
+static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct node *out)
+{
+    if (!path)
+        path = "";
+    if (strlen(path) > VDISK_ISO_PATH_MAX)
+        return err_set(-ENAMETOOLONG, "path longer than %d bytes", VDISK_ISO_PATH_MAX);
+    struct node *stack = calloc(ISO_MAX_DEPTH + 1, sizeof *stack);
+    char *work = malloc(2 * VDISK_ISO_PATH_MAX + 4), *tmp = malloc(2 * VDISK_ISO_PATH_MAX + 4);
+    int r = 0;
+    if (!stack || !work || !tmp) {
+        r = err_set(-ENOMEM, "out of memory");
+        goto out;
+    }
+    strcpy(work, path);
+    unsigned depth = 0, hops = 0;
+    r = root_node(iso, &stack[0]);
+    size_t pos = 0;
+    while (r == 0) {
+        while (work[pos] == '/')
+            pos++;
+        if (!work[pos])
+            break;
+        const char *comp = work + pos;
+        size_t clen = strcspn(comp, "/");
+        pos += clen;
+        if (clen == 1 && comp[0] == '.')
+            continue;
+        if (clen == 2 && comp[0] == '.' && comp[1] == '.') {
+            if (depth) {
+                node_free(&stack[depth]);
+                depth--;
+            }
+            continue;
+        }
+        struct node *cur = &stack[depth];
+        if (cur->e.type != VDISK_ISO_DIR) {
+            r = err_set(-ENOTDIR, "%s: '%.*s' is not a directory", path, (int)(comp - work),
+                        work);
+            break;
+        }
+        if (depth >= ISO_MAX_DEPTH) {
+            r = err_set(-ELOOP, "%s: more than %d directories deep", path, ISO_MAX_DEPTH);
+            break;
+        }
+        struct node *child = &stack[depth + 1];
+        struct find_ctx f = {comp, clen, child, false};
+        r = walk_dir(iso, cur->dir_off, cur->dir_len, iso->ns, find_fn, &f);
+        if (r < 0)
+            break;
+        if (!f.found || hidden(iso, cur, child)) {
+            r = err_set(-ENOENT, "%s: no such file or directory", path);
+            break;
+        }
+        bool last = true;
+        for (size_t k = pos; work[k]; k++)
+            if (work[k] != '/')
+                last = false;
+        if (child->e.type == VDISK_ISO_SYMLINK && (!last || follow)) {
+            if (++hops > ISO_MAX_HOPS) {
+                r = err_set(-ELOOP, "%s: more than %d symlinks", path, ISO_MAX_HOPS);
+                break;
+            }
+            int n = snprintf(tmp, 2 * VDISK_ISO_PATH_MAX + 4, "%s/%s", child->e.target,
+                             work + pos);
+            if (n < 0 || n > VDISK_ISO_PATH_MAX * 2) {
+                r = err_set(-ENAMETOOLONG, "%s: the path through symlinks is too long", path);
+                break;
+            }
+            if (child->e.target[0] == '/') {
+                while (depth) {
+                    node_free(&stack[depth]);
+                    depth--;
+                }
+            }
+            node_free(child);
+            strcpy(work, tmp);
+            pos = 0;
+            continue;
+        }
+        depth++;
+    }
+    if (r == 0) {
+        *out = stack[depth];
+        stack[depth].ext = NULL;
+        stack[depth].next = 0;
+    }
+out:
+    if (stack)
+        for (unsigned i = 0; i <= ISO_MAX_DEPTH; i++)
+            node_free(&stack[i]);
+    free(stack);
+    free(work);
+    free(tmp);
+    return r;
+}
+
+/* ---- Volume descriptors, path table, El Torito ---------------------------------- */
+
+struct dirset {
+    uint32_t *v;
+    size_t n, cap;
+};
+
+/* Adds BLOCK; returns 1 when it was already there, 0, or -ENOMEM. */
+static int dirset_add(struct dirset *s, uint32_t block)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->v[mid] == block)
+            return 1;
+        if (s->v[mid] < block)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        uint32_t *nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    memmove(s->v + lo + 1, s->v + lo, (s->n - lo) * sizeof *s->v);
+    s->v[lo] = block;
+    s->n++;
+    return 0;
+}
+
+static bool dirset_has(const struct dirset *s, uint32_t block)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->v[mid] == block)
+            return true;
+        if (s->v[mid] < block)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+struct tree_ctx {
+    struct vdisk_iso *iso;
+    struct dirset seen;
+    struct extent *queue; /* directories to walk */
+    size_t qn, qcap;
+};
+
+static int tree_fn(void *ctx, struct node *n)
+{
+    struct tree_ctx *t = ctx;
+    if (n->e.type != VDISK_ISO_DIR)
+        return 0;
+    int r = dirset_add(&t->seen, n->e.extent);
+    if (r < 0)
+        return err_set(-ENOMEM, "out of memory");
+    if (r == 1)
+        return err_set(-ELOOP, "%s: directory loop: '%s' at block %" PRIu32
+                       " is already in the tree", t->iso->dev->filename, n->e.name, n->e.extent);
+    if (t->seen.n > ISO_MAX_DIRS)
+        return err_set(-EINVAL, "%s: more than %d directories", t->iso->dev->filename,
+                       ISO_MAX_DIRS);
+    if (t->qn == t->qcap) {
+        size_t cap = t->qcap ? t->qcap * 2 : 64;
+        struct extent *nq = realloc(t->queue, cap * sizeof *nq);
+        if (!nq)
+            return err_set(-ENOMEM, "out of memory");
+        t->queue = nq;
+        t->qcap = cap;
+    }
+    t->queue[t->qn++] = (struct extent){n->dir_off, n->dir_len};
+    return 0;
+}
+
+/* Walks the primary tree (loops refused) and checks the path table against it. */
+static int check_tree(struct vdisk_iso *iso, uint32_t pt_block, uint32_t pt_size)
+{
+    struct tree_ctx t = {.iso = iso};
+    struct node root = {0};
+    int saved = iso->ns;
+    iso->ns = VDISK_ISO_NS_ISO9660;
+    int r = root_node(iso, &root);
+    if (r == 0 && dirset_add(&t.seen, root.e.extent) < 0)
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0 && !(t.queue = malloc(64 * sizeof *t.queue)))
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0) {
+        t.qcap = 64;
+        t.queue[t.qn++] = (struct extent){root.dir_off, root.dir_len};
+    }
+    for (size_t i = 0; r == 0 && i < t.qn; i++)
+        r = walk_dir(iso, t.queue[i].off, t.queue[i].len, VDISK_ISO_NS_ISO9660, tree_fn, &t);
+    iso->ns = saved;
+    node_free(&root);
+    /* The path table: one record per directory, each naming one of the tree. */
+    uint8_t *pt = NULL;
+    if (r == 0 && pt_size) {
+        if (pt_size > ISO_MAX_DIR_BYTES)
+            r = err_set(-EINVAL, "%s: path table of %" PRIu32 " bytes, expected at most %u",
+                        iso->dev->filename, pt_size, ISO_MAX_DIR_BYTES);
+        else if (!(pt = malloc(pt_size)))
+            r = err_set(-ENOMEM, "out of memory");
+        else
+            r = rd(iso, pt, pt_size, (uint64_t)pt_block * ISO_SECTOR, "path table");
+        size_t pos = 0, count = 0;
+        while (r == 0 && pos + 8 <= pt_size) {
+            unsigned nl = pt[pos];
+            if (nl == 0 || pos + 8 + nl > pt_size) {
+                r = err_set(-EINVAL, "%s: path table record %zu at byte %zu: name of %u bytes, "
+                            "expected 1 to %zu", iso->dev->filename, count + 1, pos, nl,
+                            pt_size - pos - 8);
+                break;
+            }
+            uint32_t block = le32(pt + pos + 2);
+            if (!dirset_has(&t.seen, block))
+                r = err_set(-EINVAL, "%s: path table record %zu names a directory at block %"
+                            PRIu32 " that is not in the directory tree", iso->dev->filename,
+                            count + 1, block);
+            count++;
+            pos += 8 + nl + (nl & 1);
+        }
+        if (r == 0 && count != t.seen.n)
+            r = err_set(-EINVAL, "%s: the path table lists %zu directories, the tree holds %zu",
+                        iso->dev->filename, count, t.seen.n);
+    }
+    free(pt);
+    free(t.seen.v);
+    free(t.queue);
+    return r;
+}
+
+static int read_boot_catalog(struct vdisk_iso *iso, uint32_t block)
+{
+    uint8_t cat[ISO_SECTOR];
+    int r = rd(iso, cat, sizeof cat, (uint64_t)block * ISO_SECTOR, "El Torito boot catalog");
+    if (r < 0)
+        return r;
+    if (cat[0] != 1 || cat[30] != 0x55 || cat[31] != 0xaa)
+        return err_set(-EINVAL, "%s: El Torito validation entry at block %" PRIu32
+                       ": expected header id 1 and key 55 AA, found %u and %02X %02X",
+                       iso->dev->filename, block, cat[0], cat[30], cat[31]);
+    uint16_t sum = 0;
+    for (int i = 0; i < 32; i += 2)
+        sum = (uint16_t)(sum + le16(cat + i));
+    if (sum != 0)
+        return err_set(-EINVAL, "%s: El Torito validation entry checksum: the words sum to "
+                       "0x%04x, expected 0", iso->dev->filename, sum);
+    unsigned platform = cat[1];
+    char id[29];
+    field(id, cat + 4, 24);
+    unsigned n = 0;
+    size_t pos = 32;
+    bool more = true;
+    unsigned section_left = 1; /* the default entry */
+    while (pos + 32 <= sizeof cat && n < ISO_MAX_BOOT) {
+        const uint8_t *e = cat + pos;
+        pos += 32;
+        if (section_left == 0) {
+            if (!more)
+                break;
+            if (e[0] != 0x90 && e[0] != 0x91)
+                break;
+            more = e[0] == 0x90;
+            platform = e[1];
+            section_left = le16(e + 2);
+            field(id, e + 4, 28);
+            continue;
+        }
+        if (e[0] == 0x44) /* an extension of the previous entry */
+            continue;
+        section_left--;
+        if (e[0] != 0x88 && e[0] != 0x00) {
+            if (n == 0)
+                return err_set(-EINVAL, "%s: El Torito default entry: boot indicator 0x%02x, "
+                               "expected 0x88 or 0x00", iso->dev->filename, e[0]);
+            continue;
+        }
+        struct vdisk_iso_boot *b = &iso->boot[n];
+        memset(b, 0, sizeof *b);
+        b->index = n;
+        b->bootable = e[0] == 0x88;
+        b->platform = platform;
+        memcpy(b->id, id, sizeof id);
+        b->media = e[1] & 0x0f;
+        b->load_segment = le16(e + 2);
+        b->system_type = e[4];
+        b->sector_count = le16(e + 6);
+        b->load_rba = le32(e + 8);
+        b->image_offset = (uint64_t)b->load_rba * ISO_SECTOR;
+        switch (b->media) {
+        case 1: b->image_size = 1200 * 1024; break;
+        case 2: b->image_size = 1440 * 1024; break;
+        case 3: b->image_size = 2880 * 1024; break;
+        default: b->image_size = (uint64_t)(b->sector_count ? b->sector_count : 1) * 512;
+        }
+        n++;
+        if (n == 1)
+            section_left = 0;
+    }
+    iso->nboot = n;
+    iso->info.boot_entries = n;
+    return 0;
+}
+
+static int open_volume(struct vdisk_iso *iso, int ns)
+{
+    uint8_t vd[ISO_SECTOR];
+    bool pvd = false, term = false;
+    uint32_t pt_block = 0, pt_size = 0, boot_cat = 0;
+    unsigned i;
+    for (i = 0; i < ISO_MAX_VD && !term; i++) {
+        uint64_t off = ISO_VD_START + (uint64_t)i * ISO_SECTOR;
+        if (!range_inside(off, ISO_SECTOR, iso->size)) {
+            if (i == 0)
+                return err_set(-ENODATA, "%s: no ISO 9660 volume: the image (%" PRIu64
+                               " bytes) ends before the volume descriptors",
+                               iso->dev->filename, iso->size);
+            return err_set(-EINVAL, "%s: the volume descriptor set runs past the end of the "
+                           "image without a terminator", iso->dev->filename);
+        }
+        int r = dev_pread(iso->dev, vd, sizeof vd, off);
+        if (r < 0)
+            return r;
+        if (memcmp(vd + 1, "CD001", 5) != 0) {
+            if (i == 0)
+                return err_set(-ENODATA, "%s: no ISO 9660 volume: no 'CD001' at byte 32769",
+                               iso->dev->filename);
+            return err_set(-EINVAL, "%s: volume descriptor %u (block %u): expected 'CD001'",
+                           iso->dev->filename, i, 16 + i);
+        }
+        switch (vd[0]) {
+        case 0:
+            if (!memcmp(vd + 7, "EL TORITO SPECIFICATION", 23)) {
+                boot_cat = le32(vd + 0x47);
+                iso->info.namespaces |= VDISK_ISO_HAS_ELTORITO;
+            }
+            break;
+        case 1:
+            if (pvd)
+                break;
+            pvd = true;
+            field(iso->info.system_id, vd + 8, 32);
+            field(iso->info.volume_id, vd + 40, 32);
+            iso->info.volume_space_size = le32(vd + 80);
+            iso->info.volume_set_size = le16(vd + 120);
+            iso->info.volume_sequence = le16(vd + 124);
+            iso->info.block_size = le16(vd + 128);
+            iso->info.path_table_size = pt_size = le32(vd + 132);
+            pt_block = le32(vd + 140);
+            memcpy(iso->pvd_root, vd + 156, 34);
+            field(iso->info.volume_set_id, vd + 190, 128);
+            field(iso->info.publisher_id, vd + 318, 128);
+            field(iso->info.preparer_id, vd + 446, 128);
+            field(iso->info.application_id, vd + 574, 128);
+            field(iso->info.copyright_file, vd + 702, 37);
+            field(iso->info.abstract_file, vd + 739, 37);
+            field(iso->info.bibliographic_file, vd + 776, 37);
+            memcpy(iso->info.creation_date, vd + 813, 16);
+            memcpy(iso->info.modification_date, vd + 830, 16);
+            memcpy(iso->info.expiration_date, vd + 847, 16);
+            memcpy(iso->info.effective_date, vd + 864, 16);
+            break;
+        case 2:
+            iso->info.svd_count++;
+            if (vd[88] == '%' && vd[89] == '/' && (vd[90] == '@' || vd[90] == 'C' || vd[90] == 'E') &&
+                !iso->info.joliet_level) {
+                iso->info.joliet_level = vd[90] == '@' ? 1 : vd[90] == 'C' ? 2 : 3;
+                iso->info.namespaces |= VDISK_ISO_HAS_JOLIET;
+                memcpy(iso->svd_root, vd + 156, 34);
+            }
+            break;
+        case 255:
+            term = true;
+            break;
+        default:
+            break;
+        }
+    }
+    iso->info.descriptors = i;
+    if (!term)
+        return err_set(-EINVAL, "%s: no volume descriptor set terminator in the first %d "
+                       "descriptors", iso->dev->filename, ISO_MAX_VD);
+    if (!pvd)
+        return err_set(-EINVAL, "%s: no primary volume descriptor", iso->dev->filename);
+    if (iso->info.block_size != ISO_SECTOR)
+        return err_set(-EINVAL, "%s: logical block size %" PRIu32 ", expected 2048",
+                       iso->dev->filename, iso->info.block_size);
+    if (iso->pvd_root[0] < 34 || !(iso->pvd_root[25] & 2))
+        return err_set(-EINVAL, "%s: the root directory record is not a directory",
+                       iso->dev->filename);
+    if (iso->info.joliet_level && (iso->svd_root[0] < 34 || !(iso->svd_root[25] & 2)))
+        return err_set(-EINVAL, "%s: the Joliet root directory record is not a directory",
+                       iso->dev->filename);
+    /* Rock Ridge: SP (and ER or PX) in the root's "." record. */
+    uint8_t sec[ISO_SECTOR];
+    uint64_t root_off = ((uint64_t)le32(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR;
+    int r = rd(iso, sec, sizeof sec, root_off, "root directory");
+    if (r < 0)
+        return r;
+    if (sec[0] < 34 || sec[32] != 1 || sec[33] != 0)
+        return err_set(-EINVAL, "%s: the root directory does not start with its '.' record",
+                       iso->dev->filename);
+    struct rr *rr = malloc(sizeof *rr);
+    if (!rr)
+        return err_set(-ENOMEM, "out of memory");
+    r = rr_parse(iso, sec, sec[0], 0, rr);
+    if (r == 0 && rr->sp && (rr->er || rr->px)) {
+        iso->has_rr = true;
+        iso->susp_skip = rr->sp_skip;
+        iso->info.rr_version = 1;
+        iso->info.namespaces |= VDISK_ISO_HAS_ROCKRIDGE;
+    }
+    free(rr);
+    if (r < 0)
+        return r;
+    if (ns == VDISK_ISO_NS_AUTO)
+        ns = iso->has_rr ? VDISK_ISO_NS_ROCKRIDGE
+             : iso->info.joliet_level ? VDISK_ISO_NS_JOLIET : VDISK_ISO_NS_ISO9660;
+    if ((ns == VDISK_ISO_NS_ROCKRIDGE && !iso->has_rr) ||
+        (ns == VDISK_ISO_NS_JOLIET && !iso->info.joliet_level))
+        return err_set(-ENOENT, "%s: the image has no %s names", iso->dev->filename,
+                       ns == VDISK_ISO_NS_JOLIET ? "Joliet" : "Rock Ridge");
+    if (ns < VDISK_ISO_NS_AUTO || ns > VDISK_ISO_NS_ISO9660)
+        return err_set(-EINVAL, "unknown namespace %d", ns);
+    iso->ns = ns;
+    r = check_tree(iso, pt_block, pt_size);
+    if (r < 0)
+        return r;
+    if (boot_cat) {
+        iso->info.boot_catalog = boot_cat;
+        r = read_boot_catalog(iso, boot_cat);
+    }
+    return r;
+}
+
+/* ---- Public API ------------------------------------------------------------------ */
+
+int iso_read_pvd_basic(struct vdisk_dev *dev, uint32_t *blocks, char *volume_id)
+{
+    uint8_t vd[ISO_SECTOR];
+    uint64_t size = dev_size(dev);
+    for (unsigned i = 0; i < ISO_MAX_VD; i++) {
+        uint64_t off = ISO_VD_START + (uint64_t)i * ISO_SECTOR;
+        if (!range_inside(off, ISO_SECTOR, size))
+            return 0;
+        int r = dev_pread(dev, vd, sizeof vd, off);
+        if (r < 0)
+            return r;
+        if (memcmp(vd + 1, "CD001", 5) != 0 || vd[0] == 255)
+            return 0;
+        if (vd[0] == 1) {
+            if (blocks)
+                *blocks = le32(vd + 80);
+            if (volume_id)
+                field(volume_id, vd + 40, 32);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_iso_probe(vdisk_dev *dev, char *volume_id, size_t len)
+{
+    err_enter(__func__);
+    if (!dev)
+        return err_set(-EINVAL, "no device");
+    char id[33] = "";
+    int r = iso_read_pvd_basic(dev, NULL, id);
+    if (r > 0 && volume_id && len)
+        snprintf(volume_id, len, "%s", id);
+    return r;
+}
+
+VDISK_EXPORT int vdisk_iso_open(vdisk_iso **out, vdisk_dev *dev, int ns)
+{
+    err_enter(__func__);
+    *out = NULL;
+    if (!dev)
+        return err_set(-EINVAL, "no device");
+    if (ns < VDISK_ISO_NS_AUTO || ns > VDISK_ISO_NS_ISO9660)
+        return err_set(-EINVAL, "unknown namespace %d", ns);
+    struct vdisk_iso *iso = calloc(1, sizeof *iso);
+    if (!iso)
+        return err_set(-ENOMEM, "out of memory");
+    iso->dev = dev;
+    iso->size = dev_size(dev);
+    int r = open_volume(iso, ns);
+    if (r < 0) {
+        free(iso);
+        return r;
+    }
+    dev_ref(dev);
+    *out = iso;
+    return 0;
+}
+
+VDISK_EXPORT void vdisk_iso_close(vdisk_iso *iso)
+{
+    if (!iso)
+        return;
+    dev_unref(iso->dev);
+    free(iso);
+}
+
+VDISK_EXPORT int vdisk_iso_namespace(const vdisk_iso *iso)
+{
+    return iso->ns;
+}
+
+VDISK_EXPORT int vdisk_iso_get_info(const vdisk_iso *iso, struct vdisk_iso_info *info)
+{
+    *info = iso->info;
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_iso_stat(vdisk_iso *iso, const char *path, int follow,
+                                struct vdisk_iso_entry *e)
+{
+    err_enter(__func__);
+    struct node n = {0};
+    int r = lookup(iso, path, follow, &n);
+    if (r == 0)
+        *e = n.e;
+    node_free(&n);
+    return r;
+}
+
+struct list_ctx {
+    struct vdisk_iso *iso;
+    const struct node *dir;
+    struct vdisk_iso_entry *v;
+    size_t n, cap;
+};
+
+static int list_fn(void *ctx, struct node *n)
+{
+    struct list_ctx *l = ctx;
+    if (hidden(l->iso, l->dir, n))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct vdisk_iso_entry *nv = realloc(l->v, cap * sizeof *nv);
+        if (!nv)
+            return err_set(-ENOMEM, "out of memory");
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = n->e;
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_iso_list(vdisk_iso *iso, const char *path, struct vdisk_iso_entry **out,
+                                size_t *count)
+{
+    err_enter(__func__);
+    *out = NULL;
+    *count = 0;
+    struct node d = {0};
+    int r = lookup(iso, path, true, &d);
+    if (r == 0 && d.e.type != VDISK_ISO_DIR)
+        r = err_set(-ENOTDIR, "%s: not a directory", path);
+    struct list_ctx l = {iso, &d, NULL, 0, 0};
+    if (r == 0)
+        r = walk_dir(iso, d.dir_off, d.dir_len, iso->ns, list_fn, &l);
+    node_free(&d);
+    if (r < 0) {
+        free(l.v);
+        return r;
+    }
+    *out = l.v ? l.v : calloc(1, sizeof *l.v);
+    if (!*out)
+        return err_set(-ENOMEM, "out of memory");
+    *count = l.n;
+    return 0;
+}
+
+VDISK_EXPORT void vdisk_iso_list_free(struct vdisk_iso_entry *entries)
+{
+    free(entries);
+}
+
+VDISK_EXPORT int64_t vdisk_iso_read(vdisk_iso *iso, const char *path, void *buf, size_t len,
+                                    uint64_t offset)
+{
+    err_enter(__func__);
+    struct node n = {0};
+    int r = lookup(iso, path, true, &n);
+    if (r == 0 && n.e.type == VDISK_ISO_DIR)
+        r = err_set(-EISDIR, "%s: is a directory", path);
+    if (r < 0) {
+        node_free(&n);
+        return r;
+    }
+    if (len > INT64_MAX)
+        len = INT64_MAX;
+    uint64_t done = 0, pos = 0;
+    for (unsigned i = 0; i < n.next && done < len; i++) {
+        const struct extent *x = &n.ext[i];
+        if (offset + done < pos + x->len) {
+            uint64_t in = offset + done - pos;
+            uint64_t chunk = x->len - in;
+            if (chunk > len - done)
+                chunk = len - done;
+            r = rd(iso, (uint8_t *)buf + done, (size_t)chunk, x->off + in, "file data");
+            if (r < 0)
+                break;
+            done += chunk;
+        }
+        pos += x->len;
+    }
+    node_free(&n);
+    return r < 0 ? r : (int64_t)done;
+}
+
+VDISK_EXPORT int vdisk_iso_readlink(vdisk_iso *iso, const char *path, char *buf, size_t len)
+{
+    err_enter(__func__);
+    struct node n = {0};
+    int r = lookup(iso, path, false, &n);
+    node_free(&n);
+    if (r < 0)
+        return r;
+    if (n.e.type != VDISK_ISO_SYMLINK)
+        return err_set(-EINVAL, "%s: not a symlink", path);
+    size_t l = strlen(n.e.target);
+    if (l >= len)
+        return err_set(-ERANGE, "%s: the target of %zu bytes does not fit in %zu", path, l, len);
+    memcpy(buf, n.e.target, l + 1);
+    return (int)l;
+}
+
+VDISK_EXPORT unsigned vdisk_iso_boot_count(const vdisk_iso *iso)
+{
+    return iso->nboot;
+}
+
+VDISK_EXPORT int vdisk_iso_boot_get(const vdisk_iso *iso, unsigned index, struct vdisk_iso_boot *b)
+{
+    err_enter(__func__);
+    if (index >= iso->nboot)
+        return err_set(-ERANGE, "no El Torito entry %u (the image has %u)", index, iso->nboot);
+    *b = iso->boot[index];
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_iso_open_boot(vdisk_iso *iso, unsigned index, vdisk_dev **out)
+{
+    err_enter(__func__);
+    *out = NULL;
+    if (index >= iso->nboot)
+        return err_set(-ERANGE, "no El Torito entry %u (the image has %u)", index, iso->nboot);
+    const struct vdisk_iso_boot *b = &iso->boot[index];
+    if (!range_inside(b->image_offset, b->image_size, iso->size))
+        return err_set(-EINVAL, "%s: El Torito entry %u: the boot image of %" PRIu64
+                       " bytes at block %" PRIu32 " lies beyond the end of the image (%" PRIu64
+                       " bytes)", iso->dev->filename, index, b->image_size, b->load_rba,
+                       iso->size);
+    return vdisk_open_range(out, iso->dev, b->image_offset, b->image_size, VDISK_OPEN_RDONLY);
+}
