@@ -18,6 +18,7 @@
 #ifndef VDISK_DRIVER_H
 #define VDISK_DRIVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,10 @@ struct opt_set;
 
 struct vdisk_driver {
     const char *name;
+
+    /* True for drivers that own storage (files, memory): their failed
+     * flushes are remembered (the fsync-gate rule). */
+    bool protocol;
 
     /*
      * How sure the driver is that the first LEN bytes of a file (BUF) are

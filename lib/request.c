@@ -670,7 +670,7 @@ void req_complete(struct vdisk_req *req, int ret)
 {
     if (req->track)
         track_end(req);
-    if (req->op == VDISK_OP_FLUSH && ret < 0 && ret != -EROFS) {
+    if (req->op == VDISK_OP_FLUSH && ret < 0 && ret != -EROFS && req->dev->drv->protocol) {
         int none = 0;
         atomic_compare_exchange_strong(&req->dev->flush_error, &none, ret);
     }

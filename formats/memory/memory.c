@@ -102,6 +102,7 @@ static void mem_close(struct vdisk_dev *dev)
 
 const struct vdisk_driver vdisk_driver_memory = {
     .name = "memory",
+    .protocol = true,
     .submit = mem_submit,
     .truncate = mem_truncate,
     .allocated_size = mem_allocated,

@@ -409,14 +409,17 @@ static void copied_found(void *opaque, uint64_t index, uint64_t entry, bool l1)
 }
 
 /*
- * What the COPIED flag is judged against: the stored refcount, or the
- * references found when fewer (a leak).  A cluster that leaked a reference
- * (after a crash in a snapshot operation, say) but has one user is written
- * in place safely: its flag is no corruption, and -r leaks settles it.
+ * Whether a COPIED flag is wrong.  Set, it is wrong when the cluster has
+ * more than one user (a write in place would change another's data);
+ * clear, when the stored refcount is exactly 1 (qemu-img's rule).  The
+ * users are the references found, which may be fewer than the stored
+ * refcount after a crash in a snapshot operation: such a leak is no
+ * corruption, and -r leaks settles its flags.
  */
-static uint64_t real_refcount(const struct ck *ck, uint64_t c, uint64_t stored)
+static bool copied_wrong(const struct ck *ck, uint64_t c, uint64_t stored, bool copied)
 {
-    return c < ck->nb && ck->refs[c] < stored ? ck->refs[c] : stored;
+    uint64_t users = c < ck->nb && ck->refs[c] < stored ? ck->refs[c] : stored;
+    return copied ? users != 1 : stored == 1;
 }
 
 static int check_copied(struct ck *ck, bool fix)
@@ -434,7 +437,7 @@ static int check_copied(struct ck *ck, bool fix)
                 ck->res->check_errors++;
                 continue;
             }
-            if ((real_refcount(ck, l2 >> s->cluster_bits, rc) == 1) != !!(e & QCOW2_OFLAG_COPIED))
+            if (copied_wrong(ck, l2 >> s->cluster_bits, rc, (e & QCOW2_OFLAG_COPIED) != 0))
                 copied_found(&cr, i, e, true);
             if (read_cluster(ck, l2, ck->buf) < 0)
                 continue;
@@ -446,8 +449,8 @@ static int check_copied(struct ck *ck, bool fix)
                     ck->res->check_errors++;
                     continue;
                 }
-                if ((real_refcount(ck, host >> s->cluster_bits, rc) == 1) !=
-                    !!(le & QCOW2_OFLAG_COPIED))
+                if (copied_wrong(ck, host >> s->cluster_bits, rc,
+                                 (le & QCOW2_OFLAG_COPIED) != 0))
                     copied_found(&cr, j, le, false);
             }
         }
@@ -485,7 +488,10 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
             res->corruptions = 0;
         }
     }
-    /* ...then the COPIED flags against the refcounts. */
+    /* ...then the COPIED flags against the refcounts.  Repaired leaks may
+     * leave flags that the new refcounts make stale: -r leaks sets them. */
+    if (r == 0 && !fix_errors && res->leaks_fixed)
+        r = qcow2_fix_copied(s, NULL, NULL, NULL);
     if (r == 0)
         r = check_copied(&ck, fix_errors);
     if (r == 0 && (res->leaks_fixed || res->corruptions_fixed)) {

@@ -478,6 +478,7 @@ static int64_t raw_allocated_size(struct vdisk_dev *dev)
 
 const struct vdisk_driver vdisk_driver_raw = {
     .name = "raw",
+    .protocol = true,
     .probe = NULL, /* raw is what is left when no other format claims a file */
     .open = raw_open,
     .close = raw_close,
