@@ -377,6 +377,7 @@ static int rebuild(struct ck *ck, uint32_t order)
     s->reft_offset = p * cs;
     s->reft_clusters = (uint32_t)rt;
     s->reft_entries = rt * cs / 8;
+    s->reft_used = s->reft_entries;
     s->free_cluster_index = 0;
     s->ndeferred = 0;
 out:

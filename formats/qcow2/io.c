@@ -30,7 +30,10 @@ static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
 
 static void zero_alloc(void)
 {
-    zero_buf = calloc(1, ZERO_BUF_SIZE);
+    /* Page-aligned, so that O_DIRECT files take it without a bounce. */
+    zero_buf = aligned_alloc_or_null(4096, ZERO_BUF_SIZE);
+    if (zero_buf)
+        memset(zero_buf, 0, ZERO_BUF_SIZE);
 }
 
 static const uint8_t *zero_buffer(void)
@@ -342,7 +345,7 @@ static void run_cow(struct qc_run *run)
     for (int i = 0; i < 2; i++) {
         if (!parts[i].len)
             continue;
-        *parts[i].buf = malloc(parts[i].len);
+        *parts[i].buf = aligned_alloc_or_null(4096, parts[i].len);
         struct iovec v = {*parts[i].buf, parts[i].len};
         struct vdisk_req *c = *parts[i].buf
                                   ? req_new_child(req, req->dev, VDISK_OP_READ, parts[i].off,
@@ -363,6 +366,64 @@ static void run_cow(struct qc_run *run)
         else
             run_write(run);
     }
+}
+
+/* The COW parts of RUN read as zeroes: no backing file, and the clusters
+ * around the write unallocated or zero.  Under the lock. */
+static bool zero_cow(struct qcow2 *s, struct qc_run *run)
+{
+    if (s->backing || run->fill || s->ext_l2)
+        return false;
+    uint64_t tail = run->pos + run->len;
+    struct {
+        uint64_t off, len;
+    } parts[2] = {{run->cow_start, run->pos - run->cow_start},
+                  {tail, run->cow_end > tail ? run->cow_end - tail : 0}};
+    for (int i = 0; i < 2; i++) {
+        uint64_t off = parts[i].off, left = parts[i].len;
+        while (left) {
+            struct qcow2_map m;
+            if (qcow2_lookup(s, off, left, &m) < 0)
+                return false;
+            if (m.type != QCOW2_UNALLOCATED && m.type != QCOW2_ZERO)
+                return false;
+            off += m.len;
+            left -= m.len;
+        }
+    }
+    return true;
+}
+
+static void run_zero_done(struct vdisk_req *child, int ret)
+{
+    struct qc_run *run = child->done_arg;
+    req_free(child);
+    if (ret < 0) {
+        run_cow(run); /* no zero range here: copy (zeroes) as before */
+        return;
+    }
+    /* The new clusters read as zeroes: write the guest data alone. */
+    run->head_len = run->tail_len = 0;
+    run->cow_start = run->pos;
+    run->cow_end = run->pos + run->len;
+    run_write(run);
+}
+
+/* As QEMU's handle_alloc_space(): zero the new clusters with one
+ * write-zeroes request (fallocate ZERO_RANGE) instead of writing the
+ * zeroes of the COW parts. */
+static void run_zero(struct qc_run *run)
+{
+    struct vdisk_req *req = run->req;
+    struct qcow2 *s = req->dev->priv;
+    struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, run->host,
+                                        run->ncl * s->cluster_size, NULL, 0, 0, run_zero_done,
+                                        run);
+    if (!c) {
+        run_cow(run);
+        return;
+    }
+    req_submit(c);
 }
 
 /* Starts an allocating run at POS (the lock is held; released here). */
@@ -450,11 +511,14 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
     run->range.end = cend;
     run->range.next = s->allocs;
     s->allocs = &run->range;
-    pthread_mutex_unlock(&s->lock);
     run->head_len = pos - run->cow_start;
     run->tail_len = run->cow_end > pos + len ? run->cow_end - (pos + len) : 0;
+    bool zero = (run->head_len || run->tail_len) && zero_cow(s, run);
+    pthread_mutex_unlock(&s->lock);
     req_hold(req);
-    if (run->head_len || run->tail_len)
+    if (zero)
+        run_zero(run);
+    else if (run->head_len || run->tail_len)
         run_cow(run);
     else
         run_write(run);

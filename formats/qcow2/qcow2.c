@@ -180,6 +180,9 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     if (r == 0) {
         s->reft_entries = (uint64_t)s->reft_clusters * s->cluster_size / 8;
         r = read_table(s, s->reft_offset, s->reft_entries, &s->reft);
+        s->reft_used = s->reft_entries;
+        while (r == 0 && s->reft_used && !s->reft[s->reft_used - 1])
+            s->reft_used--;
     }
     if (r == 0)
         r = qcow2_cache_init(&s->l2c, s, "L2 table", l2n);

@@ -207,6 +207,7 @@ struct qcow2 {
     uint64_t *l1;
     uint64_t *reft;
     uint64_t reft_entries;
+    uint64_t reft_used;      /* 1 + the highest non-zero refcount table index (a bound) */
 
     struct qcow2_cache l2c;
     struct qcow2_cache rbc;

@@ -189,6 +189,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
     free(s->reft);
     s->reft = table;
     s->reft_entries = new_entries;
+    s->reft_used = new_entries;
     s->reft_offset = p * cs;
     s->reft_clusters = (uint32_t)tclusters;
     if (s->free_cluster_index < end && s->free_cluster_index >= p)
@@ -248,6 +249,8 @@ static int ensure_block(struct qcow2 *s, uint64_t t)
     if (r < 0)
         return r;
     s->reft[t] = off;
+    if (t + 1 > s->reft_used)
+        s->reft_used = t + 1;
     r = write_reft_entry(s, t);
     if (c == s->free_cluster_index)
         s->free_cluster_index = c + 1;
@@ -456,7 +459,7 @@ int qcow2_check_overlap(struct qcow2 *s, uint64_t host, uint64_t len)
     for (uint32_t i = 0; !what && i < s->nb_snapshots && s->snaps; i++)
         if (overlaps(host, len, s->snaps[i].l1_offset, (uint64_t)s->snaps[i].l1_size * 8))
             what = "a snapshot's L1 table";
-    for (uint64_t t = 0; !what && t < s->reft_entries; t++)
+    for (uint64_t t = 0; !what && t < s->reft_used; t++)
         if (s->reft[t] && overlaps(host, len, s->reft[t] & ~QCOW2_REFT_RESERVED, cs))
             what = "a refcount block";
     for (uint64_t i = 0; !what && i < s->l1_size; i++)
