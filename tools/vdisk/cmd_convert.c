@@ -340,6 +340,10 @@ static int copy_compressed(struct conv *c)
 
     uint64_t nclusters = (c->total + c->cluster - 1) / c->cluster;
     uint64_t read_next = 0, write_next = 0;
+    enum { RA_SIZE = 4 << 20 };
+    uint64_t ra_size = c->cluster > RA_SIZE ? c->cluster : RA_SIZE;
+    uint8_t *ra = malloc(ra_size);
+    uint64_t ra_off = 0, ra_len = 0;
     int r = 0;
     while (r == 0 && write_next < nclusters) {
         /* Fill free tasks with the next clusters. */
@@ -350,11 +354,17 @@ static int copy_compressed(struct conv *c)
             uint64_t zlen;
             bool zero = source_zero(c, t->off, t->len, &zlen) == 1 && zlen >= t->len;
             if (!zero) {
-                if (read_sources(c, t->in, t->off, t->len) < 0) {
-                    cli_lib_error();
-                    r = -1;
-                    break;
+                /* Read ahead a megabyte at a time; clusters come from it. */
+                if (t->off < ra_off || t->off + t->len > ra_off + ra_len) {
+                    ra_off = t->off;
+                    ra_len = c->total - ra_off < ra_size ? c->total - ra_off : ra_size;
+                    if (read_sources(c, ra, ra_off, ra_len) < 0) {
+                        cli_lib_error();
+                        r = -1;
+                        break;
+                    }
                 }
+                memcpy(t->in, ra + (t->off - ra_off), t->len);
                 zero = all_zero(t->in, t->len);
             }
             /* Hand it to the pool (in the file's order). */
@@ -403,6 +413,7 @@ static int copy_compressed(struct conv *c)
         free(p.tasks[i].in);
         free(p.tasks[i].out);
     }
+    free(ra);
     free(p.tasks);
     free(tids);
     pthread_mutex_destroy(&p.lock);
