@@ -1,59 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz/gpt.c: the fuzz input is a disk with a GUID partition table (protective MBR, both headers and arrays).
- * It is opened over a memory device; the table is read (sector size found,
- * then forced to 4096 bytes), listed, verified, edited, written and repaired,
- * and each partition opened as a device and read.  Any crash, sanitizer
- * report, leak or hang is a bug.
+ * See part_fuzz.h for what is done with it (4096-byte sectors forced after
+ * the probed size).  Any crash, sanitizer report, leak or hang is a bug.
  */
-#include <stdlib.h>
-#include <string.h>
-
-#include "fuzz.h"
-
-#define MEM_LIMIT (64u << 20)
-
-static void exercise(struct vdisk_dev *disk, unsigned ss)
-{
-    vdisk_ptable *t = NULL;
-    vdisk_part_verify(disk, ss, NULL, NULL);
-    if (vdisk_part_read(&t, disk, ss) == 0) {
-        struct vdisk_partition p;
-        uint8_t buf[4096];
-        for (size_t i = 0; i < vdisk_part_count(t) && i < 64; i++) {
-            if (vdisk_part_get(t, i, &p) < 0)
-                continue;
-            vdisk_dev *part;
-            if (vdisk_open_partition(&part, disk, p.number, VDISK_OPEN_RDONLY) == 0) {
-                uint64_t n = vdisk_get_size(part) < sizeof buf ? vdisk_get_size(part)
-                                                               : sizeof buf;
-                vdisk_pread(part, buf, (size_t)n, 0);
-                vdisk_close(part);
-            }
-        }
-        /* Edits: add into free space, resize, retype and delete the first, write. */
-        memset(&p, 0, sizeof p);
-        vdisk_part_add(t, &p);
-        if (vdisk_part_count(t) && vdisk_part_get(t, 0, &p) == 0) {
-            vdisk_part_resize(t, p.number, 0);
-            vdisk_part_set_type(t, p.number, "L");
-            vdisk_part_delete(t, p.number);
-        }
-        vdisk_part_write(t);
-        vdisk_part_free(t);
-    }
-    vdisk_part_repair(disk, ss, NULL, NULL);
-    vdisk_part_verify(disk, ss, NULL, NULL);
-}
+#include "part_fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct vdisk_open_params p = fuzz_params(false);
-    struct vdisk_dev *disk;
-    if (dev_open_memory(&disk, data, size, MEM_LIMIT, &p) < 0)
-        return 0;
-    exercise(disk, 0);
-    exercise(disk, 4096);
-    dev_unref(disk);
-    return 0;
+    return fuzz_part_table(data, size, 4096);
 }
