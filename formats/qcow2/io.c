@@ -872,6 +872,14 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const void *data, size_t clen,
         if (r == 0)
             s->dirty_on_disk = true;
     }
+    if (r == 0) {
+        /* The L2 table first, so that a new table does not split the run of packed
+         * clusters: a piece can then span into the next cluster. */
+        uint8_t *l2;
+        r = qcow2_l2_for_write(s, off >> (s->cluster_bits + s->l2_bits), &l2);
+        if (r == 0)
+            qcow2_cache_put(&s->l2c, l2);
+    }
     if (r == 0)
         r = qcow2_alloc_bytes(s, (uint64_t)clen, &host);
     if (r == 0) {
@@ -899,7 +907,9 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const void *data, size_t clen,
                 r = qcow2_release_entry(s, old);
         }
     } else if (host) {
-        qcow2_free_later(s, host & ~(cs - 1), 1);
+        /* The piece may span two clusters; each took a reference. */
+        for (uint64_t c = host & ~(cs - 1); c < host + clen; c += cs)
+            qcow2_free_later(s, c, 1);
     }
     for (struct qcow2_alloc **pp = &s->allocs; *pp; pp = &(*pp)->next) {
         if (*pp == &range) {

@@ -382,6 +382,18 @@ int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host)
     int r = qcow2_alloc_clusters(s, 1, &c);
     if (r < 0)
         return r;
+    if (s->compress_cluster && s->compress_used < s->cluster_size &&
+        c == s->compress_cluster + s->cluster_size) {
+        /* The new cluster follows the one being packed: the piece spans both, as QEMU
+         * packs them, and each of the two holds one more reference. */
+        r = qcow2_refcount_update(s, s->compress_cluster >> s->cluster_bits, 1);
+        if (r < 0)
+            return r; /* the new cluster leaks; check -r leaks reclaims it */
+        *host = s->compress_cluster + s->compress_used;
+        s->compress_used = s->compress_used + len - s->cluster_size;
+        s->compress_cluster = c;
+        return 0;
+    }
     s->compress_cluster = c;
     s->compress_used = len;
     *host = c;
