@@ -136,6 +136,33 @@ START_TEST(convert_like_qemu)
 }
 END_TEST
 
+/* Compressed clusters are packed as tightly as qemu-img packs them: a piece
+ * spans into the next cluster when that one follows, and the output is no
+ * larger than qemu-img's. */
+START_TEST(convert_compressed_packing)
+{
+    RUN_OK("for i in $(seq 1 120); do cat /usr/share/common-licenses/GPL-3; done | "
+           "head -c 4M > text.raw && head -c 1M /dev/urandom >> text.raw && "
+           "for i in $(seq 1 60); do cat /usr/share/common-licenses/Apache-2.0; done | "
+           "head -c 2M >> text.raw");
+    static const char *const types[] = {"zstd", "zlib"};
+    for (size_t i = 0; i < 2; i++) {
+        RUN_OK("rm -f pv.qcow2 pq.qcow2 && %s convert -c -O qcow2 -o compression_type=%s "
+               "text.raw pv.qcow2", V, types[i]);
+        RUN_OK("qemu-img convert -c -O qcow2 -o compression_type=%s text.raw pq.qcow2",
+               types[i]);
+        identical("text.raw", "pv.qcow2");
+        clean("pv.qcow2");
+        struct run *r = run("stat -c %%s pv.qcow2 pq.qcow2");
+        long long v = 0, q = 0;
+        ck_assert_int_eq(sscanf(r->out, "%lld %lld", &v, &q), 2);
+        ck_assert_msg(v <= q, "%s: vdisk's output is %lld bytes, qemu-img's %lld", types[i], v, q);
+        /* The same clusters in use: no cluster holds less than qemu-img's would. */
+        same("check pv.qcow2", "check pq.qcow2");
+    }
+}
+END_TEST
+
 START_TEST(compare_like_qemu)
 {
     make_pair("a.qcow2");
@@ -314,6 +341,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, snapshots_both_ways);
     tcase_add_test(tc, convert_like_qemu);
+    tcase_add_test(tc, convert_compressed_packing);
     tcase_add_test(tc, compare_like_qemu);
     tcase_add_test(tc, commit_rebase_resize_like_qemu);
     tcase_add_test(tc, measure_and_amend_like_qemu);
