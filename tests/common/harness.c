@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,4 +204,85 @@ int run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? 1 : 0;
+}
+
+char *fmt(const char *f, ...)
+{
+    static char bufs[4][1024];
+    static int next;
+    char *b = bufs[next++ % 4];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(b, sizeof bufs[0], f, ap);
+    va_end(ap);
+    return b;
+}
+
+void fill_random(void *buf, size_t len, uint64_t *seed)
+{
+    uint8_t *p = buf;
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(rng_next(seed) >> 56);
+}
+
+unsigned *permutation(unsigned n, uint64_t *seed)
+{
+    unsigned *p = malloc(n * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    for (unsigned i = 0; i < n; i++)
+        p[i] = i;
+    for (unsigned i = n - 1; i > 0; i--) {
+        unsigned j = (unsigned)(rng_next(seed) % (i + 1));
+        unsigned t = p[i];
+        p[i] = p[j];
+        p[j] = t;
+    }
+    return p;
+}
+
+void assert_same_bytes(const uint8_t *a, const uint8_t *b, size_t len, uint64_t base,
+                       const char *what)
+{
+    if (memcmp(a, b, len) == 0)
+        return;
+    size_t i = 0;
+    while (a[i] == b[i])
+        i++;
+    ck_abort_msg("%s: byte at offset %" PRIu64 " is 0x%02x, expected 0x%02x", what,
+                 base + i, a[i], b[i]);
+}
+
+int harness_child_pipe = -1;
+
+void in_child(const char *what, void (*fn)(void *), void *arg, unsigned timeout_s)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        harness_child_pipe = p[1];
+        /* libcheck's own SIGALRM handler would kill the whole process group. */
+        signal(SIGALRM, SIG_DFL);
+        alarm(timeout_s);
+        fn(arg);
+        _exit(0);
+    }
+    close(p[1]);
+    char msg[1024];
+    ssize_t n = read(p[0], msg, sizeof msg - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        ck_assert_int_eq(errno, EINTR);
+    if (WIFSIGNALED(st))
+        ck_abort_msg("%s: the process died of signal %d (%s)%s", what, WTERMSIG(st),
+                     strsignal(WTERMSIG(st)),
+                     WTERMSIG(st) == SIGALRM ? ": it hung" : "");
+    ck_assert_msg(WEXITSTATUS(st) == 0, "%s: %s", what,
+                  msg[0] ? msg : "the process failed (see its output: a sanitizer report?)");
 }

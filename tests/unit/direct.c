@@ -33,13 +33,6 @@
 
 /* ---- Helpers -------------------------------------------------------------- */
 
-static void fill_random(void *buf, size_t len, uint64_t *seed)
-{
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(rng_next(seed) >> 56);
-}
-
 static int open_with(vdisk_dev **dev, const char *path, const char *list)
 {
     vdisk_options *o;
@@ -66,92 +59,14 @@ static vdisk_dev *direct_file(const char *name, size_t size, uint64_t seed, uint
     return dev;
 }
 
-static void assert_same(const uint8_t *a, const uint8_t *b, size_t len, uint64_t base,
-                        const char *what)
-{
-    if (memcmp(a, b, len) == 0)
-        return;
-    size_t i = 0;
-    while (a[i] == b[i])
-        i++;
-    ck_abort_msg("%s: byte at offset %" PRIu64 " is 0x%02x, expected 0x%02x", what,
-                 base + i, a[i], b[i]);
-}
-
 /* The file holds exactly MODEL (LEN bytes). */
 static void assert_file(const char *path, const uint8_t *model, size_t len)
 {
     size_t flen;
     uint8_t *f = read_file(path, &flen);
     ck_assert_uint_eq(flen, len);
-    assert_same(f, model, len, 0, path);
+    assert_same_bytes(f, model, len, 0, path);
     free(f);
-}
-
-/* Shuffles the numbers 0..n-1. */
-static unsigned *permutation(unsigned n, uint64_t *seed)
-{
-    unsigned *p = malloc(n * sizeof *p);
-    for (unsigned i = 0; i < n; i++)
-        p[i] = i;
-    for (unsigned i = n - 1; i > 0; i--) {
-        unsigned j = (unsigned)(rng_next(seed) % (i + 1));
-        unsigned t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-    }
-    return p;
-}
-
-/*
- * Runs FN(ARG) in a child process, so that a crash or a hang in the library
- * fails this test only.  In the child, CHILD_CHECK reports through a pipe.
- */
-static int child_pipe = -1;
-
-#define CHILD_CHECK(cond, ...)                                                     \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            char m_[1024];                                                         \
-            int n_ = snprintf(m_, sizeof m_, __VA_ARGS__);                         \
-            size_t l_ = n_ < 0 ? 0 : (size_t)n_ < sizeof m_ ? (size_t)n_ : sizeof m_ - 1; \
-            if (write(child_pipe, m_, l_) < 0)                                     \
-                _exit(3);                                                          \
-            _exit(1);                                                              \
-        }                                                                          \
-    } while (0)
-
-static void in_child(const char *what, void (*fn)(void *), void *arg, unsigned timeout_s)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(p[0]);
-        child_pipe = p[1];
-        /* libcheck's own SIGALRM handler would kill the whole process group. */
-        signal(SIGALRM, SIG_DFL);
-        alarm(timeout_s);
-        fn(arg);
-        _exit(0);
-    }
-    close(p[1]);
-    char msg[1024];
-    ssize_t n = read(p[0], msg, sizeof msg - 1);
-    msg[n > 0 ? n : 0] = '\0';
-    close(p[0]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        ck_assert_int_eq(errno, EINTR);
-    if (WIFSIGNALED(st))
-        ck_abort_msg("%s: the process died of signal %d (%s)%s", what, WTERMSIG(st),
-                     strsignal(WTERMSIG(st)),
-                     WTERMSIG(st) == SIGALRM ? ": it hung" : "");
-    ck_assert_msg(WEXITSTATUS(st) == 0, "%s: %s", what,
-                  msg[0] ? msg : "the process failed (see its output: a sanitizer report?)");
 }
 
 /* ---- Synchronous I/O ------------------------------------------------------ */
@@ -180,7 +95,7 @@ static void random_io(vdisk_dev *dev, const char *path, uint8_t *model, size_t s
         memset(buf, 0xee, rlen);
         ck_assert_msg(vdisk_pread(dev, buf, rlen, roff) == 0, "read %" PRIu64 "+%zu: %s", roff,
                       rlen, vdisk_get_error());
-        assert_same(buf, model + roff, rlen, roff, "vdisk_pread");
+        assert_same_bytes(buf, model + roff, rlen, roff, "vdisk_pread");
         if (i % 50 == 0)
             assert_file(path, model, size);
     }
@@ -206,7 +121,7 @@ START_TEST(unaligned_offsets_and_lengths)
     memset(model + 2 * MiB - 513, 0x5e, 513);
     assert_file(path, model, 2 * MiB);
     ck_assert_int_eq(vdisk_pread(dev, mem, 7, 2 * MiB - 7), 0);
-    assert_same(mem, model + 2 * MiB - 7, 7, 2 * MiB - 7, "vdisk_pread");
+    assert_same_bytes(mem, model + 2 * MiB - 7, 7, 2 * MiB - 7, "vdisk_pread");
     free(mem);
     vdisk_close(dev);
     free(model);
@@ -239,7 +154,7 @@ START_TEST(unaligned_memory)
         memset(b, 0, len);
         struct iovec v[2] = {{b, 7}, {b + 7, len - 7}};
         ck_assert_int_eq(vdisk_preadv(dev, v, 2, off), 0);
-        assert_same(b, model + off, len, off, "vdisk_preadv");
+        assert_same_bytes(b, model + off, len, off, "vdisk_preadv");
     }
     assert_file(path, model, 2 * MiB);
     free(mem);
@@ -266,7 +181,7 @@ START_TEST(directsync_and_aligned_io)
         ck_assert_int_eq(vdisk_pwrite(dev, mem, len, off), 0);
         memcpy(model + off, mem, len);
         ck_assert_int_eq(vdisk_pread(dev, mem, 4096, off), 0);
-        assert_same(mem, model + off, 4096, off, "vdisk_pread");
+        assert_same_bytes(mem, model + off, 4096, off, "vdisk_pread");
     }
     ck_assert_int_eq(vdisk_pwrite(dev, mem, 10, 4095), 0);
     memcpy(model + 4095, mem, 10);
@@ -359,7 +274,7 @@ START_TEST(concurrent_partial_writes_one_queue)
     ck_assert_int_eq(vdisk_queue_drain(q), 200);
     for (unsigned i = 0; i < 200; i++) {
         ck_assert_int_eq(p[i].result, 0);
-        assert_same(p[i].data, model + p[i].off, p[i].len, p[i].off, "aio read");
+        assert_same_bytes(p[i].data, model + p[i].off, p[i].len, p[i].off, "aio read");
     }
     free(rb);
     vdisk_queue_free(q);
@@ -531,12 +446,12 @@ START_TEST(unaligned_file_size)
     uint8_t *mem = aligned_alloc(4096, 4096);
     memset(mem, 0xee, 4096);
     ck_assert_int_eq(vdisk_pread(dev, mem, 1024, 0), 0);
-    assert_same(mem, model, 1000, 0, "vdisk_pread");
+    assert_same_bytes(mem, model, 1000, 0, "vdisk_pread");
     for (int i = 1000; i < 1024; i++)
         ck_assert_msg(mem[i] == 0, "tail byte %d is 0x%02x", i, mem[i]);
     memset(mem, 0xee, 4096);
     ck_assert_int_eq(vdisk_pread(dev, mem, 20, 995), 0);
-    assert_same(mem, model + 995, 5, 995, "vdisk_pread");
+    assert_same_bytes(mem, model + 995, 5, 995, "vdisk_pread");
     for (int i = 5; i < 20; i++)
         ck_assert_uint_eq(mem[i], 0);
 
@@ -548,7 +463,7 @@ START_TEST(unaligned_file_size)
     uint8_t *f = read_file(path, &flen);
     ck_assert_uint_ge(flen, 1018);
     ck_assert_uint_le(flen, 1024);
-    assert_same(f, model, 1000, 0, path);
+    assert_same_bytes(f, model, 1000, 0, path);
     for (size_t i = 1000; i < flen; i++)
         ck_assert_uint_eq(f[i], i >= 1010 && i < 1018 ? w[i - 1010] : 0);
     free(f);

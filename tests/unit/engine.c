@@ -47,26 +47,6 @@ static const char *engine_name(void)
 
 /* ---- Helpers -------------------------------------------------------------- */
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    static char bufs[4][1024];
-    static int next;
-    char *b = bufs[next++ % 4];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(b, sizeof bufs[0], f, ap);
-    va_end(ap);
-    return b;
-}
-
-static void fill_random(void *buf, size_t len, uint64_t *seed)
-{
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(rng_next(seed) >> 56);
-}
-
 /* Opens PATH on the engine under test, with the extra options LIST. */
 static int open_engine(vdisk_dev **dev, const char *path, const char *list)
 {
@@ -110,24 +90,12 @@ static vdisk_queue *new_queue(vdisk_dev *dev, unsigned depth)
     return q;
 }
 
-static void assert_same(const uint8_t *a, const uint8_t *b, size_t len, uint64_t base,
-                        const char *what)
-{
-    if (memcmp(a, b, len) == 0)
-        return;
-    size_t i = 0;
-    while (a[i] == b[i])
-        i++;
-    ck_abort_msg("%s: byte at offset %" PRIu64 " is 0x%02x, expected 0x%02x", what,
-                 base + i, a[i], b[i]);
-}
-
 static void assert_file(const char *path, const uint8_t *model, size_t len)
 {
     size_t flen;
     uint8_t *f = read_file(path, &flen);
     ck_assert_uint_ge(flen, len);
-    assert_same(f, model, len, 0, path);
+    assert_same_bytes(f, model, len, 0, path);
     free(f);
 }
 
@@ -190,21 +158,6 @@ static void drain_all(vdisk_queue *q)
         int r = vdisk_queue_drain(q);
         ck_assert_msg(r >= 0, "%s", vdisk_get_error());
     }
-}
-
-/* Shuffles the numbers 0..n-1. */
-static unsigned *permutation(unsigned n, uint64_t *seed)
-{
-    unsigned *p = malloc(n * sizeof *p);
-    for (unsigned i = 0; i < n; i++)
-        p[i] = i;
-    for (unsigned i = n - 1; i > 0; i--) {
-        unsigned j = (unsigned)(rng_next(seed) % (i + 1));
-        unsigned t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-    }
-    return p;
 }
 
 /* ---- Names ---------------------------------------------------------------- */
@@ -288,7 +241,7 @@ START_TEST(random_writes_then_reads)
     for (unsigned i = 0; i < nblocks; i++) {
         ck_assert_int_eq(reqs[i].done, 1);
         ck_assert_int_eq(reqs[i].result, 0);
-        assert_same(reqs[i].buf, model + reqs[i].off, BLK, reqs[i].off, "aio read");
+        assert_same_bytes(reqs[i].buf, model + reqs[i].off, BLK, reqs[i].off, "aio read");
     }
     ck_assert_int_eq(callbacks_inside_aio, 0);
     free(perm);
@@ -952,7 +905,7 @@ START_TEST(registered_buffers)
     ck_assert_int_eq(vdisk_queue_drain(q), 4);
     for (int i = 0; i < 4; i++) {
         ck_assert_int_eq(reqs[i].result, 0);
-        assert_same(reqs[i].buf, model + reqs[i].off, reqs[i].len, reqs[i].off, "fixed read");
+        assert_same_bytes(reqs[i].buf, model + reqs[i].off, reqs[i].len, reqs[i].off, "fixed read");
     }
 
     /* Bad sets are refused and the old set stays usable. */
@@ -968,14 +921,14 @@ START_TEST(registered_buffers)
     ck_assert_int_eq(aio_read(q, &reqs[0]), 0);
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
     ck_assert_int_eq(reqs[0].result, 0);
-    assert_same(mem, model, BLK, 0, "fixed read");
+    assert_same_bytes(mem, model, BLK, 0, "fixed read");
 
     /* Replaced by none: I/O goes on as before. */
     ck_assert_int_eq(vdisk_queue_register_buffers(q, NULL, 0), 0);
     reqs[0] = (struct req){.off = 4096, .buf = mem, .len = BLK};
     ck_assert_int_eq(aio_read(q, &reqs[0]), 0);
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
-    assert_same(mem, model + 4096, BLK, 4096, "read");
+    assert_same_bytes(mem, model + 4096, BLK, 4096, "read");
 
     vdisk_queue_free(q);
     vdisk_close(dev);

@@ -56,19 +56,6 @@ static vdisk_dev *new_image(const char *name, uint64_t size, const char *list)
     return dev;
 }
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    static char bufs[4][1024];
-    static int next;
-    char *b = bufs[next++ % 4];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(b, sizeof bufs[0], f, ap);
-    va_end(ap);
-    return b;
-}
-
 /* ---- Messages of the synchronous calls ---------------------------------- */
 
 START_TEST(read_beyond_end_message)

@@ -25,26 +25,6 @@
 
 /* ---- Helpers -------------------------------------------------------------- */
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    static char bufs[4][1024];
-    static int next;
-    char *b = bufs[next++ % 4];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(b, sizeof bufs[0], f, ap);
-    va_end(ap);
-    return b;
-}
-
-static void fill_random(void *buf, size_t len, uint64_t *seed)
-{
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(rng_next(seed) >> 56);
-}
-
 /* Opens PATH with the options LIST; returns NULL (with *err) on failure
  * when ERR is given. */
 static vdisk_dev *open_dev_err(const char *path, const char *list, int *err)
@@ -89,25 +69,13 @@ static vdisk_dev *range(vdisk_dev *parent, uint64_t off, uint64_t len, unsigned 
     return r;
 }
 
-static void assert_same(const uint8_t *a, const uint8_t *b, size_t len, uint64_t base,
-                        const char *what)
-{
-    if (memcmp(a, b, len) == 0)
-        return;
-    size_t i = 0;
-    while (a[i] == b[i])
-        i++;
-    ck_abort_msg("%s: byte at offset %" PRIu64 " is 0x%02x, expected 0x%02x", what,
-                 base + i, a[i], b[i]);
-}
-
 /* The whole file is MODEL (LEN bytes), read with plain pread. */
 static void assert_file(const char *path, const uint8_t *model, size_t len)
 {
     size_t flen;
     uint8_t *f = read_file(path, &flen);
     ck_assert_uint_eq(flen, len);
-    assert_same(f, model, len, 0, path);
+    assert_same_bytes(f, model, len, 0, path);
     free(f);
 }
 
@@ -133,9 +101,9 @@ START_TEST(reads_and_writes_land_at_offset)
     /* Reads come from parent offset + N. */
     uint8_t *buf = malloc(len);
     ck_assert_int_eq(vdisk_pread(r, buf, len, 0), 0);
-    assert_same(buf, model + start, len, start, "range read");
+    assert_same_bytes(buf, model + start, len, start, "range read");
     ck_assert_int_eq(vdisk_pread(r, buf, 3, len - 3), 0);
-    assert_same(buf, model + start + len - 3, 3, start + len - 3, "range read");
+    assert_same_bytes(buf, model + start + len - 3, 3, start + len - 3, "range read");
 
     /* Writes go to parent offset + N, and nowhere else. */
     uint64_t seed = 77;
@@ -153,7 +121,7 @@ START_TEST(reads_and_writes_land_at_offset)
 
     /* The parent sees the range's writes. */
     ck_assert_int_eq(vdisk_pread(parent, buf, len, start), 0);
-    assert_same(buf, model + start, len, start, "parent read");
+    assert_same_bytes(buf, model + start, len, start, "parent read");
 
     /* Vectored requests too. */
     struct iovec v[3] = {{buf, 10}, {buf + 10, 5000}, {buf + 5010, 3}};
@@ -163,7 +131,7 @@ START_TEST(reads_and_writes_land_at_offset)
     assert_file(path, model, size);
     memset(buf, 0, 5013);
     ck_assert_int_eq(vdisk_preadv(r, v, 3, 99999), 0);
-    assert_same(buf, model + start + 99999, 5013, start + 99999, "range readv");
+    assert_same_bytes(buf, model + start + 99999, 5013, start + 99999, "range readv");
 
     /* Discard and write zeroes map too. */
     ck_assert_int_eq(vdisk_write_zeroes(r, 8192, 8192, 0), 0);
@@ -294,7 +262,7 @@ START_TEST(read_only_ranges)
 
     uint8_t buf[4096];
     ck_assert_int_eq(vdisk_pread(r, buf, 4096, 100), 0);
-    assert_same(buf, model + 4196, 4096, 4196, "read-only range read");
+    assert_same_bytes(buf, model + 4196, 4096, 4196, "read-only range read");
     ck_assert_int_eq(vdisk_pwrite(r, buf, 4096, 100), -EROFS);
     ck_assert_int_eq(vdisk_get_errno(), EROFS);
     ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_pwrite: %s: write of 4096 bytes at offset 100 "
@@ -349,7 +317,7 @@ START_TEST(parent_closed_first)
     memcpy(model + 3000 + 7777, buf, sizeof buf);
     memset(buf, 0, sizeof buf);
     ck_assert_int_eq(vdisk_pread(r, buf, sizeof buf, 7777), 0);
-    assert_same(buf, model + 3000 + 7777, sizeof buf, 3000 + 7777, "range read");
+    assert_same_bytes(buf, model + 3000 + 7777, sizeof buf, 3000 + 7777, "range read");
     struct vdisk_extent e;
     ck_assert_int_eq(vdisk_block_status(r, 0, 500000, &e), 0);
     ck_assert_int_gt(vdisk_get_allocated_size(r), 0);
@@ -393,7 +361,7 @@ START_TEST(nested_ranges)
 
     uint8_t buf[4000];
     ck_assert_int_eq(vdisk_pread(r3, buf, 4000, 0), 0);
-    assert_same(buf, model + base3, 4000, base3, "nested read");
+    assert_same_bytes(buf, model + base3, 4000, base3, "nested read");
     uint64_t seed = 66;
     fill_random(buf, sizeof buf, &seed);
     ck_assert_int_eq(vdisk_pwrite(r3, buf, 3999, 1), 0);
@@ -557,7 +525,7 @@ static void exercise_range(vdisk_dev *r, const char *path, uint8_t *model, size_
         uint64_t rl = l + 14 <= len - ro ? l + 14 : len - ro;
         ck_assert_msg(vdisk_pread(r, buf, rl, ro) == 0, "read %" PRIu64 "+%" PRIu64 ": %s", ro,
                       rl, vdisk_get_error());
-        assert_same(buf, model + start + ro, rl, start + ro, "range read");
+        assert_same_bytes(buf, model + start + ro, rl, start + ro, "range read");
     }
     free(buf);
     assert_file(path, model, fsize);
@@ -606,7 +574,7 @@ START_TEST(aligned_range_with_unaligned_length_over_direct_parent)
     int ret = vdisk_pread(r, buf, 100, 900);
     ck_assert_msg(ret == 0, "read of the last 100 bytes of a 1000-byte range: %s",
                   vdisk_get_error());
-    assert_same(buf, model + 8192 + 900, 100, 8192 + 900, "range read");
+    assert_same_bytes(buf, model + 8192 + 900, 100, 8192 + 900, "range read");
     memset(buf, 0x3c, sizeof buf);
     ret = vdisk_pwrite(r, buf, 100, 900);
     ck_assert_msg(ret == 0, "write of the last 100 bytes of a 1000-byte range: %s",

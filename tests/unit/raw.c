@@ -31,19 +31,6 @@
 
 /* ---- Helpers -------------------------------------------------------------- */
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    static char bufs[4][1024];
-    static int next;
-    char *b = bufs[next++ % 4];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(b, sizeof bufs[0], f, ap);
-    va_end(ap);
-    return b;
-}
-
 static vdisk_dev *open_dev(const char *path, const char *list)
 {
     vdisk_options *o;
@@ -62,13 +49,6 @@ static vdisk_dev *create_open(const char *name, uint64_t size, const char *list)
     const char *path = scratch(name);
     ck_assert_msg(vdisk_create(path, "raw", size, NULL) == 0, "%s", vdisk_get_error());
     return open_dev(path, list);
-}
-
-static void fill_random(void *buf, size_t len, uint64_t *seed)
-{
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++)
-        p[i] = (uint8_t)(rng_next(seed) >> 56);
 }
 
 /* LEN bytes of PATH at OFF, read with plain pread (zeroes past the end). */
@@ -103,24 +83,11 @@ static int64_t file_allocated(const char *path)
     return (int64_t)st.st_blocks * 512;
 }
 
-/* Asserts that LEN bytes at A and B are equal, naming the first difference. */
-static void assert_same(const uint8_t *a, const uint8_t *b, size_t len, uint64_t base,
-                        const char *what)
-{
-    if (memcmp(a, b, len) == 0)
-        return;
-    size_t i = 0;
-    while (a[i] == b[i])
-        i++;
-    ck_abort_msg("%s: byte at offset %" PRIu64 " is 0x%02x, expected 0x%02x", what,
-                 base + i, a[i], b[i]);
-}
-
 /* The file holds MODEL from offset 0 (LEN bytes). */
 static void assert_file(const char *path, const uint8_t *model, size_t len)
 {
     uint8_t *f = file_bytes(path, 0, len);
-    assert_same(f, model, len, 0, path);
+    assert_same_bytes(f, model, len, 0, path);
     free(f);
 }
 
@@ -139,58 +106,6 @@ static off_t seek(const char *path, off_t off, int whence)
     off_t r = lseek(fd, off, whence);
     close(fd);
     return r;
-}
-
-/*
- * Runs FN(ARG) in a child process, so that a crash or a hang in the library
- * fails this test only and the other tests still run and report.  In the
- * child, CHILD_CHECK reports through a pipe.
- */
-static int child_pipe = -1;
-
-#define CHILD_CHECK(cond, ...)                                                     \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            char m_[1024];                                                         \
-            int n_ = snprintf(m_, sizeof m_, __VA_ARGS__);                         \
-            size_t l_ = n_ < 0 ? 0 : (size_t)n_ < sizeof m_ ? (size_t)n_ : sizeof m_ - 1; \
-            if (write(child_pipe, m_, l_) < 0)                                     \
-                _exit(3);                                                          \
-            _exit(1);                                                              \
-        }                                                                          \
-    } while (0)
-
-static void in_child(const char *what, void (*fn)(void *), void *arg, unsigned timeout_s)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(p[0]);
-        child_pipe = p[1];
-        /* libcheck's own SIGALRM handler would kill the whole process group. */
-        signal(SIGALRM, SIG_DFL);
-        alarm(timeout_s);
-        fn(arg);
-        _exit(0);
-    }
-    close(p[1]);
-    char msg[1024];
-    ssize_t n = read(p[0], msg, sizeof msg - 1);
-    msg[n > 0 ? n : 0] = '\0';
-    close(p[0]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        ck_assert_int_eq(errno, EINTR);
-    if (WIFSIGNALED(st))
-        ck_abort_msg("%s: the process died of signal %d (%s)%s", what, WTERMSIG(st),
-                     strsignal(WTERMSIG(st)),
-                     WTERMSIG(st) == SIGALRM ? ": it hung" : "");
-    ck_assert_msg(WEXITSTATUS(st) == 0, "%s: %s", what,
-                  msg[0] ? msg : "the process failed (see its output: a sanitizer report?)");
 }
 
 /* ---- Create --------------------------------------------------------------- */
@@ -289,13 +204,13 @@ START_TEST(odd_offsets_and_lengths)
         uint64_t rlen = off + len + 5 <= size ? off + len + 5 - roff : size - roff;
         memset(buf, 0xee, rlen);
         ck_assert_msg(vdisk_pread(dev, buf, rlen, roff) == 0, "%s", vdisk_get_error());
-        assert_same(buf, model + roff, rlen, roff, "vdisk_pread");
+        assert_same_bytes(buf, model + roff, rlen, roff, "vdisk_pread");
         if (i % 20 == 0)
             assert_file(path, model, size);
     }
     assert_file(path, model, size);
     ck_assert_int_eq(vdisk_pread(dev, buf, size, 0), 0);
-    assert_same(buf, model, size, 0, "whole device");
+    assert_same_bytes(buf, model, size, 0, "whole device");
 
     /* Zero-length requests succeed anywhere inside, and at the end. */
     ck_assert_int_eq(vdisk_pread(dev, buf, 0, 12345), 0);
@@ -322,9 +237,9 @@ START_TEST(large_offsets)
         fill_random(a, sizeof a, &seed);
         ck_assert_msg(vdisk_pwrite(dev, a, sizeof a, offs[i]) == 0, "%s", vdisk_get_error());
         ck_assert_int_eq(vdisk_pread(dev, b, sizeof b, offs[i]), 0);
-        assert_same(b, a, sizeof a, offs[i], "vdisk_pread");
+        assert_same_bytes(b, a, sizeof a, offs[i], "vdisk_pread");
         uint8_t *f = file_bytes(path, offs[i], sizeof a);
-        assert_same(f, a, sizeof a, offs[i], path);
+        assert_same_bytes(f, a, sizeof a, offs[i], path);
         free(f);
     }
     ck_assert_uint_eq(file_size(path), size);
@@ -368,7 +283,7 @@ START_TEST(vectored_io)
         ck_assert_int_eq(vdisk_preadv(dev, v, n, off), 0);
         pos = off;
         for (int i = 0; i < n; i++) {
-            assert_same(v[i].iov_base, model + pos, v[i].iov_len, pos, "vdisk_preadv");
+            assert_same_bytes(v[i].iov_base, model + pos, v[i].iov_len, pos, "vdisk_preadv");
             pos += v[i].iov_len;
         }
         for (int i = 0; i < n; i++)
@@ -398,13 +313,13 @@ START_TEST(more_iovecs_than_iov_max)
     int r = vdisk_pwritev(dev, v, n, 4096);
     ck_assert_msg(r == 0, "pwritev of %d iovecs: %d (%s)", n, r, vdisk_get_error());
     uint8_t *f = file_bytes(path, 4096, (size_t)n * 512);
-    assert_same(f, data, (size_t)n * 512, 4096, path);
+    assert_same_bytes(f, data, (size_t)n * 512, 4096, path);
     free(f);
     memset(data, 0, (size_t)n * 512);
     r = vdisk_preadv(dev, v, n, 4096);
     ck_assert_msg(r == 0, "preadv of %d iovecs: %d (%s)", n, r, vdisk_get_error());
     f = file_bytes(path, 4096, (size_t)n * 512);
-    assert_same(data, f, (size_t)n * 512, 4096, "vdisk_preadv");
+    assert_same_bytes(data, f, (size_t)n * 512, 4096, "vdisk_preadv");
     free(f);
     free(data);
     free(v);
@@ -472,7 +387,7 @@ START_TEST(flush_and_cache_modes)
         ck_assert_msg(vdisk_flush(dev) == 0, "%s: %s", modes[i], vdisk_get_error());
         ck_assert_int_eq(vdisk_flush(dev), 0);
         uint8_t *f = file_bytes(path, 777 * (i + 1), sizeof buf);
-        assert_same(f, buf, sizeof buf, 777 * (i + 1), modes[i]);
+        assert_same_bytes(f, buf, sizeof buf, 777 * (i + 1), modes[i]);
         free(f);
         vdisk_close(dev);
     }
@@ -510,7 +425,7 @@ START_TEST(discard_punches_holes)
     assert_file(path, model, 4 * MiB);
     uint8_t *buf = malloc(4 * MiB);
     ck_assert_int_eq(vdisk_pread(dev, buf, 4 * MiB, 0), 0);
-    assert_same(buf, model, 4 * MiB, 0, "vdisk_pread");
+    assert_same_bytes(buf, model, 4 * MiB, 0, "vdisk_pread");
     ck_assert_int_eq(seek(path, 1 * MiB, SEEK_HOLE), 1 * MiB);
     ck_assert_int_eq(seek(path, 1 * MiB, SEEK_DATA), 1 * MiB + 256 * KiB);
     ck_assert_int_eq(vdisk_get_allocated_size(dev), before - 256 * KiB);
@@ -521,8 +436,8 @@ START_TEST(discard_punches_holes)
      * byte is the old one or zero. */
     ck_assert_int_eq(vdisk_discard(dev, 100, 9000), 0);
     uint8_t *f = file_bytes(path, 0, 4 * MiB);
-    assert_same(f, model, 100, 0, "before the discarded range");
-    assert_same(f + 9100, model + 9100, 4 * MiB - 9100, 9100, "after the discarded range");
+    assert_same_bytes(f, model, 100, 0, "before the discarded range");
+    assert_same_bytes(f + 9100, model + 9100, 4 * MiB - 9100, 9100, "after the discarded range");
     for (size_t i = 100; i < 9100; i++)
         if (f[i] != 0 && f[i] != model[i])
             ck_abort_msg("discarded byte %zu is 0x%02x: neither old (0x%02x) nor 0", i, f[i],
@@ -579,7 +494,7 @@ START_TEST(write_zeroes)
     assert_file(path, model, 4 * MiB);
     uint8_t *buf = malloc(4 * MiB);
     ck_assert_int_eq(vdisk_pread(dev, buf, 4 * MiB, 0), 0);
-    assert_same(buf, model, 4 * MiB, 0, "vdisk_pread");
+    assert_same_bytes(buf, model, 4 * MiB, 0, "vdisk_pread");
     ck_assert_uint_eq(file_size(path), 4 * MiB);
     ck_assert_int_eq(vdisk_write_zeroes(dev, 12345, 0, 0), 0);
     free(buf);
@@ -720,14 +635,14 @@ START_TEST(unaligned_file_size)
     uint8_t buf[1024];
     memset(buf, 0xee, sizeof buf);
     ck_assert_int_eq(vdisk_pread(dev, buf, 1024, 0), 0);
-    assert_same(buf, tail_pattern, 1000, 0, "vdisk_pread");
+    assert_same_bytes(buf, tail_pattern, 1000, 0, "vdisk_pread");
     assert_zero(buf + 1000, 24, 1000, "the tail");
     memset(buf, 0xee, sizeof buf);
     ck_assert_int_eq(vdisk_pread(dev, buf, 24, 1000), 0);
     assert_zero(buf, 24, 1000, "the tail");
     memset(buf, 0xee, sizeof buf);
     ck_assert_int_eq(vdisk_pread(dev, buf, 30, 990), 0);
-    assert_same(buf, tail_pattern + 990, 10, 990, "vdisk_pread");
+    assert_same_bytes(buf, tail_pattern + 990, 10, 990, "vdisk_pread");
     assert_zero(buf + 10, 20, 1000, "the tail");
     ck_assert_int_eq(vdisk_pread(dev, buf, 1, 1024), -EIO);
     ck_assert_uint_eq(file_size(path), 1000);
@@ -742,9 +657,9 @@ START_TEST(unaligned_file_size)
     ck_assert_int_eq(vdisk_pwrite(dev, w, 8, 1010), 0);
     ck_assert_uint_eq(file_size(path), 1018);
     uint8_t *f = file_bytes(path, 0, 1018);
-    assert_same(f, tail_pattern, 1000, 0, path);
+    assert_same_bytes(f, tail_pattern, 1000, 0, path);
     assert_zero(f + 1000, 10, 1000, "the gap");
-    assert_same(f + 1010, w, 8, 1010, path);
+    assert_same_bytes(f + 1010, w, 8, 1010, path);
     free(f);
     ck_assert_int_eq(vdisk_pwrite(dev, w, 8, 1016), 0);
     ck_assert_uint_eq(file_size(path), 1024);
@@ -761,7 +676,7 @@ START_TEST(unaligned_file_size)
     ck_assert_int_eq(truncate(path, 300), 0);
     memset(buf, 0xee, sizeof buf);
     ck_assert_int_eq(vdisk_pread(dev, buf, 1024, 0), 0);
-    assert_same(buf, tail_pattern, 300, 0, "vdisk_pread");
+    assert_same_bytes(buf, tail_pattern, 300, 0, "vdisk_pread");
     assert_zero(buf + 300, 724, 300, "after the end of the file");
     vdisk_close(dev);
 }
