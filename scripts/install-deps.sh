@@ -11,6 +11,10 @@ packages=(
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
   xorriso genisoimage libarchive-tools p7zip-full
+  # the real-Linux-guest tests (tests/linux/): QEMU to boot the guest,
+  # qemu-storage-daemon (in qemu-system-common) to compare against, and what
+  # the initramfs is built from (busybox-static, cpio, modinfo from kmod)
+  qemu-system-x86 qemu-system-common busybox-static cpio kmod
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -26,3 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# The guest's kernel, Debian's linux-image-cloud-amd64, unpacked into a cache
+# directory (not installed): see scripts/fetch-guest-kernel.sh.
+bash "$(dirname "$0")/fetch-guest-kernel.sh"
