@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The real-Linux-guest test of issue 7: Debian's cloud kernel boots in
+# qemu-system-x86_64 (microvm, TCG) with
+#   - a disk over vhost-user-blk: a qcow2 overlay whose backing file is
+#     another qcow2 image;
+#   - a CD-ROM over vhost-user-scsi: an ISO built by xorriso.
+# The guest's /init (tests/linux/init) mounts /dev/sr0, checks the sha256 of
+# a file against the host's, reads the backing file's data through the
+# overlay, writes a pattern with O_DIRECT and fsync, ejects the CD and powers
+# off. The host then checks the markers on the serial console, runs
+# `qemu-img check` and `vdisk check` on the overlay, reads the pattern back
+# through vdisk, and checks that the backing file was not modified.
+#
+#   guest-test.sh VDISK [OUTDIR]
+#
+# VDISK is the vdisk CLI. OUTDIR (default ./linux-vhost) keeps the serial
+# console log (serial.log), the back ends' logs and the initramfs; the
+# images are deleted at the end unless VDISK_TEST_KEEP=1.
+#
+# VDISK_TEST_BACKEND picks who serves the devices:
+#   vdisk (default)  vdisk serve --vhost-user-blk SOCK OVERLAY
+#                    vdisk serve --vhost-user-scsi SOCK --cdrom ISO
+#   qsd              qemu-storage-daemon's vhost-user-blk export for the disk;
+#                    QEMU's own virtio-scsi-device + scsi-cd for the CD-ROM
+#                    (qemu-storage-daemon has no vhost-user-scsi export)
+# Exits 77 (skipped) when qemu-system-x86_64, the guest kernel or the chosen
+# back end is missing.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+vdisk=${1:?usage: guest-test.sh VDISK [OUTDIR]}
+out=${2:-$PWD/linux-vhost}
+backend=${VDISK_TEST_BACKEND:-vdisk}
+
+skip() { echo "SKIP: $*"; exit 77; }
+
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+why=$(find_guest_kernel) || skip "$why"
+find_guest_kernel
+for tool in qemu-img xorriso cpio modinfo busybox; do
+  command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
+done
+case "$backend" in
+  vdisk)
+    "$vdisk" serve --help >/dev/null 2>&1 ||
+      skip "'vdisk serve' does not exist yet ($vdisk serve --help fails); VDISK_TEST_BACKEND=qsd runs the guest side against qemu-storage-daemon"
+    ;;
+  qsd)
+    command -v qemu-storage-daemon >/dev/null || skip "qemu-storage-daemon not found (apt-get install qemu-system-common)"
+    ;;
+  *) echo "guest-test.sh: VDISK_TEST_BACKEND must be vdisk or qsd, not '$backend'" >&2; exit 2 ;;
+esac
+
+mkdir -p "$out"
+rm -f "$out"/*.log
+work=$out/work
+rm -rf "$work"
+mkdir -p "$work"
+# Unix socket paths must be short (108 bytes): they live in /tmp.
+sockdir=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-vhost.XXXXXX")
+cleanup() {
+  kill_bg_all
+  rm -rf "$sockdir"
+  [ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+failed=0
+check() { # check DESCRIPTION CMD...: runs CMD, reports, remembers a failure
+  local desc=$1
+  shift
+  if "$@" >"$work/check.out" 2>&1; then
+    echo "ok   $desc"
+  else
+    echo "FAIL $desc"
+    sed 's/^/     /' "$work/check.out"
+    failed=1
+  fi
+}
+
+echo "== guest test: back end '$backend', kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
+
+# --- the guest ------------------------------------------------------------
+bash "$here/mkinitramfs.sh" "$out/initramfs.gz" "$GUEST_MODULES"
+
+# --- the disk: base.qcow2 (0x5a everywhere) <- overlay.qcow2 -----------------
+mib=1048576
+disk_size=$((64 * mib))
+pat_off=$((16 * mib))
+pat_len=$((4 * mib))
+pat_byte=165 # 0xa5
+cd "$work"
+"$vdisk" create -f qcow2 base.qcow2 "$disk_size" >/dev/null
+"$vdisk" io -c "write -P 0x5a 0 $disk_size" base.qcow2 >/dev/null
+"$vdisk" create -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2 >/dev/null
+base_sum=$(sha256sum base.qcow2 | cut -d' ' -f1)
+before_sha=$(head -c $mib /dev/zero | tr '\000' '\132' | sha256sum | cut -d' ' -f1)
+
+# --- the CD: a few files, one of 6 MiB of random data ------------------------
+mkdir -p iso/data/nested
+echo "vdisk guest test" > iso/README.TXT
+head -c $((6 * mib)) /dev/urandom > iso/data/random.bin
+seq 1 20000 > iso/data/nested/numbers.txt
+xorriso -as mkisofs -quiet -R -J -V VDISKTEST -o test.iso iso 2>"$out/xorriso.log"
+iso_sha=$(sha256sum iso/data/random.bin | cut -d' ' -f1)
+echo "   disk: overlay.qcow2 -> base.qcow2 ($disk_size bytes), cd: test.iso ($(stat -c %s test.iso) bytes), random.bin sha256 $iso_sha"
+
+# --- the back ends ------------------------------------------------------------
+blk_sock=$sockdir/blk.sock
+scsi_sock=$sockdir/scsi.sock
+servers=()   # pids
+names=()
+case "$backend" in
+  vdisk)
+    start_bg "$out/serve-blk.log" "$vdisk" serve --vhost-user-blk "$blk_sock" overlay.qcow2
+    servers+=("$BG_PID"); names+=("vdisk serve --vhost-user-blk")
+    start_bg "$out/serve-scsi.log" "$vdisk" serve --vhost-user-scsi "$scsi_sock" --cdrom test.iso
+    servers+=("$BG_PID"); names+=("vdisk serve --vhost-user-scsi")
+    wait_socket "$blk_sock" "${servers[0]}" || { cat "$out/serve-blk.log"; exit 1; }
+    wait_socket "$scsi_sock" "${servers[1]}" || { cat "$out/serve-scsi.log"; exit 1; }
+    devices="$(vhost_blk_args "$blk_sock") $(vhost_scsi_args "$scsi_sock")"
+    ;;
+  qsd)
+    # shellcheck disable=SC2046
+    start_bg "$out/qsd.log" $(qsd_blk_cmd "$blk_sock" overlay.qcow2 qcow2)
+    servers+=("$BG_PID"); names+=("qemu-storage-daemon")
+    wait_socket "$blk_sock" "${servers[0]}" || { cat "$out/qsd.log"; exit 1; }
+    devices="$(vhost_blk_args "$blk_sock") $(qemu_cd_args "$work/test.iso")"
+    ;;
+esac
+
+# --- the guest runs -----------------------------------------------------------
+append="vdisk.mode=test vdisk.sha_file=data/random.bin vdisk.sha_expect=$iso_sha"
+append+=" vdisk.before_sha=$before_sha vdisk.pattern_off=$pat_off vdisk.pattern_len=$pat_len vdisk.pattern_byte=$pat_byte"
+qrc=0
+# shellcheck disable=SC2086
+qemu_guest "$out/serial.log" "${VDISK_TEST_TIMEOUT:-240}" "$append" "$out/initramfs.gz" $devices || qrc=$?
+echo "   guest ran for $GUEST_MS ms (qemu exit status $qrc); serial console: $out/serial.log"
+
+# --- the back ends stop on SIGTERM with status 0 -------------------------------
+for i in "${!servers[@]}"; do
+  src=0
+  stop_bg "${servers[$i]}" 10 || src=$?
+  check "${names[$i]} exits 0 on SIGTERM (status $src)" test "$src" = 0
+done
+BG_PIDS=()
+
+# --- what the guest said --------------------------------------------------------
+log=$out/serial.log
+check "qemu exited 0 after the guest powered off" test "$qrc" = 0
+check "no FAIL marker" bash -c "! grep -a 'VDISK-TEST: FAIL' '$log'"
+check "guest saw /dev/sr0 as a CD-ROM (type 5, removable)" grep -aE 'VDISK-TEST: cdrom /dev/sr0 type=5 .*removable=1' "$log"
+check "guest's sha256 of data/random.bin is the host's" grep -a "VDISK-TEST: sha256 $iso_sha data/random.bin" "$log"
+check "guest read the backing file through the overlay" grep -a "VDISK-TEST: disk read ok" "$log"
+check "guest wrote the pattern (O_DIRECT, fsync)" grep -a "VDISK-TEST: write ok off=$pat_off len=$pat_len byte=$pat_byte" "$log"
+check "guest ejected the CD" grep -a "VDISK-TEST: eject ok" "$log"
+check "guest finished" grep -a "VDISK-TEST: done" "$log"
+
+# --- the images on the host ------------------------------------------------------
+check "qemu-img check overlay.qcow2" qemu-img check -f qcow2 overlay.qcow2
+check "vdisk check overlay.qcow2" "$vdisk" check -f qcow2 overlay.qcow2
+check "the pattern reads back through vdisk" \
+  "$vdisk" io -r -c "read -P 0xa5 $pat_off $pat_len" overlay.qcow2
+check "the rest of the overlay reads the backing file's data" \
+  "$vdisk" io -r -c "read -P 0x5a 0 $pat_off" -c "read -P 0x5a $((pat_off + pat_len)) $((disk_size - pat_off - pat_len))" overlay.qcow2
+# qemu-img map: the pattern's range comes from the overlay (depth 0), all
+# the rest from the backing file (depth 1).
+map_ok() {
+  local start length depth
+  qemu-img map --output=json overlay.qcow2 |
+    sed -n 's/.*"start": \([0-9]*\), "length": \([0-9]*\), "depth": \([0-9]*\).*/\1 \2 \3/p' |
+    while read -r start length depth; do
+      if [ "$start" -ge "$pat_off" ] && [ $((start + length)) -le $((pat_off + pat_len)) ]; then
+        [ "$depth" = 0 ] || { echo "$start+$length at depth $depth"; exit 1; }
+      elif [ $((start + length)) -le "$pat_off" ] || [ "$start" -ge $((pat_off + pat_len)) ]; then
+        [ "$depth" = 1 ] || { echo "$start+$length at depth $depth"; exit 1; }
+      else
+        echo "$start+$length straddles the pattern"; exit 1
+      fi
+    done
+}
+check "the pattern is in the overlay, the rest in the backing file (qemu-img map)" map_ok
+check "the backing file is unchanged" test "$(sha256sum base.qcow2 | cut -d' ' -f1)" = "$base_sum"
+check "the backing file still reads 0x5a everywhere" "$vdisk" io -r -c "read -P 0x5a 0 $disk_size" base.qcow2
+
+if [ $failed != 0 ]; then
+  echo "== serial console ($log):"
+  cat "$log"
+  for f in "$out"/serve-*.log "$out"/qsd.log; do
+    [ -s "$f" ] && { echo "== $f:"; cat "$f"; }
+  done
+  echo "FAILED"
+  exit 1
+fi
+echo "PASSED (back end '$backend', guest boot to power-off $GUEST_MS ms)"
