@@ -110,8 +110,11 @@ qemu_guest() {
 # The device arguments for each way of giving the guest its disk and CD.
 vhost_blk_args() { echo "-chardev socket,id=blk0,path=$1 -device vhost-user-blk,chardev=blk0,num-queues=1"; }
 vhost_scsi_args() { echo "-chardev socket,id=scsi0,path=$1 -device vhost-user-scsi,chardev=scsi0"; }
-qemu_blk_args() { # IMAGE FORMAT
-  echo "-blockdev driver=file,node-name=dfile,filename=$1 -blockdev driver=$2,node-name=disk0,file=dfile -device virtio-blk-device,drive=disk0"
+qemu_blk_args() { # IMAGE FORMAT [ro]
+  local ro=off
+  [ "${3:-}" = ro ] && ro=on
+  echo "-blockdev driver=file,node-name=dfile,filename=$1,read-only=$ro" \
+    "-blockdev driver=$2,node-name=disk0,file=dfile,read-only=$ro -device virtio-blk-device,drive=disk0"
 }
 qemu_cd_args() { # ISO
   echo "-blockdev driver=file,node-name=cdfile,filename=$1,read-only=on -blockdev driver=raw,node-name=cd0,file=cdfile,read-only=on -device virtio-scsi-device,id=vscsi -device scsi-cd,drive=cd0,bus=vscsi.0"
