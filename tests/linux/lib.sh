@@ -1,8 +1,7 @@
+# shellcheck shell=bash
 # Shared by tests/linux/guest-test.sh and tests/bench/vhost.sh (sourced, bash).
 # Booting Debian's cloud kernel in qemu-system-x86_64 (microvm, TCG) with
 # disks and CD-ROMs from vhost-user back ends or from QEMU itself.
-
-LINUX_TEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Processes started with start_bg; killed (by pid) on exit.
 BG_PIDS=()

@@ -61,7 +61,7 @@ visit() { # depth-first: dependencies first
     active) echo "mkinitramfs.sh: module dependency cycle at $m" >&2; exit 1 ;;
   esac
   if grep -qE "/$m\.ko" "$moddir/modules.builtin" 2>/dev/null; then
-    state[$m]=done # built into the kernel
+    state[$m]="done" # built into the kernel
     return
   fi
   f=$(find_module "$m")
@@ -70,7 +70,7 @@ visit() { # depth-first: dependencies first
   for dep in $(modinfo -F depends "$f" | tr ',' ' '); do
     visit "$dep"
   done
-  state[$m]=done
+  state[$m]="done"
   case "$f" in
     *.ko) cp "$f" "$root/lib/modules/$m.ko" ;;
     *.ko.xz) xz -dc "$f" > "$root/lib/modules/$m.ko" ;;
