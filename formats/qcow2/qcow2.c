@@ -34,6 +34,46 @@ static char *resolve_backing(const char *overlay, const char *name)
     return str_printf("%.*s/%s", (int)(slash - overlay), overlay, name);
 }
 
+/*
+ * backing-confine=on: true when NAME, resolved against the folder of the
+ * image OVERLAY as FULL, leaves that folder: an absolute name, a protocol
+ * ("x://"), a ".." that climbs above the folder, or (through symbolic links)
+ * a file whose real path is outside the folder's real path.
+ */
+static bool backing_escapes(const char *overlay, const char *name, const char *full)
+{
+    if (name[0] == '/' || strstr(name, "://"))
+        return true;
+    long depth = 0;
+    for (const char *p = name; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (--depth < 0)
+                return true;
+        } else if (n && !(n == 1 && p[0] == '.')) {
+            depth++;
+        }
+        p += n;
+        p += strspn(p, "/");
+    }
+    /* Symbolic links: compare real paths when the file exists (a missing
+     * file fails the open later with its own message). */
+    char dir[PATH_MAX], real_dir[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(overlay, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == overlay)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - overlay), overlay);
+    if (!realpath(full, real) || !realpath(dir, real_dir))
+        return false;
+    size_t dl = strlen(real_dir);
+    if (dl == 1) /* the folder is "/" */
+        return false;
+    return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
+}
+
 int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
 {
     if (s->dev->params.no_backing)
@@ -42,6 +82,10 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
     s->full_backing = resolve_backing(s->dev->filename, s->backing_name);
     if (!s->full_backing)
         return err_set(-ENOMEM, "out of memory");
+    if (s->confine && backing_escapes(s->dev->filename, s->backing_name, s->full_backing))
+        return err_set(-EPERM, "%s: the backing file name '%s' leads outside the image's "
+                       "folder, which backing-confine=on forbids", s->dev->filename,
+                       s->backing_name);
     const struct vdisk_open_params *up = &s->dev->params;
     char self[PATH_MAX], other[PATH_MAX];
     const char *me = realpath(s->dev->filename, self) ? self : s->dev->filename;
@@ -62,7 +106,26 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
     const char *fmt = os ? opt_take(os, "backing.format") : NULL;
     if (!fmt)
         fmt = s->backing_fmt ? s->backing_fmt : "raw";
-    int r = dev_open(&s->backing, s->full_backing, fmt, &p, NULL);
+    /* Confinement goes down the chain: each backing file's own backing file
+     * stays in that file's folder, itself inside this one's. */
+    vdisk_options *bo = NULL;
+    struct opt_set bos = {0};
+    if (s->confine) {
+        const char *ctx = err_context();
+        int e = vdisk_options_new(&bo);
+        if (e == 0)
+            e = vdisk_options_set(bo, "backing-confine", "on");
+        if (e == 0)
+            e = opt_set_init(&bos, bo);
+        err_enter(ctx);
+        if (e < 0) {
+            vdisk_options_free(bo);
+            return err_set(-ENOMEM, "out of memory");
+        }
+    }
+    int r = dev_open(&s->backing, s->full_backing, fmt, &p, s->confine ? &bos : NULL);
+    opt_set_fini(&bos);
+    vdisk_options_free(bo);
     if (r < 0) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", err_detail());
@@ -135,6 +198,15 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     s->read_only = dev->params.read_only;
     s->discard_passthrough = true;
     dev->priv = s;
+    const char *confine = opt_take(os, "backing-confine");
+    if (confine) {
+        int e = opt_bool("backing-confine", confine, &s->confine);
+        if (e < 0) {
+            free_state(s);
+            dev->priv = NULL;
+            return e;
+        }
+    }
     uint64_t fsize = dev_size(file);
     if (file->file_length && file->file_length < fsize)
         fsize = file->file_length; /* the header checks need the exact length */

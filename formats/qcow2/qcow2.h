@@ -226,6 +226,8 @@ struct qcow2 {
     bool corrupt;
     bool meta_dirty;         /* metadata changed since the last flush */
     bool discard_passthrough;
+    bool confine;              /* backing-confine=on: backing files stay in the
+                                  image's folder, down the whole chain */
     bool hold_frees;         /* a snapshot operation: no early flush of frees */
     bool prealloc_checked;   /* metadata_preallocation() has looked */
     bool prealloc;           /* the file holds fewer clusters than are used */

@@ -25,6 +25,14 @@
  *              default.
  *   threads    number of worker threads per queue for the threads engine
  *              (1..256, default 16).
+ *   backing-confine  on | off (default off): for untrusted images.  A
+ *              backing file name (qcow2) must stay inside the folder of the
+ *              image that names it: names that are absolute, name a
+ *              protocol ("x://"), climb out with "..", or reach outside
+ *              through a symbolic link fail the open with -EPERM before the
+ *              file is opened.  The rule applies down the whole backing
+ *              chain.  Formats without backing files accept and ignore it.
+ *              (External data files are not supported at all.)
  *
  * Options understood when creating (vdisk_create), for the raw format:
  *   preallocation  off (default) | falloc | full
