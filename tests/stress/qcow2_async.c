@@ -3,13 +3,19 @@
  * tests/stress/qcow2_async.c: the asynchronous queue on qcow2 images, with
  * many requests in flight from several threads, checked against a model.
  *
- * Each thread owns a part of the disk and keeps up to 64 requests in flight
- * there: reads, writes, discards and write zeroes at odd offsets and
- * lengths.  Requests in flight never overlap byte ranges when one of them
+ * Several threads share one qcow2 image with a backing file; each has its
+ * own queue, owns a part of the disk and keeps up to 64 requests in flight
+ * there: reads, writes, discards, write zeroes and flushes at odd offsets
+ * and lengths.  Requests in flight never overlap byte ranges when one of them
  * writes (as a guest behaves), but they share clusters all the time, so
  * allocations of one cluster from several requests race.  Every read is
  * compared with the model; at the end the image is checked by vdisk and
  * qemu-img and read back whole.
+ *
+ * VDISK_STRESS_OPS sets the requests per thread (default 20000; the
+ * ThreadSanitizer pass of tests/run-all.sh uses fewer).  Each run is bounded
+ * in time: a thread that makes no progress for a minute (a deadlock) fails
+ * the test.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,16 +28,17 @@
 #include "harness.h"
 
 #define SIZE (32u << 20)
-#define THREADS 2
+#define THREADS 4
 #define DEPTH 64
-#define OPS 20000
+
+static int OPS = 20000;
 
 static uint8_t model[SIZE];
 static uint64_t CLUSTER; /* of the image under test */
 
 struct op {
     struct worker *w;
-    int kind;          /* 0 read, 1 write, 2 discard, 3 zeroes */
+    int kind;          /* 0 read, 1 write, 2 discard, 3 zeroes, 4 flush */
     uint64_t off, len;
     uint8_t *buf;
     bool busy;
@@ -83,8 +90,23 @@ static int start(struct worker *w, vdisk_queue *q, struct op *o)
         uint64_t len = 1 + rng_next(&w->seed) % (r & 1 ? 4096 : 200000);
         uint64_t off = w->lo + rng_next(&w->seed) % (span - len);
         bool conflict = false;
-        int kind = (int)(rng_next(&w->seed) % 10);
-        kind = kind < 4 ? 0 : kind < 8 ? 1 : kind == 8 ? 2 : 3;
+        int kind = (int)(rng_next(&w->seed) % 20);
+        kind = kind < 8 ? 0 : kind < 15 ? 1 : kind < 17 ? 2 : kind < 19 ? 3 : 4;
+        if (kind == 4) {
+            /* A flush touches no bytes: it conflicts with nothing. */
+            o->kind = kind;
+            o->off = o->len = 0;
+            o->busy = true;
+            o->w = w;
+            o->buf = NULL;
+            int ret = vdisk_aio_flush(q, done, o);
+            if (ret < 0) {
+                o->busy = false;
+                return ret;
+            }
+            w->in_flight++;
+            return 0;
+        }
         for (int i = 0; i < DEPTH; i++)
             conflict |= overlaps(&w->ops[i], off, len) && (kind || w->ops[i].kind);
         if (conflict)
@@ -161,9 +183,21 @@ static void *worker_main(void *arg)
             if (r == 0)
                 started++;
         }
-        if (w->in_flight && vdisk_queue_reap(q, 1, -1) < 0) {
-            w->failures++;
-            break;
+        if (w->in_flight) {
+            int n = vdisk_queue_reap(q, 1, 60000);
+            if (n < 0) {
+                w->failures++;
+                snprintf(w->first_failure, sizeof w->first_failure, "reap: %s",
+                         vdisk_get_error());
+                break;
+            }
+            if (n == 0) {
+                w->failures++;
+                snprintf(w->first_failure, sizeof w->first_failure,
+                         "no request completed for a minute with %u in flight (deadlock)",
+                         w->in_flight);
+                break;
+            }
         }
     }
     vdisk_queue_drain(q);
@@ -238,6 +272,9 @@ END_TEST
 int main(void)
 {
     require_program("qemu-img");
+    const char *ops = getenv("VDISK_STRESS_OPS");
+    if (ops && atoi(ops) > 0)
+        OPS = atoi(ops);
     if (chdir(scratch_dir()) != 0)
         return 1;
     Suite *s = suite_create("stress-qcow2-async");
