@@ -150,7 +150,7 @@ BG_PIDS=()
 
 # --- what the guest said --------------------------------------------------------
 log=$out/serial.log
-check "qemu exited 0 after the guest powered off" test "$qrc" = 0
+check "qemu exited 0 after the guest powered off (status $qrc; 124: timed out after ${VDISK_TEST_TIMEOUT:-240}s)" test "$qrc" = 0
 check "no FAIL marker" bash -c "! grep -a 'VDISK-TEST: FAIL' '$log'"
 check "guest saw /dev/sr0 as a CD-ROM (type 5, removable)" grep -aE 'VDISK-TEST: cdrom /dev/sr0 type=5 .*removable=1' "$log"
 check "guest's sha256 of data/random.bin is the host's" grep -a "VDISK-TEST: sha256 $iso_sha data/random.bin" "$log"
