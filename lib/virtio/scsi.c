@@ -307,9 +307,10 @@ int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdrom,
         return err_set(-EINVAL, "no device given");
     *out = NULL;
     struct vdisk_cdrom_media m;
-    if (vdisk_cdrom_get_media(cdrom, &m) < 0)
-        return err_set(-EINVAL, "the device is not a CD-ROM (open it with vdisk_open_cdrom)");
+    int is_cd = vdisk_cdrom_get_media(cdrom, &m) == 0;
     err_enter(__func__);
+    if (!is_cd)
+        return err_set(-EINVAL, "the device is not a CD-ROM (open it with vdisk_open_cdrom)");
     struct vdisk_virtio_scsi_params def = {0};
     if (!p)
         p = &def;
