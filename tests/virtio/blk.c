@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vdisk/iso9660.h>
 #include <vdisk/vdisk.h>
 #include <vdisk/virtio.h>
 
@@ -325,6 +326,33 @@ START_TEST(ring_jump_breaks_queue)
 }
 END_TEST
 
+/* A CD-ROM served as a disk: read-only, 2048-byte blocks. */
+START_TEST(cdrom_as_disk)
+{
+    const char *path = scratch("medium.bin");
+    uint8_t *img = malloc(1 << 20);
+    for (unsigned i = 0; i < (1 << 20); i++)
+        img[i] = (uint8_t)(i / 2048 * 3 + i);
+    write_file(path, img, 1 << 20);
+    vdisk_dev *cd;
+    ck_assert_msg(vdisk_open_cdrom(&cd, path, NULL) == 0, "%s", vdisk_get_error());
+    vdisk_virtio *v = make_blk(cd, NULL);
+    uint64_t f = vdisk_virtio_features(v);
+    ck_assert(f >> 5 & 1);
+    uint32_t blk;
+    ck_assert_int_eq(vdisk_virtio_config_read(v, 20, &blk, 4), 0);
+    ck_assert_uint_eq(blk, 2048);
+    struct drv d;
+    drv_init(&d, v, 8);
+    uint64_t buf = drv_alloc(&d, 4096);
+    ck_assert_int_eq(blk_req(&d, T_IN, 12, buf, 4096, 4096, 0, NULL), 0);
+    assert_same_bytes(drv_host(&d, buf), img + 12 * 512, 4096, 12 * 512, "CD-ROM data");
+    ck_assert_int_eq(blk_req(&d, T_OUT, 12, buf, 4096, 4096, 0, NULL), 1);
+    drv_fini(&d);
+    free(img);
+}
+END_TEST
+
 /* Many requests in flight against a model of the disk. */
 START_TEST(many_in_flight)
 {
@@ -389,6 +417,7 @@ static Suite *blk_suite(void)
     tcase_add_test(tc, read_write_qcow2_indirect);
     tcase_add_test(tc, get_id_and_zeroes);
     tcase_add_test(tc, read_only_device);
+    tcase_add_test(tc, cdrom_as_disk);
     suite_add_tcase(s, tc);
     tc = tcase_create("hostile");
     tcase_add_test(tc, bad_requests_complete_with_errors);
