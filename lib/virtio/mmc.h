@@ -73,16 +73,23 @@ void mmc_lun_free(struct mmc_lun *lun);
  * immediate data.  Always fills R (never fails): errors are CHECK CONDITION
  * with sense data.  Handled: TEST UNIT READY, REQUEST SENSE, INQUIRY (with
  * VPD pages 0x00, 0x80, 0x83), REPORT LUNS, READ CAPACITY(10), READ(10),
- * READ(12), READ TOC/PMA/ATIP (formats 0 and 1, MSF or LBA), GET
+ * READ(12), READ CD (user data only), READ TOC/PMA/ATIP (formats 0 and 1,
+ * MSF or LBA, also as SFF-8020 byte 9 asks), GET
  * CONFIGURATION, GET EVENT STATUS NOTIFICATION (polled, media class),
  * MODE SENSE(6/10), PREVENT ALLOW MEDIUM REMOVAL, START STOP UNIT (eject
  * opens the tray, load closes it), READ DISC INFORMATION, MECHANISM STATUS,
- * READ TRACK INFORMATION, SET CD SPEED, GET PERFORMANCE(where cheap).
- * Writes (WRITE(10/12), ...) get DATA PROTECT / WRITE PROTECTED; unknown
- * opcodes ILLEGAL REQUEST / INVALID COMMAND OPERATION CODE; no medium or an
- * open tray NOT READY / MEDIUM NOT PRESENT; a pending unit attention is
- * reported first (except to INQUIRY, REPORT LUNS, REQUEST SENSE and GET
- * EVENT STATUS NOTIFICATION, as MMC says).
+ * READ TRACK INFORMATION, SET CD SPEED, GET PERFORMANCE (read, type 0),
+ * SYNCHRONIZE CACHE (no-op).
+ * Writes (WRITE(6/10/12/16), WRITE AND VERIFY, ...) get DATA PROTECT /
+ * WRITE PROTECTED; unknown opcodes ILLEGAL REQUEST / INVALID COMMAND
+ * OPERATION CODE; no medium or an open tray NOT READY / MEDIUM NOT PRESENT
+ * (ASCQ 01 tray closed, 02 tray open); a pending unit attention is
+ * reported first, also before an unknown opcode (except to INQUIRY, REPORT
+ * LUNS, REQUEST SENSE, GET CONFIGURATION and GET EVENT STATUS
+ * NOTIFICATION, as MMC says).  Reads: LBA + count beyond the medium get
+ * ILLEGAL REQUEST / LBA OUT OF RANGE; count * 2048 > data_in_len gets
+ * ILLEGAL REQUEST / INVALID FIELD IN CDB; count 0 is GOOD without data.
+ * An MMC_READ reply also sets data_len = length.
  */
 void mmc_execute(struct mmc_lun *lun, const struct mmc_cmd *c, uint8_t *buf,
                  struct mmc_reply *r);
@@ -96,8 +103,10 @@ void mmc_read_failed(struct mmc_lun *lun, int err, struct mmc_reply *r);
 
 /*
  * mmc_change_medium: the host loads ISO (NULL: empty drive) and closes the
- * tray; raises the media-change unit attention and media event.  Returns
- * 0 or -errno (then the drive is empty).
+ * tray (a guest's PREVENT does not stop it).  With a medium loaded: the
+ * unit attention 28/00 and the NewMedia event; with the drive left empty:
+ * the MediaRemoval event only (commands then get NOT READY 3A/01).
+ * Returns 0 or -errno (then the drive is empty).
  */
 int mmc_change_medium(struct mmc_lun *lun, const char *iso);
 
