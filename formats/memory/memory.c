@@ -123,7 +123,8 @@ int dev_open_memory(struct vdisk_dev **devp, const void *data, size_t len, uint6
         dev_free(dev);
         return err_set(-ENOMEM, "out of memory");
     }
-    memcpy(m->data, data, len);
+    if (len)
+        memcpy(m->data, data, len);
     pthread_mutex_init(&m->lock, NULL);
     m->len = len;
     m->limit = limit < len ? len : limit;
