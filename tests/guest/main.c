@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/guest/main.c: the test guest's main program.  vdisk-vmm starts it
+ * at 0x100000 in 32-bit protected mode with EBX pointing to its info block
+ * (at 0x7000): u32 magic "VDSK" (0x4B534456), u32 number of virtio-mmio
+ * devices, u32 memory size (low 32 bits), then {u32 base, u32 irq} per
+ * device.  Each device is tested by its type; the results go to the serial
+ * port as "GUEST: ..." lines, the last one "GUEST: done", then the guest
+ * powers off.
+ */
+#include "guest.h"
+
+#define INFO_MAGIC 0x4B534456u
+#define VIRTIO_MMIO_MAGIC 0x74726976u
+#define MAX_DEVICES 16
+
+void guest_main(u32 info_addr);
+
+void guest_main(u32 info_addr)
+{
+    serial_init();
+    say("vdisk test guest");
+    crc32_init();
+
+    const u8 *info = (const u8 *)info_addr;
+    if (info_addr == 0 || le32(info) != INFO_MAGIC) {
+        fail("no info block at %p (EBX)", (void *)info_addr);
+        goto out;
+    }
+    u32 count = le32(info + 4), mem = le32(info + 8);
+    say("info block: %u virtio-mmio device(s), %u MiB of memory", count, mem >> 20);
+    if (count > MAX_DEVICES) {
+        fail("%u devices in the info block, at most %u handled", count, MAX_DEVICES);
+        count = MAX_DEVICES;
+    }
+    if (mem < 0x400000) {
+        fail("%u bytes of memory, the guest needs 4 MiB", mem);
+        goto out;
+    }
+    heap_init(mem);
+
+    unsigned nblk = 0, nscsi = 0;
+    for (u32 i = 0; i < count; i++) {
+        struct vdev *d = alloc(sizeof *d, 16);
+        if (!d)
+            goto out;
+        d->base = le32(info + 12 + 8 * i);
+        d->irq = le32(info + 16 + 8 * i);
+        u32 magic = vdev_reg(d, 0x000), version = vdev_reg(d, 0x004);
+        d->device_id = vdev_reg(d, 0x008);
+        if (magic != VIRTIO_MMIO_MAGIC || version != 2) {
+            fail("device %u at %p: magic 0x%08x version %u, expected 0x%08x and 2", i,
+                 (void *)d->base, magic, version, VIRTIO_MMIO_MAGIC);
+            continue;
+        }
+        switch (d->device_id) {
+        case 2:
+            d->name[0] = 'b', d->name[1] = 'l', d->name[2] = 'k';
+            d->name[3] = (char)('0' + nblk++ % 10);
+            say("%s: virtio-blk at %p irq %u", d->name, (void *)d->base, d->irq);
+            test_blk(d);
+            break;
+        case 8:
+            d->name[0] = 's', d->name[1] = 'c', d->name[2] = 's', d->name[3] = 'i';
+            d->name[4] = (char)('0' + nscsi++ % 10);
+            say("%s: virtio-scsi at %p irq %u", d->name, (void *)d->base, d->irq);
+            test_scsi(d);
+            break;
+        default:
+            say("device %u at %p: device id %u, not tested", i, (void *)d->base,
+                d->device_id);
+        }
+    }
+out:
+    if (failures)
+        say("done, %u failure(s)", failures);
+    else
+        say("done");
+    power_off();
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# vmm-linux: Debian's cloud kernel under vdisk-vmm with the initramfs of the
+# vhost-user test (tests/linux/mkinitramfs.sh, tests/linux/init):
+#   - a disk: a qcow2 overlay on a qcow2 backing file (--disk);
+#   - a CD-ROM: an ISO built by xorriso (--cdrom).
+# The guest finds the virtio-mmio devices in the VMM's ACPI tables, mounts
+# /dev/sr0 and checks a file's sha256 against the host's, reads the backing
+# file's data through the overlay, writes a pattern with O_DIRECT and
+# fsync, ejects the CD and powers off.  The host checks the markers on the
+# serial console, that vdisk-vmm exited 0, qemu-img check and vdisk check,
+# the pattern read back, and that the backing file is unchanged.
+#
+#   linux-test.sh VDISK_VMM VDISK [OUTDIR]
+#
+# Skipped (exit 77), with the reason, where KVM cannot boot an unmodified
+# Linux kernel: no /dev/kvm, no VMX/SVM in the host CPU's flags, or
+# /dev/kvm served by kvm_pvm (a software hypervisor); and without the
+# kernel (scripts/fetch-guest-kernel.sh) or the initramfs's tools.  Never
+# reported as passed without the guest having run.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+# shellcheck source=../linux/lib.sh
+. "$here/../linux/lib.sh"
+
+vmm=${1:?usage: linux-test.sh VDISK_VMM VDISK [OUTDIR]}
+vdisk=${2:?usage: linux-test.sh VDISK_VMM VDISK [OUTDIR]}
+out=${3:-$PWD/vmm-linux}
+
+skip() { echo "skipped: $*"; exit 77; }
+
+why=$(kvm_boots_linux) || skip "$why"
+[ -x "$vmm" ] || skip "vdisk-vmm is not built ($vmm)"
+[ -f "$here/../linux/mkinitramfs.sh" ] || skip "no initramfs builder (tests/linux/mkinitramfs.sh)"
+why=$(find_guest_kernel) || skip "$why"
+find_guest_kernel
+for tool in qemu-img xorriso cpio modinfo busybox timeout; do
+  command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
+done
+
+mkdir -p "$out"
+rm -f "$out"/*.log
+work=$out/work
+rm -rf "$work"
+mkdir -p "$work"
+cleanup() { [ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"; }
+trap cleanup EXIT
+
+failed=0
+check() { # check DESCRIPTION CMD...: runs CMD, reports, remembers a failure
+  local desc=$1
+  shift
+  if "$@" >"$work/check.out" 2>&1; then
+    echo "ok   $desc"
+  else
+    echo "FAIL $desc"
+    sed 's/^/     /' "$work/check.out"
+    failed=1
+  fi
+}
+
+echo "== vmm-linux: kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
+bash "$here/../linux/mkinitramfs.sh" "$out/initramfs.gz" "$GUEST_MODULES"
+
+# --- the disk: base.qcow2 (0x5a everywhere) <- overlay.qcow2 -----------------------
+mib=1048576
+disk_size=$((64 * mib))
+pat_off=$((16 * mib))
+pat_len=$((4 * mib))
+pat_byte=165 # 0xa5
+cd "$work"
+"$vdisk" create -f qcow2 base.qcow2 "$disk_size" >/dev/null
+"$vdisk" io -c "write -P 0x5a 0 $disk_size" base.qcow2 >/dev/null
+"$vdisk" create -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2 >/dev/null
+base_sum=$(sha256sum base.qcow2 | cut -d' ' -f1)
+before_sha=$(head -c $mib /dev/zero | tr '\000' '\132' | sha256sum | cut -d' ' -f1)
+
+# --- the CD ---------------------------------------------------------------------------
+mkdir -p iso/data/nested
+echo "vdisk-vmm guest test" >iso/README.TXT
+head -c $((6 * mib)) /dev/urandom >iso/data/random.bin
+seq 1 20000 >iso/data/nested/numbers.txt
+xorriso -as mkisofs -quiet -R -J -V VDISKTEST -o test.iso iso 2>"$out/xorriso.log"
+iso_sha=$(sha256sum iso/data/random.bin | cut -d' ' -f1)
+
+# --- the guest runs ----------------------------------------------------------------------
+append="console=ttyS0 reboot=t panic=-1 vdisk.mode=test vdisk.sha_file=data/random.bin vdisk.sha_expect=$iso_sha"
+append+=" vdisk.before_sha=$before_sha vdisk.pattern_off=$pat_off vdisk.pattern_len=$pat_len vdisk.pattern_byte=$pat_byte"
+tmo=${VDISK_TEST_TIMEOUT:-120}
+rc=0
+t0=$(date +%s%N)
+timeout -k 5 "$tmo" "$vmm" --mem 256M --kernel "$GUEST_KERNEL" --initrd "$out/initramfs.gz" \
+  --cmdline "$append" --disk overlay.qcow2 --cdrom test.iso \
+  >"$out/serial.log" 2>"$out/vmm.err" </dev/null || rc=$?
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+echo "   vdisk-vmm ran for $ms ms (exit status $rc); serial console: $out/serial.log"
+
+log=$out/serial.log
+check "vdisk-vmm exited 0 after the guest powered off (status $rc; 124: timed out after ${tmo}s)" test "$rc" = 0
+check "the guest's /init ran" grep -a "VDISK-TEST: init start" "$log"
+check "no FAIL marker" bash -c "! grep -a 'VDISK-TEST: FAIL' '$log'"
+check "guest saw /dev/vda" grep -aE 'VDISK-TEST: disk /dev/vda 131072 sectors, ro=0' "$log"
+check "guest saw /dev/sr0 as a CD-ROM (type 5, removable)" grep -aE 'VDISK-TEST: cdrom /dev/sr0 type=5 .*removable=1' "$log"
+check "guest's sha256 of data/random.bin is the host's" grep -a "VDISK-TEST: sha256 $iso_sha data/random.bin" "$log"
+check "guest read the backing file through the overlay" grep -a "VDISK-TEST: disk read ok" "$log"
+check "guest wrote the pattern (O_DIRECT, fsync)" grep -a "VDISK-TEST: write ok off=$pat_off len=$pat_len byte=$pat_byte" "$log"
+check "guest ejected the CD" grep -a "VDISK-TEST: eject ok" "$log"
+check "guest finished" grep -a "VDISK-TEST: done" "$log"
+
+check "qemu-img check overlay.qcow2" qemu-img check -f qcow2 overlay.qcow2
+check "vdisk check overlay.qcow2" "$vdisk" check -f qcow2 overlay.qcow2
+check "the pattern reads back through vdisk" \
+  "$vdisk" io -r -c "read -P 0xa5 $pat_off $pat_len" overlay.qcow2
+check "the rest of the overlay reads the backing file's data" \
+  "$vdisk" io -r -c "read -P 0x5a 0 $pat_off" -c "read -P 0x5a $((pat_off + pat_len)) $((disk_size - pat_off - pat_len))" overlay.qcow2
+check "the backing file is unchanged" test "$(sha256sum base.qcow2 | cut -d' ' -f1)" = "$base_sum"
+
+if [ $failed != 0 ]; then
+  echo "== serial console ($log):"
+  cat "$log"
+  echo "== vdisk-vmm's stderr ($out/vmm.err):"
+  cat "$out/vmm.err"
+  echo "FAILED"
+  exit 1
+fi
+echo "PASSED (Linux under vdisk-vmm, start to power-off $ms ms)"
