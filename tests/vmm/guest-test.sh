@@ -119,7 +119,7 @@ lines_ok() {
     if [ $i -ge ${#got[@]} ]; then
       echo "line $((i + 1)) missing, expected /${expected[$i]}/"
       bad=1
-    elif [ $i -ge $n ]; then
+    elif [ "$i" -ge "$n" ]; then
       echo "line $((i + 1)) unexpected: ${got[$i]}"
       bad=1
     elif ! [[ ${got[$i]} =~ ^${expected[$i]}$ ]]; then
