@@ -65,5 +65,6 @@ make_guest_images() {
   { echo "Hello from the vdisk test ISO"; seq 1 700; } >"$dir/iso/HELLO.TXT"
   echo "another file" >"$dir/iso/SUB/OTHER.TXT"
   xorriso -as mkisofs -quiet -R -J -V VDISKGUEST -o "$dir/test.iso" "$dir/iso" 2>"$dir/xorriso.log"
+  # shellcheck disable=SC2034 # for the callers
   ISO_FILE=$dir/iso/HELLO.TXT
 }
