@@ -273,7 +273,7 @@ static const struct virtio_model blk_model = {
     .free = blk_free,
 };
 
-int vdisk_virtio_blk_new(vdisk_virtio **out, vdisk_dev *dev,
+VDISK_EXPORT int vdisk_virtio_blk_new(vdisk_virtio **out, vdisk_dev *dev,
                          const struct vdisk_virtio_blk_params *p)
 {
     err_enter(__func__);

@@ -85,7 +85,7 @@ static void drain_all(struct vdisk_virtio *v)
         vq_flush_notify(v, i);
 }
 
-void vdisk_virtio_free(vdisk_virtio *v)
+VDISK_EXPORT void vdisk_virtio_free(vdisk_virtio *v)
 {
     if (!v)
         return;
@@ -103,7 +103,7 @@ void vdisk_virtio_free(vdisk_virtio *v)
     free(v);
 }
 
-void vdisk_virtio_set_host(vdisk_virtio *v, const struct vdisk_virtio_host *host)
+VDISK_EXPORT void vdisk_virtio_set_host(vdisk_virtio *v, const struct vdisk_virtio_host *host)
 {
     if (host)
         v->host = *host;
@@ -111,17 +111,17 @@ void vdisk_virtio_set_host(vdisk_virtio *v, const struct vdisk_virtio_host *host
         memset(&v->host, 0, sizeof v->host);
 }
 
-uint32_t vdisk_virtio_device_id(const vdisk_virtio *v)
+VDISK_EXPORT uint32_t vdisk_virtio_device_id(const vdisk_virtio *v)
 {
     return v->device_id;
 }
 
-uint64_t vdisk_virtio_features(const vdisk_virtio *v)
+VDISK_EXPORT uint64_t vdisk_virtio_features(const vdisk_virtio *v)
 {
     return v->offered;
 }
 
-int vdisk_virtio_set_features(vdisk_virtio *v, uint64_t features)
+VDISK_EXPORT int vdisk_virtio_set_features(vdisk_virtio *v, uint64_t features)
 {
     err_enter(__func__);
     if (features & ~v->offered)
@@ -135,22 +135,22 @@ int vdisk_virtio_set_features(vdisk_virtio *v, uint64_t features)
     return 0;
 }
 
-unsigned vdisk_virtio_num_queues(const vdisk_virtio *v)
+VDISK_EXPORT unsigned vdisk_virtio_num_queues(const vdisk_virtio *v)
 {
     return v->nq;
 }
 
-unsigned vdisk_virtio_queue_max_size(const vdisk_virtio *v)
+VDISK_EXPORT unsigned vdisk_virtio_queue_max_size(const vdisk_virtio *v)
 {
     return v->qmax;
 }
 
-uint32_t vdisk_virtio_config_size(const vdisk_virtio *v)
+VDISK_EXPORT uint32_t vdisk_virtio_config_size(const vdisk_virtio *v)
 {
     return v->config_size;
 }
 
-int vdisk_virtio_config_read(vdisk_virtio *v, uint32_t offset, void *buf, uint32_t len)
+VDISK_EXPORT int vdisk_virtio_config_read(vdisk_virtio *v, uint32_t offset, void *buf, uint32_t len)
 {
     err_enter(__func__);
     uint32_t size = vdisk_virtio_config_size(v);
@@ -166,7 +166,7 @@ int vdisk_virtio_config_read(vdisk_virtio *v, uint32_t offset, void *buf, uint32
     return v->model->config_read(v, offset, buf, len);
 }
 
-int vdisk_virtio_config_write(vdisk_virtio *v, uint32_t offset, const void *buf, uint32_t len)
+VDISK_EXPORT int vdisk_virtio_config_write(vdisk_virtio *v, uint32_t offset, const void *buf, uint32_t len)
 {
     err_enter(__func__);
     uint32_t size = vdisk_virtio_config_size(v);
@@ -178,7 +178,7 @@ int vdisk_virtio_config_write(vdisk_virtio *v, uint32_t offset, const void *buf,
     return v->model->config_write(v, offset, buf, len);
 }
 
-int vdisk_virtio_set_mem(vdisk_virtio *v, const vdisk_guest_mem *mem)
+VDISK_EXPORT int vdisk_virtio_set_mem(vdisk_virtio *v, const vdisk_guest_mem *mem)
 {
     err_enter(__func__);
     drain_all(v);
@@ -204,7 +204,7 @@ static int check_queue(const vdisk_virtio *v, unsigned qi)
     return 0;
 }
 
-int vdisk_virtio_queue_setup(vdisk_virtio *v, unsigned qi, unsigned size, uint64_t desc,
+VDISK_EXPORT int vdisk_virtio_queue_setup(vdisk_virtio *v, unsigned qi, unsigned size, uint64_t desc,
                              uint64_t avail, uint64_t used)
 {
     err_enter(__func__);
@@ -235,7 +235,7 @@ int vdisk_virtio_queue_setup(vdisk_virtio *v, unsigned qi, unsigned size, uint64
     return 0;
 }
 
-int vdisk_virtio_queue_enable(vdisk_virtio *v, unsigned qi, int enable)
+VDISK_EXPORT int vdisk_virtio_queue_enable(vdisk_virtio *v, unsigned qi, int enable)
 {
     err_enter(__func__);
     int r = check_queue(v, qi);
@@ -259,7 +259,7 @@ int vdisk_virtio_queue_enable(vdisk_virtio *v, unsigned qi, int enable)
     return 0;
 }
 
-int vdisk_virtio_queue_set_base(vdisk_virtio *v, unsigned qi, uint16_t last_avail)
+VDISK_EXPORT int vdisk_virtio_queue_set_base(vdisk_virtio *v, unsigned qi, uint16_t last_avail)
 {
     err_enter(__func__);
     int r = check_queue(v, qi);
@@ -269,7 +269,7 @@ int vdisk_virtio_queue_set_base(vdisk_virtio *v, unsigned qi, uint16_t last_avai
     return 0;
 }
 
-int vdisk_virtio_queue_get_base(vdisk_virtio *v, unsigned qi, uint16_t *last_avail)
+VDISK_EXPORT int vdisk_virtio_queue_get_base(vdisk_virtio *v, unsigned qi, uint16_t *last_avail)
 {
     err_enter(__func__);
     int r = check_queue(v, qi);
@@ -279,7 +279,7 @@ int vdisk_virtio_queue_get_base(vdisk_virtio *v, unsigned qi, uint16_t *last_ava
     return 0;
 }
 
-int vdisk_virtio_queue_notify(vdisk_virtio *v, unsigned qi)
+VDISK_EXPORT int vdisk_virtio_queue_notify(vdisk_virtio *v, unsigned qi)
 {
     err_enter(__func__);
     int r = check_queue(v, qi);
@@ -293,12 +293,12 @@ int vdisk_virtio_queue_notify(vdisk_virtio *v, unsigned qi)
     return 0;
 }
 
-int vdisk_virtio_get_fd(vdisk_virtio *v)
+VDISK_EXPORT int vdisk_virtio_get_fd(vdisk_virtio *v)
 {
     return v->epfd;
 }
 
-int vdisk_virtio_poll(vdisk_virtio *v)
+VDISK_EXPORT int vdisk_virtio_poll(vdisk_virtio *v)
 {
     err_enter(__func__);
     int total = 0;
@@ -315,7 +315,7 @@ int vdisk_virtio_poll(vdisk_virtio *v)
     return total;
 }
 
-int vdisk_virtio_drain(vdisk_virtio *v)
+VDISK_EXPORT int vdisk_virtio_drain(vdisk_virtio *v)
 {
     err_enter(__func__);
     int total = 0;
@@ -332,7 +332,7 @@ int vdisk_virtio_drain(vdisk_virtio *v)
     return total;
 }
 
-void vdisk_virtio_reset(vdisk_virtio *v)
+VDISK_EXPORT void vdisk_virtio_reset(vdisk_virtio *v)
 {
     v->resetting = 1;
     drain_all(v);
@@ -345,12 +345,12 @@ void vdisk_virtio_reset(vdisk_virtio *v)
         v->model->reset(v);
 }
 
-int vdisk_virtio_needs_reset(const vdisk_virtio *v)
+VDISK_EXPORT int vdisk_virtio_needs_reset(const vdisk_virtio *v)
 {
     return v->broken;
 }
 
-void vdisk_virtio_get_stats(const vdisk_virtio *v, struct vdisk_virtio_stats *s)
+VDISK_EXPORT void vdisk_virtio_get_stats(const vdisk_virtio *v, struct vdisk_virtio_stats *s)
 {
     *s = v->stats;
 }

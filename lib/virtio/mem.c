@@ -17,7 +17,7 @@ static int cmp_region(const void *a, const void *b)
     return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
 }
 
-int vdisk_guest_mem_new(vdisk_guest_mem **out, const struct vdisk_guest_region *r, unsigned n)
+VDISK_EXPORT int vdisk_guest_mem_new(vdisk_guest_mem **out, const struct vdisk_guest_region *r, unsigned n)
 {
     err_enter(__func__);
     if (!out)
@@ -51,12 +51,12 @@ int vdisk_guest_mem_new(vdisk_guest_mem **out, const struct vdisk_guest_region *
     return 0;
 }
 
-void vdisk_guest_mem_free(vdisk_guest_mem *m)
+VDISK_EXPORT void vdisk_guest_mem_free(vdisk_guest_mem *m)
 {
     free(m);
 }
 
-void *vdisk_guest_mem_translate(const vdisk_guest_mem *m, uint64_t gpa, uint64_t len)
+VDISK_EXPORT void *vdisk_guest_mem_translate(const vdisk_guest_mem *m, uint64_t gpa, uint64_t len)
 {
     if (!m)
         return NULL;

@@ -299,7 +299,7 @@ static const struct virtio_model scsi_model = {
     .free = scsi_free,
 };
 
-int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdrom,
+VDISK_EXPORT int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdrom,
                                 const struct vdisk_virtio_scsi_params *p)
 {
     err_enter(__func__);
@@ -352,7 +352,7 @@ int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdrom,
     return 0;
 }
 
-int vdisk_virtio_scsi_change_medium(vdisk_virtio *v, const char *iso)
+VDISK_EXPORT int vdisk_virtio_scsi_change_medium(vdisk_virtio *v, const char *iso)
 {
     err_enter(__func__);
     if (!v || v->device_id != VDISK_VIRTIO_ID_SCSI)
