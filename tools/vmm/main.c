@@ -387,6 +387,7 @@ static struct vmm {
     int mon_fd;
     struct mon_client mon[MON_MAX_CLIENTS];
     int stdin_open;
+    int stdin_paused;   /* the receive buffer is full: stdin is not watched */
     int stdin_tty;
     int ctrl_a;
     atomic_int stopping;
@@ -1122,13 +1123,17 @@ static void stdin_read(void)
 {
     uint8_t buf[256];
     unsigned room = vmm_serial_rx_room(&vm.serial);
-    if (room == 0)
-        return; /* the guest has not read what it has; epoll_wait's timeout retries */
+    if (room == 0) {
+        /* the guest has not read what it has: stop watching stdin until it has */
+        epoll_ctl(vm.epoll_fd, EPOLL_CTL_DEL, 0, NULL);
+        vm.stdin_paused = 1;
+        return;
+    }
     ssize_t n = read(0, buf, room < sizeof(buf) ? room : sizeof(buf));
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        epoll_ctl(vm.epoll_fd, EPOLL_CTL_DEL, 0, NULL);
+        epoll_ctl(vm.epoll_fd, EPOLL_CTL_DEL, 0, NULL); /* EOF: the guest gets no more input */
         vm.stdin_open = 0;
         return;
     }
@@ -1167,7 +1172,9 @@ static void handle_signal(void)
             cdrom_change(NULL, answer, sizeof(answer));
             vmm_log("SIGUSR1: eject: %s", answer);
         } else {
-            vmm_log("terminated by %s", strsignal((int)si.ssi_signo));
+            int sig = (int)si.ssi_signo;
+            vmm_log("terminated by %s", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT"
+                                        : sig == SIGHUP ? "SIGHUP" : "a signal");
             vmm_request_stop(1);
         }
     }
@@ -1205,15 +1212,17 @@ static void io_loop(void)
 {
     struct epoll_event evs[32];
     for (;;) {
-        int timeout = vm.stdin_open ? 20 : -1;
-        int n = epoll_wait(vm.epoll_fd, evs, 32, timeout);
+        int n = epoll_wait(vm.epoll_fd, evs, 32, vm.stdin_paused ? 10 : -1);
         if (n < 0 && errno != EINTR) {
             vmm_log("epoll_wait: %s", strerror(errno));
             vmm_request_stop(1);
             return;
         }
-        if (n <= 0 && vm.stdin_open)
-            stdin_read(); /* a full receive buffer, retried */
+        if (vm.stdin_paused && vmm_serial_rx_room(&vm.serial) > 0) {
+            vm.stdin_paused = 0;
+            if (ep_add(0, ev_tag(EV_STDIN, 0, 0)) < 0)
+                vm.stdin_open = 0;
+        }
         for (int i = 0; i < n; i++) {
             uint64_t tag = evs[i].data.u64;
             unsigned kind = (unsigned)(tag >> 48), a = (unsigned)(tag >> 24) & 0xFFFFFF;
