@@ -317,7 +317,7 @@ static void build_facs(struct buf *b)
 static void build_fadt(struct buf *b, uint64_t facs, uint64_t dsdt)
 {
     table_header(b, "FACP", 6);
-    put32(b, (uint32_t)facs);       /* 36 FIRMWARE_CTRL */
+    put32(b, (uint32_t)facs);       /* 36 FIRMWARE_CTRL (below 4 GiB: X_FIRMWARE_CTRL is 0) */
     put32(b, (uint32_t)dsdt);       /* 40 DSDT */
     put8(b, 0);                     /* 44 reserved */
     put8(b, 0);                     /* 45 preferred PM profile: unspecified */
@@ -363,7 +363,7 @@ static void build_fadt(struct buf *b, uint64_t facs, uint64_t dsdt)
     put8(b, 0xFE);                  /* 128 RESET_VALUE */
     put16(b, 0);                    /* 129 ARM_BOOT_ARCH */
     put8(b, 0);                     /* 131 FADT minor version */
-    put64(b, facs);                 /* 132 X_FIRMWARE_CTRL */
+    put64(b, 0);                    /* 132 X_FIRMWARE_CTRL */
     put64(b, dsdt);                 /* 140 X_DSDT */
     put_gas(b, GAS_IO, 32, GAS_WORD, VMM_PM1_EVT_PORT); /* 148 X_PM1a_EVT_BLK */
     put_gas(b, 0, 0, 0, 0);         /* 160 X_PM1b_EVT_BLK */
