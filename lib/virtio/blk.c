@@ -261,6 +261,19 @@ static void blk_request(struct vdisk_virtio *v, struct vq_req *r)
     blk_done(r, VIRTIO_BLK_S_UNSUPP);
 }
 
+/* A buffer was outside guest memory: IOERR when the status byte is valid. */
+static void blk_fail(struct vdisk_virtio *v, struct vq_req *r)
+{
+    (void)v;
+    if (r->nin && r->in[r->nin - 1].iov_len) {
+        r->status = iov_byte(r->in, r->nin, r->in_len - 1);
+        r->used_len = 0;
+        blk_done(r, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    vq_complete(r);
+}
+
 static void blk_free(struct vdisk_virtio *v)
 {
     free(v->priv);
@@ -270,6 +283,7 @@ static const struct virtio_model blk_model = {
     .name = "virtio-blk",
     .config_read = blk_config_read,
     .request = blk_request,
+    .fail = blk_fail,
     .free = blk_free,
 };
 

@@ -258,6 +258,18 @@ static void scsi_request(struct vdisk_virtio *v, struct vq_req *r)
     }
 }
 
+/* A buffer was outside guest memory: a command whose response header is
+ * valid gets VIRTIO_SCSI_S_FAILURE. */
+static void scsi_fail(struct vdisk_virtio *v, struct vq_req *r)
+{
+    struct scsi *s = v->priv;
+    if (r->q >= 2 && r->nin && r->in[0].iov_len >= 12 + s->sense_size) {
+        scsi_respond(r, NULL, VIRTIO_SCSI_S_FAILURE, 0, 0);
+        return;
+    }
+    vq_complete(r);
+}
+
 static void drop_events(struct vdisk_virtio *v)
 {
     struct scsi *s = v->priv;
@@ -295,6 +307,7 @@ static const struct virtio_model scsi_model = {
     .config_read = scsi_config_read,
     .config_write = scsi_config_write,
     .request = scsi_request,
+    .fail = scsi_fail,
     .reset = scsi_reset,
     .free = scsi_free,
 };

@@ -82,6 +82,10 @@ struct virtio_model {
     int (*config_write)(struct vdisk_virtio *v, uint32_t off, const void *buf, uint32_t len);
     /* Serves one request; ends with vq_complete() now or later. */
     void (*request)(struct vdisk_virtio *v, struct vq_req *r);
+    /* Answers a request one of whose buffers is outside guest memory (an
+     * empty iovec stands in its place): an error status where the model
+     * can write one, then vq_complete().  NULL: completed with nothing. */
+    void (*fail)(struct vdisk_virtio *v, struct vq_req *r);
     void (*reset)(struct vdisk_virtio *v);
     void (*free)(struct vdisk_virtio *v);
 };

@@ -105,6 +105,7 @@ struct chain {
     struct iovec seg[VQ_SEGS_MAX];
     size_t out_len, in_len;
     unsigned nout, nin;
+    int bad;                      /* a buffer is outside guest memory */
 };
 
 /*
@@ -119,6 +120,7 @@ static int walk_chain(struct vdisk_virtio *v, struct vq *q, unsigned qi, uint16_
     int indirect = 0;
     c->out_len = c->in_len = 0;
     c->nout = c->nin = 0;
+    c->bad = 0;
     for (;;) {
         if (idx >= tsize) {
             vlog(v, VLOG_CHAIN, "queue %u: descriptor %u's next index %u is beyond the table "
@@ -158,9 +160,12 @@ static int walk_chain(struct vdisk_virtio *v, struct vq *q, unsigned qi, uint16_
         if (d.len > 0) {
             void *h = vdisk_guest_mem_translate(v->mem, d.addr, d.len);
             if (!h) {
+                /* Kept as an empty place, so that the model can still answer
+                 * in the buffers that are valid (its status byte). */
                 vlog(v, VLOG_DESC, "queue %u: buffer at 0x%llx (%u bytes) is outside guest "
                      "memory", qi, (unsigned long long)d.addr, d.len);
-                return -1;
+                c->bad = 1;
+                d.len = 0;
             }
             if (n == VQ_SEGS_MAX) {
                 vlog(v, VLOG_CHAIN, "queue %u: more than %d buffers in one request", qi,
@@ -265,6 +270,14 @@ int vq_process(struct vdisk_virtio *v, unsigned qi)
                     q->in_flight--;
                     vq_push(q, head, 0);
                 }
+                continue;
+            }
+            if (chain->bad) {
+                v->stats.errors++;
+                if (v->model->fail)
+                    v->model->fail(v, r);
+                else
+                    vq_complete(r);
                 continue;
             }
             v->model->request(v, r);

@@ -217,11 +217,19 @@ START_TEST(bad_requests_complete_with_errors)
     ck_assert_int_eq(drv_kick(&d, 0), 0);
     uint32_t id, len;
     drv_wait(&d, 0, 1, &id, &len);
-    ck_assert_uint_eq(len, 0);
-    ck_assert_uint_eq(*(uint8_t *)drv_host(&d, st), 0xee);
+    ck_assert_uint_eq(len, 1);
+    ck_assert_uint_eq(*(uint8_t *)drv_host(&d, st), 1);     /* IOERR */
     /* a buffer straddling the end of guest memory */
+    *(uint8_t *)drv_host(&d, st) = 0xee;
     struct drv_seg s2[] = {{hdr, 16, 0}, {DRV_MEM_GPA + DRV_MEM_SIZE - 512, 1024, 1}, {st, 1, 1}};
     drv_add(&d, 0, s2, 3, 0);
+    ck_assert_int_eq(drv_kick(&d, 0), 0);
+    drv_wait(&d, 0, 1, &id, &len);
+    ck_assert_uint_eq(len, 1);
+    ck_assert_uint_eq(*(uint8_t *)drv_host(&d, st), 1);
+    /* the status byte itself outside guest memory: nothing written */
+    struct drv_seg s2b[] = {{hdr, 16, 0}, {0x7000000000ull, 1, 1}};
+    drv_add(&d, 0, s2b, 2, 0);
     ck_assert_int_eq(drv_kick(&d, 0), 0);
     drv_wait(&d, 0, 1, &id, &len);
     ck_assert_uint_eq(len, 0);

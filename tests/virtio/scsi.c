@@ -164,6 +164,19 @@ START_TEST(read_medium)
     ck_assert_uint_eq(r.status, 2);
     ck_assert_uint_eq(r.sense[2] & 0xf, 7);
     ck_assert_uint_eq(r.sense[12], 0x27);
+    /* a data-in buffer outside guest memory: the response says FAILURE */
+    uint64_t req = drv_alloc(&d, 51), rsp = drv_alloc(&d, 108);
+    uint8_t *q = drv_host(&d, req);
+    q[0] = 1;
+    q[2] = 0x40;
+    memcpy(q + 19, rd, 10);
+    struct drv_seg s[] = {{req, 51, 0}, {rsp, 108, 1}, {0x7000000000ull, 2048, 1}};
+    drv_add(&d, REQUESTQ, s, 3, 0);
+    ck_assert_int_eq(drv_kick(&d, REQUESTQ), 0);
+    uint32_t len;
+    drv_wait(&d, REQUESTQ, 1, NULL, &len);
+    ck_assert_uint_eq(len, 108);
+    ck_assert_uint_eq(((uint8_t *)drv_host(&d, rsp))[11], 9);
     free(file);
     drv_fini(&d);
 }
