@@ -26,6 +26,7 @@ int cmd_rebase(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 int cmd_iso(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);

@@ -31,6 +31,8 @@ static const struct {
     {"part", cmd_part, "part COMMAND [OPTIONS] IMAGE  (list, dump, apply, create, add, delete, "
                        "resize, set, verify, repair)"},
     {"iso", cmd_iso, "iso info|ls|cat|extract [OPTIONS] ISO [PATH] [DEST]"},
+    {"serve", cmd_serve, "serve [--vhost-user-blk SOCKET [-r] [-f FMT] IMAGE] "
+                         "[--vhost-user-scsi SOCKET [--cdrom ISO]] [--monitor SOCKET]"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
 };
 

@@ -1,0 +1,889 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/vhost/vhost_user.c: `vdisk serve` driven by a small vhost-user front
+ * end written here: guest memory in a memfd, split virtqueues built in it,
+ * kicks and calls through eventfds.  virtio-blk reads, writes, flushes and
+ * GET_ID checked against the image afterwards; GET_CONFIG; malformed
+ * messages that must not crash the server; a disconnect and a reconnect;
+ * SIGTERM (exit 0, image flushed); virtio-scsi INQUIRY and READ(10) on the
+ * CD-ROM, and a medium change through the monitor socket.
+ *
+ * The protocol's numbers are written out here again on purpose (from QEMU's
+ * docs/interop/vhost-user.rst), not shared with the server.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vdisk/vdisk.h>
+
+#include "harness.h"
+
+/* Requests. */
+#define GET_FEATURES 1
+#define SET_FEATURES 2
+#define SET_OWNER 3
+#define SET_MEM_TABLE 5
+#define SET_VRING_NUM 8
+#define SET_VRING_ADDR 9
+#define SET_VRING_BASE 10
+#define GET_VRING_BASE 11
+#define SET_VRING_KICK 12
+#define SET_VRING_CALL 13
+#define GET_PROTOCOL_FEATURES 15
+#define SET_PROTOCOL_FEATURES 16
+#define GET_QUEUE_NUM 17
+#define SET_VRING_ENABLE 18
+#define GET_CONFIG 24
+
+#define F_VERSION 0x1u
+#define F_REPLY 0x4u
+#define F_NEED_REPLY 0x8u
+#define PROTOCOL_FEATURES_BIT 30
+#define PROTO_MQ 0
+#define PROTO_REPLY_ACK 3
+#define PROTO_CONFIG 9
+
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_EVENT_IDX 29
+
+#define VIRTQ_DESC_F_NEXT 1
+#define VIRTQ_DESC_F_WRITE 2
+
+#define GUEST_SIZE (4u << 20)
+#define GPA_BASE 0x100000ull  /* guest physical address of the memfd's first byte */
+#define QSIZE 16u
+
+/* Where things live in guest memory (offsets from GPA_BASE). */
+#define OFF_DESC 0x0000u
+#define OFF_AVAIL 0x1000u
+#define OFF_USED 0x2000u
+#define OFF_HDR 0x10000u
+#define OFF_STATUS 0x11000u
+#define OFF_DATA 0x20000u
+
+struct fe {
+    int sock;
+    int memfd;
+    uint8_t *mem;
+    int kick[8], call[8];
+    uint16_t avail_idx[8], used_seen[8];
+    uint64_t features, proto;
+};
+
+static pid_t server_pid = -1;
+static char server_log[512];
+
+/* ---- The server process ---------------------------------------------------------- */
+
+static void wait_for_file(const char *path, pid_t pid)
+{
+    for (int i = 0; i < 1000; i++) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+            return;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            size_t len;
+            char *log = read_file(server_log, &len);
+            ck_abort_msg("vdisk serve exited (status 0x%x) before creating %s:\n%s", status, path,
+                         log);
+        }
+        usleep(10000);
+    }
+    ck_abort_msg("no socket %s after 10 s", path);
+}
+
+/* Starts `vdisk serve ARGS...` (NULL-terminated), waits for SOCKET. */
+static void start_server(const char *socket_path, ...)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)vdisk_bin();
+    argv[n++] = "serve";
+    va_list ap;
+    va_start(ap, socket_path);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 31)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    snprintf(server_log, sizeof server_log, "%s", scratch("serve.log"));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(server_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    server_pid = pid;
+    wait_for_file(socket_path, pid);
+}
+
+/* SIGTERM; returns the exit status (or 128 + signal). */
+static int stop_server(void)
+{
+    ck_assert_int_gt(server_pid, 0);
+    kill(server_pid, SIGTERM);
+    int status = -1;
+    for (int i = 0; i < 2000; i++) {
+        if (waitpid(server_pid, &status, WNOHANG) == server_pid)
+            break;
+        if (i == 1999) {
+            kill(server_pid, SIGKILL);
+            waitpid(server_pid, &status, 0);
+            ck_abort_msg("vdisk serve did not exit within 20 s of SIGTERM");
+        }
+        usleep(10000);
+    }
+    server_pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void kill_server(void)
+{
+    if (server_pid > 0) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+        server_pid = -1;
+    }
+}
+
+static void assert_server_alive(void)
+{
+    int status;
+    pid_t p = waitpid(server_pid, &status, WNOHANG);
+    if (p == server_pid) {
+        size_t len;
+        char *log = read_file(server_log, &len);
+        server_pid = -1;
+        ck_abort_msg("vdisk serve died (status 0x%x):\n%s", status, log);
+    }
+}
+
+/* ---- Messages ---------------------------------------------------------------------- */
+
+static int fe_connect(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect %s: %s", path,
+                  strerror(errno));
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void send_raw(int sock, uint32_t req, uint32_t flags, uint32_t size, const void *payload,
+                     uint32_t payload_len, const int *fds, unsigned nfds)
+{
+    uint8_t buf[4096];
+    uint32_t hdr[3] = {req, flags, size};
+    memcpy(buf, hdr, 12);
+    ck_assert_uint_le(payload_len, sizeof buf - 12);
+    if (payload_len)
+        memcpy(buf + 12, payload, payload_len);
+    struct iovec iov = {.iov_base = buf, .iov_len = 12 + payload_len};
+    union {
+        char c[CMSG_SPACE(16 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds) {
+        mh.msg_control = ctl.c;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+    }
+    ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    ck_assert_msg(w == (ssize_t)(12 + payload_len), "sendmsg request %u: %s", req,
+                  w < 0 ? strerror(errno) : "short");
+}
+
+static void send_msg(struct fe *f, uint32_t req, uint32_t flags, const void *payload, uint32_t len,
+                     const int *fds, unsigned nfds)
+{
+    send_raw(f->sock, req, F_VERSION | flags, len, payload, len, fds, nfds);
+}
+
+/* Reads a reply to REQ; returns its payload size, the payload in BUF. */
+static uint32_t recv_reply(struct fe *f, uint32_t req, void *buf, uint32_t cap)
+{
+    uint32_t hdr[3];
+    ssize_t n = recv(f->sock, hdr, 12, MSG_WAITALL);
+    ck_assert_msg(n == 12, "reply to request %u: %s", req,
+                  n < 0 ? strerror(errno) : n == 0 ? "connection closed" : "short");
+    ck_assert_uint_eq(hdr[0], req);
+    ck_assert_uint_eq(hdr[1], F_VERSION | F_REPLY);
+    ck_assert_uint_le(hdr[2], cap);
+    if (hdr[2]) {
+        n = recv(f->sock, buf, hdr[2], MSG_WAITALL);
+        ck_assert_int_eq(n, hdr[2]);
+    }
+    return hdr[2];
+}
+
+static uint64_t get_u64(struct fe *f, uint32_t req)
+{
+    send_msg(f, req, 0, NULL, 0, NULL, 0);
+    uint64_t v = 0;
+    ck_assert_uint_eq(recv_reply(f, req, &v, 8), 8);
+    return v;
+}
+
+/* Sends REQ with need_reply and returns the acknowledgement (0: success). */
+static uint64_t acked(struct fe *f, uint32_t req, const void *payload, uint32_t len, const int *fds,
+                      unsigned nfds)
+{
+    send_msg(f, req, F_NEED_REPLY, payload, len, fds, nfds);
+    uint64_t v = 0xdead;
+    ck_assert_uint_eq(recv_reply(f, req, &v, 8), 8);
+    return v;
+}
+
+static void ok(struct fe *f, uint32_t req, const void *payload, uint32_t len, const int *fds,
+               unsigned nfds)
+{
+    uint64_t r = acked(f, req, payload, len, fds, nfds);
+    ck_assert_msg(r == 0, "request %u failed (%llu); server log:\n%s", req, (unsigned long long)r,
+                  (char *)read_file(server_log, NULL));
+}
+
+static void state(struct fe *f, uint32_t req, uint32_t idx, uint32_t num)
+{
+    uint32_t st[2] = {idx, num};
+    ok(f, req, st, 8, NULL, 0);
+}
+
+/* ---- The front end -------------------------------------------------------------------- */
+
+static void fe_memory(struct fe *f)
+{
+    f->memfd = memfd_create("vhost-test-guest", MFD_CLOEXEC);
+    ck_assert_int_ge(f->memfd, 0);
+    ck_assert_int_eq(ftruncate(f->memfd, GUEST_SIZE), 0);
+    f->mem = mmap(NULL, GUEST_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
+    ck_assert_ptr_ne(f->mem, MAP_FAILED);
+}
+
+static void fe_free(struct fe *f)
+{
+    for (int i = 0; i < 8; i++) {
+        if (f->kick[i] > 0)
+            close(f->kick[i]);
+        if (f->call[i] > 0)
+            close(f->call[i]);
+        f->kick[i] = f->call[i] = 0;
+    }
+    if (f->sock > 0)
+        close(f->sock);
+    f->sock = 0;
+}
+
+static uint64_t uva(struct fe *f, uint32_t off)
+{
+    return (uint64_t)(uintptr_t)(f->mem + off);
+}
+
+static void *host(struct fe *f, uint32_t off)
+{
+    return f->mem + off;
+}
+
+/* Each ring Q has its own 64 KiB page of ring structures. */
+static uint32_t ring_off(unsigned q, uint32_t what)
+{
+    return 0x40000u + q * 0x10000u + what;
+}
+
+/* Connects and negotiates: features (without EVENT_IDX), protocol
+ * features, owner, memory table. */
+static void fe_start(struct fe *f, const char *path)
+{
+    f->sock = fe_connect(path);
+    uint64_t feat = get_u64(f, GET_FEATURES);
+    ck_assert_msg(feat & (1ull << PROTOCOL_FEATURES_BIT), "features 0x%llx",
+                  (unsigned long long)feat);
+    ck_assert_msg(feat & (1ull << VIRTIO_F_VERSION_1), "features 0x%llx", (unsigned long long)feat);
+    uint64_t proto = get_u64(f, GET_PROTOCOL_FEATURES);
+    uint64_t want = (1ull << PROTO_MQ) | (1ull << PROTO_REPLY_ACK);
+    ck_assert_msg((proto & want) == want, "protocol features 0x%llx", (unsigned long long)proto);
+    f->proto = proto & (want | (1ull << PROTO_CONFIG));
+    send_msg(f, SET_PROTOCOL_FEATURES, 0, &f->proto, 8, NULL, 0);
+    ok(f, SET_OWNER, NULL, 0, NULL, 0);
+    f->features = feat & ~(1ull << VIRTIO_F_EVENT_IDX);
+    ok(f, SET_FEATURES, &f->features, 8, NULL, 0);
+    uint64_t region[5] = {1, GPA_BASE, GUEST_SIZE, uva(f, 0), 0};
+    ok(f, SET_MEM_TABLE, region, sizeof region, &f->memfd, 1);
+}
+
+/* Sets up ring Q (size QSIZE, base 0) and enables it. */
+static void fe_ring(struct fe *f, unsigned q)
+{
+    memset(host(f, ring_off(q, 0)), 0, 0x10000);
+    f->avail_idx[q] = f->used_seen[q] = 0;
+    state(f, SET_VRING_NUM, q, QSIZE);
+    state(f, SET_VRING_BASE, q, 0);
+    struct {
+        uint32_t index, flags;
+        uint64_t desc, used, avail, log;
+    } addr = {q, 0, uva(f, ring_off(q, OFF_DESC)), uva(f, ring_off(q, OFF_USED)),
+              uva(f, ring_off(q, OFF_AVAIL)), 0};
+    ok(f, SET_VRING_ADDR, &addr, sizeof addr, NULL, 0);
+    if (f->kick[q] > 0)
+        close(f->kick[q]);
+    if (f->call[q] > 0)
+        close(f->call[q]);
+    f->kick[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    f->call[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t idx = q;
+    ok(f, SET_VRING_CALL, &idx, 8, &f->call[q], 1);
+    ok(f, SET_VRING_KICK, &idx, 8, &f->kick[q], 1);
+    state(f, SET_VRING_ENABLE, q, 1);
+}
+
+struct buf {
+    uint32_t off;   /* offset in guest memory */
+    uint32_t len;
+    bool write;     /* the device writes it */
+};
+
+/* Puts a descriptor chain at descriptors FIRST.. in ring Q's table and
+ * makes it available (without kicking). */
+static void fe_add(struct fe *f, unsigned q, unsigned first, const struct buf *b, unsigned n)
+{
+    uint8_t *desc = host(f, ring_off(q, OFF_DESC));
+    for (unsigned i = 0; i < n; i++) {
+        unsigned d = (first + i) % QSIZE;
+        uint64_t addr = GPA_BASE + b[i].off;
+        uint32_t len = b[i].len;
+        uint16_t flags = (uint16_t)((b[i].write ? VIRTQ_DESC_F_WRITE : 0) |
+                                    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+        uint16_t next = (uint16_t)((first + i + 1) % QSIZE);
+        memcpy(desc + d * 16, &addr, 8);
+        memcpy(desc + d * 16 + 8, &len, 4);
+        memcpy(desc + d * 16 + 12, &flags, 2);
+        memcpy(desc + d * 16 + 14, &next, 2);
+    }
+    uint8_t *avail = host(f, ring_off(q, OFF_AVAIL));
+    uint16_t head = (uint16_t)first;
+    memcpy(avail + 4 + 2 * (f->avail_idx[q] % QSIZE), &head, 2);
+    f->avail_idx[q]++;
+    __atomic_store_n((uint16_t *)(avail + 2), f->avail_idx[q], __ATOMIC_RELEASE);
+}
+
+static void fe_kick(struct fe *f, unsigned q)
+{
+    uint64_t one = 1;
+    ck_assert_int_eq(write(f->kick[q], &one, 8), 8);
+}
+
+/* Waits until ring Q's used index reaches the available one. */
+static void fe_wait(struct fe *f, unsigned q)
+{
+    volatile uint16_t *used_idx = (uint16_t *)host(f, ring_off(q, OFF_USED) + 2);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (__atomic_load_n(used_idx, __ATOMIC_ACQUIRE) != f->avail_idx[q]) {
+        struct pollfd p = {.fd = f->call[q], .events = POLLIN};
+        poll(&p, 1, 100);
+        uint64_t v;
+        if (read(f->call[q], &v, 8) < 0 && errno != EAGAIN)
+            ck_abort_msg("call eventfd: %s", strerror(errno));
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec > 10) {
+            assert_server_alive();
+            ck_abort_msg("ring %u: used index %u, available %u after 10 s; server log:\n%s", q,
+                         *used_idx, f->avail_idx[q], (char *)read_file(server_log, NULL));
+        }
+    }
+    f->used_seen[q] = f->avail_idx[q];
+}
+
+/* The length the device reported for the used entry of the N-th request. */
+static uint32_t used_len(struct fe *f, unsigned q, uint16_t nth)
+{
+    uint32_t len;
+    memcpy(&len, host(f, ring_off(q, OFF_USED) + 4 + 8 * (nth % QSIZE) + 4), 4);
+    return len;
+}
+
+/* ---- virtio-blk ------------------------------------------------------------------------ */
+
+#define BLK_IN 0
+#define BLK_OUT 1
+#define BLK_FLUSH 4
+#define BLK_GET_ID 8
+
+/* One virtio-blk request on ring 0 with data at OFF_DATA; returns the status. */
+static uint8_t blk_req(struct fe *f, uint32_t type, uint64_t sector, uint32_t len, unsigned segs)
+{
+    struct {
+        uint32_t type, reserved;
+        uint64_t sector;
+    } h = {type, 0, sector};
+    memcpy(host(f, OFF_HDR), &h, sizeof h);
+    *(uint8_t *)host(f, OFF_STATUS) = 0xee;
+    struct buf b[8];
+    unsigned n = 0;
+    b[n++] = (struct buf){OFF_HDR, 16, false};
+    if (len) {
+        uint32_t per = len / segs;
+        for (unsigned i = 0; i < segs; i++)
+            b[n++] = (struct buf){OFF_DATA + i * per, i + 1 == segs ? len - i * per : per,
+                                  type != BLK_OUT};
+    }
+    b[n++] = (struct buf){OFF_STATUS, 1, true};
+    fe_add(f, 0, (f->avail_idx[0] * 8u) % QSIZE, b, n);
+    fe_kick(f, 0);
+    fe_wait(f, 0);
+    return *(uint8_t *)host(f, OFF_STATUS);
+}
+
+static const char *make_qcow2(uint64_t *seed, uint8_t **content, size_t size)
+{
+    const char *raw = scratch("base.raw"), *img = scratch("disk.qcow2");
+    uint8_t *data = malloc(size);
+    fill_random(data, size, seed);
+    write_file(raw, data, size);
+    RUN_OK("'%s' convert -f raw -O qcow2 '%s' '%s'", vdisk_bin(), raw, img);
+    *content = data;
+    return img;
+}
+
+static void read_image(const char *img, void *buf, size_t len, uint64_t off)
+{
+    vdisk_dev *dev;
+    ck_assert_msg(vdisk_open(&dev, img, NULL) == 0, "%s", vdisk_get_error());
+    ck_assert_msg(vdisk_pread(dev, buf, len, off) == 0, "%s", vdisk_get_error());
+    vdisk_close(dev);
+}
+
+START_TEST(blk_io)
+{
+    uint64_t seed = 7;
+    uint8_t *orig;
+    const size_t size = 4u << 20;
+    const char *img = make_qcow2(&seed, &orig, size);
+    const char *sock = scratch("blk.sock");
+    start_server(sock, "--vhost-user-blk", sock, "--serial", "vhost-test-serial", img, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+
+    ck_assert_uint_ge(get_u64(&f, GET_QUEUE_NUM), 1);
+    ck_assert_uint_ne(f.proto & (1ull << PROTO_CONFIG), 0);
+    /* GET_CONFIG: the capacity in 512-byte sectors. */
+    uint32_t cfg_req[3 + 2] = {0, 8, 0, 0, 0};
+    send_msg(&f, GET_CONFIG, 0, cfg_req, 20, NULL, 0);
+    uint8_t cfg[20];
+    ck_assert_uint_eq(recv_reply(&f, GET_CONFIG, cfg, sizeof cfg), 20);
+    uint64_t cap;
+    memcpy(&cap, cfg + 12, 8);
+    ck_assert_uint_eq(cap, size / 512);
+
+    fe_ring(&f, 0);
+
+    /* A read of 12 KiB at sector 8, in three segments. */
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 8, 12288, 3), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig + 8 * 512, 12288, 8 * 512, "read");
+    ck_assert_uint_eq(used_len(&f, 0, 0), 12288 + 1);
+
+    /* Writes: 8 KiB at sector 100 in two segments, 512 bytes at the last sector. */
+    uint8_t *pat = malloc(8192);
+    fill_random(pat, 8192, &seed);
+    memcpy(host(&f, OFF_DATA), pat, 8192);
+    ck_assert_uint_eq(blk_req(&f, BLK_OUT, 100, 8192, 2), 0);
+    memcpy(host(&f, OFF_DATA), pat, 512);
+    ck_assert_uint_eq(blk_req(&f, BLK_OUT, size / 512 - 1, 512, 1), 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_FLUSH, 0, 0, 1), 0);
+
+    /* The write reads back through the ring. */
+    memset(host(&f, OFF_DATA), 0, 8192);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 100, 8192, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), pat, 8192, 100 * 512, "read after write");
+
+    /* GET_ID. */
+    memset(host(&f, OFF_DATA), 0, 20);
+    ck_assert_uint_eq(blk_req(&f, BLK_GET_ID, 0, 20, 1), 0);
+    ck_assert_str_eq((char *)host(&f, OFF_DATA), "vhost-test-serial");
+
+    /* Beyond the end: an I/O error, and the server goes on. */
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, size / 512, 512, 1), 1);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 512, 1), 0);
+
+    /* GET_VRING_BASE stops the ring and says how far it got. */
+    uint32_t st[2] = {0, 0};
+    send_msg(&f, GET_VRING_BASE, 0, st, 8, NULL, 0);
+    ck_assert_uint_eq(recv_reply(&f, GET_VRING_BASE, st, 8), 8);
+    ck_assert_uint_eq(st[0], 0);
+    ck_assert_uint_eq(st[1], f.avail_idx[0]);
+
+    /* SIGTERM: exit 0, the socket file gone, the writes in the image. */
+    ck_assert_int_eq(stop_server(), 0);
+    ck_assert_int_ne(access(sock, F_OK), 0);
+    fe_free(&f);
+    uint8_t back[8192];
+    read_image(img, back, 8192, 100 * 512);
+    assert_same_bytes(back, pat, 8192, 100 * 512, "image after exit");
+    read_image(img, back, 512, size - 512);
+    assert_same_bytes(back, pat, 512, size - 512, "image's last sector");
+    read_image(img, back, 4096, 0);
+    assert_same_bytes(back, orig, 4096, 0, "image's first sectors");
+    RUN_OK("'%s' check '%s'", vdisk_bin(), img);
+    if (have_program("qemu-img"))
+        RUN_OK("qemu-img check '%s'", img);
+    munmap(f.mem, GUEST_SIZE);
+    close(f.memfd);
+    free(pat);
+    free(orig);
+}
+END_TEST
+
+/* Malformed messages: failures the front end hears about, never a crash;
+ * a message that cannot be read closes the connection, and the next
+ * front end is served. */
+START_TEST(malformed)
+{
+    uint64_t seed = 11;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *sock = scratch("bad.sock");
+    start_server(sock, "--vhost-user-blk", sock, img, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+
+    /* A vring state 3 bytes long. */
+    uint32_t st[2] = {0, 16};
+    send_raw(f.sock, SET_VRING_NUM, F_VERSION | F_NEED_REPLY, 3, st, 3, NULL, 0);
+    uint64_t r = 0;
+    ck_assert_uint_eq(recv_reply(&f, SET_VRING_NUM, &r, 8), 8);
+    ck_assert_uint_ne(r, 0);
+    /* A ring that does not exist; a size that is not a power of two. */
+    st[0] = 200;
+    ck_assert_uint_ne(acked(&f, SET_VRING_NUM, st, 8, NULL, 0), 0);
+    st[0] = 0;
+    st[1] = 12;
+    ck_assert_uint_ne(acked(&f, SET_VRING_NUM, st, 8, NULL, 0), 0);
+    st[1] = 1u << 20;
+    ck_assert_uint_ne(acked(&f, SET_VRING_NUM, st, 8, NULL, 0), 0);
+    /* A kick for ring 99; a kick without its fd. */
+    uint64_t idx = 99;
+    ck_assert_uint_ne(acked(&f, SET_VRING_KICK, &idx, 8, &f.memfd, 1), 0);
+    idx = 0;
+    ck_assert_uint_ne(acked(&f, SET_VRING_KICK, &idx, 8, NULL, 0), 0);
+    /* Memory tables: 9 regions; one region and two fds; an address that wraps;
+     * a region larger than the file. */
+    uint64_t mt[1 + 4 * 9] = {9};
+    ck_assert_uint_ne(acked(&f, SET_MEM_TABLE, mt, sizeof mt, NULL, 0), 0);
+    uint64_t region[5] = {1, GPA_BASE, GUEST_SIZE, uva(&f, 0), 0};
+    int two[2] = {f.memfd, f.memfd};
+    ck_assert_uint_ne(acked(&f, SET_MEM_TABLE, region, sizeof region, two, 2), 0);
+    uint64_t wrap[5] = {1, UINT64_MAX - 4095, GUEST_SIZE, uva(&f, 0), 0};
+    ck_assert_uint_ne(acked(&f, SET_MEM_TABLE, wrap, sizeof wrap, &f.memfd, 1), 0);
+    uint64_t off_wrap[5] = {1, GPA_BASE, GUEST_SIZE, uva(&f, 0), UINT64_MAX - 100};
+    ck_assert_uint_ne(acked(&f, SET_MEM_TABLE, off_wrap, sizeof off_wrap, &f.memfd, 1), 0);
+    /* GET_CONFIG whose size disagrees with the payload: an empty reply. */
+    uint32_t cfg_req[5] = {0, 200, 0, 0, 0};
+    send_msg(&f, GET_CONFIG, 0, cfg_req, 20, NULL, 0);
+    uint8_t cfg[300];
+    ck_assert_uint_eq(recv_reply(&f, GET_CONFIG, cfg, sizeof cfg), 0);
+    /* An unknown request. */
+    ck_assert_uint_ne(acked(&f, 99, NULL, 0, NULL, 0), 0);
+    /* The connection still works, and so does the ring. */
+    ck_assert_uint_ne(get_u64(&f, GET_FEATURES) & (1ull << VIRTIO_F_VERSION_1), 0);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read");
+    /* A descriptor pointing outside guest memory: an error status. */
+    struct buf bad[3] = {{OFF_HDR, 16, false}, {GUEST_SIZE + 0x1000, 512, true},
+                         {OFF_STATUS, 1, true}};
+    struct { uint32_t type, reserved; uint64_t sector; } h = {BLK_IN, 0, 0};
+    memcpy(host(&f, OFF_HDR), &h, sizeof h);
+    *(uint8_t *)host(&f, OFF_STATUS) = 0xee;
+    fe_add(&f, 0, 0, bad, 3);
+    fe_kick(&f, 0);
+    fe_wait(&f, 0);
+    ck_assert_uint_ne(*(uint8_t *)host(&f, OFF_STATUS), 0);
+
+    /* A payload bigger than any request: the server hangs up. */
+    send_raw(f.sock, SET_VRING_NUM, F_VERSION, 1u << 30, NULL, 0, NULL, 0);
+    char c;
+    ck_assert_int_eq(recv(f.sock, &c, 1, 0), 0);
+    fe_free(&f);
+    assert_server_alive();
+    /* A wrong protocol version: the same. */
+    f.sock = fe_connect(sock);
+    send_raw(f.sock, GET_FEATURES, 0x2, 0, NULL, 0, NULL, 0);
+    ck_assert_int_eq(recv(f.sock, &c, 1, 0), 0);
+    fe_free(&f);
+    /* A header cut short, then the end of the connection. */
+    f.sock = fe_connect(sock);
+    ck_assert_int_eq(send(f.sock, "\x01\x00\x00", 3, MSG_NOSIGNAL), 3);
+    fe_free(&f);
+    assert_server_alive();
+
+    /* The next front end is served as the first. */
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 8, 4096, 2), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig + 4096, 4096, 4096, "read after reconnect");
+    ck_assert_int_eq(stop_server(), 0);
+    fe_free(&f);
+    munmap(f.mem, GUEST_SIZE);
+    close(f.memfd);
+    free(orig);
+}
+END_TEST
+
+/* The front end goes away with the ring running, and comes back (QEMU's
+ * reconnect): its writes are in the image, the new session works. */
+START_TEST(reconnect)
+{
+    uint64_t seed = 13;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 2u << 20);
+    const char *sock = scratch("re.sock");
+    start_server(sock, "--vhost-user-blk", sock, "--num-queues", "2", img, NULL);
+    uint8_t pat[4096];
+    for (int round = 0; round < 3; round++) {
+        struct fe f = {0};
+        fe_memory(&f);
+        fe_start(&f, sock);
+        ck_assert_uint_eq(get_u64(&f, GET_QUEUE_NUM), 2);
+        fe_ring(&f, 0);
+        if (round > 0) {
+            ck_assert_uint_eq(blk_req(&f, BLK_IN, 64, 4096, 1), 0);
+            assert_same_bytes(host(&f, OFF_DATA), pat, 4096, 64 * 512, "previous session's write");
+        }
+        memset(pat, 0x30 + round, sizeof pat);
+        memcpy(host(&f, OFF_DATA), pat, sizeof pat);
+        ck_assert_uint_eq(blk_req(&f, BLK_OUT, 64, 4096, 1), 0);
+        /* Leave buffers available without kicking, then hang up. */
+        munmap(f.mem, GUEST_SIZE);
+        close(f.memfd);
+        fe_free(&f);
+        assert_server_alive();
+    }
+    ck_assert_int_eq(stop_server(), 0);
+    uint8_t back[4096];
+    read_image(img, back, sizeof back, 64 * 512);
+    assert_same_bytes(back, pat, sizeof back, 64 * 512, "image");
+    free(orig);
+}
+END_TEST
+
+/* ---- virtio-scsi CD-ROM ------------------------------------------------------------------ */
+
+/* One SCSI command on request ring 2: CDB, data-in of LEN bytes at OFF_DATA.
+ * Returns the SCSI status; the response's sense key in *KEY. */
+static uint8_t scsi_cmd(struct fe *f, const uint8_t *cdb, unsigned cdb_len, uint32_t len,
+                        uint8_t *key)
+{
+    uint8_t req[51] = {1, 0, 0x40, 0}; /* LUN: target 0, LUN 0 */
+    memcpy(req + 19, cdb, cdb_len);
+    memcpy(host(f, OFF_HDR), req, sizeof req);
+    memset(host(f, OFF_STATUS), 0xee, 108);
+    struct buf b[3] = {{OFF_HDR, sizeof req, false}, {OFF_STATUS, 108, true},
+                       {OFF_DATA, len, true}};
+    fe_add(f, 2, (f->avail_idx[2] * 4u) % QSIZE, b, len ? 3 : 2);
+    fe_kick(f, 2);
+    fe_wait(f, 2);
+    uint8_t *resp = host(f, OFF_STATUS);
+    ck_assert_msg(resp[11] == 0, "virtio-scsi response %u", resp[11]);
+    *key = resp[10] == 2 ? resp[12 + 2] & 0xf : 0;
+    return resp[10];
+}
+
+/* A command retried past unit attentions (power on, medium changed). */
+static uint8_t scsi_cmd_ua(struct fe *f, const uint8_t *cdb, unsigned cdb_len, uint32_t len,
+                           uint8_t *key)
+{
+    uint8_t st = 0;
+    for (int i = 0; i < 4; i++) {
+        st = scsi_cmd(f, cdb, cdb_len, len, key);
+        if (!(st == 2 && *key == 6))
+            break;
+    }
+    return st;
+}
+
+static void monitor(const char *path, const char *cmd, const char *expect)
+{
+    int fd = fe_connect(path);
+    ck_assert_int_eq(send(fd, cmd, strlen(cmd), MSG_NOSIGNAL), (ssize_t)strlen(cmd));
+    shutdown(fd, SHUT_WR);
+    char buf[512];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    buf[got] = 0;
+    close(fd);
+    ck_assert_msg(strncmp(buf, expect, strlen(expect)) == 0, "monitor '%s' said '%s'", cmd, buf);
+}
+
+START_TEST(scsi_cdrom)
+{
+    if (!have_program("xorriso")) {
+        fprintf(stderr, "scsi_cdrom: xorriso not found, not run\n");
+        return;
+    }
+    const char *tree = scratch("isotree"), *iso = scratch("cd.iso"), *iso2 = scratch("cd2.iso");
+    RUN_OK("mkdir -p '%s' && head -c 100000 /dev/urandom > '%s/file.bin' && "
+           "xorriso -as mkisofs -quiet -R -V FIRSTCD -o '%s' '%s' 2>/dev/null && "
+           "xorriso -as mkisofs -quiet -R -V SECONDCD -o '%s' '%s' 2>/dev/null",
+           tree, tree, iso, tree, iso2, tree);
+    size_t iso_len;
+    uint8_t *iso_data = read_file(iso, &iso_len);
+    const char *sock = scratch("scsi.sock"), *mon = scratch("mon.sock");
+    start_server(sock, "--vhost-user-scsi", sock, "--cdrom", iso, "--monitor", mon, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+    ck_assert_uint_ge(get_u64(&f, GET_QUEUE_NUM), 3);
+    fe_ring(&f, 0);
+    fe_ring(&f, 1);
+    fe_ring(&f, 2);
+
+    uint8_t key;
+    const uint8_t inquiry[6] = {0x12, 0, 0, 0, 36, 0};
+    ck_assert_uint_eq(scsi_cmd_ua(&f, inquiry, 6, 36, &key), 0);
+    uint8_t *d = host(&f, OFF_DATA);
+    ck_assert_uint_eq(d[0] & 0x1f, 5);     /* an MMC device */
+    ck_assert_uint_eq(d[1] & 0x80, 0x80);  /* removable */
+
+    const uint8_t read10[10] = {0x28, 0, 0, 0, 0, 16, 0, 0, 1, 0}; /* LBA 16, 1 block */
+    ck_assert_uint_eq(scsi_cmd_ua(&f, read10, 10, 2048, &key), 0);
+    assert_same_bytes(d, iso_data + 16 * 2048, 2048, 16 * 2048, "READ(10) of the PVD");
+    ck_assert_int_eq(memcmp(d + 40, "FIRSTCD", 7), 0);
+
+    /* The monitor changes the medium: a unit attention, then the new disc. */
+    monitor(mon, "info\n", "medium: loaded");
+    monitor(mon, "change ", "error");
+    monitor(mon, fmt("change %s\n", iso2), "ok");
+    ck_assert_uint_eq(scsi_cmd_ua(&f, read10, 10, 2048, &key), 0);
+    ck_assert_int_eq(memcmp(d + 40, "SECONDCD", 8), 0);
+    monitor(mon, "eject\n", "ok");
+    monitor(mon, "info\n", "medium: none");
+    const uint8_t tur[6] = {0};
+    ck_assert_uint_eq(scsi_cmd_ua(&f, tur, 6, 0, &key), 2);
+    ck_assert_uint_eq(key, 2); /* NOT READY */
+    monitor(mon, "bogus\n", "error");
+
+    ck_assert_int_eq(stop_server(), 0);
+    ck_assert_int_ne(access(mon, F_OK), 0);
+    fe_free(&f);
+    munmap(f.mem, GUEST_SIZE);
+    close(f.memfd);
+    free(iso_data);
+}
+END_TEST
+
+/* One process, two sockets: a disk and a CD-ROM; SIGINT stops it too. */
+START_TEST(two_devices)
+{
+    uint64_t seed = 17;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *bs = scratch("two-blk.sock"), *cs = scratch("two-scsi.sock");
+    start_server(bs, "--vhost-user-blk", bs, "--vhost-user-scsi", cs, "-r", img, NULL);
+    wait_for_file(cs, server_pid);
+    struct fe f = {0}, g = {0};
+    fe_memory(&f);
+    fe_memory(&g);
+    fe_start(&f, bs);
+    fe_start(&g, cs);
+    ck_assert_uint_ge(get_u64(&g, GET_QUEUE_NUM), 3);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read");
+    /* Read-only: a write fails. */
+    ck_assert_uint_ne(blk_req(&f, BLK_OUT, 0, 512, 1), 0);
+    kill(server_pid, SIGINT);
+    int status;
+    ck_assert_int_eq(waitpid(server_pid, &status, 0), server_pid);
+    server_pid = -1;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x", status);
+    ck_assert_int_ne(access(bs, F_OK), 0);
+    ck_assert_int_ne(access(cs, F_OK), 0);
+    fe_free(&f);
+    fe_free(&g);
+    munmap(f.mem, GUEST_SIZE);
+    munmap(g.mem, GUEST_SIZE);
+    close(f.memfd);
+    close(g.memfd);
+    free(orig);
+}
+END_TEST
+
+START_TEST(cli_errors)
+{
+    struct run *r = run("'%s' serve", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    r = run("'%s' serve --vhost-user-blk '%s'", vdisk_bin(), scratch("x.sock"));
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_ptr_nonnull(strstr(r->err, "IMAGE"));
+    r = run("'%s' serve --vhost-user-blk '%s' '%s'", vdisk_bin(), scratch("x.sock"),
+            scratch("missing.img"));
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_int_ne(access(scratch("x.sock"), F_OK), 0);
+    /* A socket path that is a regular file is not replaced. */
+    write_file(scratch("plain"), "x", 1);
+    r = run("'%s' serve --vhost-user-scsi '%s'", vdisk_bin(), scratch("plain"));
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_int_eq(access(scratch("plain"), F_OK), 0);
+    RUN_OK("'%s' serve --help | grep -q monitor", vdisk_bin());
+}
+END_TEST
+
+static void teardown(void)
+{
+    kill_server();
+}
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("vhost-user");
+    TCase *tc = tcase_create("serve");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, blk_io);
+    tcase_add_test(tc, malformed);
+    tcase_add_test(tc, reconnect);
+    tcase_add_test(tc, scsi_cdrom);
+    tcase_add_test(tc, two_devices);
+    tcase_add_test(tc, cli_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    return run_suite(suite());
+}

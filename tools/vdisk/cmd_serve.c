@@ -1,0 +1,1362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/vdisk/cmd_serve.c: vdisk serve: the virtio-blk and virtio-scsi
+ * CD-ROM models of libvdisk served to a hypervisor (QEMU's vhost-user-blk
+ * and vhost-user-scsi devices) as a vhost-user back end on Unix sockets.
+ *
+ * One thread, one epoll loop over: each device's listening socket (while no
+ * front end is connected) or its connection, the kick eventfd of each ring,
+ * each model's completion fd, a signalfd (SIGINT, SIGTERM: drain, flush,
+ * exit 0) and an optional monitor socket (change / eject the CD).
+ *
+ * Everything that comes from the socket is validated: the header's version
+ * and size against the request's payload, the file descriptors that came
+ * with it, ring indices, ring sizes, memory regions (count, overflow,
+ * overlap).  A malformed request gets a failure reply (when the front end
+ * asked for one) and the connection goes on; a message that cannot be read
+ * (larger than any request, cut short, with too many fds) closes the
+ * connection, and the next front end is accepted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <vdisk/virtio.h>
+
+#include "cli.h"
+
+/* ---- The protocol (QEMU docs/interop/vhost-user.rst) ------------------------ */
+
+enum {
+    VU_GET_FEATURES = 1,
+    VU_SET_FEATURES = 2,
+    VU_SET_OWNER = 3,
+    VU_RESET_OWNER = 4,
+    VU_SET_MEM_TABLE = 5,
+    VU_SET_LOG_BASE = 6,
+    VU_SET_LOG_FD = 7,
+    VU_SET_VRING_NUM = 8,
+    VU_SET_VRING_ADDR = 9,
+    VU_SET_VRING_BASE = 10,
+    VU_GET_VRING_BASE = 11,
+    VU_SET_VRING_KICK = 12,
+    VU_SET_VRING_CALL = 13,
+    VU_SET_VRING_ERR = 14,
+    VU_GET_PROTOCOL_FEATURES = 15,
+    VU_SET_PROTOCOL_FEATURES = 16,
+    VU_GET_QUEUE_NUM = 17,
+    VU_SET_VRING_ENABLE = 18,
+    VU_GET_CONFIG = 24,
+    VU_SET_CONFIG = 25,
+    VU_RESET_DEVICE = 34,
+};
+
+#define VU_VERSION 0x1u
+#define VU_FLAG_VERSION_MASK 0x3u
+#define VU_FLAG_REPLY (1u << 2)
+#define VU_FLAG_NEED_REPLY (1u << 3)
+
+#define VU_F_PROTOCOL_FEATURES 30
+
+#define VU_PROTO_F_MQ 0
+#define VU_PROTO_F_REPLY_ACK 3
+#define VU_PROTO_F_CONFIG 9
+#define VU_PROTO_F_RESET_DEVICE 13
+#define VU_PROTO_OFFERED                                                           \
+    ((1ull << VU_PROTO_F_MQ) | (1ull << VU_PROTO_F_REPLY_ACK) |                    \
+     (1ull << VU_PROTO_F_CONFIG) | (1ull << VU_PROTO_F_RESET_DEVICE))
+
+#define VU_VRING_INDEX_MASK 0xffu
+#define VU_VRING_NOFD (1u << 8)
+
+#define VU_HDR_SIZE 12u
+#define VU_MAX_REGIONS 8u
+#define VU_REGION_SIZE 32u
+#define VU_MAX_FDS 8u
+#define VU_MAX_PAYLOAD 4096u
+#define VU_CONFIG_HDR 12u
+#define VU_CONFIG_MAX 256u
+#define VU_MAX_QUEUES 256u /* ring indices are 8 bits */
+
+/* A handler's verdict beyond 0 / -errno: drop the connection. */
+#define VU_CLOSE 1
+
+/* ---- State ------------------------------------------------------------------ */
+
+enum ev_kind { EV_LISTEN, EV_CONN, EV_KICK, EV_DONE, EV_SIGNAL, EV_MON_LISTEN, EV_MON_CONN };
+
+struct server;
+
+struct ev_tag {
+    enum ev_kind kind;
+    struct server *s;
+    unsigned q;
+};
+
+struct vu_region {
+    uint64_t gpa, size, uva;
+    void *map;      /* the whole mapping (from file offset 0) */
+    size_t map_len;
+    uint8_t *host;  /* map + mmap_offset: the region's first byte */
+};
+
+struct vu_queue {
+    unsigned num;             /* 0: not set */
+    bool addr_set;
+    uint64_t desc_uva, avail_uva, used_uva;
+    uint16_t base;            /* next avail index when the ring (re)starts */
+    int kick_fd, call_fd, err_fd;
+    bool started;             /* a kick fd came, and no GET_VRING_BASE since */
+    bool enabled;             /* SET_VRING_ENABLE 1 */
+    bool running;             /* the model serves it */
+    bool broken_logged;
+    struct ev_tag tag;
+};
+
+struct server {
+    const char *kind;         /* "vhost-user-blk" / "vhost-user-scsi" */
+    const char *path;
+    bool path_created;
+    int listen_fd, conn_fd;
+    int epfd;
+    bool quiet;
+    vdisk_virtio *v;
+    vdisk_dev *dev;
+    unsigned nq;
+    uint64_t offered;         /* device features | VU_F_PROTOCOL_FEATURES */
+    uint64_t acked;           /* SET_FEATURES */
+    uint64_t proto_offered;   /* GET_PROTOCOL_FEATURES */
+    uint64_t proto;           /* SET_PROTOCOL_FEATURES */
+    struct vu_region reg[VU_MAX_REGIONS];
+    unsigned nreg;
+    vdisk_guest_mem *mem;
+    struct vu_queue *q;       /* nq of them */
+    struct ev_tag listen_tag, conn_tag, done_tag;
+    uint64_t connections;
+};
+
+struct msg {
+    uint32_t request, flags, size;
+    uint8_t payload[VU_MAX_PAYLOAD];
+    int fds[VU_MAX_FDS];
+    unsigned nfds;
+};
+
+static void slog(const struct server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void slog(const struct server *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vdisk serve: %s: ", s->path);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static const char *req_name(uint32_t r)
+{
+    static const char *const names[] = {
+        [VU_GET_FEATURES] = "GET_FEATURES", [VU_SET_FEATURES] = "SET_FEATURES",
+        [VU_SET_OWNER] = "SET_OWNER", [VU_RESET_OWNER] = "RESET_OWNER",
+        [VU_SET_MEM_TABLE] = "SET_MEM_TABLE", [VU_SET_LOG_BASE] = "SET_LOG_BASE",
+        [VU_SET_LOG_FD] = "SET_LOG_FD", [VU_SET_VRING_NUM] = "SET_VRING_NUM",
+        [VU_SET_VRING_ADDR] = "SET_VRING_ADDR", [VU_SET_VRING_BASE] = "SET_VRING_BASE",
+        [VU_GET_VRING_BASE] = "GET_VRING_BASE", [VU_SET_VRING_KICK] = "SET_VRING_KICK",
+        [VU_SET_VRING_CALL] = "SET_VRING_CALL", [VU_SET_VRING_ERR] = "SET_VRING_ERR",
+        [VU_GET_PROTOCOL_FEATURES] = "GET_PROTOCOL_FEATURES",
+        [VU_SET_PROTOCOL_FEATURES] = "SET_PROTOCOL_FEATURES",
+        [VU_GET_QUEUE_NUM] = "GET_QUEUE_NUM", [VU_SET_VRING_ENABLE] = "SET_VRING_ENABLE",
+        [VU_GET_CONFIG] = "GET_CONFIG", [VU_SET_CONFIG] = "SET_CONFIG",
+        [VU_RESET_DEVICE] = "RESET_DEVICE",
+    };
+    if (r < sizeof names / sizeof names[0] && names[r])
+        return names[r];
+    return "unknown request";
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* ---- Rings ------------------------------------------------------------------ */
+
+/* The guest physical address of the LEN bytes at front-end address UVA. */
+static int uva_to_gpa(const struct server *s, uint64_t uva, uint64_t *gpa)
+{
+    for (unsigned i = 0; i < s->nreg; i++) {
+        const struct vu_region *r = &s->reg[i];
+        if (uva >= r->uva && uva - r->uva < r->size) {
+            *gpa = r->gpa + (uva - r->uva);
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static bool ring_enabled(const struct server *s, const struct vu_queue *q)
+{
+    /* Without protocol features a ring is enabled as soon as it starts. */
+    return q->enabled || !(s->acked & (1ull << VU_F_PROTOCOL_FEATURES));
+}
+
+static void kick_watch(struct server *s, unsigned i, bool on)
+{
+    struct vu_queue *q = &s->q[i];
+    if (q->kick_fd < 0)
+        return;
+    if (on) {
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &q->tag};
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, q->kick_fd, &e) < 0 && errno != EEXIST)
+            slog(s, "ring %u: cannot watch the kick fd: %s", i, strerror(errno));
+    } else {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
+    }
+}
+
+static void ring_stop(struct server *s, unsigned i)
+{
+    struct vu_queue *q = &s->q[i];
+    if (!q->running)
+        return;
+    if (vdisk_virtio_queue_enable(s->v, i, 0) < 0)
+        slog(s, "ring %u: stop: %s", i, vdisk_get_error());
+    uint16_t base;
+    if (vdisk_virtio_queue_get_base(s->v, i, &base) == 0)
+        q->base = base;
+    q->running = false;
+}
+
+/* Starts or stops ring I as its state asks.  Returns 0 or -errno. */
+static int ring_update(struct server *s, unsigned i)
+{
+    struct vu_queue *q = &s->q[i];
+    bool want = q->started && ring_enabled(s, q) && s->mem && q->num && q->addr_set;
+    if (!want) {
+        ring_stop(s, i);
+        return 0;
+    }
+    if (q->running)
+        return 0;
+    uint64_t desc, avail, used;
+    if (uva_to_gpa(s, q->desc_uva, &desc) < 0 || uva_to_gpa(s, q->avail_uva, &avail) < 0 ||
+        uva_to_gpa(s, q->used_uva, &used) < 0) {
+        slog(s, "ring %u: ring addresses outside the memory table", i);
+        return -EINVAL;
+    }
+    int r = vdisk_virtio_queue_setup(s->v, i, q->num, desc, avail, used);
+    if (r == 0)
+        r = vdisk_virtio_queue_set_base(s->v, i, q->base);
+    if (r == 0)
+        r = vdisk_virtio_queue_enable(s->v, i, 1);
+    if (r < 0) {
+        slog(s, "ring %u: %s", i, vdisk_get_error());
+        return r;
+    }
+    q->running = true;
+    /* Buffers may be waiting already (a restart, a reconnect). */
+    if (vdisk_virtio_queue_notify(s->v, i) < 0 && !q->broken_logged) {
+        q->broken_logged = true;
+        slog(s, "ring %u: %s", i, vdisk_get_error());
+    }
+    return 0;
+}
+
+static void ring_forget(struct server *s, unsigned i)
+{
+    struct vu_queue *q = &s->q[i];
+    kick_watch(s, i, false);
+    close_fd(&q->kick_fd);
+    close_fd(&q->call_fd);
+    close_fd(&q->err_fd);
+    q->num = 0;
+    q->addr_set = false;
+    q->base = 0;
+    q->started = q->enabled = q->running = q->broken_logged = false;
+}
+
+/* ---- Guest memory ------------------------------------------------------------- */
+
+static void unmap_regions(struct vu_region *r, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (r[i].map)
+            munmap(r[i].map, r[i].map_len);
+}
+
+static void mem_forget(struct server *s)
+{
+    vdisk_virtio_set_mem(s->v, NULL);
+    vdisk_guest_mem_free(s->mem);
+    s->mem = NULL;
+    unmap_regions(s->reg, s->nreg);
+    s->nreg = 0;
+}
+
+static int set_mem_table(struct server *s, struct msg *m)
+{
+    if (m->size < 8) {
+        slog(s, "SET_MEM_TABLE: payload of %" PRIu32 " bytes", m->size);
+        return -EINVAL;
+    }
+    uint32_t n = get32(m->payload);
+    if (n < 1 || n > VU_MAX_REGIONS || m->size < 8 + n * VU_REGION_SIZE ||
+        m->size > 8 + VU_MAX_REGIONS * VU_REGION_SIZE) {
+        slog(s, "SET_MEM_TABLE: %" PRIu32 " regions in %" PRIu32 " bytes", n, m->size);
+        return -EINVAL;
+    }
+    if (m->nfds != n) {
+        slog(s, "SET_MEM_TABLE: %" PRIu32 " regions but %u file descriptors", n, m->nfds);
+        return -EINVAL;
+    }
+    struct vu_region nr[VU_MAX_REGIONS];
+    struct vdisk_guest_region gr[VU_MAX_REGIONS];
+    memset(nr, 0, sizeof nr);
+    int r = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const uint8_t *p = m->payload + 8 + i * VU_REGION_SIZE;
+        uint64_t gpa = get64(p), size = get64(p + 8), uva = get64(p + 16), off = get64(p + 24);
+        if (size == 0 || gpa + size < gpa || uva + size < uva || off + size < off ||
+            off + size > (uint64_t)SIZE_MAX) {
+            slog(s, "SET_MEM_TABLE: region %u: bad geometry (guest 0x%" PRIx64 " size 0x%" PRIx64
+                 " user 0x%" PRIx64 " offset 0x%" PRIx64 ")", i, gpa, size, uva, off);
+            r = -EINVAL;
+            break;
+        }
+        size_t len = (size_t)(off + size);
+        void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                         m->fds[i], 0);
+        if (map == MAP_FAILED) {
+            r = -errno;
+            slog(s, "SET_MEM_TABLE: region %u: mmap of %zu bytes: %s", i, len, strerror(errno));
+            break;
+        }
+        nr[i] = (struct vu_region){.gpa = gpa, .size = size, .uva = uva, .map = map,
+                                   .map_len = len, .host = (uint8_t *)map + off};
+        gr[i] = (struct vdisk_guest_region){.gpa = gpa, .size = size, .host = nr[i].host};
+    }
+    for (unsigned i = 0; i < m->nfds; i++)
+        close_fd(&m->fds[i]);
+    vdisk_guest_mem *mem = NULL;
+    if (r == 0 && (r = vdisk_guest_mem_new(&mem, gr, n)) < 0)
+        slog(s, "SET_MEM_TABLE: %s", vdisk_get_error());
+    if (r == 0 && (r = vdisk_virtio_set_mem(s->v, mem)) < 0)
+        slog(s, "SET_MEM_TABLE: %s", vdisk_get_error());
+    if (r < 0) {
+        vdisk_guest_mem_free(mem);
+        unmap_regions(nr, n);
+        return r;
+    }
+    /* The model has switched: the old mappings can go. */
+    vdisk_guest_mem_free(s->mem);
+    unmap_regions(s->reg, s->nreg);
+    memcpy(s->reg, nr, sizeof nr);
+    s->nreg = n;
+    s->mem = mem;
+    for (unsigned i = 0; i < s->nq; i++)
+        ring_update(s, i);
+    return 0;
+}
+
+/* ---- Messages ------------------------------------------------------------------ */
+
+static int send_reply(struct server *s, uint32_t request, const void *payload, uint32_t len)
+{
+    uint8_t buf[VU_HDR_SIZE + VU_CONFIG_HDR + VU_CONFIG_MAX];
+    if (len > sizeof buf - VU_HDR_SIZE)
+        return -EINVAL;
+    uint32_t hdr[3] = {request, VU_VERSION | VU_FLAG_REPLY, len};
+    memcpy(buf, hdr, VU_HDR_SIZE);
+    if (len)
+        memcpy(buf + VU_HDR_SIZE, payload, len);
+    size_t total = VU_HDR_SIZE + len, done = 0;
+    while (done < total) {
+        ssize_t w = send(s->conn_fd, buf + done, total - done, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            slog(s, "reply to %s: %s", req_name(request), w < 0 ? strerror(errno) : "short write");
+            return -EPIPE;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+static int reply_u64(struct server *s, uint32_t request, uint64_t v)
+{
+    return send_reply(s, request, &v, 8);
+}
+
+/*
+ * Reads one message.  Returns 1 with a message, 0 at the end of the
+ * connection, -errno when the stream cannot be trusted any more.
+ */
+static int read_msg(struct server *s, struct msg *m)
+{
+    uint8_t hdr[VU_HDR_SIZE];
+    union {
+        char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = hdr, .iov_len = sizeof hdr};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                        .msg_controllen = sizeof ctl.buf};
+    m->nfds = 0;
+    ssize_t n;
+    do
+        n = recvmsg(s->conn_fd, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return 0;
+    if (n < 0)
+        return errno == ECONNRESET ? 0 : -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (m->nfds < VU_MAX_FDS)
+                m->fds[m->nfds++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (mh.msg_flags & MSG_CTRUNC) {
+        slog(s, "a message came with more than %u file descriptors", VU_MAX_FDS);
+        return -EPROTO;
+    }
+    size_t got = (size_t)n;
+    while (got < sizeof hdr) {
+        n = recv(s->conn_fd, hdr + got, sizeof hdr - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            slog(s, "a message header was cut short");
+            return -EPROTO;
+        }
+        got += (size_t)n;
+    }
+    memcpy(&m->request, hdr, 4);
+    memcpy(&m->flags, hdr + 4, 4);
+    memcpy(&m->size, hdr + 8, 4);
+    if ((m->flags & VU_FLAG_VERSION_MASK) != VU_VERSION) {
+        slog(s, "%s: protocol version %" PRIu32 " (expected 1)", req_name(m->request),
+             m->flags & VU_FLAG_VERSION_MASK);
+        return -EPROTO;
+    }
+    if (m->size > VU_MAX_PAYLOAD) {
+        slog(s, "%s: payload of %" PRIu32 " bytes (at most %u)", req_name(m->request), m->size,
+             VU_MAX_PAYLOAD);
+        return -EPROTO;
+    }
+    got = 0;
+    while (got < m->size) {
+        n = recv(s->conn_fd, m->payload + got, m->size - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            slog(s, "%s: payload cut short (%zu of %" PRIu32 " bytes)", req_name(m->request),
+                 got, m->size);
+            return -EPROTO;
+        }
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+/* A vring state (index, num) payload, its index checked. */
+static int get_state(struct server *s, const struct msg *m, unsigned *idx, uint32_t *num)
+{
+    if (m->size != 8) {
+        slog(s, "%s: payload of %" PRIu32 " bytes (expected 8)", req_name(m->request), m->size);
+        return -EINVAL;
+    }
+    uint32_t i = get32(m->payload);
+    if (i >= s->nq) {
+        slog(s, "%s: ring %" PRIu32 " (the device has %u)", req_name(m->request), i, s->nq);
+        return -EINVAL;
+    }
+    *idx = i;
+    *num = get32(m->payload + 4);
+    return 0;
+}
+
+/* A u64 ring-and-fd payload (KICK, CALL, ERR): the fd taken when any. */
+static int get_ring_fd(struct server *s, struct msg *m, unsigned *idx, int *fd)
+{
+    if (m->size != 8) {
+        slog(s, "%s: payload of %" PRIu32 " bytes (expected 8)", req_name(m->request), m->size);
+        return -EINVAL;
+    }
+    uint64_t v = get64(m->payload);
+    unsigned i = (unsigned)(v & VU_VRING_INDEX_MASK);
+    bool nofd = v & VU_VRING_NOFD;
+    if (i >= s->nq || (v & ~(uint64_t)(VU_VRING_INDEX_MASK | VU_VRING_NOFD))) {
+        slog(s, "%s: bad ring word 0x%" PRIx64 " (the device has %u rings)", req_name(m->request),
+             v, s->nq);
+        return -EINVAL;
+    }
+    if (m->nfds != (nofd ? 0u : 1u)) {
+        slog(s, "%s: %u file descriptors with the invalid-fd flag %s", req_name(m->request),
+             m->nfds, nofd ? "set" : "clear");
+        return -EINVAL;
+    }
+    *idx = i;
+    *fd = nofd ? -1 : m->fds[0];
+    if (!nofd)
+        m->fds[0] = -1;
+    return 0;
+}
+
+static int config_msg(struct server *s, struct msg *m, uint32_t *off, uint32_t *len)
+{
+    if (m->size < VU_CONFIG_HDR) {
+        slog(s, "%s: payload of %" PRIu32 " bytes", req_name(m->request), m->size);
+        return -EINVAL;
+    }
+    *off = get32(m->payload);
+    *len = get32(m->payload + 4);
+    if (*len > VU_CONFIG_MAX || m->size != VU_CONFIG_HDR + *len ||
+        (uint64_t)*off + *len > VU_CONFIG_MAX) {
+        slog(s, "%s: %" PRIu32 " bytes at offset %" PRIu32 " in a payload of %" PRIu32 " bytes",
+             req_name(m->request), *len, *off, m->size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void reset_device(struct server *s)
+{
+    vdisk_virtio_drain(s->v);
+    for (unsigned i = 0; i < s->nq; i++) {
+        ring_stop(s, i);
+        ring_forget(s, i);
+    }
+    vdisk_virtio_reset(s->v);
+    s->acked = 0;
+}
+
+/* Handles M; returns 0, -errno (a failure the front end is told about) or VU_CLOSE. */
+static int handle(struct server *s, struct msg *m, bool *replied)
+{
+    unsigned i;
+    uint32_t num;
+    int fd, r;
+    *replied = false;
+    switch (m->request) {
+    case VU_GET_FEATURES:
+        *replied = true;
+        return reply_u64(s, m->request, s->offered) < 0 ? VU_CLOSE : 0;
+    case VU_SET_FEATURES: {
+        if (m->size != 8)
+            return -EINVAL;
+        uint64_t f = get64(m->payload);
+        /* QEMU passes on bits that its own device model adds (virtio-scsi's
+         * F_CHANGE): the model gets what it offered, the rest is ignored. */
+        if ((f & ~s->offered) && !s->quiet)
+            slog(s, "SET_FEATURES: ignoring feature bits 0x%" PRIx64 " (not offered)",
+                 f & ~s->offered);
+        f &= s->offered;
+        if ((r = vdisk_virtio_set_features(s->v, f & ~(1ull << VU_F_PROTOCOL_FEATURES))) < 0) {
+            slog(s, "SET_FEATURES: %s", vdisk_get_error());
+            return r;
+        }
+        s->acked = f;
+        for (i = 0; i < s->nq; i++)
+            ring_update(s, i);
+        return 0;
+    }
+    case VU_GET_PROTOCOL_FEATURES:
+        *replied = true;
+        return reply_u64(s, m->request, s->proto_offered) < 0 ? VU_CLOSE : 0;
+    case VU_SET_PROTOCOL_FEATURES: {
+        if (m->size != 8)
+            return -EINVAL;
+        uint64_t f = get64(m->payload);
+        if (f & ~s->proto_offered) {
+            slog(s, "SET_PROTOCOL_FEATURES: 0x%" PRIx64 " has bits not offered", f);
+            return -EINVAL;
+        }
+        s->proto = f;
+        return 0;
+    }
+    case VU_GET_QUEUE_NUM:
+        *replied = true;
+        return reply_u64(s, m->request, s->nq) < 0 ? VU_CLOSE : 0;
+    case VU_SET_OWNER:
+        return 0;
+    case VU_RESET_OWNER:
+    case VU_RESET_DEVICE:
+        reset_device(s);
+        return 0;
+    case VU_SET_MEM_TABLE:
+        return set_mem_table(s, m);
+    case VU_SET_VRING_NUM:
+        if ((r = get_state(s, m, &i, &num)) < 0)
+            return r;
+        if (num == 0 || (num & (num - 1)) || num > vdisk_virtio_queue_max_size(s->v)) {
+            slog(s, "SET_VRING_NUM: ring %u: size %" PRIu32 " (a power of two up to %u)", i, num,
+                 vdisk_virtio_queue_max_size(s->v));
+            return -EINVAL;
+        }
+        if (s->q[i].running) {
+            slog(s, "SET_VRING_NUM: ring %u is running", i);
+            return -EBUSY;
+        }
+        s->q[i].num = num;
+        return 0;
+    case VU_SET_VRING_ADDR: {
+        if (m->size != 40) {
+            slog(s, "SET_VRING_ADDR: payload of %" PRIu32 " bytes (expected 40)", m->size);
+            return -EINVAL;
+        }
+        i = get32(m->payload);
+        if (i >= s->nq) {
+            slog(s, "SET_VRING_ADDR: ring %u (the device has %u)", i, s->nq);
+            return -EINVAL;
+        }
+        struct vu_queue *q = &s->q[i];
+        bool was = q->running;
+        ring_stop(s, i);
+        q->desc_uva = get64(m->payload + 8);
+        q->used_uva = get64(m->payload + 16);
+        q->avail_uva = get64(m->payload + 24);
+        q->addr_set = true;
+        if (was)
+            return ring_update(s, i);
+        return 0;
+    }
+    case VU_SET_VRING_BASE:
+        if ((r = get_state(s, m, &i, &num)) < 0)
+            return r;
+        if (num > 0xffff) {
+            slog(s, "SET_VRING_BASE: ring %u: base %" PRIu32 " (split rings only)", i, num);
+            return -EINVAL;
+        }
+        s->q[i].base = (uint16_t)num;
+        if (s->q[i].running && (r = vdisk_virtio_queue_set_base(s->v, i, (uint16_t)num)) < 0)
+            return r;
+        return 0;
+    case VU_GET_VRING_BASE: {
+        if ((r = get_state(s, m, &i, &num)) < 0)
+            return VU_CLOSE; /* the front end waits for a reply we cannot give */
+        struct vu_queue *q = &s->q[i];
+        q->started = false;
+        ring_stop(s, i);
+        kick_watch(s, i, false);
+        close_fd(&q->kick_fd);
+        uint32_t st[2] = {i, q->base};
+        *replied = true;
+        return send_reply(s, m->request, st, sizeof st) < 0 ? VU_CLOSE : 0;
+    }
+    case VU_SET_VRING_KICK: {
+        if ((r = get_ring_fd(s, m, &i, &fd)) < 0)
+            return r;
+        struct vu_queue *q = &s->q[i];
+        if (fd < 0) {
+            slog(s, "SET_VRING_KICK: ring %u: polling mode is not supported", i);
+            return -ENOTSUP;
+        }
+        kick_watch(s, i, false);
+        close_fd(&q->kick_fd);
+        q->kick_fd = fd;
+        kick_watch(s, i, true);
+        q->started = true;
+        return ring_update(s, i);
+    }
+    case VU_SET_VRING_CALL:
+        if ((r = get_ring_fd(s, m, &i, &fd)) < 0)
+            return r;
+        close_fd(&s->q[i].call_fd);
+        s->q[i].call_fd = fd;
+        return 0;
+    case VU_SET_VRING_ERR:
+        if ((r = get_ring_fd(s, m, &i, &fd)) < 0)
+            return r;
+        close_fd(&s->q[i].err_fd);
+        s->q[i].err_fd = fd;
+        return 0;
+    case VU_SET_VRING_ENABLE:
+        if ((r = get_state(s, m, &i, &num)) < 0)
+            return r;
+        if (num > 1) {
+            slog(s, "SET_VRING_ENABLE: ring %u: %" PRIu32 " (0 or 1)", i, num);
+            return -EINVAL;
+        }
+        s->q[i].enabled = num;
+        return ring_update(s, i);
+    case VU_GET_CONFIG: {
+        uint32_t off, len;
+        uint8_t buf[VU_CONFIG_HDR + VU_CONFIG_MAX];
+        *replied = true;
+        if (config_msg(s, m, &off, &len) < 0 ||
+            vdisk_virtio_config_read(s->v, off, buf + VU_CONFIG_HDR, len) < 0)
+            return send_reply(s, m->request, NULL, 0) < 0 ? VU_CLOSE : -EINVAL;
+        memcpy(buf, m->payload, VU_CONFIG_HDR);
+        return send_reply(s, m->request, buf, VU_CONFIG_HDR + len) < 0 ? VU_CLOSE : 0;
+    }
+    case VU_SET_CONFIG: {
+        uint32_t off, len;
+        if ((r = config_msg(s, m, &off, &len)) < 0)
+            return r;
+        const uint8_t *p = m->payload + VU_CONFIG_HDR;
+        if (len == 1 || len == 2 || len == 4 || len == 8)
+            return vdisk_virtio_config_write(s->v, off, p, len);
+        for (uint32_t k = 0; k < len; k++)
+            if ((r = vdisk_virtio_config_write(s->v, off + k, p + k, 1)) < 0)
+                return r;
+        return 0;
+    }
+    default:
+        slog(s, "%s (%" PRIu32 ") is not supported", req_name(m->request), m->request);
+        return -ENOTSUP;
+    }
+}
+
+/* ---- Connections ------------------------------------------------------------------ */
+
+static void listen_watch(struct server *s, bool on)
+{
+    if (on) {
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->listen_tag};
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &e);
+    } else {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+    }
+}
+
+/* The front end went away (or must): requests in flight finish, everything
+ * it gave is forgotten, and the next front end is accepted. */
+static void disconnect(struct server *s)
+{
+    if (s->conn_fd < 0)
+        return;
+    vdisk_virtio_drain(s->v);
+    for (unsigned i = 0; i < s->nq; i++) {
+        ring_stop(s, i);
+        ring_forget(s, i);
+    }
+    vdisk_virtio_reset(s->v);
+    mem_forget(s);
+    s->acked = s->proto = 0;
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->conn_fd, NULL);
+    close_fd(&s->conn_fd);
+    if (!s->quiet)
+        fprintf(stderr, "vdisk serve: %s: front end disconnected\n", s->path);
+    listen_watch(s, true);
+}
+
+static void on_accept(struct server *s)
+{
+    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            slog(s, "accept: %s", strerror(errno));
+        return;
+    }
+    /* A front end that stops in the middle of a message must not hang us. */
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    s->conn_fd = fd;
+    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &s->conn_tag};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+        slog(s, "epoll: %s", strerror(errno));
+        close_fd(&s->conn_fd);
+        return;
+    }
+    listen_watch(s, false);
+    s->connections++;
+    if (!s->quiet)
+        fprintf(stderr, "vdisk serve: %s: front end connected\n", s->path);
+}
+
+static void on_message(struct server *s)
+{
+    static struct msg m; /* one thread; 4 KiB is better off the stack */
+    int r = read_msg(s, &m);
+    if (r <= 0) {
+        for (unsigned i = 0; i < m.nfds; i++)
+            close_fd(&m.fds[i]);
+        disconnect(s);
+        return;
+    }
+    bool replied;
+    r = handle(s, &m, &replied);
+    for (unsigned i = 0; i < m.nfds; i++)
+        close_fd(&m.fds[i]);
+    if (r == VU_CLOSE) {
+        slog(s, "closing the connection");
+        disconnect(s);
+        return;
+    }
+    if (r < 0 && !(m.flags & VU_FLAG_NEED_REPLY) && m.request != VU_GET_CONFIG)
+        slog(s, "%s failed: %s", req_name(m.request), strerror(-r));
+    if ((m.flags & VU_FLAG_NEED_REPLY) && !replied &&
+        reply_u64(s, m.request, r < 0 ? (uint64_t)-r : 0) < 0)
+        disconnect(s);
+}
+
+static void on_kick(struct server *s, unsigned i)
+{
+    struct vu_queue *q = &s->q[i];
+    uint64_t v;
+    if (read(q->kick_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+        return;
+    if (!q->running)
+        return;
+    if (vdisk_virtio_queue_notify(s->v, i) < 0 && !q->broken_logged) {
+        q->broken_logged = true;
+        slog(s, "ring %u: %s", i, vdisk_get_error());
+    }
+}
+
+static void model_notify(void *opaque, unsigned qi)
+{
+    struct server *s = opaque;
+    if (qi >= s->nq || s->q[qi].call_fd < 0)
+        return;
+    uint64_t one = 1;
+    if (write(s->q[qi].call_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        slog(s, "ring %u: call: %s", qi, strerror(errno));
+}
+
+static void model_log(void *opaque, const char *message)
+{
+    struct server *s = opaque;
+    if (!s->quiet)
+        slog(s, "guest: %s", message);
+}
+
+/* ---- Sockets ------------------------------------------------------------------------ */
+
+static int make_listener(const char *path, bool *created)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof a.sun_path) {
+        cli_error("serve: socket path '%s' is longer than %zu bytes", path, sizeof a.sun_path - 1);
+        return -1;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            cli_error("serve: '%s' exists and is not a socket", path);
+            return -1;
+        }
+        unlink(path); /* a stale socket from an earlier run */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        cli_error("serve: socket: %s", strerror(errno));
+        return -1;
+    }
+    /* Bind under a temporary name and rename once listening, so that the
+     * socket file appears only when it accepts connections. */
+    char tmp[sizeof a.sun_path];
+    int n = snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
+    const char *bind_path = n > 0 && (size_t)n < sizeof tmp ? tmp : path;
+    strcpy(a.sun_path, bind_path);
+    unlink(tmp);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4) < 0 ||
+        (bind_path != path && rename(bind_path, path) < 0)) {
+        cli_error("serve: %s: %s", path, strerror(errno));
+        if (bind_path != path)
+            unlink(bind_path);
+        close(fd);
+        return -1;
+    }
+    *created = true;
+    return fd;
+}
+
+/* ---- The monitor ---------------------------------------------------------------------- */
+
+struct monitor {
+    const char *path;
+    bool created;
+    int listen_fd, conn_fd;
+    char line[4096];
+    size_t len;
+    struct ev_tag listen_tag, conn_tag;
+    struct server *cd;   /* the CD-ROM's server, or NULL */
+};
+
+static void mon_say(struct monitor *mon, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mon_say(struct monitor *mon, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+    if (send(mon->conn_fd, buf, len, MSG_NOSIGNAL) < 0) {
+        /* The reader went away; the next read sees the end. */
+    }
+}
+
+static void mon_command(struct monitor *mon, char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+        line[--n] = 0;
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (!*line)
+        return;
+    if (strcmp(line, "help") == 0) {
+        mon_say(mon, "commands: change PATH | eject | info | help\n");
+        return;
+    }
+    if (!mon->cd) {
+        mon_say(mon, "error: no CD-ROM is served (--vhost-user-scsi)\n");
+        return;
+    }
+    struct server *s = mon->cd;
+    if (strncmp(line, "change ", 7) == 0 || strcmp(line, "eject") == 0) {
+        const char *iso = NULL;
+        if (line[0] == 'c') {
+            iso = line + 7;
+            while (*iso == ' ')
+                iso++;
+            if (!*iso) {
+                mon_say(mon, "error: change: no path\n");
+                return;
+            }
+        }
+        int r = vdisk_virtio_scsi_change_medium(s->v, iso);
+        if (r < 0) {
+            mon_say(mon, "error: %s\n", vdisk_get_error());
+            slog(s, "monitor: %s", vdisk_get_error());
+        } else {
+            mon_say(mon, "ok\n");
+            if (!s->quiet)
+                slog(s, "medium %s%s", iso ? "changed to " : "ejected", iso ? iso : "");
+        }
+        return;
+    }
+    if (strcmp(line, "info") == 0) {
+        struct vdisk_cdrom_media md;
+        if (vdisk_cdrom_get_media(s->dev, &md) < 0) {
+            mon_say(mon, "error: %s\n", vdisk_get_error());
+            return;
+        }
+        if (md.loaded)
+            mon_say(mon, "medium: loaded, %" PRIu64 " blocks of 2048 bytes, volume id '%s', "
+                    "%" PRIu64 " changes\n", md.blocks, md.volume_id, md.media_changes);
+        else
+            mon_say(mon, "medium: none, %" PRIu64 " changes\n", md.media_changes);
+        return;
+    }
+    mon_say(mon, "error: unknown command (try 'help')\n");
+}
+
+static void mon_close(struct monitor *mon, int epfd)
+{
+    if (mon->conn_fd < 0)
+        return;
+    epoll_ctl(epfd, EPOLL_CTL_DEL, mon->conn_fd, NULL);
+    close_fd(&mon->conn_fd);
+    mon->len = 0;
+}
+
+static void mon_accept(struct monitor *mon, int epfd)
+{
+    int fd = accept4(mon->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    mon_close(mon, epfd); /* one client at a time: the newest */
+    mon->conn_fd = fd;
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &mon->conn_tag};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0)
+        close_fd(&mon->conn_fd);
+}
+
+static void mon_read(struct monitor *mon, int epfd)
+{
+    for (;;) {
+        ssize_t n = read(mon->conn_fd, mon->line + mon->len, sizeof mon->line - 1 - mon->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            if (mon->len) { /* a last line without its newline */
+                mon->line[mon->len] = 0;
+                mon_command(mon, mon->line);
+            }
+            mon_close(mon, epfd);
+            return;
+        }
+        mon->len += (size_t)n;
+        char *nl;
+        while ((nl = memchr(mon->line, '\n', mon->len))) {
+            *nl = 0;
+            mon_command(mon, mon->line);
+            size_t used = (size_t)(nl + 1 - mon->line);
+            memmove(mon->line, nl + 1, mon->len - used);
+            mon->len -= used;
+        }
+        if (mon->len == sizeof mon->line - 1) {
+            mon_say(mon, "error: line too long\n");
+            mon_close(mon, epfd);
+            return;
+        }
+    }
+}
+
+/* ---- The command ------------------------------------------------------------------------ */
+
+static void help(void)
+{
+    printf("usage: vdisk serve --vhost-user-blk SOCKET [-r] [-f FMT] [-t CACHE] [--num-queues N]\n"
+           "                   [--serial S] [OPTIONS] IMAGE\n"
+           "       vdisk serve --vhost-user-scsi SOCKET [--cdrom ISO] [--monitor MSOCK] [OPTIONS]\n"
+           "       vdisk serve --vhost-user-blk SOCKET ... IMAGE --vhost-user-scsi SOCKET2 ...\n"
+           "\n"
+           "Serves IMAGE as a virtio-blk disk, and/or ISO as a CD-ROM on a virtio-scsi\n"
+           "controller, to a hypervisor's vhost-user front end (QEMU's vhost-user-blk and\n"
+           "vhost-user-scsi devices) on Unix socket SOCKET.  The socket file is created\n"
+           "(a stale socket is replaced) and removed at exit.  When the front end\n"
+           "disconnects, the next one is accepted (QEMU's -chardev socket,reconnect=N).\n"
+           "SIGINT or SIGTERM: requests in flight finish, the image is flushed, exit 0.\n"
+           "\n"
+           "  --vhost-user-blk=SOCKET   serve IMAGE as virtio-blk on SOCKET\n"
+           "  --vhost-user-scsi=SOCKET  serve a virtio-scsi CD-ROM on SOCKET\n"
+           "  --cdrom=ISO               the CD-ROM's medium (without it the drive is empty)\n"
+           "  -f, --format=FMT          IMAGE's format (probed when not given)\n"
+           "  -r, --read-only           the disk is read-only (VIRTIO_BLK_F_RO)\n"
+           "  -t, --cache=MODE          IMAGE's cache mode (none, writeback, ...)\n"
+           "      --num-queues=N        request queues of each device (default 1)\n"
+           "      --queue-size=N        the largest ring size accepted (default 1024)\n"
+           "      --serial=S            the disk's serial number (GET_ID; 20 bytes at most)\n"
+           "      --monitor=MSOCK       a Unix socket taking one command a line:\n"
+           "                              change PATH   load another ISO in the CD-ROM\n"
+           "                              eject         leave the drive empty\n"
+           "                              info          the medium's state\n"
+           "                            each answered by 'ok' or 'error: ...' (e.g.\n"
+           "                            echo 'change b.iso' | socat - UNIX-CONNECT:MSOCK)\n"
+           "  -q, --quiet               no messages but errors\n"
+           "\n"
+           "QEMU needs shareable guest memory (-object memory-backend-memfd,...,share=on).\n");
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    enum { O_BLK = 256, O_SCSI, O_CDROM, O_NQ, O_QS, O_SERIAL, O_MON };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"vhost-user-blk", required_argument, NULL, O_BLK},
+        {"vhost-user-scsi", required_argument, NULL, O_SCSI},
+        {"cdrom", required_argument, NULL, O_CDROM},
+        {"format", required_argument, NULL, 'f'},
+        {"read-only", no_argument, NULL, 'r'},
+        {"cache", required_argument, NULL, 't'},
+        {"num-queues", required_argument, NULL, O_NQ},
+        {"queue-size", required_argument, NULL, O_QS},
+        {"serial", required_argument, NULL, O_SERIAL},
+        {"monitor", required_argument, NULL, O_MON},
+        {"quiet", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *blk_path = NULL, *scsi_path = NULL, *iso = NULL, *serial = NULL, *mon_path = NULL;
+    struct open_args oa = {0};
+    /* The front end picks the ring sizes (QEMU's vhost-user-blk: 128 to
+     * 1024), with no way to ask: offer the largest the models take. */
+    unsigned nqueues = 0, qsize = VDISK_VIRTIO_QUEUE_MAX;
+    bool quiet = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "hf:rt:q", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h': help(); return 0;
+        case O_BLK: blk_path = optarg; break;
+        case O_SCSI: scsi_path = optarg; break;
+        case O_CDROM: iso = optarg; break;
+        case 'f': oa.format = optarg; break;
+        case 'r': oa.read_only = true; break;
+        case 't': oa.cache = optarg; break;
+        case O_NQ:
+        case O_QS: {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || *end || !*optarg || v == 0 || v > 65536) {
+                cli_error("serve: invalid %s '%s'", c == O_NQ ? "--num-queues" : "--queue-size",
+                          optarg);
+                return 1;
+            }
+            *(c == O_NQ ? &nqueues : &qsize) = (unsigned)v;
+            break;
+        }
+        case O_SERIAL: serial = optarg; break;
+        case O_MON: mon_path = optarg; break;
+        case 'q': quiet = true; break;
+        default: return 1;
+        }
+    }
+    const char *image = NULL;
+    if (optind < argc)
+        image = argv[optind++];
+    if (optind < argc) {
+        cli_error("serve: unexpected argument '%s'", argv[optind]);
+        return 1;
+    }
+    if (!blk_path && !scsi_path) {
+        cli_error("serve: nothing to serve (--vhost-user-blk SOCKET IMAGE or "
+                  "--vhost-user-scsi SOCKET --cdrom ISO)");
+        return 1;
+    }
+    if (blk_path && !image) {
+        cli_error("serve: --vhost-user-blk needs an IMAGE");
+        return 1;
+    }
+    if (!blk_path && image) {
+        cli_error("serve: IMAGE '%s' given without --vhost-user-blk", image);
+        return 1;
+    }
+    if (!scsi_path && iso) {
+        cli_error("serve: --cdrom needs --vhost-user-scsi");
+        return 1;
+    }
+    if (blk_path && scsi_path && strcmp(blk_path, scsi_path) == 0) {
+        cli_error("serve: the two devices need two sockets");
+        return 1;
+    }
+    if (serial && strlen(serial) > 20) {
+        cli_error("serve: --serial '%s' is longer than 20 bytes", serial);
+        return 1;
+    }
+
+    int status = 1;
+    struct server srv[2];
+    unsigned nsrv = 0;
+    struct monitor mon = {.listen_fd = -1, .conn_fd = -1};
+    int epfd = -1, sfd = -1;
+    sigset_t mask, oldmask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, &oldmask);
+    signal(SIGPIPE, SIG_IGN);
+
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (epfd < 0 || sfd < 0) {
+        cli_error("serve: %s: %s", epfd < 0 ? "epoll" : "signalfd", strerror(errno));
+        goto out;
+    }
+
+    for (int k = 0; k < 2; k++) {
+        const char *path = k == 0 ? blk_path : scsi_path;
+        if (!path)
+            continue;
+        struct server *s = &srv[nsrv];
+        memset(s, 0, sizeof *s);
+        s->kind = k == 0 ? "vhost-user-blk" : "vhost-user-scsi";
+        s->path = path;
+        s->listen_fd = s->conn_fd = -1;
+        s->epfd = epfd;
+        s->quiet = quiet;
+        int r;
+        if (k == 0) {
+            if (!(s->dev = cli_open(image, &oa)))
+                goto out;
+            struct vdisk_virtio_blk_params p = {.num_queues = nqueues, .queue_size = qsize,
+                                                .serial = serial, .read_only = oa.read_only};
+            r = vdisk_virtio_blk_new(&s->v, s->dev, &p);
+        } else {
+            if ((r = vdisk_open_cdrom(&s->dev, iso, NULL)) < 0) {
+                cli_lib_error();
+                goto out;
+            }
+            struct vdisk_virtio_scsi_params p = {.num_queues = nqueues, .queue_size = qsize};
+            r = vdisk_virtio_scsi_cdrom_new(&s->v, s->dev, &p);
+        }
+        nsrv++;
+        if (r < 0) {
+            cli_lib_error();
+            goto out;
+        }
+        struct vdisk_virtio_host h = {.notify = model_notify, .log = model_log, .opaque = s};
+        vdisk_virtio_set_host(s->v, &h);
+        s->nq = vdisk_virtio_num_queues(s->v);
+        if (s->nq == 0 || s->nq > VU_MAX_QUEUES) {
+            cli_error("serve: the device has %u queues", s->nq);
+            goto out;
+        }
+        s->offered = vdisk_virtio_features(s->v) | (1ull << VU_F_PROTOCOL_FEATURES);
+        /* QEMU's vhost-user-scsi keeps the configuration space itself and
+         * warns about a back end offering CONFIG: offer it for the disk. */
+        s->proto_offered = VU_PROTO_OFFERED;
+        if (k == 1)
+            s->proto_offered &= ~(1ull << VU_PROTO_F_CONFIG);
+        if (!(s->q = calloc(s->nq, sizeof *s->q))) {
+            cli_error("serve: out of memory");
+            goto out;
+        }
+        for (unsigned i = 0; i < s->nq; i++) {
+            s->q[i].kick_fd = s->q[i].call_fd = s->q[i].err_fd = -1;
+            s->q[i].tag = (struct ev_tag){EV_KICK, s, i};
+        }
+        s->listen_tag = (struct ev_tag){EV_LISTEN, s, 0};
+        s->conn_tag = (struct ev_tag){EV_CONN, s, 0};
+        s->done_tag = (struct ev_tag){EV_DONE, s, 0};
+        if ((s->listen_fd = make_listener(path, &s->path_created)) < 0)
+            goto out;
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->done_tag};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, vdisk_virtio_get_fd(s->v), &e) < 0) {
+            cli_error("serve: epoll: %s", strerror(errno));
+            goto out;
+        }
+        listen_watch(s, true);
+        if (!quiet) {
+            if (k == 0)
+                fprintf(stderr, "vdisk serve: %s on %s: %s (%" PRIu64 " bytes, %s, %u queue%s)\n",
+                        s->kind, path, image, vdisk_get_size(s->dev),
+                        oa.read_only ? "read-only" : "read-write", s->nq, s->nq == 1 ? "" : "s");
+            else
+                fprintf(stderr, "vdisk serve: %s on %s: CD-ROM, %s\n", s->kind, path,
+                        iso ? iso : "no medium");
+        }
+    }
+
+    struct ev_tag sig_tag = {EV_SIGNAL, NULL, 0};
+    struct epoll_event se = {.events = EPOLLIN, .data.ptr = &sig_tag};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &se);
+
+    if (mon_path) {
+        mon.path = mon_path;
+        mon.cd = scsi_path ? &srv[nsrv - 1] : NULL;
+        mon.listen_tag = (struct ev_tag){EV_MON_LISTEN, NULL, 0};
+        mon.conn_tag = (struct ev_tag){EV_MON_CONN, NULL, 0};
+        if ((mon.listen_fd = make_listener(mon_path, &mon.created)) < 0)
+            goto out;
+        struct epoll_event me = {.events = EPOLLIN, .data.ptr = &mon.listen_tag};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, mon.listen_fd, &me);
+        if (!quiet)
+            fprintf(stderr, "vdisk serve: monitor on %s\n", mon_path);
+    }
+
+    bool stop = false;
+    while (!stop) {
+        struct epoll_event ev[32];
+        int n = epoll_wait(epfd, ev, 32, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            cli_error("serve: epoll_wait: %s", strerror(errno));
+            goto out;
+        }
+        for (int k = 0; k < n && !stop; k++) {
+            struct ev_tag *t = ev[k].data.ptr;
+            switch (t->kind) {
+            case EV_LISTEN:
+                if (t->s->conn_fd < 0)
+                    on_accept(t->s);
+                break;
+            case EV_CONN:
+                if (t->s->conn_fd >= 0)
+                    on_message(t->s);
+                break;
+            case EV_KICK:
+                if (t->s->q[t->q].kick_fd >= 0)
+                    on_kick(t->s, t->q);
+                break;
+            case EV_DONE: {
+                int r = vdisk_virtio_poll(t->s->v);
+                if (r < 0)
+                    slog(t->s, "completions: %s", vdisk_get_error());
+                break;
+            }
+            case EV_SIGNAL: {
+                struct signalfd_siginfo si;
+                if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                    if (!quiet)
+                        fprintf(stderr, "vdisk serve: signal %" PRIu32 ", stopping\n", si.ssi_signo);
+                    stop = true;
+                }
+                break;
+            }
+            case EV_MON_LISTEN:
+                mon_accept(&mon, epfd);
+                break;
+            case EV_MON_CONN:
+                if (mon.conn_fd >= 0)
+                    mon_read(&mon, epfd);
+                break;
+            }
+        }
+    }
+    status = 0;
+
+out:
+    for (unsigned k = 0; k < nsrv; k++) {
+        struct server *s = &srv[k];
+        if (s->v) {
+            if (s->listen_fd >= 0)
+                listen_watch(s, false);
+            disconnect(s);
+            vdisk_virtio_drain(s->v);
+        }
+    }
+    for (unsigned k = 0; k < nsrv; k++) {
+        struct server *s = &srv[k];
+        if (s->dev && status == 0 && k == 0 && blk_path && !oa.read_only &&
+            vdisk_flush(s->dev) < 0) {
+            cli_lib_error();
+            status = 1;
+        }
+        vdisk_virtio_free(s->v);
+        if (s->dev)
+            vdisk_close(s->dev);
+        free(s->q);
+        close_fd(&s->listen_fd);
+        if (s->path_created)
+            unlink(s->path);
+    }
+    mon_close(&mon, epfd);
+    close_fd(&mon.listen_fd);
+    if (mon.created)
+        unlink(mon.path);
+    if (sfd >= 0)
+        close(sfd);
+    if (epfd >= 0)
+        close(epfd);
+    sigprocmask(SIG_SETMASK, &oldmask, NULL);
+    return status;
+}
