@@ -526,6 +526,23 @@ START_TEST(blk_io)
     ck_assert_uint_eq(blk_req(&f, BLK_IN, 100, 8192, 1), 0);
     assert_same_bytes(host(&f, OFF_DATA), pat, 8192, 100 * 512, "read after write");
 
+    /* Five reads in flight at once, one kick: each lands in its own buffer. */
+    for (unsigned k = 0; k < 5; k++) {
+        struct { uint32_t type, reserved; uint64_t sector; } rh = {BLK_IN, 0, 200 + 16 * k};
+        memcpy(host(&f, OFF_HDR + 32 * k), &rh, sizeof rh);
+        *(uint8_t *)host(&f, OFF_STATUS + k) = 0xee;
+        struct buf b[3] = {{OFF_HDR + 32 * k, 16, false}, {OFF_DATA + 8192 * k, 8192, true},
+                           {OFF_STATUS + k, 1, true}};
+        fe_add(&f, 0, 3 * k, b, 3);
+    }
+    fe_kick(&f, 0);
+    fe_wait(&f, 0);
+    for (unsigned k = 0; k < 5; k++) {
+        ck_assert_uint_eq(*(uint8_t *)host(&f, OFF_STATUS + k), 0);
+        assert_same_bytes(host(&f, OFF_DATA + 8192 * k), orig + (200 + 16 * k) * 512, 8192,
+                          (200 + 16 * k) * 512, "batched read");
+    }
+
     /* GET_ID. */
     memset(host(&f, OFF_DATA), 0, 20);
     ck_assert_uint_eq(blk_req(&f, BLK_GET_ID, 0, 20, 1), 0);
@@ -629,6 +646,20 @@ START_TEST(malformed)
     fe_kick(&f, 0);
     fe_wait(&f, 0);
     ck_assert_uint_ne(*(uint8_t *)host(&f, OFF_STATUS), 0);
+
+    /* An available index that jumps by more than the ring's size breaks the
+     * ring: the error eventfd (SET_VRING_ERR) is signalled. */
+    int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    idx = 0;
+    ok(&f, 14 /* SET_VRING_ERR */, &idx, 8, &err, 1);
+    uint8_t *avail = host(&f, ring_off(0, OFF_AVAIL));
+    __atomic_store_n((uint16_t *)(avail + 2), (uint16_t)(f.avail_idx[0] + 3 * QSIZE),
+                     __ATOMIC_RELEASE);
+    fe_kick(&f, 0);
+    struct pollfd pe = {.fd = err, .events = POLLIN};
+    ck_assert_msg(poll(&pe, 1, 10000) == 1, "no error signal for a broken ring");
+    close(err);
+    assert_server_alive();
 
     /* A payload bigger than any request: the server hangs up. */
     send_raw(f.sock, SET_VRING_NUM, F_VERSION, 1u << 30, NULL, 0, NULL, 0);

@@ -840,6 +840,10 @@ static void on_kick(struct server *s, unsigned i)
     if (vdisk_virtio_queue_notify(s->v, i) < 0 && !q->broken_logged) {
         q->broken_logged = true;
         slog(s, "ring %u: %s", i, vdisk_get_error());
+        /* The ring cannot be used any more: tell the front end (SET_VRING_ERR). */
+        uint64_t one = 1;
+        if (q->err_fd >= 0 && write(q->err_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+            slog(s, "ring %u: error fd: %s", i, strerror(errno));
     }
 }
 
@@ -1053,7 +1057,8 @@ static void help(void)
            "vhost-user-scsi devices) on Unix socket SOCKET.  The socket file is created\n"
            "(a stale socket is replaced) and removed at exit.  When the front end\n"
            "disconnects, the next one is accepted (QEMU's -chardev socket,reconnect=N).\n"
-           "SIGINT or SIGTERM: requests in flight finish, the image is flushed, exit 0.\n"
+           "SIGINT, SIGTERM or SIGHUP: requests in flight finish, the image is flushed,\n"
+           "and the exit status is 0.\n"
            "\n"
            "  --vhost-user-blk=SOCKET   serve IMAGE as virtio-blk on SOCKET\n"
            "  --vhost-user-scsi=SOCKET  serve a virtio-scsi CD-ROM on SOCKET\n"
