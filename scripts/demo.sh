@@ -4,9 +4,12 @@
 # them with vdisk and reads them back with qemu-io (and the reverse), makes
 # a linked clone, writes compressed clusters, checks, describes and maps the
 # images, takes and applies a snapshot, converts (compressed, and from a
-# snapshot), compares, and does unaligned O_DIRECT I/O.  Later steps
-# (an ISO served as a CD-ROM to a guest) join as they land.  Partitions:
-# a GPT on a qcow2 image, one partition written as a device and converted.
+# snapshot), compares, and does unaligned O_DIRECT I/O.  Partitions: a GPT
+# on a qcow2 image, one partition written as a device and converted.
+# Guests: a Linux kernel (Debian's, in QEMU with software emulation) gets a
+# qcow2 clone as its disk and an ISO as its CD-ROM from `vdisk serve` over
+# vhost-user, reads the CD and writes the disk; then vdisk-vmm runs the
+# bundled test guest on the same kind of disk and CD where /dev/kvm can.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
@@ -76,6 +79,24 @@ qemu-io -f raw -c 'read -P 0x77 0 1M' "$work/p2.raw"
 step "the backing chain, as qemu-img info --backing-chain prints it"
 "$vdisk" info --backing-chain "$work/clone.qcow2"
 "$vdisk" map --output=json "$work/clone.qcow2"
+
+step "an ISO as a CD-ROM and a qcow2 clone as a disk, served by vdisk serve to a Linux guest"
+# tests/linux/guest-test.sh builds the images and the ISO, starts
+#   vdisk serve --vhost-user-blk SOCK overlay.qcow2
+#   vdisk serve --vhost-user-scsi SOCK --cdrom test.iso
+# and boots the guest, which mounts /dev/sr0, checks a file's sha256, writes
+# the disk with O_DIRECT, ejects the CD and powers off; then the image is
+# checked and read back on the host.
+rc=0
+bash tests/linux/guest-test.sh "$vdisk" "$work/linux-guest" || rc=$?
+if [ $rc = 77 ]; then echo "(skipped: see the reason above)"; elif [ $rc != 0 ]; then exit $rc; fi
+grep -a 'VDISK-TEST:' "$work/linux-guest/serial.log" || true
+
+step "vdisk-vmm: the bundled guest reads the CD-ROM and writes the disk"
+rc=0
+bash tests/vmm/guest-test.sh "$src/build/tools/vmm/vdisk-vmm" "$src/build/tests/guest/guest.bin" \
+  "$vdisk" "$work/vmm-guest" || rc=$?
+if [ $rc = 77 ]; then echo "(skipped: see the reason above)"; elif [ $rc != 0 ]; then exit $rc; fi
 
 step "benchmark: 4 KiB random reads, queue depth 32, io_uring"
 "$vdisk" bench -f raw -n -d 32 -c 20000 --random=1 "$work/disk.img" || true
