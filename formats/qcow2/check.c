@@ -10,7 +10,15 @@
  * active tables against the refcounts.  Repairs set leaked refcounts right
  * (-r leaks), and with -r all rebuild the refcount structure when refcounts
  * are too low, and fix the COPIED flags.  The memory used is 4 bytes per
- * host cluster of the file, so it is bounded by the file's size.
+ * host cluster of the file (12 when L2 tables are shared, as with
+ * snapshots), so it is bounded by the file's size.
+ *
+ * The time is bounded by the file's size too, however the tables point:
+ * an L2 table referenced many times (snapshots share them; a hostile image
+ * may point every L1 entry at one) is read and walked once, and its later
+ * references are counted and applied in one more walk at the end; an L1
+ * table of a snapshot that overlaps another L1 table (never the case in a
+ * sound image, where each has its own clusters) is reported, not walked.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,7 +39,43 @@ struct ck {
     void *opaque;
     uint8_t *buf;             /* one cluster */
     bool rebuild;             /* the refcount structure cannot be trusted */
+    uint8_t *seen;            /* bit per cluster: walked as an L2 table */
+    uint8_t *l1seen;          /* bit per cluster: holds a walked L1 table */
+    uint32_t *again;          /* per cluster, lazily: later references as an
+                                 L2 table, from any L1 table... */
+    uint32_t *again_active;   /* ...and from the active one */
 };
+
+static bool bit_test_set(uint8_t *map, uint64_t c)
+{
+    bool was = map[c / 8] & (1u << (c % 8));
+    map[c / 8] |= (uint8_t)(1u << (c % 8));
+    return was;
+}
+
+/* The per-walk state, allocated with refs (NB clusters). */
+static int ck_alloc(struct ck *ck)
+{
+    ck->refs = calloc(ck->nb ? ck->nb : 1, sizeof *ck->refs);
+    ck->seen = calloc(ck->nb / 8 + 1, 1);
+    ck->l1seen = calloc(ck->nb / 8 + 1, 1);
+    ck->buf = malloc(ck->s->cluster_size);
+    if (!ck->refs || !ck->seen || !ck->l1seen || !ck->buf)
+        return err_set(-ENOMEM, "out of memory for the check of %" PRIu64 " clusters", ck->nb);
+    return 0;
+}
+
+static void ck_free(struct ck *ck)
+{
+    free(ck->refs);
+    free(ck->seen);
+    free(ck->l1seen);
+    free(ck->again);
+    free(ck->again_active);
+    free(ck->buf);
+    ck->refs = ck->again = ck->again_active = NULL;
+    ck->seen = ck->l1seen = ck->buf = NULL;
+}
 
 static void say(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(struct ck *ck, const char *fmt, ...)
@@ -46,7 +90,8 @@ static void say(struct ck *ck, const char *fmt, ...)
     ck->report(ck->opaque, line);
 }
 
-static void mark(struct ck *ck, uint64_t off, uint64_t len)
+/* Counts WEIGHT references to the clusters of OFF+LEN. */
+static void mark_n(struct ck *ck, uint64_t off, uint64_t len, uint64_t weight)
 {
     if (!len)
         return;
@@ -59,14 +104,27 @@ static void mark(struct ck *ck, uint64_t off, uint64_t len)
             ck->res->corruptions++;
             return;
         }
-        if (ck->refs[c] < UINT32_MAX)
-            ck->refs[c]++;
+        uint64_t v = ck->refs[c] + weight;
+        ck->refs[c] = v < UINT32_MAX ? (uint32_t)v : UINT32_MAX;
     }
 }
 
-/* Walks one L2 table; ACTIVE: count statistics for the active image. */
-static void walk_l2(struct ck *ck, const uint8_t *l2, bool active)
+static void mark(struct ck *ck, uint64_t off, uint64_t len)
 {
+    mark_n(ck, off, len, 1);
+}
+
+/*
+ * Walks one L2 table as WEIGHT references to it, ACTIVE of them from the
+ * active L1 table (statistics); QUIET: the problems were reported at the
+ * first walk, count them only.
+ */
+static void walk_l2(struct ck *ck, const uint8_t *l2, uint64_t weight, uint64_t active,
+                    bool quiet)
+{
+    vdisk_check_report_fn report = ck->report;
+    if (quiet)
+        ck->report = NULL;
     struct qcow2 *s = ck->s;
     uint64_t contig = 0, *next_contig = &contig; /* QEMU counts within each table */
     for (uint64_t j = 0; j < s->l2_entries; j++) {
@@ -74,42 +132,39 @@ static void walk_l2(struct ck *ck, const uint8_t *l2, bool active)
         if (e & QCOW2_OFLAG_COMPRESSED) {
             uint64_t off, len;
             qcow2_compressed_range(s, e, &off, &len);
-            mark(ck, off & ~511ull, len + (off & 511));
-            if (active) {
-                ck->res->allocated_clusters++;
-                ck->res->compressed_clusters++;
-                ck->res->fragmented_clusters++;
-            }
+            mark_n(ck, off & ~511ull, len + (off & 511), weight);
+            ck->res->allocated_clusters += (int64_t)active;
+            ck->res->compressed_clusters += (int64_t)active;
+            ck->res->fragmented_clusters += (int64_t)active;
             continue;
         }
         uint64_t host = e & QCOW2_OFFSET_MASK;
         uint64_t reserved = QCOW2_L2E_RESERVED | (s->version < 3 || s->ext_l2 ? 1 : 0);
         if (e & reserved) {
             say(ck, "ERROR: L2 entry 0x%016" PRIx64 " has reserved bits set", e);
-            ck->res->corruptions++;
+            ck->res->corruptions += (int64_t)weight;
             continue;
         }
         if (host % s->cluster_size) {
             say(ck, "ERROR offset=%" PRIx64 ": Cluster is not properly aligned; L2 entry "
                 "corrupted.", host);
-            ck->res->corruptions++;
+            ck->res->corruptions += (int64_t)weight;
             continue;
         }
         if (s->ext_l2 && ((uint32_t)bm & (uint32_t)(bm >> 32))) {
             say(ck, "ERROR: extended L2 entry 0x%016" PRIx64 " 0x%016" PRIx64
                 " has subclusters both allocated and zero", e, bm);
-            ck->res->corruptions++;
+            ck->res->corruptions += (int64_t)weight;
         }
         if (!host)
             continue;
-        mark(ck, host, s->cluster_size);
-        if (active) {
-            ck->res->allocated_clusters++;
-            if (*next_contig && host != *next_contig)
-                ck->res->fragmented_clusters++;
-            *next_contig = host + s->cluster_size;
-        }
+        mark_n(ck, host, s->cluster_size, weight);
+        ck->res->allocated_clusters += (int64_t)active;
+        if (*next_contig && host != *next_contig)
+            ck->res->fragmented_clusters += (int64_t)active;
+        *next_contig = host + s->cluster_size;
     }
+    ck->report = report;
 }
 
 static int read_cluster(struct ck *ck, uint64_t off, uint8_t *buf)
@@ -155,11 +210,57 @@ static int walk_l1(struct ck *ck, uint64_t off, uint64_t count, bool active)
         mark(ck, l2, s->cluster_size);
         if (l2 >= dev_size(s->file))
             continue;
+        uint64_t c = l2 >> s->cluster_bits;
+        if (c < ck->nb && bit_test_set(ck->seen, c)) {
+            /* Walked before: count this reference for the walk at the end. */
+            if (!ck->again) {
+                ck->again = calloc(ck->nb, sizeof *ck->again);
+                ck->again_active = calloc(ck->nb, sizeof *ck->again_active);
+                if (!ck->again || !ck->again_active) {
+                    free(l1);
+                    return err_set(-ENOMEM, "out of memory");
+                }
+            }
+            if (ck->again[c] < UINT32_MAX)
+                ck->again[c]++;
+            if (active && ck->again_active[c] < UINT32_MAX)
+                ck->again_active[c]++;
+            continue;
+        }
         if (read_cluster(ck, l2, ck->buf) == 0)
-            walk_l2(ck, ck->buf, active);
+            walk_l2(ck, ck->buf, 1, active, false);
     }
     free(l1);
     return 0;
+}
+
+/* The later references to L2 tables walked before, in one walk each. */
+static void walk_again(struct ck *ck)
+{
+    if (!ck->again)
+        return;
+    for (uint64_t c = 0; c < ck->nb; c++) {
+        if (!ck->again[c])
+            continue;
+        if (read_cluster(ck, c << ck->s->cluster_bits, ck->buf) == 0)
+            walk_l2(ck, ck->buf, ck->again[c], ck->again_active[c], true);
+        ck->again[c] = ck->again_active[c] = 0;
+    }
+}
+
+/* Whether the L1 table at OFF (COUNT entries) lies on clusters that hold
+ * another L1 table walked before; marks its clusters as holding one. */
+static bool l1_overlaps(struct ck *ck, uint64_t off, uint64_t count)
+{
+    if (!count || off % ck->s->cluster_size || !range_inside(off, count * 8, dev_size(ck->s->file)))
+        return false; /* walk_l1 reports it */
+    uint64_t c0 = off >> ck->s->cluster_bits, c1 = (off + count * 8 - 1) >> ck->s->cluster_bits;
+    for (uint64_t c = c0; c <= c1 && c < ck->nb; c++)
+        if (ck->l1seen[c / 8] & (1u << (c % 8)))
+            return true;
+    for (uint64_t c = c0; c <= c1 && c < ck->nb; c++)
+        bit_test_set(ck->l1seen, c);
+    return false;
 }
 
 /* The snapshot table: each snapshot's L1 table and what it references. */
@@ -170,6 +271,13 @@ static int walk_snapshots(struct ck *ck)
         return 0;
     mark(ck, s->snapshots_offset, s->snapshots_size);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        if (l1_overlaps(ck, s->snaps[i].l1_offset, s->snaps[i].l1_size)) {
+            say(ck, "ERROR: the L1 table of snapshot %" PRIu32 " (offset 0x%" PRIx64 ", %" PRIu32
+                " entries) overlaps another L1 table", i, s->snaps[i].l1_offset,
+                s->snaps[i].l1_size);
+            ck->res->corruptions++;
+            continue;
+        }
         int r = walk_l1(ck, s->snaps[i].l1_offset, s->snaps[i].l1_size, false);
         if (r < 0)
             return r;
@@ -195,12 +303,16 @@ static int scan(struct ck *ck, unsigned flags)
     struct qcow2 *s = ck->s;
     uint64_t cs = s->cluster_size;
     memset(ck->refs, 0, ck->nb * sizeof *ck->refs);
+    memset(ck->seen, 0, ck->nb / 8 + 1);
+    memset(ck->l1seen, 0, ck->nb / 8 + 1);
     mark(ck, 0, cs);
+    l1_overlaps(ck, s->l1_offset, s->l1_size);
     int r = walk_l1(ck, s->l1_offset, s->l1_size, true);
     if (r == 0)
         r = walk_snapshots(ck);
     if (r < 0)
         return r;
+    walk_again(ck);
     mark(ck, s->reft_offset, (uint64_t)s->reft_clusters * cs);
     for (uint64_t t = 0; t < s->reft_entries; t++) {
         uint64_t off = s->reft[t] & ~QCOW2_REFT_RESERVED;
@@ -429,7 +541,9 @@ static int check_copied(struct ck *ck, bool fix)
     struct copied_report cr = {ck, fix};
     uint64_t fixed = 0;
     if (!fix) {
-        /* Count without changing anything: work on copies of the tables. */
+        /* Count without changing anything: work on copies of the tables.
+         * An L2 table that several L1 entries share is walked once. */
+        memset(ck->seen, 0, ck->nb / 8 + 1);
         for (uint64_t i = 0; i < s->l1_size; i++) {
             uint64_t e = s->l1[i], l2 = e & QCOW2_OFFSET_MASK, rc;
             if (!l2 || l2 % s->cluster_size || l2 >= dev_size(s->file))
@@ -440,6 +554,8 @@ static int check_copied(struct ck *ck, bool fix)
             }
             if (copied_wrong(ck, l2 >> s->cluster_bits, rc, (e & QCOW2_OFLAG_COPIED) != 0))
                 copied_found(&cr, i, e, true);
+            if ((l2 >> s->cluster_bits) < ck->nb && bit_test_set(ck->seen, l2 >> s->cluster_bits))
+                continue;
             if (read_cluster(ck, l2, ck->buf) < 0)
                 continue;
             for (uint64_t j = 0; j < s->l2_entries; j++) {
@@ -470,12 +586,10 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
     if (r < 0 && !s->read_only)
         return r;
     ck.nb = (dev_size(s->file) + s->cluster_size - 1) / s->cluster_size;
-    ck.refs = calloc(ck.nb ? ck.nb : 1, sizeof *ck.refs);
-    ck.buf = malloc(s->cluster_size);
-    if (!ck.refs || !ck.buf) {
-        free(ck.refs);
-        free(ck.buf);
-        return err_set(-ENOMEM, "out of memory for the check of %" PRIu64 " clusters", ck.nb);
+    r = ck_alloc(&ck);
+    if (r < 0) {
+        ck_free(&ck);
+        return r;
     }
     bool fix_errors = flags & VDISK_CHECK_REPAIR_ERRORS;
     /* Refcounts against references (leaks repaired on the way)... */
@@ -501,14 +615,10 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         struct vdisk_check_result again = {.struct_size = sizeof again};
         uint64_t nb = (dev_size(s->file) + s->cluster_size - 1) / s->cluster_size;
         if (r == 0 && nb > ck.nb) {
-            uint32_t *refs = realloc(ck.refs, nb * sizeof *refs);
-            if (!refs)
-                r = err_set(-ENOMEM, "out of memory");
-            else
-                ck.refs = refs;
-        }
-        if (r == 0)
+            ck_free(&ck);
             ck.nb = nb;
+            r = ck_alloc(&ck);
+        }
         ck.res = &again;
         ck.rebuild = false;
         ck.report = NULL;
@@ -526,8 +636,7 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         res->compressed_clusters = again.compressed_clusters;
         res->repaired = 1;
     }
-    free(ck.refs);
-    free(ck.buf);
+    ck_free(&ck);
     return r;
 }
 
@@ -557,9 +666,7 @@ int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order)
     struct vdisk_check_result res = {.struct_size = sizeof res};
     struct ck ck = {.s = s, .res = &res};
     ck.nb = (dev_size(s->file) + s->cluster_size - 1) / s->cluster_size;
-    ck.refs = calloc(ck.nb ? ck.nb : 1, sizeof *ck.refs);
-    ck.buf = malloc(s->cluster_size);
-    int r = ck.refs && ck.buf ? 0 : err_set(-ENOMEM, "out of memory");
+    int r = ck_alloc(&ck);
     if (r == 0)
         r = scan(&ck, 0);
     if (r == 0 && (res.corruptions || res.check_errors))
@@ -567,8 +674,7 @@ int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order)
                     s->dev->filename, res.corruptions);
     if (r == 0)
         r = rebuild(&ck, order);
-    free(ck.refs);
-    free(ck.buf);
+    ck_free(&ck);
     return r;
 }
 
