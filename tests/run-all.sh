@@ -3,6 +3,7 @@
 #   1. the normal build, every test on the io_uring engine, then again on the
 #      worker-thread engine;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
+#      a ThreadSanitizer build, the stress tests on both engines;
 #   3. every libFuzzer harness for about a minute from its corpus;
 #   4. installation into a prefix, and the README's C example built against
 #      it with pkg-config.
@@ -37,6 +38,23 @@ echo "== tests under ASan + UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure) ||
   status=1
+
+# The stress tests again under ThreadSanitizer (only what they need is
+# built).  Both engines: io_uring's rings are shared with the kernel through
+# memory that TSan does not see, but the library hands requests between
+# threads with its own locks and atomics, and TSan reports nothing there; the
+# threads engine is the one with worker threads of its own.
+echo "== build with ThreadSanitizer (stress tests)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVDISK_WERROR=ON \
+  -DVDISK_SANITIZE=thread >/dev/null
+cmake --build build-tsan -j "$jobs" --target test-stress-qcow2-async vdisk_cli
+echo "== stress tests under ThreadSanitizer"
+engines=threads
+if [ $uring_ok = 1 ]; then engines="uring threads"; fi
+for engine in $engines; do
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 VDISK_ENGINE=$engine VDISK_STRESS_OPS=4000 \
+    ctest -R '^stress' --output-on-failure) || status=1
+done
 
 echo "== fuzzing: every harness for a bounded time"
 bash tests/fuzz-ci.sh || status=1
