@@ -33,10 +33,52 @@ void qcow2_free_snapshots(struct qcow2 *s)
     s->snaps = NULL;
 }
 
+/*
+ * The snapshot table is read through a window of up to 1 MiB: one read per
+ * MiB rather than two per snapshot (65536 snapshots cost 131072 reads,
+ * over a second on the threads engine).  An entry is at most 40 + 1024 +
+ * 2 * 65535 bytes, so it always fits in the window.
+ */
+#define WINDOW_BYTES (1u << 20)
+
+struct window {
+    uint8_t *buf;
+    uint64_t off, len;
+};
+
+/* LEN bytes at POS (inside the file of FILE_SIZE bytes) into DST. */
+static int window_read(struct qcow2 *s, struct window *w, uint64_t file_size, uint64_t pos,
+                       void *dst, size_t len)
+{
+    if (pos < w->off || pos + len > w->off + w->len) {
+        uint64_t n = file_size - pos < WINDOW_BYTES ? file_size - pos : WINDOW_BYTES;
+        w->len = 0;
+        int r = dev_pread(s->file, w->buf, n, pos);
+        if (r < 0)
+            return r;
+        w->off = pos;
+        w->len = n;
+    }
+    memcpy(dst, w->buf + (pos - w->off), len);
+    return 0;
+}
+
+static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w);
+
 int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size)
 {
     if (!s->nb_snapshots)
         return 0;
+    struct window w = {malloc(WINDOW_BYTES), 0, 0};
+    if (!w.buf)
+        return err_set(-ENOMEM, "out of memory");
+    int r = load_snapshots(s, file_size, &w);
+    free(w.buf);
+    return r;
+}
+
+static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w)
+{
     s->snaps = calloc(s->nb_snapshots, sizeof *s->snaps);
     if (!s->snaps)
         return err_set(-ENOMEM, "out of memory");
@@ -48,7 +90,7 @@ int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size)
             return err_set(-EINVAL, "%s: snapshot %" PRIu32 " at offset %" PRIu64 " lies beyond "
                            "the end of the file or the table's limit (%u bytes)",
                            s->dev->filename, i, pos, MAX_TABLE_BYTES);
-        int r = dev_pread(s->file, h, 40, pos);
+        int r = window_read(s, w, file_size, pos, h, 40);
         if (r < 0)
             return r;
         sn->l1_offset = be64_load(h);
@@ -70,7 +112,7 @@ int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size)
         uint8_t *rest = malloc(len - 40 + 1);
         if (!rest)
             return err_set(-ENOMEM, "out of memory");
-        r = dev_pread(s->file, rest, len - 40, pos + 40);
+        r = window_read(s, w, file_size, pos + 40, rest, len - 40);
         if (r < 0) {
             free(rest);
             return r;
