@@ -179,5 +179,5 @@ echo "  (a)/(b) vdisk / qemu: $(ratio vdisk qemu)"
 echo "  (a)/(c) vdisk / qsd:  $(ratio vdisk qsd)"
 echo "  (c)/(b) qsd / qemu:   $(ratio qsd qemu)"
 if [ -n "${blk_us[vdisk]:-}" ] && [ -n "${blk_us[qsd]:-}" ] && [ "${blk_us[vdisk]}" != - ]; then
-  echo "  back end CPU per random read, vdisk / qsd: $(awk -v a="${blk_us[vdisk]}" -v b="${blk_us[qsd]}" 'BEGIN {printf "%.2f (lower is better)", b > 0 ? a / b : 0}')"
+  echo "  back end CPU per random read, vdisk / qsd: $(awk -v a="${blk_us[vdisk]}" -v b="${blk_us[qsd]}" 'BEGIN {printf "%.2f (lower is better)", (b > 0 ? a / b : 0)}')"
 fi
