@@ -223,10 +223,13 @@ static int copy_plain(struct conv *c)
             continue;
         }
         uint64_t len = c->total - off < c->chunk ? c->total - off : c->chunk;
-        /* Whole zero extents of the sources cost no read. */
+        /* Whole zero extents of the sources cost no read; on a new target
+         * they cost nothing at all, however long (an image claiming an
+         * exabyte converts in time proportional to what it holds). */
         uint64_t zlen;
-        if (!c->backing && source_zero(c, off, len, &zlen) == 1) {
-            len = zlen < len ? zlen : len;
+        if (!c->backing && source_zero(c, off, c->target_fresh ? c->total - off : len,
+                                       &zlen) == 1) {
+            len = c->target_fresh || zlen < len ? zlen : len;
             if (!c->target_fresh) {
                 s->busy = true;
                 s->off = off;
