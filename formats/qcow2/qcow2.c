@@ -271,9 +271,13 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         else
             r = qcow2_snapshot_select(s, snap);
     }
+    bool repair = false;
+    const char *rep = opt_take(os, "repair");
+    if (r == 0 && rep && opt_bool("repair", rep, &repair) < 0)
+        r = -EINVAL;
     if (r == 0 && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
         s->corrupt = true;
-        if (!s->read_only)
+        if (!s->read_only && !repair)
             r = err_set(-EIO, "%s: the image is marked corrupt; it can only be opened "
                         "read-only (repair it with vdisk check -r all)", dev->filename);
     }

@@ -33,6 +33,11 @@
  *              file is opened.  The rule applies down the whole backing
  *              chain.  Formats without backing files accept and ignore it.
  *              (External data files are not supported at all.)
+ *   repair     on | off (default off): open for repair with vdisk_check():
+ *              a qcow2 image marked corrupt opens read-write (writes stay
+ *              refused until a check that repairs everything clears the
+ *              mark), as qemu-img check -r does.  Formats without a corrupt
+ *              mark accept and ignore it.
  *
  * Options understood when creating (vdisk_create), for the raw format:
  *   preallocation  off (default) | falloc | full

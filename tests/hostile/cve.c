@@ -566,9 +566,8 @@ END_TEST
  * is 0, so the header, the tables and the data all seem free.  The next
  * allocation must not place anything (a refcount block, an L2 table, data)
  * over the header or the tables: the write fails, the image is marked
- * corrupt, the header is intact, and a repair (qemu-img's here: vdisk
- * check -r all cannot open an image marked corrupt read-write yet) leaves
- * an image that vdisk reads and writes. */
+ * corrupt, the header is intact, and vdisk check -r all repairs it into an
+ * image that vdisk reads and writes and qemu-img calls clean. */
 START_TEST(refblock_at_offset_0)
 {
     make_base();
@@ -592,7 +591,10 @@ START_TEST(refblock_at_offset_0)
     struct run *r = run("%s check '%s'", vdisk_bin(), img);
     ck_assert_int_eq(r->status, 2);
     ck_assert_msg(strstr(r->err, "ERROR cluster 0 refcount=0 reference=1\n"), "%s", r->err);
-    RUN_OK("qemu-img check -q -r all '%s'", img);
+    r = run("%s check -r all '%s'", vdisk_bin(), img);
+    ck_assert_msg(r->status == 0, "vdisk check -r all: exit %d: %s%s", r->status, r->out, r->err);
+    ck_assert_msg(strstr(r->out, "The following inconsistencies were found and repaired:"), "%s",
+                  r->out);
     RUN_OK("%s io -c 'write -q -P 7 512k 4k' -c 'read -q -P 7 512k 4k' -c 'read -q -P 1 0 128k' "
            "'%s'", vdisk_bin(), img);
     RUN_OK("%s check '%s'", vdisk_bin(), img);

@@ -64,7 +64,7 @@ struct open_args {
     bool read_only;
     const char *cache;     /* NULL: the library's default */
     const char *engine;    /* NULL: the library's default */
-    vdisk_options *extra;  /* may be NULL */
+    bool repair;           /* open for vdisk_check's repair ("repair" option) */
 };
 vdisk_dev *cli_open(const char *path, const struct open_args *a);
 vdisk_dev *cli_open_image(const char *file, const struct open_args *a);

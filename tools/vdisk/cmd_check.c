@@ -146,6 +146,8 @@ int cmd_check(int argc, char **argv)
         return 1;
     }
     const char *file = argv[optind];
+    /* Repairs open an image marked corrupt read-write (qemu-img does too). */
+    oa.repair = flags != 0;
     vdisk_dev *dev = cli_open(file, &oa);
     if (!dev)
         return 1;

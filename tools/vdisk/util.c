@@ -187,6 +187,8 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_options_set(o, "cache", a->cache);
     if (r == 0 && a->engine)
         r = vdisk_options_set(o, "engine", a->engine);
+    if (r == 0 && a->repair)
+        r = vdisk_options_set(o, "repair", "on");
     vdisk_dev *dev = NULL;
     if (r == 0)
         r = vdisk_open(&dev, file, o);
