@@ -73,16 +73,13 @@ void vlog(struct vdisk_virtio *v, enum vlog_kind kind, const char *fmt, ...)
     v->host.log(v->host.opaque, msg);
 }
 
+static int complete(vdisk_virtio *v, bool wait);
+
 /* Completes everything in flight on every queue. */
 static void drain_all(struct vdisk_virtio *v)
 {
-    if (!v->q)
-        return;
-    for (unsigned i = 0; i < v->nq; i++)
-        if (v->q[i].aq)
-            vdisk_queue_drain(v->q[i].aq);
-    for (unsigned i = 0; i < v->nq; i++)
-        vq_flush_notify(v, i);
+    if (v->q)
+        complete(v, true);
 }
 
 VDISK_EXPORT void vdisk_virtio_free(vdisk_virtio *v)
@@ -298,14 +295,14 @@ VDISK_EXPORT int vdisk_virtio_get_fd(vdisk_virtio *v)
     return v->epfd;
 }
 
-VDISK_EXPORT int vdisk_virtio_poll(vdisk_virtio *v)
+/* Completes requests on every queue (WAIT: all of them), then notifies. */
+static int complete(vdisk_virtio *v, bool wait)
 {
-    err_enter(__func__);
     int total = 0;
     for (unsigned i = 0; i < v->nq; i++) {
         if (!v->q[i].aq)
             continue;
-        int r = vdisk_queue_reap(v->q[i].aq, 0, 0);
+        int r = wait ? vdisk_queue_drain(v->q[i].aq) : vdisk_queue_reap(v->q[i].aq, 0, 0);
         if (r < 0)
             return r;
         total += r;
@@ -315,21 +312,16 @@ VDISK_EXPORT int vdisk_virtio_poll(vdisk_virtio *v)
     return total;
 }
 
+VDISK_EXPORT int vdisk_virtio_poll(vdisk_virtio *v)
+{
+    err_enter(__func__);
+    return complete(v, false);
+}
+
 VDISK_EXPORT int vdisk_virtio_drain(vdisk_virtio *v)
 {
     err_enter(__func__);
-    int total = 0;
-    for (unsigned i = 0; i < v->nq; i++) {
-        if (!v->q[i].aq)
-            continue;
-        int r = vdisk_queue_drain(v->q[i].aq);
-        if (r < 0)
-            return r;
-        total += r;
-    }
-    for (unsigned i = 0; i < v->nq; i++)
-        vq_flush_notify(v, i);
-    return total;
+    return complete(v, true);
 }
 
 VDISK_EXPORT void vdisk_virtio_reset(vdisk_virtio *v)
