@@ -127,6 +127,22 @@ stats() {
 
 rows=()   # "name|to first line or init|to exit"
 
+# linux_run_times WHAT I OUT T0 INIT EXIT: the times of WHAT's Linux run I
+# (started at T0, stamped into OUT by timed_run), appended to the arrays
+# named INIT (to the guest's /init) and EXIT (to the process's exit); when
+# the run failed, its last lines are printed and "-" goes to both.
+linux_run_times() {
+  local what=$1 i=$2 out=$3 t0=$4
+  local -n to_init=$5 to_exit=$6
+  if [ "$(exit_status "$out")" = 0 ]; then
+    to_init+=("$(ms_after "$t0" "$out" 'VDISK-TEST: init start')")
+    to_exit+=("$(ms_exit "$t0" "$out")")
+  else
+    echo "$what run $i failed (status $(exit_status "$out")):"; tail -n5 "$out" "$out.err"
+    to_init+=(-) to_exit+=(-)
+  fi
+}
+
 # --- Linux: vdisk-vmm and QEMU microvm -------------------------------------------
 linux_why=
 if ! linux_why=$(kvm_boots_linux); then
@@ -149,23 +165,11 @@ if [ -z "$linux_why" ]; then
   for ((i = 0; i < runs; i++)); do
     t0=$(timed_run "$scratch/vmm.out" timeout 60 "$vmm" --mem 256M --kernel "$GUEST_KERNEL" \
          --initrd "$scratch/initramfs.gz" --cmdline "$cmdline")
-    if [ "$(exit_status "$scratch/vmm.out")" = 0 ]; then
-      v_init+=("$(ms_after "$t0" "$scratch/vmm.out" 'VDISK-TEST: init start')")
-      v_exit+=("$(ms_exit "$t0" "$scratch/vmm.out")")
-    else
-      echo "vdisk-vmm run $i failed (status $(exit_status "$scratch/vmm.out")):"; tail -n5 "$scratch/vmm.out" "$scratch/vmm.out.err"
-      v_init+=(-) v_exit+=(-)
-    fi
+    linux_run_times vdisk-vmm "$i" "$scratch/vmm.out" "$t0" v_init v_exit
     t0=$(timed_run "$scratch/qemu.out" timeout 60 qemu-system-x86_64 -M microvm -accel kvm \
          -cpu host -m 256M -nodefaults -no-user-config -display none -serial stdio -no-reboot \
          -kernel "$GUEST_KERNEL" -initrd "$scratch/initramfs.gz" -append "$cmdline")
-    if [ "$(exit_status "$scratch/qemu.out")" = 0 ]; then
-      q_init+=("$(ms_after "$t0" "$scratch/qemu.out" 'VDISK-TEST: init start')")
-      q_exit+=("$(ms_exit "$t0" "$scratch/qemu.out")")
-    else
-      echo "qemu run $i failed (status $(exit_status "$scratch/qemu.out")):"; tail -n5 "$scratch/qemu.out" "$scratch/qemu.out.err"
-      q_init+=(-) q_exit+=(-)
-    fi
+    linux_run_times qemu "$i" "$scratch/qemu.out" "$t0" q_init q_exit
   done
   rows+=("vdisk-vmm, Linux|$(stats "${v_init[@]}")|$(stats "${v_exit[@]}")")
   rows+=("qemu microvm -accel kvm, Linux|$(stats "${q_init[@]}")|$(stats "${q_exit[@]}")")

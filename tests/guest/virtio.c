@@ -6,38 +6,7 @@
  * used ring (no interrupts: the guest runs with them off).
  */
 #include "guest.h"
-
-/* virtio-mmio registers (virtio 1.x section 4.2.2). */
-#define R_MAGIC          0x000
-#define R_VERSION        0x004
-#define R_DEVICE_ID      0x008
-#define R_DEV_FEATURES   0x010
-#define R_DEV_FEAT_SEL   0x014
-#define R_DRV_FEATURES   0x020
-#define R_DRV_FEAT_SEL   0x024
-#define R_QUEUE_SEL      0x030
-#define R_QUEUE_NUM_MAX  0x034
-#define R_QUEUE_NUM      0x038
-#define R_QUEUE_READY    0x044
-#define R_QUEUE_NOTIFY   0x050
-#define R_INT_STATUS     0x060
-#define R_INT_ACK        0x064
-#define R_STATUS         0x070
-#define R_QUEUE_DESC_LO  0x080
-#define R_QUEUE_DESC_HI  0x084
-#define R_QUEUE_DRV_LO   0x090
-#define R_QUEUE_DRV_HI   0x094
-#define R_QUEUE_DEV_LO   0x0a0
-#define R_QUEUE_DEV_HI   0x0a4
-#define R_CONFIG_GEN     0x0fc
-#define R_CONFIG         0x100
-
-#define S_ACKNOWLEDGE 1
-#define S_DRIVER      2
-#define S_DRIVER_OK   4
-#define S_FEATURES_OK 8
-#define S_NEEDS_RESET 64
-#define S_FAILED      128
+#include "virtio/mmio_regs.h"
 
 /* How long a request may take: polls, each one an MMIO read (a VM exit). */
 #define POLL_LIMIT 2000000u
@@ -87,9 +56,9 @@ int vdev_begin(struct vdev *d, u64 want)
     set_status(d, S_ACKNOWLEDGE);
     set_status(d, S_DRIVER);
 
-    vdev_set_reg(d, R_DEV_FEAT_SEL, 0);
+    vdev_set_reg(d, R_DEV_FEATURES_SEL, 0);
     u64 offered = vdev_reg(d, R_DEV_FEATURES);
-    vdev_set_reg(d, R_DEV_FEAT_SEL, 1);
+    vdev_set_reg(d, R_DEV_FEATURES_SEL, 1);
     offered |= (u64)vdev_reg(d, R_DEV_FEATURES) << 32;
     if (!(offered >> VIRTIO_F_VERSION_1 & 1)) {
         fail("%s: device features 0x%llx lack VERSION_1", d->name, offered);
@@ -97,9 +66,9 @@ int vdev_begin(struct vdev *d, u64 want)
         return -1;
     }
     d->features = offered & want;
-    vdev_set_reg(d, R_DRV_FEAT_SEL, 0);
+    vdev_set_reg(d, R_DRV_FEATURES_SEL, 0);
     vdev_set_reg(d, R_DRV_FEATURES, (u32)d->features);
-    vdev_set_reg(d, R_DRV_FEAT_SEL, 1);
+    vdev_set_reg(d, R_DRV_FEATURES_SEL, 1);
     vdev_set_reg(d, R_DRV_FEATURES, (u32)(d->features >> 32));
     set_status(d, S_FEATURES_OK);
     st = vdev_reg(d, R_STATUS);
@@ -138,10 +107,10 @@ int vdev_queue(struct vdev *d, unsigned qi, u32 size)
     vdev_set_reg(d, R_QUEUE_NUM, size);
     vdev_set_reg(d, R_QUEUE_DESC_LO, (u32)q->desc);
     vdev_set_reg(d, R_QUEUE_DESC_HI, 0);
-    vdev_set_reg(d, R_QUEUE_DRV_LO, (u32)q->avail);
-    vdev_set_reg(d, R_QUEUE_DRV_HI, 0);
-    vdev_set_reg(d, R_QUEUE_DEV_LO, (u32)q->used);
-    vdev_set_reg(d, R_QUEUE_DEV_HI, 0);
+    vdev_set_reg(d, R_QUEUE_DRIVER_LO, (u32)q->avail);
+    vdev_set_reg(d, R_QUEUE_DRIVER_HI, 0);
+    vdev_set_reg(d, R_QUEUE_DEVICE_LO, (u32)q->used);
+    vdev_set_reg(d, R_QUEUE_DEVICE_HI, 0);
     vdev_set_reg(d, R_QUEUE_READY, 1);
     if (vdev_reg(d, R_QUEUE_READY) != 1) {
         fail("%s: queue %u did not become ready", d->name, qi);
@@ -154,7 +123,7 @@ int vdev_ready(struct vdev *d)
 {
     set_status(d, S_DRIVER_OK);
     u32 st = vdev_reg(d, R_STATUS);
-    if (!(st & S_DRIVER_OK) || (st & (S_NEEDS_RESET | S_FAILED))) {
+    if (!(st & S_DRIVER_OK) || (st & (S_DEVICE_NEEDS_RESET | S_FAILED))) {
         fail("%s: status 0x%x after DRIVER_OK", d->name, st);
         return -1;
     }
@@ -204,7 +173,7 @@ int vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned 
         u32 isr = vdev_reg(d, R_INT_STATUS);
         if (isr)
             vdev_set_reg(d, R_INT_ACK, isr);
-        if ((polls & 1023) == 0 && (vdev_reg(d, R_STATUS) & S_NEEDS_RESET)) {
+        if ((polls & 1023) == 0 && (vdev_reg(d, R_STATUS) & S_DEVICE_NEEDS_RESET)) {
             fail("%s: queue %u: the device needs a reset", d->name, qi);
             return -1;
         }

@@ -43,6 +43,7 @@
 
 #include "endian.h"
 #include "harness.h"
+#include "images.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -59,21 +60,6 @@
 #define MiB (1ull << 20)
 #define BASE_BYTES (64 * MiB)
 #define QCOW2_CACHES (40 * MiB)
-
-static uint64_t file_size(const char *path)
-{
-    struct stat st;
-    ck_assert_int_eq(stat(path, &st), 0);
-    return (uint64_t)st.st_size;
-}
-
-static void patch_at(const char *path, uint64_t off, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
-    close(fd);
-}
 
 static void patch32(const char *path, uint64_t off, uint32_t v)
 {
@@ -248,21 +234,10 @@ static void info_check_convert(const char *img, int info_st, int check_st, int c
     ck_assert_msg(u.status == convert_st, "convert: exit %d: %.300s", u.status, err_text);
 }
 
-/* The base image of tests/hostile: 1 MiB, 64 KiB clusters, 128 KiB of
- * data; refcount table 0x10000, refcount block 0x20000, L1 0x30000, data
- * 0x40000 and 0x50000, L2 0x60000; 458752 bytes. */
-static const char *make_base(const char *name)
-{
-    const char *img = scratch(name);
-    RUN_OK("rm -f '%s' && %s create -q -f qcow2 '%s' 1M", img, vdisk_bin(), img);
-    RUN_OK("%s io -c 'write -q -P 1 0 128k' '%s'", vdisk_bin(), img);
-    return img;
-}
-
 /* A 2^60-byte disk in a 448 KiB file: its L1 table would take 16 GiB. */
 START_TEST(huge_size_tiny_file)
 {
-    const char *img = make_base("huge.qcow2");
+    const char *img = hostile_base("huge.qcow2");
     patch64(img, 24, 1ull << 60);
     patch32(img, 36, 1u << 31);
     const char *msg = "the L1 table of 2147483648 entries is too large (at most 33554432 bytes)";
@@ -297,7 +272,7 @@ END_TEST
  * pointing to the one refcount block. */
 START_TEST(huge_refcount_table)
 {
-    const char *img = make_base("reft.qcow2");
+    const char *img = hostile_base("reft.qcow2");
     RUN_OK("truncate -s 2M '%s'", img);
     size_t n = 15 * 8192;
     uint8_t *t = malloc(n * 8);
@@ -316,19 +291,8 @@ END_TEST
  * entries to one data cluster (the CVE-2015-5162 image of cve.c). */
 START_TEST(shared_tables)
 {
-    const char *img = make_base("shared.qcow2");
-    uint8_t *l1 = malloc(16384 * 8), *l2 = malloc(8192 * 8);
-    for (int i = 0; i < 16384; i++)
-        be64_store(l1 + 8 * i, 0x8000000000060000ull);
-    for (int i = 0; i < 8192; i++)
-        be64_store(l2 + 8 * i, 0x8000000000040000ull);
-    patch_at(img, 0x70000, l1, 16384 * 8);
-    patch_at(img, 0x60000, l2, 8192 * 8);
-    free(l1);
-    free(l2);
-    patch64(img, 24, 8ull << 40);
-    patch32(img, 36, 16384);
-    patch64(img, 40, 0x70000);
+    const char *img = hostile_base("shared.qcow2");
+    make_shared_tables(img);
     ck_assert_int_eq(bounded_open(img, "qcow2", 1), 0);
     /* Its data really is 8 TiB: converting it copies that much (qemu-img
      * too); info and check are what must not pay for it. */
@@ -341,7 +305,7 @@ END_TEST
  * read 2^29 L2 tables. */
 START_TEST(many_snapshots)
 {
-    const char *img = make_base("snaps.qcow2");
+    const char *img = hostile_base("snaps.qcow2");
     uint8_t *l1 = malloc(8192 * 8);
     for (int i = 0; i < 8192; i++)
         be64_store(l1 + 8 * i, 0x8000000000060000ull);

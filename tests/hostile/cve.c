@@ -27,22 +27,13 @@
 
 #include "endian.h"
 #include "harness.h"
+#include "images.h"
 
 static const char *img;
 
 static void make_base(void)
 {
-    img = scratch("c.qcow2");
-    RUN_OK("rm -f '%s' && %s create -q -f qcow2 '%s' 1M", img, vdisk_bin(), img);
-    RUN_OK("%s io -c 'write -q -P 1 0 128k' '%s'", vdisk_bin(), img);
-}
-
-static void patch_at(const char *path, uint64_t off, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
-    close(fd);
+    img = hostile_base("c.qcow2");
 }
 
 static void patch16(uint64_t off, uint16_t v)
@@ -74,13 +65,6 @@ static uint64_t peek64(uint64_t off)
     ck_assert_int_eq(pread(fd, b, 8, (off_t)off), 8);
     close(fd);
     return be64_load(b);
-}
-
-static uint64_t file_size(const char *path)
-{
-    struct stat st;
-    ck_assert_int_eq(stat(path, &st), 0);
-    return (uint64_t)st.st_size;
 }
 
 /* vdisk_open(PATH) with the options OPTS (key=value,...; may be NULL). */
@@ -117,6 +101,25 @@ static void qcow2_fails(const char *msg)
     struct run *r = run("%s info -f qcow2 '%s'", vdisk_bin(), img);
     ck_assert_int_eq(r->status, 1);
     ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s: %s\n", img, msg));
+}
+
+/* A write of LEN bytes of BYTE at 512 KiB of the image, opened read-write
+ * as qcow2, allocates a cluster at 0x10000, over the refcount table: it
+ * fails with EIO and exactly the error that marks the image corrupt. */
+static void write_hits_reftable(size_t len, uint8_t byte)
+{
+    vdisk_dev *dev;
+    ck_assert_msg(open_with(&dev, img, "format=qcow2") == 0, "%s", vdisk_get_error());
+    uint8_t buf[4096];
+    ck_assert_uint_le(len, sizeof buf);
+    memset(buf, byte, len);
+    ck_assert_int_eq(vdisk_pwrite(dev, buf, len, 512 << 10), -EIO);
+    ck_assert_str_eq(vdisk_get_error(),
+                     fmt("vdisk_pwrite: %s: allocating host range 0x10000+0x10000 would "
+                         "overwrite the refcount table (the refcounts are wrong); the image is "
+                         "marked corrupt, and further writes are refused (run vdisk check -r "
+                         "all)", img));
+    vdisk_close(dev);
 }
 
 /* ---- CVE-2014-0143: integer overflows in table sizes ----------------------- */
@@ -238,18 +241,9 @@ START_TEST(cve_2014_0144_refblock_offset)
     ck_assert_msg(strstr(r->err, "ERROR refcount block 0 is not cluster aligned or is beyond the "
                                  "end of the file; refcount table entry corrupted\n"),
                   "%s", r->err);
-    vdisk_dev *dev;
-    ck_assert_msg(open_with(&dev, img, "format=qcow2") == 0, "%s", vdisk_get_error());
-    uint8_t buf[512] = {0};
-    ck_assert_int_eq(vdisk_pwrite(dev, buf, sizeof buf, 512 << 10), -EIO);
     /* The refcounts read there are all 0, so the allocator's overlap check
      * is what stops the write. */
-    ck_assert_str_eq(vdisk_get_error(),
-                     fmt("vdisk_pwrite: %s: allocating host range 0x10000+0x10000 would "
-                         "overwrite the refcount table (the refcounts are wrong); the image is "
-                         "marked corrupt, and further writes are refused (run vdisk check -r "
-                         "all)", img));
-    vdisk_close(dev);
+    write_hits_reftable(512, 0);
 }
 END_TEST
 
@@ -383,19 +377,7 @@ static double now(void)
 START_TEST(cve_2015_5162_huge_claims)
 {
     make_base();
-    uint8_t *l1 = malloc(16384 * 8), *l2 = malloc(8192 * 8);
-    for (int i = 0; i < 16384; i++)
-        be64_store(l1 + 8 * i, 0x8000000000060000ull);
-    for (int i = 0; i < 8192; i++)
-        be64_store(l2 + 8 * i, 0x8000000000040000ull);
-    /* The L1 table moves to the end of the file (0x70000..0x90000). */
-    patch_at(img, 0x70000, l1, 16384 * 8);
-    patch_at(img, 0x60000, l2, 8192 * 8);
-    free(l1);
-    free(l2);
-    patch64(24, 8ull << 40);
-    patch32(36, 16384);
-    patch64(40, 0x70000);
+    make_shared_tables(img);
     double t0 = now();
     struct run *r = run("%s info '%s'", vdisk_bin(), img);
     ck_assert_msg(r->status == 0, "%s", r->err);
@@ -572,17 +554,7 @@ START_TEST(refblock_at_offset_0)
 {
     make_base();
     patch64(0x10000, 0);
-    vdisk_dev *dev;
-    ck_assert_msg(open_with(&dev, img, "format=qcow2") == 0, "%s", vdisk_get_error());
-    uint8_t buf[4096];
-    memset(buf, 7, sizeof buf);
-    ck_assert_int_eq(vdisk_pwrite(dev, buf, sizeof buf, 512 << 10), -EIO);
-    ck_assert_str_eq(vdisk_get_error(),
-                     fmt("vdisk_pwrite: %s: allocating host range 0x10000+0x10000 would "
-                         "overwrite the refcount table (the refcounts are wrong); the image is "
-                         "marked corrupt, and further writes are refused (run vdisk check -r "
-                         "all)", img));
-    vdisk_close(dev);
+    write_hits_reftable(4096, 7);
     uint8_t b[4];
     int fd = open(img, O_RDONLY);
     ck_assert_int_eq(pread(fd, b, 4, 0), 4);

@@ -54,11 +54,7 @@ case "$backend" in
   *) echo "guest-test.sh: VDISK_TEST_BACKEND must be vdisk or qsd, not '$backend'" >&2; exit 2 ;;
 esac
 
-mkdir -p "$out"
-rm -f "$out"/*.log
-work=$out/work
-rm -rf "$work"
-mkdir -p "$work"
+new_work_dir "$out"
 # Unix socket paths must be short (108 bytes): they live in /tmp.
 sockdir=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-vhost.XXXXXX")
 cleanup() {
@@ -68,44 +64,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failed=0
-check() { # check DESCRIPTION CMD...: runs CMD, reports, remembers a failure
-  local desc=$1
-  shift
-  if "$@" >"$work/check.out" 2>&1; then
-    echo "ok   $desc"
-  else
-    echo "FAIL $desc"
-    sed 's/^/     /' "$work/check.out"
-    failed=1
-  fi
-}
-
 echo "== guest test: back end '$backend', kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
 
 # --- the guest ------------------------------------------------------------
 bash "$here/mkinitramfs.sh" "$out/initramfs.gz" "$GUEST_MODULES"
 
-# --- the disk: base.qcow2 (0x5a everywhere) <- overlay.qcow2 -----------------
-mib=1048576
-disk_size=$((64 * mib))
-pat_off=$((16 * mib))
-pat_len=$((4 * mib))
-pat_byte=165 # 0xa5
+# --- the disk: base.qcow2 (0x5a everywhere) <- overlay.qcow2; the CD: a few
+# files, one of 6 MiB of random data ------------------------------------------
 cd "$work"
-"$vdisk" create -f qcow2 base.qcow2 "$disk_size" >/dev/null
-"$vdisk" io -c "write -P 0x5a 0 $disk_size" base.qcow2 >/dev/null
-"$vdisk" create -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2 >/dev/null
-base_sum=$(sha256sum base.qcow2 | cut -d' ' -f1)
-before_sha=$(head -c $mib /dev/zero | tr '\000' '\132' | sha256sum | cut -d' ' -f1)
-
-# --- the CD: a few files, one of 6 MiB of random data ------------------------
-mkdir -p iso/data/nested
-echo "vdisk guest test" > iso/README.TXT
-head -c $((6 * mib)) /dev/urandom > iso/data/random.bin
-seq 1 20000 > iso/data/nested/numbers.txt
-xorriso -as mkisofs -quiet -R -J -V VDISKTEST -o test.iso iso 2>"$out/xorriso.log"
-iso_sha=$(sha256sum iso/data/random.bin | cut -d' ' -f1)
+make_linux_test_images "$vdisk" "vdisk guest test" "$out/xorriso.log"
 echo "   disk: overlay.qcow2 -> base.qcow2 ($disk_size bytes), cd: test.iso ($(stat -c %s test.iso) bytes), random.bin sha256 $iso_sha"
 
 # --- the back ends ------------------------------------------------------------
@@ -133,11 +100,9 @@ case "$backend" in
 esac
 
 # --- the guest runs -----------------------------------------------------------
-append="vdisk.mode=test vdisk.sha_file=data/random.bin vdisk.sha_expect=$iso_sha"
-append+=" vdisk.before_sha=$before_sha vdisk.pattern_off=$pat_off vdisk.pattern_len=$pat_len vdisk.pattern_byte=$pat_byte"
 qrc=0
 # shellcheck disable=SC2086
-qemu_guest "$out/serial.log" "${VDISK_TEST_TIMEOUT:-240}" "$append" "$out/initramfs.gz" $devices || qrc=$?
+qemu_guest "$out/serial.log" "${VDISK_TEST_TIMEOUT:-240}" "$test_append" "$out/initramfs.gz" $devices || qrc=$?
 echo "   guest ran for $GUEST_MS ms (qemu exit status $qrc); serial console: $out/serial.log"
 
 # --- the back ends stop on SIGTERM with status 0 -------------------------------
@@ -152,12 +117,7 @@ BG_PIDS=()
 log=$out/serial.log
 check "qemu exited 0 after the guest powered off (status $qrc; 124: timed out after ${VDISK_TEST_TIMEOUT:-240}s)" test "$qrc" = 0
 check "no FAIL marker" bash -c "! grep -a 'VDISK-TEST: FAIL' '$log'"
-check "guest saw /dev/sr0 as a CD-ROM (type 5, removable)" grep -aE 'VDISK-TEST: cdrom /dev/sr0 type=5 .*removable=1' "$log"
-check "guest's sha256 of data/random.bin is the host's" grep -a "VDISK-TEST: sha256 $iso_sha data/random.bin" "$log"
-check "guest read the backing file through the overlay" grep -a "VDISK-TEST: disk read ok" "$log"
-check "guest wrote the pattern (O_DIRECT, fsync)" grep -a "VDISK-TEST: write ok off=$pat_off len=$pat_len byte=$pat_byte" "$log"
-check "guest ejected the CD" grep -a "VDISK-TEST: eject ok" "$log"
-check "guest finished" grep -a "VDISK-TEST: done" "$log"
+check_test_markers "$log"
 
 # --- the images on the host ------------------------------------------------------
 check "qemu-img check overlay.qcow2" qemu-img check -f qcow2 overlay.qcow2

@@ -1,7 +1,10 @@
 # shellcheck shell=bash
-# Shared by tests/linux/guest-test.sh and tests/bench/vhost.sh (sourced, bash).
-# Booting Debian's cloud kernel in qemu-system-x86_64 (microvm, TCG) with
-# disks and CD-ROMs from vhost-user back ends or from QEMU itself.
+# Shared by tests/linux/guest-test.sh, tests/vmm/guest-test.sh,
+# tests/vmm/linux-test.sh, tests/bench/vhost.sh and tests/bench/boot.sh
+# (sourced, bash).  Booting Debian's cloud kernel in qemu-system-x86_64
+# (microvm, TCG) with disks and CD-ROMs from vhost-user back ends or from
+# QEMU itself; the test scripts' work directory, checks, and the images of
+# the Linux guest's test mode.
 
 # Processes started with start_bg; killed (by pid) on exit.
 BG_PIDS=()
@@ -127,4 +130,100 @@ qsd_blk_cmd() {
   echo "qemu-storage-daemon --blockdev driver=file,node-name=file0,filename=$2" \
     "--blockdev driver=$3,node-name=disk0,file=file0" \
     "--export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$1,writable=$writable"
+}
+
+# new_work_dir OUT: makes the output directory OUT, removes its old logs
+# (OUT/*.log) and makes the work directory OUT/work afresh; sets work.
+new_work_dir() {
+  mkdir -p "$1"
+  rm -f "$1"/*.log
+  work=$1/work
+  rm -rf "$work"
+  mkdir -p "$work"
+}
+
+# check DESCRIPTION CMD...: runs CMD, reports, remembers a failure in
+# failed (CMD's output goes to $work/check.out, and is shown on a failure).
+# shellcheck disable=SC2034 # failed is for the callers
+failed=0
+# shellcheck disable=SC2034
+check() {
+  local desc=$1
+  shift
+  if "$@" >"$work/check.out" 2>&1; then
+    echo "ok   $desc"
+  else
+    echo "FAIL $desc"
+    sed 's/^/     /' "$work/check.out"
+    failed=1
+  fi
+}
+
+# exit_if_failed TITLE FILE [TITLE FILE]...: when a check failed, shows
+# each FILE under "== TITLE (FILE):", prints FAILED and exits 1.
+exit_if_failed() {
+  [ "$failed" != 0 ] || return 0
+  while [ $# -ge 2 ]; do
+    echo "== $1 ($2):"
+    cat "$2"
+    shift 2
+  done
+  echo "FAILED"
+  exit 1
+}
+
+# make_linux_test_images MAKER README LOG: in the current directory, the
+# disk and the CD of the Linux guest's test mode (tests/linux/init,
+# vdisk.mode=test):
+#   base.qcow2     64 MiB of 0x5a
+#   overlay.qcow2  an empty qcow2 overlay on base.qcow2
+#   test.iso       an ISO (xorriso, Rock Ridge and Joliet, volume VDISKTEST)
+#                  with README.TXT (the line README), data/random.bin
+#                  (6 MiB of random data) and data/nested/numbers.txt
+# The qcow2 images are made by MAKER: a vdisk CLI, or "qemu" for qemu-img
+# and qemu-io.  xorriso's messages go to LOG.  Sets mib, disk_size, the
+# pattern the guest writes (pat_off, pat_len, pat_byte), base_sum (the
+# sha256 of base.qcow2), before_sha (of the disk's first MiB), iso_sha (of
+# data/random.bin) and test_append (the guest's vdisk.* kernel parameters).
+# shellcheck disable=SC2034 # the variables are for the callers
+make_linux_test_images() {
+  local maker=$1 readme=$2 log=$3
+  mib=1048576
+  disk_size=$((64 * mib))
+  pat_off=$((16 * mib))
+  pat_len=$((4 * mib))
+  pat_byte=165 # 0xa5
+  if [ "$maker" = qemu ]; then
+    qemu-img create -q -f qcow2 base.qcow2 "$disk_size"
+    qemu-io -f qcow2 -c "write -q -P 0x5a 0 $disk_size" base.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2
+  else
+    "$maker" create -f qcow2 base.qcow2 "$disk_size" >/dev/null
+    "$maker" io -c "write -P 0x5a 0 $disk_size" base.qcow2 >/dev/null
+    "$maker" create -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2 >/dev/null
+  fi
+  base_sum=$(sha256sum base.qcow2 | cut -d' ' -f1)
+  before_sha=$(head -c $mib /dev/zero | tr '\000' '\132' | sha256sum | cut -d' ' -f1)
+  mkdir -p iso/data/nested
+  echo "$readme" >iso/README.TXT
+  head -c $((6 * mib)) /dev/urandom >iso/data/random.bin
+  seq 1 20000 >iso/data/nested/numbers.txt
+  xorriso -as mkisofs -quiet -R -J -V VDISKTEST -o test.iso iso 2>"$log"
+  iso_sha=$(sha256sum iso/data/random.bin | cut -d' ' -f1)
+  test_append="vdisk.mode=test vdisk.sha_file=data/random.bin vdisk.sha_expect=$iso_sha"
+  test_append+=" vdisk.before_sha=$before_sha vdisk.pattern_off=$pat_off vdisk.pattern_len=$pat_len vdisk.pattern_byte=$pat_byte"
+}
+
+# check_test_markers LOG: checks the serial console LOG of the Linux guest's
+# test mode (tests/linux/init) for the markers of each step on the images
+# of make_linux_test_images: the CD, its file's sha256, the disk's read and
+# write, the eject, the end.
+check_test_markers() {
+  local log=$1
+  check "guest saw /dev/sr0 as a CD-ROM (type 5, removable)" grep -aE 'VDISK-TEST: cdrom /dev/sr0 type=5 .*removable=1' "$log"
+  check "guest's sha256 of data/random.bin is the host's" grep -a "VDISK-TEST: sha256 $iso_sha data/random.bin" "$log"
+  check "guest read the backing file through the overlay" grep -a "VDISK-TEST: disk read ok" "$log"
+  check "guest wrote the pattern (O_DIRECT, fsync)" grep -a "VDISK-TEST: write ok off=$pat_off len=$pat_len byte=$pat_byte" "$log"
+  check "guest ejected the CD" grep -a "VDISK-TEST: eject ok" "$log"
+  check "guest finished" grep -a "VDISK-TEST: done" "$log"
 }

@@ -22,6 +22,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+# shellcheck source=../linux/lib.sh
+. "$here/../linux/lib.sh" # new_work_dir, check, exit_if_failed
 
 vmm=${1:?usage: guest-test.sh VDISK_VMM GUEST_BIN VDISK [OUTDIR]}
 guest=${2:?usage: guest-test.sh VDISK_VMM GUEST_BIN VDISK [OUTDIR]}
@@ -37,25 +39,9 @@ for tool in qemu-img qemu-io xorriso gzip perl timeout; do
   command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
 done
 
-mkdir -p "$out"
-work=$out/work
-rm -rf "$work"
-mkdir -p "$work"
+new_work_dir "$out"
 cleanup() { [ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT
-
-failed=0
-check() { # check DESCRIPTION CMD...: runs CMD, reports, remembers a failure
-  local desc=$1
-  shift
-  if "$@" >"$work/check.out" 2>&1; then
-    echo "ok   $desc"
-  else
-    echo "FAIL $desc"
-    sed 's/^/     /' "$work/check.out"
-    failed=1
-  fi
-}
 
 # --- images ----------------------------------------------------------------------
 make_guest_images "$work"
@@ -154,12 +140,5 @@ check "the pattern is in the overlay only (the backing file still reads 0x5a the
   qemu-io -r -f qcow2 -c "read -P 0x5a 1M 64K" base.qcow2
 check "the backing file is unchanged" test "$(sha256sum base.qcow2 | cut -d' ' -f1)" = "$base_sum"
 
-if [ $failed != 0 ]; then
-  echo "== serial output ($out/serial.log):"
-  cat "$out/serial.log"
-  echo "== vdisk-vmm's stderr ($out/vmm.err):"
-  cat "$out/vmm.err"
-  echo "FAILED"
-  exit 1
-fi
+exit_if_failed "serial output" "$out/serial.log" "vdisk-vmm's stderr" "$out/vmm.err"
 echo "PASSED (vdisk-vmm with the test guest: start to exit $ms ms)"

@@ -40,54 +40,19 @@ for tool in qemu-img qemu-io xorriso cpio modinfo busybox timeout; do
   command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
 done
 
-mkdir -p "$out"
-rm -f "$out"/*.log
-work=$out/work
-rm -rf "$work"
-mkdir -p "$work"
+new_work_dir "$out"
 cleanup() { [ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT
-
-failed=0
-check() { # check DESCRIPTION CMD...: runs CMD, reports, remembers a failure
-  local desc=$1
-  shift
-  if "$@" >"$work/check.out" 2>&1; then
-    echo "ok   $desc"
-  else
-    echo "FAIL $desc"
-    sed 's/^/     /' "$work/check.out"
-    failed=1
-  fi
-}
 
 echo "== vmm-linux: kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
 bash "$here/../linux/mkinitramfs.sh" "$out/initramfs.gz" "$GUEST_MODULES"
 
-# --- the disk: base.qcow2 (0x5a everywhere) <- overlay.qcow2 -----------------------
-mib=1048576
-disk_size=$((64 * mib))
-pat_off=$((16 * mib))
-pat_len=$((4 * mib))
-pat_byte=165 # 0xa5
+# --- the disk: base.qcow2 (0x5a everywhere) <- overlay.qcow2; the CD -----------------
 cd "$work"
-qemu-img create -q -f qcow2 base.qcow2 "$disk_size"
-qemu-io -f qcow2 -c "write -q -P 0x5a 0 $disk_size" base.qcow2 >/dev/null
-qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 overlay.qcow2
-base_sum=$(sha256sum base.qcow2 | cut -d' ' -f1)
-before_sha=$(head -c $mib /dev/zero | tr '\000' '\132' | sha256sum | cut -d' ' -f1)
-
-# --- the CD ---------------------------------------------------------------------------
-mkdir -p iso/data/nested
-echo "vdisk-vmm guest test" >iso/README.TXT
-head -c $((6 * mib)) /dev/urandom >iso/data/random.bin
-seq 1 20000 >iso/data/nested/numbers.txt
-xorriso -as mkisofs -quiet -R -J -V VDISKTEST -o test.iso iso 2>"$out/xorriso.log"
-iso_sha=$(sha256sum iso/data/random.bin | cut -d' ' -f1)
+make_linux_test_images qemu "vdisk-vmm guest test" "$out/xorriso.log"
 
 # --- the guest runs ----------------------------------------------------------------------
-append="console=ttyS0 reboot=t panic=-1 vdisk.mode=test vdisk.sha_file=data/random.bin vdisk.sha_expect=$iso_sha"
-append+=" vdisk.before_sha=$before_sha vdisk.pattern_off=$pat_off vdisk.pattern_len=$pat_len vdisk.pattern_byte=$pat_byte"
+append="console=ttyS0 reboot=t panic=-1 $test_append"
 tmo=${VDISK_TEST_TIMEOUT:-120}
 rc=0
 t0=$(date +%s%N)
@@ -103,12 +68,7 @@ check "vdisk-vmm exited 0 after the guest powered off (status $rc; 124: timed ou
 check "the guest's /init ran" grep -a "VDISK-TEST: init start" "$log"
 check "no FAIL marker" bash -c "! grep -a 'VDISK-TEST: FAIL' '$log'"
 check "guest saw /dev/vda" grep -aE 'VDISK-TEST: disk /dev/vda 131072 sectors, ro=0' "$log"
-check "guest saw /dev/sr0 as a CD-ROM (type 5, removable)" grep -aE 'VDISK-TEST: cdrom /dev/sr0 type=5 .*removable=1' "$log"
-check "guest's sha256 of data/random.bin is the host's" grep -a "VDISK-TEST: sha256 $iso_sha data/random.bin" "$log"
-check "guest read the backing file through the overlay" grep -a "VDISK-TEST: disk read ok" "$log"
-check "guest wrote the pattern (O_DIRECT, fsync)" grep -a "VDISK-TEST: write ok off=$pat_off len=$pat_len byte=$pat_byte" "$log"
-check "guest ejected the CD" grep -a "VDISK-TEST: eject ok" "$log"
-check "guest finished" grep -a "VDISK-TEST: done" "$log"
+check_test_markers "$log"
 
 check "qemu-img check overlay.qcow2" qemu-img check -f qcow2 overlay.qcow2
 if [ -x "$vdisk" ]; then
@@ -122,12 +82,5 @@ check "the rest of the overlay reads the backing file's data (qemu-io)" \
   qemu-io -r -f qcow2 -c "read -P 0x5a 0 $pat_off" -c "read -P 0x5a $((pat_off + pat_len)) $((disk_size - pat_off - pat_len))" overlay.qcow2
 check "the backing file is unchanged" test "$(sha256sum base.qcow2 | cut -d' ' -f1)" = "$base_sum"
 
-if [ $failed != 0 ]; then
-  echo "== serial console ($log):"
-  cat "$log"
-  echo "== vdisk-vmm's stderr ($out/vmm.err):"
-  cat "$out/vmm.err"
-  echo "FAILED"
-  exit 1
-fi
+exit_if_failed "serial console" "$log" "vdisk-vmm's stderr" "$out/vmm.err"
 echo "PASSED (Linux under vdisk-vmm, start to power-off $ms ms)"
