@@ -29,6 +29,7 @@
 #include <vdisk/image.h>
 #include <vdisk/part.h>
 #include <vdisk/iso9660.h>
+#include <vdisk/virtio.h>
 
 #ifdef __cplusplus
 extern "C" {
