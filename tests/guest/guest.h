@@ -67,6 +67,34 @@ static inline void mmio_write32(u32 addr, u32 v)
     __asm__ __volatile__("movl %0, (%1)" : : "r"(v), "r"(addr) : "memory");
 }
 
+/*
+ * MMIO of other widths, for the hostile guest's deliberate mistakes (the
+ * virtio-mmio registers below the configuration space are 32-bit).
+ */
+static inline u8 mmio_read8(u32 addr)
+{
+    u8 v;
+    __asm__ __volatile__("movb (%1), %0" : "=q"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+static inline u16 mmio_read16(u32 addr)
+{
+    u16 v;
+    __asm__ __volatile__("movw (%1), %0" : "=r"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+static inline void mmio_write8(u32 addr, u8 v)
+{
+    __asm__ __volatile__("movb %0, (%1)" : : "q"(v), "r"(addr) : "memory");
+}
+
+static inline void mmio_write16(u32 addr, u16 v)
+{
+    __asm__ __volatile__("movw %0, (%1)" : : "r"(v), "r"(addr) : "memory");
+}
+
 /* Orders the compiler's memory accesses (x86 keeps stores in order). */
 static inline void barrier(void)
 {
@@ -174,6 +202,12 @@ int vdev_ready(struct vdev *d);
  */
 int vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned n,
                  u32 *used_len);
+/*
+ * vdev_submit: the chain the caller wrote into the descriptor table from
+ * HEAD put on the available ring of queue QI, the queue kicked and the used
+ * ring polled as vdev_request does (the used entry must name HEAD).
+ */
+int vdev_submit(struct vdev *d, unsigned qi, u16 head, u32 *used_len);
 
 /* ---- the device tests -------------------------------------------------------- */
 

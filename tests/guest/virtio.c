@@ -150,8 +150,14 @@ int vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned 
                                  (i + 1 < n ? VQ_DESC_F_NEXT : 0));
         q->desc[i].next = (u16)(i + 1 < n ? i + 1 : 0);
     }
+    return vdev_submit(d, qi, 0, used_len);
+}
+
+int vdev_submit(struct vdev *d, unsigned qi, u16 head, u32 *used_len)
+{
+    struct virtq *q = &d->q[qi];
     /* avail: flags at 0, idx at 1, ring from 2. */
-    q->avail[2 + q->next_avail % q->size] = 0;
+    q->avail[2 + q->next_avail % q->size] = head;
     barrier();
     q->next_avail++;
     *(volatile u16 *)&q->avail[1] = q->next_avail;
@@ -192,8 +198,8 @@ int vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned 
     u32 isr = vdev_reg(d, R_INT_STATUS);
     if (isr)
         vdev_set_reg(d, R_INT_ACK, isr);
-    if (id != 0) {
-        fail("%s: queue %u: used entry names descriptor %u, not 0", d->name, qi, id);
+    if (id != head) {
+        fail("%s: queue %u: used entry names descriptor %u, not %u", d->name, qi, id, head);
         return -1;
     }
     if (used_len)
