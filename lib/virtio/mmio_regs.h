@@ -10,6 +10,8 @@
 #define VDISK_VIRTIO_MMIO_REGS_H
 
 /* Register offsets */
+#define VIRTIO_MMIO_MAGIC  0x74726976u  /* "virt", the MagicValue register */
+
 #define R_MAGIC            0x000
 #define R_VERSION          0x004
 #define R_DEVICE_ID        0x008

@@ -28,12 +28,6 @@
 #define QUEUE_SIZE     64u
 #define SEGMENT        4096u
 
-struct blk_hdr {
-    u32 type;
-    u32 reserved;
-    u64 sector;
-};
-
 static struct blk_hdr *hdr;
 static u8 *status;
 static u32 seg_bytes, seg_count;

@@ -179,6 +179,19 @@ struct vbuf {
     int write;
 };
 
+/* Device I of the info block INFO (its window and interrupt), with its
+ * device id and a name ("blkN", "scsiN", numbered through *NBLK and
+ * *NSCSI); NULL, reported, when the window holds no virtio-mmio version 2
+ * device or memory runs out. */
+struct vdev *vdev_probe(const u8 *info, u32 i, unsigned *nblk, unsigned *nscsi);
+
+/* The virtio-blk request header. */
+struct blk_hdr {
+    u32 type;
+    u32 reserved;
+    u64 sector;
+};
+
 u32 vdev_reg(const struct vdev *d, u32 off);
 void vdev_set_reg(const struct vdev *d, u32 off, u32 v);
 /* Config space: 32-bit aligned fields (the spec wants their own width). */

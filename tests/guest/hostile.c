@@ -34,7 +34,6 @@
 #include "virtio/mmio_regs.h"
 
 #define INFO_MAGIC 0x4B534456u
-#define VIRTIO_MMIO_MAGIC 0x74726976u
 #define MAX_DEVICES 16
 
 #define VIRTIO_F_INDIRECT_DESC 28
@@ -95,12 +94,6 @@ static void set_desc(struct virtq *q, unsigned i, u32 addr, u32 len, u16 flags, 
 }
 
 /* ---- virtio-blk ---------------------------------------------------------------- */
-
-struct blk_hdr {
-    u32 type;
-    u32 reserved;
-    u64 sector;
-};
 
 static struct blk_hdr *hdr;
 static u8 *status;
@@ -628,26 +621,15 @@ void guest_main(u32 info_addr)
     }
     heap_init(mem_size);
 
+    unsigned nscsi = 0;
     for (u32 i = 0; i < count; i++) {
-        struct vdev *d = alloc(sizeof *d, 16);
+        struct vdev *d = vdev_probe(info, i, &nblk, &nscsi);
         if (!d)
-            goto out;
-        d->base = le32(info + 12 + 8 * i);
-        d->irq = le32(info + 16 + 8 * i);
-        if (vdev_reg(d, R_MAGIC) != VIRTIO_MMIO_MAGIC || vdev_reg(d, R_VERSION) != 2) {
-            fail("device %u at %p is not a virtio-mmio version 2 device", i, (void *)d->base);
             continue;
-        }
-        d->device_id = vdev_reg(d, R_DEVICE_ID);
-        if (d->device_id == 2 && nblk < 2) {
-            d->name[0] = 'b', d->name[1] = 'l', d->name[2] = 'k';
-            d->name[3] = (char)('0' + nblk);
-            blk[nblk++] = d;
-        } else if (d->device_id == 8 && !scsi) {
-            d->name[0] = 's', d->name[1] = 'c', d->name[2] = 's', d->name[3] = 'i';
-            d->name[4] = '0';
+        if (d->device_id == 2 && nblk <= 2)
+            blk[nblk - 1] = d;
+        else if (d->device_id == 8 && !scsi)
             scsi = d;
-        }
     }
     if (!blk[0] || !blk[1] || !scsi) {
         fail("expected two virtio-blk disks and a virtio-scsi CD-ROM");

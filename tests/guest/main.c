@@ -11,7 +11,6 @@
 #include "guest.h"
 
 #define INFO_MAGIC 0x4B534456u
-#define VIRTIO_MMIO_MAGIC 0x74726976u
 #define MAX_DEVICES 16
 
 void guest_main(u32 info_addr);
@@ -41,28 +40,15 @@ void guest_main(u32 info_addr)
 
     unsigned nblk = 0, nscsi = 0;
     for (u32 i = 0; i < count; i++) {
-        struct vdev *d = alloc(sizeof *d, 16);
+        struct vdev *d = vdev_probe(info, i, &nblk, &nscsi);
         if (!d)
-            goto out;
-        d->base = le32(info + 12 + 8 * i);
-        d->irq = le32(info + 16 + 8 * i);
-        u32 magic = vdev_reg(d, 0x000), version = vdev_reg(d, 0x004);
-        d->device_id = vdev_reg(d, 0x008);
-        if (magic != VIRTIO_MMIO_MAGIC || version != 2) {
-            fail("device %u at %p: magic 0x%08x version %u, expected 0x%08x and 2", i,
-                 (void *)d->base, magic, version, VIRTIO_MMIO_MAGIC);
             continue;
-        }
         switch (d->device_id) {
         case 2:
-            d->name[0] = 'b', d->name[1] = 'l', d->name[2] = 'k';
-            d->name[3] = (char)('0' + nblk++ % 10);
             say("%s: virtio-blk at %p irq %u", d->name, (void *)d->base, d->irq);
             test_blk(d);
             break;
         case 8:
-            d->name[0] = 's', d->name[1] = 'c', d->name[2] = 's', d->name[3] = 'i';
-            d->name[4] = (char)('0' + nscsi++ % 10);
             say("%s: virtio-scsi at %p irq %u", d->name, (void *)d->base, d->irq);
             test_scsi(d);
             break;

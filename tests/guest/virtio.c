@@ -11,6 +11,30 @@
 /* How long a request may take: polls, each one an MMIO read (a VM exit). */
 #define POLL_LIMIT 2000000u
 
+struct vdev *vdev_probe(const u8 *info, u32 i, unsigned *nblk, unsigned *nscsi)
+{
+    struct vdev *d = alloc(sizeof *d, 16);
+    if (!d)
+        return 0;
+    d->base = le32(info + 12 + 8 * i);
+    d->irq = le32(info + 16 + 8 * i);
+    u32 magic = vdev_reg(d, R_MAGIC), version = vdev_reg(d, R_VERSION);
+    d->device_id = vdev_reg(d, R_DEVICE_ID);
+    if (magic != VIRTIO_MMIO_MAGIC || version != 2) {
+        fail("device %u at %p: magic 0x%08x version %u, expected 0x%08x and 2", i,
+             (void *)d->base, magic, version, VIRTIO_MMIO_MAGIC);
+        return 0;
+    }
+    if (d->device_id == 2) {
+        d->name[0] = 'b', d->name[1] = 'l', d->name[2] = 'k';
+        d->name[3] = (char)('0' + (*nblk)++ % 10);
+    } else if (d->device_id == 8) {
+        d->name[0] = 's', d->name[1] = 'c', d->name[2] = 's', d->name[3] = 'i';
+        d->name[4] = (char)('0' + (*nscsi)++ % 10);
+    }
+    return d;
+}
+
 u32 vdev_reg(const struct vdev *d, u32 off)
 {
     return mmio_read32(d->base + off);

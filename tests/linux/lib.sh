@@ -227,3 +227,13 @@ check_test_markers() {
   check "guest ejected the CD" grep -a "VDISK-TEST: eject ok" "$log"
   check "guest finished" grep -a "VDISK-TEST: done" "$log"
 }
+
+# check_vdisk_check VDISK IMAGE: `vdisk check` of IMAGE as a check, when the
+# vdisk CLI was built (else says it is left out).
+check_vdisk_check() {
+  if [ -x "$1" ]; then
+    check "vdisk check $2" "$1" check -f qcow2 "$2"
+  else
+    echo "     (vdisk check left out: no vdisk CLI at $1)"
+  fi
+}

@@ -36,17 +36,7 @@ vdisk=${3:?$usage}
 out=${4:-$PWD/vmm-bad-guest}
 
 skip() { echo "SKIP: $*"; exit 77; }
-
-[ -x "$vmm" ] || skip "vdisk-vmm is not built ($vmm)"
-[ -s "$guest" ] || skip "the hostile test guest is not built ($guest): the C compiler cannot make -m32 freestanding code (see the CMake warning)"
-why=$(kvm_usable) || skip "$why"
-for tool in qemu-img qemu-io xorriso gzip perl timeout; do
-  command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
-done
-
-new_work_dir "$out"
-cleanup() { [ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"; }
-trap cleanup EXIT
+vmm_test_begin "$vmm" "$guest" "$out"
 
 # --- images ----------------------------------------------------------------------
 make_guest_images "$work" # test.iso (and base/overlay, unused here)
@@ -115,28 +105,9 @@ expected=(
   "GUEST: blk0: after all that, wrote and read back 4096 bytes at sector 4096 ok"
   "GUEST: hostile done"
 )
-lines_ok() {
-  local -a got
-  mapfile -t got < <(tr -d '\r' <"$out/serial.log")
-  local i n=${#expected[@]} bad=0
-  for ((i = 0; i < n || i < ${#got[@]}; i++)); do
-    if [ $i -ge ${#got[@]} ]; then
-      echo "line $((i + 1)) missing, expected: ${expected[$i]}"
-      bad=1
-    elif [ "$i" -ge "$n" ]; then
-      echo "line $((i + 1)) unexpected: ${got[$i]}"
-      bad=1
-    elif [ "${got[$i]}" != "${expected[$i]}" ]; then
-      echo "line $((i + 1)): ${got[$i]}"
-      echo "   expected: ${expected[$i]}"
-      bad=1
-    fi
-  done
-  return $bad
-}
 
 check "vdisk-vmm exited 0 after the guest's power-off (status $rc; 124: timed out after ${tmo}s)" test "$rc" = 0
-check "the guest's serial output, all ${#expected[@]} lines" lines_ok
+check "the guest's serial output, all ${#expected[@]} lines" serial_lines_ok "$out/serial.log" exact
 
 # --- vdisk-vmm's stderr: each kind of mistake logged once per device ------------------
 # DEVICE COUNT REGEX...: the log lines of DEVICE are exactly COUNT, and each
@@ -189,11 +160,7 @@ fi
 # --- the images on the host ------------------------------------------------------------
 check "qemu-img check d.qcow2" qemu-img check -f qcow2 d.qcow2
 check "qemu-img check ro.qcow2" qemu-img check -f qcow2 ro.qcow2
-if [ -x "$vdisk" ]; then
-  check "vdisk check d.qcow2" "$vdisk" check -f qcow2 d.qcow2
-else
-  echo "     (vdisk check left out: no vdisk CLI at $vdisk)"
-fi
+check_vdisk_check "$vdisk" d.qcow2
 check "d.qcow2 holds the guest's good write (0xa5 at 2 MiB) and zeroes elsewhere (qemu-io)" \
   qemu-io -r -f qcow2 -c "read -P 0 0 2M" -c "read -P 0xa5 2M 4K" -c "read -P 0 2052K 63484K" d.qcow2
 check "the read-only disk is unchanged" test "$(sha256sum ro.qcow2 | cut -d' ' -f1)" = "$ro_sum"

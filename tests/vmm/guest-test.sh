@@ -31,17 +31,7 @@ vdisk=${3:?usage: guest-test.sh VDISK_VMM GUEST_BIN VDISK [OUTDIR]}
 out=${4:-$PWD/vmm-guest}
 
 skip() { echo "SKIP: $*"; exit 77; }
-
-[ -x "$vmm" ] || skip "vdisk-vmm is not built ($vmm)"
-[ -s "$guest" ] || skip "the test guest is not built ($guest): the C compiler cannot make -m32 freestanding code (see the CMake warning)"
-why=$(kvm_usable) || skip "$why"
-for tool in qemu-img qemu-io xorriso gzip perl timeout; do
-  command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
-done
-
-new_work_dir "$out"
-cleanup() { [ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"; }
-trap cleanup EXIT
+vmm_test_begin "$vmm" "$guest" "$out"
 
 # --- images ----------------------------------------------------------------------
 make_guest_images "$work"
@@ -97,28 +87,9 @@ expected=(
   "$(x "GUEST: scsi0: READ(10) past the end: ILLEGAL REQUEST (asc 0x21) ok")"
   "$(x "GUEST: done")"
 )
-lines_ok() {
-  local -a got
-  mapfile -t got < <(tr -d '\r' <"$out/serial.log")
-  local i n=${#expected[@]} bad=0
-  for ((i = 0; i < n || i < ${#got[@]}; i++)); do
-    if [ $i -ge ${#got[@]} ]; then
-      echo "line $((i + 1)) missing, expected /${expected[$i]}/"
-      bad=1
-    elif [ "$i" -ge "$n" ]; then
-      echo "line $((i + 1)) unexpected: ${got[$i]}"
-      bad=1
-    elif ! [[ ${got[$i]} =~ ^${expected[$i]}$ ]]; then
-      echo "line $((i + 1)): ${got[$i]}"
-      echo "   expected: /${expected[$i]}/"
-      bad=1
-    fi
-  done
-  return $bad
-}
 
 check "vdisk-vmm exited 0 after the guest's power-off (status $rc; 124: timed out after ${tmo}s)" test "$rc" = 0
-check "the guest's serial output, all ${#expected[@]} lines" lines_ok
+check "the guest's serial output, all ${#expected[@]} lines" serial_lines_ok "$out/serial.log" regex
 if [ -s "$out/vmm.err" ]; then # the guest's deliberate mistakes are logged there
   echo "   vdisk-vmm's stderr:"
   sed 's/^/     /' "$out/vmm.err"
@@ -126,11 +97,7 @@ fi
 
 # --- the images on the host ------------------------------------------------------------
 check "qemu-img check overlay.qcow2" qemu-img check -f qcow2 overlay.qcow2
-if [ -x "$vdisk" ]; then
-  check "vdisk check overlay.qcow2" "$vdisk" check -f qcow2 overlay.qcow2
-else
-  echo "     (vdisk check left out: no vdisk CLI at $vdisk)"
-fi
+check_vdisk_check "$vdisk" overlay.qcow2
 pattern_bytes 65536 >pattern.bin
 check "the guest's pattern reads back (qemu-img convert, 64 KiB at sector 2048)" \
   bash -c "qemu-img convert -f qcow2 -O raw overlay.qcow2 got.raw && cmp -i 1048576:0 -n 65536 got.raw pattern.bin"

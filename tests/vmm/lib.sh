@@ -16,6 +16,54 @@ kvm_usable() {
   fi
 }
 
+# vmm_test_begin VMM GUEST OUT: the start of a test that runs GUEST (a
+# --firmware binary) under VMM: exits 77 (skipped) with the reason unless
+# both are built, KVM is usable and the tools are installed; then makes the
+# work directory (new_work_dir OUT, from tests/linux/lib.sh), removed at
+# exit unless VDISK_TEST_KEEP=1.
+vmm_test_begin() {
+  local vmm=$1 guest=$2 out=$3 why tool
+  [ -x "$vmm" ] || { echo "SKIP: vdisk-vmm is not built ($vmm)"; exit 77; }
+  [ -s "$guest" ] || { echo "SKIP: the test guest is not built ($guest): the C compiler cannot make -m32 freestanding code (see the CMake warning)"; exit 77; }
+  why=$(kvm_usable) || { echo "SKIP: $why"; exit 77; }
+  for tool in qemu-img qemu-io xorriso gzip perl timeout; do
+    command -v "$tool" >/dev/null || { echo "SKIP: $tool not found (scripts/install-deps.sh installs it)"; exit 77; }
+  done
+  new_work_dir "$out"
+  trap '[ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"' EXIT
+}
+
+# serial_lines_ok LOG MODE: every line of LOG (carriage returns dropped)
+# equals (MODE exact) or matches as an anchored regular expression (MODE
+# regex) the same line of the array `expected`, with no line missing or
+# extra; prints each difference and returns 1 when there is one.
+serial_lines_ok() {
+  local log=$1 mode=$2 i bad=0 n=${#expected[@]} ok
+  local -a got
+  mapfile -t got < <(tr -d '\r' <"$log")
+  for ((i = 0; i < n || i < ${#got[@]}; i++)); do
+    if [ $i -ge ${#got[@]} ]; then
+      echo "line $((i + 1)) missing, expected: ${expected[$i]}"
+      bad=1
+    elif [ "$i" -ge "$n" ]; then
+      echo "line $((i + 1)) unexpected: ${got[$i]}"
+      bad=1
+    else
+      if [ "$mode" = regex ]; then
+        [[ ${got[$i]} =~ ^${expected[$i]}$ ]] && ok=1 || ok=0
+      else
+        [ "${got[$i]}" = "${expected[$i]}" ] && ok=1 || ok=0
+      fi
+      if [ $ok = 0 ]; then
+        echo "line $((i + 1)): ${got[$i]}"
+        echo "   expected: ${expected[$i]}"
+        bad=1
+      fi
+    fi
+  done
+  return $bad
+}
+
 # kvm_boots_linux: whether KVM here can run an unmodified Linux kernel;
 # else prints why not and returns 1.
 kvm_boots_linux() {

@@ -71,11 +71,7 @@ check "guest saw /dev/vda" grep -aE 'VDISK-TEST: disk /dev/vda 131072 sectors, r
 check_test_markers "$log"
 
 check "qemu-img check overlay.qcow2" qemu-img check -f qcow2 overlay.qcow2
-if [ -x "$vdisk" ]; then
-  check "vdisk check overlay.qcow2" "$vdisk" check -f qcow2 overlay.qcow2
-else
-  echo "     (vdisk check left out: no vdisk CLI at $vdisk)"
-fi
+check_vdisk_check "$vdisk" overlay.qcow2
 check "the pattern reads back (qemu-io)" \
   qemu-io -r -f qcow2 -c "read -P 0xa5 $pat_off $pat_len" overlay.qcow2
 check "the rest of the overlay reads the backing file's data (qemu-io)" \

@@ -25,7 +25,6 @@
 #include "virtio/mmio_regs.h"
 #include "vmm.h"
 
-#define MMIO_MAGIC   0x74726976u  /* "virt" */
 #define MMIO_VENDOR  0x4B534456u  /* "VDSK" */
 
 #define ISR_USED   1u
@@ -285,7 +284,7 @@ static uint32_t reg_read(struct vmm_mmio_dev *d, uint64_t off)
     struct vmm_queue_regs *q = d->queue_sel < d->nqueues ? &d->q[d->queue_sel] : NULL;
     uint64_t features;
     switch (off) {
-    case R_MAGIC: return MMIO_MAGIC;
+    case R_MAGIC: return VIRTIO_MMIO_MAGIC;
     case R_VERSION: return 2;
     case R_DEVICE_ID: return vdisk_virtio_device_id(d->model);
     case R_VENDOR_ID: return MMIO_VENDOR;
