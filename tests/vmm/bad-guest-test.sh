@@ -48,20 +48,7 @@ ro_sum=$(sha256sum ro.qcow2 | cut -d' ' -f1)
 iso_sum=$(sha256sum test.iso | cut -d' ' -f1)
 
 # --- the run ------------------------------------------------------------------------
-tmo=${VDISK_TEST_TIMEOUT:-30}
-rc=0
-t0=$(date +%s%N)
-timeout -k 5 "$tmo" "$vmm" --mem 64M --firmware "$guest" \
-  --disk d.qcow2 --disk ro.qcow2,readonly --cdrom test.iso \
-  >"$out/serial.log" 2>"$out/vmm.err" </dev/null || rc=$?
-t1=$(date +%s%N)
-ms=$(((t1 - t0) / 1000000))
-echo "   vdisk-vmm ran for $ms ms (exit status $rc); serial output: $out/serial.log"
-
-if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ] && vmm_kvm_failure "$out/vmm.err"; then
-  cat "$out/vmm.err"
-  skip "KVM cannot run the guest here: $(head -n1 "$out/vmm.err")"
-fi
+vmm_run_firmware "$vmm" "$guest" "$out" --disk d.qcow2 --disk ro.qcow2,readonly --cdrom test.iso
 
 # --- the serial output, line by line (exact) ----------------------------------------
 q="QueueNumMax 256): QueueReady reads 0 ok"
@@ -106,7 +93,7 @@ expected=(
   "GUEST: hostile done"
 )
 
-check "vdisk-vmm exited 0 after the guest's power-off (status $rc; 124: timed out after ${tmo}s)" test "$rc" = 0
+check "vdisk-vmm exited 0 after the guest's power-off (status $rc; 124: timed out after ${VDISK_TEST_TIMEOUT:-30}s)" test "$rc" = 0
 check "the guest's serial output, all ${#expected[@]} lines" serial_lines_ok "$out/serial.log" exact
 
 # --- vdisk-vmm's stderr: each kind of mistake logged once per device ------------------

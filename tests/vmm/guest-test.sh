@@ -48,20 +48,7 @@ head -c 512 /dev/zero | tr '\000' '\132' >first.bin
 first_crc=$(crc32_of first.bin)
 
 # --- the run ------------------------------------------------------------------------
-tmo=${VDISK_TEST_TIMEOUT:-30}
-rc=0
-t0=$(date +%s%N)
-timeout -k 5 "$tmo" "$vmm" --mem 64M --firmware "$guest" \
-  --disk "overlay.qcow2,serial=$serial" --cdrom test.iso \
-  >"$out/serial.log" 2>"$out/vmm.err" </dev/null || rc=$?
-t1=$(date +%s%N)
-ms=$(((t1 - t0) / 1000000))
-echo "   vdisk-vmm ran for $ms ms (exit status $rc); serial output: $out/serial.log"
-
-if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ] && vmm_kvm_failure "$out/vmm.err"; then
-  cat "$out/vmm.err"
-  skip "KVM cannot run the guest here: $(head -n1 "$out/vmm.err")"
-fi
+vmm_run_firmware "$vmm" "$guest" "$out" --disk "overlay.qcow2,serial=$serial" --cdrom test.iso
 
 # --- the serial output, line by line (bash regular expressions) ----------------------
 x() { printf '%s' "$1" | sed 's/[][\.*^$()+?{}|]/\\&/g'; } # a literal in a regex
@@ -88,7 +75,7 @@ expected=(
   "$(x "GUEST: done")"
 )
 
-check "vdisk-vmm exited 0 after the guest's power-off (status $rc; 124: timed out after ${tmo}s)" test "$rc" = 0
+check "vdisk-vmm exited 0 after the guest's power-off (status $rc; 124: timed out after ${VDISK_TEST_TIMEOUT:-30}s)" test "$rc" = 0
 check "the guest's serial output, all ${#expected[@]} lines" serial_lines_ok "$out/serial.log" regex
 if [ -s "$out/vmm.err" ]; then # the guest's deliberate mistakes are logged there
   echo "   vdisk-vmm's stderr:"

@@ -33,6 +33,27 @@ vmm_test_begin() {
   trap '[ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"' EXIT
 }
 
+# vmm_run_firmware VMM GUEST OUT DEVICE-ARGS...: runs GUEST under VMM with
+# 64 MiB and the devices given, serial output to OUT/serial.log and stderr to
+# OUT/vmm.err, within $VDISK_TEST_TIMEOUT seconds (default 30); sets rc to
+# the exit status and ms to the run's wall time. Exits 77 (skipped) when KVM refused to run the guest.
+vmm_run_firmware() {
+  local vmm=$1 guest=$2 out=$3 t0 t1
+  shift 3
+  rc=0
+  t0=$(date +%s%N)
+  timeout -k 5 "${VDISK_TEST_TIMEOUT:-30}" "$vmm" --mem 64M --firmware "$guest" "$@" \
+    >"$out/serial.log" 2>"$out/vmm.err" </dev/null || rc=$?
+  t1=$(date +%s%N)
+  ms=$(((t1 - t0) / 1000000))
+  echo "   vdisk-vmm ran for $ms ms (exit status $rc); serial output: $out/serial.log"
+  if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ] && vmm_kvm_failure "$out/vmm.err"; then
+    cat "$out/vmm.err"
+    echo "SKIP: KVM cannot run the guest here: $(head -n1 "$out/vmm.err")"
+    exit 77
+  fi
+}
+
 # serial_lines_ok LOG MODE: every line of LOG (carriage returns dropped)
 # equals (MODE exact) or matches as an anchored regular expression (MODE
 # regex) the same line of the array `expected`, with no line missing or
