@@ -302,23 +302,16 @@ VDISK_EXPORT int vdisk_virtio_blk_new(vdisk_virtio **out, vdisk_dev *dev,
     unsigned seg_max = p->seg_max ? p->seg_max : 254;
     if (nq > 64)
         return err_set(-EINVAL, "%u queues asked for (at most 64)", nq);
-    if (qsize > VDISK_VIRTIO_QUEUE_MAX || (qsize & (qsize - 1)))
-        return err_set(-EINVAL, "queue size %u is not a power of two up to %d", qsize,
-                       VDISK_VIRTIO_QUEUE_MAX);
     if (seg_max > VQ_SEGS_MAX - 2)
         return err_set(-EINVAL, "seg_max %u is above %d", seg_max, VQ_SEGS_MAX - 2);
     if (p->serial && strlen(p->serial) > BLK_ID_BYTES)
         return err_set(-EINVAL, "serial \"%s\" is longer than %d bytes", p->serial,
                        BLK_ID_BYTES);
-    struct vdisk_virtio *v = calloc(1, sizeof *v);
-    struct blk *b = calloc(1, sizeof *b);
-    if (!v || !b) {
-        free(v);
-        free(b);
-        return err_set(-ENOMEM, "out of memory");
-    }
-    v->epfd = -1;
-    v->priv = b;
+    struct vdisk_virtio *v;
+    int r = virtio_alloc(&v, sizeof(struct blk), qsize);
+    if (r < 0)
+        return r;
+    struct blk *b = v->priv;
     strcpy(b->serial, p->serial ? p->serial : "vdisk");
     b->seg_max = seg_max;
     b->caps = vdisk_can(dev);
@@ -332,7 +325,7 @@ VDISK_EXPORT int vdisk_virtio_blk_new(vdisk_virtio **out, vdisk_dev *dev,
         f |= 1ull << VIRTIO_BLK_F_RO;
     else
         f |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
-    int r = virtio_init(v, &blk_model, dev, VDISK_VIRTIO_ID_BLOCK, f, nq, qsize);
+    r = virtio_init(v, &blk_model, dev, VDISK_VIRTIO_ID_BLOCK, f, nq, qsize);
     for (unsigned i = 0; r == 0 && i < nq; i++)
         r = virtio_attach_aq(v, i);
     if (r < 0) {

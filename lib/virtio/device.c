@@ -20,6 +20,25 @@
                        1ull << VDISK_VIRTIO_F_RING_INDIRECT_DESC | \
                        1ull << VDISK_VIRTIO_F_RING_EVENT_IDX)
 
+int virtio_alloc(struct vdisk_virtio **vp, size_t priv_size, unsigned qsize)
+{
+    *vp = NULL;
+    if (qsize > VDISK_VIRTIO_QUEUE_MAX || (qsize & (qsize - 1)))
+        return err_set(-EINVAL, "queue size %u is not a power of two up to %d", qsize,
+                       VDISK_VIRTIO_QUEUE_MAX);
+    struct vdisk_virtio *v = calloc(1, sizeof *v);
+    void *priv = calloc(1, priv_size);
+    if (!v || !priv) {
+        free(v);
+        free(priv);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    v->epfd = -1;
+    v->priv = priv;
+    *vp = v;
+    return 0;
+}
+
 int virtio_init(struct vdisk_virtio *v, const struct virtio_model *model, vdisk_dev *dev,
                 uint32_t device_id, uint64_t features, unsigned nq, unsigned qmax)
 {

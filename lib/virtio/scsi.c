@@ -331,21 +331,14 @@ VDISK_EXPORT int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdro
     unsigned qsize = p->queue_size ? p->queue_size : 256;
     if (nrq > 16)
         return err_set(-EINVAL, "%u request queues asked for (at most 16)", nrq);
-    if (qsize > VDISK_VIRTIO_QUEUE_MAX || (qsize & (qsize - 1)))
-        return err_set(-EINVAL, "queue size %u is not a power of two up to %d", qsize,
-                       VDISK_VIRTIO_QUEUE_MAX);
-    struct vdisk_virtio *v = calloc(1, sizeof *v);
-    struct scsi *s = calloc(1, sizeof *s);
-    if (!v || !s) {
-        free(v);
-        free(s);
-        return err_set(-ENOMEM, "out of memory");
-    }
-    v->epfd = -1;
-    v->priv = s;
+    struct vdisk_virtio *v;
+    int r = virtio_alloc(&v, sizeof(struct scsi), qsize);
+    if (r < 0)
+        return r;
+    struct scsi *s = v->priv;
     s->cdb_size = SCSI_CDB_DEFAULT;
     s->sense_size = SCSI_SENSE_DEFAULT;
-    int r = virtio_init(v, &scsi_model, cdrom, VDISK_VIRTIO_ID_SCSI, 0, nrq + 2, qsize);
+    r = virtio_init(v, &scsi_model, cdrom, VDISK_VIRTIO_ID_SCSI, 0, nrq + 2, qsize);
     if (r == 0 && !(s->buf = malloc(MMC_REPLY_MAX)))
         r = err_set(-ENOMEM, "out of memory");
     if (r == 0) {

@@ -116,6 +116,10 @@ struct vdisk_virtio {
 };
 
 /* device.c */
+/* A device object with PRIV_SIZE zeroed bytes of model state in ->priv,
+ * for queues of at most QSIZE entries (checked: a power of two up to
+ * VDISK_VIRTIO_QUEUE_MAX).  Returns 0 or -errno with the error set. */
+int virtio_alloc(struct vdisk_virtio **vp, size_t priv_size, unsigned qsize);
 int virtio_init(struct vdisk_virtio *v, const struct virtio_model *model, vdisk_dev *dev,
                 uint32_t device_id, uint64_t features, unsigned nq, unsigned qmax);
 /* Gives queue Q an asynchronous queue on the device (request queues). */

@@ -63,16 +63,21 @@ static void vq_push(struct vq *q, uint16_t head, uint32_t len)
     q->pending = 1;
 }
 
-void vq_complete(struct vq_req *r)
+/* Takes HEAD out of flight and puts it on the used ring with LEN bytes
+ * written (not while resetting, nor on a queue that is gone or broken). */
+static void vq_finish(struct vdisk_virtio *v, struct vq *q, uint16_t head, uint32_t len)
 {
-    struct vdisk_virtio *v = r->v;
-    struct vq *q = &v->q[r->q];
     if (q->in_flight)
         q->in_flight--;
     if (!v->resetting && q->size && q->used && !q->broken) {
-        vq_push(q, r->head, r->used_len);
+        vq_push(q, head, len);
         v->stats.requests++;
     }
+}
+
+void vq_complete(struct vq_req *r)
+{
+    vq_finish(r->v, &r->v->q[r->q], r->head, r->used_len);
     free(r);
 }
 
@@ -261,15 +266,7 @@ int vq_process(struct vdisk_virtio *v, unsigned qi)
             if (!r) {
                 /* Completed with nothing written: never dropped. */
                 v->stats.errors++;
-                struct vq_req tmp = {.v = v, .q = qi, .head = head};
-                struct vq_req *t = malloc(sizeof tmp);
-                if (t) {
-                    *t = tmp;
-                    vq_complete(t);
-                } else {
-                    q->in_flight--;
-                    vq_push(q, head, 0);
-                }
+                vq_finish(v, q, head, 0);
                 continue;
             }
             if (chain->bad) {
