@@ -228,7 +228,7 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
     if (format && !driver_by_name(format))
         return err_set(-ENOTSUP, "unknown format '%s'", format);
     /* The protocol layer: the file itself. */
-    struct vdisk_dev *file;
+    struct vdisk_dev *file = NULL;
     int r = dev_open_file(&file, filename, os ? os : &(struct opt_set){0}, params);
     if (r < 0)
         return r;

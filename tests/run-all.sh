@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds vdisk, and runs the whole test suite:
 #   1. the normal build, every test on the io_uring engine, then again on the
-#      worker-thread engine;
+#      worker-thread engine; the library, tools and tests also built with
+#      GCC and Clang in Debug, RelWithDebInfo and Release with -Werror;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
 #      a ThreadSanitizer build, the stress tests on both engines;
 #   3. every libFuzzer harness for about a minute from its corpus;
@@ -18,6 +19,12 @@ status=0
 
 echo "== build"
 bash scripts/build.sh build -DVDISK_WERROR=ON
+
+# The build types users and distributions build (Debug, RelWithDebInfo,
+# Release) with GCC and Clang, warnings as errors: GCC warns at -O3 about
+# things it does not see at -O2.
+echo "== build matrix: gcc and clang, Debug / RelWithDebInfo / Release, -Werror"
+bash scripts/build-matrix.sh build-matrix || status=1
 
 uring_ok=1
 if ! VDISK_ENGINE=uring ./build/tools/vdisk info --debug README.md >/dev/null 2>&1; then

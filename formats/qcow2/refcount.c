@@ -213,7 +213,7 @@ static int ensure_block(struct qcow2 *s, uint64_t t)
         if (s->reft[t])
             return 0;
     }
-    uint64_t c;
+    uint64_t c = 0;
     int r = find_free(s, 1, &c);
     if (r < 0)
         return r;
@@ -330,7 +330,7 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
 {
     if (s->corrupt)
         return err_set(-EIO, "%s: the image is corrupt; writes are refused", s->dev->filename);
-    uint64_t c;
+    uint64_t c = 0;
     for (int tries = 0;; tries++) {
         if (tries > 8)
             return qcow2_corrupt(s, "cannot allocate %" PRIu64 " clusters", n);
@@ -378,7 +378,7 @@ int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host)
         s->compress_used += len;
         return 0;
     }
-    uint64_t c;
+    uint64_t c = 0;
     int r = qcow2_alloc_clusters(s, 1, &c);
     if (r < 0)
         return r;

@@ -604,7 +604,7 @@ int qcow2_snapshot_select(struct qcow2 *s, const char *name)
     int k = find(s, name);
     if (k < 0)
         return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
-    uint64_t *l1;
+    uint64_t *l1 = NULL;
     int r = read_l1(s, s->snaps[k].l1_offset, s->snaps[k].l1_size, &l1);
     if (r < 0)
         return r;
