@@ -2,8 +2,9 @@
 /*
  * fuzz/iso9660.c: the fuzz input is an ISO 9660 image (Rock Ridge, Joliet,
  * El Torito).  It is opened over a memory device in each namespace; the
- * tree is listed (a bounded walk), every entry is stat'ed, files are read,
- * symlinks read and followed, and each El Torito boot image opened as a
+ * tree is listed (a bounded walk), every entry is stat'ed, files are read
+ * (zisofs files decompressed, also across a block boundary), symlinks
+ * read and followed, and each El Torito boot image opened as a
  * device and read.  Any crash, sanitizer report, leak or hang is a bug.
  */
 #include <stdlib.h>
@@ -40,6 +41,11 @@ static void walk(vdisk_iso *iso, const char *dir, unsigned depth)
         if (v[i].type == VDISK_ISO_FILE || v[i].type == VDISK_ISO_SYMLINK) {
             vdisk_iso_read(iso, path, buf, sizeof buf, 0);
             vdisk_iso_read(iso, path, buf, sizeof buf, v[i].size > 100 ? v[i].size - 100 : 0);
+            /* zisofs: across a block boundary, and in the middle. */
+            if (v[i].compressed) {
+                vdisk_iso_read(iso, path, buf, 64, 32768 - 32);
+                vdisk_iso_read(iso, path, buf, sizeof buf, v[i].size / 2 + 1);
+            }
         }
         if (v[i].type == VDISK_ISO_SYMLINK) {
             char t[256];

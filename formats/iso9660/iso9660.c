@@ -8,14 +8,25 @@
  * ISO_MAX_CE continuation areas per record (a repeated area is a loop),
  * ISO_MAX_DEPTH directories deep, ISO_MAX_DIR_BYTES per directory, and a
  * set of visited directory extents when the tree is walked.
+ *
+ * zisofs (Rock Ridge ZF/Z2 entries) is decompressed block by block with
+ * zlib: the file header is checked against the ZF entry, every block
+ * pointer used is checked to lie after the pointer table, before the last
+ * pointer (itself inside the file) and not before its predecessor, and a
+ * block must inflate to exactly its size.  Memory: two block buffers.
+ *
+ * The path table is checked against the tree but never used: when it
+ * disagrees, vdisk_iso_open succeeds with a warning (vdisk_iso_warning).
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include <vdisk/iso9660.h>
 
@@ -35,6 +46,18 @@ struct extent {
     uint64_t off, len; /* bytes in the device */
 };
 
+/* A Rock Ridge ZF (or zisofs2 Z2) entry. */
+struct zisofs {
+    bool on;
+    char sig;            /* 'F' (ZF) or '2' (Z2) */
+    uint8_t len;         /* the entry's length */
+    uint8_t version;     /* 1: zisofs, 2: zisofs2 */
+    char alg[2];         /* "pz" (zisofs), "PZ" (zisofs2 zlib), ... */
+    uint8_t hdr_words;   /* the file header's size in 4-byte words */
+    uint8_t log2_bs;     /* log2 of the block size */
+    uint64_t size;       /* uncompressed bytes */
+};
+
 /* A directory entry while it is being parsed. */
 struct node {
     struct vdisk_iso_entry e;
@@ -44,6 +67,7 @@ struct node {
     bool relocated;            /* RE: shown where its CL entry is */
     bool child_link;           /* CL: a directory relocated elsewhere */
     uint8_t flags;             /* the record's file flags */
+    struct zisofs zf;          /* a compressed file's ZF entry */
 };
 
 struct vdisk_iso {
@@ -56,6 +80,7 @@ struct vdisk_iso {
     unsigned susp_skip;
     struct vdisk_iso_boot boot[ISO_MAX_BOOT];
     unsigned nboot;
+    char warning[640];         /* "" when none */
 };
 
 /* ---- Small helpers -------------------------------------------------------- */
@@ -63,6 +88,11 @@ struct vdisk_iso {
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
 static uint16_t le16(const uint8_t *p)
@@ -197,6 +227,7 @@ struct rr {
     char target[VDISK_ISO_PATH_MAX + 1];
     size_t tlen;
     bool sl_sep; /* a '/' goes before the next component */
+    struct zisofs zf;
 };
 
 static int rr_append(char *dst, size_t *len, size_t max, const void *src, size_t n,
@@ -325,6 +356,20 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
         } else if (p[0] == 'C' && p[1] == 'L' && l >= 12) {
             rr->cl = true;
             rr->cl_block = le32(p + 4);
+        } else if (p[0] == 'Z' && (p[1] == 'F' || p[1] == '2')) {
+            /* zisofs: checked when the file is read. */
+            memset(&rr->zf, 0, sizeof rr->zf);
+            rr->zf.on = true;
+            rr->zf.sig = (char)p[1];
+            rr->zf.len = (uint8_t)l;
+            rr->zf.version = p[3];
+            if (l >= 16) {
+                rr->zf.alg[0] = (char)p[4];
+                rr->zf.alg[1] = (char)p[5];
+                rr->zf.hdr_words = p[6];
+                rr->zf.log2_bs = p[7];
+                rr->zf.size = p[3] == 1 ? le32(p + 8) : le64(p + 8);
+            }
         }
         if (r < 0)
             return r;
@@ -420,7 +465,9 @@ static int parse_record(struct vdisk_iso *iso, const uint8_t *rec, size_t len, i
             return err_set(-ENOMEM, "out of memory");
         n->ext = ne;
         n->ext[n->next++] = (struct extent){off, dlen};
-        n->e.size += dlen;
+        n->e.stored_size += dlen;
+        if (!n->e.compressed)
+            n->e.size += dlen;
         n->e.extents = n->next;
         n->flags = flags;
         return 0;
@@ -428,10 +475,12 @@ static int parse_record(struct vdisk_iso *iso, const uint8_t *rec, size_t len, i
     memset(n, 0, offsetof(struct node, ext));
     n->ext = NULL;
     n->next = 0;
+    n->relocated = n->child_link = false;
+    memset(&n->zf, 0, sizeof n->zf);
     n->flags = flags;
     bool dir = flags & 2;
     n->e.extent = block;
-    n->e.size = dlen;
+    n->e.size = n->e.stored_size = dlen;
     n->e.mtime = n->e.atime = n->e.ctime = time7(rec + 18);
     if (dir) {
         n->dir_off = off;
@@ -520,6 +569,12 @@ static int parse_record(struct vdisk_iso *iso, const uint8_t *rec, size_t len, i
         }
         if (rr->sl && n->e.type == VDISK_ISO_SYMLINK)
             memcpy(n->e.target, rr->target, rr->tlen + 1);
+        if (rr->zf.on && n->e.type == VDISK_ISO_FILE) {
+            n->zf = rr->zf;
+            n->e.compressed = 1;
+            if (rr->zf.len == 16 && (rr->zf.version == 1 || rr->zf.version == 2))
+                n->e.size = rr->zf.size;
+        }
     }
     free(rr);
     return r;
@@ -873,6 +928,69 @@ static int tree_fn(void *ctx, struct node *n)
     return 0;
 }
 
+/* Sets the open's warning (the first one is kept). */
+static void warn(struct vdisk_iso *iso, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(struct vdisk_iso *iso, const char *fmt, ...)
+{
+    if (iso->warning[0])
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(iso->warning, sizeof iso->warning, "%s: %s; the directory tree is used",
+             iso->dev->filename, msg);
+}
+
+/*
+ * The path table against the tree's directories SEEN: one record per
+ * directory, each naming one of the tree.  Nothing reads files through
+ * the path table, so a disagreement is a warning; only an I/O error fails.
+ */
+static int check_path_table(struct vdisk_iso *iso, uint32_t pt_block, uint32_t pt_size,
+                            const struct dirset *seen)
+{
+    uint64_t pt_off = (uint64_t)pt_block * ISO_SECTOR;
+    if (pt_size > ISO_MAX_DIR_BYTES) {
+        warn(iso, "path table of %" PRIu32 " bytes, expected at most %u", pt_size,
+             ISO_MAX_DIR_BYTES);
+        return 0;
+    }
+    if (!range_inside(pt_off, pt_size, iso->size)) {
+        warn(iso, "path table of %" PRIu32 " bytes at block %" PRIu32 " lies beyond the end "
+             "of the image (%" PRIu64 " bytes)", pt_size, pt_block, iso->size);
+        return 0;
+    }
+    uint8_t *pt = malloc(pt_size);
+    if (!pt)
+        return err_set(-ENOMEM, "out of memory");
+    int r = dev_pread(iso->dev, pt, pt_size, pt_off);
+    size_t pos = 0, count = 0;
+    bool bad = false;
+    while (r == 0 && !bad && pos + 8 <= pt_size) {
+        unsigned nl = pt[pos];
+        if (nl == 0 || pos + 8 + nl > pt_size) {
+            warn(iso, "path table record %zu at byte %zu: name of %u bytes, expected 1 to %zu",
+                 count + 1, pos, nl, pt_size - pos - 8);
+            bad = true;
+            break;
+        }
+        uint32_t block = le32(pt + pos + 2);
+        if (!dirset_has(seen, block)) {
+            warn(iso, "path table record %zu names a directory at block %" PRIu32 " that is "
+                 "not in the directory tree", count + 1, block);
+            bad = true;
+        }
+        count++;
+        pos += 8 + nl + (nl & 1);
+    }
+    if (r == 0 && !bad && count != seen->n)
+        warn(iso, "the path table lists %zu directories, the tree holds %zu", count, seen->n);
+    free(pt);
+    return r;
+}
+
 /* Walks the primary tree (loops refused) and checks the path table against it. */
 static int check_tree(struct vdisk_iso *iso, uint32_t pt_block, uint32_t pt_size)
 {
@@ -893,38 +1011,8 @@ static int check_tree(struct vdisk_iso *iso, uint32_t pt_block, uint32_t pt_size
         r = walk_dir(iso, t.queue[i].off, t.queue[i].len, VDISK_ISO_NS_ISO9660, tree_fn, &t);
     iso->ns = saved;
     node_free(&root);
-    /* The path table: one record per directory, each naming one of the tree. */
-    uint8_t *pt = NULL;
-    if (r == 0 && pt_size) {
-        if (pt_size > ISO_MAX_DIR_BYTES)
-            r = err_set(-EINVAL, "%s: path table of %" PRIu32 " bytes, expected at most %u",
-                        iso->dev->filename, pt_size, ISO_MAX_DIR_BYTES);
-        else if (!(pt = malloc(pt_size)))
-            r = err_set(-ENOMEM, "out of memory");
-        else
-            r = rd(iso, pt, pt_size, (uint64_t)pt_block * ISO_SECTOR, "path table");
-        size_t pos = 0, count = 0;
-        while (r == 0 && pos + 8 <= pt_size) {
-            unsigned nl = pt[pos];
-            if (nl == 0 || pos + 8 + nl > pt_size) {
-                r = err_set(-EINVAL, "%s: path table record %zu at byte %zu: name of %u bytes, "
-                            "expected 1 to %zu", iso->dev->filename, count + 1, pos, nl,
-                            pt_size - pos - 8);
-                break;
-            }
-            uint32_t block = le32(pt + pos + 2);
-            if (!dirset_has(&t.seen, block))
-                r = err_set(-EINVAL, "%s: path table record %zu names a directory at block %"
-                            PRIu32 " that is not in the directory tree", iso->dev->filename,
-                            count + 1, block);
-            count++;
-            pos += 8 + nl + (nl & 1);
-        }
-        if (r == 0 && count != t.seen.n)
-            r = err_set(-EINVAL, "%s: the path table lists %zu directories, the tree holds %zu",
-                        iso->dev->filename, count, t.seen.n);
-    }
-    free(pt);
+    if (r == 0 && pt_size)
+        r = check_path_table(iso, pt_block, pt_size, &t.seen);
     free(t.seen.v);
     free(t.queue);
     return r;
@@ -1134,6 +1222,311 @@ static int open_volume(struct vdisk_iso *iso, int ns)
     return r;
 }
 
+/* ---- zisofs ------------------------------------------------------------------------- */
+
+static const uint8_t zf_magic1[8] = {0x37, 0xe4, 0x53, 0x96, 0xc9, 0xdb, 0xd6, 0x07};
+static const uint8_t zf_magic2[8] = {0xef, 0x22, 0x55, 0xa1, 0xbc, 0x1b, 0x95, 0xa0};
+
+#define ZF_PTRS 64 /* block pointers read at a time */
+
+/*
+ * Up to LEN bytes at OFFSET of N's bytes as stored in the image, across
+ * its extents.  Returns the count (short at the end) or -errno.
+ */
+static int64_t stored_read(struct vdisk_iso *iso, const struct node *n, void *buf, size_t len,
+                           uint64_t offset)
+{
+    if (offset >= n->e.stored_size)
+        return 0;
+    if (len > n->e.stored_size - offset)
+        len = (size_t)(n->e.stored_size - offset);
+    uint64_t done = 0, pos = 0;
+    for (unsigned i = 0; i < n->next && done < len; i++) {
+        const struct extent *x = &n->ext[i];
+        if (offset + done < pos + x->len) {
+            uint64_t in = offset + done - pos;
+            uint64_t chunk = x->len - in;
+            if (chunk > len - done)
+                chunk = len - done;
+            int r = rd(iso, (uint8_t *)buf + done, (size_t)chunk, x->off + in, "file data");
+            if (r < 0)
+                return r;
+            done += chunk;
+        }
+        pos += x->len;
+    }
+    return (int64_t)done;
+}
+
+/* A zisofs file being read. */
+struct zfile {
+    struct vdisk_iso *iso;
+    const struct node *n;
+    const char *path;
+    unsigned pw;              /* bytes per block pointer: 4, or 8 (zisofs2) */
+    unsigned log2_bs;
+    uint32_t bs;              /* block size */
+    uint64_t size;            /* uncompressed bytes */
+    uint64_t nblocks;
+    uint64_t table_off;       /* the block pointers, in the stored file */
+    uint64_t table_end;       /* where the data may start */
+    uint64_t data_end;        /* the last pointer: where the data ends */
+    uint64_t ptr[ZF_PTRS + 1];
+    uint64_t ptr_first;       /* ptr[0] is block ptr_first's pointer */
+    unsigned ptr_count;       /* pointers loaded (0: none) */
+    size_t in_max;            /* compressBound(bs) */
+    uint8_t *in, *tmp;
+    z_stream zs;
+    bool zs_ready;
+};
+
+static int zf_err(const struct zfile *z, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int zf_err(const struct zfile *z, int err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return err_set(err, "%s: '%s': %s", z->iso->dev->filename, z->path, msg);
+}
+
+/* Exactly LEN stored bytes at OFF. */
+static int zf_pread(struct zfile *z, void *buf, size_t len, uint64_t off, const char *what)
+{
+    int64_t got = stored_read(z->iso, z->n, buf, len, off);
+    if (got < 0)
+        return (int)got;
+    if ((uint64_t)got != len)
+        return zf_err(z, -EINVAL, "zisofs %s: %zu bytes at byte %" PRIu64 " run past the "
+                      "file's %" PRIu64 " bytes", what, len, off, z->n->e.stored_size);
+    return 0;
+}
+
+static uint64_t zf_ptr(const struct zfile *z, const uint8_t *p)
+{
+    return z->pw == 4 ? le32(p) : le64(p);
+}
+
+/* Checks the ZF entry and the file header, reads the last block pointer. */
+static int zf_open(struct zfile *z)
+{
+    const struct zisofs *zf = &z->n->zf;
+    const char *name = zf->sig == '2' ? "Z2" : "ZF";
+    if (zf->len != 16)
+        return zf_err(z, -EINVAL, "Rock Ridge %s entry of %u bytes, expected 16", name, zf->len);
+    unsigned max_log2, hdr_min;
+    if (zf->version == 1 && zf->sig == 'F') {
+        if (memcmp(zf->alg, "pz", 2))
+            return zf_err(z, -ENOTSUP, "zisofs algorithm '%c%c' is not supported, expected "
+                          "'pz' (zlib)", zf->alg[0], zf->alg[1]);
+        z->pw = 4;
+        max_log2 = 17;
+        hdr_min = 16;
+    } else if (zf->version == 2) {
+        if (memcmp(zf->alg, "PZ", 2))
+            return zf_err(z, -ENOTSUP, "zisofs2 algorithm '%c%c' is not supported, only 'PZ' "
+                          "(zlib)", zf->alg[0], zf->alg[1]);
+        z->pw = 8;
+        max_log2 = 20;
+        hdr_min = 24;
+    } else {
+        return zf_err(z, -ENOTSUP, "Rock Ridge %s entry version %u is not supported, expected "
+                      "%s", name, zf->version, zf->sig == '2' ? "2 (zisofs2)"
+                      : "1 (zisofs) or 2 (zisofs2)");
+    }
+    if (zf->log2_bs < 15 || zf->log2_bs > max_log2)
+        return zf_err(z, -EINVAL, "zisofs block size 2^%u, expected 2^15 to 2^%u", zf->log2_bs,
+                      max_log2);
+    if ((unsigned)zf->hdr_words * 4 < hdr_min)
+        return zf_err(z, -EINVAL, "zisofs header of %u bytes, expected %u or more",
+                      zf->hdr_words * 4u, hdr_min);
+    uint8_t h[24];
+    int r = zf_pread(z, h, hdr_min, 0, "header");
+    if (r < 0)
+        return r;
+    uint64_t size;
+    unsigned words, log2_bs;
+    if (z->pw == 4) {
+        if (memcmp(h, zf_magic1, 8))
+            return zf_err(z, -EINVAL, "no zisofs header: expected the magic 37 E4 53 96 C9 DB "
+                          "D6 07, found %02X %02X %02X %02X %02X %02X %02X %02X", h[0], h[1],
+                          h[2], h[3], h[4], h[5], h[6], h[7]);
+        size = le32(h + 8);
+        words = h[12];
+        log2_bs = h[13];
+        if (h[14] || h[15])
+            return zf_err(z, -EINVAL, "zisofs header: reserved bytes %02X %02X, expected 0",
+                          h[14], h[15]);
+    } else {
+        if (memcmp(h, zf_magic2, 8))
+            return zf_err(z, -EINVAL, "no zisofs2 header: expected the magic EF 22 55 A1 BC 1B "
+                          "95 A0, found %02X %02X %02X %02X %02X %02X %02X %02X", h[0], h[1],
+                          h[2], h[3], h[4], h[5], h[6], h[7]);
+        if (h[8] != 0 || h[10] != 1)
+            return zf_err(z, -EINVAL, "zisofs2 header version %u and algorithm %u, expected 0 "
+                          "and 1 (zlib)", h[8], h[10]);
+        words = h[9];
+        log2_bs = h[11];
+        size = le64(h + 12);
+    }
+    if (size != zf->size || words != zf->hdr_words || log2_bs != zf->log2_bs)
+        return zf_err(z, -EINVAL, "the zisofs header (%" PRIu64 " bytes, header of %u words, "
+                      "block size 2^%u) disagrees with the %s entry (%" PRIu64 " bytes, %u "
+                      "words, 2^%u)", size, words, log2_bs, name, zf->size, zf->hdr_words,
+                      zf->log2_bs);
+    z->size = size;
+    z->log2_bs = log2_bs;
+    z->bs = UINT32_C(1) << log2_bs;
+    z->nblocks = (size >> log2_bs) + ((size & (z->bs - 1)) != 0);
+    z->table_off = (uint64_t)words * 4;
+    /* nblocks < 2^49: no overflow. */
+    z->table_end = z->table_off + (z->nblocks + 1) * z->pw;
+    if (z->table_end > z->n->e.stored_size)
+        return zf_err(z, -EINVAL, "the zisofs block pointer table (%" PRIu64 " pointers of %u "
+                      "bytes at byte %" PRIu64 ") runs past the file's %" PRIu64 " bytes",
+                      z->nblocks + 1, z->pw, z->table_off, z->n->e.stored_size);
+    uint8_t p[8];
+    r = zf_pread(z, p, z->pw, z->table_off + z->nblocks * z->pw, "block pointer");
+    if (r < 0)
+        return r;
+    z->data_end = zf_ptr(z, p);
+    if (z->data_end < z->table_end || z->data_end > z->n->e.stored_size)
+        return zf_err(z, -EINVAL, "the last zisofs block pointer is %" PRIu64 ", expected %"
+                      PRIu64 " to %" PRIu64 " (the pointer table's end to the file's size)",
+                      z->data_end, z->table_end, z->n->e.stored_size);
+    z->in_max = compressBound(z->bs);
+    z->in = malloc(z->in_max);
+    z->tmp = malloc(z->bs);
+    if (!z->in || !z->tmp)
+        return err_set(-ENOMEM, "out of memory");
+    if (inflateInit(&z->zs) != Z_OK)
+        return err_set(-ENOMEM, "zlib: %s", z->zs.msg ? z->zs.msg : "inflateInit failed");
+    z->zs_ready = true;
+    return 0;
+}
+
+static void zf_close(struct zfile *z)
+{
+    if (z->zs_ready)
+        inflateEnd(&z->zs);
+    free(z->in);
+    free(z->tmp);
+}
+
+/* Loads block B's pointer and the next one (and a few more), each checked. */
+static int zf_load_ptrs(struct zfile *z, uint64_t b)
+{
+    if (z->ptr_count && b >= z->ptr_first && b + 1 < z->ptr_first + z->ptr_count)
+        return 0;
+    uint64_t left = z->nblocks - b;
+    unsigned count = (unsigned)(left < ZF_PTRS ? left : ZF_PTRS) + 1;
+    uint8_t raw[(ZF_PTRS + 1) * 8];
+    int r = zf_pread(z, raw, (size_t)count * z->pw, z->table_off + b * z->pw, "block pointers");
+    if (r < 0)
+        return r;
+    z->ptr_count = 0;
+    for (unsigned i = 0; i < count; i++) {
+        uint64_t v = zf_ptr(z, raw + (size_t)i * z->pw);
+        if (v < z->table_end || v > z->data_end)
+            return zf_err(z, -EINVAL, "zisofs block pointer %" PRIu64 " is %" PRIu64 ", expected %"
+                          PRIu64 " to %" PRIu64 " (the pointer table's end to the last pointer)",
+                          b + i, v, z->table_end, z->data_end);
+        if (i && v < z->ptr[i - 1])
+            return zf_err(z, -EINVAL, "zisofs block pointer %" PRIu64 " is %" PRIu64 ", before "
+                          "the previous one (%" PRIu64 ")", b + i, v, z->ptr[i - 1]);
+        z->ptr[i] = v;
+    }
+    z->ptr_first = b;
+    z->ptr_count = count;
+    return 0;
+}
+
+/* Block B's uncompressed bytes (WANT of them: the block size, or the tail) into DST. */
+static int zf_block(struct zfile *z, uint64_t b, uint8_t *dst, size_t want)
+{
+    int r = zf_load_ptrs(z, b);
+    if (r < 0)
+        return r;
+    uint64_t start = z->ptr[b - z->ptr_first], clen = z->ptr[b - z->ptr_first + 1] - start;
+    if (clen == 0) {
+        memset(dst, 0, want); /* a block of zeros */
+        return 0;
+    }
+    if (clen > z->in_max)
+        return zf_err(z, -EINVAL, "zisofs block %" PRIu64 " holds %" PRIu64 " compressed bytes, "
+                      "more than zlib makes of %" PRIu32 " (%zu)", b, clen, z->bs, z->in_max);
+    r = zf_pread(z, z->in, (size_t)clen, start, "block");
+    if (r < 0)
+        return r;
+    if (inflateReset(&z->zs) != Z_OK)
+        return zf_err(z, -EINVAL, "zlib: inflateReset failed");
+    z->zs.next_in = z->in;
+    z->zs.avail_in = (uInt)clen;
+    z->zs.next_out = dst;
+    z->zs.avail_out = (uInt)want;
+    int zr = inflate(&z->zs, Z_FINISH);
+    if (zr != Z_STREAM_END && z->zs.avail_out == 0) {
+        /* Full: either only the end of the stream is left, or more data. */
+        uint8_t extra;
+        z->zs.next_out = &extra;
+        z->zs.avail_out = 1;
+        zr = inflate(&z->zs, Z_FINISH);
+        if (z->zs.avail_out == 0)
+            return zf_err(z, -EINVAL, "zisofs block %" PRIu64 " inflates to more than %zu bytes",
+                          b, want);
+        z->zs.avail_out = 0;
+    }
+    if (zr == Z_STREAM_END && z->zs.avail_out)
+        return zf_err(z, -EINVAL, "zisofs block %" PRIu64 " inflates to %zu bytes, expected %zu",
+                      b, want - z->zs.avail_out, want);
+    if (zr != Z_STREAM_END)
+        return zf_err(z, -EINVAL, "zisofs block %" PRIu64 " (%" PRIu64 " bytes at byte %" PRIu64
+                      ") does not inflate: %s", b, clen, start,
+                      z->zs.msg ? z->zs.msg
+                      : zr == Z_BUF_ERROR ? "the compressed data ends early" : "zlib error");
+    return 0;
+}
+
+/* Up to LEN uncompressed bytes at OFFSET of the zisofs file N. */
+static int64_t zf_read(struct vdisk_iso *iso, const struct node *n, const char *path, void *buf,
+                       size_t len, uint64_t offset)
+{
+    struct zfile *z = calloc(1, sizeof *z);
+    if (!z)
+        return err_set(-ENOMEM, "out of memory");
+    z->iso = iso;
+    z->n = n;
+    z->path = path;
+    int r = zf_open(z);
+    uint64_t done = 0;
+    if (r == 0 && offset < z->size) {
+        if (len > z->size - offset)
+            len = (size_t)(z->size - offset);
+        while (r == 0 && done < len) {
+            uint64_t pos = offset + done, b = pos >> z->log2_bs;
+            size_t in_block = (size_t)(pos & (z->bs - 1));
+            size_t want = z->size - (b << z->log2_bs) < z->bs
+                          ? (size_t)(z->size - (b << z->log2_bs)) : z->bs;
+            size_t copy = want - in_block;
+            if (copy > len - done)
+                copy = (size_t)(len - done);
+            if (in_block == 0 && copy == want) {
+                r = zf_block(z, b, (uint8_t *)buf + done, want);
+            } else {
+                r = zf_block(z, b, z->tmp, want);
+                if (r == 0)
+                    memcpy((uint8_t *)buf + done, z->tmp + in_block, copy);
+            }
+            done += copy;
+        }
+    }
+    zf_close(z);
+    free(z);
+    return r < 0 ? r : (int64_t)done;
+}
+
 /* ---- Public API ------------------------------------------------------------------ */
 
 int iso_read_pvd_basic(struct vdisk_dev *dev, uint32_t *blocks, char *volume_id)
@@ -1201,6 +1594,11 @@ VDISK_EXPORT void vdisk_iso_close(vdisk_iso *iso)
         return;
     dev_unref(iso->dev);
     free(iso);
+}
+
+VDISK_EXPORT const char *vdisk_iso_warning(const vdisk_iso *iso)
+{
+    return iso && iso->warning[0] ? iso->warning : NULL;
 }
 
 VDISK_EXPORT int vdisk_iso_namespace(const vdisk_iso *iso)
@@ -1294,23 +1692,10 @@ VDISK_EXPORT int64_t vdisk_iso_read(vdisk_iso *iso, const char *path, void *buf,
     }
     if (len > INT64_MAX)
         len = INT64_MAX;
-    uint64_t done = 0, pos = 0;
-    for (unsigned i = 0; i < n.next && done < len; i++) {
-        const struct extent *x = &n.ext[i];
-        if (offset + done < pos + x->len) {
-            uint64_t in = offset + done - pos;
-            uint64_t chunk = x->len - in;
-            if (chunk > len - done)
-                chunk = len - done;
-            r = rd(iso, (uint8_t *)buf + done, (size_t)chunk, x->off + in, "file data");
-            if (r < 0)
-                break;
-            done += chunk;
-        }
-        pos += x->len;
-    }
+    int64_t got = n.e.compressed ? zf_read(iso, &n, path, buf, len, offset)
+                                 : stored_read(iso, &n, buf, len, offset);
     node_free(&n);
-    return r < 0 ? r : (int64_t)done;
+    return got;
 }
 
 VDISK_EXPORT int vdisk_iso_readlink(vdisk_iso *iso, const char *path, char *buf, size_t len)

@@ -17,6 +17,18 @@
  * Without Rock Ridge, directories get mode 0700 and files 0400, as bsdtar
  * shows them.
  *
+ * zisofs: in the Rock Ridge namespace, a file with a ZF entry (zisofs
+ * version 1, algorithm "pz", as made by mkzftree and by xorriso's --zisofs
+ * filter) or a ZF/Z2 entry of zisofs2 with algorithm "PZ" (xorriso
+ * -zisofs version_2=on) is decompressed with zlib, as the Linux kernel and
+ * bsdtar do: its size is the uncompressed size and reads return the
+ * uncompressed bytes.  The zisofs header and every block pointer used are
+ * checked against the file's size in the image; a damaged one fails the
+ * read with -EINVAL, another zisofs2 algorithm (xz, lz4, zstd, bzip2) with
+ * -ENOTSUP.  The Joliet and plain ISO 9660 trees carry no Rock Ridge
+ * entries: there such a file reads as stored (compressed), as bsdtar reads
+ * it.
+ *
  * Thread-safety: a vdisk_iso may be used by one thread at a time.  The
  * CD-ROM functions are thread-safe: a medium change is atomic for
  * requests in flight (each request reads the medium it started on).
@@ -110,6 +122,9 @@ struct vdisk_iso_entry {
     uint32_t extent;                     /* first logical block */
     unsigned extents;                    /* file sections (>1: multi-extent) */
     char target[VDISK_ISO_PATH_MAX + 1]; /* symlink target, else "" */
+    int compressed;                      /* 1: zisofs (Rock Ridge ZF/Z2 entry);
+                                            size is then the uncompressed size */
+    uint64_t stored_size;                /* bytes in the image (all extents) */
 };
 
 /* The primary volume descriptor, as isoinfo -d prints it. */
@@ -161,13 +176,26 @@ struct vdisk_iso_boot {
 /*
  * vdisk_iso_open: reads the ISO 9660 file system on DEV into *out: the
  * volume descriptor set (at most 64 descriptors), Rock Ridge and Joliet
- * detection, the El Torito catalog, and a check of the path table against
- * the directory tree.  NS selects the namespace (VDISK_ISO_NS_*).  The
- * handle holds a reference to DEV.  Returns 0, -ENODATA when DEV holds no
- * ISO 9660 file system, -ENOENT when NS names an absent namespace,
- * -EINVAL for a damaged one, or an I/O error.
+ * detection, the El Torito catalog, a walk of the directory tree (loops
+ * refused) and a check of the path table against it.  vdisk never reads
+ * files through the path table, and neither does any other ISO reader: a
+ * path table that disagrees with the tree (or is damaged) does not fail
+ * the open, it is reported by vdisk_iso_warning().  NS selects the
+ * namespace (VDISK_ISO_NS_*).  The handle holds a reference to DEV.
+ * Returns 0, -ENODATA when DEV holds no ISO 9660 file system, -ENOENT
+ * when NS names an absent namespace, -EINVAL for a damaged one, or an
+ * I/O error.
  */
 int vdisk_iso_open(vdisk_iso **out, vdisk_dev *dev, int ns);
+
+/*
+ * vdisk_iso_warning: what vdisk_iso_open found wrong that does not stop
+ * the file system from being read, as one line without a newline
+ * ("FILE: the path table ...; the directory tree is used"), or NULL when
+ * nothing.  The string belongs to the handle and lives until
+ * vdisk_iso_close().
+ */
+const char *vdisk_iso_warning(const vdisk_iso *iso);
 
 /* vdisk_iso_close: frees the handle; NULL is a no-op. */
 void vdisk_iso_close(vdisk_iso *iso);
@@ -209,9 +237,11 @@ void vdisk_iso_list_free(struct vdisk_iso_entry *entries);
 
 /*
  * vdisk_iso_read: reads up to LEN bytes at OFFSET of the file PATH
- * (symlinks followed) into BUF, across all its extents.  Returns the
- * number of bytes read (0 at or past the end), -EISDIR, or as
- * vdisk_iso_stat.
+ * (symlinks followed) into BUF, across all its extents; a zisofs file's
+ * uncompressed bytes (see above).  Returns the number of bytes read (0 at
+ * or past the end), -EISDIR, -EINVAL (a damaged zisofs file), -ENOTSUP
+ * (a zisofs2 algorithm other than zlib), or as vdisk_iso_stat.  A zisofs
+ * file needs two buffers of its block size (at most 1 MiB), whatever LEN.
  */
 int64_t vdisk_iso_read(vdisk_iso *iso, const char *path, void *buf, size_t len,
                        uint64_t offset);

@@ -5,8 +5,11 @@
  *   info     the volume descriptors as isoinfo -d prints them, namespaces,
  *            El Torito entries
  *   ls       a directory; -R: every path, one a line, as bsdtar tf prints them
- *   cat      a file's bytes
- *   extract  a file or a directory tree into DEST
+ *   cat      a file's bytes (zisofs files uncompressed)
+ *   extract  a file or a directory tree into DEST, with Rock Ridge modes;
+ *            devices, FIFOs and sockets are skipped, each named on stderr
+ * A path table that disagrees with the tree is a warning (vdisk_iso_warning):
+ * info shows it, the other commands print it on stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +41,12 @@ static void help(void)
            "  cat ISO PATH                      a file's bytes on standard output\n"
            "  extract ISO PATH DEST             a file, or a directory tree, into DEST\n"
            "\n"
+           "zisofs files (Rock Ridge ZF entries, as mkzftree and xorriso --zisofs make them)\n"
+           "are decompressed.  extract keeps Rock Ridge permission bits (setuid, setgid and\n"
+           "sticky too) and skips devices, FIFOs and sockets, naming each on standard error.\n"
+           "A path table that disagrees with the directory tree is a warning: the tree is\n"
+           "used, as every ISO reader does.\n"
+           "\n"
            "Options for every command:\n"
            "  -f, --format=FMT          the image's format (probed when not given)\n"
            "  -n, --namespace=NS        auto (default: Rock Ridge, else Joliet, else ISO 9660),\n"
@@ -50,7 +60,7 @@ struct iopts {
     bool recursive, lng;
 };
 
-static vdisk_iso *open_iso(const char *path, const struct iopts *o)
+static vdisk_iso *open_iso(const char *path, const struct iopts *o, bool quiet)
 {
     struct open_args oa = {.format = o->format, .read_only = true};
     vdisk_dev *dev = cli_open(path, &oa);
@@ -63,6 +73,8 @@ static vdisk_iso *open_iso(const char *path, const struct iopts *o)
         cli_lib_error();
         return NULL;
     }
+    if (!quiet && vdisk_iso_warning(iso))
+        fprintf(stderr, "vdisk: warning: %s\n", vdisk_iso_warning(iso));
     return iso;
 }
 
@@ -152,7 +164,11 @@ static int do_info(vdisk_iso *iso, const struct iopts *o)
                    b.media, media_name(b.media), b.load_segment, b.system_type, b.sector_count,
                    b.load_rba, b.image_offset, b.image_size);
         }
-        printf("%s]\n}\n", nb ? "\n    " : "");
+        printf("%s],\n", nb ? "\n    " : "");
+        printf("    \"warnings\": [");
+        if (vdisk_iso_warning(iso))
+            json_string(stdout, vdisk_iso_warning(iso));
+        printf("]\n}\n");
         return 0;
     }
     printf("CD-ROM is in ISO 9660 format\n");
@@ -191,6 +207,8 @@ static int do_info(vdisk_iso *iso, const struct iopts *o)
                platform_name(b.platform), media_name(b.media), b.load_segment, b.system_type,
                b.sector_count, b.load_rba, b.image_size, b.id[0] ? ", id " : "", b.id);
     }
+    if (vdisk_iso_warning(iso))
+        printf("Warning: %s\n", vdisk_iso_warning(iso));
     return 0;
 }
 
@@ -240,6 +258,8 @@ static void print_entry(struct lsstate *st, const char *path, const struct vdisk
                e->type == VDISK_ISO_DIR ? "directory" : e->type == VDISK_ISO_SYMLINK ? "symlink"
                : e->type == VDISK_ISO_FILE ? "file" : "other",
                mode, e->nlink, e->uid, e->gid, e->size, e->mtime, e->extent, e->extents);
+        if (e->compressed)
+            printf(", \"compression\": \"zisofs\", \"stored-size\": %" PRIu64, e->stored_size);
         if (e->type == VDISK_ISO_SYMLINK) {
             printf(", \"target\": ");
             json_string(stdout, e->target);
@@ -397,65 +417,124 @@ static int do_cat(vdisk_iso *iso, const char *path)
     return rc;
 }
 
-static int extract(vdisk_iso *iso, const char *path, const char *dest, const struct vdisk_iso_entry *e,
-                   unsigned depth)
+struct xstate {
+    vdisk_iso *iso;
+    bool modes;    /* Rock Ridge: the entries' permission bits are applied */
+    bool failed;   /* something was not created: exit 1 at the end */
+};
+
+static const char *special_kind(uint32_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFCHR: return "character device";
+    case S_IFBLK: return "block device";
+    case S_IFIFO: return "FIFO";
+    case S_IFSOCK: return "socket";
+    default: return "special file";
+    }
+}
+
+static int extract_file(struct xstate *x, const char *path, const char *dest,
+                        const struct vdisk_iso_entry *e)
+{
+    /* O_NOFOLLOW: never write through a symlink made by an earlier entry. */
+    int fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                  x->modes ? 0600 : 0644);
+    if (fd < 0) {
+        cli_error("%s: %s", dest, strerror(errno));
+        return 1;
+    }
+    int rc = copy_file(x->iso, path, fd, e->size);
+    if (rc == 0 && x->modes && fchmod(fd, e->mode & 07777) < 0) {
+        cli_error("%s: chmod: %s", dest, strerror(errno));
+        rc = 1;
+    }
+    if (close(fd) < 0 && rc == 0) {
+        cli_error("%s: %s", dest, strerror(errno));
+        rc = 1;
+    }
+    return rc;
+}
+
+/* "DIR/NAME" without a doubled '/'. */
+static char *join(const char *dir, const char *name)
+{
+    char *p = NULL;
+    size_t l = strlen(dir);
+    if (asprintf(&p, "%s%s%s", dir, l && dir[l - 1] == '/' ? "" : "/", name) < 0)
+        return NULL;
+    return p;
+}
+
+static int extract(struct xstate *x, const char *path, const char *dest,
+                   const struct vdisk_iso_entry *e, unsigned depth)
 {
     if (e->type == VDISK_ISO_SYMLINK) {
         if (symlink(e->target, dest) < 0) {
-            cli_error("%s: %s", dest, strerror(errno));
-            return 1;
+            cli_error("skipped %s (symlink to %s): %s", path, e->target, strerror(errno));
+            x->failed = true;
         }
         return 0;
     }
-    if (e->type == VDISK_ISO_FILE) {
-        int fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) {
-            cli_error("%s: %s", dest, strerror(errno));
-            return 1;
-        }
-        int rc = copy_file(iso, path, fd, e->size);
-        if (close(fd) < 0 && rc == 0) {
-            cli_error("%s: %s", dest, strerror(errno));
-            rc = 1;
-        }
-        return rc;
-    }
-    if (e->type != VDISK_ISO_DIR)
+    if (e->type == VDISK_ISO_FILE)
+        return extract_file(x, path, dest, e);
+    if (e->type != VDISK_ISO_DIR) {
+        /* PN: a dev_t in the low word (xorriso, genisoimage), or major and minor. */
+        uint32_t hi = (uint32_t)(e->rdev >> 32), lo = (uint32_t)e->rdev;
+        if ((e->mode & S_IFMT) == S_IFCHR || (e->mode & S_IFMT) == S_IFBLK)
+            cli_error("skipped %s (%s %u,%u)", path, special_kind(e->mode),
+                      hi ? hi : major(lo), hi ? lo : minor(lo));
+        else
+            cli_error("skipped %s (%s)", path, special_kind(e->mode));
         return 0;
+    }
     if (depth > MAX_DEPTH) {
         cli_error("%s: more than %d levels deep", path, MAX_DEPTH);
         return 1;
     }
-    if (mkdir(dest, 0755) < 0 && errno != EEXIST) {
-        cli_error("%s: %s", dest, strerror(errno));
-        return 1;
+    bool created = true;
+    if (mkdir(dest, x->modes ? 0700 : 0755) < 0) {
+        struct stat st;
+        if (errno != EEXIST) {
+            cli_error("%s: %s", dest, strerror(errno));
+            return 1;
+        }
+        /* An existing directory is used (the top one may be a symlink to one). */
+        if ((depth ? lstat(dest, &st) : stat(dest, &st)) < 0 || !S_ISDIR(st.st_mode)) {
+            cli_error("%s: exists and is not a directory", dest);
+            return 1;
+        }
+        created = false;
     }
     struct vdisk_iso_entry *v;
     size_t n;
-    if (vdisk_iso_list(iso, path, &v, &n) < 0) {
+    if (vdisk_iso_list(x->iso, path, &v, &n) < 0) {
         cli_lib_error();
         return 1;
     }
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        char *p = NULL, *d = NULL;
-        if (asprintf(&p, "%s/%s", path, v[i].name) < 0 ||
-            asprintf(&d, "%s/%s", dest, v[i].name) < 0) {
-            cli_error("out of memory");
-            free(p);
+        if (strchr(v[i].name, '/') || !strcmp(v[i].name, "..") || !strcmp(v[i].name, ".")) {
+            cli_error("%s: refusing the name '%s' (a '/' or a dot entry)", path, v[i].name);
             rc = 1;
             break;
         }
-        if (strchr(v[i].name, '/') || !strcmp(v[i].name, "..") || !strcmp(v[i].name, ".")) {
-            cli_error("%s: refusing a name with '/' or a dot entry", p);
+        char *p = join(path, v[i].name), *d = join(dest, v[i].name);
+        if (!p || !d) {
+            cli_error("out of memory");
             rc = 1;
         } else {
-            rc = extract(iso, p, d, &v[i], depth + 1);
+            rc = extract(x, p, d, &v[i], depth + 1);
         }
         free(p);
         free(d);
     }
     vdisk_iso_list_free(v);
+    /* The directory's own mode last, once its entries are written. */
+    if (rc == 0 && created && x->modes && chmod(dest, e->mode & 07777) < 0) {
+        cli_error("%s: chmod: %s", dest, strerror(errno));
+        rc = 1;
+    }
     return rc;
 }
 
@@ -467,9 +546,10 @@ static int do_extract(vdisk_iso *iso, const char *path, const char *dest)
         free(e);
         return 1;
     }
-    int rc = extract(iso, path, dest, e, 0);
+    struct xstate x = {.iso = iso, .modes = vdisk_iso_namespace(iso) == VDISK_ISO_NS_ROCKRIDGE};
+    int rc = extract(&x, *path ? path : "/", dest, e, 0);
     free(e);
-    return rc;
+    return rc || x.failed;
 }
 
 int cmd_iso(int argc, char **argv)
@@ -550,7 +630,7 @@ int cmd_iso(int argc, char **argv)
                   nargs);
         return 1;
     }
-    vdisk_iso *iso = open_iso(args[0], &o);
+    vdisk_iso *iso = open_iso(args[0], &o, !strcmp(cmd, "info"));
     if (!iso)
         return 1;
     int rc;
