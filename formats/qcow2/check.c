@@ -285,6 +285,19 @@ static int walk_snapshots(struct ck *ck)
     return 0;
 }
 
+/* The clusters of the persistent dirty bitmaps. */
+static void bitmap_mark(void *opaque, uint64_t off, uint64_t len)
+{
+    mark(opaque, off, len);
+}
+
+static void bitmap_bad(void *opaque, const char *msg)
+{
+    struct ck *ck = opaque;
+    say(ck, "%s", msg);
+    ck->res->corruptions++;
+}
+
 /* A stored refcount; 0 where the refcount table entry itself is broken
  * (that is reported once, as a corruption, by scan()). */
 static int ck_refcount(struct ck *ck, uint64_t c, uint64_t *rc)
@@ -313,6 +326,11 @@ static int scan(struct ck *ck, unsigned flags)
     if (r < 0)
         return r;
     walk_again(ck);
+    r = qcow2_bitmap_clusters(s, bitmap_mark, bitmap_bad, ck);
+    if (r == -ENOMEM)
+        return r;
+    if (r < 0)
+        ck->res->check_errors++;
     mark(ck, s->reft_offset, (uint64_t)s->reft_clusters * cs);
     for (uint64_t t = 0; t < s->reft_entries; t++) {
         uint64_t off = s->reft[t] & ~QCOW2_REFT_RESERVED;
@@ -682,4 +700,10 @@ int qcow2_rebuild_refcounts(struct qcow2 *s)
 {
     struct vdisk_check_result res = {.struct_size = sizeof res};
     return run_check(s, VDISK_CHECK_REPAIR_ERRORS, &res, NULL, NULL);
+}
+
+int qcow2_repair_leaks(struct qcow2 *s)
+{
+    struct vdisk_check_result res = {.struct_size = sizeof res};
+    return run_check(s, VDISK_CHECK_REPAIR_LEAKS, &res, NULL, NULL);
 }

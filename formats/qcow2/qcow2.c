@@ -156,6 +156,7 @@ static int read_table(struct qcow2 *s, uint64_t off, uint64_t count, uint64_t **
 static void free_state(struct qcow2 *s)
 {
     qcow2_free_snapshots(s);
+    qcow2_free_bitmaps(s);
     qcow2_cache_fini(&s->l2c);
     qcow2_cache_fini(&s->rbc);
     free(s->l1);
@@ -262,6 +263,17 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         r = qcow2_cache_init(&s->rbc, s, "refcount block", rbn);
     if (r == 0)
         r = qcow2_load_snapshots(s, fsize);
+    if (r == 0)
+        r = qcow2_load_bitmaps(s, fsize);
+    bool drop_bitmaps = false;
+    const char *drop = opt_take(os, "drop-bitmaps");
+    if (r == 0 && drop && opt_bool("drop-bitmaps", drop, &drop_bitmaps) < 0)
+        r = -EINVAL;
+    if (r == 0 && s->nb_bitmaps && !s->read_only && !drop_bitmaps)
+        r = err_set(-ENOTSUP, "%s: the image has %" PRIu32 " persistent dirty bitmap%s, which "
+                    "vdisk does not keep up to date: it can only be opened read-only (the open "
+                    "option drop-bitmaps=on deletes them)", dev->filename, s->nb_bitmaps,
+                    s->nb_bitmaps == 1 ? "" : "s");
     const char *snap = opt_take(os, "snapshot.name");
     if (!snap)
         snap = opt_take(os, "snapshot.id");
@@ -291,8 +303,14 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
             if (r == 0)
                 r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
         }
-        if (r == 0 && s->autoclear) {
-            s->autoclear = 0; /* bitmaps and raw data files are not kept up to date */
+        if (r == 0 && drop_bitmaps)
+            r = qcow2_drop_bitmaps(s);
+        if (r == 0 && (s->autoclear || s->bitmaps_stale)) {
+            /* Features vdisk does not keep up to date (none is set now
+             * that bitmaps are refused or dropped), and a bitmaps extension
+             * that their bit no longer covers, go, as QEMU drops them. */
+            s->autoclear = 0;
+            s->bitmaps_stale = false;
             r = qcow2_write_header(s);
         }
     }
@@ -483,6 +501,8 @@ static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
     info->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
     info->extended_l2 = s->ext_l2;
     info->refcount_bits = s->refcount_bits;
+    info->nb_bitmaps = s->nb_bitmaps;
+    info->bitmaps = s->bitmap_info;
 }
 
 static int64_t qcow2_allocated_size(struct vdisk_dev *dev)
