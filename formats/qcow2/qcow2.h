@@ -151,6 +151,15 @@ struct qcow2_feature {       /* feature name table entry */
     char name[47];
 };
 
+/* Why a snapshot's L1 table cannot be used (struct qcow2_snapshot.bad). */
+enum qcow2_snap_bad {
+    QCOW2_SNAP_OK,
+    QCOW2_SNAP_UNALIGNED,
+    QCOW2_SNAP_TOO_LARGE,
+    QCOW2_SNAP_ON_HEADER,
+    QCOW2_SNAP_PAST_EOF,
+};
+
 /* An internal snapshot (the table entry). */
 struct qcow2_snapshot {
     uint64_t l1_offset;
@@ -163,9 +172,8 @@ struct qcow2_snapshot {
     uint64_t icount;         /* UINT64_MAX: not recorded */
     uint32_t extra_size;
     uint8_t *extra;          /* kept as read (fields past the known ones) */
-    const char *bad;         /* why the L1 table cannot be used (the entry is
-                                corrupt; check reports it, -r all removes it),
-                                or NULL */
+    enum qcow2_snap_bad bad; /* why the L1 table cannot be used (the entry is
+                                corrupt; check reports it, -r all removes it) */
 };
 
 /* A persistent dirty bitmap (bitmap directory entry). */
@@ -346,6 +354,13 @@ void qcow2_free_snapshots(struct qcow2 *s);
 int qcow2_snapshot_create(struct qcow2 *s, const char *name);
 int qcow2_snapshot_apply(struct qcow2 *s, const char *name);
 int qcow2_snapshot_delete(struct qcow2 *s, const char *name);
+/* "is not cluster aligned", ...: why snapshot table entries are corrupt. */
+const char *qcow2_snap_bad_text(enum qcow2_snap_bad bad);
+/* Removes the table entries of the snapshots whose L1 table cannot be
+ * used (check -r all); REPORT (may be NULL) hears of each.  *REMOVED
+ * counts them. */
+int qcow2_snapshot_remove_bad(struct qcow2 *s, void (*report)(void *, const char *),
+                              void *opaque, uint64_t *removed);
 /* Makes the snapshot NAME the image seen (read-only opens). */
 int qcow2_snapshot_select(struct qcow2 *s, const char *name);
 /* Sets the COPIED flags of the active tables from the refcounts; REPORT
