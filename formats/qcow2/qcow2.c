@@ -349,9 +349,12 @@ static void qcow2_close(struct vdisk_dev *dev)
 }
 
 /*
- * Whether the image looks preallocated (metadata): the file system holds
- * less than 90% of the clusters that the refcounts count as used.  Only
- * then is block status worth asking the file about holes (QEMU's rule).
+ * Whether the image looks preallocated (metadata), by QEMU's rule: more
+ * clusters in use (non-zero refcount) than the file system holds, by a
+ * margin of a ninth and at least two clusters.  Only then does block
+ * status ask the file about holes inside data clusters (QEMU recurses into
+ * the file layer only then); otherwise a data cluster is data, however
+ * little of it was written, and no lseek is made per extent.
  */
 static bool metadata_preallocation(struct qcow2 *s)
 {
@@ -359,14 +362,19 @@ static bool metadata_preallocation(struct qcow2 *s)
     if (!s->prealloc_checked) {
         s->prealloc_checked = true;
         int64_t real = s->file->drv->allocated_size ? s->file->drv->allocated_size(s->file) : -1;
-        uint64_t end = dev_size(s->file) >> s->cluster_bits, used = 0;
-        for (uint64_t c = 0; real >= 0 && c < end; c++) {
+        uint64_t real_clusters = real >= 0 ? (uint64_t)real >> s->cluster_bits : 0;
+        uint64_t threshold = real_clusters * 10 / 9 > real_clusters + 2 ? real_clusters * 10 / 9
+                                                                         : real_clusters + 2;
+        uint64_t end = (dev_size(s->file) + s->cluster_size - 1) >> s->cluster_bits, used = 0;
+        for (uint64_t c = 0; real >= 0 && c < end && used <= threshold; c++) {
             uint64_t rc;
-            if (qcow2_refcount_get(s, c, &rc) < 0)
+            if (qcow2_refcount_get(s, c, &rc) < 0) {
+                used = 0;
                 break;
+            }
             used += rc != 0;
         }
-        s->prealloc = real >= 0 && (uint64_t)real < used * s->cluster_size * 9 / 10;
+        s->prealloc = real >= 0 && used > threshold;
     }
     bool r = s->prealloc;
     pthread_mutex_unlock(&s->lock);
