@@ -349,9 +349,9 @@ static void qcow2_close(struct vdisk_dev *dev)
 }
 
 /*
- * Whether the image looks preallocated (metadata), by QEMU's rule: more
- * clusters in use (non-zero refcount) than the file system holds, by a
- * margin of a ninth and at least two clusters.  Only then does block
+ * Whether the image looks preallocated (metadata), by QEMU's rule: at
+ * least a ninth more clusters in use (non-zero refcount) than the file
+ * system holds, and at least two more.  Only then does block
  * status ask the file about holes inside data clusters (QEMU recurses into
  * the file layer only then); otherwise a data cluster is data, however
  * little of it was written, and no lseek is made per extent.
@@ -366,7 +366,7 @@ static bool metadata_preallocation(struct qcow2 *s)
         uint64_t threshold = real_clusters * 10 / 9 > real_clusters + 2 ? real_clusters * 10 / 9
                                                                          : real_clusters + 2;
         uint64_t end = (dev_size(s->file) + s->cluster_size - 1) >> s->cluster_bits, used = 0;
-        for (uint64_t c = 0; real >= 0 && c < end && used <= threshold; c++) {
+        for (uint64_t c = 0; real >= 0 && c < end && used < threshold; c++) {
             uint64_t rc;
             if (qcow2_refcount_get(s, c, &rc) < 0) {
                 used = 0;
@@ -374,7 +374,7 @@ static bool metadata_preallocation(struct qcow2 *s)
             }
             used += rc != 0;
         }
-        s->prealloc = real >= 0 && used > threshold;
+        s->prealloc = real >= 0 && used >= threshold;
     }
     bool r = s->prealloc;
     pthread_mutex_unlock(&s->lock);
