@@ -442,16 +442,10 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         ext->depth++;
         return 0;
     }
+    /* No backing file, or past its end: zeroes at this level (QEMU stops
+     * there too, so the depth counts the images above this one only). */
     ext->flags = VDISK_EXT_ZERO;
     ext->depth = 0;
-    if (s->backing) {
-        /* Past the backing file's end: as deep as the chain goes. */
-        int depth = 1;
-        for (struct vdisk_dev *b = s->backing; b->drv->backing && b->drv->backing(b);
-             b = b->drv->backing(b))
-            depth++;
-        ext->depth = depth;
-    }
     return 0;
 }
 
