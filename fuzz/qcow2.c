@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "options_internal.h"
 
 #define MEM_LIMIT (64u << 20)
 
@@ -27,8 +28,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (dev_open_memory(&file, data, size, MEM_LIMIT, &p) < 0)
         return 0;
     if (dev_open_format(&dev, file, "qcow2", &p, NULL) < 0) {
-        dev_unref(file);
-        return 0;
+        /* Images with persistent bitmaps open read-only, or read-write
+         * when the bitmaps are dropped: both ways are exercised. */
+        struct vdisk_open_params ro = fuzz_params(true);
+        if (dev_open_format(&dev, file, "qcow2", &ro, NULL) == 0) {
+            uint8_t b[4096];
+            for (uint64_t off = 0; off < dev_size(dev) && off < (1u << 20); off += sizeof b)
+                dev_pread(dev, b, dev_size(dev) - off < sizeof b ? dev_size(dev) - off : sizeof b,
+                          off);
+            struct vdisk_check_result res = {.struct_size = sizeof res};
+            dev->drv->check(dev, 0, &res, NULL, NULL);
+            dev_ref(file);
+            dev_unref(dev);
+        }
+        vdisk_options *o = NULL;
+        struct opt_set os = {0};
+        int r = vdisk_options_new(&o);
+        if (r == 0)
+            r = vdisk_options_set(o, "drop-bitmaps", "on");
+        if (r == 0)
+            r = opt_set_init(&os, o);
+        if (r < 0 || dev_open_format(&dev, file, "qcow2", &p, &os) < 0) {
+            opt_set_fini(&os);
+            vdisk_options_free(o);
+            dev_unref(file);
+            return 0;
+        }
+        opt_set_fini(&os);
+        vdisk_options_free(o);
     }
     uint64_t vsize = dev_size(dev);
     uint8_t *buf = malloc(1 << 16);

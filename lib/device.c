@@ -344,19 +344,22 @@ VDISK_EXPORT int64_t vdisk_get_allocated_size(vdisk_dev *dev)
 VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
 {
     err_enter(__func__);
-    size_t want = info->struct_size;
-    if (want < sizeof *info)
+    size_t want = info->struct_size, first = offsetof(struct vdisk_info, nb_bitmaps);
+    if (want < first)
         return err_set(-EINVAL, "struct vdisk_info of %zu bytes is too small (%zu expected)",
                        want, sizeof *info);
-    memset(info, 0, sizeof *info);
-    info->struct_size = sizeof *info;
-    info->format = dev->drv->name;
-    info->filename = dev->filename;
-    info->virtual_size = dev_size(dev);
+    /* Filled in full here, then copied as far as the caller's version goes. */
+    struct vdisk_info in;
+    memset(&in, 0, sizeof in);
+    in.format = dev->drv->name;
+    in.filename = dev->filename;
+    in.virtual_size = dev_size(dev);
     int64_t a = dev->drv->allocated_size ? dev->drv->allocated_size(dev) : -1;
-    info->actual_size = a < 0 ? -1 : a;
+    in.actual_size = a < 0 ? -1 : a;
     if (dev->drv->get_info)
-        dev->drv->get_info(dev, info);
+        dev->drv->get_info(dev, &in);
+    in.struct_size = want < sizeof in ? want : sizeof in;
+    memcpy(info, &in, in.struct_size);
     return 0;
 }
 

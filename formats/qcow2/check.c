@@ -44,6 +44,7 @@ struct ck {
     uint32_t *again;          /* per cluster, lazily: later references as an
                                  L2 table, from any L1 table... */
     uint32_t *again_active;   /* ...and from the active one */
+    uint64_t bad_snapshots;   /* snapshot table entries with an unusable L1 table */
 };
 
 static bool bit_test_set(uint8_t *map, uint64_t c)
@@ -271,6 +272,27 @@ static int walk_snapshots(struct ck *ck)
         return 0;
     mark(ck, s->snapshots_offset, s->snapshots_size);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snaps[i];
+        if (sn->bad) {
+            /* qemu-img check's words for the cases it names. */
+            if (sn->bad == QCOW2_SNAP_UNALIGNED)
+                say(ck, "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not "
+                    "cluster aligned; snapshot table entry corrupted", sn->id, sn->name,
+                    sn->l1_offset);
+            else if (sn->bad == QCOW2_SNAP_TOO_LARGE)
+                say(ck, "ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; "
+                    "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
+            else if (sn->bad == QCOW2_SNAP_PAST_EOF)
+                say(ck, "ERROR: counting reference for region exceeding the end of the file by "
+                    "one cluster or more: offset %#" PRIx64 " size %#" PRIx64, sn->l1_offset,
+                    (uint64_t)sn->l1_size * 8);
+            else
+                say(ck, "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table %s; snapshot "
+                    "table entry corrupted", sn->id, sn->name, sn->l1_offset, qcow2_snap_bad_text(sn->bad));
+            ck->res->corruptions++;
+            ck->bad_snapshots++;
+            continue;
+        }
         if (l1_overlaps(ck, s->snaps[i].l1_offset, s->snaps[i].l1_size)) {
             say(ck, "ERROR: the L1 table of snapshot %" PRIu32 " (offset 0x%" PRIx64 ", %" PRIu32
                 " entries) overlaps another L1 table", i, s->snaps[i].l1_offset,
@@ -283,6 +305,19 @@ static int walk_snapshots(struct ck *ck)
             return r;
     }
     return 0;
+}
+
+/* The clusters of the persistent dirty bitmaps. */
+static void bitmap_mark(void *opaque, uint64_t off, uint64_t len)
+{
+    mark(opaque, off, len);
+}
+
+static void bitmap_bad(void *opaque, const char *msg)
+{
+    struct ck *ck = opaque;
+    say(ck, "%s", msg);
+    ck->res->corruptions++;
 }
 
 /* A stored refcount; 0 where the refcount table entry itself is broken
@@ -313,6 +348,11 @@ static int scan(struct ck *ck, unsigned flags)
     if (r < 0)
         return r;
     walk_again(ck);
+    r = qcow2_bitmap_clusters(s, bitmap_mark, bitmap_bad, ck);
+    if (r == -ENOMEM)
+        return r;
+    if (r < 0)
+        ck->res->check_errors++;
     mark(ck, s->reft_offset, (uint64_t)s->reft_clusters * cs);
     for (uint64_t t = 0; t < s->reft_entries; t++) {
         uint64_t off = s->reft[t] & ~QCOW2_REFT_RESERVED;
@@ -591,7 +631,7 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         ck_free(&ck);
         return r;
     }
-    bool fix_errors = flags & VDISK_CHECK_REPAIR_ERRORS;
+    bool fix_errors = flags & VDISK_CHECK_REPAIR_ERRORS, rebuilt = false;
     /* Refcounts against references (leaks repaired on the way)... */
     r = scan(&ck, flags);
     if (r == 0 && ck.rebuild && fix_errors) {
@@ -601,7 +641,16 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         if (r == 0) {
             res->corruptions_fixed += res->corruptions;
             res->corruptions = 0;
+            rebuilt = true;
         }
+    }
+    /* ...snapshot table entries that cannot be used removed, now that the
+     * refcounts can be trusted for the new table's clusters... */
+    if (r == 0 && fix_errors && ck.bad_snapshots) {
+        uint64_t removed = 0;
+        r = qcow2_snapshot_remove_bad(s, report, opaque, &removed);
+        if (r == 0 && !rebuilt)
+            res->corruptions_fixed += (int64_t)removed;
     }
     /* ...then the COPIED flags against the refcounts.  Repaired leaks may
      * leave flags that the new refcounts make stale: -r leaks sets them. */
@@ -621,6 +670,7 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         }
         ck.res = &again;
         ck.rebuild = false;
+        ck.bad_snapshots = 0;
         ck.report = NULL;
         if (r == 0)
             r = scan(&ck, 0);
@@ -682,4 +732,10 @@ int qcow2_rebuild_refcounts(struct qcow2 *s)
 {
     struct vdisk_check_result res = {.struct_size = sizeof res};
     return run_check(s, VDISK_CHECK_REPAIR_ERRORS, &res, NULL, NULL);
+}
+
+int qcow2_repair_leaks(struct qcow2 *s)
+{
+    struct vdisk_check_result res = {.struct_size = sizeof res};
+    return run_check(s, VDISK_CHECK_REPAIR_LEAKS, &res, NULL, NULL);
 }

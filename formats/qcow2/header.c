@@ -143,13 +143,46 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, size_t len)
             s->nfeatures = cnt;
             break;
         }
+        case QCOW2_EXT_BITMAPS: {
+            if (s->nb_bitmaps || s->bitmaps_stale)
+                return bad(s, "two bitmaps extensions");
+            if (!(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
+                /* A program without bitmap support wrote the image: QEMU
+                 * considers the bitmaps inconsistent and ignores them (their
+                 * clusters are leaks); a read-write open drops it. */
+                s->bitmaps_stale = true;
+                break;
+            }
+            if (elen != QCOW2_BITMAPS_EXT_LENGTH)
+                return bad(s, "the bitmaps extension is %" PRIu32 " bytes long (%d expected)",
+                           elen, QCOW2_BITMAPS_EXT_LENGTH);
+            const uint8_t *b = buf + data;
+            uint32_t nb = be32_load(b), reserved = be32_load(b + 4);
+            uint64_t dsize = be64_load(b + 8), doff = be64_load(b + 16);
+            if (reserved)
+                return bad(s, "the bitmaps extension's reserved field is 0x%08" PRIx32
+                           " (0 expected)", reserved);
+            if (nb == 0 || nb > QCOW2_MAX_BITMAPS)
+                return bad(s, "the bitmaps extension has %" PRIu32 " bitmaps (1 to %d)", nb,
+                           QCOW2_MAX_BITMAPS);
+            if (dsize < (uint64_t)nb * 24 || dsize > QCOW2_MAX_BITMAP_DIR)
+                return bad(s, "the bitmap directory of %" PRIu32 " bitmaps is %" PRIu64
+                           " bytes long (%" PRIu64 " to %u)", nb, dsize, (uint64_t)nb * 24,
+                           QCOW2_MAX_BITMAP_DIR);
+            if (doff == 0 || doff % s->cluster_size)
+                return bad(s, "the bitmap directory offset 0x%" PRIx64 " is not a cluster "
+                           "boundary after the header", doff);
+            s->nb_bitmaps = nb;
+            s->bitmap_dir_size = dsize;
+            s->bitmap_dir_offset = doff;
+            break;
+        }
         case QCOW2_EXT_CRYPTO:
         case QCOW2_EXT_DATA_FILE:
             /* Refused through their feature bits / crypt_method. */
             break;
         default: {
-            /* Kept as they are (bitmaps too: their clusters stay referenced,
-             * and clearing the autoclear bit marks them inconsistent). */
+            /* Kept as they are. */
             struct qcow2_ext *x = realloc(s->exts, (s->nexts + 1) * sizeof *x);
             if (!x)
                 return err_set(-ENOMEM, "out of memory");
@@ -346,6 +379,9 @@ static bool put_ext(uint8_t *buf, size_t len, size_t *pos, uint32_t type, const 
 
 int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
 {
+    if (s->nb_bitmaps)
+        return err_set(-ENOTSUP, "%s: a header without the bitmaps extension would lose the "
+                       "image's bitmaps", s->dev ? s->dev->filename : "qcow2");
     memset(buf, 0, len);
     be32_store(buf, QCOW2_MAGIC);
     be32_store(buf + 4, s->version);

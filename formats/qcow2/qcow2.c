@@ -156,6 +156,7 @@ static int read_table(struct qcow2 *s, uint64_t off, uint64_t count, uint64_t **
 static void free_state(struct qcow2 *s)
 {
     qcow2_free_snapshots(s);
+    qcow2_free_bitmaps(s);
     qcow2_cache_fini(&s->l2c);
     qcow2_cache_fini(&s->rbc);
     free(s->l1);
@@ -262,6 +263,17 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         r = qcow2_cache_init(&s->rbc, s, "refcount block", rbn);
     if (r == 0)
         r = qcow2_load_snapshots(s, fsize);
+    if (r == 0)
+        r = qcow2_load_bitmaps(s, fsize);
+    bool drop_bitmaps = false;
+    const char *drop = opt_take(os, "drop-bitmaps");
+    if (r == 0 && drop && opt_bool("drop-bitmaps", drop, &drop_bitmaps) < 0)
+        r = -EINVAL;
+    if (r == 0 && s->nb_bitmaps && !s->read_only && !drop_bitmaps)
+        r = err_set(-ENOTSUP, "%s: the image has %" PRIu32 " persistent dirty bitmap%s, which "
+                    "vdisk does not keep up to date: it can only be opened read-only (the open "
+                    "option drop-bitmaps=on deletes them)", dev->filename, s->nb_bitmaps,
+                    s->nb_bitmaps == 1 ? "" : "s");
     const char *snap = opt_take(os, "snapshot.name");
     if (!snap)
         snap = opt_take(os, "snapshot.id");
@@ -291,8 +303,14 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
             if (r == 0)
                 r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
         }
-        if (r == 0 && s->autoclear) {
-            s->autoclear = 0; /* bitmaps and raw data files are not kept up to date */
+        if (r == 0 && drop_bitmaps)
+            r = qcow2_drop_bitmaps(s);
+        if (r == 0 && (s->autoclear || s->bitmaps_stale)) {
+            /* Features vdisk does not keep up to date (none is set now
+             * that bitmaps are refused or dropped), and a bitmaps extension
+             * that their bit no longer covers, go, as QEMU drops them. */
+            s->autoclear = 0;
+            s->bitmaps_stale = false;
             r = qcow2_write_header(s);
         }
     }
@@ -331,9 +349,12 @@ static void qcow2_close(struct vdisk_dev *dev)
 }
 
 /*
- * Whether the image looks preallocated (metadata): the file system holds
- * less than 90% of the clusters that the refcounts count as used.  Only
- * then is block status worth asking the file about holes (QEMU's rule).
+ * Whether the image looks preallocated (metadata), by QEMU's rule: at
+ * least a ninth more clusters in use (non-zero refcount) than the file
+ * system holds, and at least two more.  Only then does block
+ * status ask the file about holes inside data clusters (QEMU recurses into
+ * the file layer only then); otherwise a data cluster is data, however
+ * little of it was written, and no lseek is made per extent.
  */
 static bool metadata_preallocation(struct qcow2 *s)
 {
@@ -341,14 +362,19 @@ static bool metadata_preallocation(struct qcow2 *s)
     if (!s->prealloc_checked) {
         s->prealloc_checked = true;
         int64_t real = s->file->drv->allocated_size ? s->file->drv->allocated_size(s->file) : -1;
-        uint64_t end = dev_size(s->file) >> s->cluster_bits, used = 0;
-        for (uint64_t c = 0; real >= 0 && c < end; c++) {
+        uint64_t real_clusters = real >= 0 ? (uint64_t)real >> s->cluster_bits : 0;
+        uint64_t threshold = real_clusters * 10 / 9 > real_clusters + 2 ? real_clusters * 10 / 9
+                                                                         : real_clusters + 2;
+        uint64_t end = (dev_size(s->file) + s->cluster_size - 1) >> s->cluster_bits, used = 0;
+        for (uint64_t c = 0; real >= 0 && c < end && used < threshold; c++) {
             uint64_t rc;
-            if (qcow2_refcount_get(s, c, &rc) < 0)
+            if (qcow2_refcount_get(s, c, &rc) < 0) {
+                used = 0;
                 break;
+            }
             used += rc != 0;
         }
-        s->prealloc = real >= 0 && (uint64_t)real < used * s->cluster_size * 9 / 10;
+        s->prealloc = real >= 0 && used >= threshold;
     }
     bool r = s->prealloc;
     pthread_mutex_unlock(&s->lock);
@@ -416,16 +442,10 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         ext->depth++;
         return 0;
     }
+    /* No backing file, or past its end: zeroes at this level (QEMU stops
+     * there too, so the depth counts the images above this one only). */
     ext->flags = VDISK_EXT_ZERO;
     ext->depth = 0;
-    if (s->backing) {
-        /* Past the backing file's end: as deep as the chain goes. */
-        int depth = 1;
-        for (struct vdisk_dev *b = s->backing; b->drv->backing && b->drv->backing(b);
-             b = b->drv->backing(b))
-            depth++;
-        ext->depth = depth;
-    }
     return 0;
 }
 
@@ -483,6 +503,8 @@ static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
     info->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
     info->extended_l2 = s->ext_l2;
     info->refcount_bits = s->refcount_bits;
+    info->nb_bitmaps = s->nb_bitmaps;
+    info->bitmaps = s->bitmap_info;
 }
 
 static int64_t qcow2_allocated_size(struct vdisk_dev *dev)

@@ -14,6 +14,7 @@
  *   compress.c  zlib and zstd clusters
  *   create.c    new images
  *   check.c     consistency check and repair
+ *   bitmap.c    persistent dirty bitmaps: read, counted, shown, dropped
  *   qcow2.c     the driver: probe, open, close, info, block status
  *
  * Locking: one mutex (s->lock) guards all metadata (tables, caches,
@@ -84,6 +85,22 @@
 #define QCOW2_MAX_CHAIN_DEPTH    64
 #define QCOW2_SUBCLUSTERS        32
 #define QCOW2_DEFERRED_FREE_MAX  4096
+/* Persistent dirty bitmaps (the bitmaps extension), QEMU's limits. */
+#define QCOW2_BITMAPS_EXT_LENGTH 24
+#define QCOW2_MAX_BITMAPS        65535
+#define QCOW2_MAX_BITMAP_DIR     (1024u * QCOW2_MAX_BITMAPS)  /* bytes */
+#define QCOW2_MAX_BITMAP_TABLE   0x8000000u   /* entries of one bitmap table */
+#define QCOW2_MAX_BITMAP_BYTES   0x20000000u  /* bitmap data of one bitmap */
+#define QCOW2_MAX_BITMAP_NAME    1023
+#define QCOW2_BITMAP_MIN_GRAN    9            /* granularity bits */
+#define QCOW2_BITMAP_MAX_GRAN    31
+#define QCOW2_BITMAP_IN_USE      (1u << 0)
+#define QCOW2_BITMAP_AUTO        (1u << 1)
+#define QCOW2_BITMAP_EXTRA_OK    (1u << 2)
+#define QCOW2_BITMAP_FLAGS_KNOWN 0x7u
+#define QCOW2_BITMAP_TYPE_DIRTY  1
+#define QCOW2_BTE_OFFSET_MASK    0x00fffffffffffe00ull
+#define QCOW2_BTE_RESERVED       0xff000000000001feull
 
 enum qcow2_compression { QCOW2_COMPRESS_ZLIB = 0, QCOW2_COMPRESS_ZSTD = 1 };
 
@@ -134,6 +151,15 @@ struct qcow2_feature {       /* feature name table entry */
     char name[47];
 };
 
+/* Why a snapshot's L1 table cannot be used (struct qcow2_snapshot.bad). */
+enum qcow2_snap_bad {
+    QCOW2_SNAP_OK,
+    QCOW2_SNAP_UNALIGNED,
+    QCOW2_SNAP_TOO_LARGE,
+    QCOW2_SNAP_ON_HEADER,
+    QCOW2_SNAP_PAST_EOF,
+};
+
 /* An internal snapshot (the table entry). */
 struct qcow2_snapshot {
     uint64_t l1_offset;
@@ -146,6 +172,17 @@ struct qcow2_snapshot {
     uint64_t icount;         /* UINT64_MAX: not recorded */
     uint32_t extra_size;
     uint8_t *extra;          /* kept as read (fields past the known ones) */
+    enum qcow2_snap_bad bad; /* why the L1 table cannot be used (the entry is
+                                corrupt; check reports it, -r all removes it) */
+};
+
+/* A persistent dirty bitmap (bitmap directory entry). */
+struct qcow2_bitmap {
+    uint64_t table_offset;
+    uint32_t table_size;     /* entries */
+    uint32_t flags;
+    uint8_t granularity_bits;
+    char *name;
 };
 
 /* A guest range whose clusters are being allocated (writes there wait). */
@@ -188,6 +225,15 @@ struct qcow2 {
     unsigned nexts;
     struct qcow2_feature *features;
     unsigned nfeatures;
+    /* Persistent dirty bitmaps (extension honoured only with the autoclear
+     * bit, as QEMU does; without it the extension is ignored, and dropped
+     * at a read-write open). */
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_dir_offset;
+    uint64_t bitmap_dir_size;
+    struct qcow2_bitmap *bitmaps;
+    struct vdisk_bitmap_info *bitmap_info; /* the same for vdisk_get_info */
+    bool bitmaps_stale;      /* an extension without the autoclear bit */
 
     /* Derived geometry. */
     bool ext_l2;
@@ -308,6 +354,13 @@ void qcow2_free_snapshots(struct qcow2 *s);
 int qcow2_snapshot_create(struct qcow2 *s, const char *name);
 int qcow2_snapshot_apply(struct qcow2 *s, const char *name);
 int qcow2_snapshot_delete(struct qcow2 *s, const char *name);
+/* "is not cluster aligned", ...: why snapshot table entries are corrupt. */
+const char *qcow2_snap_bad_text(enum qcow2_snap_bad bad);
+/* Removes the table entries of the snapshots whose L1 table cannot be
+ * used (check -r all); REPORT (may be NULL) hears of each.  *REMOVED
+ * counts them. */
+int qcow2_snapshot_remove_bad(struct qcow2 *s, void (*report)(void *, const char *),
+                              void *opaque, uint64_t *removed);
 /* Makes the snapshot NAME the image seen (read-only opens). */
 int qcow2_snapshot_select(struct qcow2 *s, const char *name);
 /* Sets the COPIED flags of the active tables from the refcounts; REPORT
@@ -315,10 +368,25 @@ int qcow2_snapshot_select(struct qcow2 *s, const char *name);
 int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t, bool),
                      void *opaque, uint64_t *fixed);
 
+/* bitmap.c */
+/* Reads and validates the bitmap directory (s->nb_bitmaps entries). */
+int qcow2_load_bitmaps(struct qcow2 *s, uint64_t file_size);
+void qcow2_free_bitmaps(struct qcow2 *s);
+/* Removes every bitmap: the header without the extension first, then
+ * their clusters freed (at the next flush). */
+int qcow2_drop_bitmaps(struct qcow2 *s);
+/* Calls MARK(opaque, offset, length) for every cluster range the bitmaps
+ * use (directory, tables, data); BAD(opaque, message) for table entries
+ * that cannot be used.  Returns 0, or -errno when a table cannot be read. */
+int qcow2_bitmap_clusters(struct qcow2 *s, void (*mark)(void *, uint64_t, uint64_t),
+                          void (*bad)(void *, const char *), void *opaque);
+
 /* check.c */
 int qcow2_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
                 vdisk_check_report_fn report, void *opaque);
 int qcow2_rebuild_refcounts(struct qcow2 *s);
+/* Frees leaked clusters (check -r leaks, silent). */
+int qcow2_repair_leaks(struct qcow2 *s);
 /* Rewrites the refcount structure with 2^ORDER-bit refcounts. */
 int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order);
 

@@ -469,7 +469,7 @@ int qcow2_check_overlap(struct qcow2 *s, uint64_t host, uint64_t len)
     else if (s->nb_snapshots && overlaps(host, len, s->snapshots_offset, s->snapshots_size))
         what = "the snapshot table";
     for (uint32_t i = 0; !what && i < s->nb_snapshots && s->snaps; i++)
-        if (overlaps(host, len, s->snaps[i].l1_offset, (uint64_t)s->snaps[i].l1_size * 8))
+        if (!s->snaps[i].bad && overlaps(host, len, s->snaps[i].l1_offset, (uint64_t)s->snaps[i].l1_size * 8))
             what = "a snapshot's L1 table";
     for (uint64_t t = 0; !what && t < s->reft_used; t++)
         if (s->reft[t] && overlaps(host, len, s->reft[t] & ~QCOW2_REFT_RESERVED, cs))

@@ -133,13 +133,18 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w)
             sn->disk_size = be64_load(sn->extra + 8);
         if (sn->extra_size >= 24)
             sn->icount = be64_load(sn->extra + 16);
+        /* A snapshot whose L1 table cannot be used spoils only itself, as
+         * with QEMU: the active layer and the other snapshots stay readable,
+         * check reports it, and check -r all removes it. */
         uint64_t l1_bytes = (uint64_t)sn->l1_size * 8;
-        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8 || sn->l1_offset % s->cluster_size ||
-            (sn->l1_size && (sn->l1_offset == 0 ||
-                             !range_inside(sn->l1_offset, l1_bytes, file_size))))
-            return err_set(-EINVAL, "%s: snapshot %" PRIu32 " has an invalid L1 table (%" PRIu32
-                           " entries at offset 0x%" PRIx64 ")", s->dev->filename, i,
-                           sn->l1_size, sn->l1_offset);
+        if (sn->l1_offset % s->cluster_size)
+            sn->bad = QCOW2_SNAP_UNALIGNED;
+        else if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
+            sn->bad = QCOW2_SNAP_TOO_LARGE;
+        else if (sn->l1_size && sn->l1_offset == 0)
+            sn->bad = QCOW2_SNAP_ON_HEADER;
+        else if (sn->l1_size && !range_inside(sn->l1_offset, l1_bytes, file_size))
+            sn->bad = QCOW2_SNAP_PAST_EOF;
         pos += (len + 7) & ~7ull;
     }
     s->snapshots_size = pos - s->snapshots_offset;
@@ -388,6 +393,81 @@ static int check_writable(struct qcow2 *s)
     return 0;
 }
 
+const char *qcow2_snap_bad_text(enum qcow2_snap_bad bad)
+{
+    switch (bad) {
+    case QCOW2_SNAP_OK:
+        break;
+    case QCOW2_SNAP_UNALIGNED:
+        return "is not cluster aligned";
+    case QCOW2_SNAP_TOO_LARGE:
+        return "is too large";
+    case QCOW2_SNAP_ON_HEADER:
+        return "overlaps the header";
+    case QCOW2_SNAP_PAST_EOF:
+        return "lies beyond the end of the file";
+    }
+    return "is valid";
+}
+
+/* The snapshot K's L1 table cannot be used: -errno with a message. */
+static int refuse_bad(struct qcow2 *s, int k)
+{
+    return err_set(-EINVAL, "%s: snapshot %s (%s) is corrupt: its L1 table (%" PRIu32
+                   " entries at offset 0x%" PRIx64 ") %s (vdisk check -r all removes it)",
+                   s->dev->filename, s->snaps[k].id, s->snaps[k].name, s->snaps[k].l1_size,
+                   s->snaps[k].l1_offset, qcow2_snap_bad_text(s->snaps[k].bad));
+}
+
+int qcow2_snapshot_remove_bad(struct qcow2 *s, void (*report)(void *, const char *),
+                              void *opaque, uint64_t *removed)
+{
+    uint32_t n = 0, nbad = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        nbad += s->snaps[i].bad != QCOW2_SNAP_OK;
+    *removed = 0;
+    if (!nbad)
+        return 0;
+    int r = check_writable(s);
+    if (r < 0)
+        return r;
+    struct qcow2_snapshot *rest = calloc(s->nb_snapshots, sizeof *rest);
+    if (!rest)
+        return err_set(-ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (!s->snaps[i].bad)
+            rest[n++] = s->snaps[i];
+    r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = write_table(s, rest, n);
+    if (r < 0) {
+        free(rest);
+        return r;
+    }
+    /* The table no longer names them; what only they referenced is a leak
+     * (check repairs leaks before this). */
+    uint32_t old_n = n + nbad;
+    for (uint32_t i = 0; i < old_n; i++) {
+        struct qcow2_snapshot *sn = &s->snaps[i];
+        if (!sn->bad)
+            continue;
+        if (report) {
+            char line[512];
+            snprintf(line, sizeof line, "Repairing snapshot %s (%s): the snapshot table entry "
+                     "is removed (its L1 table %s)", sn->id, sn->name,
+                     qcow2_snap_bad_text(sn->bad));
+            report(opaque, line);
+        }
+        free(sn->id);
+        free(sn->name);
+        free(sn->extra);
+    }
+    free(s->snaps);
+    s->snaps = rest;
+    *removed = nbad;
+    return qcow2_flush_metadata(s);
+}
+
 /* The snapshot NAME (by name, else by id) of a writable image, with the
  * metadata flushed; its index, or -errno. */
 static int writable_snapshot(struct qcow2 *s, const char *name)
@@ -503,6 +583,8 @@ int qcow2_snapshot_apply(struct qcow2 *s, const char *name)
     if (k < 0)
         return k;
     struct qcow2_snapshot *sn = &s->snaps[k];
+    if (sn->bad)
+        return refuse_bad(s, k);
     int r = 0;
     uint64_t *snl1 = NULL;
     if (r == 0)
@@ -586,12 +668,14 @@ int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
     free(s->snaps);
     s->snaps = rest;
     uint64_t *l1 = NULL;
-    r = read_l1(s, gone.l1_offset, gone.l1_size, &l1);
-    if (r == 0)
+    /* A corrupt entry goes alone: what its tree held is left as leaks for
+     * check -r leaks, rather than freed on the word of a broken entry. */
+    r = gone.bad ? 0 : read_l1(s, gone.l1_offset, gone.l1_size, &l1);
+    if (r == 0 && !gone.bad)
         s->hold_frees = true, r = tree_refcount(s, l1, gone.l1_size, -1);
     free(l1);
     uint64_t l1_clusters = ((uint64_t)gone.l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
-    if (r == 0 && gone.l1_offset)
+    if (r == 0 && gone.l1_offset && !gone.bad)
         r = qcow2_free_later(s, gone.l1_offset, l1_clusters ? l1_clusters : 1);
     free(gone.id);
     free(gone.name);
@@ -604,6 +688,8 @@ int qcow2_snapshot_select(struct qcow2 *s, const char *name)
     int k = find(s, name);
     if (k < 0)
         return err_set(-ENOENT, "%s: there is no snapshot '%s'", s->dev->filename, name);
+    if (s->snaps[k].bad)
+        return refuse_bad(s, k);
     uint64_t *l1 = NULL;
     int r = read_l1(s, s->snaps[k].l1_offset, s->snaps[k].l1_size, &l1);
     if (r < 0)

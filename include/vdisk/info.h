@@ -19,6 +19,15 @@
 extern "C" {
 #endif
 
+/* A persistent dirty bitmap stored in the image (qcow2). */
+#define VDISK_BITMAP_IN_USE (1u << 0) /* not saved cleanly: may be inconsistent */
+#define VDISK_BITMAP_AUTO   (1u << 1) /* enabled: tracks every write */
+struct vdisk_bitmap_info {
+    const char *name;
+    uint64_t granularity;            /* bytes per bit */
+    uint32_t flags;                  /* VDISK_BITMAP_* */
+};
+
 /*
  * Image information.  The caller sets struct_size to sizeof(struct
  * vdisk_info) before the call, so that fields added at the end in later
@@ -44,12 +53,20 @@ struct vdisk_info {
     bool corrupt;
     bool extended_l2;
     uint32_t refcount_bits;
+
+    /* Persistent dirty bitmaps (qcow2 v3), in the image's order; qemu-img
+     * info's "bitmaps".  vdisk does not update bitmaps: an image that has
+     * them opens read-only, unless the open option drop-bitmaps=on deletes
+     * them (see options.h). */
+    uint32_t nb_bitmaps;
+    const struct vdisk_bitmap_info *bitmaps;
 };
 
 /*
  * vdisk_get_info: fills *INFO.  Returns 0, or -EINVAL when
  * info->struct_size is smaller than this library's first version of the
- * structure.
+ * structure (up to refcount_bits).  A smaller (older) structure is filled
+ * up to its size; struct_size is set to the size filled.
  */
 int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info);
 

@@ -322,6 +322,84 @@ START_TEST(compressed)
 }
 END_TEST
 
+START_TEST(bitmaps)
+{
+    /* One bitmap added by qemu-img to the base image: the extension at 504
+     * (after the feature table), its directory of 32 bytes at 0x80000 (the
+     * end of the file, 524320 bytes), the bitmap table at 0x70000. */
+    make_base();
+    RUN_OK("qemu-img bitmap --add '%s' b0", img);
+    const uint64_t ext = 504 + 8, dir = 0x80000;
+    vdisk_dev *dev;
+    ck_assert_int_eq(try_open(true, &dev), -ENOTSUP);
+    patch32(ext + 4, 1);
+    open_fails(-EINVAL, "the bitmaps extension's reserved field is 0x00000001 (0 expected)");
+    patch32(ext + 4, 0);
+    patch32(ext, 0);
+    open_fails(-EINVAL, "the bitmaps extension has 0 bitmaps (1 to 65535)");
+    patch32(ext, 70000);
+    open_fails(-EINVAL, "the bitmaps extension has 70000 bitmaps (1 to 65535)");
+    patch32(ext, 2);
+    open_fails(-EINVAL, "the bitmap directory of 2 bitmaps is 32 bytes long (48 to 67107840)");
+    patch32(ext, 1);
+    patch64(ext + 8, 1ull << 40);
+    open_fails(-EINVAL, "the bitmap directory of 1 bitmaps is 1099511627776 bytes long (24 to "
+                        "67107840)");
+    patch64(ext + 8, 40);
+    open_fails(-EINVAL, "the bitmap directory at offset 0x80000 (40 bytes) lies beyond the end "
+                        "of the file (524320 bytes)");
+    patch64(ext + 8, 32);
+    patch64(ext + 16, 0x80200);
+    open_fails(-EINVAL, "the bitmap directory offset 0x80200 is not a cluster boundary after the "
+                        "header");
+    patch64(ext + 16, dir);
+    /* The directory entry. */
+    const char *where = "bitmap directory entry 0 (at offset 0x80000): ";
+    char want[512];
+    patch64(dir, 0x7fff0000);
+    snprintf(want, sizeof want, "%sthe bitmap table at offset 0x7fff0000 (8 bytes) is not cluster "
+             "aligned or lies beyond the end of the file (524320 bytes)", where);
+    open_fails(-EINVAL, want);
+    patch64(dir, 0x70000);
+    patch32(dir + 8, 0);
+    snprintf(want, sizeof want, "%sthe bitmap table has 0 entries (1 to 134217728)", where);
+    open_fails(-EINVAL, want);
+    patch32(dir + 8, 1);
+    patch32(dir + 12, 0x10);
+    snprintf(want, sizeof want, "%sreserved flags set (0x00000010)", where);
+    open_fails(-EINVAL, want);
+    patch32(dir + 12, 2);
+    patch(dir + 16, "\x02", 1);
+    snprintf(want, sizeof want, "%sunknown bitmap type 2 (1, dirty tracking, expected)", where);
+    open_fails(-EINVAL, want);
+    patch(dir + 16, "\x01\x08", 2);
+    snprintf(want, sizeof want, "%sgranularity bits 8 out of range (9 to 31)", where);
+    open_fails(-EINVAL, want);
+    patch(dir + 17, "\x10", 1);
+    patch32(dir + 20, 0x7fffffff);
+    snprintf(want, sizeof want, "%sthe entry (2147483680 bytes with 2147483647 bytes of extra "
+             "data) runs past the end of the directory (32 bytes)", where);
+    open_fails(-EINVAL, want);
+    patch32(dir + 20, 0);
+    patch(dir + 24, "\0", 1);
+    snprintf(want, sizeof want, "%sthe name contains a NUL byte", where);
+    open_fails(-EINVAL, want);
+    patch(dir + 24, "b", 1);
+    /* Sound again: read-only opens, check counts the clusters. */
+    ck_assert_int_eq(try_open(true, &dev), -ENOTSUP);
+    ck_assert_int_eq(try_open(false, &dev), 0);
+    vdisk_close(dev);
+    struct run *r = run("%s check '%s'", vdisk_bin(), img);
+    ck_assert_msg(r->status == 0, "%d %s %s", r->status, r->out, r->err);
+    /* A bitmap table entry with reserved bits: check reports it. */
+    patch64(0x70000, 0x00000000000a0002ull);
+    r = run("%s check '%s'", vdisk_bin(), img);
+    ck_assert_msg(r->status == 2 && strstr(r->err, "ERROR bitmap 'b0' table entry 0 "
+                  "(0x00000000000a0002) is invalid; bitmap table corrupted\n"), "%d %s",
+                  r->status, r->err);
+}
+END_TEST
+
 START_TEST(check_survives)
 {
     /* vdisk check on damaged tables reports and does not crash. */
@@ -356,6 +434,7 @@ int main(void)
     tcase_add_test(tc, features);
     tcase_add_test(tc, l2_entries);
     tcase_add_test(tc, compressed);
+    tcase_add_test(tc, bitmaps);
     tcase_add_test(tc, check_survives);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -51,6 +51,55 @@ static void json_field_bool(int ind, const char *key, bool v, bool *first)
     *first = false;
 }
 
+/* The flags of a bitmap as qemu-img names them, in its order. */
+static const char *bitmap_flag(uint32_t flags, unsigned k)
+{
+    static const struct { uint32_t bit; const char *name; } names[] = {
+        {VDISK_BITMAP_IN_USE, "in-use"},
+        {VDISK_BITMAP_AUTO, "auto"},
+    };
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((flags & names[i].bit) && k-- == 0)
+            return names[i].name;
+    return NULL;
+}
+
+/* qemu-img info's "bitmaps" array (format-specific data), after a field. */
+static void print_json_bitmaps(const struct vdisk_info *in, int ind)
+{
+    printf(",\n");
+    pad(ind);
+    printf("\"bitmaps\": [");
+    for (uint32_t b = 0; b < in->nb_bitmaps; b++) {
+        const struct vdisk_bitmap_info *bm = &in->bitmaps[b];
+        printf("%s\n", b ? "," : "");
+        pad(ind + 4);
+        printf("{\n");
+        pad(ind + 8);
+        printf("\"flags\": [");
+        const char *f;
+        for (unsigned k = 0; (f = bitmap_flag(bm->flags, k)); k++) {
+            printf("%s\n", k ? "," : "");
+            pad(ind + 12);
+            json_string(stdout, f);
+        }
+        printf("\n");
+        pad(ind + 8);
+        printf("],\n");
+        pad(ind + 8);
+        printf("\"name\": ");
+        json_string(stdout, bm->name);
+        printf(",\n");
+        pad(ind + 8);
+        printf("\"granularity\": %" PRIu64 "\n", bm->granularity);
+        pad(ind + 4);
+        printf("}");
+    }
+    printf("\n");
+    pad(ind);
+    printf("]");
+}
+
 static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
 {
     bool first = true;
@@ -114,6 +163,8 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         json_field_str(j, "compression-type", in->compression_type, &f2);
         if (strcmp(in->compat, "0.10") != 0)
             json_field_bool(j, "lazy-refcounts", in->lazy_refcounts, &f2);
+        if (strcmp(in->compat, "0.10") != 0 && in->nb_bitmaps)
+            print_json_bitmaps(in, j);
         json_field_num(j, "refcount-bits", in->refcount_bits, &f2);
         if (strcmp(in->compat, "0.10") != 0) {
             json_field_bool(j, "corrupt", in->corrupt, &f2);
@@ -170,6 +221,18 @@ static void print_human(vdisk_dev *dev, const struct vdisk_info *in)
                in->compat, in->compression_type);
         if (v3)
             printf("    lazy refcounts: %s\n", in->lazy_refcounts ? "true" : "false");
+        if (v3 && in->nb_bitmaps) {
+            printf("    bitmaps:\n");
+            for (uint32_t b = 0; b < in->nb_bitmaps; b++) {
+                const struct vdisk_bitmap_info *bm = &in->bitmaps[b];
+                printf("        [%" PRIu32 "]:\n            flags:\n", b);
+                const char *f;
+                for (unsigned k = 0; (f = bitmap_flag(bm->flags, k)); k++)
+                    printf("                [%u]: %s\n", k, f);
+                printf("            name: %s\n            granularity: %" PRIu64 "\n", bm->name,
+                       bm->granularity);
+            }
+        }
         printf("    refcount bits: %" PRIu32 "\n", in->refcount_bits);
         if (v3)
             printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
