@@ -208,7 +208,30 @@ START_TEST(guard_every_write_path)
     vdisk_close(dev);
     ck_assert_uint_eq(nwarnings, 0);
 
+    /* Requests in whole blocks, as QEMU does for a probed raw image: a
+     * write into the tail of a 1000-byte file extends it to 1024 bytes
+     * (1018 with format=raw), as with qemu-io. */
+    uint8_t tail[1000];
+    memset(tail, 0x77, sizeof tail);
+    const char *t = scratch("t.raw");
+    for (int given = 0; given < 2; given++) {
+        write_file(t, tail, sizeof tail);
+        ck_assert_int_eq(open_img(&dev, t, given ? "raw" : NULL, true, NULL), 0);
+        ck_assert_int_eq(vdisk_pwrite(dev, tail, 8, 1010), 0);
+        vdisk_close(dev);
+        struct stat st;
+        ck_assert_int_eq(stat(t, &st), 0);
+        write_file(scratch("q.raw"), tail, sizeof tail);
+        RUN_OK("qemu-io %s -c 'write -q 1010 8' '%s' 2>/dev/null", given ? "-f raw" : "",
+               scratch("q.raw"));
+        struct stat qt;
+        ck_assert_int_eq(stat(scratch("q.raw"), &qt), 0);
+        ck_assert_int_eq(st.st_size, given ? 1018 : 1024);
+        ck_assert_int_eq(st.st_size, qt.st_size);
+    }
+
     /* format=raw given: no guard, no warning. */
+    watch_warnings();
     ck_assert_int_eq(open_img(&dev, img, "raw", true, NULL), 0);
     ck_assert_int_eq(vdisk_pwrite(dev, hdr, 4096, 0), 0);
     vdisk_close(dev);
@@ -241,6 +264,7 @@ static const struct sample samples[] = {
     {"s.dmg", "DMG (dmg)", NULL},
 };
 #define NSAMPLES (sizeof samples / sizeof samples[0])
+static bool luks_by_qemu;
 
 static void make_samples(void)
 {
@@ -250,10 +274,18 @@ static void make_samples(void)
            "qemu-img create -q -f vpc s.vhd 1M && qemu-img create -q -f vhdx s.vhdx 1M && "
            "qemu-img create -q -f vdi s.vdi 1M && qemu-img create -q -f qed s.qed 1M && "
            "qemu-img create -q -f parallels s.parallels 1M && "
-           "qemu-img create -q -f qcow s.qcow 1M && "
-           "qemu-img create -q -f luks --object secret,id=k,data=pw -o key-secret=k "
-           "s.luks 1M", d);
+           "qemu-img create -q -f qcow s.qcow 1M", d);
     uint8_t b[1024] = {0};
+    /* LUKS: qemu-img times its key derivation, which fails on a busy
+     * machine ("Unable to get accurate CPU usage"): then a LUKS1 header by
+     * hand, which qemu-img cannot open. */
+    luks_by_qemu = run("cd '%s' && qemu-img create -q -f luks --object secret,id=k,data=pw "
+                       "-o key-secret=k,iter-time=10 s.luks 1M", d)->status == 0;
+    if (!luks_by_qemu) {
+        memcpy(b, "LUKS\xba\xbe\0\1aes", 11);
+        write_file(scratch("s.luks"), b, 1024);
+        memset(b, 0, sizeof b);
+    }
     /* VMware ESX's sparse extent: just the magic. */
     memcpy(b, "COWD", 4);
     le32_store(b + 4, 1);
@@ -293,7 +325,7 @@ START_TEST(foreign_formats_refused)
         char msg[512];
         snprintf(msg, sizeof msg, "%s: %s images are not supported", s->file, s->name);
         /* QEMU reads it as that format. */
-        if (s->qemu_fmt) {
+        if (s->qemu_fmt && (luks_by_qemu || strcmp(s->qemu_fmt, "luks") != 0)) {
             char *want = fmt("\"format\": \"%s\"", s->qemu_fmt);
             ck_assert_msg(strstr(run("cd '%s' && qemu-img info --output=json '%s'",
                                      scratch_dir(), s->file)->out, want),
