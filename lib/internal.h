@@ -230,6 +230,8 @@ struct vdisk_req {
     void *rmw_buf;
     uint64_t rmw_start, rmw_len;
     void *guard_buf;           /* block 0 of a probed raw image, as checked */
+    void *owned_buf;           /* the data of a write-zeroes part; both are
+                                  freed when the request completes */
     unsigned pending;          /* children still in flight */
     int first_err;             /* first child error (negative), or 0 */
 

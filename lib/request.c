@@ -187,6 +187,8 @@ void req_free(struct vdisk_req *req)
     req->iov_alloc = NULL;
     free(req->guard_buf);
     req->guard_buf = NULL;
+    free(req->owned_buf);
+    req->owned_buf = NULL;
     free(req->errmsg);
     req->errmsg = NULL;
     if (q->free_count < FREE_LIST_MAX) {
@@ -515,8 +517,6 @@ static void rmw_start(struct vdisk_req *req)
 static void zeroes_part_done(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *req = child->parent;
-    free(child->rmw_buf);
-    child->rmw_buf = NULL;
     if (fanout_child_done(child, ret))
         req_complete(req, req->first_err);
 }
@@ -549,7 +549,8 @@ static void zeroes_split(struct vdisk_req *req)
                                      zeroes_part_done, NULL)
                      : NULL;
             if (c)
-                c->rmw_buf = zero; /* freed by zeroes_part_done */
+                c->owned_buf = zero; /* freed when the part completes (its
+                                        read-modify-write uses rmw_buf) */
             else
                 free(zero);
         } else {
@@ -733,8 +734,10 @@ void req_submit(struct vdisk_req *req)
 
 void req_complete(struct vdisk_req *req, int ret)
 {
-    free(req->guard_buf); /* the write is done with it */
+    free(req->guard_buf); /* the write is done with them */
     req->guard_buf = NULL;
+    free(req->owned_buf);
+    req->owned_buf = NULL;
     if (req->track)
         track_end(req);
     if (req->op == VDISK_OP_FLUSH && ret < 0 && ret != -EROFS && req->dev->drv->protocol) {
