@@ -142,28 +142,28 @@ static int parse_params(struct opt_set *os, struct vdisk_open_params *p)
     return 0;
 }
 
-/* Reads the first bytes of FILE and asks each format driver. */
-static const struct vdisk_driver *probe_format(struct vdisk_dev *file)
+/*
+ * Reads the first bytes of FILE and asks each format driver, and the
+ * signatures of the formats vdisk does not read (lib/probe.c).
+ */
+static int probe_format(struct vdisk_dev *file, struct probe_result *res)
 {
-    uint8_t buf[4096];
-    size_t len = sizeof buf;
-    if (file->size < len)
-        len = (size_t)file->size;
-    if (len == 0 || dev_pread(file, buf, len, 0) < 0)
-        return &vdisk_driver_raw;
-    const struct vdisk_driver *best = &vdisk_driver_raw;
-    int best_score = 0;
-    for (size_t i = 0; vdisk_format_drivers[i]; i++) {
-        const struct vdisk_driver *d = vdisk_format_drivers[i];
-        if (!d->probe)
-            continue;
-        int s = d->probe(buf, len);
-        if (s > best_score) {
-            best_score = s;
-            best = d;
-        }
+    memset(res, 0, sizeof *res);
+    uint64_t size = dev_size(file);
+    if (file->file_length && file->file_length < size)
+        size = file->file_length;
+    if (size == 0)
+        return 0; /* an empty file is raw, as in QEMU */
+    uint8_t buf[PROBE_SIZE] = {0};
+    int r = dev_pread(file, buf, size < PROBE_SIZE ? (size_t)size : PROBE_SIZE, 0);
+    if (r < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        return err_set(r, "%s: could not read the first bytes to probe the format: %s",
+                       file->filename, msg);
     }
-    return best;
+    probe_block(buf, file->filename, res);
+    return 0;
 }
 
 int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
@@ -202,7 +202,30 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
         if (!drv)
             return err_set(-ENOTSUP, "unknown format '%s'", format);
     } else {
-        drv = probe_format(file);
+        struct probe_result pr;
+        int r = probe_format(file, &pr);
+        if (r < 0)
+            return r;
+        if (pr.foreign)
+            return err_set(-ENOTSUP, "%s: %s (%s) images are not supported", file->filename,
+                           pr.foreign->human, pr.foreign->name);
+        drv = pr.drv ? pr.drv : &vdisk_driver_raw;
+        if (drv == &vdisk_driver_raw) {
+            /* As QEMU: a guessed raw image keeps block 0 free of format
+             * signatures (lib/request.c), and requests to it are whole
+             * 512-byte blocks so that block 0 is checked whole. */
+            file->probed_raw = true;
+            if (file->caps & VDISK_CAN_WRITE) {
+                if (file->align < PROBE_SIZE)
+                    file->align = PROBE_SIZE;
+                warn_report("WARNING: Image format was not specified for '%s' and probing "
+                            "guessed raw.\n"
+                            "         Automatically detecting the format is dangerous for raw "
+                            "images, write operations on block 0 will be restricted.\n"
+                            "         Specify the 'raw' format explicitly to remove the "
+                            "restrictions.", file->filename);
+            }
+        }
     }
     if (drv == &vdisk_driver_raw) {
         *devp = file;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* lib/error.c: the per-thread last error. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +92,77 @@ char *str_printf(const char *fmt, ...)
     char *s = str_vprintf(fmt, ap);
     va_end(ap);
     return s;
+}
+
+/* ---- Warnings ------------------------------------------------------------- */
+
+static pthread_mutex_t warn_lock = PTHREAD_MUTEX_INITIALIZER;
+static vdisk_warning_fn warn_fn;
+static void *warn_opaque;
+/* The warnings given once already (hashes); when full, warnings repeat. */
+#define WARN_ONCE_MAX 256
+static uint64_t warn_seen[WARN_ONCE_MAX];
+static unsigned warn_nseen;
+
+VDISK_EXPORT void vdisk_set_warning_handler(vdisk_warning_fn fn, void *opaque)
+{
+    pthread_mutex_lock(&warn_lock);
+    warn_fn = fn;
+    warn_opaque = opaque;
+    pthread_mutex_unlock(&warn_lock);
+}
+
+static void warn_deliver(const char *msg)
+{
+    pthread_mutex_lock(&warn_lock);
+    vdisk_warning_fn fn = warn_fn;
+    void *opaque = warn_opaque;
+    pthread_mutex_unlock(&warn_lock);
+    if (fn)
+        fn(opaque, msg);
+    else
+        fprintf(stderr, "%s\n", msg);
+}
+
+static void warn_v(bool once, const char *fmt, va_list ap)
+{
+    char *msg = str_vprintf(fmt, ap);
+    if (!msg)
+        return;
+    if (once) {
+        uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+        for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+            h = (h ^ *p) * 0x100000001b3ull;
+        bool seen = false;
+        pthread_mutex_lock(&warn_lock);
+        for (unsigned i = 0; i < warn_nseen && !seen; i++)
+            seen = warn_seen[i] == h;
+        if (!seen && warn_nseen < WARN_ONCE_MAX)
+            warn_seen[warn_nseen++] = h;
+        pthread_mutex_unlock(&warn_lock);
+        if (seen) {
+            free(msg);
+            return;
+        }
+    }
+    warn_deliver(msg);
+    free(msg);
+}
+
+void warn_report(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    warn_v(false, fmt, ap);
+    va_end(ap);
+}
+
+void warn_report_once(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    warn_v(true, fmt, ap);
+    va_end(ap);
 }
 
 VDISK_EXPORT const char *vdisk_get_error(void)

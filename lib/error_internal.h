@@ -39,6 +39,14 @@ void err_restore(const struct err_saved *e);
 /* The message part (without the call name) of the thread's last error. */
 const char *err_detail(void);
 
+/*
+ * Warnings (vdisk_set_warning_handler): the formatted text goes to the
+ * process's handler.  warn_report_once() gives each distinct text once per
+ * process.
+ */
+void warn_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warn_report_once(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Formats into a new string (NULL when out of memory). */
 char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *str_vprintf(const char *fmt, va_list ap);

@@ -69,6 +69,9 @@ struct vdisk_dev {
     unsigned caps;             /* VDISK_CAN_* */
     struct vdisk_open_params params;
     enum vdisk_engine_kind engine; /* resolved: URING or THREADS */
+    bool probed_raw;           /* raw by probing, not by the caller's word:
+                                  writes that would put a format signature
+                                  into block 0 are refused (as QEMU does) */
 
     /* The queue that the synchronous calls use, created on first use. */
     pthread_mutex_t sync_lock;
@@ -122,6 +125,29 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
 /* A protocol device holding a copy of DATA, growing up to LIMIT bytes. */
 int dev_open_memory(struct vdisk_dev **devp, const void *data, size_t len, uint64_t limit,
                     const struct vdisk_open_params *params);
+
+/* ---- Probing (lib/probe.c) ------------------------------------------------ */
+
+/* Probes look at the first PROBE_SIZE bytes of a file, zero-padded. */
+#define PROBE_SIZE 512
+
+/* A format that QEMU reads and vdisk does not: refused, never read as raw. */
+struct foreign_format {
+    const char *human;  /* "VHD" */
+    const char *name;   /* QEMU's driver name: "vpc" */
+    int (*probe)(const uint8_t *buf, const char *filename);
+};
+
+struct probe_result {
+    const struct vdisk_driver *drv;          /* a format vdisk reads, or NULL */
+    const struct foreign_format *foreign;    /* else one it refuses, or NULL */
+};
+
+/*
+ * Which format BUF (PROBE_SIZE bytes) is the start of; FILENAME (may be
+ * NULL) for the formats QEMU knows by name.  Both results NULL: raw.
+ */
+void probe_block(const uint8_t *buf, const char *filename, struct probe_result *res);
 
 /* Synchronous I/O for drivers on the devices below them. */
 int dev_preadv(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off);
@@ -203,6 +229,9 @@ struct vdisk_req {
     void (*resume)(struct vdisk_req *req); /* run instead of completing */
     void *rmw_buf;
     uint64_t rmw_start, rmw_len;
+    void *guard_buf;           /* block 0 of a probed raw image, as checked */
+    void *owned_buf;           /* the data of a write-zeroes part; both are
+                                  freed when the request completes */
     unsigned pending;          /* children still in flight */
     int first_err;             /* first child error (negative), or 0 */
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,6 +185,10 @@ void req_free(struct vdisk_req *req)
     struct vdisk_queue *q = req->q;
     free(req->iov_alloc);
     req->iov_alloc = NULL;
+    free(req->guard_buf);
+    req->guard_buf = NULL;
+    free(req->owned_buf);
+    req->owned_buf = NULL;
     free(req->errmsg);
     req->errmsg = NULL;
     if (q->free_count < FREE_LIST_MAX) {
@@ -512,8 +517,6 @@ static void rmw_start(struct vdisk_req *req)
 static void zeroes_part_done(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *req = child->parent;
-    free(child->rmw_buf);
-    child->rmw_buf = NULL;
     if (fanout_child_done(child, ret))
         req_complete(req, req->first_err);
 }
@@ -546,7 +549,8 @@ static void zeroes_split(struct vdisk_req *req)
                                      zeroes_part_done, NULL)
                      : NULL;
             if (c)
-                c->rmw_buf = zero; /* freed by zeroes_part_done */
+                c->owned_buf = zero; /* freed when the part completes (its
+                                        read-modify-write uses rmw_buf) */
             else
                 free(zero);
         } else {
@@ -562,6 +566,62 @@ static void zeroes_split(struct vdisk_req *req)
         }
         req_submit(c);
     }
+}
+
+/* ---- Block 0 of a probed raw image ----------------------------------------- */
+
+/*
+ * A raw image whose format was probed must not take a write that makes it
+ * probe as another format next time (a guest writing a qcow2 header that
+ * names a host file as its backing file), as in QEMU's raw driver.  Such a
+ * device has align >= PROBE_SIZE (lib/device.c), so a write reaching block 0
+ * is either aligned, and starts at 0 with at least the whole block, or goes
+ * through read-modify-write, whose aligned write of the merged blocks comes
+ * back here.  The check looks at the new block 0 as a whole and the write
+ * then takes that checked copy, not the caller's buffer, which may change
+ * while the write is in flight.  Returns false when REQ was failed.
+ */
+static bool block0_guard(struct vdisk_req *req)
+{
+    if (req->offset != 0 || req->length < PROBE_SIZE) {
+        req_fail_deferred(req, -EPERM, "%s of %" PRIu64 " bytes at offset %" PRIu64
+                          " refused: block 0 of an image whose raw format was probed takes "
+                          "whole-block writes only", op_name(req->op), req->length,
+                          req->offset);
+        return false;
+    }
+    uint8_t *b = aligned_alloc_or_null(RMW_MEM_ALIGN, PROBE_SIZE);
+    struct iovec *v = malloc(((size_t)req->iovcnt + 1) * sizeof *v);
+    if (!b || !v) {
+        free(b);
+        free(v);
+        req_fail_deferred(req, -ENOMEM, "out of memory");
+        return false;
+    }
+    iov_to_buf(req->iov, req->iovcnt, 0, b, PROBE_SIZE);
+    struct probe_result pr;
+    probe_block(b, NULL, &pr);
+    if (pr.drv || pr.foreign) {
+        char what[64];
+        if (pr.drv)
+            snprintf(what, sizeof what, "%s", pr.drv->name);
+        else
+            snprintf(what, sizeof what, "%s (%s)", pr.foreign->human, pr.foreign->name);
+        free(b);
+        free(v);
+        req_fail_deferred(req, -EPERM, "write to block 0 refused: the image's format was "
+                          "probed as raw, not given, and the new block 0 would make it probe "
+                          "as %s (give the format raw to allow such writes)", what);
+        return false;
+    }
+    v[0].iov_base = b;
+    v[0].iov_len = PROBE_SIZE;
+    int n = iov_slice(req->iov, req->iovcnt, PROBE_SIZE, req->length - PROBE_SIZE, v + 1);
+    free(req->iov_alloc);
+    req->iov = req->iov_alloc = v;
+    req->iovcnt = n + 1;
+    req->guard_buf = b;
+    return true;
 }
 
 /* ---- The layer boundary --------------------------------------------------- */
@@ -663,11 +723,21 @@ void req_submit(struct vdisk_req *req)
     if (req->op == VDISK_OP_WRITE && (dev->params.cache == VDISK_CACHE_WRITETHROUGH ||
                                       dev->params.cache == VDISK_CACHE_DIRECTSYNC))
         req->flags |= VDISK_REQ_FUA;
+    /* Block 0 of a probed raw image: aligned writes are checked here, the
+     * others when their read-modify-write writes the merged blocks. */
+    if (req->op == VDISK_OP_WRITE && dev->probed_raw && req->offset < PROBE_SIZE &&
+        (dev->align <= 1 || (req->offset % dev->align == 0 && req->length % dev->align == 0)) &&
+        !block0_guard(req))
+        return;
     req_dispatch(req);
 }
 
 void req_complete(struct vdisk_req *req, int ret)
 {
+    free(req->guard_buf); /* the write is done with them */
+    req->guard_buf = NULL;
+    free(req->owned_buf);
+    req->owned_buf = NULL;
     if (req->track)
         track_end(req);
     if (req->op == VDISK_OP_FLUSH && ret < 0 && ret != -EROFS && req->dev->drv->protocol) {

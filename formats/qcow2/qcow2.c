@@ -17,8 +17,9 @@
 
 static int qcow2_probe(const uint8_t *buf, size_t len)
 {
-    if (len >= 8 && be32_load(buf) == QCOW2_MAGIC &&
-        (be32_load(buf + 4) == 2 || be32_load(buf + 4) == 3))
+    /* As QEMU: any version from 2 up is qcow2 (an unknown version then
+     * fails the open with its own message instead of reading as raw). */
+    if (len >= 8 && be32_load(buf) == QCOW2_MAGIC && be32_load(buf + 4) >= 2)
         return 100;
     return 0;
 }
@@ -103,9 +104,12 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
     struct vdisk_open_params p = *up;
     p.read_only = true;
     p.chain = &link;
+    /* Without a recorded format the backing file's format is probed, as
+     * QEMU does (never a qcow2 read as raw); a raw one found so keeps its
+     * block 0 guarded like any probed raw image. */
     const char *fmt = os ? opt_take(os, "backing.format") : NULL;
     if (!fmt)
-        fmt = s->backing_fmt ? s->backing_fmt : "raw";
+        fmt = s->backing_fmt;
     /* Confinement goes down the chain: each backing file's own backing file
      * stays in that file's folder, itself inside this one's. */
     vdisk_options *bo = NULL;
@@ -132,6 +136,10 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
         return err_set(r, "%s: could not open the backing file '%s': %s", s->dev->filename,
                        s->full_backing, msg);
     }
+    if (!fmt)
+        warn_report_once("vdisk: warning: %s: the image does not record the format of its "
+                         "backing file '%s'; probing found %s", s->dev->filename,
+                         s->backing_name, s->backing->drv->name);
     return 0;
 }
 

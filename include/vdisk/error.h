@@ -40,6 +40,30 @@ const char *vdisk_get_error(void);
  */
 int vdisk_get_errno(void);
 
+/*
+ * Warnings: things a user should know about that do not make a call fail,
+ * e.g. that an image's format was guessed (see "format" in vdisk/options.h)
+ * or that a backing file's format had to be probed.  The library passes
+ * each warning, as complete text (one or more lines, without the final
+ * newline), to the process's warning handler.  The default handler writes
+ * the text and a newline to standard error, which is what the vdisk tool
+ * shows its users.
+ */
+typedef void (*vdisk_warning_fn)(void *opaque, const char *msg);
+
+/*
+ * vdisk_set_warning_handler: makes FN (with OPAQUE) the handler of every
+ * later warning of the process; NULL restores the default (standard error).
+ * A handler that ignores its calls silences the library.
+ *
+ * The handler runs on the thread of the call that warns (usually
+ * vdisk_open), possibly on several threads at once, and must not call back
+ * into libvdisk.  MSG lives until the handler returns.  Set the handler
+ * before other threads use the library: the setting itself is atomic, but
+ * a warning already in progress may still reach the old handler.
+ */
+void vdisk_set_warning_handler(vdisk_warning_fn fn, void *opaque);
+
 #ifdef __cplusplus
 }
 #endif

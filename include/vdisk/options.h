@@ -8,10 +8,30 @@
  * vdisk_create() fail with -EINVAL and a message naming it.
  *
  * Options understood when opening (vdisk_open):
- *   format     raw | offset | ... ; the format driver.  Without it the format
- *              is probed from the first bytes of the file.  Probing never
- *              chooses a format with a backing file for a file that a guest
- *              can write: give the format for untrusted images.
+ *   format     raw | qcow2 ; the format driver.  Without it the format is
+ *              probed from the first 512 bytes of the file, as QEMU probes:
+ *              - Formats that QEMU reads and vdisk does not (VMDK, VHD,
+ *                VHDX, VDI, QED, Parallels, QCOW, LUKS, bochs, cloop, DMG)
+ *                fail the open with -ENOTSUP ("FILE: VHD (vpc) images are not
+ *                supported"), never open as raw; format=raw opens anything.
+ *              - A file probed as raw and opened read-write refuses, with
+ *                -EPERM, every write (pwrite, pwritev, aio, unaligned,
+ *                O_DIRECT) that would make its first 512 bytes probe as
+ *                another format, as QEMU's raw driver does, and takes
+ *                requests in whole 512-byte blocks; write zeroes and discard
+ *                stay allowed.  The open gives QEMU's "WARNING: Image format
+ *                was not specified ..." (vdisk_set_warning_handler).
+ *              So a guest writing a disk that is opened with its format
+ *              probed cannot make the next probe choose a format with a
+ *              backing file (a qcow2 header naming a host file), and a
+ *              probed qcow2 image's header is metadata that guest writes do
+ *              not reach.  A raw file that was opened with format=raw may
+ *              hold anything: give the format for untrusted images, every
+ *              time, and backing-confine=on.
+ *              A backing file whose image does not record its format is
+ *              probed the same way (QEMU before 6.1 made such images),
+ *              with a warning once per process; backing.format=FMT gives
+ *              it instead.
  *   read-only  on | off (default off)
  *   cache      writeback (default) | none | writethrough | directsync | unsafe,
  *              with QEMU's meaning: "none" and "directsync" bypass the host

@@ -84,8 +84,14 @@ int cmd_commit(int argc, char **argv)
         vdisk_close(top);
         return 1;
     }
-    /* The base, opened again for writing. */
-    struct open_args ba = {.format = vdisk_get_format(b), .cache = oa.cache};
+    /* The base, opened again for writing, in the format it was opened in;
+     * probed again when the image above does not record it, so that a raw
+     * base keeps its probed-raw guard of block 0 (what is copied down may
+     * hold a guest's image header). */
+    struct vdisk_info ai = {.struct_size = sizeof ai};
+    vdisk_get_info(chain, &ai);
+    struct open_args ba = {.format = ai.backing_format ? vdisk_get_format(b) : NULL,
+                           .cache = oa.cache};
     vdisk_dev *base = cli_open(vdisk_get_filename(b), &ba);
     if (!base) {
         vdisk_close(top);

@@ -125,6 +125,36 @@ static void *alloc_buf(uint64_t len, int fill)
     return p;
 }
 
+/* qemu-io's write -s: the buffer holds FILE's bytes, repeated to LEN. */
+static void *alloc_buf_from_file(uint64_t len, const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        printf("%s: %s\n", file, strerror(errno));
+        return NULL;
+    }
+    uint8_t *p = alloc_buf(len, 0);
+    size_t n = 0;
+    if (p) {
+        while (n < len) {
+            size_t got = fread(p + n, 1, len - n, f);
+            if (got == 0)
+                break;
+            n += got;
+        }
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!p || bad || (n == 0 && len)) {
+        printf("%s: %s\n", file, !p ? "out of memory" : bad ? "read error" : "file is empty");
+        free(p);
+        return NULL;
+    }
+    for (size_t i = n; i < len; i++)
+        p[i] = p[i - n];
+    return p;
+}
+
 static int check_len(uint64_t len, const char *given)
 {
     if (len > MAX_REQUEST) {
@@ -238,9 +268,10 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
     bool quiet = false, csv = false, zero = false, unmap = false, fua = false, pflag = false;
     bool compressed = false;
     int pattern = 0xcd;
+    const char *src = NULL;
     int c;
     optind = 0;
-    while ((c = getopt(argc, argv, "+bcCfnquzP:")) != -1) {
+    while ((c = getopt(argc, argv, "+bcCfnquzP:s:")) != -1) {
         switch (c) {
         case 'b':
         case 'n':
@@ -268,6 +299,9 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
             if ((pattern = parse_pattern(optarg)) < 0)
                 return -1;
             break;
+        case 's':
+            src = optarg;
+            break;
         default:
             usage_of(find_cmd("write"));
             return -1;
@@ -279,6 +313,10 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
     }
     if (zero && pflag) {
         printf("-z and -P cannot be specified at the same time\n");
+        return -1;
+    }
+    if (src && (zero || pflag)) {
+        printf("Only one of -z, -P, and -s can be specified at the same time\n");
         return -1;
     }
     if (unmap && !zero) {
@@ -298,9 +336,10 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
         if (r == 0 && fua)
             r = vdisk_flush(dev);
     } else {
-        uint8_t *buf = alloc_buf(len, pattern);
+        uint8_t *buf = src ? alloc_buf_from_file(len, src) : alloc_buf(len, pattern);
         if (!buf) {
-            printf("out of memory\n");
+            if (!src)
+                printf("out of memory\n");
             return -1;
         }
         if (compressed) {
@@ -427,7 +466,7 @@ static int do_map(vdisk_dev *dev, int argc, char **argv)
 static const struct io_cmd io_cmds[] = {
     {"read", 2, -1, "[-abCqv] [-P pattern [-s off] [-l len]] off len",
      "reads a number of bytes at a specified offset", do_read},
-    {"write", 2, -1, "[-bcCfnquz] [-P pattern] off len",
+    {"write", 2, -1, "[-bcCfnquz] [-P pattern | -s source_file] off len",
      "writes a number of bytes at a specified offset", do_write},
     {"discard", 2, -1, "[-Cq] off len", "discards a number of bytes at a specified offset",
      do_discard},
@@ -515,7 +554,8 @@ static void help(void)
     for (size_t i = 0; i < sizeof io_cmds / sizeof io_cmds[0]; i++)
         printf("  %s %s\n      %s\n", io_cmds[i].name, io_cmds[i].args, io_cmds[i].oneline);
     printf("\nOffsets and lengths take the suffixes k, M, G, T, P, E, or 0x for hex.\n"
-           "write without -P writes the byte 0xcd; -z writes zeroes (-u may unmap);\n"
+           "write without -P writes the byte 0xcd, with -s FILE the bytes of FILE\n"
+           "(repeated); -z writes zeroes (-u may unmap);\n"
            "-f makes the write durable (FUA).  read -P checks every byte (or the\n"
            "range -s/-l of the buffer) against a pattern; -v dumps the data.\n");
 }

@@ -1075,6 +1075,11 @@ static void help(void)
            "                              info          the medium's state\n"
            "                            each answered by 'ok' or 'error: ...' (e.g.\n"
            "                            echo 'change b.iso' | socat - UNIX-CONNECT:MSOCK)\n"
+           "      --backing-confine=on|off  on (the default): IMAGE's backing files must\n"
+           "                            stay inside its folder (names that are absolute,\n"
+           "                            protocols, climb out with .. or leave through a\n"
+           "                            symbolic link are refused), since the guest may\n"
+           "                            have written the image; off allows any name\n"
            "  -q, --quiet               no messages but errors\n"
            "\n"
            "QEMU needs shareable guest memory (-object memory-backend-memfd,...,share=on).\n");
@@ -1082,7 +1087,7 @@ static void help(void)
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { O_BLK = 256, O_SCSI, O_CDROM, O_NQ, O_QS, O_SERIAL, O_MON };
+    enum { O_BLK = 256, O_SCSI, O_CDROM, O_NQ, O_QS, O_SERIAL, O_MON, O_CONFINE };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"vhost-user-blk", required_argument, NULL, O_BLK},
@@ -1095,11 +1100,13 @@ int cmd_serve(int argc, char **argv)
         {"queue-size", required_argument, NULL, O_QS},
         {"serial", required_argument, NULL, O_SERIAL},
         {"monitor", required_argument, NULL, O_MON},
+        {"backing-confine", required_argument, NULL, O_CONFINE},
         {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     const char *blk_path = NULL, *scsi_path = NULL, *iso = NULL, *serial = NULL, *mon_path = NULL;
-    struct open_args oa = {0};
+    /* The guest writes the image: its backing file names are untrusted. */
+    struct open_args oa = {.backing_confine = true};
     /* The front end picks the ring sizes (QEMU's vhost-user-blk: 128 to
      * 1024), with no way to ask: offer the largest the models take. */
     unsigned nqueues = 0, qsize = VDISK_VIRTIO_QUEUE_MAX;
@@ -1129,6 +1136,13 @@ int cmd_serve(int argc, char **argv)
         }
         case O_SERIAL: serial = optarg; break;
         case O_MON: mon_path = optarg; break;
+        case O_CONFINE:
+            if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0) {
+                oa.backing_confine = strcmp(optarg, "on") == 0;
+                break;
+            }
+            cli_error("serve: --backing-confine takes on or off, not '%s'", optarg);
+            return 1;
         case 'q': quiet = true; break;
         default: return 1;
         }

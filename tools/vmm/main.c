@@ -115,6 +115,7 @@ struct disk_opt {
     const char *format;
     const char *serial;
     int readonly;
+    int allow_any_backing;      /* backing-confine=off */
     unsigned part;
 };
 
@@ -138,7 +139,8 @@ static void usage(FILE *f)
         "usage: " PROG " [--mem SIZE] [--cpus N]\n"
         "         (--kernel BZIMAGE [--initrd FILE] [--cmdline STR] [--no-cmdline-devices]\n"
         "          | --firmware FLAT)\n"
-        "         [--disk IMAGE[,readonly][,format=FMT][,serial=S][,part=N]]...\n"
+        "         [--disk IMAGE[,readonly][,format=FMT][,serial=S][,part=N]\n"
+        "                 [,backing-confine=on|off]]...\n"
         "         [--cdrom [ISO]] [--monitor SOCKET] [--dump-acpi DIR]\n"
         "\n"
         "  --mem SIZE       guest RAM (K, M, G suffixes; a bare number is MiB; default 256M)\n"
@@ -148,7 +150,8 @@ static void usage(FILE *f)
         "  --cmdline STR    the kernel command line (default \"console=ttyS0\")\n"
         "  --no-cmdline-devices  do not append virtio_mmio.device=... to the command line\n"
         "  --firmware FILE  a raw image loaded at 0x100000, started in 32-bit protected mode\n"
-        "  --disk ...       a virtio-blk disk over a vdisk image (repeatable)\n"
+        "  --disk ...       a virtio-blk disk over a vdisk image (repeatable); its backing\n"
+        "                   files must stay in its folder unless backing-confine=off\n"
         "  --cdrom [ISO]    a virtio-scsi CD-ROM drive, with ISO loaded or empty\n"
         "  --monitor PATH   a Unix socket taking \"change ISO\", \"eject\" and \"info\"\n"
         "  --dump-acpi DIR  write the ACPI tables to DIR as they are in guest memory\n"
@@ -225,14 +228,17 @@ static int parse_disk(struct config *c, const char *arg)
                 vmm_log("--disk %s: serial: at most 20 bytes", arg);
                 return -1;
             }
+        } else if (strcmp(tok, "backing-confine=on") == 0 ||
+                   strcmp(tok, "backing-confine=off") == 0) {
+            d->allow_any_backing = strcmp(tok, "backing-confine=off") == 0;
         } else if (strncmp(tok, "part=", 5) == 0) {
             if (parse_uint(tok + 5, 1, 4096, &d->part) < 0) {
                 vmm_log("--disk %s: part=N: a partition number from 1", arg);
                 return -1;
             }
         } else {
-            vmm_log("--disk %s: unknown option '%s' (readonly, format=FMT, serial=S, part=N)",
-                    arg, tok);
+            vmm_log("--disk %s: unknown option '%s' (readonly, format=FMT, serial=S, part=N, "
+                    "backing-confine=on|off)", arg, tok);
             return -1;
         }
     }
@@ -525,6 +531,9 @@ static int open_disk(const struct disk_opt *d, vdisk_dev **out)
         r = vdisk_options_set(o, "format", d->format);
     if (r == 0 && d->readonly)
         r = vdisk_options_set(o, "read-only", "on");
+    /* The guest writes the image: its backing file names are untrusted. */
+    if (r == 0)
+        r = vdisk_options_set(o, "backing-confine", d->allow_any_backing ? "off" : "on");
     if (r == 0)
         r = vdisk_open(&dev, d->path, o);
     vdisk_options_free(o);

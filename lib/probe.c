@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/probe.c: format probing.
+ *
+ * The first 512 bytes of a file (zero-padded when the file is shorter, as
+ * QEMU reads them) go to every format driver's probe and to the signatures
+ * of the formats that QEMU reads and vdisk does not.  The highest score
+ * wins, as in QEMU; nothing scoring leaves the file raw.  A file of a format
+ * vdisk does not read is refused, never read as raw: its container bytes
+ * are not the disk.
+ *
+ * The signatures are those QEMU 7.2's probe functions look for (bochs,
+ * cloop, dmg, parallels, qcow, qed, vdi, vhdx, vmdk, vpc, LUKS), with their
+ * scores.  The same test, without a file name, guards block 0 of a probed
+ * raw image (lib/request.c): a write that would make one of them appear
+ * there is refused.
+ */
+#include <string.h>
+
+#include "endian.h"
+#include "internal.h"
+
+static bool has(const uint8_t *b, size_t off, const char *s, size_t n)
+{
+    return memcmp(b + off, s, n) == 0;
+}
+
+/* A NUL-terminated string field of FIELD bytes at OFF that is exactly S. */
+static bool str_field(const uint8_t *b, size_t off, size_t field, const char *s)
+{
+    size_t n = strlen(s);
+    return n < field && memcmp(b + off, s, n + 1) == 0;
+}
+
+/* VMware: a sparse extent ("KDMV", or "COWD" for ESX), or a text descriptor
+ * whose first line that is neither a comment nor blank is version=1..3. */
+static int probe_vmdk(const uint8_t *b, const char *name)
+{
+    (void)name;
+    if (has(b, 0, "KDMV", 4) || has(b, 0, "COWD", 4))
+        return 100;
+    const uint8_t *p = b, *end = b + PROBE_SIZE;
+    while (p < end) {
+        if (*p == '#') {
+            while (p < end && *p != '\n')
+                p++;
+            p++;
+            continue;
+        }
+        if (*p == ' ') {
+            while (p < end && *p == ' ')
+                p++;
+            if (p < end && *p == '\r')
+                p++;
+            if (p == end || *p != '\n')
+                return 0;
+            p++;
+            continue;
+        }
+        size_t left = (size_t)(end - p);
+        if (left >= 10 && memcmp(p, "version=", 8) == 0 && p[8] >= '1' && p[8] <= '3' &&
+            (p[9] == '\n' || (left >= 11 && p[9] == '\r' && p[10] == '\n')))
+            return 100;
+        return 0;
+    }
+    return 0;
+}
+
+static int probe_vpc(const uint8_t *b, const char *name)
+{
+    (void)name;
+    return has(b, 0, "conectix", 8) ? 100 : 0;
+}
+
+static int probe_vhdx(const uint8_t *b, const char *name)
+{
+    (void)name;
+    return has(b, 0, "vhdxfile", 8) ? 100 : 0;
+}
+
+static int probe_vdi(const uint8_t *b, const char *name)
+{
+    (void)name;
+    return le32_load(b + 64) == 0xbeda107f ? 100 : 0;
+}
+
+static int probe_qed(const uint8_t *b, const char *name)
+{
+    (void)name;
+    return has(b, 0, "QED\0", 4) ? 100 : 0;
+}
+
+static int probe_qcow1(const uint8_t *b, const char *name)
+{
+    (void)name;
+    return be32_load(b) == 0x514649fb && be32_load(b + 4) == 1 ? 100 : 0;
+}
+
+static int probe_parallels(const uint8_t *b, const char *name)
+{
+    (void)name;
+    return (has(b, 0, "WithoutFreeSpace", 16) || has(b, 0, "WithouFreSpacExt", 16)) &&
+                   le32_load(b + 16) == 2
+               ? 100 : 0;
+}
+
+static int probe_bochs(const uint8_t *b, const char *name)
+{
+    (void)name;
+    uint32_t v = le32_load(b + 64);
+    return str_field(b, 0, 32, "Bochs Virtual HD Image") && str_field(b, 32, 16, "Redolog") &&
+                   str_field(b, 48, 16, "Growing") && (v == 0x00020000 || v == 0x00010000)
+               ? 100 : 0;
+}
+
+static int probe_cloop(const uint8_t *b, const char *name)
+{
+    (void)name;
+    static const char magic[] = "#!/bin/sh\n#V2.0 Format\n"
+                                "modprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n";
+    return has(b, 0, magic, sizeof magic - 1) ? 2 : 0;
+}
+
+/* QEMU knows a DMG image by its file name only. */
+static int probe_dmg(const uint8_t *b, const char *name)
+{
+    (void)b;
+    size_t n = name ? strlen(name) : 0;
+    return n > 4 && strcmp(name + n - 4, ".dmg") == 0 ? 2 : 0;
+}
+
+/* LUKS1 (QEMU's luks driver); LUKS2 too, which QEMU 7.2 would read as raw. */
+static int probe_luks(const uint8_t *b, const char *name)
+{
+    (void)name;
+    uint16_t v = be16_load(b + 6);
+    return has(b, 0, "LUKS\xba\xbe", 6) && (v == 1 || v == 2) ? 100 : 0;
+}
+
+static const struct foreign_format foreign_formats[] = {
+    {"Bochs", "bochs", probe_bochs},
+    {"cloop", "cloop", probe_cloop},
+    {"DMG", "dmg", probe_dmg},
+    {"LUKS", "luks", probe_luks},
+    {"Parallels", "parallels", probe_parallels},
+    {"QCOW", "qcow", probe_qcow1},
+    {"QED", "qed", probe_qed},
+    {"VDI", "vdi", probe_vdi},
+    {"VHDX", "vhdx", probe_vhdx},
+    {"VMDK", "vmdk", probe_vmdk},
+    {"VHD", "vpc", probe_vpc},
+};
+
+void probe_block(const uint8_t *buf, const char *filename, struct probe_result *res)
+{
+    memset(res, 0, sizeof *res);
+    int best = 0;
+    for (size_t i = 0; vdisk_format_drivers[i]; i++) {
+        const struct vdisk_driver *d = vdisk_format_drivers[i];
+        int s = d->probe ? d->probe(buf, PROBE_SIZE) : 0;
+        if (s > best) {
+            best = s;
+            res->drv = d;
+        }
+    }
+    for (size_t i = 0; i < sizeof foreign_formats / sizeof foreign_formats[0]; i++) {
+        int s = foreign_formats[i].probe(buf, filename);
+        if (s > best) {
+            best = s;
+            res->drv = NULL;
+            res->foreign = &foreign_formats[i];
+        }
+    }
+}
