@@ -426,10 +426,11 @@ START_TEST(cve_2008_2004_raw_stays_raw)
     fails_with(guest, "backing-confine=on", -EPERM,
                "the backing file name '/etc/passwd' leads outside the image's folder, which "
                "backing-confine=on forbids");
-    /* A backing file is never probed: a raw backing file holding a qcow2
-     * header is read as raw, its header bytes and all. */
+    /* A backing file given as raw is read as raw: a raw backing file holding
+     * a qcow2 header shows its header bytes and all.  (create -b needs -F.) */
     const char *top = scratch("over-guest.qcow2");
-    RUN_OK("rm -f '%s' && %s create -q -f qcow2 -b guest.img '%s' 1M", top, vdisk_bin(), top);
+    RUN_OK("rm -f '%s' && %s create -q -f qcow2 -b guest.img -F raw '%s' 1M", top, vdisk_bin(),
+           top);
     ck_assert_msg(open_with(&dev, top, "backing-confine=on") == 0, "%s", vdisk_get_error());
     ck_assert_int_eq(vdisk_pread(dev, b, 4, 0), 0);
     ck_assert_int_eq(be32_load(b), 0x514649fb);

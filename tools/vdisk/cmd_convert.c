@@ -5,7 +5,8 @@
  * The sources (concatenated) are copied to the target in chunks.  Chunks
  * whose source extents read as zeroes are skipped (or zeroed on an existing
  * target); runs of zeroes of at least -S bytes inside read data are not
- * written, so the output stays sparse.  Reads and writes run on
+ * written, so the output stays sparse.  -S 0 reads and writes everything,
+ * so that the output is fully allocated.  Reads and writes run on
  * asynchronous queues, many chunks in flight.  With -c, every cluster is
  * compressed by a pool of threads (one per core) and stored in order, so
  * that the output is the same whatever the timing.  With -B, only clusters
@@ -462,11 +463,13 @@ static int copy_compressed(struct conv *c)
 static void help(void)
 {
     printf("usage: vdisk convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-p] [-q] [-n]\n"
-           "                     [-S SPARSE_SIZE] [-B BACKING [-F BACKING_FMT]]\n"
+           "                     [-S SPARSE_SIZE] [-B BACKING -F BACKING_FMT]\n"
            "                     [-l snapshot.name=NAME] [-m N] [-W] [-t CACHE] [-T CACHE]\n"
            "                     SRC... DST\n"
            "\n"
            "Copies the images SRC (concatenated) to DST, as qemu-img convert does.\n"
+           "Every option is checked before DST is touched; DST may not be a source\n"
+           "or a backing file of one; a failed convert removes DST only if it made it.\n"
            "\n"
            "  -f FMT          the sources' format (probed when not given)\n"
            "  -O FMT          the output format: raw (default) or qcow2\n"
@@ -475,11 +478,13 @@ static void help(void)
            "                  compression_type says), on every core\n"
            "  -p              show progress\n"
            "  -q              quiet\n"
-           "  -n              DST exists already: do not create it\n"
+           "  -n              DST exists already: do not create it (no -o then)\n"
            "  -S SIZE         runs of zeroes of at least SIZE bytes are not written\n"
-           "                  (default 4k; 0 writes everything)\n"
-           "  -B BACKING      DST is an overlay of BACKING holding only what differs\n"
-           "  -F FMT          BACKING's format\n"
+           "                  (default 4k; 0 writes everything, zeroes too: DST is\n"
+           "                  fully allocated)\n"
+           "  -B BACKING      DST is an overlay of BACKING holding only the clusters\n"
+           "                  that differ from it\n"
+           "  -F FMT          BACKING's format (required with -B)\n"
            "  -l snapshot.name=NAME, -l snapshot.id=ID, -l NAME\n"
            "                  convert a snapshot of the (single) source\n"
            "  -m N            requests in flight (default 8)\n"

@@ -10,7 +10,7 @@
 
 static void help(void)
 {
-    printf("usage: vdisk create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] [-u] [-o OPTIONS]\n"
+    printf("usage: vdisk create [-q] [-f FMT] [-b BACKING -F BACKING_FMT] [-u] [-o OPTIONS]\n"
            "                    FILE [SIZE]\n"
            "\n"
            "Creates the image FILE of format FMT (raw or qcow2; default raw) holding\n"

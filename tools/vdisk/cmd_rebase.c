@@ -14,7 +14,7 @@
 
 static void help(void)
 {
-    printf("usage: vdisk rebase [-f FMT] [-t CACHE] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
+    printf("usage: vdisk rebase [-f FMT] [-t CACHE] [-u] [-p] [-q] -b BACKING -F FMT FILE\n"
            "\n"
            "Changes FILE's backing file to BACKING (a path relative to FILE's folder,\n"
            "or absolute), keeping what FILE reads: data that differs between the old\n"
