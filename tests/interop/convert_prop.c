@@ -41,7 +41,8 @@ struct variant {
     bool compress;           /* -c */
     const char *sparse;      /* -S value, NULL for the default */
     bool backing;            /* -B */
-    bool existing;           /* -n over a target full of other data */
+    int existing;            /* -n over a target full of other data (2: an
+                                overlay whose backing file holds it) */
 };
 
 static const struct variant variants[] = {
@@ -62,6 +63,7 @@ static const struct variant variants[] = {
     {"raw -n -S 0", false, false, "0", false, true},
     {"qcow2 -n -S 512", true, false, "512", false, true},
     {"qcow2 -B -S 0", true, false, "0", true, false},
+    {"qcow2 -n over an overlay", true, false, NULL, false, 2},
 };
 #define NVARIANTS (sizeof variants / sizeof variants[0])
 #define PER_CASE 3
@@ -227,9 +229,10 @@ static const char *make_backing(const struct source *s, const char *path, uint64
     return "qcow2";
 }
 
-/* A target for -n: of the source's virtual size, full of other data. */
+/* A target for -n: of the source's virtual size, full of other data (or,
+ * with OVERLAY, an empty qcow2 whose backing file is). */
 static void make_existing(const struct source *s, const char *path, bool qcow2, uint64_t cs,
-                          uint64_t *seed)
+                          bool overlay, uint64_t *seed)
 {
     uint8_t *g = malloc(s->vsize);
     ck_assert_ptr_nonnull(g);
@@ -237,7 +240,10 @@ static void make_existing(const struct source *s, const char *path, bool qcow2, 
     const char *raw = qcow2 ? fmt("%s.raw", path) : path;
     write_file(raw, g, s->vsize);
     free(g);
-    if (qcow2) {
+    if (overlay) {
+        RUN_OK("qemu-img create -q -f qcow2 -o cluster_size=%" PRIu64 " -b '%s' -F raw '%s'",
+               cs, raw, path);
+    } else if (qcow2) {
         RUN_OK("qemu-img convert -f raw -O qcow2 -o cluster_size=%" PRIu64 " '%s' '%s'", cs,
                raw, path);
         unlink(raw);
@@ -308,7 +314,7 @@ START_TEST(convert_property)
             n += (size_t)snprintf(opts + n, sizeof opts - n, " -B '%s' -F %s", bpath, bfmt);
         }
         if (v->existing) {
-            make_existing(&s, out, v->qcow2, cs, &seed);
+            make_existing(&s, out, v->qcow2, cs, v->existing == 2, &seed);
             n += (size_t)snprintf(opts + n, sizeof opts - n, " -n");
         }
         snprintf(what, sizeof what, "case %u (seed %#" PRIx64 ", %s) -> %s%s", i,
@@ -321,7 +327,7 @@ START_TEST(convert_property)
         /* qemu-img check where the metadata is more than a plain copy's. */
         bool check = v->qcow2 && (v->compress || v->backing || v->existing);
         verify(&s, out, ofmt, full, check, what);
-        run("rm -f '%s' '%s'*", out, scratch(fmt("back%02u-%u", i, k)));
+        run("rm -f '%s' '%s.raw' '%s'*", out, out, scratch(fmt("back%02u-%u", i, k)));
     }
     unlink(s.path);
     free(s.want);
