@@ -161,6 +161,7 @@ START_TEST(convert_checks_before_touching)
 {
     const char *src = scratch("src.raw");
     random_file(src, 1 << 20, 2);
+    random_file(scratch("other.raw"), 4096, 9);
     const char *dst = scratch("dst.img");
     random_file(dst, 70000, 3);
     const char *base = scratch("vbase.qcow2");
@@ -220,6 +221,10 @@ START_TEST(convert_checks_before_touching)
     snprintf(want, sizeof want, "vdisk: %s: the target is a backing file of the source %s; "
              "converting would overwrite it\n", src, over);
     fails_unchanged(src, want, "convert -f qcow2 -O raw '%s' '%s'", over, src);
+    snprintf(want, sizeof want, "vdisk: %s: the target is in the backing chain of -B %s; "
+             "converting would overwrite it\n", src, over);
+    fails_unchanged(src, want, "convert -f raw -O qcow2 -B '%s' -F qcow2 '%s' '%s'", over,
+                    scratch("other.raw"), src);
 }
 END_TEST
 

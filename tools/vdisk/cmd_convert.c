@@ -35,8 +35,8 @@ struct src {
 struct file_id {
     dev_t dev;
     ino_t ino;
-    const char *name;        /* the source it belongs to */
-    bool backing;            /* a backing file of it */
+    const char *name;        /* the source (or -B file) it belongs to */
+    int kind;                /* 0 a source, 1 a backing file of one, 2 -B's chain */
 };
 #define MAX_INPUT_FILES (MAX_SOURCES * 8)
 
@@ -660,27 +660,35 @@ int cmd_convert(int argc, char **argv)
         c.total += c.srcs[c.nsrc].size;
         c.nsrc++;
     }
-    /* Never write over an input: a source, or a file of its backing chain. */
-    struct stat dst_st;
-    bool existed = lstat(dst_name, &dst_st) == 0;
-    if (existed && stat(dst_name, &dst_st) == 0) {
-        for (int i = 0; i < ninputs; i++) {
-            if (inputs[i].dev == dst_st.st_dev && inputs[i].ino == dst_st.st_ino) {
-                cli_error("%s: the target is %sthe source %s; converting would overwrite it",
-                          dst_name, inputs[i].backing ? "a backing file of " : "", inputs[i].name);
-                goto out;
-            }
-        }
-    }
     if (!no_create && backing) {
         /* The backing file must open (as the new image will open it). */
         vdisk_dev *b = cli_open_beside(dst_name, backing, backing_fmt);
         if (!b)
             goto out;
+        for (vdisk_dev *f = b; f && ninputs < MAX_INPUT_FILES; f = vdisk_get_backing(f)) {
+            struct stat st;
+            if (stat(vdisk_get_filename(f), &st) == 0)
+                inputs[ninputs++] = (struct file_id){st.st_dev, st.st_ino, backing, 2};
+        }
         vdisk_close(b);
         if (vdisk_options_set(opts, "backing_file", backing) < 0 ||
             vdisk_options_set(opts, "backing_fmt", backing_fmt) < 0) {
             cli_lib_error();
+            goto out;
+        }
+    }
+    /* Never write over an input: a source, the -B file, or a file of their
+     * backing chains. */
+    struct stat dst_st;
+    bool existed = lstat(dst_name, &dst_st) == 0;
+    if (existed && stat(dst_name, &dst_st) == 0) {
+        for (int i = 0; i < ninputs; i++) {
+            if (inputs[i].dev != dst_st.st_dev || inputs[i].ino != dst_st.st_ino)
+                continue;
+            static const char *const what[] = {"the source", "a backing file of the source",
+                                               "in the backing chain of -B"};
+            cli_error("%s: the target is %s %s; converting would overwrite it", dst_name,
+                      what[inputs[i].kind], inputs[i].name);
             goto out;
         }
     }
