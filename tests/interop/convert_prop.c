@@ -299,7 +299,7 @@ START_TEST(convert_property)
         const struct variant *v = &variants[(i * PER_CASE + k) % NVARIANTS];
         uint64_t cs = cluster_sizes[below(&seed, sizeof cluster_sizes / sizeof cluster_sizes[0])];
         const char *ofmt = v->qcow2 ? "qcow2" : "raw";
-        char out[512], what[1024], opts[1024] = "";
+        char out[512], what[2048], opts[1024] = "";
         snprintf(out, sizeof out, "%s", scratch(fmt("out%02u-%u.%s", i, k, ofmt)));
         size_t n = 0;
         if (v->qcow2 && !v->existing)
