@@ -111,6 +111,8 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
                        QCOW2_MAX_BACKING_NAME);
     if (o->backing_fmt && !o->backing)
         return err_set(-EINVAL, "a backing format needs a backing file");
+    if (o->backing_fmt && !driver_by_name(o->backing_fmt))
+        return err_set(-EINVAL, "unknown backing format '%s'", o->backing_fmt);
     if (o->backing && o->prealloc)
         return err_set(-EINVAL, "Backing file and preallocation can only be used at the same "
                        "time if preallocation=off");
@@ -131,7 +133,8 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
     if (o->extl2 && o->cluster_size < 16384)
         return err_set(-EINVAL, "Extended L2 entries are only supported with cluster sizes of "
                        "at least 16384 bytes");
-    return 0;
+    /* Every option is checked before the file is touched. */
+    return opt_check_all_taken(os, "qcow2");
 }
 
 int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)

@@ -411,7 +411,10 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
                      (uint32_t)strlen(s->backing_fmt));
     for (unsigned i = 0; ok && i < s->nexts; i++)
         ok = put_ext(buf, len, &pos, s->exts[i].type, s->exts[i].data, s->exts[i].len);
-    if (ok && s->version >= 3) {
+    /* The feature name table is optional: as QEMU does, it is left out
+     * where it does not fit (512-byte clusters with a backing file). */
+    size_t rest = 8 /* end */ + (s->backing_name ? strlen(s->backing_name) : 0);
+    if (ok && s->version >= 3 && pos + 8 + NKNOWN * 48 + rest <= len) {
         uint8_t table[NKNOWN * 48];
         memset(table, 0, sizeof table);
         for (unsigned i = 0; i < NKNOWN; i++) {

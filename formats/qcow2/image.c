@@ -178,6 +178,8 @@ int qcow2_set_backing(struct vdisk_dev *dev, const char *name, const char *forma
     if (r == 0 && name && strlen(name) > QCOW2_MAX_BACKING_NAME)
         r = err_set(-EINVAL, "%s: the backing file name is longer than %d bytes",
                     dev->filename, QCOW2_MAX_BACKING_NAME);
+    if (r == 0 && format && !driver_by_name(format))
+        r = err_set(-EINVAL, "unknown backing format '%s'", format);
     char *nn = NULL, *nf = NULL;
     if (r == 0 && ((name && !(nn = strdup(name))) || (format && !(nf = strdup(format)))))
         r = err_set(-ENOMEM, "out of memory");
@@ -262,8 +264,12 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     const char *compat = opt_take(os, "compat");
     const char *rbits = opt_take(os, "refcount_bits");
     const char *lazy = opt_take(os, "lazy_refcounts");
+    /* Every option is checked before the image is touched. */
+    int r = opt_check_all_taken(os, "qcow2");
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&s->lock);
-    int r = writable(s);
+    r = writable(s);
     int version = (int)s->version;
     if (r == 0 && compat) {
         if (!strcmp(compat, "0.10") || !strcmp(compat, "v2"))

@@ -169,10 +169,13 @@ static int raw_create(const char *filename, uint64_t size, struct opt_set *os)
                        "falloc or full)", prealloc);
     if (size > INT64_MAX)
         return err_set(-EFBIG, "%s: size %" PRIu64 " is too large", filename, size);
+    /* Every option is checked before the file is touched. */
+    int r = opt_check_all_taken(os, "raw");
+    if (r < 0)
+        return r;
     int fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return err_set(-errno, "Could not create '%s': %s", filename, strerror(errno));
-    int r = 0;
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISBLK(st.st_mode)) {
         close(fd);

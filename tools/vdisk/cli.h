@@ -74,6 +74,19 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a);
  * would be opened: a relative NAME is taken from IMAGE's folder. */
 vdisk_dev *cli_open_beside(const char *image, const char *name, const char *format);
 
+/*
+ * A backing file NAME given without its format, as qemu-img 7.2 refuses
+ * it: prints "IMAGE: Backing file specified without backing format" and,
+ * unless UNSAFE (-u: the file is not opened), the format that probing
+ * NAME (beside IMAGE) detects, as qemu-img's hint does; when NAME cannot
+ * be opened, the error opening it instead.  Always returns -1.
+ */
+int cli_refuse_backing_without_format(const char *image, const char *name, bool unsafe);
+
+/* The cache mode given to -t or -T, checked before anything is touched:
+ * 0, or -1 with "Invalid cache option: MODE" printed. */
+int cli_check_cache(const char *mode);
+
 /* Common option handling: prints help for "-h" / "--help". */
 bool is_help(const char *arg);
 

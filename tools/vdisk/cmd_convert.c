@@ -5,7 +5,8 @@
  * The sources (concatenated) are copied to the target in chunks.  Chunks
  * whose source extents read as zeroes are skipped (or zeroed on an existing
  * target); runs of zeroes of at least -S bytes inside read data are not
- * written, so the output stays sparse.  Reads and writes run on
+ * written, so the output stays sparse.  -S 0 reads and writes everything,
+ * so that the output is fully allocated.  Reads and writes run on
  * asynchronous queues, many chunks in flight.  With -c, every cluster is
  * compressed by a pool of threads (one per core) and stored in order, so
  * that the output is the same whatever the timing.  With -B, only clusters
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -28,6 +30,15 @@ struct src {
     vdisk_dev *dev;
     uint64_t start, size;   /* where it lies in the concatenation */
 };
+
+/* Files that the target must not be: the sources and their backing files. */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+    const char *name;        /* the source (or -B file) it belongs to */
+    int kind;                /* 0 a source, 1 a backing file of one, 2 -B's chain */
+};
+#define MAX_INPUT_FILES (MAX_SOURCES * 8)
 
 struct conv {
     struct src srcs[MAX_SOURCES];
@@ -158,42 +169,47 @@ static int put(struct slot *s, uint64_t off, uint64_t len, bool zero)
     return r;
 }
 
-/* Writes what the chunk in S needs: its data, less the zero runs. */
+/* What a unit of the chunk in S needs: 0 nothing, 1 its data, 2 zeroes. */
+static int unit_kind(struct slot *s, uint64_t pos, uint64_t n)
+{
+    struct conv *c = s->c;
+    bool zero = all_zero(s->buf + pos, n);
+    if (c->backing && memcmp(s->buf + pos, s->cmp + pos, n) == 0)
+        return 0; /* the backing file shows the same */
+    if (zero)
+        return c->target_fresh ? 0 : 2;
+    return 1;
+}
+
+/* Writes what the chunk in S needs: its data, less the zero runs (and,
+ * with -B, less what the backing file shows already).  The chunk is
+ * looked at in units of -S bytes (the cluster with -B); the last unit may
+ * be shorter, and every run, the last one too, is written. */
 static void write_chunk(struct slot *s)
 {
     struct conv *c = s->c;
-    uint64_t unit = c->backing ? c->cluster : c->sparse;
     s->writes = 1; /* a guard while the writes are started */
-    if (unit == UINT64_MAX) {
-        /* -S 0: everything is written, zeroes too. */
+    if (c->sparse == UINT64_MAX) {
+        /* -S 0: everything is written as data, zeroes too. */
         put(s, s->off, s->len, false);
         write_done(s, 0);
         return;
     }
+    uint64_t unit = c->backing ? c->cluster : c->sparse;
     uint64_t run_start = 0;
-    int run_kind = -1; /* 0 skip, 1 data, 2 zeroes */
-    for (uint64_t pos = 0; pos <= s->len; pos += unit) {
-        int kind = -1;
-        if (pos < s->len) {
-            uint64_t n = s->len - pos < unit ? s->len - pos : unit;
-            bool zero = all_zero(s->buf + pos, n);
-            if (c->backing) {
-                bool same = memcmp(s->buf + pos, s->cmp + pos, n) == 0;
-                kind = same ? 0 : zero ? 2 : 1;
-            } else if (zero) {
-                kind = c->target_fresh ? 0 : 2;
-            } else {
-                kind = 1;
-            }
-        }
-        if (kind != run_kind) {
-            if (run_kind > 0 && pos > run_start)
-                put(s, s->off + run_start, (pos < s->len ? pos : s->len) - run_start,
-                    run_kind == 2);
-            run_start = pos;
-            run_kind = kind;
-        }
+    int run_kind = 0;
+    for (uint64_t pos = 0; pos < s->len && !c->error; pos += unit) {
+        uint64_t n = s->len - pos < unit ? s->len - pos : unit;
+        int kind = unit_kind(s, pos, n);
+        if (kind == run_kind)
+            continue;
+        if (run_kind > 0)
+            put(s, s->off + run_start, pos - run_start, run_kind == 2);
+        run_start = pos;
+        run_kind = kind;
     }
+    if (run_kind > 0 && !c->error)
+        put(s, s->off + run_start, s->len - run_start, run_kind == 2);
     write_done(s, 0);
 }
 
@@ -227,8 +243,8 @@ static int copy_plain(struct conv *c)
          * they cost nothing at all, however long (an image claiming an
          * exabyte converts in time proportional to what it holds). */
         uint64_t zlen;
-        if (!c->backing && source_zero(c, off, c->target_fresh ? c->total - off : len,
-                                       &zlen) == 1) {
+        if (!c->backing && c->sparse != UINT64_MAX &&
+            source_zero(c, off, c->target_fresh ? c->total - off : len, &zlen) == 1) {
             len = c->target_fresh || zlen < len ? zlen : len;
             if (!c->target_fresh) {
                 s->busy = true;
@@ -282,7 +298,7 @@ struct ctask {
     uint8_t *in, *out;
     size_t clen;
     int state;               /* 0 free, 1 to compress, 4 compressing, 2 compressed,
-                                3 skip (zeroes) */
+                                3 zeroes, 5 skip (the backing file's data) */
     int err;
 };
 
@@ -355,7 +371,11 @@ static int copy_compressed(struct conv *c)
             t->off = read_next * c->cluster;
             t->len = c->total - t->off < c->cluster ? c->total - t->off : c->cluster;
             uint64_t zlen;
-            bool zero = source_zero(c, t->off, t->len, &zlen) == 1 && zlen >= t->len;
+            /* -S 0 compresses every cluster, zeroes too (nothing stays
+             * unallocated); with -B every cluster is compared. */
+            bool zero = c->sparse != UINT64_MAX && !c->backing &&
+                        source_zero(c, t->off, t->len, &zlen) == 1 && zlen >= t->len;
+            bool same = false;
             if (!zero) {
                 /* Read ahead a megabyte at a time; clusters come from it. */
                 if (t->off < ra_off || t->off + t->len > ra_off + ra_len) {
@@ -368,12 +388,25 @@ static int copy_compressed(struct conv *c)
                     }
                 }
                 memcpy(t->in, ra + (t->off - ra_off), t->len);
-                zero = all_zero(t->in, t->len);
+                if (c->backing) {
+                    /* The backing file's view of the cluster (zeroes past its end). */
+                    uint64_t bsize = vdisk_get_size(c->backing);
+                    uint64_t have = t->off < bsize ? (bsize - t->off < t->len ? bsize - t->off
+                                                                             : t->len) : 0;
+                    memset(t->out, 0, t->len);
+                    if (have && vdisk_pread(c->backing, t->out, have, t->off) < 0) {
+                        cli_lib_error();
+                        r = -1;
+                        break;
+                    }
+                    same = c->sparse != UINT64_MAX && memcmp(t->in, t->out, t->len) == 0;
+                }
+                zero = !same && c->sparse != UINT64_MAX && all_zero(t->in, t->len);
             }
             /* Hand it to the pool (in the file's order). */
             pthread_mutex_lock(&p.lock);
             t->seq = read_next;
-            t->state = zero ? 3 : 1;
+            t->state = same ? 5 : zero ? 3 : 1;
             p.issued = read_next + 1;
             pthread_cond_broadcast(&p.work);
             pthread_mutex_unlock(&p.lock);
@@ -430,11 +463,13 @@ static int copy_compressed(struct conv *c)
 static void help(void)
 {
     printf("usage: vdisk convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-p] [-q] [-n]\n"
-           "                     [-S SPARSE_SIZE] [-B BACKING [-F BACKING_FMT]]\n"
+           "                     [-S SPARSE_SIZE] [-B BACKING -F BACKING_FMT]\n"
            "                     [-l snapshot.name=NAME] [-m N] [-W] [-t CACHE] [-T CACHE]\n"
            "                     SRC... DST\n"
            "\n"
            "Copies the images SRC (concatenated) to DST, as qemu-img convert does.\n"
+           "Every option is checked before DST is touched; DST may not be a source\n"
+           "or a backing file of one; a failed convert removes DST only if it made it.\n"
            "\n"
            "  -f FMT          the sources' format (probed when not given)\n"
            "  -O FMT          the output format: raw (default) or qcow2\n"
@@ -443,11 +478,13 @@ static void help(void)
            "                  compression_type says), on every core\n"
            "  -p              show progress\n"
            "  -q              quiet\n"
-           "  -n              DST exists already: do not create it\n"
+           "  -n              DST exists already: do not create it (no -o then)\n"
            "  -S SIZE         runs of zeroes of at least SIZE bytes are not written\n"
-           "                  (default 4k; 0 writes everything)\n"
-           "  -B BACKING      DST is an overlay of BACKING holding only what differs\n"
-           "  -F FMT          BACKING's format\n"
+           "                  (default 4k; 0 writes everything, zeroes too: DST is\n"
+           "                  fully allocated)\n"
+           "  -B BACKING      DST is an overlay of BACKING holding only the clusters\n"
+           "                  that differ from it\n"
+           "  -F FMT          BACKING's format (required with -B)\n"
            "  -l snapshot.name=NAME, -l snapshot.id=ID, -l NAME\n"
            "                  convert a snapshot of the (single) source\n"
            "  -m N            requests in flight (default 8)\n"
@@ -467,7 +504,9 @@ int cmd_convert(int argc, char **argv)
     /* As qemu-img convert: the target is written with cache=unsafe (no
      * flushes; a failed convert is run again). */
     const char *snap = NULL, *dst_cache = "unsafe", *src_cache = NULL;
-    bool quiet = false, no_create = false;
+    bool quiet = false, no_create = false, have_o = false, created = false;
+    struct file_id inputs[MAX_INPUT_FILES];
+    int ninputs = 0;
     struct conv c = {.sparse = 4096, .parallel = 8};
     vdisk_options *opts = NULL;
     int ret = 1;
@@ -490,6 +529,7 @@ int cmd_convert(int argc, char **argv)
                 cli_lib_error();
                 goto out;
             }
+            have_o = true;
             break;
         case 'c': c.compress = true; break;
         case 'p': c.progress = true; break;
@@ -549,6 +589,33 @@ int cmd_convert(int argc, char **argv)
         cli_error("No support for concatenating multiple snapshot");
         goto out;
     }
+    /* Everything is checked before the target is touched. */
+    if (cli_check_cache(dst_cache) < 0 || (src_cache && cli_check_cache(src_cache) < 0))
+        goto out;
+    if (c.compress && strcmp(out_fmt, "qcow2") != 0) {
+        cli_error("Compression not supported for this file format");
+        goto out;
+    }
+    if (no_create && have_o) {
+        cli_error("-o has no effect when skipping image creation");
+        goto out;
+    }
+    if (!no_create) {
+        if (!backing)
+            backing = vdisk_options_get(opts, "backing_file");
+        if (!backing_fmt)
+            backing_fmt = vdisk_options_get(opts, "backing_fmt");
+        if (backing && !*backing)
+            backing = NULL;
+        if (backing_fmt && !backing) {
+            cli_error("%s: Backing format cannot be used without backing file", dst_name);
+            goto out;
+        }
+        if (backing && !backing_fmt) {
+            cli_error("Use of backing file requires explicit backing format");
+            goto out;
+        }
+    }
     /* Open the sources. */
     for (int i = optind; i < argc - 1; i++) {
         vdisk_options *so = NULL;
@@ -571,6 +638,13 @@ int cmd_convert(int argc, char **argv)
         int r = vdisk_open(&d, image ? image : argv[i], so);
         vdisk_options_free(so);
         free(image);
+        /* The image and its backing chain are inputs the target must not be. */
+        for (vdisk_dev *b = r == 0 ? d : NULL; b && ninputs < MAX_INPUT_FILES;
+             b = vdisk_get_backing(b)) {
+            struct stat st;
+            if (stat(vdisk_get_filename(b), &st) == 0)
+                inputs[ninputs++] = (struct file_id){st.st_dev, st.st_ino, argv[i], b != d};
+        }
         if (r == 0 && part) {
             vdisk_dev *disk = d;
             r = vdisk_open_partition(&d, disk, part, VDISK_OPEN_RDONLY);
@@ -586,21 +660,47 @@ int cmd_convert(int argc, char **argv)
         c.total += c.srcs[c.nsrc].size;
         c.nsrc++;
     }
-    if (c.compress && strcmp(out_fmt, "qcow2") != 0) {
-        cli_error("Compression not supported for this file format");
-        goto out;
+    if (!no_create && backing) {
+        /* The backing file must open (as the new image will open it). */
+        vdisk_dev *b = cli_open_beside(dst_name, backing, backing_fmt);
+        if (!b)
+            goto out;
+        for (vdisk_dev *f = b; f && ninputs < MAX_INPUT_FILES; f = vdisk_get_backing(f)) {
+            struct stat st;
+            if (stat(vdisk_get_filename(f), &st) == 0)
+                inputs[ninputs++] = (struct file_id){st.st_dev, st.st_ino, backing, 2};
+        }
+        vdisk_close(b);
+        if (vdisk_options_set(opts, "backing_file", backing) < 0 ||
+            vdisk_options_set(opts, "backing_fmt", backing_fmt) < 0) {
+            cli_lib_error();
+            goto out;
+        }
     }
-    /* Create the target. */
-    if (backing && (vdisk_options_set(opts, "backing_file", backing) < 0 ||
-                    (backing_fmt && vdisk_options_set(opts, "backing_fmt", backing_fmt) < 0))) {
-        cli_lib_error();
-        goto out;
+    /* Never write over an input: a source, the -B file, or a file of their
+     * backing chains. */
+    struct stat dst_st;
+    bool existed = lstat(dst_name, &dst_st) == 0;
+    if (existed && stat(dst_name, &dst_st) == 0) {
+        for (int i = 0; i < ninputs; i++) {
+            if (inputs[i].dev != dst_st.st_dev || inputs[i].ino != dst_st.st_ino)
+                continue;
+            static const char *const what[] = {"the source", "a backing file of the source",
+                                               "in the backing chain of -B"};
+            cli_error("%s: the target is %s %s; converting would overwrite it", dst_name,
+                      what[inputs[i].kind], inputs[i].name);
+            goto out;
+        }
     }
+    /* Create the target (vdisk_create checks its options before it touches
+     * the file).  From here on, a failure removes a file that this command
+     * created, never one that was there before. */
     if (!no_create) {
         if (vdisk_create(dst_name, out_fmt, c.total, opts) < 0) {
             cli_lib_error();
             goto out;
         }
+        created = !existed;
         c.target_fresh = true;
     }
     struct open_args oa = {.format = out_fmt, .cache = dst_cache};
@@ -640,5 +740,7 @@ out:
     for (int i = 0; i < c.nsrc; i++)
         vdisk_close(c.srcs[i].dev);
     vdisk_options_free(opts);
+    if (ret != 0 && created)
+        unlink(dst_name);
     return ret;
 }

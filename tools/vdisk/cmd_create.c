@@ -10,7 +10,7 @@
 
 static void help(void)
 {
-    printf("usage: vdisk create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] [-u] [-o OPTIONS]\n"
+    printf("usage: vdisk create [-q] [-f FMT] [-b BACKING -F BACKING_FMT] [-u] [-o OPTIONS]\n"
            "                    FILE [SIZE]\n"
            "\n"
            "Creates the image FILE of format FMT (raw or qcow2; default raw) holding\n"
@@ -20,7 +20,7 @@ static void help(void)
            "  -f FMT        image format: raw or qcow2\n"
            "  -b BACKING    qcow2: a linked clone of BACKING (a path relative to FILE's\n"
            "                folder, or absolute)\n"
-           "  -F FMT        the backing file's format (raw or qcow2)\n"
+           "  -F FMT        the backing file's format (raw or qcow2); required with -b\n"
            "  -u            do not open the backing file (SIZE is then required)\n"
            "  -o OPTIONS    comma-separated format options:\n"
            "                  raw:   preallocation=off|falloc|full\n"
@@ -148,6 +148,18 @@ int cmd_create(int argc, char **argv)
     }
     backing = vdisk_options_get(opts, "backing_file");
     backing_fmt = vdisk_options_get(opts, "backing_fmt");
+    if (backing && !*backing)
+        backing = NULL;
+    /* As qemu-img 7.2: a backing file needs its format, never guessed (a
+     * qcow2 backing file read as raw shows its header to the guest). */
+    if (backing_fmt && !backing) {
+        cli_error("%s: Backing format cannot be used without backing file", file);
+        goto out;
+    }
+    if (backing && !backing_fmt) {
+        cli_refuse_backing_without_format(file, backing, unsafe);
+        goto out;
+    }
     uint64_t size = 0;
     if (optind < argc) {
         int r = parse_size(argv[optind], &size);

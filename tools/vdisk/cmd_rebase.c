@@ -14,12 +14,13 @@
 
 static void help(void)
 {
-    printf("usage: vdisk rebase [-f FMT] [-t CACHE] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
+    printf("usage: vdisk rebase [-f FMT] [-t CACHE] [-u] [-p] [-q] -b BACKING -F FMT FILE\n"
            "\n"
            "Changes FILE's backing file to BACKING (a path relative to FILE's folder,\n"
            "or absolute), keeping what FILE reads: data that differs between the old\n"
            "and the new backing file is copied into FILE first.  -u (unsafe) only\n"
-           "changes the name.  -b \"\" removes the backing file (flattening FILE).\n");
+           "changes the name.  -b \"\" removes the backing file (flattening FILE).\n"
+           "-F (BACKING's format) is required with a backing file, as in qemu-img 7.2.\n");
 }
 
 int cmd_rebase(int argc, char **argv)
@@ -60,6 +61,37 @@ int cmd_rebase(int argc, char **argv)
         return 1;
     }
     const char *file = argv[optind];
+    /* As qemu-img 7.2: the new backing file's format must be given (safe
+     * mode first says why the file cannot be opened, if it cannot). */
+    if (*nb && !nf) {
+        if (!unsafe) {
+            vdisk_options *po = NULL;
+            vdisk_dev *probe = NULL;
+            char *path = NULL;
+            const char *slash = strrchr(file, '/');
+            if (nb[0] != '/' && slash) {
+                if (asprintf(&path, "%.*s/%s", (int)(slash - file), file, nb) < 0)
+                    path = NULL;
+            } else {
+                path = strdup(nb);
+            }
+            int pr = path && vdisk_options_new(&po) == 0 &&
+                             vdisk_options_set(po, "read-only", "on") == 0
+                         ? vdisk_open(&probe, path, po)
+                         : -1;
+            vdisk_options_free(po);
+            if (pr < 0)
+                cli_error("Could not open new backing file '%s': %s", nb, vdisk_get_error());
+            else
+                vdisk_close(probe);
+            free(path);
+            if (pr < 0)
+                return 1;
+        }
+        cli_error("Could not change the backing file to '%s': backing format must be specified",
+                  nb);
+        return 1;
+    }
     vdisk_dev *dev = cli_open(file, &oa);
     if (!dev)
         return 1;

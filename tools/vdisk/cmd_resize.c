@@ -75,6 +75,12 @@ int cmd_resize(int argc, char **argv)
     if (!dev)
         return 1;
     uint64_t cur = vdisk_get_size(dev), size = n;
+    if (sign > 0 && n > UINT64_MAX - cur) {
+        /* A sum that wraps around would shrink the image. */
+        cli_error("%s: size %" PRIu64 " + %" PRIu64 " is too large", pos[0], cur, n);
+        vdisk_close(dev);
+        return 1;
+    }
     if (sign > 0)
         size = cur + n;
     if (sign < 0) {

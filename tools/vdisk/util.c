@@ -218,6 +218,50 @@ vdisk_dev *cli_open_beside(const char *image, const char *name, const char *form
     return d;
 }
 
+int cli_refuse_backing_without_format(const char *image, const char *name, bool unsafe)
+{
+    char *path = NULL;
+    const char *slash = strrchr(image, '/');
+    const char *detected = NULL;
+    vdisk_dev *d = NULL;
+    vdisk_options *o = NULL;
+    if (!unsafe) {
+        if (name[0] != '/' && slash) {
+            if (asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0)
+                path = NULL;
+        } else {
+            path = strdup(name);
+        }
+        if (!path || vdisk_options_new(&o) < 0 || vdisk_options_set(o, "read-only", "on") < 0 ||
+            vdisk_open(&d, path, o) < 0) {
+            cli_lib_error();
+            vdisk_options_free(o);
+            free(path);
+            return -1;
+        }
+        detected = vdisk_get_format(d);
+    }
+    fprintf(stderr, "vdisk: %s: Backing file specified without backing format\n", image);
+    if (detected)
+        fprintf(stderr, "Detected format of %s.\n", detected);
+    if (d)
+        vdisk_close(d);
+    vdisk_options_free(o);
+    free(path);
+    return -1;
+}
+
+int cli_check_cache(const char *mode)
+{
+    static const char *const modes[] = {"none", "writeback", "writethrough",
+                                        "directsync", "unsafe"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(mode, modes[i]) == 0)
+            return 0;
+    cli_error("Invalid cache option: %s", mode);
+    return -1;
+}
+
 vdisk_dev *cli_open(const char *path, const struct open_args *a)
 {
     return cli_open_path(path, a);
