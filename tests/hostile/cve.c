@@ -454,8 +454,9 @@ START_TEST(cve_2008_2004_raw_stays_raw)
                "the backing file name '/etc/passwd' leads outside the image's folder, which "
                "backing-confine=on forbids");
     /* A backing file given as raw is read as raw: a raw backing file holding
-     * a qcow2 header shows its header bytes and all.  (create -b needs -F; one whose format
-      * is not recorded is probed, as in QEMU: tests/hostile/probe.c.) */
+     * a qcow2 header shows its header bytes and all.  (create -b needs -F;
+     * one whose format is not recorded is probed, as in QEMU:
+     * tests/hostile/probe.c.) */
     const char *top = scratch("over-guest.qcow2");
     RUN_OK("rm -f '%s' && %s create -q -f qcow2 -b guest.img -F raw '%s' 1M", top, vdisk_bin(),
            top);
