@@ -10,7 +10,7 @@ static const struct {
     int (*fn)(int argc, char **argv);
     const char *synopsis;
 } commands[] = {
-    {"create", cmd_create, "create [-q] [-f FMT] [-o OPTIONS] FILE [SIZE]"},
+    {"create", cmd_create, "create [-q] [-f FMT] [-b BACKING -F FMT] [-u] [-o OPTIONS] FILE [SIZE]"},
     {"info", cmd_info, "info [-f FMT] [--output=human|json] [--debug] FILE"},
     {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE"},
     {"snapshot", cmd_snapshot, "snapshot [-q] [-f FMT] [-l | -c NAME | -a NAME | -d NAME] FILE"},
@@ -19,7 +19,7 @@ static const struct {
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2"},
     {"resize", cmd_resize, "resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE"},
     {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] OVERLAY"},
-    {"rebase", cmd_rebase, "rebase [-f FMT] [-u] [-p] [-q] -b BACKING [-F FMT] FILE"},
+    {"rebase", cmd_rebase, "rebase [-f FMT] [-u] [-p] [-q] -b BACKING -F FMT FILE"},
     {"measure", cmd_measure, "measure [--output=human|json] [-O FMT] [-o OPTS] "
                              "(--size SIZE | [-f FMT] FILE)"},
     {"amend", cmd_amend, "amend [-f FMT] [-p] [-q] -o OPTIONS FILE"},
