@@ -262,6 +262,8 @@ VDISK_EXPORT int vdisk_virtio_queue_enable(vdisk_virtio *v, unsigned qi, int ena
         if (q->aq)
             vdisk_queue_drain(q->aq);
         vq_flush_notify(v, qi);
+        if (v->model->queue_stop)
+            v->model->queue_stop(v, qi);
         q->enabled = 0;
         return 0;
     }

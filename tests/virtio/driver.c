@@ -50,6 +50,48 @@ void drv_init(struct drv *d, vdisk_virtio *v, unsigned size)
     }
 }
 
+void drv_restart(struct drv *d)
+{
+    vdisk_virtio *v = d->v;
+    ck_assert_int_eq(vdisk_virtio_set_features(v, vdisk_virtio_features(v)), 0);
+    unsigned nq = vdisk_virtio_num_queues(v);
+    for (unsigned i = 0; i < nq; i++) {
+        struct drv_queue *q = &d->q[i];
+        memset(drv_host(d, q->desc), 0, 16 * q->size);
+        memset(drv_host(d, q->avail), 0, 6 + 2 * q->size);
+        memset(drv_host(d, q->used), 0, 6 + 8 * q->size);
+        q->avail_idx = q->used_seen = 0;
+        q->next_desc = 0;
+        ck_assert_int_eq(vdisk_virtio_queue_setup(v, i, q->size, q->desc, q->avail, q->used), 0);
+        ck_assert_int_eq(vdisk_virtio_queue_enable(v, i, 1), 0);
+    }
+}
+
+void drv_restart_queue(struct drv *d, unsigned qi)
+{
+    struct drv_queue *q = &d->q[qi];
+    uint16_t base;
+    ck_assert_int_eq(vdisk_virtio_queue_enable(d->v, qi, 0), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_get_base(d->v, qi, &base), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_setup(d->v, qi, q->size, q->desc, q->avail, q->used), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_set_base(d->v, qi, base), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_enable(d->v, qi, 1), 0);
+}
+
+long drv_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    ck_assert_int_ge(kib, 0);
+    return kib;
+}
+
 void drv_fini(struct drv *d)
 {
     vdisk_virtio_free(d->v);
