@@ -9,6 +9,22 @@
 
 #include "driver.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define DRV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DRV_ASAN 1
+#endif
+#endif
+#ifdef DRV_ASAN
+/* AddressSanitizer's allocator (sanitizer/allocator_interface.h, which
+ * GCC does not install). */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#else
+#define DRV_ASAN 0
+#include <malloc.h>
+#endif
+
 static void on_notify(void *opaque, unsigned q)
 {
     struct drv *d = opaque;
@@ -78,18 +94,14 @@ void drv_restart_queue(struct drv *d, unsigned qi)
     ck_assert_int_eq(vdisk_virtio_queue_enable(d->v, qi, 1), 0);
 }
 
-long drv_rss_kib(void)
+long long drv_heap_bytes(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    ck_assert_ptr_nonnull(f);
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    ck_assert_int_ge(kib, 0);
-    return kib;
+#if DRV_ASAN
+    return (long long)__sanitizer_get_current_allocated_bytes();
+#else
+    struct mallinfo2 mi = mallinfo2();
+    return (long long)(mi.uordblks + mi.hblkhd);
+#endif
 }
 
 void drv_fini(struct drv *d)

@@ -61,8 +61,9 @@ void drv_restart(struct drv *d);
  * set-up and SET_VRING_BASE). */
 void drv_restart_queue(struct drv *d, unsigned q);
 
-/* The process's resident set size now, in KiB (VmRSS). */
-long drv_rss_kib(void);
+/* The bytes the process has allocated and not freed now (malloc's count,
+ * or AddressSanitizer's, which does not count its quarantine). */
+long long drv_heap_bytes(void);
 
 /* Puts a raw head index on the available ring (for hostile tests). */
 void drv_add_head(struct drv *d, unsigned q, uint16_t head);
