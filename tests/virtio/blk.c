@@ -390,6 +390,8 @@ START_TEST(same_head_flood_breaks_queue)
     unsigned logs = d.logs;
     drv_add_head(&d, 0, (uint16_t)head);
     ck_assert_int_eq(drv_kick(&d, 0), -EIO);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_virtio_queue_notify: queue 0 is broken; the "
+                     "device needs a reset");
     ck_assert_uint_eq(d.logs, logs);
 
     /* The other queue still serves. */
