@@ -4,7 +4,9 @@
  * (virtio-blk over a memory disk, or virtio-scsi with a CD-ROM), the queue
  * and the features; the rest is the guest's memory, holding one queue's
  * descriptor table, available ring and buffers.  The queue is kicked and
- * everything in flight completed.  Any crash, sanitizer report (a write
+ * everything in flight completed, twice; in between, as the first byte
+ * says, the driver may change sense_size (with commands in flight) and the
+ * queue may be stopped and started again.  Any crash, sanitizer report (a write
  * outside the guest's memory among them), leak or hang is a bug.
  *
  * Guest memory layout (GPA 0x10000, 64 KiB): descriptors at +0x000 (16
@@ -107,7 +109,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             vdisk_virtio_queue_enable(v, q, 1) == 0) {
             /* two kicks: the second sees what the first left */
             vdisk_virtio_queue_notify(v, q);
+            if (sel & 0x40) {
+                /* the driver changes sense_size with commands in flight */
+                uint32_t sense = data[size - 1];
+                vdisk_virtio_config_write(v, 20, &sense, 4);
+            }
             vdisk_virtio_drain(v);
+            if (sel & 0x80) {
+                /* stopped and started again where it stopped, as a
+                 * vhost-user front end does (held event buffers go) */
+                uint16_t base = 0;
+                vdisk_virtio_queue_enable(v, q, 0);
+                vdisk_virtio_queue_get_base(v, q, &base);
+                if (vdisk_virtio_queue_setup(v, q, QSIZE, GPA, GPA + 0x100, GPA + 0x200) == 0)
+                    vdisk_virtio_queue_set_base(v, q, base);
+                vdisk_virtio_queue_enable(v, q, 1);
+            }
             vdisk_virtio_queue_notify(v, q);
             vdisk_virtio_drain(v);
         }

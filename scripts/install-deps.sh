@@ -10,6 +10,8 @@ packages=(
   liburing-dev libzstd-dev zlib1g-dev check
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
+  # GNU time: the peak RSS of vdisk-vmm under a flooding guest (tests/vmm/)
+  time
   xorriso genisoimage libarchive-tools p7zip-full
   # the real-Linux-guest tests (tests/linux/): QEMU to boot the guest,
   # qemu-storage-daemon (in qemu-system-common) to compare against, and what

@@ -28,9 +28,16 @@
  * A bad request completes with VIRTIO_BLK_S_IOERR / UNSUPP or SCSI sense
  * data; it is never dropped.  Only a ring that cannot be used at all (a head
  * index out of range, an avail index that jumps by more than the queue
- * size) stops its queue: it is marked broken, logged, and
- * vdisk_virtio_needs_reset() says so (the transport then sets
- * DEVICE_NEEDS_RESET).
+ * size, or a request made available while as many requests as the queue
+ * size are in flight: a head published again before the device used it,
+ * QEMU's "Virtqueue size exceeded") stops its queue: it is marked broken,
+ * logged once, and vdisk_virtio_needs_reset() says so (the transport then
+ * sets DEVICE_NEEDS_RESET).  The other queues go on serving.
+ *
+ * Memory: a queue never has more requests in flight than its size, on
+ * every queue of both models (virtio-scsi's held event buffers included),
+ * so what a guest or front end can make the model allocate is bounded by
+ * the queue sizes, however it fills its rings.
  *
  * Thread-safety: a vdisk_virtio object is used by one thread at a time (its
  * event loop).  Different objects are independent.
@@ -187,7 +194,10 @@ uint32_t vdisk_virtio_config_size(const vdisk_virtio *v);
  * vdisk_virtio_config_read / _write: LEN bytes (1, 2, 4 or 8, or any for
  * reads) at OFFSET of the configuration space, little-endian as the guest
  * sees it.  Reads past the end read zeroes; writes to read-only fields are
- * ignored.  Return 0 or -EINVAL (out of range).
+ * ignored.  virtio-scsi's writable cdb_size and sense_size apply to the
+ * commands taken after the write: a command in flight keeps the sizes its
+ * buffers were checked against, to its used length.  Return 0 or -EINVAL
+ * (out of range).
  */
 int vdisk_virtio_config_read(vdisk_virtio *v, uint32_t offset, void *buf, uint32_t len);
 int vdisk_virtio_config_write(vdisk_virtio *v, uint32_t offset, const void *buf, uint32_t len);
@@ -210,7 +220,10 @@ int vdisk_virtio_queue_setup(vdisk_virtio *v, unsigned q, unsigned size,
 
 /*
  * vdisk_virtio_queue_enable: starts (1) or stops (0) serving queue Q.
- * Stopping completes the requests in flight first.
+ * Stopping completes the requests in flight first; the buffers a model
+ * holds without completing them (virtio-scsi's event queue) are given up
+ * without writing the used ring, so that stopping and starting a queue
+ * again and again holds no more than one queue's worth.
  */
 int vdisk_virtio_queue_enable(vdisk_virtio *v, unsigned q, int enable);
 

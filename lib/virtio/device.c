@@ -262,6 +262,8 @@ VDISK_EXPORT int vdisk_virtio_queue_enable(vdisk_virtio *v, unsigned qi, int ena
         if (q->aq)
             vdisk_queue_drain(q->aq);
         vq_flush_notify(v, qi);
+        if (v->model->queue_stop)
+            v->model->queue_stop(v, qi);
         q->enabled = 0;
         return 0;
     }
@@ -302,6 +304,7 @@ VDISK_EXPORT int vdisk_virtio_queue_notify(vdisk_virtio *v, unsigned qi)
     if (r < 0)
         return r;
     r = vq_process(v, qi);
+    err_enter(__func__); /* vq_process called vdisk_queue_submit */
     if (r == -EINVAL)
         return err_set(r, "queue %u is not enabled", qi);
     if (r < 0)

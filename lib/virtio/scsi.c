@@ -6,10 +6,14 @@
  * Queue 0 is the control queue (task management answered after the
  * requests in flight complete; asynchronous notification: none offered),
  * queue 1 the event queue (its buffers are held: no hot-plug events are
- * sent), queues 2 and up carry commands.  A command's driver-readable part
- * is {lun[8], id, task_attr, prio, crn, cdb[cdb_size]} then data-out; its
+ * sent; at most the queue size of them, as virtqueue.c breaks a queue with
+ * more requests in flight, and they are given up when the queue stops),
+ * queues 2 and up carry commands.  A command's driver-readable part is
+ * {lun[8], id, task_attr, prio, crn, cdb[cdb_size]} then data-out; its
  * device-writable part is {sense_len, residual, status_qualifier, status,
- * response, sense[sense_size]} then data-in.
+ * response, sense[sense_size]} then data-in.  cdb_size and sense_size are
+ * the driver's to change in the configuration space at any time: each
+ * command keeps the values it was parsed with, to its completion.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,6 +40,13 @@
 
 #define INQUIRY     0x12
 #define REPORT_LUNS 0xa0
+
+/* A command's words of vq_req.scratch. */
+enum {
+    SC_LENGTH,          /* bytes read from the medium */
+    SC_DATA_IN,         /* bytes of data-in room */
+    SC_SENSE_SIZE,      /* sense_size when the command was parsed */
+};
 
 struct scsi {
     struct mmc_lun *lun;
@@ -82,16 +93,18 @@ static int scsi_config_write(struct vdisk_virtio *v, uint32_t off, const void *b
     return 0;
 }
 
-/* Writes the response header (and sense) and completes the request. */
+/* Writes the response header (and sense) and completes the request.  The
+ * header's size is the request's sense_size, which its buffers were checked
+ * against, not the configuration's now. */
 static void scsi_respond(struct vq_req *r, const struct mmc_reply *rep, uint8_t response,
                          size_t data, size_t data_in_len)
 {
     struct vdisk_virtio *v = r->v;
-    struct scsi *s = v->priv;
+    uint32_t sense_size = (uint32_t)r->scratch[SC_SENSE_SIZE];
     uint8_t h[12 + SCSI_FIELD_MAX] = {0};
     uint32_t sense_len = 0;
     if (rep && response == VIRTIO_SCSI_S_OK) {
-        sense_len = rep->sense_len < s->sense_size ? rep->sense_len : s->sense_size;
+        sense_len = rep->sense_len < sense_size ? rep->sense_len : sense_size;
         memcpy(h + 12, rep->sense, sense_len);
         h[10] = rep->status;
         if (rep->status != MMC_STATUS_GOOD)
@@ -102,7 +115,7 @@ static void scsi_respond(struct vq_req *r, const struct mmc_reply *rep, uint8_t 
     le32_store(h + 0, sense_len);
     le32_store(h + 4, (uint32_t)(data_in_len - data));
     h[11] = response;
-    size_t hl = 12 + s->sense_size;
+    size_t hl = 12 + (size_t)sense_size;
     iov_from_buf(r->in, (int)r->nin, 0, h, hl);
     r->used_len = (uint32_t)(hl + data);
     vq_complete(r);
@@ -114,7 +127,7 @@ static void scsi_read_done(void *user, int result)
     struct scsi *s = r->v->priv;
     struct mmc_reply rep;
     memset(&rep, 0, sizeof rep);
-    size_t length = (size_t)r->scratch[0], data_in_len = (size_t)r->scratch[1];
+    size_t length = (size_t)r->scratch[SC_LENGTH], data_in_len = (size_t)r->scratch[SC_DATA_IN];
     if (result < 0) {
         vlog(r->v, VLOG_IO, "CD-ROM read error: %s", vdisk_get_error());
         rep.action = MMC_READ;
@@ -131,7 +144,10 @@ static void scsi_read_done(void *user, int result)
 static void scsi_command(struct vdisk_virtio *v, struct vq_req *r)
 {
     struct scsi *s = v->priv;
-    size_t ohdr = 19 + s->cdb_size, ihdr = 12 + s->sense_size;
+    /* The configuration as it is now, for this command's whole life. */
+    uint32_t cdb_size = s->cdb_size, sense_size = s->sense_size;
+    r->scratch[SC_SENSE_SIZE] = sense_size;
+    size_t ohdr = 19 + (size_t)cdb_size, ihdr = 12 + (size_t)sense_size;
     if (r->out_len < ohdr || r->in_len < ihdr) {
         vlog(v, VLOG_REQUEST, "command with %zu driver bytes and %zu device bytes (expected "
              "at least %zu and %zu)", r->out_len, r->in_len, ohdr, ihdr);
@@ -169,7 +185,7 @@ static void scsi_command(struct vdisk_virtio *v, struct vq_req *r)
     }
     struct mmc_cmd cmd = {
         .cdb = cdb,
-        .cdb_len = s->cdb_size,
+        .cdb_len = cdb_size,
         .data_in_len = data_in_len,
         .data_out_len = r->out_len - ohdr,
     };
@@ -200,8 +216,8 @@ static void scsi_command(struct vdisk_virtio *v, struct vq_req *r)
         return;
     }
     int n = iov_slice(r->in, (int)r->nin, ihdr, (size_t)rep.length, slice);
-    r->scratch[0] = rep.length;
-    r->scratch[1] = data_in_len;
+    r->scratch[SC_LENGTH] = rep.length;
+    r->scratch[SC_DATA_IN] = data_in_len;
     int e = vdisk_aio_preadv(v->q[r->q].aq, slice, n, rep.offset, 0, scsi_read_done, r);
     free(slice);
     if (e < 0)
@@ -263,7 +279,8 @@ static void scsi_request(struct vdisk_virtio *v, struct vq_req *r)
 static void scsi_fail(struct vdisk_virtio *v, struct vq_req *r)
 {
     struct scsi *s = v->priv;
-    if (r->q >= 2 && r->nin && r->in[0].iov_len >= 12 + s->sense_size) {
+    r->scratch[SC_SENSE_SIZE] = s->sense_size;
+    if (r->q >= 2 && r->nin && r->in[0].iov_len >= 12 + (size_t)s->sense_size) {
         scsi_respond(r, NULL, VIRTIO_SCSI_S_FAILURE, 0, 0);
         return;
     }
@@ -281,6 +298,16 @@ static void drop_events(struct vdisk_virtio *v)
         vq_complete(r);
         v->resetting = was;
     }
+}
+
+/* The event queue stopped: the buffers held are forgotten as a reset
+ * forgets them (no event is ever written into them), so that however often
+ * the driver or front end stops and starts the queue, at most one queue's
+ * worth is held. */
+static void scsi_queue_stop(struct vdisk_virtio *v, unsigned q)
+{
+    if (q == 1)
+        drop_events(v);
 }
 
 static void scsi_reset(struct vdisk_virtio *v)
@@ -308,6 +335,7 @@ static const struct virtio_model scsi_model = {
     .config_write = scsi_config_write,
     .request = scsi_request,
     .fail = scsi_fail,
+    .queue_stop = scsi_queue_stop,
     .reset = scsi_reset,
     .free = scsi_free,
 };

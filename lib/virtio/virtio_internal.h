@@ -56,7 +56,7 @@ struct vq {
     uint16_t used_idx;            /* next used entry to write */
     uint16_t notified_used;       /* used_idx at the last notify decision */
     int pending;                  /* used entries added since then */
-    unsigned in_flight;
+    unsigned in_flight;           /* taken and not yet used (at most size) */
     vdisk_queue *aq;              /* the model's asynchronous queue, or NULL */
 };
 
@@ -86,6 +86,11 @@ struct virtio_model {
      * empty iovec stands in its place): an error status where the model
      * can write one, then vq_complete().  NULL: completed with nothing. */
     void (*fail)(struct vdisk_virtio *v, struct vq_req *r);
+    /* Queue Q was stopped (disabled, or set up again): the model gives up
+     * the requests it holds on it without writing the rings (their count
+     * is bounded by the queue size only while the queue lives).  NULL: the
+     * model holds none. */
+    void (*queue_stop)(struct vdisk_virtio *v, unsigned q);
     void (*reset)(struct vdisk_virtio *v);
     void (*free)(struct vdisk_virtio *v);
 };
@@ -93,7 +98,7 @@ struct virtio_model {
 /* Kinds of guest mistakes, each logged once. */
 enum vlog_kind {
     VLOG_RING, VLOG_DESC, VLOG_INDIRECT, VLOG_CHAIN, VLOG_REQUEST, VLOG_RANGE,
-    VLOG_UNSUPPORTED, VLOG_IO, VLOG_CONFIG, VLOG_KINDS
+    VLOG_UNSUPPORTED, VLOG_IO, VLOG_CONFIG, VLOG_INFLIGHT, VLOG_KINDS
 };
 
 struct vdisk_virtio {

@@ -42,12 +42,12 @@ void vq_reset(struct vq *q)
     q->aq = aq;
 }
 
-static void vq_break(struct vdisk_virtio *v, struct vq *q, unsigned qi, const char *why,
-                     unsigned value)
+static void vq_break(struct vdisk_virtio *v, struct vq *q, unsigned qi, enum vlog_kind kind,
+                     const char *why, unsigned value)
 {
     q->broken = 1;
     v->broken = 1;
-    vlog(v, VLOG_RING, "queue %u: %s (%u); the queue is stopped until the driver resets the "
+    vlog(v, kind, "queue %u: %s (%u); the queue is stopped until the driver resets the "
          "device", qi, why, value);
 }
 
@@ -235,7 +235,8 @@ int vq_process(struct vdisk_virtio *v, unsigned qi)
         uint16_t avail_idx = __atomic_load_n(&q->avail[1], __ATOMIC_ACQUIRE);
         uint16_t n = (uint16_t)(avail_idx - q->last_avail);
         if (n > q->size) {
-            vq_break(v, q, qi, "the available index moved by more than the queue size", n);
+            vq_break(v, q, qi, VLOG_RING, "the available index moved by more than the queue "
+                     "size", n);
             break;
         }
         if (n == 0) {
@@ -249,11 +250,20 @@ int vq_process(struct vdisk_virtio *v, unsigned qi)
             continue;
         }
         while (n--) {
+            /* A driver has at most one request per descriptor in flight:
+             * more means it made a head available again before the device
+             * used it.  Taking it would let the guest grow host memory
+             * without bound (QEMU: "Virtqueue size exceeded"). */
+            if (q->in_flight >= q->size) {
+                vq_break(v, q, qi, VLOG_INFLIGHT, "virtqueue size exceeded: more requests in "
+                         "flight than the queue's size", q->size);
+                goto out;
+            }
             uint16_t head = q->avail[2 + (q->last_avail & (q->size - 1))];
             q->last_avail++;
             if (head >= q->size) {
-                vq_break(v, q, qi, "available ring entry names a descriptor beyond the table",
-                         head);
+                vq_break(v, q, qi, VLOG_RING, "available ring entry names a descriptor beyond "
+                         "the table", head);
                 goto out;
             }
             q->in_flight++;

@@ -48,6 +48,7 @@
 #define GET_QUEUE_NUM 17
 #define SET_VRING_ENABLE 18
 #define GET_CONFIG 24
+#define SET_CONFIG 25
 
 #define F_VERSION 0x1u
 #define F_REPLY 0x4u
@@ -801,9 +802,21 @@ START_TEST(scsi_cdrom)
     fe_ring(&f, 1);
     fe_ring(&f, 2);
 
+    /* CONFIG is not offered: SET_CONFIG (sense_size 256) is refused, and
+     * commands keep their 96-byte sense field (issue 14 item 6). */
+    ck_assert_uint_eq(f.proto & (1ull << PROTO_CONFIG), 0);
+    uint32_t set_sense[4] = {20, 4, 0, 256};
+    ck_assert_uint_eq(acked(&f, SET_CONFIG, set_sense, sizeof set_sense, NULL, 0), ENOTSUP);
+    uint32_t get_sense[4] = {20, 4, 0, 0}, sense_size;
+    send_msg(&f, GET_CONFIG, 0, get_sense, sizeof get_sense, NULL, 0);
+    ck_assert_uint_eq(recv_reply(&f, GET_CONFIG, get_sense, sizeof get_sense), 16);
+    memcpy(&sense_size, &get_sense[3], 4);
+    ck_assert_uint_eq(sense_size, 96);
+
     uint8_t key;
     const uint8_t inquiry[6] = {0x12, 0, 0, 0, 36, 0};
     ck_assert_uint_eq(scsi_cmd_ua(&f, inquiry, 6, 36, &key), 0);
+    ck_assert_uint_eq(used_len(&f, 2, (uint16_t)(f.used_seen[2] - 1)), 108 + 36);
     uint8_t *d = host(&f, OFF_DATA);
     ck_assert_uint_eq(d[0] & 0x1f, 5);     /* an MMC device */
     ck_assert_uint_eq(d[1] & 0x80, 0x80);  /* removable */

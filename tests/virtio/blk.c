@@ -334,6 +334,89 @@ START_TEST(ring_jump_breaks_queue)
 }
 END_TEST
 
+/* A read of sector 0 into 512 bytes on queue Q: its head (made available). */
+static unsigned read_chain(struct drv *d, unsigned q, uint64_t *status)
+{
+    uint64_t hdr = drv_alloc(d, 16), buf = drv_alloc(d, 512), st = drv_alloc(d, 1);
+    uint32_t type = T_IN;
+    memcpy(drv_host(d, hdr), &type, 4);
+    *(uint8_t *)drv_host(d, st) = 0xee;
+    struct drv_seg s[] = {{hdr, 16, 0}, {buf, 512, 1}, {st, 1, 1}};
+    *status = st;
+    return drv_add(d, q, s, 3, 0);
+}
+
+/*
+ * Issue 14 item 1: a guest that makes the same head available again and
+ * again, faster than the device uses it.  Each request is a new one for
+ * the device: before the fix the requests in flight, and host memory, grew
+ * without bound.  The queue now breaks (needs reset, logged once) when one
+ * more than its size would be in flight; the other queue still serves and
+ * a reset brings the device back.
+ */
+START_TEST(same_head_flood_breaks_queue)
+{
+    enum { QS = 256, ROUNDS = 1000 };
+    struct vdisk_virtio_blk_params p = {.num_queues = 2};
+    vdisk_virtio *v = make_blk(make_disk("flood.raw", "raw", 0), &p);
+    struct drv d;
+    drv_init(&d, v, QS);
+    uint64_t st;
+    unsigned head = read_chain(&d, 0, &st);
+    long long heap0 = drv_heap_bytes();
+    ck_assert_int_eq(drv_kick(&d, 0), 0);
+    /* Never polled: nothing completes, every request taken stays in flight. */
+    int r = 0;
+    unsigned rounds = 0;
+    while (r == 0 && rounds < ROUNDS) {
+        for (unsigned i = 0; i < QS; i++)
+            drv_add_head(&d, 0, (uint16_t)head);
+        r = drv_kick(&d, 0);
+        rounds++;
+    }
+    long long grown = drv_heap_bytes() - heap0;
+    ck_assert_msg(r == -EIO, "the queue took %u rounds of %u requests without breaking "
+                  "(the heap grew by %lld bytes)", rounds, QS, grown);
+    ck_assert_uint_eq(rounds, 1);
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 1);
+    ck_assert_str_eq(d.last_log, "virtio-blk: queue 0: virtqueue size exceeded: more requests "
+                     "in flight than the queue's size (256); the queue is stopped until the "
+                     "driver resets the device");
+    struct vdisk_virtio_stats stats;
+    vdisk_virtio_get_stats(v, &stats);
+    ck_assert_uint_le(stats.bytes_read, (uint64_t)QS * 512);
+    ck_assert_msg(grown < 16 << 20, "the heap grew by %lld bytes", grown);
+    /* More kicks: refused, not logged again. */
+    unsigned logs = d.logs;
+    drv_add_head(&d, 0, (uint16_t)head);
+    ck_assert_int_eq(drv_kick(&d, 0), -EIO);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_virtio_queue_notify: queue 0 is broken; the "
+                     "device needs a reset");
+    ck_assert_uint_eq(d.logs, logs);
+
+    /* The other queue still serves. */
+    unsigned h1 = read_chain(&d, 1, &st);
+    ck_assert_int_eq(drv_kick(&d, 1), 0);
+    uint32_t id, len;
+    drv_wait(&d, 1, 1, &id, &len);
+    ck_assert_uint_eq(id, h1);
+    ck_assert_uint_eq(len, 513);
+    ck_assert_uint_eq(*(uint8_t *)drv_host(&d, st), 0);
+
+    /* A reset brings queue 0 back. */
+    vdisk_virtio_reset(v);
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 0);
+    drv_restart(&d);
+    head = read_chain(&d, 0, &st);
+    ck_assert_int_eq(drv_kick(&d, 0), 0);
+    drv_wait(&d, 0, 1, &id, &len);
+    ck_assert_uint_eq(id, head);
+    ck_assert_uint_eq(len, 513);
+    ck_assert_uint_eq(*(uint8_t *)drv_host(&d, st), 0);
+    drv_fini(&d);
+}
+END_TEST
+
 /* A CD-ROM served as a disk: read-only, 2048-byte blocks. */
 START_TEST(cdrom_as_disk)
 {
@@ -430,6 +513,7 @@ static Suite *blk_suite(void)
     tc = tcase_create("hostile");
     tcase_add_test(tc, bad_requests_complete_with_errors);
     tcase_add_test(tc, ring_jump_breaks_queue);
+    tcase_add_test(tc, same_head_flood_breaks_queue);
     suite_add_tcase(s, tc);
     tc = tcase_create("load");
     tcase_add_test(tc, many_in_flight);

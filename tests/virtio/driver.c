@@ -9,6 +9,22 @@
 
 #include "driver.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define DRV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DRV_ASAN 1
+#endif
+#endif
+#ifdef DRV_ASAN
+/* AddressSanitizer's allocator (sanitizer/allocator_interface.h, which
+ * GCC does not install). */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#else
+#define DRV_ASAN 0
+#include <malloc.h>
+#endif
+
 static void on_notify(void *opaque, unsigned q)
 {
     struct drv *d = opaque;
@@ -48,6 +64,44 @@ void drv_init(struct drv *d, vdisk_virtio *v, unsigned size)
         ck_assert_int_eq(vdisk_virtio_queue_setup(v, i, size, q->desc, q->avail, q->used), 0);
         ck_assert_int_eq(vdisk_virtio_queue_enable(v, i, 1), 0);
     }
+}
+
+void drv_restart(struct drv *d)
+{
+    vdisk_virtio *v = d->v;
+    ck_assert_int_eq(vdisk_virtio_set_features(v, vdisk_virtio_features(v)), 0);
+    unsigned nq = vdisk_virtio_num_queues(v);
+    for (unsigned i = 0; i < nq; i++) {
+        struct drv_queue *q = &d->q[i];
+        memset(drv_host(d, q->desc), 0, 16 * q->size);
+        memset(drv_host(d, q->avail), 0, 6 + 2 * q->size);
+        memset(drv_host(d, q->used), 0, 6 + 8 * q->size);
+        q->avail_idx = q->used_seen = 0;
+        q->next_desc = 0;
+        ck_assert_int_eq(vdisk_virtio_queue_setup(v, i, q->size, q->desc, q->avail, q->used), 0);
+        ck_assert_int_eq(vdisk_virtio_queue_enable(v, i, 1), 0);
+    }
+}
+
+void drv_restart_queue(struct drv *d, unsigned qi)
+{
+    struct drv_queue *q = &d->q[qi];
+    uint16_t base;
+    ck_assert_int_eq(vdisk_virtio_queue_enable(d->v, qi, 0), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_get_base(d->v, qi, &base), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_setup(d->v, qi, q->size, q->desc, q->avail, q->used), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_set_base(d->v, qi, base), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_enable(d->v, qi, 1), 0);
+}
+
+long long drv_heap_bytes(void)
+{
+#if DRV_ASAN
+    return (long long)__sanitizer_get_current_allocated_bytes();
+#else
+    struct mallinfo2 mi = mallinfo2();
+    return (long long)(mi.uordblks + mi.hblkhd);
+#endif
 }
 
 void drv_fini(struct drv *d)

@@ -52,6 +52,19 @@ void *drv_host(struct drv *d, uint64_t gpa);
  * puts its head on queue Q's available ring.  Returns the head. */
 unsigned drv_add(struct drv *d, unsigned q, const struct drv_seg *segs, unsigned n, int indirect);
 
+/* After vdisk_virtio_reset(): features and every queue again, on the same
+ * (zeroed) rings, counters back to 0. */
+void drv_restart(struct drv *d);
+
+/* Stops queue Q and starts it again on the same rings from where it
+ * stopped, as a vhost-user front end does (GET_VRING_BASE, then the ring's
+ * set-up and SET_VRING_BASE). */
+void drv_restart_queue(struct drv *d, unsigned q);
+
+/* The bytes the process has allocated and not freed now (malloc's count,
+ * or AddressSanitizer's, which does not count its quarantine). */
+long long drv_heap_bytes(void);
+
 /* Puts a raw head index on the available ring (for hostile tests). */
 void drv_add_head(struct drv *d, unsigned q, uint16_t head);
 

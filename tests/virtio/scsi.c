@@ -262,6 +262,162 @@ START_TEST(control_and_event_queues)
 }
 END_TEST
 
+static vdisk_virtio *make_scsi_sized(const char *iso, unsigned queue_size)
+{
+    vdisk_dev *cd;
+    ck_assert_msg(vdisk_open_cdrom(&cd, iso, NULL) == 0, "%s", vdisk_get_error());
+    struct vdisk_virtio_scsi_params p = {.queue_size = queue_size};
+    vdisk_virtio *v;
+    ck_assert_msg(vdisk_virtio_scsi_cdrom_new(&v, cd, &p) == 0, "%s", vdisk_get_error());
+    vdisk_close(cd);
+    return v;
+}
+
+/* One 16-byte event buffer made available on the event queue: its head. */
+static unsigned event_buffer(struct drv *d)
+{
+    struct drv_seg s[] = {{drv_alloc(d, 16), 16, 1}};
+    return drv_add(d, EVENTQ, s, 1, 0);
+}
+
+/*
+ * Issue 14 item 1: the event queue's buffers are held (no event is ever
+ * sent), so a driver that makes one head available again and again grew
+ * host memory without bound.  The event queue now breaks (needs reset,
+ * logged) when more buffers than its size would be held; the control and
+ * request queues still serve; a reset brings it back.
+ */
+START_TEST(event_queue_flood_breaks_queue)
+{
+    enum { QS = 16 };
+    vdisk_virtio *v = make_scsi(make_iso("f.iso", "VOL_F", 'f'));
+    struct drv d;
+    drv_init(&d, v, QS);
+    unsigned head = event_buffer(&d);
+    for (unsigned i = 1; i < QS; i++)
+        drv_add_head(&d, EVENTQ, (uint16_t)head);
+    ck_assert_int_eq(drv_kick(&d, EVENTQ), 0);
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 0);
+    drv_add_head(&d, EVENTQ, (uint16_t)head);
+    ck_assert_int_eq(drv_kick(&d, EVENTQ), -EIO);
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 1);
+    ck_assert_str_eq(d.last_log, "virtio-scsi: queue 1: virtqueue size exceeded: more requests "
+                     "in flight than the queue's size (16); the queue is stopped until the "
+                     "driver resets the device");
+    uint16_t *used = drv_host(&d, d.q[EVENTQ].used);
+    ck_assert_uint_eq(used[1], 0);
+
+    /* The control queue and the request queue still serve. */
+    uint64_t tmf = drv_alloc(&d, 24), tr = drv_alloc(&d, 1);
+    ((uint8_t *)drv_host(&d, tmf))[4] = 5;
+    ((uint8_t *)drv_host(&d, tmf))[8] = 1;
+    struct drv_seg s1[] = {{tmf, 24, 0}, {tr, 1, 1}};
+    drv_add(&d, CONTROLQ, s1, 2, 0);
+    ck_assert_int_eq(drv_kick(&d, CONTROLQ), 0);
+    uint32_t len;
+    drv_wait(&d, CONTROLQ, 1, NULL, &len);
+    ck_assert_uint_eq(len, 1);
+    uint8_t inq[6] = {0x12, 0, 0, 0, 96, 0};
+    struct resp r;
+    command(&d, 0, 0, inq, 6, 96, &r);
+    ck_assert_uint_eq(r.status, 0);
+    ck_assert_uint_eq(r.data[0], 5);
+
+    /* After a reset the event queue holds buffers again, up to its size. */
+    vdisk_virtio_reset(v);
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 0);
+    drv_restart(&d);
+    head = event_buffer(&d);
+    for (unsigned i = 1; i < QS; i++)
+        drv_add_head(&d, EVENTQ, (uint16_t)head);
+    ck_assert_int_eq(drv_kick(&d, EVENTQ), 0);
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 0);
+    command(&d, 0, 0, inq, 6, 96, &r);
+    ck_assert_uint_eq(r.response, 0);
+    drv_fini(&d);
+}
+END_TEST
+
+/*
+ * Issue 14 item 1: a front end that stops and starts the event queue (a
+ * vhost-user GET_VRING_BASE, then the ring again) after filling it, a
+ * thousand times: the buffers held before a stop are given up, so host
+ * memory stays bounded by one queue's worth (before the fix each cycle
+ * added a queue's worth of held requests).
+ */
+START_TEST(event_queue_restarts_bounded)
+{
+    enum { QS = 1024, CYCLES = 1000 };
+    vdisk_virtio *v = make_scsi_sized(make_iso("g.iso", "VOL_G", 'g'), QS);
+    struct drv d;
+    drv_init(&d, v, QS);
+    unsigned head = event_buffer(&d);
+    long long heap0 = drv_heap_bytes();
+    for (unsigned c = 0; c < CYCLES; c++) {
+        for (unsigned i = c ? 0 : 1; i < QS; i++)
+            drv_add_head(&d, EVENTQ, (uint16_t)head);
+        ck_assert_int_eq(drv_kick(&d, EVENTQ), 0);
+        drv_restart_queue(&d, EVENTQ);
+    }
+    long long grown = drv_heap_bytes() - heap0;
+    ck_assert_msg(grown < 16 << 20, "the heap grew by %lld bytes over %u cycles of %u event "
+                  "buffers", grown, CYCLES, QS);
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 0);
+    uint16_t *used = drv_host(&d, d.q[EVENTQ].used);
+    ck_assert_uint_eq(used[1], 0);
+    drv_fini(&d);
+}
+END_TEST
+
+/*
+ * Issue 14 item 6: the driver changes sense_size while a READ(10) is in
+ * flight.  The response header keeps the size the buffers were checked
+ * against: before the fix the used length was computed with the new one
+ * (12 + 256 + 2048 = 2316 against 2156 writable bytes).
+ */
+START_TEST(sense_size_changed_in_flight)
+{
+    const char *iso = make_iso("h.iso", "VOL_H", 'h');
+    vdisk_virtio *v = make_scsi(iso);
+    struct drv d;
+    drv_init(&d, v, 32);
+    clear_ua(&d);
+    size_t n;
+    uint8_t *file = read_file(iso, &n);
+    const uint32_t sizes[] = {256, 0, 96};
+    for (unsigned k = 0; k < 3; k++) {
+        /* sense_size is 96 when the command is parsed */
+        uint64_t req = drv_alloc(&d, 51), rsp = drv_alloc(&d, 108), din = drv_alloc(&d, 2048);
+        uint8_t *q = drv_host(&d, req);
+        q[0] = 1;
+        q[2] = 0x40;
+        uint8_t rd[10] = {0x28, 0, 0, 0, 0, 16, 0, 0, 1, 0};
+        memcpy(q + 19, rd, 10);
+        memset(drv_host(&d, rsp), 0xaa, 108);
+        struct drv_seg s[] = {{req, 51, 0}, {rsp, 108, 1}, {din, 2048, 1}};
+        drv_add(&d, REQUESTQ, s, 3, 0);
+        ck_assert_int_eq(drv_kick(&d, REQUESTQ), 0);
+        ck_assert_int_eq(vdisk_virtio_config_write(v, 20, &sizes[k], 4), 0);
+        uint32_t len;
+        drv_wait(&d, REQUESTQ, 1, NULL, &len);
+        ck_assert_msg(len == 108 + 2048, "sense_size %u while in flight: used length %u "
+                      "(%u bytes writable)", sizes[k], len, 108 + 2048);
+        uint8_t *p = drv_host(&d, rsp);
+        ck_assert_uint_eq(p[10], 0);          /* GOOD */
+        ck_assert_uint_eq(p[11], 0);          /* VIRTIO_SCSI_S_OK */
+        uint32_t residual;
+        memcpy(&residual, p + 4, 4);
+        ck_assert_uint_eq(residual, 0);
+        ck_assert_mem_eq(drv_host(&d, din), file + 16 * 2048, 2048);
+        /* back to 96 for the next command */
+        uint32_t def = 96;
+        ck_assert_int_eq(vdisk_virtio_config_write(v, 20, &def, 4), 0);
+    }
+    free(file);
+    drv_fini(&d);
+}
+END_TEST
+
 START_TEST(not_a_cdrom)
 {
     const char *path = scratch("disk.raw");
@@ -286,6 +442,11 @@ static Suite *scsi_suite(void)
     tcase_add_test(tc, media_change_and_eject);
     tcase_add_test(tc, control_and_event_queues);
     tcase_add_test(tc, not_a_cdrom);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("hostile");
+    tcase_add_test(tc, event_queue_flood_breaks_queue);
+    tcase_add_test(tc, event_queue_restarts_bounded);
+    tcase_add_test(tc, sense_size_changed_in_flight);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -37,12 +37,16 @@ vmm_test_begin() {
 # 64 MiB and the devices given, serial output to OUT/serial.log and stderr to
 # OUT/vmm.err, within $VDISK_TEST_TIMEOUT seconds (default 30); sets rc to
 # the exit status and ms to the run's wall time. Exits 77 (skipped) when KVM refused to run the guest.
+# With VMM_MAXRSS=1 the VMM runs under GNU time (/usr/bin/time), which
+# writes its peak resident set size in KiB to OUT/maxrss.
 vmm_run_firmware() {
   local vmm=$1 guest=$2 out=$3 t0 t1
+  local -a wrap=()
   shift 3
+  [ "${VMM_MAXRSS:-0}" = 1 ] && wrap=(/usr/bin/time -f %M -o "$out/maxrss")
   rc=0
   t0=$(date +%s%N)
-  timeout -k 5 "${VDISK_TEST_TIMEOUT:-30}" "$vmm" --mem 64M --firmware "$guest" "$@" \
+  timeout -k 5 "${VDISK_TEST_TIMEOUT:-30}" "${wrap[@]}" "$vmm" --mem 64M --firmware "$guest" "$@" \
     >"$out/serial.log" 2>"$out/vmm.err" </dev/null || rc=$?
   t1=$(date +%s%N)
   ms=$(((t1 - t0) / 1000000))

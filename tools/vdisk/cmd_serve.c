@@ -729,6 +729,9 @@ static int handle(struct server *s, struct msg *m, bool *replied)
     }
     case VU_SET_CONFIG: {
         uint32_t off, len;
+        /* Not offered (the SCSI device): its configuration stays the model's. */
+        if (!(s->proto_offered & (1ull << VU_PROTO_F_CONFIG)))
+            return -ENOTSUP;
         if ((r = config_msg(s, m, &off, &len)) < 0)
             return r;
         const uint8_t *p = m->payload + VU_CONFIG_HDR;
