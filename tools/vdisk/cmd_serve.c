@@ -20,10 +20,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -31,6 +33,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -100,6 +103,14 @@ enum ev_kind { EV_LISTEN, EV_CONN, EV_KICK, EV_DONE, EV_SIGNAL, EV_MON_LISTEN, E
 
 struct server;
 
+/* A socket file this process made: removed at exit only while it is still
+ * the same file (not one that replaced it). */
+struct sock_file {
+    bool created;
+    dev_t dev;
+    ino_t ino;
+};
+
 struct ev_tag {
     enum ev_kind kind;
     struct server *s;
@@ -111,6 +122,7 @@ struct vu_region {
     void *map;      /* the whole mapping (from file offset 0) */
     size_t map_len;
     uint8_t *host;  /* map + mmap_offset: the region's first byte */
+    int slot;       /* its entry in the SIGBUS guard (bus_slot), or -1 */
 };
 
 struct vu_queue {
@@ -129,7 +141,7 @@ struct vu_queue {
 struct server {
     const char *kind;         /* "vhost-user-blk" / "vhost-user-scsi" */
     const char *path;
-    bool path_created;
+    struct sock_file sock;
     int listen_fd, conn_fd;
     int epfd;
     bool quiet;
@@ -306,11 +318,129 @@ static void ring_forget(struct server *s, unsigned i)
 
 /* ---- Guest memory ------------------------------------------------------------- */
 
+/*
+ * The front end may shrink the file behind a region after SET_MEM_TABLE
+ * (a memfd that cannot be sealed, a tmpfs or hugetlbfs file): touching a
+ * page past the new end raises SIGBUS, in this thread (the models' ring
+ * and status accesses) or in an I/O worker.  Every mapping is registered
+ * here; the handler replaces the faulting page of a registered mapping
+ * with an anonymous one (the access then goes on, reading zeroes, writing
+ * nowhere the front end sees) and marks the slot, and the loop closes
+ * that front end's connection.  A SIGBUS anywhere else is fatal as before.
+ * The handler is async-signal-safe: atomics, mmap(2), sigaction(2), raise.
+ */
+#define BUS_SLOTS (4 * VU_MAX_REGIONS) /* two devices, old and new tables */
+
+static _Atomic uintptr_t bus_start[BUS_SLOTS];
+static _Atomic size_t bus_len[BUS_SLOTS];
+static size_t bus_granule[BUS_SLOTS];     /* the mapping's page size */
+static volatile sig_atomic_t bus_hit[BUS_SLOTS];
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (unsigned i = 0; si->si_code > 0 && i < BUS_SLOTS; i++) {
+        size_t len = atomic_load(&bus_len[i]);
+        uintptr_t start = atomic_load(&bus_start[i]);
+        if (!len || a - start >= len || atomic_load(&bus_len[i]) != len)
+            continue;
+        size_t g = bus_granule[i];
+        uintptr_t page = a & ~(uintptr_t)(g - 1);
+        int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
+        if (mmap((void *)page, g, PROT_READ | PROT_WRITE, flags, -1, 0) != MAP_FAILED) {
+            bus_hit[i] = 1;
+            return; /* the access is retried on the anonymous page */
+        }
+        break;
+    }
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    raise(sig); /* a kernel fault re-raises it anyway when we return */
+}
+
+/* A free slot for MAP (LEN bytes, pages of GRANULE), or -1. */
+static int bus_guard(void *map, size_t len, size_t granule)
+{
+    for (unsigned i = 0; i < BUS_SLOTS; i++) {
+        if (atomic_load(&bus_len[i]))
+            continue;
+        bus_granule[i] = granule;
+        bus_hit[i] = 0;
+        atomic_store(&bus_start[i], (uintptr_t)map);
+        atomic_store(&bus_len[i], len);
+        return (int)i;
+    }
+    return -1;
+}
+
+static void bus_unguard(int slot)
+{
+    if (slot < 0)
+        return;
+    atomic_store(&bus_len[slot], 0);
+    atomic_store(&bus_start[slot], 0);
+}
+
 static void unmap_regions(struct vu_region *r, unsigned n)
 {
-    for (unsigned i = 0; i < n; i++)
-        if (r[i].map)
-            munmap(r[i].map, r[i].map_len);
+    for (unsigned i = 0; i < n; i++) {
+        if (!r[i].map)
+            continue;
+        munmap(r[i].map, r[i].map_len);
+        bus_unguard(r[i].slot);
+        r[i].map = NULL;
+        r[i].slot = -1;
+    }
+}
+
+/* Whether the front end took memory away under a mapping (SIGBUS caught). */
+static int mem_vanished(const struct server *s)
+{
+    for (unsigned i = 0; i < s->nreg; i++)
+        if (s->reg[i].slot >= 0 && bus_hit[s->reg[i].slot])
+            return (int)i;
+    return -1;
+}
+
+/*
+ * Checks region I's file FD: a regular file (memfd, tmpfs, hugetlbfs) that
+ * holds OFF + SIZE bytes, sealed against shrinking when it can still be
+ * sealed (QEMU's memfd backend seals it itself).  Returns 0 or -errno;
+ * *GRANULE is the page size of its mappings.
+ */
+static int check_region_file(struct server *s, unsigned i, int fd, uint64_t off, uint64_t size,
+                             size_t *granule)
+{
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals >= 0 && !(seals & (F_SEAL_SHRINK | F_SEAL_SEAL)) &&
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+        slog(s, "SET_MEM_TABLE: region %u: cannot seal the file against shrinking: %s", i,
+             strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        slog(s, "SET_MEM_TABLE: region %u: fstat: %s", i, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        slog(s, "SET_MEM_TABLE: region %u: the file descriptor is not a regular file "
+             "(memfd, tmpfs or hugetlbfs)", i);
+        return -EINVAL;
+    }
+    if (st.st_size < 0 || off + size > (uint64_t)st.st_size) {
+        slog(s, "SET_MEM_TABLE: region %u: %" PRIu64 " bytes at offset %" PRIu64
+             " but the file has %lld bytes", i, size, off, (long long)st.st_size);
+        return -EINVAL;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    struct statfs sf;
+    *granule = page;
+    if (fstatfs(fd, &sf) == 0 && sf.f_type == 0x958458f6 /* HUGETLBFS_MAGIC */ &&
+        st.st_blksize > 0 && (size_t)st.st_blksize > page)
+        *granule = (size_t)st.st_blksize;
+    return 0;
 }
 
 static void mem_forget(struct server *s)
@@ -341,6 +471,8 @@ static int set_mem_table(struct server *s, struct msg *m)
     struct vu_region nr[VU_MAX_REGIONS];
     struct vdisk_guest_region gr[VU_MAX_REGIONS];
     memset(nr, 0, sizeof nr);
+    for (unsigned i = 0; i < VU_MAX_REGIONS; i++)
+        nr[i].slot = -1;
     int r = 0;
     for (unsigned i = 0; i < n; i++) {
         const uint8_t *p = m->payload + 8 + i * VU_REGION_SIZE;
@@ -352,7 +484,9 @@ static int set_mem_table(struct server *s, struct msg *m)
             r = -EINVAL;
             break;
         }
-        size_t len = (size_t)(off + size);
+        size_t len = (size_t)(off + size), granule = 0;
+        if ((r = check_region_file(s, i, m->fds[i], off, size, &granule)) < 0)
+            break;
         void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
                          m->fds[i], 0);
         if (map == MAP_FAILED) {
@@ -360,8 +494,14 @@ static int set_mem_table(struct server *s, struct msg *m)
             slog(s, "SET_MEM_TABLE: region %u: mmap of %zu bytes: %s", i, len, strerror(errno));
             break;
         }
+        int slot = bus_guard(map, len, granule);
         nr[i] = (struct vu_region){.gpa = gpa, .size = size, .uva = uva, .map = map,
-                                   .map_len = len, .host = (uint8_t *)map + off};
+                                   .map_len = len, .host = (uint8_t *)map + off, .slot = slot};
+        if (slot < 0) {
+            slog(s, "SET_MEM_TABLE: region %u: too many mappings", i);
+            r = -ENOMEM;
+            break;
+        }
         gr[i] = (struct vdisk_guest_region){.gpa = gpa, .size = size, .host = nr[i].host};
     }
     for (unsigned i = 0; i < m->nfds; i++)
@@ -869,20 +1009,41 @@ static void model_log(void *opaque, const char *message)
 
 /* ---- Sockets ------------------------------------------------------------------------ */
 
-static int make_listener(const char *path, bool *created)
+/*
+ * A listening socket on PATH, created with MODE (0600, or 0660 for a group:
+ * GID when not -1) whatever the umask.  An existing socket file is replaced
+ * only when nothing listens on it (a stale one); any other file, or a live
+ * server's socket, is an error.  Returns the fd (non-blocking) or -1.
+ */
+static int make_listener(const char *path, mode_t mode, gid_t gid, struct sock_file *sf)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof a.sun_path) {
         cli_error("serve: socket path '%s' is longer than %zu bytes", path, sizeof a.sun_path - 1);
         return -1;
     }
+    strcpy(a.sun_path, path);
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             cli_error("serve: '%s' exists and is not a socket", path);
             return -1;
         }
-        unlink(path); /* a stale socket from an earlier run */
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int c = probe < 0 ? -1 : connect(probe, (struct sockaddr *)&a, sizeof a);
+        int e = errno;
+        if (probe >= 0)
+            close(probe);
+        if (c == 0 || e == EAGAIN || e == EINPROGRESS) {
+            cli_error("serve: '%s' is in use by another server", path);
+            return -1;
+        }
+        if (e != ECONNREFUSED) {
+            cli_error("serve: '%s': %s (cannot tell whether a server listens on it)", path,
+                      strerror(e));
+            return -1;
+        }
+        /* A stale socket from an earlier run: the rename below replaces it. */
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -896,23 +1057,53 @@ static int make_listener(const char *path, bool *created)
     const char *bind_path = n > 0 && (size_t)n < sizeof tmp ? tmp : path;
     strcpy(a.sun_path, bind_path);
     unlink(tmp);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4) < 0 ||
-        (bind_path != path && rename(bind_path, path) < 0)) {
-        cli_error("serve: %s: %s", path, strerror(errno));
-        if (bind_path != path)
-            unlink(bind_path);
+    mode_t old_mask = umask(0177); /* never open to others, even for a moment */
+    int r = bind(fd, (struct sockaddr *)&a, sizeof a);
+    int e = errno;
+    umask(old_mask);
+    if (r == 0 && gid != (gid_t)-1 && (chown(bind_path, (uid_t)-1, gid) < 0 ||
+                                       chmod(bind_path, mode) < 0)) {
+        r = -1;
+        e = errno;
+    }
+    if (r == 0 && listen(fd, 4) < 0) {
+        r = -1;
+        e = errno;
+    }
+    if (r == 0 && bind_path != path && rename(bind_path, path) < 0) {
+        r = -1;
+        e = errno;
+    }
+    if (r == 0 && lstat(path, &st) < 0) {
+        r = -1;
+        e = errno;
+    }
+    if (r < 0) {
+        cli_error("serve: %s: %s", path, strerror(e));
+        unlink(bind_path);
         close(fd);
         return -1;
     }
-    *created = true;
+    *sf = (struct sock_file){.created = true, .dev = st.st_dev, .ino = st.st_ino};
     return fd;
+}
+
+/* Removes PATH if it is still the socket file SF this process made. */
+static void remove_listener(const char *path, const struct sock_file *sf)
+{
+    struct stat st;
+    if (sf->created && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sf->dev &&
+        st.st_ino == sf->ino)
+        unlink(path);
 }
 
 /* ---- The monitor ---------------------------------------------------------------------- */
 
 struct monitor {
     const char *path;
-    bool created;
+    struct sock_file sock;
+    int start_fd;        /* the directory serve started in: relative paths */
+    const char *root;    /* --monitor-root, resolved, or NULL */
     int listen_fd, conn_fd;
     char line[4096];
     size_t len;
@@ -934,6 +1125,52 @@ static void mon_say(struct monitor *mon, const char *fmt, ...)
     if (send(mon->conn_fd, buf, len, MSG_NOSIGNAL) < 0) {
         /* The reader went away; the next read sees the end. */
     }
+}
+
+/*
+ * Opens PATH for `change` (relative to the directory serve started in):
+ * a regular file or a block device, under --monitor-root when given,
+ * opened without blocking (no FIFO, no device that waits).  Returns the
+ * fd, or -1 after answering the error.
+ */
+static int mon_open_medium(struct monitor *mon, const char *path)
+{
+    struct stat st, fst;
+    if (fstatat(mon->start_fd, path, &st, 0) < 0) {
+        mon_say(mon, "error: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        mon_say(mon, "error: %s: not a regular file or block device\n", path);
+        return -1;
+    }
+    int fd = openat(mon->start_fd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        mon_say(mon, "error: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &fst) < 0 || (!S_ISREG(fst.st_mode) && !S_ISBLK(fst.st_mode))) {
+        mon_say(mon, "error: %s: not a regular file or block device\n", path);
+        close(fd);
+        return -1;
+    }
+    if (mon->root) {
+        /* Where the file really is (symbolic links and .. resolved). */
+        char link[64], real[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, real, sizeof real - 1);
+        size_t rl = strlen(mon->root);
+        if (n > 0)
+            real[n] = 0;
+        if (n <= 0 || (size_t)n >= sizeof real - 1 ||
+            !(strcmp(mon->root, "/") == 0 ||
+              (strncmp(real, mon->root, rl) == 0 && real[rl] == '/'))) {
+            mon_say(mon, "error: %s: outside the --monitor-root folder %s\n", path, mon->root);
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
 }
 
 static void mon_command(struct monitor *mon, char *line)
@@ -965,10 +1202,20 @@ static void mon_command(struct monitor *mon, char *line)
                 return;
             }
         }
-        int r = vdisk_virtio_scsi_change_medium(s->v, iso);
+        int fd = -1;
+        char proc[64];
+        if (iso) {
+            if ((fd = mon_open_medium(mon, iso)) < 0)
+                return;
+            /* The library opens the very file checked, through the fd. */
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        }
+        int r = vdisk_virtio_scsi_change_medium(s->v, iso ? proc : NULL);
+        if (fd >= 0)
+            close(fd);
         if (r < 0) {
-            mon_say(mon, "error: %s\n", vdisk_get_error());
-            slog(s, "monitor: %s", vdisk_get_error());
+            mon_say(mon, "error: %s%s%s\n", iso ? iso : "", iso ? ": " : "", vdisk_get_error());
+            slog(s, "monitor: %s%s%s", iso ? iso : "", iso ? ": " : "", vdisk_get_error());
         } else {
             mon_say(mon, "ok\n");
             if (!s->quiet)
@@ -1058,14 +1305,16 @@ static void help(void)
            "Serves IMAGE as a virtio-blk disk, and/or ISO as a CD-ROM on a virtio-scsi\n"
            "controller, to a hypervisor's vhost-user front end (QEMU's vhost-user-blk and\n"
            "vhost-user-scsi devices) on Unix socket SOCKET.  The socket file is created\n"
-           "(a stale socket is replaced) and removed at exit.  When the front end\n"
+           "with mode 0600 (a stale socket is replaced, a live server's socket is not)\n"
+           "and removed at exit if it is still ours.  When the front end\n"
            "disconnects, the next one is accepted (QEMU's -chardev socket,reconnect=N).\n"
            "SIGINT, SIGTERM or SIGHUP: requests in flight finish, the image is flushed,\n"
            "and the exit status is 0.\n"
            "\n"
            "  --vhost-user-blk=SOCKET   serve IMAGE as virtio-blk on SOCKET\n"
            "  --vhost-user-scsi=SOCKET  serve a virtio-scsi CD-ROM on SOCKET\n"
-           "  --cdrom=ISO               the CD-ROM's medium (without it the drive is empty)\n"
+           "  --cdrom=ISO               the CD-ROM's medium, a raw image (without it the\n"
+           "                            drive is empty)\n"
            "  -f, --format=FMT          IMAGE's format (probed when not given)\n"
            "  -r, --read-only           the disk is read-only (VIRTIO_BLK_F_RO)\n"
            "  -t, --cache=MODE          IMAGE's cache mode (none, writeback, ...)\n"
@@ -1073,11 +1322,19 @@ static void help(void)
            "      --queue-size=N        the largest ring size accepted (default 1024)\n"
            "      --serial=S            the disk's serial number (GET_ID; 20 bytes at most)\n"
            "      --monitor=MSOCK       a Unix socket taking one command a line:\n"
-           "                              change PATH   load another ISO in the CD-ROM\n"
+           "                              change PATH   load another ISO (raw) in the CD-ROM:\n"
+           "                                            a regular file or block device; a\n"
+           "                                            relative PATH is taken from the\n"
+           "                                            directory serve started in\n"
            "                              eject         leave the drive empty\n"
            "                              info          the medium's state\n"
            "                            each answered by 'ok' or 'error: ...' (e.g.\n"
-           "                            echo 'change b.iso' | socat - UNIX-CONNECT:MSOCK)\n"
+           "                            echo 'change b.iso' | socat - UNIX-CONNECT:MSOCK);\n"
+           "                            MSOCK is mode 0600: change opens any file this\n"
+           "                            process can read\n"
+           "      --monitor-root=DIR    change takes only files under DIR (after symbolic\n"
+           "                            links and ..)\n"
+           "      --socket-group=GROUP  the vhost-user sockets are mode 0660, group GROUP\n"
            "      --backing-confine=on|off  on (the default): IMAGE's backing files must\n"
            "                            stay inside its folder (names that are absolute,\n"
            "                            protocols, climb out with .. or leave through a\n"
@@ -1090,7 +1347,7 @@ static void help(void)
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { O_BLK = 256, O_SCSI, O_CDROM, O_NQ, O_QS, O_SERIAL, O_MON, O_CONFINE };
+    enum { O_BLK = 256, O_SCSI, O_CDROM, O_NQ, O_QS, O_SERIAL, O_MON, O_CONFINE, O_GROUP, O_MROOT };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"vhost-user-blk", required_argument, NULL, O_BLK},
@@ -1104,10 +1361,14 @@ int cmd_serve(int argc, char **argv)
         {"serial", required_argument, NULL, O_SERIAL},
         {"monitor", required_argument, NULL, O_MON},
         {"backing-confine", required_argument, NULL, O_CONFINE},
+        {"socket-group", required_argument, NULL, O_GROUP},
+        {"monitor-root", required_argument, NULL, O_MROOT},
         {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     const char *blk_path = NULL, *scsi_path = NULL, *iso = NULL, *serial = NULL, *mon_path = NULL;
+    const char *mon_root = NULL;
+    gid_t sock_gid = (gid_t)-1;
     /* The guest writes the image: its backing file names are untrusted. */
     struct open_args oa = {.backing_confine = true};
     /* The front end picks the ring sizes (QEMU's vhost-user-blk: 128 to
@@ -1139,6 +1400,19 @@ int cmd_serve(int argc, char **argv)
         }
         case O_SERIAL: serial = optarg; break;
         case O_MON: mon_path = optarg; break;
+        case O_MROOT: mon_root = optarg; break;
+        case O_GROUP: {
+            struct group *g = getgrnam(optarg);
+            char *end;
+            errno = 0;
+            unsigned long v = g ? 0 : strtoul(optarg, &end, 10);
+            if (!g && (errno || *end || !*optarg || v >= (unsigned long)(gid_t)-1)) {
+                cli_error("serve: --socket-group: no group '%s'", optarg);
+                return 1;
+            }
+            sock_gid = g ? g->gr_gid : (gid_t)v;
+            break;
+        }
         case O_CONFINE:
             if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0) {
                 oa.backing_confine = strcmp(optarg, "on") == 0;
@@ -1178,6 +1452,10 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve: the two devices need two sockets");
         return 1;
     }
+    if (mon_root && !mon_path) {
+        cli_error("serve: --monitor-root needs --monitor");
+        return 1;
+    }
     if (serial && strlen(serial) > 20) {
         cli_error("serve: --serial '%s' is longer than 20 bytes", serial);
         return 1;
@@ -1186,7 +1464,9 @@ int cmd_serve(int argc, char **argv)
     int status = 1;
     struct server srv[2];
     unsigned nsrv = 0;
-    struct monitor mon = {.listen_fd = -1, .conn_fd = -1};
+    struct monitor mon = {.listen_fd = -1, .conn_fd = -1, .start_fd = -1};
+    char *mon_root_real = NULL;
+    vdisk_options *cd_opts = NULL;
     int epfd = -1, sfd = -1;
     sigset_t mask, oldmask;
     sigemptyset(&mask);
@@ -1195,6 +1475,9 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, &oldmask);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO}, old_bus;
+    sigemptyset(&bus.sa_mask);
+    sigaction(SIGBUS, &bus, &old_bus);
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -1222,7 +1505,10 @@ int cmd_serve(int argc, char **argv)
                                                 .serial = serial, .read_only = oa.read_only};
             r = vdisk_virtio_blk_new(&s->v, s->dev, &p);
         } else {
-            if ((r = vdisk_open_cdrom(&s->dev, iso, NULL)) < 0) {
+            /* ISO images are raw media: never probed, so no backing file. */
+            if ((r = vdisk_options_new(&cd_opts)) < 0 ||
+                (r = vdisk_options_set(cd_opts, "format", "raw")) < 0 ||
+                (r = vdisk_open_cdrom(&s->dev, iso, cd_opts)) < 0) {
                 cli_lib_error();
                 goto out;
             }
@@ -1258,7 +1544,8 @@ int cmd_serve(int argc, char **argv)
         s->listen_tag = (struct ev_tag){EV_LISTEN, s, 0};
         s->conn_tag = (struct ev_tag){EV_CONN, s, 0};
         s->done_tag = (struct ev_tag){EV_DONE, s, 0};
-        if ((s->listen_fd = make_listener(path, &s->path_created)) < 0)
+        if ((s->listen_fd = make_listener(path, sock_gid == (gid_t)-1 ? 0600 : 0660, sock_gid,
+                                          &s->sock)) < 0)
             goto out;
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->done_tag};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, vdisk_virtio_get_fd(s->v), &e) < 0) {
@@ -1283,10 +1570,26 @@ int cmd_serve(int argc, char **argv)
 
     if (mon_path) {
         mon.path = mon_path;
+        /* `change` resolves relative paths here, whatever happens later. */
+        mon.start_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (mon.start_fd < 0) {
+            cli_error("serve: the current directory: %s", strerror(errno));
+            goto out;
+        }
+        if (mon_root) {
+            struct stat rst;
+            if (!(mon_root_real = realpath(mon_root, NULL)) || stat(mon_root_real, &rst) < 0 ||
+                !S_ISDIR(rst.st_mode)) {
+                cli_error("serve: --monitor-root '%s': %s", mon_root,
+                          mon_root_real ? "not a directory" : strerror(errno));
+                goto out;
+            }
+            mon.root = mon_root_real;
+        }
         mon.cd = scsi_path ? &srv[nsrv - 1] : NULL;
         mon.listen_tag = (struct ev_tag){EV_MON_LISTEN, NULL, 0};
         mon.conn_tag = (struct ev_tag){EV_MON_CONN, NULL, 0};
-        if ((mon.listen_fd = make_listener(mon_path, &mon.created)) < 0)
+        if ((mon.listen_fd = make_listener(mon_path, 0600, (gid_t)-1, &mon.sock)) < 0)
             goto out;
         struct epoll_event me = {.events = EPOLLIN, .data.ptr = &mon.listen_tag};
         epoll_ctl(epfd, EPOLL_CTL_ADD, mon.listen_fd, &me);
@@ -1343,6 +1646,14 @@ int cmd_serve(int argc, char **argv)
                 break;
             }
         }
+        for (unsigned k = 0; k < nsrv; k++) {
+            int ri = mem_vanished(&srv[k]);
+            if (ri >= 0 && srv[k].conn_fd >= 0) {
+                slog(&srv[k], "guest memory region %d vanished under its mapping (the file was "
+                     "shrunk: SIGBUS caught); closing the connection", ri);
+                disconnect(&srv[k]);
+            }
+        }
     }
     status = 0;
 
@@ -1368,17 +1679,19 @@ out:
             vdisk_close(s->dev);
         free(s->q);
         close_fd(&s->listen_fd);
-        if (s->path_created)
-            unlink(s->path);
+        remove_listener(s->path, &s->sock);
     }
     mon_close(&mon, epfd);
     close_fd(&mon.listen_fd);
-    if (mon.created)
-        unlink(mon.path);
+    remove_listener(mon.path, &mon.sock);
+    close_fd(&mon.start_fd);
+    free(mon_root_real);
+    vdisk_options_free(cd_opts);
     if (sfd >= 0)
         close(sfd);
     if (epfd >= 0)
         close(epfd);
     sigprocmask(SIG_SETMASK, &oldmask, NULL);
+    sigaction(SIGBUS, &old_bus, NULL);
     return status;
 }
