@@ -905,6 +905,368 @@ START_TEST(cli_errors)
 }
 END_TEST
 
+/* ---- Issue 14 item 2: guest memory that does not hold up -------------------------------- */
+
+static void fe_close(struct fe *f)
+{
+    fe_free(f);
+    if (f->mem && f->mem != MAP_FAILED)
+        munmap(f->mem, GUEST_SIZE);
+    if (f->memfd > 0)
+        close(f->memfd);
+    f->mem = NULL;
+    f->memfd = 0;
+}
+
+static bool log_has(const char *what)
+{
+    char *log = read_file(server_log, NULL);
+    return strstr(log, what) != NULL;
+}
+
+/* A region larger than its memfd (or pushed past its end by the offset)
+ * is refused with a failure reply; the server goes on. */
+START_TEST(mem_region_past_file)
+{
+    uint64_t seed = 21;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *sock = scratch("big.sock");
+    start_server(sock, "--vhost-user-blk", sock, img, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    f.sock = fe_connect(sock);
+    uint64_t big[5] = {1, GPA_BASE, 2ull * GUEST_SIZE, uva(&f, 0), 0};
+    ck_assert_uint_eq(acked(&f, SET_MEM_TABLE, big, sizeof big, &f.memfd, 1), EINVAL);
+    uint64_t shifted[5] = {1, GPA_BASE, GUEST_SIZE, uva(&f, 0), 4096};
+    ck_assert_uint_eq(acked(&f, SET_MEM_TABLE, shifted, sizeof shifted, &f.memfd, 1), EINVAL);
+    assert_server_alive();
+    ck_assert_msg(log_has("SET_MEM_TABLE: region 0: 4194304 bytes at offset 4096 but the file "
+                          "has 4194304 bytes"), "%s", (char *)read_file(server_log, NULL));
+    fe_free(&f);
+    /* The same front end, with a table that fits, is served. */
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read");
+    ck_assert_int_eq(stop_server(), 0);
+    fe_close(&f);
+    free(orig);
+}
+END_TEST
+
+/* A memfd that allows sealing is sealed against shrinking (as QEMU's
+ * memfd backend does): the front end can no longer shrink it. */
+START_TEST(mem_sealed)
+{
+    uint64_t seed = 22;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *sock = scratch("seal.sock");
+    start_server(sock, "--vhost-user-blk", sock, img, NULL);
+    struct fe f = {0};
+    f.memfd = memfd_create("vhost-test-sealable", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    ck_assert_int_ge(f.memfd, 0);
+    ck_assert_int_eq(ftruncate(f.memfd, GUEST_SIZE), 0);
+    f.mem = mmap(NULL, GUEST_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f.memfd, 0);
+    ck_assert_ptr_ne(f.mem, MAP_FAILED);
+    fe_start(&f, sock);
+    int seals = fcntl(f.memfd, F_GET_SEALS);
+    ck_assert_int_ge(seals, 0);
+    ck_assert_msg(seals & F_SEAL_SHRINK, "seals 0x%x", seals);
+    errno = 0;
+    ck_assert_int_eq(ftruncate(f.memfd, 4096), -1);
+    ck_assert_int_eq(errno, EPERM);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read");
+    ck_assert_int_eq(stop_server(), 0);
+    fe_close(&f);
+    free(orig);
+}
+END_TEST
+
+/* A memfd that cannot be sealed shrinks under the mapping: that front end
+ * loses its connection, the process survives, the CD on the other socket
+ * still serves, the image and the ISO are unchanged. */
+START_TEST(mem_shrunk)
+{
+    if (!have_program("xorriso")) {
+        fprintf(stderr, "mem_shrunk: xorriso not found, not run\n");
+        return;
+    }
+    const char *tree = scratch("shtree"), *iso = scratch("sh.iso");
+    RUN_OK("mkdir -p '%s' && head -c 60000 /dev/urandom > '%s/file.bin' && "
+           "xorriso -as mkisofs -quiet -R -V SHRINKCD -o '%s' '%s' 2>/dev/null",
+           tree, tree, iso, tree);
+    size_t iso_len;
+    uint8_t *iso_data = read_file(iso, &iso_len);
+    uint64_t seed = 23;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *bs = scratch("sh-blk.sock"), *cs = scratch("sh-scsi.sock");
+    start_server(bs, "--vhost-user-blk", bs, "--vhost-user-scsi", cs, "--cdrom", iso, img, NULL);
+    wait_for_file(cs, server_pid);
+    struct fe f = {0}, g = {0}, h = {0};
+    fe_memory(&f); /* memfd_create without MFD_ALLOW_SEALING: not sealable */
+    fe_memory(&g);
+    fe_start(&f, bs);
+    fe_start(&g, cs);
+    ck_assert_int_eq(fcntl(f.memfd, F_GET_SEALS) & F_SEAL_SHRINK, 0);
+    fe_ring(&f, 0);
+    fe_ring(&g, 0);
+    fe_ring(&g, 1);
+    fe_ring(&g, 2);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    /* A write made available, then the memory behind it is taken away. */
+    struct {
+        uint32_t type, reserved;
+        uint64_t sector;
+    } hdr = {BLK_OUT, 0, 0};
+    memcpy(host(&f, OFF_HDR), &hdr, sizeof hdr);
+    memset(host(&f, OFF_DATA), 0x5a, 4096);
+    struct buf b[3] = {{OFF_HDR, 16, false}, {OFF_DATA, 4096, false}, {OFF_STATUS, 1, true}};
+    fe_add(&f, 0, 8, b, 3);
+    ck_assert_int_eq(ftruncate(f.memfd, 0), 0);
+    munmap(f.mem, GUEST_SIZE); /* this side must not touch it either */
+    f.mem = NULL;
+    fe_kick(&f, 0);
+    char c;
+    ssize_t n = recv(f.sock, &c, 1, 0);
+    ck_assert_msg(n == 0, "recv on the shrunk front end's socket: %zd (%s)", n,
+                  n < 0 ? strerror(errno) : "data");
+    assert_server_alive();
+    ck_assert_msg(log_has("vanished under its mapping"), "%s", (char *)read_file(server_log, NULL));
+    fe_close(&f);
+
+    /* The other device goes on. */
+    uint8_t key;
+    const uint8_t read10[10] = {0x28, 0, 0, 0, 0, 16, 0, 0, 1, 0};
+    ck_assert_uint_eq(scsi_cmd_ua(&g, read10, 10, 2048, &key), 0);
+    assert_same_bytes(host(&g, OFF_DATA), iso_data + 16 * 2048, 2048, 16 * 2048, "CD after");
+    /* And the disk takes the next front end. */
+    fe_memory(&h);
+    fe_start(&h, bs);
+    fe_ring(&h, 0);
+    ck_assert_uint_eq(blk_req(&h, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&h, OFF_DATA), orig, 4096, 0, "disk after");
+
+    ck_assert_int_eq(stop_server(), 0);
+    fe_close(&g);
+    fe_close(&h);
+    uint8_t *back = malloc(1u << 20);
+    read_image(img, back, 1u << 20, 0);
+    assert_same_bytes(back, orig, 1u << 20, 0, "image");
+    size_t len2;
+    uint8_t *iso_after = read_file(iso, &len2);
+    ck_assert_uint_eq(len2, iso_len);
+    assert_same_bytes(iso_after, iso_data, iso_len, 0, "ISO");
+    free(back);
+    free(orig);
+}
+END_TEST
+
+/* ---- Issue 14 item 7: socket files and the monitor -------------------------------------- */
+
+static ino_t inode_of(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Waits until PATH is a socket other than inode OLD. */
+static void wait_for_new_socket(const char *path, ino_t old)
+{
+    for (int i = 0; i < 1000; i++) {
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino != old)
+            return;
+        assert_server_alive();
+        usleep(10000);
+    }
+    ck_abort_msg("%s not replaced after 10 s; server log:\n%s", path,
+                 (char *)read_file(server_log, NULL));
+}
+
+START_TEST(socket_files)
+{
+    uint64_t seed = 24;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *other = scratch("other.raw");
+    RUN_OK("'%s' create -f raw '%s' 1M", vdisk_bin(), other);
+    const char *sock = scratch("sf.sock"), *mon = scratch("sf-mon.sock");
+    const char *sock2 = scratch("sf2.sock");
+    mode_t old_mask = umask(0);
+    start_server(sock, "--vhost-user-blk", sock, "--monitor", mon, img, NULL);
+    umask(old_mask);
+    wait_for_file(mon, server_pid);
+    struct stat st;
+    ck_assert_int_eq(lstat(sock, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+    ck_assert_int_eq(lstat(mon, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+
+    /* A second server on the same sockets is refused; the first goes on. */
+    ino_t ino = inode_of(sock), mino = inode_of(mon);
+    struct run *r = run("timeout 10 '%s' serve --vhost-user-blk '%s' '%s'", vdisk_bin(), sock,
+                        other);
+    ck_assert_msg(r->status == 1, "status %d: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->err, fmt("vdisk: serve: '%s' is in use by another server", sock)),
+                  "%s", r->err);
+    r = run("timeout 10 '%s' serve --vhost-user-blk '%s' --monitor '%s' '%s'", vdisk_bin(), sock2,
+            mon, other);
+    ck_assert_msg(r->status == 1, "status %d: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->err, fmt("vdisk: serve: '%s' is in use by another server", mon)),
+                  "%s", r->err);
+    ck_assert_int_ne(access(sock2, F_OK), 0);
+    ck_assert_uint_eq(inode_of(sock), ino);
+    ck_assert_uint_eq(inode_of(mon), mino);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read");
+    fe_free(&f);
+    monitor(mon, "help\n", "commands:");
+
+    /* The socket file replaced during the run is not removed at exit. */
+    ck_assert_int_eq(rename(sock, scratch("sf-moved.sock")), 0);
+    write_file(sock, "not yours", 9);
+    ck_assert_int_eq(stop_server(), 0);
+    size_t len;
+    char *left = read_file(sock, &len);
+    ck_assert_uint_eq(len, 9);
+    ck_assert_int_eq(memcmp(left, "not yours", 9), 0);
+    ck_assert_int_ne(access(mon, F_OK), 0); /* still ours: removed */
+
+    /* A stale socket (nobody listening) is replaced. */
+    unlink(sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    close(fd);
+    ino = inode_of(sock);
+    snprintf(server_log, sizeof server_log, "%s", scratch("serve.log"));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int lfd = open(server_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (lfd >= 0) {
+            dup2(lfd, 2);
+            close(lfd);
+        }
+        execl(vdisk_bin(), vdisk_bin(), "serve", "--vhost-user-blk", sock, img, (char *)NULL);
+        _exit(127);
+    }
+    server_pid = pid;
+    wait_for_new_socket(sock, ino);
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read after the stale socket");
+    ck_assert_int_eq(stop_server(), 0);
+    ck_assert_int_ne(access(sock, F_OK), 0);
+    fe_close(&f);
+    free(orig);
+}
+END_TEST
+
+/* One SCSI READ(10) of block LBA on the CD (rings set up); 2048 bytes at OFF_DATA. */
+static void cd_read(struct fe *f, uint32_t lba)
+{
+    uint8_t cdb[10] = {0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+                       (uint8_t)lba, 0, 0, 1, 0};
+    uint8_t key;
+    ck_assert_uint_eq(scsi_cmd_ua(f, cdb, 10, 2048, &key), 0);
+}
+
+START_TEST(monitor_change_checks)
+{
+    if (!have_program("xorriso")) {
+        fprintf(stderr, "monitor_change_checks: xorriso not found, not run\n");
+        return;
+    }
+    const char *tree = scratch("mctree"), *iso = scratch("mc1.iso"), *root = scratch("mcroot");
+    const char *outside = scratch("mc-outside.iso"), *fifo = scratch("mc.fifo");
+    const char *dir = scratch("mc.dir");
+    RUN_OK("mkdir -p '%s' '%s' '%s' && head -c 50000 /dev/urandom > '%s/f.bin' && "
+           "xorriso -as mkisofs -quiet -R -V FIRSTCD -o '%s' '%s' 2>/dev/null && "
+           "xorriso -as mkisofs -quiet -R -V SECONDCD -o '%s/in.iso' '%s' 2>/dev/null && "
+           "cp '%s/in.iso' '%s' && ln -s ../mc-outside.iso '%s/link.iso' && mkfifo '%s'",
+           tree, root, dir, tree, iso, tree, root, tree, root, outside, root, fifo);
+    uint64_t seed = 25;
+    uint8_t *content;
+    const char *qcow = make_qcow2(&seed, &content, 1u << 20);
+    const char *sock = scratch("mc.sock"), *mon = scratch("mc-mon.sock");
+
+    /* Started in the scratch folder: relative paths are taken from there. */
+    char cwd[4096];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir(scratch_dir()), 0);
+    start_server(sock, "--vhost-user-scsi", sock, "--cdrom", iso, "--monitor", mon, NULL);
+    ck_assert_int_eq(chdir(cwd), 0);
+    wait_for_file(mon, server_pid);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    fe_ring(&f, 1);
+    fe_ring(&f, 2);
+    cd_read(&f, 16);
+    ck_assert_int_eq(memcmp((uint8_t *)host(&f, OFF_DATA) + 40, "FIRSTCD", 7), 0);
+
+    /* A FIFO (no hang), a directory, a character device: refused. */
+    monitor(mon, fmt("change %s\n", fifo),
+            fmt("error: %s: not a regular file or block device\n", fifo));
+    monitor(mon, fmt("change %s\n", dir),
+            fmt("error: %s: not a regular file or block device\n", dir));
+    monitor(mon, "change /dev/zero\n", "error: /dev/zero: not a regular file or block device\n");
+    monitor(mon, "change mc-missing.iso\n", "error: mc-missing.iso: No such file or directory\n");
+    /* The refused changes left the medium in. */
+    cd_read(&f, 16);
+    ck_assert_int_eq(memcmp((uint8_t *)host(&f, OFF_DATA) + 40, "FIRSTCD", 7), 0);
+
+    /* A qcow2 file is a raw medium: its header, not its guest data. */
+    monitor(mon, fmt("change %s\n", qcow), "ok\n");
+    cd_read(&f, 0);
+    ck_assert_int_eq(memcmp(host(&f, OFF_DATA), "QFI\xfb", 4), 0);
+
+    /* A relative path, from the folder serve started in. */
+    monitor(mon, "change mcroot/in.iso\n", "ok\n");
+    cd_read(&f, 16);
+    ck_assert_int_eq(memcmp((uint8_t *)host(&f, OFF_DATA) + 40, "SECONDCD", 8), 0);
+    ck_assert_int_eq(stop_server(), 0);
+    fe_free(&f);
+
+    /* --monitor-root: files outside it (also through a symbolic link) are refused. */
+    char *real_root = realpath(root, NULL);
+    ck_assert_ptr_nonnull(real_root);
+    start_server(sock, "--vhost-user-scsi", sock, "--monitor", mon, "--monitor-root", root, NULL);
+    wait_for_file(mon, server_pid);
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    fe_ring(&f, 1);
+    fe_ring(&f, 2);
+    monitor(mon, fmt("change %s\n", outside),
+            fmt("error: %s: outside the --monitor-root folder %s\n", outside, real_root));
+    monitor(mon, fmt("change %s/link.iso\n", root),
+            fmt("error: %s/link.iso: outside the --monitor-root folder %s\n", root, real_root));
+    monitor(mon, "change /etc/passwd\n",
+            fmt("error: /etc/passwd: outside the --monitor-root folder %s\n", real_root));
+    monitor(mon, "info\n", "medium: none");
+    monitor(mon, fmt("change %s/in.iso\n", root), "ok\n");
+    cd_read(&f, 16);
+    ck_assert_int_eq(memcmp((uint8_t *)host(&f, OFF_DATA) + 40, "SECONDCD", 8), 0);
+    ck_assert_int_eq(stop_server(), 0);
+    fe_close(&f);
+    free(real_root);
+    free(content);
+}
+END_TEST
+
 static void teardown(void)
 {
     kill_server();
@@ -922,6 +1284,11 @@ static Suite *suite(void)
     tcase_add_test(tc, scsi_cdrom);
     tcase_add_test(tc, two_devices);
     tcase_add_test(tc, cli_errors);
+    tcase_add_test(tc, mem_region_past_file);
+    tcase_add_test(tc, mem_sealed);
+    tcase_add_test(tc, mem_shrunk);
+    tcase_add_test(tc, socket_files);
+    tcase_add_test(tc, monitor_change_checks);
     suite_add_tcase(s, tc);
     return s;
 }
