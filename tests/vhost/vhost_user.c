@@ -1174,6 +1174,33 @@ START_TEST(socket_files)
 }
 END_TEST
 
+/* --socket-group: the vhost-user socket is 0660 and the group's; the
+ * monitor stays 0600. */
+START_TEST(socket_group)
+{
+    const char *img = scratch("grp.raw");
+    RUN_OK("'%s' create -f raw '%s' 1M", vdisk_bin(), img);
+    const char *sock = scratch("grp.sock"), *mon = scratch("grp-mon.sock");
+    char gid[32];
+    snprintf(gid, sizeof gid, "%u", (unsigned)getgid());
+    start_server(sock, "--vhost-user-blk", sock, "--socket-group", gid, "--monitor", mon, img,
+                 NULL);
+    wait_for_file(mon, server_pid);
+    struct stat st;
+    ck_assert_int_eq(lstat(sock, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0660);
+    ck_assert_uint_eq(st.st_gid, getgid());
+    ck_assert_int_eq(lstat(mon, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+    ck_assert_int_eq(stop_server(), 0);
+    struct run *r = run("'%s' serve --vhost-user-blk '%s' --socket-group no-such-group-x '%s'",
+                        vdisk_bin(), sock, img);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_ptr_nonnull(
+        strstr(r->err, "vdisk: serve: --socket-group: no group 'no-such-group-x'"));
+}
+END_TEST
+
 /* One SCSI READ(10) of block LBA on the CD (rings set up); 2048 bytes at OFF_DATA. */
 static void cd_read(struct fe *f, uint32_t lba)
 {
@@ -1288,6 +1315,7 @@ static Suite *suite(void)
     tcase_add_test(tc, mem_sealed);
     tcase_add_test(tc, mem_shrunk);
     tcase_add_test(tc, socket_files);
+    tcase_add_test(tc, socket_group);
     tcase_add_test(tc, monitor_change_checks);
     suite_add_tcase(s, tc);
     return s;
