@@ -921,7 +921,9 @@ static void fe_close(struct fe *f)
 static bool log_has(const char *what)
 {
     char *log = read_file(server_log, NULL);
-    return strstr(log, what) != NULL;
+    bool has = strstr(log, what) != NULL;
+    free(log);
+    return has;
 }
 
 /* A region larger than its memfd (or pushed past its end by the offset)
@@ -1061,6 +1063,8 @@ START_TEST(mem_shrunk)
     uint8_t *iso_after = read_file(iso, &len2);
     ck_assert_uint_eq(len2, iso_len);
     assert_same_bytes(iso_after, iso_data, iso_len, 0, "ISO");
+    free(iso_after);
+    free(iso_data);
     free(back);
     free(orig);
 }
@@ -1139,6 +1143,7 @@ START_TEST(socket_files)
     char *left = read_file(sock, &len);
     ck_assert_uint_eq(len, 9);
     ck_assert_int_eq(memcmp(left, "not yours", 9), 0);
+    free(left);
     ck_assert_int_ne(access(mon, F_OK), 0); /* still ours: removed */
 
     /* A stale socket (nobody listening) is replaced. */
