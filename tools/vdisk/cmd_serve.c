@@ -14,8 +14,17 @@
  * with it, ring indices, ring sizes, memory regions (count, overflow,
  * overlap).  A malformed request gets a failure reply (when the front end
  * asked for one) and the connection goes on; a message that cannot be read
- * (larger than any request, cut short, with too many fds) closes the
- * connection, and the next front end is accepted.
+ * (larger than any request, cut short, with too many fds, not whole within
+ * VU_MSG_DEADLINE_MS of its first byte) closes the connection, and the next
+ * front end is accepted.
+ *
+ * Nothing the front end does may stall the loop, which serves both devices,
+ * the monitor and the signals: the connection is non-blocking and messages
+ * are put together as they come (read_msg), replies are never waited for
+ * (send_reply), the fds it gives are made non-blocking (get_ring_fd), kick
+ * fds must be eventfds (anything else may stay readable for ever and spin
+ * the loop), and what it or its guest does wrong is logged through a token
+ * bucket (slog).
  */
 #include <errno.h>
 #include <fcntl.h>
