@@ -1087,6 +1087,7 @@ START_TEST(slow_drip)
     ck_assert_int_eq(stop_server(), 0);
     char *log = read_file(server_log, NULL);
     ck_assert_msg(strstr(log, "did not come whole"), "server log:\n%s", log);
+    free(log);
     assert_image_unchanged(img, orig, 1u << 20);
     close(started[0]);
     close(done[0]);
@@ -1210,6 +1211,7 @@ START_TEST(log_flood)
         lines += log[i] == '\n';
     ck_assert_msg(lines < 200, "%u lines of log, the first:\n%.2000s", lines, log);
     ck_assert_msg(strstr(log, "suppressed"), "server log:\n%s", log);
+    free(log);
     assert_image_unchanged(img, orig, 1u << 20);
     munmap(f.mem, GUEST_SIZE);
     close(f.memfd);
