@@ -233,7 +233,11 @@ static void send_msg(struct fe *f, uint32_t req, uint32_t flags, const void *pay
 static uint32_t recv_reply(struct fe *f, uint32_t req, void *buf, uint32_t cap)
 {
     uint32_t hdr[3];
-    ssize_t n = recv(f->sock, hdr, 12, MSG_WAITALL);
+    ssize_t n;
+    /* With SO_RCVTIMEO a stop and continue (a frozen cgroup) is EINTR. */
+    do
+        n = recv(f->sock, hdr, 12, MSG_WAITALL);
+    while (n < 0 && errno == EINTR);
     ck_assert_msg(n == 12, "reply to request %u: %s", req,
                   n < 0 ? strerror(errno) : n == 0 ? "connection closed" : "short");
     ck_assert_uint_eq(hdr[0], req);
