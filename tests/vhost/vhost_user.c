@@ -233,7 +233,11 @@ static void send_msg(struct fe *f, uint32_t req, uint32_t flags, const void *pay
 static uint32_t recv_reply(struct fe *f, uint32_t req, void *buf, uint32_t cap)
 {
     uint32_t hdr[3];
-    ssize_t n = recv(f->sock, hdr, 12, MSG_WAITALL);
+    ssize_t n;
+    /* With SO_RCVTIMEO a stop and continue (a frozen cgroup) is EINTR. */
+    do
+        n = recv(f->sock, hdr, 12, MSG_WAITALL);
+    while (n < 0 && errno == EINTR);
     ck_assert_msg(n == 12, "reply to request %u: %s", req,
                   n < 0 ? strerror(errno) : n == 0 ? "connection closed" : "short");
     ck_assert_uint_eq(hdr[0], req);
@@ -1299,6 +1303,320 @@ START_TEST(monitor_change_checks)
 }
 END_TEST
 
+/* ---- A hostile front end: the loop never hangs, spins or floods (issue 14) ---------- */
+
+/* The server's CPU time so far (user + system), in seconds. */
+static double server_cpu(void)
+{
+    char stat[1024];
+    int fd = open(fmt("/proc/%d/stat", (int)server_pid), O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ssize_t len = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    ck_assert_int_gt(len, 0);
+    stat[len] = 0;
+    char *p = strrchr(stat, ')');
+    ck_assert_ptr_nonnull(p);
+    unsigned long utime = 0, stime = 0;
+    /* After the name: state, then fields 4..13, then utime (14), stime (15). */
+    int n = sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+    ck_assert_int_eq(n, 2);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A fresh front end reads the image's sectors 8.. through ring 0. */
+static void assert_serves(const char *sock, const uint8_t *orig)
+{
+    assert_server_alive();
+    struct fe g = {0};
+    fe_memory(&g);
+    fe_start(&g, sock);
+    fe_ring(&g, 0);
+    ck_assert_uint_eq(blk_req(&g, BLK_IN, 8, 4096, 1), 0);
+    assert_same_bytes(host(&g, OFF_DATA), orig + 4096, 4096, 4096, "read by a fresh front end");
+    fe_free(&g);
+    munmap(g.mem, GUEST_SIZE);
+    close(g.memfd);
+}
+
+/* The image holds ORIG (LEN bytes) still. */
+static void assert_image_unchanged(const char *img, const uint8_t *orig, size_t len)
+{
+    uint8_t *back = malloc(len);
+    read_image(img, back, len, 0);
+    assert_same_bytes(back, orig, len, 0, "image");
+    free(back);
+}
+
+/* Ring 0's call fd replaced by CALL (the test's copy closed): requests go
+ * on (fe_wait watches the used index), and the server stays responsive. */
+static void hostile_call_fd(int call, const char *sock_name, const char *what)
+{
+    uint64_t seed = 19;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *sock = scratch(sock_name);
+    start_server(sock, "--vhost-user-blk", sock, img, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    uint64_t idx = 0;
+    ok(&f, SET_VRING_CALL, &idx, 8, &call, 1);
+    close(call);
+    /* The old server blocked for good in its first write to CALL: the
+     * second request was never served. */
+    for (unsigned k = 0; k < 4; k++) {
+        ck_assert_uint_eq(blk_req(&f, BLK_IN, 8 * k, 4096, 1), 0);
+        assert_same_bytes(host(&f, OFF_DATA), orig + 4096 * k, 4096, 4096 * k, what);
+    }
+    ck_assert_uint_eq(get_u64(&f, GET_QUEUE_NUM), 1);
+    fe_free(&f);
+    assert_serves(sock, orig);
+    ck_assert_int_eq(stop_server(), 0);
+    assert_image_unchanged(img, orig, 1u << 20);
+    munmap(f.mem, GUEST_SIZE);
+    close(f.memfd);
+    free(orig);
+}
+
+/* A call fd that is a pipe full to the brim, in blocking mode. */
+START_TEST(call_full_pipe)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    int fl = fcntl(p[1], F_GETFL);
+    ck_assert_int_eq(fcntl(p[1], F_SETFL, fl | O_NONBLOCK), 0);
+    char junk[4096] = {0};
+    while (write(p[1], junk, sizeof junk) > 0)
+        ;
+    ck_assert_int_eq(errno, EAGAIN);
+    while (write(p[1], junk, 1) > 0)
+        ;
+    ck_assert_int_eq(fcntl(p[1], F_SETFL, fl & ~O_NONBLOCK), 0);
+    hostile_call_fd(p[1], "call-pipe.sock", "read with a full pipe as call fd");
+    close(p[0]);
+}
+END_TEST
+
+/* A call fd that is an eventfd (blocking) at its largest count. */
+START_TEST(call_eventfd_max)
+{
+    int e = eventfd(0, EFD_CLOEXEC);
+    ck_assert_int_ge(e, 0);
+    uint64_t max = 0xfffffffffffffffeull;
+    ck_assert_int_eq(write(e, &max, 8), 8);
+    hostile_call_fd(e, "call-eventfd.sock", "read with a full eventfd as call fd");
+}
+END_TEST
+
+/*
+ * One message a byte every 0.5 s on the CD-ROM's socket, from a child: the
+ * disk's front end and the monitor are answered while the drip goes on
+ * (the old server read the whole message first, 10 s), and the dripping
+ * connection is closed at the whole-message deadline.
+ */
+START_TEST(slow_drip)
+{
+    uint64_t seed = 23;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *bs = scratch("drip-blk.sock"), *cs = scratch("drip-scsi.sock"),
+               *mon = scratch("drip-mon.sock");
+    start_server(bs, "--vhost-user-blk", bs, "--vhost-user-scsi", cs, "--monitor", mon, "-r",
+                 img, NULL);
+    wait_for_file(cs, server_pid);
+    wait_for_file(mon, server_pid);
+    int started[2], done[2];
+    ck_assert_int_eq(pipe(started), 0);
+    ck_assert_int_eq(pipe(done), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        /* SET_VRING_NUM (ring 0, 16) with need_reply: 20 bytes, 10 s. */
+        uint32_t m[5] = {SET_VRING_NUM, F_VERSION | F_NEED_REPLY, 8, 0, 16};
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", cs);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+            _exit(3);
+        for (unsigned i = 0; i < sizeof m; i++) {
+            /* Said before the last byte, which the server must wait for. */
+            if (i == sizeof m - 1 && write(done[1], "d", 1) != 1)
+                _exit(3);
+            if (send(fd, (uint8_t *)m + i, 1, MSG_NOSIGNAL) != 1)
+                _exit(2); /* the server hung up */
+            if (i == 1 && write(started[1], "s", 1) != 1)
+                _exit(3);
+            usleep(500000);
+        }
+        uint32_t reply[5];
+        _exit(recv(fd, reply, sizeof reply, MSG_WAITALL) == (ssize_t)sizeof reply ? 0 : 4);
+    }
+    close(started[1]);
+    close(done[1]);
+    char c;
+    ck_assert_int_eq(read(started[0], &c, 1), 1);
+
+    /* Mid-drip: the disk reads, the monitor answers. */
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, bs);
+    fe_ring(&f, 0);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read during the drip");
+    monitor(mon, "info\n", "medium: none");
+    struct pollfd pd = {.fd = done[0], .events = POLLIN};
+    ck_assert_msg(poll(&pd, 1, 0) == 0, "the disk and the monitor were answered only after the "
+                  "dripping message was whole");
+
+    /* The drip is cut off at the deadline; the CD-ROM serves the next. */
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2,
+                  "the dripping front end was not hung up on (status 0x%x)", status);
+    struct fe g = {0};
+    g.sock = fe_connect(cs);
+    ck_assert_uint_ne(get_u64(&g, GET_FEATURES) & (1ull << VIRTIO_F_VERSION_1), 0);
+    fe_free(&g);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 8, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig + 4096, 4096, 4096, "read after the drip");
+    fe_free(&f);
+    ck_assert_int_eq(stop_server(), 0);
+    char *log = read_file(server_log, NULL);
+    ck_assert_msg(strstr(log, "did not come whole"), "server log:\n%s", log);
+    free(log);
+    assert_image_unchanged(img, orig, 1u << 20);
+    close(started[0]);
+    close(done[0]);
+    munmap(f.mem, GUEST_SIZE);
+    close(f.memfd);
+    free(orig);
+}
+END_TEST
+
+/* SET_VRING_KICK with KICK on a ring whose error fd is ERR: refused, the
+ * error fd signalled, and the server does not spin on KICK (CPU time over
+ * 3 s of wall time, a resource bound). */
+static void bad_kick(struct fe *f, int kick, int err, const char *what)
+{
+    uint64_t idx = 0;
+    uint64_t ack = acked(f, SET_VRING_KICK, &idx, 8, &kick, 1);
+    double cpu0 = server_cpu();
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        usleep(100000);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        ck_assert_msg(server_cpu() - cpu0 < 0.5, "%s: the server spins (%.2f s of CPU)", what,
+                      server_cpu() - cpu0);
+    } while (t.tv_sec - t0.tv_sec < 3);
+    ck_assert_msg(ack != 0, "%s taken as a kick fd", what);
+    struct pollfd pe = {.fd = err, .events = POLLIN};
+    ck_assert_msg(poll(&pe, 1, 10000) == 1, "%s: the error fd was not signalled", what);
+    uint64_t v;
+    ck_assert_int_eq(read(err, &v, 8), 8);
+    assert_server_alive();
+}
+
+START_TEST(kick_not_eventfd)
+{
+    uint64_t seed = 29;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *sock = scratch("kick.sock");
+    start_server(sock, "--vhost-user-blk", sock, img, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+    fe_ring(&f, 0);
+    int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t idx = 0;
+    ok(&f, 14 /* SET_VRING_ERR */, &idx, 8, &err, 1);
+
+    /* A pipe whose writer is gone: always readable, at its end. */
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    close(p[1]);
+    bad_kick(&f, p[0], err, "a pipe at its end");
+    close(p[0]);
+    /* A listening socket with a connection waiting. */
+    const char *lpath = scratch("kick-listen.sock");
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", lpath);
+    unlink(lpath);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(l, 1), 0);
+    int c = fe_connect(lpath);
+    bad_kick(&f, l, err, "a listening socket");
+    close(c);
+    close(l);
+    /* A semaphore eventfd at a huge count: each read takes 1 off. */
+    int sem = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+    uint64_t big = 1ull << 40;
+    ck_assert_int_eq(write(sem, &big, 8), 8);
+    bad_kick(&f, sem, err, "a semaphore eventfd");
+    close(sem);
+
+    /* A real eventfd brings the ring back. */
+    ok(&f, SET_VRING_KICK, &idx, 8, &f.kick[0], 1);
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 0, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig, 4096, 0, "read after a good kick fd");
+    fe_free(&f);
+    close(err);
+    assert_serves(sock, orig);
+    ck_assert_int_eq(stop_server(), 0);
+    assert_image_unchanged(img, orig, 1u << 20);
+    munmap(f.mem, GUEST_SIZE);
+    close(f.memfd);
+    free(orig);
+}
+END_TEST
+
+/* Floods of mistakes: 1,000 malformed messages with and without need_reply,
+ * 200 connections with a bad header.  The log stays short. */
+START_TEST(log_flood)
+{
+    uint64_t seed = 31;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *sock = scratch("flood.sock");
+    start_server(sock, "--vhost-user-blk", sock, img, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+    uint32_t st[2] = {200, 16};
+    for (unsigned k = 0; k < 1000; k++)
+        ck_assert_uint_ne(acked(&f, SET_VRING_NUM, st, 8, NULL, 0), 0);
+    for (unsigned k = 0; k < 1000; k++)
+        send_msg(&f, SET_VRING_NUM, 0, st, 8, NULL, 0);
+    ck_assert_uint_ne(get_u64(&f, GET_FEATURES) & (1ull << VIRTIO_F_VERSION_1), 0);
+    fe_free(&f);
+    for (unsigned k = 0; k < 200; k++) {
+        f.sock = fe_connect(sock);
+        send_raw(f.sock, GET_FEATURES, 0x2, 0, NULL, 0, NULL, 0);
+        char c;
+        ck_assert_int_eq(recv(f.sock, &c, 1, 0), 0);
+        fe_free(&f);
+    }
+    assert_serves(sock, orig);
+    ck_assert_int_eq(stop_server(), 0);
+    size_t len;
+    char *log = read_file(server_log, &len);
+    unsigned lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += log[i] == '\n';
+    ck_assert_msg(lines < 200, "%u lines of log, the first:\n%.2000s", lines, log);
+    ck_assert_msg(strstr(log, "suppressed"), "server log:\n%s", log);
+    free(log);
+    assert_image_unchanged(img, orig, 1u << 20);
+    munmap(f.mem, GUEST_SIZE);
+    close(f.memfd);
+    free(orig);
+}
+END_TEST
+
 static void teardown(void)
 {
     kill_server();
@@ -1322,6 +1640,11 @@ static Suite *suite(void)
     tcase_add_test(tc, socket_files);
     tcase_add_test(tc, socket_group);
     tcase_add_test(tc, monitor_change_checks);
+    tcase_add_test(tc, call_full_pipe);
+    tcase_add_test(tc, call_eventfd_max);
+    tcase_add_test(tc, slow_drip);
+    tcase_add_test(tc, kick_not_eventfd);
+    tcase_add_test(tc, log_flood);
     suite_add_tcase(s, tc);
     return s;
 }

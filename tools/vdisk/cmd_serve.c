@@ -14,8 +14,17 @@
  * with it, ring indices, ring sizes, memory regions (count, overflow,
  * overlap).  A malformed request gets a failure reply (when the front end
  * asked for one) and the connection goes on; a message that cannot be read
- * (larger than any request, cut short, with too many fds) closes the
- * connection, and the next front end is accepted.
+ * (larger than any request, cut short, with too many fds, not whole within
+ * VU_MSG_DEADLINE_MS of its first byte) closes the connection, and the next
+ * front end is accepted.
+ *
+ * Nothing the front end does may stall the loop, which serves both devices,
+ * the monitor and the signals: the connection is non-blocking and messages
+ * are put together as they come (read_msg), replies are never waited for
+ * (send_reply), the fds it gives are made non-blocking (get_ring_fd), kick
+ * fds must be eventfds (anything else may stay readable for ever and spin
+ * the loop), and what it or its guest does wrong is logged through a token
+ * bucket (slog).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +44,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vdisk/virtio.h>
@@ -94,6 +104,16 @@ enum {
 #define VU_CONFIG_MAX 256u
 #define VU_MAX_QUEUES 256u /* ring indices are 8 bits */
 
+/* A message must be whole this long after its first byte came. */
+#define VU_MSG_DEADLINE_MS 5000u
+/* Messages handled per wake-up of a connection, before the others' turn. */
+#define VU_MSG_BATCH 32u
+
+/* Logging a front end or guest can cause: a burst of LOG_BURST lines, then
+ * one every LOG_REFILL_MS; the lines left out are counted and reported. */
+#define LOG_BURST 32u
+#define LOG_REFILL_MS 2000u
+
 /* A handler's verdict beyond 0 / -errno: drop the connection. */
 #define VU_CLOSE 1
 
@@ -135,7 +155,15 @@ struct vu_queue {
     bool enabled;             /* SET_VRING_ENABLE 1 */
     bool running;             /* the model serves it */
     bool broken_logged;
+    bool call_logged, err_logged; /* a signal could not be written: said once */
     struct ev_tag tag;
+};
+
+struct msg {
+    uint32_t request, flags, size;
+    uint8_t payload[VU_MAX_PAYLOAD];
+    int fds[VU_MAX_FDS];
+    unsigned nfds;
 };
 
 struct server {
@@ -158,18 +186,67 @@ struct server {
     struct vu_queue *q;       /* nq of them */
     struct ev_tag listen_tag, conn_tag, done_tag;
     uint64_t connections;
+    /* The message being read (read_msg): RX_GOT bytes of header and
+     * payload so far, its fds in rx.fds; RX_DEADLINE (ms) once begun. */
+    struct msg rx;
+    uint8_t rx_hdr[VU_HDR_SIZE];
+    size_t rx_got;
+    uint64_t rx_deadline;
+    /* slog's token bucket. */
+    unsigned log_tokens;
+    uint64_t log_stamp, log_dropped;
 };
 
-struct msg {
-    uint32_t request, flags, size;
-    uint8_t payload[VU_MAX_PAYLOAD];
-    int fds[VU_MAX_FDS];
-    unsigned nfds;
-};
-
-static void slog(const struct server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void slog(const struct server *s, const char *fmt, ...)
+static uint64_t now_ms(void)
 {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* Reports the lines left out, if any. */
+static void log_flush(struct server *s)
+{
+    if (!s->log_dropped)
+        return;
+    fprintf(stderr, "vdisk serve: %s: %" PRIu64 " more message%s suppressed (%u at once, then "
+            "one every %u s)\n", s->path, s->log_dropped, s->log_dropped == 1 ? "" : "s",
+            LOG_BURST, LOG_REFILL_MS / 1000u);
+    s->log_dropped = 0;
+}
+
+/* Whether one more line may be logged now (a token bucket per device). */
+static bool log_allowed(struct server *s)
+{
+    uint64_t now = now_ms();
+    if (s->log_tokens >= LOG_BURST) {
+        s->log_stamp = now;
+    } else if (now - s->log_stamp >= LOG_REFILL_MS) {
+        uint64_t add = (now - s->log_stamp) / LOG_REFILL_MS;
+        if (add >= LOG_BURST - s->log_tokens) {
+            s->log_tokens = LOG_BURST;
+            s->log_stamp = now;
+        } else {
+            s->log_tokens += (unsigned)add;
+            s->log_stamp += add * LOG_REFILL_MS;
+        }
+    }
+    if (s->log_tokens == 0) {
+        s->log_dropped++;
+        return false;
+    }
+    s->log_tokens--;
+    log_flush(s);
+    return true;
+}
+
+/* Every line about what a front end or its guest did: rate-limited, so
+ * that neither can flood the log (log_allowed). */
+static void slog(struct server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void slog(struct server *s, const char *fmt, ...)
+{
+    if (!log_allowed(s))
+        return;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "vdisk serve: %s: ", s->path);
@@ -235,24 +312,89 @@ static int uva_to_gpa(const struct server *s, uint64_t uva, uint64_t *gpa)
     return -EINVAL;
 }
 
+static void signal_fd(struct server *s, unsigned i, int fd, bool *logged, const char *what);
+
+/* The model found ring I broken (needs-reset): said once, and the front end
+ * is told through the error fd (SET_VRING_ERR). */
+static void ring_broken(struct server *s, unsigned i)
+{
+    struct vu_queue *q = &s->q[i];
+    if (q->broken_logged)
+        return;
+    q->broken_logged = true;
+    slog(s, "ring %u: %s", i, vdisk_get_error());
+    if (q->err_fd >= 0)
+        signal_fd(s, i, q->err_fd, &q->err_logged, "error");
+}
+
 static bool ring_enabled(const struct server *s, const struct vu_queue *q)
 {
     /* Without protocol features a ring is enabled as soon as it starts. */
     return q->enabled || !(s->acked & (1ull << VU_F_PROTOCOL_FEATURES));
 }
 
-static void kick_watch(struct server *s, unsigned i, bool on)
+/*
+ * Watches ring I's kick fd, or stops.  Level-triggered (edge-triggered kicks
+ * stalled a Linux guest's virtio-scsi probe behind QEMU): it is an eventfd
+ * that one read drains (is_counting_eventfd), so it cannot spin the loop.
+ * Returns 0 or -errno.
+ */
+static int kick_watch(struct server *s, unsigned i, bool on)
 {
     struct vu_queue *q = &s->q[i];
     if (q->kick_fd < 0)
-        return;
+        return 0;
     if (on) {
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = &q->tag};
-        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, q->kick_fd, &e) < 0 && errno != EEXIST)
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, q->kick_fd, &e) < 0 && errno != EEXIST) {
+            int r = -errno;
             slog(s, "ring %u: cannot watch the kick fd: %s", i, strerror(errno));
+            return r;
+        }
     } else {
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
     }
+    return 0;
+}
+
+/* Writes 1 to a call or error fd (non-blocking: get_ring_fd).  An eventfd
+ * that would block is at its largest count, already signalled; a pipe that
+ * would block is full, with plenty for its reader; any trouble is logged
+ * once per fd. */
+static void signal_fd(struct server *s, unsigned i, int fd, bool *logged, const char *what)
+{
+    uint64_t one = 1;
+    ssize_t w;
+    do
+        w = write(fd, &one, sizeof one);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)sizeof one || *logged)
+        return;
+    *logged = true;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        slog(s, "ring %u: the %s fd is full; signals are dropped while it stays so", i, what);
+    else
+        slog(s, "ring %u: the %s fd: %s", i, what, w < 0 ? strerror(errno) : "short write");
+}
+
+static void ring_stop(struct server *s, unsigned i);
+
+/* Ring I cannot be served any more: it stops until the front end gives it
+ * a new kick fd (or resets), and the front end hears of it through the
+ * error fd (SET_VRING_ERR).  WHY is logged once. */
+static void ring_fail(struct server *s, unsigned i, const char *why)
+{
+    struct vu_queue *q = &s->q[i];
+    kick_watch(s, i, false);
+    close_fd(&q->kick_fd);
+    q->started = false;
+    ring_stop(s, i);
+    if (!q->broken_logged) {
+        q->broken_logged = true;
+        slog(s, "ring %u: %s", i, why);
+    }
+    if (q->err_fd >= 0)
+        signal_fd(s, i, q->err_fd, &q->err_logged, "error");
 }
 
 static void ring_stop(struct server *s, unsigned i)
@@ -296,10 +438,8 @@ static int ring_update(struct server *s, unsigned i)
     }
     q->running = true;
     /* Buffers may be waiting already (a restart, a reconnect). */
-    if (vdisk_virtio_queue_notify(s->v, i) < 0 && !q->broken_logged) {
-        q->broken_logged = true;
-        slog(s, "ring %u: %s", i, vdisk_get_error());
-    }
+    if (vdisk_virtio_queue_notify(s->v, i) < 0)
+        ring_broken(s, i);
     return 0;
 }
 
@@ -314,6 +454,7 @@ static void ring_forget(struct server *s, unsigned i)
     q->addr_set = false;
     q->base = 0;
     q->started = q->enabled = q->running = q->broken_logged = false;
+    q->call_logged = q->err_logged = false;
 }
 
 /* ---- Guest memory ------------------------------------------------------------- */
@@ -529,6 +670,12 @@ static int set_mem_table(struct server *s, struct msg *m)
 
 /* ---- Messages ------------------------------------------------------------------ */
 
+/*
+ * Sends a reply.  The socket is non-blocking and never waited on: a front
+ * end whose socket buffer is full has not read hundreds of replies, and
+ * loses its connection rather than stalling the loop (the other device,
+ * the monitor, signals).  Returns 0 or -EPIPE (the connection must close).
+ */
 static int send_reply(struct server *s, uint32_t request, const void *payload, uint32_t len)
 {
     uint8_t buf[VU_HDR_SIZE + VU_CONFIG_HDR + VU_CONFIG_MAX];
@@ -540,9 +687,14 @@ static int send_reply(struct server *s, uint32_t request, const void *payload, u
         memcpy(buf + VU_HDR_SIZE, payload, len);
     size_t total = VU_HDR_SIZE + len, done = 0;
     while (done < total) {
-        ssize_t w = send(s->conn_fd, buf + done, total - done, MSG_NOSIGNAL);
+        ssize_t w = send(s->conn_fd, buf + done, total - done, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            slog(s, "reply to %s: the front end does not read its replies (socket full)",
+                 req_name(request));
+            return -EPIPE;
+        }
         if (w <= 0) {
             slog(s, "reply to %s: %s", req_name(request), w < 0 ? strerror(errno) : "short write");
             return -EPIPE;
@@ -557,83 +709,105 @@ static int reply_u64(struct server *s, uint32_t request, uint64_t v)
     return send_reply(s, request, &v, 8);
 }
 
-/*
- * Reads one message.  Returns 1 with a message, 0 at the end of the
- * connection, -errno when the stream cannot be trusted any more.
- */
-static int read_msg(struct server *s, struct msg *m)
+/* Forgets the message being read, closing the fds that came with it. */
+static void rx_reset(struct server *s)
 {
-    uint8_t hdr[VU_HDR_SIZE];
-    union {
-        char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = {.iov_base = hdr, .iov_len = sizeof hdr};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                        .msg_controllen = sizeof ctl.buf};
-    m->nfds = 0;
-    ssize_t n;
-    do
-        n = recvmsg(s->conn_fd, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n == 0)
-        return 0;
-    if (n < 0)
-        return errno == ECONNRESET ? 0 : -errno;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            if (m->nfds < VU_MAX_FDS)
-                m->fds[m->nfds++] = fd;
-            else
-                close(fd);
+    for (unsigned i = 0; i < s->rx.nfds; i++)
+        close_fd(&s->rx.fds[i]);
+    s->rx.nfds = 0;
+    s->rx_got = 0;
+    s->rx_deadline = 0;
+}
+
+/*
+ * Reads what has come of the current message, without waiting: the socket
+ * is non-blocking, and a message arrives in as many pieces as the front end
+ * likes, its file descriptors with any of them (QEMU sends them with the
+ * first byte).  Never reads past the message's end, so that the next
+ * message's fds stay with it.  Returns 1 when s->rx holds a whole message,
+ * 0 when more must come (s->rx_deadline set), -1 at the end of the
+ * connection or when the stream cannot be trusted any more (logged).
+ */
+static int read_msg(struct server *s)
+{
+    struct msg *m = &s->rx;
+    for (;;) {
+        uint8_t *dst;
+        size_t want;
+        if (s->rx_got < VU_HDR_SIZE) {
+            dst = s->rx_hdr + s->rx_got;
+            want = VU_HDR_SIZE - s->rx_got;
+        } else {
+            dst = m->payload + (s->rx_got - VU_HDR_SIZE);
+            want = VU_HDR_SIZE + m->size - s->rx_got;
         }
-    }
-    if (mh.msg_flags & MSG_CTRUNC) {
-        slog(s, "a message came with more than %u file descriptors", VU_MAX_FDS);
-        return -EPROTO;
-    }
-    size_t got = (size_t)n;
-    while (got < sizeof hdr) {
-        n = recv(s->conn_fd, hdr + got, sizeof hdr - got, 0);
+        if (want == 0)
+            return 1;
+        union {
+            char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
+            struct cmsghdr align;
+        } ctl;
+        struct iovec iov = {.iov_base = dst, .iov_len = want};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                            .msg_controllen = sizeof ctl.buf};
+        ssize_t n = recvmsg(s->conn_fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            slog(s, "a message header was cut short");
-            return -EPROTO;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        bool too_many = mh.msg_flags & MSG_CTRUNC;
+        if (n > 0) {
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                    continue;
+                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < k; i++) {
+                    int fd;
+                    memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                    if (m->nfds < VU_MAX_FDS) {
+                        m->fds[m->nfds++] = fd;
+                    } else {
+                        close(fd);
+                        too_many = true;
+                    }
+                }
+            }
         }
-        got += (size_t)n;
-    }
-    memcpy(&m->request, hdr, 4);
-    memcpy(&m->flags, hdr + 4, 4);
-    memcpy(&m->size, hdr + 8, 4);
-    if ((m->flags & VU_FLAG_VERSION_MASK) != VU_VERSION) {
-        slog(s, "%s: protocol version %" PRIu32 " (expected 1)", req_name(m->request),
-             m->flags & VU_FLAG_VERSION_MASK);
-        return -EPROTO;
-    }
-    if (m->size > VU_MAX_PAYLOAD) {
-        slog(s, "%s: payload of %" PRIu32 " bytes (at most %u)", req_name(m->request), m->size,
-             VU_MAX_PAYLOAD);
-        return -EPROTO;
-    }
-    got = 0;
-    while (got < m->size) {
-        n = recv(s->conn_fd, m->payload + got, m->size - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            slog(s, "%s: payload cut short (%zu of %" PRIu32 " bytes)", req_name(m->request),
-                 got, m->size);
-            return -EPROTO;
+        if (n < 0) {
+            if (errno != ECONNRESET)
+                slog(s, "reading a message: %s", strerror(errno));
+            return -1;
         }
-        got += (size_t)n;
+        if (n == 0) {
+            if (s->rx_got)
+                slog(s, "a message was cut short (%zu bytes of %s)", s->rx_got,
+                     s->rx_got < VU_HDR_SIZE ? "its header" : req_name(m->request));
+            return -1;
+        }
+        if (too_many) {
+            slog(s, "a message came with more than %u file descriptors", VU_MAX_FDS);
+            return -1;
+        }
+        if (s->rx_got == 0)
+            s->rx_deadline = now_ms() + VU_MSG_DEADLINE_MS;
+        bool had_hdr = s->rx_got >= VU_HDR_SIZE;
+        s->rx_got += (size_t)n;
+        if (!had_hdr && s->rx_got == VU_HDR_SIZE) {
+            memcpy(&m->request, s->rx_hdr, 4);
+            memcpy(&m->flags, s->rx_hdr + 4, 4);
+            memcpy(&m->size, s->rx_hdr + 8, 4);
+            if ((m->flags & VU_FLAG_VERSION_MASK) != VU_VERSION) {
+                slog(s, "%s: protocol version %" PRIu32 " (expected 1)", req_name(m->request),
+                     m->flags & VU_FLAG_VERSION_MASK);
+                return -1;
+            }
+            if (m->size > VU_MAX_PAYLOAD) {
+                slog(s, "%s: payload of %" PRIu32 " bytes (at most %u)", req_name(m->request),
+                     m->size, VU_MAX_PAYLOAD);
+                return -1;
+            }
+        }
     }
-    return 1;
 }
 
 /* A vring state (index, num) payload, its index checked. */
@@ -675,9 +849,45 @@ static int get_ring_fd(struct server *s, struct msg *m, unsigned *idx, int *fd)
     }
     *idx = i;
     *fd = nofd ? -1 : m->fds[0];
-    if (!nofd)
-        m->fds[0] = -1;
+    if (nofd)
+        return 0;
+    m->fds[0] = -1;
+    /* Never wait on a front end's fd: a call fd that is a full pipe, or an
+     * eventfd at its largest count, would hang the loop (every device, the
+     * monitor, signals). */
+    int fl = fcntl(*fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(*fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+        slog(s, "%s: ring %u: cannot make the fd non-blocking: %s", req_name(m->request), i,
+             strerror(errno));
+        close_fd(fd);
+        return -EINVAL;
+    }
     return 0;
+}
+
+/*
+ * Whether FD is an eventfd counting (not a semaphore), as a kick fd must be:
+ * anything else that polls readable may never be drained by one 8-byte
+ * read (a pipe whose writer is gone, a listening socket, /dev/urandom)
+ * and would spin the loop.  Without /proc the fd is taken, and on_kick
+ * drops it at its first read that is not 8 bytes.
+ */
+static bool is_counting_eventfd(int fd)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return errno == ENOENT && access("/proc/self/fdinfo", F_OK) < 0;
+    ssize_t n = read(f, buf, sizeof buf - 1);
+    close(f);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    const char *sem = strstr(buf, "eventfd-semaphore:");
+    if (sem && strtoul(sem + strlen("eventfd-semaphore:"), NULL, 10) != 0)
+        return false;
+    return strstr(buf, "eventfd-count:") != NULL;
 }
 
 static int config_msg(struct server *s, struct msg *m, uint32_t *off, uint32_t *len)
@@ -831,8 +1041,16 @@ static int handle(struct server *s, struct msg *m, bool *replied)
         }
         kick_watch(s, i, false);
         close_fd(&q->kick_fd);
+        if (!is_counting_eventfd(fd)) {
+            close(fd);
+            ring_fail(s, i, "SET_VRING_KICK: the kick fd is not an eventfd");
+            return -EINVAL;
+        }
         q->kick_fd = fd;
-        kick_watch(s, i, true);
+        if (kick_watch(s, i, true) < 0) {
+            ring_fail(s, i, "SET_VRING_KICK: the kick fd cannot be watched");
+            return -EINVAL;
+        }
         q->started = true;
         return ring_update(s, i);
     }
@@ -914,26 +1132,27 @@ static void disconnect(struct server *s)
     vdisk_virtio_reset(s->v);
     mem_forget(s);
     s->acked = s->proto = 0;
+    rx_reset(s);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->conn_fd, NULL);
     close_fd(&s->conn_fd);
-    if (!s->quiet)
+    if (!s->quiet && log_allowed(s))
         fprintf(stderr, "vdisk serve: %s: front end disconnected\n", s->path);
     listen_watch(s, true);
 }
 
 static void on_accept(struct server *s)
 {
-    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    /* Non-blocking: a front end that stops in the middle of a message, or
+     * does not read its replies, must not hang the loop (read_msg,
+     * send_reply). */
+    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
         if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
             slog(s, "accept: %s", strerror(errno));
         return;
     }
-    /* A front end that stops in the middle of a message must not hang us. */
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     s->conn_fd = fd;
+    rx_reset(s);
     struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &s->conn_tag};
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
         slog(s, "epoll: %s", strerror(errno));
@@ -942,52 +1161,89 @@ static void on_accept(struct server *s)
     }
     listen_watch(s, false);
     s->connections++;
-    if (!s->quiet)
+    if (!s->quiet && log_allowed(s))
         fprintf(stderr, "vdisk serve: %s: front end connected\n", s->path);
 }
 
+/* The connection is readable: the messages that are whole are handled, a
+ * batch at a time (the loop comes back while more wait), and a message
+ * begun is kept for later (read_msg). */
 static void on_message(struct server *s)
 {
-    static struct msg m; /* one thread; 4 KiB is better off the stack */
-    int r = read_msg(s, &m);
-    if (r <= 0) {
-        for (unsigned i = 0; i < m.nfds; i++)
-            close_fd(&m.fds[i]);
-        disconnect(s);
-        return;
+    for (unsigned k = 0; k < VU_MSG_BATCH && s->conn_fd >= 0; k++) {
+        int r = read_msg(s);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            disconnect(s);
+            return;
+        }
+        struct msg *m = &s->rx;
+        bool replied;
+        r = handle(s, m, &replied);
+        uint32_t request = m->request, flags = m->flags;
+        rx_reset(s);
+        if (r == VU_CLOSE) {
+            slog(s, "closing the connection");
+            disconnect(s);
+            return;
+        }
+        if (r < 0 && !(flags & VU_FLAG_NEED_REPLY) && request != VU_GET_CONFIG)
+            slog(s, "%s failed: %s", req_name(request), strerror(-r));
+        if ((flags & VU_FLAG_NEED_REPLY) && !replied &&
+            reply_u64(s, request, r < 0 ? (uint64_t)-r : 0) < 0) {
+            disconnect(s);
+            return;
+        }
     }
-    bool replied;
-    r = handle(s, &m, &replied);
-    for (unsigned i = 0; i < m.nfds; i++)
-        close_fd(&m.fds[i]);
-    if (r == VU_CLOSE) {
-        slog(s, "closing the connection");
-        disconnect(s);
-        return;
+}
+
+/* Closes the connections whose message has not come whole in time, and
+ * returns how long epoll_wait may sleep (ms, -1: no message pending). */
+static int check_deadlines(struct server *srv, unsigned nsrv)
+{
+    uint64_t now = now_ms();
+    int wait = -1;
+    for (unsigned k = 0; k < nsrv; k++) {
+        struct server *s = &srv[k];
+        if (s->conn_fd < 0 || !s->rx_deadline)
+            continue;
+        if (now >= s->rx_deadline) {
+            slog(s, "a message did not come whole within %u s (%zu bytes so far); closing the "
+                 "connection", VU_MSG_DEADLINE_MS / 1000u, s->rx_got);
+            disconnect(s);
+            continue;
+        }
+        uint64_t left = s->rx_deadline - now;
+        if (wait < 0 || left < (uint64_t)wait)
+            wait = (int)left;
     }
-    if (r < 0 && !(m.flags & VU_FLAG_NEED_REPLY) && m.request != VU_GET_CONFIG)
-        slog(s, "%s failed: %s", req_name(m.request), strerror(-r));
-    if ((m.flags & VU_FLAG_NEED_REPLY) && !replied &&
-        reply_u64(s, m.request, r < 0 ? (uint64_t)-r : 0) < 0)
-        disconnect(s);
+    return wait;
 }
 
 static void on_kick(struct server *s, unsigned i)
 {
     struct vu_queue *q = &s->q[i];
     uint64_t v;
-    if (read(q->kick_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+    ssize_t n;
+    do
+        n = read(q->kick_fd, &v, sizeof v);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
+    if (n != (ssize_t)sizeof v) {
+        /* Not an eventfd after all (is_counting_eventfd could not tell):
+         * a source that is never drained would spin the loop. */
+        char why[128];
+        snprintf(why, sizeof why, "the kick fd %s; the ring is stopped",
+                 n < 0 ? strerror(errno) : n == 0 ? "is at its end" : "gave a short read");
+        ring_fail(s, i, why);
+        return;
+    }
     if (!q->running)
         return;
-    if (vdisk_virtio_queue_notify(s->v, i) < 0 && !q->broken_logged) {
-        q->broken_logged = true;
-        slog(s, "ring %u: %s", i, vdisk_get_error());
-        /* The ring cannot be used any more: tell the front end (SET_VRING_ERR). */
-        uint64_t one = 1;
-        if (q->err_fd >= 0 && write(q->err_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-            slog(s, "ring %u: error fd: %s", i, strerror(errno));
-    }
+    if (vdisk_virtio_queue_notify(s->v, i) < 0)
+        ring_broken(s, i);
 }
 
 static void model_notify(void *opaque, unsigned qi)
@@ -995,9 +1251,7 @@ static void model_notify(void *opaque, unsigned qi)
     struct server *s = opaque;
     if (qi >= s->nq || s->q[qi].call_fd < 0)
         return;
-    uint64_t one = 1;
-    if (write(s->q[qi].call_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-        slog(s, "ring %u: call: %s", qi, strerror(errno));
+    signal_fd(s, qi, s->q[qi].call_fd, &s->q[qi].call_logged, "call");
 }
 
 static void model_log(void *opaque, const char *message)
@@ -1497,6 +1751,8 @@ int cmd_serve(int argc, char **argv)
         s->listen_fd = s->conn_fd = -1;
         s->epfd = epfd;
         s->quiet = quiet;
+        s->log_tokens = LOG_BURST;
+        s->log_stamp = now_ms();
         int r;
         if (k == 0) {
             if (!(s->dev = cli_open(image, &oa)))
@@ -1600,7 +1856,7 @@ int cmd_serve(int argc, char **argv)
     bool stop = false;
     while (!stop) {
         struct epoll_event ev[32];
-        int n = epoll_wait(epfd, ev, 32, -1);
+        int n = epoll_wait(epfd, ev, 32, check_deadlines(srv, nsrv));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1669,6 +1925,7 @@ out:
     }
     for (unsigned k = 0; k < nsrv; k++) {
         struct server *s = &srv[k];
+        log_flush(s);
         if (s->dev && status == 0 && k == 0 && blk_path && !oa.read_only &&
             vdisk_flush(s->dev) < 0) {
             cli_lib_error();
