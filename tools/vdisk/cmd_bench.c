@@ -404,6 +404,7 @@ int cmd_bench(int argc, char **argv)
             is_write = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         case OPT_FLUSH_INTERVAL:
             if ((flush_interval = parse_int("flush interval", optarg, 0, INT_MAX)) < 0)

@@ -135,6 +135,7 @@ int cmd_check(int argc, char **argv)
             quiet = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk check --help' for more information.\n");

@@ -74,7 +74,7 @@ int cmd_compare(int argc, char **argv)
         case 's': strict = true; break;
         case 'p': break;
         case 'q': quiet = true; break;
-        case 'U': break;
+        case 'U': a1.force_share = a2.force_share = true; break;
         default:
             fprintf(stderr, "Try 'vdisk compare --help' for more information.\n");
             return 2;

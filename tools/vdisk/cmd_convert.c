@@ -468,6 +468,7 @@ int cmd_convert(int argc, char **argv)
      * flushes; a failed convert is run again). */
     const char *snap = NULL, *dst_cache = "unsafe", *src_cache = NULL;
     bool quiet = false, no_create = false;
+    bool src_share = false; /* -U: read the sources with force-share=on */
     struct conv c = {.sparse = 4096, .parallel = 8};
     vdisk_options *opts = NULL;
     int ret = 1;
@@ -522,7 +523,7 @@ int cmd_convert(int argc, char **argv)
         case 'W': break;
         case 't': dst_cache = optarg; break;
         case 'T': src_cache = optarg; break;
-        case 'U': break;
+        case 'U': src_share = true; break;
         default:
             fprintf(stderr, "Try 'vdisk convert --help' for more information.\n");
             goto out;
@@ -558,6 +559,8 @@ int cmd_convert(int argc, char **argv)
             vdisk_options_set(so, "format", fmt);
         if (src_cache)
             vdisk_options_set(so, "cache", src_cache);
+        if (src_share)
+            vdisk_options_set(so, "force-share", "on");
         if (snap)
             vdisk_options_set(so, "snapshot.name", snap);
         /* IMAGE:pN converts a partition. */

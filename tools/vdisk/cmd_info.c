@@ -213,6 +213,7 @@ int cmd_info(int argc, char **argv)
             chain = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk info --help' for more information.\n");

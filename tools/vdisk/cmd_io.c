@@ -572,6 +572,7 @@ int cmd_io(int argc, char **argv)
             }
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk io --help' for more information.\n");

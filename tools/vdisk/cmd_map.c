@@ -95,6 +95,7 @@ int cmd_map(int argc, char **argv)
             }
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk map --help' for more information.\n");

@@ -112,6 +112,8 @@ int cmd_measure(int argc, char **argv)
             have_size = true;
             break;
         case 'U':
+            oa.force_share = true;
+            break;
         case 's':
             break;
         default:
@@ -155,6 +157,8 @@ int cmd_measure(int argc, char **argv)
         vdisk_options_set(so, "read-only", "on");
         if (oa.format)
             vdisk_options_set(so, "format", oa.format);
+        if (oa.force_share)
+            vdisk_options_set(so, "force-share", "on");
         if (snap)
             vdisk_options_set(so, "snapshot.name", snap);
         int r = vdisk_open(&dev, argv[optind], so);

@@ -83,6 +83,7 @@ int cmd_snapshot(int argc, char **argv)
             quiet = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk snapshot --help' for more information.\n");
