@@ -120,7 +120,8 @@ struct file_lock;
  * Takes the locks of an open of the file FD that takes PERM and shares
  * SHARED, after checking that no other process holds conflicting ones.
  * MODE LOCK_OFF takes nothing (*LP = NULL); LOCK_AUTO goes on without locks
- * where the file system has none.  CREATING words the message for create.
+ * where the file system has none.  CREATING words the message for a change
+ * other than an open (create, resize).
  * Returns 0, or -EAGAIN ("Failed to get "write" lock" ...) or -errno with a
  * message.  Release with file_lock_release() (NULL is a no-op).
  */

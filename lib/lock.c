@@ -167,7 +167,14 @@ static void lock_file_put(struct lock_file *f)
             break;
         }
     }
-    close(f->fd); /* drops whatever is still locked */
+    /* Unlock explicitly: closing is not enough while the open file
+     * description lives on elsewhere (files registered with io_uring are
+     * let go only when the ring is torn down, after the process exits). */
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = LOCK_PERM_BASE,
+                       .l_len = LOCK_SHARED_BASE + PERM_COUNT - LOCK_PERM_BASE};
+    if (!f->unsupported)
+        fcntl(f->fd, F_OFD_SETLK, &fl);
+    close(f->fd);
     free(f);
 }
 
@@ -329,9 +336,11 @@ void lock_perms_for_open(const struct vdisk_open_params *p, bool raw_format, uns
 {
     bool backing = p->chain != NULL;
     if (!p->read_only) {
-        /* Writers (any format) let others read, never write or resize: as
-         * QEMU's format drivers and guest devices (share-rw=off) do. */
-        *perm = PERM_CONSISTENT_READ | PERM_WRITE | PERM_RESIZE;
+        /* Writers let others read, never write or resize, as QEMU's format
+         * drivers and guest devices (share-rw=off) do; qemu-io lets others
+         * write a raw image, vdisk does not.  A format grows its file (a
+         * raw image takes resize when it is resized, raw_truncate). */
+        *perm = PERM_CONSISTENT_READ | PERM_WRITE | (raw_format ? 0 : PERM_RESIZE);
         *shared = PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED;
     } else {
         /* Readers of a format with metadata, and of backing files, need the

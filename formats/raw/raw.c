@@ -42,6 +42,7 @@ struct raw {
     uint32_t mem_align;
     uint64_t file_id;
     struct file_lock *lock;     /* the image locks this open holds, or NULL */
+    unsigned perm, shared;      /* ... and what they take and share */
     atomic_bool no_discard;     /* the file system refused a hole punch */
     atomic_bool no_zero_range;  /* ... or a zero range */
 };
@@ -155,18 +156,25 @@ static int raw_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_se
 
 /* Locks are taken when the format on top is known (dev_take_perms), since
  * a format's readers share less than a raw image's. */
-static int raw_take_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
+static int raw_lock(struct vdisk_dev *dev, unsigned perm, unsigned shared, bool opening)
 {
     struct raw *r = dev->priv;
     struct file_lock *l;
     int ret = file_lock_acquire(&l, r->fd, dev->filename, dev->params.locking, perm, shared,
-                                false);
+                                !opening);
     if (ret < 0)
         return ret;
     /* The new locks are in place before the old ones go. */
     file_lock_release(r->lock);
     r->lock = l;
+    r->perm = perm;
+    r->shared = shared;
     return 0;
+}
+
+static int raw_take_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
+{
+    return raw_lock(dev, perm, shared, true);
 }
 
 static void raw_close(struct vdisk_dev *dev)
@@ -480,6 +488,13 @@ static int raw_truncate(struct vdisk_dev *dev, uint64_t size)
     struct raw *r = dev->priv;
     if (r->is_bdev)
         return err_set(-ENOTSUP, "%s: a block device cannot be resized", dev->filename);
+    /* A raw image is opened without the resize permission (as in QEMU): take
+     * it now, and keep it. */
+    if (r->lock && !(r->perm & PERM_RESIZE)) {
+        int ret = raw_lock(dev, r->perm | PERM_RESIZE, r->shared, false);
+        if (ret < 0)
+            return ret;
+    }
     if (size > INT64_MAX || ftruncate(r->fd, (off_t)size) < 0)
         return err_set(size > INT64_MAX ? -EFBIG : -errno, "%s: could not resize to %" PRIu64
                        " bytes: %s", dev->filename, size,
