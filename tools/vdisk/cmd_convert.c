@@ -453,7 +453,9 @@ static void help(void)
            "  -m N            requests in flight (default 8)\n"
            "  -W              writes may complete out of order (always so here)\n"
            "  -t CACHE        the target's cache mode (default unsafe, as qemu-img)\n"
-           "  -T CACHE        the sources' cache mode (default writeback)\n");
+           "  -T CACHE        the sources' cache mode (default writeback)\n"
+           "  -U, --force-share  read the sources even while another process writes\n"
+           "                  them (see IMAGE LOCKING in vdisk(1))\n");
 }
 
 int cmd_convert(int argc, char **argv)
