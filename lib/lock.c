@@ -49,7 +49,7 @@ struct lock_file {
     dev_t dev;
     ino_t ino;
     pid_t pid;                      /* entries inherited over fork() are not ours */
-    int fd;                         /* the lock descriptor (a duplicate) */
+    int fd;                         /* the lock descriptor: its own open */
     bool unsupported;               /* locking=auto on a file system without OFD
                                        locks: nothing is locked */
     unsigned refs;
@@ -157,6 +157,27 @@ static int test_bytes(int fd, unsigned perm, unsigned shared, unsigned *bad_bit,
     return 0;
 }
 
+/*
+ * The lock descriptor: a new open of the file FD has open, so that its open
+ * file description is never shared with the I/O engine (files registered
+ * with io_uring live on until the ring is torn down, after the process has
+ * exited, and would keep the locks that long).  A duplicate where /proc is
+ * missing.
+ */
+static int lock_fd_open(int fd, const struct stat *st)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int lfd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat lst;
+    if (lfd >= 0 && (fstat(lfd, &lst) < 0 || lst.st_dev != st->st_dev ||
+                     lst.st_ino != st->st_ino)) {
+        close(lfd);
+        lfd = -1;
+    }
+    return lfd >= 0 ? lfd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
 static void lock_file_put(struct lock_file *f)
 {
     if (f->refs)
@@ -168,8 +189,7 @@ static void lock_file_put(struct lock_file *f)
         }
     }
     /* Unlock explicitly: closing is not enough while the open file
-     * description lives on elsewhere (files registered with io_uring are
-     * let go only when the ring is torn down, after the process exits). */
+     * description lives on elsewhere (a duplicate, see lock_fd_open). */
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = LOCK_PERM_BASE,
                        .l_len = LOCK_SHARED_BASE + PERM_COUNT - LOCK_PERM_BASE};
     if (!f->unsupported)
@@ -200,14 +220,14 @@ int file_lock_acquire(struct file_lock **lp, int fd, const char *filename, enum 
         f = f->next;
     if (!f) {
         f = calloc(1, sizeof *f);
-        int dfd = f ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+        int dfd = f ? lock_fd_open(fd, &st) : -1;
         if (dfd < 0) {
             int e = f ? errno : ENOMEM;
             free(f);
             free(l);
             pthread_mutex_unlock(&lock_mutex);
-            return err_set(-e, "%s: could not duplicate the descriptor for locking: %s",
-                           filename, strerror(e));
+            return err_set(-e, "%s: could not open the file for locking: %s", filename,
+                           strerror(e));
         }
         f->dev = st.st_dev;
         f->ino = st.st_ino;

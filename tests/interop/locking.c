@@ -549,6 +549,30 @@ START_TEST(same_process)
 }
 END_TEST
 
+/* A process that dies with the image open (no vdisk_close) leaves no locks
+ * behind once it is gone, whatever its I/O engine still holds. */
+START_TEST(dead_holder)
+{
+    make_qcow2("dead.qcow2", 0x11);
+    for (int i = 0; i < 20; i++) {
+        pid_t pid = fork();
+        ck_assert(pid >= 0);
+        if (pid == 0) {
+            vdisk_dev *d;
+            static uint8_t buf[65536];
+            if (open_with(&d, "dead.qcow2", i % 2 ? "engine=threads" : "") < 0 ||
+                vdisk_pwrite(d, buf, sizeof buf, (uint64_t)i * sizeof buf) < 0)
+                _exit(1);
+            _exit(0);
+        }
+        int st;
+        ck_assert(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        open_works("dead.qcow2", "");
+    }
+    clean("dead.qcow2");
+}
+END_TEST
+
 START_TEST(option_errors)
 {
     make_qcow2("e.qcow2", 0x11);
@@ -592,6 +616,7 @@ int main(void)
     tcase_add_test(tc, backing_chain);
     tcase_add_test(tc, two_processes);
     tcase_add_test(tc, same_process);
+    tcase_add_test(tc, dead_holder);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
     return run_suite(s);
