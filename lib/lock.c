@@ -192,7 +192,9 @@ static void lock_file_put(struct lock_file *f)
      * description lives on elsewhere (a duplicate, see lock_fd_open). */
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = LOCK_PERM_BASE,
                        .l_len = LOCK_SHARED_BASE + PERM_COUNT - LOCK_PERM_BASE};
-    if (!f->unsupported)
+    /* A child made by fork() shares the descriptor's locks with its parent:
+     * it only closes its copy. */
+    if (!f->unsupported && f->pid == getpid())
         fcntl(f->fd, F_OFD_SETLK, &fl);
     close(f->fd);
     free(f);
@@ -316,7 +318,7 @@ void file_lock_release(struct file_lock *l)
         f->unshared_users[i] -= (l->unshared >> i) & 1;
     }
     f->refs--;
-    if (f->refs && !f->unsupported) {
+    if (f->refs && !f->unsupported && f->pid == getpid()) {
         /* Dropping bytes cannot conflict; a failure leaves a byte locked
          * until the last open of the file closes, which is only stricter. */
         int bad_byte;

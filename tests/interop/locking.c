@@ -573,6 +573,31 @@ START_TEST(dead_holder)
 }
 END_TEST
 
+/* A child made by fork() is another process: its own opens conflict with
+ * its parent's. */
+START_TEST(forked_child_is_another_process)
+{
+    make_qcow2("f.qcow2", 0x11);
+    vdisk_dev *d = NULL;
+    ck_assert_int_eq(open_with(&d, "f.qcow2", ""), 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        vdisk_dev *c = NULL;
+        int r = open_with(&c, "f.qcow2", "");
+        int r2 = open_with(&c, "f.qcow2", "read-only=on,force-share=on");
+        if (r2 == 0)
+            vdisk_close(c);
+        _exit(r == -EAGAIN && r2 == 0 ? 0 : 1);
+    }
+    int st;
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's open was not refused");
+    vdisk_close(d);
+    RUN_OK("qemu-io -c 'write 0 512' f.qcow2");
+}
+END_TEST
+
 START_TEST(option_errors)
 {
     make_qcow2("e.qcow2", 0x11);
@@ -617,6 +642,7 @@ int main(void)
     tcase_add_test(tc, two_processes);
     tcase_add_test(tc, same_process);
     tcase_add_test(tc, dead_holder);
+    tcase_add_test(tc, forked_child_is_another_process);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
     return run_suite(s);
