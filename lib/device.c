@@ -132,6 +132,23 @@ static int parse_params(struct opt_set *os, struct vdisk_open_params *p)
         return err_set(-EINVAL, "%s: unknown engine '%s' (expected auto, uring or threads)",
                        from, v);
     }
+    if ((v = opt_take(os, "locking"))) {
+        if (strcmp(v, "auto") == 0)
+            p->locking = LOCK_AUTO;
+        else if (strcmp(v, "on") == 0)
+            p->locking = LOCK_ON;
+        else if (strcmp(v, "off") == 0)
+            p->locking = LOCK_OFF;
+        else
+            return err_set(-EINVAL, "invalid locking mode '%s' (expected auto, on or off)", v);
+    }
+    if ((v = opt_take(os, "force-share"))) {
+        int r = opt_bool("force-share", v, &p->force_share);
+        if (r < 0)
+            return r;
+        if (p->force_share && !p->read_only)
+            return err_set(-EINVAL, "force-share=on can only be used with read-only images");
+    }
     if ((v = opt_take(os, "threads"))) {
         uint64_t n;
         int r = opt_uint("threads", v, 1, 256, &n);
@@ -227,6 +244,9 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
             }
         }
     }
+    int r = dev_take_perms(file, drv, params); /* image locking (lib/lock.c) */
+    if (r < 0)
+        return r;
     if (drv == &vdisk_driver_raw) {
         *devp = file;
         return 0;
@@ -235,7 +255,7 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
     if (!dev)
         return err_set(-ENOMEM, "out of memory");
     file->growable = true;
-    int r = drv->open(dev, file, os);
+    r = drv->open(dev, file, os);
     if (r < 0) {
         dev_free(dev);
         return r;

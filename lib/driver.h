@@ -57,6 +57,14 @@ struct vdisk_driver {
      */
     int (*open)(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *opts);
 
+    /*
+     * Protocol drivers: takes the image locks for the permission bits PERM
+     * and SHARED (PERM_* in internal.h) in place of those held so far, or
+     * fails with -EAGAIN and a message when another process conflicts.
+     * NULL: the protocol has nothing to lock.
+     */
+    int (*take_perms)(struct vdisk_dev *dev, unsigned perm, unsigned shared);
+
     /* Releases the driver's state (after the core flushed the device). */
     void (*close)(struct vdisk_dev *dev);
 

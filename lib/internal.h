@@ -44,8 +44,17 @@ struct chain_link {
     unsigned depth;
 };
 
+/* Image locking (the "locking" option). */
+enum lock_mode {
+    LOCK_AUTO,                 /* lock where the file system supports OFD locks */
+    LOCK_ON,                   /* lock, and fail where locks do not work */
+    LOCK_OFF,                  /* take no locks and ignore other processes' */
+};
+
 struct vdisk_open_params {
     bool read_only;
+    enum lock_mode locking;
+    bool force_share;          /* read-only: let others write (qemu-img -U) */
     enum vdisk_cache_mode cache;
     enum vdisk_engine_kind engine;
     unsigned threads;
@@ -97,6 +106,44 @@ void dev_unref(struct vdisk_dev *dev);
 /* Opens FILENAME with the protocol driver (raw), for formats' backing files. */
 int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
                   const struct vdisk_open_params *params);
+
+/*
+ * Image locking (lib/lock.c): QEMU's permission bits, published as OFD locks
+ * on the image file so that QEMU, qemu-img and vdisk see each other.
+ */
+#define PERM_CONSISTENT_READ  0x1u
+#define PERM_WRITE            0x2u
+#define PERM_WRITE_UNCHANGED  0x4u
+#define PERM_RESIZE           0x8u
+#define PERM_ALL              0xfu
+#define PERM_COUNT            4
+
+struct file_lock;
+/*
+ * Takes the locks of an open of the file FD that takes PERM and shares
+ * SHARED, after checking that no other process holds conflicting ones.
+ * MODE LOCK_OFF takes nothing (*LP = NULL); LOCK_AUTO goes on without locks
+ * where the file system has none.  CREATING words the message for a change
+ * other than an open (create, resize).
+ * Returns 0, or -EAGAIN ("Failed to get "write" lock" ...) or -errno with a
+ * message.  Release with file_lock_release() (NULL is a no-op).
+ */
+int file_lock_acquire(struct file_lock **lp, int fd, const char *filename, enum lock_mode mode,
+                      unsigned perm, unsigned shared, bool creating);
+void file_lock_release(struct file_lock *l);
+/*
+ * Opens FILENAME to create an image in it (O_RDWR | O_CREAT), takes the
+ * creator's locks and only then empties a regular file.  Returns the
+ * descriptor, or -errno with a message.  Release *LOCKP before closing it.
+ */
+int file_create_locked(const char *filename, struct file_lock **lockp);
+/* What an open with P takes and shares (RAW_FORMAT: no format on top). */
+void lock_perms_for_open(const struct vdisk_open_params *p, bool raw_format, unsigned *perm,
+                         unsigned *shared);
+/* Takes the locks for opening FMT over the protocol device FILE (no-op for
+ * protocols without locks). */
+int dev_take_perms(struct vdisk_dev *file, const struct vdisk_driver *fmt,
+                   const struct vdisk_open_params *p);
 
 /* The size of a device that may be growing under another thread. */
 static inline uint64_t dev_size(const struct vdisk_dev *dev)

@@ -203,11 +203,11 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
     s.refcount_bits = o.refcount_bits;
     for (uint64_t c = 0; c < total; c++)
         qcow2_rb_set(&s, buf + (1 + rt + c / rb_entries) * cs, c % rb_entries, 1);
-    int fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    struct file_lock *lock; /* image locking: see lib/lock.c */
+    int fd = file_create_locked(filename, &lock);
     if (fd < 0) {
-        r = err_set(-errno, "Could not create '%s': %s", filename, strerror(errno));
         free(buf);
-        return r;
+        return fd;
     }
     size_t len = total * cs, done = 0;
     while (done < len) {
@@ -220,6 +220,7 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
         done += (size_t)w;
     }
     free(buf);
+    file_lock_release(lock);
     if (close(fd) < 0 && r == 0)
         r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
     if (r < 0 || !o.prealloc)

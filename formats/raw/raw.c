@@ -13,6 +13,8 @@
  *   cache=none    O_DIRECT, with bounce buffers for unaligned memory and the
  *                 core's read-modify-write for unaligned offsets
  *   iovecs        more than the kernel takes (1024) go through a bounce buffer
+ *   locking       QEMU's OFD lock bytes (lib/lock.c), taken once the format on
+ *                 top is known (take_perms) and when creating
  *
  * Like QEMU, the size of a regular file is rounded up to 512 bytes: the tail
  * past the end of the file reads as zeroes and writing it extends the file.
@@ -39,6 +41,8 @@ struct raw {
     bool direct;
     uint32_t mem_align;
     uint64_t file_id;
+    struct file_lock *lock;     /* the image locks this open holds, or NULL */
+    unsigned perm, shared;      /* ... and what they take and share */
     atomic_bool no_discard;     /* the file system refused a hole punch */
     atomic_bool no_zero_range;  /* ... or a zero range */
 };
@@ -150,11 +154,35 @@ static int raw_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_se
     return 0;
 }
 
+/* Locks are taken when the format on top is known (dev_take_perms), since
+ * a format's readers share less than a raw image's. */
+static int raw_lock(struct vdisk_dev *dev, unsigned perm, unsigned shared, bool opening)
+{
+    struct raw *r = dev->priv;
+    struct file_lock *l;
+    int ret = file_lock_acquire(&l, r->fd, dev->filename, dev->params.locking, perm, shared,
+                                !opening);
+    if (ret < 0)
+        return ret;
+    /* The new locks are in place before the old ones go. */
+    file_lock_release(r->lock);
+    r->lock = l;
+    r->perm = perm;
+    r->shared = shared;
+    return 0;
+}
+
+static int raw_take_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
+{
+    return raw_lock(dev, perm, shared, true);
+}
+
 static void raw_close(struct vdisk_dev *dev)
 {
     struct raw *r = dev->priv;
     if (!r)
         return;
+    file_lock_release(r->lock);
     close(r->fd);
     free(r);
     dev->priv = NULL;
@@ -173,11 +201,13 @@ static int raw_create(const char *filename, uint64_t size, struct opt_set *os)
     int r = opt_check_all_taken(os, "raw");
     if (r < 0)
         return r;
-    int fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    struct file_lock *lock;
+    int fd = file_create_locked(filename, &lock);
     if (fd < 0)
-        return err_set(-errno, "Could not create '%s': %s", filename, strerror(errno));
+        return fd;
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+        file_lock_release(lock);
         close(fd);
         return 0; /* a block device has the size it has */
     }
@@ -213,6 +243,7 @@ static int raw_create(const char *filename, uint64_t size, struct opt_set *os)
         }
         free(zero);
     }
+    file_lock_release(lock);
     if (close(fd) < 0 && r == 0)
         r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
     return r;
@@ -460,6 +491,13 @@ static int raw_truncate(struct vdisk_dev *dev, uint64_t size)
     struct raw *r = dev->priv;
     if (r->is_bdev)
         return err_set(-ENOTSUP, "%s: a block device cannot be resized", dev->filename);
+    /* A raw image is opened without the resize permission (as in QEMU): take
+     * it now, and keep it. */
+    if (r->lock && !(r->perm & PERM_RESIZE)) {
+        int ret = raw_lock(dev, r->perm | PERM_RESIZE, r->shared, false);
+        if (ret < 0)
+            return ret;
+    }
     if (size > INT64_MAX || ftruncate(r->fd, (off_t)size) < 0)
         return err_set(size > INT64_MAX ? -EFBIG : -errno, "%s: could not resize to %" PRIu64
                        " bytes: %s", dev->filename, size,
@@ -484,6 +522,7 @@ const struct vdisk_driver vdisk_driver_raw = {
     .protocol = true,
     .probe = NULL, /* raw is what is left when no other format claims a file */
     .open = raw_open,
+    .take_perms = raw_take_perms,
     .close = raw_close,
     .submit = raw_submit,
     .block_status = raw_block_status,

@@ -21,6 +21,34 @@
  *
  * Errors: every call returns 0 (or a count) on success and a negative errno
  * value on failure, with a message for vdisk_get_error() (vdisk/error.h).
+ *
+ * Image locking: an open device holds locks on its image file, and on every
+ * file of its backing chain, the same open file description (OFD) byte-range
+ * locks that QEMU's file driver takes, so that QEMU, qemu-img, qemu-io,
+ * qemu-storage-daemon and vdisk each refuse an image that another process
+ * uses in a conflicting way.  As in QEMU, byte 100 + N is locked while the
+ * open holds permission N and byte 200 + N while it does not share it
+ * (N: 0 consistent read, 1 write, 2 write unchanged, 3 resize).
+ *   - A read-write open takes consistent read and write (and resize, for a
+ *     format with metadata, or when a raw image is resized) and shares only
+ *     reading: it fails while another process writes the image, or reads a
+ *     qcow2 image or a backing file (which needs it unchanged).
+ *   - A read-only open takes consistent read.  For a raw image opened at
+ *     the top of a chain it shares everything (as in QEMU); otherwise it
+ *     shares all but write and resize, so it fails while another process
+ *     writes the image, unless option force-share=on.
+ *   - Backing files are opened read-only and never shared for writing.
+ *   - vdisk_create() locks the file (write and resize, not sharing resize)
+ *     before it truncates it.
+ * A conflict fails with -EAGAIN and QEMU's message, e.g. "Could not open
+ * 'disk.qcow2': Failed to get "write" lock" and, on a second line, "Is
+ * another process using the image [disk.qcow2]?".  The locks go with the
+ * last vdisk_close() of the file.  Opens in one process do not exclude each
+ * other (one process may open a file several times, as commit does: the
+ * locks are the union of its opens); a child made by fork() shares the
+ * locks of the devices it inherits, and its own opens are checked against
+ * its parent's like another process's.  Options "locking" and
+ * "force-share" (vdisk/options.h) change this.
  */
 #ifndef VDISK_DEVICE_H
 #define VDISK_DEVICE_H
@@ -48,7 +76,9 @@ typedef struct vdisk_dev vdisk_dev;
  * file's first bytes.
  *
  * Returns 0, or a negative errno: -ENOENT / -EACCES / ... from the file,
- * -EINVAL for a bad or unknown option, -EROFS when writing was asked for on
+ * -EAGAIN when another process holds a conflicting lock on the image or a
+ * file of its backing chain (see "Image locking" above), -EINVAL for a bad
+ * or unknown option, -EROFS when writing was asked for on
  * a file that can only be read, -ENOTSUP for an unknown format, or a format
  * driver's error for a damaged image.  *devp is set to NULL on failure.
  */
@@ -80,8 +110,9 @@ void vdisk_close(vdisk_dev *dev);
 
 /*
  * vdisk_create: creates an image FILENAME of FORMAT ("raw") holding SIZE
- * bytes (rounded up to 512).  An existing file is truncated.  OPTS may be
- * NULL (see vdisk/options.h for the keys).  Returns 0 or a negative errno.
+ * bytes (rounded up to 512).  An existing file is truncated, unless another
+ * process uses it (-EAGAIN, see "Image locking").  OPTS may be NULL (see
+ * vdisk/options.h for the keys).  Returns 0 or a negative errno.
  */
 int vdisk_create(const char *filename, const char *format, uint64_t size,
                  const vdisk_options *opts);

@@ -53,6 +53,21 @@
  *              file is opened.  The rule applies down the whole backing
  *              chain.  Formats without backing files accept and ignore it.
  *              (External data files are not supported at all.)
+ *   locking    auto (default) | on | off: image locking, compatible with
+ *              QEMU's (see "Image locking" in vdisk/device.h).  "auto"
+ *              locks where the file system supports OFD locks and goes on
+ *              without locks, silently, where it does not (some network
+ *              file systems); "on" fails the open there; "off" takes no
+ *              locks and ignores other processes' locks: the caller then
+ *              answers for not corrupting an image that is in use.  The
+ *              mode applies to the whole backing chain.
+ *   force-share  on | off (default off): with read-only=on only (-EINVAL
+ *              otherwise), as qemu-img -U: open even while another process
+ *              writes the image, and let it go on writing.  The data read
+ *              may be inconsistent (a qcow2 image's metadata can change
+ *              underneath); meant for looking at images in use (info, map,
+ *              a convert of a paused guest's disk).  Applies to the whole
+ *              backing chain.
  *   repair     on | off (default off): open for repair with vdisk_check():
  *              a qcow2 image marked corrupt opens read-write (writes stay
  *              refused until a check that repairs everything clears the

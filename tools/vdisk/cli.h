@@ -66,6 +66,7 @@ struct open_args {
     const char *engine;    /* NULL: the library's default */
     bool repair;           /* open for vdisk_check's repair ("repair" option) */
     bool backing_confine;  /* backing-confine=on (untrusted images) */
+    bool force_share;      /* -U: read even while another process writes */
 };
 vdisk_dev *cli_open(const char *path, const struct open_args *a);
 vdisk_dev *cli_open_image(const char *file, const struct open_args *a);

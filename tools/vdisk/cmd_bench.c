@@ -302,7 +302,8 @@ static void help(void)
         "                    unsafe; none and directsync bypass the page cache\n"
         "  -w                write instead of read (the image is opened read-only\n"
         "                    otherwise)\n"
-        "  -U                force share; accepted for compatibility\n"
+        "  -U                force share: read even while another process writes\n"
+        "                    FILE (not with -w)\n"
         "  --random[=SEED]   (vdisk only) each request's offset is drawn uniformly\n"
         "                    at random among the multiples of BUFFER_SIZE past\n"
         "                    OFFSET that fit in the image, from a generator seeded\n"
@@ -404,6 +405,7 @@ int cmd_bench(int argc, char **argv)
             is_write = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         case OPT_FLUSH_INTERVAL:
             if ((flush_interval = parse_int("flush interval", optarg, 0, INT_MAX)) < 0)

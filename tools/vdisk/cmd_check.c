@@ -17,7 +17,10 @@ static void help(void)
            "wrong COPIED flags.  Details go to standard error.\n"
            "\n"
            "Exit status: 0 consistent, 1 the check could not run, 2 corruptions\n"
-           "found, 3 leaks found (no corruption), 63 the format cannot be checked.\n");
+           "found, 3 leaks found (no corruption), 63 the format cannot be checked.\n"
+           "\n"
+           "  -U, --force-share  check even while another process writes FILE (not\n"
+           "                     with -r; see IMAGE LOCKING in vdisk(1))\n");
 }
 
 static void report(void *opaque, const char *line)
@@ -135,6 +138,7 @@ int cmd_check(int argc, char **argv)
             quiet = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk check --help' for more information.\n");

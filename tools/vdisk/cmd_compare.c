@@ -17,7 +17,8 @@ static void help(void)
            "status: 0 identical, 1 different, 2 an error.  Without -s, images of\n"
            "different sizes are the same when the larger one holds only zeroes past\n"
            "the other's end; -s (strict) also requires the same size and the same\n"
-           "allocation.\n");
+           "allocation.  -U (--force-share) opens the images even while another\n"
+           "process writes them (see IMAGE LOCKING in vdisk(1)).\n");
 }
 
 /* 1 when [off, off + len) of DEV reads as zeroes for sure (block status). */
@@ -74,7 +75,7 @@ int cmd_compare(int argc, char **argv)
         case 's': strict = true; break;
         case 'p': break;
         case 'q': quiet = true; break;
-        case 'U': break;
+        case 'U': a1.force_share = a2.force_share = true; break;
         default:
             fprintf(stderr, "Try 'vdisk compare --help' for more information.\n");
             return 2;

@@ -490,7 +490,9 @@ static void help(void)
            "  -m N            requests in flight (default 8)\n"
            "  -W              writes may complete out of order (always so here)\n"
            "  -t CACHE        the target's cache mode (default unsafe, as qemu-img)\n"
-           "  -T CACHE        the sources' cache mode (default writeback)\n");
+           "  -T CACHE        the sources' cache mode (default writeback)\n"
+           "  -U, --force-share  read the sources even while another process writes\n"
+           "                  them (see IMAGE LOCKING in vdisk(1))\n");
 }
 
 int cmd_convert(int argc, char **argv)
@@ -507,6 +509,7 @@ int cmd_convert(int argc, char **argv)
     bool quiet = false, no_create = false, have_o = false, created = false;
     struct file_id inputs[MAX_INPUT_FILES];
     int ninputs = 0;
+    bool src_share = false; /* -U: read the sources with force-share=on */
     struct conv c = {.sparse = 4096, .parallel = 8};
     vdisk_options *opts = NULL;
     int ret = 1;
@@ -562,7 +565,7 @@ int cmd_convert(int argc, char **argv)
         case 'W': break;
         case 't': dst_cache = optarg; break;
         case 'T': src_cache = optarg; break;
-        case 'U': break;
+        case 'U': src_share = true; break;
         default:
             fprintf(stderr, "Try 'vdisk convert --help' for more information.\n");
             goto out;
@@ -625,6 +628,8 @@ int cmd_convert(int argc, char **argv)
             vdisk_options_set(so, "format", fmt);
         if (src_cache)
             vdisk_options_set(so, "cache", src_cache);
+        if (src_share)
+            vdisk_options_set(so, "force-share", "on");
         if (snap)
             vdisk_options_set(so, "snapshot.name", snap);
         /* IMAGE:pN converts a partition. */

@@ -18,7 +18,9 @@ static void help(void)
            "  --output=FORMAT     human (default) or json\n"
            "  --backing-chain     describe every image of the backing chain\n"
            "  --debug             also print the I/O engine and block size\n"
-           "  -U, --force-share   accepted for qemu-img compatibility\n");
+           "  -U, --force-share   open even while another process writes FILE\n"
+           "                      (the data may be inconsistent; see IMAGE LOCKING in\n"
+           "                      vdisk(1))\n");
 }
 
 static void pad(int n)
@@ -276,6 +278,7 @@ int cmd_info(int argc, char **argv)
             chain = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk info --help' for more information.\n");

@@ -545,6 +545,7 @@ static void help(void)
            "\n"
            "  -f FMT       the image's format (probed when not given)\n"
            "  -r           open read-only\n"
+           "  -U           (with -r) open even while another process writes FILE\n"
            "  -n           cache=none: bypass the host page cache (O_DIRECT)\n"
            "  -t CACHE     writeback, none, writethrough, directsync or unsafe\n"
            "  -i ENGINE    io_uring (or uring), threads, or auto\n"
@@ -612,6 +613,7 @@ int cmd_io(int argc, char **argv)
             }
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk io --help' for more information.\n");

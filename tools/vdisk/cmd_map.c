@@ -13,7 +13,9 @@ static void help(void)
            "\n"
            "Prints where the image's data lies, as 'qemu-img map' does: in JSON every\n"
            "extent with start, length, depth, present, zero, data and offset; in the\n"
-           "human format the extents that hold data and where they are stored.\n");
+           "human format the extents that hold data and where they are stored.\n"
+           "-U (--force-share) opens FILE even while another process writes it (see\n"
+           "IMAGE LOCKING in vdisk(1)).\n");
 }
 
 struct map_entry {
@@ -95,6 +97,7 @@ int cmd_map(int argc, char **argv)
             }
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk map --help' for more information.\n");

@@ -60,7 +60,9 @@ static void help(void)
            "Prints the size an image of format FMT (raw or qcow2; default raw) needs:\n"
            "'required' to hold the data of FILE (or an empty disk of SIZE), and\n"
            "'fully allocated' with every cluster of it allocated.  The qcow2 options\n"
-           "cluster_size, refcount_bits and extended_l2 are taken into account.\n");
+           "cluster_size, refcount_bits and extended_l2 are taken into account.\n"
+           "-U (--force-share) opens FILE even while another process writes it (see\n"
+           "IMAGE LOCKING in vdisk(1)).\n");
 }
 
 int cmd_measure(int argc, char **argv)
@@ -112,6 +114,8 @@ int cmd_measure(int argc, char **argv)
             have_size = true;
             break;
         case 'U':
+            oa.force_share = true;
+            break;
         case 's':
             break;
         default:
@@ -155,6 +159,8 @@ int cmd_measure(int argc, char **argv)
         vdisk_options_set(so, "read-only", "on");
         if (oa.format)
             vdisk_options_set(so, "format", oa.format);
+        if (oa.force_share)
+            vdisk_options_set(so, "force-share", "on");
         if (snap)
             vdisk_options_set(so, "snapshot.name", snap);
         int r = vdisk_open(&dev, argv[optind], so);

@@ -19,7 +19,8 @@ static void help(void)
            "  -a NAME   apply (revert to) a snapshot, by name or id\n"
            "  -d NAME   delete a snapshot, by name or id\n"
            "  -f FMT    the image's format\n"
-           "  -q        quiet\n");
+           "  -q        quiet\n"
+           "  -U        with -l: list even while another process writes FILE\n");
 }
 
 void print_snapshot_table(vdisk_dev *dev)
@@ -83,6 +84,7 @@ int cmd_snapshot(int argc, char **argv)
             quiet = true;
             break;
         case 'U':
+            oa.force_share = true;
             break;
         default:
             fprintf(stderr, "Try 'vdisk snapshot --help' for more information.\n");

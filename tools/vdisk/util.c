@@ -191,6 +191,8 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_options_set(o, "repair", "on");
     if (r == 0 && a->backing_confine)
         r = vdisk_options_set(o, "backing-confine", "on");
+    if (r == 0 && a->force_share)
+        r = vdisk_options_set(o, "force-share", "on");
     vdisk_dev *dev = NULL;
     if (r == 0)
         r = vdisk_open(&dev, file, o);
