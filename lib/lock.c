@@ -251,41 +251,33 @@ int file_lock_acquire(struct file_lock **lp, int fd, const char *filename, enum 
         const char *suffix = creating ? "" : "'";
         r = move_bytes(f->fd, old_perm, old_unsh, old_perm | perm, old_unsh | unshared,
                        &bad_byte);
+        bool tested = r == 0;
+        if (tested)
+            r = test_bytes(f->fd, perm, shared, &bad_bit, &as_shared);
         if (r < 0 && lock_unsupported(r) && mode == LOCK_AUTO && f->refs == 0) {
             /* As QEMU, go on without locks where they do not work. */
             f->unsupported = true;
-            move_bytes(f->fd, old_perm | perm, old_unsh | unshared, 0, 0, &bad_byte);
+            move_bytes(f->fd, old_perm | perm, old_unsh | unshared, 0, 0, &(int){0});
             r = 0;
         } else if (r < 0) {
             move_bytes(f->fd, old_perm | perm, old_unsh | unshared, old_perm, old_unsh,
                        &(int){0});
-            if (r == -EAGAIN || r == -EACCES)
+            if (!tested && (r == -EAGAIN || r == -EACCES))
                 err_set(r, "%s%s%s: Failed to lock byte %d", prefix, filename, suffix,
                         bad_byte);
-            else
+            else if (!tested)
                 err_set(r, "%s%s%s: Failed to lock byte %d: %s", prefix, filename, suffix,
                         bad_byte, strerror(-r));
-        } else {
-            r = test_bytes(f->fd, perm, shared, &bad_bit, &as_shared);
-            if (r < 0 && lock_unsupported(r) && mode == LOCK_AUTO && f->refs == 0) {
-                f->unsupported = true;
-                move_bytes(f->fd, old_perm | perm, old_unsh | unshared, 0, 0, &bad_byte);
-                r = 0;
-            } else if (r < 0) {
-                move_bytes(f->fd, old_perm | perm, old_unsh | unshared, old_perm, old_unsh,
-                           &bad_byte);
-                if (r == -EAGAIN || r == -EACCES)
-                    err_set(-EAGAIN, "%s%s%s: Failed to get %s\"%s\" lock\n"
-                            "Is another process using the image [%s]?", prefix, filename,
-                            suffix, as_shared ? "shared " : "", perm_names[bad_bit],
-                            filename);
-                else
-                    err_set(r, "%s%s%s: Failed to get %s\"%s\" lock: %s", prefix, filename,
-                            suffix, as_shared ? "shared " : "", perm_names[bad_bit],
-                            strerror(-r));
-                if (r == -EACCES)
-                    r = -EAGAIN;
-            }
+            else if (r == -EAGAIN || r == -EACCES)
+                err_set(-EAGAIN, "%s%s%s: Failed to get %s\"%s\" lock\n"
+                        "Is another process using the image [%s]?", prefix, filename,
+                        suffix, as_shared ? "shared " : "", perm_names[bad_bit], filename);
+            else
+                err_set(r, "%s%s%s: Failed to get %s\"%s\" lock: %s", prefix, filename,
+                        suffix, as_shared ? "shared " : "", perm_names[bad_bit],
+                        strerror(-r));
+            if (tested && r == -EACCES)
+                r = -EAGAIN;
         }
     }
     if (r < 0) {
