@@ -303,8 +303,15 @@ static void case_flood(void)
     fe_ring(&g, 0);
     fe_ring(&g, 1);
     fe_ring(&g, 2);
+    /* The event ring keeps its buffers: past its size it must break. */
+    int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t idx = 1;
+    ok(&g, SET_VRING_ERR, &idx, 8, &err, 1);
     struct buf ev[1] = {{OFF_DATA, 16, true}};
     flood(&g, 1, ev, 1);
+    struct pollfd pe = {.fd = err, .events = POLLIN};
+    ck_assert_msg(poll(&pe, 1, 10000) == 1, "the flooded event ring did not break");
+    close(err);
     fe_close(&g);
 }
 
