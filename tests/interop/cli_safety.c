@@ -49,6 +49,9 @@ static void fails_unchanged(const char *file, const char *want, const char *args
                   r->status, r->err);
     ck_assert_msg(strcmp(r->err, want) == 0, "'vdisk %s':\n got: %s want: %s", cmd, r->err,
                   want);
+    /* Nothing is announced either (create's "Formatting" line comes only
+     * once the options have passed). */
+    ck_assert_msg(r->out[0] == 0, "'vdisk %s' printed: %s", cmd, r->out);
     if (!had) {
         ck_assert_msg(!exists(file), "'vdisk %s' left %s behind", cmd, file);
         return;

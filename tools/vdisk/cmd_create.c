@@ -185,12 +185,14 @@ int cmd_create(int argc, char **argv)
         cli_error("Image size must be less than 8 EiB!");
         goto out;
     }
-    if (!quiet)
-        print_formatting(file, fmt, (size + 511) / 512 * 512, opts, optlist);
+    /* The line comes once the options have passed: a mistyped option is
+     * refused before anything is printed or touched, as in qemu-img. */
     if (vdisk_create(file, fmt, size, opts) < 0) {
         cli_lib_error();
         goto out;
     }
+    if (!quiet)
+        print_formatting(file, fmt, (size + 511) / 512 * 512, opts, optlist);
     ret = 0;
 out:
     free(optlist);
