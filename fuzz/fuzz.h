@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -23,6 +26,35 @@ static inline struct vdisk_open_params fuzz_params(bool read_only)
         .no_backing = true,
     };
     return p;
+}
+
+static char fuzz_cd_path[64];
+
+static inline void fuzz_cd_remove(void)
+{
+    if (fuzz_cd_path[0])
+        unlink(fuzz_cd_path);
+}
+
+/* A 1 MiB medium for a CD-ROM (block N filled with N's low byte), made on
+ * first use and removed at exit. */
+static inline const char *fuzz_cd_medium(void)
+{
+    if (fuzz_cd_path[0])
+        return fuzz_cd_path;
+    strcpy(fuzz_cd_path, "/tmp/vdisk-fuzz-cd-XXXXXX");
+    int fd = mkstemp(fuzz_cd_path);
+    if (fd < 0)
+        abort();
+    static uint8_t block[2048];
+    for (unsigned i = 0; i < 512; i++) {
+        memset(block, (int)i, sizeof block);
+        if (write(fd, block, sizeof block) != (ssize_t)sizeof block)
+            abort();
+    }
+    close(fd);
+    atexit(fuzz_cd_remove);
+    return fuzz_cd_path;
 }
 
 #endif /* VDISK_FUZZ_H */

@@ -87,32 +87,6 @@ struct harness {
     unsigned nkeep;
 };
 
-static char cd_path[64];
-
-/* A 1 MiB medium for the CD-ROM, made once. */
-static const char *cd_medium(void)
-{
-    if (cd_path[0])
-        return cd_path;
-    strcpy(cd_path, "/tmp/vdisk-fuzz-vu-cd-XXXXXX");
-    int fd = mkstemp(cd_path);
-    if (fd < 0)
-        abort();
-    static uint8_t block[2048];
-    for (unsigned i = 0; i < 512; i++) {
-        memset(block, (int)i, sizeof block);
-        if (write(fd, block, sizeof block) != (ssize_t)sizeof block)
-            abort();
-    }
-    close(fd);
-    return cd_path;
-}
-
-static void cleanup(void)
-{
-    if (cd_path[0])
-        unlink(cd_path);
-}
 
 static void keep_fd(struct harness *h, int fd)
 {
@@ -382,11 +356,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    static int init;
-    if (!init) {
-        init = 1;
-        atexit(cleanup);
-    }
     struct input in = {data + 1, size - 1};
     uint8_t sel = data[0];
     static struct harness h;
@@ -416,7 +385,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     } else if (vdisk_options_new(&o) == 0 && vdisk_options_set(o, "engine", "threads") == 0 &&
                vdisk_options_set(o, "format", "raw") == 0 &&
-               vdisk_open_cdrom(&s->dev, cd_medium(), o) == 0) {
+               vdisk_open_cdrom(&s->dev, fuzz_cd_medium(), o) == 0) {
         struct vdisk_virtio_scsi_params sp = {.queue_size = 1024};
         r = vdisk_virtio_scsi_cdrom_new(&s->v, s->dev, &sp);
     }

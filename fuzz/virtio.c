@@ -27,42 +27,11 @@
 #define QSIZE 16
 
 static uint8_t mem[MEM];
-static char cd_path[64];
-
-/* A 1 MiB medium for the CD-ROM, made once. */
-static const char *cd_medium(void)
-{
-    if (cd_path[0])
-        return cd_path;
-    strcpy(cd_path, "/tmp/vdisk-fuzz-cd-XXXXXX");
-    int fd = mkstemp(cd_path);
-    if (fd < 0)
-        abort();
-    static uint8_t block[2048];
-    for (unsigned i = 0; i < 512; i++) {
-        memset(block, (int)i, sizeof block);
-        if (write(fd, block, sizeof block) != (ssize_t)sizeof block)
-            abort();
-    }
-    close(fd);
-    return cd_path;
-}
-
-static void cleanup(void)
-{
-    if (cd_path[0])
-        unlink(cd_path);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    static int init;
-    if (!init) {
-        init = 1;
-        atexit(cleanup);
-    }
     uint8_t sel = data[0];
     memset(mem, 0, sizeof mem);
     memcpy(mem, data + 1, size - 1 < MEM ? size - 1 : MEM);
@@ -85,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         q = 0;
     } else {
         vdisk_dev *cd;
-        if (vdisk_open_cdrom(&cd, (sel & 0x20) ? NULL : cd_medium(), o) == 0) {
+        if (vdisk_open_cdrom(&cd, (sel & 0x20) ? NULL : fuzz_cd_medium(), o) == 0) {
             vdisk_virtio_scsi_cdrom_new(&v, cd, NULL);
             vdisk_close(cd);
         }
