@@ -510,9 +510,7 @@ void assert_serves(const char *sock, const uint8_t *orig)
     fe_ring(&g, 0);
     ck_assert_uint_eq(blk_req(&g, BLK_IN, 8, 4096, 1), 0);
     assert_same_bytes(host(&g, OFF_DATA), orig + 4096, 4096, 4096, "read by a fresh front end");
-    fe_free(&g);
-    munmap(g.mem, GUEST_SIZE);
-    close(g.memfd);
+    fe_close(&g);
 }
 
 /* The image holds ORIG (LEN bytes) still. */

@@ -121,8 +121,7 @@ START_TEST(blk_io)
     RUN_OK("'%s' check '%s'", vdisk_bin(), img);
     if (have_program("qemu-img"))
         RUN_OK("qemu-img check '%s'", img);
-    munmap(f.mem, GUEST_SIZE);
-    close(f.memfd);
+    fe_close(&f);
     free(pat);
     free(orig);
 }
@@ -232,9 +231,7 @@ START_TEST(malformed)
     ck_assert_uint_eq(blk_req(&f, BLK_IN, 8, 4096, 2), 0);
     assert_same_bytes(host(&f, OFF_DATA), orig + 4096, 4096, 4096, "read after reconnect");
     ck_assert_int_eq(stop_server(), 0);
-    fe_free(&f);
-    munmap(f.mem, GUEST_SIZE);
-    close(f.memfd);
+    fe_close(&f);
     free(orig);
 }
 END_TEST
@@ -263,8 +260,7 @@ START_TEST(reconnect)
         memcpy(host(&f, OFF_DATA), pat, sizeof pat);
         ck_assert_uint_eq(blk_req(&f, BLK_OUT, 64, 4096, 1), 0);
         /* Leave buffers available without kicking, then hang up. */
-        munmap(f.mem, GUEST_SIZE);
-        close(f.memfd);
+        fe_close(&f);
         fe_free(&f);
         assert_server_alive();
     }
@@ -340,9 +336,7 @@ START_TEST(scsi_cdrom)
 
     ck_assert_int_eq(stop_server(), 0);
     ck_assert_int_ne(access(mon, F_OK), 0);
-    fe_free(&f);
-    munmap(f.mem, GUEST_SIZE);
-    close(f.memfd);
+    fe_close(&f);
     free(iso_data);
 }
 END_TEST
@@ -799,8 +793,7 @@ static void hostile_call_fd(int call, const char *sock_name, const char *what)
     assert_serves(sock, orig);
     ck_assert_int_eq(stop_server(), 0);
     assert_image_unchanged(img, orig, 1u << 20);
-    munmap(f.mem, GUEST_SIZE);
-    close(f.memfd);
+    fe_close(&f);
     free(orig);
 }
 
@@ -913,8 +906,7 @@ START_TEST(slow_drip)
     assert_image_unchanged(img, orig, 1u << 20);
     close(started[0]);
     close(done[0]);
-    munmap(f.mem, GUEST_SIZE);
-    close(f.memfd);
+    fe_close(&f);
     free(orig);
 }
 END_TEST
@@ -992,8 +984,7 @@ START_TEST(kick_not_eventfd)
     assert_serves(sock, orig);
     ck_assert_int_eq(stop_server(), 0);
     assert_image_unchanged(img, orig, 1u << 20);
-    munmap(f.mem, GUEST_SIZE);
-    close(f.memfd);
+    fe_close(&f);
     free(orig);
 }
 END_TEST
@@ -1035,8 +1026,7 @@ START_TEST(log_flood)
     ck_assert_msg(strstr(log, "suppressed"), "server log:\n%s", log);
     free(log);
     assert_image_unchanged(img, orig, 1u << 20);
-    munmap(f.mem, GUEST_SIZE);
-    close(f.memfd);
+    fe_close(&f);
     free(orig);
 }
 END_TEST
