@@ -173,10 +173,9 @@ static int put(struct slot *s, uint64_t off, uint64_t len, bool zero)
 static int unit_kind(struct slot *s, uint64_t pos, uint64_t n)
 {
     struct conv *c = s->c;
-    bool zero = all_zero(s->buf + pos, n);
     if (c->backing && memcmp(s->buf + pos, s->cmp + pos, n) == 0)
         return 0; /* the backing file shows the same */
-    if (zero)
+    if (all_zero(s->buf + pos, n))
         return c->target_fresh ? 0 : 2;
     return 1;
 }
