@@ -797,6 +797,68 @@ static void hostile_call_fd(int call, const char *sock_name, const char *what)
     free(orig);
 }
 
+/* Whether eventfd E is signalled within 10 s (it is read if so). */
+static bool signalled(int e)
+{
+    struct pollfd p = {.fd = e, .events = POLLIN};
+    if (poll(&p, 1, 10000) != 1)
+        return false;
+    uint64_t v;
+    return read(e, &v, 8) == 8;
+}
+
+/*
+ * QEMU starts a ring with SET_VRING_KICK and SET_VRING_ENABLE and sends its
+ * call fd only afterwards; a guest that kicks in between has its request
+ * completed while there is no call fd.  That completion is signalled as
+ * soon as the call fd comes (the old server never signalled it: a Linux
+ * guest then waited forever for its first SCSI command, now and then).
+ */
+START_TEST(call_after_enable)
+{
+    uint64_t seed = 23;
+    uint8_t *orig;
+    const char *img = make_qcow2(&seed, &orig, 1u << 20);
+    const char *sock = scratch("late-call.sock");
+    start_server(sock, "--vhost-user-blk", sock, img, NULL);
+    struct fe f = {0};
+    fe_memory(&f);
+    fe_start(&f, sock);
+    memset(host(&f, ring_off(0, 0)), 0, 0x10000);
+    state(&f, SET_VRING_NUM, 0, QSIZE);
+    state(&f, SET_VRING_BASE, 0, 0);
+    struct {
+        uint32_t index, flags;
+        uint64_t desc, used, avail, log;
+    } addr = {0, 0, uva(&f, ring_off(0, OFF_DESC)), uva(&f, ring_off(0, OFF_USED)),
+              uva(&f, ring_off(0, OFF_AVAIL)), 0};
+    ok(&f, SET_VRING_ADDR, &addr, sizeof addr, NULL, 0);
+    f.kick[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    /* fe_wait watches this one; the server never has it. */
+    f.call[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t idx = 0;
+    ok(&f, SET_VRING_KICK, &idx, 8, &f.kick[0], 1);
+    state(&f, SET_VRING_ENABLE, 0, 1);
+
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 8, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig + 4096, 4096, 4096, "read before the call fd");
+
+    int call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ck_assert_int_ge(call, 0);
+    ok(&f, SET_VRING_CALL, &idx, 8, &call, 1);
+    ck_assert_msg(signalled(call), "the request completed before the call fd came was never "
+                  "signalled; server log:\n%s", (char *)read_file(server_log, NULL));
+    /* Then completions are signalled as usual. */
+    close(f.call[0]);
+    f.call[0] = call;
+    ck_assert_uint_eq(blk_req(&f, BLK_IN, 16, 4096, 1), 0);
+    assert_same_bytes(host(&f, OFF_DATA), orig + 8192, 4096, 8192, "read after the call fd");
+    ck_assert_int_eq(stop_server(), 0);
+    fe_close(&f);
+    free(orig);
+}
+END_TEST
+
 /* A call fd that is a pipe full to the brim, in blocking mode. */
 START_TEST(call_full_pipe)
 {
@@ -1054,6 +1116,7 @@ static Suite *suite(void)
     tcase_add_test(tc, socket_files);
     tcase_add_test(tc, socket_group);
     tcase_add_test(tc, monitor_change_checks);
+    tcase_add_test(tc, call_after_enable);
     tcase_add_test(tc, call_full_pipe);
     tcase_add_test(tc, call_eventfd_max);
     tcase_add_test(tc, slow_drip);

@@ -764,6 +764,9 @@ static void reset_device(struct server *s)
     }
     vdisk_virtio_reset(s->v);
     s->acked = 0;
+    /* The driver starts again from nothing: no completion is owed. */
+    for (unsigned i = 0; i < s->nq; i++)
+        s->q[i].call_missed = false;
 }
 
 /* Handles M; returns 0, -errno (a failure the front end is told about) or VU_CLOSE. */
@@ -907,6 +910,13 @@ static int handle(struct server *s, struct msg *m, bool *replied)
             return r;
         close_fd(&s->q[i].call_fd);
         s->q[i].call_fd = fd;
+        /* QEMU enables the rings before it gives their call fds, and the
+         * guest may kick in between: what completed then was never
+         * signalled, and the guest would wait for it forever. */
+        if (fd >= 0 && s->q[i].call_missed) {
+            s->q[i].call_missed = false;
+            signal_fd(s, i, fd, &s->q[i].call_logged, "call");
+        }
         return 0;
     case VU_SET_VRING_ERR:
         if ((r = get_ring_fd(s, m, &i, &fd)) < 0)
@@ -1097,8 +1107,12 @@ void on_kick(struct server *s, unsigned i)
 static void model_notify(void *opaque, unsigned qi)
 {
     struct server *s = opaque;
-    if (qi >= s->nq || s->q[qi].call_fd < 0)
+    if (qi >= s->nq)
         return;
+    if (s->q[qi].call_fd < 0) {
+        s->q[qi].call_missed = true;
+        return;
+    }
     signal_fd(s, qi, s->q[qi].call_fd, &s->q[qi].call_logged, "call");
 }
 

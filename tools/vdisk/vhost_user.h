@@ -121,6 +121,8 @@ struct vu_queue {
     bool running;             /* the model serves it */
     bool broken_logged;
     bool call_logged, err_logged; /* a signal could not be written: said once */
+    bool call_missed;         /* the model completed requests while there was no
+                               * call fd: the next one is signalled at once */
     struct ev_tag tag;
 };
 
