@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
@@ -130,6 +131,7 @@ struct config {
     const char *monitor;
     const char *dump_acpi;
     int no_cmdline_devices;
+    int watchdog;               /* --watchdog SECONDS; -1: not given (boot watchdog) */
     char *disk_args[VMM_MAX_DEVICES]; /* copies the disk options point into */
 };
 
@@ -141,7 +143,7 @@ static void usage(FILE *f)
         "          | --firmware FLAT)\n"
         "         [--disk IMAGE[,readonly][,format=FMT][,serial=S][,part=N]\n"
         "                 [,backing-confine=on|off]]...\n"
-        "         [--cdrom [ISO]] [--monitor SOCKET] [--dump-acpi DIR]\n"
+        "         [--cdrom [ISO]] [--monitor SOCKET] [--dump-acpi DIR] [--watchdog SECONDS]\n"
         "\n"
         "  --mem SIZE       guest RAM (K, M, G suffixes; a bare number is MiB; default 256M)\n"
         "  --cpus N         vCPUs, 1..%u (default 1; --firmware starts only the first)\n"
@@ -155,10 +157,14 @@ static void usage(FILE *f)
         "  --cdrom [ISO]    a virtio-scsi CD-ROM drive, with ISO loaded or empty\n"
         "  --monitor PATH   a Unix socket taking \"change ISO\", \"eject\" and \"info\"\n"
         "  --dump-acpi DIR  write the ACPI tables to DIR as they are in guest memory\n"
+        "  --watchdog SECONDS  end the guest when it shows no sign of life (no port or\n"
+        "                   MMIO access, serial output or queue kick) for SECONDS; 0: never.\n"
+        "                   Without it, only a guest silent for its first %u s is ended.\n"
         "\n"
         "The guest's serial port is on stdin/stdout (Ctrl-A x quits when stdin is a\n"
-        "terminal).  Exit status: 0 when the guest powers off or resets, 1 on errors.\n",
-        VMM_MAX_CPUS);
+        "terminal).  Exit status: 0 when the guest powers off or resets, 1 on errors,\n"
+        "2 when the watchdog ended a guest that made no progress.\n",
+        VMM_MAX_CPUS, VMM_BOOT_WATCHDOG);
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -256,6 +262,7 @@ static void config_free(struct config *c)
 static int parse_args(struct config *c, int argc, char **argv)
 {
     memset(c, 0, sizeof(*c));
+    c->watchdog = -1;
     c->mem = 256ull << 20;
     c->cpus = 1;
     for (int i = 1; i < argc; i++) {
@@ -304,7 +311,7 @@ static int parse_args(struct config *c, int argc, char **argv)
         }
         static const char *const with_value[] = { "--mem", "--cpus", "--kernel", "--initrd",
                                                   "--cmdline", "--firmware", "--disk",
-                                                  "--monitor", "--dump-acpi" };
+                                                  "--monitor", "--dump-acpi", "--watchdog" };
         int known = 0;
         for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++)
             known |= strcmp(name, with_value[k]) == 0;
@@ -344,6 +351,14 @@ static int parse_args(struct config *c, int argc, char **argv)
             c->monitor = val;
         } else if (strcmp(name, "--dump-acpi") == 0) {
             c->dump_acpi = val;
+        } else if (strcmp(name, "--watchdog") == 0) {
+            unsigned w;
+            if (parse_uint(val, 0, VMM_WATCHDOG_MAX, &w) < 0) {
+                vmm_log("--watchdog %s: a number of seconds from 0 (never) to %u", val,
+                        VMM_WATCHDOG_MAX);
+                return -1;
+            }
+            c->watchdog = (int)w;
         }
     }
     if (!c->kernel == !c->firmware) {
@@ -399,6 +414,7 @@ static struct vmm {
     atomic_int stopping;
     atomic_int exit_code;
     atomic_int stop_requested;
+    atomic_uint life;   /* signs of life: vCPU exits to the VMM, queue kicks */
 } vm = {
     .kvm_fd = -1, .vm_fd = -1, .epoll_fd = -1, .stop_fd = -1, .signal_fd = -1, .mon_fd = -1,
 };
@@ -865,6 +881,8 @@ static void *vcpu_thread(void *arg)
             vcpu_fail(v, what);
             break;
         }
+        if (run->exit_reason != KVM_EXIT_INTR) /* those are the VMM's own signals */
+            atomic_fetch_add_explicit(&vm.life, 1, memory_order_relaxed);
         switch (run->exit_reason) {
         case KVM_EXIT_IO: {
             uint64_t size = run->io.size, count = run->io.count;
@@ -1217,16 +1235,141 @@ static int io_setup(void)
     return 0;
 }
 
+/* ---- The watchdog ----------------------------------------------------------------------- */
+
+/*
+ * A guest that makes no progress gives no sign of it: a vCPU spinning in
+ * KVM_RUN (or a KVM that cannot run the guest at all, such as a software
+ * hypervisor running an unmodified Linux kernel) makes no exit to the VMM,
+ * writes nothing to the serial port, kicks no queue.  The I/O thread looks
+ * at the count of such signs (vm.life) at least once a second; when it has
+ * not moved for the watchdog's time, the VM ends with exit status 2 and a
+ * message that names the likely cause.  --watchdog SECONDS watches the
+ * whole run; without it only the start (a guest that never shows a sign of
+ * life in VMM_BOOT_WATCHDOG seconds), since an idle guest waiting for input
+ * with its timer in KVM's local APIC makes no exit either.
+ */
+static struct {
+    uint64_t limit_ms;  /* 0: off */
+    int whole_run;      /* else only until the first sign of life */
+    uint64_t start_ms, last_ms;
+    unsigned seen;
+    int alive;          /* a sign of life was seen */
+} wd;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void watchdog_arm(int seconds)
+{
+    wd.whole_run = seconds >= 0;
+    wd.limit_ms = (uint64_t)(seconds >= 0 ? (unsigned)seconds : VMM_BOOT_WATCHDOG) * 1000u;
+    wd.start_ms = wd.last_ms = mono_ms();
+    wd.seen = atomic_load(&vm.life);
+}
+
+/* Whether the file at PATH exists. */
+static int path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Whether /proc/cpuinfo's flags name hardware virtualization (vmx, svm);
+ * -1 when it cannot be read. */
+static int cpu_has_hw_virt(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return -1;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "flags", 5) != 0)
+            continue;
+        for (char *t = strtok(line, " \t\n"); t && !found; t = strtok(NULL, " \t\n"))
+            found = strcmp(t, "vmx") == 0 || strcmp(t, "svm") == 0;
+    }
+    fclose(f);
+    return found;
+}
+
+static void watchdog_fire(void)
+{
+    unsigned secs = (unsigned)(wd.limit_ms / 1000u);
+    if (wd.alive) {
+        vmm_log("watchdog: the guest has shown no sign of life for %u s (no port or MMIO "
+                "access, serial output or queue kick since %.1f s after start); ending it. "
+                "Likely cause: the guest hung (a loop with interrupts off, a panic with no "
+                "console) or sits idle; raise --watchdog, or --watchdog 0 to turn it off",
+                secs, (double)(wd.last_ms - wd.start_ms) / 1000.0);
+    } else {
+        const char *why;
+        if (path_exists("/sys/module/kvm_pvm"))
+            why = "this host's /dev/kvm is kvm_pvm, a software hypervisor that runs 32-bit "
+                  "firmware but not an unmodified Linux kernel (doc/vmm.md); use a host with "
+                  "hardware virtualization";
+        else if (cpu_has_hw_virt() == 0)
+            why = "this host's CPU shows no hardware virtualization (no vmx or svm in "
+                  "/proc/cpuinfo): /dev/kvm is a software or nested hypervisor that cannot "
+                  "run this guest";
+        else if (vm.cfg.kernel)
+            why = "the kernel stops before its first port access: a kernel without a serial "
+                  "console on ttyS0 (--cmdline), or one this machine cannot start";
+        else
+            why = "the firmware never touches a port or MMIO register (a loop, or code that "
+                  "is not 32-bit protected-mode code loaded at 0x100000)";
+        vmm_log("watchdog: the guest has shown no sign of life in its first %u s (no port "
+                "or MMIO access, no serial output, no queue kick); ending it "
+                "(--watchdog 0 turns this off). Likely cause: %s", secs, why);
+    }
+    vmm_request_stop(2);
+}
+
+/* How long epoll_wait may sleep for the watchdog (ms), or -1. */
+static int watchdog_timeout(void)
+{
+    return wd.limit_ms ? 1000 : -1;
+}
+
+static void watchdog_check(void)
+{
+    if (!wd.limit_ms)
+        return;
+    uint64_t now = mono_ms();
+    unsigned life = atomic_load(&vm.life);
+    if (life != wd.seen) {
+        wd.seen = life;
+        wd.last_ms = now;
+        wd.alive = 1;
+        if (!wd.whole_run)
+            wd.limit_ms = 0; /* the guest started: the boot watchdog is done */
+        return;
+    }
+    if (now - wd.last_ms >= wd.limit_ms) {
+        watchdog_fire();
+        wd.limit_ms = 0;
+    }
+}
+
 static void io_loop(void)
 {
     struct epoll_event evs[32];
     for (;;) {
-        int n = epoll_wait(vm.epoll_fd, evs, 32, vm.stdin_paused ? 10 : -1);
+        int wait = watchdog_timeout();
+        if (vm.stdin_paused)
+            wait = 10;
+        int n = epoll_wait(vm.epoll_fd, evs, 32, wait);
         if (n < 0 && errno != EINTR) {
             vmm_log("epoll_wait: %s", strerror(errno));
             vmm_request_stop(1);
             return;
         }
+        watchdog_check();
         if (vm.stdin_paused && vmm_serial_rx_room(&vm.serial) > 0) {
             vm.stdin_paused = 0;
             if (ep_add(0, ev_tag(EV_STDIN, 0, 0)) < 0)
@@ -1257,8 +1400,10 @@ static void io_loop(void)
                 break;
             case EV_DEV_KICK: {
                 uint64_t cnt;
-                if (read(vm.devs[a].kickfd[b], &cnt, sizeof(cnt)) == (ssize_t)sizeof(cnt))
+                if (read(vm.devs[a].kickfd[b], &cnt, sizeof(cnt)) == (ssize_t)sizeof(cnt)) {
+                    atomic_fetch_add_explicit(&vm.life, 1, memory_order_relaxed);
                     vmm_mmio_kick(&vm.devs[a], b);
+                }
                 break;
             }
             default:
@@ -1372,6 +1517,8 @@ static int run(void)
         return 1;
 
     vmm_term_raw();
+    if (c->watchdog != 0)
+        watchdog_arm(c->watchdog);
     for (unsigned i = 0; i < vm.ncpus; i++) {
         int e = pthread_create(&vm.vcpus[i].thread, NULL, vcpu_thread, &vm.vcpus[i]);
         if (e) {

@@ -51,6 +51,8 @@
 #define VMM_I8042_CMD        0x64u
 
 #define VMM_MAX_CPUS         8u
+#define VMM_BOOT_WATCHDOG    60u     /* s: a guest silent from its start is ended */
+#define VMM_WATCHDOG_MAX     86400u  /* s: the largest --watchdog */
 
 /* ---- Logging ---------------------------------------------------------------- */
 
