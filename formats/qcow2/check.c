@@ -332,6 +332,57 @@ static int ck_refcount(struct ck *ck, uint64_t c, uint64_t *rc)
     return qcow2_refcount_get(s, c, rc);
 }
 
+/* Compares the stored refcounts with the references counted, and repairs
+ * leaks when FLAGS ask for it. */
+static int compare(struct ck *ck, unsigned flags)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t cs = s->cluster_size;
+    int r;
+    uint64_t highest = 0;
+    bool any = false, unreadable = false;
+    for (uint64_t c = 0; c < ck->nb; c++) {
+        uint64_t rc = 0;
+        if (!unreadable) {
+            r = ck_refcount(ck, c, &rc);
+            if (r < 0) {
+                ck->res->check_errors++;
+                ck->rebuild = true;
+                unreadable = true;
+                continue;
+            }
+        }
+        if (rc) {
+            highest = c;
+            any = true;
+        }
+        uint64_t ref = ck->refs[c];
+        if (rc == ref)
+            continue;
+        if (rc > ref) {
+            if (flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)) {
+                say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+                    c, rc, ref);
+                r = qcow2_refcount_set(s, c, ref);
+                if (r < 0)
+                    return r;
+                ck->res->leaks_fixed++;
+            } else {
+                say(ck, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c,
+                    rc, ref);
+                ck->res->leaks++;
+            }
+        } else {
+            say(ck, "ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c, rc,
+                ref);
+            ck->res->corruptions++;
+            ck->rebuild = true;
+        }
+    }
+    ck->res->image_end_offset = any ? (highest + 1) * cs : cs;
+    return 0;
+}
+
 /* Counts every reference, then compares with the stored refcounts. */
 static int scan(struct ck *ck, unsigned flags)
 {
@@ -369,49 +420,19 @@ static int scan(struct ck *ck, unsigned flags)
     }
     ck->res->total_clusters = (s->size + cs - 1) / cs;
 
-    /* Stored refcounts against the references. */
-    uint64_t highest = 0;
-    bool any = false, unreadable = false;
-    for (uint64_t c = 0; c < ck->nb; c++) {
-        uint64_t rc = 0;
-        if (!unreadable) {
-            r = ck_refcount(ck, c, &rc);
-            if (r < 0) {
-                ck->res->check_errors++;
-                ck->rebuild = true;
-                unreadable = true;
-                continue;
-            }
-        }
-        if (rc) {
-            highest = c;
-            any = true;
-        }
-        uint64_t ref = ck->refs[c];
-        if (rc == ref)
-            continue;
-        if (rc > ref) {
-            if (flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)) {
-                say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
-                    c, rc, ref);
-                r = qcow2_refcount_update(s, c, -(int64_t)(rc - ref));
-                if (r < 0)
-                    return r;
-                ck->res->leaks_fixed++;
-            } else {
-                say(ck, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c,
-                    rc, ref);
-                ck->res->leaks++;
-            }
-        } else {
-            say(ck, "ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c, rc,
-                ref);
-            ck->res->corruptions++;
-            ck->rebuild = true;
-        }
-    }
-    ck->res->image_end_offset = any ? (highest + 1) * cs : cs;
-    return 0;
+    /* Stored refcounts against the references: first only reported, as
+     * qemu-img does; then, when repairing and unless the structure is to be
+     * rebuilt, once more from the same counts with the repairs made. */
+    struct vdisk_check_result pre = *ck->res;
+    r = compare(ck, 0);
+    if (r < 0 || !(flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)))
+        return r;
+    if (ck->rebuild && (flags & VDISK_CHECK_REPAIR_ERRORS))
+        return 0;
+    if (!ck->res->leaks && !ck->res->corruptions)
+        return 0;
+    *ck->res = pre;
+    return compare(ck, flags);
 }
 
 /* Writes a new refcount structure from the references counted, at the end

@@ -290,7 +290,12 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len);
 
 /* refcount.c */
 int qcow2_refcount_get(struct qcow2 *s, uint64_t cluster, uint64_t *rc);
-int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int64_t delta);
+/* Adds DELTA (+1 or -1) to CLUSTER's refcount: -ERANGE past the width's
+ * largest value, -EUCLEAN (corrupt) below 0. */
+int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int delta);
+/* Sets CLUSTER's refcount to VALUE (repairs): -ERANGE if the width cannot
+ * hold it. */
+int qcow2_refcount_set(struct qcow2 *s, uint64_t cluster, uint64_t value);
 int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host);
 int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host);
 int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n);

@@ -257,7 +257,12 @@ static int ensure_block(struct qcow2 *s, uint64_t t)
     return r;
 }
 
-int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int64_t delta)
+/* Cluster CLUSTER's refcount through F: F gets the old value and gives
+ * the new one (or -errno, refcount unchanged). */
+static int refcount_modify(struct qcow2 *s, uint64_t cluster,
+                           int (*f)(struct qcow2 *s, uint64_t cluster, uint64_t old,
+                                    uint64_t arg, uint64_t *v),
+                           uint64_t arg)
 {
     uint64_t t = cluster >> s->rb_bits;
     int r = ensure_block(s, t);
@@ -273,18 +278,11 @@ int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int64_t delta)
         return r;
     uint64_t i = cluster & (s->rb_entries - 1);
     uint64_t old = qcow2_rb_get(s, b, i), v;
-    if (delta < 0 && old < (uint64_t)-delta) {
+    r = f(s, cluster, old, arg, &v);
+    if (r < 0) {
         qcow2_cache_put(&s->rbc, b);
-        return qcow2_corrupt(s, "the refcount of cluster 0x%" PRIx64 " would drop below 0",
-                             cluster << s->cluster_bits);
+        return r;
     }
-    if (delta > 0 && (uint64_t)delta > s->refcount_max - old) {
-        qcow2_cache_put(&s->rbc, b);
-        return err_set(-ERANGE, "%s: the refcount of cluster 0x%" PRIx64 " would exceed %" PRIu64
-                       " (%" PRIu32 "-bit refcounts)", s->dev->filename,
-                       cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
-    }
-    v = old + (uint64_t)delta;
     qcow2_rb_set(s, b, i, v);
     qcow2_cache_dirty(&s->rbc, b);
     qcow2_cache_put(&s->rbc, b);
@@ -296,6 +294,43 @@ int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int64_t delta)
             s->free_cluster_index = cluster;
     }
     return 0;
+}
+
+/* ARG: 0 adds one, 1 takes one away. */
+static int step(struct qcow2 *s, uint64_t cluster, uint64_t old, uint64_t down, uint64_t *v)
+{
+    if (down && old == 0)
+        return qcow2_corrupt(s, "the refcount of cluster 0x%" PRIx64 " would drop below 0",
+                             cluster << s->cluster_bits);
+    if (!down && old >= s->refcount_max)
+        return err_set(-ERANGE, "%s: the refcount of cluster 0x%" PRIx64 " would exceed %" PRIu64
+                       " (%" PRIu32 "-bit refcounts)", s->dev->filename,
+                       cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
+    *v = down ? old - 1 : old + 1;
+    return 0;
+}
+
+static int assign(struct qcow2 *s, uint64_t cluster, uint64_t old, uint64_t value, uint64_t *v)
+{
+    (void)old;
+    if (value > s->refcount_max)
+        return err_set(-ERANGE, "%s: refcount %" PRIu64 " for cluster 0x%" PRIx64 " exceeds %"
+                       PRIu64 " (%" PRIu32 "-bit refcounts)", s->dev->filename, value,
+                       cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
+    *v = value;
+    return 0;
+}
+
+int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int delta)
+{
+    if (delta != 1 && delta != -1)
+        return err_set(-EINVAL, "refcount step %d (only +1 and -1)", delta);
+    return refcount_modify(s, cluster, step, delta < 0);
+}
+
+int qcow2_refcount_set(struct qcow2 *s, uint64_t cluster, uint64_t value)
+{
+    return refcount_modify(s, cluster, assign, value);
 }
 
 /* ---- Allocation ----------------------------------------------------------- */

@@ -396,6 +396,76 @@ START_TEST(lazy_refcounts_after_a_crash)
 }
 END_TEST
 
+/* Writes refcount V of cluster C into the refcount block at 0x20000 of an
+ * image with BITS-bit refcounts (sub-byte widths lowest bits first). */
+static void poke_refcount(const char *img, unsigned bits, uint64_t c, uint64_t v)
+{
+    int fd = open(img, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    if (bits >= 8) {
+        uint8_t b[8];
+        unsigned n = bits / 8;
+        for (unsigned i = 0; i < n; i++)
+            b[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+        ck_assert_int_eq(pwrite(fd, b, n, 0x20000 + (off_t)(c * n)), (ssize_t)n);
+    } else {
+        off_t at = 0x20000 + (off_t)(c * bits / 8);
+        unsigned shift = (unsigned)(c * bits % 8), mask = (1u << bits) - 1;
+        uint8_t b;
+        ck_assert_int_eq(pread(fd, &b, 1, at), 1);
+        b = (uint8_t)((b & ~(mask << shift)) | ((v & mask) << shift));
+        ck_assert_int_eq(pwrite(fd, &b, 1, at), 1);
+    }
+    close(fd);
+}
+
+/*
+ * Leaks at every refcount width, up to the width's largest refcount (and,
+ * at 64 bits, 2^64 - 256 and 2^63 + 1: the old repair negated the excess as
+ * a signed number, which overflowed, and then failed with "would exceed").
+ * check and check -r leaks must say what qemu-img says, byte for byte, and
+ * leave an image that qemu-img calls clean with the data intact.
+ */
+START_TEST(check_leaks_at_every_refcount_width)
+{
+    static const unsigned widths[] = {1, 2, 4, 8, 16, 32, 64};
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+        unsigned bits = widths[k];
+        uint64_t max = bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
+        RUN_OK("rm -rf w twin && mkdir w twin");
+        RUN_OK("qemu-img create -q -f qcow2 -o refcount_bits=%u w/r.qcow2 8M", bits);
+        /* Clusters: 0 header, 1 refcount table, 2 refcount block, 3 L1,
+         * 4 L2, 5 and 6 data; 6 is freed again (refcount 0, in the file). */
+        RUN_OK("qemu-io -c 'write -P 7 0 64k' -c 'write -P 8 1M 64k' -c 'discard 1M 64k' "
+               "w/r.qcow2");
+        poke_refcount("w/r.qcow2", bits, 6, max);
+        if (bits == 64) {
+            poke_refcount("w/r.qcow2", bits, 1, UINT64_MAX - 255);
+            poke_refcount("w/r.qcow2", bits, 2, (1ull << 63) + 1);
+        } else if (bits > 1) {
+            poke_refcount("w/r.qcow2", bits, 1, max);
+            poke_refcount("w/r.qcow2", bits, 2, max - 1);
+        }
+        RUN_OK("cp w/r.qcow2 twin/r.qcow2");
+        for (int repair = 0; repair < 2; repair++) {
+            const char *opt = repair ? "-r leaks " : "";
+            struct run *r = run("cd w && %s check --output=json %sr.qcow2", vdisk_bin(), opt);
+            char *out = strdup(r->out), *err = strdup(r->err);
+            int st = r->status;
+            r = run("cd twin && qemu-img check --output=json %sr.qcow2", opt);
+            ck_assert_msg(st == r->status && !strcmp(out, r->out) && !strcmp(err, r->err),
+                          "%u-bit refcounts, check %s: vdisk (exit %d):\n%s%s\nqemu-img (exit "
+                          "%d):\n%s%s", bits, opt, st, out, err, r->status, r->out, r->err);
+            ck_assert_int_eq(st, repair ? 0 : 3);
+            free(out);
+            free(err);
+        }
+        RUN_OK("qemu-img check w/r.qcow2");
+        RUN_OK("qemu-io -c 'read -P 7 0 64k' -c 'read -P 0 1M 64k' w/r.qcow2");
+    }
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-img");
@@ -413,6 +483,7 @@ int main(void)
     tcase_add_test(tc, vdisk_images_pass_qemu_check);
     tcase_add_test(tc, check_and_repair_like_qemu);
     tcase_add_test(tc, lazy_refcounts_after_a_crash);
+    tcase_add_test(tc, check_leaks_at_every_refcount_width);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
