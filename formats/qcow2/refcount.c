@@ -94,6 +94,10 @@ static int write_reft_entry(struct qcow2 *s, uint64_t t)
 static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
 {
     uint64_t cs = s->cluster_size, per = cs / 8;
+    /* Checked first: the placement below walks the table's clusters. */
+    if (min_entries > QCOW2_MAX_REFTABLE_BYTES / 8)
+        return err_set(-EFBIG, "%s: the refcount table would exceed %u bytes",
+                       s->dev->filename, QCOW2_MAX_REFTABLE_BYTES);
     uint64_t file_clusters = (dev_size(s->file) + cs - 1) / cs;
     uint64_t p = file_clusters > s->free_cluster_index ? file_clusters : s->free_cluster_index;
     uint64_t entries = min_entries + min_entries / 2 + 1;

@@ -175,15 +175,32 @@ static int ref(struct qcow2 *s, uint64_t host, int delta)
                      : qcow2_free_later(s, host, 1);
 }
 
+/* HOST, a cluster-aligned offset taken from a table (WHAT), must lie in
+ * the image file: a reference beyond its end would grow the refcount
+ * table towards it.  Returns 0 or -EUCLEAN (the image is corrupt). */
+static int valid_host(struct qcow2 *s, uint64_t host, const char *what)
+{
+    if (host % s->cluster_size)
+        return qcow2_corrupt(s, "%s at 0x%" PRIx64 " is not cluster aligned", what, host);
+    if (host >= dev_size(s->file))
+        return qcow2_corrupt(s, "%s at 0x%" PRIx64 " lies beyond the end of the image file "
+                             "(%" PRIu64 " bytes)", what, host, dev_size(s->file));
+    return 0;
+}
+
 /* Adds DELTA (+1 now, or -1 at the next flush) to the refcount of every L2
- * table and data cluster that the L1 table L1 reaches. */
+ * table and data cluster that the L1 table L1 reaches.  Every offset is
+ * checked against the file first, as QEMU does: an image with one out of
+ * place is corrupt, and nothing is counted for it. */
 static int tree_refcount(struct qcow2 *s, const uint64_t *l1, uint32_t n, int delta)
 {
     for (uint32_t i = 0; i < n; i++) {
         uint64_t l2_off = l1[i] & QCOW2_OFFSET_MASK;
-        if (!l2_off || l2_off % s->cluster_size)
+        if (!l2_off)
             continue;
-        int r = ref(s, l2_off, delta);
+        int r = valid_host(s, l2_off, "an L2 table");
+        if (r == 0)
+            r = ref(s, l2_off, delta);
         uint8_t *l2;
         if (r == 0)
             r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
@@ -196,10 +213,19 @@ static int tree_refcount(struct qcow2 *s, const uint64_t *l1, uint32_t n, int de
                 qcow2_compressed_range(s, e, &off, &len);
                 uint64_t first = off & ~(s->cluster_size - 1);
                 uint64_t last = (off + len - 1) & ~(s->cluster_size - 1);
+                if (first >= dev_size(s->file)) {
+                    r = qcow2_corrupt(s, "the compressed cluster at 0x%" PRIx64 " (L2 table at "
+                                      "0x%" PRIx64 ", entry %" PRIu64 ") lies beyond the end of "
+                                      "the image file (%" PRIu64 " bytes)", off, l2_off, j,
+                                      dev_size(s->file));
+                    break;
+                }
                 for (uint64_t c = first; c <= last && r == 0; c += s->cluster_size)
                     r = ref(s, c, delta);
-            } else if ((e & QCOW2_OFFSET_MASK) && !((e & QCOW2_OFFSET_MASK) % s->cluster_size)) {
-                r = ref(s, e & QCOW2_OFFSET_MASK, delta);
+            } else if (e & QCOW2_OFFSET_MASK) {
+                r = valid_host(s, e & QCOW2_OFFSET_MASK, "a data cluster");
+                if (r == 0)
+                    r = ref(s, e & QCOW2_OFFSET_MASK, delta);
             }
         }
         qcow2_cache_put(&s->l2c, l2);
@@ -248,6 +274,14 @@ int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t,
         memcpy(sorted, s->deferred, n * sizeof *sorted);
         qsort(sorted, n, sizeof *sorted, cmp_u64);
     }
+    /* An L2 table that several L1 entries share is walked once (a hostile
+     * image points every entry at one table). */
+    uint64_t file_clusters = (dev_size(s->file) + s->cluster_size - 1) >> s->cluster_bits;
+    uint8_t *walked = calloc(file_clusters / 8 + 1, 1);
+    if (!walked) {
+        free(sorted);
+        return err_set(-ENOMEM, "out of memory");
+    }
     int ret = 0;
     for (uint64_t i = 0; i < s->l1_size; i++) {
         uint64_t e = s->l1[i], l2_off = e & QCOW2_OFFSET_MASK, rc;
@@ -271,6 +305,10 @@ int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t,
             if (fixed)
                 (*fixed)++;
         }
+        uint64_t c = l2_off >> s->cluster_bits;
+        if (walked[c / 8] & (1u << (c % 8)))
+            continue;
+        walked[c / 8] |= (uint8_t)(1u << (c % 8));
         uint8_t *l2;
         r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
         if (r < 0) {
@@ -298,6 +336,7 @@ int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t,
             break;
         }
     }
+    free(walked);
     free(sorted);
     return ret;
 }

@@ -407,6 +407,152 @@ START_TEST(huge_iso)
 }
 END_TEST
 
+/* ---- Write verbs ---------------------------------------------------------- */
+
+/* The base image with L2 entry 2 compressed at host offset 0x3f000000000000
+ * (about 2^54, the most 64 KiB clusters allow): snapshot -c added a
+ * reference to that cluster and grew the refcount table towards it, walking
+ * some 10^8 indices before its size cap (16 s for one 19 KB image). */
+static const char *far_compressed(const char *name)
+{
+    const char *img = hostile_base(name);
+    patch64(img, 0x60000 + 2 * 8, (1ull << 62) | 0x3f000000000000ull);
+    return img;
+}
+
+/*
+ * Every verb that writes an image, on a fresh copy of IMG each time, under
+ * the read verbs' bounds (memory, and CPU time for the file's real size).
+ * DATA_BYTES: the virtual bytes that really hold data (a verb that must
+ * read them all, commit, is left out when that is more than a few MiB).
+ * The exit statuses are printed; only the bounds are asserted here.
+ */
+static void write_verbs(const char *img, uint64_t data_bytes)
+{
+    const char *w = scratch("w.qcow2"), *base = scratch("wbase.raw");
+    uint64_t fs = file_size(img);
+    const char *name = strrchr(img, '/') + 1;
+    /* Shell commands: $V is the vdisk program, $W the copy. */
+    static const char *const verbs[] = {
+        "$V snapshot -c s1 $W",
+        "$V snapshot -c s1 $W && $V snapshot -a s1 $W && $V snapshot -d s1 $W",
+        "$V resize $W +1G",
+        "$V resize --shrink $W 64k",
+        "$V amend -o refcount_bits=64 $W",
+        "$V amend -o refcount_bits=1 $W",
+        "$V amend -o compat=0.10 $W",
+        "$V amend -o lazy_refcounts=on $W",
+        "$V check -r all $W",
+        "$V check -r leaks $W",
+        "$V io -c 'write -P 7 0 64k' -c 'write -P 8 130k 4k' -c 'discard 64k 64k' "
+        "-c 'write -z 192k 64k' -c flush $W",
+        "$V rebase -u -b wbase.raw -F raw $W",
+        "$V rebase -u -b wbase.raw -F raw $W && $V commit $W",
+    };
+    RUN_OK("rm -f '%s' && truncate -s 1M '%s'", base, base);
+    for (size_t k = 0; k < sizeof verbs / sizeof verbs[0]; k++) {
+        const char *v = verbs[k];
+        if (strstr(v, "commit") && data_bytes > 64 * MiB)
+            continue;
+        RUN_OK("cp '%s' '%s'", img, w);
+        bounded(fmt("%s: %.34s", name, v + 3), fs, 2,
+                fmt("cd '%s' && V='%s' W=w.qcow2 && exec 2>&1 && %s", scratch_dir(),
+                    vdisk_bin(), v));
+    }
+}
+
+START_TEST(write_verbs_far_compressed)
+{
+    const char *img = far_compressed("far.qcow2");
+    write_verbs(img, 128 * 1024);
+    /* The reference is refused before anything is written, as QEMU does:
+     * the image is corrupt, and says where. */
+    const char *w = scratch("w.qcow2");
+    RUN_OK("cp '%s' '%s'", img, w);
+    struct usage u = bounded("far.qcow2: snapshot -c", file_size(img), 1,
+                             fmt("exec %s snapshot -c s1 '%s'", vdisk_bin(), w));
+    ck_assert_int_eq(u.status, 1);
+    ck_assert_msg(strstr(err_text, "compressed cluster at 0x3f000000000000") &&
+                  strstr(err_text, "beyond the end of the image file"), "%s", err_text);
+    struct run *r = run("qemu-img snapshot -l '%s'", w);
+    ck_assert_msg(!strstr(r->out, "s1"), "%s", r->out);
+}
+END_TEST
+
+/* The image of the report: 512-byte clusters, so that a compressed entry
+ * can name host offset 0x1fff000000000000 (61 offset bits); snapshot -c
+ * spun for about 16 s on it. */
+START_TEST(write_verbs_far_compressed_small_clusters)
+{
+    const char *img = scratch("far512.qcow2");
+    RUN_OK("rm -f '%s' && %s create -q -f qcow2 -o cluster_size=512 '%s' 1M && %s io -c "
+           "'write -P 1 0 4k' '%s'", img, vdisk_bin(), img, vdisk_bin(), img);
+    int fd = open(img, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    uint8_t b[8];
+    ck_assert_int_eq(pread(fd, b, 8, 40), 8);
+    uint64_t l1 = be64_load(b);
+    ck_assert_int_eq(pread(fd, b, 8, (off_t)l1), 8);
+    uint64_t l2 = be64_load(b) & 0x00fffffffffffe00ull;
+    close(fd);
+    patch64(img, l2 + 8 * 8, (1ull << 62) | 0x1fff000000000000ull);
+    write_verbs(img, 4096);
+    const char *w = scratch("w.qcow2");
+    RUN_OK("cp '%s' '%s'", img, w);
+    struct usage u = bounded("far512.qcow2: snapshot -c", file_size(img), 1,
+                             fmt("exec %s snapshot -c s1 '%s'", vdisk_bin(), w));
+    ck_assert_int_eq(u.status, 1);
+    ck_assert_msg(strstr(err_text, "compressed cluster at 0x1fff000000000000") &&
+                  strstr(err_text, "beyond the end of the image file"), "%s", err_text);
+}
+END_TEST
+
+START_TEST(write_verbs_huge_refcount_table)
+{
+    const char *img = hostile_base("reft.qcow2");
+    RUN_OK("truncate -s 2M '%s'", img);
+    size_t n = 15 * 8192;
+    uint8_t *t = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        be64_store(t + 8 * i, 0x20000);
+    patch_at(img, 0x100000, t, n * 8);
+    free(t);
+    patch64(img, 48, 0x100000);
+    patch32(img, 56, 15);
+    write_verbs(img, 128 * 1024);
+}
+END_TEST
+
+START_TEST(write_verbs_shared_tables)
+{
+    const char *img = hostile_base("shared.qcow2");
+    make_shared_tables(img);
+    write_verbs(img, 8ull << 40);
+}
+END_TEST
+
+START_TEST(write_verbs_many_snapshots)
+{
+    const char *img = hostile_base("snaps.qcow2");
+    uint8_t *l1 = malloc(8192 * 8);
+    for (int i = 0; i < 8192; i++)
+        be64_store(l1 + 8 * i, 0x8000000000060000ull);
+    patch_at(img, 0x30000, l1, 8192 * 8);
+    free(l1);
+    size_t n = 65536;
+    uint8_t *st = calloc(n, 40);
+    for (size_t i = 0; i < n; i++) {
+        be64_store(st + 40 * i, 0x30000);
+        be32_store(st + 40 * i + 8, 8192);
+    }
+    patch_at(img, 0x70000, st, n * 40);
+    free(st);
+    patch32(img, 60, (uint32_t)n);
+    patch64(img, 64, 0x70000);
+    write_verbs(img, 8ull << 40);
+}
+END_TEST
+
 int main(void)
 {
     if (chdir(scratch_dir()) != 0)
@@ -421,6 +567,11 @@ int main(void)
     tcase_add_test(tc, many_snapshots);
     tcase_add_test(tc, huge_gpt);
     tcase_add_test(tc, huge_iso);
+    tcase_add_test(tc, write_verbs_far_compressed);
+    tcase_add_test(tc, write_verbs_far_compressed_small_clusters);
+    tcase_add_test(tc, write_verbs_huge_refcount_table);
+    tcase_add_test(tc, write_verbs_shared_tables);
+    tcase_add_test(tc, write_verbs_many_snapshots);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
