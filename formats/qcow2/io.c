@@ -468,7 +468,10 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
         /* Does the cluster already have a host cluster of its own? */
         uint64_t span_bits = s->cluster_bits + s->l2_bits, l1i = c0 >> span_bits;
         uint64_t e = 0, bm = 0;
-        if (r == 0 && l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
+        /* The L2 table is read whether or not it is shared (a snapshot
+         * clears COPIED in the L1 entry): a shared table's cluster is
+         * shared too, and its subclusters must be copied. */
+        if (r == 0 && l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFFSET_MASK)) {
             uint8_t *l2;
             r = qcow2_cache_get(&s->l2c, s->l1[l1i] & QCOW2_OFFSET_MASK, true, &l2);
             if (r == 0) {

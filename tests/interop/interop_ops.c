@@ -92,6 +92,38 @@ START_TEST(snapshots_both_ways)
 }
 END_TEST
 
+/*
+ * Extended L2 entries: a write into a cluster that a snapshot shares must
+ * keep the cluster's other subclusters.  The old write path looked at the
+ * L2 entry only when the L1 entry had COPIED set, which a snapshot clears:
+ * the cluster was reallocated with the new subcluster alone, and the data
+ * written before the snapshot read as the backing file's.
+ */
+START_TEST(extended_l2_write_after_snapshot)
+{
+    RUN_OK("rm -f xb.qcow2 xt.qcow2 xs.raw && qemu-img create -q -f qcow2 xb.qcow2 1M && "
+           "qemu-io -c 'write -q -P 0x5b 0 1M' xb.qcow2");
+    for (int backing = 0; backing < 2; backing++) {
+        if (backing)
+            RUN_OK("rm -f xt.qcow2 && %s create -q -f qcow2 -o extended_l2=on -b xb.qcow2 "
+                   "-F qcow2 xt.qcow2", V);
+        else
+            RUN_OK("rm -f xt.qcow2 && %s create -q -f qcow2 -o extended_l2=on xt.qcow2 1M", V);
+        int under = backing ? 0x5b : 0;
+        RUN_OK("%s io -c 'write -P 1 0 4k' -c 'write -P 3 64k 2k' xt.qcow2", V);
+        RUN_OK("%s snapshot -c s xt.qcow2", V);
+        RUN_OK("%s io -c 'write -P 2 16k 4k' -c 'write -P 4 66k 2k' xt.qcow2", V);
+        RUN_OK("qemu-io -c 'read -P 1 0 4k' -c 'read -P %d 4k 12k' -c 'read -P 2 16k 4k' "
+               "-c 'read -P %d 20k 44k' -c 'read -P 3 64k 2k' -c 'read -P 4 66k 2k' "
+               "-c 'read -P %d 68k 956k' xt.qcow2", under, under, under);
+        RUN_OK("qemu-img check xt.qcow2");
+        RUN_OK("rm -f xs.raw && qemu-img convert -O raw -l snapshot.name=s xt.qcow2 xs.raw && "
+               "qemu-io -f raw -c 'read -P 1 0 4k' -c 'read -P %d 4k 60k' -c 'read -P 3 64k 2k' "
+               "-c 'read -P %d 66k 958k' xs.raw", under, under);
+    }
+}
+END_TEST
+
 START_TEST(convert_like_qemu)
 {
     make_pair("c.qcow2");
@@ -340,6 +372,7 @@ int main(void)
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, snapshots_both_ways);
+    tcase_add_test(tc, extended_l2_write_after_snapshot);
     tcase_add_test(tc, convert_like_qemu);
     tcase_add_test(tc, convert_compressed_packing);
     tcase_add_test(tc, compare_like_qemu);
