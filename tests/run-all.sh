@@ -4,7 +4,8 @@
 #      worker-thread engine; the library, tools and tests also built with
 #      GCC and Clang in Debug, RelWithDebInfo and Release with -Werror;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
-#      a ThreadSanitizer build, the stress tests on both engines;
+#      a ThreadSanitizer build: the stress tests, the virtio models and
+#      vdisk serve on both engines;
 #   3. every libFuzzer harness for about a minute from its corpus;
 #   4. installation into a prefix, and the README's C example built against
 #      it with pkg-config.
@@ -54,13 +55,14 @@ echo "== tests under ASan + UBSan"
 echo "== build with ThreadSanitizer (stress tests)"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVDISK_WERROR=ON \
   -DVDISK_SANITIZE=thread >/dev/null
-cmake --build build-tsan -j "$jobs" --target test-stress-qcow2-async vdisk_cli
-echo "== stress tests under ThreadSanitizer"
+cmake --build build-tsan -j "$jobs" --target test-stress-qcow2-async vdisk_cli \
+  test-vhost-user test-virtio-blk test-virtio-scsi
+echo "== stress tests, the virtio models and vdisk serve (two queues) under ThreadSanitizer"
 engines=threads
 if [ $uring_ok = 1 ]; then engines="uring threads"; fi
 for engine in $engines; do
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 VDISK_ENGINE=$engine VDISK_STRESS_OPS=4000 \
-    ctest -R '^stress' --output-on-failure) || status=1
+    ctest -R '^stress|^vhost-user$|^virtio-blk$|^virtio-scsi$' --output-on-failure) || status=1
 done
 
 echo "== fuzzing: every harness for a bounded time"
