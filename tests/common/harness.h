@@ -33,11 +33,73 @@ struct run *run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 const char *harness_last_cmd(void);
 
+/* The result of the last run() (its command: harness_last_cmd()). */
+struct run *harness_last_run(void);
+
 /* True when PROGRAM is on the PATH. */
 bool have_program(const char *program);
 
-/* Exits 77 (skipped) with a message when PROGRAM is missing. */
+/*
+ * Skips.  A test that cannot run what it claims (a tool, a file system, a
+ * device or a permission is missing) never passes: it is skipped, with its
+ * reason, and CTest reports it as such (exit status 77, SKIP_RETURN_CODE).
+ *
+ * In CI (CI=true in the environment), where .ci/run installs every tool, a
+ * skip is a failure (exit status 1, "FAIL: ..."), unless the test and the
+ * reason are on the allow-list tests/ci-skips.txt ($VDISK_CI_SKIPS names
+ * another list): a missing /dev/kvm for the vmm-* tests, io_uring being
+ * unavailable, and so on.  tests/common/skip.sh applies the same list to the
+ * shell tests.
+ */
+
+/* Exits 77 (skipped) with a message when PROGRAM is missing: for a program
+ * that every case needs.  A case that needs it alone uses
+ * CASE_REQUIRE_PROGRAM. */
 void require_program(const char *program);
+
+/* Ends the whole program as skipped: prints "SKIP: REASON" and exits 77, or
+ * (CI=true, not on the allow-list) prints why that fails and exits 1. */
+_Noreturn void skip_test(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Records that a part of the running case did not run, and why (REASON
+ * names the case and the part); the rest of the case and the other cases
+ * run.  run_suite() then ends as skip_test() does when nothing failed,
+ * listing every such reason. */
+void skip_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* skip_note() prefixed with the case's name, taken from FUNC (__func__ in a
+ * START_TEST body). */
+void skip_note_case(const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* In a START_TEST body: records the skip of the whole case and returns. */
+#define SKIP_CASE(...)                                                             \
+    do {                                                                           \
+        skip_note_case(__func__, __VA_ARGS__);                                     \
+        return;                                                                    \
+    } while (0)
+
+/* In a START_TEST body: skips the case when PROGRAM is missing. */
+#define CASE_REQUIRE_PROGRAM(program)                                              \
+    do {                                                                           \
+        if (!have_program(program))                                                \
+            SKIP_CASE("%s is not installed", program);                             \
+    } while (0)
+
+/* The number of skips skip_note() recorded so far. */
+unsigned skip_count(void);
+
+/* The test's CTest name: $VDISK_TEST_NAME, else the program's name without
+ * its "test-" prefix. */
+const char *test_name(void);
+
+/* Whether CI=true (or CI=1) is in the environment. */
+bool ci_mode(void);
+
+/* Whether the allow-list lets TEST skip for REASON in CI: a line
+ * "TEST-GLOB REASON-GLOB" of tests/ci-skips.txt (or $VDISK_CI_SKIPS) whose
+ * shell patterns match TEST and the whole of REASON. */
+bool ci_skip_allowed(const char *test, const char *reason);
 
 /* A fresh scratch directory, removed at exit; returns its path. */
 const char *scratch_dir(void);
@@ -93,7 +155,9 @@ extern int harness_child_pipe;
         }                                                                          \
     } while (0)
 
-/* Runs a suite and returns the process exit status (0 when all passed). */
+/* Runs a suite and returns the process exit status: 1 when a case failed,
+ * else 77 when a case recorded a skip (skip_note(); 1 instead when CI=true
+ * does not allow it), else 0. */
 int run_suite(Suite *s);
 
 #endif /* VDISK_TEST_HARNESS_H */

@@ -94,10 +94,8 @@ int main(void)
 {
     require_program("losetup");
     require_program("qemu-img");
-    if (!attach(512)) {
-        printf("SKIP: cannot set up a loop device here\n");
-        return 77;
-    }
+    if (!attach(512))
+        skip_test("cannot set up a loop device here (losetup: %s)", harness_last_run()->err);
     detach();
     atexit(detach);
     Suite *s = suite_create("blockdev");

@@ -274,10 +274,7 @@ END_TEST
 
 START_TEST(qemu_storage_daemon_holds)
 {
-    if (!have_program("qemu-storage-daemon")) {
-        fprintf(stderr, "qemu-storage-daemon not found: test skipped\n");
-        return;
-    }
+    CASE_REQUIRE_PROGRAM("qemu-storage-daemon");
     make_qcow2("d.qcow2", 0x11);
     RUN_OK("qemu-img create -q -f raw d.raw 4M");
     /* A qcow2 node, and a raw file exported writable over NBD (a user of
@@ -625,10 +622,8 @@ int main(void)
     /* The scratch file system must have OFD locks, as QEMU needs them. */
     int fd = open("probe", O_RDWR | O_CREAT, 0644);
     struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
-    if (fd < 0 || fcntl(fd, F_OFD_SETLK, &fl) < 0) {
-        fprintf(stderr, "%s: no OFD locks on this file system: skipped\n", scratch_dir());
-        return 77;
-    }
+    if (fd < 0 || fcntl(fd, F_OFD_SETLK, &fl) < 0)
+        skip_test("%s: no OFD locks on this file system (%s)", scratch_dir(), strerror(errno));
     close(fd);
     Suite *s = suite_create("locking");
     TCase *tc = tcase_create("locking");

@@ -34,22 +34,23 @@ here=$(cd "$(dirname "$0")" && pwd)
 vdisk=${1:?usage: guest-test.sh VDISK [OUTDIR]}
 out=${2:-$PWD/linux-vhost}
 backend=${VDISK_TEST_BACKEND:-vdisk}
+: "${VDISK_TEST_NAME:=linux-vhost$([ "$backend" = qsd ] && echo -qsd)}" # its CTest name (tests/ci-skips.txt)
+export VDISK_TEST_NAME
 
-skip() { echo "SKIP: $*"; exit 77; }
 
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
-why=$(find_guest_kernel) || skip "$why"
+command -v qemu-system-x86_64 >/dev/null || skip_test "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+why=$(find_guest_kernel) || skip_test "$why"
 find_guest_kernel
 for tool in qemu-img xorriso cpio modinfo busybox; do
-  command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
+  command -v "$tool" >/dev/null || skip_test "$tool not found (scripts/install-deps.sh installs it)"
 done
 case "$backend" in
   vdisk)
     "$vdisk" serve --help >/dev/null 2>&1 ||
-      skip "'vdisk serve' does not exist yet ($vdisk serve --help fails); VDISK_TEST_BACKEND=qsd runs the guest side against qemu-storage-daemon"
+      skip_test "'vdisk serve' does not exist yet ($vdisk serve --help fails); VDISK_TEST_BACKEND=qsd runs the guest side against qemu-storage-daemon"
     ;;
   qsd)
-    command -v qemu-storage-daemon >/dev/null || skip "qemu-storage-daemon not found (apt-get install qemu-system-common)"
+    command -v qemu-storage-daemon >/dev/null || skip_test "qemu-storage-daemon not found (apt-get install qemu-system-common)"
     ;;
   *) echo "guest-test.sh: VDISK_TEST_BACKEND must be vdisk or qsd, not '$backend'" >&2; exit 2 ;;
 esac

@@ -767,6 +767,8 @@ int main(void)
 {
     if (chdir(scratch_dir()) != 0)
         return 1;
+    if (env_uint("VDISK_POWERLOSS_QEMU_EVERY", 20) && !have_program("qemu-img"))
+        skip_note("qemu-img check of the crash images: qemu-img is not installed");
     Suite *s = suite_create("powerloss");
     TCase *tc = tcase_create("every-write");
     tcase_set_timeout(tc, 3600);

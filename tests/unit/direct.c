@@ -501,10 +501,8 @@ int main(void)
         return 1;
     }
     int fd = open(path, O_RDWR | O_DIRECT);
-    if (fd < 0 && errno == EINVAL) {
-        printf("SKIP: %s does not support O_DIRECT\n", scratch_dir());
-        return 77;
-    }
+    if (fd < 0 && errno == EINVAL)
+        skip_test("%s does not support O_DIRECT", scratch_dir());
     if (fd >= 0)
         close(fd);
     vdisk_options *o;

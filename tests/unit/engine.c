@@ -520,11 +520,8 @@ START_TEST(reap_timeout_returns)
     const char *path = scratch("dt.raw");
     ck_assert_int_eq(vdisk_create(path, "raw", 1 * MiB, NULL), 0);
     int err = open_engine(&dev, path, "cache=none");
-    if (err == -EINVAL) {
-        printf("O_DIRECT is not supported here (%s): part of reap_timeout_returns skipped\n",
-               vdisk_get_error());
-        return;
-    }
+    if (err == -EINVAL)
+        SKIP_CASE("its cache=none half: O_DIRECT is not supported here (%s)", vdisk_get_error());
     ck_assert_msg(err == 0, "%s", vdisk_get_error());
     vdisk_queue *a = new_queue(dev, 8), *b = new_queue(dev, 8);
     int fdb = vdisk_queue_get_fd(b);
@@ -1059,11 +1056,8 @@ int main(void)
     vdisk_dev *dev;
     int r = vdisk_open(&dev, path, o);
     vdisk_options_free(o);
-    if (r == -ENOSYS) {
-        printf("SKIP: the %s engine is not available here: %s\n", TEST_ENGINE,
-               vdisk_get_error());
-        return 77;
-    }
+    if (r == -ENOSYS)
+        skip_test("the %s engine is not available here: %s", TEST_ENGINE, vdisk_get_error());
     if (r < 0) {
         fprintf(stderr, "vdisk_open: %s\n", vdisk_get_error());
         return 1;

@@ -764,10 +764,7 @@ END_TEST
 
 START_TEST(xorriso_iso)
 {
-    if (!have_program("xorriso")) {
-        printf("xorriso_iso: skipped, xorriso is not installed\n");
-        return;
-    }
+    CASE_REQUIRE_PROGRAM("xorriso");
     const char *t = scratch("tree"), *iso = scratch("x.iso");
     RUN_OK("rm -rf '%s' && mkdir '%s' && echo hello > '%s/hello.txt' && "
            "xorriso -as mkisofs -quiet -V MMC_TEST -o '%s' '%s' 2>/dev/null", t, t, t, iso, t);

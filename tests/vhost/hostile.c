@@ -604,9 +604,6 @@ static Suite *suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (!have_program("xorriso")) {
-        fprintf(stderr, "vhost-hostile: xorriso not found, not run\n");
-        return 77;
-    }
+    require_program("xorriso");
     return run_suite(suite());
 }

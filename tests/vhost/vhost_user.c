@@ -121,6 +121,8 @@ START_TEST(blk_io)
     RUN_OK("'%s' check '%s'", vdisk_bin(), img);
     if (have_program("qemu-img"))
         RUN_OK("qemu-img check '%s'", img);
+    else
+        skip_note("blk_io: qemu-img check of the image: qemu-img is not installed");
     fe_close(&f);
     free(pat);
     free(orig);
@@ -276,10 +278,7 @@ END_TEST
 
 START_TEST(scsi_cdrom)
 {
-    if (!have_program("xorriso")) {
-        fprintf(stderr, "scsi_cdrom: xorriso not found, not run\n");
-        return;
-    }
+    CASE_REQUIRE_PROGRAM("xorriso");
     const char *tree = scratch("isotree"), *iso = scratch("cd.iso"), *iso2 = scratch("cd2.iso");
     RUN_OK("mkdir -p '%s' && head -c 100000 /dev/urandom > '%s/file.bin' && "
            "xorriso -as mkisofs -quiet -R -V FIRSTCD -o '%s' '%s' 2>/dev/null && "
@@ -467,10 +466,7 @@ END_TEST
  * still serves, the image and the ISO are unchanged. */
 START_TEST(mem_shrunk)
 {
-    if (!have_program("xorriso")) {
-        fprintf(stderr, "mem_shrunk: xorriso not found, not run\n");
-        return;
-    }
+    CASE_REQUIRE_PROGRAM("xorriso");
     const char *tree = scratch("shtree"), *iso = scratch("sh.iso");
     RUN_OK("mkdir -p '%s' && head -c 60000 /dev/urandom > '%s/file.bin' && "
            "xorriso -as mkisofs -quiet -R -V SHRINKCD -o '%s' '%s' 2>/dev/null",
@@ -682,10 +678,7 @@ END_TEST
 
 START_TEST(monitor_change_checks)
 {
-    if (!have_program("xorriso")) {
-        fprintf(stderr, "monitor_change_checks: xorriso not found, not run\n");
-        return;
-    }
+    CASE_REQUIRE_PROGRAM("xorriso");
     const char *tree = scratch("mctree"), *iso = scratch("mc1.iso"), *root = scratch("mcroot");
     const char *outside = scratch("mc-outside.iso"), *fifo = scratch("mc.fifo");
     const char *dir = scratch("mc.dir");

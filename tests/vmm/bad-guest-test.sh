@@ -22,6 +22,8 @@
 # are deleted unless VDISK_TEST_KEEP=1.  Exits 77 (skipped) as vmm-guest
 # does: /dev/kvm missing or unusable, KVM refusing a VM, or a tool missing.
 set -euo pipefail
+: "${VDISK_TEST_NAME:=vmm-bad-guest}" # its CTest name (tests/ci-skips.txt)
+export VDISK_TEST_NAME
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
@@ -35,7 +37,6 @@ guest=${2:?$usage}
 vdisk=${3:?$usage}
 out=${4:-$PWD/vmm-bad-guest}
 
-skip() { echo "SKIP: $*"; exit 77; }
 vmm_test_begin "$vmm" "$guest" "$out"
 
 # --- images ----------------------------------------------------------------------

@@ -10,6 +10,8 @@
 # Exits 77 (skipped) as vmm-guest does: without a usable /dev/kvm the VMM
 # stops before it opens its disks.
 set -euo pipefail
+: "${VDISK_TEST_NAME:=vmm-confine}" # its CTest name (tests/ci-skips.txt)
+export VDISK_TEST_NAME
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh

@@ -23,6 +23,8 @@
 # the images are deleted unless VDISK_TEST_KEEP=1.  Exits 77 (skipped) as
 # vmm-guest does, and without /usr/bin/time.
 set -euo pipefail
+: "${VDISK_TEST_NAME:=vmm-flood-guest}" # its CTest name (tests/ci-skips.txt)
+export VDISK_TEST_NAME
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
@@ -37,7 +39,7 @@ vdisk=${3:?$usage}
 out=${4:-$PWD/vmm-flood-guest}
 rss_limit_kib=$((200 * 1024))
 
-[ -x /usr/bin/time ] || { echo "SKIP: /usr/bin/time (GNU time) not found (scripts/install-deps.sh installs it)"; exit 77; }
+[ -x /usr/bin/time ] || skip_test "/usr/bin/time (GNU time) not found (scripts/install-deps.sh installs it)"
 vmm_test_begin "$vmm" "$guest" "$out"
 
 # --- images ----------------------------------------------------------------------

@@ -18,6 +18,8 @@
 # Exits 77 (skipped) when /dev/kvm is missing or unusable, when KVM refuses
 # the VMM a VM, or when vdisk-vmm, the guest or a tool is missing.
 set -euo pipefail
+: "${VDISK_TEST_NAME:=vmm-guest}" # its CTest name (tests/ci-skips.txt)
+export VDISK_TEST_NAME
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
@@ -30,7 +32,6 @@ guest=${2:?usage: guest-test.sh VDISK_VMM GUEST_BIN VDISK [OUTDIR]}
 vdisk=${3:?usage: guest-test.sh VDISK_VMM GUEST_BIN VDISK [OUTDIR]}
 out=${4:-$PWD/vmm-guest}
 
-skip() { echo "SKIP: $*"; exit 77; }
 vmm_test_begin "$vmm" "$guest" "$out"
 
 # --- images ----------------------------------------------------------------------

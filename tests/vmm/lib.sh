@@ -3,6 +3,9 @@
 # tests/bench/boot.sh (sourced, bash): whether /dev/kvm can run vdisk-vmm's
 # guests here, and the images the bundled test guest is run with.
 
+# shellcheck source=SCRIPTDIR/../common/skip.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/skip.sh" # skip_test
+
 # kvm_usable: /dev/kvm exists and can be opened read-write; else prints why
 # not and returns 1.
 kvm_usable() {
@@ -23,11 +26,11 @@ kvm_usable() {
 # exit unless VDISK_TEST_KEEP=1.
 vmm_test_begin() {
   local vmm=$1 guest=$2 out=$3 why tool
-  [ -x "$vmm" ] || { echo "SKIP: vdisk-vmm is not built ($vmm)"; exit 77; }
-  [ -s "$guest" ] || { echo "SKIP: the test guest is not built ($guest): the C compiler cannot make -m32 freestanding code (see the CMake warning)"; exit 77; }
-  why=$(kvm_usable) || { echo "SKIP: $why"; exit 77; }
+  [ -x "$vmm" ] || skip_test "vdisk-vmm is not built ($vmm)"
+  [ -s "$guest" ] || skip_test "the test guest is not built ($guest): the C compiler cannot make -m32 freestanding code (see the CMake warning)"
+  why=$(kvm_usable) || skip_test "$why"
   for tool in qemu-img qemu-io xorriso gzip perl timeout; do
-    command -v "$tool" >/dev/null || { echo "SKIP: $tool not found (scripts/install-deps.sh installs it)"; exit 77; }
+    command -v "$tool" >/dev/null || skip_test "$tool not found (scripts/install-deps.sh installs it)"
   done
   new_work_dir "$out"
   trap '[ "${VDISK_TEST_KEEP:-0}" = 1 ] || rm -rf "$work"' EXIT
@@ -53,8 +56,7 @@ vmm_run_firmware() {
   echo "   vdisk-vmm ran for $ms ms (exit status $rc); serial output: $out/serial.log"
   if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ] && vmm_kvm_failure "$out/vmm.err"; then
     cat "$out/vmm.err"
-    echo "SKIP: KVM cannot run the guest here: $(head -n1 "$out/vmm.err")"
-    exit 77
+    skip_test "KVM cannot run the guest here: $(head -n1 "$out/vmm.err")"
   fi
 }
 

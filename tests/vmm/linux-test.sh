@@ -18,6 +18,8 @@
 # kernel (scripts/fetch-guest-kernel.sh) or the initramfs's tools.  Never
 # reported as passed without the guest having run.
 set -euo pipefail
+: "${VDISK_TEST_NAME:=vmm-linux}" # its CTest name (tests/ci-skips.txt)
+export VDISK_TEST_NAME
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
@@ -29,15 +31,14 @@ vmm=${1:?usage: linux-test.sh VDISK_VMM VDISK [OUTDIR]}
 vdisk=${2:?usage: linux-test.sh VDISK_VMM VDISK [OUTDIR]}
 out=${3:-$PWD/vmm-linux}
 
-skip() { echo "skipped: $*"; exit 77; }
 
-why=$(kvm_boots_linux) || skip "$why"
-[ -x "$vmm" ] || skip "vdisk-vmm is not built ($vmm)"
-[ -f "$here/../linux/mkinitramfs.sh" ] || skip "no initramfs builder (tests/linux/mkinitramfs.sh)"
-why=$(find_guest_kernel) || skip "$why"
+why=$(kvm_boots_linux) || skip_test "$why"
+[ -x "$vmm" ] || skip_test "vdisk-vmm is not built ($vmm)"
+[ -f "$here/../linux/mkinitramfs.sh" ] || skip_test "no initramfs builder (tests/linux/mkinitramfs.sh)"
+why=$(find_guest_kernel) || skip_test "$why"
 find_guest_kernel
 for tool in qemu-img qemu-io xorriso cpio modinfo busybox timeout; do
-  command -v "$tool" >/dev/null || skip "$tool not found (scripts/install-deps.sh installs it)"
+  command -v "$tool" >/dev/null || skip_test "$tool not found (scripts/install-deps.sh installs it)"
 done
 
 new_work_dir "$out"

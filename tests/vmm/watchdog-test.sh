@@ -17,6 +17,8 @@
 #                watchdog does not end a guest that works.
 # Exits 77 (skipped) as vmm-guest does: without a usable /dev/kvm.
 set -euo pipefail
+: "${VDISK_TEST_NAME:=vmm-watchdog}" # its CTest name (tests/ci-skips.txt)
+export VDISK_TEST_NAME
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
