@@ -3,6 +3,9 @@
  * fuzz/replay.c: runs a harness over files and folders of inputs, without
  * libFuzzer, so that the corpus and every saved crash are ordinary tests.
  *   fuzz-replay-NAME PATH...
+ * An input fails when the harness returns anything but 0 (or crashes: a
+ * sanitizer report ends the process).  Files whose names start with '.' or
+ * with "README" are not inputs (a crash folder may hold only its README).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -30,8 +33,12 @@ static int run_file(const char *path)
         free(data);
         return 1;
     }
-    LLVMFuzzerTestOneInput(data, got);
+    int r = LLVMFuzzerTestOneInput(data, got);
     free(data);
+    if (r != 0) {
+        fprintf(stderr, "%s: the harness returned %d\n", path, r);
+        return 1;
+    }
     return 0;
 }
 
@@ -60,7 +67,7 @@ static int run_path(const char *path, int *count)
     size_t n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
+        if (e->d_name[0] == '.' || strncmp(e->d_name, "README", 6) == 0)
             continue;
         names = realloc(names, (n + 1) * sizeof *names);
         names[n++] = strdup(e->d_name);
@@ -71,7 +78,7 @@ static int run_path(const char *path, int *count)
     for (size_t i = 0; i < n; i++) {
         char full[4096];
         snprintf(full, sizeof full, "%s/%s", path, names[i]);
-        bad |= run_path(full, count);
+        bad += run_path(full, count);
         free(names[i]);
     }
     free(names);
@@ -82,7 +89,7 @@ int main(int argc, char **argv)
 {
     int bad = 0, count = 0;
     for (int i = 1; i < argc; i++)
-        bad |= run_path(argv[i], &count);
+        bad += run_path(argv[i], &count);
     printf("%d passed, %d failed\n", count - bad, bad);
     return bad;
 }

@@ -60,6 +60,13 @@ struct vdisk_open_params {
     unsigned threads;
     const struct chain_link *chain; /* during open only; NULL afterwards */
     bool no_backing;           /* refuse images with backing files (fuzzing) */
+    /* Fuzzing: when set, a backing file NAME is not looked for on the host
+     * but given by this call, as a protocol device (one reference passes to
+     * the caller) opened with P; returns 0 or -errno.  The backing chain's
+     * depth limit still applies. */
+    int (*open_backing)(void *opaque, const char *name, const struct vdisk_open_params *p,
+                        struct vdisk_dev **filep);
+    void *backing_opaque;
 };
 
 struct write_track; /* lib/device.c: overlapping read-modify-write */

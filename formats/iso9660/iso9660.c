@@ -222,12 +222,13 @@ struct rr {
     uint64_t rdev;
     int64_t mtime, atime, ctime;
     bool has_mtime, has_atime, has_ctime;
-    char name[VDISK_ISO_NAME_MAX + 1];
-    size_t nlen;
-    char target[VDISK_ISO_PATH_MAX + 1];
-    size_t tlen;
+    size_t nlen, tlen;
     bool sl_sep; /* a '/' goes before the next component */
     struct zisofs zf;
+    /* Last, so that rr_parse clears what comes before and only the first
+     * byte of these (5 KiB, for every record read). */
+    char name[VDISK_ISO_NAME_MAX + 1];
+    char target[VDISK_ISO_PATH_MAX + 1];
 };
 
 static int rr_append(char *dst, size_t *len, size_t max, const void *src, size_t n,
@@ -382,7 +383,8 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
 static int rr_parse(struct vdisk_iso *iso, const uint8_t *rec, size_t len, unsigned skip,
                     struct rr *rr)
 {
-    memset(rr, 0, sizeof *rr);
+    memset(rr, 0, offsetof(struct rr, name));
+    rr->name[0] = rr->target[0] = '\0';
     size_t su = 33 + (size_t)rec[32] + !(rec[32] & 1);
     if (su + skip >= len)
         return 0;
@@ -472,7 +474,14 @@ static int parse_record(struct vdisk_iso *iso, const uint8_t *rec, size_t len, i
         n->flags = flags;
         return 0;
     }
-    memset(n, 0, offsetof(struct node, ext));
+    /* The entry's two strings are cleared by their first byte only: a
+     * record is parsed for every entry a lookup passes. */
+    n->e.name[0] = n->e.target[0] = '\0';
+    memset((char *)&n->e + offsetof(struct vdisk_iso_entry, type), 0,
+           offsetof(struct vdisk_iso_entry, target) - offsetof(struct vdisk_iso_entry, type));
+    n->e.compressed = 0;
+    n->e.stored_size = 0;
+    n->dir_off = n->dir_len = 0;
     n->ext = NULL;
     n->next = 0;
     n->relocated = n->child_link = false;
@@ -756,14 +765,22 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
         path = "";
     if (strlen(path) > VDISK_ISO_PATH_MAX)
         return err_set(-ENAMETOOLONG, "path longer than %d bytes", VDISK_ISO_PATH_MAX);
-    struct node *stack = calloc(ISO_MAX_DEPTH + 1, sizeof *stack);
-    char *work = malloc(2 * VDISK_ISO_PATH_MAX + 4), *tmp = malloc(2 * VDISK_ISO_PATH_MAX + 4);
+    /* The directories from the root down to the current one: grown as the
+     * path goes deeper (up to ISO_MAX_DEPTH + 1), since a node is some 4 KiB
+     * and most paths are a few components long.  WORK, the path left to
+     * resolve, is as long as it needs to be (at most 2 * VDISK_ISO_PATH_MAX
+     * after symlinks). */
+    unsigned cap = 4;
+    struct node *stack = malloc(cap * sizeof *stack);
+    char *work = strdup(path);
     int r = 0;
-    if (!stack || !work || !tmp) {
+    if (!stack || !work) {
         r = err_set(-ENOMEM, "out of memory");
         goto out;
     }
-    strcpy(work, path);
+    /* A slot is filled whole before it is read; node_free needs these. */
+    for (unsigned i = 0; i < cap; i++)
+        stack[i].ext = NULL, stack[i].next = 0;
     unsigned depth = 0, hops = 0;
     r = root_node(iso, &stack[0]);
     size_t pos = 0;
@@ -794,6 +811,19 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
             r = err_set(-ELOOP, "%s: more than %d directories deep", path, ISO_MAX_DEPTH);
             break;
         }
+        if (depth + 1 >= cap) {
+            unsigned ncap = cap * 2 > ISO_MAX_DEPTH + 1 ? ISO_MAX_DEPTH + 1 : cap * 2;
+            struct node *ns = realloc(stack, ncap * sizeof *stack);
+            if (!ns) {
+                r = err_set(-ENOMEM, "out of memory");
+                break;
+            }
+            for (unsigned i = cap; i < ncap; i++)
+                ns[i].ext = NULL, ns[i].next = 0;
+            stack = ns;
+            cur = &stack[depth];
+            cap = ncap;
+        }
         struct node *child = &stack[depth + 1];
         struct find_ctx f = {comp, clen, child, false};
         r = walk_dir(iso, cur->dir_off, cur->dir_len, iso->ns, find_fn, &f);
@@ -812,12 +842,20 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
                 r = err_set(-ELOOP, "%s: more than %d symlinks", path, ISO_MAX_HOPS);
                 break;
             }
-            int n = snprintf(tmp, 2 * VDISK_ISO_PATH_MAX + 4, "%s/%s", child->e.target,
-                             work + pos);
-            if (n < 0 || n > VDISK_ISO_PATH_MAX * 2) {
+            size_t tl = strlen(child->e.target), rl = strlen(work + pos);
+            size_t n = tl + 1 + rl;
+            if (n > VDISK_ISO_PATH_MAX * 2) {
                 r = err_set(-ENAMETOOLONG, "%s: the path through symlinks is too long", path);
                 break;
             }
+            char *tmp = malloc(n + 1);
+            if (!tmp) {
+                r = err_set(-ENOMEM, "out of memory");
+                break;
+            }
+            memcpy(tmp, child->e.target, tl);
+            tmp[tl] = '/';
+            memcpy(tmp + tl + 1, work + pos, rl + 1);
             if (child->e.target[0] == '/') {
                 while (depth) {
                     node_free(&stack[depth]);
@@ -825,7 +863,8 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
                 }
             }
             node_free(child);
-            strcpy(work, tmp);
+            free(work);
+            work = tmp;
             pos = 0;
             continue;
         }
@@ -838,11 +877,10 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
     }
 out:
     if (stack)
-        for (unsigned i = 0; i <= ISO_MAX_DEPTH; i++)
+        for (unsigned i = 0; i < cap; i++)
             node_free(&stack[i]);
     free(stack);
     free(work);
-    free(tmp);
     return r;
 }
 

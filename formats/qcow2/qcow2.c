@@ -75,11 +75,47 @@ static bool backing_escapes(const char *overlay, const char *name, const char *f
     return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
 }
 
+/* Backing files from the params' open_backing call (fuzzing: images in
+ * memory), as qcow2_open_backing opens them from the file system. */
+static int open_backing_hook(struct qcow2 *s, struct opt_set *os)
+{
+    const struct vdisk_open_params *up = &s->dev->params;
+    struct chain_link link = {s->dev->filename, up->chain, up->chain ? up->chain->depth + 1 : 1};
+    if (link.depth > QCOW2_MAX_CHAIN_DEPTH)
+        return err_set(-ELOOP, "%s: the backing chain is deeper than %d images",
+                       s->dev->filename, QCOW2_MAX_CHAIN_DEPTH);
+    s->full_backing = strdup(s->backing_name);
+    if (!s->full_backing)
+        return err_set(-ENOMEM, "out of memory");
+    struct vdisk_open_params p = *up;
+    p.read_only = true;
+    p.chain = &link;
+    const char *fmt = os ? opt_take(os, "backing.format") : NULL;
+    if (!fmt)
+        fmt = s->backing_fmt;
+    struct vdisk_dev *file;
+    int r = up->open_backing(up->backing_opaque, s->backing_name, &p, &file);
+    if (r == 0) {
+        r = dev_open_format(&s->backing, file, fmt, &p, NULL);
+        if (r < 0)
+            dev_unref(file);
+    }
+    if (r < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        return err_set(r, "%s: could not open the backing file '%s': %s", s->dev->filename,
+                       s->backing_name, msg);
+    }
+    return 0;
+}
+
 int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
 {
     if (s->dev->params.no_backing)
         return err_set(-EPERM, "%s: backing files are not allowed here (the image names '%s')",
                        s->dev->filename, s->backing_name);
+    if (s->dev->params.open_backing)
+        return open_backing_hook(s, os);
     s->full_backing = resolve_backing(s->dev->filename, s->backing_name);
     if (!s->full_backing)
         return err_set(-ENOMEM, "out of memory");

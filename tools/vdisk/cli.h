@@ -28,6 +28,11 @@ int cmd_amend(int argc, char **argv);
 int cmd_iso(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
+/* vdisk part apply's work (fuzz/part_apply.c calls it): writes the table
+ * that the sfdisk script read from IN describes to DEV, with SECTOR_SIZE
+ * (0: from the script or the device).  Returns the exit status (0 or 1). */
+int part_apply_script(vdisk_dev *dev, FILE *in, unsigned sector_size);
+
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);
 

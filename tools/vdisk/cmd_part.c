@@ -622,6 +622,12 @@ out:
     return ret;
 }
 
+int part_apply_script(vdisk_dev *dev, FILE *in, unsigned sector_size)
+{
+    struct popts o = {.ss = sector_size, .bootable = -1};
+    return do_apply(dev, in, &o);
+}
+
 /* ---- The command ------------------------------------------------------------------ */
 
 static void report_line(void *opaque, const char *line)
