@@ -45,6 +45,7 @@ struct ck {
                                  L2 table, from any L1 table... */
     uint32_t *again_active;   /* ...and from the active one */
     uint64_t bad_snapshots;   /* snapshot table entries with an unusable L1 table */
+    bool fix_errors;          /* -r all: L2 entries that can be mended are */
 };
 
 static bool bit_test_set(uint8_t *map, uint64_t c)
@@ -120,8 +121,25 @@ static void mark(struct ck *ck, uint64_t off, uint64_t len)
  * active L1 table (statistics); QUIET: the problems were reported at the
  * first walk, count them only.
  */
-static void walk_l2(struct ck *ck, const uint8_t *l2, uint64_t weight, uint64_t active,
-                    bool quiet)
+/* Entry J of the L2 table at L2_OFF (held in L2) becomes unallocated and
+ * reading zeroes, on disk; returns whether it was written. */
+static bool mend_l2_entry(struct ck *ck, uint8_t *l2, uint64_t l2_off, uint64_t j)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t esize = s->ext_l2 ? 16 : 8;
+    if (s->ext_l2)
+        qcow2_l2e_set(s, l2, j, 0, (uint64_t)0xffffffffu << 32);
+    else
+        qcow2_l2e_set(s, l2, j, QCOW2_OFLAG_ZERO, 0);
+    if (dev_pwrite(s->file, l2 + j * esize, esize, l2_off + j * esize) < 0 ||
+        dev_flush(s->file) < 0)
+        return false;
+    qcow2_cache_forget(&s->l2c, l2_off);
+    return true;
+}
+
+static void walk_l2(struct ck *ck, uint8_t *l2, uint64_t l2_off, uint64_t weight,
+                    uint64_t active, bool quiet)
 {
     vdisk_check_report_fn report = ck->report;
     if (quiet)
@@ -146,16 +164,30 @@ static void walk_l2(struct ck *ck, const uint8_t *l2, uint64_t weight, uint64_t 
             ck->res->corruptions += (int64_t)weight;
             continue;
         }
-        if (host % s->cluster_size) {
-            say(ck, "ERROR offset=%" PRIx64 ": Cluster is not properly aligned; L2 entry "
-                "corrupted.", host);
-            ck->res->corruptions += (int64_t)weight;
-            continue;
-        }
         if (s->ext_l2 && ((uint32_t)bm & (uint32_t)(bm >> 32))) {
             say(ck, "ERROR: extended L2 entry 0x%016" PRIx64 " 0x%016" PRIx64
                 " has subclusters both allocated and zero", e, bm);
             ck->res->corruptions += (int64_t)weight;
+        }
+        if (host % s->cluster_size) {
+            /* As qemu-img: the clusters it reaches still count as used
+             * (nothing else may take them); one that holds no data (zero,
+             * preallocated) is mended by -r all. */
+            bool data = s->ext_l2 ? (uint32_t)bm != 0 : !(e & QCOW2_OFLAG_ZERO);
+            ck->res->corruptions += (int64_t)weight;
+            if (data) {
+                say(ck, "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; L2 "
+                    "entry corrupted.", host);
+            } else {
+                say(ck, "%s offset=%" PRIx64 ": Preallocated cluster is not properly aligned; "
+                    "L2 entry corrupted.", ck->fix_errors && !quiet ? "Repairing" : "ERROR",
+                    host);
+                if (ck->fix_errors && !quiet && mend_l2_entry(ck, l2, l2_off, j)) {
+                    ck->res->corruptions -= (int64_t)weight;
+                    ck->res->corruptions_fixed += (int64_t)weight;
+                    continue;
+                }
+            }
         }
         if (!host)
             continue;
@@ -229,7 +261,7 @@ static int walk_l1(struct ck *ck, uint64_t off, uint64_t count, bool active)
             continue;
         }
         if (read_cluster(ck, l2, ck->buf) == 0)
-            walk_l2(ck, ck->buf, 1, active, false);
+            walk_l2(ck, ck->buf, l2, 1, active, false);
     }
     free(l1);
     return 0;
@@ -244,7 +276,8 @@ static void walk_again(struct ck *ck)
         if (!ck->again[c])
             continue;
         if (read_cluster(ck, c << ck->s->cluster_bits, ck->buf) == 0)
-            walk_l2(ck, ck->buf, ck->again[c], ck->again_active[c], true);
+            walk_l2(ck, ck->buf, c << ck->s->cluster_bits, ck->again[c], ck->again_active[c],
+                    true);
         ck->again[c] = ck->again_active[c] = 0;
     }
 }
@@ -388,6 +421,7 @@ static int scan(struct ck *ck, unsigned flags)
 {
     struct qcow2 *s = ck->s;
     uint64_t cs = s->cluster_size;
+    ck->fix_errors = flags & VDISK_CHECK_REPAIR_ERRORS;
     memset(ck->refs, 0, ck->nb * sizeof *ck->refs);
     memset(ck->seen, 0, ck->nb / 8 + 1);
     memset(ck->l1seen, 0, ck->nb / 8 + 1);
