@@ -69,11 +69,17 @@ static int run_path(const char *path, int *count)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || strncmp(e->d_name, "README", 6) == 0)
             continue;
-        names = realloc(names, (n + 1) * sizeof *names);
-        names[n++] = strdup(e->d_name);
+        char **more = realloc(names, (n + 1) * sizeof *names);
+        if (!more || !(more[n] = strdup(e->d_name))) {
+            fprintf(stderr, "%s: out of memory\n", path);
+            exit(1);
+        }
+        names = more;
+        n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp);
+    if (n) /* an empty folder (its README only) has no list to sort */
+        qsort(names, n, sizeof *names, cmp);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         char full[4096];
