@@ -77,6 +77,15 @@ static bool backing_escapes(const char *overlay, const char *name, const char *f
 
 /* Backing files from the params' open_backing call (fuzzing: images in
  * memory), as qcow2_open_backing opens them from the file system. */
+/* R, from opening the backing file NAME, with the reason kept. */
+static int backing_failed(struct qcow2 *s, int r, const char *name)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", err_detail());
+    return err_set(r, "%s: could not open the backing file '%s': %s", s->dev->filename, name,
+                   msg);
+}
+
 static int open_backing_hook(struct qcow2 *s, struct opt_set *os)
 {
     const struct vdisk_open_params *up = &s->dev->params;
@@ -100,12 +109,8 @@ static int open_backing_hook(struct qcow2 *s, struct opt_set *os)
         if (r < 0)
             dev_unref(file);
     }
-    if (r < 0) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", err_detail());
-        return err_set(r, "%s: could not open the backing file '%s': %s", s->dev->filename,
-                       s->backing_name, msg);
-    }
+    if (r < 0)
+        return backing_failed(s, r, s->backing_name);
     return 0;
 }
 
@@ -166,12 +171,8 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
     int r = dev_open(&s->backing, s->full_backing, fmt, &p, s->confine ? &bos : NULL);
     opt_set_fini(&bos);
     vdisk_options_free(bo);
-    if (r < 0) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", err_detail());
-        return err_set(r, "%s: could not open the backing file '%s': %s", s->dev->filename,
-                       s->full_backing, msg);
-    }
+    if (r < 0)
+        return backing_failed(s, r, s->full_backing);
     if (!fmt)
         warn_report_once("vdisk: warning: %s: the image does not record the format of its "
                          "backing file '%s'; probing found %s", s->dev->filename,

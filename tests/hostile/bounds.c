@@ -234,6 +234,47 @@ static void info_check_convert(const char *img, int info_st, int check_st, int c
     ck_assert_msg(u.status == convert_st, "convert: exit %d: %.300s", u.status, err_text);
 }
 
+/* A refcount table of 15 clusters (122880 refcount blocks, each covering
+ * 32768 clusters: 2^32 clusters, 256 TiB) in a 2 MiB file, every entry
+ * pointing to the one refcount block. */
+static const char *huge_refcount_table_image(void)
+{
+    const char *img = hostile_base("reft.qcow2");
+    RUN_OK("truncate -s 2M '%s'", img);
+    size_t n = 15 * 8192;
+    uint8_t *t = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        be64_store(t + 8 * i, 0x20000);
+    patch_at(img, 0x100000, t, n * 8);
+    free(t);
+    patch64(img, 48, 0x100000);
+    patch32(img, 56, 15);
+    return img;
+}
+
+/* 65536 snapshots (the most allowed), all sharing one L1 table of 8192
+ * entries that all point to the one L2 table. */
+static const char *many_snapshots_image(void)
+{
+    const char *img = hostile_base("snaps.qcow2");
+    uint8_t *l1 = malloc(8192 * 8);
+    for (int i = 0; i < 8192; i++)
+        be64_store(l1 + 8 * i, 0x8000000000060000ull);
+    patch_at(img, 0x30000, l1, 8192 * 8);
+    free(l1);
+    size_t n = 65536;
+    uint8_t *st = calloc(n, 40);
+    for (size_t i = 0; i < n; i++) {
+        be64_store(st + 40 * i, 0x30000);
+        be32_store(st + 40 * i + 8, 8192);
+    }
+    patch_at(img, 0x70000, st, n * 40);
+    free(st);
+    patch32(img, 60, (uint32_t)n);
+    patch64(img, 64, 0x70000);
+    return img;
+}
+
 /* A 2^60-byte disk in a 448 KiB file: its L1 table would take 16 GiB. */
 START_TEST(huge_size_tiny_file)
 {
@@ -267,21 +308,10 @@ START_TEST(huge_size_real_l1)
 }
 END_TEST
 
-/* A refcount table of 15 clusters (122880 refcount blocks, each covering
- * 32768 clusters: 2^32 clusters, 256 TiB) in a 2 MiB file, every entry
- * pointing to the one refcount block. */
+/* The huge refcount table (huge_refcount_table_image). */
 START_TEST(huge_refcount_table)
 {
-    const char *img = hostile_base("reft.qcow2");
-    RUN_OK("truncate -s 2M '%s'", img);
-    size_t n = 15 * 8192;
-    uint8_t *t = malloc(n * 8);
-    for (size_t i = 0; i < n; i++)
-        be64_store(t + 8 * i, 0x20000);
-    patch_at(img, 0x100000, t, n * 8);
-    free(t);
-    patch64(img, 48, 0x100000);
-    patch32(img, 56, 15);
+    const char *img = huge_refcount_table_image();
     ck_assert_int_eq(bounded_open(img, "qcow2", 1), 0);
     info_check_convert(img, 0, 2, 0);
 }
@@ -300,27 +330,11 @@ START_TEST(shared_tables)
 }
 END_TEST
 
-/* 65536 snapshots (the most allowed), all sharing one L1 table of 8192
- * entries that all point to the one L2 table: walked naively, check would
+/* The many snapshots (many_snapshots_image): walked naively, check would
  * read 2^29 L2 tables. */
 START_TEST(many_snapshots)
 {
-    const char *img = hostile_base("snaps.qcow2");
-    uint8_t *l1 = malloc(8192 * 8);
-    for (int i = 0; i < 8192; i++)
-        be64_store(l1 + 8 * i, 0x8000000000060000ull);
-    patch_at(img, 0x30000, l1, 8192 * 8);
-    free(l1);
-    size_t n = 65536;
-    uint8_t *st = calloc(n, 40);
-    for (size_t i = 0; i < n; i++) {
-        be64_store(st + 40 * i, 0x30000);
-        be32_store(st + 40 * i + 8, 8192);
-    }
-    patch_at(img, 0x70000, st, n * 40);
-    free(st);
-    patch32(img, 60, (uint32_t)n);
-    patch64(img, 64, 0x70000);
+    const char *img = many_snapshots_image();
     ck_assert_int_eq(bounded_open(img, "qcow2", 1), 0);
     info_check_convert(img, 0, 2, 0);
     /* The overlap is reported for each snapshot but the first. */
@@ -509,16 +523,7 @@ END_TEST
 
 START_TEST(write_verbs_huge_refcount_table)
 {
-    const char *img = hostile_base("reft.qcow2");
-    RUN_OK("truncate -s 2M '%s'", img);
-    size_t n = 15 * 8192;
-    uint8_t *t = malloc(n * 8);
-    for (size_t i = 0; i < n; i++)
-        be64_store(t + 8 * i, 0x20000);
-    patch_at(img, 0x100000, t, n * 8);
-    free(t);
-    patch64(img, 48, 0x100000);
-    patch32(img, 56, 15);
+    const char *img = huge_refcount_table_image();
     write_verbs(img, 128 * 1024);
 }
 END_TEST
@@ -533,22 +538,7 @@ END_TEST
 
 START_TEST(write_verbs_many_snapshots)
 {
-    const char *img = hostile_base("snaps.qcow2");
-    uint8_t *l1 = malloc(8192 * 8);
-    for (int i = 0; i < 8192; i++)
-        be64_store(l1 + 8 * i, 0x8000000000060000ull);
-    patch_at(img, 0x30000, l1, 8192 * 8);
-    free(l1);
-    size_t n = 65536;
-    uint8_t *st = calloc(n, 40);
-    for (size_t i = 0; i < n; i++) {
-        be64_store(st + 40 * i, 0x30000);
-        be32_store(st + 40 * i + 8, 8192);
-    }
-    patch_at(img, 0x70000, st, n * 40);
-    free(st);
-    patch32(img, 60, (uint32_t)n);
-    patch64(img, 64, 0x70000);
+    const char *img = many_snapshots_image();
     write_verbs(img, 8ull << 40);
 }
 END_TEST

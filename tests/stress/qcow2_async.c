@@ -63,23 +63,29 @@ static bool overlaps(const struct op *a, uint64_t off, uint64_t len)
     return a->busy && a->off < off + len && off < a->off + a->len;
 }
 
-static void done(void *user, int ret)
+/* What a completed request OP says: its error, or a read that differs
+ * from the model, recorded as the first failure. */
+static void check_completion(const struct op *o, int ret, int *failures, char *first, size_t cap)
 {
-    struct op *o = user;
-    struct worker *w = o->w;
-    if (ret < 0 && !w->failures++)
-        snprintf(w->first_failure, sizeof w->first_failure, "op %d at %llu+%llu: %s", o->kind,
-                 (unsigned long long)o->off, (unsigned long long)o->len, vdisk_get_error());
+    if (ret < 0 && !(*failures)++)
+        snprintf(first, cap, "op %d at %llu+%llu: %s", o->kind, (unsigned long long)o->off,
+                 (unsigned long long)o->len, vdisk_get_error());
     if (ret == 0 && o->kind == 0 && memcmp(o->buf, model + o->off, o->len) != 0) {
         uint64_t i = 0;
         while (o->buf[i] == model[o->off + i])
             i++;
-        if (!w->failures++)
-            snprintf(w->first_failure, sizeof w->first_failure,
-                     "read at %llu+%llu: byte %llu is 0x%02x, the model says 0x%02x",
+        if (!(*failures)++)
+            snprintf(first, cap, "read at %llu+%llu: byte %llu is 0x%02x, the model says 0x%02x",
                      (unsigned long long)o->off, (unsigned long long)o->len,
                      (unsigned long long)(o->off + i), o->buf[i], model[o->off + i]);
     }
+}
+
+static void done(void *user, int ret)
+{
+    struct op *o = user;
+    struct worker *w = o->w;
+    check_completion(o, ret, &w->failures, w->first_failure, sizeof w->first_failure);
     free(o->buf);
     o->buf = NULL;
     o->busy = false;
@@ -310,19 +316,7 @@ static void sdone(void *user, int ret)
 {
     struct op *o = user;
     struct sworker *w = (struct sworker *)o->w;
-    if (ret < 0 && !w->failures++)
-        snprintf(w->first_failure, sizeof w->first_failure, "op %d at %llu+%llu: %s", o->kind,
-                 (unsigned long long)o->off, (unsigned long long)o->len, vdisk_get_error());
-    if (ret == 0 && o->kind == 0 && memcmp(o->buf, model + o->off, o->len) != 0) {
-        uint64_t i = 0;
-        while (o->buf[i] == model[o->off + i])
-            i++;
-        if (!w->failures++)
-            snprintf(w->first_failure, sizeof w->first_failure,
-                     "read at %llu+%llu: byte %llu is 0x%02x, the model says 0x%02x",
-                     (unsigned long long)o->off, (unsigned long long)o->len,
-                     (unsigned long long)(o->off + i), o->buf[i], model[o->off + i]);
-    }
+    check_completion(o, ret, &w->failures, w->first_failure, sizeof w->first_failure);
     free(o->buf);
     o->buf = NULL;
     o->busy = false;

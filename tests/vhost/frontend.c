@@ -276,7 +276,7 @@ void fe_start(struct fe *f, const char *path)
 }
 
 /* Sets up ring Q (size QSIZE, base 0) and enables it. */
-void fe_ring(struct fe *f, unsigned q)
+void fe_ring_layout(struct fe *f, unsigned q)
 {
     memset(host(f, ring_off(q, 0)), 0, 0x10000);
     f->avail_idx[q] = f->used_seen[q] = 0;
@@ -288,6 +288,11 @@ void fe_ring(struct fe *f, unsigned q)
     } addr = {q, 0, uva(f, ring_off(q, OFF_DESC)), uva(f, ring_off(q, OFF_USED)),
               uva(f, ring_off(q, OFF_AVAIL)), 0};
     ok(f, SET_VRING_ADDR, &addr, sizeof addr, NULL, 0);
+}
+
+void fe_ring(struct fe *f, unsigned q)
+{
+    fe_ring_layout(f, q);
     if (f->kick[q] > 0)
         close(f->kick[q]);
     if (f->call[q] > 0)

@@ -141,7 +141,9 @@ uint32_t ring_off(unsigned q, uint32_t what);
 /* Connects and negotiates: features (without EVENT_IDX), protocol
  * features, owner, memory table. */
 void fe_start(struct fe *f, const char *path);
-/* Sets up ring Q (size QSIZE, base 0) and enables it. */
+/* Ring Q's size (QSIZE), base (0) and addresses, its structures zeroed. */
+void fe_ring_layout(struct fe *f, unsigned q);
+/* fe_ring_layout, then call and kick fds, and the ring enabled. */
 void fe_ring(struct fe *f, unsigned q);
 /* Puts a descriptor chain at descriptors FIRST.. in ring Q's table and
  * makes it available (without kicking). */

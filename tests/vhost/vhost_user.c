@@ -817,15 +817,7 @@ START_TEST(call_after_enable)
     struct fe f = {0};
     fe_memory(&f);
     fe_start(&f, sock);
-    memset(host(&f, ring_off(0, 0)), 0, 0x10000);
-    state(&f, SET_VRING_NUM, 0, QSIZE);
-    state(&f, SET_VRING_BASE, 0, 0);
-    struct {
-        uint32_t index, flags;
-        uint64_t desc, used, avail, log;
-    } addr = {0, 0, uva(&f, ring_off(0, OFF_DESC)), uva(&f, ring_off(0, OFF_USED)),
-              uva(&f, ring_off(0, OFF_AVAIL)), 0};
-    ok(&f, SET_VRING_ADDR, &addr, sizeof addr, NULL, 0);
+    fe_ring_layout(&f, 0);
     f.kick[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     /* fe_wait watches this one; the server never has it. */
     f.call[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
