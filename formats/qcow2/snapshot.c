@@ -826,8 +826,9 @@ static int switch_trees(struct qcow2 *s, struct change *ch)
     }
 
     /* Where the new clusters go: past everything counted, in this order:
-     * L2 copies, the active L1 table, the new snapshot's, the snapshot
-     * table, then refcount blocks and the refcount table. */
+     * L2 copies, the active L1 table, the new snapshot's, refcount blocks,
+     * the refcount table, and last the snapshot table (as QEMU leaves it,
+     * at the end of the file). */
     uint64_t l1c = ((uint64_t)ch->l1_size * 8 + cs - 1) / cs, snc = 0, tc = 0, tsize = 0;
     if (!l1c)
         l1c = 1;
@@ -840,9 +841,8 @@ static int switch_trees(struct qcow2 *s, struct change *ch)
     uint64_t p = 0;
     if (r == 0)
         r = tail(s, &p);
-    uint64_t k = ncopies + l1c + snc + tc;
+    uint64_t k = ncopies + l1c + snc;
     uint64_t l1_off = (p + ncopies) * cs, sn_off = (p + ncopies + l1c) * cs;
-    uint64_t table_off = tc ? (p + ncopies + l1c + snc) * cs : 0;
     if (r == 0 && ch->new_snap >= 0) {
         ch->snaps[ch->new_snap].l1_offset = sn_off;
         ch->snaps[ch->new_snap].l1_size = ch->l1_size;
@@ -857,8 +857,6 @@ static int switch_trees(struct qcow2 *s, struct change *ch)
         r = txn_add(&t, l1_off, l1c, +1);
     if (r == 0 && snc)
         r = txn_add(&t, sn_off, snc, +1);
-    if (r == 0 && tc)
-        r = txn_add(&t, table_off, tc, +1);
     if (r == 0)
         r = txn_merge(&t);
     /* Nothing on the old refcounts' word that does not hold. */
@@ -884,7 +882,7 @@ static int switch_trees(struct qcow2 *s, struct change *ch)
             r = qcow2_corrupt(s, "cannot place the new refcount blocks");
             break;
         }
-        r = touched_blocks(&t, p, p + k + nb + rt, &ts, &nts);
+        r = touched_blocks(&t, p, p + k + nb + rt + tc, &ts, &nts);
         if (r < 0)
             break;
         need = s->reft_entries;
@@ -900,8 +898,9 @@ static int switch_trees(struct qcow2 *s, struct change *ch)
         rt = rt2;
     }
     uint64_t reft_off = (p + k + nb) * cs, reft_entries = rt * cs / 8;
+    uint64_t table_off = tc ? (p + k + nb + rt) * cs : 0;
     if (r == 0)
-        r = qcow2_check_overlap(s, p * cs, (k + nb + rt) * cs);
+        r = qcow2_check_overlap(s, p * cs, (k + nb + rt + tc) * cs);
     if (r == 0 && !(reft = calloc(reft_entries, 8)))
         r = err_set(-ENOMEM, "out of memory");
     if (r == 0)
@@ -915,6 +914,8 @@ static int switch_trees(struct qcow2 *s, struct change *ch)
     }
     if (r == 0)
         r = txn_add(&t, reft_off, rt, +1);
+    if (r == 0 && tc)
+        r = txn_add(&t, table_off, tc, +1);
     if (r == 0)
         r = txn_add(&t, s->reft_offset, s->reft_clusters, -1);
     if (r == 0)
