@@ -465,12 +465,12 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
             s->dirty_on_disk = true;
     }
     if (s->ext_l2) {
-        /* Does the cluster already have a host cluster of its own? */
+        /* Does the cluster already have a host cluster of its own?  Its L2
+         * entry is read even when the L2 table is shared (after a snapshot):
+         * a shared cluster's allocated subclusters must all be copied. */
         uint64_t span_bits = s->cluster_bits + s->l2_bits, l1i = c0 >> span_bits;
         uint64_t e = 0, bm = 0;
-        /* The L2 table is read whether or not it is shared (a snapshot
-         * clears COPIED in the L1 entry): a shared table's cluster is
-         * shared too, and its subclusters must be copied. */
+        bool own_l2 = l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFLAG_COPIED);
         if (r == 0 && l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFFSET_MASK)) {
             uint8_t *l2;
             r = qcow2_cache_get(&s->l2c, s->l1[l1i] & QCOW2_OFFSET_MASK, true, &l2);
@@ -483,7 +483,7 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
         }
         bool compressed = (e & QCOW2_OFLAG_COMPRESSED) != 0;
         bool has_host = !compressed && (e & QCOW2_OFFSET_MASK);
-        if (has_host && (e & QCOW2_OFLAG_COPIED)) {
+        if (has_host && (e & QCOW2_OFLAG_COPIED) && own_l2) {
             run->fill = true;
             run->host = e & QCOW2_OFFSET_MASK;
         } else if (compressed || (has_host && (uint32_t)bm)) {

@@ -3,11 +3,13 @@
  * formats/qcow2/snapshot.c: internal snapshots: the snapshot table, and
  * taking, applying and deleting snapshots on an open image.
  *
- * Ordering, as for every metadata change (see qcow2.h): refcount increments
- * reach the disk before anything points to the clusters, and decrements
- * are applied only after nothing on disk points to them any more.  A new
- * snapshot table is written in full to new clusters and the header switched
- * to it with one write, so a crash leaves the old table or the new one.
+ * Ordering: taking, applying and deleting a snapshot change refcounts and
+ * COPIED flags together, which no order of writes in place keeps in step
+ * across a crash (see "Changing trees in one switch" below).  Each of them
+ * writes every cluster that changes anew, past everything the refcounts
+ * count, and switches to the new image with one write in the header's
+ * first sector: a crash leaves the old image or the new one, and qemu-img
+ * check finds either clean.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -169,72 +171,6 @@ static int read_l1(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **out)
     return 0;
 }
 
-static int ref(struct qcow2 *s, uint64_t host, int delta)
-{
-    return delta > 0 ? qcow2_refcount_update(s, host >> s->cluster_bits, 1)
-                     : qcow2_free_later(s, host, 1);
-}
-
-/* HOST, a cluster-aligned offset taken from a table (WHAT), must lie in
- * the image file: a reference beyond its end would grow the refcount
- * table towards it.  Returns 0 or -EUCLEAN (the image is corrupt). */
-static int valid_host(struct qcow2 *s, uint64_t host, const char *what)
-{
-    if (host % s->cluster_size)
-        return qcow2_corrupt(s, "%s at 0x%" PRIx64 " is not cluster aligned", what, host);
-    if (host >= dev_size(s->file))
-        return qcow2_corrupt(s, "%s at 0x%" PRIx64 " lies beyond the end of the image file "
-                             "(%" PRIu64 " bytes)", what, host, dev_size(s->file));
-    return 0;
-}
-
-/* Adds DELTA (+1 now, or -1 at the next flush) to the refcount of every L2
- * table and data cluster that the L1 table L1 reaches.  Every offset is
- * checked against the file first, as QEMU does: an image with one out of
- * place is corrupt, and nothing is counted for it. */
-static int tree_refcount(struct qcow2 *s, const uint64_t *l1, uint32_t n, int delta)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t l2_off = l1[i] & QCOW2_OFFSET_MASK;
-        if (!l2_off)
-            continue;
-        int r = valid_host(s, l2_off, "an L2 table");
-        if (r == 0)
-            r = ref(s, l2_off, delta);
-        uint8_t *l2;
-        if (r == 0)
-            r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
-        if (r < 0)
-            return r;
-        for (uint64_t j = 0; j < s->l2_entries && r == 0; j++) {
-            uint64_t e = qcow2_l2e_get(s, l2, j);
-            if (e & QCOW2_OFLAG_COMPRESSED) {
-                uint64_t off, len;
-                qcow2_compressed_range(s, e, &off, &len);
-                uint64_t first = off & ~(s->cluster_size - 1);
-                uint64_t last = (off + len - 1) & ~(s->cluster_size - 1);
-                if (first >= dev_size(s->file)) {
-                    r = qcow2_corrupt(s, "the compressed cluster at 0x%" PRIx64 " (L2 table at "
-                                      "0x%" PRIx64 ", entry %" PRIu64 ") lies beyond the end of "
-                                      "the image file (%" PRIu64 " bytes)", off, l2_off, j,
-                                      dev_size(s->file));
-                    break;
-                }
-                for (uint64_t c = first; c <= last && r == 0; c += s->cluster_size)
-                    r = ref(s, c, delta);
-            } else if (e & QCOW2_OFFSET_MASK) {
-                r = valid_host(s, e & QCOW2_OFFSET_MASK, "a data cluster");
-                if (r == 0)
-                    r = ref(s, e & QCOW2_OFFSET_MASK, delta);
-            }
-        }
-        qcow2_cache_put(&s->l2c, l2);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -343,26 +279,27 @@ int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t,
 
 /* ---- The table ------------------------------------------------------------ */
 
-/* Writes the table of snapshots SNAPS (N of them) to new clusters and
- * switches the header to it; the old table is freed. */
-static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n)
+/* The bytes the table of snapshots SNAPS (N of them) takes, or -EFBIG. */
+static int table_size(struct qcow2 *s, const struct qcow2_snapshot *snaps, uint32_t n,
+                      uint64_t *size)
 {
-    uint64_t size = 0;
+    *size = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t extra = snaps[i].extra_size < 24 ? 24 : snaps[i].extra_size;
-        size += (40 + extra + strlen(snaps[i].id) + strlen(snaps[i].name) + 7) & ~7ull;
+        *size += (40 + extra + strlen(snaps[i].id) + strlen(snaps[i].name) + 7) & ~7ull;
     }
-    if (size > MAX_TABLE_BYTES)
+    if (*size > MAX_TABLE_BYTES)
         return err_set(-EFBIG, "%s: the snapshot table would exceed %u bytes", s->dev->filename,
                        MAX_TABLE_BYTES);
-    uint64_t clusters = (size + s->cluster_size - 1) / s->cluster_size, off = 0;
-    uint8_t *buf = calloc(1, clusters ? clusters * s->cluster_size : 1);
-    if (!buf)
-        return err_set(-ENOMEM, "out of memory");
-    int r = clusters ? qcow2_alloc_clusters(s, clusters, &off) : 0;
+    return 0;
+}
+
+/* The table of snapshots SNAPS (N of them) into BUF (zeroed, large enough). */
+static void table_fill(uint8_t *buf, const struct qcow2_snapshot *snaps, uint32_t n)
+{
     uint8_t *p = buf;
-    for (uint32_t i = 0; r == 0 && i < n; i++) {
-        struct qcow2_snapshot *sn = &snaps[i];
+    for (uint32_t i = 0; i < n; i++) {
+        const struct qcow2_snapshot *sn = &snaps[i];
         uint32_t extra = sn->extra_size < 24 ? 24 : sn->extra_size;
         size_t idl = strlen(sn->id), nl = strlen(sn->name);
         be64_store(p, sn->l1_offset);
@@ -383,6 +320,24 @@ static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n
         memcpy(p + 40 + extra + idl, sn->name, nl);
         p += (40 + extra + idl + nl + 7) & ~7ull;
     }
+}
+
+/* Writes the table of snapshots SNAPS (N of them) to new clusters and
+ * switches the header to it; the old table is freed (check -r all: the
+ * entries dropped are corrupt, what their trees held is left as leaks). */
+static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n)
+{
+    uint64_t size;
+    int r = table_size(s, snaps, n, &size);
+    if (r < 0)
+        return r;
+    uint64_t clusters = (size + s->cluster_size - 1) / s->cluster_size, off = 0;
+    uint8_t *buf = calloc(1, clusters ? clusters * s->cluster_size : 1);
+    if (!buf)
+        return err_set(-ENOMEM, "out of memory");
+    r = clusters ? qcow2_alloc_clusters(s, clusters, &off) : 0;
+    if (r == 0)
+        table_fill(buf, snaps, n);
     /* The new table durable, then the header points to it. */
     if (r == 0 && clusters)
         r = qcow2_flush_metadata(s);
@@ -521,16 +476,597 @@ static int writable_snapshot(struct qcow2 *s, const char *name)
     return r < 0 ? r : k;
 }
 
-/* After references moved: COPIED set right for the refcounts to come,
- * then the metadata flushed (tables first, the frees after them). */
-static int settle(struct qcow2 *s)
+/* ---- Changing trees in one switch ----------------------------------------- */
+
+/*
+ * qemu-img check wants, at every moment, COPIED on an entry of the active
+ * tables exactly when the stored refcount of the cluster it points to is 1:
+ * a flag set on a refcount of 2, or clear on a refcount of 1, is an error
+ * either way.  Taking, applying or deleting a snapshot changes both the
+ * refcounts and those flags, and they live in different clusters (refcount
+ * blocks, L2 and L1 tables): no order of writes in place keeps the rule
+ * across a crash.  So every cluster that changes is written anew, past
+ * everything the refcounts count: the L2 tables whose flags change, the
+ * active L1 table, a new snapshot's L1 table, the snapshot table, the
+ * refcount blocks whose counts change and the refcount table.  Then one
+ * write inside the header's first sector (virtual size, L1 table, refcount
+ * table and snapshot table: bytes 24 to 71) switches from the old image to
+ * the new one.  A crash before it leaves the old image as it was (the new
+ * clusters are free in its refcounts), a crash after it the new one whole.
+ * The clusters left behind are free in the new refcounts: nothing leaks.
+ */
+
+struct delta {
+    uint64_t c;     /* host cluster */
+    int64_t d;      /* change of its refcount */
+    uint64_t old;   /* its stored refcount, once known */
+    bool known;
+};
+
+struct txn {
+    struct qcow2 *s;
+    struct delta *v;
+    size_t n, cap;
+    size_t merged;  /* v[0..merged): sorted, one per cluster, stored refcount known */
+};
+
+/* D more references to the N clusters from HOST on. */
+static int txn_add(struct txn *t, uint64_t host, uint64_t n, int64_t d)
 {
-    int r = qcow2_fix_copied(s, NULL, NULL, NULL);
+    for (uint64_t i = 0; i < n; i++) {
+        if (t->n == t->cap) {
+            size_t cap = t->cap ? t->cap * 2 : 256;
+            struct delta *v = realloc(t->v, cap * sizeof *v);
+            if (!v)
+                return err_set(-ENOMEM, "out of memory");
+            t->v = v;
+            t->cap = cap;
+        }
+        t->v[t->n++] = (struct delta){(host >> t->s->cluster_bits) + i, d, 0, false};
+    }
+    return 0;
+}
+
+static int cmp_delta(const void *a, const void *b)
+{
+    uint64_t x = ((const struct delta *)a)->c, y = ((const struct delta *)b)->c;
+    return x < y ? -1 : x > y;
+}
+
+/* One entry per cluster, sorted, with its stored refcount. */
+static int txn_merge(struct txn *t)
+{
+    if (t->n)
+        qsort(t->v, t->n, sizeof *t->v, cmp_delta);
+    size_t w = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        struct delta *e = &t->v[i];
+        if (w && t->v[w - 1].c == e->c) {
+            struct delta *m = &t->v[w - 1];
+            m->d += e->d;
+            if (!m->known && e->known) {
+                m->old = e->old;
+                m->known = true;
+            }
+            continue;
+        }
+        t->v[w++] = *e;
+    }
+    t->n = w;
+    for (size_t i = 0; i < w; i++) {
+        if (t->v[i].known)
+            continue;
+        int r = qcow2_refcount_get(t->s, t->v[i].c, &t->v[i].old);
+        if (r < 0)
+            return r;
+        t->v[i].known = true;
+    }
+    t->merged = w;
+    return 0;
+}
+
+static uint64_t delta_new(const struct delta *e)
+{
+    uint64_t m = (uint64_t)0 - (uint64_t)e->d; /* -d, for d < 0 */
+    return e->d < 0 ? (e->old < m ? 0 : e->old - m) : e->old + (uint64_t)e->d;
+}
+
+/* The refcount host cluster C will have (after txn_merge). */
+static int txn_rc(struct txn *t, uint64_t c, uint64_t *rc)
+{
+    struct delta key = {.c = c};
+    const struct delta *e = bsearch(&key, t->v, t->merged, sizeof *t->v, cmp_delta);
+    if (!e)
+        return qcow2_refcount_get(t->s, c, rc);
+    *rc = delta_new(e);
+    return 0;
+}
+
+/* The L2 table that entry I (E) of an L1 table points to (0: none). */
+static int l2_of(struct qcow2 *s, uint64_t e, uint64_t i, uint64_t *l2)
+{
+    *l2 = e & QCOW2_OFFSET_MASK;
+    if (*l2 && (*l2 % s->cluster_size || !range_inside(*l2, s->cluster_size, dev_size(s->file))))
+        return qcow2_corrupt(s, "L1 entry %" PRIu64 " (0x%" PRIx64 ") points to an L2 table "
+                             "that is not cluster aligned or lies beyond the end of the file",
+                             i, e);
+    return 0;
+}
+
+/* D more references to every data cluster the tree of the L1 table L1
+ * (N entries) reaches, one per L2 entry as qemu-img counts them. */
+static int walk_data(struct txn *t, const uint64_t *l1, uint32_t n, int64_t d)
+{
+    struct qcow2 *s = t->s;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t l2_off;
+        int r = l2_of(s, l1[i], i, &l2_off);
+        if (r < 0)
+            return r;
+        if (!l2_off)
+            continue;
+        uint8_t *l2;
+        r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
+        if (r < 0)
+            return r;
+        for (uint64_t j = 0; j < s->l2_entries && r == 0; j++) {
+            uint64_t e = qcow2_l2e_get(s, l2, j), host = e & QCOW2_OFFSET_MASK;
+            if (e & QCOW2_OFLAG_COMPRESSED) {
+                uint64_t off, len;
+                qcow2_compressed_range(s, e, &off, &len);
+                uint64_t first = off >> s->cluster_bits;
+                uint64_t last = (off + len - 1) >> s->cluster_bits;
+                /* Checked before it is counted: a reference far past the
+                 * file would make the refcounts grow towards it. */
+                if (off >= dev_size(s->file))
+                    r = qcow2_corrupt(s, "the compressed cluster at 0x%" PRIx64 " (L2 table at "
+                                      "0x%" PRIx64 ", entry %" PRIu64 ") lies beyond the end of "
+                                      "the image file (%" PRIu64 " bytes)", off, l2_off, j,
+                                      dev_size(s->file));
+                else
+                    r = txn_add(t, first << s->cluster_bits, last - first + 1, d);
+            } else if (host % s->cluster_size) {
+                r = qcow2_corrupt(s, "entry %" PRIu64 " (0x%" PRIx64 ") of the L2 table at "
+                                  "0x%" PRIx64 " is not cluster aligned", j, e, l2_off);
+            } else if (host >= dev_size(s->file)) {
+                r = qcow2_corrupt(s, "entry %" PRIu64 " (0x%" PRIx64 ") of the L2 table at "
+                                  "0x%" PRIx64 " points to a data cluster beyond the end of "
+                                  "the image file (%" PRIu64 " bytes)", j, e, l2_off,
+                                  dev_size(s->file));
+            } else if (host) {
+                r = txn_add(t, host, 1, d);
+            }
+        }
+        qcow2_cache_put(&s->l2c, l2);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Whether the COPIED flags of the L2 table L2 disagree with the refcounts
+ * to be (*STALE); FIX: set them right. */
+static int l2_flags(struct txn *t, uint8_t *l2, bool fix, bool *stale)
+{
+    struct qcow2 *s = t->s;
+    *stale = false;
+    for (uint64_t j = 0; j < s->l2_entries; j++) {
+        uint64_t e = qcow2_l2e_get(s, l2, j), host = e & QCOW2_OFFSET_MASK, rc;
+        if ((e & QCOW2_OFLAG_COMPRESSED) || !host)
+            continue;
+        int r = txn_rc(t, host >> s->cluster_bits, &rc);
+        if (r < 0)
+            return r;
+        uint64_t want = rc == 1 ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED;
+        if (want == e)
+            continue;
+        *stale = true;
+        if (!fix)
+            return 0;
+        qcow2_l2e_set(s, l2, j, want, qcow2_l2e_bitmap(s, l2, j));
+    }
+    return 0;
+}
+
+/* The first cluster past the file and past every cluster with a refcount. */
+static int tail(struct qcow2 *s, uint64_t *p)
+{
+    uint64_t cs = s->cluster_size;
+    *p = (dev_size(s->file) + cs - 1) / cs;
+    if (*p == 0)
+        *p = 1;
+    for (uint64_t t = s->reft_used < s->reft_entries ? s->reft_used : s->reft_entries; t-- > 0;) {
+        if (!s->reft[t])
+            continue;
+        for (uint64_t i = s->rb_entries; i-- > 0;) {
+            uint64_t c = (t << s->rb_bits) + i, rc;
+            int r = qcow2_refcount_get(s, c, &rc);
+            if (r < 0)
+                return r;
+            if (rc) {
+                if (c + 1 > *p)
+                    *p = c + 1;
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b);
+
+static int add_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        uint64_t *nv = realloc(*v, c * sizeof *nv);
+        if (!nv)
+            return err_set(-ENOMEM, "out of memory");
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = x;
+    return 0;
+}
+
+static size_t sort_unique(uint64_t *v, size_t n)
+{
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_u64);
+    size_t w = 1;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] != v[w - 1])
+            v[w++] = v[i];
+    return w;
+}
+
+/* The refcount block offset of table index T (0: none). */
+static uint64_t block_of(const struct qcow2 *s, uint64_t t)
+{
+    return t < s->reft_entries ? s->reft[t] & ~QCOW2_REFT_RESERVED : 0;
+}
+
+/* The refcount blocks (table indexes, sorted) whose counts change when the
+ * clusters P..END are used and the blocks and table replaced are freed. */
+static int touched_blocks(struct txn *t, uint64_t p, uint64_t end, uint64_t **ts, size_t *n)
+{
+    struct qcow2 *s = t->s;
+    size_t cap = 0;
+    *n = 0;
+    int r = 0;
+    for (size_t i = 0; i < t->merged && r == 0; i++)
+        if (t->v[i].d)
+            r = add_u64(ts, n, &cap, t->v[i].c >> s->rb_bits);
+    for (uint64_t b = p >> s->rb_bits; r == 0 && b <= (end - 1) >> s->rb_bits; b++)
+        r = add_u64(ts, n, &cap, b);
+    for (uint64_t i = 0; r == 0 && i < s->reft_clusters; i++)
+        r = add_u64(ts, n, &cap, ((s->reft_offset >> s->cluster_bits) + i) >> s->rb_bits);
+    if (r < 0)
+        return r;
+    /* A block replaced frees its old cluster, which may lie in another. */
+    for (bool more = true; more;) {
+        *n = sort_unique(*ts, *n);
+        more = false;
+        size_t n0 = *n;
+        for (size_t i = 0; i < n0; i++) {
+            uint64_t b = block_of(s, (*ts)[i]), bt = (b >> s->cluster_bits) >> s->rb_bits;
+            if (b && !bsearch(&bt, *ts, n0, sizeof bt, cmp_u64)) {
+                r = add_u64(ts, n, &cap, bt);
+                if (r < 0)
+                    return r;
+                more = true;
+            }
+        }
+    }
+    return 0;
+}
+
+struct change {
+    /* The new active tree: its L1 entries (flags set here), virtual size. */
+    const uint64_t *l1;
+    uint32_t l1_size;
+    uint64_t disk_size;
+    /* The tree whose data clusters gain a reference, the one whose lose one. */
+    const uint64_t *added, *dropped;
+    uint32_t added_size, dropped_size;
+    /* DROPPED is a snapshot that goes: its L2 tables, and its L1 table at
+     * GONE_OFF (GONE_CLUSTERS), lose their reference too. */
+    bool gone;
+    uint64_t gone_off, gone_clusters;
+    /* The new snapshot table (NULL: unchanged), NSNAPS entries; NEW_SNAP
+     * (or -1): the index of a new snapshot that shares the new active tree
+     * (its L1 table is placed here). */
+    struct qcow2_snapshot *snaps;
+    uint32_t nsnaps;
+    int new_snap;
+};
+
+static int switch_trees(struct qcow2 *s, struct change *ch)
+{
+    uint64_t cs = s->cluster_size;
+    int r = qcow2_flush_metadata(s);
+    if (r < 0)
+        return r;
+    s->compress_cluster = 0; /* the next compressed write starts a cluster */
+    struct txn t = {.s = s};
+    uint64_t *l1 = calloc(ch->l1_size ? ch->l1_size : 1, 8);
+    uint64_t *copy_from = calloc(ch->l1_size ? ch->l1_size : 1, 8);
+    uint32_t *slot = calloc(ch->l1_size ? ch->l1_size : 1, sizeof *slot);
+    uint64_t *ts = NULL, *reft = NULL;
+    size_t nts = 0, ncopies = 0;
+    uint8_t *buf = aligned_alloc_or_null(4096, cs);
+    if (!l1 || !copy_from || !slot || !buf) {
+        r = err_set(-ENOMEM, "out of memory");
+        goto out;
+    }
+
+    /* The data clusters of the trees that come and go... */
+    if (ch->added)
+        r = walk_data(&t, ch->added, ch->added_size, +1);
+    if (r == 0 && ch->dropped)
+        r = walk_data(&t, ch->dropped, ch->dropped_size, -1);
+    /* ...the L2 tables and L1 clusters that lose a reference: the old
+     * active tree's (the new one counts its own below), a gone snapshot's,
+     * and the old snapshot table. */
+    for (uint32_t i = 0; r == 0 && i < s->l1_size; i++) {
+        uint64_t o;
+        r = l2_of(s, s->l1[i], i, &o);
+        if (r == 0 && o)
+            r = txn_add(&t, o, 1, -1);
+    }
+    uint64_t old_l1c = ((uint64_t)s->l1_size * 8 + cs - 1) / cs;
+    if (r == 0 && s->l1_offset && old_l1c)
+        r = txn_add(&t, s->l1_offset, old_l1c, -1);
+    for (uint32_t i = 0; r == 0 && ch->gone && i < ch->dropped_size; i++) {
+        uint64_t o;
+        r = l2_of(s, ch->dropped[i], i, &o);
+        if (r == 0 && o)
+            r = txn_add(&t, o, 1, -1);
+    }
+    if (r == 0 && ch->gone && ch->gone_off)
+        r = txn_add(&t, ch->gone_off, ch->gone_clusters, -1);
+    if (r == 0 && ch->snaps && s->snapshots_offset && s->snapshots_size)
+        r = txn_add(&t, s->snapshots_offset, (s->snapshots_size + cs - 1) / cs, -1);
     if (r == 0)
-        r = qcow2_flush_metadata(s);
-    s->hold_frees = false;
+        r = txn_merge(&t);
+
+    /* The L2 tables of the new active tree whose flags change are copied. */
+    for (uint32_t i = 0; r == 0 && i < ch->l1_size; i++) {
+        uint64_t o;
+        r = l2_of(s, ch->l1[i], i, &o);
+        if (r < 0 || !o)
+            continue;
+        uint8_t *l2;
+        bool stale = false;
+        r = qcow2_cache_get(&s->l2c, o, true, &l2);
+        if (r == 0) {
+            r = l2_flags(&t, l2, false, &stale);
+            qcow2_cache_put(&s->l2c, l2);
+        }
+        l1[i] = o;
+        if (stale) {
+            copy_from[ncopies] = o;
+            slot[i] = (uint32_t)++ncopies;
+        }
+    }
+
+    /* Where the new clusters go: past everything counted, in this order:
+     * L2 copies, the active L1 table, the new snapshot's, refcount blocks,
+     * the refcount table, and last the snapshot table (as QEMU leaves it,
+     * at the end of the file). */
+    uint64_t l1c = ((uint64_t)ch->l1_size * 8 + cs - 1) / cs, snc = 0, tc = 0, tsize = 0;
+    if (!l1c)
+        l1c = 1;
+    if (ch->new_snap >= 0)
+        snc = l1c;
+    if (r == 0 && ch->snaps) {
+        r = table_size(s, ch->snaps, ch->nsnaps, &tsize);
+        tc = (tsize + cs - 1) / cs;
+    }
+    uint64_t p = 0;
     if (r == 0)
-        r = qcow2_flush_metadata(s);
+        r = tail(s, &p);
+    uint64_t k = ncopies + l1c + snc;
+    uint64_t l1_off = (p + ncopies) * cs, sn_off = (p + ncopies + l1c) * cs;
+    if (r == 0 && ch->new_snap >= 0) {
+        ch->snaps[ch->new_snap].l1_offset = sn_off;
+        ch->snaps[ch->new_snap].l1_size = ch->l1_size;
+    }
+    for (uint32_t i = 0; r == 0 && i < ch->l1_size; i++) {
+        if (slot[i])
+            l1[i] = (p + slot[i] - 1) * cs;
+        if (l1[i])
+            r = txn_add(&t, l1[i], 1, ch->new_snap >= 0 ? 2 : 1);
+    }
+    if (r == 0)
+        r = txn_add(&t, l1_off, l1c, +1);
+    if (r == 0 && snc)
+        r = txn_add(&t, sn_off, snc, +1);
+    if (r == 0)
+        r = txn_merge(&t);
+    /* Nothing on the old refcounts' word that does not hold. */
+    for (size_t i = 0; r == 0 && i < t.merged; i++) {
+        const struct delta *e = &t.v[i];
+        uint64_t host = e->c << s->cluster_bits;
+        if (e->d < 0 && e->old < (uint64_t)0 - (uint64_t)e->d)
+            r = qcow2_corrupt(s, "the refcount of cluster 0x%" PRIx64 " (%" PRIu64 ") is lower "
+                              "than its references", host, e->old);
+        else if (e->d > 0 && e->old == 0 && (e->c < p || e->c >= p + k))
+            r = qcow2_corrupt(s, "cluster 0x%" PRIx64 " is referenced but its refcount is 0",
+                              host);
+        else if (e->d > 0 && (uint64_t)e->d > s->refcount_max - e->old)
+            r = err_set(-ERANGE, "%s: the refcount of cluster 0x%" PRIx64 " would exceed %"
+                        PRIu64 " (%" PRIu32 "-bit refcounts)", s->dev->filename, host,
+                        s->refcount_max, s->refcount_bits);
+    }
+
+    /* The refcount blocks that change, and the table, are written anew. */
+    uint64_t nb = 0, rt = s->reft_clusters, need = 0;
+    for (int iter = 0; r == 0; iter++) {
+        if (iter > 64) {
+            r = qcow2_corrupt(s, "cannot place the new refcount blocks");
+            break;
+        }
+        r = touched_blocks(&t, p, p + k + nb + rt + tc, &ts, &nts);
+        if (r < 0)
+            break;
+        need = s->reft_entries;
+        if (nts && ts[nts - 1] + 1 > need)
+            need = ts[nts - 1] + 1;
+        uint64_t rt2 = (need * 8 + cs - 1) / cs;
+        if (rt2 * cs > QCOW2_MAX_REFTABLE_BYTES)
+            r = err_set(-EFBIG, "%s: the refcount table would exceed %u bytes",
+                        s->dev->filename, QCOW2_MAX_REFTABLE_BYTES);
+        else if (nts == nb && rt2 == rt)
+            break;
+        nb = nts;
+        rt = rt2;
+    }
+    uint64_t reft_off = (p + k + nb) * cs, reft_entries = rt * cs / 8;
+    uint64_t table_off = tc ? (p + k + nb + rt) * cs : 0;
+    if (r == 0)
+        r = qcow2_check_overlap(s, p * cs, (k + nb + rt + tc) * cs);
+    if (r == 0 && !(reft = calloc(reft_entries, 8)))
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0)
+        memcpy(reft, s->reft, s->reft_entries * 8);
+    for (size_t j = 0; r == 0 && j < nts; j++) {
+        uint64_t old = block_of(s, ts[j]);
+        reft[ts[j]] = (p + k + j) * cs;
+        r = txn_add(&t, reft[ts[j]], 1, +1);
+        if (r == 0 && old)
+            r = txn_add(&t, old, 1, -1);
+    }
+    if (r == 0)
+        r = txn_add(&t, reft_off, rt, +1);
+    if (r == 0 && tc)
+        r = txn_add(&t, table_off, tc, +1);
+    if (r == 0)
+        r = txn_add(&t, s->reft_offset, s->reft_clusters, -1);
+    if (r == 0)
+        r = txn_merge(&t);
+
+    /* The active L1 entries' flags, from the L2 tables' refcounts to be. */
+    for (uint32_t i = 0; r == 0 && i < ch->l1_size; i++) {
+        uint64_t rc;
+        if (l1[i] && (r = txn_rc(&t, l1[i] >> s->cluster_bits, &rc)) == 0 && rc == 1)
+            l1[i] |= QCOW2_OFLAG_COPIED;
+    }
+
+    /* Write it all past the end... */
+    for (size_t j = 0; r == 0 && j < ncopies; j++) {
+        uint8_t *l2;
+        bool stale;
+        r = qcow2_cache_get(&s->l2c, copy_from[j], true, &l2);
+        if (r < 0)
+            break;
+        memcpy(buf, l2, cs);
+        qcow2_cache_put(&s->l2c, l2);
+        r = l2_flags(&t, buf, true, &stale);
+        if (r == 0)
+            r = dev_pwrite(s->file, buf, cs, (p + j) * cs);
+    }
+    for (int pass = 0; pass < 2 && r == 0; pass++) {
+        if (pass == 1 && !snc)
+            break;
+        for (uint64_t c = 0; c < l1c && r == 0; c++) {
+            memset(buf, 0, cs);
+            for (uint64_t i = c * cs / 8; i < ch->l1_size && i < (c + 1) * cs / 8; i++)
+                be64_store(buf + (i - c * cs / 8) * 8,
+                           pass ? l1[i] & ~QCOW2_OFLAG_COPIED : l1[i]);
+            r = dev_pwrite(s->file, buf, cs, (pass ? sn_off : l1_off) + c * cs);
+        }
+    }
+    if (r == 0 && tc) {
+        uint8_t *tb = calloc(tc, cs);
+        if (!tb) {
+            r = err_set(-ENOMEM, "out of memory");
+        } else {
+            table_fill(tb, ch->snaps, ch->nsnaps);
+            r = dev_pwrite(s->file, tb, tc * cs, table_off);
+            free(tb);
+        }
+    }
+    size_t cur = 0;
+    for (size_t j = 0; r == 0 && j < nts; j++) {
+        uint64_t old = block_of(s, ts[j]), lo = ts[j] << s->rb_bits;
+        if (old)
+            r = dev_pread(s->file, buf, cs, old);
+        else
+            memset(buf, 0, cs);
+        while (cur < t.merged && t.v[cur].c < lo)
+            cur++;
+        for (; r == 0 && cur < t.merged && t.v[cur].c - lo < s->rb_entries; cur++)
+            qcow2_rb_set(s, buf, t.v[cur].c - lo, delta_new(&t.v[cur]));
+        if (r == 0)
+            r = dev_pwrite(s->file, buf, cs, reft[ts[j]]);
+    }
+    for (uint64_t c = 0; c < rt && r == 0; c++) {
+        for (uint64_t i = 0; i < cs / 8; i++)
+            be64_store(buf + i * 8, reft[c * cs / 8 + i]);
+        r = dev_pwrite(s->file, buf, cs, reft_off + c * cs);
+    }
+    if (r == 0)
+        r = dev_flush(s->file);
+    /* ...then switch, in one sector. */
+    if (r == 0) {
+        uint8_t h[48];
+        be64_store(h, ch->disk_size);
+        be32_store(h + 8, s->crypt_method);
+        be32_store(h + 12, ch->l1_size);
+        be64_store(h + 16, l1_off);
+        be64_store(h + 24, reft_off);
+        be32_store(h + 32, (uint32_t)rt);
+        be32_store(h + 36, ch->snaps ? ch->nsnaps : s->nb_snapshots);
+        be64_store(h + 40, ch->snaps ? table_off : s->snapshots_offset);
+        r = dev_pwrite(s->file, h, sizeof h, 24);
+    }
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r < 0)
+        goto out;
+
+    /* The image in memory follows. */
+    uint64_t lowest_freed = UINT64_MAX;
+    for (size_t i = 0; i < t.merged; i++) {
+        if (t.v[i].d && delta_new(&t.v[i]) == 0) {
+            uint64_t host = t.v[i].c << s->cluster_bits;
+            qcow2_cache_forget(&s->l2c, host);
+            qcow2_cache_forget(&s->rbc, host);
+            if (t.v[i].c < lowest_freed)
+                lowest_freed = t.v[i].c;
+        }
+    }
+    if (lowest_freed < s->free_cluster_index)
+        s->free_cluster_index = lowest_freed;
+    free(s->l1);
+    s->l1 = l1;
+    l1 = NULL;
+    s->l1_size = ch->l1_size;
+    s->l1_offset = l1_off;
+    s->size = ch->disk_size;
+    __atomic_store_n(&s->dev->size, s->size, __ATOMIC_RELEASE);
+    free(s->reft);
+    s->reft = reft;
+    reft = NULL;
+    s->reft_offset = reft_off;
+    s->reft_clusters = (uint32_t)rt;
+    s->reft_entries = reft_entries;
+    s->reft_used = need;
+    if (ch->snaps) {
+        s->nb_snapshots = ch->nsnaps;
+        s->snapshots_offset = table_off;
+        s->snapshots_size = tsize;
+    }
+out:
+    free(t.v);
+    free(l1);
+    free(copy_from);
+    free(slot);
+    free(ts);
+    free(reft);
+    free(buf);
     return r;
 }
 
@@ -548,41 +1084,14 @@ int qcow2_snapshot_create(struct qcow2 *s, const char *name)
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
         return err_set(-EFBIG, "%s: too many snapshots (%d)", s->dev->filename,
                        QCOW2_MAX_SNAPSHOTS);
-    r = qcow2_flush_metadata(s);
-    if (r < 0)
-        return r;
-    /* A copy of the active L1 table, and one more reference to its tree. */
-    uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
-    uint64_t l1_clusters = (l1_bytes + s->cluster_size - 1) / s->cluster_size, copy = 0;
-    if (!l1_clusters)
-        l1_clusters = 1;
-    r = qcow2_alloc_clusters(s, l1_clusters, &copy);
-    uint8_t *buf = r == 0 ? calloc(l1_clusters, s->cluster_size) : NULL;
-    if (r == 0 && !buf)
-        r = err_set(-ENOMEM, "out of memory");
-    if (r == 0)
-        r = tree_refcount(s, s->l1, s->l1_size, +1);
-    if (r == 0) {
-        for (uint32_t i = 0; i < s->l1_size; i++)
-            be64_store(buf + i * 8, s->l1[i] & ~QCOW2_OFLAG_COPIED);
-        r = qcow2_flush_metadata(s);
-    }
-    if (r == 0)
-        r = dev_pwrite(s->file, buf, l1_clusters * s->cluster_size, copy);
-    free(buf);
-    /* Nothing in the active tree is owned alone any more. */
-    if (r == 0)
-        r = settle(s);
-    if (r < 0)
-        return r;
-
-    /* The table with one more entry. */
-    struct qcow2_snapshot *snaps = realloc(s->snaps, (s->nb_snapshots + 1) * sizeof *snaps);
+    /* The table with one more entry, sharing the active tree (whose data
+     * clusters gain a reference). */
+    struct qcow2_snapshot *snaps = calloc(s->nb_snapshots + 1, sizeof *snaps);
     if (!snaps)
         return err_set(-ENOMEM, "out of memory");
-    s->snaps = snaps;
+    if (s->nb_snapshots)
+        memcpy(snaps, s->snaps, s->nb_snapshots * sizeof *snaps);
     struct qcow2_snapshot *sn = &snaps[s->nb_snapshots];
-    memset(sn, 0, sizeof *sn);
     unsigned long max_id = 0;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         unsigned long v = strtoul(snaps[i].id, NULL, 10);
@@ -595,25 +1104,30 @@ int qcow2_snapshot_create(struct qcow2 *s, const char *name)
     sn->name = strdup(name);
     sn->extra = calloc(1, 24);
     sn->extra_size = 24;
-    sn->l1_offset = copy;
-    sn->l1_size = s->l1_size;
     sn->date_sec = (uint32_t)now.tv_sec;
     sn->date_nsec = (uint32_t)now.tv_nsec;
     sn->disk_size = s->size;
     sn->icount = 0;
     if (!sn->id || !sn->name || !sn->extra) {
-        free(sn->id);
-        free(sn->name);
-        free(sn->extra);
-        return err_set(-ENOMEM, "out of memory");
+        r = err_set(-ENOMEM, "out of memory");
+    } else {
+        struct change ch = {
+            .l1 = s->l1, .l1_size = s->l1_size, .disk_size = s->size,
+            .added = s->l1, .added_size = s->l1_size,
+            .snaps = snaps, .nsnaps = s->nb_snapshots + 1, .new_snap = (int)s->nb_snapshots,
+        };
+        r = switch_trees(s, &ch);
     }
-    r = write_table(s, snaps, s->nb_snapshots + 1);
     if (r < 0) {
         free(sn->id);
         free(sn->name);
         free(sn->extra);
+        free(snaps);
+        return r;
     }
-    return r;
+    free(s->snaps);
+    s->snaps = snaps;
+    return 0;
 }
 
 int qcow2_snapshot_apply(struct qcow2 *s, const char *name)
@@ -624,64 +1138,21 @@ int qcow2_snapshot_apply(struct qcow2 *s, const char *name)
     struct qcow2_snapshot *sn = &s->snaps[k];
     if (sn->bad)
         return refuse_bad(s, k);
-    int r = 0;
     uint64_t *snl1 = NULL;
-    if (r == 0)
-        r = read_l1(s, sn->l1_offset, sn->l1_size, &snl1);
+    int r = read_l1(s, sn->l1_offset, sn->l1_size, &snl1);
     if (r < 0)
         return r;
-    /* The snapshot's tree gains the active table's reference... */
-    r = tree_refcount(s, snl1, sn->l1_size, +1);
-    if (r == 0)
-        r = qcow2_flush_metadata(s);
-    /* ...the active L1 table becomes the snapshot's (moved if it grows)... */
-    uint64_t old_clusters = ((uint64_t)s->l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
-    uint64_t new_clusters = ((uint64_t)sn->l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
-    uint64_t l1_off = s->l1_offset;
-    if (r == 0 && new_clusters > old_clusters)
-        r = qcow2_alloc_clusters(s, new_clusters, &l1_off);
-    uint8_t *buf = r == 0 ? calloc(new_clusters ? new_clusters : 1, s->cluster_size) : NULL;
-    if (r == 0 && !buf)
-        r = err_set(-ENOMEM, "out of memory");
-    if (r == 0) {
-        for (uint32_t i = 0; i < sn->l1_size; i++)
-            be64_store(buf + i * 8, snl1[i]);
-        r = qcow2_flush_metadata(s);
-    }
-    if (r == 0 && new_clusters)
-        r = dev_pwrite(s->file, buf, new_clusters * s->cluster_size, l1_off);
-    if (r == 0)
-        r = dev_flush(s->file);
-    if (r == 0) {
-        uint8_t h[24];
-        be64_store(h, sn->disk_size);
-        be32_store(h + 8, s->crypt_method);
-        be32_store(h + 12, sn->l1_size);
-        be64_store(h + 16, l1_off);
-        r = dev_pwrite(s->file, h, 24, 24);
-    }
-    if (r == 0)
-        r = dev_flush(s->file);
-    free(buf);
-    if (r < 0) {
-        free(snl1);
-        return r;
-    }
-    /* ...and the old active tree loses it. */
-    uint64_t *old = s->l1;
-    uint32_t old_size = s->l1_size;
-    uint64_t old_off = s->l1_offset;
-    s->l1 = snl1;
-    s->l1_size = sn->l1_size;
-    s->l1_offset = l1_off;
-    s->size = sn->disk_size;
-    __atomic_store_n(&s->dev->size, s->size, __ATOMIC_RELEASE);
-    s->hold_frees = true;
-    r = tree_refcount(s, old, old_size, -1);
-    free(old);
-    if (r == 0 && l1_off != old_off)
-        r = qcow2_free_later(s, old_off, old_clusters);
-    return r < 0 ? r : settle(s);
+    /* The snapshot's tree becomes the active one too: its data clusters
+     * gain a reference, the old active tree's lose one. */
+    struct change ch = {
+        .l1 = snl1, .l1_size = sn->l1_size, .disk_size = sn->disk_size,
+        .added = snl1, .added_size = sn->l1_size,
+        .dropped = s->l1, .dropped_size = s->l1_size,
+        .new_snap = -1,
+    };
+    r = switch_trees(s, &ch);
+    free(snl1);
+    return r;
 }
 
 int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
@@ -690,8 +1161,6 @@ int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
     if (k < 0)
         return k;
     struct qcow2_snapshot gone = s->snaps[k];
-    int r;
-    /* The table without it first: then nothing on disk points to its tree. */
     struct qcow2_snapshot *rest = calloc(s->nb_snapshots, sizeof *rest);
     if (!rest)
         return err_set(-ENOMEM, "out of memory");
@@ -699,27 +1168,31 @@ int qcow2_snapshot_delete(struct qcow2 *s, const char *name)
     for (uint32_t i = 0; i < s->nb_snapshots; i++)
         if ((int)i != k)
             rest[n++] = s->snaps[i];
-    r = write_table(s, rest, n);
+    /* A corrupt entry goes alone: what its tree held is left as leaks for
+     * check -r leaks, rather than freed on the word of a broken entry. */
+    uint64_t *l1 = NULL;
+    int r = gone.bad ? 0 : read_l1(s, gone.l1_offset, gone.l1_size, &l1);
+    uint64_t l1c = ((uint64_t)gone.l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
+    struct change ch = {
+        .l1 = s->l1, .l1_size = s->l1_size, .disk_size = s->size,
+        .dropped = l1, .dropped_size = gone.bad ? 0 : gone.l1_size,
+        .gone = !gone.bad, .gone_off = gone.bad ? 0 : gone.l1_offset,
+        .gone_clusters = l1c ? l1c : 1,
+        .snaps = rest, .nsnaps = n, .new_snap = -1,
+    };
+    if (r == 0)
+        r = switch_trees(s, &ch);
+    free(l1);
     if (r < 0) {
         free(rest);
         return r;
     }
     free(s->snaps);
     s->snaps = rest;
-    uint64_t *l1 = NULL;
-    /* A corrupt entry goes alone: what its tree held is left as leaks for
-     * check -r leaks, rather than freed on the word of a broken entry. */
-    r = gone.bad ? 0 : read_l1(s, gone.l1_offset, gone.l1_size, &l1);
-    if (r == 0 && !gone.bad)
-        s->hold_frees = true, r = tree_refcount(s, l1, gone.l1_size, -1);
-    free(l1);
-    uint64_t l1_clusters = ((uint64_t)gone.l1_size * 8 + s->cluster_size - 1) / s->cluster_size;
-    if (r == 0 && gone.l1_offset && !gone.bad)
-        r = qcow2_free_later(s, gone.l1_offset, l1_clusters ? l1_clusters : 1);
     free(gone.id);
     free(gone.name);
     free(gone.extra);
-    return r < 0 ? r : settle(s);
+    return 0;
 }
 
 int qcow2_snapshot_select(struct qcow2 *s, const char *name)

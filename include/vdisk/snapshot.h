@@ -3,8 +3,12 @@
  * vdisk/snapshot.h: internal snapshots (qcow2), as qemu-img snapshot.
  *
  * A snapshot keeps the disk as it was when it was taken, inside the image.
- * Taking one is cheap (the L1 table is copied and the clusters it reaches
- * become shared); writes after it copy the clusters they change.
+ * Taking one is cheap (the tables are copied and the data clusters they
+ * reach become shared); writes after it copy the clusters they change.
+ * Taking, applying and deleting a snapshot are atomic: the changed tables
+ * and refcount blocks are written to new clusters and one header write
+ * switches to them, so after a crash the image is the one before or the
+ * one after, and qemu-img check finds it clean.
  * Snapshots may be taken, applied and deleted while the image is open and
  * in use (a hypervisor's live disk snapshot): in-flight requests must be
  * drained first, and no request may run during the call.
