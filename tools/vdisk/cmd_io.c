@@ -660,7 +660,9 @@ static void help(void)
            "Commands:\n");
     for (size_t i = 0; i < sizeof io_cmds / sizeof io_cmds[0]; i++)
         printf("  %s %s\n      %s\n", io_cmds[i].name, io_cmds[i].args, io_cmds[i].oneline);
-    printf("\nOffsets and lengths take the suffixes k, M, G, T, P, E, or 0x for hex.\n"
+    printf("\nOffsets and lengths take the suffixes k, M, G, T, P, E, or 0x for hex;\n"
+           "a length is at most 2147483136 bytes, and a range must lie inside the\n"
+           "image (long ones are read and written in 16 MiB pieces).\n"
            "write without -P writes the byte 0xcd, with -s FILE the bytes of FILE\n"
            "(repeated); -z writes zeroes (-u may unmap);\n"
            "-f makes the write durable (FUA).  read -P checks every byte (or the\n"
