@@ -2,13 +2,17 @@
 /*
  * fuzz/io_cmds.c: the fuzz input is a `vdisk io` script, the commands one
  * a line as `vdisk io` reads them from standard input (tools/vdisk/cmd_io.c
- * compiled in: its parser and executor, io_run_script()), run on a 4 MiB
+ * compiled in: its parser and executor, io_run_script()), run on a small
  * image in memory.  A first line "@N" picks the image (N modulo 6, else
  * the first):
- *   0 qcow2, 64 KiB clusters          1 qcow2, 4 KiB clusters, refcount_bits=1
- *   2 qcow2, extended L2, zstd        3 qcow2, compat=0.10
- *   4 qcow2, 512-byte clusters, refcount_bits=64, lazy refcounts
- *   5 raw
+ *   0 qcow2, 1 MiB, 64 KiB clusters
+ *   1 qcow2, 4 MiB, 4 KiB clusters (two L2 tables), refcount_bits=1
+ *   2 qcow2, 1 MiB, extended L2, zstd
+ *   3 qcow2, 1 MiB, compat=0.10
+ *   4 qcow2, 1 MiB, 512-byte clusters (32 L2 tables), refcount_bits=64,
+ *     lazy refcounts
+ *   5 raw, 1 MiB
+ * (small, so that commands on the whole image stay fast).
  * write -s (a host file) is refused.  Afterwards the qcow2 images are
  * checked: the commands run without I/O errors, so any corruption or leak
  * they leave is a bug, as is any crash, sanitizer report, leak or hang.
@@ -23,7 +27,7 @@
 #include "cli.h"
 #include "fuzz.h"
 
-#define IMAGE_SIZE (4u << 20)
+#define MiB (1u << 20)
 #define MEM_LIMIT (32u << 20)
 
 static const char *const create_opts[] = {
@@ -34,6 +38,7 @@ static const char *const create_opts[] = {
     "cluster_size=512,refcount_bits=64,lazy_refcounts=on",
     NULL, /* raw */
 };
+static const uint32_t image_size[] = {MiB, 4 * MiB, MiB, MiB, MiB, MiB};
 #define NIMAGES (sizeof create_opts / sizeof create_opts[0])
 
 static uint8_t *image_data[NIMAGES];
@@ -52,7 +57,7 @@ static void setup(void)
         if (create_opts[i]) {
             vdisk_options *o = NULL;
             if (vdisk_options_new(&o) < 0 || vdisk_options_parse(o, create_opts[i]) < 0 ||
-                vdisk_create(path, "qcow2", IMAGE_SIZE, o) < 0)
+                vdisk_create(path, "qcow2", image_size[i], o) < 0)
                 abort();
             vdisk_options_free(o);
             FILE *f = fopen(path, "rb");
@@ -68,10 +73,10 @@ static void setup(void)
             fclose(f);
             unlink(path);
         } else {
-            image_data[i] = calloc(1, IMAGE_SIZE);
+            image_data[i] = calloc(1, image_size[i]);
             if (!image_data[i])
                 abort();
-            image_len[i] = IMAGE_SIZE;
+            image_len[i] = image_size[i];
         }
     }
     rmdir(dir);
