@@ -73,7 +73,8 @@ static int run_path(const char *path, int *count)
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp);
+    if (n) /* qsort(NULL, 0, ...) is undefined: a crash folder may hold only its README */
+        qsort(names, n, sizeof *names, cmp);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         char full[4096];
