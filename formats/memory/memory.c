@@ -16,6 +16,7 @@ struct mem {
     pthread_mutex_t lock;
     uint8_t *data;
     uint64_t len;     /* bytes stored */
+    uint64_t cap;     /* bytes allocated (grown by doubling: ASan's realloc copies) */
     uint64_t limit;   /* the most it may grow to */
 };
 
@@ -25,11 +26,15 @@ static int mem_grow(struct vdisk_dev *dev, struct mem *m, uint64_t end)
         return 0;
     if (end > m->limit)
         return -ENOSPC;
-    uint8_t *d = realloc(m->data, end);
-    if (!d)
-        return -ENOMEM;
-    memset(d + m->len, 0, end - m->len);
-    m->data = d;
+    if (end > m->cap) {
+        uint64_t cap = m->cap < m->limit / 2 ? m->cap * 2 : m->limit;
+        uint8_t *d = realloc(m->data, cap > end ? cap : end);
+        if (!d)
+            return -ENOMEM;
+        m->data = d;
+        m->cap = cap > end ? cap : end;
+    }
+    memset(m->data + m->len, 0, end - m->len);
     m->len = end;
     dev_size_grow(dev, align_up(end, 512));
     return 0;
@@ -127,6 +132,7 @@ int dev_open_memory(struct vdisk_dev **devp, const void *data, size_t len, uint6
         memcpy(m->data, data, len);
     pthread_mutex_init(&m->lock, NULL);
     m->len = len;
+    m->cap = len ? len : 1;
     m->limit = limit < len ? len : limit;
     dev->priv = m;
     dev->size = align_up(len, 512);

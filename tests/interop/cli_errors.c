@@ -6,8 +6,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* vdisk io's memory bound, as tests/hostile/bounds.c's for one qcow2
+ * image: 64 MiB plus 40 MiB of caches (sanitizers reserve terabytes of
+ * address space: there the bound is not enforced). */
+#define IO_LIMIT_KB 106496
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static int count_lines(const char *s)
 {
@@ -112,6 +132,80 @@ START_TEST(bad_input)
 }
 END_TEST
 
+/* `vdisk io -c CMD IMG` under the memory bound: exit status 1, exactly
+ * OUT on stdout (what qemu-io 7.2 prints) and ERR on stderr. */
+static void io_fails(const char *img, const char *cmd, const char *out, const char *err)
+{
+    struct run *r = run("%s %s io -c '%s' '%s'", SANITIZED ? "" : "ulimit -v " STR(IO_LIMIT_KB) ";",
+                        vdisk_bin(), cmd, img);
+    ck_assert_msg(r->status == 1, "vdisk io -c '%s' exited %d\nstdout: %s\nstderr: %s", cmd,
+                  r->status, r->out, r->err);
+    ck_assert_msg(strcmp(r->out, out) == 0, "vdisk io -c '%s':\n got: %s want: %s", cmd, r->out,
+                  out);
+    ck_assert_msg(strcmp(r->err, err) == 0, "vdisk io -c '%s':\n got: %s want: %s", cmd, r->err,
+                  err);
+}
+
+/* Reads and writes beyond the device fail before a buffer of their length
+ * is allocated; long ones in range run in bounded memory. */
+START_TEST(io_out_of_range)
+{
+    char err[512];
+    const char *img = scratch("small.qcow2");
+    RUN_OK("%s create -q -f qcow2 '%s' 1M", vdisk_bin(), img);
+    static const struct {
+        const char *cmd, *out, *fn, *what;
+        unsigned long long len, off;
+    } cases[] = {
+        {"read 0 2147483136", "read failed: Input/output error\n", "vdisk_pread", "read",
+         2147483136ull, 0},
+        {"read 1G 1G", "read failed: Input/output error\n", "vdisk_pread", "read", 1ull << 30,
+         1ull << 30},
+        {"read 0x7fffffffffffffff 2", "read failed: Input/output error\n", "vdisk_pread", "read",
+         2, 0x7fffffffffffffffull},
+        {"read -P 0 -s 1M -l 1M 1M 2G", NULL, NULL, NULL, 0, 0},
+        {"write -P 1 1T 1G", "write failed: Input/output error\n", "vdisk_pwrite", "write",
+         1ull << 30, 1ull << 40},
+        {"write -P 1 0 2147483136", "write failed: Input/output error\n", "vdisk_pwrite",
+         "write", 2147483136ull, 0},
+        {"write -c 0 1G", "write failed: Input/output error\n", "vdisk_pwrite_compressed",
+         "write", 1ull << 30, 0},
+        {"write -z 1T 1G", "write failed: Input/output error\n", "vdisk_write_zeroes",
+         "write_zeroes", 1ull << 30, 1ull << 40},
+        {"discard 1T 1G", "discard failed: Input/output error\n", "vdisk_discard", "discard",
+         1ull << 30, 1ull << 40},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!cases[i].out) {
+            io_fails(img, cases[i].cmd, "length cannot exceed 2147483136, given 2G\n", "");
+            continue;
+        }
+        snprintf(err, sizeof err, "%s: %s: %s of %llu bytes at offset %llu is beyond the end of "
+                 "the device (1048576 bytes)\n", cases[i].fn, img, cases[i].what, cases[i].len,
+                 cases[i].off);
+        io_fails(img, cases[i].cmd, cases[i].out, err);
+    }
+    /* write -c out of range writes nothing (qemu-io checks the whole range
+     * first too): the first clusters stay unallocated. */
+    struct run *r = run("%s map --output=json '%s'", vdisk_bin(), img);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_msg(!strstr(r->out, "\"data\": true"), "%s", r->out);
+
+    /* 160 MiB written and read back, above the memory bound. */
+    const char *big = scratch("big.qcow2");
+    RUN_OK("%s create -q -f qcow2 '%s' 160M", vdisk_bin(), big);
+    r = run("%s %s io -c 'write -q -P 0x5a 0 160M' -c 'read -q -P 0x5a 0 160M' "
+            "-c 'write -q -c -P 0x33 32M 33M' -c 'read -q -P 0x33 32M 33M' '%s'",
+            SANITIZED ? "" : "ulimit -v " STR(IO_LIMIT_KB) ";", vdisk_bin(), big);
+    ck_assert_msg(r->status == 0 && !*r->out && !*r->err, "exit %d\nstdout: %s\nstderr: %s",
+                  r->status, r->out, r->err);
+    if (have_program("qemu-io"))
+        RUN_OK("qemu-io -r -c 'read -q -P 0x5a 0 32M' -c 'read -q -P 0x33 32M 33M' "
+               "-c 'read -q -P 0x5a 65M 95M' '%s'", big);
+    unlink(big);
+}
+END_TEST
+
 START_TEST(engine_selection)
 {
     const char *img = scratch("e.raw");
@@ -139,6 +233,7 @@ int main(void)
     tcase_add_test(tc, help_for_every_verb);
     tcase_add_test(tc, bad_input);
     tcase_add_test(tc, engine_selection);
+    tcase_add_test(tc, io_out_of_range);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -33,6 +33,13 @@ int cmd_serve(int argc, char **argv);
  * (0: from the script or the device).  Returns the exit status (0 or 1). */
 int part_apply_script(vdisk_dev *dev, FILE *in, unsigned sector_size);
 
+/* vdisk io's command loop (fuzz/io_cmds.c calls it): runs the commands
+ * read from IN, one a line, on DEV until the end of IN or "quit"; PROMPT
+ * prints "vdisk io> " before each.  With HOST_FILES false, write -s (which
+ * reads a host file) is refused.  Returns the exit status (0, or 1 when a
+ * command failed). */
+int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool host_files);
+
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);
 

@@ -18,6 +18,13 @@
 #include "cli.h"
 
 #define MAX_REQUEST 2147483136ULL /* as qemu-io: INT_MAX rounded down to 512 */
+/* The most a command holds in memory at once: longer reads and writes go
+ * to the library in pieces of this size (a multiple of 16 for -v's dump,
+ * and of every cluster size for write -c). */
+#define IO_CHUNK (16ULL << 20)
+
+/* write -s reads a host file; fuzz/io_cmds.c turns that off. */
+static bool host_files = true;
 
 struct io_cmd {
     const char *name;
@@ -125,34 +132,30 @@ static void *alloc_buf(uint64_t len, int fill)
     return p;
 }
 
-/* qemu-io's write -s: the buffer holds FILE's bytes, repeated to LEN. */
-static void *alloc_buf_from_file(uint64_t len, const char *file)
+/* qemu-io's write -s: the data is FILE's bytes, repeated to the length
+ * of the write.  Fills BUF (N bytes) with the next ones from F, starting
+ * over at its end; *TOTAL counts what was read.  Prints the error. */
+static int fill_from_file(FILE *f, const char *file, uint8_t *buf, size_t n, uint64_t *total)
 {
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        printf("%s: %s\n", file, strerror(errno));
-        return NULL;
-    }
-    uint8_t *p = alloc_buf(len, 0);
-    size_t n = 0;
-    if (p) {
-        while (n < len) {
-            size_t got = fread(p + n, 1, len - n, f);
-            if (got == 0)
-                break;
-            n += got;
+    size_t got = 0;
+    while (got < n) {
+        size_t r = fread(buf + got, 1, n - got, f);
+        if (r == 0) {
+            if (ferror(f)) {
+                printf("%s: read error\n", file);
+                return -1;
+            }
+            if (*total == 0) {
+                printf("%s: file is empty\n", file);
+                return -1;
+            }
+            rewind(f);
+            continue;
         }
+        got += r;
+        *total += r;
     }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!p || bad || (n == 0 && len)) {
-        printf("%s: %s\n", file, !p ? "out of memory" : bad ? "read error" : "file is empty");
-        free(p);
-        return NULL;
-    }
-    for (size_t i = n; i < len; i++)
-        p[i] = p[i - n];
-    return p;
+    return 0;
 }
 
 static int check_len(uint64_t len, const char *given)
@@ -162,6 +165,24 @@ static int check_len(uint64_t len, const char *given)
         return -1;
     }
     return 0;
+}
+
+/*
+ * Whether LEN bytes at OFF lie inside DEV, checked before any buffer is
+ * allocated; when not, prints what the library would print for the
+ * request (FN's message on stderr, "WHAT failed" on stdout, as qemu-io).
+ */
+static bool in_device(vdisk_dev *dev, const char *fn, const char *what, uint64_t off,
+                      uint64_t len)
+{
+    uint64_t size = vdisk_get_size(dev);
+    if (off <= size && len <= size - off)
+        return true;
+    fprintf(stderr, "%s: %s: %s of %" PRIu64 " bytes at offset %" PRIu64
+            " is beyond the end of the device (%" PRIu64 " bytes)\n", fn,
+            vdisk_get_filename(dev), what, len, off, size);
+    printf("%s failed: %s\n", what, strerror(EIO));
+    return false;
 }
 
 static void io_failed(const char *what)
@@ -229,36 +250,45 @@ static int do_read(vdisk_dev *dev, int argc, char **argv)
         printf("pattern verification range exceeds end of read data\n");
         return -1;
     }
-    uint8_t *buf = alloc_buf(len, 0xab);
+    if (!in_device(dev, "vdisk_pread", "read", off, len))
+        return -1;
+    uint64_t chunk = len < IO_CHUNK ? len : IO_CHUNK;
+    uint8_t *buf = alloc_buf(chunk, 0xab);
     if (!buf) {
         printf("out of memory\n");
         return -1;
     }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int r = vdisk_pread(dev, buf, len, off);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (r < 0) {
-        io_failed("read");
-        free(buf);
-        return -1;
-    }
+    double t = 0;
     int ret = 0;
-    if (pflag) {
-        for (uint64_t i = poff; i < poff + plen; i++) {
-            if (buf[i] != pattern) {
+    uint64_t done = 0;
+    do {
+        uint64_t n = len - done < chunk ? len - done : chunk;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = vdisk_pread(dev, buf, n, off + done);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        t += elapsed(&t0, &t1);
+        if (r < 0) {
+            io_failed("read");
+            free(buf);
+            return -1;
+        }
+        /* The part of [poff, poff + plen) in this piece. */
+        uint64_t from = poff > done ? poff : done;
+        uint64_t to = poff + plen < done + n ? poff + plen : done + n;
+        for (uint64_t i = from; pflag && ret == 0 && i < to; i++) {
+            if (buf[i - done] != pattern) {
                 printf("Pattern verification failed at offset %" PRIu64 ", %" PRIu64 " bytes\n",
                        off + poff, plen);
                 ret = -1;
-                break;
             }
         }
-    }
-    if (!quiet) {
-        if (verbose)
-            hexdump(buf, off, len);
-        report("read", elapsed(&t0, &t1), off, len, csv);
-    }
+        if (!quiet && verbose)
+            hexdump(buf, off + done, n);
+        done += n;
+    } while (done < len);
+    if (!quiet)
+        report("read", t, off, len, csv);
     free(buf);
     return ret;
 }
@@ -330,39 +360,92 @@ static int do_write(vdisk_dev *dev, int argc, char **argv)
         return -1;
     struct timespec t0, t1;
     int r;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (zero) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         r = vdisk_write_zeroes(dev, off, len, unmap ? VDISK_ZEROES_MAY_UNMAP : 0);
         if (r == 0 && fua)
             r = vdisk_flush(dev);
-    } else {
-        uint8_t *buf = src ? alloc_buf_from_file(len, src) : alloc_buf(len, pattern);
-        if (!buf) {
-            if (!src)
-                printf("out of memory\n");
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (r < 0) {
+            io_failed("write");
             return -1;
         }
-        if (compressed) {
-            /* One call per cluster, as qemu-io's write -c does it. */
-            struct vdisk_info in = {.struct_size = sizeof in};
-            r = vdisk_get_info(dev, &in);
-            uint64_t cs = in.cluster_size ? in.cluster_size : len;
-            for (uint64_t o = 0; r == 0 && o < len; o += cs)
-                r = vdisk_pwrite_compressed(dev, buf + o, len - o < cs ? len - o : cs, off + o);
-        } else {
-            r = vdisk_pwrite(dev, buf, len, off);
-        }
-        if (r == 0 && fua)
-            r = vdisk_flush(dev);
-        free(buf);
+        if (!quiet)
+            report("wrote", elapsed(&t0, &t1), off, len, csv);
+        return 0;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    FILE *f = NULL;
+    if (src) {
+        if (!host_files) {
+            printf("%s: %s\n", src, strerror(EPERM));
+            return -1;
+        }
+        if (!(f = fopen(src, "rb"))) {
+            printf("%s: %s\n", src, strerror(errno));
+            return -1;
+        }
+    }
+    if (!in_device(dev, compressed ? "vdisk_pwrite_compressed" : "vdisk_pwrite", "write", off,
+                   len)) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    /* write -c: one call per cluster, as qemu-io's write -c does it. */
+    uint64_t cs = 0;
+    if (compressed) {
+        struct vdisk_info in = {.struct_size = sizeof in};
+        if (vdisk_get_info(dev, &in) == 0)
+            cs = in.cluster_size;
+    }
+    uint64_t chunk = len < IO_CHUNK ? len : IO_CHUNK;
+    if (cs > chunk)
+        chunk = cs < len ? cs : len;
+    uint8_t *buf = alloc_buf(chunk, pattern);
+    if (!buf) {
+        printf("out of memory\n");
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    double t = 0;
+    uint64_t done = 0, from_file = 0;
+    r = 0;
+    do {
+        uint64_t n = len - done < chunk ? len - done : chunk;
+        if (f && fill_from_file(f, src, buf, n, &from_file) < 0) {
+            free(buf);
+            fclose(f);
+            return -1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (compressed) {
+            uint64_t step = cs ? cs : n;
+            for (uint64_t o = 0; r == 0 && o < n; o += step)
+                r = vdisk_pwrite_compressed(dev, buf + o, n - o < step ? n - o : step,
+                                            off + done + o);
+        } else {
+            r = vdisk_pwrite(dev, buf, n, off + done);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        t += elapsed(&t0, &t1);
+        done += n;
+    } while (r == 0 && done < len);
+    free(buf);
+    if (f)
+        fclose(f);
+    if (r == 0 && fua) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = vdisk_flush(dev);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        t += elapsed(&t0, &t1);
+    }
     if (r < 0) {
         io_failed("write");
         return -1;
     }
     if (!quiet)
-        report("wrote", elapsed(&t0, &t1), off, len, csv);
+        report("wrote", t, off, len, csv);
     return 0;
 }
 
@@ -535,6 +618,29 @@ out:
     return ret;
 }
 
+int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool files)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    int failed = 0;
+    host_files = files;
+    for (;;) {
+        if (prompt) {
+            printf("vdisk io> ");
+            fflush(stdout);
+        }
+        if (getline(&line, &cap, in) < 0)
+            break;
+        if (strncmp(line, "quit", 4) == 0 || strncmp(line, "q\n", 2) == 0)
+            break;
+        if (run_line(dev, line) < 0)
+            failed = 1;
+    }
+    free(line);
+    host_files = true;
+    return failed;
+}
+
 static void help(void)
 {
     printf("usage: vdisk io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] [-c CMD]... FILE\n"
@@ -554,7 +660,9 @@ static void help(void)
            "Commands:\n");
     for (size_t i = 0; i < sizeof io_cmds / sizeof io_cmds[0]; i++)
         printf("  %s %s\n      %s\n", io_cmds[i].name, io_cmds[i].args, io_cmds[i].oneline);
-    printf("\nOffsets and lengths take the suffixes k, M, G, T, P, E, or 0x for hex.\n"
+    printf("\nOffsets and lengths take the suffixes k, M, G, T, P, E, or 0x for hex;\n"
+           "a length is at most 2147483136 bytes, and a range must lie inside the\n"
+           "image (long ones are read and written in 16 MiB pieces).\n"
            "write without -P writes the byte 0xcd, with -s FILE the bytes of FILE\n"
            "(repeated); -z writes zeroes (-u may unmap);\n"
            "-f makes the write durable (FUA).  read -P checks every byte (or the\n"
@@ -634,22 +742,7 @@ int cmd_io(int argc, char **argv)
             if (run_line(dev, cmds[i]) < 0)
                 failed = 1;
     } else {
-        char *line = NULL;
-        size_t cap = 0;
-        bool tty = isatty(STDIN_FILENO);
-        for (;;) {
-            if (tty) {
-                printf("vdisk io> ");
-                fflush(stdout);
-            }
-            if (getline(&line, &cap, stdin) < 0)
-                break;
-            if (strncmp(line, "quit", 4) == 0 || strncmp(line, "q\n", 2) == 0)
-                break;
-            if (run_line(dev, line) < 0)
-                failed = 1;
-        }
-        free(line);
+        failed = io_run_script(dev, stdin, isatty(STDIN_FILENO), true);
     }
     fflush(stdout);
     vdisk_close(dev);
