@@ -44,16 +44,18 @@
  *                            replays; the operations do not.
  *   VDISK_POWERLOSS_ONLY     run only the workloads whose name contains it
  *   VDISK_POWERLOSS_IMAGES   crash images to check over all workloads
- *                            (default 11000)
+ *                            (default 15000, shared by the workloads by
+ *                            weight; the real power cuts come on top)
  *   VDISK_POWERLOSS_NIGHTLY  1: twenty times as many images, qemu-img check
  *                            twice as often (a nightly run; about an hour)
  *   VDISK_POWERLOSS_QEMU_EVERY  qemu-img check on one image in N (default
- *                            40), and on the first two images of each kind
- *                            of crash point of each workload; 0: never
+ *                            100), and on the first image of each kind of
+ *                            crash point of each workload; 0: never
  *   VDISK_POWERLOSS_CUTS     real power cuts per workload (default 6)
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -129,6 +131,9 @@ struct cfg {
     unsigned maxwrite;        /* longest guest write (3 clusters + 100) */
     unsigned resize_step;     /* largest growth per resize (4 clusters) */
     unsigned snaps;           /* snapshots kept at once (3) */
+    bool sequential;          /* writes one after the other (grows the file fast) */
+    unsigned prefill;         /* bytes written and flushed before the crash points
+                                 (less up to 256 KiB, at random) */
     unsigned share;           /* weight in the image budget (1) */
 };
 
@@ -199,7 +204,8 @@ struct ctx {
     uint64_t opno;
     const char *cur_op;
     int cur_k;
-    uint64_t maxv, base_size;
+    uint64_t maxv, base_size, cursor;
+    unsigned stop_at;           /* images: the round ends when it has checked them */
     /* The model. */
     uint8_t *now, *acked, *base;
     uint64_t vsize, acked_size;
@@ -684,10 +690,10 @@ static void check_image(struct ctx *c, const uint8_t *img, size_t len, const cha
     c->st->images++;
     if (cls >= 0)
         c->cls_images[cls]++;
-    /* qemu-img check on one image in N, and on the first two of each kind
-     * of crash point of the workload. */
+    /* qemu-img check on one image in N, and on the first of each kind of
+     * crash point of the workload. */
     bool sample = c->qemu_every && (c->st->images % c->qemu_every == 0 ||
-                                    (cls >= 0 && c->st->qemu_cls[cls] < 2));
+                                    (cls >= 0 && c->st->qemu_cls[cls] < 1));
     if (sample && cls >= 0)
         c->st->qemu_cls[cls]++;
     bool qemu = sample && have_qemu();
@@ -1088,6 +1094,12 @@ static bool guest_op(struct ctx *c, int k)
         if (len >= c->vsize)
             len = c->vsize / 2;
         uint64_t off = rng_next(&c->rng) % (c->vsize - len);
+        if (c->cfg->sequential) {
+            if (c->cursor + len > c->vsize)
+                c->cursor = 0;
+            off = c->cursor;
+            c->cursor += len;
+        }
         if (rng_next(&c->rng) % 2) /* often sector-aligned, as guests write */
             off &= ~511ull, len = (len + 511) & ~511ull;
         if (off + len > c->vsize)
@@ -1331,7 +1343,7 @@ static void ctx_init(struct ctx *c, const struct cfg *cfg, struct cfg_stats *st,
     c->pre = calloc(1, c->maxv);
     ck_assert(c->now && c->acked && c->base && c->pre);
     pthread_mutex_init(&c->mu, NULL);
-    c->qemu_every = env_uint("VDISK_POWERLOSS_QEMU_EVERY", 40);
+    c->qemu_every = env_uint("VDISK_POWERLOSS_QEMU_EVERY", 100);
     if (env_uint("VDISK_POWERLOSS_NIGHTLY", 0))
         c->qemu_every = (c->qemu_every + 1) / 2;
     c->lazy_now = cfg->lazy;
@@ -1396,12 +1408,30 @@ static void open_image(struct ctx *c)
 static void round_hooked(struct ctx *c)
 {
     open_image(c);
+    if (c->cfg->prefill) {
+        /* Up to near the interesting part (a refcount table growth): not
+         * crash points. */
+        uint64_t end = c->cfg->prefill - rng_next(&c->rng) % (256 << 10);
+        uint8_t *buf = malloc(64 << 10);
+        ck_assert(buf != NULL);
+        for (uint64_t off = 0; off < end; off += 64 << 10) {
+            uint64_t len = end - off < (64 << 10) ? end - off : 64 << 10;
+            pattern(buf, off, len, 424242, false);
+            ck_assert_msg(dev_pwrite(c->dev, buf, len, off) == 0, "%s", vdisk_get_error());
+            memcpy(c->now + off, buf, len);
+        }
+        free(buf);
+        ck_assert_msg(dev_flush(c->dev) == 0, "%s", vdisk_get_error());
+        model_acked(c);
+        c->cursor = end;
+        settle(c);
+    }
     fault_set_hook(c->f, on_write, c);
     for (unsigned i = 0; i < c->cfg->ops; i++) {
         int k = pick_op(c);
         guest_op(c, k);
         settle(c);
-        if (c->failures >= MAX_FAILURES)
+        if (c->failures >= MAX_FAILURES || (c->stop_at && c->images >= c->stop_at))
             break;
     }
     /* The final flush and close are crash points too. */
@@ -1449,9 +1479,12 @@ static const struct cfg configs[] = {
     /* Growth past many refcount blocks (a 512-byte block of 64-bit
      * refcounts covers 32 KiB) and refcount table growth (one cluster of
      * table covers 2 MiB of file). */
-    {.name = "grow-512-rb64", .cluster = 512, .refbits = 64, .vsize = 3 << 20, .maxv = 5 << 20,
-     .maxwrite = 96 << 10, .resize_step = 64 << 10,
+    {.name = "grow-512-rb64", .cluster = 512, .refbits = 64, .vsize = 4 << 20, .maxv = 5 << 20,
+     .maxwrite = 256 << 10, .resize_step = 64 << 10,
      .weights = {12, 1, 1, 2, 1, 0, 0, 0, 1, 0, 0, 0, 0}, .ops = 60, .share = 2},
+    {.name = "reftable-512-rb64", .cluster = 512, .refbits = 64, .vsize = 4 << 20,
+     .maxv = 4 << 20, .maxwrite = 256 << 10, .sequential = true, .prefill = 1900 << 10,
+     .weights = {12, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0}, .ops = 8, .share = 4},
     {.name = "grow-512-rb1-lazy", .cluster = 512, .refbits = 1, .lazy = true,
      .vsize = 3 << 20, .maxv = 3 << 20, .maxwrite = 96 << 10,
      .weights = {12, 1, 2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0}, .ops = 60},
@@ -1461,9 +1494,10 @@ static const struct cfg configs[] = {
      * clusters) and, with 4 KiB clusters, past 2 MiB. */
     {.name = "resize-l1-512-rb64", .cluster = 512, .refbits = 64, .vsize = 1 << 20,
      .maxv = 4 << 20, .maxwrite = 16 << 10, .resize_step = 96 << 10,
-     .weights = {6, 1, 1, 2, 1, 0, 0, 0, 4, 0, 0, 0, 2}, .ops = 60},
+     .weights = {6, 1, 1, 2, 1, 0, 0, 0, 4, 0, 0, 0, 2}, .ops = 60, .share = 2},
     {.name = "resize-l1-4k-v2", .cluster = 4096, .compat = 2, .vsize = 1 << 20, .maxv = 8 << 20,
-     .resize_step = 3 << 20, .weights = {6, 1, 1, 2, 1, 0, 0, 0, 3, 0, 0, 0, 2}, .ops = 50},
+     .resize_step = 3 << 20, .weights = {6, 1, 1, 2, 1, 0, 0, 0, 3, 0, 0, 0, 2}, .ops = 50,
+     .share = 2},
     /* Many snapshots, their contents checked after every crash. */
     {.name = "snapshots-many-512-rb64", .cluster = 512, .refbits = 64, .vsize = 1 << 20,
      .maxv = 1 << 20, .maxwrite = 8 << 10, .snaps = 8,
@@ -1511,7 +1545,7 @@ static void run_config(unsigned i)
     for (unsigned k = 0; k < NCONFIGS; k++)
         if (selected(&configs[k]))
             shares += configs[k].share ? configs[k].share : 1;
-    unsigned budget = env_uint("VDISK_POWERLOSS_IMAGES", 11000);
+    unsigned budget = env_uint("VDISK_POWERLOSS_IMAGES", 15000);
 #ifdef SANITIZED
     budget /= 4; /* the sanitizer pass checks the same paths, fewer times */
 #endif
@@ -1525,6 +1559,7 @@ static void run_config(unsigned i)
     for (uint64_t round = 0; images < want && failures == 0; round++, rounds++) {
         struct ctx c;
         ctx_init(&c, cfg, &cstats[i], mix(run_seed ^ mix(i * 1000003ull + round)));
+        c.stop_at = want - images;
         round_hooked(&c);
         points += c.points;
         images += c.images;
@@ -1654,6 +1689,12 @@ int main(void)
 {
     if (chdir(scratch_dir()) != 0)
         return 1;
+#ifdef M_MMAP_THRESHOLD
+    /* Crash images are megabytes, made and freed by the thousand: kept in
+     * the heap, their pages are not faulted in afresh every time. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+#endif
     const char *sv = getenv("VDISK_POWERLOSS_SEED");
     if (sv && *sv) {
         run_seed = strtoull(sv, NULL, 0);
@@ -1667,7 +1708,7 @@ int main(void)
     printf("powerloss: seed %llu (replay: VDISK_POWERLOSS_SEED=%llu)\n",
            (unsigned long long)run_seed, (unsigned long long)run_seed);
     fflush(stdout);
-    if (env_uint("VDISK_POWERLOSS_QEMU_EVERY", 40) && !have_qemu())
+    if (env_uint("VDISK_POWERLOSS_QEMU_EVERY", 100) && !have_qemu())
         skip_note("qemu-img check of the crash images: qemu-img is not installed");
     Suite *s = suite_create("powerloss");
     TCase *tc = tcase_create("every-write");
