@@ -244,7 +244,7 @@ static void fault_submit(struct vdisk_req *req)
     void *opaque = f->hook_opaque;
     pthread_mutex_unlock(&f->lock);
     if (hook)
-        hook(f, wno, opaque);
+        hook(f, wno, off, len, opaque);
     if (r < 0)
         req_fail(req, r, "%s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s%s",
                  op_name(req->op), req->length, off, strerror(-r),

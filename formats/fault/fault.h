@@ -92,10 +92,14 @@ void fault_set_limit(struct fault_disk *f, uint64_t limit);
 
 /*
  * Called for every write after it entered the cache, with the write's
- * number, outside the disk's lock, before the request completes: a test
- * takes crash images there (fault_image) without replaying.
+ * number and byte range (OFF, LEN: what the write, write zeroes or discard
+ * covers in the file), outside the disk's lock, before the request
+ * completes: a test takes crash images there (fault_image) without
+ * replaying, and may tell what the write lands on.  With several threads
+ * writing, the hook runs on each of them, possibly at once.
  */
-typedef void (*fault_hook_fn)(struct fault_disk *f, uint64_t write_no, void *opaque);
+typedef void (*fault_hook_fn)(struct fault_disk *f, uint64_t write_no, uint64_t off,
+                              uint64_t len, void *opaque);
 void fault_set_hook(struct fault_disk *f, fault_hook_fn fn, void *opaque);
 
 /*

@@ -629,8 +629,8 @@ static void qc_flush(struct vdisk_req *req)
  *
  * change_entries() applies this to the whole units in [start, end) of one
  * L2 table, leaving clusters with an allocation in flight alone.  Returns
- * the bytes handled from START, 0 when an allocation is in flight there,
- * or -errno.
+ * the bytes handled from START, 0 when an allocation is in flight there
+ * or a compressed cluster is zeroed in part (extended L2), or -errno.
  */
 static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, bool zero,
                               bool unmap)
@@ -670,8 +670,10 @@ static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, boo
             uint32_t last = (uint32_t)((cend - c0) / s->sc_size);
             uint32_t mask = (last == 32 ? 0xffffffffu : (1u << last) - 1) & ~((1u << first) - 1);
             if (compressed) {
-                g = cend; /* a compressed cluster has no subclusters: write instead */
-                continue;
+                /* A compressed cluster has no subclusters: what is handled
+                 * ends here, and the caller writes zeroes from here on. */
+                end = g;
+                break;
             }
             nbm = (uint64_t)((uint32_t)(bm >> 32) | mask) << 32 | ((uint32_t)bm & ~mask);
             keep = true;

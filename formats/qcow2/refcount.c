@@ -408,6 +408,17 @@ int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host)
 {
     if (len == 0 || len > s->cluster_size)
         return err_set(-EINVAL, "cannot pack %" PRIu64 " bytes", len);
+    if (s->compress_cluster && s->compress_used < s->cluster_size) {
+        /* A cluster whose refcount is at its most (narrow refcounts: one
+         * piece with 1 bit, three with 2) takes no more pieces: the next
+         * one starts a new cluster, as QEMU does. */
+        uint64_t rc;
+        int r = qcow2_refcount_get(s, s->compress_cluster >> s->cluster_bits, &rc);
+        if (r < 0)
+            return r;
+        if (rc >= s->refcount_max)
+            s->compress_cluster = 0;
+    }
     if (s->compress_cluster && s->compress_used + len <= s->cluster_size) {
         /* Another piece in the cluster being packed: one more reference. */
         int r = qcow2_refcount_update(s, s->compress_cluster >> s->cluster_bits, 1);

@@ -470,6 +470,59 @@ START_TEST(check_leaks_at_every_refcount_width)
 }
 END_TEST
 
+/*
+ * Compressed clusters are packed several to a host cluster, each piece one
+ * more reference: with 1- or 2-bit refcounts the host cluster fills up with
+ * references before it fills up with bytes.  The next piece then goes to a
+ * new cluster, as QEMU does (vdisk failed the write with ERANGE).
+ */
+START_TEST(compressed_writes_at_narrow_refcount_widths)
+{
+    static const unsigned widths[] = {1, 2, 16};
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+        const char *img = scratch("narrow.qcow2");
+        unlink(img);
+        RUN_OK("%s create -q -f qcow2 -o cluster_size=4096,refcount_bits=%u '%s' 1M",
+               vdisk_bin(), widths[k], img);
+        RUN_OK("%s io -c 'write -c -P 0x11 0 4k' -c 'write -c -P 0x22 4k 4k' "
+               "-c 'write -c -P 0x33 8k 4k' -c 'write -c -P 0x44 12k 4k' "
+               "-c 'write -c -P 0x55 16k 4k' '%s'", vdisk_bin(), img);
+        RUN_OK("qemu-img check '%s'", img);
+        RUN_OK("qemu-io -c 'read -P 0x11 0 4k' -c 'read -P 0x22 4k 4k' -c 'read -P 0x33 8k 4k' "
+               "-c 'read -P 0x44 12k 4k' -c 'read -P 0x55 16k 4k' '%s'", img);
+        same_as_qemu(img);
+    }
+}
+END_TEST
+
+/*
+ * Write zeroes over part of a compressed cluster with extended L2 entries:
+ * a compressed cluster has no subcluster bits, so those bytes are written
+ * as zeroes (vdisk skipped them, and the old data stayed).
+ */
+START_TEST(zeroes_over_part_of_a_compressed_cluster)
+{
+    for (int ext = 0; ext < 2; ext++) {
+        for (int unmap = 0; unmap < 2; unmap++) {
+            const char *img = scratch("zc.qcow2");
+            unlink(img);
+            RUN_OK("%s create -q -f qcow2 -o cluster_size=64k,extended_l2=%s '%s' 2M",
+                   vdisk_bin(), ext ? "on" : "off", img);
+            /* 448k + 104.8k: cluster 7 whole, then 40,960 bytes of cluster 8
+             * (20 subclusters) and 850 bytes more. */
+            RUN_OK("%s io -c 'write -c -P 0xe2 512k 64k' -c 'write -c -P 0xe3 576k 64k' "
+                   "-c 'write -z %s 458752 107346' -c 'write -z %s 589824 4096' "
+                   "-c 'read -P 0 458752 107346' -c 'read -P 0xe2 566098 9838' "
+                   "-c 'read -P 0 576k 4k' -c 'read -P 0xe3 580k 60k' '%s'", vdisk_bin(),
+                   unmap ? "-u" : "", unmap ? "-u" : "", img);
+            RUN_OK("qemu-img check '%s'", img);
+            RUN_OK("qemu-io -c 'read -P 0 458752 107346' -c 'read -P 0xe2 566098 9838' "
+                   "-c 'read -P 0 576k 4k' -c 'read -P 0xe3 580k 60k' '%s'", img);
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-img");
@@ -488,6 +541,8 @@ int main(void)
     tcase_add_test(tc, check_and_repair_like_qemu);
     tcase_add_test(tc, lazy_refcounts_after_a_crash);
     tcase_add_test(tc, check_leaks_at_every_refcount_width);
+    tcase_add_test(tc, compressed_writes_at_narrow_refcount_widths);
+    tcase_add_test(tc, zeroes_over_part_of_a_compressed_cluster);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -114,8 +114,11 @@ static void capture(struct ctx *c, enum fault_policy p, uint64_t wno, uint64_t s
 
 /* The fault disk's hook: every write is a crash point, under every policy
  * (the random ones twice, with different choices). */
-static void on_write(struct fault_disk *f, uint64_t wno, void *opaque)
+static void on_write(struct fault_disk *f, uint64_t wno, uint64_t off, uint64_t len,
+                     void *opaque)
 {
+    (void)off;
+    (void)len;
     (void)f;
     struct ctx *c = opaque;
     for (int p = 0; p < FAULT_POLICIES; p++) {
