@@ -12,6 +12,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* SANITIZED: 1 in a sanitizer build (its shadow memory makes address-space
+ * limits meaningless, and it is slower), else 0. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 /* The result of a command: exit status and what it printed. */
 struct run {
     int status;   /* exit status, or 128 + signal */

@@ -45,18 +45,6 @@
 #include "harness.h"
 #include "images.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define MiB (1ull << 20)
 #define BASE_BYTES (64 * MiB)
 #define QCOW2_CACHES (40 * MiB)

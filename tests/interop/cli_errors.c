@@ -10,18 +10,6 @@
 
 #include "harness.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* vdisk io's memory bound, as tests/hostile/bounds.c's for one qcow2
  * image: 64 MiB plus 40 MiB of caches (sanitizers reserve terabytes of
  * address space: there the bound is not enforced). */

@@ -80,16 +80,10 @@
 #define MAX_FAILURES 5
 #define BATCH_MAX 10
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
 /* The sanitizer pass checks the same paths fewer times; qemu-img, not
- * sanitized, checks the kinds of crash point in the normal pass. */
-#ifdef SANITIZED
+ * sanitized, checks the kinds of crash point in the normal pass
+ * (SANITIZED: harness.h). */
+#if SANITIZED
 #define BUDGET_DIVISOR 5
 #define FIRST_OF_EACH 0
 #else
@@ -1619,7 +1613,7 @@ START_TEST(device_dies)
     fault_free(c.f);
     ctx_fini(&c);
     unsigned samples = env_uint("VDISK_POWERLOSS_CUTS", 6), failures = 0, checked = 0;
-#ifdef SANITIZED
+#if SANITIZED
     samples = (samples + 1) / 2;
 #endif
     for (unsigned s = 0; s < samples; s++) {
