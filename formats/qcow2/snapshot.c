@@ -514,6 +514,13 @@ struct txn {
 static int txn_add(struct txn *t, uint64_t host, uint64_t n, int64_t d)
 {
     for (uint64_t i = 0; i < n; i++) {
+        uint64_t c = (host >> t->s->cluster_bits) + i;
+        /* The same cluster again (an L2 table full of one cluster): one
+         * entry, so that memory follows the clusters, not the references. */
+        if (t->n && t->v[t->n - 1].c == c && !t->v[t->n - 1].known) {
+            t->v[t->n - 1].d += d;
+            continue;
+        }
         if (t->n == t->cap) {
             size_t cap = t->cap ? t->cap * 2 : 256;
             struct delta *v = realloc(t->v, cap * sizeof *v);
@@ -522,7 +529,7 @@ static int txn_add(struct txn *t, uint64_t host, uint64_t n, int64_t d)
             t->v = v;
             t->cap = cap;
         }
-        t->v[t->n++] = (struct delta){(host >> t->s->cluster_bits) + i, d, 0, false};
+        t->v[t->n++] = (struct delta){c, d, 0, false};
     }
     return 0;
 }
@@ -594,21 +601,41 @@ static int l2_of(struct qcow2 *s, uint64_t e, uint64_t i, uint64_t *l2)
 }
 
 /* D more references to every data cluster the tree of the L1 table L1
- * (N entries) reaches, one per L2 entry as qemu-img counts them. */
+ * (N entries) reaches, one per L2 entry as qemu-img counts them.  An L2
+ * table that several entries point to is walked once, its references
+ * counted that many times (a hostile image points 16384 entries at one
+ * table: walked each time, that was 2^27 entries). */
 static int walk_data(struct txn *t, const uint64_t *l1, uint32_t n, int64_t d)
 {
     struct qcow2 *s = t->s;
+    uint64_t *tables = malloc((n ? n : 1) * sizeof *tables);
+    if (!tables)
+        return err_set(-ENOMEM, "out of memory");
+    uint32_t m = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t l2_off;
         int r = l2_of(s, l1[i], i, &l2_off);
-        if (r < 0)
+        if (r < 0) {
+            free(tables);
             return r;
-        if (!l2_off)
-            continue;
+        }
+        if (l2_off)
+            tables[m++] = l2_off;
+    }
+    if (m)
+        qsort(tables, m, sizeof *tables, cmp_u64);
+    int r = 0;
+    for (uint32_t k = 0; k < m && r == 0;) {
+        uint64_t l2_off = tables[k];
+        uint32_t next = k;
+        while (next < m && tables[next] == l2_off)
+            next++;
+        int64_t dd = d * (int64_t)(next - k);
+        k = next;
         uint8_t *l2;
         r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
         if (r < 0)
-            return r;
+            break;
         for (uint64_t j = 0; j < s->l2_entries && r == 0; j++) {
             uint64_t e = qcow2_l2e_get(s, l2, j), host = e & QCOW2_OFFSET_MASK;
             if (e & QCOW2_OFLAG_COMPRESSED) {
@@ -624,7 +651,7 @@ static int walk_data(struct txn *t, const uint64_t *l1, uint32_t n, int64_t d)
                                       "the image file (%" PRIu64 " bytes)", off, l2_off, j,
                                       dev_size(s->file));
                 else
-                    r = txn_add(t, first << s->cluster_bits, last - first + 1, d);
+                    r = txn_add(t, first << s->cluster_bits, last - first + 1, dd);
             } else if (host % s->cluster_size) {
                 r = qcow2_corrupt(s, "entry %" PRIu64 " (0x%" PRIx64 ") of the L2 table at "
                                   "0x%" PRIx64 " is not cluster aligned", j, e, l2_off);
@@ -634,14 +661,13 @@ static int walk_data(struct txn *t, const uint64_t *l1, uint32_t n, int64_t d)
                                   "the image file (%" PRIu64 " bytes)", j, e, l2_off,
                                   dev_size(s->file));
             } else if (host) {
-                r = txn_add(t, host, 1, d);
+                r = txn_add(t, host, 1, dd);
             }
         }
         qcow2_cache_put(&s->l2c, l2);
-        if (r < 0)
-            return r;
     }
-    return 0;
+    free(tables);
+    return r;
 }
 
 /* Whether the COPIED flags of the L2 table L2 disagree with the refcounts
