@@ -215,17 +215,25 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void run_on(const char *create_opts, uint64_t cluster)
+/* A qcow2 overlay IMG (vdisk create CREATE_OPTS) on BASE (scratch name;
+ * its first half 0x5b), opened; the model set to match. */
+static vdisk_dev *open_overlay(const char *base, const char *img, const char *create_opts)
 {
-    CLUSTER = cluster;
-    const char *base = scratch("base.qcow2"), *img = scratch("top.qcow2");
-    RUN_OK("qemu-img create -q -f qcow2 '%s' %u", base, SIZE);
-    RUN_OK("qemu-io -c 'write -q -P 0x5b 0 %u' '%s'", SIZE / 2, base);
-    RUN_OK("%s create -q -f qcow2 %s -b base.qcow2 -F qcow2 '%s'", vdisk_bin(), create_opts, img);
+    RUN_OK("qemu-img create -q -f qcow2 '%s' %u", scratch(base), SIZE);
+    RUN_OK("qemu-io -c 'write -q -P 0x5b 0 %u' '%s'", SIZE / 2, scratch(base));
+    RUN_OK("%s create -q -f qcow2 %s -b %s -F qcow2 '%s'", vdisk_bin(), create_opts, base, img);
     memset(model, 0, sizeof model);
     memset(model, 0x5b, SIZE / 2);
     vdisk_dev *dev;
     ck_assert_msg(vdisk_open(&dev, img, NULL) == 0, "%s", vdisk_get_error());
+    return dev;
+}
+
+static void run_on(const char *create_opts, uint64_t cluster)
+{
+    CLUSTER = cluster;
+    const char *img = scratch("top.qcow2");
+    vdisk_dev *dev = open_overlay("base.qcow2", img, create_opts);
     static struct worker w[THREADS];
     pthread_t t[THREADS];
     memset(w, 0, sizeof w);
@@ -480,15 +488,8 @@ struct saved {
 static void run_shared(const char *create_opts)
 {
     CLUSTER = SHARED_CLUSTER;
-    const char *base = scratch("sbase.qcow2"), *img = scratch("stop.qcow2");
-    RUN_OK("qemu-img create -q -f qcow2 '%s' %u", base, SIZE);
-    RUN_OK("qemu-io -c 'write -q -P 0x5b 0 %u' '%s'", SIZE / 2, base);
-    RUN_OK("%s create -q -f qcow2 %s -b sbase.qcow2 -F qcow2 '%s'", vdisk_bin(), create_opts,
-           img);
-    memset(model, 0, sizeof model);
-    memset(model, 0x5b, SIZE / 2);
-    vdisk_dev *dev;
-    ck_assert_msg(vdisk_open(&dev, img, NULL) == 0, "%s", vdisk_get_error());
+    const char *img = scratch("stop.qcow2");
+    vdisk_dev *dev = open_overlay("sbase.qcow2", img, create_opts);
     static struct sworker w[THREADS];
     pthread_t t[THREADS];
     memset(w, 0, sizeof w);
