@@ -50,6 +50,7 @@ struct vdisk_dev *dev_alloc(const struct vdisk_driver *drv, const char *filename
     dev->align = 1;
     pthread_mutex_init(&dev->sync_lock, NULL);
     pthread_mutex_init(&dev->track_lock, NULL);
+    quiesce_init(&dev->quiesce);
     return dev;
 }
 
@@ -61,6 +62,7 @@ void dev_free(struct vdisk_dev *dev)
         queue_destroy(dev->sync_q);
     pthread_mutex_destroy(&dev->sync_lock);
     pthread_mutex_destroy(&dev->track_lock);
+    quiesce_fini(&dev->quiesce);
     free(dev->filename);
     free(dev);
 }
@@ -418,7 +420,12 @@ VDISK_EXPORT int vdisk_check(vdisk_dev *dev, unsigned flags, struct vdisk_check_
     if (!dev->drv->check)
         return err_set(-ENOTSUP, "%s: the %s format has no metadata to check", dev->filename,
                        dev->drv->name);
-    return dev->drv->check(dev, flags, res, report, opaque);
+    int r = quiesce_begin_op(dev);
+    if (r < 0)
+        return r;
+    r = dev->drv->check(dev, flags, res, report, opaque);
+    quiesce_end_op(dev);
+    return r;
 }
 
 /* ---- Whole images --------------------------------------------------------- */
@@ -439,12 +446,16 @@ VDISK_EXPORT int vdisk_resize(vdisk_dev *dev, uint64_t new_size, unsigned flags)
     new_size = align_up(new_size, 512);
     if (!(dev->caps & VDISK_CAN_WRITE))
         return err_set(-EROFS, "%s: the image is open read-only", dev->filename);
-    if (dev->drv->resize)
-        return dev->drv->resize(dev, new_size, flags);
-    if (dev->drv->truncate)
-        return raw_like_resize(dev, new_size, flags);
-    return err_set(-ENOTSUP, "%s: the %s format cannot be resized", dev->filename,
-                   dev->drv->name);
+    if (!dev->drv->resize && !dev->drv->truncate)
+        return err_set(-ENOTSUP, "%s: the %s format cannot be resized", dev->filename,
+                       dev->drv->name);
+    int r = quiesce_begin_op(dev);
+    if (r < 0)
+        return r;
+    r = dev->drv->resize ? dev->drv->resize(dev, new_size, flags)
+                         : raw_like_resize(dev, new_size, flags);
+    quiesce_end_op(dev);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_make_empty(vdisk_dev *dev)
@@ -453,7 +464,12 @@ VDISK_EXPORT int vdisk_make_empty(vdisk_dev *dev)
     if (!dev->drv->make_empty)
         return err_set(-ENOTSUP, "%s: the %s format cannot be emptied", dev->filename,
                        dev->drv->name);
-    return dev->drv->make_empty(dev);
+    int r = quiesce_begin_op(dev);
+    if (r < 0)
+        return r;
+    r = dev->drv->make_empty(dev);
+    quiesce_end_op(dev);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_set_backing(vdisk_dev *dev, const char *name, const char *format)
@@ -462,7 +478,12 @@ VDISK_EXPORT int vdisk_set_backing(vdisk_dev *dev, const char *name, const char 
     if (!dev->drv->set_backing)
         return err_set(-ENOTSUP, "%s: the %s format has no backing files", dev->filename,
                        dev->drv->name);
-    return dev->drv->set_backing(dev, name && *name ? name : NULL, format);
+    int r = quiesce_begin_op(dev);
+    if (r < 0)
+        return r;
+    r = dev->drv->set_backing(dev, name && *name ? name : NULL, format);
+    quiesce_end_op(dev);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts)
@@ -473,8 +494,11 @@ VDISK_EXPORT int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts)
                        dev->drv->name);
     struct opt_set os;
     int r = opt_set_init(&os, opts);
-    if (r == 0)
+    bool held = r == 0 && (r = quiesce_begin_op(dev)) == 0;
+    if (held) {
         r = dev->drv->amend(dev, &os);
+        quiesce_end_op(dev);
+    }
     if (r == 0)
         r = opt_check_all_taken(&os, dev->drv->name);
     opt_set_fini(&os);
@@ -513,7 +537,12 @@ static int snapshot_op(vdisk_dev *dev, int op, const char *name)
     if (!dev->drv->snapshot_op)
         return err_set(-ENOTSUP, "%s: the %s format has no snapshots", dev->filename,
                        dev->drv->name);
-    return dev->drv->snapshot_op(dev, op, name);
+    int r = quiesce_begin_op(dev);
+    if (r < 0)
+        return r;
+    r = dev->drv->snapshot_op(dev, op, name);
+    quiesce_end_op(dev);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_snapshot_create(vdisk_dev *dev, const char *name)
@@ -575,7 +604,10 @@ VDISK_EXPORT int vdisk_block_status(vdisk_dev *dev, uint64_t offset, uint64_t le
                                     struct vdisk_extent *ext)
 {
     err_enter(__func__);
-    return dev_block_status(dev, offset, length, ext);
+    quiesce_sync_begin(dev);
+    int r = dev_block_status(dev, offset, length, ext);
+    quiesce_sync_end(dev);
+    return r;
 }
 
 /* ---- Synchronous I/O ------------------------------------------------------ */
@@ -596,13 +628,22 @@ static int dev_sync_io(struct vdisk_dev *dev, enum vdisk_op op, const struct iov
                        int iovcnt, uint64_t off, uint64_t len, unsigned flags)
 {
     const char *ctx = err_context();
-    pthread_mutex_lock(&dev->sync_lock);
-    int r = 0;
-    if (!dev->sync_q)
-        r = queue_create(&dev->sync_q, dev, 16, false);
+    int r;
     struct sync_wait w = {false, 0};
-    if (r == 0)
-        r = queue_start(dev->sync_q, op, iov, iovcnt, off, len, flags, sync_done, &w);
+    for (;;) {
+        /* While another thread holds the device's quiesce section, wait
+         * for it to end without holding the synchronous queue. */
+        quiesce_wait_sync(dev);
+        pthread_mutex_lock(&dev->sync_lock);
+        r = 0;
+        if (!dev->sync_q)
+            r = queue_create(&dev->sync_q, dev, 16, false);
+        if (r == 0)
+            r = queue_start(dev->sync_q, op, iov, iovcnt, off, len, flags, sync_done, &w);
+        if (r != -EAGAIN)
+            break;
+        pthread_mutex_unlock(&dev->sync_lock);
+    }
     while (r == 0 && !w.done) {
         r = queue_reap_internal(dev->sync_q, 1);
         if (r > 0)
@@ -697,7 +738,12 @@ VDISK_EXPORT int vdisk_pwrite_compressed_data(vdisk_dev *dev, const void *data, 
 {
     err_enter(__func__);
     int r = compressed_check(dev, offset, 1);
-    return r < 0 ? r : dev->drv->write_compressed(dev, data, clen, offset);
+    if (r < 0)
+        return r;
+    quiesce_sync_begin(dev);
+    r = dev->drv->write_compressed(dev, data, clen, offset);
+    quiesce_sync_end(dev);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count,
@@ -712,9 +758,13 @@ VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t
         return err_set(-ENOMEM, "out of memory");
     size_t clen = 0;
     r = dev->drv->compress(dev, buf, count, offset, out, count, &clen);
-    if (r == 0)
-        r = clen ? dev->drv->write_compressed(dev, out, clen, offset)
-                 : dev_pwrite(dev, buf, count, offset);
+    if (r == 0 && clen) {
+        quiesce_sync_begin(dev);
+        r = dev->drv->write_compressed(dev, out, clen, offset);
+        quiesce_sync_end(dev);
+    } else if (r == 0) {
+        r = dev_pwrite(dev, buf, count, offset);
+    }
     free(out);
     return r;
 }

@@ -71,6 +71,46 @@ struct vdisk_open_params {
 
 struct write_track; /* lib/device.c: overlapping read-modify-write */
 
+/*
+ * The quiesce section of a device (lib/quiesce.c).  ACTIVE counts the
+ * top-level requests that the device's queues have handed to the driver and
+ * that the driver has not finished; DEPTH is non-zero while a thread holds
+ * the section.  A queue that starts a request increments ACTIVE and then
+ * reads DEPTH; the quiescing thread sets DEPTH and then reads ACTIVE (both
+ * sequentially consistent), so that either the request waits on its queue
+ * or the quiescing thread waits for it.
+ */
+struct quiesce_state {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    atomic_uint depth;
+    atomic_uintptr_t owner;      /* the holding thread's token, or 0 */
+    atomic_long active;
+    struct vdisk_queue *queues;  /* every queue on the device (under LOCK) */
+};
+
+void quiesce_init(struct quiesce_state *qs);
+void quiesce_fini(struct quiesce_state *qs);
+/* True when requests on DEV must wait: a section is held by another thread. */
+bool quiesce_blocks(struct vdisk_dev *dev);
+/* Accounting of top-level requests: quiesce_enter() returns false (and counts
+ * nothing) when the request must wait; quiesce_leave() ends one. */
+bool quiesce_enter(struct vdisk_queue *q);
+void quiesce_leave(struct vdisk_queue *q);
+/* Queues register so that a resume can wake those with waiting requests. */
+void quiesce_add_queue(struct vdisk_dev *dev, struct vdisk_queue *q);
+void quiesce_remove_queue(struct vdisk_dev *dev, struct vdisk_queue *q);
+/* Synchronous callers (vdisk_pread ...) wait here while another thread
+ * holds the section. */
+void quiesce_wait_sync(struct vdisk_dev *dev);
+/* Driver calls made outside any queue (compressed writes) count as requests
+ * in flight between these two, after waiting for a section to end. */
+void quiesce_sync_begin(struct vdisk_dev *dev);
+void quiesce_sync_end(struct vdisk_dev *dev);
+/* Whole-image operations run inside a section of their own. */
+int quiesce_begin_op(struct vdisk_dev *dev);
+void quiesce_end_op(struct vdisk_dev *dev);
+
 struct vdisk_dev {
     atomic_int refs;
     const struct vdisk_driver *drv;
@@ -100,6 +140,9 @@ struct vdisk_dev {
     /* In-flight writes, kept only when align > 1 (read-modify-write). */
     pthread_mutex_t track_lock;
     struct write_track *tracks;
+
+    /* The quiesce section (vdisk_dev_quiesce, lib/quiesce.c). */
+    struct quiesce_state quiesce;
 };
 
 /* Allocates a device with one reference; the driver fills in the rest. */
@@ -418,6 +461,16 @@ struct vdisk_queue {
     struct vdisk_req *free_list;
     unsigned free_count;
     bool holds_ref;              /* false for a device's own sync queue */
+
+    /* Top-level requests the driver has finished, waiting for reap to run
+     * their callbacks (never from inside a vdisk_aio_*() call). */
+    struct vdisk_req *done_head, *done_tail;
+    /* Requests started while the device is quiesced: started on resume. */
+    struct vdisk_req *parked_head, *parked_tail;
+    struct vdisk_queue *dev_next;  /* the device's list of queues */
+    atomic_long active;            /* its requests in the driver */
+    atomic_uintptr_t user;         /* the thread that last started one */
+    bool reaping;                  /* inside vdisk_queue_reap() */
 };
 
 /* Queue life: REF says whether the queue holds a reference to DEV. */
@@ -429,6 +482,11 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
                 void *user);
 /* Waits for at least MIN_COMPLETE completions (or none left in flight). */
 int queue_reap_internal(struct vdisk_queue *q, unsigned min_complete);
+/* Wakes the queue's thread from another thread (its poll returns). */
+void queue_wake(struct vdisk_queue *q);
+/* Moves the queue's requests on, waiting up to TIMEOUT_MS for the engine,
+ * without running any callback (they wait for the next reap). */
+void queue_progress(struct vdisk_queue *q, int timeout_ms);
 struct vdisk_req *req_new(struct vdisk_queue *q, struct vdisk_dev *dev, enum vdisk_op op,
                           uint64_t offset, uint64_t length, const struct iovec *iov,
                           int iovcnt, unsigned flags);

@@ -9,6 +9,7 @@
  * queue releasing a serialised write) on a locked list with an eventfd.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,11 @@ void queue_notify(struct vdisk_queue *q)
 {
     if (q->user_fd >= 0)
         eventfd_signal(q->user_fd);
+}
+
+void queue_wake(struct vdisk_queue *q)
+{
+    eventfd_signal(q->wake_fd);
 }
 
 void queue_defer(struct vdisk_queue *q, struct vdisk_req *req, int ret)
@@ -147,22 +153,27 @@ int queue_create(struct vdisk_queue **qp, struct vdisk_dev *dev, unsigned depth,
         free(q);
         return r;
     }
+    atomic_init(&q->active, 0);
+    atomic_init(&q->user, 0);
     q->holds_ref = ref;
     if (ref)
         dev_ref(dev);
+    quiesce_add_queue(dev, q);
     *qp = q;
     return 0;
 }
 
-static int queue_reap(struct vdisk_queue *q, unsigned min_complete, int timeout_ms);
+static int queue_reap(struct vdisk_queue *q, unsigned min_complete, unsigned max_complete,
+                      int timeout_ms);
 
 void queue_destroy(struct vdisk_queue *q)
 {
     if (!q)
         return;
     while (q->in_flight)
-        if (queue_reap(q, q->in_flight, -1) < 0)
+        if (queue_reap(q, q->in_flight, 0, -1) < 0)
             break;
+    quiesce_remove_queue(q->dev, q);
     q->eng->fini(q);
     while (q->free_list) {
         struct vdisk_req *r = q->free_list;
@@ -246,18 +257,83 @@ static const char *const aio_names[] = {
     [VDISK_OP_WRITE_ZEROES] = "vdisk_aio_write_zeroes",
 };
 
+/* The driver finished a top-level request: its callback waits for reap. */
 static void top_done(struct vdisk_req *req, int ret)
 {
     struct vdisk_queue *q = req->q;
-    vdisk_completion_fn cb = req->user_cb;
-    void *user = req->user_data;
-    if (ret < 0)
-        err_set_in(aio_names[req->op], ret, req->errmsg ? req->errmsg : strerror(-ret));
-    q->in_flight--;
-    q->completed++;
-    req_free(req);
-    if (cb)
-        cb(user, ret);
+    req->result = ret;
+    req->next = NULL;
+    bool was_empty = !q->done_head;
+    if (q->done_tail)
+        q->done_tail->next = req;
+    else
+        q->done_head = req;
+    q->done_tail = req;
+    quiesce_leave(q);
+    if (was_empty && !q->reaping)
+        queue_notify(q);
+}
+
+/*
+ * Runs the callbacks of the requests finished so far, at most MAX of them;
+ * those finished while the callbacks run (requests they start) wait for the
+ * next call.  Returns the number run.
+ */
+static unsigned deliver(struct vdisk_queue *q, unsigned max)
+{
+    struct vdisk_req *list = q->done_head;
+    q->done_head = q->done_tail = NULL;
+    unsigned n = 0;
+    while (list && n < max) {
+        struct vdisk_req *req = list;
+        list = req->next;
+        vdisk_completion_fn cb = req->user_cb;
+        void *user = req->user_data;
+        int ret = req->result;
+        if (ret < 0)
+            err_set_in(aio_names[req->op], ret, req->errmsg ? req->errmsg : strerror(-ret));
+        q->in_flight--;
+        q->completed++;
+        req_free(req);
+        n++;
+        if (cb)
+            cb(user, ret);
+    }
+    if (list) {
+        /* The budget is spent: the rest go first next time. */
+        struct vdisk_req *tail = list;
+        while (tail->next)
+            tail = tail->next;
+        tail->next = q->done_head;
+        if (!q->done_head)
+            q->done_tail = tail;
+        q->done_head = list;
+    }
+    return n;
+}
+
+/* Parks REQ until the device's quiesce section ends. */
+static void park(struct vdisk_queue *q, struct vdisk_req *req)
+{
+    req->next = NULL;
+    if (q->parked_tail)
+        q->parked_tail->next = req;
+    else
+        q->parked_head = req;
+    q->parked_tail = req;
+}
+
+/* Starts the parked requests once the section has ended. */
+static void start_parked(struct vdisk_queue *q)
+{
+    while (q->parked_head && quiesce_enter(q)) {
+        struct vdisk_req *req = q->parked_head;
+        q->parked_head = req->next;
+        if (!q->parked_head)
+            q->parked_tail = NULL;
+        req->next = NULL;
+        req_submit(req);
+    }
 }
 
 int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov, int iovcnt,
@@ -281,17 +357,55 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
     req->done = top_done;
     req->user_cb = cb;
     req->user_data = user;
+    if (!quiesce_enter(q)) {
+        if (!q->holds_ref) {
+            /* A device's own synchronous queue: its caller waits for the
+             * section to end (lib/device.c) without holding the queue. */
+            req_free(req);
+            return -EAGAIN;
+        }
+        q->in_flight++;
+        park(q, req);
+        return 0;
+    }
     q->in_flight++;
     req_submit(req);
     return 0;
 }
 
-static int start_rw(vdisk_queue *q, enum vdisk_op op, const struct iovec *iov, int iovcnt,
-                    uint64_t offset, unsigned flags, vdisk_completion_fn cb, void *user)
+/* What every vdisk_aio_*() call checks before anything else. */
+static int check_call(vdisk_queue *q, enum vdisk_op op, unsigned flags, unsigned allowed,
+                      vdisk_completion_fn cb)
 {
-    if (iovcnt < 0 || (iovcnt > 0 && !iov))
-        return err_set(-EINVAL, "invalid iovec (count %d)", iovcnt);
-    return queue_start(q, op, iov, iovcnt, offset, iov_length(iov, iovcnt), flags, cb, user);
+    if (!q)
+        return err_set(-EINVAL, "no queue");
+    if (!cb)
+        return err_set(-EINVAL, "no completion callback");
+    if (flags & ~allowed)
+        return err_set(-EINVAL, "flags 0x%x are not valid for %s (allowed: 0x%x)",
+                       flags & ~allowed, aio_names[op], allowed);
+    return 0;
+}
+
+static int start_rw(vdisk_queue *q, enum vdisk_op op, const struct iovec *iov, int iovcnt,
+                    uint64_t offset, unsigned flags, unsigned allowed, vdisk_completion_fn cb,
+                    void *user)
+{
+    int r = check_call(q, op, flags, allowed, cb);
+    if (r < 0)
+        return r;
+    if (iovcnt < 0 || iovcnt > VDISK_AIO_IOV_MAX || (iovcnt > 0 && !iov))
+        return err_set(-EINVAL, "invalid iovec (count %d; 0 to %d)", iovcnt, VDISK_AIO_IOV_MAX);
+    uint64_t len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len && !iov[i].iov_base)
+            return err_set(-EINVAL, "iovec %d has %zu bytes at NULL", i, iov[i].iov_len);
+        if (iov[i].iov_len > VDISK_AIO_LEN_MAX - len)
+            return err_set(-EINVAL, "the request is longer than %llu bytes",
+                           (unsigned long long)VDISK_AIO_LEN_MAX);
+        len += iov[i].iov_len;
+    }
+    return queue_start(q, op, iov, iovcnt, offset, len, flags, cb, user);
 }
 
 VDISK_EXPORT int vdisk_aio_preadv(vdisk_queue *q, const struct iovec *iov, int iovcnt,
@@ -299,7 +413,7 @@ VDISK_EXPORT int vdisk_aio_preadv(vdisk_queue *q, const struct iovec *iov, int i
                                   void *user)
 {
     err_enter(__func__);
-    return start_rw(q, VDISK_OP_READ, iov, iovcnt, offset, flags, cb, user);
+    return start_rw(q, VDISK_OP_READ, iov, iovcnt, offset, flags, 0, cb, user);
 }
 
 VDISK_EXPORT int vdisk_aio_pwritev(vdisk_queue *q, const struct iovec *iov, int iovcnt,
@@ -307,27 +421,31 @@ VDISK_EXPORT int vdisk_aio_pwritev(vdisk_queue *q, const struct iovec *iov, int 
                                    void *user)
 {
     err_enter(__func__);
-    return start_rw(q, VDISK_OP_WRITE, iov, iovcnt, offset, flags, cb, user);
+    return start_rw(q, VDISK_OP_WRITE, iov, iovcnt, offset, flags, VDISK_REQ_FUA, cb, user);
 }
 
 VDISK_EXPORT int vdisk_aio_flush(vdisk_queue *q, vdisk_completion_fn cb, void *user)
 {
     err_enter(__func__);
-    return queue_start(q, VDISK_OP_FLUSH, NULL, 0, 0, 0, 0, cb, user);
+    int r = check_call(q, VDISK_OP_FLUSH, 0, 0, cb);
+    return r < 0 ? r : queue_start(q, VDISK_OP_FLUSH, NULL, 0, 0, 0, 0, cb, user);
 }
 
 VDISK_EXPORT int vdisk_aio_discard(vdisk_queue *q, uint64_t offset, uint64_t length,
                                    vdisk_completion_fn cb, void *user)
 {
     err_enter(__func__);
-    return queue_start(q, VDISK_OP_DISCARD, NULL, 0, offset, length, 0, cb, user);
+    int r = check_call(q, VDISK_OP_DISCARD, 0, 0, cb);
+    return r < 0 ? r : queue_start(q, VDISK_OP_DISCARD, NULL, 0, offset, length, 0, cb, user);
 }
 
 VDISK_EXPORT int vdisk_aio_write_zeroes(vdisk_queue *q, uint64_t offset, uint64_t length,
                                         unsigned flags, vdisk_completion_fn cb, void *user)
 {
     err_enter(__func__);
-    return queue_start(q, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length, flags, cb, user);
+    int r = check_call(q, VDISK_OP_WRITE_ZEROES, flags, VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP, cb);
+    return r < 0 ? r
+                 : queue_start(q, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length, flags, cb, user);
 }
 
 /* ---- Reaping -------------------------------------------------------------- */
@@ -339,13 +457,13 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int queue_reap(struct vdisk_queue *q, unsigned min_complete, int timeout_ms)
+static int reap_loop(struct vdisk_queue *q, unsigned min_complete, unsigned max_complete,
+                     int timeout_ms)
 {
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
     unsigned before = q->completed;
-    if (q->user_fd >= 0)
-        eventfd_clear(q->user_fd);
     for (;;) {
+        start_parked(q);
         int r = q->eng->submit(q);
         if (r < 0)
             return r;
@@ -355,9 +473,12 @@ static int queue_reap(struct vdisk_queue *q, unsigned min_complete, int timeout_
             return r;
         queue_run_ready(q);
         unsigned done = q->completed - before;
-        if (done >= min_complete || q->in_flight == 0)
+        if (done < max_complete)
+            deliver(q, max_complete - done);
+        done = q->completed - before;
+        if (done >= max_complete || done >= min_complete || q->in_flight == 0)
             return (int)done;
-        if (queue_has_ready(q))
+        if (q->done_head || queue_has_ready(q))
             continue;
         int wait = -1;
         if (timeout_ms == 0)
@@ -374,25 +495,67 @@ static int queue_reap(struct vdisk_queue *q, unsigned min_complete, int timeout_
     }
 }
 
+static int queue_reap(struct vdisk_queue *q, unsigned min_complete, unsigned max_complete,
+                      int timeout_ms)
+{
+    if (max_complete == 0)
+        max_complete = UINT_MAX;
+    if (q->user_fd >= 0)
+        eventfd_clear(q->user_fd);
+    bool outer = q->reaping;
+    q->reaping = true;
+    int r = reap_loop(q, min_complete, max_complete, timeout_ms);
+    /* What the callbacks started goes to the engine now; what is left to
+     * deliver keeps the fd readable. */
+    int s = q->eng->submit(q);
+    if (r >= 0 && s < 0)
+        r = s;
+    q->reaping = outer;
+    if (q->done_head || (q->parked_head && !quiesce_blocks(q->dev)))
+        queue_notify(q);
+    return r;
+}
+
+void queue_progress(struct vdisk_queue *q, int timeout_ms)
+{
+    if (q->eng->submit(q) < 0)
+        return;
+    queue_run_ready(q);
+    if (!queue_has_ready(q) && q->eng->poll(q, timeout_ms) < 0)
+        return;
+    queue_run_ready(q);
+}
+
 VDISK_EXPORT int vdisk_queue_submit(vdisk_queue *q)
 {
     err_enter(__func__);
+    start_parked(q);
     return q->eng->submit(q);
 }
 
 VDISK_EXPORT int vdisk_queue_reap(vdisk_queue *q, unsigned min_complete, int timeout_ms)
 {
     err_enter(__func__);
-    return queue_reap(q, min_complete, timeout_ms);
+    return queue_reap(q, min_complete, 0, timeout_ms);
+}
+
+VDISK_EXPORT int vdisk_queue_reap_max(vdisk_queue *q, unsigned min_complete,
+                                      unsigned max_complete, int timeout_ms)
+{
+    err_enter(__func__);
+    if (max_complete && min_complete > max_complete)
+        return err_set(-EINVAL, "min_complete %u is above max_complete %u", min_complete,
+                       max_complete);
+    return queue_reap(q, min_complete, max_complete, timeout_ms);
 }
 
 VDISK_EXPORT int vdisk_queue_drain(vdisk_queue *q)
 {
     err_enter(__func__);
-    return queue_reap(q, q->in_flight, -1);
+    return queue_reap(q, q->in_flight, 0, -1);
 }
 
 int queue_reap_internal(struct vdisk_queue *q, unsigned min_complete)
 {
-    return queue_reap(q, min_complete, -1);
+    return queue_reap(q, min_complete, 0, -1);
 }

@@ -17,16 +17,25 @@
  *     vdisk_queue_reap(q, 0, 0);             // runs done() for finished ones
  *
  * Contract: when a vdisk_aio_*() call returns 0, its callback runs exactly
- * once, later, from vdisk_queue_reap() (never from inside the vdisk_aio_*()
- * call).  When it returns a negative errno, the request was refused before
- * any I/O (bad range, read-only device, no memory) and the callback never
- * runs.  The iovec array is copied; the buffers it points to must stay valid
- * until the callback runs.
+ * once, later, from vdisk_queue_reap() (or vdisk_queue_reap_max(),
+ * vdisk_queue_drain(), vdisk_queue_free()) on the queue's thread, never from
+ * inside the vdisk_aio_*() call, even when the request fails or finishes at
+ * once.  When it returns a negative errno, the request was refused before any
+ * I/O (bad arguments, bad range, read-only device, no memory) and the
+ * callback never runs; vdisk_get_error() says why.  The iovec array is
+ * copied; the buffers it points to must stay valid until the callback runs.
+ *
+ * Blocking: the vdisk_aio_*() calls and vdisk_queue_submit() do not wait for
+ * I/O to complete.  Known exception, being removed: the qcow2 driver still
+ * reads and writes its metadata (L1, L2 and refcount tables, on a cache
+ * miss or an allocation) and flushes it synchronously from inside these
+ * calls.  vdisk_queue_reap() waits only as its TIMEOUT_MS allows.
  *
  * Thread-safety: a queue must be used by one thread at a time (it has no
  * lock on its hot path); several queues on one device, each used by its own
  * thread, run in parallel.  Completion callbacks may start new requests on
- * the same queue.
+ * the same queue; those complete in a later reap call, so one busy queue
+ * cannot keep its reaper for ever.
  */
 #ifndef VDISK_QUEUE_H
 #define VDISK_QUEUE_H
@@ -90,19 +99,73 @@ const char *vdisk_queue_engine(const vdisk_queue *q);
 /* vdisk_queue_in_flight: requests started and not yet completed. */
 unsigned vdisk_queue_in_flight(const vdisk_queue *q);
 
-/* Flags for the vdisk_aio_*() calls. */
+/* Flags for the vdisk_aio_*() calls; each call names those it takes, and
+ * any other bit makes it fail with -EINVAL. */
 #define VDISK_REQ_FUA        0x1u /* the write is durable when it completes */
 #define VDISK_REQ_MAY_UNMAP  0x2u /* write_zeroes may deallocate */
 
+/* The most iovec entries a read or write may have. */
+#define VDISK_AIO_IOV_MAX    1024
+/* The most bytes a read or write may move (Linux's limit for one call). */
+#define VDISK_AIO_LEN_MAX    0x7ffff000ull
+
+/*
+ * Errors common to the vdisk_aio_*() calls (returned, the callback never
+ * runs): -EINVAL for a NULL queue or callback, flags the call does not take,
+ * an iovec count outside 0..VDISK_AIO_IOV_MAX, an entry with bytes at NULL,
+ * or more than VDISK_AIO_LEN_MAX bytes in all; -EIO for a range that is not
+ * inside the device (formats' files grow instead); -EROFS for a write,
+ * discard or write_zeroes on a read-only device; -ENOMEM.  Errors of the
+ * I/O itself (-EIO, -ENOSPC, ...) come to the callback as its RESULT.
+ * Offsets and lengths need no alignment: the core reads, modifies and writes
+ * whole blocks where the device needs them.  None of these calls blocks
+ * (see "Blocking" above) and none runs a callback.
+ */
+
+/*
+ * vdisk_aio_preadv: reads the bytes at OFFSET into the buffers of IOV
+ * (IOVCNT entries), whose total length is the request's length.  FLAGS: none
+ * (0); in particular VDISK_REQ_FUA has no meaning for reads and is refused.
+ * Past the end of a growable image file the bytes read as zeroes.
+ */
 int vdisk_aio_preadv(vdisk_queue *q, const struct iovec *iov, int iovcnt,
                      uint64_t offset, unsigned flags,
                      vdisk_completion_fn cb, void *user);
+
+/*
+ * vdisk_aio_pwritev: writes the buffers of IOV at OFFSET.  FLAGS:
+ * VDISK_REQ_FUA, the data (and the metadata that finds it) is on stable
+ * storage when the callback runs with 0.  Writes that overlap a write still
+ * in flight on any queue of the device land in the order they were started
+ * where the device needs read-modify-write; otherwise, as with a disk,
+ * overlapping writes in flight together have no defined order.
+ */
 int vdisk_aio_pwritev(vdisk_queue *q, const struct iovec *iov, int iovcnt,
                       uint64_t offset, unsigned flags,
                       vdisk_completion_fn cb, void *user);
+
+/*
+ * vdisk_aio_flush: makes every write completed before this call durable
+ * (fdatasync, after the format's metadata is written back).  A failed flush
+ * is remembered: every later flush of the device fails too, since what the
+ * failed one covered may be lost.  No flags.
+ */
 int vdisk_aio_flush(vdisk_queue *q, vdisk_completion_fn cb, void *user);
+
+/*
+ * vdisk_aio_discard: the guest no longer needs [OFFSET, OFFSET + LENGTH);
+ * the device may deallocate it (raw: punches a hole; qcow2: whole clusters,
+ * as QEMU does).  What a later read returns there is unspecified (zeroes, or
+ * the backing file's data where no zeroes can be kept).  No flags.
+ */
 int vdisk_aio_discard(vdisk_queue *q, uint64_t offset, uint64_t length,
                       vdisk_completion_fn cb, void *user);
+
+/*
+ * vdisk_aio_write_zeroes: [OFFSET, OFFSET + LENGTH) reads as zeroes once the
+ * callback runs with 0.  FLAGS: VDISK_REQ_MAY_UNMAP lets the device
+ * deallocate the range while doing so; VDISK_REQ_FUA as for writes.
+ */
 int vdisk_aio_write_zeroes(vdisk_queue *q, uint64_t offset, uint64_t length,
                            unsigned flags, vdisk_completion_fn cb, void *user);
 
@@ -118,16 +181,57 @@ int vdisk_queue_submit(vdisk_queue *q);
  * vdisk_queue_reap: submits what is pending, then completes requests,
  * running their callbacks, until at least MIN_COMPLETE requests have
  * completed in this call, nothing is left in flight, or TIMEOUT_MS
- * milliseconds have passed (-1: no limit; 0: do not wait).  Returns the
- * number of requests completed (possibly 0), or -errno.
+ * milliseconds have passed (-1: no limit; 0: do not wait).  Requests that
+ * the callbacks start complete in a later call unless MIN_COMPLETE needs
+ * them.  Returns the number of requests completed (possibly 0), or -errno.
+ * May block as TIMEOUT_MS allows.
  */
 int vdisk_queue_reap(vdisk_queue *q, unsigned min_complete, int timeout_ms);
+
+/*
+ * vdisk_queue_reap_max: vdisk_queue_reap() that runs at most MAX_COMPLETE
+ * callbacks (0: no limit), so that an event loop serving many queues (or
+ * other fds) gives each its turn.  What is left stays ready: the queue's fd
+ * stays readable and the next call completes it first.  -EINVAL when
+ * MIN_COMPLETE is above a non-zero MAX_COMPLETE.
+ */
+int vdisk_queue_reap_max(vdisk_queue *q, unsigned min_complete, unsigned max_complete,
+                         int timeout_ms);
 
 /*
  * vdisk_queue_drain: completes every request in flight.  Returns the number
  * completed, or -errno.
  */
 int vdisk_queue_drain(vdisk_queue *q);
+
+/*
+ * vdisk_dev_quiesce: begins a quiesce section on DEV: waits until no
+ * request started by another thread is inside the device (those in flight
+ * complete, as their queues' threads reap them), and from then on holds back
+ * every request that other threads start, on any queue of DEV (counted in
+ * flight, never failed) and their synchronous calls (vdisk_pread() ...),
+ * until vdisk_dev_resume().  The calling thread's own requests go through.
+ * Sections nest in one thread; a second thread's section waits for the
+ * first to end.  Whole-image operations on an open device (vdisk_resize,
+ * vdisk_amend, vdisk_check, vdisk_make_empty, vdisk_set_backing and the
+ * snapshot calls) take a section of their own, so they may be called while
+ * other threads keep their queues busy.
+ *
+ * The other threads must keep reaping their queues meanwhile (their
+ * callbacks run as usual), or be inside a vdisk call that waits for the
+ * section: such a thread, and the calling thread, move their own queues'
+ * requests on while they wait, without running callbacks (those run from
+ * the thread's next reap).  Blocks.  Returns 0 or -errno.
+ */
+int vdisk_dev_quiesce(vdisk_dev *dev);
+
+/*
+ * vdisk_dev_resume: ends the calling thread's innermost section; at the
+ * outermost one, held-back requests start (each queue's fd becomes readable
+ * so that its thread's next reap or submit starts them) and synchronous
+ * callers go on.  -EINVAL when this thread holds no section on DEV.
+ */
+int vdisk_dev_resume(vdisk_dev *dev);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/quiesce.c: the quiesce section of a device (vdisk_dev_quiesce).
+ *
+ * While a thread holds the section, no top-level request of another thread
+ * is in the driver: those in flight when it began have finished, and those
+ * started since wait on their queues (counted in flight, never failed) until
+ * the section ends, when each queue's thread is woken to start them.  The
+ * holding thread's own requests go through, so that the operation it
+ * protects (a snapshot, a resize) may use the device.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Each thread's address of this variable names the thread. */
+static _Thread_local char thread_token;
+
+static uintptr_t self(void)
+{
+    return (uintptr_t)&thread_token;
+}
+
+void quiesce_init(struct quiesce_state *qs)
+{
+    pthread_mutex_init(&qs->lock, NULL);
+    pthread_cond_init(&qs->cond, NULL);
+    atomic_init(&qs->depth, 0);
+    atomic_init(&qs->owner, 0);
+    atomic_init(&qs->active, 0);
+    qs->queues = NULL;
+}
+
+void quiesce_fini(struct quiesce_state *qs)
+{
+    pthread_cond_destroy(&qs->cond);
+    pthread_mutex_destroy(&qs->lock);
+}
+
+bool quiesce_blocks(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    return atomic_load(&qs->depth) != 0 && atomic_load(&qs->owner) != self();
+}
+
+void quiesce_leave(struct vdisk_queue *q)
+{
+    atomic_fetch_sub(&q->active, 1);
+    quiesce_sync_end(q->dev);
+}
+
+bool quiesce_enter(struct vdisk_queue *q)
+{
+    if (atomic_load_explicit(&q->user, memory_order_relaxed) != self())
+        atomic_store(&q->user, self());
+    atomic_fetch_add(&q->active, 1);
+    atomic_fetch_add(&q->dev->quiesce.active, 1);
+    if (!quiesce_blocks(q->dev))
+        return true;
+    quiesce_leave(q);
+    return false;
+}
+
+
+void quiesce_add_queue(struct vdisk_dev *dev, struct vdisk_queue *q)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    pthread_mutex_lock(&qs->lock);
+    q->dev_next = qs->queues;
+    qs->queues = q;
+    pthread_mutex_unlock(&qs->lock);
+}
+
+void quiesce_remove_queue(struct vdisk_dev *dev, struct vdisk_queue *q)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    pthread_mutex_lock(&qs->lock);
+    for (struct vdisk_queue **pp = &qs->queues; *pp; pp = &(*pp)->dev_next)
+        if (*pp == q) {
+            *pp = q->dev_next;
+            break;
+        }
+    pthread_mutex_unlock(&qs->lock);
+}
+
+/*
+ * Waits (LOCK held) for the section or the requests in flight to change.
+ * Requests that this thread started are moved on meanwhile, since no other
+ * thread reaps its queues: a section waits for them, and this thread may be
+ * waiting for that section (their callbacks still run from its next reap).
+ */
+static void wait_or_progress(struct quiesce_state *qs)
+{
+    struct vdisk_queue *own[16];
+    unsigned n = 0;
+    for (struct vdisk_queue *q = qs->queues; q && n < 16; q = q->dev_next)
+        if (atomic_load(&q->user) == self() && atomic_load(&q->active) > 0)
+            own[n++] = q;
+    if (n == 0) {
+        pthread_cond_wait(&qs->cond, &qs->lock);
+        return;
+    }
+    pthread_mutex_unlock(&qs->lock);
+    for (unsigned i = 0; i < n; i++)
+        queue_progress(own[i], 5);
+    pthread_mutex_lock(&qs->lock);
+}
+
+void quiesce_wait_sync(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    if (!quiesce_blocks(dev))
+        return;
+    pthread_mutex_lock(&qs->lock);
+    while (quiesce_blocks(dev))
+        wait_or_progress(qs);
+    pthread_mutex_unlock(&qs->lock);
+}
+
+void quiesce_sync_begin(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    for (;;) {
+        quiesce_wait_sync(dev);
+        atomic_fetch_add(&qs->active, 1);
+        if (!quiesce_blocks(dev))
+            return;
+        quiesce_sync_end(dev);
+    }
+}
+
+void quiesce_sync_end(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    if (atomic_fetch_sub(&qs->active, 1) == 1 && atomic_load(&qs->depth) != 0) {
+        pthread_mutex_lock(&qs->lock);
+        pthread_cond_broadcast(&qs->cond);
+        pthread_mutex_unlock(&qs->lock);
+    }
+}
+
+static int quiesce(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    pthread_mutex_lock(&qs->lock);
+    if (atomic_load(&qs->depth) != 0 && atomic_load(&qs->owner) == self()) {
+        if (atomic_load(&qs->depth) == UINT32_MAX) {
+            pthread_mutex_unlock(&qs->lock);
+            return err_set(-EOVERFLOW, "%s: quiesced %u times over", dev->filename,
+                           UINT32_MAX);
+        }
+        atomic_fetch_add(&qs->depth, 1);
+        pthread_mutex_unlock(&qs->lock);
+        return 0;
+    }
+    /* Another thread's section ends first. */
+    while (atomic_load(&qs->depth) != 0)
+        wait_or_progress(qs);
+    atomic_store(&qs->owner, self());
+    atomic_store(&qs->depth, 1);
+    /* Then every request already in the driver, this thread's too. */
+    while (atomic_load(&qs->active) != 0)
+        wait_or_progress(qs);
+    pthread_mutex_unlock(&qs->lock);
+    return 0;
+}
+
+static int resume(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    pthread_mutex_lock(&qs->lock);
+    if (atomic_load(&qs->depth) == 0 || atomic_load(&qs->owner) != self()) {
+        pthread_mutex_unlock(&qs->lock);
+        return err_set(-EINVAL, "%s: this thread has not quiesced the device", dev->filename);
+    }
+    if (atomic_fetch_sub(&qs->depth, 1) == 1) {
+        atomic_store(&qs->owner, 0);
+        pthread_cond_broadcast(&qs->cond);
+        for (struct vdisk_queue *q = qs->queues; q; q = q->dev_next)
+            queue_wake(q);
+    }
+    pthread_mutex_unlock(&qs->lock);
+    return 0;
+}
+
+int quiesce_begin_op(struct vdisk_dev *dev)
+{
+    return quiesce(dev);
+}
+
+void quiesce_end_op(struct vdisk_dev *dev)
+{
+    struct err_saved saved;
+    err_save(&saved);
+    resume(dev);
+    err_restore(&saved);
+}
+
+VDISK_EXPORT int vdisk_dev_quiesce(vdisk_dev *dev)
+{
+    err_enter(__func__);
+    if (!dev)
+        return err_set(-EINVAL, "no device");
+    return quiesce(dev);
+}
+
+VDISK_EXPORT int vdisk_dev_resume(vdisk_dev *dev)
+{
+    err_enter(__func__);
+    if (!dev)
+        return err_set(-EINVAL, "no device");
+    return resume(dev);
+}
