@@ -485,7 +485,14 @@ struct saved {
     uint64_t size;
 };
 
-static void run_shared(const char *create_opts)
+/*
+ * LIVE: the whole-image operation of each round runs while the threads keep
+ * their requests going (the library's quiesce section keeps them out of it);
+ * a snapshot's expected content is what the disk holds inside the section.
+ * Otherwise the threads drain and wait for it, and the model is the
+ * expected content.
+ */
+static void run_shared(const char *create_opts, bool live)
 {
     CLUSTER = SHARED_CLUSTER;
     const char *img = scratch("stop.qcow2");
@@ -508,21 +515,31 @@ static void run_shared(const char *create_opts)
     uint64_t vsize = SIZE, seed = 0x5eed;
     for (int round = 0; round < ROUNDS; round++) {
         pthread_barrier_wait(&round_start);
-        pthread_barrier_wait(&round_end);
+        if (!live)
+            pthread_barrier_wait(&round_end);
         bool failed = false;
-        for (int i = 0; i < THREADS; i++)
+        for (int i = 0; !live && i < THREADS; i++)
             failed |= w[i].failures != 0;
         if (failed)
             break;
-        /* The threads wait: the whole-image operation of this round. */
+        /* The whole-image operation of this round. */
         uint64_t r = rng_next(&seed) % 4;
         if (r <= 1 || nsnaps == 0) {
             struct saved *sn = &snaps[nsnaps++];
             snprintf(sn->name, sizeof sn->name, "s%u", taken++);
             sn->data = malloc(SIZE);
-            memcpy(sn->data, model, SIZE);
+            ck_assert_ptr_nonnull(sn->data);
             sn->size = vsize;
+            if (live) {
+                ck_assert_msg(vdisk_dev_quiesce(dev) == 0, "%s", vdisk_get_error());
+                ck_assert_msg(vdisk_pread(dev, sn->data, SIZE, 0) == 0, "%s",
+                              vdisk_get_error());
+            } else {
+                memcpy(sn->data, model, SIZE);
+            }
             ck_assert_msg(vdisk_snapshot_create(dev, sn->name) == 0, "%s", vdisk_get_error());
+            if (live)
+                ck_assert_msg(vdisk_dev_resume(dev) == 0, "%s", vdisk_get_error());
         } else if (r == 2) {
             unsigned k = (unsigned)(rng_next(&seed) % nsnaps);
             ck_assert_msg(vdisk_snapshot_delete(dev, snaps[k].name) == 0, "%s",
@@ -533,6 +550,8 @@ static void run_shared(const char *create_opts)
             vsize += 3 * SHARED_CLUSTER;
             ck_assert_msg(vdisk_resize(dev, vsize, 0) == 0, "%s", vdisk_get_error());
         }
+        if (live)
+            pthread_barrier_wait(&round_end);
     }
     stop_rounds = 1;
     pthread_barrier_wait(&round_start);
@@ -579,13 +598,20 @@ static void run_shared(const char *create_opts)
 
 START_TEST(shared_metadata)
 {
-    run_shared("");
+    run_shared("", false);
 }
 END_TEST
 
-START_TEST(shared_metadata_extended_l2)
+/* Snapshots and resizes while four threads keep writing (quiesce). */
+START_TEST(shared_metadata_live)
 {
-    run_shared("-o extended_l2=on");
+    run_shared("", true);
+}
+END_TEST
+
+START_TEST(shared_metadata_live_extended_l2)
+{
+    run_shared("-o extended_l2=on", true);
 }
 END_TEST
 
@@ -604,7 +630,8 @@ int main(void)
     tcase_add_test(tc, many_in_flight_small_clusters);
     tcase_add_test(tc, many_in_flight_extended_l2);
     tcase_add_test(tc, shared_metadata);
-    tcase_add_test(tc, shared_metadata_extended_l2);
+    tcase_add_test(tc, shared_metadata_live);
+    tcase_add_test(tc, shared_metadata_live_extended_l2);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
