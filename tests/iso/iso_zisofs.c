@@ -88,7 +88,7 @@ static const char *make_image(const struct image *im)
     } else {
         const char *z = scratch("tree.z");
         RUN_OK("rm -rf '%s' && mkzftree '%s' '%s' && "
-               "xorriso -as mkisofs -quiet -R -z -o '%s' '%s' 2>/dev/null", z, t, z, iso, z);
+               "xorriso -as mkisofs -quiet -R -z -o '%s' '%s'", z, t, z, iso, z);
     }
     return iso;
 }

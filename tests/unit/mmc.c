@@ -767,7 +767,7 @@ START_TEST(xorriso_iso)
     CASE_REQUIRE_PROGRAM("xorriso");
     const char *t = scratch("tree"), *iso = scratch("x.iso");
     RUN_OK("rm -rf '%s' && mkdir '%s' && echo hello > '%s/hello.txt' && "
-           "xorriso -as mkisofs -quiet -V MMC_TEST -o '%s' '%s' 2>/dev/null", t, t, t, iso, t);
+           "xorriso -as mkisofs -quiet -V MMC_TEST -o '%s' '%s'", t, t, t, iso, t);
     vdisk_dev *cd;
     ck_assert_int_eq(vdisk_open_cdrom(&cd, iso, NULL), 0);
     struct vdisk_cdrom_media m;

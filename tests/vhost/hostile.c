@@ -516,7 +516,7 @@ START_TEST(hostile_front_end)
     const char *tree = scratch("isotree");
     T.iso = scratch("hostile.iso");
     RUN_OK("mkdir -p '%s' && head -c 200000 /dev/urandom > '%s/file.bin' && "
-           "xorriso -as mkisofs -quiet -R -V HOSTILECD -o '%s' '%s' 2>/dev/null",
+           "xorriso -as mkisofs -quiet -R -V HOSTILECD -o '%s' '%s'",
            tree, tree, T.iso, tree);
     T.iso_data = read_file(T.iso, &T.iso_len);
     uint64_t seed = 41;

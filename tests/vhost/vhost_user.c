@@ -281,8 +281,8 @@ START_TEST(scsi_cdrom)
     CASE_REQUIRE_PROGRAM("xorriso");
     const char *tree = scratch("isotree"), *iso = scratch("cd.iso"), *iso2 = scratch("cd2.iso");
     RUN_OK("mkdir -p '%s' && head -c 100000 /dev/urandom > '%s/file.bin' && "
-           "xorriso -as mkisofs -quiet -R -V FIRSTCD -o '%s' '%s' 2>/dev/null && "
-           "xorriso -as mkisofs -quiet -R -V SECONDCD -o '%s' '%s' 2>/dev/null",
+           "xorriso -as mkisofs -quiet -R -V FIRSTCD -o '%s' '%s' && "
+           "xorriso -as mkisofs -quiet -R -V SECONDCD -o '%s' '%s'",
            tree, tree, iso, tree, iso2, tree);
     size_t iso_len;
     uint8_t *iso_data = read_file(iso, &iso_len);
@@ -469,7 +469,7 @@ START_TEST(mem_shrunk)
     CASE_REQUIRE_PROGRAM("xorriso");
     const char *tree = scratch("shtree"), *iso = scratch("sh.iso");
     RUN_OK("mkdir -p '%s' && head -c 60000 /dev/urandom > '%s/file.bin' && "
-           "xorriso -as mkisofs -quiet -R -V SHRINKCD -o '%s' '%s' 2>/dev/null",
+           "xorriso -as mkisofs -quiet -R -V SHRINKCD -o '%s' '%s'",
            tree, tree, iso, tree);
     size_t iso_len;
     uint8_t *iso_data = read_file(iso, &iso_len);
@@ -683,8 +683,8 @@ START_TEST(monitor_change_checks)
     const char *outside = scratch("mc-outside.iso"), *fifo = scratch("mc.fifo");
     const char *dir = scratch("mc.dir");
     RUN_OK("mkdir -p '%s' '%s' '%s' && head -c 50000 /dev/urandom > '%s/f.bin' && "
-           "xorriso -as mkisofs -quiet -R -V FIRSTCD -o '%s' '%s' 2>/dev/null && "
-           "xorriso -as mkisofs -quiet -R -V SECONDCD -o '%s/in.iso' '%s' 2>/dev/null && "
+           "xorriso -as mkisofs -quiet -R -V FIRSTCD -o '%s' '%s' && "
+           "xorriso -as mkisofs -quiet -R -V SECONDCD -o '%s/in.iso' '%s' && "
            "cp '%s/in.iso' '%s' && ln -s ../mc-outside.iso '%s/link.iso' && mkfifo '%s'",
            tree, root, dir, tree, iso, tree, root, tree, root, outside, root, fifo);
     uint64_t seed = 25;

@@ -30,7 +30,7 @@ static const char *make_iso(const char *name, const char *volid, char fill)
     memset(data, fill, sizeof data);
     write_file(fmt("%s/DATA.BIN", dir), data, sizeof data);
     const char *iso = scratch(name);
-    RUN_OK("xorriso -as mkisofs -quiet -V %s -o '%s' '%s' 2>/dev/null", volid, iso, dir);
+    RUN_OK("xorriso -as mkisofs -quiet -V %s -o '%s' '%s'", volid, iso, dir);
     return iso;
 }
 
