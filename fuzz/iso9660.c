@@ -85,13 +85,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vdisk_iso *iso;
         if (vdisk_iso_open(&iso, disk, ns) < 0)
             continue;
-        struct vdisk_iso_info info;
+        struct vdisk_iso_info info = {.struct_size = sizeof info};
         vdisk_iso_get_info(iso, &info);
         visited = 0;
         if (ns != VDISK_ISO_NS_AUTO)
             walk(iso, "", 0);
         for (unsigned i = 0; i < vdisk_iso_boot_count(iso); i++) {
-            struct vdisk_iso_boot b;
+            struct vdisk_iso_boot b = {.struct_size = sizeof b};
             vdisk_dev *boot;
             vdisk_iso_boot_get(iso, i, &b);
             if (vdisk_iso_open_boot(iso, i, &boot) == 0) {

@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vdisk_ptable *t = NULL;
     vdisk_part_verify(disk, 0, NULL, NULL);
     if (vdisk_part_read(&t, disk, 0) == 0) {
-        struct vdisk_partition part;
+        struct vdisk_partition part = {.struct_size = sizeof part};
         uint8_t buf[512];
         for (size_t i = 0; i < vdisk_part_count(t) && i < 128; i++) {
             vdisk_dev *pd;

@@ -20,7 +20,7 @@ static inline void exercise(struct vdisk_dev *disk, unsigned ss)
     vdisk_ptable *t = NULL;
     vdisk_part_verify(disk, ss, NULL, NULL);
     if (vdisk_part_read(&t, disk, ss) == 0) {
-        struct vdisk_partition p;
+        struct vdisk_partition p = {.struct_size = sizeof p};
         uint8_t buf[4096];
         for (size_t i = 0; i < vdisk_part_count(t) && i < 64; i++) {
             if (vdisk_part_get(t, i, &p) < 0)

@@ -380,13 +380,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 disk[i] = (uint8_t)(i * 7 + (i >> 9) + 1);
         }
         if (dev_open_memory(&s->dev, disk, sizeof disk, sizeof disk, &p) == 0) {
-            struct vdisk_virtio_blk_params bp = {.queue_size = 1024, .read_only = sel & 2};
+            struct vdisk_virtio_blk_params bp = {.struct_size = sizeof bp,
+                                                 .queue_size = 1024, .read_only = sel & 2};
             r = vdisk_virtio_blk_new(&s->v, s->dev, &bp);
         }
     } else if (vdisk_options_new(&o) == 0 && vdisk_options_set(o, "engine", "threads") == 0 &&
                vdisk_options_set(o, "format", "raw") == 0 &&
                vdisk_open_cdrom(&s->dev, fuzz_cd_medium(), o) == 0) {
-        struct vdisk_virtio_scsi_params sp = {.queue_size = 1024};
+        struct vdisk_virtio_scsi_params sp = {.struct_size = sizeof sp, .queue_size = 1024};
         r = vdisk_virtio_scsi_cdrom_new(&s->v, s->dev, &sp);
     }
     vdisk_options_free(o);

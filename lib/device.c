@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "internal.h"
 #include "options_internal.h"
 
@@ -389,10 +390,10 @@ VDISK_EXPORT int64_t vdisk_get_allocated_size(vdisk_dev *dev)
 VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
 {
     err_enter(__func__);
-    size_t want = info->struct_size, first = offsetof(struct vdisk_info, nb_bitmaps);
-    if (want < first)
-        return err_set(-EINVAL, "struct vdisk_info of %zu bytes is too small (%zu expected)",
-                       want, sizeof *info);
+    size_t have;
+    int r = ABI_SIZE(vdisk_info, info, VDISK_INFO_SIZE_V1, &have);
+    if (r < 0)
+        return r;
     /* Filled in full here, then copied as far as the caller's version goes. */
     struct vdisk_info in;
     memset(&in, 0, sizeof in);
@@ -403,8 +404,7 @@ VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
     in.actual_size = a < 0 ? -1 : a;
     if (dev->drv->get_info)
         dev->drv->get_info(dev, &in);
-    in.struct_size = want < sizeof in ? want : sizeof in;
-    memcpy(info, &in, in.struct_size);
+    abi_copy_out(info, &in, have, sizeof in);
     return 0;
 }
 
@@ -412,19 +412,19 @@ VDISK_EXPORT int vdisk_check(vdisk_dev *dev, unsigned flags, struct vdisk_check_
                              vdisk_check_report_fn report, void *opaque)
 {
     err_enter(__func__);
-    if (res->struct_size < sizeof *res)
-        return err_set(-EINVAL, "struct vdisk_check_result of %zu bytes is too small",
-                       res->struct_size);
-    memset(res, 0, sizeof *res);
-    res->struct_size = sizeof *res;
-    if (!dev->drv->check)
-        return err_set(-ENOTSUP, "%s: the %s format has no metadata to check", dev->filename,
-                       dev->drv->name);
-    int r = quiesce_begin_op(dev);
+    size_t have;
+    int r = ABI_SIZE(vdisk_check_result, res, VDISK_CHECK_RESULT_SIZE_V1, &have);
     if (r < 0)
         return r;
-    r = dev->drv->check(dev, flags, res, report, opaque);
-    quiesce_end_op(dev);
+    struct vdisk_check_result full = {.struct_size = sizeof full};
+    if (!dev->drv->check)
+        r = err_set(-ENOTSUP, "%s: the %s format has no metadata to check", dev->filename,
+                    dev->drv->name);
+    else if ((r = quiesce_begin_op(dev)) == 0) {
+        r = dev->drv->check(dev, flags, &full, report, opaque);
+        quiesce_end_op(dev);
+    }
+    abi_copy_out(res, &full, have, sizeof full);
     return r;
 }
 
@@ -516,17 +516,19 @@ VDISK_EXPORT int vdisk_snapshot_count(vdisk_dev *dev)
 VDISK_EXPORT int vdisk_snapshot_get(vdisk_dev *dev, unsigned index, struct vdisk_snapshot *sn)
 {
     err_enter(__func__);
-    if (sn->struct_size < sizeof *sn)
-        return err_set(-EINVAL, "struct vdisk_snapshot of %zu bytes is too small",
-                       sn->struct_size);
+    size_t have;
+    int r = ABI_SIZE(vdisk_snapshot, sn, VDISK_SNAPSHOT_SIZE_V1, &have);
+    if (r < 0)
+        return r;
     if (!dev->drv->snapshot_get)
         return err_set(-ENOTSUP, "%s: the %s format has no snapshots", dev->filename,
                        dev->drv->name);
-    memset(sn, 0, sizeof *sn);
-    sn->struct_size = sizeof *sn;
-    int r = dev->drv->snapshot_get(dev, index, sn);
+    struct vdisk_snapshot full = {.struct_size = sizeof full};
+    r = dev->drv->snapshot_get(dev, index, &full);
     if (r == -ENOENT)
         return err_set(r, "%s: there is no snapshot number %u", dev->filename, index);
+    if (r == 0)
+        abi_copy_out(sn, &full, have, sizeof full);
     return r;
 }
 

@@ -19,6 +19,7 @@
 
 #include <vdisk/iso9660.h>
 
+#include "abi.h"
 #include "iso9660.h"
 
 #define CDROM_NAME "CD-ROM (read-only medium)"
@@ -240,16 +241,22 @@ VDISK_EXPORT int vdisk_cdrom_get_media(vdisk_dev *dev, struct vdisk_cdrom_media 
     err_enter(__func__);
     if (!dev || dev->drv != &vdisk_driver_cdrom)
         return err_set(-EINVAL, "%s: not a CD-ROM drive", dev ? dev->filename : "(null)");
+    size_t have;
+    int r = ABI_SIZE(vdisk_cdrom_media, m, VDISK_CDROM_MEDIA_SIZE_V1, &have);
+    if (r < 0)
+        return r;
     struct cdrom *cd = dev->priv;
-    memset(m, 0, sizeof *m);
+    struct vdisk_cdrom_media f;
+    memset(&f, 0, sizeof f);
     pthread_mutex_lock(&cd->lock);
-    m->loaded = cd->medium != NULL;
-    m->blocks = cd->capacity / ISO_SECTOR;
-    memcpy(m->volume_id, cd->volume_id, sizeof m->volume_id);
-    m->media_changes = cd->changes;
+    f.loaded = cd->medium != NULL;
+    f.blocks = cd->capacity / ISO_SECTOR;
+    memcpy(f.volume_id, cd->volume_id, sizeof f.volume_id);
+    f.media_changes = cd->changes;
     pthread_mutex_unlock(&cd->lock);
-    m->tracks = m->loaded ? 1 : 0;
-    m->track_start = 0;
-    m->lead_out = m->blocks;
+    f.tracks = f.loaded ? 1 : 0;
+    f.track_start = 0;
+    f.lead_out = f.blocks;
+    abi_copy_out(m, &f, have, sizeof f);
     return 0;
 }

@@ -30,6 +30,7 @@
 
 #include <vdisk/iso9660.h>
 
+#include "abi.h"
 #include "iso9660.h"
 
 #define ISO_MAX_VD 64
@@ -1646,7 +1647,13 @@ VDISK_EXPORT int vdisk_iso_namespace(const vdisk_iso *iso)
 
 VDISK_EXPORT int vdisk_iso_get_info(const vdisk_iso *iso, struct vdisk_iso_info *info)
 {
-    *info = iso->info;
+    err_enter(__func__);
+    size_t have;
+    int r = ABI_SIZE(vdisk_iso_info, info, VDISK_ISO_INFO_SIZE_V1, &have);
+    if (r < 0)
+        return r;
+    struct vdisk_iso_info full = iso->info;
+    abi_copy_out(info, &full, have, sizeof full);
     return 0;
 }
 
@@ -1763,7 +1770,12 @@ VDISK_EXPORT int vdisk_iso_boot_get(const vdisk_iso *iso, unsigned index, struct
     err_enter(__func__);
     if (index >= iso->nboot)
         return err_set(-ERANGE, "no El Torito entry %u (the image has %u)", index, iso->nboot);
-    *b = iso->boot[index];
+    size_t have;
+    int r = ABI_SIZE(vdisk_iso_boot, b, VDISK_ISO_BOOT_SIZE_V1, &have);
+    if (r < 0)
+        return r;
+    struct vdisk_iso_boot full = iso->boot[index];
+    abi_copy_out(b, &full, have, sizeof full);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "part.h"
 
 static bool is_extended(uint8_t t)
@@ -247,9 +248,11 @@ VDISK_EXPORT size_t vdisk_part_count(const vdisk_ptable *t)
     return t->n;
 }
 
+/* Fills the library's full structure *P (copied to the caller's with abi_copy_out). */
 static void export_part(const vdisk_ptable *t, const struct pt_part *s, struct vdisk_partition *p)
 {
     memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
     p->number = s->number;
     p->start = s->start;
     p->size = s->size;
@@ -268,19 +271,31 @@ static void export_part(const vdisk_ptable *t, const struct pt_part *s, struct v
 VDISK_EXPORT int vdisk_part_get(const vdisk_ptable *t, size_t index, struct vdisk_partition *p)
 {
     err_enter(__func__);
+    size_t have;
+    int r = ABI_SIZE(vdisk_partition, p, VDISK_PARTITION_SIZE_V1, &have);
+    if (r < 0)
+        return r;
     if (index >= t->n)
         return err_set(-ERANGE, "index %zu: the table has %zu partitions", index, t->n);
-    export_part(t, &t->parts[index], p);
+    struct vdisk_partition full;
+    export_part(t, &t->parts[index], &full);
+    abi_copy_out(p, &full, have, sizeof full);
     return 0;
 }
 
 VDISK_EXPORT int vdisk_part_find(const vdisk_ptable *t, unsigned number, struct vdisk_partition *p)
 {
     err_enter(__func__);
+    size_t have;
+    int r = ABI_SIZE(vdisk_partition, p, VDISK_PARTITION_SIZE_V1, &have);
+    if (r < 0)
+        return r;
     const struct pt_part *s = pt_lookup(t, number);
     if (!s)
         return err_set(-ENOENT, "%s: there is no partition %u", dev_name(t->disk), number);
-    export_part(t, s, p);
+    struct vdisk_partition full;
+    export_part(t, s, &full);
+    abi_copy_out(p, &full, have, sizeof full);
     return 0;
 }
 
@@ -602,16 +617,23 @@ static int part_add(vdisk_ptable *t, struct vdisk_partition *p)
 VDISK_EXPORT int vdisk_part_add(vdisk_ptable *t, struct vdisk_partition *p)
 {
     err_enter(__func__);
-    int r = part_add(t, p);
+    /* The caller's fields, defaults (0) for those its version lacks. */
+    struct vdisk_partition in = {.struct_size = sizeof in};
+    int r = ABI_IN(vdisk_partition, &in, p, VDISK_PARTITION_SIZE_V1);
+    if (r < 0)
+        return r;
+    size_t have = in.struct_size;
+    struct vdisk_partition q = in;
+    r = part_add(t, &q);
     /* MBR: with no room left among the primary partitions, a logical one. */
-    if (r == -ENOSPC && t->kind == VDISK_PT_MBR && !p->number && !p->logical && !p->start &&
-        mbr_extended(t) && !is_extended((uint8_t)p->mbr_type)) {
-        struct vdisk_partition q = *p;
+    if (r == -ENOSPC && t->kind == VDISK_PT_MBR && !in.number && !in.logical && !in.start &&
+        mbr_extended(t) && !is_extended((uint8_t)in.mbr_type)) {
+        q = in;
         q.logical = 1;
         r = part_add(t, &q);
-        if (r == 0)
-            *p = q;
     }
+    if (r == 0)
+        abi_copy_out(p, &q, have, sizeof q);
     return r;
 }
 

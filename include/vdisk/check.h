@@ -24,7 +24,8 @@ extern "C" {
 
 /*
  * The result, with qemu-img check's fields.  The caller sets struct_size
- * to sizeof(struct vdisk_check_result).
+ * to sizeof(struct vdisk_check_result); see "Structures that grow" in
+ * vdisk/device.h.
  */
 struct vdisk_check_result {
     size_t struct_size;
@@ -43,6 +44,9 @@ struct vdisk_check_result {
                                    the second check's, plus the *_fixed) */
 };
 
+/* The first version of struct vdisk_check_result ended with repaired. */
+#define VDISK_CHECK_RESULT_SIZE_V1 VDISK_STRUCT_END(struct vdisk_check_result, repaired)
+
 /* A line of detail ("Leaked cluster 9 refcount=1 reference=0"). */
 typedef void (*vdisk_check_report_fn)(void *opaque, const char *line);
 
@@ -51,7 +55,11 @@ typedef void (*vdisk_check_report_fn)(void *opaque, const char *line);
  * device must then be writable).  REPORT (may be NULL) receives one line
  * per problem found or fixed.  Returns 0 when the check ran to the end
  * (problems are counted in *RES), -ENOTSUP for formats without metadata
- * to check (raw), or another -errno when the check could not run.
+ * to check (raw), -EINVAL when res->struct_size is below
+ * VDISK_CHECK_RESULT_SIZE_V1 (nothing written), or another -errno when the
+ * check could not run.  *RES is filled up to its struct_size (set to the
+ * bytes filled), also when the check stopped on an error: the counts then
+ * cover what was checked.
  */
 int vdisk_check(vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
                 vdisk_check_report_fn report, void *opaque);

@@ -65,11 +65,52 @@ extern "C" {
 
 typedef struct vdisk_dev vdisk_dev;
 
+/*
+ * Structures that grow.  A public structure that may gain fields in later
+ * versions starts with `size_t struct_size`, which the caller sets to the
+ * size it was compiled with:
+ *     struct vdisk_snapshot sn = {.struct_size = sizeof sn};
+ * Fields are only ever added at the end.  Each such structure has a
+ * VDISK_<NAME>_SIZE_V1: the size of its first version (up to the end of
+ * its last field, without tail padding).  The library accepts any
+ * struct_size from that size up, so a program built against an older
+ * (smaller) structure works with a newer library, and the other way round:
+ *   - A structure the library fills (an "out" argument) is filled in full
+ *     in the library's own copy, and only the first struct_size bytes are
+ *     copied to the caller's: nothing is ever written past them.  Then
+ *     struct_size is set to the bytes filled: the smaller of the caller's
+ *     and the library's size, so a newer program on an older library sees
+ *     which fields it got.
+ *   - A structure the caller fills (parameters, callback tables) is read up
+ *     to struct_size bytes; the fields an older caller's version lacks take
+ *     their defaults (each such field's default is what 0 means).  Fields
+ *     a newer caller has past the library's size are ignored.
+ *   - A struct_size of 0, or smaller than the first version's, fails the
+ *     call with -EINVAL and a message naming the structure and the sizes,
+ *     before anything is read or written.
+ * Small records that travel in arrays (vdisk_iso_entry from vdisk_iso_list,
+ * vdisk_bitmap_info, vdisk_guest_region) keep a fixed layout instead: both
+ * sides index an array with their own sizeof, so a struct_size could not
+ * help.  vdisk_extent keeps one too: it is the unit of block-status loops
+ * and of a future batched call, and new facts about an extent come as new
+ * VDISK_EXT_* bits.  What these records may need later will come through
+ * new calls with new structures, never by changing them.
+ *
+ * VDISK_STRUCT_END(type, member): the end of MEMBER in TYPE, in bytes.
+ */
+#define VDISK_STRUCT_END(type, member) \
+    (offsetof(type, member) + sizeof(((type *)0)->member))
+
 /* Flags for vdisk_open_range(). */
 #define VDISK_OPEN_RDONLY 0x1u /* the new device refuses writes */
 
 /*
  * vdisk_open: opens FILENAME as a device and stores a new handle in *devp.
+ * FILENAME is a file or host block device, taken as it is: the CLI's
+ * IMAGE:pN syntax for partition N is not understood here ("disk.img:p2"
+ * is a file of that name).  To open a partition, open the image and then
+ * the partition on it with vdisk_open_partition() (vdisk/part.h), as the
+ * CLI does.
  *
  * OPTS may be NULL; see vdisk/options.h for the keys ("format", "read-only",
  * "cache", "engine", ...).  Without "format", the format is probed from the
@@ -109,10 +150,49 @@ int vdisk_open_range(vdisk_dev **devp, vdisk_dev *parent, uint64_t offset,
 void vdisk_close(vdisk_dev *dev);
 
 /*
- * vdisk_create: creates an image FILENAME of FORMAT ("raw") holding SIZE
- * bytes (rounded up to 512).  An existing file is truncated, unless another
- * process uses it (-EAGAIN, see "Image locking").  OPTS may be NULL (see
- * vdisk/options.h for the keys).  Returns 0 or a negative errno.
+ * vdisk_create: creates an image FILENAME of FORMAT ("raw" when NULL, or
+ * "qcow2") holding SIZE bytes (rounded up to 512).  An existing file is
+ * truncated, unless another process uses it (-EAGAIN, see "Image
+ * locking"); a host block device keeps its size.  OPTS may be NULL.
+ * Every option is checked before the file is touched: a bad value, an
+ * option the format does not take, or a combination it refuses fails with
+ * -EINVAL and a message (qemu-img's, where it has one).  The options, as
+ * qemu-img create -o takes them (on/off options also take true/false,
+ * yes/no, 1/0):
+ *
+ * raw:
+ *   preallocation   off (default: the first 4 KiB are written, as QEMU
+ *                   does, the rest is a hole) | falloc (posix_fallocate)
+ *                   | full (zeroes written)
+ *
+ * qcow2 (laid out as qemu-img lays it out):
+ *   cluster_size    a power of two from 512 to 2M, in bytes or with a
+ *                   k/K or m/M suffix ("65536", "64k", "2M"); default 64k
+ *   compat          1.1 (default; "v3" too) | 0.10 ("v2"): the qcow2
+ *                   version 3 or 2
+ *   refcount_bits   1, 2, 4, 8, 16 (default), 32 or 64; only 16 with
+ *                   compat=0.10
+ *   lazy_refcounts  on | off (default); compat=1.1 only
+ *   extended_l2     on | off (default): subclusters (32 per cluster);
+ *                   compat=1.1 and cluster_size of 16k or more only
+ *   compression_type  zlib (default) | zstd (compat=1.1 only): what
+ *                   vdisk_pwrite_compressed() and convert -c write
+ *   preallocation   off (default) | metadata (L2 tables and clusters
+ *                   allocated, the file extended over them) | falloc (also
+ *                   fallocated) | full (also written with zeroes); not
+ *                   with backing_file
+ *   backing_file    the backing file's name, stored as given (at most
+ *                   1023 bytes; "" means none).  It is not opened here:
+ *                   it need not exist yet, and SIZE is not taken from it.
+ *   backing_fmt     the backing file's format (a format vdisk knows:
+ *                   "raw", "qcow2"); needs backing_file.  Without it the
+ *                   backing file's format is probed at each open.
+ * Other qemu-img options (encrypt, data_file, cluster allocation options
+ * of other formats) are not supported and fail as unknown.
+ *
+ * Returns 0, -EINVAL (above), -ENOTSUP for a format vdisk cannot create,
+ * -EFBIG when SIZE needs an L1 or refcount table larger than QEMU allows
+ * (qcow2) or exceeds INT64_MAX (raw), -EAGAIN, or -errno from the file.
  */
 int vdisk_create(const char *filename, const char *format, uint64_t size,
                  const vdisk_options *opts);
@@ -245,6 +325,7 @@ int vdisk_pwrite_compressed_data(vdisk_dev *dev, const void *data, size_t clen,
                                     unset: no layer does, it reads as zeroes */
 #define VDISK_EXT_OFFSET    0x8u /* host_offset is valid */
 
+/* Fixed layout (see "Structures that grow" above): it never changes. */
 struct vdisk_extent {
     uint64_t offset;      /* start of the extent in the device */
     uint64_t length;      /* bytes that share the status below */

@@ -19,7 +19,11 @@
 extern "C" {
 #endif
 
-/* A persistent dirty bitmap stored in the image (qcow2). */
+/*
+ * A persistent dirty bitmap stored in the image (qcow2).  Fixed layout: it
+ * comes in an array (vdisk_info.bitmaps) that the caller indexes with its
+ * own sizeof (see "Structures that grow" in vdisk/device.h).
+ */
 #define VDISK_BITMAP_IN_USE (1u << 0) /* not saved cleanly: may be inconsistent */
 #define VDISK_BITMAP_AUTO   (1u << 1) /* enabled: tracks every write */
 struct vdisk_bitmap_info {
@@ -31,8 +35,8 @@ struct vdisk_bitmap_info {
 /*
  * Image information.  The caller sets struct_size to sizeof(struct
  * vdisk_info) before the call, so that fields added at the end in later
- * versions do not break older programs.  Fields a format does not have are
- * 0 or NULL.
+ * versions do not break older programs (see "Structures that grow" in
+ * vdisk/device.h).  Fields a format does not have are 0 or NULL.
  */
 struct vdisk_info {
     size_t struct_size;
@@ -62,11 +66,14 @@ struct vdisk_info {
     const struct vdisk_bitmap_info *bitmaps;
 };
 
+/* The first version of struct vdisk_info ended with refcount_bits. */
+#define VDISK_INFO_SIZE_V1 VDISK_STRUCT_END(struct vdisk_info, refcount_bits)
+
 /*
  * vdisk_get_info: fills *INFO.  Returns 0, or -EINVAL when
- * info->struct_size is smaller than this library's first version of the
- * structure (up to refcount_bits).  A smaller (older) structure is filled
- * up to its size; struct_size is set to the size filled.
+ * info->struct_size is smaller than VDISK_INFO_SIZE_V1 (nothing is written
+ * then).  A smaller (older) structure is filled up to its size, and never
+ * past it; struct_size is set to the size filled.
  */
 int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info);
 

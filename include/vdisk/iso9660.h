@@ -53,8 +53,13 @@ extern "C" {
 
 #define VDISK_CDROM_BLOCK_SIZE 2048
 
-/* What the VMM learns about the medium. */
+/*
+ * What the VMM learns about the medium.  The caller sets struct_size to
+ * sizeof(struct vdisk_cdrom_media) (see "Structures that grow" in
+ * vdisk/device.h).
+ */
 struct vdisk_cdrom_media {
+    size_t struct_size;
     int loaded;              /* 1: a medium is in the drive */
     uint64_t blocks;         /* capacity in 2048-byte blocks (0 without medium) */
     char volume_id[33];      /* the primary volume descriptor's volume id,
@@ -65,6 +70,7 @@ struct vdisk_cdrom_media {
     uint32_t track_start;    /* first block of the data track (0) */
     uint64_t lead_out;       /* the lead-out's block (= blocks) */
 };
+#define VDISK_CDROM_MEDIA_SIZE_V1 VDISK_STRUCT_END(struct vdisk_cdrom_media, lead_out)
 
 /*
  * vdisk_open_cdrom: a CD-ROM drive in *out, with ISO (a file name, opened
@@ -84,7 +90,11 @@ int vdisk_open_cdrom(vdisk_dev **out, const char *iso, const vdisk_options *opts
  */
 int vdisk_cdrom_change_medium(vdisk_dev *dev, const char *iso);
 
-/* vdisk_cdrom_get_media: the medium's state in *m.  Returns 0 or -EINVAL. */
+/*
+ * vdisk_cdrom_get_media: the medium's state in *m, filled up to
+ * m->struct_size (set to the bytes filled).  Returns 0, or -EINVAL (not a
+ * CD-ROM device, or m->struct_size below VDISK_CDROM_MEDIA_SIZE_V1).
+ */
 int vdisk_cdrom_get_media(vdisk_dev *dev, struct vdisk_cdrom_media *m);
 
 /* ---- File systems ---------------------------------------------------------- */
@@ -111,6 +121,11 @@ typedef struct vdisk_iso vdisk_iso;
 #define VDISK_ISO_NAME_MAX 1023
 #define VDISK_ISO_PATH_MAX 4095
 
+/*
+ * One directory entry.  Fixed layout, without struct_size: vdisk_iso_list
+ * returns an array of them that the caller indexes with its own sizeof
+ * (see "Structures that grow" in vdisk/device.h).
+ */
 struct vdisk_iso_entry {
     char name[VDISK_ISO_NAME_MAX + 1];   /* UTF-8 ("." for the root) */
     int type;                            /* VDISK_ISO_* */
@@ -127,8 +142,12 @@ struct vdisk_iso_entry {
     uint64_t stored_size;                /* bytes in the image (all extents) */
 };
 
-/* The primary volume descriptor, as isoinfo -d prints it. */
+/*
+ * The primary volume descriptor, as isoinfo -d prints it.  The caller sets
+ * struct_size to sizeof(struct vdisk_iso_info).
+ */
 struct vdisk_iso_info {
+    size_t struct_size;
     char system_id[33], volume_id[33], volume_set_id[129], publisher_id[129];
     char preparer_id[129], application_id[129];
     char copyright_file[38], abstract_file[38], bibliographic_file[38];
@@ -145,6 +164,7 @@ struct vdisk_iso_info {
     uint32_t boot_catalog;               /* block of the El Torito catalog, or 0 */
     unsigned boot_entries;               /* El Torito entries */
 };
+#define VDISK_ISO_INFO_SIZE_V1 VDISK_STRUCT_END(struct vdisk_iso_info, boot_entries)
 
 /* El Torito. */
 #define VDISK_ELTORITO_PLATFORM_X86 0x00
@@ -158,7 +178,9 @@ struct vdisk_iso_info {
 #define VDISK_ELTORITO_FLOPPY288 3
 #define VDISK_ELTORITO_HARDDISK 4
 
+/* An El Torito entry.  The caller sets struct_size to sizeof(struct vdisk_iso_boot). */
 struct vdisk_iso_boot {
+    size_t struct_size;
     unsigned index;          /* 0: the default entry, then section entries */
     int bootable;            /* boot indicator 0x88 */
     unsigned platform;       /* VDISK_ELTORITO_PLATFORM_* (of its header) */
@@ -172,6 +194,7 @@ struct vdisk_iso_boot {
     uint64_t image_size;     /* bytes: the emulated floppy's size, else
                                 sector_count * 512 (512 when 0) */
 };
+#define VDISK_ISO_BOOT_SIZE_V1 VDISK_STRUCT_END(struct vdisk_iso_boot, image_size)
 
 /*
  * vdisk_iso_open: reads the ISO 9660 file system on DEV into *out: the
@@ -203,7 +226,11 @@ void vdisk_iso_close(vdisk_iso *iso);
 /* vdisk_iso_namespace: the namespace in use (never AUTO). */
 int vdisk_iso_namespace(const vdisk_iso *iso);
 
-/* vdisk_iso_get_info: the volume's description in *info.  Returns 0. */
+/*
+ * vdisk_iso_get_info: the volume's description in *info, filled up to
+ * info->struct_size (set to the bytes filled).  Returns 0, or -EINVAL
+ * when info->struct_size is below VDISK_ISO_INFO_SIZE_V1.
+ */
 int vdisk_iso_get_info(const vdisk_iso *iso, struct vdisk_iso_info *info);
 
 /*
@@ -256,7 +283,11 @@ int vdisk_iso_readlink(vdisk_iso *iso, const char *path, char *buf, size_t len);
 /* vdisk_iso_boot_count: the number of El Torito entries (0 without). */
 unsigned vdisk_iso_boot_count(const vdisk_iso *iso);
 
-/* vdisk_iso_boot_get: entry INDEX in *b.  Returns 0 or -ERANGE. */
+/*
+ * vdisk_iso_boot_get: entry INDEX in *b, filled up to b->struct_size (set
+ * to the bytes filled).  Returns 0, -ERANGE, or -EINVAL when
+ * b->struct_size is below VDISK_ISO_BOOT_SIZE_V1.
+ */
 int vdisk_iso_boot_get(const vdisk_iso *iso, unsigned index, struct vdisk_iso_boot *b);
 
 /*

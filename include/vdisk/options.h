@@ -81,8 +81,11 @@
  *              then their clusters freed as check -r leaks frees them),
  *              which QEMU's incremental backups then have to start over.
  *
- * Options understood when creating (vdisk_create), for the raw format:
- *   preallocation  off (default) | falloc | full
+ * Options understood when creating (vdisk_create): listed per format (raw:
+ * preallocation; qcow2: cluster_size, compat, refcount_bits,
+ * lazy_refcounts, extended_l2, compression_type, preallocation,
+ * backing_file, backing_fmt) with their values and defaults at
+ * vdisk_create() in vdisk/device.h.
  *
  * Thread-safety: an options object may be read by several threads at once
  * (vdisk_open and vdisk_create do not modify it) but must not be modified

@@ -48,8 +48,14 @@ extern "C" {
 #define VDISK_GPT_ATTR_NOBLOCKIO  (1ull << 1)  /* NoBlockIOProtocol */
 #define VDISK_GPT_ATTR_LEGACYBOOT (1ull << 2)  /* LegacyBIOSBootable */
 
-/* One partition.  Fields of the other kind of table are 0 or empty. */
+/*
+ * One partition.  Fields of the other kind of table are 0 or empty.  The
+ * caller sets struct_size to sizeof(struct vdisk_partition), also for the
+ * structures it passes in (see "Structures that grow" in vdisk/device.h:
+ * an older caller's missing fields take their defaults in vdisk_part_add).
+ */
 struct vdisk_partition {
+    size_t struct_size;
     unsigned number;     /* 1-4 primary, 5... logical (MBR); entry + 1 (GPT) */
     uint64_t start;      /* first sector */
     uint64_t size;       /* sectors */
@@ -63,6 +69,7 @@ struct vdisk_partition {
     char name[VDISK_PART_NAME_MAX + 1]; /* UTF-8 */
     uint64_t attrs;      /* attribute bits (VDISK_GPT_ATTR_*, 48-63 type-specific) */
 };
+#define VDISK_PARTITION_SIZE_V1 VDISK_STRUCT_END(struct vdisk_partition, attrs)
 
 typedef struct vdisk_ptable vdisk_ptable;
 
@@ -141,11 +148,14 @@ size_t vdisk_part_count(const vdisk_ptable *t);
 
 /*
  * vdisk_part_get: the INDEX-th partition (0 <= INDEX < count, by
- * ascending number) in *P.  Returns 0 or -ERANGE.
+ * ascending number) in *P, filled up to p->struct_size (set to the bytes
+ * filled).  Returns 0, -ERANGE, or -EINVAL when p->struct_size is below
+ * VDISK_PARTITION_SIZE_V1.
  */
 int vdisk_part_get(const vdisk_ptable *t, size_t index, struct vdisk_partition *p);
 
-/* vdisk_part_find: partition NUMBER in *P.  Returns 0 or -ENOENT. */
+/* vdisk_part_find: partition NUMBER in *P, as vdisk_part_get.  Returns 0,
+ * -ENOENT or -EINVAL (struct_size). */
 int vdisk_part_find(const vdisk_ptable *t, unsigned number, struct vdisk_partition *p);
 
 /*
@@ -156,8 +166,10 @@ int vdisk_part_find(const vdisk_ptable *t, unsigned number, struct vdisk_partiti
  * aligned to 1 MiB; size 0 = up to the end of that free area; MBR type 0 =
  * 0x83; an empty type GUID = Linux filesystem; an empty uuid = a random
  * one.  Returns 0, -EINVAL (bad field, not inside the usable range or the
- * extended partition), -EEXIST (number in use), -EBUSY (overlaps another
- * partition), -ENOSPC (no free slot or free space).
+ * extended partition, or p->struct_size below VDISK_PARTITION_SIZE_V1),
+ * -EEXIST (number in use), -EBUSY (overlaps another partition), -ENOSPC
+ * (no free slot or free space).  *P is read and written up to its
+ * struct_size, and only written on success.
  */
 int vdisk_part_add(vdisk_ptable *t, struct vdisk_partition *p);
 

@@ -29,6 +29,7 @@
 extern "C" {
 #endif
 
+/* See "Structures that grow" in vdisk/device.h for struct_size. */
 struct vdisk_snapshot {
     size_t struct_size;       /* set by the caller to sizeof(struct vdisk_snapshot) */
     const char *id;           /* "1", "2", ... */
@@ -42,14 +43,19 @@ struct vdisk_snapshot {
     bool has_icount;
 };
 
+/* The first version of struct vdisk_snapshot ended with has_icount. */
+#define VDISK_SNAPSHOT_SIZE_V1 VDISK_STRUCT_END(struct vdisk_snapshot, has_icount)
+
 /* vdisk_snapshot_count: the number of snapshots (0 for formats without). */
 int vdisk_snapshot_count(vdisk_dev *dev);
 
 /*
  * vdisk_snapshot_get: snapshot number INDEX (0 .. count-1, in the order of
  * the image's table) in *SN.  The strings belong to the device and stay
- * valid until the snapshot table changes.  Returns 0, -ENOENT for an
- * index out of range, -ENOTSUP for formats without snapshots.
+ * valid until the snapshot table changes.  *SN is filled up to its
+ * struct_size, which is set to the bytes filled.  Returns 0, -ENOENT for
+ * an index out of range, -ENOTSUP for formats without snapshots, -EINVAL
+ * when sn->struct_size is below VDISK_SNAPSHOT_SIZE_V1 (nothing written).
  */
 int vdisk_snapshot_get(vdisk_dev *dev, unsigned index, struct vdisk_snapshot *sn);
 

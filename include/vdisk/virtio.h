@@ -61,7 +61,11 @@ extern "C" {
 
 /* ---- Guest memory ---------------------------------------------------------- */
 
-/* One region of guest physical memory, mapped at HOST in this process. */
+/*
+ * One region of guest physical memory, mapped at HOST in this process.
+ * Fixed layout, without struct_size: it is passed in arrays (see
+ * "Structures that grow" in vdisk/device.h).
+ */
 struct vdisk_guest_region {
     uint64_t gpa;   /* guest physical address of the region's first byte */
     uint64_t size;  /* bytes (> 0) */
@@ -104,36 +108,55 @@ void *vdisk_guest_mem_translate(const vdisk_guest_mem *m, uint64_t gpa, uint64_t
 
 typedef struct vdisk_virtio vdisk_virtio;
 
-/* Parameters of vdisk_virtio_blk_new(); zero means the default. */
+/*
+ * Parameters of vdisk_virtio_blk_new(); zero means the default.  The
+ * caller sets struct_size to sizeof(struct vdisk_virtio_blk_params) (see
+ * "Structures that grow" in vdisk/device.h: the fields an older caller's
+ * version lacks take their defaults).
+ */
 struct vdisk_virtio_blk_params {
+    size_t struct_size;
     unsigned num_queues;   /* request queues (1..64; default 1) */
     unsigned queue_size;   /* the largest queue size offered (default 256) */
     const char *serial;    /* GET_ID's answer, at most 20 bytes (default "vdisk") */
     unsigned seg_max;      /* data segments per request (default 254) */
     int read_only;         /* 1: offer VIRTIO_BLK_F_RO even on a writable device */
 };
+#define VDISK_VIRTIO_BLK_PARAMS_SIZE_V1 \
+    VDISK_STRUCT_END(struct vdisk_virtio_blk_params, read_only)
 
 /*
  * vdisk_virtio_blk_new: a virtio-blk device over DEV (which it references).
  * Read-only devices get VIRTIO_BLK_F_RO; blk_size is the device's block
- * size (2048 for a CD-ROM).  Returns 0 or -errno.
+ * size (2048 for a CD-ROM).  PARAMS may be NULL (every default).  Returns
+ * 0 or -errno (-EINVAL for a bad parameter, or params->struct_size below
+ * VDISK_VIRTIO_BLK_PARAMS_SIZE_V1).
  */
 int vdisk_virtio_blk_new(vdisk_virtio **out, vdisk_dev *dev,
                          const struct vdisk_virtio_blk_params *params);
 
-/* Parameters of vdisk_virtio_scsi_cdrom_new(); zero means the default. */
+/*
+ * Parameters of vdisk_virtio_scsi_cdrom_new(); zero means the default.
+ * The caller sets struct_size to sizeof(struct vdisk_virtio_scsi_params),
+ * as for vdisk_virtio_blk_params.
+ */
 struct vdisk_virtio_scsi_params {
+    size_t struct_size;
     unsigned num_queues;   /* request queues (1..16; default 1) */
     unsigned queue_size;   /* the largest queue size offered (default 256) */
     const char *vendor;    /* INQUIRY vendor, 8 chars (default "VDISK") */
     const char *product;   /* INQUIRY product, 16 chars (default "CD-ROM") */
 };
+#define VDISK_VIRTIO_SCSI_PARAMS_SIZE_V1 \
+    VDISK_STRUCT_END(struct vdisk_virtio_scsi_params, product)
 
 /*
  * vdisk_virtio_scsi_cdrom_new: a virtio-scsi controller with one MMC
  * CD-ROM at target 0 LUN 0 over CDROM, a device from vdisk_open_cdrom()
- * (which it references).  Returns 0 or -errno (-EINVAL when CDROM is not a
- * CD-ROM device).
+ * (which it references).  PARAMS may be NULL (every default).  Returns 0
+ * or -errno (-EINVAL when CDROM is not a CD-ROM device, for a bad
+ * parameter, or when params->struct_size is below
+ * VDISK_VIRTIO_SCSI_PARAMS_SIZE_V1).
  */
 int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdrom,
                                 const struct vdisk_virtio_scsi_params *params);
@@ -152,7 +175,13 @@ void vdisk_virtio_free(vdisk_virtio *v);
 
 /* ---- The host's side ------------------------------------------------------- */
 
+/*
+ * The host's callbacks.  The caller sets struct_size to sizeof(struct
+ * vdisk_virtio_host) (see "Structures that grow" in vdisk/device.h:
+ * callbacks an older caller's version lacks are NULL, not called).
+ */
 struct vdisk_virtio_host {
+    size_t struct_size;
     /* The guest should be interrupted for queue Q (used buffers added). */
     void (*notify)(void *opaque, unsigned q);
     /*
@@ -162,9 +191,14 @@ struct vdisk_virtio_host {
     void (*log)(void *opaque, const char *message);
     void *opaque;
 };
+#define VDISK_VIRTIO_HOST_SIZE_V1 VDISK_STRUCT_END(struct vdisk_virtio_host, opaque)
 
-/* vdisk_virtio_set_host: sets the callbacks (copied). */
-void vdisk_virtio_set_host(vdisk_virtio *v, const struct vdisk_virtio_host *host);
+/*
+ * vdisk_virtio_set_host: sets the callbacks (copied; NULL removes them).
+ * Returns 0, or -EINVAL when host->struct_size is below
+ * VDISK_VIRTIO_HOST_SIZE_V1 (the callbacks set before are kept).
+ */
+int vdisk_virtio_set_host(vdisk_virtio *v, const struct vdisk_virtio_host *host);
 
 uint32_t vdisk_virtio_device_id(const vdisk_virtio *v);
 
@@ -273,15 +307,26 @@ void vdisk_virtio_reset(vdisk_virtio *v);
 /* vdisk_virtio_needs_reset: 1 when a queue broke (see above), else 0. */
 int vdisk_virtio_needs_reset(const vdisk_virtio *v);
 
-/* Counters, for benchmarks and tests. */
+/*
+ * Counters, for benchmarks and tests.  The caller sets struct_size to
+ * sizeof(struct vdisk_virtio_stats).
+ */
 struct vdisk_virtio_stats {
+    size_t struct_size;
     uint64_t requests;      /* requests completed */
     uint64_t errors;        /* ... with an error status */
     uint64_t notifies;      /* notify() calls */
     uint64_t bytes_read;
     uint64_t bytes_written;
 };
-void vdisk_virtio_get_stats(const vdisk_virtio *v, struct vdisk_virtio_stats *s);
+#define VDISK_VIRTIO_STATS_SIZE_V1 VDISK_STRUCT_END(struct vdisk_virtio_stats, bytes_written)
+
+/*
+ * vdisk_virtio_get_stats: the counters in *s, filled up to s->struct_size
+ * (set to the bytes filled).  Returns 0, or -EINVAL when s->struct_size is
+ * below VDISK_VIRTIO_STATS_SIZE_V1.
+ */
+int vdisk_virtio_get_stats(const vdisk_virtio *v, struct vdisk_virtio_stats *s);
 
 #ifdef __cplusplus
 }

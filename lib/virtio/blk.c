@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "error_internal.h"
 #include "virtio_internal.h"
 
@@ -294,9 +295,14 @@ VDISK_EXPORT int vdisk_virtio_blk_new(vdisk_virtio **out, vdisk_dev *dev,
     if (!out || !dev)
         return err_set(-EINVAL, "no device given");
     *out = NULL;
-    struct vdisk_virtio_blk_params def = {0};
-    if (!p)
-        p = &def;
+    /* The caller's parameters; those its version lacks take their defaults. */
+    struct vdisk_virtio_blk_params in = {.struct_size = sizeof in};
+    if (p) {
+        int r = ABI_IN(vdisk_virtio_blk_params, &in, p, VDISK_VIRTIO_BLK_PARAMS_SIZE_V1);
+        if (r < 0)
+            return r;
+    }
+    p = &in;
     unsigned nq = p->num_queues ? p->num_queues : 1;
     unsigned qsize = p->queue_size ? p->queue_size : 256;
     unsigned seg_max = p->seg_max ? p->seg_max : 254;

@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "error_internal.h"
 #include "internal.h"
 #include "virtio_internal.h"
@@ -119,12 +120,18 @@ VDISK_EXPORT void vdisk_virtio_free(vdisk_virtio *v)
     free(v);
 }
 
-VDISK_EXPORT void vdisk_virtio_set_host(vdisk_virtio *v, const struct vdisk_virtio_host *host)
+VDISK_EXPORT int vdisk_virtio_set_host(vdisk_virtio *v, const struct vdisk_virtio_host *host)
 {
-    if (host)
-        v->host = *host;
-    else
-        memset(&v->host, 0, sizeof v->host);
+    err_enter(__func__);
+    struct vdisk_virtio_host in = {.struct_size = sizeof in};
+    if (host) {
+        /* Callbacks the caller's version lacks stay NULL. */
+        int r = ABI_IN(vdisk_virtio_host, &in, host, VDISK_VIRTIO_HOST_SIZE_V1);
+        if (r < 0)
+            return r;
+    }
+    v->host = in;
+    return 0;
 }
 
 VDISK_EXPORT uint32_t vdisk_virtio_device_id(const vdisk_virtio *v)
@@ -364,7 +371,14 @@ VDISK_EXPORT int vdisk_virtio_needs_reset(const vdisk_virtio *v)
     return v->broken;
 }
 
-VDISK_EXPORT void vdisk_virtio_get_stats(const vdisk_virtio *v, struct vdisk_virtio_stats *s)
+VDISK_EXPORT int vdisk_virtio_get_stats(const vdisk_virtio *v, struct vdisk_virtio_stats *s)
 {
-    *s = v->stats;
+    err_enter(__func__);
+    size_t have;
+    int r = ABI_SIZE(vdisk_virtio_stats, s, VDISK_VIRTIO_STATS_SIZE_V1, &have);
+    if (r < 0)
+        return r;
+    struct vdisk_virtio_stats full = v->stats;
+    abi_copy_out(s, &full, have, sizeof full);
+    return 0;
 }

@@ -94,7 +94,7 @@ struct state {
 
 static void get_state(struct mmc_lun *lun, struct state *s)
 {
-    struct vdisk_cdrom_media m;
+    struct vdisk_cdrom_media m = {.struct_size = sizeof m};
     memset(s, 0, sizeof *s);
     if (vdisk_cdrom_get_media(lun->dev, &m) < 0)
         return;
@@ -863,7 +863,7 @@ void mmc_read_failed(struct mmc_lun *lun, int err, struct mmc_reply *r)
 int mmc_change_medium(struct mmc_lun *lun, const char *iso)
 {
     int ret = vdisk_cdrom_change_medium(lun->dev, iso);
-    struct vdisk_cdrom_media m;
+    struct vdisk_cdrom_media m = {.struct_size = sizeof m};
     bool loaded = vdisk_cdrom_get_media(lun->dev, &m) == 0 && m.loaded;
     lun->tray_open = false;
     if (loaded) {
@@ -883,7 +883,7 @@ int mmc_change_medium(struct mmc_lun *lun, const char *iso)
 struct mmc_lun *mmc_lun_new(vdisk_dev *cdrom, const char *vendor, const char *product, int *err)
 {
     static unsigned counter;
-    struct vdisk_cdrom_media m;
+    struct vdisk_cdrom_media m = {.struct_size = sizeof m};
     int r = cdrom ? vdisk_cdrom_get_media(cdrom, &m) : -EINVAL;
     if (r < 0) {
         if (err)

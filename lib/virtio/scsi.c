@@ -21,6 +21,7 @@
 
 #include <vdisk/iso9660.h>
 
+#include "abi.h"
 #include "error_internal.h"
 #include "virtio/mmc.h"
 #include "virtio_internal.h"
@@ -347,14 +348,19 @@ VDISK_EXPORT int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdro
     if (!out || !cdrom)
         return err_set(-EINVAL, "no device given");
     *out = NULL;
-    struct vdisk_cdrom_media m;
+    struct vdisk_cdrom_media m = {.struct_size = sizeof m};
     int is_cd = vdisk_cdrom_get_media(cdrom, &m) == 0;
     err_enter(__func__);
     if (!is_cd)
         return err_set(-EINVAL, "the device is not a CD-ROM (open it with vdisk_open_cdrom)");
-    struct vdisk_virtio_scsi_params def = {0};
-    if (!p)
-        p = &def;
+    /* The caller's parameters; those its version lacks take their defaults. */
+    struct vdisk_virtio_scsi_params in = {.struct_size = sizeof in};
+    if (p) {
+        int r = ABI_IN(vdisk_virtio_scsi_params, &in, p, VDISK_VIRTIO_SCSI_PARAMS_SIZE_V1);
+        if (r < 0)
+            return r;
+    }
+    p = &in;
     unsigned nrq = p->num_queues ? p->num_queues : 1;
     unsigned qsize = p->queue_size ? p->queue_size : 256;
     if (nrq > 16)

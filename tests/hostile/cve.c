@@ -359,7 +359,7 @@ START_TEST(cve_2014_0142_zero_sizes)
     /* The CD-ROM drive does not divide by the field: its blocks are 2048
      * bytes whatever the volume says. */
     ck_assert_msg(vdisk_open_cdrom(&dev, iso, NULL) == 0, "%s", vdisk_get_error());
-    struct vdisk_cdrom_media m;
+    struct vdisk_cdrom_media m = {.struct_size = sizeof m};
     ck_assert_int_eq(vdisk_cdrom_get_media(dev, &m), 0);
     ck_assert_uint_eq(m.blocks, 18);
     vdisk_close(dev);

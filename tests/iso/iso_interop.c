@@ -255,7 +255,7 @@ START_TEST(eltorito_equals_7z)
     ck_assert_msg(vdisk_iso_open(&i, dev, VDISK_ISO_NS_AUTO) == 0, "%s", vdisk_get_error());
     vdisk_close(dev);
     ck_assert_uint_eq(vdisk_iso_boot_count(i), 1);
-    struct vdisk_iso_boot b;
+    struct vdisk_iso_boot b = {.struct_size = sizeof b};
     ck_assert_int_eq(vdisk_iso_boot_get(i, 0, &b), 0);
     ck_assert_int_eq(b.bootable, 1);
     ck_assert_uint_eq(b.platform, VDISK_ELTORITO_PLATFORM_X86);
@@ -321,7 +321,7 @@ START_TEST(cdrom_blocks_equal_file)
     ck_assert_msg(vdisk_open_cdrom(&cd, iso, NULL) == 0, "%s", vdisk_get_error());
     ck_assert_uint_eq(vdisk_get_block_size(cd), 2048);
     ck_assert_int_eq(vdisk_is_read_only(cd), 1);
-    struct vdisk_cdrom_media m;
+    struct vdisk_cdrom_media m = {.struct_size = sizeof m};
     ck_assert_int_eq(vdisk_cdrom_get_media(cd, &m), 0);
     ck_assert_int_eq(m.loaded, 1);
     ck_assert_uint_eq(m.blocks, len / 2048);

@@ -94,7 +94,7 @@ static char *vdisk_triples(const char *img)
     char *out = calloc(1, 65536);
     size_t len = 0;
     for (size_t i = 0; i < vdisk_part_count(t); i++) {
-        struct vdisk_partition p;
+        struct vdisk_partition p = {.struct_size = sizeof p};
         ck_assert_int_eq(vdisk_part_get(t, i, &p), 0);
         len += (size_t)snprintf(out + len, 65536 - len, "%u %llu %llu\n", p.number,
                                 (unsigned long long)p.start,

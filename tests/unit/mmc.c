@@ -770,7 +770,7 @@ START_TEST(xorriso_iso)
            "xorriso -as mkisofs -quiet -V MMC_TEST -o '%s' '%s'", t, t, t, iso, t);
     vdisk_dev *cd;
     ck_assert_int_eq(vdisk_open_cdrom(&cd, iso, NULL), 0);
-    struct vdisk_cdrom_media m;
+    struct vdisk_cdrom_media m = {.struct_size = sizeof m};
     ck_assert_int_eq(vdisk_cdrom_get_media(cd, &m), 0);
     ck_assert_str_eq(m.volume_id, "MMC_TEST");
     struct mmc_lun *lun = mmc_lun_new(cd, NULL, NULL, NULL);

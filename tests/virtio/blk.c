@@ -153,7 +153,7 @@ END_TEST
 
 START_TEST(get_id_and_zeroes)
 {
-    struct vdisk_virtio_blk_params p = {.serial = "disk-serial-01"};
+    struct vdisk_virtio_blk_params p = {.struct_size = sizeof p, .serial = "disk-serial-01"};
     vdisk_virtio *v = make_blk(make_disk("z.qcow2", "qcow2", 0), &p);
     struct drv d;
     drv_init(&d, v, 16);
@@ -357,7 +357,7 @@ static unsigned read_chain(struct drv *d, unsigned q, uint64_t *status)
 START_TEST(same_head_flood_breaks_queue)
 {
     enum { QS = 256, ROUNDS = 1000 };
-    struct vdisk_virtio_blk_params p = {.num_queues = 2};
+    struct vdisk_virtio_blk_params p = {.struct_size = sizeof p, .num_queues = 2};
     vdisk_virtio *v = make_blk(make_disk("flood.raw", "raw", 0), &p);
     struct drv d;
     drv_init(&d, v, QS);
@@ -382,7 +382,7 @@ START_TEST(same_head_flood_breaks_queue)
     ck_assert_str_eq(d.last_log, "virtio-blk: queue 0: virtqueue size exceeded: more requests "
                      "in flight than the queue's size (256); the queue is stopped until the "
                      "driver resets the device");
-    struct vdisk_virtio_stats stats;
+    struct vdisk_virtio_stats stats = {.struct_size = sizeof stats};
     vdisk_virtio_get_stats(v, &stats);
     ck_assert_uint_le(stats.bytes_read, (uint64_t)QS * 512);
     ck_assert_msg(grown < 16 << 20, "the heap grew by %lld bytes", grown);
@@ -447,7 +447,7 @@ END_TEST
 /* Many requests in flight against a model of the disk. */
 START_TEST(many_in_flight)
 {
-    struct vdisk_virtio_blk_params p = {.num_queues = 2};
+    struct vdisk_virtio_blk_params p = {.struct_size = sizeof p, .num_queues = 2};
     vdisk_virtio *v = make_blk(make_disk("many.qcow2", "qcow2", 0), &p);
     struct drv d;
     drv_init(&d, v, 256);
@@ -489,7 +489,7 @@ START_TEST(many_in_flight)
         }
         free(perm);
     }
-    struct vdisk_virtio_stats st;
+    struct vdisk_virtio_stats st = {.struct_size = sizeof st};
     vdisk_virtio_get_stats(v, &st);
     ck_assert_uint_eq(st.requests, 4 * N);
     ck_assert_uint_eq(st.errors, 0);

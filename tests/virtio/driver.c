@@ -49,7 +49,8 @@ void drv_init(struct drv *d, vdisk_virtio *v, unsigned size)
     struct vdisk_guest_region r = {.gpa = DRV_MEM_GPA, .size = DRV_MEM_SIZE, .host = d->mem};
     ck_assert_int_eq(vdisk_guest_mem_new(&d->gm, &r, 1), 0);
     d->v = v;
-    struct vdisk_virtio_host h = {.notify = on_notify, .log = on_log, .opaque = d};
+    struct vdisk_virtio_host h = {.struct_size = sizeof h,
+                                  .notify = on_notify, .log = on_log, .opaque = d};
     vdisk_virtio_set_host(v, &h);
     ck_assert_int_eq(vdisk_virtio_set_features(v, vdisk_virtio_features(v)), 0);
     ck_assert_int_eq(vdisk_virtio_set_mem(v, d->gm), 0);

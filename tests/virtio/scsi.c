@@ -266,7 +266,7 @@ static vdisk_virtio *make_scsi_sized(const char *iso, unsigned queue_size)
 {
     vdisk_dev *cd;
     ck_assert_msg(vdisk_open_cdrom(&cd, iso, NULL) == 0, "%s", vdisk_get_error());
-    struct vdisk_virtio_scsi_params p = {.queue_size = queue_size};
+    struct vdisk_virtio_scsi_params p = {.struct_size = sizeof p, .queue_size = queue_size};
     vdisk_virtio *v;
     ck_assert_msg(vdisk_virtio_scsi_cdrom_new(&v, cd, &p) == 0, "%s", vdisk_get_error());
     vdisk_close(cd);

@@ -115,7 +115,7 @@ static const char *media_name(unsigned m)
 
 static int do_info(vdisk_iso *iso, const struct iopts *o)
 {
-    struct vdisk_iso_info in;
+    struct vdisk_iso_info in = {.struct_size = sizeof in};
     vdisk_iso_get_info(iso, &in);
     unsigned nb = vdisk_iso_boot_count(iso);
     if (o->json) {
@@ -152,7 +152,7 @@ static int do_info(vdisk_iso *iso, const struct iopts *o)
         printf("    \"boot-catalog\": %" PRIu32 ",\n", in.boot_catalog);
         printf("    \"el-torito\": [");
         for (unsigned i = 0; i < nb; i++) {
-            struct vdisk_iso_boot b;
+            struct vdisk_iso_boot b = {.struct_size = sizeof b};
             vdisk_iso_boot_get(iso, i, &b);
             printf("%s\n        {\"index\": %u, \"bootable\": %s, \"platform\": %u, "
                    "\"platform-name\": \"%s\", \"id\": ", i ? "," : "", b.index,
@@ -198,7 +198,7 @@ static int do_info(vdisk_iso *iso, const struct iopts *o)
     if (in.boot_catalog)
         printf("El Torito boot catalog is in sector %" PRIu32 "\n", in.boot_catalog);
     for (unsigned i = 0; i < nb; i++) {
-        struct vdisk_iso_boot b;
+        struct vdisk_iso_boot b = {.struct_size = sizeof b};
         vdisk_iso_boot_get(iso, i, &b);
         printf("El Torito entry %u: %s, platform 0x%02x (%s), %s, load segment 0x%x, "
                "system type %u, %u sectors, image at sector %" PRIu32 " (%" PRIu64

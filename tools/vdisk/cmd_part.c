@@ -221,7 +221,7 @@ static void print_json(vdisk_ptable *t, const char *device)
     if (n) {
         printf(",\n      \"partitions\": [\n");
         for (size_t i = 0; i < n; i++) {
-            struct vdisk_partition p;
+            struct vdisk_partition p = {.struct_size = sizeof p};
             vdisk_part_get(t, i, &p);
             char node[4200];
             node_name(device, p.number, node, sizeof node);
@@ -279,7 +279,7 @@ static void print_human(vdisk_ptable *t, const char *device)
     printf("\n%-6s %12s %12s %12s %10s  %s\n", "Number", "Start", "End", "Sectors", "Size",
            gpt ? "Type / Name" : "Type Boot");
     for (size_t i = 0; i < n; i++) {
-        struct vdisk_partition p;
+        struct vdisk_partition p = {.struct_size = sizeof p};
         vdisk_part_get(t, i, &p);
         size_to_str(p.size * ss, sz, sizeof sz);
         printf("%-6u %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10s  ", p.number, p.start,
@@ -310,7 +310,7 @@ static void print_dump(vdisk_ptable *t, const char *device)
     if (n)
         printf("\n");
     for (size_t i = 0; i < n; i++) {
-        struct vdisk_partition p;
+        struct vdisk_partition p = {.struct_size = sizeof p};
         vdisk_part_get(t, i, &p);
         char node[4200];
         node_name(device, p.number, node, sizeof node);
@@ -398,8 +398,7 @@ struct script_part {
 
 static int apply_part(vdisk_ptable *t, const struct script_part *sp, int lineno)
 {
-    struct vdisk_partition p;
-    memset(&p, 0, sizeof p);
+    struct vdisk_partition p = {.struct_size = sizeof p};
     unsigned ss = vdisk_part_sector_size(t);
     bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
     p.number = sp->number;
@@ -657,8 +656,7 @@ static int edit(const char *verb, vdisk_dev *dev, const struct popts *o, char **
     int r = 0;
     unsigned number = 0;
     if (strcmp(verb, "add") == 0) {
-        struct vdisk_partition p;
-        memset(&p, 0, sizeof p);
+        struct vdisk_partition p = {.struct_size = sizeof p};
         p.number = o->number;
         p.logical = o->logical;
         p.bootable = o->bootable > 0;

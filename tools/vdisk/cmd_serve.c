@@ -252,7 +252,7 @@ static void mon_command(struct monitor *mon, char *line)
         return;
     }
     if (strcmp(line, "info") == 0) {
-        struct vdisk_cdrom_media md;
+        struct vdisk_cdrom_media md = {.struct_size = sizeof md};
         if (vdisk_cdrom_get_media(s->dev, &md) < 0) {
             mon_say(mon, "error: %s\n", vdisk_get_error());
             return;
@@ -529,7 +529,8 @@ int cmd_serve(int argc, char **argv)
         if (k == 0) {
             if (!(s->dev = cli_open(image, &oa)))
                 goto out;
-            struct vdisk_virtio_blk_params p = {.num_queues = nqueues, .queue_size = qsize,
+            struct vdisk_virtio_blk_params p = {.struct_size = sizeof p,
+                                                .num_queues = nqueues, .queue_size = qsize,
                                                 .serial = serial, .read_only = oa.read_only};
             r = vdisk_virtio_blk_new(&s->v, s->dev, &p);
         } else {
@@ -540,7 +541,8 @@ int cmd_serve(int argc, char **argv)
                 cli_lib_error();
                 goto out;
             }
-            struct vdisk_virtio_scsi_params p = {.num_queues = nqueues, .queue_size = qsize};
+            struct vdisk_virtio_scsi_params p = {.struct_size = sizeof p,
+                                                 .num_queues = nqueues, .queue_size = qsize};
             r = vdisk_virtio_scsi_cdrom_new(&s->v, s->dev, &p);
         }
         nsrv++;

@@ -1125,7 +1125,8 @@ static void model_log(void *opaque, const char *message)
 
 int server_attach(struct server *s, bool offer_config)
 {
-    struct vdisk_virtio_host h = {.notify = model_notify, .log = model_log, .opaque = s};
+    struct vdisk_virtio_host h = {.struct_size = sizeof h,
+                                  .notify = model_notify, .log = model_log, .opaque = s};
     vdisk_virtio_set_host(s->v, &h);
     s->listen_fd = s->conn_fd = -1;
     s->log_tokens = LOG_BURST;

@@ -585,7 +585,8 @@ static int devices_setup(void)
             snprintf(name, sizeof(name), "disk%u", i);
             if (open_disk(d, &dev) < 0)
                 return -1;
-            struct vdisk_virtio_blk_params p = { .num_queues = 1, .serial = d->serial,
+            struct vdisk_virtio_blk_params p = { .struct_size = sizeof p,
+                                                 .num_queues = 1, .serial = d->serial,
                                                  .read_only = d->readonly };
             r = vdisk_virtio_blk_new(&model, dev, &p);
         } else {
@@ -595,7 +596,7 @@ static int devices_setup(void)
                 vmm_log("--cdrom %s: %s", c->cdrom_iso ? c->cdrom_iso : "", vdisk_get_error());
                 return -1;
             }
-            struct vdisk_virtio_scsi_params p = { .num_queues = 1 };
+            struct vdisk_virtio_scsi_params p = { .struct_size = sizeof p, .num_queues = 1 };
             r = vdisk_virtio_scsi_cdrom_new(&model, dev, &p);
         }
         vdisk_close(dev); /* the model holds its own reference */

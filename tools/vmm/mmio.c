@@ -127,7 +127,8 @@ int vmm_mmio_dev_init(struct vmm_mmio_dev *d, unsigned index, int vm_fd, vdisk_v
     if (d->queue_max > 32768)
         d->queue_max = 32768;
 
-    struct vdisk_virtio_host host = { .notify = model_notify, .log = model_log, .opaque = d };
+    struct vdisk_virtio_host host = { .struct_size = sizeof host,
+                                      .notify = model_notify, .log = model_log, .opaque = d };
     vdisk_virtio_set_host(model, &host);
     int r = vdisk_virtio_set_mem(model, mem->gmem);
     if (r < 0) {
