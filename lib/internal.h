@@ -332,6 +332,10 @@ struct vdisk_req {
     unsigned pending;          /* children still in flight */
     int first_err;             /* first child error (negative), or 0 */
 
+    /* Work handed to a worker thread (lib/offload.c). */
+    int (*offload_work)(struct vdisk_req *req);
+    void (*offload_then)(struct vdisk_req *req);
+
     /* Scratch space for the driver that owns the request. */
     uint64_t u[4];
     void *p[4];
@@ -394,6 +398,21 @@ void req_release(struct vdisk_req *req, int ret);
 void req_child_releases_parent(struct vdisk_req *child, int ret);
 /* Records an error (first wins) without completing; returns RET. */
 int req_set_error(struct vdisk_req *req, int ret, const char *msg);
+
+/*
+ * A worker thread for the blocking part of requests (lib/offload.c).
+ * offload_req() runs WORK(REQ) on the worker, which must touch only state
+ * under the driver's own locks (and do synchronous I/O on devices below),
+ * never the request's children or holds; then, on REQ's queue thread,
+ * THEN(REQ) with WORK's result in req->result, or (THEN NULL) the request
+ * completes with it.  Where no thread can be started WORK runs at once.
+ * offload_free() runs what is queued, then joins the thread.
+ */
+struct offload;
+struct offload *offload_new(void);
+void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vdisk_req *),
+                 void (*then)(struct vdisk_req *));
+void offload_free(struct offload *o);
 
 /* Runs FN(REQ) later on REQ's queue thread (CURRENT: the caller's queue). */
 void req_resume_later(struct vdisk_req *req, void (*fn)(struct vdisk_req *),

@@ -587,17 +587,26 @@ static void qc_write(struct vdisk_req *req)
 
 /* ---- Flush ---------------------------------------------------------------- */
 
+/* On the offload thread: tables written back, then the file flushed. */
+static int flush_work(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_flush_metadata(s);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
+}
+
 static void qc_flush(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
     pthread_mutex_lock(&s->lock);
     bool meta = s->meta_dirty;
-    int r = meta ? qcow2_flush_metadata(s) : 0;
     pthread_mutex_unlock(&s->lock);
-    if (meta || r < 0) {
-        if (r < 0)
-            req_set_error(req, r, err_detail());
-        req_complete(req, r);
+    if (meta) {
+        offload_req(s->offload, req, flush_work, NULL);
         return;
     }
     struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
@@ -732,6 +741,12 @@ static int write_zero_bytes(struct vdisk_req *req, uint64_t off, uint64_t len)
     return 0;
 }
 
+#define DZ_ZERO  1u
+#define DZ_UNMAP 2u
+static int dz_work(struct vdisk_req *req);
+static void dz_then(struct vdisk_req *req);
+static void dz_finish(struct vdisk_req *req, int r);
+
 static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
 {
     struct qcow2 *s = req->dev->priv;
@@ -756,28 +771,58 @@ static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
         mid_s = mid_e = end;
     bool unmap = !zero || (req->flags & VDISK_REQ_MAY_UNMAP);
     req_hold(req);
+    req->u[0] = mid_s;
+    req->u[1] = mid_e;
+    req->u[2] = mid_s; /* done up to */
+    req->u[3] = (zero ? DZ_ZERO : 0) | (unmap ? DZ_UNMAP : 0);
+    if (mid_s < mid_e)
+        offload_req(s->offload, req, dz_work, dz_then); /* the tables */
+    else
+        dz_finish(req, 0);
+}
+
+/* On the offload thread: the metadata part, whole units in [mid_s, mid_e). */
+static int dz_work(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    bool zero = req->u[3] & DZ_ZERO, unmap = req->u[3] & DZ_UNMAP;
+    uint64_t mid_e = req->u[1];
     int r = 0;
-    uint64_t done_to = mid_s;
-    if (mid_s < mid_e) {
-        pthread_mutex_lock(&s->lock);
-        if (s->lazy && !s->dirty_on_disk) {
-            r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
-            if (r == 0)
-                s->dirty_on_disk = true;
-        }
-        for (uint64_t g = mid_s; r == 0 && g < mid_e;) {
-            int64_t n = change_entries(s, g, mid_e, zero, unmap);
-            if (n < 0)
-                r = (int)n;
-            if (n <= 0)
-                break; /* an error, or an allocation in flight here */
-            g += (uint64_t)n;
-            done_to = g;
-        }
-        pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
+    if (s->lazy && !s->dirty_on_disk) {
+        r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
+        if (r == 0)
+            s->dirty_on_disk = true;
     }
-    if (r < 0) {
+    for (uint64_t g = req->u[0]; r == 0 && g < mid_e;) {
+        int64_t n = change_entries(s, g, mid_e, zero, unmap);
+        if (n < 0)
+            r = (int)n;
+        if (n <= 0)
+            break; /* an error, or an allocation in flight here */
+        g += (uint64_t)n;
+        req->u[2] = g;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
         fail_msg(req, r);
+    return r;
+}
+
+static void dz_then(struct vdisk_req *req)
+{
+    dz_finish(req, req->result);
+}
+
+/* Back on the queue's thread: the edges, and what metadata could not do, as
+ * written zeroes. */
+static void dz_finish(struct vdisk_req *req, int r)
+{
+    bool zero = req->u[3] & DZ_ZERO;
+    uint64_t start = req->offset, end = req->offset + req->length;
+    uint64_t mid_s = req->u[0], mid_e = req->u[1], done_to = req->u[2];
+    if (r < 0) {
+        /* dz_work recorded the error and its message. */
     } else if (zero) {
         /* The edges, and what metadata could not do, as written zeroes. */
         if (mid_s >= mid_e) {

@@ -200,6 +200,7 @@ static int read_table(struct qcow2 *s, uint64_t off, uint64_t count, uint64_t **
 
 static void free_state(struct qcow2 *s)
 {
+    offload_free(s->offload);
     qcow2_free_snapshots(s);
     qcow2_free_bitmaps(s);
     qcow2_cache_fini(&s->l2c);
@@ -239,6 +240,7 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     if (!s)
         return err_set(-ENOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
+    s->offload = offload_new();
     s->dev = dev;
     s->file = file;
     s->read_only = dev->params.read_only;
@@ -379,6 +381,8 @@ static void qcow2_close(struct vdisk_dev *dev)
     struct qcow2 *s = dev->priv;
     if (!s)
         return;
+    offload_free(s->offload);
+    s->offload = NULL;
     if (!s->read_only && !s->corrupt) {
         pthread_mutex_lock(&s->lock);
         int r = qcow2_flush_metadata(s);

@@ -197,6 +197,8 @@ struct qcow2 {
     struct vdisk_dev *file;  /* the image file below */
     struct vdisk_dev *backing;
     pthread_mutex_t lock;
+    struct offload *offload;  /* flushes and table walks of discards, away
+                                 from the queues' threads (NULL: inline) */
 
     /* Header. */
     uint32_t version;
