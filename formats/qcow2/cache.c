@@ -357,6 +357,24 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
     return 0;
 }
 
+bool qcow2_cache_has(struct qcow2_cache *c, uint64_t offset)
+{
+    return find_offset(c, offset) != NULL;
+}
+
+int qcow2_cache_fill(struct qcow2_cache *c, uint64_t offset, const uint8_t *src)
+{
+    if (find_offset(c, offset))
+        return 0;
+    uint8_t *d;
+    int r = qcow2_cache_get(c, offset, false, &d);
+    if (r < 0)
+        return r;
+    memcpy(d, src, c->s->cluster_size);
+    qcow2_cache_put(c, d);
+    return 0;
+}
+
 void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data)
 {
     struct qcow2_cache_entry *e = find_data(c, data);

@@ -148,6 +148,10 @@ void qcow2_cache_fini(struct qcow2_cache *c);
 /* Pins the cluster at OFFSET in the cache; READ: load it (else zero it). */
 int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data);
 void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data);
+bool qcow2_cache_has(struct qcow2_cache *c, uint64_t offset);
+/* Puts a copy of SRC (one cluster read from OFFSET) in the cache, clean and
+ * unpinned, unless OFFSET is there already (read ahead). */
+int qcow2_cache_fill(struct qcow2_cache *c, uint64_t offset, const uint8_t *src);
 void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data);
 /* Writes every dirty entry back (no fsync). */
 int qcow2_cache_write_back(struct qcow2_cache *c);

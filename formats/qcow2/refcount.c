@@ -356,6 +356,34 @@ int qcow2_refcount_set(struct qcow2 *s, uint64_t cluster, uint64_t value)
 
 /* ---- Allocation ----------------------------------------------------------- */
 
+/* The refcount block at OFF (table index T) is not cached: reads it with
+ * the blocks that follow it in the table and in the file, not cached
+ * either, in one request (up to 64 KiB, a quarter of the cache): the free
+ * cluster search walks them in that order.  Best effort: on any failure
+ * the blocks are read one by one as before. */
+static void read_ahead(struct qcow2 *s, uint64_t t, uint64_t off)
+{
+    uint64_t cs = s->cluster_size, k = 1, max = 65536 / cs;
+    if (max > s->rbc.n / 4)
+        max = s->rbc.n / 4;
+    while (k < max && t + k < s->reft_entries && s->reft[t + k] == off + k * cs &&
+           !qcow2_cache_has(&s->rbc, off + k * cs))
+        k++;
+    if (k < 2)
+        return;
+    uint8_t *buf = aligned_alloc_or_null(4096, k * cs);
+    if (!buf)
+        return;
+    struct err_saved saved;
+    err_save(&saved);
+    if (dev_pread(s->file, buf, k * cs, off) == 0)
+        for (uint64_t j = 0; j < k; j++)
+            if (qcow2_cache_fill(&s->rbc, off + j * cs, buf + j * cs) < 0)
+                break;
+    err_restore(&saved);
+    free(buf);
+}
+
 /* Finds N free clusters in a row, from free_cluster_index on.  Each
  * refcount block is looked up once and its entries read in place; a
  * missing block is a run of free clusters as long as it describes. */
@@ -378,6 +406,8 @@ static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start)
             run += s->rb_entries - i;
             continue;
         }
+        if (!qcow2_cache_has(&s->rbc, off))
+            read_ahead(s, t, off);
         uint8_t *b;
         r = qcow2_cache_get(&s->rbc, off, true, &b);
         if (r < 0)
