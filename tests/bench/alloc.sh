@@ -106,7 +106,7 @@ SCRATCH=$(mktemp -d "$BASE_DIR/vdisk-bench.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
 LOG=$SCRATCH/log
 
-need_kib=$((ASIZE_B * 2 / 1024 * 61 / 60 + 300 * 1024))
+need_kib=$((ASIZE_B * 2 * 61 / 60 / 1024 + 300 * 1024))
 avail_kib=$(df -Pk "$SCRATCH" | awk 'NR == 2 { print $4 }')
 ((avail_kib >= need_kib)) ||
     die "$BASE_DIR has $((avail_kib / 1024)) MiB free; $((need_kib / 1024)) MiB are needed"
@@ -178,9 +178,12 @@ if [[ $ROWS != grow ]]; then
     if ((CHECK)); then
         run044 vdisk >/dev/null
         qemu-img check "$IMG" >"$LOG" 2>&1 || { cat "$LOG" >&2; die "qemu-img check: vdisk's 044 image is not clean"; }
-        qemu-io -f qcow2 -c "read -P 0x5a 3800M 1M" -c "read -P 0 3799M 1M" -c "read -P 0 3801M 1M" \
-            "$IMG" >"$LOG" 2>&1 && ! grep -q "Pattern verification failed" "$LOG" ||
-            { cat "$LOG" >&2; die "qemu-io reads back other data than vdisk wrote"; }
+        if ! qemu-io -f qcow2 -c "read -P 0x5a 3800M 1M" -c "read -P 0 3799M 1M" \
+            -c "read -P 0 3801M 1M" "$IMG" >"$LOG" 2>&1 ||
+            grep -q "Pattern verification failed" "$LOG"; then
+            cat "$LOG" >&2
+            die "qemu-io reads back other data than vdisk wrote"
+        fi
         checked="; qemu-img check: clean, content as written"
     fi
     vmed=$(median %.3f "${vt[@]}")
@@ -242,13 +245,13 @@ if [[ $ROWS != 044 ]]; then
     vtot=0 qtot=0
     for ((g = 0; g < NSTEPS; g++)); do
         # shellcheck disable=SC2086 # the lists are meant to be split
-        vt=$(median %.3f ${vs[$g]})
+        vsec=$(median %.3f ${vs[$g]})
         # shellcheck disable=SC2086
-        qt=$(median %.3f ${qs[$g]})
-        vr[g]=$(rate "$step_mib" "$vt")
-        qr[g]=$(rate "$step_mib" "$qt")
-        vtot=$(awk -v a="$vtot" -v b="$vt" 'BEGIN { print a + b }')
-        qtot=$(awk -v a="$qtot" -v b="$qt" 'BEGIN { print a + b }')
+        qsec=$(median %.3f ${qs[$g]})
+        vr[g]=$(rate "$step_mib" "$vsec")
+        qr[g]=$(rate "$step_mib" "$qsec")
+        vtot=$(awk -v a="$vtot" -v b="$vsec" 'BEGIN { print a + b }')
+        qtot=$(awk -v a="$qtot" -v b="$qsec" 'BEGIN { print a + b }')
         printf '%-28s %11s %11s %7s\n' "$((g * step_mib))-$(((g + 1) * step_mib)) MiB" \
             "${vr[g]}" "${qr[g]}" "$(ratio "${vr[g]}" "${qr[g]}")"
     done
