@@ -6,6 +6,13 @@
  * Entries are pinned while in use and written back when dirty.  Before a
  * dirty L2 table is written, the refcount blocks are written and the file
  * is fsynced (see the ordering in qcow2.h).  The caller holds s->lock.
+ *
+ * Every operation costs the same whatever the cache's size: with 512-byte
+ * clusters the default L2 cache has 65,536 slots, and the allocator looks
+ * at refcount blocks millions of times in a row.  Slots are found through
+ * two hash chains (by host offset, by data pointer), the least recently
+ * used comes from the tail of a list, and write-back walks a list of the
+ * dirty slots only.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,42 +21,169 @@
 
 #include "qcow2.h"
 
+#define NIL UINT32_MAX
+
+static uint32_t hash_u64(uint64_t v, uint32_t mask)
+{
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdull;
+    v ^= v >> 33;
+    return (uint32_t)v & mask;
+}
+
+static uint32_t off_hash(const struct qcow2_cache *c, uint64_t off)
+{
+    return hash_u64(off >> c->s->cluster_bits, c->hmask);
+}
+
+static uint32_t ptr_hash(const struct qcow2_cache *c, const uint8_t *p)
+{
+    return hash_u64((uint64_t)(uintptr_t)p >> 9, c->hmask);
+}
+
 int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what, unsigned n)
 {
     memset(c, 0, sizeof *c);
     c->s = s;
     c->what = what;
     c->n = n < 4 ? 4 : n;
-    /* Slots get their memory when first used: a large cache on a small or
-     * lightly used image costs nothing. */
+    uint32_t buckets = 16;
+    while (buckets < c->n * 2u && buckets < (1u << 30))
+        buckets *= 2;
+    c->hmask = buckets - 1;
+    /* Slots get their memory when first used, a slab of them at a time
+     * (about 64 KiB): a large cache on a small or lightly used image costs
+     * nothing, and small clusters do not each take an aligned page. */
+    uint64_t per = s->cluster_size >= 65536 ? 1 : 65536 / s->cluster_size;
+    c->per_slab = (unsigned)per;
     c->e = calloc(c->n, sizeof *c->e);
-    if (!c->e)
+    c->obucket = malloc(buckets * sizeof *c->obucket);
+    c->pbucket = malloc(buckets * sizeof *c->pbucket);
+    c->dirty = malloc(c->n * sizeof *c->dirty);
+    c->slabs = calloc((c->n + c->per_slab - 1) / c->per_slab, sizeof *c->slabs);
+    if (!c->e || !c->obucket || !c->pbucket || !c->dirty || !c->slabs) {
+        qcow2_cache_fini(c);
         return err_set(-ENOMEM, "out of memory");
+    }
+    memset(c->obucket, 0xff, buckets * sizeof *c->obucket);
+    memset(c->pbucket, 0xff, buckets * sizeof *c->pbucket);
+    c->head = c->tail = NIL;
     return 0;
 }
 
 void qcow2_cache_fini(struct qcow2_cache *c)
 {
-    if (!c->e)
-        return;
-    for (unsigned i = 0; i < c->n; i++)
-        free(c->e[i].data);
+    if (c->slabs)
+        for (unsigned i = 0; i < (c->n + c->per_slab - 1) / c->per_slab; i++)
+            free(c->slabs[i]);
+    free(c->slabs);
     free(c->e);
+    free(c->obucket);
+    free(c->pbucket);
+    free(c->dirty);
+    c->slabs = NULL;
     c->e = NULL;
+    c->obucket = c->pbucket = c->dirty = NULL;
+}
+
+/* ---- Chains and lists ------------------------------------------------------ */
+
+static void chain_remove(struct qcow2_cache *c, uint32_t i)
+{
+    struct qcow2_cache_entry *e = &c->e[i];
+    if (!e->key)
+        return;
+    uint32_t *p = &c->obucket[off_hash(c, e->key)];
+    while (*p != NIL && *p != i)
+        p = &c->e[*p].onext;
+    if (*p == i)
+        *p = e->onext;
+    e->key = 0;
+}
+
+static void chain_add(struct qcow2_cache *c, uint32_t i, uint64_t off)
+{
+    uint32_t h = off_hash(c, off);
+    c->e[i].key = off;
+    c->e[i].onext = c->obucket[h];
+    c->obucket[h] = i;
+}
+
+static void lru_unlink(struct qcow2_cache *c, uint32_t i)
+{
+    struct qcow2_cache_entry *e = &c->e[i];
+    if (e->prev != NIL)
+        c->e[e->prev].next = e->next;
+    else
+        c->head = e->next;
+    if (e->next != NIL)
+        c->e[e->next].prev = e->prev;
+    else
+        c->tail = e->prev;
+}
+
+static void lru_front(struct qcow2_cache *c, uint32_t i)
+{
+    struct qcow2_cache_entry *e = &c->e[i];
+    e->prev = NIL;
+    e->next = c->head;
+    if (c->head != NIL)
+        c->e[c->head].prev = i;
+    c->head = i;
+    if (c->tail == NIL)
+        c->tail = i;
+}
+
+static void lru_back(struct qcow2_cache *c, uint32_t i)
+{
+    struct qcow2_cache_entry *e = &c->e[i];
+    e->next = NIL;
+    e->prev = c->tail;
+    if (c->tail != NIL)
+        c->e[c->tail].next = i;
+    c->tail = i;
+    if (c->head == NIL)
+        c->head = i;
+}
+
+static struct qcow2_cache_entry *find_offset(struct qcow2_cache *c, uint64_t off)
+{
+    if (!off || !c->e)
+        return NULL;
+    for (uint32_t i = c->obucket[off_hash(c, off)]; i != NIL; i = c->e[i].onext) {
+        struct qcow2_cache_entry *e = &c->e[i];
+        /* offset may have been cleared behind the chain's back (check.c) */
+        if (e->key == off && e->offset == off)
+            return e;
+    }
+    return NULL;
 }
 
 static struct qcow2_cache_entry *find_data(struct qcow2_cache *c, const uint8_t *data)
 {
-    for (unsigned i = 0; i < c->n && c->e[i].data; i++)
+    if (!c->e)
+        return NULL;
+    for (uint32_t i = c->pbucket[ptr_hash(c, data)]; i != NIL; i = c->e[i].pnext)
         if (c->e[i].data == data)
             return &c->e[i];
     return NULL;
 }
 
+static void mark_dirty(struct qcow2_cache *c, struct qcow2_cache_entry *e)
+{
+    e->dirty = true;
+    if (!e->listed) {
+        e->listed = true;
+        c->dirty[c->ndirty++] = (uint32_t)(e - c->e);
+    }
+}
+
+/* ---- Write-back ------------------------------------------------------------ */
+
 bool qcow2_cache_has_dirty(const struct qcow2_cache *c)
 {
-    for (unsigned i = 0; i < c->n; i++)
-        if (c->e[i].dirty)
+    for (unsigned k = 0; k < c->ndirty; k++)
+        if (c->e[c->dirty[k]].dirty)
             return true;
     return false;
 }
@@ -73,12 +207,28 @@ static int write_entry(struct qcow2_cache *c, struct qcow2_cache_entry *e)
     return 0;
 }
 
+/* qsort's comparison has no argument of its own: the slots sorted. */
+static _Thread_local const struct qcow2_cache_entry *sort_base;
+
+static int by_offset(const void *a, const void *b)
+{
+    uint64_t x = sort_base[*(const uint32_t *)a].offset, y = sort_base[*(const uint32_t *)b].offset;
+    return x < y ? -1 : x > y;
+}
+
 int qcow2_cache_write_back(struct qcow2_cache *c)
 {
-    bool any = false;
-    for (unsigned i = 0; i < c->n; i++)
-        any |= c->e[i].dirty;
-    if (!any)
+    /* Drop the slots listed whose dirty flag went (check.c forgets). */
+    unsigned k = 0;
+    for (unsigned j = 0; j < c->ndirty; j++) {
+        struct qcow2_cache_entry *e = &c->e[c->dirty[j]];
+        if (e->dirty && e->offset)
+            c->dirty[k++] = c->dirty[j];
+        else
+            e->listed = false;
+    }
+    c->ndirty = k;
+    if (!c->ndirty)
         return 0;
     if (c == &c->s->l2c) {
         int r = qcow2_cache_write_back(&c->s->rbc);
@@ -87,64 +237,141 @@ int qcow2_cache_write_back(struct qcow2_cache *c)
         if (r < 0)
             return r;
     }
-    for (unsigned i = 0; i < c->n; i++) {
-        if (!c->e[i].dirty)
-            continue;
-        int r = dev_pwrite(c->s->file, c->e[i].data, c->s->cluster_size, c->e[i].offset);
-        if (r < 0)
+    /* In file order: neighbouring tables go out as a sequential stream. */
+    sort_base = c->e;
+    qsort(c->dirty, c->ndirty, sizeof *c->dirty, by_offset);
+    for (unsigned j = 0; j < c->ndirty; j++) {
+        struct qcow2_cache_entry *e = &c->e[c->dirty[j]];
+        int r = dev_pwrite(c->s->file, e->data, c->s->cluster_size, e->offset);
+        if (r < 0) {
+            /* The ones written are clean; the rest stay listed. */
+            unsigned left = 0;
+            for (unsigned i = j; i < c->ndirty; i++)
+                c->dirty[left++] = c->dirty[i];
+            c->ndirty = left;
             return r;
-        c->e[i].dirty = false;
+        }
+        e->dirty = false;
+        e->listed = false;
     }
+    c->ndirty = 0;
     return 0;
+}
+
+/* ---- Lookup ---------------------------------------------------------------- */
+
+/* Gives the next never-used slot its memory, or NULL (no slot left or no
+ * memory: *ERR says which). */
+static struct qcow2_cache_entry *new_slot(struct qcow2_cache *c, int *err)
+{
+    *err = 0;
+    if (c->used == c->n)
+        return NULL;
+    uint32_t i = c->used;
+    unsigned slab = i / c->per_slab, k = i % c->per_slab;
+    if (!c->slabs[slab]) {
+        uint64_t cs = c->s->cluster_size;
+        unsigned cnt = c->per_slab;
+        if ((uint64_t)slab * c->per_slab + cnt > c->n)
+            cnt = c->n - slab * c->per_slab;
+        c->slabs[slab] = aligned_alloc_or_null(cs < 4096 ? cs : 4096, cnt * cs);
+        if (!c->slabs[slab]) {
+            *err = err_set(-ENOMEM, "out of memory for the %s cache", c->what);
+            return NULL;
+        }
+    }
+    struct qcow2_cache_entry *e = &c->e[i];
+    e->data = c->slabs[slab] + (uint64_t)k * c->s->cluster_size;
+    uint32_t h = ptr_hash(c, e->data);
+    e->pnext = c->pbucket[h];
+    c->pbucket[h] = i;
+    c->used++;
+    lru_front(c, i);
+    return e;
 }
 
 int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data)
 {
-    struct qcow2_cache_entry *victim = NULL;
-    for (unsigned i = 0; i < c->n; i++) {
-        struct qcow2_cache_entry *e = &c->e[i];
-        if (!e->data) {
-            /* A slot never used (the used ones come first): take it rather
-             * than evict. */
-            e->data = aligned_alloc_or_null(4096, c->s->cluster_size);
-            if (!e->data)
-                return err_set(-ENOMEM, "out of memory for the %s cache", c->what);
-            victim = e;
-            break;
+    struct qcow2_cache_entry *e = find_offset(c, offset);
+    if (e) {
+        uint32_t i = (uint32_t)(e - c->e);
+        e->pins++;
+        e->lru = ++c->clock;
+        c->hits++;
+        lru_unlink(c, i);
+        lru_front(c, i);
+        if (!read)
+            memset(e->data, 0, c->s->cluster_size);
+        *data = e->data;
+        return 0;
+    }
+    int err;
+    struct qcow2_cache_entry *victim = new_slot(c, &err);
+    if (err)
+        return err;
+    if (!victim) {
+        for (uint32_t i = c->tail; i != NIL; i = c->e[i].prev) {
+            if (c->e[i].pins == 0) {
+                victim = &c->e[i];
+                break;
+            }
         }
-        if (e->offset == offset) {
-            e->pins++;
-            e->lru = ++c->clock;
-            c->hits++;
-            if (!read)
-                memset(e->data, 0, c->s->cluster_size);
-            *data = e->data;
-            return 0;
-        }
-        if (e->pins == 0 && (!victim || e->lru < victim->lru))
-            victim = e;
     }
     if (!victim)
         return err_set(-ENOMEM, "%s: the %s cache is full of tables in use",
                        c->s->dev->filename, c->what);
-    if (victim->dirty) {
-        int r = write_entry(c, victim);
+    if (victim->dirty && victim->offset) {
+        int r;
+        if (c == &c->s->l2c)
+            /* The fsync that must precede it serves every dirty table:
+             * write them all, so a cache full of dirty tables does not
+             * pay one fsync per table it evicts. */
+            r = qcow2_cache_write_back(c);
+        else
+            r = write_entry(c, victim);
         if (r < 0)
             return r;
     }
+    victim->dirty = false;
+    uint32_t i = (uint32_t)(victim - c->e);
+    chain_remove(c, i);
     victim->offset = 0;
     c->misses++;
     if (read) {
         int r = dev_pread(c->s->file, victim->data, c->s->cluster_size, offset);
-        if (r < 0)
+        if (r < 0) {
+            lru_unlink(c, i);
+            lru_back(c, i);
             return r;
+        }
     } else {
         memset(victim->data, 0, c->s->cluster_size);
     }
     victim->offset = offset;
+    chain_add(c, i, offset);
     victim->pins = 1;
     victim->lru = ++c->clock;
+    lru_unlink(c, i);
+    lru_front(c, i);
     *data = victim->data;
+    return 0;
+}
+
+bool qcow2_cache_has(struct qcow2_cache *c, uint64_t offset)
+{
+    return find_offset(c, offset) != NULL;
+}
+
+int qcow2_cache_fill(struct qcow2_cache *c, uint64_t offset, const uint8_t *src)
+{
+    if (find_offset(c, offset))
+        return 0;
+    uint8_t *d;
+    int r = qcow2_cache_get(c, offset, false, &d);
+    if (r < 0)
+        return r;
+    memcpy(d, src, c->s->cluster_size);
+    qcow2_cache_put(c, d);
     return 0;
 }
 
@@ -159,17 +386,21 @@ void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data)
 {
     struct qcow2_cache_entry *e = find_data(c, data);
     if (e) {
-        e->dirty = true;
+        mark_dirty(c, e);
         c->s->meta_dirty = true;
     }
 }
 
 void qcow2_cache_forget(struct qcow2_cache *c, uint64_t offset)
 {
-    for (unsigned i = 0; i < c->n; i++) {
-        if (c->e[i].offset == offset && c->e[i].pins == 0) {
-            c->e[i].offset = 0;
-            c->e[i].dirty = false;
-        }
-    }
+    struct qcow2_cache_entry *e = find_offset(c, offset);
+    if (!e || e->pins)
+        return;
+    uint32_t i = (uint32_t)(e - c->e);
+    chain_remove(c, i);
+    e->offset = 0;
+    e->dirty = false;
+    /* Reused before any slot that holds a table. */
+    lru_unlink(c, i);
+    lru_back(c, i);
 }

@@ -131,6 +131,7 @@ static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
     s->l1 = l1;
     s->l1_size = (uint32_t)need;
     s->l1_offset = off;
+    qcow2_meta_moved(s);
     uint64_t old_vsize = s->size;
     s->size = size;
     r = write_geometry(s);
@@ -311,6 +312,7 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     /* The refcount width: a new refcount structure. */
     if (r == 0 && order != s->refcount_order)
         r = qcow2_change_refcount_order(s, order);
+    qcow2_meta_moved(s);
     /* Lazy refcounts off: leave the image clean first. */
     if (r == 0 && !want_lazy && s->dirty_on_disk) {
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);

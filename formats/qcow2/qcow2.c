@@ -347,6 +347,7 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
             /* Refcounts may be stale after a crash with lazy refcounts. */
             r = qcow2_rebuild_refcounts(s);
+            qcow2_meta_moved(s);
             if (r == 0)
                 r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
         }
@@ -498,12 +499,25 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* A repair may place a new refcount structure. */
+static int qcow2_check_op(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
+                          vdisk_check_report_fn report, void *opaque)
+{
+    int r = qcow2_check(dev, flags, res, report, opaque);
+    struct qcow2 *s = dev->priv;
+    pthread_mutex_lock(&s->lock);
+    qcow2_meta_moved(s);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
 static int qcow2_snapshot_op(struct vdisk_dev *dev, int op, const char *name)
 {
     struct qcow2 *s = dev->priv;
     pthread_mutex_lock(&s->lock);
     int r = op == 0 ? qcow2_snapshot_create(s, name)
             : op == 1 ? qcow2_snapshot_apply(s, name) : qcow2_snapshot_delete(s, name);
+    qcow2_meta_moved(s);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -644,7 +658,7 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .allocated_size = qcow2_allocated_size,
     .get_info = qcow2_get_info,
     .backing = qcow2_backing,
-    .check = qcow2_check,
+    .check = qcow2_check_op,
     .resize = qcow2_resize,
     .make_empty = qcow2_make_empty,
     .set_backing = qcow2_set_backing,

@@ -108,12 +108,22 @@ enum qcow2_compression { QCOW2_COMPRESS_ZLIB = 0, QCOW2_COMPRESS_ZSTD = 1 };
 
 struct qcow2;
 
+/* Slots are found by offset and by data pointer through hash chains, and
+ * evicted least recently used first from a list, so a cache of tens of
+ * thousands of 512-byte tables costs the same per lookup as a small one.
+ * check.c may clear offset and dirty of any slot directly (forgetting the
+ * whole refcount cache); the chains and the dirty list tolerate that. */
 struct qcow2_cache_entry {
     uint64_t offset;      /* host offset of the cluster; 0 = empty slot */
     uint8_t *data;
     uint64_t lru;
     bool dirty;
+    bool listed;          /* in the dirty list (dirty may have been cleared) */
     int pins;
+    uint64_t key;         /* the offset it is chained under (0: none) */
+    uint32_t onext;       /* next in its offset chain */
+    uint32_t pnext;       /* next in its data pointer chain */
+    uint32_t prev, next;  /* LRU list: head most recent */
 };
 
 struct qcow2_cache {
@@ -121,8 +131,16 @@ struct qcow2_cache {
     const char *what;     /* "L2 table", "refcount block" (messages) */
     struct qcow2_cache_entry *e;
     unsigned n;
+    unsigned used;        /* slots [0, used) have memory */
     uint64_t clock;
     uint64_t hits, misses;
+    uint32_t *obucket, *pbucket; /* chain heads, hmask + 1 each */
+    uint32_t hmask;
+    uint32_t head, tail;  /* LRU list of the used slots */
+    uint32_t *dirty;      /* slots listed as dirty */
+    unsigned ndirty;
+    uint8_t **slabs;      /* slot memory, SLAB slots per allocation */
+    unsigned per_slab;
 };
 
 int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what, unsigned n);
@@ -130,6 +148,10 @@ void qcow2_cache_fini(struct qcow2_cache *c);
 /* Pins the cluster at OFFSET in the cache; READ: load it (else zero it). */
 int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data);
 void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data);
+bool qcow2_cache_has(struct qcow2_cache *c, uint64_t offset);
+/* Puts a copy of SRC (one cluster read from OFFSET) in the cache, clean and
+ * unpinned, unless OFFSET is there already (read ahead). */
+int qcow2_cache_fill(struct qcow2_cache *c, uint64_t offset, const uint8_t *src);
 void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data);
 /* Writes every dirty entry back (no fsync). */
 int qcow2_cache_write_back(struct qcow2_cache *c);
@@ -267,6 +289,9 @@ struct qcow2 {
     struct qcow2_alloc *allocs;
     uint64_t compress_cluster; /* host offset of the cluster being packed, or 0 */
     uint64_t compress_used;    /* bytes used in it */
+    uint64_t meta_end;         /* no metadata at or past this host offset
+                                  (0: not known; see qcow2_check_overlap) */
+    uint64_t meta_sig;         /* where the tables were when it was found */
 
     bool read_only;
     bool lazy;               /* lazy refcounts in use: dirty bit while open */
@@ -304,7 +329,15 @@ int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n);
 int qcow2_flush_metadata(struct qcow2 *s);
 uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t i);
 void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t i, uint64_t v);
+/* -EUCLEAN (the image marked corrupt) if [HOST, HOST + LEN) overlaps the
+ * header, an L1 or refcount table, a refcount block, an active L2 table or
+ * the snapshot table.  Ranges past every table cost nothing: the end of the
+ * metadata is known (found by one walk of the tables, then raised by every
+ * allocation) until qcow2_meta_moved() says tables were placed otherwise. */
 int qcow2_check_overlap(struct qcow2 *s, uint64_t host, uint64_t len);
+/* Tables were placed or replaced other than through qcow2_alloc_clusters
+ * (a new L1 table, a snapshot operation, a rebuilt refcount structure). */
+void qcow2_meta_moved(struct qcow2 *s);
 
 /* cluster.c */
 enum qcow2_ctype {
