@@ -632,6 +632,7 @@ static int dev_sync_io(struct vdisk_dev *dev, enum vdisk_op op, const struct iov
     const char *ctx = err_context();
     int r;
     struct sync_wait w = {false, 0};
+    queue_note_sync_wait();
     for (;;) {
         /* While another thread holds the device's quiesce section, wait
          * for it to end without holding the synchronous queue. */

@@ -384,6 +384,11 @@ void req_complete(struct vdisk_req *req, int ret);
 int req_fail(struct vdisk_req *req, int ret, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Sets the request's message as req_fail() does, without completing it;
+ * returns RET. */
+int req_errorf(struct vdisk_req *req, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Hands a child's failure message to its parent (when the parent has none). */
 void req_take_error(struct vdisk_req *parent, struct vdisk_req *child);
 
@@ -501,6 +506,14 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
                 void *user);
 /* Waits for at least MIN_COMPLETE completions (or none left in flight). */
 int queue_reap_internal(struct vdisk_queue *q, unsigned min_complete);
+/*
+ * Blocking audit: dev_sync_io() calls queue_note_sync_wait(), which counts
+ * the synchronous waits made inside a vdisk_aio_*() call (a driver that
+ * blocks its caller); tests read the count.
+ */
+void queue_note_sync_wait(void);
+unsigned long queue_sync_waits_in_submit(void);
+
 /* Wakes the queue's thread from another thread (its poll returns). */
 void queue_wake(struct vdisk_queue *q);
 /* Moves the queue's requests on, waiting up to TIMEOUT_MS for the engine,

@@ -249,6 +249,21 @@ VDISK_EXPORT unsigned vdisk_queue_in_flight(const vdisk_queue *q)
 
 /* ---- Starting requests ---------------------------------------------------- */
 
+/* Inside a vdisk_aio_*() call on this thread (not a synchronous call's). */
+static _Thread_local bool in_submit;
+static atomic_ulong sync_waits_in_submit;
+
+void queue_note_sync_wait(void)
+{
+    if (in_submit)
+        atomic_fetch_add(&sync_waits_in_submit, 1);
+}
+
+unsigned long queue_sync_waits_in_submit(void)
+{
+    return atomic_load(&sync_waits_in_submit);
+}
+
 static const char *const aio_names[] = {
     [VDISK_OP_READ] = "vdisk_aio_preadv",
     [VDISK_OP_WRITE] = "vdisk_aio_pwritev",
@@ -369,7 +384,10 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
         return 0;
     }
     q->in_flight++;
+    bool outer = in_submit;
+    in_submit = q->holds_ref;
     req_submit(req);
+    in_submit = outer;
     return 0;
 }
 

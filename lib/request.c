@@ -211,6 +211,15 @@ static int req_failv(struct vdisk_req *req, int ret, const char *fmt, va_list ap
     return ret;
 }
 
+int req_errorf(struct vdisk_req *req, int ret, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    req_failv(req, ret, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
 int req_fail(struct vdisk_req *req, int ret, const char *fmt, ...)
 {
     va_list ap;

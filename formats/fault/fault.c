@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fault.h"
 
@@ -40,6 +41,9 @@ struct fault_disk {
     fault_hook_fn hook;
     void *hook_opaque;
     struct vdisk_dev *dev;     /* the device open over the disk, or NULL */
+
+    unsigned delay_ms;         /* slow mode (fault_set_delay) */
+    struct offload *slow;      /* its thread */
 };
 
 const char *fault_policy_name(enum fault_policy p)
@@ -105,10 +109,19 @@ struct fault_disk *fault_new(const void *data, size_t len, uint64_t limit)
     return f;
 }
 
+int fault_set_delay(struct fault_disk *f, unsigned ms)
+{
+    if (ms && !f->slow && !(f->slow = offload_new()))
+        return -ENOMEM;
+    __atomic_store_n(&f->delay_ms, ms, __ATOMIC_RELAXED);
+    return 0;
+}
+
 void fault_free(struct fault_disk *f)
 {
     if (!f)
         return;
+    offload_free(f->slow);
     log_clear(f);
     free(f->log);
     free(f->dur);
@@ -168,7 +181,8 @@ static int cache_commit(struct fault_disk *f)
     return 0;
 }
 
-static void fault_submit(struct vdisk_req *req)
+/* Carries out REQ; returns 0 or -errno (with the request's message set). */
+static int fault_do(struct vdisk_req *req)
 {
     struct fault_disk *f = req->dev->priv;
     uint64_t off = req->offset, len = req->length;
@@ -178,9 +192,9 @@ static void fault_submit(struct vdisk_req *req)
     pthread_mutex_lock(&f->lock);
     if (f->crashed) {
         pthread_mutex_unlock(&f->lock);
-        req_fail(req, -EIO, "%s of %" PRIu64 " bytes at offset %" PRIu64
-                 " failed: the power is off (simulated crash)", op_name(req->op), len, off);
-        return;
+        return req_errorf(req, -EIO, "%s of %" PRIu64 " bytes at offset %" PRIu64
+                          " failed: the power is off (simulated crash)", op_name(req->op), len,
+                          off);
     }
     switch (req->op) {
     case VDISK_OP_READ: {
@@ -217,10 +231,9 @@ static void fault_submit(struct vdisk_req *req)
         if (r == 0 && f->crash_at && wno == f->crash_at) {
             f->crashed = true; /* the write stays in flight in the cache */
             pthread_mutex_unlock(&f->lock);
-            req_fail(req, -EIO, "%s of %" PRIu64 " bytes at offset %" PRIu64
-                     " failed: the power went off (simulated crash)", op_name(req->op),
-                     req->length, off);
-            return;
+            return req_errorf(req, -EIO, "%s of %" PRIu64 " bytes at offset %" PRIu64
+                              " failed: the power went off (simulated crash)",
+                              op_name(req->op), req->length, off);
         }
         break;
     }
@@ -246,12 +259,34 @@ static void fault_submit(struct vdisk_req *req)
     if (hook)
         hook(f, wno, off, len, opaque);
     if (r < 0)
-        req_fail(req, r, "%s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s%s",
-                 op_name(req->op), req->length, off, strerror(-r),
-                 injected ? " (injected)" : "");
-    else
-        req_complete(req, 0);
+        req_errorf(req, r, "%s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s%s",
+                   op_name(req->op), req->length, off, strerror(-r),
+                   injected ? " (injected)" : "");
+    return r;
 }
+
+/* Slow mode: each request waits DELAY_MS on the disk's own thread first. */
+static int fault_do_slowly(struct vdisk_req *req)
+{
+    struct fault_disk *f = req->dev->priv;
+    unsigned ms = __atomic_load_n(&f->delay_ms, __ATOMIC_RELAXED);
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return fault_do(req);
+}
+
+static void fault_submit(struct vdisk_req *req)
+{
+    struct fault_disk *f = req->dev->priv;
+    if (__atomic_load_n(&f->delay_ms, __ATOMIC_RELAXED) && f->slow) {
+        offload_req(f->slow, req, fault_do_slowly, NULL);
+        return;
+    }
+    req_complete(req, fault_do(req));
+}
+
+
 
 static int fault_truncate(struct vdisk_dev *dev, uint64_t size)
 {

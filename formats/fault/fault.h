@@ -87,6 +87,13 @@ void fault_fail_writes(struct fault_disk *f, uint64_t n, unsigned count, int err
  * writeback.  Otherwise they stay cached for a later flush.
  */
 void fault_fail_flushes(struct fault_disk *f, uint64_t n, unsigned count, int err, bool lose);
+/*
+ * Slow mode: every request waits MS milliseconds on a thread of the disk's
+ * own before it is carried out, and completes from there (as a remote or
+ * busy disk would); 0 (the default) carries requests out at once, inside
+ * the submitting call.  Returns 0 or -ENOMEM.
+ */
+int fault_set_delay(struct fault_disk *f, unsigned ms);
 /* The most the disk may grow to (writes past it fail with -ENOSPC). */
 void fault_set_limit(struct fault_disk *f, uint64_t limit);
 
