@@ -88,4 +88,16 @@ static inline int abi_in(const char *type, void *dst, size_t cur, const void *sr
 }
 #define ABI_IN(type, dst, src, v1) abi_in(#type, (dst), sizeof(struct type), (src), (v1))
 
+/* An output structure the library already holds in full (FULL, a copy it
+ * may change): checked and copied out in one step. */
+static inline int abi_out(const char *type, void *dst, void *full, size_t cur, size_t v1)
+{
+    size_t have;
+    int r = abi_size(type, dst, v1, cur, &have);
+    if (r == 0)
+        abi_copy_out(dst, full, have, cur);
+    return r;
+}
+#define ABI_OUT(type, dst, full, v1) abi_out(#type, (dst), (full), sizeof(struct type), (v1))
+
 #endif /* VDISK_ABI_H */

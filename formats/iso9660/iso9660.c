@@ -1648,13 +1648,8 @@ VDISK_EXPORT int vdisk_iso_namespace(const vdisk_iso *iso)
 VDISK_EXPORT int vdisk_iso_get_info(const vdisk_iso *iso, struct vdisk_iso_info *info)
 {
     err_enter(__func__);
-    size_t have;
-    int r = ABI_SIZE(vdisk_iso_info, info, VDISK_ISO_INFO_SIZE_V1, &have);
-    if (r < 0)
-        return r;
     struct vdisk_iso_info full = iso->info;
-    abi_copy_out(info, &full, have, sizeof full);
-    return 0;
+    return ABI_OUT(vdisk_iso_info, info, &full, VDISK_ISO_INFO_SIZE_V1);
 }
 
 VDISK_EXPORT int vdisk_iso_stat(vdisk_iso *iso, const char *path, int follow,

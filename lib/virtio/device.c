@@ -374,11 +374,6 @@ VDISK_EXPORT int vdisk_virtio_needs_reset(const vdisk_virtio *v)
 VDISK_EXPORT int vdisk_virtio_get_stats(const vdisk_virtio *v, struct vdisk_virtio_stats *s)
 {
     err_enter(__func__);
-    size_t have;
-    int r = ABI_SIZE(vdisk_virtio_stats, s, VDISK_VIRTIO_STATS_SIZE_V1, &have);
-    if (r < 0)
-        return r;
     struct vdisk_virtio_stats full = v->stats;
-    abi_copy_out(s, &full, have, sizeof full);
-    return 0;
+    return ABI_OUT(vdisk_virtio_stats, s, &full, VDISK_VIRTIO_STATS_SIZE_V1);
 }

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <vdisk/vdisk.h>
+
 static char *last_cmd;
 static struct run last_run;
 static char scratch_path[256];
@@ -326,6 +328,31 @@ uint64_t rng_next(uint64_t *s)
     x ^= x >> 27;
     *s = x;
     return x * 0x2545F4914F6CDD1DULL;
+}
+
+void require_engine(const char *engine)
+{
+    const char *path = scratch("engine-probe.raw");
+    if (vdisk_create(path, "raw", 4096, NULL) < 0) {
+        fprintf(stderr, "vdisk_create: %s\n", vdisk_get_error());
+        exit(1);
+    }
+    vdisk_options *o;
+    vdisk_dev *dev;
+    if (vdisk_options_new(&o) < 0 || vdisk_options_set(o, "engine", engine) < 0) {
+        fprintf(stderr, "options: %s\n", vdisk_get_error());
+        exit(1);
+    }
+    int r = vdisk_open(&dev, path, o);
+    vdisk_options_free(o);
+    if (r == -ENOSYS)
+        skip_test("the %s engine is not available here: %s", engine, vdisk_get_error());
+    if (r < 0) {
+        fprintf(stderr, "vdisk_open: %s\n", vdisk_get_error());
+        exit(1);
+    }
+    vdisk_close(dev);
+    unlink(path);
 }
 
 int run_suite(Suite *s)

@@ -75,6 +75,10 @@ void require_program(const char *program);
  * (CI=true, not on the allow-list) prints why that fails and exits 1. */
 _Noreturn void skip_test(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Skips the test (exit 77) where the I/O engine ENGINE ("uring",
+ * "threads") cannot open a file here; exits 1 on any other failure. */
+void require_engine(const char *engine);
+
 /* Records that a part of the running case did not run, and why (REASON
  * names the case and the part); the rest of the case and the other cases
  * run.  run_suite() then ends as skip_test() does when nothing failed,

@@ -1044,24 +1044,6 @@ static Suite *engine_suite(void)
 
 int main(void)
 {
-    /* Is the engine available here? */
-    const char *path = scratch("probe.raw");
-    if (vdisk_create(path, "raw", 4096, NULL) < 0) {
-        fprintf(stderr, "vdisk_create: %s\n", vdisk_get_error());
-        return 1;
-    }
-    vdisk_options *o;
-    vdisk_options_new(&o);
-    vdisk_options_set(o, "engine", TEST_ENGINE);
-    vdisk_dev *dev;
-    int r = vdisk_open(&dev, path, o);
-    vdisk_options_free(o);
-    if (r == -ENOSYS)
-        skip_test("the %s engine is not available here: %s", TEST_ENGINE, vdisk_get_error());
-    if (r < 0) {
-        fprintf(stderr, "vdisk_open: %s\n", vdisk_get_error());
-        return 1;
-    }
-    vdisk_close(dev);
+    require_engine(TEST_ENGINE);
     return run_suite(engine_suite());
 }
