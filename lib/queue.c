@@ -68,8 +68,11 @@ void queue_post(struct vdisk_queue *q, struct vdisk_req *req, int ret)
     else
         q->post_head = req;
     q->post_tail = req;
-    pthread_mutex_unlock(&q->post_lock);
+    /* Signalled under the lock: once the queue's thread has taken the
+     * request (under the lock), it may complete it and free the queue,
+     * closing the eventfd, at once. */
     eventfd_signal(q->wake_fd);
+    pthread_mutex_unlock(&q->post_lock);
 }
 
 static void run_one(struct vdisk_req *req)
