@@ -40,6 +40,8 @@ void qcow2_cache_fini(struct qcow2_cache *c)
 
 static struct qcow2_cache_entry *find_data(struct qcow2_cache *c, const uint8_t *data)
 {
+    if (c->last < c->n && c->e[c->last].data == data && data)
+        return &c->e[c->last];
     for (unsigned i = 0; i < c->n && c->e[i].data; i++)
         if (c->e[i].data == data)
             return &c->e[i];
@@ -98,8 +100,26 @@ int qcow2_cache_write_back(struct qcow2_cache *c)
     return 0;
 }
 
+/* A hit on entry E. */
+static void hit(struct qcow2_cache *c, struct qcow2_cache_entry *e, bool read, uint8_t **data)
+{
+    e->pins++;
+    e->lru = ++c->clock;
+    c->hits++;
+    c->last = (unsigned)(e - c->e);
+    if (!read)
+        memset(e->data, 0, c->s->cluster_size);
+    *data = e->data;
+}
+
 int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data)
 {
+    /* The entry used last first: walks (a table's refcounts, a run of
+     * clusters) use one entry many times in a row. */
+    if (offset && c->last < c->n && c->e[c->last].data && c->e[c->last].offset == offset) {
+        hit(c, &c->e[c->last], read, data);
+        return 0;
+    }
     struct qcow2_cache_entry *victim = NULL;
     for (unsigned i = 0; i < c->n; i++) {
         struct qcow2_cache_entry *e = &c->e[i];
@@ -113,12 +133,7 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
             break;
         }
         if (e->offset == offset) {
-            e->pins++;
-            e->lru = ++c->clock;
-            c->hits++;
-            if (!read)
-                memset(e->data, 0, c->s->cluster_size);
-            *data = e->data;
+            hit(c, e, read, data);
             return 0;
         }
         if (e->pins == 0 && (!victim || e->lru < victim->lru))
@@ -144,6 +159,7 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
     victim->offset = offset;
     victim->pins = 1;
     victim->lru = ++c->clock;
+    c->last = (unsigned)(victim - c->e);
     *data = victim->data;
     return 0;
 }

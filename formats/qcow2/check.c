@@ -365,6 +365,53 @@ static int ck_refcount(struct ck *ck, uint64_t c, uint64_t *rc)
     return qcow2_refcount_get(s, c, rc);
 }
 
+/*
+ * Refcounts read in cluster order, a refcount block at a time: the block
+ * of the last cluster asked for stays pinned in the cache, so a walk over
+ * every cluster costs one cache look-up per block, not one per cluster.
+ * Refcounts set meanwhile go into that same cached block.  A block that
+ * cannot be read is not kept: every cluster of it is asked for again, as
+ * ck_refcount() would.  rc_done() unpins.
+ */
+struct rc_cursor {
+    uint8_t *blk;             /* block T, pinned; NULL: T has no block */
+    uint64_t t;
+    bool valid;               /* T is known */
+};
+
+static void rc_done(struct ck *ck, struct rc_cursor *cur)
+{
+    if (cur->blk)
+        qcow2_cache_put(&ck->s->rbc, cur->blk);
+    cur->blk = NULL;
+    cur->valid = false;
+}
+
+static int rc_get(struct ck *ck, struct rc_cursor *cur, uint64_t c, uint64_t *rc)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t t = c >> s->rb_bits;
+    *rc = 0;
+    if (!cur->valid || cur->t != t) {
+        rc_done(ck, cur);
+        uint64_t b = t < s->reft_entries ? s->reft[t] : 0;
+        /* No block, or a broken entry (scan() reports it): zeroes. */
+        if (b && !(b & QCOW2_REFT_RESERVED) && !(b % s->cluster_size) &&
+            b < dev_size(s->file)) {
+            int r = qcow2_cache_get(&s->rbc, b, true, &cur->blk);
+            if (r < 0) {
+                cur->blk = NULL;
+                return r;
+            }
+        }
+        cur->t = t;
+        cur->valid = true;
+    }
+    if (cur->blk)
+        *rc = qcow2_rb_get(s, cur->blk, c & (s->rb_entries - 1));
+    return 0;
+}
+
 /* Compares the stored refcounts with the references counted, and repairs
  * leaks when FLAGS ask for it. */
 static int compare(struct ck *ck, unsigned flags)
@@ -374,10 +421,11 @@ static int compare(struct ck *ck, unsigned flags)
     int r;
     uint64_t highest = 0;
     bool any = false, unreadable = false;
+    struct rc_cursor cur = {0};
     for (uint64_t c = 0; c < ck->nb; c++) {
         uint64_t rc = 0;
         if (!unreadable) {
-            r = ck_refcount(ck, c, &rc);
+            r = rc_get(ck, &cur, c, &rc);
             if (r < 0) {
                 ck->res->check_errors++;
                 ck->rebuild = true;
@@ -397,8 +445,10 @@ static int compare(struct ck *ck, unsigned flags)
                 say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
                     c, rc, ref);
                 r = qcow2_refcount_set(s, c, ref);
-                if (r < 0)
+                if (r < 0) {
+                    rc_done(ck, &cur);
                     return r;
+                }
                 ck->res->leaks_fixed++;
             } else {
                 say(ck, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c,
@@ -412,6 +462,7 @@ static int compare(struct ck *ck, unsigned flags)
             ck->rebuild = true;
         }
     }
+    rc_done(ck, &cur);
     ck->res->image_end_offset = any ? (highest + 1) * cs : cs;
     return 0;
 }
@@ -639,12 +690,13 @@ static int check_copied(struct ck *ck, bool fix)
     if (!fix) {
         /* Count without changing anything: work on copies of the tables.
          * An L2 table that several L1 entries share is walked once. */
+        struct rc_cursor cur = {0};
         memset(ck->seen, 0, ck->nb / 8 + 1);
         for (uint64_t i = 0; i < s->l1_size; i++) {
             uint64_t e = s->l1[i], l2 = e & QCOW2_OFFSET_MASK, rc;
             if (!l2 || l2 % s->cluster_size || l2 >= dev_size(s->file))
                 continue;
-            if (ck_refcount(ck, l2 >> s->cluster_bits, &rc) < 0) {
+            if (rc_get(ck, &cur, l2 >> s->cluster_bits, &rc) < 0) {
                 ck->res->check_errors++;
                 continue;
             }
@@ -658,7 +710,7 @@ static int check_copied(struct ck *ck, bool fix)
                 uint64_t le = qcow2_l2e_get(s, ck->buf, j), host = le & QCOW2_OFFSET_MASK;
                 if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
                     continue;
-                if (ck_refcount(ck, host >> s->cluster_bits, &rc) < 0) {
+                if (rc_get(ck, &cur, host >> s->cluster_bits, &rc) < 0) {
                     ck->res->check_errors++;
                     continue;
                 }
@@ -667,6 +719,7 @@ static int check_copied(struct ck *ck, bool fix)
                     copied_found(&cr, j, le, false);
             }
         }
+        rc_done(ck, &cur);
         return 0;
     }
     int r = qcow2_fix_copied(s, copied_found, &cr, &fixed);

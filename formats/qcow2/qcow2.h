@@ -121,6 +121,7 @@ struct qcow2_cache {
     const char *what;     /* "L2 table", "refcount block" (messages) */
     struct qcow2_cache_entry *e;
     unsigned n;
+    unsigned last;        /* the entry got last (checked first) */
     uint64_t clock;
     uint64_t hits, misses;
 };
