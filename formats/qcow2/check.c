@@ -19,6 +19,11 @@
  * references are counted and applied in one more walk at the end; an L1
  * table of a snapshot that overlaps another L1 table (never the case in a
  * sound image, where each has its own clusters) is reported, not walked.
+ *
+ * The stored refcounts are read a refcount block at a time (rc_get()).  A
+ * check that repairs nothing also checks the COPIED flags of the active
+ * tables during the first walk, so that only the tables with something to
+ * report are read again for the report (in qemu-img's order).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -291,7 +296,8 @@ static bool copied_clean(struct ck *ck, uint64_t i, uint64_t e, uint64_t l2,
 {
     struct qcow2 *s = ck->s;
     uint64_t rc;
-    if (i >= s->l1_size || e != s->l1[i] || rc_get(ck, &ck->cur_l2, l2 >> s->cluster_bits, &rc) < 0 ||
+    if (i >= s->l1_size || e != s->l1[i] ||
+        rc_get(ck, &ck->cur_l2, l2 >> s->cluster_bits, &rc) < 0 ||
         copied_wrong(ck, l2 >> s->cluster_bits, rc, (e & QCOW2_OFLAG_COPIED) != 0))
         return false;
     for (uint64_t j = 0; l2buf && j < s->l2_entries; j++) {
