@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "qcow2.h"
 
@@ -28,21 +29,59 @@ int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what, u
     return 0;
 }
 
+/*
+ * Slot memory comes in chunks of several slots mapped at once (clusters of
+ * 4 KiB and more): a walk over every table of an image fills the cache, and
+ * a separate allocation per slot cost two page faults a slot (the
+ * alignment's slack and the slot), one fault per slot this way.  Chunks
+ * are recorded in the slots that start them (chunk_len).
+ */
+#define CACHE_CHUNK_BYTES (256u << 10)
+
 void qcow2_cache_fini(struct qcow2_cache *c)
 {
     if (!c->e)
         return;
-    for (unsigned i = 0; i < c->n; i++)
-        free(c->e[i].data);
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->e[i].chunk_len)
+            munmap(c->e[i].data, c->e[i].chunk_len);
+        else if (!c->e[i].chunked)
+            free(c->e[i].data);
+    }
     free(c->e);
     c->e = NULL;
+}
+
+/* Memory for slot I, the first slot never used (and those after it in
+ * its chunk). */
+static int slot_memory(struct qcow2_cache *c, unsigned i)
+{
+    size_t cs = c->s->cluster_size;
+    if (cs < 4096 || cs >= CACHE_CHUNK_BYTES) {
+        c->e[i].data = aligned_alloc_or_null(4096, cs);
+        return c->e[i].data ? 0 : -ENOMEM;
+    }
+    unsigned k = (unsigned)(CACHE_CHUNK_BYTES / cs);
+    if (k > c->n - i)
+        k = c->n - i;
+    void *p = mmap(NULL, (size_t)k * cs, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    for (unsigned j = 0; j < k; j++) {
+        c->e[i + j].data = (uint8_t *)p + (size_t)j * cs;
+        c->e[i + j].chunked = true;
+    }
+    c->e[i].chunk_len = (size_t)k * cs;
+    return 0;
 }
 
 static struct qcow2_cache_entry *find_data(struct qcow2_cache *c, const uint8_t *data)
 {
     if (c->last < c->n && c->e[c->last].data == data && data)
         return &c->e[c->last];
-    for (unsigned i = 0; i < c->n && c->e[i].data; i++)
+    for (unsigned i = 0; i < c->used; i++)
         if (c->e[i].data == data)
             return &c->e[i];
     return NULL;
@@ -123,12 +162,12 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
     struct qcow2_cache_entry *victim = NULL;
     for (unsigned i = 0; i < c->n; i++) {
         struct qcow2_cache_entry *e = &c->e[i];
-        if (!e->data) {
+        if (i == c->used) {
             /* A slot never used (the used ones come first): take it rather
              * than evict. */
-            e->data = aligned_alloc_or_null(4096, c->s->cluster_size);
-            if (!e->data)
+            if (!e->data && slot_memory(c, i) < 0)
                 return err_set(-ENOMEM, "out of memory for the %s cache", c->what);
+            c->used++;
             victim = e;
             break;
         }

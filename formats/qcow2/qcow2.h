@@ -114,6 +114,8 @@ struct qcow2_cache_entry {
     uint64_t lru;
     bool dirty;
     int pins;
+    bool chunked;         /* data lies in a chunk of several slots */
+    size_t chunk_len;     /* the first slot of a chunk: the chunk's bytes */
 };
 
 struct qcow2_cache {
@@ -122,6 +124,7 @@ struct qcow2_cache {
     struct qcow2_cache_entry *e;
     unsigned n;
     unsigned last;        /* the entry got last (checked first) */
+    unsigned used;        /* slots 0..used-1 have been used */
     uint64_t clock;
     uint64_t hits, misses;
 };
