@@ -5,11 +5,11 @@
 # crash folder.  Fails on any crash, leak, timeout or sanitizer report.  The
 # repository's corpus is never written: the fuzzer works in a temporary copy
 # (see fuzz/README.md for merging what it found back into fuzz/corpus).
-#   tests/fuzz-ci.sh [TOTAL_SECONDS]   (default 540, or $VDISK_FUZZ_SECONDS)
+#   tests/fuzz-ci.sh [TOTAL_SECONDS]   (default 480, or $VDISK_FUZZ_SECONDS)
 # VDISK_FUZZ_ONLY="qcow2 iso9660" runs those harnesses only.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-total=${1:-${VDISK_FUZZ_SECONDS:-540}}
+total=${1:-${VDISK_FUZZ_SECONDS:-480}}
 build=${VDISK_FUZZ_BUILD:-$src/build-fuzz}
 CC=clang cmake -S "$src" -B "$build" -DVDISK_FUZZ=ON -DVDISK_SANITIZE=address,undefined \
   -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -27,7 +27,7 @@ struct fault_disk {
     struct fault_entry *log;   /* cached writes, oldest first */
     size_t nlog, caplog;
 
-    uint64_t writes, flushes;
+    uint64_t writes, flushes, reads;
     uint64_t crash_at;
     bool crashed;
     uint64_t wfail_from;
@@ -198,6 +198,7 @@ static int fault_do(struct vdisk_req *req)
     }
     switch (req->op) {
     case VDISK_OP_READ: {
+        f->reads++;
         uint64_t have = off < f->clen ? (f->clen - off < len ? f->clen - off : len) : 0;
         if (have)
             iov_from_buf(req->iov, req->iovcnt, 0, f->cur + off, have);
@@ -371,6 +372,11 @@ uint64_t fault_writes(const struct fault_disk *f)
 uint64_t fault_flushes(const struct fault_disk *f)
 {
     return __atomic_load_n(&f->flushes, __ATOMIC_ACQUIRE);
+}
+
+uint64_t fault_reads(const struct fault_disk *f)
+{
+    return __atomic_load_n(&f->reads, __ATOMIC_ACQUIRE);
 }
 
 size_t fault_cached(const struct fault_disk *f)

@@ -10,7 +10,8 @@
  * that falls in one sector is the unit that survives or not.
  *
  * The control calls (fault_*) let a test:
- *   - count writes (WRITE, WRITE_ZEROES and DISCARD requests) and flushes;
+ *   - count writes (WRITE, WRITE_ZEROES and DISCARD requests), flushes and
+ *     reads;
  *   - cut the power when write N is submitted (the write stays in flight
  *     in the cache, fails with -EIO, and so does every request after it);
  *   - watch every write as it enters the cache (a hook), to take crash
@@ -66,6 +67,8 @@ int fault_open(struct vdisk_dev **devp, struct fault_disk *f, const char *filena
 /* Counters: writes (write, write zeroes, discard) and flushes submitted. */
 uint64_t fault_writes(const struct fault_disk *f);
 uint64_t fault_flushes(const struct fault_disk *f);
+/* Reads submitted (that reached the disk: not after a power cut). */
+uint64_t fault_reads(const struct fault_disk *f);
 /* Writes waiting in the volatile cache. */
 size_t fault_cached(const struct fault_disk *f);
 

@@ -19,6 +19,11 @@
  * references are counted and applied in one more walk at the end; an L1
  * table of a snapshot that overlaps another L1 table (never the case in a
  * sound image, where each has its own clusters) is reported, not walked.
+ *
+ * The stored refcounts are read a refcount block at a time (rc_get()).  A
+ * check that repairs nothing also checks the COPIED flags of the active
+ * tables during the first walk, so that only the tables with something to
+ * report are read again for the report (in qemu-img's order).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,6 +34,13 @@
 
 #include "endian.h"
 #include "qcow2.h"
+
+/* See rc_get(). */
+struct rc_cursor {
+    uint8_t *blk;             /* block T, pinned; NULL: T has no block */
+    uint64_t t;
+    bool valid;               /* T is known */
+};
 
 struct ck {
     struct qcow2 *s;
@@ -46,6 +58,11 @@ struct ck {
     uint32_t *again_active;   /* ...and from the active one */
     uint64_t bad_snapshots;   /* snapshot table entries with an unusable L1 table */
     bool fix_errors;          /* -r all: L2 entries that can be mended are */
+    /* A scan that repairs nothing checks the COPIED flags of the active
+     * tables on its way (then check_copied() reads again only the tables
+     * that have something to report): */
+    uint8_t *clean;           /* bit per active L1 entry: found right */
+    struct rc_cursor cur_l2, cur_data; /* the refcounts of tables, of data */
 };
 
 static bool bit_test_set(uint8_t *map, uint64_t c)
@@ -75,8 +92,9 @@ static void ck_free(struct ck *ck)
     free(ck->again);
     free(ck->again_active);
     free(ck->buf);
+    free(ck->clean);
     ck->refs = ck->again = ck->again_active = NULL;
-    ck->seen = ck->l1seen = ck->buf = NULL;
+    ck->seen = ck->l1seen = ck->buf = ck->clean = NULL;
 }
 
 static void say(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -200,6 +218,99 @@ static void walk_l2(struct ck *ck, uint8_t *l2, uint64_t l2_off, uint64_t weight
     ck->report = report;
 }
 
+/* A stored refcount; 0 where the refcount table entry itself is broken
+ * (that is reported once, as a corruption, by scan()). */
+static int ck_refcount(struct ck *ck, uint64_t c, uint64_t *rc)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t t = c >> s->rb_bits, b = t < s->reft_entries ? s->reft[t] : 0;
+    *rc = 0;
+    if ((b & QCOW2_REFT_RESERVED) || b % s->cluster_size || b >= dev_size(s->file))
+        return 0;
+    return qcow2_refcount_get(s, c, rc);
+}
+
+/*
+ * Refcounts read in cluster order, a refcount block at a time: the block
+ * of the last cluster asked for stays pinned in the cache, so a walk over
+ * every cluster costs one cache look-up per block, not one per cluster.
+ * Refcounts set meanwhile go into that same cached block.  A block that
+ * cannot be read is not kept: every cluster of it is asked for again, as
+ * ck_refcount() would.  rc_done() unpins.
+ */
+static void rc_done(struct ck *ck, struct rc_cursor *cur)
+{
+    if (cur->blk)
+        qcow2_cache_put(&ck->s->rbc, cur->blk);
+    cur->blk = NULL;
+    cur->valid = false;
+}
+
+static int rc_get(struct ck *ck, struct rc_cursor *cur, uint64_t c, uint64_t *rc)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t t = c >> s->rb_bits;
+    *rc = 0;
+    if (!cur->valid || cur->t != t) {
+        rc_done(ck, cur);
+        uint64_t b = t < s->reft_entries ? s->reft[t] : 0;
+        /* No block, or a broken entry (scan() reports it): zeroes. */
+        if (b && !(b & QCOW2_REFT_RESERVED) && !(b % s->cluster_size) &&
+            b < dev_size(s->file)) {
+            int r = qcow2_cache_get(&s->rbc, b, true, &cur->blk);
+            if (r < 0) {
+                cur->blk = NULL;
+                return r;
+            }
+        }
+        cur->t = t;
+        cur->valid = true;
+    }
+    if (cur->blk)
+        *rc = qcow2_rb_get(s, cur->blk, c & (s->rb_entries - 1));
+    return 0;
+}
+
+/*
+ * Whether a COPIED flag is wrong: qemu-img's rule, set exactly when the
+ * stored refcount is 1.  A flag set on a refcount of 2 is an error even when
+ * one of the two references has leaked: a write in place would then be
+ * refused by qemu (or done by another writer that trusts the refcount), and
+ * qemu-img check calls it corruption.  -r leaks settles the flags of the
+ * refcounts it repairs; -r all repairs the rest.
+ */
+static bool copied_wrong(const struct ck *ck, uint64_t c, uint64_t stored, bool copied)
+{
+    (void)ck;
+    (void)c;
+    return copied != (stored == 1);
+}
+
+/*
+ * Whether check_copied() would find nothing to report for active L1 entry
+ * I (E as read from the file, pointing to the table at L2) and, when the
+ * table is walked here first, for the table in L2BUF (NULL: it is not).
+ */
+static bool copied_clean(struct ck *ck, uint64_t i, uint64_t e, uint64_t l2,
+                         const uint8_t *l2buf)
+{
+    struct qcow2 *s = ck->s;
+    uint64_t rc;
+    if (i >= s->l1_size || e != s->l1[i] ||
+        rc_get(ck, &ck->cur_l2, l2 >> s->cluster_bits, &rc) < 0 ||
+        copied_wrong(ck, l2 >> s->cluster_bits, rc, (e & QCOW2_OFLAG_COPIED) != 0))
+        return false;
+    for (uint64_t j = 0; l2buf && j < s->l2_entries; j++) {
+        uint64_t le = qcow2_l2e_get(s, l2buf, j), host = le & QCOW2_OFFSET_MASK;
+        if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
+            continue;
+        if (rc_get(ck, &ck->cur_data, host >> s->cluster_bits, &rc) < 0 ||
+            copied_wrong(ck, host >> s->cluster_bits, rc, (le & QCOW2_OFLAG_COPIED) != 0))
+            return false;
+    }
+    return true;
+}
+
 static int read_cluster(struct ck *ck, uint64_t off, uint8_t *buf)
 {
     int r = dev_pread(ck->s->file, buf, ck->s->cluster_size, off);
@@ -258,10 +369,15 @@ static int walk_l1(struct ck *ck, uint64_t off, uint64_t count, bool active)
                 ck->again[c]++;
             if (active && ck->again_active[c] < UINT32_MAX)
                 ck->again_active[c]++;
+            if (active && ck->clean && copied_clean(ck, i, e, l2, NULL))
+                bit_test_set(ck->clean, i);
             continue;
         }
-        if (read_cluster(ck, l2, ck->buf) == 0)
+        if (read_cluster(ck, l2, ck->buf) == 0) {
             walk_l2(ck, ck->buf, l2, 1, active, false);
+            if (active && ck->clean && copied_clean(ck, i, e, l2, ck->buf))
+                bit_test_set(ck->clean, i);
+        }
     }
     free(l1);
     return 0;
@@ -353,18 +469,6 @@ static void bitmap_bad(void *opaque, const char *msg)
     ck->res->corruptions++;
 }
 
-/* A stored refcount; 0 where the refcount table entry itself is broken
- * (that is reported once, as a corruption, by scan()). */
-static int ck_refcount(struct ck *ck, uint64_t c, uint64_t *rc)
-{
-    struct qcow2 *s = ck->s;
-    uint64_t t = c >> s->rb_bits, b = t < s->reft_entries ? s->reft[t] : 0;
-    *rc = 0;
-    if ((b & QCOW2_REFT_RESERVED) || b % s->cluster_size || b >= dev_size(s->file))
-        return 0;
-    return qcow2_refcount_get(s, c, rc);
-}
-
 /* Compares the stored refcounts with the references counted, and repairs
  * leaks when FLAGS ask for it. */
 static int compare(struct ck *ck, unsigned flags)
@@ -374,10 +478,11 @@ static int compare(struct ck *ck, unsigned flags)
     int r;
     uint64_t highest = 0;
     bool any = false, unreadable = false;
+    struct rc_cursor cur = {0};
     for (uint64_t c = 0; c < ck->nb; c++) {
         uint64_t rc = 0;
         if (!unreadable) {
-            r = ck_refcount(ck, c, &rc);
+            r = rc_get(ck, &cur, c, &rc);
             if (r < 0) {
                 ck->res->check_errors++;
                 ck->rebuild = true;
@@ -397,8 +502,10 @@ static int compare(struct ck *ck, unsigned flags)
                 say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
                     c, rc, ref);
                 r = qcow2_refcount_set(s, c, ref);
-                if (r < 0)
+                if (r < 0) {
+                    rc_done(ck, &cur);
                     return r;
+                }
                 ck->res->leaks_fixed++;
             } else {
                 say(ck, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c,
@@ -412,6 +519,7 @@ static int compare(struct ck *ck, unsigned flags)
             ck->rebuild = true;
         }
     }
+    rc_done(ck, &cur);
     ck->res->image_end_offset = any ? (highest + 1) * cs : cs;
     return 0;
 }
@@ -425,9 +533,15 @@ static int scan(struct ck *ck, unsigned flags)
     memset(ck->refs, 0, ck->nb * sizeof *ck->refs);
     memset(ck->seen, 0, ck->nb / 8 + 1);
     memset(ck->l1seen, 0, ck->nb / 8 + 1);
+    free(ck->clean);
+    ck->clean = NULL;
+    if (!(flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)))
+        ck->clean = calloc(s->l1_size / 8 + 1, 1); /* none: check_copied() does it all */
     mark(ck, 0, cs);
     l1_overlaps(ck, s->l1_offset, s->l1_size);
     int r = walk_l1(ck, s->l1_offset, s->l1_size, true);
+    rc_done(ck, &ck->cur_l2);
+    rc_done(ck, &ck->cur_data);
     if (r == 0)
         r = walk_snapshots(ck);
     if (r < 0)
@@ -616,21 +730,6 @@ static void copied_found(void *opaque, uint64_t index, uint64_t entry, bool l1)
         ck->res->corruptions++;
 }
 
-/*
- * Whether a COPIED flag is wrong: qemu-img's rule, set exactly when the
- * stored refcount is 1.  A flag set on a refcount of 2 is an error even when
- * one of the two references has leaked: a write in place would then be
- * refused by qemu (or done by another writer that trusts the refcount), and
- * qemu-img check calls it corruption.  -r leaks settles the flags of the
- * refcounts it repairs; -r all repairs the rest.
- */
-static bool copied_wrong(const struct ck *ck, uint64_t c, uint64_t stored, bool copied)
-{
-    (void)ck;
-    (void)c;
-    return copied != (stored == 1);
-}
-
 static int check_copied(struct ck *ck, bool fix)
 {
     struct qcow2 *s = ck->s;
@@ -639,13 +738,20 @@ static int check_copied(struct ck *ck, bool fix)
     if (!fix) {
         /* Count without changing anything: work on copies of the tables.
          * An L2 table that several L1 entries share is walked once. */
+        struct rc_cursor cur = {0};
         memset(ck->seen, 0, ck->nb / 8 + 1);
         for (uint64_t i = 0; i < s->l1_size; i++) {
             uint64_t e = s->l1[i], l2 = e & QCOW2_OFFSET_MASK, rc;
             if (!l2 || l2 % s->cluster_size || l2 >= dev_size(s->file))
                 continue;
-            if (ck_refcount(ck, l2 >> s->cluster_bits, &rc) < 0) {
+            if (rc_get(ck, &cur, l2 >> s->cluster_bits, &rc) < 0) {
                 ck->res->check_errors++;
+                continue;
+            }
+            if (ck->clean && (ck->clean[i / 8] & (1u << (i % 8)))) {
+                /* Found right by scan(): only what it leaves behind. */
+                if ((l2 >> s->cluster_bits) < ck->nb)
+                    bit_test_set(ck->seen, l2 >> s->cluster_bits);
                 continue;
             }
             if (copied_wrong(ck, l2 >> s->cluster_bits, rc, (e & QCOW2_OFLAG_COPIED) != 0))
@@ -658,7 +764,7 @@ static int check_copied(struct ck *ck, bool fix)
                 uint64_t le = qcow2_l2e_get(s, ck->buf, j), host = le & QCOW2_OFFSET_MASK;
                 if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
                     continue;
-                if (ck_refcount(ck, host >> s->cluster_bits, &rc) < 0) {
+                if (rc_get(ck, &cur, host >> s->cluster_bits, &rc) < 0) {
                     ck->res->check_errors++;
                     continue;
                 }
@@ -667,6 +773,7 @@ static int check_copied(struct ck *ck, bool fix)
                     copied_found(&cr, j, le, false);
             }
         }
+        rc_done(ck, &cur);
         return 0;
     }
     int r = qcow2_fix_copied(s, copied_found, &cr, &fixed);

@@ -138,11 +138,30 @@ int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *
     r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
     if (r < 0)
         return r;
-    uint64_t pos = off, done = 0;
+    uint64_t pos = off, done = 0, pe = 0;
+    uint64_t file_end = align_up(dev_size(s->file), cs);
     bool first = true;
     while (done < limit) {
         uint64_t i = (pos >> s->cluster_bits) & (s->l2_entries - 1);
-        uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2e_bitmap(s, l2, i);
+        uint64_t e = qcow2_l2e_get(s, l2, i);
+        if (!first && !s->ext_l2) {
+            /* The common case first: the entry that continues the previous
+             * one (the same entry without a host cluster, else the next
+             * host cluster with the same flags) has its status, and is
+             * valid where the previous one was, unless it ends past the
+             * file (classify() says). */
+            uint64_t ph = pe & QCOW2_OFFSET_MASK;
+            if (ph ? e == pe + cs && !((e ^ pe) & ~QCOW2_OFFSET_MASK) && ph + 2 * cs <= file_end
+                   : e == pe) {
+                uint64_t piece = cs < limit - done ? cs : limit - done;
+                m->len += piece;
+                pe = e;
+                pos += piece;
+                done += piece;
+                continue;
+            }
+        }
+        uint64_t bm = qcow2_l2e_bitmap(s, l2, i);
         unsigned sc = s->ext_l2 ? (unsigned)((pos & (cs - 1)) / unit) : 0;
         struct qcow2_map cur;
         r = classify(s, e, bm, sc, pos, &cur);
@@ -169,6 +188,7 @@ int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *
                 break;
             m->len += piece;
         }
+        pe = e;
         pos += piece;
         done += piece;
     }

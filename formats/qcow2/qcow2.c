@@ -416,13 +416,31 @@ static bool metadata_preallocation(struct qcow2 *s)
         uint64_t threshold = real_clusters * 10 / 9 > real_clusters + 2 ? real_clusters * 10 / 9
                                                                          : real_clusters + 2;
         uint64_t end = (dev_size(s->file) + s->cluster_size - 1) >> s->cluster_bits, used = 0;
-        for (uint64_t c = 0; real >= 0 && c < end && used < threshold; c++) {
+        for (uint64_t c = 0; real >= 0 && c < end && used < threshold;) {
+            /* The first refcount of each block through the refcount code
+             * (which checks the table entry), the rest from the block. */
             uint64_t rc;
             if (qcow2_refcount_get(s, c, &rc) < 0) {
                 used = 0;
                 break;
             }
             used += rc != 0;
+            uint64_t t = c >> s->rb_bits, next = (t + 1) << s->rb_bits;
+            uint64_t b = t < s->reft_entries ? s->reft[t] & ~QCOW2_REFT_RESERVED : 0;
+            if (next > end)
+                next = end;
+            if (!b) {
+                c = next;
+                continue;
+            }
+            uint8_t *blk;
+            if (qcow2_cache_get(&s->rbc, b, true, &blk) < 0) {
+                used = 0;
+                break;
+            }
+            for (c++; c < next && used < threshold; c++)
+                used += qcow2_rb_get(s, blk, c & (s->rb_entries - 1)) != 0;
+            qcow2_cache_put(&s->rbc, blk);
         }
         s->prealloc = real >= 0 && used >= threshold;
     }

@@ -37,16 +37,54 @@ static bool mergeable(const struct map_entry *a, const struct map_entry *b)
     return true;
 }
 
+/* Appends S to P. */
+static char *put_str(char *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Appends V in decimal to P. */
+static char *put_u64(char *p, uint64_t v)
+{
+    char t[20];
+    int n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = t[--n];
+    return p;
+}
+
 static void print_entry(const struct map_entry *e, int json, bool first)
 {
     if (json) {
-        printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d"
-               ", \"present\": %s, \"zero\": %s, \"data\": %s",
-               first ? "[" : ",\n", e->start, e->length, e->depth, e->present ? "true" : "false",
-               e->zero ? "true" : "false", e->data ? "true" : "false");
-        if (e->has_offset)
-            printf(", \"offset\": %" PRIu64, e->offset);
-        printf("}");
+        /* An extent per line, formatted by hand: an image of small
+         * clusters has hundreds of thousands of them. */
+        char line[256], *p = line;
+        p = put_str(p, first ? "[{ \"start\": " : ",\n{ \"start\": ");
+        p = put_u64(p, e->start);
+        p = put_str(p, ", \"length\": ");
+        p = put_u64(p, e->length);
+        p = put_str(p, ", \"depth\": ");
+        if (e->depth < 0) {
+            *p++ = '-';
+            p = put_u64(p, -(uint64_t)e->depth);
+        } else {
+            p = put_u64(p, (uint64_t)e->depth);
+        }
+        p = put_str(p, e->present ? ", \"present\": true" : ", \"present\": false");
+        p = put_str(p, e->zero ? ", \"zero\": true" : ", \"zero\": false");
+        p = put_str(p, e->data ? ", \"data\": true" : ", \"data\": false");
+        if (e->has_offset) {
+            p = put_str(p, ", \"offset\": ");
+            p = put_u64(p, e->offset);
+        }
+        *p++ = '}';
+        fwrite(line, 1, (size_t)(p - line), stdout);
     } else if (e->data && !e->zero && e->has_offset) {
         printf("%#-15" PRIx64 " %#-15" PRIx64 " %#-15" PRIx64 " %s\n", e->start, e->length,
                e->offset, e->file ? e->file : "");
