@@ -106,18 +106,10 @@ SCRATCH=$(mktemp -d "$BASE_DIR/vdisk-bench.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
 LOG=$SCRATCH/log
 
-need_kib=$((ASIZE_B * 2 * 61 / 60 / 1024 + 300 * 1024))
-avail_kib=$(df -Pk "$SCRATCH" | awk 'NR == 2 { print $4 }')
-((avail_kib >= need_kib)) ||
-    die "$BASE_DIR has $((avail_kib / 1024)) MiB free; $((need_kib / 1024)) MiB are needed"
+. "$(dirname "$0")/lib.sh"
+bench_need_space $((ASIZE_B * 2 * 61 / 60 / 1024 + 300 * 1024))
 
-PROBE=$SCRATCH/probe.raw
-truncate -s 1M "$PROBE"
-for tool in "qemu-img" "$VDISK"; do
-    "$tool" bench -f raw -t none -i io_uring -c 1 "$PROBE" >"$LOG" 2>&1 ||
-        { cat "$LOG" >&2; die "$tool bench -t none -i io_uring fails in $BASE_DIR"; }
-done
-rm -f "$PROBE"
+bench_need_direct_uring
 
 # ---- Arithmetic ----------------------------------------------------------------
 

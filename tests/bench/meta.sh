@@ -70,10 +70,8 @@ trap 'rm -rf "$SCRATCH"' EXIT
 RAW=$SCRATCH/mix.raw
 LOG=$SCRATCH/log
 
-need_kib=$((SIZE_BYTES * 9 / 4 / 1024 + 65536))
-avail_kib=$(df -Pk "$SCRATCH" | awk 'NR == 2 { print $4 }')
-((avail_kib >= need_kib)) ||
-    die "$BASE_DIR has $((avail_kib / 1024)) MiB free; $((need_kib / 1024)) MiB are needed"
+. "$(dirname "$0")/lib.sh"
+bench_need_space $((SIZE_BYTES * 9 / 4 / 1024 + 65536))
 
 # ---- The images --------------------------------------------------------------
 truncate -s "$SIZE_BYTES" "$RAW"

@@ -118,20 +118,10 @@ QCOW2=$SCRATCH/disk.qcow2
 FRESH=$SCRATCH/empty.qcow2
 LOG=$SCRATCH/log
 
-need_kib=$((SIZE_BYTES * 3 / 1024 + 65536))
-avail_kib=$(df -Pk "$SCRATCH" | awk 'NR == 2 { print $4 }')
-((avail_kib >= need_kib)) ||
-    die "$BASE_DIR has $((avail_kib / 1024)) MiB free; $((need_kib / 1024)) MiB are needed"
+. "$(dirname "$0")/lib.sh"
+bench_need_space $((SIZE_BYTES * 3 / 1024 + 65536))
 
-# Both tools must do O_DIRECT and io_uring here (qemu-img may be built
-# without liburing; tmpfs has no O_DIRECT).
-PROBE=$SCRATCH/probe.raw
-truncate -s 1M "$PROBE"
-for tool in "qemu-img" "$VDISK"; do
-    "$tool" bench -f raw -t none -i io_uring -c 1 "$PROBE" >"$LOG" 2>&1 ||
-        { cat "$LOG" >&2; die "$tool bench -t none -i io_uring fails in $BASE_DIR"; }
-done
-rm -f "$PROBE"
+bench_need_direct_uring
 
 # ---- The images --------------------------------------------------------------
 # The raw image: SIZE bytes of random data, really allocated; the qcow2 twin
