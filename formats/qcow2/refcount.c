@@ -298,7 +298,7 @@ static int refcount_modify(struct qcow2 *s, uint64_t cluster,
     if (r < 0)
         return r;
     uint64_t i = cluster & (s->rb_entries - 1);
-    uint64_t old = qcow2_rb_get(s, b, i), v;
+    uint64_t old = qcow2_rb_get(s, b, i), v = old;
     r = f(s, cluster, old, arg, &v);
     if (r < 0) {
         qcow2_cache_put(&s->rbc, b);

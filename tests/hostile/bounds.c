@@ -446,8 +446,8 @@ static void write_verbs(const char *img, uint64_t data_bytes)
         "$V amend -o lazy_refcounts=on $W",
         "$V check -r all $W",
         "$V check -r leaks $W",
-        "$V io -c 'write -P 7 0 64k' -c 'write -P 8 130k 4k' -c 'discard 64k 64k' "
-        "-c 'write -z 192k 64k' -c flush $W",
+        ("$V io -c 'write -P 7 0 64k' -c 'write -P 8 130k 4k' -c 'discard 64k 64k' "
+         "-c 'write -z 192k 64k' -c flush $W"),
         "$V rebase -u -b wbase.raw -F raw $W",
         "$V rebase -u -b wbase.raw -F raw $W && $V commit $W",
     };
