@@ -46,6 +46,18 @@ bool quiesce_blocks(struct vdisk_dev *dev)
     return atomic_load(&qs->depth) != 0 && atomic_load(&qs->owner) != self();
 }
 
+/* Counts one more request in the driver unless another thread holds the
+ * section (then nothing is counted): the increment comes before the look at
+ * DEPTH, the quiescing thread's store of DEPTH before its look at ACTIVE. */
+static bool try_enter(struct vdisk_dev *dev)
+{
+    atomic_fetch_add(&dev->quiesce.active, 1);
+    if (!quiesce_blocks(dev))
+        return true;
+    quiesce_sync_end(dev);
+    return false;
+}
+
 void quiesce_leave(struct vdisk_queue *q)
 {
     atomic_fetch_sub(&q->active, 1);
@@ -57,13 +69,11 @@ bool quiesce_enter(struct vdisk_queue *q)
     if (atomic_load_explicit(&q->user, memory_order_relaxed) != self())
         atomic_store(&q->user, self());
     atomic_fetch_add(&q->active, 1);
-    atomic_fetch_add(&q->dev->quiesce.active, 1);
-    if (!quiesce_blocks(q->dev))
+    if (try_enter(q->dev))
         return true;
-    quiesce_leave(q);
+    atomic_fetch_sub(&q->active, 1);
     return false;
 }
-
 
 void quiesce_add_queue(struct vdisk_dev *dev, struct vdisk_queue *q)
 {
@@ -122,14 +132,9 @@ void quiesce_wait_sync(struct vdisk_dev *dev)
 
 void quiesce_sync_begin(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
-    for (;;) {
+    do
         quiesce_wait_sync(dev);
-        atomic_fetch_add(&qs->active, 1);
-        if (!quiesce_blocks(dev))
-            return;
-        quiesce_sync_end(dev);
-    }
+    while (!try_enter(dev));
 }
 
 void quiesce_sync_end(struct vdisk_dev *dev)
