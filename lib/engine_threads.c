@@ -88,13 +88,8 @@ static void threads_fini(struct vdisk_queue *q)
 static void threads_start(struct vdisk_queue *q, struct vdisk_req *req)
 {
     struct pool *p = q->eng_priv;
-    req->next = NULL;
     pthread_mutex_lock(&p->lock);
-    if (p->tail)
-        p->tail->next = req;
-    else
-        p->head = req;
-    p->tail = req;
+    req_list_append(&p->head, &p->tail, req);
     if (p->idle == 0 && p->nthreads < p->max) {
         if (pthread_create(&p->tids[p->nthreads], NULL, worker, p) == 0)
             p->nthreads++;

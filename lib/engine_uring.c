@@ -304,12 +304,7 @@ static void uring_start(struct vdisk_queue *q, struct vdisk_req *req)
     }
     if (!u->backlog_head && fits_ring(q, u) && prep(q, u, req))
         return;
-    req->next = NULL;
-    if (u->backlog_tail)
-        u->backlog_tail->next = req;
-    else
-        u->backlog_head = req;
-    u->backlog_tail = req;
+    req_list_append(&u->backlog_head, &u->backlog_tail, req);
 }
 
 static void refill(struct vdisk_queue *q, struct uring *u)

@@ -343,6 +343,18 @@ struct vdisk_req {
     struct vdisk_req *next;    /* list link (pending, ready, free, waiters) */
 };
 
+/* Appends REQ to the list *HEAD .. *TAIL linked through req->next. */
+static inline void req_list_append(struct vdisk_req **head, struct vdisk_req **tail,
+                                   struct vdisk_req *req)
+{
+    req->next = NULL;
+    if (*tail)
+        (*tail)->next = req;
+    else
+        *head = req;
+    *tail = req;
+}
+
 /*
  * A child request: an operation on DEV (usually the device below the
  * parent's) on behalf of PARENT.  DONE runs when it completes, from the

@@ -67,7 +67,6 @@ void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vd
 {
     req->offload_work = work;
     req->offload_then = then;
-    req->next = NULL;
     if (!o) {
         run_job(req);
         return;
@@ -83,11 +82,7 @@ void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vd
         run_job(req);
         return;
     }
-    if (o->tail)
-        o->tail->next = req;
-    else
-        o->head = req;
-    o->tail = req;
+    req_list_append(&o->head, &o->tail, req);
     pthread_cond_signal(&o->cond);
     pthread_mutex_unlock(&o->lock);
 }

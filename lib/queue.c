@@ -49,25 +49,15 @@ void queue_wake(struct vdisk_queue *q)
 void queue_defer(struct vdisk_queue *q, struct vdisk_req *req, int ret)
 {
     req->result = ret;
-    req->next = NULL;
-    if (q->local_tail)
-        q->local_tail->next = req;
-    else
-        q->local_head = req;
-    q->local_tail = req;
+    req_list_append(&q->local_head, &q->local_tail, req);
     queue_notify(q);
 }
 
 void queue_post(struct vdisk_queue *q, struct vdisk_req *req, int ret)
 {
     req->result = ret;
-    req->next = NULL;
     pthread_mutex_lock(&q->post_lock);
-    if (q->post_tail)
-        q->post_tail->next = req;
-    else
-        q->post_head = req;
-    q->post_tail = req;
+    req_list_append(&q->post_head, &q->post_tail, req);
     /* Signalled under the lock: once the queue's thread has taken the
      * request (under the lock), it may complete it and free the queue,
      * closing the eventfd, at once. */
@@ -280,13 +270,8 @@ static void top_done(struct vdisk_req *req, int ret)
 {
     struct vdisk_queue *q = req->q;
     req->result = ret;
-    req->next = NULL;
     bool was_empty = !q->done_head;
-    if (q->done_tail)
-        q->done_tail->next = req;
-    else
-        q->done_head = req;
-    q->done_tail = req;
+    req_list_append(&q->done_head, &q->done_tail, req);
     quiesce_leave(q);
     if (was_empty && !q->reaping)
         queue_notify(q);
@@ -299,7 +284,7 @@ static void top_done(struct vdisk_req *req, int ret)
  */
 static unsigned deliver(struct vdisk_queue *q, unsigned max)
 {
-    struct vdisk_req *list = q->done_head;
+    struct vdisk_req *list = q->done_head, *last = q->done_tail;
     q->done_head = q->done_tail = NULL;
     unsigned n = 0;
     while (list && n < max) {
@@ -319,12 +304,9 @@ static unsigned deliver(struct vdisk_queue *q, unsigned max)
     }
     if (list) {
         /* The budget is spent: the rest go first next time. */
-        struct vdisk_req *tail = list;
-        while (tail->next)
-            tail = tail->next;
-        tail->next = q->done_head;
+        last->next = q->done_head;
         if (!q->done_head)
-            q->done_tail = tail;
+            q->done_tail = last;
         q->done_head = list;
     }
     return n;
@@ -333,12 +315,7 @@ static unsigned deliver(struct vdisk_queue *q, unsigned max)
 /* Parks REQ until the device's quiesce section ends. */
 static void park(struct vdisk_queue *q, struct vdisk_req *req)
 {
-    req->next = NULL;
-    if (q->parked_tail)
-        q->parked_tail->next = req;
-    else
-        q->parked_head = req;
-    q->parked_tail = req;
+    req_list_append(&q->parked_head, &q->parked_tail, req);
 }
 
 /* Starts the parked requests once the section has ended. */
