@@ -330,6 +330,30 @@ uint64_t rng_next(uint64_t *s)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
+const char *const aio_kind_names[AIO_KINDS] = {
+    "read", "write", "write FUA", "flush", "discard", "write zeroes",
+    "write zeroes MAY_UNMAP", "write zeroes FUA",
+};
+
+int aio_start(vdisk_queue *q, enum aio_kind kind, void *buf, uint64_t off, uint64_t len,
+              vdisk_completion_fn cb, void *user)
+{
+    struct iovec v = {buf, len};
+    switch (kind) {
+    case AIO_READ: return vdisk_aio_preadv(q, &v, 1, off, 0, cb, user);
+    case AIO_WRITE: return vdisk_aio_pwritev(q, &v, 1, off, 0, cb, user);
+    case AIO_WRITE_FUA: return vdisk_aio_pwritev(q, &v, 1, off, VDISK_REQ_FUA, cb, user);
+    case AIO_FLUSH: return vdisk_aio_flush(q, cb, user);
+    case AIO_DISCARD: return vdisk_aio_discard(q, off, len, cb, user);
+    case AIO_ZEROES: return vdisk_aio_write_zeroes(q, off, len, 0, cb, user);
+    case AIO_ZEROES_UNMAP:
+        return vdisk_aio_write_zeroes(q, off, len, VDISK_REQ_MAY_UNMAP, cb, user);
+    case AIO_ZEROES_FUA: return vdisk_aio_write_zeroes(q, off, len, VDISK_REQ_FUA, cb, user);
+    case AIO_KINDS: break;
+    }
+    return -EINVAL;
+}
+
 void require_engine(const char *engine)
 {
     const char *path = scratch("engine-probe.raw");

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <vdisk/queue.h>
+
 /* SANITIZED: 1 in a sanitizer build (its shadow memory makes address-space
  * limits meaningless, and it is slower), else 0. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -74,6 +76,17 @@ void require_program(const char *program);
 /* Ends the whole program as skipped: prints "SKIP: REASON" and exits 77, or
  * (CI=true, not on the allow-list) prints why that fails and exits 1. */
 _Noreturn void skip_test(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The kinds of request a queue takes, for tests that try every one. */
+enum aio_kind {
+    AIO_READ, AIO_WRITE, AIO_WRITE_FUA, AIO_FLUSH, AIO_DISCARD, AIO_ZEROES, AIO_ZEROES_UNMAP,
+    AIO_ZEROES_FUA, AIO_KINDS
+};
+extern const char *const aio_kind_names[AIO_KINDS];
+/* Starts a request of KIND on Q (BUF for reads and writes, LEN bytes at
+ * OFF; flushes ignore them); returns what the vdisk_aio_*() call returns. */
+int aio_start(vdisk_queue *q, enum aio_kind kind, void *buf, uint64_t off, uint64_t len,
+              vdisk_completion_fn cb, void *user);
 
 /* Skips the test (exit 77) where the I/O engine ENGINE ("uring",
  * "threads") cannot open a file here; exits 1 on any other failure. */

@@ -46,10 +46,6 @@ static void done(void *user, int result)
     last_result = result;
 }
 
-enum kind { READ, WRITE, WRITE_FUA, FLUSH, DISCARD, ZEROES, ZEROES_UNMAP, KINDS };
-static const char *const names[KINDS] = {"read", "write", "write FUA", "flush", "discard",
-                                         "write zeroes", "write zeroes MAY_UNMAP"};
-
 static struct vdisk_open_params params(void)
 {
     struct vdisk_open_params p;
@@ -61,36 +57,23 @@ static struct vdisk_open_params params(void)
 }
 
 /* One call: it must not wait (the audit count stays) nor call back. */
-static void one(vdisk_queue *q, const char *what, enum kind k, void *buf, uint64_t off,
+static void one(vdisk_queue *q, const char *what, enum aio_kind k, void *buf, uint64_t off,
                 uint64_t len)
 {
-    struct iovec v = {buf, len};
     unsigned long before = queue_sync_waits_in_submit();
     inside = true;
-    int r = -EINVAL;
-    switch (k) {
-    case READ: r = vdisk_aio_preadv(q, &v, 1, off, 0, done, NULL); break;
-    case WRITE: r = vdisk_aio_pwritev(q, &v, 1, off, 0, done, NULL); break;
-    case WRITE_FUA: r = vdisk_aio_pwritev(q, &v, 1, off, VDISK_REQ_FUA, done, NULL); break;
-    case FLUSH: r = vdisk_aio_flush(q, done, NULL); break;
-    case DISCARD: r = vdisk_aio_discard(q, off, len, done, NULL); break;
-    case ZEROES: r = vdisk_aio_write_zeroes(q, off, len, 0, done, NULL); break;
-    case ZEROES_UNMAP:
-        r = vdisk_aio_write_zeroes(q, off, len, VDISK_REQ_MAY_UNMAP, done, NULL);
-        break;
-    case KINDS: break;
-    }
+    int r = aio_start(q, k, buf, off, len, done, NULL);
     inside = false;
     unsigned long waits = queue_sync_waits_in_submit() - before;
-    ck_assert_msg(r == 0, "%s: %s of %llu at %llu: %s", what, names[k],
+    ck_assert_msg(r == 0, "%s: %s of %llu at %llu: %s", what, aio_kind_names[k],
                   (unsigned long long)len, (unsigned long long)off, vdisk_get_error());
     ck_assert_msg(waits == 0, "%s: %s of %llu bytes at %llu waited for I/O %lu time(s) inside "
-                  "the call", what, names[k], (unsigned long long)len,
+                  "the call", what, aio_kind_names[k], (unsigned long long)len,
                   (unsigned long long)off, waits);
     ck_assert_msg(inside_calls == 0, "%s: %s: the callback ran inside the call", what,
-                  names[k]);
+                  aio_kind_names[k]);
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
-    ck_assert_msg(last_result == 0, "%s: %s failed (%d): %s", what, names[k], last_result,
+    ck_assert_msg(last_result == 0, "%s: %s failed (%d): %s", what, aio_kind_names[k], last_result,
                   vdisk_get_error());
 }
 
@@ -106,10 +89,10 @@ static void every_kind(struct vdisk_dev *dev, const char *what, uint64_t size)
         {0, 4096}, {512, 1024}, {65536, 65536}, {3 * 65536 + 100, 70000}, {1 * MiB, 128 * KiB},
     };
     calls = inside_calls = 0;
-    for (int k = 0; k < KINDS; k++)
+    for (int k = 0; k < AIO_KINDS; k++)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             ck_assert_uint_le(shapes[i][0] + shapes[i][1], size);
-            one(q, what, (enum kind)k, buf, shapes[i][0], shapes[i][1]);
+            one(q, what, (enum aio_kind)k, buf, shapes[i][0], shapes[i][1]);
         }
     free(buf);
     vdisk_queue_free(q);

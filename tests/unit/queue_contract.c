@@ -84,29 +84,10 @@ static void note_cb(void *user, int result)
     last_result = result;
 }
 
-enum kind { READ, WRITE, WRITE_FUA, FLUSH, DISCARD, ZEROES, ZEROES_UNMAP, ZEROES_FUA, KINDS };
-static const char *const kind_names[KINDS] = {"read", "write", "write FUA", "flush",
-                                               "discard", "write zeroes",
-                                               "write zeroes MAY_UNMAP", "write zeroes FUA"};
-
-static int start(vdisk_queue *q, enum kind k, void *buf, uint64_t off, uint64_t len)
+static int start(vdisk_queue *q, enum aio_kind k, void *buf, uint64_t off, uint64_t len)
 {
-    struct iovec v = {buf, len};
     inside = true;
-    int r = -EINVAL;
-    switch (k) {
-    case READ: r = vdisk_aio_preadv(q, &v, 1, off, 0, note_cb, NULL); break;
-    case WRITE: r = vdisk_aio_pwritev(q, &v, 1, off, 0, note_cb, NULL); break;
-    case WRITE_FUA: r = vdisk_aio_pwritev(q, &v, 1, off, VDISK_REQ_FUA, note_cb, NULL); break;
-    case FLUSH: r = vdisk_aio_flush(q, note_cb, NULL); break;
-    case DISCARD: r = vdisk_aio_discard(q, off, len, note_cb, NULL); break;
-    case ZEROES: r = vdisk_aio_write_zeroes(q, off, len, 0, note_cb, NULL); break;
-    case ZEROES_UNMAP:
-        r = vdisk_aio_write_zeroes(q, off, len, VDISK_REQ_MAY_UNMAP, note_cb, NULL);
-        break;
-    case ZEROES_FUA: r = vdisk_aio_write_zeroes(q, off, len, VDISK_REQ_FUA, note_cb, NULL); break;
-    case KINDS: break;
-    }
+    int r = aio_start(q, k, buf, off, len, note_cb, NULL);
     inside = false;
     return r;
 }
@@ -127,19 +108,19 @@ static void every_request(vdisk_dev *dev, const char *what)
     calls = inside_calls = 0;
     unsigned started = 0;
     for (int batch = 1; batch <= 8; batch *= 8)
-        for (int k = 0; k < KINDS; k++)
+        for (int k = 0; k < AIO_KINDS; k++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
                 for (int b = 0; b < batch; b++) {
-                    int r = start(q, (enum kind)k, buf, shapes[s][0], shapes[s][1]);
-                    ck_assert_msg(r == 0, "%s: %s at %llu: %s", what, kind_names[k],
+                    int r = start(q, (enum aio_kind)k, buf, shapes[s][0], shapes[s][1]);
+                    ck_assert_msg(r == 0, "%s: %s at %llu: %s", what, aio_kind_names[k],
                                   (unsigned long long)shapes[s][0], vdisk_get_error());
                     started++;
                 }
                 ck_assert_msg(inside_calls == 0, "%s: %s: a callback ran inside the call",
-                              what, kind_names[k]);
+                              what, aio_kind_names[k]);
                 ck_assert_int_eq(vdisk_queue_drain(q), batch);
                 ck_assert_msg(last_result == 0, "%s: %s failed (%d): %s", what,
-                              kind_names[k], last_result, vdisk_get_error());
+                              aio_kind_names[k], last_result, vdisk_get_error());
             }
     ck_assert_uint_eq(calls, started);
     ck_assert_uint_eq(inside_calls, 0);
@@ -205,7 +186,7 @@ START_TEST(no_callback_inside_failures)
     ck_assert_int_eq(vdisk_queue_new(&q, dev, 8), 0);
     calls = inside_calls = 0;
     for (int i = 0; i < 4; i++) {
-        ck_assert_int_eq(start(q, READ, buf, (uint64_t)i * 512, sizeof buf), 0);
+        ck_assert_int_eq(start(q, AIO_READ, buf, (uint64_t)i * 512, sizeof buf), 0);
         ck_assert_uint_eq(inside_calls, 0);
         ck_assert_uint_eq(calls, 0);
         ck_assert_int_eq(vdisk_queue_drain(q), 1);
