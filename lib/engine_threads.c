@@ -91,7 +91,7 @@ static void threads_start(struct vdisk_queue *q, struct vdisk_req *req)
     pthread_mutex_lock(&p->lock);
     req_list_append(&p->head, &p->tail, req);
     if (p->idle == 0 && p->nthreads < p->max) {
-        if (pthread_create(&p->tids[p->nthreads], NULL, worker, p) == 0)
+        if (lib_thread_start(&p->tids[p->nthreads], worker, p) == 0)
             p->nthreads++;
     }
     bool none = p->nthreads == 0;

@@ -427,6 +427,14 @@ int req_set_error(struct vdisk_req *req, int ret, const char *msg);
  */
 struct offload;
 struct offload *offload_new(void);
+
+/*
+ * Start a thread of the library's own (engine workers, the offload worker)
+ * with a 1 MiB stack: their frames are small, and a process embedding
+ * libvdisk should not pay glibc's default 8 MiB of address space per thread.
+ * Returns pthread_create's result.
+ */
+int lib_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg);
 void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vdisk_req *),
                  void (*then)(struct vdisk_req *));
 void offload_free(struct offload *o);

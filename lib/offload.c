@@ -62,6 +62,18 @@ static void *worker(void *arg)
     return NULL;
 }
 
+int lib_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    int e = pthread_attr_init(&attr);
+    if (e)
+        return e;
+    pthread_attr_setstacksize(&attr, 1u << 20);
+    e = pthread_create(tid, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return e;
+}
+
 void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vdisk_req *),
                  void (*then)(struct vdisk_req *))
 {
@@ -73,7 +85,7 @@ void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vd
     }
     pthread_mutex_lock(&o->lock);
     if (!o->started && !o->stop) {
-        if (pthread_create(&o->thread, NULL, worker, o) == 0)
+        if (lib_thread_start(&o->thread, worker, o) == 0)
             o->started = true;
     }
     if (!o->started) {

@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,11 @@ static void apply_limits(rlim_t as, rlim_t cpu)
 {
     struct rlimit r;
     if (!SANITIZED) {
+        /* One malloc arena, here and in what the child runs: glibc
+         * reserves 64 MiB of address space (not memory) for each thread
+         * that allocates, which RLIMIT_AS counts as if vdisk had used it. */
+        mallopt(M_ARENA_MAX, 1);
+        setenv("MALLOC_ARENA_MAX", "1", 1);
         r.rlim_cur = r.rlim_max = as;
         if (setrlimit(RLIMIT_AS, &r) != 0)
             _exit(120);
