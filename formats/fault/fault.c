@@ -28,11 +28,15 @@ struct fault_disk {
     size_t nlog, caplog;
 
     uint64_t writes, flushes, reads;
+    uint64_t reads_started;     /* atomic */
     uint64_t crash_at;
     bool crashed;
     uint64_t wfail_from;
     unsigned wfail_count;
     int wfail_err;
+    uint64_t rfail_from;
+    unsigned rfail_count;
+    int rfail_err;
     uint64_t ffail_from;
     unsigned ffail_count;
     int ffail_err;
@@ -198,7 +202,12 @@ static int fault_do(struct vdisk_req *req)
     }
     switch (req->op) {
     case VDISK_OP_READ: {
-        f->reads++;
+        uint64_t rno = ++f->reads;
+        if (f->rfail_count && rno >= f->rfail_from && rno - f->rfail_from < f->rfail_count) {
+            r = f->rfail_err;
+            injected = true;
+            break;
+        }
         uint64_t have = off < f->clen ? (f->clen - off < len ? f->clen - off : len) : 0;
         if (have)
             iov_from_buf(req->iov, req->iovcnt, 0, f->cur + off, have);
@@ -280,6 +289,8 @@ static int fault_do_slowly(struct vdisk_req *req)
 static void fault_submit(struct vdisk_req *req)
 {
     struct fault_disk *f = req->dev->priv;
+    if (req->op == VDISK_OP_READ)
+        __atomic_add_fetch(&f->reads_started, 1, __ATOMIC_RELEASE);
     if (__atomic_load_n(&f->delay_ms, __ATOMIC_RELAXED) && f->slow) {
         offload_req(f->slow, req, fault_do_slowly, NULL);
         return;
@@ -374,6 +385,11 @@ uint64_t fault_flushes(const struct fault_disk *f)
     return __atomic_load_n(&f->flushes, __ATOMIC_ACQUIRE);
 }
 
+uint64_t fault_reads_started(const struct fault_disk *f)
+{
+    return __atomic_load_n(&f->reads_started, __ATOMIC_ACQUIRE);
+}
+
 uint64_t fault_reads(const struct fault_disk *f)
 {
     return __atomic_load_n(&f->reads, __ATOMIC_ACQUIRE);
@@ -401,6 +417,15 @@ void fault_crash_now(struct fault_disk *f)
 bool fault_crashed(const struct fault_disk *f)
 {
     return __atomic_load_n(&f->crashed, __ATOMIC_ACQUIRE);
+}
+
+void fault_fail_reads(struct fault_disk *f, uint64_t n, unsigned count, int err)
+{
+    pthread_mutex_lock(&f->lock);
+    f->rfail_from = n;
+    f->rfail_count = count;
+    f->rfail_err = err;
+    pthread_mutex_unlock(&f->lock);
 }
 
 void fault_fail_writes(struct fault_disk *f, uint64_t n, unsigned count, int err)

@@ -69,6 +69,9 @@ uint64_t fault_writes(const struct fault_disk *f);
 uint64_t fault_flushes(const struct fault_disk *f);
 /* Reads submitted (that reached the disk: not after a power cut). */
 uint64_t fault_reads(const struct fault_disk *f);
+/* Reads handed to the disk so far, done or not (in slow mode a read is
+ * counted by fault_reads only when it is carried out, DELAY later). */
+uint64_t fault_reads_started(const struct fault_disk *f);
 /* Writes waiting in the volatile cache. */
 size_t fault_cached(const struct fault_disk *f);
 
@@ -83,6 +86,8 @@ bool fault_crashed(const struct fault_disk *f);
  * fail with ERR (-EIO, -ENOSPC, ...) and change nothing.  COUNT 0 disarms.
  */
 void fault_fail_writes(struct fault_disk *f, uint64_t n, unsigned count, int err);
+/* The same for reads: N counts every read carried out (fault_reads). */
+void fault_fail_reads(struct fault_disk *f, uint64_t n, unsigned count, int err);
 /*
  * Flush number N (1-based) fails with ERR, COUNT times in a row.  LOSE:
  * the cached writes are lost (never reach the durable image; reads still

@@ -290,16 +290,70 @@ static struct qcow2_cache_entry *new_slot(struct qcow2_cache *c, int *err)
     return e;
 }
 
+/* A table read in flight for OFFSET (io.c) may bring what the file held
+ * before this entry is written back: it must not be installed. */
+static void loads_conflict(struct qcow2 *s, uint64_t offset)
+{
+    for (struct qcow2_load *l = s->loads; l; l = l->next)
+        if (l->offset == offset)
+            l->stale = true;
+}
+
+static void touch(struct qcow2_cache *c, struct qcow2_cache_entry *e)
+{
+    uint32_t i = (uint32_t)(e - c->e);
+    e->pins++;
+    e->lru = ++c->clock;
+    c->hits++;
+    lru_unlink(c, i);
+    lru_front(c, i);
+}
+
+int qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset, uint8_t **data)
+{
+    struct qcow2_cache_entry *e = find_offset(c, offset);
+    if (!e)
+        return 1;
+    touch(c, e);
+    *data = e->data;
+    return 0;
+}
+
+int qcow2_cache_install(struct qcow2_cache *c, uint64_t offset, const uint8_t *src)
+{
+    if (find_offset(c, offset))
+        return 0;
+    int err;
+    struct qcow2_cache_entry *victim = new_slot(c, &err);
+    if (err)
+        return err;
+    /* The least recently used clean table; a few dirty ones are passed
+     * over, but not the whole cache. */
+    unsigned looked = 0;
+    for (uint32_t i = c->tail; !victim && i != NIL && looked < 256; i = c->e[i].prev, looked++)
+        if (c->e[i].pins == 0 && !(c->e[i].dirty && c->e[i].offset))
+            victim = &c->e[i];
+    if (!victim)
+        return 1;
+    uint32_t i = (uint32_t)(victim - c->e);
+    chain_remove(c, i);
+    victim->dirty = false;
+    memcpy(victim->data, src, c->s->cluster_size);
+    victim->offset = offset;
+    chain_add(c, i, offset);
+    victim->pins = 0;
+    victim->lru = ++c->clock;
+    c->misses++;
+    lru_unlink(c, i);
+    lru_front(c, i);
+    return 0;
+}
+
 int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data)
 {
     struct qcow2_cache_entry *e = find_offset(c, offset);
     if (e) {
-        uint32_t i = (uint32_t)(e - c->e);
-        e->pins++;
-        e->lru = ++c->clock;
-        c->hits++;
-        lru_unlink(c, i);
-        lru_front(c, i);
+        touch(c, e);
         if (!read)
             memset(e->data, 0, c->s->cluster_size);
         *data = e->data;
@@ -349,6 +403,8 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
     }
     victim->offset = offset;
     chain_add(c, i, offset);
+    if (c == &c->s->l2c)
+        loads_conflict(c->s, offset);
     victim->pins = 1;
     victim->lru = ++c->clock;
     lru_unlink(c, i);

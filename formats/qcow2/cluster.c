@@ -117,7 +117,23 @@ static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, u
     return 0;
 }
 
+static int lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m,
+                  uint64_t *need);
+
 int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m)
+{
+    return lookup(s, off, max, m, NULL);
+}
+
+int qcow2_lookup_cached(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m,
+                        uint64_t *need)
+{
+    return lookup(s, off, max, m, need);
+}
+
+/* With NEED, a table that is not cached is not read: 1, *NEED its offset. */
+static int lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m,
+                  uint64_t *need)
 {
     uint64_t cs = s->cluster_size, unit = s->sc_size;
     uint64_t span_bits = s->cluster_bits + s->l2_bits;
@@ -135,7 +151,15 @@ int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *
         return 0;
     }
     uint8_t *l2;
-    r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
+    if (need) {
+        r = qcow2_cache_peek(&s->l2c, l2_off, &l2);
+        if (r == 1) {
+            *need = l2_off;
+            return 1;
+        }
+    } else {
+        r = qcow2_cache_get(&s->l2c, l2_off, true, &l2);
+    }
     if (r < 0)
         return r;
     uint64_t pos = off, done = 0, pe = 0;

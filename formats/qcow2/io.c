@@ -64,6 +64,184 @@ static void fail_msg(struct vdisk_req *req, int r)
     req_set_error(req, r, err_detail());
 }
 
+/* ---- L2 tables missing from the cache ------------------------------------- */
+
+/*
+ * A request whose walk needs an L2 table that is not cached does not read
+ * it under the lock: it waits on the table's load (one per table, however
+ * many requests need it), and the first of them reads the table as a child
+ * request on its own queue.  When the read completes the table goes into
+ * the cache and every waiter resumes its walk where it stopped, on its own
+ * queue.  Requests that need other tables, or cached ones, go on meanwhile.
+ * A load that the cache overtook (another path read and changed the table
+ * while this read was in flight: qcow2_cache_get marks it stale) is thrown
+ * away, and the waiters look again.  When every slot the table could take
+ * holds a dirty table, the write-back that must come first is done on the
+ * image's worker thread.
+ */
+
+static void wake_all(struct vdisk_req *w, struct vdisk_queue *current)
+{
+    while (w) {
+        struct vdisk_req *next = w->next;
+        req_resume_later(w, w->resume, current);
+        w = next;
+    }
+}
+
+/* The walk of a waiter whose table could not be read: it ends here, with
+ * the error already recorded. */
+static void walk_end(struct vdisk_req *req)
+{
+    req_release(req, 0);
+}
+
+static void unlink_load(struct qcow2 *s, struct qcow2_load *l)
+{
+    for (struct qcow2_load **pp = &s->loads; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            return;
+        }
+    }
+}
+
+/* On the worker: dirty tables written back, then the table installed. */
+static int install_work(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    struct qcow2_load *l = req->p[0];
+    pthread_mutex_lock(&s->lock);
+    int r = 0;
+    if (!l->stale) {
+        r = qcow2_cache_install(&s->l2c, l->offset, l->buf);
+        if (r == 1) {
+            r = qcow2_cache_write_back(&s->l2c);
+            if (r == 0)
+                r = qcow2_cache_install(&s->l2c, l->offset, l->buf);
+        }
+    }
+    unlink_load(s, l);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r < 0 ? r : 0;
+}
+
+static void install_then(struct vdisk_req *req)
+{
+    struct qcow2_load *l = req->p[0];
+    /* The carrier goes first again, with its own walk to resume. */
+    req->resume = l->carrier_resume;
+    req->next = l->waiters;
+    struct vdisk_req *w = req;
+    if (req->result < 0) {
+        for (struct vdisk_req *x = w; x; x = x->next) {
+            if (x != req)
+                req_set_error(x, req->result, req->errmsg ? req->errmsg : "out of memory");
+            x->resume = walk_end;
+        }
+    }
+    free(l->buf);
+    free(l);
+    wake_all(w, req->q);
+}
+
+static void load_done(struct vdisk_req *child, int ret)
+{
+    struct qcow2_load *l = child->done_arg;
+    struct vdisk_req *req = child->parent;
+    struct qcow2 *s = req->dev->priv;
+    char *msg = child->errmsg;
+    child->errmsg = NULL;
+    req_free(child);
+    pthread_mutex_lock(&s->lock);
+    int r = ret;
+    if (r == 0 && !l->stale) {
+        r = qcow2_cache_install(&s->l2c, l->offset, l->buf);
+        if (r == 1) {
+            /* A write-back first: not on this thread.  The loading request
+             * (the first waiter) carries the job; the others stay listed,
+             * and requests that come meanwhile join them. */
+            l->carrier = req;
+            l->carrier_resume = req->resume;
+            l->waiters = req->next;
+            if (!l->waiters)
+                l->last = NULL;
+            pthread_mutex_unlock(&s->lock);
+            free(msg);
+            req->p[0] = l;
+            offload_req(s->offload, req, install_work, install_then);
+            return;
+        }
+        if (r < 0) {
+            free(msg);
+            msg = strdup(err_detail());
+        }
+    }
+    unlink_load(s, l);
+    struct vdisk_req *w = l->waiters;
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0) {
+        char fallback[160];
+        if (!msg)
+            snprintf(fallback, sizeof fallback, "%s: reading the L2 table at 0x%" PRIx64 ": %s",
+                     s->dev->filename, l->offset, strerror(-r));
+        for (struct vdisk_req *x = w; x; x = x->next) {
+            req_set_error(x, r, msg ? msg : fallback);
+            x->resume = walk_end;
+        }
+    }
+    free(msg);
+    free(l->buf);
+    free(l);
+    wake_all(w, req->q);
+}
+
+/* Under the lock (released here): REQ waits for the L2 table at OFFSET and
+ * then runs RESUME (its walk's own hold stays taken).  Returns 0, or a
+ * negative errno with the lock released and nothing waiting. */
+static int wait_for_table(struct vdisk_req *req, uint64_t offset,
+                          void (*resume)(struct vdisk_req *))
+{
+    struct qcow2 *s = req->dev->priv;
+    req->resume = resume;
+    for (struct qcow2_load *l = s->loads; l; l = l->next) {
+        if (l->offset == offset) {
+            req->next = NULL;
+            if (l->last)
+                l->last->next = req;
+            else
+                l->waiters = req;
+            l->last = req;
+            pthread_mutex_unlock(&s->lock);
+            return 0;
+        }
+    }
+    struct qcow2_load *l = calloc(1, sizeof *l);
+    if (l)
+        l->buf = aligned_alloc_or_null(4096, s->cluster_size);
+    struct iovec v = {l ? l->buf : NULL, s->cluster_size};
+    struct vdisk_req *c = l && l->buf ? req_new_child(req, s->file, VDISK_OP_READ, offset,
+                                                      s->cluster_size, &v, 1, 0, load_done, l)
+                                      : NULL;
+    if (!c) {
+        pthread_mutex_unlock(&s->lock);
+        if (l)
+            free(l->buf);
+        free(l);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    l->offset = offset;
+    req->next = NULL;
+    l->waiters = l->last = req;
+    l->next = s->loads;
+    s->loads = l;
+    pthread_mutex_unlock(&s->lock);
+    req_submit(c);
+    return 0;
+}
+
 /* ---- Reads ---------------------------------------------------------------- */
 
 struct comp_read {
@@ -127,15 +305,24 @@ static int read_compressed(struct vdisk_req *req, const struct qcow2_map *m, uin
     return 0;
 }
 
-static void qc_read(struct vdisk_req *req)
+/* Walks the read from req->u[0]; resumed here after a table load. */
+static void qc_read_loop(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
-    uint64_t pos = req->offset, end = req->offset + req->length;
-    req_hold(req);
+    uint64_t pos = req->u[0], end = req->offset + req->length;
     while (pos < end) {
         struct qcow2_map m;
+        uint64_t need;
         pthread_mutex_lock(&s->lock);
-        int r = qcow2_lookup(s, pos, end - pos, &m);
+        int r = qcow2_lookup_cached(s, pos, end - pos, &m, &need);
+        if (r == 1) {
+            req->u[0] = pos;
+            r = wait_for_table(req, need, qc_read_loop); /* releases the lock */
+            if (r == 0)
+                return;
+            fail_msg(req, r);
+            break;
+        }
         pthread_mutex_unlock(&s->lock);
         if (r < 0) {
             fail_msg(req, r);
@@ -181,7 +368,14 @@ static void qc_read(struct vdisk_req *req)
             break;
         pos += n;
     }
-    req_release(req, 0);
+    req_release(req, 0); /* the walk's own hold */
+}
+
+static void qc_read(struct vdisk_req *req)
+{
+    req->u[0] = req->offset;
+    req_hold(req);
+    qc_read_loop(req);
 }
 
 /* ---- Allocating writes ---------------------------------------------------- */
@@ -535,8 +729,17 @@ static void qc_write_loop(struct vdisk_req *req)
     uint64_t pos = req->u[0], end = req->offset + req->length;
     while (pos < end) {
         struct qcow2_map m;
+        uint64_t need;
         pthread_mutex_lock(&s->lock);
-        int r = qcow2_lookup(s, pos, end - pos, &m);
+        int r = qcow2_lookup_cached(s, pos, end - pos, &m, &need);
+        if (r == 1) {
+            req->u[0] = pos;
+            r = wait_for_table(req, need, qc_write_loop); /* releases the lock */
+            if (r == 0)
+                return;
+            fail_msg(req, r);
+            break;
+        }
         if (r < 0) {
             pthread_mutex_unlock(&s->lock);
             fail_msg(req, r);

@@ -158,6 +158,14 @@ int qcow2_cache_write_back(struct qcow2_cache *c);
 /* Forgets OFFSET (the cluster was freed or rewritten elsewhere). */
 void qcow2_cache_forget(struct qcow2_cache *c, uint64_t offset);
 bool qcow2_cache_has_dirty(const struct qcow2_cache *c);
+/* Pins OFFSET's entry and returns 0 when it is cached; 1 when it is not
+ * (nothing read, nothing evicted). */
+int qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset, uint8_t **data);
+/* Puts a copy of SRC (read from OFFSET) in the cache, clean and unpinned,
+ * in a free slot or one holding a clean table: 0, also when OFFSET is
+ * cached already; 1 when every slot it could take is dirty or pinned
+ * (nothing done: a write-back must come first); or a negative errno. */
+int qcow2_cache_install(struct qcow2_cache *c, uint64_t offset, const uint8_t *src);
 
 /* ---- Driver state --------------------------------------------------------- */
 
@@ -205,6 +213,22 @@ struct qcow2_bitmap {
     uint32_t flags;
     uint8_t granularity_bits;
     char *name;
+};
+
+/* An L2 table being read for requests that found it missing from the cache
+ * (io.c): requests that need it wait here, not on the lock. */
+struct qcow2_load {
+    uint64_t offset;         /* host offset of the table */
+    uint8_t *buf;            /* what the read brings */
+    bool stale;              /* the cache took OFFSET meanwhile: BUF may be
+                                older than the file, and is not installed */
+    struct vdisk_req *waiters, *last; /* in arrival order; each resumes
+                                         with its req->resume */
+    struct vdisk_req *carrier;  /* the waiter that took the install to the
+                                   worker (off the list meanwhile: the worker
+                                   links jobs through req->next) */
+    void (*carrier_resume)(struct vdisk_req *req);
+    struct qcow2_load *next;
 };
 
 /* A guest range whose clusters are being allocated (writes there wait). */
@@ -287,6 +311,7 @@ struct qcow2 {
     uint64_t *deferred;      /* host clusters whose refcount drops at flush */
     size_t ndeferred, capdeferred;
     struct qcow2_alloc *allocs;
+    struct qcow2_load *loads; /* L2 tables being read (under the lock) */
     uint64_t compress_cluster; /* host offset of the cluster being packed, or 0 */
     uint64_t compress_used;    /* bytes used in it */
     uint64_t meta_end;         /* no metadata at or past this host offset
@@ -356,6 +381,10 @@ struct qcow2_map {
 };
 
 int qcow2_lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m);
+/* As qcow2_lookup, but without I/O: 1 with *NEED = the host offset of the
+ * L2 table when that table is not cached. */
+int qcow2_lookup_cached(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map *m,
+                        uint64_t *need);
 /* Pins the L2 table for L1 index I, allocating or copying it so it is
  * writable; *l2 and *l2_off describe it.  Release with qcow2_cache_put. */
 int qcow2_l2_for_write(struct qcow2 *s, uint64_t l1_index, uint8_t **l2);

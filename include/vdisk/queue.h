@@ -26,10 +26,18 @@
  * copied; the buffers it points to must stay valid until the callback runs.
  *
  * Blocking: the vdisk_aio_*() calls and vdisk_queue_submit() do not wait for
- * I/O to complete.  Known exception, being removed: the qcow2 driver still
- * reads and writes its metadata (L1, L2 and refcount tables, on a cache
- * miss or an allocation) and flushes it synchronously from inside these
- * calls.  vdisk_queue_reap() waits only as its TIMEOUT_MS allows.
+ * I/O to complete.  On qcow2, flushes (writing tables back, fdatasync) and
+ * the table walks of discards and write zeroes run on the image's worker
+ * thread; a read or an overwrite whose L2 table is not cached waits for the
+ * table, read as a child request on its own queue (one read however many
+ * requests need it; requests on other tables go on).  Known exception,
+ * being removed: a qcow2 allocating write (a cluster not yet allocated, or
+ * shared with a snapshot) still reads a refcount block or L2 table that is
+ * not cached, writes back a dirty table it evicts and, with lazy refcounts,
+ * marks the header dirty, synchronously inside the call, or in the reap
+ * that completes it; and a call may wait for the image's lock while the
+ * worker thread holds it for such I/O.  vdisk_queue_reap() waits only as
+ * its TIMEOUT_MS allows.
  *
  * Thread-safety: a queue must be used by one thread at a time (it has no
  * lock on its hot path); several queues on one device, each used by its own
