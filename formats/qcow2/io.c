@@ -73,6 +73,8 @@ static void fail_msg(struct vdisk_req *req, int r)
  * request on its own queue.  When the read completes the table goes into
  * the cache and every waiter resumes its walk where it stopped, on its own
  * queue.  Requests that need other tables, or cached ones, go on meanwhile.
+ * A synchronous call never waits for a read on another queue (it reads the
+ * table itself; the second copy is dropped).
  * A load that the cache overtook (another path read and changed the table
  * while this read was in flight: qcow2_cache_get marks it stale) is thrown
  * away, and the waiters look again.  When every slot the table could take
@@ -206,8 +208,13 @@ static int wait_for_table(struct vdisk_req *req, uint64_t offset,
 {
     struct qcow2 *s = req->dev->priv;
     req->resume = resume;
+    /* A synchronous call (vdisk_pread ..., on a device's own queue) does
+     * not wait for a read that runs on another queue: that queue's thread
+     * may be this one, or one waiting for this call, and would never reap
+     * it.  It reads the table itself. */
+    bool sync_call = !req->q->holds_ref;
     for (struct qcow2_load *l = s->loads; l; l = l->next) {
-        if (l->offset == offset) {
+        if (l->offset == offset && (!sync_call || l->q == req->q)) {
             req->next = NULL;
             if (l->last)
                 l->last->next = req;
@@ -233,6 +240,7 @@ static int wait_for_table(struct vdisk_req *req, uint64_t offset,
         return err_set(-ENOMEM, "out of memory");
     }
     l->offset = offset;
+    l->q = req->q;
     req->next = NULL;
     l->waiters = l->last = req;
     l->next = s->loads;

@@ -219,6 +219,7 @@ struct qcow2_bitmap {
  * (io.c): requests that need it wait here, not on the lock. */
 struct qcow2_load {
     uint64_t offset;         /* host offset of the table */
+    struct vdisk_queue *q;   /* the queue its read runs on */
     uint8_t *buf;            /* what the read brings */
     bool stale;              /* the cache took OFFSET meanwhile: BUF may be
                                 older than the file, and is not installed */

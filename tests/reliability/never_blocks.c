@@ -362,6 +362,32 @@ START_TEST(qcow2_table_read_error)
 }
 END_TEST
 
+/* A thread with a request waiting for a table load on its queue calls
+ * vdisk_pread() on the same table before reaping: the call reads the table
+ * itself instead of waiting for a read only this thread would reap. */
+START_TEST(qcow2_sync_call_while_loading)
+{
+    uint8_t *b;
+    struct fault_disk *f = filled_4k(&b);
+    ck_assert_int_eq(fault_set_delay(f, DELAY_MS), 0);
+    struct vdisk_dev *dev = open_on(f, "qcow2");
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, dev, 8), 0);
+    uint8_t r[4096], s[4096];
+    uncached_done = inside_calls = 0;
+    submit_one(q, AIO_READ, r, 64 * KiB);
+    ck_assert_int_eq(vdisk_pread(dev, s, sizeof s, 128 * KiB), 0);
+    ck_assert(memcmp(s, b + 128 * KiB, sizeof s) == 0);
+    while (uncached_done < 1)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    ck_assert(memcmp(r, b + 64 * KiB, sizeof r) == 0);
+    vdisk_queue_free(q);
+    vdisk_close(dev);
+    free(b);
+    fault_free(f);
+}
+END_TEST
+
 /*
  * An L2 cache of four tables, all dirty (allocations not yet written
  * back), and a read whose table is not cached: the table cannot take a
@@ -463,6 +489,7 @@ int main(void)
     tcase_add_test(tc, qcow2_uncached_never_blocks);
     tcase_add_test(tc, qcow2_uncached_dirty_cache);
     tcase_add_test(tc, qcow2_table_read_error);
+    tcase_add_test(tc, qcow2_sync_call_while_loading);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
