@@ -529,10 +529,13 @@ int queue_reap_internal(struct vdisk_queue *q, unsigned min_complete);
 /*
  * Blocking audit: dev_sync_io() calls queue_note_sync_wait(), which counts
  * the synchronous waits made inside a vdisk_aio_*() call (a driver that
- * blocks its caller); tests read the count.
+ * blocks its caller), and those made inside a reap of a public queue
+ * outside the user's callbacks (a driver that blocks the reaper); tests
+ * read the counts.
  */
 void queue_note_sync_wait(void);
 unsigned long queue_sync_waits_in_submit(void);
+unsigned long queue_sync_waits_in_reap(void);
 
 /* Wakes the queue's thread from another thread (its poll returns). */
 void queue_wake(struct vdisk_queue *q);

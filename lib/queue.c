@@ -242,19 +242,28 @@ VDISK_EXPORT unsigned vdisk_queue_in_flight(const vdisk_queue *q)
 
 /* ---- Starting requests ---------------------------------------------------- */
 
-/* Inside a vdisk_aio_*() call on this thread (not a synchronous call's). */
-static _Thread_local bool in_submit;
-static atomic_ulong sync_waits_in_submit;
+/* Inside a vdisk_aio_*() call on this thread (not a synchronous call's),
+ * or inside the library's part of a reap of a public queue (not in the
+ * user's callbacks, which may well make synchronous calls). */
+static _Thread_local bool in_submit, in_reap;
+static atomic_ulong sync_waits_in_submit, sync_waits_in_reap;
 
 void queue_note_sync_wait(void)
 {
     if (in_submit)
         atomic_fetch_add(&sync_waits_in_submit, 1);
+    else if (in_reap)
+        atomic_fetch_add(&sync_waits_in_reap, 1);
 }
 
 unsigned long queue_sync_waits_in_submit(void)
 {
     return atomic_load(&sync_waits_in_submit);
+}
+
+unsigned long queue_sync_waits_in_reap(void)
+{
+    return atomic_load(&sync_waits_in_reap);
 }
 
 static const char *const aio_names[] = {
@@ -299,8 +308,12 @@ static unsigned deliver(struct vdisk_queue *q, unsigned max)
         q->completed++;
         req_free(req);
         n++;
-        if (cb)
+        if (cb) {
+            bool outer = in_reap;
+            in_reap = false;
             cb(user, ret);
+            in_reap = outer;
+        }
     }
     if (list) {
         /* The budget is spent: the rest go first next time. */
@@ -500,14 +513,16 @@ static int queue_reap(struct vdisk_queue *q, unsigned min_complete, unsigned max
         max_complete = UINT_MAX;
     if (q->user_fd >= 0)
         eventfd_clear(q->user_fd);
-    bool outer = q->reaping;
+    bool outer = q->reaping, outer_reap = in_reap;
     q->reaping = true;
+    in_reap = q->holds_ref;
     int r = reap_loop(q, min_complete, max_complete, timeout_ms);
     /* What the callbacks started goes to the engine now; what is left to
      * deliver keeps the fd readable. */
     int s = q->eng->submit(q);
     if (r >= 0 && s < 0)
         r = s;
+    in_reap = outer_reap;
     q->reaping = outer;
     if (q->done_head || (q->parked_head && !quiesce_blocks(q->dev)))
         queue_notify(q);

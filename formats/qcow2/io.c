@@ -401,6 +401,7 @@ struct qc_run {
     uint64_t head_len, tail_len;
     unsigned pending;
     int err;
+    struct vdisk_req *wake;   /* waiters to wake when the run is done */
 };
 
 static void qc_write_loop(struct vdisk_req *req);
@@ -426,11 +427,25 @@ static struct vdisk_req *unreserve(struct qcow2 *s, struct qc_run *run)
     return run->range.waiters;
 }
 
-static void run_finish(struct qc_run *run, int err)
+/* Can the L2 update of RUN be made without I/O?  (Under the lock.)  Its
+ * table cached and this image's own, no FUA flush, and no deferred frees
+ * that would fill the list (a full list is flushed). */
+static bool finish_cached(struct qcow2 *s, const struct qc_run *run)
+{
+    uint64_t l1i = run->c0 >> (s->cluster_bits + s->l2_bits);
+    if (l1i >= s->l1_size || (run->req->flags & VDISK_REQ_FUA))
+        return false;
+    uint64_t e = s->l1[l1i], off = e & QCOW2_OFFSET_MASK;
+    if (!off || !(e & QCOW2_OFLAG_COPIED) || !qcow2_cache_has(&s->l2c, off))
+        return false;
+    return s->hold_frees || s->ndeferred + 2 * run->ncl < QCOW2_DEFERRED_FREE_MAX;
+}
+
+/* The L2 update of a run whose data is written (ERR 0), or the release of
+ * its clusters (ERR < 0); returns the error.  Under the lock. */
+static int finish_locked(struct qcow2 *s, struct qc_run *run, int err)
 {
     struct vdisk_req *req = run->req;
-    struct qcow2 *s = req->dev->priv;
-    pthread_mutex_lock(&s->lock);
     if (err == 0) {
         /* Point the L2 entries at the new data. */
         uint64_t span_bits = s->cluster_bits + s->l2_bits;
@@ -469,18 +484,73 @@ static void run_finish(struct qc_run *run, int err)
         }
         if (err == 0 && (req->flags & VDISK_REQ_FUA))
             err = qcow2_flush_metadata(s);
-        if (err < 0)
-            fail_msg(req, err);
     } else if (!run->fill && run->host) {
         qcow2_free_later(s, run->host, run->ncl); /* nothing points to them */
     }
-    struct vdisk_req *w = unreserve(s, run);
-    pthread_mutex_unlock(&s->lock);
-    wake_waiters(w, req->q);
+    run->wake = unreserve(s, run);
+    return err;
+}
+
+/* Back on the request's queue: waiters woken, the run's hold dropped. */
+static void finish_rest(struct qc_run *run, int err)
+{
+    struct vdisk_req *req = run->req;
+    wake_waiters(run->wake, req->q);
     free(run->head);
     free(run->tail);
     free(run);
     req_release(req, err);
+}
+
+/* On the worker: the L2 update that needs I/O.  The carrier is a child of
+ * the run's request that is never submitted: the request itself may be on
+ * its way through other runs meanwhile. */
+static int finish_work(struct vdisk_req *carrier)
+{
+    struct qc_run *run = carrier->p[0];
+    struct qcow2 *s = run->req->dev->priv;
+    pthread_mutex_lock(&s->lock);
+    int err = finish_locked(s, run, (int)carrier->u[0]);
+    pthread_mutex_unlock(&s->lock);
+    if (err < 0)
+        req_set_error(carrier, err, err_detail());
+    return err;
+}
+
+static void finish_then(struct vdisk_req *carrier)
+{
+    struct qc_run *run = carrier->p[0];
+    int err = carrier->result;
+    if (err < 0) {
+        req_take_error(run->req, carrier);
+        fail_msg(run->req, err);
+    }
+    req_free(carrier);
+    finish_rest(run, err);
+}
+
+static void run_finish(struct qc_run *run, int err)
+{
+    struct vdisk_req *req = run->req;
+    struct qcow2 *s = req->dev->priv;
+    pthread_mutex_lock(&s->lock);
+    if (err == 0 && !finish_cached(s, run)) {
+        pthread_mutex_unlock(&s->lock);
+        struct vdisk_req *carrier = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0,
+                                                  0, NULL, NULL);
+        if (carrier) {
+            carrier->p[0] = run;
+            carrier->u[0] = 0;
+            offload_req(s->offload, carrier, finish_work, finish_then);
+            return;
+        }
+        pthread_mutex_lock(&s->lock); /* no memory for it: done here */
+    }
+    int r = finish_locked(s, run, err);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0 && err == 0)
+        fail_msg(req, r);
+    finish_rest(run, r);
 }
 
 static void run_write_done(struct vdisk_req *child, int ret)
@@ -572,7 +642,7 @@ static void run_cow(struct qc_run *run)
 
 /* The COW parts of RUN read as zeroes: no backing file, and the clusters
  * around the write unallocated or zero.  Under the lock. */
-static bool zero_cow(struct qcow2 *s, struct qc_run *run)
+static bool zero_cow(struct qcow2 *s, struct qc_run *run, bool nb)
 {
     if (s->backing || run->fill || s->ext_l2)
         return false;
@@ -585,7 +655,10 @@ static bool zero_cow(struct qcow2 *s, struct qc_run *run)
         uint64_t off = parts[i].off, left = parts[i].len;
         while (left) {
             struct qcow2_map m;
-            if (qcow2_lookup(s, off, left, &m) < 0)
+            uint64_t need;
+            /* Without I/O, a table not cached is "not known to be zero":
+             * the parts are read through the device instead. */
+            if ((nb ? qcow2_lookup_cached(s, off, left, &m, &need) : qcow2_lookup(s, off, left, &m)) != 0)
                 return false;
             if (m.type != QCOW2_UNALLOCATED && m.type != QCOW2_ZERO)
                 return false;
@@ -628,9 +701,35 @@ static void run_zero(struct qc_run *run)
     req_submit(c);
 }
 
-/* Starts an allocating run at POS (the lock is held; released here). */
-static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
-                     const struct qcow2_map *m)
+/* How start_run may go about it. */
+enum run_mode {
+    RUN_NB,     /* on the request's queue, inside a call or a reap: no I/O */
+    RUN_WORKER, /* on the image's worker: I/O allowed, no parking */
+};
+
+/* Is the L2 table for guest cluster C0 cached, or not there at all?
+ * (Under the lock; what start_run reads of it with extended L2.) */
+static bool l2_cached_or_none(struct qcow2 *s, uint64_t c0)
+{
+    uint64_t l1i = c0 >> (s->cluster_bits + s->l2_bits);
+    if (l1i >= s->l1_size)
+        return true;
+    uint64_t off = s->l1[l1i] & QCOW2_OFFSET_MASK;
+    return !off || qcow2_cache_has(&s->l2c, off);
+}
+
+/*
+ * Prepares an allocating run at POS: reserves the guest clusters,
+ * allocates host clusters; the lock is held, and released here.  Returns
+ * 0 with *RUNP (start it with launch_run() on the request's queue, and
+ * *ZEROP says how), 1 when it waits for an allocation in flight over the
+ * same clusters (RUN_NB: parked, resumed at POS later; RUN_WORKER: nothing
+ * done, the caller walks again from POS on the queue), 2 (RUN_NB only)
+ * when it would need I/O (nothing done: the worker must do it), or a
+ * negative errno.
+ */
+static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run_mode mode,
+                     struct qc_run **runp, bool *zerop)
 {
     struct qcow2 *s = req->dev->priv;
     uint64_t cs = s->cluster_size;
@@ -642,12 +741,19 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
     /* Wait for an allocation in flight over the same clusters. */
     for (struct qcow2_alloc *a = s->allocs; a; a = a->next) {
         if (a->start < cend && c0 < a->end) {
-            req->u[0] = pos;
-            req->next = a->waiters;
-            a->waiters = req;
+            if (mode == RUN_NB) {
+                req->u[0] = pos;
+                req->next = a->waiters;
+                a->waiters = req;
+            }
             pthread_mutex_unlock(&s->lock);
             return 1;
         }
+    }
+    bool nb = mode == RUN_NB;
+    if (nb && ((s->lazy && !s->dirty_on_disk) || (s->ext_l2 && !l2_cached_or_none(s, c0)))) {
+        pthread_mutex_unlock(&s->lock);
+        return 2;
     }
     struct qc_run *run = calloc(1, sizeof *run);
     if (!run) {
@@ -704,13 +810,13 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
         run->cow_start = c0;
         run->cow_end = cend < limit ? cend : limit;
     }
-    (void)m;
     if (r == 0 && !run->fill)
-        r = qcow2_alloc_clusters(s, ncl, &run->host);
-    if (r < 0) {
+        r = nb ? qcow2_alloc_clusters_cached(s, ncl, &run->host)
+               : qcow2_alloc_clusters(s, ncl, &run->host);
+    if (r != 0) {
         pthread_mutex_unlock(&s->lock);
         free(run);
-        return r;
+        return r == 1 ? 2 : r;
     }
     run->range.start = c0;
     run->range.end = cend;
@@ -718,17 +824,103 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len,
     s->allocs = &run->range;
     run->head_len = pos - run->cow_start;
     run->tail_len = run->cow_end > pos + len ? run->cow_end - (pos + len) : 0;
-    bool zero = (run->head_len || run->tail_len) && zero_cow(s, run);
+    *zerop = (run->head_len || run->tail_len) && zero_cow(s, run, nb);
     pthread_mutex_unlock(&s->lock);
-    req_hold(req);
+    *runp = run;
+    return 0;
+}
+
+/* Starts a prepared run's I/O, on the request's queue. */
+static void launch_run(struct qc_run *run, bool zero)
+{
+    req_hold(run->req);
     if (zero)
         run_zero(run);
     else if (run->head_len || run->tail_len)
         run_cow(run);
     else
         run_write(run);
+}
+
+/* ---- Allocations that need I/O, on the worker ------------------------------ */
+
+static void qc_write_loop(struct vdisk_req *req);
+
+/* The carrier (a child of the write, never submitted) holds the state:
+ * u[0] the guest offset, then u[1] what came of it (ALLOC_*), u[2] the
+ * run's length, u[3] zero-fill; p[0] the run. */
+enum { ALLOC_AGAIN, ALLOC_LAUNCH };
+
+static int alloc_work(struct vdisk_req *carrier)
+{
+    struct vdisk_req *req = carrier->parent;
+    struct qcow2 *s = req->dev->priv;
+    uint64_t pos = carrier->u[0], end = req->offset + req->length;
+    carrier->u[1] = ALLOC_AGAIN;
+    struct qcow2_map m;
+    pthread_mutex_lock(&s->lock);
+    /* The lock was let go since the walk looked: look again. */
+    int r = qcow2_lookup(s, pos, end - pos, &m);
+    if (r < 0 || (m.type == QCOW2_NORMAL && m.copied)) {
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0)
+            req_set_error(carrier, r, err_detail());
+        return r; /* an error, or written in place after all: the walk goes on */
+    }
+    uint64_t len = m.len;
+    if (s->ext_l2 && len > s->cluster_size - (pos & (s->cluster_size - 1)))
+        len = s->cluster_size - (pos & (s->cluster_size - 1));
+    struct qc_run *run;
+    bool zero;
+    r = start_run(req, pos, len, RUN_WORKER, &run, &zero); /* releases the lock */
+    if (r < 0) {
+        req_set_error(carrier, r, err_detail());
+        return r;
+    }
+    if (r == 0) {
+        carrier->u[1] = ALLOC_LAUNCH;
+        carrier->u[2] = len;
+        carrier->u[3] = zero;
+        carrier->p[0] = run;
+    }
     return 0;
 }
+
+static void alloc_then(struct vdisk_req *carrier)
+{
+    struct vdisk_req *req = carrier->parent;
+    uint64_t pos = carrier->u[0];
+    int r = carrier->result;
+    if (r < 0) {
+        req_take_error(req, carrier);
+        fail_msg(req, r);
+        req_free(carrier);
+        req_release(req, 0); /* the walk's own hold */
+        return;
+    }
+    if (carrier->u[1] == ALLOC_LAUNCH) {
+        launch_run(carrier->p[0], carrier->u[3] != 0);
+        pos += carrier->u[2];
+    }
+    req_free(carrier);
+    req->u[0] = pos;
+    qc_write_loop(req);
+}
+
+/* The walk stops at POS until the worker has allocated there. */
+static int alloc_on_worker(struct vdisk_req *req, uint64_t pos)
+{
+    struct qcow2 *s = req->dev->priv;
+    struct vdisk_req *carrier = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
+                                              NULL, NULL);
+    if (!carrier)
+        return err_set(-ENOMEM, "out of memory");
+    carrier->u[0] = pos;
+    offload_req(s->offload, carrier, alloc_work, alloc_then);
+    return 0;
+}
+
+
 
 /* Walks the write from req->u[0]; resumed here after waiting. */
 static void qc_write_loop(struct vdisk_req *req)
@@ -771,13 +963,23 @@ static void qc_write_loop(struct vdisk_req *req)
         uint64_t len = m.len;
         if (s->ext_l2 && len > s->cluster_size - (pos & (s->cluster_size - 1)))
             len = s->cluster_size - (pos & (s->cluster_size - 1));
-        r = start_run(req, pos, len, &m); /* releases the lock */
+        struct qc_run *run;
+        bool zero;
+        r = start_run(req, pos, len, RUN_NB, &run, &zero); /* releases the lock */
         if (r == 1)
             return; /* waiting for another allocation; resumed later */
+        if (r == 2) {
+            /* Metadata to read or write first: the worker allocates, and
+             * the walk goes on from here when it is done. */
+            r = alloc_on_worker(req, pos);
+            if (r == 0)
+                return;
+        }
         if (r < 0) {
             fail_msg(req, r);
             break;
         }
+        launch_run(run, zero);
         pos += len;
     }
     req_release(req, 0); /* the walk's own hold */

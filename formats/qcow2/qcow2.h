@@ -350,6 +350,9 @@ int qcow2_refcount_update(struct qcow2 *s, uint64_t cluster, int delta);
  * hold it. */
 int qcow2_refcount_set(struct qcow2 *s, uint64_t cluster, uint64_t value);
 int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host);
+/* As qcow2_alloc_clusters, without I/O: 1 (nothing changed) when a
+ * refcount block it needs is not cached or has to be made. */
+int qcow2_alloc_clusters_cached(struct qcow2 *s, uint64_t n, uint64_t *host);
 int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host);
 int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n);
 int qcow2_flush_metadata(struct qcow2 *s);

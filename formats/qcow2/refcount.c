@@ -219,7 +219,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
 
 /* ---- Refcount blocks on demand -------------------------------------------- */
 
-static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start);
+static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start, bool cached_only);
 
 /* Makes sure the refcount block for table index T exists. */
 static int ensure_block(struct qcow2 *s, uint64_t t)
@@ -234,7 +234,7 @@ static int ensure_block(struct qcow2 *s, uint64_t t)
             return 0;
     }
     uint64_t c = 0;
-    int r = find_free(s, 1, &c);
+    int r = find_free(s, 1, &c, false);
     if (r < 0)
         return r;
     uint64_t off = c << s->cluster_bits;
@@ -386,8 +386,9 @@ static void read_ahead(struct qcow2 *s, uint64_t t, uint64_t off)
 
 /* Finds N free clusters in a row, from free_cluster_index on.  Each
  * refcount block is looked up once and its entries read in place; a
- * missing block is a run of free clusters as long as it describes. */
-static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start)
+ * missing block is a run of free clusters as long as it describes.  With
+ * CACHED_ONLY, a block that is not cached is not read: 1. */
+static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start, bool cached_only)
 {
     uint64_t limit = QCOW2_OFFSET_MASK >> s->cluster_bits;
     uint64_t c = s->free_cluster_index, run = 0;
@@ -406,8 +407,11 @@ static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start)
             run += s->rb_entries - i;
             continue;
         }
-        if (!qcow2_cache_has(&s->rbc, off))
+        if (!qcow2_cache_has(&s->rbc, off)) {
+            if (cached_only)
+                return 1;
             read_ahead(s, t, off);
+        }
         uint8_t *b;
         r = qcow2_cache_get(&s->rbc, off, true, &b);
         if (r < 0)
@@ -429,6 +433,23 @@ static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start)
     return 0;
 }
 
+static int take_clusters(struct qcow2 *s, uint64_t c, uint64_t n, uint64_t *host);
+
+int qcow2_alloc_clusters_cached(struct qcow2 *s, uint64_t n, uint64_t *host)
+{
+    if (s->corrupt)
+        return err_set(-EIO, "%s: the image is corrupt; writes are refused", s->dev->filename);
+    uint64_t c = 0;
+    int r = find_free(s, n, &c, true);
+    if (r != 0)
+        return r;
+    /* A refcount block to make is I/O. */
+    for (uint64_t t = c >> s->rb_bits; t <= (c + n - 1) >> s->rb_bits; t++)
+        if (t >= s->reft_entries || !s->reft[t])
+            return 1;
+    return take_clusters(s, c, n, host);
+}
+
 int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
 {
     if (s->corrupt)
@@ -437,7 +458,7 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
     for (int tries = 0;; tries++) {
         if (tries > 8)
             return qcow2_corrupt(s, "cannot allocate %" PRIu64 " clusters", n);
-        int r = find_free(s, n, &c);
+        int r = find_free(s, n, &c, false);
         if (r < 0)
             return r;
         /* Their refcount blocks may need clusters too: make them first,
@@ -454,6 +475,12 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
         if (!made)
             break;
     }
+    return take_clusters(s, c, n, host);
+}
+
+/* Counts the free clusters [C, C + N) as used (their blocks exist). */
+static int take_clusters(struct qcow2 *s, uint64_t c, uint64_t n, uint64_t *host)
+{
     int r = qcow2_check_overlap(s, c << s->cluster_bits, n << s->cluster_bits);
     if (r < 0)
         return r;

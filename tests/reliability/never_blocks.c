@@ -77,7 +77,12 @@ static void one(vdisk_queue *q, const char *what, enum aio_kind k, void *buf, ui
                   (unsigned long long)off, waits);
     ck_assert_msg(inside_calls == 0, "%s: %s: the callback ran inside the call", what,
                   aio_kind_names[k]);
+    before = queue_sync_waits_in_reap();
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
+    waits = queue_sync_waits_in_reap() - before;
+    ck_assert_msg(waits == 0, "%s: %s of %llu bytes at %llu: the reap that completed it waited "
+                  "for I/O %lu time(s)", what, aio_kind_names[k], (unsigned long long)len,
+                  (unsigned long long)off, waits);
     ck_assert_msg(last_result == 0, "%s: %s failed (%d): %s", what, aio_kind_names[k], last_result,
                   vdisk_get_error());
 }
@@ -189,6 +194,16 @@ static void count_done(void *user, int result)
     inside_calls += inside;
 }
 
+/* Reaps until N requests are done; the reaps must not wait for I/O. */
+static void reap_until(vdisk_queue *q, unsigned n)
+{
+    unsigned long before = queue_sync_waits_in_reap();
+    while (uncached_done < n)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    ck_assert_msg(queue_sync_waits_in_reap() == before, "the reaps waited for I/O %lu time(s)",
+                  queue_sync_waits_in_reap() - before);
+}
+
 /* Submits one request; it must neither wait nor call back inside. */
 static void submit_one(vdisk_queue *q, enum aio_kind k, void *buf, uint64_t off)
 {
@@ -207,13 +222,22 @@ static void submit_one(vdisk_queue *q, enum aio_kind k, void *buf, uint64_t off)
 /* A qcow2 image with 4 KiB clusters (each L2 table maps 2 MiB, four tables
  * for 8 MiB) on a fault disk, every block written with its pattern; *BP
  * gets the expected contents. */
+static struct fault_disk *filled(uint8_t **bp, const char *opts, uint64_t filled_bytes);
+
 static struct fault_disk *filled_4k(uint8_t **bp)
+{
+    return filled(bp, "cluster_size=4096", VSIZE);
+}
+
+/* The same with create options OPTS, and only the first FILLED_BYTES
+ * written (the rest unallocated, zero in *BP). */
+static struct fault_disk *filled(uint8_t **bp, const char *opts, uint64_t filled_bytes)
 {
     const char *tmpl = scratch("tmpl.qcow2");
     unlink(tmpl);
     vdisk_options *o;
     ck_assert_int_eq(vdisk_options_new(&o), 0);
-    ck_assert_int_eq(vdisk_options_set(o, "cluster_size", "4096"), 0);
+    ck_assert_int_eq(vdisk_options_parse(o, opts), 0);
     ck_assert_msg(vdisk_create(tmpl, "qcow2", VSIZE, o) == 0, "%s", vdisk_get_error());
     vdisk_options_free(o);
     size_t len;
@@ -223,10 +247,11 @@ static struct fault_disk *filled_4k(uint8_t **bp)
     ck_assert_ptr_nonnull(f);
     uint8_t *b = malloc(VSIZE);
     ck_assert_ptr_nonnull(b);
-    for (uint64_t off = 0; off < VSIZE; off += 4096)
+    for (uint64_t off = 0; off < filled_bytes; off += 4096)
         block_pattern(b + off, off);
+    memset(b + filled_bytes, 0, VSIZE - filled_bytes);
     struct vdisk_dev *dev = open_on(f, "qcow2");
-    ck_assert_msg(vdisk_pwrite(dev, b, VSIZE, 0) == 0, "%s", vdisk_get_error());
+    ck_assert_msg(vdisk_pwrite(dev, b, filled_bytes, 0) == 0, "%s", vdisk_get_error());
     vdisk_close(dev);
     *bp = b;
     return f;
@@ -268,8 +293,7 @@ START_TEST(qcow2_uncached_never_blocks)
         submit_one(q, AIO_READ, rbuf + (N + i) * 4096, 2 * span + (uint64_t)i * 29 * 4096);
     ck_assert_uint_eq(fault_reads_started(f) - r0, 4);
     ck_assert_uint_eq(uncached_done, 0);
-    while (uncached_done < 3 * N)
-        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    reap_until(q, 3 * N);
     ck_assert_uint_eq(inside_calls, 0);
     /* Three table reads and one data read per read: nothing read twice. */
     ck_assert_uint_eq(fault_reads_started(f) - r0, 3 + 2 * N);
@@ -378,13 +402,108 @@ START_TEST(qcow2_sync_call_while_loading)
     submit_one(q, AIO_READ, r, 64 * KiB);
     ck_assert_int_eq(vdisk_pread(dev, s, sizeof s, 128 * KiB), 0);
     ck_assert(memcmp(s, b + 128 * KiB, sizeof s) == 0);
-    while (uncached_done < 1)
-        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    reap_until(q, 1);
     ck_assert(memcmp(r, b + 64 * KiB, sizeof r) == 0);
     vdisk_queue_free(q);
     vdisk_close(dev);
     free(b);
     fault_free(f);
+}
+END_TEST
+
+/*
+ * Allocating writes on a freshly opened image (no refcount block and no
+ * L2 table cached; in the empty half, no L2 table at all): the refcount
+ * blocks are read, new tables made and written, lazy refcounts' dirty bit
+ * set, FUA's metadata flushed, on the image's worker; neither the calls
+ * nor the reaps wait.  The image ends as written, and sound.
+ */
+static void allocating(const char *opts)
+{
+    uint8_t *b, *img;
+    size_t len;
+    struct fault_disk *f = filled(&b, opts, VSIZE / 2);
+    /* A shorter delay: the worker's metadata I/O is many requests in a row
+     * (the disk's thread serves one at a time). */
+    ck_assert_int_eq(fault_set_delay(f, 5), 0);
+    struct vdisk_dev *dev = open_on(f, "qcow2");
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, dev, 64), 0);
+    enum { N = 12 };
+    static const struct {
+        enum aio_kind k;
+        uint64_t off, len;
+    } w[N] = { /* no two overlap: requests in flight together have no order */
+        {AIO_WRITE, 4 * MiB, 4096},             /* first of a new table */
+        {AIO_WRITE, 4 * MiB + 8192, 4096},      /* the same table, meanwhile */
+        {AIO_WRITE, 6 * MiB + 512, 1024},       /* another new table, copy on write */
+        {AIO_WRITE_FUA, 5 * MiB, 8192},         /* FUA: the metadata flushed */
+        {AIO_WRITE, 7 * MiB - 4096, 12288},     /* across two new tables */
+        {AIO_WRITE, 64 * KiB, 4096},            /* an overwrite */
+        {AIO_WRITE, 3 * MiB + 100, 300},        /* an overwrite inside a cluster */
+        {AIO_ZEROES, 4 * MiB + 65536, 8192},    /* zeroes in a new table */
+        {AIO_WRITE, 4 * MiB + 65536 + 8192, 4096},
+        {AIO_WRITE_FUA, 128 * KiB, 4096},       /* FUA overwrite */
+        {AIO_WRITE, 8 * MiB - 512, 512},        /* the last sector */
+        {AIO_WRITE, 5 * MiB + 8192, 4096},      /* next to the FUA write */
+    };
+    uint8_t *bufs[N];
+    uncached_done = inside_calls = 0;
+    for (int i = 0; i < N; i++) {
+        bufs[i] = malloc(w[i].len);
+        ck_assert_ptr_nonnull(bufs[i]);
+        memset(bufs[i], 0x40 + i, w[i].len);
+        unsigned long before = queue_sync_waits_in_submit();
+        inside = true;
+        int r = aio_start(q, w[i].k, bufs[i], w[i].off, w[i].len, count_done, bufs[i]);
+        inside = false;
+        ck_assert_msg(r == 0, "%s: %s", aio_kind_names[w[i].k], vdisk_get_error());
+        ck_assert_msg(queue_sync_waits_in_submit() == before, "%s: %s of %llu bytes at %llu "
+                      "waited for I/O inside the call", opts, aio_kind_names[w[i].k],
+                      (unsigned long long)w[i].len, (unsigned long long)w[i].off);
+        ck_assert_uint_eq(inside_calls, 0);
+        if (w[i].k == AIO_ZEROES)
+            memset(b + w[i].off, 0, w[i].len);
+        else
+            memcpy(b + w[i].off, bufs[i], w[i].len);
+    }
+    reap_until(q, N);
+    ck_assert_uint_eq(inside_calls, 0);
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
+    vdisk_queue_free(q);
+    ck_assert_int_eq(fault_set_delay(f, 0), 0);
+    uint8_t *back = malloc(VSIZE);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_int_eq(vdisk_pread(dev, back, VSIZE, 0), 0);
+    if (memcmp(back, b, VSIZE) != 0) {
+        uint64_t k = 0;
+        while (back[k] == b[k])
+            k++;
+        ck_abort_msg("%s: byte %llu: 0x%02x, want 0x%02x", opts, (unsigned long long)k, back[k],
+                     b[k]);
+    }
+    vdisk_close(dev);
+    ck_assert_int_eq(fault_current(f, &img, &len), 0);
+    write_file(scratch("alloc.qcow2"), img, len);
+    free(img);
+    write_file(scratch("alloc.raw"), b, VSIZE);
+    if (have_program("qemu-img")) {
+        RUN_OK("qemu-img check -q '%s'", scratch("alloc.qcow2"));
+        RUN_OK("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", scratch("alloc.qcow2"),
+               scratch("alloc.raw"));
+    }
+    free(back);
+    free(b);
+    fault_free(f);
+}
+
+START_TEST(qcow2_allocating_never_blocks)
+{
+    allocating("cluster_size=4096");
+    allocating("cluster_size=4096,lazy_refcounts=on");
+    allocating("cluster_size=65536,extended_l2=on");
+    allocating("cluster_size=512,refcount_bits=64");
 }
 END_TEST
 
@@ -452,8 +571,7 @@ START_TEST(qcow2_uncached_dirty_cache)
     for (int i = 0; i < 3; i++)
         submit_one(q, AIO_READ, r[i], at[i]);
     ck_assert_uint_eq(fault_writes(f), w0);
-    while (uncached_done < 3)
-        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    reap_until(q, 3);
     for (int i = 0; i < 3; i++)
         for (size_t k = 0; k < sizeof r[i]; k++)
             ck_assert_msg(r[i][k] == b[at[i] + k], "read %d, byte %zu: 0x%02x, want 0x%02x", i,
@@ -490,6 +608,7 @@ int main(void)
     tcase_add_test(tc, qcow2_uncached_dirty_cache);
     tcase_add_test(tc, qcow2_table_read_error);
     tcase_add_test(tc, qcow2_sync_call_while_loading);
+    tcase_add_test(tc, qcow2_allocating_never_blocks);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
