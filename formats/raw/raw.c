@@ -285,7 +285,9 @@ static void bounce_done(struct vdisk_req *child, int ret)
 static void raw_bounce(struct vdisk_req *req)
 {
     struct raw *r = req->dev->priv;
-    void *buf = aligned_alloc_or_null(r->mem_align > 64 ? r->mem_align : 64, req->length);
+    /* On a page boundary, not just the device's minimum: a buffer that
+     * starts inside a page costs the disk one more segment per request. */
+    void *buf = aligned_alloc_or_null(r->mem_align > 4096 ? r->mem_align : 4096, req->length);
     if (!buf) {
         req_fail(req, -ENOMEM, "out of memory for a %" PRIu64 "-byte bounce buffer",
                  req->length);

@@ -99,6 +99,11 @@ int cli_refuse_backing_without_format(const char *image, const char *name, bool 
 /* The cache mode given to -t or -T, checked before anything is touched:
  * 0, or -1 with "Invalid cache option: MODE" printed. */
 int cli_check_cache(const char *mode);
+/* LEN bytes (at least 1) on a page boundary, or NULL: buffers that go to
+ * O_DIRECT files as they are (a buffer off the page boundary costs the
+ * disk one more segment per request, or the library a bounce copy).
+ * Release with free(). */
+void *cli_page_alloc(size_t len);
 
 /* Common option handling: prints help for "-h" / "--help". */
 bool is_help(const char *arg);

@@ -220,11 +220,23 @@ static int copy_plain(struct conv *c)
         return -1;
     }
     struct slot *slots = calloc(c->parallel, sizeof *slots);
-    for (unsigned i = 0; i < c->parallel; i++) {
+    bool oom = !slots;
+    for (unsigned i = 0; !oom && i < c->parallel; i++) {
         slots[i].c = c;
         slots[i].wq = wq;
-        slots[i].buf = malloc(c->chunk);
-        slots[i].cmp = c->backing ? malloc(c->chunk) : NULL;
+        slots[i].buf = cli_page_alloc(c->chunk);
+        slots[i].cmp = c->backing ? cli_page_alloc(c->chunk) : NULL;
+        oom = !slots[i].buf || (c->backing && !slots[i].cmp);
+    }
+    if (oom) {
+        for (unsigned i = 0; slots && i < c->parallel; i++) {
+            free(slots[i].buf);
+            free(slots[i].cmp);
+        }
+        free(slots);
+        vdisk_queue_free(wq);
+        cli_error("Out of memory for %u buffers of %" PRIu64 " bytes", c->parallel, c->chunk);
+        return -1;
     }
     uint64_t off = 0;
     while (!c->error && (off < c->total || vdisk_queue_in_flight(wq))) {
@@ -345,9 +357,20 @@ static int copy_compressed(struct conv *c)
     unsigned workers = cores > 0 ? (unsigned)cores : 1;
     struct cpool p = {.c = c, .n = workers * 4};
     p.tasks = calloc(p.n, sizeof *p.tasks);
-    for (unsigned i = 0; i < p.n; i++) {
-        p.tasks[i].in = malloc(c->cluster);
-        p.tasks[i].out = malloc(c->cluster);
+    bool oom = !p.tasks;
+    for (unsigned i = 0; !oom && i < p.n; i++) {
+        p.tasks[i].in = cli_page_alloc(c->cluster);
+        p.tasks[i].out = cli_page_alloc(c->cluster);
+        oom = !p.tasks[i].in || !p.tasks[i].out;
+    }
+    if (oom) {
+        for (unsigned i = 0; p.tasks && i < p.n; i++) {
+            free(p.tasks[i].in);
+            free(p.tasks[i].out);
+        }
+        free(p.tasks);
+        cli_error("Out of memory for %u clusters of %" PRIu64 " bytes", p.n, c->cluster);
+        return -1;
     }
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.work, NULL);
@@ -360,9 +383,13 @@ static int copy_compressed(struct conv *c)
     uint64_t read_next = 0, write_next = 0;
     enum { RA_SIZE = 4 << 20 };
     uint64_t ra_size = c->cluster > RA_SIZE ? c->cluster : RA_SIZE;
-    uint8_t *ra = malloc(ra_size);
+    uint8_t *ra = cli_page_alloc(ra_size);
     uint64_t ra_off = 0, ra_len = 0;
     int r = 0;
+    if (!ra) {
+        cli_error("Out of memory for a %" PRIu64 "-byte read buffer", ra_size);
+        r = -1;
+    }
     while (r == 0 && write_next < nclusters) {
         /* Fill free tasks with the next clusters. */
         while (r == 0 && read_next < nclusters && read_next - write_next < p.n) {

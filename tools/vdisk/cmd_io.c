@@ -125,8 +125,8 @@ static void hexdump(const uint8_t *buf, uint64_t off, uint64_t len)
 
 static void *alloc_buf(uint64_t len, int fill)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, 4096, len ? len : 1) != 0)
+    void *p = cli_page_alloc(len);
+    if (!p)
         return NULL;
     memset(p, fill, len);
     return p;

@@ -268,3 +268,11 @@ vdisk_dev *cli_open(const char *path, const struct open_args *a)
 {
     return cli_open_path(path, a);
 }
+
+void *cli_page_alloc(size_t len)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, len ? len : 1) != 0)
+        return NULL;
+    return p;
+}
