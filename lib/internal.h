@@ -87,11 +87,14 @@ struct quiesce_state {
     atomic_uintptr_t owner;      /* the holding thread's token, or 0 */
     atomic_long active;
     struct vdisk_queue *queues;  /* every queue on the device (under LOCK) */
+    struct vdisk_dev *uppers;    /* ranges opened over the device (under LOCK),
+                                    linked through their upper_next */
 };
 
 void quiesce_init(struct quiesce_state *qs);
 void quiesce_fini(struct quiesce_state *qs);
-/* True when requests on DEV must wait: a section is held by another thread. */
+/* True when requests on DEV must wait: a section is held by another thread,
+ * on DEV or on a device DEV is a range of. */
 bool quiesce_blocks(struct vdisk_dev *dev);
 /* Accounting of top-level requests: quiesce_enter() returns false (and counts
  * nothing) when the request must wait; quiesce_leave() ends one. */
@@ -100,6 +103,10 @@ void quiesce_leave(struct vdisk_queue *q);
 /* Queues register so that a resume can wake those with waiting requests. */
 void quiesce_add_queue(struct vdisk_dev *dev, struct vdisk_queue *q);
 void quiesce_remove_queue(struct vdisk_dev *dev, struct vdisk_queue *q);
+/* A range UPPER over DEV: DEV's sections hold UPPER's requests back (and
+ * wait for those in flight); removed before UPPER goes. */
+void quiesce_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
+void quiesce_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
 /* Synchronous callers (vdisk_pread ...) wait here while another thread
  * holds the section. */
 void quiesce_wait_sync(struct vdisk_dev *dev);
@@ -143,6 +150,10 @@ struct vdisk_dev {
 
     /* The quiesce section (vdisk_dev_quiesce, lib/quiesce.c). */
     struct quiesce_state quiesce;
+    /* A range over another device: that device's section holds this one's
+     * requests back too (its requests reach the other only as children). */
+    struct vdisk_dev *quiesce_under;
+    struct vdisk_dev *upper_next;
 };
 
 /* Allocates a device with one reference; the driver fills in the rest. */

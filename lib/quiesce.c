@@ -40,22 +40,49 @@ void quiesce_fini(struct quiesce_state *qs)
     pthread_mutex_destroy(&qs->lock);
 }
 
-bool quiesce_blocks(struct vdisk_dev *dev)
+static bool blocks_one(struct vdisk_dev *dev)
 {
     struct quiesce_state *qs = &dev->quiesce;
     return atomic_load(&qs->depth) != 0 && atomic_load(&qs->owner) != self();
 }
 
-/* Counts one more request in the driver unless another thread holds the
- * section (then nothing is counted): the increment comes before the look at
- * DEPTH, the quiescing thread's store of DEPTH before its look at ACTIVE. */
+bool quiesce_blocks(struct vdisk_dev *dev)
+{
+    for (struct vdisk_dev *d = dev; d; d = d->quiesce_under)
+        if (blocks_one(d))
+            return true;
+    return false;
+}
+
+static void leave_one(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    if (atomic_fetch_sub(&qs->active, 1) == 1 && atomic_load(&qs->depth) != 0) {
+        pthread_mutex_lock(&qs->lock);
+        pthread_cond_broadcast(&qs->cond);
+        pthread_mutex_unlock(&qs->lock);
+    }
+}
+
+/* Counts one more request in the driver, on DEV and every device it is a
+ * range of, unless another thread holds a section on one of them (then
+ * nothing stays counted): each increment comes before the look at that
+ * device's DEPTH, the quiescing thread's store of DEPTH before its look at
+ * ACTIVE. */
 static bool try_enter(struct vdisk_dev *dev)
 {
-    atomic_fetch_add(&dev->quiesce.active, 1);
-    if (!quiesce_blocks(dev))
-        return true;
-    quiesce_sync_end(dev);
-    return false;
+    for (struct vdisk_dev *d = dev; d; d = d->quiesce_under) {
+        atomic_fetch_add(&d->quiesce.active, 1);
+        if (blocks_one(d)) {
+            for (struct vdisk_dev *e = dev;; e = e->quiesce_under) {
+                leave_one(e);
+                if (e == d)
+                    break;
+            }
+            return false;
+        }
+    }
+    return true;
 }
 
 void quiesce_leave(struct vdisk_queue *q)
@@ -102,13 +129,41 @@ void quiesce_remove_queue(struct vdisk_dev *dev, struct vdisk_queue *q)
  * thread reaps its queues: a section waits for them, and this thread may be
  * waiting for that section (their callbacks still run from its next reap).
  */
-static void wait_or_progress(struct quiesce_state *qs)
+/* This thread's queues with requests in the driver, on DEV and the ranges
+ * over it (their locks taken after DEV's, which the caller holds). */
+static unsigned own_queues(struct vdisk_dev *dev, struct vdisk_queue **own, unsigned n,
+                           unsigned max, bool locked)
 {
-    struct vdisk_queue *own[16];
-    unsigned n = 0;
-    for (struct vdisk_queue *q = qs->queues; q && n < 16; q = q->dev_next)
+    if (!locked)
+        pthread_mutex_lock(&dev->quiesce.lock);
+    for (struct vdisk_queue *q = dev->quiesce.queues; q && n < max; q = q->dev_next)
         if (atomic_load(&q->user) == self() && atomic_load(&q->active) > 0)
             own[n++] = q;
+    for (struct vdisk_dev *u = dev->quiesce.uppers; u && n < max; u = u->upper_next)
+        n = own_queues(u, own, n, max, false);
+    if (!locked)
+        pthread_mutex_unlock(&dev->quiesce.lock);
+    return n;
+}
+
+/* Every queue on DEV and the ranges over it is woken (DEV's lock held). */
+static void wake_queues(struct vdisk_dev *dev, bool locked)
+{
+    if (!locked)
+        pthread_mutex_lock(&dev->quiesce.lock);
+    for (struct vdisk_queue *q = dev->quiesce.queues; q; q = q->dev_next)
+        queue_wake(q);
+    for (struct vdisk_dev *u = dev->quiesce.uppers; u; u = u->upper_next)
+        wake_queues(u, false);
+    if (!locked)
+        pthread_mutex_unlock(&dev->quiesce.lock);
+}
+
+static void wait_or_progress(struct vdisk_dev *dev)
+{
+    struct quiesce_state *qs = &dev->quiesce;
+    struct vdisk_queue *own[16];
+    unsigned n = own_queues(dev, own, 0, 16, true);
     if (n == 0) {
         pthread_cond_wait(&qs->cond, &qs->lock);
         return;
@@ -121,13 +176,37 @@ static void wait_or_progress(struct quiesce_state *qs)
 
 void quiesce_wait_sync(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
-    if (!quiesce_blocks(dev))
-        return;
-    pthread_mutex_lock(&qs->lock);
-    while (quiesce_blocks(dev))
-        wait_or_progress(qs);
-    pthread_mutex_unlock(&qs->lock);
+    for (;;) {
+        struct vdisk_dev *d = dev;
+        while (d && !blocks_one(d))
+            d = d->quiesce_under;
+        if (!d)
+            return;
+        pthread_mutex_lock(&d->quiesce.lock);
+        while (blocks_one(d))
+            wait_or_progress(d);
+        pthread_mutex_unlock(&d->quiesce.lock);
+    }
+}
+
+void quiesce_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper)
+{
+    pthread_mutex_lock(&dev->quiesce.lock);
+    upper->quiesce_under = dev;
+    upper->upper_next = dev->quiesce.uppers;
+    dev->quiesce.uppers = upper;
+    pthread_mutex_unlock(&dev->quiesce.lock);
+}
+
+void quiesce_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper)
+{
+    pthread_mutex_lock(&dev->quiesce.lock);
+    for (struct vdisk_dev **pp = &dev->quiesce.uppers; *pp; pp = &(*pp)->upper_next)
+        if (*pp == upper) {
+            *pp = upper->upper_next;
+            break;
+        }
+    pthread_mutex_unlock(&dev->quiesce.lock);
 }
 
 void quiesce_sync_begin(struct vdisk_dev *dev)
@@ -139,12 +218,8 @@ void quiesce_sync_begin(struct vdisk_dev *dev)
 
 void quiesce_sync_end(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
-    if (atomic_fetch_sub(&qs->active, 1) == 1 && atomic_load(&qs->depth) != 0) {
-        pthread_mutex_lock(&qs->lock);
-        pthread_cond_broadcast(&qs->cond);
-        pthread_mutex_unlock(&qs->lock);
-    }
+    for (struct vdisk_dev *d = dev; d; d = d->quiesce_under)
+        leave_one(d);
 }
 
 static int quiesce(struct vdisk_dev *dev)
@@ -163,12 +238,12 @@ static int quiesce(struct vdisk_dev *dev)
     }
     /* Another thread's section ends first. */
     while (atomic_load(&qs->depth) != 0)
-        wait_or_progress(qs);
+        wait_or_progress(dev);
     atomic_store(&qs->owner, self());
     atomic_store(&qs->depth, 1);
     /* Then every request already in the driver, this thread's too. */
     while (atomic_load(&qs->active) != 0)
-        wait_or_progress(qs);
+        wait_or_progress(dev);
     pthread_mutex_unlock(&qs->lock);
     return 0;
 }
@@ -184,8 +259,7 @@ static int resume(struct vdisk_dev *dev)
     if (atomic_fetch_sub(&qs->depth, 1) == 1) {
         atomic_store(&qs->owner, 0);
         pthread_cond_broadcast(&qs->cond);
-        for (struct vdisk_queue *q = qs->queues; q; q = q->dev_next)
-            queue_wake(q);
+        wake_queues(dev, true);
     }
     pthread_mutex_unlock(&qs->lock);
     return 0;

@@ -52,6 +52,7 @@ static int64_t offset_allocated_size(struct vdisk_dev *dev)
 static void offset_close(struct vdisk_dev *dev)
 {
     struct range *r = dev->priv;
+    quiesce_remove_upper(r->parent, dev);
     dev_unref(r->parent);
     free(r);
 }
@@ -101,6 +102,7 @@ VDISK_EXPORT int vdisk_open_range(vdisk_dev **devp, vdisk_dev *parent, uint64_t 
         dev->caps &= ~VDISK_CAN_WRITE;
     dev->params.read_only = !(dev->caps & VDISK_CAN_WRITE);
     dev_ref(parent);
+    quiesce_add_upper(parent, dev);
     *devp = dev;
     return 0;
 }

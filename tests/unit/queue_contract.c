@@ -389,7 +389,7 @@ START_TEST(quiesce_rules)
 END_TEST
 
 struct other {
-    vdisk_dev *dev;
+    vdisk_dev *dev;     /* where the other threads send their requests */
     atomic_int stage;   /* 1: started its request; 2: saw nothing complete;
                            3: completed it after the resume */
     atomic_int sync_done;
@@ -477,6 +477,69 @@ START_TEST(quiesce_holds_back_others)
 }
 END_TEST
 
+/* A section on a disk holds back requests on a range opened over it (a
+ * partition), from queues and synchronous calls alike; the range's own
+ * requests in flight when it begins are waited for. */
+START_TEST(quiesce_holds_back_ranges)
+{
+    vdisk_dev *disk = new_image("hold-range.qcow2", "qcow2", 1 * MiB, NULL);
+    vdisk_dev *range;
+    ck_assert_int_eq(vdisk_open_range(&range, disk, 64 * KiB, 512 * KiB, 0), 0);
+    /* One request of this thread's on the range, in flight as the section
+     * begins: the section waits for it (it completes in a later reap). */
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, range, 8), 0);
+    static uint8_t mine[4096];
+    memset(mine, 0x5e, sizeof mine);
+    calls = 0;
+    ck_assert_int_eq(vdisk_aio_pwritev(q, &(struct iovec){mine, sizeof mine}, 1, 0, 0, note_cb,
+                                       NULL), 0);
+    ck_assert_int_eq(vdisk_dev_quiesce(disk), 0);
+    struct other o = {.dev = range};
+    pthread_t t, s;
+    ck_assert_int_eq(pthread_create(&t, NULL, other_thread, &o), 0);
+    ck_assert_int_eq(pthread_create(&s, NULL, sync_thread, &o), 0);
+    while (atomic_load(&o.stage) < 2)
+        usleep(1000);
+    ck_assert_uint_eq(o.early, 0);
+    ck_assert_int_eq(atomic_load(&o.sync_done), 0);
+    /* Inside the section, the disk is as the section found it: this
+     * thread's write is there, the others' are not. */
+    uint8_t back[4096], want[4096];
+    ck_assert_int_eq(vdisk_pread(disk, back, sizeof back, 64 * KiB), 0);
+    assert_same_bytes(back, mine, sizeof back, 64 * KiB, "write in flight at the section");
+    memset(want, 0, sizeof want);
+    ck_assert_int_eq(vdisk_pread(disk, back, sizeof back, 64 * KiB + 8192), 0);
+    assert_same_bytes(back, want, sizeof back, 64 * KiB + 8192, "held-back write, not yet");
+    ck_assert_msg(vdisk_snapshot_create(disk, "during") == 0, "%s", vdisk_get_error());
+    ck_assert_int_eq(vdisk_dev_resume(disk), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(pthread_join(s, NULL), 0);
+    ck_assert_int_eq(atomic_load(&o.stage), 3);
+    ck_assert_int_eq(o.result, 0);
+    ck_assert_int_eq(atomic_load(&o.sync_done), 1);
+    ck_assert_int_eq(vdisk_queue_drain(q), 1);
+    ck_assert_uint_eq(calls, 1);
+    memset(want, 0xab, sizeof want);
+    ck_assert_int_eq(vdisk_pread(disk, back, sizeof back, 64 * KiB + 8192), 0);
+    assert_same_bytes(back, want, sizeof back, 64 * KiB + 8192, "held-back write");
+    memset(want, 0xcd, 512);
+    ck_assert_int_eq(vdisk_pread(disk, back, 512, 64 * KiB + 16384), 0);
+    assert_same_bytes(back, want, 512, 64 * KiB + 16384, "held-back synchronous write");
+    vdisk_queue_free(q);
+    vdisk_close(range);
+    vdisk_close(disk);
+    if (have_program("qemu-img")) {
+        RUN_OK("qemu-img check -q '%s'", scratch("hold-range.qcow2"));
+        /* The snapshot has this thread's write and not the held-back ones. */
+        RUN_OK("qemu-img convert -l snapshot.name=during -O raw '%s' '%s'",
+               scratch("hold-range.qcow2"), scratch("during.raw"));
+        RUN_OK("qemu-io -f raw -r -c 'read -q -P 0x5e 64k 4k' -c 'read -q -P 0 72k 4k' "
+               "-c 'read -q -P 0 80k 512' '%s'", scratch("during.raw"));
+    }
+}
+END_TEST
+
 /* ---- Main ------------------------------------------------------------------ */
 
 static Suite *contract_suite(void)
@@ -493,6 +556,7 @@ static Suite *contract_suite(void)
     tcase_add_test(tc, reap_budget_leftovers);
     tcase_add_test(tc, quiesce_rules);
     tcase_add_test(tc, quiesce_holds_back_others);
+    tcase_add_test(tc, quiesce_holds_back_ranges);
     suite_add_tcase(s, tc);
     return s;
 }
