@@ -701,6 +701,14 @@ int dev_truncate(struct vdisk_dev *dev, uint64_t size)
     return dev->drv->truncate(dev, size);
 }
 
+int dev_preallocate(struct vdisk_dev *dev, uint64_t size)
+{
+    if (!dev->drv->preallocate)
+        return err_set(-ENOTSUP, "%s: the %s driver cannot preallocate", dev->filename,
+                       dev->drv->name);
+    return dev->drv->preallocate(dev, size);
+}
+
 int dev_discard(struct vdisk_dev *dev, uint64_t off, uint64_t len)
 {
     return dev_sync_io(dev, VDISK_OP_DISCARD, NULL, 0, off, len, 0);

@@ -88,6 +88,11 @@ struct vdisk_driver {
     /* Sets the size of a file (raw only); NULL: not supported. */
     int (*truncate)(struct vdisk_dev *dev, uint64_t size);
 
+    /* Makes the file at least SIZE bytes long with the new part allocated
+     * (and reading as zeroes) without writing it, as fallocate does; never
+     * by writing zeroes.  -ENOTSUP when the file system cannot, or NULL. */
+    int (*preallocate)(struct vdisk_dev *dev, uint64_t size);
+
     /* Host bytes used, or -errno; NULL: ask the device below. */
     int64_t (*allocated_size)(struct vdisk_dev *dev);
 

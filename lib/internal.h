@@ -266,6 +266,8 @@ int dev_pwrite(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off)
 int dev_flush(struct vdisk_dev *dev);
 int dev_discard(struct vdisk_dev *dev, uint64_t off, uint64_t len);
 int dev_truncate(struct vdisk_dev *dev, uint64_t size);
+/* The driver's preallocate (-ENOTSUP without one). */
+int dev_preallocate(struct vdisk_dev *dev, uint64_t size);
 int dev_write_zeroes(struct vdisk_dev *dev, uint64_t off, uint64_t len, unsigned flags);
 int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                      struct vdisk_extent *ext);

@@ -295,6 +295,7 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     if (r == 0)
         r = cache_entries(os, "refcount-cache-size", (uint64_t)l2n * s->cluster_size / 4,
                           s->cluster_size, &rbn);
+    s->file_at_open = s->grown_to = dev_size(file);
     if (r == 0)
         r = read_table(s, s->l1_offset, s->l1_size, &s->l1);
     if (r == 0) {
@@ -389,6 +390,25 @@ static void qcow2_close(struct vdisk_dev *dev)
         int r = qcow2_flush_metadata(s);
         if (r == 0 && s->dirty_on_disk)
             qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
+        /* The file back to what is used, if it was grown ahead: its size at
+         * open, or the end of the last cluster with a refcount. */
+        uint64_t used = 0;
+        if (r == 0 && s->grown_to > s->file_at_open &&
+            qcow2_refcounted_end(s, &used) == 0) {
+            uint64_t keep = used << s->cluster_bits;
+            /* A cluster being packed with compressed data ends where its
+             * data does (to the sector), as the file would have. */
+            if (s->compress_cluster && s->compress_cluster + s->cluster_size == keep)
+                keep = s->compress_cluster + align_up(s->compress_used, 512);
+            if (keep < s->file_at_open)
+                keep = s->file_at_open;
+            if (dev_size(s->file) > keep) {
+                struct err_saved saved;
+                err_save(&saved);
+                dev_truncate(s->file, keep);
+                err_restore(&saved);
+            }
+        }
         pthread_mutex_unlock(&s->lock);
     }
     if (s->backing)

@@ -309,6 +309,13 @@ struct qcow2 {
 
     /* Allocation state. */
     uint64_t free_cluster_index;
+    /* The file grown ahead of allocations (fallocate in large steps): a
+     * write into allocated space does not extend the file, which file
+     * systems serialise.  At close the file goes back to what is used. */
+    uint64_t file_at_open;     /* bytes */
+    uint64_t grown_to;         /* bytes the file is known to have */
+    uint64_t used_end;         /* end of what was placed since open (bytes) */
+    bool no_grow;              /* the file cannot be preallocated */
     uint64_t *deferred;      /* host clusters whose refcount drops at flush */
     size_t ndeferred, capdeferred;
     struct qcow2_alloc *allocs;
@@ -353,6 +360,13 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host);
 /* As qcow2_alloc_clusters, without I/O: 1 (nothing changed) when a
  * refcount block it needs is not cached or has to be made. */
 int qcow2_alloc_clusters_cached(struct qcow2 *s, uint64_t n, uint64_t *host);
+/* The end of the file's contents (bytes): its size, or when it was grown
+ * ahead, what was there at open and what was placed since
+ * (qcow2_note_used: allocations, new refcount and snapshot structures). */
+uint64_t qcow2_file_end(struct qcow2 *s);
+void qcow2_note_used(struct qcow2 *s, uint64_t end);
+/* One past the last cluster with a non-zero refcount (0: none). */
+int qcow2_refcounted_end(struct qcow2 *s, uint64_t *clusters);
 int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host);
 int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n);
 int qcow2_flush_metadata(struct qcow2 *s);

@@ -113,7 +113,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
     if (min_entries > QCOW2_MAX_REFTABLE_BYTES / 8)
         return err_set(-EFBIG, "%s: the refcount table would exceed %u bytes",
                        s->dev->filename, QCOW2_MAX_REFTABLE_BYTES);
-    uint64_t file_clusters = (dev_size(s->file) + cs - 1) / cs;
+    uint64_t file_clusters = (qcow2_file_end(s) + cs - 1) / cs;
     uint64_t p = file_clusters > s->free_cluster_index ? file_clusters : s->free_cluster_index;
     uint64_t entries = min_entries + min_entries / 2 + 1;
     uint64_t tclusters = 0, nb = 0;
@@ -160,6 +160,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
     }
     memcpy(table, s->reft, s->reft_entries * 8);
     uint64_t end = p + tclusters + nb, next_block = p + tclusters;
+    qcow2_note_used(s, end * cs);
     int r = 0;
     uint64_t t0 = p >> s->rb_bits, t1 = (end - 1) >> s->rb_bits;
     for (uint64_t t = t0; t <= t1 && r == 0; t++) {
@@ -443,11 +444,74 @@ int qcow2_alloc_clusters_cached(struct qcow2 *s, uint64_t n, uint64_t *host)
     int r = find_free(s, n, &c, true);
     if (r != 0)
         return r;
-    /* A refcount block to make is I/O. */
+    /* A refcount block to make is I/O; so is growing the file. */
     for (uint64_t t = c >> s->rb_bits; t <= (c + n - 1) >> s->rb_bits; t++)
         if (t >= s->reft_entries || !s->reft[t])
             return 1;
+    if (!s->no_grow && ((c + n) << s->cluster_bits) > s->grown_to)
+        return 1;
     return take_clusters(s, c, n, host);
+}
+
+uint64_t qcow2_file_end(struct qcow2 *s)
+{
+    if (s->grown_to <= s->file_at_open)
+        return dev_size(s->file);
+    return s->used_end > s->file_at_open ? s->used_end : s->file_at_open;
+}
+
+void qcow2_note_used(struct qcow2 *s, uint64_t end)
+{
+    if (s->used_end < end)
+        s->used_end = end;
+}
+
+int qcow2_refcounted_end(struct qcow2 *s, uint64_t *clusters)
+{
+    *clusters = 0;
+    for (uint64_t t = s->reft_used < s->reft_entries ? s->reft_used : s->reft_entries; t-- > 0;) {
+        uint64_t off;
+        int r = reft_block(s, t, &off);
+        if (r < 0)
+            return r;
+        if (!off)
+            continue;
+        uint8_t *b;
+        r = qcow2_cache_get(&s->rbc, off, true, &b);
+        if (r < 0)
+            return r;
+        for (uint64_t i = s->rb_entries; i-- > 0;) {
+            if (qcow2_rb_get(s, b, i)) {
+                *clusters = (t << s->rb_bits) + i + 1;
+                qcow2_cache_put(&s->rbc, b);
+                return 0;
+            }
+        }
+        qcow2_cache_put(&s->rbc, b);
+    }
+    return 0;
+}
+
+/* Grows the file ahead of an allocation ending at END (bytes): in steps of
+ * an eighth of END, 16 MiB to 512 MiB.  Best effort: where the file cannot
+ * be preallocated, writes extend it as before. */
+static void grow_ahead(struct qcow2 *s, uint64_t end)
+{
+    if (s->no_grow || s->read_only || end <= s->grown_to)
+        return;
+    uint64_t step = end / 8;
+    if (step < (16u << 20))
+        step = 16u << 20;
+    if (step > (512u << 20))
+        step = 512u << 20;
+    uint64_t target = align_up(end + step, 1u << 20);
+    struct err_saved saved;
+    err_save(&saved);
+    if (dev_preallocate(s->file, target) == 0)
+        s->grown_to = target;
+    else
+        s->no_grow = true;
+    err_restore(&saved);
 }
 
 int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
@@ -475,6 +539,7 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
         if (!made)
             break;
     }
+    grow_ahead(s, (c + n) << s->cluster_bits);
     return take_clusters(s, c, n, host);
 }
 
@@ -491,6 +556,7 @@ static int take_clusters(struct qcow2 *s, uint64_t c, uint64_t n, uint64_t *host
     }
     if (s->free_cluster_index == c || s->free_cluster_index < c + n)
         s->free_cluster_index = c + n;
+    qcow2_note_used(s, (c + n) << s->cluster_bits);
     /* The clusters may become tables (L2, L1, snapshot): the end of the
      * metadata moves past them. */
     meta_raise(s, (c + n) << s->cluster_bits);

@@ -694,29 +694,18 @@ static int l2_flags(struct txn *t, uint8_t *l2, bool fix, bool *stale)
     return 0;
 }
 
-/* The first cluster past the file and past every cluster with a refcount. */
+/* The first cluster past the file's contents and past every cluster with a
+ * refcount. */
 static int tail(struct qcow2 *s, uint64_t *p)
 {
-    uint64_t cs = s->cluster_size;
-    *p = (dev_size(s->file) + cs - 1) / cs;
+    uint64_t cs = s->cluster_size, end;
+    *p = (qcow2_file_end(s) + cs - 1) / cs;
     if (*p == 0)
         *p = 1;
-    for (uint64_t t = s->reft_used < s->reft_entries ? s->reft_used : s->reft_entries; t-- > 0;) {
-        if (!s->reft[t])
-            continue;
-        for (uint64_t i = s->rb_entries; i-- > 0;) {
-            uint64_t c = (t << s->rb_bits) + i, rc;
-            int r = qcow2_refcount_get(s, c, &rc);
-            if (r < 0)
-                return r;
-            if (rc) {
-                if (c + 1 > *p)
-                    *p = c + 1;
-                return 0;
-            }
-        }
-    }
-    return 0;
+    int r = qcow2_refcounted_end(s, &end);
+    if (r == 0 && end > *p)
+        *p = end;
+    return r;
 }
 
 static int cmp_u64(const void *a, const void *b);
@@ -951,6 +940,8 @@ static int switch_trees(struct qcow2 *s, struct change *ch)
     }
     uint64_t reft_off = (p + k + nb) * cs, reft_entries = rt * cs / 8;
     uint64_t table_off = tc ? (p + k + nb + rt) * cs : 0;
+    if (r == 0)
+        qcow2_note_used(s, (p + k + nb + rt + tc) * cs);
     if (r == 0)
         r = qcow2_check_overlap(s, p * cs, (k + nb + rt + tc) * cs);
     if (r == 0 && !(reft = calloc(reft_entries, 8)))

@@ -488,18 +488,44 @@ static int raw_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* A raw image is opened without the resize permission (as in QEMU): take
+ * it when the file is to change size, and keep it. */
+static int take_resize(struct vdisk_dev *dev)
+{
+    struct raw *r = dev->priv;
+    if (r->lock && !(r->perm & PERM_RESIZE))
+        return raw_lock(dev, r->perm | PERM_RESIZE, r->shared, false);
+    return 0;
+}
+
+static int raw_preallocate(struct vdisk_dev *dev, uint64_t size)
+{
+    struct raw *r = dev->priv;
+    uint64_t cur = __atomic_load_n(&dev->size, __ATOMIC_ACQUIRE);
+    if (r->is_bdev || size > INT64_MAX)
+        return err_set(-ENOTSUP, "%s: cannot preallocate", dev->filename);
+    if (size <= cur)
+        return 0;
+    int ret = take_resize(dev);
+    if (ret < 0)
+        return ret;
+    if (fallocate(r->fd, 0, (off_t)cur, (off_t)(size - cur)) < 0) {
+        int e = errno;
+        return err_set(e == EOPNOTSUPP ? -ENOTSUP : -e, "%s: fallocate of %" PRIu64 " bytes at "
+                       "offset %" PRIu64 ": %s", dev->filename, size - cur, cur, strerror(e));
+    }
+    dev_size_grow(dev, size);
+    return 0;
+}
+
 static int raw_truncate(struct vdisk_dev *dev, uint64_t size)
 {
     struct raw *r = dev->priv;
     if (r->is_bdev)
         return err_set(-ENOTSUP, "%s: a block device cannot be resized", dev->filename);
-    /* A raw image is opened without the resize permission (as in QEMU): take
-     * it now, and keep it. */
-    if (r->lock && !(r->perm & PERM_RESIZE)) {
-        int ret = raw_lock(dev, r->perm | PERM_RESIZE, r->shared, false);
-        if (ret < 0)
-            return ret;
-    }
+    int ret = take_resize(dev);
+    if (ret < 0)
+        return ret;
     if (size > INT64_MAX || ftruncate(r->fd, (off_t)size) < 0)
         return err_set(size > INT64_MAX ? -EFBIG : -errno, "%s: could not resize to %" PRIu64
                        " bytes: %s", dev->filename, size,
@@ -530,5 +556,6 @@ const struct vdisk_driver vdisk_driver_raw = {
     .block_status = raw_block_status,
     .allocated_size = raw_allocated_size,
     .truncate = raw_truncate,
+    .preallocate = raw_preallocate,
     .create = raw_create,
 };

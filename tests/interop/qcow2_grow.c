@@ -16,10 +16,18 @@
  *     with 044's 8 Mi clusters);
  *   - a second write in the same open looks up no block it already passed,
  *     and sequential allocation into an empty image costs the same per MiB
- *     at its end as at its start.
+ *     at its end as at its start;
+ *   - the file grows ahead of allocations (fallocate, so that writes into it
+ *     do not extend the file one by one): while it is open the file is
+ *     larger than its contents, and a copy taken then (a crash) is clean to
+ *     qemu-img check and vdisk check; snapshots and a refcount table placed
+ *     meanwhile go right after the contents, not past the grown part; at
+ *     close the file ends where its last cluster does (qemu-img check's
+ *     image end offset).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +208,69 @@ START_TEST(test_flat)
 }
 END_TEST
 
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+/* qemu-img check's "Image end offset: N". */
+static uint64_t image_end(const char *path)
+{
+    struct run *r = run("qemu-img check '%s'", path);
+    ck_assert_msg(r->status == 0, "%s%s", r->out, r->err);
+    const char *p = strstr(r->out, "Image end offset: ");
+    ck_assert_msg(p, "%s", r->out);
+    return strtoull(p + 18, NULL, 10);
+}
+
+START_TEST(test_grows_ahead)
+{
+    const char *img = scratch("ahead.qcow2"), *copy = scratch("ahead-crash.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 -o cluster_size=4096 '%s' 64M", img);
+    uint64_t at_create = file_size(img);
+    vdisk_dev *dev;
+    ck_assert_msg(vdisk_open(&dev, img, NULL) == 0, "%s", vdisk_get_error());
+    uint8_t *buf = malloc(1 << 20);
+    ck_assert_ptr_nonnull(buf);
+    uint64_t seed = 7;
+    fill_random(buf, 1 << 20, &seed);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(vdisk_pwrite(dev, buf, 1 << 20, (uint64_t)i << 20), 0);
+    ck_assert_int_eq(vdisk_flush(dev), 0);
+    /* Grown ahead: more than the 4 MiB of data and their tables. */
+    ck_assert_uint_ge(file_size(img), at_create + (16 << 20));
+    /* A crash now: the copy is clean to both checkers. */
+    RUN_OK("cp '%s' '%s'", img, copy);
+    RUN_OK("qemu-img check -q '%s'", copy);
+    RUN_OK("%s check -q '%s'", vdisk_bin(), copy);
+    RUN_OK("qemu-img compare -U -q -f qcow2 -F qcow2 '%s' '%s'", img, copy);
+    /* A snapshot and more data meanwhile. */
+    ck_assert_msg(vdisk_snapshot_create(dev, "s1") == 0, "%s", vdisk_get_error());
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(vdisk_pwrite(dev, buf, 1 << 20, (uint64_t)(8 + i) << 20), 0);
+    vdisk_close(dev);
+    /* Closed: the file ends with its last cluster; nothing is past it, and
+     * the snapshot's structures sit right after the first data. */
+    uint64_t end = image_end(img);
+    ck_assert_uint_eq(file_size(img), end);
+    ck_assert_uint_lt(end, at_create + (9 << 20));
+    RUN_OK("qemu-img check -q '%s'", img);
+    RUN_OK("%s check -q '%s'", vdisk_bin(), img);
+    RUN_OK("qemu-io -r -c 'read -q -P 0 4M 4M' '%s'", img);
+    RUN_OK("qemu-img convert -O raw '%s' '%s'", img, scratch("ahead.raw"));
+    size_t len;
+    uint8_t *all = read_file(scratch("ahead.raw"), &len);
+    ck_assert_uint_eq(len, 64 << 20);
+    for (int i = 0; i < 12; i++)
+        ck_assert_msg(i >= 4 && i < 8 ? all[(size_t)i << 20] == 0 :
+                      memcmp(all + ((size_t)i << 20), buf, 1 << 20) == 0, "MiB %d", i);
+    free(all);
+    free(buf);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("interop-qcow2-grow");
@@ -207,6 +278,7 @@ int main(void)
     tcase_add_test(tc, test_044_write);
     tcase_add_test(tc, test_044_lookups);
     tcase_add_test(tc, test_flat);
+    tcase_add_test(tc, test_grows_ahead);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
