@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/reliability/never_blocks.c: the vdisk_aio_*() calls neither wait
- * for I/O nor run a callback inside themselves, on every driver, for every
+ * for I/O nor run a callback inside themselves (nor do the reaps that
+ * complete the requests wait), on both engines (TEST_ENGINE: CTest
+ * never-blocks-uring and never-blocks-threads), on every driver, for every
  * request type, over a slow protocol device (the fault disk in slow mode:
  * each of its requests completes 50 ms later, from a thread of its own).
  *
@@ -34,6 +36,10 @@
 #include "options_internal.h"
 #include "harness.h"
 
+#ifndef TEST_ENGINE
+#define TEST_ENGINE "threads"
+#endif
+
 #define KiB 1024ull
 #define MiB (1024 * KiB)
 #define VSIZE (8 * MiB)
@@ -56,7 +62,7 @@ static struct vdisk_open_params params(void)
     struct vdisk_open_params p;
     memset(&p, 0, sizeof p);
     p.cache = VDISK_CACHE_WRITEBACK;
-    p.engine = VDISK_ENGINE_THREADS;
+    p.engine = strcmp(TEST_ENGINE, "uring") == 0 ? VDISK_ENGINE_URING : VDISK_ENGINE_THREADS;
     p.locking = LOCK_OFF;
     return p;
 }
@@ -598,7 +604,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("never-blocks");
+    require_engine(TEST_ENGINE);
+    Suite *s = suite_create("never-blocks-" TEST_ENGINE);
     TCase *tc = tcase_create("slow-device");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, raw_never_blocks);
