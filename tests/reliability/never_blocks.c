@@ -183,6 +183,25 @@ START_TEST(qcow2_cached_never_blocks)
 }
 END_TEST
 
+/* The image on F is sound to qemu-img check and reads as WANT (SIZE
+ * bytes), through qemu-img; NAME names the scratch files. */
+static void image_is(struct fault_disk *f, const uint8_t *want, uint64_t size, const char *name)
+{
+    uint8_t *img;
+    size_t len;
+    char q[64], r[64];
+    snprintf(q, sizeof q, "%s.qcow2", name);
+    snprintf(r, sizeof r, "%s.raw", name);
+    ck_assert_int_eq(fault_current(f, &img, &len), 0);
+    write_file(scratch(q), img, len);
+    free(img);
+    write_file(scratch(r), want, size);
+    if (have_program("qemu-img")) {
+        RUN_OK("qemu-img check -q '%s'", scratch(q));
+        RUN_OK("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", scratch(q), scratch(r));
+    }
+}
+
 /* Fills the 4 KiB block at OFF with its own number. */
 static void block_pattern(uint8_t *b, uint64_t off)
 {
@@ -266,8 +285,7 @@ static struct fault_disk *filled(uint8_t **bp, const char *opts, uint64_t filled
 START_TEST(qcow2_uncached_never_blocks)
 {
     const uint64_t span = 2 * MiB;
-    uint8_t *b, *img;
-    size_t len;
+    uint8_t *b;
     struct fault_disk *f = filled_4k(&b);
 
     /* Opened again, slowly: no L2 table is cached. */
@@ -321,15 +339,7 @@ START_TEST(qcow2_uncached_never_blocks)
     vdisk_close(dev);
 
     /* What qemu-img reads is the same, and the image is sound. */
-    ck_assert_int_eq(fault_current(f, &img, &len), 0);
-    write_file(scratch("after.qcow2"), img, len);
-    free(img);
-    write_file(scratch("want.raw"), b, VSIZE);
-    if (have_program("qemu-img")) {
-        RUN_OK("qemu-img check -q '%s'", scratch("after.qcow2"));
-        RUN_OK("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", scratch("after.qcow2"),
-               scratch("want.raw"));
-    }
+    image_is(f, b, VSIZE, "after");
     free(back);
     free(rbuf);
     free(wbuf);
@@ -426,8 +436,7 @@ END_TEST
  */
 static void allocating(const char *opts)
 {
-    uint8_t *b, *img;
-    size_t len;
+    uint8_t *b;
     struct fault_disk *f = filled(&b, opts, VSIZE / 2);
     /* A shorter delay: the worker's metadata I/O is many requests in a row
      * (the disk's thread serves one at a time). */
@@ -490,15 +499,7 @@ static void allocating(const char *opts)
                      b[k]);
     }
     vdisk_close(dev);
-    ck_assert_int_eq(fault_current(f, &img, &len), 0);
-    write_file(scratch("alloc.qcow2"), img, len);
-    free(img);
-    write_file(scratch("alloc.raw"), b, VSIZE);
-    if (have_program("qemu-img")) {
-        RUN_OK("qemu-img check -q '%s'", scratch("alloc.qcow2"));
-        RUN_OK("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", scratch("alloc.qcow2"),
-               scratch("alloc.raw"));
-    }
+    image_is(f, b, VSIZE, "alloc");
     free(back);
     free(b);
     fault_free(f);
@@ -588,15 +589,7 @@ START_TEST(qcow2_uncached_dirty_cache)
     vdisk_queue_free(q);
     ck_assert_int_eq(fault_set_delay(f, 0), 0);
     vdisk_close(dev);
-    ck_assert_int_eq(fault_current(f, &img, &len), 0);
-    write_file(scratch("after512.qcow2"), img, len);
-    free(img);
-    write_file(scratch("want512.raw"), b, 1 * MiB);
-    if (have_program("qemu-img")) {
-        RUN_OK("qemu-img check -q '%s'", scratch("after512.qcow2"));
-        RUN_OK("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", scratch("after512.qcow2"),
-               scratch("want512.raw"));
-    }
+    image_is(f, b, 1 * MiB, "after512");
     free(b);
     fault_free(f);
 }
