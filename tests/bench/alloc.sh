@@ -116,14 +116,6 @@ bench_need_direct_uring
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 rate() { awk -v m="$1" -v t="$2" 'BEGIN { printf "%.2f", (t > 0 ? m / t : 0) }'; }
-median() {
-    local fmt=$1
-    shift
-    printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ a[NR] = $1 }
-        END { printf fmt, NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-below() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r < t) }'; }
 
 echo "vdisk against QEMU: allocation as a qcow2 image with 512-byte clusters grows, in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo '?')), cache=none, io_uring"
 echo "$("$VDISK" --version), $(qemu-img --version | head -1)"

@@ -163,15 +163,6 @@ run() {
 }
 
 iops() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", (t > 0 ? n / t : 0) }'; }
-# median FORMAT N...: the median (the mean of the middle two for an even count)
-median() {
-    local fmt=$1
-    shift
-    printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ a[NR] = $1 }
-        END { printf fmt, NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-below() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r < t) }'; }
 # per_req CPU COUNT: microseconds of CPU per request
 per_req() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.2f", c * 1e6 / n }'; }
 

@@ -122,19 +122,6 @@ run() {
     SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 }
 
-# median FORMAT N...: the median (the mean of the middle two for an even count)
-median() {
-    local fmt=$1
-    shift
-    if [[ $1 == - ]]; then
-        echo -
-        return
-    fi
-    printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ a[NR] = $1 }
-        END { printf fmt, NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-below() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r < t) }'; }
 
 # ---- The rows ------------------------------------------------------------------
 #   label|target|size check (1: vdisk's output must be no larger)|sfmt|src|ofmt|args...

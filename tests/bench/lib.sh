@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-# tests/bench/lib.sh: checks the bench scripts share; sourced after they
-# define die(), SCRATCH, BASE_DIR, LOG and VDISK.
+# tests/bench/lib.sh: checks and arithmetic the bench scripts share; the
+# checks need die(), SCRATCH, BASE_DIR, LOG and VDISK defined when called.
 
 # bench_need_space KIB: dies unless SCRATCH's file system has KIB free.
 bench_need_space() {
@@ -21,3 +21,20 @@ bench_need_direct_uring() {
     done
     rm -f "$probe"
 }
+
+# median FORMAT N...: the median (the mean of the middle two for an even
+# count), printed with FORMAT; "-" when the first value is "-".
+median() {
+    local fmt=$1
+    shift
+    if [[ $1 == - ]]; then
+        echo -
+        return
+    fi
+    printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ a[NR] = $1 }
+        END { printf fmt, NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# ratio A B: A / B to two decimals (0 when B is 0)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+# below R T: true when R < T
+below() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r < t) }'; }

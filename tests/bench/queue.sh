@@ -128,15 +128,8 @@ us_per() {
     awk -v c="$1" -v b="$2" -v n="$3" -v m="$4" \
         'BEGIN { d = c - b; if (d < 0) d = 0; printf "%.3f", d * 1e6 / (n - m) }'
 }
-# median FORMAT N...: the median (the mean of the middle two for an even count)
-median() {
-    local fmt=$1
-    shift
-    printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ a[NR] = $1 }
-        END { printf fmt, NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-below() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r < t) }'; }
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ROWS=("memory read" "memory write" "tmpfs read" "tmpfs write")
 BASE_N=$((DEPTH * 4))

@@ -152,15 +152,8 @@ mibs() {
         b = bs ~ /k$/ ? bs * 1024 : bs ~ /M$/ ? bs * 1048576 : bs
         printf "%.1f", i * b / 1048576 }'
 }
-# median FORMAT N...: the median of the numbers (the mean of the middle two
-# for an even count), printed with FORMAT
-median() {
-    local fmt=$1
-    shift
-    printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ a[NR] = $1 }
-        END { printf fmt, NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 echo "vdisk bench vs fio: raw image of $SIZE in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null || echo '?')), cache=none"
 echo "$("$VDISK" --version), $(fio --version), $( ((HAVE_QEMU)) && qemu-img --version | head -1 || echo 'no qemu-img')"
