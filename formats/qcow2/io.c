@@ -21,6 +21,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
 #include "qcow2.h"
 
 #define ZERO_BUF_SIZE (1u << 21)
@@ -1276,6 +1280,89 @@ void qcow2_submit(struct vdisk_req *req)
 
 /* ---- Compressed writes ---------------------------------------------------- */
 
+/*
+ * Each thread keeps its compression contexts from one cluster to the next:
+ * making a context afresh (tables allocated and cleared) cost several times
+ * what compressing a 64 KiB cluster costs.  A context is used by its thread
+ * alone, and freed when the thread ends.  The output is the same as with a
+ * new context (qcow2_compress).
+ */
+struct compress_ctx {
+    ZSTD_CCtx *zstd;
+    z_stream z;
+    bool z_ready;
+};
+
+static pthread_key_t compress_key;
+static bool compress_key_ok;
+static pthread_once_t compress_once = PTHREAD_ONCE_INIT;
+
+static void compress_ctx_free(void *arg)
+{
+    struct compress_ctx *x = arg;
+    ZSTD_freeCCtx(x->zstd);
+    if (x->z_ready)
+        deflateEnd(&x->z);
+    free(x);
+}
+
+static void compress_key_make(void)
+{
+    compress_key_ok = pthread_key_create(&compress_key, compress_ctx_free) == 0;
+}
+
+/* This thread's contexts, or NULL (then qcow2_compress does the work). */
+static struct compress_ctx *compress_ctx(void)
+{
+    pthread_once(&compress_once, compress_key_make);
+    if (!compress_key_ok)
+        return NULL;
+    struct compress_ctx *x = pthread_getspecific(compress_key);
+    if (x)
+        return x;
+    x = calloc(1, sizeof *x);
+    if (x && pthread_setspecific(compress_key, x) != 0) {
+        free(x);
+        x = NULL;
+    }
+    return x;
+}
+
+/* As qcow2_compress: the compressed length, 0 when it does not fit in
+ * DLEN bytes, or -errno. */
+static long compress_reusing(int type, const uint8_t *src, size_t slen, uint8_t *dst,
+                             size_t dlen)
+{
+    struct compress_ctx *x = compress_ctx();
+    if (!x)
+        return qcow2_compress(type, src, slen, dst, dlen);
+    if (type == QCOW2_COMPRESS_ZSTD) {
+        if (!x->zstd && !(x->zstd = ZSTD_createCCtx()))
+            return qcow2_compress(type, src, slen, dst, dlen);
+        size_t r = ZSTD_compressCCtx(x->zstd, dst, dlen, src, slen, ZSTD_CLEVEL_DEFAULT);
+        if (ZSTD_isError(r))
+            return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? 0 : -EIO;
+        return (long)r;
+    }
+    /* Raw deflate with a 4 KiB window, as QEMU writes it. */
+    if (!x->z_ready) {
+        if (deflateInit2(&x->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return qcow2_compress(type, src, slen, dst, dlen);
+        x->z_ready = true;
+    } else if (deflateReset(&x->z) != Z_OK) {
+        return -EIO;
+    }
+    x->z.next_in = (Bytef *)src;
+    x->z.avail_in = (uInt)slen;
+    x->z.next_out = dst;
+    x->z.avail_out = (uInt)dlen;
+    int r = deflate(&x->z, Z_FINISH);
+    if (r != Z_STREAM_END)
+        return 0; /* did not fit */
+    return (long)(dlen - x->z.avail_out);
+}
+
 int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off,
                            void *out, size_t out_size, size_t *out_len)
 {
@@ -1296,7 +1383,7 @@ int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, u
         in = padded;
     }
     size_t limit = out_size < cs - 1 ? out_size : cs - 1;
-    long clen = qcow2_compress(s->compression_type, in, cs, out, limit);
+    long clen = compress_reusing(s->compression_type, in, cs, out, limit);
     free(padded);
     if (clen < 0)
         return err_set((int)clen, "%s: compression failed", dev->filename);

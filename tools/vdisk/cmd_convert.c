@@ -464,8 +464,8 @@ static int copy_compressed(struct conv *c)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned workers = cores > 0 ? (unsigned)cores : 1;
-    struct cpool p = {.c = c, .n = workers * 4};
-    enum { JOB_SIZE = 1 << 20 };
+    struct cpool p = {.c = c, .n = workers * 3};
+    enum { JOB_SIZE = 4 << 20 };
     p.job_size = c->cluster > JOB_SIZE ? c->cluster : JOB_SIZE - JOB_SIZE % c->cluster;
     uint64_t per_job = p.job_size / c->cluster;
     p.jobs = calloc(p.n, sizeof *p.jobs);
