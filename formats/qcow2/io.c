@@ -1405,9 +1405,14 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, si
     uint64_t cs = s->cluster_size;
     if (n == 0)
         return 0;
-    if (off % cs || n > (s->size - off + cs - 1) / cs)
-        return err_set(-EINVAL, "%s: %zu compressed clusters at offset %" PRIu64 " do not fit "
-                       "the image", dev->filename, n, off);
+    if (off % cs)
+        return err_set(-EINVAL, "%s: compressed clusters must start at a multiple of the "
+                       "cluster size (%" PRIu64 " bytes), not at offset %" PRIu64,
+                       dev->filename, cs, off);
+    if (off >= s->size || n > (s->size - off + cs - 1) / cs)
+        return err_set(-EINVAL, "%s: %zu compressed clusters at offset %" PRIu64 " run past "
+                       "the end of the image (%" PRIu64 " bytes)", dev->filename, n, off,
+                       s->size);
     for (size_t k = 0; k < n; k++)
         if (pieces[k].iov_len == 0 || pieces[k].iov_len >= cs)
             return err_set(-EINVAL, "%s: %zu compressed bytes for offset %" PRIu64 " do not "
