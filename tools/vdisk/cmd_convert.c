@@ -8,7 +8,7 @@
  * written, so the output stays sparse.  -S 0 reads and writes everything,
  * so that the output is fully allocated.  Reads and writes run on
  * asynchronous queues, many chunks in flight.  With -c, a pool of threads
- * (one per core) reads and compresses a megabyte at a time, and the main
+ * (one per core) reads and compresses 4 MiB at a time, and the main
  * thread stores it in order, runs of compressed clusters with one write,
  * so that the output is the same whatever the timing.  With -B, only clusters
  * that differ from the given backing file are written.
@@ -305,14 +305,14 @@ static int copy_plain(struct conv *c)
 /* ---- Compressed copies: a pool reads and compresses, one thread stores ---- */
 
 /*
- * The image is cut into jobs of a megabyte (or one cluster, when clusters
+ * The image is cut into jobs of 4 MiB (or one cluster, when clusters
  * are larger), in the file's order: the main thread lays them out (a whole
  * zero extent of the sources is one job that needs no read), the pool's
  * threads read and compress them, each cluster on its own, and the main
  * thread stores them in order: a run of compressed clusters with one call
  * (they are packed one after the other in the file, so one write), a run
- * of clusters that do not shrink with one uncompressed write.  The output
- * is the same as storing cluster after cluster, whatever the timing.
+ * of clusters that do not shrink with one uncompressed write.  The order
+ * of the stores is fixed, so the output is the same whatever the timing.
  */
 
 enum ckind {
