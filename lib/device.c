@@ -751,8 +751,26 @@ VDISK_EXPORT int vdisk_pwrite_compressed_data(vdisk_dev *dev, const void *data, 
     int r = compressed_check(dev, offset, 1);
     if (r < 0)
         return r;
+    struct iovec piece = {(void *)data, clen};
     quiesce_sync_begin(dev);
-    r = dev->drv->write_compressed(dev, data, clen, offset);
+    r = dev->drv->write_compressed(dev, &piece, 1, offset);
+    quiesce_sync_end(dev);
+    return r;
+}
+
+VDISK_EXPORT int vdisk_pwrite_compressed_datav(vdisk_dev *dev, const struct iovec *pieces,
+                                               int n, uint64_t offset)
+{
+    err_enter(__func__);
+    if (n < 0 || (n && !pieces))
+        return err_set(-EINVAL, "invalid list of compressed clusters (count %d)", n);
+    if (n == 0)
+        return 0;
+    int r = compressed_check(dev, offset, 1);
+    if (r < 0)
+        return r;
+    quiesce_sync_begin(dev);
+    r = dev->drv->write_compressed(dev, pieces, (size_t)n, offset);
     quiesce_sync_end(dev);
     return r;
 }
@@ -770,8 +788,9 @@ VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t
     size_t clen = 0;
     r = dev->drv->compress(dev, buf, count, offset, out, count, &clen);
     if (r == 0 && clen) {
+        struct iovec piece = {out, clen};
         quiesce_sync_begin(dev);
-        r = dev->drv->write_compressed(dev, out, clen, offset);
+        r = dev->drv->write_compressed(dev, &piece, 1, offset);
         quiesce_sync_end(dev);
     } else if (r == 0) {
         r = dev_pwrite(dev, buf, count, offset);

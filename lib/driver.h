@@ -76,10 +76,12 @@ struct vdisk_driver {
     void (*submit)(struct vdisk_req *req);
 
     /* Compresses one whole cluster (*OUT_LEN 0: it does not shrink), and
-     * stores a compressed cluster; NULL: no compression. */
+     * stores N compressed clusters (the clusters at OFF, OFF + cluster
+     * size, ...; PIECES[i] the i-th one's bytes); NULL: no compression. */
     int (*compress)(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off,
                     void *out, size_t out_size, size_t *out_len);
-    int (*write_compressed)(struct vdisk_dev *dev, const void *data, size_t clen, uint64_t off);
+    int (*write_compressed)(struct vdisk_dev *dev, const struct iovec *pieces, size_t n,
+                            uint64_t off);
 
     /* Describes the extent at OFF (see vdisk_block_status). */
     int (*block_status)(struct vdisk_dev *dev, uint64_t off, uint64_t len,

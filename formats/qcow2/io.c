@@ -21,6 +21,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
 #include "qcow2.h"
 
 #define ZERO_BUF_SIZE (1u << 21)
@@ -1276,6 +1280,89 @@ void qcow2_submit(struct vdisk_req *req)
 
 /* ---- Compressed writes ---------------------------------------------------- */
 
+/*
+ * Each thread keeps its compression contexts from one cluster to the next:
+ * making a context afresh (tables allocated and cleared) cost several times
+ * what compressing a 64 KiB cluster costs.  A context is used by its thread
+ * alone, and freed when the thread ends.  The output is the same as with a
+ * new context (qcow2_compress).
+ */
+struct compress_ctx {
+    ZSTD_CCtx *zstd;
+    z_stream z;
+    bool z_ready;
+};
+
+static pthread_key_t compress_key;
+static bool compress_key_ok;
+static pthread_once_t compress_once = PTHREAD_ONCE_INIT;
+
+static void compress_ctx_free(void *arg)
+{
+    struct compress_ctx *x = arg;
+    ZSTD_freeCCtx(x->zstd);
+    if (x->z_ready)
+        deflateEnd(&x->z);
+    free(x);
+}
+
+static void compress_key_make(void)
+{
+    compress_key_ok = pthread_key_create(&compress_key, compress_ctx_free) == 0;
+}
+
+/* This thread's contexts, or NULL (then qcow2_compress does the work). */
+static struct compress_ctx *compress_ctx(void)
+{
+    pthread_once(&compress_once, compress_key_make);
+    if (!compress_key_ok)
+        return NULL;
+    struct compress_ctx *x = pthread_getspecific(compress_key);
+    if (x)
+        return x;
+    x = calloc(1, sizeof *x);
+    if (x && pthread_setspecific(compress_key, x) != 0) {
+        free(x);
+        x = NULL;
+    }
+    return x;
+}
+
+/* As qcow2_compress: the compressed length, 0 when it does not fit in
+ * DLEN bytes, or -errno. */
+static long compress_reusing(int type, const uint8_t *src, size_t slen, uint8_t *dst,
+                             size_t dlen)
+{
+    struct compress_ctx *x = compress_ctx();
+    if (!x)
+        return qcow2_compress(type, src, slen, dst, dlen);
+    if (type == QCOW2_COMPRESS_ZSTD) {
+        if (!x->zstd && !(x->zstd = ZSTD_createCCtx()))
+            return qcow2_compress(type, src, slen, dst, dlen);
+        size_t r = ZSTD_compressCCtx(x->zstd, dst, dlen, src, slen, ZSTD_CLEVEL_DEFAULT);
+        if (ZSTD_isError(r))
+            return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? 0 : -EIO;
+        return (long)r;
+    }
+    /* Raw deflate with a 4 KiB window, as QEMU writes it. */
+    if (!x->z_ready) {
+        if (deflateInit2(&x->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return qcow2_compress(type, src, slen, dst, dlen);
+        x->z_ready = true;
+    } else if (deflateReset(&x->z) != Z_OK) {
+        return -EIO;
+    }
+    x->z.next_in = (Bytef *)src;
+    x->z.avail_in = (uInt)slen;
+    x->z.next_out = dst;
+    x->z.avail_out = (uInt)dlen;
+    int r = deflate(&x->z, Z_FINISH);
+    if (r != Z_STREAM_END)
+        return 0; /* did not fit */
+    return (long)(dlen - x->z.avail_out);
+}
+
 int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off,
                            void *out, size_t out_size, size_t *out_len)
 {
@@ -1296,7 +1383,7 @@ int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, u
         in = padded;
     }
     size_t limit = out_size < cs - 1 ? out_size : cs - 1;
-    long clen = qcow2_compress(s->compression_type, in, cs, out, limit);
+    long clen = compress_reusing(s->compression_type, in, cs, out, limit);
     free(padded);
     if (clen < 0)
         return err_set((int)clen, "%s: compression failed", dev->filename);
@@ -1304,20 +1391,41 @@ int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, u
     return 0;
 }
 
-int qcow2_write_compressed(struct vdisk_dev *dev, const void *data, size_t clen, uint64_t off)
+/* Stores N compressed clusters, the guest clusters at OFF, OFF + cluster, ...:
+ * PIECES[i] holds the compressed bytes of the i-th.  The pieces are packed
+ * one after the other (as one piece at a time would place them), written
+ * with one request per contiguous run of the file, and only then do the L2
+ * entries point at them: a crash before that leaves the old data (and at
+ * most leaked clusters).  On an error, the clusters whose entries were not
+ * set yet keep their old data, and their pieces are freed. */
+int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, size_t n,
+                           uint64_t off)
 {
     struct qcow2 *s = dev->priv;
     uint64_t cs = s->cluster_size;
-    if (off % cs || clen == 0 || clen >= cs)
-        return err_set(-EINVAL, "%s: %zu compressed bytes for offset %" PRIu64 " do not make "
-                       "a compressed cluster", dev->filename, clen, off);
+    if (n == 0)
+        return 0;
+    if (off % cs)
+        return err_set(-EINVAL, "%s: compressed clusters must start at a multiple of the "
+                       "cluster size (%" PRIu64 " bytes), not at offset %" PRIu64,
+                       dev->filename, cs, off);
+    if (off >= s->size || n > (s->size - off + cs - 1) / cs)
+        return err_set(-EINVAL, "%s: %zu compressed clusters at offset %" PRIu64 " run past "
+                       "the end of the image (%" PRIu64 " bytes)", dev->filename, n, off,
+                       s->size);
+    for (size_t k = 0; k < n; k++)
+        if (pieces[k].iov_len == 0 || pieces[k].iov_len >= cs)
+            return err_set(-EINVAL, "%s: %zu compressed bytes for offset %" PRIu64 " do not "
+                           "make a compressed cluster", dev->filename, pieces[k].iov_len,
+                           off + k * cs);
     if (s->corrupt)
         return err_set(-EIO, "%s: the image is marked corrupt; writes are refused",
                        dev->filename);
-    const uint8_t *out = data;
-    /* Reserve the guest cluster and a byte range in the file. */
-    struct qcow2_alloc range = {.start = off, .end = off + cs};
-    uint64_t host = 0;
+    uint64_t *host = calloc(n, sizeof *host);
+    if (!host)
+        return err_set(-ENOMEM, "out of memory");
+    /* Reserve the guest clusters and byte ranges in the file. */
+    struct qcow2_alloc range = {.start = off, .end = off + n * cs};
     int r = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
@@ -1328,51 +1436,67 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const void *data, size_t clen,
             break;
         pthread_mutex_unlock(&s->lock);
         struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL); /* a write to the same cluster is finishing */
+        nanosleep(&ts, NULL); /* a write to the same clusters is finishing */
     }
     if (s->lazy && !s->dirty_on_disk) {
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
         if (r == 0)
             s->dirty_on_disk = true;
     }
-    if (r == 0) {
-        /* The L2 table first, so that a new table does not split the run of packed
-         * clusters: a piece can then span into the next cluster. */
+    /* The L2 tables first, so that a new table does not split the run of
+     * packed clusters: a piece can then span into the next cluster. */
+    uint64_t span_bits = s->cluster_bits + s->l2_bits;
+    for (uint64_t t = off >> span_bits; r == 0 && t <= (off + (n - 1) * cs) >> span_bits; t++) {
         uint8_t *l2;
-        r = qcow2_l2_for_write(s, off >> (s->cluster_bits + s->l2_bits), &l2);
+        r = qcow2_l2_for_write(s, t, &l2);
         if (r == 0)
             qcow2_cache_put(&s->l2c, l2);
     }
-    if (r == 0)
-        r = qcow2_alloc_bytes(s, (uint64_t)clen, &host);
+    size_t nalloc = 0;
+    for (; r == 0 && nalloc < n; nalloc++) {
+        r = qcow2_alloc_bytes(s, (uint64_t)pieces[nalloc].iov_len, &host[nalloc]);
+        if (r < 0)
+            break;
+    }
     if (r == 0) {
         range.next = s->allocs;
         s->allocs = &range;
     }
     pthread_mutex_unlock(&s->lock);
-    if (r == 0)
-        r = dev_pwrite(s->file, out, clen, host);
-    /* Point the L2 entry at it. */
+    /* One write per run of pieces that lie one after the other. */
+    for (size_t k = 0; r == 0 && k < n;) {
+        size_t e = k + 1;
+        while (e < n && e - k < 1024 && host[e] == host[e - 1] + pieces[e - 1].iov_len)
+            e++;
+        r = dev_pwritev(s->file, &pieces[k], (int)(e - k), host[k], 0);
+        k = e;
+    }
+    /* Point the L2 entries at them. */
     pthread_mutex_lock(&s->lock);
-    if (r == 0) {
-        uint64_t span_bits = s->cluster_bits + s->l2_bits;
+    size_t set = 0; /* pieces that an entry points at */
+    for (size_t k = 0; r == 0 && k < n; k++) {
+        uint64_t o = off + k * cs;
         uint8_t *l2;
-        r = qcow2_l2_for_write(s, off >> span_bits, &l2);
-        if (r == 0) {
-            uint64_t i = (off >> s->cluster_bits) & (s->l2_entries - 1);
-            uint64_t old = qcow2_l2e_get(s, l2, i);
-            uint64_t sectors = ((host & 511) + (uint64_t)clen + 511) / 512 - 1;
-            uint64_t e = QCOW2_OFLAG_COMPRESSED | (sectors << s->csize_shift) | host;
-            qcow2_l2e_set(s, l2, i, e, 0);
-            qcow2_cache_dirty(&s->l2c, l2);
-            qcow2_cache_put(&s->l2c, l2);
-            if (old & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED))
-                r = qcow2_release_entry(s, old);
-        }
-    } else if (host) {
-        /* The piece may span two clusters; each took a reference. */
-        for (uint64_t c = host & ~(cs - 1); c < host + clen; c += cs)
-            qcow2_free_later(s, c, 1);
+        r = qcow2_l2_for_write(s, o >> span_bits, &l2);
+        if (r < 0)
+            break;
+        uint64_t i = (o >> s->cluster_bits) & (s->l2_entries - 1);
+        uint64_t old = qcow2_l2e_get(s, l2, i);
+        uint64_t sectors = ((host[k] & 511) + (uint64_t)pieces[k].iov_len + 511) / 512 - 1;
+        uint64_t e = QCOW2_OFLAG_COMPRESSED | (sectors << s->csize_shift) | host[k];
+        qcow2_l2e_set(s, l2, i, e, 0);
+        qcow2_cache_dirty(&s->l2c, l2);
+        qcow2_cache_put(&s->l2c, l2);
+        set = k + 1;
+        if (old & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED))
+            r = qcow2_release_entry(s, old);
+    }
+    if (r < 0) {
+        /* The pieces no entry points at go back; a piece may span two
+         * clusters, and each took a reference. */
+        for (size_t k = set; k < nalloc; k++)
+            for (uint64_t c = host[k] & ~(cs - 1); c < host[k] + pieces[k].iov_len; c += cs)
+                qcow2_free_later(s, c, 1);
     }
     for (struct qcow2_alloc **pp = &s->allocs; *pp; pp = &(*pp)->next) {
         if (*pp == &range) {
@@ -1381,5 +1505,6 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const void *data, size_t clen,
         }
     }
     pthread_mutex_unlock(&s->lock);
+    free(host);
     return r;
 }

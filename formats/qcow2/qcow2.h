@@ -418,7 +418,8 @@ int qcow2_write_l1_entry(struct qcow2 *s, uint64_t i);
 void qcow2_submit(struct vdisk_req *req);
 int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off,
                            void *out, size_t out_size, size_t *out_len);
-int qcow2_write_compressed(struct vdisk_dev *dev, const void *data, size_t clen, uint64_t off);
+int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, size_t n,
+                           uint64_t off);
 
 /* compress.c */
 int qcow2_decompress(const struct qcow2 *s, const uint8_t *src, size_t slen, uint8_t *dst,

@@ -310,11 +310,23 @@ int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count, uint6
  *
  * vdisk_pwrite_compressed_data: stores CLEN bytes that vdisk_compress
  * produced for the cluster at OFFSET.  Returns 0 or -errno.
+ *
+ * vdisk_pwrite_compressed_datav: stores N compressed clusters at once, the
+ * clusters at OFFSET, OFFSET + cluster size, ... (PIECES[i] holds what
+ * vdisk_compress produced for the i-th, 0 < length < cluster size).  They
+ * are packed as N calls of vdisk_pwrite_compressed_data in turn would pack
+ * them, but written with one request per contiguous run of the file, and
+ * the clusters change only after the data is written.  On an error some
+ * clusters (a prefix) may hold their new data and the others their old.
+ * Blocks; thread-safe.  Returns 0 (nothing to do for N 0), -EINVAL for a
+ * bad list or range, -ENOTSUP, or another -errno.
  */
 int vdisk_compress(vdisk_dev *dev, const void *buf, size_t count, void *out, size_t out_size,
                    size_t *out_len);
 int vdisk_pwrite_compressed_data(vdisk_dev *dev, const void *data, size_t clen,
                                  uint64_t offset);
+int vdisk_pwrite_compressed_datav(vdisk_dev *dev, const struct iovec *pieces, int n,
+                                  uint64_t offset);
 
 /* ---- Block status -------------------------------------------------------- */
 

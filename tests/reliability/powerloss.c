@@ -4,9 +4,10 @@
  * workloads, on the fault-injecting device (formats/fault).
  *
  * A seeded workload (allocating and unaligned writes, discards, write
- * zeroes, compressed clusters and their overwrites, snapshots, resize both
- * ways, amend, make_empty as qemu-img commit does, flushes, and batches of
- * requests in flight at once from two threads through the async queue)
+ * zeroes, compressed clusters (one or a run at a time) and their
+ * overwrites, snapshots, resize both ways, amend, make_empty as qemu-img
+ * commit does, flushes, and batches of requests in flight at once from
+ * two threads through the async queue)
  * runs on qcow2 over a fault disk.  The workloads cover v2 and v3 images,
  * refcount widths 1, 16 and 64, zlib and zstd, clusters of 512 bytes to
  * 64 KiB, extended L2 entries, lazy refcounts and backing files; the
@@ -1145,6 +1146,34 @@ static bool guest_op(struct ctx *c, int k)
         break;
     case OP_COMPRESS: {
         uint64_t off = rng_next(&c->rng) % (c->vsize / cs) * cs;
+        /* Every third one stores a run of up to 4 clusters with one call
+         * (vdisk_pwrite_compressed_datav, as convert -c does). */
+        uint64_t run = rng_next(&c->rng) % 3 ? 1 : 1 + rng_next(&c->rng) % 4;
+        if (run > (c->vsize - off) / cs)
+            run = (c->vsize - off) / cs;
+        if (run > 1) {
+            uint8_t *data = malloc(run * cs), *out = malloc(run * cs);
+            struct iovec v[4];
+            ck_assert(data && out);
+            r = 0;
+            for (uint64_t i = 0; i < run && r == 0; k++) {
+                size_t clen = 0;
+                pattern(data + i * cs, off + i * cs, cs, tag + i, true);
+                r = vdisk_compress(c->dev, data + i * cs, cs, out + i * cs, cs, &clen);
+                ck_assert_msg(r < 0 || clen > 0, "a compressible cluster did not shrink");
+                v[i] = (struct iovec){out + i * cs, clen};
+            }
+            alt_add(c, off, run * cs, data);
+            if (r == 0)
+                r = vdisk_pwrite_compressed_datav(c->dev, v, (int)run, off);
+            trace(c, "compressed write of %llu clusters at %llu -> %d", (unsigned long long)run,
+                  (unsigned long long)off, r);
+            if (r == 0)
+                memcpy(c->now + off, data, run * cs);
+            free(data);
+            free(out);
+            break;
+        }
         uint8_t *buf = malloc(cs);
         pattern(buf, off, cs, tag, true);
         alt_add(c, off, cs, buf);

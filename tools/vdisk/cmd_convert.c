@@ -7,9 +7,10 @@
  * target); runs of zeroes of at least -S bytes inside read data are not
  * written, so the output stays sparse.  -S 0 reads and writes everything,
  * so that the output is fully allocated.  Reads and writes run on
- * asynchronous queues, many chunks in flight.  With -c, every cluster is
- * compressed by a pool of threads (one per core) and stored in order, so
- * that the output is the same whatever the timing.  With -B, only clusters
+ * asynchronous queues, many chunks in flight.  With -c, a pool of threads
+ * (one per core) reads and compresses 4 MiB at a time, and the main
+ * thread stores it in order, runs of compressed clusters with one write,
+ * so that the output is the same whatever the timing.  With -B, only clusters
  * that differ from the given backing file are written.
  */
 #include <errno.h>
@@ -301,182 +302,260 @@ static int copy_plain(struct conv *c)
     return c->error ? -1 : 0;
 }
 
-/* ---- Compressed copies: a pool compresses, one thread stores in order ---- */
+/* ---- Compressed copies: a pool reads and compresses, one thread stores ---- */
 
-struct ctask {
-    uint64_t seq;            /* which cluster of the file (its index) */
-    uint64_t off, len;
-    uint8_t *in, *out;
-    size_t clen;
-    int state;               /* 0 free, 1 to compress, 4 compressing, 2 compressed,
-                                3 zeroes, 5 skip (the backing file's data) */
+/*
+ * The image is cut into jobs of 4 MiB (or one cluster, when clusters
+ * are larger), in the file's order: the main thread lays them out (a whole
+ * zero extent of the sources is one job that needs no read), the pool's
+ * threads read and compress them, each cluster on its own, and the main
+ * thread stores them in order: a run of compressed clusters with one call
+ * (they are packed one after the other in the file, so one write), a run
+ * of clusters that do not shrink with one uncompressed write.  The order
+ * of the stores is fixed, so the output is the same whatever the timing.
+ */
+
+enum ckind {
+    CK_PACKED,               /* compressed: clen bytes in out */
+    CK_RAW,                  /* does not shrink: written as it is */
+    CK_ZERO,                 /* zeroes */
+    CK_SAME,                 /* -B: what the backing file shows */
+};
+
+struct cjob {
+    uint64_t off, len;       /* cluster aligned; len is short only at the end */
+    bool zero;               /* a zero extent of the sources: no read */
+    int state;               /* 0 free, 1 to do, 2 in work, 3 done */
     int err;
+    uint8_t *in, *out, *cmp; /* the data, its clusters compressed, -B's data */
+    size_t *clen;
+    uint8_t *kind;           /* enum ckind, per cluster */
 };
 
 struct cpool {
     struct conv *c;
-    struct ctask *tasks;
+    struct cjob *jobs;
     unsigned n;
-    uint64_t next_job;       /* index of the next task to hand to a worker */
-    uint64_t issued;         /* tasks filled so far */
+    uint64_t job_size;
+    uint64_t issued;         /* jobs laid out so far */
+    uint64_t next_work;      /* the next job for the pool */
     bool stop;
     pthread_mutex_t lock;
     pthread_cond_t work, done;
 };
+
+/* Reads the job's data and sorts and compresses its clusters. */
+static int run_job(struct conv *c, struct cjob *j)
+{
+    if (read_sources(c, j->in, j->off, j->len) < 0)
+        return -1;
+    if (c->backing) {
+        /* The backing file's view of the job (zeroes past its end). */
+        uint64_t bsize = vdisk_get_size(c->backing);
+        uint64_t have = j->off < bsize ? (bsize - j->off < j->len ? bsize - j->off : j->len) : 0;
+        memset(j->cmp + have, 0, j->len - have);
+        if (have && vdisk_pread(c->backing, j->cmp, have, j->off) < 0)
+            return -1;
+    }
+    bool sparse = c->sparse != UINT64_MAX; /* -S 0 compresses zeroes too */
+    for (uint64_t i = 0, pos = 0; pos < j->len; i++, pos += c->cluster) {
+        uint64_t n = j->len - pos < c->cluster ? j->len - pos : c->cluster;
+        if (sparse && c->backing && memcmp(j->in + pos, j->cmp + pos, n) == 0) {
+            j->kind[i] = CK_SAME;
+        } else if (sparse && all_zero(j->in + pos, n)) {
+            j->kind[i] = CK_ZERO;
+        } else {
+            if (vdisk_compress(c->dst, j->in + pos, n, j->out + pos, c->cluster, &j->clen[i]) < 0)
+                return -1;
+            j->kind[i] = j->clen[i] ? CK_PACKED : CK_RAW;
+        }
+    }
+    return 0;
+}
 
 static void *compressor(void *arg)
 {
     struct cpool *p = arg;
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->stop && p->next_job >= p->issued)
+        while (!p->stop && p->next_work >= p->issued)
             pthread_cond_wait(&p->work, &p->lock);
-        if (p->next_job >= p->issued)
+        if (p->stop)
             break;
-        uint64_t job = p->next_job++;
-        struct ctask *t = &p->tasks[job % p->n];
-        /* Zeroes need nothing; a slot already reused for a later cluster
-         * is that cluster's job, taken when its turn comes. */
-        if (t->seq != job || t->state != 1)
-            continue;
-        t->state = 4;
+        struct cjob *j = &p->jobs[p->next_work++ % p->n];
+        if (j->state != 1)
+            continue; /* a zero extent: nothing to do */
+        j->state = 2;
         pthread_mutex_unlock(&p->lock);
-        int r = vdisk_compress(p->c->dst, t->in, t->len, t->out, p->c->cluster, &t->clen);
+        int r = run_job(p->c, j);
+        if (r < 0)
+            cli_lib_error(); /* the message is this thread's */
         pthread_mutex_lock(&p->lock);
-        t->err = r;
-        t->state = 2;
+        j->err = r;
+        j->state = 3;
         pthread_cond_broadcast(&p->done);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
+/* Stores a finished job, a run of clusters of one kind at a time. */
+static int store_job(struct conv *c, struct cjob *j, struct iovec *iov)
+{
+    if (j->zero)
+        return c->target_fresh ? 0 : vdisk_write_zeroes(c->dst, j->off, j->len,
+                                                        VDISK_ZEROES_MAY_UNMAP);
+    uint64_t nclusters = (j->len + c->cluster - 1) / c->cluster;
+    for (uint64_t i = 0; i < nclusters;) {
+        uint64_t e = i + 1;
+        while (e < nclusters && j->kind[e] == j->kind[i])
+            e++;
+        uint64_t pos = i * c->cluster;
+        uint64_t len = (e == nclusters ? j->len : e * c->cluster) - pos;
+        int r = 0;
+        switch (j->kind[i]) {
+        case CK_PACKED:
+            for (uint64_t k = i; k < e; k++)
+                iov[k - i] = (struct iovec){j->out + k * c->cluster, j->clen[k]};
+            r = vdisk_pwrite_compressed_datav(c->dst, iov, (int)(e - i), j->off + pos);
+            break;
+        case CK_RAW:
+            r = vdisk_pwrite(c->dst, j->in + pos, len, j->off + pos);
+            break;
+        case CK_ZERO:
+            if (!c->target_fresh)
+                r = vdisk_write_zeroes(c->dst, j->off + pos, len, VDISK_ZEROES_MAY_UNMAP);
+            break;
+        case CK_SAME:
+            break;
+        }
+        if (r < 0)
+            return r;
+        i = e;
+    }
+    return 0;
+}
+
+/* Lays out the job at OFF: a whole zero extent of the sources (on a new
+ * target however long; an exabyte of nothing costs nothing), or data. */
+static void plan_job(struct conv *c, struct cjob *j, uint64_t off, uint64_t job_size)
+{
+    j->off = off;
+    j->len = c->total - off < job_size ? c->total - off : job_size;
+    j->zero = false;
+    j->err = 0;
+    uint64_t zlen;
+    if (c->sparse == UINT64_MAX || c->backing ||
+        source_zero(c, off, c->target_fresh ? c->total - off : j->len, &zlen) != 1)
+        return;
+    /* Whole clusters only (the sources may end anywhere in one); the
+     * last cluster of the image may be short. */
+    if (off + zlen < c->total)
+        zlen -= zlen % c->cluster;
+    else
+        zlen = c->total - off;
+    if (zlen) {
+        j->zero = true;
+        j->len = zlen;
+    }
+}
+
 static int copy_compressed(struct conv *c)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned workers = cores > 0 ? (unsigned)cores : 1;
-    struct cpool p = {.c = c, .n = workers * 4};
-    p.tasks = calloc(p.n, sizeof *p.tasks);
-    bool oom = !p.tasks;
+    struct cpool p = {.c = c, .n = workers * 3};
+    enum { JOB_SIZE = 4 << 20 };
+    p.job_size = c->cluster > JOB_SIZE ? c->cluster : JOB_SIZE - JOB_SIZE % c->cluster;
+    uint64_t per_job = p.job_size / c->cluster;
+    p.jobs = calloc(p.n, sizeof *p.jobs);
+    struct iovec *iov = calloc(per_job, sizeof *iov);
+    bool oom = !p.jobs || !iov;
     for (unsigned i = 0; !oom && i < p.n; i++) {
-        p.tasks[i].in = cli_page_alloc(c->cluster);
-        p.tasks[i].out = cli_page_alloc(c->cluster);
-        oom = !p.tasks[i].in || !p.tasks[i].out;
+        struct cjob *j = &p.jobs[i];
+        j->in = cli_page_alloc(p.job_size);
+        j->out = cli_page_alloc(p.job_size);
+        j->cmp = c->backing ? cli_page_alloc(p.job_size) : NULL;
+        j->clen = calloc(per_job, sizeof *j->clen);
+        j->kind = calloc(per_job, 1);
+        oom = !j->in || !j->out || (c->backing && !j->cmp) || !j->clen || !j->kind;
     }
     if (oom) {
-        for (unsigned i = 0; p.tasks && i < p.n; i++) {
-            free(p.tasks[i].in);
-            free(p.tasks[i].out);
+        for (unsigned i = 0; p.jobs && i < p.n; i++) {
+            free(p.jobs[i].in);
+            free(p.jobs[i].out);
+            free(p.jobs[i].cmp);
+            free(p.jobs[i].clen);
+            free(p.jobs[i].kind);
         }
-        free(p.tasks);
-        cli_error("Out of memory for %u clusters of %" PRIu64 " bytes", p.n, c->cluster);
+        free(p.jobs);
+        free(iov);
+        cli_error("Out of memory for %u buffers of %" PRIu64 " bytes", p.n, p.job_size);
         return -1;
     }
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.work, NULL);
     pthread_cond_init(&p.done, NULL);
     pthread_t *tids = calloc(workers, sizeof *tids);
-    for (unsigned i = 0; i < workers; i++)
-        pthread_create(&tids[i], NULL, compressor, &p);
-
-    uint64_t nclusters = (c->total + c->cluster - 1) / c->cluster;
-    uint64_t read_next = 0, write_next = 0;
-    enum { RA_SIZE = 4 << 20 };
-    uint64_t ra_size = c->cluster > RA_SIZE ? c->cluster : RA_SIZE;
-    uint8_t *ra = cli_page_alloc(ra_size);
-    uint64_t ra_off = 0, ra_len = 0;
+    unsigned started = 0;
+    while (tids && started < workers &&
+           pthread_create(&tids[started], NULL, compressor, &p) == 0)
+        started++;
     int r = 0;
-    if (!ra) {
-        cli_error("Out of memory for a %" PRIu64 "-byte read buffer", ra_size);
+    if (started == 0) {
+        cli_error("Could not start a compression thread");
         r = -1;
     }
-    while (r == 0 && write_next < nclusters) {
-        /* Fill free tasks with the next clusters. */
-        while (r == 0 && read_next < nclusters && read_next - write_next < p.n) {
-            struct ctask *t = &p.tasks[read_next % p.n];
-            t->off = read_next * c->cluster;
-            t->len = c->total - t->off < c->cluster ? c->total - t->off : c->cluster;
-            uint64_t zlen;
-            /* -S 0 compresses every cluster, zeroes too (nothing stays
-             * unallocated); with -B every cluster is compared. */
-            bool zero = c->sparse != UINT64_MAX && !c->backing &&
-                        source_zero(c, t->off, t->len, &zlen) == 1 && zlen >= t->len;
-            bool same = false;
-            if (!zero) {
-                /* Read ahead a megabyte at a time; clusters come from it. */
-                if (t->off < ra_off || t->off + t->len > ra_off + ra_len) {
-                    ra_off = t->off;
-                    ra_len = c->total - ra_off < ra_size ? c->total - ra_off : ra_size;
-                    if (read_sources(c, ra, ra_off, ra_len) < 0) {
-                        cli_lib_error();
-                        r = -1;
-                        break;
-                    }
-                }
-                memcpy(t->in, ra + (t->off - ra_off), t->len);
-                if (c->backing) {
-                    /* The backing file's view of the cluster (zeroes past its end). */
-                    uint64_t bsize = vdisk_get_size(c->backing);
-                    uint64_t have = t->off < bsize ? (bsize - t->off < t->len ? bsize - t->off
-                                                                             : t->len) : 0;
-                    memset(t->out, 0, t->len);
-                    if (have && vdisk_pread(c->backing, t->out, have, t->off) < 0) {
-                        cli_lib_error();
-                        r = -1;
-                        break;
-                    }
-                    same = c->sparse != UINT64_MAX && memcmp(t->in, t->out, t->len) == 0;
-                }
-                zero = !same && c->sparse != UINT64_MAX && all_zero(t->in, t->len);
-            }
-            /* Hand it to the pool (in the file's order). */
-            pthread_mutex_lock(&p.lock);
-            t->seq = read_next;
-            t->state = same ? 5 : zero ? 3 : 1;
-            p.issued = read_next + 1;
-            pthread_cond_broadcast(&p.work);
-            pthread_mutex_unlock(&p.lock);
-            read_next++;
-        }
-        /* Store the next cluster in order once it is ready. */
-        struct ctask *t = &p.tasks[write_next % p.n];
+
+    uint64_t next_off = 0, stored = 0; /* stored: jobs written */
+    while (r == 0 && (next_off < c->total || stored < p.issued)) {
+        /* Lay out jobs while there is room. */
         pthread_mutex_lock(&p.lock);
-        while (t->state == 1 || t->state == 4)
+        bool more = false;
+        while (next_off < c->total && p.issued - stored < p.n) {
+            struct cjob *j = &p.jobs[p.issued % p.n];
+            pthread_mutex_unlock(&p.lock);
+            plan_job(c, j, next_off, p.job_size);
+            next_off += j->len;
+            pthread_mutex_lock(&p.lock);
+            j->state = j->zero ? 3 : 1;
+            p.issued++;
+            more = true;
+        }
+        if (more)
+            pthread_cond_broadcast(&p.work);
+        /* Store the next job in order once it is done. */
+        struct cjob *j = &p.jobs[stored % p.n];
+        while (j->state != 3)
             pthread_cond_wait(&p.done, &p.lock);
         pthread_mutex_unlock(&p.lock);
-        if (r == 0 && t->state == 2) {
-            if (t->err < 0) {
-                cli_lib_error();
-                r = -1;
-            } else if (t->clen) {
-                r = vdisk_pwrite_compressed_data(c->dst, t->out, t->clen, t->off);
-            } else {
-                r = vdisk_pwrite(c->dst, t->in, t->len, t->off);
-            }
-            if (r < 0)
-                cli_lib_error();
-        } else if (r == 0 && t->state == 3 && !c->target_fresh) {
-            r = vdisk_write_zeroes(c->dst, t->off, t->len, VDISK_ZEROES_MAY_UNMAP);
-            if (r < 0)
-                cli_lib_error();
+        if (j->err < 0) {
+            r = -1; /* reported by the thread */
+        } else if (store_job(c, j, iov) < 0) {
+            cli_lib_error();
+            r = -1;
         }
-        t->state = 0;
-        progress(c, t->len);
-        write_next++;
+        pthread_mutex_lock(&p.lock);
+        j->state = 0;
+        pthread_mutex_unlock(&p.lock);
+        progress(c, j->len);
+        stored++;
     }
     pthread_mutex_lock(&p.lock);
     p.stop = true;
-    p.next_job = p.issued; /* nothing more to do */
     pthread_cond_broadcast(&p.work);
     pthread_mutex_unlock(&p.lock);
-    for (unsigned i = 0; i < workers; i++)
+    for (unsigned i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     for (unsigned i = 0; i < p.n; i++) {
-        free(p.tasks[i].in);
-        free(p.tasks[i].out);
+        free(p.jobs[i].in);
+        free(p.jobs[i].out);
+        free(p.jobs[i].cmp);
+        free(p.jobs[i].clen);
+        free(p.jobs[i].kind);
     }
-    free(ra);
-    free(p.tasks);
+    free(p.jobs);
+    free(iov);
     free(tids);
     pthread_mutex_destroy(&p.lock);
     pthread_cond_destroy(&p.work);
