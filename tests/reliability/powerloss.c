@@ -1156,7 +1156,7 @@ static bool guest_op(struct ctx *c, int k)
             struct iovec v[4];
             ck_assert(data && out);
             r = 0;
-            for (uint64_t i = 0; i < run && r == 0; k++) {
+            for (uint64_t i = 0; i < run && r == 0; i++) {
                 size_t clen = 0;
                 pattern(data + i * cs, off + i * cs, cs, tag + i, true);
                 r = vdisk_compress(c->dev, data + i * cs, cs, out + i * cs, cs, &clen);
