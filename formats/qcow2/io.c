@@ -102,6 +102,16 @@ static void walk_end(struct vdisk_req *req)
     req_release(req, 0);
 }
 
+/* Every waiter in W (but SKIP) fails with R and MSG; their walks end. */
+static void fail_waiters(struct vdisk_req *w, struct vdisk_req *skip, int r, const char *msg)
+{
+    for (struct vdisk_req *x = w; x; x = x->next) {
+        if (x != skip)
+            req_set_error(x, r, msg);
+        x->resume = walk_end;
+    }
+}
+
 static void unlink_load(struct qcow2 *s, struct qcow2_load *l)
 {
     for (struct qcow2_load **pp = &s->loads; *pp; pp = &(*pp)->next) {
@@ -141,13 +151,8 @@ static void install_then(struct vdisk_req *req)
     req->resume = l->carrier_resume;
     req->next = l->waiters;
     struct vdisk_req *w = req;
-    if (req->result < 0) {
-        for (struct vdisk_req *x = w; x; x = x->next) {
-            if (x != req)
-                req_set_error(x, req->result, req->errmsg ? req->errmsg : "out of memory");
-            x->resume = walk_end;
-        }
-    }
+    if (req->result < 0)
+        fail_waiters(w, req, req->result, req->errmsg ? req->errmsg : "out of memory");
     free(l->buf);
     free(l);
     wake_all(w, req->q);
@@ -169,7 +174,6 @@ static void load_done(struct vdisk_req *child, int ret)
             /* A write-back first: not on this thread.  The loading request
              * (the first waiter) carries the job; the others stay listed,
              * and requests that come meanwhile join them. */
-            l->carrier = req;
             l->carrier_resume = req->resume;
             l->waiters = req->next;
             if (!l->waiters)
@@ -193,10 +197,7 @@ static void load_done(struct vdisk_req *child, int ret)
         if (!msg)
             snprintf(fallback, sizeof fallback, "%s: reading the L2 table at 0x%" PRIx64 ": %s",
                      s->dev->filename, l->offset, strerror(-r));
-        for (struct vdisk_req *x = w; x; x = x->next) {
-            req_set_error(x, r, msg ? msg : fallback);
-            x->resume = walk_end;
-        }
+        fail_waiters(w, NULL, r, msg ? msg : fallback);
     }
     free(msg);
     free(l->buf);
@@ -410,14 +411,6 @@ struct qc_run {
 
 static void qc_write_loop(struct vdisk_req *req);
 
-static void wake_waiters(struct vdisk_req *w, struct vdisk_queue *current)
-{
-    while (w) {
-        struct vdisk_req *next = w->next;
-        req_resume_later(w, qc_write_loop, current);
-        w = next;
-    }
-}
 
 /* Drops the run's reservation; returns its waiters.  Under the lock. */
 static struct vdisk_req *unreserve(struct qcow2 *s, struct qc_run *run)
@@ -429,6 +422,15 @@ static struct vdisk_req *unreserve(struct qcow2 *s, struct qc_run *run)
         }
     }
     return run->range.waiters;
+}
+
+/* A child of REQ that is never submitted: it carries one job of REQ's to
+ * the image's worker and back (offload_req), so that several can be out at
+ * once while REQ goes on.  NULL without memory. */
+static struct vdisk_req *carrier_new(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    return req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0, NULL, NULL);
 }
 
 /* Can the L2 update of RUN be made without I/O?  (Under the lock.)  Its
@@ -499,7 +501,7 @@ static int finish_locked(struct qcow2 *s, struct qc_run *run, int err)
 static void finish_rest(struct qc_run *run, int err)
 {
     struct vdisk_req *req = run->req;
-    wake_waiters(run->wake, req->q);
+    wake_all(run->wake, req->q);
     free(run->head);
     free(run->tail);
     free(run);
@@ -514,7 +516,7 @@ static int finish_work(struct vdisk_req *carrier)
     struct qc_run *run = carrier->p[0];
     struct qcow2 *s = run->req->dev->priv;
     pthread_mutex_lock(&s->lock);
-    int err = finish_locked(s, run, (int)carrier->u[0]);
+    int err = finish_locked(s, run, 0); /* only written runs come here */
     pthread_mutex_unlock(&s->lock);
     if (err < 0)
         req_set_error(carrier, err, err_detail());
@@ -540,11 +542,9 @@ static void run_finish(struct qc_run *run, int err)
     pthread_mutex_lock(&s->lock);
     if (err == 0 && !finish_cached(s, run)) {
         pthread_mutex_unlock(&s->lock);
-        struct vdisk_req *carrier = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0,
-                                                  0, NULL, NULL);
+        struct vdisk_req *carrier = carrier_new(req);
         if (carrier) {
             carrier->p[0] = run;
-            carrier->u[0] = 0;
             offload_req(s->offload, carrier, finish_work, finish_then);
             return;
         }
@@ -747,6 +747,7 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
         if (a->start < cend && c0 < a->end) {
             if (mode == RUN_NB) {
                 req->u[0] = pos;
+                req->resume = qc_write_loop; /* when the allocation is done */
                 req->next = a->waiters;
                 a->waiters = req;
             }
@@ -848,8 +849,6 @@ static void launch_run(struct qc_run *run, bool zero)
 
 /* ---- Allocations that need I/O, on the worker ------------------------------ */
 
-static void qc_write_loop(struct vdisk_req *req);
-
 /* The carrier (a child of the write, never submitted) holds the state:
  * u[0] the guest offset, then u[1] what came of it (ALLOC_*), u[2] the
  * run's length, u[3] zero-fill; p[0] the run. */
@@ -915,8 +914,7 @@ static void alloc_then(struct vdisk_req *carrier)
 static int alloc_on_worker(struct vdisk_req *req, uint64_t pos)
 {
     struct qcow2 *s = req->dev->priv;
-    struct vdisk_req *carrier = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
-                                              NULL, NULL);
+    struct vdisk_req *carrier = carrier_new(req);
     if (!carrier)
         return err_set(-ENOMEM, "out of memory");
     carrier->u[0] = pos;

@@ -225,10 +225,10 @@ struct qcow2_load {
                                 older than the file, and is not installed */
     struct vdisk_req *waiters, *last; /* in arrival order; each resumes
                                          with its req->resume */
-    struct vdisk_req *carrier;  /* the waiter that took the install to the
-                                   worker (off the list meanwhile: the worker
-                                   links jobs through req->next) */
-    void (*carrier_resume)(struct vdisk_req *req);
+    void (*carrier_resume)(struct vdisk_req *req); /* the walk of the waiter
+                                   that took the install to the worker (off
+                                   the list meanwhile: the worker links jobs
+                                   through req->next) */
     struct qcow2_load *next;
 };
 
