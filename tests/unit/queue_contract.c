@@ -442,6 +442,28 @@ static void *sync_thread(void *arg)
     return NULL;
 }
 
+/* Inside a section: starts another thread's request (other_thread) and
+ * synchronous write (sync_thread) on O->dev, and sees both held back. */
+static void others_held_back(struct other *o, pthread_t *t, pthread_t *s)
+{
+    ck_assert_int_eq(pthread_create(t, NULL, other_thread, o), 0);
+    ck_assert_int_eq(pthread_create(s, NULL, sync_thread, o), 0);
+    while (atomic_load(&o->stage) < 2)
+        usleep(1000);
+    ck_assert_uint_eq(o->early, 0);
+    ck_assert_int_eq(atomic_load(&o->sync_done), 0);
+}
+
+/* After the resume: both completed, neither failed. */
+static void others_done(struct other *o, pthread_t t, pthread_t s)
+{
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(pthread_join(s, NULL), 0);
+    ck_assert_int_eq(atomic_load(&o->stage), 3);
+    ck_assert_int_eq(o->result, 0);
+    ck_assert_int_eq(atomic_load(&o->sync_done), 1);
+}
+
 /* Another thread's requests and synchronous calls wait for the resume,
  * then complete; none fails. */
 START_TEST(quiesce_holds_back_others)
@@ -450,20 +472,11 @@ START_TEST(quiesce_holds_back_others)
     struct other o = {.dev = dev};
     ck_assert_int_eq(vdisk_dev_quiesce(dev), 0);
     pthread_t t, s;
-    ck_assert_int_eq(pthread_create(&t, NULL, other_thread, &o), 0);
-    ck_assert_int_eq(pthread_create(&s, NULL, sync_thread, &o), 0);
-    while (atomic_load(&o.stage) < 2)
-        usleep(1000);
-    ck_assert_uint_eq(o.early, 0);
-    ck_assert_int_eq(atomic_load(&o.sync_done), 0);
+    others_held_back(&o, &t, &s);
     /* A snapshot inside the section. */
     ck_assert_msg(vdisk_snapshot_create(dev, "during") == 0, "%s", vdisk_get_error());
     ck_assert_int_eq(vdisk_dev_resume(dev), 0);
-    ck_assert_int_eq(pthread_join(t, NULL), 0);
-    ck_assert_int_eq(pthread_join(s, NULL), 0);
-    ck_assert_int_eq(atomic_load(&o.stage), 3);
-    ck_assert_int_eq(o.result, 0);
-    ck_assert_int_eq(atomic_load(&o.sync_done), 1);
+    others_done(&o, t, s);
     uint8_t back[4096], want[4096];
     memset(want, 0xab, sizeof want);
     ck_assert_int_eq(vdisk_pread(dev, back, sizeof back, 8192), 0);
@@ -497,12 +510,7 @@ START_TEST(quiesce_holds_back_ranges)
     ck_assert_int_eq(vdisk_dev_quiesce(disk), 0);
     struct other o = {.dev = range};
     pthread_t t, s;
-    ck_assert_int_eq(pthread_create(&t, NULL, other_thread, &o), 0);
-    ck_assert_int_eq(pthread_create(&s, NULL, sync_thread, &o), 0);
-    while (atomic_load(&o.stage) < 2)
-        usleep(1000);
-    ck_assert_uint_eq(o.early, 0);
-    ck_assert_int_eq(atomic_load(&o.sync_done), 0);
+    others_held_back(&o, &t, &s);
     /* Inside the section, the disk is as the section found it: this
      * thread's write is there, the others' are not. */
     uint8_t back[4096], want[4096];
@@ -513,11 +521,7 @@ START_TEST(quiesce_holds_back_ranges)
     assert_same_bytes(back, want, sizeof back, 64 * KiB + 8192, "held-back write, not yet");
     ck_assert_msg(vdisk_snapshot_create(disk, "during") == 0, "%s", vdisk_get_error());
     ck_assert_int_eq(vdisk_dev_resume(disk), 0);
-    ck_assert_int_eq(pthread_join(t, NULL), 0);
-    ck_assert_int_eq(pthread_join(s, NULL), 0);
-    ck_assert_int_eq(atomic_load(&o.stage), 3);
-    ck_assert_int_eq(o.result, 0);
-    ck_assert_int_eq(atomic_load(&o.sync_done), 1);
+    others_done(&o, t, s);
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
     ck_assert_uint_eq(calls, 1);
     memset(want, 0xab, sizeof want);
