@@ -46,6 +46,10 @@ struct fault_disk {
     void *hook_opaque;
     struct vdisk_dev *dev;     /* the device open over the disk, or NULL */
 
+    bool hold_flushes;         /* fault_hold_flushes */
+    unsigned flushes_held;     /* flushes waiting for its release */
+    pthread_cond_t released;
+
     unsigned delay_ms;         /* slow mode (fault_set_delay) */
     struct offload *slow;      /* its thread */
 };
@@ -110,6 +114,7 @@ struct fault_disk *fault_new(const void *data, size_t len, uint64_t limit)
     }
     f->limit = limit < len ? len : limit;
     pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->released, NULL);
     return f;
 }
 
@@ -119,6 +124,23 @@ int fault_set_delay(struct fault_disk *f, unsigned ms)
         return -ENOMEM;
     __atomic_store_n(&f->delay_ms, ms, __ATOMIC_RELAXED);
     return 0;
+}
+
+void fault_hold_flushes(struct fault_disk *f, bool hold)
+{
+    pthread_mutex_lock(&f->lock);
+    f->hold_flushes = hold;
+    if (!hold)
+        pthread_cond_broadcast(&f->released);
+    pthread_mutex_unlock(&f->lock);
+}
+
+unsigned fault_flushes_held(struct fault_disk *f)
+{
+    pthread_mutex_lock(&f->lock);
+    unsigned n = f->flushes_held;
+    pthread_mutex_unlock(&f->lock);
+    return n;
 }
 
 void fault_free(struct fault_disk *f)
@@ -131,6 +153,7 @@ void fault_free(struct fault_disk *f)
     free(f->dur);
     free(f->cur);
     pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->released);
     free(f);
 }
 
@@ -248,6 +271,11 @@ static int fault_do(struct vdisk_req *req)
         break;
     }
     case VDISK_OP_FLUSH: {
+        while (f->hold_flushes) {
+            f->flushes_held++;
+            pthread_cond_wait(&f->released, &f->lock);
+            f->flushes_held--;
+        }
         uint64_t n = ++f->flushes;
         if (f->ffail_count && n >= f->ffail_from && n - f->ffail_from < f->ffail_count) {
             r = f->ffail_err;

@@ -102,6 +102,14 @@ void fault_fail_flushes(struct fault_disk *f, uint64_t n, unsigned count, int er
  * the submitting call.  Returns 0 or -ENOMEM.
  */
 int fault_set_delay(struct fault_disk *f, unsigned ms);
+/*
+ * HOLD: every flush waits (on the thread that carries it out: the
+ * submitting one, or the disk's own in slow mode) until it is called again
+ * with false; reads and writes go on meanwhile.  fault_flushes_held() tells
+ * how many are waiting.
+ */
+void fault_hold_flushes(struct fault_disk *f, bool hold);
+unsigned fault_flushes_held(struct fault_disk *f);
 /* The most the disk may grow to (writes past it fail with -ENOSPC). */
 void fault_set_limit(struct fault_disk *f, uint64_t limit);
 

@@ -172,6 +172,7 @@ static struct qcow2_cache_entry *find_data(struct qcow2_cache *c, const uint8_t 
 static void mark_dirty(struct qcow2_cache *c, struct qcow2_cache_entry *e)
 {
     e->dirty = true;
+    e->dgen = ++c->dclock;
     if (!e->listed) {
         e->listed = true;
         c->dirty[c->ndirty++] = (uint32_t)(e - c->e);
@@ -192,19 +193,20 @@ bool qcow2_cache_has_dirty(const struct qcow2_cache *c)
 static int write_entry(struct qcow2_cache *c, struct qcow2_cache_entry *e)
 {
     struct qcow2 *s = c->s;
+    pthread_mutex_lock(&s->wb_lock);
+    int r = 0;
     if (c == &s->l2c) {
         /* Refcounts (and guest data) first, durably. */
-        int r = qcow2_cache_write_back(&s->rbc);
+        r = qcow2_cache_write_back(&s->rbc);
         if (r == 0)
             r = dev_flush(s->file);
-        if (r < 0)
-            return r;
     }
-    int r = dev_pwrite(s->file, e->data, s->cluster_size, e->offset);
-    if (r < 0)
-        return r;
-    e->dirty = false;
-    return 0;
+    if (r == 0)
+        r = dev_pwrite(s->file, e->data, s->cluster_size, e->offset);
+    if (r == 0)
+        e->dirty = false;
+    pthread_mutex_unlock(&s->wb_lock);
+    return r;
 }
 
 /* qsort's comparison has no argument of its own: the slots sorted. */
@@ -216,7 +218,7 @@ static int by_offset(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int qcow2_cache_write_back(struct qcow2_cache *c)
+static void compact_dirty(struct qcow2_cache *c)
 {
     /* Drop the slots listed whose dirty flag went (check.c forgets). */
     unsigned k = 0;
@@ -228,6 +230,14 @@ int qcow2_cache_write_back(struct qcow2_cache *c)
             e->listed = false;
     }
     c->ndirty = k;
+    /* In file order: neighbouring tables go out as a sequential stream. */
+    sort_base = c->e;
+    qsort(c->dirty, c->ndirty, sizeof *c->dirty, by_offset);
+}
+
+static int write_back_locked(struct qcow2_cache *c)
+{
+    compact_dirty(c);
     if (!c->ndirty)
         return 0;
     if (c == &c->s->l2c) {
@@ -237,9 +247,6 @@ int qcow2_cache_write_back(struct qcow2_cache *c)
         if (r < 0)
             return r;
     }
-    /* In file order: neighbouring tables go out as a sequential stream. */
-    sort_base = c->e;
-    qsort(c->dirty, c->ndirty, sizeof *c->dirty, by_offset);
     for (unsigned j = 0; j < c->ndirty; j++) {
         struct qcow2_cache_entry *e = &c->e[c->dirty[j]];
         int r = dev_pwrite(c->s->file, e->data, c->s->cluster_size, e->offset);
@@ -256,6 +263,73 @@ int qcow2_cache_write_back(struct qcow2_cache *c)
     }
     c->ndirty = 0;
     return 0;
+}
+
+int qcow2_cache_write_back(struct qcow2_cache *c)
+{
+    pthread_mutex_lock(&c->s->wb_lock);
+    int r = write_back_locked(c);
+    pthread_mutex_unlock(&c->s->wb_lock);
+    return r;
+}
+
+/* ---- Write-back without the lock ------------------------------------------- */
+
+void qcow2_wb_set_free(struct qcow2_wb_set *w)
+{
+    free(w->offset);
+    free(w->dgen);
+    free(w->copies);
+    memset(w, 0, sizeof *w);
+}
+
+int qcow2_cache_copy_dirty(struct qcow2_cache *c, struct qcow2_wb_set *w)
+{
+    memset(w, 0, sizeof *w);
+    compact_dirty(c);
+    if (!c->ndirty)
+        return 0;
+    uint64_t cs = c->s->cluster_size;
+    w->offset = malloc(c->ndirty * sizeof *w->offset);
+    w->dgen = malloc(c->ndirty * sizeof *w->dgen);
+    w->copies = aligned_alloc_or_null(4096, c->ndirty * cs);
+    if (!w->offset || !w->dgen || !w->copies) {
+        qcow2_wb_set_free(w);
+        return -ENOMEM;
+    }
+    for (unsigned j = 0; j < c->ndirty; j++) {
+        const struct qcow2_cache_entry *e = &c->e[c->dirty[j]];
+        w->offset[j] = e->offset;
+        w->dgen[j] = e->dgen;
+        memcpy(w->copies + (uint64_t)j * cs, e->data, cs);
+    }
+    w->n = c->ndirty;
+    return 0;
+}
+
+int qcow2_wb_write(struct qcow2 *s, const struct qcow2_wb_set *w)
+{
+    for (unsigned j = 0; j < w->n; j++) {
+        /* Tables next to each other in the file go out in one write. */
+        unsigned k = j + 1;
+        while (k < w->n && k - j < 256 && w->offset[k] == w->offset[k - 1] + s->cluster_size)
+            k++;
+        int r = dev_pwrite(s->file, w->copies + (uint64_t)j * s->cluster_size,
+                           (uint64_t)(k - j) * s->cluster_size, w->offset[j]);
+        if (r < 0)
+            return r;
+        j = k - 1;
+    }
+    return 0;
+}
+
+void qcow2_cache_written(struct qcow2_cache *c, const struct qcow2_wb_set *w)
+{
+    for (unsigned j = 0; j < w->n; j++) {
+        struct qcow2_cache_entry *e = find_offset(c, w->offset[j]);
+        if (e && e->dirty && e->dgen == w->dgen[j])
+            e->dirty = false; /* not changed since its copy was taken */
+    }
 }
 
 /* ---- Lookup ---------------------------------------------------------------- */

@@ -129,12 +129,19 @@ static int install_work(struct vdisk_req *req)
     struct qcow2_load *l = req->p[0];
     pthread_mutex_lock(&s->lock);
     int r = 0;
-    if (!l->stale) {
-        r = qcow2_cache_install(&s->l2c, l->offset, l->buf);
-        if (r == 1) {
-            r = qcow2_cache_write_back(&s->l2c);
-            if (r == 0)
-                r = qcow2_cache_install(&s->l2c, l->offset, l->buf);
+    if (!l->stale && qcow2_cache_install(&s->l2c, l->offset, l->buf) == 1) {
+        /* Written back without holding the lock across the I/O; if other
+         * threads made every slot dirty again meanwhile, under it. */
+        pthread_mutex_unlock(&s->lock);
+        r = qcow2_writeback_unlocked(s, false);
+        pthread_mutex_lock(&s->lock);
+        if (r == 0 && !l->stale) {
+            r = qcow2_cache_install(&s->l2c, l->offset, l->buf);
+            if (r == 1) {
+                r = qcow2_cache_write_back(&s->l2c);
+                if (r == 0)
+                    r = qcow2_cache_install(&s->l2c, l->offset, l->buf);
+            }
         }
     }
     unlink_load(s, l);
@@ -448,8 +455,9 @@ static bool finish_cached(struct qcow2 *s, const struct qc_run *run)
 }
 
 /* The L2 update of a run whose data is written (ERR 0), or the release of
- * its clusters (ERR < 0); returns the error.  Under the lock. */
-static int finish_locked(struct qcow2 *s, struct qc_run *run, int err)
+ * its clusters (ERR < 0); returns the error.  Under the lock.  FUA_FLUSH:
+ * a FUA write's metadata is flushed here (else the caller does it). */
+static int finish_locked(struct qcow2 *s, struct qc_run *run, int err, bool fua_flush)
 {
     struct vdisk_req *req = run->req;
     if (err == 0) {
@@ -488,7 +496,7 @@ static int finish_locked(struct qcow2 *s, struct qc_run *run, int err)
             qcow2_cache_dirty(&s->l2c, l2);
             qcow2_cache_put(&s->l2c, l2);
         }
-        if (err == 0 && (req->flags & VDISK_REQ_FUA))
+        if (err == 0 && fua_flush && (req->flags & VDISK_REQ_FUA))
             err = qcow2_flush_metadata(s);
     } else if (!run->fill && run->host) {
         qcow2_free_later(s, run->host, run->ncl); /* nothing points to them */
@@ -516,8 +524,10 @@ static int finish_work(struct vdisk_req *carrier)
     struct qc_run *run = carrier->p[0];
     struct qcow2 *s = run->req->dev->priv;
     pthread_mutex_lock(&s->lock);
-    int err = finish_locked(s, run, 0); /* only written runs come here */
+    int err = finish_locked(s, run, 0, false); /* only written runs come here */
     pthread_mutex_unlock(&s->lock);
+    if (err == 0 && (run->req->flags & VDISK_REQ_FUA))
+        err = qcow2_writeback_unlocked(s, true); /* no lock held across it */
     if (err < 0)
         req_set_error(carrier, err, err_detail());
     return err;
@@ -550,7 +560,7 @@ static void run_finish(struct qc_run *run, int err)
         }
         pthread_mutex_lock(&s->lock); /* no memory for it: done here */
     }
-    int r = finish_locked(s, run, err);
+    int r = finish_locked(s, run, err, true);
     pthread_mutex_unlock(&s->lock);
     if (r < 0 && err == 0)
         fail_msg(req, r);
@@ -1006,9 +1016,7 @@ static void qc_write(struct vdisk_req *req)
 static int flush_work(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
-    pthread_mutex_lock(&s->lock);
-    int r = qcow2_flush_metadata(s);
-    pthread_mutex_unlock(&s->lock);
+    int r = qcow2_writeback_unlocked(s, true); /* no lock held across the I/O */
     if (r < 0)
         req_set_error(req, r, err_detail());
     return r;
@@ -1018,7 +1026,7 @@ static void qc_flush(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
     pthread_mutex_lock(&s->lock);
-    bool meta = s->meta_dirty;
+    bool meta = s->meta_dirty || s->wb_busy; /* a flush in flight covers what it copied */
     pthread_mutex_unlock(&s->lock);
     if (meta) {
         offload_req(s->offload, req, flush_work, NULL);

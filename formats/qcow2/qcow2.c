@@ -216,6 +216,7 @@ static void free_state(struct qcow2 *s)
     free(s->exts);
     free(s->features);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->wb_lock);
     free(s);
 }
 
@@ -240,6 +241,11 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     if (!s)
         return err_set(-ENOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->wb_lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     s->offload = offload_new();
     s->dev = dev;
     s->file = file;

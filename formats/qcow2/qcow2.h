@@ -120,6 +120,7 @@ struct qcow2_cache_entry {
     bool dirty;
     bool listed;          /* in the dirty list (dirty may have been cleared) */
     int pins;
+    uint64_t dgen;        /* when it was last made dirty (the cache's dclock) */
     uint64_t key;         /* the offset it is chained under (0: none) */
     uint32_t onext;       /* next in its offset chain */
     uint32_t pnext;       /* next in its data pointer chain */
@@ -133,6 +134,7 @@ struct qcow2_cache {
     unsigned n;
     unsigned used;        /* slots [0, used) have memory */
     uint64_t clock;
+    uint64_t dclock;      /* counts entries made dirty */
     uint64_t hits, misses;
     uint32_t *obucket, *pbucket; /* chain heads, hmask + 1 each */
     uint32_t hmask;
@@ -166,6 +168,23 @@ int qcow2_cache_peek(struct qcow2_cache *c, uint64_t offset, uint8_t **data);
  * cached already; 1 when every slot it could take is dirty or pinned
  * (nothing done: a write-back must come first); or a negative errno. */
 int qcow2_cache_install(struct qcow2_cache *c, uint64_t offset, const uint8_t *src);
+
+/*
+ * A write-back made without the lock (qcow2_writeback_unlocked): copies of
+ * the dirty entries taken under the lock, in file order.  The entries stay
+ * dirty meanwhile (so none is evicted, and no load reads it from the file,
+ * before its copy is written); qcow2_cache_written() then cleans those not
+ * made dirty again since.
+ */
+struct qcow2_wb_set {
+    unsigned n;
+    uint64_t *offset, *dgen;
+    uint8_t *copies;      /* n clusters */
+};
+int qcow2_cache_copy_dirty(struct qcow2_cache *c, struct qcow2_wb_set *w);
+int qcow2_wb_write(struct qcow2 *s, const struct qcow2_wb_set *w);
+void qcow2_cache_written(struct qcow2_cache *c, const struct qcow2_wb_set *w);
+void qcow2_wb_set_free(struct qcow2_wb_set *w);
 
 /* ---- Driver state --------------------------------------------------------- */
 
@@ -244,6 +263,13 @@ struct qcow2 {
     struct vdisk_dev *file;  /* the image file below */
     struct vdisk_dev *backing;
     pthread_mutex_t lock;
+    /* Held (recursive; taken after lock, never before it) by whoever writes
+     * cached tables back or flushes them: across the I/O of a write-back
+     * made without the lock, and by the locked paths around theirs, so the
+     * two never overlap (an older copy landing after a newer one, or a
+     * flush that does not cover the other's writes). */
+    pthread_mutex_t wb_lock;
+    unsigned wb_busy;         /* flushes in flight without the lock */
     struct offload *offload;  /* flushes and table walks of discards, away
                                  from the queues' threads (NULL: inline) */
 
@@ -370,6 +396,15 @@ int qcow2_refcounted_end(struct qcow2 *s, uint64_t *clusters);
 int qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, uint64_t *host);
 int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n);
 int qcow2_flush_metadata(struct qcow2 *s);
+/*
+ * The same without holding s->lock across the I/O (called without it): the
+ * dirty tables are copied under the lock and written from the copies, the
+ * refcount blocks first, then an fsync, then the L2 tables; DURABLE: then
+ * an fsync and the deferred frees, as qcow2_flush_metadata.  Other threads
+ * go on meanwhile; a table they change again stays dirty.  Without memory
+ * for the copies it falls back to qcow2_flush_metadata under the lock.
+ */
+int qcow2_writeback_unlocked(struct qcow2 *s, bool durable);
 uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t i);
 void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t i, uint64_t v);
 /* -EUCLEAN (the image marked corrupt) if [HOST, HOST + LEN) overlaps the

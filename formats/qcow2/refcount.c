@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -631,7 +632,22 @@ int qcow2_free_later(struct qcow2 *s, uint64_t host, uint64_t n)
     return 0;
 }
 
-int qcow2_flush_metadata(struct qcow2 *s)
+/* Drops the refcounts of the deferred frees DEF[0..N) (no table on disk
+ * points to them any more). */
+static int apply_frees(struct qcow2 *s, const uint64_t *def, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t c = def[i], rc;
+        int r = qcow2_refcount_update(s, c, -1);
+        if (r < 0)
+            return r;
+        if (s->discard_passthrough && qcow2_refcount_get(s, c, &rc) == 0 && rc == 0)
+            dev_discard(s->file, c << s->cluster_bits, s->cluster_size);
+    }
+    return 0;
+}
+
+static int flush_locked(struct qcow2 *s)
 {
     int r;
     if (qcow2_cache_has_dirty(&s->l2c))
@@ -645,17 +661,86 @@ int qcow2_flush_metadata(struct qcow2 *s)
     /* Now that no table on disk points to them, drop the freed clusters. */
     size_t n = s->ndeferred;
     s->ndeferred = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t c = s->deferred[i], rc;
-        r = qcow2_refcount_update(s, c, -1);
-        if (r < 0)
-            return r;
-        if (s->discard_passthrough && qcow2_refcount_get(s, c, &rc) == 0 && rc == 0)
-            dev_discard(s->file, c << s->cluster_bits, s->cluster_size);
-    }
-    if (n)
+    r = apply_frees(s, s->deferred, n);
+    if (r == 0 && n)
         r = qcow2_cache_write_back(&s->rbc);
     s->meta_dirty = false;
+    return r;
+}
+
+int qcow2_flush_metadata(struct qcow2 *s)
+{
+    pthread_mutex_lock(&s->wb_lock);
+    int r = flush_locked(s);
+    pthread_mutex_unlock(&s->wb_lock);
+    return r;
+}
+
+int qcow2_writeback_unlocked(struct qcow2 *s, bool durable)
+{
+    pthread_mutex_lock(&s->lock);
+    struct qcow2_wb_set rb, l2;
+    int r = qcow2_cache_copy_dirty(&s->rbc, &rb);
+    if (r == 0 && (r = qcow2_cache_copy_dirty(&s->l2c, &l2)) < 0)
+        qcow2_wb_set_free(&rb);
+    if (r < 0) {
+        /* No memory for the copies: the old way, under the lock. */
+        if (durable) {
+            r = qcow2_flush_metadata(s);
+        } else {
+            r = qcow2_cache_write_back(&s->l2c);
+            if (r == 0)
+                r = qcow2_cache_write_back(&s->rbc);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    /* The frees that these tables make safe go with them. */
+    uint64_t *def = NULL;
+    size_t ndef = 0;
+    if (durable) {
+        def = s->deferred;
+        ndef = s->ndeferred;
+        s->deferred = NULL;
+        s->ndeferred = s->capdeferred = 0;
+        s->meta_dirty = false; /* set again by whatever changes meanwhile */
+        s->wb_busy++;          /* qc_flush: a flush must wait for this one */
+    }
+    pthread_mutex_lock(&s->wb_lock);
+    pthread_mutex_unlock(&s->lock);
+    r = qcow2_wb_write(s, &rb);
+    if (r == 0 && l2.n)
+        r = dev_flush(s->file); /* refcounts (and guest data) durable first */
+    if (r == 0)
+        r = qcow2_wb_write(s, &l2);
+    if (r == 0 && durable)
+        r = dev_flush(s->file);
+    char msg[512] = "";
+    if (r < 0)
+        snprintf(msg, sizeof msg, "%s", err_detail());
+    pthread_mutex_unlock(&s->wb_lock);
+    pthread_mutex_lock(&s->lock);
+    if (r == 0) {
+        qcow2_cache_written(&s->rbc, &rb);
+        qcow2_cache_written(&s->l2c, &l2);
+    }
+    if (durable) {
+        s->wb_busy--;
+        if (r == 0) {
+            r = apply_frees(s, def, ndef);
+        } else {
+            s->meta_dirty = true;
+            /* Still deferred: they go with the next flush. */
+            for (size_t i = 0; i < ndef; i++)
+                qcow2_free_later(s, def[i] << s->cluster_bits, 1);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(def);
+    qcow2_wb_set_free(&rb);
+    qcow2_wb_set_free(&l2);
+    if (msg[0])
+        err_set(r, "%s", msg);
     return r;
 }
 
