@@ -48,6 +48,8 @@ struct fault_disk {
 
     bool hold_flushes;         /* fault_hold_flushes */
     unsigned flushes_held;     /* flushes waiting for its release */
+    uint64_t hold_roff, hold_rlen; /* fault_hold_reads */
+    unsigned reads_held;
     pthread_cond_t released;
 
     unsigned delay_ms;         /* slow mode (fault_set_delay) */
@@ -133,6 +135,23 @@ void fault_hold_flushes(struct fault_disk *f, bool hold)
     if (!hold)
         pthread_cond_broadcast(&f->released);
     pthread_mutex_unlock(&f->lock);
+}
+
+void fault_hold_reads(struct fault_disk *f, uint64_t off, uint64_t len)
+{
+    pthread_mutex_lock(&f->lock);
+    f->hold_roff = off;
+    f->hold_rlen = len;
+    pthread_cond_broadcast(&f->released);
+    pthread_mutex_unlock(&f->lock);
+}
+
+unsigned fault_reads_held(struct fault_disk *f)
+{
+    pthread_mutex_lock(&f->lock);
+    unsigned n = f->reads_held;
+    pthread_mutex_unlock(&f->lock);
+    return n;
 }
 
 unsigned fault_flushes_held(struct fault_disk *f)
@@ -225,6 +244,11 @@ static int fault_do(struct vdisk_req *req)
     }
     switch (req->op) {
     case VDISK_OP_READ: {
+        while (f->hold_rlen && off < f->hold_roff + f->hold_rlen && f->hold_roff < off + len) {
+            f->reads_held++;
+            pthread_cond_wait(&f->released, &f->lock);
+            f->reads_held--;
+        }
         uint64_t rno = ++f->reads;
         if (f->rfail_count && rno >= f->rfail_from && rno - f->rfail_from < f->rfail_count) {
             r = f->rfail_err;

@@ -110,6 +110,9 @@ int fault_set_delay(struct fault_disk *f, unsigned ms);
  */
 void fault_hold_flushes(struct fault_disk *f, bool hold);
 unsigned fault_flushes_held(struct fault_disk *f);
+/* The same for reads that overlap [OFF, OFF + LEN) (LEN 0: none held). */
+void fault_hold_reads(struct fault_disk *f, uint64_t off, uint64_t len);
+unsigned fault_reads_held(struct fault_disk *f);
 /* The most the disk may grow to (writes past it fail with -ENOSPC). */
 void fault_set_limit(struct fault_disk *f, uint64_t limit);
 

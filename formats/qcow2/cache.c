@@ -203,6 +203,7 @@ static int write_entry(struct qcow2_cache *c, struct qcow2_cache_entry *e)
     }
     if (r == 0)
         r = dev_pwrite(s->file, e->data, s->cluster_size, e->offset);
+    c->wb_gen++;
     if (r == 0)
         e->dirty = false;
     pthread_mutex_unlock(&s->wb_lock);
@@ -256,12 +257,14 @@ static int write_back_locked(struct qcow2_cache *c)
             for (unsigned i = j; i < c->ndirty; i++)
                 c->dirty[left++] = c->dirty[i];
             c->ndirty = left;
+            c->wb_gen++;
             return r;
         }
         e->dirty = false;
         e->listed = false;
     }
     c->ndirty = 0;
+    c->wb_gen++;
     return 0;
 }
 
@@ -304,6 +307,7 @@ int qcow2_cache_copy_dirty(struct qcow2_cache *c, struct qcow2_wb_set *w)
         memcpy(w->copies + (uint64_t)j * cs, e->data, cs);
     }
     w->n = c->ndirty;
+    c->wb_gen++;
     return 0;
 }
 
@@ -325,6 +329,8 @@ int qcow2_wb_write(struct qcow2 *s, const struct qcow2_wb_set *w)
 
 void qcow2_cache_written(struct qcow2_cache *c, const struct qcow2_wb_set *w)
 {
+    if (w->n)
+        c->wb_gen++;
     for (unsigned j = 0; j < w->n; j++) {
         struct qcow2_cache_entry *e = find_offset(c, w->offset[j]);
         if (e && e->dirty && e->dgen == w->dgen[j])
@@ -421,6 +427,44 @@ int qcow2_cache_install(struct qcow2_cache *c, uint64_t offset, const uint8_t *s
     lru_unlink(c, i);
     lru_front(c, i);
     return 0;
+}
+
+void qcow2_prefetch(struct qcow2_cache *c, const uint64_t *offs, unsigned n)
+{
+    enum { MAX = 8 };
+    struct qcow2 *s = c->s;
+    uint64_t want[MAX], cs = s->cluster_size;
+    unsigned k = 0;
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < n && k < MAX; i++) {
+        bool dup = false;
+        for (unsigned j = 0; j < k; j++)
+            dup |= want[j] == offs[i];
+        if (offs[i] && offs[i] % cs == 0 && !dup && !find_offset(c, offs[i]))
+            want[k++] = offs[i];
+    }
+    uint64_t gen = c->wb_gen;
+    pthread_mutex_unlock(&s->lock);
+    if (!k)
+        return;
+    uint8_t *buf = aligned_alloc_or_null(4096, k * cs);
+    if (!buf)
+        return;
+    bool ok[MAX];
+    struct err_saved saved;
+    err_save(&saved);
+    for (unsigned j = 0; j < k; j++)
+        ok[j] = dev_pread(s->file, buf + j * cs, cs, want[j]) == 0;
+    err_restore(&saved);
+    pthread_mutex_lock(&s->lock);
+    for (unsigned j = 0; j < k && c->wb_gen == gen; j++) {
+        if (!ok[j] || find_offset(c, want[j]))
+            continue;
+        if (qcow2_cache_install(c, want[j], buf + j * cs) == 0 && c == &s->l2c)
+            loads_conflict(s, want[j]); /* a load in flight may bring an older copy */
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(buf);
 }
 
 int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t **data)

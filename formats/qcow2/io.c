@@ -431,6 +431,26 @@ static struct vdisk_req *unreserve(struct qcow2 *s, struct qc_run *run)
     return run->range.waiters;
 }
 
+/* On the worker, before locked work over the guest range [G, END): the L2
+ * tables of its first (up to 8) tables, and the refcount blocks that an
+ * allocation of NCL clusters would look at first, are read without the
+ * lock, so the locked part does not read them holding it. */
+static void prefetch_for(struct qcow2 *s, uint64_t g, uint64_t end, uint64_t ncl)
+{
+    uint64_t l2[8], rb[2];
+    unsigned nl = 0, nr = 0;
+    uint64_t span_bits = s->cluster_bits + s->l2_bits;
+    pthread_mutex_lock(&s->lock);
+    for (uint64_t i = g >> span_bits; nl < 8 && i < s->l1_size && s->l1 && i << span_bits < end;
+         i++)
+        l2[nl++] = s->l1[i] & QCOW2_OFFSET_MASK;
+    if (ncl)
+        nr = qcow2_alloc_blocks(s, ncl, rb);
+    pthread_mutex_unlock(&s->lock);
+    qcow2_prefetch(&s->l2c, l2, nl);
+    qcow2_prefetch(&s->rbc, rb, nr);
+}
+
 /* A child of REQ that is never submitted: it carries one job of REQ's to
  * the image's worker and back (offload_req), so that several can be out at
  * once while REQ goes on.  NULL without memory. */
@@ -523,6 +543,7 @@ static int finish_work(struct vdisk_req *carrier)
 {
     struct qc_run *run = carrier->p[0];
     struct qcow2 *s = run->req->dev->priv;
+    prefetch_for(s, run->c0, run->c0 + run->ncl * s->cluster_size, 1);
     pthread_mutex_lock(&s->lock);
     int err = finish_locked(s, run, 0, false); /* only written runs come here */
     pthread_mutex_unlock(&s->lock);
@@ -870,6 +891,8 @@ static int alloc_work(struct vdisk_req *carrier)
     struct qcow2 *s = req->dev->priv;
     uint64_t pos = carrier->u[0], end = req->offset + req->length;
     carrier->u[1] = ALLOC_AGAIN;
+    uint64_t cs = s->cluster_size;
+    prefetch_for(s, pos, end, (end - pos + cs - 1) / cs + 1);
     struct qcow2_map m;
     pthread_mutex_lock(&s->lock);
     /* The lock was let go since the walk looked: look again. */
@@ -1211,6 +1234,7 @@ static int dz_work(struct vdisk_req *req)
     bool zero = req->u[3] & DZ_ZERO, unmap = req->u[3] & DZ_UNMAP;
     uint64_t mid_e = req->u[1];
     int r = 0;
+    prefetch_for(s, req->u[0], mid_e, 1);
     pthread_mutex_lock(&s->lock);
     if (s->lazy && !s->dirty_on_disk) {
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);

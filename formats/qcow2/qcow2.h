@@ -135,6 +135,7 @@ struct qcow2_cache {
     unsigned used;        /* slots [0, used) have memory */
     uint64_t clock;
     uint64_t dclock;      /* counts entries made dirty */
+    uint64_t wb_gen;      /* counts write-backs (qcow2_prefetch) */
     uint64_t hits, misses;
     uint32_t *obucket, *pbucket; /* chain heads, hmask + 1 each */
     uint32_t hmask;
@@ -185,6 +186,16 @@ int qcow2_cache_copy_dirty(struct qcow2_cache *c, struct qcow2_wb_set *w);
 int qcow2_wb_write(struct qcow2 *s, const struct qcow2_wb_set *w);
 void qcow2_cache_written(struct qcow2_cache *c, const struct qcow2_wb_set *w);
 void qcow2_wb_set_free(struct qcow2_wb_set *w);
+/*
+ * Called without the lock (on the worker, before locked work that needs
+ * them): reads the clusters at OFFS[0..N) (0: none; at most 8) that C does
+ * not hold, with the lock let go, and puts them in C clean, so the locked
+ * work finds them there instead of reading under the lock.  Dropped if C
+ * wrote anything back meanwhile (the file may have changed under the
+ * read).  Best effort: errors and a cache full of dirty tables leave it to
+ * the locked work.
+ */
+void qcow2_prefetch(struct qcow2_cache *c, const uint64_t *offs, unsigned n);
 
 /* ---- Driver state --------------------------------------------------------- */
 
@@ -405,6 +416,9 @@ int qcow2_flush_metadata(struct qcow2 *s);
  * for the copies it falls back to qcow2_flush_metadata under the lock.
  */
 int qcow2_writeback_unlocked(struct qcow2 *s, bool durable);
+/* The refcount blocks that allocating N clusters would look at first
+ * (under the lock): into OFFS (room for 2), their number returned. */
+unsigned qcow2_alloc_blocks(struct qcow2 *s, uint64_t n, uint64_t *offs);
 uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t i);
 void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t i, uint64_t v);
 /* -EUCLEAN (the image marked corrupt) if [HOST, HOST + LEN) overlaps the

@@ -515,6 +515,17 @@ static void grow_ahead(struct qcow2 *s, uint64_t end)
     err_restore(&saved);
 }
 
+unsigned qcow2_alloc_blocks(struct qcow2 *s, uint64_t n, uint64_t *offs)
+{
+    uint64_t c = s->free_cluster_index ? s->free_cluster_index : 1;
+    unsigned k = 0;
+    for (uint64_t t = c >> s->rb_bits; k < 2 && t <= (c + n) >> s->rb_bits; t++)
+        if (t < s->reft_entries && t < s->reft_used && s->reft[t] &&
+            !(s->reft[t] & QCOW2_REFT_RESERVED))
+            offs[k++] = s->reft[t];
+    return k;
+}
+
 int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
 {
     if (s->corrupt)

@@ -608,9 +608,10 @@ END_TEST
  * Once let go, the flush completes and what it covered is durable: the
  * durable image alone is sound and reads as written before the flush.
  */
-struct beside_flush {
+struct beside {
     struct vdisk_dev *dev;
     const uint8_t *b;
+    bool alloc_write;       /* also an allocating write next to cached tables */
     pthread_mutex_t m;
     pthread_cond_t cv;
     bool done;
@@ -626,35 +627,34 @@ static void beside_done(void *user, int result)
 
 static void *beside_thread(void *arg)
 {
-    struct beside_flush *x = arg;
+    struct beside *x = arg;
     vdisk_queue *q;
     int err = vdisk_queue_new(&q, x->dev, 16);
-    enum { N = 6 };
-    static const uint64_t rd[N - 2] = {0, 64 * KiB, 1 * MiB + 4096, 3 * MiB - 4096};
-    uint8_t *buf = malloc(N * 4096);
-    int res[N];
+    int N = x->alloc_write ? 6 : 5;
+    static const uint64_t rd[4] = {0, 64 * KiB, 1 * MiB + 4096, 2 * MiB - 4096};
+    uint8_t *buf = malloc(6 * 4096);
+    int res[6];
     for (int i = 0; i < N; i++)
         res[i] = 1;
     if (err == 0 && !buf)
         err = -ENOMEM;
-    for (int i = 0; err == 0 && i < N - 2; i++)
+    for (int i = 0; err == 0 && i < 4; i++)
         err = aio_start(q, AIO_READ, buf + i * 4096, rd[i], 4096, beside_done, &res[i]);
     if (err == 0) { /* in place, the bytes it holds already */
-        memcpy(buf + (N - 2) * 4096, x->b + 2 * MiB, 4096);
-        err = aio_start(q, AIO_WRITE, buf + (N - 2) * 4096, 2 * MiB, 4096, beside_done,
-                        &res[N - 2]);
+        memcpy(buf + 4 * 4096, x->b + 1 * MiB, 4096);
+        err = aio_start(q, AIO_WRITE, buf + 4 * 4096, 1 * MiB, 4096, beside_done, &res[4]);
     }
-    if (err == 0) { /* allocating: zeroes, as the unallocated cluster reads */
-        memset(buf + (N - 1) * 4096, 0, 4096);
-        err = aio_start(q, AIO_WRITE, buf + (N - 1) * 4096, 6 * MiB + 128 * KiB, 4096,
-                        beside_done, &res[N - 1]);
+    if (err == 0 && x->alloc_write) { /* zeroes, as the unallocated cluster reads */
+        memset(buf + 5 * 4096, 0, 4096);
+        err = aio_start(q, AIO_WRITE, buf + 5 * 4096, 6 * MiB + 128 * KiB, 4096, beside_done,
+                        &res[5]);
     }
     if (err == 0)
         err = vdisk_queue_drain(q) < 0 ? -EIO : 0;
     for (int i = 0; err == 0 && i < N; i++)
         if (res[i] != 0)
             err = res[i] < 0 ? res[i] : -EIO;
-    for (int i = 0; err == 0 && i < N - 2; i++)
+    for (int i = 0; err == 0 && i < 4; i++)
         if (memcmp(buf + i * 4096, x->b + rd[i], 4096) != 0)
             err = -EILSEQ;
     pthread_mutex_lock(&x->m);
@@ -668,6 +668,35 @@ static void *beside_thread(void *arg)
     if (q)
         vdisk_queue_free(q);
     return NULL;
+}
+
+/* Starts the thread of requests beside held I/O and waits for it: whether
+ * it finished while the I/O was still held.  A watchdog, not a timing
+ * assertion: requests that wait for the held I/O never finish before it
+ * is let go. */
+static bool beside_run(struct beside *x, pthread_t *t)
+{
+    pthread_mutex_init(&x->m, NULL);
+    pthread_cond_init(&x->cv, NULL);
+    ck_assert_int_eq(pthread_create(t, NULL, beside_thread, x), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&x->m);
+    while (!x->done && pthread_cond_timedwait(&x->cv, &x->m, &until) == 0)
+        ;
+    bool in_time = x->done;
+    pthread_mutex_unlock(&x->m);
+    return in_time;
+}
+
+static void beside_end(struct beside *x, pthread_t t, bool in_time, const char *held)
+{
+    pthread_join(t, NULL);
+    ck_assert_msg(in_time, "requests on another thread's queue waited for %s", held);
+    ck_assert_msg(x->err == 0, "beside %s: %d: %s", held, x->err, x->msg);
+    pthread_mutex_destroy(&x->m);
+    pthread_cond_destroy(&x->cv);
 }
 
 START_TEST(qcow2_not_held_behind_flush)
@@ -694,28 +723,13 @@ START_TEST(qcow2_not_held_behind_flush)
         usleep(1000);
     }
 
-    struct beside_flush x = {.dev = dev, .b = b};
-    pthread_mutex_init(&x.m, NULL);
-    pthread_cond_init(&x.cv, NULL);
+    struct beside x = {.dev = dev, .b = b, .alloc_write = true};
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, beside_thread, &x), 0);
-    /* A watchdog, not a timing assertion: requests that wait for the flush
-     * would never finish while it is held. */
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 60;
-    pthread_mutex_lock(&x.m);
-    while (!x.done && pthread_cond_timedwait(&x.cv, &x.m, &until) == 0)
-        ;
-    bool in_time = x.done;
-    pthread_mutex_unlock(&x.m);
+    bool in_time = beside_run(&x, &t);
     ck_assert_int_eq(vdisk_queue_reap(q, 0, 0), 0); /* the flush is still held */
     ck_assert_int_eq(fres, 1);
     fault_hold_flushes(f, false);
-    pthread_join(t, NULL);
-    ck_assert_msg(in_time, "requests on another thread's queue waited for the worker's flush "
-                  "(it held the image's lock across the fsync)");
-    ck_assert_msg(x.err == 0, "beside the flush: %d: %s", x.err, x.msg);
+    beside_end(&x, t, in_time, "the worker's flush (the image's lock held across the fsync)");
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
     ck_assert_msg(fres == 0, "the flush failed (%d): %s", fres, vdisk_get_error());
     vdisk_queue_free(q);
@@ -727,8 +741,60 @@ START_TEST(qcow2_not_held_behind_flush)
     fault_free(after);
     vdisk_close(dev);
     image_is(f, b, VSIZE, "beside-closed");
-    pthread_mutex_destroy(&x.m);
-    pthread_cond_destroy(&x.cv);
+    free(b);
+    fault_free(f);
+}
+END_TEST
+
+/*
+ * The worker's table walk for a discard reads the L2 table it needs
+ * without holding the image's lock: while that read is held by the disk,
+ * another thread's reads and in-place writes of clusters under a cached
+ * table complete.  (The walk used to read it under the lock.)
+ */
+START_TEST(qcow2_not_held_behind_walk)
+{
+    uint8_t *b;
+    struct fault_disk *f = filled_4k(&b);
+    struct vdisk_dev *dev = open_on(f, "qcow2");
+    uint8_t one[4096];
+    ck_assert_int_eq(vdisk_pread(dev, one, sizeof one, 0), 0); /* table 0 cached */
+    /* Where table 3 (6-8 MiB) lies: the L1 table's fourth entry. */
+    uint8_t *img;
+    size_t len;
+    ck_assert_int_eq(fault_current(f, &img, &len), 0);
+    uint64_t l1 = 0, e = 0;
+    for (int i = 0; i < 8; i++)
+        l1 = l1 << 8 | img[40 + i];
+    ck_assert_uint_lt(l1 + 32, len);
+    for (int i = 0; i < 8; i++)
+        e = e << 8 | img[l1 + 24 + i];
+    free(img);
+    uint64_t t3 = e & 0x00fffffffffffe00ull;
+    ck_assert_uint_ne(t3, 0);
+
+    fault_hold_reads(f, t3, 4096);
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, dev, 4), 0);
+    int dres = 1;
+    ck_assert_int_eq(aio_start(q, AIO_DISCARD, NULL, 6 * MiB, 64 * KiB, beside_done, &dres), 0);
+    for (int i = 0; fault_reads_held(f) == 0; i++) {
+        ck_assert_msg(i < 60000, "the walk never read table 3");
+        ck_assert_int_ge(vdisk_queue_reap(q, 0, 0), 0);
+        usleep(1000);
+    }
+    struct beside x = {.dev = dev, .b = b};
+    pthread_t t;
+    bool in_time = beside_run(&x, &t);
+    ck_assert_int_eq(vdisk_queue_reap(q, 0, 0), 0); /* the walk is still held */
+    fault_hold_reads(f, 0, 0);
+    beside_end(&x, t, in_time, "the worker's walk (the image's lock held across a table read)");
+    ck_assert_int_eq(vdisk_queue_drain(q), 1);
+    ck_assert_msg(dres == 0, "the discard failed (%d): %s", dres, vdisk_get_error());
+    vdisk_queue_free(q);
+    memset(b + 6 * MiB, 0, 64 * KiB);
+    vdisk_close(dev);
+    image_is(f, b, VSIZE, "walk");
     free(b);
     fault_free(f);
 }
@@ -749,6 +815,7 @@ int main(void)
     tcase_add_test(tc, qcow2_sync_call_while_loading);
     tcase_add_test(tc, qcow2_allocating_never_blocks);
     tcase_add_test(tc, qcow2_not_held_behind_flush);
+    tcase_add_test(tc, qcow2_not_held_behind_walk);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
