@@ -434,7 +434,8 @@ static struct vdisk_req *unreserve(struct qcow2 *s, struct qc_run *run)
 /* On the worker, before locked work over the guest range [G, END): the L2
  * tables of its first (up to 8) tables, and the refcount blocks that an
  * allocation of NCL clusters would look at first, are read without the
- * lock, so the locked part does not read them holding it. */
+ * lock, and the file grown ahead of it, so the locked part does not do
+ * that I/O holding it. */
 static void prefetch_for(struct qcow2 *s, uint64_t g, uint64_t end, uint64_t ncl)
 {
     uint64_t l2[8], rb[2];
@@ -449,6 +450,8 @@ static void prefetch_for(struct qcow2 *s, uint64_t g, uint64_t end, uint64_t ncl
     pthread_mutex_unlock(&s->lock);
     qcow2_prefetch(&s->l2c, l2, nl);
     qcow2_prefetch(&s->rbc, rb, nr);
+    if (ncl)
+        qcow2_grow_unlocked(s, ncl); /* the file's fallocate, too */
 }
 
 /* A child of REQ that is never submitted: it carries one job of REQ's to

@@ -419,6 +419,9 @@ int qcow2_writeback_unlocked(struct qcow2 *s, bool durable);
 /* The refcount blocks that allocating N clusters would look at first
  * (under the lock): into OFFS (room for 2), their number returned. */
 unsigned qcow2_alloc_blocks(struct qcow2 *s, uint64_t n, uint64_t *offs);
+/* Called without the lock: grows the file ahead of an allocation of N
+ * clusters, as the allocator would under the lock (best effort). */
+void qcow2_grow_unlocked(struct qcow2 *s, uint64_t n);
 uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t i);
 void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t i, uint64_t v);
 /* -EUCLEAN (the image marked corrupt) if [HOST, HOST + LEN) overlaps the

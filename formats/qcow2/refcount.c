@@ -496,16 +496,21 @@ int qcow2_refcounted_end(struct qcow2 *s, uint64_t *clusters)
 /* Grows the file ahead of an allocation ending at END (bytes): in steps of
  * an eighth of END, 16 MiB to 512 MiB.  Best effort: where the file cannot
  * be preallocated, writes extend it as before. */
-static void grow_ahead(struct qcow2 *s, uint64_t end)
+static uint64_t grow_target(uint64_t end)
 {
-    if (s->no_grow || s->read_only || end <= s->grown_to)
-        return;
     uint64_t step = end / 8;
     if (step < (16u << 20))
         step = 16u << 20;
     if (step > (512u << 20))
         step = 512u << 20;
-    uint64_t target = align_up(end + step, 1u << 20);
+    return align_up(end + step, 1u << 20);
+}
+
+static void grow_ahead(struct qcow2 *s, uint64_t end)
+{
+    if (s->no_grow || s->read_only || end <= s->grown_to)
+        return;
+    uint64_t target = grow_target(end);
     struct err_saved saved;
     err_save(&saved);
     if (dev_preallocate(s->file, target) == 0)
@@ -513,6 +518,28 @@ static void grow_ahead(struct qcow2 *s, uint64_t end)
     else
         s->no_grow = true;
     err_restore(&saved);
+}
+
+void qcow2_grow_unlocked(struct qcow2 *s, uint64_t n)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t c = s->free_cluster_index ? s->free_cluster_index : 1;
+    uint64_t end = (c + n) << s->cluster_bits;
+    bool need = !s->no_grow && !s->read_only && end > s->grown_to;
+    pthread_mutex_unlock(&s->lock);
+    if (!need)
+        return;
+    uint64_t target = grow_target(end);
+    struct err_saved saved;
+    err_save(&saved);
+    int r = dev_preallocate(s->file, target);
+    err_restore(&saved);
+    pthread_mutex_lock(&s->lock);
+    if (r < 0)
+        s->no_grow = true;
+    else if (target > s->grown_to)
+        s->grown_to = target;
+    pthread_mutex_unlock(&s->lock);
 }
 
 unsigned qcow2_alloc_blocks(struct qcow2 *s, uint64_t n, uint64_t *offs)
