@@ -13,6 +13,21 @@
  * write), the whole is written in one request, and only then is the L2
  * table updated.  Discard and write zeroes change L2 entries only (whole
  * clusters) and write zeroes through the write path for the edges.
+ *
+ * Locking: s->lock guards the tables in memory, and no request path holds
+ * it across I/O.  On a request's queue, a table that is not cached is read
+ * as a child request (waited for per table), and a walk that needs more
+ * (a refcount block to read, a file to grow, tables to write back) goes to
+ * the image's worker thread.  The worker reads the tables it will need and
+ * grows the file before it takes the lock (qcow2_prefetch), and flushes
+ * write copies of the dirty tables with the lock let go
+ * (qcow2_writeback_unlocked).  What still does I/O under the lock, on the
+ * worker only: the allocator when the prefetch did not cover it (a new
+ * refcount block, a larger refcount table, an L2 table copied from a
+ * snapshot's, a refcount block past the first two it looks at), lazy
+ * refcounts' dirty bit, and a write-back when every cache slot is dirty
+ * again; the management operations (snapshot, resize, amend, check) run
+ * inside their quiesce section.
  */
 #include <errno.h>
 #include <inttypes.h>
