@@ -15,6 +15,9 @@
  *   vdisk/check.h    consistency check and repair (qemu-img check)
  *   vdisk/snapshot.h internal snapshots (qemu-img snapshot)
  *   vdisk/image.h    resize, empty, rebase, amend whole images
+ *   vdisk/part.h     MBR and GPT partition tables, partitions as devices
+ *   vdisk/iso9660.h  ISO 9660 file systems and the emulated CD-ROM drive
+ *   vdisk/virtio.h   virtio-blk and virtio-scsi device models for VMMs
  */
 #ifndef VDISK_VDISK_H
 #define VDISK_VDISK_H

@@ -227,7 +227,9 @@ uint32_t vdisk_virtio_config_size(const vdisk_virtio *v);
 /*
  * vdisk_virtio_config_read / _write: LEN bytes (1, 2, 4 or 8, or any for
  * reads) at OFFSET of the configuration space, little-endian as the guest
- * sees it.  Reads past the end read zeroes; writes to read-only fields are
+ * sees it.  A read that starts inside the space and runs past its end
+ * reads zeroes for the bytes past it; one that starts at or past the end
+ * fails with -EINVAL (BUF zeroed).  Writes to read-only fields are
  * ignored.  virtio-scsi's writable cdb_size and sense_size apply to the
  * commands taken after the write: a command in flight keeps the sizes its
  * buffers were checked against, to its used length.  Return 0 or -EINVAL
