@@ -46,6 +46,7 @@ struct uring {
     struct file_slot slots[FILE_SLOTS];
     struct iovec *bufs;         /* registered buffers, sorted by address */
     unsigned nbufs;
+    unsigned long submit_calls; /* io_uring_submit*() calls with SQEs ready */
 };
 
 /* ---- Probing -------------------------------------------------------------- */
@@ -75,6 +76,19 @@ bool engine_uring_available(void)
     return probe_ok;
 }
 
+/* Hands the ring's SQEs to the kernel (one io_uring_enter), counted. */
+static int submit_ring(struct uring *u)
+{
+    if (io_uring_sq_ready(&u->ring))
+        u->submit_calls++;
+    return io_uring_submit(&u->ring);
+}
+
+unsigned long engine_uring_submit_calls(const struct vdisk_queue *q)
+{
+    return q->eng == &engine_uring_ops ? ((const struct uring *)q->eng_priv)->submit_calls : 0;
+}
+
 /* ---- Setup ---------------------------------------------------------------- */
 
 static unsigned round_pow2(unsigned v)
@@ -91,7 +105,7 @@ static void arm_wake(struct vdisk_queue *q, struct uring *u)
         return;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (!sqe) {
-        io_uring_submit(&u->ring);
+        submit_ring(u);
         sqe = io_uring_get_sqe(&u->ring);
         if (!sqe)
             return;
@@ -323,7 +337,7 @@ static int uring_submit(struct vdisk_queue *q)
 {
     struct uring *u = q->eng_priv;
     refill(q, u);
-    int r = io_uring_submit(&u->ring);
+    int r = submit_ring(u);
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
         return err_set(r, "io_uring submission failed: %s", strerror(-r));
     return r < 0 ? 0 : r;
@@ -361,7 +375,7 @@ static int drain_cqes(struct vdisk_queue *q, struct uring *u)
         /* What the callbacks started goes to the kernel at once, so the
          * device does not drain between batches. */
         if (io_uring_sq_ready(&u->ring))
-            io_uring_submit(&u->ring);
+            submit_ring(u);
     }
 }
 
@@ -373,6 +387,8 @@ static int uring_poll(struct vdisk_queue *q, int timeout_ms)
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        if (io_uring_sq_ready(&u->ring))
+            u->submit_calls++;
         int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
                                                  timeout_ms > 0 ? &ts : NULL, NULL);
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
@@ -382,7 +398,7 @@ static int uring_poll(struct vdisk_queue *q, int timeout_ms)
     /* Requests moved from the backlog into the ring go to the kernel now,
      * or an event loop would wait for them forever. */
     if (io_uring_sq_ready(&u->ring))
-        io_uring_submit(&u->ring);
+        submit_ring(u);
     return n;
 }
 

@@ -495,6 +495,9 @@ extern const struct engine_ops engine_threads_ops;
 
 /* True when io_uring can be set up in this process (probed once). */
 bool engine_uring_available(void);
+/* Tests: how many times the io_uring engine of Q has entered the kernel to
+ * hand it SQEs (0 on the threads engine). */
+unsigned long engine_uring_submit_calls(const struct vdisk_queue *q);
 
 struct vdisk_queue {
     struct vdisk_dev *dev;
@@ -528,6 +531,7 @@ struct vdisk_queue {
     atomic_long active;            /* its requests in the driver */
     atomic_uintptr_t user;         /* the thread that last started one */
     bool reaping;                  /* inside vdisk_queue_reap() */
+    bool delivering;               /* running its callbacks (deliver()) */
 };
 
 /* Queue life: REF says whether the queue holds a reference to DEV. */

@@ -296,6 +296,11 @@ static unsigned deliver(struct vdisk_queue *q, unsigned max)
     struct vdisk_req *list = q->done_head, *last = q->done_tail;
     q->done_head = q->done_tail = NULL;
     unsigned n = 0;
+    /* What the callbacks start goes to the kernel in one system call when
+     * the batch has run (reap_loop and queue_reap submit after deliver),
+     * not in one per vdisk_queue_submit() the callbacks make. */
+    bool outer_delivering = q->delivering;
+    q->delivering = true;
     while (list && n < max) {
         struct vdisk_req *req = list;
         list = req->next;
@@ -315,6 +320,7 @@ static unsigned deliver(struct vdisk_queue *q, unsigned max)
             in_reap = outer;
         }
     }
+    q->delivering = outer_delivering;
     if (list) {
         /* The budget is spent: the rest go first next time. */
         last->next = q->done_head;
@@ -543,6 +549,10 @@ VDISK_EXPORT int vdisk_queue_submit(vdisk_queue *q)
 {
     err_enter(__func__);
     start_parked(q);
+    /* From a callback that this queue's reap runs: the reap submits once
+     * the batch of callbacks has run, before it returns. */
+    if (q->delivering)
+        return 0;
     return q->eng->submit(q);
 }
 

@@ -78,6 +78,49 @@ static struct vdisk_req *child_slice(struct vdisk_req *req, struct vdisk_dev *de
     return c;
 }
 
+/*
+ * A read, or an overwrite in place, whose whole range is one run of host
+ * bytes in the file goes to the file itself, not through a child request:
+ * it is re-targeted (device, offset, done) and put back as it was when the
+ * file completes it.  u[1..3] and p[1] keep what it was.
+ */
+_Static_assert(sizeof(req_done_fn) <= sizeof(uint64_t), "a done function fits in u[3]");
+
+static void to_file_done(struct vdisk_req *req, int ret)
+{
+    req_done_fn done;
+    memcpy(&done, &req->u[3], sizeof done);
+    req->dev = req->p[1];
+    req->offset = req->u[1];
+    req->flags = (unsigned)req->u[2];
+    req->done = done;
+    done(req, ret);
+}
+
+/* True when the walk of REQ has issued nothing yet and may hand REQ over. */
+static bool whole_to_file(const struct vdisk_req *req, uint64_t pos, uint64_t len)
+{
+    return pos == req->offset && len == req->length && req->pending == 1 &&
+           !req->first_err && !req->errmsg && !req->track;
+}
+
+/* Hands REQ (whole, nothing else in flight for it) to FILE at HOST; REQ
+ * must not be touched afterwards: it may have completed. */
+static void to_file(struct vdisk_req *req, struct vdisk_dev *file, uint64_t host,
+                    unsigned flags)
+{
+    req->p[1] = req->dev;
+    req->u[1] = req->offset;
+    req->u[2] = req->flags;
+    memcpy(&req->u[3], &req->done, sizeof req->done);
+    req->pending = 0; /* the walk's hold: the file owns the request now */
+    req->dev = file;
+    req->offset = host;
+    req->flags = flags;
+    req->done = to_file_done;
+    req_submit(req);
+}
+
 static void fail_msg(struct vdisk_req *req, int r)
 {
     req_set_error(req, r, err_detail());
@@ -367,6 +410,10 @@ static void qc_read_loop(struct vdisk_req *req)
         struct vdisk_req *c = NULL;
         switch (m.type) {
         case QCOW2_NORMAL:
+            if (whole_to_file(req, pos, n)) {
+                to_file(req, s->file, m.host, 0);
+                return;
+            }
             c = child_slice(req, s->file, VDISK_OP_READ, m.host, skip, n, 0,
                             req_child_releases_parent, NULL);
             break;
@@ -1000,6 +1047,10 @@ static void qc_write_loop(struct vdisk_req *req)
         }
         if (m.type == QCOW2_NORMAL && m.copied) {
             pthread_mutex_unlock(&s->lock);
+            if (whole_to_file(req, pos, m.len)) {
+                to_file(req, s->file, m.host, req->flags & VDISK_REQ_FUA);
+                return;
+            }
             struct vdisk_req *c = child_slice(req, s->file, VDISK_OP_WRITE, m.host,
                                               pos - req->offset, m.len,
                                               req->flags & VDISK_REQ_FUA,

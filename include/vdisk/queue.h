@@ -180,8 +180,11 @@ int vdisk_aio_write_zeroes(vdisk_queue *q, uint64_t offset, uint64_t length,
 /*
  * vdisk_queue_submit: hands every started request to the kernel (one
  * io_uring_enter for the lot).  vdisk_queue_reap() does it too; call this
- * when you start requests and go back to your event loop.  Returns the
- * number of requests passed to the engine, or -errno.
+ * when you start requests and go back to your event loop.  Called from a
+ * completion callback that a reap of this same queue runs, it returns 0 at
+ * once and the reap hands what its callbacks started to the kernel in one
+ * io_uring_enter when they have run, before it returns (or waits).  Returns
+ * the number of requests passed to the engine, or -errno.
  */
 int vdisk_queue_submit(vdisk_queue *q);
 

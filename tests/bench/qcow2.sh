@@ -18,6 +18,9 @@
 #   BENCH_QD1        1 (default) to add the queue depth 1 rows, 0 to leave
 #                    them out
 #   BENCH_DIR        where the scratch directory goes (default /var/tmp)
+#   BENCH_ROWS       only the rows whose label matches this extended regular
+#                    expression (default: every row), e.g. '^4k .* QD32$'
+#                    for the four 4 KiB QD32 rows on the allocated images
 #
 # The images: a raw file of BENCH_SIZE bytes of random data (written by fio,
 # or dd from /dev/urandom without fio) and its qcow2 twin (64 KiB clusters,
@@ -85,6 +88,7 @@ REPEAT=${BENCH_REPEAT:-9}
 SIZE=${BENCH_SIZE:-4G}
 QD1=${BENCH_QD1:-1}
 BASE_DIR=${BENCH_DIR:-/var/tmp}
+ROWS_RE=${BENCH_ROWS:-}
 STEP=$((4096 * 7919))
 CLUSTER=65536
 
@@ -101,6 +105,11 @@ if ! [[ $RUNTIME =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ ]] ||
 fi
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be a positive number"
 [[ $QD1 == 0 || $QD1 == 1 ]] || die "BENCH_QD1 must be 0 or 1"
+if [[ -n $ROWS_RE ]]; then
+    rc=0
+    [[ "" =~ $ROWS_RE ]] || rc=$?
+    ((rc != 2)) || die "BENCH_ROWS is not a valid extended regular expression: $ROWS_RE"
+fi
 
 # bytes SIZE: 4k -> 4096, 64k -> 65536, 4G -> 4294967296
 bytes() {
@@ -230,6 +239,14 @@ ROWS+=(
     "4k alloc scat write QD16|alloc|write|4k|$STEP|16|1.30|-"
     "64k alloc seq write QD16|alloc|write|64k|64k|16|1.30|-"
 )
+if [[ -n $ROWS_RE ]]; then
+    picked=()
+    for row in "${ROWS[@]}"; do
+        if [[ ${row%%|*} =~ $ROWS_RE ]]; then picked+=("$row"); fi
+    done
+    ((${#picked[@]})) || die "BENCH_ROWS '$ROWS_RE' matches no row"
+    ROWS=("${picked[@]}")
+fi
 
 echo "vdisk bench vs qemu-img bench: qcow2 (64k clusters) and raw images of $SIZE in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo '?')), cache=none, io_uring"
 echo "$("$VDISK" --version), $(qemu-img --version | head -1)"

@@ -27,6 +27,7 @@
 #include <vdisk/vdisk.h>
 
 #include "harness.h"
+#include "internal.h" /* engine_uring_submit_calls */
 
 #ifndef TEST_ENGINE
 #define TEST_ENGINE "threads"
@@ -338,6 +339,75 @@ START_TEST(callbacks_start_requests)
     assert_file(path, model, CHAINS * 16 * BLK);
     free(c);
     free(model);
+}
+END_TEST
+
+/* A reader that keeps DEPTH reads in flight, starting each new one from a
+ * completion callback followed by vdisk_queue_submit(), as an event loop
+ * or vdisk bench does. */
+struct relay {
+    vdisk_queue *q;
+    uint8_t *buf;
+    unsigned left, done, errors;
+};
+
+static void relay_cb(void *user, int result);
+
+static void relay_start(struct relay *r)
+{
+    struct iovec v = {r->buf, BLK};
+    in_aio_call = true;
+    int ret = vdisk_aio_preadv(r->q, &v, 1, (uint64_t)(r->left % 64) * BLK, 0, relay_cb, r);
+    ck_assert_int_ge(vdisk_queue_submit(r->q), 0);
+    in_aio_call = false;
+    if (ret < 0)
+        r->errors++;
+    else
+        r->left--;
+}
+
+static void relay_cb(void *user, int result)
+{
+    struct relay *r = user;
+    if (in_aio_call)
+        callbacks_inside_aio++;
+    if (result < 0)
+        r->errors++;
+    r->done++;
+    if (r->left)
+        relay_start(r);
+}
+
+/*
+ * The requests that the callbacks of one reap start reach the kernel
+ * together, in one io_uring_enter when the batch of callbacks has run, not
+ * in one each (the file's data is in the page cache, so a batch of reads
+ * completes at once).
+ */
+START_TEST(callbacks_submit_once_per_batch)
+{
+    enum { DEPTH = 32, TOTAL = 2048 };
+    vdisk_dev *dev = new_dev("batch.raw", 64 * BLK, NULL);
+    vdisk_queue *q = new_queue(dev, DEPTH);
+    uint8_t *buf = calloc(1, BLK);
+    struct relay r = {.q = q, .buf = buf, .left = TOTAL};
+    callbacks_inside_aio = 0;
+    unsigned long before = engine_uring_submit_calls(q);
+    for (unsigned i = 0; i < DEPTH; i++)
+        relay_start(&r);
+    drain_all(q);
+    unsigned long calls = engine_uring_submit_calls(q) - before;
+    ck_assert_uint_eq(r.done, TOTAL);
+    ck_assert_uint_eq(r.errors, 0);
+    ck_assert_int_eq(callbacks_inside_aio, 0);
+    if (strcmp(TEST_ENGINE, "uring") == 0)
+        ck_assert_msg(calls <= TOTAL / 4,
+                      "%lu io_uring_enter calls handed %d reads to the kernel "
+                      "(expected one per batch of callbacks, at most %d)",
+                      calls, TOTAL, TOTAL / 4);
+    vdisk_queue_free(q);
+    vdisk_close(dev);
+    free(buf);
 }
 END_TEST
 
@@ -1021,6 +1091,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, engine_names);
     tcase_add_test(tc, random_writes_then_reads);
     tcase_add_test(tc, callbacks_start_requests);
+    tcase_add_test(tc, callbacks_submit_once_per_batch);
     tcase_add_test(tc, drain_completes_everything);
     tcase_add_test(tc, free_with_requests_in_flight);
     tcase_add_test(tc, flush_discard_write_zeroes);

@@ -135,11 +135,10 @@ static void rw_done(void *user, int ret);
 
 /*
  * Starts requests until DEPTH are in flight (or none are left to start) and
- * hands them to the kernel at once, as qemu-img bench (whose io_uring and
- * linux-aio backends submit unplugged requests immediately) and fio
- * (iodepth_batch_submit=1) do: a request started from a completion callback
- * reaches the device without waiting for the other completions of the batch
- * to be processed.
+ * hands them to the kernel, as an event loop does.  From a completion
+ * callback, vdisk_queue_submit() leaves them to the reap, which hands what
+ * the batch of callbacks started to the kernel in one system call when the
+ * batch has run.
  */
 static void submit_more(struct bench *b)
 {
