@@ -220,17 +220,95 @@ static int lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map 
     return r;
 }
 
-int qcow2_write_l1_entry(struct qcow2 *s, uint64_t i)
+static int write_l1_value(struct qcow2 *s, uint64_t i, uint64_t v)
 {
     uint8_t b[8];
-    be64_store(b, s->l1[i]);
-    return dev_pwrite(s->file, b, 8, s->l1_offset + i * 8);
+    be64_store(b, v);
+    /* Under wb_lock: an 8-byte write is a read-modify-write of its sector
+     * with O_DIRECT, and a table made without the lock writes its entry too. */
+    pthread_mutex_lock(&s->wb_lock);
+    int r = dev_pwrite(s->file, b, 8, s->l1_offset + i * 8);
+    pthread_mutex_unlock(&s->wb_lock);
+    return r;
+}
+
+int qcow2_write_l1_entry(struct qcow2 *s, uint64_t i)
+{
+    return write_l1_value(s, i, s->l1[i]);
+}
+
+int qcow2_make_l2_unlocked(struct qcow2 *s, uint64_t l1i)
+{
+    uint64_t cs = s->cluster_size, old, new_off = 0;
+    uint8_t *buf = aligned_alloc_or_null(4096, cs);
+    if (!buf)
+        return err_set(-ENOMEM, "out of memory");
+    pthread_mutex_lock(&s->lock);
+    int r = l1_table(s, l1i, &old);
+    if (r < 0 || l1i >= s->l1_size || (old && (s->l1[l1i] & QCOW2_OFLAG_COPIED)) ||
+        s->making || s->corrupt || s->read_only) {
+        pthread_mutex_unlock(&s->lock);
+        free(buf);
+        return r < 0 ? r : 0; /* nothing to make here, or left to the locked path */
+    }
+    r = qcow2_alloc_clusters(s, 1, &new_off);
+    if (r == 0 && old) {
+        uint8_t *o;
+        r = qcow2_cache_get(&s->l2c, old, true, &o);
+        if (r == 0) {
+            memcpy(buf, o, cs);
+            qcow2_cache_put(&s->l2c, o);
+        }
+    } else if (r == 0) {
+        memset(buf, 0, cs);
+    }
+    if (r < 0) {
+        if (new_off)
+            qcow2_free_later(s, new_off, 1);
+        pthread_mutex_unlock(&s->lock);
+        free(buf);
+        return r;
+    }
+    /* Until it is done, no other path makes this table (qcow2_l2_for_write
+     * waits), and nothing writes into a table that is not this image's own. */
+    s->making = true;
+    s->making_l1i = l1i;
+    pthread_mutex_unlock(&s->lock);
+
+    /* Its refcount (with the other dirty tables), then the table, durable
+     * before the L1 entry points to it. */
+    r = qcow2_writeback_unlocked(s, false);
+    pthread_mutex_lock(&s->wb_lock);
+    if (r == 0)
+        r = dev_pwrite(s->file, buf, cs, new_off);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r == 0)
+        r = write_l1_value(s, l1i, new_off | QCOW2_OFLAG_COPIED);
+    pthread_mutex_unlock(&s->wb_lock);
+
+    pthread_mutex_lock(&s->lock);
+    if (r == 0) {
+        s->l1[l1i] = new_off | QCOW2_OFLAG_COPIED;
+        qcow2_cache_install(&s->l2c, new_off, buf); /* clean: as on disk */
+        if (old)
+            r = qcow2_free_later(s, old, 1);
+    } else {
+        qcow2_free_later(s, new_off, 1); /* nothing points to it */
+    }
+    s->making = false;
+    pthread_cond_broadcast(&s->made);
+    pthread_mutex_unlock(&s->lock);
+    free(buf);
+    return r;
 }
 
 int qcow2_l2_for_write(struct qcow2 *s, uint64_t l1i, uint8_t **l2)
 {
     if (l1i >= s->l1_size)
         return qcow2_corrupt(s, "guest offset beyond the L1 table (index %" PRIu64 ")", l1i);
+    while (s->making && s->making_l1i == l1i)
+        pthread_cond_wait(&s->made, &s->lock); /* the worker is making it */
     uint64_t old;
     int r = l1_table(s, l1i, &old);
     if (r < 0)

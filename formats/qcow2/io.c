@@ -19,15 +19,17 @@
  * as a child request (waited for per table), and a walk that needs more
  * (a refcount block to read, a file to grow, tables to write back) goes to
  * the image's worker thread.  The worker reads the tables it will need and
- * grows the file before it takes the lock (qcow2_prefetch), and flushes
- * write copies of the dirty tables with the lock let go
+ * grows the file before it takes the lock (qcow2_prefetch), makes a new L2
+ * table for a written run with the lock let go (qcow2_make_l2_unlocked),
+ * and flushes write copies of the dirty tables with the lock let go
  * (qcow2_writeback_unlocked).  What still does I/O under the lock, on the
  * worker only: the allocator when the prefetch did not cover it (a new
- * refcount block, a larger refcount table, an L2 table copied from a
- * snapshot's, a refcount block past the first two it looks at), lazy
- * refcounts' dirty bit, and a write-back when every cache slot is dirty
- * again; the management operations (snapshot, resize, amend, check) run
- * inside their quiesce section.
+ * refcount block, a larger refcount table, a refcount block past the
+ * first two it looks at), a discard's or write zeroes' copy of an L2 table
+ * a snapshot shares, lazy refcounts' dirty bit, and a write-back when
+ * every cache slot is dirty again; the management operations (snapshot,
+ * resize, amend, check) run inside their quiesce section, and compressed
+ * writes (a synchronous call) make their tables under the lock.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -609,6 +611,12 @@ static int finish_work(struct vdisk_req *carrier)
     struct qc_run *run = carrier->p[0];
     struct qcow2 *s = run->req->dev->priv;
     prefetch_for(s, run->c0, run->c0 + run->ncl * s->cluster_size, 1);
+    /* Its L2 table, if it must be made, without the lock held across that
+     * I/O; errors are left for the locked path to meet and report. */
+    struct err_saved saved;
+    err_save(&saved);
+    qcow2_make_l2_unlocked(s, run->c0 >> (s->cluster_bits + s->l2_bits));
+    err_restore(&saved);
     pthread_mutex_lock(&s->lock);
     int err = finish_locked(s, run, 0, false); /* only written runs come here */
     pthread_mutex_unlock(&s->lock);

@@ -217,6 +217,7 @@ static void free_state(struct qcow2 *s)
     free(s->features);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->wb_lock);
+    pthread_cond_destroy(&s->made);
     free(s);
 }
 
@@ -246,6 +247,7 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&s->wb_lock, &ma);
     pthread_mutexattr_destroy(&ma);
+    pthread_cond_init(&s->made, NULL);
     s->offload = offload_new();
     s->dev = dev;
     s->file = file;

@@ -281,6 +281,9 @@ struct qcow2 {
      * flush that does not cover the other's writes). */
     pthread_mutex_t wb_lock;
     unsigned wb_busy;         /* flushes in flight without the lock */
+    bool making;              /* an L2 table being made without the lock */
+    uint64_t making_l1i;      /* its L1 index */
+    pthread_cond_t made;      /* signalled when it is done */
     struct offload *offload;  /* flushes and table walks of discards, away
                                  from the queues' threads (NULL: inline) */
 
@@ -465,6 +468,16 @@ void qcow2_compressed_range(const struct qcow2 *s, uint64_t l2e, uint64_t *off, 
 /* Frees what a (no longer referenced) L2 entry pointed to, at the next flush. */
 int qcow2_release_entry(struct qcow2 *s, uint64_t l2e);
 int qcow2_write_l1_entry(struct qcow2 *s, uint64_t i);
+/*
+ * Called without the lock, on the worker: makes the L2 table of L1 entry
+ * L1I (a new one, or this image's own copy of one a snapshot shares) as
+ * qcow2_l2_for_write would, but without holding the lock across the I/O
+ * (the refcounts and the table written and fsynced, then the L1 entry).
+ * Returns 0 also when there is nothing to make or it is left to the
+ * locked path; a negative errno when it failed (nothing points to the
+ * cluster it took).
+ */
+int qcow2_make_l2_unlocked(struct qcow2 *s, uint64_t l1i);
 
 /* io.c */
 void qcow2_submit(struct vdisk_req *req);

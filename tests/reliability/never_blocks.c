@@ -22,8 +22,8 @@
  * (counted in reads handed to the disk before anything completes);
  * allocating writes whose tables are not cached (the worker reads and
  * writes them); and requests on one thread's queue that go on while the
- * worker flushes for another (the image's lock is not held across the
- * write-back and fsync).
+ * worker flushes, reads a table for a walk, or makes a new L2 table for
+ * another (the image's lock is not held across that I/O).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -800,6 +800,60 @@ START_TEST(qcow2_not_held_behind_walk)
 }
 END_TEST
 
+/*
+ * An allocating write where no L2 table exists yet: the worker makes the
+ * table (its refcount and the table written and fsynced, then the L1
+ * entry) without holding the image's lock across that I/O.  While the
+ * fsync is held, another thread's reads and in-place writes under a
+ * cached table complete.  (qcow2_l2_for_write made it under the lock.)
+ */
+START_TEST(qcow2_not_held_behind_new_table)
+{
+    uint8_t *b;
+    struct fault_disk *f = filled(&b, "cluster_size=4096", VSIZE / 2);
+    struct vdisk_dev *dev = open_on(f, "qcow2");
+    uint8_t *all = malloc(VSIZE / 2);
+    ck_assert_ptr_nonnull(all);
+    ck_assert_int_eq(vdisk_pread(dev, all, VSIZE / 2, 0), 0); /* tables 0 and 1 cached */
+    free(all);
+
+    fault_hold_flushes(f, true);
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, dev, 4), 0);
+    int wres = 1;
+    uint8_t w[4096];
+    memset(w, 0x6b, sizeof w);
+    ck_assert_int_eq(aio_start(q, AIO_WRITE, w, 6 * MiB + 8192, sizeof w, beside_done, &wres),
+                     0);
+    for (int i = 0; fault_flushes_held(f) == 0; i++) {
+        ck_assert_msg(i < 60000, "making the table never flushed");
+        ck_assert_int_ge(vdisk_queue_reap(q, 0, 0), 0);
+        usleep(1000);
+    }
+    struct beside x = {.dev = dev, .b = b};
+    pthread_t t;
+    bool in_time = beside_run(&x, &t);
+    ck_assert_int_eq(vdisk_queue_reap(q, 0, 0), 0); /* the write is still held */
+    fault_hold_flushes(f, false);
+    beside_end(&x, t, in_time, "the worker making an L2 table (the lock held across its I/O)");
+    ck_assert_int_eq(vdisk_queue_drain(q), 1);
+    ck_assert_msg(wres == 0, "the write failed (%d): %s", wres, vdisk_get_error());
+    vdisk_queue_free(q);
+    memcpy(b + 6 * MiB + 8192, w, sizeof w);
+    ck_assert_int_eq(vdisk_flush(dev), 0);
+    /* The table, its refcount and the L1 entry are durable, in that order:
+     * the durable image alone is sound and holds the write. */
+    struct fault_disk *after = fault_after_crash(f, FAULT_DROP_ALL, 1);
+    ck_assert_ptr_nonnull(after);
+    image_is(after, b, VSIZE, "newtable");
+    fault_free(after);
+    vdisk_close(dev);
+    image_is(f, b, VSIZE, "newtable-closed");
+    free(b);
+    fault_free(f);
+}
+END_TEST
+
 int main(void)
 {
     require_engine(TEST_ENGINE);
@@ -816,6 +870,7 @@ int main(void)
     tcase_add_test(tc, qcow2_allocating_never_blocks);
     tcase_add_test(tc, qcow2_not_held_behind_flush);
     tcase_add_test(tc, qcow2_not_held_behind_walk);
+    tcase_add_test(tc, qcow2_not_held_behind_new_table);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
