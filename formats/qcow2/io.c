@@ -612,13 +612,11 @@ static int finish_work(struct vdisk_req *carrier)
     struct qcow2 *s = run->req->dev->priv;
     prefetch_for(s, run->c0, run->c0 + run->ncl * s->cluster_size, 1);
     /* Its L2 table, if it must be made, without the lock held across that
-     * I/O; errors are left for the locked path to meet and report. */
-    struct err_saved saved;
-    err_save(&saved);
-    qcow2_make_l2_unlocked(s, run->c0 >> (s->cluster_bits + s->l2_bits));
-    err_restore(&saved);
+     * I/O.  If that fails the write fails (not retried: after a failed
+     * write or fsync the file's state is not known) and its clusters go. */
+    int made = qcow2_make_l2_unlocked(s, run->c0 >> (s->cluster_bits + s->l2_bits));
     pthread_mutex_lock(&s->lock);
-    int err = finish_locked(s, run, 0, false); /* only written runs come here */
+    int err = finish_locked(s, run, made, false); /* only written runs come here */
     pthread_mutex_unlock(&s->lock);
     if (err == 0 && (run->req->flags & VDISK_REQ_FUA))
         err = qcow2_writeback_unlocked(s, true); /* no lock held across it */
