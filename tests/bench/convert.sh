@@ -91,9 +91,10 @@ qemu-img convert -f raw -O qcow2 mix.raw mix.qcow2
 # A depth-2 chain: base, a middle layer, a top layer, each with changes.
 qemu-img convert -f raw -O qcow2 mix.raw chain-base.qcow2
 qemu-img create -q -f qcow2 -b chain-base.qcow2 -F qcow2 chain-mid.qcow2
-qemu-io -c "write -q -P 0x42 0 64M" chain-mid.qcow2
+part=$((SIZE_BYTES / 32)) # 64 MiB of a 2 GiB image
+qemu-io -c "write -q -P 0x42 0 $part" chain-mid.qcow2
 qemu-img create -q -f qcow2 -b chain-mid.qcow2 -F qcow2 chain-top.qcow2
-qemu-io -c "write -q -P 0x43 32M 64M" chain-top.qcow2
+qemu-io -c "write -q -P 0x43 $((part / 2)) $part" chain-top.qcow2
 sync
 
 # ---- Runners -----------------------------------------------------------------
@@ -134,15 +135,7 @@ ROWS=(
 )
 ((ZLIB)) && ROWS+=("raw -> qcow2 -c zlib|1.00|0|raw|mix.raw|qcow2|-c")
 ROWS+=("qcow2 chain (2) -> qcow2|1.00|0|qcow2|chain-top.qcow2|qcow2")
-ROWS_RE=${BENCH_ROWS:-}
-if [[ -n $ROWS_RE ]]; then
-    picked=()
-    for row in "${ROWS[@]}"; do
-        if [[ ${row%%|*} =~ $ROWS_RE ]]; then picked+=("$row"); fi
-    done
-    ((${#picked[@]})) || die "BENCH_ROWS '$ROWS_RE' matches no row"
-    ROWS=("${picked[@]}")
-fi
+bench_pick_rows "${BENCH_ROWS:-}"
 
 echo "vdisk convert vs qemu-img convert -m 16 -W, both -t none: a $SIZE image (1/3 random, 1/3 zeroes, 1/3 text) in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo '?'))"
 echo "$("$VDISK" --version), $(qemu-img --version | head -1)"

@@ -38,3 +38,17 @@ median() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 # below R T: true when R < T
 below() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r < t) }'; }
+
+# bench_pick_rows RE: keeps only the rows of the array ROWS whose label (the
+# text before the first '|') matches the extended regular expression RE
+# (BENCH_ROWS); every row when RE is empty.
+bench_pick_rows() {
+    local re=$1 row
+    [[ -n $re ]] || return 0
+    local picked=()
+    for row in "${ROWS[@]}"; do
+        if [[ ${row%%|*} =~ $re ]]; then picked+=("$row"); fi
+    done
+    ((${#picked[@]})) || die "BENCH_ROWS '$re' matches no row"
+    ROWS=("${picked[@]}")
+}

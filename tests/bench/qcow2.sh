@@ -239,14 +239,7 @@ ROWS+=(
     "4k alloc scat write QD16|alloc|write|4k|$STEP|16|1.30|-"
     "64k alloc seq write QD16|alloc|write|64k|64k|16|1.30|-"
 )
-if [[ -n $ROWS_RE ]]; then
-    picked=()
-    for row in "${ROWS[@]}"; do
-        if [[ ${row%%|*} =~ $ROWS_RE ]]; then picked+=("$row"); fi
-    done
-    ((${#picked[@]})) || die "BENCH_ROWS '$ROWS_RE' matches no row"
-    ROWS=("${picked[@]}")
-fi
+bench_pick_rows "$ROWS_RE"
 
 echo "vdisk bench vs qemu-img bench: qcow2 (64k clusters) and raw images of $SIZE in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo '?')), cache=none, io_uring"
 echo "$("$VDISK" --version), $(qemu-img --version | head -1)"

@@ -699,6 +699,27 @@ static void beside_end(struct beside *x, pthread_t t, bool in_time, const char *
     pthread_cond_destroy(&x->cv);
 }
 
+/* Reaps Q (nothing may complete) until the disk holds the I/O (a read with
+ * READS, else a flush), runs the thread beside it, lets the I/O go, and
+ * checks that the thread finished while it was held; HELD names it. */
+static void beside_held_io(vdisk_queue *q, struct fault_disk *f, bool reads, struct beside *x,
+                           const char *held)
+{
+    for (int i = 0; (reads ? fault_reads_held(f) : fault_flushes_held(f)) == 0; i++) {
+        ck_assert_msg(i < 60000, "%s: the I/O never reached the disk", held);
+        ck_assert_int_ge(vdisk_queue_reap(q, 0, 0), 0);
+        usleep(1000);
+    }
+    pthread_t t;
+    bool in_time = beside_run(x, &t);
+    ck_assert_int_eq(vdisk_queue_reap(q, 0, 0), 0); /* still held */
+    if (reads)
+        fault_hold_reads(f, 0, 0);
+    else
+        fault_hold_flushes(f, false);
+    beside_end(x, t, in_time, held);
+}
+
 START_TEST(qcow2_not_held_behind_flush)
 {
     uint8_t *b;
@@ -717,19 +738,8 @@ START_TEST(qcow2_not_held_behind_flush)
     ck_assert_int_eq(vdisk_queue_new(&q, dev, 4), 0);
     int fres = 1;
     ck_assert_int_eq(aio_start(q, AIO_FLUSH, NULL, 0, 0, beside_done, &fres), 0);
-    for (int i = 0; fault_flushes_held(f) == 0; i++) {
-        ck_assert_msg(i < 60000, "the flush never reached the file");
-        ck_assert_int_ge(vdisk_queue_reap(q, 0, 0), 0);
-        usleep(1000);
-    }
-
     struct beside x = {.dev = dev, .b = b, .alloc_write = true};
-    pthread_t t;
-    bool in_time = beside_run(&x, &t);
-    ck_assert_int_eq(vdisk_queue_reap(q, 0, 0), 0); /* the flush is still held */
-    ck_assert_int_eq(fres, 1);
-    fault_hold_flushes(f, false);
-    beside_end(&x, t, in_time, "the worker's flush (the image's lock held across the fsync)");
+    beside_held_io(q, f, false, &x, "the worker's flush (the image's lock held across the fsync)");
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
     ck_assert_msg(fres == 0, "the flush failed (%d): %s", fres, vdisk_get_error());
     vdisk_queue_free(q);
@@ -778,17 +788,8 @@ START_TEST(qcow2_not_held_behind_walk)
     ck_assert_int_eq(vdisk_queue_new(&q, dev, 4), 0);
     int dres = 1;
     ck_assert_int_eq(aio_start(q, AIO_DISCARD, NULL, 6 * MiB, 64 * KiB, beside_done, &dres), 0);
-    for (int i = 0; fault_reads_held(f) == 0; i++) {
-        ck_assert_msg(i < 60000, "the walk never read table 3");
-        ck_assert_int_ge(vdisk_queue_reap(q, 0, 0), 0);
-        usleep(1000);
-    }
     struct beside x = {.dev = dev, .b = b};
-    pthread_t t;
-    bool in_time = beside_run(&x, &t);
-    ck_assert_int_eq(vdisk_queue_reap(q, 0, 0), 0); /* the walk is still held */
-    fault_hold_reads(f, 0, 0);
-    beside_end(&x, t, in_time, "the worker's walk (the image's lock held across a table read)");
+    beside_held_io(q, f, true, &x, "the worker's walk (the image's lock held across a table read)");
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
     ck_assert_msg(dres == 0, "the discard failed (%d): %s", dres, vdisk_get_error());
     vdisk_queue_free(q);
@@ -825,17 +826,8 @@ START_TEST(qcow2_not_held_behind_new_table)
     memset(w, 0x6b, sizeof w);
     ck_assert_int_eq(aio_start(q, AIO_WRITE, w, 6 * MiB + 8192, sizeof w, beside_done, &wres),
                      0);
-    for (int i = 0; fault_flushes_held(f) == 0; i++) {
-        ck_assert_msg(i < 60000, "making the table never flushed");
-        ck_assert_int_ge(vdisk_queue_reap(q, 0, 0), 0);
-        usleep(1000);
-    }
     struct beside x = {.dev = dev, .b = b};
-    pthread_t t;
-    bool in_time = beside_run(&x, &t);
-    ck_assert_int_eq(vdisk_queue_reap(q, 0, 0), 0); /* the write is still held */
-    fault_hold_flushes(f, false);
-    beside_end(&x, t, in_time, "the worker making an L2 table (the lock held across its I/O)");
+    beside_held_io(q, f, false, &x, "the worker making an L2 table (the lock held across its I/O)");
     ck_assert_int_eq(vdisk_queue_drain(q), 1);
     ck_assert_msg(wres == 0, "the write failed (%d): %s", wres, vdisk_get_error());
     vdisk_queue_free(q);
