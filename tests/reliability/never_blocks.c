@@ -720,6 +720,21 @@ static void beside_held_io(vdisk_queue *q, struct fault_disk *f, bool reads, str
     beside_end(x, t, in_time, held);
 }
 
+/* The durable image alone (a power cut now) is sound and reads as WANT;
+ * then DEV is closed and the image is the same.  NAME names the files. */
+static void durable_then_closed(struct fault_disk *f, struct vdisk_dev *dev, const uint8_t *want,
+                                const char *name)
+{
+    char closed[64];
+    struct fault_disk *after = fault_after_crash(f, FAULT_DROP_ALL, 1);
+    ck_assert_ptr_nonnull(after);
+    image_is(after, want, VSIZE, name);
+    fault_free(after);
+    vdisk_close(dev);
+    snprintf(closed, sizeof closed, "%s-closed", name);
+    image_is(f, want, VSIZE, closed);
+}
+
 START_TEST(qcow2_not_held_behind_flush)
 {
     uint8_t *b;
@@ -744,13 +759,7 @@ START_TEST(qcow2_not_held_behind_flush)
     ck_assert_msg(fres == 0, "the flush failed (%d): %s", fres, vdisk_get_error());
     vdisk_queue_free(q);
 
-    /* What the flush covered survives a power cut now. */
-    struct fault_disk *after = fault_after_crash(f, FAULT_DROP_ALL, 1);
-    ck_assert_ptr_nonnull(after);
-    image_is(after, b, VSIZE, "beside");
-    fault_free(after);
-    vdisk_close(dev);
-    image_is(f, b, VSIZE, "beside-closed");
+    durable_then_closed(f, dev, b, "beside"); /* what the flush covered survives */
     free(b);
     fault_free(f);
 }
@@ -833,14 +842,8 @@ START_TEST(qcow2_not_held_behind_new_table)
     vdisk_queue_free(q);
     memcpy(b + 6 * MiB + 8192, w, sizeof w);
     ck_assert_int_eq(vdisk_flush(dev), 0);
-    /* The table, its refcount and the L1 entry are durable, in that order:
-     * the durable image alone is sound and holds the write. */
-    struct fault_disk *after = fault_after_crash(f, FAULT_DROP_ALL, 1);
-    ck_assert_ptr_nonnull(after);
-    image_is(after, b, VSIZE, "newtable");
-    fault_free(after);
-    vdisk_close(dev);
-    image_is(f, b, VSIZE, "newtable-closed");
+    /* The table, its refcount and the L1 entry are durable, in that order. */
+    durable_then_closed(f, dev, b, "newtable");
     free(b);
     fault_free(f);
 }
