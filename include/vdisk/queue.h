@@ -26,17 +26,20 @@
  * copied; the buffers it points to must stay valid until the callback runs.
  *
  * Blocking: the vdisk_aio_*() calls and vdisk_queue_submit() do not wait for
- * I/O to complete.  On qcow2, flushes (writing tables back, fdatasync) and
- * the table walks of discards and write zeroes run on the image's worker
- * thread; a read or an overwrite whose L2 table is not cached waits for the
- * table, read as a child request on its own queue (one read however many
- * requests need it; requests on other tables go on).  Known exception,
- * being removed: a qcow2 allocating write (a cluster not yet allocated, or
- * shared with a snapshot) still reads a refcount block or L2 table that is
- * not cached, writes back a dirty table it evicts and, with lazy refcounts,
- * marks the header dirty, synchronously inside the call, or in the reap
- * that completes it; and a call may wait for the image's lock while the
- * worker thread holds it for such I/O.  vdisk_queue_reap() waits only as
+ * I/O to complete, on any driver and engine.  On qcow2, a read or a write
+ * whose L2 table is not cached waits for the table, read as a child request
+ * on its own queue (one read however many requests need it; requests on
+ * other tables go on).  The rest of the metadata I/O a request needs
+ * (refcount blocks, a new L2 table, growing the file, writing tables back,
+ * flushes, the table walks of discards and write zeroes) runs on the
+ * image's worker thread, which does not hold the image's lock across that
+ * I/O, so calls on other threads do not wait for it.  A call may still wait
+ * for that lock while the worker holds it for rarer metadata I/O: a new
+ * refcount block or a larger refcount table, a discard's copy of an L2
+ * table shared with a snapshot, lazy refcounts' dirty bit at the first
+ * write, a write-back when every slot of the table cache is dirty.
+ * vdisk_pwrite_compressed*() and the management calls (snapshots, resize,
+ * amend, check) are synchronous.  vdisk_queue_reap() waits only as
  * its TIMEOUT_MS allows.
  *
  * Thread-safety: a queue must be used by one thread at a time (it has no
