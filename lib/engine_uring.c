@@ -76,11 +76,17 @@ bool engine_uring_available(void)
     return probe_ok;
 }
 
-/* Hands the ring's SQEs to the kernel (one io_uring_enter), counted. */
-static int submit_ring(struct uring *u)
+/* Counts an io_uring_enter about to hand the kernel SQEs (tests). */
+static void count_submit(struct uring *u)
 {
     if (io_uring_sq_ready(&u->ring))
         u->submit_calls++;
+}
+
+/* Hands the ring's SQEs to the kernel (one io_uring_enter), counted. */
+static int submit_ring(struct uring *u)
+{
+    count_submit(u);
     return io_uring_submit(&u->ring);
 }
 
@@ -387,8 +393,7 @@ static int uring_poll(struct vdisk_queue *q, int timeout_ms)
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
-        if (io_uring_sq_ready(&u->ring))
-            u->submit_calls++;
+        count_submit(u);
         int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
                                                  timeout_ms > 0 ? &ts : NULL, NULL);
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)

@@ -482,26 +482,25 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
     if (err)
         return err;
     if (!victim) {
-        /* The least recently used clean table near the tail, so that a
-         * write-back (and its fsync, under the lock) comes only when the
-         * tail is all dirty; else the least recently used. */
-        struct qcow2_cache_entry *dirty = NULL;
+        /* The least recently used clean table among the 256 at the tail,
+         * so that a write-back (and its fsync, under the lock) comes only
+         * when those are all dirty; else the least recently used unpinned
+         * one, as far up the list as it takes. */
+        struct qcow2_cache_entry *lru = NULL;
         unsigned looked = 0;
-        for (uint32_t i = c->tail; i != NIL && looked < 256; i = c->e[i].prev, looked++) {
+        for (uint32_t i = c->tail; i != NIL && !(lru && looked >= 256);
+             i = c->e[i].prev, looked++) {
             if (c->e[i].pins)
                 continue;
             if (!(c->e[i].dirty && c->e[i].offset)) {
                 victim = &c->e[i];
                 break;
             }
-            if (!dirty)
-                dirty = &c->e[i];
+            if (!lru)
+                lru = &c->e[i];
         }
-        for (uint32_t i = c->tail; !victim && !dirty && i != NIL; i = c->e[i].prev)
-            if (c->e[i].pins == 0)
-                dirty = &c->e[i];
         if (!victim)
-            victim = dirty;
+            victim = lru;
     }
     if (!victim)
         return err_set(-ENOMEM, "%s: the %s cache is full of tables in use",

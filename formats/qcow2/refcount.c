@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -386,6 +385,12 @@ static void read_ahead(struct qcow2 *s, uint64_t t, uint64_t off)
     free(buf);
 }
 
+/* The first cluster the allocator looks at (never the header's). */
+static uint64_t alloc_start(const struct qcow2 *s)
+{
+    return s->free_cluster_index ? s->free_cluster_index : 1;
+}
+
 /* Finds N free clusters in a row, from free_cluster_index on.  Each
  * refcount block is looked up once and its entries read in place; a
  * missing block is a run of free clusters as long as it describes.  With
@@ -393,9 +398,7 @@ static void read_ahead(struct qcow2 *s, uint64_t t, uint64_t off)
 static int find_free(struct qcow2 *s, uint64_t n, uint64_t *start, bool cached_only)
 {
     uint64_t limit = QCOW2_OFFSET_MASK >> s->cluster_bits;
-    uint64_t c = s->free_cluster_index, run = 0;
-    if (c == 0)
-        c = 1; /* the header */
+    uint64_t c = alloc_start(s), run = 0;
     while (run < n) {
         uint64_t x = c + run;
         if (x >= limit)
@@ -506,36 +509,40 @@ static uint64_t grow_target(uint64_t end)
     return align_up(end + step, 1u << 20);
 }
 
+/* Preallocates the file to TARGET bytes, leaving the thread's error message
+ * as it was: true when it did. */
+static bool preallocate_quietly(struct qcow2 *s, uint64_t target)
+{
+    struct err_saved saved;
+    err_save(&saved);
+    bool ok = dev_preallocate(s->file, target) == 0;
+    err_restore(&saved);
+    return ok;
+}
+
 static void grow_ahead(struct qcow2 *s, uint64_t end)
 {
     if (s->no_grow || s->read_only || end <= s->grown_to)
         return;
     uint64_t target = grow_target(end);
-    struct err_saved saved;
-    err_save(&saved);
-    if (dev_preallocate(s->file, target) == 0)
+    if (preallocate_quietly(s, target))
         s->grown_to = target;
     else
         s->no_grow = true;
-    err_restore(&saved);
 }
 
 void qcow2_grow_unlocked(struct qcow2 *s, uint64_t n)
 {
     pthread_mutex_lock(&s->lock);
-    uint64_t c = s->free_cluster_index ? s->free_cluster_index : 1;
-    uint64_t end = (c + n) << s->cluster_bits;
+    uint64_t end = (alloc_start(s) + n) << s->cluster_bits;
     bool need = !s->no_grow && !s->read_only && end > s->grown_to;
     pthread_mutex_unlock(&s->lock);
     if (!need)
         return;
     uint64_t target = grow_target(end);
-    struct err_saved saved;
-    err_save(&saved);
-    int r = dev_preallocate(s->file, target);
-    err_restore(&saved);
+    bool ok = preallocate_quietly(s, target);
     pthread_mutex_lock(&s->lock);
-    if (r < 0)
+    if (!ok)
         s->no_grow = true;
     else if (target > s->grown_to)
         s->grown_to = target;
@@ -544,7 +551,7 @@ void qcow2_grow_unlocked(struct qcow2 *s, uint64_t n)
 
 unsigned qcow2_alloc_blocks(struct qcow2 *s, uint64_t n, uint64_t *offs)
 {
-    uint64_t c = s->free_cluster_index ? s->free_cluster_index : 1;
+    uint64_t c = alloc_start(s);
     unsigned k = 0;
     for (uint64_t t = c >> s->rb_bits; k < 2 && t <= (c + n) >> s->rb_bits; t++)
         if (t < s->reft_entries && t < s->reft_used && s->reft[t] &&
@@ -753,9 +760,10 @@ int qcow2_writeback_unlocked(struct qcow2 *s, bool durable)
         r = qcow2_wb_write(s, &l2);
     if (r == 0 && durable)
         r = dev_flush(s->file);
-    char msg[512] = "";
-    if (r < 0)
-        snprintf(msg, sizeof msg, "%s", err_detail());
+    bool io_failed = r < 0;
+    struct err_saved saved; /* the I/O's message, whatever comes after */
+    if (io_failed)
+        err_save(&saved);
     pthread_mutex_unlock(&s->wb_lock);
     pthread_mutex_lock(&s->lock);
     if (r == 0) {
@@ -777,8 +785,8 @@ int qcow2_writeback_unlocked(struct qcow2 *s, bool durable)
     free(def);
     qcow2_wb_set_free(&rb);
     qcow2_wb_set_free(&l2);
-    if (msg[0])
-        err_set(r, "%s", msg);
+    if (io_failed)
+        err_restore(&saved);
     return r;
 }
 
