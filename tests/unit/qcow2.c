@@ -854,6 +854,147 @@ START_TEST(discard_zeroes)
 }
 END_TEST
 
+/* Version 2 has no zero flag: zeroes and discards leave no bit 0 set, and
+ * zeroes over a backing file's data are written as zeroes. */
+START_TEST(zeroes_v2)
+{
+    const uint64_t cs = 64 * KiB, size = 6 * cs;
+    const char *base = scratch("v2-base.raw");
+    const char *path = scratch("v2.qcow2");
+    uint8_t *model = malloc(size);
+    uint64_t seed = 19;
+    fill_random(model, size, &seed);
+    write_file(base, model, size);
+    create_img(path, size, fmt("compat=0.10,backing_file=%s,backing_fmt=raw", base));
+    struct layout l = layout_of(path);
+    ck_assert_uint_eq(l.version, 2);
+    vdisk_dev *dev = open_img(path, NULL);
+    /* Cluster 0 written; zeroes over 1 (backing data), 2 (in part) and 0
+     * (allocated); a discard of 3 reads the backing file or zeroes. */
+    fill_random(model, cs, &seed);
+    dev_write(dev, model, cs, 0);
+    ck_assert_int_eq(vdisk_write_zeroes(dev, cs, cs, VDISK_ZEROES_MAY_UNMAP), 0);
+    memset(model + cs, 0, cs);
+    ck_assert_int_eq(vdisk_write_zeroes(dev, 2 * cs + 10, 1000, 0), 0);
+    memset(model + 2 * cs + 10, 0, 1000);
+    ck_assert_int_eq(vdisk_write_zeroes(dev, 0, cs, 0), 0);
+    memset(model, 0, cs);
+    expect_dev(dev, 0, model, size, "zeroes in a version 2 overlay");
+    vdisk_close(dev);
+    for (uint64_t g = 0; g < size; g += cs)
+        ck_assert_msg(!(l2_entry(path, &l, g) & OFLAG_ZERO), "guest %" PRIu64 ": %#" PRIx64, g,
+                      l2_entry(path, &l, g));
+    /* Cluster 1 holds zeroes in the file, since the backing file's data
+     * would show through an unallocated one. */
+    uint64_t h1 = host_of(path, &l, cs);
+    ck_assert_uint_ne(h1, 0);
+    uint8_t *bytes = file_bytes(path, h1, cs);
+    assert_same_bytes(bytes, model + cs, cs, cs, "zeroes in the file");
+    free(bytes);
+    expect_clean(path);
+    free(model);
+}
+END_TEST
+
+/* preallocation=metadata, falloc and full: every cluster has its L2 entry
+ * and its host cluster (contiguous after the metadata), the disk reads
+ * zeroes, and the image checks clean. */
+static const char *const preallocations[] = {"metadata", "falloc", "full"};
+
+START_TEST(preallocation)
+{
+    const uint64_t cs = 64 * KiB, size = 2 * MiB + 512;
+    const char *path = scratch(fmt("prealloc-%s.qcow2", preallocations[_i]));
+    create_img(path, size, fmt("preallocation=%s", preallocations[_i]));
+    struct layout l = layout_of(path);
+    uint64_t first = 0;
+    for (uint64_t g = 0; g < size; g += cs) {
+        uint64_t e = l2_entry(path, &l, g);
+        uint64_t host = e & OFFSET_MASK;
+        ck_assert_msg(host && (e & OFLAG_COPIED), "guest %" PRIu64 ": %#" PRIx64, g, e);
+        if (!first)
+            first = host;
+        ck_assert_uint_eq(host, first + g);
+        ck_assert_uint_eq(refcount(path, &l, host / cs), 1);
+    }
+    ck_assert_uint_ge(file_size(path), first + (size + cs - 1) / cs * cs);
+    vdisk_dev *dev = open_img(path, "read-only=on");
+    expect_zero(dev, 0, size, "a preallocated image");
+    vdisk_close(dev);
+    struct vdisk_check_result res = expect_clean(path);
+    ck_assert_uint_eq(res.allocated_clusters, 33);
+    ck_assert_uint_eq(res.total_clusters, 33);
+    /* Writes go to the preallocated clusters. */
+    dev = open_img(path, NULL);
+    uint8_t buf[700];
+    uint64_t seed = 2;
+    fill_random(buf, sizeof buf, &seed);
+    dev_write(dev, buf, sizeof buf, 5 * cs + 3);
+    vdisk_close(dev);
+    uint8_t *bytes = file_bytes(path, first + 5 * cs + 3, sizeof buf);
+    assert_same_bytes(bytes, buf, sizeof buf, 5 * cs + 3, "a write into a preallocated cluster");
+    free(bytes);
+    ck_assert_uint_eq(host_of(path, &l, 5 * cs), first + 5 * cs);
+}
+END_TEST
+
+/* Lazy refcounts: the image is marked dirty while written (incompatible
+ * bit 0) and clean when closed.  Copies of the file taken while it is dirty
+ * are crash images: one before a flush (the writes may be lost, the
+ * refcounts may be stale), one after (the writes are there); opened for
+ * writing, each gets its refcounts rebuilt and checks clean. */
+static void copy_file(const char *from, const char *to)
+{
+    size_t len;
+    void *data = read_file(from, &len);
+    write_file(to, data, len);
+    free(data);
+}
+
+START_TEST(lazy_refcounts)
+{
+    const uint64_t cs = 64 * KiB, size = 1 * MiB;
+    const char *path = scratch("lazy.qcow2");
+    const char *before = scratch("lazy-before-flush.qcow2");
+    const char *after = scratch("lazy-after-flush.qcow2");
+    create_img(path, size, "lazy_refcounts=on");
+    ck_assert_uint_eq(be64(path, 80), 1);
+    ck_assert_uint_eq(be64(path, 72), 0);
+    uint8_t *model = calloc(1, size);
+    uint64_t seed = 29;
+    fill_random(model + cs, 3 * cs, &seed);
+    vdisk_dev *dev = open_img(path, NULL);
+    dev_write(dev, model + cs, 3 * cs, cs);
+    ck_assert_uint_eq(be64(path, 72), 1);
+    copy_file(path, before);
+    ck_assert_int_eq(vdisk_flush(dev), 0);
+    copy_file(path, after);
+    vdisk_close(dev);
+    ck_assert_uint_eq(be64(path, 72), 0);
+    expect_clean(path);
+
+    for (int k = 0; k < 2; k++) {
+        const char *crash = k ? after : before;
+        dev = open_img(crash, NULL);
+        ck_assert_uint_eq(be64(crash, 72), 0);
+        uint8_t *got = malloc(size);
+        dev_read(dev, got, size, 0);
+        vdisk_close(dev);
+        for (uint64_t g = 0; g < size; g += cs) {
+            bool zero = true;
+            for (uint64_t i = 0; i < cs && zero; i++)
+                zero = got[g + i] == 0;
+            if (k == 0 && zero)
+                continue; /* the write did not reach it before the crash */
+            assert_same_bytes(got + g, model + g, cs, g, crash);
+        }
+        free(got);
+        expect_clean(crash);
+    }
+    free(model);
+}
+END_TEST
+
 /* ---- Compressed clusters --------------------------------------------------------- */
 
 /* Decompresses the compressed cluster at guest offset OFF from the file's
@@ -975,6 +1116,18 @@ START_TEST(compressed)
     ck_assert_uint_eq(l2_entry(path, &l, 3 * cs) & OFLAG_COMPRESSED, 0);
     res = expect_clean(path);
     ck_assert_uint_eq(res.compressed_clusters, 4);
+    /* Discards and zeroes over compressed clusters drop them. */
+    dev = open_img(path, NULL);
+    ck_assert_int_eq(vdisk_discard(dev, 2 * cs, cs), 0);
+    ck_assert_int_eq(vdisk_write_zeroes(dev, 4 * cs, cs, VDISK_ZEROES_MAY_UNMAP), 0);
+    memset(model + 2 * cs, 0, cs);
+    memset(model + 4 * cs, 0, cs);
+    expect_dev(dev, 0, model, size, "after discarding compressed clusters");
+    vdisk_close(dev);
+    ck_assert_uint_eq(l2_entry(path, &l, 2 * cs), OFLAG_ZERO);
+    ck_assert_uint_eq(l2_entry(path, &l, 4 * cs), OFLAG_ZERO);
+    res = expect_clean(path);
+    ck_assert_uint_eq(res.compressed_clusters, 2);
     dev = open_img(path, "read-only=on");
     expect_dev(dev, 0, model, size, "after a reopen");
     vdisk_close(dev);
@@ -1357,6 +1510,49 @@ START_TEST(check_l2_unaligned)
 }
 END_TEST
 
+/* The corrupt mark: reading through the bad entry of check_l2_unaligned on
+ * a writable device marks the image corrupt (incompatible bit 1) and
+ * refuses writes; a writable open is refused until a repair finds nothing
+ * left, which clears the mark. */
+START_TEST(corrupt_mark)
+{
+    struct damaged d;
+    damage_base(&d, "corrupt.qcow2");
+    uint64_t pos = l2_entry_pos(d.path, &d.l, 5 * 64 * KiB);
+    uint64_t good = be64(d.path, pos);
+    put_be(d.path, pos, 8, good + 512);
+    vdisk_dev *dev = open_img(d.path, NULL);
+    uint8_t buf[512];
+    ck_assert_int_eq(vdisk_pread(dev, buf, 512, 5 * 64 * KiB), -EIO);
+    ck_assert_uint_eq(be64(d.path, 72), 2);
+    ck_assert_int_lt(vdisk_pwrite(dev, buf, 512, 0), 0);
+    vdisk_close(dev);
+    ck_assert_uint_eq(be64(d.path, 72), 2);
+    vdisk_options *o = opts_of("format=qcow2");
+    ck_assert_int_eq(vdisk_open(&dev, d.path, o), -EIO);
+    vdisk_options_free(o);
+    dev = open_img(d.path, "read-only=on");
+    expect_dev(dev, 0, d.model, 2 * 64 * KiB, "a corrupt image, read-only");
+    vdisk_close(dev);
+    /* The entry put right by hand: a repair finds nothing but the mark. */
+    put_be(d.path, pos, 8, good);
+    dev = open_img(d.path, "repair=on");
+    struct lines ls;
+    struct vdisk_check_result res = check_dev(dev, VDISK_CHECK_REPAIR_LEAKS |
+                                                       VDISK_CHECK_REPAIR_ERRORS, &ls);
+    ck_assert_int_eq(res.corruptions, 0);
+    ck_assert_int_eq(res.leaks, 0);
+    vdisk_close(dev);
+    ck_assert_uint_eq(be64(d.path, 72), 0);
+    dev = open_img(d.path, NULL);
+    expect_dev(dev, 0, d.model, 1 * MiB, "the image after the mark is cleared");
+    dev_write(dev, buf, 512, 0);
+    vdisk_close(dev);
+    expect_clean(d.path);
+    free(d.model);
+}
+END_TEST
+
 /* ---- Resize ---------------------------------------------------------------------- */
 
 START_TEST(resize)
@@ -1427,6 +1623,9 @@ int main(void)
     tcase_add_loop_test(tc, backing_cow, 0, 2);
     tcase_add_test(tc, backing_subcluster_cow);
     tcase_add_test(tc, discard_zeroes);
+    tcase_add_test(tc, zeroes_v2);
+    tcase_add_loop_test(tc, preallocation, 0, 3);
+    tcase_add_test(tc, lazy_refcounts);
     tcase_add_loop_test(tc, compressed, 0, 2);
     suite_add_tcase(s, tc);
     tc = tcase_create("snapshots");
@@ -1438,6 +1637,7 @@ int main(void)
     tcase_add_test(tc, check_refcount_too_low);
     tcase_add_test(tc, check_l2_shared);
     tcase_add_test(tc, check_l2_unaligned);
+    tcase_add_test(tc, corrupt_mark);
     tcase_add_test(tc, resize);
     suite_add_tcase(s, tc);
     return run_suite(s);
