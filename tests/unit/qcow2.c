@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/qcow2.c: the qcow2 driver through the public library alone, with
- * no qemu-img or qemu-io: create (the header and the tables read back from
- * the file's bytes against the qcow2 specification), reads and writes at any
- * offset and length across clusters and L2 tables, backing files and copy on
- * write, discard and write zeroes, compressed clusters (zlib and zstd,
- * decompressed from the file's bytes), internal snapshots, vdisk_check on
- * clean and deliberately damaged images with repair, and resize.
+ * tests/unit/qcow2.c (CTest unit-qcow2): the qcow2 driver through the public
+ * library alone, with no qemu-img or qemu-io: create (the header and the
+ * tables read back from the file's bytes against the qcow2 specification,
+ * the options refused), preallocation, reads and writes at any offset and
+ * length across clusters, subclusters and L2 tables, backing files and copy
+ * on write, discard and write zeroes (version 2 and 3), lazy refcounts and
+ * crash copies, compressed clusters (zlib and zstd, decompressed from the
+ * file's bytes with zlib and libzstd), internal snapshots, vdisk_check on
+ * clean and deliberately damaged images with repair, the corrupt mark, and
+ * resize.
  *
  * What QEMU's own view of an image is stays in tests/interop/: this program
  * runs where qemu-utils is not installed (CI runs it once with qemu-img
@@ -668,7 +671,8 @@ START_TEST(backing_cow)
 {
     const char *bfmt = cow_bases[_i];
     const uint64_t cs = 64 * KiB, bsize = 6 * cs, osize = 10 * cs;
-    const char *bname = fmt("cow-base-%d.img", _i);
+    char bname[32];
+    snprintf(bname, sizeof bname, "cow-base-%d.img", _i);
     const char *base = scratch(bname);
     const char *top = scratch(fmt("cow-top-%d.qcow2", _i));
     uint8_t *bdata = malloc(bsize);
