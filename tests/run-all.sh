@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds vdisk, and runs the whole test suite:
 #   1. the normal build, every test on the io_uring engine, then again on the
-#      worker-thread engine; the library, tools and tests also built with
+#      worker-thread engine; the qcow2 unit tests once more with the qemu
+#      programs hidden from the PATH; the library, tools and tests also built with
 #      GCC and Clang in Debug, RelWithDebInfo and Release with -Werror;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
 #      a ThreadSanitizer build: the stress tests, the virtio models and
@@ -38,6 +39,11 @@ if [ $uring_ok = 1 ]; then
 fi
 echo "== tests, threads engine"
 (cd build && VDISK_ENGINE=threads ctest -j "$jobs" --output-on-failure) || status=1
+
+# The qcow2 unit tests need no qemu-img: once more with the qemu programs
+# hidden from the PATH, as on a machine without qemu-utils (issue 17 item 6).
+echo "== qcow2 unit tests without qemu-img (qemu programs hidden from the PATH)"
+bash tests/no-qemu.sh build || status=1
 
 echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer"
 bash scripts/build.sh build-asan -DVDISK_WERROR=ON -DVDISK_SANITIZE=address,undefined \
