@@ -840,6 +840,9 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         if (r == 0)
             r = check_copied(&ck, false);
         res->corruptions = again.corruptions;
+        /* Leaks a rebuild removed count as fixed, as in qemu-img. */
+        if (again.leaks < res->leaks)
+            res->leaks_fixed += res->leaks - again.leaks;
         res->leaks = again.leaks;
         res->check_errors += again.check_errors;
         res->image_end_offset = again.image_end_offset;

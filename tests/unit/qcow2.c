@@ -1431,21 +1431,10 @@ START_TEST(check_l2_shared)
              "Repairing OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=2\n",
              d.found, OFLAG_COPIED | d.h0 * 64 * KiB,
              OFLAG_COPIED | d.h0 * 64 * KiB);
-    /*
-     * KNOWN BUG (reported with issue 17, item 6): the library repairs this by
-     * rebuilding the refcount structure, and then counts the leak it found
-     * before (cluster h1) neither in leaks nor in leaks_fixed: leaks_fixed
-     * is 0.  qemu-img check -r all counts leaks that a rebuild removed as
-     * fixed ("if (res->leaks < old_res.leaks) res->leaks_fixed += ..." in
-     * qcow2_check_refcounts), and repairs this very image in place with
-     * "1 leaked clusters, 3 corruptions" repaired.  Only the count is wrong;
-     * the image is repaired.  -DQCOW2_UNIT_KNOWN_BUGS expects 1.
-     */
-#ifdef QCOW2_UNIT_KNOWN_BUGS
+    /* The repair rebuilds the refcount structure; the leak it removed
+     * (cluster h1) counts as fixed, as qemu-img counts it ("1 leaked
+     * clusters, 3 corruptions" repaired). */
     const int64_t leaks_fixed = 1;
-#else
-    const int64_t leaks_fixed = -1;
-#endif
     /* The two entries now share a cluster: the write after the repair (in
      * damage_check) does not touch them. */
     damage_check(&d, 1, 1, VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS, 3,
