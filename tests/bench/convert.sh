@@ -15,6 +15,10 @@
 #   BENCH_ZLIB       1 (default) to add the zlib row, 0 to leave it out (it
 #                    takes the longest)
 #   BENCH_DIR        where the scratch directory goes (default /var/tmp)
+#   BENCH_RAMDISK    1 to run on an ext4 in memory instead (a loop device
+#                    over a tmpfs file, made and removed by the script; needs
+#                    root and 4.5 times BENCH_SIZE of free memory): the
+#                    tools' own cost without the disk (0, the default: BENCH_DIR)
 #   BENCH_ROWS       only the rows whose label matches this extended regular
 #                    expression (default: every row), e.g. '^(raw|qcow2) -> (raw|qcow2)$'
 #
@@ -54,6 +58,7 @@ SIZE=${BENCH_SIZE:-2G}
 REPEAT=${BENCH_REPEAT:-3}
 ZLIB=${BENCH_ZLIB:-1}
 BASE_DIR=${BENCH_DIR:-/var/tmp}
+RAMDISK=${BENCH_RAMDISK:-0}
 
 die() { echo "convert.sh: $*" >&2; exit 1; }
 
@@ -65,18 +70,21 @@ fi
 VDISK=$(cd "$(dirname "$VDISK")" && pwd)/$(basename "$VDISK")
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be a positive number"
 [[ $ZLIB == 0 || $ZLIB == 1 ]] || die "BENCH_ZLIB must be 0 or 1"
+[[ $RAMDISK == 0 || $RAMDISK == 1 ]] || die "BENCH_RAMDISK must be 0 or 1"
 SIZE_BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || die "BENCH_SIZE: not a size: $SIZE"
 ((SIZE_BYTES >= 3 * 1048576 && SIZE_BYTES % 1048576 == 0)) ||
     die "BENCH_SIZE must be a multiple of 1M, at least 3M"
 TIME=/usr/bin/time
 if ! [[ -x $TIME ]] || ! $TIME -f %M true >/dev/null 2>&1; then TIME=; fi
 
+. "$(dirname "$0")/lib.sh"
+SCRATCH=
+trap 'rm -rf "$SCRATCH"; bench_ramdisk_remove' EXIT
+[[ $RAMDISK == 0 ]] || bench_ramdisk $((SIZE_BYTES * 9 / 2 / 1048576 + 256))
 mkdir -p "$BASE_DIR"
 SCRATCH=$(mktemp -d "$BASE_DIR/vdisk-bench-convert.XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
 LOG=$SCRATCH/log
 
-. "$(dirname "$0")/lib.sh"
 bench_need_space $((SIZE_BYTES * 4 / 1024 + 65536))
 cd "$SCRATCH"
 
@@ -137,7 +145,7 @@ ROWS=(
 ROWS+=("qcow2 chain (2) -> qcow2|1.00|0|qcow2|chain-top.qcow2|qcow2")
 bench_pick_rows "${BENCH_ROWS:-}"
 
-echo "vdisk convert vs qemu-img convert -m 16 -W, both -t none: a $SIZE image (1/3 random, 1/3 zeroes, 1/3 text) in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo '?'))"
+echo "vdisk convert vs qemu-img convert -m 16 -W, both -t none: a $SIZE image (1/3 random, 1/3 zeroes, 1/3 text) in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo "?")$([[ $RAMDISK == 0 ]] || echo ", in memory: BENCH_RAMDISK=1"))"
 echo "$("$VDISK" --version), $(qemu-img --version | head -1)"
 echo "kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $REPEAT rounds, medians shown"
 echo

@@ -52,3 +52,42 @@ bench_pick_rows() {
     ((${#picked[@]})) || die "BENCH_ROWS '$re' matches no row"
     ROWS=("${picked[@]}")
 }
+
+# bench_ramdisk MIB: takes the disk out of a disk-bound row.  Makes an ext4
+# file system of MIB MiB on a loop device over a file in a tmpfs of its own
+# (ext4 does O_DIRECT, tmpfs alone does not), mounts it in a new directory
+# and sets BASE_DIR to it; bench_ramdisk_remove (call it from the EXIT trap)
+# undoes all of it.  Needs root, losetup and mkfs.ext4, and MIB MiB of free
+# memory.  What is measured there is each tool's own cost per byte (system
+# calls, copies, the file system's work), which the shared virtual disk of a
+# cloud machine hides: its speed swung 3x within minutes here.
+RAMDISK_TOP= RAMDISK_LOOP=
+bench_ramdisk() {
+    local mib=$1
+    ((EUID == 0)) || die "BENCH_RAMDISK needs root (a tmpfs, a loop device, mkfs.ext4)"
+    command -v losetup >/dev/null && command -v mkfs.ext4 >/dev/null ||
+        die "BENCH_RAMDISK needs losetup and mkfs.ext4"
+    local avail_kib
+    avail_kib=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+    ((avail_kib / 1024 > mib + 1024)) ||
+        die "BENCH_RAMDISK needs $mib MiB of memory and 1 GiB to spare; $((avail_kib / 1024)) MiB are available"
+    RAMDISK_TOP=$(mktemp -d /tmp/vdisk-bench-ram.XXXXXX)
+    mkdir "$RAMDISK_TOP/mem" "$RAMDISK_TOP/fs"
+    mount -t tmpfs -o "size=$((mib + 64))m" tmpfs "$RAMDISK_TOP/mem" || die "cannot mount a tmpfs"
+    # Every page now, so that the first round does not pay for them.
+    fallocate -l "${mib}M" "$RAMDISK_TOP/mem/disk" || die "cannot fill the tmpfs"
+    RAMDISK_LOOP=$(losetup -f --show "$RAMDISK_TOP/mem/disk") || die "no free loop device"
+    mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$RAMDISK_LOOP" >"$RAMDISK_TOP/mkfs.log" 2>&1 ||
+        die "mkfs.ext4 $RAMDISK_LOOP failed: $(cat "$RAMDISK_TOP/mkfs.log")"
+    mount "$RAMDISK_LOOP" "$RAMDISK_TOP/fs" || die "cannot mount $RAMDISK_LOOP"
+    BASE_DIR=$RAMDISK_TOP/fs
+}
+bench_ramdisk_remove() {
+    [[ -n $RAMDISK_TOP ]] || return 0
+    cd / # the caller may be in it
+    mountpoint -q "$RAMDISK_TOP/fs" && umount "$RAMDISK_TOP/fs"
+    [[ -n $RAMDISK_LOOP ]] && losetup -d "$RAMDISK_LOOP"
+    mountpoint -q "$RAMDISK_TOP/mem" && umount "$RAMDISK_TOP/mem"
+    rm -rf "$RAMDISK_TOP"
+    RAMDISK_TOP=
+}
