@@ -27,11 +27,17 @@ if [ "$out" != "$expected" ]; then
   exit 1
 fi
 
-# Only vdisk_* symbols leave the shared library.
-bad=$(nm -D --defined-only "$libdir/libvdisk.so" | awk '$2 ~ /[TDBR]/ {print $3}' |
-      grep -v '^vdisk_' || true)
-if [ -n "$bad" ]; then
-  echo "install-check: symbols exported without the vdisk_ prefix:" $bad >&2
+# Only vdisk_* functions declared in the installed headers leave the shared
+# library, and no test code (the fault-injecting device) is installed.
+bash "$src/tests/library-contents.sh" "$libdir/libvdisk.so" "$libdir/libvdisk.a" \
+  "$(pkg-config --variable=includedir vdisk)" >/dev/null
+# Nor do the tools: no installed file names its source, its type or its
+# driver.  (Broader patterns would match the kernel's headers, as
+# kvm_run's fault_ipa in vdisk-vmm's debug information.)
+fault_re='fault\.[ch]|fault_disk|fault_policy|vdisk_driver_fault|the fault disk'
+if grep -rlaE "$fault_re" "$tmp/prefix" >/dev/null; then
+  echo "install-check: installed files hold the fault device:" \
+    $(grep -rlaE "$fault_re" "$tmp/prefix") >&2
   exit 1
 fi
 soname=$(objdump -p "$libdir/libvdisk.so" | awk '/SONAME/ {print $2}')

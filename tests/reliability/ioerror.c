@@ -2,8 +2,8 @@
 /*
  * tests/reliability/ioerror.c: I/O errors and full disks.
  *
- * On the fault-injecting device (formats/fault): EIO and ENOSPC on data
- * writes, on each metadata write of an allocating qcow2 write, and on
+ * On the fault-injecting device (tests/common/fault.h): EIO and ENOSPC on
+ * data writes, on each metadata write of an allocating qcow2 write, and on
  * flushes, through qcow2 and directly (raw).  The caller gets the error
  * with a message naming the file and the offset; the image stays
  * consistent (check); later writes work and are kept.  A flush that fails

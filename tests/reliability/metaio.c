@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/reliability/metaio.c: the metadata I/O of qcow2 check, counted on
- * the fault-injecting device (formats/fault), and the COPIED-flag report
- * that the check makes on its way against qemu-img check's.
+ * the fault-injecting device (tests/common/fault.h), and the COPIED-flag
+ * report that the check makes on its way against qemu-img check's.
  *
  * check on a sound image reads each L2 table once and each refcount block
  * once (it used to read every L2 table of the active L1 table twice: once

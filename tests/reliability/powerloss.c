@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/reliability/powerloss.c: power loss at every write of qcow2
- * workloads, on the fault-injecting device (formats/fault).
+ * workloads, on the fault-injecting device (tests/common/fault.h).
  *
  * A seeded workload (allocating and unaligned writes, discards, write
  * zeroes, compressed clusters (one or a run at a time) and their

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * formats/fault/fault.h: a fault-injecting protocol device, for tests.
+ * tests/common/fault.h: a fault-injecting protocol device, for tests.
  *
  * A fault disk holds two images: the durable one (what survives a power
  * cut) and the current one (what reads see).  Between them sits a volatile
@@ -26,7 +26,13 @@
  *     boundary) and reopen it as a device.
  *
  * The fault disk outlives the devices opened over it: the test frees it.
- * Not part of the public API.
+ *
+ * Test code only: fault.c is built into the static library vdisk_fault
+ * (tests/CMakeLists.txt), which a test links beside the library's static
+ * archive.  It is a driver like the library's own and uses the same
+ * internal interface (lib/internal.h: dev_alloc, req_complete, offload_*,
+ * err_set); the library knows nothing of it, and neither libvdisk.so nor
+ * libvdisk.a holds any of it (the CTest test library-contents checks).
  */
 #ifndef VDISK_FAULT_H
 #define VDISK_FAULT_H

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * formats/fault/fault.c: the fault-injecting protocol device (see fault.h).
+ * tests/common/fault.c: the fault-injecting protocol device (see fault.h).
+ * Test code: built into the tests' library vdisk_fault, never into libvdisk.
  */
 #include <errno.h>
 #include <inttypes.h>
