@@ -263,6 +263,9 @@ static void create_fails(const char *path, const char *cluster_size, const char 
 START_TEST(qcow2_cluster_size)
 {
     const char *img = scratch("c.qcow2");
+    /* 2^64 + 1 KiB: a shift without overflow check made it 1 KiB. */
+    create_fails(img, "18014398509481985k",
+                 "Value '18014398509481985k' is out of range for parameter 'cluster_size'");
     static const struct good sizes[] = {
         {"65536", 65536}, {"64k", 65536}, {"64K", 65536}, {"2M", 2 * MiB}, {"0x1000", 4096},
         {"0.5k", 512}, {"1.5M", 0}, {"512b", 512}, {" 4k", 4096},
@@ -273,9 +276,6 @@ START_TEST(qcow2_cluster_size)
         create_qcow2(img, sizes[i].text);
         ck_assert_uint_eq(cluster_size_of(img), sizes[i].want);
     }
-    /* 2^64 + 1 KiB: a shift without overflow check made it 1 KiB. */
-    create_fails(img, "18014398509481985k",
-                 "Value '18014398509481985k' is out of range for parameter 'cluster_size'");
     create_fails(img, "16E", "Value '16E' is out of range for parameter 'cluster_size'");
     create_fails(img, "64 k", "Parameter 'cluster_size' expects a non-negative number below "
                  "2^64 (with an optional suffix k, M, G, T, P or E), not '64 k'");
