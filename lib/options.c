@@ -6,6 +6,7 @@
 
 #include "internal.h"
 #include "options_internal.h"
+#include "size.h"
 
 struct vdisk_options {
     size_t count, cap;
@@ -203,4 +204,20 @@ int opt_uint(const char *key, const char *v, uint64_t min, uint64_t max, uint64_
 bad:
     return err_set(-EINVAL, "option '%s' expects a number from %llu to %llu, not '%s'", key,
                    (unsigned long long)min, (unsigned long long)max, v);
+}
+
+int opt_size(const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t x;
+    int r = size_parse(v, 0, &x);
+    if (r == -ERANGE)
+        return err_set(-EINVAL, "Value '%s' is out of range for parameter '%s'", v, key);
+    if (r < 0)
+        return err_set(-EINVAL, "Parameter '%s' expects a non-negative number below 2^64 "
+                       "(with an optional suffix k, M, G, T, P or E), not '%s'", key, v);
+    if (x < min || x > max)
+        return err_set(-EINVAL, "option '%s' expects a size from %llu to %llu bytes, not '%s'",
+                       key, (unsigned long long)min, (unsigned long long)max, v);
+    *out = x;
+    return 0;
 }

@@ -22,5 +22,8 @@ const char *opt_take(struct opt_set *s, const char *key);
 int opt_check_all_taken(struct opt_set *s, const char *what);
 int opt_bool(const char *key, const char *v, bool *out);
 int opt_uint(const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out);
+/* A size option: vdisk_parse_size()'s grammar (bytes without a suffix), in
+ * [MIN, MAX]; -EINVAL with a message naming KEY and V otherwise. */
+int opt_size(const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out);
 
 #endif /* VDISK_OPTIONS_INTERNAL_H */

@@ -31,6 +31,7 @@
 #include <vdisk/iso9660.h>
 
 #include "abi.h"
+#include "endian.h"
 #include "iso9660.h"
 
 #define ISO_MAX_VD 64
@@ -85,21 +86,6 @@ struct vdisk_iso {
 };
 
 /* ---- Small helpers -------------------------------------------------------- */
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
-static uint16_t le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
 
 static int rd(struct vdisk_iso *iso, void *buf, size_t len, uint64_t off, const char *what)
 {
@@ -188,9 +174,9 @@ static void ucs2_name(char *out, const uint8_t *p, size_t len)
 {
     size_t o = 0;
     for (size_t i = 0; i + 1 < len && o + 4 < VDISK_ISO_NAME_MAX; i += 2) {
-        uint32_t c = (uint32_t)p[i] << 8 | p[i + 1];
+        uint32_t c = be16_load(p + i);
         if (c >= 0xd800 && c < 0xdc00 && i + 3 < len) {
-            uint32_t d = (uint32_t)p[i + 2] << 8 | p[i + 3];
+            uint32_t d = be16_load(p + i + 2);
             if (d >= 0xdc00 && d < 0xe000) {
                 c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
                 i += 2;
@@ -295,8 +281,8 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
             *stop = true;
             return 0;
         } else if (p[0] == 'C' && p[1] == 'E' && l >= 28) {
-            *ce_off = (uint64_t)le32(p + 4) * ISO_SECTOR + le32(p + 12);
-            *ce_len = le32(p + 20);
+            *ce_off = (uint64_t)both32_load(p + 4) * ISO_SECTOR + both32_load(p + 12);
+            *ce_len = both32_load(p + 20);
         } else if (p[0] == 'S' && p[1] == 'P' && l >= 7 && p[4] == 0xbe && p[5] == 0xef) {
             rr->sp = true;
             rr->sp_skip = p[6];
@@ -304,13 +290,13 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
             rr->er = true;
         } else if (p[0] == 'P' && p[1] == 'X' && l >= 36) {
             rr->px = true;
-            rr->mode = le32(p + 4);
-            rr->nlink = le32(p + 12);
-            rr->uid = le32(p + 20);
-            rr->gid = le32(p + 28);
+            rr->mode = both32_load(p + 4);
+            rr->nlink = both32_load(p + 12);
+            rr->uid = both32_load(p + 20);
+            rr->gid = both32_load(p + 28);
         } else if (p[0] == 'P' && p[1] == 'N' && l >= 20) {
             rr->pn = true;
-            rr->rdev = (uint64_t)le32(p + 4) << 32 | le32(p + 12);
+            rr->rdev = (uint64_t)both32_load(p + 4) << 32 | both32_load(p + 12);
         } else if (p[0] == 'N' && p[1] == 'M' && l >= 5) {
             if (!rr->nm) {
                 rr->nm = true;
@@ -357,7 +343,7 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
             rr->re = true;
         } else if (p[0] == 'C' && p[1] == 'L' && l >= 12) {
             rr->cl = true;
-            rr->cl_block = le32(p + 4);
+            rr->cl_block = both32_load(p + 4);
         } else if (p[0] == 'Z' && (p[1] == 'F' || p[1] == '2')) {
             /* zisofs: checked when the file is read. */
             memset(&rr->zf, 0, sizeof rr->zf);
@@ -370,7 +356,7 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
                 rr->zf.alg[1] = (char)p[5];
                 rr->zf.hdr_words = p[6];
                 rr->zf.log2_bs = p[7];
-                rr->zf.size = p[3] == 1 ? le32(p + 8) : le64(p + 8);
+                rr->zf.size = p[3] == 1 ? both32_load(p + 8) : le64_load(p + 8);
             }
         }
         if (r < 0)
@@ -452,7 +438,7 @@ static int parse_record(struct vdisk_iso *iso, const uint8_t *rec, size_t len, i
     if (33 + (size_t)nl > len)
         return err_set(-EINVAL, "%s: a directory record of %zu bytes holds a name of %u bytes",
                        iso->dev->filename, len, nl);
-    uint32_t block = le32(rec + 2), dlen = le32(rec + 10);
+    uint32_t block = both32_load(rec + 2), dlen = both32_load(rec + 10);
     uint64_t off = ((uint64_t)block + rec[1]) * ISO_SECTOR;
     uint8_t flags = rec[25];
     if (dlen && !range_inside(off, dlen, iso->size))
@@ -710,7 +696,7 @@ static int walk_dir(struct vdisk_iso *iso, uint64_t dir_off, uint64_t dir_len, i
 static int root_node(struct vdisk_iso *iso, struct node *n)
 {
     const uint8_t *rec = iso->ns == VDISK_ISO_NS_JOLIET ? iso->svd_root : iso->pvd_root;
-    uint64_t off = ((uint64_t)le32(rec + 2) + rec[1]) * ISO_SECTOR;
+    uint64_t off = ((uint64_t)both32_load(rec + 2) + rec[1]) * ISO_SECTOR;
     int r = read_dot(iso, off, iso->ns, n);
     if (r == 0)
         strcpy(n->e.name, ".");
@@ -748,7 +734,7 @@ static int count_fn(void *ctx, struct node *n)
 static bool hidden(struct vdisk_iso *iso, const struct node *dir, const struct node *n)
 {
     if (iso->ns != VDISK_ISO_NS_ROCKRIDGE || n->e.type != VDISK_ISO_DIR ||
-        dir->dir_off != ((uint64_t)le32(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR)
+        dir->dir_off != ((uint64_t)both32_load(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR)
         return false;
     if (strcmp(n->e.name, "rr_moved") && strcmp(n->e.name, ".rr_moved") &&
         strcmp(n->e.name, "RR_MOVED"))
@@ -1015,7 +1001,7 @@ static int check_path_table(struct vdisk_iso *iso, uint32_t pt_block, uint32_t p
             bad = true;
             break;
         }
-        uint32_t block = le32(pt + pos + 2);
+        uint32_t block = le32_load(pt + pos + 2);
         if (!dirset_has(seen, block)) {
             warn(iso, "path table record %zu names a directory at block %" PRIu32 " that is "
                  "not in the directory tree", count + 1, block);
@@ -1069,7 +1055,7 @@ static int read_boot_catalog(struct vdisk_iso *iso, uint32_t block)
                        iso->dev->filename, block, cat[0], cat[30], cat[31]);
     uint16_t sum = 0;
     for (int i = 0; i < 32; i += 2)
-        sum = (uint16_t)(sum + le16(cat + i));
+        sum = (uint16_t)(sum + le16_load(cat + i));
     if (sum != 0)
         return err_set(-EINVAL, "%s: El Torito validation entry checksum: the words sum to "
                        "0x%04x, expected 0", iso->dev->filename, sum);
@@ -1090,7 +1076,7 @@ static int read_boot_catalog(struct vdisk_iso *iso, uint32_t block)
                 break;
             more = e[0] == 0x90;
             platform = e[1];
-            section_left = le16(e + 2);
+            section_left = le16_load(e + 2);
             field(id, e + 4, 28);
             continue;
         }
@@ -1110,10 +1096,10 @@ static int read_boot_catalog(struct vdisk_iso *iso, uint32_t block)
         b->platform = platform;
         memcpy(b->id, id, sizeof id);
         b->media = e[1] & 0x0f;
-        b->load_segment = le16(e + 2);
+        b->load_segment = le16_load(e + 2);
         b->system_type = e[4];
-        b->sector_count = le16(e + 6);
-        b->load_rba = le32(e + 8);
+        b->sector_count = le16_load(e + 6);
+        b->load_rba = le32_load(e + 8);
         b->image_offset = (uint64_t)b->load_rba * ISO_SECTOR;
         switch (b->media) {
         case 1: b->image_size = 1200 * 1024; break;
@@ -1159,7 +1145,7 @@ static int open_volume(struct vdisk_iso *iso, int ns)
         switch (vd[0]) {
         case 0:
             if (!memcmp(vd + 7, "EL TORITO SPECIFICATION", 23)) {
-                boot_cat = le32(vd + 0x47);
+                boot_cat = le32_load(vd + 0x47);
                 iso->info.namespaces |= VDISK_ISO_HAS_ELTORITO;
             }
             break;
@@ -1169,12 +1155,12 @@ static int open_volume(struct vdisk_iso *iso, int ns)
             pvd = true;
             field(iso->info.system_id, vd + 8, 32);
             field(iso->info.volume_id, vd + 40, 32);
-            iso->info.volume_space_size = le32(vd + 80);
-            iso->info.volume_set_size = le16(vd + 120);
-            iso->info.volume_sequence = le16(vd + 124);
-            iso->info.block_size = le16(vd + 128);
-            iso->info.path_table_size = pt_size = le32(vd + 132);
-            pt_block = le32(vd + 140);
+            iso->info.volume_space_size = both32_load(vd + 80);
+            iso->info.volume_set_size = both16_load(vd + 120);
+            iso->info.volume_sequence = both16_load(vd + 124);
+            iso->info.block_size = both16_load(vd + 128);
+            iso->info.path_table_size = pt_size = both32_load(vd + 132);
+            pt_block = le32_load(vd + 140);
             memcpy(iso->pvd_root, vd + 156, 34);
             field(iso->info.volume_set_id, vd + 190, 128);
             field(iso->info.publisher_id, vd + 318, 128);
@@ -1221,7 +1207,7 @@ static int open_volume(struct vdisk_iso *iso, int ns)
                        iso->dev->filename);
     /* Rock Ridge: SP (and ER or PX) in the root's "." record. */
     uint8_t sec[ISO_SECTOR];
-    uint64_t root_off = ((uint64_t)le32(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR;
+    uint64_t root_off = ((uint64_t)both32_load(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR;
     int r = rd(iso, sec, sizeof sec, root_off, "root directory");
     if (r < 0)
         return r;
@@ -1345,7 +1331,7 @@ static int zf_pread(struct zfile *z, void *buf, size_t len, uint64_t off, const 
 
 static uint64_t zf_ptr(const struct zfile *z, const uint8_t *p)
 {
-    return z->pw == 4 ? le32(p) : le64(p);
+    return z->pw == 4 ? le32_load(p) : le64_load(p);
 }
 
 /* Checks the ZF entry and the file header, reads the last block pointer. */
@@ -1392,7 +1378,7 @@ static int zf_open(struct zfile *z)
             return zf_err(z, -EINVAL, "no zisofs header: expected the magic 37 E4 53 96 C9 DB "
                           "D6 07, found %02X %02X %02X %02X %02X %02X %02X %02X", h[0], h[1],
                           h[2], h[3], h[4], h[5], h[6], h[7]);
-        size = le32(h + 8);
+        size = le32_load(h + 8);
         words = h[12];
         log2_bs = h[13];
         if (h[14] || h[15])
@@ -1408,7 +1394,7 @@ static int zf_open(struct zfile *z)
                           "and 1 (zlib)", h[8], h[10]);
         words = h[9];
         log2_bs = h[11];
-        size = le64(h + 12);
+        size = le64_load(h + 12);
     }
     if (size != zf->size || words != zf->hdr_words || log2_bs != zf->log2_bs)
         return zf_err(z, -EINVAL, "the zisofs header (%" PRIu64 " bytes, header of %u words, "
@@ -1583,7 +1569,7 @@ int iso_read_pvd_basic(struct vdisk_dev *dev, uint32_t *blocks, char *volume_id)
             return 0;
         if (vd[0] == 1) {
             if (blocks)
-                *blocks = le32(vd + 80);
+                *blocks = both32_load(vd + 80);
             if (volume_id)
                 field(volume_id, vd + 40, 32);
             return 1;

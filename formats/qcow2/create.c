@@ -32,24 +32,6 @@ struct create_opts {
     const char *backing, *backing_fmt;
 };
 
-static int parse_size_opt(const char *key, const char *v, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 0);
-    int shift = 0;
-    switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; break;
-    case 'm': case 'M': shift = 20; break;
-    default: shift = -1;
-    }
-    if (errno || end == v || shift < 0 || (*end && end[1]))
-        return err_set(-EINVAL, "invalid value '%s' for option '%s'", v, key);
-    *out = (uint64_t)x << shift;
-    return 0;
-}
-
 static int parse_opts(struct opt_set *os, struct create_opts *o)
 {
     const char *v;
@@ -58,7 +40,7 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
     o->refcount_bits = 16;
     o->version = 3;
     if ((v = opt_take(os, "cluster_size"))) {
-        int r = parse_size_opt("cluster_size", v, &o->cluster_size);
+        int r = opt_size("cluster_size", v, 0, UINT64_MAX, &o->cluster_size);
         if (r < 0)
             return r;
         int b = log2_exact(o->cluster_size);

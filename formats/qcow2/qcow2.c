@@ -227,7 +227,7 @@ static int cache_entries(struct opt_set *os, const char *key, uint64_t dflt, uin
     uint64_t bytes = dflt;
     const char *v = opt_take(os, key);
     if (v) {
-        int r = opt_uint(key, v, 0, 1ull << 40, &bytes);
+        int r = opt_size(key, v, 0, 1ull << 40, &bytes);
         if (r < 0)
             return r;
     }

@@ -166,8 +166,9 @@ void vdisk_close(vdisk_dev *dev);
  *                   | full (zeroes written)
  *
  * qcow2 (laid out as qemu-img lays it out):
- *   cluster_size    a power of two from 512 to 2M, in bytes or with a
- *                   k/K or m/M suffix ("65536", "64k", "2M"); default 64k
+ *   cluster_size    a power of two from 512 to 2M, a size as
+ *                   vdisk_parse_size() reads it ("65536", "64k", "2M",
+ *                   "0x10000"); default 64k
  *   compat          1.1 (default; "v3" too) | 0.10 ("v2"): the qcow2
  *                   version 3 or 2
  *   refcount_bits   1, 2, 4, 8, 16 (default), 32 or 64; only 16 with

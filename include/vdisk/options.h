@@ -80,6 +80,11 @@
  *              deletes every bitmap instead (the header extension first,
  *              then their clusters freed as check -r leaks frees them),
  *              which QEMU's incremental backups then have to start over.
+ *   l2-cache-size, refcount-cache-size  qcow2: bytes of L2 tables and of
+ *              refcount blocks kept in memory, a size (vdisk_parse_size:
+ *              "1M", "65536") up to 1 TiB, held as whole tables (4 to
+ *              65536 of them); default: enough L2 tables for the whole disk
+ *              up to 32 MiB, and a quarter of that for refcount blocks.
  *
  * Options understood when creating (vdisk_create): listed per format (raw:
  * preallocation; qcow2: cluster_size, compat, refcount_bits,
@@ -132,6 +137,43 @@ int vdisk_options_parse(vdisk_options *opts, const char *list);
  * object is freed.
  */
 const char *vdisk_options_get(const vdisk_options *opts, const char *key);
+
+/*
+ * vdisk_parse_size: TEXT as a size in bytes, in *out.  This is the grammar
+ * of every size vdisk takes: the size options above (cluster_size,
+ * l2-cache-size, refcount-cache-size), the vdisk CLI's sizes, offsets and
+ * lengths, and vdisk-vmm --mem.  It accepts what qemu-img 7.2 accepts:
+ *
+ *   size     = [white space] ["+"] number [suffix]
+ *   number   = digits ["." [digits]]        decimal, "1.5", "1.", "010"
+ *            | ("0x" | "0X") hexdigits      hexadecimal, no fraction
+ *   suffix   = "b" | "B"   bytes (2^0)
+ *            | "k" | "K"   KiB (2^10)       "m" | "M"  MiB (2^20)
+ *            | "g" | "G"   GiB (2^30)       "t" | "T"  TiB (2^40)
+ *            | "p" | "P"   PiB (2^50)       "e" | "E"  EiB (2^60)
+ *
+ * Suffixes are binary (k is 1024) in either case; "kB", "KiB", white space
+ * after the number, signs other than a leading "+", exponents ("1e3") and
+ * ".5" (no digit before the point) are refused.  A number without a suffix
+ * counts in units of BARE_UNIT bytes: 1 for bytes (as qemu-img), 1 << 20 for
+ * QEMU's "-m 256" meaning 256 MiB; BARE_UNIT must be 1, 1024, ... or 2^60.
+ * In a hexadecimal number the digits b and e are digits, not suffixes
+ * ("0x1e" is 30); a suffix after a hexadecimal number is accepted, as qemu-img
+ * accepts it (with a deprecation warning there).
+ *
+ * A fraction must come to whole bytes after its unit: "1.5k" is 1536,
+ * "0.1k" is 102 (102.4 rounded to the nearest byte, halves up: "0.5" of a
+ * byte rounds to 1), and a fraction of a byte ("1.5", "1.5b") is refused;
+ * "1.0" and "1.000b" are 1.  The fraction is exact: where qemu-img rounds
+ * through a double (more than about 15 significant digits), vdisk's result
+ * can be a byte off its ("1.99999999999999999999k" is 2048 here, 1024 there).
+ *
+ * Returns 0, -EINVAL (not a size, or a bad BARE_UNIT) or -ERANGE (2^64 bytes
+ * or more), with a message naming TEXT; *out is left alone on errors.
+ * Callers check their own limits (qemu-img create takes at most 2^63 - 1).
+ * Thread-safe, does not block, allocates nothing.
+ */
+int vdisk_parse_size(const char *text, uint64_t bare_unit, uint64_t *out);
 
 #ifdef __cplusplus
 }

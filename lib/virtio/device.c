@@ -17,6 +17,11 @@
 #include "internal.h"
 #include "virtio_internal.h"
 
+/* The public feature bits (vdisk/virtio.h) and ring.h's, the guest's. */
+_Static_assert(VDISK_VIRTIO_F_RING_INDIRECT_DESC == VIRTIO_F_RING_INDIRECT_DESC, "ring.h");
+_Static_assert(VDISK_VIRTIO_F_RING_EVENT_IDX == VIRTIO_F_RING_EVENT_IDX, "ring.h");
+_Static_assert(VDISK_VIRTIO_F_VERSION_1 == VIRTIO_F_VERSION_1, "ring.h");
+
 #define BASE_FEATURES (1ull << VDISK_VIRTIO_F_VERSION_1 | \
                        1ull << VDISK_VIRTIO_F_RING_INDIRECT_DESC | \
                        1ull << VDISK_VIRTIO_F_RING_EVENT_IDX)

@@ -366,7 +366,7 @@ static void cmd_read_cd(struct ctx *x)
     const uint8_t *cdb = x->cdb;
     unsigned type = (cdb[1] >> 2) & 0x7;
     uint64_t lba = be32_load(cdb + 2);
-    uint64_t count = ((uint64_t)cdb[6] << 16) | ((uint64_t)cdb[7] << 8) | cdb[8];
+    uint64_t count = be24_load(cdb + 6);
     if ((type != 0 && type != 2) || (cdb[1] & 0x01) || (cdb[10] & 0x07)) {
         invalid_field(x->r);
         return;

@@ -164,14 +164,14 @@ static void scsi_command(struct vdisk_virtio *v, struct vq_req *r)
         scsi_respond(r, NULL, VIRTIO_SCSI_S_BAD_TARGET, 0, data_in_len);
         return;
     }
-    unsigned lunid = ((unsigned)lun[2] << 8 | lun[3]) & 0x3fff;
+    unsigned lunid = be16_load(lun + 2) & 0x3fffu;
     struct mmc_reply rep;
     memset(&rep, 0, sizeof rep);
     if (lunid != 0 && cdb[0] != REPORT_LUNS) {
         if (cdb[0] == INQUIRY && !(cdb[1] & 1)) {
             /* No logical unit here: peripheral qualifier 3, type 0x1f. */
             uint8_t inq[36] = {0x7f, 0, 5, 2, 31};
-            size_t alloc = (size_t)cdb[3] << 8 | cdb[4];
+            size_t alloc = be16_load(cdb + 3);
             size_t n = sizeof inq < alloc ? sizeof inq : alloc;
             if (n > data_in_len)
                 n = data_in_len;

@@ -21,19 +21,14 @@
 
 #include "endian.h"
 #include "internal.h"
+#include "virtio/ring.h"
 
 struct vdisk_guest_mem {
     unsigned n;
     struct vdisk_guest_region r[];
 };
 
-/* The split ring's layout (virtio 1.x, 2.7). */
-#define VRING_DESC_F_NEXT     1
-#define VRING_DESC_F_WRITE    2
-#define VRING_DESC_F_INDIRECT 4
-#define VRING_AVAIL_F_NO_INTERRUPT 1
-#define VRING_USED_F_NO_NOTIFY     1
-
+/* The split ring's layout (virtio 1.x, 2.7); its flags are in ring.h. */
 struct vring_desc {
     uint64_t addr;
     uint32_t len;

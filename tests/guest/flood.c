@@ -32,10 +32,6 @@
 #define INFO_MAGIC 0x4B534456u
 #define MAX_DEVICES 16
 
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX     29
-#define VQ_DESC_F_INDIRECT 4
-
 #define BLK_T_IN 0
 #define BLK_S_OK 0
 
@@ -108,7 +104,7 @@ static int flood(struct vdev *d, unsigned qi, unsigned rounds)
 
 static void flood_blk(struct vdev *d)
 {
-    u64 want = 1ull << VIRTIO_F_VERSION_1 | 1u << VIRTIO_F_EVENT_IDX | 1u << VIRTIO_F_INDIRECT_DESC;
+    u64 want = 1ull << VIRTIO_F_VERSION_1 | 1u << VIRTIO_F_RING_EVENT_IDX | 1u << VIRTIO_F_RING_INDIRECT_DESC;
     if (vdev_begin(d, want) < 0 || vdev_queue(d, 0, 256) < 0 || vdev_ready(d) < 0)
         return;
     if (d->features != want) {
@@ -125,11 +121,11 @@ static void flood_blk(struct vdev *d)
         return;
     hdr->type = BLK_T_IN;
     hdr->sector = 0;
-    set_desc(table, 0, (u32)hdr, sizeof *hdr, VQ_DESC_F_NEXT, 1);
+    set_desc(table, 0, (u32)hdr, sizeof *hdr, VRING_DESC_F_NEXT, 1);
     for (u32 i = 1; i < TABLE - 1; i++)
-        set_desc(table, i, (u32)buf, 512, VQ_DESC_F_WRITE | VQ_DESC_F_NEXT, (u16)(i + 1));
-    set_desc(table, TABLE - 1, (u32)status, 1, VQ_DESC_F_WRITE, 0);
-    set_desc(q->desc, 0, (u32)table, TABLE * sizeof *table, VQ_DESC_F_INDIRECT, 0);
+        set_desc(table, i, (u32)buf, 512, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, (u16)(i + 1));
+    set_desc(table, TABLE - 1, (u32)status, 1, VRING_DESC_F_WRITE, 0);
+    set_desc(q->desc, 0, (u32)table, TABLE * sizeof *table, VRING_DESC_F_INDIRECT, 0);
 
     int r = flood(d, 0, BLK_ROUNDS);
     if (r < 0)
@@ -199,7 +195,7 @@ static int read10(struct vdev *d, u32 lba, u8 *req, u8 *resp, u8 *data)
 
 static void flood_scsi(struct vdev *d)
 {
-    u64 want = 1ull << VIRTIO_F_VERSION_1 | 1u << VIRTIO_F_EVENT_IDX | 1u << VIRTIO_F_INDIRECT_DESC;
+    u64 want = 1ull << VIRTIO_F_VERSION_1 | 1u << VIRTIO_F_RING_EVENT_IDX | 1u << VIRTIO_F_RING_INDIRECT_DESC;
     if (vdev_begin(d, want) < 0)
         return;
     if (d->features != want) {
@@ -218,10 +214,10 @@ static void flood_scsi(struct vdev *d)
         return;
     for (u32 i = 0; i < TABLE; i++) {
         int last = i + 1 == TABLE;
-        set_desc(table, i, (u32)event, 1, (u16)(VQ_DESC_F_WRITE | (last ? 0 : VQ_DESC_F_NEXT)),
+        set_desc(table, i, (u32)event, 1, (u16)(VRING_DESC_F_WRITE | (last ? 0 : VRING_DESC_F_NEXT)),
                  (u16)(last ? 0 : i + 1));
     }
-    set_desc(q->desc, 0, (u32)table, TABLE * sizeof *table, VQ_DESC_F_INDIRECT, 0);
+    set_desc(q->desc, 0, (u32)table, TABLE * sizeof *table, VRING_DESC_F_INDIRECT, 0);
 
     int r = flood(d, SCSI_Q_EVENT, EVENT_ROUNDS);
     if (r < 0)

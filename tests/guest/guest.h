@@ -20,6 +20,8 @@
 
 #include <stdarg.h>
 
+#include "virtio/ring.h" /* lib/virtio/ring.h: the ring flags, feature bits */
+
 /*
  * Everything is hidden: with -fpie the compiler then calls functions
  * directly and reaches globals relative to the GOT register, never through
@@ -141,16 +143,12 @@ __attribute__((noreturn)) void power_off(void);
 
 /* ---- virtio.c: virtio 1.x over virtio-mmio ---------------------------------- */
 
-#define VIRTIO_F_VERSION_1 32
-
 struct vq_desc {
     u64 addr;
     u32 len;
     u16 flags;
     u16 next;
 };
-#define VQ_DESC_F_NEXT  1
-#define VQ_DESC_F_WRITE 2
 
 struct virtq {
     u32 size;

@@ -36,9 +36,6 @@
 #define INFO_MAGIC 0x4B534456u
 #define MAX_DEVICES 16
 
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VQ_DESC_F_INDIRECT 4
-
 #define BLK_F_RO    5
 #define BLK_F_FLUSH 9
 
@@ -111,14 +108,14 @@ static int blk_raw(struct vdev *d, u32 type, u64 sector, u32 addr, u32 len, u32 
     hdr->sector = sector;
     *status = 0xff;
     unsigned n = 0;
-    set_desc(q, n, (u32)hdr, sizeof *hdr, VQ_DESC_F_NEXT, (u16)(n + 1));
+    set_desc(q, n, (u32)hdr, sizeof *hdr, VRING_DESC_F_NEXT, (u16)(n + 1));
     n++;
     if (len) {
-        set_desc(q, n, addr, len, (u16)((type == BLK_T_IN ? VQ_DESC_F_WRITE : 0) | VQ_DESC_F_NEXT),
+        set_desc(q, n, addr, len, (u16)((type == BLK_T_IN ? VRING_DESC_F_WRITE : 0) | VRING_DESC_F_NEXT),
                  (u16)(n + 1));
         n++;
     }
-    set_desc(q, n, (u32)status, 1, VQ_DESC_F_WRITE, 0);
+    set_desc(q, n, (u32)status, 1, VRING_DESC_F_WRITE, 0);
     *used = 0xdead;
     if (vdev_submit(d, 0, 0, used) < 0)
         return -1;
@@ -338,12 +335,12 @@ static void hostile_blk(struct vdev *d)
 {
     bad_features(d);
     if (blk_begin(d, 1ull << VIRTIO_F_VERSION_1 | 1u << BLK_F_FLUSH |
-                         1u << VIRTIO_F_INDIRECT_DESC) < 0)
+                         1u << VIRTIO_F_RING_INDIRECT_DESC) < 0)
         return;
     bad_queue_sizes(d);
     if (vdev_queue(d, 0, BLK_QUEUE) < 0 || vdev_ready(d) < 0)
         return;
-    if (!(d->features >> VIRTIO_F_INDIRECT_DESC & 1)) {
+    if (!(d->features >> VIRTIO_F_RING_INDIRECT_DESC & 1)) {
         fail("%s: the device does not offer INDIRECT_DESC", d->name);
         return;
     }
@@ -376,14 +373,14 @@ static void hostile_blk(struct vdev *d)
     hdr->type = BLK_T_IN;
     hdr->sector = 0;
     /* 0 -> 1 -> 0 -> ..., all driver-readable: only the loop is wrong. */
-    set_desc(q, 0, (u32)hdr, sizeof *hdr, VQ_DESC_F_NEXT, 1);
-    set_desc(q, 1, (u32)buf, 512, VQ_DESC_F_NEXT, 0);
+    set_desc(q, 0, (u32)hdr, sizeof *hdr, VRING_DESC_F_NEXT, 1);
+    set_desc(q, 1, (u32)buf, 512, VRING_DESC_F_NEXT, 0);
     expect_refused(d, "looping descriptor chain");
-    set_desc(q, 0, (u32)hdr, sizeof *hdr, VQ_DESC_F_NEXT, 200);
+    set_desc(q, 0, (u32)hdr, sizeof *hdr, VRING_DESC_F_NEXT, 200);
     expect_refused(d, "next index 200 beyond the table of 64");
-    set_desc(q, 0, OUTSIDE_RAM, 3 * 16, VQ_DESC_F_INDIRECT, 0);
+    set_desc(q, 0, OUTSIDE_RAM, 3 * 16, VRING_DESC_F_INDIRECT, 0);
     expect_refused(d, "indirect table at 0xf0000000 (outside RAM)");
-    set_desc(q, 0, mem_size - 32, 3 * 16, VQ_DESC_F_INDIRECT, 0);
+    set_desc(q, 0, mem_size - 32, 3 * 16, VRING_DESC_F_INDIRECT, 0);
     expect_refused(d, "indirect table across the end of RAM");
     broken_ring(d);
 }
@@ -470,17 +467,17 @@ static int scsi_raw(struct vdev *d, u8 target, const u8 *cdb, u32 cdb_len, u32 o
     memcpy(req + 19, cdb, cdb_len);
     memset(resp, 0xAA, resp_len);
     unsigned n = 0;
-    set_desc(q, n, (u32)req, req_len, VQ_DESC_F_NEXT, (u16)(n + 1));
+    set_desc(q, n, (u32)req, req_len, VRING_DESC_F_NEXT, (u16)(n + 1));
     n++;
     if (out_len) {
-        set_desc(q, n, out, out_len, VQ_DESC_F_NEXT, (u16)(n + 1));
+        set_desc(q, n, out, out_len, VRING_DESC_F_NEXT, (u16)(n + 1));
         n++;
     }
-    set_desc(q, n, (u32)resp, resp_len, (u16)(VQ_DESC_F_WRITE | (in_len ? VQ_DESC_F_NEXT : 0)),
+    set_desc(q, n, (u32)resp, resp_len, (u16)(VRING_DESC_F_WRITE | (in_len ? VRING_DESC_F_NEXT : 0)),
              (u16)(in_len ? n + 1 : 0));
     n++;
     if (in_len)
-        set_desc(q, n, in, in_len, VQ_DESC_F_WRITE, 0);
+        set_desc(q, n, in, in_len, VRING_DESC_F_WRITE, 0);
     if (vdev_submit(d, SCSI_Q_REQUEST, 0, 0) < 0)
         return -1;
     r->response = resp[11];

@@ -170,8 +170,8 @@ int vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned 
     for (unsigned i = 0; i < n; i++) {
         q->desc[i].addr = (u32)bufs[i].addr;
         q->desc[i].len = bufs[i].len;
-        q->desc[i].flags = (u16)((bufs[i].write ? VQ_DESC_F_WRITE : 0) |
-                                 (i + 1 < n ? VQ_DESC_F_NEXT : 0));
+        q->desc[i].flags = (u16)((bufs[i].write ? VRING_DESC_F_WRITE : 0) |
+                                 (i + 1 < n ? VRING_DESC_F_NEXT : 0));
         q->desc[i].next = (u16)(i + 1 < n ? i + 1 : 0);
     }
     return vdev_submit(d, qi, 0, used_len);

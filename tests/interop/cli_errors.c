@@ -197,6 +197,66 @@ START_TEST(io_out_of_range)
 }
 END_TEST
 
+/* Sizes, offsets and lengths as qemu-img and qemu-io 7.2 read them (one
+ * parser, vdisk_parse_size): fractions round to the nearest byte (the old
+ * CLI parser truncated 4.2k to 4300), white space and "+" may lead, and
+ * what qemu-io refuses is refused with its message. */
+START_TEST(sizes_as_qemu)
+{
+    const char *img = scratch("sizes.raw");
+    RUN_OK("%s create -q -f raw '%s' 1M", vdisk_bin(), img);
+    static const struct {
+        const char *cmd, *first_line;
+    } reads[] = {
+        {"read 0 4.2k", "read 4301/4301 bytes at offset 0\n"},
+        {"read +1k 0.1k", "read 102/102 bytes at offset 1024\n"},
+        {"read 0x10 0.00048828125k", "read 1/1 bytes at offset 16\n"},
+        {"read 1.5k 0x1e", "read 30/30 bytes at offset 1536\n"},
+        {"read 0.5M 1.k", "read 1024/1024 bytes at offset 524288\n"},
+    };
+    bool qemu_io = have_program("qemu-io");
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        const char *want = reads[i].first_line;
+        struct run *r = run("%s io -f raw -c '%s' '%s'", vdisk_bin(), reads[i].cmd, img);
+        ck_assert_msg(r->status == 0 && strncmp(r->out, want, strlen(want)) == 0,
+                      "vdisk io -c '%s': exit %d\nstdout: %s\nstderr: %s", reads[i].cmd,
+                      r->status, r->out, r->err);
+        if (!qemu_io)
+            continue;
+        r = run("qemu-io -f raw -c '%s' '%s'", reads[i].cmd, img);
+        ck_assert_msg(r->status == 0 && strncmp(r->out, want, strlen(want)) == 0,
+                      "qemu-io -c '%s': exit %d\nstdout: %s", reads[i].cmd, r->status, r->out);
+    }
+    static const struct {
+        const char *cmd, *out;
+    } bad[] = {
+        {"read 0 1.5",
+         "Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- 1.5\n"},
+        {"read 0 1kB",
+         "Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- 1kB\n"},
+        {"read 0 16E", "Parsing error: argument too large -- 16E\n"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct run *r = run("%s io -f raw -c '%s' '%s'", vdisk_bin(), bad[i].cmd, img);
+        ck_assert_msg(r->status == 1 && !strcmp(r->out, bad[i].out) && !*r->err,
+                      "vdisk io -c '%s': exit %d\nstdout: %s\nstderr: %s", bad[i].cmd,
+                      r->status, r->out, r->err);
+        if (qemu_io) {
+            r = run("qemu-io -f raw -c '%s' '%s'", bad[i].cmd, img);
+            ck_assert_msg(r->status == 1 && !strcmp(r->out, bad[i].out),
+                          "qemu-io -c '%s': exit %d\nstdout: %s", bad[i].cmd, r->status, r->out);
+        }
+    }
+
+    const char *made = scratch("made.raw");
+    struct run *r = run("%s create -f raw '%s' ' +1.5k'", vdisk_bin(), made);
+    ck_assert_int_eq(r->status, 0);
+    char want[1024];
+    snprintf(want, sizeof want, "Formatting '%s', fmt=raw size=1536\n", made);
+    ck_assert_str_eq(r->out, want);
+}
+END_TEST
+
 START_TEST(engine_selection)
 {
     const char *img = scratch("e.raw");
@@ -225,6 +285,7 @@ int main(void)
     tcase_add_test(tc, bad_input);
     tcase_add_test(tc, engine_selection);
     tcase_add_test(tc, io_out_of_range);
+    tcase_add_test(tc, sizes_as_qemu);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -269,7 +269,7 @@ void fe_start(struct fe *f, const char *path)
     f->proto = proto & (want | (1ull << PROTO_CONFIG));
     send_msg(f, SET_PROTOCOL_FEATURES, 0, &f->proto, 8, NULL, 0);
     ok(f, SET_OWNER, NULL, 0, NULL, 0);
-    f->features = feat & ~(1ull << VIRTIO_F_EVENT_IDX);
+    f->features = feat & ~(1ull << VIRTIO_F_RING_EVENT_IDX);
     ok(f, SET_FEATURES, &f->features, 8, NULL, 0);
     uint64_t region[5] = {1, GPA_BASE, GUEST_SIZE, uva(f, 0), 0};
     ok(f, SET_MEM_TABLE, region, sizeof region, &f->memfd, 1);
@@ -314,8 +314,8 @@ void fe_add(struct fe *f, unsigned q, unsigned first, const struct buf *b, unsig
         unsigned d = (first + i) % QSIZE;
         uint64_t addr = GPA_BASE + b[i].off;
         uint32_t len = b[i].len;
-        uint16_t flags = (uint16_t)((b[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-                                    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+        uint16_t flags = (uint16_t)((b[i].write ? VRING_DESC_F_WRITE : 0) |
+                                    (i + 1 < n ? VRING_DESC_F_NEXT : 0));
         uint16_t next = (uint16_t)((first + i + 1) % QSIZE);
         memcpy(desc + d * 16, &addr, 8);
         memcpy(desc + d * 16 + 8, &len, 4);

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "virtio/ring.h" /* lib/virtio/ring.h: the ring flags, feature bits */
+
 /* Requests. */
 #define GET_FEATURES 1
 #define SET_FEATURES 2
@@ -45,12 +47,6 @@
 #define PROTO_MQ 0
 #define PROTO_REPLY_ACK 3
 #define PROTO_CONFIG 9
-
-#define VIRTIO_F_VERSION_1 32
-#define VIRTIO_F_EVENT_IDX 29
-
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
 
 #define GUEST_SIZE (4u << 20)
 #define GPA_BASE 0x100000ull  /* guest physical address of the memfd's first byte */

@@ -48,13 +48,6 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the library's last error on stderr ("vdisk: ..."). */
 void cli_lib_error(void);
 
-/*
- * Parses a size with an optional suffix (B, k/K, M, G, T, P, E, powers of
- * 1024) and a decimal fraction ("1.5G"), or a hexadecimal number ("0x10"),
- * as QEMU does.  Returns 0 or -EINVAL (bad syntax) / -ERANGE (too large).
- */
-int parse_size(const char *s, uint64_t *out);
-
 /* Sizes as qemu-img prints them: "1 MiB", "4 KiB", "1.5 GiB", "0 B". */
 void size_to_str(uint64_t v, char *buf, size_t len);
 /* Sizes as qemu-io prints them: "1 MiB", "512 bytes", "1.500 KiB". */

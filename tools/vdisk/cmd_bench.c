@@ -239,7 +239,7 @@ static int64_t parse_int(const char *name, const char *s, int64_t min, int64_t m
 static int64_t parse_sz(const char *name, const char *s, int64_t min, int64_t max)
 {
     uint64_t v;
-    int r = parse_size(s, &v);
+    int r = vdisk_parse_size(s, 1, &v);
     if (r == -EINVAL) {
         cli_error("Invalid %s specified: '%s'.", name, s);
         return -1;

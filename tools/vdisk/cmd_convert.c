@@ -644,7 +644,7 @@ int cmd_convert(int argc, char **argv)
         case 'q': quiet = true; break;
         case 'n': no_create = true; break;
         case 'S':
-            if (parse_size(optarg, &c.sparse) < 0) {
+            if (vdisk_parse_size(optarg, 1, &c.sparse) < 0) {
                 cli_error("Invalid buffer size for sparse output specified. Valid sizes are "
                           "multiples of 512 up to 16 MiB, or 0.");
                 goto out;
@@ -659,7 +659,7 @@ int cmd_convert(int argc, char **argv)
             break;
         case 'm': {
             uint64_t m;
-            if (parse_size(optarg, &m) < 0 || m < 1 || m > 16) {
+            if (vdisk_parse_size(optarg, 1, &m) < 0 || m < 1 || m > 16) {
                 cli_error("Invalid number of coroutines. Allowed number of coroutines is "
                           "between 1 and 16");
                 goto out;

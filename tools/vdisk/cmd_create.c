@@ -41,7 +41,7 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
         const char *v;
         uint64_t cs = 65536;
         if ((v = vdisk_options_get(o, "cluster_size")))
-            parse_size(v, &cs);
+            vdisk_parse_size(v, 1, &cs);
         printf(" cluster_size=%" PRIu64, cs);
         v = vdisk_options_get(o, "extended_l2");
         printf(" extended_l2=%s", v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
@@ -162,7 +162,7 @@ int cmd_create(int argc, char **argv)
     }
     uint64_t size = 0;
     if (optind < argc) {
-        int r = parse_size(argv[optind], &size);
+        int r = vdisk_parse_size(argv[optind], 1, &size);
         if (r < 0) {
             cli_error("Invalid image size specified: '%s'. You may use k, M, G, T, P or E "
                       "suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes "

@@ -45,7 +45,7 @@ static const struct io_cmd *find_cmd(const char *name);
 
 static int parse_num(const char *s, uint64_t *out)
 {
-    int r = parse_size(s, out);
+    int r = vdisk_parse_size(s, 1, out);
     if (r == -ERANGE) {
         printf("Parsing error: argument too large -- %s\n", s);
         return -1;

@@ -121,14 +121,14 @@ int cmd_map(int argc, char **argv)
                 return 1;
             break;
         case 's':
-            if (parse_size(optarg, &start) < 0) {
+            if (vdisk_parse_size(optarg, 1, &start) < 0) {
                 cli_error("Invalid start offset specified! You may use k, M, G, T, P or E "
                           "suffixes.");
                 return 1;
             }
             break;
         case 'l':
-            if (parse_size(optarg, &max_len) < 0) {
+            if (vdisk_parse_size(optarg, 1, &max_len) < 0) {
                 cli_error("Invalid length specified! You may use k, M, G, T, P or E "
                           "suffixes.");
                 return 1;

@@ -105,7 +105,7 @@ int cmd_measure(int argc, char **argv)
                 goto out;
             break;
         case 'z':
-            if (parse_size(optarg, &size) < 0) {
+            if (vdisk_parse_size(optarg, 1, &size) < 0) {
                 cli_error("Invalid image size specified. You may use k, M, G, T, P or E "
                           "suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes "
                           "and exabytes.");
@@ -136,8 +136,8 @@ int cmd_measure(int argc, char **argv)
     unsigned rbits = 16;
     bool extl2 = false;
     const char *v;
-    if ((v = vdisk_options_get(o, "cluster_size")) && (parse_size(v, &cs) < 0 || cs < 512 ||
-                                                       cs > (2u << 20) || (cs & (cs - 1)))) {
+    if ((v = vdisk_options_get(o, "cluster_size")) &&
+        (vdisk_parse_size(v, 1, &cs) < 0 || cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))) {
         cli_error("Invalid cluster size '%s'", v);
         goto out;
     }

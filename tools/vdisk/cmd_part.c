@@ -87,28 +87,23 @@ static void node_name(const char *dev, unsigned n, char *buf, size_t len)
 /* A sector count: digits are sectors, a size suffix means bytes. */
 static int parse_sectors(const char *s, unsigned ss, uint64_t *out)
 {
-    if (!s || !*s)
+    if (!s || !isdigit((unsigned char)*s))
         return -EINVAL;
     const char *p = s;
     while (isdigit((unsigned char)*p))
         p++;
-    if (!*p) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno)
-            return -ERANGE;
-        *out = v;
-        return 0;
-    }
+    if (!*p)
+        return vdisk_parse_size(s, 1, out); /* sectors */
     /* Allow sfdisk's "KiB" / "MiB" spellings. */
     char tmp[64];
-    snprintf(tmp, sizeof tmp, "%s", s);
-    size_t l = strlen(tmp);
+    size_t l = strlen(s);
+    if (l >= sizeof tmp)
+        return -EINVAL;
+    memcpy(tmp, s, l + 1);
     if (l > 3 && strcmp(tmp + l - 2, "iB") == 0)
         tmp[l - 2] = '\0';
     uint64_t bytes;
-    int r = parse_size(tmp, &bytes);
+    int r = vdisk_parse_size(tmp, 1, &bytes);
     if (r < 0)
         return r;
     *out = bytes / ss;

@@ -66,7 +66,7 @@ int cmd_resize(int argc, char **argv)
     const char *arg = pos[1];
     int sign = arg[0] == '+' ? 1 : arg[0] == '-' ? -1 : 0;
     uint64_t n;
-    if (parse_size(arg + (sign != 0), &n) < 0) {
+    if (vdisk_parse_size(arg + (sign != 0), 1, &n) < 0) {
         cli_error("Invalid size specified. You may use k, M, G, T, P or E suffixes for "
                   "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
         return 1;

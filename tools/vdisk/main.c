@@ -50,7 +50,8 @@ static void usage(FILE *f)
         fprintf(f, "  vdisk %s\n", commands[i].synopsis);
     fprintf(f,
             "\n"
-            "Sizes take the suffixes k, M, G, T, P and E (powers of 1024).\n"
+            "Sizes take the suffixes k, M, G, T, P and E (powers of 1024), fractions\n"
+            "(1.5G) and hexadecimal (0x10000), as qemu-img takes them.\n"
             "'vdisk COMMAND --help' describes a command; see also vdisk(1).\n"
             "Environment: VDISK_ENGINE=uring|threads chooses the I/O engine.\n");
 }

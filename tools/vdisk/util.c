@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* tools/vdisk/util.c: size parsing and printing, JSON, opening images. */
+/* tools/vdisk/util.c: size printing, JSON, opening images. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -28,84 +28,6 @@ void cli_lib_error(void)
 bool is_help(const char *arg)
 {
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
-}
-
-static int suffix_shift(char c)
-{
-    switch (c) {
-    case 'b': case 'B': return 0;
-    case 'k': case 'K': return 10;
-    case 'm': case 'M': return 20;
-    case 'g': case 'G': return 30;
-    case 't': case 'T': return 40;
-    case 'p': case 'P': return 50;
-    case 'e': case 'E': return 60;
-    default: return -1;
-    }
-}
-
-int parse_size(const char *s, uint64_t *out)
-{
-    if (!s || !*s || *s == '-' || *s == ' ')
-        return -EINVAL;
-    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s + 2, &end, 16);
-        if (end == s + 2)
-            return -EINVAL;
-        if (errno == ERANGE)
-            return -ERANGE;
-        int sh = 0;
-        if (*end) {
-            sh = suffix_shift(*end);
-            if (sh < 0 || end[1])
-                return -EINVAL;
-        }
-        if (sh && v > (UINT64_MAX >> sh))
-            return -ERANGE;
-        *out = (uint64_t)v << sh;
-        return 0;
-    }
-    /* Decimal, with an optional fraction. */
-    const char *p = s;
-    uint64_t ip = 0;
-    bool digits = false;
-    while (*p >= '0' && *p <= '9') {
-        if (ip > (UINT64_MAX - 9) / 10)
-            return -ERANGE;
-        ip = ip * 10 + (uint64_t)(*p++ - '0');
-        digits = true;
-    }
-    double frac = 0, scale = 0.1;
-    bool has_frac = false;
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9') {
-            frac += (*p++ - '0') * scale;
-            scale /= 10;
-            has_frac = true;
-            digits = true;
-        }
-    }
-    if (!digits)
-        return -EINVAL;
-    int sh = 0;
-    if (*p) {
-        sh = suffix_shift(*p);
-        if (sh < 0 || p[1])
-            return -EINVAL;
-    }
-    if (has_frac && sh == 0 && frac != 0)
-        return -EINVAL; /* a fraction of a byte */
-    if (sh && ip > (UINT64_MAX >> sh))
-        return -ERANGE;
-    uint64_t v = ip << sh;
-    uint64_t f = (uint64_t)(frac * (double)(1ULL << (sh ? sh : 0)));
-    if (v > UINT64_MAX - f)
-        return -ERANGE;
-    *out = v + f;
-    return 0;
 }
 
 void size_to_str(uint64_t v, char *buf, size_t len)

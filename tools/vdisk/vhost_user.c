@@ -43,6 +43,7 @@
 #include <vdisk/vdisk.h>
 #include <vdisk/virtio.h>
 
+#include "endian.h" /* lib/endian.h */
 #include "vhost_user.h"
 
 
@@ -122,20 +123,6 @@ static const char *req_name(uint32_t r)
     if (r < sizeof names / sizeof names[0] && names[r])
         return names[r];
     return "unknown request";
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
 }
 
 void close_fd(int *fd)
@@ -447,7 +434,7 @@ static int set_mem_table(struct server *s, struct msg *m)
         slog(s, "SET_MEM_TABLE: payload of %" PRIu32 " bytes", m->size);
         return -EINVAL;
     }
-    uint32_t n = get32(m->payload);
+    uint32_t n = le32_load(m->payload);
     if (n < 1 || n > VU_MAX_REGIONS || m->size < 8 + n * VU_REGION_SIZE ||
         m->size > 8 + VU_MAX_REGIONS * VU_REGION_SIZE) {
         slog(s, "SET_MEM_TABLE: %" PRIu32 " regions in %" PRIu32 " bytes", n, m->size);
@@ -465,7 +452,7 @@ static int set_mem_table(struct server *s, struct msg *m)
     int r = 0;
     for (unsigned i = 0; i < n; i++) {
         const uint8_t *p = m->payload + 8 + i * VU_REGION_SIZE;
-        uint64_t gpa = get64(p), size = get64(p + 8), uva = get64(p + 16), off = get64(p + 24);
+        uint64_t gpa = le64_load(p), size = le64_load(p + 8), uva = le64_load(p + 16), off = le64_load(p + 24);
         if (size == 0 || gpa + size < gpa || uva + size < uva || off + size < off ||
             off + size > (uint64_t)SIZE_MAX) {
             slog(s, "SET_MEM_TABLE: region %u: bad geometry (guest 0x%" PRIx64 " size 0x%" PRIx64
@@ -529,8 +516,9 @@ static int send_reply(struct server *s, uint32_t request, const void *payload, u
     uint8_t buf[VU_HDR_SIZE + VU_CONFIG_HDR + VU_CONFIG_MAX];
     if (len > sizeof buf - VU_HDR_SIZE)
         return -EINVAL;
-    uint32_t hdr[3] = {request, VU_VERSION | VU_FLAG_REPLY, len};
-    memcpy(buf, hdr, VU_HDR_SIZE);
+    le32_store(buf, request);
+    le32_store(buf + 4, VU_VERSION | VU_FLAG_REPLY);
+    le32_store(buf + 8, len);
     if (len)
         memcpy(buf + VU_HDR_SIZE, payload, len);
     size_t total = VU_HDR_SIZE + len, done = 0;
@@ -554,7 +542,9 @@ static int send_reply(struct server *s, uint32_t request, const void *payload, u
 
 static int reply_u64(struct server *s, uint32_t request, uint64_t v)
 {
-    return send_reply(s, request, &v, 8);
+    uint8_t b[8];
+    le64_store(b, v);
+    return send_reply(s, request, b, 8);
 }
 
 /* Forgets the message being read, closing the fds that came with it. */
@@ -641,9 +631,9 @@ static int read_msg(struct server *s)
         bool had_hdr = s->rx_got >= VU_HDR_SIZE;
         s->rx_got += (size_t)n;
         if (!had_hdr && s->rx_got == VU_HDR_SIZE) {
-            memcpy(&m->request, s->rx_hdr, 4);
-            memcpy(&m->flags, s->rx_hdr + 4, 4);
-            memcpy(&m->size, s->rx_hdr + 8, 4);
+            m->request = le32_load(s->rx_hdr);
+            m->flags = le32_load(s->rx_hdr + 4);
+            m->size = le32_load(s->rx_hdr + 8);
             if ((m->flags & VU_FLAG_VERSION_MASK) != VU_VERSION) {
                 slog(s, "%s: protocol version %" PRIu32 " (expected 1)", req_name(m->request),
                      m->flags & VU_FLAG_VERSION_MASK);
@@ -665,13 +655,13 @@ static int get_state(struct server *s, const struct msg *m, unsigned *idx, uint3
         slog(s, "%s: payload of %" PRIu32 " bytes (expected 8)", req_name(m->request), m->size);
         return -EINVAL;
     }
-    uint32_t i = get32(m->payload);
+    uint32_t i = le32_load(m->payload);
     if (i >= s->nq) {
         slog(s, "%s: ring %" PRIu32 " (the device has %u)", req_name(m->request), i, s->nq);
         return -EINVAL;
     }
     *idx = i;
-    *num = get32(m->payload + 4);
+    *num = le32_load(m->payload + 4);
     return 0;
 }
 
@@ -682,7 +672,7 @@ static int get_ring_fd(struct server *s, struct msg *m, unsigned *idx, int *fd)
         slog(s, "%s: payload of %" PRIu32 " bytes (expected 8)", req_name(m->request), m->size);
         return -EINVAL;
     }
-    uint64_t v = get64(m->payload);
+    uint64_t v = le64_load(m->payload);
     unsigned i = (unsigned)(v & VU_VRING_INDEX_MASK);
     bool nofd = v & VU_VRING_NOFD;
     if (i >= s->nq || (v & ~(uint64_t)(VU_VRING_INDEX_MASK | VU_VRING_NOFD))) {
@@ -744,8 +734,8 @@ static int config_msg(struct server *s, struct msg *m, uint32_t *off, uint32_t *
         slog(s, "%s: payload of %" PRIu32 " bytes", req_name(m->request), m->size);
         return -EINVAL;
     }
-    *off = get32(m->payload);
-    *len = get32(m->payload + 4);
+    *off = le32_load(m->payload);
+    *len = le32_load(m->payload + 4);
     if (*len > VU_CONFIG_MAX || m->size != VU_CONFIG_HDR + *len ||
         (uint64_t)*off + *len > VU_CONFIG_MAX) {
         slog(s, "%s: %" PRIu32 " bytes at offset %" PRIu32 " in a payload of %" PRIu32 " bytes",
@@ -783,7 +773,7 @@ static int handle(struct server *s, struct msg *m, bool *replied)
     case VU_SET_FEATURES: {
         if (m->size != 8)
             return -EINVAL;
-        uint64_t f = get64(m->payload);
+        uint64_t f = le64_load(m->payload);
         /* QEMU passes on bits that its own device model adds (virtio-scsi's
          * F_CHANGE): the model gets what it offered, the rest is ignored. */
         if ((f & ~s->offered) && !s->quiet)
@@ -805,7 +795,7 @@ static int handle(struct server *s, struct msg *m, bool *replied)
     case VU_SET_PROTOCOL_FEATURES: {
         if (m->size != 8)
             return -EINVAL;
-        uint64_t f = get64(m->payload);
+        uint64_t f = le64_load(m->payload);
         if (f & ~s->proto_offered) {
             slog(s, "SET_PROTOCOL_FEATURES: 0x%" PRIx64 " has bits not offered", f);
             return -EINVAL;
@@ -843,7 +833,7 @@ static int handle(struct server *s, struct msg *m, bool *replied)
             slog(s, "SET_VRING_ADDR: payload of %" PRIu32 " bytes (expected 40)", m->size);
             return -EINVAL;
         }
-        i = get32(m->payload);
+        i = le32_load(m->payload);
         if (i >= s->nq) {
             slog(s, "SET_VRING_ADDR: ring %u (the device has %u)", i, s->nq);
             return -EINVAL;
@@ -851,9 +841,9 @@ static int handle(struct server *s, struct msg *m, bool *replied)
         struct vu_queue *q = &s->q[i];
         bool was = q->running;
         ring_stop(s, i);
-        q->desc_uva = get64(m->payload + 8);
-        q->used_uva = get64(m->payload + 16);
-        q->avail_uva = get64(m->payload + 24);
+        q->desc_uva = le64_load(m->payload + 8);
+        q->used_uva = le64_load(m->payload + 16);
+        q->avail_uva = le64_load(m->payload + 24);
         q->addr_set = true;
         if (was)
             return ring_update(s, i);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "endian.h"
 #include "vmm.h"
 
 /* ---- A growable byte buffer --------------------------------------------------- */
@@ -44,9 +45,9 @@ static void put(struct buf *b, const void *data, size_t n)
 }
 
 static void put8(struct buf *b, uint8_t v) { put(b, &v, 1); }
-static void put16(struct buf *b, uint16_t v) { uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) }; put(b, x, 2); }
-static void put32(struct buf *b, uint32_t v) { put16(b, (uint16_t)v); put16(b, (uint16_t)(v >> 16)); }
-static void put64(struct buf *b, uint64_t v) { put32(b, (uint32_t)v); put32(b, (uint32_t)(v >> 32)); }
+static void put16(struct buf *b, uint16_t v) { uint8_t x[2]; le16_store(x, v); put(b, x, 2); }
+static void put32(struct buf *b, uint32_t v) { uint8_t x[4]; le32_store(x, v); put(b, x, 4); }
+static void put64(struct buf *b, uint64_t v) { uint8_t x[8]; le64_store(x, v); put(b, x, 8); }
 static void putz(struct buf *b, size_t n) { while (n--) put8(b, 0); }
 
 static void buf_free(struct buf *b)
@@ -54,8 +55,6 @@ static void buf_free(struct buf *b)
     free(b->p);
     memset(b, 0, sizeof(*b));
 }
-
-static void wr32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 
 /* ---- AML ---------------------------------------------------------------------- */
 
@@ -255,7 +254,7 @@ static void table_finish(struct buf *b)
 {
     if (b->err || b->len < 36)
         return;
-    wr32(b->p + 4, (uint32_t)b->len);
+    le32_store(b->p + 4, (uint32_t)b->len);
     b->p[9] = 0;
     b->p[9] = checksum(b->p, b->len);
 }

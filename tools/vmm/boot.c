@@ -12,14 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "endian.h"
 #include "vmm.h"
 
-static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void wr32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static void wr64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
 /* Opens PATH and gives its size (a regular file or a block device of known size). */
 static int open_file(const char *what, const char *path, uint64_t *size)
@@ -113,16 +108,16 @@ int vmm_load_firmware(const struct vmm_mem *mem, const char *path, unsigned ndev
     uint8_t *info = vmm_gpa(mem, VMM_INFO_ADDR, 12 + 8 * (uint64_t)ndevs);
     if (!gdt || !info)
         return -ENOSPC;
-    wr64(gdt, 0);
-    wr64(gdt + 8, gdt_entry(0xA, 0, 1));
-    wr64(gdt + 16, gdt_entry(0x2, 0, 1));
+    le64_store(gdt, 0);
+    le64_store(gdt + 8, gdt_entry(0xA, 0, 1));
+    le64_store(gdt + 16, gdt_entry(0x2, 0, 1));
 
-    wr32(info, VMM_INFO_MAGIC);
-    wr32(info + 4, ndevs);
-    wr32(info + 8, (uint32_t)mem->low_size);
+    le32_store(info, VMM_INFO_MAGIC);
+    le32_store(info + 4, ndevs);
+    le32_store(info + 8, (uint32_t)mem->low_size);
     for (unsigned i = 0; i < ndevs; i++) {
-        wr32(info + 12 + 8 * i, (uint32_t)devs[i].base);
-        wr32(info + 16 + 8 * i, devs[i].irq);
+        le32_store(info + 12 + 8 * i, (uint32_t)devs[i].base);
+        le32_store(info + 16 + 8 * i, devs[i].irq);
     }
     boot->long_mode = 0;
     boot->entry = VMM_FIRMWARE_ADDR;
@@ -178,9 +173,9 @@ static void e820_add(uint8_t *zp, uint64_t addr, uint64_t size, uint32_t type)
     if (n >= BP_E820_MAX || size == 0)
         return;
     uint8_t *e = zp + BP_E820_TABLE + 20 * n;
-    wr64(e, addr);
-    wr64(e + 8, size);
-    wr32(e + 16, type);
+    le64_store(e, addr);
+    le64_store(e + 8, size);
+    le32_store(e + 16, type);
     zp[BP_E820_ENTRIES] = (uint8_t)(n + 1);
 }
 
@@ -194,11 +189,11 @@ static int build_page_tables(const struct vmm_mem *mem)
         return -ENOSPC;
     memset(pml4, 0, 4096);
     memset(pdpt, 0, 4096);
-    wr64(pml4, VMM_PDPT_ADDR | 0x3);                  /* present, writable */
+    le64_store(pml4, VMM_PDPT_ADDR | 0x3);                  /* present, writable */
     for (unsigned i = 0; i < 4; i++)
-        wr64(pdpt + 8 * i, (VMM_PD_ADDR + 4096u * i) | 0x3);
+        le64_store(pdpt + 8 * i, (VMM_PD_ADDR + 4096u * i) | 0x3);
     for (unsigned i = 0; i < 4 * 512; i++)
-        wr64(pd + 8 * i, ((uint64_t)i << 21) | 0x83); /* present, writable, 2 MiB page */
+        le64_store(pd + 8 * i, ((uint64_t)i << 21) | 0x83); /* present, writable, 2 MiB page */
     return 0;
 }
 
@@ -215,12 +210,12 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
         vmm_log("--kernel %s: too short for a bzImage", kernel);
         goto out;
     }
-    if (rd16(hdr + HDR_BOOT_FLAG) != 0xAA55 || memcmp(hdr + HDR_MAGIC, "HdrS", 4) != 0) {
+    if (le16_load(hdr + HDR_BOOT_FLAG) != 0xAA55 || memcmp(hdr + HDR_MAGIC, "HdrS", 4) != 0) {
         vmm_log("--kernel %s: not a bzImage (no boot flag 0xAA55 and \"HdrS\" magic)", kernel);
         goto out;
     }
-    uint16_t version = rd16(hdr + HDR_VERSION);
-    if (version < 0x020C || !(rd16(hdr + HDR_XLOADFLAGS) & XLF_KERNEL_64) ||
+    uint16_t version = le16_load(hdr + HDR_VERSION);
+    if (version < 0x020C || !(le16_load(hdr + HDR_XLOADFLAGS) & XLF_KERNEL_64) ||
         !(hdr[HDR_LOADFLAGS] & LOADED_HIGH)) {
         vmm_log("--kernel %s: boot protocol %u.%02u without a 64-bit entry point "
                 "(2.12 with XLF_KERNEL_64 is needed)", kernel, version >> 8, version & 0xFF);
@@ -237,9 +232,9 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
         goto out;
     }
     uint64_t kernel_size = ksize - setup_size;
-    uint32_t init_size = rd32(hdr + HDR_INIT_SIZE);
-    uint32_t align = rd32(hdr + HDR_KERNEL_ALIGN);
-    uint64_t pref = rd64(hdr + HDR_PREF_ADDRESS);
+    uint32_t init_size = le32_load(hdr + HDR_INIT_SIZE);
+    uint32_t align = le32_load(hdr + HDR_KERNEL_ALIGN);
+    uint64_t pref = le64_load(hdr + HDR_PREF_ADDRESS);
     uint64_t need = init_size > kernel_size ? init_size : kernel_size;
 
     /* Where the protected-mode kernel goes: its preferred address when it
@@ -269,10 +264,10 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
     memcpy(zp + BP_HDR, hdr + BP_HDR, hdr_end - BP_HDR);
     zp[HDR_TYPE_OF_LOADER] = 0xFF;      /* undefined boot loader */
     zp[HDR_LOADFLAGS] = (uint8_t)(zp[HDR_LOADFLAGS] | CAN_USE_HEAP);
-    wr16(zp + HDR_HEAP_END_PTR, 0xFE00);
-    wr32(zp + HDR_CODE32_START, (uint32_t)load);
+    le16_store(zp + HDR_HEAP_END_PTR, 0xFE00);
+    le32_store(zp + HDR_CODE32_START, (uint32_t)load);
 
-    size_t cmdline_max = version >= 0x0206 ? rd32(hdr + HDR_CMDLINE_SIZE) : 255;
+    size_t cmdline_max = version >= 0x0206 ? le32_load(hdr + HDR_CMDLINE_SIZE) : 255;
     if (cmdline_max >= VMM_CMDLINE_MAX)
         cmdline_max = VMM_CMDLINE_MAX - 1;
     size_t cmdlen = strlen(cmdline);
@@ -283,8 +278,8 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
     }
     memset(cl, 0, cmdlen + 1);
     memcpy(cl, cmdline, cmdlen);
-    wr32(zp + HDR_CMD_LINE_PTR, VMM_CMDLINE_ADDR);
-    wr32(zp + BP_EXT_CMDLINE, 0);
+    le32_store(zp + HDR_CMD_LINE_PTR, VMM_CMDLINE_ADDR);
+    le32_store(zp + BP_EXT_CMDLINE, 0);
 
     if (initrd) {
         uint64_t isize;
@@ -293,7 +288,7 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
             r = ifd;
             goto out;
         }
-        uint64_t max = rd32(hdr + HDR_INITRD_MAX);
+        uint64_t max = le32_load(hdr + HDR_INITRD_MAX);
         if (version < 0x0203 || max == 0)
             max = 0x37FFFFFF;
         uint64_t top = max + 1 < mem->low_size ? max + 1 : mem->low_size;
@@ -311,13 +306,13 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
         close(ifd);
         if (r < 0)
             goto out;
-        wr32(zp + HDR_RAMDISK_IMAGE, (uint32_t)iaddr);
-        wr32(zp + HDR_RAMDISK_SIZE, (uint32_t)isize);
-        wr32(zp + BP_EXT_RAMDISK, (uint32_t)(iaddr >> 32));
-        wr32(zp + BP_EXT_RAMDISK_SZ, (uint32_t)(isize >> 32));
+        le32_store(zp + HDR_RAMDISK_IMAGE, (uint32_t)iaddr);
+        le32_store(zp + HDR_RAMDISK_SIZE, (uint32_t)isize);
+        le32_store(zp + BP_EXT_RAMDISK, (uint32_t)(iaddr >> 32));
+        le32_store(zp + BP_EXT_RAMDISK_SZ, (uint32_t)(isize >> 32));
     }
 
-    wr64(zp + BP_ACPI_RSDP, rsdp);
+    le64_store(zp + BP_ACPI_RSDP, rsdp);
     e820_add(zp, 0, VMM_EBDA_START, E820_RAM);
     e820_add(zp, VMM_EBDA_START, 0xA0000 - VMM_EBDA_START, E820_RESERVED);
     e820_add(zp, VMM_ACPI_START, VMM_ACPI_END - VMM_ACPI_START, E820_RESERVED);
@@ -329,10 +324,10 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
     uint8_t *gdt = vmm_gpa(mem, VMM_GDT_ADDR, 32);
     if (!gdt)
         goto out;
-    wr64(gdt, 0);
-    wr64(gdt + 8, 0);
-    wr64(gdt + 16, gdt_entry(0xA, 1, 0));
-    wr64(gdt + 24, gdt_entry(0x2, 0, 1));
+    le64_store(gdt, 0);
+    le64_store(gdt + 8, 0);
+    le64_store(gdt + 16, gdt_entry(0xA, 1, 0));
+    le64_store(gdt + 24, gdt_entry(0x2, 0, 1));
 
     boot->long_mode = 1;
     boot->entry = load + 0x200;         /* the 64-bit entry point */

@@ -145,7 +145,8 @@ static void usage(FILE *f)
         "                 [,backing-confine=on|off]]...\n"
         "         [--cdrom [ISO]] [--monitor SOCKET] [--dump-acpi DIR] [--watchdog SECONDS]\n"
         "\n"
-        "  --mem SIZE       guest RAM (K, M, G suffixes; a bare number is MiB; default 256M)\n"
+        "  --mem SIZE       guest RAM (K, M, G, T suffixes, fractions such as 1.5G; a bare\n"
+        "                   number is MiB; rounded up to 4 KiB; default 256M)\n"
         "  --cpus N         vCPUs, 1..%u (default 1; --firmware starts only the first)\n"
         "  --kernel FILE    a Linux bzImage, started by the 64-bit boot protocol\n"
         "  --initrd FILE    an initramfs for --kernel\n"
@@ -165,32 +166,6 @@ static void usage(FILE *f)
         "terminal).  Exit status: 0 when the guest powers off or resets, 1 on errors,\n"
         "2 when the watchdog ended a guest that made no progress.\n",
         VMM_MAX_CPUS, VMM_BOOT_WATCHDOG);
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
-        return -1;
-    unsigned shift = 20; /* a bare number is MiB */
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    case 'b': case 'B': shift = 0; end++; break;
-    default: break;
-    }
-    if (*end == 'i' && end[-1] != 'b' && end[-1] != 'B')
-        end++;
-    if (*end == 'B' && shift)
-        end++;
-    if (*end || v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
 }
 
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
@@ -327,10 +302,13 @@ static int parse_args(struct config *c, int argc, char **argv)
             val = argv[++i];
         }
         if (strcmp(name, "--mem") == 0) {
-            if (parse_size(val, &c->mem) < 0 || c->mem < (4ull << 20) || c->mem > (1ull << 40)) {
+            /* vdisk_parse_size's grammar, a bare number in MiB (QEMU's -m). */
+            if (vdisk_parse_size(val, 1u << 20, &c->mem) < 0 || c->mem < (4ull << 20) ||
+                c->mem > (1ull << 40)) {
                 vmm_log("--mem %s: a size from 4M to 1T", val);
                 return -1;
             }
+            c->mem = (c->mem + 4095) & ~4095ull; /* whole pages, for KVM */
         } else if (strcmp(name, "--cpus") == 0) {
             if (parse_uint(val, 1, VMM_MAX_CPUS, &c->cpus) < 0) {
                 vmm_log("--cpus %s: a number from 1 to %u", val, VMM_MAX_CPUS);

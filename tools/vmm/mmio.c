@@ -22,6 +22,7 @@
 
 #include <vdisk/error.h>
 
+#include "endian.h"
 #include "virtio/mmio_regs.h"
 #include "vmm.h"
 
@@ -403,15 +404,9 @@ void vmm_mmio_access(struct vmm_mmio_dev *d, uint64_t off, uint8_t *data, unsign
         return;
     }
     if (is_write) {
-        uint32_t v = (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 |
-                     (uint32_t)data[3] << 24;
-        reg_write(d, off, v);
+        reg_write(d, off, le32_load(data));
     } else {
-        uint32_t v = reg_read(d, off);
-        data[0] = (uint8_t)v;
-        data[1] = (uint8_t)(v >> 8);
-        data[2] = (uint8_t)(v >> 16);
-        data[3] = (uint8_t)(v >> 24);
+        le32_store(data, reg_read(d, off));
     }
     pthread_mutex_unlock(&d->lock);
 }
