@@ -44,8 +44,10 @@ struct rc_cursor {
 
 struct ck {
     struct qcow2 *s;
-    uint32_t *refs;           /* references found, per host cluster */
+    uint32_t *refs;           /* references found, per host cluster (NB + 1) */
     uint64_t nb;              /* clusters in the file */
+    uint64_t nrefs;           /* clusters compared: NB, or NB + 1 when the
+                                 cluster past the end is referenced */
     struct vdisk_check_result *res;
     vdisk_check_report_fn report;
     void *opaque;
@@ -75,7 +77,7 @@ static bool bit_test_set(uint8_t *map, uint64_t c)
 /* The per-walk state, allocated with refs (NB clusters). */
 static int ck_alloc(struct ck *ck)
 {
-    ck->refs = calloc(ck->nb ? ck->nb : 1, sizeof *ck->refs);
+    ck->refs = calloc(ck->nb + 1, sizeof *ck->refs);
     ck->seen = calloc(ck->nb / 8 + 1, 1);
     ck->l1seen = calloc(ck->nb / 8 + 1, 1);
     ck->buf = malloc(ck->s->cluster_size);
@@ -110,20 +112,33 @@ static void say(struct ck *ck, const char *fmt, ...)
     ck->report(ck->opaque, line);
 }
 
-/* Counts WEIGHT references to the clusters of OFF+LEN. */
+/*
+ * Counts WEIGHT references to the clusters of OFF+LEN, by qemu-img's rule:
+ * a region that ends less than a cluster past the end of the file counts
+ * (the last cluster of an image may be written only in part), the cluster
+ * past the end included (compare() then finds its refcount too low); one
+ * that reaches a whole cluster or more past the end is a corruption of its
+ * own and counts nothing.
+ */
 static void mark_n(struct ck *ck, uint64_t off, uint64_t len, uint64_t weight)
 {
     if (!len)
         return;
+    uint64_t cs = ck->s->cluster_size, file_len = dev_size(ck->s->file);
+    if (len > UINT64_MAX - off || (off + len > file_len && off + len - file_len >= cs)) {
+        say(ck, "ERROR: counting reference for region exceeding the end of the file by one "
+            "cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64, off, len);
+        ck->res->corruptions++;
+        return;
+    }
     uint64_t first = off >> ck->s->cluster_bits;
     uint64_t last = (off + len - 1) >> ck->s->cluster_bits;
     for (uint64_t c = first; c <= last; c++) {
-        if (c >= ck->nb) {
-            say(ck, "ERROR: cluster %" PRIu64 " (offset 0x%" PRIx64 ") is used but lies "
-                "beyond the end of the image file", c, c << ck->s->cluster_bits);
-            ck->res->corruptions++;
-            return;
-        }
+        /* At most the one cluster past the file's (refs has room for it). */
+        if (c > ck->nb)
+            break;
+        if (c >= ck->nrefs)
+            ck->nrefs = c + 1;
         uint64_t v = ck->refs[c] + weight;
         ck->refs[c] = v < UINT32_MAX ? (uint32_t)v : UINT32_MAX;
     }
@@ -169,7 +184,7 @@ static void walk_l2(struct ck *ck, uint8_t *l2, uint64_t l2_off, uint64_t weight
         if (e & QCOW2_OFLAG_COMPRESSED) {
             uint64_t off, len;
             qcow2_compressed_range(s, e, &off, &len);
-            mark_n(ck, off & ~511ull, len + (off & 511), weight);
+            mark_n(ck, off, len, weight);
             ck->res->allocated_clusters += (int64_t)active;
             ck->res->compressed_clusters += (int64_t)active;
             ck->res->fragmented_clusters += (int64_t)active;
@@ -302,7 +317,7 @@ static bool copied_clean(struct ck *ck, uint64_t i, uint64_t e, uint64_t l2,
         return false;
     for (uint64_t j = 0; l2buf && j < s->l2_entries; j++) {
         uint64_t le = qcow2_l2e_get(s, l2buf, j), host = le & QCOW2_OFFSET_MASK;
-        if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
+        if ((le & QCOW2_OFLAG_COMPRESSED) || !host)
             continue;
         if (rc_get(ck, &ck->cur_data, host >> s->cluster_bits, &rc) < 0 ||
             copied_wrong(ck, host >> s->cluster_bits, rc, (le & QCOW2_OFLAG_COPIED) != 0))
@@ -479,7 +494,7 @@ static int compare(struct ck *ck, unsigned flags)
     uint64_t highest = 0;
     bool any = false, unreadable = false;
     struct rc_cursor cur = {0};
-    for (uint64_t c = 0; c < ck->nb; c++) {
+    for (uint64_t c = 0; c < ck->nrefs; c++) {
         uint64_t rc = 0;
         if (!unreadable) {
             r = rc_get(ck, &cur, c, &rc);
@@ -490,11 +505,11 @@ static int compare(struct ck *ck, unsigned flags)
                 continue;
             }
         }
-        if (rc) {
+        uint64_t ref = ck->refs[c];
+        if (rc || ref) { /* qemu-img: the end of what is stored or referenced */
             highest = c;
             any = true;
         }
-        uint64_t ref = ck->refs[c];
         if (rc == ref)
             continue;
         if (rc > ref) {
@@ -530,7 +545,8 @@ static int scan(struct ck *ck, unsigned flags)
     struct qcow2 *s = ck->s;
     uint64_t cs = s->cluster_size;
     ck->fix_errors = flags & VDISK_CHECK_REPAIR_ERRORS;
-    memset(ck->refs, 0, ck->nb * sizeof *ck->refs);
+    memset(ck->refs, 0, (ck->nb + 1) * sizeof *ck->refs);
+    ck->nrefs = ck->nb;
     memset(ck->seen, 0, ck->nb / 8 + 1);
     memset(ck->l1seen, 0, ck->nb / 8 + 1);
     free(ck->clean);
@@ -603,23 +619,23 @@ static int rebuild(struct ck *ck, uint32_t order)
     set_order(s, order);
     /* The old structure goes: nothing references it any more. */
     for (uint64_t c = s->reft_offset / cs; c < s->reft_offset / cs + s->reft_clusters; c++)
-        if (c < ck->nb && ck->refs[c])
+        if (c < ck->nrefs && ck->refs[c])
             ck->refs[c]--;
     for (uint64_t t = 0; t < s->reft_entries; t++) {
         uint64_t c = (s->reft[t] & ~QCOW2_REFT_RESERVED) / cs;
-        if (s->reft[t] && !(s->reft[t] % cs) && c < ck->nb && ck->refs[c])
+        if (s->reft[t] && !(s->reft[t] % cs) && c < ck->nrefs && ck->refs[c])
             ck->refs[c]--;
     }
     uint64_t highest = 0;
-    for (uint64_t c = 0; c < ck->nb; c++)
+    for (uint64_t c = 0; c < ck->nrefs; c++)
         if (ck->refs[c])
             highest = c;
     /* The new one in the first free run that fits, or at the end. */
     uint64_t rt = 1, nb = 1, p = 0;
     for (int iter = 0; iter < 64; iter++) {
         uint64_t k = rt + nb, run = 0;
-        p = ck->nb;
-        for (uint64_t c = 1; c < ck->nb; c++) {
+        p = ck->nrefs;
+        for (uint64_t c = 1; c < ck->nrefs; c++) {
             run = ck->refs[c] ? 0 : run + 1;
             if (run == k) {
                 p = c + 1 - k;
@@ -650,7 +666,7 @@ static int rebuild(struct ck *ck, uint32_t order)
     }
     for (uint64_t c = 0; c < total; c++) {
         uint64_t v = c >= p && c < p + rt + nb ? 1 /* the new structure itself */
-                     : c < ck->nb ? ck->refs[c] : 0;
+                     : c < ck->nrefs ? ck->refs[c] : 0;
         if (v > s->refcount_max) {
             r = err_set(-ERANGE, "%s: cluster %" PRIu64 " has %" PRIu64 " references, more "
                         "than %" PRIu32 "-bit refcounts hold", s->dev->filename, c, v,
@@ -762,7 +778,7 @@ static int check_copied(struct ck *ck, bool fix)
                 continue;
             for (uint64_t j = 0; j < s->l2_entries; j++) {
                 uint64_t le = qcow2_l2e_get(s, ck->buf, j), host = le & QCOW2_OFFSET_MASK;
-                if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
+                if ((le & QCOW2_OFLAG_COMPRESSED) || !host)
                     continue;
                 if (rc_get(ck, &cur, host >> s->cluster_bits, &rc) < 0) {
                     ck->res->check_errors++;

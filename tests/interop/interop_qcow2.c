@@ -470,6 +470,112 @@ START_TEST(check_leaks_at_every_refcount_width)
 }
 END_TEST
 
+/* Big-endian 64-bit value at OFF of IMG. */
+static uint64_t peek64(const char *img, uint64_t off)
+{
+    int fd = open(img, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    uint8_t b[8];
+    ck_assert_int_eq(pread(fd, b, 8, (off_t)off), 8);
+    close(fd);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+static void poke64(const char *img, uint64_t off, uint64_t v)
+{
+    int fd = open(img, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+    ck_assert_int_eq(pwrite(fd, b, 8, (off_t)off), 8);
+    close(fd);
+}
+
+/* Where the L2 entry of guest cluster GC lies (the first L2 table). */
+static uint64_t l2_entry_at(const char *img, uint64_t gc)
+{
+    uint64_t l1 = peek64(img, 40);
+    return (peek64(img, l1) & 0x00fffffffffffe00ull) + 8 * gc;
+}
+
+/*
+ * L2 entries whose data offset is off a cluster boundary, normal and
+ * compressed, inside the file, reaching less than a cluster past its end
+ * (the cluster past the end is counted as referenced: "ERROR cluster 8
+ * refcount=0 reference=1", and the image end offset includes it), or a
+ * whole cluster or more past it ("counting reference for region exceeding
+ * the end of the file", nothing counted, and the COPIED flag checked against
+ * the refcount of the cluster the offset names).  check and check
+ * --output=json print what qemu-img prints, byte for byte, with the same
+ * exit status.
+ */
+START_TEST(check_misaligned_entries_like_qemu)
+{
+    const uint64_t cs = 65536;
+    static const struct {
+        bool compressed;
+        unsigned gc;      /* guest cluster whose entry is moved */
+        uint64_t delta;   /* added to the entry */
+        uint64_t set;     /* then these bits set */
+        int status;       /* of both checks */
+    } cases[] = {
+        {false, 5, 512, 0, 2},              /* 512 bytes past the end */
+        {false, 0, 512, 0, 2},              /* inside the file */
+        {false, 5, 0x8000, 0, 2},           /* half a cluster past the end */
+        {false, 5, 65536 + 512, 0, 2},      /* more than a cluster past */
+        {false, 5, 65536, 0, 2},            /* aligned, the cluster past the end */
+        {false, 5, 3 * 65536, 0, 2},        /* aligned, far past */
+        {false, 5, 512, 1, 2},              /* zero flag, 512 bytes past the end */
+        {false, 1, 512, 1, 2},              /* zero flag, inside */
+        {true, 0, 100, 0, 0},               /* compressed, inside: sound */
+        {true, 0, 8 * 65536, 0, 2},         /* compressed, past the end */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        RUN_OK("rm -rf m && mkdir m");
+        if (cases[i].compressed) {
+            RUN_OK("qemu-img create -q -f raw m/r.raw 1M");
+            RUN_OK("qemu-io -f raw -c 'write -P 1 0 200k' -c 'write -P 3 512k 64k' m/r.raw");
+            RUN_OK("qemu-img convert -c -O qcow2 m/r.raw m/u.qcow2");
+        } else {
+            /* Clusters: 0 header, 1 refcount table, 2 refcount block, 3 L1,
+             * 4 L2, 5 and 6 data of guest clusters 0 and 1, 7 of 5. */
+            RUN_OK("qemu-img create -q -f qcow2 m/u.qcow2 1M");
+            RUN_OK("qemu-io -c 'write -P 1 0 128k' -c 'write -P 2 320k 64k' m/u.qcow2");
+            ck_assert_uint_eq(l2_entry_at("m/u.qcow2", 5), 4 * cs + 5 * 8);
+        }
+        uint64_t at = l2_entry_at("m/u.qcow2", cases[i].gc);
+        poke64("m/u.qcow2", at, (peek64("m/u.qcow2", at) + cases[i].delta) | cases[i].set);
+        for (int json = 0; json < 2; json++) {
+            const char *opt = json ? "--output=json " : "";
+            struct run *r = run("cd m && %s check %su.qcow2", vdisk_bin(), opt);
+            char *out = strdup(r->out), *err = strdup(r->err);
+            int st = r->status;
+            r = run("cd m && qemu-img check %su.qcow2", opt);
+            ck_assert_msg(st == r->status && !strcmp(out, r->out) && !strcmp(err, r->err),
+                          "case %zu, check %s: vdisk (exit %d):\n%s%s\nqemu-img (exit %d):\n%s%s",
+                          i, opt, st, out, err, r->status, r->out, r->err);
+            ck_assert_int_eq(st, cases[i].status);
+            free(out);
+            free(err);
+        }
+    }
+    /* The first case word for word. */
+    RUN_OK("rm -rf m && mkdir m");
+    RUN_OK("qemu-img create -q -f qcow2 m/u.qcow2 1M");
+    RUN_OK("qemu-io -c 'write -P 1 0 128k' -c 'write -P 2 320k 64k' m/u.qcow2");
+    poke64("m/u.qcow2", 4 * cs + 5 * 8, (1ull << 63) | (7 * cs + 512));
+    struct run *r = run("cd m && %s check u.qcow2", vdisk_bin());
+    ck_assert_str_eq(r->err, "ERROR offset=70200: Data cluster is not properly aligned; L2 entry "
+                             "corrupted.\nERROR cluster 8 refcount=0 reference=1\n");
+    ck_assert_msg(strstr(r->out, "\n2 errors were found on the image.\n") &&
+                  strstr(r->out, "Image end offset: 589824\n"), "%s", r->out);
+}
+END_TEST
+
 /*
  * Compressed clusters are packed several to a host cluster, each piece one
  * more reference: with 1- or 2-bit refcounts the host cluster fills up with
@@ -543,6 +649,10 @@ int main(void)
     tcase_add_test(tc, check_leaks_at_every_refcount_width);
     tcase_add_test(tc, compressed_writes_at_narrow_refcount_widths);
     tcase_add_test(tc, zeroes_over_part_of_a_compressed_cluster);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("check");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, check_misaligned_entries_like_qemu);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

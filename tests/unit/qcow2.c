@@ -1475,8 +1475,10 @@ END_TEST
 
 /* A bad L2 entry that cannot be repaired: guest cluster 5's data cluster
  * offset moved 512 bytes off its cluster.  The check counts it and the two
- * clusters the misaligned range reaches (the second one beyond the end of
- * the file); reads of that cluster fail, the others read. */
+ * clusters the misaligned range reaches, as qemu-img 7.2 does: the second
+ * one lies past the end of the file, less than a cluster past it, so it is
+ * counted as referenced and its refcount (0) is too low.  Reads of that
+ * cluster fail, the others read. */
 START_TEST(check_l2_unaligned)
 {
     struct damaged d;
@@ -1491,10 +1493,11 @@ START_TEST(check_l2_unaligned)
     ck_assert_str_eq(ls.text,
                      "ERROR offset=70200: Data cluster is not properly aligned; L2 entry "
                      "corrupted.\n"
-                     "ERROR: cluster 8 (offset 0x80000) is used but lies beyond the end of the "
-                     "image file\n");
+                     "ERROR cluster 8 refcount=0 reference=1\n");
     ck_assert_int_eq(res.corruptions, 2);
     ck_assert_int_eq(res.leaks, 0);
+    /* As qemu-img: the end of what is stored or referenced, cluster 8 in. */
+    ck_assert_uint_eq(res.image_end_offset, 9 * 64 * KiB);
     uint8_t buf[512];
     ck_assert_int_lt(vdisk_pread(dev, buf, 512, 5 * 64 * KiB), 0);
     expect_dev(dev, 0, d.model, 2 * 64 * KiB, "the undamaged clusters");
