@@ -59,6 +59,7 @@
 #include <stdint.h>
 
 #include <vdisk/device.h>
+#include <vdisk/error.h>
 #include <vdisk/virtio.h>
 
 #ifdef __cplusplus
