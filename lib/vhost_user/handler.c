@@ -579,8 +579,8 @@ static int get_ring_fd(struct vdisk_vhost *s, struct vu_msg *m, unsigned *idx, i
         return 0;
     m->fds[0] = -1;
     /* Never wait on a front end's fd: a call fd that is a full pipe, or an
-     * eventfd at its largest count, would hang the loop (every device, the
-     * monitor, signals). */
+     * eventfd at its largest count, would hang the caller's loop (its other
+     * devices, its monitor, its signals). */
     int fl = fcntl(*fd, F_GETFL);
     if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(*fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
         vu_log(s, "%s: ring %u: cannot make the fd non-blocking: %s", vu_req_name(m->request), i,
