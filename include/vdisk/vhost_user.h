@@ -158,6 +158,10 @@ int vdisk_vhost_get_fd(const vdisk_vhost *h);
  * whose memory vanished.  Returns the number of events handled (0: none
  * was ready), or -errno when the handle itself fails (epoll).  Not while
  * the helper thread runs (-EBUSY).
+ *
+ * Blocking: it never waits for the front end (its socket and fds are
+ * non-blocking).  It waits for the device only when the front end goes
+ * away or resets the device: its requests in flight finish first.
  */
 int vdisk_vhost_process(vdisk_vhost *h);
 

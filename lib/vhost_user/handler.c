@@ -915,7 +915,9 @@ int vu_attach(struct vdisk_vhost *s)
                        VU_MAX_QUEUES);
     if (!(s->q = calloc(s->nq, sizeof *s->q)))
         return err_set(-ENOMEM, "out of memory");
+    const char *call = err_context();
     int r = vdisk_virtio_set_host(s->v, &h);
+    err_enter(call); /* messages after this one name the caller's call again */
     if (r < 0)
         return r;
     s->log_tokens = VU_LOG_BURST;
