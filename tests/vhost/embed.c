@@ -41,9 +41,9 @@ static void build_program(void)
     libdir[strcspn(libdir, "\n")] = 0;
     /* Nothing from the source tree: the installed include folder only. */
     const char *exe = scratch("serve_disk");
-    RUN_OK("export %s; cc -std=c11 -Wall -Wextra -Werror -o '%s' "
-           "'%s/tests/vhost/embed/serve_disk.c' $(pkg-config --cflags --libs vdisk)", pc, exe,
-           VDISK_SOURCE_DIR);
+    RUN_OK("export %s; cc -std=c11 -Wall -Wextra -Werror %s -o '%s' "
+           "'%s/tests/vhost/embed/serve_disk.c' $(pkg-config --cflags --libs vdisk)", pc,
+           VDISK_EMBED_CFLAGS, exe, VDISK_SOURCE_DIR);
     snprintf(program, sizeof program, "%s", exe);
     setenv("LD_LIBRARY_PATH", libdir, 1);
 }
