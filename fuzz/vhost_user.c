@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz/vhost_user.c: the fuzz input is a vhost-user front end talking to
- * `vdisk serve`'s back end (tools/vdisk/vhost_user.c, compiled in): its
- * messages, the file descriptors that come with them, its guest memory and
- * its kicks.  The messages go through a socketpair into the real read and
- * handle path (on_message, on_kick, the model's completions), one step of
- * the event loop after each record.  Any crash, sanitizer report (an
- * access outside what was mapped among them), leak, fd left open or hang
- * is a bug.
+ * the library's vhost-user back end (lib/vhost_user/, vdisk/vhost_user.h):
+ * its messages, the file descriptors that come with them, its guest memory
+ * and its kicks.  A whole message with a valid header goes straight into
+ * the message handler (vu_handle: no socket), its reply checked; any other
+ * message, and raw bytes, go through a socketpair into the transport's
+ * read path (the handle's vdisk_vhost_process: messages put together from
+ * pieces, then the same handler), one step of the event loop after each
+ * record.  Any crash, sanitizer report (an access outside what was mapped
+ * among them), leak, fd left open or hang is a bug.
  *
  * Input: byte 0 picks the device (bit 0: virtio-blk over a 1 MiB memory
  * disk, or virtio-scsi with a CD-ROM; bit 1: the disk read-only); then
@@ -20,13 +22,15 @@
  *   1 MSG   R F N(u16 LE): a message: request R, flags F (the version is
  *           in the low two bits), a payload of N bytes (at most 8192) from
  *           the input, then a byte C and C % 10 bytes, each a pool index:
- *           the fds sent with the message's first byte
+ *           the fds sent with the message (to the handler when the message
+ *           is whole, of version 1, at most 4096 bytes and with 8 fds at
+ *           most; else through the socket, with its first byte)
  *   2 RAW   N(u16 LE): N bytes of the input (at most 8192) sent as they are
  *   3 KICK  I: 8 bytes (the value 1) written to pool fd I
  *   4 POKE  I OFF(u32 LE) N(u16 LE): N bytes of the input written into the
  *           memfd I at OFF (guest memory: rings, requests), within its size
  *   5 RECONNECT: the front end hangs up; a new one connects
- * The back end's replies are read and dropped after each step.
+ * The back end's replies on the socket are read and dropped after each step.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,10 +43,11 @@
 #include <unistd.h>
 
 #include <vdisk/iso9660.h>
+#include <vdisk/vhost_user.h>
 #include <vdisk/virtio.h>
 
 #include "fuzz.h"
-#include "vhost_user.h"
+#include "vhost_user/vhost_user_internal.h"
 
 #define POOL_MAX 16
 #define KEEP_MAX 32
@@ -78,7 +83,9 @@ static unsigned take_u16(struct input *in)
 }
 
 struct harness {
-    struct server s;
+    vdisk_vhost *h;
+    vdisk_virtio *v;
+    vdisk_dev *dev;
     int fe;                      /* the front end's end of the socketpair */
     int pool[POOL_MAX];
     off_t pool_size[POOL_MAX];   /* memfds: their size; others -1 */
@@ -178,49 +185,32 @@ static void drain_replies(struct harness *h)
         ;
 }
 
-/* Steps of the event loop, as cmd_serve's, until nothing is ready: every
+/* Steps of the event loop, as a caller's, until nothing is ready: every
  * request in flight completed first, so that each input behaves the same
  * every time. */
 static void pump(struct harness *h)
 {
-    struct server *s = &h->s;
     for (unsigned k = 0; k < STEPS; k++) {
-        vdisk_virtio_drain(s->v);
+        vdisk_virtio_drain(h->v);
         drain_replies(h);
-        struct epoll_event ev[16];
-        int n = epoll_wait(s->epfd, ev, 16, 0);
-        if (n <= 0)
+        if (vdisk_vhost_process(h->h) <= 0)
             break;
-        for (int i = 0; i < n; i++) {
-            struct ev_tag *t = ev[i].data.ptr;
-            if (t->kind == EV_CONN && s->conn_fd >= 0)
-                on_message(s);
-            else if (t->kind == EV_KICK && s->q[t->q].kick_fd >= 0)
-                on_kick(s, t->q);
-            else if (t->kind == EV_DONE)
-                vdisk_virtio_poll(s->v);
-        }
     }
     drain_replies(h);
 }
 
-/* A new front end: the back end's side of a socketpair, as on_accept. */
+/* A new front end: one end of a socketpair, the other the handle's. */
 static int fe_connect(struct harness *h)
 {
-    struct server *s = &h->s;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
-    if (fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0) {
+    if (vdisk_vhost_add_connection(h->h, sv[1]) < 0) {
         close(sv[0]);
         close(sv[1]);
         return -1;
     }
     h->fe = sv[0];
-    s->conn_fd = sv[1];
-    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &s->conn_tag};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->conn_fd, &e) < 0)
-        return -1;
     return 0;
 }
 
@@ -264,6 +254,39 @@ static void fe_send(struct harness *h, const uint8_t *data, size_t len, const in
     }
 }
 
+/* The message straight to the handler (as the transport hands it over):
+ * the fds are copies, those the handler leaves are closed; the reply must
+ * answer the request and fit. */
+static void direct(struct harness *h, uint32_t req, uint32_t flags, const uint8_t *payload,
+                   uint32_t size, const int *fds, unsigned nfds)
+{
+    static struct vu_msg m;
+    static struct vu_reply rep;
+    m.request = req;
+    m.flags = flags;
+    m.size = size;
+    memcpy(m.payload, payload, size);
+    m.nfds = 0;
+    for (unsigned i = 0; i < nfds; i++) {
+        int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+        if (fd >= 0)
+            m.fds[m.nfds++] = fd;
+    }
+    int r = vu_handle(h->h, &m, &rep);
+    for (unsigned i = 0; i < m.nfds; i++)
+        if (m.fds[i] >= 0)
+            close(m.fds[i]);
+    if (r != 0 && r != VU_CLOSE)
+        abort();
+    if (rep.send && (rep.request != req || rep.size > VU_MAX_REPLY))
+        abort();
+    if (r == VU_CLOSE) {
+        vdisk_vhost_disconnect(h->h);
+        return;
+    }
+    pump(h);
+}
+
 static void op_msg(struct harness *h, struct input *in)
 {
     uint8_t buf[12 + MAX_CHUNK];
@@ -282,6 +305,11 @@ static void op_msg(struct harness *h, struct input *in)
         unsigned k = take_u8(in, 0);
         if (h->npool)
             fds[nfds++] = h->pool[k % h->npool];
+    }
+    if (n == size && size <= VU_MAX_PAYLOAD && (flags & VU_FLAG_VERSION_MASK) == VU_VERSION &&
+        nfds <= VU_MAX_FDS && vdisk_vhost_connected(h->h)) {
+        direct(h, req, flags, buf + 12, size, fds, nfds);
+        return;
     }
     fe_send(h, buf, 12 + n, fds, nfds);
     pump(h);
@@ -348,8 +376,13 @@ static void fe_hangup(struct harness *h)
         close(h->fe);
     h->fe = -1;
     pump(h); /* the back end sees the end and disconnects */
-    if (h->s.conn_fd >= 0)
-        disconnect(&h->s);
+    vdisk_vhost_disconnect(h->h);
+}
+
+static void quiet_log(void *opaque, const char *line)
+{
+    (void)opaque;
+    (void)line;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -361,14 +394,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct harness h;
     memset(&h, 0, sizeof h);
     h.fe = -1;
-    struct server *s = &h.s;
-    s->kind = (sel & 1) ? "vhost-user-scsi" : "vhost-user-blk";
-    s->path = "fuzz";
-    s->quiet = true;
-    s->listen_fd = s->conn_fd = -1;
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (s->epfd < 0)
-        return 0;
 
     int r = -1;
     vdisk_options *o = NULL;
@@ -379,23 +404,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t i = 0; i < sizeof disk; i++)
                 disk[i] = (uint8_t)(i * 7 + (i >> 9) + 1);
         }
-        if (dev_open_memory(&s->dev, disk, sizeof disk, sizeof disk, &p) == 0) {
+        if (dev_open_memory(&h.dev, disk, sizeof disk, sizeof disk, &p) == 0) {
             struct vdisk_virtio_blk_params bp = {.struct_size = sizeof bp,
                                                  .queue_size = 1024, .read_only = sel & 2};
-            r = vdisk_virtio_blk_new(&s->v, s->dev, &bp);
+            r = vdisk_virtio_blk_new(&h.v, h.dev, &bp);
         }
     } else if (vdisk_options_new(&o) == 0 && vdisk_options_set(o, "engine", "threads") == 0 &&
                vdisk_options_set(o, "format", "raw") == 0 &&
-               vdisk_open_cdrom(&s->dev, fuzz_cd_medium(), o) == 0) {
+               vdisk_open_cdrom(&h.dev, fuzz_cd_medium(), o) == 0) {
         struct vdisk_virtio_scsi_params sp = {.struct_size = sizeof sp, .queue_size = 1024};
-        r = vdisk_virtio_scsi_cdrom_new(&s->v, s->dev, &sp);
+        r = vdisk_virtio_scsi_cdrom_new(&h.v, h.dev, &sp);
     }
     vdisk_options_free(o);
-    if (r == 0)
-        r = server_attach(s, !(sel & 1));
     if (r == 0) {
-        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->done_tag};
-        r = epoll_ctl(s->epfd, EPOLL_CTL_ADD, vdisk_virtio_get_fd(s->v), &e);
+        struct vdisk_vhost_params hp = {
+            .struct_size = sizeof hp,
+            .flags = VDISK_VHOST_QUIET | ((sel & 1) ? VDISK_VHOST_NO_CONFIG : 0),
+            .log = quiet_log,
+        };
+        r = vdisk_vhost_new(&h.h, h.v, -1, &hp);
     }
     if (r == 0 && fe_connect(&h) == 0) {
         while (in.left) {
@@ -413,14 +440,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
-    fe_hangup(&h);
-    if (s->v)
-        vdisk_virtio_drain(s->v);
-    vdisk_virtio_free(s->v);
-    if (s->dev)
-        vdisk_close(s->dev);
-    free(s->q);
-    close(s->epfd);
+    if (h.h)
+        fe_hangup(&h);
+    else if (h.fe >= 0)
+        close(h.fe);
+    vdisk_vhost_free(h.h);
+    if (h.v)
+        vdisk_virtio_drain(h.v);
+    vdisk_virtio_free(h.v);
+    if (h.dev)
+        vdisk_close(h.dev);
     for (unsigned i = 0; i < h.npool; i++)
         close(h.pool[i]);
     for (unsigned i = 0; i < h.nkeep; i++)

@@ -99,6 +99,8 @@
 #ifndef VDISK_OPTIONS_H
 #define VDISK_OPTIONS_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -18,6 +18,8 @@
  *   vdisk/part.h     MBR and GPT partition tables, partitions as devices
  *   vdisk/iso9660.h  ISO 9660 file systems and the emulated CD-ROM drive
  *   vdisk/virtio.h   virtio-blk and virtio-scsi device models for VMMs
+ *   vdisk/vhost_user.h  a vhost-user back end serving a device model
+ *   vdisk/monitor.h  the monitor's line protocol (change a served CD's medium)
  */
 #ifndef VDISK_VDISK_H
 #define VDISK_VDISK_H
@@ -33,6 +35,8 @@
 #include <vdisk/part.h>
 #include <vdisk/iso9660.h>
 #include <vdisk/virtio.h>
+#include <vdisk/vhost_user.h>
+#include <vdisk/monitor.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -57,6 +57,11 @@ void start_server(const char *socket_path, ...)
         argv[n++] = (char *)a;
     va_end(ap);
     argv[n] = NULL;
+    start_program(socket_path, argv);
+}
+
+void start_program(const char *socket_path, char *const argv[])
+{
     snprintf(server_log, sizeof server_log, "%s", scratch("serve.log"));
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);

@@ -91,6 +91,9 @@ extern char server_log[512];
 void wait_for_file(const char *path, pid_t pid);
 /* Starts `vdisk serve ARGS...` (NULL-terminated), waits for SOCKET. */
 void start_server(const char *socket_path, ...);
+/* Starts the program ARGV (its path first, NULL-terminated), its stderr in
+ * server_log, and waits for SOCKET. */
+void start_program(const char *socket_path, char *const argv[]);
 /* SIGTERM; returns the exit status (or 128 + signal). */
 int stop_server(void);
 void kill_server(void);

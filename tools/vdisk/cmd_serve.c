@@ -4,321 +4,42 @@
  * CD-ROM models of libvdisk served to a hypervisor (QEMU's vhost-user-blk
  * and vhost-user-scsi devices) as a vhost-user back end on Unix sockets.
  *
- * One thread, one epoll loop over: each device's listening socket (while no
- * front end is connected) or its connection, the kick eventfd of each ring,
- * each model's completion fd, a signalfd (SIGINT, SIGTERM: drain, flush,
- * exit 0) and an optional monitor socket (change / eject the CD).
- *
- * This file is the process: options, the socket files, the monitor, the
- * loop.  The protocol, and everything a front end can send, is handled in
- * vhost_user.c (see there for the rules against a hostile front end).
+ * A thin command line over the library: the options, the devices and
+ * models opened, then one thread, one epoll loop over each device's
+ * vhost-user handle (vdisk/vhost_user.h: the protocol, the sockets, and
+ * every rule against a hostile front end live there), the monitor
+ * (vdisk/monitor.h) and a signalfd (SIGINT, SIGTERM, SIGHUP: drain, flush,
+ * exit 0).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <vdisk/virtio.h>
+#include <vdisk/vdisk.h>
 
 #include "cli.h"
-#include "vhost_user.h"
 
-/* ---- Sockets ------------------------------------------------------------------------ */
-
-/*
- * A listening socket on PATH, created with MODE (0600, or 0660 for a group:
- * GID when not -1) whatever the umask.  An existing socket file is replaced
- * only when nothing listens on it (a stale one); any other file, or a live
- * server's socket, is an error.  Returns the fd (non-blocking) or -1.
- */
-static int make_listener(const char *path, mode_t mode, gid_t gid, struct sock_file *sf)
+/* The library's message without the name of its call: "serve: MESSAGE". */
+static void serve_lib_error(void)
 {
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof a.sun_path) {
-        cli_error("serve: socket path '%s' is longer than %zu bytes", path, sizeof a.sun_path - 1);
-        return -1;
-    }
-    strcpy(a.sun_path, path);
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            cli_error("serve: '%s' exists and is not a socket", path);
-            return -1;
-        }
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        int c = probe < 0 ? -1 : connect(probe, (struct sockaddr *)&a, sizeof a);
-        int e = errno;
-        if (probe >= 0)
-            close(probe);
-        if (c == 0 || e == EAGAIN || e == EINPROGRESS) {
-            cli_error("serve: '%s' is in use by another server", path);
-            return -1;
-        }
-        if (e != ECONNREFUSED) {
-            cli_error("serve: '%s': %s (cannot tell whether a server listens on it)", path,
-                      strerror(e));
-            return -1;
-        }
-        /* A stale socket from an earlier run: the rename below replaces it. */
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        cli_error("serve: socket: %s", strerror(errno));
-        return -1;
-    }
-    /* Bind under a temporary name and rename once listening, so that the
-     * socket file appears only when it accepts connections. */
-    char tmp[sizeof a.sun_path];
-    int n = snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
-    const char *bind_path = n > 0 && (size_t)n < sizeof tmp ? tmp : path;
-    strcpy(a.sun_path, bind_path);
-    unlink(tmp);
-    mode_t old_mask = umask(0177); /* never open to others, even for a moment */
-    int r = bind(fd, (struct sockaddr *)&a, sizeof a);
-    int e = errno;
-    umask(old_mask);
-    if (r == 0 && gid != (gid_t)-1 && (chown(bind_path, (uid_t)-1, gid) < 0 ||
-                                       chmod(bind_path, mode) < 0)) {
-        r = -1;
-        e = errno;
-    }
-    if (r == 0 && listen(fd, 4) < 0) {
-        r = -1;
-        e = errno;
-    }
-    if (r == 0 && bind_path != path && rename(bind_path, path) < 0) {
-        r = -1;
-        e = errno;
-    }
-    if (r == 0 && lstat(path, &st) < 0) {
-        r = -1;
-        e = errno;
-    }
-    if (r < 0) {
-        cli_error("serve: %s: %s", path, strerror(e));
-        unlink(bind_path);
-        close(fd);
-        return -1;
-    }
-    *sf = (struct sock_file){.created = true, .dev = st.st_dev, .ino = st.st_ino};
-    return fd;
+    const char *e = vdisk_get_error(), *c = strstr(e, ": ");
+    if (strncmp(e, "vdisk_", 6) == 0 && c)
+        e = c + 2;
+    cli_error("serve: %s", e);
 }
 
-/* Removes PATH if it is still the socket file SF this process made. */
-static void remove_listener(const char *path, const struct sock_file *sf)
+/* A device's log lines: "vdisk serve: SOCKET: LINE". */
+static void serve_log(void *opaque, const char *line)
 {
-    struct stat st;
-    if (sf->created && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sf->dev &&
-        st.st_ino == sf->ino)
-        unlink(path);
-}
-
-/* ---- The monitor ---------------------------------------------------------------------- */
-
-struct monitor {
-    const char *path;
-    struct sock_file sock;
-    int start_fd;        /* the directory serve started in: relative paths */
-    const char *root;    /* --monitor-root, resolved, or NULL */
-    int listen_fd, conn_fd;
-    char line[4096];
-    size_t len;
-    struct ev_tag listen_tag, conn_tag;
-    struct server *cd;   /* the CD-ROM's server, or NULL */
-};
-
-static void mon_say(struct monitor *mon, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mon_say(struct monitor *mon, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
-    if (send(mon->conn_fd, buf, len, MSG_NOSIGNAL) < 0) {
-        /* The reader went away; the next read sees the end. */
-    }
-}
-
-/*
- * Opens PATH for `change` (relative to the directory serve started in):
- * a regular file or a block device, under --monitor-root when given,
- * opened without blocking (no FIFO, no device that waits).  Returns the
- * fd, or -1 after answering the error.
- */
-static int mon_open_medium(struct monitor *mon, const char *path)
-{
-    struct stat st, fst;
-    if (fstatat(mon->start_fd, path, &st, 0) < 0) {
-        mon_say(mon, "error: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        mon_say(mon, "error: %s: not a regular file or block device\n", path);
-        return -1;
-    }
-    int fd = openat(mon->start_fd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) {
-        mon_say(mon, "error: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &fst) < 0 || (!S_ISREG(fst.st_mode) && !S_ISBLK(fst.st_mode))) {
-        mon_say(mon, "error: %s: not a regular file or block device\n", path);
-        close(fd);
-        return -1;
-    }
-    if (mon->root) {
-        /* Where the file really is (symbolic links and .. resolved). */
-        char link[64], real[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, real, sizeof real - 1);
-        size_t rl = strlen(mon->root);
-        if (n > 0)
-            real[n] = 0;
-        if (n <= 0 || (size_t)n >= sizeof real - 1 ||
-            !(strcmp(mon->root, "/") == 0 ||
-              (strncmp(real, mon->root, rl) == 0 && real[rl] == '/'))) {
-            mon_say(mon, "error: %s: outside the --monitor-root folder %s\n", path, mon->root);
-            close(fd);
-            return -1;
-        }
-    }
-    return fd;
-}
-
-static void mon_command(struct monitor *mon, char *line)
-{
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
-        line[--n] = 0;
-    while (*line == ' ' || *line == '\t')
-        line++;
-    if (!*line)
-        return;
-    if (strcmp(line, "help") == 0) {
-        mon_say(mon, "commands: change PATH | eject | info | help\n");
-        return;
-    }
-    if (!mon->cd) {
-        mon_say(mon, "error: no CD-ROM is served (--vhost-user-scsi)\n");
-        return;
-    }
-    struct server *s = mon->cd;
-    if (strncmp(line, "change ", 7) == 0 || strcmp(line, "eject") == 0) {
-        const char *iso = NULL;
-        if (line[0] == 'c') {
-            iso = line + 7;
-            while (*iso == ' ')
-                iso++;
-            if (!*iso) {
-                mon_say(mon, "error: change: no path\n");
-                return;
-            }
-        }
-        int fd = -1;
-        char proc[64];
-        if (iso) {
-            if ((fd = mon_open_medium(mon, iso)) < 0)
-                return;
-            /* The library opens the very file checked, through the fd. */
-            snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        }
-        int r = vdisk_virtio_scsi_change_medium(s->v, iso ? proc : NULL);
-        if (fd >= 0)
-            close(fd);
-        if (r < 0) {
-            mon_say(mon, "error: %s%s%s\n", iso ? iso : "", iso ? ": " : "", vdisk_get_error());
-            slog(s, "monitor: %s%s%s", iso ? iso : "", iso ? ": " : "", vdisk_get_error());
-        } else {
-            mon_say(mon, "ok\n");
-            if (!s->quiet)
-                slog(s, "medium %s%s", iso ? "changed to " : "ejected", iso ? iso : "");
-        }
-        return;
-    }
-    if (strcmp(line, "info") == 0) {
-        struct vdisk_cdrom_media md = {.struct_size = sizeof md};
-        if (vdisk_cdrom_get_media(s->dev, &md) < 0) {
-            mon_say(mon, "error: %s\n", vdisk_get_error());
-            return;
-        }
-        if (md.loaded)
-            mon_say(mon, "medium: loaded, %" PRIu64 " blocks of 2048 bytes, volume id '%s', "
-                    "%" PRIu64 " changes\n", md.blocks, md.volume_id, md.media_changes);
-        else
-            mon_say(mon, "medium: none, %" PRIu64 " changes\n", md.media_changes);
-        return;
-    }
-    mon_say(mon, "error: unknown command (try 'help')\n");
-}
-
-static void mon_close(struct monitor *mon, int epfd)
-{
-    if (mon->conn_fd < 0)
-        return;
-    epoll_ctl(epfd, EPOLL_CTL_DEL, mon->conn_fd, NULL);
-    close_fd(&mon->conn_fd);
-    mon->len = 0;
-}
-
-static void mon_accept(struct monitor *mon, int epfd)
-{
-    int fd = accept4(mon->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0)
-        return;
-    mon_close(mon, epfd); /* one client at a time: the newest */
-    mon->conn_fd = fd;
-    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &mon->conn_tag};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0)
-        close_fd(&mon->conn_fd);
-}
-
-static void mon_read(struct monitor *mon, int epfd)
-{
-    for (;;) {
-        ssize_t n = read(mon->conn_fd, mon->line + mon->len, sizeof mon->line - 1 - mon->len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n <= 0) {
-            if (mon->len) { /* a last line without its newline */
-                mon->line[mon->len] = 0;
-                mon_command(mon, mon->line);
-            }
-            mon_close(mon, epfd);
-            return;
-        }
-        mon->len += (size_t)n;
-        char *nl;
-        while ((nl = memchr(mon->line, '\n', mon->len))) {
-            *nl = 0;
-            mon_command(mon, mon->line);
-            size_t used = (size_t)(nl + 1 - mon->line);
-            memmove(mon->line, nl + 1, mon->len - used);
-            mon->len -= used;
-        }
-        if (mon->len == sizeof mon->line - 1) {
-            mon_say(mon, "error: line too long\n");
-            mon_close(mon, epfd);
-            return;
-        }
-    }
+    fprintf(stderr, "vdisk serve: %s: %s\n", (const char *)opaque, line);
 }
 
 /* ---- The command ------------------------------------------------------------------------ */
@@ -490,10 +211,15 @@ int cmd_serve(int argc, char **argv)
     }
 
     int status = 1;
-    struct server srv[2];
+    struct {
+        vdisk_dev *dev;
+        vdisk_virtio *v;
+        vdisk_vhost *h;
+        const char *path;
+    } srv[2];
     unsigned nsrv = 0;
-    struct monitor mon = {.listen_fd = -1, .conn_fd = -1, .start_fd = -1};
-    char *mon_root_real = NULL;
+    memset(srv, 0, sizeof srv);
+    vdisk_monitor *mon = NULL;
     vdisk_options *cd_opts = NULL;
     int epfd = -1, sfd = -1;
     sigset_t mask, oldmask;
@@ -503,9 +229,12 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, &oldmask);
     signal(SIGPIPE, SIG_IGN);
-    struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO}, old_bus;
-    sigemptyset(&bus.sa_mask);
-    sigaction(SIGBUS, &bus, &old_bus);
+    /* A front end that shrinks its memory file costs its connection, not
+     * the process. */
+    if (vdisk_vhost_sigbus_install() < 0) {
+        serve_lib_error();
+        goto out;
+    }
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -518,104 +247,103 @@ int cmd_serve(int argc, char **argv)
         const char *path = k == 0 ? blk_path : scsi_path;
         if (!path)
             continue;
-        struct server *s = &srv[nsrv];
-        memset(s, 0, sizeof *s);
-        s->kind = k == 0 ? "vhost-user-blk" : "vhost-user-scsi";
-        s->path = path;
-        s->listen_fd = s->conn_fd = -1;
-        s->epfd = epfd;
-        s->quiet = quiet;
+        unsigned i = nsrv++;
+        srv[i].path = path;
         int r;
         if (k == 0) {
-            if (!(s->dev = cli_open(image, &oa)))
+            if (!(srv[i].dev = cli_open(image, &oa)))
                 goto out;
             struct vdisk_virtio_blk_params p = {.struct_size = sizeof p,
                                                 .num_queues = nqueues, .queue_size = qsize,
                                                 .serial = serial, .read_only = oa.read_only};
-            r = vdisk_virtio_blk_new(&s->v, s->dev, &p);
+            r = vdisk_virtio_blk_new(&srv[i].v, srv[i].dev, &p);
         } else {
             /* ISO images are raw media: never probed, so no backing file. */
             if ((r = vdisk_options_new(&cd_opts)) < 0 ||
                 (r = vdisk_options_set(cd_opts, "format", "raw")) < 0 ||
-                (r = vdisk_open_cdrom(&s->dev, iso, cd_opts)) < 0) {
+                (r = vdisk_open_cdrom(&srv[i].dev, iso, cd_opts)) < 0) {
                 cli_lib_error();
                 goto out;
             }
             struct vdisk_virtio_scsi_params p = {.struct_size = sizeof p,
                                                  .num_queues = nqueues, .queue_size = qsize};
-            r = vdisk_virtio_scsi_cdrom_new(&s->v, s->dev, &p);
+            r = vdisk_virtio_scsi_cdrom_new(&srv[i].v, srv[i].dev, &p);
         }
-        nsrv++;
         if (r < 0) {
             cli_lib_error();
             goto out;
         }
         /* QEMU's vhost-user-scsi keeps the configuration space itself and
          * warns about a back end offering CONFIG: offer it for the disk. */
-        if ((r = server_attach(s, k == 0)) < 0) {
-            if (r == -ERANGE)
-                cli_error("serve: the device has %u queues", s->nq);
-            else
-                cli_error("serve: out of memory");
+        struct vdisk_vhost_params hp = {
+            .struct_size = sizeof hp,
+            .flags = (quiet ? VDISK_VHOST_QUIET : 0) | (k == 1 ? VDISK_VHOST_NO_CONFIG : 0) |
+                     (sock_gid != (gid_t)-1 ? VDISK_VHOST_SOCKET_GROUP : 0),
+            .socket_gid = (uint32_t)sock_gid,
+            .log = serve_log,
+            .log_opaque = (void *)path,
+        };
+        if (vdisk_vhost_listen(&srv[i].h, srv[i].v, path, &hp) < 0) {
+            serve_lib_error();
             goto out;
         }
-        if ((s->listen_fd = make_listener(path, sock_gid == (gid_t)-1 ? 0600 : 0660, sock_gid,
-                                          &s->sock)) < 0)
-            goto out;
-        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->done_tag};
-        if (epoll_ctl(epfd, EPOLL_CTL_ADD, vdisk_virtio_get_fd(s->v), &e) < 0) {
+        struct epoll_event e = {.events = EPOLLIN, .data.u32 = i};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, vdisk_vhost_get_fd(srv[i].h), &e) < 0) {
             cli_error("serve: epoll: %s", strerror(errno));
             goto out;
         }
-        listen_watch(s, true);
         if (!quiet) {
+            unsigned nq = vdisk_virtio_num_queues(srv[i].v);
             if (k == 0)
-                fprintf(stderr, "vdisk serve: %s on %s: %s (%" PRIu64 " bytes, %s, %u queue%s)\n",
-                        s->kind, path, image, vdisk_get_size(s->dev),
-                        oa.read_only ? "read-only" : "read-write", s->nq, s->nq == 1 ? "" : "s");
+                fprintf(stderr, "vdisk serve: vhost-user-blk on %s: %s (%" PRIu64 " bytes, %s, "
+                        "%u queue%s)\n", path, image, vdisk_get_size(srv[i].dev),
+                        oa.read_only ? "read-only" : "read-write", nq, nq == 1 ? "" : "s");
             else
-                fprintf(stderr, "vdisk serve: %s on %s: CD-ROM, %s\n", s->kind, path,
+                fprintf(stderr, "vdisk serve: vhost-user-scsi on %s: CD-ROM, %s\n", path,
                         iso ? iso : "no medium");
         }
     }
 
-    struct ev_tag sig_tag = {EV_SIGNAL, NULL, 0};
-    struct epoll_event se = {.events = EPOLLIN, .data.ptr = &sig_tag};
+    enum { TAG_SIGNAL = 2, TAG_MONITOR };
+    struct epoll_event se = {.events = EPOLLIN, .data.u32 = TAG_SIGNAL};
     epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &se);
 
     if (mon_path) {
-        mon.path = mon_path;
-        /* `change` resolves relative paths here, whatever happens later. */
-        mon.start_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (mon.start_fd < 0) {
-            cli_error("serve: the current directory: %s", strerror(errno));
-            goto out;
-        }
-        if (mon_root) {
-            struct stat rst;
-            if (!(mon_root_real = realpath(mon_root, NULL)) || stat(mon_root_real, &rst) < 0 ||
-                !S_ISDIR(rst.st_mode)) {
+        /* `change` resolves relative paths from here, whatever happens later. */
+        bool cd = scsi_path != NULL;
+        struct vdisk_monitor_params mp = {
+            .struct_size = sizeof mp,
+            .flags = quiet ? VDISK_MONITOR_QUIET : 0,
+            .cdrom = cd ? srv[nsrv - 1].v : NULL,
+            .cdrom_dev = cd ? srv[nsrv - 1].dev : NULL,
+            .root = mon_root,
+            .root_name = "--monitor-root folder",
+            .log = cd ? serve_log : NULL,
+            .log_opaque = (void *)scsi_path,
+        };
+        int r = vdisk_monitor_new(&mon, &mp);
+        if (r < 0) {
+            if (mon_root && strstr(vdisk_get_error(), "the root '"))
                 cli_error("serve: --monitor-root '%s': %s", mon_root,
-                          mon_root_real ? "not a directory" : strerror(errno));
-                goto out;
-            }
-            mon.root = mon_root_real;
-        }
-        mon.cd = scsi_path ? &srv[nsrv - 1] : NULL;
-        mon.listen_tag = (struct ev_tag){EV_MON_LISTEN, NULL, 0};
-        mon.conn_tag = (struct ev_tag){EV_MON_CONN, NULL, 0};
-        if ((mon.listen_fd = make_listener(mon_path, 0600, (gid_t)-1, &mon.sock)) < 0)
+                          r == -ENOTDIR ? "not a directory" : strerror(-r));
+            else
+                serve_lib_error();
             goto out;
-        struct epoll_event me = {.events = EPOLLIN, .data.ptr = &mon.listen_tag};
-        epoll_ctl(epfd, EPOLL_CTL_ADD, mon.listen_fd, &me);
+        }
+        if (vdisk_monitor_listen(mon, mon_path) < 0) {
+            serve_lib_error();
+            goto out;
+        }
+        struct epoll_event me = {.events = EPOLLIN, .data.u32 = TAG_MONITOR};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, vdisk_monitor_get_fd(mon), &me);
         if (!quiet)
             fprintf(stderr, "vdisk serve: monitor on %s\n", mon_path);
     }
 
     bool stop = false;
     while (!stop) {
-        struct epoll_event ev[32];
-        int n = epoll_wait(epfd, ev, 32, check_deadlines(srv, nsrv));
+        struct epoll_event ev[8];
+        int n = epoll_wait(epfd, ev, 8, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -623,91 +351,49 @@ int cmd_serve(int argc, char **argv)
             goto out;
         }
         for (int k = 0; k < n && !stop; k++) {
-            struct ev_tag *t = ev[k].data.ptr;
-            switch (t->kind) {
-            case EV_LISTEN:
-                if (t->s->conn_fd < 0)
-                    on_accept(t->s);
-                break;
-            case EV_CONN:
-                if (t->s->conn_fd >= 0)
-                    on_message(t->s);
-                break;
-            case EV_KICK:
-                if (t->s->q[t->q].kick_fd >= 0)
-                    on_kick(t->s, t->q);
-                break;
-            case EV_DONE: {
-                int r = vdisk_virtio_poll(t->s->v);
-                if (r < 0)
-                    slog(t->s, "completions: %s", vdisk_get_error());
-                break;
-            }
-            case EV_SIGNAL: {
+            uint32_t t = ev[k].data.u32;
+            if (t < nsrv) {
+                if (vdisk_vhost_process(srv[t].h) < 0) {
+                    serve_lib_error();
+                    goto out;
+                }
+            } else if (t == TAG_MONITOR) {
+                vdisk_monitor_process(mon);
+            } else if (t == TAG_SIGNAL) {
                 struct signalfd_siginfo si;
                 if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                     if (!quiet)
-                        fprintf(stderr, "vdisk serve: signal %" PRIu32 ", stopping\n", si.ssi_signo);
+                        fprintf(stderr, "vdisk serve: signal %" PRIu32 ", stopping\n",
+                                si.ssi_signo);
                     stop = true;
                 }
-                break;
-            }
-            case EV_MON_LISTEN:
-                mon_accept(&mon, epfd);
-                break;
-            case EV_MON_CONN:
-                if (mon.conn_fd >= 0)
-                    mon_read(&mon, epfd);
-                break;
-            }
-        }
-        for (unsigned k = 0; k < nsrv; k++) {
-            int ri = mem_vanished(&srv[k]);
-            if (ri >= 0 && srv[k].conn_fd >= 0) {
-                slog(&srv[k], "guest memory region %d vanished under its mapping (the file was "
-                     "shrunk: SIGBUS caught); closing the connection", ri);
-                disconnect(&srv[k]);
             }
         }
     }
     status = 0;
 
 out:
+    /* The front ends go (requests in flight finish), the disk is flushed,
+     * then the sockets go. */
+    for (unsigned k = 0; k < nsrv; k++)
+        vdisk_vhost_disconnect(srv[k].h);
     for (unsigned k = 0; k < nsrv; k++) {
-        struct server *s = &srv[k];
-        if (s->v) {
-            if (s->listen_fd >= 0)
-                listen_watch(s, false);
-            disconnect(s);
-            vdisk_virtio_drain(s->v);
-        }
-    }
-    for (unsigned k = 0; k < nsrv; k++) {
-        struct server *s = &srv[k];
-        log_flush(s);
-        if (s->dev && status == 0 && k == 0 && blk_path && !oa.read_only &&
-            vdisk_flush(s->dev) < 0) {
+        if (srv[k].dev && status == 0 && srv[k].path == blk_path && !oa.read_only &&
+            vdisk_flush(srv[k].dev) < 0) {
             cli_lib_error();
             status = 1;
         }
-        vdisk_virtio_free(s->v);
-        if (s->dev)
-            vdisk_close(s->dev);
-        free(s->q);
-        close_fd(&s->listen_fd);
-        remove_listener(s->path, &s->sock);
+        vdisk_vhost_free(srv[k].h);
+        vdisk_virtio_free(srv[k].v);
+        if (srv[k].dev)
+            vdisk_close(srv[k].dev);
     }
-    mon_close(&mon, epfd);
-    close_fd(&mon.listen_fd);
-    remove_listener(mon.path, &mon.sock);
-    close_fd(&mon.start_fd);
-    free(mon_root_real);
+    vdisk_monitor_free(mon);
     vdisk_options_free(cd_opts);
     if (sfd >= 0)
         close(sfd);
     if (epfd >= 0)
         close(epfd);
     sigprocmask(SIG_SETMASK, &oldmask, NULL);
-    sigaction(SIGBUS, &old_bus, NULL);
     return status;
 }
