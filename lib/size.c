@@ -25,17 +25,6 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static int hex_value(char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The C locale's white space, as strtoull skips it. */
 static bool is_space(char c)
 {
@@ -105,9 +94,9 @@ int size_parse(const char *text, unsigned bare_shift, uint64_t *out)
     uint8_t frac[FRAC_KEEP + 1];
     size_t nfrac = 0;
     bool frac_nonzero = false;
-    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && hex_value(p[2]) >= 0) {
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && hex_digit(p[2]) >= 0) {
         p += 2;
-        for (int h; (h = hex_value(*p)) >= 0; p++) {
+        for (int h; (h = hex_digit(*p)) >= 0; p++) {
             if (whole >> 60)
                 too_big = true;
             whole = whole << 4 | (unsigned)h;

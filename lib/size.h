@@ -18,4 +18,16 @@
  */
 int size_parse(const char *text, unsigned bare_shift, uint64_t *out);
 
+/* The value of the hexadecimal digit C (either case), or -1. */
+static inline int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif /* VDISK_SIZE_H */

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "part.h"
+#include "size.h" /* hex_digit() */
 
 void pt_report(struct pt_report *r, const char *fmt, ...)
 {
@@ -127,17 +128,6 @@ void guid_to_str(const uint8_t g[16], char out[37])
     *o = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int guid_from_str(const char *s, uint8_t g[16])
 {
     if (strlen(s) != 36)
@@ -151,7 +141,7 @@ int guid_from_str(const char *s, uint8_t g[16])
             p++;
             continue;
         }
-        int hi = hexval(p[0]), lo = hexval(p[1]);
+        int hi = hex_digit(p[0]), lo = hex_digit(p[1]);
         if (hi < 0 || lo < 0 || i >= 16)
             return -EINVAL;
         g[guid_order[i++]] = (uint8_t)(hi << 4 | lo);

@@ -319,6 +319,24 @@ void *read_file(const char *path, size_t *len)
     return buf;
 }
 
+void *read_file_at(const char *path, uint64_t off, size_t len)
+{
+    int fd = open(path, O_RDONLY);
+    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+    uint8_t *buf = calloc(1, len ? len : 1);
+    ck_assert_ptr_nonnull(buf);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+        ck_assert_msg(n >= 0, "read %s: %s", path, strerror(errno));
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    close(fd);
+    return buf;
+}
+
 uint64_t rng_next(uint64_t *s)
 {
     /* xorshift64* */

@@ -144,6 +144,9 @@ const char *vdisk_bin(void);
 /* Writes / reads whole files. */
 void write_file(const char *path, const void *data, size_t len);
 void *read_file(const char *path, size_t *len);
+/* LEN bytes of PATH at OFF, read with plain pread (zeroes past the end);
+ * free() the result. */
+void *read_file_at(const char *path, uint64_t off, size_t len);
 
 /* Deterministic pseudo-random numbers for seeded workloads. */
 uint64_t rng_next(uint64_t *state);

@@ -43,23 +43,6 @@
 
 /* ---- Files ----------------------------------------------------------------- */
 
-static uint8_t *file_bytes(const char *path, uint64_t off, size_t len)
-{
-    int fd = open(path, O_RDONLY);
-    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
-    uint8_t *buf = calloc(1, len ? len : 1);
-    ck_assert_ptr_nonnull(buf);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-        ck_assert_int_ge(n, 0);
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    close(fd);
-    return buf;
-}
 
 static void file_put(const char *path, uint64_t off, const void *data, size_t len)
 {
@@ -78,7 +61,7 @@ static uint64_t file_size(const char *path)
 
 static uint64_t get_be(const char *path, uint64_t off, unsigned bytes)
 {
-    uint8_t *b = file_bytes(path, off, bytes);
+    uint8_t *b = read_file_at(path, off, bytes);
     uint64_t v = 0;
     for (unsigned i = 0; i < bytes; i++)
         v = v << 8 | b[i];
@@ -386,12 +369,12 @@ START_TEST(create_header)
     }
     /* The refcount table names the one refcount block, in cluster 2. */
     ck_assert_msg(be64(path, cs) == 2 * cs, "%s: refcount table entry 0", what);
-    uint8_t *rest = file_bytes(path, cs + 8, cs - 8);
+    uint8_t *rest = read_file_at(path, cs + 8, cs - 8);
     uint8_t *zero = calloc(1, cs);
     assert_same_bytes(rest, zero, cs - 8, cs + 8, "the rest of the refcount table");
     free(rest);
     /* The L1 table is empty. */
-    uint8_t *l1 = file_bytes(path, 3 * cs, (size_t)c->l1_size * 8);
+    uint8_t *l1 = read_file_at(path, 3 * cs, (size_t)c->l1_size * 8);
     uint8_t *z1 = calloc(1, (size_t)c->l1_size * 8);
     assert_same_bytes(l1, z1, (size_t)c->l1_size * 8, 3 * cs, "the L1 table");
     free(l1);
@@ -605,7 +588,7 @@ START_TEST(read_write)
     w = &ws[0];
     uint64_t e = l2_entry(path, &l, 10 * cs);
     ck_assert_msg(e & OFLAG_COPIED, "COPIED: %#" PRIx64, e);
-    uint8_t *bytes = file_bytes(path, e & OFFSET_MASK, cs);
+    uint8_t *bytes = read_file_at(path, e & OFFSET_MASK, cs);
     assert_same_bytes(bytes, w->model + 10 * cs, cs, e & OFFSET_MASK, "the file's cluster");
     free(bytes);
     if (l.extl2) {
@@ -652,7 +635,7 @@ START_TEST(subclusters)
     ck_assert_uint_eq(ext.length, 3 * 2048);
     ck_assert_uint_ne(ext.flags & VDISK_EXT_DATA, 0);
     vdisk_close(dev);
-    uint8_t *bytes = file_bytes(path, (e & OFFSET_MASK) + 3 * 2048, 3 * 2048);
+    uint8_t *bytes = read_file_at(path, (e & OFFSET_MASK) + 3 * 2048, 3 * 2048);
     assert_same_bytes(bytes, want + 3 * 2048, 3 * 2048, 3 * 2048, "the subclusters' bytes");
     free(bytes);
     free(want);
@@ -687,7 +670,7 @@ START_TEST(backing_cow)
     vdisk_options_free(oo);
     dev_write(dev, bdata, bsize, 0);
     vdisk_close(dev);
-    uint8_t *bfile = file_bytes(base, 0, file_size(base));
+    uint8_t *bfile = read_file_at(base, 0, file_size(base));
     uint64_t bfile_len = file_size(base);
 
     /* The name is stored as given, relative to the overlay's folder. */
@@ -695,7 +678,7 @@ START_TEST(backing_cow)
     struct layout l = layout_of(top);
     uint64_t name_off = be64(top, 8);
     ck_assert_uint_eq(be32(top, 16), strlen(bname));
-    uint8_t *name = file_bytes(top, name_off, strlen(bname));
+    uint8_t *name = read_file_at(top, name_off, strlen(bname));
     ck_assert_int_eq(memcmp(name, bname, strlen(bname)), 0);
     free(name);
 
@@ -733,12 +716,12 @@ START_TEST(backing_cow)
             continue;
         }
         ck_assert_msg(host != 0, "cluster %d not allocated", c);
-        uint8_t *bytes = file_bytes(top, host, cs);
+        uint8_t *bytes = read_file_at(top, host, cs);
         assert_same_bytes(bytes, model + (uint64_t)c * cs, cs, (uint64_t)c * cs,
                           "a copied cluster in the file");
         free(bytes);
     }
-    uint8_t *after = file_bytes(base, 0, bfile_len);
+    uint8_t *after = read_file_at(base, 0, bfile_len);
     ck_assert_uint_eq(file_size(base), bfile_len);
     assert_same_bytes(after, bfile, bfile_len, 0, "the backing file");
     free(after);
@@ -791,7 +774,7 @@ START_TEST(backing_subcluster_cow)
     uint64_t pos = l2_entry_pos(top, &l, cs);
     uint64_t e = be64(top, pos);
     ck_assert_uint_eq(be64(top, pos + 8), 1u << 3);
-    uint8_t *bytes = file_bytes(top, (e & OFFSET_MASK) + 3 * 2048, 2048);
+    uint8_t *bytes = read_file_at(top, (e & OFFSET_MASK) + 3 * 2048, 2048);
     assert_same_bytes(bytes, bdata + cs + 3 * 2048, 2048, cs + 3 * 2048, "the subcluster");
     free(bytes);
     free(bdata);
@@ -892,7 +875,7 @@ START_TEST(zeroes_v2)
      * would show through an unallocated one. */
     uint64_t h1 = host_of(path, &l, cs);
     ck_assert_uint_ne(h1, 0);
-    uint8_t *bytes = file_bytes(path, h1, cs);
+    uint8_t *bytes = read_file_at(path, h1, cs);
     assert_same_bytes(bytes, model + cs, cs, cs, "zeroes in the file");
     free(bytes);
     expect_clean(path);
@@ -935,7 +918,7 @@ START_TEST(preallocation)
     fill_random(buf, sizeof buf, &seed);
     dev_write(dev, buf, sizeof buf, 5 * cs + 3);
     vdisk_close(dev);
-    uint8_t *bytes = file_bytes(path, first + 5 * cs + 3, sizeof buf);
+    uint8_t *bytes = read_file_at(path, first + 5 * cs + 3, sizeof buf);
     assert_same_bytes(bytes, buf, sizeof buf, 5 * cs + 3, "a write into a preallocated cluster");
     free(bytes);
     ck_assert_uint_eq(host_of(path, &l, 5 * cs), first + 5 * cs);
@@ -1014,7 +997,7 @@ static void decompress_from_file(const char *path, const struct layout *l, uint6
     uint64_t host = e & ((1ull << x) - 1);
     uint64_t sectors = (e >> x & ((1ull << (l->cluster_bits - 8)) - 1)) + 1;
     size_t clen = (size_t)(sectors * 512 - host % 512);
-    uint8_t *c = file_bytes(path, host, clen);
+    uint8_t *c = read_file_at(path, host, clen);
     if (zstd) {
         size_t fl = ZSTD_findFrameCompressedSize(c, clen);
         ck_assert_msg(!ZSTD_isError(fl), "zstd frame: %s", ZSTD_getErrorName(fl));
@@ -1103,7 +1086,7 @@ START_TEST(compressed)
     }
     uint64_t e1 = l2_entry(path, &l, cs);
     ck_assert_msg((e1 & (OFLAG_COMPRESSED | OFLAG_COPIED)) == OFLAG_COPIED, "%#" PRIx64, e1);
-    uint8_t *bytes = file_bytes(path, e1 & OFFSET_MASK, cs);
+    uint8_t *bytes = read_file_at(path, e1 & OFFSET_MASK, cs);
     assert_same_bytes(bytes, model + cs, cs, cs, "the uncompressed cluster");
     free(bytes);
     struct vdisk_check_result res = expect_clean(path);

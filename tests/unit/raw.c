@@ -51,23 +51,6 @@ static vdisk_dev *create_open(const char *name, uint64_t size, const char *list)
     return open_dev(path, list);
 }
 
-/* LEN bytes of PATH at OFF, read with plain pread (zeroes past the end). */
-static uint8_t *file_bytes(const char *path, uint64_t off, size_t len)
-{
-    int fd = open(path, O_RDONLY);
-    ck_assert_int_ge(fd, 0);
-    uint8_t *buf = calloc(1, len ? len : 1);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-        ck_assert_int_ge(n, 0);
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    close(fd);
-    return buf;
-}
 
 static uint64_t file_size(const char *path)
 {
@@ -86,7 +69,7 @@ static int64_t file_allocated(const char *path)
 /* The file holds MODEL from offset 0 (LEN bytes). */
 static void assert_file(const char *path, const uint8_t *model, size_t len)
 {
-    uint8_t *f = file_bytes(path, 0, len);
+    uint8_t *f = read_file_at(path, 0, len);
     assert_same_bytes(f, model, len, 0, path);
     free(f);
 }
@@ -143,7 +126,7 @@ START_TEST(create_allocates_first_block)
     ck_assert_int_eq(seek(path, 0, SEEK_HOLE), 4096);
     ck_assert_int_eq(seek(path, 4096, SEEK_DATA), -1);
     ck_assert_int_eq(file_allocated(path), 4096);
-    uint8_t *f = file_bytes(path, 0, 64 * KiB);
+    uint8_t *f = read_file_at(path, 0, 64 * KiB);
     assert_zero(f, 64 * KiB, 0, path);
     free(f);
 
@@ -164,7 +147,7 @@ START_TEST(create_allocates_first_block)
     write_file(path, "junk junk junk", 14);
     ck_assert_int_eq(vdisk_create(path, "raw", 1000, NULL), 0);
     ck_assert_uint_eq(file_size(path), 1024);
-    f = file_bytes(path, 0, 1024);
+    f = read_file_at(path, 0, 1024);
     assert_zero(f, 1024, 0, path);
     free(f);
     ck_assert_int_eq(seek(path, 0, SEEK_HOLE), 1024);
@@ -238,7 +221,7 @@ START_TEST(large_offsets)
         ck_assert_msg(vdisk_pwrite(dev, a, sizeof a, offs[i]) == 0, "%s", vdisk_get_error());
         ck_assert_int_eq(vdisk_pread(dev, b, sizeof b, offs[i]), 0);
         assert_same_bytes(b, a, sizeof a, offs[i], "vdisk_pread");
-        uint8_t *f = file_bytes(path, offs[i], sizeof a);
+        uint8_t *f = read_file_at(path, offs[i], sizeof a);
         assert_same_bytes(f, a, sizeof a, offs[i], path);
         free(f);
     }
@@ -312,13 +295,13 @@ START_TEST(more_iovecs_than_iov_max)
     }
     int r = vdisk_pwritev(dev, v, n, 4096);
     ck_assert_msg(r == 0, "pwritev of %d iovecs: %d (%s)", n, r, vdisk_get_error());
-    uint8_t *f = file_bytes(path, 4096, (size_t)n * 512);
+    uint8_t *f = read_file_at(path, 4096, (size_t)n * 512);
     assert_same_bytes(f, data, (size_t)n * 512, 4096, path);
     free(f);
     memset(data, 0, (size_t)n * 512);
     r = vdisk_preadv(dev, v, n, 4096);
     ck_assert_msg(r == 0, "preadv of %d iovecs: %d (%s)", n, r, vdisk_get_error());
-    f = file_bytes(path, 4096, (size_t)n * 512);
+    f = read_file_at(path, 4096, (size_t)n * 512);
     assert_same_bytes(data, f, (size_t)n * 512, 4096, "vdisk_preadv");
     free(f);
     free(data);
@@ -386,7 +369,7 @@ START_TEST(flush_and_cache_modes)
         ck_assert_int_eq(vdisk_pwrite(dev, buf, sizeof buf, 777 * (i + 1)), 0);
         ck_assert_msg(vdisk_flush(dev) == 0, "%s: %s", modes[i], vdisk_get_error());
         ck_assert_int_eq(vdisk_flush(dev), 0);
-        uint8_t *f = file_bytes(path, 777 * (i + 1), sizeof buf);
+        uint8_t *f = read_file_at(path, 777 * (i + 1), sizeof buf);
         assert_same_bytes(f, buf, sizeof buf, 777 * (i + 1), modes[i]);
         free(f);
         vdisk_close(dev);
@@ -435,7 +418,7 @@ START_TEST(discard_punches_holes)
     /* An unaligned discard leaves the bytes around it alone; inside, each
      * byte is the old one or zero. */
     ck_assert_int_eq(vdisk_discard(dev, 100, 9000), 0);
-    uint8_t *f = file_bytes(path, 0, 4 * MiB);
+    uint8_t *f = read_file_at(path, 0, 4 * MiB);
     assert_same_bytes(f, model, 100, 0, "before the discarded range");
     assert_same_bytes(f + 9100, model + 9100, 4 * MiB - 9100, 9100, "after the discarded range");
     for (size_t i = 100; i < 9100; i++)
@@ -658,7 +641,7 @@ START_TEST(unaligned_file_size)
     uint8_t w[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     ck_assert_int_eq(vdisk_pwrite(dev, w, 8, 1010), 0);
     ck_assert_uint_eq(file_size(path), 1018);
-    uint8_t *f = file_bytes(path, 0, 1018);
+    uint8_t *f = read_file_at(path, 0, 1018);
     assert_same_bytes(f, tail_pattern, 1000, 0, path);
     assert_zero(f + 1000, 10, 1000, "the gap");
     assert_same_bytes(f + 1010, w, 8, 1010, path);
