@@ -18,18 +18,6 @@
 
 #include "vmm.h"
 
-/* The bus's calls into the devices. */
-static void mmio_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write)
-{
-    vmm_mmio_access(opaque, off, data, len, is_write);
-}
-
-static void serial_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write)
-{
-    for (unsigned k = 0; k < len; k++)
-        vmm_serial_io(opaque, (unsigned)(off + k), is_write, &data[k]);
-}
-
 static int open_disk(const struct vmm_disk_opt *d, vdisk_dev **out)
 {
     vdisk_options *o = NULL;
@@ -101,7 +89,7 @@ int vmm_devices_virtio(struct vmm_devices *d, const struct vmm_config *c, int vm
         d->n++; /* destroyed (with its model) even when the init failed */
         if (r < 0)
             return -1;
-        if (vmm_bus_add(mmio, m->base, VMM_MMIO_SIZE, mmio_bus_io, m) < 0) {
+        if (vmm_bus_add(mmio, m->base, VMM_MMIO_SIZE, vmm_mmio_bus_io, m) < 0) {
             vmm_log("%s: no room on the MMIO bus", name);
             return -1;
         }
@@ -172,7 +160,7 @@ int vmm_devices_legacy(struct vmm_devices *d, int vm_fd, int out_fd, struct vmm_
 {
     vmm_serial_init(&d->serial, vm_fd, out_fd);
     d->serial_ready = 1;
-    if (vmm_bus_add(pio, VMM_SERIAL_BASE, 8, serial_bus_io, &d->serial) < 0 ||
+    if (vmm_bus_add(pio, VMM_SERIAL_BASE, 8, vmm_serial_bus_io, &d->serial) < 0 ||
         vmm_power_attach(&d->power, pio, power_event, ctl) < 0) {
         vmm_log("no room on the port bus");
         return -1;

@@ -119,6 +119,8 @@ void vmm_serial_io(struct vmm_serial *s, unsigned port, int is_write, uint8_t *d
 unsigned vmm_serial_rx_room(struct vmm_serial *s);
 /* Bytes from stdin for the guest. */
 void vmm_serial_rx(struct vmm_serial *s, const uint8_t *buf, unsigned len);
+/* The UART as a device on the port bus (bus.h; OPAQUE: the struct vmm_serial). */
+void vmm_serial_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write);
 
 /* ---- virtio-mmio devices --------------------------------------------------------- */
 
@@ -169,6 +171,8 @@ void vmm_mmio_access(struct vmm_mmio_dev *d, uint64_t offset, uint8_t *data, uns
 void vmm_mmio_kick(struct vmm_mmio_dev *d, unsigned q);
 /* The I/O thread: the model's fd is readable. */
 void vmm_mmio_poll(struct vmm_mmio_dev *d);
+/* The transport as a device on the MMIO bus (bus.h; OPAQUE: the struct vmm_mmio_dev). */
+void vmm_mmio_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write);
 
 /* ---- ACPI ------------------------------------------------------------------------- */
 
