@@ -427,3 +427,8 @@ void vmm_mmio_poll(struct vmm_mmio_dev *d)
     check_broken(d);
     pthread_mutex_unlock(&d->lock);
 }
+
+void vmm_mmio_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write)
+{
+    vmm_mmio_access(opaque, off, data, len, is_write);
+}

@@ -204,3 +204,9 @@ void vmm_serial_rx(struct vmm_serial *s, const uint8_t *buf, unsigned len)
     serial_update_irq(s);
     pthread_mutex_unlock(&s->lock);
 }
+
+void vmm_serial_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write)
+{
+    for (unsigned k = 0; k < len; k++)
+        vmm_serial_io(opaque, (unsigned)(off + k), is_write, &data[k]);
+}

@@ -3,6 +3,29 @@
  * vdisk-vmm: a small KVM virtual machine monitor whose disks and CD-ROM are
  * vdisk devices served by libvdisk's virtio models over virtio-mmio.
  * See doc/vmm.md for the machine it builds.
+ *
+ * The parts, each in a file of its own with a state of its own, handed in
+ * explicitly (no global is shared between them):
+ *
+ *   main.c      the program: options in, exit status out; vmm_log
+ *   config.c    the command line (struct vmm_config)
+ *   builder.c   struct vmm: builds the machine from the configuration in
+ *               order, runs it, takes it down
+ *   machine.c   KVM (the VM, its in-kernel interrupt controllers) and guest
+ *               RAM (struct vmm_machine)
+ *   vcpu.c      the vCPUs and their threads (struct vmm_vcpus)
+ *   bus.c       the device bus: port I/O and MMIO dispatch (bus.h)
+ *   devices.c   the machine's devices put on the buses (struct vmm_devices):
+ *   mmio.c        virtio-mmio transports over the disks and the CD-ROM
+ *   serial.c      the 16550 UART
+ *   power.c       the power and reset controls (power.h)
+ *   boot.c      loading firmware or a Linux kernel
+ *   acpi.c      the ACPI tables
+ *   loop.c      the event loop (struct vmm_loop) and stop requests
+ *               (struct vmm_control)
+ *   watchdog.c  the watchdog (struct vmm_watchdog)
+ *   monitor.c   the monitor socket (monitor.h)
+ *   term.c      the terminal in raw mode
  */
 #ifndef VDISK_VMM_H
 #define VDISK_VMM_H
@@ -13,6 +36,9 @@
 #include <stdint.h>
 
 #include <vdisk/virtio.h>
+
+#include "bus.h"
+#include "power.h"
 
 /* ---- The machine's fixed layout (doc/vmm.md) -------------------------------- */
 
@@ -93,6 +119,8 @@ void vmm_serial_io(struct vmm_serial *s, unsigned port, int is_write, uint8_t *d
 unsigned vmm_serial_rx_room(struct vmm_serial *s);
 /* Bytes from stdin for the guest. */
 void vmm_serial_rx(struct vmm_serial *s, const uint8_t *buf, unsigned len);
+/* The UART as a device on the port bus (bus.h; OPAQUE: the struct vmm_serial). */
+void vmm_serial_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write);
 
 /* ---- virtio-mmio devices --------------------------------------------------------- */
 
@@ -143,6 +171,8 @@ void vmm_mmio_access(struct vmm_mmio_dev *d, uint64_t offset, uint8_t *data, uns
 void vmm_mmio_kick(struct vmm_mmio_dev *d, unsigned q);
 /* The I/O thread: the model's fd is readable. */
 void vmm_mmio_poll(struct vmm_mmio_dev *d);
+/* The transport as a device on the MMIO bus (bus.h; OPAQUE: the struct vmm_mmio_dev). */
+void vmm_mmio_bus_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, int is_write);
 
 /* ---- ACPI ------------------------------------------------------------------------- */
 
@@ -177,7 +207,201 @@ int vmm_load_linux(const struct vmm_mem *mem, const char *kernel, const char *in
 
 /* ---- Terminal ---------------------------------------------------------------------- */
 
+/* Process-wide (the terminal is the process's): term.c keeps what it saved. */
 void vmm_term_raw(void);
 void vmm_term_restore(void);
+
+/* ---- Configuration (config.c) --------------------------------------------------------- */
+
+struct vmm_disk_opt {
+    const char *path;
+    const char *format;
+    const char *serial;
+    int readonly;
+    int allow_any_backing;      /* backing-confine=off */
+    unsigned part;
+};
+
+struct vmm_config {
+    uint64_t mem;
+    unsigned cpus;
+    const char *kernel, *initrd, *cmdline, *firmware;
+    struct vmm_disk_opt disks[VMM_MAX_DEVICES];
+    unsigned ndisks;
+    int cdrom;
+    const char *cdrom_iso;
+    const char *monitor;
+    const char *dump_acpi;
+    int no_cmdline_devices;
+    int watchdog;               /* --watchdog SECONDS; -1: not given (boot watchdog) */
+    char *disk_args[VMM_MAX_DEVICES]; /* copies the disk options point into */
+};
+
+/* Fills C from the command line.  Returns 0, 1 for --help (printed: exit 0),
+ * -1 on errors (logged).  C needs vmm_config_free in every case. */
+int vmm_config_parse(struct vmm_config *c, int argc, char **argv);
+void vmm_config_free(struct vmm_config *c);
+
+/* ---- Stopping (loop.c) ------------------------------------------------------------------ */
+
+/* What the threads share to end the VM and to show the guest is alive. */
+struct vmm_control {
+    int stop_fd;                /* eventfd the event loop watches */
+    atomic_int stopping;        /* vCPU threads: leave */
+    atomic_int stop_requested;
+    atomic_int exit_code;
+    atomic_uint life;           /* signs of life: vCPU exits to the VMM, queue kicks */
+};
+
+/* Ends the VM with exit status CODE (the first request wins).  Any thread. */
+void vmm_request_stop(struct vmm_control *ctl, int code);
+
+/* ---- The machine: KVM and RAM (machine.c) ------------------------------------------------ */
+
+struct vmm_machine {
+    int kvm_fd, vm_fd;
+    struct vmm_mem mem;
+};
+
+/* Opens /dev/kvm, checks it, creates the VM with its irqchip and PIT. */
+int vmm_machine_open(struct vmm_machine *m);
+/* SIZE bytes of guest RAM, below and above the 4 GiB hole. */
+int vmm_machine_mem(struct vmm_machine *m, uint64_t size);
+/* Closes the VM and KVM (the machine's memory stays). */
+void vmm_machine_close(struct vmm_machine *m);
+/* Frees the guest RAM. */
+void vmm_machine_mem_free(struct vmm_machine *m);
+
+/* ---- vCPUs (vcpu.c) ------------------------------------------------------------------------ */
+
+struct kvm_run;
+struct vmm_bus;
+
+struct vmm_vcpu {
+    unsigned id;
+    int fd;
+    struct kvm_run *run;
+    size_t run_size;
+    pthread_t thread;
+    int started;
+    struct vmm_vcpus *set;
+};
+
+struct vmm_vcpus {
+    unsigned n;
+    struct vmm_vcpu v[VMM_MAX_CPUS];
+    /* what the vCPU threads use */
+    struct vmm_bus *pio, *mmio;
+    struct vmm_control *ctl;
+};
+
+/* No vCPUs yet: N to be created, their exits going to PIO and MMIO. */
+void vmm_vcpus_init(struct vmm_vcpus *s, unsigned n, struct vmm_bus *pio, struct vmm_bus *mmio,
+                    struct vmm_control *ctl);
+/* The handler of SIGUSR2, with which vmm_vcpus_stop takes a vCPU out of KVM_RUN. */
+void vmm_vcpus_kick_signal(void);
+/* Creates the vCPUs; the first starts as BOOT says. */
+int vmm_vcpus_create(struct vmm_vcpus *s, const struct vmm_machine *m, const struct vmm_boot *boot);
+/* Starts the vCPU threads; on a failure, logs it and requests the stop (status 1). */
+void vmm_vcpus_start(struct vmm_vcpus *s);
+/* Takes the vCPU threads out of KVM_RUN and joins them. */
+void vmm_vcpus_stop(struct vmm_vcpus *s);
+/* Closes the (stopped) vCPUs. */
+void vmm_vcpus_destroy(struct vmm_vcpus *s);
+
+/* ---- Devices (devices.c) -------------------------------------------------------------------- */
+
+struct vmm_devices {
+    struct vmm_mmio_dev dev[VMM_MAX_DEVICES];   /* disks, then the CD-ROM */
+    unsigned n;
+    struct vmm_serial serial;
+    int serial_ready;
+    struct vmm_power power;
+};
+
+/* The virtio-mmio devices of C's disks and CD-ROM, put on the MMIO bus. */
+int vmm_devices_virtio(struct vmm_devices *d, const struct vmm_config *c, int vm_fd,
+                       const struct vmm_mem *mem, struct vmm_bus *mmio);
+/* The UART (output to OUT_FD) and the power controls, put on the port bus;
+ * a power-off or reset requests the stop with status 0 through CTL. */
+int vmm_devices_legacy(struct vmm_devices *d, int vm_fd, int out_fd, struct vmm_bus *pio,
+                       struct vmm_control *ctl);
+/* Changes the CD (ISO NULL: eject); the monitor's answer in ANSWER. */
+void vmm_devices_cdrom_change(struct vmm_devices *d, const char *iso, char *answer, size_t len);
+/* The monitor's answer to "info". */
+void vmm_devices_cdrom_info(struct vmm_devices *d, char *answer, size_t len);
+/* Destroys the devices (waits for their requests, flushes, closes). */
+void vmm_devices_destroy(struct vmm_devices *d);
+
+/* ---- The watchdog (watchdog.c) --------------------------------------------------------------- */
+
+struct vmm_watchdog {
+    uint64_t limit_ms;  /* 0: off */
+    int whole_run;      /* else only until the first sign of life */
+    uint64_t start_ms, last_ms;
+    unsigned seen;
+    int alive;          /* a sign of life was seen */
+    int kernel;         /* the guest is a Linux kernel (for the likely cause) */
+};
+
+/* Watches the whole run for SECONDS (>= 1), or the start only (SECONDS -1);
+ * LIFE is the count of signs of life now. */
+void vmm_watchdog_arm(struct vmm_watchdog *wd, int seconds, int kernel, unsigned life);
+/* How long the event loop may sleep for the watchdog (ms), or -1. */
+int vmm_watchdog_timeout(const struct vmm_watchdog *wd);
+/* Looks at the count of signs of life; returns 1 when the watchdog fired
+ * (logged; the VM is to end with status 2). */
+int vmm_watchdog_check(struct vmm_watchdog *wd, unsigned life);
+
+/* ---- The event loop (loop.c) ------------------------------------------------------------------ */
+
+struct vmm_loop {
+    int epoll_fd;
+    int signal_fd;
+    int stdin_open;
+    int stdin_paused;   /* the receive buffer is full: stdin is not watched */
+    int stdin_tty;
+    int ctrl_a;
+};
+
+struct vmm;
+
+/* Blocks the signals the loop takes through a signalfd (and SIGUSR2, the
+ * vCPUs' kick) and creates CTL's stop eventfd. */
+int vmm_loop_signals(struct vmm_loop *l, struct vmm_control *ctl);
+/* Watches the stop and signal fds, the devices, stdin and the monitor. */
+int vmm_loop_setup(struct vmm *vmm);
+/* Runs until a stop is requested. */
+void vmm_loop_run(struct vmm *vmm);
+/* Closes the loop's fds and CTL's stop eventfd. */
+void vmm_loop_close(struct vmm_loop *l, struct vmm_control *ctl);
+
+/* ---- The whole (builder.c) --------------------------------------------------------------------- */
+
+struct vmm_monitor;
+
+struct vmm {
+    struct vmm_config cfg;
+    struct vmm_control ctl;
+    struct vmm_machine machine;
+    struct vmm_bus pio, mmio;
+    struct vmm_devices devices;
+    struct vmm_boot boot;
+    struct vmm_vcpus vcpus;
+    struct vmm_loop loop;
+    struct vmm_watchdog watchdog;
+    struct vmm_monitor *monitor;
+};
+
+/*
+ * Builds the machine CFG describes (taking CFG's allocations over) up to
+ * the point where its vCPUs can start.  *OUT is set, even on errors, unless
+ * out of memory; it needs vmm_destroy.  Returns 0, or the exit status.
+ */
+int vmm_build(struct vmm **out, struct vmm_config *cfg);
+/* Starts the vCPUs and runs the event loop; returns the exit status. */
+int vmm_run(struct vmm *vmm);
+/* Takes it all down.  VMM may be NULL. */
+void vmm_destroy(struct vmm *vmm);
 
 #endif /* VDISK_VMM_H */
