@@ -556,8 +556,10 @@ static int q_prealloc_metadata(struct qsim *q, uint64_t size, uint64_t *file_end
         last_bytes = want;
         off += want;
     }
-    /* The file then ends with the last data cluster, a whole one. */
-    *file_end = (last_host + last_bytes + cs - 1) / cs * cs;
+    /* The file then ends with the last data subcluster, a whole one (a
+     * whole cluster without extended L2 entries). */
+    uint64_t sub = q->fmt.ext_l2 ? cs / QCOW2_SUBCLUSTERS : cs;
+    *file_end = (last_host + last_bytes + sub - 1) / sub * sub;
     return 0;
 }
 

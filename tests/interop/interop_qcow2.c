@@ -316,6 +316,14 @@ static bool same_file(const char *a, const char *b, uint64_t *at)
     *at = (uint64_t)(la < lb ? la : lb);
     off_t len = la < lb ? la : lb;
     for (off_t off = 0; same && off < len; off += (off_t)chunk) {
+        /* Holes in both read the same: skipped. */
+        off_t da = lseek(fa, off, SEEK_DATA), db = lseek(fb, off, SEEK_DATA);
+        off_t next = da < 0 ? db : db < 0 ? da : da < db ? da : db;
+        if (next < 0)
+            break;
+        off = next;
+        if (off >= len)
+            break;
         size_t want = len - off < (off_t)chunk ? (size_t)(len - off) : chunk;
         ssize_t n = pread(fa, x, want, off);
         ck_assert_int_gt(n, 0);
@@ -339,7 +347,7 @@ static bool same_file(const char *a, const char *b, uint64_t *at)
  * long, wherever qemu-img's allocator puts things somewhere else than in
  * order: refcount blocks made for the L1 table after it (512-byte
  * clusters, 64-bit refcounts), a refcount table that grows and moves
- * (100 GiB with 512-byte clusters; metadata preallocation), refcount blocks
+ * (20 GiB with 512-byte clusters; metadata preallocation), refcount blocks
  * in the midst of preallocated data, the unaligned end of the last data
  * run, the header without the feature table for clusters up to 4 KiB, and
  * the L1 table's length not rounded to a cluster.
@@ -362,7 +370,7 @@ START_TEST(create_like_qemu_byte_for_byte)
         "compat=0.10,cluster_size=1024",
         "compression_type=zstd,cluster_size=4096",
     };
-    static const char *const sizes[] = {"0", "1049088", "1G", "100G", "3T"};
+    static const char *const sizes[] = {"0", "1049088", "1G", "20G", "3T"};
     static const char *const prealloc[] = {"off", "metadata", "falloc", "full"};
     unsigned compared = 0;
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
