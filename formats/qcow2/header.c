@@ -409,12 +409,14 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
     if (s->backing_fmt)
         ok = put_ext(buf, len, &pos, QCOW2_EXT_BACKING_FMT, s->backing_fmt,
                      (uint32_t)strlen(s->backing_fmt));
-    for (unsigned i = 0; ok && i < s->nexts; i++)
-        ok = put_ext(buf, len, &pos, s->exts[i].type, s->exts[i].data, s->exts[i].len);
-    /* The feature name table is optional: as QEMU does, it is left out
-     * where it does not fit (512-byte clusters with a backing file). */
+    /* The feature name table, as QEMU writes it: with version 3 and
+     * clusters larger than 4 KiB only (QEMU leaves it out of smaller ones,
+     * to keep room for a backing file name), and here also only where it
+     * fits with the rest. */
     size_t rest = 8 /* end */ + (s->backing_name ? strlen(s->backing_name) : 0);
-    if (ok && s->version >= 3 && pos + 8 + NKNOWN * 48 + rest <= len) {
+    for (unsigned i = 0; i < s->nexts; i++)
+        rest += 8 + ((s->exts[i].len + 7u) & ~7u);
+    if (ok && s->version >= 3 && s->cluster_bits > 12 && pos + 8 + NKNOWN * 48 + rest <= len) {
         uint8_t table[NKNOWN * 48];
         memset(table, 0, sizeof table);
         for (unsigned i = 0; i < NKNOWN; i++) {
@@ -424,6 +426,9 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
         }
         ok = put_ext(buf, len, &pos, QCOW2_EXT_FEATURES, table, sizeof table);
     }
+    /* Unknown extensions kept, after the known ones (QEMU's order). */
+    for (unsigned i = 0; ok && i < s->nexts; i++)
+        ok = put_ext(buf, len, &pos, s->exts[i].type, s->exts[i].data, s->exts[i].len);
     if (ok)
         ok = put_ext(buf, len, &pos, QCOW2_EXT_END, NULL, 0);
     if (!ok)

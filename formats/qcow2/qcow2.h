@@ -498,8 +498,6 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os);
 /* qcow2.c */
 /* Opens s->backing_name (resolving it) as the backing device. */
 int qcow2_open_backing(struct qcow2 *s, struct opt_set *os);
-/* Allocates every cluster (metadata), and the file space (falloc, full). */
-int qcow2_preallocate(struct vdisk_dev *dev, const char *mode);
 
 /* snapshot.c */
 int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size);

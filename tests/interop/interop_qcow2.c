@@ -302,6 +302,145 @@ START_TEST(vdisk_images_pass_qemu_check)
 }
 END_TEST
 
+/* Whether files A and B hold the same bytes (and are as long); on a
+ * difference, its first offset in *AT. */
+static bool same_file(const char *a, const char *b, uint64_t *at)
+{
+    int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY);
+    ck_assert_int_ge(fa, 0);
+    ck_assert_int_ge(fb, 0);
+    off_t la = lseek(fa, 0, SEEK_END), lb = lseek(fb, 0, SEEK_END);
+    size_t chunk = 1 << 20;
+    uint8_t *x = malloc(chunk), *y = malloc(chunk);
+    bool same = true;
+    *at = (uint64_t)(la < lb ? la : lb);
+    off_t len = la < lb ? la : lb;
+    for (off_t off = 0; same && off < len; off += (off_t)chunk) {
+        /* Holes in both read the same: skipped. */
+        off_t da = lseek(fa, off, SEEK_DATA), db = lseek(fb, off, SEEK_DATA);
+        off_t next = da < 0 ? db : db < 0 ? da : da < db ? da : db;
+        if (next < 0)
+            break;
+        off = next;
+        if (off >= len)
+            break;
+        size_t want = len - off < (off_t)chunk ? (size_t)(len - off) : chunk;
+        ssize_t n = pread(fa, x, want, off);
+        ck_assert_int_gt(n, 0);
+        ck_assert_int_eq(pread(fb, y, (size_t)n, off), n);
+        for (ssize_t i = 0; i < n && same; i++) {
+            if (x[i] != y[i]) {
+                same = false;
+                *at = (uint64_t)off + (uint64_t)i;
+            }
+        }
+    }
+    free(x);
+    free(y);
+    close(fa);
+    close(fb);
+    return same && la == lb;
+}
+
+/*
+ * vdisk create makes the file qemu-img create makes, byte for byte and as
+ * long, wherever qemu-img's allocator puts things somewhere else than in
+ * order: refcount blocks made for the L1 table after it (512-byte
+ * clusters, 64-bit refcounts), a refcount table that grows and moves
+ * (20 GiB with 512-byte clusters; metadata preallocation), refcount blocks
+ * in the midst of preallocated data, the unaligned end of the last data
+ * run, the header without the feature table for clusters up to 4 KiB, and
+ * the L1 table's length not rounded to a cluster.
+ */
+START_TEST(create_like_qemu_byte_for_byte)
+{
+    static const char *const opts[] = {
+        "cluster_size=512,refcount_bits=64",
+        "cluster_size=512,refcount_bits=1",
+        "cluster_size=512",
+        "cluster_size=1024,refcount_bits=32",
+        "cluster_size=4096,refcount_bits=8",
+        "cluster_size=8192,refcount_bits=2",
+        "cluster_size=65536",
+        "cluster_size=65536,refcount_bits=64",
+        "cluster_size=2M,refcount_bits=4",
+        "extended_l2=on,cluster_size=16384",
+        "extended_l2=on,cluster_size=2M,refcount_bits=64",
+        "lazy_refcounts=on,cluster_size=512,refcount_bits=2",
+        "compat=0.10,cluster_size=1024",
+        "compression_type=zstd,cluster_size=4096",
+    };
+    static const char *const sizes[] = {"0", "1049088", "1G", "20G", "3T"};
+    static const char *const prealloc[] = {"off", "metadata", "falloc", "full"};
+    unsigned compared = 0;
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        for (size_t j = 0; j < sizeof sizes / sizeof *sizes; j++) {
+            for (size_t k = 0; k < sizeof prealloc / sizeof *prealloc; k++) {
+                /* Preallocation up to 1 GiB (clusters under 64 KiB: 1 MiB),
+                 * the space-taking modes at 1 MiB only. */
+                bool small = !strstr(opts[i], "=65536") && !strstr(opts[i], "=2M");
+                if ((k >= 1 && j > 2) || (k >= 1 && j == 2 && small) || (k >= 2 && j != 1))
+                    continue;
+                RUN_OK("rm -f cq.qcow2 cv.qcow2");
+                struct run *r = run("qemu-img create -q -f qcow2 -o %s,preallocation=%s "
+                                    "cq.qcow2 %s", opts[i], prealloc[k], sizes[j]);
+                if (r->status != 0) {
+                    /* Too large for the cluster size: both refuse. */
+                    ck_assert_msg(strstr(r->err, "too large"), "%s %s: %s", opts[i], sizes[j],
+                                  r->err);
+                    r = run("%s create -q -f qcow2 -o %s,preallocation=%s cv.qcow2 %s",
+                            vdisk_bin(), opts[i], prealloc[k], sizes[j]);
+                    ck_assert_int_ne(r->status, 0);
+                    continue;
+                }
+                RUN_OK("%s create -q -f qcow2 -o %s,preallocation=%s cv.qcow2 %s", vdisk_bin(),
+                       opts[i], prealloc[k], sizes[j]);
+                uint64_t at;
+                ck_assert_msg(same_file("cq.qcow2", "cv.qcow2", &at), "-o %s,preallocation=%s "
+                              "%s: the files differ from byte %llu on", opts[i], prealloc[k],
+                              sizes[j], (unsigned long long)at);
+                compared++;
+            }
+        }
+    }
+    /* The refcount table outgrown while preallocating, several times. */
+    static const char *const grown[][2] = {
+        {"cluster_size=512,refcount_bits=64", "64M"},
+        {"cluster_size=512,refcount_bits=16", "64M"},
+        {"cluster_size=1024,refcount_bits=64", "256M"},
+    };
+    for (size_t i = 0; i < sizeof grown / sizeof *grown; i++) {
+        RUN_OK("rm -f cq.qcow2 cv.qcow2");
+        RUN_OK("qemu-img create -q -f qcow2 -o %s,preallocation=metadata cq.qcow2 %s",
+               grown[i][0], grown[i][1]);
+        RUN_OK("%s create -q -f qcow2 -o %s,preallocation=metadata cv.qcow2 %s", vdisk_bin(),
+               grown[i][0], grown[i][1]);
+        uint64_t at;
+        ck_assert_msg(same_file("cq.qcow2", "cv.qcow2", &at), "-o %s,preallocation=metadata "
+                      "%s: the files differ from byte %llu on", grown[i][0], grown[i][1],
+                      (unsigned long long)at);
+        compared++;
+    }
+    /* A backing file, opened or not (-u). */
+    RUN_OK("qemu-img create -q -f qcow2 cbase.qcow2 1M");
+    for (int f = 0; f < 2; f++) {
+        for (int c = 0; c < 2; c++) {
+            RUN_OK("rm -f cq.qcow2 cv.qcow2");
+            const char *o = c ? "-o cluster_size=512 " : "";
+            const char *fmtopt = f ? "-F qcow2 " : "-u -F raw ";
+            RUN_OK("qemu-img create -q -f qcow2 %s-b cbase.qcow2 %scq.qcow2 1M", o, fmtopt);
+            RUN_OK("%s create -q -f qcow2 %s-b cbase.qcow2 %scv.qcow2 1M", vdisk_bin(), o,
+                   fmtopt);
+            uint64_t at;
+            ck_assert_msg(same_file("cq.qcow2", "cv.qcow2", &at), "backing file (%s%s): the "
+                          "files differ from byte %llu on", o, fmtopt, (unsigned long long)at);
+            compared++;
+        }
+    }
+    ck_assert_uint_ge(compared, 80);
+}
+END_TEST
+
 START_TEST(check_and_repair_like_qemu)
 {
     /* Leaks and a wrong refcount made by hand in the first refcount block. */
@@ -653,6 +792,10 @@ int main(void)
     tc = tcase_create("check");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, check_misaligned_entries_like_qemu);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("create");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, create_like_qemu_byte_for_byte);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -431,14 +431,27 @@ END_TEST
 
 /* A refcount structure that needs several refcount blocks: 512-byte
  * clusters with 64-bit refcounts (64 per block) and an L1 table of 512
- * clusters.  Whatever the placement, every metadata cluster is counted once
- * and nothing else is. */
+ * clusters.  Every metadata cluster is counted once and nothing else is,
+ * and the clusters are where qemu-img 7.2 puts them (interop-qcow2 compares
+ * whole files with qemu-img's): its allocator places the L1 table first,
+ * right after the first refcount block (clusters 3 to 514), and only then
+ * makes the blocks that count it, each in the first free cluster: block 1
+ * wanted 515, which block 8 (516, describing itself) had to count first;
+ * the search then went on from 517 for blocks 2 to 7.  The file ends with
+ * the last block. */
 START_TEST(create_many_refblocks)
 {
     const char *path = scratch("many-rb.qcow2");
     create_img(path, 1 * GiB, "cluster_size=512,refcount_bits=64");
     struct layout l = layout_of(path);
     ck_assert_uint_eq(l.l1_size, 32768);
+    ck_assert_uint_eq(l.l1_off, 3 * 512);
+    ck_assert_uint_eq(l.reft_off, 512);
+    ck_assert_uint_eq(l.reft_clusters, 1);
+    static const uint64_t blocks_at[] = {2, 515, 517, 518, 519, 520, 521, 522, 516, 0};
+    for (size_t i = 0; i < sizeof blocks_at / sizeof *blocks_at; i++)
+        ck_assert_uint_eq(be64(path, 512 + 8 * i), blocks_at[i] * 512);
+    ck_assert_uint_eq(file_size(path), 523 * 512);
     uint64_t nclusters = file_size(path) / 512;
     uint8_t *mark = calloc(1, nclusters + 64);
     mark[0] = 1;
