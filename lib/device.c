@@ -35,23 +35,31 @@ const struct vdisk_driver *driver_by_name(const char *name)
 struct vdisk_dev *dev_alloc(const struct vdisk_driver *drv, const char *filename,
                             const struct vdisk_open_params *params)
 {
-    struct vdisk_dev *dev = calloc(1, sizeof *dev);
-    if (!dev)
-        return NULL;
-    dev->filename = strdup(filename);
-    if (!dev->filename) {
-        free(dev);
+    if (drv->req_state_size > REQ_STATE_MAX) {
+        err_set(-EINVAL, "%s: the %s driver wants %zu bytes of state per request, more than "
+                "the %d a request has", filename, drv->name, drv->req_state_size, REQ_STATE_MAX);
         return NULL;
     }
-    atomic_init(&dev->refs, 1);
+    /* The device and the core's part of it are one allocation. */
+    struct dev_full *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    struct vdisk_dev *dev = &f->dev;
+    dev->core = &f->core;
+    dev->filename = strdup(filename);
+    if (!dev->filename) {
+        free(f);
+        return NULL;
+    }
+    atomic_init(&dev->core->refs, 1);
     dev->drv = drv;
     dev->params = *params;
     dev->engine = params->engine;
     dev->block_size = 512;
     dev->align = 1;
-    pthread_mutex_init(&dev->sync_lock, NULL);
-    pthread_mutex_init(&dev->track_lock, NULL);
-    quiesce_init(&dev->quiesce);
+    pthread_mutex_init(&dev->core->sync_lock, NULL);
+    pthread_mutex_init(&dev->core->track_lock, NULL);
+    quiesce_init(&dev->core->quiesce);
     return dev;
 }
 
@@ -59,23 +67,23 @@ void dev_free(struct vdisk_dev *dev)
 {
     if (!dev)
         return;
-    if (dev->sync_q)
-        queue_destroy(dev->sync_q);
-    pthread_mutex_destroy(&dev->sync_lock);
-    pthread_mutex_destroy(&dev->track_lock);
-    quiesce_fini(&dev->quiesce);
+    if (dev->core->sync_q)
+        queue_destroy(dev->core->sync_q);
+    pthread_mutex_destroy(&dev->core->sync_lock);
+    pthread_mutex_destroy(&dev->core->track_lock);
+    quiesce_fini(&dev->core->quiesce);
     free(dev->filename);
-    free(dev);
+    free((struct dev_full *)dev);
 }
 
 void dev_ref(struct vdisk_dev *dev)
 {
-    atomic_fetch_add(&dev->refs, 1);
+    atomic_fetch_add(&dev->core->refs, 1);
 }
 
 void dev_unref(struct vdisk_dev *dev)
 {
-    if (!dev || atomic_fetch_sub(&dev->refs, 1) != 1)
+    if (!dev || atomic_fetch_sub(&dev->core->refs, 1) != 1)
         return;
     if (dev->caps & VDISK_CAN_WRITE) {
         /* The caller's last error, if any, survives this internal flush. */
@@ -234,7 +242,7 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
             /* As QEMU: a guessed raw image keeps block 0 free of format
              * signatures (lib/request.c), and requests to it are whole
              * 512-byte blocks so that block 0 is checked whole. */
-            file->probed_raw = true;
+            file->core->probed_raw = true;
             if (file->caps & VDISK_CAN_WRITE) {
                 if (file->align < PROBE_SIZE)
                     file->align = PROBE_SIZE;
@@ -378,13 +386,18 @@ VDISK_EXPORT int vdisk_is_read_only(const vdisk_dev *dev)
     return !(dev->caps & VDISK_CAN_WRITE);
 }
 
+int64_t dev_allocated_size(struct vdisk_dev *dev)
+{
+    return dev->drv->allocated_size ? dev->drv->allocated_size(dev) : -ENOTSUP;
+}
+
 VDISK_EXPORT int64_t vdisk_get_allocated_size(vdisk_dev *dev)
 {
     err_enter(__func__);
     if (!dev->drv->allocated_size)
         return err_set(-ENOTSUP, "%s: the %s driver cannot tell its allocated size",
                        dev->filename, dev->drv->name);
-    return dev->drv->allocated_size(dev);
+    return dev_allocated_size(dev);
 }
 
 VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
@@ -400,7 +413,7 @@ VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
     in.format = dev->drv->name;
     in.filename = dev->filename;
     in.virtual_size = dev_size(dev);
-    int64_t a = dev->drv->allocated_size ? dev->drv->allocated_size(dev) : -1;
+    int64_t a = dev_allocated_size(dev);
     in.actual_size = a < 0 ? -1 : a;
     if (dev->drv->get_info)
         dev->drv->get_info(dev, &in);
@@ -532,7 +545,7 @@ VDISK_EXPORT int vdisk_snapshot_get(vdisk_dev *dev, unsigned index, struct vdisk
     return r;
 }
 
-static int snapshot_op(vdisk_dev *dev, int op, const char *name)
+static int snapshot_op(vdisk_dev *dev, enum snapshot_op op, const char *name)
 {
     if (!name)
         return err_set(-EINVAL, "no snapshot name");
@@ -550,19 +563,19 @@ static int snapshot_op(vdisk_dev *dev, int op, const char *name)
 VDISK_EXPORT int vdisk_snapshot_create(vdisk_dev *dev, const char *name)
 {
     err_enter(__func__);
-    return snapshot_op(dev, 0, name);
+    return snapshot_op(dev, SNAPSHOT_CREATE, name);
 }
 
 VDISK_EXPORT int vdisk_snapshot_apply(vdisk_dev *dev, const char *name)
 {
     err_enter(__func__);
-    return snapshot_op(dev, 1, name);
+    return snapshot_op(dev, SNAPSHOT_APPLY, name);
 }
 
 VDISK_EXPORT int vdisk_snapshot_delete(vdisk_dev *dev, const char *name)
 {
     err_enter(__func__);
-    return snapshot_op(dev, 2, name);
+    return snapshot_op(dev, SNAPSHOT_DELETE, name);
 }
 
 VDISK_EXPORT vdisk_dev *vdisk_get_backing(vdisk_dev *dev)
@@ -637,24 +650,24 @@ static int dev_sync_io(struct vdisk_dev *dev, enum vdisk_op op, const struct iov
         /* While another thread holds the device's quiesce section, wait
          * for it to end without holding the synchronous queue. */
         quiesce_wait_sync(dev);
-        pthread_mutex_lock(&dev->sync_lock);
+        pthread_mutex_lock(&dev->core->sync_lock);
         r = 0;
-        if (!dev->sync_q)
-            r = queue_create(&dev->sync_q, dev, 16, false);
+        if (!dev->core->sync_q)
+            r = queue_create(&dev->core->sync_q, dev, 16, false);
         if (r == 0)
-            r = queue_start(dev->sync_q, op, iov, iovcnt, off, len, flags, sync_done, &w);
+            r = queue_start(dev->core->sync_q, op, iov, iovcnt, off, len, flags, sync_done, &w);
         if (r != -EAGAIN)
             break;
-        pthread_mutex_unlock(&dev->sync_lock);
+        pthread_mutex_unlock(&dev->core->sync_lock);
     }
     while (r == 0 && !w.done) {
-        r = queue_reap_internal(dev->sync_q, 1);
+        r = queue_reap_internal(dev->core->sync_q, 1);
         if (r > 0)
             r = 0;
     }
     if (r == 0)
         r = w.ret;
-    pthread_mutex_unlock(&dev->sync_lock);
+    pthread_mutex_unlock(&dev->core->sync_lock);
     if (r < 0) {
         /* The message is the request's, under the caller's name. */
         char msg[1024];

@@ -1,19 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/driver.h: the interface between the core and the drivers.
+ * lib/driver.h: the interface between the core and the drivers, and the
+ * only lib/ header a file under formats/ includes.
  *
  * A driver is one layer of a device stack:
- *   - a protocol driver (raw) owns a file descriptor and hands requests to
- *     the queue's I/O engine;
+ *   - a protocol driver (raw, memory) owns storage and hands requests to
+ *     the queue's I/O engine with req_start_file_io();
  *   - a format driver (qcow2, ...) is opened over a protocol device, which it
- *     reads and writes through child requests and the dev_*() calls;
+ *     reads and writes through child requests (req_new_child) and the
+ *     synchronous dev_*() calls;
  *   - a filter (offset) maps requests onto another device.
+ * A driver reaches the device below it only through those calls, never
+ * through the lower driver's functions or state.
  *
  * The core checks every request once, at the layer boundary, before the
  * driver sees it: the range lies inside the device, writes are refused on
  * read-only devices, and offsets and lengths are multiples of dev->align
- * (the core reads, modifies and writes whole blocks otherwise).  A driver
- * never reaches into another driver's state.
+ * (the core reads, modifies and writes whole blocks otherwise).
+ *
+ * What a driver sees of a device (struct vdisk_dev) and of a request
+ * (struct vdisk_req) is declared here; the core's own state (references,
+ * queues, engines, the quiesce section, write tracking, fan-out counts)
+ * sits behind the opaque `core` pointers and is defined in lib/internal.h,
+ * which drivers do not include.  A driver keeps its per-request state in
+ * the typed area it declares (req_state_size, req_state()).
+ *
+ * The driver's toolkit comes with this header: error messages
+ * (error_internal.h), the key=value options of an open or create
+ * (options_internal.h), sized public structures (abi.h), byte order
+ * (endian.h) and sizes (size.h).
  */
 #ifndef VDISK_DRIVER_H
 #define VDISK_DRIVER_H
@@ -21,21 +36,441 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
-#include <vdisk/device.h>
-#include <vdisk/options.h>
-#include <vdisk/info.h>
-#include <vdisk/check.h>
-#include <vdisk/snapshot.h>
-#include <vdisk/image.h>
+#include <vdisk/vdisk.h>
+
+#include "abi.h"
+#include "endian.h"
+#include "error_internal.h"
+#include "options_internal.h"
+#include "size.h"
+
+/* Marks the functions that libvdisk.so exports (those the headers declare). */
+#define VDISK_EXPORT __attribute__((visibility("default")))
 
 struct vdisk_dev;
 struct vdisk_req;
-struct vdisk_open_params;
-struct opt_set;
+struct vdisk_queue;  /* opaque to drivers */
+struct dev_core;     /* the core's part of a device (lib/internal.h) */
+struct req_core;     /* the core's part of a request (lib/internal.h) */
+
+/* ---- Open parameters ------------------------------------------------------ */
+
+enum vdisk_cache_mode {
+    VDISK_CACHE_WRITEBACK,
+    VDISK_CACHE_NONE,
+    VDISK_CACHE_WRITETHROUGH,
+    VDISK_CACHE_DIRECTSYNC,
+    VDISK_CACHE_UNSAFE,
+};
+
+enum vdisk_engine_kind {
+    VDISK_ENGINE_AUTO,
+    VDISK_ENGINE_URING,
+    VDISK_ENGINE_THREADS,
+};
+
+/* True when io_uring can be set up in this process (probed once). */
+bool engine_uring_available(void);
+
+/* The images already open above this one in a backing chain (loops). */
+struct chain_link {
+    const char *path;          /* realpath of an image */
+    const struct chain_link *up;
+    unsigned depth;
+};
+
+/* Image locking (the "locking" option). */
+enum lock_mode {
+    LOCK_AUTO,                 /* lock where the file system supports OFD locks */
+    LOCK_ON,                   /* lock, and fail where locks do not work */
+    LOCK_OFF,                  /* take no locks and ignore other processes' */
+};
+
+/* Settings that a stack of devices shares: the top device's open options. */
+struct vdisk_open_params {
+    bool read_only;
+    enum lock_mode locking;
+    bool force_share;          /* read-only: let others write (qemu-img -U) */
+    enum vdisk_cache_mode cache;
+    enum vdisk_engine_kind engine;
+    unsigned threads;
+    const struct chain_link *chain; /* during open only; NULL afterwards */
+    bool no_backing;           /* refuse images with backing files (fuzzing) */
+    /* Fuzzing: when set, a backing file NAME is not looked for on the host
+     * but given by this call, as a protocol device (one reference passes to
+     * the caller) opened with P; returns 0 or -errno.  The backing chain's
+     * depth limit still applies. */
+    int (*open_backing)(void *opaque, const char *name, const struct vdisk_open_params *p,
+                        struct vdisk_dev **filep);
+    void *backing_opaque;
+};
+
+/* ---- Devices -------------------------------------------------------------- */
+
+/* What a driver sets (in open) and reads of a device. */
+struct vdisk_dev {
+    const struct vdisk_driver *drv;
+    void *priv;                /* the driver's state */
+    char *filename;
+    uint64_t size;             /* bytes; use dev_size() where it may grow */
+    bool growable;             /* a format's file: writes past the end extend it */
+    uint64_t file_length;      /* raw files: the exact length at open (size is
+                                  rounded up to 512), else 0 */
+    uint32_t block_size;       /* logical block size reported to users */
+    uint32_t align;            /* request alignment the driver needs (>= 1) */
+    unsigned caps;             /* VDISK_CAN_* */
+    struct vdisk_open_params params;
+    enum vdisk_engine_kind engine; /* resolved: URING or THREADS */
+    struct dev_core *core;     /* the core's state; not for drivers */
+};
+
+/* Allocates a device with one reference; the driver fills in the rest. */
+struct vdisk_dev *dev_alloc(const struct vdisk_driver *drv, const char *filename,
+                            const struct vdisk_open_params *params);
+/* Frees a device that never became visible (open failed). */
+void dev_free(struct vdisk_dev *dev);
+void dev_ref(struct vdisk_dev *dev);
+/* Drops a reference; the last one flushes, closes and frees the device. */
+void dev_unref(struct vdisk_dev *dev);
+/* Opens FILENAME with the protocol driver (raw), for formats' backing files. */
+int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
+                  const struct vdisk_open_params *params);
+/*
+ * Opens FILENAME as an image of FORMAT (probed when NULL, never with a
+ * backing file allowed to choose) with PARAMS; format drivers use it for
+ * backing files.  Options are taken from OS (may be NULL).
+ */
+int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
+             const struct vdisk_open_params *params, struct opt_set *os);
+/*
+ * Opens a format (probed when NULL) over FILE, an already open protocol
+ * device whose reference passes to the new device on success.
+ */
+int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char *format,
+                    const struct vdisk_open_params *params, struct opt_set *os);
+/* A protocol device holding a copy of DATA, growing up to LIMIT bytes. */
+int dev_open_memory(struct vdisk_dev **devp, const void *data, size_t len, uint64_t limit,
+                    const struct vdisk_open_params *params);
+
+/* The size of a device that may be growing under another thread. */
+static inline uint64_t dev_size(const struct vdisk_dev *dev)
+{
+    return __atomic_load_n(&dev->size, __ATOMIC_ACQUIRE);
+}
+
+/* Raises a growable device's size to at least END. */
+void dev_size_grow(struct vdisk_dev *dev, uint64_t end);
+
+/*
+ * A range UPPER (a filter such as offset) opened over DEV: DEV's quiesce
+ * sections hold UPPER's requests back and wait for those in flight.  Add
+ * in UPPER's open; remove before UPPER goes.
+ */
+void dev_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
+void dev_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
+
+/* Host bytes DEV uses (its driver's allocated_size, else the device
+ * below's), or -errno (-ENOTSUP when nobody knows). */
+int64_t dev_allocated_size(struct vdisk_dev *dev);
+
+/* Synchronous I/O for drivers on the devices below them. */
+int dev_preadv(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off);
+int dev_pwritev(struct vdisk_dev *dev, const struct iovec *iov, int iovcnt, uint64_t off,
+                unsigned flags);
+int dev_pread(struct vdisk_dev *dev, void *buf, size_t len, uint64_t off);
+int dev_pwrite(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off);
+int dev_flush(struct vdisk_dev *dev);
+int dev_discard(struct vdisk_dev *dev, uint64_t off, uint64_t len);
+int dev_truncate(struct vdisk_dev *dev, uint64_t size);
+/* The driver's preallocate (-ENOTSUP without one). */
+int dev_preallocate(struct vdisk_dev *dev, uint64_t size);
+int dev_write_zeroes(struct vdisk_dev *dev, uint64_t off, uint64_t len, unsigned flags);
+int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                     struct vdisk_extent *ext);
+
+/* ---- Image locks (protocol drivers) --------------------------------------- */
+
+/*
+ * Image locking (lib/lock.c): QEMU's permission bits, published as OFD locks
+ * on the image file so that QEMU, qemu-img and vdisk see each other.
+ */
+#define PERM_CONSISTENT_READ  0x1u
+#define PERM_WRITE            0x2u
+#define PERM_WRITE_UNCHANGED  0x4u
+#define PERM_RESIZE           0x8u
+#define PERM_ALL              0xfu
+#define PERM_COUNT            4
+
+struct file_lock;
+/*
+ * Takes the locks of an open of the file FD that takes PERM and shares
+ * SHARED, after checking that no other process holds conflicting ones.
+ * MODE LOCK_OFF takes nothing (*LP = NULL); LOCK_AUTO goes on without locks
+ * where the file system has none.  CREATING words the message for a change
+ * other than an open (create, resize).
+ * Returns 0, or -EAGAIN ("Failed to get "write" lock" ...) or -errno with a
+ * message.  Release with file_lock_release() (NULL is a no-op).
+ */
+int file_lock_acquire(struct file_lock **lp, int fd, const char *filename, enum lock_mode mode,
+                      unsigned perm, unsigned shared, bool creating);
+void file_lock_release(struct file_lock *l);
+/*
+ * Opens FILENAME to create an image in it (O_RDWR | O_CREAT), takes the
+ * creator's locks and only then empties a regular file.  Returns the
+ * descriptor, or -errno with a message.  Release *LOCKP before closing it.
+ */
+int file_create_locked(const char *filename, struct file_lock **lockp);
+
+/* ---- Requests ------------------------------------------------------------- */
+
+enum vdisk_op {
+    VDISK_OP_READ,
+    VDISK_OP_WRITE,
+    VDISK_OP_FLUSH,
+    VDISK_OP_DISCARD,
+    VDISK_OP_WRITE_ZEROES,
+};
+
+const char *op_name(enum vdisk_op op);
+
+#define REQ_INLINE_IOV 4
+#define REQ_MAX_IOV 1024
+
+/* The most per-request state a driver may declare (req_state_size). */
+#define REQ_STATE_MAX 64
+
+typedef void (*req_done_fn)(struct vdisk_req *req, int ret);
+
+/* What a driver sees of a request. */
+struct vdisk_req {
+    struct vdisk_queue *q;     /* the queue it runs on (opaque) */
+    struct vdisk_dev *dev;
+    enum vdisk_op op;
+    unsigned flags;            /* VDISK_REQ_* */
+    uint64_t offset;
+    uint64_t length;
+    struct iovec *iov;
+    int iovcnt;
+
+    /* Who is told when the request is done: a child's DONE(req, ret) runs
+     * on its parent's queue thread and must release it with req_free(). */
+    req_done_fn done;
+    void *done_arg;
+    struct vdisk_req *parent;
+
+    int result;
+    char *errmsg;              /* set on failure, with context */
+
+    /* Set by the driver: run instead of completing when the core hands the
+     * request back (req_resume_later). */
+    void (*resume)(struct vdisk_req *req);
+
+    /* A list link the driver may use while the request waits on it (the
+     * core uses it only before submit and after completion). */
+    struct vdisk_req *next;
+
+    struct req_core *core;     /* the core's state; not for drivers */
+
+    /* The request's driver's own state (req_state()), zeroed when the
+     * request is made. */
+    _Alignas(16) unsigned char state[REQ_STATE_MAX];
+};
+
+/*
+ * The per-request state of the driver of REQ's device: the type the driver
+ * declares (sizeof <= REQ_STATE_MAX, given as req_state_size).  While a
+ * request is handed over whole (req_forward), the area belongs to the
+ * device it was handed to.
+ */
+static inline void *req_state(struct vdisk_req *req)
+{
+    return req->state;
+}
+
+/* Appends REQ to the list *HEAD .. *TAIL linked through req->next. */
+static inline void req_list_append(struct vdisk_req **head, struct vdisk_req **tail,
+                                   struct vdisk_req *req)
+{
+    req->next = NULL;
+    if (*tail)
+        (*tail)->next = req;
+    else
+        *head = req;
+    *tail = req;
+}
+
+/*
+ * A child request: an operation on DEV (usually the device below the
+ * parent's) on behalf of PARENT.  DONE runs when it completes, from the
+ * queue's reaping thread; it must release the child with req_free().
+ * The iovec array is copied.  Returns NULL when out of memory.
+ */
+struct vdisk_req *req_new_child(struct vdisk_req *parent, struct vdisk_dev *dev,
+                                enum vdisk_op op, uint64_t offset, uint64_t length,
+                                const struct iovec *iov, int iovcnt, unsigned flags,
+                                req_done_fn done, void *done_arg);
+void req_free(struct vdisk_req *req);
+
+/*
+ * Starts a request: checks it against its device (range, read-only,
+ * alignment) and hands it to the device's driver.  It never completes the
+ * request from inside the call: failures are reported through req->done
+ * later, from the reaping thread.
+ */
+void req_submit(struct vdisk_req *req);
+
+/*
+ * Hands REQ over whole to DEV, as the operation on OFFSET with FLAGS, in
+ * place of a child request; when DEV's driver completes it, its device,
+ * offset, flags and done are put back and its done runs.  Allowed only when
+ * req_may_forward(REQ): the driver holds the one count of req_hold() that it
+ * took when it began, and nothing else happened to the request yet; that
+ * count goes with it.  REQ must not be touched afterwards: it may be done.
+ */
+bool req_may_forward(const struct vdisk_req *req);
+void req_forward(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t offset,
+                 unsigned flags);
+
+/*
+ * Completes a request with RET (0 or -errno), from the queue's thread
+ * (the worker's results come back there through offload_req).
+ */
+void req_complete(struct vdisk_req *req, int ret);
+
+/*
+ * Completes with an error and a message in the context of the request's
+ * device ("FILE: MESSAGE"); returns RET.
+ */
+int req_fail(struct vdisk_req *req, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sets the request's message as req_fail() does, without completing it;
+ * returns RET. */
+int req_errorf(struct vdisk_req *req, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Hands a child's failure message to its parent (when the parent has none). */
+void req_take_error(struct vdisk_req *parent, struct vdisk_req *child);
+
+/*
+ * Fan-out: a request waiting for several children (or steps).  req_hold()
+ * counts one more; req_release() counts one done (recording the first
+ * error) and completes the request when none is left.
+ */
+void req_hold(struct vdisk_req *req);
+void req_release(struct vdisk_req *req, int ret);
+/* A done function for children of a fan-out: takes the error, releases. */
+void req_child_releases_parent(struct vdisk_req *child, int ret);
+/* Records an error (first wins) without completing; returns RET. */
+int req_set_error(struct vdisk_req *req, int ret, const char *msg);
+
+/* A done function for children whose parent simply finishes with them. */
+void req_child_finishes_parent(struct vdisk_req *child, int ret);
+
+/* Runs FN(REQ) later on REQ's queue thread (CURRENT: the caller's queue). */
+void req_resume_later(struct vdisk_req *req, void (*fn)(struct vdisk_req *),
+                      struct vdisk_queue *current);
+
+/* True when REQ runs on a device's own queue for the synchronous calls
+ * (vdisk_pread ...; dev_pread ...), not on a user's queue. */
+bool req_on_sync_queue(const struct vdisk_req *req);
+
+/* ---- Protocol drivers: the I/O engine ------------------------------------- */
+
+/* What a protocol driver asks the engine to do. */
+enum eng_op {
+    ENG_READ,      /* preadv at the request's offset */
+    ENG_WRITE,     /* pwritev; VDISK_REQ_FUA makes it RWF_DSYNC */
+    ENG_FSYNC,     /* mode 1: fdatasync, else fsync */
+    ENG_FALLOCATE, /* fallocate(mode, offset, length) */
+    ENG_CALL,      /* call(req, fd), on a thread that may block */
+};
+
+/* The open file a protocol driver's requests go to. */
+struct eng_file {
+    int fd;
+    uint64_t id;               /* unique per open file (registered files) */
+    bool direct;               /* O_DIRECT: a short read means end of file */
+};
+
+/*
+ * Hands REQ to its queue's I/O engine as OP (MODE as above) on FILE; for
+ * ENG_CALL, CALL(REQ, fd) runs the operation and returns bytes or -errno.
+ * Short transfers are continued by the engine; the request completes when
+ * all is done or on the first error.
+ */
+void req_start_file_io(struct vdisk_req *req, const struct eng_file *file, enum eng_op op,
+                       int mode, long (*call)(struct vdisk_req *req, int fd));
+
+/* ---- The worker thread (lib/offload.c) ------------------------------------ */
+
+/*
+ * A worker thread for the blocking part of requests.  offload_req() runs
+ * WORK(REQ) on the worker, which must touch only state under the driver's
+ * own locks (and do synchronous I/O on devices below), never the request's
+ * children or holds; then, on REQ's queue thread, THEN(REQ) with WORK's
+ * result in req->result, or (THEN NULL) the request completes with it.
+ * Where no thread can be started WORK runs at once.  offload_free() runs
+ * what is queued, then joins the thread.
+ */
+struct offload;
+struct offload *offload_new(void);
+void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vdisk_req *),
+                 void (*then)(struct vdisk_req *));
+void offload_free(struct offload *o);
+
+/* ---- Buffers -------------------------------------------------------------- */
+
+/* Copies LEN bytes of the request's iovec at byte POS to/from BUF. */
+void iov_to_buf(const struct iovec *iov, int iovcnt, size_t pos, void *buf, size_t len);
+void iov_from_buf(const struct iovec *iov, int iovcnt, size_t pos, const void *buf,
+                  size_t len);
+void iov_memset(const struct iovec *iov, int iovcnt, size_t pos, int c, size_t len);
+size_t iov_length(const struct iovec *iov, int iovcnt);
+/* The LEN bytes at SKIP of SRC as an iovec in DST (room for CNT entries);
+ * returns the number of entries. */
+int iov_slice(const struct iovec *src, int cnt, size_t skip, size_t len, struct iovec *dst);
+
+/* Overflow-safe helpers. */
+static inline bool add_overflows_u64(uint64_t a, uint64_t b, uint64_t *sum)
+{
+    return __builtin_add_overflow(a, b, sum);
+}
+
+static inline bool range_inside(uint64_t off, uint64_t len, uint64_t size)
+{
+    return off <= size && len <= size - off;
+}
+
+static inline uint64_t align_down(uint64_t v, uint64_t a)
+{
+    return v - v % a;
+}
+
+static inline uint64_t align_up(uint64_t v, uint64_t a)
+{
+    return align_down(v + a - 1, a);
+}
+
+void *aligned_alloc_or_null(size_t align, size_t size);
+
+/* ---- Drivers -------------------------------------------------------------- */
+
+/* Whole-image snapshot operations (vdisk/snapshot.h). */
+enum snapshot_op {
+    SNAPSHOT_CREATE,
+    SNAPSHOT_APPLY,
+    SNAPSHOT_DELETE,
+};
 
 struct vdisk_driver {
     const char *name;
+
+    /* Bytes of per-request state the driver keeps in req->state (at most
+     * REQ_STATE_MAX; see req_state()).  0: none. */
+    size_t req_state_size;
 
     /* True for drivers that own storage (files, memory): their failed
      * flushes are remembered (the fsync-gate rule). */
@@ -59,7 +494,7 @@ struct vdisk_driver {
 
     /*
      * Protocol drivers: takes the image locks for the permission bits PERM
-     * and SHARED (PERM_* in internal.h) in place of those held so far, or
+     * and SHARED (PERM_* below) in place of those held so far, or
      * fails with -EAGAIN and a message when another process conflicts.
      * NULL: the protocol has nothing to lock.
      */
@@ -108,11 +543,10 @@ struct vdisk_driver {
     int (*check)(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
                  vdisk_check_report_fn report, void *opaque);
 
-    /* Internal snapshots; NULL: the format has none.  OP: 0 create,
-     * 1 apply, 2 delete. */
+    /* Internal snapshots; NULL: the format has none. */
     int (*snapshot_count)(struct vdisk_dev *dev);
     int (*snapshot_get)(struct vdisk_dev *dev, unsigned index, struct vdisk_snapshot *sn);
-    int (*snapshot_op)(struct vdisk_dev *dev, int op, const char *name);
+    int (*snapshot_op)(struct vdisk_dev *dev, enum snapshot_op op, const char *name);
 
     /* Whole-image operations (vdisk/image.h); NULL: not supported. */
     int (*resize)(struct vdisk_dev *dev, uint64_t size, unsigned flags);
@@ -132,12 +566,5 @@ extern const struct vdisk_driver vdisk_driver_qcow2;
 extern const struct vdisk_driver *const vdisk_format_drivers[];
 
 const struct vdisk_driver *driver_by_name(const char *name);
-
-/*
- * Options during an open or create: the caller's key=value pairs, each
- * marked when a layer takes it, so that one nobody took is reported.
- */
-struct opt_set;
-const char *opt_take(struct opt_set *s, const char *key);
 
 #endif /* VDISK_DRIVER_H */

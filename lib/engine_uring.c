@@ -235,12 +235,12 @@ static int uring_get_fd(struct vdisk_queue *q)
 /* The registered slot for the request's file, or -1 to use the plain fd. */
 static int file_slot(struct uring *u, struct vdisk_req *req)
 {
-    if (!u->fixed_files || !req->file_id)
+    if (!u->fixed_files || !req->core->file_id)
         return -1;
     int victim = 0;
     u->use_clock++;
     for (int i = 0; i < FILE_SLOTS; i++) {
-        if (u->slots[i].file_id == req->file_id) {
+        if (u->slots[i].file_id == req->core->file_id) {
             u->slots[i].last_use = u->use_clock;
             return i;
         }
@@ -248,10 +248,10 @@ static int file_slot(struct uring *u, struct vdisk_req *req)
             victim = i;
     }
     /* Take the least recently used slot (a free one has last_use 0). */
-    int fd = req->fd;
+    int fd = req->core->fd;
     if (io_uring_register_files_update(&u->ring, (unsigned)victim, &fd, 1) < 0)
         return -1;
-    u->slots[victim].file_id = req->file_id;
+    u->slots[victim].file_id = req->core->file_id;
     u->slots[victim].last_use = u->use_clock;
     return victim;
 }
@@ -264,12 +264,12 @@ static bool prep(struct vdisk_queue *q, struct uring *u, struct vdisk_req *req)
     if (!sqe)
         return false;
     int slot = file_slot(u, req);
-    int fd = slot >= 0 ? slot : req->fd;
-    uint64_t off = req->offset + req->done_bytes;
-    switch (req->eng_op) {
+    int fd = slot >= 0 ? slot : req->core->fd;
+    uint64_t off = req->offset + req->core->done_bytes;
+    switch (req->core->eng_op) {
     case ENG_READ:
     case ENG_WRITE: {
-        bool rd = req->eng_op == ENG_READ;
+        bool rd = req->core->eng_op == ENG_READ;
         int buf = -1;
         if (req->iovcnt == 1 && u->nbufs)
             buf = find_buffer(u, req->iov[0].iov_base, req->iov[0].iov_len);
@@ -294,10 +294,10 @@ static bool prep(struct vdisk_queue *q, struct uring *u, struct vdisk_req *req)
         break;
     }
     case ENG_FSYNC:
-        io_uring_prep_fsync(sqe, fd, req->eng_mode ? IORING_FSYNC_DATASYNC : 0);
+        io_uring_prep_fsync(sqe, fd, req->core->eng_mode ? IORING_FSYNC_DATASYNC : 0);
         break;
     case ENG_FALLOCATE:
-        io_uring_prep_fallocate(sqe, fd, req->eng_mode, req->offset, req->length);
+        io_uring_prep_fallocate(sqe, fd, req->core->eng_mode, req->offset, req->length);
         break;
     default:
         break;
@@ -318,7 +318,7 @@ static bool fits_ring(struct vdisk_queue *q, struct uring *u)
 static void uring_start(struct vdisk_queue *q, struct vdisk_req *req)
 {
     struct uring *u = q->eng_priv;
-    if (req->eng_op == ENG_CALL || (req->eng_op == ENG_FALLOCATE && !u->has_fallocate)) {
+    if (req->core->eng_op == ENG_CALL || (req->core->eng_op == ENG_FALLOCATE && !u->has_fallocate)) {
         engine_defer(q, req, engine_do_sync(req));
         return;
     }

@@ -34,10 +34,10 @@ struct offload *offload_new(void)
 /* The job's functions travel in the request's offload fields. */
 static void run_job(struct vdisk_req *req)
 {
-    int r = req->offload_work(req);
+    int r = req->core->offload_work(req);
     /* Back to the request's own queue: THEN runs there with the result in
      * req->result (queue_post sets it), or the request completes. */
-    req->resume = req->offload_then;
+    req->resume = req->core->offload_then;
     queue_post(req->q, req, r);
 }
 
@@ -77,8 +77,8 @@ int lib_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg)
 void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vdisk_req *),
                  void (*then)(struct vdisk_req *))
 {
-    req->offload_work = work;
-    req->offload_then = then;
+    req->core->offload_work = work;
+    req->core->offload_then = then;
     if (!o) {
         run_job(req);
         return;

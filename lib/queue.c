@@ -304,8 +304,8 @@ static unsigned deliver(struct vdisk_queue *q, unsigned max)
     while (list && n < max) {
         struct vdisk_req *req = list;
         list = req->next;
-        vdisk_completion_fn cb = req->user_cb;
-        void *user = req->user_data;
+        vdisk_completion_fn cb = req->core->user_cb;
+        void *user = req->core->user_data;
         int ret = req->result;
         if (ret < 0)
             err_set_in(aio_names[req->op], ret, req->errmsg ? req->errmsg : strerror(-ret));
@@ -369,8 +369,8 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
     if (!req)
         return err_set(-ENOMEM, "out of memory");
     req->done = top_done;
-    req->user_cb = cb;
-    req->user_data = user;
+    req->core->user_cb = cb;
+    req->core->user_data = user;
     if (!quiesce_enter(q)) {
         if (!q->holds_ref) {
             /* A device's own synchronous queue: its caller waits for the

@@ -42,13 +42,13 @@ void quiesce_fini(struct quiesce_state *qs)
 
 static bool blocks_one(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
+    struct quiesce_state *qs = &dev->core->quiesce;
     return atomic_load(&qs->depth) != 0 && atomic_load(&qs->owner) != self();
 }
 
 bool quiesce_blocks(struct vdisk_dev *dev)
 {
-    for (struct vdisk_dev *d = dev; d; d = d->quiesce_under)
+    for (struct vdisk_dev *d = dev; d; d = d->core->quiesce_under)
         if (blocks_one(d))
             return true;
     return false;
@@ -56,7 +56,7 @@ bool quiesce_blocks(struct vdisk_dev *dev)
 
 static void leave_one(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
+    struct quiesce_state *qs = &dev->core->quiesce;
     if (atomic_fetch_sub(&qs->active, 1) == 1 && atomic_load(&qs->depth) != 0) {
         pthread_mutex_lock(&qs->lock);
         pthread_cond_broadcast(&qs->cond);
@@ -71,10 +71,10 @@ static void leave_one(struct vdisk_dev *dev)
  * ACTIVE. */
 static bool try_enter(struct vdisk_dev *dev)
 {
-    for (struct vdisk_dev *d = dev; d; d = d->quiesce_under) {
-        atomic_fetch_add(&d->quiesce.active, 1);
+    for (struct vdisk_dev *d = dev; d; d = d->core->quiesce_under) {
+        atomic_fetch_add(&d->core->quiesce.active, 1);
         if (blocks_one(d)) {
-            for (struct vdisk_dev *e = dev;; e = e->quiesce_under) {
+            for (struct vdisk_dev *e = dev;; e = e->core->quiesce_under) {
                 leave_one(e);
                 if (e == d)
                     break;
@@ -104,7 +104,7 @@ bool quiesce_enter(struct vdisk_queue *q)
 
 void quiesce_add_queue(struct vdisk_dev *dev, struct vdisk_queue *q)
 {
-    struct quiesce_state *qs = &dev->quiesce;
+    struct quiesce_state *qs = &dev->core->quiesce;
     pthread_mutex_lock(&qs->lock);
     q->dev_next = qs->queues;
     qs->queues = q;
@@ -113,7 +113,7 @@ void quiesce_add_queue(struct vdisk_dev *dev, struct vdisk_queue *q)
 
 void quiesce_remove_queue(struct vdisk_dev *dev, struct vdisk_queue *q)
 {
-    struct quiesce_state *qs = &dev->quiesce;
+    struct quiesce_state *qs = &dev->core->quiesce;
     pthread_mutex_lock(&qs->lock);
     for (struct vdisk_queue **pp = &qs->queues; *pp; pp = &(*pp)->dev_next)
         if (*pp == q) {
@@ -135,14 +135,14 @@ static unsigned own_queues(struct vdisk_dev *dev, struct vdisk_queue **own, unsi
                            unsigned max, bool locked)
 {
     if (!locked)
-        pthread_mutex_lock(&dev->quiesce.lock);
-    for (struct vdisk_queue *q = dev->quiesce.queues; q && n < max; q = q->dev_next)
+        pthread_mutex_lock(&dev->core->quiesce.lock);
+    for (struct vdisk_queue *q = dev->core->quiesce.queues; q && n < max; q = q->dev_next)
         if (atomic_load(&q->user) == self() && atomic_load(&q->active) > 0)
             own[n++] = q;
-    for (struct vdisk_dev *u = dev->quiesce.uppers; u && n < max; u = u->upper_next)
+    for (struct vdisk_dev *u = dev->core->quiesce.uppers; u && n < max; u = u->core->upper_next)
         n = own_queues(u, own, n, max, false);
     if (!locked)
-        pthread_mutex_unlock(&dev->quiesce.lock);
+        pthread_mutex_unlock(&dev->core->quiesce.lock);
     return n;
 }
 
@@ -150,18 +150,18 @@ static unsigned own_queues(struct vdisk_dev *dev, struct vdisk_queue **own, unsi
 static void wake_queues(struct vdisk_dev *dev, bool locked)
 {
     if (!locked)
-        pthread_mutex_lock(&dev->quiesce.lock);
-    for (struct vdisk_queue *q = dev->quiesce.queues; q; q = q->dev_next)
+        pthread_mutex_lock(&dev->core->quiesce.lock);
+    for (struct vdisk_queue *q = dev->core->quiesce.queues; q; q = q->dev_next)
         queue_wake(q);
-    for (struct vdisk_dev *u = dev->quiesce.uppers; u; u = u->upper_next)
+    for (struct vdisk_dev *u = dev->core->quiesce.uppers; u; u = u->core->upper_next)
         wake_queues(u, false);
     if (!locked)
-        pthread_mutex_unlock(&dev->quiesce.lock);
+        pthread_mutex_unlock(&dev->core->quiesce.lock);
 }
 
 static void wait_or_progress(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
+    struct quiesce_state *qs = &dev->core->quiesce;
     struct vdisk_queue *own[16];
     unsigned n = own_queues(dev, own, 0, 16, true);
     if (n == 0) {
@@ -179,34 +179,34 @@ void quiesce_wait_sync(struct vdisk_dev *dev)
     for (;;) {
         struct vdisk_dev *d = dev;
         while (d && !blocks_one(d))
-            d = d->quiesce_under;
+            d = d->core->quiesce_under;
         if (!d)
             return;
-        pthread_mutex_lock(&d->quiesce.lock);
+        pthread_mutex_lock(&d->core->quiesce.lock);
         while (blocks_one(d))
             wait_or_progress(d);
-        pthread_mutex_unlock(&d->quiesce.lock);
+        pthread_mutex_unlock(&d->core->quiesce.lock);
     }
 }
 
-void quiesce_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper)
+void dev_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper)
 {
-    pthread_mutex_lock(&dev->quiesce.lock);
-    upper->quiesce_under = dev;
-    upper->upper_next = dev->quiesce.uppers;
-    dev->quiesce.uppers = upper;
-    pthread_mutex_unlock(&dev->quiesce.lock);
+    pthread_mutex_lock(&dev->core->quiesce.lock);
+    upper->core->quiesce_under = dev;
+    upper->core->upper_next = dev->core->quiesce.uppers;
+    dev->core->quiesce.uppers = upper;
+    pthread_mutex_unlock(&dev->core->quiesce.lock);
 }
 
-void quiesce_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper)
+void dev_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper)
 {
-    pthread_mutex_lock(&dev->quiesce.lock);
-    for (struct vdisk_dev **pp = &dev->quiesce.uppers; *pp; pp = &(*pp)->upper_next)
+    pthread_mutex_lock(&dev->core->quiesce.lock);
+    for (struct vdisk_dev **pp = &dev->core->quiesce.uppers; *pp; pp = &(*pp)->core->upper_next)
         if (*pp == upper) {
-            *pp = upper->upper_next;
+            *pp = upper->core->upper_next;
             break;
         }
-    pthread_mutex_unlock(&dev->quiesce.lock);
+    pthread_mutex_unlock(&dev->core->quiesce.lock);
 }
 
 void quiesce_sync_begin(struct vdisk_dev *dev)
@@ -218,13 +218,13 @@ void quiesce_sync_begin(struct vdisk_dev *dev)
 
 void quiesce_sync_end(struct vdisk_dev *dev)
 {
-    for (struct vdisk_dev *d = dev; d; d = d->quiesce_under)
+    for (struct vdisk_dev *d = dev; d; d = d->core->quiesce_under)
         leave_one(d);
 }
 
 static int quiesce(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
+    struct quiesce_state *qs = &dev->core->quiesce;
     pthread_mutex_lock(&qs->lock);
     if (atomic_load(&qs->depth) != 0 && atomic_load(&qs->owner) == self()) {
         if (atomic_load(&qs->depth) == UINT32_MAX) {
@@ -250,7 +250,7 @@ static int quiesce(struct vdisk_dev *dev)
 
 static int resume(struct vdisk_dev *dev)
 {
-    struct quiesce_state *qs = &dev->quiesce;
+    struct quiesce_state *qs = &dev->core->quiesce;
     pthread_mutex_lock(&qs->lock);
     if (atomic_load(&qs->depth) == 0 || atomic_load(&qs->owner) != self()) {
         pthread_mutex_unlock(&qs->lock);

@@ -115,18 +115,22 @@ void *aligned_alloc_or_null(size_t align, size_t size)
 
 static struct vdisk_req *req_alloc(struct vdisk_queue *q)
 {
-    struct vdisk_req *req = q->free_list;
-    if (req) {
-        q->free_list = req->next;
+    /* The request and the core's part of it are one allocation
+     * (struct req_full); req_free() gives it back to the queue's list. */
+    struct req_full *f = (struct req_full *)q->free_list;
+    if (f) {
+        q->free_list = f->req.next;
         q->free_count--;
-        memset(req, 0, sizeof *req);
+        memset(f, 0, sizeof *f);
     } else {
-        req = calloc(1, sizeof *req);
-        if (!req)
+        f = calloc(1, sizeof *f);
+        if (!f)
             return NULL;
     }
+    struct vdisk_req *req = &f->req;
+    req->core = &f->core;
     req->q = q;
-    req->fd = -1;
+    req->core->fd = -1;
 
     return req;
 }
@@ -134,9 +138,9 @@ static struct vdisk_req *req_alloc(struct vdisk_queue *q)
 static int req_set_iov(struct vdisk_req *req, const struct iovec *iov, int iovcnt)
 {
     if (iovcnt <= REQ_INLINE_IOV) {
-        req->iov = req->iov_inline;
+        req->iov = req->core->iov_inline;
     } else {
-        req->iov = req->iov_alloc = malloc((size_t)iovcnt * sizeof *iov);
+        req->iov = req->core->iov_alloc = malloc((size_t)iovcnt * sizeof *iov);
         if (!req->iov)
             return -ENOMEM;
     }
@@ -183,12 +187,12 @@ struct vdisk_req *req_new_child(struct vdisk_req *parent, struct vdisk_dev *dev,
 void req_free(struct vdisk_req *req)
 {
     struct vdisk_queue *q = req->q;
-    free(req->iov_alloc);
-    req->iov_alloc = NULL;
-    free(req->guard_buf);
-    req->guard_buf = NULL;
-    free(req->owned_buf);
-    req->owned_buf = NULL;
+    free(req->core->iov_alloc);
+    req->core->iov_alloc = NULL;
+    free(req->core->guard_buf);
+    req->core->guard_buf = NULL;
+    free(req->core->owned_buf);
+    req->core->owned_buf = NULL;
     free(req->errmsg);
     req->errmsg = NULL;
     if (q->free_count < FREE_LIST_MAX) {
@@ -196,7 +200,7 @@ void req_free(struct vdisk_req *req)
         q->free_list = req;
         q->free_count++;
     } else {
-        free(req);
+        free((struct req_full *)req);
     }
 }
 
@@ -262,15 +266,15 @@ void req_child_finishes_parent(struct vdisk_req *child, int ret)
 
 void req_hold(struct vdisk_req *req)
 {
-    req->pending++;
+    req->core->pending++;
 }
 
 void req_release(struct vdisk_req *req, int ret)
 {
-    if (ret < 0 && !req->first_err)
-        req->first_err = ret;
-    if (--req->pending == 0)
-        req_complete(req, req->first_err);
+    if (ret < 0 && !req->core->first_err)
+        req->core->first_err = ret;
+    if (--req->core->pending == 0)
+        req_complete(req, req->core->first_err);
 }
 
 void req_child_releases_parent(struct vdisk_req *child, int ret)
@@ -295,8 +299,8 @@ int req_set_error(struct vdisk_req *req, int ret, const char *msg)
 {
     if (!req->errmsg)
         req->errmsg = strdup(msg);
-    if (ret < 0 && !req->first_err)
-        req->first_err = ret;
+    if (ret < 0 && !req->core->first_err)
+        req->core->first_err = ret;
     return ret;
 }
 
@@ -326,21 +330,21 @@ static bool track_begin(struct vdisk_req *req, bool rmw)
     struct vdisk_dev *dev = req->dev;
     uint64_t start = align_down(req->offset, dev->align);
     uint64_t end = align_up(req->offset + req->length, dev->align);
-    struct write_track *t = req->track;
+    struct write_track *t = req->core->track;
     if (!t) {
         t = calloc(1, sizeof *t);
         if (!t) {
             req_fail_deferred(req, -ENOMEM, "out of memory");
             return false;
         }
-        req->track = t;
+        req->core->track = t;
     }
-    pthread_mutex_lock(&dev->track_lock);
-    for (struct write_track *o = dev->tracks; o; o = o->next) {
+    pthread_mutex_lock(&dev->core->track_lock);
+    for (struct write_track *o = dev->core->tracks; o; o = o->next) {
         if (o->start < end && start < o->end && (rmw || o->rmw)) {
             req->next = o->waiters;
             o->waiters = req;
-            pthread_mutex_unlock(&dev->track_lock);
+            pthread_mutex_unlock(&dev->core->track_lock);
             return false;
         }
     }
@@ -349,9 +353,9 @@ static bool track_begin(struct vdisk_req *req, bool rmw)
     t->rmw = rmw;
     t->req = req;
     t->waiters = NULL;
-    t->next = dev->tracks;
-    dev->tracks = t;
-    pthread_mutex_unlock(&dev->track_lock);
+    t->next = dev->core->tracks;
+    dev->core->tracks = t;
+    pthread_mutex_unlock(&dev->core->track_lock);
     return true;
 }
 
@@ -363,18 +367,18 @@ static void track_resume(struct vdisk_req *req)
 static void track_end(struct vdisk_req *req)
 {
     struct vdisk_dev *dev = req->dev;
-    struct write_track *t = req->track;
-    pthread_mutex_lock(&dev->track_lock);
-    for (struct write_track **pp = &dev->tracks; *pp; pp = &(*pp)->next) {
+    struct write_track *t = req->core->track;
+    pthread_mutex_lock(&dev->core->track_lock);
+    for (struct write_track **pp = &dev->core->tracks; *pp; pp = &(*pp)->next) {
         if (*pp == t) {
             *pp = t->next;
             break;
         }
     }
     struct vdisk_req *w = t->waiters;
-    pthread_mutex_unlock(&dev->track_lock);
+    pthread_mutex_unlock(&dev->core->track_lock);
     free(t);
-    req->track = NULL;
+    req->core->track = NULL;
     /* Every waiter tries again, on its own queue's thread. */
     while (w) {
         struct vdisk_req *next = w->next;
@@ -397,8 +401,8 @@ static void track_end(struct vdisk_req *req)
 
 static void rmw_finish(struct vdisk_req *req, int ret)
 {
-    free(req->rmw_buf);
-    req->rmw_buf = NULL;
+    free(req->core->rmw_buf);
+    req->core->rmw_buf = NULL;
     req_complete(req, ret);
 }
 
@@ -409,7 +413,7 @@ static void rmw_read_done(struct vdisk_req *child, int ret)
     req_free(child);
     if (ret == 0)
         iov_from_buf(req->iov, req->iovcnt, 0,
-                     (uint8_t *)req->rmw_buf + (req->offset - req->rmw_start), req->length);
+                     (uint8_t *)req->core->rmw_buf + (req->offset - req->core->rmw_start), req->length);
     rmw_finish(req, ret);
 }
 
@@ -424,15 +428,15 @@ static void rmw_write_done(struct vdisk_req *child, int ret)
 static void rmw_write_all(struct vdisk_req *req)
 {
     iov_to_buf(req->iov, req->iovcnt, 0,
-               (uint8_t *)req->rmw_buf + (req->offset - req->rmw_start), req->length);
-    struct iovec v = {req->rmw_buf, req->rmw_len};
-    struct vdisk_req *c = req_new_child(req, req->dev, VDISK_OP_WRITE, req->rmw_start,
-                                        req->rmw_len, &v, 1,
+               (uint8_t *)req->core->rmw_buf + (req->offset - req->core->rmw_start), req->length);
+    struct iovec v = {req->core->rmw_buf, req->core->rmw_len};
+    struct vdisk_req *c = req_new_child(req, req->dev, VDISK_OP_WRITE, req->core->rmw_start,
+                                        req->core->rmw_len, &v, 1,
                                         (req->flags & VDISK_REQ_FUA) | REQ_NO_TRACK,
                                         rmw_write_done, NULL);
     if (!c) {
-        free(req->rmw_buf);
-        req->rmw_buf = NULL;
+        free(req->core->rmw_buf);
+        req->core->rmw_buf = NULL;
         req_fail(req, -ENOMEM, "out of memory");
         return;
     }
@@ -445,9 +449,9 @@ static bool fanout_child_done(struct vdisk_req *child, int ret)
     struct vdisk_req *req = child->parent;
     req_take_error(req, child);
     req_free(child);
-    if (ret < 0 && !req->first_err)
-        req->first_err = ret;
-    return --req->pending == 0;
+    if (ret < 0 && !req->core->first_err)
+        req->core->first_err = ret;
+    return --req->core->pending == 0;
 }
 
 static void rmw_edge_done(struct vdisk_req *child, int ret)
@@ -455,8 +459,8 @@ static void rmw_edge_done(struct vdisk_req *child, int ret)
     struct vdisk_req *req = child->parent;
     if (!fanout_child_done(child, ret))
         return;
-    if (req->first_err)
-        rmw_finish(req, req->first_err);
+    if (req->core->first_err)
+        rmw_finish(req, req->core->first_err);
     else
         rmw_write_all(req);
 }
@@ -473,11 +477,11 @@ static void rmw_start(struct vdisk_req *req)
                  end - start);
         return;
     }
-    req->rmw_buf = buf;
-    req->rmw_start = start;
-    req->rmw_len = end - start;
-    req->pending = 0;
-    req->first_err = 0;
+    req->core->rmw_buf = buf;
+    req->core->rmw_start = start;
+    req->core->rmw_len = end - start;
+    req->core->pending = 0;
+    req->core->first_err = 0;
 
     if (req->op == VDISK_OP_READ) {
         struct iovec v = {buf, end - start};
@@ -504,16 +508,16 @@ static void rmw_start(struct vdisk_req *req)
         rmw_write_all(req);
         return;
     }
-    req->pending = (unsigned)n;
+    req->core->pending = (unsigned)n;
     for (int i = 0; i < n; i++) {
         struct iovec v = {buf + (edges[i] - start), a};
         struct vdisk_req *c = req_new_child(req, dev, VDISK_OP_READ, edges[i], a, &v, 1,
                                             REQ_NO_TRACK, rmw_edge_done, NULL);
         if (!c) {
             /* Let the children already started finish first. */
-            req->first_err = -ENOMEM;
-            req->pending -= (unsigned)(n - i);
-            if (req->pending == 0)
+            req->core->first_err = -ENOMEM;
+            req->core->pending -= (unsigned)(n - i);
+            if (req->core->pending == 0)
                 rmw_finish(req, -ENOMEM);
             return;
         }
@@ -527,7 +531,7 @@ static void zeroes_part_done(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *req = child->parent;
     if (fanout_child_done(child, ret))
-        req_complete(req, req->first_err);
+        req_complete(req, req->core->first_err);
 }
 
 static void zeroes_split(struct vdisk_req *req)
@@ -546,8 +550,8 @@ static void zeroes_split(struct vdisk_req *req)
         if (mid_end < end)
             parts[n++] = (struct zero_part){mid_end, end - mid_end, true};
     }
-    req->pending = (unsigned)n;
-    req->first_err = 0;
+    req->core->pending = (unsigned)n;
+    req->core->first_err = 0;
     for (int i = 0; i < n; i++) {
         struct vdisk_req *c;
         if (parts[i].data) {
@@ -558,7 +562,7 @@ static void zeroes_split(struct vdisk_req *req)
                                      zeroes_part_done, NULL)
                      : NULL;
             if (c)
-                c->owned_buf = zero; /* freed when the part completes (its
+                c->core->owned_buf = zero; /* freed when the part completes (its
                                         read-modify-write uses rmw_buf) */
             else
                 free(zero);
@@ -567,9 +571,9 @@ static void zeroes_split(struct vdisk_req *req)
                               parts[i].len, NULL, 0, req->flags, zeroes_part_done, NULL);
         }
         if (!c) {
-            req->first_err = -ENOMEM;
-            req->pending -= (unsigned)(n - i);
-            if (req->pending == 0)
+            req->core->first_err = -ENOMEM;
+            req->core->pending -= (unsigned)(n - i);
+            if (req->core->pending == 0)
                 req_complete(req, -ENOMEM);
             return;
         }
@@ -626,10 +630,10 @@ static bool block0_guard(struct vdisk_req *req)
     v[0].iov_base = b;
     v[0].iov_len = PROBE_SIZE;
     int n = iov_slice(req->iov, req->iovcnt, PROBE_SIZE, req->length - PROBE_SIZE, v + 1);
-    free(req->iov_alloc);
-    req->iov = req->iov_alloc = v;
+    free(req->core->iov_alloc);
+    req->iov = req->core->iov_alloc = v;
     req->iovcnt = n + 1;
-    req->guard_buf = b;
+    req->core->guard_buf = b;
     return true;
 }
 
@@ -702,10 +706,10 @@ void req_submit(struct vdisk_req *req)
         queue_defer(req->q, req, 0);
         return;
     }
-    if (req->op == VDISK_OP_FLUSH && atomic_load(&dev->flush_error)) {
-        req_fail_deferred(req, atomic_load(&dev->flush_error),
+    if (req->op == VDISK_OP_FLUSH && atomic_load(&dev->core->flush_error)) {
+        req_fail_deferred(req, atomic_load(&dev->core->flush_error),
                           "an earlier flush failed (%s); data written before it may be lost, "
-                          "so no later flush can succeed", strerror(-atomic_load(&dev->flush_error)));
+                          "so no later flush can succeed", strerror(-atomic_load(&dev->core->flush_error)));
         return;
     }
     if (req->op == VDISK_OP_FLUSH && dev->params.cache == VDISK_CACHE_UNSAFE) {
@@ -734,24 +738,81 @@ void req_submit(struct vdisk_req *req)
         req->flags |= VDISK_REQ_FUA;
     /* Block 0 of a probed raw image: aligned writes are checked here, the
      * others when their read-modify-write writes the merged blocks. */
-    if (req->op == VDISK_OP_WRITE && dev->probed_raw && req->offset < PROBE_SIZE &&
+    if (req->op == VDISK_OP_WRITE && dev->core->probed_raw && req->offset < PROBE_SIZE &&
         (dev->align <= 1 || (req->offset % dev->align == 0 && req->length % dev->align == 0)) &&
         !block0_guard(req))
         return;
     req_dispatch(req);
 }
 
+/* ---- Handing a request over whole ----------------------------------------- */
+
+bool req_may_forward(const struct vdisk_req *req)
+{
+    const struct req_core *c = req->core;
+    return c->pending == 1 && !c->first_err && !req->errmsg && !c->track && !c->fwd_done;
+}
+
+static void forward_done(struct vdisk_req *req, int ret)
+{
+    struct req_core *c = req->core;
+    req_done_fn done = c->fwd_done;
+    req->dev = c->fwd_dev;
+    req->offset = c->fwd_offset;
+    req->flags = c->fwd_flags;
+    req->done = done;
+    c->fwd_done = NULL;
+    c->fwd_dev = NULL;
+    done(req, ret);
+}
+
+void req_forward(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t offset,
+                 unsigned flags)
+{
+    struct req_core *c = req->core;
+    c->fwd_dev = req->dev;
+    c->fwd_offset = req->offset;
+    c->fwd_flags = req->flags;
+    c->fwd_done = req->done;
+    c->pending = 0; /* the driver's hold goes with the request */
+    memset(req->state, 0, sizeof req->state); /* the lower driver's now */
+    req->dev = dev;
+    req->offset = offset;
+    req->flags = flags;
+    req->done = forward_done;
+    req_submit(req);
+}
+
+bool req_on_sync_queue(const struct vdisk_req *req)
+{
+    return !req->q->holds_ref;
+}
+
+void req_start_file_io(struct vdisk_req *req, const struct eng_file *file, enum eng_op op,
+                       int mode, long (*call)(struct vdisk_req *req, int fd))
+{
+    struct req_core *c = req->core;
+    c->eng_op = op;
+    c->eng_mode = mode;
+    c->eng_fn = call;
+    c->fd = file->fd;
+    c->file_id = file->id;
+    c->eng_direct = file->direct;
+    c->done_bytes = 0;
+    req->q->eng->start(req->q, req);
+}
+
 void req_complete(struct vdisk_req *req, int ret)
 {
-    free(req->guard_buf); /* the write is done with them */
-    req->guard_buf = NULL;
-    free(req->owned_buf);
-    req->owned_buf = NULL;
-    if (req->track)
+    free(req->core->guard_buf); /* the write is done with them */
+    req->core->guard_buf = NULL;
+    free(req->core->owned_buf);
+    req->core->owned_buf = NULL;
+    if (req->core->track)
         track_end(req);
     if (req->op == VDISK_OP_FLUSH && ret < 0 && ret != -EROFS && req->dev->drv->protocol) {
         int none = 0;
-        atomic_compare_exchange_strong(&req->dev->flush_error, &none, ret);
+        atomic_compare_exchange_strong(&req->dev->core->flush_error, &none, ret);
     }
     req->result = ret;
     req->done(req, ret);

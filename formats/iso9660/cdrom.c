@@ -19,7 +19,7 @@
 
 #include <vdisk/iso9660.h>
 
-#include "abi.h"
+#include "driver.h"
 #include "iso9660.h"
 
 #define CDROM_NAME "CD-ROM (read-only medium)"

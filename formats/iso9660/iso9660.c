@@ -30,8 +30,7 @@
 
 #include <vdisk/iso9660.h>
 
-#include "abi.h"
-#include "endian.h"
+#include "driver.h"
 #include "iso9660.h"
 
 #define ISO_MAX_VD 64

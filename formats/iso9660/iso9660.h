@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "internal.h"
+#include "driver.h"
 
 #define ISO_SECTOR 2048u
 #define ISO_VD_START (16u * ISO_SECTOR)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "driver.h"
 
 struct range {
     struct vdisk_dev *parent;
@@ -44,15 +44,16 @@ static int offset_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len
 static int64_t offset_allocated_size(struct vdisk_dev *dev)
 {
     struct range *r = dev->priv;
-    if (!r->parent->drv->allocated_size)
+    int64_t a = dev_allocated_size(r->parent);
+    if (a == -ENOTSUP)
         return err_set(-ENOTSUP, "%s: cannot tell the allocated size", dev->filename);
-    return r->parent->drv->allocated_size(r->parent);
+    return a;
 }
 
 static void offset_close(struct vdisk_dev *dev)
 {
     struct range *r = dev->priv;
-    quiesce_remove_upper(r->parent, dev);
+    dev_remove_upper(r->parent, dev);
     dev_unref(r->parent);
     free(r);
 }
@@ -102,7 +103,7 @@ VDISK_EXPORT int vdisk_open_range(vdisk_dev **devp, vdisk_dev *parent, uint64_t 
         dev->caps &= ~VDISK_CAN_WRITE;
     dev->params.read_only = !(dev->caps & VDISK_CAN_WRITE);
     dev_ref(parent);
-    quiesce_add_upper(parent, dev);
+    dev_add_upper(parent, dev);
     *devp = dev;
     return 0;
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "abi.h"
+#include "driver.h"
 #include "part.h"
 
 static bool is_extended(uint8_t t)

@@ -11,8 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "endian.h"
-#include "internal.h"
+#include "driver.h"
 
 /* Limits that bound what a hostile table can make us do. */
 #define PT_MAX_LOGICAL      1024        /* EBRs followed before giving up */

@@ -12,8 +12,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "driver.h"
 #include "part.h"
-#include "size.h" /* hex_digit() */
 
 void pt_report(struct pt_report *r, const char *fmt, ...)
 {

@@ -23,7 +23,7 @@
 
 #include <vdisk/info.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 #define DIR_ENTRY_HEADER 24

@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 /* See rc_get(). */

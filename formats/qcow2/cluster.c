@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 uint64_t qcow2_l2e_get(const struct qcow2 *s, const uint8_t *l2, uint64_t i)

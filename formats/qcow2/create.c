@@ -27,7 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 static int log2_exact(uint64_t v)

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 static const struct qcow2_feature known_features[] = {

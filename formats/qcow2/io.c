@@ -82,45 +82,12 @@ static struct vdisk_req *child_slice(struct vdisk_req *req, struct vdisk_dev *de
 
 /*
  * A read, or an overwrite in place, whose whole range is one run of host
- * bytes in the file goes to the file itself, not through a child request:
- * it is re-targeted (device, offset, done) and put back as it was when the
- * file completes it.  u[1..3] and p[1] keep what it was.
+ * bytes in the file goes to the file itself, not through a child request
+ * (req_forward): the walk has issued nothing yet and hands REQ over.
  */
-_Static_assert(sizeof(req_done_fn) <= sizeof(uint64_t), "a done function fits in u[3]");
-
-static void to_file_done(struct vdisk_req *req, int ret)
-{
-    req_done_fn done;
-    memcpy(&done, &req->u[3], sizeof done);
-    req->dev = req->p[1];
-    req->offset = req->u[1];
-    req->flags = (unsigned)req->u[2];
-    req->done = done;
-    done(req, ret);
-}
-
-/* True when the walk of REQ has issued nothing yet and may hand REQ over. */
 static bool whole_to_file(const struct vdisk_req *req, uint64_t pos, uint64_t len)
 {
-    return pos == req->offset && len == req->length && req->pending == 1 &&
-           !req->first_err && !req->errmsg && !req->track;
-}
-
-/* Hands REQ (whole, nothing else in flight for it) to FILE at HOST; REQ
- * must not be touched afterwards: it may have completed. */
-static void to_file(struct vdisk_req *req, struct vdisk_dev *file, uint64_t host,
-                    unsigned flags)
-{
-    req->p[1] = req->dev;
-    req->u[1] = req->offset;
-    req->u[2] = req->flags;
-    memcpy(&req->u[3], &req->done, sizeof req->done);
-    req->pending = 0; /* the walk's hold: the file owns the request now */
-    req->dev = file;
-    req->offset = host;
-    req->flags = flags;
-    req->done = to_file_done;
-    req_submit(req);
+    return pos == req->offset && len == req->length && req_may_forward(req);
 }
 
 static void fail_msg(struct vdisk_req *req, int r)
@@ -186,7 +153,7 @@ static void unlink_load(struct qcow2 *s, struct qcow2_load *l)
 static int install_work(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
-    struct qcow2_load *l = req->p[0];
+    struct qcow2_load *l = qreq(req)->load;
     pthread_mutex_lock(&s->lock);
     int r = 0;
     if (!l->stale && qcow2_cache_install(&s->l2c, l->offset, l->buf) == 1) {
@@ -213,7 +180,8 @@ static int install_work(struct vdisk_req *req)
 
 static void install_then(struct vdisk_req *req)
 {
-    struct qcow2_load *l = req->p[0];
+    struct qcow2_load *l = qreq(req)->load;
+    qreq(req)->load = NULL;
     /* The carrier goes first again, with its own walk to resume. */
     req->resume = l->carrier_resume;
     req->next = l->waiters;
@@ -247,7 +215,7 @@ static void load_done(struct vdisk_req *child, int ret)
                 l->last = NULL;
             pthread_mutex_unlock(&s->lock);
             free(msg);
-            req->p[0] = l;
+            qreq(req)->load = l;
             offload_req(s->offload, req, install_work, install_then);
             return;
         }
@@ -284,7 +252,7 @@ static int wait_for_table(struct vdisk_req *req, uint64_t offset,
      * not wait for a read that runs on another queue: that queue's thread
      * may be this one, or one waiting for this call, and would never reap
      * it.  It reads the table itself. */
-    bool sync_call = !req->q->holds_ref;
+    bool sync_call = req_on_sync_queue(req);
     for (struct qcow2_load *l = s->loads; l; l = l->next) {
         if (l->offset == offset && (!sync_call || l->q == req->q)) {
             req->next = NULL;
@@ -385,18 +353,19 @@ static int read_compressed(struct vdisk_req *req, const struct qcow2_map *m, uin
     return 0;
 }
 
-/* Walks the read from req->u[0]; resumed here after a table load. */
+/* Walks the read from its position (qreq()->pos); resumed here after a
+ * table load. */
 static void qc_read_loop(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
-    uint64_t pos = req->u[0], end = req->offset + req->length;
+    uint64_t pos = qreq(req)->pos, end = req->offset + req->length;
     while (pos < end) {
         struct qcow2_map m;
         uint64_t need;
         pthread_mutex_lock(&s->lock);
         int r = qcow2_lookup_cached(s, pos, end - pos, &m, &need);
         if (r == 1) {
-            req->u[0] = pos;
+            qreq(req)->pos = pos;
             r = wait_for_table(req, need, qc_read_loop); /* releases the lock */
             if (r == 0)
                 return;
@@ -413,7 +382,7 @@ static void qc_read_loop(struct vdisk_req *req)
         switch (m.type) {
         case QCOW2_NORMAL:
             if (whole_to_file(req, pos, n)) {
-                to_file(req, s->file, m.host, 0);
+                req_forward(req, s->file, m.host, 0);
                 return;
             }
             c = child_slice(req, s->file, VDISK_OP_READ, m.host, skip, n, 0,
@@ -457,7 +426,7 @@ static void qc_read_loop(struct vdisk_req *req)
 
 static void qc_read(struct vdisk_req *req)
 {
-    req->u[0] = req->offset;
+    qreq(req)->pos = req->offset;
     req_hold(req);
     qc_read_loop(req);
 }
@@ -608,7 +577,7 @@ static void finish_rest(struct qc_run *run, int err)
  * its way through other runs meanwhile. */
 static int finish_work(struct vdisk_req *carrier)
 {
-    struct qc_run *run = carrier->p[0];
+    struct qc_run *run = qreq(carrier)->alloc.run;
     struct qcow2 *s = run->req->dev->priv;
     prefetch_for(s, run->c0, run->c0 + run->ncl * s->cluster_size, 1);
     /* Its L2 table, if it must be made, without the lock held across that
@@ -627,7 +596,7 @@ static int finish_work(struct vdisk_req *carrier)
 
 static void finish_then(struct vdisk_req *carrier)
 {
-    struct qc_run *run = carrier->p[0];
+    struct qc_run *run = qreq(carrier)->alloc.run;
     int err = carrier->result;
     if (err < 0) {
         req_take_error(run->req, carrier);
@@ -646,7 +615,7 @@ static void run_finish(struct qc_run *run, int err)
         pthread_mutex_unlock(&s->lock);
         struct vdisk_req *carrier = carrier_new(req);
         if (carrier) {
-            carrier->p[0] = run;
+            qreq(carrier)->alloc.run = run;
             offload_req(s->offload, carrier, finish_work, finish_then);
             return;
         }
@@ -848,7 +817,7 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
     for (struct qcow2_alloc *a = s->allocs; a; a = a->next) {
         if (a->start < cend && c0 < a->end) {
             if (mode == RUN_NB) {
-                req->u[0] = pos;
+                qreq(req)->pos = pos;
                 req->resume = qc_write_loop; /* when the allocation is done */
                 req->next = a->waiters;
                 a->waiters = req;
@@ -951,17 +920,18 @@ static void launch_run(struct qc_run *run, bool zero)
 
 /* ---- Allocations that need I/O, on the worker ------------------------------ */
 
-/* The carrier (a child of the write, never submitted) holds the state:
- * u[0] the guest offset, then u[1] what came of it (ALLOC_*), u[2] the
- * run's length, u[3] zero-fill; p[0] the run. */
+/* The carrier (a child of the write, never submitted) holds the state in
+ * its struct qcow2_req: pos the guest offset, then alloc: what came of it
+ * (ALLOC_*), the run and its length, and whether it fills zeroes. */
 enum { ALLOC_AGAIN, ALLOC_LAUNCH };
 
 static int alloc_work(struct vdisk_req *carrier)
 {
     struct vdisk_req *req = carrier->parent;
     struct qcow2 *s = req->dev->priv;
-    uint64_t pos = carrier->u[0], end = req->offset + req->length;
-    carrier->u[1] = ALLOC_AGAIN;
+    struct qcow2_req *cr = qreq(carrier);
+    uint64_t pos = cr->pos, end = req->offset + req->length;
+    cr->alloc.outcome = ALLOC_AGAIN;
     uint64_t cs = s->cluster_size;
     prefetch_for(s, pos, end, (end - pos + cs - 1) / cs + 1);
     struct qcow2_map m;
@@ -985,10 +955,10 @@ static int alloc_work(struct vdisk_req *carrier)
         return r;
     }
     if (r == 0) {
-        carrier->u[1] = ALLOC_LAUNCH;
-        carrier->u[2] = len;
-        carrier->u[3] = zero;
-        carrier->p[0] = run;
+        cr->alloc.outcome = ALLOC_LAUNCH;
+        cr->alloc.len = len;
+        cr->alloc.zero = zero;
+        cr->alloc.run = run;
     }
     return 0;
 }
@@ -996,7 +966,8 @@ static int alloc_work(struct vdisk_req *carrier)
 static void alloc_then(struct vdisk_req *carrier)
 {
     struct vdisk_req *req = carrier->parent;
-    uint64_t pos = carrier->u[0];
+    struct qcow2_req *cr = qreq(carrier);
+    uint64_t pos = cr->pos;
     int r = carrier->result;
     if (r < 0) {
         req_take_error(req, carrier);
@@ -1005,12 +976,12 @@ static void alloc_then(struct vdisk_req *carrier)
         req_release(req, 0); /* the walk's own hold */
         return;
     }
-    if (carrier->u[1] == ALLOC_LAUNCH) {
-        launch_run(carrier->p[0], carrier->u[3] != 0);
-        pos += carrier->u[2];
+    if (cr->alloc.outcome == ALLOC_LAUNCH) {
+        launch_run(cr->alloc.run, cr->alloc.zero);
+        pos += cr->alloc.len;
     }
     req_free(carrier);
-    req->u[0] = pos;
+    qreq(req)->pos = pos;
     qc_write_loop(req);
 }
 
@@ -1021,25 +992,26 @@ static int alloc_on_worker(struct vdisk_req *req, uint64_t pos)
     struct vdisk_req *carrier = carrier_new(req);
     if (!carrier)
         return err_set(-ENOMEM, "out of memory");
-    carrier->u[0] = pos;
+    qreq(carrier)->pos = pos;
     offload_req(s->offload, carrier, alloc_work, alloc_then);
     return 0;
 }
 
 
 
-/* Walks the write from req->u[0]; resumed here after waiting. */
+/* Walks the write from its position (qreq()->pos); resumed here after
+ * waiting. */
 static void qc_write_loop(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
-    uint64_t pos = req->u[0], end = req->offset + req->length;
+    uint64_t pos = qreq(req)->pos, end = req->offset + req->length;
     while (pos < end) {
         struct qcow2_map m;
         uint64_t need;
         pthread_mutex_lock(&s->lock);
         int r = qcow2_lookup_cached(s, pos, end - pos, &m, &need);
         if (r == 1) {
-            req->u[0] = pos;
+            qreq(req)->pos = pos;
             r = wait_for_table(req, need, qc_write_loop); /* releases the lock */
             if (r == 0)
                 return;
@@ -1054,7 +1026,7 @@ static void qc_write_loop(struct vdisk_req *req)
         if (m.type == QCOW2_NORMAL && m.copied) {
             pthread_mutex_unlock(&s->lock);
             if (whole_to_file(req, pos, m.len)) {
-                to_file(req, s->file, m.host, req->flags & VDISK_REQ_FUA);
+                req_forward(req, s->file, m.host, req->flags & VDISK_REQ_FUA);
                 return;
             }
             struct vdisk_req *c = child_slice(req, s->file, VDISK_OP_WRITE, m.host,
@@ -1103,7 +1075,7 @@ static void qc_write(struct vdisk_req *req)
                  "repaired (vdisk check -r all)");
         return;
     }
-    req->u[0] = req->offset;
+    qreq(req)->pos = req->offset;
     req_hold(req);
     qc_write_loop(req);
 }
@@ -1292,10 +1264,11 @@ static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
         mid_s = mid_e = end;
     bool unmap = !zero || (req->flags & VDISK_REQ_MAY_UNMAP);
     req_hold(req);
-    req->u[0] = mid_s;
-    req->u[1] = mid_e;
-    req->u[2] = mid_s; /* done up to */
-    req->u[3] = (zero ? DZ_ZERO : 0) | (unmap ? DZ_UNMAP : 0);
+    struct qcow2_req *qr = qreq(req);
+    qr->dz.start = mid_s;
+    qr->dz.end = mid_e;
+    qr->dz.done_to = mid_s;
+    qr->dz.flags = (zero ? DZ_ZERO : 0) | (unmap ? DZ_UNMAP : 0);
     if (mid_s < mid_e)
         offload_req(s->offload, req, dz_work, dz_then); /* the tables */
     else
@@ -1306,24 +1279,25 @@ static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
 static int dz_work(struct vdisk_req *req)
 {
     struct qcow2 *s = req->dev->priv;
-    bool zero = req->u[3] & DZ_ZERO, unmap = req->u[3] & DZ_UNMAP;
-    uint64_t mid_e = req->u[1];
+    struct qcow2_req *qr = qreq(req);
+    bool zero = qr->dz.flags & DZ_ZERO, unmap = qr->dz.flags & DZ_UNMAP;
+    uint64_t mid_e = qr->dz.end;
     int r = 0;
-    prefetch_for(s, req->u[0], mid_e, 1);
+    prefetch_for(s, qr->dz.start, mid_e, 1);
     pthread_mutex_lock(&s->lock);
     if (s->lazy && !s->dirty_on_disk) {
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
         if (r == 0)
             s->dirty_on_disk = true;
     }
-    for (uint64_t g = req->u[0]; r == 0 && g < mid_e;) {
+    for (uint64_t g = qr->dz.start; r == 0 && g < mid_e;) {
         int64_t n = change_entries(s, g, mid_e, zero, unmap);
         if (n < 0)
             r = (int)n;
         if (n <= 0)
             break; /* an error, or an allocation in flight here */
         g += (uint64_t)n;
-        req->u[2] = g;
+        qr->dz.done_to = g;
     }
     pthread_mutex_unlock(&s->lock);
     if (r < 0)
@@ -1340,9 +1314,10 @@ static void dz_then(struct vdisk_req *req)
  * written zeroes. */
 static void dz_finish(struct vdisk_req *req, int r)
 {
-    bool zero = req->u[3] & DZ_ZERO;
+    const struct qcow2_req *qr = qreq(req);
+    bool zero = qr->dz.flags & DZ_ZERO;
     uint64_t start = req->offset, end = req->offset + req->length;
-    uint64_t mid_s = req->u[0], mid_e = req->u[1], done_to = req->u[2];
+    uint64_t mid_s = qr->dz.start, mid_e = qr->dz.end, done_to = qr->dz.done_to;
     if (r < 0) {
         /* dz_work recorded the error and its message. */
     } else if (zero) {

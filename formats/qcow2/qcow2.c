@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 #define DEFAULT_L2_CACHE_BYTES (32u << 20)
@@ -439,7 +439,7 @@ static bool metadata_preallocation(struct qcow2 *s)
     pthread_mutex_lock(&s->lock);
     if (!s->prealloc_checked) {
         s->prealloc_checked = true;
-        int64_t real = s->file->drv->allocated_size ? s->file->drv->allocated_size(s->file) : -1;
+        int64_t real = dev_allocated_size(s->file);
         uint64_t real_clusters = real >= 0 ? (uint64_t)real >> s->cluster_bits : 0;
         uint64_t threshold = real_clusters * 10 / 9 > real_clusters + 2 ? real_clusters * 10 / 9
                                                                          : real_clusters + 2;
@@ -557,12 +557,22 @@ static int qcow2_check_op(struct vdisk_dev *dev, unsigned flags, struct vdisk_ch
     return r;
 }
 
-static int qcow2_snapshot_op(struct vdisk_dev *dev, int op, const char *name)
+static int qcow2_snapshot_op(struct vdisk_dev *dev, enum snapshot_op op, const char *name)
 {
     struct qcow2 *s = dev->priv;
+    int r = -EINVAL;
     pthread_mutex_lock(&s->lock);
-    int r = op == 0 ? qcow2_snapshot_create(s, name)
-            : op == 1 ? qcow2_snapshot_apply(s, name) : qcow2_snapshot_delete(s, name);
+    switch (op) {
+    case SNAPSHOT_CREATE:
+        r = qcow2_snapshot_create(s, name);
+        break;
+    case SNAPSHOT_APPLY:
+        r = qcow2_snapshot_apply(s, name);
+        break;
+    case SNAPSHOT_DELETE:
+        r = qcow2_snapshot_delete(s, name);
+        break;
+    }
     qcow2_meta_moved(s);
     pthread_mutex_unlock(&s->lock);
     return r;
@@ -619,13 +629,12 @@ static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
 static int64_t qcow2_allocated_size(struct vdisk_dev *dev)
 {
     struct qcow2 *s = dev->priv;
-    if (!s->file->drv->allocated_size)
-        return -ENOTSUP;
-    return s->file->drv->allocated_size(s->file);
+    return dev_allocated_size(s->file);
 }
 
 const struct vdisk_driver vdisk_driver_qcow2 = {
     .name = "qcow2",
+    .req_state_size = sizeof(struct qcow2_req),
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,

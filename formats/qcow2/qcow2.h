@@ -39,8 +39,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "internal.h"
-#include "options_internal.h"
+#include "driver.h"
 
 #define QCOW2_MAGIC 0x514649fbu
 
@@ -261,6 +260,40 @@ struct qcow2_load {
                                    through req->next) */
     struct qcow2_load *next;
 };
+
+struct qc_run;
+
+/*
+ * What qcow2 keeps in each of its requests (req_state(); the driver's
+ * req_state_size).  Reads and writes walk their range from POS; a request
+ * that carries a table's install to the worker keeps the load in LOAD
+ * meanwhile.  Carriers (children of a write, never submitted, that take
+ * its jobs to the worker) use POS and ALLOC; discard and write-zeroes use
+ * DZ.
+ */
+struct qcow2_req {
+    uint64_t pos;
+    struct qcow2_load *load;
+    union {
+        struct {
+            struct qc_run *run;   /* the run made, or the run to finish */
+            uint64_t len;         /* its guest bytes */
+            int outcome;          /* ALLOC_* (io.c) */
+            bool zero;            /* it fills zeroes */
+        } alloc;
+        struct {
+            uint64_t start, end;  /* whole units the metadata marks */
+            uint64_t done_to;     /* marked so far */
+            unsigned flags;       /* DZ_* (io.c) */
+        } dz;
+    };
+};
+_Static_assert(sizeof(struct qcow2_req) <= REQ_STATE_MAX, "qcow2's request state fits");
+
+static inline struct qcow2_req *qreq(struct vdisk_req *req)
+{
+    return req_state(req);
+}
 
 /* A guest range whose clusters are being allocated (writes there wait). */
 struct qcow2_alloc {

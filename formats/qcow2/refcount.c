@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 /* ---- Refcount block entries of any width ---------------------------------- */

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "endian.h"
+#include "driver.h"
 #include "qcow2.h"
 
 #define MAX_EXTRA 1024u                 /* QEMU's limit on extra data */

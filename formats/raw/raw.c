@@ -24,14 +24,15 @@
 #include <inttypes.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "options_internal.h"
+#include "driver.h"
 
 #define ZERO_CHUNK (1u << 20)
 
@@ -251,16 +252,18 @@ static int raw_create(const char *filename, uint64_t size, struct opt_set *os)
 
 /* ---- I/O ------------------------------------------------------------------ */
 
-static void raw_engine(struct vdisk_req *req, enum eng_op op, int mode)
+/* A request's state while raw writes zeroes the slow way (zero_write_next). */
+struct raw_req {
+    uint64_t next;             /* the next offset to write */
+};
+_Static_assert(sizeof(struct raw_req) <= REQ_STATE_MAX, "raw's request state fits");
+
+static void raw_engine(struct vdisk_req *req, enum eng_op op, int mode,
+                       long (*call)(struct vdisk_req *req, int fd))
 {
     struct raw *r = req->dev->priv;
-    req->eng_op = op;
-    req->eng_mode = mode;
-    req->fd = r->fd;
-    req->file_id = r->file_id;
-    req->eng_direct = r->direct;
-    req->done_bytes = 0;
-    req->q->eng->start(req->q, req);
+    struct eng_file f = {.fd = r->fd, .id = r->file_id, .direct = r->direct};
+    req_start_file_io(req, &f, op, mode, call);
 }
 
 static bool iov_aligned(const struct iovec *iov, int iovcnt, uint32_t a)
@@ -275,10 +278,10 @@ static bool iov_aligned(const struct iovec *iov, int iovcnt, uint32_t a)
 static void bounce_done(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *req = child->parent;
+    void *buf = child->done_arg;
     if (ret == 0 && req->op == VDISK_OP_READ)
-        iov_from_buf(req->iov, req->iovcnt, 0, child->rmw_buf, req->length);
-    free(child->rmw_buf);
-    child->rmw_buf = NULL;
+        iov_from_buf(req->iov, req->iovcnt, 0, buf, req->length);
+    free(buf);
     req_child_finishes_parent(child, ret);
 }
 
@@ -297,21 +300,20 @@ static void raw_bounce(struct vdisk_req *req)
         iov_to_buf(req->iov, req->iovcnt, 0, buf, req->length);
     struct iovec v = {buf, req->length};
     struct vdisk_req *c = req_new_child(req, req->dev, req->op, req->offset, req->length, &v, 1,
-                                        req->flags, bounce_done, NULL);
+                                        req->flags, bounce_done, buf);
     if (!c) {
         free(buf);
         req_fail(req, -ENOMEM, "out of memory");
         return;
     }
-    c->rmw_buf = buf;
-    raw_engine(c, req->op == VDISK_OP_READ ? ENG_READ : ENG_WRITE, 0);
+    raw_engine(c, req->op == VDISK_OP_READ ? ENG_READ : ENG_WRITE, 0, NULL);
 }
 
 /* Discard of a block device: an ioctl, run where blocking is allowed. */
-static long bdev_discard(struct vdisk_req *req)
+static long bdev_discard(struct vdisk_req *req, int fd)
 {
     uint64_t range[2] = {req->offset, req->length};
-    return ioctl(req->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+    return ioctl(fd, BLKDISCARD, range) < 0 ? -errno : 0;
 }
 
 static void discard_done(struct vdisk_req *child, int ret)
@@ -341,7 +343,7 @@ static const uint8_t *zero_chunk(void)
     return zero_buf;
 }
 
-/* Writes zeroes the slow way, ZERO_CHUNK at a time: u[0] = next offset. */
+/* Writes zeroes the slow way, ZERO_CHUNK at a time (struct raw_req). */
 static void zero_write_next(struct vdisk_req *req);
 
 static void zero_write_done(struct vdisk_req *child, int ret)
@@ -358,7 +360,8 @@ static void zero_write_done(struct vdisk_req *child, int ret)
 
 static void zero_write_next(struct vdisk_req *req)
 {
-    uint64_t off = req->u[0], end = req->offset + req->length;
+    struct raw_req *rr = req_state(req);
+    uint64_t off = rr->next, end = req->offset + req->length;
     if (off >= end) {
         req_complete(req, 0);
         return;
@@ -376,8 +379,8 @@ static void zero_write_next(struct vdisk_req *req)
         req_fail(req, -ENOMEM, "out of memory");
         return;
     }
-    req->u[0] = off + n;
-    raw_engine(c, ENG_WRITE, 0);
+    rr->next = off + n;
+    raw_engine(c, ENG_WRITE, 0, NULL);
 }
 
 static void zeroes_done(struct vdisk_req *child, int ret)
@@ -387,7 +390,7 @@ static void zeroes_done(struct vdisk_req *child, int ret)
     if (ret == -EOPNOTSUPP || ret == -EINVAL || ret == -ENOTTY) {
         atomic_store(&r->no_zero_range, true);
         req_free(child);
-        req->u[0] = req->offset;
+        ((struct raw_req *)req_state(req))->next = req->offset;
         zero_write_next(req);
         return;
     }
@@ -405,10 +408,10 @@ static void raw_submit(struct vdisk_req *req)
             raw_bounce(req);
             return;
         }
-        raw_engine(req, req->op == VDISK_OP_READ ? ENG_READ : ENG_WRITE, 0);
+        raw_engine(req, req->op == VDISK_OP_READ ? ENG_READ : ENG_WRITE, 0, NULL);
         return;
     case VDISK_OP_FLUSH:
-        raw_engine(req, ENG_FSYNC, 1);
+        raw_engine(req, ENG_FSYNC, 1, NULL);
         return;
     case VDISK_OP_DISCARD: {
         if (atomic_load(&r->no_discard)) {
@@ -422,16 +425,15 @@ static void raw_submit(struct vdisk_req *req)
             return;
         }
         if (r->is_bdev) {
-            c->eng_fn = bdev_discard;
-            raw_engine(c, ENG_CALL, 0);
+            raw_engine(c, ENG_CALL, 0, bdev_discard);
         } else {
-            raw_engine(c, ENG_FALLOCATE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+            raw_engine(c, ENG_FALLOCATE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, NULL);
         }
         return;
     }
     case VDISK_OP_WRITE_ZEROES: {
         if (atomic_load(&r->no_zero_range)) {
-            req->u[0] = req->offset;
+            ((struct raw_req *)req_state(req))->next = req->offset;
             zero_write_next(req);
             return;
         }
@@ -445,7 +447,7 @@ static void raw_submit(struct vdisk_req *req)
         int mode = (req->flags & VDISK_REQ_MAY_UNMAP) && !r->is_bdev
                        ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
                        : FALLOC_FL_ZERO_RANGE;
-        raw_engine(c, ENG_FALLOCATE, mode);
+        raw_engine(c, ENG_FALLOCATE, mode, NULL);
         return;
     }
     }
@@ -547,6 +549,7 @@ static int64_t raw_allocated_size(struct vdisk_dev *dev)
 
 const struct vdisk_driver vdisk_driver_raw = {
     .name = "raw",
+    .req_state_size = sizeof(struct raw_req),
     .protocol = true,
     .probe = NULL, /* raw is what is left when no other format claims a file */
     .open = raw_open,

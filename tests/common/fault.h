@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "driver.h"
 
 #define FAULT_SECTOR 512u
 
