@@ -556,6 +556,17 @@ struct vdisk_driver {
 
     /* Creates an image; takes its options from OPTS with opt_take(). */
     int (*create)(const char *filename, uint64_t size, struct opt_set *opts);
+
+    /*
+     * Sizes an image that create would make (vdisk_measure): fills *RES
+     * (the library's full structure, zeroed) for SIZE bytes (a multiple of
+     * 512, at most INT64_MAX), an empty disk when SRC is NULL, else the
+     * size of SRC (rounded up to 512) whose data measure_data() finds.
+     * Takes its options from OPTS with opt_take() and checks them as
+     * create does, before any I/O.  NULL: the format cannot be measured.
+     */
+    int (*measure)(uint64_t size, struct vdisk_dev *src, struct opt_set *opts,
+                   struct vdisk_measure_result *res);
 };
 
 extern const struct vdisk_driver vdisk_driver_raw;
@@ -566,5 +577,14 @@ extern const struct vdisk_driver vdisk_driver_qcow2;
 extern const struct vdisk_driver *const vdisk_format_drivers[];
 
 const struct vdisk_driver *driver_by_name(const char *name);
+
+/*
+ * For measure: the bytes of SRC that hold data, as qemu-img measure counts
+ * them: each extent that reads stored data (not zeroes) through SRC's
+ * backing chain, widened to whole blocks of UNIT bytes (the new image's
+ * clusters), counted once, into *BYTES.  Returns 0 or -errno (a block
+ * status error, with its message).  lib/measure.c.
+ */
+int measure_data(struct vdisk_dev *src, uint64_t unit, uint64_t *bytes);
 
 #endif /* VDISK_DRIVER_H */

@@ -18,6 +18,9 @@
  * and reused.  The rules are replayed here in memory (a bit per cluster:
  * nothing is referenced twice in a new image), then the file is written:
  * the same clusters, the same bytes, the same length.
+ *
+ * Measuring (vdisk_measure, qemu-img measure) takes the same options and
+ * counts a fully allocated image with the same refcount arithmetic.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -286,25 +289,34 @@ static int q_update(struct qsim *q, uint64_t c0, uint64_t n, bool down)
     return r;
 }
 
-/* qemu's qcow2_refcount_metadata_size(): refcount blocks for CLUSTERS and
- * for the refcount structure itself (with half the table's size to spare
- * when GENEROUS). */
-static uint64_t q_refblocks_for(const struct qsim *q, uint64_t clusters, bool generous)
+/* qemu's qcow2_refcount_metadata_size(): the refcount blocks (of 2^RB_BITS
+ * entries) that count CLUSTERS clusters of CS bytes and the refcount
+ * structure itself, blocks and table (with half the table's size to spare
+ * when GENEROUS); *TABLE: the table's clusters. */
+static uint64_t refblocks_for(uint64_t cs, uint32_t rb_bits, uint64_t clusters, bool generous,
+                              uint64_t *table)
 {
-    uint64_t per_table = q->cs / 8, per_block = 1ull << q->rb_bits;
-    uint64_t table = 0, blocks = 0, last, n = 0;
+    uint64_t per_table = cs / 8, per_block = 1ull << rb_bits;
+    uint64_t blocks = 0, last, n = 0;
+    *table = 0;
     do {
         last = n;
-        blocks = (clusters + table + blocks + per_block - 1) / per_block;
-        table = (blocks + per_table - 1) / per_table;
-        n = clusters + blocks + table;
+        blocks = (clusters + *table + blocks + per_block - 1) / per_block;
+        *table = (blocks + per_table - 1) / per_table;
+        n = clusters + blocks + *table;
         if (n == last && generous) {
-            clusters += (table + 1) / 2;
+            clusters += (*table + 1) / 2;
             n = 0;
             generous = false;
         }
     } while (n != last);
     return blocks;
+}
+
+static uint64_t q_refblocks_for(const struct qsim *q, uint64_t clusters, bool generous)
+{
+    uint64_t table;
+    return refblocks_for(q->cs, q->rb_bits, clusters, generous, &table);
 }
 
 /* A new refcount table and the blocks it needs at START (a cluster index,
@@ -745,4 +757,77 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
     if (close(q.fd) < 0 && r == 0)
         r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
     return r;
+}
+
+/* ---- Sizing (qemu-img measure) ------------------------------------------------ */
+
+/* qemu's qcow2_calc_prealloc_size(): the bytes of an image of SIZE bytes
+ * (a multiple of CS) with every cluster allocated: the header cluster, L2
+ * tables and an L1 table for the whole disk, the data, and the refcount
+ * structure that counts all of it and itself. */
+static uint64_t full_size(uint64_t size, uint64_t cs, uint32_t rb_bits, bool extl2)
+{
+    uint64_t entry = extl2 ? 16 : 8;
+    uint64_t meta = cs;
+    uint64_t l2e = align_up(size / cs, cs / entry);
+    meta += l2e * entry;
+    uint64_t l1e = align_up(l2e * entry / cs, cs / 8);
+    meta += l1e * 8;
+    uint64_t table, blocks = refblocks_for(cs, rb_bits, (meta + size) / cs, false, &table);
+    return meta + (blocks + table) * cs + size;
+}
+
+/* qemu's qcow2_get_persistent_dirty_bitmap_size(): the bytes the bitmaps of
+ * S (a disk of SIZE bytes) take in an image of clusters of CS bytes, each
+ * bitmap whole, its table, and the directory. */
+static uint64_t bitmaps_size(const struct qcow2 *s, uint64_t size, uint64_t cs)
+{
+    uint64_t total = 0, dir = 0;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        const struct qcow2_bitmap *bm = &s->bitmaps[i];
+        uint64_t gran = 1ull << bm->granularity_bits;
+        uint64_t bits = size / gran + (size % gran != 0);
+        uint64_t bytes = bits / 8 + (bits % 8 != 0);
+        uint64_t clusters = bytes / cs + (bytes % cs != 0);
+        total += clusters * cs + align_up(clusters * 8, cs);
+        /* A directory entry: 24 bytes, the name, to a multiple of 8. */
+        dir += align_up(24 + strlen(bm->name), 8);
+    }
+    return total + align_up(dir, cs);
+}
+
+int qcow2_measure(uint64_t size, struct vdisk_dev *src, struct opt_set *os,
+                  struct vdisk_measure_result *res)
+{
+    struct create_opts o;
+    int r = parse_opts(os, &o);
+    if (r < 0)
+        return r;
+    uint64_t cs = o.cluster_size;
+    uint32_t cbits = (uint32_t)log2_exact(cs);
+    uint32_t rb_bits = cbits + 3 - (uint32_t)log2_exact(o.refcount_bits);
+    uint64_t disk = align_up(size, cs), per_l2 = cs / (o.extl2 ? 16 : 8);
+    if ((disk / cs + per_l2 - 1) / per_l2 > QCOW2_MAX_L1_BYTES / 8)
+        return err_set(-EFBIG, "The image size is too large (try using a larger cluster size)");
+    /* The data clusters: none for an empty disk, those SRC holds data in,
+     * all of them where a backing file may share nothing with SRC, or
+     * where preallocation allocates them. */
+    uint64_t data = 0;
+    bool prealloc_all = o.prealloc && strcmp(o.prealloc, "metadata") != 0;
+    if (src && !prealloc_all) {
+        if (o.backing)
+            data = disk;
+        else if ((r = measure_data(src, cs, &data)) < 0)
+            return r;
+    }
+    if (prealloc_all)
+        data = disk;
+    res->fully_allocated = full_size(disk, cs, rb_bits, o.extl2);
+    res->required = res->fully_allocated - disk + data;
+    /* Bitmaps carry over from a qcow2 v3 image into a v3 image. */
+    const struct qcow2 *ss = src && src->drv == &vdisk_driver_qcow2 ? src->priv : NULL;
+    res->has_bitmaps = o.version >= 3 && ss && ss->version >= 3;
+    if (res->has_bitmaps)
+        res->bitmaps = bitmaps_size(ss, size, cs);
+    return 0;
 }

@@ -654,4 +654,5 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .snapshot_get = qcow2_snapshot_get,
     .snapshot_op = qcow2_snapshot_op,
     .create = qcow2_create,
+    .measure = qcow2_measure,
 };

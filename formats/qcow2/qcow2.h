@@ -527,6 +527,9 @@ long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, siz
 
 /* create.c */
 int qcow2_create(const char *filename, uint64_t size, struct opt_set *os);
+/* Sizes an image that qcow2_create would make (the driver's measure op). */
+int qcow2_measure(uint64_t size, struct vdisk_dev *src, struct opt_set *os,
+                  struct vdisk_measure_result *res);
 
 /* qcow2.c */
 /* Opens s->backing_name (resolving it) as the backing device. */

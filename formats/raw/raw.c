@@ -189,13 +189,22 @@ static void raw_close(struct vdisk_dev *dev)
     dev->priv = NULL;
 }
 
+/* The preallocation option of create (and measure), checked: 0 or -EINVAL. */
+static int raw_prealloc_opt(struct opt_set *os, const char **prealloc)
+{
+    *prealloc = opt_take(os, "preallocation");
+    if (*prealloc && strcmp(*prealloc, "off") && strcmp(*prealloc, "falloc") &&
+        strcmp(*prealloc, "full"))
+        return err_set(-EINVAL, "invalid preallocation mode '%s' for raw (expected off, "
+                       "falloc or full)", *prealloc);
+    return 0;
+}
+
 static int raw_create(const char *filename, uint64_t size, struct opt_set *os)
 {
-    const char *prealloc = opt_take(os, "preallocation");
-    if (prealloc && strcmp(prealloc, "off") && strcmp(prealloc, "falloc") &&
-        strcmp(prealloc, "full"))
-        return err_set(-EINVAL, "invalid preallocation mode '%s' for raw (expected off, "
-                       "falloc or full)", prealloc);
+    const char *prealloc;
+    if (raw_prealloc_opt(os, &prealloc) < 0)
+        return -EINVAL;
     if (size > INT64_MAX)
         return err_set(-EFBIG, "%s: size %" PRIu64 " is too large", filename, size);
     /* Every option is checked before the file is touched. */
@@ -500,6 +509,21 @@ static int take_resize(struct vdisk_dev *dev)
     return 0;
 }
 
+/* A raw image of SIZE bytes takes SIZE bytes, holes included, whatever
+ * the source holds and however it is preallocated. */
+static int raw_measure(uint64_t size, struct vdisk_dev *src, struct opt_set *os,
+                       struct vdisk_measure_result *res)
+{
+    const char *prealloc;
+    if (raw_prealloc_opt(os, &prealloc) < 0)
+        return -EINVAL;
+    int r = opt_check_all_taken(os, "raw");
+    if (r < 0)
+        return r;
+    res->required = res->fully_allocated = size;
+    return 0;
+}
+
 static int raw_preallocate(struct vdisk_dev *dev, uint64_t size)
 {
     struct raw *r = dev->priv;
@@ -561,4 +585,5 @@ const struct vdisk_driver vdisk_driver_raw = {
     .truncate = raw_truncate,
     .preallocate = raw_preallocate,
     .create = raw_create,
+    .measure = raw_measure,
 };

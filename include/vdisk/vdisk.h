@@ -15,6 +15,7 @@
  *   vdisk/check.h    consistency check and repair (qemu-img check)
  *   vdisk/snapshot.h internal snapshots (qemu-img snapshot)
  *   vdisk/image.h    resize, empty, rebase, amend whole images
+ *   vdisk/measure.h  the size a new image needs (qemu-img measure)
  *   vdisk/part.h     MBR and GPT partition tables, partitions as devices
  *   vdisk/iso9660.h  ISO 9660 file systems and the emulated CD-ROM drive
  *   vdisk/virtio.h   virtio-blk and virtio-scsi device models for VMMs
@@ -32,6 +33,7 @@
 #include <vdisk/check.h>
 #include <vdisk/snapshot.h>
 #include <vdisk/image.h>
+#include <vdisk/measure.h>
 #include <vdisk/part.h>
 #include <vdisk/iso9660.h>
 #include <vdisk/virtio.h>

@@ -278,10 +278,22 @@ END_TEST
 START_TEST(measure_and_amend_like_qemu)
 {
     make_pair("m.qcow2");
+    /* Persistent dirty bitmaps (their size), a version 2 image (none), a
+     * raw file whose data ends inside a cluster (counted whole). */
+    RUN_OK("cp m.qcow2 mb.qcow2 && qemu-img bitmap --add mb.qcow2 b0 && "
+           "qemu-img bitmap --add -g 4k mb.qcow2 a-longer-name && "
+           "qemu-img create -q -f qcow2 -o compat=0.10 m2.qcow2 4M && "
+           "qemu-io -c 'write -P 3 0 1M' m2.qcow2 && head -c 100000 /dev/zero | tr '\\0' x > "
+           "m.raw");
     static const char *const m[] = {
         "-O qcow2 --size 1G", "--output=json -O qcow2 --size 1G -o cluster_size=512,refcount_bits=64",
         "-O qcow2 -o extended_l2=on --size 10G", "-O raw --size 1000", "-O qcow2 m.qcow2",
         "--output=json -O qcow2 -o cluster_size=2M m.qcow2", "-O raw m.qcow2",
+        "-O qcow2 -o preallocation=full --size 1G", "-O qcow2 -o preallocation=falloc m.qcow2",
+        "-O qcow2 -o preallocation=metadata m.qcow2", "-O qcow2 -o backing_file=x m.qcow2",
+        "-O qcow2 -o compat=0.10 m.qcow2", "-O qcow2 mb.qcow2",
+        "--output=json -O qcow2 -o cluster_size=512 mb.qcow2", "-O qcow2 -o compat=0.10 mb.qcow2",
+        "--output=json -O qcow2 m2.qcow2", "-O qcow2 -f raw m.raw", "-O raw -f raw m.raw",
     };
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
         char a[300], b[300];

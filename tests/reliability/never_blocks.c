@@ -36,6 +36,7 @@
 #include <vdisk/vdisk.h>
 
 #include "fault.h"
+#include "internal.h"
 #include "options_internal.h"
 #include "harness.h"
 

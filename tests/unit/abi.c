@@ -169,7 +169,7 @@ static vdisk_dev *open_raw(const char *path)
     return dev;
 }
 
-/* ---- vdisk_info, vdisk_check_result, vdisk_snapshot ------------------------- */
+/* ---- vdisk_info, vdisk_check_result, vdisk_snapshot, vdisk_measure_result ----- */
 
 /* struct vdisk_info as its first version had it, as an older program was built. */
 struct vdisk_info_v1 {
@@ -302,6 +302,23 @@ START_TEST(snapshot)
     g_check(&g, sizeof(size_t), "vdisk_snapshot (-ENOENT)");
     free(g.base);
     vdisk_close(dev);
+}
+END_TEST
+
+START_TEST(measure_result)
+{
+    ck_assert_uint_eq(VDISK_MEASURE_RESULT_SIZE_V1,
+                      offsetof(struct vdisk_measure_result, bitmaps) + sizeof(uint64_t));
+    /* qemu-img 7.2: an empty 1 GiB qcow2 image, default options. */
+    OUTPUT_SIZES(vdisk_measure_result, VDISK_MEASURE_RESULT_SIZE_V1,
+                 vdisk_measure("qcow2", 1 << 30, NULL, NULL, s), {
+        ck_assert_uint_eq(s->required, 393216);
+        ck_assert_uint_eq(s->fully_allocated, 1074135040);
+        ck_assert(!s->has_bitmaps);
+        ck_assert_uint_eq(s->bitmaps, 0);
+    });
+    EXPECT_TOO_SMALL(vdisk_measure_result, VDISK_MEASURE_RESULT_SIZE_V1, "vdisk_measure",
+                     vdisk_measure("qcow2", 1 << 30, NULL, NULL, s));
 }
 END_TEST
 
@@ -672,6 +689,7 @@ static Suite *abi_suite(void)
     tcase_add_test(tc, info_older_program);
     tcase_add_test(tc, check_result);
     tcase_add_test(tc, snapshot);
+    tcase_add_test(tc, measure_result);
     suite_add_tcase(s, tc);
     tc = tcase_create("iso");
     tcase_add_test(tc, iso_structures);

@@ -2,55 +2,16 @@
 /*
  * tools/vdisk/cmd_measure.c: vdisk measure, as qemu-img measure: the size a
  * new image needs, for a given virtual size or to hold a source image's
- * data.  The qcow2 figures follow QEMU's accounting: one header cluster,
- * L2 and L1 tables for the whole disk, and the refcount structure that
- * counts every cluster, itself included (found as a fixed point).
+ * data.  The library measures (vdisk_measure, vdisk/measure.h); this opens
+ * the source and prints.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-
-static uint64_t round_up(uint64_t v, uint64_t a)
-{
-    return (v + a - 1) / a * a;
-}
-
-static uint64_t div_up(uint64_t v, uint64_t a)
-{
-    return (v + a - 1) / a;
-}
-
-/* Clusters of refcount blocks and table to count CLUSTERS clusters and
- * themselves. */
-static uint64_t refcount_bytes(uint64_t clusters, uint64_t cs, unsigned refcount_bits)
-{
-    uint64_t per_block = cs * 8 / refcount_bits, per_table = cs / 8;
-    uint64_t blocks = 0, table = 0, n = 0, last;
-    do {
-        last = n;
-        blocks = div_up(clusters + table + blocks, per_block);
-        table = div_up(blocks, per_table);
-        n = clusters + blocks + table;
-    } while (n != last);
-    return (blocks + table) * cs;
-}
-
-/* The size of a qcow2 image of SIZE bytes with every cluster allocated. */
-static uint64_t qcow2_full_size(uint64_t size, uint64_t cs, unsigned refcount_bits,
-                                bool extl2)
-{
-    uint64_t total = round_up(size, cs), entry = extl2 ? 16 : 8;
-    uint64_t meta = cs;                                /* the header */
-    uint64_t l2e = round_up(total / cs, cs / entry);   /* L2 tables */
-    meta += l2e * entry;
-    uint64_t l1e = round_up(l2e * entry / cs, cs / 8); /* the L1 table */
-    meta += l1e * 8;
-    meta += refcount_bytes((meta + total) / cs, cs, refcount_bits);
-    return meta + total;
-}
 
 static void help(void)
 {
@@ -59,8 +20,10 @@ static void help(void)
            "\n"
            "Prints the size an image of format FMT (raw or qcow2; default raw) needs:\n"
            "'required' to hold the data of FILE (or an empty disk of SIZE), and\n"
-           "'fully allocated' with every cluster of it allocated.  The qcow2 options\n"
-           "cluster_size, refcount_bits and extended_l2 are taken into account.\n"
+           "'fully allocated' with every cluster of it allocated.  OPTIONS are those\n"
+           "of vdisk create; for qcow2, cluster_size, refcount_bits, extended_l2,\n"
+           "preallocation, backing_file and compat are taken into account, and\n"
+           "'bitmaps size' is what FILE's persistent dirty bitmaps would take.\n"
            "-U (--force-share) opens FILE even while another process writes it (see\n"
            "IMAGE LOCKING in vdisk(1)).\n");
 }
@@ -104,8 +67,14 @@ int cmd_measure(int argc, char **argv)
             if ((json = parse_output_format(optarg)) < 0)
                 goto out;
             break;
-        case 'z':
-            if (vdisk_parse_size(optarg, 1, &size) < 0) {
+        case 'z': {
+            int r = vdisk_parse_size(optarg, 1, &size);
+            if (r == -ERANGE || (r == 0 && size > INT64_MAX)) {
+                cli_error("Invalid image size specified. Must be between 0 and %" PRId64 ".",
+                          INT64_MAX);
+                goto out;
+            }
+            if (r < 0) {
                 cli_error("Invalid image size specified. You may use k, M, G, T, P or E "
                           "suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes "
                           "and exabytes.");
@@ -113,6 +82,7 @@ int cmd_measure(int argc, char **argv)
             }
             have_size = true;
             break;
+        }
         case 'U':
             oa.force_share = true;
             break;
@@ -128,32 +98,8 @@ int cmd_measure(int argc, char **argv)
                             : "Either --size N or one filename must be specified.");
         goto out;
     }
-    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2")) {
-        cli_error("Format '%s' does not support size measurement", out_fmt);
-        goto out;
-    }
-    uint64_t cs = 65536;
-    unsigned rbits = 16;
-    bool extl2 = false;
-    const char *v;
-    if ((v = vdisk_options_get(o, "cluster_size")) &&
-        (vdisk_parse_size(v, 1, &cs) < 0 || cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))) {
-        cli_error("Invalid cluster size '%s'", v);
-        goto out;
-    }
-    if ((v = vdisk_options_get(o, "refcount_bits")))
-        rbits = (unsigned)strtoul(v, NULL, 10);
-    if (rbits < 1 || rbits > 64 || (rbits & (rbits - 1))) {
-        cli_error("Refcount width must be a power of two and may not exceed 64 bits");
-        goto out;
-    }
-    if ((v = vdisk_options_get(o, "extended_l2")))
-        extl2 = !strcmp(v, "on") || !strcmp(v, "true");
-    /* The data the source holds, counted in whole clusters of the output. */
-    uint64_t data = 0;
-    bool bitmaps = false;
+    vdisk_dev *dev = NULL;
     if (!have_size) {
-        vdisk_dev *dev = NULL;
         vdisk_options *so = NULL;
         vdisk_options_new(&so);
         vdisk_options_set(so, "read-only", "on");
@@ -169,48 +115,25 @@ int cmd_measure(int argc, char **argv)
             cli_lib_error();
             goto out;
         }
-        size = vdisk_get_size(dev);
-        bitmaps = strcmp(vdisk_get_format(dev), "qcow2") == 0;
-        uint64_t unit = strcmp(out_fmt, "qcow2") == 0 ? cs : 512;
-        for (uint64_t off = 0; off < size;) {
-            struct vdisk_extent e;
-            if (vdisk_block_status(dev, off, size - off, &e) < 0) {
-                cli_lib_error();
-                vdisk_close(dev);
-                goto out;
-            }
-            uint64_t n = e.length;
-            if (!(e.flags & VDISK_EXT_ZERO) && (e.flags & VDISK_EXT_DATA)) {
-                /* To the end of the output's cluster. */
-                n = round_up(off + n, unit) - off;
-                if (n > size - off)
-                    n = size - off;
-                data += off % unit + n;
-            }
-            off += n;
-        }
-        vdisk_close(dev);
     }
-    uint64_t full, required;
-    if (strcmp(out_fmt, "qcow2") == 0) {
-        full = qcow2_full_size(size, cs, rbits, extl2);
-        required = full - round_up(size, cs) + data;
-    } else {
-        full = round_up(size, 512);
-        required = have_size ? full : round_up(size, 512);
-        bitmaps = false;
+    struct vdisk_measure_result m = {.struct_size = sizeof m};
+    int r = vdisk_measure(out_fmt, have_size ? size : 0, o, dev, &m);
+    vdisk_close(dev);
+    if (r < 0) {
+        cli_lib_error();
+        goto out;
     }
     if (json) {
         printf("{\n");
-        if (bitmaps)
-            printf("    \"bitmaps\": 0,\n");
+        if (m.has_bitmaps)
+            printf("    \"bitmaps\": %" PRIu64 ",\n", m.bitmaps);
         printf("    \"required\": %" PRIu64 ",\n    \"fully-allocated\": %" PRIu64 "\n}\n",
-               required, full);
+               m.required, m.fully_allocated);
     } else {
-        printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", required,
-               full);
-        if (bitmaps)
-            printf("bitmaps size: 0\n");
+        printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", m.required,
+               m.fully_allocated);
+        if (m.has_bitmaps)
+            printf("bitmaps size: %" PRIu64 "\n", m.bitmaps);
     }
     ret = 0;
 out:
