@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # tests/no-qemu.sh BUILD_DIR: runs the qcow2 unit tests (CTest unit-qcow2,
-# tests/unit/qcow2.c) as on a machine without qemu-utils: with a PATH of
-# links to every program of the real PATH except the qemu ones (qemu-img,
-# qemu-io, qemu-nbd, qemu-storage-daemon, qemu-system-*, ...).  The test
-# must pass there: a skip (exit status 77) or any other status fails this
-# script, whatever CI and tests/ci-skips.txt say.
+# tests/unit/qcow2.c, and unit-measure, tests/unit/measure.c) as on a
+# machine without qemu-utils: with a PATH of links to every program of the
+# real PATH except the qemu ones (qemu-img, qemu-io, qemu-nbd,
+# qemu-storage-daemon, qemu-system-*, ...).  The tests must pass there: a
+# skip (exit status 77) or any other status fails this script, whatever CI
+# and tests/ci-skips.txt say.
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
-test_bin=$build/tests/unit/test-unit-qcow2
-[ -x "$test_bin" ] || { echo "no-qemu: $test_bin is not built"; exit 1; }
+tests=(unit-qcow2 unit-measure)
+for t in "${tests[@]}"; do
+  [ -x "$build/tests/unit/test-$t" ] || { echo "no-qemu: $build/tests/unit/test-$t is not built"; exit 1; }
+done
 
 nobin=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-noqemu.XXXXXX")
 trap 'rm -rf "$nobin"' EXIT
@@ -35,16 +38,19 @@ if PATH=$nobin command -v qemu-img >/dev/null 2>&1; then
   exit 1
 fi
 
-status=0
-(cd "$build/tests/unit" && env PATH="$nobin" CK_DEFAULT_TIMEOUT=300 \
-  VDISK_TEST_NAME=unit-qcow2 "$test_bin") || status=$?
-if [ $status = 0 ]; then
-  echo "no-qemu: unit-qcow2 passed without the qemu programs"
-  exit 0
-fi
-if [ $status = 77 ]; then
-  echo "no-qemu: unit-qcow2 skipped without the qemu programs: it must run there"
-else
-  echo "no-qemu: unit-qcow2 failed without the qemu programs (exit status $status)"
-fi
-exit 1
+fail=0
+for t in "${tests[@]}"; do
+  status=0
+  (cd "$build/tests/unit" && env PATH="$nobin" CK_DEFAULT_TIMEOUT=300 \
+    VDISK_TEST_NAME=$t "$build/tests/unit/test-$t") || status=$?
+  if [ $status = 0 ]; then
+    echo "no-qemu: $t passed without the qemu programs"
+  elif [ $status = 77 ]; then
+    echo "no-qemu: $t skipped without the qemu programs: it must run there"
+    fail=1
+  else
+    echo "no-qemu: $t failed without the qemu programs (exit status $status)"
+    fail=1
+  fi
+done
+exit $fail
