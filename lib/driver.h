@@ -383,10 +383,13 @@ bool req_on_sync_queue(const struct vdisk_req *req);
 enum eng_op {
     ENG_READ,      /* preadv at the request's offset */
     ENG_WRITE,     /* pwritev; VDISK_REQ_FUA makes it RWF_DSYNC */
-    ENG_FSYNC,     /* mode 1: fdatasync, else fsync */
+    ENG_FSYNC,     /* mode ENG_FDATASYNC: fdatasync, else fsync */
     ENG_FALLOCATE, /* fallocate(mode, offset, length) */
     ENG_CALL,      /* call(req, fd), on a thread that may block */
 };
+
+/* ENG_FSYNC's mode for fdatasync. */
+#define ENG_FDATASYNC 1
 
 /* The open file a protocol driver's requests go to. */
 struct eng_file {

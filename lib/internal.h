@@ -145,7 +145,7 @@ struct req_core {
     /* Engine state, set by req_start_file_io(): the operation, the file,
      * progress of a short transfer. */
     enum eng_op eng_op;
-    int eng_mode;              /* fallocate mode; fsync: 1 = fdatasync */
+    int eng_mode;              /* fallocate mode; fsync: ENG_FDATASYNC or 0 */
     long (*eng_fn)(struct vdisk_req *req, int fd); /* ENG_CALL */
     int fd;
     uint64_t file_id;

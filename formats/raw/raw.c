@@ -420,7 +420,7 @@ static void raw_submit(struct vdisk_req *req)
         raw_engine(req, req->op == VDISK_OP_READ ? ENG_READ : ENG_WRITE, 0, NULL);
         return;
     case VDISK_OP_FLUSH:
-        raw_engine(req, ENG_FSYNC, 1, NULL);
+        raw_engine(req, ENG_FSYNC, ENG_FDATASYNC, NULL);
         return;
     case VDISK_OP_DISCARD: {
         if (atomic_load(&r->no_discard)) {
