@@ -41,6 +41,17 @@ static void teardown(void)
     vdisk_close(dev);
 }
 
+/* read(), again after a signal interrupted it (the helper thread's start
+ * and stop may deliver one to this thread). */
+static ssize_t read_again(int fd, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = read(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
 static void quiet(void *opaque, const char *line)
 {
     (void)opaque;
@@ -114,7 +125,7 @@ START_TEST(connection_and_thread)
     ck_assert_int_eq(poll(&pf, 1, 10000), 1);
     ck_assert_int_ge(vdisk_vhost_process(h), 1);
     uint8_t reply[20];
-    ck_assert_int_eq(read(sv[0], reply, sizeof reply), 20);
+    ck_assert_int_eq(read_again(sv[0], reply, sizeof reply), 20);
     uint32_t hdr[3];
     memcpy(hdr, reply, 12);
     ck_assert_uint_eq(hdr[0], 1);
@@ -132,7 +143,7 @@ START_TEST(connection_and_thread)
     ck_assert_int_eq(write(sv[0], getq, sizeof getq), (ssize_t)sizeof getq);
     struct timeval tv = {10, 0};
     setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ck_assert_int_eq(read(sv[0], reply, sizeof reply), 20);
+    ck_assert_int_eq(read_again(sv[0], reply, sizeof reply), 20);
     memcpy(hdr, reply, 12);
     ck_assert_uint_eq(hdr[0], 17);
     uint64_t nq;
