@@ -220,13 +220,13 @@ int vdisk_queue_drain(vdisk_queue *q);
 
 /*
  * vdisk_dev_quiesce: begins a quiesce section on DEV: waits until no
- * request started by another thread is inside the device (those in flight
- * complete, as their queues' threads reap them), and from then on holds back
- * every request that other threads start, on any queue of DEV or of a range
- * or partition opened over it (vdisk_open_range(), vdisk_open_partition(),
- * at any depth), counted in flight, never failed, and their synchronous
- * calls (vdisk_pread() ...), until vdisk_dev_resume().  The calling
- * thread's own requests go through.
+ * request is inside the device (other threads' requests complete as their
+ * queues' threads reap them; the calling thread's own are moved on, see
+ * below), and from then on holds back every request that other threads
+ * start, on any queue of DEV or of a range or partition opened over it
+ * (vdisk_open_range(), vdisk_open_partition(), at any depth), counted in
+ * flight, never failed, and their synchronous calls (vdisk_pread() ...),
+ * until vdisk_dev_resume().  The calling thread's new requests go through.
  * Sections nest in one thread; a second thread's section waits for the
  * first to end.  Whole-image operations on an open device (vdisk_resize,
  * vdisk_amend, vdisk_check, vdisk_make_empty, vdisk_set_backing and the
