@@ -87,6 +87,7 @@ void vdisk_queue_free(vdisk_queue *q);
  * vdisk_queue_get_fd: a file descriptor that becomes readable when the
  * queue has completions to reap.  Poll it for POLLIN (or add it to epoll);
  * vdisk_queue_reap() clears it.  The queue owns it: do not close it.
+ * Returns the fd, or -errno when the io_uring engine cannot make it.
  */
 int vdisk_queue_get_fd(vdisk_queue *q);
 
