@@ -289,7 +289,8 @@ int vdisk_discard(vdisk_dev *dev, uint64_t offset, uint64_t length);
 
 /*
  * vdisk_write_zeroes: makes LENGTH bytes at OFFSET read as zeroes, without
- * transferring a buffer of zeroes where the device can (fallocate).
+ * transferring a buffer of zeroes where the device can (fallocate).  FLAGS:
+ * VDISK_ZEROES_MAY_UNMAP.  Returns 0 or -errno.
  */
 int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
                        unsigned flags);
@@ -361,8 +362,10 @@ struct vdisk_extent {
 
 /*
  * vdisk_block_status: describes the extent that starts at OFFSET, at most
- * LENGTH bytes long (clipped to the device), in *ext.  Returns 0 or -errno.
- * Call it in a loop, advancing by ext->length, to map a range.
+ * LENGTH bytes long (clipped to the device), in *ext.  Returns 0, -EINVAL
+ * when OFFSET is at or past the end of the device or LENGTH is 0, or
+ * another -errno.  Call it in a loop, advancing by ext->length, to map a
+ * range.
  */
 int vdisk_block_status(vdisk_dev *dev, uint64_t offset, uint64_t length,
                        struct vdisk_extent *ext);
