@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/device.c: the device object: open (with format probing), create,
- * close, properties, block status and the synchronous calls, which run on a
- * queue of the device's own.
+ * close, properties, block status, the whole-image calls (info, check,
+ * resize, make empty, set backing, amend, snapshots: each passed to the
+ * format driver, most inside a quiesce section) and the synchronous I/O
+ * calls, which run on a queue of the device's own.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -4,8 +4,8 @@
  * only lib/ header a file under formats/ includes.
  *
  * A driver is one layer of a device stack:
- *   - a protocol driver (raw, memory) owns storage and hands requests to
- *     the queue's I/O engine with req_start_file_io();
+ *   - a protocol driver owns storage: raw hands requests to the queue's
+ *     I/O engine with req_start_file_io(), memory serves them in place;
  *   - a format driver (qcow2, ...) is opened over a protocol device, which it
  *     reads and writes through child requests (req_new_child) and the
  *     synchronous dev_*() calls;
@@ -171,8 +171,9 @@ void dev_size_grow(struct vdisk_dev *dev, uint64_t end);
 void dev_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
 void dev_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
 
-/* Host bytes DEV uses (its driver's allocated_size, else the device
- * below's), or -errno (-ENOTSUP when nobody knows). */
+/* Host bytes DEV uses (its driver's allocated_size; formats and filters
+ * ask the device below with this call), or -errno (-ENOTSUP when the
+ * driver has no allocated_size). */
 int64_t dev_allocated_size(struct vdisk_dev *dev);
 
 /* Synchronous I/O for drivers on the devices below them. */
@@ -315,9 +316,10 @@ void req_free(struct vdisk_req *req);
 
 /*
  * Starts a request: checks it against its device (range, read-only,
- * alignment) and hands it to the device's driver.  It never completes the
- * request from inside the call: failures are reported through req->done
- * later, from the reaping thread.
+ * alignment) and hands it to the device's driver.  A request the checks
+ * refuse is not completed from inside the call: its req->done runs later,
+ * from the reaping thread.  The driver may complete it at once (memory
+ * does), so REQ must not be touched after the call.
  */
 void req_submit(struct vdisk_req *req);
 
@@ -509,7 +511,8 @@ struct vdisk_driver {
     /*
      * Starts REQ (already checked by the core).  The driver completes it,
      * now or later, with req_complete() or req_fail() from the queue's
-     * thread, or queue_post() from another thread.
+     * thread; work done on another thread comes back to that thread
+     * through offload_req() or req_resume_later().
      */
     void (*submit)(struct vdisk_req *req);
 
@@ -533,7 +536,8 @@ struct vdisk_driver {
      * by writing zeroes.  -ENOTSUP when the file system cannot, or NULL. */
     int (*preallocate)(struct vdisk_dev *dev, uint64_t size);
 
-    /* Host bytes used, or -errno; NULL: ask the device below. */
+    /* Host bytes used, or -errno; a format or filter asks the device below
+     * (dev_allocated_size).  NULL: unknown, -ENOTSUP. */
     int64_t (*allocated_size)(struct vdisk_dev *dev);
 
     /* Fills the format's fields of *INFO (the core has set the common ones). */

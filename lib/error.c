@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* lib/error.c: the per-thread last error. */
+/* lib/error.c: the per-thread last error, warnings, vdisk_version. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>

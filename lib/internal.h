@@ -20,7 +20,7 @@
 
 /* ---- Devices -------------------------------------------------------------- */
 
-struct write_track; /* lib/device.c: overlapping read-modify-write */
+struct write_track; /* lib/request.c: overlapping read-modify-write */
 
 /*
  * The quiesce section of a device (lib/quiesce.c).  ACTIVE counts the

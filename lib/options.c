@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* lib/options.c: key=value options (vdisk/options.h) and their use in open. */
+/*
+ * lib/options.c: key=value options (vdisk/options.h), and the option sets
+ * through which an open or create takes them (options_internal.h).
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,8 @@
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
 #      a ThreadSanitizer build: the stress tests, the virtio models and
 #      vdisk serve on both engines;
-#   3. every libFuzzer harness for about a minute from its corpus;
+#   3. every libFuzzer harness from its corpus, the harnesses sharing 480
+#      seconds (tests/fuzz-ci.sh);
 #   4. installation into a prefix, and the README's C example built against
 #      it with pkg-config.
 # Exits non-zero when anything fails.

@@ -5,7 +5,9 @@
  *
  * Entries are pinned while in use and written back when dirty.  Before a
  * dirty L2 table is written, the refcount blocks are written and the file
- * is fsynced (see the ordering in qcow2.h).  The caller holds s->lock.
+ * is fsynced (see the ordering in qcow2.h).  The caller holds s->lock,
+ * except for qcow2_prefetch(), which takes it itself around its reads, and
+ * qcow2_wb_write(), which writes copies under wb_lock alone.
  *
  * Every operation costs the same whatever the cache's size: with 512-byte
  * clusters the default L2 cache has 65,536 slots, and the allocator looks

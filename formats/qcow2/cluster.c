@@ -3,7 +3,8 @@
  * formats/qcow2/cluster.c: the guest-to-host mapping.  L1 and L2 lookups
  * (every entry validated before use), L2 tables made writable (allocated,
  * or copied when a snapshot shares them), L1 entry updates.  The caller
- * holds s->lock.
+ * holds s->lock, except for qcow2_make_l2_unlocked(), which takes it
+ * itself and lets it go across its I/O.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -14,12 +14,17 @@
  *   compress.c  zlib and zstd clusters
  *   create.c    new images
  *   check.c     consistency check and repair
+ *   snapshot.c  internal snapshots: the table; take, apply, delete
+ *   image.c     resize, make empty, change the backing file, amend
  *   bitmap.c    persistent dirty bitmaps: read, counted, shown, dropped
  *   qcow2.c     the driver: probe, open, close, info, block status
  *
  * Locking: one mutex (s->lock) guards all metadata (tables, caches,
- * refcounts, allocation state).  Metadata I/O happens under it,
- * synchronously; guest data I/O is asynchronous and runs outside it.
+ * refcounts, allocation state).  Guest data I/O is asynchronous and runs
+ * outside it, and so does most metadata I/O: a table missing from the
+ * cache is read as a child request, and write-backs write copies of the
+ * dirty tables under wb_lock.  What still does I/O under s->lock is
+ * listed in io.c's opening comment.
  *
  * Ordering (nothing lost, leaks at most after a crash):
  *   - a new cluster's refcount reaches the disk before any L2 or L1 entry

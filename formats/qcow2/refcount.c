@@ -2,7 +2,9 @@
 /*
  * formats/qcow2/refcount.c: reference counts of host clusters, cluster
  * allocation, growth of the refcount table, and the ordered metadata flush.
- * The caller holds s->lock.
+ * The caller holds s->lock, except for qcow2_grow_unlocked() and
+ * qcow2_writeback_unlocked(), which take it themselves and let it go
+ * across their I/O.
  */
 #include <errno.h>
 #include <inttypes.h>

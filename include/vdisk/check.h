@@ -2,7 +2,10 @@
 /*
  * vdisk/check.h: consistency check and repair of images (qemu-img check).
  *
- * Thread-safety: no other request may run on the device during a check.
+ * Thread-safety: vdisk_check runs inside a quiesce section of its own
+ * (vdisk_dev_quiesce in vdisk/queue.h): it waits for the requests in
+ * flight, holds back those other threads start until it returns, and so
+ * may be called while other threads keep their queues going.  Blocks.
  */
 #ifndef VDISK_CHECK_H
 #define VDISK_CHECK_H

@@ -116,12 +116,19 @@ typedef struct vdisk_dev vdisk_dev;
  * "cache", "engine", ...).  Without "format", the format is probed from the
  * file's first bytes.
  *
- * Returns 0, or a negative errno: -ENOENT / -EACCES / ... from the file,
- * -EAGAIN when another process holds a conflicting lock on the image or a
- * file of its backing chain (see "Image locking" above), -EINVAL for a bad
- * or unknown option, -EROFS when writing was asked for on
- * a file that can only be read, -ENOTSUP for an unknown format, or a format
- * driver's error for a damaged image.  *devp is set to NULL on failure.
+ * Returns 0, or a negative errno: -ENOENT / -EACCES / -EROFS / ... from
+ * opening the file (-EACCES or -EROFS when writing was asked for on a file
+ * that can only be read), -EAGAIN when another process holds a conflicting
+ * lock on the image or a file of its backing chain (see "Image locking"
+ * above), -EINVAL for a bad or unknown option, -ENOSYS for engine=uring
+ * where io_uring is not allowed, -ENOTSUP for an unknown format, one vdisk
+ * does not read, or a feature it does not support (qcow2 encryption, an
+ * external data file), -EPERM for a backing file name that
+ * backing-confine=on refuses, -ELOOP for a backing chain that loops or is
+ * deeper than 64 images, or a format driver's error: -EINVAL for a damaged
+ * image, and for qcow2 -EIO (marked corrupt) or -ENOTSUP (persistent
+ * bitmaps) when writing was asked for (see vdisk/options.h).  *devp is set
+ * to NULL on failure.
  */
 int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts);
 
@@ -142,10 +149,11 @@ int vdisk_open_range(vdisk_dev **devp, vdisk_dev *parent, uint64_t offset,
                      uint64_t length, unsigned flags);
 
 /*
- * vdisk_close: releases a reference.  The device is flushed (errors are
- * recorded but not returned; call vdisk_flush() first to see them) and freed
- * when its last reference goes.  NULL is a no-op.  No request may be in
- * flight on a queue of the device, and all its queues must have been freed.
+ * vdisk_close: releases a reference.  The device is freed when its last
+ * reference goes, after a flush if it is writable; an error of that flush
+ * is neither returned nor left for vdisk_get_error(): call vdisk_flush()
+ * first to see it.  NULL is a no-op.  No request may be in flight on a
+ * queue of the device, and all its queues must have been freed.
  */
 void vdisk_close(vdisk_dev *dev);
 
@@ -281,7 +289,8 @@ int vdisk_discard(vdisk_dev *dev, uint64_t offset, uint64_t length);
 
 /*
  * vdisk_write_zeroes: makes LENGTH bytes at OFFSET read as zeroes, without
- * transferring a buffer of zeroes where the device can (fallocate).
+ * transferring a buffer of zeroes where the device can (fallocate).  FLAGS:
+ * VDISK_ZEROES_MAY_UNMAP.  Returns 0 or -errno.
  */
 int vdisk_write_zeroes(vdisk_dev *dev, uint64_t offset, uint64_t length,
                        unsigned flags);
@@ -353,8 +362,10 @@ struct vdisk_extent {
 
 /*
  * vdisk_block_status: describes the extent that starts at OFFSET, at most
- * LENGTH bytes long (clipped to the device), in *ext.  Returns 0 or -errno.
- * Call it in a loop, advancing by ext->length, to map a range.
+ * LENGTH bytes long (clipped to the device), in *ext.  Returns 0, -EINVAL
+ * when OFFSET is at or past the end of the device or LENGTH is 0, or
+ * another -errno.  Call it in a loop, advancing by ext->length, to map a
+ * range.
  */
 int vdisk_block_status(vdisk_dev *dev, uint64_t offset, uint64_t length,
                        struct vdisk_extent *ext);

@@ -4,7 +4,10 @@
  * backing file, amend format options (qemu-img resize, commit, rebase,
  * amend build on these).
  *
- * Thread-safety: no request may run on the device during these calls.
+ * Thread-safety: each call runs inside a quiesce section of its own
+ * (vdisk_dev_quiesce in vdisk/queue.h): it waits for the requests in
+ * flight, holds back those other threads start until it returns, and so
+ * may be called while other threads keep their queues going.  Blocks.
  */
 #ifndef VDISK_IMAGE_H
 #define VDISK_IMAGE_H

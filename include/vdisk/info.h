@@ -4,7 +4,9 @@
  * `qemu-img info`, and the backing chain.
  *
  * Thread-safety: the strings returned belong to the device and stay valid
- * while it is open; these calls may run concurrently with I/O.
+ * while it is open, except the backing file's names and format, which
+ * vdisk_set_backing() (vdisk/image.h) frees; these calls may run
+ * concurrently with I/O.
  */
 #ifndef VDISK_INFO_H
 #define VDISK_INFO_H
@@ -80,7 +82,7 @@ int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info);
 /*
  * vdisk_get_backing: the device that the image's unallocated areas read
  * from (its backing file), or NULL.  The handle is borrowed: it lives as
- * long as DEV; do not close it.
+ * long as DEV, or until vdisk_set_backing() replaces it; do not close it.
  */
 vdisk_dev *vdisk_get_backing(vdisk_dev *dev);
 

@@ -74,8 +74,10 @@ struct vdisk_cdrom_media {
 
 /*
  * vdisk_open_cdrom: a CD-ROM drive in *out, with ISO (a file name, opened
- * read-only with OPTS, "format" probed unless given) loaded, or empty
- * when ISO is NULL.  The capacity is the ISO's volume space size, or its
+ * read-only, "format" probed unless given) loaded, or empty when ISO is
+ * NULL.  Of OPTS (may be NULL) the drive keeps "format", "cache", "engine"
+ * and "threads", and opens every medium with them; other keys are
+ * ignored.  The capacity is the ISO's volume space size, or its
  * file size rounded up to 2048 when larger (hybrid ISOs); bytes past the
  * end of the file read as zeroes.  Returns 0 or -errno (the ISO's open
  * error).

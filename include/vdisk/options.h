@@ -30,8 +30,9 @@
  *              time, and backing-confine=on.
  *              A backing file whose image does not record its format is
  *              probed the same way (QEMU before 6.1 made such images),
- *              with a warning once per process; backing.format=FMT gives
- *              it instead.
+ *              with a warning once per process; the option
+ *              backing.format=FMT gives it instead (and overrides a
+ *              recorded one; only for an image that has a backing file).
  *   read-only  on | off (default off)
  *   cache      writeback (default) | none | writethrough | directsync | unsafe,
  *              with QEMU's meaning: "none" and "directsync" bypass the host
@@ -80,6 +81,11 @@
  *              deletes every bitmap instead (the header extension first,
  *              then their clusters freed as check -r leaks frees them),
  *              which QEMU's incremental backups then have to start over.
+ *   snapshot.name, snapshot.id  qcow2, with read-only=on only (-EINVAL
+ *              otherwise): the device reads the internal snapshot of that
+ *              name (or, failing that, of that id; either key looks at
+ *              both) instead of the current disk, and has its size;
+ *              -ENOENT when there is none (vdisk convert -l, measure -l).
  *   l2-cache-size, refcount-cache-size  qcow2: bytes of L2 tables and of
  *              refcount blocks kept in memory, a size (vdisk_parse_size:
  *              "1M", "65536") up to 1 TiB, held as whole tables (4 to
@@ -120,8 +126,8 @@ void vdisk_options_free(vdisk_options *opts);
 
 /*
  * vdisk_options_set: sets KEY to VALUE (both copied), replacing any earlier
- * value of KEY.  Returns 0, -EINVAL for an empty key or a key containing '='
- * or ',', or -ENOMEM.
+ * value of KEY.  Returns 0, -EINVAL for an empty key, a key containing '='
+ * or ',', or a NULL value, or -ENOMEM.
  */
 int vdisk_options_set(vdisk_options *opts, const char *key, const char *value);
 

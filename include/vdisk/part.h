@@ -236,8 +236,9 @@ int vdisk_part_verify(vdisk_dev *disk, unsigned sector_size, vdisk_part_report_f
  * rebuilt from the other copy, and the backup is moved to the end of the
  * disk (the last usable sector with it) when the disk grew.  REPORT gets
  * one line per fix.  Returns the number of fixes (0: nothing to do),
- * -EINVAL when both copies are damaged, -ENOTSUP for MBR tables with
- * problems (nothing can be rebuilt from a second copy), or an I/O error.
+ * -EINVAL when both copies are damaged, -EROFS when a GPT is found on a
+ * read-only device, -ENOTSUP for MBR tables with problems (nothing can be
+ * rebuilt from a second copy), or an I/O error.
  */
 int vdisk_part_repair(vdisk_dev *disk, unsigned sector_size, vdisk_part_report_fn report,
                       void *opaque);

@@ -87,6 +87,7 @@ void vdisk_queue_free(vdisk_queue *q);
  * vdisk_queue_get_fd: a file descriptor that becomes readable when the
  * queue has completions to reap.  Poll it for POLLIN (or add it to epoll);
  * vdisk_queue_reap() clears it.  The queue owns it: do not close it.
+ * Returns the fd, or -errno when the io_uring engine cannot make it.
  */
 int vdisk_queue_get_fd(vdisk_queue *q);
 
@@ -220,13 +221,13 @@ int vdisk_queue_drain(vdisk_queue *q);
 
 /*
  * vdisk_dev_quiesce: begins a quiesce section on DEV: waits until no
- * request started by another thread is inside the device (those in flight
- * complete, as their queues' threads reap them), and from then on holds back
- * every request that other threads start, on any queue of DEV or of a range
- * or partition opened over it (vdisk_open_range(), vdisk_open_partition(),
- * at any depth), counted in flight, never failed, and their synchronous
- * calls (vdisk_pread() ...), until vdisk_dev_resume().  The calling
- * thread's own requests go through.
+ * request is inside the device (other threads' requests complete as their
+ * queues' threads reap them; the calling thread's own are moved on, see
+ * below), and from then on holds back every request that other threads
+ * start, on any queue of DEV or of a range or partition opened over it
+ * (vdisk_open_range(), vdisk_open_partition(), at any depth), counted in
+ * flight, never failed, and their synchronous calls (vdisk_pread() ...),
+ * until vdisk_dev_resume().  The calling thread's new requests go through.
  * Sections nest in one thread; a second thread's section waits for the
  * first to end.  Whole-image operations on an open device (vdisk_resize,
  * vdisk_amend, vdisk_check, vdisk_make_empty, vdisk_set_backing and the

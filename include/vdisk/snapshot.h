@@ -10,11 +10,14 @@
  * switches to them, so after a crash the image is the one before or the
  * one after, and qemu-img check finds it clean.
  * Snapshots may be taken, applied and deleted while the image is open and
- * in use (a hypervisor's live disk snapshot): in-flight requests must be
- * drained first, and no request may run during the call.
+ * in use (a hypervisor's live disk snapshot).
  *
- * Thread-safety: these calls take the image's metadata lock; they must not
- * run concurrently with I/O on the same device.
+ * Thread-safety: vdisk_snapshot_create, _apply and _delete run inside a
+ * quiesce section of their own (vdisk_dev_quiesce in vdisk/queue.h): each
+ * waits for the requests in flight, holds back those other threads start
+ * until it returns, and so may be called while other threads keep their
+ * queues going.  They block.  vdisk_snapshot_count and _get read the table
+ * in memory; do not call them while another thread changes it.
  */
 #ifndef VDISK_SNAPSHOT_H
 #define VDISK_SNAPSHOT_H

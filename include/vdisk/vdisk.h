@@ -4,7 +4,8 @@
  *
  * libvdisk opens disk images and host block devices as block devices that
  * a program reads, writes, flushes, discards and queries, synchronously or
- * through asynchronous queues driven by io_uring.  Every public symbol starts
+ * through asynchronous queues driven by io_uring (or by worker threads
+ * where io_uring is not available).  Every public symbol starts
  * with vdisk_ (types) or VDISK_ (macros); handles are opaque.
  *
  *   vdisk/error.h    per-thread error messages

@@ -163,10 +163,11 @@ int vdisk_virtio_scsi_cdrom_new(vdisk_virtio **out, vdisk_dev *cdrom,
 
 /*
  * vdisk_virtio_scsi_change_medium: the host changes the CD: ISO is loaded
- * (or the drive left empty when NULL), the tray closed, and the guest sees a
- * media-change unit attention and media event.  Requests in flight finish
- * on the medium they started on.  Returns 0 or -errno (the open error; the
- * drive is then empty).
+ * (or the drive left empty when NULL) and the tray closed.  The guest sees
+ * a media-change unit attention and a NewMedia event when a medium is
+ * loaded, a MediaRemoval event when the drive is left empty.  Requests in
+ * flight finish on the medium they started on.  Returns 0, -EINVAL (V is
+ * not the virtio-scsi CD-ROM) or the open error (the drive is then empty).
  */
 int vdisk_virtio_scsi_change_medium(vdisk_virtio *v, const char *iso);
 
@@ -241,6 +242,7 @@ int vdisk_virtio_config_write(vdisk_virtio *v, uint32_t offset, const void *buf,
 /*
  * vdisk_virtio_set_mem: the guest memory the rings and buffers live in
  * (borrowed; NULL detaches).  Requests in flight are completed first.
+ * Returns 0.
  */
 int vdisk_virtio_set_mem(vdisk_virtio *v, const vdisk_guest_mem *mem);
 
@@ -259,7 +261,9 @@ int vdisk_virtio_queue_setup(vdisk_virtio *v, unsigned q, unsigned size,
  * Stopping completes the requests in flight first; the buffers a model
  * holds without completing them (virtio-scsi's event queue) are given up
  * without writing the used ring, so that stopping and starting a queue
- * again and again holds no more than one queue's worth.
+ * again and again holds no more than one queue's worth.  Returns 0, or
+ * -EINVAL for a queue that does not exist or, to start it, is not set up
+ * or has its rings outside guest memory.
  */
 int vdisk_virtio_queue_enable(vdisk_virtio *v, unsigned q, int enable);
 

@@ -12,7 +12,7 @@
  *     from a non-blocking stream, replies sent without waiting), the
  *     handle's epoll set, the helper thread, the public calls.
  * Everything here runs on the thread that drives the handle, except
- * vu_on_sigbus (a signal handler).
+ * handler.c's SIGBUS handler (on_sigbus, vdisk_vhost_sigbus_install).
  */
 #ifndef VDISK_VHOST_USER_INTERNAL_H
 #define VDISK_VHOST_USER_INTERNAL_H

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/virtio/virtio_internal.h: what the virtio device object (device.c),
- * the split virtqueue (virtqueue.c) and the models (blk.c, scsi.c) share.
+ * guest memory (mem.c), the split virtqueue (virtqueue.c) and the models
+ * (blk.c, scsi.c) share.
  *
  * A request's life: virtqueue.c pops a head from the available ring, walks
  * its descriptor chain (direct or indirect) and checks every buffer against
