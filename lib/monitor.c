@@ -24,6 +24,7 @@
 
 #include "abi.h"
 #include "error_internal.h"
+#include "log_line.h"
 #include "unix_socket.h"
 
 #define VDISK_EXPORT __attribute__((visibility("default")))
@@ -62,19 +63,6 @@ static void say(struct answer *a, const char *fmt, ...)
     a->len += (size_t)n;
     if (a->size && a->len >= a->size)
         a->len = a->size - 1;
-}
-
-static void mlog(vdisk_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mlog(vdisk_monitor *m, const char *fmt, ...)
-{
-    if (!m->p.log)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    m->p.log(m->p.log_opaque, line);
 }
 
 /*
@@ -138,12 +126,14 @@ static void change(vdisk_monitor *m, const char *iso, struct answer *a)
         close(fd);
     if (r < 0) {
         say(a, "error: %s%s%s\n", iso ? iso : "", iso ? ": " : "", vdisk_get_error());
-        mlog(m, "monitor: %s%s%s", iso ? iso : "", iso ? ": " : "", vdisk_get_error());
+        log_line(m->p.log, m->p.log_opaque, NULL, "monitor: %s%s%s", iso ? iso : "",
+                 iso ? ": " : "", vdisk_get_error());
         return;
     }
     say(a, "ok\n");
     if (!(m->p.flags & VDISK_MONITOR_QUIET))
-        mlog(m, "medium %s%s", iso ? "changed to " : "ejected", iso ? iso : "");
+        log_line(m->p.log, m->p.log_opaque, NULL, "medium %s%s", iso ? "changed to " : "ejected",
+                 iso ? iso : "");
 }
 
 static void info(vdisk_monitor *m, struct answer *a)

@@ -2,7 +2,8 @@
 /*
  * vdisk/monitor.h: the monitor: a small line protocol to change or eject a
  * served CD-ROM's medium and ask about it, for a program serving the
- * models of vdisk/virtio.h (`vdisk serve --monitor`).
+ * models of vdisk/virtio.h (`vdisk serve --monitor`, `vdisk-vmm
+ * --monitor`).
  *
  * The grammar: one command a line (a newline ends it; a carriage return,
  * spaces and tabs around it are ignored; an empty line is ignored; a line
@@ -28,7 +29,10 @@
  *
  * Thread-safety: a monitor is used by one thread at a time, and it drives
  * the CD-ROM model: that must be the thread that drives the model (the
- * vdisk_vhost handle serving it, or the VMM's loop).
+ * vdisk_vhost handle serving it, or the VMM's loop).  A program whose
+ * other threads use the model too, under a lock of its own, holds that
+ * lock around vdisk_monitor_process() and vdisk_monitor_command() (as
+ * vdisk-vmm does: its vCPU threads reach the model).
  *
  * Security: `change` opens any file this process can read, unless a root
  * folder confines it (after symbolic links and ..): the socket is made

@@ -39,6 +39,7 @@
 
 #include "endian.h"
 #include "error_internal.h"
+#include "log_line.h"
 #include "vhost_user_internal.h"
 
 uint64_t vu_now_ms(void)
@@ -48,25 +49,15 @@ uint64_t vu_now_ms(void)
     return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
-/* One line to the handle's log (the caller's callback, or standard error). */
-static void emit(struct vdisk_vhost *s, const char *line)
-{
-    if (s->log)
-        s->log(s->log_opaque, line);
-    else
-        fprintf(stderr, "vdisk: %s: %s\n", s->name, line);
-}
-
 void vu_log_flush(struct vdisk_vhost *s)
 {
     if (!s->log_dropped)
         return;
-    char line[160];
-    snprintf(line, sizeof line, "%" PRIu64 " more message%s suppressed (%u at once, then one "
-             "every %u s)", s->log_dropped, s->log_dropped == 1 ? "" : "s", VU_LOG_BURST,
-             VU_LOG_REFILL_MS / 1000u);
+    uint64_t dropped = s->log_dropped;
     s->log_dropped = 0;
-    emit(s, line);
+    log_line(s->log, s->log_opaque, s->name, "%" PRIu64 " more message%s suppressed (%u at "
+             "once, then one every %u s)", dropped, dropped == 1 ? "" : "s", VU_LOG_BURST,
+             VU_LOG_REFILL_MS / 1000u);
 }
 
 /* Whether one more line may be logged now (a token bucket per handle). */
@@ -96,11 +87,8 @@ static bool log_allowed(struct vdisk_vhost *s)
 
 static void vlog(struct vdisk_vhost *s, const char *fmt, va_list ap)
 {
-    if (!log_allowed(s))
-        return;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    emit(s, line);
+    if (log_allowed(s))
+        log_vline(s->log, s->log_opaque, s->name, fmt, ap);
 }
 
 void vu_log(struct vdisk_vhost *s, const char *fmt, ...)

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/vmm/unit.c (vmm-unit): parts of vdisk-vmm that need neither KVM
- * nor libvdisk, compiled in from tools/vmm/: the device bus (bus.c: port
- * I/O byte by byte to the device holding each port, 0xFF from no device;
- * MMIO to the device holding the whole access, zeroes and one log line
- * from nowhere), the power and reset controls on it (power.c: PM1 and the
- * i8042) and the monitor (monitor.c: its command grammar and answers, and
- * its socket: connections, the ninth refused, long lines, the file's mode
- * and removal).  Runs where /dev/kvm is missing, unlike the other vmm-*
- * tests.
+ * tests/vmm/unit.c (vmm-unit): parts of vdisk-vmm that need no KVM,
+ * compiled in from tools/vmm/: the device bus (bus.c: port I/O byte by
+ * byte to the device holding each port, 0xFF from no device; MMIO to the
+ * device holding the whole access, zeroes and one log line from nowhere),
+ * the power and reset controls on it (power.c: PM1 and the i8042) and the
+ * monitor (monitor.c: the library's, vdisk/monitor.h, over a real CD-ROM
+ * model as devices.c makes it: the commands' answers and log lines, the
+ * drive's lock held around them, no drive; its socket: several commands a
+ * write, the newest client, long lines, the file's mode and removal, stale
+ * and live sockets).  Runs where /dev/kvm is missing, unlike the other
+ * vmm-* tests.
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +24,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <vdisk/device.h>
+#include <vdisk/iso9660.h>
+#include <vdisk/options.h>
+#include <vdisk/virtio.h>
+
 #include "harness.h"
 #include "monitor.h"
 #include "vmm.h"
 
-/* vdisk-vmm's log, kept here to be compared. */
+/* vdisk-vmm's log, kept here to be compared; with LOCK_WATCHED set, the
+ * lines logged while it was held are counted. */
 static char logged[8][256];
-static unsigned nlogged;
+static unsigned nlogged, nlogged_locked;
+static pthread_mutex_t *lock_watched;
 
 void vmm_log(const char *fmt, ...)
 {
@@ -37,6 +47,12 @@ void vmm_log(const char *fmt, ...)
         vsnprintf(logged[nlogged], sizeof logged[0], fmt, ap);
     nlogged++;
     va_end(ap);
+    if (lock_watched) {
+        if (pthread_mutex_trylock(lock_watched) == 0)
+            pthread_mutex_unlock(lock_watched);
+        else
+            nlogged_locked++;
+    }
 }
 
 /* ---- The bus ------------------------------------------------------------------------ */
@@ -256,86 +272,140 @@ END_TEST
 
 /* ---- The monitor -------------------------------------------------------------------- */
 
-/* The machine behind the monitor: a drive whose medium the commands change. */
+/*
+ * vdisk-vmm's monitor is the library's (vdisk/monitor.h) over the drive
+ * vmm_loop_setup gives it: here a real CD-ROM device and virtio-scsi model,
+ * as devices.c makes them, with the mutex a struct vmm_mmio_dev has.
+ */
 struct drive {
-    char medium[256];
-    unsigned changes, infos;
-    char last_iso[256];
-    int last_was_eject;
+    vdisk_dev *dev;
+    vdisk_virtio *model;
+    pthread_mutex_t lock;
+    struct vmm_monitor_drive d;
 };
 
-static void drive_change(void *opaque, const char *iso, char *answer, size_t len)
+static void drive_open(struct drive *t)
 {
-    struct drive *d = opaque;
-    d->changes++;
-    d->last_was_eject = !iso;
-    snprintf(d->last_iso, sizeof d->last_iso, "%s", iso ? iso : "");
-    if (iso && strcmp(iso, "bad.iso") == 0) {
-        snprintf(answer, len, "error: bad.iso: not an ISO");
-        d->medium[0] = 0;
-        return;
-    }
-    snprintf(d->medium, sizeof d->medium, "%s", iso ? iso : "");
-    snprintf(answer, len, "ok");
+    memset(t, 0, sizeof *t);
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    ck_assert_int_eq(vdisk_open_cdrom(&t->dev, NULL, o), 0);
+    vdisk_options_free(o);
+    struct vdisk_virtio_scsi_params p = {.struct_size = sizeof p, .num_queues = 1};
+    ck_assert_int_eq(vdisk_virtio_scsi_cdrom_new(&t->model, t->dev, &p), 0);
+    pthread_mutex_init(&t->lock, NULL);
+    t->d = (struct vmm_monitor_drive){t->model, t->dev, &t->lock};
+    lock_watched = &t->lock;
 }
 
-static void drive_info(void *opaque, char *answer, size_t len)
+static void drive_close(struct drive *t)
 {
-    struct drive *d = opaque;
-    d->infos++;
-    snprintf(answer, len, "ok medium=%s", d->medium[0] ? d->medium : "none");
+    /* Nothing left the drive's lock taken. */
+    ck_assert_int_eq(pthread_mutex_trylock(&t->lock), 0);
+    pthread_mutex_unlock(&t->lock);
+    lock_watched = NULL;
+    vdisk_virtio_free(t->model);
+    vdisk_close(t->dev);
+    pthread_mutex_destroy(&t->lock);
 }
 
-static const struct vmm_monitor_ops drive_ops = { .change = drive_change, .info = drive_info };
-
-struct grammar_case {
-    const char *line;
-    const char *answer;
-    int change;         /* 1: a change with ISO, 2: an eject, 0: no change */
-    const char *iso;
-};
-
-static const struct grammar_case grammar[] = {
-    {"info", "ok medium=none", 0, NULL},
-    {"change a.iso", "ok", 1, "a.iso"},
-    {"info", "ok medium=a.iso", 0, NULL},
-    {"  change \t  b c.iso \t\r", "ok", 1, "b c.iso"},
-    {"change\tx.iso", "ok", 1, "x.iso"},
-    {"\t info  \r", "ok medium=x.iso", 0, NULL},
-    {"change bad.iso", "error: bad.iso: not an ISO", 1, "bad.iso"},
-    {"eject", "ok", 2, NULL},
-    {" eject\r", "ok", 2, NULL},
-    {"change", "error: change needs an ISO file", 0, NULL},
-    {"change \t ", "error: change needs an ISO file", 0, NULL},
-    {"", "error: empty command (change ISO, eject, info)", 0, NULL},
-    {" \t\r", "error: empty command (change ISO, eject, info)", 0, NULL},
-    {"changes x", "error: unknown command (change ISO, eject, info)", 0, NULL},
-    {"INFO", "error: unknown command (change ISO, eject, info)", 0, NULL},
-    {"eject now", "error: unknown command (change ISO, eject, info)", 0, NULL},
-    {"info x", "error: unknown command (change ISO, eject, info)", 0, NULL},
-    {"quit", "error: unknown command (change ISO, eject, info)", 0, NULL},
-};
-
-START_TEST(monitor_grammar)
+/* An ISO 9660 image of BLOCKS sectors with only its volume descriptors
+ * (the primary one, volume id ID, and the terminator), at PATH. */
+static void make_iso(const char *path, const char *id, unsigned blocks)
 {
-    struct drive drv;
-    memset(&drv, 0, sizeof drv);
-    for (size_t i = 0; i < sizeof grammar / sizeof grammar[0]; i++) {
-        const struct grammar_case *c = &grammar[i];
-        char line[256], answer[4096];
-        snprintf(line, sizeof line, "%s", c->line);
-        unsigned changes = drv.changes;
-        vmm_monitor_command(&drive_ops, &drv, line, answer, sizeof answer);
-        ck_assert_msg(strcmp(answer, c->answer) == 0, "'%s': '%s', expected '%s'", c->line,
-                      answer, c->answer);
-        ck_assert_uint_eq(drv.changes, changes + (c->change ? 1u : 0u));
-        if (c->change == 1) {
-            ck_assert_int_eq(drv.last_was_eject, 0);
-            ck_assert_str_eq(drv.last_iso, c->iso);
-        } else if (c->change == 2) {
-            ck_assert_int_eq(drv.last_was_eject, 1);
-        }
+    size_t len = (size_t)blocks * 2048;
+    uint8_t *img = calloc(1, len);
+    ck_assert_ptr_nonnull(img);
+    uint8_t *pvd = img + 16 * 2048, *end = img + 17 * 2048;
+    pvd[0] = 1;
+    memcpy(pvd + 1, "CD001", 5);
+    pvd[6] = 1;
+    memset(pvd + 40, ' ', 32);
+    memcpy(pvd + 40, id, strlen(id));
+    for (unsigned i = 0; i < 4; i++) { /* both-endian volume space size */
+        pvd[80 + i] = (uint8_t)(blocks >> (8 * i));
+        pvd[87 - i] = (uint8_t)(blocks >> (8 * i));
     }
+    end[0] = 255;
+    memcpy(end + 1, "CD001", 5);
+    end[6] = 1;
+    write_file(path, img, len);
+    free(img);
+}
+
+static const char *run_cmd(struct vmm_monitor *m, const char *line)
+{
+    static char answer[4096];
+    memset(answer, 'x', sizeof answer);
+    vmm_monitor_run(m, line, answer, sizeof answer);
+    return answer;
+}
+
+/* The commands (the library's grammar and answers), their log lines, and
+ * the drive's lock held around them. */
+START_TEST(monitor_commands)
+{
+    const char *a = scratch("a.iso"), *b = scratch("b.iso"), *dir = scratch("adir");
+    make_iso(a, "FIRSTCD", 20);
+    make_iso(b, "SECONDCD", 24);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    struct drive t;
+    drive_open(&t);
+    struct vmm_monitor *m;
+    nlogged = nlogged_locked = 0;
+    ck_assert_int_eq(vmm_monitor_new(&m, NULL, &t.d), 0);
+    ck_assert_uint_eq(nlogged, 0);
+
+    ck_assert_str_eq(run_cmd(m, "help"), "commands: change PATH | eject | info | help\n");
+    ck_assert_str_eq(run_cmd(m, "info"), "medium: none, 0 changes\n");
+    ck_assert_str_eq(run_cmd(m, fmt("change %s", a)), "ok\n");
+    ck_assert_str_eq(run_cmd(m, "\t info \r"),
+                     "medium: loaded, 20 blocks of 2048 bytes, volume id 'FIRSTCD', 1 changes\n");
+    ck_assert_str_eq(run_cmd(m, fmt("  change   %s \t\r", b)), "ok\n");
+    ck_assert_str_eq(run_cmd(m, "info"),
+                     "medium: loaded, 24 blocks of 2048 bytes, volume id 'SECONDCD', 3 changes\n");
+    ck_assert_str_eq(run_cmd(m, "eject"), "ok\n");
+    ck_assert_str_eq(run_cmd(m, "info"), "medium: none, 4 changes\n");
+    ck_assert_uint_eq(nlogged, 3);
+    ck_assert_str_eq(logged[0], fmt("cdrom: medium changed to %s", a));
+    ck_assert_str_eq(logged[1], fmt("cdrom: medium changed to %s", b));
+    ck_assert_str_eq(logged[2], "cdrom: medium ejected");
+    ck_assert_uint_eq(nlogged_locked, 3); /* each under the drive's lock */
+
+    /* Mistakes: answered, the drive left as it was */
+    nlogged = nlogged_locked = 0;
+    ck_assert_str_eq(run_cmd(m, "change"), "error: change: no path\n");
+    ck_assert_str_eq(run_cmd(m, "change \t "), "error: change: no path\n");
+    ck_assert_str_eq(run_cmd(m, fmt("change %s/missing.iso", dir)),
+                     fmt("error: %s/missing.iso: No such file or directory\n", dir));
+    ck_assert_str_eq(run_cmd(m, fmt("change %s", dir)),
+                     fmt("error: %s: not a regular file or block device\n", dir));
+    ck_assert_str_eq(run_cmd(m, "changes x"), "error: unknown command (try 'help')\n");
+    ck_assert_str_eq(run_cmd(m, "INFO"), "error: unknown command (try 'help')\n");
+    ck_assert_str_eq(run_cmd(m, "eject now"), "error: unknown command (try 'help')\n");
+    ck_assert_str_eq(run_cmd(m, "quit"), "error: unknown command (try 'help')\n");
+    ck_assert_str_eq(run_cmd(m, ""), "");
+    ck_assert_str_eq(run_cmd(m, " \t\r"), "");
+    ck_assert_str_eq(run_cmd(m, "info"), "medium: none, 4 changes\n");
+    ck_assert_uint_eq(nlogged, 0);
+
+    /* SIGUSR1's eject (loop.c) of a drive already empty */
+    ck_assert_str_eq(run_cmd(m, "eject"), "ok\n");
+    ck_assert_uint_eq(nlogged, 1);
+    ck_assert_str_eq(logged[0], "cdrom: medium ejected");
+    vmm_monitor_free(m);
+    vmm_monitor_free(NULL);
+    drive_close(&t);
+
+    /* No drive (--monitor without --cdrom) */
+    struct vmm_monitor_drive none = {NULL, NULL, NULL};
+    ck_assert_int_eq(vmm_monitor_new(&m, NULL, &none), 0);
+    ck_assert_str_eq(run_cmd(m, "help"), "commands: change PATH | eject | info | help\n");
+    ck_assert_str_eq(run_cmd(m, "info"), "error: no CD-ROM is served\n");
+    ck_assert_str_eq(run_cmd(m, "eject"), "error: no CD-ROM is served\n");
+    ck_assert_str_eq(run_cmd(m, fmt("change %s", a)), "error: no CD-ROM is served\n");
+    vmm_monitor_free(m);
 }
 END_TEST
 
@@ -390,20 +460,23 @@ static char *answers(struct vmm_monitor *m, int fd, unsigned lines)
     return buf;
 }
 
+/* The socket: the library's, made by vdisk-vmm's monitor over the drive. */
 START_TEST(monitor_socket)
 {
-    const char *path = scratch("mon.sock");
-    struct drive drv;
-    memset(&drv, 0, sizeof drv);
+    const char *path = scratch("mon.sock"), *a = scratch("s.iso");
+    make_iso(a, "SOCKCD", 18);
+    struct drive t;
+    drive_open(&t);
     struct vmm_monitor *m;
     write_file(path, "x", 1); /* not a socket: not replaced */
     nlogged = 0;
-    ck_assert_int_eq(vmm_monitor_new(&m, path, &drive_ops, &drv), -1);
+    ck_assert_int_eq(vmm_monitor_new(&m, path, &t.d), -1);
     ck_assert_ptr_null(m);
     ck_assert_uint_eq(nlogged, 1);
-    ck_assert_str_eq(logged[0], fmt("--monitor %s: Address already in use", path));
+    ck_assert_str_eq(logged[0],
+                     fmt("--monitor: vdisk_monitor_listen: '%s' exists and is not a socket", path));
     unlink(path);
-    ck_assert_int_eq(vmm_monitor_new(&m, path, &drive_ops, &drv), 0);
+    ck_assert_int_eq(vmm_monitor_new(&m, path, &t.d), 0);
     struct stat st;
     ck_assert_int_eq(lstat(path, &st), 0);
     ck_assert(S_ISSOCK(st.st_mode));
@@ -411,56 +484,42 @@ START_TEST(monitor_socket)
 
     /* Commands, several in one write, one split over two */
     int c = connect_to(path);
-    const char *cmds = "info\nchange a.iso\r\ninfo\nbogus\n\nin";
+    char *cmds = fmt("info\nchange %s\r\ninfo\nbogus\n\nin", a);
     ck_assert_int_eq(send(c, cmds, strlen(cmds), 0), (ssize_t)strlen(cmds));
-    ck_assert_str_eq(answers(m, c, 5), "ok medium=none\nok\nok medium=a.iso\n"
-                     "error: unknown command (change ISO, eject, info)\n"
-                     "error: empty command (change ISO, eject, info)\n");
+    ck_assert_str_eq(answers(m, c, 4), "medium: none, 0 changes\nok\n"
+                     "medium: loaded, 18 blocks of 2048 bytes, volume id 'SOCKCD', 1 changes\n"
+                     "error: unknown command (try 'help')\n");
     ck_assert_int_eq(send(c, "fo\neject\ninfo\n", 14, 0), 14);
-    ck_assert_str_eq(answers(m, c, 3), "ok medium=a.iso\nok\nok medium=none\n");
+    ck_assert_str_eq(answers(m, c, 3),
+                     "medium: loaded, 18 blocks of 2048 bytes, volume id 'SOCKCD', 1 changes\n"
+                     "ok\nmedium: none, 2 changes\n");
 
-    /* Eight connections; the ninth is told so and closed */
-    int more[7];
-    for (unsigned i = 0; i < 7; i++) {
-        more[i] = connect_to(path);
-        ck_assert_int_eq(send(more[i], "info\n", 5, 0), 5);
-        ck_assert_str_eq(answers(m, more[i], 1), "ok medium=none\n");
-    }
-    int ninth = connect_to(path);
-    ck_assert_str_eq(answers(m, ninth, 2), "error: too many monitor connections\n");
-    close(ninth);
-    close(more[0]);
-    pump(m, -1);
-    int again = connect_to(path);
-    ck_assert_int_eq(send(again, "info\n", 5, 0), 5);
-    ck_assert_str_eq(answers(m, again, 1), "ok medium=none\n");
+    /* One client at a time: a new one replaces the one before */
+    int c2 = connect_to(path);
+    ck_assert_int_eq(send(c2, "info\n", 5, 0), 5);
+    ck_assert_str_eq(answers(m, c2, 1), "medium: none, 2 changes\n");
+    ck_assert_str_eq(answers(m, c, 1), ""); /* closed */
+    close(c);
 
     /* A line of 4095 bytes or more: the answer, then the connection is closed */
     static char line[5000];
     memset(line, 'a', sizeof line);
-    ck_assert_int_eq(send(again, line, sizeof line, 0), (ssize_t)sizeof line);
-    ck_assert_str_eq(answers(m, again, 2), "error: line too long\n");
-    close(again);
-    /* The others go on */
-    ck_assert_int_eq(send(c, "change b.iso\n", 13, 0), 13);
-    ck_assert_str_eq(answers(m, c, 1), "ok\n");
-    ck_assert_str_eq(drv.medium, "b.iso");
+    ck_assert_int_eq(send(c2, line, sizeof line, 0), (ssize_t)sizeof line);
+    ck_assert_str_eq(answers(m, c2, 2), "error: line too long\n");
+    close(c2);
+
+    /* A last line without its newline is run at the end */
+    int c3 = connect_to(path);
+    char *last = fmt("change %s", a);
+    ck_assert_int_eq(send(c3, last, strlen(last), 0), (ssize_t)strlen(last));
+    shutdown(c3, SHUT_WR);
+    ck_assert_str_eq(answers(m, c3, 1), "ok\n");
+    ck_assert_int_eq(lstat(path, &st), 0);
 
     vmm_monitor_free(m);
     ck_assert_int_eq(lstat(path, &st), -1);
-    ck_assert_int_eq(recv(c, line, 1, 0), 0); /* closed */
-    close(c);
-    for (unsigned i = 1; i < 7; i++)
-        close(more[i]);
-
-    /* A path too long for a Unix socket */
-    char longpath[200];
-    memset(longpath, 'p', sizeof longpath - 1);
-    longpath[sizeof longpath - 1] = 0;
-    nlogged = 0;
-    ck_assert_int_eq(vmm_monitor_new(&m, longpath, &drive_ops, &drv), -1);
-    ck_assert_str_eq(logged[0], fmt("--monitor %s: path too long", longpath));
-    vmm_monitor_free(NULL);
+    close(c3);
+    drive_close(&t);
 }
 END_TEST
 
@@ -473,15 +532,22 @@ START_TEST(monitor_stale_socket)
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
     close(s);
-    struct drive drv;
-    memset(&drv, 0, sizeof drv);
+    struct drive t;
+    drive_open(&t);
     struct vmm_monitor *m;
-    ck_assert_int_eq(vmm_monitor_new(&m, path, &drive_ops, &drv), 0);
+    ck_assert_int_eq(vmm_monitor_new(&m, path, &t.d), 0);
     int c = connect_to(path);
     ck_assert_int_eq(send(c, "info\n", 5, 0), 5);
-    ck_assert_str_eq(answers(m, c, 1), "ok medium=none\n");
+    ck_assert_str_eq(answers(m, c, 1), "medium: none, 0 changes\n");
     close(c);
+    /* A live one is not replaced */
+    struct vmm_monitor *m2;
+    nlogged = 0;
+    ck_assert_int_eq(vmm_monitor_new(&m2, path, &t.d), -1);
+    ck_assert_str_eq(logged[0],
+                     fmt("--monitor: vdisk_monitor_listen: '%s' is in use by another server", path));
     vmm_monitor_free(m);
+    drive_close(&t);
 }
 END_TEST
 
@@ -495,7 +561,7 @@ static Suite *vmm_suite(void)
     tcase_add_test(tc, bus_add_refuses);
     suite_add_tcase(s, tc);
     tc = tcase_create("monitor");
-    tcase_add_test(tc, monitor_grammar);
+    tcase_add_test(tc, monitor_commands);
     tcase_add_test(tc, monitor_socket);
     tcase_add_test(tc, monitor_stale_socket);
     suite_add_tcase(s, tc);

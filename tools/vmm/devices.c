@@ -3,7 +3,7 @@
  * vdisk-vmm: the machine's devices and where they sit on the buses: a
  * virtio-mmio transport (mmio.c) over a libvdisk virtio model for each
  * disk and the CD-ROM, the 16550 UART (serial.c), the power and reset
- * controls (power.c); the CD-ROM's medium for the monitor.
+ * controls (power.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +71,15 @@ int vmm_devices_virtio(struct vmm_devices *d, const struct vmm_config *c, int vm
             r = vdisk_virtio_blk_new(&model, dev, &p);
         } else {
             snprintf(name, sizeof(name), "cdrom");
-            r = vdisk_open_cdrom(&dev, c->cdrom_iso, NULL);
+            /* ISO images, and the media the monitor changes to, are raw:
+             * never probed, so no backing file. */
+            vdisk_options *o = NULL;
+            r = vdisk_options_new(&o);
+            if (r == 0)
+                r = vdisk_options_set(o, "format", "raw");
+            if (r == 0)
+                r = vdisk_open_cdrom(&dev, c->cdrom_iso, o);
+            vdisk_options_free(o);
             if (r < 0) {
                 vmm_log("--cdrom %s: %s", c->cdrom_iso ? c->cdrom_iso : "", vdisk_get_error());
                 return -1;
@@ -79,7 +87,10 @@ int vmm_devices_virtio(struct vmm_devices *d, const struct vmm_config *c, int vm
             struct vdisk_virtio_scsi_params p = { .struct_size = sizeof p, .num_queues = 1 };
             r = vdisk_virtio_scsi_cdrom_new(&model, dev, &p);
         }
-        vdisk_close(dev); /* the model holds its own reference */
+        if (is_cdrom && r == 0)
+            d->cdrom_dev = dev; /* kept for the monitor's info */
+        else
+            vdisk_close(dev); /* the model holds its own reference */
         if (r < 0) {
             vmm_log("%s: the virtio model: %s", name, vdisk_get_error());
             return -1;
@@ -93,59 +104,8 @@ int vmm_devices_virtio(struct vmm_devices *d, const struct vmm_config *c, int vm
             vmm_log("%s: no room on the MMIO bus", name);
             return -1;
         }
-        if (is_cdrom && c->cdrom_iso) {
-            m->medium = strdup(c->cdrom_iso);
-            if (!m->medium)
-                return -1;
-        }
     }
     return 0;
-}
-
-static struct vmm_mmio_dev *find_cdrom(struct vmm_devices *devs)
-{
-    for (unsigned i = 0; i < devs->n; i++)
-        if (devs->dev[i].is_cdrom)
-            return &devs->dev[i];
-    return NULL;
-}
-
-void vmm_devices_cdrom_change(struct vmm_devices *devs, const char *iso, char *answer, size_t len)
-{
-    struct vmm_mmio_dev *d = find_cdrom(devs);
-    if (!d) {
-        snprintf(answer, len, "error: there is no CD-ROM drive (--cdrom)");
-        return;
-    }
-    char *copy = NULL;
-    if (iso && !(copy = strdup(iso))) {
-        snprintf(answer, len, "error: out of memory");
-        return;
-    }
-    pthread_mutex_lock(&d->lock);
-    int r = vdisk_virtio_scsi_change_medium(d->model, iso);
-    free(d->medium);
-    d->medium = NULL;
-    if (r < 0) {
-        snprintf(answer, len, "error: %s", vdisk_get_error());
-        free(copy);
-    } else {
-        d->medium = copy;
-        snprintf(answer, len, "ok");
-    }
-    pthread_mutex_unlock(&d->lock);
-}
-
-void vmm_devices_cdrom_info(struct vmm_devices *devs, char *answer, size_t len)
-{
-    struct vmm_mmio_dev *d = find_cdrom(devs);
-    if (!d) {
-        snprintf(answer, len, "error: there is no CD-ROM drive (--cdrom)");
-        return;
-    }
-    pthread_mutex_lock(&d->lock);
-    snprintf(answer, len, "ok medium=%s", d->medium ? d->medium : "none");
-    pthread_mutex_unlock(&d->lock);
 }
 
 /* A power-off or reset from the guest: the VM ends with status 0. */
@@ -173,6 +133,8 @@ void vmm_devices_destroy(struct vmm_devices *d)
     for (unsigned i = 0; i < d->n; i++)
         vmm_mmio_dev_destroy(&d->dev[i]); /* waits for requests, flushes, closes */
     d->n = 0;
+    vdisk_close(d->cdrom_dev);
+    d->cdrom_dev = NULL;
     if (d->serial_ready)
         vmm_serial_destroy(&d->serial);
     d->serial_ready = 0;

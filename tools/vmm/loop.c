@@ -67,18 +67,18 @@ static int ep_add(struct vmm_loop *l, int fd, uint64_t tag)
     return epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-/* The monitor's commands, on the devices. */
-static void mon_change(void *opaque, const char *iso, char *answer, size_t len)
+/* The monitor's CD-ROM drive: the devices' own, or none. */
+static struct vmm_monitor_drive cdrom_drive(struct vmm_devices *devs)
 {
-    vmm_devices_cdrom_change(opaque, iso, answer, len);
+    struct vmm_monitor_drive drive = { NULL, NULL, NULL };
+    for (unsigned i = 0; i < devs->n; i++)
+        if (devs->dev[i].is_cdrom) {
+            drive.model = devs->dev[i].model;
+            drive.dev = devs->cdrom_dev;
+            drive.lock = &devs->dev[i].lock;
+        }
+    return drive;
 }
-
-static void mon_info(void *opaque, char *answer, size_t len)
-{
-    vmm_devices_cdrom_info(opaque, answer, len);
-}
-
-static const struct vmm_monitor_ops mon_ops = { .change = mon_change, .info = mon_info };
 
 static void stdin_read(struct vmm *vmm)
 {
@@ -131,9 +131,16 @@ static void handle_signal(struct vmm *vmm)
     struct signalfd_siginfo si;
     while (read(vmm->loop.signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGUSR1) {
-            char answer[4096];
-            vmm_devices_cdrom_change(&vmm->devices, NULL, answer, sizeof(answer));
-            vmm_log("SIGUSR1: eject: %s", answer);
+            /* the monitor's eject, which logs "cdrom: medium ejected" */
+            char answer[1024];
+            if (!vmm->monitor) {
+                vmm_log("SIGUSR1: no CD-ROM drive to eject (--cdrom)");
+                continue;
+            }
+            vmm_monitor_run(vmm->monitor, "eject", answer, sizeof(answer));
+            answer[strcspn(answer, "\n")] = 0;
+            if (strcmp(answer, "ok") != 0)
+                vmm_log("SIGUSR1: eject: %s", answer);
         } else {
             int sig = (int)si.ssi_signo;
             vmm_log("terminated by %s", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT"
@@ -167,9 +174,13 @@ int vmm_loop_setup(struct vmm *vmm)
     }
     l->stdin_tty = isatty(0);
     l->stdin_open = ep_add(l, 0, ev_tag(EV_STDIN, 0, 0)) == 0; /* not for regular files, closed fds */
-    if (vmm->cfg.monitor) {
-        if (vmm_monitor_new(&vmm->monitor, vmm->cfg.monitor, &mon_ops, &vmm->devices) < 0)
+    /* The monitor: on its socket, and for SIGUSR1's eject. */
+    if (vmm->cfg.monitor || vmm->cfg.cdrom) {
+        struct vmm_monitor_drive drive = cdrom_drive(&vmm->devices);
+        if (vmm_monitor_new(&vmm->monitor, vmm->cfg.monitor, &drive) < 0)
             return -1;
+    }
+    if (vmm->cfg.monitor) {
         if (ep_add(l, vmm_monitor_fd(vmm->monitor), ev_tag(EV_MONITOR, 0, 0)) < 0) {
             vmm_log("epoll: %s", strerror(errno));
             return -1;

@@ -198,8 +198,6 @@ void vmm_mmio_dev_destroy(struct vmm_mmio_dev *d)
     }
     vdisk_virtio_free(d->model);
     d->model = NULL;
-    free(d->medium);
-    d->medium = NULL;
     pthread_mutex_destroy(&d->lock);
 }
 

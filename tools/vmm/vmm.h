@@ -24,7 +24,8 @@
  *   loop.c      the event loop (struct vmm_loop) and stop requests
  *               (struct vmm_control)
  *   watchdog.c  the watchdog (struct vmm_watchdog)
- *   monitor.c   the monitor socket (monitor.h)
+ *   monitor.c   the monitor: the library's (vdisk/monitor.h) on the CD-ROM
+ *               drive (monitor.h)
  *   term.c      the terminal in raw mode
  */
 #ifndef VDISK_VMM_H
@@ -35,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <vdisk/device.h>
 #include <vdisk/virtio.h>
 
 #include "bus.h"
@@ -157,8 +159,6 @@ struct vmm_mmio_dev {
     uint32_t config_generation;
     int broken_reported;
     unsigned logged;                /* kinds of guest mistakes already logged */
-    /* CD-ROM medium (for the monitor's info) */
-    char *medium;
 };
 
 int vmm_mmio_dev_init(struct vmm_mmio_dev *d, unsigned index, int vm_fd, vdisk_virtio *model,
@@ -314,6 +314,7 @@ void vmm_vcpus_destroy(struct vmm_vcpus *s);
 struct vmm_devices {
     struct vmm_mmio_dev dev[VMM_MAX_DEVICES];   /* disks, then the CD-ROM */
     unsigned n;
+    vdisk_dev *cdrom_dev;       /* the CD-ROM's device (a reference), or NULL */
     struct vmm_serial serial;
     int serial_ready;
     struct vmm_power power;
@@ -326,10 +327,6 @@ int vmm_devices_virtio(struct vmm_devices *d, const struct vmm_config *c, int vm
  * a power-off or reset requests the stop with status 0 through CTL. */
 int vmm_devices_legacy(struct vmm_devices *d, int vm_fd, int out_fd, struct vmm_bus *pio,
                        struct vmm_control *ctl);
-/* Changes the CD (ISO NULL: eject); the monitor's answer in ANSWER. */
-void vmm_devices_cdrom_change(struct vmm_devices *d, const char *iso, char *answer, size_t len);
-/* The monitor's answer to "info". */
-void vmm_devices_cdrom_info(struct vmm_devices *d, char *answer, size_t len);
 /* Destroys the devices (waits for their requests, flushes, closes). */
 void vmm_devices_destroy(struct vmm_devices *d);
 
