@@ -86,8 +86,9 @@ struct vdisk_monitor_params {
 
 /*
  * vdisk_monitor_new: a monitor over P's CD-ROM.  Returns 0 and *OUT, or
- * -errno (-EINVAL: bad parameters; DIR or ROOT cannot be opened or is not
- * a folder).  Does not block.
+ * -errno: -EINVAL (bad parameters or flags), the error of opening DIR
+ * (-ENOENT, -ENOTDIR, -EACCES ...), -ENOTDIR when ROOT is not a folder or
+ * the error of resolving it, -ENOMEM.  Does not block.
  */
 int vdisk_monitor_new(vdisk_monitor **out, const struct vdisk_monitor_params *p);
 
