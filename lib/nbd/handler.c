@@ -609,7 +609,8 @@ static void req_done(void *user, int result)
 {
     struct nbd_req *q = user;
     struct nbd_conn *c = q->c;
-    if (result == 0 && q->type == NBD_CMD_TRIM && (q->flags & NBD_CMD_FLAG_FUA) && !q->flushing) {
+    if (result == 0 && q->type == NBD_CMD_TRIM && (q->flags & NBD_CMD_FLAG_FUA) && !q->flushing &&
+        !c->ending) {
         /* The discard is done; FUA: flush it. */
         q->flushing = true;
         result = vdisk_aio_flush(c->q, req_done, q);
@@ -1003,7 +1004,9 @@ bool nbd_conn_finished(const struct nbd_conn *c)
 
 void nbd_conn_end(struct nbd_conn *c)
 {
-    /* Requests in flight complete (their replies are queued, then freed). */
+    /* Requests in flight complete (their replies are queued, then freed);
+     * none starts another (a trim's flush). */
+    c->ending = true;
     vdisk_queue_free(c->q);
     c->q = NULL;
     if (c->wreq) {

@@ -215,6 +215,7 @@ struct nbd_conn {
     uint16_t tflags;           /* transmission flags sent */
     bool ctx_base, ctx_depth;  /* meta contexts selected */
     bool q_watched;            /* its queue's fd is in the epoll set */
+    bool ending;               /* nbd_conn_end: no request is started any more */
     unsigned in_flight;
     size_t mem;                /* bytes of buffers held */
     struct nbd_tx *tx_head, *tx_tail;
