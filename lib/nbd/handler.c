@@ -243,7 +243,7 @@ static uint16_t trans_flags(const struct nbd_conn *c)
 static bool name_is_export(const struct nbd_conn *c, const uint8_t *name, size_t len)
 {
     const char *e = c->srv->export_name;
-    return strlen(e) == len && memcmp(e, name, len) == 0;
+    return strlen(e) == len && (len == 0 || memcmp(e, name, len) == 0);
 }
 
 /* The handshake is over: requests come next. */
