@@ -745,7 +745,10 @@ static int start_request(struct nbd_conn *c, struct nbd_req *q)
         nbd_log(s, "client %" PRIu64 ": command %u at %" PRIu64 " (%" PRIu32 " bytes) is past "
                 "the end of the export (%" PRIu64 " bytes)", c->id, q->type, q->offset, q->len,
                 s->size);
-        err = writes ? NBD_ENOSPC : NBD_EINVAL;
+        /* The spec: ENOSPC for writes (and write zeroes), EINVAL for
+         * reads, trims and the rest. */
+        err = q->type == NBD_CMD_WRITE || q->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC
+                                                                          : NBD_EINVAL;
     } else if (q->type == NBD_CMD_READ && q->len > NBD_MAX_PAYLOAD) {
         nbd_log(s, "client %" PRIu64 ": read of %" PRIu32 " bytes (at most %u)", c->id, q->len,
                 NBD_MAX_PAYLOAD);
