@@ -5,7 +5,8 @@
  * write -P, discard, write -z, exact outputs but for the timing lines),
  * nbdinfo (--list, --map of base:allocation and qemu:allocation-depth),
  * nbdcopy, over a Unix socket and over TCP on 127.0.0.1 (a free port);
- * the server going away after its last client without -t; the CLI's
+ * nbdinfo's view of it and of qemu-nbd on the same image; the server
+ * going away after its last client without -t; the CLI's
  * errors as qemu-nbd words them.  Skipped (77) when a tool is missing.
  */
 #include <errno.h>
@@ -221,6 +222,39 @@ START_TEST(tcp)
 }
 END_TEST
 
+/* What nbdinfo sees of vdisk nbd and of qemu-nbd serving the same image:
+ * the same flags, sizes, contexts and maps, but for the socket in the URI
+ * and multi-conn (which qemu-nbd 7.2 does not offer). */
+START_TEST(same_as_qemu_nbd)
+{
+    CASE_REQUIRE_PROGRAM("qemu-nbd");
+    const char *img = scratch("q.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 %s 64M", img);
+    RUN_OK("qemu-io -f qcow2 -c 'write -P 0xab 1M 1M' -c 'write -z 8M 1M' -c 'write -P 1 20M 64k' "
+           "-c 'write -z 30M 64k' %s", img);
+    const char *qsock = scratch("q.sock"), *qpid = scratch("q.pid"), *vsock = scratch("v.sock");
+    RUN_OK("qemu-nbd -r -A -k %s -f qcow2 -x d -D 'same disk' -t --fork --pid-file %s %s", qsock,
+           qpid, img);
+    start_server(fmt("-r -k %s -f qcow2 -x d -D 'same disk' -t %s", vsock, img));
+    static const char *const what[] = {"", "--map", "--map=qemu:allocation-depth"};
+    for (int i = 0; i < 3; i++) {
+        const char *filter = i ? "" : " | grep -v -E '^\turi:|can_multi_conn'";
+        run("nbdinfo %s 'nbd+unix:///d?socket=%s'%s", what[i], qsock, filter);
+        char *theirs = strdup(harness_last_run()->out);
+        ck_assert_msg(harness_last_run()->status == 0 && theirs[0], "%s: %s", harness_last_cmd(),
+                      harness_last_run()->err);
+        run("nbdinfo %s 'nbd+unix:///d?socket=%s'%s", what[i], vsock, filter);
+        expect_out(theirs);
+        free(theirs);
+    }
+    stop_server();
+    size_t len;
+    char *s = read_file(qpid, &len);
+    kill((pid_t)strtol(s, NULL, 10), SIGTERM);
+    free(s);
+}
+END_TEST
+
 START_TEST(cli_errors)
 {
     const char *img = scratch("e.raw");
@@ -268,6 +302,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, unix_socket);
     tcase_add_test(tc, tcp);
+    tcase_add_test(tc, same_as_qemu_nbd);
     tcase_add_test(tc, cli_errors);
     suite_add_tcase(s, tc);
     return s;
