@@ -640,7 +640,9 @@ static int block_status(struct nbd_conn *c, struct nbd_req *q)
     unsigned n[2] = {0, 0};
     unsigned max = (q->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS;
     uint64_t off = q->offset, end = q->offset + q->len;
-    while (off < end) {
+    /* The device is asked at most NBD_MAX_STATUS_CALLS times (the reply may
+     * cover less than the range asked: the client asks again for the rest). */
+    for (unsigned calls = 0; off < end && calls < NBD_MAX_STATUS_CALLS; calls++) {
         struct vdisk_extent e;
         int r = vdisk_block_status(s->dev, off, end - off, &e);
         if (r < 0) {

@@ -162,6 +162,9 @@ enum {
 #define NBD_CONN_MEM (64u << 20)
 /* Extents in one BLOCK_STATUS reply chunk. */
 #define NBD_MAX_EXTENTS 1024u
+/* vdisk_block_status calls for one BLOCK_STATUS (it runs on the loop's
+ * thread: bounded, so that one request cannot hold the loop for long). */
+#define NBD_MAX_STATUS_CALLS 16384u
 /* Clients at once. */
 #define NBD_MAX_CLIENTS 1024u
 /* Token bucket for what clients cause: a burst, then one line per refill. */
