@@ -255,6 +255,32 @@ START_TEST(same_as_qemu_nbd)
 }
 END_TEST
 
+/* In the foreground (no --fork): the exit status and all it writes on
+ * standard error, after its one client (no -t), and on SIGTERM with -t and
+ * -v (under ASan a leak at exit would show here too). */
+START_TEST(foreground)
+{
+    const char *img = scratch("f.raw"), *sock = scratch("f.sock"), *err = scratch("f.err");
+    RUN_OK("qemu-img create -q -f raw %s 4M", img);
+    const char *wait_sock = fmt("i=0; while [ ! -S %s ] && [ $i -lt 1000 ]; do sleep 0.01; "
+                                "i=$((i+1)); done", sock);
+    run("%s nbd -k %s -f raw %s 2>%s & p=$!; %s; "
+        "qemu-io -f raw -c 'write -P 3 0 64k' 'nbd+unix:///?socket=%s' >/dev/null; "
+        "wait $p; echo \"exit $?\"; cat %s; test -e %s || echo 'socket removed'",
+        vdisk_bin(), sock, img, err, wait_sock, sock, err, sock);
+    expect_out("exit 0\nsocket removed\n");
+    run("qemu-io -f raw -c 'read -P 3 0 64k' %s" NO_TIMING, img);
+    expect_out("read 65536/65536 bytes at offset 0\n");
+    run("%s nbd -t -v -k %s -f raw %s 2>%s & p=$!; %s; "
+        "nbdinfo --size 'nbd+unix:///?socket=%s'; nbdinfo --size 'nbd+unix:///?socket=%s'; "
+        "kill -TERM $p; wait $p; echo \"exit $?\"; cat %s",
+        vdisk_bin(), sock, img, err, wait_sock, sock, sock, err);
+    expect_out("4194304\n4194304\nexit 0\n"
+               "vdisk: nbd: client 1 connected\nvdisk: nbd: client 1 disconnected\n"
+               "vdisk: nbd: client 2 connected\nvdisk: nbd: client 2 disconnected\n");
+}
+END_TEST
+
 START_TEST(cli_errors)
 {
     const char *img = scratch("e.raw");
@@ -303,6 +329,7 @@ static Suite *suite(void)
     tcase_add_test(tc, unix_socket);
     tcase_add_test(tc, tcp);
     tcase_add_test(tc, same_as_qemu_nbd);
+    tcase_add_test(tc, foreground);
     tcase_add_test(tc, cli_errors);
     suite_add_tcase(s, tc);
     return s;
