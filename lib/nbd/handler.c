@@ -898,6 +898,8 @@ size_t nbd_rx_want(struct nbd_conn *c, uint8_t **dst)
         *dst = c->hdr + c->got;
         return 4 - c->got;
     case RX_OPT_HDR:
+        if (c->got == 0 && c->mem > NBD_HANDSHAKE_MEM)
+            return 0; /* back-pressure: the client reads its replies first */
         *dst = c->hdr + c->got;
         return NBD_OPT_HDR_SIZE - c->got;
     case RX_OPT_DATA:

@@ -160,6 +160,10 @@ enum {
  * request is read while they hold more than NBD_CONN_MEM - NBD_MAX_PAYLOAD
  * - 64 KiB, so they never hold much more than NBD_CONN_MEM. */
 #define NBD_CONN_MEM (64u << 20)
+/* During the handshake no option is read while the replies waiting to be
+ * sent hold more than this (a client sending options without reading the
+ * replies waits, then meets the handshake's deadline). */
+#define NBD_HANDSHAKE_MEM (256u << 10)
 /* Extents in one BLOCK_STATUS reply chunk. */
 #define NBD_MAX_EXTENTS 1024u
 /* vdisk_block_status calls for one BLOCK_STATUS (it runs on the loop's

@@ -566,6 +566,40 @@ START_TEST(stalls)
 }
 END_TEST
 
+/* Options sent without reading their replies: the server stops reading
+ * options while 256 KiB of replies wait, then the handshake times out. */
+START_TEST(option_flood)
+{
+    int fd;
+    vdisk_nbd *h = server(0, 1000, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    uint8_t o[16 * 64];
+    for (int i = 0; i < 64; i++) {
+        be64_store(o + 16 * i, NBD_OPTS_MAGIC);
+        be32_store(o + 16 * i + 8, NBD_OPT_LIST);
+        be32_store(o + 16 * i + 12, 0);
+    }
+    size_t sent = 0, peak = 0;
+    uint64_t end = now_ms() + 700;
+    while (now_ms() < end) {
+        ssize_t w = send(fd, o + sent % sizeof o, sizeof o - sent % sizeof o,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            sent += (size_t)w;
+        pump(h, w > 0 ? 0 : 5);
+        struct nbd_conn *c = h->conns[0];
+        if (c && c->mem > peak)
+            peak = c->mem;
+    }
+    ck_assert_uint_gt(sent, 16 * 8000);
+    ck_assert_msg(peak <= NBD_HANDSHAKE_MEM + (128u << 10), "the handshake held %zu bytes", peak);
+    expect_closed(h, fd, 3000);
+    ck_assert(logged("the handshake did not end in time"));
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -671,6 +705,7 @@ static Suite *suite(void)
     tcase_add_test(tc, request_checks);
     tcase_add_test(tc, structured);
     tcase_add_test(tc, stalls);
+    tcase_add_test(tc, option_flood);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
