@@ -297,6 +297,10 @@ START_TEST(cli_errors)
         {"-e x", "vdisk: Invalid shared device number 'x'\n"},
         {"-p 70000", "vdisk: Invalid port number `70000'\n"},
         {"--aio=native", "vdisk: --aio=native is not supported (use threads or io_uring)\n"},
+        {"--tls-creds=tls0", "vdisk: --tls-creds is not supported by vdisk nbd (no TLS yet: use "
+                             "a Unix socket or 127.0.0.1)\n"},
+        {"-c /dev/nbd0", "vdisk: -c is not supported by vdisk nbd\n"},
+        {"--offset=512", "vdisk: --offset is not supported by vdisk nbd\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct run *r = run("%s nbd %s -k %s %s", vdisk_bin(), cases[i].args,

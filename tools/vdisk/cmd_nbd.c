@@ -68,7 +68,7 @@ static int write_pid_file(const char *path)
 
 int cmd_nbd(int argc, char **argv)
 {
-    enum { O_CACHE = 256, O_AIO, O_DISCARD, O_DZ, O_FORK, O_PID };
+    enum { O_CACHE = 256, O_AIO, O_DISCARD, O_DZ, O_FORK, O_PID, O_UNSUP };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
@@ -89,6 +89,18 @@ int cmd_nbd(int argc, char **argv)
         {"fork", no_argument, NULL, O_FORK},
         {"pid-file", required_argument, NULL, O_PID},
         {"verbose", no_argument, NULL, 'v'},
+        /* qemu-nbd's that this server does not have (yet): refused by name. */
+        {"tls-creds", required_argument, NULL, O_UNSUP},
+        {"tls-authz", required_argument, NULL, O_UNSUP},
+        {"object", required_argument, NULL, O_UNSUP},
+        {"image-opts", no_argument, NULL, O_UNSUP},
+        {"connect", required_argument, NULL, O_UNSUP},
+        {"disconnect", no_argument, NULL, O_UNSUP},
+        {"list", no_argument, NULL, O_UNSUP},
+        {"snapshot", no_argument, NULL, O_UNSUP},
+        {"load-snapshot", required_argument, NULL, O_UNSUP},
+        {"offset", required_argument, NULL, O_UNSUP},
+        {"bitmap", required_argument, NULL, O_UNSUP},
         {NULL, 0, NULL, 0},
     };
     struct open_args oa = {.cache = "writeback"};
@@ -97,9 +109,10 @@ int cmd_nbd(int argc, char **argv)
     unsigned long port = VDISK_NBD_DEFAULT_PORT;
     bool persistent = false, do_fork = false, unmap = false;
     int dz = 0; /* 0 off, 1 on, 2 unmap */
-    int c;
+    int c, li = -1;
     char *end;
-    while ((c = getopt_long(argc, argv, "hp:b:k:e:tx:D:f:rAnv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hp:b:k:e:tx:D:f:rAnvc:dLsl:o:B:", longopts, &li)) !=
+           -1) {
         switch (c) {
         case 'h': help(); return 0;
         case 'p':
@@ -173,6 +186,15 @@ int cmd_nbd(int argc, char **argv)
         case O_FORK: do_fork = true; break;
         case O_PID: pid_file = optarg; break;
         case 'v': p.flags &= ~VDISK_NBD_QUIET; break;
+        case O_UNSUP:
+        case 'c': case 'd': case 'L': case 's': case 'l': case 'o': case 'B': {
+            char opt[3] = {'-', (char)c, 0};
+            cli_error("%s%s is not supported by vdisk nbd%s", c == O_UNSUP ? "--" : "",
+                      c == O_UNSUP ? longopts[li].name : opt,
+                      c == O_UNSUP && strncmp(longopts[li].name, "tls", 3) == 0
+                          ? " (no TLS yet: use a Unix socket or 127.0.0.1)" : "");
+            return 1;
+        }
         default:
             fprintf(stderr, "Try 'vdisk nbd --help' for more information.\n");
             return 1;
