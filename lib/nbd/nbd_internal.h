@@ -223,6 +223,8 @@ struct nbd_conn {
     bool ctx_base, ctx_depth;  /* meta contexts selected */
     bool q_watched;            /* its queue's fd is in the epoll set */
     bool ending;               /* nbd_conn_end: no request is started any more */
+    bool hup;                  /* the socket hung up: no longer polled, dropped once
+                                * its requests are done */
     unsigned in_flight;
     size_t mem;                /* bytes of buffers held */
     struct nbd_tx *tx_head, *tx_tail;

@@ -85,7 +85,7 @@ static void drop_conn(struct nbd_conn *c, const char *why)
     struct vdisk_nbd *s = c->srv;
     if (c->q)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, vdisk_queue_get_fd(c->q), NULL);
-    if (c->fd >= 0)
+    if (c->fd >= 0 && !c->hup)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     nbd_conn_end(c);
     close_fd(&c->fd);
@@ -130,6 +130,8 @@ static int flush_tx(struct nbd_conn *c)
  * bytes, writable when replies wait. */
 static void update_events(struct nbd_conn *c)
 {
+    if (c->hup)
+        return;
     uint8_t *dst;
     unsigned ev = (nbd_rx_want(c, &dst) ? EPOLLIN : 0) | (c->tx_head ? EPOLLOUT : 0);
     if (ev == c->ev)
@@ -156,6 +158,10 @@ static bool settle(struct nbd_conn *c)
     }
     if (c->q && c->in_flight && vdisk_queue_submit(c->q) < 0)
         nbd_log(s, "client %" PRIu64 ": submitting: %s", c->id, vdisk_get_error());
+    if (c->hup && c->in_flight == 0) {
+        drop_conn(c, c->closing ? NULL : "the client hung up with requests in flight");
+        return false;
+    }
     if (flush_tx(c) < 0) {
         drop_conn(c, "sending a reply failed");
         return false;
@@ -168,10 +174,20 @@ static bool settle(struct nbd_conn *c)
     return true;
 }
 
-/* The connection is readable (or writable): reads what the handler wants,
- * a batch at a time. */
-static void on_conn(struct nbd_conn *c)
+/* The connection is readable (or writable, or hung up: EVENTS): reads what
+ * the handler wants, a batch at a time. */
+static void on_conn(struct nbd_conn *c, uint32_t events)
 {
+    uint8_t *d;
+    if ((events & (EPOLLHUP | EPOLLERR)) && !nbd_rx_want(c, &d)) {
+        /* Gone while nothing is read (back-pressure, or after DISC): the
+         * hang-up would wake the loop again and again.  Not polled any
+         * more; dropped once its requests are done (settle). */
+        epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        c->hup = true;
+        settle(c);
+        return;
+    }
     for (unsigned k = 0; k < CONN_BATCH; k++) {
         uint8_t *dst;
         size_t want = nbd_rx_want(c, &dst);
@@ -532,8 +548,8 @@ static int process(struct vdisk_nbd *s)
             on_accept(s);
             break;
         case EV_CONN:
-            if (c)
-                on_conn(c);
+            if (c && !c->hup)
+                on_conn(c, ev[k].events);
             break;
         case EV_QUEUE:
             if (c)

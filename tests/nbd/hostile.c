@@ -600,6 +600,39 @@ START_TEST(option_flood)
 }
 END_TEST
 
+/* A client that hangs up right after DISC, or while the server reads
+ * nothing from it (requests in flight at their limit): its requests finish
+ * and it is dropped (the hang-up is no longer polled meanwhile). */
+START_TEST(hangup_in_flight)
+{
+    int fd;
+    vdisk_nbd *h = connected(0, 0, false, &fd);
+    request(h, fd, NBD_CMD_READ, 0, 1, 0, 1u << 20);
+    request(h, fd, NBD_CMD_FLUSH, 0, 2, 0, 0);
+    request(h, fd, NBD_CMD_DISC, 0, 3, 0, 0);
+    close(fd);
+    uint64_t end = now_ms() + 3000;
+    unsigned wakeups = 0;
+    while (vdisk_nbd_clients(h) && now_ms() < end) {
+        pump(h, 20);
+        wakeups++;
+    }
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+    ck_assert_msg(wakeups < 100, "%u wake-ups", wakeups);
+    vdisk_nbd_free(h);
+    /* 64 reads in flight (the most), more requests waiting, then gone. */
+    h = connected(0, 0, false, &fd);
+    for (unsigned i = 0; i < 80; i++)
+        request(h, fd, NBD_CMD_READ, 0, i, 0, 4096);
+    close(fd);
+    end = now_ms() + 3000;
+    while (vdisk_nbd_clients(h) && now_ms() < end)
+        pump(h, 20);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -706,6 +739,7 @@ static Suite *suite(void)
     tcase_add_test(tc, structured);
     tcase_add_test(tc, stalls);
     tcase_add_test(tc, option_flood);
+    tcase_add_test(tc, hangup_in_flight);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
