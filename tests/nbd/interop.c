@@ -27,10 +27,37 @@
 
 static const char *pid_file;
 
+/* The servers' pid files: a server still running when the case ends (it
+ * failed half-way) is stopped then. */
+static const char *pid_files[8];
+static unsigned npid_files;
+
+static void kill_servers(void)
+{
+    for (unsigned i = 0; i < npid_files; i++) {
+        FILE *f = fopen(pid_files[i], "r");
+        long pid = 0;
+        if (f) {
+            if (fscanf(f, "%ld", &pid) == 1 && pid > 1)
+                kill((pid_t)pid, SIGTERM);
+            fclose(f);
+        }
+    }
+}
+
+static void track_pid_file(const char *path)
+{
+    if (npid_files == 0)
+        atexit(kill_servers);
+    if (npid_files < sizeof pid_files / sizeof pid_files[0])
+        pid_files[npid_files++] = path;
+}
+
 /* Starts `vdisk nbd ARGS --fork --pid-file ...`: listening when it returns. */
 static void start_server(const char *args)
 {
     pid_file = scratch("nbd.pid");
+    track_pid_file(pid_file);
     RUN_OK("%s nbd %s --fork --pid-file %s", vdisk_bin(), args, pid_file);
     struct stat st;
     ck_assert_int_eq(stat(pid_file, &st), 0);
@@ -233,6 +260,7 @@ START_TEST(same_as_qemu_nbd)
     RUN_OK("qemu-io -f qcow2 -c 'write -P 0xab 1M 1M' -c 'write -z 8M 1M' -c 'write -P 1 20M 64k' "
            "-c 'write -z 30M 64k' %s", img);
     const char *qsock = scratch("q.sock"), *qpid = scratch("q.pid"), *vsock = scratch("v.sock");
+    track_pid_file(qpid);
     RUN_OK("qemu-nbd -r -A -k %s -f qcow2 -x d -D 'same disk' -t --fork --pid-file %s %s", qsock,
            qpid, img);
     start_server(fmt("-r -k %s -f qcow2 -x d -D 'same disk' -t %s", vsock, img));
@@ -252,6 +280,7 @@ START_TEST(same_as_qemu_nbd)
     char *s = read_file(qpid, &len);
     kill((pid_t)strtol(s, NULL, 10), SIGTERM);
     free(s);
+    unlink(qpid); /* stopped: not to be signalled again at exit */
 }
 END_TEST
 
