@@ -64,13 +64,13 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVDISK_WERROR=ON \
   -DVDISK_SANITIZE=thread >/dev/null
 cmake --build build-tsan -j "$jobs" --target test-stress-qcow2-async vdisk_cli \
   test-vhost-user test-virtio-blk test-virtio-scsi test-unit-queue-uring test-unit-queue-threads \
-  test-never-blocks-uring test-never-blocks-threads test-abi test-vhost-api
-echo "== stress tests, the queue contract (quiesce), the ABI, the virtio models, the vhost-user library (its helper thread) and vdisk serve (two queues) under ThreadSanitizer"
+  test-never-blocks-uring test-never-blocks-threads test-abi test-vhost-api test-nbd-hostile
+echo "== stress tests, the queue contract (quiesce), the ABI, the virtio models, the vhost-user library (its helper thread), the NBD server (its helper thread) and vdisk serve (two queues) under ThreadSanitizer"
 engines=threads
 if [ $uring_ok = 1 ]; then engines="uring threads"; fi
 for engine in $engines; do
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 VDISK_ENGINE=$engine VDISK_STRESS_OPS=4000 \
-    ctest -R '^stress|^unit-queue-|^never-blocks-|^abi$|^vhost-user$|^vhost-api$|^virtio-blk$|^virtio-scsi$' --output-on-failure) || status=1
+    ctest -R '^stress|^unit-queue-|^never-blocks-|^abi$|^vhost-user$|^vhost-api$|^nbd-hostile$|^virtio-blk$|^virtio-scsi$' --output-on-failure) || status=1
 done
 
 echo "== fuzzing: every harness for a bounded time"

@@ -40,6 +40,7 @@
 #include <vdisk/virtio.h>
 #include <vdisk/vhost_user.h>
 #include <vdisk/monitor.h>
+#include <vdisk/nbd.h>
 
 #ifdef __cplusplus
 extern "C" {

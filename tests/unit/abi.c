@@ -31,6 +31,7 @@
 
 #include "abi.h"
 #include "harness.h"
+#include "nbd/nbd_internal.h"
 #include "virtio/virtio_internal.h"
 
 #define GUARD 64
@@ -682,6 +683,52 @@ START_TEST(helper_input_defaults)
 }
 END_TEST
 
+/* ---- NBD ------------------------------------------------------------------------- */
+
+START_TEST(nbd_params)
+{
+    vdisk_dev *dev = raw_disk();
+    vdisk_nbd *h;
+    ck_assert_uint_eq(VDISK_NBD_PARAMS_SIZE_V1,
+                      offsetof(struct vdisk_nbd_params, log_opaque) + sizeof(void *));
+    struct vdisk_nbd_params p = {.struct_size = sizeof p, .flags = VDISK_NBD_READ_ONLY,
+                                 .export_name = "abi", .description = "d", .max_clients = 3,
+                                 .handshake_timeout_ms = 5, .request_timeout_ms = 7};
+    /* Exactly the first version's bytes, and a newer program's with fields we ignore. */
+    for (int newer = 0; newer < 2; newer++) {
+        void *x = newer ? newer_copy(&p, sizeof p) : exact_copy(&p, VDISK_NBD_PARAMS_SIZE_V1);
+        ck_assert_msg(vdisk_nbd_new(&h, dev, -1, x) == 0, "%s", vdisk_get_error());
+        free(x);
+        ck_assert(h->read_only);
+        ck_assert_str_eq(h->export_name, "abi");
+        ck_assert_str_eq(h->description, "d");
+        ck_assert_uint_eq(h->max_clients, 3);
+        ck_assert_uint_eq(h->handshake_ms, 5);
+        ck_assert_uint_eq(h->request_ms, 7);
+        vdisk_nbd_free(h);
+    }
+    /* No parameters: every default. */
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, NULL), 0);
+    ck_assert(!h->read_only);
+    ck_assert_str_eq(h->export_name, "");
+    ck_assert_ptr_null(h->description);
+    ck_assert_uint_eq(h->max_clients, 1);
+    ck_assert_uint_eq(h->handshake_ms, VDISK_NBD_HANDSHAKE_TIMEOUT_MS);
+    ck_assert_uint_eq(h->request_ms, VDISK_NBD_REQUEST_TIMEOUT_MS);
+    vdisk_nbd_free(h);
+    /* Too small: -EINVAL, no handle. */
+    size_t bad[2] = {0, VDISK_NBD_PARAMS_SIZE_V1 - 1};
+    for (int k = 0; k < 2; k++) {
+        p.struct_size = bad[k];
+        h = (vdisk_nbd *)&p;
+        expect_size_error(vdisk_nbd_new(&h, dev, -1, &p), "vdisk_nbd_new", "vdisk_nbd_params",
+                          bad[k], VDISK_NBD_PARAMS_SIZE_V1, sizeof p);
+        ck_assert_ptr_null(h);
+    }
+    vdisk_close(dev);
+}
+END_TEST
+
 static Suite *abi_suite(void)
 {
     Suite *s = suite_create("abi");
@@ -702,6 +749,9 @@ static Suite *abi_suite(void)
     tcase_add_test(tc, virtio_blk_params);
     tcase_add_test(tc, virtio_scsi_params);
     tcase_add_test(tc, virtio_host_and_stats);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("nbd");
+    tcase_add_test(tc, nbd_params);
     suite_add_tcase(s, tc);
     tc = tcase_create("helper");
     tcase_add_test(tc, helper_input_defaults);

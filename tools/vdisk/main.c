@@ -33,6 +33,9 @@ static const struct {
     {"iso", cmd_iso, "iso info|ls|cat|extract [OPTIONS] ISO [PATH] [DEST]"},
     {"serve", cmd_serve, "serve [--vhost-user-blk SOCKET [-r] [-f FMT] IMAGE] "
                          "[--vhost-user-scsi SOCKET [--cdrom ISO]] [--monitor SOCKET]"},
+    {"nbd", cmd_nbd, "nbd [-p PORT] [-b ADDR | -k SOCKET] [-e N] [-t] [-x NAME] [-D DESC] "
+                     "[-f FMT] [-r] [--cache=MODE] [--discard=MODE] [--detect-zeroes=MODE] "
+                     "[--fork] [--pid-file=PATH] IMAGE"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
 };
 

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vdisk/nbd.h: an NBD server (the Network Block Device protocol,
+ * NetworkBlockDevice/nbd doc/proto.md) exporting one device to clients such
+ * as qemu-img, qemu-io, nbdinfo, nbdcopy or the Linux nbd driver, over TCP
+ * or a Unix socket.  `vdisk nbd` is a command line around it.
+ *
+ *     vdisk_dev *dev;       ... vdisk_open(&dev, "disk.qcow2", NULL) ...
+ *     vdisk_nbd *h;
+ *     struct vdisk_nbd_params p = {.struct_size = sizeof p, .export_name = "disk"};
+ *     if (vdisk_nbd_listen_tcp(&h, dev, "127.0.0.1", 10809, &p) < 0) ... error
+ *     vdisk_nbd_start(h);                a helper thread serves it, or:
+ *     poll vdisk_nbd_get_fd(h) in the program's loop; when readable,
+ *     vdisk_nbd_process(h);
+ *     ...
+ *     vdisk_nbd_free(h);  vdisk_close(dev);
+ *
+ * Protocol: the fixed newstyle handshake only (an oldstyle or plain
+ * newstyle client is refused); options NBD_OPT_EXPORT_NAME, ABORT, LIST,
+ * INFO, GO (NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE),
+ * STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation,
+ * qemu:allocation-depth); any other option is answered NBD_REP_ERR_UNSUP.
+ * No TLS yet: NBD_OPT_STARTTLS is unsupported.  Commands READ (DF), WRITE
+ * (FUA), FLUSH, TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE, FAST_ZERO), CACHE,
+ * BLOCK_STATUS (REQ_ONE), DISC.  Requests of one connection run at once
+ * (up to 64 in flight) on a vdisk_queue of their own; replies go out in
+ * the order requests complete.  NBD_FLAG_CAN_MULTI_CONN is advertised: all
+ * connections share the device in this process, so a flush on any of them
+ * covers the writes every connection saw completed.
+ *
+ * Clients are not trusted.  Every option and request is validated (magic,
+ * lengths, names, the command's flags, offset and length within the
+ * export) and answered with an error (NBD_REP_ERR_*, or EINVAL, EPERM,
+ * ENOSPC, ENOTSUP, EOVERFLOW) where the stream can go on; what breaks the
+ * framing (a wrong magic, a write payload above 32 MiB, an option above
+ * 64 KiB) drops the connection.  A handshake must end within
+ * handshake_timeout_ms of the connection, a request begun must come whole
+ * within request_timeout_ms, and a client that does not read its replies
+ * for request_timeout_ms is dropped; each connection holds at most about
+ * 64 MiB of buffers (it is not read from while it holds more).  Nothing a
+ * client does blocks the caller's loop (the sockets are non-blocking).
+ * What clients do wrong is logged through a token bucket (32 lines at
+ * once, then one every 2 s; the lines left out are counted later).
+ *
+ * Errors: calls return 0 (or a value) or a negative errno, with a message
+ * from vdisk_get_error().  What a client does wrong is never an error of a
+ * call: it is logged, and answered or dropped.
+ *
+ * Ownership: the device stays the caller's and must stay open until
+ * vdisk_nbd_free(); each connection uses it through a queue of its own
+ * (vdisk_queue_new), on the thread that drives the handle.
+ *
+ * Thread-safety: a handle is used by one thread at a time: the caller's
+ * loop, or the helper thread between vdisk_nbd_start() and
+ * vdisk_nbd_stop() (then only vdisk_nbd_stop() and vdisk_nbd_free() may be
+ * called).  Other threads may use the device meanwhile, as with any queue.
+ *
+ * Blocking: vdisk_nbd_process() never waits for a client.  Reads, writes,
+ * flushes, trims and write zeroes run asynchronously; BLOCK_STATUS asks the
+ * device synchronously (vdisk_block_status), which may read metadata.
+ */
+#ifndef VDISK_NBD_H
+#define VDISK_NBD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vdisk/device.h>
+#include <vdisk/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vdisk_nbd vdisk_nbd;
+
+/* vdisk_nbd_params.flags. */
+/* The export is read-only (NBD_FLAG_READ_ONLY): writes, trims and write
+ * zeroes fail with EPERM.  Implied by a read-only device. */
+#define VDISK_NBD_READ_ONLY     (1u << 0)
+/* TRIM deallocates (vdisk_aio_discard), and WRITE_ZEROES without NO_HOLE
+ * may deallocate; without it TRIM succeeds doing nothing and zeroes are
+ * written allocated (qemu-nbd --discard=unmap versus ignore). */
+#define VDISK_NBD_UNMAP         (1u << 1)
+/* A write of zeroes only becomes a write zeroes (deallocating when
+ * VDISK_NBD_UNMAP is set too): qemu-nbd --detect-zeroes=on / unmap. */
+#define VDISK_NBD_DETECT_ZEROES (1u << 2)
+/* No informational lines (client connected, disconnected). */
+#define VDISK_NBD_QUIET         (1u << 3)
+
+/* The defaults of the limits below. */
+#define VDISK_NBD_DEFAULT_PORT          10809
+#define VDISK_NBD_HANDSHAKE_TIMEOUT_MS  10000u
+#define VDISK_NBD_REQUEST_TIMEOUT_MS    30000u
+
+/*
+ * Options of a handle; NULL for the defaults.  The caller sets struct_size
+ * to sizeof(struct vdisk_nbd_params) (see "Structures that grow" in
+ * vdisk/device.h: fields an older caller's version lacks are 0).  The
+ * strings are copied.
+ */
+struct vdisk_nbd_params {
+    size_t struct_size;
+    unsigned flags;            /* VDISK_NBD_* */
+    const char *export_name;   /* at most 4096 bytes; NULL: "" (the default export) */
+    const char *description;   /* at most 4096 bytes; NULL: none */
+    unsigned max_clients;      /* connections at once, 1..1024; 0: 1 (qemu-nbd -e) */
+    unsigned handshake_timeout_ms; /* 0: VDISK_NBD_HANDSHAKE_TIMEOUT_MS */
+    unsigned request_timeout_ms;   /* 0: VDISK_NBD_REQUEST_TIMEOUT_MS */
+    /*
+     * Where the log lines go, each one line of text without its newline,
+     * called on the thread that drives the handle.  NULL: standard error,
+     * as "vdisk: nbd: LINE".
+     */
+    void (*log)(void *opaque, const char *line);
+    void *log_opaque;
+};
+#define VDISK_NBD_PARAMS_SIZE_V1 VDISK_STRUCT_END(struct vdisk_nbd_params, log_opaque)
+
+/*
+ * vdisk_nbd_listen_tcp: a handle exporting DEV on a new listening TCP
+ * socket bound to ADDR (a numeric IPv4 or IPv6 address or a host name;
+ * NULL: "0.0.0.0", every IPv4 address, as qemu-nbd) and PORT (0: one the
+ * kernel picks; vdisk_nbd_get_port() says which).  Returns 0 and *OUT, or
+ * -errno (-EINVAL: bad parameters, -EADDRINUSE, -ENOENT: ADDR does not
+ * resolve, ...).  Does not block (except to resolve a host name).
+ */
+int vdisk_nbd_listen_tcp(vdisk_nbd **out, vdisk_dev *dev, const char *addr, uint16_t port,
+                         const struct vdisk_nbd_params *params);
+
+/*
+ * vdisk_nbd_listen_unix: the same on a new listening Unix socket PATH (at
+ * most 107 bytes), mode 0600 whatever the umask, appearing only once it
+ * listens.  A stale socket file is replaced; any other file, or a live
+ * server's socket, is refused (-EEXIST, -EADDRINUSE).  vdisk_nbd_free()
+ * removes the file if it is still the one made here.
+ */
+int vdisk_nbd_listen_unix(vdisk_nbd **out, vdisk_dev *dev, const char *path,
+                          const struct vdisk_nbd_params *params);
+
+/*
+ * vdisk_nbd_new: the same over LISTEN_FD, a listening stream socket the
+ * caller made (socket activation, ...), which stays the caller's (never
+ * closed here; it must stay open until vdisk_nbd_free()) and is made
+ * non-blocking.  LISTEN_FD -1: clients come only through
+ * vdisk_nbd_add_connection().  Returns 0 and *OUT, or -errno.
+ */
+int vdisk_nbd_new(vdisk_nbd **out, vdisk_dev *dev, int listen_fd,
+                  const struct vdisk_nbd_params *params);
+
+/*
+ * vdisk_nbd_add_connection: serves CONN_FD, a connected stream socket, as
+ * a client (the handshake starts at once).  The handle takes CONN_FD on
+ * success (closed when the client goes) and makes it non-blocking; on
+ * failure it stays the caller's.  Returns 0, -EBUSY (max_clients are
+ * connected), -EINVAL (not a stream socket) or -errno.
+ */
+int vdisk_nbd_add_connection(vdisk_nbd *h, int conn_fd);
+
+/*
+ * vdisk_nbd_get_fd: a file descriptor (an epoll instance) that polls
+ * readable when vdisk_nbd_process() has work.  It is the handle's: poll it,
+ * never read or close it.
+ */
+int vdisk_nbd_get_fd(const vdisk_nbd *h);
+
+/*
+ * vdisk_nbd_process: does what is ready, without blocking: accepts
+ * clients, reads their options and requests, starts I/O, completes it,
+ * sends replies, drops clients that are late or misbehave.  Returns the
+ * number of events handled (0: none was ready), or -errno when the handle
+ * itself fails (epoll).  -EBUSY while the helper thread runs.
+ */
+int vdisk_nbd_process(vdisk_nbd *h);
+
+/*
+ * vdisk_nbd_start: a helper thread serves the handle until
+ * vdisk_nbd_stop().  Returns 0, -EBUSY (already running) or -errno.
+ * vdisk_nbd_stop: stops it and waits for it (clients stay connected).
+ * Returns 0, or -EINVAL when no thread runs.
+ */
+int vdisk_nbd_start(vdisk_nbd *h);
+int vdisk_nbd_stop(vdisk_nbd *h);
+
+/* vdisk_nbd_get_port: the TCP port the handle listens on (0: not TCP). */
+uint16_t vdisk_nbd_get_port(const vdisk_nbd *h);
+
+/* vdisk_nbd_clients: clients connected now. */
+unsigned vdisk_nbd_clients(const vdisk_nbd *h);
+
+/* vdisk_nbd_connections: clients accepted (or added) so far. */
+uint64_t vdisk_nbd_connections(const vdisk_nbd *h);
+
+/*
+ * vdisk_nbd_free: stops the helper thread, drops every client (waiting for
+ * its requests in flight), closes the socket the handle made and removes
+ * its file (Unix) if it is still the one made, and frees.  The device, and
+ * a caller's listening socket, stay the caller's.  NULL is a no-op.
+ */
+void vdisk_nbd_free(vdisk_nbd *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDISK_NBD_H */

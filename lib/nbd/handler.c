@@ -1,0 +1,1035 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/nbd/handler.c: one NBD connection's protocol (see nbd_internal.h),
+ * with no socket I/O: the handshake (the greeting, the client's flags, its
+ * options and their replies), then the transmission phase: each request's
+ * header checked, a WRITE's payload read, the I/O started on the
+ * connection's queue, the reply queued when it completes (in completion
+ * order).  The transport (transport.c), or the fuzz harness, hands it the
+ * bytes it asks for (nbd_rx_want, nbd_rx_got) and sends what it queues.
+ *
+ * What breaks the framing (a wrong magic, unknown client flags, an option
+ * or a WRITE payload larger than the limits, the wrong export name in
+ * NBD_OPT_EXPORT_NAME) drops the connection; anything else gets an error
+ * reply and the stream goes on.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <vdisk/device.h>
+#include <vdisk/queue.h>
+
+#include "endian.h"
+#include "log_line.h"
+#include "nbd_internal.h"
+
+/* A request in the transmission phase. */
+struct nbd_req {
+    struct nbd_conn *c;
+    uint64_t cookie, offset;
+    uint32_t len;
+    uint16_t type, flags;
+    struct nbd_tx *tx;     /* READ: the reply, its data read into it */
+    uint8_t *payload;      /* WRITE: the data */
+    size_t counted;        /* bytes of the request counted in c->mem */
+    bool flushing;         /* TRIM with FUA: the flush after the discard */
+    struct iovec iov;
+};
+
+/* ---- Logging ---------------------------------------------------------------- */
+
+uint64_t nbd_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+void nbd_log_flush(struct vdisk_nbd *s)
+{
+    if (!s->log_dropped)
+        return;
+    uint64_t dropped = s->log_dropped;
+    s->log_dropped = 0;
+    log_line(s->log, s->log_opaque, "nbd", "%" PRIu64 " more message%s suppressed (%u at once, "
+             "then one every %u s)", dropped, dropped == 1 ? "" : "s", NBD_LOG_BURST,
+             NBD_LOG_REFILL_MS / 1000u);
+}
+
+static bool log_allowed(struct vdisk_nbd *s)
+{
+    uint64_t now = nbd_now_ms();
+    if (s->log_tokens >= NBD_LOG_BURST) {
+        s->log_stamp = now;
+    } else if (now - s->log_stamp >= NBD_LOG_REFILL_MS) {
+        uint64_t add = (now - s->log_stamp) / NBD_LOG_REFILL_MS;
+        if (add >= NBD_LOG_BURST - s->log_tokens) {
+            s->log_tokens = NBD_LOG_BURST;
+            s->log_stamp = now;
+        } else {
+            s->log_tokens += (unsigned)add;
+            s->log_stamp += add * NBD_LOG_REFILL_MS;
+        }
+    }
+    if (s->log_tokens == 0) {
+        s->log_dropped++;
+        return false;
+    }
+    s->log_tokens--;
+    nbd_log_flush(s);
+    return true;
+}
+
+void nbd_log(struct vdisk_nbd *s, const char *fmt, ...)
+{
+    if (!log_allowed(s))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vline(s->log, s->log_opaque, "nbd", fmt, ap);
+    va_end(ap);
+}
+
+void nbd_info(struct vdisk_nbd *s, const char *fmt, ...)
+{
+    if ((s->flags & VDISK_NBD_QUIET) || !log_allowed(s))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vline(s->log, s->log_opaque, "nbd", fmt, ap);
+    va_end(ap);
+}
+
+/* ---- Replies -------------------------------------------------------------------- */
+
+/* A reply buffer of SIZE bytes, counted in C's memory; its data starts at
+ * the buffer. */
+static struct nbd_tx *tx_new(struct nbd_conn *c, size_t size)
+{
+    struct nbd_tx *t = malloc(sizeof *t + size);
+    if (!t)
+        return NULL;
+    t->next = NULL;
+    t->data = t->buf;
+    t->len = size;
+    t->off = 0;
+    t->size = sizeof *t + size;
+    c->mem += t->size;
+    return t;
+}
+
+static void tx_free(struct nbd_conn *c, struct nbd_tx *t)
+{
+    c->mem -= t->size;
+    free(t);
+}
+
+static void tx_push(struct nbd_conn *c, struct nbd_tx *t)
+{
+    if (c->tx_tail)
+        c->tx_tail->next = t;
+    else
+        c->tx_head = t;
+    c->tx_tail = t;
+    if (!c->tx_stall)
+        c->tx_stall = nbd_now_ms();
+}
+
+void nbd_tx_sent(struct nbd_conn *c, size_t n)
+{
+    while (n && c->tx_head) {
+        struct nbd_tx *t = c->tx_head;
+        size_t k = t->len - t->off < n ? t->len - t->off : n;
+        t->off += k;
+        n -= k;
+        if (t->off == t->len) {
+            c->tx_head = t->next;
+            if (!c->tx_head)
+                c->tx_tail = NULL;
+            tx_free(c, t);
+        }
+    }
+    /* Progress: the stall is measured from now. */
+    c->tx_stall = c->tx_head ? nbd_now_ms() : 0;
+}
+
+/* Queues an option reply: TYPE for the option being handled, LEN bytes of
+ * DATA.  Returns 0 or NBD_CLOSE (no memory). */
+static int opt_reply(struct nbd_conn *c, uint32_t type, const void *data, size_t len)
+{
+    struct nbd_tx *t = tx_new(c, NBD_OPT_REPLY_HDR + len);
+    if (!t)
+        return NBD_CLOSE;
+    be64_store(t->buf, NBD_REP_MAGIC);
+    be32_store(t->buf + 8, c->opt);
+    be32_store(t->buf + 12, type);
+    be32_store(t->buf + 16, (uint32_t)len);
+    if (len)
+        memcpy(t->buf + NBD_OPT_REPLY_HDR, data, len);
+    tx_push(c, t);
+    return 0;
+}
+
+/* An error reply to the option, with a message for the client's user. */
+static int opt_error(struct nbd_conn *c, uint32_t type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int opt_error(struct nbd_conn *c, uint32_t type, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof msg)
+        n = sizeof msg - 1;
+    return opt_reply(c, type, msg, (size_t)n);
+}
+
+/* ---- The handshake ---------------------------------------------------------------- */
+
+int nbd_conn_start(struct nbd_conn *c)
+{
+    struct nbd_tx *t = tx_new(c, NBD_GREETING_SIZE);
+    if (!t)
+        return -ENOMEM;
+    be64_store(t->buf, NBD_MAGIC);
+    be64_store(t->buf + 8, NBD_OPTS_MAGIC);
+    be16_store(t->buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    tx_push(c, t);
+    c->rx = RX_CLIENT_FLAGS;
+    c->got = 0;
+    c->deadline = nbd_now_ms() + c->srv->handshake_ms;
+    return 0;
+}
+
+static const char *opt_name(uint32_t o)
+{
+    switch (o) {
+    case NBD_OPT_EXPORT_NAME: return "NBD_OPT_EXPORT_NAME";
+    case NBD_OPT_ABORT: return "NBD_OPT_ABORT";
+    case NBD_OPT_LIST: return "NBD_OPT_LIST";
+    case NBD_OPT_STARTTLS: return "NBD_OPT_STARTTLS";
+    case NBD_OPT_INFO: return "NBD_OPT_INFO";
+    case NBD_OPT_GO: return "NBD_OPT_GO";
+    case NBD_OPT_STRUCTURED_REPLY: return "NBD_OPT_STRUCTURED_REPLY";
+    case NBD_OPT_LIST_META_CONTEXT: return "NBD_OPT_LIST_META_CONTEXT";
+    case NBD_OPT_SET_META_CONTEXT: return "NBD_OPT_SET_META_CONTEXT";
+    }
+    return "an unknown option";
+}
+
+/* The transmission flags for C, as they are now. */
+static uint16_t trans_flags(const struct nbd_conn *c)
+{
+    const struct vdisk_nbd *s = c->srv;
+    uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+                 NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+    if (s->read_only)
+        f |= NBD_FLAG_READ_ONLY;
+    else
+        f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+    if (c->structured)
+        f |= NBD_FLAG_SEND_DF;
+    return f;
+}
+
+static bool name_is_export(const struct nbd_conn *c, const uint8_t *name, size_t len)
+{
+    const char *e = c->srv->export_name;
+    return strlen(e) == len && (len == 0 || memcmp(e, name, len) == 0);
+}
+
+/* The handshake is over: requests come next. */
+static int begin_transmission(struct nbd_conn *c)
+{
+    int r = vdisk_queue_new(&c->q, c->srv->dev, NBD_MAX_IN_FLIGHT);
+    if (r < 0) {
+        nbd_log(c->srv, "client %" PRIu64 ": no queue for it: %s", c->id, vdisk_get_error());
+        return NBD_CLOSE;
+    }
+    c->tflags = trans_flags(c);
+    c->transmission = true;
+    c->rx = RX_REQ_HDR;
+    c->got = 0;
+    c->deadline = 0;
+    return 0;
+}
+
+static int opt_export_name(struct nbd_conn *c, const uint8_t *d, size_t len)
+{
+    if (len > NBD_MAX_STRING || !name_is_export(c, d, len)) {
+        /* No way to say so in this old option: the connection ends. */
+        nbd_log(c->srv, "client %" PRIu64 ": NBD_OPT_EXPORT_NAME: no such export (%zu bytes)",
+                c->id, len);
+        return NBD_CLOSE;
+    }
+    struct nbd_tx *t = tx_new(c, 10 + (c->no_zeroes ? 0 : 124));
+    if (!t)
+        return NBD_CLOSE;
+    memset(t->buf, 0, t->len);
+    int r = begin_transmission(c);
+    if (r) {
+        tx_free(c, t);
+        return r;
+    }
+    be64_store(t->buf, c->srv->size);
+    be16_store(t->buf + 8, c->tflags);
+    tx_push(c, t);
+    return 0;
+}
+
+static int opt_list(struct nbd_conn *c, size_t len)
+{
+    if (len)
+        return opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+    const struct vdisk_nbd *s = c->srv;
+    size_t nl = strlen(s->export_name), dl = s->description ? strlen(s->description) : 0;
+    uint8_t *b = malloc(4 + nl + dl);
+    if (!b)
+        return NBD_CLOSE;
+    be32_store(b, (uint32_t)nl);
+    memcpy(b + 4, s->export_name, nl);
+    if (dl)
+        memcpy(b + 4 + nl, s->description, dl);
+    int r = opt_reply(c, NBD_REP_SERVER, b, 4 + nl + dl);
+    free(b);
+    return r ? r : opt_reply(c, NBD_REP_ACK, NULL, 0);
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO. */
+static int opt_info(struct nbd_conn *c, const uint8_t *d, size_t len, bool go)
+{
+    const struct vdisk_nbd *s = c->srv;
+    if (len < 6)
+        return opt_error(c, NBD_REP_ERR_INVALID, "%s: %zu bytes of data is too short",
+                         opt_name(c->opt), len);
+    uint32_t nl = be32_load(d);
+    if (nl > len - 6)
+        return opt_error(c, NBD_REP_ERR_INVALID, "%s: the name's length is past the data",
+                         opt_name(c->opt));
+    uint16_t nreq = be16_load(d + 4 + nl);
+    if (len != 4 + (size_t)nl + 2 + 2 * (size_t)nreq)
+        return opt_error(c, NBD_REP_ERR_INVALID, "%s: %zu bytes of data for %u information "
+                         "requests", opt_name(c->opt), len, nreq);
+    if (!name_is_export(c, d + 4, nl))
+        return opt_error(c, NBD_REP_ERR_UNKNOWN, "export '%.*s' not present",
+                         (int)(nl > 64 ? 64 : nl), (const char *)(d + 4));
+    bool want_name = false, want_desc = false;
+    for (unsigned i = 0; i < nreq; i++) {
+        uint16_t type = be16_load(d + 4 + nl + 2 + 2 * i);
+        if (type == NBD_INFO_NAME)
+            want_name = true;
+        else if (type == NBD_INFO_DESCRIPTION)
+            want_desc = true;
+    }
+    uint8_t b[2 + NBD_MAX_STRING];
+    uint16_t tflags = trans_flags(c);
+    be16_store(b, NBD_INFO_EXPORT);
+    be64_store(b + 2, s->size);
+    be16_store(b + 10, tflags);
+    int r = opt_reply(c, NBD_REP_INFO, b, 12);
+    if (!r && want_name) {
+        size_t n = strlen(s->export_name);
+        be16_store(b, NBD_INFO_NAME);
+        memcpy(b + 2, s->export_name, n);
+        r = opt_reply(c, NBD_REP_INFO, b, 2 + n);
+    }
+    if (!r && want_desc && s->description) {
+        size_t n = strlen(s->description);
+        be16_store(b, NBD_INFO_DESCRIPTION);
+        memcpy(b + 2, s->description, n);
+        r = opt_reply(c, NBD_REP_INFO, b, 2 + n);
+    }
+    if (!r) {
+        /* Always sent: any alignment works, 32 MiB at most per request. */
+        be16_store(b, NBD_INFO_BLOCK_SIZE);
+        be32_store(b + 2, 1);
+        be32_store(b + 6, NBD_PREF_BLOCK);
+        be32_store(b + 10, NBD_MAX_PAYLOAD);
+        r = opt_reply(c, NBD_REP_INFO, b, 14);
+    }
+    if (!r)
+        r = opt_reply(c, NBD_REP_ACK, NULL, 0);
+    if (!r && go)
+        r = begin_transmission(c);
+    return r;
+}
+
+/* Which contexts the query Q (LEN bytes) names: exactly (SET), or also by
+ * its namespace alone (LIST). */
+static unsigned ctx_match(const uint8_t *q, size_t len, bool list)
+{
+    static const struct {
+        const char *name;
+        unsigned id;
+    } ctx[] = {{"base:allocation", NBD_CTX_BASE_ALLOCATION},
+               {"qemu:allocation-depth", NBD_CTX_ALLOCATION_DEPTH}};
+    unsigned m = 0;
+    for (size_t i = 0; i < sizeof ctx / sizeof ctx[0]; i++) {
+        size_t n = strlen(ctx[i].name);
+        size_t ns = (size_t)(strchr(ctx[i].name, ':') - ctx[i].name) + 1;
+        if ((len == n && memcmp(q, ctx[i].name, n) == 0) ||
+            (list && len == ns && memcmp(q, ctx[i].name, ns) == 0))
+            m |= 1u << ctx[i].id;
+    }
+    return m;
+}
+
+static int ctx_reply(struct nbd_conn *c, unsigned id)
+{
+    const char *name = id == NBD_CTX_BASE_ALLOCATION ? "base:allocation" : "qemu:allocation-depth";
+    uint8_t b[4 + 32];
+    size_t n = strlen(name);
+    be32_store(b, id);
+    memcpy(b + 4, name, n);
+    return opt_reply(c, NBD_REP_META_CONTEXT, b, 4 + n);
+}
+
+/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT. */
+static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
+{
+    const char *on = opt_name(c->opt);
+    if (set && !c->structured)
+        return opt_error(c, NBD_REP_ERR_INVALID, "%s: structured replies were not negotiated",
+                         on);
+    if (len < 8)
+        return opt_error(c, NBD_REP_ERR_INVALID, "%s: %zu bytes of data is too short", on, len);
+    uint32_t nl = be32_load(d);
+    if (nl > len - 8)
+        return opt_error(c, NBD_REP_ERR_INVALID, "%s: the name's length is past the data", on);
+    size_t p = 4 + (size_t)nl;
+    uint32_t nq = be32_load(d + p);
+    p += 4;
+    if (nq > NBD_MAX_QUERIES)
+        return opt_error(c, NBD_REP_ERR_TOO_BIG, "%s: %" PRIu32 " queries (at most %u)", on, nq,
+                         NBD_MAX_QUERIES);
+    unsigned m = 0;
+    for (uint32_t i = 0; i < nq; i++) {
+        if (len - p < 4)
+            return opt_error(c, NBD_REP_ERR_INVALID, "%s: query %" PRIu32 " is past the data",
+                             on, i);
+        uint32_t ql = be32_load(d + p);
+        p += 4;
+        if (ql > len - p)
+            return opt_error(c, NBD_REP_ERR_INVALID, "%s: query %" PRIu32 " is past the data",
+                             on, i);
+        m |= ctx_match(d + p, ql, !set);
+        p += ql;
+    }
+    if (p != len)
+        return opt_error(c, NBD_REP_ERR_INVALID, "%s: %zu bytes of data after the queries", on,
+                         len - p);
+    if (!name_is_export(c, d + 4, nl))
+        return opt_error(c, NBD_REP_ERR_UNKNOWN, "export '%.*s' not present",
+                         (int)(nl > 64 ? 64 : nl), (const char *)(d + 4));
+    if (nq == 0 && !set)
+        m = (1u << NBD_CTX_BASE_ALLOCATION) | (1u << NBD_CTX_ALLOCATION_DEPTH);
+    if (set) {
+        c->ctx_base = m & (1u << NBD_CTX_BASE_ALLOCATION);
+        c->ctx_depth = m & (1u << NBD_CTX_ALLOCATION_DEPTH);
+    }
+    int r = 0;
+    for (unsigned id = NBD_CTX_BASE_ALLOCATION; !r && id <= NBD_CTX_ALLOCATION_DEPTH; id++)
+        if (m & (1u << id))
+            r = ctx_reply(c, id);
+    return r ? r : opt_reply(c, NBD_REP_ACK, NULL, 0);
+}
+
+/* The option in c->opt, its LEN bytes of data at D, is whole. */
+static int handle_option(struct nbd_conn *c, const uint8_t *d, size_t len)
+{
+    switch (c->opt) {
+    case NBD_OPT_EXPORT_NAME:
+        return opt_export_name(c, d, len);
+    case NBD_OPT_ABORT:
+        /* Acknowledged, then the connection ends once that is sent. */
+        c->closing = true;
+        c->rx = RX_NONE;
+        return opt_reply(c, NBD_REP_ACK, NULL, 0);
+    case NBD_OPT_LIST:
+        return opt_list(c, len);
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+        return opt_info(c, d, len, c->opt == NBD_OPT_GO);
+    case NBD_OPT_STRUCTURED_REPLY:
+        if (len)
+            return opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+        if (c->structured)
+            return opt_error(c, NBD_REP_ERR_INVALID, "structured replies are negotiated already");
+        c->structured = true;
+        return opt_reply(c, NBD_REP_ACK, NULL, 0);
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT:
+        return opt_meta(c, d, len, c->opt == NBD_OPT_SET_META_CONTEXT);
+    case NBD_OPT_STARTTLS:
+        /* TLS goes here (a later part): the STARTTLS exchange, then the
+         * options again over the TLS session.  Until then it is
+         * unsupported, as with a server built without TLS. */
+        return opt_error(c, NBD_REP_ERR_UNSUP, "TLS is not supported by this server");
+    default:
+        return opt_error(c, NBD_REP_ERR_UNSUP, "option %" PRIu32 " is not supported", c->opt);
+    }
+}
+
+/* ---- Transmission ----------------------------------------------------------------- */
+
+static uint32_t nbd_errno(int err)
+{
+    switch (-err) {
+    case EPERM:
+    case EROFS:
+        return NBD_EPERM;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return NBD_ENOSPC;
+    case EINVAL:
+        return NBD_EINVAL;
+    case ENOMEM:
+        return NBD_ENOMEM;
+    case ENOTSUP:
+        return NBD_ENOTSUP;
+    case EOVERFLOW:
+        return NBD_EOVERFLOW;
+    case ESHUTDOWN:
+        return NBD_ESHUTDOWN;
+    default:
+        return NBD_EIO;
+    }
+}
+
+/* Whether the reply to a request of TYPE is structured on C. */
+static bool structured_reply(const struct nbd_conn *c, uint16_t type)
+{
+    return c->structured && (type == NBD_CMD_READ || type == NBD_CMD_BLOCK_STATUS);
+}
+
+static void req_free(struct nbd_req *q)
+{
+    struct nbd_conn *c = q->c;
+    if (q->tx)
+        tx_free(c, q->tx);
+    c->mem -= q->counted;
+    free(q->payload);
+    free(q);
+}
+
+/* Queues a reply without data: success (ERR 0) or the negative errno ERR
+ * (the NBD value NBD_ERR when not 0).  Returns 0 or NBD_CLOSE. */
+static int reply_status(struct nbd_conn *c, uint64_t cookie, uint16_t type, uint32_t nerr)
+{
+    struct nbd_tx *t;
+    if (structured_reply(c, type)) {
+        t = tx_new(c, nerr ? NBD_STRUCT_HDR + 6 : NBD_STRUCT_HDR);
+        if (!t)
+            return NBD_CLOSE;
+        be32_store(t->buf, NBD_STRUCTURED_REPLY_MAGIC);
+        be16_store(t->buf + 4, NBD_REPLY_FLAG_DONE);
+        be16_store(t->buf + 6, nerr ? NBD_REPLY_TYPE_ERROR : NBD_REPLY_TYPE_NONE);
+        be64_store(t->buf + 8, cookie);
+        be32_store(t->buf + 16, nerr ? 6 : 0);
+        if (nerr) {
+            be32_store(t->buf + 20, nerr);
+            be16_store(t->buf + 24, 0);
+        }
+    } else {
+        t = tx_new(c, NBD_SIMPLE_HDR);
+        if (!t)
+            return NBD_CLOSE;
+        be32_store(t->buf, NBD_SIMPLE_REPLY_MAGIC);
+        be32_store(t->buf + 4, nerr);
+        be64_store(t->buf + 8, cookie);
+    }
+    tx_push(c, t);
+    return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    static const uint8_t z[256];
+    while (n >= sizeof z) {
+        if (memcmp(p, z, sizeof z))
+            return false;
+        p += sizeof z;
+        n -= sizeof z;
+    }
+    return n == 0 || memcmp(p, z, n) == 0;
+}
+
+/* The reply to a READ that completed with 0: its data, or a hole where
+ * all of it is zero (structured replies only). */
+static void read_reply(struct nbd_conn *c, struct nbd_req *q)
+{
+    struct nbd_tx *t = q->tx;
+    uint8_t *data = t->buf + 32;
+    if (!c->structured) {
+        t->data = data - NBD_SIMPLE_HDR;
+        t->len = NBD_SIMPLE_HDR + q->len;
+        be32_store(t->data, NBD_SIMPLE_REPLY_MAGIC);
+        be32_store(t->data + 4, 0);
+        be64_store(t->data + 8, q->cookie);
+    } else if (all_zero(data, q->len)) {
+        struct nbd_tx *h = tx_new(c, NBD_STRUCT_HDR + 12);
+        if (!h) {
+            /* Send the zeroes after all. */
+            goto data;
+        }
+        be32_store(h->buf, NBD_STRUCTURED_REPLY_MAGIC);
+        be16_store(h->buf + 4, NBD_REPLY_FLAG_DONE);
+        be16_store(h->buf + 6, NBD_REPLY_TYPE_OFFSET_HOLE);
+        be64_store(h->buf + 8, q->cookie);
+        be32_store(h->buf + 16, 12);
+        be64_store(h->buf + 20, q->offset);
+        be32_store(h->buf + 28, q->len);
+        tx_push(c, h);
+        return; /* q->tx is freed with q */
+    } else {
+    data:
+        t->data = data - NBD_STRUCT_HDR - 8;
+        t->len = NBD_STRUCT_HDR + 8 + q->len;
+        be32_store(t->data, NBD_STRUCTURED_REPLY_MAGIC);
+        be16_store(t->data + 4, NBD_REPLY_FLAG_DONE);
+        be16_store(t->data + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+        be64_store(t->data + 8, q->cookie);
+        be32_store(t->data + 16, 8 + q->len);
+        be64_store(t->data + 20, q->offset);
+    }
+    q->tx = NULL;
+    tx_push(c, t);
+}
+
+static void req_done(void *user, int result)
+{
+    struct nbd_req *q = user;
+    struct nbd_conn *c = q->c;
+    if (result == 0 && q->type == NBD_CMD_TRIM && (q->flags & NBD_CMD_FLAG_FUA) && !q->flushing &&
+        !c->ending) {
+        /* The discard is done; FUA: flush it. */
+        q->flushing = true;
+        result = vdisk_aio_flush(c->q, req_done, q);
+        if (result == 0)
+            return;
+    }
+    c->in_flight--;
+    if (result < 0)
+        nbd_log(c->srv, "client %" PRIu64 ": request of type %u at %" PRIu64 " (%" PRIu32
+                " bytes): %s", c->id, q->type, q->offset, q->len, vdisk_get_error());
+    if (result == 0 && q->type == NBD_CMD_READ)
+        read_reply(c, q);
+    else
+        reply_status(c, q->cookie, q->type, result < 0 ? nbd_errno(result) : 0);
+    /* (No memory for a reply: the client waits for it in vain; its
+     * connection times out when it gives up.  Rare enough.) */
+    req_free(q);
+}
+
+/* BLOCK_STATUS, answered at once: the extents of each selected context. */
+static int block_status(struct nbd_conn *c, struct nbd_req *q)
+{
+    struct vdisk_nbd *s = c->srv;
+    static const unsigned ids[2] = {NBD_CTX_BASE_ALLOCATION, NBD_CTX_ALLOCATION_DEPTH};
+    bool sel[2] = {c->ctx_base, c->ctx_depth};
+    uint32_t ext[2][NBD_MAX_EXTENTS][2];
+    unsigned n[2] = {0, 0};
+    unsigned max = (q->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS;
+    uint64_t off = q->offset, end = q->offset + q->len;
+    /* The device is asked at most NBD_MAX_STATUS_CALLS times (the reply may
+     * cover less than the range asked: the client asks again for the rest). */
+    for (unsigned calls = 0; off < end && calls < NBD_MAX_STATUS_CALLS; calls++) {
+        struct vdisk_extent e;
+        int r = vdisk_block_status(s->dev, off, end - off, &e);
+        if (r < 0) {
+            if (n[0] || n[1])
+                break;
+            nbd_log(s, "client %" PRIu64 ": block status at %" PRIu64 ": %s", c->id, off,
+                    vdisk_get_error());
+            return reply_status(c, q->cookie, q->type, nbd_errno(r));
+        }
+        if (e.length == 0 || e.length > end - off)
+            e.length = end - off;
+        uint32_t val[2] = {
+            ((e.flags & VDISK_EXT_DATA) ? 0 : NBD_STATE_HOLE) |
+                ((e.flags & VDISK_EXT_ZERO) ? NBD_STATE_ZERO : 0),
+            (e.flags & VDISK_EXT_ALLOCATED) ? (uint32_t)(e.depth + 1) : 0,
+        };
+        bool full = false;
+        for (int k = 0; k < 2; k++) {
+            if (!sel[k])
+                continue;
+            if (n[k] && ext[k][n[k] - 1][1] == val[k])
+                ext[k][n[k] - 1][0] += (uint32_t)e.length;
+            else if (n[k] < max)
+                ext[k][n[k]][0] = (uint32_t)e.length, ext[k][n[k]++][1] = val[k];
+            else
+                full = true;
+        }
+        if (full)
+            break; /* (the extent stays counted in the other context: fine,
+                    * each context's extents are a prefix of the range) */
+        off += e.length;
+    }
+    size_t len = 0;
+    int last = -1;
+    for (int k = 0; k < 2; k++)
+        if (sel[k]) {
+            len += NBD_STRUCT_HDR + 4 + 8 * (size_t)n[k];
+            last = k;
+        }
+    struct nbd_tx *t = tx_new(c, len);
+    if (!t)
+        return NBD_CLOSE;
+    uint8_t *p = t->buf;
+    for (int k = 0; k < 2; k++) {
+        if (!sel[k])
+            continue;
+        be32_store(p, NBD_STRUCTURED_REPLY_MAGIC);
+        be16_store(p + 4, k == last ? NBD_REPLY_FLAG_DONE : 0);
+        be16_store(p + 6, NBD_REPLY_TYPE_BLOCK_STATUS);
+        be64_store(p + 8, q->cookie);
+        be32_store(p + 16, 4 + 8 * n[k]);
+        be32_store(p + 20, ids[k]);
+        p += NBD_STRUCT_HDR + 4;
+        for (unsigned i = 0; i < n[k]; i++, p += 8) {
+            be32_store(p, ext[k][i][0]);
+            be32_store(p + 4, ext[k][i][1]);
+        }
+    }
+    tx_push(c, t);
+    return 0;
+}
+
+/* The flags each command takes. */
+static uint16_t allowed_flags(const struct nbd_conn *c, uint16_t type)
+{
+    switch (type) {
+    case NBD_CMD_READ:
+        return c->structured ? NBD_CMD_FLAG_DF : 0;
+    case NBD_CMD_WRITE:
+    case NBD_CMD_TRIM:
+        return NBD_CMD_FLAG_FUA;
+    case NBD_CMD_WRITE_ZEROES:
+        return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+    case NBD_CMD_BLOCK_STATUS:
+        return NBD_CMD_FLAG_REQ_ONE;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The request Q (its payload read, for a WRITE) checked and started.
+ * Returns 0 or NBD_CLOSE; Q is owned by the queue (in flight) or freed.
+ */
+static int start_request(struct nbd_conn *c, struct nbd_req *q)
+{
+    struct vdisk_nbd *s = c->srv;
+    uint32_t err = 0;
+    bool writes = q->type == NBD_CMD_WRITE || q->type == NBD_CMD_TRIM ||
+                  q->type == NBD_CMD_WRITE_ZEROES;
+    if (q->type > NBD_CMD_BLOCK_STATUS || q->type == NBD_CMD_DISC) {
+        nbd_log(s, "client %" PRIu64 ": unknown command %u", c->id, q->type);
+        err = NBD_EINVAL;
+    } else if (q->flags & ~allowed_flags(c, q->type)) {
+        nbd_log(s, "client %" PRIu64 ": command %u with flags 0x%x it does not take", c->id,
+                q->type, q->flags);
+        err = NBD_EINVAL;
+    } else if (writes && s->read_only) {
+        err = NBD_EPERM;
+    } else if (q->type != NBD_CMD_FLUSH &&
+               (q->offset > s->size || q->len > s->size - q->offset)) {
+        nbd_log(s, "client %" PRIu64 ": command %u at %" PRIu64 " (%" PRIu32 " bytes) is past "
+                "the end of the export (%" PRIu64 " bytes)", c->id, q->type, q->offset, q->len,
+                s->size);
+        /* The spec: ENOSPC for writes (and write zeroes), EINVAL for
+         * reads, trims and the rest. */
+        err = q->type == NBD_CMD_WRITE || q->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC
+                                                                          : NBD_EINVAL;
+    } else if (q->type == NBD_CMD_READ && q->len > NBD_MAX_PAYLOAD) {
+        nbd_log(s, "client %" PRIu64 ": read of %" PRIu32 " bytes (at most %u)", c->id, q->len,
+                NBD_MAX_PAYLOAD);
+        err = NBD_EINVAL;
+    } else if (q->type == NBD_CMD_BLOCK_STATUS && (q->len == 0 || !(c->ctx_base || c->ctx_depth))) {
+        nbd_log(s, "client %" PRIu64 ": block status %s", c->id,
+                q->len ? "with no meta context selected" : "of 0 bytes");
+        err = NBD_EINVAL;
+    }
+    if (err) {
+        int r = reply_status(c, q->cookie, q->type, err);
+        req_free(q);
+        return r;
+    }
+    int r = 1; /* 1: done at once, success */
+    unsigned zflags = 0;
+    switch (q->type) {
+    case NBD_CMD_READ:
+        if (q->len == 0)
+            break;
+        if (!(q->tx = tx_new(c, 32 + (size_t)q->len))) {
+            r = -ENOMEM;
+            break;
+        }
+        q->iov.iov_base = q->tx->buf + 32;
+        q->iov.iov_len = q->len;
+        r = vdisk_aio_preadv(c->q, &q->iov, 1, q->offset, 0, req_done, q);
+        break;
+    case NBD_CMD_WRITE:
+        if (q->len == 0)
+            break;
+        if ((s->flags & VDISK_NBD_DETECT_ZEROES) && all_zero(q->payload, q->len)) {
+            zflags = (s->flags & VDISK_NBD_UNMAP) ? VDISK_REQ_MAY_UNMAP : 0;
+            if (q->flags & NBD_CMD_FLAG_FUA)
+                zflags |= VDISK_REQ_FUA;
+            r = vdisk_aio_write_zeroes(c->q, q->offset, q->len, zflags, req_done, q);
+            break;
+        }
+        q->iov.iov_base = q->payload;
+        q->iov.iov_len = q->len;
+        r = vdisk_aio_pwritev(c->q, &q->iov, 1, q->offset,
+                              (q->flags & NBD_CMD_FLAG_FUA) ? VDISK_REQ_FUA : 0, req_done, q);
+        break;
+    case NBD_CMD_FLUSH:
+        r = vdisk_aio_flush(c->q, req_done, q);
+        break;
+    case NBD_CMD_TRIM:
+        /* Without VDISK_NBD_UNMAP a trim is a hint ignored. */
+        if (q->len == 0 || !(s->flags & VDISK_NBD_UNMAP))
+            break;
+        r = vdisk_aio_discard(c->q, q->offset, q->len, req_done, q);
+        break;
+    case NBD_CMD_WRITE_ZEROES: {
+        if (!(q->flags & NBD_CMD_FLAG_NO_HOLE) && (s->flags & VDISK_NBD_UNMAP))
+            zflags |= VDISK_REQ_MAY_UNMAP;
+        if (q->flags & NBD_CMD_FLAG_FUA)
+            zflags |= VDISK_REQ_FUA;
+        unsigned can = vdisk_can(s->dev);
+        bool fast = (can & VDISK_CAN_WRITE_ZEROES) ||
+                    ((zflags & VDISK_REQ_MAY_UNMAP) && (can & VDISK_CAN_ZERO_UNMAP));
+        if ((q->flags & NBD_CMD_FLAG_FAST_ZERO) && !fast) {
+            r = -ENOTSUP;
+            break;
+        }
+        if (q->len == 0)
+            break;
+        r = vdisk_aio_write_zeroes(c->q, q->offset, q->len, zflags, req_done, q);
+        break;
+    }
+    case NBD_CMD_CACHE:
+        /* A hint: nothing to prefetch into. */
+        break;
+    case NBD_CMD_BLOCK_STATUS: {
+        int k = block_status(c, q);
+        req_free(q);
+        return k;
+    }
+    }
+    if (r == 0) {
+        c->in_flight++;
+        return 0;
+    }
+    int k = reply_status(c, q->cookie, q->type, r < 0 ? nbd_errno(r) : 0);
+    req_free(q);
+    return k;
+}
+
+/* A request's header is whole in c->hdr. */
+static int handle_request_header(struct nbd_conn *c)
+{
+    struct vdisk_nbd *s = c->srv;
+    const uint8_t *h = c->hdr;
+    if (be32_load(h) != NBD_REQUEST_MAGIC) {
+        nbd_log(s, "client %" PRIu64 ": request magic 0x%08" PRIx32 " (expected 0x%08x); "
+                "closing the connection", c->id, be32_load(h), NBD_REQUEST_MAGIC);
+        return NBD_CLOSE;
+    }
+    struct nbd_req *q = calloc(1, sizeof *q);
+    if (!q)
+        return NBD_CLOSE;
+    q->c = c;
+    q->flags = be16_load(h + 4);
+    q->type = be16_load(h + 6);
+    q->cookie = be64_load(h + 8);
+    q->offset = be64_load(h + 16);
+    q->len = be32_load(h + 24);
+    c->got = 0;
+    if (q->type == NBD_CMD_DISC) {
+        /* Requests in flight finish and are answered; nothing more is read. */
+        free(q);
+        c->closing = true;
+        c->rx = RX_NONE;
+        c->deadline = 0;
+        return 0;
+    }
+    if (q->type == NBD_CMD_WRITE) {
+        if (q->len > NBD_MAX_PAYLOAD) {
+            nbd_log(s, "client %" PRIu64 ": write of %" PRIu32 " bytes (at most %u); closing "
+                    "the connection", c->id, q->len, NBD_MAX_PAYLOAD);
+            free(q);
+            return NBD_CLOSE;
+        }
+        if (q->len) {
+            if (!(q->payload = malloc(q->len))) {
+                free(q);
+                return NBD_CLOSE;
+            }
+            q->counted = q->len;
+            c->mem += q->len;
+            c->wreq = q;
+            c->rx = RX_REQ_DATA;
+            return 0;
+        }
+    }
+    c->deadline = 0;
+    return start_request(c, q);
+}
+
+/* ---- Reading ---------------------------------------------------------------------- */
+
+size_t nbd_rx_want(struct nbd_conn *c, uint8_t **dst)
+{
+    switch (c->rx) {
+    case RX_CLIENT_FLAGS:
+        *dst = c->hdr + c->got;
+        return 4 - c->got;
+    case RX_OPT_HDR:
+        if (c->got == 0 && c->mem > NBD_HANDSHAKE_MEM)
+            return 0; /* back-pressure: the client reads its replies first */
+        *dst = c->hdr + c->got;
+        return NBD_OPT_HDR_SIZE - c->got;
+    case RX_OPT_DATA:
+        *dst = c->data + c->got;
+        return c->data_len - c->got;
+    case RX_REQ_HDR:
+        if (c->closing)
+            return 0;
+        if (c->got == 0 && (c->in_flight >= NBD_MAX_IN_FLIGHT ||
+                            c->mem + NBD_MAX_PAYLOAD + (64u << 10) > NBD_CONN_MEM))
+            return 0; /* back-pressure: the client waits */
+        *dst = c->hdr + c->got;
+        return NBD_REQ_SIZE - c->got;
+    case RX_REQ_DATA:
+        *dst = c->wreq->payload + c->got;
+        return c->wreq->len - c->got;
+    case RX_NONE:
+        break;
+    }
+    return 0;
+}
+
+int nbd_rx_got(struct nbd_conn *c, size_t n)
+{
+    struct vdisk_nbd *s = c->srv;
+    if (n == 0)
+        return 0;
+    if (c->got == 0 && c->transmission && c->rx == RX_REQ_HDR)
+        c->deadline = nbd_now_ms() + s->request_ms;
+    c->got += n;
+    switch (c->rx) {
+    case RX_CLIENT_FLAGS: {
+        if (c->got < 4)
+            return 0;
+        uint32_t f = be32_load(c->hdr);
+        if (!(f & NBD_FLAG_C_FIXED_NEWSTYLE) ||
+            (f & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES))) {
+            nbd_log(s, "client %" PRIu64 ": client flags 0x%" PRIx32 ": %s; closing the "
+                    "connection", c->id, f, (f & NBD_FLAG_C_FIXED_NEWSTYLE)
+                    ? "unknown flags" : "not a fixed newstyle client");
+            return NBD_CLOSE;
+        }
+        c->no_zeroes = f & NBD_FLAG_C_NO_ZEROES;
+        c->rx = RX_OPT_HDR;
+        c->got = 0;
+        return 0;
+    }
+    case RX_OPT_HDR: {
+        if (c->got < NBD_OPT_HDR_SIZE)
+            return 0;
+        if (be64_load(c->hdr) != NBD_OPTS_MAGIC) {
+            nbd_log(s, "client %" PRIu64 ": an option without its magic (IHAVEOPT); closing "
+                    "the connection", c->id);
+            return NBD_CLOSE;
+        }
+        c->opt = be32_load(c->hdr + 8);
+        uint32_t len = be32_load(c->hdr + 12);
+        c->got = 0;
+        if (len > NBD_MAX_OPT) {
+            nbd_log(s, "client %" PRIu64 ": %s with %" PRIu32 " bytes of data (at most %u); "
+                    "closing the connection", c->id, opt_name(c->opt), len, NBD_MAX_OPT);
+            return NBD_CLOSE;
+        }
+        if (len == 0)
+            return handle_option(c, NULL, 0);
+        if (!(c->data = malloc(len)))
+            return NBD_CLOSE;
+        c->data_len = len;
+        c->mem += len;
+        c->rx = RX_OPT_DATA;
+        return 0;
+    }
+    case RX_OPT_DATA: {
+        if (c->got < c->data_len)
+            return 0;
+        c->rx = RX_OPT_HDR;
+        c->got = 0;
+        int r = handle_option(c, c->data, c->data_len);
+        free(c->data);
+        c->data = NULL;
+        c->mem -= c->data_len;
+        c->data_len = 0;
+        return r;
+    }
+    case RX_REQ_HDR:
+        if (c->got < NBD_REQ_SIZE)
+            return 0;
+        return handle_request_header(c);
+    case RX_REQ_DATA: {
+        if (c->got < c->wreq->len)
+            return 0;
+        struct nbd_req *q = c->wreq;
+        c->wreq = NULL;
+        c->rx = RX_REQ_HDR;
+        c->got = 0;
+        c->deadline = 0;
+        return start_request(c, q);
+    }
+    case RX_NONE:
+        break;
+    }
+    return 0;
+}
+
+bool nbd_conn_finished(const struct nbd_conn *c)
+{
+    return c->closing && c->in_flight == 0 && !c->tx_head;
+}
+
+void nbd_conn_end(struct nbd_conn *c)
+{
+    /* Requests in flight complete (their replies are queued, then freed);
+     * none starts another (a trim's flush). */
+    c->ending = true;
+    vdisk_queue_free(c->q);
+    c->q = NULL;
+    if (c->wreq) {
+        req_free(c->wreq);
+        c->wreq = NULL;
+    }
+    if (c->data) {
+        free(c->data);
+        c->mem -= c->data_len;
+        c->data = NULL;
+    }
+    while (c->tx_head) {
+        struct nbd_tx *t = c->tx_head;
+        c->tx_head = t->next;
+        tx_free(c, t);
+    }
+    c->tx_tail = NULL;
+    c->rx = RX_NONE;
+}

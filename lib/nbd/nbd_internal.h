@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/nbd/nbd_internal.h: the NBD server of vdisk/nbd.h, inside: the
+ * protocol's numbers (NetworkBlockDevice/nbd doc/proto.md), the limits, a
+ * connection's state, and the two halves that share it:
+ *   - handler.c: the bytes a connection wants next (nbd_rx_want) and what
+ *     is done when they came (nbd_rx_done): the handshake's options and
+ *     replies, the requests checked and started on the connection's queue,
+ *     the replies queued (nbd_conn.tx) as they complete.  No socket I/O:
+ *     the fuzz harness fuzz/nbd.c feeds it bytes directly;
+ *   - transport.c: the sockets (listening on TCP or Unix, accepting, reading
+ *     into what the handler wants, sending the replies without waiting),
+ *     the handle's epoll set, the deadlines, the helper thread, the public
+ *     calls.
+ * Everything runs on the thread that drives the handle.
+ */
+#ifndef VDISK_NBD_INTERNAL_H
+#define VDISK_NBD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vdisk/nbd.h>
+#include <vdisk/queue.h>
+
+#include "unix_socket.h"
+
+#ifndef VDISK_EXPORT
+#define VDISK_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* ---- The protocol ---------------------------------------------------------- */
+
+#define NBD_MAGIC             0x4e42444d41474943ull /* "NBDMAGIC" */
+#define NBD_OPTS_MAGIC        0x49484156454f5054ull /* "IHAVEOPT" */
+#define NBD_REP_MAGIC         0x0003e889045565a9ull
+#define NBD_REQUEST_MAGIC     0x25609513u
+#define NBD_SIMPLE_REPLY_MAGIC 0x67446698u
+#define NBD_STRUCTURED_REPLY_MAGIC 0x668e33efu
+
+/* Handshake flags (server) and client flags. */
+#define NBD_FLAG_FIXED_NEWSTYLE   (1u << 0)
+#define NBD_FLAG_NO_ZEROES        (1u << 1)
+#define NBD_FLAG_C_FIXED_NEWSTYLE (1u << 0)
+#define NBD_FLAG_C_NO_ZEROES      (1u << 1)
+
+/* Transmission flags. */
+#define NBD_FLAG_HAS_FLAGS         (1u << 0)
+#define NBD_FLAG_READ_ONLY         (1u << 1)
+#define NBD_FLAG_SEND_FLUSH        (1u << 2)
+#define NBD_FLAG_SEND_FUA          (1u << 3)
+#define NBD_FLAG_ROTATIONAL        (1u << 4)
+#define NBD_FLAG_SEND_TRIM         (1u << 5)
+#define NBD_FLAG_SEND_WRITE_ZEROES (1u << 6)
+#define NBD_FLAG_SEND_DF           (1u << 7)
+#define NBD_FLAG_CAN_MULTI_CONN    (1u << 8)
+#define NBD_FLAG_SEND_CACHE        (1u << 10)
+#define NBD_FLAG_SEND_FAST_ZERO    (1u << 11)
+
+/* Options. */
+enum {
+    NBD_OPT_EXPORT_NAME = 1,
+    NBD_OPT_ABORT = 2,
+    NBD_OPT_LIST = 3,
+    NBD_OPT_STARTTLS = 5,
+    NBD_OPT_INFO = 6,
+    NBD_OPT_GO = 7,
+    NBD_OPT_STRUCTURED_REPLY = 8,
+    NBD_OPT_LIST_META_CONTEXT = 9,
+    NBD_OPT_SET_META_CONTEXT = 10,
+};
+
+/* Option replies. */
+#define NBD_REP_ACK          1u
+#define NBD_REP_SERVER       2u
+#define NBD_REP_INFO         3u
+#define NBD_REP_META_CONTEXT 4u
+#define NBD_REP_ERR(n)       ((1u << 31) | (n))
+#define NBD_REP_ERR_UNSUP    NBD_REP_ERR(1)
+#define NBD_REP_ERR_POLICY   NBD_REP_ERR(2)
+#define NBD_REP_ERR_INVALID  NBD_REP_ERR(3)
+#define NBD_REP_ERR_UNKNOWN  NBD_REP_ERR(6)
+#define NBD_REP_ERR_TOO_BIG  NBD_REP_ERR(9)
+
+/* NBD_REP_INFO types. */
+#define NBD_INFO_EXPORT      0u
+#define NBD_INFO_NAME        1u
+#define NBD_INFO_DESCRIPTION 2u
+#define NBD_INFO_BLOCK_SIZE  3u
+
+/* Commands and their flags. */
+enum {
+    NBD_CMD_READ = 0,
+    NBD_CMD_WRITE = 1,
+    NBD_CMD_DISC = 2,
+    NBD_CMD_FLUSH = 3,
+    NBD_CMD_TRIM = 4,
+    NBD_CMD_CACHE = 5,
+    NBD_CMD_WRITE_ZEROES = 6,
+    NBD_CMD_BLOCK_STATUS = 7,
+};
+#define NBD_CMD_FLAG_FUA       (1u << 0)
+#define NBD_CMD_FLAG_NO_HOLE   (1u << 1)
+#define NBD_CMD_FLAG_DF        (1u << 2)
+#define NBD_CMD_FLAG_REQ_ONE   (1u << 3)
+#define NBD_CMD_FLAG_FAST_ZERO (1u << 4)
+
+/* Structured replies. */
+#define NBD_REPLY_FLAG_DONE          (1u << 0)
+#define NBD_REPLY_TYPE_NONE          0u
+#define NBD_REPLY_TYPE_OFFSET_DATA   1u
+#define NBD_REPLY_TYPE_OFFSET_HOLE   2u
+#define NBD_REPLY_TYPE_BLOCK_STATUS  5u
+#define NBD_REPLY_TYPE_ERROR         32769u
+
+/* Error values on the wire. */
+#define NBD_EPERM     1u
+#define NBD_EIO       5u
+#define NBD_ENOMEM    12u
+#define NBD_EINVAL    22u
+#define NBD_ENOSPC    28u
+#define NBD_EOVERFLOW 75u
+#define NBD_ENOTSUP   95u
+#define NBD_ESHUTDOWN 108u
+
+/* base:allocation's bits. */
+#define NBD_STATE_HOLE (1u << 0)
+#define NBD_STATE_ZERO (1u << 1)
+
+/* The meta contexts served, by id. */
+#define NBD_CTX_BASE_ALLOCATION 1u
+#define NBD_CTX_ALLOCATION_DEPTH 2u
+
+/* Sizes on the wire. */
+#define NBD_GREETING_SIZE 18u   /* NBDMAGIC, IHAVEOPT, handshake flags */
+#define NBD_OPT_HDR_SIZE 16u    /* IHAVEOPT, option, length */
+#define NBD_OPT_REPLY_HDR 20u   /* magic, option, type, length */
+#define NBD_REQ_SIZE 28u
+#define NBD_SIMPLE_HDR 16u
+#define NBD_STRUCT_HDR 20u
+
+/* ---- Limits -------------------------------------------------------------------- */
+
+/* The largest READ or WRITE (NBD_INFO_BLOCK_SIZE's maximum); a larger
+ * WRITE drops the connection, a larger READ gets EINVAL. */
+#define NBD_MAX_PAYLOAD (32u << 20)
+/* The preferred block size advertised. */
+#define NBD_PREF_BLOCK 4096u
+/* The largest option payload: a larger one drops the connection. */
+#define NBD_MAX_OPT (64u << 10)
+/* Names and descriptions (the spec's limit on strings). */
+#define NBD_MAX_STRING 4096u
+/* Meta context queries in one option. */
+#define NBD_MAX_QUERIES 128u
+/* Requests in flight on one connection. */
+#define NBD_MAX_IN_FLIGHT 64u
+/* A connection's buffers (payloads, replies waiting to be sent): no new
+ * request is read while they hold more than NBD_CONN_MEM - NBD_MAX_PAYLOAD
+ * - 64 KiB, so they never hold much more than NBD_CONN_MEM. */
+#define NBD_CONN_MEM (64u << 20)
+/* During the handshake no option is read while the replies waiting to be
+ * sent hold more than this (a client sending options without reading the
+ * replies waits, then meets the handshake's deadline). */
+#define NBD_HANDSHAKE_MEM (256u << 10)
+/* Extents in one BLOCK_STATUS reply chunk. */
+#define NBD_MAX_EXTENTS 1024u
+/* vdisk_block_status calls for one BLOCK_STATUS (it runs on the loop's
+ * thread: bounded, so that one request cannot hold the loop for long). */
+#define NBD_MAX_STATUS_CALLS 16384u
+/* Clients at once. */
+#define NBD_MAX_CLIENTS 1024u
+/* Token bucket for what clients cause: a burst, then one line per refill. */
+#define NBD_LOG_BURST 32u
+#define NBD_LOG_REFILL_MS 2000u
+/* How often the deadlines are looked at. */
+#define NBD_TICK_MS 100u
+
+/* nbd_rx_done's verdict beyond 0. */
+#define NBD_CLOSE 1     /* drop the connection now */
+
+/* ---- State ------------------------------------------------------------------------ */
+
+/* One reply (or part of the handshake) waiting to be sent: LEN bytes at
+ * DATA, OFF of them sent.  DATA points into BUF (an allocation of SIZE
+ * bytes counted in the connection's memory). */
+struct nbd_tx {
+    struct nbd_tx *next;
+    uint8_t *data;
+    size_t len, off;
+    size_t size;
+    uint8_t buf[];
+};
+
+/* What the connection is reading. */
+enum nbd_rx_state {
+    RX_CLIENT_FLAGS,   /* 4 bytes */
+    RX_OPT_HDR,        /* 16 bytes */
+    RX_OPT_DATA,       /* the option's payload */
+    RX_REQ_HDR,        /* 28 bytes */
+    RX_REQ_DATA,       /* a WRITE's payload */
+    RX_NONE,           /* nothing more (aborted, disconnecting) */
+};
+
+struct nbd_req;
+
+struct nbd_conn {
+    struct vdisk_nbd *srv;
+    unsigned slot;             /* its index in srv->conns */
+    int fd;                    /* -1 in the fuzz harness */
+    unsigned ev;               /* epoll events watched now */
+    vdisk_queue *q;            /* made at the end of the handshake */
+    enum nbd_rx_state rx;
+    uint8_t hdr[NBD_REQ_SIZE]; /* flags, option or request header */
+    size_t got;                /* bytes of the current item read */
+    uint8_t *data;             /* option payload, or the write's request */
+    size_t data_len;
+    struct nbd_req *wreq;      /* the WRITE whose payload is read */
+    bool no_zeroes, structured, transmission, closing;
+    uint32_t opt;              /* the option being read */
+    uint16_t tflags;           /* transmission flags sent */
+    bool ctx_base, ctx_depth;  /* meta contexts selected */
+    bool q_watched;            /* its queue's fd is in the epoll set */
+    bool ending;               /* nbd_conn_end: no request is started any more */
+    bool hup;                  /* the socket hung up: no longer polled, dropped once
+                                * its requests are done */
+    unsigned in_flight;
+    size_t mem;                /* bytes of buffers held */
+    struct nbd_tx *tx_head, *tx_tail;
+    uint64_t deadline;         /* ms: the handshake's or a request's end; 0: none */
+    uint64_t tx_stall;         /* ms: when the replies began waiting; 0: none */
+    uint64_t id;               /* for log lines */
+};
+
+struct vdisk_nbd {
+    vdisk_dev *dev;
+    uint64_t size;
+    bool read_only;
+    unsigned flags;            /* VDISK_NBD_* */
+    char *export_name, *description;
+    unsigned max_clients;
+    unsigned handshake_ms, request_ms;
+    void (*log)(void *opaque, const char *line);
+    void *log_opaque;
+    /* Sockets. */
+    char *path;                /* Unix socket made, or NULL */
+    struct unix_sock_file sock;
+    int listen_fd;
+    bool own_listen, listen_watched;
+    uint16_t port;
+    int epfd, timer_fd, stop_fd;
+    bool timer_armed;
+    struct nbd_conn **conns;   /* max_clients slots */
+    unsigned nconns;
+    uint64_t connections;
+    /* The token bucket. */
+    unsigned log_tokens;
+    uint64_t log_stamp, log_dropped;
+    pthread_t thread;
+    bool thread_running;
+};
+
+/* ---- handler.c ------------------------------------------------------------------ */
+
+/* Sets up C (srv, fd, slot set, everything else zero) for a new client:
+ * the greeting queued, the client's flags awaited.  Returns 0 or -ENOMEM. */
+int nbd_conn_start(struct nbd_conn *c);
+
+/* Where the next bytes go: *DST and how many are wanted (0: none now:
+ * requests in flight or buffers full, or nothing more will be read). */
+size_t nbd_rx_want(struct nbd_conn *c, uint8_t **dst);
+
+/* The N bytes asked for (N at most what nbd_rx_want said) came.  Returns
+ * 0, or NBD_CLOSE when the connection must be dropped (logged).  Replies
+ * are queued on c->tx_head. */
+int nbd_rx_got(struct nbd_conn *c, size_t n);
+
+/* Whether C is done: closing, nothing in flight, nothing left to send. */
+bool nbd_conn_finished(const struct nbd_conn *c);
+
+/* Ends C: waits for its requests in flight, frees its queue, buffers and
+ * replies (C itself stays the caller's). */
+void nbd_conn_end(struct nbd_conn *c);
+
+/* Removes N sent bytes from the front of C's replies. */
+void nbd_tx_sent(struct nbd_conn *c, size_t n);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t nbd_now_ms(void);
+/* A line about what a client did: rate-limited per handle. */
+void nbd_log(struct vdisk_nbd *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An informational line: not with VDISK_NBD_QUIET. */
+void nbd_info(struct vdisk_nbd *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nbd_log_flush(struct vdisk_nbd *s);
+
+#endif /* VDISK_NBD_INTERNAL_H */

@@ -1,0 +1,651 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/nbd/transport.c: the NBD server's sockets and loop (see
+ * nbd_internal.h): the listening socket (TCP or Unix, or the caller's),
+ * the clients' connections (non-blocking: read into what handler.c wants,
+ * replies sent without waiting), each connection's queue, the handle's
+ * epoll set (vdisk_nbd_get_fd), the deadlines (a timerfd ticking while
+ * clients are connected), the helper thread; the public calls of
+ * vdisk/nbd.h.
+ *
+ * At most max_clients connections at once: while that many are
+ * connected, the listening socket is not watched and the next client
+ * waits in its backlog (as qemu-nbd -e does).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <vdisk/error.h>
+#include <vdisk/nbd.h>
+#include <vdisk/queue.h>
+
+#include "abi.h"
+#include "error_internal.h"
+#include "nbd_internal.h"
+
+enum { EV_LISTEN = 1, EV_CONN, EV_QUEUE, EV_TIMER };
+#define EV(kind, slot) (((uint64_t)(kind) << 32) | (uint64_t)(slot))
+
+/* Reads and sends per wake-up of one connection, before the others' turn. */
+#define CONN_BATCH 64u
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void listen_watch(struct vdisk_nbd *s, bool on)
+{
+    if (s->listen_fd < 0 || on == s->listen_watched)
+        return;
+    if (on) {
+        struct epoll_event e = {.events = EPOLLIN, .data.u64 = EV(EV_LISTEN, 0)};
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &e) < 0) {
+            nbd_log(s, "epoll: the listening socket: %s", strerror(errno));
+            return;
+        }
+    } else {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+    }
+    s->listen_watched = on;
+}
+
+/* The deadline tick runs while clients are connected. */
+static void tick(struct vdisk_nbd *s, bool on)
+{
+    if (on == s->timer_armed)
+        return;
+    struct itimerspec t = {{0, 0}, {0, 0}};
+    if (on) {
+        t.it_interval.tv_nsec = (long)NBD_TICK_MS * 1000000L;
+        t.it_value = t.it_interval;
+    }
+    if (timerfd_settime(s->timer_fd, 0, &t, NULL) == 0)
+        s->timer_armed = on;
+}
+
+static void drop_conn(struct nbd_conn *c, const char *why)
+{
+    struct vdisk_nbd *s = c->srv;
+    if (c->q)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, vdisk_queue_get_fd(c->q), NULL);
+    if (c->fd >= 0 && !c->hup)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    nbd_conn_end(c);
+    close_fd(&c->fd);
+    if (why)
+        nbd_log(s, "client %" PRIu64 ": %s; connection closed", c->id, why);
+    else
+        nbd_info(s, "client %" PRIu64 " disconnected", c->id);
+    s->conns[c->slot] = NULL;
+    s->nconns--;
+    free(c);
+    if (s->nconns < s->max_clients)
+        listen_watch(s, true);
+    if (s->nconns == 0)
+        tick(s, false);
+}
+
+/* Sends what is queued, without waiting.  Returns 0, or -1 when the
+ * connection failed. */
+static int flush_tx(struct nbd_conn *c)
+{
+    for (unsigned k = 0; k < CONN_BATCH && c->tx_head; k++) {
+        struct iovec iov[16];
+        int n = 0;
+        for (struct nbd_tx *t = c->tx_head; t && n < 16; t = t->next, n++) {
+            iov[n].iov_base = t->data + t->off;
+            iov[n].iov_len = t->len - t->off;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (w <= 0)
+            return -1;
+        nbd_tx_sent(c, (size_t)w);
+    }
+    return 0;
+}
+
+/* What the connection waits for now: readable when the handler wants
+ * bytes, writable when replies wait. */
+static void update_events(struct nbd_conn *c)
+{
+    if (c->hup)
+        return;
+    uint8_t *dst;
+    unsigned ev = (nbd_rx_want(c, &dst) ? EPOLLIN : 0) | (c->tx_head ? EPOLLOUT : 0);
+    if (ev == c->ev)
+        return;
+    struct epoll_event e = {.events = ev, .data.u64 = EV(EV_CONN, c->slot)};
+    if (epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->fd, &e) == 0)
+        c->ev = ev;
+}
+
+/* After reading or completing: the queue watched once there is one, the
+ * requests started handed to the engine, the replies sent.  Returns false
+ * when C was dropped. */
+static bool settle(struct nbd_conn *c)
+{
+    struct vdisk_nbd *s = c->srv;
+    if (c->q && !c->q_watched) {
+        int qfd = vdisk_queue_get_fd(c->q);
+        struct epoll_event e = {.events = EPOLLIN, .data.u64 = EV(EV_QUEUE, c->slot)};
+        if (qfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, qfd, &e) < 0) {
+            drop_conn(c, "its queue cannot be polled");
+            return false;
+        }
+        c->q_watched = true;
+    }
+    if (c->q && c->in_flight && vdisk_queue_submit(c->q) < 0)
+        nbd_log(s, "client %" PRIu64 ": submitting: %s", c->id, vdisk_get_error());
+    if (c->hup && c->in_flight == 0) {
+        drop_conn(c, c->closing ? NULL : "the client hung up with requests in flight");
+        return false;
+    }
+    if (flush_tx(c) < 0) {
+        drop_conn(c, "sending a reply failed");
+        return false;
+    }
+    if (nbd_conn_finished(c)) {
+        drop_conn(c, NULL);
+        return false;
+    }
+    update_events(c);
+    return true;
+}
+
+/* The connection is readable (or writable, or hung up: EVENTS): reads what
+ * the handler wants, a batch at a time. */
+static void on_conn(struct nbd_conn *c, uint32_t events)
+{
+    uint8_t *d;
+    if ((events & (EPOLLHUP | EPOLLERR)) && !nbd_rx_want(c, &d)) {
+        /* Gone while nothing is read (back-pressure, or after DISC): the
+         * hang-up would wake the loop again and again.  Not polled any
+         * more; dropped once its requests are done (settle). */
+        epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        c->hup = true;
+        settle(c);
+        return;
+    }
+    for (unsigned k = 0; k < CONN_BATCH; k++) {
+        uint8_t *dst;
+        size_t want = nbd_rx_want(c, &dst);
+        if (!want)
+            break;
+        ssize_t n = recv(c->fd, dst, want, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            bool quiet = n == 0 && c->got == 0 && (c->transmission || c->rx == RX_OPT_HDR);
+            drop_conn(c, quiet ? NULL : n < 0 ? strerror(errno)
+                                               : "the client hung up in the middle of a message");
+            return;
+        }
+        if (nbd_rx_got(c, (size_t)n) == NBD_CLOSE) {
+            drop_conn(c, "protocol error");
+            return;
+        }
+    }
+    settle(c);
+}
+
+static void on_queue(struct nbd_conn *c)
+{
+    if (!c->q)
+        return;
+    if (vdisk_queue_reap(c->q, 0, 0) < 0)
+        nbd_log(c->srv, "client %" PRIu64 ": completions: %s", c->id, vdisk_get_error());
+    settle(c);
+}
+
+static void on_tick(struct vdisk_nbd *s)
+{
+    uint64_t n;
+    if (read(s->timer_fd, &n, sizeof n) < 0) {
+        /* nothing expired */
+    }
+    uint64_t now = nbd_now_ms();
+    for (unsigned i = 0; i < s->max_clients; i++) {
+        struct nbd_conn *c = s->conns[i];
+        if (!c)
+            continue;
+        if (c->deadline && now >= c->deadline)
+            drop_conn(c, c->transmission ? "a request did not come whole in time"
+                                         : "the handshake did not end in time");
+        else if (c->tx_head && c->tx_stall && now - c->tx_stall >= s->request_ms)
+            drop_conn(c, "it does not read its replies");
+    }
+}
+
+/* Takes FD (connected) as a client.  Returns 0 or -errno (FD left open). */
+static int take_connection(struct vdisk_nbd *s, int fd)
+{
+    unsigned slot = 0;
+    while (slot < s->max_clients && s->conns[slot])
+        slot++;
+    if (slot == s->max_clients)
+        return -EBUSY;
+    struct nbd_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->srv = s;
+    c->slot = slot;
+    c->fd = fd;
+    c->id = ++s->connections;
+    int r = nbd_conn_start(c);
+    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u64 = EV(EV_CONN, slot)};
+    if (r == 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0)
+        r = -errno;
+    if (r < 0) {
+        c->fd = -1;
+        nbd_conn_end(c);
+        free(c);
+        s->connections--;
+        return r;
+    }
+    c->ev = e.events;
+    s->conns[slot] = c;
+    s->nconns++;
+    if (s->nconns >= s->max_clients)
+        listen_watch(s, false);
+    tick(s, true);
+    nbd_info(s, "client %" PRIu64 " connected", c->id);
+    settle(c);
+    return 0;
+}
+
+static void on_accept(struct vdisk_nbd *s)
+{
+    if (s->nconns >= s->max_clients) {
+        listen_watch(s, false);
+        return;
+    }
+    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            nbd_log(s, "accept: %s", strerror(errno));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails on Unix: fine */
+    int r = take_connection(s, fd);
+    if (r < 0) {
+        nbd_log(s, "a new client: %s", strerror(-r));
+        close(fd);
+    }
+}
+
+/* ---- The handle ---------------------------------------------------------------- */
+
+static char *dup_string(const char *v, const char *what, int *r)
+{
+    if (strlen(v) > NBD_MAX_STRING) {
+        *r = err_set(-EINVAL, "the %s is longer than %u bytes", what, NBD_MAX_STRING);
+        return NULL;
+    }
+    char *d = strdup(v);
+    if (!d)
+        *r = err_set(-ENOMEM, "out of memory");
+    return d;
+}
+
+static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
+                       const struct vdisk_nbd_params *caller)
+{
+    *out = NULL;
+    struct vdisk_nbd_params p;
+    memset(&p, 0, sizeof p);
+    int r;
+    if (caller && (r = ABI_IN(vdisk_nbd_params, &p, caller, VDISK_NBD_PARAMS_SIZE_V1)) < 0)
+        return r;
+    if (!dev)
+        return err_set(-EINVAL, "no device given (NULL)");
+    if (p.flags & ~(unsigned)(VDISK_NBD_READ_ONLY | VDISK_NBD_UNMAP | VDISK_NBD_DETECT_ZEROES |
+                              VDISK_NBD_QUIET))
+        return err_set(-EINVAL, "unknown flags 0x%x", p.flags);
+    if (p.max_clients > NBD_MAX_CLIENTS)
+        return err_set(-EINVAL, "max_clients %u is above %u", p.max_clients, NBD_MAX_CLIENTS);
+    struct vdisk_nbd *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(-ENOMEM, "out of memory");
+    s->listen_fd = s->epfd = s->timer_fd = s->stop_fd = -1;
+    s->dev = dev;
+    s->size = vdisk_get_size(dev);
+    s->flags = p.flags;
+    s->read_only = (p.flags & VDISK_NBD_READ_ONLY) || vdisk_is_read_only(dev) == 1;
+    s->max_clients = p.max_clients ? p.max_clients : 1;
+    s->handshake_ms = p.handshake_timeout_ms ? p.handshake_timeout_ms
+                                             : VDISK_NBD_HANDSHAKE_TIMEOUT_MS;
+    s->request_ms = p.request_timeout_ms ? p.request_timeout_ms : VDISK_NBD_REQUEST_TIMEOUT_MS;
+    s->log = p.log;
+    s->log_opaque = p.log_opaque;
+    s->log_tokens = NBD_LOG_BURST;
+    r = 0;
+    if (!(s->export_name = dup_string(p.export_name ? p.export_name : "", "export name", &r)))
+        goto fail;
+    if (p.description && !(s->description = dup_string(p.description, "description", &r)))
+        goto fail;
+    if (!(s->conns = calloc(s->max_clients, sizeof *s->conns))) {
+        r = err_set(-ENOMEM, "out of memory");
+        goto fail;
+    }
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (s->epfd < 0 || s->timer_fd < 0) {
+        r = err_set(-errno, "%s: %s", s->epfd < 0 ? "epoll" : "timerfd", strerror(errno));
+        goto fail;
+    }
+    struct epoll_event t = {.events = EPOLLIN, .data.u64 = EV(EV_TIMER, 0)};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timer_fd, &t) < 0) {
+        r = err_set(-errno, "epoll: %s", strerror(errno));
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    vdisk_nbd_free(s);
+    return r;
+}
+
+VDISK_EXPORT int vdisk_nbd_listen_tcp(vdisk_nbd **out, vdisk_dev *dev, const char *addr,
+                                      uint16_t port, const struct vdisk_nbd_params *params)
+{
+    err_enter(__func__);
+    if (!out)
+        return err_set(-EINVAL, "no handle pointer given (NULL)");
+    *out = NULL;
+    struct vdisk_nbd *s;
+    int r = make_handle(&s, dev, params);
+    if (r < 0)
+        return r;
+    if (!addr)
+        addr = "0.0.0.0";
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", (unsigned)port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
+    int g = getaddrinfo(addr, ps, &hints, &ai);
+    if (g) {
+        r = err_set(g == EAI_SYSTEM ? -errno : -ENOENT, "address %s: %s", addr, gai_strerror(g));
+        vdisk_nbd_free(s);
+        return r;
+    }
+    r = -EADDRNOTAVAIL;
+    int fd = -1;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            r = -errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 16) == 0)
+            break;
+        r = -errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        r = err_set(r, "Failed to bind socket: %s (%s port %u)", strerror(-r), addr,
+                    (unsigned)port);
+        vdisk_nbd_free(s);
+        return r;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    s->listen_fd = fd;
+    s->own_listen = true;
+    listen_watch(s, true);
+    *out = s;
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_nbd_listen_unix(vdisk_nbd **out, vdisk_dev *dev, const char *path,
+                                       const struct vdisk_nbd_params *params)
+{
+    err_enter(__func__);
+    if (!out)
+        return err_set(-EINVAL, "no handle pointer given (NULL)");
+    *out = NULL;
+    if (!path)
+        return err_set(-EINVAL, "no socket path given (NULL)");
+    struct vdisk_nbd *s;
+    int r = make_handle(&s, dev, params);
+    if (r < 0)
+        return r;
+    r = unix_listen(path, 0600, (gid_t)-1, &s->sock);
+    if (r < 0 || !(s->path = strdup(path))) {
+        if (r >= 0) {
+            close(r);
+            unix_unlink(path, &s->sock);
+            r = err_set(-ENOMEM, "out of memory");
+        }
+        s->sock.created = false;
+        vdisk_nbd_free(s);
+        return r;
+    }
+    s->listen_fd = r;
+    s->own_listen = true;
+    listen_watch(s, true);
+    *out = s;
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_nbd_new(vdisk_nbd **out, vdisk_dev *dev, int listen_fd,
+                               const struct vdisk_nbd_params *params)
+{
+    err_enter(__func__);
+    if (!out)
+        return err_set(-EINVAL, "no handle pointer given (NULL)");
+    *out = NULL;
+    if (listen_fd < -1)
+        return err_set(-EBADF, "listening fd %d", listen_fd);
+    if (listen_fd >= 0) {
+        int fl = fcntl(listen_fd, F_GETFL);
+        if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0))
+            return err_set(-errno, "listening fd %d: %s", listen_fd, strerror(errno));
+    }
+    struct vdisk_nbd *s;
+    int r = make_handle(&s, dev, params);
+    if (r < 0)
+        return r;
+    s->listen_fd = listen_fd;
+    listen_watch(s, true);
+    if (listen_fd >= 0 && !s->listen_watched) {
+        r = err_set(-EINVAL, "listening fd %d cannot be polled", listen_fd);
+        vdisk_nbd_free(s);
+        return r;
+    }
+    *out = s;
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_nbd_add_connection(vdisk_nbd *s, int fd)
+{
+    err_enter(__func__);
+    if (!s)
+        return err_set(-EINVAL, "no handle given (NULL)");
+    if (s->nconns >= s->max_clients)
+        return err_set(-EBUSY, "%u clients are connected already", s->nconns);
+    int type;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+        return err_set(-EINVAL, "fd %d is not a stream socket", fd);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+        return err_set(-errno, "fd %d: %s", fd, strerror(errno));
+    int r = take_connection(s, fd);
+    if (r < 0)
+        return err_set(r, "fd %d: %s", fd, strerror(-r));
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_nbd_get_fd(const vdisk_nbd *s)
+{
+    return s ? s->epfd : -1;
+}
+
+VDISK_EXPORT uint16_t vdisk_nbd_get_port(const vdisk_nbd *s)
+{
+    return s ? s->port : 0;
+}
+
+VDISK_EXPORT unsigned vdisk_nbd_clients(const vdisk_nbd *s)
+{
+    return s ? s->nconns : 0;
+}
+
+VDISK_EXPORT uint64_t vdisk_nbd_connections(const vdisk_nbd *s)
+{
+    return s ? s->connections : 0;
+}
+
+static int process(struct vdisk_nbd *s)
+{
+    struct epoll_event ev[32];
+    int n;
+    do
+        n = epoll_wait(s->epfd, ev, 32, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return err_set(-errno, "epoll_wait: %s", strerror(errno));
+    for (int k = 0; k < n; k++) {
+        unsigned kind = (unsigned)(ev[k].data.u64 >> 32), i = (unsigned)ev[k].data.u64;
+        struct nbd_conn *c = i < s->max_clients ? s->conns[i] : NULL;
+        switch (kind) {
+        case EV_LISTEN:
+            on_accept(s);
+            break;
+        case EV_CONN:
+            if (c && !c->hup)
+                on_conn(c, ev[k].events);
+            break;
+        case EV_QUEUE:
+            if (c)
+                on_queue(c);
+            break;
+        case EV_TIMER:
+            on_tick(s);
+            break;
+        }
+    }
+    return n;
+}
+
+VDISK_EXPORT int vdisk_nbd_process(vdisk_nbd *s)
+{
+    err_enter(__func__);
+    if (!s)
+        return err_set(-EINVAL, "no handle given (NULL)");
+    if (s->thread_running)
+        return err_set(-EBUSY, "the helper thread serves the handle");
+    return process(s);
+}
+
+static void *thread_main(void *arg)
+{
+    struct vdisk_nbd *s = arg;
+    struct pollfd p[2] = {{.fd = s->epfd, .events = POLLIN}, {.fd = s->stop_fd, .events = POLLIN}};
+    for (;;) {
+        int n = poll(p, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || p[1].revents)
+            break;
+        if (p[0].revents && process(s) < 0) {
+            nbd_log(s, "%s; the helper thread stops", vdisk_get_error());
+            break;
+        }
+    }
+    return NULL;
+}
+
+VDISK_EXPORT int vdisk_nbd_start(vdisk_nbd *s)
+{
+    err_enter(__func__);
+    if (!s)
+        return err_set(-EINVAL, "no handle given (NULL)");
+    if (s->thread_running)
+        return err_set(-EBUSY, "the helper thread runs already");
+    if (s->stop_fd < 0 && (s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        return err_set(-errno, "eventfd: %s", strerror(errno));
+    uint64_t v;
+    while (read(s->stop_fd, &v, sizeof v) > 0)
+        ;
+    int r = pthread_create(&s->thread, NULL, thread_main, s);
+    if (r)
+        return err_set(-r, "pthread_create: %s", strerror(r));
+    s->thread_running = true;
+    return 0;
+}
+
+VDISK_EXPORT int vdisk_nbd_stop(vdisk_nbd *s)
+{
+    err_enter(__func__);
+    if (!s || !s->thread_running)
+        return err_set(-EINVAL, "no helper thread runs");
+    uint64_t one = 1;
+    if (write(s->stop_fd, &one, sizeof one) < 0) {
+        /* at its largest count: signalled already */
+    }
+    pthread_join(s->thread, NULL);
+    s->thread_running = false;
+    return 0;
+}
+
+VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
+{
+    if (!s)
+        return;
+    if (s->thread_running)
+        vdisk_nbd_stop(s);
+    listen_watch(s, false);
+    s->listen_fd = s->own_listen ? s->listen_fd : -1; /* a caller's stays open */
+    for (unsigned i = 0; s->conns && i < s->max_clients; i++)
+        if (s->conns[i])
+            drop_conn(s->conns[i], NULL);
+    listen_watch(s, false);
+    nbd_log_flush(s);
+    close_fd(&s->listen_fd);
+    if (s->path)
+        unix_unlink(s->path, &s->sock);
+    close_fd(&s->epfd);
+    close_fd(&s->timer_fd);
+    close_fd(&s->stop_fd);
+    free(s->conns);
+    free(s->path);
+    free(s->export_name);
+    free(s->description);
+    free(s);
+}

@@ -1,0 +1,753 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/nbd/hostile.c: the NBD server of vdisk/nbd.h against a client
+ * written here byte by byte: the handshake's rules (fixed newstyle only,
+ * option magic, lengths, unknown options and exports), every request's
+ * checks (magic, command, flags, range, lengths, read-only) with the exact
+ * error values of the spec, structured replies (data, holes, errors, block
+ * status), and clients that misbehave over time: a handshake or a request
+ * that stalls half-way (dropped at its deadline), a client that never
+ * reads its replies (its buffers stay bounded, then it is dropped).  The
+ * server is driven from this thread (vdisk_nbd_process), so that its
+ * state can be looked at between steps; one case uses the helper thread
+ * over TCP.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vdisk/vdisk.h>
+
+#include "endian.h"
+#include "harness.h"
+#include "nbd/nbd_internal.h"
+
+#define DISK_SIZE (4u << 20)
+
+static vdisk_dev *dev;
+static char lines[64][256];
+static unsigned nlines;
+
+static void logger(void *opaque, const char *line)
+{
+    (void)opaque;
+    if (nlines < 64)
+        snprintf(lines[nlines++], sizeof lines[0], "%s", line);
+}
+
+static bool logged(const char *needle)
+{
+    for (unsigned i = 0; i < nlines; i++)
+        if (strstr(lines[i], needle))
+            return true;
+    return false;
+}
+
+static void setup(void)
+{
+    /* 1 MiB of 0x5a, 1 MiB of zeroes (a hole), 2 MiB of byte i & 0xff. */
+    const char *img = scratch("disk.raw");
+    uint8_t *b = calloc(1, DISK_SIZE);
+    memset(b, 0x5a, 1u << 20);
+    for (size_t i = 2u << 20; i < DISK_SIZE; i++)
+        b[i] = (uint8_t)i;
+    write_file(img, b, 1u << 20);
+    FILE *f = fopen(img, "r+");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 2l << 20, SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(b + (2u << 20), 1, 2u << 20, f), 2u << 20);
+    fclose(f);
+    free(b);
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    ck_assert_msg(vdisk_open(&dev, img, o) == 0, "%s", vdisk_get_error());
+    vdisk_options_free(o);
+    nlines = 0;
+}
+
+static void teardown(void)
+{
+    vdisk_close(dev);
+}
+
+/* A handle with no listener, and one client over a socketpair: returns the
+ * client's end (non-blocking). */
+static vdisk_nbd *server(unsigned flags, unsigned hs_ms, unsigned req_ms, int *client)
+{
+    struct vdisk_nbd_params p = {.struct_size = sizeof p, .flags = flags, .export_name = "disk",
+                                 .description = "test disk", .handshake_timeout_ms = hs_ms,
+                                 .request_timeout_ms = req_ms, .log = logger};
+    vdisk_nbd *h;
+    ck_assert_msg(vdisk_nbd_new(&h, dev, -1, &p) == 0, "%s", vdisk_get_error());
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_msg(vdisk_nbd_add_connection(h, sv[1]) == 0, "%s", vdisk_get_error());
+    *client = sv[0];
+    return h;
+}
+
+static void pump(vdisk_nbd *h, int ms)
+{
+    struct pollfd p = {.fd = vdisk_nbd_get_fd(h), .events = POLLIN};
+    if (poll(&p, 1, ms) > 0)
+        ck_assert_int_ge(vdisk_nbd_process(h), 0);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* Reads N bytes, serving meanwhile; false at the end of the connection. */
+static bool xread(vdisk_nbd *h, int fd, void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    uint64_t end = now_ms() + 5000;
+    while (n) {
+        ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            return false;
+        ck_assert_msg(now_ms() < end, "no reply within 5 s");
+        pump(h, 10);
+    }
+    return true;
+}
+
+static void xwrite(vdisk_nbd *h, int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    uint64_t end = now_ms() + 5000;
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        ck_assert_msg(w < 0 && (errno == EAGAIN || errno == EINTR), "send: %s", strerror(errno));
+        ck_assert_msg(now_ms() < end, "could not send within 5 s");
+        pump(h, 10);
+    }
+}
+
+/* The server closes the connection within MS (its replies read and dropped). */
+static void expect_closed(vdisk_nbd *h, int fd, unsigned ms)
+{
+    uint64_t end = now_ms() + ms;
+    for (;;) {
+        uint8_t b[4096];
+        ssize_t r = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            break;
+        ck_assert_msg(now_ms() < end, "the connection is still open after %u ms", ms);
+        pump(h, 10);
+    }
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+}
+
+static void send_flags(vdisk_nbd *h, int fd, uint32_t flags)
+{
+    uint8_t g[18], f[4];
+    ck_assert(xread(h, fd, g, sizeof g));
+    ck_assert_uint_eq(be64_load(g), NBD_MAGIC);
+    ck_assert_uint_eq(be64_load(g + 8), NBD_OPTS_MAGIC);
+    ck_assert_uint_eq(be16_load(g + 16), NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    be32_store(f, flags);
+    xwrite(h, fd, f, 4);
+}
+
+static void send_opt(vdisk_nbd *h, int fd, uint32_t opt, const void *data, uint32_t len)
+{
+    uint8_t hd[16];
+    be64_store(hd, NBD_OPTS_MAGIC);
+    be32_store(hd + 8, opt);
+    be32_store(hd + 12, len);
+    xwrite(h, fd, hd, 16);
+    if (len)
+        xwrite(h, fd, data, len);
+}
+
+/* One option reply: its type, its data in BUF (at most CAP bytes). */
+static uint32_t opt_reply(vdisk_nbd *h, int fd, uint32_t opt, uint8_t *buf, size_t cap,
+                          uint32_t *len)
+{
+    uint8_t r[20];
+    ck_assert(xread(h, fd, r, 20));
+    ck_assert_uint_eq(be64_load(r), NBD_REP_MAGIC);
+    ck_assert_uint_eq(be32_load(r + 8), opt);
+    *len = be32_load(r + 16);
+    ck_assert_uint_le(*len, cap);
+    if (*len)
+        ck_assert(xread(h, fd, buf, *len));
+    return be32_load(r + 12);
+}
+
+/* The message of go()'s last error reply. */
+static char go_msg[4200];
+
+/* NBD_OPT_GO on NAME: the transmission flags, or the error reply's type. */
+static uint32_t go(vdisk_nbd *h, int fd, const char *name, uint16_t *tflags)
+{
+    uint8_t d[64], buf[4200];
+    size_t n = strlen(name);
+    be32_store(d, (uint32_t)n);
+    memcpy(d + 4, name, n);
+    be16_store(d + 4 + n, 0);
+    send_opt(h, fd, NBD_OPT_GO, d, (uint32_t)(4 + n + 2));
+    for (;;) {
+        uint32_t len, t = opt_reply(h, fd, NBD_OPT_GO, buf, sizeof buf, &len);
+        if (t == NBD_REP_ACK)
+            return 0;
+        if (t != NBD_REP_INFO) {
+            memcpy(go_msg, buf, len);
+            go_msg[len] = 0;
+            return t;
+        }
+        if (be16_load(buf) == NBD_INFO_EXPORT) {
+            ck_assert_uint_eq(len, 12);
+            ck_assert_uint_eq(be64_load(buf + 2), DISK_SIZE);
+            *tflags = be16_load(buf + 10);
+        }
+    }
+}
+
+/* A client in the transmission phase (structured replies when asked,
+ * base:allocation selected with them). */
+static vdisk_nbd *connected(unsigned flags, unsigned req_ms, bool structured, int *fd)
+{
+    vdisk_nbd *h = server(flags, 0, req_ms, fd);
+    send_flags(h, *fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    uint8_t buf[256];
+    uint32_t len;
+    if (structured) {
+        send_opt(h, *fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+        ck_assert_uint_eq(opt_reply(h, *fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
+                          NBD_REP_ACK);
+        uint8_t d[64];
+        be32_store(d, 4);
+        memcpy(d + 4, "disk", 4);
+        be32_store(d + 8, 1);
+        be32_store(d + 12, 15);
+        memcpy(d + 16, "base:allocation", 15);
+        send_opt(h, *fd, NBD_OPT_SET_META_CONTEXT, d, 31);
+        ck_assert_uint_eq(opt_reply(h, *fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                          NBD_REP_META_CONTEXT);
+        ck_assert_uint_eq(be32_load(buf), NBD_CTX_BASE_ALLOCATION);
+        ck_assert_uint_eq(opt_reply(h, *fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                          NBD_REP_ACK);
+    }
+    uint16_t tf = 0;
+    ck_assert_uint_eq(go(h, *fd, "disk", &tf), 0);
+    ck_assert(tf & NBD_FLAG_HAS_FLAGS);
+    return h;
+}
+
+static void request(vdisk_nbd *h, int fd, uint16_t type, uint16_t flags, uint64_t cookie,
+                    uint64_t off, uint32_t len)
+{
+    uint8_t r[28];
+    be32_store(r, NBD_REQUEST_MAGIC);
+    be16_store(r + 4, flags);
+    be16_store(r + 6, type);
+    be64_store(r + 8, cookie);
+    be64_store(r + 16, off);
+    be32_store(r + 24, len);
+    xwrite(h, fd, r, 28);
+}
+
+/* A simple reply: its error; checks the cookie. */
+static uint32_t simple_reply(vdisk_nbd *h, int fd, uint64_t cookie)
+{
+    uint8_t r[16];
+    ck_assert(xread(h, fd, r, 16));
+    ck_assert_uint_eq(be32_load(r), NBD_SIMPLE_REPLY_MAGIC);
+    ck_assert_uint_eq(be64_load(r + 8), cookie);
+    return be32_load(r + 4);
+}
+
+START_TEST(handshake_rules)
+{
+    int fd;
+    uint8_t buf[4200];
+    uint32_t len;
+    /* A client that is not fixed newstyle (plain newstyle, or oldstyle's
+     * expectations) is refused. */
+    vdisk_nbd *h = server(0, 0, 0, &fd);
+    send_flags(h, fd, 0);
+    expect_closed(h, fd, 2000);
+    ck_assert(logged("not a fixed newstyle client"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* Unknown client flags. */
+    h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | 0x100);
+    expect_closed(h, fd, 2000);
+    close(fd);
+    vdisk_nbd_free(h);
+    /* A request before the handshake ended: no option magic. */
+    h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    request(h, fd, NBD_CMD_READ, 0, 1, 0, 512);
+    expect_closed(h, fd, 2000);
+    ck_assert(logged("an option without its magic (IHAVEOPT)"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* An option above 64 KiB. */
+    h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    uint8_t hd[16];
+    be64_store(hd, NBD_OPTS_MAGIC);
+    be32_store(hd + 8, NBD_OPT_GO);
+    be32_store(hd + 12, 1u << 20);
+    xwrite(h, fd, hd, 16);
+    expect_closed(h, fd, 2000);
+    ck_assert(logged("NBD_OPT_GO with 1048576 bytes of data (at most 65536)"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* Unknown options, STARTTLS, bad lengths, unknown exports: error
+     * replies, and the handshake goes on. */
+    h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    send_opt(h, fd, 99, "abc", 3);
+    ck_assert_uint_eq(opt_reply(h, fd, 99, buf, sizeof buf, &len), NBD_REP_ERR_UNSUP);
+    send_opt(h, fd, NBD_OPT_STARTTLS, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STARTTLS, buf, sizeof buf, &len),
+                      NBD_REP_ERR_UNSUP);
+    send_opt(h, fd, NBD_OPT_LIST, "x", 1);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST, buf, sizeof buf, &len),
+                      NBD_REP_ERR_INVALID);
+    send_opt(h, fd, NBD_OPT_STRUCTURED_REPLY, "x", 1);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
+                      NBD_REP_ERR_INVALID);
+    /* SET_META_CONTEXT before structured replies. */
+    uint8_t d[16] = {0};
+    be32_store(d, 0);
+    send_opt(h, fd, NBD_OPT_SET_META_CONTEXT, d, 8);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ERR_INVALID);
+    /* GO whose name length is past its data. */
+    be32_store(d, 1000);
+    send_opt(h, fd, NBD_OPT_GO, d, 6);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_GO, buf, sizeof buf, &len), NBD_REP_ERR_INVALID);
+    uint16_t tf;
+    ck_assert_uint_eq(go(h, fd, "other", &tf), NBD_REP_ERR_UNKNOWN);
+    ck_assert_str_eq(go_msg, "export 'other' not present");
+    /* LIST: the export and its description. */
+    send_opt(h, fd, NBD_OPT_LIST, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST, buf, sizeof buf, &len), NBD_REP_SERVER);
+    ck_assert_uint_eq(len, 4 + 4 + 9);
+    ck_assert_uint_eq(be32_load(buf), 4);
+    ck_assert_int_eq(memcmp(buf + 4, "disktest disk", 13), 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST, buf, sizeof buf, &len), NBD_REP_ACK);
+    ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+    ck_assert_uint_eq(tf, NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+                              NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
+                              NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE |
+                              NBD_FLAG_SEND_FAST_ZERO);
+    request(h, fd, NBD_CMD_READ, 0, 7, 0, 512);
+    ck_assert_uint_eq(simple_reply(h, fd, 7), 0);
+    ck_assert(xread(h, fd, buf, 512));
+    ck_assert_uint_eq(buf[0], 0x5a);
+    ck_assert_uint_eq(buf[511], 0x5a);
+    close(fd);
+    vdisk_nbd_free(h);
+    /* ABORT: acknowledged, then closed. */
+    h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    send_opt(h, fd, NBD_OPT_ABORT, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_ABORT, buf, sizeof buf, &len), NBD_REP_ACK);
+    expect_closed(h, fd, 2000);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
+START_TEST(request_checks)
+{
+    int fd;
+    uint8_t buf[8192];
+    vdisk_nbd *h = connected(0, 0, false, &fd);
+    /* Past the end: EINVAL for a read or a trim, ENOSPC for a write (its
+     * payload is read all the same) or a write zeroes. */
+    request(h, fd, NBD_CMD_READ, 0, 1, DISK_SIZE - 512, 1024);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), NBD_EINVAL);
+    request(h, fd, NBD_CMD_READ, 0, 2, UINT64_MAX - 10, 512);
+    ck_assert_uint_eq(simple_reply(h, fd, 2), NBD_EINVAL);
+    request(h, fd, NBD_CMD_WRITE, 0, 3, DISK_SIZE, 4096);
+    memset(buf, 1, 4096);
+    xwrite(h, fd, buf, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 3), NBD_ENOSPC);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, 0, 4, DISK_SIZE - 1, 2);
+    ck_assert_uint_eq(simple_reply(h, fd, 4), NBD_ENOSPC);
+    request(h, fd, NBD_CMD_TRIM, 0, 5, DISK_SIZE + 1, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 5), NBD_EINVAL);
+    /* Flags a command does not take; unknown commands. */
+    request(h, fd, NBD_CMD_FLUSH, NBD_CMD_FLAG_FUA, 6, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 6), NBD_EINVAL);
+    request(h, fd, NBD_CMD_READ, NBD_CMD_FLAG_DF, 7, 0, 512); /* DF needs structured replies */
+    ck_assert_uint_eq(simple_reply(h, fd, 7), NBD_EINVAL);
+    request(h, fd, NBD_CMD_WRITE, 0x8000, 8, 0, 16);
+    xwrite(h, fd, buf, 16);
+    ck_assert_uint_eq(simple_reply(h, fd, 8), NBD_EINVAL);
+    request(h, fd, 99, 0, 9, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 9), NBD_EINVAL);
+    /* A read above 32 MiB; a block status with no context selected. */
+    request(h, fd, NBD_CMD_READ, 0, 10, 0, (32u << 20) + 1);
+    ck_assert_uint_eq(simple_reply(h, fd, 10), NBD_EINVAL);
+    request(h, fd, NBD_CMD_BLOCK_STATUS, 0, 11, 0, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 11), NBD_EINVAL);
+    /* The stream is intact: a write and its read back, FUA, flush. */
+    memset(buf, 0xc3, 4096);
+    request(h, fd, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 12, 8192, 4096);
+    xwrite(h, fd, buf, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 12), 0);
+    request(h, fd, NBD_CMD_FLUSH, 0, 13, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 13), 0);
+    request(h, fd, NBD_CMD_READ, 0, 14, 8192, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 14), 0);
+    uint8_t back[4096];
+    ck_assert(xread(h, fd, back, 4096));
+    ck_assert_int_eq(memcmp(back, buf, 4096), 0);
+    /* A bad request magic breaks the framing: closed. */
+    uint8_t r[28] = {0};
+    xwrite(h, fd, r, 28);
+    expect_closed(h, fd, 2000);
+    ck_assert(logged("request magic 0x00000000 (expected 0x25609513)"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* A write above 32 MiB cannot be skipped: closed. */
+    nlines = 0;
+    h = connected(0, 0, false, &fd);
+    request(h, fd, NBD_CMD_WRITE, 0, 1, 0, (32u << 20) + 1);
+    expect_closed(h, fd, 2000);
+    ck_assert(logged("write of 33554433 bytes (at most 33554432)"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* Read-only: EPERM for what writes. */
+    h = connected(VDISK_NBD_READ_ONLY, 0, false, &fd);
+    request(h, fd, NBD_CMD_WRITE, 0, 1, 0, 16);
+    xwrite(h, fd, buf, 16);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), NBD_EPERM);
+    request(h, fd, NBD_CMD_TRIM, 0, 2, 0, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 2), NBD_EPERM);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, 0, 3, 0, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 3), NBD_EPERM);
+    /* DISC: the read in flight is answered first, then the end. */
+    request(h, fd, NBD_CMD_READ, 0, 4, 0, 4096);
+    request(h, fd, NBD_CMD_DISC, 0, 5, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 4), 0);
+    ck_assert(xread(h, fd, buf, 4096));
+    expect_closed(h, fd, 2000);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
+/* A structured reply's header: its flags and type; checks magic, cookie. */
+static uint16_t chunk(vdisk_nbd *h, int fd, uint64_t cookie, uint16_t *flags, uint32_t *len)
+{
+    uint8_t r[20];
+    ck_assert(xread(h, fd, r, 20));
+    ck_assert_uint_eq(be32_load(r), NBD_STRUCTURED_REPLY_MAGIC);
+    ck_assert_uint_eq(be64_load(r + 8), cookie);
+    *flags = be16_load(r + 4);
+    *len = be32_load(r + 16);
+    return be16_load(r + 6);
+}
+
+START_TEST(structured)
+{
+    int fd;
+    uint8_t buf[8192];
+    uint16_t fl;
+    uint32_t len;
+    vdisk_nbd *h = connected(0, 0, true, &fd);
+    /* Data: OFFSET_DATA; zeroes: OFFSET_HOLE; DF is taken. */
+    request(h, fd, NBD_CMD_READ, NBD_CMD_FLAG_DF, 1, 4096, 4096);
+    ck_assert_uint_eq(chunk(h, fd, 1, &fl, &len), NBD_REPLY_TYPE_OFFSET_DATA);
+    ck_assert_uint_eq(fl, NBD_REPLY_FLAG_DONE);
+    ck_assert_uint_eq(len, 8 + 4096);
+    ck_assert(xread(h, fd, buf, len));
+    ck_assert_uint_eq(be64_load(buf), 4096);
+    ck_assert_uint_eq(buf[8], 0x5a);
+    request(h, fd, NBD_CMD_READ, 0, 2, 1u << 20, 65536);
+    ck_assert_uint_eq(chunk(h, fd, 2, &fl, &len), NBD_REPLY_TYPE_OFFSET_HOLE);
+    ck_assert_uint_eq(len, 12);
+    ck_assert(xread(h, fd, buf, len));
+    ck_assert_uint_eq(be64_load(buf), 1u << 20);
+    ck_assert_uint_eq(be32_load(buf + 8), 65536);
+    /* An error: NBD_REPLY_TYPE_ERROR. */
+    request(h, fd, NBD_CMD_READ, 0, 3, DISK_SIZE, 1);
+    ck_assert_uint_eq(chunk(h, fd, 3, &fl, &len), NBD_REPLY_TYPE_ERROR);
+    ck_assert_uint_eq(fl, NBD_REPLY_FLAG_DONE);
+    ck_assert_uint_eq(len, 6);
+    ck_assert(xread(h, fd, buf, len));
+    ck_assert_uint_eq(be32_load(buf), NBD_EINVAL);
+    /* Block status: data, hole, data over the whole disk; one extent with
+     * REQ_ONE. */
+    request(h, fd, NBD_CMD_BLOCK_STATUS, 0, 4, 0, DISK_SIZE);
+    ck_assert_uint_eq(chunk(h, fd, 4, &fl, &len), NBD_REPLY_TYPE_BLOCK_STATUS);
+    ck_assert_uint_eq(fl, NBD_REPLY_FLAG_DONE);
+    ck_assert_uint_eq(len, 4 + 3 * 8);
+    ck_assert(xread(h, fd, buf, len));
+    ck_assert_uint_eq(be32_load(buf), NBD_CTX_BASE_ALLOCATION);
+    ck_assert_uint_eq(be32_load(buf + 4), 1u << 20);
+    ck_assert_uint_eq(be32_load(buf + 8), 0);
+    ck_assert_uint_eq(be32_load(buf + 12), 1u << 20);
+    ck_assert_uint_eq(be32_load(buf + 16), NBD_STATE_HOLE | NBD_STATE_ZERO);
+    ck_assert_uint_eq(be32_load(buf + 20), 2u << 20);
+    ck_assert_uint_eq(be32_load(buf + 24), 0);
+    request(h, fd, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 5, 4096, DISK_SIZE - 4096);
+    ck_assert_uint_eq(chunk(h, fd, 5, &fl, &len), NBD_REPLY_TYPE_BLOCK_STATUS);
+    ck_assert_uint_eq(len, 4 + 8);
+    ck_assert(xread(h, fd, buf, len));
+    ck_assert_uint_eq(be32_load(buf + 4), (1u << 20) - 4096);
+    /* Other commands: simple replies still. */
+    request(h, fd, NBD_CMD_FLUSH, 0, 6, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 6), 0);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
+START_TEST(stalls)
+{
+    int fd;
+    /* A handshake that never ends. */
+    vdisk_nbd *h = server(0, 300, 0, &fd);
+    uint64_t t0 = now_ms();
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    expect_closed(h, fd, 3000);
+    ck_assert_uint_ge(now_ms() - t0, 250);
+    ck_assert(logged("the handshake did not end in time"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* Half a request header, then nothing. */
+    h = connected(0, 300, false, &fd);
+    uint8_t r[28] = {0};
+    be32_store(r, NBD_REQUEST_MAGIC);
+    xwrite(h, fd, r, 10);
+    t0 = now_ms();
+    expect_closed(h, fd, 3000);
+    ck_assert_uint_ge(now_ms() - t0, 250);
+    ck_assert(logged("a request did not come whole in time"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* A write whose payload stops half-way. */
+    h = connected(0, 300, false, &fd);
+    request(h, fd, NBD_CMD_WRITE, 0, 1, 0, 65536);
+    xwrite(h, fd, r, 28);
+    expect_closed(h, fd, 3000);
+    close(fd);
+    vdisk_nbd_free(h);
+    /* Idle between requests is fine: no deadline. */
+    h = connected(0, 200, false, &fd);
+    for (int i = 0; i < 40; i++)
+        pump(h, 10);
+    request(h, fd, NBD_CMD_FLUSH, 0, 1, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), 0);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
+/* Options sent without reading their replies: the server stops reading
+ * options while 256 KiB of replies wait, then the handshake times out. */
+START_TEST(option_flood)
+{
+    int fd;
+    vdisk_nbd *h = server(0, 1000, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    uint8_t o[16 * 64];
+    for (int i = 0; i < 64; i++) {
+        be64_store(o + 16 * i, NBD_OPTS_MAGIC);
+        be32_store(o + 16 * i + 8, NBD_OPT_LIST);
+        be32_store(o + 16 * i + 12, 0);
+    }
+    size_t sent = 0, peak = 0;
+    uint64_t end = now_ms() + 700;
+    while (now_ms() < end) {
+        ssize_t w = send(fd, o + sent % sizeof o, sizeof o - sent % sizeof o,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            sent += (size_t)w;
+        pump(h, w > 0 ? 0 : 5);
+        struct nbd_conn *c = h->conns[0];
+        if (c && c->mem > peak)
+            peak = c->mem;
+    }
+    ck_assert_uint_gt(sent, 16 * 8000);
+    ck_assert_msg(peak <= NBD_HANDSHAKE_MEM + (128u << 10), "the handshake held %zu bytes", peak);
+    expect_closed(h, fd, 3000);
+    ck_assert(logged("the handshake did not end in time"));
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
+/* A client that hangs up right after DISC, or while the server reads
+ * nothing from it (requests in flight at their limit): its requests finish
+ * and it is dropped (the hang-up is no longer polled meanwhile). */
+START_TEST(hangup_in_flight)
+{
+    int fd;
+    vdisk_nbd *h = connected(0, 0, false, &fd);
+    request(h, fd, NBD_CMD_READ, 0, 1, 0, 1u << 20);
+    request(h, fd, NBD_CMD_FLUSH, 0, 2, 0, 0);
+    request(h, fd, NBD_CMD_DISC, 0, 3, 0, 0);
+    close(fd);
+    uint64_t end = now_ms() + 3000;
+    unsigned wakeups = 0;
+    while (vdisk_nbd_clients(h) && now_ms() < end) {
+        pump(h, 20);
+        wakeups++;
+    }
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+    ck_assert_msg(wakeups < 100, "%u wake-ups", wakeups);
+    vdisk_nbd_free(h);
+    /* 64 reads in flight (the most), more requests waiting, then gone. */
+    h = connected(0, 0, false, &fd);
+    for (unsigned i = 0; i < 80; i++)
+        request(h, fd, NBD_CMD_READ, 0, i, 0, 4096);
+    close(fd);
+    end = now_ms() + 3000;
+    while (vdisk_nbd_clients(h) && now_ms() < end)
+        pump(h, 20);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
+START_TEST(never_reads)
+{
+    int fd;
+    vdisk_nbd *h = connected(0, 1500, false, &fd);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    /* 1 MiB reads, as many as the server takes, never reading a reply. */
+    size_t sent = 0, peak = 0;
+    uint8_t req[28];
+    be32_store(req, NBD_REQUEST_MAGIC);
+    be16_store(req + 4, 0);
+    be16_store(req + 6, NBD_CMD_READ);
+    be32_store(req + 24, 1u << 20);
+    uint64_t end = now_ms() + 1000;
+    size_t part = 0;
+    while (now_ms() < end) {
+        be64_store(req + 8, sent);
+        be64_store(req + 16, (sent % 4) << 20);
+        ssize_t w = send(fd, req + part, 28 - part, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            part += (size_t)w;
+            if (part == 28) {
+                part = 0;
+                sent++;
+            }
+        }
+        pump(h, w > 0 ? 0 : 5);
+        struct nbd_conn *c = h->conns[0];
+        if (c && c->mem > peak)
+            peak = c->mem;
+    }
+    ck_assert_uint_gt(sent, 64);
+    ck_assert_msg(peak <= NBD_CONN_MEM + (1u << 20), "a connection held %zu bytes", peak);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 1);
+    /* It never reads: dropped once its replies waited 1.5 s. */
+    end = now_ms() + 5000;
+    while (vdisk_nbd_clients(h) && now_ms() < end)
+        pump(h, 20);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+    ck_assert(logged("it does not read its replies"));
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
+START_TEST(tcp_thread_and_api)
+{
+    vdisk_nbd *h;
+    struct vdisk_nbd_params p = {.struct_size = sizeof p, .flags = VDISK_NBD_QUIET,
+                                 .max_clients = 2, .log = logger};
+    ck_assert_int_eq(vdisk_nbd_listen_tcp(&h, NULL, "127.0.0.1", 0, &p), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_nbd_listen_tcp: no device given (NULL)");
+    p.flags = 0x100;
+    ck_assert_int_eq(vdisk_nbd_listen_tcp(&h, dev, "127.0.0.1", 0, &p), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_nbd_listen_tcp: unknown flags 0x100");
+    p.flags = VDISK_NBD_QUIET;
+    struct vdisk_nbd_params old = {.struct_size = 4};
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, &old), -EINVAL);
+    ck_assert_int_eq(vdisk_nbd_listen_tcp(&h, dev, "127.0.0.1", 0, &p), 0);
+    uint16_t port = vdisk_nbd_get_port(h);
+    ck_assert_uint_ne(port, 0);
+    ck_assert_int_eq(vdisk_nbd_start(h), 0);
+    ck_assert_int_eq(vdisk_nbd_start(h), -EBUSY);
+    ck_assert_int_eq(vdisk_nbd_process(h), -EBUSY);
+    /* Two clients at once, each served to its end. */
+    int fds[2];
+    for (int i = 0; i < 2; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+        uint8_t g[18];
+        ck_assert_int_eq(recv(fds[i], g, 18, MSG_WAITALL), 18);
+        ck_assert_uint_eq(be64_load(g), NBD_MAGIC);
+    }
+    for (int i = 0; i < 2; i++) {
+        uint8_t m[4 + 16];
+        be32_store(m, NBD_FLAG_C_FIXED_NEWSTYLE);
+        be64_store(m + 4, NBD_OPTS_MAGIC);
+        be32_store(m + 12, NBD_OPT_EXPORT_NAME);
+        be32_store(m + 16, 0);
+        ck_assert_int_eq(send(fds[i], m, sizeof m, MSG_NOSIGNAL), (ssize_t)sizeof m);
+        uint8_t e[10 + 124];
+        ck_assert_int_eq(recv(fds[i], e, sizeof e, MSG_WAITALL), (ssize_t)sizeof e);
+        ck_assert_uint_eq(be64_load(e), DISK_SIZE);
+        close(fds[i]);
+    }
+    ck_assert_int_eq(vdisk_nbd_stop(h), 0);
+    ck_assert_int_eq(vdisk_nbd_stop(h), -EINVAL);
+    ck_assert_uint_eq(vdisk_nbd_connections(h), 2);
+    vdisk_nbd_free(h);
+    vdisk_nbd_free(NULL);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("nbd-hostile");
+    TCase *tc = tcase_create("nbd");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, handshake_rules);
+    tcase_add_test(tc, request_checks);
+    tcase_add_test(tc, structured);
+    tcase_add_test(tc, stalls);
+    tcase_add_test(tc, option_flood);
+    tcase_add_test(tc, hangup_in_flight);
+    tcase_add_test(tc, never_reads);
+    tcase_add_test(tc, tcp_thread_and_api);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    return run_suite(suite());
+}
