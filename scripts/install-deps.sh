@@ -10,6 +10,8 @@ packages=(
   liburing-dev libzstd-dev zlib1g-dev check
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
+  # NBD clients the NBD server is tested with (tests/nbd/): nbdinfo, nbdcopy
+  libnbd-bin
   # GNU time: the peak RSS of vdisk-vmm under a flooding guest (tests/vmm/)
   time
   xorriso genisoimage libarchive-tools p7zip-full
