@@ -141,10 +141,12 @@ static void wake(struct nbd_dev *n)
 
 /* ---- Connecting ----------------------------------------------------------- */
 
-/* A handle connected to URI, or NULL with a message in MSG. */
-static struct nbd_handle *connect_uri(const char *uri, char *msg, size_t msgsize)
+/* A handle connected to URI, or NULL with a message in MSG and the errno
+ * in *ERR. */
+static struct nbd_handle *connect_uri(const char *uri, char *msg, size_t msgsize, int *err)
 {
     struct nbd_handle *h = nbd_create();
+    *err = ENOMEM;
     if (!h) {
         snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "out of memory");
         return NULL;
@@ -152,6 +154,7 @@ static struct nbd_handle *connect_uri(const char *uri, char *msg, size_t msgsize
     if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
         nbd_connect_uri(h, uri) < 0) {
         snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "unknown error");
+        *err = nbd_get_errno() > 0 ? nbd_get_errno() : EIO;
         nbd_close(h);
         return NULL;
     }
@@ -420,7 +423,8 @@ static void reconnect(struct nbd_dev *n, int tries)
         if (i || tries > 1)
             sleep_ms(delay);
         delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
-        struct nbd_handle *h = connect_uri(n->uri, msg, sizeof msg);
+        int e;
+        struct nbd_handle *h = connect_uri(n->uri, msg, sizeof msg, &e);
         if (!h)
             continue;
         if (read_features(n, h, false) < 0) {
@@ -528,9 +532,10 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         goto fail;
     }
     char msg[256];
-    n->h = connect_uri(n->uri, msg, sizeof msg);
+    int e;
+    n->h = connect_uri(n->uri, msg, sizeof msg, &e);
     if (!n->h) {
-        r = err_set(-EIO, "Could not open '%s': %s", dev->filename, msg);
+        r = err_set(-e, "Could not open '%s': %s", dev->filename, msg);
         goto fail;
     }
     if ((r = read_features(n, n->h, true)) < 0)
@@ -560,7 +565,7 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         r = err_set(-errno, "%s: eventfd: %s", dev->filename, strerror(errno));
         goto fail;
     }
-    int e = pthread_create(&n->thread, NULL, worker, n);
+    e = pthread_create(&n->thread, NULL, worker, n);
     if (e) {
         close(n->wake_fd);
         n->wake_fd = -1;
