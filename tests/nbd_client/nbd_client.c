@@ -450,6 +450,66 @@ START_TEST(reconnect)
 }
 END_TEST
 
+struct nbdkit_restart {
+    const char *sock, *pid, *args;
+    unsigned delay_ms;
+};
+
+static void *nbdkit_later(void *arg)
+{
+    struct nbdkit_restart *a = arg;
+    usleep(a->delay_ms * 1000);
+    run("nbdkit -U '%s' -P '%s' %s", a->sock, a->pid, a->args);
+    return NULL;
+}
+
+/* The server dies with reads and writes in flight (held there by the delay
+ * filter): after the reconnect every one is sent again and succeeds. */
+START_TEST(reconnect_in_flight)
+{
+    const char *img = scratch("w.raw"), *sock = scratch("w.sock"), *pid = scratch("w.pid");
+    make_patterned(img, "16M");
+    char *args = strdup(fmt("--filter=delay file '%s' rdelay=300ms wdelay=300ms", img));
+    start_nbdkit(sock, pid, args);
+    vdisk_dev *d = open_rw(unix_uri("exp", sock));
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, d, 64), 0);
+    enum { N = 16 };
+    static uint8_t rbufs[N][65536], wbufs[N][65536];
+    struct done_count c = {0, 0};
+    for (int i = 0; i < N; i++) {
+        memset(wbufs[i], 0x40 + i, sizeof wbufs[i]);
+        struct iovec r = {rbufs[i], sizeof rbufs[i]}, w = {wbufs[i], sizeof wbufs[i]};
+        ck_assert_int_eq(vdisk_aio_preadv(q, &r, 1, MiB, 0, count_done, &c), 0);
+        ck_assert_int_eq(vdisk_aio_pwritev(q, &w, 1, 8 * MiB + (uint64_t)i * 65536, 0,
+                                           count_done, &c), 0);
+    }
+    ck_assert_int_ge(vdisk_queue_submit(q), 0);
+    usleep(100000);
+    ck_assert_uint_gt(vdisk_queue_in_flight(q), 0);
+    kill_server_sock(pid, sock);
+    pthread_t t;
+    struct nbdkit_restart a = {sock, pid, args, 300};
+    ck_assert_int_eq(pthread_create(&t, NULL, nbdkit_later, &a), 0);
+    while (c.done < 2 * N)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(c.failed, 0);
+    uint8_t want[65536];
+    memset(want, 0xab, sizeof want);
+    for (int i = 0; i < N; i++)
+        ck_assert_mem_eq(rbufs[i], want, sizeof want);
+    vdisk_queue_free(q);
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    vdisk_close(d);
+    kill_server(pid);
+    for (int i = 0; i < N; i++)
+        RUN_OK("qemu-io -r -f raw -c 'read -P 0x%x %d 64k' '%s'", 0x40 + i,
+               8 * MiB + i * 65536, img);
+    free(args);
+}
+END_TEST
+
 /* Random reads, writes and zeroes of many sizes and offsets, synchronous and
  * several at once, against a model of the export. */
 START_TEST(random_against_model)
@@ -533,6 +593,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, nbdkit_errors);
     tcase_add_test(tc, many_in_flight);
     tcase_add_test(tc, reconnect);
+    tcase_add_test(tc, reconnect_in_flight);
     tcase_add_test(tc, random_against_model);
     suite_add_tcase(s, tc);
     return s;
