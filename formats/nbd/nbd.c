@@ -161,22 +161,30 @@ static struct nbd_handle *connect_uri(const char *uri, char *msg, size_t msgsize
     return h;
 }
 
-/* Reads what the server offers into N; 0 or -errno with a message. */
+/*
+ * Reads what the server offers into N at open (FIRST); after a reconnect
+ * only checks that the export is the same size and still writable (the
+ * features found at open stay: submit reads them on other threads).
+ * Returns 0 or -errno with a message.
+ */
 static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
 {
     int64_t size = nbd_get_size(h);
     if (size < 0)
         return err_set(-EIO, "%s: could not get the export's size: %s", n->uri,
                        nbd_get_error());
-    if (!first && (uint64_t)size != n->size)
-        return err_set(-EIO, "%s: the export's size changed from %" PRIu64 " to %" PRId64
-                       " bytes across a reconnect", n->uri, n->size, size);
     bool ro = nbd_is_read_only(h) == 1;
-    if (!first && ro && !n->read_only)
-        return err_set(-EROFS, "%s: the export became read-only across a reconnect", n->uri);
+    if (!first) {
+        if ((uint64_t)size != n->size)
+            return err_set(-EIO, "%s: the export's size changed from %" PRIu64 " to %" PRId64
+                           " bytes across a reconnect", n->uri, n->size, size);
+        if (ro && !n->read_only)
+            return err_set(-EROFS, "%s: the export became read-only across a reconnect",
+                           n->uri);
+        return 0;
+    }
     n->size = (uint64_t)size;
-    if (first)
-        n->read_only = ro;
+    n->read_only = ro;
     n->can_fua = nbd_can_fua(h) == 1;
     n->can_flush = nbd_can_flush(h) == 1;
     n->can_trim = nbd_can_trim(h) == 1;
@@ -185,6 +193,24 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
     int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
     n->max_payload = max > 0 && (uint64_t)max < NBD_DEFAULT_MAX ? (uint64_t)max : NBD_DEFAULT_MAX;
     return 0;
+}
+
+/*
+ * Says goodbye (NBD_CMD_DISC) without waiting long for a server that does
+ * not read, and closes the handle.
+ */
+static void disconnect_and_close(struct nbd_handle *h)
+{
+    if (nbd_aio_is_ready(h) == 1 && nbd_aio_disconnect(h, 0) == 0) {
+        for (int i = 0; i < 10 && nbd_aio_is_closed(h) != 1 && nbd_aio_is_dead(h) != 1; i++) {
+            if (!(nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_WRITE))
+                break;
+            struct pollfd p = {.fd = nbd_aio_get_fd(h), .events = POLLOUT};
+            if (poll(&p, 1, 100) <= 0 || nbd_aio_notify_write(h) < 0)
+                break;
+        }
+    }
+    nbd_close(h);
 }
 
 /* ---- The worker ----------------------------------------------------------- */
@@ -317,6 +343,8 @@ static void issue(struct nbd_dev *n, struct nbd_cmd *c)
     }
     c->tries++;
     c->error = 0;
+    if (c->kind == CMD_STATUS)
+        c->op->st_len = 0; /* a resend starts over */
     inflight_add(n, c);
     nbd_completion_callback cb = {.callback = cmd_answered, .user_data = c};
     int64_t cookie = -1;
@@ -592,11 +620,8 @@ static void nbdc_close(struct vdisk_dev *dev)
         pthread_join(n->thread, NULL);
         close(n->wake_fd);
     }
-    if (n->h) {
-        if (!connection_lost(n))
-            nbd_shutdown(n->h, 0);
-        nbd_close(n->h);
-    }
+    if (n->h)
+        disconnect_and_close(n->h);
     pthread_mutex_destroy(&n->lock);
     free(n->uri);
     free(n);
