@@ -4,7 +4,9 @@
  * libnbd, as the storage under a format (or a raw image itself).
  *
  * Names are libnbd's URIs (nbd_connect_uri): nbd://HOST[:PORT]/EXPORT,
- * nbd+unix:///EXPORT?socket=PATH, and with TLS nbds://, nbds+unix://.
+ * nbd+unix:///EXPORT?socket=PATH, and with TLS nbds://, nbds+unix://
+ * (libnbd's tls-certificates=DIR, or tls-psk-file=FILE in a name the
+ * caller gives: a backing file name in an image may not read local files).
  *
  * Threads.  Each open export has a thread of its own, the connection's
  * worker, which alone calls libnbd on the handle once the open is done.
@@ -100,6 +102,7 @@ struct nbd_dev {
     struct vdisk_dev *dev;
     struct nbd_handle *h;      /* worker only, after open */
     char *uri;
+    bool local_files;          /* the URI may name local files (not a backing name) */
     uint64_t size;
     bool can_fua, can_flush, can_trim, can_zero, have_status, read_only;
     uint64_t max_payload;
@@ -142,8 +145,9 @@ static void wake(struct nbd_dev *n)
 /* ---- Connecting ----------------------------------------------------------- */
 
 /* A handle connected to URI, or NULL with a message in MSG and the errno
- * in *ERR. */
-static struct nbd_handle *connect_uri(const char *uri, char *msg, size_t msgsize, int *err)
+ * in *ERR.  LOCAL_FILES lets the URI name local files (tls-psk-file). */
+static struct nbd_handle *connect_uri(const char *uri, bool local_files, char *msg,
+                                      size_t msgsize, int *err)
 {
     struct nbd_handle *h = nbd_create();
     *err = ENOMEM;
@@ -152,7 +156,7 @@ static struct nbd_handle *connect_uri(const char *uri, char *msg, size_t msgsize
         return NULL;
     }
     if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_connect_uri(h, uri) < 0) {
+        nbd_set_uri_allow_local_file(h, local_files) < 0 || nbd_connect_uri(h, uri) < 0) {
         snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "unknown error");
         *err = nbd_get_errno() > 0 ? nbd_get_errno() : EIO;
         nbd_close(h);
@@ -452,7 +456,7 @@ static void reconnect(struct nbd_dev *n, int tries)
             sleep_ms(delay);
         delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
         int e;
-        struct nbd_handle *h = connect_uri(n->uri, msg, sizeof msg, &e);
+        struct nbd_handle *h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
         if (!h)
             continue;
         if (read_features(n, h, false) < 0) {
@@ -559,9 +563,12 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         r = err_set(-ENOMEM, "out of memory");
         goto fail;
     }
+    /* A name from the caller may name a TLS key file (tls-psk-file=); one
+     * that an image names as its backing file may not. */
+    n->local_files = !dev->params.chain;
     char msg[256];
     int e;
-    n->h = connect_uri(n->uri, msg, sizeof msg, &e);
+    n->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
     if (!n->h) {
         r = err_set(-e, "Could not open '%s': %s", dev->filename, msg);
         goto fail;

@@ -301,6 +301,44 @@ START_TEST(nbdkit_errors)
 }
 END_TEST
 
+/* nbds+unix:// with a pre-shared key: the key file may be named by the
+ * caller, never by an image's backing file name. */
+START_TEST(tls_psk)
+{
+    const char *sock = scratch("tls.sock"), *pid = scratch("tls.pid");
+    const char *keys = scratch("keys.psk");
+    RUN_OK("printf 'alice:%%s\\n' $(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n') "
+           "> '%s'", keys);
+    struct run *r = run("nbdkit --tls=require --tls-psk='%s' -U '%s' -P '%s' memory 4M", keys,
+                        sock, pid);
+    if (r->status != 0)
+        SKIP_CASE("nbdkit cannot serve TLS here: %s", r->err);
+    char *uri = strdup(fmt("nbds+unix://alice@/exp?socket=%s&tls-psk-file=%s", sock, keys));
+    char *out = io_out("-f raw -c 'write -P 0x61 0 64k' -c 'read -P 0x61 0 64k'", uri);
+    ck_assert_str_eq(out, "wrote 65536/65536 bytes at offset 0\n"
+                          "read 65536/65536 bytes at offset 0\n");
+    free(out);
+    r = run("%s info '%s'", vdisk_bin(), uri);
+    ck_assert_str_eq(r->out, fmt("image: %s\nfile format: raw\n"
+                                 "virtual size: 4 MiB (4194304 bytes)\n"
+                                 "disk size: unavailable\n", uri));
+    /* Without TLS the server says no. */
+    r = run("%s info '%s'", vdisk_bin(), unix_uri("exp", sock));
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: Could not open '%s': nbd_connect_uri: "
+                                 "handshake: server requires TLS encryption first: Operation "
+                                 "not supported\n", unix_uri("exp", sock)));
+    /* An overlay may not make vdisk read a key file. */
+    const char *ov = scratch("tls-overlay.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 -u -b '%s' -F raw '%s' 4M", uri, ov);
+    r = run("%s io -c 'read 0 512' '%s'", vdisk_bin(), ov);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_ptr_nonnull(strstr(r->err, "local file access (tls-psk-file) is not allowed"));
+    free(uri);
+    kill_server(pid);
+}
+END_TEST
+
 /* ---- The library on an export --------------------------------------------- */
 
 static vdisk_dev *open_rw(const char *uri)
@@ -591,6 +629,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, nbdkit_memory);
     tcase_add_test(tc, nbdkit_file);
     tcase_add_test(tc, nbdkit_errors);
+    tcase_add_test(tc, tls_psk);
     tcase_add_test(tc, many_in_flight);
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);
