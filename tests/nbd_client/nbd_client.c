@@ -28,6 +28,27 @@
 
 /* ---- Servers -------------------------------------------------------------- */
 
+/* Where servers' pid files go: a folder that main() makes before the cases
+ * run (each case runs in a child with its own scratch folder) and that it
+ * empties afterwards, killing what a failed case left running. */
+static char pid_dir[256];
+
+/* PID_DIR/NAME; the string stays valid until exit. */
+static const char *pidfile(const char *name)
+{
+    static char paths[32][320];
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char want[320];
+        snprintf(want, sizeof want, "%s/%s", pid_dir, name);
+        if (!paths[i][0])
+            snprintf(paths[i], sizeof paths[i], "%s", want);
+        if (strcmp(paths[i], want) == 0)
+            return paths[i];
+    }
+    ck_abort_msg("too many pid files");
+    return NULL;
+}
+
 /* The pid in PIDFILE (the server wrote it), or 0. */
 static pid_t read_pid(const char *pidfile)
 {
@@ -185,7 +206,7 @@ static void cli_on_export(const char *uri, const char *image)
 
 START_TEST(qemu_nbd_unix)
 {
-    const char *img = scratch("u.raw"), *sock = scratch("u.sock"), *pid = scratch("u.pid");
+    const char *img = scratch("u.raw"), *sock = scratch("u.sock"), *pid = pidfile("u.pid");
     make_patterned(img, "16M");
     start_qemu_nbd(img, sock, 0, pid);
     char *uri = strdup(unix_uri("exp", sock));
@@ -197,7 +218,7 @@ END_TEST
 
 START_TEST(qemu_nbd_tcp)
 {
-    const char *img = scratch("t.raw"), *pid = scratch("t.pid");
+    const char *img = scratch("t.raw"), *pid = pidfile("t.pid");
     make_patterned(img, "16M");
     int port = free_port();
     start_qemu_nbd(img, NULL, port, pid);
@@ -211,7 +232,7 @@ END_TEST
 START_TEST(storage_daemon)
 {
     CASE_REQUIRE_PROGRAM("qemu-storage-daemon");
-    const char *img = scratch("q.raw"), *sock = scratch("q.sock"), *pid = scratch("q.pid");
+    const char *img = scratch("q.raw"), *sock = scratch("q.sock"), *pid = pidfile("q.pid");
     make_patterned(img, "16M");
     RUN_OK("qemu-storage-daemon --daemonize --pidfile '%s' "
            "--blockdev driver=file,node-name=f0,filename='%s' "
@@ -226,7 +247,7 @@ END_TEST
 
 START_TEST(nbdkit_memory)
 {
-    const char *sock = scratch("m.sock"), *pid = scratch("m.pid");
+    const char *sock = scratch("m.sock"), *pid = pidfile("m.pid");
     start_nbdkit(sock, pid, "memory 8M");
     char *uri = strdup(unix_uri("exp", sock));
     char *out = io_out("-f raw -c 'write -P 0x42 0 1M' -c 'write -z 64k 64k' "
@@ -259,7 +280,7 @@ END_TEST
 
 START_TEST(nbdkit_file)
 {
-    const char *img = scratch("f.raw"), *sock = scratch("f.sock"), *pid = scratch("f.pid");
+    const char *img = scratch("f.raw"), *sock = scratch("f.sock"), *pid = pidfile("f.pid");
     make_patterned(img, "16M");
     start_nbdkit(sock, pid, fmt("file '%s'", img));
     char *uri = strdup(unix_uri("exp", sock));
@@ -271,7 +292,7 @@ END_TEST
 
 START_TEST(nbdkit_errors)
 {
-    const char *sock = scratch("e.sock"), *pid = scratch("e.pid");
+    const char *sock = scratch("e.sock"), *pid = pidfile("e.pid");
     start_nbdkit(sock, pid, "--filter=error memory 1M error-pwrite=EIO error-pwrite-rate=100%");
     char *uri = strdup(unix_uri("", sock));
     struct run *r = run("%s io -f raw -c 'read -P 0 0 4k' -c 'write -P 1 4096 512' '%s' "
@@ -305,7 +326,7 @@ END_TEST
  * caller, never by an image's backing file name. */
 START_TEST(tls_psk)
 {
-    const char *sock = scratch("tls.sock"), *pid = scratch("tls.pid");
+    const char *sock = scratch("tls.sock"), *pid = pidfile("tls.pid");
     const char *keys = scratch("keys.psk");
     RUN_OK("printf 'alice:%%s\\n' $(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n') "
            "> '%s'", keys);
@@ -376,7 +397,7 @@ static void count_done(void *user, int result)
  * overlap, so all take far less than 64 half-seconds. */
 START_TEST(many_in_flight)
 {
-    const char *sock = scratch("d.sock"), *pid = scratch("d.pid");
+    const char *sock = scratch("d.sock"), *pid = pidfile("d.pid");
     start_nbdkit(sock, pid, "--filter=delay memory 64M rdelay=500ms");
     vdisk_dev *d = open_rw(unix_uri("", sock));
     vdisk_queue *q;
@@ -418,7 +439,7 @@ static void *restart_later(void *arg)
 /* The server dies and comes back: reads, writes and flushes go on. */
 START_TEST(reconnect)
 {
-    const char *img = scratch("r.raw"), *sock = scratch("r.sock"), *pid = scratch("r.pid");
+    const char *img = scratch("r.raw"), *sock = scratch("r.sock"), *pid = pidfile("r.pid");
     make_patterned(img, "16M");
     start_qemu_nbd(img, sock, 0, pid);
     char *uri = strdup(unix_uri("exp", sock));
@@ -505,7 +526,7 @@ static void *nbdkit_later(void *arg)
  * filter): after the reconnect every one is sent again and succeeds. */
 START_TEST(reconnect_in_flight)
 {
-    const char *img = scratch("w.raw"), *sock = scratch("w.sock"), *pid = scratch("w.pid");
+    const char *img = scratch("w.raw"), *sock = scratch("w.sock"), *pid = pidfile("w.pid");
     make_patterned(img, "16M");
     char *args = strdup(fmt("--filter=delay file '%s' rdelay=300ms wdelay=300ms", img));
     start_nbdkit(sock, pid, args);
@@ -552,7 +573,7 @@ END_TEST
  * several at once, against a model of the export. */
 START_TEST(random_against_model)
 {
-    const char *sock = scratch("p.sock"), *pid = scratch("p.pid");
+    const char *sock = scratch("p.sock"), *pid = pidfile("p.pid");
     enum { SIZE = 8 * MiB };
     start_nbdkit(sock, pid, "memory 8M");
     vdisk_dev *d = open_rw(unix_uri("", sock));
@@ -638,11 +659,30 @@ static Suite *make_suite(void)
     return s;
 }
 
+/* Every server a case started and did not stop (it failed midway). */
+static void kill_leftover_servers(void)
+{
+    struct run *r = run("ls '%s'", pid_dir);
+    char *list = strdup(r->out), *save = NULL;
+    for (char *name = strtok_r(list, "\n", &save); name; name = strtok_r(NULL, "\n", &save))
+        kill_server(pidfile(name));
+    free(list);
+    rmdir(pid_dir);
+}
+
 int main(void)
 {
     require_program("qemu-img");
     require_program("qemu-io");
     require_program("qemu-nbd");
     require_program("nbdkit");
-    return run_suite(make_suite());
+    const char *base = getenv("VDISK_TEST_TMPDIR");
+    snprintf(pid_dir, sizeof pid_dir, "%s/vdisk-nbd-pids-XXXXXX", base ? base : "/var/tmp");
+    if (!mkdtemp(pid_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    int status = run_suite(make_suite());
+    kill_leftover_servers();
+    return status;
 }
