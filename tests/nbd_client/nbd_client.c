@@ -322,6 +322,34 @@ START_TEST(nbdkit_errors)
 }
 END_TEST
 
+/* A server with 4 KiB blocks and 64 KiB requests at most, that fails any
+ * request outside them: the library reads, modifies and writes whole
+ * blocks, and cuts long requests. */
+START_TEST(block_limits)
+{
+    const char *sock = scratch("b.sock"), *pid = pidfile("b.pid");
+    start_nbdkit(sock, pid, "--filter=blocksize-policy memory 4M blocksize-minimum=4096 "
+                 "blocksize-preferred=65536 blocksize-maximum=65536 "
+                 "blocksize-error-policy=error");
+    char *uri = strdup(unix_uri("exp", sock));
+    char *out = io_out("-f raw -c 'write -P 9 100 1000' -c 'read -P 9 100 1000' "
+                       "-c 'read -P 0 0 100' -c 'write -P 8 65536 1048576' "
+                       "-c 'read -P 8 65536 1048576' -c 'write -z 1048576 2097152' "
+                       "-c 'read -P 0 1048576 2097152' -c 'discard 0 2097152'", uri);
+    ck_assert_str_eq(out, "wrote 1000/1000 bytes at offset 100\n"
+                          "read 1000/1000 bytes at offset 100\n"
+                          "read 100/100 bytes at offset 0\n"
+                          "wrote 1048576/1048576 bytes at offset 65536\n"
+                          "read 1048576/1048576 bytes at offset 65536\n"
+                          "wrote 2097152/2097152 bytes at offset 1048576\n"
+                          "read 2097152/2097152 bytes at offset 1048576\n"
+                          "discard 2097152/2097152 bytes at offset 0\n");
+    free(out);
+    free(uri);
+    kill_server_sock(pid, sock);
+}
+END_TEST
+
 /* nbds+unix:// with a pre-shared key: the key file may be named by the
  * caller, never by an image's backing file name. */
 START_TEST(tls_psk)
@@ -651,6 +679,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, nbdkit_file);
     tcase_add_test(tc, nbdkit_errors);
     tcase_add_test(tc, tls_psk);
+    tcase_add_test(tc, block_limits);
     tcase_add_test(tc, many_in_flight);
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);
