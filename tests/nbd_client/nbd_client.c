@@ -322,6 +322,37 @@ START_TEST(nbdkit_errors)
 }
 END_TEST
 
+/* A qcow2 image served as it is: the format is probed over the export,
+ * reads and writes go through it, and a write that would grow the export
+ * fails cleanly and leaves the image consistent. */
+START_TEST(qcow2_on_export)
+{
+    const char *img = scratch("e.qcow2"), *sock = scratch("qe.sock"), *pid = pidfile("qe.pid");
+    RUN_OK("qemu-img create -q -f qcow2 '%s' 16M", img);
+    RUN_OK("qemu-io -f qcow2 -c 'write -P 0x44 0 1M' '%s'", img);
+    start_qemu_nbd(img, sock, 0, pid);
+    char *uri = strdup(unix_uri("exp", sock));
+    struct run *r = run("%s info '%s' | head -2", vdisk_bin(), uri);
+    ck_assert_str_eq(r->out, fmt("image: %s\nfile format: qcow2\n", uri));
+    char *out = io_out("-c 'read -P 0x44 0 1M' -c 'write -P 0x45 4k 4k' -c 'read -P 0x45 4k 4k' "
+                       "-c 'write -P 0x46 8M 64k'", uri);
+    ck_assert_str_eq(out, "read 1048576/1048576 bytes at offset 0\n"
+                          "wrote 4096/4096 bytes at offset 4096\n"
+                          "read 4096/4096 bytes at offset 4096\n"
+                          "write failed: No space left on device\n");
+    free(out);
+    r = run("%s check '%s'", vdisk_bin(), uri);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_str_eq(r->out, "No errors were found on the image.\n"
+                             "16/256 = 6.25% allocated, 0.00% fragmented, 0.00% compressed "
+                             "clusters\nImage end offset: 1376256\n");
+    free(uri);
+    kill_server_sock(pid, sock);
+    RUN_OK("qemu-img check -q '%s'", img);
+    RUN_OK("qemu-io -f qcow2 -c 'read -P 0x45 4k 4k' -c 'read -P 0 8M 64k' '%s'", img);
+}
+END_TEST
+
 /* A server with 4 KiB blocks and 64 KiB requests at most, that fails any
  * request outside them: the library reads, modifies and writes whole
  * blocks, and cuts long requests. */
@@ -680,6 +711,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, nbdkit_errors);
     tcase_add_test(tc, tls_psk);
     tcase_add_test(tc, block_limits);
+    tcase_add_test(tc, qcow2_on_export);
     tcase_add_test(tc, many_in_flight);
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);
