@@ -8,8 +8,10 @@
  * (libnbd's tls-certificates=DIR, or tls-psk-file=FILE in a name the
  * caller gives: a backing file name in an image may not read local files).
  *
- * Threads.  Each open export has a thread of its own, the connection's
+ * Threads.  Each connection to the server has a thread of its own, its
  * worker, which alone calls libnbd on the handle once the open is done.
+ * (One connection, or up to 16 with the option connections=N when the
+ * server allows multi-conn: requests then go to each in turn.)
  * submit() (on a queue's thread) cuts a request into NBD commands of at
  * most the server's maximum payload and hands them to the worker through
  * a locked list and an eventfd; the worker issues them with libnbd's aio
@@ -45,6 +47,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -82,7 +85,7 @@ struct nbd_cmd {
 /* A request (or a synchronous block status) and its commands. */
 struct nbd_op {
     struct vdisk_req *req;     /* NULL for block status */
-    struct nbd_dev *n;
+    struct nbd_conn *n;        /* the connection its commands go to */
     int pending;               /* commands unanswered (worker only) */
     int error;                 /* the first error */
     char msg[256];
@@ -98,15 +101,24 @@ struct nbd_op {
     struct nbd_cmd cmds[];
 };
 
+/* What the connections of one open export share. */
 struct nbd_dev {
     struct vdisk_dev *dev;
-    struct nbd_handle *h;      /* worker only, after open */
     char *uri;
     bool local_files;          /* the URI may name local files (not a backing name) */
     uint64_t size;
-    bool can_fua, can_flush, can_trim, can_zero, have_status, read_only;
+    bool can_fua, can_flush, can_trim, can_zero, have_status, read_only, multi_conn;
     uint64_t max_payload;
+    unsigned nconns;           /* connections open (1, or more with multi-conn) */
+    atomic_uint next;          /* the connection the next request goes to */
+    struct nbd_conn *conns;
+};
 
+/* One connection to the server and its worker thread. */
+struct nbd_conn {
+    struct nbd_dev *s;
+    struct nbd_handle *h;      /* worker only, after open */
+    bool started;              /* the thread runs */
     pthread_t thread;
     int wake_fd;
     pthread_mutex_t lock;      /* guards pending and stop */
@@ -135,7 +147,7 @@ static void list_push(struct nbd_cmd **head, struct nbd_cmd **tail, struct nbd_c
     *tail = c;
 }
 
-static void wake(struct nbd_dev *n)
+static void wake(struct nbd_conn *n)
 {
     uint64_t one = 1;
     ssize_t w = write(n->wake_fd, &one, sizeof one);
@@ -194,6 +206,7 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
     n->can_trim = nbd_can_trim(h) == 1;
     n->can_zero = nbd_can_zero(h) == 1;
     n->have_status = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    n->multi_conn = nbd_can_multi_conn(h) == 1;
     int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
     n->max_payload = max > 0 && (uint64_t)max < NBD_DEFAULT_MAX ? (uint64_t)max : NBD_DEFAULT_MAX;
     return 0;
@@ -219,7 +232,7 @@ static void disconnect_and_close(struct nbd_handle *h)
 
 /* ---- The worker ----------------------------------------------------------- */
 
-static void inflight_add(struct nbd_dev *n, struct nbd_cmd *c)
+static void inflight_add(struct nbd_conn *n, struct nbd_cmd *c)
 {
     c->prev_inflight = NULL;
     c->next_inflight = n->inflight;
@@ -228,7 +241,7 @@ static void inflight_add(struct nbd_dev *n, struct nbd_cmd *c)
     n->inflight = c;
 }
 
-static void inflight_remove(struct nbd_dev *n, struct nbd_cmd *c)
+static void inflight_remove(struct nbd_conn *n, struct nbd_cmd *c)
 {
     if (c->prev_inflight)
         c->prev_inflight->next_inflight = c->next_inflight;
@@ -243,7 +256,7 @@ static void inflight_remove(struct nbd_dev *n, struct nbd_cmd *c)
 static int cmd_answered(void *user_data, int *error)
 {
     struct nbd_cmd *c = user_data;
-    struct nbd_dev *n = c->op->n;
+    struct nbd_conn *n = c->op->n;
     c->error = *error;
     /* No libnbd call on the handle here: its lock is held.  Errors of
      * the socket are told from the server's by their errno (and by the
@@ -307,15 +320,15 @@ static void op_fail(struct nbd_op *op, int err, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool connection_lost(struct nbd_dev *n)
+static bool connection_lost(struct nbd_conn *n)
 {
     return !n->h || nbd_aio_is_dead(n->h) == 1 || nbd_aio_is_closed(n->h) == 1;
 }
 
-static void issue(struct nbd_dev *n, struct nbd_cmd *c);
+static void issue(struct nbd_conn *n, struct nbd_cmd *c);
 
 /* One command less for its op; the op is done when none is left. */
-static void cmd_finished(struct nbd_dev *n, struct nbd_cmd *c)
+static void cmd_finished(struct nbd_conn *n, struct nbd_cmd *c)
 {
     struct nbd_op *op = c->op;
     if (--op->pending > 0)
@@ -332,14 +345,14 @@ static void cmd_finished(struct nbd_dev *n, struct nbd_cmd *c)
     op_done(op);
 }
 
-static void fail_cmd(struct nbd_dev *n, struct nbd_cmd *c, int err, const char *why)
+static void fail_cmd(struct nbd_conn *n, struct nbd_cmd *c, int err, const char *why)
 {
     op_fail(c->op, err, "NBD %s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s",
             kind_name(c->kind), c->len, c->off, why);
     cmd_finished(n, c);
 }
 
-static void issue(struct nbd_dev *n, struct nbd_cmd *c)
+static void issue(struct nbd_conn *n, struct nbd_cmd *c)
 {
     if (connection_lost(n)) {
         list_push(&n->retry, &n->retry_tail, c); /* waits for the reconnect */
@@ -387,7 +400,7 @@ static void issue(struct nbd_dev *n, struct nbd_cmd *c)
 }
 
 /* Commands answered: finish them, or keep them for a resend. */
-static void process_answered(struct nbd_dev *n)
+static void process_answered(struct nbd_conn *n)
 {
     while (n->answered) {
         struct nbd_cmd *c = n->answered;
@@ -412,7 +425,7 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
-static bool stopping(struct nbd_dev *n)
+static bool stopping(struct nbd_conn *n)
 {
     pthread_mutex_lock(&n->lock);
     bool s = n->stop;
@@ -424,7 +437,7 @@ static bool stopping(struct nbd_dev *n)
  * The connection is gone: everything unanswered waits on the retry list,
  * a new connection is made (TRIES attempts), and the commands go again.
  */
-static void reconnect(struct nbd_dev *n, int tries)
+static void reconnect(struct nbd_conn *n, int tries)
 {
     /* Commands libnbd still holds are retired by nbd_close (their
      * callbacks may run then); the rest are taken here. */
@@ -456,10 +469,10 @@ static void reconnect(struct nbd_dev *n, int tries)
             sleep_ms(delay);
         delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
         int e;
-        struct nbd_handle *h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, msg, sizeof msg, &e);
         if (!h)
             continue;
-        if (read_features(n, h, false) < 0) {
+        if (read_features(n->s, h, false) < 0) {
             snprintf(msg, sizeof msg, "%s", err_detail());
             nbd_close(h);
             continue;
@@ -486,7 +499,7 @@ static void reconnect(struct nbd_dev *n, int tries)
 
 static void *worker(void *arg)
 {
-    struct nbd_dev *n = arg;
+    struct nbd_conn *n = arg;
     for (;;) {
         pthread_mutex_lock(&n->lock);
         struct nbd_cmd *todo = n->pend_head;
@@ -544,43 +557,96 @@ static void *worker(void *arg)
 
 /* ---- Open and close ------------------------------------------------------- */
 
+#define MAX_CONNS 16
+
+/* Starts CONN's worker; 0 or -errno with a message. */
+static int conn_start(struct nbd_conn *c)
+{
+    const char *name = c->s->dev->filename;
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->wake_fd < 0)
+        return err_set(-errno, "%s: eventfd: %s", name, strerror(errno));
+    int e = pthread_create(&c->thread, NULL, worker, c);
+    if (e)
+        return err_set(-e, "%s: could not start a connection's thread: %s", name, strerror(e));
+    c->started = true;
+    return 0;
+}
+
+static void conn_stop(struct nbd_conn *c)
+{
+    if (c->started) {
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_mutex_unlock(&c->lock);
+        wake(c);
+        pthread_join(c->thread, NULL);
+    }
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    if (c->h)
+        disconnect_and_close(c->h);
+    pthread_mutex_destroy(&c->lock);
+}
+
 static void nbdc_close(struct vdisk_dev *dev);
 
+/*
+ * Options: connections=N (1 to 16, default 1): with a server that allows
+ * several connections (multi-conn), requests are spread over N of them in
+ * turn; a flush on any covers the writes completed on all, as the NBD
+ * protocol promises for multi-conn.  Without multi-conn one is used.
+ */
 static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
     (void)file;
-    (void)os;
+    uint64_t want = 1;
+    const char *v = os ? opt_take(os, "connections") : NULL;
+    if (v) {
+        int r = opt_uint("connections", v, 1, MAX_CONNS, &want);
+        if (r < 0)
+            return r;
+    }
     struct nbd_dev *n = calloc(1, sizeof *n);
     if (!n)
         return err_set(-ENOMEM, "out of memory");
     n->dev = dev;
-    n->wake_fd = -1;
-    pthread_mutex_init(&n->lock, NULL);
     dev->priv = n;
     int r;
+    n->conns = calloc(want, sizeof *n->conns);
     n->uri = strdup(dev->filename);
-    if (!n->uri) {
-        r = err_set(-ENOMEM, "out of memory");
-        goto fail;
+    if (!n->conns || !n->uri) {
+        free(n->conns);
+        free(n->uri);
+        free(n);
+        dev->priv = NULL;
+        return err_set(-ENOMEM, "out of memory");
     }
+    for (unsigned i = 0; i < want; i++) {
+        n->conns[i].s = n;
+        n->conns[i].wake_fd = -1;
+        pthread_mutex_init(&n->conns[i].lock, NULL);
+    }
+    n->nconns = 1;
     /* A name from the caller may name a TLS key file (tls-psk-file=); one
      * that an image names as its backing file may not. */
     n->local_files = !dev->params.chain;
     char msg[256];
     int e;
-    n->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
-    if (!n->h) {
+    struct nbd_conn *c0 = &n->conns[0];
+    c0->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+    if (!c0->h) {
         r = err_set(-e, "Could not open '%s': %s", dev->filename, msg);
         goto fail;
     }
-    if ((r = read_features(n, n->h, true)) < 0)
+    if ((r = read_features(n, c0->h, true)) < 0)
         goto fail;
     if (n->read_only && !dev->params.read_only) {
         r = err_set(-EROFS, "Could not open '%s' for writing: the NBD export is read-only "
                     "(open it read-only)", dev->filename);
         goto fail;
     }
-    int64_t min = nbd_get_block_size(n->h, LIBNBD_SIZE_MINIMUM);
+    int64_t min = nbd_get_block_size(c0->h, LIBNBD_SIZE_MINIMUM);
     dev->size = n->size;
     dev->align = min > 1 && min <= 65536 ? (uint32_t)min : 1;
     dev->block_size = dev->align > 512 ? dev->align : 512;
@@ -595,21 +661,26 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     }
     if (n->can_flush)
         dev->caps |= VDISK_CAN_FLUSH;
-    n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (n->wake_fd < 0) {
-        r = err_set(-errno, "%s: eventfd: %s", dev->filename, strerror(errno));
-        goto fail;
+    if (n->multi_conn) {
+        for (unsigned i = 1; i < want; i++) {
+            struct nbd_conn *c = &n->conns[i];
+            c->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+            if (!c->h) {
+                r = err_set(-e, "Could not open '%s' (connection %u of %u): %s",
+                            dev->filename, i + 1, (unsigned)want, msg);
+                goto fail;
+            }
+            n->nconns++;
+            if ((r = read_features(n, c->h, false)) < 0)
+                goto fail;
+        }
     }
-    e = pthread_create(&n->thread, NULL, worker, n);
-    if (e) {
-        close(n->wake_fd);
-        n->wake_fd = -1;
-        r = err_set(-e, "%s: could not start the connection's thread: %s", dev->filename,
-                    strerror(e));
-        goto fail;
-    }
+    for (unsigned i = 0; i < n->nconns; i++)
+        if ((r = conn_start(&n->conns[i])) < 0)
+            goto fail;
     return 0;
 fail:
+    n->nconns = (unsigned)want; /* every connection is stopped and freed */
     nbdc_close(dev);
     return r;
 }
@@ -619,17 +690,9 @@ static void nbdc_close(struct vdisk_dev *dev)
     struct nbd_dev *n = dev->priv;
     if (!n)
         return;
-    if (n->wake_fd >= 0) {
-        pthread_mutex_lock(&n->lock);
-        n->stop = true;
-        pthread_mutex_unlock(&n->lock);
-        wake(n);
-        pthread_join(n->thread, NULL);
-        close(n->wake_fd);
-    }
-    if (n->h)
-        disconnect_and_close(n->h);
-    pthread_mutex_destroy(&n->lock);
+    for (unsigned i = 0; i < n->nconns; i++)
+        conn_stop(&n->conns[i]);
+    free(n->conns);
     free(n->uri);
     free(n);
     dev->priv = NULL;
@@ -652,8 +715,14 @@ static const uint8_t *zero_buffer(void)
     return zero_buf;
 }
 
+/* The connection for the next request: each in turn. */
+static struct nbd_conn *pick_conn(struct nbd_dev *n)
+{
+    return &n->conns[atomic_fetch_add(&n->next, 1) % n->nconns];
+}
+
 /* A new op with N commands (and one spare for a flush). */
-static struct nbd_op *op_new(struct nbd_dev *n, struct vdisk_req *req, size_t ncmds)
+static struct nbd_op *op_new(struct nbd_conn *n, struct vdisk_req *req, size_t ncmds)
 {
     struct nbd_op *op = calloc(1, sizeof *op + (ncmds + 1) * sizeof(struct nbd_cmd));
     if (!op)
@@ -667,7 +736,7 @@ static struct nbd_op *op_new(struct nbd_dev *n, struct vdisk_req *req, size_t nc
 }
 
 /* Hands the first COUNT commands of OP to the worker. */
-static void op_start(struct nbd_dev *n, struct nbd_op *op, size_t count)
+static void op_start(struct nbd_conn *n, struct nbd_op *op, size_t count)
 {
     op->pending = (int)count;
     pthread_mutex_lock(&n->lock);
@@ -737,7 +806,7 @@ static void nbdc_submit(struct vdisk_req *req)
         req_complete(req, 0);
         return;
     }
-    op = op_new(n, req, count);
+    op = op_new(pick_conn(n), req, count);
     if (!op) {
         req_fail(req, -ENOMEM, "out of memory");
         return;
@@ -788,7 +857,7 @@ static void nbdc_submit(struct vdisk_req *req)
         if (base)
             c->buf = req->op == VDISK_OP_WRITE_ZEROES ? base : base + pos;
     }
-    op_start(n, op, count);
+    op_start(op->n, op, count);
 }
 
 /* ---- Block status --------------------------------------------------------- */
@@ -808,7 +877,7 @@ static int nbdc_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     uint64_t max = align_down(NBD_MAX_NONDATA, dev->align);
     if (len > max)
         len = max;
-    struct nbd_op *op = op_new(n, NULL, 1);
+    struct nbd_op *op = op_new(&n->conns[0], NULL, 1);
     if (!op)
         return err_set(-ENOMEM, "out of memory");
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -818,7 +887,7 @@ static int nbdc_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     op->cmds[0].kind = CMD_STATUS;
     op->cmds[0].off = off;
     op->cmds[0].len = len;
-    op_start(n, op, 1);
+    op_start(op->n, op, 1);
     pthread_mutex_lock(&lock);
     while (!op->done)
         pthread_cond_wait(&cond, &lock);

@@ -115,6 +115,7 @@ static void start_qemu_nbd(const char *image, const char *sock, int port, const 
 /* nbdkit with ARGS (plugin, filters ...) on the Unix socket SOCK. */
 static void start_nbdkit(const char *sock, const char *pidfile, const char *args)
 {
+    unlink(sock); /* one that a killed server left */
     RUN_OK("nbdkit -U '%s' -P '%s' %s", sock, pidfile, args);
     ck_assert_int_gt(read_pid(pidfile), 0);
 }
@@ -421,16 +422,24 @@ END_TEST
 
 /* ---- The library on an export --------------------------------------------- */
 
-static vdisk_dev *open_rw(const char *uri)
+/* Opens URI as a raw image with CONNS connections (NULL: the default). */
+static vdisk_dev *open_conns(const char *uri, const char *conns)
 {
     vdisk_options *o;
     ck_assert_int_eq(vdisk_options_new(&o), 0);
     ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    if (conns)
+        ck_assert_int_eq(vdisk_options_set(o, "connections", conns), 0);
     vdisk_dev *d = NULL;
     int r = vdisk_open(&d, uri, o);
     vdisk_options_free(o);
     ck_assert_msg(r == 0, "open %s: %s", uri, vdisk_get_error());
     return d;
+}
+
+static vdisk_dev *open_rw(const char *uri)
+{
+    return open_conns(uri, NULL);
 }
 
 static double now_s(void)
@@ -630,12 +639,12 @@ END_TEST
 
 /* Random reads, writes and zeroes of many sizes and offsets, synchronous and
  * several at once, against a model of the export. */
-START_TEST(random_against_model)
+static void random_io(const char *conns)
 {
     const char *sock = scratch("p.sock"), *pid = pidfile("p.pid");
     enum { SIZE = 8 * MiB };
     start_nbdkit(sock, pid, "memory 8M");
-    vdisk_dev *d = open_rw(unix_uri("", sock));
+    vdisk_dev *d = open_conns(unix_uri("", sock), conns);
     uint8_t *model = calloc(1, SIZE), *buf = malloc(SIZE), *got = malloc(SIZE);
     ck_assert_ptr_nonnull(model);
     ck_assert_ptr_nonnull(buf);
@@ -696,6 +705,66 @@ START_TEST(random_against_model)
     free(got);
     kill_server(pid);
 }
+
+START_TEST(random_against_model)
+{
+    random_io(NULL);
+}
+END_TEST
+
+/* The same over four connections (nbdkit's memory plugin has multi-conn). */
+START_TEST(random_multi_conn)
+{
+    random_io("4");
+}
+END_TEST
+
+/* Four connections: delayed reads overlap, and a server without multi-conn
+ * gets one connection. */
+START_TEST(multi_conn)
+{
+    const char *sock = scratch("mc.sock"), *pid = pidfile("mc.pid");
+    const char *log = scratch("mc.log");
+    start_nbdkit(sock, pid, fmt("--filter=log --filter=delay memory 64M rdelay=500ms "
+                                "logfile='%s'", log));
+    vdisk_dev *d = open_conns(unix_uri("", sock), "4");
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, d, 128), 0);
+    enum { N = 64 };
+    static uint8_t bufs[N][4096];
+    struct done_count c = {0, 0};
+    for (int i = 0; i < N; i++) {
+        struct iovec v = {bufs[i], sizeof bufs[i]};
+        ck_assert_int_eq(vdisk_aio_preadv(q, &v, 1, (uint64_t)i * MiB, 0, count_done, &c), 0);
+    }
+    ck_assert_int_ge(vdisk_queue_submit(q), 0);
+    while (c.done < N)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    ck_assert_int_eq(c.failed, 0);
+    vdisk_queue_free(q);
+    vdisk_close(d);
+    kill_server_sock(pid, sock);
+    /* Four connections, and reads on each. */
+    struct run *r = run("grep -c ' Connect export=' '%s'", log);
+    ck_assert_str_eq(r->out, "4\n");
+    r = run("grep ' Read id=' '%s' | sed 's/.*connection=\\([0-9]*\\) .*/\\1/' | sort -u",
+            log);
+    ck_assert_str_eq(r->out, "1\n2\n3\n4\n");
+    start_nbdkit(sock, pid, "--filter=multi-conn memory 1M multi-conn-mode=disable");
+    d = open_conns(unix_uri("", sock), "4");
+    uint8_t b[512] = {1};
+    ck_assert_int_eq(vdisk_pwrite(d, b, sizeof b, 0), 0);
+    ck_assert_int_eq(vdisk_pread(d, b, sizeof b, 0), 0);
+    ck_assert_int_eq(b[0], 1);
+    vdisk_close(d);
+    kill_server_sock(pid, sock);
+    /* A count out of range is refused with a message. */
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "connections", "17"), 0);
+    ck_assert_int_eq(vdisk_open(&d, unix_uri("", sock), o), -EINVAL);
+    vdisk_options_free(o);
+}
 END_TEST
 
 static Suite *make_suite(void)
@@ -716,6 +785,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);
     tcase_add_test(tc, random_against_model);
+    tcase_add_test(tc, random_multi_conn);
+    tcase_add_test(tc, multi_conn);
     suite_add_tcase(s, tc);
     return s;
 }
