@@ -196,13 +196,26 @@ static int probe_format(struct vdisk_dev *file, struct probe_result *res)
     return 0;
 }
 
+bool dev_is_nbd_name(const char *filename)
+{
+    static const char *const schemes[] = {"nbd://", "nbd+unix://", "nbds://", "nbds+unix://",
+                                          "nbd+vsock://", "nbds+vsock://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+        if (strncmp(filename, schemes[i], strlen(schemes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The protocol layer: an NBD export for an NBD URI, else a file. */
 int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
                   const struct vdisk_open_params *params)
 {
-    struct vdisk_dev *dev = dev_alloc(&vdisk_driver_raw, filename, params);
+    const struct vdisk_driver *drv = dev_is_nbd_name(filename) ? &vdisk_driver_nbd
+                                                               : &vdisk_driver_raw;
+    struct vdisk_dev *dev = dev_alloc(drv, filename, params);
     if (!dev)
         return err_set(-ENOMEM, "out of memory");
-    int r = vdisk_driver_raw.open(dev, NULL, os);
+    int r = drv->open(dev, NULL, os);
     if (r < 0) {
         dev_free(dev);
         return r;
@@ -261,7 +274,7 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
     if (r < 0)
         return r;
     if (drv == &vdisk_driver_raw) {
-        *devp = file;
+        *devp = file; /* a raw image is its protocol device (file or NBD) */
         return 0;
     }
     struct vdisk_dev *dev = dev_alloc(drv, file->filename, params);
@@ -337,6 +350,13 @@ VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t
     const struct vdisk_driver *drv = driver_by_name(format);
     if (!drv || !drv->create)
         return err_set(-ENOTSUP, "cannot create images of format '%s'", format);
+    if (dev_is_nbd_name(filename)) {
+        /* An export exists already: a raw image on it only checks it. */
+        if (drv != &vdisk_driver_raw)
+            return err_set(-ENOTSUP, "%s: only raw images can be created on an NBD export",
+                           filename);
+        drv = &vdisk_driver_nbd;
+    }
     if (size > UINT64_MAX - 511)
         return err_set(-EINVAL, "size %" PRIu64 " is too large", size);
     size = align_up(size, 512);
@@ -363,9 +383,16 @@ VDISK_EXPORT uint32_t vdisk_get_block_size(const vdisk_dev *dev)
     return dev->block_size;
 }
 
+/* The format of an image: its driver's name, but an NBD export read as it
+ * is is a raw image (as qemu-img reports it). */
+static const char *format_name(const struct vdisk_dev *dev)
+{
+    return dev->drv == &vdisk_driver_nbd ? "raw" : dev->drv->name;
+}
+
 VDISK_EXPORT const char *vdisk_get_format(const vdisk_dev *dev)
 {
-    return dev->drv->name;
+    return format_name(dev);
 }
 
 VDISK_EXPORT const char *vdisk_get_filename(const vdisk_dev *dev)
@@ -412,7 +439,7 @@ VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
     /* Filled in full here, then copied as far as the caller's version goes. */
     struct vdisk_info in;
     memset(&in, 0, sizeof in);
-    in.format = dev->drv->name;
+    in.format = format_name(dev);
     in.filename = dev->filename;
     in.virtual_size = dev_size(dev);
     int64_t a = dev_allocated_size(dev);

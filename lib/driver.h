@@ -134,7 +134,8 @@ void dev_free(struct vdisk_dev *dev);
 void dev_ref(struct vdisk_dev *dev);
 /* Drops a reference; the last one flushes, closes and frees the device. */
 void dev_unref(struct vdisk_dev *dev);
-/* Opens FILENAME with the protocol driver (raw), for formats' backing files. */
+/* Opens FILENAME with its protocol driver (nbd for NBD URIs, else raw), for
+ * formats' backing files. */
 int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
                   const struct vdisk_open_params *params);
 /*
@@ -579,6 +580,14 @@ struct vdisk_driver {
 extern const struct vdisk_driver vdisk_driver_raw;
 extern const struct vdisk_driver vdisk_driver_offset;
 extern const struct vdisk_driver vdisk_driver_qcow2;
+/* NBD exports (formats/nbd/nbd.c): the protocol of names that
+ * dev_is_nbd_name() accepts. */
+extern const struct vdisk_driver vdisk_driver_nbd;
+
+/* True when FILENAME names an NBD export (nbd://, nbd+unix://, nbds://,
+ * nbds+unix://, nbd+vsock://, nbds+vsock://): dev_open_file opens it with
+ * the nbd driver in place of raw. */
+bool dev_is_nbd_name(const char *filename);
 
 /* The format drivers, in probing order; NULL-terminated. */
 extern const struct vdisk_driver *const vdisk_format_drivers[];

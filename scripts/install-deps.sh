@@ -7,11 +7,12 @@ packages=(
   # build
   build-essential cmake pkg-config clang
   # libraries
-  liburing-dev libzstd-dev zlib1g-dev check
+  liburing-dev libzstd-dev zlib1g-dev libnbd-dev check
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
-  # NBD clients the NBD server is tested with (tests/nbd/): nbdinfo, nbdcopy
-  libnbd-bin
+  # NBD: the NBD server's test clients (nbdinfo, nbdcopy: tests/nbd/) and
+  # the nbd protocol's test servers (nbdkit: tests/nbd_client/)
+  libnbd-bin nbdkit
   # GNU time: the peak RSS of vdisk-vmm under a flooding guest (tests/vmm/)
   time
   xorriso genisoimage libarchive-tools p7zip-full

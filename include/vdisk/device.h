@@ -110,7 +110,13 @@ typedef struct vdisk_dev vdisk_dev;
  * IMAGE:pN syntax for partition N is not understood here ("disk.img:p2"
  * is a file of that name).  To open a partition, open the image and then
  * the partition on it with vdisk_open_partition() (vdisk/part.h), as the
- * CLI does.
+ * CLI does.  An NBD URI (nbd://HOST[:PORT]/EXPORT,
+ * nbd+unix:///EXPORT?socket=PATH, nbds:// and nbds+unix:// with TLS, as
+ * libnbd's nbd_connect_uri takes them) names an export of an NBD server,
+ * which is then the image's file: the format is probed from it, and a
+ * backing file may be named so too.  Opening connects (and blocks until
+ * the server answers); -ECONNREFUSED, -ENOENT ... when it cannot, -EROFS
+ * when writing is asked of a read-only export.
  *
  * OPTS may be NULL; see vdisk/options.h for the keys ("format", "read-only",
  * "cache", "engine", ...).  Without "format", the format is probed from the

@@ -46,6 +46,9 @@
  *              default.
  *   threads    number of worker threads per queue for the threads engine
  *              (1..256, default 16).
+ *   connections  NBD exports only (1..16, default 1): connections to the
+ *              server when it allows several (multi-conn); requests go to
+ *              each in turn.  Without multi-conn one is used.
  *   backing-confine  on | off (default off): for untrusted images.  A
  *              backing file name (qcow2) must stay inside the folder of the
  *              image that names it: names that are absolute, name a

@@ -69,7 +69,7 @@ int cmd_rebase(int argc, char **argv)
             vdisk_dev *probe = NULL;
             char *path = NULL;
             const char *slash = strrchr(file, '/');
-            if (nb[0] != '/' && slash) {
+            if (nb[0] != '/' && !strstr(nb, "://") && slash) {
                 if (asprintf(&path, "%.*s/%s", (int)(slash - file), file, nb) < 0)
                     path = NULL;
             } else {

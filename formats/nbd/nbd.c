@@ -1,0 +1,949 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/nbd/nbd.c: the nbd protocol: an export of an NBD server, through
+ * libnbd, as the storage under a format (or a raw image itself).
+ *
+ * Names are libnbd's URIs (nbd_connect_uri): nbd://HOST[:PORT]/EXPORT,
+ * nbd+unix:///EXPORT?socket=PATH, and with TLS nbds://, nbds+unix://
+ * (libnbd's tls-certificates=DIR, or tls-psk-file=FILE in a name the
+ * caller gives: a backing file name in an image may not read local files).
+ *
+ * Threads.  Each connection to the server has a thread of its own, its
+ * worker, which alone calls libnbd on the handle once the open is done.
+ * (One connection, or up to 16 with the option connections=N when the
+ * server allows multi-conn: requests then go to each in turn.)
+ * submit() (on a queue's thread) cuts a request into NBD commands of at
+ * most the server's maximum payload and hands them to the worker through
+ * a locked list and an eventfd; the worker issues them with libnbd's aio
+ * calls and polls the socket, so many commands are in flight and no
+ * caller's thread blocks.  When the last command of a request is answered
+ * the worker gives the request back to its queue with req_resume_later(),
+ * and it completes there.  block_status, which the driver interface makes
+ * synchronous, goes the same way and its caller waits on a condition.
+ *
+ *   read, write   NBD_CMD_READ / WRITE; FUA passed on when the server has
+ *                 it, else a flush follows the write
+ *   flush         NBD_CMD_FLUSH when the server has it, else nothing to do
+ *   discard       NBD_CMD_TRIM when the server has it (advisory otherwise)
+ *   write_zeroes  NBD_CMD_WRITE_ZEROES (NO_HOLE unless MAY_UNMAP), or
+ *                 writes of zeroes when the server lacks it
+ *   block status  "base:allocation": HOLE → no data, ZERO → zeroes, as
+ *                 QEMU's nbd driver maps them; all data without the context
+ *
+ * A dropped connection.  When the socket fails, the worker reconnects
+ * (RECONNECT_TRIES attempts, backing off from RECONNECT_FIRST_MS) and sends
+ * again every command that was unanswered, writes included: NBD commands
+ * are idempotent and QEMU's nbd driver resends them in the same way.  (As
+ * with QEMU, a write the old server acknowledged without FUA and then lost
+ * with its cache is not recovered; a flush after it reports nothing.)  A
+ * command goes at most CMD_TRIES times; when reconnecting fails, every
+ * command waiting fails with EIO and a message, and the next request tries
+ * one connection at once.  An error the server reports is never retried.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libnbd.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+#define NBD_DEFAULT_MAX   (32u << 20) /* payload limit without the server's */
+#define NBD_MAX_NONDATA   (1u << 30)  /* trim, zero, block status per command */
+#define RECONNECT_TRIES   8
+#define RECONNECT_FIRST_MS 100
+#define RECONNECT_MAX_MS  1000
+#define CMD_TRIES         4
+#define ZERO_CHUNK        (1u << 20)
+
+enum cmd_kind { CMD_READ, CMD_WRITE, CMD_FLUSH, CMD_TRIM, CMD_ZERO, CMD_STATUS };
+
+struct nbd_op;
+
+/* One NBD command: a piece of a request. */
+struct nbd_cmd {
+    struct nbd_op *op;
+    enum cmd_kind kind;
+    uint64_t off, len;
+    void *buf;
+    uint32_t flags;            /* LIBNBD_CMD_FLAG_* */
+    int tries;
+    int error;                 /* errno of its answer */
+    bool server_error;         /* ... which came from the server */
+    struct nbd_cmd *next;      /* on a list of the worker's */
+    struct nbd_cmd *prev_inflight, *next_inflight;
+};
+
+/* A request (or a synchronous block status) and its commands. */
+struct nbd_op {
+    struct vdisk_req *req;     /* NULL for block status */
+    struct nbd_conn *n;        /* the connection its commands go to */
+    int pending;               /* commands unanswered (worker only) */
+    int error;                 /* the first error */
+    char msg[256];
+    void *bounce;              /* reads and writes with several iovecs */
+    bool flush_after;          /* FUA without the server's FUA */
+    /* block status */
+    pthread_mutex_t *lock;
+    pthread_cond_t *cond;
+    bool done;
+    uint32_t st_flags;
+    uint64_t st_len;
+    size_t ncmds;
+    struct nbd_cmd cmds[];
+};
+
+/* What the connections of one open export share. */
+struct nbd_dev {
+    struct vdisk_dev *dev;
+    char *uri;
+    bool local_files;          /* the URI may name local files (not a backing name) */
+    uint64_t size;
+    bool can_fua, can_flush, can_trim, can_zero, have_status, read_only, multi_conn;
+    uint64_t max_payload;
+    unsigned nconns;           /* connections open (1, or more with multi-conn) */
+    atomic_uint next;          /* the connection the next request goes to */
+    struct nbd_conn *conns;
+};
+
+/* One connection to the server and its worker thread. */
+struct nbd_conn {
+    struct nbd_dev *s;
+    struct nbd_handle *h;      /* worker only, after open */
+    bool started;              /* the thread runs */
+    pthread_t thread;
+    int wake_fd;
+    pthread_mutex_t lock;      /* guards pending and stop */
+    struct nbd_cmd *pend_head, *pend_tail;
+    bool stop;
+
+    /* Worker only. */
+    struct nbd_cmd *inflight;  /* issued, unanswered */
+    struct nbd_cmd *answered, *answered_tail;
+    struct nbd_cmd *retry, *retry_tail;
+    bool broken;               /* reconnecting failed; try once per batch */
+};
+
+struct nbd_req {
+    struct nbd_op *op;
+};
+_Static_assert(sizeof(struct nbd_req) <= REQ_STATE_MAX, "nbd's request state fits");
+
+static void list_push(struct nbd_cmd **head, struct nbd_cmd **tail, struct nbd_cmd *c)
+{
+    c->next = NULL;
+    if (*tail)
+        (*tail)->next = c;
+    else
+        *head = c;
+    *tail = c;
+}
+
+static void wake(struct nbd_conn *n)
+{
+    uint64_t one = 1;
+    ssize_t w = write(n->wake_fd, &one, sizeof one);
+    (void)w; /* a full counter wakes the worker as well */
+}
+
+/* ---- Connecting ----------------------------------------------------------- */
+
+/* A handle connected to URI, or NULL with a message in MSG and the errno
+ * in *ERR.  LOCAL_FILES lets the URI name local files (tls-psk-file). */
+static struct nbd_handle *connect_uri(const char *uri, bool local_files, char *msg,
+                                      size_t msgsize, int *err)
+{
+    struct nbd_handle *h = nbd_create();
+    *err = ENOMEM;
+    if (!h) {
+        snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "out of memory");
+        return NULL;
+    }
+    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        nbd_set_uri_allow_local_file(h, local_files) < 0 || nbd_connect_uri(h, uri) < 0) {
+        snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "unknown error");
+        *err = nbd_get_errno() > 0 ? nbd_get_errno() : EIO;
+        nbd_close(h);
+        return NULL;
+    }
+    return h;
+}
+
+/*
+ * Reads what the server offers into N at open (FIRST); after a reconnect
+ * only checks that the export is the same size and still writable (the
+ * features found at open stay: submit reads them on other threads).
+ * Returns 0 or -errno with a message.
+ */
+static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
+{
+    int64_t size = nbd_get_size(h);
+    if (size < 0)
+        return err_set(-EIO, "%s: could not get the export's size: %s", n->uri,
+                       nbd_get_error());
+    bool ro = nbd_is_read_only(h) == 1;
+    if (!first) {
+        if ((uint64_t)size != n->size)
+            return err_set(-EIO, "%s: the export's size changed from %" PRIu64 " to %" PRId64
+                           " bytes across a reconnect", n->uri, n->size, size);
+        if (ro && !n->read_only)
+            return err_set(-EROFS, "%s: the export became read-only across a reconnect",
+                           n->uri);
+        return 0;
+    }
+    n->size = (uint64_t)size;
+    n->read_only = ro;
+    n->can_fua = nbd_can_fua(h) == 1;
+    n->can_flush = nbd_can_flush(h) == 1;
+    n->can_trim = nbd_can_trim(h) == 1;
+    n->can_zero = nbd_can_zero(h) == 1;
+    n->have_status = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    n->multi_conn = nbd_can_multi_conn(h) == 1;
+    int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+    n->max_payload = max > 0 && (uint64_t)max < NBD_DEFAULT_MAX ? (uint64_t)max : NBD_DEFAULT_MAX;
+    return 0;
+}
+
+/*
+ * Says goodbye (NBD_CMD_DISC) without waiting long for a server that does
+ * not read, and closes the handle.
+ */
+static void disconnect_and_close(struct nbd_handle *h)
+{
+    if (nbd_aio_is_ready(h) == 1 && nbd_aio_disconnect(h, 0) == 0) {
+        for (int i = 0; i < 10 && nbd_aio_is_closed(h) != 1 && nbd_aio_is_dead(h) != 1; i++) {
+            if (!(nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_WRITE))
+                break;
+            struct pollfd p = {.fd = nbd_aio_get_fd(h), .events = POLLOUT};
+            if (poll(&p, 1, 100) <= 0 || nbd_aio_notify_write(h) < 0)
+                break;
+        }
+    }
+    nbd_close(h);
+}
+
+/* ---- The worker ----------------------------------------------------------- */
+
+static void inflight_add(struct nbd_conn *n, struct nbd_cmd *c)
+{
+    c->prev_inflight = NULL;
+    c->next_inflight = n->inflight;
+    if (n->inflight)
+        n->inflight->prev_inflight = c;
+    n->inflight = c;
+}
+
+static void inflight_remove(struct nbd_conn *n, struct nbd_cmd *c)
+{
+    if (c->prev_inflight)
+        c->prev_inflight->next_inflight = c->next_inflight;
+    else
+        n->inflight = c->next_inflight;
+    if (c->next_inflight)
+        c->next_inflight->prev_inflight = c->prev_inflight;
+    c->prev_inflight = c->next_inflight = NULL;
+}
+
+/* libnbd's completion callback, on the worker (inside a libnbd call). */
+static int cmd_answered(void *user_data, int *error)
+{
+    struct nbd_cmd *c = user_data;
+    struct nbd_conn *n = c->op->n;
+    c->error = *error;
+    /* No libnbd call on the handle here: its lock is held.  Errors of
+     * the socket are told from the server's by their errno (and by the
+     * handle's state, in process_answered). */
+    int e = *error;
+    c->server_error = e && e != ENOTCONN && e != ESHUTDOWN && e != ECONNRESET && e != EPIPE &&
+                      e != ECONNABORTED;
+    inflight_remove(n, c);
+    list_push(&n->answered, &n->answered_tail, c);
+    return 1;
+}
+
+static int status_extent(void *user_data, const char *metacontext, uint64_t offset,
+                         uint32_t *entries, size_t nr_entries, int *error)
+{
+    struct nbd_cmd *c = user_data;
+    (void)offset;
+    (void)error;
+    if (strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) || nr_entries < 2 ||
+        c->op->st_len)
+        return 0;
+    uint64_t len = entries[0];
+    c->op->st_len = len < c->len ? len : c->len;
+    c->op->st_flags = entries[1];
+    return 0;
+}
+
+static const char *kind_name(enum cmd_kind k)
+{
+    static const char *const names[] = {"read", "write", "flush", "trim", "write zeroes",
+                                        "block status"};
+    return names[k];
+}
+
+/* Gives a finished op back: a request to its queue, a block status to its
+ * waiter. */
+static void op_finish_request(struct vdisk_req *req);
+
+static void op_done(struct nbd_op *op)
+{
+    if (op->req) {
+        req_resume_later(op->req, op_finish_request, NULL);
+        return;
+    }
+    pthread_mutex_lock(op->lock);
+    op->done = true;
+    pthread_cond_broadcast(op->cond);
+    pthread_mutex_unlock(op->lock);
+}
+
+static void op_fail(struct nbd_op *op, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void op_fail(struct nbd_op *op, int err, const char *fmt, ...)
+{
+    if (op->error)
+        return;
+    op->error = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(op->msg, sizeof op->msg, fmt, ap);
+    va_end(ap);
+}
+
+static bool connection_lost(struct nbd_conn *n)
+{
+    return !n->h || nbd_aio_is_dead(n->h) == 1 || nbd_aio_is_closed(n->h) == 1;
+}
+
+static void issue(struct nbd_conn *n, struct nbd_cmd *c);
+
+/* One command less for its op; the op is done when none is left. */
+static void cmd_finished(struct nbd_conn *n, struct nbd_cmd *c)
+{
+    struct nbd_op *op = c->op;
+    if (--op->pending > 0)
+        return;
+    if (op->flush_after && !op->error) {
+        op->flush_after = false;
+        struct nbd_cmd *f = &op->cmds[op->ncmds - 1]; /* the spare one */
+        f->kind = CMD_FLUSH;
+        f->off = f->len = 0;
+        op->pending++;
+        issue(n, f);
+        return;
+    }
+    op_done(op);
+}
+
+static void fail_cmd(struct nbd_conn *n, struct nbd_cmd *c, int err, const char *why)
+{
+    op_fail(c->op, err, "NBD %s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s",
+            kind_name(c->kind), c->len, c->off, why);
+    cmd_finished(n, c);
+}
+
+static void issue(struct nbd_conn *n, struct nbd_cmd *c)
+{
+    if (connection_lost(n)) {
+        list_push(&n->retry, &n->retry_tail, c); /* waits for the reconnect */
+        return;
+    }
+    c->tries++;
+    c->error = 0;
+    if (c->kind == CMD_STATUS)
+        c->op->st_len = 0; /* a resend starts over */
+    inflight_add(n, c);
+    nbd_completion_callback cb = {.callback = cmd_answered, .user_data = c};
+    int64_t cookie = -1;
+    switch (c->kind) {
+    case CMD_READ:
+        cookie = nbd_aio_pread(n->h, c->buf, c->len, c->off, cb, 0);
+        break;
+    case CMD_WRITE:
+        cookie = nbd_aio_pwrite(n->h, c->buf, c->len, c->off, cb, c->flags);
+        break;
+    case CMD_FLUSH:
+        cookie = nbd_aio_flush(n->h, cb, 0);
+        break;
+    case CMD_TRIM:
+        cookie = nbd_aio_trim(n->h, c->len, c->off, cb, 0);
+        break;
+    case CMD_ZERO:
+        cookie = nbd_aio_zero(n->h, c->len, c->off, cb, c->flags);
+        break;
+    case CMD_STATUS: {
+        nbd_extent_callback ecb = {.callback = status_extent, .user_data = c};
+        cookie = nbd_aio_block_status(n->h, c->len, c->off, ecb, cb, 0);
+        break;
+    }
+    }
+    if (cookie >= 0)
+        return;
+    /* Not sent: the callback will not run. */
+    int e = nbd_get_errno();
+    inflight_remove(n, c);
+    if (nbd_aio_is_dead(n->h) == 1 || nbd_aio_is_closed(n->h) == 1 || e == ENOTCONN) {
+        list_push(&n->retry, &n->retry_tail, c);
+        return;
+    }
+    fail_cmd(n, c, e ? e : EIO, nbd_get_error() ? nbd_get_error() : strerror(e ? e : EIO));
+}
+
+/* Commands answered: finish them, or keep them for a resend. */
+static void process_answered(struct nbd_conn *n)
+{
+    while (n->answered) {
+        struct nbd_cmd *c = n->answered;
+        n->answered = c->next;
+        if (!n->answered)
+            n->answered_tail = NULL;
+        if (c->error && (!c->server_error || connection_lost(n))) {
+            list_push(&n->retry, &n->retry_tail, c);
+            continue;
+        }
+        if (c->error)
+            fail_cmd(n, c, c->error, strerror(c->error));
+        else
+            cmd_finished(n, c);
+    }
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static bool stopping(struct nbd_conn *n)
+{
+    pthread_mutex_lock(&n->lock);
+    bool s = n->stop;
+    pthread_mutex_unlock(&n->lock);
+    return s;
+}
+
+/*
+ * The connection is gone: everything unanswered waits on the retry list,
+ * a new connection is made (TRIES attempts), and the commands go again.
+ */
+static void reconnect(struct nbd_conn *n, int tries)
+{
+    /* Commands libnbd still holds are retired by nbd_close (their
+     * callbacks may run then); the rest are taken here. */
+    struct nbd_handle *old = n->h;
+    n->h = NULL;
+    if (old) {
+        nbd_close(old);
+    }
+    while (n->inflight) {
+        struct nbd_cmd *c = n->inflight;
+        inflight_remove(n, c);
+        list_push(&n->retry, &n->retry_tail, c);
+    }
+    /* Answers that came with the close are transport errors, or success. */
+    while (n->answered) {
+        struct nbd_cmd *c = n->answered;
+        n->answered = c->next;
+        if (!n->answered)
+            n->answered_tail = NULL;
+        if (c->error)
+            list_push(&n->retry, &n->retry_tail, c);
+        else
+            cmd_finished(n, c);
+    }
+    char msg[256] = "";
+    unsigned delay = RECONNECT_FIRST_MS;
+    for (int i = 0; i < tries && !stopping(n); i++) {
+        if (i || tries > 1)
+            sleep_ms(delay);
+        delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
+        int e;
+        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, msg, sizeof msg, &e);
+        if (!h)
+            continue;
+        if (read_features(n->s, h, false) < 0) {
+            snprintf(msg, sizeof msg, "%s", err_detail());
+            nbd_close(h);
+            continue;
+        }
+        n->h = h;
+        n->broken = false;
+        break;
+    }
+    struct nbd_cmd *list = n->retry;
+    n->retry = n->retry_tail = NULL;
+    while (list) {
+        struct nbd_cmd *c = list;
+        list = c->next;
+        if (!n->h)
+            fail_cmd(n, c, EIO, msg[0] ? msg : "the connection was lost");
+        else if (c->tries >= CMD_TRIES)
+            fail_cmd(n, c, EIO, "the connection was lost too many times");
+        else
+            issue(n, c);
+    }
+    if (!n->h)
+        n->broken = true;
+}
+
+static void *worker(void *arg)
+{
+    struct nbd_conn *n = arg;
+    for (;;) {
+        pthread_mutex_lock(&n->lock);
+        struct nbd_cmd *todo = n->pend_head;
+        n->pend_head = n->pend_tail = NULL;
+        bool stop = n->stop;
+        pthread_mutex_unlock(&n->lock);
+        if (stop && !todo && !n->inflight && !n->retry)
+            break;
+        if (todo && connection_lost(n))
+            reconnect(n, n->broken ? 1 : RECONNECT_TRIES);
+        while (todo) {
+            struct nbd_cmd *c = todo;
+            todo = c->next;
+            issue(n, c);
+        }
+        process_answered(n);
+        if (n->retry || (n->inflight && connection_lost(n))) {
+            reconnect(n, RECONNECT_TRIES);
+            continue;
+        }
+        struct pollfd p[2] = {{.fd = n->wake_fd, .events = POLLIN}, {.fd = -1}};
+        int dir = 0;
+        if (n->h && !connection_lost(n)) {
+            p[1].fd = nbd_aio_get_fd(n->h);
+            dir = nbd_aio_get_direction(n->h);
+            if (dir & LIBNBD_AIO_DIRECTION_READ)
+                p[1].events |= POLLIN;
+            if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+                p[1].events |= POLLOUT;
+        }
+        if (poll(p, 2, -1) < 0)
+            continue;
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t r = read(n->wake_fd, &v, sizeof v);
+            (void)r;
+        }
+        if (p[1].fd >= 0 && p[1].revents) {
+            int r = 0;
+            if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
+                r = nbd_aio_notify_read(n->h);
+            else if (p[1].revents & POLLOUT)
+                r = nbd_aio_notify_write(n->h);
+            (void)r; /* a failure shows as a dead handle */
+            if (!connection_lost(n) && (p[1].revents & POLLOUT) &&
+                (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+                nbd_aio_notify_write(n->h);
+        }
+        process_answered(n);
+        if (n->inflight && connection_lost(n))
+            reconnect(n, RECONNECT_TRIES);
+    }
+    return NULL;
+}
+
+/* ---- Open and close ------------------------------------------------------- */
+
+#define MAX_CONNS 16
+
+/* Starts CONN's worker; 0 or -errno with a message. */
+static int conn_start(struct nbd_conn *c)
+{
+    const char *name = c->s->dev->filename;
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->wake_fd < 0)
+        return err_set(-errno, "%s: eventfd: %s", name, strerror(errno));
+    int e = pthread_create(&c->thread, NULL, worker, c);
+    if (e)
+        return err_set(-e, "%s: could not start a connection's thread: %s", name, strerror(e));
+    c->started = true;
+    return 0;
+}
+
+static void conn_stop(struct nbd_conn *c)
+{
+    if (c->started) {
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_mutex_unlock(&c->lock);
+        wake(c);
+        pthread_join(c->thread, NULL);
+    }
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    if (c->h)
+        disconnect_and_close(c->h);
+    pthread_mutex_destroy(&c->lock);
+}
+
+static void nbdc_close(struct vdisk_dev *dev);
+
+/*
+ * Options: connections=N (1 to 16, default 1): with a server that allows
+ * several connections (multi-conn), requests are spread over N of them in
+ * turn; a flush on any covers the writes completed on all, as the NBD
+ * protocol promises for multi-conn.  Without multi-conn one is used.
+ */
+static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
+{
+    (void)file;
+    uint64_t want = 1;
+    const char *v = os ? opt_take(os, "connections") : NULL;
+    if (v) {
+        int r = opt_uint("connections", v, 1, MAX_CONNS, &want);
+        if (r < 0)
+            return r;
+    }
+    struct nbd_dev *n = calloc(1, sizeof *n);
+    if (!n)
+        return err_set(-ENOMEM, "out of memory");
+    n->dev = dev;
+    dev->priv = n;
+    int r;
+    n->conns = calloc(want, sizeof *n->conns);
+    n->uri = strdup(dev->filename);
+    if (!n->conns || !n->uri) {
+        free(n->conns);
+        free(n->uri);
+        free(n);
+        dev->priv = NULL;
+        return err_set(-ENOMEM, "out of memory");
+    }
+    for (unsigned i = 0; i < want; i++) {
+        n->conns[i].s = n;
+        n->conns[i].wake_fd = -1;
+        pthread_mutex_init(&n->conns[i].lock, NULL);
+    }
+    n->nconns = 1;
+    /* A name from the caller may name a TLS key file (tls-psk-file=); one
+     * that an image names as its backing file may not. */
+    n->local_files = !dev->params.chain;
+    char msg[256];
+    int e;
+    struct nbd_conn *c0 = &n->conns[0];
+    c0->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+    if (!c0->h) {
+        r = err_set(-e, "Could not open '%s': %s", dev->filename, msg);
+        goto fail;
+    }
+    if ((r = read_features(n, c0->h, true)) < 0)
+        goto fail;
+    if (n->read_only && !dev->params.read_only) {
+        r = err_set(-EROFS, "Could not open '%s' for writing: the NBD export is read-only "
+                    "(open it read-only)", dev->filename);
+        goto fail;
+    }
+    int64_t min = nbd_get_block_size(c0->h, LIBNBD_SIZE_MINIMUM);
+    dev->size = n->size;
+    dev->align = min > 1 && min <= 65536 ? (uint32_t)min : 1;
+    dev->block_size = dev->align > 512 ? dev->align : 512;
+    n->max_payload = align_down(n->max_payload, dev->align);
+    dev->caps = 0;
+    if (!dev->params.read_only) {
+        dev->caps |= VDISK_CAN_WRITE;
+        if (n->can_trim)
+            dev->caps |= VDISK_CAN_DISCARD;
+        if (n->can_zero)
+            dev->caps |= VDISK_CAN_WRITE_ZEROES | VDISK_CAN_ZERO_UNMAP;
+    }
+    if (n->can_flush)
+        dev->caps |= VDISK_CAN_FLUSH;
+    if (n->multi_conn) {
+        for (unsigned i = 1; i < want; i++) {
+            struct nbd_conn *c = &n->conns[i];
+            c->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+            if (!c->h) {
+                r = err_set(-e, "Could not open '%s' (connection %u of %u): %s",
+                            dev->filename, i + 1, (unsigned)want, msg);
+                goto fail;
+            }
+            n->nconns++;
+            if ((r = read_features(n, c->h, false)) < 0)
+                goto fail;
+        }
+    }
+    for (unsigned i = 0; i < n->nconns; i++)
+        if ((r = conn_start(&n->conns[i])) < 0)
+            goto fail;
+    return 0;
+fail:
+    n->nconns = (unsigned)want; /* every connection is stopped and freed */
+    nbdc_close(dev);
+    return r;
+}
+
+static void nbdc_close(struct vdisk_dev *dev)
+{
+    struct nbd_dev *n = dev->priv;
+    if (!n)
+        return;
+    for (unsigned i = 0; i < n->nconns; i++)
+        conn_stop(&n->conns[i]);
+    free(n->conns);
+    free(n->uri);
+    free(n);
+    dev->priv = NULL;
+}
+
+/* ---- Requests ------------------------------------------------------------- */
+
+/* A read-only chunk of zeroes, for servers without WRITE_ZEROES. */
+static uint8_t *zero_buf;
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_alloc(void)
+{
+    zero_buf = calloc(1, ZERO_CHUNK);
+}
+
+static const uint8_t *zero_buffer(void)
+{
+    pthread_once(&zero_once, zero_alloc);
+    return zero_buf;
+}
+
+/* The connection for the next request: each in turn. */
+static struct nbd_conn *pick_conn(struct nbd_dev *n)
+{
+    return &n->conns[atomic_fetch_add(&n->next, 1) % n->nconns];
+}
+
+/* A new op with N commands (and one spare for a flush). */
+static struct nbd_op *op_new(struct nbd_conn *n, struct vdisk_req *req, size_t ncmds)
+{
+    struct nbd_op *op = calloc(1, sizeof *op + (ncmds + 1) * sizeof(struct nbd_cmd));
+    if (!op)
+        return NULL;
+    op->n = n;
+    op->req = req;
+    op->ncmds = ncmds + 1;
+    for (size_t i = 0; i <= ncmds; i++)
+        op->cmds[i].op = op;
+    return op;
+}
+
+/* Hands the first COUNT commands of OP to the worker. */
+static void op_start(struct nbd_conn *n, struct nbd_op *op, size_t count)
+{
+    op->pending = (int)count;
+    pthread_mutex_lock(&n->lock);
+    for (size_t i = 0; i < count; i++)
+        list_push(&n->pend_head, &n->pend_tail, &op->cmds[i]);
+    pthread_mutex_unlock(&n->lock);
+    wake(n);
+}
+
+static void op_finish_request(struct vdisk_req *req)
+{
+    struct nbd_op *op = ((struct nbd_req *)req_state(req))->op;
+    int err = op->error;
+    if (!err && req->op == VDISK_OP_READ && op->bounce)
+        iov_from_buf(req->iov, req->iovcnt, 0, op->bounce, req->length);
+    if (err)
+        req_errorf(req, -err, "%s", op->msg);
+    free(op->bounce);
+    free(op);
+    req_complete(req, -err);
+}
+
+static void nbdc_submit(struct vdisk_req *req)
+{
+    struct nbd_dev *n = req->dev->priv;
+    struct nbd_op *op = NULL;
+    size_t count = 0;
+    enum cmd_kind kind;
+    uint64_t chunk;
+    switch (req->op) {
+    case VDISK_OP_READ:
+    case VDISK_OP_WRITE:
+        kind = req->op == VDISK_OP_READ ? CMD_READ : CMD_WRITE;
+        chunk = n->max_payload;
+        break;
+    case VDISK_OP_FLUSH:
+        if (!n->can_flush) {
+            req_complete(req, 0);
+            return;
+        }
+        kind = CMD_FLUSH;
+        chunk = 1;
+        break;
+    case VDISK_OP_DISCARD:
+        if (!n->can_trim) {
+            req_complete(req, 0);
+            return;
+        }
+        kind = CMD_TRIM;
+        chunk = align_down(NBD_MAX_NONDATA, req->dev->align);
+        break;
+    case VDISK_OP_WRITE_ZEROES:
+        if (n->can_zero) {
+            kind = CMD_ZERO;
+            chunk = align_down(NBD_MAX_NONDATA, req->dev->align);
+        } else {
+            kind = CMD_WRITE;
+            chunk = align_down(ZERO_CHUNK, req->dev->align);
+        }
+        break;
+    default:
+        req_fail(req, -EINVAL, "unknown operation");
+        return;
+    }
+    count = kind == CMD_FLUSH ? 1 : (size_t)((req->length + chunk - 1) / chunk);
+    if (count == 0) {
+        req_complete(req, 0);
+        return;
+    }
+    op = op_new(pick_conn(n), req, count);
+    if (!op) {
+        req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    ((struct nbd_req *)req_state(req))->op = op;
+    uint8_t *base = NULL;
+    if (req->op == VDISK_OP_READ || req->op == VDISK_OP_WRITE) {
+        if (req->iovcnt == 1) {
+            base = req->iov[0].iov_base;
+        } else {
+            op->bounce = malloc(req->length ? req->length : 1);
+            if (!op->bounce) {
+                free(op);
+                req_fail(req, -ENOMEM, "out of memory for a %" PRIu64 "-byte buffer",
+                         req->length);
+                return;
+            }
+            if (req->op == VDISK_OP_WRITE)
+                iov_to_buf(req->iov, req->iovcnt, 0, op->bounce, req->length);
+            base = op->bounce;
+        }
+    } else if (req->op == VDISK_OP_WRITE_ZEROES && kind == CMD_WRITE) {
+        base = (uint8_t *)zero_buffer();
+        if (!base) {
+            free(op);
+            req_fail(req, -ENOMEM, "out of memory");
+            return;
+        }
+    }
+    uint32_t flags = 0;
+    if (req->flags & VDISK_REQ_FUA) {
+        if (n->can_fua)
+            flags |= LIBNBD_CMD_FLAG_FUA;
+        else if (n->can_flush)
+            op->flush_after = true;
+    }
+    if (kind == CMD_ZERO && !(req->flags & VDISK_REQ_MAY_UNMAP))
+        flags |= LIBNBD_CMD_FLAG_NO_HOLE;
+    for (size_t i = 0; i < count; i++) {
+        struct nbd_cmd *c = &op->cmds[i];
+        uint64_t pos = i * chunk;
+        c->kind = kind;
+        c->off = req->offset + pos;
+        c->len = req->length - pos < chunk ? req->length - pos : chunk;
+        c->flags = kind == CMD_FLUSH || kind == CMD_TRIM ? 0 : flags;
+        if (kind == CMD_FLUSH)
+            c->off = c->len = 0;
+        if (base)
+            c->buf = req->op == VDISK_OP_WRITE_ZEROES ? base : base + pos;
+    }
+    op_start(op->n, op, count);
+}
+
+/* ---- Block status --------------------------------------------------------- */
+
+static int nbdc_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                            struct vdisk_extent *ext)
+{
+    struct nbd_dev *n = dev->priv;
+    ext->flags = VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
+    ext->host_offset = off;
+    ext->host_file = dev->filename;
+    ext->length = len;
+    if (!n->have_status) {
+        ext->flags |= VDISK_EXT_DATA;
+        return 0;
+    }
+    uint64_t max = align_down(NBD_MAX_NONDATA, dev->align);
+    if (len > max)
+        len = max;
+    struct nbd_op *op = op_new(&n->conns[0], NULL, 1);
+    if (!op)
+        return err_set(-ENOMEM, "out of memory");
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    op->lock = &lock;
+    op->cond = &cond;
+    op->cmds[0].kind = CMD_STATUS;
+    op->cmds[0].off = off;
+    op->cmds[0].len = len;
+    op_start(op->n, op, 1);
+    pthread_mutex_lock(&lock);
+    while (!op->done)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+    pthread_cond_destroy(&cond);
+    pthread_mutex_destroy(&lock);
+    int r = 0;
+    if (op->error) {
+        r = err_set(-op->error, "%s: %s", dev->filename, op->msg);
+    } else if (!op->st_len) {
+        ext->flags |= VDISK_EXT_DATA; /* the server said nothing: data */
+    } else {
+        ext->length = op->st_len;
+        /* As QEMU's nbd driver: a hole has no data, ZERO reads zeroes.  A
+         * hole that does not read as zeroes is data here (it must be read). */
+        if (!(op->st_flags & LIBNBD_STATE_HOLE) || !(op->st_flags & LIBNBD_STATE_ZERO))
+            ext->flags |= VDISK_EXT_DATA;
+        if (op->st_flags & LIBNBD_STATE_ZERO)
+            ext->flags |= VDISK_EXT_ZERO;
+    }
+    free(op);
+    return r;
+}
+
+/* ---- Create --------------------------------------------------------------- */
+
+/*
+ * "Creating" a raw image on an export, as qemu-img does for protocols that
+ * cannot create: the export must open for writing and hold SIZE bytes.
+ */
+static int nbdc_create(const char *filename, uint64_t size, struct opt_set *os)
+{
+    int r = opt_check_all_taken(os, "nbd");
+    if (r < 0)
+        return r;
+    struct vdisk_open_params p = {.cache = VDISK_CACHE_WRITEBACK,
+                                  .engine = VDISK_ENGINE_THREADS};
+    struct vdisk_dev *dev;
+    r = dev_open_file(&dev, filename, NULL, &p);
+    if (r < 0)
+        return r;
+    uint64_t have = dev_size(dev);
+    dev_unref(dev);
+    if (have < size)
+        return err_set(-ENOSPC, "%s: the NBD export (%" PRIu64 " bytes) is smaller than the "
+                       "image to create (%" PRIu64 " bytes)", filename, have, size);
+    return 0;
+}
+
+const struct vdisk_driver vdisk_driver_nbd = {
+    .name = "nbd",
+    .req_state_size = sizeof(struct nbd_req),
+    .protocol = true,
+    .open = nbdc_open,
+    .close = nbdc_close,
+    .submit = nbdc_submit,
+    .block_status = nbdc_block_status,
+    .create = nbdc_create,
+};
