@@ -38,7 +38,10 @@
  * within request_timeout_ms, and a client that does not read its replies
  * for request_timeout_ms is dropped; each connection holds at most about
  * 64 MiB of buffers (it is not read from while it holds more).  Nothing a
- * client does blocks the caller's loop (the sockets are non-blocking).
+ * client does blocks the caller's loop (the sockets are non-blocking): a
+ * client that goes (hangs up, resets, is dropped) with requests in flight
+ * has its socket closed at once, and its connection is freed once those
+ * requests complete (their replies discarded), from the loop as usual.
  * What clients do wrong is logged through a token bucket (32 lines at
  * once, then one every 2 s; the lines left out are counted later).
  *
@@ -185,7 +188,8 @@ int vdisk_nbd_stop(vdisk_nbd *h);
 /* vdisk_nbd_get_port: the TCP port the handle listens on (0: not TCP). */
 uint16_t vdisk_nbd_get_port(const vdisk_nbd *h);
 
-/* vdisk_nbd_clients: clients connected now. */
+/* vdisk_nbd_clients: clients connected now, counting those gone whose
+ * requests in flight have not completed yet (they hold a slot). */
 unsigned vdisk_nbd_clients(const vdisk_nbd *h);
 
 /* vdisk_nbd_connections: clients accepted (or added) so far. */

@@ -618,6 +618,11 @@ static void req_done(void *user, int result)
             return;
     }
     c->in_flight--;
+    if (c->abandoned) {
+        /* The client is gone: no reply. */
+        req_free(q);
+        return;
+    }
     if (result < 0)
         nbd_log(c->srv, "client %" PRIu64 ": request of type %u at %" PRIu64 " (%" PRIu32
                 " bytes): %s", c->id, q->type, q->offset, q->len, vdisk_get_error());
@@ -1007,6 +1012,33 @@ int nbd_rx_got(struct nbd_conn *c, size_t n)
 bool nbd_conn_finished(const struct nbd_conn *c)
 {
     return c->closing && c->in_flight == 0 && !c->tx_head;
+}
+
+void nbd_conn_abandon(struct nbd_conn *c)
+{
+    c->abandoned = true;
+    c->ending = true;
+    c->closing = true;
+    if (c->wreq) {
+        req_free(c->wreq);
+        c->wreq = NULL;
+    }
+    if (c->data) {
+        free(c->data);
+        c->mem -= c->data_len;
+        c->data = NULL;
+        c->data_len = 0;
+    }
+    while (c->tx_head) {
+        struct nbd_tx *t = c->tx_head;
+        c->tx_head = t->next;
+        tx_free(c, t);
+    }
+    c->tx_tail = NULL;
+    c->rx = RX_NONE;
+    c->got = 0;
+    c->deadline = 0;
+    c->tx_stall = 0;
 }
 
 void nbd_conn_end(struct nbd_conn *c)

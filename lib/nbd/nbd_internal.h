@@ -225,6 +225,8 @@ struct nbd_conn {
     bool ending;               /* nbd_conn_end: no request is started any more */
     bool hup;                  /* the socket hung up: no longer polled, dropped once
                                 * its requests are done */
+    bool abandoned;            /* nbd_conn_abandon: the client is gone, its socket
+                                * closed; freed once its requests are done */
     unsigned in_flight;
     size_t mem;                /* bytes of buffers held */
     struct nbd_tx *tx_head, *tx_tail;
@@ -278,6 +280,11 @@ int nbd_rx_got(struct nbd_conn *c, size_t n);
 
 /* Whether C is done: closing, nothing in flight, nothing left to send. */
 bool nbd_conn_finished(const struct nbd_conn *c);
+
+/* The client of C is gone while requests are in flight: stops reading,
+ * frees its buffers and queued replies; the requests in flight complete
+ * later without a reply (C and its queue stay until then).  Never waits. */
+void nbd_conn_abandon(struct nbd_conn *c);
 
 /* Ends C: waits for its requests in flight, frees its queue, buffers and
  * replies (C itself stays the caller's). */

@@ -80,19 +80,26 @@ static void tick(struct vdisk_nbd *s, bool on)
         s->timer_armed = on;
 }
 
-static void drop_conn(struct nbd_conn *c, const char *why)
+static void log_drop(struct nbd_conn *c, const char *why)
+{
+    if (why)
+        nbd_log(c->srv, "client %" PRIu64 ": %s; connection closed", c->id, why);
+    else
+        nbd_info(c->srv, "client %" PRIu64 " disconnected", c->id);
+}
+
+/* Frees C now: waits for its requests in flight (none, or vdisk_nbd_free). */
+static void free_conn(struct nbd_conn *c, const char *why)
 {
     struct vdisk_nbd *s = c->srv;
-    if (c->q)
+    if (c->q && c->q_watched)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, vdisk_queue_get_fd(c->q), NULL);
     if (c->fd >= 0 && !c->hup)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     nbd_conn_end(c);
     close_fd(&c->fd);
-    if (why)
-        nbd_log(s, "client %" PRIu64 ": %s; connection closed", c->id, why);
-    else
-        nbd_info(s, "client %" PRIu64 " disconnected", c->id);
+    if (!c->abandoned)
+        log_drop(c, why);
     s->conns[c->slot] = NULL;
     s->nconns--;
     free(c);
@@ -100,6 +107,43 @@ static void drop_conn(struct nbd_conn *c, const char *why)
         listen_watch(s, true);
     if (s->nconns == 0)
         tick(s, false);
+}
+
+static bool watch_queue(struct nbd_conn *c)
+{
+    if (c->q_watched)
+        return true;
+    int qfd = vdisk_queue_get_fd(c->q);
+    struct epoll_event e = {.events = EPOLLIN, .data.u64 = EV(EV_QUEUE, c->slot)};
+    if (qfd < 0 || epoll_ctl(c->srv->epfd, EPOLL_CTL_ADD, qfd, &e) < 0)
+        return false;
+    c->q_watched = true;
+    return true;
+}
+
+/* Drops C (logging WHY, or NULL for a clean end) without waiting: with no
+ * request in flight it is freed at once; otherwise its socket is closed,
+ * nothing more is read or sent, and C (with its queue, still polled) stays
+ * in its slot until its requests complete (settle frees it then). */
+static void drop_conn(struct nbd_conn *c, const char *why)
+{
+    if (c->abandoned)
+        return;
+    if (!c->q || c->in_flight == 0 || !watch_queue(c)) {
+        free_conn(c, why);
+        return;
+    }
+    log_drop(c, why);
+    if (c->fd >= 0 && !c->hup)
+        epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->hup = true;
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+    close_fd(&c->fd);
+    nbd_conn_abandon(c);
+    /* Requests read but not handed to the engine yet go now. */
+    if (vdisk_queue_submit(c->q) < 0)
+        nbd_log(c->srv, "client %" PRIu64 ": submitting: %s", c->id, vdisk_get_error());
 }
 
 /* Sends what is queued, without waiting.  Returns 0, or -1 when the
@@ -147,21 +191,20 @@ static void update_events(struct nbd_conn *c)
 static bool settle(struct nbd_conn *c)
 {
     struct vdisk_nbd *s = c->srv;
-    if (c->q && !c->q_watched) {
-        int qfd = vdisk_queue_get_fd(c->q);
-        struct epoll_event e = {.events = EPOLLIN, .data.u64 = EV(EV_QUEUE, c->slot)};
-        if (qfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, qfd, &e) < 0) {
-            drop_conn(c, "its queue cannot be polled");
-            return false;
-        }
-        c->q_watched = true;
+    if (c->abandoned) {
+        /* Gone: freed once its last request completed. */
+        if (c->in_flight == 0)
+            free_conn(c, NULL);
+        else if (vdisk_queue_submit(c->q) < 0)
+            nbd_log(s, "client %" PRIu64 ": submitting: %s", c->id, vdisk_get_error());
+        return false;
+    }
+    if (c->q && !c->q_watched && !watch_queue(c)) {
+        drop_conn(c, "its queue cannot be polled");
+        return false;
     }
     if (c->q && c->in_flight && vdisk_queue_submit(c->q) < 0)
         nbd_log(s, "client %" PRIu64 ": submitting: %s", c->id, vdisk_get_error());
-    if (c->hup && c->in_flight == 0) {
-        drop_conn(c, c->closing ? NULL : "the client hung up with requests in flight");
-        return false;
-    }
     if (flush_tx(c) < 0) {
         drop_conn(c, "sending a reply failed");
         return false;
@@ -180,12 +223,9 @@ static void on_conn(struct nbd_conn *c, uint32_t events)
 {
     uint8_t *d;
     if ((events & (EPOLLHUP | EPOLLERR)) && !nbd_rx_want(c, &d)) {
-        /* Gone while nothing is read (back-pressure, or after DISC): the
-         * hang-up would wake the loop again and again.  Not polled any
-         * more; dropped once its requests are done (settle). */
-        epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        c->hup = true;
-        settle(c);
+        /* Gone while nothing is read (back-pressure, or after DISC): its
+         * requests in flight complete without replies (drop_conn). */
+        drop_conn(c, c->closing ? NULL : "the client hung up with requests in flight");
         return;
     }
     for (unsigned k = 0; k < CONN_BATCH; k++) {
@@ -634,7 +674,7 @@ VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
     s->listen_fd = s->own_listen ? s->listen_fd : -1; /* a caller's stays open */
     for (unsigned i = 0; s->conns && i < s->max_clients; i++)
         if (s->conns[i])
-            drop_conn(s->conns[i], NULL);
+            free_conn(s->conns[i], NULL); /* waits for its requests in flight */
     listen_watch(s, false);
     nbd_log_flush(s);
     close_fd(&s->listen_fd);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +27,14 @@
 #include <vdisk/vdisk.h>
 
 #include "endian.h"
+#include "fault.h"
 #include "harness.h"
 #include "nbd/nbd_internal.h"
 
 #define DISK_SIZE (4u << 20)
 
 static vdisk_dev *dev;
+static unsigned max_clients; /* server()'s, 0: the default */
 static char lines[64][256];
 static unsigned nlines;
 
@@ -78,20 +81,29 @@ static void teardown(void)
     vdisk_close(dev);
 }
 
+static int add_client(vdisk_nbd *h);
+
 /* A handle with no listener, and one client over a socketpair: returns the
  * client's end (non-blocking). */
 static vdisk_nbd *server(unsigned flags, unsigned hs_ms, unsigned req_ms, int *client)
 {
     struct vdisk_nbd_params p = {.struct_size = sizeof p, .flags = flags, .export_name = "disk",
                                  .description = "test disk", .handshake_timeout_ms = hs_ms,
-                                 .request_timeout_ms = req_ms, .log = logger};
+                                 .request_timeout_ms = req_ms, .log = logger,
+                                 .max_clients = max_clients};
     vdisk_nbd *h;
     ck_assert_msg(vdisk_nbd_new(&h, dev, -1, &p) == 0, "%s", vdisk_get_error());
+    *client = add_client(h);
+    return h;
+}
+
+/* Another client of H over a socketpair: its end (non-blocking). */
+static int add_client(vdisk_nbd *h)
+{
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     ck_assert_msg(vdisk_nbd_add_connection(h, sv[1]) == 0, "%s", vdisk_get_error());
-    *client = sv[0];
-    return h;
+    return sv[0];
 }
 
 static void pump(vdisk_nbd *h, int ms)
@@ -228,9 +240,18 @@ static uint32_t go(vdisk_nbd *h, int fd, const char *name, uint16_t *tflags)
 
 /* A client in the transmission phase (structured replies when asked,
  * base:allocation selected with them). */
+static void handshake(vdisk_nbd *h, int *fd, bool structured);
+
 static vdisk_nbd *connected(unsigned flags, unsigned req_ms, bool structured, int *fd)
 {
     vdisk_nbd *h = server(flags, 0, req_ms, fd);
+    handshake(h, fd, structured);
+    return h;
+}
+
+/* FD's client through the handshake (as connected() says). */
+static void handshake(vdisk_nbd *h, int *fd, bool structured)
+{
     send_flags(h, *fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
     uint8_t buf[256];
     uint32_t len;
@@ -254,7 +275,6 @@ static vdisk_nbd *connected(unsigned flags, unsigned req_ms, bool structured, in
     uint16_t tf = 0;
     ck_assert_uint_eq(go(h, *fd, "disk", &tf), 0);
     ck_assert(tf & NBD_FLAG_HAS_FLAGS);
-    return h;
 }
 
 static void request(vdisk_nbd *h, int fd, uint16_t type, uint16_t flags, uint64_t cookie,
@@ -633,6 +653,117 @@ START_TEST(hangup_in_flight)
 }
 END_TEST
 
+/* A client that goes (closes, or resets) with requests in flight on a slow
+ * device does not hold the loop: a second client is served while the
+ * first one's reads are still held by the device; the first connection is
+ * freed once they complete.  Then the same with vdisk_nbd_free() while
+ * they are held: it waits for them (released from another thread). */
+static void *release_reads(void *arg)
+{
+    struct fault_disk *f = arg;
+    struct timespec t = {0, 50 * 1000000L};
+    nanosleep(&t, NULL);
+    fault_hold_reads(f, 0, 0);
+    return NULL;
+}
+
+START_TEST(gone_with_reads_held)
+{
+    uint8_t *img = malloc(DISK_SIZE);
+    for (size_t i = 0; i < DISK_SIZE; i++)
+        img[i] = (uint8_t)(i >> 12);
+    struct fault_disk *f = fault_new(img, DISK_SIZE, DISK_SIZE);
+    ck_assert_ptr_nonnull(f);
+    struct vdisk_open_params op;
+    memset(&op, 0, sizeof op);
+    op.cache = VDISK_CACHE_WRITEBACK;
+    const char *e = getenv("VDISK_ENGINE");
+    op.engine = e && strcmp(e, "threads") == 0 ? VDISK_ENGINE_THREADS
+              : engine_uring_available() ? VDISK_ENGINE_URING : VDISK_ENGINE_THREADS;
+    op.locking = LOCK_OFF;
+    struct vdisk_dev *file, *fdev;
+    ck_assert(fault_open(&file, f, scratch("slow.img"), &op) == 0);
+    ck_assert_msg(dev_open_format(&fdev, file, "raw", &op, NULL) == 0, "%s", vdisk_get_error());
+    vdisk_dev *saved = dev;
+    dev = fdev;
+    max_clients = 2;
+    for (int round = 0; round < 4; round++) {
+        bool reset = round & 1, free_held = round >= 2;
+        /* Reads run on the disk's own thread (slow mode): the first 2 MiB
+         * are held there. */
+        ck_assert_int_eq(fault_set_delay(f, 1), 0);
+        fault_hold_reads(f, 0, 2u << 20);
+        uint64_t started = fault_reads_started(f);
+        int a;
+        vdisk_nbd *h = connected(0, 0, false, &a);
+        for (unsigned i = 0; i < 16; i++)
+            request(h, a, NBD_CMD_READ, 0, i, (uint64_t)(i % 2) << 20, 1u << 20);
+        uint64_t end = now_ms() + 5000;
+        while (fault_reads_started(f) - started < 16) {
+            ck_assert_msg(now_ms() < end, "the reads did not start");
+            pump(h, 10);
+        }
+        while (fault_reads_held(f) != 1) {
+            ck_assert_msg(now_ms() < end, "no read is held");
+            pump(h, 10);
+        }
+        /* The other requests run at once, on the submitting thread. */
+        ck_assert_int_eq(fault_set_delay(f, 0), 0);
+        nlines = 0;
+        if (reset) {
+            /* A reply left unread: closing resets the connection (Unix
+             * sockets: the server's recv fails with ECONNRESET). */
+            request(h, a, NBD_CMD_READ, 0, 99, DISK_SIZE, 512);
+            struct pollfd p = {.fd = a, .events = POLLIN};
+            while (poll(&p, 1, 0) == 0) {
+                ck_assert_msg(now_ms() < end, "no reply to an invalid read");
+                pump(h, 10);
+            }
+        }
+        close(a);
+        /* A second client, served from start to end meanwhile. */
+        int b = add_client(h);
+        handshake(h, &b, false);
+        request(h, b, NBD_CMD_READ, 0, 100, 3u << 20, 8192);
+        ck_assert_uint_eq(simple_reply(h, b, 100), 0);
+        uint8_t buf[8192];
+        ck_assert(xread(h, b, buf, sizeof buf));
+        ck_assert(memcmp(buf, img + (3u << 20), sizeof buf) == 0);
+        ck_assert_uint_eq(fault_reads_held(f), 1);
+        ck_assert_uint_eq(vdisk_nbd_clients(h), 2); /* the first one's reads hold its slot */
+        ck_assert_msg(logged(reset ? "client 1: Connection reset by peer; connection closed"
+                                   : "client 1 disconnected"), "%u lines: %s", nlines,
+                      nlines ? lines[0] : "");
+        request(h, b, NBD_CMD_DISC, 0, 101, 0, 0);
+        close(b);
+        while (vdisk_nbd_clients(h) > 1)
+            pump(h, 10);
+        if (free_held) {
+            /* vdisk_nbd_free waits for the reads (another thread lets them go). */
+            pthread_t t;
+            ck_assert_int_eq(pthread_create(&t, NULL, release_reads, f), 0);
+            vdisk_nbd_free(h);
+            pthread_join(t, NULL);
+        } else {
+            fault_hold_reads(f, 0, 0);
+            end = now_ms() + 5000;
+            while (vdisk_nbd_clients(h)) {
+                ck_assert_msg(now_ms() < end, "the first client was not freed");
+                pump(h, 10);
+            }
+            vdisk_nbd_free(h);
+        }
+        ck_assert_uint_eq(fault_reads_started(f) - started, 17);
+        ck_assert_uint_eq(fault_reads_held(f), 0);
+    }
+    max_clients = 0;
+    dev = saved;
+    vdisk_close(fdev);
+    fault_free(f);
+    free(img);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -740,6 +871,7 @@ static Suite *suite(void)
     tcase_add_test(tc, stalls);
     tcase_add_test(tc, option_flood);
     tcase_add_test(tc, hangup_in_flight);
+    tcase_add_test(tc, gone_with_reads_held);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
