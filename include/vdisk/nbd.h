@@ -22,7 +22,8 @@
  * qemu:allocation-depth); any other option is answered NBD_REP_ERR_UNSUP.
  * No TLS yet: NBD_OPT_STARTTLS is unsupported.  Commands READ (DF), WRITE
  * (FUA), FLUSH, TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE, FAST_ZERO), CACHE,
- * BLOCK_STATUS (REQ_ONE), DISC.  Requests of one connection run at once
+ * BLOCK_STATUS (REQ_ONE), DISC; FUA is accepted on every command and
+ * ignored where it means nothing (READ, FLUSH, CACHE, BLOCK_STATUS).  Requests of one connection run at once
  * (up to 64 in flight) on a vdisk_queue of their own; replies go out in
  * the order requests complete.  NBD_FLAG_CAN_MULTI_CONN is advertised: all
  * connections share the device in this process, so a flush on any of them

@@ -710,21 +710,22 @@ static int block_status(struct nbd_conn *c, struct nbd_req *q)
     return 0;
 }
 
-/* The flags each command takes. */
+/* The flags each command takes.  FUA is taken by every command (SEND_FUA
+ * is always advertised, and the spec says the server MUST accept it on all
+ * of them, even by ignoring it): it means something only for WRITE, TRIM
+ * and WRITE_ZEROES, and is ignored on the others (old QEMU clients send
+ * FLUSH with FUA). */
 static uint16_t allowed_flags(const struct nbd_conn *c, uint16_t type)
 {
     switch (type) {
     case NBD_CMD_READ:
-        return c->structured ? NBD_CMD_FLAG_DF : 0;
-    case NBD_CMD_WRITE:
-    case NBD_CMD_TRIM:
-        return NBD_CMD_FLAG_FUA;
+        return NBD_CMD_FLAG_FUA | (c->structured ? NBD_CMD_FLAG_DF : 0);
     case NBD_CMD_WRITE_ZEROES:
         return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
     case NBD_CMD_BLOCK_STATUS:
-        return NBD_CMD_FLAG_REQ_ONE;
+        return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
     default:
-        return 0;
+        return NBD_CMD_FLAG_FUA;
     }
 }
 

@@ -416,9 +416,23 @@ START_TEST(request_checks)
     ck_assert_uint_eq(simple_reply(h, fd, 4), NBD_ENOSPC);
     request(h, fd, NBD_CMD_TRIM, 0, 5, DISK_SIZE + 1, 0);
     ck_assert_uint_eq(simple_reply(h, fd, 5), NBD_EINVAL);
-    /* Flags a command does not take; unknown commands. */
+    /* FUA is taken by every command (the spec: the server MUST accept it,
+     * even by ignoring it; old QEMU sends FLUSH with FUA). */
     request(h, fd, NBD_CMD_FLUSH, NBD_CMD_FLAG_FUA, 6, 0, 0);
-    ck_assert_uint_eq(simple_reply(h, fd, 6), NBD_EINVAL);
+    ck_assert_uint_eq(simple_reply(h, fd, 6), 0);
+    request(h, fd, NBD_CMD_READ, NBD_CMD_FLAG_FUA, 61, 0, 512);
+    ck_assert_uint_eq(simple_reply(h, fd, 61), 0);
+    ck_assert(xread(h, fd, buf, 512));
+    ck_assert_uint_eq(buf[0], 0x5a);
+    request(h, fd, NBD_CMD_CACHE, NBD_CMD_FLAG_FUA, 62, 0, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 62), 0);
+    request(h, fd, NBD_CMD_TRIM, NBD_CMD_FLAG_FUA, 63, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 63), 0);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FUA, 64, 4096, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 64), 0);
+    /* Flags a command does not take; unknown commands. */
+    request(h, fd, NBD_CMD_FLUSH, NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE, 65, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 65), NBD_EINVAL);
     request(h, fd, NBD_CMD_READ, NBD_CMD_FLAG_DF, 7, 0, 512); /* DF needs structured replies */
     ck_assert_uint_eq(simple_reply(h, fd, 7), NBD_EINVAL);
     request(h, fd, NBD_CMD_WRITE, 0x8000, 8, 0, 16);
@@ -532,14 +546,20 @@ START_TEST(structured)
     ck_assert_uint_eq(be32_load(buf + 16), NBD_STATE_HOLE | NBD_STATE_ZERO);
     ck_assert_uint_eq(be32_load(buf + 20), 2u << 20);
     ck_assert_uint_eq(be32_load(buf + 24), 0);
-    request(h, fd, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 5, 4096, DISK_SIZE - 4096);
+    request(h, fd, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FUA, 5, 4096,
+            DISK_SIZE - 4096); /* (FUA is ignored) */
     ck_assert_uint_eq(chunk(h, fd, 5, &fl, &len), NBD_REPLY_TYPE_BLOCK_STATUS);
     ck_assert_uint_eq(len, 4 + 8);
     ck_assert(xread(h, fd, buf, len));
     ck_assert_uint_eq(be32_load(buf + 4), (1u << 20) - 4096);
-    /* Other commands: simple replies still. */
+    /* Other commands: simple replies still.  A read with FUA and DF. */
     request(h, fd, NBD_CMD_FLUSH, 0, 6, 0, 0);
     ck_assert_uint_eq(simple_reply(h, fd, 6), 0);
+    request(h, fd, NBD_CMD_READ, NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_DF, 7, 0, 512);
+    ck_assert_uint_eq(chunk(h, fd, 7, &fl, &len), NBD_REPLY_TYPE_OFFSET_DATA);
+    ck_assert_uint_eq(len, 8 + 512);
+    ck_assert(xread(h, fd, buf, len));
+    ck_assert_uint_eq(buf[8], 0x5a);
     close(fd);
     vdisk_nbd_free(h);
 }
