@@ -43,6 +43,10 @@
  * client that goes (hangs up, resets, is dropped) with requests in flight
  * has its socket closed at once, and its connection is freed once those
  * requests complete (their replies discarded), from the loop as usual.
+ * When accept() fails for want of file descriptors (EMFILE, ENFILE) or
+ * memory, the listening socket is left alone for 250 ms (or until a
+ * client goes) and new clients wait in its backlog; this is logged once
+ * until an accept works again.
  * What clients do wrong is logged through a token bucket (32 lines at
  * once, then one every 2 s; the lines left out are counted later).
  *

@@ -176,6 +176,10 @@ enum {
 #define NBD_LOG_REFILL_MS 2000u
 /* How often the deadlines are looked at. */
 #define NBD_TICK_MS 100u
+/* accept() out of file descriptors (EMFILE, ENFILE) or memory: the
+ * listening socket is not watched for this long (or until a client goes),
+ * so that its pending connection does not wake the loop again and again. */
+#define NBD_ACCEPT_PAUSE_MS 250u
 
 /* nbd_rx_done's verdict beyond 0. */
 #define NBD_CLOSE 1     /* drop the connection now */
@@ -253,6 +257,10 @@ struct vdisk_nbd {
     uint16_t port;
     int epfd, timer_fd, stop_fd;
     bool timer_armed;
+    uint64_t accept_retry;     /* ms: when the paused listening socket is
+                                * watched again; 0: not paused */
+    bool accept_failing;       /* accept() failed for want of resources
+                                * (logged once until an accept works) */
     struct nbd_conn **conns;   /* max_clients slots */
     unsigned nconns;
     uint64_t connections;

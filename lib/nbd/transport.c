@@ -103,8 +103,10 @@ static void free_conn(struct nbd_conn *c, const char *why)
     s->conns[c->slot] = NULL;
     s->nconns--;
     free(c);
-    if (s->nconns < s->max_clients)
+    if (s->nconns < s->max_clients) {
+        s->accept_retry = 0; /* a client went: its descriptors are free */
         listen_watch(s, true);
+    }
     if (s->nconns == 0)
         tick(s, false);
 }
@@ -268,6 +270,13 @@ static void on_tick(struct vdisk_nbd *s)
         /* nothing expired */
     }
     uint64_t now = nbd_now_ms();
+    if (s->accept_retry && now >= s->accept_retry) {
+        s->accept_retry = 0;
+        if (s->nconns < s->max_clients)
+            listen_watch(s, true);
+        if (s->nconns == 0)
+            tick(s, false);
+    }
     for (unsigned i = 0; i < s->max_clients; i++) {
         struct nbd_conn *c = s->conns[i];
         if (!c)
@@ -325,10 +334,26 @@ static void on_accept(struct vdisk_nbd *s)
     }
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-            nbd_log(s, "accept: %s", strerror(errno));
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED)
+            return;
+        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+            /* The pending connection keeps the socket readable: it is
+             * not watched for a while (on_tick, or a client going, watches
+             * it again), else the loop would spin. */
+            if (!s->accept_failing)
+                nbd_log(s, "accept: %s; new clients wait (retried every %u ms)", strerror(e),
+                        NBD_ACCEPT_PAUSE_MS);
+            s->accept_failing = true;
+            listen_watch(s, false);
+            s->accept_retry = nbd_now_ms() + NBD_ACCEPT_PAUSE_MS;
+            tick(s, true);
+            return;
+        }
+        nbd_log(s, "accept: %s", strerror(e));
         return;
     }
+    s->accept_failing = false;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails on Unix: fine */
     int r = take_connection(s, fd);

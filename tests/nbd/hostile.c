@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -784,6 +785,62 @@ START_TEST(gone_with_reads_held)
 }
 END_TEST
 
+/* accept() failing with EMFILE does not make the loop spin: the listening
+ * socket is left alone for a while, the failure is logged once, and the
+ * waiting client is served once descriptors are free again. */
+START_TEST(accept_emfile)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(lfd, 4), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    struct vdisk_nbd_params p = {.struct_size = sizeof p, .log = logger};
+    vdisk_nbd *h;
+    ck_assert_msg(vdisk_nbd_new(&h, dev, lfd, &p) == 0, "%s", vdisk_get_error());
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    /* No descriptor left: the lowest free one is the limit. */
+    int low = dup(2);
+    ck_assert_int_ge(low, 0);
+    close(low);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)low;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    nlines = 0;
+    unsigned wakeups = 0;
+    uint64_t end = now_ms() + 600;
+    while (now_ms() < end) {
+        struct pollfd pf = {.fd = vdisk_nbd_get_fd(h), .events = POLLIN};
+        if (poll(&pf, 1, 20) > 0) {
+            ck_assert_int_ge(vdisk_nbd_process(h), 0);
+            wakeups++;
+        }
+    }
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    /* Spinning makes thousands; paused: the failure, a tick every 100 ms,
+     * a retry every 250 ms. */
+    ck_assert_msg(wakeups < 40, "%u wake-ups in 600 ms", wakeups);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+    unsigned n = 0;
+    for (unsigned i = 0; i < nlines; i++)
+        n += strstr(lines[i], "accept: Too many open files; new clients wait") != NULL;
+    ck_assert_msg(n == 1, "%u lines: %s", nlines, nlines ? lines[0] : "");
+    /* Descriptors again: the client is served. */
+    uint8_t g[18];
+    ck_assert(xread(h, c, g, sizeof g));
+    ck_assert_uint_eq(be64_load(g), NBD_MAGIC);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 1);
+    close(c);
+    vdisk_nbd_free(h);
+    close(lfd);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -892,6 +949,7 @@ static Suite *suite(void)
     tcase_add_test(tc, option_flood);
     tcase_add_test(tc, hangup_in_flight);
     tcase_add_test(tc, gone_with_reads_held);
+    tcase_add_test(tc, accept_emfile);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
