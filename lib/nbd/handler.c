@@ -382,12 +382,13 @@ static unsigned ctx_match(const uint8_t *q, size_t len, bool list)
     return m;
 }
 
-static int ctx_reply(struct nbd_conn *c, unsigned id)
+/* A NBD_REP_META_CONTEXT reply naming context ID, carrying WIRE_ID. */
+static int ctx_reply(struct nbd_conn *c, unsigned id, uint32_t wire_id)
 {
     const char *name = id == NBD_CTX_BASE_ALLOCATION ? "base:allocation" : "qemu:allocation-depth";
     uint8_t b[4 + 32];
     size_t n = strlen(name);
-    be32_store(b, id);
+    be32_store(b, wire_id);
     memcpy(b + 4, name, n);
     return opt_reply(c, NBD_REP_META_CONTEXT, b, 4 + n);
 }
@@ -396,6 +397,11 @@ static int ctx_reply(struct nbd_conn *c, unsigned id)
 static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
 {
     const char *on = opt_name(c->opt);
+    if (set) {
+        /* The spec: SET replaces the selection, also when it fails. */
+        c->ctx_base = false;
+        c->ctx_depth = false;
+    }
     if (set && !c->structured)
         return opt_error(c, NBD_REP_ERR_INVALID, "%s: structured replies were not negotiated",
                          on);
@@ -436,9 +442,10 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
         c->ctx_depth = m & (1u << NBD_CTX_ALLOCATION_DEPTH);
     }
     int r = 0;
+    /* LIST's replies carry id 0 (the spec: reserved, SHOULD be zero). */
     for (unsigned id = NBD_CTX_BASE_ALLOCATION; !r && id <= NBD_CTX_ALLOCATION_DEPTH; id++)
         if (m & (1u << id))
-            r = ctx_reply(c, id);
+            r = ctx_reply(c, id, set ? id : 0);
     return r ? r : opt_reply(c, NBD_REP_ACK, NULL, 0);
 }
 

@@ -566,6 +566,81 @@ START_TEST(structured)
 }
 END_TEST
 
+/* LIST_META_CONTEXT or SET_META_CONTEXT on EXPORT with QUERY (NULL: none). */
+static void send_meta(vdisk_nbd *h, int fd, uint32_t opt, const char *export, const char *query)
+{
+    uint8_t d[128];
+    size_t el = strlen(export), p = 0;
+    be32_store(d, (uint32_t)el);
+    memcpy(d + 4, export, el);
+    p = 4 + el;
+    be32_store(d + p, query ? 1 : 0);
+    p += 4;
+    if (query) {
+        size_t ql = strlen(query);
+        be32_store(d + p, (uint32_t)ql);
+        memcpy(d + p + 4, query, ql);
+        p += 4 + ql;
+    }
+    send_opt(h, fd, opt, d, (uint32_t)p);
+}
+
+/* LIST_META_CONTEXT replies carry id 0; a SET_META_CONTEXT that fails
+ * leaves no context selected (the spec: it replaces the selection, also
+ * when it fails). */
+START_TEST(meta_contexts)
+{
+    int fd;
+    uint8_t buf[256];
+    uint32_t len;
+    uint16_t fl, tf;
+    vdisk_nbd *h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    send_opt(h, fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    send_meta(h, fd, NBD_OPT_LIST_META_CONTEXT, "disk", NULL);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_META_CONTEXT);
+    ck_assert_uint_eq(len, 4 + 15);
+    ck_assert_uint_eq(be32_load(buf), 0);
+    ck_assert_int_eq(memcmp(buf + 4, "base:allocation", 15), 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_META_CONTEXT);
+    ck_assert_uint_eq(len, 4 + 21);
+    ck_assert_uint_eq(be32_load(buf), 0);
+    ck_assert_int_eq(memcmp(buf + 4, "qemu:allocation-depth", 21), 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    /* SET: its id; a LIST meanwhile does not change the selection. */
+    send_meta(h, fd, NBD_OPT_SET_META_CONTEXT, "disk", "base:allocation");
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_META_CONTEXT);
+    ck_assert_uint_eq(be32_load(buf), NBD_CTX_BASE_ALLOCATION);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    send_meta(h, fd, NBD_OPT_LIST_META_CONTEXT, "disk", "base:allocation");
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_META_CONTEXT);
+    ck_assert_uint_eq(be32_load(buf), 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    /* A SET that fails (unknown export): nothing selected any more. */
+    send_meta(h, fd, NBD_OPT_SET_META_CONTEXT, "other", "base:allocation");
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ERR_UNKNOWN);
+    ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+    request(h, fd, NBD_CMD_BLOCK_STATUS, 0, 1, 0, 4096);
+    ck_assert_uint_eq(chunk(h, fd, 1, &fl, &len), NBD_REPLY_TYPE_ERROR);
+    ck_assert_uint_eq(len, 6);
+    ck_assert(xread(h, fd, buf, len));
+    ck_assert_uint_eq(be32_load(buf), NBD_EINVAL);
+    ck_assert(logged("block status with no meta context selected"));
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 START_TEST(stalls)
 {
     int fd;
@@ -945,6 +1020,7 @@ static Suite *suite(void)
     tcase_add_test(tc, handshake_rules);
     tcase_add_test(tc, request_checks);
     tcase_add_test(tc, structured);
+    tcase_add_test(tc, meta_contexts);
     tcase_add_test(tc, stalls);
     tcase_add_test(tc, option_flood);
     tcase_add_test(tc, hangup_in_flight);
