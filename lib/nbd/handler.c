@@ -512,6 +512,18 @@ static uint32_t nbd_errno(int err)
     }
 }
 
+/* The NBD error for request Q failing with the negative errno ERR.  The
+ * spec: a WRITE_ZEROES without FAST_ZERO MUST NOT fail with NBD_ENOTSUP
+ * (SEND_FAST_ZERO is advertised): EIO then. */
+static uint32_t req_errno(const struct nbd_req *q, int err)
+{
+    uint32_t e = nbd_errno(err);
+    if (e == NBD_ENOTSUP && q->type == NBD_CMD_WRITE_ZEROES &&
+        !(q->flags & NBD_CMD_FLAG_FAST_ZERO))
+        e = NBD_EIO;
+    return e;
+}
+
 /* Whether the reply to a request of TYPE is structured on C. */
 static bool structured_reply(const struct nbd_conn *c, uint16_t type)
 {
@@ -636,7 +648,7 @@ static void req_done(void *user, int result)
     if (result == 0 && q->type == NBD_CMD_READ)
         read_reply(c, q);
     else
-        reply_status(c, q->cookie, q->type, result < 0 ? nbd_errno(result) : 0);
+        reply_status(c, q->cookie, q->type, result < 0 ? req_errno(q, result) : 0);
     /* (No memory for a reply: the client waits for it in vain; its
      * connection times out when it gives up.  Rare enough.) */
     req_free(q);
@@ -846,7 +858,7 @@ static int start_request(struct nbd_conn *c, struct nbd_req *q)
         c->in_flight++;
         return 0;
     }
-    int k = reply_status(c, q->cookie, q->type, r < 0 ? nbd_errno(r) : 0);
+    int k = reply_status(c, q->cookie, q->type, r < 0 ? req_errno(q, r) : 0);
     req_free(q);
     return k;
 }

@@ -763,13 +763,9 @@ static void *release_reads(void *arg)
     return NULL;
 }
 
-START_TEST(gone_with_reads_held)
+/* A raw device over a fault disk holding IMG (DISK_SIZE bytes). */
+static struct vdisk_dev *open_fault(struct fault_disk *f)
 {
-    uint8_t *img = malloc(DISK_SIZE);
-    for (size_t i = 0; i < DISK_SIZE; i++)
-        img[i] = (uint8_t)(i >> 12);
-    struct fault_disk *f = fault_new(img, DISK_SIZE, DISK_SIZE);
-    ck_assert_ptr_nonnull(f);
     struct vdisk_open_params op;
     memset(&op, 0, sizeof op);
     op.cache = VDISK_CACHE_WRITEBACK;
@@ -780,6 +776,17 @@ START_TEST(gone_with_reads_held)
     struct vdisk_dev *file, *fdev;
     ck_assert(fault_open(&file, f, scratch("slow.img"), &op) == 0);
     ck_assert_msg(dev_open_format(&fdev, file, "raw", &op, NULL) == 0, "%s", vdisk_get_error());
+    return fdev;
+}
+
+START_TEST(gone_with_reads_held)
+{
+    uint8_t *img = malloc(DISK_SIZE);
+    for (size_t i = 0; i < DISK_SIZE; i++)
+        img[i] = (uint8_t)(i >> 12);
+    struct fault_disk *f = fault_new(img, DISK_SIZE, DISK_SIZE);
+    ck_assert_ptr_nonnull(f);
+    struct vdisk_dev *fdev = open_fault(f);
     vdisk_dev *saved = dev;
     dev = fdev;
     max_clients = 2;
@@ -916,6 +923,35 @@ START_TEST(accept_emfile)
 }
 END_TEST
 
+/* The device failing a WRITE_ZEROES with ENOTSUP: EIO without FAST_ZERO
+ * (the spec: it MUST NOT fail with NBD_ENOTSUP then), ENOTSUP with it. */
+START_TEST(zeroes_enotsup)
+{
+    uint8_t *img = calloc(1, DISK_SIZE);
+    struct fault_disk *f = fault_new(img, DISK_SIZE, DISK_SIZE);
+    ck_assert_ptr_nonnull(f);
+    struct vdisk_dev *fdev = open_fault(f);
+    vdisk_dev *saved = dev;
+    dev = fdev;
+    int fd;
+    vdisk_nbd *h = connected(0, 0, false, &fd);
+    fault_fail_writes(f, fault_writes(f) + 1, 2, -ENOTSUP);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, 0, 1, 0, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), NBD_EIO);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 2, 0, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 2), NBD_ENOTSUP);
+    /* Then it works. */
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 3, 0, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 3), 0);
+    close(fd);
+    vdisk_nbd_free(h);
+    dev = saved;
+    vdisk_close(fdev);
+    fault_free(f);
+    free(img);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -1026,6 +1062,7 @@ static Suite *suite(void)
     tcase_add_test(tc, hangup_in_flight);
     tcase_add_test(tc, gone_with_reads_held);
     tcase_add_test(tc, accept_emfile);
+    tcase_add_test(tc, zeroes_enotsup);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
