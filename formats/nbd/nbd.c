@@ -34,8 +34,15 @@
  * (RECONNECT_TRIES attempts, backing off from RECONNECT_FIRST_MS) and sends
  * again every command that was unanswered, writes included: NBD commands
  * are idempotent and QEMU's nbd driver resends them in the same way.  (As
- * with QEMU, a write the old server acknowledged without FUA and then lost
- * with its cache is not recovered; a flush after it reports nothing.)  A
+ * with QEMU, a write the old server acknowledged without FUA cannot be
+ * sent again.)  The server may have lost such a write with its cache, so
+ * when a connection drops after a write (or zero, or trim) was answered
+ * without FUA and before a flush covered it, and the export can flush,
+ * the device is poisoned: every later flush fails with EIO and the message
+ * "the NBD connection was lost after N write(s) that no flush covered ...", as
+ * the core does after any failed flush (fsync-gate).  Writes are numbered
+ * device-wide when answered; a flush covers every write answered before it
+ * was sent, on any connection (multi-conn).  A
  * command goes at most CMD_TRIES times; when reconnecting fails, every
  * command waiting fails with EIO and a message, and the next request tries
  * one connection at once.  An error the server reports is never retried.
@@ -75,6 +82,7 @@ struct nbd_cmd {
     uint64_t off, len;
     void *buf;
     uint32_t flags;            /* LIBNBD_CMD_FLAG_* */
+    uint64_t covers;           /* a flush: the writes answered before it was sent */
     int tries;
     int error;                 /* errno of its answer */
     bool server_error;         /* ... which came from the server */
@@ -111,6 +119,13 @@ struct nbd_dev {
     uint64_t max_payload;
     unsigned nconns;           /* connections open (1, or more with multi-conn) */
     atomic_uint next;          /* the connection the next request goes to */
+    /* Durability across reconnects: writes answered without FUA are
+     * numbered (acked), a flush that succeeds covers all up to the number
+     * when it was sent (flushed).  poisoned: set once, never cleared. */
+    atomic_uint_fast64_t acked, flushed;
+    atomic_bool poisoned;
+    pthread_mutex_t poison_lock; /* guards poison_msg while it is written */
+    char poison_msg[320];
     struct nbd_conn *conns;
 };
 
@@ -130,6 +145,8 @@ struct nbd_conn {
     struct nbd_cmd *answered, *answered_tail;
     struct nbd_cmd *retry, *retry_tail;
     bool broken;               /* reconnecting failed; try once per batch */
+    uint64_t last_write;       /* number of its last write answered without FUA */
+    uint64_t unflushed;        /* how many it answered since its last flush */
 };
 
 struct nbd_req {
@@ -265,6 +282,17 @@ static int cmd_answered(void *user_data, int *error)
     c->server_error = e && e != ENOTCONN && e != ESHUTDOWN && e != ECONNRESET && e != EPIPE &&
                       e != ECONNABORTED;
     inflight_remove(n, c);
+    if (!e && !(c->flags & LIBNBD_CMD_FLAG_FUA) &&
+        (c->kind == CMD_WRITE || c->kind == CMD_ZERO || c->kind == CMD_TRIM)) {
+        n->last_write = atomic_fetch_add(&n->s->acked, 1) + 1;
+        n->unflushed++;
+    } else if (!e && c->kind == CMD_FLUSH) {
+        uint_fast64_t f = atomic_load(&n->s->flushed);
+        while (f < c->covers && !atomic_compare_exchange_weak(&n->s->flushed, &f, c->covers))
+            ;
+        if (n->last_write <= c->covers)
+            n->unflushed = 0;
+    }
     list_push(&n->answered, &n->answered_tail, c);
     return 1;
 }
@@ -362,6 +390,15 @@ static void issue(struct nbd_conn *n, struct nbd_cmd *c)
     c->error = 0;
     if (c->kind == CMD_STATUS)
         c->op->st_len = 0; /* a resend starts over */
+    if (c->kind == CMD_FLUSH && atomic_load(&n->s->poisoned)) {
+        pthread_mutex_lock(&n->s->poison_lock);
+        op_fail(c->op, EIO, "%s", n->s->poison_msg);
+        pthread_mutex_unlock(&n->s->poison_lock);
+        cmd_finished(n, c);
+        return;
+    }
+    if (c->kind == CMD_FLUSH)
+        c->covers = atomic_load(&n->s->acked);
     inflight_add(n, c);
     nbd_completion_callback cb = {.callback = cmd_answered, .user_data = c};
     int64_t cookie = -1;
@@ -462,6 +499,19 @@ static void reconnect(struct nbd_conn *n, int tries)
         else
             cmd_finished(n, c);
     }
+    /* Writes the lost server answered and no flush covered may be lost. */
+    if (n->last_write > atomic_load(&n->s->flushed) && n->s->can_flush) {
+        pthread_mutex_lock(&n->s->poison_lock);
+        if (!atomic_load(&n->s->poisoned))
+            snprintf(n->s->poison_msg, sizeof n->s->poison_msg,
+                     "the NBD connection was lost after %" PRIu64 " write(s) that no flush "
+                     "covered; the server may have lost them, so no later flush can succeed",
+                     n->unflushed);
+        atomic_store(&n->s->poisoned, true);
+        pthread_mutex_unlock(&n->s->poison_lock);
+    }
+    n->last_write = 0;
+    n->unflushed = 0;
     char msg[256] = "";
     unsigned delay = RECONNECT_FIRST_MS;
     for (int i = 0; i < tries && !stopping(n); i++) {
@@ -612,12 +662,14 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         return err_set(-ENOMEM, "out of memory");
     n->dev = dev;
     dev->priv = n;
+    pthread_mutex_init(&n->poison_lock, NULL);
     int r;
     n->conns = calloc(want, sizeof *n->conns);
     n->uri = strdup(dev->filename);
     if (!n->conns || !n->uri) {
         free(n->conns);
         free(n->uri);
+        pthread_mutex_destroy(&n->poison_lock);
         free(n);
         dev->priv = NULL;
         return err_set(-ENOMEM, "out of memory");
@@ -694,6 +746,7 @@ static void nbdc_close(struct vdisk_dev *dev)
         conn_stop(&n->conns[i]);
     free(n->conns);
     free(n->uri);
+    pthread_mutex_destroy(&n->poison_lock);
     free(n);
     dev->priv = NULL;
 }

@@ -637,6 +637,61 @@ START_TEST(reconnect_in_flight)
 }
 END_TEST
 
+/* One write with FLAGS (VDISK_REQ_FUA or 0) through a queue. */
+static void write_flags(vdisk_dev *d, uint64_t off, uint8_t fill, uint32_t flags)
+{
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, d, 4), 0);
+    static uint8_t buf[4096];
+    memset(buf, fill, sizeof buf);
+    struct iovec v = {buf, sizeof buf};
+    struct done_count c = {0, 0};
+    ck_assert_int_eq(vdisk_aio_pwritev(q, &v, 1, off, flags, count_done, &c), 0);
+    ck_assert_int_ge(vdisk_queue_submit(q), 0);
+    while (c.done < 1)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    ck_assert_int_eq(c.failed, 0);
+    vdisk_queue_free(q);
+}
+
+/* A write answered without FUA and not flushed when the server dies (the
+ * memory plugin loses it): every later flush fails, with a message.  With
+ * FUA, or a flush before the server dies, flushes go on succeeding. */
+START_TEST(lost_writes_fail_flush)
+{
+    const char *sock = scratch("l.sock"), *pid = pidfile("l.pid");
+    char *uri = strdup(unix_uri("", sock));
+    for (int mode = 0; mode < 3; mode++) {
+        start_nbdkit(sock, pid, "memory 8M");
+        vdisk_dev *d = open_rw(uri);
+        write_flags(d, MiB, 0x11, mode == 1 ? VDISK_REQ_FUA : 0);
+        if (mode == 2)
+            ck_assert_int_eq(vdisk_flush(d), 0);
+        kill_server_sock(pid, sock);
+        start_nbdkit(sock, pid, "memory 8M");
+        if (mode == 0) {
+            ck_assert_int_eq(vdisk_flush(d), -EIO);
+            char *want = strdup(fmt("vdisk_flush: %s: the NBD connection was lost after 1 "
+                                    "write(s) that no flush covered; the server may have lost "
+                                    "them, so no later flush can succeed", uri));
+            ck_assert_str_eq(vdisk_get_error(), want);
+            free(want);
+            /* Reads and writes go on; flushes keep failing. */
+            write_flags(d, 2 * MiB, 0x22, 0);
+            ck_assert_int_eq(vdisk_flush(d), -EIO);
+            ck_assert_int_eq(vdisk_flush(d), -EIO);
+        } else {
+            ck_assert_msg(vdisk_flush(d) == 0, "%s", vdisk_get_error());
+            write_flags(d, 2 * MiB, 0x22, 0);
+            ck_assert_msg(vdisk_flush(d) == 0, "%s", vdisk_get_error());
+        }
+        vdisk_close(d);
+        kill_server_sock(pid, sock);
+    }
+    free(uri);
+}
+END_TEST
+
 /* Random reads, writes and zeroes of many sizes and offsets, synchronous and
  * several at once, against a model of the export. */
 static void random_io(const char *conns)
@@ -784,6 +839,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, many_in_flight);
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);
+    tcase_add_test(tc, lost_writes_fail_flush);
     tcase_add_test(tc, random_against_model);
     tcase_add_test(tc, random_multi_conn);
     tcase_add_test(tc, multi_conn);
