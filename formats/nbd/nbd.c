@@ -43,6 +43,13 @@
  * the core does after any failed flush (fsync-gate).  Writes are numbered
  * device-wide when answered; a flush covers every write answered before it
  * was sent, on any connection (multi-conn).  A
+ * After a reconnect the new server's features are checked against those
+ * found at open: a new size, a read-only export or a larger minimum block
+ * size fails the reconnect (every command waiting fails with EIO and the
+ * reason); a feature lost (FUA, flush, trim, write zeroes, or multi-conn
+ * with several connections) fails, with EIO and a message, each command
+ * that needs it on that connection (a flush, for multi-conn), and the
+ * command is never sent.  A
  * command goes at most CMD_TRIES times; when reconnecting fails, every
  * command waiting fails with EIO and a message, and the next request tries
  * one connection at once.  An error the server reports is never retried.
@@ -147,6 +154,8 @@ struct nbd_conn {
     bool broken;               /* reconnecting failed; try once per batch */
     uint64_t last_write;       /* number of its last write answered without FUA */
     uint64_t unflushed;        /* how many it answered since its last flush */
+    const char *lost;          /* a feature the server lost across a reconnect */
+    bool lost_fua, lost_flush, lost_trim, lost_zero, lost_multi;
 };
 
 struct nbd_req {
@@ -212,8 +221,12 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
             return err_set(-EIO, "%s: the export's size changed from %" PRIu64 " to %" PRId64
                            " bytes across a reconnect", n->uri, n->size, size);
         if (ro && !n->read_only)
-            return err_set(-EROFS, "%s: the export became read-only across a reconnect",
+            return err_set(-EIO, "%s: the export became read-only across a reconnect",
                            n->uri);
+        int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+        if (min > 1 && (uint64_t)min > n->dev->align)
+            return err_set(-EIO, "%s: the export's minimum block size grew to %" PRId64
+                           " bytes across a reconnect", n->uri, min);
         return 0;
     }
     n->size = (uint64_t)size;
@@ -399,6 +412,25 @@ static void issue(struct nbd_conn *n, struct nbd_cmd *c)
     }
     if (c->kind == CMD_FLUSH)
         c->covers = atomic_load(&n->s->acked);
+    const char *lost = NULL;
+    if ((c->kind == CMD_WRITE || c->kind == CMD_ZERO) && (c->flags & LIBNBD_CMD_FLAG_FUA) &&
+        n->lost_fua)
+        lost = "FUA";
+    else if (c->kind == CMD_FLUSH && n->lost_flush)
+        lost = "flush";
+    else if (c->kind == CMD_FLUSH && n->lost_multi)
+        lost = "multi-conn (a flush no longer covers the other connections)";
+    else if (c->kind == CMD_TRIM && n->lost_trim)
+        lost = "trim";
+    else if (c->kind == CMD_ZERO && n->lost_zero)
+        lost = "write zeroes";
+    if (lost) {
+        char why[200];
+        snprintf(why, sizeof why, "the server no longer offers %s since a reconnect",
+                 lost);
+        fail_cmd(n, c, EIO, why);
+        return;
+    }
     inflight_add(n, c);
     nbd_completion_callback cb = {.callback = cmd_answered, .user_data = c};
     int64_t cookie = -1;
@@ -529,6 +561,12 @@ static void reconnect(struct nbd_conn *n, int tries)
         }
         n->h = h;
         n->broken = false;
+        struct nbd_dev *s = n->s;
+        n->lost_fua = s->can_fua && nbd_can_fua(h) != 1;
+        n->lost_flush = s->can_flush && nbd_can_flush(h) != 1;
+        n->lost_trim = s->can_trim && nbd_can_trim(h) != 1;
+        n->lost_zero = s->can_zero && nbd_can_zero(h) != 1;
+        n->lost_multi = s->nconns > 1 && nbd_can_multi_conn(h) != 1;
         break;
     }
     struct nbd_cmd *list = n->retry;

@@ -692,6 +692,83 @@ START_TEST(lost_writes_fail_flush)
 }
 END_TEST
 
+struct msg_done {
+    int done, result;
+    char msg[512];
+};
+
+static void keep_msg(void *user, int result)
+{
+    struct msg_done *m = user;
+    m->done = 1;
+    m->result = result;
+    if (result < 0)
+        snprintf(m->msg, sizeof m->msg, "%s", vdisk_get_error());
+}
+
+/* The server comes back without features it had at open: the commands that
+ * need them fail with a message (never sent); a new size or a read-only
+ * export fails everything. */
+START_TEST(features_lost)
+{
+    const char *sock = scratch("f.sock"), *pid = pidfile("f.pid");
+    char *uri = strdup(unix_uri("", sock));
+    start_nbdkit(sock, pid, "memory 8M");
+    vdisk_dev *d = open_rw(uri);
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    kill_server_sock(pid, sock);
+    /* The eval plugin on a file: no FUA, no trim; the nozero filter: no
+     * write zeroes.  (The fua filter's fuamode=none is refused by nbdkit
+     * 1.32.) */
+    const char *img = scratch("f.raw");
+    RUN_OK("truncate -s 8M '%s'", img);
+    start_nbdkit(sock, pid, fmt("--filter=nozero eval get_size='echo 8388608' "
+                                "pread='dd if=%s skip=$4 count=$3 iflag=skip_bytes,count_bytes "
+                                "status=none' pwrite='dd of=%s seek=$4 conv=notrunc "
+                                "oflag=seek_bytes status=none' can_write='exit 0' "
+                                "can_flush='exit 0' flush='exit 0' can_fua='echo none' "
+                                "zeromode=none", img, img));
+    write_flags(d, MiB, 0x11, 0); /* plain writes go on */
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    char *want = strdup(fmt("vdisk_aio_pwritev: %s: NBD write of 4096 bytes at offset %d "
+                            "failed: the server no longer offers FUA since a reconnect", uri,
+                            2 * MiB));
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, d, 4), 0);
+    static uint8_t buf[4096];
+    struct iovec v = {buf, sizeof buf};
+    struct msg_done m = {0, 0, ""};
+    ck_assert_int_eq(vdisk_aio_pwritev(q, &v, 1, 2 * MiB, VDISK_REQ_FUA, keep_msg, &m), 0);
+    ck_assert_int_ge(vdisk_queue_submit(q), 0);
+    while (!m.done)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    ck_assert_int_eq(m.result, -EIO);
+    ck_assert_str_eq(m.msg, want);
+    vdisk_queue_free(q);
+    free(want);
+    ck_assert_int_eq(vdisk_write_zeroes(d, 3 * MiB, 65536, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "no longer offers write zeroes since a reconnect"));
+    ck_assert_int_eq(vdisk_discard(d, 4 * MiB, 65536), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "no longer offers trim since a reconnect"));
+    ck_assert_int_eq(vdisk_flush(d), 0);
+
+    /* Smaller, then read-only: everything fails. */
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "memory 4M");
+    uint8_t rb[512];
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(),
+                                 "the export's size changed from 8388608 to 4194304 bytes"));
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "-r memory 8M");
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the export became read-only"));
+    vdisk_close(d);
+    kill_server_sock(pid, sock);
+    free(uri);
+}
+END_TEST
+
 /* Random reads, writes and zeroes of many sizes and offsets, synchronous and
  * several at once, against a model of the export. */
 static void random_io(const char *conns)
@@ -840,6 +917,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);
     tcase_add_test(tc, lost_writes_fail_flush);
+    tcase_add_test(tc, features_lost);
     tcase_add_test(tc, random_against_model);
     tcase_add_test(tc, random_multi_conn);
     tcase_add_test(tc, multi_conn);
