@@ -53,6 +53,15 @@
  * command goes at most CMD_TRIES times; when reconnecting fails, every
  * command waiting fails with EIO and a message, and the next request tries
  * one connection at once.  An error the server reports is never retried.
+ *
+ * Timeouts.  The option timeout=SECONDS (1 to 3600, default 30) bounds
+ * each attempt to connect (TCP or Unix connect, TLS and the handshake:
+ * libnbd's asynchronous connect, polled with a deadline, and stopped early
+ * when the device closes) and each command's answer: a command unanswered
+ * for that long (counted from when it was handed to libnbd) fails with
+ * ETIMEDOUT and a message, and the connection is dropped and made again
+ * (the other commands in flight go again on the new one).  A server that
+ * is merely slow must answer within the timeout; raise it for such.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -77,6 +86,8 @@
 #define RECONNECT_MAX_MS  1000
 #define CMD_TRIES         4
 #define ZERO_CHUNK        (1u << 20)
+#define DEFAULT_TIMEOUT_S 30
+#define MAX_TIMEOUT_S     3600
 
 enum cmd_kind { CMD_READ, CMD_WRITE, CMD_FLUSH, CMD_TRIM, CMD_ZERO, CMD_STATUS };
 
@@ -92,6 +103,8 @@ struct nbd_cmd {
     uint64_t covers;           /* a flush: the writes answered before it was sent */
     int tries;
     int error;                 /* errno of its answer */
+    int64_t deadline_ms;       /* unanswered by then: timed out */
+    bool timed_out;
     bool server_error;         /* ... which came from the server */
     struct nbd_cmd *next;      /* on a list of the worker's */
     struct nbd_cmd *prev_inflight, *next_inflight;
@@ -124,6 +137,7 @@ struct nbd_dev {
     uint64_t size;
     bool can_fua, can_flush, can_trim, can_zero, have_status, read_only, multi_conn;
     uint64_t max_payload;
+    int64_t timeout_ms;        /* option timeout= */
     unsigned nconns;           /* connections open (1, or more with multi-conn) */
     atomic_uint next;          /* the connection the next request goes to */
     /* Durability across reconnects: writes answered without FUA are
@@ -182,10 +196,22 @@ static void wake(struct nbd_conn *n)
 
 /* ---- Connecting ----------------------------------------------------------- */
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool stopping(struct nbd_conn *n);
+
 /* A handle connected to URI, or NULL with a message in MSG and the errno
- * in *ERR.  LOCAL_FILES lets the URI name local files (tls-psk-file). */
-static struct nbd_handle *connect_uri(const char *uri, bool local_files, char *msg,
-                                      size_t msgsize, int *err)
+ * in *ERR.  LOCAL_FILES lets the URI name local files (tls-psk-file).
+ * Gives up after TIMEOUT_MS (ETIMEDOUT), or when CONN (if not NULL) is
+ * stopping (ECANCELED). */
+static struct nbd_handle *connect_uri(const char *uri, bool local_files, int64_t timeout_ms,
+                                      struct nbd_conn *conn, char *msg, size_t msgsize,
+                                      int *err)
 {
     struct nbd_handle *h = nbd_create();
     *err = ENOMEM;
@@ -194,13 +220,34 @@ static struct nbd_handle *connect_uri(const char *uri, bool local_files, char *m
         return NULL;
     }
     if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_set_uri_allow_local_file(h, local_files) < 0 || nbd_connect_uri(h, uri) < 0) {
-        snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "unknown error");
-        *err = nbd_get_errno() > 0 ? nbd_get_errno() : EIO;
-        nbd_close(h);
-        return NULL;
+        nbd_set_uri_allow_local_file(h, local_files) < 0 || nbd_aio_connect_uri(h, uri) < 0)
+        goto failed;
+    int64_t deadline = now_ms() + timeout_ms;
+    while (nbd_aio_is_connecting(h) == 1) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            snprintf(msg, msgsize, "no answer from the server within %" PRId64 " s",
+                     timeout_ms / 1000);
+            *err = ETIMEDOUT;
+            nbd_close(h);
+            return NULL;
+        }
+        if (conn && stopping(conn)) {
+            snprintf(msg, msgsize, "the device is closing");
+            *err = ECANCELED;
+            nbd_close(h);
+            return NULL;
+        }
+        if (nbd_poll(h, left < 100 ? (int)left : 100) < 0)
+            goto failed;
     }
-    return h;
+    if (nbd_aio_is_ready(h) == 1)
+        return h;
+failed:
+    snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "the connection failed");
+    *err = nbd_get_errno() > 0 ? nbd_get_errno() : EIO;
+    nbd_close(h);
+    return NULL;
 }
 
 /*
@@ -431,6 +478,8 @@ static void issue(struct nbd_conn *n, struct nbd_cmd *c)
         fail_cmd(n, c, EIO, why);
         return;
     }
+    c->deadline_ms = now_ms() + n->s->timeout_ms;
+    c->timed_out = false;
     inflight_add(n, c);
     nbd_completion_callback cb = {.callback = cmd_answered, .user_data = c};
     int64_t cookie = -1;
@@ -551,7 +600,8 @@ static void reconnect(struct nbd_conn *n, int tries)
             sleep_ms(delay);
         delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
         int e;
-        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, msg, sizeof msg, &e);
+        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, n->s->timeout_ms, n,
+                                           msg, sizeof msg, &e);
         if (!h)
             continue;
         if (read_features(n->s, h, false) < 0) {
@@ -574,7 +624,12 @@ static void reconnect(struct nbd_conn *n, int tries)
     while (list) {
         struct nbd_cmd *c = list;
         list = c->next;
-        if (!n->h)
+        if (c->timed_out) {
+            char why[96];
+            snprintf(why, sizeof why, "no answer from the server within %" PRId64 " s",
+                     n->s->timeout_ms / 1000);
+            fail_cmd(n, c, ETIMEDOUT, why);
+        } else if (!n->h)
             fail_cmd(n, c, EIO, msg[0] ? msg : "the connection was lost");
         else if (c->tries >= CMD_TRIES)
             fail_cmd(n, c, EIO, "the connection was lost too many times");
@@ -618,7 +673,16 @@ static void *worker(void *arg)
             if (dir & LIBNBD_AIO_DIRECTION_WRITE)
                 p[1].events |= POLLOUT;
         }
-        if (poll(p, 2, -1) < 0)
+        int wait = -1;
+        if (n->inflight) {
+            int64_t first = INT64_MAX;
+            for (struct nbd_cmd *c = n->inflight; c; c = c->next_inflight)
+                if (c->deadline_ms < first)
+                    first = c->deadline_ms;
+            int64_t left = first - now_ms();
+            wait = left <= 0 ? 0 : left > 60000 ? 60000 : (int)left;
+        }
+        if (poll(p, 2, wait) < 0)
             continue;
         if (p[0].revents & POLLIN) {
             uint64_t v;
@@ -637,7 +701,13 @@ static void *worker(void *arg)
                 nbd_aio_notify_write(n->h);
         }
         process_answered(n);
-        if (n->inflight && connection_lost(n))
+        /* Commands past their deadline: the connection goes, they fail. */
+        bool late = false;
+        int64_t t = now_ms();
+        for (struct nbd_cmd *c = n->inflight; c; c = c->next_inflight)
+            if (c->deadline_ms <= t)
+                late = c->timed_out = true;
+        if (n->inflight && (late || connection_lost(n)))
             reconnect(n, RECONNECT_TRIES);
     }
     return NULL;
@@ -684,14 +754,21 @@ static void nbdc_close(struct vdisk_dev *dev);
  * several connections (multi-conn), requests are spread over N of them in
  * turn; a flush on any covers the writes completed on all, as the NBD
  * protocol promises for multi-conn.  Without multi-conn one is used.
+ * timeout=SECONDS (1 to 3600, default 30): see "Timeouts" above.
  */
 static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
     (void)file;
-    uint64_t want = 1;
+    uint64_t want = 1, timeout = DEFAULT_TIMEOUT_S;
     const char *v = os ? opt_take(os, "connections") : NULL;
     if (v) {
         int r = opt_uint("connections", v, 1, MAX_CONNS, &want);
+        if (r < 0)
+            return r;
+    }
+    v = os ? opt_take(os, "timeout") : NULL;
+    if (v) {
+        int r = opt_uint("timeout", v, 1, MAX_TIMEOUT_S, &timeout);
         if (r < 0)
             return r;
     }
@@ -699,6 +776,7 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (!n)
         return err_set(-ENOMEM, "out of memory");
     n->dev = dev;
+    n->timeout_ms = (int64_t)timeout * 1000;
     dev->priv = n;
     pthread_mutex_init(&n->poison_lock, NULL);
     int r;
@@ -724,7 +802,7 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     char msg[256];
     int e;
     struct nbd_conn *c0 = &n->conns[0];
-    c0->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+    c0->h = connect_uri(n->uri, n->local_files, n->timeout_ms, NULL, msg, sizeof msg, &e);
     if (!c0->h) {
         r = err_set(-e, "Could not open '%s': %s", dev->filename, msg);
         goto fail;
@@ -754,7 +832,7 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (n->multi_conn) {
         for (unsigned i = 1; i < want; i++) {
             struct nbd_conn *c = &n->conns[i];
-            c->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+            c->h = connect_uri(n->uri, n->local_files, n->timeout_ms, NULL, msg, sizeof msg, &e);
             if (!c->h) {
                 r = err_set(-e, "Could not open '%s' (connection %u of %u): %s",
                             dev->filename, i + 1, (unsigned)want, msg);

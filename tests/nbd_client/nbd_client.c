@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -406,7 +407,7 @@ START_TEST(tls_psk)
     /* Without TLS the server says no. */
     r = run("%s info '%s'", vdisk_bin(), unix_uri("exp", sock));
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: Could not open '%s': nbd_connect_uri: "
+    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: Could not open '%s': nbd_poll: "
                                  "handshake: server requires TLS encryption first: Operation "
                                  "not supported\n", unix_uri("exp", sock)));
     /* An overlay may not make vdisk read a key file. */
@@ -769,6 +770,67 @@ START_TEST(features_lost)
 }
 END_TEST
 
+/* vdisk_open of URI as raw with the option timeout=SECONDS: its result. */
+static int open_timeout(vdisk_dev **d, const char *uri, const char *seconds)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "timeout", seconds), 0);
+    int r = vdisk_open(d, uri, o);
+    vdisk_options_free(o);
+    return r;
+}
+
+/* A server that never answers a command, or never greets: the timeout
+ * (option timeout=1) ends the wait, with ETIMEDOUT and a message. */
+START_TEST(timeouts)
+{
+    const char *sock = scratch("t.sock"), *pid = pidfile("t.pid");
+    char *uri = strdup(unix_uri("", sock));
+    start_nbdkit(sock, pid, "--filter=delay memory 8M rdelay=20");
+    vdisk_dev *d = NULL;
+    ck_assert_msg(open_timeout(&d, uri, "1") == 0, "%s", vdisk_get_error());
+    uint8_t buf[512];
+    double t0 = now_s();
+    ck_assert_int_eq(vdisk_pread(d, buf, sizeof buf, 0), -ETIMEDOUT);
+    double t = now_s() - t0;
+    ck_assert_msg(t >= 0.9 && t < 5.0, "the read gave up after %.1f s", t);
+    char *want = strdup(fmt("vdisk_pread: %s: NBD read of 512 bytes at offset 0 failed: no "
+                            "answer from the server within 1 s", uri));
+    ck_assert_str_eq(vdisk_get_error(), want);
+    free(want);
+    /* The connection was made again: writes (not delayed) go on. */
+    memset(buf, 0x5a, sizeof buf);
+    ck_assert_msg(vdisk_pwrite(d, buf, sizeof buf, 0) == 0, "%s", vdisk_get_error());
+    ck_assert_msg(vdisk_flush(d) == 0, "%s", vdisk_get_error());
+    t0 = now_s();
+    vdisk_close(d);
+    ck_assert_msg(now_s() - t0 < 5.0, "close took %.1f s", now_s() - t0);
+    kill_server_sock(pid, sock);
+    ck_assert_int_eq(open_timeout(&d, uri, "0"), -EINVAL);
+
+    /* A socket that takes connections into its backlog and never greets. */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    t0 = now_s();
+    ck_assert_int_eq(open_timeout(&d, uri, "1"), -ETIMEDOUT);
+    t = now_s() - t0;
+    ck_assert_msg(t >= 0.9 && t < 5.0, "the open gave up after %.1f s", t);
+    want = strdup(fmt("vdisk_open: Could not open '%s': no answer from the server "
+                      "within 1 s", uri));
+    ck_assert_str_eq(vdisk_get_error(), want);
+    free(want);
+    close(fd);
+    unlink(sock);
+    free(uri);
+}
+END_TEST
+
 /* Random reads, writes and zeroes of many sizes and offsets, synchronous and
  * several at once, against a model of the export. */
 static void random_io(const char *conns)
@@ -918,6 +980,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, reconnect_in_flight);
     tcase_add_test(tc, lost_writes_fail_flush);
     tcase_add_test(tc, features_lost);
+    tcase_add_test(tc, timeouts);
     tcase_add_test(tc, random_against_model);
     tcase_add_test(tc, random_multi_conn);
     tcase_add_test(tc, multi_conn);
