@@ -34,11 +34,34 @@
  * (RECONNECT_TRIES attempts, backing off from RECONNECT_FIRST_MS) and sends
  * again every command that was unanswered, writes included: NBD commands
  * are idempotent and QEMU's nbd driver resends them in the same way.  (As
- * with QEMU, a write the old server acknowledged without FUA and then lost
- * with its cache is not recovered; a flush after it reports nothing.)  A
+ * with QEMU, a write the old server acknowledged without FUA cannot be
+ * sent again.)  The server may have lost such a write with its cache, so
+ * when a connection drops after a write (or zero, or trim) was answered
+ * without FUA and before a flush covered it, and the export can flush,
+ * the device is poisoned: every later flush fails with EIO and the message
+ * "the NBD connection was lost after N write(s) that no flush covered ...", as
+ * the core does after any failed flush (fsync-gate).  Writes are numbered
+ * device-wide when answered; a flush covers every write answered before it
+ * was sent, on any connection (multi-conn).  A
+ * After a reconnect the new server's features are checked against those
+ * found at open: a new size, a read-only export or a larger minimum block
+ * size fails the reconnect (every command waiting fails with EIO and the
+ * reason); a feature lost (FUA, flush, trim, write zeroes, or multi-conn
+ * with several connections) fails, with EIO and a message, each command
+ * that needs it on that connection (a flush, for multi-conn), and the
+ * command is never sent.  A
  * command goes at most CMD_TRIES times; when reconnecting fails, every
  * command waiting fails with EIO and a message, and the next request tries
  * one connection at once.  An error the server reports is never retried.
+ *
+ * Timeouts.  The option timeout=SECONDS (1 to 3600, default 30) bounds
+ * each attempt to connect (TCP or Unix connect, TLS and the handshake:
+ * libnbd's asynchronous connect, polled with a deadline, and stopped early
+ * when the device closes) and each command's answer: a command unanswered
+ * for that long (counted from when it was handed to libnbd) fails with
+ * ETIMEDOUT and a message, and the connection is dropped and made again
+ * (the other commands in flight go again on the new one).  A server that
+ * is merely slow must answer within the timeout; raise it for such.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -63,6 +86,8 @@
 #define RECONNECT_MAX_MS  1000
 #define CMD_TRIES         4
 #define ZERO_CHUNK        (1u << 20)
+#define DEFAULT_TIMEOUT_S 30
+#define MAX_TIMEOUT_S     3600
 
 enum cmd_kind { CMD_READ, CMD_WRITE, CMD_FLUSH, CMD_TRIM, CMD_ZERO, CMD_STATUS };
 
@@ -75,8 +100,11 @@ struct nbd_cmd {
     uint64_t off, len;
     void *buf;
     uint32_t flags;            /* LIBNBD_CMD_FLAG_* */
+    uint64_t covers;           /* a flush: the writes answered before it was sent */
     int tries;
     int error;                 /* errno of its answer */
+    int64_t deadline_ms;       /* unanswered by then: timed out */
+    bool timed_out;
     bool server_error;         /* ... which came from the server */
     struct nbd_cmd *next;      /* on a list of the worker's */
     struct nbd_cmd *prev_inflight, *next_inflight;
@@ -109,8 +137,16 @@ struct nbd_dev {
     uint64_t size;
     bool can_fua, can_flush, can_trim, can_zero, have_status, read_only, multi_conn;
     uint64_t max_payload;
+    int64_t timeout_ms;        /* option timeout= */
     unsigned nconns;           /* connections open (1, or more with multi-conn) */
     atomic_uint next;          /* the connection the next request goes to */
+    /* Durability across reconnects: writes answered without FUA are
+     * numbered (acked), a flush that succeeds covers all up to the number
+     * when it was sent (flushed).  poisoned: set once, never cleared. */
+    atomic_uint_fast64_t acked, flushed;
+    atomic_bool poisoned;
+    pthread_mutex_t poison_lock; /* guards poison_msg while it is written */
+    char poison_msg[320];
     struct nbd_conn *conns;
 };
 
@@ -130,6 +166,10 @@ struct nbd_conn {
     struct nbd_cmd *answered, *answered_tail;
     struct nbd_cmd *retry, *retry_tail;
     bool broken;               /* reconnecting failed; try once per batch */
+    uint64_t last_write;       /* number of its last write answered without FUA */
+    uint64_t unflushed;        /* how many it answered since its last flush */
+    const char *lost;          /* a feature the server lost across a reconnect */
+    bool lost_fua, lost_flush, lost_trim, lost_zero, lost_multi;
 };
 
 struct nbd_req {
@@ -156,10 +196,22 @@ static void wake(struct nbd_conn *n)
 
 /* ---- Connecting ----------------------------------------------------------- */
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool stopping(struct nbd_conn *n);
+
 /* A handle connected to URI, or NULL with a message in MSG and the errno
- * in *ERR.  LOCAL_FILES lets the URI name local files (tls-psk-file). */
-static struct nbd_handle *connect_uri(const char *uri, bool local_files, char *msg,
-                                      size_t msgsize, int *err)
+ * in *ERR.  LOCAL_FILES lets the URI name local files (tls-psk-file).
+ * Gives up after TIMEOUT_MS (ETIMEDOUT), or when CONN (if not NULL) is
+ * stopping (ECANCELED). */
+static struct nbd_handle *connect_uri(const char *uri, bool local_files, int64_t timeout_ms,
+                                      struct nbd_conn *conn, char *msg, size_t msgsize,
+                                      int *err)
 {
     struct nbd_handle *h = nbd_create();
     *err = ENOMEM;
@@ -168,13 +220,34 @@ static struct nbd_handle *connect_uri(const char *uri, bool local_files, char *m
         return NULL;
     }
     if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_set_uri_allow_local_file(h, local_files) < 0 || nbd_connect_uri(h, uri) < 0) {
-        snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "unknown error");
-        *err = nbd_get_errno() > 0 ? nbd_get_errno() : EIO;
-        nbd_close(h);
-        return NULL;
+        nbd_set_uri_allow_local_file(h, local_files) < 0 || nbd_aio_connect_uri(h, uri) < 0)
+        goto failed;
+    int64_t deadline = now_ms() + timeout_ms;
+    while (nbd_aio_is_connecting(h) == 1) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            snprintf(msg, msgsize, "no answer from the server within %" PRId64 " s",
+                     timeout_ms / 1000);
+            *err = ETIMEDOUT;
+            nbd_close(h);
+            return NULL;
+        }
+        if (conn && stopping(conn)) {
+            snprintf(msg, msgsize, "the device is closing");
+            *err = ECANCELED;
+            nbd_close(h);
+            return NULL;
+        }
+        if (nbd_poll(h, left < 100 ? (int)left : 100) < 0)
+            goto failed;
     }
-    return h;
+    if (nbd_aio_is_ready(h) == 1)
+        return h;
+failed:
+    snprintf(msg, msgsize, "%s", nbd_get_error() ? nbd_get_error() : "the connection failed");
+    *err = nbd_get_errno() > 0 ? nbd_get_errno() : EIO;
+    nbd_close(h);
+    return NULL;
 }
 
 /*
@@ -195,8 +268,12 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
             return err_set(-EIO, "%s: the export's size changed from %" PRIu64 " to %" PRId64
                            " bytes across a reconnect", n->uri, n->size, size);
         if (ro && !n->read_only)
-            return err_set(-EROFS, "%s: the export became read-only across a reconnect",
+            return err_set(-EIO, "%s: the export became read-only across a reconnect",
                            n->uri);
+        int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+        if (min > 1 && (uint64_t)min > n->dev->align)
+            return err_set(-EIO, "%s: the export's minimum block size grew to %" PRId64
+                           " bytes across a reconnect", n->uri, min);
         return 0;
     }
     n->size = (uint64_t)size;
@@ -265,6 +342,17 @@ static int cmd_answered(void *user_data, int *error)
     c->server_error = e && e != ENOTCONN && e != ESHUTDOWN && e != ECONNRESET && e != EPIPE &&
                       e != ECONNABORTED;
     inflight_remove(n, c);
+    if (!e && !(c->flags & LIBNBD_CMD_FLAG_FUA) &&
+        (c->kind == CMD_WRITE || c->kind == CMD_ZERO || c->kind == CMD_TRIM)) {
+        n->last_write = atomic_fetch_add(&n->s->acked, 1) + 1;
+        n->unflushed++;
+    } else if (!e && c->kind == CMD_FLUSH) {
+        uint_fast64_t f = atomic_load(&n->s->flushed);
+        while (f < c->covers && !atomic_compare_exchange_weak(&n->s->flushed, &f, c->covers))
+            ;
+        if (n->last_write <= c->covers)
+            n->unflushed = 0;
+    }
     list_push(&n->answered, &n->answered_tail, c);
     return 1;
 }
@@ -362,6 +450,36 @@ static void issue(struct nbd_conn *n, struct nbd_cmd *c)
     c->error = 0;
     if (c->kind == CMD_STATUS)
         c->op->st_len = 0; /* a resend starts over */
+    if (c->kind == CMD_FLUSH && atomic_load(&n->s->poisoned)) {
+        pthread_mutex_lock(&n->s->poison_lock);
+        op_fail(c->op, EIO, "%s", n->s->poison_msg);
+        pthread_mutex_unlock(&n->s->poison_lock);
+        cmd_finished(n, c);
+        return;
+    }
+    if (c->kind == CMD_FLUSH)
+        c->covers = atomic_load(&n->s->acked);
+    const char *lost = NULL;
+    if ((c->kind == CMD_WRITE || c->kind == CMD_ZERO) && (c->flags & LIBNBD_CMD_FLAG_FUA) &&
+        n->lost_fua)
+        lost = "FUA";
+    else if (c->kind == CMD_FLUSH && n->lost_flush)
+        lost = "flush";
+    else if (c->kind == CMD_FLUSH && n->lost_multi)
+        lost = "multi-conn (a flush no longer covers the other connections)";
+    else if (c->kind == CMD_TRIM && n->lost_trim)
+        lost = "trim";
+    else if (c->kind == CMD_ZERO && n->lost_zero)
+        lost = "write zeroes";
+    if (lost) {
+        char why[200];
+        snprintf(why, sizeof why, "the server no longer offers %s since a reconnect",
+                 lost);
+        fail_cmd(n, c, EIO, why);
+        return;
+    }
+    c->deadline_ms = now_ms() + n->s->timeout_ms;
+    c->timed_out = false;
     inflight_add(n, c);
     nbd_completion_callback cb = {.callback = cmd_answered, .user_data = c};
     int64_t cookie = -1;
@@ -462,6 +580,19 @@ static void reconnect(struct nbd_conn *n, int tries)
         else
             cmd_finished(n, c);
     }
+    /* Writes the lost server answered and no flush covered may be lost. */
+    if (n->last_write > atomic_load(&n->s->flushed) && n->s->can_flush) {
+        pthread_mutex_lock(&n->s->poison_lock);
+        if (!atomic_load(&n->s->poisoned))
+            snprintf(n->s->poison_msg, sizeof n->s->poison_msg,
+                     "the NBD connection was lost after %" PRIu64 " write(s) that no flush "
+                     "covered; the server may have lost them, so no later flush can succeed",
+                     n->unflushed);
+        atomic_store(&n->s->poisoned, true);
+        pthread_mutex_unlock(&n->s->poison_lock);
+    }
+    n->last_write = 0;
+    n->unflushed = 0;
     char msg[256] = "";
     unsigned delay = RECONNECT_FIRST_MS;
     for (int i = 0; i < tries && !stopping(n); i++) {
@@ -469,7 +600,8 @@ static void reconnect(struct nbd_conn *n, int tries)
             sleep_ms(delay);
         delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
         int e;
-        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, msg, sizeof msg, &e);
+        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, n->s->timeout_ms, n,
+                                           msg, sizeof msg, &e);
         if (!h)
             continue;
         if (read_features(n->s, h, false) < 0) {
@@ -479,6 +611,12 @@ static void reconnect(struct nbd_conn *n, int tries)
         }
         n->h = h;
         n->broken = false;
+        struct nbd_dev *s = n->s;
+        n->lost_fua = s->can_fua && nbd_can_fua(h) != 1;
+        n->lost_flush = s->can_flush && nbd_can_flush(h) != 1;
+        n->lost_trim = s->can_trim && nbd_can_trim(h) != 1;
+        n->lost_zero = s->can_zero && nbd_can_zero(h) != 1;
+        n->lost_multi = s->nconns > 1 && nbd_can_multi_conn(h) != 1;
         break;
     }
     struct nbd_cmd *list = n->retry;
@@ -486,7 +624,12 @@ static void reconnect(struct nbd_conn *n, int tries)
     while (list) {
         struct nbd_cmd *c = list;
         list = c->next;
-        if (!n->h)
+        if (c->timed_out) {
+            char why[96];
+            snprintf(why, sizeof why, "no answer from the server within %" PRId64 " s",
+                     n->s->timeout_ms / 1000);
+            fail_cmd(n, c, ETIMEDOUT, why);
+        } else if (!n->h)
             fail_cmd(n, c, EIO, msg[0] ? msg : "the connection was lost");
         else if (c->tries >= CMD_TRIES)
             fail_cmd(n, c, EIO, "the connection was lost too many times");
@@ -530,7 +673,16 @@ static void *worker(void *arg)
             if (dir & LIBNBD_AIO_DIRECTION_WRITE)
                 p[1].events |= POLLOUT;
         }
-        if (poll(p, 2, -1) < 0)
+        int wait = -1;
+        if (n->inflight) {
+            int64_t first = INT64_MAX;
+            for (struct nbd_cmd *c = n->inflight; c; c = c->next_inflight)
+                if (c->deadline_ms < first)
+                    first = c->deadline_ms;
+            int64_t left = first - now_ms();
+            wait = left <= 0 ? 0 : left > 60000 ? 60000 : (int)left;
+        }
+        if (poll(p, 2, wait) < 0)
             continue;
         if (p[0].revents & POLLIN) {
             uint64_t v;
@@ -549,7 +701,13 @@ static void *worker(void *arg)
                 nbd_aio_notify_write(n->h);
         }
         process_answered(n);
-        if (n->inflight && connection_lost(n))
+        /* Commands past their deadline: the connection goes, they fail. */
+        bool late = false;
+        int64_t t = now_ms();
+        for (struct nbd_cmd *c = n->inflight; c; c = c->next_inflight)
+            if (c->deadline_ms <= t)
+                late = c->timed_out = true;
+        if (n->inflight && (late || connection_lost(n)))
             reconnect(n, RECONNECT_TRIES);
     }
     return NULL;
@@ -596,14 +754,21 @@ static void nbdc_close(struct vdisk_dev *dev);
  * several connections (multi-conn), requests are spread over N of them in
  * turn; a flush on any covers the writes completed on all, as the NBD
  * protocol promises for multi-conn.  Without multi-conn one is used.
+ * timeout=SECONDS (1 to 3600, default 30): see "Timeouts" above.
  */
 static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
     (void)file;
-    uint64_t want = 1;
+    uint64_t want = 1, timeout = DEFAULT_TIMEOUT_S;
     const char *v = os ? opt_take(os, "connections") : NULL;
     if (v) {
         int r = opt_uint("connections", v, 1, MAX_CONNS, &want);
+        if (r < 0)
+            return r;
+    }
+    v = os ? opt_take(os, "timeout") : NULL;
+    if (v) {
+        int r = opt_uint("timeout", v, 1, MAX_TIMEOUT_S, &timeout);
         if (r < 0)
             return r;
     }
@@ -611,13 +776,16 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (!n)
         return err_set(-ENOMEM, "out of memory");
     n->dev = dev;
+    n->timeout_ms = (int64_t)timeout * 1000;
     dev->priv = n;
+    pthread_mutex_init(&n->poison_lock, NULL);
     int r;
     n->conns = calloc(want, sizeof *n->conns);
     n->uri = strdup(dev->filename);
     if (!n->conns || !n->uri) {
         free(n->conns);
         free(n->uri);
+        pthread_mutex_destroy(&n->poison_lock);
         free(n);
         dev->priv = NULL;
         return err_set(-ENOMEM, "out of memory");
@@ -634,7 +802,7 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     char msg[256];
     int e;
     struct nbd_conn *c0 = &n->conns[0];
-    c0->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+    c0->h = connect_uri(n->uri, n->local_files, n->timeout_ms, NULL, msg, sizeof msg, &e);
     if (!c0->h) {
         r = err_set(-e, "Could not open '%s': %s", dev->filename, msg);
         goto fail;
@@ -664,7 +832,7 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (n->multi_conn) {
         for (unsigned i = 1; i < want; i++) {
             struct nbd_conn *c = &n->conns[i];
-            c->h = connect_uri(n->uri, n->local_files, msg, sizeof msg, &e);
+            c->h = connect_uri(n->uri, n->local_files, n->timeout_ms, NULL, msg, sizeof msg, &e);
             if (!c->h) {
                 r = err_set(-e, "Could not open '%s' (connection %u of %u): %s",
                             dev->filename, i + 1, (unsigned)want, msg);
@@ -694,6 +862,7 @@ static void nbdc_close(struct vdisk_dev *dev)
         conn_stop(&n->conns[i]);
     free(n->conns);
     free(n->uri);
+    pthread_mutex_destroy(&n->poison_lock);
     free(n);
     dev->priv = NULL;
 }

@@ -49,6 +49,10 @@
  *   connections  NBD exports only (1..16, default 1): connections to the
  *              server when it allows several (multi-conn); requests go to
  *              each in turn.  Without multi-conn one is used.
+ *   timeout    NBD exports only (1..3600 seconds, default 30): bounds each
+ *              attempt to connect (and reconnect) and each command's
+ *              answer; a command unanswered that long fails with
+ *              -ETIMEDOUT and the connection is made again.
  *   backing-confine  on | off (default off): for untrusted images.  A
  *              backing file name (qcow2) must stay inside the folder of the
  *              image that names it: names that are absolute, name a

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -406,7 +407,7 @@ START_TEST(tls_psk)
     /* Without TLS the server says no. */
     r = run("%s info '%s'", vdisk_bin(), unix_uri("exp", sock));
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: Could not open '%s': nbd_connect_uri: "
+    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: Could not open '%s': nbd_poll: "
                                  "handshake: server requires TLS encryption first: Operation "
                                  "not supported\n", unix_uri("exp", sock)));
     /* An overlay may not make vdisk read a key file. */
@@ -637,6 +638,199 @@ START_TEST(reconnect_in_flight)
 }
 END_TEST
 
+/* One write with FLAGS (VDISK_REQ_FUA or 0) through a queue. */
+static void write_flags(vdisk_dev *d, uint64_t off, uint8_t fill, uint32_t flags)
+{
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, d, 4), 0);
+    static uint8_t buf[4096];
+    memset(buf, fill, sizeof buf);
+    struct iovec v = {buf, sizeof buf};
+    struct done_count c = {0, 0};
+    ck_assert_int_eq(vdisk_aio_pwritev(q, &v, 1, off, flags, count_done, &c), 0);
+    ck_assert_int_ge(vdisk_queue_submit(q), 0);
+    while (c.done < 1)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    ck_assert_int_eq(c.failed, 0);
+    vdisk_queue_free(q);
+}
+
+/* A write answered without FUA and not flushed when the server dies (the
+ * memory plugin loses it): every later flush fails, with a message.  With
+ * FUA, or a flush before the server dies, flushes go on succeeding. */
+START_TEST(lost_writes_fail_flush)
+{
+    const char *sock = scratch("l.sock"), *pid = pidfile("l.pid");
+    char *uri = strdup(unix_uri("", sock));
+    for (int mode = 0; mode < 3; mode++) {
+        start_nbdkit(sock, pid, "memory 8M");
+        vdisk_dev *d = open_rw(uri);
+        write_flags(d, MiB, 0x11, mode == 1 ? VDISK_REQ_FUA : 0);
+        if (mode == 2)
+            ck_assert_int_eq(vdisk_flush(d), 0);
+        kill_server_sock(pid, sock);
+        start_nbdkit(sock, pid, "memory 8M");
+        if (mode == 0) {
+            ck_assert_int_eq(vdisk_flush(d), -EIO);
+            char *want = strdup(fmt("vdisk_flush: %s: the NBD connection was lost after 1 "
+                                    "write(s) that no flush covered; the server may have lost "
+                                    "them, so no later flush can succeed", uri));
+            ck_assert_str_eq(vdisk_get_error(), want);
+            free(want);
+            /* Reads and writes go on; flushes keep failing. */
+            write_flags(d, 2 * MiB, 0x22, 0);
+            ck_assert_int_eq(vdisk_flush(d), -EIO);
+            ck_assert_int_eq(vdisk_flush(d), -EIO);
+        } else {
+            ck_assert_msg(vdisk_flush(d) == 0, "%s", vdisk_get_error());
+            write_flags(d, 2 * MiB, 0x22, 0);
+            ck_assert_msg(vdisk_flush(d) == 0, "%s", vdisk_get_error());
+        }
+        vdisk_close(d);
+        kill_server_sock(pid, sock);
+    }
+    free(uri);
+}
+END_TEST
+
+struct msg_done {
+    int done, result;
+    char msg[512];
+};
+
+static void keep_msg(void *user, int result)
+{
+    struct msg_done *m = user;
+    m->done = 1;
+    m->result = result;
+    if (result < 0)
+        snprintf(m->msg, sizeof m->msg, "%s", vdisk_get_error());
+}
+
+/* The server comes back without features it had at open: the commands that
+ * need them fail with a message (never sent); a new size or a read-only
+ * export fails everything. */
+START_TEST(features_lost)
+{
+    const char *sock = scratch("f.sock"), *pid = pidfile("f.pid");
+    char *uri = strdup(unix_uri("", sock));
+    start_nbdkit(sock, pid, "memory 8M");
+    vdisk_dev *d = open_rw(uri);
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    kill_server_sock(pid, sock);
+    /* The eval plugin on a file: no FUA, no trim; the nozero filter: no
+     * write zeroes.  (The fua filter's fuamode=none is refused by nbdkit
+     * 1.32.) */
+    const char *img = scratch("f.raw");
+    RUN_OK("truncate -s 8M '%s'", img);
+    start_nbdkit(sock, pid, fmt("--filter=nozero eval get_size='echo 8388608' "
+                                "pread='dd if=%s skip=$4 count=$3 iflag=skip_bytes,count_bytes "
+                                "status=none' pwrite='dd of=%s seek=$4 conv=notrunc "
+                                "oflag=seek_bytes status=none' can_write='exit 0' "
+                                "can_flush='exit 0' flush='exit 0' can_fua='echo none' "
+                                "zeromode=none", img, img));
+    write_flags(d, MiB, 0x11, 0); /* plain writes go on */
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    char *want = strdup(fmt("vdisk_aio_pwritev: %s: NBD write of 4096 bytes at offset %d "
+                            "failed: the server no longer offers FUA since a reconnect", uri,
+                            2 * MiB));
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, d, 4), 0);
+    static uint8_t buf[4096];
+    struct iovec v = {buf, sizeof buf};
+    struct msg_done m = {0, 0, ""};
+    ck_assert_int_eq(vdisk_aio_pwritev(q, &v, 1, 2 * MiB, VDISK_REQ_FUA, keep_msg, &m), 0);
+    ck_assert_int_ge(vdisk_queue_submit(q), 0);
+    while (!m.done)
+        ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+    ck_assert_int_eq(m.result, -EIO);
+    ck_assert_str_eq(m.msg, want);
+    vdisk_queue_free(q);
+    free(want);
+    ck_assert_int_eq(vdisk_write_zeroes(d, 3 * MiB, 65536, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "no longer offers write zeroes since a reconnect"));
+    ck_assert_int_eq(vdisk_discard(d, 4 * MiB, 65536), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "no longer offers trim since a reconnect"));
+    ck_assert_int_eq(vdisk_flush(d), 0);
+
+    /* Smaller, then read-only: everything fails. */
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "memory 4M");
+    uint8_t rb[512];
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(),
+                                 "the export's size changed from 8388608 to 4194304 bytes"));
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "-r memory 8M");
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the export became read-only"));
+    vdisk_close(d);
+    kill_server_sock(pid, sock);
+    free(uri);
+}
+END_TEST
+
+/* vdisk_open of URI as raw with the option timeout=SECONDS: its result. */
+static int open_timeout(vdisk_dev **d, const char *uri, const char *seconds)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "timeout", seconds), 0);
+    int r = vdisk_open(d, uri, o);
+    vdisk_options_free(o);
+    return r;
+}
+
+/* A server that never answers a command, or never greets: the timeout
+ * (option timeout=1) ends the wait, with ETIMEDOUT and a message. */
+START_TEST(timeouts)
+{
+    const char *sock = scratch("t.sock"), *pid = pidfile("t.pid");
+    char *uri = strdup(unix_uri("", sock));
+    start_nbdkit(sock, pid, "--filter=delay memory 8M rdelay=20");
+    vdisk_dev *d = NULL;
+    ck_assert_msg(open_timeout(&d, uri, "1") == 0, "%s", vdisk_get_error());
+    uint8_t buf[512];
+    double t0 = now_s();
+    ck_assert_int_eq(vdisk_pread(d, buf, sizeof buf, 0), -ETIMEDOUT);
+    double t = now_s() - t0;
+    ck_assert_msg(t >= 0.9 && t < 5.0, "the read gave up after %.1f s", t);
+    char *want = strdup(fmt("vdisk_pread: %s: NBD read of 512 bytes at offset 0 failed: no "
+                            "answer from the server within 1 s", uri));
+    ck_assert_str_eq(vdisk_get_error(), want);
+    free(want);
+    /* The connection was made again: writes (not delayed) go on. */
+    memset(buf, 0x5a, sizeof buf);
+    ck_assert_msg(vdisk_pwrite(d, buf, sizeof buf, 0) == 0, "%s", vdisk_get_error());
+    ck_assert_msg(vdisk_flush(d) == 0, "%s", vdisk_get_error());
+    t0 = now_s();
+    vdisk_close(d);
+    ck_assert_msg(now_s() - t0 < 5.0, "close took %.1f s", now_s() - t0);
+    kill_server_sock(pid, sock);
+    ck_assert_int_eq(open_timeout(&d, uri, "0"), -EINVAL);
+
+    /* A socket that takes connections into its backlog and never greets. */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    t0 = now_s();
+    ck_assert_int_eq(open_timeout(&d, uri, "1"), -ETIMEDOUT);
+    t = now_s() - t0;
+    ck_assert_msg(t >= 0.9 && t < 5.0, "the open gave up after %.1f s", t);
+    want = strdup(fmt("vdisk_open: Could not open '%s': no answer from the server "
+                      "within 1 s", uri));
+    ck_assert_str_eq(vdisk_get_error(), want);
+    free(want);
+    close(fd);
+    unlink(sock);
+    free(uri);
+}
+END_TEST
+
 /* Random reads, writes and zeroes of many sizes and offsets, synchronous and
  * several at once, against a model of the export. */
 static void random_io(const char *conns)
@@ -784,6 +978,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, many_in_flight);
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);
+    tcase_add_test(tc, lost_writes_fail_flush);
+    tcase_add_test(tc, features_lost);
+    tcase_add_test(tc, timeouts);
     tcase_add_test(tc, random_against_model);
     tcase_add_test(tc, random_multi_conn);
     tcase_add_test(tc, multi_conn);
