@@ -795,7 +795,7 @@ START_TEST(timeouts)
     double t0 = now_s();
     ck_assert_int_eq(vdisk_pread(d, buf, sizeof buf, 0), -ETIMEDOUT);
     double t = now_s() - t0;
-    ck_assert_msg(t >= 0.9 && t < 5.0, "the read gave up after %.1f s", t);
+    ck_assert_msg(t >= 0.9 && t < 15.0, "the read gave up after %.1f s", t);
     char *want = strdup(fmt("vdisk_pread: %s: NBD read of 512 bytes at offset 0 failed: no "
                             "answer from the server within 1 s", uri));
     ck_assert_str_eq(vdisk_get_error(), want);
@@ -806,7 +806,7 @@ START_TEST(timeouts)
     ck_assert_msg(vdisk_flush(d) == 0, "%s", vdisk_get_error());
     t0 = now_s();
     vdisk_close(d);
-    ck_assert_msg(now_s() - t0 < 5.0, "close took %.1f s", now_s() - t0);
+    ck_assert_msg(now_s() - t0 < 15.0, "close took %.1f s", now_s() - t0);
     kill_server_sock(pid, sock);
     ck_assert_int_eq(open_timeout(&d, uri, "0"), -EINVAL);
 
@@ -820,7 +820,7 @@ START_TEST(timeouts)
     t0 = now_s();
     ck_assert_int_eq(open_timeout(&d, uri, "1"), -ETIMEDOUT);
     t = now_s() - t0;
-    ck_assert_msg(t >= 0.9 && t < 5.0, "the open gave up after %.1f s", t);
+    ck_assert_msg(t >= 0.9 && t < 15.0, "the open gave up after %.1f s", t);
     want = strdup(fmt("vdisk_open: Could not open '%s': no answer from the server "
                       "within 1 s", uri));
     ck_assert_str_eq(vdisk_get_error(), want);
