@@ -7,12 +7,14 @@ packages=(
   # build
   build-essential cmake pkg-config clang
   # libraries
-  liburing-dev libzstd-dev zlib1g-dev libnbd-dev check
+  liburing-dev libzstd-dev zlib1g-dev libnbd-dev libgnutls28-dev check
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
   # NBD: the NBD server's test clients (nbdinfo, nbdcopy: tests/nbd/) and
   # the nbd protocol's test servers (nbdkit: tests/nbd_client/)
   libnbd-bin nbdkit
+  # TLS for NBD: certtool and psktool make the tests' certificates and keys
+  gnutls-bin
   # GNU time: the peak RSS of vdisk-vmm under a flooding guest (tests/vmm/)
   time
   xorriso genisoimage libarchive-tools p7zip-full

@@ -20,7 +20,9 @@
  * INFO, GO (NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE),
  * STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation,
  * qemu:allocation-depth); any other option is answered NBD_REP_ERR_UNSUP.
- * No TLS yet: NBD_OPT_STARTTLS is unsupported.  Commands READ (DF), WRITE
+ * NBD_OPT_STARTTLS when TLS is configured (vdisk_nbd_params.tls: x509
+ * certificates or pre-shared keys; then TLS is required, as qemu-nbd
+ * --tls-creds), else it is unsupported.  Commands READ (DF), WRITE
  * (FUA), FLUSH, TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE, FAST_ZERO), CACHE,
  * BLOCK_STATUS (REQ_ONE), DISC; FUA is accepted on every command and
  * ignored where it means nothing (READ, FLUSH, CACHE, BLOCK_STATUS).  Requests of one connection run at once
@@ -63,6 +65,12 @@
  * vdisk_nbd_stop() (then only vdisk_nbd_stop() and vdisk_nbd_free() may be
  * called).  Other threads may use the device meanwhile, as with any queue.
  *
+ * TLS: the handshake runs on the connection's non-blocking socket within
+ * handshake_timeout_ms (counted from the connection, as the rest of the
+ * handshake); a failed TLS handshake (wrong key, an untrusted certificate,
+ * bytes that are not TLS) drops the connection with a log line.  GnuTLS
+ * is initialised by the library (thread-safe since GnuTLS 3.3).
+ *
  * Blocking: vdisk_nbd_process() never waits for a client.  Reads, writes,
  * flushes, trims and write zeroes run asynchronously; BLOCK_STATUS asks the
  * device synchronously (vdisk_block_status), which may read metadata.
@@ -95,6 +103,19 @@ typedef struct vdisk_nbd vdisk_nbd;
 #define VDISK_NBD_DETECT_ZEROES (1u << 2)
 /* No informational lines (client connected, disconnected). */
 #define VDISK_NBD_QUIET         (1u << 3)
+/* With tls = VDISK_NBD_TLS_X509: a client must present a certificate
+ * signed by the CA of tls_dir/ca-cert.pem (qemu's verify-peer=on). */
+#define VDISK_NBD_TLS_VERIFY_PEER (1u << 4)
+
+/* vdisk_nbd_params.tls: the credentials TLS uses (qemu's tls-creds-x509
+ * and tls-creds-psk objects with endpoint=server). */
+#define VDISK_NBD_TLS_NONE 0u  /* no TLS: NBD_OPT_STARTTLS is unsupported */
+#define VDISK_NBD_TLS_X509 1u  /* tls_dir/server-cert.pem and server-key.pem
+                                * (PEM), tls_dir/ca-cert.pem (required with
+                                * VDISK_NBD_TLS_VERIFY_PEER, else used when
+                                * present), tls_dir/ca-crl.pem when present */
+#define VDISK_NBD_TLS_PSK  2u  /* tls_dir/keys.psk: lines "USERNAME:HEXKEY"
+                                * (psktool's format) */
 
 /* The defaults of the limits below. */
 #define VDISK_NBD_DEFAULT_PORT          10809
@@ -122,8 +143,21 @@ struct vdisk_nbd_params {
      */
     void (*log)(void *opaque, const char *line);
     void *log_opaque;
+    /*
+     * Since VDISK_NBD_PARAMS_SIZE_V2: TLS.  TLS (VDISK_NBD_TLS_X509 or
+     * _PSK) with the credentials in the directory TLS_DIR, read (and
+     * checked) when the handle is made: a file missing or malformed fails
+     * the call with -ENOENT, -EINVAL or -EACCES and a message naming it.
+     * TLS is then required: before NBD_OPT_STARTTLS a client's options
+     * get NBD_REP_ERR_TLS_REQD (NBD_OPT_EXPORT_NAME closes the
+     * connection; NBD_OPT_ABORT is served), after it the handshake and
+     * everything else run over TLS 1.2 or 1.3 (GnuTLS, non-blocking).
+     */
+    unsigned tls;              /* VDISK_NBD_TLS_*; 0: no TLS */
+    const char *tls_dir;       /* required with TLS; copied (read at once) */
 };
 #define VDISK_NBD_PARAMS_SIZE_V1 VDISK_STRUCT_END(struct vdisk_nbd_params, log_opaque)
+#define VDISK_NBD_PARAMS_SIZE_V2 VDISK_STRUCT_END(struct vdisk_nbd_params, tls_dir)
 
 /*
  * vdisk_nbd_listen_tcp: a handle exporting DEV on a new listening TCP

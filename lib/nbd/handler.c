@@ -449,9 +449,41 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
     return r ? r : opt_reply(c, NBD_REP_ACK, NULL, 0);
 }
 
+/* With TLS configured: STARTTLS, and what every other option gets until
+ * TLS is up (the spec's NBD_REP_ERR_TLS_REQD).  Returns -1 when the option
+ * is served as usual. */
+static int tls_gate(struct nbd_conn *c, size_t len)
+{
+    if (c->opt == NBD_OPT_STARTTLS) {
+        if (c->tls_state == NBD_TLS_UP)
+            return opt_error(c, NBD_REP_ERR_INVALID, "TLS is negotiated already");
+        if (len)
+            return opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+        /* Nothing more is read: once the ack is sent the TLS handshake
+         * begins (transport.c, tls.c). */
+        c->tls_state = NBD_TLS_STARTING;
+        c->rx = RX_NONE;
+        return opt_reply(c, NBD_REP_ACK, NULL, 0);
+    }
+    if (c->tls_state == NBD_TLS_UP || c->opt == NBD_OPT_ABORT)
+        return -1;
+    if (c->opt == NBD_OPT_EXPORT_NAME) {
+        nbd_log(c->srv, "client %" PRIu64 ": NBD_OPT_EXPORT_NAME without TLS (TLS is "
+                "required); closing the connection", c->id);
+        return NBD_CLOSE;
+    }
+    return opt_error(c, NBD_REP_ERR_TLS_REQD, "TLS is required: %s needs NBD_OPT_STARTTLS "
+                     "first", opt_name(c->opt));
+}
+
 /* The option in c->opt, its LEN bytes of data at D, is whole. */
 static int handle_option(struct nbd_conn *c, const uint8_t *d, size_t len)
 {
+    if (c->srv->tls) {
+        int r = tls_gate(c, len);
+        if (r >= 0)
+            return r;
+    }
     switch (c->opt) {
     case NBD_OPT_EXPORT_NAME:
         return opt_export_name(c, d, len);
@@ -476,10 +508,8 @@ static int handle_option(struct nbd_conn *c, const uint8_t *d, size_t len)
     case NBD_OPT_SET_META_CONTEXT:
         return opt_meta(c, d, len, c->opt == NBD_OPT_SET_META_CONTEXT);
     case NBD_OPT_STARTTLS:
-        /* TLS goes here (a later part): the STARTTLS exchange, then the
-         * options again over the TLS session.  Until then it is
-         * unsupported, as with a server built without TLS. */
-        return opt_error(c, NBD_REP_ERR_UNSUP, "TLS is not supported by this server");
+        /* TLS is not configured (tls_gate serves it otherwise). */
+        return opt_error(c, NBD_REP_ERR_UNSUP, "TLS is not configured on this server");
     default:
         return opt_error(c, NBD_REP_ERR_UNSUP, "option %" PRIu32 " is not supported", c->opt);
     }

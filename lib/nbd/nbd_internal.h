@@ -81,6 +81,7 @@ enum {
 #define NBD_REP_ERR_UNSUP    NBD_REP_ERR(1)
 #define NBD_REP_ERR_POLICY   NBD_REP_ERR(2)
 #define NBD_REP_ERR_INVALID  NBD_REP_ERR(3)
+#define NBD_REP_ERR_TLS_REQD NBD_REP_ERR(5)
 #define NBD_REP_ERR_UNKNOWN  NBD_REP_ERR(6)
 #define NBD_REP_ERR_TOO_BIG  NBD_REP_ERR(9)
 
@@ -208,6 +209,16 @@ enum nbd_rx_state {
 };
 
 struct nbd_req;
+struct nbd_tls;
+
+/* Where a connection is with TLS (only with a handle that has TLS). */
+enum nbd_tls_state {
+    NBD_TLS_NONE,      /* plain: only STARTTLS and ABORT are served */
+    NBD_TLS_STARTING,  /* STARTTLS acknowledged: nothing is read until the
+                        * ack is sent, then the TLS handshake begins */
+    NBD_TLS_HANDSHAKE, /* the TLS handshake runs (tls.c) */
+    NBD_TLS_UP,        /* the rest runs over the TLS session */
+};
 
 struct nbd_conn {
     struct vdisk_nbd *srv;
@@ -237,6 +248,9 @@ struct nbd_conn {
     uint64_t deadline;         /* ms: the handshake's or a request's end; 0: none */
     uint64_t tx_stall;         /* ms: when the replies began waiting; 0: none */
     uint64_t id;               /* for log lines */
+    enum nbd_tls_state tls_state;
+    void *tls_session;         /* gnutls_session_t (tls.c), or NULL */
+    bool tls_pending;          /* tls.c: the handshake wants the socket writable */
 };
 
 struct vdisk_nbd {
@@ -269,6 +283,12 @@ struct vdisk_nbd {
     uint64_t log_stamp, log_dropped;
     pthread_t thread;
     bool thread_running;
+    /* TLS (tls.c): the credentials, or NULL when TLS is off; the eventfd
+     * that wakes the loop for plaintext GnuTLS holds already decrypted
+     * (the socket itself may no longer poll readable). */
+    struct nbd_tls *tls;
+    int kick_fd;
+    bool kicked;
 };
 
 /* ---- handler.c ------------------------------------------------------------------ */
@@ -300,6 +320,33 @@ void nbd_conn_end(struct nbd_conn *c);
 
 /* Removes N sent bytes from the front of C's replies. */
 void nbd_tx_sent(struct nbd_conn *c, size_t n);
+
+/* ---- tls.c ----------------------------------------------------------------------- */
+
+/* The handle's credentials for MODE (VDISK_NBD_TLS_X509 or _PSK) from DIR
+ * (x509: ca-cert.pem, ca-crl.pem, server-cert.pem, server-key.pem; PSK:
+ * keys.psk), the client's certificate required and verified when
+ * VERIFY_PEER (x509).  Returns 0 and *OUT, or -errno with a message. */
+int nbd_tls_new(struct nbd_tls **out, unsigned mode, const char *dir, bool verify_peer);
+void nbd_tls_free(struct nbd_tls *t);
+
+/* STARTTLS was acknowledged and sent: C's TLS session is made and its
+ * handshake begins.  Returns 0 or -errno (C is to be dropped). */
+int nbd_tls_begin(struct nbd_conn *c);
+/* Runs C's handshake on as far as the socket allows.  Returns 1 when done
+ * (the options come next, over TLS), 0 when it waits for the socket
+ * (c->tls_pending: writable, else readable), or -1 when it failed (*WHY
+ * says why). */
+int nbd_tls_handshake(struct nbd_conn *c, const char **why);
+/* Reads (plaintext) or sends over C's session: the bytes, 0 at the end of
+ * the stream (recv), -EAGAIN, or another -errno (*WHY says why). */
+long nbd_tls_recv(struct nbd_conn *c, void *buf, size_t n, const char **why);
+long nbd_tls_send(struct nbd_conn *c, const void *buf, size_t n, const char **why);
+/* Whether C's session holds plaintext not read yet. */
+bool nbd_tls_has_pending(struct nbd_conn *c);
+/* Frees C's session (a close_notify sent first, without waiting, when
+ * BYE). */
+void nbd_tls_end(struct nbd_conn *c, bool bye);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t nbd_now_ms(void);

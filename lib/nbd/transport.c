@@ -11,6 +11,12 @@
  * At most max_clients connections at once: while that many are
  * connected, the listening socket is not watched and the next client
  * waits in its backlog (as qemu-nbd -e does).
+ *
+ * TLS (tls.c): once STARTTLS's ack is sent the connection's TLS handshake
+ * runs, polled for the direction GnuTLS waits for; then reads and sends go
+ * through the session.  GnuTLS may hold decrypted bytes the handler did not
+ * want yet (back-pressure, or the batch's end) while the socket itself has
+ * nothing more: the kick eventfd then wakes the loop for them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +43,7 @@
 #include "error_internal.h"
 #include "nbd_internal.h"
 
-enum { EV_LISTEN = 1, EV_CONN, EV_QUEUE, EV_TIMER };
+enum { EV_LISTEN = 1, EV_CONN, EV_QUEUE, EV_TIMER, EV_KICK };
 #define EV(kind, slot) (((uint64_t)(kind) << 32) | (uint64_t)(slot))
 
 /* Reads and sends per wake-up of one connection, before the others' turn. */
@@ -97,6 +103,7 @@ static void free_conn(struct nbd_conn *c, const char *why)
     if (c->fd >= 0 && !c->hup)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     nbd_conn_end(c);
+    nbd_tls_end(c, !c->hup && !why);
     close_fd(&c->fd);
     if (!c->abandoned)
         log_drop(c, why);
@@ -139,6 +146,7 @@ static void drop_conn(struct nbd_conn *c, const char *why)
     if (c->fd >= 0 && !c->hup)
         epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     c->hup = true;
+    nbd_tls_end(c, false);
     if (c->fd >= 0)
         shutdown(c->fd, SHUT_RDWR);
     close_fd(&c->fd);
@@ -152,6 +160,21 @@ static void drop_conn(struct nbd_conn *c, const char *why)
  * connection failed. */
 static int flush_tx(struct nbd_conn *c)
 {
+    if (c->tls_state == NBD_TLS_UP) {
+        for (unsigned k = 0; k < CONN_BATCH && c->tx_head; k++) {
+            const char *why;
+            struct nbd_tx *t = c->tx_head;
+            long w = nbd_tls_send(c, t->data + t->off, t->len - t->off, &why);
+            if (w == -EAGAIN)
+                return 0;
+            if (w <= 0) {
+                nbd_log(c->srv, "client %" PRIu64 ": TLS: %s", c->id, why);
+                return -1;
+            }
+            nbd_tx_sent(c, (size_t)w);
+        }
+        return 0;
+    }
     for (unsigned k = 0; k < CONN_BATCH && c->tx_head; k++) {
         struct iovec iov[16];
         int n = 0;
@@ -180,11 +203,27 @@ static void update_events(struct nbd_conn *c)
         return;
     uint8_t *dst;
     unsigned ev = (nbd_rx_want(c, &dst) ? EPOLLIN : 0) | (c->tx_head ? EPOLLOUT : 0);
+    if (c->tls_state == NBD_TLS_HANDSHAKE)
+        ev = c->tls_pending ? EPOLLOUT : EPOLLIN;
     if (ev == c->ev)
         return;
     struct epoll_event e = {.events = ev, .data.u64 = EV(EV_CONN, c->slot)};
     if (epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->fd, &e) == 0)
         c->ev = ev;
+}
+
+/* Runs C's TLS handshake on.  Returns false when C was dropped. */
+static bool tls_handshake(struct nbd_conn *c)
+{
+    const char *why = NULL;
+    int r = nbd_tls_handshake(c, &why);
+    if (r < 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "the TLS handshake failed: %s", why);
+        drop_conn(c, msg);
+        return false;
+    }
+    return true;
 }
 
 /* After reading or completing: the queue watched once there is one, the
@@ -211,11 +250,27 @@ static bool settle(struct nbd_conn *c)
         drop_conn(c, "sending a reply failed");
         return false;
     }
+    if (c->tls_state == NBD_TLS_STARTING && !c->tx_head) {
+        /* STARTTLS's ack is out: the TLS handshake begins. */
+        if (nbd_tls_begin(c) < 0) {
+            drop_conn(c, "no TLS session for it (out of memory)");
+            return false;
+        }
+        if (!tls_handshake(c))
+            return false;
+    }
     if (nbd_conn_finished(c)) {
         drop_conn(c, NULL);
         return false;
     }
     update_events(c);
+    uint8_t *dst;
+    if (nbd_tls_has_pending(c) && nbd_rx_want(c, &dst) && !s->kicked) {
+        /* Decrypted bytes wait in GnuTLS: the loop comes back for them. */
+        uint64_t one = 1;
+        if (write(s->kick_fd, &one, sizeof one) == (ssize_t)sizeof one)
+            s->kicked = true;
+    }
     return true;
 }
 
@@ -224,6 +279,14 @@ static bool settle(struct nbd_conn *c)
 static void on_conn(struct nbd_conn *c, uint32_t events)
 {
     uint8_t *d;
+    if (c->tls_state == NBD_TLS_HANDSHAKE) {
+        if (!tls_handshake(c))
+            return;
+        if (c->tls_state == NBD_TLS_HANDSHAKE) {
+            update_events(c);
+            return;
+        }
+    }
     if ((events & (EPOLLHUP | EPOLLERR)) && !nbd_rx_want(c, &d)) {
         /* Gone while nothing is read (back-pressure, or after DISC): its
          * requests in flight complete without replies (drop_conn). */
@@ -235,14 +298,30 @@ static void on_conn(struct nbd_conn *c, uint32_t events)
         size_t want = nbd_rx_want(c, &dst);
         if (!want)
             break;
-        ssize_t n = recv(c->fd, dst, want, MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
+        ssize_t n;
+        const char *why = NULL;
+        if (c->tls_state == NBD_TLS_UP) {
+            long g = nbd_tls_recv(c, dst, want, &why);
+            if (g == -EAGAIN)
+                break;
+            n = g < 0 ? -1 : g;
+        } else {
+            n = recv(c->fd, dst, want, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            if (n < 0)
+                why = strerror(errno);
+        }
         if (n <= 0) {
             bool quiet = n == 0 && c->got == 0 && (c->transmission || c->rx == RX_OPT_HDR);
-            drop_conn(c, quiet ? NULL : n < 0 ? strerror(errno)
+            char msg[200];
+            if (why && c->tls_state == NBD_TLS_UP) {
+                snprintf(msg, sizeof msg, "TLS: %s", why);
+                why = msg;
+            }
+            drop_conn(c, quiet ? NULL : n < 0 ? why
                                                : "the client hung up in the middle of a message");
             return;
         }
@@ -286,6 +365,22 @@ static void on_tick(struct vdisk_nbd *s)
                                          : "the handshake did not end in time");
         else if (c->tx_head && c->tx_stall && now - c->tx_stall >= s->request_ms)
             drop_conn(c, "it does not read its replies");
+    }
+}
+
+/* Connections whose session holds decrypted bytes they want now. */
+static void on_kick(struct vdisk_nbd *s)
+{
+    uint64_t n;
+    if (read(s->kick_fd, &n, sizeof n) < 0) {
+        /* not signalled */
+    }
+    s->kicked = false;
+    uint8_t *dst;
+    for (unsigned i = 0; i < s->max_clients; i++) {
+        struct nbd_conn *c = s->conns[i];
+        if (c && !c->hup && nbd_tls_has_pending(c) && nbd_rx_want(c, &dst))
+            on_conn(c, 0);
     }
 }
 
@@ -389,14 +484,16 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
     if (!dev)
         return err_set(-EINVAL, "no device given (NULL)");
     if (p.flags & ~(unsigned)(VDISK_NBD_READ_ONLY | VDISK_NBD_UNMAP | VDISK_NBD_DETECT_ZEROES |
-                              VDISK_NBD_QUIET))
+                              VDISK_NBD_QUIET | VDISK_NBD_TLS_VERIFY_PEER))
         return err_set(-EINVAL, "unknown flags 0x%x", p.flags);
+    if (p.tls == VDISK_NBD_TLS_NONE && (p.flags & VDISK_NBD_TLS_VERIFY_PEER))
+        return err_set(-EINVAL, "VDISK_NBD_TLS_VERIFY_PEER without TLS");
     if (p.max_clients > NBD_MAX_CLIENTS)
         return err_set(-EINVAL, "max_clients %u is above %u", p.max_clients, NBD_MAX_CLIENTS);
     struct vdisk_nbd *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");
-    s->listen_fd = s->epfd = s->timer_fd = s->stop_fd = -1;
+    s->listen_fd = s->epfd = s->timer_fd = s->stop_fd = s->kick_fd = -1;
     s->dev = dev;
     s->size = vdisk_get_size(dev);
     s->flags = p.flags;
@@ -427,6 +524,16 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timer_fd, &t) < 0) {
         r = err_set(-errno, "epoll: %s", strerror(errno));
         goto fail;
+    }
+    if (p.tls != VDISK_NBD_TLS_NONE) {
+        if ((r = nbd_tls_new(&s->tls, p.tls, p.tls_dir, p.flags & VDISK_NBD_TLS_VERIFY_PEER)) < 0)
+            goto fail;
+        struct epoll_event k = {.events = EPOLLIN, .data.u64 = EV(EV_KICK, 0)};
+        if ((s->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+            epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->kick_fd, &k) < 0) {
+            r = err_set(-errno, "eventfd: %s", strerror(errno));
+            goto fail;
+        }
     }
     *out = s;
     return 0;
@@ -623,6 +730,9 @@ static int process(struct vdisk_nbd *s)
         case EV_TIMER:
             on_tick(s);
             break;
+        case EV_KICK:
+            on_kick(s);
+            break;
         }
     }
     return n;
@@ -708,6 +818,8 @@ VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
     close_fd(&s->epfd);
     close_fd(&s->timer_fd);
     close_fd(&s->stop_fd);
+    close_fd(&s->kick_fd);
+    nbd_tls_free(s->tls);
     free(s->conns);
     free(s->path);
     free(s->export_name);

@@ -326,8 +326,17 @@ START_TEST(cli_errors)
         {"-e x", "vdisk: Invalid shared device number 'x'\n"},
         {"-p 70000", "vdisk: Invalid port number `70000'\n"},
         {"--aio=native", "vdisk: --aio=native is not supported (use threads or io_uring)\n"},
-        {"--tls-creds=tls0", "vdisk: --tls-creds is not supported by vdisk nbd (no TLS yet: use "
-                             "a Unix socket or 127.0.0.1)\n"},
+        {"--tls-creds=tls0", "vdisk: Failed to get TLS creds: No TLS credentials with id "
+                             "'tls0'\n"},
+        {"--object tls-creds-x509,id=tls0,dir=/nonexistent --tls-creds=tls0",
+         "vdisk: Expecting TLS credentials with a server endpoint\n"},
+        {"--object tls-creds-x509,id=tls0,dir=/d,endpoint=server,verify-peer=maybe",
+         "vdisk: Parameter 'verify-peer' expects 'on' or 'off'\n"},
+        {"--object tls-creds-x509,id=tls0,dir=/d,endpoint=server,priority=NORMAL",
+         "vdisk: Parameter 'priority' is unexpected\n"},
+        {"--object secret,id=s0,data=x", "vdisk: --object secret is not supported by vdisk nbd "
+                                         "(tls-creds-x509 and tls-creds-psk are)\n"},
+        {"--tls-authz=a0", "vdisk: --tls-authz is not supported by vdisk nbd\n"},
         {"-c /dev/nbd0", "vdisk: -c is not supported by vdisk nbd\n"},
         {"--offset=512", "vdisk: --offset is not supported by vdisk nbd\n"},
     };

@@ -52,8 +52,114 @@ static void help(void)
            "      --fork                go to the background once listening\n"
            "      --pid-file=PATH       write the server's process id to PATH\n"
            "  -v, --verbose             log clients connecting and going\n"
+           "      --object=tls-creds-x509,id=ID,dir=DIR,endpoint=server[,verify-peer=on|off]\n"
+           "                            x509 credentials: DIR/server-cert.pem,\n"
+           "                            server-key.pem, ca-cert.pem (verify-peer, the\n"
+           "                            default: clients need a certificate of that CA)\n"
+           "      --object=tls-creds-psk,id=ID,dir=DIR,endpoint=server\n"
+           "                            pre-shared keys: DIR/keys.psk (psktool's format)\n"
+           "      --tls-creds=ID        require TLS with the credentials object ID\n"
            "\n"
-           "No TLS: listen on 127.0.0.1 or a Unix socket unless the network is trusted.\n");
+           "Without --tls-creds there is no TLS: listen on 127.0.0.1 or a Unix socket\n"
+           "unless the network is trusted.\n");
+}
+
+/* A --object: qemu's tls-creds-x509 and tls-creds-psk (endpoint=server). */
+struct tls_object {
+    char *id, *dir;
+    unsigned mode;           /* VDISK_NBD_TLS_* */
+    bool verify_peer, server;
+};
+
+static bool parse_bool(const char *v, bool *out)
+{
+    if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true"))
+        *out = true;
+    else if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false"))
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
+/* Parses ARG (TYPE,KEY=VALUE,...) into O (strings allocated).  Returns 0,
+ * or -1 after an error message. */
+static int parse_object(const char *arg, struct tls_object *o)
+{
+    memset(o, 0, sizeof *o);
+    o->verify_peer = true; /* qemu's default */
+    char *copy = strdup(arg), *save = NULL;
+    if (!copy) {
+        cli_error("out of memory");
+        return -1;
+    }
+    int r = -1;
+    bool first = true;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        const char *key = tok, *val = eq ? eq + 1 : NULL;
+        if (eq)
+            *eq = 0;
+        if (first && !eq)
+            val = tok, key = "qom-type";
+        first = false;
+        if (!val) {
+            cli_error("Expected '=' after parameter '%s'", key);
+            goto out;
+        }
+        if (!strcmp(key, "qom-type")) {
+            if (!strcmp(val, "tls-creds-x509")) {
+                o->mode = VDISK_NBD_TLS_X509;
+            } else if (!strcmp(val, "tls-creds-psk")) {
+                o->mode = VDISK_NBD_TLS_PSK;
+            } else {
+                cli_error("--object %s is not supported by vdisk nbd (tls-creds-x509 and "
+                          "tls-creds-psk are)", val);
+                goto out;
+            }
+        } else if (!strcmp(key, "id")) {
+            free(o->id);
+            if (!(o->id = strdup(val)))
+                goto oom;
+        } else if (!strcmp(key, "dir")) {
+            free(o->dir);
+            if (!(o->dir = strdup(val)))
+                goto oom;
+        } else if (!strcmp(key, "endpoint")) {
+            if (strcmp(val, "server") && strcmp(val, "client")) {
+                cli_error("Parameter 'endpoint' does not accept value '%s'", val);
+                goto out;
+            }
+            o->server = !strcmp(val, "server");
+        } else if (!strcmp(key, "verify-peer")) {
+            if (!parse_bool(val, &o->verify_peer)) {
+                cli_error("Parameter 'verify-peer' expects 'on' or 'off'");
+                goto out;
+            }
+        } else if (strcmp(key, "username") != 0) { /* a PSK client's: unused here */
+            cli_error("Parameter '%s' is unexpected", key);
+            goto out;
+        }
+    }
+    if (!o->mode) {
+        cli_error("Parameter 'qom-type' is missing");
+        goto out;
+    }
+    if (!o->id) {
+        cli_error("Parameter 'id' is missing");
+        goto out;
+    }
+    r = 0;
+    goto out;
+oom:
+    cli_error("out of memory");
+out:
+    free(copy);
+    if (r < 0) {
+        free(o->id);
+        free(o->dir);
+    }
+    return r;
 }
 
 static int write_pid_file(const char *path)
@@ -68,7 +174,7 @@ static int write_pid_file(const char *path)
 
 int cmd_nbd(int argc, char **argv)
 {
-    enum { O_CACHE = 256, O_AIO, O_DISCARD, O_DZ, O_FORK, O_PID, O_UNSUP };
+    enum { O_CACHE = 256, O_AIO, O_DISCARD, O_DZ, O_FORK, O_PID, O_OBJECT, O_TLS, O_UNSUP };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
@@ -89,10 +195,10 @@ int cmd_nbd(int argc, char **argv)
         {"fork", no_argument, NULL, O_FORK},
         {"pid-file", required_argument, NULL, O_PID},
         {"verbose", no_argument, NULL, 'v'},
+        {"object", required_argument, NULL, O_OBJECT},
+        {"tls-creds", required_argument, NULL, O_TLS},
         /* qemu-nbd's that this server does not have (yet): refused by name. */
-        {"tls-creds", required_argument, NULL, O_UNSUP},
         {"tls-authz", required_argument, NULL, O_UNSUP},
-        {"object", required_argument, NULL, O_UNSUP},
         {"image-opts", no_argument, NULL, O_UNSUP},
         {"connect", required_argument, NULL, O_UNSUP},
         {"disconnect", no_argument, NULL, O_UNSUP},
@@ -111,16 +217,20 @@ int cmd_nbd(int argc, char **argv)
     int dz = 0; /* 0 off, 1 on, 2 unmap */
     int c, li = -1;
     char *end;
+    struct tls_object objs[8];
+    unsigned nobjs = 0;
+    const char *tls_creds = NULL;
+    int status = 1;
     while ((c = getopt_long(argc, argv, "hp:b:k:e:tx:D:f:rAnvc:dLsl:o:B:", longopts, &li)) !=
            -1) {
         switch (c) {
-        case 'h': help(); return 0;
+        case 'h': help(); status = 0; goto out_args;
         case 'p':
             errno = 0;
             port = strtoul(optarg, &end, 10);
             if (errno || !*optarg || *end || port > 65535) {
                 cli_error("Invalid port number `%s'", optarg);
-                return 1;
+                goto out_args;
             }
             break;
         case 'b': addr = optarg; break;
@@ -130,7 +240,7 @@ int cmd_nbd(int argc, char **argv)
             unsigned long n = strtoul(optarg, &end, 0);
             if (errno || !*optarg || *end || optarg[0] == '-' || n > 1024) {
                 cli_error("Invalid shared device number '%s'", optarg);
-                return 1;
+                goto out_args;
             }
             p.max_clients = n ? (unsigned)n : 1024u;
             break;
@@ -144,7 +254,7 @@ int cmd_nbd(int argc, char **argv)
         case 'n': oa.cache = "none"; break;
         case O_CACHE:
             if (cli_check_cache(optarg) < 0)
-                return 1;
+                goto out_args;
             oa.cache = optarg;
             break;
         case O_AIO:
@@ -154,10 +264,10 @@ int cmd_nbd(int argc, char **argv)
                 oa.engine = "uring";
             } else if (strcmp(optarg, "native") == 0) {
                 cli_error("--aio=native is not supported (use threads or io_uring)");
-                return 1;
+                goto out_args;
             } else {
                 cli_error("invalid aio mode '%s'", optarg);
-                return 1;
+                goto out_args;
             }
             break;
         case O_DISCARD:
@@ -167,7 +277,7 @@ int cmd_nbd(int argc, char **argv)
                 unmap = true;
             } else {
                 cli_error("Invalid discard mode `%s'", optarg);
-                return 1;
+                goto out_args;
             }
             break;
         case O_DZ:
@@ -180,35 +290,50 @@ int cmd_nbd(int argc, char **argv)
             } else {
                 cli_error("Failed to parse detect_zeroes mode: invalid parameter value: %s",
                           optarg);
-                return 1;
+                goto out_args;
             }
             break;
         case O_FORK: do_fork = true; break;
         case O_PID: pid_file = optarg; break;
+        case O_OBJECT:
+            if (nobjs == sizeof objs / sizeof objs[0]) {
+                cli_error("too many --object options (at most %zu)", sizeof objs / sizeof objs[0]);
+                goto out_args;
+            }
+            if (parse_object(optarg, &objs[nobjs]) < 0)
+                goto out_args;
+            for (unsigned i = 0; i < nobjs; i++)
+                if (!strcmp(objs[i].id, objs[nobjs].id)) {
+                    cli_error("attempt to add duplicate property '%s' to object (type "
+                              "'container')", objs[nobjs].id);
+                    nobjs++;
+                    goto out_args;
+                }
+            nobjs++;
+            break;
+        case O_TLS: tls_creds = optarg; break;
         case 'v': p.flags &= ~VDISK_NBD_QUIET; break;
         case O_UNSUP:
         case 'c': case 'd': case 'L': case 's': case 'l': case 'o': case 'B': {
             char opt[3] = {'-', (char)c, 0};
             cli_error("%s%s is not supported by vdisk nbd%s", c == O_UNSUP ? "--" : "",
-                      c == O_UNSUP ? longopts[li].name : opt,
-                      c == O_UNSUP && strncmp(longopts[li].name, "tls", 3) == 0
-                          ? " (no TLS yet: use a Unix socket or 127.0.0.1)" : "");
-            return 1;
+                      c == O_UNSUP ? longopts[li].name : opt, "");
+            goto out_args;
         }
         default:
             fprintf(stderr, "Try 'vdisk nbd --help' for more information.\n");
-            return 1;
+            goto out_args;
         }
     }
     if (optind != argc - 1) {
         cli_error(optind >= argc ? "Not enough arguments" : "Too many arguments");
         fprintf(stderr, "Try 'vdisk nbd --help' for more information.\n");
-        return 1;
+        goto out_args;
     }
     if (dz == 2 && !unmap) {
         cli_error("setting detect-zeroes to unmap is not allowed without setting discard "
                   "operation to unmap");
-        return 1;
+        goto out_args;
     }
     if (unmap)
         p.flags |= VDISK_NBD_UNMAP;
@@ -216,6 +341,28 @@ int cmd_nbd(int argc, char **argv)
         p.flags |= VDISK_NBD_DETECT_ZEROES;
     if (oa.read_only)
         p.flags |= VDISK_NBD_READ_ONLY;
+    if (tls_creds) {
+        const struct tls_object *o = NULL;
+        for (unsigned i = 0; i < nobjs; i++)
+            if (!strcmp(objs[i].id, tls_creds))
+                o = &objs[i];
+        if (!o) {
+            cli_error("Failed to get TLS creds: No TLS credentials with id '%s'", tls_creds);
+            goto out_args;
+        }
+        if (!o->server) {
+            cli_error("Expecting TLS credentials with a server endpoint");
+            goto out_args;
+        }
+        if (!o->dir) {
+            cli_error("TLS credentials '%s' have no dir", o->id);
+            goto out_args;
+        }
+        p.tls = o->mode;
+        p.tls_dir = o->dir;
+        if (o->mode == VDISK_NBD_TLS_X509 && o->verify_peer)
+            p.flags |= VDISK_NBD_TLS_VERIFY_PEER;
+    }
     const char *image = argv[optind];
 
     /* --fork: the parent waits until the child listens (or fails), and
@@ -224,12 +371,12 @@ int cmd_nbd(int argc, char **argv)
     if (do_fork) {
         if (pipe2(ready, O_CLOEXEC) < 0) {
             cli_error("pipe: %s", strerror(errno));
-            return 1;
+            goto out_args;
         }
         pid_t pid = fork();
         if (pid < 0) {
             cli_error("fork: %s", strerror(errno));
-            return 1;
+            goto out_args;
         }
         if (pid > 0) {
             close(ready[1]);
@@ -248,7 +395,6 @@ int cmd_nbd(int argc, char **argv)
         setsid();
     }
 
-    int status = 1;
     vdisk_dev *dev = NULL;
     vdisk_nbd *h = NULL;
     int sfd = -1;
@@ -331,5 +477,10 @@ out:
         close(sfd);
     if (ready[1] >= 0)
         close(ready[1]);
+out_args:
+    for (unsigned i = 0; i < nobjs; i++) {
+        free(objs[i].id);
+        free(objs[i].dir);
+    }
     return status;
 }
