@@ -129,8 +129,17 @@ struct nbd_op {
     struct nbd_cmd cmds[];
 };
 
+/* The open options about TLS (NULL or -1: not given). */
+struct nbd_tls_opts {
+    char *certificates;        /* tls-certificates=DIR: x509 */
+    char *psk_file;            /* tls-psk-file=FILE */
+    char *username;            /* tls-username=NAME */
+    int verify_peer;           /* tls-verify-peer=on|off */
+};
+
 /* What the connections of one open export share. */
 struct nbd_dev {
+    struct nbd_tls_opts tls;
     struct vdisk_dev *dev;
     char *uri;
     bool local_files;          /* the URI may name local files (not a backing name) */
@@ -209,7 +218,8 @@ static bool stopping(struct nbd_conn *n);
  * in *ERR.  LOCAL_FILES lets the URI name local files (tls-psk-file).
  * Gives up after TIMEOUT_MS (ETIMEDOUT), or when CONN (if not NULL) is
  * stopping (ECANCELED). */
-static struct nbd_handle *connect_uri(const char *uri, bool local_files, int64_t timeout_ms,
+static struct nbd_handle *connect_uri(const char *uri, bool local_files,
+                                      const struct nbd_tls_opts *tls, int64_t timeout_ms,
                                       struct nbd_conn *conn, char *msg, size_t msgsize,
                                       int *err)
 {
@@ -220,7 +230,12 @@ static struct nbd_handle *connect_uri(const char *uri, bool local_files, int64_t
         return NULL;
     }
     if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_set_uri_allow_local_file(h, local_files) < 0 || nbd_aio_connect_uri(h, uri) < 0)
+        nbd_set_uri_allow_local_file(h, local_files) < 0 ||
+        (tls->certificates && nbd_set_tls_certificates(h, tls->certificates) < 0) ||
+        (tls->psk_file && nbd_set_tls_psk_file(h, tls->psk_file) < 0) ||
+        (tls->username && nbd_set_tls_username(h, tls->username) < 0) ||
+        (tls->verify_peer >= 0 && nbd_set_tls_verify_peer(h, tls->verify_peer) < 0) ||
+        nbd_aio_connect_uri(h, uri) < 0)
         goto failed;
     int64_t deadline = now_ms() + timeout_ms;
     while (nbd_aio_is_connecting(h) == 1) {
@@ -600,8 +615,8 @@ static void reconnect(struct nbd_conn *n, int tries)
             sleep_ms(delay);
         delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
         int e;
-        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, n->s->timeout_ms, n,
-                                           msg, sizeof msg, &e);
+        struct nbd_handle *h = connect_uri(n->s->uri, n->s->local_files, &n->s->tls,
+                                           n->s->timeout_ms, n, msg, sizeof msg, &e);
         if (!h)
             continue;
         if (read_features(n->s, h, false) < 0) {
@@ -755,7 +770,63 @@ static void nbdc_close(struct vdisk_dev *dev);
  * turn; a flush on any covers the writes completed on all, as the NBD
  * protocol promises for multi-conn.  Without multi-conn one is used.
  * timeout=SECONDS (1 to 3600, default 30): see "Timeouts" above.
+ * TLS, with an nbds:// or nbds+unix:// URI only (libnbd's calls of the same
+ * names; the URI's own tls-certificates= and tls-psk-file= queries work
+ * too): tls-certificates=DIR (x509: DIR/ca-cert.pem, and client-cert.pem
+ * and client-key.pem when the server asks for a certificate),
+ * tls-psk-file=FILE (psktool's USERNAME:HEXKEY lines), tls-username=NAME
+ * (the PSK identity or the x509 user; default: the URI's user, else the
+ * login name), tls-verify-peer=on|off (x509: the server's certificate
+ * checked against the CA and the host name; default on).  Options that
+ * name files are refused on a backing file's open, as the URI queries are.
  */
+static int tls_opts_take(struct nbd_tls_opts *t, struct opt_set *os, const char *uri,
+                         bool local_files)
+{
+    t->verify_peer = -1;
+    if (!os)
+        return 0;
+    static const char *const keys[] = {"tls-certificates", "tls-psk-file", "tls-username"};
+    char **dst[] = {&t->certificates, &t->psk_file, &t->username};
+    const char *given = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = opt_take(os, keys[i]);
+        if (!v)
+            continue;
+        given = keys[i];
+        if (!*v)
+            return err_set(-EINVAL, "the option %s is empty", keys[i]);
+        if (i < 2 && !local_files)
+            return err_set(-EPERM, "the option %s may not name a local file for a backing "
+                           "file", keys[i]);
+        if (!(*dst[i] = strdup(v)))
+            return err_set(-ENOMEM, "out of memory");
+    }
+    const char *v = opt_take(os, "tls-verify-peer");
+    if (v) {
+        bool b;
+        int r = opt_bool("tls-verify-peer", v, &b);
+        if (r < 0)
+            return r;
+        t->verify_peer = b;
+        given = "tls-verify-peer";
+    }
+    if (given && strncmp(uri, "nbds:", 5) != 0 && strncmp(uri, "nbds+", 5) != 0)
+        return err_set(-EINVAL, "the option %s needs TLS: an nbds:// or nbds+unix:// URI",
+                       given);
+    if (t->certificates && t->psk_file)
+        return err_set(-EINVAL, "the options tls-certificates and tls-psk-file exclude each "
+                       "other");
+    return 0;
+}
+
+static void tls_opts_free(struct nbd_tls_opts *t)
+{
+    free(t->certificates);
+    free(t->psk_file);
+    free(t->username);
+}
+
 static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
     (void)file;
@@ -775,6 +846,12 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     struct nbd_dev *n = calloc(1, sizeof *n);
     if (!n)
         return err_set(-ENOMEM, "out of memory");
+    int tr = tls_opts_take(&n->tls, os, dev->filename, !dev->params.chain);
+    if (tr < 0) {
+        tls_opts_free(&n->tls);
+        free(n);
+        return tr;
+    }
     n->dev = dev;
     n->timeout_ms = (int64_t)timeout * 1000;
     dev->priv = n;
@@ -785,6 +862,7 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (!n->conns || !n->uri) {
         free(n->conns);
         free(n->uri);
+        tls_opts_free(&n->tls);
         pthread_mutex_destroy(&n->poison_lock);
         free(n);
         dev->priv = NULL;
@@ -802,7 +880,8 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     char msg[256];
     int e;
     struct nbd_conn *c0 = &n->conns[0];
-    c0->h = connect_uri(n->uri, n->local_files, n->timeout_ms, NULL, msg, sizeof msg, &e);
+    c0->h = connect_uri(n->uri, n->local_files, &n->tls, n->timeout_ms, NULL, msg, sizeof msg,
+                        &e);
     if (!c0->h) {
         r = err_set(-e, "Could not open '%s': %s", dev->filename, msg);
         goto fail;
@@ -832,7 +911,8 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (n->multi_conn) {
         for (unsigned i = 1; i < want; i++) {
             struct nbd_conn *c = &n->conns[i];
-            c->h = connect_uri(n->uri, n->local_files, n->timeout_ms, NULL, msg, sizeof msg, &e);
+            c->h = connect_uri(n->uri, n->local_files, &n->tls, n->timeout_ms, NULL, msg,
+                               sizeof msg, &e);
             if (!c->h) {
                 r = err_set(-e, "Could not open '%s' (connection %u of %u): %s",
                             dev->filename, i + 1, (unsigned)want, msg);
@@ -862,6 +942,7 @@ static void nbdc_close(struct vdisk_dev *dev)
         conn_stop(&n->conns[i]);
     free(n->conns);
     free(n->uri);
+    tls_opts_free(&n->tls);
     pthread_mutex_destroy(&n->poison_lock);
     free(n);
     dev->priv = NULL;

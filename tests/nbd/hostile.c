@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -682,6 +683,124 @@ START_TEST(stalls)
 }
 END_TEST
 
+/* With TLS configured (PSK here): every option but STARTTLS and ABORT
+ * gets NBD_REP_ERR_TLS_REQD, EXPORT_NAME closes; after STARTTLS's ack,
+ * bytes that are not TLS end the connection (no crash, no hang), and a
+ * client that goes silent meets the handshake's deadline.  The parameters'
+ * checks: TLS without a directory, a missing or malformed key file, and
+ * an older caller's structure (V1: no TLS fields read). */
+static vdisk_nbd *tls_server(const char *dir, unsigned hs_ms, int *client)
+{
+    struct vdisk_nbd_params p = {.struct_size = sizeof p, .export_name = "disk",
+                                 .handshake_timeout_ms = hs_ms, .log = logger,
+                                 .tls = VDISK_NBD_TLS_PSK, .tls_dir = dir};
+    vdisk_nbd *h;
+    ck_assert_msg(vdisk_nbd_new(&h, dev, -1, &p) == 0, "%s", vdisk_get_error());
+    *client = add_client(h);
+    return h;
+}
+
+START_TEST(tls_gate)
+{
+    const char *dir = scratch("psk");
+    ck_assert(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    const char *keys = scratch("psk/keys.psk");
+    const char *line = "alice:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+    write_file(keys, line, strlen(line));
+    int fd;
+    uint8_t buf[4200];
+    uint32_t len;
+    uint16_t tf;
+    vdisk_nbd *h = tls_server(dir, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    ck_assert_uint_eq(go(h, fd, "disk", &tf), NBD_REP_ERR(5));
+    ck_assert_str_eq(go_msg, "TLS is required: NBD_OPT_GO needs NBD_OPT_STARTTLS first");
+    send_opt(h, fd, NBD_OPT_LIST, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST, buf, sizeof buf, &len), NBD_REP_ERR(5));
+    send_opt(h, fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
+                      NBD_REP_ERR(5));
+    send_opt(h, fd, NBD_OPT_STARTTLS, "x", 1);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STARTTLS, buf, sizeof buf, &len),
+                      NBD_REP_ERR_INVALID);
+    /* The ack, then bytes that are no TLS record. */
+    send_opt(h, fd, NBD_OPT_STARTTLS, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STARTTLS, buf, sizeof buf, &len), NBD_REP_ACK);
+    static const char junk[] = "GET / HTTP/1.0\r\nHost: x\r\n\r\n0123456789abcdef0123456789";
+    xwrite(h, fd, junk, sizeof junk);
+    expect_closed(h, fd, 3000);
+    ck_assert(logged("the TLS handshake failed"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* A TLS record header announcing more than it sends, then silence: the
+     * handshake's deadline. */
+    nlines = 0;
+    h = tls_server(dir, 300, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    send_opt(h, fd, NBD_OPT_STARTTLS, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STARTTLS, buf, sizeof buf, &len), NBD_REP_ACK);
+    static const uint8_t rec[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00};
+    xwrite(h, fd, rec, sizeof rec);
+    expect_closed(h, fd, 3000);
+    ck_assert(logged("the handshake did not end in time"));
+    close(fd);
+    vdisk_nbd_free(h);
+    /* EXPORT_NAME without TLS: closed; ABORT is served. */
+    nlines = 0;
+    h = tls_server(dir, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    send_opt(h, fd, NBD_OPT_EXPORT_NAME, "disk", 4);
+    expect_closed(h, fd, 2000);
+    ck_assert(logged("NBD_OPT_EXPORT_NAME without TLS (TLS is required)"));
+    close(fd);
+    fd = add_client(h);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    send_opt(h, fd, NBD_OPT_ABORT, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_ABORT, buf, sizeof buf, &len), NBD_REP_ACK);
+    expect_closed(h, fd, 2000);
+    close(fd);
+    vdisk_nbd_free(h);
+    /* The parameters. */
+    struct vdisk_nbd_params p = {.struct_size = sizeof p, .tls = VDISK_NBD_TLS_PSK};
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, &p), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_nbd_new: TLS without a credentials directory "
+                                        "(tls_dir)");
+    p.tls_dir = scratch("nowhere");
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, &p), -ENOENT);
+    p.tls_dir = scratch_dir();
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, &p), -ENOENT);
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_nbd_new: Unable to access credentials "
+                                            "%s/keys.psk (the PSK file): No such file or "
+                                            "directory", scratch_dir()));
+    write_file(keys, "alice:0g\n", 9);
+    p.tls_dir = dir;
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, &p), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_nbd_new: TLS credentials: %s line 1: the "
+                                            "key is not hexadecimal", keys));
+    p.tls = VDISK_NBD_TLS_X509;
+    p.flags = VDISK_NBD_TLS_VERIFY_PEER;
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, &p), -ENOENT);
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_nbd_new: Unable to access credentials "
+                                            "%s/ca-cert.pem (the CA certificate, to verify "
+                                            "clients' certificates): No such file or "
+                                            "directory", dir));
+    p.tls = 0;
+    ck_assert_int_eq(vdisk_nbd_new(&h, dev, -1, &p), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_nbd_new: VDISK_NBD_TLS_VERIFY_PEER without TLS");
+    /* A caller of the first version: the TLS fields are not read. */
+    p = (struct vdisk_nbd_params){.struct_size = VDISK_NBD_PARAMS_SIZE_V1, .tls = 77,
+                                  .tls_dir = "/nowhere"};
+    ck_assert_msg(vdisk_nbd_new(&h, dev, -1, &p) == 0, "%s", vdisk_get_error());
+    fd = add_client(h);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    send_opt(h, fd, NBD_OPT_STARTTLS, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STARTTLS, buf, sizeof buf, &len),
+                      NBD_REP_ERR_UNSUP);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 /* Options sent without reading their replies: the server stops reading
  * options while 256 KiB of replies wait, then the handshake times out. */
 START_TEST(option_flood)
@@ -1058,6 +1177,7 @@ static Suite *suite(void)
     tcase_add_test(tc, structured);
     tcase_add_test(tc, meta_contexts);
     tcase_add_test(tc, stalls);
+    tcase_add_test(tc, tls_gate);
     tcase_add_test(tc, option_flood);
     tcase_add_test(tc, hangup_in_flight);
     tcase_add_test(tc, gone_with_reads_held);
