@@ -53,6 +53,19 @@
  *              attempt to connect (and reconnect) and each command's
  *              answer; a command unanswered that long fails with
  *              -ETIMEDOUT and the connection is made again.
+ *   tls-certificates, tls-psk-file, tls-username, tls-verify-peer
+ *              NBD exports over TLS only (nbds://, nbds+unix:// names):
+ *              libnbd's settings of those names.  tls-certificates=DIR:
+ *              x509 (DIR/ca-cert.pem; client-cert.pem and client-key.pem
+ *              when the server wants a client certificate);
+ *              tls-psk-file=FILE: pre-shared keys (psktool's
+ *              USERNAME:HEXKEY lines); tls-username=NAME: the PSK
+ *              identity (default: the name's user, else the login name);
+ *              tls-verify-peer=on|off (default on: the server's
+ *              certificate is checked against the CA and the host name).
+ *              The name's own ?tls-certificates= and ?tls-psk-file= work
+ *              too.  Not for a backing file (-EPERM: they name local
+ *              files); with a plain nbd:// name, -EINVAL.
  *   backing-confine  on | off (default off): for untrusted images.  A
  *              backing file name (qcow2) must stay inside the folder of the
  *              image that names it: names that are absolute, name a
