@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vdisk/vdisk.h>
+
 #include "harness.h"
 
 /* qemu-io's output without its timing lines. */
@@ -363,6 +365,68 @@ START_TEST(cli_errors)
 }
 END_TEST
 
+/* vdisk's NBD client with the open options tls-psk-file and tls-username
+ * (not in the name) on vdisk nbd with pre-shared keys: the bytes read and
+ * written; the options' errors. */
+static int open_opts(vdisk_dev **d, const char *uri, const char *const *kv)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    for (; kv[0]; kv += 2)
+        ck_assert_int_eq(vdisk_options_set(o, kv[0], kv[1]), 0);
+    int r = vdisk_open(d, uri, o);
+    vdisk_options_free(o);
+    return r;
+}
+
+START_TEST(tls_client_options)
+{
+    const char *img = scratch("t.raw"), *sock = scratch("t.sock"), *dir = scratch("psk");
+    RUN_OK("qemu-img create -q -f raw %s 1M", img);
+    RUN_OK("qemu-io -f raw -c 'write -P 0x3c 0 64k' %s", img);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    const char *keys = scratch("psk/keys.psk");
+    const char *line = "bob:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+    write_file(keys, line, strlen(line));
+    start_server(fmt("-t -k %s -f raw --object tls-creds-psk,id=t,dir=%s,endpoint=server "
+                     "--tls-creds t %s", sock, dir, img));
+    char *uri = strdup(fmt("nbds+unix:///?socket=%s", sock));
+    vdisk_dev *d = NULL;
+    const char *ok[] = {"tls-psk-file", keys, "tls-username", "bob", NULL};
+    ck_assert_msg(open_opts(&d, uri, ok) == 0, "%s", vdisk_get_error());
+    uint8_t b[65536], want[65536];
+    memset(want, 0x3c, sizeof want);
+    ck_assert_int_eq(vdisk_pread(d, b, sizeof b, 0), 0);
+    ck_assert_int_eq(memcmp(b, want, sizeof b), 0);
+    memset(want, 0x5d, sizeof want);
+    ck_assert_int_eq(vdisk_pwrite(d, want, sizeof want, 65536), 0);
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    vdisk_close(d);
+    d = NULL;
+    /* Another user: no key for it. */
+    const char *nokey[] = {"tls-psk-file", keys, "tls-username", "eve", NULL};
+    ck_assert_int_lt(open_opts(&d, uri, nokey), 0);
+    /* The options' errors. */
+    const char *plain_uri = fmt("nbd+unix:///?socket=%s", sock);
+    ck_assert_int_eq(open_opts(&d, plain_uri, ok), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_open: the option tls-username needs TLS: an "
+                                        "nbds:// or nbds+unix:// URI");
+    const char *both[] = {"tls-psk-file", keys, "tls-certificates", dir, NULL};
+    ck_assert_int_eq(open_opts(&d, uri, both), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_open: the options tls-certificates and "
+                                        "tls-psk-file exclude each other");
+    const char *badbool[] = {"tls-verify-peer", "maybe", NULL};
+    ck_assert_int_eq(open_opts(&d, uri, badbool), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_open: option 'tls-verify-peer' expects 'on' or "
+                                        "'off', not 'maybe'");
+    stop_server();
+    free(uri);
+    run("qemu-io -f raw -c 'read -P 0x5d 64k 64k' %s" NO_TIMING, img);
+    expect_out("read 65536/65536 bytes at offset 65536\n");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("nbd-interop");
@@ -373,6 +437,7 @@ static Suite *suite(void)
     tcase_add_test(tc, same_as_qemu_nbd);
     tcase_add_test(tc, foreground);
     tcase_add_test(tc, cli_errors);
+    tcase_add_test(tc, tls_client_options);
     suite_add_tcase(s, tc);
     return s;
 }
