@@ -408,7 +408,9 @@ static long tls_errno(int g, const char **why)
 
 long nbd_tls_recv(struct nbd_conn *c, void *buf, size_t n, const char **why)
 {
-    for (;;) {
+    /* A few non-fatal records (warnings) at a time: the loop comes back
+     * for the rest (the socket, or GnuTLS's buffer, is still readable). */
+    for (unsigned k = 0; k < 16; k++) {
         ssize_t g = gnutls_record_recv(c->tls_session, buf, n);
         if (g >= 0)
             return (long)g;
@@ -425,6 +427,8 @@ long nbd_tls_recv(struct nbd_conn *c, void *buf, size_t n, const char **why)
             continue;
         return tls_errno((int)g, why);
     }
+    *why = "warnings";
+    return -EAGAIN;
 }
 
 long nbd_tls_send(struct nbd_conn *c, const void *buf, size_t n, const char **why)

@@ -151,6 +151,35 @@ grep -q "the TLS handshake failed" x509.log ||
   fail "the client without a certificate was not refused in the TLS handshake: $(cat x509.log)"
 cmp disk.raw want.raw || fail "the image after the x509 session: not the bytes written"
 
+# ---- The same over TCP on 127.0.0.1: nbds://, the certificate's address checked -----------
+port=
+for try in $(seq 20); do
+  p=$((20000 + RANDOM % 40000))
+  if "$VDISK" nbd -t -b 127.0.0.1 -p "$p" -f raw --fork --pid-file "$W/tcp.pid" \
+    --object "tls-creds-x509,id=tls0,dir=$W/x509,endpoint=server" --tls-creds tls0 \
+    disk.raw 2>tcp.log; then
+    port=$p
+    break
+  fi
+done
+[ -n "$port" ] || fail "vdisk nbd found no free port: $(cat tcp.log)"
+PIDS+=("$(cat "$W/tcp.pid")")
+out=$(nbdinfo --size "nbds://127.0.0.1:$port/?tls-certificates=$W/client")
+expect_eq "nbdinfo over TCP and x509" "$out" 4194304
+rm -f got.raw
+qemu-img convert -O raw $CX --image-opts "driver=nbd,host=127.0.0.1,port=$port,tls-creds=tls0" \
+  got.raw
+cmp got.raw want.raw || fail "qemu-img convert over TCP and x509: not the image's bytes"
+rm -f got.raw
+"$VDISK" convert -O raw "nbds://127.0.0.1:$port/?tls-certificates=$W/client" got.raw
+cmp got.raw want.raw || fail "vdisk convert over TCP and x509: not the image's bytes"
+kill -TERM "$(cat "$W/tcp.pid")"
+for i in $(seq 200); do
+  [ -e "$W/tcp.pid" ] || break
+  sleep 0.05
+done
+[ ! -e "$W/tcp.pid" ] || fail "vdisk nbd over TCP did not exit on SIGTERM"
+
 # ---- vdisk nbd with PSK ---------------------------------------------------------------
 serve psk --object "tls-creds-psk,id=tls0,dir=$W/psk,endpoint=server" --tls-creds tls0
 S=$W/psk.sock
