@@ -70,9 +70,9 @@ psktool -u alice -p psk/keys.psk >/dev/null
 psktool -u alice -p wrongpsk/keys.psk >/dev/null
 cmp -s psk/keys.psk wrongpsk/keys.psk && fail "psktool made the same key twice"
 
-CX="--object tls-creds-x509,id=tls0,dir=$W/client,endpoint=client"
-CP="--object tls-creds-psk,id=tls0,dir=$W/psk,username=alice,endpoint=client"
-CW="--object tls-creds-psk,id=tls0,dir=$W/wrongpsk,username=alice,endpoint=client"
+CX=(--object "tls-creds-x509,id=tls0,dir=$W/client,endpoint=client")
+CP=(--object "tls-creds-psk,id=tls0,dir=$W/psk,username=alice,endpoint=client")
+CW=(--object "tls-creds-psk,id=tls0,dir=$W/wrongpsk,username=alice,endpoint=client")
 
 # The image: 4 MiB, patterns in places.
 qemu-img create -q -f raw disk.raw 4M
@@ -80,8 +80,7 @@ qemu-io -f raw -c 'write -P 0x11 0 1M' -c 'write -P 0x22 3M 512k' disk.raw >/dev
 cp disk.raw want.raw
 
 wait_sock() {
-  local i
-  for i in $(seq 200); do
+  for _ in $(seq 200); do
     [ -S "$1" ] && return 0
     kill -0 "$2" 2>/dev/null || fail "the server exited before listening: $(cat "$3")"
     sleep 0.05
@@ -107,7 +106,7 @@ stop() {
 # ---- vdisk nbd with x509 (verify-peer: on, qemu's default) ------------------------
 serve x509 --object "tls-creds-x509,id=tls0,dir=$W/x509,endpoint=server" --tls-creds tls0
 S=$W/x509.sock
-out=$(qemu-io $CX --image-opts "driver=nbd,path=$S,tls-creds=tls0,tls-hostname=localhost" \
+out=$(qemu-io "${CX[@]}" --image-opts "driver=nbd,path=$S,tls-creds=tls0,tls-hostname=localhost" \
   -c 'read -P 0x11 0 1M' -c 'write -P 0x33 1M 64k' -c 'read -P 0x33 1M 64k' \
   -c 'read -P 0x22 3M 512k' | grep -v '^[0-9].*sec')
 expect_eq "qemu-io over x509" "$out" "read 1048576/1048576 bytes at offset 0
@@ -115,7 +114,7 @@ wrote 65536/65536 bytes at offset 1048576
 read 65536/65536 bytes at offset 1048576
 read 524288/524288 bytes at offset 3145728"
 qemu-io -f raw -c 'write -P 0x33 1M 64k' want.raw >/dev/null
-qemu-img convert -O raw $CX --image-opts "driver=nbd,path=$S,tls-creds=tls0,tls-hostname=localhost" got.raw
+qemu-img convert -O raw "${CX[@]}" --image-opts "driver=nbd,path=$S,tls-creds=tls0,tls-hostname=localhost" got.raw
 cmp got.raw want.raw || fail "qemu-img convert over x509: not the image's bytes"
 out=$(nbdinfo --size "nbds+unix:///?socket=$S&tls-certificates=$W/client")
 expect_eq "nbdinfo over x509" "$out" 4194304
@@ -153,7 +152,7 @@ cmp disk.raw want.raw || fail "the image after the x509 session: not the bytes w
 
 # ---- The same over TCP on 127.0.0.1: nbds://, the certificate's address checked -----------
 port=
-for try in $(seq 20); do
+for _ in $(seq 20); do
   p=$((20000 + RANDOM % 40000))
   if "$VDISK" nbd -t -b 127.0.0.1 -p "$p" -f raw --fork --pid-file "$W/tcp.pid" \
     --object "tls-creds-x509,id=tls0,dir=$W/x509,endpoint=server" --tls-creds tls0 \
@@ -167,14 +166,14 @@ PIDS+=("$(cat "$W/tcp.pid")")
 out=$(nbdinfo --size "nbds://127.0.0.1:$port/?tls-certificates=$W/client")
 expect_eq "nbdinfo over TCP and x509" "$out" 4194304
 rm -f got.raw
-qemu-img convert -O raw $CX --image-opts "driver=nbd,host=127.0.0.1,port=$port,tls-creds=tls0" \
+qemu-img convert -O raw "${CX[@]}" --image-opts "driver=nbd,host=127.0.0.1,port=$port,tls-creds=tls0" \
   got.raw
 cmp got.raw want.raw || fail "qemu-img convert over TCP and x509: not the image's bytes"
 rm -f got.raw
 "$VDISK" convert -O raw "nbds://127.0.0.1:$port/?tls-certificates=$W/client" got.raw
 cmp got.raw want.raw || fail "vdisk convert over TCP and x509: not the image's bytes"
 kill -TERM "$(cat "$W/tcp.pid")"
-for i in $(seq 200); do
+for _ in $(seq 200); do
   [ -e "$W/tcp.pid" ] || break
   sleep 0.05
 done
@@ -183,13 +182,13 @@ done
 # ---- vdisk nbd with PSK ---------------------------------------------------------------
 serve psk --object "tls-creds-psk,id=tls0,dir=$W/psk,endpoint=server" --tls-creds tls0
 S=$W/psk.sock
-out=$(qemu-io $CP --image-opts "driver=nbd,path=$S,tls-creds=tls0,tls-hostname=localhost" \
+out=$(qemu-io "${CP[@]}" --image-opts "driver=nbd,path=$S,tls-creds=tls0,tls-hostname=localhost" \
   -c 'write -P 0x55 512k 4k' -c 'read -P 0x55 512k 4k' | grep -v '^[0-9].*sec')
 expect_eq "qemu-io over PSK" "$out" "wrote 4096/4096 bytes at offset 524288
 read 4096/4096 bytes at offset 524288"
 qemu-io -f raw -c 'write -P 0x55 512k 4k' want.raw >/dev/null
 rm -f got.raw
-qemu-img convert -O raw $CP --image-opts "driver=nbd,path=$S,tls-creds=tls0" got.raw
+qemu-img convert -O raw "${CP[@]}" --image-opts "driver=nbd,path=$S,tls-creds=tls0" got.raw
 cmp got.raw want.raw || fail "qemu-img convert over PSK: not the image's bytes"
 out=$(nbdinfo --size "nbds+unix://alice@/?socket=$S&tls-psk-file=$W/psk/keys.psk")
 expect_eq "nbdinfo over PSK" "$out" 4194304
@@ -198,7 +197,7 @@ out=$(nbdinfo --size "nbds+unix://alice@/?socket=$S&tls-psk-file=$W/wrongpsk/key
   fail "nbdinfo with a wrong key: $out"
 expect_eq "nbdinfo with a wrong key" "$out" \
   "nbdinfo: nbd_connect_uri: gnutls_handshake: A TLS fatal alert has been received. (-1/1)"
-out=$(qemu-img info $CW --image-opts "driver=nbd,path=$S,tls-creds=tls0" 2>&1) &&
+out=$(qemu-img info "${CW[@]}" --image-opts "driver=nbd,path=$S,tls-creds=tls0" 2>&1) &&
   fail "qemu-img with a wrong key: $out"
 expect_eq "qemu-img with a wrong key" "$out" \
   "qemu-img: Could not open 'driver=nbd,path=$S,tls-creds=tls0': TLS handshake failed: A TLS fatal alert has been received."
