@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <vdisk/vdisk.h>
 
 #include "endian.h"
@@ -801,6 +802,126 @@ START_TEST(tls_gate)
 }
 END_TEST
 
+/* Over TLS (a GnuTLS client here, PSK), a client that sends 100 READs in
+ * one TLS record: the server takes 64 at once, and the 36 left wait as
+ * plaintext in its TLS session while the socket has nothing more (and
+ * the small replies never fill it, so it is not polled for writing
+ * either); they must still be read (the kick) and answered, each with
+ * its data. */
+static void tls_xfer(vdisk_nbd *h, gnutls_session_t cs, void *buf, size_t n, bool send)
+{
+    uint8_t *p = buf;
+    uint64_t end = now_ms() + 5000;
+    while (n) {
+        ssize_t r = send ? gnutls_record_send(cs, p, n) : gnutls_record_recv(cs, p, n);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+            continue;
+        }
+        ck_assert_msg(r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED, "TLS %s: %s",
+                      send ? "send" : "recv", r == 0 ? "end of stream" : gnutls_strerror((int)r));
+        ck_assert_msg(now_ms() < end, "no progress within 5 s");
+        pump(h, 10);
+    }
+}
+
+START_TEST(tls_pipelined)
+{
+    const char *dir = scratch("psk2");
+    ck_assert(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    const char *hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const char *line = fmt("alice:%s\n", hex);
+    write_file(scratch("psk2/keys.psk"), line, strlen(line));
+    int fd;
+    uint8_t buf[256];
+    uint32_t len;
+    vdisk_nbd *h = tls_server(dir, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    send_opt(h, fd, NBD_OPT_STARTTLS, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STARTTLS, buf, sizeof buf, &len), NBD_REP_ACK);
+    gnutls_psk_client_credentials_t cred;
+    ck_assert_int_eq(gnutls_psk_allocate_client_credentials(&cred), 0);
+    uint8_t key[32];
+    for (int i = 0; i < 32; i++)
+        key[i] = (uint8_t)(i % 16 * 0x11);
+    gnutls_datum_t kd = {key, 32};
+    ck_assert_int_eq(gnutls_psk_set_client_credentials(cred, "alice", &kd, GNUTLS_PSK_KEY_RAW), 0);
+    gnutls_session_t cs;
+    ck_assert_int_eq(gnutls_init(&cs, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+    ck_assert_int_eq(gnutls_priority_set_direct(cs, "NORMAL:+ECDHE-PSK:+DHE-PSK", NULL), 0);
+    ck_assert_int_eq(gnutls_credentials_set(cs, GNUTLS_CRD_PSK, cred), 0);
+    gnutls_transport_set_int(cs, fd);
+    uint64_t end = now_ms() + 5000;
+    int g;
+    while ((g = gnutls_handshake(cs)) == GNUTLS_E_AGAIN || g == GNUTLS_E_INTERRUPTED) {
+        ck_assert_msg(now_ms() < end, "the TLS handshake did not end within 5 s");
+        pump(h, 10);
+    }
+    ck_assert_msg(g == 0, "TLS handshake: %s", gnutls_strerror(g));
+    /* NBD_OPT_GO "disk" over TLS, its replies read up to the ACK. */
+    uint8_t go_opt[16 + 10];
+    be64_store(go_opt, NBD_OPTS_MAGIC);
+    be32_store(go_opt + 8, NBD_OPT_GO);
+    be32_store(go_opt + 12, 10);
+    be32_store(go_opt + 16, 4);
+    memcpy(go_opt + 20, "disk", 4);
+    be16_store(go_opt + 24, 0);
+    tls_xfer(h, cs, go_opt, sizeof go_opt, true);
+    for (;;) {
+        uint8_t r[20];
+        tls_xfer(h, cs, r, 20, false);
+        ck_assert_uint_eq(be64_load(r), NBD_REP_MAGIC);
+        uint32_t type = be32_load(r + 12), rl = be32_load(r + 16);
+        ck_assert_uint_le(rl, sizeof buf);
+        if (rl)
+            tls_xfer(h, cs, buf, rl, false);
+        if (type == NBD_REP_ACK)
+            break;
+        ck_assert_uint_eq(type, NBD_REP_INFO);
+    }
+    /* 100 READs of 512 bytes in one record. */
+    enum { N = 100 };
+    uint8_t reqs[N * NBD_REQ_SIZE];
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t *q = reqs + i * NBD_REQ_SIZE;
+        be32_store(q, NBD_REQUEST_MAGIC);
+        be16_store(q + 4, 0);
+        be16_store(q + 6, NBD_CMD_READ);
+        be64_store(q + 8, 1000 + i);
+        be64_store(q + 16, (uint64_t)i * 512);
+        be32_store(q + 24, 512);
+    }
+    tls_xfer(h, cs, reqs, sizeof reqs, true);
+    bool seen[N] = {false};
+    uint8_t data[512];
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t r[16];
+        tls_xfer(h, cs, r, 16, false);
+        ck_assert_uint_eq(be32_load(r), NBD_SIMPLE_REPLY_MAGIC);
+        ck_assert_uint_eq(be32_load(r + 4), 0);
+        uint64_t cookie = be64_load(r + 8);
+        ck_assert(cookie >= 1000 && cookie < 1000 + N && !seen[cookie - 1000]);
+        seen[cookie - 1000] = true;
+        tls_xfer(h, cs, data, sizeof data, false);
+        for (size_t k = 0; k < sizeof data; k++)
+            ck_assert_uint_eq(data[k], 0x5a);
+    }
+    /* NBD_CMD_DISC: the server closes its end. */
+    uint8_t disc[NBD_REQ_SIZE] = {0};
+    be32_store(disc, NBD_REQUEST_MAGIC);
+    be16_store(disc + 6, NBD_CMD_DISC);
+    tls_xfer(h, cs, disc, sizeof disc, true);
+    for (int i = 0; i < 50 && vdisk_nbd_clients(h); i++)
+        pump(h, 10);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 0);
+    gnutls_deinit(cs);
+    gnutls_psk_free_client_credentials(cred);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 /* Options sent without reading their replies: the server stops reading
  * options while 256 KiB of replies wait, then the handshake times out. */
 START_TEST(option_flood)
@@ -1178,6 +1299,7 @@ static Suite *suite(void)
     tcase_add_test(tc, meta_contexts);
     tcase_add_test(tc, stalls);
     tcase_add_test(tc, tls_gate);
+    tcase_add_test(tc, tls_pipelined);
     tcase_add_test(tc, option_flood);
     tcase_add_test(tc, hangup_in_flight);
     tcase_add_test(tc, gone_with_reads_held);
