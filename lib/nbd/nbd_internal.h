@@ -11,7 +11,11 @@
  *   - transport.c: the sockets (listening on TCP or Unix, accepting, reading
  *     into what the handler wants, sending the replies without waiting),
  *     the handle's epoll set, the deadlines, the helper thread, the public
- *     calls.
+ *     calls;
+ *   - tls.c: TLS with GnuTLS (the credentials, a connection's session once
+ *     NBD_OPT_STARTTLS is acknowledged); handler.c only refuses options
+ *     until TLS is up (NBD_REP_ERR_TLS_REQD), transport.c runs the
+ *     handshake and then reads and sends through the session.
  * Everything runs on the thread that drives the handle.
  */
 #ifndef VDISK_NBD_INTERNAL_H
