@@ -13,6 +13,8 @@ packages=(
   # NBD: the NBD server's test clients (nbdinfo, nbdcopy: tests/nbd/) and
   # the nbd protocol's test servers (nbdkit: tests/nbd_client/)
   libnbd-bin nbdkit
+  # ip netns: the network namespaces of the NBD scale test (tests/nbd/)
+  iproute2
   # GNU time: the peak RSS of vdisk-vmm under a flooding guest (tests/vmm/)
   time
   xorriso genisoimage libarchive-tools p7zip-full
