@@ -40,6 +40,7 @@
 # wait is bounded; the test takes about 15 s.
 set -euo pipefail
 export VDISK_TEST_NAME=${VDISK_TEST_NAME:-nbd-scale}
+# shellcheck source=tests/common/skip.sh
 . "$(dirname "$0")/../common/skip.sh"
 
 vdisk=${1:?usage: scale-netns.sh VDISK WORKDIR [CLIENTS [DOWN]]}
@@ -276,6 +277,7 @@ feed() {
 
 for ((i = 0; i < nclients; i++)); do
   mkfifo "c$i.out"
+  # shellcheck disable=SC2094 # cI.out is a FIFO: vdisk io's answers to feed
   feed "$i" <"c$i.out" 2>"c$i.feed.err" |
     timeout -k 5 90 ip netns exec "$tag-c$i" "$vdisk" io -f qcow2 "c$i.qcow2" \
       >"c$i.out" 2>"c$i.err" &
