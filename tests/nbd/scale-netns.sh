@@ -26,7 +26,8 @@
 # pattern-checked read of an untouched cluster (backing data), and
 # pattern-checked reads of the previous round's write and of its copied
 # neighbourhood.  After a few rounds of every client the server is killed
-# and started again on the same port while the clients are waiting on it:
+# and started again on the same port while the clients are waiting on it
+# (and killed and started again once more as they reconnect):
 # the nbd protocol driver (formats/nbd/nbd.c) reconnects (8 attempts, 0.1 s
 # doubling to 1 s between them: 5.5 s in all) and sends the unanswered
 # commands again; the clients go on for a few rounds more.  Then every
@@ -308,19 +309,26 @@ phase "every client did $MIN_ROUNDS rounds"
 
 # ---- Kill the server in the middle and start it again -------------------------
 
-kill -9 "$server_pid"
 # Gone: no such process, or a zombie (the forked server is not our child).
 gone() {
   local st
   st=$(awk '{ print $3 }' "/proc/$server_pid/stat" 2>/dev/null) || return 0
   [ -z "$st" ] || [ "$st" = Z ] || [ "$st" = X ]
 }
+kill -9 "$server_pid"
 wait_for "the killed server to go" 10 gone
 phase "server killed"
 sleep "$down" # the clients' commands meet a dead server: they reconnect
 start_server
+phase "server started again"
+# Once more at once, as the clients are reconnecting (some in the middle
+# of their handshake): the reconnect goes on with its next attempt.
+sleep 0.05
+kill -9 "$server_pid"
+wait_for "the killed server to go" 10 gone
+start_server
 touch restarted
-phase "server killed and started again"
+phase "server killed as the clients reconnected, and started again"
 
 # The export after the restart, read with several connections (multi-conn).
 nsx "$tag-c0" nbdcopy --connections=4 "$URI" golden-copy.raw ||
