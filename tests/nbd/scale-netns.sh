@@ -80,7 +80,8 @@ cleanup() {
   local rc=$? ns p
   trap - EXIT INT TERM
   for p in "${pids[@]}"; do
-    kill -9 "$p" 2>/dev/null || true
+    # shellcheck disable=SC2046 # the children's ids, if any
+    kill -9 $(pgrep -P "$p") "$p" 2>/dev/null || true
   done
   for ns in "${namespaces[@]}"; do
     for p in $(ip netns pids "$ns" 2>/dev/null); do
@@ -99,7 +100,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'echo "FAIL: terminated (or over the time limit)"; exit 143' TERM
+# The whole test within 100 s (CTest's limit is 120 s, and CTest's kill
+# would leave the namespaces behind): the watchdog's TERM runs cleanup.
+(
+  sleep "${VDISK_SCALE_LIMIT:-100}"
+  kill -TERM $$ 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
+pids+=($!)
 
 fail() {
   echo "FAIL: $*"
