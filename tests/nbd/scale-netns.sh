@@ -108,6 +108,7 @@ trap 'echo "FAIL: terminated (or over the time limit)"; exit 143' TERM
   kill -TERM $$ 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 pids+=($!)
+disown $! # no "Killed" line for it at the end
 
 fail() {
   echo "FAIL: $*"
