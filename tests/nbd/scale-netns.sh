@@ -302,6 +302,27 @@ for ((i = 0; i < nclients; i++)); do
   client_pids[i]=$!
 done
 
+# bench I: in client I's namespace, `vdisk bench` reads the export itself
+# (random 64 KiB reads, 16 at once on one connection) over and over, until
+# a run that began after the restart has ended: the server dies under one
+# of them with many commands in flight.
+bench() {
+  local i=$1 runs=0 after=0
+  while ((after < 2 && runs < 300)); do
+    [ -e restarted ] && after=$((after + 1))
+    nsx "$tag-c$i" "$vdisk" bench -f raw -c 2000 -d 16 -s 64k --random=$runs "$URI" \
+      >>"b$i.log" 2>&1 || { echo "client $i: vdisk bench run $runs failed"; return 1; }
+    runs=$((runs + 1))
+  done
+  echo "$runs" >"b$i.runs"
+}
+bench_pids=()
+for ((i = 0; i < nclients && i < 2; i++)); do
+  bench "$i" >"b$i.fail" 2>&1 &
+  pids+=($!)
+  bench_pids[i]=$!
+done
+
 # wait_for WHAT SECONDS CMD...: polls CMD until it succeeds.
 wait_for() {
   local what=$1 deadline=$((SECONDS + $2))
@@ -368,8 +389,20 @@ for ((i = 0; i < nclients; i++)); do
     fail=1
   fi
 done
+for i in "${!bench_pids[@]}"; do
+  if ! wait "${bench_pids[i]}"; then
+    cat "b$i.fail"
+    tail -5 "b$i.log"
+    fail=1
+  fi
+done
 [ "$fail" = 0 ] || exit 1
-phase "every client done"
+runs=0
+for i in "${!bench_pids[@]}"; do
+  read -r n <"b$i.runs"
+  runs=$((runs + n))
+done
+phase "every client done (and $runs vdisk bench runs)"
 
 # What each overlay should hold: the golden bytes and the client's writes
 # (written by qemu-io into a copy of golden.raw).
