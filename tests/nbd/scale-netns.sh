@@ -33,7 +33,11 @@
 # reconnect): the nbd protocol driver (formats/nbd/nbd.c) reconnects (8
 # attempts, 0.1 s doubling to 1 s between them: 5.5 s in all) and sends
 # the unanswered commands again; each client does a few write rounds
-# more.  Then every `vdisk io` must have succeeded with no pattern
+# more.  Meanwhile, from the first two clients' namespaces, `vdisk bench`
+# reads the export itself, 16 random 64 KiB reads at once, run after run
+# until one that began after the restart has ended (the server dies under
+# one of them, with many commands in flight): every run must succeed.
+# Then every `vdisk io` must have succeeded with no pattern
 # mismatch, every overlay must pass `vdisk check` and `qemu-img check`,
 # and each overlay read whole by `vdisk convert` and by `qemu-img convert`
 # must equal the expected bytes (golden.raw with the client's writes put
