@@ -15,6 +15,8 @@ packages=(
   libnbd-bin nbdkit
   # TLS for NBD: certtool and psktool make the tests' certificates and keys
   gnutls-bin
+  # ip netns: the network namespaces of the NBD scale test (tests/nbd/)
+  iproute2
   # GNU time: the peak RSS of vdisk-vmm under a flooding guest (tests/vmm/)
   time
   xorriso genisoimage libarchive-tools p7zip-full

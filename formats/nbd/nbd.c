@@ -666,8 +666,18 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&n->lock);
         if (stop && !todo && !n->inflight && !n->retry)
             break;
-        if (todo && connection_lost(n))
+        if (todo && connection_lost(n)) {
+            /* The new commands wait with the others: sent once connected,
+             * failed at once if this reconnect fails (not left to start a
+             * whole round of attempts when the one attempt of a broken
+             * connection failed). */
+            while (todo) {
+                struct nbd_cmd *c = todo;
+                todo = c->next;
+                list_push(&n->retry, &n->retry_tail, c);
+            }
             reconnect(n, n->broken ? 1 : RECONNECT_TRIES);
+        }
         while (todo) {
             struct nbd_cmd *c = todo;
             todo = c->next;
