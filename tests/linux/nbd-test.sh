@@ -17,6 +17,14 @@
 # takes the files out with debugfs and compares them byte for byte with the
 # host's, and checks the pattern and the zeros around it.
 #
+# VDISK_TEST_BACKING=nbd (CTest linux-nbd-backing): the image is instead a
+# qcow2 overlay whose backing file is nbd://127.0.0.1:PORT/base, an export
+# of base.qcow2 (128 MiB of 0x5a) by a second `vdisk nbd` (read-only, over
+# TCP on loopback): the README's overlay whose backing file is on another
+# machine. What the guest did not write then reads 0x5a, from the backing
+# file; the host also checks with `qemu-img map` that the overlay holds
+# only what the guest wrote, and that base.qcow2 did not change.
+#
 #   nbd-test.sh VDISK [OUTDIR]
 #
 # VDISK is the vdisk CLI. OUTDIR (default ./linux-nbd) keeps the serial
@@ -34,7 +42,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 vdisk=${1:?usage: nbd-test.sh VDISK [OUTDIR]}
 out=${2:-$PWD/linux-nbd}
 case "$vdisk" in */*) vdisk=$(cd "$(dirname "$vdisk")" && pwd)/$(basename "$vdisk") ;; esac # the script cd's
-: "${VDISK_TEST_NAME:=linux-nbd}" # its CTest name (tests/ci-skips.txt)
+backing=${VDISK_TEST_BACKING:-none}
+case "$backing" in
+  none) : "${VDISK_TEST_NAME:=linux-nbd}" ;; # its CTest name (tests/ci-skips.txt)
+  nbd) : "${VDISK_TEST_NAME:=linux-nbd-backing}" ;;
+  *) echo "nbd-test.sh: VDISK_TEST_BACKING must be none or nbd, not '$backing'" >&2; exit 2 ;;
+esac
 export VDISK_TEST_NAME
 
 command -v qemu-system-x86_64 >/dev/null || skip_test "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
@@ -52,6 +65,7 @@ done
 
 new_work_dir "$out"
 # Unix socket paths must be short (108 bytes): they live in /tmp.
+base_pid=
 sockdir=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-nbd.XXXXXX")
 cleanup() {
   kill_bg_all
@@ -60,12 +74,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== NBD guest test: kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
+echo "== NBD guest test: backing file '$backing', kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
 cd "$work"
 
 # --- the disk and the files -------------------------------------------------
-# 128 MiB: the file system in the first 96 MiB, zeros up to 112 MiB, the
-# pattern (8 MiB of 0xc3) and zeros to the end.
+# 128 MiB: the file system in the first 96 MiB, then what the disk held up
+# to 112 MiB, the pattern (8 MiB of 0xc3) and what the disk held to the end:
+# zeros, or 0x5a from the backing file.
 mib=1048576
 disk_size=$((128 * mib))
 fs_kib=$((96 * 1024))
@@ -81,8 +96,36 @@ for i in $(seq 1 100); do
   echo "small file $i" >"small/f$i"
   echo "deeper file $i" >"small/deeper/g$i"
 done
-"$vdisk" create -q -f qcow2 disk.qcow2 "$disk_size"
-echo "   disk: disk.qcow2 ($disk_size bytes, qcow2 by vdisk create), file system $fs_kib KiB, pattern at $pat_off+$pat_len"
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+if [ "$backing" = nbd ]; then
+  fill=0x5a
+  "$vdisk" create -q -f qcow2 base.qcow2 "$disk_size"
+  "$vdisk" io -c "write -P $fill 0 $disk_size" base.qcow2 >/dev/null
+  base_sum=$(sha base.qcow2)
+  # The backing file's server, on a free port of 127.0.0.1: vdisk nbd
+  # exits when it cannot listen; then another port is tried.
+  for try in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 40000))
+    start_bg "$out/nbd-base.log" "$vdisk" nbd -v -b 127.0.0.1 -p "$port" -r -t -e 0 -x base -f qcow2 base.qcow2
+    for _ in $(seq 1 200); do
+      kill -0 "$BG_PID" 2>/dev/null || break
+      if qemu-img info "nbd://127.0.0.1:$port/base" >/dev/null 2>&1; then base_pid=$BG_PID; break; fi
+      sleep 0.05
+    done
+    [ -n "$base_pid" ] && break
+    kill -KILL "$BG_PID" 2>/dev/null || true
+    wait "$BG_PID" 2>/dev/null || true
+    echo "   (port $port, try $try: $(tail -n1 "$out/nbd-base.log"))"
+  done
+  [ -n "$base_pid" ] || { echo "the backing file's vdisk nbd did not start:"; cat "$out/nbd-base.log"; exit 1; }
+  BG_PIDS=("$base_pid") # not the tries that exited
+  "$vdisk" create -q -f qcow2 -b "nbd://127.0.0.1:$port/base" -F raw disk.qcow2
+  echo "   disk: disk.qcow2, a qcow2 overlay ($disk_size bytes) on nbd://127.0.0.1:$port/base (base.qcow2, $fill everywhere), file system $fs_kib KiB, pattern at $pat_off+$pat_len"
+else
+  fill=0
+  "$vdisk" create -q -f qcow2 disk.qcow2 "$disk_size"
+  echo "   disk: disk.qcow2 ($disk_size bytes, qcow2 by vdisk create), file system $fs_kib KiB, pattern at $pat_off+$pat_len"
+fi
 
 bash "$here/mkinitramfs.sh" "$out/initramfs.gz" "$GUEST_MODULES" "$work/data"
 
@@ -103,12 +146,11 @@ echo "   guest ran for $GUEST_MS ms (qemu exit status $qrc); serial console: $ou
 
 src=0
 stop_bg "$nbd_pid" 10 || src=$?
-BG_PIDS=()
+BG_PIDS=(${base_pid:+"$base_pid"})
 check "vdisk nbd exits 0 on SIGTERM (status $src)" test "$src" = 0
 
 # --- what the guest said ----------------------------------------------------------
 log=$out/serial.log
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 check "qemu exited 0 after the guest powered off (status $qrc; 124: timed out after ${VDISK_TEST_TIMEOUT:-240}s)" test "$qrc" = 0
 check "no FAIL marker" bash -c "! grep -a 'VDISK-TEST: FAIL' '$log'"
 check "guest made the file system" grep -a "VDISK-TEST: mkfs ok kib=$fs_kib" "$log"
@@ -151,9 +193,38 @@ check "the pattern's bytes (qemu-img convert)" pattern_ok
 check "the pattern reads back through vdisk" \
   "$vdisk" io -r -f qcow2 -c "read -P $(printf 0x%x "$pat_byte") $pat_off $pat_len" disk.qcow2
 fs_end=$((fs_kib * 1024))
-check "zeros between the file system and the pattern, and after it" \
-  "$vdisk" io -r -f qcow2 -c "read -P 0 $fs_end $((pat_off - fs_end))" \
-  -c "read -P 0 $((pat_off + pat_len)) $((disk_size - pat_off - pat_len))" disk.qcow2
+check "$fill between the file system and the pattern, and after it" \
+  "$vdisk" io -r -f qcow2 -c "read -P $fill $fs_end $((pat_off - fs_end))" \
+  -c "read -P $fill $((pat_off + pat_len)) $((disk_size - pat_off - pat_len))" disk.qcow2
 
-exit_if_failed "serial console" "$log" "vdisk nbd" "$out/nbd.log"
-echo "PASSED (guest boot to power-off $GUEST_MS ms)"
+if [ "$backing" = nbd ]; then
+  # qemu-img map: past the file system, the overlay holds the pattern
+  # (depth 0) and nothing else (depth 1: the backing file).
+  map_ok() {
+    local start length depth
+    qemu-img map --output=json -f qcow2 disk.qcow2 >map.json || return 1
+    sed -n 's/.*"start": \([0-9]*\), "length": \([0-9]*\), "depth": \([0-9]*\).*/\1 \2 \3/p' map.json |
+      while read -r start length depth; do
+        [ $((start + length)) -gt "$fs_end" ] || continue
+        if [ "$start" -ge "$pat_off" ] && [ $((start + length)) -le $((pat_off + pat_len)) ]; then
+          [ "$depth" = 0 ] || { echo "$start+$length at depth $depth"; exit 1; }
+        elif [ "$start" -ge "$fs_end" ] && { [ $((start + length)) -le "$pat_off" ] || [ "$start" -ge $((pat_off + pat_len)) ]; }; then
+          [ "$depth" = 1 ] || { echo "$start+$length at depth $depth"; exit 1; }
+        else
+          echo "$start+$length straddles the file system's end or the pattern"; exit 1
+        fi
+      done
+  }
+  check "past the file system, the overlay holds only the pattern (qemu-img map)" map_ok
+  bsrc=0
+  stop_bg "$base_pid" 10 || bsrc=$?
+  check "the backing file's vdisk nbd exits 0 on SIGTERM (status $bsrc)" test "$bsrc" = 0
+  check "the backing file is unchanged" test "$(sha base.qcow2)" = "$base_sum"
+fi
+
+if [ "$backing" = nbd ]; then
+  exit_if_failed "serial console" "$log" "vdisk nbd" "$out/nbd.log" "vdisk nbd (backing file)" "$out/nbd-base.log"
+else
+  exit_if_failed "serial console" "$log" "vdisk nbd" "$out/nbd.log"
+fi
+echo "PASSED (backing file '$backing', guest boot to power-off $GUEST_MS ms)"
