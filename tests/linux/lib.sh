@@ -1,10 +1,10 @@
 # shellcheck shell=bash
-# Shared by tests/linux/guest-test.sh, tests/vmm/guest-test.sh,
-# tests/vmm/linux-test.sh, tests/bench/vhost.sh and tests/bench/boot.sh
-# (sourced, bash).  Booting Debian's cloud kernel in qemu-system-x86_64
-# (microvm, TCG) with disks and CD-ROMs from vhost-user back ends or from
-# QEMU itself; the test scripts' work directory, checks, and the images of
-# the Linux guest's test mode.
+# Shared by tests/linux/guest-test.sh, tests/linux/nbd-test.sh,
+# tests/vmm/guest-test.sh, tests/vmm/linux-test.sh, tests/bench/vhost.sh and
+# tests/bench/boot.sh (sourced, bash).  Booting Debian's cloud kernel in
+# qemu-system-x86_64 (microvm, TCG) with disks and CD-ROMs from vhost-user
+# back ends, from an NBD server or from QEMU itself; the test scripts' work
+# directory, checks, and the images of the Linux guest's test mode.
 
 # shellcheck source=SCRIPTDIR/../common/skip.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../common/skip.sh" # skip_test
@@ -120,6 +120,10 @@ qemu_blk_args() { # IMAGE FORMAT [ro]
   [ "${3:-}" = ro ] && ro=on
   echo "-blockdev driver=file,node-name=dfile,filename=$1,read-only=$ro" \
     "-blockdev driver=$2,node-name=disk0,file=dfile,read-only=$ro -device virtio-blk-device,drive=disk0"
+}
+nbd_blk_args() { # SOCKET EXPORT: QEMU's NBD client on a Unix socket, as a virtio-blk disk
+  echo "-blockdev driver=nbd,node-name=disk0,server.type=unix,server.path=$1,export=$2" \
+    "-device virtio-blk-device,drive=disk0"
 }
 qemu_cd_args() { # ISO
   echo "-blockdev driver=file,node-name=cdfile,filename=$1,read-only=on -blockdev driver=raw,node-name=cd0,file=cdfile,read-only=on -device virtio-scsi-device,id=vscsi -device scsi-cd,drive=cd0,bus=vscsi.0"

@@ -4,8 +4,10 @@
 # (guest-eject.c, guest-randread.c) and /init (the file `init` next to this
 # script). A gzip'ed cpio archive in the newc format.
 #
-#   mkinitramfs.sh OUTPUT MODULES_DIR
+#   mkinitramfs.sh OUTPUT MODULES_DIR [DATA_DIR]
 #
+# DATA_DIR, when given, is copied to /data in the archive (files the guest
+# writes to its disk, for the host to compare: tests/linux/nbd-test.sh).
 # MODULES_DIR is the kernel's lib/modules/VERSION (scripts/fetch-guest-kernel.sh
 # leaves it at $VDISK_GUEST_KERNEL_DIR/modules). The modules are loaded with
 # busybox insmod, which neither resolves dependencies nor (in every build)
@@ -15,8 +17,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: mkinitramfs.sh OUTPUT MODULES_DIR}
-moddir=${2:?usage: mkinitramfs.sh OUTPUT MODULES_DIR}
+out=${1:?usage: mkinitramfs.sh OUTPUT MODULES_DIR [DATA_DIR]}
+moddir=${2:?usage: mkinitramfs.sh OUTPUT MODULES_DIR [DATA_DIR]}
+datadir=${3:-}
 [ -d "$moddir/kernel" ] || { echo "mkinitramfs.sh: $moddir has no kernel/ tree" >&2; exit 1; }
 
 # The modules the tests need; their dependencies are added before them.
@@ -38,6 +41,9 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,lib/modules,mnt/cd}
 cp "$busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 cp "$here/init" "$root/init"
+if [ -n "$datadir" ]; then
+  cp -R "$datadir" "$root/data"
+fi
 chmod 0755 "$root/init"
 for prog in guest-eject guest-randread; do
   "${CC:-cc}" -static -O2 -Wall -o "$root/bin/$prog" "$here/$prog.c"
