@@ -169,6 +169,9 @@ enum {
 /* vdisk_block_status calls for one BLOCK_STATUS (it runs on the loop's
  * thread: bounded, so that one request cannot hold the loop for long). */
 #define NBD_MAX_STATUS_CALLS 16384u
+/* Read-ahead of a connection in the transmission phase (transport.c): one
+ * recvmsg takes the bytes the handler wants and up to this many more. */
+#define NBD_RBUF_SIZE (64u << 10)
 /* Clients at once. */
 #define NBD_MAX_CLIENTS 1024u
 /* Token bucket for what clients cause: a burst, then one line per refill. */
@@ -237,6 +240,11 @@ struct nbd_conn {
     uint64_t deadline;         /* ms: the handshake's or a request's end; 0: none */
     uint64_t tx_stall;         /* ms: when the replies began waiting; 0: none */
     uint64_t id;               /* for log lines */
+    /* transport.c, in the transmission phase: bytes read ahead of what the
+     * handler asked for (the next requests), NBD_RBUF_SIZE bytes from
+     * rbuf, rb_off..rb_len of them not handed over yet. */
+    uint8_t *rbuf;
+    size_t rb_off, rb_len;
 };
 
 struct vdisk_nbd {
