@@ -229,10 +229,10 @@ static bool rx_pending(struct nbd_conn *c)
  * that the socket had less than was asked for. */
 static ssize_t sock_read(struct nbd_conn *c, uint8_t *dst, size_t want, bool *drained)
 {
-    struct iovec iov[2] = {{.iov_base = dst, .iov_len = want},
-                           {.iov_base = c->rbuf, .iov_len = NBD_RBUF_SIZE}};
     if (c->transmission && !c->rbuf)
         c->rbuf = malloc(NBD_RBUF_SIZE); /* none: one read at a time */
+    struct iovec iov[2] = {{.iov_base = dst, .iov_len = want},
+                           {.iov_base = c->rbuf, .iov_len = NBD_RBUF_SIZE}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = c->transmission && c->rbuf ? 2 : 1};
     ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT);
     *drained = n >= 0 && (size_t)n < want + (mh.msg_iovlen == 2 ? NBD_RBUF_SIZE : 0);
