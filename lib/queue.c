@@ -517,8 +517,15 @@ static int queue_reap(struct vdisk_queue *q, unsigned min_complete, unsigned max
 {
     if (max_complete == 0)
         max_complete = UINT_MAX;
-    if (q->user_fd >= 0)
+    if (q->user_fd >= 0) {
+        /* What is pending goes to the engine before the fd is cleared:
+         * what completes inside that submission (io_uring reads from the
+         * page cache) signals the fd, and is reaped below anyway; cleared
+         * after it, the fd does not wake the caller's loop for nothing.
+         * (Whatever completes after the clear signals it again.) */
+        q->eng->submit(q); /* (a failure: reap_loop's submit says it) */
         eventfd_clear(q->user_fd);
+    }
     bool outer = q->reaping, outer_reap = in_reap;
     q->reaping = true;
     in_reap = q->holds_ref;

@@ -108,24 +108,50 @@ void nbd_info(struct vdisk_nbd *s, const char *fmt, ...)
 /* ---- Replies -------------------------------------------------------------------- */
 
 /* A reply buffer of SIZE bytes, counted in C's memory; its data starts at
- * the buffer. */
+ * the buffer.  A large one is a spare one of the connection when one of
+ * about that size is kept (tx_free). */
 static struct nbd_tx *tx_new(struct nbd_conn *c, size_t size)
 {
-    struct nbd_tx *t = malloc(sizeof *t + size);
-    if (!t)
-        return NULL;
+    struct nbd_tx *t = NULL;
+    if (size >= NBD_SPARE_MIN) {
+        for (struct nbd_tx **p = &c->spare; *p; p = &(*p)->next) {
+            size_t cap = (*p)->size - sizeof **p;
+            if (cap >= size && cap / 2 <= size) {
+                t = *p;
+                *p = t->next;
+                c->spare_bytes -= t->size;
+                break;
+            }
+        }
+    }
+    if (!t) {
+        if (!(t = malloc(sizeof *t + size)))
+            return NULL;
+        t->size = sizeof *t + size;
+    }
     t->next = NULL;
     t->data = t->buf;
     t->len = size;
     t->off = 0;
-    t->size = sizeof *t + size;
     c->mem += t->size;
     return t;
 }
 
+/* Frees T, or keeps it for the next large reply: reads of 64 KiB and more
+ * following one another would otherwise have malloc give their memory
+ * back to the system and fault it in again, which costs more than the
+ * copy of the data.  The spares (NBD_SPARE_BYTES at most) count in the
+ * connection's limit on buffers (nbd_rx_want). */
 static void tx_free(struct nbd_conn *c, struct nbd_tx *t)
 {
     c->mem -= t->size;
+    if (t->size - sizeof *t >= NBD_SPARE_MIN && !c->ending &&
+        c->spare_bytes + t->size <= NBD_SPARE_BYTES) {
+        t->next = c->spare;
+        c->spare = t;
+        c->spare_bytes += t->size;
+        return;
+    }
     free(t);
 }
 
@@ -964,7 +990,8 @@ size_t nbd_rx_want(struct nbd_conn *c, uint8_t **dst)
         if (c->closing)
             return 0;
         if (c->got == 0 && (c->in_flight >= NBD_MAX_IN_FLIGHT ||
-                            c->mem + NBD_MAX_PAYLOAD + (64u << 10) > NBD_CONN_MEM))
+                            c->mem + c->spare_bytes + NBD_MAX_PAYLOAD + (64u << 10) >
+                                NBD_CONN_MEM))
             return 0; /* back-pressure: the client waits */
         *dst = c->hdr + c->got;
         return NBD_REQ_SIZE - c->got;
@@ -1114,4 +1141,10 @@ void nbd_conn_end(struct nbd_conn *c)
     }
     c->tx_tail = NULL;
     c->rx = RX_NONE;
+    while (c->spare) {
+        struct nbd_tx *t = c->spare;
+        c->spare = t->next;
+        free(t);
+    }
+    c->spare_bytes = 0;
 }

@@ -174,6 +174,14 @@ enum {
 /* vdisk_block_status calls for one BLOCK_STATUS (it runs on the loop's
  * thread: bounded, so that one request cannot hold the loop for long). */
 #define NBD_MAX_STATUS_CALLS 16384u
+/* Read-ahead of a connection in the transmission phase (transport.c): one
+ * recvmsg takes the bytes the handler wants and up to this many more. */
+#define NBD_RBUF_SIZE (64u << 10)
+/* Reply buffers of NBD_SPARE_MIN bytes and more that a connection keeps
+ * for the next reads once sent, NBD_SPARE_BYTES at most (counted with its
+ * buffers in use against NBD_CONN_MEM). */
+#define NBD_SPARE_MIN (64u << 10)
+#define NBD_SPARE_BYTES (16u << 20)
 /* Clients at once. */
 #define NBD_MAX_CLIENTS 1024u
 /* Token bucket for what clients cause: a burst, then one line per refill. */
@@ -255,6 +263,15 @@ struct nbd_conn {
     enum nbd_tls_state tls_state;
     void *tls_session;         /* gnutls_session_t (tls.c), or NULL */
     bool tls_pending;          /* tls.c: the handshake wants the socket writable */
+    /* transport.c, in the transmission phase: bytes read ahead of what the
+     * handler asked for (the next requests), NBD_RBUF_SIZE bytes from
+     * rbuf, rb_off..rb_len of them not handed over yet. */
+    uint8_t *rbuf;
+    size_t rb_off, rb_len;
+    /* handler.c: large reply buffers kept for the next reads, spare_bytes
+     * in all (not in mem). */
+    struct nbd_tx *spare;
+    size_t spare_bytes;
 };
 
 struct vdisk_nbd {

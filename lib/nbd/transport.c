@@ -48,6 +48,8 @@ enum { EV_LISTEN = 1, EV_CONN, EV_QUEUE, EV_TIMER, EV_KICK };
 
 /* Reads and sends per wake-up of one connection, before the others' turn. */
 #define CONN_BATCH 64u
+/* Replies handed to one sendmsg. */
+#define TX_IOV 64
 
 static void close_fd(int *fd)
 {
@@ -109,6 +111,7 @@ static void free_conn(struct nbd_conn *c, const char *why)
         log_drop(c, why);
     s->conns[c->slot] = NULL;
     s->nconns--;
+    free(c->rbuf);
     free(c);
     if (s->nconns < s->max_clients) {
         s->accept_retry = 0; /* a client went: its descriptors are free */
@@ -176,9 +179,9 @@ static int flush_tx(struct nbd_conn *c)
         return 0;
     }
     for (unsigned k = 0; k < CONN_BATCH && c->tx_head; k++) {
-        struct iovec iov[16];
+        struct iovec iov[TX_IOV];
         int n = 0;
-        for (struct nbd_tx *t = c->tx_head; t && n < 16; t = t->next, n++) {
+        for (struct nbd_tx *t = c->tx_head; t && n < TX_IOV; t = t->next, n++) {
             iov[n].iov_base = t->data + t->off;
             iov[n].iov_len = t->len - t->off;
         }
@@ -226,10 +229,68 @@ static bool tls_handshake(struct nbd_conn *c)
     return true;
 }
 
+/* Hands the bytes read ahead to the handler, as far as it wants them now.
+ * Returns false when C was dropped. */
+static bool rx_pump(struct nbd_conn *c)
+{
+    while (c->rb_off < c->rb_len) {
+        uint8_t *dst;
+        size_t want = nbd_rx_want(c, &dst);
+        if (!want)
+            return true; /* back-pressure, or closing: they wait (or go) */
+        size_t n = c->rb_len - c->rb_off;
+        if (n > want)
+            n = want;
+        memcpy(dst, c->rbuf + c->rb_off, n);
+        c->rb_off += n;
+        if (nbd_rx_got(c, n) == NBD_CLOSE) {
+            drop_conn(c, "protocol error");
+            return false;
+        }
+    }
+    c->rb_off = c->rb_len = 0;
+    return true;
+}
+
+/* Whether the handler wants bytes that were read ahead already. */
+static bool rx_pending(struct nbd_conn *c)
+{
+    uint8_t *dst;
+    return c->rb_off < c->rb_len && nbd_rx_want(c, &dst);
+}
+
+/* One read from C's socket into DST (WANT bytes wanted; the read-ahead is
+ * empty).  In the transmission phase the same recvmsg also takes up to
+ * NBD_RBUF_SIZE bytes more into the read-ahead: the next requests, many
+ * per system call.  (Never during the handshake: what follows an option
+ * there, STARTTLS's, may not be read as plain bytes.)  Returns the bytes
+ * of DST filled, 0 at the end of the stream, or -1 (errno); *DRAINED says
+ * that the socket had less than was asked for. */
+static ssize_t sock_read(struct nbd_conn *c, uint8_t *dst, size_t want, bool *drained)
+{
+    if (c->transmission && !c->rbuf)
+        c->rbuf = malloc(NBD_RBUF_SIZE); /* none: one read at a time */
+    struct iovec iov[2] = {{.iov_base = dst, .iov_len = want},
+                           {.iov_base = c->rbuf, .iov_len = NBD_RBUF_SIZE}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = c->transmission && c->rbuf ? 2 : 1};
+    ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT);
+    *drained = n >= 0 && (size_t)n < want + (mh.msg_iovlen == 2 ? NBD_RBUF_SIZE : 0);
+    if (n > (ssize_t)want) {
+        c->rb_off = 0;
+        c->rb_len = (size_t)n - want;
+        n = (ssize_t)want;
+    }
+    return n;
+}
+
 /* After reading or completing: the queue watched once there is one, the
- * requests started handed to the engine, the replies sent.  Returns false
+ * requests started handed to the engine (and those it completed at once,
+ * as io_uring does reads from the page cache, completed: their replies
+ * leave in the same send), the replies sent, the requests read ahead
+ * started as room is made for them.  QUEUE_READY: the queue's fd polled
+ * readable (it is cleared, even with nothing in flight).  Returns false
  * when C was dropped. */
-static bool settle(struct nbd_conn *c)
+static bool settle(struct nbd_conn *c, bool queue_ready)
 {
     struct vdisk_nbd *s = c->srv;
     if (c->abandoned) {
@@ -244,12 +305,18 @@ static bool settle(struct nbd_conn *c)
         drop_conn(c, "its queue cannot be polled");
         return false;
     }
-    if (c->q && c->in_flight && vdisk_queue_submit(c->q) < 0)
-        nbd_log(s, "client %" PRIu64 ": submitting: %s", c->id, vdisk_get_error());
-    if (flush_tx(c) < 0) {
-        drop_conn(c, "sending a reply failed");
-        return false;
-    }
+    do {
+        if (!rx_pump(c))
+            return false;
+        if (c->q && (c->in_flight || queue_ready) && vdisk_queue_reap(c->q, 0, 0) < 0)
+            nbd_log(s, "client %" PRIu64 ": completions: %s", c->id, vdisk_get_error());
+        queue_ready = false;
+        if (flush_tx(c) < 0) {
+            drop_conn(c, "sending a reply failed");
+            return false;
+        }
+        /* (Each turn hands over at least one byte read ahead: it ends.) */
+    } while (rx_pending(c));
     if (c->tls_state == NBD_TLS_STARTING && !c->tx_head) {
         /* STARTTLS's ack is out: the TLS handshake begins. */
         if (nbd_tls_begin(c) < 0) {
@@ -293,6 +360,8 @@ static void on_conn(struct nbd_conn *c, uint32_t events)
         drop_conn(c, c->closing ? NULL : "the client hung up with requests in flight");
         return;
     }
+    if (!rx_pump(c))
+        return;
     for (unsigned k = 0; k < CONN_BATCH; k++) {
         uint8_t *dst;
         size_t want = nbd_rx_want(c, &dst);
@@ -300,13 +369,14 @@ static void on_conn(struct nbd_conn *c, uint32_t events)
             break;
         ssize_t n;
         const char *why = NULL;
+        bool drained = false;
         if (c->tls_state == NBD_TLS_UP) {
             long g = nbd_tls_recv(c, dst, want, &why);
             if (g == -EAGAIN)
                 break;
             n = g < 0 ? -1 : g;
         } else {
-            n = recv(c->fd, dst, want, MSG_DONTWAIT);
+            n = sock_read(c, dst, want, &drained);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -329,17 +399,25 @@ static void on_conn(struct nbd_conn *c, uint32_t events)
             drop_conn(c, "protocol error");
             return;
         }
+        if (!rx_pump(c))
+            return;
+        if (drained)
+            break; /* nothing more now: no read just to hear EAGAIN */
     }
-    settle(c);
+    settle(c, false);
 }
 
 static void on_queue(struct nbd_conn *c)
 {
     if (!c->q)
         return;
-    if (vdisk_queue_reap(c->q, 0, 0) < 0)
-        nbd_log(c->srv, "client %" PRIu64 ": completions: %s", c->id, vdisk_get_error());
-    settle(c);
+    if (c->abandoned) {
+        if (vdisk_queue_reap(c->q, 0, 0) < 0)
+            nbd_log(c->srv, "client %" PRIu64 ": completions: %s", c->id, vdisk_get_error());
+        settle(c, false);
+        return;
+    }
+    settle(c, true);
 }
 
 static void on_tick(struct vdisk_nbd *s)
@@ -417,7 +495,7 @@ static int take_connection(struct vdisk_nbd *s, int fd)
         listen_watch(s, false);
     tick(s, true);
     nbd_info(s, "client %" PRIu64 " connected", c->id);
-    settle(c);
+    settle(c, false);
     return 0;
 }
 

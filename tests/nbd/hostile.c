@@ -1237,6 +1237,86 @@ START_TEST(never_reads)
 }
 END_TEST
 
+/* Requests sent in one go, many per read of the socket (the server reads
+ * ahead in the transmission phase): more than the 64 in flight at once
+ * wait in its read-ahead and are started as room is made, writes'
+ * payloads straddle the reads, and every reply is right. */
+START_TEST(pipelined)
+{
+    int fd;
+    vdisk_nbd *h = connected(0, 0, false, &fd);
+    enum { NREAD = 300, NWRITE = 40, WLEN = 3000 };
+    /* 300 reads of 512 bytes, from the pattern at 2 MiB (byte i & 0xff). */
+    uint8_t *reqs = malloc(NREAD * 28);
+    for (unsigned i = 0; i < NREAD; i++) {
+        uint8_t *r = reqs + 28 * i;
+        be32_store(r, NBD_REQUEST_MAGIC);
+        be16_store(r + 4, 0);
+        be16_store(r + 6, NBD_CMD_READ);
+        be64_store(r + 8, 1000 + i);
+        be64_store(r + 16, (2u << 20) + 7 * i);
+        be32_store(r + 24, 512);
+    }
+    xwrite(h, fd, reqs, NREAD * 28);
+    bool seen[NREAD] = {false};
+    uint8_t buf[WLEN];
+    for (unsigned k = 0; k < NREAD; k++) {
+        uint8_t r[16];
+        ck_assert(xread(h, fd, r, 16));
+        ck_assert_uint_eq(be32_load(r), NBD_SIMPLE_REPLY_MAGIC);
+        ck_assert_uint_eq(be32_load(r + 4), 0);
+        uint64_t i = be64_load(r + 8) - 1000;
+        ck_assert_uint_lt(i, NREAD);
+        ck_assert(!seen[i]);
+        seen[i] = true;
+        ck_assert(xread(h, fd, buf, 512));
+        for (unsigned j = 0; j < 512; j++)
+            ck_assert_uint_eq(buf[j], (uint8_t)(7 * i + j));
+    }
+    /* 40 writes of 3000 bytes (odd sizes: headers and payloads fall
+     * anywhere in a read), then a flush, in one stream. */
+    size_t len = NWRITE * (28 + WLEN) + 28, at = 0;
+    uint8_t *st = malloc(len);
+    for (unsigned i = 0; i < NWRITE; i++, at += 28 + WLEN) {
+        be32_store(st + at, NBD_REQUEST_MAGIC);
+        be16_store(st + at + 4, 0);
+        be16_store(st + at + 6, NBD_CMD_WRITE);
+        be64_store(st + at + 8, 2000 + i);
+        be64_store(st + at + 16, (1u << 20) + (uint64_t)WLEN * i);
+        be32_store(st + at + 24, WLEN);
+        memset(st + at + 28, 0x30 + (int)i, WLEN);
+    }
+    be32_store(st + at, NBD_REQUEST_MAGIC);
+    be16_store(st + at + 4, 0);
+    be16_store(st + at + 6, NBD_CMD_FLUSH);
+    be64_store(st + at + 8, 3000);
+    be64_store(st + at + 16, 0);
+    be32_store(st + at + 24, 0);
+    xwrite(h, fd, st, len);
+    unsigned acks = 0;
+    for (unsigned k = 0; k < NWRITE + 1; k++) {
+        uint8_t r[16];
+        ck_assert(xread(h, fd, r, 16));
+        ck_assert_uint_eq(be32_load(r + 4), 0);
+        uint64_t c = be64_load(r + 8);
+        ck_assert((c >= 2000 && c < 2000 + NWRITE) || c == 3000);
+        acks++;
+    }
+    ck_assert_uint_eq(acks, NWRITE + 1);
+    for (unsigned i = 0; i < NWRITE; i++) {
+        request(h, fd, NBD_CMD_READ, 0, 4000 + i, (1u << 20) + (uint64_t)WLEN * i, WLEN);
+        ck_assert_uint_eq(simple_reply(h, fd, 4000 + i), 0);
+        ck_assert(xread(h, fd, buf, WLEN));
+        for (unsigned j = 0; j < WLEN; j++)
+            ck_assert_uint_eq(buf[j], 0x30 + i);
+    }
+    free(reqs);
+    free(st);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 START_TEST(tcp_thread_and_api)
 {
     vdisk_nbd *h;
@@ -1307,6 +1387,7 @@ static Suite *suite(void)
     tcase_add_test(tc, zeroes_enotsup);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
+    tcase_add_test(tc, pipelined);
     suite_add_tcase(s, tc);
     return s;
 }
