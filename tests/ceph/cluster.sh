@@ -21,7 +21,8 @@
 #                             blocks meanwhile (pool size 1).
 #   cluster.sh osd-kill DIR   SIGKILL to the OSD and "ceph osd down 0": the
 #                             memstore objects are lost, so it cannot come
-#                             back (osd-start then fails).
+#                             back (osd-start then fails: on disk is only the
+#                             store of the last clean stop).
 #   cluster.sh osd-freeze DIR SIGSTOP to the OSD: connections stay open, no
 #                             answers (a hung OSD); osd-thaw sends SIGCONT.
 #   cluster.sh osd-start DIR  starts the OSD again and waits until it is up
@@ -81,14 +82,19 @@ daemon_pid() {
   [ -s "$f" ] && cat "$f"
 }
 
-# is_ours PID NAME: whether PID is still daemon NAME of this cluster (not a
-# reused pid), alive (a zombie counts as gone).
+# is_ours PID: whether PID is still a daemon of this cluster (its command
+# line names DIR/ceph.conf: not a reused pid) and not yet gone.  A killed
+# process whose main thread is a zombie while other threads still exit (its
+# sockets still open) counts as running until one thread is left.
 is_ours() {
-  local pid=$1 state
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null) || return 1
-  [ "$state" != Z ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/ceph.conf"
+  local pid=$1 status
+  status=$(cat "/proc/$pid/status" 2>/dev/null) || return 1
+  if [[ $status == *$'\nState:\tZ'* ]]; then
+    # A pid is not reused before its zombie is reaped.
+    [[ $status != *$'\nThreads:\t1\n'* ]]
+    return
+  fi
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/ceph.conf"
 }
 
 # kill_daemon NAME SIGNAL [SECONDS]: sends SIGNAL to daemon NAME and waits
@@ -349,6 +355,9 @@ cmd_osd_start() {
   if pid=$(daemon_pid osd.0) && is_ours "$pid"; then
     die "the OSD runs already (pid $pid)"
   fi
+  # On disk is the store of the last clean stop (osd-stop, or mkfs): the
+  # OSD would come back with old objects.
+  [ ! -e "$dir/run/osd.0.killed" ] || die "the OSD was killed (osd-kill): its objects are lost, it cannot start again"
   local from
   from=$(log_lines osd.0)
   start_daemon osd.0 ceph-osd -i 0
@@ -377,6 +386,7 @@ case "$action" in
   osd-stop) kill_daemon osd.0 TERM "$timeout_s" ;;
   osd-kill)
     kill_daemon osd.0 KILL
+    : >"$dir/run/osd.0.killed"
     ceph_cli osd down 0 >/dev/null 2>&1 || die "ceph osd down 0 failed"
     ;;
   osd-freeze)
