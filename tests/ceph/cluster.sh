@@ -118,6 +118,8 @@ kill_daemon() {
       if [ $tries -le 0 ]; then
         echo "cluster.sh: $name (pid $pid) still runs after SIG$sig: SIGKILL" >&2
         kill -KILL "$pid" 2>/dev/null || true
+        # A killed OSD's objects are lost (osd-start refuses to start it).
+        [ "$name" != osd.0 ] || : >"$dir/run/osd.0.killed"
         tries=500
         sig=KILL
       fi
