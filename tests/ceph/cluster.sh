@@ -76,6 +76,14 @@ free_port() {
   die "no free TCP port found in 10000-29999"
 }
 
+# listens PID PORT: whether process PID listens on 127.0.0.1:PORT (another
+# process may have taken the port first).
+listens() {
+  local inode
+  inode=$(awk -v a="$(printf '0100007F:%04X' "$2")" '$2 == a && $4 == "0A" { print $10 }' /proc/net/tcp)
+  [ -n "$inode" ] && find "/proc/$1/fd" -lname "socket:\[$inode\]" 2>/dev/null | grep -q .
+}
+
 # daemon_pid NAME: the pid recorded for daemon NAME (mon.a, osd.0), if any.
 daemon_pid() {
   local f=$dir/run/$1.pid
@@ -110,6 +118,8 @@ kill_daemon() {
       if [ $tries -le 0 ]; then
         echo "cluster.sh: $name (pid $pid) still runs after SIG$sig: SIGKILL" >&2
         kill -KILL "$pid" 2>/dev/null || true
+        # A killed OSD's objects are lost (osd-start refuses to start it).
+        [ "$name" != osd.0 ] || : >"$dir/run/osd.0.killed"
         tries=500
         sig=KILL
       fi
@@ -242,6 +252,8 @@ admin socket = $dir/run/\$name.\$pid.asok
 
 [mon]
 keyring = $dir/\$name/keyring
+# A port taken since it was chosen: exit at once (default: 3 tries 5 s apart).
+ms bind retry count = 1
 
 [osd]
 keyring = $dir/\$name/keyring
@@ -278,43 +290,63 @@ cmd_start() {
 
   # The monitor, on a port free now; another process may take it before the
   # monitor binds: then again with another port.
+  local osd_mkfs='' cli
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
+    if [ -n "$osd_mkfs" ]; then # a retry: the conf changes
+      wait "$osd_mkfs" || fail "ceph-osd --mkfs failed"
+      osd_mkfs=finished
+    fi
     write_conf "$port"
+    if [ -z "$osd_mkfs" ]; then
+      # The OSD's store, meanwhile (it needs no monitor without the
+      # monitor's config).
+      mkdir -p "$dir/osd.0"
+      cp "$dir/osd.keyring" "$dir/osd.0/keyring"
+      timeout -k 5 "$timeout_s" ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --no-mon-config \
+        --osd-uuid "$osd_uuid" >>"$dir/log/osd.0.out" 2>&1 &
+      osd_mkfs=$!
+    fi
     rm -rf "$dir/mon.a" "$dir/monmap"
     monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port]" "$dir/monmap" \
       >>"$dir/log/mon.a.out" 2>&1 || fail "monmaptool failed"
-    ceph-mon -c "$dir/ceph.conf" -i a --mkfs --monmap "$dir/monmap" --keyring "$dir/mon.keyring" \
-      >>"$dir/log/mon.a.out" 2>&1 || fail "ceph-mon --mkfs failed"
+    timeout -k 5 "$timeout_s" ceph-mon -c "$dir/ceph.conf" -i a --mkfs --monmap "$dir/monmap" \
+      --keyring "$dir/mon.keyring" >>"$dir/log/mon.a.out" 2>&1 || fail "ceph-mon --mkfs failed"
     start_daemon mon.a ceph-mon -i a
     pid=$(daemon_pid mon.a)
+    # The OSD's id, and the pool (it needs no OSD yet): one ceph command
+    # (a second of Python's start-up, meanwhile), which runs the lines of
+    # its standard input and then exits 0 whatever they did.
+    printf 'osd new %s 0\nosd pool create rbd 8 8\n' "$osd_uuid" >"$dir/log/ceph-cli.in"
+    timeout -k 5 "$timeout_s" ceph -c "$dir/ceph.conf" --connect-timeout "$timeout_s" \
+      <"$dir/log/ceph-cli.in" >"$dir/log/ceph-cli.out" 2>&1 &
+    cli=$!
     # Bound: listening, or exited (bind failure).
     local tries=$((timeout_s * 50))
-    while is_ours "$pid" && ! grep -q "$(printf '0100007F:%04X 00000000:0000 0A' "$port")" /proc/net/tcp; do
+    while is_ours "$pid" && ! listens "$pid" "$port"; do
       tries=$((tries - 1))
       [ $tries -gt 0 ] || fail "the monitor does not listen on 127.0.0.1:$port after ${timeout_s}s"
       sleep 0.02
     done
     if is_ours "$pid"; then break; fi
-    if ! grep -qi "bind" "$dir/log/mon.a.log" "$dir/log/mon.a.out" 2>/dev/null || [ $attempt = 5 ]; then
+    if ! grep -q "Address already in use" "$dir/log/mon.a.log" "$dir/log/mon.a.out" 2>/dev/null ||
+      [ $attempt = 5 ]; then
       fail "the monitor exited at start-up"
     fi
     echo "cluster.sh: port $port was taken, trying another" >&2
+    kill "$cli" 2>/dev/null || true
+    wait "$cli" || true
     rm -f "$dir/run/mon.a.pid"
   done
   t_mon=$(now)
 
-  # The OSD's id, and the pool (it needs no OSD yet): one ceph command, which
-  # runs the lines of its standard input (and then exits 0 whatever they did).
-  printf 'osd new %s 0\nosd pool create rbd 8 8\n' "$osd_uuid" |
-    ceph_cli >"$dir/log/ceph-cli.out" 2>&1 || fail "ceph failed: $(cat "$dir/log/ceph-cli.out")"
+  wait "$cli" || fail "ceph failed: $(cat "$dir/log/ceph-cli.out")"
   if ! grep -qx 0 "$dir/log/ceph-cli.out" || ! grep -q "pool 'rbd' created" "$dir/log/ceph-cli.out"; then
     fail "ceph osd new, ceph osd pool create failed: $(cat "$dir/log/ceph-cli.out")"
   fi
-  mkdir -p "$dir/osd.0"
-  cp "$dir/osd.keyring" "$dir/osd.0/keyring"
-  ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$dir/log/osd.0.out" 2>&1 ||
-    fail "ceph-osd --mkfs failed"
+  if [ "$osd_mkfs" != finished ]; then
+    wait "$osd_mkfs" || fail "ceph-osd --mkfs failed"
+  fi
   local from
   from=$(log_lines osd.0)
   start_daemon osd.0 ceph-osd -i 0
