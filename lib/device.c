@@ -371,13 +371,15 @@ VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t
     const struct vdisk_driver *proto = protocol_for_name(filename);
     if (!proto)
         return -ENOTSUP;
-    if (proto != &vdisk_driver_raw) {
-        /* An NBD export exists already: a raw image on it only checks it.
-         * An RBD image is made by the rbd driver. */
+    if (proto == &vdisk_driver_nbd) {
+        /* An NBD export exists already: a raw image on it only checks it. */
         if (drv != &vdisk_driver_raw)
-            return err_set(-ENOTSUP, "%s: only raw images can be created on %s", filename,
-                           proto == &vdisk_driver_nbd ? "an NBD export" : "RBD");
+            return err_set(-ENOTSUP, "%s: only raw images can be created on an NBD export",
+                           filename);
         drv = proto;
+    } else if (proto != &vdisk_driver_raw && drv == &vdisk_driver_raw) {
+        drv = proto; /* a raw image in RBD is the RBD image; a format is
+                        written into one (qcow2_create) */
     }
     if (size > UINT64_MAX - 511)
         return err_set(-EINVAL, "size %" PRIu64 " is too large", size);

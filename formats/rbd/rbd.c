@@ -23,8 +23,9 @@
  *   block status  rbd_diff_iterate2 with the parent included: what no
  *                 object holds reads as zeroes
  *
- * Under a format (qcow2 in a pool) the image grows: a write past its end
- * resizes it first, on the device's worker thread.
+ * Under a format (qcow2 in a pool) the image grows: a write (or zeroes)
+ * past its end resizes it first, on the device's worker thread; reads past
+ * it see zeroes.
  *
  * Timeouts.  The Ceph client waits for ever by default; here the cluster
  * connection (client_mount_timeout) and every request to a monitor or an
@@ -432,7 +433,8 @@ static void rbd_submit(struct vdisk_req *req)
     struct vdisk_dev *dev = req->dev;
     struct rbd_dev *s = dev->priv;
     uint64_t size = dev_size(dev);
-    if (req->op == VDISK_OP_WRITE && req->offset + req->length > size) {
+    if ((req->op == VDISK_OP_WRITE || req->op == VDISK_OP_WRITE_ZEROES) &&
+        req->offset + req->length > size) {
         pthread_mutex_lock(&s->lock);
         if (!s->worker)
             s->worker = offload_new();
