@@ -128,6 +128,24 @@ t rbd export --no-progress "$P/fromq" exp.raw >/dev/null 2>&1
 same src.raw exp.raw "qcow2 converted into the pool"
 echo "images rbd import and qemu-img wrote: read by vdisk"
 
+# ---- qcow2 in the pool, and served over NBD ---------------------------------
+t "$V" create -f qcow2 "rbd:$P/q" 64M >/dev/null
+t "$V" io -f qcow2 -c "write -P 0x71 1M 300k" -c "write -P 0x72 40M 4k" "rbd:$P/q" >/dev/null
+t "$V" convert -f raw -O qcow2 src.raw "rbd:$P/q2"
+for img in q q2; do
+  t qemu-img check -f qcow2 "rbd:$P/$img" >q.txt || fail "qemu-img check of qcow2 in RBD $img: $(cat q.txt)"
+  grep -q "No errors were found on the image." q.txt || fail "qemu-img check $img: $(cat q.txt)"
+  t "$V" check -f qcow2 "rbd:$P/$img" >v.txt || fail "vdisk check $img: $(cat v.txt)"
+done
+t qemu-img compare -f raw -F qcow2 src.raw "rbd:$P/q2" >/dev/null || fail "qcow2 in RBD differs from its source"
+t qemu-io -f qcow2 -r -c "read -P 0x71 1M 300k" -c "read -P 0x72 40M 4k" -c "read -P 0 0 1M" "rbd:$P/q" >/dev/null ||
+  fail "qemu-io reading vdisk's qcow2 in RBD"
+t "$V" nbd -f qcow2 -r -k "$work/nbd.sock" -x disk --fork --pid-file "$work/nbd.pid" "rbd:$P/q2"
+t qemu-img compare -f raw -F raw src.raw "nbd+unix:///disk?socket=$work/nbd.sock" >/dev/null ||
+  fail "the qcow2 in RBD served by vdisk nbd differs from its source"
+kill "$(cat "$work/nbd.pid")"
+echo "qcow2 in RBD: qemu-img and vdisk check it clean, read it right; vdisk nbd serves it"
+
 # ---- snapshots ---------------------------------------------------------------
 printf 'A%.0s' $(seq 65536) >a.bin
 t "$V" io -f raw -c "write -P 0x41 0 64k" "rbd:$P/a" >/dev/null
