@@ -206,12 +206,30 @@ bool dev_is_nbd_name(const char *filename)
     return false;
 }
 
-/* The protocol layer: an NBD export for an NBD URI, else a file. */
+const struct vdisk_driver *protocol_for_name(const char *filename)
+{
+    if (dev_is_nbd_name(filename))
+        return &vdisk_driver_nbd;
+    if (strncmp(filename, "rbd:", 4) == 0) {
+#ifdef VDISK_HAVE_RBD
+        return &vdisk_driver_rbd;
+#else
+        err_set(-ENOTSUP, "%s: this vdisk was built without librbd: RBD images cannot be "
+                "opened", filename);
+        return NULL;
+#endif
+    }
+    return &vdisk_driver_raw;
+}
+
+/* The protocol layer: an NBD export for an NBD URI, an RBD image for an
+ * rbd: name, else a file. */
 int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set *os,
                   const struct vdisk_open_params *params)
 {
-    const struct vdisk_driver *drv = dev_is_nbd_name(filename) ? &vdisk_driver_nbd
-                                                               : &vdisk_driver_raw;
+    const struct vdisk_driver *drv = protocol_for_name(filename);
+    if (!drv)
+        return -ENOTSUP;
     struct vdisk_dev *dev = dev_alloc(drv, filename, params);
     if (!dev)
         return err_set(-ENOMEM, "out of memory");
@@ -350,12 +368,18 @@ VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t
     const struct vdisk_driver *drv = driver_by_name(format);
     if (!drv || !drv->create)
         return err_set(-ENOTSUP, "cannot create images of format '%s'", format);
-    if (dev_is_nbd_name(filename)) {
-        /* An export exists already: a raw image on it only checks it. */
+    const struct vdisk_driver *proto = protocol_for_name(filename);
+    if (!proto)
+        return -ENOTSUP;
+    if (proto == &vdisk_driver_nbd) {
+        /* An NBD export exists already: a raw image on it only checks it. */
         if (drv != &vdisk_driver_raw)
             return err_set(-ENOTSUP, "%s: only raw images can be created on an NBD export",
                            filename);
-        drv = &vdisk_driver_nbd;
+        drv = proto;
+    } else if (proto != &vdisk_driver_raw && drv == &vdisk_driver_raw) {
+        drv = proto; /* a raw image in RBD is the RBD image; a format is
+                        written into one (qcow2_create) */
     }
     if (size > UINT64_MAX - 511)
         return err_set(-EINVAL, "size %" PRIu64 " is too large", size);
@@ -387,7 +411,7 @@ VDISK_EXPORT uint32_t vdisk_get_block_size(const vdisk_dev *dev)
  * is is a raw image (as qemu-img reports it). */
 static const char *format_name(const struct vdisk_dev *dev)
 {
-    return dev->drv == &vdisk_driver_nbd ? "raw" : dev->drv->name;
+    return dev->drv->protocol ? "raw" : dev->drv->name;
 }
 
 VDISK_EXPORT const char *vdisk_get_format(const vdisk_dev *dev)

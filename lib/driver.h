@@ -584,6 +584,15 @@ extern const struct vdisk_driver vdisk_driver_qcow2;
  * dev_is_nbd_name() accepts. */
 extern const struct vdisk_driver vdisk_driver_nbd;
 
+/* Images in a Ceph cluster (formats/rbd/rbd.c), for names "rbd:..."; only
+ * in builds with librbd (VDISK_HAVE_RBD). */
+extern const struct vdisk_driver vdisk_driver_rbd;
+
+/* The protocol driver that opens FILENAME: nbd for NBD URIs, rbd for
+ * "rbd:" names (or NULL with a message in builds without librbd), else
+ * raw. */
+const struct vdisk_driver *protocol_for_name(const char *filename);
+
 /* True when FILENAME names an NBD export (nbd://, nbd+unix://, nbds://,
  * nbds+unix://, nbd+vsock://, nbds+vsock://): dev_open_file opens it with
  * the nbd driver in place of raw. */

@@ -24,6 +24,10 @@ packages=(
   # qemu-storage-daemon (in qemu-system-common) to compare against, and what
   # the initramfs is built from (busybox-static, cpio, modinfo from kmod)
   qemu-system-x86 qemu-system-common busybox-static cpio kmod
+  # RBD (issue 19): librbd to build the rbd driver against; the monitor, the
+  # OSD and the ceph and rbd commands for the tests' throw-away cluster
+  # (tests/ceph/); qemu-img's rbd: driver to compare against
+  librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra
 )
 
 if [ "$(id -u)" != 0 ]; then

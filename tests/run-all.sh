@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds vdisk, and runs the whole test suite:
 #   1. the normal build, every test on the io_uring engine, then again on the
-#      worker-thread engine; the qcow2 unit tests once more with the qemu
+#      worker-thread engine (the tests labelled ceph, in these passes and
+#      under ASan, each against a throw-away Ceph cluster of its own:
+#      tests/ceph/README.md); the qcow2 unit tests once more with the qemu
 #      programs hidden from the PATH; the library, tools and tests also built with
 #      GCC and Clang in Debug, RelWithDebInfo and Release with -Werror;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, every test;

@@ -27,6 +27,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -142,7 +143,8 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
 
 struct qsim {
     const char *filename;
-    int fd;
+    int fd;                     /* a file, or -1: */
+    struct vdisk_dev *file;     /* a protocol device (an image in RBD) */
     struct qcow2 fmt;           /* geometry and refcount width (qcow2_rb_set) */
     uint64_t cs;
     uint32_t cbits, rb_bits;    /* refcounts per block: 1 << rb_bits */
@@ -204,6 +206,16 @@ static void q_wrote(struct qsim *q, uint64_t off, uint64_t len)
 
 static int q_pwrite(struct qsim *q, const void *buf, uint64_t len, uint64_t off)
 {
+    if (q->file) {
+        int r = dev_pwrite(q->file, buf, (size_t)len, off);
+        if (r < 0) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", err_detail());
+            return err_set(r, "%s: write of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s",
+                           q->filename, len, off, msg);
+        }
+        return 0;
+    }
     uint64_t done = 0;
     while (done < len) {
         ssize_t w = pwrite(q->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
@@ -587,6 +599,12 @@ static int q_fill(struct qsim *q, uint64_t from, uint64_t to, bool full)
 {
     if (from >= to)
         return 0;
+    if (!full && q->file) {
+        int r = dev_preallocate(q->file, to);
+        if (r == -ENOTSUP)
+            r = dev_write_zeroes(q->file, from, to - from, 0);
+        return r;
+    }
     if (!full) {
         int e = posix_fallocate(q->fd, (off_t)from, (off_t)(to - from));
         if (e)
@@ -646,7 +664,9 @@ static int q_finish(struct qsim *q, struct qcow2 *s, uint64_t length)
     if (r == 0)
         r = q_pwrite(q, buf, cs, 0);
     free(buf);
-    if (r == 0 && ftruncate(q->fd, (off_t)length) < 0)
+    if (r == 0 && q->file)
+        r = dev_truncate(q->file, length);
+    else if (r == 0 && ftruncate(q->fd, (off_t)length) < 0)
         r = err_set(-errno, "%s: cannot set the length to %" PRIu64 ": %s", q->filename, length,
                     strerror(errno));
     return r;
@@ -723,11 +743,29 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
         return err_set(-ENOMEM, "out of memory for the tables of a %" PRIu64 "-byte image",
                        size);
     }
-    struct file_lock *lock; /* image locking: see lib/lock.c */
-    q.fd = file_create_locked(filename, &lock);
-    if (q.fd < 0) {
-        q_free(&q);
-        return q.fd;
+    struct file_lock *lock = NULL; /* image locking: see lib/lock.c */
+    const struct vdisk_driver *proto = protocol_for_name(filename);
+    if (proto && proto != &vdisk_driver_raw) {
+        /* An image of a protocol (RBD): made empty by its driver, then
+         * written through it, growing as qemu-img grows it. */
+        struct opt_set none = {0};
+        struct vdisk_open_params p = {.cache = VDISK_CACHE_WRITEBACK};
+        q.fd = -1;
+        r = proto->create ? proto->create(filename, 0, &none)
+                          : err_set(-ENOTSUP, "%s: cannot create images there", filename);
+        if (r == 0)
+            r = dev_open_file(&q.file, filename, NULL, &p);
+        if (r < 0) {
+            q_free(&q);
+            return r;
+        }
+        q.file->growable = true;
+    } else {
+        q.fd = proto ? file_create_locked(filename, &lock) : -ENOTSUP;
+        if (q.fd < 0) {
+            q_free(&q);
+            return q.fd;
+        }
     }
     /* Clusters 0 to 2: the header, the table, its first (empty) block;
      * then counted through the allocator. */
@@ -753,6 +791,12 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
     if (r == 0)
         r = q_finish(&q, &s, q.end > length ? q.end : length);
     q_free(&q);
+    if (q.file) {
+        if (r == 0)
+            r = dev_flush(q.file);
+        dev_unref(q.file);
+        return r;
+    }
     file_lock_release(lock);
     if (close(q.fd) < 0 && r == 0)
         r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));

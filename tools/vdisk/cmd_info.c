@@ -303,7 +303,9 @@ int cmd_info(int argc, char **argv)
             vdisk_close(dev);
             return 1;
         }
-        if (d == dev)
+        /* The name as given, unless the driver shows another (an RBD
+         * image's json:{...}, as qemu-img does). */
+        if (d == dev && !strcmp(in.filename, vdisk_get_filename(d)))
             in.filename = argv[optind];
         if (json) {
             if (n)
