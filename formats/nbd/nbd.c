@@ -135,7 +135,7 @@ struct nbd_dev {
     char *uri;
     bool local_files;          /* the URI may name local files (not a backing name) */
     uint64_t size;
-    bool can_fua, can_flush, can_trim, can_zero, have_status, read_only, multi_conn;
+    bool can_fua, can_flush, can_trim, can_zero, can_fast_zero, have_status, read_only, multi_conn;
     uint64_t max_payload;
     int64_t timeout_ms;        /* option timeout= */
     unsigned nconns;           /* connections open (1, or more with multi-conn) */
@@ -169,7 +169,7 @@ struct nbd_conn {
     uint64_t last_write;       /* number of its last write answered without FUA */
     uint64_t unflushed;        /* how many it answered since its last flush */
     const char *lost;          /* a feature the server lost across a reconnect */
-    bool lost_fua, lost_flush, lost_trim, lost_zero, lost_multi;
+    bool lost_fua, lost_flush, lost_trim, lost_zero, lost_fast_zero, lost_multi;
 };
 
 struct nbd_req {
@@ -282,6 +282,7 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
     n->can_flush = nbd_can_flush(h) == 1;
     n->can_trim = nbd_can_trim(h) == 1;
     n->can_zero = nbd_can_zero(h) == 1;
+    n->can_fast_zero = n->can_zero && nbd_can_fast_zero(h) == 1;
     n->have_status = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
     n->multi_conn = nbd_can_multi_conn(h) == 1;
     int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
@@ -471,6 +472,11 @@ static void issue(struct nbd_conn *n, struct nbd_cmd *c)
         lost = "trim";
     else if (c->kind == CMD_ZERO && n->lost_zero)
         lost = "write zeroes";
+    if (!lost && c->kind == CMD_ZERO && (c->flags & LIBNBD_CMD_FLAG_FAST_ZERO) &&
+        n->lost_fast_zero) {
+        fail_cmd(n, c, ENOTSUP, "the server no longer offers fast zero since a reconnect");
+        return;
+    }
     if (lost) {
         char why[200];
         snprintf(why, sizeof why, "the server no longer offers %s since a reconnect",
@@ -616,6 +622,7 @@ static void reconnect(struct nbd_conn *n, int tries)
         n->lost_flush = s->can_flush && nbd_can_flush(h) != 1;
         n->lost_trim = s->can_trim && nbd_can_trim(h) != 1;
         n->lost_zero = s->can_zero && nbd_can_zero(h) != 1;
+        n->lost_fast_zero = s->can_fast_zero && nbd_can_fast_zero(h) != 1;
         n->lost_multi = s->nconns > 1 && nbd_can_multi_conn(h) != 1;
         break;
     }
@@ -958,6 +965,13 @@ static void nbdc_submit(struct vdisk_req *req)
         chunk = align_down(NBD_MAX_NONDATA, req->dev->align);
         break;
     case VDISK_OP_WRITE_ZEROES:
+        if ((req->flags & VDISK_REQ_NO_FALLBACK) && !n->can_fast_zero) {
+            /* As QEMU: without the server's fast zero, no promise of one. */
+            req_fail(req, -ENOTSUP, "the NBD server cannot %s (no fallback asked)",
+                     n->can_zero ? "promise a fast zero (no NBD_FLAG_SEND_FAST_ZERO)"
+                                 : "write zeroes without writing them");
+            return;
+        }
         if (n->can_zero) {
             kind = CMD_ZERO;
             chunk = align_down(NBD_MAX_NONDATA, req->dev->align);
@@ -1014,6 +1028,8 @@ static void nbdc_submit(struct vdisk_req *req)
     }
     if (kind == CMD_ZERO && !(req->flags & VDISK_REQ_MAY_UNMAP))
         flags |= LIBNBD_CMD_FLAG_NO_HOLE;
+    if (kind == CMD_ZERO && (req->flags & VDISK_REQ_NO_FALLBACK))
+        flags |= LIBNBD_CMD_FLAG_FAST_ZERO;
     for (size_t i = 0; i < count; i++) {
         struct nbd_cmd *c = &op->cmds[i];
         uint64_t pos = i * chunk;

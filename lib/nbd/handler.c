@@ -642,7 +642,8 @@ static void req_done(void *user, int result)
         req_free(q);
         return;
     }
-    if (result < 0)
+    /* (A fast zero refused is an answer, not a failure worth a line.) */
+    if (result < 0 && !(result == -ENOTSUP && (q->flags & NBD_CMD_FLAG_FAST_ZERO)))
         nbd_log(c->srv, "client %" PRIu64 ": request of type %u at %" PRIu64 " (%" PRIu32
                 " bytes): %s", c->id, q->type, q->offset, q->len, vdisk_get_error());
     if (result == 0 && q->type == NBD_CMD_READ)
@@ -833,12 +834,17 @@ static int start_request(struct nbd_conn *c, struct nbd_req *q)
             zflags |= VDISK_REQ_MAY_UNMAP;
         if (q->flags & NBD_CMD_FLAG_FUA)
             zflags |= VDISK_REQ_FUA;
+        /* FAST_ZERO: the device zeroes cheaply or fails with -ENOTSUP
+         * (VDISK_REQ_NO_FALLBACK), never writes buffers of zeroes. */
         unsigned can = vdisk_can(s->dev);
         bool fast = (can & VDISK_CAN_WRITE_ZEROES) ||
                     ((zflags & VDISK_REQ_MAY_UNMAP) && (can & VDISK_CAN_ZERO_UNMAP));
-        if ((q->flags & NBD_CMD_FLAG_FAST_ZERO) && !fast) {
-            r = -ENOTSUP;
-            break;
+        if (q->flags & NBD_CMD_FLAG_FAST_ZERO) {
+            if (!fast) {
+                r = -ENOTSUP;
+                break;
+            }
+            zflags |= VDISK_REQ_NO_FALLBACK;
         }
         if (q->len == 0)
             break;

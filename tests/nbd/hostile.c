@@ -952,6 +952,51 @@ START_TEST(zeroes_enotsup)
 }
 END_TEST
 
+/* FAST_ZERO on a qcow2 image (64 KiB clusters): whole clusters are zeroed
+ * in its tables (fast); a partial cluster would be written as zeroes, so
+ * FAST_ZERO fails with NBD_ENOTSUP and leaves the data alone, and the same
+ * request without FAST_ZERO writes the zeroes. */
+START_TEST(fast_zero_no_fallback)
+{
+    const char *img = scratch("fz.qcow2");
+    ck_assert_msg(vdisk_create(img, "qcow2", DISK_SIZE, NULL) == 0, "%s", vdisk_get_error());
+    vdisk_dev *q;
+    ck_assert_msg(vdisk_open(&q, img, NULL) == 0, "%s", vdisk_get_error());
+    uint8_t *b = malloc(1u << 20);
+    memset(b, 0x77, 1u << 20);
+    ck_assert_int_eq(vdisk_pwrite(q, b, 1u << 20, 0), 0);
+    vdisk_dev *saved = dev;
+    dev = q;
+    int fd;
+    vdisk_nbd *h = connected(0, 0, false, &fd);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 1, 65536, 131072);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), 0);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 2, 4096, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 2), NBD_ENOTSUP);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE, 3,
+            200000, 100000);
+    ck_assert_uint_eq(simple_reply(h, fd, 3), NBD_ENOTSUP);
+    ck_assert(!logged("request of type 6"));
+    uint8_t r[8192];
+    ck_assert_int_eq(vdisk_pread(q, r, 8192, 0), 0);
+    for (int i = 0; i < 8192; i++)
+        ck_assert_uint_eq(r[i], 0x77);
+    ck_assert_int_eq(vdisk_pread(q, r, 8192, 65536), 0);
+    for (int i = 0; i < 8192; i++)
+        ck_assert_uint_eq(r[i], 0);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, 0, 4, 4096, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 4), 0);
+    ck_assert_int_eq(vdisk_pread(q, r, 8192, 0), 0);
+    for (int i = 0; i < 8192; i++)
+        ck_assert_uint_eq(r[i], i >= 4096 ? 0 : 0x77);
+    close(fd);
+    vdisk_nbd_free(h);
+    dev = saved;
+    vdisk_close(q);
+    free(b);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -1063,6 +1108,7 @@ static Suite *suite(void)
     tcase_add_test(tc, gone_with_reads_held);
     tcase_add_test(tc, accept_emfile);
     tcase_add_test(tc, zeroes_enotsup);
+    tcase_add_test(tc, fast_zero_no_fallback);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
