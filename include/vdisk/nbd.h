@@ -65,7 +65,13 @@
  *
  * Blocking: vdisk_nbd_process() never waits for a client.  Reads, writes,
  * flushes, trims and write zeroes run asynchronously; BLOCK_STATUS asks the
- * device synchronously (vdisk_block_status), which may read metadata.
+ * device synchronously (vdisk_block_status), which may read metadata:
+ * bounded to 1024 lookups (so at most 1024 extents) per request, and per
+ * connection per turn of the loop (a connection that used them is read
+ * again at the next turn, after the others), so that a client sending
+ * many BLOCK_STATUS requests at once cannot hold the loop for long.  A
+ * reply may so cover less than the range asked (the spec allows it; the
+ * client asks again for the rest).
  */
 #ifndef VDISK_NBD_H
 #define VDISK_NBD_H

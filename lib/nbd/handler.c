@@ -669,6 +669,7 @@ static int block_status(struct nbd_conn *c, struct nbd_req *q)
      * cover less than the range asked: the client asks again for the rest). */
     for (unsigned calls = 0; off < end && calls < NBD_MAX_STATUS_CALLS; calls++) {
         struct vdisk_extent e;
+        c->status_calls++;
         int r = vdisk_block_status(s->dev, off, end - off, &e);
         if (r < 0) {
             if (n[0] || n[1])

@@ -166,9 +166,12 @@ enum {
 #define NBD_HANDSHAKE_MEM (256u << 10)
 /* Extents in one BLOCK_STATUS reply chunk. */
 #define NBD_MAX_EXTENTS 1024u
-/* vdisk_block_status calls for one BLOCK_STATUS (it runs on the loop's
- * thread: bounded, so that one request cannot hold the loop for long). */
-#define NBD_MAX_STATUS_CALLS 16384u
+/* vdisk_block_status calls (synchronous, on the loop's thread) for one
+ * BLOCK_STATUS, and for one connection's wake-up: a connection whose
+ * requests used them stops reading until the loop's next turn, so that
+ * one client cannot hold the loop for long (each call looks up at most
+ * the request's length, below 4 GiB, and returns one extent). */
+#define NBD_MAX_STATUS_CALLS 1024u
 /* Clients at once. */
 #define NBD_MAX_CLIENTS 1024u
 /* Token bucket for what clients cause: a burst, then one line per refill. */
@@ -232,6 +235,7 @@ struct nbd_conn {
     bool abandoned;            /* nbd_conn_abandon: the client is gone, its socket
                                 * closed; freed once its requests are done */
     unsigned in_flight;
+    unsigned status_calls;     /* vdisk_block_status calls since the wake-up began */
     size_t mem;                /* bytes of buffers held */
     struct nbd_tx *tx_head, *tx_tail;
     uint64_t deadline;         /* ms: the handshake's or a request's end; 0: none */

@@ -230,8 +230,13 @@ static void on_conn(struct nbd_conn *c, uint32_t events)
         drop_conn(c, c->closing ? NULL : "the client hung up with requests in flight");
         return;
     }
+    c->status_calls = 0;
     for (unsigned k = 0; k < CONN_BATCH; k++) {
         uint8_t *dst;
+        /* Block status lookups run here, synchronously: a wake-up's worth
+         * used, the rest waits for the loop's next turn (still readable). */
+        if (c->status_calls >= NBD_MAX_STATUS_CALLS)
+            break;
         size_t want = nbd_rx_want(c, &dst);
         if (!want)
             break;

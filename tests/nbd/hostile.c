@@ -233,7 +233,7 @@ static uint32_t go(vdisk_nbd *h, int fd, const char *name, uint16_t *tflags)
         }
         if (be16_load(buf) == NBD_INFO_EXPORT) {
             ck_assert_uint_eq(len, 12);
-            ck_assert_uint_eq(be64_load(buf + 2), DISK_SIZE);
+            ck_assert_uint_eq(be64_load(buf + 2), (uint64_t)vdisk_get_size(dev));
             *tflags = be16_load(buf + 10);
         }
     }
@@ -997,6 +997,83 @@ START_TEST(fast_zero_no_fallback)
 }
 END_TEST
 
+/* BLOCK_STATUS over 4096 extents (4 KiB of data, 4 KiB of hole, ...): a
+ * reply has at most 1024 extents (a prefix of the range), and the
+ * lookups one wake-up makes are bounded: of 4 requests sent at once, one
+ * process() answers one. */
+START_TEST(status_bounded)
+{
+    const char *img = scratch("frag.raw");
+    FILE *f = fopen(img, "w");
+    ck_assert_ptr_nonnull(f);
+    uint8_t d[4096];
+    memset(d, 0xab, sizeof d);
+    for (unsigned i = 0; i < 2048; i++) {
+        ck_assert_int_eq(fseek(f, (long)i * 8192, SEEK_SET), 0);
+        ck_assert_uint_eq(fwrite(d, 1, sizeof d, f), sizeof d);
+    }
+    ck_assert_int_eq(ftruncate(fileno(f), 16l << 20), 0);
+    fclose(f);
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    vdisk_dev *fd_dev;
+    ck_assert_msg(vdisk_open(&fd_dev, img, o) == 0, "%s", vdisk_get_error());
+    vdisk_options_free(o);
+    struct vdisk_extent e;
+    ck_assert_int_eq(vdisk_block_status(fd_dev, 0, 16u << 20, &e), 0);
+    if (e.length != 4096) {
+        /* A file system without 4 KiB holes: nothing to count here. */
+        vdisk_close(fd_dev);
+        return;
+    }
+    vdisk_dev *saved = dev;
+    dev = fd_dev;
+    int fd;
+    vdisk_nbd *h = connected(0, 0, true, &fd);
+    uint8_t r[4 * 28];
+    for (int i = 0; i < 4; i++) {
+        be32_store(r + 28 * i, NBD_REQUEST_MAGIC);
+        be16_store(r + 28 * i + 4, 0);
+        be16_store(r + 28 * i + 6, NBD_CMD_BLOCK_STATUS);
+        be64_store(r + 28 * i + 8, 10 + (uint64_t)i);
+        be64_store(r + 28 * i + 16, 0);
+        be32_store(r + 28 * i + 24, 16u << 20);
+    }
+    ck_assert_int_eq(send(fd, r, sizeof r, MSG_DONTWAIT), (ssize_t)sizeof r);
+    struct pollfd p = {.fd = vdisk_nbd_get_fd(h), .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 5000), 1);
+    ck_assert_int_gt(vdisk_nbd_process(h), 0);
+    /* One reply: 20 + 4 + 1024 * 8 bytes, then nothing yet. */
+    size_t one = NBD_STRUCT_HDR + 4 + 1024 * 8;
+    uint8_t *b = malloc(4 * one);
+    ssize_t got = recv(fd, b, 4 * one, MSG_DONTWAIT);
+    ck_assert_int_eq(got, (ssize_t)one);
+    ck_assert_uint_eq(be32_load(b + 16), 4 + 1024 * 8);
+    uint64_t covered = 0;
+    for (unsigned i = 0; i < 1024; i++) {
+        ck_assert_uint_eq(be32_load(b + 24 + 8 * i), 4096);
+        ck_assert_uint_eq(be32_load(b + 24 + 8 * i + 4), i % 2 ? NBD_STATE_HOLE | NBD_STATE_ZERO
+                                                                : 0);
+        covered += 4096;
+    }
+    ck_assert_uint_eq(covered, 4u << 20);
+    /* The others follow on later turns. */
+    for (int i = 1; i < 4; i++) {
+        uint16_t fl;
+        uint32_t len;
+        ck_assert_uint_eq(chunk(h, fd, 10 + (uint64_t)i, &fl, &len), NBD_REPLY_TYPE_BLOCK_STATUS);
+        ck_assert_uint_eq(len, 4 + 1024 * 8);
+        ck_assert(xread(h, fd, b, len));
+    }
+    free(b);
+    close(fd);
+    vdisk_nbd_free(h);
+    dev = saved;
+    vdisk_close(fd_dev);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -1109,6 +1186,7 @@ static Suite *suite(void)
     tcase_add_test(tc, accept_emfile);
     tcase_add_test(tc, zeroes_enotsup);
     tcase_add_test(tc, fast_zero_no_fallback);
+    tcase_add_test(tc, status_bounded);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
