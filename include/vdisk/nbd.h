@@ -35,8 +35,12 @@
  * ENOSPC, ENOTSUP, EOVERFLOW) where the stream can go on; what breaks the
  * framing (a wrong magic, a write payload above 32 MiB, an option above
  * 64 KiB) drops the connection.  A handshake must end within
- * handshake_timeout_ms of the connection, a request begun must come whole
- * within request_timeout_ms, and a client that does not read its replies
+ * handshake_timeout_ms of the connection; a request begun (its header and a
+ * write's payload, up to 32 MiB) must keep coming: the client is dropped
+ * after request_timeout_ms without a byte of it (the deadline starts again
+ * with each byte received, so a slow client that keeps sending is served,
+ * and a stalled one is dropped whatever it sent before; between requests
+ * there is no deadline); a client that does not read its replies
  * for request_timeout_ms is dropped; each connection holds at most about
  * 64 MiB of buffers (it is not read from while it holds more).  Nothing a
  * client does blocks the caller's loop (the sockets are non-blocking): a

@@ -959,7 +959,9 @@ int nbd_rx_got(struct nbd_conn *c, size_t n)
     struct vdisk_nbd *s = c->srv;
     if (n == 0)
         return 0;
-    if (c->got == 0 && c->transmission && c->rx == RX_REQ_HDR)
+    /* A request begun must not stall: its deadline starts again with each
+     * byte of it (a 32 MiB payload at a slow but steady rate is fine). */
+    if (c->transmission && (c->rx == RX_REQ_HDR || c->rx == RX_REQ_DATA))
         c->deadline = nbd_now_ms() + s->request_ms;
     c->got += n;
     switch (c->rx) {

@@ -238,7 +238,8 @@ struct nbd_conn {
     unsigned status_calls;     /* vdisk_block_status calls since the wake-up began */
     size_t mem;                /* bytes of buffers held */
     struct nbd_tx *tx_head, *tx_tail;
-    uint64_t deadline;         /* ms: the handshake's or a request's end; 0: none */
+    uint64_t deadline;         /* ms: the handshake's end, or a request's stall
+                                * (now + request_ms at each byte of it); 0: none */
     uint64_t tx_stall;         /* ms: when the replies began waiting; 0: none */
     uint64_t id;               /* for log lines */
 };

@@ -287,7 +287,7 @@ static void on_tick(struct vdisk_nbd *s)
         if (!c)
             continue;
         if (c->deadline && now >= c->deadline)
-            drop_conn(c, c->transmission ? "a request did not come whole in time"
+            drop_conn(c, c->transmission ? "a request begun stalled (none of it came in time)"
                                          : "the handshake did not end in time");
         else if (c->tx_head && c->tx_stall && now - c->tx_stall >= s->request_ms)
             drop_conn(c, "it does not read its replies");
