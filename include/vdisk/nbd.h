@@ -60,7 +60,9 @@
  *
  * Ownership: the device stays the caller's and must stay open until
  * vdisk_nbd_free(); each connection uses it through a queue of its own
- * (vdisk_queue_new), on the thread that drives the handle.
+ * (vdisk_queue_new), on the thread that drives the handle, made before
+ * NBD_OPT_GO is answered (when it cannot be made, the GO gets
+ * NBD_REP_ERR_PLATFORM with the reason and the handshake goes on).
  *
  * Thread-safety: a handle is used by one thread at a time: the caller's
  * loop, or the helper thread between vdisk_nbd_start() and

@@ -246,14 +246,25 @@ static bool name_is_export(const struct nbd_conn *c, const uint8_t *name, size_t
     return strlen(e) == len && (len == 0 || memcmp(e, name, len) == 0);
 }
 
-/* The handshake is over: requests come next. */
-static int begin_transmission(struct nbd_conn *c)
+/* The connection's queue, made before the export is entered.  Returns 0
+ * or -errno (logged). */
+static int make_queue(struct nbd_conn *c)
 {
+    if (c->q)
+        return 0;
     int r = vdisk_queue_new(&c->q, c->srv->dev, NBD_MAX_IN_FLIGHT);
     if (r < 0) {
+        c->q = NULL;
         nbd_log(c->srv, "client %" PRIu64 ": no queue for it: %s", c->id, vdisk_get_error());
-        return NBD_CLOSE;
     }
+    return r;
+}
+
+/* The handshake is over (the queue made): requests come next. */
+static int begin_transmission(struct nbd_conn *c)
+{
+    if (make_queue(c) < 0)
+        return NBD_CLOSE;
     c->tflags = trans_flags(c);
     c->transmission = true;
     c->rx = RX_REQ_HDR;
@@ -321,6 +332,11 @@ static int opt_info(struct nbd_conn *c, const uint8_t *d, size_t len, bool go)
     if (!name_is_export(c, d + 4, nl))
         return opt_error(c, NBD_REP_ERR_UNKNOWN, "export '%.*s' not present",
                          (int)(nl > 64 ? 64 : nl), (const char *)(d + 4));
+    /* GO: the queue first, so that success is answered only once the
+     * export can be served (else an error, and the client may try again). */
+    if (go && make_queue(c) < 0)
+        return opt_error(c, NBD_REP_ERR_PLATFORM, "the server cannot serve the export now: %s",
+                         vdisk_get_error());
     bool want_name = false, want_desc = false;
     for (unsigned i = 0; i < nreq; i++) {
         uint16_t type = be16_load(d + 4 + nl + 2 + 2 * i);

@@ -1094,6 +1094,36 @@ START_TEST(status_bounded)
 }
 END_TEST
 
+/* NBD_OPT_GO when the connection's queue cannot be made (no descriptor
+ * left for its eventfd): an error reply, never a success followed by a
+ * closed connection; the handshake goes on and a later GO works. */
+START_TEST(go_without_queue)
+{
+    int fd;
+    vdisk_nbd *h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    int low = dup(2);
+    ck_assert_int_ge(low, 0);
+    close(low);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)low;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    uint16_t tf = 0;
+    uint32_t t = go(h, fd, "disk", &tf);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    ck_assert_uint_eq(t, NBD_REP_ERR_PLATFORM);
+    ck_assert_msg(strstr(go_msg, "cannot serve the export now"), "%s", go_msg);
+    ck_assert(logged("no queue for it"));
+    ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+    request(h, fd, NBD_CMD_FLUSH, 0, 1, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), 0);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -1207,6 +1237,7 @@ static Suite *suite(void)
     tcase_add_test(tc, zeroes_enotsup);
     tcase_add_test(tc, fast_zero_no_fallback);
     tcase_add_test(tc, status_bounded);
+    tcase_add_test(tc, go_without_queue);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     suite_add_tcase(s, tc);
