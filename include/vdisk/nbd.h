@@ -212,6 +212,13 @@ unsigned vdisk_nbd_clients(const vdisk_nbd *h);
 /* vdisk_nbd_connections: clients accepted (or added) so far. */
 uint64_t vdisk_nbd_connections(const vdisk_nbd *h);
 
+/* vdisk_nbd_served: clients that reached the transmission phase so far
+ * (NBD_OPT_GO or NBD_OPT_EXPORT_NAME answered with success); a client that
+ * only listed exports, asked NBD_OPT_INFO, or hung up during the
+ * handshake does not count.  `vdisk nbd` without -t exits once a served
+ * client went and none is connected (as qemu-nbd).  0 for NULL. */
+uint64_t vdisk_nbd_served(const vdisk_nbd *h);
+
 /*
  * vdisk_nbd_free: stops the helper thread, drops every client (waiting for
  * its requests in flight), closes the socket the handle made and removes

@@ -267,6 +267,7 @@ static int begin_transmission(struct nbd_conn *c)
         return NBD_CLOSE;
     c->tflags = trans_flags(c);
     c->transmission = true;
+    c->srv->served++;
     c->rx = RX_REQ_HDR;
     c->got = 0;
     c->deadline = 0;

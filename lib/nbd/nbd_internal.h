@@ -270,6 +270,7 @@ struct vdisk_nbd {
     struct nbd_conn **conns;   /* max_clients slots */
     unsigned nconns;
     uint64_t connections;
+    uint64_t served;           /* connections that reached transmission */
     /* The token bucket. */
     unsigned log_tokens;
     uint64_t log_stamp, log_dropped;

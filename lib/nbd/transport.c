@@ -601,6 +601,11 @@ VDISK_EXPORT uint64_t vdisk_nbd_connections(const vdisk_nbd *s)
     return s ? s->connections : 0;
 }
 
+VDISK_EXPORT uint64_t vdisk_nbd_served(const vdisk_nbd *s)
+{
+    return s ? s->served : 0;
+}
+
 static int process(struct vdisk_nbd *s)
 {
     struct epoll_event ev[32];

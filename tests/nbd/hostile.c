@@ -1116,7 +1116,9 @@ START_TEST(go_without_queue)
     ck_assert_uint_eq(t, NBD_REP_ERR_PLATFORM);
     ck_assert_msg(strstr(go_msg, "cannot serve the export now"), "%s", go_msg);
     ck_assert(logged("no queue for it"));
+    ck_assert_uint_eq(vdisk_nbd_served(h), 0);
     ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+    ck_assert_uint_eq(vdisk_nbd_served(h), 1);
     request(h, fd, NBD_CMD_FLUSH, 0, 1, 0, 0);
     ck_assert_uint_eq(simple_reply(h, fd, 1), 0);
     close(fd);

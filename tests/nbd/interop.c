@@ -212,6 +212,16 @@ START_TEST(tcp)
     unsigned port = free_port();
     start_server(fmt("-b 127.0.0.1 -p %u -r -f raw %s", port, img));
     const char *uri = fmt("nbd://127.0.0.1:%u", port);
+    /* A client that hangs up before the handshake ends does not count (as
+     * with qemu-nbd 7.2): the server still serves the next one. */
+    int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
+    ck_assert_int_eq(connect(probe, (struct sockaddr *)&a, sizeof a), 0);
+    char greeting[18];
+    ck_assert_int_eq(recv(probe, greeting, sizeof greeting, MSG_WAITALL), 18);
+    close(probe);
+    usleep(200000); /* (time for the server to see it go) */
     run("qemu-img info '%s'", uri);
     expect_out(fmt("image: %s\nfile format: raw\nvirtual size: 16 MiB (16777216 bytes)\n"
                    "disk size: unavailable\n", uri));

@@ -296,7 +296,10 @@ int cmd_nbd(int argc, char **argv)
     struct pollfd pf[2] = {{.fd = vdisk_nbd_get_fd(h), .events = POLLIN},
                            {.fd = sfd, .events = POLLIN}};
     for (;;) {
-        if (!persistent && vdisk_nbd_connections(h) > 0 && vdisk_nbd_clients(h) == 0) {
+        /* Without -t: done once a client that reached the transmission
+         * phase went and none is left (a client that only probed, listed
+         * or hung up during the handshake does not end it: qemu-nbd). */
+        if (!persistent && vdisk_nbd_served(h) > 0 && vdisk_nbd_clients(h) == 0) {
             status = 0;
             break;
         }
