@@ -45,8 +45,10 @@
  * was sent, on any connection (multi-conn).  A
  * After a reconnect the new server's features are checked against those
  * found at open: a new size, a read-only export or a larger minimum block
- * size fails the reconnect (every command waiting fails with EIO and the
- * reason); a feature lost (FUA, flush, trim, write zeroes, or multi-conn
+ * size fails the reconnect for good: every command waiting fails with EIO
+ * and the reason, and so does every later request at once (the device is
+ * marked changed: no connection is tried again; close and reopen it);
+ * a feature lost (FUA, flush, trim, write zeroes, or multi-conn
  * with several connections) fails, with EIO and a message, each command
  * that needs it on that connection (a flush, for multi-conn), and the
  * command is never sent.  A
@@ -145,8 +147,13 @@ struct nbd_dev {
      * when it was sent (flushed).  poisoned: set once, never cleared. */
     atomic_uint_fast64_t acked, flushed;
     atomic_bool poisoned;
-    pthread_mutex_t poison_lock; /* guards poison_msg while it is written */
+    pthread_mutex_t poison_lock; /* guards poison_msg and changed_msg while written */
     char poison_msg[320];
+    /* A reconnect found the export changed (size, read-only, block size):
+     * set once, never cleared; every later request fails at once with
+     * changed_msg, and no connection is made again. */
+    atomic_bool changed;
+    char changed_msg[320];
     struct nbd_conn *conns;
 };
 
@@ -599,7 +606,13 @@ static void reconnect(struct nbd_conn *n, int tries)
     }
     n->last_write = 0;
     n->unflushed = 0;
-    char msg[256] = "";
+    char msg[400] = "";
+    if (atomic_load(&n->s->changed)) {
+        pthread_mutex_lock(&n->s->poison_lock);
+        snprintf(msg, sizeof msg, "%s", n->s->changed_msg);
+        pthread_mutex_unlock(&n->s->poison_lock);
+        tries = 0; /* (another connection found the export changed) */
+    }
     unsigned delay = RECONNECT_FIRST_MS;
     for (int i = 0; i < tries && !stopping(n); i++) {
         if (i || tries > 1)
@@ -611,9 +624,16 @@ static void reconnect(struct nbd_conn *n, int tries)
         if (!h)
             continue;
         if (read_features(n->s, h, false) < 0) {
-            snprintf(msg, sizeof msg, "%s", err_detail());
+            /* Another export now: not worth trying again, ever. */
+            pthread_mutex_lock(&n->s->poison_lock);
+            if (!atomic_load(&n->s->changed))
+                snprintf(n->s->changed_msg, sizeof n->s->changed_msg, "%s; the device is "
+                         "unusable (close and open it again)", err_detail());
+            atomic_store(&n->s->changed, true);
+            snprintf(msg, sizeof msg, "%s", n->s->changed_msg);
+            pthread_mutex_unlock(&n->s->poison_lock);
             nbd_close(h);
-            continue;
+            break;
         }
         n->h = h;
         n->broken = false;
@@ -938,6 +958,13 @@ static void op_finish_request(struct vdisk_req *req)
 static void nbdc_submit(struct vdisk_req *req)
 {
     struct nbd_dev *n = req->dev->priv;
+    if (atomic_load(&n->changed)) {
+        pthread_mutex_lock(&n->poison_lock);
+        req_errorf(req, -EIO, "NBD %s failed: %s", op_name(req->op), n->changed_msg);
+        pthread_mutex_unlock(&n->poison_lock);
+        req_complete(req, -EIO);
+        return;
+    }
     struct nbd_op *op = NULL;
     size_t count = 0;
     enum cmd_kind kind;
@@ -1051,6 +1078,13 @@ static int nbdc_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                             struct vdisk_extent *ext)
 {
     struct nbd_dev *n = dev->priv;
+    if (atomic_load(&n->changed)) {
+        pthread_mutex_lock(&n->poison_lock);
+        int r = err_set(-EIO, "%s: NBD block status failed: %s", dev->filename,
+                        n->changed_msg);
+        pthread_mutex_unlock(&n->poison_lock);
+        return r;
+    }
     ext->flags = VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
     ext->host_offset = off;
     ext->host_file = dev->filename;

@@ -825,15 +825,31 @@ START_TEST(features_lost)
     ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "no longer offers trim since a reconnect"));
     ck_assert_int_eq(vdisk_flush(d), 0);
 
-    /* Smaller, then read-only: everything fails. */
+    /* Smaller: everything fails, for good (no reconnect tried again, even
+     * once an export like the first is back: the device is marked). */
     kill_server_sock(pid, sock);
     start_nbdkit(sock, pid, "memory 4M");
     uint8_t rb[512];
     ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
     ck_assert_ptr_nonnull(strstr(vdisk_get_error(),
                                  "the export's size changed from 8388608 to 4194304 bytes"));
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the device is unusable"));
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "memory 8M");
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(),
+                                 "the export's size changed from 8388608 to 4194304 bytes"));
+    ck_assert_int_eq(vdisk_pwrite(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_int_eq(vdisk_flush(d), -EIO);
+    vdisk_close(d);
+    /* Read-only: the same. */
+    d = open_rw(uri);
     kill_server_sock(pid, sock);
     start_nbdkit(sock, pid, "-r memory 8M");
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the export became read-only"));
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "memory 8M");
     ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
     ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the export became read-only"));
     vdisk_close(d);
