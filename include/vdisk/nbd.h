@@ -19,15 +19,19 @@
  * newstyle client is refused); options NBD_OPT_EXPORT_NAME, ABORT, LIST,
  * INFO, GO (NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE),
  * STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation,
- * qemu:allocation-depth); any other option is answered NBD_REP_ERR_UNSUP.
+ * and qemu:allocation-depth with VDISK_NBD_ALLOCATION_DEPTH); any other option is answered NBD_REP_ERR_UNSUP.
  * No TLS yet: NBD_OPT_STARTTLS is unsupported.  Commands READ (DF), WRITE
  * (FUA), FLUSH, TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE, FAST_ZERO), CACHE,
  * BLOCK_STATUS (REQ_ONE), DISC; FUA is accepted on every command and
  * ignored where it means nothing (READ, FLUSH, CACHE, BLOCK_STATUS).  Requests of one connection run at once
  * (up to 64 in flight) on a vdisk_queue of their own; replies go out in
- * the order requests complete.  NBD_FLAG_CAN_MULTI_CONN is advertised: all
- * connections share the device in this process, so a flush on any of them
- * covers the writes every connection saw completed.
+ * the order requests complete.  NBD_FLAG_CAN_MULTI_CONN is advertised when
+ * max_clients is above 1 (as qemu-nbd 7.2 with -e above 1): all
+ * connections share the one device of the handle, whose flush
+ * (vdisk_aio_flush) covers the writes completed on any of its queues, so a
+ * flush on any connection covers the writes every connection saw
+ * completed; with one client at a time a second connection would only wait
+ * in the backlog, so it is not advertised then.
  *
  * Clients are not trusted.  Every option and request is validated (magic,
  * lengths, names, the command's flags, offset and length within the
@@ -107,6 +111,12 @@ typedef struct vdisk_nbd vdisk_nbd;
 #define VDISK_NBD_DETECT_ZEROES (1u << 2)
 /* No informational lines (client connected, disconnected). */
 #define VDISK_NBD_QUIET         (1u << 3)
+/* The meta context qemu:allocation-depth is served (qemu-nbd -A): for
+ * each extent, 0 where no layer of the backing chain holds it (it reads
+ * as zeroes), else 1 + the depth of the layer that holds it (1: the
+ * image itself, 2: its backing file, ...).  Without it only
+ * base:allocation is offered. */
+#define VDISK_NBD_ALLOCATION_DEPTH (1u << 4)
 
 /* The defaults of the limits below. */
 #define VDISK_NBD_DEFAULT_PORT          10809

@@ -230,7 +230,11 @@ static uint16_t trans_flags(const struct nbd_conn *c)
 {
     const struct vdisk_nbd *s = c->srv;
     uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-                 NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+                 NBD_FLAG_SEND_CACHE;
+    /* Multi-conn: the connections share one device, whose flush covers
+     * every queue's completed writes; only where several may connect. */
+    if (s->max_clients > 1)
+        f |= NBD_FLAG_CAN_MULTI_CONN;
     if (s->read_only)
         f |= NBD_FLAG_READ_ONLY;
     else
@@ -380,8 +384,8 @@ static int opt_info(struct nbd_conn *c, const uint8_t *d, size_t len, bool go)
 }
 
 /* Which contexts the query Q (LEN bytes) names: exactly (SET), or also by
- * its namespace alone (LIST). */
-static unsigned ctx_match(const uint8_t *q, size_t len, bool list)
+ * its namespace alone (LIST); of those served (AVAIL, a mask by id). */
+static unsigned ctx_match(const uint8_t *q, size_t len, bool list, unsigned avail)
 {
     static const struct {
         const char *name;
@@ -396,7 +400,7 @@ static unsigned ctx_match(const uint8_t *q, size_t len, bool list)
             (list && len == ns && memcmp(q, ctx[i].name, ns) == 0))
             m |= 1u << ctx[i].id;
     }
-    return m;
+    return m & avail;
 }
 
 /* A NBD_REP_META_CONTEXT reply naming context ID, carrying WIRE_ID. */
@@ -414,6 +418,9 @@ static int ctx_reply(struct nbd_conn *c, unsigned id, uint32_t wire_id)
 static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
 {
     const char *on = opt_name(c->opt);
+    unsigned avail = 1u << NBD_CTX_BASE_ALLOCATION;
+    if (c->srv->flags & VDISK_NBD_ALLOCATION_DEPTH)
+        avail |= 1u << NBD_CTX_ALLOCATION_DEPTH;
     if (set) {
         /* The spec: SET replaces the selection, also when it fails. */
         c->ctx_base = false;
@@ -443,7 +450,7 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
         if (ql > len - p)
             return opt_error(c, NBD_REP_ERR_INVALID, "%s: query %" PRIu32 " is past the data",
                              on, i);
-        m |= ctx_match(d + p, ql, !set);
+        m |= ctx_match(d + p, ql, !set, avail);
         p += ql;
     }
     if (p != len)
@@ -453,7 +460,7 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
         return opt_error(c, NBD_REP_ERR_UNKNOWN, "export '%.*s' not present",
                          (int)(nl > 64 ? 64 : nl), (const char *)(d + 4));
     if (nq == 0 && !set)
-        m = (1u << NBD_CTX_BASE_ALLOCATION) | (1u << NBD_CTX_ALLOCATION_DEPTH);
+        m = avail;
     if (set) {
         c->ctx_base = m & (1u << NBD_CTX_BASE_ALLOCATION);
         c->ctx_depth = m & (1u << NBD_CTX_ALLOCATION_DEPTH);

@@ -394,7 +394,7 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
     if (!dev)
         return err_set(-EINVAL, "no device given (NULL)");
     if (p.flags & ~(unsigned)(VDISK_NBD_READ_ONLY | VDISK_NBD_UNMAP | VDISK_NBD_DETECT_ZEROES |
-                              VDISK_NBD_QUIET))
+                              VDISK_NBD_QUIET | VDISK_NBD_ALLOCATION_DEPTH))
         return err_set(-EINVAL, "unknown flags 0x%x", p.flags);
     if (p.max_clients > NBD_MAX_CLIENTS)
         return err_set(-EINVAL, "max_clients %u is above %u", p.max_clients, NBD_MAX_CLIENTS);

@@ -376,10 +376,10 @@ START_TEST(handshake_rules)
     ck_assert_int_eq(memcmp(buf + 4, "disktest disk", 13), 0);
     ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST, buf, sizeof buf, &len), NBD_REP_ACK);
     ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+    /* (One client at a time: no multi-conn.) */
     ck_assert_uint_eq(tf, NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
                               NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
-                              NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE |
-                              NBD_FLAG_SEND_FAST_ZERO);
+                              NBD_FLAG_SEND_CACHE | NBD_FLAG_SEND_FAST_ZERO);
     request(h, fd, NBD_CMD_READ, 0, 7, 0, 512);
     ck_assert_uint_eq(simple_reply(h, fd, 7), 0);
     ck_assert(xread(h, fd, buf, 512));
@@ -387,6 +387,19 @@ START_TEST(handshake_rules)
     ck_assert_uint_eq(buf[511], 0x5a);
     close(fd);
     vdisk_nbd_free(h);
+    /* Several clients at once (one device, whose flush covers them all):
+     * multi-conn, read-only or not. */
+    max_clients = 2;
+    for (unsigned ro = 0; ro < 2; ro++) {
+        h = server(ro ? VDISK_NBD_READ_ONLY : 0, 0, 0, &fd);
+        send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+        ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+        ck_assert(tf & NBD_FLAG_CAN_MULTI_CONN);
+        ck_assert_uint_eq(!!(tf & NBD_FLAG_READ_ONLY), ro);
+        close(fd);
+        vdisk_nbd_free(h);
+    }
+    max_clients = 0;
     /* ABORT: acknowledged, then closed. */
     h = server(0, 0, 0, &fd);
     send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
@@ -594,7 +607,25 @@ START_TEST(meta_contexts)
     uint8_t buf[256];
     uint32_t len;
     uint16_t fl, tf;
+    /* Without VDISK_NBD_ALLOCATION_DEPTH: base:allocation alone, and a
+     * SET naming qemu:allocation-depth selects nothing. */
     vdisk_nbd *h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    send_opt(h, fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    send_meta(h, fd, NBD_OPT_LIST_META_CONTEXT, "disk", NULL);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_META_CONTEXT);
+    ck_assert_int_eq(memcmp(buf + 4, "base:allocation", 15), 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    send_meta(h, fd, NBD_OPT_SET_META_CONTEXT, "disk", "qemu:allocation-depth");
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    close(fd);
+    vdisk_nbd_free(h);
+    h = server(VDISK_NBD_ALLOCATION_DEPTH, 0, 0, &fd);
     send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
     send_opt(h, fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
     ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
