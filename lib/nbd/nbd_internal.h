@@ -25,6 +25,7 @@
 #include <vdisk/nbd.h>
 #include <vdisk/queue.h>
 
+#include "loop_thread.h"
 #include "unix_socket.h"
 
 #ifndef VDISK_EXPORT
@@ -261,7 +262,7 @@ struct vdisk_nbd {
     int listen_fd;
     bool own_listen, listen_watched;
     uint16_t port;
-    int epfd, timer_fd, stop_fd;
+    int epfd, timer_fd;
     bool timer_armed;
     uint64_t accept_retry;     /* ms: when the paused listening socket is
                                 * watched again; 0: not paused */
@@ -274,8 +275,7 @@ struct vdisk_nbd {
     /* The token bucket. */
     unsigned log_tokens;
     uint64_t log_stamp, log_dropped;
-    pthread_t thread;
-    bool thread_running;
+    struct loop_thread loop;   /* the helper thread */
 };
 
 /* ---- handler.c ------------------------------------------------------------------ */

@@ -18,13 +18,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -382,6 +379,9 @@ static char *dup_string(const char *v, const char *what, int *r)
     return d;
 }
 
+static int process_cb(void *opaque);
+static void failed_cb(void *opaque);
+
 static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
                        const struct vdisk_nbd_params *caller)
 {
@@ -401,7 +401,8 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
     struct vdisk_nbd *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");
-    s->listen_fd = s->epfd = s->timer_fd = s->stop_fd = -1;
+    s->listen_fd = s->epfd = s->timer_fd = -1;
+    loop_thread_init(&s->loop, -1, process_cb, failed_cb, s);
     s->dev = dev;
     s->size = vdisk_get_size(dev);
     s->flags = p.flags;
@@ -422,7 +423,7 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
         r = err_set(-ENOMEM, "out of memory");
         goto fail;
     }
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->epfd = s->loop.epfd = epoll_create1(EPOLL_CLOEXEC);
     s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (s->epfd < 0 || s->timer_fd < 0) {
         r = err_set(-errno, "%s: %s", s->epfd < 0 ? "epoll" : "timerfd", strerror(errno));
@@ -638,32 +639,22 @@ static int process(struct vdisk_nbd *s)
     return n;
 }
 
+static int process_cb(void *opaque)
+{
+    return process(opaque);
+}
+
+static void failed_cb(void *opaque)
+{
+    nbd_log(opaque, "%s; the helper thread stops", vdisk_get_error());
+}
+
 VDISK_EXPORT int vdisk_nbd_process(vdisk_nbd *s)
 {
     err_enter(__func__);
     if (!s)
         return err_set(-EINVAL, "no handle given (NULL)");
-    if (s->thread_running)
-        return err_set(-EBUSY, "the helper thread serves the handle");
-    return process(s);
-}
-
-static void *thread_main(void *arg)
-{
-    struct vdisk_nbd *s = arg;
-    struct pollfd p[2] = {{.fd = s->epfd, .events = POLLIN}, {.fd = s->stop_fd, .events = POLLIN}};
-    for (;;) {
-        int n = poll(p, 2, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || p[1].revents)
-            break;
-        if (p[0].revents && process(s) < 0) {
-            nbd_log(s, "%s; the helper thread stops", vdisk_get_error());
-            break;
-        }
-    }
-    return NULL;
+    return loop_thread_process(&s->loop);
 }
 
 VDISK_EXPORT int vdisk_nbd_start(vdisk_nbd *s)
@@ -671,40 +662,22 @@ VDISK_EXPORT int vdisk_nbd_start(vdisk_nbd *s)
     err_enter(__func__);
     if (!s)
         return err_set(-EINVAL, "no handle given (NULL)");
-    if (s->thread_running)
-        return err_set(-EBUSY, "the helper thread runs already");
-    if (s->stop_fd < 0 && (s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-        return err_set(-errno, "eventfd: %s", strerror(errno));
-    uint64_t v;
-    while (read(s->stop_fd, &v, sizeof v) > 0)
-        ;
-    int r = pthread_create(&s->thread, NULL, thread_main, s);
-    if (r)
-        return err_set(-r, "pthread_create: %s", strerror(r));
-    s->thread_running = true;
-    return 0;
+    return loop_thread_start(&s->loop);
 }
 
 VDISK_EXPORT int vdisk_nbd_stop(vdisk_nbd *s)
 {
     err_enter(__func__);
-    if (!s || !s->thread_running)
+    if (!s)
         return err_set(-EINVAL, "no helper thread runs");
-    uint64_t one = 1;
-    if (write(s->stop_fd, &one, sizeof one) < 0) {
-        /* at its largest count: signalled already */
-    }
-    pthread_join(s->thread, NULL);
-    s->thread_running = false;
-    return 0;
+    return loop_thread_stop(&s->loop);
 }
 
 VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
 {
     if (!s)
         return;
-    if (s->thread_running)
-        vdisk_nbd_stop(s);
+    loop_thread_fini(&s->loop); /* stops the helper thread */
     listen_watch(s, false);
     s->listen_fd = s->own_listen ? s->listen_fd : -1; /* a caller's stays open */
     for (unsigned i = 0; s->conns && i < s->max_clients; i++)
@@ -717,7 +690,6 @@ VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
         unix_unlink(s->path, &s->sock);
     close_fd(&s->epfd);
     close_fd(&s->timer_fd);
-    close_fd(&s->stop_fd);
     free(s->conns);
     free(s->path);
     free(s->export_name);
