@@ -265,8 +265,11 @@ END_TEST
 START_TEST(same_as_qemu_nbd)
 {
     CASE_REQUIRE_PROGRAM("qemu-nbd");
-    const char *img = scratch("q.qcow2");
-    RUN_OK("qemu-img create -q -f qcow2 %s 64M", img);
+    const char *img = scratch("q.qcow2"), *base = scratch("qb.qcow2");
+    /* A backing file with data at 40M and 1M: allocation depths 2. */
+    RUN_OK("qemu-img create -q -f qcow2 %s 64M", base);
+    RUN_OK("qemu-io -f qcow2 -c 'write -P 7 40M 128k' -c 'write -P 8 1536k 64k' %s", base);
+    RUN_OK("qemu-img create -q -f qcow2 -b %s -F qcow2 %s 64M", base, img);
     RUN_OK("qemu-io -f qcow2 -c 'write -P 0xab 1M 1M' -c 'write -z 8M 1M' -c 'write -P 1 20M 64k' "
            "-c 'write -z 30M 64k' %s", img);
     const char *qsock = scratch("q.sock"), *qpid = scratch("q.pid"), *vsock = scratch("v.sock");
