@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "error_internal.h"
-#include "internal.h"
 #include "loop_thread.h"
 
 void loop_thread_init(struct loop_thread *t, int epfd, int (*process)(void *opaque),
@@ -59,7 +58,7 @@ int loop_thread_start(struct loop_thread *t)
     uint64_t v;
     while (read(t->stop_fd, &v, sizeof v) > 0)
         ; /* a stop left from the last run */
-    int r = lib_thread_start(&t->thread, thread_main, t);
+    int r = pthread_create(&t->thread, NULL, thread_main, t);
     if (r)
         return err_set(-r, "pthread_create: %s", strerror(r));
     t->running = true;
