@@ -23,7 +23,11 @@
  * No TLS yet: NBD_OPT_STARTTLS is unsupported.  Commands READ (DF), WRITE
  * (FUA), FLUSH, TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE, FAST_ZERO), CACHE,
  * BLOCK_STATUS (REQ_ONE), DISC; FUA is accepted on every command and
- * ignored where it means nothing (READ, FLUSH, CACHE, BLOCK_STATUS).  Requests of one connection run at once
+ * ignored where it means nothing (READ, FLUSH, CACHE, BLOCK_STATUS).
+ * WRITE_ZEROES with FAST_ZERO goes to the device with
+ * VDISK_REQ_NO_FALLBACK: NBD_ENOTSUP where zeroes would be written as
+ * buffers (partial qcow2 clusters, unaligned edges, a file system without
+ * a zeroing fallocate, a block device), as the spec asks.  Requests of one connection run at once
  * (up to 64 in flight) on a vdisk_queue of their own; replies go out in
  * the order requests complete.  NBD_FLAG_CAN_MULTI_CONN is advertised when
  * max_clients is above 1 (as qemu-nbd 7.2 with -e above 1): all
