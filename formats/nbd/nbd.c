@@ -271,15 +271,16 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
                        nbd_get_error());
     bool ro = nbd_is_read_only(h) == 1;
     if (!first) {
+        /* -ESTALE: another export now (the reconnect gives up for good). */
         if ((uint64_t)size != n->size)
-            return err_set(-EIO, "%s: the export's size changed from %" PRIu64 " to %" PRId64
+            return err_set(-ESTALE, "%s: the export's size changed from %" PRIu64 " to %" PRId64
                            " bytes across a reconnect", n->uri, n->size, size);
         if (ro && !n->read_only)
-            return err_set(-EIO, "%s: the export became read-only across a reconnect",
+            return err_set(-ESTALE, "%s: the export became read-only across a reconnect",
                            n->uri);
         int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
         if (min > 1 && (uint64_t)min > n->dev->align)
-            return err_set(-EIO, "%s: the export's minimum block size grew to %" PRId64
+            return err_set(-ESTALE, "%s: the export's minimum block size grew to %" PRId64
                            " bytes across a reconnect", n->uri, min);
         return 0;
     }
@@ -623,7 +624,13 @@ static void reconnect(struct nbd_conn *n, int tries)
                                            msg, sizeof msg, &e);
         if (!h)
             continue;
-        if (read_features(n->s, h, false) < 0) {
+        int fr = read_features(n->s, h, false);
+        if (fr < 0 && fr != -ESTALE) {
+            snprintf(msg, sizeof msg, "%s", err_detail());
+            nbd_close(h);
+            continue;
+        }
+        if (fr < 0) {
             /* Another export now: not worth trying again, ever. */
             pthread_mutex_lock(&n->s->poison_lock);
             if (!atomic_load(&n->s->changed))
@@ -866,8 +873,10 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
                 goto fail;
             }
             n->nconns++;
-            if ((r = read_features(n, c->h, false)) < 0)
+            if ((r = read_features(n, c->h, false)) < 0) {
+                r = -EIO; /* (an export that changed between two connects) */
                 goto fail;
+            }
         }
     }
     for (unsigned i = 0; i < n->nconns; i++)
