@@ -170,10 +170,11 @@ const char *opt_take(struct opt_set *s, const char *key)
 int opt_check_all_taken(struct opt_set *s, const char *what)
 {
     for (size_t i = 0; i < s->count; i++)
-        /* backing-confine and repair hold trivially for formats without
-         * backing files or a corrupt mark, so that callers can give them
-         * for any image. */
+        /* backing-confine, backing-allow-network and repair hold trivially
+         * for formats without backing files or a corrupt mark, so that
+         * callers can give them for any image. */
         if (!s->taken[i] && strcmp(s->opts->keys[i], "backing-confine") != 0 &&
+            strcmp(s->opts->keys[i], "backing-allow-network") != 0 &&
             strcmp(s->opts->keys[i], "repair") != 0)
             return err_set(-EINVAL, "%s does not support the option '%s'", what,
                            s->opts->keys[i]);

@@ -365,7 +365,8 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
         return r;
     }
     struct vdisk_req *req = req_new(q, dev, op, offset, length, iov, iovcnt,
-                                    flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP));
+                                    flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP |
+                                             VDISK_REQ_NO_FALLBACK));
     if (!req)
         return err_set(-ENOMEM, "out of memory");
     req->done = top_done;
@@ -460,7 +461,8 @@ VDISK_EXPORT int vdisk_aio_write_zeroes(vdisk_queue *q, uint64_t offset, uint64_
                                         unsigned flags, vdisk_completion_fn cb, void *user)
 {
     err_enter(__func__);
-    int r = check_call(q, VDISK_OP_WRITE_ZEROES, flags, VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP, cb);
+    int r = check_call(q, VDISK_OP_WRITE_ZEROES, flags,
+                       VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP | VDISK_REQ_NO_FALLBACK, cb);
     return r < 0 ? r
                  : queue_start(q, VDISK_OP_WRITE_ZEROES, NULL, 0, offset, length, flags, cb, user);
 }

@@ -537,6 +537,13 @@ static void zeroes_part_done(struct vdisk_req *child, int ret)
 static void zeroes_split(struct vdisk_req *req)
 {
     uint64_t a = req->dev->align;
+    if (req->flags & VDISK_REQ_NO_FALLBACK) {
+        /* The partial blocks would be written as data. */
+        req_fail_deferred(req, -ENOTSUP, "write_zeroes of %" PRIu64 " bytes at offset %"
+                          PRIu64 " is not aligned to %" PRIu64 " bytes: the edges would be "
+                          "written as zeroes (no fallback asked)", req->length, req->offset, a);
+        return;
+    }
     uint64_t off = req->offset, end = req->offset + req->length;
     uint64_t mid_start = align_up(off, a), mid_end = align_down(end, a);
     struct zero_part { uint64_t off, len; bool data; } parts[3];

@@ -45,8 +45,10 @@
  * was sent, on any connection (multi-conn).  A
  * After a reconnect the new server's features are checked against those
  * found at open: a new size, a read-only export or a larger minimum block
- * size fails the reconnect (every command waiting fails with EIO and the
- * reason); a feature lost (FUA, flush, trim, write zeroes, or multi-conn
+ * size fails the reconnect for good: every command waiting fails with EIO
+ * and the reason, and so does every later request at once (the device is
+ * marked changed: no connection is tried again; close and reopen it);
+ * a feature lost (FUA, flush, trim, write zeroes, or multi-conn
  * with several connections) fails, with EIO and a message, each command
  * that needs it on that connection (a flush, for multi-conn), and the
  * command is never sent.  A
@@ -144,7 +146,7 @@ struct nbd_dev {
     char *uri;
     bool local_files;          /* the URI may name local files (not a backing name) */
     uint64_t size;
-    bool can_fua, can_flush, can_trim, can_zero, have_status, read_only, multi_conn;
+    bool can_fua, can_flush, can_trim, can_zero, can_fast_zero, have_status, read_only, multi_conn;
     uint64_t max_payload;
     int64_t timeout_ms;        /* option timeout= */
     unsigned nconns;           /* connections open (1, or more with multi-conn) */
@@ -154,8 +156,13 @@ struct nbd_dev {
      * when it was sent (flushed).  poisoned: set once, never cleared. */
     atomic_uint_fast64_t acked, flushed;
     atomic_bool poisoned;
-    pthread_mutex_t poison_lock; /* guards poison_msg while it is written */
+    pthread_mutex_t poison_lock; /* guards poison_msg and changed_msg while written */
     char poison_msg[320];
+    /* A reconnect found the export changed (size, read-only, block size):
+     * set once, never cleared; every later request fails at once with
+     * changed_msg, and no connection is made again. */
+    atomic_bool changed;
+    char changed_msg[320];
     struct nbd_conn *conns;
 };
 
@@ -178,7 +185,7 @@ struct nbd_conn {
     uint64_t last_write;       /* number of its last write answered without FUA */
     uint64_t unflushed;        /* how many it answered since its last flush */
     const char *lost;          /* a feature the server lost across a reconnect */
-    bool lost_fua, lost_flush, lost_trim, lost_zero, lost_multi;
+    bool lost_fua, lost_flush, lost_trim, lost_zero, lost_fast_zero, lost_multi;
 };
 
 struct nbd_req {
@@ -279,15 +286,16 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
                        nbd_get_error());
     bool ro = nbd_is_read_only(h) == 1;
     if (!first) {
+        /* -ESTALE: another export now (the reconnect gives up for good). */
         if ((uint64_t)size != n->size)
-            return err_set(-EIO, "%s: the export's size changed from %" PRIu64 " to %" PRId64
+            return err_set(-ESTALE, "%s: the export's size changed from %" PRIu64 " to %" PRId64
                            " bytes across a reconnect", n->uri, n->size, size);
         if (ro && !n->read_only)
-            return err_set(-EIO, "%s: the export became read-only across a reconnect",
+            return err_set(-ESTALE, "%s: the export became read-only across a reconnect",
                            n->uri);
         int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
         if (min > 1 && (uint64_t)min > n->dev->align)
-            return err_set(-EIO, "%s: the export's minimum block size grew to %" PRId64
+            return err_set(-ESTALE, "%s: the export's minimum block size grew to %" PRId64
                            " bytes across a reconnect", n->uri, min);
         return 0;
     }
@@ -297,6 +305,7 @@ static int read_features(struct nbd_dev *n, struct nbd_handle *h, bool first)
     n->can_flush = nbd_can_flush(h) == 1;
     n->can_trim = nbd_can_trim(h) == 1;
     n->can_zero = nbd_can_zero(h) == 1;
+    n->can_fast_zero = n->can_zero && nbd_can_fast_zero(h) == 1;
     n->have_status = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
     n->multi_conn = nbd_can_multi_conn(h) == 1;
     int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
@@ -486,6 +495,11 @@ static void issue(struct nbd_conn *n, struct nbd_cmd *c)
         lost = "trim";
     else if (c->kind == CMD_ZERO && n->lost_zero)
         lost = "write zeroes";
+    if (!lost && c->kind == CMD_ZERO && (c->flags & LIBNBD_CMD_FLAG_FAST_ZERO) &&
+        n->lost_fast_zero) {
+        fail_cmd(n, c, ENOTSUP, "the server no longer offers fast zero since a reconnect");
+        return;
+    }
     if (lost) {
         char why[200];
         snprintf(why, sizeof why, "the server no longer offers %s since a reconnect",
@@ -608,7 +622,13 @@ static void reconnect(struct nbd_conn *n, int tries)
     }
     n->last_write = 0;
     n->unflushed = 0;
-    char msg[256] = "";
+    char msg[400] = "";
+    if (atomic_load(&n->s->changed)) {
+        pthread_mutex_lock(&n->s->poison_lock);
+        snprintf(msg, sizeof msg, "%s", n->s->changed_msg);
+        pthread_mutex_unlock(&n->s->poison_lock);
+        tries = 0; /* (another connection found the export changed) */
+    }
     unsigned delay = RECONNECT_FIRST_MS;
     for (int i = 0; i < tries && !stopping(n); i++) {
         if (i || tries > 1)
@@ -619,10 +639,23 @@ static void reconnect(struct nbd_conn *n, int tries)
                                            n->s->timeout_ms, n, msg, sizeof msg, &e);
         if (!h)
             continue;
-        if (read_features(n->s, h, false) < 0) {
+        int fr = read_features(n->s, h, false);
+        if (fr < 0 && fr != -ESTALE) {
             snprintf(msg, sizeof msg, "%s", err_detail());
             nbd_close(h);
             continue;
+        }
+        if (fr < 0) {
+            /* Another export now: not worth trying again, ever. */
+            pthread_mutex_lock(&n->s->poison_lock);
+            if (!atomic_load(&n->s->changed))
+                snprintf(n->s->changed_msg, sizeof n->s->changed_msg, "%s; the device is "
+                         "unusable (close and open it again)", err_detail());
+            atomic_store(&n->s->changed, true);
+            snprintf(msg, sizeof msg, "%s", n->s->changed_msg);
+            pthread_mutex_unlock(&n->s->poison_lock);
+            nbd_close(h);
+            break;
         }
         n->h = h;
         n->broken = false;
@@ -631,6 +664,7 @@ static void reconnect(struct nbd_conn *n, int tries)
         n->lost_flush = s->can_flush && nbd_can_flush(h) != 1;
         n->lost_trim = s->can_trim && nbd_can_trim(h) != 1;
         n->lost_zero = s->can_zero && nbd_can_zero(h) != 1;
+        n->lost_fast_zero = s->can_fast_zero && nbd_can_fast_zero(h) != 1;
         n->lost_multi = s->nconns > 1 && nbd_can_multi_conn(h) != 1;
         break;
     }
@@ -929,8 +963,10 @@ static int nbdc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
                 goto fail;
             }
             n->nconns++;
-            if ((r = read_features(n, c->h, false)) < 0)
+            if ((r = read_features(n, c->h, false)) < 0) {
+                r = -EIO; /* (an export that changed between two connects) */
                 goto fail;
+            }
         }
     }
     for (unsigned i = 0; i < n->nconns; i++)
@@ -1022,6 +1058,13 @@ static void op_finish_request(struct vdisk_req *req)
 static void nbdc_submit(struct vdisk_req *req)
 {
     struct nbd_dev *n = req->dev->priv;
+    if (atomic_load(&n->changed)) {
+        pthread_mutex_lock(&n->poison_lock);
+        req_errorf(req, -EIO, "NBD %s failed: %s", op_name(req->op), n->changed_msg);
+        pthread_mutex_unlock(&n->poison_lock);
+        req_complete(req, -EIO);
+        return;
+    }
     struct nbd_op *op = NULL;
     size_t count = 0;
     enum cmd_kind kind;
@@ -1049,6 +1092,13 @@ static void nbdc_submit(struct vdisk_req *req)
         chunk = align_down(NBD_MAX_NONDATA, req->dev->align);
         break;
     case VDISK_OP_WRITE_ZEROES:
+        if ((req->flags & VDISK_REQ_NO_FALLBACK) && !n->can_fast_zero) {
+            /* As QEMU: without the server's fast zero, no promise of one. */
+            req_fail(req, -ENOTSUP, "the NBD server cannot %s (no fallback asked)",
+                     n->can_zero ? "promise a fast zero (no NBD_FLAG_SEND_FAST_ZERO)"
+                                 : "write zeroes without writing them");
+            return;
+        }
         if (n->can_zero) {
             kind = CMD_ZERO;
             chunk = align_down(NBD_MAX_NONDATA, req->dev->align);
@@ -1105,6 +1155,8 @@ static void nbdc_submit(struct vdisk_req *req)
     }
     if (kind == CMD_ZERO && !(req->flags & VDISK_REQ_MAY_UNMAP))
         flags |= LIBNBD_CMD_FLAG_NO_HOLE;
+    if (kind == CMD_ZERO && (req->flags & VDISK_REQ_NO_FALLBACK))
+        flags |= LIBNBD_CMD_FLAG_FAST_ZERO;
     for (size_t i = 0; i < count; i++) {
         struct nbd_cmd *c = &op->cmds[i];
         uint64_t pos = i * chunk;
@@ -1126,6 +1178,13 @@ static int nbdc_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                             struct vdisk_extent *ext)
 {
     struct nbd_dev *n = dev->priv;
+    if (atomic_load(&n->changed)) {
+        pthread_mutex_lock(&n->poison_lock);
+        int r = err_set(-EIO, "%s: NBD block status failed: %s", dev->filename,
+                        n->changed_msg);
+        pthread_mutex_unlock(&n->poison_lock);
+        return r;
+    }
     ext->flags = VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
     ext->host_offset = off;
     ext->host_file = dev->filename;

@@ -24,9 +24,10 @@ static void offset_submit(struct vdisk_req *req)
     struct range *r = req->dev->priv;
     uint64_t off = req->op == VDISK_OP_FLUSH ? 0 : r->start + req->offset;
     struct vdisk_req *c = req_new_child(req, r->parent, req->op, off, req->length, req->iov,
-                                        req->iovcnt, req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP),
-                                        req_child_finishes_parent,
-                                        NULL);
+                                        req->iovcnt,
+                                        req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP |
+                                                      VDISK_REQ_NO_FALLBACK),
+                                        req_child_finishes_parent, NULL);
     if (!c) {
         req_fail(req, -ENOMEM, "out of memory");
         return;

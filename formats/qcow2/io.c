@@ -1262,6 +1262,15 @@ static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
         mid_e = end; /* the image's last, short cluster counts as whole */
     if (v2_backing)
         mid_s = mid_e = end;
+    if (zero && (req->flags & VDISK_REQ_NO_FALLBACK) && (start < mid_s || mid_e < end ||
+                                                         mid_s >= mid_e)) {
+        /* Partial clusters (or a v2 image over a backing file) take
+         * written zeroes. */
+        req_fail(req, -ENOTSUP, "write zeroes of %" PRIu64 " bytes at offset %" PRIu64 " "
+                 "covers partial %s: they would be written as zeroes (no fallback asked)",
+                 req->length, req->offset, s->ext_l2 ? "subclusters" : "clusters");
+        return;
+    }
     bool unmap = !zero || (req->flags & VDISK_REQ_MAY_UNMAP);
     req_hold(req);
     struct qcow2_req *qr = qreq(req);
@@ -1320,6 +1329,12 @@ static void dz_finish(struct vdisk_req *req, int r)
     uint64_t mid_s = qr->dz.start, mid_e = qr->dz.end, done_to = qr->dz.done_to;
     if (r < 0) {
         /* dz_work recorded the error and its message. */
+    } else if (zero && (req->flags & VDISK_REQ_NO_FALLBACK) && done_to < end) {
+        /* (qc_discard_or_zero ruled out edges.)  An allocation in flight
+         * or a compressed cluster: zeroes would be written. */
+        r = req_set_error(req, -ENOTSUP, "write zeroes: a part of the range would be written "
+                          "as zeroes (an allocation in flight, or a compressed cluster; no "
+                          "fallback asked)");
     } else if (zero) {
         /* The edges, and what metadata could not do, as written zeroes. */
         if (mid_s >= mid_e) {

@@ -128,6 +128,14 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
         return err_set(-EPERM, "%s: the backing file name '%s' leads outside the image's "
                        "folder, which backing-confine=on forbids", s->dev->filename,
                        s->backing_name);
+    /* A network export named by the image's header (which whoever made the
+     * image chose) is not connected to unless the user said so: an image
+     * must not make vdisk open connections on its own. */
+    if (dev_is_nbd_name(s->backing_name) && !s->allow_network)
+        return err_set(-EPERM, "%s: the image's backing file is the network export '%s'; "
+                       "opening it needs the open option backing-allow-network=on (or "
+                       "VDISK_BACKING_ALLOW_NETWORK=on in the environment)",
+                       s->dev->filename, s->backing_name);
     const struct vdisk_open_params *up = &s->dev->params;
     char self[PATH_MAX], other[PATH_MAX];
     const char *me = realpath(s->dev->filename, self) ? self : s->dev->filename;
@@ -155,11 +163,14 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
      * stays in that file's folder, itself inside this one's. */
     vdisk_options *bo = NULL;
     struct opt_set bos = {0};
-    if (s->confine) {
+    bool pass = s->confine || s->allow_network_opt;
+    if (pass) {
         const char *ctx = err_context();
         int e = vdisk_options_new(&bo);
-        if (e == 0)
+        if (e == 0 && s->confine)
             e = vdisk_options_set(bo, "backing-confine", "on");
+        if (e == 0 && s->allow_network_opt)
+            e = vdisk_options_set(bo, "backing-allow-network", "on");
         if (e == 0)
             e = opt_set_init(&bos, bo);
         err_enter(ctx);
@@ -168,7 +179,7 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
             return err_set(-ENOMEM, "out of memory");
         }
     }
-    int r = dev_open(&s->backing, s->full_backing, fmt, &p, s->confine ? &bos : NULL);
+    int r = dev_open(&s->backing, s->full_backing, fmt, &p, pass ? &bos : NULL);
     opt_set_fini(&bos);
     vdisk_options_free(bo);
     if (r < 0)
@@ -254,6 +265,20 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     s->read_only = dev->params.read_only;
     s->discard_passthrough = true;
     dev->priv = s;
+    /* backing-allow-network: the option, else the environment's default. */
+    const char *env = getenv("VDISK_BACKING_ALLOW_NETWORK");
+    if (env && opt_bool("VDISK_BACKING_ALLOW_NETWORK", env, &s->allow_network) < 0)
+        s->allow_network = false; /* (a bad value allows nothing) */
+    const char *allow = opt_take(os, "backing-allow-network");
+    if (allow) {
+        int e = opt_bool("backing-allow-network", allow, &s->allow_network);
+        if (e < 0) {
+            free_state(s);
+            dev->priv = NULL;
+            return e;
+        }
+        s->allow_network_opt = s->allow_network;
+    }
     const char *confine = opt_take(os, "backing-confine");
     if (confine) {
         int e = opt_bool("backing-confine", confine, &s->confine);

@@ -399,6 +399,11 @@ static void zeroes_done(struct vdisk_req *child, int ret)
     if (ret == -EOPNOTSUPP || ret == -EINVAL || ret == -ENOTTY) {
         atomic_store(&r->no_zero_range, true);
         req_free(child);
+        if (req->flags & VDISK_REQ_NO_FALLBACK) {
+            req_fail(req, -ENOTSUP, "the file system cannot zero a range without writing "
+                     "zeroes (no fallback asked)");
+            return;
+        }
         ((struct raw_req *)req_state(req))->next = req->offset;
         zero_write_next(req);
         return;
@@ -441,6 +446,15 @@ static void raw_submit(struct vdisk_req *req)
         return;
     }
     case VDISK_OP_WRITE_ZEROES: {
+        /* No fallback: a block device's zeroing (ZERO_RANGE, BLKZEROOUT)
+         * may write zeroes in the kernel, so only its discard is cheap; a
+         * file needs a zeroing or punching fallocate. */
+        if ((req->flags & VDISK_REQ_NO_FALLBACK) &&
+            (atomic_load(&r->no_zero_range) || r->is_bdev)) {
+            req_fail(req, -ENOTSUP, "%s cannot zero a range without writing zeroes (no "
+                     "fallback asked)", r->is_bdev ? "a block device" : "the file system");
+            return;
+        }
         if (atomic_load(&r->no_zero_range)) {
             ((struct raw_req *)req_state(req))->next = req->offset;
             zero_write_next(req);

@@ -130,7 +130,8 @@ typedef struct vdisk_dev vdisk_dev;
  * where io_uring is not allowed, -ENOTSUP for an unknown format, one vdisk
  * does not read, or a feature it does not support (qcow2 encryption, an
  * external data file), -EPERM for a backing file name that
- * backing-confine=on refuses, -ELOOP for a backing chain that loops or is
+ * backing-confine=on refuses or a network backing file (an NBD URI in
+ * an image's header) without backing-allow-network=on, -ELOOP for a backing chain that loops or is
  * deeper than 64 images, or a format driver's error: -EINVAL for a damaged
  * image, and for qcow2 -EIO (marked corrupt) or -ENOTSUP (persistent
  * bitmaps) when writing was asked for (see vdisk/options.h).  *devp is set

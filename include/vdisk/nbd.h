@@ -19,17 +19,26 @@
  * newstyle client is refused); options NBD_OPT_EXPORT_NAME, ABORT, LIST,
  * INFO, GO (NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE),
  * STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation,
- * qemu:allocation-depth); any other option is answered NBD_REP_ERR_UNSUP.
+ * and qemu:allocation-depth with VDISK_NBD_ALLOCATION_DEPTH); any other
+ * option is answered NBD_REP_ERR_UNSUP.
  * NBD_OPT_STARTTLS when TLS is configured (vdisk_nbd_params.tls: x509
  * certificates or pre-shared keys; then TLS is required, as qemu-nbd
  * --tls-creds), else it is unsupported.  Commands READ (DF), WRITE
  * (FUA), FLUSH, TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE, FAST_ZERO), CACHE,
  * BLOCK_STATUS (REQ_ONE), DISC; FUA is accepted on every command and
- * ignored where it means nothing (READ, FLUSH, CACHE, BLOCK_STATUS).  Requests of one connection run at once
+ * ignored where it means nothing (READ, FLUSH, CACHE, BLOCK_STATUS).
+ * WRITE_ZEROES with FAST_ZERO goes to the device with
+ * VDISK_REQ_NO_FALLBACK: NBD_ENOTSUP where zeroes would be written as
+ * buffers (partial qcow2 clusters, unaligned edges, a file system without
+ * a zeroing fallocate, a block device), as the spec asks.  Requests of one connection run at once
  * (up to 64 in flight) on a vdisk_queue of their own; replies go out in
- * the order requests complete.  NBD_FLAG_CAN_MULTI_CONN is advertised: all
- * connections share the device in this process, so a flush on any of them
- * covers the writes every connection saw completed.
+ * the order requests complete.  NBD_FLAG_CAN_MULTI_CONN is advertised when
+ * max_clients is above 1 (as qemu-nbd 7.2 with -e above 1): all
+ * connections share the one device of the handle, whose flush
+ * (vdisk_aio_flush) covers the writes completed on any of its queues, so a
+ * flush on any connection covers the writes every connection saw
+ * completed; with one client at a time a second connection would only wait
+ * in the backlog, so it is not advertised then.
  *
  * Clients are not trusted.  Every option and request is validated (magic,
  * lengths, names, the command's flags, offset and length within the
@@ -37,8 +46,12 @@
  * ENOSPC, ENOTSUP, EOVERFLOW) where the stream can go on; what breaks the
  * framing (a wrong magic, a write payload above 32 MiB, an option above
  * 64 KiB) drops the connection.  A handshake must end within
- * handshake_timeout_ms of the connection, a request begun must come whole
- * within request_timeout_ms, and a client that does not read its replies
+ * handshake_timeout_ms of the connection; a request begun (its header and a
+ * write's payload, up to 32 MiB) must keep coming: the client is dropped
+ * after request_timeout_ms without a byte of it (the deadline starts again
+ * with each byte received, so a slow client that keeps sending is served,
+ * and a stalled one is dropped whatever it sent before; between requests
+ * there is no deadline); a client that does not read its replies
  * for request_timeout_ms is dropped; each connection holds at most about
  * 64 MiB of buffers (it is not read from while it holds more).  Nothing a
  * client does blocks the caller's loop (the sockets are non-blocking): a
@@ -58,7 +71,9 @@
  *
  * Ownership: the device stays the caller's and must stay open until
  * vdisk_nbd_free(); each connection uses it through a queue of its own
- * (vdisk_queue_new), on the thread that drives the handle.
+ * (vdisk_queue_new), on the thread that drives the handle, made before
+ * NBD_OPT_GO is answered (when it cannot be made, the GO gets
+ * NBD_REP_ERR_PLATFORM with the reason and the handshake goes on).
  *
  * Thread-safety: a handle is used by one thread at a time: the caller's
  * loop, or the helper thread between vdisk_nbd_start() and
@@ -73,7 +88,13 @@
  *
  * Blocking: vdisk_nbd_process() never waits for a client.  Reads, writes,
  * flushes, trims and write zeroes run asynchronously; BLOCK_STATUS asks the
- * device synchronously (vdisk_block_status), which may read metadata.
+ * device synchronously (vdisk_block_status), which may read metadata:
+ * bounded to 1024 lookups (so at most 1024 extents) per request, and per
+ * connection per turn of the loop (a connection that used them is read
+ * again at the next turn, after the others), so that a client sending
+ * many BLOCK_STATUS requests at once cannot hold the loop for long.  A
+ * reply may so cover less than the range asked (the spec allows it; the
+ * client asks again for the rest).
  */
 #ifndef VDISK_NBD_H
 #define VDISK_NBD_H
@@ -116,6 +137,13 @@ typedef struct vdisk_nbd vdisk_nbd;
                                 * present), tls_dir/ca-crl.pem when present */
 #define VDISK_NBD_TLS_PSK  2u  /* tls_dir/keys.psk: lines "USERNAME:HEXKEY"
                                 * (psktool's format) */
+
+/* The meta context qemu:allocation-depth is served (qemu-nbd -A): for
+ * each extent, 0 where no layer of the backing chain holds it (it reads
+ * as zeroes), else 1 + the depth of the layer that holds it (1: the
+ * image itself, 2: its backing file, ...).  Without it only
+ * base:allocation is offered. */
+#define VDISK_NBD_ALLOCATION_DEPTH (1u << 5)
 
 /* The defaults of the limits below. */
 #define VDISK_NBD_DEFAULT_PORT          10809
@@ -233,6 +261,13 @@ unsigned vdisk_nbd_clients(const vdisk_nbd *h);
 
 /* vdisk_nbd_connections: clients accepted (or added) so far. */
 uint64_t vdisk_nbd_connections(const vdisk_nbd *h);
+
+/* vdisk_nbd_served: clients that reached the transmission phase so far
+ * (NBD_OPT_GO or NBD_OPT_EXPORT_NAME answered with success); a client that
+ * only listed exports, asked NBD_OPT_INFO, or hung up during the
+ * handshake does not count.  `vdisk nbd` without -t exits once a served
+ * client went and none is connected (as qemu-nbd).  0 for NULL. */
+uint64_t vdisk_nbd_served(const vdisk_nbd *h);
 
 /*
  * vdisk_nbd_free: stops the helper thread, drops every client (waiting for

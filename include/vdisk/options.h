@@ -74,6 +74,17 @@
  *              file is opened.  The rule applies down the whole backing
  *              chain.  Formats without backing files accept and ignore it.
  *              (External data files are not supported at all.)
+ *   backing-allow-network  on | off (default off, or the environment
+ *              variable VDISK_BACKING_ALLOW_NETWORK=on|off): whether a
+ *              backing file name recorded in an image (qcow2) may be an NBD
+ *              URI (nbd://, nbd+unix://, nbds://, ...).  Off, such an open
+ *              fails with -EPERM before any connection is made, naming this
+ *              option: whoever wrote the image must not make vdisk connect
+ *              to a server.  Backing files on local paths are not
+ *              affected, nor names the caller gives itself (vdisk_open of
+ *              an NBD URI, vdisk_create with one as backing file).  Given
+ *              as an option it applies down the whole backing chain;
+ *              formats without backing files accept and ignore it.
  *   locking    auto (default) | on | off: image locking, compatible with
  *              QEMU's (see "Image locking" in vdisk/device.h).  "auto"
  *              locks where the file system supports OFD locks and goes on

@@ -115,6 +115,8 @@ unsigned vdisk_queue_in_flight(const vdisk_queue *q);
  * any other bit makes it fail with -EINVAL. */
 #define VDISK_REQ_FUA        0x1u /* the write is durable when it completes */
 #define VDISK_REQ_MAY_UNMAP  0x2u /* write_zeroes may deallocate */
+#define VDISK_REQ_NO_FALLBACK 0x4u /* write_zeroes: fail with -ENOTSUP rather
+                                    * than write buffers of zeroes */
 
 /* The most iovec entries a read or write may have. */
 #define VDISK_AIO_IOV_MAX    1024
@@ -177,6 +179,14 @@ int vdisk_aio_discard(vdisk_queue *q, uint64_t offset, uint64_t length,
  * vdisk_aio_write_zeroes: [OFFSET, OFFSET + LENGTH) reads as zeroes once the
  * callback runs with 0.  FLAGS: VDISK_REQ_MAY_UNMAP lets the device
  * deallocate the range while doing so; VDISK_REQ_FUA as for writes.
+ * VDISK_REQ_NO_FALLBACK: the zeroes are made cheaply (metadata, a
+ * fallocate that zeroes or punches, an NBD fast zero) or not at all: where
+ * the device would have to write buffers of zeroes (a file system or block
+ * device without a zeroing fallocate, the unaligned edges of a range, the
+ * partial clusters of a qcow2 image, an NBD server without fast zero), the
+ * callback runs with -ENOTSUP instead, and what the range holds then is
+ * unspecified (a part may be zeroed already).  QEMU's BDRV_REQ_NO_FALLBACK;
+ * the NBD server uses it for NBD_CMD_FLAG_FAST_ZERO.
  */
 int vdisk_aio_write_zeroes(vdisk_queue *q, uint64_t offset, uint64_t length,
                            unsigned flags, vdisk_completion_fn cb, void *user);

@@ -256,7 +256,11 @@ static uint16_t trans_flags(const struct nbd_conn *c)
 {
     const struct vdisk_nbd *s = c->srv;
     uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-                 NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+                 NBD_FLAG_SEND_CACHE;
+    /* Multi-conn: the connections share one device, whose flush covers
+     * every queue's completed writes; only where several may connect. */
+    if (s->max_clients > 1)
+        f |= NBD_FLAG_CAN_MULTI_CONN;
     if (s->read_only)
         f |= NBD_FLAG_READ_ONLY;
     else
@@ -272,16 +276,28 @@ static bool name_is_export(const struct nbd_conn *c, const uint8_t *name, size_t
     return strlen(e) == len && (len == 0 || memcmp(e, name, len) == 0);
 }
 
-/* The handshake is over: requests come next. */
-static int begin_transmission(struct nbd_conn *c)
+/* The connection's queue, made before the export is entered.  Returns 0
+ * or -errno (logged). */
+static int make_queue(struct nbd_conn *c)
 {
+    if (c->q)
+        return 0;
     int r = vdisk_queue_new(&c->q, c->srv->dev, NBD_MAX_IN_FLIGHT);
     if (r < 0) {
+        c->q = NULL;
         nbd_log(c->srv, "client %" PRIu64 ": no queue for it: %s", c->id, vdisk_get_error());
-        return NBD_CLOSE;
     }
+    return r;
+}
+
+/* The handshake is over (the queue made): requests come next. */
+static int begin_transmission(struct nbd_conn *c)
+{
+    if (make_queue(c) < 0)
+        return NBD_CLOSE;
     c->tflags = trans_flags(c);
     c->transmission = true;
+    c->srv->served++;
     c->rx = RX_REQ_HDR;
     c->got = 0;
     c->deadline = 0;
@@ -347,6 +363,11 @@ static int opt_info(struct nbd_conn *c, const uint8_t *d, size_t len, bool go)
     if (!name_is_export(c, d + 4, nl))
         return opt_error(c, NBD_REP_ERR_UNKNOWN, "export '%.*s' not present",
                          (int)(nl > 64 ? 64 : nl), (const char *)(d + 4));
+    /* GO: the queue first, so that success is answered only once the
+     * export can be served (else an error, and the client may try again). */
+    if (go && make_queue(c) < 0)
+        return opt_error(c, NBD_REP_ERR_PLATFORM, "the server cannot serve the export now: %s",
+                         vdisk_get_error());
     bool want_name = false, want_desc = false;
     for (unsigned i = 0; i < nreq; i++) {
         uint16_t type = be16_load(d + 4 + nl + 2 + 2 * i);
@@ -389,8 +410,8 @@ static int opt_info(struct nbd_conn *c, const uint8_t *d, size_t len, bool go)
 }
 
 /* Which contexts the query Q (LEN bytes) names: exactly (SET), or also by
- * its namespace alone (LIST). */
-static unsigned ctx_match(const uint8_t *q, size_t len, bool list)
+ * its namespace alone (LIST); of those served (AVAIL, a mask by id). */
+static unsigned ctx_match(const uint8_t *q, size_t len, bool list, unsigned avail)
 {
     static const struct {
         const char *name;
@@ -405,7 +426,7 @@ static unsigned ctx_match(const uint8_t *q, size_t len, bool list)
             (list && len == ns && memcmp(q, ctx[i].name, ns) == 0))
             m |= 1u << ctx[i].id;
     }
-    return m;
+    return m & avail;
 }
 
 /* A NBD_REP_META_CONTEXT reply naming context ID, carrying WIRE_ID. */
@@ -423,6 +444,9 @@ static int ctx_reply(struct nbd_conn *c, unsigned id, uint32_t wire_id)
 static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
 {
     const char *on = opt_name(c->opt);
+    unsigned avail = 1u << NBD_CTX_BASE_ALLOCATION;
+    if (c->srv->flags & VDISK_NBD_ALLOCATION_DEPTH)
+        avail |= 1u << NBD_CTX_ALLOCATION_DEPTH;
     if (set) {
         /* The spec: SET replaces the selection, also when it fails. */
         c->ctx_base = false;
@@ -452,7 +476,7 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
         if (ql > len - p)
             return opt_error(c, NBD_REP_ERR_INVALID, "%s: query %" PRIu32 " is past the data",
                              on, i);
-        m |= ctx_match(d + p, ql, !set);
+        m |= ctx_match(d + p, ql, !set, avail);
         p += ql;
     }
     if (p != len)
@@ -462,7 +486,7 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
         return opt_error(c, NBD_REP_ERR_UNKNOWN, "export '%.*s' not present",
                          (int)(nl > 64 ? 64 : nl), (const char *)(d + 4));
     if (nq == 0 && !set)
-        m = (1u << NBD_CTX_BASE_ALLOCATION) | (1u << NBD_CTX_ALLOCATION_DEPTH);
+        m = avail;
     if (set) {
         c->ctx_base = m & (1u << NBD_CTX_BASE_ALLOCATION);
         c->ctx_depth = m & (1u << NBD_CTX_ALLOCATION_DEPTH);
@@ -698,7 +722,8 @@ static void req_done(void *user, int result)
         req_free(q);
         return;
     }
-    if (result < 0)
+    /* (A fast zero refused is an answer, not a failure worth a line.) */
+    if (result < 0 && !(result == -ENOTSUP && (q->flags & NBD_CMD_FLAG_FAST_ZERO)))
         nbd_log(c->srv, "client %" PRIu64 ": request of type %u at %" PRIu64 " (%" PRIu32
                 " bytes): %s", c->id, q->type, q->offset, q->len, vdisk_get_error());
     if (result == 0 && q->type == NBD_CMD_READ)
@@ -724,6 +749,7 @@ static int block_status(struct nbd_conn *c, struct nbd_req *q)
      * cover less than the range asked: the client asks again for the rest). */
     for (unsigned calls = 0; off < end && calls < NBD_MAX_STATUS_CALLS; calls++) {
         struct vdisk_extent e;
+        c->status_calls++;
         int r = vdisk_block_status(s->dev, off, end - off, &e);
         if (r < 0) {
             if (n[0] || n[1])
@@ -889,12 +915,17 @@ static int start_request(struct nbd_conn *c, struct nbd_req *q)
             zflags |= VDISK_REQ_MAY_UNMAP;
         if (q->flags & NBD_CMD_FLAG_FUA)
             zflags |= VDISK_REQ_FUA;
+        /* FAST_ZERO: the device zeroes cheaply or fails with -ENOTSUP
+         * (VDISK_REQ_NO_FALLBACK), never writes buffers of zeroes. */
         unsigned can = vdisk_can(s->dev);
         bool fast = (can & VDISK_CAN_WRITE_ZEROES) ||
                     ((zflags & VDISK_REQ_MAY_UNMAP) && (can & VDISK_CAN_ZERO_UNMAP));
-        if ((q->flags & NBD_CMD_FLAG_FAST_ZERO) && !fast) {
-            r = -ENOTSUP;
-            break;
+        if (q->flags & NBD_CMD_FLAG_FAST_ZERO) {
+            if (!fast) {
+                r = -ENOTSUP;
+                break;
+            }
+            zflags |= VDISK_REQ_NO_FALLBACK;
         }
         if (q->len == 0)
             break;
@@ -1009,7 +1040,9 @@ int nbd_rx_got(struct nbd_conn *c, size_t n)
     struct vdisk_nbd *s = c->srv;
     if (n == 0)
         return 0;
-    if (c->got == 0 && c->transmission && c->rx == RX_REQ_HDR)
+    /* A request begun must not stall: its deadline starts again with each
+     * byte of it (a 32 MiB payload at a slow but steady rate is fine). */
+    if (c->transmission && (c->rx == RX_REQ_HDR || c->rx == RX_REQ_DATA))
         c->deadline = nbd_now_ms() + s->request_ms;
     c->got += n;
     switch (c->rx) {

@@ -29,6 +29,7 @@
 #include <vdisk/nbd.h>
 #include <vdisk/queue.h>
 
+#include "loop_thread.h"
 #include "unix_socket.h"
 
 #ifndef VDISK_EXPORT
@@ -85,6 +86,7 @@ enum {
 #define NBD_REP_ERR_UNSUP    NBD_REP_ERR(1)
 #define NBD_REP_ERR_POLICY   NBD_REP_ERR(2)
 #define NBD_REP_ERR_INVALID  NBD_REP_ERR(3)
+#define NBD_REP_ERR_PLATFORM NBD_REP_ERR(4)
 #define NBD_REP_ERR_TLS_REQD NBD_REP_ERR(5)
 #define NBD_REP_ERR_UNKNOWN  NBD_REP_ERR(6)
 #define NBD_REP_ERR_TOO_BIG  NBD_REP_ERR(9)
@@ -171,9 +173,12 @@ enum {
 #define NBD_HANDSHAKE_MEM (256u << 10)
 /* Extents in one BLOCK_STATUS reply chunk. */
 #define NBD_MAX_EXTENTS 1024u
-/* vdisk_block_status calls for one BLOCK_STATUS (it runs on the loop's
- * thread: bounded, so that one request cannot hold the loop for long). */
-#define NBD_MAX_STATUS_CALLS 16384u
+/* vdisk_block_status calls (synchronous, on the loop's thread) for one
+ * BLOCK_STATUS, and for one connection's wake-up: a connection whose
+ * requests used them stops reading until the loop's next turn, so that
+ * one client cannot hold the loop for long (each call looks up at most
+ * the request's length, below 4 GiB, and returns one extent). */
+#define NBD_MAX_STATUS_CALLS 1024u
 /* Read-ahead of a connection in the transmission phase (transport.c): one
  * recvmsg takes the bytes the handler wants and up to this many more. */
 #define NBD_RBUF_SIZE (64u << 10)
@@ -255,9 +260,11 @@ struct nbd_conn {
     bool abandoned;            /* nbd_conn_abandon: the client is gone, its socket
                                 * closed; freed once its requests are done */
     unsigned in_flight;
+    unsigned status_calls;     /* vdisk_block_status calls since the wake-up began */
     size_t mem;                /* bytes of buffers held */
     struct nbd_tx *tx_head, *tx_tail;
-    uint64_t deadline;         /* ms: the handshake's or a request's end; 0: none */
+    uint64_t deadline;         /* ms: the handshake's end, or a request's stall
+                                * (now + request_ms at each byte of it); 0: none */
     uint64_t tx_stall;         /* ms: when the replies began waiting; 0: none */
     uint64_t id;               /* for log lines */
     enum nbd_tls_state tls_state;
@@ -290,7 +297,7 @@ struct vdisk_nbd {
     int listen_fd;
     bool own_listen, listen_watched;
     uint16_t port;
-    int epfd, timer_fd, stop_fd;
+    int epfd, timer_fd;
     bool timer_armed;
     uint64_t accept_retry;     /* ms: when the paused listening socket is
                                 * watched again; 0: not paused */
@@ -299,11 +306,11 @@ struct vdisk_nbd {
     struct nbd_conn **conns;   /* max_clients slots */
     unsigned nconns;
     uint64_t connections;
+    uint64_t served;           /* connections that reached transmission */
     /* The token bucket. */
     unsigned log_tokens;
     uint64_t log_stamp, log_dropped;
-    pthread_t thread;
-    bool thread_running;
+    struct loop_thread loop;   /* the helper thread */
     /* TLS (tls.c): the credentials, or NULL when TLS is off; the eventfd
      * that wakes the loop for plaintext GnuTLS holds already decrypted
      * (the socket itself may no longer poll readable). */

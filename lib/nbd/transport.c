@@ -24,13 +24,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -234,6 +231,10 @@ static bool tls_handshake(struct nbd_conn *c)
 static bool rx_pump(struct nbd_conn *c)
 {
     while (c->rb_off < c->rb_len) {
+        /* The wake-up's block status lookups used: the rest waits for the
+         * loop's next turn (the kick brings it back: settle). */
+        if (c->status_calls >= NBD_MAX_STATUS_CALLS)
+            return true;
         uint8_t *dst;
         size_t want = nbd_rx_want(c, &dst);
         if (!want)
@@ -256,7 +257,16 @@ static bool rx_pump(struct nbd_conn *c)
 static bool rx_pending(struct nbd_conn *c)
 {
     uint8_t *dst;
-    return c->rb_off < c->rb_len && nbd_rx_want(c, &dst);
+    return c->rb_off < c->rb_len && c->status_calls < NBD_MAX_STATUS_CALLS &&
+           nbd_rx_want(c, &dst);
+}
+
+/* Bytes C wants that wait already read (ahead, or decrypted in its TLS
+ * session): the socket may not poll readable for them. */
+static bool rx_waiting(struct nbd_conn *c)
+{
+    uint8_t *dst;
+    return (c->rb_off < c->rb_len || nbd_tls_has_pending(c)) && nbd_rx_want(c, &dst);
 }
 
 /* One read from C's socket into DST (WANT bytes wanted; the read-ahead is
@@ -331,9 +341,9 @@ static bool settle(struct nbd_conn *c, bool queue_ready)
         return false;
     }
     update_events(c);
-    uint8_t *dst;
-    if (nbd_tls_has_pending(c) && nbd_rx_want(c, &dst) && !s->kicked) {
-        /* Decrypted bytes wait in GnuTLS: the loop comes back for them. */
+    if (rx_waiting(c) && !s->kicked) {
+        /* Bytes wait, read ahead or decrypted in GnuTLS: the loop comes
+         * back for them. */
         uint64_t one = 1;
         if (write(s->kick_fd, &one, sizeof one) == (ssize_t)sizeof one)
             s->kicked = true;
@@ -360,10 +370,15 @@ static void on_conn(struct nbd_conn *c, uint32_t events)
         drop_conn(c, c->closing ? NULL : "the client hung up with requests in flight");
         return;
     }
+    c->status_calls = 0;
     if (!rx_pump(c))
         return;
     for (unsigned k = 0; k < CONN_BATCH; k++) {
         uint8_t *dst;
+        /* Block status lookups run here, synchronously: a wake-up's worth
+         * used, the rest waits for the loop's next turn (still readable). */
+        if (c->status_calls >= NBD_MAX_STATUS_CALLS)
+            break;
         size_t want = nbd_rx_want(c, &dst);
         if (!want)
             break;
@@ -439,14 +454,15 @@ static void on_tick(struct vdisk_nbd *s)
         if (!c)
             continue;
         if (c->deadline && now >= c->deadline)
-            drop_conn(c, c->transmission ? "a request did not come whole in time"
+            drop_conn(c, c->transmission ? "a request begun stalled (none of it came in time)"
                                          : "the handshake did not end in time");
         else if (c->tx_head && c->tx_stall && now - c->tx_stall >= s->request_ms)
             drop_conn(c, "it does not read its replies");
     }
 }
 
-/* Connections whose session holds decrypted bytes they want now. */
+/* Connections with bytes they want now waiting already read (ahead, or
+ * decrypted in their TLS session). */
 static void on_kick(struct vdisk_nbd *s)
 {
     uint64_t n;
@@ -454,10 +470,9 @@ static void on_kick(struct vdisk_nbd *s)
         /* not signalled */
     }
     s->kicked = false;
-    uint8_t *dst;
     for (unsigned i = 0; i < s->max_clients; i++) {
         struct nbd_conn *c = s->conns[i];
-        if (c && !c->hup && nbd_tls_has_pending(c) && nbd_rx_want(c, &dst))
+        if (c && !c->hup && rx_waiting(c))
             on_conn(c, 0);
     }
 }
@@ -550,6 +565,9 @@ static char *dup_string(const char *v, const char *what, int *r)
     return d;
 }
 
+static int process_cb(void *opaque);
+static void failed_cb(void *opaque);
+
 static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
                        const struct vdisk_nbd_params *caller)
 {
@@ -562,7 +580,8 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
     if (!dev)
         return err_set(-EINVAL, "no device given (NULL)");
     if (p.flags & ~(unsigned)(VDISK_NBD_READ_ONLY | VDISK_NBD_UNMAP | VDISK_NBD_DETECT_ZEROES |
-                              VDISK_NBD_QUIET | VDISK_NBD_TLS_VERIFY_PEER))
+                              VDISK_NBD_QUIET | VDISK_NBD_TLS_VERIFY_PEER |
+                              VDISK_NBD_ALLOCATION_DEPTH))
         return err_set(-EINVAL, "unknown flags 0x%x", p.flags);
     if (p.tls == VDISK_NBD_TLS_NONE && (p.flags & VDISK_NBD_TLS_VERIFY_PEER))
         return err_set(-EINVAL, "VDISK_NBD_TLS_VERIFY_PEER without TLS");
@@ -571,7 +590,8 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
     struct vdisk_nbd *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");
-    s->listen_fd = s->epfd = s->timer_fd = s->stop_fd = s->kick_fd = -1;
+    s->listen_fd = s->epfd = s->timer_fd = s->kick_fd = -1;
+    loop_thread_init(&s->loop, -1, process_cb, failed_cb, s);
     s->dev = dev;
     s->size = vdisk_get_size(dev);
     s->flags = p.flags;
@@ -592,7 +612,7 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
         r = err_set(-ENOMEM, "out of memory");
         goto fail;
     }
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->epfd = s->loop.epfd = epoll_create1(EPOLL_CLOEXEC);
     s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (s->epfd < 0 || s->timer_fd < 0) {
         r = err_set(-errno, "%s: %s", s->epfd < 0 ? "epoll" : "timerfd", strerror(errno));
@@ -603,15 +623,14 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
         r = err_set(-errno, "epoll: %s", strerror(errno));
         goto fail;
     }
-    if (p.tls != VDISK_NBD_TLS_NONE) {
-        if ((r = nbd_tls_new(&s->tls, p.tls, p.tls_dir, p.flags & VDISK_NBD_TLS_VERIFY_PEER)) < 0)
-            goto fail;
-        struct epoll_event k = {.events = EPOLLIN, .data.u64 = EV(EV_KICK, 0)};
-        if ((s->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
-            epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->kick_fd, &k) < 0) {
-            r = err_set(-errno, "eventfd: %s", strerror(errno));
-            goto fail;
-        }
+    if (p.tls != VDISK_NBD_TLS_NONE &&
+        (r = nbd_tls_new(&s->tls, p.tls, p.tls_dir, p.flags & VDISK_NBD_TLS_VERIFY_PEER)) < 0)
+        goto fail;
+    struct epoll_event k = {.events = EPOLLIN, .data.u64 = EV(EV_KICK, 0)};
+    if ((s->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->kick_fd, &k) < 0) {
+        r = err_set(-errno, "eventfd: %s", strerror(errno));
+        goto fail;
     }
     *out = s;
     return 0;
@@ -781,6 +800,11 @@ VDISK_EXPORT uint64_t vdisk_nbd_connections(const vdisk_nbd *s)
     return s ? s->connections : 0;
 }
 
+VDISK_EXPORT uint64_t vdisk_nbd_served(const vdisk_nbd *s)
+{
+    return s ? s->served : 0;
+}
+
 static int process(struct vdisk_nbd *s)
 {
     struct epoll_event ev[32];
@@ -816,32 +840,22 @@ static int process(struct vdisk_nbd *s)
     return n;
 }
 
+static int process_cb(void *opaque)
+{
+    return process(opaque);
+}
+
+static void failed_cb(void *opaque)
+{
+    nbd_log(opaque, "%s; the helper thread stops", vdisk_get_error());
+}
+
 VDISK_EXPORT int vdisk_nbd_process(vdisk_nbd *s)
 {
     err_enter(__func__);
     if (!s)
         return err_set(-EINVAL, "no handle given (NULL)");
-    if (s->thread_running)
-        return err_set(-EBUSY, "the helper thread serves the handle");
-    return process(s);
-}
-
-static void *thread_main(void *arg)
-{
-    struct vdisk_nbd *s = arg;
-    struct pollfd p[2] = {{.fd = s->epfd, .events = POLLIN}, {.fd = s->stop_fd, .events = POLLIN}};
-    for (;;) {
-        int n = poll(p, 2, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || p[1].revents)
-            break;
-        if (p[0].revents && process(s) < 0) {
-            nbd_log(s, "%s; the helper thread stops", vdisk_get_error());
-            break;
-        }
-    }
-    return NULL;
+    return loop_thread_process(&s->loop);
 }
 
 VDISK_EXPORT int vdisk_nbd_start(vdisk_nbd *s)
@@ -849,40 +863,22 @@ VDISK_EXPORT int vdisk_nbd_start(vdisk_nbd *s)
     err_enter(__func__);
     if (!s)
         return err_set(-EINVAL, "no handle given (NULL)");
-    if (s->thread_running)
-        return err_set(-EBUSY, "the helper thread runs already");
-    if (s->stop_fd < 0 && (s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-        return err_set(-errno, "eventfd: %s", strerror(errno));
-    uint64_t v;
-    while (read(s->stop_fd, &v, sizeof v) > 0)
-        ;
-    int r = pthread_create(&s->thread, NULL, thread_main, s);
-    if (r)
-        return err_set(-r, "pthread_create: %s", strerror(r));
-    s->thread_running = true;
-    return 0;
+    return loop_thread_start(&s->loop);
 }
 
 VDISK_EXPORT int vdisk_nbd_stop(vdisk_nbd *s)
 {
     err_enter(__func__);
-    if (!s || !s->thread_running)
+    if (!s)
         return err_set(-EINVAL, "no helper thread runs");
-    uint64_t one = 1;
-    if (write(s->stop_fd, &one, sizeof one) < 0) {
-        /* at its largest count: signalled already */
-    }
-    pthread_join(s->thread, NULL);
-    s->thread_running = false;
-    return 0;
+    return loop_thread_stop(&s->loop);
 }
 
 VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
 {
     if (!s)
         return;
-    if (s->thread_running)
-        vdisk_nbd_stop(s);
+    loop_thread_fini(&s->loop); /* stops the helper thread */
     listen_watch(s, false);
     s->listen_fd = s->own_listen ? s->listen_fd : -1; /* a caller's stays open */
     for (unsigned i = 0; s->conns && i < s->max_clients; i++)
@@ -895,7 +891,6 @@ VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
         unix_unlink(s->path, &s->sock);
     close_fd(&s->epfd);
     close_fd(&s->timer_fd);
-    close_fd(&s->stop_fd);
     close_fd(&s->kick_fd);
     nbd_tls_free(s->tls);
     free(s->conns);

@@ -16,13 +16,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -323,6 +320,9 @@ static int get_params(struct vdisk_vhost_params *p, const struct vdisk_vhost_par
 }
 
 /* A handle for MODEL with P, its epoll set ready, no listener yet. */
+static int process_cb(void *opaque);
+static void failed_cb(void *opaque);
+
 static int make_handle(struct vdisk_vhost **out, vdisk_virtio *model,
                        const struct vdisk_vhost_params *p, const char *name)
 {
@@ -332,7 +332,8 @@ static int make_handle(struct vdisk_vhost **out, vdisk_virtio *model,
     struct vdisk_vhost *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");
-    s->listen_fd = s->conn_fd = s->epfd = s->timer_fd = s->stop_fd = -1;
+    s->listen_fd = s->conn_fd = s->epfd = s->timer_fd = -1;
+    loop_thread_init(&s->loop, -1, process_cb, failed_cb, s);
     s->v = model;
     s->flags = p->flags;
     s->log = p->log;
@@ -342,7 +343,7 @@ static int make_handle(struct vdisk_vhost **out, vdisk_virtio *model,
         r = err_set(-ENOMEM, "out of memory");
         goto fail;
     }
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->epfd = s->loop.epfd = epoll_create1(EPOLL_CLOEXEC);
     s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (s->epfd < 0 || s->timer_fd < 0) {
         r = err_set(-errno, "%s: %s", s->epfd < 0 ? "epoll" : "timerfd", strerror(errno));
@@ -520,32 +521,22 @@ static int process(struct vdisk_vhost *s)
     return n;
 }
 
+static int process_cb(void *opaque)
+{
+    return process(opaque);
+}
+
+static void failed_cb(void *opaque)
+{
+    vu_log(opaque, "%s; the helper thread stops", vdisk_get_error());
+}
+
 VDISK_EXPORT int vdisk_vhost_process(vdisk_vhost *s)
 {
     err_enter(__func__);
     if (!s)
         return err_set(-EINVAL, "no handle given (NULL)");
-    if (s->thread_running)
-        return err_set(-EBUSY, "the helper thread serves the handle");
-    return process(s);
-}
-
-static void *thread_main(void *arg)
-{
-    struct vdisk_vhost *s = arg;
-    struct pollfd p[2] = {{.fd = s->epfd, .events = POLLIN}, {.fd = s->stop_fd, .events = POLLIN}};
-    for (;;) {
-        int n = poll(p, 2, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || p[1].revents)
-            break;
-        if (p[0].revents && process(s) < 0) {
-            vu_log(s, "%s; the helper thread stops", vdisk_get_error());
-            break;
-        }
-    }
-    return NULL;
+    return loop_thread_process(&s->loop);
 }
 
 VDISK_EXPORT int vdisk_vhost_start(vdisk_vhost *s)
@@ -553,40 +544,22 @@ VDISK_EXPORT int vdisk_vhost_start(vdisk_vhost *s)
     err_enter(__func__);
     if (!s)
         return err_set(-EINVAL, "no handle given (NULL)");
-    if (s->thread_running)
-        return err_set(-EBUSY, "the helper thread runs already");
-    if (s->stop_fd < 0 && (s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-        return err_set(-errno, "eventfd: %s", strerror(errno));
-    uint64_t v;
-    while (read(s->stop_fd, &v, sizeof v) > 0)
-        ;
-    int r = pthread_create(&s->thread, NULL, thread_main, s);
-    if (r)
-        return err_set(-r, "pthread_create: %s", strerror(r));
-    s->thread_running = true;
-    return 0;
+    return loop_thread_start(&s->loop);
 }
 
 VDISK_EXPORT int vdisk_vhost_stop(vdisk_vhost *s)
 {
     err_enter(__func__);
-    if (!s || !s->thread_running)
+    if (!s)
         return err_set(-EINVAL, "no helper thread runs");
-    uint64_t one = 1;
-    if (write(s->stop_fd, &one, sizeof one) < 0) {
-        /* at its largest count: signalled already */
-    }
-    pthread_join(s->thread, NULL);
-    s->thread_running = false;
-    return 0;
+    return loop_thread_stop(&s->loop);
 }
 
 VDISK_EXPORT void vdisk_vhost_free(vdisk_vhost *s)
 {
     if (!s)
         return;
-    if (s->thread_running)
-        vdisk_vhost_stop(s);
+    loop_thread_fini(&s->loop); /* stops the helper thread */
     if (s->q) {
         listen_watch(s, false);
         vu_disconnect(s);
@@ -601,7 +574,6 @@ VDISK_EXPORT void vdisk_vhost_free(vdisk_vhost *s)
     unix_unlink(s->path, &s->sock);
     vu_close_fd(&s->epfd);
     vu_close_fd(&s->timer_fd);
-    vu_close_fd(&s->stop_fd);
     free(s->q);
     free(s->path);
     free(s->name);

@@ -25,6 +25,7 @@
 #include <vdisk/vhost_user.h>
 #include <vdisk/virtio.h>
 
+#include "loop_thread.h"
 #include "unix_socket.h"
 
 #ifndef VDISK_EXPORT
@@ -180,9 +181,7 @@ struct vdisk_vhost {
     unsigned log_tokens;
     uint64_t log_stamp, log_dropped;
     /* The helper thread (vdisk_vhost_start). */
-    pthread_t thread;
-    bool thread_running;
-    int stop_fd;              /* an eventfd: the thread stops */
+    struct loop_thread loop;
 };
 
 /* ---- handler.c ---------------------------------------------------------------- */

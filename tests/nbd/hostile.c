@@ -235,7 +235,7 @@ static uint32_t go(vdisk_nbd *h, int fd, const char *name, uint16_t *tflags)
         }
         if (be16_load(buf) == NBD_INFO_EXPORT) {
             ck_assert_uint_eq(len, 12);
-            ck_assert_uint_eq(be64_load(buf + 2), DISK_SIZE);
+            ck_assert_uint_eq(be64_load(buf + 2), (uint64_t)vdisk_get_size(dev));
             *tflags = be16_load(buf + 10);
         }
     }
@@ -378,10 +378,10 @@ START_TEST(handshake_rules)
     ck_assert_int_eq(memcmp(buf + 4, "disktest disk", 13), 0);
     ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST, buf, sizeof buf, &len), NBD_REP_ACK);
     ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+    /* (One client at a time: no multi-conn.) */
     ck_assert_uint_eq(tf, NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
                               NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
-                              NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE |
-                              NBD_FLAG_SEND_FAST_ZERO);
+                              NBD_FLAG_SEND_CACHE | NBD_FLAG_SEND_FAST_ZERO);
     request(h, fd, NBD_CMD_READ, 0, 7, 0, 512);
     ck_assert_uint_eq(simple_reply(h, fd, 7), 0);
     ck_assert(xread(h, fd, buf, 512));
@@ -389,6 +389,19 @@ START_TEST(handshake_rules)
     ck_assert_uint_eq(buf[511], 0x5a);
     close(fd);
     vdisk_nbd_free(h);
+    /* Several clients at once (one device, whose flush covers them all):
+     * multi-conn, read-only or not. */
+    max_clients = 2;
+    for (unsigned ro = 0; ro < 2; ro++) {
+        h = server(ro ? VDISK_NBD_READ_ONLY : 0, 0, 0, &fd);
+        send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+        ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+        ck_assert(tf & NBD_FLAG_CAN_MULTI_CONN);
+        ck_assert_uint_eq(!!(tf & NBD_FLAG_READ_ONLY), ro);
+        close(fd);
+        vdisk_nbd_free(h);
+    }
+    max_clients = 0;
     /* ABORT: acknowledged, then closed. */
     h = server(0, 0, 0, &fd);
     send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE);
@@ -596,7 +609,25 @@ START_TEST(meta_contexts)
     uint8_t buf[256];
     uint32_t len;
     uint16_t fl, tf;
+    /* Without VDISK_NBD_ALLOCATION_DEPTH: base:allocation alone, and a
+     * SET naming qemu:allocation-depth selects nothing. */
     vdisk_nbd *h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    send_opt(h, fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    send_meta(h, fd, NBD_OPT_LIST_META_CONTEXT, "disk", NULL);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_META_CONTEXT);
+    ck_assert_int_eq(memcmp(buf + 4, "base:allocation", 15), 0);
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_LIST_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    send_meta(h, fd, NBD_OPT_SET_META_CONTEXT, "disk", "qemu:allocation-depth");
+    ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_SET_META_CONTEXT, buf, sizeof buf, &len),
+                      NBD_REP_ACK);
+    close(fd);
+    vdisk_nbd_free(h);
+    h = server(VDISK_NBD_ALLOCATION_DEPTH, 0, 0, &fd);
     send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
     send_opt(h, fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
     ck_assert_uint_eq(opt_reply(h, fd, NBD_OPT_STRUCTURED_REPLY, buf, sizeof buf, &len),
@@ -663,7 +694,7 @@ START_TEST(stalls)
     t0 = now_ms();
     expect_closed(h, fd, 3000);
     ck_assert_uint_ge(now_ms() - t0, 250);
-    ck_assert(logged("a request did not come whole in time"));
+    ck_assert(logged("a request begun stalled"));
     close(fd);
     vdisk_nbd_free(h);
     /* A write whose payload stops half-way. */
@@ -671,6 +702,26 @@ START_TEST(stalls)
     request(h, fd, NBD_CMD_WRITE, 0, 1, 0, 65536);
     xwrite(h, fd, r, 28);
     expect_closed(h, fd, 3000);
+    close(fd);
+    vdisk_nbd_free(h);
+    /* A write payload coming slowly but steadily (16 pieces 100 ms apart,
+     * longer in all than the 1 s deadline): served, the deadline starts
+     * again with each piece.  Then a stall after half of one: dropped. */
+    h = connected(0, 1000, false, &fd);
+    request(h, fd, NBD_CMD_WRITE, 0, 7, 0, 16 * 4096);
+    uint8_t piece[4096];
+    memset(piece, 0x33, sizeof piece);
+    for (int i = 0; i < 16; i++) {
+        xwrite(h, fd, piece, sizeof piece);
+        for (uint64_t t = now_ms() + 100; now_ms() < t;)
+            pump(h, 10);
+    }
+    ck_assert_uint_eq(simple_reply(h, fd, 7), 0);
+    ck_assert_uint_eq(vdisk_nbd_clients(h), 1);
+    request(h, fd, NBD_CMD_WRITE, 0, 8, 0, 16 * 4096);
+    for (int i = 0; i < 8; i++)
+        xwrite(h, fd, piece, sizeof piece);
+    expect_closed(h, fd, 5000);
     close(fd);
     vdisk_nbd_free(h);
     /* Idle between requests is fine: no deadline. */
@@ -1192,6 +1243,160 @@ START_TEST(zeroes_enotsup)
 }
 END_TEST
 
+/* FAST_ZERO on a qcow2 image (64 KiB clusters): whole clusters are zeroed
+ * in its tables (fast); a partial cluster would be written as zeroes, so
+ * FAST_ZERO fails with NBD_ENOTSUP and leaves the data alone, and the same
+ * request without FAST_ZERO writes the zeroes. */
+START_TEST(fast_zero_no_fallback)
+{
+    const char *img = scratch("fz.qcow2");
+    ck_assert_msg(vdisk_create(img, "qcow2", DISK_SIZE, NULL) == 0, "%s", vdisk_get_error());
+    vdisk_dev *q;
+    ck_assert_msg(vdisk_open(&q, img, NULL) == 0, "%s", vdisk_get_error());
+    uint8_t *b = malloc(1u << 20);
+    memset(b, 0x77, 1u << 20);
+    ck_assert_int_eq(vdisk_pwrite(q, b, 1u << 20, 0), 0);
+    vdisk_dev *saved = dev;
+    dev = q;
+    int fd;
+    vdisk_nbd *h = connected(0, 0, false, &fd);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 1, 65536, 131072);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), 0);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 2, 4096, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 2), NBD_ENOTSUP);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE, 3,
+            200000, 100000);
+    ck_assert_uint_eq(simple_reply(h, fd, 3), NBD_ENOTSUP);
+    ck_assert(!logged("request of type 6"));
+    uint8_t r[8192];
+    ck_assert_int_eq(vdisk_pread(q, r, 8192, 0), 0);
+    for (int i = 0; i < 8192; i++)
+        ck_assert_uint_eq(r[i], 0x77);
+    ck_assert_int_eq(vdisk_pread(q, r, 8192, 65536), 0);
+    for (int i = 0; i < 8192; i++)
+        ck_assert_uint_eq(r[i], 0);
+    request(h, fd, NBD_CMD_WRITE_ZEROES, 0, 4, 4096, 4096);
+    ck_assert_uint_eq(simple_reply(h, fd, 4), 0);
+    ck_assert_int_eq(vdisk_pread(q, r, 8192, 0), 0);
+    for (int i = 0; i < 8192; i++)
+        ck_assert_uint_eq(r[i], i >= 4096 ? 0 : 0x77);
+    close(fd);
+    vdisk_nbd_free(h);
+    dev = saved;
+    vdisk_close(q);
+    free(b);
+}
+END_TEST
+
+/* BLOCK_STATUS over 4096 extents (4 KiB of data, 4 KiB of hole, ...): a
+ * reply has at most 1024 extents (a prefix of the range), and the
+ * lookups one wake-up makes are bounded: of 4 requests sent at once, one
+ * process() answers one. */
+START_TEST(status_bounded)
+{
+    const char *img = scratch("frag.raw");
+    FILE *f = fopen(img, "w");
+    ck_assert_ptr_nonnull(f);
+    uint8_t d[4096];
+    memset(d, 0xab, sizeof d);
+    for (unsigned i = 0; i < 2048; i++) {
+        ck_assert_int_eq(fseek(f, (long)i * 8192, SEEK_SET), 0);
+        ck_assert_uint_eq(fwrite(d, 1, sizeof d, f), sizeof d);
+    }
+    ck_assert_int_eq(ftruncate(fileno(f), 16l << 20), 0);
+    fclose(f);
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "raw"), 0);
+    vdisk_dev *fd_dev;
+    ck_assert_msg(vdisk_open(&fd_dev, img, o) == 0, "%s", vdisk_get_error());
+    vdisk_options_free(o);
+    struct vdisk_extent e;
+    ck_assert_int_eq(vdisk_block_status(fd_dev, 0, 16u << 20, &e), 0);
+    if (e.length != 4096) {
+        /* A file system without 4 KiB holes: nothing to count here. */
+        vdisk_close(fd_dev);
+        return;
+    }
+    vdisk_dev *saved = dev;
+    dev = fd_dev;
+    int fd;
+    vdisk_nbd *h = connected(0, 0, true, &fd);
+    uint8_t r[4 * 28];
+    for (int i = 0; i < 4; i++) {
+        be32_store(r + 28 * i, NBD_REQUEST_MAGIC);
+        be16_store(r + 28 * i + 4, 0);
+        be16_store(r + 28 * i + 6, NBD_CMD_BLOCK_STATUS);
+        be64_store(r + 28 * i + 8, 10 + (uint64_t)i);
+        be64_store(r + 28 * i + 16, 0);
+        be32_store(r + 28 * i + 24, 16u << 20);
+    }
+    ck_assert_int_eq(send(fd, r, sizeof r, MSG_DONTWAIT), (ssize_t)sizeof r);
+    struct pollfd p = {.fd = vdisk_nbd_get_fd(h), .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 5000), 1);
+    ck_assert_int_gt(vdisk_nbd_process(h), 0);
+    /* One reply: 20 + 4 + 1024 * 8 bytes, then nothing yet. */
+    size_t one = NBD_STRUCT_HDR + 4 + 1024 * 8;
+    uint8_t *b = malloc(4 * one);
+    ssize_t got = recv(fd, b, 4 * one, MSG_DONTWAIT);
+    ck_assert_int_eq(got, (ssize_t)one);
+    ck_assert_uint_eq(be32_load(b + 16), 4 + 1024 * 8);
+    uint64_t covered = 0;
+    for (unsigned i = 0; i < 1024; i++) {
+        ck_assert_uint_eq(be32_load(b + 24 + 8 * i), 4096);
+        ck_assert_uint_eq(be32_load(b + 24 + 8 * i + 4), i % 2 ? NBD_STATE_HOLE | NBD_STATE_ZERO
+                                                                : 0);
+        covered += 4096;
+    }
+    ck_assert_uint_eq(covered, 4u << 20);
+    /* The others follow on later turns. */
+    for (int i = 1; i < 4; i++) {
+        uint16_t fl;
+        uint32_t len;
+        ck_assert_uint_eq(chunk(h, fd, 10 + (uint64_t)i, &fl, &len), NBD_REPLY_TYPE_BLOCK_STATUS);
+        ck_assert_uint_eq(len, 4 + 1024 * 8);
+        ck_assert(xread(h, fd, b, len));
+    }
+    free(b);
+    close(fd);
+    vdisk_nbd_free(h);
+    dev = saved;
+    vdisk_close(fd_dev);
+}
+END_TEST
+
+/* NBD_OPT_GO when the connection's queue cannot be made (no descriptor
+ * left for its eventfd): an error reply, never a success followed by a
+ * closed connection; the handshake goes on and a later GO works. */
+START_TEST(go_without_queue)
+{
+    int fd;
+    vdisk_nbd *h = server(0, 0, 0, &fd);
+    send_flags(h, fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    int low = dup(2);
+    ck_assert_int_ge(low, 0);
+    close(low);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)low;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    uint16_t tf = 0;
+    uint32_t t = go(h, fd, "disk", &tf);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    ck_assert_uint_eq(t, NBD_REP_ERR_PLATFORM);
+    ck_assert_msg(strstr(go_msg, "cannot serve the export now"), "%s", go_msg);
+    ck_assert(logged("no queue for it"));
+    ck_assert_uint_eq(vdisk_nbd_served(h), 0);
+    ck_assert_uint_eq(go(h, fd, "disk", &tf), 0);
+    ck_assert_uint_eq(vdisk_nbd_served(h), 1);
+    request(h, fd, NBD_CMD_FLUSH, 0, 1, 0, 0);
+    ck_assert_uint_eq(simple_reply(h, fd, 1), 0);
+    close(fd);
+    vdisk_nbd_free(h);
+}
+END_TEST
+
 START_TEST(never_reads)
 {
     int fd;
@@ -1385,6 +1590,9 @@ static Suite *suite(void)
     tcase_add_test(tc, gone_with_reads_held);
     tcase_add_test(tc, accept_emfile);
     tcase_add_test(tc, zeroes_enotsup);
+    tcase_add_test(tc, fast_zero_no_fallback);
+    tcase_add_test(tc, status_bounded);
+    tcase_add_test(tc, go_without_queue);
     tcase_add_test(tc, never_reads);
     tcase_add_test(tc, tcp_thread_and_api);
     tcase_add_test(tc, pipelined);

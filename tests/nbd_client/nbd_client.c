@@ -191,6 +191,9 @@ static void cli_on_export(const char *uri, const char *image)
     const char *ov = scratch("overlay.qcow2");
     unlink(ov);
     RUN_OK("%s create -q -f qcow2 -b '%s' -F raw '%s'", vdisk_bin(), uri, ov);
+    /* (A network backing file named by an image needs the user's consent:
+     * network_backing.) */
+    setenv("VDISK_BACKING_ALLOW_NETWORK", "on", 1);
     out = io_out("-c 'read -P 0x77 9M 1M' -c 'write -P 0x33 9M 4k' -c 'read -P 0x33 9M 4k' "
                  "-c 'read -P 0x77 9441280 1020k'", ov);
     ck_assert_str_eq(out, "read 1048576/1048576 bytes at offset 9437184\n"
@@ -204,6 +207,7 @@ static void cli_on_export(const char *uri, const char *image)
     RUN_OK("qemu-img compare -f qcow2 -F qcow2 '%s' '%s' || true", ov, q);
     r = run("%s map --output=json '%s' | head -1", vdisk_bin(), ov);
     ck_assert_int_eq(r->status, 0);
+    unsetenv("VDISK_BACKING_ALLOW_NETWORK");
 }
 
 START_TEST(qemu_nbd_unix)
@@ -355,6 +359,70 @@ START_TEST(qcow2_on_export)
 }
 END_TEST
 
+/* Opens IMAGE with the option backing-allow-network set to ALLOW (NULL:
+ * not given): vdisk_open's result. */
+static int open_allow(vdisk_dev **d, const char *image, const char *allow)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    if (allow)
+        ck_assert_int_eq(vdisk_options_set(o, "backing-allow-network", allow), 0);
+    int r = vdisk_open(d, image, o);
+    vdisk_options_free(o);
+    return r;
+}
+
+/* An NBD export named as backing file in an image's header is refused
+ * unless backing-allow-network=on (or VDISK_BACKING_ALLOW_NETWORK=on)
+ * allows it, down the chain; names the user gives (create -b, info URI)
+ * are followed. */
+START_TEST(network_backing)
+{
+    const char *base = scratch("nb.raw"), *sock = scratch("nb.sock"), *pid = pidfile("nb.pid");
+    const char *top = scratch("nb-top.qcow2"), *mid = scratch("nb-mid.qcow2");
+    make_patterned(base, "4M");
+    start_qemu_nbd(base, sock, 0, pid);
+    char *uri = strdup(unix_uri("exp", sock));
+    unsetenv("VDISK_BACKING_ALLOW_NETWORK");
+    RUN_OK("%s create -q -f qcow2 -b '%s' -F raw '%s'", vdisk_bin(), uri, mid);
+    RUN_OK("%s create -q -f qcow2 -u -b '%s' -F qcow2 '%s' 4M", vdisk_bin(), mid, top);
+    vdisk_dev *d = NULL;
+    ck_assert_int_eq(open_allow(&d, mid, NULL), -EPERM);
+    ck_assert_str_eq(vdisk_get_error(),
+                     fmt("vdisk_open: %s: the image's backing file is the network export '%s'; "
+                         "opening it needs the open option backing-allow-network=on (or "
+                         "VDISK_BACKING_ALLOW_NETWORK=on in the environment)", mid, uri));
+    ck_assert_int_eq(open_allow(&d, mid, "off"), -EPERM);
+    ck_assert_int_eq(open_allow(&d, top, NULL), -EPERM);
+    /* Allowed: the option goes down the chain. */
+    ck_assert_msg(open_allow(&d, top, "on") == 0, "%s", vdisk_get_error());
+    uint8_t b[4096];
+    ck_assert_int_eq(vdisk_pread(d, b, sizeof b, 3 * MiB), 0);
+    for (size_t i = 0; i < sizeof b; i++)
+        ck_assert_uint_eq(b[i], 0x11);
+    vdisk_close(d);
+    /* The CLI: refused, then allowed through the environment. */
+    struct run *r = run("%s info '%s'", vdisk_bin(), top);
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "backing-allow-network=on"), "%s", r->err);
+    r = run("%s io -c 'read -P 0xab 1M 64k' '%s'", vdisk_bin(), top);
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "backing-allow-network=on"), "%s", r->err);
+    r = run("VDISK_BACKING_ALLOW_NETWORK=on %s io -c 'read -P 0xab 1M 64k' '%s' | "
+            "grep -v ' ops; '", vdisk_bin(), top);
+    ck_assert_str_eq(r->out, "read 65536/65536 bytes at offset 1048576\n");
+    /* A local backing file stays allowed. */
+    const char *local = scratch("nb-local.raw");
+    make_patterned(local, "4M");
+    RUN_OK("rm -f '%s' && %s create -q -f qcow2 -b '%s' -F raw '%s'", top, vdisk_bin(), local,
+           top);
+    ck_assert_msg(open_allow(&d, top, NULL) == 0, "%s", vdisk_get_error());
+    vdisk_close(d);
+    free(uri);
+    kill_server_sock(pid, sock);
+}
+END_TEST
+
 /* A server with 4 KiB blocks and 64 KiB requests at most, that fails any
  * request outside them: the library reads, modifies and writes whole
  * blocks, and cuts long requests. */
@@ -410,12 +478,16 @@ START_TEST(tls_psk)
     ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: Could not open '%s': nbd_poll: "
                                  "handshake: server requires TLS encryption first: Operation "
                                  "not supported\n", unix_uri("exp", sock)));
-    /* An overlay may not make vdisk read a key file. */
+    /* An overlay may not make vdisk read a key file, even where network
+     * backing files are allowed (and without that, not connect at all). */
     const char *ov = scratch("tls-overlay.qcow2");
     RUN_OK("qemu-img create -q -f qcow2 -u -b '%s' -F raw '%s' 4M", uri, ov);
-    r = run("%s io -c 'read 0 512' '%s'", vdisk_bin(), ov);
+    r = run("VDISK_BACKING_ALLOW_NETWORK=on %s io -c 'read 0 512' '%s'", vdisk_bin(), ov);
     ck_assert_int_eq(r->status, 1);
     ck_assert_ptr_nonnull(strstr(r->err, "local file access (tls-psk-file) is not allowed"));
+    r = run("%s io -c 'read 0 512' '%s'", vdisk_bin(), ov);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_ptr_nonnull(strstr(r->err, "backing-allow-network=on"));
     free(uri);
     kill_server(pid);
 }
@@ -761,15 +833,31 @@ START_TEST(features_lost)
     ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "no longer offers trim since a reconnect"));
     ck_assert_int_eq(vdisk_flush(d), 0);
 
-    /* Smaller, then read-only: everything fails. */
+    /* Smaller: everything fails, for good (no reconnect tried again, even
+     * once an export like the first is back: the device is marked). */
     kill_server_sock(pid, sock);
     start_nbdkit(sock, pid, "memory 4M");
     uint8_t rb[512];
     ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
     ck_assert_ptr_nonnull(strstr(vdisk_get_error(),
                                  "the export's size changed from 8388608 to 4194304 bytes"));
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the device is unusable"));
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "memory 8M");
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(),
+                                 "the export's size changed from 8388608 to 4194304 bytes"));
+    ck_assert_int_eq(vdisk_pwrite(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_int_eq(vdisk_flush(d), -EIO);
+    vdisk_close(d);
+    /* Read-only: the same. */
+    d = open_rw(uri);
     kill_server_sock(pid, sock);
     start_nbdkit(sock, pid, "-r memory 8M");
+    ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the export became read-only"));
+    kill_server_sock(pid, sock);
+    start_nbdkit(sock, pid, "memory 8M");
     ck_assert_int_eq(vdisk_pread(d, rb, sizeof rb, 0), -EIO);
     ck_assert_ptr_nonnull(strstr(vdisk_get_error(), "the export became read-only"));
     vdisk_close(d);
@@ -983,6 +1071,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, tls_psk);
     tcase_add_test(tc, block_limits);
     tcase_add_test(tc, qcow2_on_export);
+    tcase_add_test(tc, network_backing);
     tcase_add_test(tc, many_in_flight);
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, reconnect_in_flight);

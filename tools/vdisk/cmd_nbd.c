@@ -42,7 +42,7 @@ static void help(void)
            "  -D, --description=TEXT    the export's description\n"
            "  -f, --format=FMT          IMAGE's format (probed if not given)\n"
            "  -r, --read-only           export read-only\n"
-           "  -A, --allocation-depth    (accepted: qemu:allocation-depth is always served)\n"
+           "  -A, --allocation-depth    serve the meta context qemu:allocation-depth\n"
            "  -n, --nocache             --cache=none\n"
            "      --cache=MODE          none, writeback (default), writethrough,\n"
            "                            directsync, unsafe\n"
@@ -250,7 +250,7 @@ int cmd_nbd(int argc, char **argv)
         case 'D': p.description = optarg; break;
         case 'f': oa.format = optarg; break;
         case 'r': oa.read_only = true; break;
-        case 'A': break;
+        case 'A': p.flags |= VDISK_NBD_ALLOCATION_DEPTH; break;
         case 'n': oa.cache = "none"; break;
         case O_CACHE:
             if (cli_check_cache(optarg) < 0)
@@ -442,7 +442,10 @@ int cmd_nbd(int argc, char **argv)
     struct pollfd pf[2] = {{.fd = vdisk_nbd_get_fd(h), .events = POLLIN},
                            {.fd = sfd, .events = POLLIN}};
     for (;;) {
-        if (!persistent && vdisk_nbd_connections(h) > 0 && vdisk_nbd_clients(h) == 0) {
+        /* Without -t: done once a client that reached the transmission
+         * phase went and none is left (a client that only probed, listed
+         * or hung up during the handshake does not end it: qemu-nbd). */
+        if (!persistent && vdisk_nbd_served(h) > 0 && vdisk_nbd_clients(h) == 0) {
             status = 0;
             break;
         }
