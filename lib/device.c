@@ -206,6 +206,11 @@ bool dev_is_nbd_name(const char *filename)
     return false;
 }
 
+bool dev_is_network_name(const char *filename)
+{
+    return dev_is_nbd_name(filename) || strncmp(filename, "rbd:", 4) == 0;
+}
+
 const struct vdisk_driver *protocol_for_name(const char *filename)
 {
     if (dev_is_nbd_name(filename))

@@ -597,6 +597,9 @@ const struct vdisk_driver *protocol_for_name(const char *filename);
  * nbds+unix://, nbd+vsock://, nbds+vsock://): dev_open_file opens it with
  * the nbd driver in place of raw. */
 bool dev_is_nbd_name(const char *filename);
+/* True when FILENAME names storage on the network: an NBD export or an RBD
+ * image ("rbd:"), whether or not this build can open it. */
+bool dev_is_network_name(const char *filename);
 
 /* The format drivers, in probing order; NULL-terminated. */
 extern const struct vdisk_driver *const vdisk_format_drivers[];

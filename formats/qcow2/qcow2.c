@@ -131,7 +131,7 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
     /* A network export named by the image's header (which whoever made the
      * image chose) is not connected to unless the user said so: an image
      * must not make vdisk open connections on its own. */
-    if (dev_is_nbd_name(s->backing_name) && !s->allow_network)
+    if (dev_is_network_name(s->backing_name) && !s->allow_network)
         return err_set(-EPERM, "%s: the image's backing file is the network export '%s'; "
                        "opening it needs the open option backing-allow-network=on (or "
                        "VDISK_BACKING_ALLOW_NETWORK=on in the environment)",

@@ -16,7 +16,9 @@
  * runs, polled for the direction GnuTLS waits for; then reads and sends go
  * through the session.  GnuTLS may hold decrypted bytes the handler did not
  * want yet (back-pressure, or the batch's end) while the socket itself has
- * nothing more: the kick eventfd then wakes the loop for them.
+ * nothing more: the kick eventfd then wakes the loop for them.  So it does
+ * for requests read ahead that wait (back-pressure, or the turn's block
+ * status lookups used: NBD_MAX_STATUS_CALLS).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>

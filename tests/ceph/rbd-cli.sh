@@ -188,11 +188,14 @@ error_is "vdisk: vdisk_open: rbd:$P: expected rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][
   "$V" info "rbd:$P"
 # The restricted user reads the pool with its own keyring.
 t "$V" info "rbd:$P/a:id=vdisk:keyring=$VDISK_CEPH_USER_KEYRING" >/dev/null || fail "client.vdisk"
-# A backing file name in an image may not set Ceph options (keyring=
-# would read a local file).
+# A backing file in RBD named by an image is opened only when the user
+# allows network backing files, and even then its name may not set Ceph
+# options (keyring= would read a local file).
 t qemu-img create -f qcow2 -u -b "rbd:$P/a:keyring=/etc/shadow" -F raw over.qcow2 48M >/dev/null
-error_is "vdisk: vdisk_open: over.qcow2: could not open the backing file 'rbd:$P/a:keyring=/etc/shadow': rbd:$P/a:keyring=/etc/shadow: a backing file name may not set the Ceph option 'keyring'" \
+error_is "vdisk: vdisk_open: over.qcow2: the image's backing file is the network export 'rbd:$P/a:keyring=/etc/shadow'; opening it needs the open option backing-allow-network=on (or VDISK_BACKING_ALLOW_NETWORK=on in the environment)" \
   "$V" info --backing-chain over.qcow2
+error_is "vdisk: vdisk_open: over.qcow2: could not open the backing file 'rbd:$P/a:keyring=/etc/shadow': rbd:$P/a:keyring=/etc/shadow: a backing file name may not set the Ceph option 'keyring'" \
+  env VDISK_BACKING_ALLOW_NETWORK=on "$V" info --backing-chain over.qcow2
 echo "errors: one line each"
 
 # ---- the OSD frozen mid-write -------------------------------------------------

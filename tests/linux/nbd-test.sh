@@ -49,6 +49,9 @@ case "$backing" in
   *) echo "nbd-test.sh: VDISK_TEST_BACKING must be none or nbd, not '$backing'" >&2; exit 2 ;;
 esac
 export VDISK_TEST_NAME
+# The overlays' backing files are nbd:// exports named in their headers,
+# which vdisk follows only when allowed (backing-allow-network).
+export VDISK_BACKING_ALLOW_NETWORK=on
 
 command -v qemu-system-x86_64 >/dev/null || skip_test "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
 why=$(find_guest_kernel) || skip_test "$why"

@@ -52,6 +52,9 @@
 # passed (those of a failed run are always kept).
 set -euo pipefail
 export VDISK_TEST_NAME=${VDISK_TEST_NAME:-nbd-scale}
+# The overlays' backing files are nbd:// exports named in their headers,
+# which vdisk follows only when allowed (backing-allow-network).
+export VDISK_BACKING_ALLOW_NETWORK=on
 # shellcheck source=tests/common/skip.sh
 . "$(dirname "$0")/../common/skip.sh"
 
