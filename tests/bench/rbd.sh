@@ -50,7 +50,9 @@
 # same); its image is written in full first (rbd import of random data), so
 # that the reads find data.
 #
-# In each of BENCH_REPEAT rounds every tool of a row runs once, back to back,
+# Each row starts with one untimed run of each tool (a warm-up: in the first
+# round, the first tool to write paid for the OSD's new memory).  Then, in
+# each of BENCH_REPEAT rounds every tool of the row runs once, back to back,
 # the order rotating from round to round.  Times are wall clock (bash's
 # EPOCHREALTIME); CPU (user + system, the whole process: connecting to the
 # cluster included) comes from GNU time.  The first round's outputs are
@@ -60,6 +62,16 @@
 # missing.  Needs about 3 times BENCH_SIZE free in BENCH_DIR and, for the
 # OSD, a few times BENCH_SIZE of memory.  Takes about 4 minutes with the
 # defaults on 2 shared CPUs.
+#
+# Found with it (2 shared CPUs, other jobs running): writes of a whole
+# 4 MiB object take about 3 to 4 times as long on this memstore OSD as
+# writes of 1-3 MiB (vdisk bench -w -s 4M -d 8 vs -s 2M, rbd bench alike),
+# and vdisk convert's chunk is the target's cluster size, which for RBD is
+# the object size (4 MiB); qemu-img writes 2 MiB.  So the raw -> rbd row
+# against qemu-img swings between runs (0.68 to 1.22 here); with 2 MiB
+# chunks vdisk convert took 0.46-0.61 s for 192 MiB of random data where
+# it took 1.0-2.3 s with 4 MiB and qemu-img 0.8-1.0 s.  A BlueStore OSD may
+# behave differently.
 set -euo pipefail
 
 VDISK=${1:-${VDISK:-./build/tools/vdisk}}
@@ -156,7 +168,7 @@ timed() {
 
 # raw -> rbd: into a new image per run, removed after the round.
 run_import() {
-    local tool=$1 rep=$2 img=dst-$1-$2
+    local tool=$1 rep=$2 img=dst-$1-${2#-}
     case $tool in
         vdisk) timed "$VDISK" convert -t none -f raw -O raw mix.raw "$(vname "$img")" ;;
         qemu) timed qemu-img convert -m 16 -W -t none -f raw -O raw mix.raw "$(vname "$img")" ;;
@@ -175,10 +187,10 @@ run_export() {
     local tool=$1 rep=$2 out=out-$1.raw
     rm -f "$out"
     sync
+    # shellcheck disable=SC2016 # the inner shell's own arguments
     case $tool in
         vdisk) timed "$VDISK" convert -t none -f raw -O raw "$(vname src)" "$out" ;;
         qemu) timed qemu-img convert -m 16 -W -t none -f raw -O raw "$(vname src)" "$out" ;;
-        # shellcheck disable=SC2016 # the inner shell's own arguments
         rbd) timed sh -c 'rbd export --no-progress "$1" "$2" && sync "$2"' sh "$POOL/src" "$out" ;;
     esac
     VAL=$SECS
@@ -248,6 +260,9 @@ for row in "${ROWS[@]}"; do
     read -r -a targets <<<"$targetstr"
     declare -A val=() cpu=() ratios=()
     ntools=${#tools[@]}
+    # The warm-up: each tool once, untimed (the OSD's memory for new
+    # objects, librbd's and the page cache's first touches).
+    for tool in "${tools[@]}"; do "run_$runner" "$tool" -1; done
     for ((rep = 0; rep < REPEAT; rep++)); do
         declare -A now=()
         for ((k = 0; k < ntools; k++)); do
