@@ -68,10 +68,11 @@
 # writes of 1-3 MiB (vdisk bench -w -s 4M -d 8 vs -s 2M, rbd bench alike),
 # and vdisk convert's chunk is the target's cluster size, which for RBD is
 # the object size (4 MiB); qemu-img writes 2 MiB.  So the raw -> rbd row
-# against qemu-img swings between runs (0.68 to 1.22 here); with 2 MiB
+# against qemu-img swings between runs (0.68, 1.22, 1.41); with 2 MiB
 # chunks vdisk convert took 0.46-0.61 s for 192 MiB of random data where
 # it took 1.0-2.3 s with 4 MiB and qemu-img 0.8-1.0 s.  A BlueStore OSD may
-# behave differently.
+# behave differently.  The random I/O rows swing too: per-round ratios of
+# randwrite from 0.83 to 1.37 over four runs, medians 0.90-1.08.
 set -euo pipefail
 
 VDISK=${1:-${VDISK:-./build/tools/vdisk}}
