@@ -60,7 +60,7 @@
 #
 # Installs nothing.  Exits 77 (skipped) when qemu-img, fio or Ceph is
 # missing.  Needs about 3 times BENCH_SIZE free in BENCH_DIR and, for the
-# OSD, a few times BENCH_SIZE of memory.  Takes about 4 minutes with the
+# OSD, a few times BENCH_SIZE of memory.  Takes about 2.5 minutes with the
 # defaults on 2 shared CPUs.
 #
 # Found with it (2 shared CPUs, other jobs running): writes of a whole
