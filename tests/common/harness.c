@@ -498,3 +498,109 @@ void in_child(const char *what, void (*fn)(void *), void *arg, unsigned timeout_
     ck_assert_msg(WEXITSTATUS(st) == 0, "%s: %s", what,
                   msg[0] ? msg : "the process failed (see its output: a sanitizer report?)");
 }
+
+/* ---- Random I/O against a model ------------------------------------------- */
+
+struct model_done {
+    int done, failed;
+};
+
+static void model_count_done(void *user, int result)
+{
+    struct model_done *c = user;
+    c->done++;
+    if (result < 0)
+        c->failed++;
+}
+
+void random_io_against_model(vdisk_dev *d, uint8_t *model, uint64_t size, int rounds,
+                             uint64_t seed)
+{
+    uint8_t *buf = malloc((4u << 20)), *got = malloc((4u << 20));
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_ptr_nonnull(got);
+    vdisk_queue *q;
+    ck_assert_int_eq(vdisk_queue_new(&q, d, 32), 0);
+    for (int round = 0; round < rounds; round++) {
+        uint64_t kind = rng_next(&seed) % 9;
+        uint64_t maxlen = rng_next(&seed) % 4 == 0 ? (4u << 20) : 70000;
+        uint64_t len = 1 + rng_next(&seed) % (maxlen < size ? maxlen : size);
+        uint64_t off = rng_next(&seed) % (size - len + 1);
+        if (rng_next(&seed) % 3 == 0) { /* sector-aligned, as guests do */
+            off &= ~511ull;
+            len = (len + 511) & ~511ull;
+            if (off + len > size)
+                len = size - off;
+            if (!len)
+                continue;
+        }
+        if (kind < 3) {
+            ck_assert_msg(vdisk_pread(d, got, len, off) == 0, "%s", vdisk_get_error());
+            assert_same_bytes(got, model + off, len, off, "read");
+        } else if (kind < 5) {
+            fill_random(buf, len, &seed);
+            ck_assert_msg(vdisk_pwrite(d, buf, len, off) == 0, "%s", vdisk_get_error());
+            memcpy(model + off, buf, len);
+        } else if (kind == 5) {
+            unsigned flags = rng_next(&seed) % 2 ? VDISK_ZEROES_MAY_UNMAP : 0;
+            ck_assert_msg(vdisk_write_zeroes(d, off, len, flags) == 0, "%s", vdisk_get_error());
+            memset(model + off, 0, len);
+        } else if (kind == 6) {
+            /* Block status: what it calls zero reads as zeroes. */
+            struct vdisk_extent e;
+            ck_assert_msg(vdisk_block_status(d, off, len, &e) == 0, "%s", vdisk_get_error());
+            ck_assert_uint_gt(e.length, 0);
+            ck_assert_uint_le(e.length, len);
+            if (e.flags & VDISK_EXT_ZERO)
+                for (uint64_t i = 0; i < e.length; i++)
+                    ck_assert_msg(model[off + i] == 0, "block status says zero at %" PRIu64
+                                  " (extent %" PRIu64 "+%" PRIu64 ") where data is",
+                                  off + i, off, e.length);
+        } else {
+            /* Eight writes (some FUA) in flight on disjoint slots, with
+             * iovecs in three pieces, then eight reads at once. */
+            enum { K = 8 };
+            if (size < 64 * K)
+                continue;
+            uint64_t slot = size / K, l = 1 + rng_next(&seed) % (slot < 300000 ? slot - 1 : 300000);
+            struct model_done c = {0, 0};
+            struct iovec v[K][3];
+            uint64_t offs[K];
+            fill_random(buf, K * l, &seed);
+            for (int i = 0; i < K; i++) {
+                uint64_t o = (uint64_t)i * slot + rng_next(&seed) % (slot - l + 1);
+                uint8_t *b = buf + (uint64_t)i * l;
+                uint64_t a = l / 3, bb = l / 3;
+                v[i][0] = (struct iovec){b, a};
+                v[i][1] = (struct iovec){b + a, bb};
+                v[i][2] = (struct iovec){b + a + bb, l - a - bb};
+                unsigned fl = i % 3 == 0 ? VDISK_REQ_FUA : 0;
+                ck_assert_int_eq(vdisk_aio_pwritev(q, v[i], 3, o, fl, model_count_done, &c), 0);
+                memcpy(model + o, b, l);
+                offs[i] = o;
+            }
+            ck_assert_int_ge(vdisk_queue_submit(q), 0);
+            while (c.done < K)
+                ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+            ck_assert_int_eq(c.failed, 0);
+            c = (struct model_done){0, 0};
+            memset(got, 0xee, K * l);
+            for (int i = 0; i < K; i++) {
+                struct iovec rv = {got + (uint64_t)i * l, l};
+                ck_assert_int_eq(vdisk_aio_preadv(q, &rv, 1, offs[i], 0, model_count_done, &c), 0);
+            }
+            ck_assert_int_ge(vdisk_queue_submit(q), 0);
+            while (c.done < K)
+                ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
+            ck_assert_int_eq(c.failed, 0);
+            for (int i = 0; i < K; i++)
+                assert_same_bytes(got + (uint64_t)i * l, model + offs[i], l, offs[i],
+                                  "read in flight");
+        }
+    }
+    vdisk_queue_free(q);
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    free(buf);
+    free(got);
+}
+

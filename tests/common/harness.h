@@ -167,6 +167,17 @@ void assert_same_bytes(const uint8_t *a, const uint8_t *b, size_t len, uint64_t 
                        const char *what);
 
 /*
+ * ROUNDS rounds of random I/O on D (SIZE bytes, at least 1) against MODEL
+ * (its expected bytes, kept up to date): synchronous reads (compared),
+ * writes and zeroes (with and without MAY_UNMAP) of 1 byte to 4 MiB, some
+ * sector-aligned; block status (what it calls zero must be zero in the
+ * model); eight writes in flight at once (some FUA, three iovecs each) and
+ * their reads.  Flushes at the end.  Fails the test on any difference.
+ */
+void random_io_against_model(vdisk_dev *d, uint8_t *model, uint64_t size, int rounds,
+                             uint64_t seed);
+
+/*
  * Runs FN(ARG) in a child process, so that a crash or a hang in the library
  * fails this test only and the other tests still run and report: the child
  * is killed after TIMEOUT_S seconds.  In the child, CHILD_CHECK reports a

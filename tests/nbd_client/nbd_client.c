@@ -935,54 +935,10 @@ static void random_io(const char *conns)
     enum { SIZE = 8 * MiB };
     start_nbdkit(sock, pid, "memory 8M");
     vdisk_dev *d = open_conns(unix_uri("", sock), conns);
-    uint8_t *model = calloc(1, SIZE), *buf = malloc(SIZE), *got = malloc(SIZE);
+    uint8_t *model = calloc(1, SIZE), *got = malloc(SIZE);
     ck_assert_ptr_nonnull(model);
-    ck_assert_ptr_nonnull(buf);
     ck_assert_ptr_nonnull(got);
-    uint64_t seed = 0x6e6264;
-    vdisk_queue *q;
-    ck_assert_int_eq(vdisk_queue_new(&q, d, 32), 0);
-    for (int round = 0; round < 600; round++) {
-        uint64_t kind = rng_next(&seed) % 8;
-        uint64_t maxlen = rng_next(&seed) % 4 == 0 ? 2 * MiB : 70000;
-        uint64_t len = 1 + rng_next(&seed) % maxlen;
-        uint64_t off = rng_next(&seed) % (SIZE - len + 1);
-        if (kind < 3) {
-            ck_assert_msg(vdisk_pread(d, got, len, off) == 0, "%s", vdisk_get_error());
-            assert_same_bytes(got, model + off, len, off, "read");
-        } else if (kind < 6) {
-            fill_random(buf, len, &seed);
-            ck_assert_msg(vdisk_pwrite(d, buf, len, off) == 0, "%s", vdisk_get_error());
-            memcpy(model + off, buf, len);
-        } else if (kind == 6) {
-            unsigned flags = rng_next(&seed) % 2 ? VDISK_ZEROES_MAY_UNMAP : 0;
-            ck_assert_msg(vdisk_write_zeroes(d, off, len, flags) == 0, "%s", vdisk_get_error());
-            memset(model + off, 0, len);
-        } else {
-            /* Eight writes in flight on disjoint slots, with iovecs in
-             * three pieces, then their reads. */
-            enum { K = 8 };
-            uint64_t slot = SIZE / K, l = 1 + rng_next(&seed) % 50000;
-            struct done_count c = {0, 0};
-            struct iovec v[K][3];
-            fill_random(buf, K * l, &seed);
-            for (int i = 0; i < K; i++) {
-                uint64_t o = (uint64_t)i * slot + rng_next(&seed) % (slot - l);
-                uint8_t *b = buf + (uint64_t)i * l;
-                uint64_t a = l / 3, bb = l / 3;
-                v[i][0] = (struct iovec){b, a};
-                v[i][1] = (struct iovec){b + a, bb};
-                v[i][2] = (struct iovec){b + a + bb, l - a - bb};
-                ck_assert_int_eq(vdisk_aio_pwritev(q, v[i], 3, o, 0, count_done, &c), 0);
-                memcpy(model + o, b, l);
-            }
-            ck_assert_int_ge(vdisk_queue_submit(q), 0);
-            while (c.done < K)
-                ck_assert_int_ge(vdisk_queue_reap(q, 1, -1), 0);
-            ck_assert_int_eq(c.failed, 0);
-        }
-    }
-    vdisk_queue_free(q);
+    random_io_against_model(d, model, SIZE, 600, 0x6e6264);
     ck_assert_int_eq(vdisk_flush(d), 0);
     ck_assert_int_eq(vdisk_pread(d, got, SIZE, 0), 0);
     assert_same_bytes(got, model, SIZE, 0, "whole export");
@@ -991,7 +947,6 @@ static void random_io(const char *conns)
     write_file(scratch("model.raw"), model, SIZE);
     RUN_OK("qemu-img compare -f raw -F raw '%s' '%s'", unix_uri("", sock), scratch("model.raw"));
     free(model);
-    free(buf);
     free(got);
     kill_server(pid);
 }
