@@ -27,7 +27,7 @@ static int qcow2_probe(const uint8_t *buf, size_t len)
 /* Resolves the backing name against the overlay's folder, as QEMU does. */
 static char *resolve_backing(const char *overlay, const char *name)
 {
-    if (name[0] == '/' || strstr(name, "://"))
+    if (name[0] == '/' || strstr(name, "://") || dev_is_network_name(name))
         return strdup(name);
     const char *slash = strrchr(overlay, '/');
     if (!slash)
@@ -38,12 +38,12 @@ static char *resolve_backing(const char *overlay, const char *name)
 /*
  * backing-confine=on: true when NAME, resolved against the folder of the
  * image OVERLAY as FULL, leaves that folder: an absolute name, a protocol
- * ("x://"), a ".." that climbs above the folder, or (through symbolic links)
+ * ("x://", "rbd:"), a ".." that climbs above the folder, or (through symbolic links)
  * a file whose real path is outside the folder's real path.
  */
 static bool backing_escapes(const char *overlay, const char *name, const char *full)
 {
-    if (name[0] == '/' || strstr(name, "://"))
+    if (name[0] == '/' || strstr(name, "://") || dev_is_network_name(name))
         return true;
     long depth = 0;
     for (const char *p = name; *p;) {

@@ -673,10 +673,97 @@ static int parse_features(const char *v, uint64_t *out)
     return 0;
 }
 
+/* Sets the image options of a create: the object size OBJ (0: the
+ * pool's default) and FEATURES (when HAVE_FEATURES). */
+static void set_image_options(rbd_image_options_t opts, uint64_t obj, bool have_features,
+                              uint64_t features)
+{
+    if (obj) {
+        uint64_t order = 0;
+        while ((1ull << order) < obj)
+            order++;
+        rbd_image_options_set_uint64(opts, RBD_IMAGE_OPTION_ORDER, order);
+    }
+    if (have_features)
+        rbd_image_options_set_uint64(opts, RBD_IMAGE_OPTION_FEATURES, features);
+}
+
+/*
+ * create -b: the new image N (FILENAME) as an RBD clone of BACKING, a
+ * snapshot (rbd:POOL[/NS]/IMAGE@SNAP) in the same cluster, made SIZE bytes
+ * long when SIZE is not the snapshot's.  Returns 0 or -errno with a message.
+ */
+static int create_clone(const char *filename, const struct rbd_name *n, const char *backing,
+                        uint64_t size, uint64_t timeout, uint64_t obj, bool have_features,
+                        uint64_t features)
+{
+    struct rbd_name b;
+    int r = rbd_name_parse(backing, &b);
+    if (r < 0)
+        return r;
+    if (!b.snap || b.conf || b.user || b.nopts) {
+        r = err_set(-EINVAL, "%s: the backing file of an RBD image is a snapshot of another "
+                    "RBD image in the same cluster, named rbd:POOL[/NAMESPACE]/IMAGE@SNAP "
+                    "without options (an RBD clone); '%s' is not", filename, backing);
+        rbd_name_free(&b);
+        return r;
+    }
+    rados_t cl;
+    rados_ioctx_t io, pio;
+    r = cluster_connect(n, filename, false, timeout, false, &cl, &io);
+    if (r < 0) {
+        rbd_name_free(&b);
+        return r;
+    }
+    r = rados_ioctx_create(cl, b.pool, &pio);
+    if (r < 0) {
+        r = err_set(r, "%s: could not open the pool '%s' of the backing image: %s", filename,
+                    b.pool, rbd_errstr(r));
+        goto out;
+    }
+    if (b.ns)
+        rados_ioctx_set_namespace(pio, b.ns);
+    rbd_image_options_t opts;
+    rbd_image_options_create(&opts);
+    set_image_options(opts, obj, have_features, features);
+    r = rbd_clone3(pio, b.image, b.snap, io, n->image, opts);
+    rbd_image_options_destroy(opts);
+    if (r == -EEXIST)
+        r = err_set(r, "%s: the image '%s' exists already in the pool '%s'", filename,
+                    n->image, n->pool);
+    else if (r == -ENOENT)
+        r = err_set(r, "%s: there is no snapshot '%s' of the image '%s' in the pool '%s' to "
+                    "clone", filename, b.snap, b.image, b.pool);
+    else if (r < 0)
+        r = err_set(r, "%s: could not clone %s: %s", filename, backing, rbd_errstr(r));
+    if (r == 0 && size) {
+        rbd_image_t img;
+        uint64_t have = 0;
+        r = rbd_open(io, n->image, &img, NULL);
+        if (r == 0) {
+            if ((r = rbd_get_size(img, &have)) == 0 && have != size)
+                r = rbd_resize(img, size);
+            rbd_close(img);
+        }
+        if (r < 0)
+            r = err_set(r, "%s: could not make the clone %" PRIu64 " bytes long: %s",
+                        filename, size, rbd_errstr(r));
+    }
+    rados_ioctx_destroy(pio);
+out:
+    cluster_close(cl, io);
+    rbd_name_free(&b);
+    return r;
+}
+
 /*
  * Options: cluster_size=BYTES, the object size (a power of two from 4 KiB
  * to 32 MiB, as qemu-img takes it; the pool's default without);
- * features=NAME+NAME... or a number (rbd's default features without).
+ * features=NAME+NAME... or a number (rbd's default features without);
+ * backing_file=rbd:POOL[/NS]/IMAGE@SNAP (backing_fmt raw, or none): the
+ * image is an RBD clone of that snapshot (format 2 clones: the snapshot
+ * need not be protected), made SIZE bytes long.  qemu-img refuses -b for
+ * raw images; this is where a backing file maps cleanly onto RBD.
  */
 static int rbd_create_image(const char *filename, uint64_t size, struct opt_set *os)
 {
@@ -694,8 +781,13 @@ static int rbd_create_image(const char *filename, uint64_t size, struct opt_set 
         r = parse_features(v, &features);
         have_features = true;
     }
+    const char *backing = opt_take(os, "backing_file");
+    const char *backing_fmt = opt_take(os, "backing_fmt");
     if (r == 0)
         r = take_timeout(os, &timeout);
+    if (r == 0 && backing && backing_fmt && strcmp(backing_fmt, "raw") != 0)
+        r = err_set(-ENOTSUP, "%s: an RBD image's backing file is a raw RBD snapshot (an RBD "
+                    "clone), not a %s image", filename, backing_fmt);
     if (r == 0)
         r = opt_check_all_taken(os, "rbd");
     if (r < 0)
@@ -704,6 +796,11 @@ static int rbd_create_image(const char *filename, uint64_t size, struct opt_set 
     r = rbd_name_parse(filename, &n);
     if (r < 0)
         return r;
+    if (backing) {
+        r = create_clone(filename, &n, backing, size, timeout, obj, have_features, features);
+        rbd_name_free(&n);
+        return r;
+    }
     if (n.snap) {
         rbd_name_free(&n);
         return err_set(-EINVAL, "%s: cannot create a snapshot's image (create the image, "
@@ -718,14 +815,7 @@ static int rbd_create_image(const char *filename, uint64_t size, struct opt_set 
     }
     rbd_image_options_t opts;
     rbd_image_options_create(&opts);
-    if (obj) {
-        uint64_t order = 0;
-        while ((1ull << order) < obj)
-            order++;
-        rbd_image_options_set_uint64(opts, RBD_IMAGE_OPTION_ORDER, order);
-    }
-    if (have_features)
-        rbd_image_options_set_uint64(opts, RBD_IMAGE_OPTION_FEATURES, features);
+    set_image_options(opts, obj, have_features, features);
     r = rbd_create4(io, n.image, size, opts);
     rbd_image_options_destroy(opts);
     if (r == -EEXIST)

@@ -140,7 +140,7 @@ done
 t qemu-img compare -f raw -F qcow2 src.raw "rbd:$P/q2" >/dev/null || fail "qcow2 in RBD differs from its source"
 t qemu-io -f qcow2 -r -c "read -P 0x71 1M 300k" -c "read -P 0x72 40M 4k" -c "read -P 0 0 1M" "rbd:$P/q" >/dev/null ||
   fail "qemu-io reading vdisk's qcow2 in RBD"
-t "$V" nbd -f qcow2 -r -k "$work/nbd.sock" -x disk --fork --pid-file "$work/nbd.pid" "rbd:$P/q2"
+t "$V" nbd -t -f qcow2 -r -k "$work/nbd.sock" -x disk --fork --pid-file "$work/nbd.pid" "rbd:$P/q2"
 t qemu-img compare -f raw -F raw src.raw "nbd+unix:///disk?socket=$work/nbd.sock" >/dev/null ||
   fail "the qcow2 in RBD served by vdisk nbd differs from its source"
 kill "$(cat "$work/nbd.pid")"
@@ -165,7 +165,19 @@ t "$V" snapshot -f raw -d s1 "rbd:$P/a"
 [ -z "$(t rbd snap ls "$P/a")" ] || fail "snapshots left after -d: $(rbd snap ls "$P/a")"
 error_is "vdisk: vdisk_snapshot_delete: rbd:$P/a: there is no snapshot 'nope'" \
   "$V" snapshot -f raw -d nope "rbd:$P/a"
-echo "snapshots: -c, -l (as qemu-img), -a, -d, @SNAP read-only"
+# create -b: an RBD clone of a snapshot, grown to the size asked.
+t "$V" snapshot -f raw -c gold "rbd:$P/a"
+t "$V" create -f raw -b "rbd:$P/a@gold" -F raw "rbd:$P/clone" 64M >/dev/null
+[ "$(t rbd info --format json "$P/clone" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["parent"]["image"], j["parent"]["snapshot"], j["size"])')" = "a gold 67108864" ] ||
+  fail "create -b: not a clone of a@gold: $(rbd info "$P/clone")"
+t "$V" io -f raw -r -c "read -P 0x41 0 64k" "rbd:$P/clone" >/dev/null || fail "the clone does not read its parent"
+t "$V" io -f raw -c "write -P 0x43 0 4k" "rbd:$P/clone" >/dev/null
+t "$V" io -f raw -r -c "read -P 0x41 0 64k" "rbd:$P/a@gold" >/dev/null || fail "writing the clone changed its parent"
+error_is "vdisk: vdisk_create: rbd:$P/c2: the backing file of an RBD image is a snapshot of another RBD image in the same cluster, named rbd:POOL[/NAMESPACE]/IMAGE@SNAP without options (an RBD clone); 'rbd:$P/a' is not" \
+  "$V" create -f raw -b "rbd:$P/a" -F raw "rbd:$P/c2" 1M
+t rbd rm --no-progress "$P/clone" >/dev/null 2>&1
+t "$V" snapshot -f raw -d gold "rbd:$P/a"
+echo "snapshots: -c, -l (as qemu-img), -a, -d, @SNAP read-only; create -b makes a clone"
 
 # ---- errors ------------------------------------------------------------------
 error_is "vdisk: vdisk_open: rbd:nopool/x: there is no pool 'nopool' in the Ceph cluster" \

@@ -132,7 +132,7 @@ vdisk_dev *cli_open_beside(const char *image, const char *name, const char *form
 {
     char *path;
     const char *slash = strrchr(image, '/');
-    if (name[0] != '/' && !strstr(name, "://") && slash) { /* URIs stand alone */
+    if (name[0] != '/' && !strstr(name, "://") && strncmp(name, "rbd:", 4) && slash) { /* URIs stand alone */
         if (asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0)
             return NULL;
     } else {
@@ -152,7 +152,7 @@ int cli_refuse_backing_without_format(const char *image, const char *name, bool 
     vdisk_dev *d = NULL;
     vdisk_options *o = NULL;
     if (!unsafe) {
-        if (name[0] != '/' && !strstr(name, "://") && slash) {
+        if (name[0] != '/' && !strstr(name, "://") && strncmp(name, "rbd:", 4) && slash) {
             if (asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0)
                 path = NULL;
         } else {
