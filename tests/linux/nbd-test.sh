@@ -25,14 +25,26 @@
 # file; the host also checks with `qemu-img map` that the overlay holds
 # only what the guest wrote, and that base.qcow2 did not change.
 #
+# VDISK_TEST_DISK=rbd (CTest linux-rbd, run by tests/ceph/with-cluster.sh
+# against a throw-away Ceph cluster: CEPH_CONF, VDISK_CEPH_POOL): the disk
+# is instead an RBD image, rbd:POOL/linux-rbd (raw, by `vdisk create`),
+# served by `vdisk serve --vhost-user-blk` to QEMU's vhost-user-blk device.
+# The guest does the same; the host stops `vdisk serve` (SIGTERM: status
+# 0), takes the image out of the pool with `rbd export`, with
+# `vdisk convert` and with qemu-img's rbd driver (the same bytes), and
+# runs the same checks on it.  The default, VDISK_TEST_DISK=nbd, is the
+# NBD disk above.
+#
 #   nbd-test.sh VDISK [OUTDIR]
 #
 # VDISK is the vdisk CLI. OUTDIR (default ./linux-nbd) keeps the serial
-# console log (serial.log), the server's log (nbd.log) and the initramfs;
-# the images are deleted at the end unless VDISK_TEST_KEEP=1.
+# console log (serial.log), the server's log (nbd.log; serve.log for rbd)
+# and the initramfs; the images are deleted at the end unless
+# VDISK_TEST_KEEP=1 (the RBD image goes with the cluster).
 # VDISK_TEST_TIMEOUT bounds the guest's run (240 s).
 # Exits 77 (skipped) when qemu-system-x86_64, the guest kernel, e2fsprogs'
-# debugfs and e2fsck, or `vdisk nbd` is missing.
+# debugfs and e2fsck, or `vdisk nbd` is missing (for rbd: `vdisk serve`,
+# rbd).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,11 +55,19 @@ vdisk=${1:?usage: nbd-test.sh VDISK [OUTDIR]}
 out=${2:-$PWD/linux-nbd}
 case "$vdisk" in */*) vdisk=$(cd "$(dirname "$vdisk")" && pwd)/$(basename "$vdisk") ;; esac # the script cd's
 backing=${VDISK_TEST_BACKING:-none}
-case "$backing" in
-  none) : "${VDISK_TEST_NAME:=linux-nbd}" ;; # its CTest name (tests/ci-skips.txt)
-  nbd) : "${VDISK_TEST_NAME:=linux-nbd-backing}" ;;
-  *) echo "nbd-test.sh: VDISK_TEST_BACKING must be none or nbd, not '$backing'" >&2; exit 2 ;;
+disk=${VDISK_TEST_DISK:-nbd}
+case "$disk/$backing" in
+  nbd/none) : "${VDISK_TEST_NAME:=linux-nbd}" ;; # its CTest name (tests/ci-skips.txt)
+  nbd/nbd) : "${VDISK_TEST_NAME:=linux-nbd-backing}" ;;
+  rbd/none) : "${VDISK_TEST_NAME:=linux-rbd}" ;;
+  rbd/*) echo "nbd-test.sh: VDISK_TEST_DISK=rbd takes no backing file (VDISK_TEST_BACKING=none, not '$backing')" >&2; exit 2 ;;
+  nbd/*) echo "nbd-test.sh: VDISK_TEST_BACKING must be none or nbd, not '$backing'" >&2; exit 2 ;;
+  *) echo "nbd-test.sh: VDISK_TEST_DISK must be nbd or rbd, not '$disk'" >&2; exit 2 ;;
 esac
+if [ "$disk" = rbd ] && [ -z "${VDISK_CEPH_POOL:-}" ]; then
+  echo "nbd-test.sh: VDISK_TEST_DISK=rbd needs a cluster: run it under tests/ceph/with-cluster.sh (VDISK_CEPH_POOL is not set)" >&2
+  exit 2
+fi
 export VDISK_TEST_NAME
 # The overlays' backing files are nbd:// exports named in their headers,
 # which vdisk follows only when allowed (backing-allow-network).
@@ -64,7 +84,13 @@ PATH=$PATH:/sbin:/usr/sbin
 for tool in debugfs e2fsck; do
   command -v "$tool" >/dev/null || skip_test "$tool not found (apt-get install e2fsprogs)"
 done
-"$vdisk" nbd --help >/dev/null 2>&1 || skip_test "'vdisk nbd' does not exist ($vdisk nbd --help fails)"
+if [ "$disk" = rbd ]; then
+  command -v rbd >/dev/null || skip_test "rbd not found (apt-get install ceph-common)"
+  "$vdisk" serve --help >/dev/null 2>&1 || skip_test "'vdisk serve' does not exist ($vdisk serve --help fails)"
+else
+  "$vdisk" nbd --help >/dev/null 2>&1 || skip_test "'vdisk nbd' does not exist ($vdisk nbd --help fails)"
+fi
+t() { timeout -k 5 120 "$@"; } # a bound for what talks to the cluster
 
 new_work_dir "$out"
 # Unix socket paths must be short (108 bytes): they live in /tmp.
@@ -77,7 +103,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== NBD guest test: backing file '$backing', kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
+echo "== $disk guest test: backing file '$backing', kernel $(readlink -f "$GUEST_KERNEL"), output in $out"
 cd "$work"
 
 # --- the disk and the files -------------------------------------------------
@@ -124,33 +150,51 @@ if [ "$backing" = nbd ]; then
   BG_PIDS=("$base_pid") # not the tries that exited
   "$vdisk" create -q -f qcow2 -b "nbd://127.0.0.1:$port/base" -F raw disk.qcow2
   echo "   disk: disk.qcow2, a qcow2 overlay ($disk_size bytes) on nbd://127.0.0.1:$port/base (base.qcow2, $fill everywhere), file system $fs_kib KiB, pattern at $pat_off+$pat_len"
+elif [ "$disk" = rbd ]; then
+  fill=0
+  rbd_name=$VDISK_CEPH_POOL/linux-rbd
+  t "$vdisk" create -q -f raw "rbd:$rbd_name" "$disk_size"
+  echo "   disk: rbd:$rbd_name ($disk_size bytes, raw by vdisk create; CEPH_CONF=$CEPH_CONF), file system $fs_kib KiB, pattern at $pat_off+$pat_len"
 else
   fill=0
   "$vdisk" create -q -f qcow2 disk.qcow2 "$disk_size"
   echo "   disk: disk.qcow2 ($disk_size bytes, qcow2 by vdisk create), file system $fs_kib KiB, pattern at $pat_off+$pat_len"
 fi
+# The image as vdisk names it, its format, and the raw copy checked below.
+if [ "$disk" = rbd ]; then
+  img=rbd:$rbd_name fmt=raw raw=rbd.raw
+else
+  img=disk.qcow2 fmt=qcow2 raw=qemu.raw
+fi
 
 bash "$here/mkinitramfs.sh" "$out/initramfs.gz" "$GUEST_MODULES" "$work/data"
 
 # --- the server -------------------------------------------------------------
-sock=$sockdir/nbd.sock
-start_bg "$out/nbd.log" "$vdisk" nbd -v -t -k "$sock" -x disk -f qcow2 disk.qcow2
-nbd_pid=$BG_PID
-wait_socket "$sock" "$nbd_pid" || { cat "$out/nbd.log"; exit 1; }
+if [ "$disk" = rbd ]; then
+  sock=$sockdir/blk.sock srv_name="vdisk serve" srv_log=$out/serve.log
+  start_bg "$srv_log" "$vdisk" serve --vhost-user-blk "$sock" -f raw "$img"
+  devices=$(vhost_blk_args "$sock")
+else
+  sock=$sockdir/nbd.sock srv_name="vdisk nbd" srv_log=$out/nbd.log
+  start_bg "$srv_log" "$vdisk" nbd -v -t -k "$sock" -x disk -f qcow2 disk.qcow2
+  devices=$(nbd_blk_args "$sock" disk)
+fi
+srv_pid=$BG_PID
+wait_socket "$sock" "$srv_pid" || { cat "$srv_log"; exit 1; }
 
 # --- the guest runs -------------------------------------------------------------
 append="vdisk.mode=fs vdisk.cd=0 vdisk.fs_kib=$fs_kib"
 append+=" vdisk.pattern_off=$pat_off vdisk.pattern_len=$pat_len vdisk.pattern_byte=$pat_byte"
 qrc=0
-# shellcheck disable=SC2046
+# shellcheck disable=SC2086 # the device arguments are words
 qemu_guest "$out/serial.log" "${VDISK_TEST_TIMEOUT:-240}" "$append" "$out/initramfs.gz" \
-  $(nbd_blk_args "$sock" disk) || qrc=$?
+  $devices || qrc=$?
 echo "   guest ran for $GUEST_MS ms (qemu exit status $qrc); serial console: $out/serial.log"
 
 src=0
-stop_bg "$nbd_pid" 10 || src=$?
+stop_bg "$srv_pid" 10 || src=$?
 BG_PIDS=(${base_pid:+"$base_pid"})
-check "vdisk nbd exits 0 on SIGTERM (status $src)" test "$src" = 0
+check "$srv_name exits 0 on SIGTERM (status $src)" test "$src" = 0
 
 # --- what the guest said ----------------------------------------------------------
 log=$out/serial.log
@@ -167,15 +211,24 @@ check "guest wrote the pattern (O_DIRECT, fsync)" grep -a "VDISK-TEST: write ok 
 check "guest finished" grep -a "VDISK-TEST: done" "$log"
 
 # --- the image on the host ----------------------------------------------------------
-check "vdisk check disk.qcow2" "$vdisk" check -f qcow2 disk.qcow2
-check "qemu-img check disk.qcow2" qemu-img check -f qcow2 disk.qcow2
-check "qemu-img convert to raw" qemu-img convert -f qcow2 -O raw disk.qcow2 qemu.raw
-check "vdisk convert to raw" "$vdisk" convert -f qcow2 -O raw disk.qcow2 vdisk.raw
-check "qemu-img and vdisk read the same bytes" cmp qemu.raw vdisk.raw
-check "e2fsck -fn finds the file system clean" e2fsck -fn qemu.raw
+if [ "$disk" = rbd ]; then
+  check "rbd export $rbd_name" t rbd export --no-progress "$rbd_name" rbd.raw
+  check "vdisk convert to raw" t "$vdisk" convert -f raw -O raw "$img" vdisk.raw
+  check "qemu-img convert to raw (its rbd driver)" t qemu-img convert -f raw -O raw "rbd:$rbd_name:conf=$CEPH_CONF" qemu.raw
+  check "rbd export and vdisk read the same bytes" cmp rbd.raw vdisk.raw
+  check "rbd export and qemu-img read the same bytes" cmp rbd.raw qemu.raw
+  check "the exported image is $disk_size bytes" test "$(stat -c %s rbd.raw)" = "$disk_size"
+else
+  check "vdisk check disk.qcow2" "$vdisk" check -f qcow2 disk.qcow2
+  check "qemu-img check disk.qcow2" qemu-img check -f qcow2 disk.qcow2
+  check "qemu-img convert to raw" qemu-img convert -f qcow2 -O raw disk.qcow2 qemu.raw
+  check "vdisk convert to raw" "$vdisk" convert -f qcow2 -O raw disk.qcow2 vdisk.raw
+  check "qemu-img and vdisk read the same bytes" cmp qemu.raw vdisk.raw
+fi
+check "e2fsck -fn finds the file system clean" e2fsck -fn "$raw"
 dump_cmp() { # PATH-IN-FS HOST-FILE
   rm -f dumped
-  debugfs -R "dump $1 dumped" qemu.raw 2>/dev/null
+  debugfs -R "dump $1 dumped" "$raw" 2>/dev/null
   cmp dumped "$2"
 }
 check "random.bin: the host's bytes (debugfs)" dump_cmp /random.bin data/random.bin
@@ -184,21 +237,21 @@ check "numbers.txt: the host's bytes (debugfs)" dump_cmp /numbers.txt numbers.tx
 tree_same() {
   rm -rf dumped-tree
   mkdir dumped-tree
-  debugfs -R "rdump /small dumped-tree" qemu.raw 2>/dev/null
+  debugfs -R "rdump /small dumped-tree" "$raw" 2>/dev/null
   diff -r dumped-tree/small small
 }
 check "the small files: the host's bytes (debugfs rdump, diff -r)" tree_same
 pattern_ok() {
-  cmp <(tail -c +$((pat_off + 1)) qemu.raw | head -c "$pat_len") \
+  cmp <(tail -c +$((pat_off + 1)) "$raw" | head -c "$pat_len") \
     <(head -c "$pat_len" /dev/zero | tr '\000' "\\$(printf '%03o' "$pat_byte")")
 }
-check "the pattern's bytes (qemu-img convert)" pattern_ok
+check "the pattern's bytes ($raw)" pattern_ok
 check "the pattern reads back through vdisk" \
-  "$vdisk" io -r -f qcow2 -c "read -P $(printf 0x%x "$pat_byte") $pat_off $pat_len" disk.qcow2
+  t "$vdisk" io -r -f "$fmt" -c "read -P $(printf 0x%x "$pat_byte") $pat_off $pat_len" "$img"
 fs_end=$((fs_kib * 1024))
 check "$fill between the file system and the pattern, and after it" \
-  "$vdisk" io -r -f qcow2 -c "read -P $fill $fs_end $((pat_off - fs_end))" \
-  -c "read -P $fill $((pat_off + pat_len)) $((disk_size - pat_off - pat_len))" disk.qcow2
+  t "$vdisk" io -r -f "$fmt" -c "read -P $fill $fs_end $((pat_off - fs_end))" \
+  -c "read -P $fill $((pat_off + pat_len)) $((disk_size - pat_off - pat_len))" "$img"
 
 if [ "$backing" = nbd ]; then
   # qemu-img map: past the file system, the overlay holds the pattern
@@ -228,6 +281,6 @@ fi
 if [ "$backing" = nbd ]; then
   exit_if_failed "serial console" "$log" "vdisk nbd" "$out/nbd.log" "vdisk nbd (backing file)" "$out/nbd-base.log"
 else
-  exit_if_failed "serial console" "$log" "vdisk nbd" "$out/nbd.log"
+  exit_if_failed "serial console" "$log" "$srv_name" "$srv_log"
 fi
-echo "PASSED (backing file '$backing', guest boot to power-off $GUEST_MS ms)"
+echo "PASSED ($disk disk, backing file '$backing', guest boot to power-off $GUEST_MS ms)"
