@@ -42,13 +42,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <rados/librados.h>
-#include <rbd/librbd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rbd_internal.h"
+#include "rbd_syms.h"
 
 #define DEFAULT_TIMEOUT_S 30
 #define MAX_TIMEOUT_S     3600
@@ -204,7 +203,9 @@ static int rbd_open_dev(struct vdisk_dev *dev, struct vdisk_dev *file, struct op
 {
     (void)file;
     uint64_t timeout;
-    int r = take_timeout(os, &timeout);
+    int r = rbd_lib_load(dev->filename);
+    if (r == 0)
+        r = take_timeout(os, &timeout);
     if (r < 0)
         return r;
     struct rbd_name n;
@@ -790,6 +791,8 @@ static int rbd_create_image(const char *filename, uint64_t size, struct opt_set 
                     "clone), not a %s image", filename, backing_fmt);
     if (r == 0)
         r = opt_check_all_taken(os, "rbd");
+    if (r == 0)
+        r = rbd_lib_load(filename);
     if (r < 0)
         return r;
     struct rbd_name n;
