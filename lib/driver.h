@@ -541,6 +541,11 @@ struct vdisk_driver {
      * (dev_allocated_size).  NULL: unknown, -ENOTSUP. */
     int64_t (*allocated_size)(struct vdisk_dev *dev);
 
+    /* Protocol drivers: the name qemu-img shows for an image of FORMAT on
+     * DEV (an RBD image's json:{"driver": FORMAT, "file": {...}}), as a
+     * string the caller frees; NULL: DEV's file name. */
+    char *(*shown_name)(struct vdisk_dev *dev, const char *format);
+
     /* Fills the format's fields of *INFO (the core has set the common ones). */
     void (*get_info)(struct vdisk_dev *dev, struct vdisk_info *info);
 

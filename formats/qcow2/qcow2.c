@@ -222,6 +222,7 @@ static void free_state(struct qcow2 *s)
     free(s->backing_name);
     free(s->backing_fmt);
     free(s->full_backing);
+    free(s->shown_name);
     for (unsigned i = 0; i < s->nexts; i++)
         free(s->exts[i].data);
     free(s->exts);
@@ -262,6 +263,8 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     s->offload = offload_new();
     s->dev = dev;
     s->file = file;
+    if (file->drv->shown_name)
+        s->shown_name = file->drv->shown_name(file, "qcow2");
     s->read_only = dev->params.read_only;
     s->discard_passthrough = true;
     dev->priv = s;
@@ -636,6 +639,8 @@ static struct vdisk_dev *qcow2_backing(struct vdisk_dev *dev)
 static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
 {
     struct qcow2 *s = dev->priv;
+    if (s->shown_name)
+        info->filename = s->shown_name;
     info->cluster_size = (uint32_t)s->cluster_size;
     info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
     info->backing_filename = s->backing_name;

@@ -348,6 +348,7 @@ struct qcow2 {
     char *backing_name;      /* as stored */
     char *backing_fmt;       /* from the extension, or NULL */
     char *full_backing;      /* resolved against the image's folder */
+    char *shown_name;        /* qemu-img's name for it (in RBD), or NULL */
     struct qcow2_ext *exts;  /* unknown extensions, kept */
     unsigned nexts;
     struct qcow2_feature *features;

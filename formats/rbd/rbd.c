@@ -248,7 +248,7 @@ static int rbd_open_dev(struct vdisk_dev *dev, struct vdisk_dev *file, struct op
     }
     pthread_mutex_init(&s->lock, NULL);
     dev->priv = s;
-    s->shown_name = rbd_name_json(&n, "raw");
+    s->shown_name = rbd_name_json(&n, "raw"); /* a raw image is this device */
     rbd_image_info_t st;
     uint64_t flags = 0;
     if ((r = rbd_stat(s->image, &st, sizeof st)) < 0 ||
@@ -582,6 +582,16 @@ static int rbd_snapshot_get(struct vdisk_dev *dev, unsigned index, struct vdisk_
     return 0;
 }
 
+static char *rbd_shown_name(struct vdisk_dev *dev, const char *format)
+{
+    struct rbd_name n;
+    if (rbd_name_parse(dev->filename, &n) < 0)
+        return NULL;
+    char *shown = rbd_name_json(&n, format);
+    rbd_name_free(&n);
+    return shown;
+}
+
 static void rbd_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
 {
     struct rbd_dev *s = dev->priv;
@@ -841,6 +851,7 @@ const struct vdisk_driver vdisk_driver_rbd = {
     .block_status = rbd_block_status,
     .truncate = rbd_truncate_dev,
     .get_info = rbd_get_info,
+    .shown_name = rbd_shown_name,
     .snapshot_count = rbd_snapshot_count,
     .snapshot_get = rbd_snapshot_get,
     .snapshot_op = rbd_snapshot_op,

@@ -138,13 +138,18 @@ for img in q q2; do
   t "$V" check -f qcow2 "rbd:$P/$img" >v.txt || fail "vdisk check $img: $(cat v.txt)"
 done
 t qemu-img compare -f raw -F qcow2 src.raw "rbd:$P/q2" >/dev/null || fail "qcow2 in RBD differs from its source"
+for fmt_args in "" "--output=json"; do
+  t qemu-img info $fmt_args "rbd:$P/q2" >q.txt
+  t "$V" info $fmt_args "rbd:$P/q2" >v.txt
+  same q.txt v.txt "info $fmt_args of a qcow2 in RBD"
+done
 t qemu-io -f qcow2 -r -c "read -P 0x71 1M 300k" -c "read -P 0x72 40M 4k" -c "read -P 0 0 1M" "rbd:$P/q" >/dev/null ||
   fail "qemu-io reading vdisk's qcow2 in RBD"
 t "$V" nbd -t -f qcow2 -r -k "$work/nbd.sock" -x disk --fork --pid-file "$work/nbd.pid" "rbd:$P/q2"
 t qemu-img compare -f raw -F raw src.raw "nbd+unix:///disk?socket=$work/nbd.sock" >/dev/null ||
   fail "the qcow2 in RBD served by vdisk nbd differs from its source"
 kill "$(cat "$work/nbd.pid")"
-echo "qcow2 in RBD: qemu-img and vdisk check it clean, read it right; vdisk nbd serves it"
+echo "qcow2 in RBD: qemu-img and vdisk check it clean, read it right, info as qemu-img; vdisk nbd serves it"
 
 # ---- snapshots ---------------------------------------------------------------
 printf 'A%.0s' $(seq 65536) >a.bin
@@ -227,6 +232,12 @@ wait $bench || rc=$?
 [ $rc != 0 ] || fail "writes to a frozen OSD succeeded: $(cat io.out)"
 grep -q "Connection timed out" io.err || fail "no timeout reported: $(cat io.err)"
 echo "the OSD frozen under writes: they failed after $(($(date +%s) - start)) s: $(head -1 io.err)"
+# The thawed OSD serves again once it has caught up (bounded wait).
+for i in $(seq 60); do
+  timeout -k 5 30 rbd --rados-osd-op-timeout 10 info "$P/f" >/dev/null 2>&1 && break
+  [ "$i" != 60 ] || fail "the OSD does not serve again after the thaw"
+  sleep 1
+done
 t "$V" io -f raw -r -c "read -P 0x61 0 8M" "rbd:$P/f" >/dev/null ||
   fail "the data flushed before the OSD froze is not intact"
 echo "the OSD thawed: what the flush covered is intact"
