@@ -217,9 +217,9 @@ START_TEST(arguments_refused)
     ck_assert_str_eq(vdisk_get_error(), "vdisk_aio_pwritev: flags 0x2 are not valid for "
                                         "vdisk_aio_pwritev (allowed: 0x1)");
     ck_assert_int_eq(vdisk_aio_pwritev(q, &v, 1, 0, 0x100, note_cb, NULL), -EINVAL);
-    ck_assert_int_eq(vdisk_aio_write_zeroes(q, 0, 4096, 0x4, note_cb, NULL), -EINVAL);
-    ck_assert_str_eq(vdisk_get_error(), "vdisk_aio_write_zeroes: flags 0x4 are not valid for "
-                                        "vdisk_aio_write_zeroes (allowed: 0x3)");
+    ck_assert_int_eq(vdisk_aio_write_zeroes(q, 0, 4096, 0x8, note_cb, NULL), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_aio_write_zeroes: flags 0x8 are not valid for "
+                                        "vdisk_aio_write_zeroes (allowed: 0x7)");
     ck_assert_int_eq(vdisk_aio_flush(q, NULL, NULL), -EINVAL);
     ck_assert_str_eq(vdisk_get_error(), "vdisk_aio_flush: no completion callback");
     ck_assert_int_eq(vdisk_aio_discard(q, 0, 4096, NULL, NULL), -EINVAL);
