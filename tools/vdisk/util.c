@@ -128,16 +128,21 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
     return dev;
 }
 
+/* NAME, a backing file name stored in IMAGE, as a path to open (malloc'd;
+ * NULL when out of memory): resolved against IMAGE's folder, unless it is
+ * absolute or names a protocol (a URI, an rbd: image), which stands alone. */
+static char *beside_path(const char *image, const char *name)
+{
+    const char *slash = strrchr(image, '/');
+    if (name[0] == '/' || strstr(name, "://") || !strncmp(name, "rbd:", 4) || !slash)
+        return strdup(name);
+    char *path;
+    return asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0 ? NULL : path;
+}
+
 vdisk_dev *cli_open_beside(const char *image, const char *name, const char *format)
 {
-    char *path;
-    const char *slash = strrchr(image, '/');
-    if (name[0] != '/' && !strstr(name, "://") && strncmp(name, "rbd:", 4) && slash) { /* URIs stand alone */
-        if (asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0)
-            return NULL;
-    } else {
-        path = strdup(name);
-    }
+    char *path = beside_path(image, name);
     struct open_args a = {.format = format ? format : "raw", .read_only = true};
     vdisk_dev *d = path ? cli_open(path, &a) : NULL;
     free(path);
@@ -147,17 +152,11 @@ vdisk_dev *cli_open_beside(const char *image, const char *name, const char *form
 int cli_refuse_backing_without_format(const char *image, const char *name, bool unsafe)
 {
     char *path = NULL;
-    const char *slash = strrchr(image, '/');
     const char *detected = NULL;
     vdisk_dev *d = NULL;
     vdisk_options *o = NULL;
     if (!unsafe) {
-        if (name[0] != '/' && !strstr(name, "://") && strncmp(name, "rbd:", 4) && slash) {
-            if (asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0)
-                path = NULL;
-        } else {
-            path = strdup(name);
-        }
+        path = beside_path(image, name);
         if (!path || vdisk_options_new(&o) < 0 || vdisk_options_set(o, "read-only", "on") < 0 ||
             vdisk_open(&d, path, o) < 0) {
             cli_lib_error();
