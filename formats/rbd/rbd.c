@@ -368,9 +368,10 @@ static void issue(struct vdisk_req *req, uint64_t size)
     switch (req->op) {
     case VDISK_OP_READ:
         if (len < req->length) {
+            /* The part past the end reads as zeroes: finish() fills
+             * whatever librbd did not. */
             struct iovec part[REQ_MAX_IOV];
             int cnt = iov_slice(req->iov, req->iovcnt, 0, (size_t)len, part);
-            iov_memset(req->iov, req->iovcnt, (size_t)len, 0, req->length - len);
             r = rbd_aio_readv(s->image, part, cnt, off, c);
         } else {
             r = rbd_aio_readv(s->image, req->iov, req->iovcnt, off, c);
