@@ -206,16 +206,21 @@ bool dev_is_nbd_name(const char *filename)
     return false;
 }
 
+static bool is_rbd_name(const char *filename)
+{
+    return strncmp(filename, "rbd:", 4) == 0;
+}
+
 bool dev_is_network_name(const char *filename)
 {
-    return dev_is_nbd_name(filename) || strncmp(filename, "rbd:", 4) == 0;
+    return dev_is_nbd_name(filename) || is_rbd_name(filename);
 }
 
 const struct vdisk_driver *protocol_for_name(const char *filename)
 {
     if (dev_is_nbd_name(filename))
         return &vdisk_driver_nbd;
-    if (strncmp(filename, "rbd:", 4) == 0) {
+    if (is_rbd_name(filename)) {
 #ifdef VDISK_HAVE_RBD
         return &vdisk_driver_rbd;
 #else
@@ -442,6 +447,11 @@ VDISK_EXPORT unsigned vdisk_can(const vdisk_dev *dev)
 VDISK_EXPORT int vdisk_is_read_only(const vdisk_dev *dev)
 {
     return !(dev->caps & VDISK_CAN_WRITE);
+}
+
+char *dev_shown_name(struct vdisk_dev *dev, const char *format)
+{
+    return dev->drv->shown_name ? dev->drv->shown_name(dev, format) : NULL;
 }
 
 int64_t dev_allocated_size(struct vdisk_dev *dev)

@@ -172,6 +172,11 @@ void dev_size_grow(struct vdisk_dev *dev, uint64_t end);
 void dev_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
 void dev_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
 
+/* The name qemu-img shows for an image of FORMAT stored on DEV (its
+ * driver's shown_name: an RBD image's json:{...}), malloc'd; NULL when DEV
+ * shows its file name (or out of memory). */
+char *dev_shown_name(struct vdisk_dev *dev, const char *format);
+
 /* Host bytes DEV uses (its driver's allocated_size; formats and filters
  * ask the device below with this call), or -errno (-ENOTSUP when the
  * driver has no allocated_size). */

@@ -24,10 +24,17 @@ static int qcow2_probe(const uint8_t *buf, size_t len)
     return 0;
 }
 
+/* A backing name that is not resolved against the overlay's folder: an
+ * absolute path, or a protocol's name (a URI, an rbd: image). */
+static bool stands_alone(const char *name)
+{
+    return name[0] == '/' || strstr(name, "://") || dev_is_network_name(name);
+}
+
 /* Resolves the backing name against the overlay's folder, as QEMU does. */
 static char *resolve_backing(const char *overlay, const char *name)
 {
-    if (name[0] == '/' || strstr(name, "://") || dev_is_network_name(name))
+    if (stands_alone(name))
         return strdup(name);
     const char *slash = strrchr(overlay, '/');
     if (!slash)
@@ -43,7 +50,7 @@ static char *resolve_backing(const char *overlay, const char *name)
  */
 static bool backing_escapes(const char *overlay, const char *name, const char *full)
 {
-    if (name[0] == '/' || strstr(name, "://") || dev_is_network_name(name))
+    if (stands_alone(name))
         return true;
     long depth = 0;
     for (const char *p = name; *p;) {
@@ -263,8 +270,7 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     s->offload = offload_new();
     s->dev = dev;
     s->file = file;
-    if (file->drv->shown_name)
-        s->shown_name = file->drv->shown_name(file, "qcow2");
+    s->shown_name = dev_shown_name(file, "qcow2");
     s->read_only = dev->params.read_only;
     s->discard_passthrough = true;
     dev->priv = s;
