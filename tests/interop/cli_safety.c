@@ -240,7 +240,7 @@ START_TEST(convert_failure_removes_only_its_target)
 {
     const char *src = corrupt_source();
     char want[2048];
-    snprintf(want, sizeof want, "vdisk: vdisk_pread: %s: the compressed cluster at host offset "
+    snprintf(want, sizeof want, "vdisk: error while reading at byte 0: %s: the compressed cluster at host offset "
              "0x50000 is corrupt (it does not inflate to 65536 bytes)\n", src);
     const char *fresh = scratch("fresh.img");
     for (int o = 0; o < 3; o++) {

@@ -48,6 +48,9 @@ void print_snapshot_table(vdisk_dev *dev);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the library's last error on stderr ("vdisk: ..."). */
 void cli_lib_error(void);
+/* The library's last message on this thread without the name of the call
+ * that failed, for the CLI's own words before it. */
+const char *cli_lib_detail(void);
 
 /* Sizes as qemu-img prints them: "1 MiB", "4 KiB", "1.5 GiB", "0 B". */
 void size_to_str(uint64_t v, char *buf, size_t len);

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,13 +99,23 @@ static int source_zero(struct conv *c, uint64_t off, uint64_t max, uint64_t *len
     return (e.flags & VDISK_EXT_ZERO) && !(e.flags & VDISK_EXT_DATA) ? 1 : 0;
 }
 
+/* A read of the sources failed at OFF (in the concatenation): qemu-img's
+ * words, then the library's detail. */
+static void read_error(uint64_t off)
+{
+    cli_error("error while reading at byte %" PRIu64 ": %s", off, cli_lib_detail());
+}
+
+/* Reads LEN bytes at OFF of the sources; a failure is reported. */
 static int read_sources(struct conv *c, uint8_t *buf, uint64_t off, uint64_t len)
 {
     while (len) {
         struct src *s = source_at(c, off);
         uint64_t in = off - s->start, n = s->size - in < len ? s->size - in : len;
-        if (vdisk_pread(s->dev, buf, n, in) < 0)
+        if (vdisk_pread(s->dev, buf, n, in) < 0) {
+            read_error(off);
             return -1;
+        }
         buf += n;
         off += n;
         len -= n;
@@ -126,23 +137,38 @@ static bool all_zero(const uint8_t *p, size_t n)
 
 /* ---- Plain copies: reads and writes on queues ------------------------------ */
 
+/*
+ * Up to -m chunks are in work at once, each in a slot: its reads run on the
+ * sources' queues (one per source, made when first read), its writes on the
+ * target's.  A chunk whose reads are all done is written from the read
+ * callback; the main loop waits on every queue's fd at once.  So a source
+ * over the network (nbd://, rbd:) has -m reads in flight, not one.
+ */
+
 struct slot {
     struct conv *c;
     vdisk_queue *wq;
     uint8_t *buf;
     uint8_t *cmp;            /* -B: the backing file's data */
     uint64_t off, len;
+    unsigned reads;          /* in flight */
     unsigned writes;         /* in flight */
     bool busy;
 };
 
+static void fail(struct conv *c, int r)
+{
+    if (!c->error) {
+        c->error = r;
+        cli_lib_error();
+    }
+}
+
 static void write_done(void *user, int ret)
 {
     struct slot *s = user;
-    if (ret < 0 && !s->c->error) {
-        s->c->error = ret;
-        cli_lib_error();
-    }
+    if (ret < 0)
+        fail(s->c, ret);
     if (--s->writes == 0) {
         progress(s->c, s->len);
         s->busy = false;
@@ -162,10 +188,7 @@ static int put(struct slot *s, uint64_t off, uint64_t len, bool zero)
     }
     if (r < 0) {
         s->writes--;
-        if (!c->error) {
-            c->error = r;
-            cli_lib_error();
-        }
+        fail(c, r);
     }
     return r;
 }
@@ -213,9 +236,98 @@ static void write_chunk(struct slot *s)
     write_done(s, 0);
 }
 
+/* The chunk in S is read: -B's data next to it, then its writes. */
+static void read_done(void *user, int ret)
+{
+    struct slot *s = user;
+    struct conv *c = s->c;
+    if (ret < 0 && !c->error) {
+        c->error = ret;
+        read_error(s->off);
+    }
+    if (--s->reads)
+        return;
+    if (c->error) {
+        s->busy = false;
+        return;
+    }
+    if (c->backing) {
+        uint64_t bsize = vdisk_get_size(c->backing);
+        uint64_t have = s->off < bsize ? (bsize - s->off < s->len ? bsize - s->off : s->len) : 0;
+        if (have && vdisk_pread(c->backing, s->cmp, have, s->off) < 0) {
+            fail(c, -EIO); /* (the message is the backing file's) */
+            s->busy = false;
+            return;
+        }
+        memset(s->cmp + have, 0, s->len - have);
+    }
+    write_chunk(s);
+}
+
+/* Starts the reads of the chunk in S from the sources. */
+static void read_chunk(struct slot *s, vdisk_queue **rq)
+{
+    struct conv *c = s->c;
+    uint64_t off = s->off, len = s->len;
+    uint8_t *buf = s->buf;
+    s->reads = 1; /* a guard while the reads are started */
+    while (len && !c->error) {
+        struct src *src = source_at(c, off);
+        int i = (int)(src - c->srcs);
+        uint64_t in = off - src->start, n = src->size - in < len ? src->size - in : len;
+        if (!rq[i] && vdisk_queue_new(&rq[i], src->dev, c->parallel * 2) < 0) {
+            fail(c, -EIO);
+            break;
+        }
+        struct iovec v = {buf, n};
+        s->reads++;
+        int r = vdisk_aio_preadv(rq[i], &v, 1, in, 0, read_done, s);
+        if (r < 0) {
+            s->reads--;
+            fail(c, r);
+            break;
+        }
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    read_done(s, 0);
+}
+
+/* Hands what was started to the engines, waits until a queue has
+ * completions (when WAIT), and reaps them all. */
+static int run_queues(struct conv *c, vdisk_queue *wq, vdisk_queue **rq, bool wait)
+{
+    struct pollfd pfd[MAX_SOURCES + 1];
+    vdisk_queue *qs[MAX_SOURCES + 1];
+    int n = 0;
+    for (int i = 0; i < c->nsrc; i++)
+        if (rq[i])
+            qs[n++] = rq[i];
+    qs[n++] = wq;
+    for (int i = 0; i < n; i++) {
+        if (vdisk_queue_submit(qs[i]) < 0)
+            return -1;
+        pfd[i].fd = vdisk_queue_get_fd(qs[i]);
+        pfd[i].events = POLLIN;
+        if (pfd[i].fd < 0)
+            return -1;
+    }
+    if (wait && poll(pfd, (nfds_t)n, -1) < 0 && errno != EINTR) {
+        cli_error("poll: %s", strerror(errno));
+        return -1;
+    }
+    /* The reads first: the writes they start are reaped (or submitted) next. */
+    for (int i = 0; i < n; i++)
+        if (vdisk_queue_reap(qs[i], 0, 0) < 0)
+            return -1;
+    return vdisk_queue_submit(wq) < 0 ? -1 : 0;
+}
+
 static int copy_plain(struct conv *c)
 {
     vdisk_queue *wq;
+    vdisk_queue *rq[MAX_SOURCES] = {NULL};
     if (vdisk_queue_new(&wq, c->dst, c->parallel * 4) < 0) {
         cli_lib_error();
         return -1;
@@ -240,14 +352,22 @@ static int copy_plain(struct conv *c)
         return -1;
     }
     uint64_t off = 0;
-    while (!c->error && (off < c->total || vdisk_queue_in_flight(wq))) {
+    for (;;) {
         struct slot *s = NULL;
-        for (unsigned i = 0; i < c->parallel && !s; i++)
-            if (!slots[i].busy)
+        bool busy = false;
+        for (unsigned i = 0; i < c->parallel; i++) {
+            if (slots[i].busy)
+                busy = true;
+            else if (!s)
                 s = &slots[i];
+        }
+        if (c->error || (off >= c->total && !busy))
+            break;
         if (!s || off >= c->total) {
-            if (vdisk_queue_reap(wq, 1, -1) < 0)
+            if (run_queues(c, wq, rq, true) < 0) {
+                fail(c, -EIO);
                 break;
+            }
             continue;
         }
         uint64_t len = c->total - off < c->chunk ? c->total - off : c->chunk;
@@ -255,43 +375,34 @@ static int copy_plain(struct conv *c)
          * they cost nothing at all, however long (an image claiming an
          * exabyte converts in time proportional to what it holds). */
         uint64_t zlen;
+        s->busy = true;
+        s->off = off;
         if (!c->backing && c->sparse != UINT64_MAX &&
             source_zero(c, off, c->target_fresh ? c->total - off : len, &zlen) == 1) {
             len = c->target_fresh || zlen < len ? zlen : len;
+            s->len = len;
             if (!c->target_fresh) {
-                s->busy = true;
-                s->off = off;
-                s->len = len;
                 s->writes = 0;
                 put(s, off, len, true);
             } else {
                 progress(c, len);
+                s->busy = false;
             }
-            off += len;
-            vdisk_queue_submit(wq);
-            continue;
+        } else {
+            s->len = len;
+            read_chunk(s, rq);
         }
-        s->busy = true;
-        s->off = off;
-        s->len = len;
-        if (read_sources(c, s->buf, off, len) < 0 ||
-            (c->backing && off < vdisk_get_size(c->backing) &&
-             vdisk_pread(c->backing, s->cmp, vdisk_get_size(c->backing) - off < len
-                                                   ? vdisk_get_size(c->backing) - off : len,
-                         off) < 0)) {
-            cli_lib_error();
-            c->error = -EIO;
+        off += len;
+        /* What is started goes to the engines now; what completed is
+         * reaped without waiting (its slot is free for the next chunk). */
+        if (run_queues(c, wq, rq, false) < 0) {
+            fail(c, -EIO);
             break;
         }
-        if (c->backing) {
-            uint64_t bsize = vdisk_get_size(c->backing);
-            uint64_t have = off < bsize ? (bsize - off < len ? bsize - off : len) : 0;
-            memset(s->cmp + have, 0, len - have);
-        }
-        write_chunk(s);
-        vdisk_queue_submit(wq);
-        off += len;
     }
+    /* Reads still in flight (after an error) end without writing. */
+    for (int i = 0; i < c->nsrc; i++)
+        vdisk_queue_free(rq[i]);
     vdisk_queue_drain(wq);
     vdisk_queue_free(wq);
     for (unsigned i = 0; i < c->parallel; i++) {
@@ -348,14 +459,16 @@ struct cpool {
 static int run_job(struct conv *c, struct cjob *j)
 {
     if (read_sources(c, j->in, j->off, j->len) < 0)
-        return -1;
+        return -1; /* reported */
     if (c->backing) {
         /* The backing file's view of the job (zeroes past its end). */
         uint64_t bsize = vdisk_get_size(c->backing);
         uint64_t have = j->off < bsize ? (bsize - j->off < j->len ? bsize - j->off : j->len) : 0;
         memset(j->cmp + have, 0, j->len - have);
-        if (have && vdisk_pread(c->backing, j->cmp, have, j->off) < 0)
+        if (have && vdisk_pread(c->backing, j->cmp, have, j->off) < 0) {
+            cli_lib_error(); /* the message is this thread's */
             return -1;
+        }
     }
     bool sparse = c->sparse != UINT64_MAX; /* -S 0 compresses zeroes too */
     for (uint64_t i = 0, pos = 0; pos < j->len; i++, pos += c->cluster) {
@@ -365,8 +478,10 @@ static int run_job(struct conv *c, struct cjob *j)
         } else if (sparse && all_zero(j->in + pos, n)) {
             j->kind[i] = CK_ZERO;
         } else {
-            if (vdisk_compress(c->dst, j->in + pos, n, j->out + pos, c->cluster, &j->clen[i]) < 0)
+            if (vdisk_compress(c->dst, j->in + pos, n, j->out + pos, c->cluster, &j->clen[i]) < 0) {
+                cli_lib_error();
                 return -1;
+            }
             j->kind[i] = j->clen[i] ? CK_PACKED : CK_RAW;
         }
     }
@@ -387,9 +502,7 @@ static void *compressor(void *arg)
             continue; /* a zero extent: nothing to do */
         j->state = 2;
         pthread_mutex_unlock(&p->lock);
-        int r = run_job(p->c, j);
-        if (r < 0)
-            cli_lib_error(); /* the message is this thread's */
+        int r = run_job(p->c, j); /* (a failure is reported) */
         pthread_mutex_lock(&p->lock);
         j->err = r;
         j->state = 3;

@@ -25,6 +25,21 @@ void cli_lib_error(void)
     fprintf(stderr, "vdisk: %s\n", vdisk_get_error());
 }
 
+const char *cli_lib_detail(void)
+{
+    /* The library's messages begin with the call that failed
+     * ("vdisk_pread: "): the CLI says what it was doing instead. */
+    const char *e = vdisk_get_error(), *p = e;
+    if (strncmp(p, "vdisk_", 6) == 0) {
+        p += 6;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
+            p++;
+        if (p[0] == ':' && p[1] == ' ')
+            return p + 2;
+    }
+    return e;
+}
+
 bool is_help(const char *arg)
 {
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
