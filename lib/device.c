@@ -14,6 +14,7 @@
 
 #include "abi.h"
 #include "internal.h"
+#include "json_name.h"
 #include "options_internal.h"
 
 /* ---- Driver registry ------------------------------------------------------ */
@@ -74,6 +75,7 @@ void dev_free(struct vdisk_dev *dev)
     pthread_mutex_destroy(&dev->core->sync_lock);
     pthread_mutex_destroy(&dev->core->track_lock);
     quiesce_fini(&dev->core->quiesce);
+    free(dev->core->shown);
     free(dev->filename);
     free((struct dev_full *)dev);
 }
@@ -335,21 +337,52 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
     return r;
 }
 
+static const char *format_name(const struct vdisk_dev *dev);
+
+/* A json: name's format beside the option "format" (FORMAT): the one they
+ * say, or -EINVAL when they say different ones. */
+static int json_format(const struct json_name *jn, const char *name, const char **format)
+{
+    if (jn->format && *format && strcmp(jn->format, *format))
+        return err_set(-EINVAL, "%s: the name says the format '%s', the options '%s'", name,
+                       jn->format, *format);
+    if (jn->format)
+        *format = jn->format;
+    return 0;
+}
+
 VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts)
 {
     err_enter(__func__);
     *devp = NULL;
     if (!filename || !*filename)
         return err_set(-EINVAL, "no file name given");
+    struct json_name jn = {.read_only = -1};
+    if (json_name_is(filename)) {
+        int r = json_name_parse(filename, &jn);
+        if (r < 0)
+            return r;
+    }
     struct opt_set os;
     int r = opt_set_init(&os, opts);
-    if (r < 0)
+    if (r < 0) {
+        json_name_free(&jn);
         return r;
+    }
     struct vdisk_open_params params;
     r = parse_params(&os, &params);
+    if (jn.read_only == 1)
+        params.read_only = true; /* (false: the options may still ask for it) */
+    const char *format = opt_take(&os, "format");
+    if (r == 0 && jn.filename) {
+        r = json_format(&jn, filename, &format);
+        if (jn.protocol_only && !format)
+            format = "raw";
+        filename = jn.filename;
+    }
     struct vdisk_dev *dev = NULL;
     if (r == 0)
-        r = dev_open(&dev, filename, opt_take(&os, "format"), &params, &os);
+        r = dev_open(&dev, filename, format, &params, &os);
     if (r == 0) {
         r = opt_check_all_taken(&os, dev->drv->name);
         if (r < 0)
@@ -357,7 +390,15 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
         else
             *devp = dev;
     }
+    if (r == 0 && jn.shown_file &&
+        !(dev->core->shown = str_printf("json:{\"driver\": \"%s\", \"file\": %s}",
+                                        format_name(dev), jn.shown_file))) {
+        dev_unref(dev);
+        *devp = NULL;
+        r = err_set(-ENOMEM, "out of memory");
+    }
     opt_set_fini(&os);
+    json_name_free(&jn);
     return r;
 }
 
@@ -367,12 +408,37 @@ VDISK_EXPORT void vdisk_close(vdisk_dev *dev)
     dev_unref(dev);
 }
 
+static int create_in(const char *filename, const char *format, uint64_t size,
+                     const vdisk_options *opts);
+
 VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t size,
                               const vdisk_options *opts)
 {
     err_enter(__func__);
     if (!filename || !*filename)
         return err_set(-EINVAL, "no file name given");
+    struct json_name jn = {.read_only = -1};
+    if (json_name_is(filename)) {
+        /* The name of the image's storage (its protocol object). */
+        int r = json_name_parse(filename, &jn);
+        if (r == 0 && jn.read_only == 1)
+            r = err_set(-EROFS, "%s: the name says read-only", filename);
+        if (r == 0)
+            r = json_format(&jn, filename, &format);
+        if (r < 0) {
+            json_name_free(&jn);
+            return r;
+        }
+        filename = jn.filename;
+    }
+    int r = create_in(filename, format, size, opts);
+    json_name_free(&jn);
+    return r;
+}
+
+static int create_in(const char *filename, const char *format, uint64_t size,
+                     const vdisk_options *opts)
+{
     if (!format)
         format = "raw";
     const struct vdisk_driver *drv = driver_by_name(format);
@@ -485,6 +551,8 @@ VDISK_EXPORT int vdisk_get_info(vdisk_dev *dev, struct vdisk_info *info)
     in.actual_size = a < 0 ? -1 : a;
     if (dev->drv->get_info)
         dev->drv->get_info(dev, &in);
+    if (dev->core->shown)
+        in.filename = dev->core->shown;
     abi_copy_out(info, &in, have, sizeof in);
     return 0;
 }

@@ -90,6 +90,9 @@ struct dev_core {
      * requests back too (its requests reach the other only as children). */
     struct vdisk_dev *quiesce_under;
     struct vdisk_dev *upper_next;
+    /* Opened by a json: name that qemu-img shows otherwise than the plain
+     * name it came to (lib/json_name.c): vdisk_get_info's filename. */
+    char *shown;
 };
 
 /*

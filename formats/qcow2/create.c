@@ -110,6 +110,10 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
     if (o->backing && strlen(o->backing) > QCOW2_MAX_BACKING_NAME)
         return err_set(-EINVAL, "the backing file name is longer than %d bytes",
                        QCOW2_MAX_BACKING_NAME);
+    if (o->backing && !strncmp(o->backing, "json:", 5))
+        return err_set(-ENOTSUP, "the backing file name '%s' is a json: name, which vdisk does "
+                       "not follow in images; give the plain name (a path, an NBD URI or an "
+                       "rbd: name)", o->backing);
     if (o->backing_fmt && !o->backing)
         return err_set(-EINVAL, "a backing format needs a backing file");
     if (o->backing_fmt && !driver_by_name(o->backing_fmt))

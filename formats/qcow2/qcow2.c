@@ -128,6 +128,10 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
                        s->dev->filename, s->backing_name);
     if (s->dev->params.open_backing)
         return open_backing_hook(s, os);
+    if (!strncmp(s->backing_name, "json:", 5))
+        return err_set(-ENOTSUP, "%s: the backing file name is a json: name ('%s'), which "
+                       "vdisk does not follow in images (rebase -u onto the plain name)",
+                       s->dev->filename, s->backing_name);
     s->full_backing = resolve_backing(s->dev->filename, s->backing_name);
     if (!s->full_backing)
         return err_set(-ENOMEM, "out of memory");

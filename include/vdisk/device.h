@@ -116,7 +116,12 @@ typedef struct vdisk_dev vdisk_dev;
  * which is then the image's file: the format is probed from it, and a
  * backing file may be named so too.  Opening connects (and blocks until
  * the server answers); -ECONNREFUSED, -ENOENT ... when it cannot, -EROFS
- * when writing is asked of a read-only export.
+ * when writing is asked of a read-only export.  An rbd: name
+ * (rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][:KEY=VALUE...]) names an image in a
+ * Ceph cluster.  A json:{...} name is taken as qemu-img takes it (the
+ * format's "driver", its "file" object with the protocol's "driver" file,
+ * host_device, nbd or rbd and their keys, "read-only"; any other key is
+ * refused with -ENOTSUP); its format must agree with the option "format".
  *
  * OPTS may be NULL; see vdisk/options.h for the keys ("format", "read-only",
  * "cache", "engine", ...).  Without "format", the format is probed from the
@@ -168,7 +173,10 @@ void vdisk_close(vdisk_dev *dev);
  * vdisk_create: creates an image FILENAME of FORMAT ("raw" when NULL, or
  * "qcow2") holding SIZE bytes (rounded up to 512).  An existing file is
  * truncated, unless another process uses it (-EAGAIN, see "Image
- * locking"); a host block device keeps its size.  OPTS may be NULL.
+ * locking"); a host block device keeps its size.  FILENAME may be a
+ * json:{...} name (see vdisk_open): its protocol object says where the
+ * image goes, its format must be FORMAT, and "read-only": true is refused
+ * (-EROFS).  OPTS may be NULL.
  * Every option is checked before the file is touched: a bad value, an
  * option the format does not take, or a combination it refuses fails with
  * -EINVAL and a message (qemu-img's, where it has one).  The options, as

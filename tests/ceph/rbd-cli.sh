@@ -5,7 +5,8 @@
 #
 #   usage: rbd-cli.sh VDISK
 #
-#   - create, info (text and JSON, as qemu-img), resize;
+#   - create, info (text and JSON, as qemu-img; plain and json:{...}
+#     names), resize;
 #   - convert into the pool and out of it, many sizes and shapes of sparse
 #     images: rbd export, qemu-img convert and vdisk read the same bytes,
 #     and zeroes are not written (rbd du);
@@ -54,6 +55,16 @@ for n in "rbd:$P/a" "rbd:$P/a:conf=$CEPH_CONF:id=admin"; do
   t qemu-img info --output=json "$n" >q.txt
   t "$V" info --output=json "$n" >v.txt
   same q.txt v.txt "info --output=json $n"
+done
+# The JSON form of the names (json:{...}, as qemu-img takes and shows them).
+for n in "json:{\"driver\":\"raw\",\"file\":{\"driver\":\"rbd\",\"pool\":\"$P\",\"image\":\"a\"}}" \
+  "json:{\"driver\": \"raw\", \"file\": {\"driver\": \"rbd\", \"pool\": \"$P\", \"image\": \"a\", \"conf\": \"$CEPH_CONF\", \"user\": \"admin\"}}" \
+  "json:{\"file.driver\":\"rbd\",\"file.pool\":\"$P\",\"file.image\":\"a\",\"file.namespace\":\"\"}"; do
+  for fmt_args in "" "--output=json"; do
+    t qemu-img info $fmt_args "$n" >q.txt
+    t "$V" info $fmt_args "$n" >v.txt
+    same q.txt v.txt "info $fmt_args $n"
+  done
 done
 t "$V" resize -f raw "rbd:$P/a" 48M >/dev/null
 [ "$(t rbd info --format json "$P/a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')" = 50331648 ] ||
@@ -138,11 +149,20 @@ for img in q q2; do
   t "$V" check -f qcow2 "rbd:$P/$img" >v.txt || fail "vdisk check $img: $(cat v.txt)"
 done
 t qemu-img compare -f raw -F qcow2 src.raw "rbd:$P/q2" >/dev/null || fail "qcow2 in RBD differs from its source"
+jq2="json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"rbd\",\"pool\":\"$P\",\"image\":\"q2\"}}"
 for fmt_args in "" "--output=json"; do
-  t qemu-img info $fmt_args "rbd:$P/q2" >q.txt
-  t "$V" info $fmt_args "rbd:$P/q2" >v.txt
-  same q.txt v.txt "info $fmt_args of a qcow2 in RBD"
+  for n in "rbd:$P/q2" "$jq2"; do
+    t qemu-img info $fmt_args "$n" >q.txt
+    t "$V" info $fmt_args "$n" >v.txt
+    same q.txt v.txt "info $fmt_args of a qcow2 in RBD ($n)"
+  done
 done
+# Read through its JSON name, and written to a new image named so.
+t "$V" convert -O raw "$jq2" out.raw
+same src.raw out.raw "convert from $jq2"
+jq3="json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"rbd\",\"pool\":\"$P\",\"image\":\"q3\"}}"
+t "$V" convert -f raw -O qcow2 src.raw "$jq3"
+t qemu-img compare -f raw -F qcow2 src.raw "rbd:$P/q3" >/dev/null || fail "convert to $jq3"
 t qemu-io -f qcow2 -r -c "read -P 0x71 1M 300k" -c "read -P 0x72 40M 4k" -c "read -P 0 0 1M" "rbd:$P/q" >/dev/null ||
   fail "qemu-io reading vdisk's qcow2 in RBD"
 t "$V" nbd -t -f qcow2 -r -k "$work/nbd.sock" -x disk --fork --pid-file "$work/nbd.pid" "rbd:$P/q2"

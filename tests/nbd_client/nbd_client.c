@@ -352,6 +352,20 @@ START_TEST(qcow2_on_export)
     ck_assert_str_eq(r->out, "No errors were found on the image.\n"
                              "16/256 = 6.25% allocated, 0.00% fragmented, 0.00% compressed "
                              "clusters\nImage end offset: 1376256\n");
+    /* The same export by its JSON name (the server's object, as QEMU
+     * takes it): read the same, shown as qemu-img shows it. */
+    char *json = strdup(fmt("json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"nbd\","
+                            "\"server\":{\"type\":\"unix\",\"path\":\"%s\"},\"export\":\"exp\"}}",
+                            sock));
+    r = run("%s info '%s' | head -3", vdisk_bin(), json);
+    char *want = strdup(r->out);
+    ck_assert_int_eq(r->status, 0);
+    r = run("qemu-img info '%s' | head -3", json);
+    ck_assert_str_eq(want, r->out);
+    r = run("%s io -c 'read -P 0x45 4k 4k' '%s' | grep -v ' ops; '", vdisk_bin(), json);
+    ck_assert_str_eq(r->out, "read 4096/4096 bytes at offset 4096\n");
+    free(want);
+    free(json);
     free(uri);
     kill_server_sock(pid, sock);
     RUN_OK("qemu-img check -q '%s'", img);

@@ -145,11 +145,13 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
 
 /* NAME, a backing file name stored in IMAGE, as a path to open (malloc'd;
  * NULL when out of memory): resolved against IMAGE's folder, unless it is
- * absolute or names a protocol (a URI, an rbd: image), which stands alone. */
+ * absolute or names a protocol (a URI, an rbd: image, a json: name), which
+ * stands alone. */
 static char *beside_path(const char *image, const char *name)
 {
     const char *slash = strrchr(image, '/');
-    if (name[0] == '/' || strstr(name, "://") || !strncmp(name, "rbd:", 4) || !slash)
+    if (name[0] == '/' || strstr(name, "://") || !strncmp(name, "rbd:", 4) ||
+        !strncmp(name, "json:", 5) || !slash)
         return strdup(name);
     char *path;
     return asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0 ? NULL : path;

@@ -1,0 +1,760 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/json_name.c: json:{...} file names (json_name.h), the form qemu-img
+ * takes besides plain names, e.g.
+ *
+ *   json:{"driver": "qcow2", "file": {"driver": "file", "filename": "a.qcow2"}}
+ *   json:{"driver": "raw", "file": {"driver": "rbd", "pool": "rbd", "image": "vm1"}}
+ *   json:{"driver": "nbd", "server": {"type": "unix", "path": "/run/s"}, "export": "e"}
+ *
+ * The JSON is read strictly (RFC 8259: UTF-8, no trailing bytes, no
+ * duplicate keys), at most JSON_NAME_MAX bytes, JSON_NAME_DEPTH levels and
+ * JSON_NAME_KEYS keys; a message says where the reading stopped ("at byte
+ * N", counted from 0 in the whole name).  Nested objects and dotted keys are the same thing
+ * ("file": {"driver": "rbd"} is "file.driver": "rbd"), as in QEMU.
+ *
+ * The keys vdisk takes:
+ *   driver       a format (raw, qcow2: the image is then in "file") or a
+ *                protocol (file, host_device, nbd, rbd: the object is the
+ *                protocol's, the image is raw); without it the format is
+ *                probed
+ *   read-only    true or false
+ *   file         the protocol's object, with a format (or none)
+ *   filename     in the protocol's object: a plain name (path, NBD URI,
+ *                rbd: name); without the protocol's "driver" the name
+ *                says which
+ * and in the protocol's object:
+ *   file, host_device   filename
+ *   nbd          server.type (inet, the default, or unix), server.host,
+ *                server.port (10809), server.path, export; or filename (a URI)
+ *   rbd          pool, namespace, image, snapshot, conf, user; or filename
+ * Any other key is refused (QEMU's words: "... does not support the option"),
+ * so that nothing the name asks for is silently left out; arrays too (rbd's
+ * server list: name the monitors in a conf file or :mon_host= instead).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "json_name.h"
+
+enum jtype { J_STR, J_NUM, J_BOOL, J_NULL };
+
+struct jkey {
+    char *key, *val;
+    enum jtype type;
+    bool used;
+};
+
+struct jp {
+    const char *name;           /* the whole json: name, for messages */
+    const char *start, *p, *end;
+    struct jkey keys[JSON_NAME_KEYS];
+    unsigned n;
+    int err;
+};
+
+static int jp_fail(struct jp *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int jp_fail(struct jp *j, const char *fmt, ...)
+{
+    if (j->err)
+        return j->err;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    j->err = err_set(-EINVAL, "%s: Could not parse the JSON options: %s (at byte %zu)", j->name,
+                     why, (size_t)(j->p - j->start) + 5);
+    return j->err;
+}
+
+static void skip_ws(struct jp *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static void put_utf8(char *out, size_t *w, uint32_t c)
+{
+    if (c < 0x80) {
+        out[(*w)++] = (char)c;
+    } else if (c < 0x800) {
+        out[(*w)++] = (char)(0xc0 | (c >> 6));
+        out[(*w)++] = (char)(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+        out[(*w)++] = (char)(0xe0 | (c >> 12));
+        out[(*w)++] = (char)(0x80 | ((c >> 6) & 0x3f));
+        out[(*w)++] = (char)(0x80 | (c & 0x3f));
+    } else {
+        out[(*w)++] = (char)(0xf0 | (c >> 18));
+        out[(*w)++] = (char)(0x80 | ((c >> 12) & 0x3f));
+        out[(*w)++] = (char)(0x80 | ((c >> 6) & 0x3f));
+        out[(*w)++] = (char)(0x80 | (c & 0x3f));
+    }
+}
+
+/* The length of the valid UTF-8 sequence at P (before END), or 0. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    size_t n;
+    uint32_t c, min;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2, c = p[0] & 0x1f, min = 0x80;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3, c = p[0] & 0x0f, min = 0x800;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4, c = p[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (p[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static int hex4(struct jp *j, uint32_t *out)
+{
+    if (j->end - j->p < 4)
+        return jp_fail(j, "a \\u escape is cut short");
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        char ch = j->p[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0'
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+        if (d < 0)
+            return jp_fail(j, "a \\u escape has a non-hex digit");
+        v = v << 4 | (uint32_t)d;
+    }
+    j->p += 4;
+    *out = v;
+    return 0;
+}
+
+/* A string at j->p (its opening quote): decoded into a new buffer. */
+static char *parse_string(struct jp *j)
+{
+    j->p++; /* '"' */
+    /* Decoded, it is never longer than it is written. */
+    const char *q = j->p;
+    while (q < j->end && *q != '"')
+        q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
+    if (q >= j->end) {
+        jp_fail(j, "a string has no closing quote");
+        return NULL;
+    }
+    char *out = malloc((size_t)(q - j->p) + 1);
+    if (!out) {
+        j->err = err_set(-ENOMEM, "out of memory");
+        return NULL;
+    }
+    size_t w = 0;
+    while (*j->p != '"') {
+        unsigned char c = (unsigned char)*j->p;
+        if (c < 0x20) {
+            jp_fail(j, "a control character in a string");
+            goto fail;
+        }
+        if (c >= 0x80) {
+            size_t n = utf8_len((const unsigned char *)j->p, (const unsigned char *)j->end);
+            if (!n) {
+                jp_fail(j, "a string is not valid UTF-8");
+                goto fail;
+            }
+            memcpy(out + w, j->p, n);
+            w += n;
+            j->p += n;
+            continue;
+        }
+        j->p++;
+        if (c != '\\') {
+            out[w++] = (char)c;
+            continue;
+        }
+        c = (unsigned char)*j->p++;
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *e = c ? strchr(from, c) : NULL;
+        if (e) {
+            out[w++] = to[e - from];
+            continue;
+        }
+        if (c != 'u') {
+            j->p--;
+            jp_fail(j, "an unknown escape in a string");
+            goto fail;
+        }
+        uint32_t u, lo;
+        if (hex4(j, &u) < 0)
+            goto fail;
+        if (u >= 0xd800 && u <= 0xdbff) {
+            if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u') {
+                jp_fail(j, "a lone UTF-16 surrogate");
+                goto fail;
+            }
+            j->p += 2;
+            if (hex4(j, &lo) < 0)
+                goto fail;
+            if (lo < 0xdc00 || lo > 0xdfff) {
+                jp_fail(j, "a lone UTF-16 surrogate");
+                goto fail;
+            }
+            u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+        } else if (u >= 0xdc00 && u <= 0xdfff) {
+            jp_fail(j, "a lone UTF-16 surrogate");
+            goto fail;
+        }
+        if (u == 0) {
+            jp_fail(j, "a NUL character in a string");
+            goto fail;
+        }
+        put_utf8(out, &w, u);
+    }
+    j->p++; /* '"' */
+    out[w] = '\0';
+    return out;
+fail:
+    free(out);
+    return NULL;
+}
+
+static int add_key(struct jp *j, const char *path, char *val, enum jtype type)
+{
+    for (unsigned i = 0; i < j->n; i++) {
+        if (!strcmp(j->keys[i].key, path)) {
+            free(val);
+            return jp_fail(j, "the key '%s' is given twice", path);
+        }
+    }
+    if (j->n == JSON_NAME_KEYS) {
+        free(val);
+        return jp_fail(j, "more than %d keys", JSON_NAME_KEYS);
+    }
+    char *k = strdup(path);
+    if (!k) {
+        free(val);
+        return j->err = err_set(-ENOMEM, "out of memory");
+    }
+    j->keys[j->n++] = (struct jkey){.key = k, .val = val, .type = type};
+    return 0;
+}
+
+static int parse_value(struct jp *j, const char *path, int depth);
+
+/* An object at j->p; its keys are PREFIX.KEY ("" at the top). */
+static int parse_object(struct jp *j, const char *prefix, int depth)
+{
+    if (depth > JSON_NAME_DEPTH)
+        return jp_fail(j, "objects nest deeper than %d levels", JSON_NAME_DEPTH);
+    j->p++; /* '{' */
+    skip_ws(j);
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(j);
+        if (j->p >= j->end || *j->p != '"')
+            return jp_fail(j, "a key (a string) was expected");
+        char *key = parse_string(j);
+        if (!key)
+            return j->err;
+        size_t pl = strlen(prefix), kl = strlen(key);
+        char *path = malloc(pl + kl + 2);
+        if (!path) {
+            free(key);
+            return j->err = err_set(-ENOMEM, "out of memory");
+        }
+        if (pl)
+            snprintf(path, pl + kl + 2, "%s.%s", prefix, key);
+        else
+            memcpy(path, key, kl + 1);
+        bool empty = kl == 0;
+        free(key);
+        if (empty) {
+            free(path);
+            return jp_fail(j, "an empty key");
+        }
+        skip_ws(j);
+        if (j->p >= j->end || *j->p != ':') {
+            free(path);
+            return jp_fail(j, "':' was expected after a key");
+        }
+        j->p++;
+        int r = parse_value(j, path, depth);
+        free(path);
+        if (r < 0)
+            return r;
+        skip_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p == '}') {
+            j->p++;
+            return 0;
+        }
+        return jp_fail(j, "',' or '}' was expected");
+    }
+}
+
+static int parse_number(struct jp *j, const char *path)
+{
+    const char *s = j->p;
+    if (j->p < j->end && *j->p == '-')
+        j->p++;
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+        return jp_fail(j, "a number was expected");
+    if (*j->p == '0')
+        j->p++;
+    else
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    bool integer = true;
+    if (j->p < j->end && *j->p == '.') {
+        integer = false;
+        j->p++;
+        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+            return jp_fail(j, "a digit was expected after '.'");
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        integer = false;
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+            j->p++;
+        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+            return jp_fail(j, "a digit was expected in an exponent");
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    if (!integer)
+        return jp_fail(j, "'%s': only whole numbers are taken", path);
+    char *v = strndup(s, (size_t)(j->p - s));
+    if (!v)
+        return j->err = err_set(-ENOMEM, "out of memory");
+    return add_key(j, path, v, J_NUM);
+}
+
+static int parse_value(struct jp *j, const char *path, int depth)
+{
+    skip_ws(j);
+    if (j->p >= j->end)
+        return jp_fail(j, "a value was expected");
+    static const struct {
+        const char *word;
+        enum jtype type;
+    } words[] = {{"true", J_BOOL}, {"false", J_BOOL}, {"null", J_NULL}};
+    switch (*j->p) {
+    case '{':
+        return parse_object(j, path, depth + 1);
+    case '[':
+        return jp_fail(j, "'%s': arrays are not supported", path);
+    case '"': {
+        char *v = parse_string(j);
+        return v ? add_key(j, path, v, J_STR) : j->err;
+    }
+    default:
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+            size_t n = strlen(words[i].word);
+            if ((size_t)(j->end - j->p) >= n && !memcmp(j->p, words[i].word, n)) {
+                j->p += n;
+                char *v = strdup(words[i].word);
+                if (!v)
+                    return j->err = err_set(-ENOMEM, "out of memory");
+                return add_key(j, path, v, words[i].type);
+            }
+        }
+        return parse_number(j, path);
+    }
+}
+
+/* ---- From the keys to a plain name ---------------------------------------- */
+
+static struct jkey *get(struct jp *j, const char *key)
+{
+    for (unsigned i = 0; i < j->n; i++) {
+        if (!strcmp(j->keys[i].key, key)) {
+            j->keys[i].used = true;
+            return &j->keys[i];
+        }
+    }
+    return NULL;
+}
+
+/* Whether KEY is given (it is not marked used). */
+static bool given(struct jp *j, const char *key)
+{
+    for (unsigned i = 0; i < j->n; i++)
+        if (!strcmp(j->keys[i].key, key))
+            return true;
+    return false;
+}
+
+/* Whether a key under PREFIX (e.g. "file.") is given. */
+static bool has_prefix(struct jp *j, const char *prefix)
+{
+    for (unsigned i = 0; i < j->n; i++)
+        if (!strncmp(j->keys[i].key, prefix, strlen(prefix)))
+            return true;
+    return false;
+}
+
+static int bad(struct jp *j, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(struct jp *j, int r, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return j->err = err_set(r, "%s: %s", j->name, why);
+}
+
+/* The string value of KEY (prefixed with P), NULL when it is not given;
+ * numbers are taken as their digits.  *R: -EINVAL for another type. */
+static const char *str(struct jp *j, const char *p, const char *key, int *r)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s%s", p, key);
+    struct jkey *k = get(j, full);
+    if (!k)
+        return NULL;
+    if (k->type != J_STR && k->type != J_NUM) {
+        *r = bad(j, -EINVAL, "'%s' must be a string", full);
+        return NULL;
+    }
+    return k->val;
+}
+
+/* Appends S to the string being built in *B (of *LEN bytes, room *CAP),
+ * a backslash before each character of ESC; or, with PCT, %XX for each
+ * byte not unreserved in a URI (RFC 3986) nor '/'. */
+static int append(char **b, size_t *len, size_t *cap, const char *s, const char *esc, bool pct)
+{
+    size_t need = *len + strlen(s) * 3 + 1;
+    if (need > *cap) {
+        size_t c = need * 2;
+        char *nb = realloc(*b, c);
+        if (!nb)
+            return -ENOMEM;
+        *b = nb;
+        *cap = c;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (pct && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     strchr("-._~/", c))) {
+            static const char hex[] = "0123456789ABCDEF";
+            (*b)[(*len)++] = '%';
+            (*b)[(*len)++] = hex[c >> 4];
+            (*b)[(*len)++] = hex[c & 15];
+            continue;
+        }
+        if (esc && strchr(esc, c))
+            (*b)[(*len)++] = '\\';
+        (*b)[(*len)++] = (char)c;
+    }
+    (*b)[*len] = '\0';
+    return 0;
+}
+
+/* Builds the name from PARTS: pairs of (text, how) ending with NULL; how:
+ * 0 as it is, 1 rbd-escaped, 2 percent-encoded. */
+static char *build(const char *first, ...)
+{
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    va_list ap;
+    va_start(ap, first);
+    int r = append(&b, &len, &cap, first, NULL, false);
+    for (const char *s; r == 0 && (s = va_arg(ap, const char *));) {
+        int how = va_arg(ap, int);
+        r = append(&b, &len, &cap, s, how == 1 ? "\\/@:" : NULL, how == 2);
+    }
+    va_end(ap);
+    if (r < 0) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* The protocol's object under P ("" or "file."), driver DRV (NULL: none
+ * given, the name says): *OUT the plain name. */
+static int protocol(struct jp *j, const char *p, const char *drv, char **out)
+{
+    int r = 0;
+    const char *filename = str(j, p, "filename", &r);
+    if (r < 0)
+        return r;
+    if (filename && !*filename)
+        return bad(j, -EINVAL, "'%sfilename' is empty", p);
+    if (!drv || !strcmp(drv, "file") || !strcmp(drv, "host_device")) {
+        if (!filename)
+            return bad(j, -EINVAL, "'%sfilename' is required", p);
+        if (drv && (dev_is_network_name(filename)))
+            return bad(j, -EINVAL, "'%sfilename' (%s) is not a file", p, filename);
+        *out = strdup(filename);
+    } else if (!strcmp(drv, "nbd")) {
+        const char *type = str(j, p, "server.type", &r), *host = str(j, p, "server.host", &r);
+        const char *port = str(j, p, "server.port", &r), *path = str(j, p, "server.path", &r);
+        const char *exp = str(j, p, "export", &r);
+        if (r < 0)
+            return r;
+        if (filename) {
+            if (!dev_is_nbd_name(filename))
+                return bad(j, -EINVAL, "'%sfilename' (%s) is not an NBD URI (nbd://HOST/EXPORT, "
+                           "nbd+unix:///EXPORT?socket=PATH)", p, filename);
+            if (type || host || port || path || exp)
+                return bad(j, -EINVAL, "'%sfilename' and the server's options cannot be given "
+                           "together", p);
+            *out = strdup(filename);
+        } else if (!type || !strcmp(type, "inet")) {
+            if (!host)
+                return bad(j, -EINVAL, "'%sserver.host' is required", p);
+            if (path)
+                return bad(j, -EINVAL, "'%sserver.path' is for server.type unix", p);
+            bool v6 = strchr(host, ':') != NULL;
+            if (v6 && strspn(host, "0123456789abcdefABCDEF:.") != strlen(host))
+                return bad(j, -EINVAL, "'%sserver.host' (%s) is not a host name or address", p,
+                           host);
+            *out = build("nbd://", v6 ? "[" : "", 0, host, v6 ? 0 : 2, v6 ? "]" : "", 0, ":", 0,
+                         port ? port : "10809", 2, "/", 0, exp ? exp : "", 2, (char *)NULL);
+        } else if (!strcmp(type, "unix")) {
+            if (!path)
+                return bad(j, -EINVAL, "'%sserver.path' is required", p);
+            if (host || port)
+                return bad(j, -EINVAL, "'%sserver.host' and 'server.port' are for server.type "
+                           "inet", p);
+            *out = build("nbd+unix:///", exp ? exp : "", 2, "?socket=", 0, path, 2, (char *)NULL);
+        } else {
+            return bad(j, -ENOTSUP, "'%sserver.type' %s is not supported (inet or unix)", p,
+                       type);
+        }
+    } else if (!strcmp(drv, "rbd")) {
+        const char *pool = str(j, p, "pool", &r), *ns = str(j, p, "namespace", &r);
+        const char *image = str(j, p, "image", &r), *snap = str(j, p, "snapshot", &r);
+        const char *conf = str(j, p, "conf", &r), *user = str(j, p, "user", &r);
+        if (r < 0)
+            return r;
+        if (filename) {
+            if (strncmp(filename, "rbd:", 4))
+                return bad(j, -EINVAL, "'%sfilename' (%s) is not an rbd: name", p, filename);
+            if (pool || ns || image || snap || conf || user)
+                return bad(j, -EINVAL, "'%sfilename' and the image's options cannot be given "
+                           "together", p);
+            *out = strdup(filename);
+        } else {
+            if (!pool || !image)
+                return bad(j, -EINVAL, "'%s%s' is required", p, pool ? "image" : "pool");
+            if (!*pool || !*image)
+                return bad(j, -EINVAL, "'%s%s' is empty", p, *pool ? "image" : "pool");
+            bool has_ns = ns && *ns;
+            *out = build("rbd:", pool, 1, has_ns ? "/" : "", 0, has_ns ? ns : "", 1, "/", 0,
+                         image, 1, snap ? "@" : "", 0, snap ? snap : "", 1, conf ? ":conf=" : "",
+                         0, conf ? conf : "", 1, user ? ":id=" : "", 0, user ? user : "", 1,
+                         (char *)NULL);
+        }
+    } else {
+        return bad(j, -ENOTSUP, "Unknown protocol '%s' (file, host_device, nbd and rbd are "
+                   "supported)", drv);
+    }
+    if (!*out)
+        return j->err = err_set(-ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Appends "KEY": VALUE (a JSON string; ", " before it unless FIRST). */
+static int shown_key(char **b, size_t *len, size_t *cap, const char *key, const char *v,
+                     bool first)
+{
+    char pre[64];
+    snprintf(pre, sizeof pre, "%s\"%s\": \"", first ? "" : ", ", key);
+    if (append(b, len, cap, pre, NULL, false) < 0)
+        return -ENOMEM;
+    /* Room for the worst case: \u00XX for each byte. */
+    size_t need = *len + strlen(v) * 6 + 2;
+    if (need > *cap) {
+        char *nb = realloc(*b, need);
+        if (!nb)
+            return -ENOMEM;
+        *b = nb;
+        *cap = need;
+    }
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            (*b)[(*len)++] = '\\';
+            (*b)[(*len)++] = (char)*p;
+        } else if (*p < 0x20) {
+            *len += (size_t)snprintf(*b + *len, 7, "\\u%04x", *p);
+        } else {
+            (*b)[(*len)++] = (char)*p;
+        }
+    }
+    (*b)[(*len)++] = '"';
+    (*b)[*len] = '\0';
+    return 0;
+}
+
+/* An RBD image given by its keys under P: its object as qemu-img shows
+ * it, {...} with the keys given in QEMU's order (with a plain rbd: name
+ * QEMU adds "namespace": ""; given so, it lists only what was given). */
+static char *rbd_shown(struct jp *j, const char *p)
+{
+    static const char *const order[] = {"pool", "image", "conf", "snapshot", "driver",
+                                        "namespace", "user"};
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    int r = append(&b, &len, &cap, "{", NULL, false);
+    bool first = true;
+    for (size_t i = 0; r == 0 && i < sizeof order / sizeof order[0]; i++) {
+        char full[64];
+        snprintf(full, sizeof full, "%s%s", p, order[i]);
+        struct jkey *k = get(j, full);
+        if (k) {
+            r = shown_key(&b, &len, &cap, order[i], k->val, first);
+            first = false;
+        }
+    }
+    if (r == 0)
+        r = append(&b, &len, &cap, "}", NULL, false);
+    if (r < 0) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static bool is_protocol(const char *d)
+{
+    return !strcmp(d, "file") || !strcmp(d, "host_device") || !strcmp(d, "nbd") ||
+           !strcmp(d, "rbd");
+}
+
+static int translate(struct jp *j, struct json_name *out)
+{
+    int r = 0;
+    const char *drv = str(j, "", "driver", &r);
+    if (r < 0)
+        return r;
+    struct jkey *ro = get(j, "read-only");
+    if (ro) {
+        if (ro->type == J_BOOL || (ro->type == J_STR && (!strcmp(ro->val, "on") ||
+                                                        !strcmp(ro->val, "off") ||
+                                                        !strcmp(ro->val, "true") ||
+                                                        !strcmp(ro->val, "false"))))
+            out->read_only = !strcmp(ro->val, "true") || !strcmp(ro->val, "on");
+        else
+            return bad(j, -EINVAL, "'read-only' must be true or false");
+    }
+    const char *pd = NULL; /* the protocol's driver, when said */
+    if (drv && is_protocol(drv)) {
+        /* The object is the protocol's; the image is raw. */
+        pd = drv;
+        drv = NULL;
+        out->protocol_only = true;
+        r = protocol(j, "", pd, &out->filename);
+    } else {
+        if (drv && !driver_by_name(drv))
+            return bad(j, -ENOTSUP, "Unknown driver '%s'", drv);
+        if (drv && !(out->format = strdup(drv)))
+            return j->err = err_set(-ENOMEM, "out of memory");
+        struct jkey *f = get(j, "file");
+        if (f)
+            return bad(j, -EINVAL, "'file' must be an object (a reference to another node "
+                       "is not supported)");
+        if (has_prefix(j, "file.")) {
+            pd = str(j, "file.", "driver", &r);
+            if (r < 0)
+                return r;
+            r = protocol(j, "file.", pd, &out->filename);
+            if (r == 0 && pd && !strcmp(pd, "rbd") && !given(j, "file.filename") &&
+                !(out->shown_file = rbd_shown(j, "file.")))
+                return j->err = err_set(-ENOMEM, "out of memory");
+        } else {
+            /* (A "filename" beside a format's "driver" is not its file
+             * in QEMU either.) */
+            return bad(j, -EINVAL, drv ? "A block device must be specified for \"file\""
+                                       : "Must specify either driver or file");
+        }
+    }
+    if (r < 0)
+        return r;
+    for (unsigned i = 0; i < j->n; i++) {
+        const char *k = j->keys[i].key;
+        if (j->keys[i].used)
+            continue;
+        /* Whose option it would be: the protocol's object, else the format's. */
+        if (out->protocol_only || !strncmp(k, "file.", 5))
+            return bad(j, -ENOTSUP, "Block protocol '%s' does not support the option '%s'",
+                       pd ? pd : "file", k);
+        return bad(j, -ENOTSUP, "Block format '%s' does not support the option '%s'",
+                   drv ? drv : "(probed)", k);
+    }
+    return 0;
+}
+
+bool json_name_is(const char *name)
+{
+    return name && !strncmp(name, "json:", 5);
+}
+
+void json_name_free(struct json_name *n)
+{
+    free(n->filename);
+    free(n->format);
+    free(n->shown_file);
+    n->filename = n->format = n->shown_file = NULL;
+    n->read_only = -1;
+}
+
+int json_name_parse(const char *name, struct json_name *out)
+{
+    *out = (struct json_name){.read_only = -1};
+    size_t len = strlen(name);
+    if (!json_name_is(name))
+        return err_set(-EINVAL, "%s: not a json: name", name);
+    if (len > JSON_NAME_MAX)
+        return err_set(-ENAMETOOLONG, "a json: name of %zu bytes (at most %d)", len,
+                       JSON_NAME_MAX);
+    struct jp *j = calloc(1, sizeof *j);
+    if (!j)
+        return err_set(-ENOMEM, "out of memory");
+    j->name = name;
+    j->start = j->p = name + 5;
+    j->end = name + len;
+    skip_ws(j);
+    int r;
+    if (j->p >= j->end || *j->p != '{')
+        r = jp_fail(j, "an object ({...}) was expected");
+    else
+        r = parse_object(j, "", 1);
+    if (r == 0) {
+        skip_ws(j);
+        if (j->p != j->end)
+            r = jp_fail(j, "bytes follow the object");
+    }
+    if (r == 0)
+        r = translate(j, out);
+    for (unsigned i = 0; i < j->n; i++) {
+        free(j->keys[i].key);
+        free(j->keys[i].val);
+    }
+    free(j);
+    if (r < 0)
+        json_name_free(out);
+    return r;
+}
