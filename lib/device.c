@@ -402,6 +402,28 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     return r;
 }
 
+VDISK_EXPORT int vdisk_plain_name(const char *name, char **out)
+{
+    err_enter(__func__);
+    if (!out)
+        return err_set(-EINVAL, "no result pointer given (NULL)");
+    *out = NULL;
+    if (!name)
+        return err_set(-EINVAL, "no name given (NULL)");
+    if (!json_name_is(name)) {
+        *out = strdup(name);
+        return *out ? 0 : err_set(-ENOMEM, "out of memory");
+    }
+    struct json_name jn;
+    int r = json_name_parse(name, &jn);
+    if (r == 0) {
+        *out = jn.filename;
+        jn.filename = NULL;
+    }
+    json_name_free(&jn);
+    return r;
+}
+
 VDISK_EXPORT void vdisk_close(vdisk_dev *dev)
 {
     err_enter(__func__);

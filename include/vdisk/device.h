@@ -145,6 +145,16 @@ typedef struct vdisk_dev vdisk_dev;
 int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts);
 
 /*
+ * vdisk_plain_name: the plain name (a path, an NBD URI, an rbd: name) that
+ * NAME stands for: a copy of NAME, or what a json:{...} name comes to (see
+ * vdisk_open), e.g. to see which file an image given so is before writing
+ * to it.  Stores a new string in *OUT (free() it).  Returns 0, or -EINVAL
+ * (a bad json: name; the reason in vdisk_get_error), -ENOTSUP, -ENOMEM,
+ * with *OUT NULL.  Opens nothing; thread-safe.
+ */
+int vdisk_plain_name(const char *name, char **out);
+
+/*
  * vdisk_open_range: a device made of the bytes [OFFSET, OFFSET + LENGTH) of
  * PARENT, stored in *devp.  Block N of the new device is block
  * N + OFFSET / block size of the parent; requests outside the range fail

@@ -66,6 +66,13 @@ for n in "json:{\"driver\":\"raw\",\"file\":{\"driver\":\"rbd\",\"pool\":\"$P\",
     same q.txt v.txt "info $fmt_args $n"
   done
 done
+# And the options form (--image-opts).
+o="driver=raw,file.driver=rbd,file.pool=$P,file.image=a,file.conf=$CEPH_CONF"
+for fmt_args in "" "--output=json"; do
+  t qemu-img info $fmt_args --image-opts "$o" >q.txt
+  t "$V" info $fmt_args --image-opts "$o" >v.txt
+  same q.txt v.txt "info $fmt_args --image-opts $o"
+done
 t "$V" resize -f raw "rbd:$P/a" 48M >/dev/null
 [ "$(t rbd info --format json "$P/a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')" = 50331648 ] ||
   fail "resize: rbd info does not say 48 MiB"

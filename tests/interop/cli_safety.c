@@ -231,6 +231,64 @@ START_TEST(convert_checks_before_touching)
              "converting would overwrite it\n", src, over);
     fails_unchanged(src, want, "convert -f raw -O qcow2 -B '%s' -F qcow2 '%s' '%s'", over,
                     scratch("other.raw"), src);
+    /* Named by a json: name or by --target-image-opts, the target is the
+     * same file, and refused the same. */
+    snprintf(want, sizeof want, "vdisk: json:{\"driver\":\"raw\",\"file\":{\"driver\":\"file\","
+             "\"filename\":\"%s\"}}: the target is the source %s; converting would overwrite it\n",
+             src, src);
+    fails_unchanged(src, want, "convert -f raw -O raw '%s' 'json:{\"driver\":\"raw\",\"file\":"
+                    "{\"driver\":\"file\",\"filename\":\"%s\"}}'", src, src);
+    snprintf(want, sizeof want, "vdisk: json:{\"driver\": \"raw\", \"file.filename\": \"%s\"}: "
+             "the target is the source %s; converting would overwrite it\n", src, src);
+    fails_unchanged(src, want, "convert -n -f raw --target-image-opts '%s' "
+                    "driver=raw,file.filename='%s'", src, src);
+}
+END_TEST
+
+/* --image-opts and json: names as qemu-img takes them: the same output. */
+START_TEST(image_opts_as_qemu_img)
+{
+    const char *a = scratch("io-a.qcow2"), *b = scratch("io-b.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 '%s' 1M", a);
+    RUN_OK("qemu-io -f qcow2 -c 'write -P 0x33 64k 64k' '%s'", a);
+    RUN_OK("qemu-img create -q -f qcow2 '%s' 1M", b);
+    char opts[1024], json[1024];
+    snprintf(opts, sizeof opts, "driver=qcow2,file.driver=file,file.filename=%s", a);
+    snprintf(json, sizeof json, "json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\","
+             "\"filename\":\"%s\"}}", a);
+    static const char *const verbs[] = {"info", "info --output=json", "map", "map --output=json",
+                                        "check", "snapshot -l"};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        for (int form = 0; form < 2; form++) {
+            const char *how = form ? "" : "--image-opts ";
+            const char *name = form ? json : opts;
+            struct run *q = run("qemu-img %s %s'%s'", verbs[i], how, name);
+            char *want = strdup(q->out);
+            int qs = q->status;
+            struct run *v = run("%s %s %s'%s'", V, verbs[i], how, name);
+            ck_assert_msg(v->status == qs, "vdisk %s %s: exit %d, qemu-img %d", verbs[i], how,
+                          v->status, qs);
+            ck_assert_msg(strcmp(v->out, want) == 0, "vdisk %s %s'%s':\n%s\nqemu-img:\n%s",
+                          verbs[i], how, name, v->out, want);
+            free(want);
+        }
+    }
+    struct run *r = run("%s compare --image-opts '%s' 'driver=qcow2,file.filename=%s'", V, opts,
+                        b);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->out, "Content mismatch at offset 65536!\n");
+    RUN_OK("%s convert -n --image-opts --target-image-opts '%s' 'driver=qcow2,file.filename=%s'",
+           V, opts, b);
+    RUN_OK("qemu-img compare '%s' '%s'", a, b);
+    RUN_OK("%s resize --image-opts 'driver=qcow2,file.filename=%s' 2M", V, b);
+    r = run("qemu-img info '%s' | grep '^virtual size'", b);
+    ck_assert_str_eq(r->out, "virtual size: 2 MiB (2097152 bytes)\n");
+    fails_unchanged(b, "vdisk: --image-opts and --format are mutually exclusive\n",
+                    "info -f qcow2 --image-opts 'driver=qcow2,file.filename=%s'", b);
+    fails_unchanged(b, "vdisk: --target-image-opts requires use of -n flag\n",
+                    "convert --target-image-opts '%s' 'driver=qcow2,file.filename=%s'", a, b);
+    fails_unchanged(b, "vdisk: Invalid parameter 'file.filename' in --image-opts (expected "
+                    "KEY=VALUE)\n", "info --image-opts 'driver=qcow2,file.filename'");
 }
 END_TEST
 
@@ -438,6 +496,7 @@ int main(void)
     tcase_add_test(tc, create_checks_before_touching);
     tcase_add_test(tc, convert_checks_before_touching);
     tcase_add_test(tc, convert_failure_removes_only_its_target);
+    tcase_add_test(tc, image_opts_as_qemu_img);
     tcase_add_test(tc, amend_checks_before_touching);
     tcase_add_test(tc, resize_checks_before_touching);
     tcase_add_test(tc, backing_needs_format);

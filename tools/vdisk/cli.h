@@ -78,6 +78,13 @@ struct open_args {
     bool force_share;      /* -U: read even while another process writes */
 };
 vdisk_dev *cli_open(const char *path, const struct open_args *a);
+/* --image-opts: LIST is an image given by options (KEY=VALUE,..., ",," a
+ * comma), as qemu-img takes it: the json: name it stands for (malloc'd),
+ * or NULL with the reason printed (-f FORMAT may not be given with it). */
+char *cli_image_opts(const char *list, const char *format);
+/* getopt_long values of --image-opts and --target-image-opts. */
+#define CLI_OPT_IMAGE_OPTS        0x1000
+#define CLI_OPT_TARGET_IMAGE_OPTS 0x1001
 vdisk_dev *cli_open_image(const char *file, const struct open_args *a);
 
 /* Opens NAME (of FORMAT, raw when NULL) read-only as IMAGE's backing file

@@ -269,7 +269,7 @@ static void help(void)
     printf(
         "usage: vdisk bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO]\n"
         "                   [-n] [--no-drain] [-o OFFSET] [--pattern=BYTE] [-q]\n"
-        "                   [-s BUFFER_SIZE] [-S STEP_SIZE] [-t CACHE] [-w] [-U]\n"
+        "                   [-s BUFFER_SIZE] [-S STEP_SIZE] [-t CACHE] [-w] [-U] [--image-opts]\n"
         "                   [--random[=SEED]] FILE\n"
         "\n"
         "Runs a simple I/O benchmark on the image FILE, as qemu-img bench does:\n"
@@ -334,6 +334,7 @@ int cmd_bench(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"flush-interval", required_argument, NULL, OPT_FLUSH_INTERVAL},
         {"no-drain", no_argument, NULL, OPT_NO_DRAIN},
         {"pattern", required_argument, NULL, OPT_PATTERN},
@@ -348,10 +349,14 @@ int cmd_bench(int argc, char **argv)
     struct open_args oa = {0};
     int c;
 
+    bool image_opts = false;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":hc:d:f:i:no:qs:S:t:wU", longopts, NULL)) != -1) {
         switch (c) {
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'h':
             help();
             return 0;
@@ -459,6 +464,8 @@ int cmd_bench(int argc, char **argv)
     }
     oa.read_only = !is_write;
 
+    if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
+        return 1;
     vdisk_dev *dev = cli_open(argv[optind], &oa);
     if (!dev)
         return 1;

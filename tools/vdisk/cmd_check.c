@@ -9,7 +9,8 @@
 
 static void help(void)
 {
-    printf("usage: vdisk check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE\n"
+    printf("usage: vdisk check [-f FMT] [-r leaks|all] [--output=human|json] [-q]\n"
+           "                   [--image-opts] FILE\n"
            "\n"
            "Checks the image's metadata for consistency, as qemu-img check does, and\n"
            "with -r repairs it: 'leaks' frees clusters that nothing uses, 'all' also\n"
@@ -97,6 +98,7 @@ int cmd_check(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"format", required_argument, NULL, 'f'},
         {"repair", required_argument, NULL, 'r'},
         {"output", required_argument, NULL, 'O'},
@@ -108,9 +110,13 @@ int cmd_check(int argc, char **argv)
     bool quiet = false;
     unsigned flags = 0;
     int c;
+    bool image_opts = false;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+hf:r:qU", longopts, NULL)) != -1) {
         switch (c) {
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'h':
             help();
             return 0;
@@ -149,6 +155,8 @@ int cmd_check(int argc, char **argv)
         cli_error("Expecting one image file name");
         return 1;
     }
+    if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
+        return 1;
     const char *file = argv[optind];
     /* Repairs open an image marked corrupt read-write (qemu-img does too). */
     oa.repair = flags != 0;

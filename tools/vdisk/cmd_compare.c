@@ -11,7 +11,8 @@
 
 static void help(void)
 {
-    printf("usage: vdisk compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2\n"
+    printf("usage: vdisk compare [-f FMT] [-F FMT] [-s] [-p] [-q] [--image-opts]\n"
+           "                     IMAGE1 IMAGE2\n"
            "\n"
            "Compares the contents of two images, as qemu-img compare does.  Exit\n"
            "status: 0 identical, 1 different, 2 an error.  Without -s, images of\n"
@@ -58,15 +59,20 @@ int cmd_compare(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
         {NULL, 0, NULL, 0},
     };
     struct open_args a1 = {.read_only = true}, a2 = {.read_only = true};
     bool strict = false, quiet = false;
     int c;
+    bool image_opts = false;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+hf:F:spqU", longopts, NULL)) != -1) {
         switch (c) {
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'h':
             help();
             return 0;
@@ -85,8 +91,13 @@ int cmd_compare(int argc, char **argv)
         cli_error("Expecting two image file names");
         return 2;
     }
-    if (!a2.format)
+    if (image_opts) {
+        if (!(argv[optind] = cli_image_opts(argv[optind], a1.format)) ||
+            !(argv[optind + 1] = cli_image_opts(argv[optind + 1], a2.format)))
+            return 2;
+    } else if (!a2.format) {
         a2.format = a1.format;
+    }
     vdisk_dev *d1 = cli_open(argv[optind], &a1);
     vdisk_dev *d2 = d1 ? cli_open(argv[optind + 1], &a2) : NULL;
     if (!d1 || !d2) {

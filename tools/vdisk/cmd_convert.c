@@ -683,6 +683,7 @@ static void help(void)
     printf("usage: vdisk convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-p] [-q] [-n]\n"
            "                     [-S SPARSE_SIZE] [-B BACKING -F BACKING_FMT]\n"
            "                     [-l snapshot.name=NAME] [-m N] [-W] [-t CACHE] [-T CACHE]\n"
+           "                     [--image-opts] [--target-image-opts]\n"
            "                     SRC... DST\n"
            "\n"
            "Copies the images SRC (concatenated) to DST, as qemu-img convert does.\n"
@@ -690,6 +691,9 @@ static void help(void)
            "or a backing file of one; a failed convert removes DST only if it made it.\n"
            "\n"
            "  -f FMT          the sources' format (probed when not given)\n"
+           "  --image-opts    the sources are given as options (driver=qcow2,\n"
+           "                  file.filename=F,...), as qemu-img takes them\n"
+           "  --target-image-opts  DST too (with -n)\n"
            "  -O FMT          the output format: raw (default) or qcow2\n"
            "  -o OPTIONS      options for creating DST (see vdisk create --help)\n"
            "  -c              compress the output (qcow2; zstd or zlib as\n"
@@ -717,6 +721,8 @@ int cmd_convert(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
+        {"target-image-opts", no_argument, NULL, CLI_OPT_TARGET_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
         {NULL, 0, NULL, 0},
     };
@@ -736,6 +742,8 @@ int cmd_convert(int argc, char **argv)
         return 1;
     }
     int ch;
+    bool image_opts = false, target_image_opts = false, have_O = false;
+    char *dst_plain = NULL;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "+hf:O:o:cpqnS:B:F:l:s:m:Wt:T:U", longopts, NULL)) != -1) {
         switch (ch) {
@@ -744,7 +752,9 @@ int cmd_convert(int argc, char **argv)
             ret = 0;
             goto out;
         case 'f': fmt = optarg; break;
-        case 'O': out_fmt = optarg; break;
+        case 'O': out_fmt = optarg; have_O = true; break;
+        case CLI_OPT_IMAGE_OPTS: image_opts = true; break;
+        case CLI_OPT_TARGET_IMAGE_OPTS: target_image_opts = true; break;
         case 'o':
             if (vdisk_options_parse(opts, optarg) < 0) {
                 cli_lib_error();
@@ -801,7 +811,25 @@ int cmd_convert(int argc, char **argv)
     }
     if (c.sparse == 0)
         c.sparse = UINT64_MAX; /* no zero detection */
+    if (target_image_opts && !no_create) {
+        cli_error("--target-image-opts requires use of -n flag");
+        goto out;
+    }
+    if (image_opts)
+        for (int i = optind; i < argc - 1; i++)
+            if (!(argv[i] = cli_image_opts(argv[i], fmt)))
+                goto out;
+    if (target_image_opts) {
+        if (!(argv[argc - 1] = cli_image_opts(argv[argc - 1], have_O ? out_fmt : NULL)))
+            goto out;
+        out_fmt = NULL; /* the name says */
+    }
     const char *dst_name = argv[argc - 1];
+    /* The file a json: name stands for, for the checks on the target. */
+    if (vdisk_plain_name(dst_name, &dst_plain) < 0) {
+        cli_lib_error();
+        goto out;
+    }
     if (argc - optind - 1 > MAX_SOURCES) {
         cli_error("too many source images (at most %d)", MAX_SOURCES);
         goto out;
@@ -813,7 +841,7 @@ int cmd_convert(int argc, char **argv)
     /* Everything is checked before the target is touched. */
     if (cli_check_cache(dst_cache) < 0 || (src_cache && cli_check_cache(src_cache) < 0))
         goto out;
-    if (c.compress && strcmp(out_fmt, "qcow2") != 0) {
+    if (c.compress && (!out_fmt || strcmp(out_fmt, "qcow2") != 0)) {
         cli_error("Compression not supported for this file format");
         goto out;
     }
@@ -903,8 +931,8 @@ int cmd_convert(int argc, char **argv)
     /* Never write over an input: a source, the -B file, or a file of their
      * backing chains. */
     struct stat dst_st;
-    bool existed = lstat(dst_name, &dst_st) == 0;
-    if (existed && stat(dst_name, &dst_st) == 0) {
+    bool existed = lstat(dst_plain, &dst_st) == 0;
+    if (existed && stat(dst_plain, &dst_st) == 0) {
         for (int i = 0; i < ninputs; i++) {
             if (inputs[i].dev != dst_st.st_dev || inputs[i].ino != dst_st.st_ino)
                 continue;
@@ -970,6 +998,7 @@ out:
         vdisk_close(c.srcs[i].dev);
     vdisk_options_free(opts);
     if (ret != 0 && created)
-        unlink(dst_name);
+        unlink(dst_plain);
+    free(dst_plain);
     return ret;
 }

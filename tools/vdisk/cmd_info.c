@@ -8,13 +8,16 @@
 
 static void help(void)
 {
-    printf("usage: vdisk info [-f FMT] [--output=human|json] [--backing-chain] [--debug] FILE\n"
+    printf("usage: vdisk info [-f FMT] [--output=human|json] [--backing-chain] [--debug]\n"
+           "                  [--image-opts] FILE\n"
            "\n"
            "Describes the image FILE: format, virtual size, space used on the host,\n"
            "backing file and format-specific fields.  The JSON output has the keys and\n"
            "values of 'qemu-img info --output=json'.\n"
            "\n"
            "  -f FMT              the image's format (probed when not given)\n"
+           "  --image-opts        FILE is given as options (driver=qcow2,\n"
+           "                      file.filename=F,...), as qemu-img takes them\n"
            "  --output=FORMAT     human (default) or json\n"
            "  --backing-chain     describe every image of the backing chain\n"
            "  --debug             also print the I/O engine and block size\n"
@@ -246,6 +249,7 @@ int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'O'},
         {"debug", no_argument, NULL, 'd'},
@@ -257,9 +261,13 @@ int cmd_info(int argc, char **argv)
     int json = 0;
     bool debug = false, chain = false;
     int c;
+    bool image_opts = false;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+hf:U", longopts, NULL)) != -1) {
         switch (c) {
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'h':
             help();
             return 0;
@@ -290,6 +298,8 @@ int cmd_info(int argc, char **argv)
                                  : "Unexpected argument: %s", argv[argc - 1]);
         return 1;
     }
+    if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
+        return 1;
     vdisk_dev *dev = cli_open(argv[optind], &oa);
     if (!dev)
         return 1;

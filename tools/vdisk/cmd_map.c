@@ -9,7 +9,7 @@
 static void help(void)
 {
     printf("usage: vdisk map [-f FMT] [--output=human|json] [--start-offset=OFF]\n"
-           "                 [--max-length=LEN] FILE\n"
+           "                 [--max-length=LEN] [--image-opts] FILE\n"
            "\n"
            "Prints where the image's data lies, as 'qemu-img map' does: in JSON every\n"
            "extent with start, length, depth, present, zero, data and offset; in the\n"
@@ -95,6 +95,7 @@ int cmd_map(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'O'},
         {"start-offset", required_argument, NULL, 's'},
@@ -106,9 +107,13 @@ int cmd_map(int argc, char **argv)
     int json = 0;
     uint64_t start = 0, max_len = UINT64_MAX;
     int c;
+    bool image_opts = false;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+hf:U", longopts, NULL)) != -1) {
         switch (c) {
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'h':
             help();
             return 0;
@@ -146,6 +151,8 @@ int cmd_map(int argc, char **argv)
         cli_error("Expecting one image file name");
         return 1;
     }
+    if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
+        return 1;
     vdisk_dev *dev = cli_open(argv[optind], &oa);
     if (!dev)
         return 1;

@@ -8,7 +8,7 @@
 
 static void help(void)
 {
-    printf("usage: vdisk resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE\n"
+    printf("usage: vdisk resize [-f FMT] [--shrink] [-q] [--image-opts] FILE [+|-]SIZE\n"
            "\n"
            "Sets the image's virtual size to SIZE, or grows (+) or shrinks (-) it by\n"
            "SIZE.  Making an image smaller needs --shrink (data past the new end is\n"
@@ -19,6 +19,7 @@ int cmd_resize(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"shrink", no_argument, NULL, 's'},
         {"preallocation", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
@@ -26,6 +27,7 @@ int cmd_resize(int argc, char **argv)
     struct open_args oa = {0};
     bool shrink = false, quiet = false;
     int c;
+    bool image_opts = false;
     optind = 0;
     /* "-1G" is a size, not an option: stop at the first non-option. */
     while ((c = getopt_long(argc, argv, "+hf:q", longopts, NULL)) != -1) {
@@ -35,6 +37,7 @@ int cmd_resize(int argc, char **argv)
             return 0;
         case 'f': oa.format = optarg; break;
         case 'q': quiet = true; break;
+        case CLI_OPT_IMAGE_OPTS: image_opts = true; break;
         case 's': shrink = true; break;
         case 'P':
             if (strcmp(optarg, "off") != 0) {
@@ -71,6 +74,8 @@ int cmd_resize(int argc, char **argv)
                   "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
         return 1;
     }
+    if (image_opts && !(pos[0] = cli_image_opts(pos[0], oa.format)))
+        return 1;
     vdisk_dev *dev = cli_open(pos[0], &oa);
     if (!dev)
         return 1;

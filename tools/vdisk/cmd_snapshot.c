@@ -9,7 +9,8 @@
 
 static void help(void)
 {
-    printf("usage: vdisk snapshot [-q] [-f FMT] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
+    printf("usage: vdisk snapshot [-q] [-f FMT] [-l | -c NAME | -a NAME | -d NAME]\n"
+           "                      [--image-opts] FILE\n"
            "\n"
            "Lists, creates, applies or deletes internal snapshots of a qcow2 image,\n"
            "as qemu-img snapshot does.\n"
@@ -52,6 +53,7 @@ int cmd_snapshot(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
         {NULL, 0, NULL, 0},
     };
@@ -60,9 +62,13 @@ int cmd_snapshot(int argc, char **argv)
     const char *name = NULL;
     bool quiet = false;
     int c, actions = 0;
+    bool image_opts = false;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+hf:lc:a:d:qU", longopts, NULL)) != -1) {
         switch (c) {
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'h':
             help();
             return 0;
@@ -100,6 +106,8 @@ int cmd_snapshot(int argc, char **argv)
         return 1;
     }
     oa.read_only = action == 'l';
+    if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
+        return 1;
     vdisk_dev *dev = cli_open(argv[optind], &oa);
     if (!dev)
         return 1;

@@ -100,6 +100,70 @@ void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+char *cli_image_opts(const char *list, const char *format)
+{
+    if (format) {
+        cli_error("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    char *out = NULL, *item = malloc(strlen(list) + 1);
+    size_t size = 0;
+    FILE *f = item ? open_memstream(&out, &size) : NULL;
+    if (!f) {
+        free(item);
+        cli_error("Out of memory");
+        return NULL;
+    }
+    fputs("json:{", f);
+    bool first = true, ok = true;
+    for (const char *p = list; *p && ok;) {
+        /* One KEY=VALUE item, ",," being a comma. */
+        size_t n = 0;
+        for (; *p; p++) {
+            if (*p == ',') {
+                if (p[1] != ',') {
+                    p++;
+                    break;
+                }
+                p++;
+            }
+            item[n++] = *p;
+        }
+        item[n] = '\0';
+        if (!n)
+            continue;
+        char *eq = strchr(item, '=');
+        const char *key = item, *value = eq ? eq + 1 : item;
+        if (eq) {
+            *eq = '\0';
+        } else if (first) {
+            key = "file"; /* as in qemu-img: the first item names "file" */
+        } else {
+            cli_error("Invalid parameter '%s' in --image-opts (expected KEY=VALUE)", item);
+            ok = false;
+            break;
+        }
+        fputs(first ? "" : ", ", f);
+        json_string(f, key);
+        fputs(": ", f);
+        json_string(f, value);
+        first = false;
+    }
+    fputc('}', f);
+    fclose(f);
+    free(item);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    /* Kept until the program ends (the verb's argv points to it). */
+    static char *kept[8];
+    static unsigned nkept;
+    if (nkept < sizeof kept / sizeof kept[0])
+        kept[nkept++] = out;
+    return out;
+}
+
 int parse_output_format(const char *v)
 {
     if (strcmp(v, "human") == 0)
