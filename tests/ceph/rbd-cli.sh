@@ -33,6 +33,16 @@ fail() {
 t() { timeout -k 5 120 "$@"; }
 # same A B WHAT: files A and B are equal.
 same() { cmp "$1" "$2" >/dev/null || fail "$3: $1 and $2 differ: $(cmp "$1" "$2" 2>&1 | head -1)"; }
+# info_as_qemu [ARGS...] NAME: vdisk info prints what qemu-img info prints,
+# as text and as JSON.
+info_as_qemu() {
+  local fmt_args
+  for fmt_args in "" "--output=json"; do
+    t qemu-img info $fmt_args "$@" >q.txt
+    t "$V" info $fmt_args "$@" >v.txt
+    same q.txt v.txt "info $fmt_args $*"
+  done
+}
 # error_is WANT CMD...: CMD fails and prints exactly WANT (stderr).
 error_is() {
   local want=$1 rc=0
@@ -49,30 +59,16 @@ got
 t "$V" create -f raw "rbd:$P/a" 16M >out.txt
 [ "$(cat out.txt)" = "Formatting 'rbd:$P/a', fmt=raw size=16777216" ] || fail "create: $(cat out.txt)"
 for n in "rbd:$P/a" "rbd:$P/a:conf=$CEPH_CONF:id=admin"; do
-  t qemu-img info "$n" >q.txt
-  t "$V" info "$n" >v.txt
-  same q.txt v.txt "info $n"
-  t qemu-img info --output=json "$n" >q.txt
-  t "$V" info --output=json "$n" >v.txt
-  same q.txt v.txt "info --output=json $n"
+  info_as_qemu "$n"
 done
 # The JSON form of the names (json:{...}, as qemu-img takes and shows them).
 for n in "json:{\"driver\":\"raw\",\"file\":{\"driver\":\"rbd\",\"pool\":\"$P\",\"image\":\"a\"}}" \
   "json:{\"driver\": \"raw\", \"file\": {\"driver\": \"rbd\", \"pool\": \"$P\", \"image\": \"a\", \"conf\": \"$CEPH_CONF\", \"user\": \"admin\"}}" \
   "json:{\"file.driver\":\"rbd\",\"file.pool\":\"$P\",\"file.image\":\"a\",\"file.namespace\":\"\"}"; do
-  for fmt_args in "" "--output=json"; do
-    t qemu-img info $fmt_args "$n" >q.txt
-    t "$V" info $fmt_args "$n" >v.txt
-    same q.txt v.txt "info $fmt_args $n"
-  done
+  info_as_qemu "$n"
 done
 # And the options form (--image-opts).
-o="driver=raw,file.driver=rbd,file.pool=$P,file.image=a,file.conf=$CEPH_CONF"
-for fmt_args in "" "--output=json"; do
-  t qemu-img info $fmt_args --image-opts "$o" >q.txt
-  t "$V" info $fmt_args --image-opts "$o" >v.txt
-  same q.txt v.txt "info $fmt_args --image-opts $o"
-done
+info_as_qemu --image-opts "driver=raw,file.driver=rbd,file.pool=$P,file.image=a,file.conf=$CEPH_CONF"
 t "$V" resize -f raw "rbd:$P/a" 48M >/dev/null
 [ "$(t rbd info --format json "$P/a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')" = 50331648 ] ||
   fail "resize: rbd info does not say 48 MiB"
@@ -157,12 +153,8 @@ for img in q q2; do
 done
 t qemu-img compare -f raw -F qcow2 src.raw "rbd:$P/q2" >/dev/null || fail "qcow2 in RBD differs from its source"
 jq2="json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"rbd\",\"pool\":\"$P\",\"image\":\"q2\"}}"
-for fmt_args in "" "--output=json"; do
-  for n in "rbd:$P/q2" "$jq2"; do
-    t qemu-img info $fmt_args "$n" >q.txt
-    t "$V" info $fmt_args "$n" >v.txt
-    same q.txt v.txt "info $fmt_args of a qcow2 in RBD ($n)"
-  done
+for n in "rbd:$P/q2" "$jq2"; do
+  info_as_qemu "$n"
 done
 # Read through its JSON name, and written to a new image named so.
 t "$V" convert -O raw "$jq2" out.raw
