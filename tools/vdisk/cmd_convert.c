@@ -385,8 +385,12 @@ static int copy_plain(struct conv *c)
                 s->writes = 0;
                 put(s, off, len, true);
             } else {
+                /* Nothing to do: no system call either (an empty image of
+                 * 2^60 bytes is millions of extents). */
                 progress(c, len);
                 s->busy = false;
+                off += len;
+                continue;
             }
         } else {
             s->len = len;
