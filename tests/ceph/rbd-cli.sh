@@ -257,7 +257,11 @@ for i in $(seq 60); do
   [ "$i" != 60 ] || fail "the OSD does not serve again after the thaw"
   sleep 1
 done
-t "$V" io -f raw -r -c "read -P 0x61 0 8M" "rbd:$P/f" >/dev/null ||
-  fail "the data flushed before the OSD froze is not intact"
+# The frozen client's writes, queued in the OSD, go first: on a loaded
+# machine that took over 30 s once, so the read may wait up to 5 minutes
+# (the check is on the bytes, not the time; a read that fails on the bytes
+# fails at once).
+timeout -k 5 330 "$V" io -f raw -r -c "read -P 0x61 0 8M" "rbd:$P/f:rados_osd_op_timeout=300" \
+  >read.out 2>&1 || fail "the data flushed before the OSD froze is not intact: $(cat read.out)"
 echo "the OSD thawed: what the flush covered is intact"
 echo PASS
