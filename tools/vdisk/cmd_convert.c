@@ -123,6 +123,16 @@ static int read_sources(struct conv *c, uint8_t *buf, uint64_t off, uint64_t len
     return 0;
 }
 
+/* -B's view of LEN bytes at OFF into BUF: the backing file's data, zeroes
+ * past its end.  Returns 0, or -1 (the library's message). */
+static int read_backing(struct conv *c, uint8_t *buf, uint64_t off, uint64_t len)
+{
+    uint64_t bsize = vdisk_get_size(c->backing);
+    uint64_t have = off < bsize ? (bsize - off < len ? bsize - off : len) : 0;
+    memset(buf + have, 0, len - have);
+    return have && vdisk_pread(c->backing, buf, have, off) < 0 ? -1 : 0;
+}
+
 static bool all_zero(const uint8_t *p, size_t n)
 {
     static const uint8_t zero[4096];
@@ -251,15 +261,10 @@ static void read_done(void *user, int ret)
         s->busy = false;
         return;
     }
-    if (c->backing) {
-        uint64_t bsize = vdisk_get_size(c->backing);
-        uint64_t have = s->off < bsize ? (bsize - s->off < s->len ? bsize - s->off : s->len) : 0;
-        if (have && vdisk_pread(c->backing, s->cmp, have, s->off) < 0) {
-            fail(c, -EIO); /* (the message is the backing file's) */
-            s->busy = false;
-            return;
-        }
-        memset(s->cmp + have, 0, s->len - have);
+    if (c->backing && read_backing(c, s->cmp, s->off, s->len) < 0) {
+        fail(c, -EIO); /* (the message is the backing file's) */
+        s->busy = false;
+        return;
     }
     write_chunk(s);
 }
@@ -465,11 +470,7 @@ static int run_job(struct conv *c, struct cjob *j)
     if (read_sources(c, j->in, j->off, j->len) < 0)
         return -1; /* reported */
     if (c->backing) {
-        /* The backing file's view of the job (zeroes past its end). */
-        uint64_t bsize = vdisk_get_size(c->backing);
-        uint64_t have = j->off < bsize ? (bsize - j->off < j->len ? bsize - j->off : j->len) : 0;
-        memset(j->cmp + have, 0, j->len - have);
-        if (have && vdisk_pread(c->backing, j->cmp, have, j->off) < 0) {
+        if (read_backing(c, j->cmp, j->off, j->len) < 0) {
             cli_lib_error(); /* the message is this thread's */
             return -1;
         }
