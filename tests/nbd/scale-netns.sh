@@ -313,9 +313,9 @@ done
 # (random 64 KiB reads, 16 at once on one connection) over and over, until
 # a run that began after the restart has ended: the server dies under one
 # of them with many commands in flight.
-# A run that starts while the server is down cannot open the export (an
-# open connects once, as QEMU's does): it starts again; one that fails
-# after its open is a failure.
+# A run that starts while the server is down, or whose handshake the kill
+# cuts short, cannot open the export (an open connects once, as QEMU's
+# does): it starts again; one that fails after its open is a failure.
 bench() {
   local i=$1 runs=0 after=0 refused=0
   while ((after < 2 && runs < 300)); do
@@ -323,7 +323,7 @@ bench() {
     if ! nsx "$tag-c$i" "$vdisk" bench -f raw -c 2000 -d 16 -s 64k --random=$runs "$URI" \
       >"b$i.run" 2>&1; then
       cat "b$i.run" >>"b$i.log"
-      if grep -q "^vdisk: vdisk_open: Could not open .*Connection refused" "b$i.run" &&
+      if grep -q -E "^vdisk: vdisk_open: Could not open .*(Connection refused|Connection reset by peer|Broken pipe|disconnected unexpectedly|closed socket unexpectedly)" "b$i.run" &&
         ((refused++ < 100)); then
         sleep 0.1
         continue
