@@ -276,23 +276,28 @@ int vdisk_virtio_queue_set_base(vdisk_virtio *v, unsigned q, uint16_t last_avail
 int vdisk_virtio_queue_get_base(vdisk_virtio *v, unsigned q, uint16_t *last_avail);
 
 /*
- * vdisk_virtio_queue_notify: the guest kicked queue Q: start every request
- * in its available ring.  Returns 0 or -errno (the queue is broken or not
- * enabled).
+ * vdisk_virtio_queue_notify: the guest kicked queue Q: start the requests
+ * in its available ring, at most the queue's size of them in one call (a
+ * driver may refill the ring as fast as the device takes from it); what is
+ * left makes vdisk_virtio_get_fd() readable, and vdisk_virtio_poll() takes
+ * the next part.  Returns 0 or -errno (the queue is broken or not enabled).
  */
 int vdisk_virtio_queue_notify(vdisk_virtio *v, unsigned q);
 
 /*
  * vdisk_virtio_get_fd: a file descriptor that becomes readable when
- * requests have completed; then call vdisk_virtio_poll().  The model owns
- * it.
+ * requests have completed, or when a queue has requests left that the last
+ * call did not take (see vdisk_virtio_queue_notify); then call
+ * vdisk_virtio_poll().  The model owns it.
  */
 int vdisk_virtio_get_fd(vdisk_virtio *v);
 
 /*
  * vdisk_virtio_poll: completes finished requests: writes their status and
- * used-ring entries and calls notify() for the queues that need it.  Does
- * not wait.  Returns the number of requests completed, or -errno.
+ * used-ring entries, starts the next part of a queue's ring left by the
+ * last call (as vdisk_virtio_queue_notify does) and calls notify() for the
+ * queues that need it.  Does not wait.  Returns the number of requests
+ * completed, or -errno.
  */
 int vdisk_virtio_poll(vdisk_virtio *v);
 

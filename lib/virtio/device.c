@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "abi.h"
@@ -40,6 +41,7 @@ int virtio_alloc(struct vdisk_virtio **vp, size_t priv_size, unsigned qsize)
         return err_set(-ENOMEM, "out of memory");
     }
     v->epfd = -1;
+    v->more_fd = -1;
     v->priv = priv;
     *vp = v;
     return 0;
@@ -56,6 +58,12 @@ int virtio_init(struct vdisk_virtio *v, const struct virtio_model *model, vdisk_
     v->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (v->epfd < 0)
         return err_set(-errno, "epoll_create1: %s", strerror(errno));
+    v->more_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (v->more_fd < 0)
+        return err_set(-errno, "eventfd: %s", strerror(errno));
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+    if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->more_fd, &ev) < 0)
+        return err_set(-errno, "epoll_ctl: %s", strerror(errno));
     v->q = calloc(nq, sizeof v->q[0]);
     if (!v->q)
         return err_set(-ENOMEM, "out of memory");
@@ -121,6 +129,8 @@ VDISK_EXPORT void vdisk_virtio_free(vdisk_virtio *v)
     free(v->chain);
     if (v->epfd >= 0)
         close(v->epfd);
+    if (v->more_fd >= 0)
+        close(v->more_fd);
     vdisk_close(v->dev);
     free(v);
 }
@@ -341,6 +351,19 @@ static int complete(vdisk_virtio *v, bool wait)
             return r;
         total += r;
     }
+    if (!wait && v->more_fd >= 0) {
+        /* The queues whose last pass stopped at its budget take the next
+         * one (never while resetting: the rings are the driver's then). */
+        uint64_t c;
+        if (read(v->more_fd, &c, sizeof c) == (ssize_t)sizeof c && !v->resetting) {
+            for (unsigned i = 0; i < v->nq; i++) {
+                if (!v->q[i].more)
+                    continue;
+                v->q[i].more = 0;
+                vq_process(v, i); /* a broken queue shows in needs_reset */
+            }
+        }
+    }
     for (unsigned i = 0; i < v->nq; i++)
         vq_flush_notify(v, i);
     return total;
@@ -363,6 +386,10 @@ VDISK_EXPORT void vdisk_virtio_reset(vdisk_virtio *v)
     v->resetting = 1;
     drain_all(v);
     v->resetting = 0;
+    uint64_t c;
+    if (read(v->more_fd, &c, sizeof c) < 0) {
+        /* (nothing was left to take) */
+    }
     for (unsigned i = 0; i < v->nq; i++)
         vq_reset(&v->q[i]);
     v->acked = 0;

@@ -53,6 +53,8 @@ struct vq {
     uint16_t notified_used;       /* used_idx at the last notify decision */
     int pending;                  /* used entries added since then */
     unsigned in_flight;           /* taken and not yet used (at most size) */
+    int more;                     /* chains left on the ring after a pass took its
+                                     budget: taken by the next vdisk_virtio_poll() */
     vdisk_queue *aq;              /* the model's asynchronous queue, or NULL */
 };
 
@@ -109,6 +111,7 @@ struct vdisk_virtio {
     const vdisk_guest_mem *mem;
     struct vdisk_virtio_host host;
     int epfd;
+    int more_fd;                  /* in epfd: a queue has chains left (vq->more) */
     int resetting;                /* completions are not written to the rings */
     int broken;
     uint32_t logged;              /* bit per vlog_kind already reported */

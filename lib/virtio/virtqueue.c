@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "virtio_internal.h"
 
@@ -231,6 +232,14 @@ int vq_process(struct vdisk_virtio *v, unsigned qi)
         return -ENOMEM;
     struct chain *chain = v->chain;
     int event_idx = virtio_has(v, VDISK_VIRTIO_F_RING_EVENT_IDX);
+    /* One pass takes at most a ring's worth of chains.  A driver can keep
+     * the ring full as fast as the device takes from it (requests that
+     * complete at once, a used ring laid over the available one, or data
+     * written into the available ring by the device itself): without a
+     * budget the call would never return.  What is left is taken by the
+     * next vdisk_virtio_poll(), which the completion fd asks for. */
+    unsigned budget = q->size;
+    q->more = 0;
     for (;;) {
         uint16_t avail_idx = __atomic_load_n(&q->avail[1], __ATOMIC_ACQUIRE);
         uint16_t n = (uint16_t)(avail_idx - q->last_avail);
@@ -250,6 +259,15 @@ int vq_process(struct vdisk_virtio *v, unsigned qi)
             continue;
         }
         while (n--) {
+            if (budget == 0) {
+                q->more = 1;
+                uint64_t one = 1;
+                if (write(v->more_fd, &one, sizeof one) < 0) {
+                    /* (an eventfd at its maximum count is readable anyway) */
+                }
+                goto out;
+            }
+            budget--;
             /* A driver has at most one request per descriptor in flight:
              * more means it made a head available again before the device
              * used it.  Taking it would let the guest grow host memory

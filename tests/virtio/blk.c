@@ -6,6 +6,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -417,6 +418,56 @@ START_TEST(same_head_flood_breaks_queue)
 }
 END_TEST
 
+/*
+ * A driver whose used ring lies over its available ring: every request the
+ * device completes writes the used index, which is the available index, so
+ * the ring is never empty.  Chains that fail at once (descriptor 0 points
+ * outside guest memory) complete inside the kick.  Found by fuzz-vmm_exits
+ * (a libFuzzer timeout): the kick never returned.  Now one kick takes at
+ * most a ring's worth of chains, the completion fd turns readable, and each
+ * vdisk_virtio_poll() takes one more ring's worth, until the driver resets.
+ */
+START_TEST(ring_that_refills_itself_is_taken_in_bounded_passes)
+{
+    enum { QS = 8 };
+    vdisk_virtio *v = make_blk(make_disk("refill.raw", "raw", 0), NULL);
+    struct drv d;
+    drv_init(&d, v, QS);
+    struct drv_queue *q = &d.q[0];
+    ck_assert_int_eq(vdisk_virtio_queue_enable(v, 0, 0), 0);
+    uint16_t *ring = drv_host(&d, q->avail);
+    ring[1] = 1; /* avail idx 1, and used idx 1 */
+    ck_assert_int_eq(vdisk_virtio_queue_setup(v, 0, QS, q->desc, q->avail, q->avail), 0);
+    ck_assert_int_eq(vdisk_virtio_queue_enable(v, 0, 1), 0);
+
+    struct vdisk_virtio_stats st = {.struct_size = sizeof st};
+    ck_assert_int_eq(drv_kick(&d, 0), 0);
+    vdisk_virtio_get_stats(v, &st);
+    ck_assert_uint_eq(st.requests, QS);
+    struct pollfd pfd = {.fd = vdisk_virtio_get_fd(v), .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    for (unsigned i = 2; i <= 4; i++) {
+        ck_assert_int_ge(vdisk_virtio_poll(v), 0);
+        vdisk_virtio_get_stats(v, &st);
+        ck_assert_uint_eq(st.requests, (uint64_t)QS * i);
+    }
+    ck_assert_int_eq(vdisk_virtio_needs_reset(v), 0);
+
+    /* A reset ends it: nothing is left to take. */
+    vdisk_virtio_reset(v);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    drv_restart(&d);
+    uint64_t status;
+    unsigned head = read_chain(&d, 0, &status);
+    ck_assert_int_eq(drv_kick(&d, 0), 0);
+    uint32_t id, len;
+    drv_wait(&d, 0, 1, &id, &len);
+    ck_assert_uint_eq(id, head);
+    ck_assert_uint_eq(*(uint8_t *)drv_host(&d, status), 0);
+    drv_fini(&d);
+}
+END_TEST
+
 /* A CD-ROM served as a disk: read-only, 2048-byte blocks. */
 START_TEST(cdrom_as_disk)
 {
@@ -514,6 +565,7 @@ static Suite *blk_suite(void)
     tcase_add_test(tc, bad_requests_complete_with_errors);
     tcase_add_test(tc, ring_jump_breaks_queue);
     tcase_add_test(tc, same_head_flood_breaks_queue);
+    tcase_add_test(tc, ring_that_refills_itself_is_taken_in_bounded_passes);
     suite_add_tcase(s, tc);
     tc = tcase_create("load");
     tcase_add_test(tc, many_in_flight);
