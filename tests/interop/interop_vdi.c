@@ -69,6 +69,8 @@ static void same_raw(const char *file)
     free(v);
 }
 
+static int open_vdi(vdisk_dev **devp, const char *path, bool rw);
+
 static const char *const sizes[] = {"0", "1000", "512", "1M", "1536k", "5000000", "20M"};
 
 /* Data written by qemu-io where the image has room: a run across a block
@@ -180,6 +182,35 @@ START_TEST(convert_to_vdi)
         char *nl = strchr(r->out, '\n');
         ck_assert_ptr_nonnull(nl);
         ck_assert_msg(strncmp(r->out, nl + 1, (size_t)(nl - r->out)) == 0, "sizes: %s", r->out);
+    }
+}
+END_TEST
+
+/* Random reads, writes and zeroes, several in flight, through the library
+ * on a dynamic image (allocating as it goes) and a static one, against a
+ * model; then qemu-img checks the image and reads the model's bytes. */
+START_TEST(random_io_through_library)
+{
+    static const uint64_t size = 9u << 20 | 4096;
+    for (int st = 0; st < 2; st++) {
+        const char *img = scratch("r.vdi");
+        unlink(img);
+        vdisk_options *o;
+        ck_assert_int_eq(vdisk_options_new(&o), 0);
+        if (st)
+            ck_assert_int_eq(vdisk_options_set(o, "static", "on"), 0);
+        ck_assert_int_eq(vdisk_create(img, "vdi", size, o), 0);
+        vdisk_options_free(o);
+        vdisk_dev *d;
+        ck_assert_int_eq(open_vdi(&d, img, true), 0);
+        uint8_t *model = calloc(1, size);
+        random_io_against_model(d, model, size, 300, 0x766469 + (uint64_t)st);
+        vdisk_close(d);
+        RUN_OK("qemu-img check '%s'", img);
+        const char *raw = scratch("r.raw");
+        write_file(raw, model, size);
+        RUN_OK("qemu-img compare -f vdi -F raw '%s' '%s'", img, raw);
+        free(model);
     }
 }
 END_TEST
@@ -362,6 +393,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, qemu_images_read_identically);
     tcase_add_test(tc, vdisk_images_read_by_qemu);
     tcase_add_test(tc, convert_to_vdi);
+    tcase_add_test(tc, random_io_through_library);
     tcase_add_test(tc, hostile_headers_refused);
     tcase_add_test(tc, damaged_maps);
     suite_add_tcase(s, tc);
