@@ -464,13 +464,21 @@ static void vdi_rw_walk(struct vdisk_req *req)
     req_release(req, 0);
 }
 
-/* Writes the sector of the map that holds entry B, then the header. */
+/* Writes the sector of the map that holds entry B, then the header, from
+ * copies taken under the lock (only the worker changes them, so the
+ * copies of one allocation are never older than those of the one before);
+ * no lock is held across the I/O. */
 static int write_meta(struct vdi *s, uint32_t b)
 {
+    uint8_t sector[VDI_SECTOR_SIZE], hdr[VDI_HEADER_SIZE];
     uint64_t sec = (uint64_t)b * 4 / VDI_SECTOR_SIZE * VDI_SECTOR_SIZE;
-    int r = dev_pwrite(s->file, s->bmap + sec, VDI_SECTOR_SIZE, s->offset_bmap + sec);
+    pthread_mutex_lock(&s->lock);
+    memcpy(sector, s->bmap + sec, sizeof sector);
+    memcpy(hdr, s->hdr, sizeof hdr);
+    pthread_mutex_unlock(&s->lock);
+    int r = dev_pwrite(s->file, sector, sizeof sector, s->offset_bmap + sec);
     if (r == 0)
-        r = dev_pwrite(s->file, s->hdr, VDI_HEADER_SIZE, 0);
+        r = dev_pwrite(s->file, hdr, sizeof hdr, 0);
     return r;
 }
 
@@ -480,6 +488,7 @@ static int write_work(struct vdisk_req *req)
     struct vdi *s = req->dev->priv;
     uint64_t end = req->offset + req->length;
     uint8_t *block = NULL;
+    bool allocated = false;
     int r = 0;
     for (uint64_t pos = req->offset; r == 0 && pos < end;) {
         uint64_t in = pos % VDI_BLOCK_SIZE, n = VDI_BLOCK_SIZE - in;
@@ -534,14 +543,18 @@ static int write_work(struct vdisk_req *req)
             uint64_t fend = s->offset_data + (idx + 1) * VDI_BLOCK_SIZE;
             if (fend > s->file_size)
                 s->file_size = fend;
-            r = write_meta(s, b);
             pthread_mutex_unlock(&s->lock);
+            r = write_meta(s, b);
+            allocated = true;
         } else {
             r = 0; /* zeroes on an unallocated block: already zeroes */
         }
         pos += n;
     }
     free(block);
+    /* FUA: the new blocks' data and metadata are on stable storage too. */
+    if (r == 0 && allocated && (req->flags & VDISK_REQ_FUA))
+        r = dev_flush(s->file);
     if (r < 0)
         req_set_error(req, r, err_detail());
     return r < 0 ? r : 0;
