@@ -25,13 +25,18 @@
  *
  * Reads of allocated blocks go to the file as child requests; writes to
  * allocated blocks too.  A write that needs a new block runs on the
- * image's worker thread, which allocates one block at a time, in the
- * order QEMU uses for the data but with the metadata after it: the whole
- * block (the data, zeroes around it) at the end of the data area, then
- * the sector of the block map that points to it, then the header with the
- * new count of allocated blocks.  A crash leaves at worst a block that no
- * entry points to (a leak past the count), never an entry pointing at
- * unwritten data.
+ * image's worker thread, which allocates one block at a time: the whole
+ * block (the data, zeroes around it) goes at the end of the data area,
+ * and the map entry that points to it is set in memory.  The map's changed
+ * sectors and the header (the count of allocated blocks) are written at
+ * the next flush (or FUA write, or close), after a flush of the file, and
+ * are flushed in turn: a map entry never reaches the disk before the data
+ * it points to, whatever order the disk writes in (QEMU writes the header
+ * and the map right after the data, with no flush between).  A crash
+ * before a flush loses the unflushed allocations (the data blocks past
+ * the count are reused); one during the write-back may leave the map
+ * ahead of the header's count, which check reports and which makes the
+ * image open read-only (QEMU would allocate over the block).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,6 +107,8 @@ struct vdi {
     uint32_t nbad;
     uint32_t used;               /* entries that point at a valid block */
     uint64_t next_index;         /* the data block the next allocation takes */
+    size_t dirty_lo, dirty_hi;   /* the map's bytes not yet written (lo < hi) */
+    bool hdr_dirty;              /* the header's count not yet written */
     bool read_only;
     bool repair;                 /* opened for vdisk check -r: the map may be bad */
     bool map_broken;             /* ... and is: writes are refused */
@@ -372,6 +379,9 @@ static int vdi_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_se
     return 0;
 }
 
+static int writeback(struct vdi *s);
+static bool meta_dirty(struct vdi *s);
+
 static void vdi_close(struct vdisk_dev *dev)
 {
     struct vdi *s = dev->priv;
@@ -379,6 +389,14 @@ static void vdi_close(struct vdisk_dev *dev)
         return;
     offload_free(s->offload);
     s->offload = NULL;
+    if (!s->read_only && meta_dirty(s)) {
+        struct err_saved saved;
+        err_save(&saved);
+        if (writeback(s) < 0)
+            warn_report("vdisk: warning: %s: the block map could not be written at close: %s",
+                        dev->filename, err_detail());
+        err_restore(&saved);
+    }
     dev_unref(s->file);
     free_state(s);
     dev->priv = NULL;
@@ -464,22 +482,63 @@ static void vdi_rw_walk(struct vdisk_req *req)
     req_release(req, 0);
 }
 
-/* Writes the sector of the map that holds entry B, then the header, from
- * copies taken under the lock (only the worker changes them, so the
- * copies of one allocation are never older than those of the one before);
- * no lock is held across the I/O. */
-static int write_meta(struct vdi *s, uint32_t b)
+/*
+ * Makes the allocations so far durable: the file is flushed (the new
+ * blocks' data on stable storage), then the map's changed sectors and the
+ * header are written from copies taken under the lock, then the file is
+ * flushed again.  A map entry thus never reaches the disk before the data
+ * it points to, whatever order the disk writes in.  Runs on the worker
+ * (which alone allocates) or at close; no lock is held across the I/O.
+ * Returns 0 or -errno (the metadata stays dirty for the next flush).
+ */
+static int writeback(struct vdi *s)
 {
-    uint8_t sector[VDI_SECTOR_SIZE], hdr[VDI_HEADER_SIZE];
-    uint64_t sec = (uint64_t)b * 4 / VDI_SECTOR_SIZE * VDI_SECTOR_SIZE;
     pthread_mutex_lock(&s->lock);
-    memcpy(sector, s->bmap + sec, sizeof sector);
-    memcpy(hdr, s->hdr, sizeof hdr);
+    size_t lo = s->dirty_lo, hi = s->dirty_hi;
+    bool hdr = s->hdr_dirty;
+    uint8_t h[VDI_HEADER_SIZE];
+    memcpy(h, s->hdr, sizeof h);
+    uint8_t *map = hi > lo ? malloc(hi - lo) : NULL;
+    if (map)
+        memcpy(map, s->bmap + lo, hi - lo);
+    s->dirty_lo = s->dirty_hi = 0;
+    s->hdr_dirty = false;
     pthread_mutex_unlock(&s->lock);
-    int r = dev_pwrite(s->file, sector, sizeof sector, s->offset_bmap + sec);
+    int r = 0;
+    if (hi > lo && !map)
+        r = err_set(-ENOMEM, "out of memory");
     if (r == 0)
-        r = dev_pwrite(s->file, hdr, sizeof hdr, 0);
+        r = dev_flush(s->file);
+    if (r == 0 && map)
+        r = dev_pwrite(s->file, map, hi - lo, s->offset_bmap + lo);
+    if (r == 0 && hdr)
+        r = dev_pwrite(s->file, h, sizeof h, 0);
+    if (r == 0 && (map || hdr))
+        r = dev_flush(s->file);
+    free(map);
+    if (r < 0) {
+        pthread_mutex_lock(&s->lock);
+        if (hi > lo) {
+            if (s->dirty_hi <= s->dirty_lo) {
+                s->dirty_lo = lo;
+                s->dirty_hi = hi;
+            } else {
+                s->dirty_lo = lo < s->dirty_lo ? lo : s->dirty_lo;
+                s->dirty_hi = hi > s->dirty_hi ? hi : s->dirty_hi;
+            }
+        }
+        s->hdr_dirty |= hdr;
+        pthread_mutex_unlock(&s->lock);
+    }
     return r;
+}
+
+static bool meta_dirty(struct vdi *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool d = s->hdr_dirty || s->dirty_hi > s->dirty_lo;
+    pthread_mutex_unlock(&s->lock);
+    return d;
 }
 
 /* On the worker: a write that may allocate blocks, one block at a time. */
@@ -540,11 +599,21 @@ static int write_work(struct vdisk_req *req)
             s->blocks_allocated++;
             s->used++;
             le32_store(s->hdr + OFF_BLOCKS_ALLOCATED, s->blocks_allocated);
+            /* The map's sector and the header go at the next flush. */
+            size_t sec = (size_t)b * 4 / VDI_SECTOR_SIZE * VDI_SECTOR_SIZE;
+            if (s->dirty_hi <= s->dirty_lo) {
+                s->dirty_lo = sec;
+                s->dirty_hi = sec + VDI_SECTOR_SIZE;
+            } else {
+                s->dirty_lo = sec < s->dirty_lo ? sec : s->dirty_lo;
+                s->dirty_hi = sec + VDI_SECTOR_SIZE > s->dirty_hi ? sec + VDI_SECTOR_SIZE
+                                                                   : s->dirty_hi;
+            }
+            s->hdr_dirty = true;
             uint64_t fend = s->offset_data + (idx + 1) * VDI_BLOCK_SIZE;
             if (fend > s->file_size)
                 s->file_size = fend;
             pthread_mutex_unlock(&s->lock);
-            r = write_meta(s, b);
             allocated = true;
         } else {
             r = 0; /* zeroes on an unallocated block: already zeroes */
@@ -554,10 +623,19 @@ static int write_work(struct vdisk_req *req)
     free(block);
     /* FUA: the new blocks' data and metadata are on stable storage too. */
     if (r == 0 && allocated && (req->flags & VDISK_REQ_FUA))
-        r = dev_flush(s->file);
+        r = writeback(s);
     if (r < 0)
         req_set_error(req, r, err_detail());
     return r < 0 ? r : 0;
+}
+
+/* On the worker: a flush with metadata to write back. */
+static int flush_work(struct vdisk_req *req)
+{
+    int r = writeback(req->dev->priv);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
 }
 
 /* True when every block REQ touches is allocated. */
@@ -606,6 +684,12 @@ static void vdi_submit(struct vdisk_req *req)
         req_complete(req, 0); /* advisory; QEMU's vdi discards nothing either */
         return;
     case VDISK_OP_FLUSH: {
+        if (meta_dirty(s)) {
+            /* (Every allocating write done before this flush has marked
+             * the metadata dirty before it completed.) */
+            offload_req(s->offload, req, flush_work, NULL);
+            return;
+        }
         struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
                                             req_child_finishes_parent, NULL);
         if (!c) {
