@@ -314,6 +314,11 @@ START_TEST(hostile_headers_refused)
             "is not null (a differencing image)");
     refused(patched(440, 1, 1), -ENOTSUP, "unsupported VDI image: the parent UUID at offset 440 "
             "is not null (a differencing image)");
+    /* An odd disk size (VBoxManage convertfromraw makes them) is rounded
+     * up to 512, as QEMU does. */
+    RUN_OK("cp '%s' '%s'", patched(368, 8, 10485000), scratch("x.vdi"));
+    same_output("info", "--output=json x.vdi");
+    same_raw("x.vdi");
     /* Too short for a header. */
     const char *t = scratch("t.vdi");
     size_t n;
