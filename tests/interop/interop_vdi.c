@@ -182,6 +182,11 @@ START_TEST(convert_to_vdi)
         char *nl = strchr(r->out, '\n');
         ck_assert_ptr_nonnull(nl);
         ck_assert_msg(strncmp(r->out, nl + 1, (size_t)(nl - r->out)) == 0, "sizes: %s", r->out);
+        /* And back to qcow2: the same as qemu-img's conversion. */
+        RUN_OK("cd '%s' && rm -f v.qcow2 q.qcow2 && '%s' convert -O qcow2 q.vdi v.qcow2 && "
+               "qemu-img convert -O qcow2 q.vdi q.qcow2 && qemu-img compare v.qcow2 q.qcow2 && "
+               "qemu-img compare src.qcow2 v.qcow2 && qemu-img check v.qcow2", scratch_dir(),
+               vdisk_bin());
     }
 }
 END_TEST
