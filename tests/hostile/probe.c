@@ -244,7 +244,7 @@ END_TEST
  * name it is refused with.  Made by qemu-img where it can, else by hand. */
 struct sample {
     const char *file;     /* in the scratch folder */
-    const char *name;     /* "VHD (vpc)" */
+    const char *name;     /* "VHDX (vhdx)" */
     const char *qemu_fmt; /* what qemu-img info calls it, or NULL */
 };
 
@@ -252,7 +252,6 @@ static const struct sample samples[] = {
     {"s.vmdk", "VMDK (vmdk)", "vmdk"},
     {"d.vmdk", "VMDK (vmdk)", "vmdk"},       /* text descriptor */
     {"cowd.vmdk", "VMDK (vmdk)", NULL},      /* "COWD" (ESX) */
-    {"s.vhd", "VHD (vpc)", "vpc"},
     {"s.vhdx", "VHDX (vhdx)", "vhdx"},
     {"s.vdi", "VDI (vdi)", "vdi"},
     {"s.qed", "QED (qed)", "qed"},
