@@ -167,6 +167,12 @@ int vpc_create(const char *filename, uint64_t size, struct opt_set *os)
         if (ftruncate(fd, (off_t)(bytes + VPC_FOOTER_SIZE)) < 0)
             r = err_set(-errno, "%s: could not resize to %" PRIu64 " bytes: %s", filename,
                         bytes + VPC_FOOTER_SIZE, strerror(errno));
+        /* As QEMU's file creation: the first block allocated, so that
+         * the file system's alignment can be probed on it. */
+        uint8_t zero[4096] = {0};
+        size_t n = bytes < sizeof zero ? (size_t)bytes : sizeof zero;
+        if (r == 0 && n)
+            r = write_all(fd, zero, n, 0, filename);
         if (r == 0)
             r = write_all(fd, footer, VPC_FOOTER_SIZE, bytes, filename);
     } else {

@@ -177,6 +177,22 @@ static int read_dynamic(struct vpc *s, uint64_t fsize, uint8_t *h)
         if (off + data_end > s->free_off)
             s->free_off = off + data_end;
     }
+    /* ... and after the header and the parent locators' data. */
+    if (hoff + VPC_HEADER_SIZE > s->free_off)
+        s->free_off = align_up(hoff + VPC_HEADER_SIZE, VPC_SECTOR);
+    for (unsigned i = 0; i < VPC_LOCATORS; i++) {
+        const uint8_t *l = h + VPC_H_LOCATORS + i * VPC_LOCATOR_SIZE;
+        uint64_t off = be64_load(l + 16), len = be32_load(l + 8);
+        if (be32_load(l) && len && range_inside(off, len, fsize) &&
+            align_up(off + len, VPC_SECTOR) > s->free_off)
+            s->free_off = align_up(off + len, VPC_SECTOR);
+    }
+    /* A footer at the end of the file: new blocks go where it is. */
+    uint8_t cookie[8];
+    if (fsize >= VPC_FOOTER_SIZE && fsize % VPC_SECTOR == 0 && fsize - VPC_FOOTER_SIZE > s->free_off &&
+        dev_pread(s->file, cookie, 8, fsize - VPC_FOOTER_SIZE) == 0 &&
+        memcmp(cookie, "conectix", 8) == 0)
+        s->free_off = fsize - VPC_FOOTER_SIZE;
     return 0;
 }
 
@@ -598,7 +614,8 @@ static int vpc_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         int r = dev_block_status(s->file, off, len, ext);
         if (r < 0)
             return r;
-        ext->flags |= VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
+        /* As QEMU shows it: data, zero where the file has a hole. */
+        ext->flags |= VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
         ext->host_offset = off;
         ext->host_file = s->file->filename;
         ext->depth = 0;
