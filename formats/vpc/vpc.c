@@ -16,7 +16,8 @@
  * (what QEMU and Hyper-V write) go to the file as child requests.  The rest
  * (allocation, bitmaps, parents) runs on the image's worker with
  * synchronous I/O under the lock.  A new block is written in this order:
- * the footer past its end, its bitmap and data, a flush, then its BAT entry;
+ * the footer past its end, its data (in a differencing image with the
+ * parent's bytes around the write), its bitmap, a flush, then its BAT entry;
  * a crash before the BAT entry leaves an unused block, never a BAT entry
  * pointing at unwritten data.
  */
@@ -406,6 +407,28 @@ static int read_work_locked(struct vpc *s, struct vdisk_req *req)
     return 0;
 }
 
+/* Copies the parent's bytes FROM..TO of block IDX into the new block at BASE
+ * (what a differencing image's new block holds besides the write). */
+static int copy_parent(struct vpc *s, uint32_t idx, uint64_t base, uint64_t from, uint64_t to)
+{
+    size_t chunk = 1u << 20;
+    uint8_t *buf = from < to ? malloc(chunk) : NULL;
+    if (from < to && !buf)
+        return err_set(-ENOMEM, "out of memory");
+    int r = 0;
+    uint64_t vstart = (uint64_t)idx * s->block_size;
+    for (uint64_t at = from; r == 0 && at < to;) {
+        size_t n = to - at < chunk ? (size_t)(to - at) : chunk;
+        struct iovec v = {buf, n};
+        r = read_below(s, &v, 1, 0, n, vstart + at);
+        if (r == 0)
+            r = dev_pwrite(s->file, buf, n, base + s->bitmap_size + at);
+        at += n;
+    }
+    free(buf);
+    return r;
+}
+
 /* A new block for block IDX, holding the LEN bytes at POS of IOV at INB. */
 static int alloc_block(struct vpc *s, uint32_t idx, const struct iovec *iov, int iovcnt,
                        size_t pos, size_t len, uint64_t inb)
@@ -426,16 +449,18 @@ static int alloc_block(struct vpc *s, uint32_t idx, const struct iovec *iov, int
     uint8_t *bm = calloc(1, s->bitmap_size);
     if (r == 0 && !bm)
         r = err_set(-ENOMEM, "out of memory");
+    /* A differencing image's new block gets the parent's bytes around the
+     * write, so that its bitmap is all ones too: readers that take a block
+     * whole (QEMU) or by bitmap bytes (libvhdi) read what this one does. */
+    if (r == 0 && s->parent)
+        r = copy_parent(s, idx, base, 0, inb);
+    if (r == 0 && s->parent)
+        r = copy_parent(s, idx, base, inb + len, s->block_size);
     if (r == 0) {
         uint32_t sectors = s->block_size / VPC_SECTOR;
-        if (s->type == VPC_TYPE_DYNAMIC) {
-            memset(bm, 0xff, sectors / 8 ? sectors / 8 : 1);
-            if (sectors < 8)
-                bm[0] = (uint8_t)(0xff << (8 - sectors));
-        } else {
-            for (uint64_t i = inb / VPC_SECTOR; i < (inb + len) / VPC_SECTOR; i++)
-                bm[i >> 3] |= (uint8_t)(0x80 >> (i & 7));
-        }
+        memset(bm, 0xff, sectors / 8 ? sectors / 8 : 1);
+        if (sectors < 8)
+            bm[0] = (uint8_t)(0xff << (8 - sectors));
         r = dev_pwrite(s->file, bm, s->bitmap_size, base);
     }
     if (r == 0)
@@ -450,11 +475,7 @@ static int alloc_block(struct vpc *s, uint32_t idx, const struct iovec *iov, int
     if (r == 0) {
         s->bat[idx] = (uint32_t)(base / VPC_SECTOR);
         s->free_off = end;
-        s->full[idx] = s->type == VPC_TYPE_DYNAMIC;
-        if (!s->full[idx]) {
-            memcpy(s->bitmap, bm, s->bitmap_size);
-            s->bitmap_block = idx;
-        }
+        s->full[idx] = 1;
     }
     free(bm);
     return r;
@@ -513,6 +534,9 @@ static int write_work_locked(struct vpc *s, struct vdisk_req *req)
             r = write_block(s, req->iov, req->iovcnt, pos, n, off);
         } else if (s->bat[idx] == VPC_UNALLOCATED && !s->parent) {
             /* Reads zero already. */
+        } else if (req->flags & VDISK_REQ_NO_FALLBACK) {
+            return err_set(-ENOTSUP, "%s: zeroes in a VHD are written as data (no fallback "
+                           "asked)", s->dev->filename);
         } else {
             for (size_t d = 0; r == 0 && d < n;) {
                 size_t k = n - d < sizeof zero_chunk ? n - d : sizeof zero_chunk;
@@ -534,6 +558,8 @@ static int io_work(struct vdisk_req *req)
     struct vpc *s = req->dev->priv;
     pthread_mutex_lock(&s->lock);
     int r = req->op == VDISK_OP_READ ? read_work_locked(s, req) : write_work_locked(s, req);
+    if (r == 0 && req->op != VDISK_OP_READ && (req->flags & VDISK_REQ_FUA))
+        r = dev_flush(s->file);
     pthread_mutex_unlock(&s->lock);
     if (r < 0)
         req_set_error(req, r, err_detail());
