@@ -175,6 +175,15 @@ static int read_dynamic(struct vpc *s, uint64_t fsize, uint8_t *h)
                            "at sector %" PRIu32 ": its block (%" PRIu64 " bytes at offset %"
                            PRIu64 ") is not inside the file (%" PRIu64 " bytes)", fn, i,
                            s->bat_offset + (uint64_t)4 * i, e, data_end, off, fsize);
+        uint64_t bat_end = s->bat_offset + (uint64_t)max * 4;
+        if ((off < hoff + VPC_HEADER_SIZE && off + data_end > hoff) ||
+            (off < bat_end && off + data_end > s->bat_offset))
+            return err_set(-EINVAL, "%s: BAT entry %" PRIu32 " (at offset %" PRIu64 ") points "
+                           "at sector %" PRIu32 ": its block (%" PRIu64 " bytes at offset %"
+                           PRIu64 ") overlaps the dynamic disk header (offset %" PRIu64 ") or "
+                           "the BAT (offset %" PRIu64 ")", fn, i,
+                           s->bat_offset + (uint64_t)4 * i, e, data_end, off, hoff,
+                           s->bat_offset);
         if (off + data_end > s->free_off)
             s->free_off = off + data_end;
     }

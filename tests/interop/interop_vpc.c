@@ -362,6 +362,7 @@ static void e_entries(uint8_t *b, size_t len) { be32_store(b + 512 + 28, 0xfffff
 static void e_entries_few(uint8_t *b, size_t len) { be32_store(b + 512 + 28, 2); }
 static void e_bat_far(uint8_t *b, size_t len) { be64_store(b + 512 + 16, 1ull << 40); }
 static void e_bat_entry(uint8_t *b, size_t len) { be32_store(b + 1536 + 4, 0x7fffffff); }
+static void e_bat_overlap(uint8_t *b, size_t len) { be32_store(b + 1536 + 4, 2); }
 static void e_size(uint8_t *b, size_t len)
 {
     memcpy(b + 28, "win ", 4);
@@ -405,6 +406,10 @@ START_TEST(hostile_headers_messages)
     refused("BAT entry past EOF, near", e_truncated, true, -EINVAL,
             "BAT entry 1 (at offset 1540) points at sector 20480: its block (2097664 bytes at "
             "offset 10485760) is not inside the file (2100224 bytes)");
+    refused("BAT entry over the metadata", e_bat_overlap, true, -EINVAL,
+            "BAT entry 1 (at offset 1540) points at sector 2: its block (2097664 bytes at "
+            "offset 1024) overlaps the dynamic disk header (offset 512) or the BAT (offset "
+            "1536)");
     refused("size 2^60", e_size, true, -EFBIG,
             "the VHD footer at offset 0 claims 2251799813685248 sectors, more than the "
             "4278190080 (2040 GiB) a VHD may hold");
