@@ -325,6 +325,11 @@ END_TEST
 
 /* ---- Damaged images ------------------------------------------------------- */
 
+/* Among them the classes of QEMU's 2014 vpc fixes (CVE-2014-0144: a block
+ * size of 0 or not a power of two, a max_table_entries that overflows the
+ * BAT's allocation or lies past the file) and BAT entries past the end of
+ * the file. */
+
 static char sum_msg[200];
 
 /* A qemu-made dynamic image of 10 MiB, changed by EDIT, must be refused with
@@ -444,6 +449,37 @@ START_TEST(hostile_headers_messages)
 }
 END_TEST
 
+/* Random I/O (eight requests in flight, zeroes, unaligned pieces) on a
+ * dynamic image and on a differencing image over it, against a model; then
+ * qemu-img reads the dynamic one as the model says. */
+START_TEST(random_io)
+{
+    ck_assert_int_eq(mkdir(scratch("r"), 0755), 0);
+    const char *img = scratch("r/base.vhd");
+    RUN_OK("%s create -q -f vpc '%s' 24M", vdisk_bin(), img);
+    uint64_t size = 25171968; /* the geometry's (qemu-img: the same) */
+    uint8_t *model = calloc(1, size);
+    vdisk_dev *d;
+    ck_assert_msg(vdisk_open(&d, img, NULL) == 0, "%s", vdisk_get_error());
+    ck_assert_uint_eq(vdisk_get_size(d), size);
+    random_io_against_model(d, model, size, 200, 0x766863);
+    vdisk_close(d);
+    write_file(scratch("r/model.raw"), model, size);
+    RUN_OK("qemu-img compare -f vpc -F raw '%s' '%s'", img, scratch("r/model.raw"));
+    /* A differencing image over it: writes land in the child only. */
+    make_child(img, scratch("r/child.vhd"), "base.vhd", ".\\base.vhd");
+    ck_assert_msg(vdisk_open(&d, scratch("r/child.vhd"), NULL) == 0, "%s", vdisk_get_error());
+    random_io_against_model(d, model, size, 200, 0x646966);
+    vdisk_close(d);
+    RUN_OK("qemu-img compare -f vpc -F raw '%s' '%s'", img, scratch("r/model.raw"));
+    uint8_t *got = malloc(size);
+    read_all(scratch("r/child.vhd"), got, size);
+    assert_same_bytes(got, model, size, 0, "child");
+    free(got);
+    free(model);
+}
+END_TEST
+
 /* vdisk check says what qemu-img says: vpc has no check. */
 START_TEST(check_not_supported)
 {
@@ -473,6 +509,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, differencing_over_dynamic);
     tcase_add_test(tc, hostile_headers_messages);
     tcase_add_test(tc, check_not_supported);
+    tcase_add_test(tc, random_io);
     suite_add_tcase(s, tc);
     return s;
 }
