@@ -316,7 +316,7 @@ static int load_bitmap(struct vpc *s, uint32_t idx)
     bool all = true;
     for (uint32_t i = 0; i < sectors / 8 && all; i++)
         all = s->bitmap[i] == 0xff;
-    s->full[idx] = all;
+    s->full[idx] = all ? VPC_FULL : VPC_PARTIAL;
     return 0;
 }
 
@@ -387,9 +387,9 @@ static int read_work_locked(struct vpc *s, struct vdisk_req *req)
             r = read_below(s, req->iov, req->iovcnt, pos, n, off);
         } else {
             uint64_t data = (uint64_t)s->bat[idx] * VPC_SECTOR + s->bitmap_size;
-            if (!s->full[idx])
-                r = load_bitmap(s, idx);
-            if (r == 0 && s->full[idx]) {
+            if (s->full[idx] != VPC_FULL)
+                r = load_bitmap(s, idx); /* (cached: one block's) */
+            if (r == 0 && s->full[idx] == VPC_FULL) {
                 r = file_io(s, false, req->iov, req->iovcnt, pos, n, data + inb);
             } else {
                 /* Runs of sectors present here, or not. */
@@ -484,7 +484,7 @@ static int alloc_block(struct vpc *s, uint32_t idx, const struct iovec *iov, int
     if (r == 0) {
         s->bat[idx] = (uint32_t)(base / VPC_SECTOR);
         s->free_off = end;
-        s->full[idx] = 1;
+        s->full[idx] = VPC_FULL;
     }
     free(bm);
     return r;
@@ -499,10 +499,10 @@ static int write_block(struct vpc *s, const struct iovec *iov, int iovcnt, size_
     if (s->bat[idx] == VPC_UNALLOCATED)
         return alloc_block(s, idx, iov, iovcnt, pos, len, inb);
     uint64_t base = (uint64_t)s->bat[idx] * VPC_SECTOR;
-    int r = s->full[idx] ? 0 : load_bitmap(s, idx);
+    int r = s->full[idx] == VPC_FULL ? 0 : load_bitmap(s, idx);
     if (r == 0)
         r = file_io(s, true, iov, iovcnt, pos, len, base + s->bitmap_size + inb);
-    if (r < 0 || s->full[idx])
+    if (r < 0 || s->full[idx] == VPC_FULL)
         return r;
     /* Mark the sectors present once their data is down. */
     uint32_t first = (uint32_t)(inb / VPC_SECTOR), last = (uint32_t)((inb + len) / VPC_SECTOR);
@@ -577,6 +577,31 @@ static int io_work(struct vdisk_req *req)
 
 /* ---- Requests ------------------------------------------------------------- */
 
+static void vpc_submit(struct vdisk_req *req);
+
+/* The first request to a block reads its bitmap on the worker, then starts
+ * again: a full block then goes to the file directly. */
+static int bitmap_work(struct vdisk_req *req)
+{
+    struct vpc *s = req->dev->priv;
+    uint32_t idx = (uint32_t)(req->offset / s->block_size);
+    pthread_mutex_lock(&s->lock);
+    int r = s->full[idx] == VPC_UNKNOWN ? load_bitmap(s, idx) : 0;
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
+}
+
+static void bitmap_then(struct vdisk_req *req)
+{
+    if (req->result < 0) {
+        req_complete(req, req->result);
+        return;
+    }
+    vpc_submit(req);
+}
+
 static void to_file(struct vdisk_req *req, enum vdisk_op op, uint64_t off)
 {
     struct vpc *s = req->dev->priv;
@@ -610,11 +635,16 @@ static void vpc_submit(struct vdisk_req *req)
             uint64_t idx = req->offset / s->block_size, inb = req->offset % s->block_size;
             if (req->length <= s->block_size - inb) {
                 pthread_mutex_lock(&s->lock);
-                bool direct = idx < s->entries && s->bat[idx] != VPC_UNALLOCATED && s->full[idx];
-                uint64_t host = direct ? (uint64_t)s->bat[idx] * VPC_SECTOR + s->bitmap_size + inb : 0;
+                bool here = idx < s->entries && s->bat[idx] != VPC_UNALLOCATED;
+                uint8_t state = here ? s->full[idx] : VPC_PARTIAL;
+                uint64_t host = here ? (uint64_t)s->bat[idx] * VPC_SECTOR + s->bitmap_size + inb : 0;
                 pthread_mutex_unlock(&s->lock);
-                if (direct) {
+                if (state == VPC_FULL) {
                     to_file(req, req->op, host);
+                    return;
+                }
+                if (state == VPC_UNKNOWN) {
+                    offload_req(s->offload, req, bitmap_work, bitmap_then);
                     return;
                 }
             }
@@ -663,9 +693,9 @@ static int vpc_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     uint32_t e = idx < s->entries ? s->bat[idx] : VPC_UNALLOCATED;
     int r = 0;
     bool here = e != VPC_UNALLOCATED;
-    if (here && s->type == VPC_TYPE_DIFF && !s->full[idx]) {
+    if (here && s->type == VPC_TYPE_DIFF && s->full[idx] != VPC_FULL) {
         r = load_bitmap(s, idx);
-        if (r == 0 && !s->full[idx]) {
+        if (r == 0 && s->full[idx] != VPC_FULL) {
             uint32_t sec = (uint32_t)(inb / VPC_SECTOR);
             here = bit_set(s->bitmap, sec);
             uint64_t run = VPC_SECTOR;

@@ -67,6 +67,11 @@
 #define VPC_TYPE_DIFF       4
 
 #define VPC_UNALLOCATED     0xffffffffu
+
+/* What is known of an allocated block's sector bitmap. */
+#define VPC_UNKNOWN         0       /* not read yet */
+#define VPC_FULL            1       /* all ones: the block's data is all here */
+#define VPC_PARTIAL         2       /* some sectors elsewhere (parent, or zero) */
 #define VPC_TIME_BASE       946684800 /* 2000-01-01 00:00:00 UTC */
 
 /* QEMU's limits: 2040 GiB, and the largest CHS geometry. */
@@ -102,7 +107,7 @@ struct vpc {
     uint64_t bat_offset;
     uint32_t entries;                 /* BAT entries in memory (those in use) */
     uint32_t *bat;                    /* host order */
-    uint8_t *full;                    /* per block: its bitmap is all ones */
+    uint8_t *full;                    /* per block: VPC_UNKNOWN, _FULL, _PARTIAL */
     uint64_t free_off;                /* where the next block goes (the footer) */
     uint8_t *bitmap;                  /* one block's bitmap, cached */
     uint32_t bitmap_block;            /* ... of this block, or VPC_UNALLOCATED */
