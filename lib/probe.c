@@ -10,7 +10,7 @@
  * are not the disk.
  *
  * The signatures are those QEMU 7.2's probe functions look for (bochs,
- * cloop, dmg, parallels, qcow, qed, vhdx, vmdk, vpc, LUKS), with their
+ * cloop, dmg, parallels, qcow, qed, vhdx, vmdk, LUKS; vdi and vpc have drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
  * there is refused.
@@ -64,12 +64,6 @@ static int probe_vmdk(const uint8_t *b, const char *name)
         return 0;
     }
     return 0;
-}
-
-static int probe_vpc(const uint8_t *b, const char *name)
-{
-    (void)name;
-    return has(b, 0, "conectix", 8) ? 100 : 0;
 }
 
 static int probe_vhdx(const uint8_t *b, const char *name)
@@ -141,7 +135,6 @@ static const struct foreign_format foreign_formats[] = {
     {"QED", "qed", probe_qed},
     {"VHDX", "vhdx", probe_vhdx},
     {"VMDK", "vmdk", probe_vmdk},
-    {"VHD", "vpc", probe_vpc},
 };
 
 void probe_block(const uint8_t *buf, const char *filename, struct probe_result *res)
