@@ -590,6 +590,9 @@ struct vdisk_driver {
 extern const struct vdisk_driver vdisk_driver_raw;
 extern const struct vdisk_driver vdisk_driver_offset;
 extern const struct vdisk_driver vdisk_driver_qcow2;
+extern const struct vdisk_driver vdisk_driver_vdi;
+/* VHD images (formats/vpc), "vpc" as QEMU names the format. */
+extern const struct vdisk_driver vdisk_driver_vpc;
 /* NBD exports (formats/nbd/nbd.c): the protocol of names that
  * dev_is_nbd_name() accepts. */
 extern const struct vdisk_driver vdisk_driver_nbd;

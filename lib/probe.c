@@ -10,7 +10,7 @@
  * are not the disk.
  *
  * The signatures are those QEMU 7.2's probe functions look for (bochs,
- * cloop, dmg, parallels, qcow, qed, vdi, vhdx, vmdk, vpc, LUKS), with their
+ * cloop, dmg, parallels, qcow, qed, vhdx, vmdk, LUKS; vdi and vpc have drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
  * there is refused.
@@ -66,22 +66,10 @@ static int probe_vmdk(const uint8_t *b, const char *name)
     return 0;
 }
 
-static int probe_vpc(const uint8_t *b, const char *name)
-{
-    (void)name;
-    return has(b, 0, "conectix", 8) ? 100 : 0;
-}
-
 static int probe_vhdx(const uint8_t *b, const char *name)
 {
     (void)name;
     return has(b, 0, "vhdxfile", 8) ? 100 : 0;
-}
-
-static int probe_vdi(const uint8_t *b, const char *name)
-{
-    (void)name;
-    return le32_load(b + 64) == 0xbeda107f ? 100 : 0;
 }
 
 static int probe_qed(const uint8_t *b, const char *name)
@@ -145,10 +133,8 @@ static const struct foreign_format foreign_formats[] = {
     {"Parallels", "parallels", probe_parallels},
     {"QCOW", "qcow", probe_qcow1},
     {"QED", "qed", probe_qed},
-    {"VDI", "vdi", probe_vdi},
     {"VHDX", "vhdx", probe_vhdx},
     {"VMDK", "vmdk", probe_vmdk},
-    {"VHD", "vpc", probe_vpc},
 };
 
 void probe_block(const uint8_t *buf, const char *filename, struct probe_result *res)

@@ -10,6 +10,8 @@ packages=(
   liburing-dev libzstd-dev zlib1g-dev libnbd-dev libgnutls28-dev check
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
+  # an independent VHD reader (vhdiinfo, vhdimount: tests/interop/interop_vpc.c)
+  libvhdi-utils fuse3
   # NBD: the NBD server's test clients (nbdinfo, nbdcopy: tests/nbd/) and
   # the nbd protocol's test servers (nbdkit: tests/nbd_client/)
   libnbd-bin nbdkit

@@ -221,6 +221,13 @@ void vdisk_close(vdisk_dev *dev);
  *   backing_fmt     the backing file's format (a format vdisk knows:
  *                   "raw", "qcow2"); needs backing_file.  Without it the
  *                   backing file's format is probed at each open.
+ *
+ * vdi (VirtualBox, laid out as qemu-img lays it out: 1 MiB blocks, the
+ * block map at 512, random image UUIDs):
+ *   static          on | off (default): every block allocated (the file
+ *                   extended over them, sparse) or none (dynamic)
+ *   SIZE may be at most 0x1fffff8000000 bytes (-ENOTSUP, as qemu-img) and
+ *   needs a block map of at most 256 MiB (64 TiB; -EFBIG).
  * Other qemu-img options (encrypt, data_file, cluster allocation options
  * of other formats) are not supported and fail as unknown.
  *

@@ -34,7 +34,8 @@ static void report(void *opaque, const char *line)
 static void print_json(const char *file, const char *fmt, const struct vdisk_check_result *r)
 {
     printf("{\n");
-    printf("    \"image-end-offset\": %" PRIu64 ",\n", r->image_end_offset);
+    if (r->image_end_offset) /* (vdi has none) */
+        printf("    \"image-end-offset\": %" PRIu64 ",\n", r->image_end_offset);
     if (r->compressed_clusters)
         printf("    \"compressed-clusters\": %" PRIu64 ",\n", r->compressed_clusters);
     if (r->total_clusters)

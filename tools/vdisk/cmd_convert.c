@@ -699,7 +699,7 @@ static void help(void)
            "  --image-opts    the sources are given as options (driver=qcow2,\n"
            "                  file.filename=F,...), as qemu-img takes them\n"
            "  --target-image-opts  DST too (with -n)\n"
-           "  -O FMT          the output format: raw (default) or qcow2\n"
+           "  -O FMT          the output format: raw (default), qcow2 or vdi\n"
            "  -o OPTIONS      options for creating DST (see vdisk create --help)\n"
            "  -c              compress the output (qcow2; zstd or zlib as\n"
            "                  compression_type says), on every core\n"

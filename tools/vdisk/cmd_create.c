@@ -13,22 +13,27 @@ static void help(void)
     printf("usage: vdisk create [-q] [-f FMT] [-b BACKING -F BACKING_FMT] [-u] [-o OPTIONS]\n"
            "                    FILE [SIZE]\n"
            "\n"
-           "Creates the image FILE of format FMT (raw or qcow2; default raw) holding\n"
-           "SIZE bytes (suffixes k, M, G, T, P, E; rounded up to 512 bytes).  With a\n"
-           "backing file, SIZE defaults to the backing file's size.\n"
+           "Creates the image FILE of format FMT (raw, qcow2, vdi or vpc; default raw)\n"
+           "holding SIZE bytes (suffixes k, M, G, T, P, E; rounded up to 512 bytes).\n"
+           "With a backing file, SIZE defaults to the backing file's size.\n"
            "\n"
-           "  -f FMT        image format: raw or qcow2\n"
+           "  -f FMT        image format: raw, qcow2, vdi or vpc (VHD)\n"
            "  -b BACKING    qcow2: a linked clone of BACKING (a path relative to FILE's\n"
            "                folder, or absolute)\n"
            "  -F FMT        the backing file's format (raw or qcow2); required with -b\n"
            "  -u            do not open the backing file (SIZE is then required)\n"
            "  -o OPTIONS    comma-separated format options:\n"
            "                  raw:   preallocation=off|falloc|full\n"
+           "                  vdi:   static=on|off (all blocks allocated)\n"
            "                  qcow2: cluster_size=512..2M, refcount_bits=1..64,\n"
            "                         compat=0.10|1.1, lazy_refcounts=on|off,\n"
            "                         extended_l2=on|off, compression_type=zlib|zstd,\n"
            "                         preallocation=off|metadata|falloc|full,\n"
            "                         backing_file=NAME, backing_fmt=FMT\n"
+           "                  vpc:   subformat=dynamic|fixed, force_size=on|off (the size\n"
+           "                         as given, not rounded to a CHS geometry: Azure),\n"
+           "                         preallocation=off|falloc|full (no effect, as in\n"
+           "                         qemu-img)\n"
            "  -q            quiet: do not print the 'Formatting ...' line\n");
 }
 
@@ -60,6 +65,19 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
         printf(" lazy_refcounts=%s", v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
         v = vdisk_options_get(o, "refcount_bits");
         printf(" refcount_bits=%s", v ? v : "16");
+    } else if (strcmp(fmt, "vdi") == 0) {
+        const char *v = vdisk_options_get(o, "static");
+        printf(" size=%" PRIu64 " static=%s", size,
+               v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
+    } else if (strcmp(fmt, "vpc") == 0) {
+        /* qemu-img's order: the format's options, then the file's. */
+        static const char *const keys[] = {"subformat", "force_size", "preallocation"};
+        printf(" size=%" PRIu64, size);
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            const char *v = vdisk_options_get(o, keys[i]);
+            if (v)
+                printf(" %s=%s", keys[i], v);
+        }
     } else {
         printf(" size=%" PRIu64, size);
         if (optlist) {

@@ -201,6 +201,13 @@ int cmd_map(int argc, char **argv)
     }
     if (have && ret == 0)
         print_entry(&cur, json, first);
+    if (json && ret == 0 && !have) {
+        /* Nothing to map (an empty image): qemu-img shows its first,
+         * empty, extent. */
+        struct map_entry none = {.start = start};
+        print_entry(&none, json, true);
+        have = true;
+    }
     if (json && ret == 0)
         printf(have ? "]\n" : "[]\n");
     vdisk_close(dev);

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/vpc/parent.c: the parent of a differencing VHD.
+ *
+ * The dynamic disk header names the parent twice over: its file name in
+ * UTF-16BE, and up to eight parent locators, each a platform code and a
+ * path stored elsewhere in the file:
+ *   W2ru  a path relative to the image, UTF-16LE (Windows: ".\base.vhd")
+ *   W2ku  an absolute Windows path, UTF-16LE ("C:\VMs\base.vhd"): not
+ *         followed here (no drive letters), but checked
+ *   MacX  a file URL, UTF-8 (Mac OS X: "file://localhost/Users/a/base.vhd")
+ *   Mac   a Mac OS alias record: not followed, checked
+ * The first of W2ru, MacX and the header's name whose file exists is
+ * opened, as a VHD (a parent is one), under the backing-file rules of the
+ * qcow2 driver: names resolved against the image's folder,
+ * backing-confine=on keeping them inside it, network names only with
+ * backing-allow-network=on, a depth limit and no loops.  The parent's
+ * footer UUID must be the one the header records.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "vpc.h"
+
+/* UTF-16 (BE or LE) to UTF-8, up to the first NUL; NULL when invalid. */
+static char *utf16_to_utf8(const uint8_t *p, size_t bytes, bool be)
+{
+    size_t units = bytes / 2;
+    char *out = malloc(units * 3 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < units; i++) {
+        uint32_t c = be ? be16_load(p + 2 * i) : le16_load(p + 2 * i);
+        if (c == 0)
+            break;
+        if (c >= 0xd800 && c < 0xdc00) {
+            uint32_t d = i + 1 < units ? (be ? be16_load(p + 2 * i + 2) : le16_load(p + 2 * i + 2)) : 0;
+            if (d < 0xdc00 || d >= 0xe000) {
+                free(out);
+                return NULL;
+            }
+            c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+            i++;
+        } else if (c >= 0xdc00 && c < 0xe000) {
+            free(out);
+            return NULL;
+        }
+        if (c < 0x80) {
+            out[o++] = (char)c;
+        } else if (c < 0x800) {
+            out[o++] = (char)(0xc0 | (c >> 6));
+            out[o++] = (char)(0x80 | (c & 0x3f));
+        } else if (c < 0x10000) {
+            out[o++] = (char)(0xe0 | (c >> 12));
+            out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[o++] = (char)(0x80 | (c & 0x3f));
+        } else {
+            /* 4 bytes: room, since a surrogate pair took 2 units (6 bytes). */
+            out[o++] = (char)(0xf0 | (c >> 18));
+            out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
+            out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[o++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* A Windows relative path as a POSIX one: '\' to '/', no leading ".\". */
+static void windows_relative(char *p)
+{
+    for (char *q = p; *q; q++)
+        if (*q == '\\')
+            *q = '/';
+    while (p[0] == '.' && p[1] == '/')
+        memmove(p, p + 2, strlen(p + 2) + 1);
+}
+
+/* A file URL's path ("file://localhost/a%20b" -> "/a b"); NULL otherwise. */
+static char *file_url_path(const char *url)
+{
+    if (strncmp(url, "file://", 7) != 0)
+        return NULL;
+    const char *p = url + 7;
+    if (!strncmp(p, "localhost/", 10))
+        p += 9;
+    if (*p != '/')
+        return NULL;
+    char *out = malloc(strlen(p) + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (; *p; p++) {
+        if (*p == '%' && hex_digit(p[1]) >= 0 && hex_digit(p[2]) >= 0) {
+            out[o++] = (char)(hex_digit(p[1]) * 16 + hex_digit(p[2]));
+            p += 2;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = 0;
+    if (strlen(out) != o) { /* an encoded NUL */
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static bool stands_alone(const char *name)
+{
+    return name[0] == '/' || strstr(name, "://") || dev_is_network_name(name);
+}
+
+static char *resolve(const char *image, const char *name)
+{
+    if (stands_alone(name))
+        return strdup(name);
+    const char *slash = strrchr(image, '/');
+    if (!slash)
+        return strdup(name);
+    return str_printf("%.*s/%s", (int)(slash - image), image, name);
+}
+
+/* backing-confine=on: true when NAME (resolved to FULL) leaves IMAGE's folder. */
+static bool escapes(const char *image, const char *name, const char *full)
+{
+    if (stands_alone(name))
+        return true;
+    long depth = 0;
+    for (const char *p = name; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (--depth < 0)
+                return true;
+        } else if (n && !(n == 1 && p[0] == '.')) {
+            depth++;
+        }
+        p += n;
+        p += strspn(p, "/");
+    }
+    char dir[PATH_MAX], real_dir[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(image, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == image)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - image), image);
+    if (!realpath(full, real) || !realpath(dir, real_dir))
+        return false;
+    size_t dl = strlen(real_dir);
+    if (dl == 1)
+        return false;
+    return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
+}
+
+/* The candidates' names, in the order they are tried. */
+struct names {
+    char *name[VPC_LOCATORS + 1];
+    unsigned n;
+};
+
+static void names_free(struct names *nm)
+{
+    for (unsigned i = 0; i < nm->n; i++)
+        free(nm->name[i]);
+}
+
+static int read_locators(struct vpc *s, const uint8_t *hdr, struct names *nm)
+{
+    const char *fn = s->dev->filename;
+    uint64_t fsize = dev_size(s->file);
+    if (s->file->file_length && s->file->file_length < fsize)
+        fsize = s->file->file_length;
+    char *macx = NULL;
+    int r = 0;
+    for (unsigned i = 0; i < VPC_LOCATORS && r == 0; i++) {
+        const uint8_t *l = hdr + VPC_H_LOCATORS + i * VPC_LOCATOR_SIZE;
+        uint32_t code = be32_load(l), len = be32_load(l + 8);
+        uint64_t off = be64_load(l + 16);
+        if (code == 0)
+            continue;
+        if (len > VPC_MAX_LOCATOR || !range_inside(off, len, fsize)) {
+            r = err_set(-EINVAL, "%s: parent locator %u (platform 0x%08" PRIx32 ") claims %"
+                        PRIu32 " bytes at offset %" PRIu64 "; expected at most %u bytes inside "
+                        "the file (%" PRIu64 " bytes)", fn, i, code, len, off, VPC_MAX_LOCATOR,
+                        fsize);
+            break;
+        }
+        bool w2ru = !memcmp(l, "W2ru", 4), mx = !memcmp(l, "MacX", 4);
+        if ((!w2ru && !mx) || len == 0)
+            continue;
+        uint8_t *buf = malloc(len);
+        if (!buf) {
+            r = err_set(-ENOMEM, "out of memory");
+            break;
+        }
+        r = dev_pread(s->file, buf, len, off);
+        char *name = NULL;
+        if (r == 0 && w2ru) {
+            name = utf16_to_utf8(buf, len, false);
+            if (name)
+                windows_relative(name);
+        } else if (r == 0) {
+            char *url = strndup((const char *)buf, len);
+            name = url ? file_url_path(url) : NULL;
+            free(url);
+        }
+        free(buf);
+        if (r == 0 && (!name || !*name)) {
+            free(name);
+            r = err_set(-EINVAL, "%s: parent locator %u (%.4s, %" PRIu32 " bytes at offset %"
+                        PRIu64 ") does not hold a valid path", fn, i, (const char *)l, len, off);
+            break;
+        }
+        if (r == 0 && w2ru)
+            nm->name[nm->n++] = name;
+        else if (r == 0 && !macx)
+            macx = name;
+        else
+            free(name);
+    }
+    if (macx) {
+        if (r == 0)
+            nm->name[nm->n++] = macx;
+        else
+            free(macx);
+    }
+    if (r == 0) {
+        char *name = utf16_to_utf8(hdr + VPC_H_PARENT_NAME, VPC_H_PARENT_NAME_LEN, true);
+        if (!name)
+            return err_set(-EINVAL, "%s: the parent's name in the dynamic disk header is not "
+                           "valid UTF-16", fn);
+        if (*name)
+            nm->name[nm->n++] = name;
+        else
+            free(name);
+    }
+    return r;
+}
+
+int vpc_open_parent(struct vpc *s, const uint8_t *hdr, struct opt_set *os)
+{
+    const char *fn = s->dev->filename;
+    const struct vdisk_open_params *up = &s->dev->params;
+    struct names nm = {0};
+    int r = read_locators(s, hdr, &nm);
+    if (r == 0 && nm.n == 0)
+        r = err_set(-EINVAL, "%s: the differencing image names no parent (no W2ru or MacX "
+                    "locator, no name in its header)", fn);
+    if (r < 0) {
+        names_free(&nm);
+        return r;
+    }
+    /* The first that exists; else the first, to say why it fails. */
+    unsigned pick = 0;
+    for (unsigned i = 0; i < nm.n && !up->open_backing; i++) {
+        char *full = resolve(fn, nm.name[i]);
+        bool there = full && access(full, F_OK) == 0;
+        free(full);
+        if (there) {
+            pick = i;
+            break;
+        }
+    }
+    s->parent_name = nm.name[pick];
+    nm.name[pick] = NULL;
+    names_free(&nm);
+    if (up->no_backing)
+        return err_set(-EPERM, "%s: backing files are not allowed here (the image names '%s')",
+                       fn, s->parent_name);
+    char self[PATH_MAX];
+    const char *me = realpath(fn, self) ? self : fn;
+    struct chain_link link = {me, up->chain, up->chain ? up->chain->depth + 1 : 1};
+    if (link.depth > VPC_MAX_CHAIN_DEPTH)
+        return err_set(-ELOOP, "%s: the backing chain is deeper than %d images", fn,
+                       VPC_MAX_CHAIN_DEPTH);
+    struct vdisk_open_params p = *up;
+    p.read_only = true;
+    p.chain = &link;
+    if (up->open_backing) {
+        /* Fuzzing: the parent comes from the caller. */
+        s->full_parent = strdup(s->parent_name);
+        if (!s->full_parent)
+            return err_set(-ENOMEM, "out of memory");
+        struct vdisk_dev *file;
+        link.path = fn;
+        r = up->open_backing(up->backing_opaque, s->parent_name, &p, &file);
+        if (r == 0) {
+            r = dev_open_format(&s->parent, file, "vpc", &p, NULL);
+            if (r < 0)
+                dev_unref(file);
+        }
+    } else {
+        s->full_parent = resolve(fn, s->parent_name);
+        if (!s->full_parent)
+            return err_set(-ENOMEM, "out of memory");
+        if (s->confine && escapes(fn, s->parent_name, s->full_parent))
+            return err_set(-EPERM, "%s: the backing file name '%s' leads outside the image's "
+                           "folder, which backing-confine=on forbids", fn, s->parent_name);
+        if (dev_is_network_name(s->parent_name) && !s->allow_network)
+            return err_set(-EPERM, "%s: the image's backing file is the network export '%s'; "
+                           "opening it needs the open option backing-allow-network=on (or "
+                           "VDISK_BACKING_ALLOW_NETWORK=on in the environment)", fn,
+                           s->parent_name);
+        char other[PATH_MAX];
+        if (realpath(s->full_parent, other)) {
+            for (const struct chain_link *l = &link; l; l = l->up)
+                if (strcmp(l->path, other) == 0)
+                    return err_set(-ELOOP, "%s: the backing file '%s' is the image itself or "
+                                   "one of the images above it (the backing chain loops)", fn,
+                                   s->full_parent);
+        }
+        vdisk_options *bo = NULL;
+        struct opt_set bos = {0};
+        bool pass = s->confine || s->allow_network;
+        if (pass) {
+            const char *ctx = err_context();
+            int e = vdisk_options_new(&bo);
+            if (e == 0 && s->confine)
+                e = vdisk_options_set(bo, "backing-confine", "on");
+            if (e == 0 && s->allow_network)
+                e = vdisk_options_set(bo, "backing-allow-network", "on");
+            if (e == 0)
+                e = opt_set_init(&bos, bo);
+            err_enter(ctx);
+            if (e < 0) {
+                vdisk_options_free(bo);
+                return err_set(-ENOMEM, "out of memory");
+            }
+        }
+        r = dev_open(&s->parent, s->full_parent, "vpc", &p, pass ? &bos : NULL);
+        opt_set_fini(&bos);
+        vdisk_options_free(bo);
+    }
+    (void)os;
+    if (r < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        return err_set(r, "%s: could not open the backing file '%s': %s", fn, s->full_parent,
+                       msg);
+    }
+    const struct vpc *ps = s->parent->drv == &vdisk_driver_vpc ? s->parent->priv : NULL;
+    if (ps && memcmp(ps->uuid, hdr + VPC_H_PARENT_UUID, 16) != 0) {
+        char want[33], got[33];
+        for (int i = 0; i < 16; i++) {
+            snprintf(want + 2 * i, 3, "%02x", hdr[VPC_H_PARENT_UUID + i]);
+            snprintf(got + 2 * i, 3, "%02x", ps->uuid[i]);
+        }
+        dev_unref(s->parent);
+        s->parent = NULL;
+        return err_set(-EINVAL, "%s: the parent '%s' has UUID %s; the image's header (parent "
+                       "UUID at offset %" PRIu64 ") expects %s", fn, s->full_parent, got,
+                       be64_load(s->footer + VPC_F_DATA_OFFSET) + VPC_H_PARENT_UUID, want);
+    }
+    return 0;
+}
