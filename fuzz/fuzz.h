@@ -57,4 +57,57 @@ static inline const char *fuzz_cd_medium(void)
     return fuzz_cd_path;
 }
 
+/* Eight bytes of the input from AT on (wrapping around), big endian. */
+static inline uint64_t fuzz_pick(const uint8_t *data, size_t size, size_t at)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (size ? data[(at + i) % size] : 0);
+    return v;
+}
+
+/* What the image-format harnesses do to the device DEV their input opened:
+ * reads of the first 4 MiB and of four places the input picks (with block
+ * status there); then, when DEV is writable, four writes, discards or
+ * zeroes (WRITE_KINDS of them: 3, or 4 for zeroes that may unmap) where
+ * the input picks, each read back when REREAD, and a flush. */
+static inline void fuzz_format_ops(struct vdisk_dev *dev, const uint8_t *data, size_t size,
+                                   unsigned write_kinds, bool reread)
+{
+    uint64_t vsize = dev_size(dev);
+    uint8_t *buf = malloc(1 << 16);
+    if (!buf)
+        abort();
+    for (uint64_t off = 0; off < vsize && off < (4u << 20); off += 1 << 16)
+        dev_pread(dev, buf, vsize - off < (1 << 16) ? (size_t)(vsize - off) : 1 << 16, off);
+    for (size_t i = 0; i < 4 && vsize; i++) {
+        uint64_t off = fuzz_pick(data, size, 200 + i * 8) % vsize;
+        uint64_t len = 1 + fuzz_pick(data, size, 240 + i * 8) % (1 << 16);
+        if (len > vsize - off)
+            len = vsize - off;
+        dev_pread(dev, buf, (size_t)len, off);
+        struct vdisk_extent ext;
+        dev_block_status(dev, off, len, &ext);
+    }
+    if (dev->caps & VDISK_CAN_WRITE) {
+        memset(buf, 0xa5, 1 << 16);
+        for (size_t i = 0; i < 4 && vsize; i++) {
+            uint64_t off = fuzz_pick(data, size, 300 + i * 8) % vsize;
+            uint64_t len = 1 + fuzz_pick(data, size, 340 + i * 8) % (1 << 16);
+            if (len > vsize - off)
+                len = vsize - off;
+            switch (fuzz_pick(data, size, 380 + i) % write_kinds) {
+            case 0: dev_pwrite(dev, buf, (size_t)len, off); break;
+            case 1: dev_discard(dev, off, len); break;
+            case 2: dev_write_zeroes(dev, off, len, 0); break;
+            default: dev_write_zeroes(dev, off, len, VDISK_REQ_MAY_UNMAP); break;
+            }
+            if (reread)
+                dev_pread(dev, buf, (size_t)len, off);
+        }
+        dev_flush(dev);
+    }
+    free(buf);
+}
+
 #endif /* VDISK_FUZZ_H */

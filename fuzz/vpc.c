@@ -28,14 +28,6 @@ static int open_parent(void *opaque, const char *name, const struct vdisk_open_p
     return dev_open_memory(filep, in->data, in->size, MEM_LIMIT, p);
 }
 
-static uint64_t pick(const uint8_t *data, size_t size, size_t at)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < 8; i++)
-        v = v << 8 | (size ? data[(at + i) % size] : 0);
-    return v;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct input in = {data, size};
@@ -50,36 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dev_unref(file);
         return 0;
     }
-    uint64_t vsize = dev_size(dev);
-    uint8_t *buf = malloc(1 << 16);
-    if (!buf)
-        abort();
-    for (uint64_t off = 0; off < vsize && off < (4u << 20); off += 1 << 16)
-        dev_pread(dev, buf, vsize - off < (1 << 16) ? (size_t)(vsize - off) : 1 << 16, off);
-    for (size_t i = 0; i < 4 && vsize; i++) {
-        uint64_t off = pick(data, size, 200 + i * 8) % vsize;
-        uint64_t len = 1 + pick(data, size, 240 + i * 8) % (1 << 16);
-        if (len > vsize - off)
-            len = vsize - off;
-        dev_pread(dev, buf, (size_t)len, off);
-        struct vdisk_extent ext;
-        dev_block_status(dev, off, len, &ext);
-    }
-    memset(buf, 0xa5, 1 << 16);
-    for (size_t i = 0; i < 4 && vsize; i++) {
-        uint64_t off = pick(data, size, 300 + i * 8) % vsize;
-        uint64_t len = 1 + pick(data, size, 340 + i * 8) % (1 << 16);
-        if (len > vsize - off)
-            len = vsize - off;
-        switch (pick(data, size, 380 + i) % 3) {
-        case 0: dev_pwrite(dev, buf, (size_t)len, off); break;
-        case 1: dev_discard(dev, off, len); break;
-        default: dev_write_zeroes(dev, off, len, 0); break;
-        }
-        dev_pread(dev, buf, (size_t)len, off);
-    }
-    dev_flush(dev);
-    free(buf);
+    fuzz_format_ops(dev, data, size, 3, true);
     dev_unref(dev);
     return 0;
 }

@@ -614,6 +614,17 @@ bool dev_is_nbd_name(const char *filename);
  * image ("rbd:"), whether or not this build can open it. */
 bool dev_is_network_name(const char *filename);
 
+/* lib/backing_name.c.  The file a backing name NAME in the header of IMAGE
+ * stands for, resolved against IMAGE's folder as QEMU does (an absolute
+ * name, a URI or an rbd: name stands alone); malloc'd, or NULL when out of
+ * memory. */
+char *backing_resolve(const char *image, const char *name);
+/* backing-confine=on: true when NAME, resolved as FULL, leaves IMAGE's
+ * folder: an absolute name, a protocol's ("x://", "rbd:"), a ".." that
+ * climbs above the folder or, through symbolic links, a file whose real
+ * path is outside the folder's real path. */
+bool backing_escapes(const char *image, const char *name, const char *full);
+
 /* The format drivers, in probing order; NULL-terminated. */
 extern const struct vdisk_driver *const vdisk_format_drivers[];
 

@@ -24,64 +24,6 @@ static int qcow2_probe(const uint8_t *buf, size_t len)
     return 0;
 }
 
-/* A backing name that is not resolved against the overlay's folder: an
- * absolute path, or a protocol's name (a URI, an rbd: image). */
-static bool stands_alone(const char *name)
-{
-    return name[0] == '/' || strstr(name, "://") || dev_is_network_name(name);
-}
-
-/* Resolves the backing name against the overlay's folder, as QEMU does. */
-static char *resolve_backing(const char *overlay, const char *name)
-{
-    if (stands_alone(name))
-        return strdup(name);
-    const char *slash = strrchr(overlay, '/');
-    if (!slash)
-        return strdup(name);
-    return str_printf("%.*s/%s", (int)(slash - overlay), overlay, name);
-}
-
-/*
- * backing-confine=on: true when NAME, resolved against the folder of the
- * image OVERLAY as FULL, leaves that folder: an absolute name, a protocol
- * ("x://", "rbd:"), a ".." that climbs above the folder, or (through symbolic links)
- * a file whose real path is outside the folder's real path.
- */
-static bool backing_escapes(const char *overlay, const char *name, const char *full)
-{
-    if (stands_alone(name))
-        return true;
-    long depth = 0;
-    for (const char *p = name; *p;) {
-        size_t n = strcspn(p, "/");
-        if (n == 2 && p[0] == '.' && p[1] == '.') {
-            if (--depth < 0)
-                return true;
-        } else if (n && !(n == 1 && p[0] == '.')) {
-            depth++;
-        }
-        p += n;
-        p += strspn(p, "/");
-    }
-    /* Symbolic links: compare real paths when the file exists (a missing
-     * file fails the open later with its own message). */
-    char dir[PATH_MAX], real_dir[PATH_MAX], real[PATH_MAX];
-    const char *slash = strrchr(overlay, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == overlay)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - overlay), overlay);
-    if (!realpath(full, real) || !realpath(dir, real_dir))
-        return false;
-    size_t dl = strlen(real_dir);
-    if (dl == 1) /* the folder is "/" */
-        return false;
-    return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
-}
-
 /* Backing files from the params' open_backing call (fuzzing: images in
  * memory), as qcow2_open_backing opens them from the file system. */
 /* R, from opening the backing file NAME, with the reason kept. */
@@ -132,7 +74,7 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
         return err_set(-ENOTSUP, "%s: the backing file name is a json: name ('%s'), which "
                        "vdisk does not follow in images (rebase -u onto the plain name)",
                        s->dev->filename, s->backing_name);
-    s->full_backing = resolve_backing(s->dev->filename, s->backing_name);
+    s->full_backing = backing_resolve(s->dev->filename, s->backing_name);
     if (!s->full_backing)
         return err_set(-ENOMEM, "out of memory");
     if (s->confine && backing_escapes(s->dev->filename, s->backing_name, s->full_backing))

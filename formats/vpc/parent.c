@@ -113,54 +113,6 @@ static char *file_url_path(const char *url)
     return out;
 }
 
-static bool stands_alone(const char *name)
-{
-    return name[0] == '/' || strstr(name, "://") || dev_is_network_name(name);
-}
-
-static char *resolve(const char *image, const char *name)
-{
-    if (stands_alone(name))
-        return strdup(name);
-    const char *slash = strrchr(image, '/');
-    if (!slash)
-        return strdup(name);
-    return str_printf("%.*s/%s", (int)(slash - image), image, name);
-}
-
-/* backing-confine=on: true when NAME (resolved to FULL) leaves IMAGE's folder. */
-static bool escapes(const char *image, const char *name, const char *full)
-{
-    if (stands_alone(name))
-        return true;
-    long depth = 0;
-    for (const char *p = name; *p;) {
-        size_t n = strcspn(p, "/");
-        if (n == 2 && p[0] == '.' && p[1] == '.') {
-            if (--depth < 0)
-                return true;
-        } else if (n && !(n == 1 && p[0] == '.')) {
-            depth++;
-        }
-        p += n;
-        p += strspn(p, "/");
-    }
-    char dir[PATH_MAX], real_dir[PATH_MAX], real[PATH_MAX];
-    const char *slash = strrchr(image, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == image)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - image), image);
-    if (!realpath(full, real) || !realpath(dir, real_dir))
-        return false;
-    size_t dl = strlen(real_dir);
-    if (dl == 1)
-        return false;
-    return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
-}
-
 /* The candidates' names, in the order they are tried. */
 struct names {
     char *name[VPC_LOCATORS + 1];
@@ -262,7 +214,7 @@ int vpc_open_parent(struct vpc *s, const uint8_t *hdr, struct opt_set *os)
     /* The first that exists; else the first, to say why it fails. */
     unsigned pick = 0;
     for (unsigned i = 0; i < nm.n && !up->open_backing; i++) {
-        char *full = resolve(fn, nm.name[i]);
+        char *full = backing_resolve(fn, nm.name[i]);
         bool there = full && access(full, F_OK) == 0;
         free(full);
         if (there) {
@@ -299,10 +251,10 @@ int vpc_open_parent(struct vpc *s, const uint8_t *hdr, struct opt_set *os)
                 dev_unref(file);
         }
     } else {
-        s->full_parent = resolve(fn, s->parent_name);
+        s->full_parent = backing_resolve(fn, s->parent_name);
         if (!s->full_parent)
             return err_set(-ENOMEM, "out of memory");
-        if (s->confine && escapes(fn, s->parent_name, s->full_parent))
+        if (s->confine && backing_escapes(fn, s->parent_name, s->full_parent))
             return err_set(-EPERM, "%s: the backing file name '%s' leads outside the image's "
                            "folder, which backing-confine=on forbids", fn, s->parent_name);
         if (dev_is_network_name(s->parent_name) && !s->allow_network)
