@@ -4,6 +4,7 @@
  * VHD parent) as the image's header gives it: resolved against the image's
  * folder as QEMU resolves it, and the backing-confine test.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "driver.h"
 #include "error_internal.h"
+#include "options_internal.h"
 
 /* A name that is not resolved against the image's folder: an absolute
  * path, or a protocol's name (a URI, an rbd: image). */
@@ -61,4 +63,86 @@ bool backing_escapes(const char *image, const char *name, const char *full)
     if (dl == 1) /* the folder is "/" */
         return false;
     return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
+}
+
+int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct vdisk_dev **out,
+                 char **full)
+{
+    const char *fn = overlay->filename;
+    const struct vdisk_open_params *up = &overlay->params;
+    *out = NULL;
+    *full = NULL;
+    if (up->no_backing)
+        return err_set(-EPERM, "%s: backing files are not allowed here (the image names '%s')",
+                       fn, b->name);
+    char self[PATH_MAX];
+    const char *me = up->open_backing ? fn : realpath(fn, self) ? self : fn;
+    struct chain_link link = {me, up->chain, up->chain ? up->chain->depth + 1 : 1};
+    if (link.depth > b->max_depth)
+        return err_set(-ELOOP, "%s: the backing chain is deeper than %u images", fn,
+                       b->max_depth);
+    struct vdisk_open_params p = *up;
+    p.read_only = true;
+    p.chain = &link;
+    int r;
+    if (up->open_backing) {
+        /* Fuzzing: the backing file comes from the caller. */
+        if (!(*full = strdup(b->name)))
+            return err_set(-ENOMEM, "out of memory");
+        struct vdisk_dev *file;
+        r = up->open_backing(up->backing_opaque, b->name, &p, &file);
+        if (r == 0) {
+            r = dev_open_format(out, file, b->format, &p, NULL);
+            if (r < 0)
+                dev_unref(file);
+        }
+    } else {
+        if (!(*full = backing_resolve(fn, b->name)))
+            return err_set(-ENOMEM, "out of memory");
+        if (b->confine && backing_escapes(fn, b->name, *full))
+            return err_set(-EPERM, "%s: the backing file name '%s' leads outside the image's "
+                           "folder, which backing-confine=on forbids", fn, b->name);
+        /* A network export named by the image's header (which whoever made
+         * the image chose) is not connected to unless the user said so. */
+        if (dev_is_network_name(b->name) && !b->allow_network)
+            return err_set(-EPERM, "%s: the image's backing file is the network export '%s'; "
+                           "opening it needs the open option backing-allow-network=on (or "
+                           "VDISK_BACKING_ALLOW_NETWORK=on in the environment)", fn, b->name);
+        char other[PATH_MAX];
+        if (realpath(*full, other)) {
+            for (const struct chain_link *l = &link; l; l = l->up)
+                if (strcmp(l->path, other) == 0)
+                    return err_set(-ELOOP, "%s: the backing file '%s' is the image itself or "
+                                   "one of the images above it (the backing chain loops)", fn,
+                                   *full);
+        }
+        /* Confinement goes down the chain, and so does the network choice. */
+        vdisk_options *bo = NULL;
+        struct opt_set bos = {0};
+        bool pass = b->confine || b->allow_network;
+        if (pass) {
+            const char *ctx = err_context();
+            int e = vdisk_options_new(&bo);
+            if (e == 0 && b->confine)
+                e = vdisk_options_set(bo, "backing-confine", "on");
+            if (e == 0 && b->allow_network)
+                e = vdisk_options_set(bo, "backing-allow-network", "on");
+            if (e == 0)
+                e = opt_set_init(&bos, bo);
+            err_enter(ctx);
+            if (e < 0) {
+                vdisk_options_free(bo);
+                return err_set(-ENOMEM, "out of memory");
+            }
+        }
+        r = dev_open(out, *full, b->format, &p, pass ? &bos : NULL);
+        opt_set_fini(&bos);
+        vdisk_options_free(bo);
+    }
+    if (r < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        return err_set(r, "%s: could not open the backing file '%s': %s", fn, *full, msg);
+    }
+    return 0;
 }

@@ -625,6 +625,27 @@ char *backing_resolve(const char *image, const char *name);
  * path is outside the folder's real path. */
 bool backing_escapes(const char *image, const char *name, const char *full);
 
+/* The backing file an image's header names, and how to open it. */
+struct backing_spec {
+    const char *name;          /* as in the header */
+    const char *format;        /* the backing file's format; NULL: probed */
+    bool confine;              /* backing-confine=on (passed down the chain) */
+    bool allow_network;        /* backing-allow-network=on (passed down the chain) */
+    unsigned max_depth;        /* images in a chain, at most */
+};
+/*
+ * Opens the backing file of OVERLAY that B names, read-only, under the
+ * open parameters' rules: refused with no_backing, through the params'
+ * open_backing hook when set (fuzzing), else resolved against OVERLAY's
+ * folder, confined, refused for a network name without allow_network, and
+ * for a chain that loops or is deeper than max_depth.  *FULL gets the
+ * resolved name (malloc'd; may be set on failure too, the caller frees
+ * it).  Returns 0 or -errno with "FILE: could not open the backing file
+ * ..." and the reason.
+ */
+int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct vdisk_dev **out,
+                 char **full);
+
 /* The format drivers, in probing order; NULL-terminated. */
 extern const struct vdisk_driver *const vdisk_format_drivers[];
 

@@ -225,80 +225,13 @@ int vpc_open_parent(struct vpc *s, const uint8_t *hdr, struct opt_set *os)
     s->parent_name = nm.name[pick];
     nm.name[pick] = NULL;
     names_free(&nm);
-    if (up->no_backing)
-        return err_set(-EPERM, "%s: backing files are not allowed here (the image names '%s')",
-                       fn, s->parent_name);
-    char self[PATH_MAX];
-    const char *me = realpath(fn, self) ? self : fn;
-    struct chain_link link = {me, up->chain, up->chain ? up->chain->depth + 1 : 1};
-    if (link.depth > VPC_MAX_CHAIN_DEPTH)
-        return err_set(-ELOOP, "%s: the backing chain is deeper than %d images", fn,
-                       VPC_MAX_CHAIN_DEPTH);
-    struct vdisk_open_params p = *up;
-    p.read_only = true;
-    p.chain = &link;
-    if (up->open_backing) {
-        /* Fuzzing: the parent comes from the caller. */
-        s->full_parent = strdup(s->parent_name);
-        if (!s->full_parent)
-            return err_set(-ENOMEM, "out of memory");
-        struct vdisk_dev *file;
-        link.path = fn;
-        r = up->open_backing(up->backing_opaque, s->parent_name, &p, &file);
-        if (r == 0) {
-            r = dev_open_format(&s->parent, file, "vpc", &p, NULL);
-            if (r < 0)
-                dev_unref(file);
-        }
-    } else {
-        s->full_parent = backing_resolve(fn, s->parent_name);
-        if (!s->full_parent)
-            return err_set(-ENOMEM, "out of memory");
-        if (s->confine && backing_escapes(fn, s->parent_name, s->full_parent))
-            return err_set(-EPERM, "%s: the backing file name '%s' leads outside the image's "
-                           "folder, which backing-confine=on forbids", fn, s->parent_name);
-        if (dev_is_network_name(s->parent_name) && !s->allow_network)
-            return err_set(-EPERM, "%s: the image's backing file is the network export '%s'; "
-                           "opening it needs the open option backing-allow-network=on (or "
-                           "VDISK_BACKING_ALLOW_NETWORK=on in the environment)", fn,
-                           s->parent_name);
-        char other[PATH_MAX];
-        if (realpath(s->full_parent, other)) {
-            for (const struct chain_link *l = &link; l; l = l->up)
-                if (strcmp(l->path, other) == 0)
-                    return err_set(-ELOOP, "%s: the backing file '%s' is the image itself or "
-                                   "one of the images above it (the backing chain loops)", fn,
-                                   s->full_parent);
-        }
-        vdisk_options *bo = NULL;
-        struct opt_set bos = {0};
-        bool pass = s->confine || s->allow_network;
-        if (pass) {
-            const char *ctx = err_context();
-            int e = vdisk_options_new(&bo);
-            if (e == 0 && s->confine)
-                e = vdisk_options_set(bo, "backing-confine", "on");
-            if (e == 0 && s->allow_network)
-                e = vdisk_options_set(bo, "backing-allow-network", "on");
-            if (e == 0)
-                e = opt_set_init(&bos, bo);
-            err_enter(ctx);
-            if (e < 0) {
-                vdisk_options_free(bo);
-                return err_set(-ENOMEM, "out of memory");
-            }
-        }
-        r = dev_open(&s->parent, s->full_parent, "vpc", &p, pass ? &bos : NULL);
-        opt_set_fini(&bos);
-        vdisk_options_free(bo);
-    }
+    struct backing_spec b = {.name = s->parent_name, .format = "vpc", .confine = s->confine,
+                             .allow_network = s->allow_network,
+                             .max_depth = VPC_MAX_CHAIN_DEPTH};
+    r = backing_open(s->dev, &b, &s->parent, &s->full_parent);
     (void)os;
-    if (r < 0) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", err_detail());
-        return err_set(r, "%s: could not open the backing file '%s': %s", fn, s->full_parent,
-                       msg);
-    }
+    if (r < 0)
+        return r;
     const struct vpc *ps = s->parent->drv == &vdisk_driver_vpc ? s->parent->priv : NULL;
     if (ps && memcmp(ps->uuid, hdr + VPC_H_PARENT_UUID, 16) != 0) {
         char want[33], got[33];
