@@ -452,6 +452,54 @@ unsigned *permutation(unsigned n, uint64_t *seed)
     return p;
 }
 
+/* S with each "qemu-img: " as "vdisk: " (malloc'd). */
+static char *as_vdisk(const char *s)
+{
+    char *out = malloc(strlen(s) + 1), *o = out;
+    while (*s) {
+        if (strncmp(s, "qemu-img: ", 10) == 0) {
+            o = stpcpy(o, "vdisk: ");
+            s += 10;
+        } else {
+            *o++ = *s++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Both tools' stdout, stderr (the tool's name aside) and exit status for
+ * the same verb and arguments. */
+void same_as_qemu_img(const char *verb, const char *args)
+{
+    struct run *r = run("cd '%s' && qemu-img %s %s", scratch_dir(), verb, args);
+    int qst = r->status;
+    char *qout = strdup(r->out), *qerr = as_vdisk(r->err);
+    r = run("cd '%s' && '%s' %s %s", scratch_dir(), vdisk_bin(), verb, args);
+    ck_assert_msg(strcmp(qout, r->out) == 0, "%s %s: stdout differs\nqemu-img:\n%s\nvdisk:\n%s",
+                  verb, args, qout, r->out);
+    ck_assert_msg(strcmp(qerr, r->err) == 0, "%s %s: stderr differs\nqemu-img:\n%s\nvdisk:\n%s",
+                  verb, args, qerr, r->err);
+    ck_assert_msg(qst == r->status, "%s %s: exit status: qemu-img %d, vdisk %d", verb, args, qst,
+                  r->status);
+    free(qout);
+    free(qerr);
+}
+
+/* vdisk convert -O raw and qemu-img convert -O raw of FILE give the same
+ * bytes. */
+void same_raw_as_qemu_img(const char *file)
+{
+    RUN_OK("cd '%s' && rm -f q.raw v.raw && qemu-img convert -O raw '%s' q.raw && "
+           "'%s' convert -O raw '%s' v.raw", scratch_dir(), file, vdisk_bin(), file);
+    size_t qn, vn;
+    uint8_t *q = read_file(scratch("q.raw"), &qn), *v = read_file(scratch("v.raw"), &vn);
+    ck_assert_msg(qn == vn, "%s: raw sizes differ: qemu-img %zu, vdisk %zu", file, qn, vn);
+    assert_same_bytes(v, q, qn, 0, file);
+    free(q);
+    free(v);
+}
+
 void assert_same_bytes(const uint8_t *a, const uint8_t *b, size_t len, uint64_t base,
                        const char *what)
 {

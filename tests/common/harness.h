@@ -167,6 +167,17 @@ void assert_same_bytes(const uint8_t *a, const uint8_t *b, size_t len, uint64_t 
                        const char *what);
 
 /*
+ * In the scratch folder, `qemu-img VERB ARGS` and `vdisk VERB ARGS` print
+ * the same standard output and standard error (each "qemu-img: " read as
+ * "vdisk: ") and exit with the same status; fails the test otherwise.
+ */
+void same_as_qemu_img(const char *verb, const char *args);
+
+/* In the scratch folder, qemu-img convert -O raw and vdisk convert -O raw
+ * of FILE give the same bytes (q.raw and v.raw are left there). */
+void same_raw_as_qemu_img(const char *file);
+
+/*
  * ROUNDS rounds of random I/O on D (SIZE bytes, at least 1) against MODEL
  * (its expected bytes, kept up to date): synchronous reads (compared),
  * writes and zeroes (with and without MAY_UNMAP) of 1 byte to 4 MiB, some

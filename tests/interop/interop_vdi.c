@@ -21,54 +21,6 @@
 
 #define IN_SCRATCH(cmd, ...) run("cd '%s' && " cmd, scratch_dir(), __VA_ARGS__)
 
-/* S with each "qemu-img: " as "vdisk: " (malloc'd). */
-static char *as_vdisk(const char *s)
-{
-    char *out = malloc(strlen(s) + 1), *o = out;
-    while (*s) {
-        if (strncmp(s, "qemu-img: ", 10) == 0) {
-            o = stpcpy(o, "vdisk: ");
-            s += 10;
-        } else {
-            *o++ = *s++;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-/* Both tools' stdout, stderr (the tool's name aside) and exit status for
- * the same verb and arguments. */
-static void same_output(const char *verb, const char *args)
-{
-    struct run *r = IN_SCRATCH("qemu-img %s %s", verb, args);
-    int qst = r->status;
-    char *qout = strdup(r->out), *qerr = as_vdisk(r->err);
-    r = IN_SCRATCH("'%s' %s %s", vdisk_bin(), verb, args);
-    ck_assert_msg(strcmp(qout, r->out) == 0, "%s %s: stdout differs\nqemu-img:\n%s\nvdisk:\n%s",
-                  verb, args, qout, r->out);
-    ck_assert_msg(strcmp(qerr, r->err) == 0, "%s %s: stderr differs\nqemu-img:\n%s\nvdisk:\n%s",
-                  verb, args, qerr, r->err);
-    ck_assert_msg(qst == r->status, "%s %s: exit status: qemu-img %d, vdisk %d", verb, args, qst,
-                  r->status);
-    free(qout);
-    free(qerr);
-}
-
-/* vdisk convert -O raw and qemu-img convert -O raw of FILE give the same
- * bytes. */
-static void same_raw(const char *file)
-{
-    RUN_OK("cd '%s' && rm -f q.raw v.raw && qemu-img convert -O raw '%s' q.raw && "
-           "'%s' convert -O raw '%s' v.raw", scratch_dir(), file, vdisk_bin(), file);
-    size_t qn, vn;
-    uint8_t *q = read_file(scratch("q.raw"), &qn), *v = read_file(scratch("v.raw"), &vn);
-    ck_assert_msg(qn == vn, "%s: raw sizes differ: qemu-img %zu, vdisk %zu", file, qn, vn);
-    assert_same_bytes(v, q, qn, 0, file);
-    free(q);
-    free(v);
-}
-
 static int open_vdi(vdisk_dev **devp, const char *path, bool rw);
 
 static const char *const sizes[] = {"0", "1000", "512", "1M", "1536k", "5000000", "20M"};
@@ -94,22 +46,22 @@ START_TEST(qemu_images_read_identically)
         for (int st = 0; st < 2; st++) {
             RUN_OK("cd '%s' && rm -f q.vdi && qemu-img create -q -f vdi -o static=%s q.vdi %s",
                    scratch_dir(), st ? "on" : "off", sizes[i]);
-            same_output("info", "q.vdi");
-            same_output("info", "--output=json q.vdi");
-            same_output("check", "q.vdi");
+            same_as_qemu_img("info", "q.vdi");
+            same_as_qemu_img("info", "--output=json q.vdi");
+            same_as_qemu_img("check", "q.vdi");
             qemu_writes("q.vdi", sizes[i]);
-            same_output("info", "--output=json q.vdi");
-            same_output("map", "--output=json q.vdi");
-            same_output("map", "q.vdi");
-            same_output("check", "--output=json q.vdi");
-            same_raw("q.vdi");
+            same_as_qemu_img("info", "--output=json q.vdi");
+            same_as_qemu_img("map", "--output=json q.vdi");
+            same_as_qemu_img("map", "q.vdi");
+            same_as_qemu_img("check", "--output=json q.vdi");
+            same_raw_as_qemu_img("q.vdi");
         }
     }
     /* A large sparse disk: its header and map only. */
     RUN_OK("cd '%s' && rm -f q.vdi && qemu-img create -q -f vdi q.vdi 3T", scratch_dir());
-    same_output("info", "q.vdi");
-    same_output("info", "--output=json q.vdi");
-    same_output("check", "q.vdi");
+    same_as_qemu_img("info", "q.vdi");
+    same_as_qemu_img("info", "--output=json q.vdi");
+    same_as_qemu_img("check", "q.vdi");
 }
 END_TEST
 
@@ -123,10 +75,10 @@ START_TEST(vdisk_images_read_by_qemu)
             snprintf(args, sizeof args, "-f vdi %sv.vdi %s", st ? "-o static=on " : "",
                      aligned[i]);
             IN_SCRATCH("rm -f v.vdi%s", "");
-            same_output("create", args);
+            same_as_qemu_img("create", args);
             RUN_OK("cd '%s' && qemu-img check v.vdi", scratch_dir());
-            same_output("info", "--output=json v.vdi");
-            same_output("map", "--output=json v.vdi");
+            same_as_qemu_img("info", "--output=json v.vdi");
+            same_as_qemu_img("map", "--output=json v.vdi");
             uint64_t n;
             ck_assert_int_eq(vdisk_parse_size(aligned[i], 1, &n), 0);
             /* The same writes through vdisk io into it and through qemu-io
@@ -152,9 +104,9 @@ START_TEST(vdisk_images_read_by_qemu)
                 RUN_OK("cd '%s' && qemu-io -f vdi -r -c 'read -P 0x31 1000 70000' "
                        "-c 'read -P 0x33 1500000 1000000' -c 'read -P 0 2600k 4k' v.vdi",
                        scratch_dir());
-            same_output("info", "--output=json v.vdi");
-            same_output("map", "--output=json v.vdi");
-            same_raw("v.vdi");
+            same_as_qemu_img("info", "--output=json v.vdi");
+            same_as_qemu_img("map", "--output=json v.vdi");
+            same_raw_as_qemu_img("v.vdi");
         }
     }
 }
@@ -322,8 +274,8 @@ START_TEST(hostile_headers_refused)
     /* An odd disk size (VBoxManage convertfromraw makes them) is rounded
      * up to 512, as QEMU does. */
     RUN_OK("cp '%s' '%s'", patched(368, 8, 10485000), scratch("x.vdi"));
-    same_output("info", "--output=json x.vdi");
-    same_raw("x.vdi");
+    same_as_qemu_img("info", "--output=json x.vdi");
+    same_raw_as_qemu_img("x.vdi");
     /* Too short for a header. */
     const char *t = scratch("t.vdi");
     size_t n;
@@ -351,10 +303,10 @@ static void damaged(const char *path, const char *rw_msg, const char *read_msg, 
     ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_pread: %s: %s", path, read_msg));
     vdisk_close(d);
     RUN_OK("cp '%s' '%s'", path, scratch("x.vdi"));
-    same_output("check", "x.vdi");
-    same_output("check", "--output=json x.vdi");
-    same_output("check", "-r all x.vdi");
-    same_output("info", "x.vdi");
+    same_as_qemu_img("check", "x.vdi");
+    same_as_qemu_img("check", "--output=json x.vdi");
+    same_as_qemu_img("check", "-r all x.vdi");
+    same_as_qemu_img("info", "x.vdi");
 }
 
 START_TEST(damaged_maps)
@@ -389,8 +341,8 @@ START_TEST(damaged_maps)
                                             "block map, the highest using block 1); the image "
                                             "can only be opened read-only (see vdisk check)", h));
     RUN_OK("cp '%s' '%s'", h, scratch("x.vdi"));
-    same_output("check", "x.vdi");
-    same_output("check", "--output=json x.vdi");
+    same_as_qemu_img("check", "x.vdi");
+    same_as_qemu_img("check", "--output=json x.vdi");
 }
 END_TEST
 
