@@ -591,6 +591,8 @@ extern const struct vdisk_driver vdisk_driver_raw;
 extern const struct vdisk_driver vdisk_driver_offset;
 extern const struct vdisk_driver vdisk_driver_qcow2;
 extern const struct vdisk_driver vdisk_driver_vdi;
+/* QED images (formats/qed), read only. */
+extern const struct vdisk_driver vdisk_driver_qed;
 /* VHD images (formats/vpc), "vpc" as QEMU names the format. */
 extern const struct vdisk_driver vdisk_driver_vpc;
 /* NBD exports (formats/nbd/nbd.c): the protocol of names that

@@ -10,7 +10,7 @@
  * are not the disk.
  *
  * The signatures are those QEMU 7.2's probe functions look for (bochs,
- * cloop, dmg, parallels, qcow, qed, vhdx, vmdk, LUKS; vdi and vpc have drivers), with their
+ * cloop, dmg, parallels, qcow, vhdx, vmdk, LUKS; qed, vdi and vpc have drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
  * there is refused.
@@ -72,12 +72,6 @@ static int probe_vhdx(const uint8_t *b, const char *name)
     return has(b, 0, "vhdxfile", 8) ? 100 : 0;
 }
 
-static int probe_qed(const uint8_t *b, const char *name)
-{
-    (void)name;
-    return has(b, 0, "QED\0", 4) ? 100 : 0;
-}
-
 static int probe_qcow1(const uint8_t *b, const char *name)
 {
     (void)name;
@@ -132,7 +126,6 @@ static const struct foreign_format foreign_formats[] = {
     {"LUKS", "luks", probe_luks},
     {"Parallels", "parallels", probe_parallels},
     {"QCOW", "qcow", probe_qcow1},
-    {"QED", "qed", probe_qed},
     {"VHDX", "vhdx", probe_vhdx},
     {"VMDK", "vmdk", probe_vmdk},
 };
