@@ -24,120 +24,28 @@ static int qcow2_probe(const uint8_t *buf, size_t len)
     return 0;
 }
 
-/* Backing files from the params' open_backing call (fuzzing: images in
- * memory), as qcow2_open_backing opens them from the file system. */
-/* R, from opening the backing file NAME, with the reason kept. */
-static int backing_failed(struct qcow2 *s, int r, const char *name)
-{
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", err_detail());
-    return err_set(r, "%s: could not open the backing file '%s': %s", s->dev->filename, name,
-                   msg);
-}
-
-static int open_backing_hook(struct qcow2 *s, struct opt_set *os)
-{
-    const struct vdisk_open_params *up = &s->dev->params;
-    struct chain_link link = {s->dev->filename, up->chain, up->chain ? up->chain->depth + 1 : 1};
-    if (link.depth > QCOW2_MAX_CHAIN_DEPTH)
-        return err_set(-ELOOP, "%s: the backing chain is deeper than %d images",
-                       s->dev->filename, QCOW2_MAX_CHAIN_DEPTH);
-    s->full_backing = strdup(s->backing_name);
-    if (!s->full_backing)
-        return err_set(-ENOMEM, "out of memory");
-    struct vdisk_open_params p = *up;
-    p.read_only = true;
-    p.chain = &link;
-    const char *fmt = os ? opt_take(os, "backing.format") : NULL;
-    if (!fmt)
-        fmt = s->backing_fmt;
-    struct vdisk_dev *file;
-    int r = up->open_backing(up->backing_opaque, s->backing_name, &p, &file);
-    if (r == 0) {
-        r = dev_open_format(&s->backing, file, fmt, &p, NULL);
-        if (r < 0)
-            dev_unref(file);
-    }
-    if (r < 0)
-        return backing_failed(s, r, s->backing_name);
-    return 0;
-}
-
+/* The backing file (from the params' open_backing call when fuzzing:
+ * images in memory). */
 int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
 {
-    if (s->dev->params.no_backing)
-        return err_set(-EPERM, "%s: backing files are not allowed here (the image names '%s')",
-                       s->dev->filename, s->backing_name);
-    if (s->dev->params.open_backing)
-        return open_backing_hook(s, os);
-    if (!strncmp(s->backing_name, "json:", 5))
+    const struct vdisk_open_params *up = &s->dev->params;
+    if (!up->no_backing && !up->open_backing && !strncmp(s->backing_name, "json:", 5))
         return err_set(-ENOTSUP, "%s: the backing file name is a json: name ('%s'), which "
                        "vdisk does not follow in images (rebase -u onto the plain name)",
                        s->dev->filename, s->backing_name);
-    s->full_backing = backing_resolve(s->dev->filename, s->backing_name);
-    if (!s->full_backing)
-        return err_set(-ENOMEM, "out of memory");
-    if (s->confine && backing_escapes(s->dev->filename, s->backing_name, s->full_backing))
-        return err_set(-EPERM, "%s: the backing file name '%s' leads outside the image's "
-                       "folder, which backing-confine=on forbids", s->dev->filename,
-                       s->backing_name);
-    /* A network export named by the image's header (which whoever made the
-     * image chose) is not connected to unless the user said so: an image
-     * must not make vdisk open connections on its own. */
-    if (dev_is_network_name(s->backing_name) && !s->allow_network)
-        return err_set(-EPERM, "%s: the image's backing file is the network export '%s'; "
-                       "opening it needs the open option backing-allow-network=on (or "
-                       "VDISK_BACKING_ALLOW_NETWORK=on in the environment)",
-                       s->dev->filename, s->backing_name);
-    const struct vdisk_open_params *up = &s->dev->params;
-    char self[PATH_MAX], other[PATH_MAX];
-    const char *me = realpath(s->dev->filename, self) ? self : s->dev->filename;
-    struct chain_link link = {me, up->chain, up->chain ? up->chain->depth + 1 : 1};
-    if (link.depth > QCOW2_MAX_CHAIN_DEPTH)
-        return err_set(-ELOOP, "%s: the backing chain is deeper than %d images",
-                       s->dev->filename, QCOW2_MAX_CHAIN_DEPTH);
-    if (realpath(s->full_backing, other)) {
-        for (const struct chain_link *l = &link; l; l = l->up)
-            if (strcmp(l->path, other) == 0)
-                return err_set(-ELOOP, "%s: the backing file '%s' is the image itself or one "
-                               "of the images above it (the backing chain loops)",
-                               s->dev->filename, s->full_backing);
-    }
-    struct vdisk_open_params p = *up;
-    p.read_only = true;
-    p.chain = &link;
     /* Without a recorded format the backing file's format is probed, as
      * QEMU does (never a qcow2 read as raw); a raw one found so keeps its
      * block 0 guarded like any probed raw image. */
     const char *fmt = os ? opt_take(os, "backing.format") : NULL;
     if (!fmt)
         fmt = s->backing_fmt;
-    /* Confinement goes down the chain: each backing file's own backing file
-     * stays in that file's folder, itself inside this one's. */
-    vdisk_options *bo = NULL;
-    struct opt_set bos = {0};
-    bool pass = s->confine || s->allow_network_opt;
-    if (pass) {
-        const char *ctx = err_context();
-        int e = vdisk_options_new(&bo);
-        if (e == 0 && s->confine)
-            e = vdisk_options_set(bo, "backing-confine", "on");
-        if (e == 0 && s->allow_network_opt)
-            e = vdisk_options_set(bo, "backing-allow-network", "on");
-        if (e == 0)
-            e = opt_set_init(&bos, bo);
-        err_enter(ctx);
-        if (e < 0) {
-            vdisk_options_free(bo);
-            return err_set(-ENOMEM, "out of memory");
-        }
-    }
-    int r = dev_open(&s->backing, s->full_backing, fmt, &p, pass ? &bos : NULL);
-    opt_set_fini(&bos);
-    vdisk_options_free(bo);
+    struct backing_spec b = {.name = s->backing_name, .format = fmt, .confine = s->confine,
+                             .allow_network = s->allow_network,
+                             .max_depth = QCOW2_MAX_CHAIN_DEPTH};
+    int r = backing_open(s->dev, &b, &s->backing, &s->full_backing);
     if (r < 0)
-        return backing_failed(s, r, s->full_backing);
-    if (!fmt)
+        return r;
+    if (!fmt && !up->open_backing)
         warn_report_once("vdisk: warning: %s: the image does not record the format of its "
                          "backing file '%s'; probing found %s", s->dev->filename,
                          s->backing_name, s->backing->drv->name);
@@ -232,7 +140,6 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
             dev->priv = NULL;
             return e;
         }
-        s->allow_network_opt = s->allow_network;
     }
     const char *confine = opt_take(os, "backing-confine");
     if (confine) {

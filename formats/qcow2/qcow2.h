@@ -413,7 +413,6 @@ struct qcow2 {
     bool discard_passthrough;
     bool allow_network;        /* backing-allow-network=on: a backing file name in
                                 * the header may be an NBD URI */
-    bool allow_network_opt;    /* ... given as an option (passed down the chain) */
     bool confine;              /* backing-confine=on: backing files stay in the
                                   image's folder, down the whole chain */
     bool hold_frees;         /* a snapshot operation: no early flush of frees */

@@ -500,6 +500,20 @@ void same_raw_as_qemu_img(const char *file)
     free(v);
 }
 
+const char *patched_copy(const char *src, const char *name, uint64_t off, unsigned len,
+                         uint64_t v)
+{
+    size_t n;
+    uint8_t *b = read_file(src, &n);
+    ck_assert_uint_ge(n, off + len);
+    for (unsigned i = 0; i < len && i < 8; i++)
+        b[off + i] = (uint8_t)(v >> (8 * i));
+    const char *out = scratch(name);
+    write_file(out, b, n);
+    free(b);
+    return out;
+}
+
 void assert_same_bytes(const uint8_t *a, const uint8_t *b, size_t len, uint64_t base,
                        const char *what)
 {

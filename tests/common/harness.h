@@ -177,6 +177,11 @@ void same_as_qemu_img(const char *verb, const char *args);
  * of FILE give the same bytes (q.raw and v.raw are left there). */
 void same_raw_as_qemu_img(const char *file);
 
+/* A copy of the file SRC as scratch(NAME), with the LEN bytes (at most 8)
+ * at OFF replaced by V, little-endian; returns scratch(NAME). */
+const char *patched_copy(const char *src, const char *name, uint64_t off, unsigned len,
+                         uint64_t v);
+
 /*
  * ROUNDS rounds of random I/O on D (SIZE bytes, at least 1) against MODEL
  * (its expected bytes, kept up to date): synchronous reads (compared),
