@@ -24,6 +24,7 @@ const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_qcow2,
     &vdisk_driver_vdi,
     &vdisk_driver_qed,
+    &vdisk_driver_vmdk,
     &vdisk_driver_vpc,
     NULL,
 };

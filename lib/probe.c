@@ -10,7 +10,7 @@
  * are not the disk.
  *
  * The signatures are those QEMU 7.2's probe functions look for (bochs,
- * cloop, dmg, parallels, qcow, vhdx, vmdk, LUKS; qed, vdi and vpc have drivers), with their
+ * cloop, dmg, parallels, qcow, vhdx, LUKS; qed, vdi, vmdk and vpc have drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
  * there is refused.
@@ -34,38 +34,6 @@ static bool str_field(const uint8_t *b, size_t off, size_t field, const char *s)
 
 /* VMware: a sparse extent ("KDMV", or "COWD" for ESX), or a text descriptor
  * whose first line that is neither a comment nor blank is version=1..3. */
-static int probe_vmdk(const uint8_t *b, const char *name)
-{
-    (void)name;
-    if (has(b, 0, "KDMV", 4) || has(b, 0, "COWD", 4))
-        return 100;
-    const uint8_t *p = b, *end = b + PROBE_SIZE;
-    while (p < end) {
-        if (*p == '#') {
-            while (p < end && *p != '\n')
-                p++;
-            p++;
-            continue;
-        }
-        if (*p == ' ') {
-            while (p < end && *p == ' ')
-                p++;
-            if (p < end && *p == '\r')
-                p++;
-            if (p == end || *p != '\n')
-                return 0;
-            p++;
-            continue;
-        }
-        size_t left = (size_t)(end - p);
-        if (left >= 10 && memcmp(p, "version=", 8) == 0 && p[8] >= '1' && p[8] <= '3' &&
-            (p[9] == '\n' || (left >= 11 && p[9] == '\r' && p[10] == '\n')))
-            return 100;
-        return 0;
-    }
-    return 0;
-}
-
 static int probe_vhdx(const uint8_t *b, const char *name)
 {
     (void)name;
@@ -127,7 +95,6 @@ static const struct foreign_format foreign_formats[] = {
     {"Parallels", "parallels", probe_parallels},
     {"QCOW", "qcow", probe_qcow1},
     {"VHDX", "vhdx", probe_vhdx},
-    {"VMDK", "vmdk", probe_vmdk},
 };
 
 void probe_block(const uint8_t *buf, const char *filename, struct probe_result *res)

@@ -35,6 +35,21 @@ struct vdisk_bitmap_info {
 };
 
 /*
+ * One extent of a VMDK image (qemu-img info's "extents").  Fixed layout: it
+ * comes in an array (vdisk_info.extents) that the caller indexes with its
+ * own sizeof.
+ */
+struct vdisk_extent_info {
+    const char *filename;            /* the extent's file, as opened */
+    const char *format;              /* the descriptor's type ("SPARSE", "FLAT",
+                                        "ZERO"), or "" for a sparse file opened
+                                        directly */
+    uint64_t virtual_size;           /* bytes of the disk it holds */
+    uint32_t cluster_size;           /* grain bytes; 0 for flat and zero extents */
+    bool compressed;                 /* grains compressed (streamOptimized) */
+};
+
+/*
  * Image information.  The caller sets struct_size to sizeof(struct
  * vdisk_info) before the call, so that fields added at the end in later
  * versions do not break older programs (see "Structures that grow" in
@@ -66,6 +81,13 @@ struct vdisk_info {
      * them (see options.h). */
     uint32_t nb_bitmaps;
     const struct vdisk_bitmap_info *bitmaps;
+
+    /* VMDK ("format-specific" in qemu-img info); create_type is NULL for
+     * other formats. */
+    const char *create_type;         /* "monolithicSparse", "streamOptimized", ... */
+    uint32_t cid, parent_cid;        /* content IDs (0xffffffff: no parent) */
+    uint32_t nb_extents;
+    const struct vdisk_extent_info *extents;
 };
 
 /* The first version of struct vdisk_info ended with refcount_bits. */

@@ -181,6 +181,47 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         pad(i);
         printf("}");
     }
+    if (in->create_type) {
+        printf(",\n");
+        pad(i);
+        printf("\"format-specific\": {\n");
+        pad(i + 4);
+        printf("\"type\": \"vmdk\",\n");
+        pad(i + 4);
+        printf("\"data\": {");
+        bool f2 = true;
+        int j = i + 8;
+        json_field_num(j, "cid", in->cid, &f2);
+        json_field_num(j, "parent-cid", in->parent_cid, &f2);
+        json_field_str(j, "create-type", in->create_type, &f2);
+        printf(",\n");
+        pad(j);
+        printf("\"extents\": [");
+        for (uint32_t k = 0; k < in->nb_extents; k++) {
+            const struct vdisk_extent_info *e = &in->extents[k];
+            bool f3 = true;
+            printf("%s\n", k ? "," : "");
+            pad(j + 4);
+            printf("{");
+            if (e->compressed)
+                json_field_bool(j + 8, "compressed", true, &f3);
+            json_field_num(j + 8, "virtual-size", (int64_t)e->virtual_size, &f3);
+            json_field_str(j + 8, "filename", e->filename, &f3);
+            if (e->cluster_size)
+                json_field_num(j + 8, "cluster-size", e->cluster_size, &f3);
+            json_field_str(j + 8, "format", e->format, &f3);
+            printf("\n");
+            pad(j + 4);
+            printf("}");
+        }
+        printf("\n");
+        pad(j);
+        printf("]\n");
+        pad(i + 4);
+        printf("}\n");
+        pad(i);
+        printf("}");
+    }
     if (in->backing_filename) {
         json_field_str(i, "full-backing-filename", in->full_backing_filename, &first);
         json_field_str(i, "backing-filename", in->backing_filename, &first);
@@ -242,6 +283,22 @@ static void print_human(vdisk_dev *dev, const struct vdisk_info *in)
         if (v3)
             printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
                    in->extended_l2 ? "true" : "false");
+    }
+    if (in->create_type) {
+        printf("Format specific information:\n    cid: %" PRIu32 "\n    parent cid: %" PRIu32
+               "\n    create type: %s\n    extents:\n", in->cid, in->parent_cid,
+               in->create_type);
+        for (uint32_t k = 0; k < in->nb_extents; k++) {
+            const struct vdisk_extent_info *e = &in->extents[k];
+            printf("        [%" PRIu32 "]:\n", k);
+            if (e->compressed)
+                printf("            compressed: true\n");
+            printf("            virtual size: %" PRIu64 "\n            filename: %s\n",
+                   e->virtual_size, e->filename);
+            if (e->cluster_size)
+                printf("            cluster size: %" PRIu32 "\n", e->cluster_size);
+            printf("            format: %s\n", e->format);
+        }
     }
 }
 

@@ -1,0 +1,1182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/vmdk/vmdk.c: VMware disks (VMDK), read: monolithicSparse,
+ * streamOptimized (compressed grains with markers), monolithicFlat,
+ * twoGbMaxExtentSparse/Flat and vmfs (multi-extent descriptors), with a
+ * parent disk (parentFileNameHint, whose CID must be the child's
+ * parentCID).  Writing VMDK is not offered yet: a writable open is refused
+ * with the command that converts the image to qcow2.
+ *
+ * An image is either a sparse extent file (magic "KDMV", a 512-byte header
+ * and, for monolithicSparse and streamOptimized, an embedded text
+ * descriptor) or a text descriptor file whose extent lines name other
+ * files:
+ *     RW 2048 SPARSE "disk-s001.vmdk"
+ *     RW 4192256 FLAT "disk-flat.vmdk" 0
+ *     RW 1024 ZERO
+ * Extent files are found next to the descriptor, under the same rules as a
+ * backing file (backing-confine, backing-allow-network).
+ *
+ * A sparse extent (little-endian): capacity and grain size in sectors, a
+ * grain directory (GD) of 32-bit sector offsets of grain tables (GTs) of
+ * numGTEsPerGT 32-bit sector offsets of grains (0: not allocated, the
+ * parent's or zeroes; 1 with the zeroed-grain flag: zeroes).  A
+ * streamOptimized extent keeps its header's real copy in a footer at the
+ * end of the file, and each grain behind a marker (its LBA and compressed
+ * size) as a zlib stream.
+ *
+ * Every header field and descriptor line is checked against the file's real
+ * length and vdisk's named limits before anything is allocated; a GT or
+ * grain offset outside its file fails the read that meets it, naming the
+ * extent, table and entry.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "driver.h"
+
+#define SECTOR                 512u
+#define VMDK4_MAGIC            0x564d444bu   /* "KDMV" */
+#define VMDK3_MAGIC            0x44574f43u   /* "COWD" (ESX vmfsSparse) */
+#define VMDK4_F_NL_DETECT      (1u << 0)
+#define VMDK4_F_RGD            (1u << 1)
+#define VMDK4_F_ZERO_GRAIN     (1u << 2)
+#define VMDK4_F_COMPRESS       (1u << 16)
+#define VMDK4_F_MARKER         (1u << 17)
+#define VMDK4_COMPRESS_DEFLATE 1u
+#define VMDK_GD_AT_END         0xffffffffffffffffull
+/* vdisk's bounds, named: the descriptor text, extents in one descriptor,
+ * a grain (QEMU's 0x200000 sectors; 2 MiB when compressed: a compressed
+ * grain is inflated whole), a GT, the GD held in memory, GTs cached, the
+ * chain of parents. */
+#define VMDK_DESC_MAX          (1u << 20)
+#define VMDK_EXTENTS_MAX       1024u
+#define VMDK_GRAIN_MAX_SECTORS 0x200000ull
+#define VMDK_CGRAIN_MAX        (2u << 20)
+#define VMDK_GTES_MAX          512u
+#define VMDK_GD_MAX_BYTES      (64u << 20)
+#define VMDK_GT_CACHE          16u
+#define VMDK_MAX_CHAIN_DEPTH   64u
+
+/* Sparse header fields. */
+#define H_MAGIC        0
+#define H_VERSION      4
+#define H_FLAGS        8
+#define H_CAPACITY     12
+#define H_GRAIN        20
+#define H_DESC_OFF     28
+#define H_DESC_SIZE    36
+#define H_GTES         44
+#define H_RGD          48
+#define H_GD           56
+#define H_OVERHEAD     64
+#define H_COMPRESS     77
+
+enum ext_type { EXT_SPARSE, EXT_FLAT, EXT_ZERO };
+
+struct gt_slot {
+    uint64_t off;                 /* the GT's sector; 0: empty */
+    uint32_t *t;                  /* entries, host order */
+    uint64_t used;
+};
+
+struct extent {
+    enum ext_type type;
+    char kind[16];                /* the descriptor's type word ("" for the image's own) */
+    struct vdisk_dev *file;       /* NULL for ZERO */
+    char *name;                   /* as in the descriptor (or the image's) */
+    uint64_t start, sectors;      /* where it lies in the disk */
+    uint64_t flat_off;            /* FLAT: its first sector in the file */
+    /* SPARSE */
+    uint64_t file_size;
+    uint32_t flags;
+    uint64_t grain;               /* sectors */
+    uint32_t gtes;                /* per GT */
+    uint64_t gd_off;              /* sectors */
+    uint32_t *gd;                 /* host order */
+    uint64_t gd_entries;
+    bool compressed, markers, zero_grain;
+    struct gt_slot cache[VMDK_GT_CACHE];
+    uint64_t clock;
+};
+
+struct vmdk {
+    struct vdisk_dev *dev, *file;  /* file: the image's own */
+    struct vdisk_dev *parent;
+    struct offload *offload;
+    pthread_mutex_t lock;          /* the GT caches */
+    struct extent *ext;
+    unsigned n;
+    uint64_t sectors;
+    uint32_t cid, parent_cid;
+    char create_type[64];
+    char *parent_name, *full_parent;
+    bool confine, allow_network;
+    struct vdisk_extent_info *einfo;  /* for vdisk_get_info */
+};
+
+struct vmdk_req {
+    uint64_t gt_ext, gt_off;       /* the GT to load before starting again */
+};
+_Static_assert(sizeof(struct vmdk_req) <= REQ_STATE_MAX, "vmdk's request state fits");
+
+/* ---- Probing ------------------------------------------------------------- */
+
+/* A text descriptor: comment lines, blank lines, then "version=N". */
+static bool looks_like_descriptor(const uint8_t *b, size_t len)
+{
+    const uint8_t *p = b, *end = b + len;
+    while (p < end) {
+        if (*p == '#') {
+            while (p < end && *p != '\n')
+                p++;
+            p++;
+            continue;
+        }
+        if (*p == ' ' || *p == '\r' || *p == '\n') {
+            while (p < end && *p == ' ')
+                p++;
+            if (p < end && *p == '\r')
+                p++;
+            if (p == end || *p != '\n')
+                return false;
+            p++;
+            continue;
+        }
+        size_t left = (size_t)(end - p);
+        return left >= 10 && memcmp(p, "version=", 8) == 0 && p[8] >= '1' && p[8] <= '3' &&
+               (p[9] == '\n' || (left >= 11 && p[9] == '\r' && p[10] == '\n'));
+    }
+    return false;
+}
+
+static int vmdk_probe(const uint8_t *buf, size_t len)
+{
+    if (len >= 4 && (le32_load(buf) == VMDK4_MAGIC || le32_load(buf) == VMDK3_MAGIC))
+        return 100;
+    return looks_like_descriptor(buf, len) ? 100 : 0;
+}
+
+/* ---- Descriptor ---------------------------------------------------------- */
+
+/* The value of KEY in the descriptor (KEY=VALUE or KEY = "VALUE"), without
+ * quotes, into OUT; false when absent. */
+static bool desc_get(const char *desc, const char *key, char *out, size_t size)
+{
+    size_t kl = strlen(key);
+    for (const char *p = desc; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        const char *q = p;
+        while (q < p + ll && (*q == ' ' || *q == '\t'))
+            q++;
+        if ((size_t)(p + ll - q) > kl && !strncmp(q, key, kl)) {
+            const char *v = q + kl;
+            while (v < p + ll && (*v == ' ' || *v == '\t'))
+                v++;
+            if (v < p + ll && *v == '=') {
+                v++;
+                while (v < p + ll && (*v == ' ' || *v == '\t'))
+                    v++;
+                const char *ve = p + ll;
+                while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                    ve--;
+                if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
+                    v++;
+                    ve--;
+                }
+                size_t n = (size_t)(ve - v);
+                if (n >= size)
+                    n = size - 1;
+                memcpy(out, v, n);
+                out[n] = 0;
+                return true;
+            }
+        }
+        p += ll + (eol ? 1 : 0);
+    }
+    return false;
+}
+
+static int parse_hex32(const char *fn, const char *key, const char *v, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 16);
+    if (errno || end == v || *end || x > 0xffffffffull)
+        return err_set(-EINVAL, "%s: the descriptor's %s is '%s'; expected 8 hexadecimal "
+                       "digits", fn, key, v);
+    *out = (uint32_t)x;
+    return 0;
+}
+
+/* ---- Sparse extents ------------------------------------------------------ */
+
+static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
+{
+    uint8_t h[SECTOR];
+    e->file_size = dev_size(e->file);
+    if (e->file->file_length && e->file->file_length < e->file_size)
+        e->file_size = e->file->file_length;
+    if (e->file_size < SECTOR)
+        return err_set(-EINVAL, "%s: the file holds %" PRIu64 " bytes; a sparse extent header "
+                       "needs 512", what, e->file_size);
+    int r = dev_pread(e->file, h, sizeof h, 0);
+    if (r < 0)
+        return r;
+    uint32_t magic = le32_load(h + H_MAGIC);
+    if (magic == VMDK3_MAGIC)
+        return err_set(-ENOTSUP, "%s: an ESX sparse extent (COWD, vmfsSparse) is not "
+                       "supported", what);
+    if (magic != VMDK4_MAGIC)
+        return err_set(-EINVAL, "%s: not a VMDK sparse extent (magic 0x%08" PRIx32 " at offset "
+                       "0; expected 0x%08x)", what, magic, VMDK4_MAGIC);
+    if (le64_load(h + H_GD) == VMDK_GD_AT_END) {
+        /* streamOptimized: the real header is the footer's, the second
+         * sector from the end (after it only the end-of-stream marker). */
+        if (e->file_size < 3 * SECTOR)
+            return err_set(-EINVAL, "%s: the header's grain directory is at the end, and the "
+                           "file (%" PRIu64 " bytes) has no room for a footer", what,
+                           e->file_size);
+        uint64_t at = (e->file_size & ~(uint64_t)(SECTOR - 1)) - 2 * SECTOR;
+        r = dev_pread(e->file, h, sizeof h, at);
+        if (r < 0)
+            return r;
+        if (le32_load(h + H_MAGIC) != VMDK4_MAGIC || le64_load(h + H_GD) == VMDK_GD_AT_END)
+            return err_set(-EINVAL, "%s: the footer at offset %" PRIu64 " is not a sparse "
+                           "header with a grain directory offset", what, at);
+    }
+    uint32_t version = le32_load(h + H_VERSION);
+    if (version < 1 || version > 3)
+        return err_set(-ENOTSUP, "%s: sparse extent version %" PRIu32 " (offset %d); expected "
+                       "1, 2 or 3", what, version, H_VERSION);
+    e->flags = le32_load(h + H_FLAGS);
+    uint64_t capacity = le64_load(h + H_CAPACITY);
+    e->grain = le64_load(h + H_GRAIN);
+    e->gtes = le32_load(h + H_GTES);
+    e->gd_off = le64_load(h + H_GD);
+    e->compressed = (e->flags & VMDK4_F_COMPRESS) != 0;
+    e->markers = (e->flags & VMDK4_F_MARKER) != 0;
+    e->zero_grain = (e->flags & VMDK4_F_ZERO_GRAIN) != 0;
+    if (e->compressed && h[H_COMPRESS] != VMDK4_COMPRESS_DEFLATE)
+        return err_set(-ENOTSUP, "%s: compression algorithm %u (offset %d); only deflate (1) "
+                       "is known", what, h[H_COMPRESS], H_COMPRESS);
+    if (e->grain == 0 || e->grain > VMDK_GRAIN_MAX_SECTORS || (e->grain & (e->grain - 1)))
+        return err_set(-EINVAL, "%s: the grain size (offset %d) is %" PRIu64 " sectors; "
+                       "expected a power of two up to %llu", what, H_GRAIN, e->grain,
+                       (unsigned long long)VMDK_GRAIN_MAX_SECTORS);
+    if (e->compressed && e->grain * SECTOR > VMDK_CGRAIN_MAX)
+        return err_set(-ENOTSUP, "%s: compressed grains of %" PRIu64 " bytes; vdisk inflates "
+                       "grains of at most %u", what, e->grain * SECTOR, VMDK_CGRAIN_MAX);
+    if (e->gtes == 0 || e->gtes > VMDK_GTES_MAX)
+        return err_set(-EINVAL, "%s: %" PRIu32 " entries per grain table (offset %d); expected "
+                       "1 to %u", what, e->gtes, H_GTES, VMDK_GTES_MAX);
+    if (capacity < e->sectors)
+        return err_set(-EINVAL, "%s: the extent's capacity (offset %d) is %" PRIu64 " sectors; "
+                       "the descriptor gives it %" PRIu64, what, H_CAPACITY, capacity,
+                       e->sectors);
+    uint64_t per_gt = e->grain * e->gtes;
+    e->gd_entries = capacity / per_gt + (capacity % per_gt != 0);
+    if (e->gd_entries * 4 > VMDK_GD_MAX_BYTES)
+        return err_set(-EFBIG, "%s: a grain directory of %" PRIu64 " entries; vdisk holds at "
+                       "most %u bytes of it", what, e->gd_entries, VMDK_GD_MAX_BYTES);
+    if (e->gd_off > e->file_size / SECTOR ||
+        e->gd_entries * 4 > e->file_size - e->gd_off * SECTOR)
+        return err_set(-EINVAL, "%s: the grain directory at sector %" PRIu64 " (%" PRIu64
+                       " entries) does not lie in the file (%" PRIu64 " bytes)", what,
+                       e->gd_off, e->gd_entries, e->file_size);
+    size_t bytes = (size_t)(e->gd_entries * 4);
+    e->gd = malloc(bytes ? bytes : 1);
+    if (!e->gd)
+        return err_set(-ENOMEM, "out of memory for a grain directory");
+    if (bytes && (r = dev_pread(e->file, e->gd, bytes, e->gd_off * SECTOR)) < 0)
+        return r;
+    for (uint64_t i = 0; i < e->gd_entries; i++)
+        e->gd[i] = le32_load(&e->gd[i]);
+    e->type = EXT_SPARSE;
+    (void)s;
+    return 0;
+}
+
+/* ---- Opening -------------------------------------------------------------- */
+
+static void free_extent(struct extent *e)
+{
+    if (e->file)
+        dev_unref(e->file);
+    free(e->name);
+    free(e->gd);
+    for (unsigned i = 0; i < VMDK_GT_CACHE; i++)
+        free(e->cache[i].t);
+}
+
+static void free_state(struct vmdk *s)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        free_extent(&s->ext[i]);
+    free(s->ext);
+    if (s->parent)
+        dev_unref(s->parent);
+    free(s->parent_name);
+    free(s->full_parent);
+    free(s->einfo);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* Opens the extent file NAME of the descriptor in s->dev's file. */
+static int open_extent_file(struct vmdk *s, const char *name, struct vdisk_dev **out)
+{
+    const char *fn = s->dev->filename;
+    const struct vdisk_open_params *up = &s->dev->params;
+    struct vdisk_open_params p = *up;
+    p.read_only = true;
+    if (up->open_backing)
+        return up->open_backing(up->backing_opaque, name, &p, out);
+    char *full = backing_resolve(fn, name);
+    if (!full)
+        return err_set(-ENOMEM, "out of memory");
+    int r = 0;
+    if (s->confine && backing_escapes(fn, name, full))
+        r = err_set(-EPERM, "%s: the extent file name '%s' leads outside the image's folder, "
+                    "which backing-confine=on forbids", fn, name);
+    else if (dev_is_network_name(name) && !s->allow_network)
+        r = err_set(-EPERM, "%s: the extent file is the network export '%s'; opening it needs "
+                    "the open option backing-allow-network=on", fn, name);
+    else if ((r = dev_open_file(out, full, NULL, &p)) < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        r = err_set(r, "%s: could not open the extent file '%s': %s", fn, full, msg);
+    }
+    free(full);
+    return r;
+}
+
+/* One extent line: ACCESS SECTORS TYPE ["FILE" [OFFSET]]. */
+static int parse_extent(struct vmdk *s, const char *line, size_t len, unsigned lineno)
+{
+    const char *fn = s->dev->filename;
+    char buf[1024];
+    if (len >= sizeof buf)
+        return err_set(-EINVAL, "%s: descriptor line %u is longer than %zu bytes", fn, lineno,
+                       sizeof buf - 1);
+    memcpy(buf, line, len);
+    buf[len] = 0;
+    char access[16], type[16], name[1024] = "";
+    unsigned long long sectors = 0, off = 0;
+    int used = 0;
+    if (sscanf(buf, "%15s %llu %15s%n", access, &sectors, type, &used) != 3)
+        return err_set(-EINVAL, "%s: descriptor line %u ('%s') is not an extent (ACCESS "
+                       "SECTORS TYPE [\"FILE\" [OFFSET]])", fn, lineno, buf);
+    const char *rest = buf + used;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    if (*rest == '"') {
+        const char *q = strchr(rest + 1, '"');
+        if (!q)
+            return err_set(-EINVAL, "%s: descriptor line %u: the file name has no closing "
+                           "quote", fn, lineno);
+        memcpy(name, rest + 1, (size_t)(q - rest - 1));
+        name[q - rest - 1] = 0;
+        rest = q + 1;
+        while (*rest == ' ' || *rest == '\t')
+            rest++;
+        if (*rest) {
+            char *end;
+            errno = 0;
+            off = strtoull(rest, &end, 10);
+            while (*end == ' ' || *end == '\t' || *end == '\r')
+                end++;
+            if (errno || end == rest || *end)
+                return err_set(-EINVAL, "%s: descriptor line %u: the extent offset '%s' is "
+                               "not a number of sectors", fn, lineno, rest);
+        }
+    }
+    if (strcmp(access, "RW") && strcmp(access, "RDONLY") && strcmp(access, "NOACCESS"))
+        return err_set(-EINVAL, "%s: descriptor line %u: access '%s'; expected RW, RDONLY or "
+                       "NOACCESS", fn, lineno, access);
+    if (s->n >= VMDK_EXTENTS_MAX)
+        return err_set(-EFBIG, "%s: more than %u extents", fn, VMDK_EXTENTS_MAX);
+    uint64_t end_sector;
+    if (sectors == 0 || add_overflows_u64(s->sectors, sectors, &end_sector) ||
+        end_sector > (uint64_t)INT64_MAX / SECTOR)
+        return err_set(-EINVAL, "%s: descriptor line %u: an extent of %llu sectors (the disk "
+                       "would be %" PRIu64 " sectors before it)", fn, lineno, sectors, s->sectors);
+    struct extent *e = &s->ext[s->n];
+    memset(e, 0, sizeof *e);
+    e->start = s->sectors;
+    e->sectors = sectors;
+    snprintf(e->kind, sizeof e->kind, "%s", type);
+    if (!strcmp(type, "ZERO")) {
+        e->type = EXT_ZERO;
+    } else if (!strcmp(type, "FLAT") || !strcmp(type, "VMFS") || !strcmp(type, "SPARSE")) {
+        if (!name[0])
+            return err_set(-EINVAL, "%s: descriptor line %u: a %s extent names no file", fn,
+                           lineno, type);
+        if (!(e->name = strdup(name)))
+            return err_set(-ENOMEM, "out of memory");
+        s->n++; /* freed with the state from here on */
+        int r = open_extent_file(s, name, &e->file);
+        if (r < 0)
+            return r;
+        if (!strcmp(type, "SPARSE")) {
+            char what[1200];
+            snprintf(what, sizeof what, "%s: extent '%s'", fn, name);
+            int r2 = open_sparse(s, e, what);
+            if (r2 == 0)
+                s->sectors = end_sector;
+            return r2;
+        }
+        e->type = EXT_FLAT;
+        e->flat_off = off;
+        uint64_t fsize = dev_size(e->file);
+        if (off > fsize / SECTOR || sectors > fsize / SECTOR - off)
+            return err_set(-EINVAL, "%s: extent '%s' (line %u) covers sectors %llu to %llu of "
+                           "its file, which holds %" PRIu64 " bytes", fn, name, lineno, off,
+                           off + sectors, fsize);
+        s->sectors = end_sector;
+        return 0;
+    } else {
+        return err_set(-ENOTSUP, "%s: descriptor line %u: extents of type %s are not "
+                       "supported", fn, lineno, type);
+    }
+    s->n++;
+    s->sectors = end_sector;
+    return 0;
+}
+
+static const char *const create_types[] = {
+    "monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
+    "streamOptimized", "vmfs", "vmfsPreallocated", "vmfsEagerZeroedThick", "vmfsThin",
+    "custom",
+};
+
+static int parse_descriptor(struct vmdk *s, char *desc, bool embedded)
+{
+    const char *fn = s->dev->filename;
+    char v[256];
+    if (!desc_get(desc, "createType", s->create_type, sizeof s->create_type))
+        return err_set(-EINVAL, "%s: the descriptor has no createType", fn);
+    bool known = false;
+    for (size_t i = 0; i < sizeof create_types / sizeof create_types[0]; i++)
+        known |= !strcmp(s->create_type, create_types[i]);
+    if (!known)
+        return err_set(-ENOTSUP, "%s: unsupported VMDK create type '%s'", fn, s->create_type);
+    s->cid = 0xffffffffu;
+    s->parent_cid = 0xffffffffu;
+    int r = 0;
+    if (desc_get(desc, "CID", v, sizeof v))
+        r = parse_hex32(fn, "CID", v, &s->cid);
+    if (r == 0 && desc_get(desc, "parentCID", v, sizeof v))
+        r = parse_hex32(fn, "parentCID", v, &s->parent_cid);
+    if (r < 0)
+        return r;
+    char pname[PATH_MAX];
+    if (desc_get(desc, "parentFileNameHint", pname, sizeof pname) && pname[0] &&
+        !(s->parent_name = strdup(pname)))
+        return err_set(-ENOMEM, "out of memory");
+    if (embedded)
+        return 0;
+    /* The extent lines, in order. */
+    unsigned lineno = 0;
+    for (char *p = desc; *p;) {
+        char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        lineno++;
+        while (ll && (p[ll - 1] == '\r' || p[ll - 1] == ' '))
+            ll--;
+        if (ll >= 3 && (!strncmp(p, "RW ", 3) || !strncmp(p, "RDONLY ", 7) ||
+                        !strncmp(p, "NOACCESS ", 9))) {
+            r = parse_extent(s, p, ll, lineno);
+            if (r < 0)
+                return r;
+        }
+        p += ll;
+        while (*p && *p != '\n')
+            p++;
+        if (*p)
+            p++;
+    }
+    if (s->n == 0)
+        return err_set(-EINVAL, "%s: the descriptor lists no extent", fn);
+    return 0;
+}
+
+static int open_parent(struct vmdk *s)
+{
+    struct backing_spec b = {.name = s->parent_name, .format = "vmdk", .confine = s->confine,
+                             .allow_network = s->allow_network,
+                             .max_depth = VMDK_MAX_CHAIN_DEPTH};
+    int r = backing_open(s->dev, &b, &s->parent, &s->full_parent);
+    if (r < 0)
+        return r;
+    const struct vmdk *ps = s->parent->drv == &vdisk_driver_vmdk ? s->parent->priv : NULL;
+    if (ps && ps->cid != s->parent_cid)
+        return err_set(-EINVAL, "%s: the parent '%s' has CID %08" PRIx32 "; the descriptor's "
+                       "parentCID is %08" PRIx32 " (the parent changed after the child was "
+                       "made)", s->dev->filename, s->full_parent, ps->cid, s->parent_cid);
+    return 0;
+}
+
+static int open_options(struct vmdk *s, struct opt_set *os)
+{
+    const char *env = getenv("VDISK_BACKING_ALLOW_NETWORK");
+    if (env && opt_bool("VDISK_BACKING_ALLOW_NETWORK", env, &s->allow_network) < 0)
+        s->allow_network = false;
+    const char *v = opt_take(os, "backing-allow-network");
+    int r = 0;
+    if (v)
+        r = opt_bool("backing-allow-network", v, &s->allow_network);
+    v = opt_take(os, "backing-confine");
+    if (r == 0 && v)
+        r = opt_bool("backing-confine", v, &s->confine);
+    return r;
+}
+
+static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
+{
+    if (!dev->params.read_only)
+        return err_set(-ENOTSUP, "%s: vdisk reads VMDK images but does not write them yet "
+                       "(open it read-only, or convert it: vdisk convert -f vmdk -O qcow2 %s "
+                       "IMAGE.qcow2)", dev->filename, dev->filename);
+    struct vmdk *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(-ENOMEM, "out of memory");
+    pthread_mutex_init(&s->lock, NULL);
+    s->dev = dev;
+    s->file = file;
+    dev->priv = s;
+    s->ext = calloc(VMDK_EXTENTS_MAX, sizeof *s->ext);
+    int r = s->ext ? open_options(s, os) : err_set(-ENOMEM, "out of memory");
+    uint64_t fsize = dev_size(file);
+    if (file->file_length && file->file_length < fsize)
+        fsize = file->file_length;
+    uint8_t head[SECTOR] = {0};
+    if (r == 0)
+        r = dev_pread(file, head, fsize < SECTOR ? fsize : SECTOR, 0);
+    char *desc = NULL;
+    if (r == 0 && fsize >= 4 && le32_load(head) == VMDK4_MAGIC) {
+        /* A sparse extent file: one extent, the file itself; its embedded
+         * descriptor gives the CIDs, the create type and the parent. */
+        struct extent *e = &s->ext[0];
+        e->file = file;
+        dev_ref(file);
+        s->n = 1;
+        if (!(e->name = strdup(dev->filename)))
+            r = err_set(-ENOMEM, "out of memory");
+        uint64_t capacity = le64_load(head + H_CAPACITY);
+        e->sectors = 0;
+        if (r == 0)
+            r = open_sparse(s, e, dev->filename);
+        if (r == 0) {
+            uint64_t doff = le64_load(head + H_DESC_OFF), dsize = le64_load(head + H_DESC_SIZE);
+            capacity = le64_load(head + H_CAPACITY);
+            if (le64_load(head + H_GD) == VMDK_GD_AT_END) {
+                /* (the footer's capacity) */
+                uint8_t f[SECTOR];
+                r = dev_pread(file, f, SECTOR, (fsize & ~(uint64_t)(SECTOR - 1)) - 2 * SECTOR);
+                capacity = le64_load(f + H_CAPACITY);
+            }
+            e->sectors = capacity;
+            s->sectors = capacity;
+            if (capacity > (uint64_t)INT64_MAX / SECTOR)
+                r = err_set(-EINVAL, "%s: the capacity (offset %d) is %" PRIu64 " sectors",
+                            dev->filename, H_CAPACITY, capacity);
+            if (r == 0 && doff && dsize) {
+                if (dsize * SECTOR > VMDK_DESC_MAX || doff > fsize / SECTOR ||
+                    dsize > fsize / SECTOR - doff)
+                    r = err_set(-EINVAL, "%s: the embedded descriptor (sector %" PRIu64 ", %"
+                                PRIu64 " sectors) is not inside the file (%" PRIu64 " bytes) "
+                                "or is larger than %u bytes", dev->filename, doff, dsize, fsize,
+                                VMDK_DESC_MAX);
+                else if (!(desc = calloc(1, (size_t)(dsize * SECTOR) + 1)))
+                    r = err_set(-ENOMEM, "out of memory");
+                else if ((r = dev_pread(file, desc, (size_t)(dsize * SECTOR), doff * SECTOR)) == 0)
+                    r = parse_descriptor(s, desc, true);
+            } else if (r == 0) {
+                snprintf(s->create_type, sizeof s->create_type, "monolithicSparse");
+                s->cid = s->parent_cid = 0xffffffffu;
+            }
+        }
+    } else if (r == 0 && fsize >= 4 && le32_load(head) == VMDK3_MAGIC) {
+        r = err_set(-ENOTSUP, "%s: ESX sparse images (COWD, vmfsSparse) are not supported",
+                    dev->filename);
+    } else if (r == 0) {
+        if (fsize > VMDK_DESC_MAX)
+            r = err_set(-EINVAL, "%s: a VMDK descriptor file of %" PRIu64 " bytes; vdisk reads "
+                        "descriptors of at most %u", dev->filename, fsize, VMDK_DESC_MAX);
+        else if (!(desc = calloc(1, (size_t)fsize + 1)))
+            r = err_set(-ENOMEM, "out of memory");
+        else if ((r = dev_pread(file, desc, (size_t)fsize, 0)) == 0)
+            r = parse_descriptor(s, desc, false); /* (the text ends at a NUL, as QEMU reads it) */
+    }
+    free(desc);
+    if (r == 0 && s->parent_name && s->parent_cid != 0xffffffffu)
+        r = open_parent(s);
+    if (r == 0 && !(s->offload = offload_new()))
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0 && !(s->einfo = calloc(s->n, sizeof *s->einfo)))
+        r = err_set(-ENOMEM, "out of memory");
+    for (unsigned i = 0; r == 0 && i < s->n; i++) {
+        const struct extent *e = &s->ext[i];
+        s->einfo[i] = (struct vdisk_extent_info){
+            .filename = e->file ? e->file->filename : "",
+            .format = e->kind,
+            .virtual_size = e->sectors * SECTOR,
+            .cluster_size = e->type == EXT_SPARSE ? (uint32_t)(e->grain * SECTOR) : 0,
+            .compressed = e->compressed,
+        };
+    }
+    if (r < 0) {
+        free_state(s);
+        dev->priv = NULL;
+        return r;
+    }
+    dev->size = s->sectors * SECTOR;
+    dev->block_size = SECTOR;
+    dev->align = SECTOR;
+    dev->caps = VDISK_CAN_FLUSH;
+    return 0;
+}
+
+static void vmdk_close(struct vdisk_dev *dev)
+{
+    struct vmdk *s = dev->priv;
+    if (!s)
+        return;
+    offload_free(s->offload);
+    dev_unref(s->file);
+    free_state(s);
+    dev->priv = NULL;
+}
+
+/* ---- Grain tables ---------------------------------------------------------- */
+
+static uint32_t *gt_cached(struct extent *e, uint64_t off)
+{
+    for (unsigned i = 0; i < VMDK_GT_CACHE; i++)
+        if (e->cache[i].off == off) {
+            e->cache[i].used = ++e->clock;
+            return e->cache[i].t;
+        }
+    return NULL;
+}
+
+/* Reads the GT at sector OFF of extent E into its cache (synchronous: on
+ * the worker, or for block status).  Called without the lock. */
+static int load_gt(struct vmdk *s, struct extent *e, uint64_t off)
+{
+    size_t bytes = (size_t)e->gtes * 4;
+    uint32_t *t = malloc(bytes);
+    if (!t)
+        return err_set(-ENOMEM, "out of memory for a grain table");
+    int r = dev_pread(e->file, t, bytes, off * SECTOR);
+    if (r < 0) {
+        free(t);
+        return r;
+    }
+    for (uint32_t i = 0; i < e->gtes; i++)
+        t[i] = le32_load(&t[i]);
+    pthread_mutex_lock(&s->lock);
+    if (gt_cached(e, off)) {
+        pthread_mutex_unlock(&s->lock);
+        free(t);
+        return 0;
+    }
+    unsigned victim = 0;
+    for (unsigned i = 1; i < VMDK_GT_CACHE; i++)
+        if (e->cache[i].used < e->cache[victim].used)
+            victim = i;
+    free(e->cache[victim].t);
+    e->cache[victim] = (struct gt_slot){.off = off, .t = t, .used = ++e->clock};
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+enum { AT_ZERO, AT_DATA, AT_UNALLOC, AT_NEED_GT, AT_COMPRESSED };
+
+/* Where sector-relative byte POS of extent E is (under the lock): AT_DATA
+ * (*HOST: a byte offset in E's file), AT_ZERO, AT_UNALLOC (the parent's),
+ * AT_COMPRESSED (*HOST: the grain's marker, in bytes), AT_NEED_GT (*HOST:
+ * the GT's sector), or -EIO with a message. */
+static int locate(struct vmdk *s, struct extent *e, uint64_t pos, uint64_t *host)
+{
+    if (e->type == EXT_ZERO)
+        return AT_ZERO;
+    if (e->type == EXT_FLAT) {
+        *host = e->flat_off * SECTOR + pos;
+        return AT_DATA;
+    }
+    uint64_t gbytes = e->grain * SECTOR;
+    uint64_t g = pos / gbytes;
+    uint64_t gdi = g / e->gtes, gti = g % e->gtes;
+    uint32_t gt = gdi < e->gd_entries ? e->gd[gdi] : 0;
+    if (!gt)
+        return AT_UNALLOC;
+    if ((uint64_t)gt > e->file_size / SECTOR || (uint64_t)e->gtes * 4 >
+        e->file_size - (uint64_t)gt * SECTOR)
+        return err_set(-EIO, "%s: extent '%s': grain directory entry %" PRIu64 " points at a "
+                       "grain table at sector %" PRIu32 ", which is not inside the file (%"
+                       PRIu64 " bytes)", s->dev->filename, e->name, gdi, gt, e->file_size);
+    uint32_t *t = gt_cached(e, gt);
+    if (!t) {
+        *host = gt;
+        return AT_NEED_GT;
+    }
+    uint32_t ent = t[gti];
+    if (ent == 0)
+        return AT_UNALLOC;
+    if (ent == 1 && e->zero_grain)
+        return AT_ZERO;
+    uint64_t need = e->compressed ? SECTOR : gbytes;
+    if ((uint64_t)ent > e->file_size / SECTOR || need > e->file_size - (uint64_t)ent * SECTOR)
+        return err_set(-EIO, "%s: extent '%s': entry %" PRIu64 " of the grain table at sector %"
+                       PRIu32 " points at a grain at sector %" PRIu32 ", which is not inside "
+                       "the file (%" PRIu64 " bytes)", s->dev->filename, e->name, gti, gt, ent,
+                       e->file_size);
+    if (e->compressed) {
+        *host = (uint64_t)ent * SECTOR;
+        return AT_COMPRESSED;
+    }
+    *host = (uint64_t)ent * SECTOR + pos % gbytes;
+    return AT_DATA;
+}
+
+/* The extent that disk byte POS lies in. */
+static struct extent *extent_at(struct vmdk *s, uint64_t pos)
+{
+    uint64_t sec = pos / SECTOR;
+    unsigned lo = 0, hi = s->n;
+    while (hi - lo > 1) {
+        unsigned mid = (lo + hi) / 2;
+        if (s->ext[mid].start <= sec)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return &s->ext[lo];
+}
+
+/* The run of bytes from disk byte POS (at most LEN) that one answer of
+ * locate() covers: to the end of the grain, or of the extent. */
+static uint64_t piece(const struct extent *e, uint64_t pos, uint64_t len)
+{
+    uint64_t ext_end = (e->start + e->sectors) * SECTOR;
+    uint64_t n = ext_end - pos;
+    if (e->type == EXT_SPARSE) {
+        uint64_t gbytes = e->grain * SECTOR, rel = pos - e->start * SECTOR;
+        uint64_t to_grain = gbytes - rel % gbytes;
+        if (to_grain < n)
+            n = to_grain;
+    }
+    return n < len ? n : len;
+}
+
+/* Inflates the compressed grain whose marker is at byte MARKER of E's
+ * file into OUT (a grain's bytes).  Synchronous. */
+static int read_compressed(struct vmdk *s, struct extent *e, uint64_t marker, uint8_t *out)
+{
+    uint64_t gbytes = e->grain * SECTOR;
+    uint8_t m[12];
+    int r = dev_pread(e->file, m, sizeof m, marker);
+    if (r < 0)
+        return r;
+    uint64_t csize = e->markers ? le32_load(m + 8) : 0;
+    uint64_t data = marker + (e->markers ? 12 : 0);
+    if (!e->markers) {
+        /* Without markers the stream runs to at most twice a grain. */
+        csize = 2 * gbytes;
+        if (csize > e->file_size - data)
+            csize = e->file_size - data;
+    }
+    if (csize == 0 || csize > 2 * gbytes || csize > e->file_size - data)
+        return err_set(-EIO, "%s: extent '%s': the compressed grain at offset %" PRIu64 " says "
+                       "%" PRIu64 " bytes; expected 1 to %" PRIu64 " inside the file",
+                       s->dev->filename, e->name, marker, csize, 2 * gbytes);
+    uint8_t *c = malloc((size_t)csize);
+    if (!c)
+        return err_set(-ENOMEM, "out of memory");
+    r = dev_pread(e->file, c, (size_t)csize, data);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit(&z) != Z_OK) {
+        free(c);
+        return err_set(-ENOMEM, "zlib: inflateInit failed");
+    }
+    z.next_in = c;
+    z.avail_in = (uInt)csize;
+    z.next_out = out;
+    z.avail_out = (uInt)gbytes;
+    int zr = inflate(&z, Z_FINISH);
+    uint64_t got = gbytes - z.avail_out;
+    inflateEnd(&z);
+    free(c);
+    if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR && zr != Z_OK) || got != gbytes)
+        return err_set(-EIO, "%s: extent '%s': the compressed grain at offset %" PRIu64 " does "
+                       "not inflate to %" PRIu64 " bytes (zlib %d, %" PRIu64 " bytes)",
+                       s->dev->filename, e->name, marker, gbytes, zr, got);
+    return 0;
+}
+
+/* ---- Reads ------------------------------------------------------------------ */
+
+static void vmdk_submit(struct vdisk_req *req);
+
+/* On the worker: the GT the request needs. */
+static int gt_work(struct vdisk_req *req)
+{
+    struct vmdk *s = req->dev->priv;
+    struct vmdk_req *vr = req_state(req);
+    int r = load_gt(s, &s->ext[vr->gt_ext], vr->gt_off);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
+}
+
+static void gt_then(struct vdisk_req *req)
+{
+    if (req->result < 0) {
+        req_complete(req, req->result);
+        return;
+    }
+    vmdk_submit(req);
+}
+
+/* A child read on DEV at OFF for the N bytes at SKIP of REQ's buffer. */
+static int child(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t off, uint64_t skip,
+                 uint64_t n)
+{
+    struct iovec small[REQ_INLINE_IOV], *v = small;
+    if (req->iovcnt > REQ_INLINE_IOV) {
+        v = malloc(sizeof *v * (size_t)req->iovcnt);
+        if (!v)
+            return -ENOMEM;
+    }
+    int cnt = iov_slice(req->iov, req->iovcnt, (size_t)skip, (size_t)n, v);
+    struct vdisk_req *c = req_new_child(req, dev, VDISK_OP_READ, off, n, v, cnt, 0,
+                                        req_child_releases_parent, NULL);
+    if (v != small)
+        free(v);
+    if (!c)
+        return -ENOMEM;
+    req_hold(req);
+    req_submit(c);
+    return 0;
+}
+
+/* On the worker: a request that meets compressed grains, whole and
+ * synchronously (GTs loaded as met). */
+static int sync_work(struct vdisk_req *req)
+{
+    struct vmdk *s = req->dev->priv;
+    uint64_t end = req->offset + req->length;
+    uint8_t *grain = NULL;
+    int r = 0;
+    for (uint64_t pos = req->offset; pos < end && r == 0;) {
+        struct extent *e = extent_at(s, pos);
+        uint64_t rel = pos - e->start * SECTOR, n = piece(e, pos, end - pos), host = 0;
+        pthread_mutex_lock(&s->lock);
+        int kind = locate(s, e, rel, &host);
+        pthread_mutex_unlock(&s->lock);
+        if (kind == AT_NEED_GT) {
+            r = load_gt(s, e, host);
+            continue;
+        }
+        size_t skip = (size_t)(pos - req->offset);
+        if (kind < 0) {
+            r = kind;
+        } else if (kind == AT_ZERO || (kind == AT_UNALLOC && !s->parent)) {
+            iov_memset(req->iov, req->iovcnt, skip, 0, (size_t)n);
+        } else if (kind == AT_UNALLOC) {
+            uint64_t psize = dev_size(s->parent), have = pos < psize ? psize - pos : 0;
+            if (have > n)
+                have = n;
+            uint8_t *b = malloc((size_t)n);
+            if (!b)
+                r = err_set(-ENOMEM, "out of memory");
+            else if (!have || (r = dev_pread(s->parent, b, (size_t)have, pos)) == 0) {
+                memset(b + have, 0, (size_t)(n - have));
+                iov_from_buf(req->iov, req->iovcnt, skip, b, (size_t)n);
+            }
+            free(b);
+        } else if (kind == AT_DATA) {
+            uint8_t *b = malloc((size_t)n);
+            if (!b)
+                r = err_set(-ENOMEM, "out of memory");
+            else if ((r = dev_pread(e->file, b, (size_t)n, host)) == 0)
+                iov_from_buf(req->iov, req->iovcnt, skip, b, (size_t)n);
+            free(b);
+        } else {
+            if (!grain && !(grain = malloc((size_t)(e->grain * SECTOR))))
+                r = err_set(-ENOMEM, "out of memory");
+            if (r == 0 && (r = read_compressed(s, e, host, grain)) == 0)
+                iov_from_buf(req->iov, req->iovcnt, skip,
+                             grain + rel % (e->grain * SECTOR), (size_t)n);
+            free(grain);
+            grain = NULL;
+        }
+        pos += n;
+    }
+    free(grain);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
+}
+
+static void vmdk_read(struct vdisk_req *req)
+{
+    struct vmdk *s = req->dev->priv;
+    uint64_t end = req->offset + req->length;
+    /* Every GT the request needs must be cached first (read on the worker,
+     * then the request starts again); one compressed grain sends the whole
+     * request to the worker. */
+    pthread_mutex_lock(&s->lock);
+    for (uint64_t pos = req->offset; pos < end;) {
+        struct extent *e = extent_at(s, pos);
+        uint64_t host = 0, n = piece(e, pos, end - pos);
+        int kind = locate(s, e, pos - e->start * SECTOR, &host);
+        if (kind == AT_NEED_GT || kind == AT_COMPRESSED) {
+            pthread_mutex_unlock(&s->lock);
+            if (kind == AT_COMPRESSED) {
+                offload_req(s->offload, req, sync_work, NULL);
+                return;
+            }
+            struct vmdk_req *vr = req_state(req);
+            vr->gt_ext = (uint64_t)(e - s->ext);
+            vr->gt_off = host;
+            offload_req(s->offload, req, gt_work, gt_then);
+            return;
+        }
+        if (kind < 0) {
+            pthread_mutex_unlock(&s->lock);
+            req_set_error(req, kind, err_detail());
+            req_complete(req, kind);
+            return;
+        }
+        pos += n;
+    }
+    req_hold(req); /* the walk's own */
+    for (uint64_t pos = req->offset; pos < end;) {
+        struct extent *e = extent_at(s, pos);
+        uint64_t host = 0, n = piece(e, pos, end - pos);
+        int kind = locate(s, e, pos - e->start * SECTOR, &host);
+        uint64_t skip = pos - req->offset;
+        int r = 0;
+        if (kind == AT_DATA) {
+            r = child(req, e->file, host, skip, n);
+        } else if (kind == AT_ZERO || !s->parent) {
+            iov_memset(req->iov, req->iovcnt, (size_t)skip, 0, (size_t)n);
+        } else {
+            uint64_t psize = dev_size(s->parent), have = pos < psize ? psize - pos : 0;
+            if (have > n)
+                have = n;
+            if (have)
+                r = child(req, s->parent, pos, skip, have);
+            if (have < n)
+                iov_memset(req->iov, req->iovcnt, (size_t)(skip + have), 0, (size_t)(n - have));
+        }
+        if (r < 0) {
+            req_set_error(req, r, "out of memory");
+            break;
+        }
+        pos += n;
+    }
+    pthread_mutex_unlock(&s->lock);
+    req_release(req, 0);
+}
+
+static void vmdk_submit(struct vdisk_req *req)
+{
+    switch (req->op) {
+    case VDISK_OP_READ:
+        vmdk_read(req);
+        return;
+    case VDISK_OP_FLUSH:
+        req_complete(req, 0); /* nothing is written */
+        return;
+    default:
+        req_fail(req, -EROFS, "VMDK images are read-only in vdisk");
+        return;
+    }
+}
+
+/* ---- Block status, info ----------------------------------------------------- */
+
+static int vmdk_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                             struct vdisk_extent *ext)
+{
+    struct vmdk *s = dev->priv;
+    struct extent *e = extent_at(s, off);
+    uint64_t n = piece(e, off, len), host = 0;
+    int kind;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        kind = locate(s, e, off - e->start * SECTOR, &host);
+        pthread_mutex_unlock(&s->lock);
+        if (kind != AT_NEED_GT)
+            break;
+        int r = load_gt(s, e, host);
+        if (r < 0)
+            return r;
+    }
+    if (kind < 0)
+        return kind;
+    ext->depth = 0;
+    if (kind == AT_UNALLOC && s->parent) {
+        uint64_t psize = dev_size(s->parent);
+        if (off < psize) {
+            int r = dev_block_status(s->parent, off, psize - off < n ? psize - off : n, ext);
+            if (r < 0)
+                return r;
+            ext->depth++;
+            return 0;
+        }
+    }
+    ext->length = n;
+    switch (kind) {
+    case AT_DATA:
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
+        ext->host_offset = host;
+        ext->host_file = e->file->filename;
+        if (e->type == EXT_FLAT) {
+            /* As QEMU shows a flat extent: the file's holes read as zeroes. */
+            struct vdisk_extent fe;
+            if (dev_block_status(e->file, host, n, &fe) == 0) {
+                if (fe.flags & VDISK_EXT_ZERO)
+                    ext->flags |= VDISK_EXT_ZERO;
+                if (fe.length && fe.length < ext->length)
+                    ext->length = fe.length;
+            }
+        }
+        break;
+    case AT_COMPRESSED:
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+        break;
+    case AT_ZERO:
+        ext->flags = VDISK_EXT_ZERO | VDISK_EXT_ALLOCATED;
+        break;
+    default:
+        ext->flags = VDISK_EXT_ZERO;
+        break;
+    }
+    return 0;
+}
+
+static struct vdisk_dev *vmdk_backing(struct vdisk_dev *dev)
+{
+    struct vmdk *s = dev->priv;
+    return s->parent;
+}
+
+static void vmdk_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
+{
+    struct vmdk *s = dev->priv;
+    if (s->ext[0].type == EXT_SPARSE)
+        info->cluster_size = (uint32_t)(s->ext[0].grain * SECTOR);
+    info->create_type = s->create_type;
+    info->cid = s->cid;
+    info->parent_cid = s->parent_cid;
+    info->nb_extents = s->n;
+    info->extents = s->einfo;
+    info->backing_filename = s->parent_name;
+    info->full_backing_filename = s->full_parent;
+    if (s->parent)
+        info->backing_format = "vmdk";
+}
+
+static int64_t vmdk_allocated_size(struct vdisk_dev *dev)
+{
+    struct vmdk *s = dev->priv;
+    int64_t total = dev_allocated_size(s->file);
+    for (unsigned i = 0; i < s->n && total >= 0; i++) {
+        if (!s->ext[i].file || s->ext[i].file == s->file)
+            continue;
+        int64_t a = dev_allocated_size(s->ext[i].file);
+        total = a < 0 ? a : total + a;
+    }
+    return total;
+}
+
+/*
+ * As qemu-img check checks a VMDK image: grain by grain, the first grain
+ * whose offset lies at or past the end of its extent's file is a
+ * corruption, reported by its sector, and the walk stops there; a grain
+ * table that cannot be read stops it too.
+ */
+static int vmdk_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
+                      vdisk_check_report_fn report, void *opaque)
+{
+    struct vmdk *s = dev->priv;
+    if (flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS))
+        return err_set(-ENOTSUP, "%s: vdisk does not repair VMDK images (it opens them "
+                       "read-only)", dev->filename);
+    char line[160];
+    for (unsigned i = 0; i < s->n; i++) {
+        struct extent *e = &s->ext[i];
+        if (e->type != EXT_SPARSE)
+            continue;
+        uint32_t *t = malloc((size_t)e->gtes * 4);
+        if (!t)
+            return err_set(-ENOMEM, "out of memory");
+        uint64_t grains = e->sectors / e->grain + (e->sectors % e->grain != 0);
+        uint64_t loaded = UINT64_MAX;
+        for (uint64_t g = 0; g < grains; g++) {
+            uint64_t gdi = g / e->gtes, sector = e->start + g * e->grain;
+            uint32_t gt = e->gd[gdi];
+            if (!gt)
+                continue;
+            if (gdi != loaded) {
+                if ((uint64_t)gt > e->file_size / SECTOR ||
+                    (uint64_t)e->gtes * 4 > e->file_size - (uint64_t)gt * SECTOR ||
+                    dev_pread(e->file, t, (size_t)e->gtes * 4, (uint64_t)gt * SECTOR) < 0) {
+                    snprintf(line, sizeof line, "ERROR: could not get cluster_offset for "
+                             "sector %" PRIu64, sector);
+                    if (report)
+                        report(opaque, line);
+                    res->check_errors++;
+                    free(t);
+                    return 0;
+                }
+                loaded = gdi;
+            }
+            uint32_t ent = le32_load(&t[g % e->gtes]);
+            if (ent == 0 || (ent == 1 && e->zero_grain))
+                continue;
+            if ((uint64_t)ent * SECTOR >= e->file_size) {
+                snprintf(line, sizeof line, "ERROR: cluster offset for sector %" PRIu64
+                         " points after EOF", sector);
+                if (report)
+                    report(opaque, line);
+                res->corruptions++;
+                free(t);
+                return 0;
+            }
+        }
+        free(t);
+    }
+    return 0;
+}
+
+const struct vdisk_driver vdisk_driver_vmdk = {
+    .name = "vmdk",
+    .req_state_size = sizeof(struct vmdk_req),
+    .probe = vmdk_probe,
+    .open = vmdk_open,
+    .close = vmdk_close,
+    .submit = vmdk_submit,
+    .block_status = vmdk_block_status,
+    .allocated_size = vmdk_allocated_size,
+    .get_info = vmdk_get_info,
+    .backing = vmdk_backing,
+    .check = vmdk_check,
+};
