@@ -1159,7 +1159,8 @@ static int vmdk_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_
                     report(opaque, line);
                 res->corruptions++;
                 free(t);
-                return 0;
+                /* As qemu-img: the check fails there (the line says why). */
+                return err_set(-EINVAL, "%s", strerror(EINVAL));
             }
         }
         free(t);

@@ -16,10 +16,10 @@
  *   - An image whose header names a backing file without its format (QEMU
  *     before 6.1) reads its qcow2 base as qcow2, not as raw, with one
  *     warning; info prints what qemu-img info prints.
- *   - VMDK, VHDX, Parallels, QCOW, LUKS, bochs, cloop and DMG
+ *   - VHDX, Parallels, QCOW, LUKS, bochs, cloop and DMG
  *     images are refused with the format's name, never read as raw; -f raw
  *     still opens them as raw.  A guest cannot write their signatures, nor
- *     those of the formats vdisk reads (qcow2, vdi, vpc, qed), into a probed raw disk.
+ *     those of the formats vdisk reads (qcow2, vdi, vpc, qed, vmdk), into a probed raw disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -252,9 +252,9 @@ struct sample {
 };
 
 static const struct sample samples[] = {
-    {"s.vmdk", "VMDK (vmdk)", "vmdk"},
-    {"d.vmdk", "VMDK (vmdk)", "vmdk"},       /* text descriptor */
-    {"cowd.vmdk", "VMDK (vmdk)", NULL},      /* "COWD" (ESX) */
+    {"s.vmdk", "vmdk", "vmdk"},              /* read by vdisk: guarded only */
+    {"d.vmdk", "vmdk", "vmdk"},              /* text descriptor */
+    {"cowd.vmdk", "vmdk", NULL},             /* "COWD" (ESX): vmdk's, refused at open */
     {"s.vhd", "vpc", "vpc"},                 /* read by vdisk: guarded only */
     {"s.vhdx", "VHDX (vhdx)", "vhdx"},
     {"s.vdi", "vdi", "vdi"},                 /* read by vdisk: guarded only */

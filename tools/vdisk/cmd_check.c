@@ -172,7 +172,12 @@ int cmd_check(int argc, char **argv)
         return 63;
     }
     if (r < 0) {
-        cli_lib_error();
+        /* qemu-img's words, then vdisk's detail where it adds one. */
+        const char *detail = cli_lib_detail();
+        if (detail && *detail && strcmp(detail, strerror(-r)) != 0)
+            cli_error("Check failed: %s: %s", strerror(-r), detail);
+        else
+            cli_error("Check failed: %s", strerror(-r));
         vdisk_close(dev);
         return 1;
     }

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz/vmdk.c: the fuzz input is a VMDK image: a sparse extent file or a
+ * text descriptor.  It is opened read-only over a memory device (as vmdk,
+ * whatever its first bytes), read (the first megabytes and a few places
+ * the input chooses), block-status'd and checked.  The extent files a
+ * descriptor names, and a parent, are the input itself again, in memory
+ * (the open_backing hook; never a host file).  Any crash, sanitizer
+ * report, leak or hang is a bug.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+
+#define MEM_LIMIT (64u << 20)
+
+struct input {
+    const uint8_t *data;
+    size_t size;
+};
+
+static int open_backing(void *opaque, const char *name, const struct vdisk_open_params *p,
+                        struct vdisk_dev **filep)
+{
+    const struct input *in = opaque;
+    (void)name;
+    return dev_open_memory(filep, in->data, in->size, MEM_LIMIT, p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct input in = {data, size};
+    struct vdisk_open_params p = fuzz_params(true);
+    p.no_backing = false;
+    p.open_backing = open_backing;
+    p.backing_opaque = &in;
+    struct vdisk_dev *file, *dev;
+    if (dev_open_memory(&file, data, size, MEM_LIMIT, &p) < 0)
+        return 0;
+    if (dev_open_format(&dev, file, "vmdk", &p, NULL) < 0) {
+        dev_unref(file);
+        return 0;
+    }
+    fuzz_format_ops(dev, data, size, 3, false);
+    struct vdisk_check_result res = {.struct_size = sizeof res};
+    dev->drv->check(dev, 0, &res, NULL, NULL);
+    dev_unref(dev);
+    return 0;
+}

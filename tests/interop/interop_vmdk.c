@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/interop/interop_vmdk.c: VMDK images, which vdisk reads (it does not
+ * write them yet), against qemu-img 7.2 and qemu-io: every subformat
+ * qemu-img makes (monolithicSparse, monolithicFlat, twoGbMaxExtentSparse,
+ * twoGbMaxExtentFlat, streamOptimized) written by QEMU, read
+ * byte-identically with the same info (format-specific data included),
+ * map and check output; a parent chain, with the parentCID checked;
+ * extents confined like backing files; writes refused with the convert
+ * command; hostile headers and descriptors refused with exact messages; a
+ * grain past the end of its file failing the read that meets it, and
+ * checked as qemu-img checks it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vdisk/vdisk.h>
+
+#include "harness.h"
+
+static const char *const subformats[] = {"monolithicSparse", "monolithicFlat",
+                                         "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"};
+
+START_TEST(qemu_images_read_identically)
+{
+    static const char *const sizes[] = {"1M", "5000192", "20M"};
+    for (size_t f = 0; f < sizeof subformats / sizeof subformats[0]; f++) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            RUN_OK("cd '%s' && rm -f q*.vmdk && qemu-img create -q -f vmdk -o subformat=%s "
+                   "q.vmdk %s && qemu-io -f vmdk -c 'write -P 0x5a 100000 100000' "
+                   "-c 'write -P 0x77 512k 4k' q.vmdk >/dev/null", scratch_dir(), subformats[f],
+                   sizes[i]);
+            if (strcmp(sizes[i], "20M") == 0)
+                RUN_OK("cd '%s' && qemu-io -f vmdk -c 'write -z 2M 1M' -c 'write -P 0xa5 3M 1M' "
+                       "-c 'write -P 0x11 %s 512' q.vmdk >/dev/null", scratch_dir(),
+                       "20971008");
+            same_as_qemu_img("info", "q.vmdk");
+            same_as_qemu_img("info", "--output=json q.vmdk");
+            same_as_qemu_img("map", "q.vmdk");
+            same_as_qemu_img("map", "--output=json q.vmdk");
+            same_as_qemu_img("check", "q.vmdk");
+            same_as_qemu_img("check", "--output=json q.vmdk");
+            same_raw_as_qemu_img("q.vmdk");
+            same_as_qemu_img("compare", "-f vmdk -F raw q.vmdk q.raw");
+        }
+    }
+    /* A 5 GiB twoGbMaxExtentSparse: three extents. */
+    RUN_OK("cd '%s' && rm -f q*.vmdk && qemu-img create -q -f vmdk -o "
+           "subformat=twoGbMaxExtentSparse q.vmdk 5G && qemu-io -f vmdk -c 'write -P 1 2047M 2M' "
+           "-c 'write -P 2 4095M 1M' q.vmdk >/dev/null", scratch_dir());
+    same_as_qemu_img("info", "--output=json q.vmdk");
+    same_as_qemu_img("map", "--output=json q.vmdk");
+    same_as_qemu_img("compare", "q.vmdk q.vmdk");
+    RUN_OK("cd '%s' && '%s' convert -O qcow2 q.vmdk v.qcow2 && qemu-img compare q.vmdk v.qcow2",
+           scratch_dir(), vdisk_bin());
+}
+END_TEST
+
+START_TEST(stream_optimized)
+{
+    /* Random bytes with a run of zeroes, compressed grain by grain. */
+    uint64_t seed = 7;
+    size_t n = 6u << 20;
+    uint8_t *b = malloc(n);
+    fill_random(b, n, &seed);
+    memset(b + (2u << 20), 0, 1u << 20);
+    memset(b + (4u << 20), 0x33, 1u << 20);
+    write_file(scratch("src.raw"), b, n);
+    free(b);
+    RUN_OK("cd '%s' && rm -f so.vmdk && qemu-img convert -O vmdk -o subformat=streamOptimized "
+           "src.raw so.vmdk", scratch_dir());
+    same_as_qemu_img("info", "so.vmdk");
+    same_as_qemu_img("info", "--output=json so.vmdk");
+    same_as_qemu_img("map", "--output=json so.vmdk");
+    same_as_qemu_img("check", "so.vmdk");
+    same_raw_as_qemu_img("so.vmdk");
+    RUN_OK("cd '%s' && cmp v.raw src.raw", scratch_dir());
+}
+END_TEST
+
+START_TEST(parent_chain)
+{
+    RUN_OK("cd '%s' && rm -f base.vmdk child.vmdk && qemu-img create -q -f vmdk base.vmdk 10M && "
+           "qemu-io -f vmdk -c 'write -P 0x33 0 10M' base.vmdk >/dev/null && "
+           "qemu-img create -q -f vmdk -b base.vmdk -F vmdk child.vmdk 10M && "
+           "qemu-io -f vmdk -c 'write -P 0x44 64k 64k' -c 'write -P 0x55 9M 4k' child.vmdk "
+           ">/dev/null", scratch_dir());
+    same_as_qemu_img("info", "--backing-chain child.vmdk");
+    same_as_qemu_img("info", "--backing-chain --output=json child.vmdk");
+    same_as_qemu_img("map", "--output=json child.vmdk");
+    same_raw_as_qemu_img("child.vmdk");
+    /* The base changed after the child was made: its CID no longer is the
+     * child's parentCID. */
+    size_t n;
+    uint8_t *b = read_file(scratch("base.vmdk"), &n);
+    char *cid = memmem(b, n, "\nCID=", 5);
+    ck_assert_ptr_nonnull(cid);
+    memcpy(cid + 5, "0badc0de", 8);
+    write_file(scratch("base.vmdk"), b, n);
+    free(b);
+    struct run *r = run("cd '%s' && '%s' info child.vmdk", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "vdisk_open: child.vmdk: the parent 'base.vmdk' has CID "
+                                 "0badc0de; the descriptor's parentCID is ") != NULL, "%s",
+                  r->err);
+}
+END_TEST
+
+START_TEST(extents_confined_and_writes_refused)
+{
+    RUN_OK("cd '%s' && mkdir -p d && rm -f d/*.vmdk e-flat.vmdk && qemu-img create -q -f vmdk "
+           "-o subformat=monolithicFlat d/e.vmdk 1M && mv d/e-flat.vmdk . && "
+           "sed -i 's|\"e-flat.vmdk\"|\"../e-flat.vmdk\"|' d/e.vmdk", scratch_dir());
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    vdisk_dev *d = NULL;
+    const char *e = scratch("d/e.vmdk");
+    ck_assert_msg(vdisk_open(&d, e, o) == 0, "%s", vdisk_get_error());
+    vdisk_close(d);
+    ck_assert_int_eq(vdisk_options_set(o, "backing-confine", "on"), 0);
+    ck_assert_int_eq(vdisk_open(&d, e, o), -EPERM);
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: the extent file name "
+                                            "'../e-flat.vmdk' leads outside the image's folder, "
+                                            "which backing-confine=on forbids", e));
+    vdisk_options_free(o);
+    struct run *r = run("cd '%s' && '%s' io -c 'write 0 4k' d/e.vmdk", scratch_dir(),
+                        vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_str_eq(r->err, "vdisk: vdisk_open: d/e.vmdk: vdisk reads VMDK images but does "
+                     "not write them yet (open it read-only, or convert it: vdisk convert -f "
+                     "vmdk -O qcow2 d/e.vmdk IMAGE.qcow2)\n");
+}
+END_TEST
+
+/* g.vmdk: a 10 MiB monolithicSparse image with data at 1 MiB and 5 MiB. */
+static const char *good_image(void)
+{
+    const char *f = scratch("g.vmdk");
+    RUN_OK("rm -f '%s' && qemu-img create -q -f vmdk '%s' 10M && qemu-io -f vmdk "
+           "-c 'write -P 0x11 1M 4k' -c 'write -P 0x22 5M 64k' '%s' >/dev/null", f, f, f);
+    return f;
+}
+
+static const char *patched(uint64_t off, unsigned len, uint64_t v)
+{
+    return patched_copy(good_image(), "h.vmdk", off, len, v);
+}
+
+static void refused(const char *path, int err, const char *msg)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "vmdk"), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    vdisk_dev *d = NULL;
+    int r = vdisk_open(&d, path, o);
+    vdisk_options_free(o);
+    ck_assert_msg(r == err, "%s: open gave %d, expected %d (%s)", msg, r, err,
+                  r ? vdisk_get_error() : "opened");
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: %s", path, msg));
+}
+
+START_TEST(hostile_images_refused)
+{
+    /* Header fields: version 4, flags 8, capacity 12, grain 20, GTEs 44,
+     * GD 56, compression 77. */
+    const char *h = patched(4, 4, 9);
+    refused(h, -ENOTSUP, "sparse extent version 9 (offset 4); expected 1, 2 or 3");
+    patched(20, 8, 0);
+    refused(h, -EINVAL, "the grain size (offset 20) is 0 sectors; expected a power of two up to "
+            "2097152");
+    patched(20, 8, 3);
+    refused(h, -EINVAL, "the grain size (offset 20) is 3 sectors; expected a power of two up to "
+            "2097152");
+    patched(44, 4, 0);
+    refused(h, -EINVAL, "0 entries per grain table (offset 44); expected 1 to 512");
+    patched(44, 4, 100000);
+    refused(h, -EINVAL, "100000 entries per grain table (offset 44); expected 1 to 512");
+    patched(56, 8, 1ull << 40);
+    refused(h, -EINVAL, "the grain directory at sector 1099511627776 (1 entries) does not lie "
+            "in the file (196608 bytes)");
+    patched(12, 8, 1ull << 62);
+    refused(h, -EFBIG, "a grain directory of 70368744177664 entries; vdisk holds at most "
+            "67108864 bytes of it");
+    patched(8, 4, 0x30003);
+    refused(h, -ENOTSUP, "compression algorithm 0 (offset 77); only deflate (1) is known");
+    patched(0, 4, 0x44574f43);
+    refused(h, -ENOTSUP, "ESX sparse images (COWD, vmfsSparse) are not supported");
+    /* Descriptors. */
+    static const char *const bad[][2] = {
+        {"version=1\ncreateType=\"weird\"\nRW 2048 FLAT \"x\" 0\n",
+         "unsupported VMDK create type 'weird'"},
+        {"version=1\nCID=xyz\ncreateType=\"monolithicFlat\"\n", "the descriptor's CID is 'xyz'; "
+         "expected 8 hexadecimal digits"},
+        {"version=1\ncreateType=\"monolithicFlat\"\n", "the descriptor lists no extent"},
+        {"version=1\ncreateType=\"monolithicFlat\"\nRW 0 ZERO\n", "descriptor line 3: an "
+         "extent of 0 sectors (the disk would be 0 sectors before it)"},
+        {"version=1\ncreateType=\"monolithicFlat\"\nRW 18014398509481984 ZERO\n", "descriptor "
+         "line 3: an extent of 18014398509481984 sectors (the disk would be 0 sectors before "
+         "it)"},
+        {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 SESPARSE \"x\"\n", "descriptor line "
+         "3: extents of type SESPARSE are not supported"},
+        {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT\n", "descriptor line 3: a FLAT "
+         "extent names no file"},
+        {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"x\n", "descriptor line 3: the "
+         "file name has no closing quote"},
+        {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"g.vmdk\" 1000\n", "extent "
+         "'g.vmdk' (line 3) covers sectors 1000 to 3048 of its file, which holds 196608 bytes"},
+    };
+    good_image();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *p = scratch("desc.vmdk");
+        write_file(p, bad[i][0], strlen(bad[i][0]));
+        refused(p, strstr(bad[i][1], "not supported") || strstr(bad[i][1], "unsupported")
+                ? -ENOTSUP : -EINVAL, bad[i][1]);
+    }
+    /* A ZERO extent reads as zeroes. */
+    const char *z = scratch("z.vmdk");
+    static const char zd[] = "version=1\ncreateType=\"monolithicFlat\"\nRW 2048 ZERO\n";
+    write_file(z, zd, strlen(zd));
+    struct run *r = run("cd '%s' && '%s' io -r -c 'read -P 0 0 1M' z.vmdk", scratch_dir(),
+                        vdisk_bin());
+    ck_assert_msg(r->status == 0, "%s", r->err);
+}
+END_TEST
+
+/* A grain whose offset is past the end of the file: the read that meets it
+ * fails, naming it; the others read; qemu-img check and vdisk check say
+ * the same. */
+START_TEST(bad_grain)
+{
+    const char *g = good_image();
+    /* The GD's first entry (sector of the first GT), then that GT's entry
+     * for the grain at 1 MiB (grain 16). */
+    size_t n;
+    uint8_t *b = read_file(g, &n);
+    uint64_t gd = (uint64_t)b[56] | (uint64_t)b[57] << 8 | (uint64_t)b[58] << 16;
+    uint64_t gt = b[gd * 512] | b[gd * 512 + 1] << 8 | b[gd * 512 + 2] << 16;
+    free(b);
+    const char *h = patched(gt * 512 + 16 * 4, 4, 0x7fffff);
+    RUN_OK("cp '%s' '%s'", h, scratch("e1.vmdk"));
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    vdisk_dev *d = NULL;
+    ck_assert_int_eq(vdisk_open(&d, h, o), 0);
+    vdisk_options_free(o);
+    uint8_t buf[4096];
+    ck_assert_int_eq(vdisk_pread(d, buf, sizeof buf, 1 << 20), -EIO);
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_pread: %s: extent '%s': entry 16 of the "
+                                            "grain table at sector %llu points at a grain at "
+                                            "sector 8388607, which is not inside the file "
+                                            "(196608 bytes)", h, h, (unsigned long long)gt));
+    ck_assert_int_eq(vdisk_pread(d, buf, sizeof buf, 5 << 20), 0);
+    ck_assert_uint_eq(buf[0], 0x22);
+    vdisk_close(d);
+    same_as_qemu_img("check", "e1.vmdk");
+    same_as_qemu_img("check", "--output=json e1.vmdk");
+}
+END_TEST
+
+int main(void)
+{
+    require_program("qemu-img");
+    require_program("qemu-io");
+    Suite *s = suite_create("interop-vmdk");
+    TCase *tc = tcase_create("vmdk");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, qemu_images_read_identically);
+    tcase_add_test(tc, stream_optimized);
+    tcase_add_test(tc, parent_chain);
+    tcase_add_test(tc, extents_confined_and_writes_refused);
+    tcase_add_test(tc, hostile_images_refused);
+    tcase_add_test(tc, bad_grain);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
