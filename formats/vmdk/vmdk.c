@@ -283,7 +283,7 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
                        e->sectors);
     uint64_t per_gt = e->grain * e->gtes;
     e->gd_entries = capacity / per_gt + (capacity % per_gt != 0);
-    if (e->gd_entries * 4 > VMDK_GD_MAX_BYTES)
+    if (e->gd_entries > VMDK_GD_MAX_BYTES / 4)
         return err_set(-EFBIG, "%s: a grain directory of %" PRIu64 " entries; vdisk holds at "
                        "most %u bytes of it", what, e->gd_entries, VMDK_GD_MAX_BYTES);
     if (e->gd_off > e->file_size / SECTOR ||
@@ -1031,6 +1031,31 @@ static int vmdk_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     }
     if (kind < 0)
         return kind;
+    /* Grains of the same kind that follow in the extent (data contiguous in
+     * the file), while their tables are cached; a grain table that is not
+     * allocated is skipped whole. */
+    uint64_t ext_end = (e->start + e->sectors) * SECTOR, end = off + len;
+    if (end > ext_end)
+        end = ext_end;
+    if (e->type == EXT_SPARSE && kind != AT_COMPRESSED) {
+        uint64_t gbytes = e->grain * SECTOR, span = gbytes * e->gtes, next_host = host + n;
+        pthread_mutex_lock(&s->lock);
+        while (off + n < end) {
+            uint64_t rel = off + n - e->start * SECTOR, h2 = 0;
+            uint64_t gdi = rel / span;
+            uint64_t step = gbytes;
+            if (gdi < e->gd_entries && e->gd[gdi] == 0)
+                step = span - rel % span;
+            if (step > end - off - n)
+                step = end - off - n;
+            int k2 = locate(s, e, rel, &h2);
+            if (k2 != kind || (kind == AT_DATA && h2 != next_host))
+                break;
+            n += step;
+            next_host += step;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
     ext->depth = 0;
     if (kind == AT_UNALLOC && s->parent) {
         uint64_t psize = dev_size(s->parent);
@@ -1129,38 +1154,36 @@ static int vmdk_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_
         if (!t)
             return err_set(-ENOMEM, "out of memory");
         uint64_t grains = e->sectors / e->grain + (e->sectors % e->grain != 0);
-        uint64_t loaded = UINT64_MAX;
-        for (uint64_t g = 0; g < grains; g++) {
-            uint64_t gdi = g / e->gtes, sector = e->start + g * e->grain;
+        for (uint64_t gdi = 0; gdi < e->gd_entries; gdi++) {
             uint32_t gt = e->gd[gdi];
-            if (!gt)
+            uint64_t first = gdi * e->gtes;
+            if (!gt || first >= grains)
                 continue;
-            if (gdi != loaded) {
-                if ((uint64_t)gt > e->file_size / SECTOR ||
-                    (uint64_t)e->gtes * 4 > e->file_size - (uint64_t)gt * SECTOR ||
-                    dev_pread(e->file, t, (size_t)e->gtes * 4, (uint64_t)gt * SECTOR) < 0) {
-                    snprintf(line, sizeof line, "ERROR: could not get cluster_offset for "
-                             "sector %" PRIu64, sector);
-                    if (report)
-                        report(opaque, line);
-                    res->check_errors++;
-                    free(t);
-                    return 0;
-                }
-                loaded = gdi;
-            }
-            uint32_t ent = le32_load(&t[g % e->gtes]);
-            if (ent == 0 || (ent == 1 && e->zero_grain))
-                continue;
-            if ((uint64_t)ent * SECTOR >= e->file_size) {
-                snprintf(line, sizeof line, "ERROR: cluster offset for sector %" PRIu64
-                         " points after EOF", sector);
+            if ((uint64_t)gt > e->file_size / SECTOR ||
+                (uint64_t)e->gtes * 4 > e->file_size - (uint64_t)gt * SECTOR ||
+                dev_pread(e->file, t, (size_t)e->gtes * 4, (uint64_t)gt * SECTOR) < 0) {
+                snprintf(line, sizeof line, "ERROR: could not get cluster_offset for sector %"
+                         PRIu64, e->start + first * e->grain);
                 if (report)
                     report(opaque, line);
-                res->corruptions++;
+                res->check_errors++;
                 free(t);
-                /* As qemu-img: the check fails there (the line says why). */
-                return err_set(-EINVAL, "%s", strerror(EINVAL));
+                return 0;
+            }
+            for (uint64_t g = first; g < first + e->gtes && g < grains; g++) {
+                uint32_t ent = le32_load(&t[g - first]);
+                if (ent == 0 || (ent == 1 && e->zero_grain))
+                    continue;
+                if ((uint64_t)ent * SECTOR >= e->file_size) {
+                    snprintf(line, sizeof line, "ERROR: cluster offset for sector %" PRIu64
+                             " points after EOF", e->start + g * e->grain);
+                    if (report)
+                        report(opaque, line);
+                    res->corruptions++;
+                    free(t);
+                    /* As qemu-img: the check fails there (the line says why). */
+                    return err_set(-EINVAL, "%s", strerror(EINVAL));
+                }
             }
         }
         free(t);
