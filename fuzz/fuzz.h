@@ -110,4 +110,20 @@ static inline void fuzz_format_ops(struct vdisk_dev *dev, const uint8_t *data, s
     free(buf);
 }
 
+/* A harness input, for backing files (and extent files) made of it. */
+struct fuzz_input {
+    const uint8_t *data;
+    size_t size;
+};
+
+/* An open_backing hook (vdisk_open_params) whose backing files are the
+ * input itself again, in memory of at most 64 MiB: never a host file. */
+static inline int fuzz_open_self(void *opaque, const char *name,
+                                 const struct vdisk_open_params *p, struct vdisk_dev **filep)
+{
+    const struct fuzz_input *in = opaque;
+    (void)name;
+    return dev_open_memory(filep, in->data, in->size, 64u << 20, p);
+}
+
 #endif /* VDISK_FUZZ_H */

@@ -15,25 +15,12 @@
 
 #define MEM_LIMIT (64u << 20)
 
-struct input {
-    const uint8_t *data;
-    size_t size;
-};
-
-static int open_parent(void *opaque, const char *name, const struct vdisk_open_params *p,
-                       struct vdisk_dev **filep)
-{
-    const struct input *in = opaque;
-    (void)name;
-    return dev_open_memory(filep, in->data, in->size, MEM_LIMIT, p);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct input in = {data, size};
+    struct fuzz_input in = {data, size};
     struct vdisk_open_params p = fuzz_params(false);
     p.no_backing = false;
-    p.open_backing = open_parent;
+    p.open_backing = fuzz_open_self;
     p.backing_opaque = &in;
     struct vdisk_dev *file, *dev;
     if (dev_open_memory(&file, data, size, MEM_LIMIT, &p) < 0)

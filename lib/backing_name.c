@@ -146,3 +146,20 @@ int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct
     }
     return 0;
 }
+
+int backing_take_options(struct opt_set *os, bool *confine, bool *allow_network)
+{
+    *confine = false;
+    *allow_network = false;
+    const char *env = getenv("VDISK_BACKING_ALLOW_NETWORK");
+    if (env && opt_bool("VDISK_BACKING_ALLOW_NETWORK", env, allow_network) < 0)
+        *allow_network = false; /* (a bad value allows nothing) */
+    const char *v = opt_take(os, "backing-allow-network");
+    int r = 0;
+    if (v)
+        r = opt_bool("backing-allow-network", v, allow_network);
+    v = opt_take(os, "backing-confine");
+    if (r == 0 && v)
+        r = opt_bool("backing-confine", v, confine);
+    return r;
+}

@@ -319,6 +319,14 @@ struct vdisk_req *req_new_child(struct vdisk_req *parent, struct vdisk_dev *dev,
                                 const struct iovec *iov, int iovcnt, unsigned flags,
                                 req_done_fn done, void *done_arg);
 void req_free(struct vdisk_req *req);
+/*
+ * A child read on DEV at OFFSET into the N bytes at SKIP of PARENT's
+ * buffer, whose completion releases PARENT (req_child_releases_parent):
+ * PARENT is held once more and the child submitted.  Returns 0, or
+ * -ENOMEM (nothing held or submitted).
+ */
+int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
+                   uint64_t skip, uint64_t n);
 
 /*
  * Starts a request: checks it against its device (range, read-only,
@@ -649,6 +657,10 @@ struct backing_spec {
  */
 int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct vdisk_dev **out,
                  char **full);
+/* The open options of the backing-file rules, taken from OS (may be NULL):
+ * backing-confine, and backing-allow-network (or VDISK_BACKING_ALLOW_NETWORK
+ * in the environment).  Returns 0 or -EINVAL for a bad value. */
+int backing_take_options(struct opt_set *os, bool *confine, bool *allow_network);
 
 /* The format drivers, in probing order; NULL-terminated. */
 extern const struct vdisk_driver *const vdisk_format_drivers[];

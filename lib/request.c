@@ -824,3 +824,24 @@ void req_complete(struct vdisk_req *req, int ret)
     req->result = ret;
     req->done(req, ret);
 }
+
+int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
+                   uint64_t skip, uint64_t n)
+{
+    struct iovec small[REQ_INLINE_IOV], *v = small;
+    if (parent->iovcnt > REQ_INLINE_IOV) {
+        v = malloc(sizeof *v * (size_t)parent->iovcnt);
+        if (!v)
+            return -ENOMEM;
+    }
+    int cnt = iov_slice(parent->iov, parent->iovcnt, (size_t)skip, (size_t)n, v);
+    struct vdisk_req *c = req_new_child(parent, dev, VDISK_OP_READ, offset, n, v, cnt, 0,
+                                        req_child_releases_parent, NULL);
+    if (v != small)
+        free(v);
+    if (!c)
+        return -ENOMEM;
+    req_hold(parent);
+    req_submit(c);
+    return 0;
+}

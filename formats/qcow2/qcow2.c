@@ -129,26 +129,11 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     s->discard_passthrough = true;
     dev->priv = s;
     /* backing-allow-network: the option, else the environment's default. */
-    const char *env = getenv("VDISK_BACKING_ALLOW_NETWORK");
-    if (env && opt_bool("VDISK_BACKING_ALLOW_NETWORK", env, &s->allow_network) < 0)
-        s->allow_network = false; /* (a bad value allows nothing) */
-    const char *allow = opt_take(os, "backing-allow-network");
-    if (allow) {
-        int e = opt_bool("backing-allow-network", allow, &s->allow_network);
-        if (e < 0) {
-            free_state(s);
-            dev->priv = NULL;
-            return e;
-        }
-    }
-    const char *confine = opt_take(os, "backing-confine");
-    if (confine) {
-        int e = opt_bool("backing-confine", confine, &s->confine);
-        if (e < 0) {
-            free_state(s);
-            dev->priv = NULL;
-            return e;
-        }
+    int e = backing_take_options(os, &s->confine, &s->allow_network);
+    if (e < 0) {
+        free_state(s);
+        dev->priv = NULL;
+        return e;
     }
     uint64_t fsize = dev_size(file);
     if (file->file_length && file->file_length < fsize)

@@ -222,21 +222,6 @@ static void free_state(struct qed *s)
     free(s);
 }
 
-static int open_options(struct qed *s, struct opt_set *os)
-{
-    const char *env = getenv("VDISK_BACKING_ALLOW_NETWORK");
-    if (env && opt_bool("VDISK_BACKING_ALLOW_NETWORK", env, &s->allow_network) < 0)
-        s->allow_network = false;
-    const char *v = opt_take(os, "backing-allow-network");
-    int r = 0;
-    if (v)
-        r = opt_bool("backing-allow-network", v, &s->allow_network);
-    v = opt_take(os, "backing-confine");
-    if (r == 0 && v)
-        r = opt_bool("backing-confine", v, &s->confine);
-    return r;
-}
-
 static int qed_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
     if (!dev->params.read_only)
@@ -254,7 +239,7 @@ static int qed_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_se
     if (file->file_length && file->file_length < s->file_size)
         s->file_size = file->file_length;
     uint8_t h[QED_HEADER_BYTES];
-    int r = open_options(s, os);
+    int r = backing_take_options(os, &s->confine, &s->allow_network);
     if (r == 0 && s->file_size < QED_HEADER_BYTES)
         r = err_set(-EINVAL, "%s: the file holds %" PRIu64 " bytes; a QED header needs %u",
                     dev->filename, s->file_size, QED_HEADER_BYTES);
@@ -408,28 +393,6 @@ static void l2_then(struct vdisk_req *req)
     qed_submit(req);
 }
 
-/* A child on DEV at OFF for the N bytes at SKIP of REQ's buffer. */
-static int child(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t off, uint64_t skip,
-                 uint64_t n)
-{
-    struct iovec small[REQ_INLINE_IOV], *v = small;
-    if (req->iovcnt > REQ_INLINE_IOV) {
-        v = malloc(sizeof *v * (size_t)req->iovcnt);
-        if (!v)
-            return -ENOMEM;
-    }
-    int cnt = iov_slice(req->iov, req->iovcnt, (size_t)skip, (size_t)n, v);
-    struct vdisk_req *c = req_new_child(req, dev, VDISK_OP_READ, off, n, v, cnt, 0,
-                                        req_child_releases_parent, NULL);
-    if (v != small)
-        free(v);
-    if (!c)
-        return -ENOMEM;
-    req_hold(req);
-    req_submit(c);
-    return 0;
-}
-
 /* The N bytes at POS that no layer holds: the backing file's (zeroes past
  * its end), or zeroes. */
 static int read_unallocated(struct vdisk_req *req, struct qed *s, uint64_t pos, uint64_t n)
@@ -439,7 +402,7 @@ static int read_unallocated(struct vdisk_req *req, struct qed *s, uint64_t pos, 
         uint64_t bsize = dev_size(s->backing);
         have = pos < bsize ? (n < bsize - pos ? n : bsize - pos) : 0;
         if (have) {
-            int r = child(req, s->backing, pos, skip, have);
+            int r = req_read_slice(req, s->backing, pos, skip, have);
             if (r < 0)
                 return r;
         }
@@ -497,7 +460,7 @@ static void qed_read(struct vdisk_req *req)
         }
         int r = 0;
         if (kind == AT_DATA)
-            r = child(req, s->file, host, pos - req->offset, n);
+            r = req_read_slice(req, s->file, host, pos - req->offset, n);
         else if (kind == AT_ZERO)
             iov_memset(req->iov, req->iovcnt, (size_t)(pos - req->offset), 0, (size_t)n);
         else

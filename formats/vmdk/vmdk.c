@@ -524,21 +524,6 @@ static int open_parent(struct vmdk *s)
     return 0;
 }
 
-static int open_options(struct vmdk *s, struct opt_set *os)
-{
-    const char *env = getenv("VDISK_BACKING_ALLOW_NETWORK");
-    if (env && opt_bool("VDISK_BACKING_ALLOW_NETWORK", env, &s->allow_network) < 0)
-        s->allow_network = false;
-    const char *v = opt_take(os, "backing-allow-network");
-    int r = 0;
-    if (v)
-        r = opt_bool("backing-allow-network", v, &s->allow_network);
-    v = opt_take(os, "backing-confine");
-    if (r == 0 && v)
-        r = opt_bool("backing-confine", v, &s->confine);
-    return r;
-}
-
 static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
     if (!dev->params.read_only)
@@ -553,7 +538,7 @@ static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     s->file = file;
     dev->priv = s;
     s->ext = calloc(VMDK_EXTENTS_MAX, sizeof *s->ext);
-    int r = s->ext ? open_options(s, os) : err_set(-ENOMEM, "out of memory");
+    int r = s->ext ? backing_take_options(os, &s->confine, &s->allow_network) : err_set(-ENOMEM, "out of memory");
     uint64_t fsize = dev_size(file);
     if (file->file_length && file->file_length < fsize)
         fsize = file->file_length;
@@ -852,28 +837,6 @@ static void gt_then(struct vdisk_req *req)
     vmdk_submit(req);
 }
 
-/* A child read on DEV at OFF for the N bytes at SKIP of REQ's buffer. */
-static int child(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t off, uint64_t skip,
-                 uint64_t n)
-{
-    struct iovec small[REQ_INLINE_IOV], *v = small;
-    if (req->iovcnt > REQ_INLINE_IOV) {
-        v = malloc(sizeof *v * (size_t)req->iovcnt);
-        if (!v)
-            return -ENOMEM;
-    }
-    int cnt = iov_slice(req->iov, req->iovcnt, (size_t)skip, (size_t)n, v);
-    struct vdisk_req *c = req_new_child(req, dev, VDISK_OP_READ, off, n, v, cnt, 0,
-                                        req_child_releases_parent, NULL);
-    if (v != small)
-        free(v);
-    if (!c)
-        return -ENOMEM;
-    req_hold(req);
-    req_submit(c);
-    return 0;
-}
-
 /* On the worker: a request that meets compressed grains, whole and
  * synchronously (GTs loaded as met). */
 static int sync_work(struct vdisk_req *req)
@@ -973,7 +936,7 @@ static void vmdk_read(struct vdisk_req *req)
         uint64_t skip = pos - req->offset;
         int r = 0;
         if (kind == AT_DATA) {
-            r = child(req, e->file, host, skip, n);
+            r = req_read_slice(req, e->file, host, skip, n);
         } else if (kind == AT_ZERO || !s->parent) {
             iov_memset(req->iov, req->iovcnt, (size_t)skip, 0, (size_t)n);
         } else {
@@ -981,7 +944,7 @@ static void vmdk_read(struct vdisk_req *req)
             if (have > n)
                 have = n;
             if (have)
-                r = child(req, s->parent, pos, skip, have);
+                r = req_read_slice(req, s->parent, pos, skip, have);
             if (have < n)
                 iov_memset(req->iov, req->iovcnt, (size_t)(skip + have), 0, (size_t)(n - have));
         }

@@ -221,15 +221,8 @@ static int vpc_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_se
     const char *calc = opt_take(os, "force_size_calc");
     if (calc && strcmp(calc, "chs") && strcmp(calc, "current_size"))
         r = err_set(-EINVAL, "Invalid size calculation mode: %s", calc);
-    const char *env = getenv("VDISK_BACKING_ALLOW_NETWORK");
-    if (env && opt_bool("VDISK_BACKING_ALLOW_NETWORK", env, &s->allow_network) < 0)
-        s->allow_network = false;
-    const char *v = opt_take(os, "backing-allow-network");
-    if (r == 0 && v)
-        r = opt_bool("backing-allow-network", v, &s->allow_network);
-    v = opt_take(os, "backing-confine");
-    if (r == 0 && v)
-        r = opt_bool("backing-confine", v, &s->confine);
+    if (r == 0)
+        r = backing_take_options(os, &s->confine, &s->allow_network);
     uint64_t fsize = dev_size(file);
     if (file->file_length && file->file_length < fsize)
         fsize = file->file_length;
