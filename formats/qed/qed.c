@@ -514,10 +514,15 @@ static int qed_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     }
     if (kind < 0)
         return kind;
-    /* Clusters of the same kind that follow, while their table is cached. */
-    uint64_t next_host = host;
+    /* Clusters of the same kind that follow, while their table is cached;
+     * an L1 entry without an L2 table is skipped whole (an empty 2^46-byte
+     * image is one extent, not 2^30 clusters' worth of lookups). */
+    uint64_t next_host = host, span = s->entries << s->cluster_bits;
     for (;;) {
-        uint64_t step = s->cluster_size - ((off + n) & (s->cluster_size - 1));
+        uint64_t pos = off + n, l1i = (pos >> s->cluster_bits) >> s->entry_bits;
+        uint64_t step = s->cluster_size - (pos & (s->cluster_size - 1));
+        if (kind == AT_UNALLOC && (l1i >= s->entries || s->l1[l1i] == 0))
+            step = span - (pos & (span - 1));
         if (step > end - off - n)
             step = end - off - n;
         n += step;
