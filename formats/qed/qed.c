@@ -72,6 +72,19 @@ struct l2_slot {
     uint64_t used;               /* the use counter's value at the last use */
 };
 
+/* A request's state: the L2 table to read before it starts again, and how
+ * many it read so far. */
+struct qed_req {
+    uint64_t l2_off;
+    uint32_t loads;
+};
+_Static_assert(sizeof(struct qed_req) <= REQ_STATE_MAX, "qed's request state fits");
+
+/* A request that needed more L2 tables than this, one after another, is
+ * served whole on the worker (its tables could evict each other from the
+ * cache for ever). */
+#define QED_LOADS_BEFORE_SYNC  4u
+
 struct qed {
     struct vdisk_dev *dev, *file, *backing;
     struct offload *offload;
@@ -377,8 +390,8 @@ static void qed_submit(struct vdisk_req *req);
 static int l2_work(struct vdisk_req *req)
 {
     struct qed *s = req->dev->priv;
-    uint64_t off = *(uint64_t *)req_state(req);
-    int r = load_l2(s, off);
+    struct qed_req *qr = req_state(req);
+    int r = load_l2(s, qr->l2_off);
     if (r < 0)
         req_set_error(req, r, err_detail());
     return r;
@@ -412,6 +425,54 @@ static int read_unallocated(struct vdisk_req *req, struct qed *s, uint64_t pos, 
     return 0;
 }
 
+/* On the worker: the whole request, synchronously, its L2 tables read as
+ * they are met (each used before the next can evict it). */
+static int sync_work(struct vdisk_req *req)
+{
+    struct qed *s = req->dev->priv;
+    uint64_t end = req->offset + req->length;
+    int r = 0;
+    for (uint64_t pos = req->offset; pos < end && r == 0;) {
+        uint64_t n = s->cluster_size - (pos & (s->cluster_size - 1)), host = 0;
+        if (n > end - pos)
+            n = end - pos;
+        pthread_mutex_lock(&s->lock);
+        int kind = locate(s, pos, &host);
+        pthread_mutex_unlock(&s->lock);
+        if (kind == AT_NEED_L2) {
+            r = load_l2(s, host);
+            continue;
+        }
+        size_t skip = (size_t)(pos - req->offset);
+        uint64_t have = n;
+        struct vdisk_dev *from = s->file;
+        if (kind < 0) {
+            r = kind;
+            break;
+        } else if (kind == AT_ZERO || (kind == AT_UNALLOC && !s->backing)) {
+            have = 0;
+        } else if (kind == AT_UNALLOC) {
+            uint64_t bsize = dev_size(s->backing);
+            have = pos < bsize ? (n < bsize - pos ? n : bsize - pos) : 0;
+            from = s->backing;
+            host = pos;
+        }
+        uint8_t *b = malloc((size_t)n);
+        if (!b) {
+            r = err_set(-ENOMEM, "out of memory");
+            break;
+        }
+        memset(b + have, 0, (size_t)(n - have));
+        if (have == 0 || (r = dev_pread(from, b, (size_t)have, host)) == 0)
+            iov_from_buf(req->iov, req->iovcnt, skip, b, (size_t)n);
+        free(b);
+        pos += n;
+    }
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
+}
+
 static void qed_read(struct vdisk_req *req)
 {
     struct qed *s = req->dev->priv;
@@ -424,8 +485,12 @@ static void qed_read(struct vdisk_req *req)
         int r = locate(s, pos, &host);
         if (r == AT_NEED_L2) {
             pthread_mutex_unlock(&s->lock);
-            *(uint64_t *)req_state(req) = host;
-            offload_req(s->offload, req, l2_work, l2_then);
+            struct qed_req *qr = req_state(req);
+            qr->l2_off = host;
+            if (++qr->loads > QED_LOADS_BEFORE_SYNC)
+                offload_req(s->offload, req, sync_work, NULL);
+            else
+                offload_req(s->offload, req, l2_work, l2_then);
             return;
         }
         if (r < 0) {
@@ -675,7 +740,7 @@ static int qed_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_r
 
 const struct vdisk_driver vdisk_driver_qed = {
     .name = "qed",
-    .req_state_size = sizeof(uint64_t),
+    .req_state_size = sizeof(struct qed_req),
     .probe = qed_probe,
     .open = qed_open,
     .close = qed_close,

@@ -123,7 +123,13 @@ struct vmdk {
 
 struct vmdk_req {
     uint64_t gt_ext, gt_off;       /* the GT to load before starting again */
+    uint32_t loads;                /* GTs loaded for it so far */
 };
+
+/* A request that needed more GTs than this, one after another, is served
+ * whole on the worker (its GTs could evict each other from the cache for
+ * ever: a GT may map as little as 512 bytes). */
+#define VMDK_LOADS_BEFORE_SYNC 4u
 _Static_assert(sizeof(struct vmdk_req) <= REQ_STATE_MAX, "vmdk's request state fits");
 
 /* ---- Probing ------------------------------------------------------------- */
@@ -917,7 +923,10 @@ static void vmdk_read(struct vdisk_req *req)
             struct vmdk_req *vr = req_state(req);
             vr->gt_ext = (uint64_t)(e - s->ext);
             vr->gt_off = host;
-            offload_req(s->offload, req, gt_work, gt_then);
+            if (++vr->loads > VMDK_LOADS_BEFORE_SYNC)
+                offload_req(s->offload, req, sync_work, NULL);
+            else
+                offload_req(s->offload, req, gt_work, gt_then);
             return;
         }
         if (kind < 0) {

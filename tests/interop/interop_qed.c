@@ -132,6 +132,21 @@ START_TEST(writes_refused)
 }
 END_TEST
 
+/* One read across 25 L2 tables (4 KiB clusters, tables of two: 4 MiB
+ * each), more than the cache holds: served whole on the worker, right. */
+START_TEST(reads_across_many_tables)
+{
+    RUN_OK("cd '%s' && rm -f m.qed && qemu-img create -q -f qed -o cluster_size=4096,table_size=2 "
+           "m.qed 112M && qemu-io -f qed -c 'write -P 1 0 100M' -c 'write -z 4M 4k' m.qed "
+           ">/dev/null", scratch_dir());
+    struct run *r = run("cd '%s' && '%s' io -r -c 'read -P 1 0 4M' -c 'read -P 0 4M 4k' "
+                        "-c 'read -P 1 4100k 95M' -c 'read -P 0 100M 12M' m.qed", scratch_dir(),
+                        vdisk_bin());
+    ck_assert_msg(r->status == 0 && !strstr(r->out, "Pattern"), "%s%s", r->out, r->err);
+    same_raw_as_qemu_img("m.qed");
+}
+END_TEST
+
 /* g.qed: 10 MiB, 64 KiB clusters, tables of 4 clusters (L1 at 64 KiB),
  * data at 1 MiB and 5 MiB. */
 static const char *good_image(void)
@@ -279,6 +294,7 @@ int main(void)
     tcase_add_test(tc, qemu_images_read_identically);
     tcase_add_test(tc, backing_chains);
     tcase_add_test(tc, writes_refused);
+    tcase_add_test(tc, reads_across_many_tables);
     tcase_add_test(tc, hostile_headers_refused);
     tcase_add_test(tc, bad_entries);
     suite_add_tcase(s, tc);

@@ -136,6 +136,20 @@ START_TEST(extents_confined_and_writes_refused)
 }
 END_TEST
 
+/* One read across 7 grain tables (32 MiB each), more than a request may
+ * load one after another: served whole on the worker, right. */
+START_TEST(reads_across_many_tables)
+{
+    RUN_OK("cd '%s' && rm -f m.vmdk && qemu-img create -q -f vmdk m.vmdk 256M && "
+           "qemu-io -f vmdk -c 'write -P 2 0 100M' -c 'write -P 3 150M 100M' m.vmdk >/dev/null",
+           scratch_dir());
+    struct run *r = run("cd '%s' && '%s' io -r -c 'read -P 2 0 100M' -c 'read -P 0 100M 50M' "
+                        "-c 'read -P 3 150M 100M' m.vmdk", scratch_dir(), vdisk_bin());
+    ck_assert_msg(r->status == 0 && !strstr(r->out, "Pattern"), "%s%s", r->out, r->err);
+    same_raw_as_qemu_img("m.vmdk");
+}
+END_TEST
+
 /* g.vmdk: a 10 MiB monolithicSparse image with data at 1 MiB and 5 MiB. */
 static const char *good_image(void)
 {
@@ -274,6 +288,7 @@ int main(void)
     tcase_add_test(tc, stream_optimized);
     tcase_add_test(tc, parent_chain);
     tcase_add_test(tc, extents_confined_and_writes_refused);
+    tcase_add_test(tc, reads_across_many_tables);
     tcase_add_test(tc, hostile_images_refused);
     tcase_add_test(tc, bad_grain);
     suite_add_tcase(s, tc);
