@@ -126,4 +126,24 @@ static inline int fuzz_open_self(void *opaque, const char *name,
     return dev_open_memory(filep, in->data, in->size, 64u << 20, p);
 }
 
+/* The input opened as an image of FORMAT over a memory device (of at most
+ * 64 MiB), read-only or not, its backing files the input itself again
+ * (fuzz_open_self); NULL when it does not open. */
+static inline struct vdisk_dev *fuzz_open_image(struct fuzz_input *in, const char *format,
+                                                bool read_only)
+{
+    struct vdisk_open_params p = fuzz_params(read_only);
+    p.no_backing = false;
+    p.open_backing = fuzz_open_self;
+    p.backing_opaque = in;
+    struct vdisk_dev *file, *dev;
+    if (dev_open_memory(&file, in->data, in->size, 64u << 20, &p) < 0)
+        return NULL;
+    if (dev_open_format(&dev, file, format, &p, NULL) < 0) {
+        dev_unref(file);
+        return NULL;
+    }
+    return dev;
+}
+
 #endif /* VDISK_FUZZ_H */

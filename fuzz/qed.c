@@ -12,22 +12,12 @@
 
 #include "fuzz.h"
 
-#define MEM_LIMIT (64u << 20)
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_input in = {data, size};
-    struct vdisk_open_params p = fuzz_params(true);
-    p.no_backing = false;
-    p.open_backing = fuzz_open_self;
-    p.backing_opaque = &in;
-    struct vdisk_dev *file, *dev;
-    if (dev_open_memory(&file, data, size, MEM_LIMIT, &p) < 0)
+    struct vdisk_dev *dev = fuzz_open_image(&in, "qed", true);
+    if (!dev)
         return 0;
-    if (dev_open_format(&dev, file, "qed", &p, NULL) < 0) {
-        dev_unref(file);
-        return 0;
-    }
     fuzz_format_ops(dev, data, size, 3, false);
     struct vdisk_check_result res = {.struct_size = sizeof res};
     dev->drv->check(dev, 0, &res, NULL, NULL);

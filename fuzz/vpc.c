@@ -13,22 +13,12 @@
 
 #include "fuzz.h"
 
-#define MEM_LIMIT (64u << 20)
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_input in = {data, size};
-    struct vdisk_open_params p = fuzz_params(false);
-    p.no_backing = false;
-    p.open_backing = fuzz_open_self;
-    p.backing_opaque = &in;
-    struct vdisk_dev *file, *dev;
-    if (dev_open_memory(&file, data, size, MEM_LIMIT, &p) < 0)
+    struct vdisk_dev *dev = fuzz_open_image(&in, "vpc", false);
+    if (!dev)
         return 0;
-    if (dev_open_format(&dev, file, "vpc", &p, NULL) < 0) {
-        dev_unref(file);
-        return 0;
-    }
     fuzz_format_ops(dev, data, size, 3, true);
     dev_unref(dev);
     return 0;
