@@ -40,15 +40,9 @@
 #include <zlib.h>
 
 #include "driver.h"
+#include "vmdk.h"
 
 #define SECTOR                 512u
-#define VMDK4_MAGIC            0x564d444bu   /* "KDMV" */
-#define VMDK3_MAGIC            0x44574f43u   /* "COWD" (ESX vmfsSparse) */
-#define VMDK4_F_NL_DETECT      (1u << 0)
-#define VMDK4_F_RGD            (1u << 1)
-#define VMDK4_F_ZERO_GRAIN     (1u << 2)
-#define VMDK4_F_COMPRESS       (1u << 16)
-#define VMDK4_F_MARKER         (1u << 17)
 #define VMDK4_COMPRESS_DEFLATE 1u
 #define VMDK_GD_AT_END         0xffffffffffffffffull
 /* vdisk's bounds, named: the descriptor text, extents in one descriptor,
@@ -63,20 +57,6 @@
 #define VMDK_GD_MAX_BYTES      (64u << 20)
 #define VMDK_GT_CACHE          16u
 #define VMDK_MAX_CHAIN_DEPTH   64u
-
-/* Sparse header fields. */
-#define H_MAGIC        0
-#define H_VERSION      4
-#define H_FLAGS        8
-#define H_CAPACITY     12
-#define H_GRAIN        20
-#define H_DESC_OFF     28
-#define H_DESC_SIZE    36
-#define H_GTES         44
-#define H_RGD          48
-#define H_GD           56
-#define H_OVERHEAD     64
-#define H_COMPRESS     77
 
 enum ext_type { EXT_SPARSE, EXT_FLAT, EXT_ZERO };
 
@@ -236,14 +216,14 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
     int r = dev_pread(e->file, h, sizeof h, 0);
     if (r < 0)
         return r;
-    uint32_t magic = le32_load(h + H_MAGIC);
+    uint32_t magic = le32_load(h + VMDK_H_MAGIC);
     if (magic == VMDK3_MAGIC)
         return err_set(-ENOTSUP, "%s: an ESX sparse extent (COWD, vmfsSparse) is not "
                        "supported", what);
     if (magic != VMDK4_MAGIC)
         return err_set(-EINVAL, "%s: not a VMDK sparse extent (magic 0x%08" PRIx32 " at offset "
                        "0; expected 0x%08x)", what, magic, VMDK4_MAGIC);
-    if (le64_load(h + H_GD) == VMDK_GD_AT_END) {
+    if (le64_load(h + VMDK_H_GD) == VMDK_GD_AT_END) {
         /* streamOptimized: the real header is the footer's, the second
          * sector from the end (after it only the end-of-stream marker). */
         if (e->file_size < 3 * SECTOR)
@@ -254,38 +234,38 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
         r = dev_pread(e->file, h, sizeof h, at);
         if (r < 0)
             return r;
-        if (le32_load(h + H_MAGIC) != VMDK4_MAGIC || le64_load(h + H_GD) == VMDK_GD_AT_END)
+        if (le32_load(h + VMDK_H_MAGIC) != VMDK4_MAGIC || le64_load(h + VMDK_H_GD) == VMDK_GD_AT_END)
             return err_set(-EINVAL, "%s: the footer at offset %" PRIu64 " is not a sparse "
                            "header with a grain directory offset", what, at);
     }
-    uint32_t version = le32_load(h + H_VERSION);
+    uint32_t version = le32_load(h + VMDK_H_VERSION);
     if (version < 1 || version > 3)
         return err_set(-ENOTSUP, "%s: sparse extent version %" PRIu32 " (offset %d); expected "
-                       "1, 2 or 3", what, version, H_VERSION);
-    e->flags = le32_load(h + H_FLAGS);
-    uint64_t capacity = le64_load(h + H_CAPACITY);
-    e->grain = le64_load(h + H_GRAIN);
-    e->gtes = le32_load(h + H_GTES);
-    e->gd_off = le64_load(h + H_GD);
+                       "1, 2 or 3", what, version, VMDK_H_VERSION);
+    e->flags = le32_load(h + VMDK_H_FLAGS);
+    uint64_t capacity = le64_load(h + VMDK_H_CAPACITY);
+    e->grain = le64_load(h + VMDK_H_GRAIN);
+    e->gtes = le32_load(h + VMDK_H_GTES);
+    e->gd_off = le64_load(h + VMDK_H_GD);
     e->compressed = (e->flags & VMDK4_F_COMPRESS) != 0;
     e->markers = (e->flags & VMDK4_F_MARKER) != 0;
     e->zero_grain = (e->flags & VMDK4_F_ZERO_GRAIN) != 0;
-    if (e->compressed && h[H_COMPRESS] != VMDK4_COMPRESS_DEFLATE)
+    if (e->compressed && h[VMDK_H_COMPRESS] != VMDK4_COMPRESS_DEFLATE)
         return err_set(-ENOTSUP, "%s: compression algorithm %u (offset %d); only deflate (1) "
-                       "is known", what, h[H_COMPRESS], H_COMPRESS);
+                       "is known", what, h[VMDK_H_COMPRESS], VMDK_H_COMPRESS);
     if (e->grain == 0 || e->grain > VMDK_GRAIN_MAX_SECTORS || (e->grain & (e->grain - 1)))
         return err_set(-EINVAL, "%s: the grain size (offset %d) is %" PRIu64 " sectors; "
-                       "expected a power of two up to %llu", what, H_GRAIN, e->grain,
+                       "expected a power of two up to %llu", what, VMDK_H_GRAIN, e->grain,
                        (unsigned long long)VMDK_GRAIN_MAX_SECTORS);
     if (e->compressed && e->grain * SECTOR > VMDK_CGRAIN_MAX)
         return err_set(-ENOTSUP, "%s: compressed grains of %" PRIu64 " bytes; vdisk inflates "
                        "grains of at most %u", what, e->grain * SECTOR, VMDK_CGRAIN_MAX);
     if (e->gtes == 0 || e->gtes > VMDK_GTES_MAX)
         return err_set(-EINVAL, "%s: %" PRIu32 " entries per grain table (offset %d); expected "
-                       "1 to %u", what, e->gtes, H_GTES, VMDK_GTES_MAX);
+                       "1 to %u", what, e->gtes, VMDK_H_GTES, VMDK_GTES_MAX);
     if (capacity < e->sectors)
         return err_set(-EINVAL, "%s: the extent's capacity (offset %d) is %" PRIu64 " sectors; "
-                       "the descriptor gives it %" PRIu64, what, H_CAPACITY, capacity,
+                       "the descriptor gives it %" PRIu64, what, VMDK_H_CAPACITY, capacity,
                        e->sectors);
     uint64_t per_gt = e->grain * e->gtes;
     e->gd_entries = capacity / per_gt + (capacity % per_gt != 0);
@@ -561,24 +541,24 @@ static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         s->n = 1;
         if (!(e->name = strdup(dev->filename)))
             r = err_set(-ENOMEM, "out of memory");
-        uint64_t capacity = le64_load(head + H_CAPACITY);
+        uint64_t capacity = le64_load(head + VMDK_H_CAPACITY);
         e->sectors = 0;
         if (r == 0)
             r = open_sparse(s, e, dev->filename);
         if (r == 0) {
-            uint64_t doff = le64_load(head + H_DESC_OFF), dsize = le64_load(head + H_DESC_SIZE);
-            capacity = le64_load(head + H_CAPACITY);
-            if (le64_load(head + H_GD) == VMDK_GD_AT_END) {
+            uint64_t doff = le64_load(head + VMDK_H_DESC_OFF), dsize = le64_load(head + VMDK_H_DESC_SIZE);
+            capacity = le64_load(head + VMDK_H_CAPACITY);
+            if (le64_load(head + VMDK_H_GD) == VMDK_GD_AT_END) {
                 /* (the footer's capacity) */
                 uint8_t f[SECTOR];
                 r = dev_pread(file, f, SECTOR, (fsize & ~(uint64_t)(SECTOR - 1)) - 2 * SECTOR);
-                capacity = le64_load(f + H_CAPACITY);
+                capacity = le64_load(f + VMDK_H_CAPACITY);
             }
             e->sectors = capacity;
             s->sectors = capacity;
             if (capacity > (uint64_t)INT64_MAX / SECTOR)
                 r = err_set(-EINVAL, "%s: the capacity (offset %d) is %" PRIu64 " sectors",
-                            dev->filename, H_CAPACITY, capacity);
+                            dev->filename, VMDK_H_CAPACITY, capacity);
             if (r == 0 && doff && dsize) {
                 if (dsize * SECTOR > VMDK_DESC_MAX || doff > fsize / SECTOR ||
                     dsize > fsize / SECTOR - doff)
@@ -1163,6 +1143,12 @@ static int vmdk_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_
     return 0;
 }
 
+uint32_t vmdk_cid(struct vdisk_dev *dev)
+{
+    const struct vmdk *s = dev->drv == &vdisk_driver_vmdk ? dev->priv : NULL;
+    return s ? s->cid : 0xffffffffu;
+}
+
 const struct vdisk_driver vdisk_driver_vmdk = {
     .name = "vmdk",
     .req_state_size = sizeof(struct vmdk_req),
@@ -1175,4 +1161,5 @@ const struct vdisk_driver vdisk_driver_vmdk = {
     .get_info = vmdk_get_info,
     .backing = vmdk_backing,
     .check = vmdk_check,
+    .create = vmdk_create,
 };
