@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz/vmdk.c: the fuzz input is a VMDK image: a sparse extent file or a
- * text descriptor.  It is opened read-only over a memory device (as vmdk,
- * whatever its first bytes), read (the first megabytes and a few places
- * the input chooses), block-status'd and checked.  The extent files a
+ * text descriptor.  It is opened read-write over a memory device (as vmdk,
+ * whatever its first bytes), written, zeroed and flushed where the input
+ * chooses; then read-only, read (the first megabytes and a few places the
+ * input chooses), block-status'd and checked.  The extent files a
  * descriptor names, and a parent, are the input itself again, in memory
  * (the open_backing hook; never a host file).  Any crash, sanitizer
  * report, leak or hang is a bug.
@@ -19,6 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct vdisk_dev *dev = fuzz_open_image(&in, "vmdk", true);
     if (!dev)
         return 0;
+    /* Written too, where vdisk writes (sparse and flat extents): the same
+     * input opened read-write, written, flushed and closed (the new grains
+     * and tables written back) before the read-only pass. */
+    struct vdisk_dev *wdev = fuzz_open_image(&in, "vmdk", false);
+    if (wdev) {
+        fuzz_format_ops(wdev, data, size, 3, true);
+        dev_unref(wdev);
+    }
     fuzz_format_ops(dev, data, size, 3, false);
     struct vdisk_check_result res = {.struct_size = sizeof res};
     dev->drv->check(dev, 0, &res, NULL, NULL);

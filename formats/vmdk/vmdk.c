@@ -37,18 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <zlib.h>
 
 #include "driver.h"
+#include "vmdk.h"
 
 #define SECTOR                 512u
-#define VMDK4_MAGIC            0x564d444bu   /* "KDMV" */
-#define VMDK3_MAGIC            0x44574f43u   /* "COWD" (ESX vmfsSparse) */
-#define VMDK4_F_NL_DETECT      (1u << 0)
-#define VMDK4_F_RGD            (1u << 1)
-#define VMDK4_F_ZERO_GRAIN     (1u << 2)
-#define VMDK4_F_COMPRESS       (1u << 16)
-#define VMDK4_F_MARKER         (1u << 17)
 #define VMDK4_COMPRESS_DEFLATE 1u
 #define VMDK_GD_AT_END         0xffffffffffffffffull
 /* vdisk's bounds, named: the descriptor text, extents in one descriptor,
@@ -64,27 +59,19 @@
 #define VMDK_GT_CACHE          16u
 #define VMDK_MAX_CHAIN_DEPTH   64u
 
-/* Sparse header fields. */
-#define H_MAGIC        0
-#define H_VERSION      4
-#define H_FLAGS        8
-#define H_CAPACITY     12
-#define H_GRAIN        20
-#define H_DESC_OFF     28
-#define H_DESC_SIZE    36
-#define H_GTES         44
-#define H_RGD          48
-#define H_GD           56
-#define H_OVERHEAD     64
-#define H_COMPRESS     77
-
 enum ext_type { EXT_SPARSE, EXT_FLAT, EXT_ZERO };
 
 struct gt_slot {
     uint64_t off;                 /* the GT's sector; 0: empty */
     uint32_t *t;                  /* entries, host order */
     uint64_t used;
+    uint64_t gdi;                 /* its grain directory entry */
+    bool dirty;                   /* entries set that the file does not have yet */
 };
+
+/* Dirty GTs (new grains not yet written back) a cache may hold: the rest
+ * stay free for eviction; the writer writes back when it reaches this. */
+#define VMDK_GT_DIRTY_MAX (VMDK_GT_CACHE / 2)
 
 struct extent {
     enum ext_type type;
@@ -104,6 +91,10 @@ struct extent {
     bool compressed, markers, zero_grain;
     struct gt_slot cache[VMDK_GT_CACHE];
     uint64_t clock;
+    /* Writing (sparse extents) */
+    uint32_t *rgd;                /* the redundant GD (RGD flag), or NULL */
+    uint64_t alloc_next;          /* byte offset of the next new grain */
+    unsigned ndirty;              /* dirty GTs in the cache */
 };
 
 struct vmdk {
@@ -119,6 +110,11 @@ struct vmdk {
     char *parent_name, *full_parent;
     bool confine, allow_network;
     struct vdisk_extent_info *einfo;  /* for vdisk_get_info */
+    /* Writing */
+    bool writable;
+    bool cid_written;              /* the new CID of the first write is in the descriptor */
+    char *desc;                    /* the descriptor's text, where its CID is rewritten */
+    uint64_t desc_at;              /* its byte offset in s->file */
 };
 
 struct vmdk_req {
@@ -236,14 +232,14 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
     int r = dev_pread(e->file, h, sizeof h, 0);
     if (r < 0)
         return r;
-    uint32_t magic = le32_load(h + H_MAGIC);
+    uint32_t magic = le32_load(h + VMDK_H_MAGIC);
     if (magic == VMDK3_MAGIC)
         return err_set(-ENOTSUP, "%s: an ESX sparse extent (COWD, vmfsSparse) is not "
                        "supported", what);
     if (magic != VMDK4_MAGIC)
         return err_set(-EINVAL, "%s: not a VMDK sparse extent (magic 0x%08" PRIx32 " at offset "
                        "0; expected 0x%08x)", what, magic, VMDK4_MAGIC);
-    if (le64_load(h + H_GD) == VMDK_GD_AT_END) {
+    if (le64_load(h + VMDK_H_GD) == VMDK_GD_AT_END) {
         /* streamOptimized: the real header is the footer's, the second
          * sector from the end (after it only the end-of-stream marker). */
         if (e->file_size < 3 * SECTOR)
@@ -254,38 +250,38 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
         r = dev_pread(e->file, h, sizeof h, at);
         if (r < 0)
             return r;
-        if (le32_load(h + H_MAGIC) != VMDK4_MAGIC || le64_load(h + H_GD) == VMDK_GD_AT_END)
+        if (le32_load(h + VMDK_H_MAGIC) != VMDK4_MAGIC || le64_load(h + VMDK_H_GD) == VMDK_GD_AT_END)
             return err_set(-EINVAL, "%s: the footer at offset %" PRIu64 " is not a sparse "
                            "header with a grain directory offset", what, at);
     }
-    uint32_t version = le32_load(h + H_VERSION);
+    uint32_t version = le32_load(h + VMDK_H_VERSION);
     if (version < 1 || version > 3)
         return err_set(-ENOTSUP, "%s: sparse extent version %" PRIu32 " (offset %d); expected "
-                       "1, 2 or 3", what, version, H_VERSION);
-    e->flags = le32_load(h + H_FLAGS);
-    uint64_t capacity = le64_load(h + H_CAPACITY);
-    e->grain = le64_load(h + H_GRAIN);
-    e->gtes = le32_load(h + H_GTES);
-    e->gd_off = le64_load(h + H_GD);
+                       "1, 2 or 3", what, version, VMDK_H_VERSION);
+    e->flags = le32_load(h + VMDK_H_FLAGS);
+    uint64_t capacity = le64_load(h + VMDK_H_CAPACITY);
+    e->grain = le64_load(h + VMDK_H_GRAIN);
+    e->gtes = le32_load(h + VMDK_H_GTES);
+    e->gd_off = le64_load(h + VMDK_H_GD);
     e->compressed = (e->flags & VMDK4_F_COMPRESS) != 0;
     e->markers = (e->flags & VMDK4_F_MARKER) != 0;
     e->zero_grain = (e->flags & VMDK4_F_ZERO_GRAIN) != 0;
-    if (e->compressed && h[H_COMPRESS] != VMDK4_COMPRESS_DEFLATE)
+    if (e->compressed && h[VMDK_H_COMPRESS] != VMDK4_COMPRESS_DEFLATE)
         return err_set(-ENOTSUP, "%s: compression algorithm %u (offset %d); only deflate (1) "
-                       "is known", what, h[H_COMPRESS], H_COMPRESS);
+                       "is known", what, h[VMDK_H_COMPRESS], VMDK_H_COMPRESS);
     if (e->grain == 0 || e->grain > VMDK_GRAIN_MAX_SECTORS || (e->grain & (e->grain - 1)))
         return err_set(-EINVAL, "%s: the grain size (offset %d) is %" PRIu64 " sectors; "
-                       "expected a power of two up to %llu", what, H_GRAIN, e->grain,
+                       "expected a power of two up to %llu", what, VMDK_H_GRAIN, e->grain,
                        (unsigned long long)VMDK_GRAIN_MAX_SECTORS);
     if (e->compressed && e->grain * SECTOR > VMDK_CGRAIN_MAX)
         return err_set(-ENOTSUP, "%s: compressed grains of %" PRIu64 " bytes; vdisk inflates "
                        "grains of at most %u", what, e->grain * SECTOR, VMDK_CGRAIN_MAX);
     if (e->gtes == 0 || e->gtes > VMDK_GTES_MAX)
         return err_set(-EINVAL, "%s: %" PRIu32 " entries per grain table (offset %d); expected "
-                       "1 to %u", what, e->gtes, H_GTES, VMDK_GTES_MAX);
+                       "1 to %u", what, e->gtes, VMDK_H_GTES, VMDK_GTES_MAX);
     if (capacity < e->sectors)
         return err_set(-EINVAL, "%s: the extent's capacity (offset %d) is %" PRIu64 " sectors; "
-                       "the descriptor gives it %" PRIu64, what, H_CAPACITY, capacity,
+                       "the descriptor gives it %" PRIu64, what, VMDK_H_CAPACITY, capacity,
                        e->sectors);
     uint64_t per_gt = e->grain * e->gtes;
     e->gd_entries = capacity / per_gt + (capacity % per_gt != 0);
@@ -318,6 +314,7 @@ static void free_extent(struct extent *e)
         dev_unref(e->file);
     free(e->name);
     free(e->gd);
+    free(e->rgd);
     for (unsigned i = 0; i < VMDK_GT_CACHE; i++)
         free(e->cache[i].t);
 }
@@ -332,6 +329,7 @@ static void free_state(struct vmdk *s)
     free(s->parent_name);
     free(s->full_parent);
     free(s->einfo);
+    free(s->desc);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -341,8 +339,7 @@ static int open_extent_file(struct vmdk *s, const char *name, struct vdisk_dev *
 {
     const char *fn = s->dev->filename;
     const struct vdisk_open_params *up = &s->dev->params;
-    struct vdisk_open_params p = *up;
-    p.read_only = true;
+    struct vdisk_open_params p = *up; /* (read-write when the image is) */
     if (up->open_backing)
         return up->open_backing(up->backing_opaque, name, &p, out);
     char *full = backing_resolve(fn, name);
@@ -530,12 +527,47 @@ static int open_parent(struct vmdk *s)
     return 0;
 }
 
+/* A writable open: every extent flat or sparse and uncompressed, each
+ * sparse one's redundant GD read, new grains to go at its file's end. */
+static int prepare_writes(struct vmdk *s)
+{
+    const char *fn = s->dev->filename;
+    for (unsigned i = 0; i < s->n; i++) {
+        struct extent *e = &s->ext[i];
+        if (e->type == EXT_ZERO || e->compressed)
+            return err_set(-ENOTSUP, "%s: vdisk writes sparse and flat VMDK extents, not %s "
+                           "(open it read-only, or convert it: vdisk convert -f vmdk -O qcow2 "
+                           "%s IMAGE.qcow2)", fn, e->compressed ? "compressed ones "
+                           "(streamOptimized)" : "ZERO extents", fn);
+        if (e->type != EXT_SPARSE)
+            continue;
+        e->alloc_next = (e->file_size + SECTOR - 1) / SECTOR * SECTOR;
+        if (!(e->flags & VMDK4_F_RGD))
+            continue;
+        uint8_t h[SECTOR];
+        int r = dev_pread(e->file, h, sizeof h, 0);
+        if (r < 0)
+            return r;
+        uint64_t rgd = le64_load(h + VMDK_H_RGD);
+        if (rgd > e->file_size / SECTOR || e->gd_entries * 4 > e->file_size - rgd * SECTOR)
+            return err_set(-EINVAL, "%s: extent '%s': the redundant grain directory at sector "
+                           "%" PRIu64 " does not lie in the file (%" PRIu64 " bytes)", fn,
+                           e->name, rgd, e->file_size);
+        size_t bytes = (size_t)(e->gd_entries * 4);
+        e->rgd = malloc(bytes ? bytes : 1);
+        if (!e->rgd)
+            return err_set(-ENOMEM, "out of memory for a grain directory");
+        if (bytes && (r = dev_pread(e->file, e->rgd, bytes, rgd * SECTOR)) < 0)
+            return r;
+        for (uint64_t k = 0; k < e->gd_entries; k++)
+            e->rgd[k] = le32_load(&e->rgd[k]);
+    }
+    s->writable = true;
+    return 0;
+}
+
 static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
-    if (!dev->params.read_only)
-        return err_set(-ENOTSUP, "%s: vdisk reads VMDK images but does not write them yet "
-                       "(open it read-only, or convert it: vdisk convert -f vmdk -O qcow2 %s "
-                       "IMAGE.qcow2)", dev->filename, dev->filename);
     struct vmdk *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");
@@ -561,24 +593,24 @@ static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         s->n = 1;
         if (!(e->name = strdup(dev->filename)))
             r = err_set(-ENOMEM, "out of memory");
-        uint64_t capacity = le64_load(head + H_CAPACITY);
+        uint64_t capacity = le64_load(head + VMDK_H_CAPACITY);
         e->sectors = 0;
         if (r == 0)
             r = open_sparse(s, e, dev->filename);
         if (r == 0) {
-            uint64_t doff = le64_load(head + H_DESC_OFF), dsize = le64_load(head + H_DESC_SIZE);
-            capacity = le64_load(head + H_CAPACITY);
-            if (le64_load(head + H_GD) == VMDK_GD_AT_END) {
+            uint64_t doff = le64_load(head + VMDK_H_DESC_OFF), dsize = le64_load(head + VMDK_H_DESC_SIZE);
+            capacity = le64_load(head + VMDK_H_CAPACITY);
+            if (le64_load(head + VMDK_H_GD) == VMDK_GD_AT_END) {
                 /* (the footer's capacity) */
                 uint8_t f[SECTOR];
                 r = dev_pread(file, f, SECTOR, (fsize & ~(uint64_t)(SECTOR - 1)) - 2 * SECTOR);
-                capacity = le64_load(f + H_CAPACITY);
+                capacity = le64_load(f + VMDK_H_CAPACITY);
             }
             e->sectors = capacity;
             s->sectors = capacity;
             if (capacity > (uint64_t)INT64_MAX / SECTOR)
                 r = err_set(-EINVAL, "%s: the capacity (offset %d) is %" PRIu64 " sectors",
-                            dev->filename, H_CAPACITY, capacity);
+                            dev->filename, VMDK_H_CAPACITY, capacity);
             if (r == 0 && doff && dsize) {
                 if (dsize * SECTOR > VMDK_DESC_MAX || doff > fsize / SECTOR ||
                     dsize > fsize / SECTOR - doff)
@@ -588,8 +620,10 @@ static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
                                 VMDK_DESC_MAX);
                 else if (!(desc = calloc(1, (size_t)(dsize * SECTOR) + 1)))
                     r = err_set(-ENOMEM, "out of memory");
-                else if ((r = dev_pread(file, desc, (size_t)(dsize * SECTOR), doff * SECTOR)) == 0)
+                else if ((r = dev_pread(file, desc, (size_t)(dsize * SECTOR), doff * SECTOR)) == 0) {
                     r = parse_descriptor(s, desc, true);
+                    s->desc_at = doff * SECTOR;
+                }
             } else if (r == 0) {
                 snprintf(s->create_type, sizeof s->create_type, "monolithicSparse");
                 s->cid = s->parent_cid = 0xffffffffu;
@@ -606,10 +640,13 @@ static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
             r = err_set(-ENOMEM, "out of memory");
         else if ((r = dev_pread(file, desc, (size_t)fsize, 0)) == 0)
             r = parse_descriptor(s, desc, false); /* (the text ends at a NUL, as QEMU reads it) */
+        s->desc_at = 0;
     }
-    free(desc);
+    s->desc = desc; /* (NULL: a sparse file without a descriptor) */
     if (r == 0 && s->parent_name && s->parent_cid != 0xffffffffu)
         r = open_parent(s);
+    if (r == 0 && !dev->params.read_only)
+        r = prepare_writes(s);
     if (r == 0 && !(s->offload = offload_new()))
         r = err_set(-ENOMEM, "out of memory");
     if (r == 0 && !(s->einfo = calloc(s->n, sizeof *s->einfo)))
@@ -632,9 +669,11 @@ static int vmdk_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     dev->size = s->sectors * SECTOR;
     dev->block_size = SECTOR;
     dev->align = SECTOR;
-    dev->caps = VDISK_CAN_FLUSH;
+    dev->caps = VDISK_CAN_FLUSH | (s->writable ? VDISK_CAN_WRITE : 0);
     return 0;
 }
+
+static int writeback(struct vmdk *s);
 
 static void vmdk_close(struct vdisk_dev *dev)
 {
@@ -642,6 +681,9 @@ static void vmdk_close(struct vdisk_dev *dev)
     if (!s)
         return;
     offload_free(s->offload);
+    if (s->writable && writeback(s) < 0)
+        warn_report_once("vdisk: warning: %s: new grain table entries could not be written "
+                         "at close: %s", dev->filename, err_detail());
     dev_unref(s->file);
     free_state(s);
     dev->priv = NULL;
@@ -680,9 +722,11 @@ static int load_gt(struct vmdk *s, struct extent *e, uint64_t off)
         free(t);
         return 0;
     }
-    unsigned victim = 0;
-    for (unsigned i = 1; i < VMDK_GT_CACHE; i++)
-        if (e->cache[i].used < e->cache[victim].used)
+    /* The least recently used clean slot (at most half are dirty). */
+    unsigned victim = VMDK_GT_CACHE;
+    for (unsigned i = 0; i < VMDK_GT_CACHE; i++)
+        if (!e->cache[i].dirty && (victim == VMDK_GT_CACHE ||
+                                   e->cache[i].used < e->cache[victim].used))
             victim = i;
     free(e->cache[victim].t);
     e->cache[victim] = (struct gt_slot){.off = off, .t = t, .used = ++e->clock};
@@ -967,17 +1011,258 @@ static void vmdk_read(struct vdisk_req *req)
     req_release(req, 0);
 }
 
+/* ---- Writes (on the worker) ------------------------------------------------ */
+
+/*
+ * Makes the new grains so far durable: their files are flushed (the data
+ * on stable storage), then each dirty GT is written whole, and its copy
+ * under the redundant GD, then the files are flushed again: a GT entry
+ * never reaches the disk before the grain it points to, whatever order the
+ * disk keeps (QEMU writes the entry right after the data, unflushed).  A
+ * crash before it loses the unflushed grains, which leak (VMDK has no
+ * reference counts; qemu-img check does not count leaks in VMDK either).
+ * On the worker, or at close.
+ */
+static int writeback(struct vmdk *s)
+{
+    int r = 0;
+    for (unsigned i = 0; i < s->n && r == 0; i++) {
+        struct extent *e = &s->ext[i];
+        if (!e->ndirty)
+            continue;
+        if ((r = dev_flush(e->file)) < 0)
+            break;
+        size_t bytes = (size_t)e->gtes * 4;
+        uint32_t *le = malloc(bytes);
+        if (!le)
+            return err_set(-ENOMEM, "out of memory");
+        for (unsigned k = 0; k < VMDK_GT_CACHE && r == 0; k++) {
+            struct gt_slot *g = &e->cache[k];
+            if (!g->dirty)
+                continue;
+            pthread_mutex_lock(&s->lock);
+            for (uint32_t j = 0; j < e->gtes; j++)
+                le32_store(&le[j], g->t[j]);
+            pthread_mutex_unlock(&s->lock);
+            r = dev_pwrite(e->file, le, bytes, g->off * SECTOR);
+            if (r == 0 && e->rgd && g->gdi < e->gd_entries && e->rgd[g->gdi])
+                r = dev_pwrite(e->file, le, bytes, (uint64_t)e->rgd[g->gdi] * SECTOR);
+            if (r == 0) {
+                pthread_mutex_lock(&s->lock);
+                g->dirty = false;
+                e->ndirty--;
+                pthread_mutex_unlock(&s->lock);
+            }
+        }
+        free(le);
+        if (r == 0)
+            r = dev_flush(e->file);
+    }
+    return r;
+}
+
+/* The first write gives the image a new CID (in its descriptor), as QEMU
+ * does: a child made over it then sees that its parent changed. */
+static int new_cid(struct vmdk *s)
+{
+    s->cid_written = true;
+    char *c = s->desc ? strstr(s->desc, "\nCID=") : NULL;
+    if (!c && s->desc && !strncmp(s->desc, "CID=", 4))
+        c = s->desc - 1;
+    if (!c || strspn(c + 5, "0123456789abcdefABCDEF") != 8)
+        return 0; /* no CID written as 8 digits: left as it is */
+    uint32_t cid;
+    if (getrandom(&cid, sizeof cid, 0) != (ssize_t)sizeof cid)
+        return err_set(-EIO, "%s: no random bytes for a new CID", s->dev->filename);
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08" PRIx32, cid);
+    memcpy(c + 5, hex, 8);
+    s->cid = cid;
+    return dev_pwrite(s->file, c + 5, 8, s->desc_at + (uint64_t)(c + 5 - s->desc));
+}
+
+/* Sets entry GTI of the GT under grain directory entry GDI of extent E to
+ * VALUE in the cache (the GT loaded first; the cache written back first
+ * when it holds too many dirty GTs) and pins it dirty; the lookup and the
+ * change are one step under the lock, so no reader's load evicts the GT
+ * between them. */
+static int gt_set(struct vmdk *s, struct extent *e, uint64_t gdi, uint64_t gti, uint32_t value)
+{
+    uint32_t gt = e->gd[gdi];
+    if (e->ndirty >= VMDK_GT_DIRTY_MAX) {
+        int r = writeback(s);
+        if (r < 0)
+            return r;
+    }
+    for (int tries = 0; tries < 3; tries++) {
+        pthread_mutex_lock(&s->lock);
+        for (unsigned k = 0; k < VMDK_GT_CACHE; k++) {
+            struct gt_slot *g = &e->cache[k];
+            if (!g->t || g->off != gt)
+                continue;
+            g->used = ++e->clock;
+            g->gdi = gdi;
+            g->t[gti] = value;
+            if (!g->dirty) {
+                g->dirty = true;
+                e->ndirty++;
+            }
+            pthread_mutex_unlock(&s->lock);
+            return 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+        int r = load_gt(s, e, gt);
+        if (r < 0)
+            return r;
+    }
+    return err_set(-EIO, "%s: extent '%s': the grain table at sector %" PRIu32 " does not "
+                   "stay in the cache", s->dev->filename, e->name, gt);
+}
+
+/* Writes the N bytes of BUF (NULL: zeroes) at disk byte POS, inside one
+ * grain of sparse extent E: to the grain, or to a new one (its other bytes
+ * the parent's, or zeroes). */
+static int write_grain(struct vmdk *s, struct extent *e, uint64_t pos, const uint8_t *buf,
+                       uint64_t n, uint8_t *scratch)
+{
+    uint64_t gbytes = e->grain * SECTOR, rel = pos - e->start * SECTOR;
+    uint64_t g = rel / gbytes, gdi = g / e->gtes, gti = g % e->gtes, in = rel % gbytes;
+    if (gdi >= e->gd_entries || !e->gd[gdi])
+        return err_set(-ENOTSUP, "%s: extent '%s': grain %" PRIu64 " has no grain table "
+                       "(grain directory entry %" PRIu64 " is 0), which vdisk does not add",
+                       s->dev->filename, e->name, g, gdi);
+    uint64_t host = 0;
+    pthread_mutex_lock(&s->lock);
+    int kind = locate(s, e, rel, &host);
+    pthread_mutex_unlock(&s->lock);
+    for (int tries = 0; kind == AT_NEED_GT && tries < 3; tries++) {
+        int r = load_gt(s, e, host);
+        if (r < 0)
+            return r;
+        pthread_mutex_lock(&s->lock);
+        kind = locate(s, e, rel, &host);
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (kind == AT_NEED_GT)
+        return err_set(-EIO, "%s: extent '%s': a grain table does not stay in the cache",
+                       s->dev->filename, e->name);
+    if (kind < 0)
+        return kind;
+    if (kind == AT_DATA) {
+        if (buf)
+            return dev_pwrite(e->file, buf, (size_t)n, host);
+        memset(scratch, 0, (size_t)n);
+        return dev_pwrite(e->file, scratch, (size_t)n, host);
+    }
+    /* Zeroes where the grain already reads zeroes: nothing to write. */
+    uint64_t grain_pos = pos - in;
+    bool from_parent = kind == AT_UNALLOC && s->parent && grain_pos < dev_size(s->parent);
+    if (!buf && !from_parent)
+        return 0;
+    /* A new grain at the end of the file: the parent's bytes (or zeroes)
+     * around the write. */
+    memset(scratch, 0, (size_t)gbytes);
+    if (from_parent) {
+        uint64_t psize = dev_size(s->parent);
+        uint64_t have = psize - grain_pos < gbytes ? psize - grain_pos : gbytes;
+        int r = dev_pread(s->parent, scratch, (size_t)have, grain_pos);
+        if (r < 0)
+            return r;
+    }
+    if (buf)
+        memcpy(scratch + in, buf, (size_t)n);
+    else
+        memset(scratch + in, 0, (size_t)n);
+    uint64_t at = e->alloc_next;
+    if (at / SECTOR > UINT32_MAX - e->grain)
+        return err_set(-ENOSPC, "%s: extent '%s' is full (grain offsets are 32-bit sectors)",
+                       s->dev->filename, e->name);
+    int r = dev_pwrite(e->file, scratch, (size_t)gbytes, at);
+    if (r < 0)
+        return r;
+    e->alloc_next = at + gbytes;
+    pthread_mutex_lock(&s->lock);
+    if (e->file_size < e->alloc_next)
+        e->file_size = e->alloc_next; /* (locate's bound) */
+    pthread_mutex_unlock(&s->lock);
+    return gt_set(s, e, gdi, gti, (uint32_t)(at / SECTOR));
+}
+
+static int write_work(struct vdisk_req *req)
+{
+    struct vmdk *s = req->dev->priv;
+    int r = s->cid_written ? 0 : new_cid(s);
+    uint64_t end = req->offset + req->length;
+    uint8_t *buf = NULL, *scratch = NULL;
+    bool zeroes = req->op == VDISK_OP_WRITE_ZEROES;
+    for (uint64_t pos = req->offset; pos < end && r == 0;) {
+        struct extent *e = extent_at(s, pos);
+        uint64_t n = piece(e, pos, end - pos);
+        uint64_t gbytes = e->type == EXT_SPARSE ? e->grain * SECTOR : n;
+        free(buf);
+        free(scratch);
+        buf = zeroes ? NULL : malloc((size_t)n);
+        scratch = malloc((size_t)(gbytes > n ? gbytes : n));
+        if ((!zeroes && !buf) || !scratch) {
+            r = err_set(-ENOMEM, "out of memory");
+            break;
+        }
+        if (buf)
+            iov_to_buf(req->iov, req->iovcnt, (size_t)(pos - req->offset), buf, (size_t)n);
+        if (e->type == EXT_FLAT) {
+            uint64_t host = e->flat_off * SECTOR + (pos - e->start * SECTOR);
+            if (!buf)
+                memset(scratch, 0, (size_t)n);
+            r = dev_pwrite(e->file, buf ? buf : scratch, (size_t)n, host);
+        } else {
+            r = write_grain(s, e, pos, buf, n, scratch);
+        }
+        pos += n;
+    }
+    free(buf);
+    free(scratch);
+    if (r == 0 && (req->flags & VDISK_REQ_FUA))
+        r = writeback(s);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
+}
+
+static int flush_work(struct vdisk_req *req)
+{
+    struct vmdk *s = req->dev->priv;
+    int r = writeback(s);
+    for (unsigned i = 0; r == 0 && i < s->n; i++)
+        if (s->ext[i].type == EXT_FLAT)
+            r = dev_flush(s->ext[i].file);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r;
+}
+
 static void vmdk_submit(struct vdisk_req *req)
 {
+    struct vmdk *s = req->dev->priv;
     switch (req->op) {
     case VDISK_OP_READ:
         vmdk_read(req);
         return;
     case VDISK_OP_FLUSH:
-        req_complete(req, 0); /* nothing is written */
+        if (!s->writable) {
+            req_complete(req, 0); /* nothing is written */
+            return;
+        }
+        offload_req(s->offload, req, flush_work, NULL);
+        return;
+    case VDISK_OP_WRITE:
+    case VDISK_OP_WRITE_ZEROES:
+        offload_req(s->offload, req, write_work, NULL);
+        return;
+    case VDISK_OP_DISCARD:
+        req_complete(req, 0); /* advisory: grains are never freed */
         return;
     default:
-        req_fail(req, -EROFS, "VMDK images are read-only in vdisk");
+        req_fail(req, -EINVAL, "unknown operation");
         return;
     }
 }
@@ -1163,6 +1448,12 @@ static int vmdk_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_
     return 0;
 }
 
+uint32_t vmdk_cid(struct vdisk_dev *dev)
+{
+    const struct vmdk *s = dev->drv == &vdisk_driver_vmdk ? dev->priv : NULL;
+    return s ? s->cid : 0xffffffffu;
+}
+
 const struct vdisk_driver vdisk_driver_vmdk = {
     .name = "vmdk",
     .req_state_size = sizeof(struct vmdk_req),
@@ -1175,4 +1466,5 @@ const struct vdisk_driver vdisk_driver_vmdk = {
     .get_info = vmdk_get_info,
     .backing = vmdk_backing,
     .check = vmdk_check,
+    .create = vmdk_create,
 };

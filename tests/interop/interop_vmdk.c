@@ -109,7 +109,7 @@ START_TEST(parent_chain)
 }
 END_TEST
 
-START_TEST(extents_confined_and_writes_refused)
+START_TEST(extents_confined_flat_written)
 {
     RUN_OK("cd '%s' && mkdir -p d && rm -f d/*.vmdk e-flat.vmdk && qemu-img create -q -f vmdk "
            "-o subformat=monolithicFlat d/e.vmdk 1M && mv d/e-flat.vmdk . && "
@@ -127,12 +127,116 @@ START_TEST(extents_confined_and_writes_refused)
                                             "'../e-flat.vmdk' leads outside the image's folder, "
                                             "which backing-confine=on forbids", e));
     vdisk_options_free(o);
-    struct run *r = run("cd '%s' && '%s' io -c 'write 0 4k' d/e.vmdk", scratch_dir(),
+    /* A flat extent is written in place. */
+    struct run *r = run("cd '%s' && '%s' io -c 'write -P 0x5c 4k 8k' d/e.vmdk && "
+                        "qemu-io -f vmdk -c 'read -P 0x5c 4k 8k' d/e.vmdk", scratch_dir(),
                         vdisk_bin());
+    ck_assert_msg(r->status == 0 && !strstr(r->out, "Pattern"), "%s%s", r->out, r->err);
+    /* A streamOptimized image is not written. */
+    RUN_OK("cd '%s' && head -c 1M /dev/zero > z.raw && rm -f so2.vmdk && qemu-img convert -O "
+           "vmdk -o subformat=streamOptimized z.raw so2.vmdk", scratch_dir());
+    r = run("cd '%s' && '%s' io -c 'write 0 4k' so2.vmdk", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: d/e.vmdk: vdisk reads VMDK images but does "
-                     "not write them yet (open it read-only, or convert it: vdisk convert -f "
-                     "vmdk -O qcow2 d/e.vmdk IMAGE.qcow2)\n");
+    ck_assert_str_eq(r->err, "vdisk: vdisk_open: so2.vmdk: vdisk writes sparse and flat VMDK "
+                     "extents, not compressed ones (streamOptimized) (open it read-only, or "
+                     "convert it: vdisk convert -f vmdk -O qcow2 so2.vmdk IMAGE.qcow2)\n");
+}
+END_TEST
+
+/* Images vdisk makes and writes, read by QEMU: create as qemu-img creates
+ * (the Formatting line and every byte but the CID and the extent's name),
+ * writes checked by qemu-io, qemu-img check and compare; convert -O vmdk. */
+START_TEST(vdisk_images_read_by_qemu)
+{
+    static const char *const opts[] = {"", "-o adapter_type=lsilogic,hwversion=7,toolsversion=9",
+                                       "-o compat6=on", "-o zeroed_grain=on"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        struct run *q = run("cd '%s' && rm -f q.vmdk && qemu-img create -f vmdk %s q.vmdk 70M",
+                            scratch_dir(), opts[i]);
+        char *qout = strdup(q->out);
+        struct run *v = run("cd '%s' && rm -f v.vmdk && '%s' create -f vmdk %s v.vmdk 70M",
+                            scratch_dir(), vdisk_bin(), opts[i]);
+        ck_assert_msg(v->status == 0, "%s", v->err);
+        char *want = fmt("%s", qout);
+        char *at = strstr(want, "q.vmdk");
+        ck_assert_ptr_nonnull(at);
+        at[0] = 'v';
+        ck_assert_str_eq(v->out, want);
+        free(qout);
+        size_t qn, vn;
+        uint8_t *qb = read_file(scratch("q.vmdk"), &qn), *vb = read_file(scratch("v.vmdk"), &vn);
+        ck_assert_uint_eq(qn, vn);
+        assert_same_bytes(vb, qb, 512, 0, "the header");
+        assert_same_bytes(vb + 512 * 21, qb + 512 * 21, qn - 512 * 21, 512 * 21, "the tables");
+        free(qb);
+        free(vb);
+        RUN_OK("cd '%s' && '%s' io -c 'write -P 0x11 0 100k' -c 'write -P 0x22 32M 2M' "
+               "-c 'write -z 32M 4k' -c 'write -P 0x33 70655k 1k' v.vmdk >/dev/null && "
+               "qemu-img check v.vmdk && qemu-io -f vmdk -c 'read -P 0x11 0 100k' "
+               "-c 'read -P 0 100k 100k' -c 'read -P 0 32M 4k' -c 'read -P 0x22 32772k 2044k' "
+               "-c 'read -P 0x33 70655k 1k' v.vmdk | grep -v Pattern >/dev/null",
+               scratch_dir(), vdisk_bin());
+        same_as_qemu_img("map", "--output=json v.vmdk");
+        same_raw_as_qemu_img("v.vmdk");
+    }
+    /* convert -O vmdk, and back. */
+    uint64_t seed = 3;
+    uint8_t *b = malloc(9u << 20);
+    fill_random(b, 9u << 20, &seed);
+    memset(b + (3u << 20), 0, 2u << 20);
+    write_file(scratch("src.raw"), b, 9u << 20);
+    free(b);
+    RUN_OK("cd '%s' && rm -f c.vmdk && '%s' convert -O vmdk src.raw c.vmdk && qemu-img check "
+           "c.vmdk && qemu-img compare src.raw c.vmdk && '%s' compare src.raw c.vmdk",
+           scratch_dir(), vdisk_bin(), vdisk_bin());
+}
+END_TEST
+
+/* A child written by vdisk over a parent: the parent's bytes around each
+ * write; once the parent is written, its new CID keeps vdisk from reading
+ * the child on a changed parent. */
+START_TEST(child_written)
+{
+    RUN_OK("cd '%s' && rm -f pa.vmdk ch.vmdk && qemu-img create -q -f vmdk pa.vmdk 10M && "
+           "qemu-io -f vmdk -c 'write -P 0x33 0 10M' pa.vmdk >/dev/null && "
+           "'%s' create -q -f vmdk -b pa.vmdk -F vmdk ch.vmdk && "
+           "'%s' io -c 'write -P 0x44 100k 8k' -c 'write -z 1M 4k' ch.vmdk >/dev/null && "
+           "qemu-img check ch.vmdk", scratch_dir(), vdisk_bin(), vdisk_bin());
+    struct run *r = run("cd '%s' && qemu-io -f vmdk -c 'read -P 0x33 0 100k' "
+                        "-c 'read -P 0x44 100k 8k' -c 'read -P 0x33 108k 916k' "
+                        "-c 'read -P 0 1M 4k' -c 'read -P 0x33 1028k 9212k' ch.vmdk",
+                        scratch_dir());
+    ck_assert_msg(r->status == 0 && !strstr(r->out, "Pattern"), "%s%s", r->out, r->err);
+    same_as_qemu_img("info", "--backing-chain ch.vmdk");
+    same_raw_as_qemu_img("ch.vmdk");
+    RUN_OK("cd '%s' && '%s' io -c 'write -P 1 0 4k' pa.vmdk >/dev/null", scratch_dir(),
+           vdisk_bin());
+    r = run("cd '%s' && '%s' info ch.vmdk", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "the parent 'pa.vmdk' has CID ") != NULL, "%s", r->err);
+}
+END_TEST
+
+/* Random I/O through the library against a model, then qemu-img check and
+ * compare with the model. */
+START_TEST(random_io_through_library)
+{
+    RUN_OK("cd '%s' && rm -f rio.vmdk && '%s' create -q -f vmdk rio.vmdk 20M", scratch_dir(),
+           vdisk_bin());
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "vmdk"), 0);
+    vdisk_dev *d = NULL;
+    ck_assert_msg(vdisk_open(&d, scratch("rio.vmdk"), o) == 0, "%s", vdisk_get_error());
+    vdisk_options_free(o);
+    uint64_t size = 20u << 20;
+    uint8_t *model = calloc(1, size);
+    random_io_against_model(d, model, size, 60, 11);
+    vdisk_close(d);
+    write_file(scratch("rio.raw"), model, size);
+    free(model);
+    RUN_OK("cd '%s' && qemu-img check rio.vmdk && qemu-img compare rio.raw rio.vmdk",
+           scratch_dir());
 }
 END_TEST
 
@@ -287,8 +391,11 @@ int main(void)
     tcase_add_test(tc, qemu_images_read_identically);
     tcase_add_test(tc, stream_optimized);
     tcase_add_test(tc, parent_chain);
-    tcase_add_test(tc, extents_confined_and_writes_refused);
+    tcase_add_test(tc, extents_confined_flat_written);
     tcase_add_test(tc, reads_across_many_tables);
+    tcase_add_test(tc, vdisk_images_read_by_qemu);
+    tcase_add_test(tc, child_written);
+    tcase_add_test(tc, random_io_through_library);
     tcase_add_test(tc, hostile_images_refused);
     tcase_add_test(tc, bad_grain);
     suite_add_tcase(s, tc);

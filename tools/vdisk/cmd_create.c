@@ -69,6 +69,22 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
         const char *v = vdisk_options_get(o, "static");
         printf(" size=%" PRIu64 " static=%s", size,
                v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
+    } else if (strcmp(fmt, "vmdk") == 0) {
+        /* qemu-img's order; compat6 and hwversion always. */
+        printf(" size=%" PRIu64, size);
+        const char *v;
+        static const char *const first[] = {"adapter_type", "backing_file", "backing_fmt"};
+        for (size_t i = 0; i < sizeof first / sizeof first[0]; i++)
+            if ((v = vdisk_options_get(o, first[i])))
+                printf(" %s=%s", first[i], v);
+        v = vdisk_options_get(o, "compat6");
+        printf(" compat6=%s", v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
+        v = vdisk_options_get(o, "hwversion");
+        printf(" hwversion=%s", v ? v : "undefined");
+        static const char *const last[] = {"toolsversion", "subformat", "zeroed_grain"};
+        for (size_t i = 0; i < sizeof last / sizeof last[0]; i++)
+            if ((v = vdisk_options_get(o, last[i])))
+                printf(" %s=%s", last[i], v);
     } else if (strcmp(fmt, "vpc") == 0) {
         /* qemu-img's order: the format's options, then the file's. */
         static const char *const keys[] = {"subformat", "force_size", "preallocation"};
