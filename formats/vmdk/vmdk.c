@@ -212,8 +212,8 @@ static int parse_hex32(const char *fn, const char *key, const char *v, uint32_t 
     errno = 0;
     unsigned long long x = strtoull(v, &end, 16);
     if (errno || end == v || *end || x > 0xffffffffull)
-        return err_set(-EINVAL, "%s: the descriptor's %s is '%s'; expected 8 hexadecimal "
-                       "digits", fn, key, v);
+        return err_set(-EINVAL, "%s: the descriptor's %s is '%s'; expected a hexadecimal "
+                       "number of up to 8 digits", fn, key, v);
     *out = (uint32_t)x;
     return 0;
 }
