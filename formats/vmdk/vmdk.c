@@ -814,10 +814,15 @@ static uint64_t piece(const struct extent *e, uint64_t pos, uint64_t len)
 }
 
 /* Inflates the compressed grain whose marker is at byte MARKER of E's
- * file into OUT (a grain's bytes).  Synchronous. */
-static int read_compressed(struct vmdk *s, struct extent *e, uint64_t marker, uint8_t *out)
+ * file into OUT (a grain's bytes), the grain at extent-relative byte REL.
+ * The grain at the extent's end may hold only the bytes up to that end
+ * (QEMU compresses just those); the rest reads zeroes.  Synchronous. */
+static int read_compressed(struct vmdk *s, struct extent *e, uint64_t marker, uint64_t rel,
+                           uint8_t *out)
 {
     uint64_t gbytes = e->grain * SECTOR;
+    uint64_t start = rel - rel % gbytes, ext_bytes = e->sectors * SECTOR;
+    uint64_t need = ext_bytes - start < gbytes ? ext_bytes - start : gbytes;
     uint8_t m[12];
     int r = dev_pread(e->file, m, sizeof m, marker);
     if (r < 0)
@@ -856,10 +861,11 @@ static int read_compressed(struct vmdk *s, struct extent *e, uint64_t marker, ui
     uint64_t got = gbytes - z.avail_out;
     inflateEnd(&z);
     free(c);
-    if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR && zr != Z_OK) || got != gbytes)
+    if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR && zr != Z_OK) || got < need)
         return err_set(-EIO, "%s: extent '%s': the compressed grain at offset %" PRIu64 " does "
                        "not inflate to %" PRIu64 " bytes (zlib %d, %" PRIu64 " bytes)",
-                       s->dev->filename, e->name, marker, gbytes, zr, got);
+                       s->dev->filename, e->name, marker, need, zr, got);
+    memset(out + got, 0, (size_t)(gbytes - got));
     return 0;
 }
 
@@ -932,7 +938,7 @@ static int sync_work(struct vdisk_req *req)
         } else {
             if (!grain && !(grain = malloc((size_t)(e->grain * SECTOR))))
                 r = err_set(-ENOMEM, "out of memory");
-            if (r == 0 && (r = read_compressed(s, e, host, grain)) == 0)
+            if (r == 0 && (r = read_compressed(s, e, host, rel, grain)) == 0)
                 iov_from_buf(req->iov, req->iovcnt, skip,
                              grain + rel % (e->grain * SECTOR), (size_t)n);
             free(grain);
