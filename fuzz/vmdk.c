@@ -3,11 +3,12 @@
  * fuzz/vmdk.c: the fuzz input is a VMDK image: a sparse extent file or a
  * text descriptor.  It is opened read-write over a memory device (as vmdk,
  * whatever its first bytes), written, zeroed and flushed where the input
- * chooses; then read-only, read (the first megabytes and a few places the
- * input chooses), block-status'd and checked.  The extent files a
- * descriptor names, and a parent, are the input itself again, in memory
- * (the open_backing hook; never a host file).  Any crash, sanitizer
- * report, leak or hang is a bug.
+ * chooses, and whole grains written plainly and compressed (as a
+ * streamOptimized image takes them); then read-only, read (the first
+ * megabytes and a few places the input chooses), block-status'd and
+ * checked.  The extent files a descriptor names, and a parent, are the
+ * input itself again, in memory (the open_backing hook; never a host
+ * file).  Any crash, sanitizer report, leak or hang is a bug.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct vdisk_dev *wdev = fuzz_open_image(&in, "vmdk", false);
     if (wdev) {
         fuzz_format_ops(wdev, data, size, 3, true);
+        /* Whole 64 KiB grains where the input picks, as a streamOptimized
+         * image takes them: written plainly, and compressed. */
+        uint64_t vsize = dev_size(wdev);
+        uint8_t *grain = calloc(1, 1 << 16);
+        if (!grain)
+            abort();
+        for (size_t i = 0; i < 2 && vsize; i++) {
+            uint64_t off = fuzz_pick(data, size, 420 + i * 8) % vsize & ~(uint64_t)0xffff;
+            size_t len = vsize - off < (1 << 16) ? (size_t)(vsize - off) : 1 << 16;
+            memset(grain, 0x3c + (int)i, len);
+            if (i == 0)
+                dev_pwrite(wdev, grain, len, off);
+            else
+                vdisk_pwrite_compressed(wdev, grain, len, off);
+            dev_pread(wdev, grain, len, off);
+        }
+        free(grain);
+        dev_flush(wdev);
         dev_unref(wdev);
     }
     fuzz_format_ops(dev, data, size, 3, false);

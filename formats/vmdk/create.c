@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * formats/vmdk/create.c: new VMDK images as qemu-img 7.2 lays them out
- * (monolithicSparse): the sparse header, the embedded descriptor (20
+ * (monolithicSparse and streamOptimized): the sparse header, the embedded descriptor (20
  * sectors from sector 1), the redundant grain directory and its grain
  * tables, the grain directory and its grain tables, all tables present and
  * empty, the metadata rounded up to a grain; grains are added at the end
- * of the file as they are written.
+ * of the file as they are written.  A streamOptimized image is the same
+ * file with version 3 and the compressed-grains and markers flags: each
+ * grain is written once, deflated behind a marker, as QEMU writes it (no
+ * footer; its grain directory stays where the header says).
  *
- * Options: subformat (monolithicSparse; the others are not made yet),
+ * Options: subformat (monolithicSparse, streamOptimized; the others are
+ * not made yet),
  * adapter_type (ide, lsilogic, buslogic, legacyESX), hwversion, compat6
  * (hardware version 6), toolsversion, zeroed_grain, backing_file and
  * backing_fmt (vmdk: a child of that image, its CID as the parentCID).
@@ -38,7 +42,7 @@ static int bool_opt(struct opt_set *os, const char *key, bool *out)
 /* The descriptor text of a new monolithicSparse image. */
 static int descriptor(char *out, size_t size, uint32_t cid, uint32_t parent_cid,
                       const char *parent, uint64_t sectors, const char *extent,
-                      const char *hw, const char *adapter, const char *tools)
+                      const char *hw, const char *adapter, const char *tools, const char *type)
 {
     unsigned heads = strcmp(adapter, "ide") == 0 ? 16 : 255;
     char hint[4200] = "";
@@ -49,7 +53,7 @@ static int descriptor(char *out, size_t size, uint32_t cid, uint32_t parent_cid,
                      "version=1\n"
                      "CID=%08" PRIx32 "\n"
                      "parentCID=%08" PRIx32 "\n"
-                     "createType=\"monolithicSparse\"\n"
+                     "createType=\"%s\"\n"
                      "%s"
                      "# Extent description\n"
                      "RW %" PRIu64 " SPARSE \"%s\"\n"
@@ -63,7 +67,7 @@ static int descriptor(char *out, size_t size, uint32_t cid, uint32_t parent_cid,
                      "ddb.geometry.sectors = \"63\"\n"
                      "ddb.adapterType = \"%s\"\n"
                      "ddb.toolsVersion = \"%s\"\n",
-                     cid, parent_cid, parent ? hint : "\n", sectors, extent, hw,
+                     cid, parent_cid, type, parent ? hint : "\n", sectors, extent, hw,
                      sectors / (heads * CYLINDERS_SECTORS), heads, adapter, tools);
     return n < 0 || (size_t)n >= size ? -ENOSPC : 0;
 }
@@ -84,9 +88,12 @@ int vmdk_create(const char *filename, uint64_t size, struct opt_set *os)
         r = opt_check_all_taken(os, "vmdk");
     if (r < 0)
         return r;
-    if (sub && strcmp(sub, "monolithicSparse") != 0)
+    if (!sub)
+        sub = "monolithicSparse";
+    bool stream = strcmp(sub, "streamOptimized") == 0;
+    if (!stream && strcmp(sub, "monolithicSparse") != 0)
         return err_set(-ENOTSUP, "%s: vdisk does not make %s VMDK images yet (only "
-                       "monolithicSparse)", filename, sub);
+                       "monolithicSparse and streamOptimized)", filename, sub);
     if (!adapter)
         adapter = "ide";
     if (strcmp(adapter, "ide") && strcmp(adapter, "lsilogic") && strcmp(adapter, "buslogic") &&
@@ -144,9 +151,10 @@ int vmdk_create(const char *filename, uint64_t size, struct opt_set *os)
     if (!buf)
         return err_set(-ENOMEM, "out of memory");
     le32_store(buf + VMDK_H_MAGIC, VMDK4_MAGIC);
-    le32_store(buf + VMDK_H_VERSION, zeroed ? 2 : 1);
+    le32_store(buf + VMDK_H_VERSION, zeroed ? 2 : stream ? 3 : 1);
     le32_store(buf + VMDK_H_FLAGS, VMDK4_F_NL_DETECT | VMDK4_F_RGD |
-               (zeroed ? VMDK4_F_ZERO_GRAIN : 0));
+               (zeroed ? VMDK4_F_ZERO_GRAIN : 0) |
+               (stream ? VMDK4_F_COMPRESS | VMDK4_F_MARKER : 0));
     le64_store(buf + VMDK_H_CAPACITY, sectors);
     le64_store(buf + VMDK_H_GRAIN, GRAIN_SECTORS);
     le64_store(buf + VMDK_H_DESC_OFF, 1);
@@ -156,6 +164,7 @@ int vmdk_create(const char *filename, uint64_t size, struct opt_set *os)
     le64_store(buf + VMDK_H_GD, gd);
     le64_store(buf + VMDK_H_OVERHEAD, overhead);
     memcpy(buf + 73, "\n \r\n", 4);
+    buf[VMDK_H_COMPRESS] = stream ? VMDK4_COMPRESS_DEFLATE : 0;
     for (uint64_t i = 0; i < gd_entries; i++) {
         le32_store(buf + rgd * 512 + i * 4, (uint32_t)(rgt + i * (GTES * 4 / 512)));
         le32_store(buf + gd * 512 + i * 4, (uint32_t)(gt + i * (GTES * 4 / 512)));
@@ -168,7 +177,7 @@ int vmdk_create(const char *filename, uint64_t size, struct opt_set *os)
     const char *base = strrchr(filename, '/');
     base = base ? base + 1 : filename;
     if (descriptor((char *)buf + 512, DESC_SECTORS * 512, cid, parent_cid, bfile, sectors, base,
-                   hw, adapter, tools) < 0) {
+                   hw, adapter, tools, sub) < 0) {
         free(buf);
         return err_set(-ENAMETOOLONG, "%s: the descriptor does not fit in %u sectors", filename,
                        DESC_SECTORS);

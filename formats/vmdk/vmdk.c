@@ -44,7 +44,6 @@
 #include "vmdk.h"
 
 #define SECTOR                 512u
-#define VMDK4_COMPRESS_DEFLATE 1u
 #define VMDK_GD_AT_END         0xffffffffffffffffull
 /* vdisk's bounds, named: the descriptor text, extents in one descriptor,
  * a grain (QEMU's 0x200000 sectors; 2 MiB when compressed: a compressed
@@ -89,11 +88,15 @@ struct extent {
     uint32_t *gd;                 /* host order */
     uint64_t gd_entries;
     bool compressed, markers, zero_grain;
+    bool footer;                  /* the header is the footer's (GD at the end) */
     struct gt_slot cache[VMDK_GT_CACHE];
     uint64_t clock;
     /* Writing (sparse extents) */
     uint32_t *rgd;                /* the redundant GD (RGD flag), or NULL */
     uint64_t alloc_next;          /* byte offset of the next new grain */
+    uint64_t tail;                /* compressed: the file reaches at least here
+                                   * (the last new grain's start plus a grain,
+                                   * zeroes after its data, as QEMU leaves it) */
     unsigned ndirty;              /* dirty GTs in the cache */
 };
 
@@ -253,6 +256,7 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
         if (le32_load(h + VMDK_H_MAGIC) != VMDK4_MAGIC || le64_load(h + VMDK_H_GD) == VMDK_GD_AT_END)
             return err_set(-EINVAL, "%s: the footer at offset %" PRIu64 " is not a sparse "
                            "header with a grain directory offset", what, at);
+        e->footer = true;
     }
     uint32_t version = le32_load(h + VMDK_H_VERSION);
     if (version < 1 || version > 3)
@@ -527,18 +531,21 @@ static int open_parent(struct vmdk *s)
     return 0;
 }
 
-/* A writable open: every extent flat or sparse and uncompressed, each
+/* A writable open: every extent flat, or sparse (compressed ones with
+ * markers and their grain directory in place, as QEMU writes them), each
  * sparse one's redundant GD read, new grains to go at its file's end. */
 static int prepare_writes(struct vmdk *s)
 {
     const char *fn = s->dev->filename;
     for (unsigned i = 0; i < s->n; i++) {
         struct extent *e = &s->ext[i];
-        if (e->type == EXT_ZERO || e->compressed)
-            return err_set(-ENOTSUP, "%s: vdisk writes sparse and flat VMDK extents, not %s "
+        if (e->type == EXT_ZERO || (e->compressed && (!e->markers || e->footer)))
+            return err_set(-ENOTSUP, "%s: vdisk writes sparse and flat VMDK extents, and "
+                           "streamOptimized ones with their grain directory in place, not %s "
                            "(open it read-only, or convert it: vdisk convert -f vmdk -O qcow2 "
-                           "%s IMAGE.qcow2)", fn, e->compressed ? "compressed ones "
-                           "(streamOptimized)" : "ZERO extents", fn);
+                           "%s IMAGE.qcow2)", fn, e->type == EXT_ZERO ? "ZERO extents" :
+                           e->markers ? "one whose grain directory is in its footer" :
+                           "compressed grains without markers", fn);
         if (e->type != EXT_SPARSE)
             continue;
         e->alloc_next = (e->file_size + SECTOR - 1) / SECTOR * SECTOR;
@@ -1034,6 +1041,14 @@ static int writeback(struct vmdk *s)
     int r = 0;
     for (unsigned i = 0; i < s->n && r == 0; i++) {
         struct extent *e = &s->ext[i];
+        if (e->tail > e->file_size) {
+            /* Zeroes after the last new grain's data, to a whole grain. */
+            if ((r = dev_write_zeroes(e->file, e->file_size, e->tail - e->file_size, 0)) < 0)
+                break;
+            pthread_mutex_lock(&s->lock);
+            e->file_size = e->tail;
+            pthread_mutex_unlock(&s->lock);
+        }
         if (!e->ndirty)
             continue;
         if ((r = dev_flush(e->file)) < 0)
@@ -1075,16 +1090,22 @@ static int new_cid(struct vmdk *s)
     char *c = s->desc ? strstr(s->desc, "\nCID=") : NULL;
     if (!c && s->desc && !strncmp(s->desc, "CID=", 4))
         c = s->desc - 1;
-    if (!c || strspn(c + 5, "0123456789abcdefABCDEF") != 8)
-        return 0; /* no CID written as 8 digits: left as it is */
-    uint32_t cid;
-    if (getrandom(&cid, sizeof cid, 0) != (ssize_t)sizeof cid)
-        return err_set(-EIO, "%s: no random bytes for a new CID", s->dev->filename);
+    size_t digits = c ? strspn(c + 5, "0123456789abcdefABCDEF") : 0;
+    if (digits == 0 || digits > 8)
+        return 0; /* no CID of 1 to 8 digits: left as it is */
+    /* As many digits as before (QEMU writes no leading zeroes), so the
+     * descriptor keeps its length. */
+    uint32_t mask = digits == 8 ? 0xffffffffu : (1u << (4 * digits)) - 1, cid;
+    do {
+        if (getrandom(&cid, sizeof cid, 0) != (ssize_t)sizeof cid)
+            return err_set(-EIO, "%s: no random bytes for a new CID", s->dev->filename);
+        cid &= mask;
+    } while (cid == s->cid || cid == 0xffffffffu);
     char hex[9];
-    snprintf(hex, sizeof hex, "%08" PRIx32, cid);
-    memcpy(c + 5, hex, 8);
+    snprintf(hex, sizeof hex, "%0*" PRIx32, (int)digits, cid);
+    memcpy(c + 5, hex, digits);
     s->cid = cid;
-    return dev_pwrite(s->file, c + 5, 8, s->desc_at + (uint64_t)(c + 5 - s->desc));
+    return dev_pwrite(s->file, c + 5, digits, s->desc_at + (uint64_t)(c + 5 - s->desc));
 }
 
 /* Sets entry GTI of the GT under grain directory entry GDI of extent E to
@@ -1125,6 +1146,157 @@ static int gt_set(struct vmdk *s, struct extent *e, uint64_t gdi, uint64_t gti, 
                    "stay in the cache", s->dev->filename, e->name, gt);
 }
 
+/* Where extent-relative byte REL of sparse extent E is, as locate() says,
+ * its GT loaded first (never AT_NEED_GT); the grain must have a GT. */
+static int locate_for_write(struct vmdk *s, struct extent *e, uint64_t rel, uint64_t *host)
+{
+    uint64_t g = rel / (e->grain * SECTOR), gdi = g / e->gtes;
+    if (gdi >= e->gd_entries || !e->gd[gdi])
+        return err_set(-ENOTSUP, "%s: extent '%s': grain %" PRIu64 " has no grain table "
+                       "(grain directory entry %" PRIu64 " is 0), which vdisk does not add",
+                       s->dev->filename, e->name, g, gdi);
+    pthread_mutex_lock(&s->lock);
+    int kind = locate(s, e, rel, host);
+    pthread_mutex_unlock(&s->lock);
+    for (int tries = 0; kind == AT_NEED_GT && tries < 3; tries++) {
+        int r = load_gt(s, e, *host);
+        if (r < 0)
+            return r;
+        pthread_mutex_lock(&s->lock);
+        kind = locate(s, e, rel, host);
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (kind == AT_NEED_GT)
+        return err_set(-EIO, "%s: extent '%s': a grain table does not stay in the cache",
+                       s->dev->filename, e->name);
+    return kind;
+}
+
+/* ---- streamOptimized: each grain written once, deflated behind a marker -- */
+
+#define MARKER_BYTES 12u
+
+/* The bytes a grain of N bytes may take in the file, marker and padding
+ * to a sector included. */
+static uint64_t stream_bound(uint64_t n)
+{
+    return (MARKER_BYTES + compressBound((uLong)n) + SECTOR - 1) / SECTOR * SECTOR;
+}
+
+/* Checks that the N bytes at extent-relative byte REL of compressed extent
+ * E are a grain vdisk may write: a whole one (or the extent's last bytes),
+ * never written before, as QEMU requires.  Returns 0 or -errno. */
+static int stream_check(struct vmdk *s, struct extent *e, uint64_t rel, uint64_t n)
+{
+    uint64_t gbytes = e->grain * SECTOR, ext_bytes = e->sectors * SECTOR;
+    if (rel % gbytes || (n != gbytes && rel + n != ext_bytes) || n > gbytes)
+        return err_set(-EINVAL, "%s: extent '%s': a streamOptimized VMDK is written a whole "
+                       "grain (%" PRIu64 " bytes) at a time, not %" PRIu64 " bytes at byte %"
+                       PRIu64, s->dev->filename, e->name, gbytes, n,
+                       e->start * SECTOR + rel);
+    uint64_t host;
+    int kind = locate_for_write(s, e, rel, &host);
+    if (kind < 0)
+        return kind;
+    if (kind == AT_COMPRESSED)
+        return err_set(-EIO, "%s: extent '%s': could not write to allocated cluster for "
+                       "streamOptimized (the grain at byte %" PRIu64 " is written already)",
+                       s->dev->filename, e->name, e->start * SECTOR + rel);
+    return 0;
+}
+
+/* Lays out the grain at extent-relative byte REL of E, whose deflated
+ * bytes are DATA (CLEN of them), at OUT: the marker (the grain's disk
+ * sector and CLEN), the data, zeroes to a sector.  Returns its length. */
+static size_t stream_pack(const struct extent *e, uint64_t rel, const void *data, size_t clen,
+                          uint8_t *out)
+{
+    size_t len = (MARKER_BYTES + clen + SECTOR - 1) / SECTOR * SECTOR;
+    le64_store(out, e->start + rel / SECTOR);
+    le32_store(out + 8, (uint32_t)clen);
+    memmove(out + MARKER_BYTES, data, clen);
+    memset(out + MARKER_BYTES + clen, 0, len - MARKER_BYTES - clen);
+    return len;
+}
+
+/* Deflates the N bytes of IN as QEMU does (zlib's default level) into OUT
+ * (OUT_SIZE bytes); *CLEN 0 when they do not fit. */
+static int stream_deflate(const void *in, uint64_t n, void *out, size_t out_size, size_t *clen)
+{
+    uLongf len = (uLongf)out_size;
+    int zr = compress2(out, &len, in, (uLong)n, Z_DEFAULT_COMPRESSION);
+    if (zr == Z_BUF_ERROR) {
+        *clen = 0;
+        return 0;
+    }
+    if (zr != Z_OK)
+        return err_set(zr == Z_MEM_ERROR ? -ENOMEM : -EIO, "zlib: compress2 failed (%d)", zr);
+    *clen = len;
+    return 0;
+}
+
+/* Writes LEN bytes of packed grains (BUF) at the end of E's file and
+ * points the GT entries of the N grains from extent-relative byte REL at
+ * them (OFFS: each one's offset in BUF). */
+static int stream_append(struct vmdk *s, struct extent *e, uint64_t rel, const uint8_t *buf,
+                         size_t len, const size_t *offs, size_t n)
+{
+    uint64_t at = e->alloc_next;
+    if (at / SECTOR + len / SECTOR > UINT32_MAX)
+        return err_set(-ENOSPC, "%s: extent '%s' is full (grain offsets are 32-bit sectors)",
+                       s->dev->filename, e->name);
+    int r = dev_pwrite(e->file, buf, len, at);
+    if (r < 0)
+        return r;
+    e->alloc_next = at + len;
+    pthread_mutex_lock(&s->lock);
+    if (e->file_size < e->alloc_next)
+        e->file_size = e->alloc_next; /* (locate's bound) */
+    pthread_mutex_unlock(&s->lock);
+    uint64_t gbytes = e->grain * SECTOR;
+    if (n && e->tail < at + offs[n - 1] + gbytes)
+        e->tail = at + offs[n - 1] + gbytes;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        uint64_t g = rel / gbytes + i;
+        r = gt_set(s, e, g / e->gtes, g % e->gtes, (uint32_t)((at + offs[i]) / SECTOR));
+    }
+    return r;
+}
+
+/* Writes the N bytes of BUF (NULL: zeroes) at extent-relative byte REL of
+ * compressed extent E: a new grain, deflated. */
+static int stream_write(struct vmdk *s, struct extent *e, uint64_t rel, const uint8_t *buf,
+                        uint64_t n)
+{
+    uint64_t host;
+    if (!buf) {
+        int kind = locate_for_write(s, e, rel, &host);
+        if (kind < 0)
+            return kind;
+        if (kind == AT_ZERO || (kind == AT_UNALLOC && !(s->parent &&
+                                                        e->start * SECTOR + rel < dev_size(s->parent))))
+            return 0; /* reads zeroes already */
+    }
+    int r = stream_check(s, e, rel, n);
+    if (r < 0)
+        return r;
+    uint8_t *zero = buf ? NULL : calloc(1, (size_t)n);
+    uint8_t *out = malloc((size_t)stream_bound(n));
+    size_t clen = 0, off0 = 0;
+    if ((!buf && !zero) || !out)
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0)
+        r = stream_deflate(buf ? buf : zero, n, out + MARKER_BYTES,
+                           (size_t)stream_bound(n) - MARKER_BYTES, &clen);
+    if (r == 0) {
+        size_t len = stream_pack(e, rel, out + MARKER_BYTES, clen, out);
+        r = stream_append(s, e, rel, out, len, &off0, 1);
+    }
+    free(zero);
+    free(out);
+    return r;
+}
+
 /* Writes the N bytes of BUF (NULL: zeroes) at disk byte POS, inside one
  * grain of sparse extent E: to the grain, or to a new one (its other bytes
  * the parent's, or zeroes). */
@@ -1133,25 +1305,10 @@ static int write_grain(struct vmdk *s, struct extent *e, uint64_t pos, const uin
 {
     uint64_t gbytes = e->grain * SECTOR, rel = pos - e->start * SECTOR;
     uint64_t g = rel / gbytes, gdi = g / e->gtes, gti = g % e->gtes, in = rel % gbytes;
-    if (gdi >= e->gd_entries || !e->gd[gdi])
-        return err_set(-ENOTSUP, "%s: extent '%s': grain %" PRIu64 " has no grain table "
-                       "(grain directory entry %" PRIu64 " is 0), which vdisk does not add",
-                       s->dev->filename, e->name, g, gdi);
+    if (e->compressed)
+        return stream_write(s, e, rel, buf, n);
     uint64_t host = 0;
-    pthread_mutex_lock(&s->lock);
-    int kind = locate(s, e, rel, &host);
-    pthread_mutex_unlock(&s->lock);
-    for (int tries = 0; kind == AT_NEED_GT && tries < 3; tries++) {
-        int r = load_gt(s, e, host);
-        if (r < 0)
-            return r;
-        pthread_mutex_lock(&s->lock);
-        kind = locate(s, e, rel, &host);
-        pthread_mutex_unlock(&s->lock);
-    }
-    if (kind == AT_NEED_GT)
-        return err_set(-EIO, "%s: extent '%s': a grain table does not stay in the cache",
-                       s->dev->filename, e->name);
+    int kind = locate_for_write(s, e, rel, &host);
     if (kind < 0)
         return kind;
     if (kind == AT_DATA) {
@@ -1192,6 +1349,67 @@ static int write_grain(struct vmdk *s, struct extent *e, uint64_t pos, const uin
         e->file_size = e->alloc_next; /* (locate's bound) */
     pthread_mutex_unlock(&s->lock);
     return gt_set(s, e, gdi, gti, (uint32_t)(at / SECTOR));
+}
+
+/* The driver's compress: a whole grain of a streamOptimized image
+ * deflated as QEMU deflates it (*OUT_LEN 0: it does not fit in OUT_SIZE,
+ * and an ordinary write then deflates it into a larger buffer; for an
+ * image without compressed extents, always 0: written as it is). */
+static int vmdk_compress(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off,
+                         void *out, size_t out_size, size_t *out_len)
+{
+    struct vmdk *s = dev->priv;
+    const struct extent *e = extent_at(s, off);
+    *out_len = 0;
+    if (!e->compressed)
+        return 0;
+    return stream_deflate(buf, len, out, out_size, out_len);
+}
+
+/* The driver's write_compressed: N grains from disk byte OFF, PIECES[i]
+ * the i-th deflated, appended with one write, then the GT entries set.
+ * The caller holds the device quiesced. */
+static int vmdk_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, size_t n,
+                                 uint64_t off)
+{
+    struct vmdk *s = dev->priv;
+    if (!s->writable)
+        return err_set(-EROFS, "%s: the image is open read-only", dev->filename);
+    struct extent *e = extent_at(s, off);
+    uint64_t gbytes = e->type == EXT_SPARSE ? e->grain * SECTOR : 0;
+    uint64_t rel = off - e->start * SECTOR, ext_bytes = e->sectors * SECTOR;
+    if (!e->compressed || rel % gbytes || n > (ext_bytes - rel + gbytes - 1) / gbytes)
+        return err_set(-EINVAL, "%s: %zu compressed grains at byte %" PRIu64 " do not lie in "
+                       "one streamOptimized extent", dev->filename, n, off);
+    int r = s->cid_written ? 0 : new_cid(s);
+    size_t total = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        uint64_t grel = rel + i * gbytes;
+        uint64_t glen = ext_bytes - grel < gbytes ? ext_bytes - grel : gbytes;
+        if (pieces[i].iov_len == 0 || pieces[i].iov_len > UINT32_MAX)
+            r = err_set(-EINVAL, "%s: a compressed grain of %zu bytes", dev->filename,
+                        pieces[i].iov_len);
+        else
+            r = stream_check(s, e, grel, glen);
+        total += (MARKER_BYTES + pieces[i].iov_len + SECTOR - 1) / SECTOR * SECTOR;
+    }
+    if (r < 0)
+        return r;
+    uint8_t *buf = malloc(total);
+    size_t *offs = malloc(n * sizeof *offs);
+    if (!buf || !offs)
+        r = err_set(-ENOMEM, "out of memory");
+    for (size_t i = 0, at = 0; r == 0 && i < n; i++) {
+        offs[i] = at;
+        memcpy(buf + at + MARKER_BYTES, pieces[i].iov_base, pieces[i].iov_len);
+        at += stream_pack(e, rel + i * gbytes, buf + at + MARKER_BYTES, pieces[i].iov_len,
+                          buf + at);
+    }
+    if (r == 0)
+        r = stream_append(s, e, rel, buf, total, offs, n);
+    free(buf);
+    free(offs);
+    return r;
 }
 
 static int write_work(struct vdisk_req *req)
@@ -1473,4 +1691,6 @@ const struct vdisk_driver vdisk_driver_vmdk = {
     .backing = vmdk_backing,
     .check = vmdk_check,
     .create = vmdk_create,
+    .compress = vmdk_compress,
+    .write_compressed = vmdk_write_compressed,
 };

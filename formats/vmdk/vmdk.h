@@ -14,6 +14,7 @@
 #define VMDK4_F_ZERO_GRAIN     (1u << 2)
 #define VMDK4_F_COMPRESS       (1u << 16)
 #define VMDK4_F_MARKER         (1u << 17)
+#define VMDK4_COMPRESS_DEFLATE 1u          /* the header's compression algorithm */
 
 /* Sparse header fields (byte offsets). */
 #define VMDK_H_MAGIC        0

@@ -142,14 +142,43 @@ START_TEST(extents_confined_flat_written)
                         "qemu-io -f vmdk -c 'read -P 0x5c 4k 8k' d/e.vmdk", scratch_dir(),
                         vdisk_bin());
     ck_assert_msg(r->status == 0 && !strstr(r->out, "Pattern"), "%s%s", r->out, r->err);
-    /* A streamOptimized image is not written. */
+    /* A streamOptimized image takes each grain once, whole (or to the end
+     * of the disk), as QEMU writes it. */
     RUN_OK("cd '%s' && head -c 1M /dev/zero > z.raw && rm -f so2.vmdk && qemu-img convert -O "
            "vmdk -o subformat=streamOptimized z.raw so2.vmdk", scratch_dir());
     r = run("cd '%s' && '%s' io -c 'write 0 4k' so2.vmdk", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: so2.vmdk: vdisk writes sparse and flat VMDK "
-                     "extents, not compressed ones (streamOptimized) (open it read-only, or "
-                     "convert it: vdisk convert -f vmdk -O qcow2 so2.vmdk IMAGE.qcow2)\n");
+    ck_assert_msg(strstr(r->err, "vdisk_pwrite: so2.vmdk: extent 'so2.vmdk': a streamOptimized "
+                                 "VMDK is written a whole grain (65536 bytes) at a time, not "
+                                 "4096 bytes at byte 0") != NULL, "%s", r->err);
+    RUN_OK("cd '%s' && '%s' io -c 'write -P 0x6d 64k 64k' -c 'write -P 0x6e 960k 64k' so2.vmdk "
+           "&& qemu-img check so2.vmdk && qemu-io -f vmdk -c 'read -P 0 0 64k' "
+           "-c 'read -P 0x6d 64k 64k' -c 'read -P 0 128k 832k' -c 'read -P 0x6e 960k 64k' "
+           "so2.vmdk | grep -v Pattern >/dev/null", scratch_dir(), vdisk_bin());
+    r = run("cd '%s' && '%s' io -c 'write 64k 64k' so2.vmdk", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "vdisk_pwrite: so2.vmdk: extent 'so2.vmdk': could not write to "
+                                 "allocated cluster for streamOptimized (the grain at byte 65536 "
+                                 "is written already)") != NULL, "%s", r->err);
+    /* One whose grain directory is in a footer (as VMware streams it: the
+     * header says "at the end"; a copy of the header with the real offset
+     * in the second sector from the end, then the end-of-stream marker) is
+     * read, never written. */
+    size_t n;
+    uint8_t *b = read_file(scratch("so2.vmdk"), &n);
+    b = realloc(b, n + 1024);
+    memcpy(b + n, b, 512);
+    memset(b + n + 512, 0, 512);
+    memset(b + 56, 0xff, 8);
+    write_file(scratch("so3.vmdk"), b, n + 1024);
+    free(b);
+    RUN_OK("cd '%s' && '%s' compare so2.vmdk so3.vmdk", scratch_dir(), vdisk_bin());
+    r = run("cd '%s' && '%s' io -c 'write 128k 64k' so3.vmdk", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_str_eq(r->err, "vdisk: vdisk_open: so3.vmdk: vdisk writes sparse and flat VMDK "
+                     "extents, and streamOptimized ones with their grain directory in place, "
+                     "not one whose grain directory is in its footer (open it read-only, or "
+                     "convert it: vdisk convert -f vmdk -O qcow2 so3.vmdk IMAGE.qcow2)\n");
 }
 END_TEST
 
@@ -199,6 +228,94 @@ START_TEST(vdisk_images_read_by_qemu)
     RUN_OK("cd '%s' && rm -f c.vmdk && '%s' convert -O vmdk src.raw c.vmdk && qemu-img check "
            "c.vmdk && qemu-img compare src.raw c.vmdk && '%s' compare src.raw c.vmdk",
            scratch_dir(), vdisk_bin(), vdisk_bin());
+}
+END_TEST
+
+/* The embedded descriptor of the image at PATH with its CID line and the
+ * extent's file name left out (they differ between any two images). */
+static char *descriptor_but_cid(const uint8_t *b, size_t n)
+{
+    ck_assert_uint_ge(n, 21 * 512);
+    char *d = strndup((const char *)b + 512, 20 * 512), *out = calloc(1, strlen(d) + 1);
+    for (char *line = strtok(d, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strncmp(line, "CID=", 4))
+            continue;
+        if (!strncmp(line, "RW ", 3) && strchr(line, '"'))
+            strchr(line, '"')[1] = 0;
+        strcat(strcat(out, line), "\n");
+    }
+    free(d);
+    return out;
+}
+
+/* Checks that vdisk's V.vmdk is qemu-img's Q.vmdk but for the CID and the
+ * extent's name (a new CID may have a digit less, so the descriptors are
+ * compared line by line; every other byte as it is). */
+static void same_vmdk_but_cid(const char *what)
+{
+    size_t qn, vn;
+    uint8_t *qb = read_file(scratch("q.vmdk"), &qn), *vb = read_file(scratch("v.vmdk"), &vn);
+    ck_assert_msg(qn == vn, "%s: qemu-img's image has %zu bytes, vdisk's %zu", what, qn, vn);
+    assert_same_bytes(vb, qb, 512, 0, "the header");
+    char *qd = descriptor_but_cid(qb, qn), *vd = descriptor_but_cid(vb, vn);
+    ck_assert_str_eq(vd, qd);
+    assert_same_bytes(vb + 512 * 21, qb + 512 * 21, qn - 512 * 21, 512 * 21,
+                      "the tables and grains");
+    free(qd);
+    free(vd);
+    free(qb);
+    free(vb);
+}
+
+/* streamOptimized images vdisk makes: created and converted to as qemu-img
+ * makes them, byte for byte (each grain deflated behind its marker, in
+ * the same place), over many sizes and shapes of data; read back by
+ * qemu-img. */
+START_TEST(stream_optimized_written)
+{
+    RUN_OK("cd '%s' && rm -f q.vmdk v.vmdk && qemu-img create -q -f vmdk -o "
+           "subformat=streamOptimized,adapter_type=lsilogic q.vmdk 300M && '%s' create -q -f "
+           "vmdk -o subformat=streamOptimized,adapter_type=lsilogic v.vmdk 300M", scratch_dir(),
+           vdisk_bin());
+    same_vmdk_but_cid("create");
+    static const size_t sizes[] = {512, 65024, 65536, 66048, (3u << 20) + 1536, 9u << 20};
+    uint64_t seed = 11;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        uint8_t *b = malloc(n);
+        fill_random(b, n, &seed);
+        /* Shapes: runs of zeroes (whole grains and not), a byte pattern,
+         * text-like bytes that deflate well, random bytes that do not. */
+        for (size_t at = 0; at < n; at += 65536 * 3) {
+            size_t run = n - at < 70000 ? n - at : 70000;
+            switch ((at / (65536 * 3) + i) % 4) {
+            case 0: memset(b + at, 0, run); break;
+            case 1: memset(b + at, 0x5a, run); break;
+            case 2:
+                for (size_t k = 0; k < run; k++)
+                    b[at + k] = (uint8_t)"vdisk streamOptimized "[k % 22];
+                break;
+            default: break;
+            }
+        }
+        write_file(scratch("src.raw"), b, n);
+        free(b);
+        RUN_OK("cd '%s' && rm -f q.vmdk v.vmdk && qemu-img convert -O vmdk -o "
+               "subformat=streamOptimized src.raw q.vmdk && '%s' convert -O vmdk -o "
+               "subformat=streamOptimized src.raw v.vmdk && qemu-img check v.vmdk && "
+               "qemu-img compare src.raw v.vmdk", scratch_dir(), vdisk_bin());
+        same_vmdk_but_cid(fmt("convert of %zu bytes", n));
+    }
+    /* From qcow2, with -p; -c is implied. */
+    RUN_OK("cd '%s' && rm -f s.qcow2 q.vmdk v.vmdk && qemu-img convert -O qcow2 src.raw s.qcow2 "
+           "&& qemu-img convert -c -O vmdk -o subformat=streamOptimized s.qcow2 q.vmdk && '%s' "
+           "convert -p -O vmdk -o subformat=streamOptimized s.qcow2 v.vmdk >/dev/null",
+           scratch_dir(), vdisk_bin());
+    same_vmdk_but_cid("convert from qcow2");
+    /* -c to a monolithicSparse image writes it uncompressed, as qemu-img. */
+    RUN_OK("cd '%s' && rm -f q.vmdk v.vmdk && qemu-img convert -c -O vmdk src.raw q.vmdk && '%s' "
+           "convert -c -O vmdk src.raw v.vmdk", scratch_dir(), vdisk_bin());
+    same_vmdk_but_cid("convert -c to monolithicSparse");
 }
 END_TEST
 
@@ -404,6 +521,7 @@ int main(void)
     tcase_add_test(tc, extents_confined_flat_written);
     tcase_add_test(tc, reads_across_many_tables);
     tcase_add_test(tc, vdisk_images_read_by_qemu);
+    tcase_add_test(tc, stream_optimized_written);
     tcase_add_test(tc, child_written);
     tcase_add_test(tc, random_io_through_library);
     tcase_add_test(tc, hostile_images_refused);

@@ -846,7 +846,8 @@ int cmd_convert(int argc, char **argv)
     /* Everything is checked before the target is touched. */
     if (cli_check_cache(dst_cache) < 0 || (src_cache && cli_check_cache(src_cache) < 0))
         goto out;
-    if (c.compress && (!out_fmt || strcmp(out_fmt, "qcow2") != 0)) {
+    if (c.compress && (!out_fmt || (strcmp(out_fmt, "qcow2") != 0 &&
+                                    strcmp(out_fmt, "vmdk") != 0))) {
         cli_error("Compression not supported for this file format");
         goto out;
     }
@@ -974,6 +975,11 @@ int cmd_convert(int argc, char **argv)
     struct vdisk_info in = {.struct_size = sizeof in};
     vdisk_get_info(c.dst, &in);
     c.cluster = in.cluster_size ? in.cluster_size : 65536;
+    /* A target that stores only compressed data (a streamOptimized VMDK)
+     * is written compressed, as qemu-img writes it, -c or not. */
+    for (uint32_t i = 0; i < in.nb_extents && in.extents; i++)
+        if (in.extents[i].compressed)
+            c.compress = true;
     /* A raw target's "cluster" (an RBD image's 4 MiB objects) only sets
      * the unit of zero detection: writes of whole objects were 3 to 4 times
      * slower than 2 MiB ones on Ceph (tests/bench/rbd.sh), so at most 2 MiB,
