@@ -229,6 +229,12 @@ void file_lock_release(struct file_lock *l);
  * descriptor, or -errno with a message.  Release *LOCKP before closing it.
  */
 int file_create_locked(const char *filename, struct file_lock **lockp);
+/* Writes the LEN bytes of BUF at byte OFF of FD, all of them (short writes
+ * continued).  Returns 0, or -errno with a message naming FILENAME. */
+int file_write_all(int fd, const void *buf, size_t len, uint64_t off, const char *filename);
+/* Ends a creation: releases LOCK and closes FD.  Returns R, or when R is
+ * 0 and the close fails, -errno with a message. */
+int file_create_done(int fd, struct file_lock *lock, int r, const char *filename);
 
 /* ---- Requests ------------------------------------------------------------- */
 

@@ -27,6 +27,7 @@
  * exclude each other.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -343,6 +344,28 @@ int file_create_locked(const char *filename, struct file_lock **lockp)
         return r;
     }
     return fd;
+}
+
+int file_write_all(int fd, const void *buf, size_t len, uint64_t off, const char *filename)
+{
+    const uint8_t *p = buf;
+    for (size_t done = 0; done < len;) {
+        ssize_t w = pwrite(fd, p + done, len - done, (off_t)(off + done));
+        if (w <= 0)
+            return err_set(w < 0 ? -errno : -EIO, "%s: write of %zu bytes at offset %" PRIu64
+                           " failed: %s", filename, len - done, off + done,
+                           w < 0 ? strerror(errno) : "no progress");
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+int file_create_done(int fd, struct file_lock *lock, int r, const char *filename)
+{
+    file_lock_release(lock);
+    if (close(fd) < 0 && r == 0)
+        r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
+    return r;
 }
 
 void lock_perms_for_open(const struct vdisk_open_params *p, bool raw_format, unsigned *perm,

@@ -220,16 +220,7 @@ static int q_pwrite(struct qsim *q, const void *buf, uint64_t len, uint64_t off)
         }
         return 0;
     }
-    uint64_t done = 0;
-    while (done < len) {
-        ssize_t w = pwrite(q->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-        if (w <= 0)
-            return err_set(w < 0 ? -errno : -EIO, "%s: write of %" PRIu64 " bytes at offset %"
-                           PRIu64 " failed: %s", q->filename, len, off,
-                           w < 0 ? strerror(errno) : "no progress");
-        done += (uint64_t)w;
-    }
-    return 0;
+    return file_write_all(q->fd, buf, (size_t)len, off, q->filename);
 }
 
 /* The refcount table as it stands, written at its place. */
@@ -801,10 +792,7 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
         dev_unref(q.file);
         return r;
     }
-    file_lock_release(lock);
-    if (close(q.fd) < 0 && r == 0)
-        r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
-    return r;
+    return file_create_done(q.fd, lock, r, filename);
 }
 
 /* ---- Sizing (qemu-img measure) ------------------------------------------------ */

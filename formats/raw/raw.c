@@ -244,18 +244,12 @@ static int raw_create(const char *filename, uint64_t size, struct opt_set *os)
             r = err_set(-ENOMEM, "out of memory");
         for (uint64_t off = 0; r == 0 && off < size;) {
             size_t n = size - off < ZERO_CHUNK ? (size_t)(size - off) : ZERO_CHUNK;
-            ssize_t w = pwrite(fd, zero, n, (off_t)off);
-            if (w <= 0)
-                r = err_set(w < 0 ? -errno : -EIO, "%s: write at offset %" PRIu64 " failed: %s",
-                            filename, off, w < 0 ? strerror(errno) : "no progress");
-            else
-                off += (uint64_t)w;
+            r = file_write_all(fd, zero, n, off, filename);
+            off += n;
         }
         free(zero);
     }
-    file_lock_release(lock);
-    if (close(fd) < 0 && r == 0)
-        r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
+    r = file_create_done(fd, lock, r, filename);
     return r;
 }
 

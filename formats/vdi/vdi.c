@@ -892,22 +892,14 @@ static int vdi_create(const char *filename, uint64_t size, struct opt_set *os)
         return fd;
     }
     size_t total = VDI_HEADER_SIZE + bmap_bytes;
-    for (size_t done = 0; r == 0 && done < total;) {
-        ssize_t w = pwrite(fd, buf + done, total - done, (off_t)done);
-        if (w <= 0)
-            r = err_set(w < 0 ? -errno : -EIO, "%s: write at offset %zu failed: %s", filename,
-                        done, w < 0 ? strerror(errno) : "no progress");
-        else
-            done += (size_t)w;
-    }
+    if (r == 0)
+        r = file_write_all(fd, buf, total, 0, filename);
     free(buf);
     if (r == 0 && is_static &&
         ftruncate(fd, (off_t)(total + (uint64_t)blocks * VDI_BLOCK_SIZE)) < 0)
         r = err_set(-errno, "%s: could not resize to %" PRIu64 " bytes: %s", filename,
                     total + (uint64_t)blocks * VDI_BLOCK_SIZE, strerror(errno));
-    file_lock_release(lock);
-    if (close(fd) < 0 && r == 0)
-        r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
+    r = file_create_done(fd, lock, r, filename);
     return r;
 }
 

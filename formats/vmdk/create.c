@@ -188,17 +188,7 @@ int vmdk_create(const char *filename, uint64_t size, struct opt_set *os)
         free(buf);
         return fd;
     }
-    for (size_t done = 0; r == 0 && done < total;) {
-        ssize_t w = pwrite(fd, buf + done, total - done, (off_t)done);
-        if (w <= 0)
-            r = err_set(w < 0 ? -errno : -EIO, "%s: write at offset %zu failed: %s", filename,
-                        done, w < 0 ? strerror(errno) : "no progress");
-        else
-            done += (size_t)w;
-    }
+    r = file_write_all(fd, buf, total, 0, filename);
     free(buf);
-    file_lock_release(lock);
-    if (close(fd) < 0 && r == 0)
-        r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
-    return r;
+    return file_create_done(fd, lock, r, filename);
 }

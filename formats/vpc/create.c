@@ -112,21 +112,6 @@ static void make_footer(uint8_t *f, int type, uint64_t size, bool force, uint16_
     be32_store(f + VPC_F_CHECKSUM, vpc_checksum(f, VPC_FOOTER_SIZE, VPC_F_CHECKSUM));
 }
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *fn)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t w = pwrite(fd, p, len, (off_t)off);
-        if (w <= 0)
-            return err_set(w < 0 ? -errno : -EIO, "%s: write of %zu bytes at offset %" PRIu64
-                           " failed: %s", fn, len, off, w < 0 ? strerror(errno) : "no progress");
-        p += w;
-        len -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
 int vpc_create(const char *filename, uint64_t size, struct opt_set *os)
 {
     int type = VPC_TYPE_DYNAMIC;
@@ -172,9 +157,9 @@ int vpc_create(const char *filename, uint64_t size, struct opt_set *os)
         uint8_t zero[4096] = {0};
         size_t n = bytes < sizeof zero ? (size_t)bytes : sizeof zero;
         if (r == 0 && n)
-            r = write_all(fd, zero, n, 0, filename);
+            r = file_write_all(fd, zero, n, 0, filename);
         if (r == 0)
-            r = write_all(fd, footer, VPC_FOOTER_SIZE, bytes, filename);
+            r = file_write_all(fd, footer, VPC_FOOTER_SIZE, bytes, filename);
     } else {
         uint64_t entries = (sectors + VPC_DEFAULT_BLOCK / VPC_SECTOR - 1) /
                            (VPC_DEFAULT_BLOCK / VPC_SECTOR);
@@ -194,16 +179,13 @@ int vpc_create(const char *filename, uint64_t size, struct opt_set *os)
             be32_store(hd + VPC_H_BLOCK_SIZE, VPC_DEFAULT_BLOCK);
             be32_store(hd + VPC_H_CHECKSUM, vpc_checksum(hd, VPC_HEADER_SIZE, VPC_H_CHECKSUM));
             memset(buf + VPC_HEADER_SIZE, 0xff, bat_bytes);
-            r = write_all(fd, footer, VPC_FOOTER_SIZE, 0, filename);
+            r = file_write_all(fd, footer, VPC_FOOTER_SIZE, 0, filename);
         }
         if (r == 0)
-            r = write_all(fd, buf, VPC_HEADER_SIZE + bat_bytes, VPC_FOOTER_SIZE, filename);
+            r = file_write_all(fd, buf, VPC_HEADER_SIZE + bat_bytes, VPC_FOOTER_SIZE, filename);
         if (r == 0)
-            r = write_all(fd, footer, VPC_FOOTER_SIZE, bat_off + bat_bytes, filename);
+            r = file_write_all(fd, footer, VPC_FOOTER_SIZE, bat_off + bat_bytes, filename);
         free(buf);
     }
-    file_lock_release(lock);
-    if (close(fd) < 0 && r == 0)
-        r = err_set(-errno, "%s: close failed: %s", filename, strerror(errno));
-    return r;
+    return file_create_done(fd, lock, r, filename);
 }
