@@ -39,6 +39,12 @@
 #                                    than qemu-img's
 #   raw -> qcow2 -c zlib             >= 1.00 (not in the issue; BENCH_ZLIB)
 #   qcow2 chain (depth 2) -> qcow2   >= 1.00 (not in the issue)
+#   raw -> vmdk streamOptimized      >= 1.50 (issue 20: compressed on every
+#                                    core; the output is qemu-img's, byte
+#                                    for byte but the CID, so no larger)
+#   vmdk streamOptimized -> raw      >= 1.00 (issue 20)
+#   raw -> vmdk, raw -> vpc, raw -> vdi, vmdk -> qcow2
+#                                    >= 1.00 (issue 20)
 #
 # In each of BENCH_REPEAT rounds both tools run once, back to back (qemu-img
 # first in even rounds, vdisk first in odd ones), each into a new output
@@ -103,6 +109,10 @@ part=$((SIZE_BYTES / 32)) # 64 MiB of a 2 GiB image
 qemu-io -c "write -q -P 0x42 0 $part" chain-mid.qcow2
 qemu-img create -q -f qcow2 -b chain-mid.qcow2 -F qcow2 chain-top.qcow2
 qemu-io -c "write -q -P 0x43 $((part / 2)) $part" chain-top.qcow2
+# Foreign formats (issue 20): the image as a streamOptimized and a
+# monolithicSparse VMDK.
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized mix.raw mix-so.vmdk
+qemu-img convert -f raw -O vmdk mix.raw mix.vmdk
 sync
 
 # ---- Runners -----------------------------------------------------------------
@@ -143,6 +153,12 @@ ROWS=(
 )
 ((ZLIB)) && ROWS+=("raw -> qcow2 -c zlib|1.00|0|raw|mix.raw|qcow2|-c")
 ROWS+=("qcow2 chain (2) -> qcow2|1.00|0|qcow2|chain-top.qcow2|qcow2")
+ROWS+=("raw -> vmdk stream|1.50|1|raw|mix.raw|vmdk|-o|subformat=streamOptimized"
+    "vmdk stream -> raw|1.00|0|vmdk|mix-so.vmdk|raw"
+    "raw -> vmdk|1.00|0|raw|mix.raw|vmdk"
+    "vmdk -> qcow2|1.00|0|vmdk|mix.vmdk|qcow2"
+    "raw -> vpc|1.00|0|raw|mix.raw|vpc"
+    "raw -> vdi|1.00|0|raw|mix.raw|vdi")
 bench_pick_rows "${BENCH_ROWS:-}"
 
 echo "vdisk convert vs qemu-img convert -m 16 -W, both -t none: a $SIZE image (1/3 random, 1/3 zeroes, 1/3 text) in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo "?")$([[ $RAMDISK == 0 ]] || echo ", in memory: BENCH_RAMDISK=1"))"
