@@ -55,8 +55,8 @@
 # row's target, and the output sizes.
 #
 # Installs nothing.  Exits 77 (skipped) when qemu-img is missing.  Needs
-# about 4 times BENCH_SIZE free in BENCH_DIR.  Takes about 6 minutes with the
-# defaults (2 CPUs; the zlib row about half of it).
+# about 4 times BENCH_SIZE free in BENCH_DIR.  Takes about 12 minutes with the
+# defaults (2 CPUs; the zlib row about a quarter of it).
 set -euo pipefail
 
 VDISK=${1:-${VDISK:-./build/tools/vdisk}}
