@@ -10,6 +10,8 @@ packages=(
   liburing-dev libzstd-dev zlib1g-dev libnbd-dev libgnutls28-dev check
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
+  # bunzip2: QEMU's sample images (tests/interop/sample_images.c) are bzip2'd
+  bzip2
   # an independent VHD reader (vhdiinfo, vhdimount: tests/interop/interop_vpc.c)
   libvhdi-utils fuse3
   # NBD: the NBD server's test clients (nbdinfo, nbdcopy: tests/nbd/) and
@@ -49,3 +51,8 @@ fi
 # The guest's kernel, Debian's linux-image-cloud-amd64, unpacked into a cache
 # directory (not installed): see scripts/fetch-guest-kernel.sh.
 bash "$(dirname "$0")/fetch-guest-kernel.sh"
+
+# QEMU's sample images (tests/qemu-iotests/sample_images) from Debian's qemu
+# source package, for tests/interop/sample_images.c: see
+# scripts/fetch-qemu-samples.sh (the host's apt sources are not changed).
+bash "$(dirname "$0")/fetch-qemu-samples.sh"
