@@ -26,6 +26,8 @@ const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_qed,
     &vdisk_driver_vmdk,
     &vdisk_driver_vpc,
+    &vdisk_driver_bochs,
+    &vdisk_driver_cloop,
     NULL,
 };
 

@@ -607,6 +607,8 @@ extern const struct vdisk_driver vdisk_driver_qcow2;
 extern const struct vdisk_driver vdisk_driver_vdi;
 /* QED images (formats/qed), read only. */
 extern const struct vdisk_driver vdisk_driver_qed;
+extern const struct vdisk_driver vdisk_driver_bochs;
+extern const struct vdisk_driver vdisk_driver_cloop;
 /* VMDK images (formats/vmdk), read only for now. */
 extern const struct vdisk_driver vdisk_driver_vmdk;
 /* VHD images (formats/vpc), "vpc" as QEMU names the format. */

@@ -9,8 +9,9 @@
  * vdisk does not read is refused, never read as raw: its container bytes
  * are not the disk.
  *
- * The signatures are those QEMU 7.2's probe functions look for (bochs,
- * cloop, dmg, parallels, qcow, vhdx, LUKS; qed, vdi, vmdk and vpc have drivers), with their
+ * The signatures are those QEMU 7.2's probe functions look for (dmg,
+ * parallels, qcow, vhdx, LUKS; qed, vdi, vmdk, vpc, bochs and cloop have
+ * drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
  * there is refused.
@@ -23,13 +24,6 @@
 static bool has(const uint8_t *b, size_t off, const char *s, size_t n)
 {
     return memcmp(b + off, s, n) == 0;
-}
-
-/* A NUL-terminated string field of FIELD bytes at OFF that is exactly S. */
-static bool str_field(const uint8_t *b, size_t off, size_t field, const char *s)
-{
-    size_t n = strlen(s);
-    return n < field && memcmp(b + off, s, n + 1) == 0;
 }
 
 /* VMware: a sparse extent ("KDMV", or "COWD" for ESX), or a text descriptor
@@ -54,23 +48,6 @@ static int probe_parallels(const uint8_t *b, const char *name)
                ? 100 : 0;
 }
 
-static int probe_bochs(const uint8_t *b, const char *name)
-{
-    (void)name;
-    uint32_t v = le32_load(b + 64);
-    return str_field(b, 0, 32, "Bochs Virtual HD Image") && str_field(b, 32, 16, "Redolog") &&
-                   str_field(b, 48, 16, "Growing") && (v == 0x00020000 || v == 0x00010000)
-               ? 100 : 0;
-}
-
-static int probe_cloop(const uint8_t *b, const char *name)
-{
-    (void)name;
-    static const char magic[] = "#!/bin/sh\n#V2.0 Format\n"
-                                "modprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n";
-    return has(b, 0, magic, sizeof magic - 1) ? 2 : 0;
-}
-
 /* QEMU knows a DMG image by its file name only. */
 static int probe_dmg(const uint8_t *b, const char *name)
 {
@@ -88,8 +65,6 @@ static int probe_luks(const uint8_t *b, const char *name)
 }
 
 static const struct foreign_format foreign_formats[] = {
-    {"Bochs", "bochs", probe_bochs},
-    {"cloop", "cloop", probe_cloop},
     {"DMG", "dmg", probe_dmg},
     {"LUKS", "luks", probe_luks},
     {"Parallels", "parallels", probe_parallels},

@@ -16,10 +16,11 @@
  *   - An image whose header names a backing file without its format (QEMU
  *     before 6.1) reads its qcow2 base as qcow2, not as raw, with one
  *     warning; info prints what qemu-img info prints.
- *   - VHDX, Parallels, QCOW, LUKS, bochs, cloop and DMG
+ *   - VHDX, Parallels, QCOW, LUKS and DMG
  *     images are refused with the format's name, never read as raw; -f raw
  *     still opens them as raw.  A guest cannot write their signatures, nor
- *     those of the formats vdisk reads (qcow2, vdi, vpc, qed, vmdk), into a probed raw disk.
+ *     those of the formats vdisk reads (qcow2, vdi, vpc, qed, vmdk, bochs,
+ *     cloop), into a probed raw disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -262,8 +263,8 @@ static const struct sample samples[] = {
     {"s.parallels", "Parallels (parallels)", "parallels"},
     {"s.qcow", "QCOW (qcow)", "qcow"},
     {"s.luks", "LUKS (luks)", "luks"},
-    {"s.bochs", "Bochs (bochs)", "bochs"},
-    {"s.cloop", "cloop (cloop)", NULL},
+    {"s.bochs", "bochs", "bochs"},           /* read by vdisk: guarded only */
+    {"s.cloop", "cloop", NULL},              /* read by vdisk: guarded only */
     {"s.dmg", "DMG (dmg)", NULL},
 };
 #define NSAMPLES (sizeof samples / sizeof samples[0])

@@ -105,6 +105,13 @@ static void print_json_bitmaps(const struct vdisk_info *in, int ind)
     printf("]");
 }
 
+/* Whether qemu-img prints "dirty-flag" for FORMAT: not for the formats
+ * whose QEMU drivers give no image information (bochs, cloop). */
+static bool has_dirty_flag(const char *format)
+{
+    return strcmp(format, "bochs") != 0 && strcmp(format, "cloop") != 0;
+}
+
 static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
 {
     bool first = true;
@@ -226,7 +233,8 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         json_field_str(i, "full-backing-filename", in->full_backing_filename, &first);
         json_field_str(i, "backing-filename", in->backing_filename, &first);
     }
-    json_field_bool(i, "dirty-flag", in->dirty, &first);
+    if (has_dirty_flag(in->format))
+        json_field_bool(i, "dirty-flag", in->dirty, &first);
     printf("\n");
     pad(ind);
     printf("}");

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz/bochs.c: the fuzz input is a Bochs growing redolog image.  It is
+ * opened read-only over a memory device (as bochs, whatever its first
+ * bytes), read (the first megabytes and a few places the input chooses)
+ * and block-status'd.  Any crash, sanitizer report, leak or hang is a
+ * bug.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_input in = {data, size};
+    struct vdisk_dev *dev = fuzz_open_image(&in, "bochs", true);
+    if (!dev)
+        return 0;
+    fuzz_format_ops(dev, data, size, 3, false);
+    dev_unref(dev);
+    return 0;
+}
