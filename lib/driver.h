@@ -609,6 +609,7 @@ extern const struct vdisk_driver vdisk_driver_vdi;
 extern const struct vdisk_driver vdisk_driver_qed;
 extern const struct vdisk_driver vdisk_driver_bochs;
 extern const struct vdisk_driver vdisk_driver_cloop;
+extern const struct vdisk_driver vdisk_driver_parallels;
 /* VMDK images (formats/vmdk), read only for now. */
 extern const struct vdisk_driver vdisk_driver_vmdk;
 /* VHD images (formats/vpc), "vpc" as QEMU names the format. */

@@ -9,8 +9,8 @@
  * vdisk does not read is refused, never read as raw: its container bytes
  * are not the disk.
  *
- * The signatures are those QEMU 7.2's probe functions look for (dmg,
- * parallels, qcow, vhdx, LUKS; qed, vdi, vmdk, vpc, bochs and cloop have
+ * The signatures are those QEMU 7.2's probe functions look for (dmg, qcow,
+ * vhdx, LUKS; qed, vdi, vmdk, vpc, bochs, cloop and parallels have
  * drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
@@ -40,14 +40,6 @@ static int probe_qcow1(const uint8_t *b, const char *name)
     return be32_load(b) == 0x514649fb && be32_load(b + 4) == 1 ? 100 : 0;
 }
 
-static int probe_parallels(const uint8_t *b, const char *name)
-{
-    (void)name;
-    return (has(b, 0, "WithoutFreeSpace", 16) || has(b, 0, "WithouFreSpacExt", 16)) &&
-                   le32_load(b + 16) == 2
-               ? 100 : 0;
-}
-
 /* QEMU knows a DMG image by its file name only. */
 static int probe_dmg(const uint8_t *b, const char *name)
 {
@@ -67,7 +59,6 @@ static int probe_luks(const uint8_t *b, const char *name)
 static const struct foreign_format foreign_formats[] = {
     {"DMG", "dmg", probe_dmg},
     {"LUKS", "luks", probe_luks},
-    {"Parallels", "parallels", probe_parallels},
     {"QCOW", "qcow", probe_qcow1},
     {"VHDX", "vhdx", probe_vhdx},
 };

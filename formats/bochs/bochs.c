@@ -104,7 +104,7 @@ static int parse(struct vdisk_dev *dev, struct bochs *s, const uint8_t *h)
     if (s->entries > BOCHS_CATALOG_MAX)
         return err_set(-EFBIG, "%s: a catalog of %" PRIu32 " entries (offset %d); vdisk reads at "
                        "most %u", fn, s->entries, H_CATALOG, BOCHS_CATALOG_MAX);
-    uint64_t need = (s->size + s->extent - 1) / s->extent;
+    uint64_t need = s->size / s->extent + (s->size % s->extent != 0); /* (no overflow) */
     if (s->entries < need)
         return err_set(-EINVAL, "%s: a catalog of %" PRIu32 " entries cannot cover a disk of %"
                        PRIu64 " bytes in extents of %" PRIu64 " (%" PRIu64 " needed)", fn,

@@ -16,11 +16,11 @@
  *   - An image whose header names a backing file without its format (QEMU
  *     before 6.1) reads its qcow2 base as qcow2, not as raw, with one
  *     warning; info prints what qemu-img info prints.
- *   - VHDX, Parallels, QCOW, LUKS and DMG
+ *   - VHDX, QCOW, LUKS and DMG
  *     images are refused with the format's name, never read as raw; -f raw
  *     still opens them as raw.  A guest cannot write their signatures, nor
  *     those of the formats vdisk reads (qcow2, vdi, vpc, qed, vmdk, bochs,
- *     cloop), into a probed raw disk.
+ *     cloop, parallels), into a probed raw disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -260,7 +260,7 @@ static const struct sample samples[] = {
     {"s.vhdx", "VHDX (vhdx)", "vhdx"},
     {"s.vdi", "vdi", "vdi"},                 /* read by vdisk: guarded only */
     {"s.qed", "qed", "qed"},                 /* read by vdisk: guarded only */
-    {"s.parallels", "Parallels (parallels)", "parallels"},
+    {"s.parallels", "parallels", "parallels"}, /* read by vdisk: guarded only */
     {"s.qcow", "QCOW (qcow)", "qcow"},
     {"s.luks", "LUKS (luks)", "luks"},
     {"s.bochs", "bochs", "bochs"},           /* read by vdisk: guarded only */

@@ -166,6 +166,11 @@ START_TEST(hostile_bochs_refused)
             "vdisk reads at most 1048576");
     refused(P("c2.bochs", 72, 4, 4), -EINVAL, "a catalog of 4 entries cannot cover a disk of "
             "18432 bytes in extents of 4096 (5 needed)");
+    /* A disk of nearly 2^64 bytes: the catalog's cover is counted without
+     * overflow (the fuzzer found a read past the catalog). */
+    refused(P("c4.bochs", 88, 8, 0xffffffffffffffffull), -EINVAL, "a catalog of 5 entries "
+            "cannot cover a disk of 18446744073709551104 bytes in extents of 4096 "
+            "(4503599627370496 needed)");
     refused(P("c3.bochs", 68, 4, 100000), -EINVAL, "the catalog (5 entries at offset 100000) "
             "does not lie in the file (14356 bytes)");
     refused(P("b1.bochs", 76, 4, 0), -EINVAL, "the bitmap size (offset 76) is 0 bytes; an "

@@ -6,12 +6,13 @@
  * $VDISK_QEMU_SAMPLES, default /var/cache/vdisk/qemu-samples), against
  * qemu-img 7.2:
  *   - those of formats vdisk reads (VHD from Virtual PC, Hyper-V and
- *     disk2vhd, a VMDK of version 3, a raw MBR, bochs, cloop) give the same info (human
+ *     disk2vhd, a VMDK of version 3, a raw MBR, bochs, cloop,
+ *     Parallels of both layouts and with a dirty bitmap) give the same info (human
  *     and JSON), map and check as with qemu-img, and vdisk's raw copy is
  *     what qemu-img reads in them;
  *   - the two that fuzzers made (afl5.img, afl9.vmdk), which qemu-img
  *     refuses, vdisk refuses too, with its reason;
- *   - those of formats vdisk does not read yet (VHDX, Parallels, DMG) are
+ *   - those of formats vdisk does not read yet (VHDX, DMG) are
  *     refused by name, never read as raw.
  */
 #include <stdio.h>
@@ -38,7 +39,8 @@ START_TEST(read_as_qemu_img_reads_them)
     static const char *const names[] = {"virtualpc-dynamic.vhd", "hyperv2012r2-dynamic.vhd",
                                         "d2v-zerofilled.vhd", "iotest-version3.vmdk",
                                         "grub_mbr.raw", "empty.bochs",
-                                        "simple-pattern.cloop"};
+                                        "simple-pattern.cloop", "parallels-v1",
+                                        "parallels-v2", "parallels-with-bitmap"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         unpack(names[i]);
         same_as_qemu_img("info", names[i]);
@@ -87,9 +89,6 @@ START_TEST(formats_not_read_yet_refused_by_name)
         {"iotest-dynamic-1G.vhdx", "VHDX (vhdx)"},
         {"iotest-dirtylog-10G-4M.vhdx", "VHDX (vhdx)"},
         {"test-disk2vhd.vhdx", "VHDX (vhdx)"},
-        {"parallels-v1", "Parallels (parallels)"},
-        {"parallels-v2", "Parallels (parallels)"},
-        {"parallels-with-bitmap", "Parallels (parallels)"},
         {"simple-dmg.dmg", "DMG (dmg)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
