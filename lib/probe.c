@@ -10,7 +10,7 @@
  * are not the disk.
  *
  * The signatures are those QEMU 7.2's probe functions look for (bochs,
- * cloop, dmg, parallels, qcow, vhdx, LUKS; qed, vdi, vmdk and vpc have drivers), with their
+ * cloop, dmg, parallels, qcow, LUKS; qed, vdi, vmdk, vpc and vhdx have drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
  * there is refused.
@@ -34,12 +34,6 @@ static bool str_field(const uint8_t *b, size_t off, size_t field, const char *s)
 
 /* VMware: a sparse extent ("KDMV", or "COWD" for ESX), or a text descriptor
  * whose first line that is neither a comment nor blank is version=1..3. */
-static int probe_vhdx(const uint8_t *b, const char *name)
-{
-    (void)name;
-    return has(b, 0, "vhdxfile", 8) ? 100 : 0;
-}
-
 static int probe_qcow1(const uint8_t *b, const char *name)
 {
     (void)name;
@@ -94,7 +88,6 @@ static const struct foreign_format foreign_formats[] = {
     {"LUKS", "luks", probe_luks},
     {"Parallels", "parallels", probe_parallels},
     {"QCOW", "qcow", probe_qcow1},
-    {"VHDX", "vhdx", probe_vhdx},
 };
 
 void probe_block(const uint8_t *buf, const char *filename, struct probe_result *res)
