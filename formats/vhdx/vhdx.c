@@ -629,12 +629,13 @@ static int64_t vhdx_allocated_size(struct vdisk_dev *dev)
 static int vhdx_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
                       vdisk_check_report_fn report, void *opaque)
 {
-    (void)flags;
     (void)report;
     (void)opaque;
     struct vhdx *s = dev->priv;
-    if (s->log_replayed)
+    if (s->log_replayed) {
         res->corruptions_fixed++;
+        res->repaired = (flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)) != 0;
+    }
     return 0;
 }
 

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/interop/interop_vhdx.c: VHDX images between vdisk and qemu-img
+ * 7.2: images qemu-img makes (dynamic and fixed, block sizes 1 to 256 MiB,
+ * log sizes, written by qemu-io with patterns, zeroes and discards; a
+ * logical sector size of 4096 patched in) read byte for byte as qemu-img
+ * reads them, with its info, map and check output; convert to raw and
+ * qcow2; an image with a log to replay (written here, as Hyper-V writes
+ * one) refused read-only in qemu-img's words and replayed by vdisk check
+ * -r all to the bytes qemu-img check -r all gives; damaged images refused
+ * with exact messages.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vdisk/vdisk.h>
+
+#include "endian.h"
+#include "harness.h"
+
+/* The driver's CRC-32C (formats/vhdx): the test patches fields and sums
+ * them again; qemu-made images check the function itself. */
+uint32_t vhdx_crc32c(const uint8_t *buf, size_t len, size_t skip);
+
+#define MIB (1u << 20)
+#define H1 (64u << 10)
+#define H2 (128u << 10)
+#define RT1 (192u << 10)
+#define RT2 (256u << 10)
+
+/* The layout qemu-img 7.2 gives a new image: log at 1 MiB (log_size 1M),
+ * BAT at 2 MiB, metadata at 3 MiB, items from 64 KiB into it. */
+#define BAT (2u * MIB)
+#define MD (3u * MIB)
+#define MD_PARAMS (MD + 65536)
+#define MD_SIZE (MD + 65544)
+#define MD_LOGICAL (MD + 65568)
+
+static void info_map_check_raw(const char *file)
+{
+    same_as_qemu_img("info", file);
+    same_as_qemu_img("info --output=json", file);
+    same_as_qemu_img("map --output=json", file);
+    same_as_qemu_img("map", file);
+    same_as_qemu_img("check", file);
+    same_as_qemu_img("check --output=json", file);
+    same_raw_as_qemu_img(file);
+}
+
+START_TEST(qemu_images_read_identically)
+{
+    static const char *const bs[] = {"1M", "8M", "32M", "256M"};
+    static const char *const sub[] = {"dynamic", "fixed"};
+    for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) {
+        for (size_t j = 0; j < 2; j++) {
+            RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o "
+                   "block_size=%s,subformat=%s,log_size=%s q.vhdx 300M", scratch_dir(), bs[i],
+                   sub[j], i % 2 ? "2M" : "1M");
+            RUN_OK("cd '%s' && qemu-io -f vhdx -c 'write -P 0x5a 1000k 3000k' "
+                   "-c 'write -z 40M 2M' -c 'discard 1M 1M' -c 'write -P 0x11 64M 4k' "
+                   "-c 'write -P 7 299M 1M' -c 'write -z 299M 4k' q.vhdx", scratch_dir());
+            info_map_check_raw("q.vhdx");
+        }
+    }
+    /* Sizes that end inside a block, and an empty image. */
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=8M q.vhdx "
+           "1000001 && qemu-io -f vhdx -c 'write -P 0x33 975k 1k' q.vhdx", scratch_dir());
+    info_map_check_raw("q.vhdx");
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx q.vhdx 1G", scratch_dir());
+    info_map_check_raw("q.vhdx");
+}
+END_TEST
+
+/* A logical sector size of 4096 (qemu-img 7.2 makes 512 only; it reads
+ * 512 only): a small disk keeps the BAT's layout (no sector bitmap entry in
+ * range either way). */
+START_TEST(logical_sector_4096)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=1M q.vhdx 20M "
+           "&& qemu-io -f vhdx -c 'write -P 0x44 4k 1M' q.vhdx", scratch_dir());
+    patched_copy(scratch("q.vhdx"), "l.vhdx", MD_LOGICAL, 4, 4096);
+    /* qemu-img 7.2 refuses it (-ENOTSUP); vdisk reads what the 512-byte
+     * image holds. */
+    struct run *r = run("cd '%s' && qemu-img info l.vhdx", scratch_dir());
+    ck_assert_int_ne(r->status, 0);
+    RUN_OK("cd '%s' && rm -f q.raw v.raw && qemu-img convert -O raw q.vhdx q.raw && "
+           "'%s' convert -O raw l.vhdx v.raw && cmp q.raw v.raw", scratch_dir(), vdisk_bin());
+    r = run("cd '%s' && '%s' info --output=json l.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_msg(strstr(r->out, "\"cluster-size\": 1048576"), "%s", r->out);
+    vdisk_dev *d;
+    ck_assert_int_eq(vdisk_open(&d, scratch("l.vhdx"), NULL), 0);
+    ck_assert_uint_eq(vdisk_get_block_size(d), 4096);
+    vdisk_close(d);
+}
+END_TEST
+
+START_TEST(convert_out)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=1M q.vhdx 50M "
+           "&& qemu-io -f vhdx -c 'write -P 0x5a 100k 3000k' -c 'write -P 0 10M 1M' "
+           "-c 'write -P 9 49M 1M' q.vhdx", scratch_dir());
+    RUN_OK("cd '%s' && rm -f v.qcow2 && '%s' convert -O qcow2 q.vhdx v.qcow2 && "
+           "qemu-img compare -f vhdx -F qcow2 q.vhdx v.qcow2", scratch_dir(), vdisk_bin());
+    /* What qemu-img makes of it: the same guest extents (zeroes left out). */
+    RUN_OK("cd '%s' && rm -f q.qcow2 && qemu-img convert -O qcow2 q.vhdx q.qcow2", scratch_dir());
+    struct run *a = run("cd '%s' && qemu-img map --output=json v.qcow2 | sed 's/, \"offset.*/}/'",
+                        scratch_dir());
+    char *va = strdup(a->out);
+    struct run *b = run("cd '%s' && qemu-img map --output=json q.qcow2 | sed 's/, \"offset.*/}/'",
+                        scratch_dir());
+    ck_assert_str_eq(va, b->out);
+    free(va);
+}
+END_TEST
+
+/* Read-only: writes are refused, a writable open is allowed (to replay a
+ * log) but the device stays read-only. */
+START_TEST(read_only)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx q.vhdx 10M", scratch_dir());
+    struct run *r = run("%s io -c 'write 0 4k' '%s'", vdisk_bin(), scratch("q.vhdx"));
+    ck_assert_int_ne(r->status, 0);
+    vdisk_dev *d;
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "off"), 0);
+    ck_assert_int_eq(vdisk_open(&d, scratch("q.vhdx"), o), 0);
+    vdisk_options_free(o);
+    ck_assert_int_eq(vdisk_is_read_only(d), 1);
+    vdisk_close(d);
+}
+END_TEST
+
+/* ---- The log ------------------------------------------------------------- */
+
+static void header_sum(uint8_t *img, uint32_t at)
+{
+    le32_store(img + at + 4, vhdx_crc32c(img + at, 4096, 4));
+}
+
+/*
+ * A copy of q.vhdx as NAME with one log entry (sequence 5) at the start of
+ * its log: a data sector of 0x77 over the first 4 KiB of block 0, a zero
+ * range over the next 8 KiB, and a BAT update that makes block 2 (a zero
+ * block) a copy of block 0's host block; the current header names the log.
+ */
+static void make_dirty(const char *name)
+{
+    size_t n;
+    uint8_t *img = read_file(scratch("q.vhdx"), &n);
+    uint64_t blk0 = le64_load(img + BAT) & ~(uint64_t)0xfffff;
+    ck_assert_uint_ge(blk0, 4 * MIB);
+    uint8_t guid[16];
+    for (int i = 0; i < 16; i++)
+        guid[i] = (uint8_t)(0xa0 + i);
+    uint32_t cur = le64_load(img + H2 + 8) > le64_load(img + H1 + 8) ? H2 : H1;
+    uint64_t log = le64_load(img + cur + 72);
+    uint8_t *e = img + log;
+    memset(e, 0, 4 * 4096);
+    /* 3 descriptors: one descriptor sector, two data sectors. */
+    memcpy(e, "loge", 4);
+    le32_store(e + 8, 3 * 4096);
+    le32_store(e + 12, 0);
+    le64_store(e + 16, 5);
+    le32_store(e + 24, 3);
+    memcpy(e + 32, guid, 16);
+    le64_store(e + 48, n);
+    le64_store(e + 56, n);
+    uint8_t sector[4096], bat[4096];
+    memset(sector, 0x77, sizeof sector);
+    memcpy(bat, img + BAT, 4096);
+    le64_store(bat + 16, blk0 | 6);
+    uint8_t *d = e + 64;
+    const uint8_t *secs[2] = {sector, bat};
+    uint64_t offs[2] = {blk0, BAT};
+    for (int k = 0; k < 2; k++, d += 32) {
+        memcpy(d, "desc", 4);
+        memcpy(d + 4, secs[k] + 4092, 4);
+        memcpy(d + 8, secs[k], 8);
+        le64_store(d + 16, offs[k]);
+        le64_store(d + 24, 5);
+        uint8_t *ds = e + 4096 * (1 + k);
+        memcpy(ds, "data", 4);
+        le32_store(ds + 4, 0);
+        memcpy(ds + 8, secs[k] + 8, 4084);
+        le32_store(ds + 4092, 5);
+    }
+    memcpy(d, "zero", 4);
+    le64_store(d + 8, 8192);
+    le64_store(d + 16, blk0 + 4096);
+    le64_store(d + 24, 5);
+    le32_store(e + 4, vhdx_crc32c(e, 3 * 4096, 4));
+    memcpy(img + cur + 48, guid, 16);
+    header_sum(img, cur);
+    write_file(scratch(name), img, n);
+    free(img);
+}
+
+START_TEST(log_replay)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=1M q.vhdx 10M "
+           "&& qemu-io -f vhdx -c 'write -P 0x11 0 1M' -c 'write -P 0x22 4M 1M' q.vhdx",
+           scratch_dir());
+    make_dirty("d.vhdx");
+    /* Read-only: refused, in qemu-img's words. */
+    struct run *r = run("cd '%s' && qemu-img info d.vhdx", scratch_dir());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "VHDX image file 'd.vhdx' opened read-only, but contains a "
+                                 "log that needs to be replayed"), "%s", r->err);
+    r = run("cd '%s' && '%s' info d.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_str_eq(r->err, "vdisk: vdisk_open: VHDX image file 'd.vhdx' opened read-only, but "
+                             "contains a log that needs to be replayed (to replay the log, run: "
+                             "vdisk check -r all 'd.vhdx')\n");
+    /* check -r all replays it: the same report, the same disk. */
+    RUN_OK("cd '%s' && cp d.vhdx q-dirty.vhdx && cp d.vhdx v-dirty.vhdx", scratch_dir());
+    struct run *q = run("cd '%s' && qemu-img check -r all q-dirty.vhdx", scratch_dir());
+    char *qout = strdup(q->out);
+    int qst = q->status;
+    r = run("cd '%s' && '%s' check -r all v-dirty.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_str_eq(r->out, qout);
+    ck_assert_int_eq(r->status, qst);
+    free(qout);
+    RUN_OK("cd '%s' && qemu-img convert -O raw q-dirty.vhdx q.raw && "
+           "qemu-img convert -O raw v-dirty.vhdx v.raw && cmp q.raw v.raw", scratch_dir());
+    size_t n;
+    uint8_t *raw = read_file(scratch("v.raw"), &n);
+    ck_assert_uint_eq(n, 10 * MIB);
+    ck_assert_uint_eq(raw[0], 0x77);
+    ck_assert_uint_eq(raw[4096], 0);
+    ck_assert_uint_eq(raw[12288], 0x11);
+    ck_assert_uint_eq(raw[2 * MIB], 0x77); /* block 2 now maps block 0's host block */
+    free(raw);
+    /* The replayed image opens read-only, for vdisk and qemu-img. */
+    info_map_check_raw("v-dirty.vhdx");
+    /* Its headers: LogGuid zero in the current one. */
+    uint8_t *h1 = read_file_at(scratch("v-dirty.vhdx"), H1, 4096);
+    uint8_t *h2 = read_file_at(scratch("v-dirty.vhdx"), H2, 4096);
+    uint8_t *cur = le64_load(h2 + 8) > le64_load(h1 + 8) ? h2 : h1;
+    static const uint8_t zero[16];
+    ck_assert(memcmp(cur + 48, zero, 16) == 0);
+    free(h1);
+    free(h2);
+}
+END_TEST
+
+/* A log whose entry is damaged (its CRC) holds no active sequence: the
+ * image opens read-only as it is, as qemu-img opens it. */
+START_TEST(log_damaged_entry_ignored)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=1M q.vhdx 10M "
+           "&& qemu-io -f vhdx -c 'write -P 0x11 0 1M' q.vhdx", scratch_dir());
+    make_dirty("d.vhdx");
+    size_t n;
+    uint8_t *img = read_file(scratch("d.vhdx"), &n);
+    img[MIB + 4096 + 100] ^= 1; /* inside the first data sector */
+    write_file(scratch("d.vhdx"), img, n);
+    free(img);
+    info_map_check_raw("d.vhdx");
+}
+END_TEST
+
+/* ---- Damaged images ------------------------------------------------------ */
+
+static void refused(const char *file, int err, const char *msg)
+{
+    vdisk_dev *d = NULL;
+    int r = vdisk_open(&d, file, NULL);
+    ck_assert_msg(r == err, "%s: vdisk_open returned %d, expected %d (%s)", file, r, err,
+                  vdisk_get_error());
+    if (msg)
+        ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: %s", file, msg));
+}
+
+/* A copy of q.vhdx with LEN bytes at OFF set to V in both headers (OFF
+ * relative to a header) or both region tables, their CRCs summed again. */
+static const char *patched_twice(const char *src, const char *name, uint32_t a, uint32_t b, uint32_t size,
+                                 uint32_t off, unsigned len, uint64_t v)
+{
+    size_t n;
+    uint8_t *img = read_file(scratch(src), &n);
+    uint32_t at[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        for (unsigned i = 0; i < len; i++)
+            img[at[k] + off + i] = (uint8_t)(v >> (8 * i));
+        le32_store(img + at[k] + 4, vhdx_crc32c(img + at[k], size, 4));
+    }
+    const char *out = scratch(name);
+    write_file(out, img, n);
+    free(img);
+    return out;
+}
+
+START_TEST(hostile_headers_messages)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=1M q.vhdx 10M "
+           "&& qemu-io -f vhdx -c 'write -P 0x11 0 1M' q.vhdx", scratch_dir());
+    size_t n;
+    uint8_t *img = read_file(scratch("q.vhdx"), &n);
+    free(img);
+    /* Headers. */
+    refused(patched_twice("q.vhdx", "h.vhdx", H1, H2, 4096, 0, 4, 0x64786568), -EINVAL,
+            "no valid VHDX header: header 1 (offset 65536): signature \"hexd\", expected "
+            "\"head\"; header 2 (offset 131072): signature \"hexd\", expected \"head\"");
+    refused(patched_twice("q.vhdx", "h.vhdx", H1, H2, 4096, 66, 2, 2), -EINVAL,
+            "no valid VHDX header: header 1 (offset 65536): version 2, expected 1; header 2 "
+            "(offset 131072): version 2, expected 1");
+    const char *f = patched_copy(scratch("q.vhdx"), "h.vhdx", H1 + 200, 1, 1);
+    f = patched_copy(f, "h.vhdx", H2 + 200, 1, 1);
+    refused(f, -EINVAL, NULL);
+    ck_assert_msg(strstr(vdisk_get_error(), "no valid VHDX header: header 1 (offset 65536): "
+                                            "CRC-32C 0x"), "%s", vdisk_get_error());
+    /* One header damaged: the other one serves. */
+    patched_copy(scratch("q.vhdx"), "h.vhdx", H2 + 200, 1, 1);
+    same_raw_as_qemu_img("h.vhdx");
+    refused(patched_twice("q.vhdx", "h.vhdx", H1, H2, 4096, 72, 8, 1ull << 40), -EINVAL,
+            fmt("the VHDX header at offset 131072 places the log at offset 1099511627776 with "
+                "length 1048576: expected multiples of 1 MiB past the header section (1048576 "
+                "bytes) inside the file (%zu bytes)", n));
+    refused(patched_twice("q.vhdx", "h.vhdx", H1, H2, 4096, 68, 4, 4096), -EINVAL,
+            fmt("the VHDX header at offset 131072 places the log at offset 1048576 with "
+                "length 4096: expected multiples of 1 MiB past the header section (1048576 "
+                "bytes) inside the file (%zu bytes)", n));
+    /* Region tables. */
+    refused(patched_twice("q.vhdx", "h.vhdx", RT1, RT2, 65536, 16 + 16, 8, 1ull << 40), -EINVAL,
+            fmt("VHDX region table entry 0 (offset 196624) places a region at offset "
+                "1099511627776 with length 1048576: expected multiples of 1 MiB past the "
+                "header section inside the file (%zu bytes)", n));
+    refused(patched_twice("q.vhdx", "h.vhdx", RT1, RT2, 65536, 16 + 32 + 16, 8, BAT), -EINVAL,
+            "VHDX region table entry 1 (offset 196656): the region at offset 2097152 (1048576 "
+            "bytes) overlaps that of entry 0 at offset 2097152 (1048576 bytes)");
+    refused(patched_twice("q.vhdx", "h.vhdx", RT1, RT2, 65536, 16 + 16, 8, MIB), -EINVAL,
+            "VHDX region table entry 0 (offset 196624): the region at offset 1048576 (1048576 "
+            "bytes) overlaps the log at offset 1048576 (1048576 bytes)");
+    patched_twice("q.vhdx", "h.vhdx", RT1, RT2, 65536, 16, 4, 0x12345678);
+    refused(patched_twice("h.vhdx", "h.vhdx", RT1, RT2, 65536, 16 + 28, 4, 1), -ENOTSUP,
+            "VHDX region table entry 0 (offset 196624) names a required region vdisk does "
+            "not know (GUID 12345678-f623-4200-...); the image cannot be read");
+    refused(patched_twice("q.vhdx", "h.vhdx", RT1, RT2, 65536, 8, 4, 5000), -EINVAL,
+            "no valid VHDX region table: table 1 (offset 196608): 5000 entries, at most 2047 "
+            "allowed; table 2 (offset 262144): 5000 entries, at most 2047 allowed");
+    /* Metadata (no CRC). */
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD_PARAMS, 4, 3 * MIB), -EINVAL,
+            "the VHDX file parameters (offset 3211264) give block size 3145728; expected a "
+            "power of two from 1 MiB to 256 MiB");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD_PARAMS, 4, 512u * MIB), -EINVAL,
+            "the VHDX file parameters (offset 3211264) give block size 536870912; expected a "
+            "power of two from 1 MiB to 256 MiB");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD_LOGICAL, 4, 1000), -EINVAL,
+            "the VHDX logical sector size (offset 3211296) is 1000; expected 512 or 4096");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD_SIZE, 8, 1000001), -EINVAL,
+            "the VHDX virtual disk size (offset 3211272) is 1000001; expected a multiple of "
+            "the logical sector size (512) up to 64 TiB");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD_SIZE, 8, 1ull << 50), -EINVAL,
+            "the VHDX virtual disk size (offset 3211272) is 1125899906842624; expected a "
+            "multiple of the logical sector size (512) up to 64 TiB");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD_SIZE, 8, 1ull << 40), -EINVAL,
+            "the VHDX BAT region at offset 2097152 has 1048576 bytes; the disk's "
+            "1099511627776 bytes in blocks of 1048576 need 8390648");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD_PARAMS + 4, 4, 2), -EINVAL,
+            "the VHDX file parameters (offset 3211264) say the image has a parent, but the "
+            "metadata has no parent locator");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD, 1, 'M'), -EINVAL,
+            "the VHDX metadata table at offset 3145728 has signature \"Metadata\", expected "
+            "\"metadata\"");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD + 32 + 16, 4, 100), -EINVAL,
+            "VHDX metadata entry 0 (offset 3145760): the file parameters item is at offset "
+            "100 with length 8; expected 8 bytes past the table (65536 bytes) inside the "
+            "metadata region (1048576 bytes)");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", MD + 32 + 16, 4, 0xfffffff0u), -EINVAL,
+            NULL);
+    /* The BAT. */
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", BAT, 8, (1ull << 40) | 6), -EINVAL,
+            fmt("VHDX BAT entry 0 (offset 2097152) places block 0 (1048576 bytes) at offset "
+                "1099511627776, not inside the file (%zu bytes) past the header section: the "
+                "image has probably been truncated", n));
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", BAT, 8, MD | 6), -EINVAL,
+            "VHDX BAT entry 0 (offset 2097152) places block 0 (1048576 bytes) at offset "
+            "3145728, over the metadata region");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", BAT, 8, 0x100007), -EINVAL,
+            "VHDX BAT entry 0 (offset 2097152) says block 0 is partially present, which only "
+            "a differencing image may say");
+    refused(patched_copy(scratch("q.vhdx"), "h.vhdx", BAT, 8, 4), -EINVAL,
+            "VHDX BAT entry 0 (offset 2097152) has state 4, which no payload block has");
+    /* Too short, and not one. */
+    RUN_OK("cd '%s' && head -c 100000 q.vhdx > h.vhdx", scratch_dir());
+    refused(scratch("h.vhdx"), -EINVAL,
+            "the file (100000 bytes) is too short for a VHDX header section (1048576 bytes)");
+}
+END_TEST
+
+Suite *make_suite(void);
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("interop-vhdx");
+    TCase *tc = tcase_create("vhdx");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, qemu_images_read_identically);
+    tcase_add_test(tc, logical_sector_4096);
+    tcase_add_test(tc, convert_out);
+    tcase_add_test(tc, read_only);
+    tcase_add_test(tc, log_replay);
+    tcase_add_test(tc, log_damaged_entry_ignored);
+    tcase_add_test(tc, hostile_headers_messages);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    require_program("qemu-img");
+    require_program("qemu-io");
+    return run_suite(make_suite());
+}
