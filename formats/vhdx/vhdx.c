@@ -4,8 +4,10 @@
  * open (headers, region tables, metadata, BAT), reads, block status, info,
  * check.  The log is in log.c.
  *
- * vdisk reads VHDX images as QEMU 7.2 does: fixed and dynamic images.
- * Differencing images (with a parent) are refused, as QEMU refuses them.
+ * vdisk reads VHDX images as QEMU 7.2 does: fixed and dynamic images; and
+ * differencing images, which QEMU refuses: their parent (parent.c) reads
+ * where a block is not present, and where a partially present block's
+ * sector bitmap (the chunk's, held in memory) has a clear bit.
  * A writable open is allowed only to replay the log (vdisk check -r all,
  * as qemu-img check -r all does); the device then stays read-only:
  * writes go through a conversion (vdisk convert -O qcow2).
@@ -392,8 +394,8 @@ static int read_metadata(struct vhdx *s)
             return err_set(-EINVAL, "%s: the VHDX file parameters (offset %" PRIu64 ") say "
                            "the image has a parent, but the metadata has no parent locator",
                            fn, items[0].off);
-        return err_set(-ENOTSUP, "%s: differencing VHDX images (with a parent) are not "
-                       "supported (QEMU 7.2 does not read them either)", fn);
+        if ((r = vhdx_read_locator(s, items[5].off, items[5].found_len)) < 0)
+            return r;
     }
     s->chunk_ratio = (UINT64_C(1) << 23) * s->logical_sector / bs;
     return 0;
@@ -401,11 +403,62 @@ static int read_metadata(struct vhdx *s)
 
 /* ---- Open: BAT ------------------------------------------------------------ */
 
+/* The sector bitmaps of the chunks that have partially present blocks
+ * (differencing images), into memory. */
+static int read_bitmaps(struct vhdx *s)
+{
+    const char *fn = s->dev->filename;
+    s->sb = calloc(s->chunks ? s->chunks : 1, sizeof *s->sb);
+    if (!s->sb)
+        return err_set(-ENOMEM, "out of memory");
+    uint64_t total = 0;
+    for (uint64_t c = 0; c < s->chunks; c++) {
+        uint64_t first = c * (s->chunk_ratio + 1), sbi = first + s->chunk_ratio;
+        bool need = false;
+        for (uint64_t i = first; i < sbi && !need; i++)
+            need = (s->bat[i] & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_PARTIALLY_PRESENT;
+        if (!need)
+            continue;
+        uint64_t e = s->bat[sbi], off = e & VHDX_BAT_OFFSET_MASK;
+        uint64_t eat = s->bat_offset + 8 * sbi;
+        if ((e & VHDX_BAT_STATE_MASK) != VHDX_SB_PRESENT)
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 "): chunk %"
+                           PRIu64 " has partially present blocks but its sector bitmap has "
+                           "state %u, not present (6)", fn, sbi, eat, c,
+                           (unsigned)(e & VHDX_BAT_STATE_MASK));
+        if (off < VHDX_HEADER_SECTION || !range_inside(off, VHDX_SB_SIZE, s->fsize) ||
+            overlaps(off, VHDX_SB_SIZE, s->log_offset, s->log_length) ||
+            overlaps(off, VHDX_SB_SIZE, s->bat_offset, s->bat_length) ||
+            overlaps(off, VHDX_SB_SIZE, s->md_offset, s->md_length))
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 ") places "
+                           "the sector bitmap of chunk %" PRIu64 " at offset %" PRIu64 ", not "
+                           "inside the file (%" PRIu64 " bytes) clear of the header section, "
+                           "the log, the BAT and the metadata", fn, sbi, eat, c, off, s->fsize);
+        total += VHDX_SB_SIZE;
+        if (total > VHDX_MAX_BITMAP_BYTES)
+            return err_set(-EFBIG, "%s: the VHDX image's sector bitmaps in use exceed vdisk's "
+                           "limit of %" PRIu64 " bytes", fn, VHDX_MAX_BITMAP_BYTES);
+        s->sb[c] = malloc(VHDX_SB_SIZE);
+        if (!s->sb[c])
+            return err_set(-ENOMEM, "out of memory for a sector bitmap");
+        int r = dev_pread(s->file, s->sb[c], VHDX_SB_SIZE, off);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int read_bat(struct vhdx *s)
 {
     const char *fn = s->dev->filename;
+    bool diff = s->params & VHDX_PARAM_HAS_PARENT;
     s->data_blocks = (s->size + s->block_size - 1) / s->block_size;
-    s->bat_entries = s->data_blocks ? s->data_blocks + (s->data_blocks - 1) / s->chunk_ratio : 0;
+    s->chunks = (s->data_blocks + s->chunk_ratio - 1) / s->chunk_ratio;
+    if (diff)
+        s->bat_entries = s->chunks * (s->chunk_ratio + 1);
+    else
+        s->bat_entries = s->data_blocks ? s->data_blocks + (s->data_blocks - 1) / s->chunk_ratio
+                                        : 0;
     uint64_t bytes = s->bat_entries * 8;
     if (bytes > s->bat_length)
         return err_set(-EINVAL, "%s: the VHDX BAT region at offset %" PRIu64 " has %" PRIu64
@@ -445,6 +498,8 @@ static int read_bat(struct vhdx *s)
         case VHDX_PAYLOAD_FULLY_PRESENT:
             break;
         case VHDX_PAYLOAD_PARTIALLY_PRESENT:
+            if (diff)
+                break;
             return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 ") says "
                            "block %" PRIu64 " is partially present, which only a "
                            "differencing image may say", fn, i, eat, blk);
@@ -472,7 +527,7 @@ static int read_bat(struct vhdx *s)
                            "block %" PRIu64 " (%" PRIu64 " bytes) at offset %" PRIu64 ", over "
                            "%s", fn, i, eat, blk, len, off, what);
     }
-    return 0;
+    return diff ? read_bitmaps(s) : 0;
 }
 
 /* ---- Open and close ------------------------------------------------------- */
@@ -481,13 +536,23 @@ static void free_state(struct vhdx *s)
 {
     if (!s)
         return;
+    if (s->parent)
+        dev_unref(s->parent);
+    for (uint64_t c = 0; s->sb && c < s->chunks; c++)
+        free(s->sb[c]);
+    free(s->sb);
+    free(s->parent_linkage);
+    free(s->parent_linkage2);
+    free(s->relative_path);
+    free(s->absolute_path);
+    free(s->parent_name);
+    free(s->full_parent);
     free(s->bat);
     free(s);
 }
 
 static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
-    (void)os;
     struct vhdx *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");
@@ -498,8 +563,8 @@ static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (file->file_length && file->file_length < s->fsize)
         s->fsize = file->file_length;
     uint8_t sig[8];
-    int r = 0;
-    if (s->fsize < VHDX_HEADER_SECTION)
+    int r = backing_take_options(os, &s->confine, &s->allow_network);
+    if (r == 0 && s->fsize < VHDX_HEADER_SECTION)
         r = err_set(-EINVAL, "%s: the file (%" PRIu64 " bytes) is too short for a VHDX header "
                     "section (%" PRIu64 " bytes)", dev->filename, s->fsize,
                     VHDX_HEADER_SECTION);
@@ -518,6 +583,8 @@ static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         r = read_metadata(s);
     if (r == 0)
         r = read_bat(s);
+    if (r == 0 && (s->params & VHDX_PARAM_HAS_PARENT))
+        r = vhdx_open_parent(s);
     if (r < 0) {
         free_state(s);
         dev->priv = NULL;
@@ -542,14 +609,61 @@ static void vhdx_close(struct vdisk_dev *dev)
 
 /* ---- Reads ---------------------------------------------------------------- */
 
-/* The file offset of the byte at OFF of the disk, or 0 when it reads zero. */
-static uint64_t locate(const struct vhdx *s, uint64_t off)
+enum { AT_ZERO, AT_FILE, AT_PARENT };
+
+static bool sb_bit(const struct vhdx *s, uint64_t off)
 {
-    uint64_t blk = off / s->block_size;
+    uint64_t chunk = off / s->block_size / s->chunk_ratio;
+    uint64_t bit = off / s->logical_sector % (UINT64_C(1) << 23);
+    return (s->sb[chunk][bit / 8] >> (bit % 8)) & 1;
+}
+
+/*
+ * Where the bytes from OFF (before END) are: AT_FILE at *HOST, zeroes, or
+ * the parent's; *N bytes of one kind inside one block.  In a differencing
+ * image a block not present reads the parent, one partially present reads
+ * the sectors its bitmap marks from this file and the others from the
+ * parent; undefined, zero and unmapped blocks read zeroes.
+ */
+static int locate(const struct vhdx *s, uint64_t off, uint64_t end, uint64_t *host,
+                  uint64_t *n)
+{
+    uint64_t blk = off / s->block_size, inb = off % s->block_size;
     uint64_t e = s->bat[blk + blk / s->chunk_ratio];
-    if ((e & VHDX_BAT_STATE_MASK) != VHDX_PAYLOAD_FULLY_PRESENT)
-        return 0;
-    return (e & VHDX_BAT_OFFSET_MASK) + off % s->block_size;
+    *n = s->block_size - inb < end - off ? s->block_size - inb : end - off;
+    *host = (e & VHDX_BAT_OFFSET_MASK) + inb;
+    switch (e & VHDX_BAT_STATE_MASK) {
+    case VHDX_PAYLOAD_FULLY_PRESENT:
+        return AT_FILE;
+    case VHDX_PAYLOAD_PARTIALLY_PRESENT: {
+        bool here = sb_bit(s, off);
+        uint64_t run = s->logical_sector - off % s->logical_sector;
+        while (run < *n && sb_bit(s, off + run) == here)
+            run += s->logical_sector;
+        if (run < *n)
+            *n = run;
+        return here ? AT_FILE : AT_PARENT;
+    }
+    case VHDX_PAYLOAD_NOT_PRESENT:
+        return s->parent ? AT_PARENT : AT_ZERO;
+    default:
+        return AT_ZERO;
+    }
+}
+
+/* N bytes at POS from the parent (zeroes past its end). */
+static int read_parent(struct vdisk_req *req, struct vhdx *s, uint64_t pos, uint64_t n)
+{
+    uint64_t skip = pos - req->offset, psize = dev_size(s->parent);
+    uint64_t have = pos < psize ? (n < psize - pos ? n : psize - pos) : 0;
+    if (have) {
+        int r = req_read_slice(req, s->parent, pos, skip, have);
+        if (r < 0)
+            return r;
+    }
+    if (have < n)
+        iov_memset(req->iov, req->iovcnt, (size_t)(skip + have), 0, (size_t)(n - have));
+    return 0;
 }
 
 static void vhdx_submit(struct vdisk_req *req)
@@ -570,26 +684,25 @@ static void vhdx_submit(struct vdisk_req *req)
     req_hold(req);
     uint64_t pos = req->offset, end = req->offset + req->length;
     while (pos < end) {
-        uint64_t host = locate(s, pos), n = 0;
-        for (;;) {
-            uint64_t step = s->block_size - (pos + n) % s->block_size;
-            if (step > end - pos - n)
-                step = end - pos - n;
-            n += step;
-            if (pos + n >= end)
+        uint64_t host, n;
+        int kind = locate(s, pos, end, &host, &n);
+        while (pos + n < end) {
+            uint64_t h2, n2;
+            int k2 = locate(s, pos + n, end, &h2, &n2);
+            if (k2 != kind || (kind == AT_FILE && h2 != host + n))
                 break;
-            uint64_t h2 = locate(s, pos + n);
-            if (host ? h2 != host + n : h2 != 0)
-                break;
+            n += n2;
         }
-        if (host) {
-            int r = req_read_slice(req, s->file, host, pos - req->offset, n);
-            if (r < 0) {
-                req_set_error(req, r, "out of memory");
-                break;
-            }
-        } else {
+        int r = 0;
+        if (kind == AT_FILE)
+            r = req_read_slice(req, s->file, host, pos - req->offset, n);
+        else if (kind == AT_PARENT)
+            r = read_parent(req, s, pos, n);
+        else
             iov_memset(req->iov, req->iovcnt, (size_t)(pos - req->offset), 0, (size_t)n);
+        if (r < 0) {
+            req_set_error(req, r, "out of memory");
+            break;
         }
         pos += n;
     }
@@ -601,18 +714,54 @@ static void vhdx_submit(struct vdisk_req *req)
 static int vhdx_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                              struct vdisk_extent *ext)
 {
-    (void)dev;
-    (void)off;
-    ext->length = len;
-    ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+    struct vhdx *s = dev->priv;
     ext->depth = 0;
+    if (!s->parent) {
+        /* As QEMU 7.2 shows it. */
+        ext->length = len;
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+        return 0;
+    }
+    uint64_t host, n;
+    int kind = locate(s, off, off + len, &host, &n);
+    ext->length = n;
+    if (kind == AT_FILE) {
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
+        ext->host_offset = host;
+        ext->host_file = s->file->filename;
+        return 0;
+    }
+    if (kind == AT_ZERO) {
+        ext->flags = VDISK_EXT_ZERO | VDISK_EXT_ALLOCATED;
+        return 0;
+    }
+    uint64_t psize = dev_size(s->parent);
+    if (off >= psize) {
+        ext->flags = VDISK_EXT_ZERO;
+        return 0;
+    }
+    int r = dev_block_status(s->parent, off, psize - off < n ? psize - off : n, ext);
+    if (r < 0)
+        return r;
+    ext->depth++;
     return 0;
+}
+
+static struct vdisk_dev *vhdx_backing(struct vdisk_dev *dev)
+{
+    struct vhdx *s = dev->priv;
+    return s->parent;
 }
 
 static void vhdx_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
 {
     struct vhdx *s = dev->priv;
     info->cluster_size = s->block_size;
+    if (s->parent) {
+        info->backing_filename = s->parent_name;
+        info->full_backing_filename = s->full_parent;
+        info->backing_format = "vhdx";
+    }
 }
 
 static int64_t vhdx_allocated_size(struct vdisk_dev *dev)
@@ -649,4 +798,5 @@ const struct vdisk_driver vdisk_driver_vhdx = {
     .allocated_size = vhdx_allocated_size,
     .get_info = vhdx_get_info,
     .check = vhdx_check,
+    .backing = vhdx_backing,
 };

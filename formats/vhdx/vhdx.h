@@ -83,7 +83,10 @@
 /* vdisk's own bounds. */
 #define VHDX_MAX_SIZE         (UINT64_C(64) << 40)    /* 64 TiB, as QEMU */
 #define VHDX_MAX_BAT_BYTES    (UINT64_C(256) << 20)   /* the BAT kept in memory */
-#define VHDX_MAX_LOG_BYTES    (UINT64_C(1) << 32)     /* a log below 4 GiB */
+#define VHDX_MAX_LOCATOR      (64u << 10)             /* a parent locator's bytes */
+#define VHDX_MAX_CHAIN_DEPTH  64                      /* images above a parent */
+#define VHDX_MAX_BITMAP_BYTES (UINT64_C(256) << 20)   /* sector bitmaps kept in memory */
+#define VHDX_SB_SIZE          VHDX_MIB                /* one sector bitmap block */
 
 struct vhdx {
     struct vdisk_dev *dev;
@@ -108,6 +111,15 @@ struct vhdx {
     uint64_t *bat;                    /* host order */
 
     bool log_replayed;                /* on this open */
+
+    /* Differencing images. */
+    uint8_t **sb;                     /* per chunk: its sector bitmap, or NULL */
+    uint64_t chunks;
+    char *parent_linkage, *parent_linkage2, *relative_path, *absolute_path;
+    char *parent_name;                /* the path opened, as the locator gives it */
+    char *full_parent;                /* resolved */
+    struct vdisk_dev *parent;
+    bool confine, allow_network;
 };
 
 /* CRC-32C (Castagnoli) of LEN bytes, with the 4 bytes at SKIP (when
@@ -119,5 +131,10 @@ uint32_t vhdx_crc32c(const uint8_t *buf, size_t len, size_t skip);
  * clears LogGuid in new headers; read-only it refuses the image as
  * qemu-img does.  Returns 0 or -errno with a message. */
 int vhdx_log_open(struct vhdx *s, bool writable);
+
+/* parent.c: the parent locator item (LEN bytes at OFF of the file) into
+ * s's strings; then the parent opened.  0 or -errno with a message. */
+int vhdx_read_locator(struct vhdx *s, uint64_t off, uint32_t len);
+int vhdx_open_parent(struct vhdx *s);
 
 #endif /* VDISK_VHDX_H */

@@ -263,6 +263,164 @@ START_TEST(log_damaged_entry_ignored)
 }
 END_TEST
 
+/* ---- Differencing images ------------------------------------------------- */
+
+/* UTF-16LE of ASCII S at P; returns the bytes written. */
+static unsigned put_utf16(uint8_t *p, const char *s)
+{
+    unsigned n = 0;
+    for (; *s; s++, n += 2) {
+        p[n] = (uint8_t)*s;
+        p[n + 1] = 0;
+    }
+    return n;
+}
+
+/*
+ * c.vhdx: a differencing image over base.vhdx (qemu-img 7.2 makes
+ * neither, nor reads one), from a qemu-made dynamic image (made with
+ * block_state_zero=off, so that untouched blocks are not present): block 0
+ * fully present (0x11), block 2 partially present (0x22 where its sector
+ * bitmap says, sectors 0-7 and 100-163 and the last), block 3 zero, the
+ * rest the parent's.  LINKAGE: the parent's DataWriteGuid as text, or
+ * NULL to take base.vhdx's.  PATH: the relative_path value.
+ */
+static void make_child(const char *linkage, const char *path)
+{
+    RUN_OK("cd '%s' && rm -f c0.vhdx && qemu-img create -q -f vhdx -o "
+           "block_size=1M,block_state_zero=off c0.vhdx 8M && qemu-io -f vhdx -c "
+           "'write -P 0x11 0 1M' -c 'write -P 0x22 2M 1M' -c 'write -P 0x33 3M 1M' c0.vhdx",
+           scratch_dir());
+    size_t n;
+    uint8_t *img = read_file(scratch("c0.vhdx"), &n);
+    ck_assert_uint_eq(n % MIB, 0);
+    img = realloc(img, n + MIB);
+    memset(img + n, 0, MIB);
+    /* The BAT: block 2 partial, block 3 zero, the sector bitmap (chunk
+     * ratio 4096: entry 4096) at the end of the file. */
+    uint64_t b2 = le64_load(img + BAT + 16) & ~(uint64_t)0xfffff;
+    le64_store(img + BAT + 16, b2 | 7);
+    le64_store(img + BAT + 24, 2);
+    le64_store(img + BAT + 4096 * 8, n | 6);
+    uint8_t *sb = img + n;
+    uint32_t first = 2 * MIB / 512; /* block 2's first sector */
+    for (uint32_t sct = 0; sct < 2048; sct++) {
+        bool on = sct < 8 || (sct >= 100 && sct < 164) || sct == 2047;
+        if (on)
+            sb[(first + sct) / 8] |= (uint8_t)(1u << ((first + sct) % 8));
+    }
+    /* File parameters: has a parent; a parent locator item. */
+    le32_store(img + MD_PARAMS + 4, le32_load(img + MD_PARAMS + 4) | 2);
+    uint8_t *t = img + MD;
+    uint16_t cnt = le16_load(t + 10);
+    uint8_t *e = t + 32 + 32 * cnt;
+    static const uint8_t loc_guid[16] = {0x2d, 0x5f, 0xd3, 0xa8, 0x0b, 0xb3, 0x4d, 0x45,
+                                         0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c};
+    static const uint8_t vhdx_type[16] = {0xb7, 0xef, 0x4a, 0xb0, 0x9e, 0xd1, 0x81, 0x4a,
+                                          0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13};
+    char link[39];
+    if (!linkage) {
+        uint8_t *h1 = read_file_at(scratch("base.vhdx"), H1, 4096);
+        uint8_t *h2 = read_file_at(scratch("base.vhdx"), H2, 4096);
+        uint8_t *g = (le64_load(h2 + 8) > le64_load(h1 + 8) ? h2 : h1) + 32;
+        snprintf(link, sizeof link, "{%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x}",
+                 le32_load(g), le16_load(g + 4), le16_load(g + 6), g[8], g[9], g[10], g[11],
+                 g[12], g[13], g[14], g[15]);
+        free(h1);
+        free(h2);
+        linkage = link;
+    }
+    uint32_t loc_at = 65536 + 4096;
+    uint8_t *l = t + loc_at;
+    memcpy(l, vhdx_type, 16);
+    le16_store(l + 18, 2);
+    uint32_t at = 20 + 2 * 12;
+    const char *kv[4] = {"parent_linkage", linkage, "relative_path", path};
+    for (int i = 0; i < 2; i++) {
+        uint8_t *ent = l + 20 + 12 * i;
+        unsigned kl = put_utf16(l + at, kv[2 * i]);
+        le32_store(ent, at);
+        le16_store(ent + 8, (uint16_t)kl);
+        at += kl;
+        unsigned vl = put_utf16(l + at, kv[2 * i + 1]);
+        le32_store(ent + 4, at);
+        le16_store(ent + 10, (uint16_t)vl);
+        at += vl;
+    }
+    memcpy(e, loc_guid, 16);
+    le32_store(e + 16, loc_at);
+    le32_store(e + 20, at);
+    le32_store(e + 24, 6);
+    le16_store(t + 10, (uint16_t)(cnt + 1));
+    write_file(scratch("c.vhdx"), img, n + MIB);
+    free(img);
+}
+
+START_TEST(differencing)
+{
+    RUN_OK("cd '%s' && rm -f base.vhdx && qemu-img create -q -f vhdx -o block_size=1M base.vhdx "
+           "8M && qemu-io -f vhdx -c 'write -P 0xaa 0 8M' -c 'write -P 0xbb 5M 4k' base.vhdx && "
+           "qemu-img convert -O raw base.vhdx base.raw", scratch_dir());
+    make_child(NULL, "base.vhdx");
+    size_t n;
+    uint8_t *model = read_file(scratch("base.raw"), &n);
+    ck_assert_uint_eq(n, 8 * MIB);
+    memset(model, 0x11, MIB);
+    for (uint32_t sct = 0; sct < 2048; sct++)
+        if (sct < 8 || (sct >= 100 && sct < 164) || sct == 2047)
+            memset(model + 2 * MIB + 512 * sct, 0x22, 512);
+    memset(model + 3 * MIB, 0, MIB);
+    RUN_OK("cd '%s' && rm -f v.raw && '%s' convert -O raw c.vhdx v.raw", scratch_dir(),
+           vdisk_bin());
+    size_t vn;
+    uint8_t *v = read_file(scratch("v.raw"), &vn);
+    ck_assert_uint_eq(vn, n);
+    assert_same_bytes(v, model, n, 0, "c.vhdx");
+    free(v);
+    /* Unaligned reads across the bitmap's runs, through the library. */
+    vdisk_dev *d;
+    ck_assert_int_eq(vdisk_open(&d, scratch("c.vhdx"), NULL), 0);
+    uint8_t buf[70000];
+    static const uint64_t offs[] = {2 * MIB - 1000, 2 * MIB + 3000, 2 * MIB + 50000,
+                                    3 * MIB - 20000, 5 * MIB - 10};
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+        ck_assert_int_eq(vdisk_pread(d, buf, sizeof buf, offs[i]), 0);
+        assert_same_bytes(buf, model + offs[i], sizeof buf, offs[i], "pread");
+    }
+    vdisk_close(d);
+    free(model);
+    struct run *r = run("cd '%s' && '%s' info c.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_msg(r->status == 0 && strstr(r->out, "backing file: base.vhdx\n") &&
+                  strstr(r->out, "backing file format: vhdx\n"), "%s%s", r->out, r->err);
+    /* map: block 0 here, block 2 by runs, block 3 zero, the rest below. */
+    r = run("cd '%s' && '%s' map --output=json c.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_msg(r->status == 0 && strstr(r->out, "{ \"start\": 1048576, \"length\": 1048576, "
+                  "\"depth\": 1, \"present\": true, \"zero\": false, \"data\": true"), "%s%s",
+                  r->out, r->err);
+    ck_assert_msg(strstr(r->out, "{ \"start\": 3145728, \"length\": 1048576, \"depth\": 0, "
+                  "\"present\": true, \"zero\": true, \"data\": false"), "%s", r->out);
+    /* The parent changed: its DataWriteGuid is not the linkage. */
+    make_child("{00000000-1111-2222-3333-444444444444}", "base.vhdx");
+    ck_assert_int_eq(vdisk_open(&d, scratch("c.vhdx"), NULL), -EINVAL);
+    ck_assert_msg(strstr(vdisk_get_error(), "the image's parent locator expects "
+                                            "{00000000-1111-2222-3333-444444444444} (the "
+                                            "parent changed since)"), "%s", vdisk_get_error());
+    /* A Windows relative path; a missing parent. */
+    make_child(NULL, ".\\base.vhdx");
+    same_as_qemu_img("info --output=json", "base.vhdx");
+    RUN_OK("cd '%s' && '%s' convert -O raw c.vhdx v.raw", scratch_dir(), vdisk_bin());
+    make_child(NULL, "nothere.vhdx");
+    ck_assert_int_ne(vdisk_open(&d, scratch("c.vhdx"), NULL), 0);
+    ck_assert_msg(strstr(vdisk_get_error(), "nothere.vhdx"), "%s", vdisk_get_error());
+    make_child(NULL, "C:\\VMs\\base.vhdx");
+    ck_assert_int_eq(vdisk_open(&d, scratch("c.vhdx"), NULL), -ENOTSUP);
+    ck_assert_str_eq(vdisk_get_error(),
+                     fmt("vdisk_open: %s: the VHDX parent locator names the parent "
+                         "'C:\\VMs\\base.vhdx' only by a Windows volume or drive path, which "
+                         "vdisk cannot open", scratch("c.vhdx")));
+}
+END_TEST
+
 /* ---- Damaged images ------------------------------------------------------ */
 
 static void refused(const char *file, int err, const char *msg)
@@ -404,6 +562,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, read_only);
     tcase_add_test(tc, log_replay);
     tcase_add_test(tc, log_damaged_entry_ignored);
+    tcase_add_test(tc, differencing);
     tcase_add_test(tc, hostile_headers_messages);
     suite_add_tcase(s, tc);
     return s;
