@@ -121,50 +121,58 @@ static int entry_at(struct log *l, uint64_t off, struct entry *e)
     return ok;
 }
 
-/* The active sequence: its first entry's offset and the head; *FOUND. */
+/*
+ * The active sequence: the tail and the head; *FOUND.  A start reached
+ * inside another run is not tried again: its run is a suffix of that one,
+ * with the same head and no more entries.
+ */
 static int search(struct log *l, uint64_t *tail, struct entry *head, bool *found)
 {
     *found = false;
-    for (uint64_t start = 0; start < l->len; start += VHDX_LOG_SECTOR) {
-        struct entry e;
-        int r = entry_at(l, start, &e);
-        if (r < 0)
-            return r;
-        if (r == 0 || (*found && e.seq <= head->seq))
+    uint64_t slots = l->len / VHDX_LOG_SECTOR;
+    uint8_t *inside = calloc(slots / 8 + 1, 1);
+    uint64_t *offs = malloc(slots * sizeof *offs);
+    int r = inside && offs ? 0 : -ENOMEM;
+    for (uint64_t k = 0; r == 0 && k < slots; k++) {
+        if (inside[k / 8] & (1u << (k % 8)))
             continue;
+        struct entry cur;
+        r = entry_at(l, k * VHDX_LOG_SECTOR, &cur);
+        if (r <= 0)
+            continue;
+        r = 0;
         /* Walk on while the next entry continues the run. */
-        uint64_t n = 1, limit = l->len / VHDX_LOG_SECTOR;
-        struct entry cur = e, next;
-        bool tail_in = cur.tail == start;
-        while (n < limit) {
+        uint64_t n = 0;
+        offs[n++] = cur.off;
+        while (n < slots) {
             uint64_t at = (cur.off + cur.len) % l->len;
-            if (at == start)
+            if (at == offs[0])
                 break;
-            r = entry_at(l, at, &next);
-            if (r < 0)
-                return r;
-            if (r == 0 || next.seq != cur.seq + 1)
+            struct entry next;
+            int v = entry_at(l, at, &next);
+            if (v < 0) {
+                r = v;
+                break;
+            }
+            if (v == 0 || next.seq != cur.seq + 1)
                 break;
             cur = next;
-            n++;
+            offs[n++] = at;
+            inside[at / VHDX_LOG_SECTOR / 8] |= (uint8_t)(1u << (at / VHDX_LOG_SECTOR % 8));
         }
         /* The head's tail must be one of the run's entries. */
-        uint64_t at = start;
-        tail_in = false;
-        for (uint64_t k = 0; k < n; k++) {
-            if (at == cur.tail)
-                tail_in = true;
-            struct entry x;
-            if (k + 1 < n && entry_at(l, at, &x) == 1)
-                at = (at + x.len) % l->len;
-        }
-        if (tail_in && (!*found || cur.seq > head->seq)) {
+        bool tail_in = false;
+        for (uint64_t i = 0; i < n && !tail_in; i++)
+            tail_in = offs[i] == cur.tail;
+        if (r == 0 && tail_in && (!*found || cur.seq > head->seq)) {
             *found = true;
             *head = cur;
             *tail = cur.tail;
         }
     }
-    return 0;
+    free(inside);
+    free(offs);
+    return r;
 }
 
 /* Writes LEN bytes of BUF (NULL: zeroes) at OFF of the file, inside the
