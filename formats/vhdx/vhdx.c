@@ -8,9 +8,10 @@
  * differencing images, which QEMU refuses: their parent (parent.c) reads
  * where a block is not present, and where a partially present block's
  * sector bitmap (the chunk's, held in memory) has a clear bit.
- * A writable open is allowed only to replay the log (vdisk check -r all,
- * as qemu-img check -r all does); the device then stays read-only:
- * writes go through a conversion (vdisk convert -O qcow2).
+ * A writable open is refused, with the command that converts the image,
+ * but for a repair (the open option repair=on, which vdisk check -r
+ * gives): that one replays the log, as qemu-img check -r all does, and the
+ * device stays read-only.
  *
  * Every offset and length an image gives is checked against the file's
  * length, the header section, and the other regions before it is used;
@@ -553,6 +554,14 @@ static void free_state(struct vhdx *s)
 
 static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
 {
+    bool repair = false;
+    const char *rep = os ? opt_take(os, "repair") : NULL;
+    if (rep && opt_bool("repair", rep, &repair) < 0)
+        return -EINVAL;
+    if (!dev->params.read_only && !repair)
+        return err_set(-ENOTSUP, "%s: vdisk reads VHDX images but does not write them (open it "
+                       "read-only, or convert it: vdisk convert -f vhdx -O qcow2 %s "
+                       "IMAGE.qcow2)", dev->filename, dev->filename);
     struct vhdx *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");

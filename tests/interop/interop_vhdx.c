@@ -39,6 +39,16 @@ uint32_t vhdx_crc32c(const uint8_t *buf, size_t len, size_t skip);
 #define MD_SIZE (MD + 65544)
 #define MD_LOGICAL (MD + 65568)
 
+static int open_ro(vdisk_dev **d, const char *file)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    int r = vdisk_open(d, file, o);
+    vdisk_options_free(o);
+    return r;
+}
+
 static void info_map_check_raw(const char *file)
 {
     same_as_qemu_img("info", file);
@@ -91,7 +101,7 @@ START_TEST(logical_sector_4096)
     r = run("cd '%s' && '%s' info --output=json l.vhdx", scratch_dir(), vdisk_bin());
     ck_assert_msg(strstr(r->out, "\"cluster-size\": 1048576"), "%s", r->out);
     vdisk_dev *d;
-    ck_assert_int_eq(vdisk_open(&d, scratch("l.vhdx"), NULL), 0);
+    ck_assert_int_eq(open_ro(&d, scratch("l.vhdx")), 0);
     ck_assert_uint_eq(vdisk_get_block_size(d), 4096);
     vdisk_close(d);
 }
@@ -116,17 +126,22 @@ START_TEST(convert_out)
 }
 END_TEST
 
-/* Read-only: writes are refused, a writable open is allowed (to replay a
- * log) but the device stays read-only. */
+/* Read-only: a writable open is refused with the command that converts
+ * the image, but for a repair (repair=on, as check -r opens), which
+ * replays a log and leaves the device read-only. */
 START_TEST(read_only)
 {
     RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx q.vhdx 10M", scratch_dir());
-    struct run *r = run("%s io -c 'write 0 4k' '%s'", vdisk_bin(), scratch("q.vhdx"));
+    struct run *r = run("cd '%s' && '%s' io -c 'write 0 4k' q.vhdx", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
+    ck_assert_str_eq(r->err, "vdisk: vdisk_open: q.vhdx: vdisk reads VHDX images but does not "
+                             "write them (open it read-only, or convert it: vdisk convert -f "
+                             "vhdx -O qcow2 q.vhdx IMAGE.qcow2)\n");
     vdisk_dev *d;
     vdisk_options *o;
     ck_assert_int_eq(vdisk_options_new(&o), 0);
     ck_assert_int_eq(vdisk_options_set(o, "read-only", "off"), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "repair", "on"), 0);
     ck_assert_int_eq(vdisk_open(&d, scratch("q.vhdx"), o), 0);
     vdisk_options_free(o);
     ck_assert_int_eq(vdisk_is_read_only(d), 1);
@@ -265,6 +280,7 @@ END_TEST
 
 /* ---- Differencing images ------------------------------------------------- */
 
+
 /* UTF-16LE of ASCII S at P; returns the bytes written. */
 static unsigned put_utf16(uint8_t *p, const char *s)
 {
@@ -379,7 +395,7 @@ START_TEST(differencing)
     free(v);
     /* Unaligned reads across the bitmap's runs, through the library. */
     vdisk_dev *d;
-    ck_assert_int_eq(vdisk_open(&d, scratch("c.vhdx"), NULL), 0);
+    ck_assert_int_eq(open_ro(&d, scratch("c.vhdx")), 0);
     uint8_t buf[70000];
     static const uint64_t offs[] = {2 * MIB - 1000, 2 * MIB + 3000, 2 * MIB + 50000,
                                     3 * MIB - 20000, 5 * MIB - 10};
@@ -401,7 +417,7 @@ START_TEST(differencing)
                   "\"present\": true, \"zero\": true, \"data\": false"), "%s", r->out);
     /* The parent changed: its DataWriteGuid is not the linkage. */
     make_child("{00000000-1111-2222-3333-444444444444}", "base.vhdx");
-    ck_assert_int_eq(vdisk_open(&d, scratch("c.vhdx"), NULL), -EINVAL);
+    ck_assert_int_eq(open_ro(&d, scratch("c.vhdx")), -EINVAL);
     ck_assert_msg(strstr(vdisk_get_error(), "the image's parent locator expects "
                                             "{00000000-1111-2222-3333-444444444444} (the "
                                             "parent changed since)"), "%s", vdisk_get_error());
@@ -410,10 +426,10 @@ START_TEST(differencing)
     same_as_qemu_img("info --output=json", "base.vhdx");
     RUN_OK("cd '%s' && '%s' convert -O raw c.vhdx v.raw", scratch_dir(), vdisk_bin());
     make_child(NULL, "nothere.vhdx");
-    ck_assert_int_ne(vdisk_open(&d, scratch("c.vhdx"), NULL), 0);
+    ck_assert_int_ne(open_ro(&d, scratch("c.vhdx")), 0);
     ck_assert_msg(strstr(vdisk_get_error(), "nothere.vhdx"), "%s", vdisk_get_error());
     make_child(NULL, "C:\\VMs\\base.vhdx");
-    ck_assert_int_eq(vdisk_open(&d, scratch("c.vhdx"), NULL), -ENOTSUP);
+    ck_assert_int_eq(open_ro(&d, scratch("c.vhdx")), -ENOTSUP);
     ck_assert_str_eq(vdisk_get_error(),
                      fmt("vdisk_open: %s: the VHDX parent locator names the parent "
                          "'C:\\VMs\\base.vhdx' only by a Windows volume or drive path, which "
@@ -426,7 +442,7 @@ END_TEST
 static void refused(const char *file, int err, const char *msg)
 {
     vdisk_dev *d = NULL;
-    int r = vdisk_open(&d, file, NULL);
+    int r = open_ro(&d, file);
     ck_assert_msg(r == err, "%s: vdisk_open returned %d, expected %d (%s)", file, r, err,
                   vdisk_get_error());
     if (msg)
