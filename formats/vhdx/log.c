@@ -38,7 +38,7 @@
 #include "vhdx.h"
 
 #define VHDX_MAX_REPLAY_LOG    (UINT64_C(64) << 20)
-#define VHDX_LOG_SEARCH_BUDGET (UINT64_C(1) << 30)
+#define VHDX_LOG_SEARCH_BUDGET (UINT64_C(256) << 20)
 #define VHDX_MAX_FILE          (UINT64_C(128) << 40)
 
 struct log {

@@ -258,6 +258,81 @@ START_TEST(log_replay)
 }
 END_TEST
 
+/* A log entry at log offset AT of IMG (log at MIB): sequence SEQ, tail
+ * TAIL, one data sector of byte V at file offset OFF; returns its length. */
+static uint32_t put_entry(uint8_t *img, size_t n, uint32_t at, uint64_t seq, uint32_t tail,
+                          uint8_t v, uint64_t off)
+{
+    uint8_t *e = img + MIB + at;
+    memset(e, 0, 2 * 4096);
+    memcpy(e, "loge", 4);
+    le32_store(e + 8, 2 * 4096);
+    le32_store(e + 12, tail);
+    le64_store(e + 16, seq);
+    le32_store(e + 24, 1);
+    for (int i = 0; i < 16; i++)
+        e[32 + i] = (uint8_t)(0xa0 + i);
+    le64_store(e + 48, n);
+    le64_store(e + 56, n);
+    uint8_t *d = e + 64;
+    memcpy(d, "desc", 4);
+    memset(d + 4, v, 4);
+    memset(d + 8, v, 8);
+    le64_store(d + 16, off);
+    le64_store(d + 24, seq);
+    uint8_t *ds = e + 4096;
+    memcpy(ds, "data", 4);
+    le32_store(ds + 4, (uint32_t)(seq >> 32));
+    memset(ds + 8, v, 4084);
+    le32_store(ds + 4092, (uint32_t)seq);
+    le32_store(e + 4, vhdx_crc32c(e, 2 * 4096, 4));
+    return 2 * 4096;
+}
+
+/*
+ * Several entries, as the spec's search sees them: an old sequence (1, 2),
+ * then a newer one (7, 8, 9) whose head's tail is its second entry, so that
+ * 7 is not replayed (flushed already), 8 and 9 are; qemu-img check -r all
+ * is the oracle.
+ */
+START_TEST(log_sequences)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=1M q.vhdx 10M "
+           "&& qemu-io -f vhdx -c 'write -P 0x11 0 2M' q.vhdx", scratch_dir());
+    size_t n;
+    uint8_t *img = read_file(scratch("q.vhdx"), &n);
+    uint64_t blk0 = le64_load(img + BAT) & ~(uint64_t)0xfffff;
+    uint32_t at = 0;
+    at += put_entry(img, n, at, 1, 0, 0x01, blk0);
+    at += put_entry(img, n, at, 2, 0, 0x02, blk0 + 4096);
+    uint32_t seven = at;
+    at += put_entry(img, n, at, 7, seven, 0x07, blk0 + 8192);
+    uint32_t eight = at;
+    at += put_entry(img, n, at, 8, seven, 0x08, blk0 + 12288);
+    put_entry(img, n, at, 9, eight, 0x09, blk0 + 16384);
+    uint32_t cur = le64_load(img + H2 + 8) > le64_load(img + H1 + 8) ? H2 : H1;
+    for (int i = 0; i < 16; i++)
+        img[cur + 48 + i] = (uint8_t)(0xa0 + i);
+    header_sum(img, cur);
+    write_file(scratch("q-dirty.vhdx"), img, n);
+    write_file(scratch("v-dirty.vhdx"), img, n);
+    free(img);
+    struct run *q = run("cd '%s' && qemu-img check -r all q-dirty.vhdx", scratch_dir());
+    char *qout = strdup(q->out);
+    struct run *r = run("cd '%s' && '%s' check -r all v-dirty.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_str_eq(r->out, qout);
+    free(qout);
+    RUN_OK("cd '%s' && qemu-img convert -O raw q-dirty.vhdx q.raw && "
+           "qemu-img convert -O raw v-dirty.vhdx v.raw && cmp q.raw v.raw", scratch_dir());
+    uint8_t *raw = read_file(scratch("v.raw"), &n);
+    ck_assert_uint_eq(raw[0], 0x11);
+    ck_assert_uint_eq(raw[8192], 0x11);  /* 7: before the tail */
+    ck_assert_uint_eq(raw[12288], 0x08);
+    ck_assert_uint_eq(raw[16384], 0x09);
+    free(raw);
+}
+END_TEST
+
 /* A log whose entry is damaged (its CRC) holds no active sequence: the
  * image opens read-only as it is, as qemu-img opens it. */
 START_TEST(log_damaged_entry_ignored)
@@ -573,6 +648,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, convert_out);
     tcase_add_test(tc, read_only);
     tcase_add_test(tc, log_replay);
+    tcase_add_test(tc, log_sequences);
     tcase_add_test(tc, log_damaged_entry_ignored);
     tcase_add_test(tc, differencing);
     tcase_add_test(tc, hostile_headers_messages);
