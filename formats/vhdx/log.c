@@ -176,8 +176,8 @@ static int search(struct log *l, uint64_t *tail, struct entry *head, bool *found
 }
 
 /* Writes LEN bytes of BUF (NULL: zeroes) at OFF of the file, inside the
- * bounds a descriptor may write. */
-static int replay_write(struct log *l, const uint8_t *buf, uint64_t off, uint64_t len)
+ * bounds a descriptor may write; with DRY, only checks them. */
+static int replay_write(struct log *l, const uint8_t *buf, uint64_t off, uint64_t len, bool dry)
 {
     struct vhdx *s = l->s;
     if (off < VHDX_RT1_OFFSET || off + len > VHDX_MAX_FILE || off + len < off ||
@@ -186,10 +186,12 @@ static int replay_write(struct log *l, const uint8_t *buf, uint64_t off, uint64_
                        PRIu64 ": over the file identifier, the headers or the log (at offset %"
                        PRIu64 "), or past %" PRIu64 " bytes", s->dev->filename, len, off,
                        s->log_offset, VHDX_MAX_FILE);
+    if (dry)
+        return 0;
     return buf ? dev_pwrite(s->file, buf, len, off) : dev_write_zeroes(s->file, off, len, 0);
 }
 
-static int replay_entry(struct log *l, const struct entry *e)
+static int replay_entry(struct log *l, const struct entry *e, bool dry)
 {
     uint8_t *b = malloc(e->len);
     if (!b)
@@ -204,13 +206,13 @@ static int replay_entry(struct log *l, const struct entry *e)
         const uint8_t *d = b + VHDX_LOG_ENTRY_HDR + (size_t)i * VHDX_LOG_DESC_SIZE;
         uint64_t off = le64_load(d + 16);
         if (memcmp(d, "zero", 4) == 0) {
-            r = replay_write(l, NULL, off, le64_load(d + 8));
+            r = replay_write(l, NULL, off, le64_load(d + 8), dry);
         } else {
             const uint8_t *ds = b + (dsec + ndata++) * VHDX_LOG_SECTOR;
             memcpy(sec, d + 8, 8);
             memcpy(sec + 8, ds + 8, 4084);
             memcpy(sec + 4092, d + 4, 4);
-            r = replay_write(l, sec, off, VHDX_LOG_SECTOR);
+            r = replay_write(l, sec, off, VHDX_LOG_SECTOR, dry);
         }
     }
     free(b);
@@ -283,15 +285,19 @@ int vhdx_log_open(struct vhdx *s, bool writable)
         r = err_set(-EINVAL, "%s: the VHDX log's head entry (log offset %" PRIu64 ") says the "
                     "file was flushed up to %" PRIu64 " bytes; it has %" PRIu64 ": the image "
                     "has been truncated", fn, head.off, head.flushed, s->fsize);
-    /* From the tail to the head. */
-    for (uint64_t at = tail; r == 0 && found;) {
-        struct entry e;
-        r = entry_at(&l, at, &e) == 1 ? replay_entry(&l, &e)
-                                       : err_set(-EIO, "%s: the VHDX log changed while read",
-                                                 fn);
-        if (r < 0 || e.seq == head.seq)
-            break;
-        at = (at + e.len) % l.len;
+    /* From the tail to the head: every descriptor checked, then written
+     * (nothing is written when one is refused). */
+    l.budget = UINT64_MAX; /* the sequence: at most the log, twice */
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint64_t at = tail; r == 0 && found;) {
+            struct entry e;
+            r = entry_at(&l, at, &e) == 1 ? replay_entry(&l, &e, pass == 0)
+                                           : err_set(-EIO, "%s: the VHDX log changed while "
+                                                     "read", fn);
+            if (r < 0 || e.seq == head.seq)
+                break;
+            at = (at + e.len) % l.len;
+        }
     }
     free(l.buf);
     if (r == 0 && found && head.last > dev_size(s->file))

@@ -333,6 +333,47 @@ START_TEST(log_sequences)
 }
 END_TEST
 
+/* Hostile logs: a descriptor over the headers, a head that says the file
+ * was longer: refused, with the place, for a repair; read-only the image
+ * is refused as one with a log to replay. */
+START_TEST(log_hostile)
+{
+    RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx -o block_size=1M q.vhdx 10M",
+           scratch_dir());
+    size_t n;
+    uint8_t *img = read_file(scratch("q.vhdx"), &n);
+    uint32_t cur = le64_load(img + H2 + 8) > le64_load(img + H1 + 8) ? H2 : H1;
+    for (int i = 0; i < 16; i++)
+        img[cur + 48 + i] = (uint8_t)(0xa0 + i);
+    header_sum(img, cur);
+    put_entry(img, n, 0, 3, 0, 0x55, H1);
+    write_file(scratch("h.vhdx"), img, n);
+    struct run *r = run("cd '%s' && '%s' check -r all h.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "vdisk: vdisk_open: h.vhdx: a VHDX log descriptor writes 4096 "
+                             "bytes at offset 65536: over the file identifier, the headers or "
+                             "the log (at offset 1048576), or past 140737488355328 bytes\n");
+    r = run("cd '%s' && '%s' info h.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_msg(strstr(r->err, "contains a log that needs to be replayed"), "%s", r->err);
+    /* Into the log itself. */
+    put_entry(img, n, 0, 3, 0, 0x55, MIB + 65536);
+    write_file(scratch("h.vhdx"), img, n);
+    r = run("cd '%s' && '%s' check -r all h.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_msg(strstr(r->err, "a VHDX log descriptor writes 4096 bytes at offset 1114112"),
+                  "%s", r->err);
+    /* Flushed up to more than the file holds. */
+    put_entry(img, n, 0, 3, 0, 0x55, 4 * MIB);
+    le64_store(img + MIB + 48, n + MIB);
+    le32_store(img + MIB + 4, vhdx_crc32c(img + MIB, 2 * 4096, 4));
+    write_file(scratch("h.vhdx"), img, n);
+    r = run("cd '%s' && '%s' check -r all h.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: h.vhdx: the VHDX log's head entry (log "
+                                 "offset 0) says the file was flushed up to %zu bytes; it has "
+                                 "%zu: the image has been truncated\n", n + MIB, n));
+    free(img);
+}
+END_TEST
+
 /* A log whose entry is damaged (its CRC) holds no active sequence: the
  * image opens read-only as it is, as qemu-img opens it. */
 START_TEST(log_damaged_entry_ignored)
@@ -649,6 +690,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, read_only);
     tcase_add_test(tc, log_replay);
     tcase_add_test(tc, log_sequences);
+    tcase_add_test(tc, log_hostile);
     tcase_add_test(tc, log_damaged_entry_ignored);
     tcase_add_test(tc, differencing);
     tcase_add_test(tc, hostile_headers_messages);
