@@ -19,7 +19,10 @@
  * found, never guessed.
  *
  * Block status follows QEMU 7.2, whose VHDX driver has none: the whole
- * disk is data (qemu-img map shows it so, and no host offsets).
+ * disk is data (qemu-img map shows it so, and no host offsets); in a
+ * differencing image each layer answers for its part (this file's data
+ * with its offsets, zero blocks, the parent's below).  Undefined and
+ * unmapped blocks read zeroes, in a differencing image too.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -96,7 +99,7 @@ static int vhdx_probe(const uint8_t *buf, size_t len)
 
 /* ---- Open: headers -------------------------------------------------------- */
 
-/* Why header I (0 or 1) in BUF is not valid, or NULL. */
+/* Why the header in BUF is not valid (written to WHY), or NULL. */
 static const char *header_invalid(const uint8_t *buf, char *why, size_t whylen)
 {
     if (memcmp(buf + VHDX_H_SIGNATURE, "head", 4) != 0) {
