@@ -26,6 +26,7 @@ const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_qed,
     &vdisk_driver_vmdk,
     &vdisk_driver_vpc,
+    &vdisk_driver_vhdx,
     &vdisk_driver_bochs,
     &vdisk_driver_cloop,
     &vdisk_driver_parallels,

@@ -614,6 +614,8 @@ extern const struct vdisk_driver vdisk_driver_parallels;
 extern const struct vdisk_driver vdisk_driver_vmdk;
 /* VHD images (formats/vpc), "vpc" as QEMU names the format. */
 extern const struct vdisk_driver vdisk_driver_vpc;
+/* VHDX images (formats/vhdx), read only (a writable open replays the log). */
+extern const struct vdisk_driver vdisk_driver_vhdx;
 /* NBD exports (formats/nbd/nbd.c): the protocol of names that
  * dev_is_nbd_name() accepts. */
 extern const struct vdisk_driver vdisk_driver_nbd;

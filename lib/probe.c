@@ -10,7 +10,7 @@
  * are not the disk.
  *
  * The signatures are those QEMU 7.2's probe functions look for (dmg, qcow,
- * vhdx, LUKS; qed, vdi, vmdk, vpc, bochs, cloop and parallels have
+ * LUKS; qed, vdi, vmdk, vpc, vhdx, bochs, cloop and parallels have
  * drivers), with their
  * scores.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
@@ -28,12 +28,6 @@ static bool has(const uint8_t *b, size_t off, const char *s, size_t n)
 
 /* VMware: a sparse extent ("KDMV", or "COWD" for ESX), or a text descriptor
  * whose first line that is neither a comment nor blank is version=1..3. */
-static int probe_vhdx(const uint8_t *b, const char *name)
-{
-    (void)name;
-    return has(b, 0, "vhdxfile", 8) ? 100 : 0;
-}
-
 static int probe_qcow1(const uint8_t *b, const char *name)
 {
     (void)name;
@@ -60,7 +54,6 @@ static const struct foreign_format foreign_formats[] = {
     {"DMG", "dmg", probe_dmg},
     {"LUKS", "luks", probe_luks},
     {"QCOW", "qcow", probe_qcow1},
-    {"VHDX", "vhdx", probe_vhdx},
 };
 
 void probe_block(const uint8_t *buf, const char *filename, struct probe_result *res)

@@ -16,11 +16,11 @@
  *   - An image whose header names a backing file without its format (QEMU
  *     before 6.1) reads its qcow2 base as qcow2, not as raw, with one
  *     warning; info prints what qemu-img info prints.
- *   - VHDX, QCOW, LUKS and DMG
+ *   - QCOW, LUKS and DMG
  *     images are refused with the format's name, never read as raw; -f raw
  *     still opens them as raw.  A guest cannot write their signatures, nor
- *     those of the formats vdisk reads (qcow2, vdi, vpc, qed, vmdk, bochs,
- *     cloop, parallels), into a probed raw disk.
+ *     those of the formats vdisk reads (qcow2, vdi, vpc, qed, vmdk, vhdx,
+ *     bochs, cloop, parallels), into a probed raw disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -248,7 +248,7 @@ END_TEST
  * hand. */
 struct sample {
     const char *file;     /* in the scratch folder */
-    const char *name;     /* "VHDX (vhdx)" */
+    const char *name;     /* "QCOW (qcow)" */
     const char *qemu_fmt; /* what qemu-img info calls it, or NULL */
 };
 
@@ -257,7 +257,7 @@ static const struct sample samples[] = {
     {"d.vmdk", "vmdk", "vmdk"},              /* text descriptor */
     {"cowd.vmdk", "vmdk", NULL},             /* "COWD" (ESX): vmdk's, refused at open */
     {"s.vhd", "vpc", "vpc"},                 /* read by vdisk: guarded only */
-    {"s.vhdx", "VHDX (vhdx)", "vhdx"},
+    {"s.vhdx", "vhdx", "vhdx"},              /* read by vdisk: guarded only */
     {"s.vdi", "vdi", "vdi"},                 /* read by vdisk: guarded only */
     {"s.qed", "qed", "qed"},                 /* read by vdisk: guarded only */
     {"s.parallels", "parallels", "parallels"}, /* read by vdisk: guarded only */

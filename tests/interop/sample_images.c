@@ -7,13 +7,16 @@
  * qemu-img 7.2:
  *   - those of formats vdisk reads (VHD from Virtual PC, Hyper-V and
  *     disk2vhd, a VMDK of version 3, a raw MBR, bochs, cloop,
- *     Parallels of both layouts and with a dirty bitmap) give the same info (human
+ *     Parallels of both layouts and with a dirty bitmap, VHDX from QEMU and
+ *     disk2vhd) give the same info (human
  *     and JSON), map and check as with qemu-img, and vdisk's raw copy is
  *     what qemu-img reads in them;
  *   - the two that fuzzers made (afl5.img, afl9.vmdk), which qemu-img
  *     refuses, vdisk refuses too, with its reason;
- *   - those of formats vdisk does not read yet (VHDX, DMG) are
- *     refused by name, never read as raw.
+ *   - a VHDX with a log to replay is refused read-only, in qemu-img's
+ *     words, and replayed by check -r all as qemu-img replays it;
+ *   - DMG, which vdisk does not read yet, is refused by name, never read
+ *     as raw.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +43,8 @@ START_TEST(read_as_qemu_img_reads_them)
                                         "d2v-zerofilled.vhd", "iotest-version3.vmdk",
                                         "grub_mbr.raw", "empty.bochs",
                                         "simple-pattern.cloop", "parallels-v1",
-                                        "parallels-v2", "parallels-with-bitmap"};
+                                        "parallels-v2", "parallels-with-bitmap",
+                                        "iotest-dynamic-1G.vhdx", "test-disk2vhd.vhdx"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         unpack(names[i]);
         same_as_qemu_img("info", names[i]);
@@ -86,9 +90,6 @@ START_TEST(formats_not_read_yet_refused_by_name)
     static const struct {
         const char *name, *format;
     } cases[] = {
-        {"iotest-dynamic-1G.vhdx", "VHDX (vhdx)"},
-        {"iotest-dirtylog-10G-4M.vhdx", "VHDX (vhdx)"},
-        {"test-disk2vhd.vhdx", "VHDX (vhdx)"},
         {"simple-dmg.dmg", "DMG (dmg)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -100,6 +101,31 @@ START_TEST(formats_not_read_yet_refused_by_name)
                                      cases[i].name, cases[i].format));
         RUN_OK("cd '%s' && rm -f '%s'", scratch_dir(), cases[i].name);
     }
+}
+END_TEST
+
+/* A VHDX left with a log to replay: a read-only open is refused in
+ * qemu-img's words; check -r all replays it as qemu-img's does (the same
+ * report, the same disk afterwards). */
+START_TEST(vhdx_log_replayed_as_qemu_img_replays_it)
+{
+    const char *name = "iotest-dirtylog-10G-4M.vhdx";
+    unpack(name);
+    struct run *v = run("cd '%s' && '%s' info '%s'", scratch_dir(), vdisk_bin(), name);
+    ck_assert_int_eq(v->status, 1);
+    ck_assert_str_eq(v->err, fmt("vdisk: vdisk_open: VHDX image file '%s' opened read-only, "
+                                 "but contains a log that needs to be replayed (to replay the "
+                                 "log, run: vdisk check -r all '%s')\n", name, name));
+    RUN_OK("cd '%s' && cp '%s' q.vhdx && cp '%s' v.vhdx", scratch_dir(), name, name);
+    struct run *q = run("cd '%s' && qemu-img check -r all q.vhdx", scratch_dir());
+    char *qout = strdup(q->out);
+    int qstatus = q->status;
+    v = run("cd '%s' && '%s' check -r all v.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_int_eq(v->status, qstatus);
+    ck_assert_str_eq(v->out, qout);
+    free(qout);
+    RUN_OK("cd '%s' && qemu-img compare q.vhdx v.vhdx && qemu-img check v.vhdx && rm -f q.vhdx "
+           "v.vhdx '%s'", scratch_dir(), name);
 }
 END_TEST
 
@@ -116,6 +142,7 @@ int main(void)
     tcase_add_test(tc, read_as_qemu_img_reads_them);
     tcase_add_test(tc, fuzzed_images_refused_as_qemu_img_refuses_them);
     tcase_add_test(tc, formats_not_read_yet_refused_by_name);
+    tcase_add_test(tc, vhdx_log_replayed_as_qemu_img_replays_it);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

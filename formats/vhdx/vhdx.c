@@ -1,0 +1,814 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/vhdx/vhdx.c: the VHDX driver (Hyper-V images, [MS-VHDX]): probe,
+ * open (headers, region tables, metadata, BAT), reads, block status, info,
+ * check.  The log is in log.c.
+ *
+ * vdisk reads VHDX images as QEMU 7.2 does: fixed and dynamic images; and
+ * differencing images, which QEMU refuses: their parent (parent.c) reads
+ * where a block is not present, and where a partially present block's
+ * sector bitmap (the chunk's, held in memory) has a clear bit.
+ * A writable open is refused, with the command that converts the image,
+ * but for a repair (the open option repair=on, which vdisk check -r
+ * gives): that one replays the log, as qemu-img check -r all does, and the
+ * device stays read-only.
+ *
+ * Every offset and length an image gives is checked against the file's
+ * length, the header section, and the other regions before it is used;
+ * what vdisk cannot read is refused with the file, the place and what was
+ * found, never guessed.
+ *
+ * Block status follows QEMU 7.2, whose VHDX driver has none: the whole
+ * disk is data (qemu-img map shows it so, and no host offsets); in a
+ * differencing image each layer answers for its part (this file's data
+ * with its offsets, zero blocks, the parent's below).  Undefined and
+ * unmapped blocks read zeroes, in a differencing image too.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "vhdx.h"
+
+/* ---- CRC-32C -------------------------------------------------------------- */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t vhdx_crc32c(const uint8_t *buf, size_t len, size_t skip)
+{
+    pthread_once(&crc_once, crc_init);
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b = i >= skip && i < skip + 4 ? 0 : buf[i];
+        c = crc_table[(c ^ b) & 0xff] ^ (c >> 8);
+    }
+    return ~c;
+}
+
+/* ---- GUIDs ---------------------------------------------------------------- */
+
+/* A GUID as stored: Data1..3 little-endian, then 8 bytes. */
+struct guid {
+    uint32_t d1;
+    uint16_t d2, d3;
+    uint8_t d4[8];
+};
+
+static bool guid_is(const uint8_t *p, const struct guid *g)
+{
+    return le32_load(p) == g->d1 && le16_load(p + 4) == g->d2 && le16_load(p + 6) == g->d3 &&
+           memcmp(p + 8, g->d4, 8) == 0;
+}
+
+static const struct guid bat_guid = {0x2dc27766, 0xf623, 0x4200,
+                                     {0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08}};
+static const struct guid metadata_guid = {0x8b7ca206, 0x4790, 0x4b9a,
+                                          {0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e}};
+static const struct guid file_param_guid = {0xcaa16737, 0xfa36, 0x4d43,
+                                            {0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b}};
+static const struct guid disk_size_guid = {0x2fa54224, 0xcd1b, 0x4876,
+                                           {0xb2, 0x11, 0x5d, 0xbe, 0xd8, 0x3b, 0xf4, 0xb8}};
+static const struct guid page83_guid = {0xbeca12ab, 0xb2e6, 0x4523,
+                                        {0x93, 0xef, 0xc3, 0x09, 0xe0, 0x00, 0xc7, 0x46}};
+static const struct guid logical_guid = {0x8141bf1d, 0xa96f, 0x4709,
+                                         {0xba, 0x47, 0xf2, 0x33, 0xa8, 0xfa, 0xab, 0x5f}};
+static const struct guid physical_guid = {0xcda348c7, 0x445d, 0x4471,
+                                          {0x9c, 0xc9, 0xe9, 0x88, 0x52, 0x51, 0xc5, 0x56}};
+static const struct guid locator_guid = {0xa8d35f2d, 0xb30b, 0x454d,
+                                         {0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c}};
+
+static int vhdx_probe(const uint8_t *buf, size_t len)
+{
+    return len >= 8 && memcmp(buf, "vhdxfile", 8) == 0 ? 100 : 0;
+}
+
+/* ---- Open: headers -------------------------------------------------------- */
+
+/* Why the header in BUF is not valid (written to WHY), or NULL. */
+static const char *header_invalid(const uint8_t *buf, char *why, size_t whylen)
+{
+    if (memcmp(buf + VHDX_H_SIGNATURE, "head", 4) != 0) {
+        snprintf(why, whylen, "signature \"%.4s\", expected \"head\"",
+                 (const char *)buf + VHDX_H_SIGNATURE);
+        return why;
+    }
+    uint32_t want = le32_load(buf + VHDX_H_CHECKSUM);
+    uint32_t got = vhdx_crc32c(buf, VHDX_HEADER_SIZE, VHDX_H_CHECKSUM);
+    if (want != got) {
+        snprintf(why, whylen, "CRC-32C 0x%08" PRIx32 " recorded, 0x%08" PRIx32 " computed",
+                 want, got);
+        return why;
+    }
+    if (le16_load(buf + VHDX_H_VERSION) != 1) {
+        snprintf(why, whylen, "version %u, expected 1", le16_load(buf + VHDX_H_VERSION));
+        return why;
+    }
+    return NULL;
+}
+
+static int read_headers(struct vhdx *s)
+{
+    const char *fn = s->dev->filename;
+    uint8_t *h[2] = {malloc(VHDX_HEADER_SIZE), malloc(VHDX_HEADER_SIZE)};
+    char why[2][128];
+    bool ok[2] = {false, false};
+    int r = 0;
+    if (!h[0] || !h[1])
+        r = err_set(-ENOMEM, "out of memory");
+    for (int i = 0; i < 2 && r == 0; i++) {
+        uint64_t off = i ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET;
+        r = dev_pread(s->file, h[i], VHDX_HEADER_SIZE, off);
+        ok[i] = r == 0 && !header_invalid(h[i], why[i], sizeof why[i]);
+    }
+    if (r == 0 && !ok[0] && !ok[1])
+        r = err_set(-EINVAL, "%s: no valid VHDX header: header 1 (offset %u): %s; header 2 "
+                    "(offset %u): %s", fn, VHDX_HEADER1_OFFSET, why[0], VHDX_HEADER2_OFFSET,
+                    why[1]);
+    if (r == 0) {
+        uint64_t q0 = le64_load(h[0] + VHDX_H_SEQUENCE), q1 = le64_load(h[1] + VHDX_H_SEQUENCE);
+        if (ok[0] && ok[1] && q0 == q1 && memcmp(h[0], h[1], VHDX_HEADER_SIZE) != 0)
+            r = err_set(-EINVAL, "%s: both VHDX headers (offsets %u and %u) have sequence "
+                        "number %" PRIu64 " but differ: which is current is unknown", fn,
+                        VHDX_HEADER1_OFFSET, VHDX_HEADER2_OFFSET, q0);
+        else
+            s->cur = !ok[0] ? 1 : !ok[1] ? 0 : q1 > q0 ? 1 : 0;
+    }
+    if (r == 0)
+        memcpy(s->header, h[s->cur], VHDX_HEADER_SIZE);
+    free(h[0]);
+    free(h[1]);
+    if (r < 0)
+        return r;
+    uint64_t hoff = s->cur ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET;
+    s->log_offset = le64_load(s->header + VHDX_H_LOG_OFFSET);
+    s->log_length = le32_load(s->header + VHDX_H_LOG_LENGTH);
+    if (le16_load(s->header + VHDX_H_LOG_VERSION) != 0)
+        return err_set(-ENOTSUP, "%s: the VHDX header at offset %" PRIu64 " has log version "
+                       "%u; vdisk reads version 0", fn, hoff,
+                       le16_load(s->header + VHDX_H_LOG_VERSION));
+    if (s->log_length % VHDX_MIB || s->log_offset % VHDX_MIB ||
+        (s->log_length && (s->log_offset < VHDX_HEADER_SECTION ||
+                           !range_inside(s->log_offset, s->log_length, s->fsize))))
+        return err_set(-EINVAL, "%s: the VHDX header at offset %" PRIu64 " places the log at "
+                       "offset %" PRIu64 " with length %" PRIu64 ": expected multiples of 1 "
+                       "MiB past the header section (%" PRIu64 " bytes) inside the file (%"
+                       PRIu64 " bytes)", fn, hoff, s->log_offset, s->log_length,
+                       VHDX_HEADER_SECTION, s->fsize);
+    return 0;
+}
+
+/* ---- Open: region table --------------------------------------------------- */
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+static const char *region_table_invalid(const uint8_t *rt, char *why, size_t whylen)
+{
+    if (memcmp(rt, "regi", 4) != 0) {
+        snprintf(why, whylen, "signature \"%.4s\", expected \"regi\"", (const char *)rt);
+        return why;
+    }
+    uint32_t want = le32_load(rt + 4), got = vhdx_crc32c(rt, VHDX_RT_SIZE, 4);
+    if (want != got) {
+        snprintf(why, whylen, "CRC-32C 0x%08" PRIx32 " recorded, 0x%08" PRIx32 " computed",
+                 want, got);
+        return why;
+    }
+    uint32_t n = le32_load(rt + 8);
+    if (n > VHDX_RT_MAX_ENTRIES) {
+        snprintf(why, whylen, "%" PRIu32 " entries, at most %u allowed", n,
+                 VHDX_RT_MAX_ENTRIES);
+        return why;
+    }
+    return NULL;
+}
+
+static int read_region_table(struct vhdx *s)
+{
+    const char *fn = s->dev->filename;
+    uint8_t *rt = malloc(VHDX_RT_SIZE);
+    if (!rt)
+        return err_set(-ENOMEM, "out of memory");
+    char why[2][128];
+    uint64_t rto = VHDX_RT1_OFFSET;
+    int r = dev_pread(s->file, rt, VHDX_RT_SIZE, rto);
+    if (r == 0 && region_table_invalid(rt, why[0], sizeof why[0])) {
+        rto = VHDX_RT2_OFFSET;
+        r = dev_pread(s->file, rt, VHDX_RT_SIZE, rto);
+        if (r == 0 && region_table_invalid(rt, why[1], sizeof why[1]))
+            r = err_set(-EINVAL, "%s: no valid VHDX region table: table 1 (offset %u): %s; "
+                        "table 2 (offset %u): %s", fn, VHDX_RT1_OFFSET, why[0],
+                        VHDX_RT2_OFFSET, why[1]);
+    }
+    uint32_t n = r == 0 ? le32_load(rt + 8) : 0;
+    bool have_bat = false, have_md = false;
+    uint64_t offs[VHDX_RT_MAX_ENTRIES], lens[VHDX_RT_MAX_ENTRIES];
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        const uint8_t *e = rt + 16 + (size_t)i * VHDX_RT_ENTRY_SIZE;
+        uint64_t off = le64_load(e + 16), len = le32_load(e + 24);
+        uint32_t flags = le32_load(e + 28);
+        uint64_t eat = rto + 16 + (uint64_t)i * VHDX_RT_ENTRY_SIZE;
+        offs[i] = off;
+        lens[i] = len;
+        if (off % VHDX_MIB || len % VHDX_MIB || len == 0 || off < VHDX_HEADER_SECTION ||
+            !range_inside(off, len, s->fsize)) {
+            r = err_set(-EINVAL, "%s: VHDX region table entry %" PRIu32 " (offset %" PRIu64
+                        ") places a region at offset %" PRIu64 " with length %" PRIu64 ": "
+                        "expected multiples of 1 MiB past the header section inside the "
+                        "file (%" PRIu64 " bytes)", fn, i, eat, off, len, s->fsize);
+            break;
+        }
+        if (overlaps(off, len, s->log_offset, s->log_length)) {
+            r = err_set(-EINVAL, "%s: VHDX region table entry %" PRIu32 " (offset %" PRIu64
+                        "): the region at offset %" PRIu64 " (%" PRIu64 " bytes) overlaps "
+                        "the log at offset %" PRIu64 " (%" PRIu64 " bytes)", fn, i, eat, off,
+                        len, s->log_offset, s->log_length);
+            break;
+        }
+        for (uint32_t j = 0; j < i && r == 0; j++)
+            if (overlaps(off, len, offs[j], lens[j]))
+                r = err_set(-EINVAL, "%s: VHDX region table entry %" PRIu32 " (offset %"
+                            PRIu64 "): the region at offset %" PRIu64 " (%" PRIu64 " bytes) "
+                            "overlaps that of entry %" PRIu32 " at offset %" PRIu64 " (%"
+                            PRIu64 " bytes)", fn, i, eat, off, len, j, offs[j], lens[j]);
+        if (r < 0)
+            break;
+        bool is_bat = guid_is(e, &bat_guid), is_md = guid_is(e, &metadata_guid);
+        if ((is_bat && have_bat) || (is_md && have_md)) {
+            r = err_set(-EINVAL, "%s: VHDX region table entry %" PRIu32 " (offset %" PRIu64
+                        ") names the %s region a second time", fn, i, eat,
+                        is_bat ? "BAT" : "metadata");
+        } else if (is_bat) {
+            have_bat = true;
+            s->bat_offset = off;
+            s->bat_length = len;
+        } else if (is_md) {
+            have_md = true;
+            s->md_offset = off;
+            s->md_length = len;
+        } else if (flags & VHDX_REGION_REQUIRED) {
+            r = err_set(-ENOTSUP, "%s: VHDX region table entry %" PRIu32 " (offset %" PRIu64
+                        ") names a required region vdisk does not know (GUID %08" PRIx32
+                        "-%04x-%04x-...); the image cannot be read", fn, i, eat,
+                        le32_load(e), le16_load(e + 4), le16_load(e + 6));
+        }
+    }
+    if (r == 0 && (!have_bat || !have_md))
+        r = err_set(-EINVAL, "%s: the VHDX region table at offset %" PRIu64 " has no %s "
+                    "region", fn, rto, !have_bat ? "BAT" : "metadata");
+    free(rt);
+    return r;
+}
+
+/* ---- Open: metadata ------------------------------------------------------- */
+
+struct md_item {
+    const struct guid *g;
+    const char *name;
+    uint32_t len;           /* the item's size; 0: any */
+    bool required;
+    uint64_t off;           /* in the file, once found */
+    uint32_t found_len;
+    bool found;
+};
+
+static int read_item(struct vhdx *s, const struct md_item *it, void *buf)
+{
+    return dev_pread(s->file, buf, it->len, it->off);
+}
+
+static int read_metadata(struct vhdx *s)
+{
+    const char *fn = s->dev->filename;
+    if (s->md_length < VHDX_MD_TABLE_SIZE)
+        return err_set(-EINVAL, "%s: the VHDX metadata region at offset %" PRIu64 " has %"
+                       PRIu64 " bytes, less than its table's %u", fn, s->md_offset,
+                       s->md_length, VHDX_MD_TABLE_SIZE);
+    uint8_t *t = malloc(VHDX_MD_TABLE_SIZE);
+    if (!t)
+        return err_set(-ENOMEM, "out of memory");
+    struct md_item items[] = {
+        {&file_param_guid, "file parameters", 8, true, 0, 0, false},
+        {&disk_size_guid, "virtual disk size", 8, true, 0, 0, false},
+        {&page83_guid, "page 83 data", 16, true, 0, 0, false},
+        {&logical_guid, "logical sector size", 4, true, 0, 0, false},
+        {&physical_guid, "physical sector size", 4, true, 0, 0, false},
+        {&locator_guid, "parent locator", 0, false, 0, 0, false},
+    };
+    const size_t nitems = sizeof items / sizeof items[0];
+    int r = dev_pread(s->file, t, VHDX_MD_TABLE_SIZE, s->md_offset);
+    if (r == 0 && memcmp(t, "metadata", 8) != 0)
+        r = err_set(-EINVAL, "%s: the VHDX metadata table at offset %" PRIu64 " has "
+                    "signature \"%.8s\", expected \"metadata\"", fn, s->md_offset,
+                    (const char *)t);
+    uint16_t n = r == 0 ? le16_load(t + 10) : 0;
+    if (r == 0 && n > VHDX_MD_MAX_ENTRIES)
+        r = err_set(-EINVAL, "%s: the VHDX metadata table at offset %" PRIu64 " has %u "
+                    "entries, at most %u allowed", fn, s->md_offset, n, VHDX_MD_MAX_ENTRIES);
+    for (uint16_t i = 0; i < n && r == 0; i++) {
+        const uint8_t *e = t + 32 + (size_t)i * VHDX_MD_ENTRY_SIZE;
+        uint64_t eat = s->md_offset + 32 + (uint64_t)i * VHDX_MD_ENTRY_SIZE;
+        uint32_t off = le32_load(e + 16), len = le32_load(e + 20), flags = le32_load(e + 24);
+        size_t k = 0;
+        while (k < nitems && !guid_is(e, items[k].g))
+            k++;
+        if (k == nitems) {
+            if (flags & VHDX_MD_IS_REQUIRED)
+                r = err_set(-ENOTSUP, "%s: VHDX metadata entry %u (offset %" PRIu64 ") is a "
+                            "required item vdisk does not know (GUID %08" PRIx32 "-%04x-%04x-"
+                            "...); the image cannot be read", fn, i, eat, le32_load(e),
+                            le16_load(e + 4), le16_load(e + 6));
+            continue;
+        }
+        struct md_item *it = &items[k];
+        if (it->found) {
+            r = err_set(-EINVAL, "%s: VHDX metadata entry %u (offset %" PRIu64 ") names the %s "
+                        "a second time", fn, i, eat, it->name);
+        } else if ((it->len && len != it->len) || (len && off < VHDX_MD_TABLE_SIZE) ||
+                   !range_inside(off, len, s->md_length)) {
+            r = err_set(-EINVAL, "%s: VHDX metadata entry %u (offset %" PRIu64 "): the %s "
+                        "item is at offset %" PRIu32 " with length %" PRIu32 "; expected %s%"
+                        PRIu32 " bytes past the table (%u bytes) inside the metadata region "
+                        "(%" PRIu64 " bytes)", fn, i, eat, it->name, off, len,
+                        it->len ? "" : "at most ", it->len ? it->len : len,
+                        VHDX_MD_TABLE_SIZE, s->md_length);
+        } else {
+            it->found = true;
+            it->off = s->md_offset + off;
+            it->found_len = len;
+        }
+    }
+    free(t);
+    for (size_t k = 0; k < nitems && r == 0; k++)
+        if (items[k].required && !items[k].found)
+            r = err_set(-EINVAL, "%s: the VHDX metadata table at offset %" PRIu64 " has no %s "
+                        "item", fn, s->md_offset, items[k].name);
+    if (r < 0)
+        return r;
+    uint8_t b[16];
+    if ((r = read_item(s, &items[0], b)) < 0)
+        return r;
+    s->block_size = le32_load(b);
+    s->params = le32_load(b + 4);
+    if ((r = read_item(s, &items[1], b)) < 0)
+        return r;
+    s->size = le64_load(b);
+    if ((r = read_item(s, &items[2], s->page83)) < 0)
+        return r;
+    if ((r = read_item(s, &items[3], b)) < 0)
+        return r;
+    s->logical_sector = le32_load(b);
+    if ((r = read_item(s, &items[4], b)) < 0)
+        return r;
+    s->physical_sector = le32_load(b);
+    uint32_t bs = s->block_size;
+    if (bs < VHDX_MIN_BLOCK || bs > VHDX_MAX_BLOCK || (bs & (bs - 1)))
+        return err_set(-EINVAL, "%s: the VHDX file parameters (offset %" PRIu64 ") give block "
+                       "size %" PRIu32 "; expected a power of two from 1 MiB to 256 MiB", fn,
+                       items[0].off, bs);
+    if (s->logical_sector != 512 && s->logical_sector != 4096)
+        return err_set(-EINVAL, "%s: the VHDX logical sector size (offset %" PRIu64 ") is %"
+                       PRIu32 "; expected 512 or 4096", fn, items[3].off, s->logical_sector);
+    if (s->physical_sector != 512 && s->physical_sector != 4096)
+        return err_set(-EINVAL, "%s: the VHDX physical sector size (offset %" PRIu64 ") is %"
+                       PRIu32 "; expected 512 or 4096", fn, items[4].off, s->physical_sector);
+    if (s->size > VHDX_MAX_SIZE || s->size % s->logical_sector)
+        return err_set(-EINVAL, "%s: the VHDX virtual disk size (offset %" PRIu64 ") is %"
+                       PRIu64 "; expected a multiple of the logical sector size (%" PRIu32
+                       ") up to 64 TiB", fn, items[1].off, s->size, s->logical_sector);
+    if (s->params & VHDX_PARAM_HAS_PARENT) {
+        if (!items[5].found)
+            return err_set(-EINVAL, "%s: the VHDX file parameters (offset %" PRIu64 ") say "
+                           "the image has a parent, but the metadata has no parent locator",
+                           fn, items[0].off);
+        if ((r = vhdx_read_locator(s, items[5].off, items[5].found_len)) < 0)
+            return r;
+    }
+    s->chunk_ratio = (UINT64_C(1) << 23) * s->logical_sector / bs;
+    return 0;
+}
+
+/* ---- Open: BAT ------------------------------------------------------------ */
+
+/* The sector bitmaps of the chunks that have partially present blocks
+ * (differencing images), into memory. */
+static int read_bitmaps(struct vhdx *s)
+{
+    const char *fn = s->dev->filename;
+    s->sb = calloc(s->chunks ? s->chunks : 1, sizeof *s->sb);
+    if (!s->sb)
+        return err_set(-ENOMEM, "out of memory");
+    uint64_t total = 0;
+    for (uint64_t c = 0; c < s->chunks; c++) {
+        uint64_t first = c * (s->chunk_ratio + 1), sbi = first + s->chunk_ratio;
+        bool need = false;
+        for (uint64_t i = first; i < sbi && !need; i++)
+            need = (s->bat[i] & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_PARTIALLY_PRESENT;
+        if (!need)
+            continue;
+        uint64_t e = s->bat[sbi], off = e & VHDX_BAT_OFFSET_MASK;
+        uint64_t eat = s->bat_offset + 8 * sbi;
+        if ((e & VHDX_BAT_STATE_MASK) != VHDX_SB_PRESENT)
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 "): chunk %"
+                           PRIu64 " has partially present blocks but its sector bitmap has "
+                           "state %u, not present (6)", fn, sbi, eat, c,
+                           (unsigned)(e & VHDX_BAT_STATE_MASK));
+        if (off < VHDX_HEADER_SECTION || !range_inside(off, VHDX_SB_SIZE, s->fsize) ||
+            overlaps(off, VHDX_SB_SIZE, s->log_offset, s->log_length) ||
+            overlaps(off, VHDX_SB_SIZE, s->bat_offset, s->bat_length) ||
+            overlaps(off, VHDX_SB_SIZE, s->md_offset, s->md_length))
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 ") places "
+                           "the sector bitmap of chunk %" PRIu64 " at offset %" PRIu64 ", not "
+                           "inside the file (%" PRIu64 " bytes) clear of the header section, "
+                           "the log, the BAT and the metadata", fn, sbi, eat, c, off, s->fsize);
+        total += VHDX_SB_SIZE;
+        if (total > VHDX_MAX_BITMAP_BYTES)
+            return err_set(-EFBIG, "%s: the VHDX image's sector bitmaps in use exceed vdisk's "
+                           "limit of %" PRIu64 " bytes", fn, VHDX_MAX_BITMAP_BYTES);
+        s->sb[c] = malloc(VHDX_SB_SIZE);
+        if (!s->sb[c])
+            return err_set(-ENOMEM, "out of memory for a sector bitmap");
+        int r = dev_pread(s->file, s->sb[c], VHDX_SB_SIZE, off);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int read_bat(struct vhdx *s)
+{
+    const char *fn = s->dev->filename;
+    bool diff = s->params & VHDX_PARAM_HAS_PARENT;
+    s->data_blocks = (s->size + s->block_size - 1) / s->block_size;
+    s->chunks = (s->data_blocks + s->chunk_ratio - 1) / s->chunk_ratio;
+    if (diff)
+        s->bat_entries = s->chunks * (s->chunk_ratio + 1);
+    else
+        s->bat_entries = s->data_blocks ? s->data_blocks + (s->data_blocks - 1) / s->chunk_ratio
+                                        : 0;
+    uint64_t bytes = s->bat_entries * 8;
+    if (bytes > s->bat_length)
+        return err_set(-EINVAL, "%s: the VHDX BAT region at offset %" PRIu64 " has %" PRIu64
+                       " bytes; the disk's %" PRIu64 " bytes in blocks of %" PRIu32 " need %"
+                       PRIu64, fn, s->bat_offset, s->bat_length, s->size, s->block_size,
+                       bytes);
+    if (bytes > VHDX_MAX_BAT_BYTES)
+        return err_set(-EFBIG, "%s: the VHDX BAT has %" PRIu64 " bytes, more than vdisk's "
+                       "limit of %" PRIu64, fn, bytes, VHDX_MAX_BAT_BYTES);
+    s->bat = malloc(bytes ? bytes : 8);
+    if (!s->bat)
+        return err_set(-ENOMEM, "out of memory for a BAT of %" PRIu64 " bytes", bytes);
+    int r = bytes ? dev_pread(s->file, s->bat, bytes, s->bat_offset) : 0;
+    if (r < 0)
+        return r;
+    for (uint64_t i = 0; i < s->bat_entries; i++) {
+        uint64_t e = le64_load(&s->bat[i]);
+        s->bat[i] = e;
+        unsigned state = e & VHDX_BAT_STATE_MASK;
+        uint64_t eat = s->bat_offset + 8 * i;
+        if ((i + 1) % (s->chunk_ratio + 1) == 0) {
+            /* A sector bitmap entry: meaningful only with a parent. */
+            if (state != VHDX_SB_NOT_PRESENT && state != VHDX_SB_PRESENT)
+                return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64
+                               ", a sector bitmap entry) has state %u; expected 0 or 6", fn, i,
+                               eat, state);
+            continue;
+        }
+        uint64_t blk = i - i / (s->chunk_ratio + 1);
+        switch (state) {
+        case VHDX_PAYLOAD_NOT_PRESENT:
+        case VHDX_PAYLOAD_UNDEFINED:
+        case VHDX_PAYLOAD_ZERO:
+        case VHDX_PAYLOAD_UNMAPPED:
+        case VHDX_PAYLOAD_UNMAPPED_V095:
+            continue;
+        case VHDX_PAYLOAD_FULLY_PRESENT:
+            break;
+        case VHDX_PAYLOAD_PARTIALLY_PRESENT:
+            if (diff)
+                break;
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 ") says "
+                           "block %" PRIu64 " is partially present, which only a "
+                           "differencing image may say", fn, i, eat, blk);
+        default:
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 ") has "
+                           "state %u, which no payload block has", fn, i, eat, state);
+        }
+        uint64_t off = e & VHDX_BAT_OFFSET_MASK;
+        uint64_t len = s->size - blk * s->block_size;
+        if (len > s->block_size)
+            len = s->block_size;
+        if (off < VHDX_HEADER_SECTION || !range_inside(off, len, s->fsize))
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 ") places "
+                           "block %" PRIu64 " (%" PRIu64 " bytes) at offset %" PRIu64 ", not "
+                           "inside the file (%" PRIu64 " bytes) past the header section: the "
+                           "image has probably been truncated", fn, i, eat, blk, len, off,
+                           s->fsize);
+        const char *what = overlaps(off, len, s->log_offset, s->log_length) ? "the log"
+                           : overlaps(off, len, s->bat_offset, s->bat_length) ? "the BAT"
+                           : overlaps(off, len, s->md_offset, s->md_length) ? "the metadata "
+                                                                              "region"
+                                                                            : NULL;
+        if (what)
+            return err_set(-EINVAL, "%s: VHDX BAT entry %" PRIu64 " (offset %" PRIu64 ") places "
+                           "block %" PRIu64 " (%" PRIu64 " bytes) at offset %" PRIu64 ", over "
+                           "%s", fn, i, eat, blk, len, off, what);
+    }
+    return diff ? read_bitmaps(s) : 0;
+}
+
+/* ---- Open and close ------------------------------------------------------- */
+
+static void free_state(struct vhdx *s)
+{
+    if (!s)
+        return;
+    if (s->parent)
+        dev_unref(s->parent);
+    for (uint64_t c = 0; s->sb && c < s->chunks; c++)
+        free(s->sb[c]);
+    free(s->sb);
+    free(s->parent_linkage);
+    free(s->parent_linkage2);
+    free(s->relative_path);
+    free(s->absolute_path);
+    free(s->parent_name);
+    free(s->full_parent);
+    free(s->bat);
+    free(s);
+}
+
+static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
+{
+    bool repair = false;
+    const char *rep = os ? opt_take(os, "repair") : NULL;
+    if (rep && opt_bool("repair", rep, &repair) < 0)
+        return -EINVAL;
+    if (!dev->params.read_only && !repair)
+        return err_set(-ENOTSUP, "%s: vdisk reads VHDX images but does not write them (open it "
+                       "read-only, or convert it: vdisk convert -f vhdx -O qcow2 %s "
+                       "IMAGE.qcow2)", dev->filename, dev->filename);
+    struct vhdx *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(-ENOMEM, "out of memory");
+    s->dev = dev;
+    s->file = file;
+    dev->priv = s;
+    s->fsize = dev_size(file);
+    if (file->file_length && file->file_length < s->fsize)
+        s->fsize = file->file_length;
+    uint8_t sig[8];
+    int r = backing_take_options(os, &s->confine, &s->allow_network);
+    if (r == 0 && s->fsize < VHDX_HEADER_SECTION)
+        r = err_set(-EINVAL, "%s: the file (%" PRIu64 " bytes) is too short for a VHDX header "
+                    "section (%" PRIu64 " bytes)", dev->filename, s->fsize,
+                    VHDX_HEADER_SECTION);
+    if (r == 0)
+        r = dev_pread(file, sig, 8, 0);
+    if (r == 0 && memcmp(sig, "vhdxfile", 8) != 0)
+        r = err_set(-EINVAL, "%s: not a VHDX image: expected \"vhdxfile\" at offset 0",
+                    dev->filename);
+    if (r == 0)
+        r = read_headers(s);
+    if (r == 0)
+        r = vhdx_log_open(s, !dev->params.read_only);
+    if (r == 0)
+        r = read_region_table(s);
+    if (r == 0)
+        r = read_metadata(s);
+    if (r == 0)
+        r = read_bat(s);
+    if (r == 0 && (s->params & VHDX_PARAM_HAS_PARENT))
+        r = vhdx_open_parent(s);
+    if (r < 0) {
+        free_state(s);
+        dev->priv = NULL;
+        return r;
+    }
+    dev->size = s->size;
+    dev->block_size = s->logical_sector;
+    dev->align = 512;
+    dev->caps = VDISK_CAN_FLUSH; /* read-only: see the top of the file */
+    return 0;
+}
+
+static void vhdx_close(struct vdisk_dev *dev)
+{
+    struct vhdx *s = dev->priv;
+    if (!s)
+        return;
+    dev_unref(s->file);
+    free_state(s);
+    dev->priv = NULL;
+}
+
+/* ---- Reads ---------------------------------------------------------------- */
+
+enum { AT_ZERO, AT_FILE, AT_PARENT };
+
+static bool sb_bit(const struct vhdx *s, uint64_t off)
+{
+    uint64_t chunk = off / s->block_size / s->chunk_ratio;
+    uint64_t bit = off / s->logical_sector % (UINT64_C(1) << 23);
+    return (s->sb[chunk][bit / 8] >> (bit % 8)) & 1;
+}
+
+/*
+ * Where the bytes from OFF (before END) are: AT_FILE at *HOST, zeroes, or
+ * the parent's; *N bytes of one kind inside one block.  In a differencing
+ * image a block not present reads the parent, one partially present reads
+ * the sectors its bitmap marks from this file and the others from the
+ * parent; undefined, zero and unmapped blocks read zeroes.
+ */
+static int locate(const struct vhdx *s, uint64_t off, uint64_t end, uint64_t *host,
+                  uint64_t *n)
+{
+    uint64_t blk = off / s->block_size, inb = off % s->block_size;
+    uint64_t e = s->bat[blk + blk / s->chunk_ratio];
+    *n = s->block_size - inb < end - off ? s->block_size - inb : end - off;
+    *host = (e & VHDX_BAT_OFFSET_MASK) + inb;
+    switch (e & VHDX_BAT_STATE_MASK) {
+    case VHDX_PAYLOAD_FULLY_PRESENT:
+        return AT_FILE;
+    case VHDX_PAYLOAD_PARTIALLY_PRESENT: {
+        bool here = sb_bit(s, off);
+        uint64_t run = s->logical_sector - off % s->logical_sector;
+        while (run < *n && sb_bit(s, off + run) == here)
+            run += s->logical_sector;
+        if (run < *n)
+            *n = run;
+        return here ? AT_FILE : AT_PARENT;
+    }
+    case VHDX_PAYLOAD_NOT_PRESENT:
+        return s->parent ? AT_PARENT : AT_ZERO;
+    default:
+        return AT_ZERO;
+    }
+}
+
+/* N bytes at POS from the parent (zeroes past its end). */
+static int read_parent(struct vdisk_req *req, struct vhdx *s, uint64_t pos, uint64_t n)
+{
+    uint64_t skip = pos - req->offset, psize = dev_size(s->parent);
+    uint64_t have = pos < psize ? (n < psize - pos ? n : psize - pos) : 0;
+    if (have) {
+        int r = req_read_slice(req, s->parent, pos, skip, have);
+        if (r < 0)
+            return r;
+    }
+    if (have < n)
+        iov_memset(req->iov, req->iovcnt, (size_t)(skip + have), 0, (size_t)(n - have));
+    return 0;
+}
+
+static void vhdx_submit(struct vdisk_req *req)
+{
+    struct vhdx *s = req->dev->priv;
+    switch (req->op) {
+    case VDISK_OP_FLUSH:
+        req_complete(req, 0);
+        return;
+    case VDISK_OP_READ:
+        break;
+    default:
+        req_fail(req, -EROFS, "VHDX images are read-only in vdisk");
+        return;
+    }
+    /* The BAT does not change while the image is open: runs of blocks of
+     * one kind (data runs contiguous in the file) become one child each. */
+    req_hold(req);
+    uint64_t pos = req->offset, end = req->offset + req->length;
+    while (pos < end) {
+        uint64_t host, n;
+        int kind = locate(s, pos, end, &host, &n);
+        while (pos + n < end) {
+            uint64_t h2, n2;
+            int k2 = locate(s, pos + n, end, &h2, &n2);
+            if (k2 != kind || (kind == AT_FILE && h2 != host + n))
+                break;
+            n += n2;
+        }
+        int r = 0;
+        if (kind == AT_FILE)
+            r = req_read_slice(req, s->file, host, pos - req->offset, n);
+        else if (kind == AT_PARENT)
+            r = read_parent(req, s, pos, n);
+        else
+            iov_memset(req->iov, req->iovcnt, (size_t)(pos - req->offset), 0, (size_t)n);
+        if (r < 0) {
+            req_set_error(req, r, "out of memory");
+            break;
+        }
+        pos += n;
+    }
+    req_release(req, 0);
+}
+
+/* ---- Queries -------------------------------------------------------------- */
+
+static int vhdx_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                             struct vdisk_extent *ext)
+{
+    struct vhdx *s = dev->priv;
+    ext->depth = 0;
+    if (!s->parent) {
+        /* As QEMU 7.2 shows it. */
+        ext->length = len;
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+        return 0;
+    }
+    uint64_t host, n;
+    int kind = locate(s, off, off + len, &host, &n);
+    ext->length = n;
+    if (kind == AT_FILE) {
+        ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
+        ext->host_offset = host;
+        ext->host_file = s->file->filename;
+        return 0;
+    }
+    if (kind == AT_ZERO) {
+        ext->flags = VDISK_EXT_ZERO | VDISK_EXT_ALLOCATED;
+        return 0;
+    }
+    uint64_t psize = dev_size(s->parent);
+    if (off >= psize) {
+        ext->flags = VDISK_EXT_ZERO;
+        return 0;
+    }
+    int r = dev_block_status(s->parent, off, psize - off < n ? psize - off : n, ext);
+    if (r < 0)
+        return r;
+    ext->depth++;
+    return 0;
+}
+
+static struct vdisk_dev *vhdx_backing(struct vdisk_dev *dev)
+{
+    struct vhdx *s = dev->priv;
+    return s->parent;
+}
+
+static void vhdx_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
+{
+    struct vhdx *s = dev->priv;
+    info->cluster_size = s->block_size;
+    if (s->parent) {
+        info->backing_filename = s->parent_name;
+        info->full_backing_filename = s->full_parent;
+        info->backing_format = "vhdx";
+    }
+}
+
+static int64_t vhdx_allocated_size(struct vdisk_dev *dev)
+{
+    struct vhdx *s = dev->priv;
+    return dev_allocated_size(s->file);
+}
+
+/*
+ * As qemu-img check counts a VHDX image: the open already refused every
+ * bad BAT entry (qemu-img refuses those images too), so what is left is a
+ * log replayed by this open, a corruption fixed.
+ */
+static int vhdx_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
+                      vdisk_check_report_fn report, void *opaque)
+{
+    (void)report;
+    (void)opaque;
+    struct vhdx *s = dev->priv;
+    if (s->log_replayed) {
+        res->corruptions_fixed++;
+        res->repaired = (flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)) != 0;
+    }
+    return 0;
+}
+
+const struct vdisk_driver vdisk_driver_vhdx = {
+    .name = "vhdx",
+    .probe = vhdx_probe,
+    .open = vhdx_open,
+    .close = vhdx_close,
+    .submit = vhdx_submit,
+    .block_status = vhdx_block_status,
+    .allocated_size = vhdx_allocated_size,
+    .get_info = vhdx_get_info,
+    .check = vhdx_check,
+    .backing = vhdx_backing,
+};
