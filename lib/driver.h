@@ -445,6 +445,12 @@ struct offload *offload_new(void);
 void offload_req(struct offload *o, struct vdisk_req *req, int (*work)(struct vdisk_req *),
                  void (*then)(struct vdisk_req *));
 void offload_free(struct offload *o);
+/* The submit of a read-only format whose reads are synchronous: a read
+ * runs READ on O's worker, a flush completes at once (nothing is
+ * written), anything else fails with -EROFS ("FORMAT images are read-only
+ * in vdisk"). */
+void offload_read_only(struct offload *o, struct vdisk_req *req, int (*read)(struct vdisk_req *),
+                       const char *format);
 
 /* ---- Buffers -------------------------------------------------------------- */
 

@@ -114,3 +114,19 @@ void offload_free(struct offload *o)
     pthread_mutex_destroy(&o->lock);
     free(o);
 }
+
+void offload_read_only(struct offload *o, struct vdisk_req *req, int (*read)(struct vdisk_req *),
+                       const char *format)
+{
+    switch (req->op) {
+    case VDISK_OP_READ:
+        offload_req(o, req, read, NULL);
+        return;
+    case VDISK_OP_FLUSH:
+        req_complete(req, 0); /* nothing is written */
+        return;
+    default:
+        req_fail(req, -EROFS, "%s images are read-only in vdisk", format);
+        return;
+    }
+}

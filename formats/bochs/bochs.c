@@ -243,17 +243,7 @@ static int read_work(struct vdisk_req *req)
 static void bochs_submit(struct vdisk_req *req)
 {
     struct bochs *s = req->dev->priv;
-    switch (req->op) {
-    case VDISK_OP_READ:
-        offload_req(s->offload, req, read_work, NULL);
-        return;
-    case VDISK_OP_FLUSH:
-        req_complete(req, 0); /* nothing is written */
-        return;
-    default:
-        req_fail(req, -EROFS, "Bochs images are read-only in vdisk");
-        return;
-    }
+    offload_read_only(s->offload, req, read_work, "Bochs");
 }
 
 static int64_t bochs_allocated_size(struct vdisk_dev *dev)

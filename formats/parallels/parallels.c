@@ -201,17 +201,7 @@ static int read_work(struct vdisk_req *req)
 static void parallels_submit(struct vdisk_req *req)
 {
     struct parallels *s = req->dev->priv;
-    switch (req->op) {
-    case VDISK_OP_READ:
-        offload_req(s->offload, req, read_work, NULL);
-        return;
-    case VDISK_OP_FLUSH:
-        req_complete(req, 0); /* nothing is written */
-        return;
-    default:
-        req_fail(req, -EROFS, "Parallels images are read-only in vdisk");
-        return;
-    }
+    offload_read_only(s->offload, req, read_work, "Parallels");
 }
 
 /* Clusters in the file that follow one another there, or clusters not

@@ -666,3 +666,19 @@ void random_io_against_model(vdisk_dev *d, uint8_t *model, uint64_t size, int ro
     free(got);
 }
 
+void open_refused(const char *format, const char *path, int err, const char *msg)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    if (format)
+        ck_assert_int_eq(vdisk_options_set(o, "format", format), 0);
+    vdisk_dev *d = NULL;
+    int r = vdisk_open(&d, path, o);
+    vdisk_options_free(o);
+    if (r == 0)
+        vdisk_close(d);
+    ck_assert_msg(r == err, "%s: %d (%s), expected %d", path, r, r ? vdisk_get_error() : "opened",
+                  err);
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: %s", path, msg));
+}

@@ -173,6 +173,10 @@ void assert_same_bytes(const uint8_t *a, const uint8_t *b, size_t len, uint64_t 
  */
 void same_as_qemu_img(const char *verb, const char *args);
 
+/* vdisk_open() of PATH read-only (as FORMAT, or probed when NULL) fails
+ * with ERR, its message "vdisk_open: PATH: MSG"; fails the test otherwise. */
+void open_refused(const char *format, const char *path, int err, const char *msg);
+
 /* In the scratch folder, qemu-img convert -O raw and vdisk convert -O raw
  * of FILE give the same bytes (q.raw and v.raw are left there). */
 void same_raw_as_qemu_img(const char *file);

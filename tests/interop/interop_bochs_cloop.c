@@ -118,22 +118,6 @@ START_TEST(images_read_as_qemu_img_reads_them)
 }
 END_TEST
 
-/* Opening PATH read-only as FORMAT fails with ERR and exactly MSG. */
-static void refused_as(const char *format, const char *path, int err, const char *msg)
-{
-    vdisk_options *o;
-    ck_assert_int_eq(vdisk_options_new(&o), 0);
-    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
-    ck_assert_int_eq(vdisk_options_set(o, "format", format), 0);
-    vdisk_dev *d = NULL;
-    int r = vdisk_open(&d, path, o);
-    vdisk_options_free(o);
-    if (r == 0)
-        vdisk_close(d);
-    ck_assert_msg(r == err, "%s: %d (%s), expected %d", path, r, vdisk_get_error(), err);
-    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: %s", path, msg));
-}
-
 /* Reading PATH fails at byte OFF with MSG (after the file's name). */
 static void read_fails(const char *path, uint64_t off, const char *msg)
 {
@@ -154,7 +138,7 @@ START_TEST(hostile_bochs_refused)
 {
     make_bochs("g.bochs", false);
     const char *g = scratch("g.bochs");
-#define refused(...) refused_as("bochs", __VA_ARGS__)
+#define refused(...) open_refused("bochs", __VA_ARGS__)
 #define P(name, off, len, v) patched_copy(g, name, off, len, v)
     refused(P("e1.bochs", 80, 4, 3000), -EINVAL, "the extent size (offset 80) is 3000 bytes; "
             "expected a power of two from 512 to 8388608");
@@ -192,7 +176,7 @@ START_TEST(hostile_cloop_refused)
     const char *g = scratch("g.cloop");
     size_t n;
     free(read_file(g, &n));
-#define refused(...) refused_as("cloop", __VA_ARGS__)
+#define refused(...) open_refused("cloop", __VA_ARGS__)
 #define P(name, off, len, v) patched_copy(g, name, off, len, v)
     refused(P("s1.cloop", 128, 4, 0), -EINVAL, "the block size (offset 128) is 0 bytes; "
             "expected a multiple of 512 up to 67108864");

@@ -68,21 +68,7 @@ START_TEST(qemu_images_read_identically)
 }
 END_TEST
 
-static void refused(const char *path, int err, const char *msg)
-{
-    vdisk_options *o;
-    ck_assert_int_eq(vdisk_options_new(&o), 0);
-    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
-    ck_assert_int_eq(vdisk_options_set(o, "format", "parallels"), 0);
-    vdisk_dev *d = NULL;
-    int r = vdisk_open(&d, path, o);
-    vdisk_options_free(o);
-    if (r == 0)
-        vdisk_close(d);
-    ck_assert_msg(r == err, "%s: %d (%s), expected %d", path, r, vdisk_get_error(), err);
-    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: %s", path, msg));
-}
-
+#define refused(...) open_refused("parallels", __VA_ARGS__)
 START_TEST(hostile_images_refused)
 {
     RUN_OK("cd '%s' && rm -f g.hdd && qemu-img create -q -f parallels -o cluster_size=4k g.hdd "
