@@ -643,6 +643,11 @@ bool dev_is_nbd_name(const char *filename);
  * image ("rbd:"), whether or not this build can open it. */
 bool dev_is_network_name(const char *filename);
 
+/* lib/backing_name.c.  UTF-16 (big-endian when BE, else little-endian;
+ * BYTES bytes) to UTF-8, up to the first NUL, in a new string; NULL when
+ * invalid (a lone surrogate) or out of memory.  For parent locators (vpc,
+ * vhdx). */
+char *utf16_to_utf8(const uint8_t *p, size_t bytes, bool be);
 /* lib/backing_name.c.  The file a backing name NAME in the header of IMAGE
  * stands for, resolved against IMAGE's folder as QEMU does (an absolute
  * name, a URI or an rbd: name stands alone); malloc'd, or NULL when out of

@@ -29,47 +29,7 @@
 /* UTF-16LE (BYTES bytes, no NUL) to UTF-8; NULL when invalid or empty. */
 static char *utf16le(const uint8_t *p, size_t bytes)
 {
-    size_t units = bytes / 2;
-    if (bytes % 2 || units == 0)
-        return NULL;
-    char *out = malloc(units * 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < units; i++) {
-        uint32_t c = le16_load(p + 2 * i);
-        if (c == 0)
-            break;
-        if (c >= 0xd800 && c < 0xdc00) {
-            uint32_t d = i + 1 < units ? le16_load(p + 2 * i + 2) : 0;
-            if (d < 0xdc00 || d >= 0xe000) {
-                free(out);
-                return NULL;
-            }
-            c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-            i++;
-        } else if (c >= 0xdc00 && c < 0xe000) {
-            free(out);
-            return NULL;
-        }
-        if (c < 0x80) {
-            out[o++] = (char)c;
-        } else if (c < 0x800) {
-            out[o++] = (char)(0xc0 | (c >> 6));
-            out[o++] = (char)(0x80 | (c & 0x3f));
-        } else if (c < 0x10000) {
-            out[o++] = (char)(0xe0 | (c >> 12));
-            out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-            out[o++] = (char)(0x80 | (c & 0x3f));
-        } else {
-            out[o++] = (char)(0xf0 | (c >> 18));
-            out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
-            out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-            out[o++] = (char)(0x80 | (c & 0x3f));
-        }
-    }
-    out[o] = 0;
-    return out;
+    return bytes % 2 || bytes == 0 ? NULL : utf16_to_utf8(p, bytes, false);
 }
 
 static const uint8_t vhdx_parent_type[16] = {0xb7, 0xef, 0x4a, 0xb0, 0x9e, 0xd1, 0x81, 0x4a,

@@ -28,51 +28,6 @@
 #include "driver.h"
 #include "vpc.h"
 
-/* UTF-16 (BE or LE) to UTF-8, up to the first NUL; NULL when invalid. */
-static char *utf16_to_utf8(const uint8_t *p, size_t bytes, bool be)
-{
-    size_t units = bytes / 2;
-    char *out = malloc(units * 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < units; i++) {
-        uint32_t c = be ? be16_load(p + 2 * i) : le16_load(p + 2 * i);
-        if (c == 0)
-            break;
-        if (c >= 0xd800 && c < 0xdc00) {
-            uint32_t d = i + 1 < units ? (be ? be16_load(p + 2 * i + 2) : le16_load(p + 2 * i + 2)) : 0;
-            if (d < 0xdc00 || d >= 0xe000) {
-                free(out);
-                return NULL;
-            }
-            c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-            i++;
-        } else if (c >= 0xdc00 && c < 0xe000) {
-            free(out);
-            return NULL;
-        }
-        if (c < 0x80) {
-            out[o++] = (char)c;
-        } else if (c < 0x800) {
-            out[o++] = (char)(0xc0 | (c >> 6));
-            out[o++] = (char)(0x80 | (c & 0x3f));
-        } else if (c < 0x10000) {
-            out[o++] = (char)(0xe0 | (c >> 12));
-            out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-            out[o++] = (char)(0x80 | (c & 0x3f));
-        } else {
-            /* 4 bytes: room, since a surrogate pair took 2 units (6 bytes). */
-            out[o++] = (char)(0xf0 | (c >> 18));
-            out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
-            out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-            out[o++] = (char)(0x80 | (c & 0x3f));
-        }
-    }
-    out[o] = 0;
-    return out;
-}
-
 /* A Windows relative path as a POSIX one: '\' to '/', no leading ".\". */
 static void windows_relative(char *p)
 {
