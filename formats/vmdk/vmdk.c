@@ -433,6 +433,9 @@ static int parse_extent(struct vmdk *s, const char *line, size_t len, unsigned l
         if (r < 0)
             return r;
         if (!strcmp(type, "SPARSE")) {
+            /* New grains go at the extent file's end, as in a sparse
+             * image's own file (dev_open() makes that one growable). */
+            e->file->growable = true;
             char what[1200];
             snprintf(what, sizeof what, "%s: extent '%s'", fn, name);
             int r2 = open_sparse(s, e, what);

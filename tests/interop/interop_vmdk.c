@@ -319,6 +319,40 @@ START_TEST(stream_optimized_written)
 }
 END_TEST
 
+/* libvmdk (vmdkinfo, vmdkmount), a reader independent of QEMU, reads the
+ * images vdisk makes and writes as vdisk and qemu-img read them. */
+START_TEST(libvmdk_reads)
+{
+    uint64_t seed = 23;
+    size_t n = (7u << 20) + 1536;
+    uint8_t *b = malloc(n);
+    fill_random(b, n, &seed);
+    memset(b + (1u << 20), 0, 2u << 20);
+    memset(b + (5u << 20), 0x3c, 1u << 20);
+    write_file(scratch("src.raw"), b, n);
+    free(b);
+    /* streamOptimized and monolithicSparse, made by vdisk convert. */
+    RUN_OK("cd '%s' && rm -f s.vmdk m.vmdk && '%s' convert -O vmdk -o "
+           "subformat=streamOptimized src.raw s.vmdk && '%s' convert -O vmdk src.raw m.vmdk",
+           scratch_dir(), vdisk_bin(), vdisk_bin());
+    libyal_reads("vmdk", scratch("s.vmdk"), scratch("src.raw"), "streamOptimized");
+    libyal_reads("vmdk", scratch("m.vmdk"), scratch("src.raw"), "monolithicSparse");
+    /* An image vdisk creates and writes over several grain tables, a
+     * write of zeroes among them. */
+    RUN_OK("cd '%s' && rm -f w.vmdk && '%s' create -q -f vmdk w.vmdk 70M && '%s' io "
+           "-c 'write -P 0x11 0 100k' -c 'write -P 0x22 32M 2M' -c 'write -z 32M 4k' "
+           "-c 'write -P 0x33 70655k 1k' w.vmdk >/dev/null && qemu-img check -q w.vmdk && "
+           "qemu-img convert -O raw w.vmdk w.raw", scratch_dir(), vdisk_bin(), vdisk_bin());
+    libyal_reads("vmdk", scratch("w.vmdk"), scratch("w.raw"), "written by vdisk");
+    /* An image in two sparse extents, written by vdisk. */
+    RUN_OK("cd '%s' && rm -f t*.vmdk && qemu-img create -q -f vmdk -o "
+           "subformat=twoGbMaxExtentSparse t.vmdk 3G && '%s' io -c 'write -P 0x44 2047M 2M' "
+           "-c 'write -P 0x55 0 64k' t.vmdk >/dev/null && qemu-img check -q t.vmdk && "
+           "qemu-img convert -O raw t.vmdk t.raw", scratch_dir(), vdisk_bin());
+    libyal_reads("vmdk", scratch("t.vmdk"), scratch("t.raw"), "twoGbMaxExtentSparse");
+}
+END_TEST
+
 /* A child written by vdisk over a parent: the parent's bytes around each
  * write; once the parent is written, its new CID keeps vdisk from reading
  * the child on a changed parent. */
@@ -523,6 +557,7 @@ int main(void)
     tcase_add_test(tc, vdisk_images_read_by_qemu);
     tcase_add_test(tc, stream_optimized_written);
     tcase_add_test(tc, child_written);
+    tcase_add_test(tc, libvmdk_reads);
     tcase_add_test(tc, random_io_through_library);
     tcase_add_test(tc, hostile_images_refused);
     tcase_add_test(tc, bad_grain);
