@@ -13,7 +13,7 @@ packages=(
   # bunzip2: QEMU's sample images (tests/interop/sample_images.c) are bzip2'd
   bzip2
   # an independent VHD reader (vhdiinfo, vhdimount: tests/interop/interop_vpc.c)
-  libvhdi-utils fuse3
+  libvhdi-utils libvmdk-utils fuse3
   # NBD: the NBD server's test clients (nbdinfo, nbdcopy: tests/nbd/) and
   # the nbd protocol's test servers (nbdkit: tests/nbd_client/)
   libnbd-bin nbdkit

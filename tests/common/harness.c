@@ -682,3 +682,34 @@ void open_refused(const char *format, const char *path, int err, const char *msg
                   err);
     ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: %s", path, msg));
 }
+
+void libyal_reads(const char *lib, const char *img, const char *raw, const char *what)
+{
+    /* Not fmt(): WHAT may be one of its buffers. */
+    char info[32], mount[32], mnt[4096];
+    snprintf(info, sizeof info, "%sinfo", lib);
+    snprintf(mount, sizeof mount, "%smount", lib);
+    snprintf(mnt, sizeof mnt, "%s/%s-mnt", scratch_dir(), lib);
+    if (!have_program(info) || !have_program(mount)) {
+        skip_note("%s: libyal's tools (lib%s-utils) are not installed", what, lib);
+        return;
+    }
+    struct run *r = run("%s '%s'", info, img);
+    ck_assert_msg(r->status == 0, "%s %s: %s%s", info, img, r->out, r->err);
+    mkdir(mnt, 0755);
+    r = run("timeout 30 %s '%s' '%s'", mount, img, mnt);
+    if (r->status != 0) {
+        skip_note("%s: %s cannot mount here (FUSE): %s", what, mount, r->err);
+        return;
+    }
+    r = run("ls '%s' | sort -V | tail -1", mnt);
+    char *last = strdup(r->out);
+    last[strcspn(last, "\n")] = 0;
+    r = run("cmp '%s/%s' '%s'", mnt, last, raw);
+    int st = r->status;
+    char *cmp_out = strdup(r->out);
+    run("umount '%s'", mnt);
+    ck_assert_msg(st == 0, "%s: lib%s reads %s otherwise: %s", what, lib, img, cmp_out);
+    free(last);
+    free(cmp_out);
+}

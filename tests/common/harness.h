@@ -177,6 +177,16 @@ void same_as_qemu_img(const char *verb, const char *args);
  * with ERR, its message "vdisk_open: PATH: MSG"; fails the test otherwise. */
 void open_refused(const char *format, const char *path, int err, const char *msg);
 
+/*
+ * An independent reader from the libyal project, LIB ("vhdi" or "vmdk":
+ * LIBinfo and LIBmount from Debian's libLIB-utils), reads IMG as the raw
+ * file RAW: LIBinfo accepts it and the last image LIBmount shows through
+ * FUSE (IMG itself, after its parents) has RAW's bytes.  WHAT names the
+ * case in messages.  Without the tools, or where FUSE cannot mount, the part
+ * is recorded with skip_note().
+ */
+void libyal_reads(const char *lib, const char *img, const char *raw, const char *what);
+
 /* In the scratch folder, qemu-img convert -O raw and vdisk convert -O raw
  * of FILE give the same bytes (q.raw and v.raw are left there). */
 void same_raw_as_qemu_img(const char *file);

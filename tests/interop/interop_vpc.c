@@ -128,7 +128,6 @@ START_TEST(vdisk_images_read_by_qemu)
 }
 END_TEST
 
-static void vhdi_reads(const char *img, const char *raw, const char *what);
 
 START_TEST(convert_to_vpc)
 {
@@ -141,7 +140,7 @@ START_TEST(convert_to_vpc)
         struct run *r = run("qemu-img compare -f raw -F vpc '%s' '%s'", raw, out);
         ck_assert_msg(r->status == 0, "%s: %s%s", opts[o], r->out, r->err);
         RUN_OK("qemu-img convert -f vpc -O raw '%s' '%s'", out, scratch("back.raw"));
-        vhdi_reads(out, scratch("back.raw"), opts[o]);
+        libyal_reads("vhdi", out, scratch("back.raw"), opts[o]);
         if (strstr(opts[o], "force_size")) {
             r = run("qemu-img info --output=json -f vpc '%s'", out);
             ck_assert_msg(strstr(r->out, "\"virtual-size\": 80740352,"), "%s", r->out);
@@ -219,35 +218,6 @@ static void read_all(const char *img, uint8_t *buf, size_t len)
     vdisk_close(d);
 }
 
-/* libvhdi's view of IMG (vhdiinfo; through vhdimount where FUSE works)
- * must be RAW's bytes: the last image vhdimount shows is IMG itself. */
-static void vhdi_reads(const char *img, const char *raw, const char *what)
-{
-    if (!have_program("vhdiinfo") || !have_program("vhdimount")) {
-        skip_note("%s: libvhdi's tools (libvhdi-utils) are not installed", what);
-        return;
-    }
-    struct run *r = run("vhdiinfo '%s'", img);
-    ck_assert_msg(r->status == 0, "vhdiinfo %s: %s%s", img, r->out, r->err);
-    const char *mnt = scratch("vhdi-mnt");
-    mkdir(mnt, 0755);
-    r = run("timeout 30 vhdimount '%s' '%s'", img, mnt);
-    if (r->status != 0) {
-        skip_note("%s: vhdimount cannot mount here (FUSE): %s", what, r->err);
-        return;
-    }
-    r = run("ls '%s' | sort -V | tail -1", mnt);
-    char *last = strdup(r->out);
-    last[strcspn(last, "\n")] = 0;
-    r = run("cmp '%s/%s' '%s'", mnt, last, raw);
-    int st = r->status;
-    char *out = strdup(r->out);
-    run("umount '%s'", mnt);
-    ck_assert_msg(st == 0, "%s: libvhdi reads %s otherwise: %s", what, img, out);
-    free(last);
-    free(out);
-}
-
 START_TEST(differencing_over_dynamic)
 {
     ck_assert_int_eq(mkdir(scratch("vm"), 0755), 0);
@@ -317,7 +287,7 @@ START_TEST(differencing_over_dynamic)
     ck_assert_msg(strstr(vdisk_get_error(), "; the image's header (parent UUID at offset 552) "
                          "expects "), "%s", vdisk_get_error());
     /* libvhdi, an independent reader, sees the child as vdisk does. */
-    vhdi_reads(child, scratch("flat.raw"), "differencing");
+    libyal_reads("vhdi", child, scratch("flat.raw"), "differencing");
     free(want);
     free(got);
 }
