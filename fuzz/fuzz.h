@@ -117,13 +117,21 @@ struct fuzz_input {
 };
 
 /* An open_backing hook (vdisk_open_params) whose backing files are the
- * input itself again, in memory of at most 64 MiB: never a host file. */
+ * input itself again, in memory of at most 64 MiB: never a host file.  A
+ * name "@N" (N decimal, at most the input's size) is the input from byte N
+ * on: a VMDK descriptor's extent file inside the same input. */
 static inline int fuzz_open_self(void *opaque, const char *name,
                                  const struct vdisk_open_params *p, struct vdisk_dev **filep)
 {
     const struct fuzz_input *in = opaque;
-    (void)name;
-    return dev_open_memory(filep, in->data, in->size, 64u << 20, p);
+    size_t at = 0;
+    if (name[0] == '@') {
+        for (const char *c = name + 1; *c >= '0' && *c <= '9' && at <= in->size; c++)
+            at = at * 10 + (size_t)(*c - '0');
+        if (at > in->size)
+            at = in->size;
+    }
+    return dev_open_memory(filep, in->data + at, in->size - at, 64u << 20, p);
 }
 
 /* The input opened as an image of FORMAT over a memory device (of at most

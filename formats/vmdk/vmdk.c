@@ -2,10 +2,13 @@
 /*
  * formats/vmdk/vmdk.c: VMware disks (VMDK), read: monolithicSparse,
  * streamOptimized (compressed grains with markers), monolithicFlat,
- * twoGbMaxExtentSparse/Flat and vmfs (multi-extent descriptors), with a
- * parent disk (parentFileNameHint, whose CID must be the child's
- * parentCID).  Writing VMDK is not offered yet: a writable open is refused
- * with the command that converts the image to qcow2.
+ * twoGbMaxExtentSparse/Flat, vmfs, and ESX's vmfsSparse (COWD) and
+ * seSparse extents (multi-extent descriptors), with a parent disk
+ * (parentFileNameHint, whose CID must be the child's parentCID).  Written:
+ * sparse and flat extents (new grains at the end of the extent's file,
+ * grain tables written back at flush) and streamOptimized images; a
+ * writable open of the other kinds is refused with the command that
+ * converts the image to qcow2.  create.c makes new images.
  *
  * An image is either a sparse extent file (magic "KDMV", a 512-byte header
  * and, for monolithicSparse and streamOptimized, an embedded text
@@ -54,6 +57,13 @@
 #define VMDK_GRAIN_MAX_SECTORS 0x200000ull
 #define VMDK_CGRAIN_MAX        (2u << 20)
 #define VMDK_GTES_MAX          512u
+/* ESX's sparse extents: a COWD (vmfsSparse) GT holds 4096 entries; an
+ * seSparse one 4096 64-bit entries over grains of 8 sectors.  vdisk reads
+ * seSparse files under 2 TiB (grain sectors in 32 bits). */
+#define VMDK3_GTES             4096u
+#define SESPARSE_GTES          4096u
+#define SESPARSE_GRAIN         8u
+#define SESPARSE_BAD_ENTRY     0xffffffffu   /* a GT entry QEMU calls an error */
 #define VMDK_GD_MAX_BYTES      (64u << 20)
 #define VMDK_GT_CACHE          16u
 #define VMDK_MAX_CHAIN_DEPTH   64u
@@ -89,6 +99,9 @@ struct extent {
     uint64_t gd_entries;
     bool compressed, markers, zero_grain;
     bool footer;                  /* the header is the footer's (GD at the end) */
+    bool cowd;                    /* an ESX vmfsSparse extent (COWD header) */
+    bool se;                      /* an ESX seSparse extent: 64-bit entries */
+    uint64_t se_grains;           /* seSparse: the grains' first sector */
     struct gt_slot cache[VMDK_GT_CACHE];
     uint64_t clock;
     /* Writing (sparse extents) */
@@ -223,6 +236,164 @@ static int parse_hex32(const char *fn, const char *key, const char *v, uint32_t 
 
 /* ---- Sparse extents ------------------------------------------------------ */
 
+/* Reads the GD of E (E->gd_entries 32-bit entries at sector E->gd_off),
+ * checked to lie in the file and to cover the extent's CAPACITY. */
+static int read_gd(struct extent *e, uint64_t capacity, const char *what)
+{
+    uint64_t per_gt = e->grain * e->gtes;
+    uint64_t need = capacity / per_gt + (capacity % per_gt != 0);
+    if (e->gd_entries < need)
+        return err_set(-EINVAL, "%s: the grain directory has %" PRIu64 " entries; the "
+                       "extent's %" PRIu64 " sectors need %" PRIu64, what, e->gd_entries,
+                       capacity, need);
+    if (e->gd_entries > VMDK_GD_MAX_BYTES / 4)
+        return err_set(-EFBIG, "%s: a grain directory of %" PRIu64 " entries; vdisk holds at "
+                       "most %u bytes of it", what, e->gd_entries, VMDK_GD_MAX_BYTES);
+    if (e->gd_off > e->file_size / SECTOR ||
+        e->gd_entries * 4 > e->file_size - e->gd_off * SECTOR)
+        return err_set(-EINVAL, "%s: the grain directory at sector %" PRIu64 " (%" PRIu64
+                       " entries) does not lie in the file (%" PRIu64 " bytes)", what,
+                       e->gd_off, e->gd_entries, e->file_size);
+    size_t bytes = (size_t)(e->gd_entries * 4);
+    e->gd = malloc(bytes ? bytes : 1);
+    if (!e->gd)
+        return err_set(-ENOMEM, "out of memory for a grain directory");
+    int r;
+    if (bytes && (r = dev_pread(e->file, e->gd, bytes, e->gd_off * SECTOR)) < 0)
+        return r;
+    for (uint64_t i = 0; i < e->gd_entries; i++)
+        e->gd[i] = le32_load(&e->gd[i]);
+    e->type = EXT_SPARSE;
+    return 0;
+}
+
+/* An ESX vmfsSparse extent, header H (little-endian after the "COWD"
+ * magic: version, flags, disk sectors, granularity, GD sector, GD entries;
+ * 32-bit fields): grain tables of 4096 entries, no zeroed grains. */
+static int open_cowd(struct extent *e, const uint8_t *h, const char *what)
+{
+    uint64_t capacity = le32_load(h + 12);
+    e->grain = le32_load(h + 16);
+    e->gd_off = le32_load(h + 20);
+    e->gd_entries = le32_load(h + 24);
+    e->gtes = VMDK3_GTES;
+    e->cowd = true;
+    if (e->grain == 0 || e->grain > VMDK_GRAIN_MAX_SECTORS || (e->grain & (e->grain - 1)))
+        return err_set(-EINVAL, "%s: the COWD granularity (offset 16) is %" PRIu64 " sectors; "
+                       "expected a power of two up to %llu", what, e->grain,
+                       (unsigned long long)VMDK_GRAIN_MAX_SECTORS);
+    if (capacity < e->sectors)
+        return err_set(-EINVAL, "%s: the extent's capacity (offset 12) is %" PRIu64 " sectors; "
+                       "the descriptor gives it %" PRIu64, what, capacity, e->sectors);
+    return read_gd(e, e->sectors, what);
+}
+
+/* An ESX seSparse extent (the "const" header of 64-bit fields at sector 0,
+ * a "volatile" header, a GD and GTs of 64-bit entries, 4 KiB grains):
+ * checked as strictly as QEMU does, its GD turned into GT sectors and each
+ * GT entry into a grain sector (1: zeroes) as it is loaded. */
+static int open_sesparse(struct extent *e, const char *what)
+{
+    uint8_t h[SECTOR], vh[SECTOR];
+    e->file_size = dev_size(e->file);
+    if (e->file->file_length && e->file->file_length < e->file_size)
+        e->file_size = e->file->file_length;
+    if (e->file_size < SECTOR)
+        return err_set(-EINVAL, "%s: the file holds %" PRIu64 " bytes; an seSparse header "
+                       "needs 512", what, e->file_size);
+    if (e->file_size >= (uint64_t)SESPARSE_BAD_ENTRY * SECTOR)
+        return err_set(-ENOTSUP, "%s: an seSparse file of %" PRIu64 " bytes; vdisk reads "
+                       "seSparse files under 2 TiB", what, e->file_size);
+    int r = dev_pread(e->file, h, sizeof h, 0);
+    if (r < 0)
+        return r;
+    uint64_t f[26];
+    for (unsigned i = 0; i < 26; i++)
+        f[i] = le64_load(h + 8 * i);
+    if (f[0] != 0xcafebabeull)
+        return err_set(-EINVAL, "%s: bad seSparse header magic 0x%016" PRIx64 " (offset 0; "
+                       "expected 0x00000000cafebabe)", what, f[0]);
+    if (f[1] != 0x0000000200000001ull)
+        return err_set(-ENOTSUP, "%s: seSparse version 0x%016" PRIx64 " (offset 8); expected "
+                       "0x0000000200000001", what, f[1]);
+    if (f[3] != SESPARSE_GRAIN || f[4] != 64 || f[5] != 0 || f[6] || f[7] || f[8] || f[9])
+        return err_set(-ENOTSUP, "%s: an seSparse header with grain size %" PRIu64 ", grain "
+                       "table size %" PRIu64 ", flags 0x%" PRIx64 " or reserved fields set; "
+                       "vdisk reads grains of 8 sectors, tables of 64 sectors, no flags", what,
+                       f[3], f[4], f[5]);
+    for (unsigned i = 26 * 8; i < SECTOR; i++)
+        if (h[i])
+            return err_set(-ENOTSUP, "%s: the seSparse header's padding is not zero (offset "
+                           "%u)", what, i);
+    uint64_t capacity = f[2], vh_off = f[10], gd_off = f[16], gd_size = f[17];
+    uint64_t gts_off = f[18], grains_off = f[24];
+    if (vh_off > e->file_size / SECTOR - 1)
+        return err_set(-EINVAL, "%s: the seSparse volatile header at sector %" PRIu64 " is not "
+                       "inside the file (%" PRIu64 " bytes)", what, vh_off, e->file_size);
+    if ((r = dev_pread(e->file, vh, sizeof vh, vh_off * SECTOR)) < 0)
+        return r;
+    if (le64_load(vh) != 0xcafecafeull)
+        return err_set(-EINVAL, "%s: bad seSparse volatile header magic 0x%016" PRIx64 " (sector "
+                       "%" PRIu64 "; expected 0x00000000cafecafe)", what, le64_load(vh), vh_off);
+    if (le64_load(vh + 24))
+        return err_set(-ENOTSUP, "%s: the seSparse image is dirty; vdisk does not replay its "
+                       "journal", what);
+    for (unsigned i = 32; i < SECTOR; i++)
+        if (vh[i])
+            return err_set(-ENOTSUP, "%s: the seSparse volatile header's padding is not zero "
+                           "(offset %u)", what, i);
+    if (capacity < e->sectors)
+        return err_set(-EINVAL, "%s: the extent's capacity (offset 16) is %" PRIu64 " sectors; "
+                       "the descriptor gives it %" PRIu64, what, capacity, e->sectors);
+    if (gd_size > VMDK_GD_MAX_BYTES / SECTOR || gts_off > e->file_size / SECTOR ||
+        grains_off > e->file_size / SECTOR)
+        return err_set(-EINVAL, "%s: the seSparse grain directory (%" PRIu64 " sectors), grain "
+                       "tables (sector %" PRIu64 ") or grains (sector %" PRIu64 ") do not lie "
+                       "in the file (%" PRIu64 " bytes)", what, gd_size, gts_off, grains_off,
+                       e->file_size);
+    e->se = true;
+    e->se_grains = grains_off;
+    e->grain = SESPARSE_GRAIN;
+    e->gtes = SESPARSE_GTES;
+    e->zero_grain = true;
+    e->gd_off = gd_off;
+    uint64_t n = gd_size * SECTOR / 8;
+    uint64_t per_gt = e->grain * e->gtes;
+    uint64_t need = e->sectors / per_gt + (e->sectors % per_gt != 0);
+    if (n < need || gd_off > e->file_size / SECTOR || n * 8 > e->file_size - gd_off * SECTOR)
+        return err_set(-EINVAL, "%s: the seSparse grain directory at sector %" PRIu64 " (%"
+                       PRIu64 " entries, %" PRIu64 " needed) does not lie in the file (%"
+                       PRIu64 " bytes)", what, gd_off, n, need, e->file_size);
+    uint64_t *raw = malloc(n ? (size_t)n * 8 : 1);
+    e->gd = malloc(n ? (size_t)n * 4 : 1);
+    if (!raw || !e->gd) {
+        free(raw);
+        return err_set(-ENOMEM, "out of memory for a grain directory");
+    }
+    if (n && (r = dev_pread(e->file, raw, (size_t)n * 8, gd_off * SECTOR)) < 0) {
+        free(raw);
+        return r;
+    }
+    e->gd_entries = n;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t x = le64_load(&raw[i]);
+        uint64_t gt = gts_off + (x & 0xffffffffull) * 64;
+        if (x == 0) {
+            e->gd[i] = 0;
+        } else if ((x >> 32) != 0x10000000ull || gt >= SESPARSE_BAD_ENTRY) {
+            free(raw);
+            return err_set(-EINVAL, "%s: seSparse grain directory entry %" PRIu64 " is 0x%016"
+                           PRIx64 "; expected 0 or 0x10000000 and a grain table's number",
+                           what, i, x);
+        } else {
+            e->gd[i] = (uint32_t)gt;
+        }
+    }
+    free(raw);
+    e->type = EXT_SPARSE;
+    return 0;
+}
+
 static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
 {
     uint8_t h[SECTOR];
@@ -237,8 +408,7 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
         return r;
     uint32_t magic = le32_load(h + VMDK_H_MAGIC);
     if (magic == VMDK3_MAGIC)
-        return err_set(-ENOTSUP, "%s: an ESX sparse extent (COWD, vmfsSparse) is not "
-                       "supported", what);
+        return open_cowd(e, h, what);
     if (magic != VMDK4_MAGIC)
         return err_set(-EINVAL, "%s: not a VMDK sparse extent (magic 0x%08" PRIx32 " at offset "
                        "0; expected 0x%08x)", what, magic, VMDK4_MAGIC);
@@ -289,25 +459,8 @@ static int open_sparse(struct vmdk *s, struct extent *e, const char *what)
                        e->sectors);
     uint64_t per_gt = e->grain * e->gtes;
     e->gd_entries = capacity / per_gt + (capacity % per_gt != 0);
-    if (e->gd_entries > VMDK_GD_MAX_BYTES / 4)
-        return err_set(-EFBIG, "%s: a grain directory of %" PRIu64 " entries; vdisk holds at "
-                       "most %u bytes of it", what, e->gd_entries, VMDK_GD_MAX_BYTES);
-    if (e->gd_off > e->file_size / SECTOR ||
-        e->gd_entries * 4 > e->file_size - e->gd_off * SECTOR)
-        return err_set(-EINVAL, "%s: the grain directory at sector %" PRIu64 " (%" PRIu64
-                       " entries) does not lie in the file (%" PRIu64 " bytes)", what,
-                       e->gd_off, e->gd_entries, e->file_size);
-    size_t bytes = (size_t)(e->gd_entries * 4);
-    e->gd = malloc(bytes ? bytes : 1);
-    if (!e->gd)
-        return err_set(-ENOMEM, "out of memory for a grain directory");
-    if (bytes && (r = dev_pread(e->file, e->gd, bytes, e->gd_off * SECTOR)) < 0)
-        return r;
-    for (uint64_t i = 0; i < e->gd_entries; i++)
-        e->gd[i] = le32_load(&e->gd[i]);
-    e->type = EXT_SPARSE;
     (void)s;
-    return 0;
+    return read_gd(e, capacity, what);
 }
 
 /* ---- Opening -------------------------------------------------------------- */
@@ -422,7 +575,8 @@ static int parse_extent(struct vmdk *s, const char *line, size_t len, unsigned l
     snprintf(e->kind, sizeof e->kind, "%s", type);
     if (!strcmp(type, "ZERO")) {
         e->type = EXT_ZERO;
-    } else if (!strcmp(type, "FLAT") || !strcmp(type, "VMFS") || !strcmp(type, "SPARSE")) {
+    } else if (!strcmp(type, "FLAT") || !strcmp(type, "VMFS") || !strcmp(type, "SPARSE") ||
+               !strcmp(type, "VMFSSPARSE") || !strcmp(type, "SESPARSE")) {
         if (!name[0])
             return err_set(-EINVAL, "%s: descriptor line %u: a %s extent names no file", fn,
                            lineno, type);
@@ -432,13 +586,15 @@ static int parse_extent(struct vmdk *s, const char *line, size_t len, unsigned l
         int r = open_extent_file(s, name, &e->file);
         if (r < 0)
             return r;
-        if (!strcmp(type, "SPARSE")) {
+        if (strcmp(type, "FLAT") && strcmp(type, "VMFS")) {
             /* New grains go at the extent file's end, as in a sparse
              * image's own file (dev_open() makes that one growable). */
             e->file->growable = true;
             char what[1200];
             snprintf(what, sizeof what, "%s: extent '%s'", fn, name);
-            int r2 = open_sparse(s, e, what);
+            /* (SPARSE and VMFSSPARSE files may each be KDMV or COWD, as
+             * QEMU reads them) */
+            int r2 = !strcmp(type, "SESPARSE") ? open_sesparse(e, what) : open_sparse(s, e, what);
             if (r2 == 0)
                 s->sectors = end_sector;
             return r2;
@@ -464,7 +620,7 @@ static int parse_extent(struct vmdk *s, const char *line, size_t len, unsigned l
 static const char *const create_types[] = {
     "monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
     "streamOptimized", "vmfs", "vmfsPreallocated", "vmfsEagerZeroedThick", "vmfsThin",
-    "custom",
+    "custom", "vmfsSparse", "seSparse",
 };
 
 static int parse_descriptor(struct vmdk *s, char *desc, bool embedded)
@@ -549,6 +705,10 @@ static int prepare_writes(struct vmdk *s)
                            "%s IMAGE.qcow2)", fn, e->type == EXT_ZERO ? "ZERO extents" :
                            e->markers ? "one whose grain directory is in its footer" :
                            "compressed grains without markers", fn);
+        if (e->cowd || e->se)
+            return err_set(-ENOTSUP, "%s: vdisk reads ESX %s extents but does not write them "
+                           "(open it read-only, or convert it: vdisk convert -f vmdk -O qcow2 "
+                           "%s IMAGE.qcow2)", fn, e->se ? "seSparse" : "vmfsSparse (COWD)", fn);
         if (e->type != EXT_SPARSE)
             continue;
         e->alloc_next = (e->file_size + SECTOR - 1) / SECTOR * SECTOR;
@@ -711,6 +871,48 @@ static uint32_t *gt_cached(struct extent *e, uint64_t off)
     return NULL;
 }
 
+/* The bytes of one GT of extent E in its file. */
+static uint64_t gt_bytes(const struct extent *e)
+{
+    return (uint64_t)e->gtes * (e->se ? 8 : 4);
+}
+
+/* Reads the GT at sector OFF of extent E into T (E->gtes entries, host
+ * order): grain sectors, 0 not allocated, 1 zeroes when E has zeroed
+ * grains.  An seSparse entry is turned into that form (an entry QEMU
+ * calls an error: SESPARSE_BAD_ENTRY). */
+static int read_gt(struct extent *e, uint64_t off, uint32_t *t)
+{
+    if (!e->se) {
+        int r = dev_pread(e->file, t, (size_t)e->gtes * 4, off * SECTOR);
+        for (uint32_t i = 0; r == 0 && i < e->gtes; i++)
+            t[i] = le32_load(&t[i]);
+        return r;
+    }
+    uint64_t *raw = malloc((size_t)e->gtes * 8);
+    if (!raw)
+        return err_set(-ENOMEM, "out of memory for a grain table");
+    int r = dev_pread(e->file, raw, (size_t)e->gtes * 8, off * SECTOR);
+    for (uint32_t i = 0; r == 0 && i < e->gtes; i++) {
+        uint64_t x = le64_load(&raw[i]), sec;
+        switch (x >> 60) {
+        case 0: t[i] = x ? SESPARSE_BAD_ENTRY : 0; break;
+        case 1: /* unmapped */
+        case 2: t[i] = 1; break; /* zeroes */
+        case 3:
+            /* the grain's number: bits 48-59 low, bits 0-47 above them */
+            sec = ((x >> 48) & 0xfff) | ((x & 0xffffffffffffull) << 12);
+            sec = sec > (SESPARSE_BAD_ENTRY - e->se_grains) / SESPARSE_GRAIN
+                      ? SESPARSE_BAD_ENTRY : e->se_grains + sec * SESPARSE_GRAIN;
+            t[i] = (uint32_t)sec;
+            break;
+        default: t[i] = SESPARSE_BAD_ENTRY; break;
+        }
+    }
+    free(raw);
+    return r;
+}
+
 /* Reads the GT at sector OFF of extent E into its cache (synchronous: on
  * the worker, or for block status).  Called without the lock. */
 static int load_gt(struct vmdk *s, struct extent *e, uint64_t off)
@@ -719,13 +921,11 @@ static int load_gt(struct vmdk *s, struct extent *e, uint64_t off)
     uint32_t *t = malloc(bytes);
     if (!t)
         return err_set(-ENOMEM, "out of memory for a grain table");
-    int r = dev_pread(e->file, t, bytes, off * SECTOR);
+    int r = read_gt(e, off, t);
     if (r < 0) {
         free(t);
         return r;
     }
-    for (uint32_t i = 0; i < e->gtes; i++)
-        t[i] = le32_load(&t[i]);
     pthread_mutex_lock(&s->lock);
     if (gt_cached(e, off)) {
         pthread_mutex_unlock(&s->lock);
@@ -764,7 +964,7 @@ static int locate(struct vmdk *s, struct extent *e, uint64_t pos, uint64_t *host
     uint32_t gt = gdi < e->gd_entries ? e->gd[gdi] : 0;
     if (!gt)
         return AT_UNALLOC;
-    if ((uint64_t)gt > e->file_size / SECTOR || (uint64_t)e->gtes * 4 >
+    if ((uint64_t)gt > e->file_size / SECTOR || gt_bytes(e) >
         e->file_size - (uint64_t)gt * SECTOR)
         return err_set(-EIO, "%s: extent '%s': grain directory entry %" PRIu64 " points at a "
                        "grain table at sector %" PRIu32 ", which is not inside the file (%"
@@ -779,6 +979,10 @@ static int locate(struct vmdk *s, struct extent *e, uint64_t pos, uint64_t *host
         return AT_UNALLOC;
     if (ent == 1 && e->zero_grain)
         return AT_ZERO;
+    if (e->se && ent == SESPARSE_BAD_ENTRY)
+        return err_set(-EIO, "%s: extent '%s': entry %" PRIu64 " of the seSparse grain table at "
+                       "sector %" PRIu32 " is not a valid grain entry", s->dev->filename,
+                       e->name, gti, gt);
     uint64_t need = e->compressed ? SECTOR : gbytes;
     if ((uint64_t)ent > e->file_size / SECTOR || need > e->file_size - (uint64_t)ent * SECTOR)
         return err_set(-EIO, "%s: extent '%s': entry %" PRIu64 " of the grain table at sector %"
@@ -1644,8 +1848,7 @@ static int vmdk_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_
             if (!gt || first >= grains)
                 continue;
             if ((uint64_t)gt > e->file_size / SECTOR ||
-                (uint64_t)e->gtes * 4 > e->file_size - (uint64_t)gt * SECTOR ||
-                dev_pread(e->file, t, (size_t)e->gtes * 4, (uint64_t)gt * SECTOR) < 0) {
+                gt_bytes(e) > e->file_size - (uint64_t)gt * SECTOR || read_gt(e, gt, t) < 0) {
                 snprintf(line, sizeof line, "ERROR: could not get cluster_offset for sector %"
                          PRIu64, e->start + first * e->grain);
                 if (report)
@@ -1655,9 +1858,18 @@ static int vmdk_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_
                 return 0;
             }
             for (uint64_t g = first; g < first + e->gtes && g < grains; g++) {
-                uint32_t ent = le32_load(&t[g - first]);
+                uint32_t ent = t[g - first];
                 if (ent == 0 || (ent == 1 && e->zero_grain))
                     continue;
+                if (e->se && ent == SESPARSE_BAD_ENTRY) {
+                    snprintf(line, sizeof line, "ERROR: could not get cluster_offset for "
+                             "sector %" PRIu64, e->start + g * e->grain);
+                    if (report)
+                        report(opaque, line);
+                    res->check_errors++;
+                    free(t);
+                    return 0;
+                }
                 if ((uint64_t)ent * SECTOR >= e->file_size) {
                     snprintf(line, sizeof line, "ERROR: cluster offset for sector %" PRIu64
                              " points after EOF", e->start + g * e->grain);

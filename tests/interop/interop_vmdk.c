@@ -353,6 +353,179 @@ START_TEST(libvmdk_reads)
 }
 END_TEST
 
+static void put32(uint8_t *p, uint32_t x)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(x >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t x)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(x >> (8 * i));
+}
+
+/* A descriptor file NAME of CREATE_TYPE with one extent: SECTORS of TYPE
+ * in FILE. */
+static void write_descriptor(const char *name, const char *create_type, unsigned sectors,
+                             const char *type, const char *file)
+{
+    char *d = fmt("# Disk DescriptorFile\nversion=1\nCID=2a5b1f07\nparentCID=ffffffff\n"
+                  "createType=\"%s\"\n\n# Extent description\nRW %u %s \"%s\"\n\n"
+                  "# The Disk Data Base\n#DDB\n\nddb.virtualHWVersion = \"4\"\n",
+                  create_type, sectors, type, file);
+    write_file(scratch(name), d, strlen(d));
+}
+
+#define ESX_SECTORS 12300u
+
+/* An ESX vmfsSparse (COWD) extent of ESX_SECTORS made by hand: 1-sector
+ * grains, tables of 4096 entries, the 2nd and 4th not allocated; WANT gets
+ * the disk's bytes.  Returns the file's bytes and size. */
+static uint8_t *make_cowd(uint8_t *want, size_t *size, uint64_t *seed)
+{
+    const unsigned gd = 1, gt0 = 2, gt2 = 34, grains = 66;
+    static const unsigned sectors[] = {0, 1, 2, 77, 4095, 8192, 8193, 8200, 12287};
+    unsigned n = sizeof sectors / sizeof sectors[0];
+    *size = (size_t)(grains + n) * 512;
+    uint8_t *f = calloc(1, *size);
+    memcpy(f, "COWD", 4);
+    put32(f + 4, 1);            /* version */
+    put32(f + 8, 3);            /* flags */
+    put32(f + 12, ESX_SECTORS); /* disk sectors */
+    put32(f + 16, 1);           /* granularity */
+    put32(f + 20, gd);          /* GD sector */
+    put32(f + 24, 4);           /* GD entries */
+    put32(f + 512 * gd, gt0);
+    put32(f + 512 * gd + 8, gt2);
+    memset(want, 0, (size_t)ESX_SECTORS * 512);
+    for (unsigned i = 0; i < n; i++) {
+        unsigned s = sectors[i], gt = s < 4096 ? gt0 : gt2;
+        put32(f + 512 * gt + 4 * (s % 4096), grains + i);
+        fill_random(f + 512 * (grains + i), 512, seed);
+        memcpy(want + 512 * (size_t)s, f + 512 * (grains + i), 512);
+    }
+    return f;
+}
+
+/* An ESX seSparse extent of ESX_SECTORS made by hand: 4 KiB grains, one
+ * table; grains allocated (numbers whose bits 0-11 and 12+ both matter),
+ * zeroed, unmapped and not allocated. */
+static uint8_t *make_sesparse(uint8_t *want, size_t *size, uint64_t *seed)
+{
+    const unsigned vh = 1, gd = 2, gts = 3, grains = 67;
+    static const struct { unsigned grain; uint64_t number; } g[] = {
+        {0, 0}, {1, 4097}, {5, 2}, {700, 1}, {1536, 4096}};
+    unsigned maxk = 4097;
+    *size = (size_t)(grains + (maxk + 1) * 8) * 512;
+    uint8_t *f = calloc(1, *size);
+    put64(f, 0xcafebabe);
+    put64(f + 8, 0x0000000200000001ull);
+    put64(f + 16, ESX_SECTORS);
+    put64(f + 24, 8);
+    put64(f + 32, 64);
+    put64(f + 80, vh);
+    put64(f + 88, 1);
+    put64(f + 128, gd);
+    put64(f + 136, 1);
+    put64(f + 144, gts);
+    put64(f + 152, 64);
+    put64(f + 192, grains);
+    put64(f + 200, (maxk + 1) * 8);
+    put64(f + 512 * vh, 0xcafecafe);
+    put64(f + 512 * gd, 0x1000000000000000ull); /* GT number 0 */
+    memset(want, 0, (size_t)ESX_SECTORS * 512);
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        uint64_t k = g[i].number;
+        put64(f + 512 * gts + 8 * g[i].grain,
+              0x3000000000000000ull | ((k & 0xfff) << 48) | (k >> 12));
+        uint8_t *at = f + 512 * (grains + k * 8);
+        fill_random(at, 4096, seed);
+        memcpy(want + 4096 * (size_t)g[i].grain, at, 4096);
+    }
+    put64(f + 512 * gts + 8 * 2, 0x2000000000000000ull);  /* zeroed */
+    put64(f + 512 * gts + 8 * 3, 0x1000000000000000ull);  /* unmapped */
+    return f;
+}
+
+static void esx_reads_as(const char *desc, const uint8_t *want)
+{
+    same_as_qemu_img("info", fmt("%s", desc));
+    same_as_qemu_img("info", fmt("--output=json %s", desc));
+    same_as_qemu_img("map", fmt("--output=json %s", desc));
+    same_as_qemu_img("check", fmt("%s", desc));
+    same_raw_as_qemu_img(desc);
+    size_t n;
+    uint8_t *got = read_file(scratch("v.raw"), &n);
+    ck_assert_uint_eq(n, (size_t)ESX_SECTORS * 512);
+    assert_same_bytes(got, want, n, 0, desc);
+    free(got);
+}
+
+/* ESX's sparse extents, read as QEMU reads them: vmfsSparse (COWD) and
+ * seSparse, behind their descriptors; never written; hostile tables. */
+START_TEST(esx_sparse_extents)
+{
+    uint64_t seed = 31;
+    size_t n, wn = (size_t)ESX_SECTORS * 512;
+    uint8_t *want = malloc(wn);
+    uint8_t *f = make_cowd(want, &n, &seed);
+    write_file(scratch("d-delta.vmdk"), f, n);
+    write_descriptor("d.vmdk", "vmfsSparse", ESX_SECTORS, "VMFSSPARSE", "d-delta.vmdk");
+    esx_reads_as("d.vmdk", want);
+    /* (a SPARSE extent line may name a COWD file too) */
+    write_descriptor("d2.vmdk", "vmfsSparse", ESX_SECTORS, "SPARSE", "d-delta.vmdk");
+    esx_reads_as("d2.vmdk", want);
+    struct run *r = run("cd '%s' && '%s' io -c 'write 0 512' d.vmdk", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "vdisk reads ESX vmfsSparse (COWD) extents but does not write "
+                         "them"), "%s", r->err);
+    /* A GD that does not cover the disk. */
+    uint8_t *bad = malloc(n);
+    memcpy(bad, f, n);
+    put32(bad + 24, 2);
+    write_file(scratch("d-delta.vmdk"), bad, n);
+    open_refused("vmdk", scratch("d.vmdk"), -EINVAL, "extent 'd-delta.vmdk': the grain directory has "
+                 "2 entries; the extent's 12300 sectors need 4");
+    free(bad);
+    free(f);
+
+    f = make_sesparse(want, &n, &seed);
+    write_file(scratch("s-sesparse.vmdk"), f, n);
+    write_descriptor("s.vmdk", "seSparse", ESX_SECTORS, "SESPARSE", "s-sesparse.vmdk");
+    esx_reads_as("s.vmdk", want);
+    r = run("cd '%s' && '%s' io -c 'write 0 512' s.vmdk", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "vdisk reads ESX seSparse extents but does not write them"),
+                  "%s", r->err);
+    /* A grain entry of no known kind fails the read that meets it (QEMU
+     * 7.2 reads zeroes there); the rest reads. */
+    bad = malloc(n);
+    memcpy(bad, f, n);
+    put64(bad + 512 * 3 + 8 * 9, 0x7000000000000000ull);
+    write_file(scratch("s-sesparse.vmdk"), bad, n);
+    RUN_OK("cd '%s' && '%s' io -r -c 'read 0 36k' -c 'read 40k 4k' s.vmdk >/dev/null && "
+           "! '%s' io -r -c 'read 36k 4k' s.vmdk 2>err && grep -q 'entry 9 of the seSparse grain "
+           "table at sector 3 is not a valid grain entry' err", scratch_dir(), vdisk_bin(),
+           vdisk_bin());
+    /* Dirty (a journal to replay), and a GD entry of no known kind. */
+    memcpy(bad, f, n);
+    put64(bad + 512 + 24, 1);
+    write_file(scratch("s-sesparse.vmdk"), bad, n);
+    open_refused("vmdk", scratch("s.vmdk"), -ENOTSUP, "extent 's-sesparse.vmdk': the seSparse image "
+                 "is dirty; vdisk does not replay its journal");
+    memcpy(bad, f, n);
+    put64(bad + 1024, 0x2000000000000000ull);
+    write_file(scratch("s-sesparse.vmdk"), bad, n);
+    open_refused("vmdk", scratch("s.vmdk"), -EINVAL, "extent 's-sesparse.vmdk': seSparse grain "
+                 "directory entry 0 is 0x2000000000000000; expected 0 or 0x10000000 and a grain "
+                 "table's number");
+    free(bad);
+    free(f);
+    free(want);
+}
+END_TEST
+
 /* A child written by vdisk over a parent: the parent's bytes around each
  * write; once the parent is written, its new CID keeps vdisk from reading
  * the child on a changed parent. */
@@ -481,8 +654,8 @@ START_TEST(hostile_images_refused)
         {"version=1\ncreateType=\"monolithicFlat\"\nRW 18014398509481984 ZERO\n", "descriptor "
          "line 3: an extent of 18014398509481984 sectors (the disk would be 0 sectors before "
          "it)"},
-        {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 SESPARSE \"x\"\n", "descriptor line "
-         "3: extents of type SESPARSE are not supported"},
+        {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 VMFSRDM \"x\"\n", "descriptor line "
+         "3: extents of type VMFSRDM are not supported"},
         {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT\n", "descriptor line 3: a FLAT "
          "extent names no file"},
         {"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"x\n", "descriptor line 3: the "
@@ -558,6 +731,7 @@ int main(void)
     tcase_add_test(tc, stream_optimized_written);
     tcase_add_test(tc, child_written);
     tcase_add_test(tc, libvmdk_reads);
+    tcase_add_test(tc, esx_sparse_extents);
     tcase_add_test(tc, random_io_through_library);
     tcase_add_test(tc, hostile_images_refused);
     tcase_add_test(tc, bad_grain);
