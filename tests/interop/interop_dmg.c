@@ -5,9 +5,9 @@
  * data: raw, zero, ignore, zlib and bzip2 chunks in several mish blocks,
  * their tables in an XML property list or in the older resource fork.
  *   - Every byte vdisk reads is the disk's;
- *   - qemu-img 7.2 reads them alike (info, JSON info, map, the bytes; this
- *     Debian's qemu-img has no bzip2 module: the images it is given have no
- *     bzip2 chunk);
+ *   - qemu-img 7.2 reads them alike (info, JSON info, map, the bytes; the
+ *     image with bzip2 chunks only where qemu-img has its dmg-bz2 module,
+ *     from qemu-block-extra);
  *   - dmg2img, an independent reader, makes the same raw disk;
  *   - a writable open is refused with the command that converts; a ".dmg"
  *     file without a trailer is refused, never read as raw, and a trailer
@@ -372,6 +372,10 @@ START_TEST(images_read_exactly)
     struct layout one = {.per_mish = 64};
     build("b.dmg", all, sizeof all / sizeof all[0], &one, 3, &b);
     reads_exactly("b.dmg", &b);
+    /* Where qemu-img has its dmg-bz2 module (qemu-block-extra), it reads
+     * them alike. */
+    if (run("cd '%s' && qemu-img convert -O raw b.dmg q.raw", scratch_dir())->status == 0)
+        reads_as_qemu_img("b.dmg");
     built_free(&b);
 #endif
     /* A writable open says how to convert. */
@@ -517,8 +521,20 @@ START_TEST(hostile_trailers_refused)
     refused(patched(&b, "t2.dmg", k + 0xe0, 8, end - 1), -EINVAL,
             fmt("the XML property list (%zu bytes at offset %zu) ends inside a <data> element "
                 "(offset %zu)", end - 1, b.tables_off, b.tables_off + data - 6));
-    /* (The trailer's own checks come first: a list of 17 MiB needs a
-     * file that big.) */
+    /* A list, and a resource fork, of 17 MiB (the file made that big). */
+    size_t big = 17u << 20;
+    uint8_t *f = calloc(1, big + 512);
+    memcpy(f + big, b.file + k, 512);
+    be64_store(f + big + 0xd8, 0);
+    be64_store(f + big + 0xe0, big);
+    write_file(scratch("l1.dmg"), f, big + 512);
+    refused(scratch("l1.dmg"), -EFBIG, "an XML property list of 17825792 bytes (koly + 0xe0); "
+            "vdisk reads at most 16777216");
+    be64_store(f + big + 0x30, big);
+    write_file(scratch("l2.dmg"), f, big + 512);
+    refused(scratch("l2.dmg"), -EFBIG, "a resource fork of 17825792 bytes (koly + 0x30); vdisk "
+            "reads at most 16777216");
+    free(f);
     built_free(&b);
 #undef refused
 }
