@@ -31,7 +31,9 @@
  * before the trailer, every chunk inside the disk and its bytes inside the
  * data fork, and no two chunks overlap (they are sorted; QEMU searches them
  * as if sorted).  The base64 is decoded strictly: anything but its
- * alphabet, white space and final padding is refused.  Reads run on the
+ * alphabet, white space and final padding is refused.  Messages number the
+ * chunks as the tables list their entries, from 0, comments and
+ * terminators counted, across the mish blocks in their order.  Reads run on the
  * worker thread; the last chunk decompressed is kept for the next read.
  * Writable opens are refused, with the command that converts.
  */
