@@ -29,6 +29,7 @@ const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_vhdx,
     &vdisk_driver_bochs,
     &vdisk_driver_cloop,
+    &vdisk_driver_dmg,
     &vdisk_driver_parallels,
     NULL,
 };

@@ -452,6 +452,24 @@ void offload_free(struct offload *o);
 void offload_read_only(struct offload *o, struct vdisk_req *req, int (*read)(struct vdisk_req *),
                        const char *format);
 
+/* ---- Compressed blocks (lib/decompress.c) --------------------------------- */
+
+/*
+ * Decompresses the zlib stream IN (IN_LEN bytes) into OUT, which the block
+ * fills exactly (OUT_LEN bytes, both at most UINT_MAX).  Returns 0 when the
+ * stream ends there; -EIO when it is damaged, ends short or runs past OUT
+ * (*CODE is zlib's last return, *GOT the bytes made, for the caller's
+ * message); -ENOMEM when zlib cannot start; -EINVAL for lengths over
+ * UINT_MAX.  No message is set.  Thread-safe; no state is kept.
+ */
+int inflate_exact(const void *in, size_t in_len, void *out, size_t out_len, int *code,
+                  uint64_t *got);
+/* The same for a bzip2 stream (*CODE: libbz2's BZ_* return); -ENOTSUP when
+ * vdisk was built without libbz2 (bunzip2_available() false). */
+int bunzip2_exact(const void *in, size_t in_len, void *out, size_t out_len, int *code,
+                  uint64_t *got);
+bool bunzip2_available(void);
+
 /* ---- Buffers -------------------------------------------------------------- */
 
 /* Copies LEN bytes of the request's iovec at byte POS to/from BUF. */
@@ -615,6 +633,8 @@ extern const struct vdisk_driver vdisk_driver_vdi;
 extern const struct vdisk_driver vdisk_driver_qed;
 extern const struct vdisk_driver vdisk_driver_bochs;
 extern const struct vdisk_driver vdisk_driver_cloop;
+/* DMG (UDIF) images (formats/dmg), read only. */
+extern const struct vdisk_driver vdisk_driver_dmg;
 extern const struct vdisk_driver vdisk_driver_parallels;
 /* VMDK images (formats/vmdk), read only for now. */
 extern const struct vdisk_driver vdisk_driver_vmdk;

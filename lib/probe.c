@@ -9,10 +9,14 @@
  * vdisk does not read is refused, never read as raw: its container bytes
  * are not the disk.
  *
- * The signatures are those QEMU 7.2's probe functions look for (dmg, qcow,
+ * The signatures are those QEMU 7.2's probe functions look for (qcow,
  * LUKS; qed, vdi, vmdk, vpc, vhdx, bochs, cloop and parallels have
  * drivers), with their
- * scores.  The same test, without a file name, guards block 0 of a probed
+ * scores.  DMG, which has a driver too, QEMU knows by the name alone (a
+ * ".dmg" ending, score 2), as vdisk does: its "koly" trailer lies at the
+ * end of the file, where a guest of a raw image could write one, and only
+ * block 0 is guarded; the driver then refuses a file without the trailer,
+ * never reading it as raw.  The same test, without a file name, guards block 0 of a probed
  * raw image (lib/request.c): a write that would make one of them appear
  * there is refused.
  */
@@ -35,9 +39,8 @@ static int probe_qcow1(const uint8_t *b, const char *name)
 }
 
 /* QEMU knows a DMG image by its file name only. */
-static int probe_dmg(const uint8_t *b, const char *name)
+static int probe_dmg_name(const char *name)
 {
-    (void)b;
     size_t n = name ? strlen(name) : 0;
     return n > 4 && strcmp(name + n - 4, ".dmg") == 0 ? 2 : 0;
 }
@@ -51,7 +54,6 @@ static int probe_luks(const uint8_t *b, const char *name)
 }
 
 static const struct foreign_format foreign_formats[] = {
-    {"DMG", "dmg", probe_dmg},
     {"LUKS", "luks", probe_luks},
     {"QCOW", "qcow", probe_qcow1},
 };
@@ -67,6 +69,11 @@ void probe_block(const uint8_t *buf, const char *filename, struct probe_result *
             best = s;
             res->drv = d;
         }
+    }
+    int by_name = probe_dmg_name(filename);
+    if (by_name > best) {
+        best = by_name;
+        res->drv = &vdisk_driver_dmg;
     }
     for (size_t i = 0; i < sizeof foreign_formats / sizeof foreign_formats[0]; i++) {
         int s = foreign_formats[i].probe(buf, filename);

@@ -8,12 +8,18 @@ packages=(
   build-essential cmake pkg-config clang
   # libraries
   liburing-dev libzstd-dev zlib1g-dev libnbd-dev libgnutls28-dev check
+  # libbz2: the bzip2 chunks of DMG images (optional at build time)
+  libbz2-dev
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
   # bunzip2: QEMU's sample images (tests/interop/sample_images.c) are bzip2'd
   bzip2
-  # an independent VHD reader (vhdiinfo, vhdimount: tests/interop/interop_vpc.c)
-  libvhdi-utils libvmdk-utils fuse3
+  # an independent VHD and VHDX reader (vhdiinfo, vhdimount: tests/interop/)
+  libvhdi-utils fuse3
+  # an independent VMDK reader (vmdkinfo, vmdkmount: tests/interop/interop_vmdk.c)
+  libvmdk-utils
+  # an independent DMG reader (dmg2img: tests/interop/interop_dmg.c)
+  dmg2img
   # NBD: the NBD server's test clients (nbdinfo, nbdcopy: tests/nbd/) and
   # the nbd protocol's test servers (nbdkit: tests/nbd_client/)
   libnbd-bin nbdkit

@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "driver.h"
 
@@ -169,24 +168,16 @@ static int inflate_block(struct vdisk_dev *dev, struct cloop *s, uint64_t i)
         free(c);
         return r;
     }
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (inflateInit(&z) != Z_OK) {
-        free(c);
-        return err_set(-ENOMEM, "zlib: inflateInit failed");
-    }
-    z.next_in = c;
-    z.avail_in = (uInt)len;
-    z.next_out = s->kept;
-    z.avail_out = s->block_size;
-    int zr = inflate(&z, Z_FINISH);
-    uint64_t got = z.total_out;
-    inflateEnd(&z);
+    int code;
+    uint64_t got;
+    r = inflate_exact(c, (size_t)len, s->kept, s->block_size, &code, &got);
     free(c);
-    if (zr != Z_STREAM_END || got != s->block_size)
+    if (r == -ENOMEM)
+        return err_set(-ENOMEM, "zlib: inflateInit failed");
+    if (r < 0)
         return err_set(-EIO, "%s: block %" PRIu64 " (%" PRIu64 " bytes at offset %" PRIu64 ") "
                        "does not inflate to %" PRIu32 " bytes (zlib %d, %" PRIu64 " bytes)",
-                       dev->filename, i, len, a, s->block_size, zr, got);
+                       dev->filename, i, len, a, s->block_size, code, got);
     s->kept_index = i;
     return 0;
 }

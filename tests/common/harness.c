@@ -452,11 +452,21 @@ unsigned *permutation(unsigned n, uint64_t *seed)
     return p;
 }
 
-/* S with each "qemu-img: " as "vdisk: " (malloc'd). */
+/* S with each "qemu-img: " as "vdisk: " (malloc'd), without the lines of
+ * Debian's QEMU about block modules it lacks ("qemu: module
+ * block-block-dmg-bz2 not found, do you want to install qemu-block-extra
+ * package?": the dmg driver asks for its bzip2 and lzfse modules at every
+ * open). */
 static char *as_vdisk(const char *s)
 {
     char *out = malloc(strlen(s) + 1), *o = out;
+    const char *start = s;
     while (*s) {
+        if (strncmp(s, "qemu: module ", 13) == 0 && (s == start || s[-1] == '\n')) {
+            const char *nl = strchr(s, '\n');
+            s = nl ? nl + 1 : s + strlen(s);
+            continue;
+        }
         if (strncmp(s, "qemu-img: ", 10) == 0) {
             o = stpcpy(o, "vdisk: ");
             s += 10;

@@ -106,11 +106,12 @@ static void print_json_bitmaps(const struct vdisk_info *in, int ind)
 }
 
 /* Whether qemu-img prints "dirty-flag" for FORMAT: not for the formats
- * whose QEMU drivers give no image information (bochs, cloop, parallels). */
+ * whose QEMU drivers give no image information (bochs, cloop, dmg,
+ * parallels). */
 static bool has_dirty_flag(const char *format)
 {
     return strcmp(format, "bochs") != 0 && strcmp(format, "cloop") != 0 &&
-           strcmp(format, "parallels") != 0;
+           strcmp(format, "dmg") != 0 && strcmp(format, "parallels") != 0;
 }
 
 static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
