@@ -42,6 +42,32 @@ const struct vdisk_driver *driver_by_name(const char *name)
     return NULL;
 }
 
+VDISK_EXPORT int vdisk_create_option(const char *format, unsigned index, const char **name,
+                                     const char **type, const char **help)
+{
+    err_enter(__func__);
+    if (!format)
+        return err_set(-ENOENT, "vdisk_create_option: no format given");
+    const struct vdisk_driver *drv = driver_by_name(format);
+    if (!drv)
+        return err_set(-ENOENT, "Unknown file format '%s'", format);
+    if (!drv->create || !drv->create_opts)
+        return err_set(-ENOTSUP, "Format driver '%s' does not support image creation", format);
+    for (unsigned i = 0; i < index; i++)
+        if (!drv->create_opts[i].name)
+            return 0;
+    const struct create_opt *o = &drv->create_opts[index];
+    if (!o->name)
+        return 0;
+    if (name)
+        *name = o->name;
+    if (type)
+        *type = o->type;
+    if (help)
+        *help = o->help;
+    return 1;
+}
+
 /* ---- Device objects ------------------------------------------------------- */
 
 struct vdisk_dev *dev_alloc(const struct vdisk_driver *drv, const char *filename,
@@ -488,13 +514,24 @@ static int create_in(const char *filename, const char *format, uint64_t size,
         drv = proto; /* a raw image in RBD is the RBD image; a format is
                         written into one (qcow2_create) */
     }
-    if (size > UINT64_MAX - 511)
-        return err_set(-EINVAL, "size %" PRIu64 " is too large", size);
-    size = align_up(size, 512);
     struct opt_set os;
     int r = opt_set_init(&os, opts);
     if (r < 0)
         return r;
+    /* The "size" option, as qemu-img's -o size=: the size when SIZE is 0. */
+    const char *osize = opt_take(&os, "size");
+    uint64_t n;
+    if (osize && (r = vdisk_parse_size(osize, 1, &n)) < 0) {
+        opt_set_fini(&os);
+        return r;
+    }
+    if (osize && size == 0)
+        size = n;
+    if (size > UINT64_MAX - 511) {
+        opt_set_fini(&os);
+        return err_set(-EINVAL, "size %" PRIu64 " is too large", size);
+    }
+    size = align_up(size, 512);
     r = drv->create(filename, size, &os);
     if (r == 0)
         r = opt_check_all_taken(&os, drv->name);

@@ -514,6 +514,11 @@ enum snapshot_op {
     SNAPSHOT_DELETE,
 };
 
+/* One option a driver's create takes: NAME=<TYPE>, and a line of help. */
+struct create_opt {
+    const char *name, *type, *help;
+};
+
 struct vdisk_driver {
     const char *name;
 
@@ -612,6 +617,9 @@ struct vdisk_driver {
 
     /* Creates an image; takes its options from OPTS with opt_take(). */
     int (*create)(const char *filename, uint64_t size, struct opt_set *opts);
+    /* The options create takes, in name order, ended by a NULL name
+     * (vdisk_create_option(), `vdisk create -o help`). */
+    const struct create_opt *create_opts;
 
     /*
      * Sizes an image that create would make (vdisk_measure): fills *RES

@@ -506,6 +506,31 @@ static int64_t qcow2_allocated_size(struct vdisk_dev *dev)
     return dev_allocated_size(s->file);
 }
 
+/* The options create takes (vdisk_create_option). */
+static const struct create_opt qcow2_create_opts[] = {
+    {"backing_file", "str",
+     "the backing file (the image this one reads through)"},
+    {"backing_fmt", "str",
+     "the backing file's format (required with backing_file)"},
+    {"cluster_size", "size",
+     "bytes per cluster: a power of two, 512 to 2M (default 64k)"},
+    {"compat", "str",
+     "the qcow2 version: 1.1 or v3 (default), 0.10 or v2"},
+    {"compression_type", "str",
+     "how compressed clusters are written: zlib (default) or zstd"},
+    {"extended_l2", "bool (on/off)",
+     "extended L2 entries: 32 subclusters per cluster"},
+    {"lazy_refcounts", "bool (on/off)",
+     "update reference counts lazily (needs compat=1.1)"},
+    {"preallocation", "str",
+     "off (default), metadata, falloc or full"},
+    {"refcount_bits", "num",
+     "bits per reference count: 1, 2, 4, 8, 16 (default), 32 or 64"},
+    {"size", "size",
+     "the virtual disk's size in bytes"},
+    {NULL, NULL, NULL},
+};
+
 const struct vdisk_driver vdisk_driver_qcow2 = {
     .name = "qcow2",
     .req_state_size = sizeof(struct qcow2_req),
@@ -528,5 +553,6 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .snapshot_get = qcow2_snapshot_get,
     .snapshot_op = qcow2_snapshot_op,
     .create = qcow2_create,
+    .create_opts = qcow2_create_opts,
     .measure = qcow2_measure,
 };

@@ -579,6 +579,15 @@ static int64_t raw_allocated_size(struct vdisk_dev *dev)
     return (int64_t)st.st_blocks * 512;
 }
 
+/* The options create takes (vdisk_create_option). */
+static const struct create_opt raw_create_opts[] = {
+    {"preallocation", "str",
+     "off (default), falloc or full"},
+    {"size", "size",
+     "the virtual disk's size in bytes"},
+    {NULL, NULL, NULL},
+};
+
 const struct vdisk_driver vdisk_driver_raw = {
     .name = "raw",
     .req_state_size = sizeof(struct raw_req),
@@ -593,5 +602,6 @@ const struct vdisk_driver vdisk_driver_raw = {
     .truncate = raw_truncate,
     .preallocate = raw_preallocate,
     .create = raw_create,
+    .create_opts = raw_create_opts,
     .measure = raw_measure,
 };

@@ -903,6 +903,15 @@ static int vdi_create(const char *filename, uint64_t size, struct opt_set *os)
     return r;
 }
 
+/* The options create takes (vdisk_create_option). */
+static const struct create_opt vdi_create_opts[] = {
+    {"size", "size",
+     "the virtual disk's size in bytes"},
+    {"static", "bool (on/off)",
+     "allocate every block now (a static VDI)"},
+    {NULL, NULL, NULL},
+};
+
 const struct vdisk_driver vdisk_driver_vdi = {
     .name = "vdi",
     .req_state_size = sizeof(struct vdi_req),
@@ -915,4 +924,5 @@ const struct vdisk_driver vdisk_driver_vdi = {
     .get_info = vdi_get_info,
     .check = vdi_check,
     .create = vdi_create,
+    .create_opts = vdi_create_opts,
 };

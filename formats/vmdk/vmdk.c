@@ -1893,6 +1893,30 @@ uint32_t vmdk_cid(struct vdisk_dev *dev)
     return s ? s->cid : 0xffffffffu;
 }
 
+/* The options create takes (vdisk_create_option). */
+static const struct create_opt vmdk_create_opts[] = {
+    {"adapter_type", "str",
+     "the disk's adapter: ide (default), lsilogic, buslogic or legacyESX"},
+    {"backing_file", "str",
+     "the parent disk (a VMDK)"},
+    {"backing_fmt", "str",
+     "the parent's format: vmdk when given"},
+    {"compat6", "bool (on/off)",
+     "write virtualHWVersion 6"},
+    {"hwversion", "str",
+     "the virtual hardware version written in the descriptor"},
+    {"size", "size",
+     "the virtual disk's size in bytes"},
+    {"subformat", "str",
+     "monolithicSparse (default), monolithicFlat, twoGbMaxExtentSparse, "
+     "twoGbMaxExtentFlat or streamOptimized"},
+    {"toolsversion", "str",
+     "the VMware Tools version written in the descriptor"},
+    {"zeroed_grain", "bool (on/off)",
+     "mark zeroed grains in the grain tables instead of writing zeroes"},
+    {NULL, NULL, NULL},
+};
+
 const struct vdisk_driver vdisk_driver_vmdk = {
     .name = "vmdk",
     .req_state_size = sizeof(struct vmdk_req),
@@ -1906,6 +1930,7 @@ const struct vdisk_driver vdisk_driver_vmdk = {
     .backing = vmdk_backing,
     .check = vmdk_check,
     .create = vmdk_create,
+    .create_opts = vmdk_create_opts,
     .compress = vmdk_compress,
     .write_compressed = vmdk_write_compressed,
 };

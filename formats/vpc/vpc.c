@@ -752,6 +752,20 @@ static int64_t vpc_allocated_size(struct vdisk_dev *dev)
     return dev_allocated_size(s->file);
 }
 
+/* The options create takes (vdisk_create_option). */
+static const struct create_opt vpc_create_opts[] = {
+    {"force_size", "bool (on/off)",
+     "keep the size exactly as given, not rounded to a CHS geometry "
+     "(what Azure needs)"},
+    {"preallocation", "str",
+     "off (default), falloc or full (fixed images)"},
+    {"size", "size",
+     "the virtual disk's size in bytes"},
+    {"subformat", "str",
+     "dynamic (default) or fixed"},
+    {NULL, NULL, NULL},
+};
+
 const struct vdisk_driver vdisk_driver_vpc = {
     .name = "vpc",
     .probe = vpc_probe,
@@ -763,4 +777,5 @@ const struct vdisk_driver vdisk_driver_vpc = {
     .get_info = vpc_get_info,
     .backing = vpc_backing,
     .create = vpc_create,
+    .create_opts = vpc_create_opts,
 };

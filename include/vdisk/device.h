@@ -191,7 +191,11 @@ void vdisk_close(vdisk_dev *dev);
  * option the format does not take, or a combination it refuses fails with
  * -EINVAL and a message (qemu-img's, where it has one).  The options, as
  * qemu-img create -o takes them (on/off options also take true/false,
- * yes/no, 1/0):
+ * yes/no, 1/0; vdisk_create_option() in vdisk/options.h lists them):
+ *
+ * every format:
+ *   size            the image's size, used when SIZE is 0 (as qemu-img's
+ *                   -o size=, where a size given after the file name wins)
  *
  * raw:
  *   preallocation   off (default: the first 4 KiB are written, as QEMU

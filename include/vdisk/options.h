@@ -123,10 +123,8 @@
  *              65536 of them); default: enough L2 tables for the whole disk
  *              up to 32 MiB, and a quarter of that for refcount blocks.
  *
- * Options understood when creating (vdisk_create): listed per format (raw:
- * preallocation; qcow2: cluster_size, compat, refcount_bits,
- * lazy_refcounts, extended_l2, compression_type, preallocation,
- * backing_file, backing_fmt) with their values and defaults at
+ * Options understood when creating (vdisk_create): vdisk_create_option()
+ * below lists them per format; their values and defaults are described at
  * vdisk_create() in vdisk/device.h.
  *
  * Thread-safety: an options object may be read by several threads at once
@@ -213,6 +211,23 @@ const char *vdisk_options_get(const vdisk_options *opts, const char *key);
  * Thread-safe, does not block, allocates nothing.
  */
 int vdisk_parse_size(const char *text, uint64_t bare_unit, uint64_t *out);
+
+/*
+ * vdisk_create_option: the INDEXth (from 0) of the options vdisk_create()
+ * takes for FORMAT ("qcow2", "raw", "vmdk", ...), in name order, as
+ * `qemu-img create -f FORMAT -o help` lists them: *NAME ("cluster_size"),
+ * *TYPE (how its value is written: "size", "str", "num" or
+ * "bool (on/off)") and *HELP (one line).  The strings are static: they
+ * live as long as the program and must not be freed.  NAME, TYPE or HELP
+ * may be NULL when not wanted.
+ *
+ * Returns 1 when INDEX names an option, 0 past the last one (nothing set),
+ * -ENOENT for a format vdisk does not have, or -ENOTSUP for one it reads
+ * but does not create, each with a message naming FORMAT.
+ * Thread-safe, does not block, allocates nothing.
+ */
+int vdisk_create_option(const char *format, unsigned index, const char **name,
+                        const char **type, const char **help);
 
 #ifdef __cplusplus
 }

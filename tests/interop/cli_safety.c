@@ -19,6 +19,12 @@
 
 #include "harness.h"
 
+/* qemu-img's warning after its refusal to shrink without --shrink. */
+#define SHRINK_WARNING                                                             \
+    "vdisk: warning: Shrinking an image will delete all data beyond the shrunken " \
+    "image's end. Before performing such an operation, make sure there is no "     \
+    "important data there.\n"
+
 #define V vdisk_bin()
 
 static bool exists(const char *path)
@@ -381,9 +387,11 @@ START_TEST(resize_checks_before_touching)
                          "for kilobytes, megabytes, gigabytes, terabytes, petabytes and "
                          "exabytes.\n",
                     "resize -f qcow2 '%s' +1Q", img);
-    fails_unchanged(img, "vdisk: Use the --shrink option to perform a shrink operation.\n",
+    fails_unchanged(img, "vdisk: Use the --shrink option to perform a shrink operation.\n"
+                  SHRINK_WARNING,
                     "resize -f qcow2 '%s' 512k", img);
-    fails_unchanged(img, "vdisk: Use the --shrink option to perform a shrink operation.\n",
+    fails_unchanged(img, "vdisk: Use the --shrink option to perform a shrink operation.\n"
+                  SHRINK_WARNING,
                     "resize -f qcow2 '%s' -- -512", img);
     fails_unchanged(img, "vdisk: New image size must be positive\n",
                     "resize -f qcow2 '%s' -- -2M", img);

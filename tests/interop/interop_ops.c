@@ -14,6 +14,12 @@
 
 #include "harness.h"
 
+/* qemu-img's warning after its refusal to shrink without --shrink. */
+#define SHRINK_WARNING                                                             \
+    "vdisk: warning: Shrinking an image will delete all data beyond the shrunken " \
+    "image's end. Before performing such an operation, make sure there is no "     \
+    "important data there.\n"
+
 #define V vdisk_bin()
 
 /* The same command's standard output and status from both tools. */
@@ -261,7 +267,8 @@ START_TEST(commit_rebase_resize_like_qemu)
     identical("v3-top.qcow2", "q3-top.qcow2");
     clean("v3-top.qcow2");
     r = run("%s resize v3-top.qcow2 1M", V);
-    ck_assert_str_eq(r->err, "vdisk: Use the --shrink option to perform a shrink operation.\n");
+    ck_assert_str_eq(r->err, "vdisk: Use the --shrink option to perform a shrink operation.\n"
+                  SHRINK_WARNING);
     RUN_OK("%s resize --shrink v3-top.qcow2 2M", V);
     RUN_OK("qemu-img resize --shrink q3-top.qcow2 2M");
     identical("v3-top.qcow2", "q3-top.qcow2");

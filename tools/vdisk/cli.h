@@ -112,4 +112,11 @@ void *cli_page_alloc(size_t len);
 /* Common option handling: prints help for "-h" / "--help". */
 bool is_help(const char *arg);
 
+/* True when the -o list LIST asks for help: an element "help" or "?". */
+bool cli_is_help_option(const char *list);
+/* Prints the create options of FORMAT as `qemu-img create -o help` lists
+ * them; 0, or 1 after an error message (no such format, or one vdisk does
+ * not create). */
+int cli_print_create_options(const char *format);
+
 #endif /* VDISK_CLI_H */

@@ -28,7 +28,7 @@ int cmd_amend(int argc, char **argv)
     bool have = false;
     int c, ret = 1;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:o:pqt:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:o:pqt:", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();

@@ -113,7 +113,7 @@ int cmd_check(int argc, char **argv)
     int c;
     bool image_opts = false;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:r:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:r:qU", longopts, NULL)) != -1) {
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;

@@ -37,7 +37,7 @@ int cmd_commit(int argc, char **argv)
     bool keep = false, quiet = false, prog = false;
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:t:b:dpqr:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:t:b:dpqr:", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();

@@ -744,6 +744,7 @@ int cmd_convert(int argc, char **argv)
     struct conv c = {.sparse = 4096, .parallel = 8};
     vdisk_options *opts = NULL;
     int ret = 1;
+    bool help_opts = false;
     if (vdisk_options_new(&opts) < 0) {
         cli_lib_error();
         return 1;
@@ -752,7 +753,7 @@ int cmd_convert(int argc, char **argv)
     bool image_opts = false, target_image_opts = false, have_O = false;
     char *dst_plain = NULL;
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "+hf:O:o:cpqnS:B:F:l:s:m:Wt:T:U", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "hf:O:o:cpqnS:B:F:l:s:m:Wt:T:U", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h':
             help();
@@ -763,6 +764,10 @@ int cmd_convert(int argc, char **argv)
         case CLI_OPT_IMAGE_OPTS: image_opts = true; break;
         case CLI_OPT_TARGET_IMAGE_OPTS: target_image_opts = true; break;
         case 'o':
+            if (cli_is_help_option(optarg)) {
+                help_opts = true;
+                break;
+            }
             if (vdisk_options_parse(opts, optarg) < 0) {
                 cli_lib_error();
                 goto out;
@@ -807,6 +812,11 @@ int cmd_convert(int argc, char **argv)
         }
     }
     (void)quiet;
+    if (help_opts) {
+        /* -o help: the output format's create options, as qemu-img. */
+        ret = cli_print_create_options(out_fmt);
+        goto out;
+    }
     if (argc - optind < 2) {
         cli_error("Expecting image file name");
         goto out;

@@ -17,7 +17,8 @@ static void help(void)
            "holding SIZE bytes (suffixes k, M, G, T, P, E; rounded up to 512 bytes).\n"
            "With a backing file, SIZE defaults to the backing file's size.\n"
            "\n"
-           "  -f FMT        image format: raw, qcow2, vdi or vpc (VHD)\n"
+           "  -f FMT        image format: raw, qcow2, vmdk, vdi or vpc (VHD); -o help\n"
+           "                lists a format's options\n"
            "  -b BACKING    qcow2: a linked clone of BACKING (a path relative to FILE's\n"
            "                folder, or absolute)\n"
            "  -F FMT        the backing file's format (raw or qcow2); required with -b\n"
@@ -99,7 +100,8 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
         if (optlist) {
             char *copy = strdup(optlist);
             for (char *tok = copy ? strtok(copy, ",") : NULL; tok; tok = strtok(NULL, ","))
-                printf(" %s", tok);
+                if (strncmp(tok, "size=", 5) != 0) /* (printed above) */
+                    printf(" %s", tok);
             free(copy);
         }
     }
@@ -134,9 +136,10 @@ int cmd_create(int argc, char **argv)
         return 1;
     }
     char *optlist = NULL;
+    bool help_opts = false;
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hqf:o:b:F:u", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hqf:o:b:F:u", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();
@@ -158,6 +161,10 @@ int cmd_create(int argc, char **argv)
             unsafe = true;
             break;
         case 'o':
+            if (cli_is_help_option(optarg)) {
+                help_opts = true;
+                break;
+            }
             if (vdisk_options_parse(opts, optarg) < 0) {
                 cli_lib_error();
                 goto out;
@@ -169,6 +176,11 @@ int cmd_create(int argc, char **argv)
             fprintf(stderr, "Try 'vdisk create --help' for more information.\n");
             goto out;
         }
+    }
+    if (help_opts) {
+        /* -o help: the format's create options, as qemu-img lists them. */
+        ret = cli_print_create_options(fmt);
+        goto out;
     }
     if (optind >= argc) {
         cli_error("Expecting image file name");
@@ -195,7 +207,20 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     uint64_t size = 0;
-    if (optind < argc) {
+    const char *osize = vdisk_options_get(opts, "size");
+    if (osize && optind < argc) {
+        cli_error("%s: The image size must be specified only once", file);
+        goto out;
+    }
+    if (osize) {
+        /* -o size=N, when no size follows the name (as qemu-img) */
+        if (vdisk_parse_size(osize, 1, &size) < 0) {
+            cli_error("%s: Parameter 'size' expects a non-negative number below 2^64\n"
+                      "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                      "peta-\nand exabytes, respectively.", file);
+            goto out;
+        }
+    } else if (optind < argc) {
         int r = vdisk_parse_size(argv[optind], 1, &size);
         if (r < 0) {
             cli_error("Invalid image size specified: '%s'. You may use k, M, G, T, P or E "

@@ -689,7 +689,7 @@ int cmd_io(int argc, char **argv)
         return 1;
     int c, ret = 1;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:c:rnt:i:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:c:rnt:i:U", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();

@@ -109,7 +109,7 @@ int cmd_map(int argc, char **argv)
     int c;
     bool image_opts = false;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:U", longopts, NULL)) != -1) {
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;

@@ -45,8 +45,9 @@ int cmd_measure(int argc, char **argv)
     vdisk_options *o = NULL;
     vdisk_options_new(&o);
     int c, ret = 1;
+    bool help_opts = false;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:O:o:l:sU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:O:o:l:sU", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();
@@ -55,6 +56,10 @@ int cmd_measure(int argc, char **argv)
         case 'f': oa.format = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'o':
+            if (cli_is_help_option(optarg)) {
+                help_opts = true;
+                break;
+            }
             if (vdisk_options_parse(o, optarg) < 0) {
                 cli_lib_error();
                 goto out;
@@ -96,6 +101,12 @@ int cmd_measure(int argc, char **argv)
     if (have_size == (optind < argc) || argc - optind > 1) {
         cli_error(have_size ? "--size N cannot be used together with a filename."
                             : "Either --size N or one filename must be specified.");
+        goto out;
+    }
+    if (help_opts) {
+        /* -o help: the output format's create options (qemu-img 7.2
+         * refuses "help" here) */
+        ret = cli_print_create_options(out_fmt);
         goto out;
     }
     vdisk_dev *dev = NULL;

@@ -35,7 +35,7 @@ int cmd_rebase(int argc, char **argv)
     bool unsafe = false, quiet = false, prog = false;
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:t:T:ub:F:pqU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:t:T:ub:F:pqU", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();

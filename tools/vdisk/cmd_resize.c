@@ -29,8 +29,18 @@ int cmd_resize(int argc, char **argv)
     int c;
     bool image_opts = false;
     optind = 0;
-    /* "-1G" is a size, not an option: stop at the first non-option. */
-    while ((c = getopt_long(argc, argv, "+hf:q", longopts, NULL)) != -1) {
+    /* The size is the last argument, taken before the options are read
+     * (as qemu-img does), so that "-1G" is a size, not an option; options
+     * may stand before or after the file name. */
+    const char *size_arg = NULL;
+    if (argc < 3 && !(argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))) {
+        cli_error("Not enough arguments");
+        fprintf(stderr, "Try 'vdisk resize --help' for more information.\n");
+        return 1;
+    }
+    if (argc >= 3 && strcmp(argv[argc - 1], "--help") != 0 && strcmp(argv[argc - 1], "-h") != 0)
+        size_arg = argv[--argc];
+    while ((c = getopt_long(argc, argv, "hf:q", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();
@@ -54,14 +64,16 @@ int cmd_resize(int argc, char **argv)
     const char *pos[2];
     int npos = 0;
     for (int i = optind; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
+        if (strcmp(argv[i], "--") == 0 && npos == 0 && i + 1 == argc)
             continue;
-        if (npos == 2) {
+        if (npos == 1) {
             npos = 3;
             break;
         }
         pos[npos++] = argv[i];
     }
+    if (size_arg && npos == 1)
+        pos[npos++] = size_arg;
     if (npos != 2) {
         cli_error("Expecting image file name and size");
         return 1;
@@ -98,6 +110,9 @@ int cmd_resize(int argc, char **argv)
     }
     if (size < cur && !shrink) {
         cli_error("Use the --shrink option to perform a shrink operation.");
+        cli_error("warning: Shrinking an image will delete all data beyond the shrunken "
+                  "image's end. Before performing such an operation, make sure there is no "
+                  "important data there.");
         vdisk_close(dev);
         return 1;
     }

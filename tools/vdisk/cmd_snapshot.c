@@ -64,7 +64,7 @@ int cmd_snapshot(int argc, char **argv)
     int c, actions = 0;
     bool image_opts = false;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+hf:lc:a:d:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:lc:a:d:qU", longopts, NULL)) != -1) {
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;

@@ -293,3 +293,36 @@ void *cli_page_alloc(size_t len)
         return NULL;
     return p;
 }
+
+bool cli_is_help_option(const char *list)
+{
+    /* Elements split at single commas (",," is a comma inside a value). */
+    for (const char *p = list; p;) {
+        const char *e = p;
+        while (*e && !(*e == ',' && e[1] != ','))
+            e += (*e == ',' && e[1] == ',') ? 2 : 1;
+        size_t n = (size_t)(e - p);
+        if ((n == 4 && !strncmp(p, "help", 4)) || (n == 1 && *p == '?'))
+            return true;
+        p = *e ? e + 1 : NULL;
+    }
+    return false;
+}
+
+int cli_print_create_options(const char *format)
+{
+    const char *name, *type, *help;
+    int r = vdisk_create_option(format, 0, &name, &type, &help);
+    if (r < 0) {
+        cli_lib_error();
+        return 1;
+    }
+    printf("Supported %s options:\n", format);
+    for (unsigned i = 1; r == 1; i++) {
+        char left[128];
+        snprintf(left, sizeof left, "%s=<%s>", name, type);
+        printf("  %-22s - %s\n", left, help);
+        r = vdisk_create_option(format, i, &name, &type, &help);
+    }
+    return 0;
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/interop/cli_args.c: vdisk's arguments read as qemu-img reads them
+ * (issue 21, item 1): options after the file names, "--" ending the
+ * options, -o help and -o ? listing a format's create options in
+ * qemu-img's layout, and -o size=.  Each case runs qemu-img and vdisk on
+ * the same input and compares their outputs, exit statuses and images.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* Options standing after the file names, as qemu-img (getopt) permutes
+ * them. */
+START_TEST(options_after_names)
+{
+    same_as_qemu_img("create", "q.qcow2 1M -f qcow2 -o cluster_size=4k");
+    same_as_qemu_img("info", "q.qcow2 --output=json");
+    same_as_qemu_img("info", "q.qcow2 -f qcow2");
+    same_as_qemu_img("check", "q.qcow2 --output=json -f qcow2");
+    same_as_qemu_img("map", "q.qcow2 --output=json");
+    same_as_qemu_img("measure", "q.qcow2 -O qcow2 --output=json");
+    same_as_qemu_img("compare", "q.qcow2 q.qcow2 -f qcow2 -F qcow2");
+    RUN_OK("cd '%s' && qemu-io -f qcow2 -c 'write -P 7 4k 8k' q.qcow2 >/dev/null && "
+           "qemu-img convert q.qcow2 qq.raw -O raw && '%s' convert q.qcow2 v.raw -O raw -f qcow2 "
+           "&& cmp qq.raw v.raw", scratch_dir(), vdisk_bin());
+    RUN_OK("cd '%s' && qemu-img convert q.qcow2 qc.qcow2 -O qcow2 -c && '%s' convert q.qcow2 "
+           "vc.qcow2 -O qcow2 -c && qemu-img compare -q qc.qcow2 vc.qcow2", scratch_dir(),
+           vdisk_bin());
+    /* resize: the size is the last argument, whatever its sign; options
+     * before and after the name. */
+    RUN_OK("cd '%s' && cp q.qcow2 r.qcow2 && '%s' resize r.qcow2 -q +1M && '%s' resize -f qcow2 "
+           "r.qcow2 --shrink -512k && '%s' resize r.qcow2 -- +4k", scratch_dir(), vdisk_bin(),
+           vdisk_bin(), vdisk_bin());
+    same_as_qemu_img("info", "r.qcow2 --output=json");
+    struct run *r = run("cd '%s' && qemu-img info --output=json r.qcow2 | grep '\"virtual-size\"'",
+                        scratch_dir());
+    ck_assert_str_eq(r->out, "    \"virtual-size\": 1576960,\n");
+    same_as_qemu_img("resize", "r.qcow2 -1k");
+    /* "--" ends the options: a file whose name starts with '-'. */
+    RUN_OK("cd '%s' && cp q.qcow2 ./-dash.qcow2", scratch_dir());
+    same_as_qemu_img("info", "--output=json -- -dash.qcow2");
+    same_as_qemu_img("check", "-f qcow2 -- -dash.qcow2");
+}
+END_TEST
+
+/* The create options of FORMAT as vdisk lists them (VERB_ARGS with %s for
+ * FORMAT) against qemu-img create -o help: qemu-img's layout
+ * ("Supported F options:", then "  NAME=<TYPE>" padded to 22 and " - "
+ * and a line of help), each NAME and TYPE one qemu-img lists too (raw's
+ * and vpc's preallocation, which qemu-img keeps at the file protocol,
+ * aside), in qemu-img's order. */
+static void lists_like_qemu_img(const char *format, const char *verb_args)
+{
+    struct run *q = run("qemu-img create -f %s -o help 2>/dev/null", format);
+    ck_assert_int_eq(q->status, 0);
+    char *qout = strdup(q->out);
+    struct run *v = run("'%s' %s", vdisk_bin(), fmt(verb_args, format));
+    ck_assert_msg(v->status == 0, "%s", v->err);
+    char *vout = strdup(v->out);
+    char head[64];
+    snprintf(head, sizeof head, "Supported %s options:\n", format);
+    ck_assert_msg(strncmp(vout, head, strlen(head)) == 0, "%s", vout);
+    char *save = NULL, *prev = NULL;
+    unsigned n = 0;
+    for (char *line = strtok_r(vout + strlen(head), "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(line, '='), *dash = strstr(line, " - ");
+        ck_assert_msg(!strncmp(line, "  ", 2) && eq && dash && eq < dash, "line '%s'", line);
+        size_t left = (size_t)(dash - line);
+        if (left > 24)
+            ck_assert_msg(line[left - 1] != ' ', "line '%s' pads past its name", line);
+        else
+            ck_assert_msg(left == 24, "line '%s' is not padded to 22", line);
+        char *spec = strndup(line + 2, (size_t)(strchr(line, '>') - line - 1));
+        if (strncmp(spec, "preallocation=", 14) != 0) {
+            char want[160];
+            snprintf(want, sizeof want, "\n  %s", spec);
+            ck_assert_msg(strstr(qout, want), "%s: qemu-img does not list '%s'", format, spec);
+        }
+        if (prev)
+            ck_assert_msg(strcmp(prev, spec) < 0, "'%s' is listed after '%s'", spec, prev);
+        free(prev);
+        prev = spec;
+        n++;
+    }
+    ck_assert_uint_gt(n, 1);
+    free(prev);
+    free(qout);
+    free(vout);
+}
+
+START_TEST(o_help)
+{
+    static const char *const formats[] = {"qcow2", "raw", "vmdk", "vpc", "vdi"};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        lists_like_qemu_img(formats[i], "create -f %s -o help");
+        lists_like_qemu_img(formats[i], "create -o ? -f %s");
+        lists_like_qemu_img(formats[i], "convert -O %s -o cluster_size=4k,help");
+        /* (qemu-img 7.2 refuses "help" in measure's -o) */
+        lists_like_qemu_img(formats[i], "measure -o help -O %s --size 1M");
+    }
+    /* Nothing is created; an unknown format and one that is only read are
+     * refused as qemu-img refuses them. */
+    RUN_OK("cd '%s' && '%s' create -f qcow2 -o help h.qcow2 1M >/dev/null && ! test -e h.qcow2",
+           scratch_dir(), vdisk_bin());
+    struct run *r = run("'%s' create -f nosuch -o help", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_msg(strstr(r->err, "Unknown file format 'nosuch'"), "%s", r->err);
+    r = run("'%s' create -f bochs -o help", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_msg(strstr(r->err, "Format driver 'bochs' does not support image creation"), "%s",
+                  r->err);
+}
+END_TEST
+
+/* -o size= gives the size when none follows the name; a size after the
+ * name wins, as in qemu-img. */
+START_TEST(o_size)
+{
+    same_as_qemu_img("create", "-f qcow2 -o size=3M,cluster_size=4k s.qcow2");
+    same_as_qemu_img("info", "--output=json s.qcow2");
+    same_as_qemu_img("create", "-f qcow2 -o size=3M t.qcow2 5M");
+    same_as_qemu_img("create", "-f raw -o size=1G5 u.raw");
+    same_as_qemu_img("create", "-f raw -o size=2M u.raw");
+    same_as_qemu_img("info", "--output=json u.raw");
+}
+END_TEST
+
+int main(void)
+{
+    require_program("qemu-img");
+    Suite *s = suite_create("cli-args");
+    TCase *tc = tcase_create("cli-args");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, options_after_names);
+    tcase_add_test(tc, o_help);
+    tcase_add_test(tc, o_size);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
