@@ -130,6 +130,43 @@ START_TEST(o_size)
 }
 END_TEST
 
+/* vdisk help [VERB]; a mistyped verb refused in qemu-img's words, with
+ * the nearest verb named. */
+START_TEST(help_and_mistyped_verbs)
+{
+    struct run *r = run("'%s' help", vdisk_bin());
+    ck_assert_int_eq(r->status, 0);
+    char *top = strdup(r->out);
+    r = run("'%s' --help", vdisk_bin());
+    ck_assert_str_eq(top, r->out);
+    free(top);
+    static const char *const verbs[] = {"convert", "info", "io", "part", "nbd"};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        r = run("'%s' help %s", vdisk_bin(), verbs[i]);
+        ck_assert_int_eq(r->status, 0);
+        char *a = strdup(r->out);
+        r = run("'%s' %s --help", vdisk_bin(), verbs[i]);
+        ck_assert_str_eq(a, r->out);
+        free(a);
+    }
+    r = run("qemu-img infoo x");
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "qemu-img: Command not found: infoo\nTry 'qemu-img --help' for "
+                     "more information\n");
+    r = run("'%s' infoo x", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "vdisk: Command not found: infoo\nDid you mean 'vdisk info'?\n"
+                     "Try 'vdisk --help' for more information\n");
+    r = run("'%s' covnert x y", vdisk_bin());
+    ck_assert_str_eq(r->err, "vdisk: Command not found: covnert\nDid you mean 'vdisk "
+                     "convert'?\nTry 'vdisk --help' for more information\n");
+    r = run("'%s' help nosuchverb", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "vdisk: Command not found: nosuchverb\nTry 'vdisk --help' for "
+                     "more information\n");
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-img");
@@ -139,6 +176,7 @@ int main(void)
     tcase_add_test(tc, options_after_names);
     tcase_add_test(tc, o_help);
     tcase_add_test(tc, o_size);
+    tcase_add_test(tc, help_and_mistyped_verbs);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -72,7 +72,8 @@ START_TEST(bad_input)
     const char *img = scratch("x.raw");
     RUN_OK("%s create -q -f raw '%s' 1M", vdisk_bin(), img);
 
-    fails_with("vdisk: unknown command 'frobnicate' (see 'vdisk --help')\n", "frobnicate");
+    fails_with("vdisk: Command not found: frobnicate\nTry 'vdisk --help' for more "
+               "information\n", "frobnicate");
     snprintf(args, sizeof args, "create -f raw '%s' 1Q", img);
     fails_with("vdisk: Invalid image size specified: '1Q'. You may use k, M, G, T, P or E "
                "suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes and "

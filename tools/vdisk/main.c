@@ -55,8 +55,55 @@ static void usage(FILE *f)
             "\n"
             "Sizes take the suffixes k, M, G, T, P and E (powers of 1024), fractions\n"
             "(1.5G) and hexadecimal (0x10000), as qemu-img takes them.\n"
-            "'vdisk COMMAND --help' describes a command; see also vdisk(1).\n"
+            "'vdisk help COMMAND' or 'vdisk COMMAND --help' describes a command; see\n"
+            "also vdisk(1).\n"
             "Environment: VDISK_ENGINE=uring|threads chooses the I/O engine.\n");
+}
+
+/* The edit distance between A and B (insertions, deletions, substitutions
+ * and swaps of neighbours), for short words; at most 99. */
+static unsigned distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 30 || m > 30)
+        return 99;
+    unsigned d[32][32];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* An unknown command, in qemu-img's words, with the nearest one named. */
+static int unknown_command(const char *name)
+{
+    cli_error("Command not found: %s", name);
+    size_t best = 0;
+    unsigned dmin = 99;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        unsigned d = distance(name, commands[i].name);
+        if (d < dmin) {
+            dmin = d;
+            best = i;
+        }
+    }
+    if (dmin <= 2 && dmin < strlen(name))
+        fprintf(stderr, "Did you mean 'vdisk %s'?\n", commands[best].name);
+    fprintf(stderr, "Try 'vdisk --help' for more information\n");
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -73,9 +120,22 @@ int main(int argc, char **argv)
         printf("vdisk version %s\n", vdisk_version());
         return 0;
     }
+    /* vdisk help [COMMAND]: the synopsis of every command, or COMMAND's
+     * --help. */
+    if (strcmp(argv[1], "help") == 0) {
+        if (argc == 2) {
+            usage(stdout);
+            return 0;
+        }
+        char help_flag[] = "--help";
+        char *args[] = {argv[2], help_flag, NULL};
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (strcmp(argv[2], commands[i].name) == 0)
+                return commands[i].fn(2, args);
+        return unknown_command(argv[2]);
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);
-    cli_error("unknown command '%s' (see 'vdisk --help')", argv[1]);
-    return 1;
+    return unknown_command(argv[1]);
 }
