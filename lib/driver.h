@@ -624,7 +624,7 @@ extern const struct vdisk_driver vdisk_driver_parallels;
 extern const struct vdisk_driver vdisk_driver_vmdk;
 /* VHD images (formats/vpc), "vpc" as QEMU names the format. */
 extern const struct vdisk_driver vdisk_driver_vpc;
-/* VHDX images (formats/vhdx): fixed and dynamic written, differencing read. */
+/* VHDX images (formats/vhdx), read and written. */
 extern const struct vdisk_driver vdisk_driver_vhdx;
 /* NBD exports (formats/nbd/nbd.c): the protocol of names that
  * dev_is_nbd_name() accepts. */

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * formats/vhdx/vhdx.c: the VHDX driver (Hyper-V images, [MS-VHDX]): probe,
- * open (headers, region tables, metadata, BAT), reads, block status, info,
- * check.  The log is in log.c.
+ * open (headers, region tables, metadata, BAT), reads, writes, block
+ * status, info, check.  The log is in log.c, creation in create.c.
  *
  * vdisk reads VHDX images as QEMU 7.2 does: fixed and dynamic images; and
  * differencing images, which QEMU refuses: their parent (parent.c) reads
  * where a block is not present, and where a partially present block's
  * sector bitmap (the chunk's, held in memory) has a clear bit.
- * A writable open is refused, with the command that converts the image,
- * but for a repair (the open option repair=on, which vdisk check -r
- * gives): that one replays the log, as qemu-img check -r all does, and the
- * device stays read-only.
+ * It writes all three (see "Writes" below).  A writable open replays a
+ * log left by a crash, as QEMU's does; a repair's (the open option
+ * repair=on, which vdisk check -r gives) replays it too and leaves the
+ * device read-only.
  *
  * Every offset and length an image gives is checked against the file's
  * length, the header section, and the other regions before it is used;
@@ -559,17 +559,12 @@ static void free_state(struct vhdx *s)
 }
 
 /*
- * What a writable open needs beyond a read-only one: no parent (vdisk
- * does not write differencing images yet), a log an entry fits in, and a
- * BAT region that holds the BAT's last 4 KiB sector whole.
+ * What a writable open needs beyond a read-only one: a log an entry fits
+ * in, and a BAT region that holds the BAT's last 4 KiB sector whole.
  */
 static int writable_check(struct vhdx *s)
 {
     const char *fn = s->dev->filename;
-    if (s->params & VHDX_PARAM_HAS_PARENT)
-        return err_set(-ENOTSUP, "%s: vdisk does not write differencing VHDX images (open it "
-                       "read-only, or convert it: vdisk convert -f vhdx -O qcow2 %s "
-                       "IMAGE.qcow2)", fn, fn);
     if (s->log_length < 2 * VHDX_LOG_SECTOR)
         return err_set(-ENOTSUP, "%s: the VHDX image has a log of %" PRIu64 " bytes: vdisk "
                        "writes only images whose log holds an entry (open it read-only)", fn,
@@ -771,7 +766,7 @@ static void read_walk(struct vdisk_req *req)
 /* ---- Writes --------------------------------------------------------------- */
 
 /*
- * Writes (fixed and dynamic images; see writable_check).  The first write
+ * Writes (see writable_check for what is refused).  The first write
  * of a session renews the headers' FileWriteGuid and DataWriteGuid (both
  * headers, each flushed, before any data).  A write to fully present
  * blocks goes to the file as children.  One that needs new blocks runs on
@@ -786,6 +781,15 @@ static void read_walk(struct vdisk_req *req)
  * rewrites sectors already (or about to be) in place.  Blocks that are not
  * present read as zeroes, so write-zeroes leaves them alone and writes
  * zeroes on present ones; discard does nothing (QEMU 7.2 neither).
+ *
+ * Differencing images (which QEMU 7.2 neither reads nor writes): a write
+ * to a block that reads the parent, not present or partially present,
+ * first copies the rest of the block from where it reads now (the parent,
+ * or this file's sectors of a partially present block) into a new block
+ * or, partially present, into its own; the block then becomes fully
+ * present.  No sector bitmap ever changes, and a crash before the BAT
+ * commit leaves the block reading as before.  Write-zeroes writes there
+ * too (the parent's data must read as zeroes).
  */
 
 #define VHDX_COMMIT_MAX 32u /* BAT sectors one log entry carries */
@@ -877,11 +881,87 @@ static int first_write(struct vhdx *s)
     return r;
 }
 
+/* LEN bytes at disk offset OFF of the parent into BUF (zeroes past its
+ * end). */
+static int parent_pread(struct vhdx *s, uint64_t off, uint8_t *buf, uint64_t len)
+{
+    uint64_t psize = dev_size(s->parent);
+    uint64_t have = off < psize ? (len < psize - off ? len : psize - off) : 0;
+    int r = have ? dev_pread(s->parent, buf, (size_t)have, off) : 0;
+    if (r == 0 && have < len)
+        memset(buf + have, 0, (size_t)(len - have));
+    return r;
+}
+
+/* What the LEN bytes at disk offset OFF (inside one block whose BAT entry
+ * is E, not fully present) read as now, into BUF. */
+static int old_data(struct vhdx *s, uint64_t e, uint64_t off, uint8_t *buf, uint64_t len)
+{
+    unsigned state = e & VHDX_BAT_STATE_MASK;
+    if (state == VHDX_PAYLOAD_NOT_PRESENT && s->parent)
+        return parent_pread(s, off, buf, len);
+    if (state != VHDX_PAYLOAD_PARTIALLY_PRESENT) {
+        memset(buf, 0, (size_t)len);
+        return 0;
+    }
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t at = off + done;
+        bool here = sb_bit(s, at);
+        uint64_t run = s->logical_sector - at % s->logical_sector;
+        while (done + run < len && sb_bit(s, at + run) == here)
+            run += s->logical_sector;
+        if (run > len - done)
+            run = len - done;
+        int r = here ? dev_pread(s->file, buf + done, (size_t)run,
+                                 (e & VHDX_BAT_OFFSET_MASK) + at % s->block_size)
+                     : parent_pread(s, at, buf + done, run);
+        if (r < 0)
+            return r;
+        done += run;
+    }
+    return 0;
+}
+
+/*
+ * A differencing image's block made whole before a write makes it fully
+ * present (copy-on-write, so that no sector bitmap changes): the bytes of
+ * the block outside [SKIP_FROM, SKIP_TO) (disk offsets) copied from where
+ * they read now into the block at BOFF; zeroes are left out (a new block
+ * reads zeroes).  BUF is a scratch buffer of VHDX_MIB bytes.
+ */
+static int fill_block(struct vhdx *s, uint64_t blk, uint64_t e, uint64_t boff, bool fresh,
+                      uint64_t skip_from, uint64_t skip_to, uint8_t *buf)
+{
+    uint64_t start = blk * s->block_size;
+    uint64_t end = s->size - start < s->block_size ? s->size : start + s->block_size;
+    for (uint64_t at = start; at < end;) {
+        if (at >= skip_from && at < skip_to) {
+            at = skip_to;
+            continue;
+        }
+        uint64_t n = end - at < VHDX_MIB ? end - at : VHDX_MIB;
+        if (at < skip_from && at + n > skip_from)
+            n = skip_from - at;
+        int r = old_data(s, e, at, buf, n);
+        if (r < 0)
+            return r;
+        bool zero = fresh;
+        for (uint64_t i = 0; zero && i < n; i++)
+            zero = buf[i] == 0;
+        if (!zero && (r = dev_pwrite(s->file, buf, (size_t)n, boff + (at - start))) < 0)
+            return r;
+        at += n;
+    }
+    return 0;
+}
+
 /* On the worker: a write or write-zeroes, block by block. */
 static int write_work(struct vdisk_req *req)
 {
     struct vhdx *s = req->dev->priv;
     struct commit c = {.n = 0};
+    uint8_t *scratch = NULL;
     int r = first_write(s);
     bool fua = req->flags & VDISK_REQ_FUA;
     uint64_t end = req->offset + req->length;
@@ -892,7 +972,11 @@ static int write_work(struct vdisk_req *req)
         uint64_t e = bat_get(s, bi);
         bool present = (e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT;
         uint64_t host = (e & VHDX_BAT_OFFSET_MASK) + inb;
-        if (req->op == VDISK_OP_WRITE_ZEROES) {
+        unsigned state = e & VHDX_BAT_STATE_MASK;
+        /* Reads the parent (differencing images): made whole first. */
+        bool cow = !present && s->parent && (state == VHDX_PAYLOAD_NOT_PRESENT ||
+                                             state == VHDX_PAYLOAD_PARTIALLY_PRESENT);
+        if (req->op == VDISK_OP_WRITE_ZEROES && !cow) {
             if (present)
                 r = dev_write_zeroes(s->file, host, n, fua ? VDISK_REQ_FUA : 0);
             pos += n;
@@ -900,10 +984,29 @@ static int write_work(struct vdisk_req *req)
         }
         uint64_t boff = 0;
         if (!present) {
-            r = allocate_block(s, blk, &boff);
+            bool fresh = state != VHDX_PAYLOAD_PARTIALLY_PRESENT;
+            if (fresh)
+                r = allocate_block(s, blk, &boff);
+            else
+                boff = e & VHDX_BAT_OFFSET_MASK;
+            if (r == 0 && cow && !scratch && !(scratch = malloc(VHDX_MIB)))
+                r = err_set(-ENOMEM, "out of memory");
+            if (r == 0 && cow)
+                r = fill_block(s, blk, e, boff, fresh, pos, pos + n, scratch);
             if (r < 0)
                 break;
             host = boff + inb;
+        }
+        if (req->op == VDISK_OP_WRITE_ZEROES) {
+            r = dev_write_zeroes(s->file, host, n, 0);
+            if (r == 0) {
+                pthread_mutex_lock(&s->lock);
+                s->bat[bi] = boff | VHDX_PAYLOAD_FULLY_PRESENT;
+                pthread_mutex_unlock(&s->lock);
+                r = commit_add(s, &c, bi);
+            }
+            pos += n;
+            continue;
         }
         struct iovec small[REQ_INLINE_IOV], *v = small;
         if (req->iovcnt > REQ_INLINE_IOV)
@@ -924,6 +1027,7 @@ static int write_work(struct vdisk_req *req)
         }
         pos += n;
     }
+    free(scratch);
     /* What was allocated is committed even when a later block failed. */
     int r2 = commit_bat(s, &c);
     if (r == 0)
@@ -977,7 +1081,7 @@ static bool write_fast(struct vhdx *s, const struct vdisk_req *req)
     pthread_mutex_lock(&s->lock);
     bool fast = s->data_guid_done;
     pthread_mutex_unlock(&s->lock);
-    if (!fast || req->op == VDISK_OP_WRITE_ZEROES)
+    if (!fast || (req->op == VDISK_OP_WRITE_ZEROES && !s->parent))
         return fast;
     uint64_t first = req->offset / s->block_size;
     uint64_t last = (req->offset + req->length - 1) / s->block_size;

@@ -625,26 +625,78 @@ static void make_child(const char *linkage, const char *path)
     free(img);
 }
 
-START_TEST(differencing)
+/* base.vhdx (qemu-made) and its child c.vhdx (make_child); what the child
+ * reads, in a new buffer of *N bytes. */
+static uint8_t *child_model(size_t *n)
 {
     RUN_OK("cd '%s' && rm -f base.vhdx && qemu-img create -q -f vhdx -o block_size=1M base.vhdx "
            "8M && qemu-io -f vhdx -c 'write -P 0xaa 0 8M' -c 'write -P 0xbb 5M 4k' base.vhdx && "
            "qemu-img convert -O raw base.vhdx base.raw", scratch_dir());
     make_child(NULL, "base.vhdx");
-    /* Read only: vdisk does not write differencing images yet. */
-    struct run *w = run("cd '%s' && '%s' io -c 'write 0 4k' c.vhdx", scratch_dir(), vdisk_bin());
-    ck_assert_int_ne(w->status, 0);
-    ck_assert_str_eq(w->err, "vdisk: vdisk_open: c.vhdx: vdisk does not write differencing "
-                             "VHDX images (open it read-only, or convert it: vdisk convert -f "
-                             "vhdx -O qcow2 c.vhdx IMAGE.qcow2)\n");
-    size_t n;
-    uint8_t *model = read_file(scratch("base.raw"), &n);
-    ck_assert_uint_eq(n, 8 * MIB);
+    uint8_t *model = read_file(scratch("base.raw"), n);
+    ck_assert_uint_eq(*n, 8 * MIB);
     memset(model, 0x11, MIB);
     for (uint32_t sct = 0; sct < 2048; sct++)
         if (sct < 8 || (sct >= 100 && sct < 164) || sct == 2047)
             memset(model + 2 * MIB + 512 * sct, 0x22, 512);
     memset(model + 3 * MIB, 0, MIB);
+    return model;
+}
+
+/* Writes to a differencing image: a block not present is copied from the
+ * parent, a partially present one completed from it (no sector bitmap
+ * changes), then both fully present; the parent is not written. */
+START_TEST(write_differencing)
+{
+    size_t n;
+    uint8_t *model = child_model(&n);
+    RUN_OK("cd '%s' && cp base.vhdx base0.vhdx && '%s' io -c 'write -P 0xe1 1M 4k' "
+           "-c 'write -P 0xe2 2M 512' -c 'write -P 0xe3 2100k 600k' -c 'write -z 5M 1k' "
+           "-c 'write -P 0xe4 7M 1M' -c 'write -P 0xe5 3M 4k' -c flush c.vhdx && "
+           "cmp base.vhdx base0.vhdx", scratch_dir(), vdisk_bin());
+    memset(model + MIB, 0xe1, 4096);
+    memset(model + 2 * MIB, 0xe2, 512);
+    memset(model + 2100 * 1024, 0xe3, 600 * 1024);
+    memset(model + 5 * MIB, 0, 1024);
+    memset(model + 7 * MIB, 0xe4, MIB);
+    memset(model + 3 * MIB, 0xe5, 4096);
+    RUN_OK("cd '%s' && rm -f v.raw && '%s' check c.vhdx && '%s' convert -O raw c.vhdx v.raw",
+           scratch_dir(), vdisk_bin(), vdisk_bin());
+    size_t vn;
+    uint8_t *v = read_file(scratch("v.raw"), &vn);
+    ck_assert_uint_eq(vn, n);
+    assert_same_bytes(v, model, n, 0, "c.vhdx");
+    free(v);
+    free(model);
+    /* Blocks 1, 3, 5 and 7 new at the file's end in the order written,
+     * block 2 (was partially present) where it was. */
+    struct run *r = run("cd '%s' && '%s' map --output=json c.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_str_eq(r->out,
+                     "[{ \"start\": 0, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 8388608},\n"
+                     "{ \"start\": 1048576, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 12582912},\n"
+                     "{ \"start\": 2097152, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 9437184},\n"
+                     "{ \"start\": 3145728, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 15728640},\n"
+                     "{ \"start\": 4194304, \"length\": 1048576, \"depth\": 1,"
+                     " \"present\": true, \"zero\": false, \"data\": true},\n"
+                     "{ \"start\": 5242880, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 13631488},\n"
+                     "{ \"start\": 6291456, \"length\": 1048576, \"depth\": 1,"
+                     " \"present\": true, \"zero\": false, \"data\": true},\n"
+                     "{ \"start\": 7340032, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, "
+                     "\"offset\": 14680064}]\n");
+}
+END_TEST
+
+START_TEST(differencing)
+{
+    size_t n;
+    uint8_t *model = child_model(&n);
     RUN_OK("cd '%s' && rm -f v.raw && '%s' convert -O raw c.vhdx v.raw", scratch_dir(),
            vdisk_bin());
     size_t vn;
@@ -845,6 +897,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, log_hostile);
     tcase_add_test(tc, log_damaged_entry_ignored);
     tcase_add_test(tc, differencing);
+    tcase_add_test(tc, write_differencing);
     tcase_add_test(tc, hostile_headers_messages);
     suite_add_tcase(s, tc);
     return s;
