@@ -212,6 +212,41 @@ START_TEST(write_logical_4096)
 }
 END_TEST
 
+/* A copy taken while vdisk has the image open (its log open, 200 entries
+ * that wrapped around a 1 MiB log) is replayed by qemu-img check -r all
+ * and by vdisk check -r all: clean after, every write there. */
+START_TEST(open_log_replayed)
+{
+    RUN_OK("cd '%s' && rm -f w.vhdx && '%s' create -q -f vhdx -o block_size=1M w.vhdx 300M",
+           scratch_dir(), vdisk_bin());
+    vdisk_dev *d;
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "off"), 0);
+    ck_assert_int_eq(vdisk_open(&d, scratch("w.vhdx"), o), 0);
+    vdisk_options_free(o);
+    uint8_t buf[4096];
+    for (unsigned i = 0; i < 200; i++) {
+        memset(buf, (int)(i % 250 + 1), sizeof buf);
+        ck_assert_int_eq(vdisk_pwrite(d, buf, sizeof buf, (uint64_t)i * MIB + 8192), 0);
+    }
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    size_t n;
+    uint8_t *img = read_file(scratch("w.vhdx"), &n);
+    vdisk_close(d);
+    write_file(scratch("wq.vhdx"), img, n);
+    write_file(scratch("wv.vhdx"), img, n);
+    free(img);
+    /* Read-only, both refuse it as it is. */
+    struct run *r = run("cd '%s' && qemu-img info wq.vhdx", scratch_dir());
+    ck_assert_int_ne(r->status, 0);
+    RUN_OK("cd '%s' && qemu-img check -q -r all wq.vhdx && qemu-img check -q wq.vhdx && "
+           "'%s' check -q -r all wv.vhdx && qemu-img check -q wv.vhdx && "
+           "qemu-img compare -q w.vhdx wq.vhdx && qemu-img compare -q w.vhdx wv.vhdx",
+           scratch_dir(), vdisk_bin());
+}
+END_TEST
+
 /* vdisk create: qemu-img's Formatting line and layout; qemu-img check
  * clean, info alike, the images vdisk makes written by qemu-io. */
 START_TEST(create)
@@ -891,6 +926,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, write_fixed);
     tcase_add_test(tc, write_logical_4096);
     tcase_add_test(tc, create);
+    tcase_add_test(tc, open_log_replayed);
     tcase_add_test(tc, convert_in);
     tcase_add_test(tc, log_replay);
     tcase_add_test(tc, log_sequences);
