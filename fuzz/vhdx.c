@@ -6,11 +6,12 @@
  * little-endian page number (modulo 4096: files up to 16 MiB) and the
  * page's bytes (a short last record fills part of its page).  The file is
  * as long as its last page reaches; the rest reads zero.  It is opened
- * over a memory device (as vhdx, whatever its first bytes) read-only, and
- * read-write for a repair (repair=on, as vdisk check -r opens it) so that
- * a log in it is searched and replayed; then read (the first megabytes
- * and a few places the input chooses), written (refused: the device is
- * read-only), zeroed, discarded, flushed and checked.  Any crash,
+ * over a memory device (as vhdx, whatever its first bytes) read-only;
+ * read-write, so that a log in it is replayed and then writes allocate
+ * blocks, commit BAT sectors through the log and close it; and read-write
+ * for a repair (repair=on, as vdisk check -r opens it).  Each time it is
+ * read (the first megabytes and a few places the input chooses), written,
+ * zeroed, discarded, flushed and checked.  Any crash,
  * sanitizer report, leak or hang is a bug.  fuzz/vhdx_seeds.py packs
  * qemu-img's images (and one with a log to replay) as seeds.
  */
@@ -45,6 +46,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct vdisk_dev *dev = fuzz_open_image(&in, "vhdx", true);
     if (dev) {
         fuzz_format_ops(dev, data, size, 3, true);
+        dev_unref(dev);
+    }
+    /* Writable: new blocks, BAT sectors through the log. */
+    dev = fuzz_open_image(&in, "vhdx", false);
+    if (dev) {
+        fuzz_format_ops(dev, data, size, 3, true);
+        struct vdisk_check_result res = {.struct_size = sizeof res};
+        dev->drv->check(dev, 0, &res, NULL, NULL);
         dev_unref(dev);
     }
     /* A repair's writable open: the log replayed. */

@@ -333,6 +333,10 @@ void req_free(struct vdisk_req *req);
  */
 int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
                    uint64_t skip, uint64_t n);
+/* The same for a write of those bytes at OFFSET of DEV, with FLAGS (e.g.
+ * VDISK_REQ_FUA). */
+int req_write_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
+                    uint64_t skip, uint64_t n, unsigned flags);
 
 /*
  * Starts a request: checks it against its device (range, read-only,
@@ -648,7 +652,7 @@ extern const struct vdisk_driver vdisk_driver_parallels;
 extern const struct vdisk_driver vdisk_driver_vmdk;
 /* VHD images (formats/vpc), "vpc" as QEMU names the format. */
 extern const struct vdisk_driver vdisk_driver_vpc;
-/* VHDX images (formats/vhdx), read only (a writable open replays the log). */
+/* VHDX images (formats/vhdx), read and written. */
 extern const struct vdisk_driver vdisk_driver_vhdx;
 /* NBD exports (formats/nbd/nbd.c): the protocol of names that
  * dev_is_nbd_name() accepts. */

@@ -825,8 +825,8 @@ void req_complete(struct vdisk_req *req, int ret)
     req->done(req, ret);
 }
 
-int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
-                   uint64_t skip, uint64_t n)
+static int req_slice(struct vdisk_req *parent, struct vdisk_dev *dev, enum vdisk_op op,
+                     uint64_t offset, uint64_t skip, uint64_t n, unsigned flags)
 {
     struct iovec small[REQ_INLINE_IOV], *v = small;
     if (parent->iovcnt > REQ_INLINE_IOV) {
@@ -835,7 +835,7 @@ int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t off
             return -ENOMEM;
     }
     int cnt = iov_slice(parent->iov, parent->iovcnt, (size_t)skip, (size_t)n, v);
-    struct vdisk_req *c = req_new_child(parent, dev, VDISK_OP_READ, offset, n, v, cnt, 0,
+    struct vdisk_req *c = req_new_child(parent, dev, op, offset, n, v, cnt, flags,
                                         req_child_releases_parent, NULL);
     if (v != small)
         free(v);
@@ -844,4 +844,16 @@ int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t off
     req_hold(parent);
     req_submit(c);
     return 0;
+}
+
+int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
+                   uint64_t skip, uint64_t n)
+{
+    return req_slice(parent, dev, VDISK_OP_READ, offset, skip, n, 0);
+}
+
+int req_write_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
+                    uint64_t skip, uint64_t n, unsigned flags)
+{
+    return req_slice(parent, dev, VDISK_OP_WRITE, offset, skip, n, flags);
 }

@@ -219,25 +219,45 @@ static int replay_entry(struct log *l, const struct entry *e, bool dry)
     return r;
 }
 
-/* Both headers anew: LogGuid zero, a new FileWriteGuid, sequence numbers
- * above the current one, the inactive header first. */
-static int clear_log_guid(struct vhdx *s)
+int vhdx_guid_new(uint8_t *g)
+{
+    size_t got = 0;
+    while (got < 16) {
+        ssize_t n = getrandom(g + got, 16 - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return err_set(-errno, "getrandom failed");
+        }
+        got += (size_t)n;
+    }
+    /* A version 4 GUID: Data3's top nibble, then the variant. */
+    g[7] = (uint8_t)((g[7] & 0x0f) | 0x40);
+    g[8] = (uint8_t)((g[8] & 0x3f) | 0x80);
+    return 0;
+}
+
+int vhdx_update_headers(struct vhdx *s, bool new_data_guid, const uint8_t *log_guid)
 {
     uint8_t h[VHDX_HEADER_SIZE];
     memcpy(h, s->header, sizeof h);
-    memset(h + VHDX_H_LOG_GUID, 0, 16);
-    size_t got = 0;
-    while (got < 16) {
-        ssize_t n = getrandom(h + VHDX_H_FILE_WRITE + got, 16 - got, 0);
-        if (n < 0)
-            return err_set(-errno, "getrandom failed");
-        got += (size_t)n;
-    }
+    if (log_guid)
+        memcpy(h + VHDX_H_LOG_GUID, log_guid, 16);
+    else
+        memset(h + VHDX_H_LOG_GUID, 0, 16);
+    int r = 0;
+    if (!s->file_guid_done)
+        r = vhdx_guid_new(h + VHDX_H_FILE_WRITE);
+    if (r == 0 && new_data_guid)
+        r = vhdx_guid_new(h + VHDX_H_DATA_WRITE);
+    if (r < 0)
+        return r;
+    s->file_guid_done = true;
     for (int k = 0; k < 2; k++) {
         int idx = !s->cur;
         le64_store(h + VHDX_H_SEQUENCE, le64_load(s->header + VHDX_H_SEQUENCE) + 1);
         le32_store(h + VHDX_H_CHECKSUM, vhdx_crc32c(h, sizeof h, VHDX_H_CHECKSUM));
-        int r = dev_pwrite(s->file, h, sizeof h, idx ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET);
+        r = dev_pwrite(s->file, h, sizeof h, idx ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET);
         if (r == 0)
             r = dev_flush(s->file);
         if (r < 0)
@@ -246,6 +266,84 @@ static int clear_log_guid(struct vhdx *s)
         s->cur = idx;
     }
     return 0;
+}
+
+int vhdx_log_write(struct vhdx *s, const uint64_t *sectors, size_t n, const uint8_t *data)
+{
+    const char *fn = s->dev->filename;
+    uint64_t len = (uint64_t)(n + 1) * VHDX_LOG_SECTOR;
+    if (n == 0 || n > VHDX_LOG_MAX_DESC || len > s->log_length)
+        return err_set(-EINVAL, "%s: a VHDX log entry of %zu sectors does not fit the log (%"
+                       PRIu64 " bytes)", fn, n, s->log_length);
+    int r = 0;
+    if (!s->log_active) {
+        /* A new log: its GUID in both headers first; entries of earlier
+         * logs (another GUID) are no longer valid. */
+        r = vhdx_guid_new(s->log_guid);
+        if (r == 0)
+            r = vhdx_update_headers(s, false, s->log_guid);
+        if (r < 0)
+            return r;
+        s->log_active = true;
+        s->log_write = 0;
+        s->log_seq = 1;
+    }
+    uint8_t *b = calloc(1, (size_t)len);
+    if (!b)
+        return err_set(-ENOMEM, "out of memory");
+    uint64_t fsize = s->fsize;
+    memcpy(b, "loge", 4);
+    le32_store(b + 8, (uint32_t)len);
+    /* Every entry before this one is in place and flushed: the active
+     * sequence is this entry alone. */
+    le32_store(b + 12, (uint32_t)s->log_write);
+    le64_store(b + 16, s->log_seq);
+    le32_store(b + 24, (uint32_t)n);
+    memcpy(b + 32, s->log_guid, 16);
+    le64_store(b + 48, fsize);
+    le64_store(b + 56, fsize);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *d = b + VHDX_LOG_ENTRY_HDR + i * VHDX_LOG_DESC_SIZE;
+        const uint8_t *src = data + i * VHDX_LOG_SECTOR;
+        uint8_t *ds = b + (i + 1) * VHDX_LOG_SECTOR;
+        memcpy(d, "desc", 4);
+        memcpy(d + 4, src + 4092, 4);
+        memcpy(d + 8, src, 8);
+        le64_store(d + 16, sectors[i]);
+        le64_store(d + 24, s->log_seq);
+        memcpy(ds, "data", 4);
+        le32_store(ds + 4, (uint32_t)(s->log_seq >> 32));
+        memcpy(ds + 8, src + 8, 4084);
+        le32_store(ds + 4092, (uint32_t)s->log_seq);
+    }
+    le32_store(b + 4, vhdx_crc32c(b, (size_t)len, 4));
+    /* The entry at the write position, wrapping at the log's end. */
+    uint64_t first = s->log_length - s->log_write;
+    if (first > len)
+        first = len;
+    r = dev_pwrite(s->file, b, (size_t)first, s->log_offset + s->log_write);
+    if (r == 0 && first < len)
+        r = dev_pwrite(s->file, b + first, (size_t)(len - first), s->log_offset);
+    free(b);
+    if (r == 0)
+        r = dev_flush(s->file);
+    if (r < 0)
+        return r;
+    s->log_write = (s->log_write + len) % s->log_length;
+    s->log_seq++;
+    return 0;
+}
+
+int vhdx_log_close(struct vhdx *s)
+{
+    if (!s->log_active)
+        return 0;
+    int r = dev_flush(s->file);
+    if (r == 0)
+        r = vhdx_update_headers(s, false, NULL);
+    if (r == 0)
+        s->log_active = false;
+    return r;
 }
 
 int vhdx_log_open(struct vhdx *s, bool writable)
@@ -305,7 +403,7 @@ int vhdx_log_open(struct vhdx *s, bool writable)
     if (r == 0 && found)
         r = dev_flush(s->file);
     if (r == 0 && found)
-        r = clear_log_guid(s);
+        r = vhdx_update_headers(s, false, NULL);
     if (r == 0 && found) {
         s->log_replayed = true;
         s->fsize = dev_size(s->file);

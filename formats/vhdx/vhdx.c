@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * formats/vhdx/vhdx.c: the VHDX driver (Hyper-V images, [MS-VHDX]): probe,
- * open (headers, region tables, metadata, BAT), reads, block status, info,
- * check.  The log is in log.c.
+ * open (headers, region tables, metadata, BAT), reads, writes, block
+ * status, info, check.  The log is in log.c, creation in create.c.
  *
  * vdisk reads VHDX images as QEMU 7.2 does: fixed and dynamic images; and
  * differencing images, which QEMU refuses: their parent (parent.c) reads
  * where a block is not present, and where a partially present block's
  * sector bitmap (the chunk's, held in memory) has a clear bit.
- * A writable open is refused, with the command that converts the image,
- * but for a repair (the open option repair=on, which vdisk check -r
- * gives): that one replays the log, as qemu-img check -r all does, and the
- * device stays read-only.
+ * It writes all three (see "Writes" below).  A writable open replays a
+ * log left by a crash, as QEMU's does; a repair's (the open option
+ * repair=on, which vdisk check -r gives) replays it too and leaves the
+ * device read-only.
  *
  * Every offset and length an image gives is checked against the file's
  * length, the header section, and the other regions before it is used;
@@ -552,7 +552,29 @@ static void free_state(struct vhdx *s)
     free(s->parent_name);
     free(s->full_parent);
     free(s->bat);
+    offload_free(s->offload);
+    if (s->lock_ready)
+        pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+/*
+ * What a writable open needs beyond a read-only one: a log an entry fits
+ * in, and a BAT region that holds the BAT's last 4 KiB sector whole.
+ */
+static int writable_check(struct vhdx *s)
+{
+    const char *fn = s->dev->filename;
+    if (s->log_length < 2 * VHDX_LOG_SECTOR)
+        return err_set(-ENOTSUP, "%s: the VHDX image has a log of %" PRIu64 " bytes: vdisk "
+                       "writes only images whose log holds an entry (open it read-only)", fn,
+                       s->log_length);
+    if (s->bat_offset % VHDX_LOG_SECTOR ||
+        align_up(s->bat_entries * 8, VHDX_LOG_SECTOR) > s->bat_length)
+        return err_set(-ENOTSUP, "%s: the VHDX BAT region (offset %" PRIu64 ", %" PRIu64
+                       " bytes) does not hold whole 4 KiB sectors of the BAT: vdisk does not "
+                       "write the image (open it read-only)", fn, s->bat_offset, s->bat_length);
+    return 0;
 }
 
 static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
@@ -561,13 +583,15 @@ static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     const char *rep = os ? opt_take(os, "repair") : NULL;
     if (rep && opt_bool("repair", rep, &repair) < 0)
         return -EINVAL;
-    if (!dev->params.read_only && !repair)
-        return err_set(-ENOTSUP, "%s: vdisk reads VHDX images but does not write them (open it "
-                       "read-only, or convert it: vdisk convert -f vhdx -O qcow2 %s "
-                       "IMAGE.qcow2)", dev->filename, dev->filename);
     struct vhdx *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(-ENOMEM, "out of memory");
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    s->lock_ready = true;
+    s->writable = !dev->params.read_only && !repair;
     s->dev = dev;
     s->file = file;
     dev->priv = s;
@@ -597,6 +621,13 @@ static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         r = read_bat(s);
     if (r == 0 && (s->params & VHDX_PARAM_HAS_PARENT))
         r = vhdx_open_parent(s);
+    if (r == 0 && s->writable)
+        r = writable_check(s);
+    if (r == 0 && s->writable) {
+        s->offload = offload_new();
+        if (!s->offload)
+            r = err_set(-ENOMEM, "out of memory");
+    }
     if (r < 0) {
         free_state(s);
         dev->priv = NULL;
@@ -605,7 +636,9 @@ static int vhdx_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     dev->size = s->size;
     dev->block_size = s->logical_sector;
     dev->align = 512;
-    dev->caps = VDISK_CAN_FLUSH; /* read-only: see the top of the file */
+    dev->caps = VDISK_CAN_FLUSH;
+    if (s->writable)
+        dev->caps |= VDISK_CAN_WRITE | VDISK_CAN_WRITE_ZEROES | VDISK_CAN_DISCARD;
     return 0;
 }
 
@@ -614,6 +647,16 @@ static void vhdx_close(struct vdisk_dev *dev)
     struct vhdx *s = dev->priv;
     if (!s)
         return;
+    offload_free(s->offload);
+    s->offload = NULL;
+    if (s->writable) {
+        struct err_saved saved;
+        err_save(&saved);
+        if (vhdx_log_close(s) < 0)
+            warn_report("vdisk: warning: %s: the VHDX log could not be closed (the next "
+                        "writable open replays it): %s", dev->filename, err_detail());
+        err_restore(&saved);
+    }
     dev_unref(s->file);
     free_state(s);
     dev->priv = NULL;
@@ -622,6 +665,15 @@ static void vhdx_close(struct vdisk_dev *dev)
 /* ---- Reads ---------------------------------------------------------------- */
 
 enum { AT_ZERO, AT_FILE, AT_PARENT };
+
+/* BAT entry I; the worker changes entries while requests read them. */
+static uint64_t bat_get(struct vhdx *s, uint64_t i)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t e = s->bat[i];
+    pthread_mutex_unlock(&s->lock);
+    return e;
+}
 
 static bool sb_bit(const struct vhdx *s, uint64_t off)
 {
@@ -637,11 +689,11 @@ static bool sb_bit(const struct vhdx *s, uint64_t off)
  * the sectors its bitmap marks from this file and the others from the
  * parent; undefined, zero and unmapped blocks read zeroes.
  */
-static int locate(const struct vhdx *s, uint64_t off, uint64_t end, uint64_t *host,
+static int locate(struct vhdx *s, uint64_t off, uint64_t end, uint64_t *host,
                   uint64_t *n)
 {
     uint64_t blk = off / s->block_size, inb = off % s->block_size;
-    uint64_t e = s->bat[blk + blk / s->chunk_ratio];
+    uint64_t e = bat_get(s, blk + blk / s->chunk_ratio);
     *n = s->block_size - inb < end - off ? s->block_size - inb : end - off;
     *host = (e & VHDX_BAT_OFFSET_MASK) + inb;
     switch (e & VHDX_BAT_STATE_MASK) {
@@ -678,21 +730,11 @@ static int read_parent(struct vdisk_req *req, struct vhdx *s, uint64_t pos, uint
     return 0;
 }
 
-static void vhdx_submit(struct vdisk_req *req)
+static void read_walk(struct vdisk_req *req)
 {
     struct vhdx *s = req->dev->priv;
-    switch (req->op) {
-    case VDISK_OP_FLUSH:
-        req_complete(req, 0);
-        return;
-    case VDISK_OP_READ:
-        break;
-    default:
-        req_fail(req, -EROFS, "VHDX images are read-only in vdisk");
-        return;
-    }
-    /* The BAT does not change while the image is open: runs of blocks of
-     * one kind (data runs contiguous in the file) become one child each. */
+    /* Runs of blocks of one kind (data runs contiguous in the file)
+     * become one child each. */
     req_hold(req);
     uint64_t pos = req->offset, end = req->offset + req->length;
     while (pos < end) {
@@ -719,6 +761,374 @@ static void vhdx_submit(struct vdisk_req *req)
         pos += n;
     }
     req_release(req, 0);
+}
+
+/* ---- Writes --------------------------------------------------------------- */
+
+/*
+ * Writes (see writable_check for what is refused).  The first write
+ * of a session renews the headers' FileWriteGuid and DataWriteGuid (both
+ * headers, each flushed, before any data).  A write to fully present
+ * blocks goes to the file as children.  One that needs new blocks runs on
+ * the worker, which alone changes the BAT: each new block goes at the end
+ * of the file (1 MiB aligned, the file extended by the whole block, so
+ * that the bytes around the data read as zeroes), its data is written and
+ * its entry set in memory; then the changed 4 KiB sectors of the BAT are
+ * committed as [MS-VHDX] asks: the file flushed (the data first), a log
+ * entry with the sectors written and flushed, the sectors written in
+ * place.  The log stays open (LogGuid set) until close, which flushes and
+ * clears it; a crash leaves at most the last entry to replay, which
+ * rewrites sectors already (or about to be) in place.  Blocks that are not
+ * present read as zeroes, so write-zeroes leaves them alone and writes
+ * zeroes on present ones; discard does nothing (QEMU 7.2 neither).
+ *
+ * Differencing images (which QEMU 7.2 neither reads nor writes): a write
+ * to a block that reads the parent, not present or partially present,
+ * first copies the rest of the block from where it reads now (the parent,
+ * or this file's sectors of a partially present block) into a new block
+ * or, partially present, into its own; the block then becomes fully
+ * present.  No sector bitmap ever changes, and a crash before the BAT
+ * commit leaves the block reading as before.  Write-zeroes writes there
+ * too (the parent's data must read as zeroes).
+ */
+
+#define VHDX_COMMIT_MAX 32u /* BAT sectors one log entry carries */
+
+struct commit {
+    uint64_t sec[VHDX_COMMIT_MAX]; /* BAT sector indices, distinct */
+    size_t n;
+};
+
+static bool block_present(struct vhdx *s, uint64_t blk)
+{
+    return (bat_get(s, blk + blk / s->chunk_ratio) & VHDX_BAT_STATE_MASK) ==
+           VHDX_PAYLOAD_FULLY_PRESENT;
+}
+
+/* The dirty BAT sectors of C into the log, then in place. */
+static int commit_bat(struct vhdx *s, struct commit *c)
+{
+    if (c->n == 0)
+        return 0;
+    uint8_t *data = malloc(c->n * VHDX_LOG_SECTOR);
+    uint64_t offs[VHDX_COMMIT_MAX];
+    if (!data)
+        return err_set(-ENOMEM, "out of memory");
+    int r = dev_flush(s->file);
+    for (size_t i = 0; r == 0 && i < c->n; i++) {
+        uint8_t *d = data + i * VHDX_LOG_SECTOR;
+        offs[i] = s->bat_offset + c->sec[i] * VHDX_LOG_SECTOR;
+        r = dev_pread(s->file, d, VHDX_LOG_SECTOR, offs[i]);
+        uint64_t first = c->sec[i] * (VHDX_LOG_SECTOR / 8);
+        pthread_mutex_lock(&s->lock);
+        for (uint64_t k = 0; r == 0 && k < VHDX_LOG_SECTOR / 8 && first + k < s->bat_entries;
+             k++)
+            le64_store(d + 8 * k, s->bat[first + k]);
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (r == 0)
+        r = vhdx_log_write(s, offs, c->n, data);
+    for (size_t i = 0; r == 0 && i < c->n; i++)
+        r = dev_pwrite(s->file, data + i * VHDX_LOG_SECTOR, VHDX_LOG_SECTOR, offs[i]);
+    free(data);
+    c->n = 0;
+    return r;
+}
+
+static int commit_add(struct vhdx *s, struct commit *c, uint64_t bat_index)
+{
+    uint64_t sec = bat_index * 8 / VHDX_LOG_SECTOR;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->sec[i] == sec)
+            return 0;
+    if (c->n == VHDX_COMMIT_MAX) {
+        int r = commit_bat(s, c);
+        if (r < 0)
+            return r;
+    }
+    c->sec[c->n++] = sec;
+    return 0;
+}
+
+/* A new block for block BLK at the end of the file: its offset. */
+static int allocate_block(struct vhdx *s, uint64_t blk, uint64_t *off)
+{
+    uint64_t len = dev_size(s->file);
+    if (len < s->fsize)
+        len = s->fsize;
+    uint64_t at = align_up(len, VHDX_MIB);
+    if (at > VHDX_BAT_OFFSET_MASK - s->block_size)
+        return err_set(-EFBIG, "%s: no room for VHDX block %" PRIu64 " past offset %" PRIu64,
+                       s->dev->filename, blk, at);
+    int r = dev_truncate(s->file, at + s->block_size);
+    if (r < 0)
+        return r;
+    s->fsize = at + s->block_size;
+    *off = at;
+    return 0;
+}
+
+static int first_write(struct vhdx *s)
+{
+    if (s->data_guid_done)
+        return 0;
+    int r = vhdx_update_headers(s, true, s->log_active ? s->log_guid : NULL);
+    if (r == 0) {
+        pthread_mutex_lock(&s->lock);
+        s->data_guid_done = true;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return r;
+}
+
+/* LEN bytes at disk offset OFF of the parent into BUF (zeroes past its
+ * end). */
+static int parent_pread(struct vhdx *s, uint64_t off, uint8_t *buf, uint64_t len)
+{
+    uint64_t psize = dev_size(s->parent);
+    uint64_t have = off < psize ? (len < psize - off ? len : psize - off) : 0;
+    int r = have ? dev_pread(s->parent, buf, (size_t)have, off) : 0;
+    if (r == 0 && have < len)
+        memset(buf + have, 0, (size_t)(len - have));
+    return r;
+}
+
+/* What the LEN bytes at disk offset OFF (inside one block whose BAT entry
+ * is E, not fully present) read as now, into BUF. */
+static int old_data(struct vhdx *s, uint64_t e, uint64_t off, uint8_t *buf, uint64_t len)
+{
+    unsigned state = e & VHDX_BAT_STATE_MASK;
+    if (state == VHDX_PAYLOAD_NOT_PRESENT && s->parent)
+        return parent_pread(s, off, buf, len);
+    if (state != VHDX_PAYLOAD_PARTIALLY_PRESENT) {
+        memset(buf, 0, (size_t)len);
+        return 0;
+    }
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t at = off + done;
+        bool here = sb_bit(s, at);
+        uint64_t run = s->logical_sector - at % s->logical_sector;
+        while (done + run < len && sb_bit(s, at + run) == here)
+            run += s->logical_sector;
+        if (run > len - done)
+            run = len - done;
+        int r = here ? dev_pread(s->file, buf + done, (size_t)run,
+                                 (e & VHDX_BAT_OFFSET_MASK) + at % s->block_size)
+                     : parent_pread(s, at, buf + done, run);
+        if (r < 0)
+            return r;
+        done += run;
+    }
+    return 0;
+}
+
+/*
+ * A differencing image's block made whole before a write makes it fully
+ * present (copy-on-write, so that no sector bitmap changes): the bytes of
+ * the block outside [SKIP_FROM, SKIP_TO) (disk offsets) copied from where
+ * they read now into the block at BOFF; zeroes are left out (a new block
+ * reads zeroes).  BUF is a scratch buffer of VHDX_MIB bytes.
+ */
+static int fill_block(struct vhdx *s, uint64_t blk, uint64_t e, uint64_t boff, bool fresh,
+                      uint64_t skip_from, uint64_t skip_to, uint8_t *buf)
+{
+    uint64_t start = blk * s->block_size;
+    uint64_t end = s->size - start < s->block_size ? s->size : start + s->block_size;
+    for (uint64_t at = start; at < end;) {
+        if (at >= skip_from && at < skip_to) {
+            at = skip_to;
+            continue;
+        }
+        uint64_t n = end - at < VHDX_MIB ? end - at : VHDX_MIB;
+        if (at < skip_from && at + n > skip_from)
+            n = skip_from - at;
+        int r = old_data(s, e, at, buf, n);
+        if (r < 0)
+            return r;
+        bool zero = fresh;
+        for (uint64_t i = 0; zero && i < n; i++)
+            zero = buf[i] == 0;
+        if (!zero && (r = dev_pwrite(s->file, buf, (size_t)n, boff + (at - start))) < 0)
+            return r;
+        at += n;
+    }
+    return 0;
+}
+
+/* On the worker: a write or write-zeroes, block by block. */
+static int write_work(struct vdisk_req *req)
+{
+    struct vhdx *s = req->dev->priv;
+    struct commit c = {.n = 0};
+    uint8_t *scratch = NULL;
+    int r = first_write(s);
+    bool fua = req->flags & VDISK_REQ_FUA;
+    uint64_t end = req->offset + req->length;
+    for (uint64_t pos = req->offset; r == 0 && pos < end;) {
+        uint64_t blk = pos / s->block_size, inb = pos % s->block_size;
+        uint64_t n = s->block_size - inb < end - pos ? s->block_size - inb : end - pos;
+        uint64_t bi = blk + blk / s->chunk_ratio;
+        uint64_t e = bat_get(s, bi);
+        bool present = (e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT;
+        uint64_t host = (e & VHDX_BAT_OFFSET_MASK) + inb;
+        unsigned state = e & VHDX_BAT_STATE_MASK;
+        /* Reads the parent (differencing images): made whole first. */
+        bool cow = !present && s->parent && (state == VHDX_PAYLOAD_NOT_PRESENT ||
+                                             state == VHDX_PAYLOAD_PARTIALLY_PRESENT);
+        if (req->op == VDISK_OP_WRITE_ZEROES && !cow) {
+            if (present)
+                r = dev_write_zeroes(s->file, host, n, fua ? VDISK_REQ_FUA : 0);
+            pos += n;
+            continue;
+        }
+        uint64_t boff = 0;
+        if (!present) {
+            bool fresh = state != VHDX_PAYLOAD_PARTIALLY_PRESENT;
+            if (fresh)
+                r = allocate_block(s, blk, &boff);
+            else
+                boff = e & VHDX_BAT_OFFSET_MASK;
+            if (r == 0 && cow && !scratch && !(scratch = malloc(VHDX_MIB)))
+                r = err_set(-ENOMEM, "out of memory");
+            if (r == 0 && cow)
+                r = fill_block(s, blk, e, boff, fresh, pos, pos + n, scratch);
+            if (r < 0)
+                break;
+            host = boff + inb;
+        }
+        if (req->op == VDISK_OP_WRITE_ZEROES) {
+            r = dev_write_zeroes(s->file, host, n, 0);
+            if (r == 0) {
+                pthread_mutex_lock(&s->lock);
+                s->bat[bi] = boff | VHDX_PAYLOAD_FULLY_PRESENT;
+                pthread_mutex_unlock(&s->lock);
+                r = commit_add(s, &c, bi);
+            }
+            pos += n;
+            continue;
+        }
+        struct iovec small[REQ_INLINE_IOV], *v = small;
+        if (req->iovcnt > REQ_INLINE_IOV)
+            v = malloc(sizeof *v * (size_t)req->iovcnt);
+        if (!v) {
+            r = err_set(-ENOMEM, "out of memory");
+            break;
+        }
+        int cnt = iov_slice(req->iov, req->iovcnt, (size_t)(pos - req->offset), (size_t)n, v);
+        r = dev_pwritev(s->file, v, cnt, host, present && fua ? VDISK_REQ_FUA : 0);
+        if (v != small)
+            free(v);
+        if (r == 0 && !present) {
+            pthread_mutex_lock(&s->lock);
+            s->bat[bi] = boff | VHDX_PAYLOAD_FULLY_PRESENT;
+            pthread_mutex_unlock(&s->lock);
+            r = commit_add(s, &c, bi);
+        }
+        pos += n;
+    }
+    free(scratch);
+    /* What was allocated is committed even when a later block failed. */
+    int r2 = commit_bat(s, &c);
+    if (r == 0)
+        r = r2;
+    if (r == 0 && fua)
+        r = dev_flush(s->file);
+    if (r < 0)
+        req_set_error(req, r, err_detail());
+    return r < 0 ? r : 0;
+}
+
+/* Writes that allocate nothing, after the first: children on the file. */
+static void write_walk(struct vdisk_req *req)
+{
+    struct vhdx *s = req->dev->priv;
+    req_hold(req);
+    uint64_t end = req->offset + req->length;
+    unsigned fua = req->flags & VDISK_REQ_FUA;
+    for (uint64_t pos = req->offset; pos < end;) {
+        uint64_t host, n;
+        int kind = locate(s, pos, end, &host, &n);
+        if (kind == AT_FILE) {
+            int r = 0;
+            if (req->op == VDISK_OP_WRITE_ZEROES) {
+                struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, host,
+                                                    n, NULL, 0, fua,
+                                                    req_child_releases_parent, NULL);
+                if (c) {
+                    req_hold(req);
+                    req_submit(c);
+                } else {
+                    r = -ENOMEM;
+                }
+            } else {
+                r = req_write_slice(req, s->file, host, pos - req->offset, n, fua);
+            }
+            if (r < 0) {
+                req_set_error(req, r, "out of memory");
+                break;
+            }
+        }
+        pos += n;
+    }
+    req_release(req, 0);
+}
+
+/* Whether REQ can go straight to the file: the headers renewed, and for a
+ * write every block it touches present. */
+static bool write_fast(struct vhdx *s, const struct vdisk_req *req)
+{
+    pthread_mutex_lock(&s->lock);
+    bool fast = s->data_guid_done;
+    pthread_mutex_unlock(&s->lock);
+    if (!fast || (req->op == VDISK_OP_WRITE_ZEROES && !s->parent))
+        return fast;
+    uint64_t first = req->offset / s->block_size;
+    uint64_t last = (req->offset + req->length - 1) / s->block_size;
+    for (uint64_t b = first; fast && b <= last; b++)
+        fast = block_present(s, b);
+    return fast;
+}
+
+static void vhdx_submit(struct vdisk_req *req)
+{
+    struct vhdx *s = req->dev->priv;
+    switch (req->op) {
+    case VDISK_OP_FLUSH: {
+        if (!s->writable) {
+            req_complete(req, 0);
+            return;
+        }
+        struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
+                                            req_child_finishes_parent, NULL);
+        if (!c) {
+            req_fail(req, -ENOMEM, "out of memory");
+            return;
+        }
+        req_submit(c);
+        return;
+    }
+    case VDISK_OP_READ:
+        read_walk(req);
+        return;
+    case VDISK_OP_WRITE:
+    case VDISK_OP_WRITE_ZEROES:
+    case VDISK_OP_DISCARD:
+        if (!s->writable) {
+            req_fail(req, -EROFS, "the VHDX image is open read-only");
+            return;
+        }
+        if (req->op == VDISK_OP_DISCARD || !req->length) {
+            req_complete(req, 0); /* discard is advisory: nothing, as QEMU 7.2 */
+            return;
+        }
+        if (write_fast(s, req))
+            write_walk(req);
+        else
+            offload_req(s->offload, req, write_work, NULL);
+        return;
+    }
+    req_fail(req, -EINVAL, "unknown operation");
 }
 
 /* ---- Queries -------------------------------------------------------------- */
@@ -811,4 +1221,5 @@ const struct vdisk_driver vdisk_driver_vhdx = {
     .get_info = vhdx_get_info,
     .check = vhdx_check,
     .backing = vhdx_backing,
+    .create = vhdx_create,
 };

@@ -21,7 +21,9 @@
 #ifndef VDISK_VHDX_H
 #define VDISK_VHDX_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "driver.h"
@@ -79,6 +81,8 @@
 #define VHDX_LOG_SECTOR       4096u
 #define VHDX_LOG_ENTRY_HDR    64u
 #define VHDX_LOG_DESC_SIZE    32u
+/* Descriptors one entry of vdisk's holds (they fit its first sector). */
+#define VHDX_LOG_MAX_DESC     ((VHDX_LOG_SECTOR - VHDX_LOG_ENTRY_HDR) / VHDX_LOG_DESC_SIZE)
 
 /* vdisk's own bounds. */
 #define VHDX_MAX_SIZE         (UINT64_C(64) << 40)    /* 64 TiB, as QEMU */
@@ -112,6 +116,19 @@ struct vhdx {
 
     bool log_replayed;                /* on this open */
 
+    /* Writes (vhdx.c, log.c): allocations run on the worker, one at a
+     * time; LOCK guards the BAT entries against the readers. */
+    bool writable;
+    struct offload *offload;
+    pthread_mutex_t lock;
+    bool lock_ready;
+    bool data_guid_done;              /* DataWriteGuid renewed this session */
+    bool file_guid_done;              /* FileWriteGuid renewed this session */
+    bool log_active;                  /* the headers name LOG_GUID */
+    uint8_t log_guid[16];
+    uint64_t log_write;               /* where the next entry goes in the log */
+    uint64_t log_seq;                 /* its sequence number */
+
     /* Differencing images. */
     uint8_t **sb;                     /* per chunk: its sector bitmap, or NULL */
     uint64_t chunks;
@@ -131,6 +148,32 @@ uint32_t vhdx_crc32c(const uint8_t *buf, size_t len, size_t skip);
  * clears LogGuid in new headers; read-only it refuses the image as
  * qemu-img does.  Returns 0 or -errno with a message. */
 int vhdx_log_open(struct vhdx *s, bool writable);
+
+/* A new random (version 4) GUID into G: 0 or -errno with a message. */
+int vhdx_guid_new(uint8_t *g);
+
+/* Both headers rewritten, the inactive one first, each flushed: sequence
+ * numbers above the current one, LogGuid LOG_GUID (NULL: zero), a new
+ * FileWriteGuid the first time in a session and, with NEW_DATA_GUID, a
+ * new DataWriteGuid.  0 or -errno. */
+int vhdx_update_headers(struct vhdx *s, bool new_data_guid, const uint8_t *log_guid);
+
+/*
+ * One log entry that writes the N 4 KiB sectors of DATA at the file
+ * offsets SECTORS (each a multiple of 4 KiB; N at most VHDX_LOG_MAX_DESC),
+ * written at the log's write position and flushed.  The first entry of a
+ * session sets a new LogGuid in the headers.  The caller has flushed what
+ * the entry's sectors point to, and writes the sectors in place after.
+ * 0 or -errno with a message.
+ */
+int vhdx_log_write(struct vhdx *s, const uint64_t *sectors, size_t n, const uint8_t *data);
+
+/* At a clean close: the file flushed, LogGuid cleared in the headers.
+ * 0 or -errno. */
+int vhdx_log_close(struct vhdx *s);
+
+/* create.c: a new image (vdisk create -f vhdx). */
+int vhdx_create(const char *filename, uint64_t size, struct opt_set *os);
 
 /* parent.c: the parent locator item (LEN bytes at OFF of the file) into
  * s's strings; then the parent opened.  0 or -errno with a message. */

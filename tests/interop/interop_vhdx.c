@@ -122,17 +122,14 @@ START_TEST(convert_out)
 }
 END_TEST
 
-/* Read-only: a writable open is refused with the command that converts
- * the image, but for a repair (repair=on, as check -r opens), which
- * replays a log and leaves the device read-only. */
+/* A repair open (repair=on, as check -r opens) replays a log and leaves
+ * the device read-only; a read-only open takes no writes. */
 START_TEST(read_only)
 {
     RUN_OK("cd '%s' && rm -f q.vhdx && qemu-img create -q -f vhdx q.vhdx 10M", scratch_dir());
-    struct run *r = run("cd '%s' && '%s' io -c 'write 0 4k' q.vhdx", scratch_dir(), vdisk_bin());
+    struct run *r = run("cd '%s' && '%s' io -r -c 'write 0 4k' q.vhdx", scratch_dir(),
+                        vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: q.vhdx: vdisk reads VHDX images but does not "
-                             "write them (open it read-only, or convert it: vdisk convert -f "
-                             "vhdx -O qcow2 q.vhdx IMAGE.qcow2)\n");
     vdisk_dev *d;
     vdisk_options *o;
     ck_assert_int_eq(vdisk_options_new(&o), 0);
@@ -142,6 +139,185 @@ START_TEST(read_only)
     vdisk_options_free(o);
     ck_assert_int_eq(vdisk_is_read_only(d), 1);
     vdisk_close(d);
+}
+END_TEST
+
+/* ---- Writes -------------------------------------------------------------- */
+
+/* FILE's contents as qemu-img and vdisk read them, both equal to MODEL. */
+static void both_read(const char *file, const char *model)
+{
+    RUN_OK("cd '%s' && rm -f wq.raw wv.raw && qemu-img check -q %s && "
+           "qemu-img convert -O raw %s wq.raw && '%s' convert -f vhdx -O raw %s wv.raw && "
+           "cmp wq.raw %s && cmp wv.raw %s", scratch_dir(), file, file, vdisk_bin(), file, model,
+           model);
+}
+
+/* The same writes into a raw model and, by vdisk io, into the image. */
+static const char *const vdisk_writes =
+    "-c 'write -P 0xc1 32k 64k' -c 'write -P 0xc2 1020k 8k' -c 'write -P 0xc3 3M 2M' "
+    "-c 'write -z 3200k 4k' -c 'write -P 0xc4 47M 1M' -c 'write -P 0xc5 20M 512' "
+    "-c 'write -P 0xc6 25M 8k' -c 'discard 26M 1M' -c flush -c 'write -P 0xc7 49M 1M' -c flush";
+
+/* qemu-io writes one pattern into a qemu-made image, vdisk another over
+ * and beside it: qemu-img check is clean and both read the model; then
+ * qemu-io writes again into the image vdisk wrote. */
+static void qemu_then_vdisk(const char *opts)
+{
+    RUN_OK("cd '%s' && rm -f w.vhdx m.raw && qemu-img create -q -f vhdx -o %s w.vhdx 50M && "
+           "qemu-io -f vhdx -c 'write -P 0xa1 0 2M' -c 'write -P 0xa2 30M 100k' w.vhdx && "
+           "qemu-img create -q -f raw m.raw 50M && qemu-io -f raw -c 'write -P 0xa1 0 2M' "
+           "-c 'write -P 0xa2 30M 100k' m.raw", scratch_dir(), opts);
+    RUN_OK("cd '%s' && '%s' io %s w.vhdx && qemu-io -f raw %s m.raw", scratch_dir(),
+           vdisk_bin(), vdisk_writes, vdisk_writes);
+    both_read("w.vhdx", "m.raw");
+    RUN_OK("cd '%s' && qemu-io -f vhdx -c 'write -P 0xd1 40M 1M' -c 'write -P 0xd2 100k 4k' "
+           "w.vhdx && qemu-io -f raw -c 'write -P 0xd1 40M 1M' -c 'write -P 0xd2 100k 4k' m.raw",
+           scratch_dir());
+    both_read("w.vhdx", "m.raw");
+}
+
+START_TEST(write_dynamic)
+{
+    qemu_then_vdisk("block_size=1M");
+    qemu_then_vdisk("block_size=32M,block_state_zero=off");
+    qemu_then_vdisk("block_size=8M,log_size=2M");
+}
+END_TEST
+
+START_TEST(write_fixed)
+{
+    qemu_then_vdisk("subformat=fixed,block_size=1M,block_state_zero=off");
+    qemu_then_vdisk("subformat=fixed,block_size=32M");
+}
+END_TEST
+
+/* A qemu-made image with 4096-byte logical sectors (patched, as in
+ * logical_sector_4096) written by vdisk and read back. */
+START_TEST(write_logical_4096)
+{
+    RUN_OK("cd '%s' && rm -f w.vhdx m.raw && qemu-img create -q -f vhdx -o block_size=1M "
+           "w.vhdx 50M && qemu-img create -q -f raw m.raw 50M", scratch_dir());
+    size_t n;
+    uint8_t *img = read_file(scratch("w.vhdx"), &n);
+    le32_store(img + MD_LOGICAL, 4096);
+    write_file(scratch("w.vhdx"), img, n);
+    free(img);
+    RUN_OK("cd '%s' && '%s' io %s w.vhdx && qemu-io -f raw %s m.raw", scratch_dir(),
+           vdisk_bin(), vdisk_writes, vdisk_writes);
+    /* (qemu-img 7.2 opens no such image.) */
+    RUN_OK("cd '%s' && rm -f wv.raw && '%s' check -q w.vhdx && "
+           "'%s' convert -f vhdx -O raw w.vhdx wv.raw && cmp wv.raw m.raw", scratch_dir(),
+           vdisk_bin(), vdisk_bin());
+}
+END_TEST
+
+/* A copy taken while vdisk has the image open (its log open, 200 entries
+ * that wrapped around a 1 MiB log) is replayed by qemu-img check -r all
+ * and by vdisk check -r all: clean after, every write there. */
+START_TEST(open_log_replayed)
+{
+    RUN_OK("cd '%s' && rm -f w.vhdx && '%s' create -q -f vhdx -o block_size=1M w.vhdx 300M",
+           scratch_dir(), vdisk_bin());
+    vdisk_dev *d;
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "off"), 0);
+    ck_assert_int_eq(vdisk_open(&d, scratch("w.vhdx"), o), 0);
+    vdisk_options_free(o);
+    uint8_t buf[4096];
+    for (unsigned i = 0; i < 200; i++) {
+        memset(buf, (int)(i % 250 + 1), sizeof buf);
+        ck_assert_int_eq(vdisk_pwrite(d, buf, sizeof buf, (uint64_t)i * MIB + 8192), 0);
+    }
+    ck_assert_int_eq(vdisk_flush(d), 0);
+    size_t n;
+    uint8_t *img = read_file(scratch("w.vhdx"), &n);
+    vdisk_close(d);
+    write_file(scratch("wq.vhdx"), img, n);
+    write_file(scratch("wv.vhdx"), img, n);
+    free(img);
+    /* Read-only, both refuse it as it is. */
+    struct run *r = run("cd '%s' && qemu-img info wq.vhdx", scratch_dir());
+    ck_assert_int_ne(r->status, 0);
+    RUN_OK("cd '%s' && qemu-img check -q -r all wq.vhdx && qemu-img check -q wq.vhdx && "
+           "'%s' check -q -r all wv.vhdx && qemu-img check -q wv.vhdx && "
+           "qemu-img compare -q w.vhdx wq.vhdx && qemu-img compare -q w.vhdx wv.vhdx",
+           scratch_dir(), vdisk_bin());
+}
+END_TEST
+
+/* vdisk create: qemu-img's Formatting line and layout; qemu-img check
+ * clean, info alike, the images vdisk makes written by qemu-io. */
+START_TEST(create)
+{
+    static const struct {
+        const char *opts, *line;
+    } cases[] = {
+        {"", "size=104857600 log_size=1048576 block_size=0"},
+        {"-o subformat=fixed", "size=104857600 log_size=1048576 block_size=0 subformat=fixed"},
+        {"-o block_size=1M,log_size=2M,block_state_zero=off",
+         "size=104857600 log_size=2097152 block_size=1048576 block_state_zero=off"},
+        {"-o subformat=fixed,block_size=32M,block_state_zero=off",
+         "size=104857600 log_size=1048576 block_size=33554432 subformat=fixed "
+         "block_state_zero=off"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct run *r = run("cd '%s' && rm -f v.vhdx q.vhdx && '%s' create -f vhdx %s v.vhdx "
+                            "100M", scratch_dir(), vdisk_bin(), cases[i].opts);
+        ck_assert_int_eq(r->status, 0);
+        char want[512];
+        snprintf(want, sizeof want, "Formatting 'v.vhdx', fmt=vhdx %s\n", cases[i].line);
+        ck_assert_str_eq(r->out, want);
+        r = run("cd '%s' && qemu-img create -f vhdx %s q.vhdx 100M", scratch_dir(),
+                cases[i].opts);
+        snprintf(want, sizeof want, "Formatting 'q.vhdx', fmt=vhdx %s\n", cases[i].line);
+        ck_assert_str_eq(r->out, want);
+        /* The same layout: info (but the file names) and map alike, the
+         * files the same length. */
+        RUN_OK("cd '%s' && qemu-img check v.vhdx && "
+               "qemu-img info v.vhdx | sed 1d > vi && qemu-img info q.vhdx | sed 1d > qi && "
+               "cmp vi qi && test $(stat -c %%s v.vhdx) = $(stat -c %%s q.vhdx)", scratch_dir());
+        RUN_OK("cd '%s' && rm -f m.raw && qemu-img create -q -f raw m.raw 100M && "
+               "qemu-io -f vhdx -c 'write -P 0x71 1M 3M' -c 'write -P 0x72 99M 1M' v.vhdx && "
+               "qemu-io -f raw -c 'write -P 0x71 1M 3M' -c 'write -P 0x72 99M 1M' m.raw",
+               scratch_dir());
+        both_read("v.vhdx", "m.raw");
+    }
+    /* qemu-img's refusals. */
+    struct run *r = run("cd '%s' && '%s' create -q -f vhdx -o log_size=0 v.vhdx 1M",
+                        scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "Log size must be a multiple of 1 MB"), "%s", r->err);
+    r = run("cd '%s' && '%s' create -q -f vhdx -o block_size=3M v.vhdx 1M", scratch_dir(),
+            vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_msg(strstr(r->err, "Block size must be a power of two"), "%s", r->err);
+}
+END_TEST
+
+/* convert -O vhdx from raw and qcow2 images with holes and zeroes. */
+START_TEST(convert_in)
+{
+    RUN_OK("cd '%s' && rm -f h.qcow2 h.raw && qemu-img create -q -f qcow2 h.qcow2 50M && "
+           "qemu-io -f qcow2 -c 'write -P 1 0 1M' -c 'write -P 2 17M 100k' "
+           "-c 'write -z 30M 2M' -c 'write -P 3 49M 1M' h.qcow2 && "
+           "qemu-img convert -O raw h.qcow2 h.raw", scratch_dir());
+    static const char *const opts[] = {"block_size=1M", "block_size=32M",
+                                       "subformat=fixed,block_state_zero=off",
+                                       "block_state_zero=off"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        RUN_OK("cd '%s' && rm -f c1.vhdx c2.vhdx && "
+               "'%s' convert -f qcow2 -O vhdx -o %s h.qcow2 c1.vhdx && "
+               "'%s' convert -f raw -O vhdx -o %s h.raw c2.vhdx && "
+               "qemu-img check -q c1.vhdx && qemu-img check -q c2.vhdx && "
+               "qemu-img compare -q -f qcow2 -F vhdx h.qcow2 c1.vhdx && "
+               "qemu-img compare -q -f raw -F vhdx h.raw c2.vhdx", scratch_dir(), vdisk_bin(),
+               opts[i], vdisk_bin(), opts[i]);
+    /* Holes stay holes: with 1 MiB blocks, 4 blocks of data. */
+    RUN_OK("cd '%s' && rm -f c1.vhdx && '%s' convert -q -f qcow2 -O vhdx -o "
+           "block_size=1M,block_state_zero=off h.qcow2 c1.vhdx && "
+           "test $(stat -c %%s c1.vhdx) -le $((13 * 1048576))", scratch_dir(), vdisk_bin());
 }
 END_TEST
 
@@ -484,20 +660,78 @@ static void make_child(const char *linkage, const char *path)
     free(img);
 }
 
-START_TEST(differencing)
+/* base.vhdx (qemu-made) and its child c.vhdx (make_child); what the child
+ * reads, in a new buffer of *N bytes. */
+static uint8_t *child_model(size_t *n)
 {
     RUN_OK("cd '%s' && rm -f base.vhdx && qemu-img create -q -f vhdx -o block_size=1M base.vhdx "
            "8M && qemu-io -f vhdx -c 'write -P 0xaa 0 8M' -c 'write -P 0xbb 5M 4k' base.vhdx && "
            "qemu-img convert -O raw base.vhdx base.raw", scratch_dir());
     make_child(NULL, "base.vhdx");
-    size_t n;
-    uint8_t *model = read_file(scratch("base.raw"), &n);
-    ck_assert_uint_eq(n, 8 * MIB);
+    uint8_t *model = read_file(scratch("base.raw"), n);
+    ck_assert_uint_eq(*n, 8 * MIB);
     memset(model, 0x11, MIB);
     for (uint32_t sct = 0; sct < 2048; sct++)
         if (sct < 8 || (sct >= 100 && sct < 164) || sct == 2047)
             memset(model + 2 * MIB + 512 * sct, 0x22, 512);
     memset(model + 3 * MIB, 0, MIB);
+    return model;
+}
+
+/* Writes to a differencing image: a block not present is copied from the
+ * parent, a partially present one completed from it (no sector bitmap
+ * changes), then both fully present; the parent is not written. */
+START_TEST(write_differencing)
+{
+    size_t n;
+    uint8_t *model = child_model(&n);
+    RUN_OK("cd '%s' && cp base.vhdx base0.vhdx && '%s' io -c 'write -P 0xe1 1M 4k' "
+           "-c 'write -P 0xe2 2M 512' -c 'write -P 0xe3 2100k 600k' -c 'write -z 5M 1k' "
+           "-c 'write -P 0xe4 7M 1M' -c 'write -P 0xe5 3M 4k' -c flush c.vhdx && "
+           "cmp base.vhdx base0.vhdx", scratch_dir(), vdisk_bin());
+    memset(model + MIB, 0xe1, 4096);
+    memset(model + 2 * MIB, 0xe2, 512);
+    memset(model + 2100 * 1024, 0xe3, 600 * 1024);
+    memset(model + 5 * MIB, 0, 1024);
+    memset(model + 7 * MIB, 0xe4, MIB);
+    memset(model + 3 * MIB, 0xe5, 4096);
+    RUN_OK("cd '%s' && rm -f v.raw && '%s' check c.vhdx && '%s' convert -O raw c.vhdx v.raw",
+           scratch_dir(), vdisk_bin(), vdisk_bin());
+    size_t vn;
+    uint8_t *v = read_file(scratch("v.raw"), &vn);
+    ck_assert_uint_eq(vn, n);
+    assert_same_bytes(v, model, n, 0, "c.vhdx");
+    free(v);
+    free(model);
+    /* Blocks 1, 3, 5 and 7 new at the file's end in the order written,
+     * block 2 (was partially present) where it was. */
+    struct run *r = run("cd '%s' && '%s' map --output=json c.vhdx", scratch_dir(), vdisk_bin());
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_str_eq(r->out,
+                     "[{ \"start\": 0, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 8388608},\n"
+                     "{ \"start\": 1048576, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 12582912},\n"
+                     "{ \"start\": 2097152, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 9437184},\n"
+                     "{ \"start\": 3145728, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 15728640},\n"
+                     "{ \"start\": 4194304, \"length\": 1048576, \"depth\": 1,"
+                     " \"present\": true, \"zero\": false, \"data\": true},\n"
+                     "{ \"start\": 5242880, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, \"offset\": 13631488},\n"
+                     "{ \"start\": 6291456, \"length\": 1048576, \"depth\": 1,"
+                     " \"present\": true, \"zero\": false, \"data\": true},\n"
+                     "{ \"start\": 7340032, \"length\": 1048576, \"depth\": 0,"
+                     " \"present\": true, \"zero\": false, \"data\": true, "
+                     "\"offset\": 14680064}]\n");
+}
+END_TEST
+
+START_TEST(differencing)
+{
+    size_t n;
+    uint8_t *model = child_model(&n);
     RUN_OK("cd '%s' && rm -f v.raw && '%s' convert -O raw c.vhdx v.raw", scratch_dir(),
            vdisk_bin());
     size_t vn;
@@ -688,11 +922,18 @@ Suite *make_suite(void)
     tcase_add_test(tc, logical_sector_4096);
     tcase_add_test(tc, convert_out);
     tcase_add_test(tc, read_only);
+    tcase_add_test(tc, write_dynamic);
+    tcase_add_test(tc, write_fixed);
+    tcase_add_test(tc, write_logical_4096);
+    tcase_add_test(tc, create);
+    tcase_add_test(tc, open_log_replayed);
+    tcase_add_test(tc, convert_in);
     tcase_add_test(tc, log_replay);
     tcase_add_test(tc, log_sequences);
     tcase_add_test(tc, log_hostile);
     tcase_add_test(tc, log_damaged_entry_ignored);
     tcase_add_test(tc, differencing);
+    tcase_add_test(tc, write_differencing);
     tcase_add_test(tc, hostile_headers_messages);
     suite_add_tcase(s, tc);
     return s;

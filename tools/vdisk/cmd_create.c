@@ -86,6 +86,21 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
         for (size_t i = 0; i < sizeof last / sizeof last[0]; i++)
             if ((v = vdisk_options_get(o, last[i])))
                 printf(" %s=%s", last[i], v);
+    } else if (strcmp(fmt, "vhdx") == 0) {
+        /* qemu-img's order, log_size and block_size always (as bytes). */
+        const char *v;
+        uint64_t n = 1048576;
+        if ((v = vdisk_options_get(o, "log_size")))
+            vdisk_parse_size(v, 1, &n);
+        printf(" size=%" PRIu64 " log_size=%" PRIu64, size, n);
+        n = 0;
+        if ((v = vdisk_options_get(o, "block_size")))
+            vdisk_parse_size(v, 1, &n);
+        printf(" block_size=%" PRIu64, n);
+        if ((v = vdisk_options_get(o, "subformat")))
+            printf(" subformat=%s", v);
+        if ((v = vdisk_options_get(o, "block_state_zero")))
+            printf(" block_state_zero=%s", !strcmp(v, "on") || !strcmp(v, "true") ? "on" : "off");
     } else if (strcmp(fmt, "vpc") == 0) {
         /* qemu-img's order: the format's options, then the file's. */
         static const char *const keys[] = {"subformat", "force_size", "preallocation"};
