@@ -1099,13 +1099,7 @@ static void vhdx_submit(struct vdisk_req *req)
             req_complete(req, 0);
             return;
         }
-        struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
-                                            req_child_finishes_parent, NULL);
-        if (!c) {
-            req_fail(req, -ENOMEM, "out of memory");
-            return;
-        }
-        req_submit(c);
+        req_send_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0);
         return;
     }
     case VDISK_OP_READ:
@@ -1210,6 +1204,21 @@ static int vhdx_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_
     return 0;
 }
 
+/* The options create takes (vdisk_create_option). */
+static const struct create_opt vhdx_create_opts[] = {
+    {"block_size", "size",
+     "bytes per payload block: 1M to 256M, a power of two (0: chosen by the size)"},
+    {"block_state_zero", "bool (on/off)",
+     "mark new blocks as reading zeroes, without space (default on)"},
+    {"log_size", "size",
+     "bytes of the log: at least 1M, rounded up to 1M (default 1M)"},
+    {"size", "size",
+     "the virtual disk's size in bytes (at most 64T)"},
+    {"subformat", "str",
+     "dynamic (default) or fixed"},
+    {NULL, NULL, NULL},
+};
+
 const struct vdisk_driver vdisk_driver_vhdx = {
     .name = "vhdx",
     .probe = vhdx_probe,
@@ -1222,4 +1231,5 @@ const struct vdisk_driver vdisk_driver_vhdx = {
     .check = vhdx_check,
     .backing = vhdx_backing,
     .create = vhdx_create,
+    .create_opts = vhdx_create_opts,
 };

@@ -95,7 +95,7 @@ static void lists_like_qemu_img(const char *format, const char *verb_args)
 
 START_TEST(o_help)
 {
-    static const char *const formats[] = {"qcow2", "raw", "vmdk", "vpc", "vdi"};
+    static const char *const formats[] = {"qcow2", "raw", "vmdk", "vpc", "vdi", "vhdx"};
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         lists_like_qemu_img(formats[i], "create -f %s -o help");
         lists_like_qemu_img(formats[i], "create -o ? -f %s");

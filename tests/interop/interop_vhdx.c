@@ -306,7 +306,7 @@ START_TEST(convert_in)
     static const char *const opts[] = {"block_size=1M", "block_size=32M",
                                        "subformat=fixed,block_state_zero=off",
                                        "block_state_zero=off"};
-    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         RUN_OK("cd '%s' && rm -f c1.vhdx c2.vhdx && "
                "'%s' convert -f qcow2 -O vhdx -o %s h.qcow2 c1.vhdx && "
                "'%s' convert -f raw -O vhdx -o %s h.raw c2.vhdx && "
@@ -314,6 +314,9 @@ START_TEST(convert_in)
                "qemu-img compare -q -f qcow2 -F vhdx h.qcow2 c1.vhdx && "
                "qemu-img compare -q -f raw -F vhdx h.raw c2.vhdx", scratch_dir(), vdisk_bin(),
                opts[i], vdisk_bin(), opts[i]);
+        /* libvhdi, a reader independent of QEMU, reads them alike. */
+        libyal_reads("vhdi", scratch("c1.vhdx"), scratch("h.raw"), opts[i]);
+    }
     /* Holes stay holes: with 1 MiB blocks, 4 blocks of data. */
     RUN_OK("cd '%s' && rm -f c1.vhdx && '%s' convert -q -f qcow2 -O vhdx -o "
            "block_size=1M,block_state_zero=off h.qcow2 c1.vhdx && "
@@ -703,6 +706,8 @@ START_TEST(write_differencing)
     assert_same_bytes(v, model, n, 0, "c.vhdx");
     free(v);
     free(model);
+    /* libvhdi reads the child vdisk wrote, over its parent, alike. */
+    libyal_reads("vhdi", scratch("c.vhdx"), scratch("v.raw"), "differencing written by vdisk");
     /* Blocks 1, 3, 5 and 7 new at the file's end in the order written,
      * block 2 (was partially present) where it was. */
     struct run *r = run("cd '%s' && '%s' map --output=json c.vhdx", scratch_dir(), vdisk_bin());

@@ -17,7 +17,7 @@ static void help(void)
            "holding SIZE bytes (suffixes k, M, G, T, P, E; rounded up to 512 bytes).\n"
            "With a backing file, SIZE defaults to the backing file's size.\n"
            "\n"
-           "  -f FMT        image format: raw, qcow2, vmdk, vdi or vpc (VHD); -o help\n"
+           "  -f FMT        image format: raw, qcow2, vmdk, vdi, vpc (VHD) or vhdx; -o help\n"
            "                lists a format's options\n"
            "  -b BACKING    qcow2: a linked clone of BACKING (a path relative to FILE's\n"
            "                folder, or absolute)\n"
