@@ -723,3 +723,16 @@ void libyal_reads(const char *lib, const char *img, const char *raw, const char 
     free(last);
     free(cmp_out);
 }
+
+void reads_as_qemu_img(const char *name)
+{
+    char json[1100];
+    snprintf(json, sizeof json, "--output=json %s", name); /* (not fmt(): NAME may be one) */
+    same_as_qemu_img("info", name);
+    same_as_qemu_img("info", json);
+    same_as_qemu_img("map", json);
+    same_as_qemu_img("map", name);
+    same_as_qemu_img("check", name);
+    same_as_qemu_img("check", json);
+    same_raw_as_qemu_img(name);
+}

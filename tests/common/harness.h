@@ -187,6 +187,11 @@ void open_refused(const char *format, const char *path, int err, const char *msg
  */
 void libyal_reads(const char *lib, const char *img, const char *raw, const char *what);
 
+/* In the scratch folder, qemu-img and vdisk agree on the image NAME: info
+ * (human and JSON), map (JSON and human), check (human and JSON) and the
+ * bytes convert -O raw gives (q.raw and v.raw are left there). */
+void reads_as_qemu_img(const char *name);
+
 /* In the scratch folder, qemu-img convert -O raw and vdisk convert -O raw
  * of FILE give the same bytes (q.raw and v.raw are left there). */
 void same_raw_as_qemu_img(const char *file);

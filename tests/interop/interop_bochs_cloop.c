@@ -84,15 +84,6 @@ static void make_cloop(const char *name)
     free(raw);
 }
 
-static void reads_as_qemu_img(const char *name)
-{
-    same_as_qemu_img("info", name);
-    same_as_qemu_img("info", fmt("--output=json %s", name));
-    same_as_qemu_img("map", fmt("--output=json %s", name));
-    same_as_qemu_img("check", name);
-    same_raw_as_qemu_img(name);
-}
-
 START_TEST(images_read_as_qemu_img_reads_them)
 {
     make_bochs("v2.bochs", false);

@@ -320,16 +320,6 @@ static void reads_exactly(const char *name, const struct built *b)
     vdisk_close(d);
 }
 
-static void reads_as_qemu_img(const char *name)
-{
-    same_as_qemu_img("info", name);
-    same_as_qemu_img("info", fmt("--output=json %s", name));
-    same_as_qemu_img("map", fmt("--output=json %s", name));
-    same_as_qemu_img("map", name);
-    same_as_qemu_img("check", name);
-    same_raw_as_qemu_img(name);
-}
-
 /* dmg2img's raw disk of NAME is the disk B holds. */
 static void same_as_dmg2img(const char *name, const struct built *b)
 {

@@ -20,17 +20,6 @@
 #include "endian.h"
 #include "harness.h"
 
-static void reads_as_qemu_img(const char *name)
-{
-    same_as_qemu_img("info", name);
-    same_as_qemu_img("info", fmt("--output=json %s", name));
-    same_as_qemu_img("map", fmt("--output=json %s", name));
-    same_as_qemu_img("map", name);
-    same_as_qemu_img("check", name);
-    same_as_qemu_img("check", fmt("--output=json %s", name));
-    same_raw_as_qemu_img(name);
-}
-
 START_TEST(qemu_images_read_identically)
 {
     static const char *const clusters[] = {"4k", "64k", "1M"};

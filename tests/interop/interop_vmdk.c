@@ -450,11 +450,7 @@ static uint8_t *make_sesparse(uint8_t *want, size_t *size, uint64_t *seed)
 
 static void esx_reads_as(const char *desc, const uint8_t *want)
 {
-    same_as_qemu_img("info", fmt("%s", desc));
-    same_as_qemu_img("info", fmt("--output=json %s", desc));
-    same_as_qemu_img("map", fmt("--output=json %s", desc));
-    same_as_qemu_img("check", fmt("%s", desc));
-    same_raw_as_qemu_img(desc);
+    reads_as_qemu_img(desc);
     size_t n;
     uint8_t *got = read_file(scratch("v.raw"), &n);
     ck_assert_uint_eq(n, (size_t)ESX_SECTORS * 512);
