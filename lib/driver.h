@@ -325,6 +325,12 @@ struct vdisk_req *req_new_child(struct vdisk_req *parent, struct vdisk_dev *dev,
                                 const struct iovec *iov, int iovcnt, unsigned flags,
                                 req_done_fn done, void *done_arg);
 void req_free(struct vdisk_req *req);
+/* Serves PARENT by one child request to DEV (OP at OFFSET, LENGTH bytes,
+ * IOV, FLAGS) that finishes PARENT with its result, submitted; or fails
+ * PARENT with -ENOMEM when no child can be made. */
+void req_send_child(struct vdisk_req *parent, struct vdisk_dev *dev, enum vdisk_op op,
+                    uint64_t offset, uint64_t length, const struct iovec *iov, int iovcnt,
+                    unsigned flags);
 /*
  * A child read on DEV at OFFSET into the N bytes at SKIP of PARENT's
  * buffer, whose completion releases PARENT (req_child_releases_parent):

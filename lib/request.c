@@ -846,6 +846,19 @@ static int req_slice(struct vdisk_req *parent, struct vdisk_dev *dev, enum vdisk
     return 0;
 }
 
+void req_send_child(struct vdisk_req *parent, struct vdisk_dev *dev, enum vdisk_op op,
+                    uint64_t offset, uint64_t length, const struct iovec *iov, int iovcnt,
+                    unsigned flags)
+{
+    struct vdisk_req *c = req_new_child(parent, dev, op, offset, length, iov, iovcnt, flags,
+                                        req_child_finishes_parent, NULL);
+    if (!c) {
+        req_fail(parent, -ENOMEM, "out of memory");
+        return;
+    }
+    req_submit(c);
+}
+
 int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
                    uint64_t skip, uint64_t n)
 {

@@ -23,16 +23,8 @@ static void offset_submit(struct vdisk_req *req)
 {
     struct range *r = req->dev->priv;
     uint64_t off = req->op == VDISK_OP_FLUSH ? 0 : r->start + req->offset;
-    struct vdisk_req *c = req_new_child(req, r->parent, req->op, off, req->length, req->iov,
-                                        req->iovcnt,
-                                        req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP |
-                                                      VDISK_REQ_NO_FALLBACK),
-                                        req_child_finishes_parent, NULL);
-    if (!c) {
-        req_fail(req, -ENOMEM, "out of memory");
-        return;
-    }
-    req_submit(c);
+    req_send_child(req, r->parent, req->op, off, req->length, req->iov, req->iovcnt,
+                   req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP | VDISK_REQ_NO_FALLBACK));
 }
 
 static int offset_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,

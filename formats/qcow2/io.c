@@ -1102,13 +1102,7 @@ static void qc_flush(struct vdisk_req *req)
         offload_req(s->offload, req, flush_work, NULL);
         return;
     }
-    struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0,
-                                        req_child_finishes_parent, NULL);
-    if (!c) {
-        req_fail(req, -ENOMEM, "out of memory");
-        return;
-    }
-    req_submit(c);
+    req_send_child(req, s->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0);
 }
 
 /* ---- Discard and write zeroes --------------------------------------------- */

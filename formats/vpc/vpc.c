@@ -598,14 +598,8 @@ static void bitmap_then(struct vdisk_req *req)
 static void to_file(struct vdisk_req *req, enum vdisk_op op, uint64_t off)
 {
     struct vpc *s = req->dev->priv;
-    struct vdisk_req *c = req_new_child(req, s->file, op, off, req->length, req->iov,
-                                        req->iovcnt, req->flags & VDISK_REQ_FUA,
-                                        req_child_finishes_parent, NULL);
-    if (!c) {
-        req_fail(req, -ENOMEM, "out of memory");
-        return;
-    }
-    req_submit(c);
+    req_send_child(req, s->file, op, off, req->length, req->iov, req->iovcnt,
+                   req->flags & VDISK_REQ_FUA);
 }
 
 static void vpc_submit(struct vdisk_req *req)
@@ -645,15 +639,8 @@ static void vpc_submit(struct vdisk_req *req)
         break;
     case VDISK_OP_WRITE_ZEROES:
         if (s->type == VPC_TYPE_FIXED) {
-            struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, req->offset,
-                                                req->length, NULL, 0,
-                                                req->flags & ~VDISK_REQ_MAY_UNMAP,
-                                                req_child_finishes_parent, NULL);
-            if (!c) {
-                req_fail(req, -ENOMEM, "out of memory");
-                return;
-            }
-            req_submit(c);
+            req_send_child(req, s->file, VDISK_OP_WRITE_ZEROES, req->offset, req->length,
+                           NULL, 0, req->flags & ~VDISK_REQ_MAY_UNMAP);
             return;
         }
         break;
