@@ -155,14 +155,18 @@ static void parallels_close(struct vdisk_dev *dev)
 
 /* Where disk byte POS lies: 0 (not allocated: zeroes) or 1 with *HOST its
  * byte in the file, the rest of its cluster (*N at most) in the file too;
- * or -EIO with a message.  *N is cut to the cluster's end. */
+ * or -EIO with a message.  *N is cut to the cluster's end, except past the
+ * BAT, where all the rest is zeroes (a huge disk over a short BAT costs
+ * one step, not one per cluster). */
 static int locate(struct vdisk_dev *dev, struct parallels *s, uint64_t pos, uint64_t *n,
                   uint64_t *host)
 {
     uint64_t idx = pos / s->cluster, in = pos % s->cluster;
+    if (idx >= s->entries)
+        return 0;
     if (*n > s->cluster - in)
         *n = s->cluster - in;
-    if (idx >= s->entries || s->bat[idx] == 0)
+    if (s->bat[idx] == 0)
         return 0;
     uint64_t at = (uint64_t)s->bat[idx] * s->multiplier * SECTOR;
     if (at > s->file_size || in + *n > s->file_size - at)
