@@ -6,7 +6,8 @@
  * qed, and the read-only bochs, cloop, dmg and parallels.
  *
  * The classes are those of QEMU's block-driver audit of March 2014 (QEMU
- * 2.0, with the CVE in each commit's subject):
+ * 2.0, with the CVE in each commit's subject; the advisories: RHSA-2014:0420,
+ * DSA-3045-1):
  *
  *   CVE-2014-0142  division by zero: bochs "Check extent_size header
  *                  field", parallels "Sanity check for s->tracks", vpc
@@ -30,6 +31,9 @@
  *   CVE-2014-0148  vhdx "Bounds checking for block_size and
  *                  logical_sector_size"
  *
+ * and CVE-2015-5162 (a small image claiming huge sizes costing unbounded
+ * CPU or memory), which cve.c holds qcow2 to and which found parallels's
+ * map stepping cluster by cluster through a disk its BAT does not cover.
  * (CVE-2014-0146 and CVE-2014-0222/0223 are qcow2's and qcow1's: vdisk has
  * no qcow1 driver; qcow2 is in cve.c.)
  *
@@ -423,8 +427,8 @@ START_TEST(cve_2015_5162_huge_parallels)
     struct run *r = run("cd '%s' && timeout 60 '%s' map -f parallels --output=json huge.hdd",
                         scratch_dir(), vdisk_bin());
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
-    ck_assert_str_eq(r->out, "[{ \"start\": 0, \"length\": 262144, \"depth\": 0, \"present\": true, "
-                             "\"zero\": false, \"data\": true, \"offset\": 65536},\n"
+    ck_assert_str_eq(r->out, "[{ \"start\": 0, \"length\": 262144, \"depth\": 0, \"present\": "
+                             "true, \"zero\": false, \"data\": true, \"offset\": 65536},\n"
                              "{ \"start\": 262144, \"length\": 9223372036854382592, \"depth\": 0, "
                              "\"present\": false, \"zero\": true, \"data\": false}]\n");
     r = run("cd '%s' && timeout 60 '%s' check -f parallels huge.hdd", scratch_dir(), vdisk_bin());
@@ -437,8 +441,8 @@ START_TEST(cve_2015_5162_huge_parallels)
     r = run("cd '%s' && timeout 60 '%s' map -f parallels --output=json huge1.hdd", scratch_dir(),
             vdisk_bin());
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
-    ck_assert_str_eq(r->out, "[{ \"start\": 0, \"length\": 262144, \"depth\": 0, \"present\": true, "
-                             "\"zero\": false, \"data\": true, \"offset\": 65536},\n"
+    ck_assert_str_eq(r->out, "[{ \"start\": 0, \"length\": 262144, \"depth\": 0, \"present\": "
+                             "true, \"zero\": false, \"data\": true, \"offset\": 65536},\n"
                              "{ \"start\": 262144, \"length\": 2199022992896, \"depth\": 0, "
                              "\"present\": false, \"zero\": true, \"data\": false}]\n");
 }
