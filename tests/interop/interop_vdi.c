@@ -112,6 +112,35 @@ START_TEST(vdisk_images_read_by_qemu)
 }
 END_TEST
 
+/* qemu-img map's JSON as one letter per 1 MiB block (d: data, z: zeroes,
+ * -: not present): two maps that differ only in where the blocks lie in
+ * the file (and so in which neighbours qemu-img merges) are the same. */
+static char *map_blocks(const char *json)
+{
+    size_t cap = 64, n = 0;
+    char *out = calloc(1, cap);
+    for (const char *p = strstr(json, "{ \"start\""); p; p = strstr(p + 1, "{ \"start\"")) {
+        unsigned long long start, len;
+        ck_assert_int_eq(sscanf(p, "{ \"start\": %llu, \"length\": %llu", &start, &len), 2);
+        const char *end = strchr(p, '}');
+        ck_assert_ptr_nonnull(end);
+        char *ext = strndup(p, (size_t)(end - p)), kind = '-';
+        if (strstr(ext, "\"data\": true"))
+            kind = 'd';
+        else if (strstr(ext, "\"zero\": true"))
+            kind = 'z';
+        free(ext);
+        for (unsigned long long b = 0; b < (len + (1u << 20) - 1) >> 20; b++) {
+            if (n + 2 > cap)
+                out = realloc(out, cap *= 2);
+            out[n++] = kind;
+        }
+        (void)start;
+    }
+    out[n] = 0;
+    return out;
+}
+
 START_TEST(convert_to_vdi)
 {
     RUN_OK("cd '%s' && rm -f src.qcow2 && qemu-img create -q -f qcow2 src.qcow2 7340000 && "
@@ -126,14 +155,13 @@ START_TEST(convert_to_vdi)
         /* The same blocks allocated as qemu-img's conversion (where each
          * lies in the file depends on which write allocates first: vdisk
          * converts with requests in flight, as qemu-img -W does). */
-        struct run *r = IN_SCRATCH("qemu-img map --output=json c.vdi | sed 's/, \"offset\": "
-                                   "[0-9]*//'%s", "");
-        char *mine = strdup(r->out);
-        r = IN_SCRATCH("qemu-img map --output=json q.vdi | sed 's/, \"offset\": "
-                       "[0-9]*//'%s", "");
-        ck_assert_str_eq(mine, r->out);
-        ck_assert_ptr_null(strstr(mine, "offset"));
+        struct run *r = IN_SCRATCH("qemu-img map --output=json c.vdi%s", "");
+        char *mine = map_blocks(r->out);
+        r = IN_SCRATCH("qemu-img map --output=json q.vdi%s", "");
+        char *theirs = map_blocks(r->out);
+        ck_assert_str_eq(mine, theirs);
         free(mine);
+        free(theirs);
         r = IN_SCRATCH("stat -c %%s c.vdi q.vdi%s", "");
         ck_assert_int_eq(r->status, 0);
         char *nl = strchr(r->out, '\n');
