@@ -77,6 +77,8 @@ struct buf {
 
 static void put(struct buf *b, const void *d, size_t n)
 {
+    if (n == 0)
+        return; /* (D may be NULL then: memcpy must not see it) */
     if (b->len + n > b->cap) {
         b->cap = (b->len + n) * 2 + 4096;
         b->p = realloc(b->p, b->cap);
