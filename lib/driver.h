@@ -343,6 +343,16 @@ int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t off
  * VDISK_REQ_FUA). */
 int req_write_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
                     uint64_t skip, uint64_t n, unsigned flags);
+/*
+ * Synchronous twins, for drivers working on a worker thread: read into (or
+ * write from) the N bytes at SKIP of REQ's buffer at OFFSET of DEV with
+ * dev_preadv()/dev_pwritev(), on the caller's thread.  Nothing is held or
+ * submitted; REQ is not completed.  Return 0 or -errno with the error set.
+ */
+int req_pread_slice(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t offset,
+                    uint64_t skip, uint64_t n);
+int req_pwrite_slice(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t offset,
+                     uint64_t skip, uint64_t n, unsigned flags);
 
 /*
  * Starts a request: checks it against its device (range, read-only,
@@ -479,6 +489,17 @@ int inflate_exact(const void *in, size_t in_len, void *out, size_t out_len, int 
 int bunzip2_exact(const void *in, size_t in_len, void *out, size_t out_len, int *code,
                   uint64_t *got);
 bool bunzip2_available(void);
+
+/*
+ * Deflates the IN_LEN bytes of IN into one zlib stream (RFC 1950) at OUT,
+ * OUT_SIZE bytes at most, at zlib's default level: *OUT_LEN its length, 0
+ * when it does not fit.  Returns 0, -ENOMEM, or -EINVAL / -EIO from zlib
+ * (no message set).  Thread-safe; with libdeflate each calling thread keeps
+ * a compressor until it ends (lib/compress.c).  zlib_bound(): the bytes
+ * OUT needs at most for IN_LEN bytes.
+ */
+int zlib_deflate(const void *in, size_t in_len, void *out, size_t out_size, size_t *out_len);
+size_t zlib_bound(size_t in_len);
 
 /* ---- Buffers -------------------------------------------------------------- */
 

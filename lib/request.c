@@ -870,3 +870,34 @@ int req_write_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t of
 {
     return req_slice(parent, dev, VDISK_OP_WRITE, offset, skip, n, flags);
 }
+
+/* The synchronous twin of req_slice(): the I/O is done on the caller's
+ * thread, nothing is held or submitted. */
+static int req_slice_sync(struct vdisk_req *req, struct vdisk_dev *dev, enum vdisk_op op,
+                          uint64_t offset, uint64_t skip, uint64_t n, unsigned flags)
+{
+    struct iovec small[REQ_INLINE_IOV], *v = small;
+    if (req->iovcnt > REQ_INLINE_IOV) {
+        v = malloc(sizeof *v * (size_t)req->iovcnt);
+        if (!v)
+            return err_set(-ENOMEM, "out of memory for %d buffer pieces", req->iovcnt);
+    }
+    int cnt = iov_slice(req->iov, req->iovcnt, (size_t)skip, (size_t)n, v);
+    int r = op == VDISK_OP_READ ? dev_preadv(dev, v, cnt, offset)
+                                : dev_pwritev(dev, v, cnt, offset, flags);
+    if (v != small)
+        free(v);
+    return r;
+}
+
+int req_pread_slice(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t offset,
+                    uint64_t skip, uint64_t n)
+{
+    return req_slice_sync(req, dev, VDISK_OP_READ, offset, skip, n, 0);
+}
+
+int req_pwrite_slice(struct vdisk_req *req, struct vdisk_dev *dev, uint64_t offset,
+                     uint64_t skip, uint64_t n, unsigned flags)
+{
+    return req_slice_sync(req, dev, VDISK_OP_WRITE, offset, skip, n, flags);
+}

@@ -544,14 +544,7 @@ static int read_work(struct vdisk_req *req)
         if (reads_zero(c->type)) {
             iov_memset(req->iov, req->iovcnt, at, 0, (size_t)n);
         } else if (c->type == CHUNK_RAW) {
-            struct iovec *v = malloc((size_t)(req->iovcnt + 1) * sizeof *v);
-            if (!v) {
-                r = err_set(-ENOMEM, "out of memory");
-                break;
-            }
-            int cnt = iov_slice(req->iov, req->iovcnt, at, (size_t)n, v);
-            r = dev_preadv(s->file, v, cnt, c->offset + in);
-            free(v);
+            r = req_pread_slice(req, s->file, c->offset + in, at, n);
         } else {
             r = unpack_chunk(req->dev, s, c);
             if (r == 0)

@@ -428,24 +428,6 @@ static int locate(struct vdi *s, uint64_t pos, uint64_t *host)
     return 1;
 }
 
-/* A child on the file for the N bytes at SKIP of REQ's buffer. */
-static struct vdisk_req *child_slice(struct vdisk_req *req, struct vdi *s, enum vdisk_op op,
-                                     uint64_t host, uint64_t skip, uint64_t n)
-{
-    struct iovec small[REQ_INLINE_IOV], *v = small;
-    if (req->iovcnt > REQ_INLINE_IOV) {
-        v = malloc(sizeof *v * (size_t)req->iovcnt);
-        if (!v)
-            return NULL;
-    }
-    int cnt = iov_slice(req->iov, req->iovcnt, (size_t)skip, (size_t)n, v);
-    struct vdisk_req *c = req_new_child(req, s->file, op, host, n, v, cnt, req->flags &
-                                        VDISK_REQ_FUA, req_child_releases_parent, NULL);
-    if (v != small)
-        free(v);
-    return c;
-}
-
 /* Reads, and writes that allocate nothing: one child per block. */
 static void vdi_rw_walk(struct vdisk_req *req)
 {
@@ -466,16 +448,27 @@ static void vdi_rw_walk(struct vdisk_req *req)
             if (req->op == VDISK_OP_READ)
                 iov_memset(req->iov, req->iovcnt, (size_t)(pos - req->offset), 0, (size_t)n);
         } else {
-            struct vdisk_req *c = req->op == VDISK_OP_WRITE_ZEROES
-                ? req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, host, n, NULL, 0,
-                                req->flags & VDISK_REQ_FUA, req_child_releases_parent, NULL)
-                : child_slice(req, s, req->op, host, pos - req->offset, n);
-            if (!c) {
-                req_set_error(req, -ENOMEM, "out of memory");
+            unsigned fua = req->flags & VDISK_REQ_FUA;
+            int rc = 0;
+            if (req->op == VDISK_OP_WRITE_ZEROES) {
+                struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, host,
+                                                    n, NULL, 0, fua,
+                                                    req_child_releases_parent, NULL);
+                if (c) {
+                    req_hold(req);
+                    req_submit(c);
+                } else {
+                    rc = -ENOMEM;
+                }
+            } else if (req->op == VDISK_OP_READ) {
+                rc = req_read_slice(req, s->file, host, pos - req->offset, n);
+            } else {
+                rc = req_write_slice(req, s->file, host, pos - req->offset, n, fua);
+            }
+            if (rc < 0) {
+                req_set_error(req, rc, "out of memory");
                 break;
             }
-            req_hold(req);
-            req_submit(c);
         }
         pos += n;
     }
@@ -559,18 +552,8 @@ static int write_work(struct vdisk_req *req)
         if (r < 0)
             break;
         if (r == 1) {
-            struct iovec small[REQ_INLINE_IOV], *v = small;
-            if (req->iovcnt > REQ_INLINE_IOV)
-                v = malloc(sizeof *v * (size_t)req->iovcnt);
-            if (!v) {
-                r = err_set(-ENOMEM, "out of memory");
-                break;
-            }
-            int cnt = iov_slice(req->iov, req->iovcnt, (size_t)(pos - req->offset), (size_t)n,
-                                v);
-            r = dev_pwritev(s->file, v, cnt, host, req->flags & VDISK_REQ_FUA);
-            if (v != small)
-                free(v);
+            r = req_pwrite_slice(req, s->file, host, pos - req->offset, n,
+                                 req->flags & VDISK_REQ_FUA);
         } else if (req->op == VDISK_OP_WRITE) {
             /* Only this thread allocates: the entry stays unallocated until
              * the data is in place. */

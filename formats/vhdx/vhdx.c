@@ -1008,18 +1008,11 @@ static int write_work(struct vdisk_req *req)
             pos += n;
             continue;
         }
-        struct iovec small[REQ_INLINE_IOV], *v = small;
-        if (req->iovcnt > REQ_INLINE_IOV)
-            v = malloc(sizeof *v * (size_t)req->iovcnt);
-        if (!v) {
-            r = err_set(-ENOMEM, "out of memory");
+        r = req_pwrite_slice(req, s->file, host, pos - req->offset, n,
+                             present && fua ? VDISK_REQ_FUA : 0);
+        if (r < 0)
             break;
-        }
-        int cnt = iov_slice(req->iov, req->iovcnt, (size_t)(pos - req->offset), (size_t)n, v);
-        r = dev_pwritev(s->file, v, cnt, host, present && fua ? VDISK_REQ_FUA : 0);
-        if (v != small)
-            free(v);
-        if (r == 0 && !present) {
+        if (!present) {
             pthread_mutex_lock(&s->lock);
             s->bat[bi] = boff | VHDX_PAYLOAD_FULLY_PRESENT;
             pthread_mutex_unlock(&s->lock);
