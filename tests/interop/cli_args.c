@@ -3,7 +3,7 @@
  * tests/interop/cli_args.c: vdisk's arguments read as qemu-img reads them
  * (issue 21, item 1): options after the file names, "--" ending the
  * options, -o help and -o ? listing a format's create options in
- * qemu-img's layout, and -o size=.  Each case runs qemu-img and vdisk on
+ * qemu-img's layout, -o size=, and mistyped verbs and options.  Each case runs qemu-img and vdisk on
  * the same input and compares their outputs, exit statuses and images.
  */
 #include <check.h>
@@ -167,6 +167,33 @@ START_TEST(help_and_mistyped_verbs)
 }
 END_TEST
 
+/* A mistyped long option: glibc's message as qemu-img's (same words), then
+ * the nearest option of the verb named; none when nothing is near, and
+ * none for a prefix glibc calls ambiguous. */
+START_TEST(mistyped_options)
+{
+    struct run *r = run("qemu-img info --outptu=json x");
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "qemu-img: unrecognized option '--outptu=json'\nTry 'qemu-img "
+                     "--help' for more information\n");
+    r = run("'%s' info --outptu=json x", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "info: unrecognized option '--outptu=json'\nDid you mean "
+                     "'--output'?\nTry 'vdisk info --help' for more information.\n");
+    r = run("'%s' info --backing-chian x", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "info: unrecognized option '--backing-chian'\nDid you mean "
+                     "'--backing-chain'?\nTry 'vdisk info --help' for more information.\n");
+    r = run("'%s' convert --target-imgae-opts a b", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_ptr_nonnull(strstr(r->err, "Did you mean '--target-image-opts'?\n"));
+    r = run("'%s' info --zzz x", vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "info: unrecognized option '--zzz'\nTry 'vdisk info --help' for "
+                     "more information.\n");
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-img");
@@ -177,6 +204,7 @@ int main(void)
     tcase_add_test(tc, o_help);
     tcase_add_test(tc, o_size);
     tcase_add_test(tc, help_and_mistyped_verbs);
+    tcase_add_test(tc, mistyped_options);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

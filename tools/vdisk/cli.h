@@ -3,6 +3,7 @@
 #ifndef VDISK_CLI_H
 #define VDISK_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -108,6 +109,20 @@ int cli_check_cache(const char *mode);
  * disk one more segment per request, or the library a bounce copy).
  * Release with free(). */
 void *cli_page_alloc(size_t len);
+
+/* The edit distance between A and B (insertions, deletions, substitutions
+ * and swaps of neighbours), for short words; at most 99. */
+unsigned cli_distance(const char *a, const char *b);
+
+/*
+ * getopt_long() for every verb: the same, and after glibc's "unrecognized
+ * option '--outptu'" it names the nearest long option ("Did you mean
+ * '--output'?") when one is near.  Every verb's getopt_long call is this
+ * one through the macro below.
+ */
+int cli_getopt_long(int argc, char *const argv[], const char *optstring,
+                    const struct option *longopts, int *longindex);
+#define getopt_long cli_getopt_long
 
 /* Common option handling: prints help for "-h" / "--help". */
 bool is_help(const char *arg);

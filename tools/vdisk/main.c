@@ -60,33 +60,6 @@ static void usage(FILE *f)
             "Environment: VDISK_ENGINE=uring|threads chooses the I/O engine.\n");
 }
 
-/* The edit distance between A and B (insertions, deletions, substitutions
- * and swaps of neighbours), for short words; at most 99. */
-static unsigned distance(const char *a, const char *b)
-{
-    size_t n = strlen(a), m = strlen(b);
-    if (n > 30 || m > 30)
-        return 99;
-    unsigned d[32][32];
-    for (size_t i = 0; i <= n; i++)
-        d[i][0] = (unsigned)i;
-    for (size_t j = 0; j <= m; j++)
-        d[0][j] = (unsigned)j;
-    for (size_t i = 1; i <= n; i++)
-        for (size_t j = 1; j <= m; j++) {
-            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best)
-                best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    return d[n][m];
-}
-
 /* An unknown command, in qemu-img's words, with the nearest one named. */
 static int unknown_command(const char *name)
 {
@@ -94,7 +67,7 @@ static int unknown_command(const char *name)
     size_t best = 0;
     unsigned dmin = 99;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        unsigned d = distance(name, commands[i].name);
+        unsigned d = cli_distance(name, commands[i].name);
         if (d < dmin) {
             dmin = d;
             best = i;

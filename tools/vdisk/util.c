@@ -40,6 +40,71 @@ const char *cli_lib_detail(void)
     return e;
 }
 
+unsigned cli_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 30 || m > 30)
+        return 99;
+    unsigned d[32][32];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* After an unrecognized long option ARG ("--name" or "--name=value"): the
+ * nearest of LONGOPTS, when it is near enough to be a typo. */
+static void suggest_option(const char *arg, const struct option *longopts)
+{
+    char name[32];
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (len >= sizeof name || len == 0)
+        return;
+    memcpy(name, arg, len);
+    name[len] = '\0';
+    const char *best = NULL;
+    unsigned dmin = 99;
+    for (const struct option *o = longopts; o && o->name; o++) {
+        /* A prefix of several options is glibc's "ambiguous", not a typo. */
+        if (strncmp(o->name, name, len) == 0)
+            return;
+        unsigned d = cli_distance(name, o->name);
+        if (d < dmin) {
+            dmin = d;
+            best = o->name;
+        }
+    }
+    if (best && dmin <= 2 && dmin < len)
+        fprintf(stderr, "Did you mean '--%s'?\n", best);
+}
+
+/* glibc's own, from here on in this file. */
+#undef getopt_long
+
+int cli_getopt_long(int argc, char *const argv[], const char *optstring,
+                    const struct option *longopts, int *longindex)
+{
+    int c = getopt_long(argc, argv, optstring, longopts, longindex);
+    if (c == '?' && optopt == 0 && opterr && optind > 0 && optind <= argc &&
+        strncmp(argv[optind - 1], "--", 2) == 0)
+        suggest_option(argv[optind - 1] + 2, longopts);
+    return c;
+}
+
 bool is_help(const char *arg)
 {
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
