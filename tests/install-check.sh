@@ -27,6 +27,13 @@ if [ "$out" != "$expected" ]; then
   exit 1
 fi
 
+# The bash completion is installed where bash-completion looks for it, and
+# completes with the installed vdisk.
+comp="$tmp/prefix/share/bash-completion/completions/vdisk"
+out=$(PATH="$tmp/prefix/bin:$PATH" bash -c 'source "$1"; COMP_WORDS=(vdisk conv)
+  COMP_CWORD=1; _vdisk; echo "${COMPREPLY[*]}"' sh "$comp")
+[ "$out" = "convert" ] || { echo "install-check: completion gave '$out'" >&2; exit 1; }
+
 # Only vdisk_* functions declared in the installed headers leave the shared
 # library, and no test code (the fault-injecting device) is installed.
 bash "$src/tests/library-contents.sh" "$libdir/libvdisk.so" "$libdir/libvdisk.a" \
@@ -57,4 +64,4 @@ cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/nu
 cmake --build "$tmp/cm/build" >/dev/null
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/cm/build/example" "$tmp/disk.img")
 [ "$out" = "$expected" ] || { echo "install-check: CMake example printed '$out'" >&2; exit 1; }
-echo "install-check: 3 passed, 0 failed"
+echo "install-check: 4 passed, 0 failed"
