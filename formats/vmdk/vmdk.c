@@ -1387,7 +1387,7 @@ static int locate_for_write(struct vmdk *s, struct extent *e, uint64_t rel, uint
  * to a sector included. */
 static uint64_t stream_bound(uint64_t n)
 {
-    return (MARKER_BYTES + compressBound((uLong)n) + SECTOR - 1) / SECTOR * SECTOR;
+    return (MARKER_BYTES + zlib_bound((size_t)n) + SECTOR - 1) / SECTOR * SECTOR;
 }
 
 /* Checks that the N bytes at extent-relative byte REL of compressed extent
@@ -1426,19 +1426,13 @@ static size_t stream_pack(const struct extent *e, uint64_t rel, const void *data
     return len;
 }
 
-/* Deflates the N bytes of IN as QEMU does (zlib's default level) into OUT
- * (OUT_SIZE bytes); *CLEN 0 when they do not fit. */
+/* Deflates the N bytes of IN into a zlib stream at zlib's default level,
+ * as QEMU does, into OUT (OUT_SIZE bytes); *CLEN 0 when they do not fit. */
 static int stream_deflate(const void *in, uint64_t n, void *out, size_t out_size, size_t *clen)
 {
-    uLongf len = (uLongf)out_size;
-    int zr = compress2(out, &len, in, (uLong)n, Z_DEFAULT_COMPRESSION);
-    if (zr == Z_BUF_ERROR) {
-        *clen = 0;
-        return 0;
-    }
-    if (zr != Z_OK)
-        return err_set(zr == Z_MEM_ERROR ? -ENOMEM : -EIO, "zlib: compress2 failed (%d)", zr);
-    *clen = len;
+    int r = zlib_deflate(in, (size_t)n, out, out_size, clen);
+    if (r < 0)
+        return err_set(r, "deflating a %" PRIu64 "-byte grain failed", n);
     return 0;
 }
 

@@ -39,9 +39,9 @@
 #                                    than qemu-img's
 #   raw -> qcow2 -c zlib             >= 1.00 (not in the issue; BENCH_ZLIB)
 #   qcow2 chain (depth 2) -> qcow2   >= 1.00 (not in the issue)
-#   raw -> vmdk streamOptimized      >= 1.50 (issue 20: compressed on every
-#                                    core; the output is qemu-img's, byte
-#                                    for byte but the CID, so no larger)
+#   raw -> vmdk streamOptimized      >= 2.00 (issue 20: deflated on every
+#                                    core, with libdeflate where vdisk has
+#                                    it; the output no larger)
 #   vmdk streamOptimized -> raw      >= 1.00 (issue 20)
 #   raw -> vmdk, raw -> vpc, raw -> vdi, vmdk -> qcow2
 #                                    >= 1.00 (issue 20)
