@@ -37,6 +37,8 @@ static const struct {
                      "[-f FMT] [-r] [--cache=MODE] [--discard=MODE] [--detect-zeroes=MODE] "
                      "[--fork] [--pid-file=PATH] IMAGE"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
+    {"dd", cmd_dd, "dd [-f FMT] [-O FMT] [-U] [--image-opts] [bs=SIZE] [count=N] [skip=N] "
+                   "if=INPUT of=OUTPUT"},
 };
 
 static void usage(FILE *f)
