@@ -900,7 +900,7 @@ int cmd_convert(int argc, char **argv)
     bool image_opts = false, target_image_opts = false, have_O = false;
     char *dst_plain = NULL;
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "hf:O:o:cpqnS:B:F:l:s:m:Wt:T:UCr:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":hf:O:o:cpqnS:B:F:l:s:m:Wt:T:UCr:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h':
             help();
@@ -964,8 +964,14 @@ int cmd_convert(int argc, char **argv)
             c.rate = (uint64_t)rate;
             break;
         }
+        case ':':
+            /* qemu-img's words (the ':' above keeps getopt's own quiet) */
+            cli_error("missing argument for option '%s'", argv[optind - 1]);
+            fprintf(stderr, "Try 'vdisk --help' for more information\n");
+            goto out;
         default:
-            fprintf(stderr, "Try 'vdisk convert --help' for more information.\n");
+            cli_error("unrecognized option '%s'", argv[optind - 1]);
+            fprintf(stderr, "Try 'vdisk --help' for more information\n");
             goto out;
         }
     }
