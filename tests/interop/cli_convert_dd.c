@@ -378,6 +378,8 @@ START_TEST(convert_salvage)
     same_bytes("out", "convert --salvage");
     ck_assert_int_eq(same_run(NULL, "convert --salvage -q ../bad.qcow2 out"), 0);
     same_bytes("out", "convert --salvage -q");
+    /* (raw: qemu-img compare -s of qcow2 outputs would flag extents that
+     * merely end elsewhere in the file, their EOF flag) */
     ck_assert_int_eq(same_run(NULL, "convert --salvage -m 1 ../bad.qcow2 ../text.raw out"), 0);
     same_bytes("out", "convert --salvage of two sources");
     same_map("out", "convert --salvage of two sources");
@@ -394,7 +396,9 @@ START_TEST(convert_salvage)
     ck_assert_int_eq(r->status, 1);
     r = run("cd '%s/v' && '%s' convert ../bad.qcow2 out", scratch_dir(), vdisk_bin());
     ck_assert_int_eq(r->status, 1);
-    ck_assert_msg(strstr(r->err, "vdisk: error while reading at byte "), "%s", r->err);
+    /* (the same offset as qemu-img's; the reason in the library's words) */
+    ck_assert_msg(!strncmp(r->err, "vdisk: error while reading at byte 131072: ", 43), "%s",
+                  r->err);
 }
 END_TEST
 

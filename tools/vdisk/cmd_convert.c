@@ -119,9 +119,29 @@ static int source_zero(struct conv *c, uint64_t off, uint64_t max, uint64_t *len
 
 /* A read of the sources failed at OFF (in the concatenation): qemu-img's
  * words, then the library's detail. */
-static void read_error(uint64_t off)
+static void read_error_at(uint64_t off)
 {
     cli_error("error while reading at byte %" PRIu64 ": %s", off, cli_lib_detail());
+}
+
+/* A read of LEN bytes at OFF (in the concatenation) failed: the error of
+ * its first sector that fails alone, as qemu-img, whose reads follow the
+ * sources' extents, names where the bad data begins. */
+static void read_error(struct conv *c, uint64_t off, uint64_t len)
+{
+    uint8_t sector[512];
+    for (uint64_t pos = 0; pos < len; pos += 512) {
+        struct src *s = source_at(c, off + pos);
+        uint64_t in = off + pos - s->start;
+        uint64_t n = len - pos < 512 ? len - pos : 512;
+        if (s->size - in < n)
+            n = s->size - in;
+        if (vdisk_pread(s->dev, sector, n, in) < 0) {
+            read_error_at(off + pos);
+            return;
+        }
+    }
+    read_error_at(off); /* (it failed once: the first read's words are gone) */
 }
 
 /* --salvage: LEN bytes at IN of source S, whose read failed, again a
@@ -153,7 +173,7 @@ static int read_sources(struct conv *c, uint8_t *buf, uint64_t off, uint64_t len
                 salvage(c, s, buf, in, n);
                 goto next;
             }
-            read_error(off);
+            read_error(c, off, n);
             return -1;
         }
     next:
@@ -322,7 +342,7 @@ static void read_done(void *user, int ret)
         s->salvage = true; /* read again below, a sector at a time where it fails */
     else if (ret < 0 && !c->error) {
         c->error = ret;
-        read_error(s->off);
+        read_error(c, s->off, s->len);
     }
     if (--s->reads)
         return;
