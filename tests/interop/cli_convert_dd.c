@@ -120,7 +120,7 @@ static void make_input(const char *name, size_t size, uint64_t *seed)
  * past its end), over inputs of odd sizes; the outputs byte for byte. */
 START_TEST(dd_data_property)
 {
-    static const size_t sizes[] = {0, 1, 511, 512, 4097, 10000, 65537, 300001, 1048576 + 3};
+    static const size_t sizes[] = {0, 1, 511, 4097, 10000, 65537, 1048576 + 3};
     static const unsigned bss[] = {1, 7, 512, 1000, 4096, 65536, 1048577};
     uint64_t seed = 21;
     unsigned runs = 0;
@@ -132,7 +132,9 @@ START_TEST(dd_data_property)
             if (bs < 512 && size > 10000)
                 continue; /* qemu-img reads one block at a time: slow */
             uint64_t blocks = size / bs + 2;
-            for (int shape = 0; shape < 4; shape++) {
+            /* Three of the four shapes (none, count, skip, both), in turn. */
+            for (int t = 0; t < 3; t++) {
+                int shape = (int)((i + k + (size_t)t) % 4);
                 char args[256];
                 int n = snprintf(args, sizeof args, "dd bs=%u", bs);
                 if (shape == 1 || shape == 3)
@@ -151,7 +153,7 @@ START_TEST(dd_data_property)
         same_run(NULL, "dd if=../in.raw of=out");
         same_bytes("out", fmt("dd, input of %zu bytes", size));
     }
-    ck_assert_uint_gt(runs, 150);
+    ck_assert_uint_gt(runs, 100);
 }
 END_TEST
 
