@@ -134,4 +134,13 @@ bool cli_is_help_option(const char *list);
  * not create). */
 int cli_print_create_options(const char *format);
 
+/* VALUE as a size in [MIN, MAX] (MIN >= 0), as qemu-img's cvtnum_full()
+ * reads it for NAME ("bs", "rate limit"): -1 with qemu-img's messages
+ * printed ("Invalid NAME specified. You may use k, M, ..." on two lines,
+ * or "... Must be between MIN and MAX."). */
+int64_t cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max);
+
+/* vdisk dd, as qemu-img dd. */
+int cmd_dd(int argc, char **argv);
+
 #endif /* VDISK_CLI_H */

@@ -12,6 +12,14 @@
  * thread stores it in order, runs of compressed clusters with one write,
  * so that the output is the same whatever the timing.  With -B, only clusters
  * that differ from the given backing file are written.
+ *
+ * -C copies the sources' data as it is (no zero detection inside it, as
+ * qemu-img's copy offloading), with copy_file_range(2) from a raw file to
+ * a raw file; where the kernel refuses it (another file system, an old
+ * kernel), by reading and writing.  --salvage reads a range that fails
+ * again a sector at a time, warns of each sector that cannot be read and
+ * writes zeroes for it.  --target-is-zero (with -n) writes no zeroes.
+ * -r limits the bytes of data written per second.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,7 +28,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -55,6 +65,14 @@ struct conv {
     bool compress;
     bool progress;
     unsigned parallel;       /* -m */
+    bool copy_range;         /* -C */
+    int cr_src[MAX_SOURCES]; /* -C: the raw sources' files, or -1 */
+    int cr_dst;              /* -C: the raw target's file, or -1 */
+    bool salvage;            /* --salvage */
+    bool quiet;              /* -q */
+    uint64_t rate;           /* -r: bytes of data per second, 0 no limit */
+    uint64_t rate_bytes;     /* written so far under -r */
+    struct timespec rate_start;
     int error;
     uint64_t done;           /* bytes handled, for the progress bar */
 };
@@ -101,21 +119,64 @@ static int source_zero(struct conv *c, uint64_t off, uint64_t max, uint64_t *len
 
 /* A read of the sources failed at OFF (in the concatenation): qemu-img's
  * words, then the library's detail. */
-static void read_error(uint64_t off)
+static void read_error_at(uint64_t off)
 {
     cli_error("error while reading at byte %" PRIu64 ": %s", off, cli_lib_detail());
 }
 
-/* Reads LEN bytes at OFF of the sources; a failure is reported. */
+/* A read of LEN bytes at OFF (in the concatenation) failed: the error of
+ * its first sector that fails alone, as qemu-img, whose reads follow the
+ * sources' extents, names where the bad data begins. */
+static void read_error(struct conv *c, uint64_t off, uint64_t len)
+{
+    uint8_t sector[512];
+    for (uint64_t pos = 0; pos < len; pos += 512) {
+        struct src *s = source_at(c, off + pos);
+        uint64_t in = off + pos - s->start;
+        uint64_t n = len - pos < 512 ? len - pos : 512;
+        if (s->size - in < n)
+            n = s->size - in;
+        if (vdisk_pread(s->dev, sector, n, in) < 0) {
+            read_error_at(off + pos);
+            return;
+        }
+    }
+    read_error_at(off); /* (it failed once: the first read's words are gone) */
+}
+
+/* --salvage: LEN bytes at IN of source S, whose read failed, again a
+ * sector at a time; a sector that cannot be read reads as zeroes, with
+ * qemu-img's warning (its offset in the source). */
+static void salvage(struct conv *c, struct src *s, uint8_t *buf, uint64_t in, uint64_t len)
+{
+    for (uint64_t pos = 0; pos < len; pos += 512) {
+        uint64_t n = len - pos < 512 ? len - pos : 512;
+        int r = vdisk_pread(s->dev, buf + pos, n, in + pos);
+        if (r < 0) {
+            if (!c->quiet)
+                fprintf(stderr, "vdisk: warning: error while reading offset %" PRIu64 ": %s\n",
+                        in + pos, strerror(-r));
+            memset(buf + pos, 0, n);
+        }
+    }
+}
+
+/* Reads LEN bytes at OFF of the sources; a failure is reported (with
+ * --salvage, none fails). */
 static int read_sources(struct conv *c, uint8_t *buf, uint64_t off, uint64_t len)
 {
     while (len) {
         struct src *s = source_at(c, off);
         uint64_t in = off - s->start, n = s->size - in < len ? s->size - in : len;
         if (vdisk_pread(s->dev, buf, n, in) < 0) {
-            read_error(off);
+            if (c->salvage) {
+                salvage(c, s, buf, in, n);
+                goto next;
+            }
+            read_error(c, off, n);
             return -1;
         }
+    next:
         buf += n;
         off += n;
         len -= n;
@@ -131,6 +192,29 @@ static int read_backing(struct conv *c, uint8_t *buf, uint64_t off, uint64_t len
     uint64_t have = off < bsize ? (bsize - off < len ? bsize - off : len) : 0;
     memset(buf + have, 0, len - have);
     return have && vdisk_pread(c->backing, buf, have, off) < 0 ? -1 : 0;
+}
+
+/* -r: waits until the data written so far is paid for at the rate, then
+ * counts BYTES more (so the first write goes at once, as in qemu-img's
+ * throttling). */
+static void throttle(struct conv *c, uint64_t bytes)
+{
+    if (!c->rate)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!c->rate_bytes)
+        c->rate_start = now;
+    double due = (double)c->rate_bytes / (double)c->rate;
+    double elapsed = (double)(now.tv_sec - c->rate_start.tv_sec) +
+                     (double)(now.tv_nsec - c->rate_start.tv_nsec) / 1e9;
+    if (due > elapsed) {
+        double wait = due - elapsed;
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    c->rate_bytes += bytes;
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -164,6 +248,7 @@ struct slot {
     unsigned reads;          /* in flight */
     unsigned writes;         /* in flight */
     bool busy;
+    bool salvage;            /* --salvage: a read failed */
 };
 
 static void fail(struct conv *c, int r)
@@ -193,6 +278,7 @@ static int put(struct slot *s, uint64_t off, uint64_t len, bool zero)
     if (zero) {
         r = vdisk_aio_write_zeroes(s->wq, off, len, VDISK_REQ_MAY_UNMAP, write_done, s);
     } else {
+        throttle(c, len);
         struct iovec v = {s->buf + (off - s->off), len};
         r = vdisk_aio_pwritev(s->wq, &v, 1, off, 0, write_done, s);
     }
@@ -222,8 +308,9 @@ static void write_chunk(struct slot *s)
 {
     struct conv *c = s->c;
     s->writes = 1; /* a guard while the writes are started */
-    if (c->sparse == UINT64_MAX) {
-        /* -S 0: everything is written as data, zeroes too. */
+    if (c->sparse == UINT64_MAX || (c->copy_range && !c->backing)) {
+        /* -S 0: everything is written as data, zeroes too; so with -C
+         * (qemu-img copies the data extents as they are). */
         put(s, s->off, s->len, false);
         write_done(s, 0);
         return;
@@ -251,12 +338,18 @@ static void read_done(void *user, int ret)
 {
     struct slot *s = user;
     struct conv *c = s->c;
-    if (ret < 0 && !c->error) {
+    if (ret < 0 && c->salvage)
+        s->salvage = true; /* read again below, a sector at a time where it fails */
+    else if (ret < 0 && !c->error) {
         c->error = ret;
-        read_error(s->off);
+        read_error(c, s->off, s->len);
     }
     if (--s->reads)
         return;
+    if (s->salvage && !c->error) {
+        s->salvage = false;
+        read_sources(c, s->buf, s->off, s->len); /* (never fails with --salvage) */
+    }
     if (c->error) {
         s->busy = false;
         return;
@@ -329,6 +422,41 @@ static int run_queues(struct conv *c, vdisk_queue *wq, vdisk_queue **rq, bool wa
     return vdisk_queue_submit(wq) < 0 ? -1 : 0;
 }
 
+/* -C: copies LEN bytes at OFF of the sources to the target with
+ * copy_file_range(2), when they are raw files and the target is one.
+ * Returns 0, or -1 to copy them by reading and writing instead (after any
+ * refusal of the kernel, -C is given up for the rest, as qemu-img gives
+ * it up). */
+static int copy_range(struct conv *c, uint64_t off, uint64_t len)
+{
+    if (!c->copy_range || c->backing || c->cr_dst < 0)
+        return -1;
+    while (len) {
+        struct src *s = source_at(c, off);
+        int fd = c->cr_src[s - c->srcs];
+        if (fd < 0)
+            return -1;
+        loff_t in = (loff_t)(off - s->start), out = (loff_t)off;
+        uint64_t n = s->size - (uint64_t)in < len ? s->size - (uint64_t)in : len;
+        throttle(c, n);
+        while (n) {
+            ssize_t r = copy_file_range(fd, &in, c->cr_dst, &out, n, 0);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                c->copy_range = false;
+                return -1;
+            }
+            if (r == 0)
+                return -1; /* past the file's end (a size not of whole sectors) */
+            n -= (uint64_t)r;
+            off += (uint64_t)r;
+            len -= (uint64_t)r;
+        }
+    }
+    return 0;
+}
+
 static int copy_plain(struct conv *c)
 {
     vdisk_queue *wq;
@@ -379,11 +507,15 @@ static int copy_plain(struct conv *c)
         /* Whole zero extents of the sources cost no read; on a new target
          * they cost nothing at all, however long (an image claiming an
          * exabyte converts in time proportional to what it holds). */
-        uint64_t zlen;
+        uint64_t zlen = len;
         s->busy = true;
         s->off = off;
-        if (!c->backing && c->sparse != UINT64_MAX &&
-            source_zero(c, off, c->target_fresh ? c->total - off : len, &zlen) == 1) {
+        int zero = !c->backing && c->sparse != UINT64_MAX
+                   ? source_zero(c, off, c->target_fresh ? c->total - off : len, &zlen) : 0;
+        /* -C copies the data extents as they are, and only them. */
+        if (zero == 0 && c->copy_range && !c->backing && zlen && zlen < len)
+            len = zlen;
+        if (zero == 1) {
             len = c->target_fresh || zlen < len ? zlen : len;
             s->len = len;
             if (!c->target_fresh) {
@@ -397,6 +529,9 @@ static int copy_plain(struct conv *c)
                 off += len;
                 continue;
             }
+        } else if (copy_range(c, off, len) == 0) {
+            progress(c, len);
+            s->busy = false;
         } else {
             s->len = len;
             read_chunk(s, rq);
@@ -533,11 +668,13 @@ static int store_job(struct conv *c, struct cjob *j, struct iovec *iov)
         int r = 0;
         switch (j->kind[i]) {
         case CK_PACKED:
+            throttle(c, len);
             for (uint64_t k = i; k < e; k++)
                 iov[k - i] = (struct iovec){j->out + k * c->cluster, j->clen[k]};
             r = vdisk_pwrite_compressed_datav(c->dst, iov, (int)(e - i), j->off + pos);
             break;
         case CK_RAW:
+            throttle(c, len);
             r = vdisk_pwrite(c->dst, j->in + pos, len, j->off + pos);
             break;
         case CK_ZERO:
@@ -688,7 +825,8 @@ static void help(void)
     printf("usage: vdisk convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-p] [-q] [-n]\n"
            "                     [-S SPARSE_SIZE] [-B BACKING -F BACKING_FMT]\n"
            "                     [-l snapshot.name=NAME] [-m N] [-W] [-t CACHE] [-T CACHE]\n"
-           "                     [--image-opts] [--target-image-opts]\n"
+           "                     [--image-opts] [--target-image-opts] [-U] [-C]\n"
+           "                     [--salvage] [--target-is-zero] [-r RATE]\n"
            "                     SRC... DST\n"
            "\n"
            "Copies the images SRC (concatenated) to DST, as qemu-img convert does.\n"
@@ -721,8 +859,32 @@ static void help(void)
            "  -t CACHE        the target's cache mode (default unsafe, as qemu-img)\n"
            "  -T CACHE        the sources' cache mode (default writeback)\n"
            "  -U, --force-share  read the sources even while another process writes\n"
-           "                  them (see IMAGE LOCKING in vdisk(1))\n");
+           "                  them (see IMAGE LOCKING in vdisk(1))\n"
+           "  -C              copy offloading: the data copied as it is, with\n"
+           "                  copy_file_range(2) from raw files to a raw file where the\n"
+           "                  kernel can (not with -c, -S or --salvage)\n"
+           "  --salvage       a sector that cannot be read is written as zeroes, with\n"
+           "                  a warning (none with -q); the convert goes on\n"
+           "  --target-is-zero  DST (with -n) reads as zeroes already: zeroes are not\n"
+           "                  written to it\n"
+           "  -r RATE         write at most RATE bytes of data per second (suffixes k,\n"
+           "                  M, G; 0 no limit)\n");
 }
+
+/* PATH opened with FLAGS when it is a regular file, else -1. */
+static int open_regular(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* getopt_long values of the long options without a letter. */
+enum { OPT_SALVAGE = 0x1100, OPT_TARGET_IS_ZERO };
 
 int cmd_convert(int argc, char **argv)
 {
@@ -731,6 +893,8 @@ int cmd_convert(int argc, char **argv)
         {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"target-image-opts", no_argument, NULL, CLI_OPT_TARGET_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
+        {"salvage", no_argument, NULL, OPT_SALVAGE},
+        {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
         {NULL, 0, NULL, 0},
     };
     const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
@@ -741,7 +905,10 @@ int cmd_convert(int argc, char **argv)
     struct file_id inputs[MAX_INPUT_FILES];
     int ninputs = 0;
     bool src_share = false; /* -U: read the sources with force-share=on */
-    struct conv c = {.sparse = 4096, .parallel = 8};
+    struct conv c = {.sparse = 4096, .parallel = 8, .cr_dst = -1};
+    for (int i = 0; i < MAX_SOURCES; i++)
+        c.cr_src[i] = -1;
+    bool explicit_sparse = false, target_is_zero = false;
     vdisk_options *opts = NULL;
     int ret = 1;
     bool help_opts = false;
@@ -753,7 +920,7 @@ int cmd_convert(int argc, char **argv)
     bool image_opts = false, target_image_opts = false, have_O = false;
     char *dst_plain = NULL;
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "hf:O:o:cpqnS:B:F:l:s:m:Wt:T:U", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":hf:O:o:cpqnS:B:F:l:s:m:Wt:T:UCr:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h':
             help();
@@ -784,6 +951,7 @@ int cmd_convert(int argc, char **argv)
                           "multiples of 512 up to 16 MiB, or 0.");
                 goto out;
             }
+            explicit_sparse = true;
             break;
         case 'B': backing = optarg; break;
         case 'F': backing_fmt = optarg; break;
@@ -806,19 +974,61 @@ int cmd_convert(int argc, char **argv)
         case 't': dst_cache = optarg; break;
         case 'T': src_cache = optarg; break;
         case 'U': src_share = true; break;
+        case 'C': c.copy_range = true; break;
+        case OPT_SALVAGE: c.salvage = true; break;
+        case OPT_TARGET_IS_ZERO: target_is_zero = true; break;
+        case 'r': {
+            int64_t rate = cli_cvtnum("rate limit", optarg, 0, INT64_MAX);
+            if (rate < 0)
+                goto out;
+            c.rate = (uint64_t)rate;
+            break;
+        }
+        case ':':
+            /* qemu-img's words (the ':' above keeps getopt's own quiet) */
+            cli_error("missing argument for option '%s'", argv[optind - 1]);
+            fprintf(stderr, "Try 'vdisk --help' for more information\n");
+            goto out;
         default:
-            fprintf(stderr, "Try 'vdisk convert --help' for more information.\n");
+            cli_error("unrecognized option '%s'", argv[optind - 1]);
+            fprintf(stderr, "Try 'vdisk --help' for more information\n");
             goto out;
         }
     }
-    (void)quiet;
+    c.quiet = quiet;
+    /* What qemu-img refuses before it looks at the file names, in its
+     * order and words. */
+    if (c.compress && c.copy_range) {
+        cli_error("Cannot enable copy offloading when -c is used");
+        goto out;
+    }
+    if (explicit_sparse && c.copy_range) {
+        cli_error("Cannot enable copy offloading when -S is used");
+        goto out;
+    }
+    if (c.copy_range && c.salvage) {
+        cli_error("Cannot use copy offloading in salvaging mode");
+        goto out;
+    }
+    if (target_image_opts && !no_create) {
+        cli_error("--target-image-opts requires use of -n flag");
+        goto out;
+    }
+    if (no_create && (have_o || help_opts)) {
+        cli_error("-o has no effect when skipping image creation");
+        goto out;
+    }
+    if (target_is_zero && !no_create) {
+        cli_error("--target-is-zero requires use of -n flag");
+        goto out;
+    }
     if (help_opts) {
         /* -o help: the output format's create options, as qemu-img. */
         ret = cli_print_create_options(out_fmt);
         goto out;
     }
     if (argc - optind < 2) {
-        cli_error("Expecting image file name");
+        cli_error("Must specify image file name");
         goto out;
     }
     if (c.sparse % 512 || c.sparse > (16u << 20)) {
@@ -828,10 +1038,6 @@ int cmd_convert(int argc, char **argv)
     }
     if (c.sparse == 0)
         c.sparse = UINT64_MAX; /* no zero detection */
-    if (target_image_opts && !no_create) {
-        cli_error("--target-image-opts requires use of -n flag");
-        goto out;
-    }
     if (image_opts)
         for (int i = optind; i < argc - 1; i++)
             if (!(argv[i] = cli_image_opts(argv[i], fmt)))
@@ -861,10 +1067,6 @@ int cmd_convert(int argc, char **argv)
     if (c.compress && (!out_fmt || (strcmp(out_fmt, "qcow2") != 0 &&
                                     strcmp(out_fmt, "vmdk") != 0))) {
         cli_error("Compression not supported for this file format");
-        goto out;
-    }
-    if (no_create && have_o) {
-        cli_error("-o has no effect when skipping image creation");
         goto out;
     }
     if (!no_create) {
@@ -923,11 +1125,21 @@ int cmd_convert(int argc, char **argv)
             cli_lib_error();
             goto out;
         }
+        /* -C: a raw file, named as it is, is copied with copy_file_range. */
+        if (c.copy_range && !part && strncmp(argv[i], "json:", 5) != 0 &&
+            !strcmp(vdisk_get_format(d), "raw"))
+            c.cr_src[c.nsrc] = open_regular(vdisk_get_filename(d), O_RDONLY);
         c.srcs[c.nsrc].dev = d;
         c.srcs[c.nsrc].start = c.total;
         c.srcs[c.nsrc].size = vdisk_get_size(d);
         c.total += c.srcs[c.nsrc].size;
         c.nsrc++;
+    }
+    if (target_is_zero && backing) {
+        /* (qemu-img 7.2 exits 0 after this message) */
+        cli_error("Cannot use --target-is-zero when the destination image has a backing file");
+        ret = 0;
+        goto out;
     }
     if (!no_create && backing) {
         /* The backing file must open (as the new image will open it). */
@@ -976,6 +1188,14 @@ int cmd_convert(int argc, char **argv)
     c.dst = cli_open(dst_name, &oa);
     if (!c.dst)
         goto out;
+    if (c.copy_range && !target_image_opts && !strcmp(vdisk_get_format(c.dst), "raw")) {
+        char *image = NULL;
+        unsigned part = 0;
+        if (cli_split_path(dst_name, &image, &part) == 0 && !part &&
+            strncmp(dst_name, "json:", 5) != 0)
+            c.cr_dst = open_regular(dst_plain, O_WRONLY);
+        free(image);
+    }
     if (vdisk_get_size(c.dst) < c.total) {
         cli_error("%s: the target (%" PRIu64 " bytes) is smaller than the sources (%" PRIu64
                   " bytes)", dst_name, vdisk_get_size(c.dst), c.total);
@@ -1005,6 +1225,8 @@ int cmd_convert(int argc, char **argv)
         c.backing = NULL; /* -n on an existing overlay: copy everything */
     if (!c.backing && !no_create)
         c.target_fresh = true;
+    if (target_is_zero)
+        c.target_fresh = true; /* the user says so: zeroes are not written */
     progress(&c, 0);
     int r = c.compress ? copy_compressed(&c) : copy_plain(&c);
     if (r == 0 && vdisk_flush(c.dst) < 0) {
@@ -1015,6 +1237,11 @@ int cmd_convert(int argc, char **argv)
         printf("    (100.00/100%%)\n");
     ret = r < 0 ? 1 : 0;
 out:
+    for (int i = 0; i < MAX_SOURCES; i++)
+        if (c.cr_src[i] >= 0)
+            close(c.cr_src[i]);
+    if (c.cr_dst >= 0)
+        close(c.cr_dst);
     if (c.dst)
         vdisk_close(c.dst);
     for (int i = 0; i < c.nsrc; i++)

@@ -15,7 +15,8 @@ static const struct {
     {"check", cmd_check, "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE"},
     {"snapshot", cmd_snapshot, "snapshot [-q] [-f FMT] [-l | -c NAME | -a NAME | -d NAME] FILE"},
     {"convert", cmd_convert, "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [-n] [-S SIZE] "
-                             "[-B BACKING [-F FMT]] [-l snapshot.name=NAME] [-m N] SRC... DST"},
+                             "[-B BACKING [-F FMT]] [-l snapshot.name=NAME] [-m N] [-C] [-r RATE] "
+                             "[--salvage] [--target-is-zero] SRC... DST"},
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2"},
     {"resize", cmd_resize, "resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE"},
     {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] OVERLAY"},
@@ -37,6 +38,8 @@ static const struct {
                      "[-f FMT] [-r] [--cache=MODE] [--discard=MODE] [--detect-zeroes=MODE] "
                      "[--fork] [--pid-file=PATH] IMAGE"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
+    {"dd", cmd_dd, "dd [-f FMT] [-O FMT] [-U] [--image-opts] [bs=SIZE] [count=N] [skip=N] "
+                   "if=INPUT of=OUTPUT"},
 };
 
 static void usage(FILE *f)

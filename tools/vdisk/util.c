@@ -391,3 +391,20 @@ int cli_print_create_options(const char *format)
     }
     return 0;
 }
+
+int64_t cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max)
+{
+    uint64_t v;
+    int r = vdisk_parse_size(value, 1, &v);
+    if (r < 0 && r != -ERANGE) {
+        cli_error("Invalid %s specified. You may use k, M, G, T, P or E suffixes for", name);
+        cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return -1;
+    }
+    if (r == -ERANGE || v > (uint64_t)max || (int64_t)v < min) {
+        cli_error("Invalid %s specified. Must be between %lld and %lld.", name, (long long)min,
+                  (long long)max);
+        return -1;
+    }
+    return (int64_t)v;
+}
