@@ -117,12 +117,16 @@ unsigned cli_distance(const char *a, const char *b);
 /*
  * getopt_long() for every verb: the same, and after glibc's "unrecognized
  * option '--outptu'" it names the nearest long option ("Did you mean
- * '--output'?") when one is near.  Every verb's getopt_long call is this
- * one through the macro below.
+ * '--output'?") when one is near (at once, or through
+ * cli_print_option_hint() for a verb that prints its own message).  Every
+ * verb's getopt_long call is this one through the macro below.
  */
 int cli_getopt_long(int argc, char *const argv[], const char *optstring,
                     const struct option *longopts, int *longindex);
 #define getopt_long cli_getopt_long
+/* A verb whose optstring starts with ':' prints its own "unrecognized
+ * option" message, then this: the hint, if one was found (else nothing). */
+void cli_print_option_hint(void);
 
 /* Common option handling: prints help for "-h" / "--help". */
 bool is_help(const char *arg);

@@ -439,8 +439,11 @@ int cmd_bench(int argc, char **argv)
             if (optopt && optopt < 256)
                 cli_error("invalid option -- '%c' (see 'vdisk bench --help')", optopt);
             else
+            {
                 cli_error("unrecognized option '%s' (see 'vdisk bench --help')",
                           argv[optind - 1]);
+                cli_print_option_hint();
+            }
             return 1;
         }
     }

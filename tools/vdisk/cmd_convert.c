@@ -991,6 +991,7 @@ int cmd_convert(int argc, char **argv)
             goto out;
         default:
             cli_error("unrecognized option '%s'", argv[optind - 1]);
+            cli_print_option_hint();
             fprintf(stderr, "Try 'vdisk --help' for more information\n");
             goto out;
         }

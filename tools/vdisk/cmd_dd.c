@@ -52,6 +52,7 @@ static void help(void)
 static int usage_error(const char *what, const char *option)
 {
     cli_error("%s '%s'", what, option);
+    cli_print_option_hint();
     fprintf(stderr, "Try 'vdisk --help' for more information\n");
     return 1;
 }

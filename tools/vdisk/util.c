@@ -65,11 +65,17 @@ unsigned cli_distance(const char *a, const char *b)
     return d[n][m];
 }
 
+/* The hint kept for a verb whose optstring starts with ':' (it prints its
+ * own message, then cli_print_option_hint()). */
+static char option_hint[64];
+
 /* After an unrecognized long option ARG ("--name" or "--name=value"): the
- * nearest of LONGOPTS, when it is near enough to be a typo. */
+ * nearest of LONGOPTS into option_hint, when it is near enough to be a
+ * typo; else an empty hint. */
 static void suggest_option(const char *arg, const struct option *longopts)
 {
     char name[32];
+    option_hint[0] = '\0';
     const char *eq = strchr(arg, '=');
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     if (len >= sizeof name || len == 0)
@@ -89,7 +95,13 @@ static void suggest_option(const char *arg, const struct option *longopts)
         }
     }
     if (best && dmin <= 2 && dmin < len)
-        fprintf(stderr, "Did you mean '--%s'?\n", best);
+        snprintf(option_hint, sizeof option_hint, "Did you mean '--%s'?\n", best);
+}
+
+void cli_print_option_hint(void)
+{
+    fputs(option_hint, stderr);
+    option_hint[0] = '\0';
 }
 
 /* glibc's own, from here on in this file. */
@@ -99,9 +111,13 @@ int cli_getopt_long(int argc, char *const argv[], const char *optstring,
                     const struct option *longopts, int *longindex)
 {
     int c = getopt_long(argc, argv, optstring, longopts, longindex);
-    if (c == '?' && optopt == 0 && opterr && optind > 0 && optind <= argc &&
-        strncmp(argv[optind - 1], "--", 2) == 0)
+    if (c == '?' && optopt == 0 && optind > 0 && optind <= argc &&
+        strncmp(argv[optind - 1], "--", 2) == 0) {
         suggest_option(argv[optind - 1] + 2, longopts);
+        /* glibc has printed its message: the hint follows it. */
+        if (opterr && optstring[0] != ':')
+            cli_print_option_hint();
+    }
     return c;
 }
 
