@@ -12,9 +12,9 @@
  *
  * aio_read and aio_write run their request at once, but print what its
  * completion prints where qemu-io's does: at aio_flush, flush, truncate,
- * sleep, close, quit and at the end, the latest request first (as QEMU's
- * completions usually arrive); I/O errors and pattern mismatches in them
- * do not fail the command, as in qemu-io.
+ * sleep (of 1 ms or more), close, quit and at the end, the latest request
+ * first (as QEMU's completions usually arrive); I/O errors and pattern
+ * mismatches in them do not fail the command, as in qemu-io.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -987,7 +987,8 @@ static int do_truncate(int argc, char **argv)
             return -1;
         }
     }
-    if (optind != argc - 1) {
+    /* (qemu-io reads the first word left and ignores the rest) */
+    if (optind >= argc) {
         usage_of("truncate");
         return -1;
     }
@@ -995,6 +996,10 @@ static int do_truncate(int argc, char **argv)
     if (parse_num(argv[optind], &size) < 0)
         return -1;
     settle();
+    if (size % 512 && strcmp(vdisk_get_format(st.dev), "qcow2") == 0) {
+        cli_error("The new size must be a multiple of 512");
+        return -1;
+    }
     if (vdisk_resize(st.dev, size, VDISK_RESIZE_SHRINK) < 0) {
         cli_error("%s", cli_lib_detail());
         return -1;
@@ -1012,7 +1017,8 @@ static int do_sleep(int argc, char **argv)
         printf("%s is not a valid number\n", argv[1]);
         return -1;
     }
-    settle();
+    if (ms > 0)
+        settle(); /* (qemu-io's completions come in a sleep, not in "sleep 0") */
     if (host_files) {
         struct timespec ts = {ms / 1000, ms % 1000 * 1000000L};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
