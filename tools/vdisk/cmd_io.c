@@ -268,6 +268,20 @@ static int parse_lens(char **argv, int n, uint64_t *lens, uint64_t *total)
     return 0;
 }
 
+/* read -b and write -b (the VM state): OFF and LEN sector-aligned, as
+ * qemu-io checks them; then "WHAT failed: Operation not supported" (vdisk
+ * keeps no VM state).  Always -1. */
+static int vmstate_refused(const char *what, uint64_t off, uint64_t len)
+{
+    if (off % 512)
+        printf("%" PRIu64 " is not a sector-aligned value for 'offset'\n", off);
+    else if (len % 512)
+        printf("%" PRIu64 " is not a sector-aligned value for 'count'\n", len);
+    else
+        printf("%s failed: %s\n", what, strerror(ENOTSUP));
+    return -1;
+}
+
 /* The library's message for the last failure, with --debug. */
 static void debug_detail(void)
 {
@@ -470,14 +484,16 @@ static int write_range(uint64_t off, uint64_t len, const uint64_t *lens, int nle
 static int do_read(int argc, char **argv)
 {
     struct rd_args a = {.what = "read", .o = stdout};
-    bool has_poff = false, has_plen = false;
+    bool has_poff = false, has_plen = false, vmstate = false;
     int c;
     optind = 0;
     while ((c = getopt(argc, argv, "+abCpqvP:s:l:")) != -1) {
         switch (c) {
         case 'a':
-        case 'b':
         case 'p':
+            break;
+        case 'b':
+            vmstate = true;
             break;
         case 'C':
             a.csv = true;
@@ -523,6 +539,8 @@ static int do_read(int argc, char **argv)
         printf("pattern verification range exceeds end of read data\n");
         return -1;
     }
+    if (vmstate)
+        return vmstate_refused("read", off, len);
     return read_range(off, len, NULL, 0, &a);
 }
 
@@ -589,15 +607,19 @@ static int do_aio_read(int argc, char **argv)
 static int do_write(int argc, char **argv)
 {
     struct wr_args a = {.what = "write", .pattern = 0xcd, .o = stdout};
-    bool pflag = false;
+    bool pflag = false, vmstate = false, nofallback = false;
     const char *src = NULL;
     int c;
     optind = 0;
     while ((c = getopt(argc, argv, "+bcCfnpquzP:s:")) != -1) {
         switch (c) {
-        case 'b':
-        case 'n':
         case 'p':
+            break;
+        case 'b':
+            vmstate = true;
+            break;
+        case 'n':
+            nofallback = true;
             break;
         case 'c':
             a.compressed = true;
@@ -634,16 +656,25 @@ static int do_write(int argc, char **argv)
         usage_of("write");
         return -1;
     }
-    if (a.zero && pflag) {
-        printf("-z and -P cannot be specified at the same time\n");
+    /* qemu-io 7.2's checks, in its order */
+    if (vmstate && a.zero) {
+        printf("-b and -z cannot be specified at the same time\n");
         return -1;
     }
-    if (src && (a.zero || pflag)) {
-        printf("Only one of -z, -P, and -s can be specified at the same time\n");
+    if (a.fua && (vmstate || a.compressed)) {
+        printf("-f and -b or -c cannot be specified at the same time\n");
+        return -1;
+    }
+    if (nofallback && !a.zero) {
+        printf("-n requires -z to be specified\n");
         return -1;
     }
     if (a.unmap && !a.zero) {
         printf("-u requires -z to be specified\n");
+        return -1;
+    }
+    if ((a.zero ? 1 : 0) + (pflag ? 1 : 0) + (src ? 1 : 0) > 1) {
+        printf("Only one of -z, -P, and -s can be specified at the same time\n");
         return -1;
     }
     uint64_t off, len;
@@ -651,6 +682,8 @@ static int do_write(int argc, char **argv)
         return -1;
     if (check_len(len, argv[optind + 1]) < 0)
         return -1;
+    if (vmstate)
+        return vmstate_refused("write", off, len);
     if (src) {
         if (!host_files) {
             printf("%s: %s\n", src, strerror(EPERM));
