@@ -11,10 +11,10 @@
  * with --debug only.
  *
  * aio_read and aio_write run their request at once, but print what its
- * completion prints where qemu-io's does: at aio_flush, flush, truncate,
- * sleep (of 1 ms or more), close, quit and at the end, the latest request
- * first (as QEMU's completions usually arrive); I/O errors and pattern
- * mismatches in them do not fail the command, as in qemu-io.
+ * completion prints where qemu-io's reliably does: at aio_flush, sleep (of
+ * 1 ms or more), close, quit and at the end, the latest request first (as
+ * QEMU's completions usually arrive); I/O errors and pattern mismatches in
+ * them do not fail the command, as in qemu-io.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -836,7 +836,6 @@ static int do_flush(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    settle();
     if (vdisk_flush(st.dev) < 0) {
         io_failed(stdout, "flush");
         return -1;
@@ -1028,7 +1027,6 @@ static int do_truncate(int argc, char **argv)
     uint64_t size;
     if (parse_num(argv[optind], &size) < 0)
         return -1;
-    settle();
     if (size % 512 && strcmp(vdisk_get_format(st.dev), "qcow2") == 0) {
         cli_error("The new size must be a multiple of 512");
         return -1;
@@ -1508,7 +1506,7 @@ static void help(void)
            "-f makes the write durable (FUA).  read -P checks every byte (or the\n"
            "range -s/-l of the buffer) against a pattern; -v dumps the data.\n"
            "aio_read and aio_write run at once; what they print comes at aio_flush,\n"
-           "flush, truncate, sleep, close or the end, the latest first, as qemu-io's\n"
+           "sleep, close or the end, the latest first, as qemu-io's\n"
            "completions.  help [CMD] describes the commands as qemu-io does.\n");
 }
 
