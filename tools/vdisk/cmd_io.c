@@ -294,15 +294,16 @@ static void debug_detail(void)
  * is allocated; when not, prints "WHAT failed: Input/output error" to O,
  * as qemu-io (with --debug, why on stderr).
  */
-static bool in_device(FILE *o, const char *what, uint64_t off, uint64_t len)
+static bool in_device(FILE *o, const char *fn, const char *what, uint64_t off, uint64_t len)
 {
     uint64_t size = vdisk_get_size(st.dev);
     if (off <= size && len <= size - off)
         return true;
     if (st.debug)
-        fprintf(stderr, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64
-                " is beyond the end of the device (%" PRIu64 " bytes)\n",
-                vdisk_get_filename(st.dev), what, len, off, size);
+        fprintf(stderr, "%s: %s: %s of %" PRIu64 " bytes at offset %" PRIu64
+                " is beyond the end of the device (%" PRIu64 " bytes)\n", fn,
+                vdisk_get_filename(st.dev), strncmp(what, "read", 4) ? "write" : "read", len,
+                off, size);
     fprintf(o, "%s failed: %s\n", what, strerror(EIO));
     return false;
 }
@@ -346,7 +347,7 @@ static int read_range(uint64_t off, uint64_t len, const uint64_t *lens, int nlen
                       const struct rd_args *a)
 {
     FILE *o = a->o;
-    if (!in_device(o, a->what, off, len))
+    if (!in_device(o, nlens > 1 ? "vdisk_preadv" : "vdisk_pread", a->what, off, len))
         return -1;
     uint64_t chunk = len < IO_CHUNK ? len : IO_CHUNK;
     uint8_t *buf = alloc_buf(chunk, 0xab);
@@ -422,7 +423,8 @@ static int write_range(uint64_t off, uint64_t len, const uint64_t *lens, int nle
             report(o, "wrote", elapsed(&t0, &t1), off, len, a->csv);
         return 0;
     }
-    if (!in_device(o, a->what, off, len))
+    if (!in_device(o, a->compressed ? "vdisk_pwrite_compressed" :
+                   nlens > 1 ? "vdisk_pwritev" : "vdisk_pwrite", a->what, off, len))
         return -1;
     /* write -c: one call per cluster, as qemu-io's write -c does it. */
     uint64_t cs = 0;
