@@ -146,7 +146,7 @@ START_TEST(extents_confined_flat_written)
      * of the disk), as QEMU writes it. */
     RUN_OK("cd '%s' && head -c 1M /dev/zero > z.raw && rm -f so2.vmdk && qemu-img convert -O "
            "vmdk -o subformat=streamOptimized z.raw so2.vmdk", scratch_dir());
-    r = run("cd '%s' && '%s' io -c 'write 0 4k' so2.vmdk", scratch_dir(), vdisk_bin());
+    r = run("cd '%s' && '%s' io --debug -c 'write 0 4k' so2.vmdk", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
     ck_assert_msg(strstr(r->err, "vdisk_pwrite: so2.vmdk: extent 'so2.vmdk': a streamOptimized "
                                  "VMDK is written a whole grain (65536 bytes) at a time, not "
@@ -155,7 +155,8 @@ START_TEST(extents_confined_flat_written)
            "&& qemu-img check so2.vmdk && qemu-io -f vmdk -c 'read -P 0 0 64k' "
            "-c 'read -P 0x6d 64k 64k' -c 'read -P 0 128k 832k' -c 'read -P 0x6e 960k 64k' "
            "so2.vmdk | grep -v Pattern >/dev/null", scratch_dir(), vdisk_bin());
-    r = run("cd '%s' && '%s' io -c 'write 64k 64k' so2.vmdk", scratch_dir(), vdisk_bin());
+    r = run("cd '%s' && '%s' io --debug -c 'write 64k 64k' so2.vmdk", scratch_dir(),
+            vdisk_bin());
     ck_assert_int_ne(r->status, 0);
     ck_assert_msg(strstr(r->err, "vdisk_pwrite: so2.vmdk: extent 'so2.vmdk': could not write to "
                                  "allocated cluster for streamOptimized (the grain at byte 65536 "
