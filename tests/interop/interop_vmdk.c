@@ -502,9 +502,9 @@ START_TEST(esx_sparse_extents)
     put64(bad + 512 * 3 + 8 * 9, 0x7000000000000000ull);
     write_file(scratch("s-sesparse.vmdk"), bad, n);
     RUN_OK("cd '%s' && '%s' io -r -c 'read 0 36k' -c 'read 40k 4k' s.vmdk >/dev/null && "
-           "! '%s' io -r -c 'read 36k 4k' s.vmdk 2>err && grep -q 'entry 9 of the seSparse grain "
-           "table at sector 3 is not a valid grain entry' err", scratch_dir(), vdisk_bin(),
-           vdisk_bin());
+           "! '%s' io --debug -r -c 'read 36k 4k' s.vmdk 2>err && grep -q 'entry 9 of the "
+           "seSparse grain table at sector 3 is not a valid grain entry' err", scratch_dir(),
+           vdisk_bin(), vdisk_bin());
     /* Dirty (a journal to replay), and a GD entry of no known kind. */
     memcpy(bad, f, n);
     put64(bad + 512 + 24, 1);

@@ -364,7 +364,8 @@ static int read_range(uint64_t off, uint64_t len, const uint64_t *lens, int nlen
         int cnt = make_iov(iov, buf, n, lens, n == len ? nlens : 1);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int r = n ? vdisk_preadv(st.dev, iov, cnt, off + done) : 0;
+        int r = !n ? 0 : cnt > 1 ? vdisk_preadv(st.dev, iov, cnt, off + done)
+                                 : vdisk_pread(st.dev, buf, n, off + done);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         t += elapsed(&t0, &t1);
         if (r < 0) {
@@ -459,7 +460,8 @@ static int write_range(uint64_t off, uint64_t len, const uint64_t *lens, int nle
                                             off + done + p);
         } else if (n) {
             int cnt = make_iov(iov, buf, n, lens, n == len ? nlens : 1);
-            r = vdisk_pwritev(st.dev, iov, cnt, off + done);
+            r = cnt > 1 ? vdisk_pwritev(st.dev, iov, cnt, off + done)
+                        : vdisk_pwrite(st.dev, buf, n, off + done);
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         t += elapsed(&t0, &t1);
