@@ -1500,8 +1500,9 @@ static void help(void)
            "\n"
            "Commands:\n");
     for (size_t i = 0; i < n_io_cmds; i++)
-        printf("  %s %s\n      %s\n", io_cmds[i].name, io_cmds[i].args ? io_cmds[i].args : "",
-               io_cmds[i].oneline);
+        printf("  %s%s%s\n      %s\n", io_cmds[i].name,
+               io_cmds[i].args && *io_cmds[i].args ? " " : "",
+               io_cmds[i].args ? io_cmds[i].args : "", io_cmds[i].oneline);
     printf("\nOffsets and lengths take the suffixes k, M, G, T, P, E, or 0x for hex;\n"
            "a length is at most 2147483136 bytes, and a range must lie inside the\n"
            "image (long ones are read and written in 16 MiB pieces).\n"
