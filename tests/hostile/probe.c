@@ -438,8 +438,9 @@ START_TEST(exploit_end_to_end)
         ck_assert_msg(back[i] == 0, "byte %zu is %#x", i, back[i]);
     vdisk_close(dev);
 
-    /* Through vdisk io: the write fails with QEMU's warning and the reason. */
-    struct run *r = IN_SCRATCH("cd vm && '%s' io -c 'write -s ../hdr4k 0 4k' disk.img",
+    /* Through vdisk io: the write fails with QEMU's warning and (--debug)
+     * the reason. */
+    struct run *r = IN_SCRATCH("cd vm && '%s' io --debug -c 'write -s ../hdr4k 0 4k' disk.img",
                                vdisk_bin());
     ck_assert_int_eq(r->status, 1);
     ck_assert_str_eq(r->out, "write failed: Operation not permitted\n");

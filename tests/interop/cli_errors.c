@@ -116,7 +116,7 @@ START_TEST(bad_input)
                "writethrough, directsync or unsafe)\n", args);
     snprintf(args, sizeof args, "io -i fast -c flush '%s'", img);
     fails_with("vdisk: invalid aio engine 'fast' (expected io_uring, threads or auto)\n", args);
-    fails_with("vdisk: Expecting an image file name\n", "io -c flush");
+    fails_with("no file open, try 'help open'\n", "io -c flush"); /* as qemu-io */
     snprintf(args, sizeof args, "io -c flush '%s'", missing);
     snprintf(want, sizeof want,
              "vdisk: vdisk_open: Could not open '%s': No such file or directory\n", missing);
@@ -125,10 +125,11 @@ START_TEST(bad_input)
 END_TEST
 
 /* `vdisk io -c CMD IMG` under the memory bound: exit status 1, exactly
- * OUT on stdout (what qemu-io 7.2 prints) and ERR on stderr. */
+ * OUT on stdout (what qemu-io 7.2 prints) and ERR on stderr (--debug's
+ * detail). */
 static void io_fails(const char *img, const char *cmd, const char *out, const char *err)
 {
-    struct run *r = run("%s %s io -c '%s' '%s'", IO_BOUND,
+    struct run *r = run("%s %s io --debug -c '%s' '%s'", IO_BOUND,
                         vdisk_bin(), cmd, img);
     ck_assert_msg(r->status == 1, "vdisk io -c '%s' exited %d\nstdout: %s\nstderr: %s", cmd,
                   r->status, r->out, r->err);

@@ -147,7 +147,7 @@ START_TEST(extents_confined_flat_written)
      * of the disk), as QEMU writes it. */
     RUN_OK("cd '%s' && head -c 1M /dev/zero > z.raw && rm -f so2.vmdk && qemu-img convert -O "
            "vmdk -o subformat=streamOptimized z.raw so2.vmdk", scratch_dir());
-    r = run("cd '%s' && '%s' io -c 'write 0 4k' so2.vmdk", scratch_dir(), vdisk_bin());
+    r = run("cd '%s' && '%s' io --debug -c 'write 0 4k' so2.vmdk", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
     ck_assert_msg(strstr(r->err, "vdisk_pwrite: so2.vmdk: extent 'so2.vmdk': a streamOptimized "
                                  "VMDK is written a whole grain (65536 bytes) at a time, not "
@@ -156,7 +156,8 @@ START_TEST(extents_confined_flat_written)
            "&& qemu-img check so2.vmdk && qemu-io -f vmdk -c 'read -P 0 0 64k' "
            "-c 'read -P 0x6d 64k 64k' -c 'read -P 0 128k 832k' -c 'read -P 0x6e 960k 64k' "
            "so2.vmdk | grep -v Pattern >/dev/null", scratch_dir(), vdisk_bin());
-    r = run("cd '%s' && '%s' io -c 'write 64k 64k' so2.vmdk", scratch_dir(), vdisk_bin());
+    r = run("cd '%s' && '%s' io --debug -c 'write 64k 64k' so2.vmdk", scratch_dir(),
+            vdisk_bin());
     ck_assert_int_ne(r->status, 0);
     ck_assert_msg(strstr(r->err, "vdisk_pwrite: so2.vmdk: extent 'so2.vmdk': could not write to "
                                  "allocated cluster for streamOptimized (the grain at byte 65536 "
@@ -595,9 +596,9 @@ START_TEST(esx_sparse_extents)
     put64(bad + 512 * 3 + 8 * 9, 0x7000000000000000ull);
     write_file(scratch("s-sesparse.vmdk"), bad, n);
     RUN_OK("cd '%s' && '%s' io -r -c 'read 0 36k' -c 'read 40k 4k' s.vmdk >/dev/null && "
-           "! '%s' io -r -c 'read 36k 4k' s.vmdk 2>err && grep -q 'entry 9 of the seSparse grain "
-           "table at sector 3 is not a valid grain entry' err", scratch_dir(), vdisk_bin(),
-           vdisk_bin());
+           "! '%s' io --debug -r -c 'read 36k 4k' s.vmdk 2>err && grep -q 'entry 9 of the "
+           "seSparse grain table at sector 3 is not a valid grain entry' err", scratch_dir(),
+           vdisk_bin(), vdisk_bin());
     /* Dirty (a journal to replay), and a GD entry of no known kind. */
     memcpy(bad, f, n);
     put64(bad + 512 + 24, 1);
