@@ -16,6 +16,10 @@
 #   --work DIR       where scratch images and the .out.bad files go (default
 #                    a new folder under $TMPDIR, kept for a look)
 #   -j N             tests in parallel (default 2)
+#   --recorded       the CTest run (iotests-vdisk): --vdisk on the tests the
+#                    real tools pass, lists/QEMU-VERSION/real-pass, expecting
+#                    lists/QEMU-VERSION/vdisk-pass to pass (QEMU-VERSION: the
+#                    installed qemu-utils' upstream version, e.g. 7.2)
 #   TEST or FMT:TEST the tests to run instead of the list
 #
 # Prints "SIDE FMT TEST pass|fail|not run" per test, the counts per side and
@@ -28,7 +32,7 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-sides=() fmts=() list= expect= work= jobs=2 tests=()
+sides=() fmts=() list= expect= work= jobs=2 tests=() recorded=
 while [ $# -gt 0 ]; do
   case $1 in
     --real) sides+=(real) ;;
@@ -38,7 +42,8 @@ while [ $# -gt 0 ]; do
     --expect) expect=$2; shift ;;
     --work) work=$2; shift ;;
     -j) jobs=$2; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --recorded) recorded=1 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) tests+=("$1") ;;
   esac
@@ -47,18 +52,26 @@ done
 [ ${#sides[@]} -gt 0 ] || sides=(real vdisk)
 [ ${#fmts[@]} -gt 0 ] || fmts=(raw qcow2)
 
+# shellcheck source=../common/skip.sh
+. "$here/../common/skip.sh"
+export VDISK_TEST_NAME=${VDISK_TEST_NAME:-iotests-vdisk}
 src=${VDISK_QEMU_IOTESTS:-/var/cache/vdisk/qemu-iotests}
 if [ ! -f "$src/complete" ]; then
-  if ! "$here/fetch.sh" "$src" >&2; then
-    echo "run.sh: skipped: QEMU's iotests could not be fetched into $src" >&2
-    exit 77
-  fi
+  "$here/fetch.sh" "$src" >&2 || skip_test "QEMU's iotests could not be fetched into $src"
+fi
+if [ -n "$recorded" ]; then
+  # "qemu 1:7.2+dfsg-7+deb12u18" -> 7.2
+  version=$(sed -n 's/^qemu \([0-9]*:\)\{0,1\}\([0-9]*\.[0-9]*\).*/\2/p' "$src/version")
+  [ -f "$here/lists/$version/real-pass" ] ||
+    skip_test "no recorded lists for QEMU $version ($src/version) in tests/iotests/lists"
+  sides=(vdisk) list=$here/lists/$version/real-pass expect=$here/lists/$version/vdisk-pass
 fi
 iotests=$src/tests/qemu-iotests
-command -v python3 >/dev/null || { echo "run.sh: skipped: python3 not found" >&2; exit 77; }
+command -v python3 >/dev/null || skip_test "python3 not found"
 
 # The tests per format: "FMT TEST" lines.
-work=${work:-$(mktemp -d "${TMPDIR:-/tmp}/vdisk-iotests.XXXXXX")}
+auto_work=
+[ -n "$work" ] || { work=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-iotests.XXXXXX"); auto_work=1; }
 mkdir -p "$work"
 todo=$work/todo
 if [ ${#tests[@]} -gt 0 ]; then
@@ -169,5 +182,9 @@ if [ -n "$expect" ] && [ -f "$work/vdisk.results" ]; then
       status=1
     fi
   done <"$expect"
+fi
+# The CTest run leaves nothing behind when it passes.
+if [ -n "$recorded" ] && [ $status -eq 0 ] && [ -n "$auto_work" ]; then
+  rm -rf "$work"
 fi
 exit $status
