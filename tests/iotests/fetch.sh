@@ -40,8 +40,8 @@ apt=(apt-get -q -o "Dir::Etc::SourceList=$work/src.list" -o "Dir::Etc::SourcePar
 "${apt[@]}" update >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
 (cd "$work" && "${apt[@]}" source --download-only "qemu=$version" >"$work/log" 2>&1) ||
   { cat "$work/log" >&2; exit 1; }
-orig=$(ls "$work"/qemu_*.orig.tar.* | head -1)
-debian=$(ls "$work"/qemu_*.debian.tar.* | head -1)
+orig=$(find "$work" -maxdepth 1 -name 'qemu_*.orig.tar.*' | head -n 1)
+debian=$(find "$work" -maxdepth 1 -name 'qemu_*.debian.tar.*' | head -n 1)
 mkdir "$work/src" "$work/deb"
 tar -xf "$orig" -C "$work/src" --strip-components=1 --wildcards \
   '*/tests/qemu-iotests/*' '*/python/*'

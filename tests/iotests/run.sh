@@ -32,7 +32,7 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-sides=() fmts=() list= expect= work= jobs=2 tests=() recorded=
+sides=() fmts=() list='' expect='' work='' jobs=2 tests=() recorded=''
 while [ $# -gt 0 ]; do
   case $1 in
     --real) sides+=(real) ;;
@@ -70,7 +70,7 @@ iotests=$src/tests/qemu-iotests
 command -v python3 >/dev/null || skip_test "python3 not found"
 
 # The tests per format: "FMT TEST" lines.
-auto_work=
+auto_work=''
 [ -n "$work" ] || { work=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-iotests.XXXXXX"); auto_work=1; }
 mkdir -p "$work"
 todo=$work/todo
@@ -108,6 +108,7 @@ run_side() {
   local side=$1 fmt out start
   : >"$work/$side.results"
   start=$(date +%s)
+  # shellcheck disable=SC2013 # one word a line
   for fmt in $(awk '{print $1}' "$todo" | sort -u); do
     local names
     names=$(awk -v f="$fmt" '$1 == f {print $2}' "$todo")
@@ -118,19 +119,19 @@ run_side() {
     (
       export TEST_DIR=$out/scratch SOCK_DIR=$out/sock
       if [ "$side" = real ]; then
-        export QEMU_IMG_PROG=$(real_bin qemu-img qemu-system)
-        export QEMU_IO_PROG=$(real_bin qemu-io qemu-system)
-        export QEMU_PROG=$(real_bin "qemu-system-$(uname -m)" qemu-system)
-        export QEMU_NBD_PROG=$(real_bin qemu-nbd qemu-nbd)
-        export QSD_PROG=$(real_bin qemu-storage-daemon qemu-storage-daemon)
+        QEMU_IMG_PROG=$(command -v qemu-img) QEMU_IO_PROG=$(command -v qemu-io)
+        QEMU_PROG=$(real_bin "qemu-system-$(uname -m)" qemu-system)
+        QEMU_NBD_PROG=$(real_bin qemu-nbd qemu-nbd)
+        QSD_PROG=$(real_bin qemu-storage-daemon qemu-storage-daemon)
+        export QEMU_IMG_PROG QEMU_IO_PROG QEMU_PROG QEMU_NBD_PROG QSD_PROG
       else
         export QEMU_IMG_PROG=$here/qemu-img QEMU_IO_PROG=$here/qemu-io
         export QEMU_PROG=$work/bin/qemu-system QEMU_NBD_PROG=$work/bin/qemu-nbd
         export QSD_PROG=$work/bin/qemu-storage-daemon
       fi
-      cd "$iotests" &&
-        # shellcheck disable=SC2086
-        nice -n 19 python3 check -tap -j "$jobs" "-$fmt" -file $names
+      cd "$iotests" || exit 1
+      # shellcheck disable=SC2086 # one word a test
+      nice -n 19 python3 check -tap -j "$jobs" "-$fmt" -file $names
     ) >"$out/tap" 2>&1
     # TAP: "ok FMT TEST", "ok FMT TEST # SKIP", "not ok FMT TEST".
     awk -v s="$side" '
@@ -148,6 +149,11 @@ run_side() {
 
 status=0
 for side in "${sides[@]}"; do
+  if [ "$side" = real ]; then
+    for p in qemu-img qemu-io; do
+      command -v $p >/dev/null || skip_test "$p not found (the real side needs it)"
+    done
+  fi
   if [ "$side" = vdisk ]; then
     vdisk=${VDISK:-${VDISK_BUILD_DIR:-$here/../../build}/tools/vdisk}
     [ -x "$vdisk" ] || { echo "run.sh: $vdisk not found (set VDISK or VDISK_BUILD_DIR)" >&2; exit 2; }

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # the patterns match a literal $
 # Sorts QEMU's iotests into the ones vdisk can stand in for (bash tests that
 # run only qemu-img and qemu-io) and the excluded classes, one line a test:
 #   TEST  CLASS
