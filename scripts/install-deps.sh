@@ -64,3 +64,7 @@ bash "$(dirname "$0")/fetch-guest-kernel.sh"
 # source package, for tests/interop/sample_images.c: see
 # scripts/fetch-qemu-samples.sh (the host's apt sources are not changed).
 bash "$(dirname "$0")/fetch-qemu-samples.sh"
+
+# QEMU's own iotests (tests/qemu-iotests, Debian's patches applied) from the
+# same source package, for the iotests-vdisk test: see tests/iotests/fetch.sh.
+bash "$(dirname "$0")/../tests/iotests/fetch.sh"
