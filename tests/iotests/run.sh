@@ -16,10 +16,15 @@
 #   --work DIR       where scratch images and the .out.bad files go (default
 #                    a new folder under $TMPDIR, kept for a look)
 #   -j N             tests in parallel (default 2)
-#   --recorded       the CTest run (iotests-vdisk): --vdisk on the tests the
-#                    real tools pass, lists/QEMU-VERSION/real-pass, expecting
-#                    lists/QEMU-VERSION/vdisk-pass to pass (QEMU-VERSION: the
-#                    installed qemu-utils' upstream version, e.g. 7.2)
+#   --recorded       the CTest run (iotests-vdisk, in CI): --vdisk on the
+#                    tests recorded as passing with vdisk,
+#                    lists/QEMU-VERSION/vdisk-pass, each of which must pass
+#                    (QEMU-VERSION: the installed qemu-utils' upstream
+#                    version, e.g. 7.2); about a minute
+#   --recorded-all   the measurement: --vdisk on every test the real tools
+#                    pass (lists/QEMU-VERSION/real-pass), expecting vdisk-pass
+#                    to pass; prints the ratio to the real tools' count (tens
+#                    of minutes)
 #   TEST or FMT:TEST the tests to run instead of the list
 #
 # Prints "SIDE FMT TEST pass|fail|not run" per test, the counts per side and
@@ -42,8 +47,9 @@ while [ $# -gt 0 ]; do
     --expect) expect=$2; shift ;;
     --work) work=$2; shift ;;
     -j) jobs=$2; shift ;;
-    --recorded) recorded=1 ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --recorded) recorded=passing ;;
+    --recorded-all) recorded=all ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) tests+=("$1") ;;
   esac
@@ -65,6 +71,7 @@ if [ -n "$recorded" ]; then
   [ -f "$here/lists/$version/real-pass" ] ||
     skip_test "no recorded lists for QEMU $version ($src/version) in tests/iotests/lists"
   sides=(vdisk) list=$here/lists/$version/real-pass expect=$here/lists/$version/vdisk-pass
+  [ "$recorded" = all ] || list=$expect
 fi
 iotests=$src/tests/qemu-iotests
 command -v python3 >/dev/null || skip_test "python3 not found"
