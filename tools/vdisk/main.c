@@ -18,7 +18,7 @@ static const struct {
                              "[-B BACKING [-F FMT]] [-l snapshot.name=NAME] [-m N] SRC... DST"},
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2"},
     {"resize", cmd_resize, "resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE"},
-    {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] OVERLAY"},
+    {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] [-p] [-q] OVERLAY"},
     {"rebase", cmd_rebase, "rebase [-f FMT] [-u] [-p] [-q] -b BACKING -F FMT FILE"},
     {"measure", cmd_measure, "measure [--output=human|json] [-O FMT] [-o OPTS] "
                              "(--size SIZE | [-f FMT] FILE)"},
@@ -37,6 +37,9 @@ static const struct {
                      "[-f FMT] [-r] [--cache=MODE] [--discard=MODE] [--detect-zeroes=MODE] "
                      "[--fork] [--pid-file=PATH] IMAGE"},
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
+    {"bitmap", cmd_bitmap, "bitmap (--merge SRC | --add | --remove | --clear | --enable | "
+                           "--disable)... [-b SOURCE [-F FMT]] [-g GRANULARITY] "
+                           "[--image-opts | -f FMT] FILE BITMAP"},
 };
 
 static void usage(FILE *f)
