@@ -707,8 +707,8 @@ VDISK_EXPORT int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts)
 {
     err_enter(__func__);
     if (!dev->drv->amend)
-        return err_set(-ENOTSUP, "%s: the %s format has no options to amend", dev->filename,
-                       dev->drv->name);
+        return err_set(-ENOTSUP, "Format driver '%s' does not support option amendment",
+                       dev->drv->name); /* (qemu-img's words) */
     struct opt_set os;
     int r = opt_set_init(&os, opts);
     bool held = r == 0 && (r = quiesce_begin_op(dev)) == 0;

@@ -13,6 +13,7 @@
 
 #include "driver.h"
 #include "qcow2.h"
+#include "size.h"
 
 static int writable(struct qcow2 *s)
 {
@@ -265,10 +266,22 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     const char *compat = opt_take(os, "compat");
     const char *rbits = opt_take(os, "refcount_bits");
     const char *lazy = opt_take(os, "lazy_refcounts");
+    const char *size_s = opt_take(os, "size");
     /* Every option is checked before the image is touched. */
     int r = opt_check_all_taken(os, "qcow2");
     if (r < 0)
         return r;
+    /* size: a resize (qemu's amend truncates, shrinking too), after the
+     * other changes and before a downgrade, as in qemu 7.2. */
+    uint64_t new_size = 0;
+    if (size_s && size_parse(size_s, 0, &new_size) < 0)
+        return err_set(-EINVAL, "Parameter 'size' expects a non-negative number below 2^64\n"
+                       "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                       "peta-\nand exabytes, respectively.");
+    if (new_size % 512)
+        return err_set(-EINVAL, "The new size must be a multiple of 512");
+    if (new_size > (uint64_t)INT64_MAX - 511)
+        return err_set(-EINVAL, "%s: size %" PRIu64 " is too large", dev->filename, new_size);
     pthread_mutex_lock(&s->lock);
     r = writable(s);
     int version = (int)s->version;
@@ -278,7 +291,7 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
             version = 3;
         else
-            r = err_set(-EINVAL, "Invalid compatibility level: '%s'", compat);
+            r = err_set(-EINVAL, "Unknown compatibility level %s", compat); /* (qemu's) */
     }
     uint32_t order = s->refcount_order;
     if (r == 0 && rbits) {
@@ -318,6 +331,11 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
         if (r == 0)
             s->dirty_on_disk = false;
+    }
+    if (r == 0 && new_size && new_size != s->size) {
+        r = resize_locked(s, new_size, VDISK_RESIZE_SHRINK);
+        if (r == 0)
+            __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);
     }
     if (r == 0 && version == 2 && s->version >= 3) {
         r = expand_zero_clusters(s);
