@@ -79,13 +79,14 @@ static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
     int r = writable(s);
     if (r < 0)
         return r;
+    /* (qemu 7.2: a v3 image with snapshots may grow and shrink; the
+     * snapshots keep their own sizes and tables) */
+    if (size != s->size && s->nb_snapshots && s->version < 3)
+        return err_set(-ENOTSUP, "Can't resize a v2 image which has snapshots");
     if (size < s->size) {
         if (!(flags & VDISK_RESIZE_SHRINK))
             return err_set(-EINVAL, "%s: use the shrink flag (--shrink) to make the image "
                            "smaller", s->dev->filename);
-        if (s->nb_snapshots)
-            return err_set(-ENOTSUP, "%s: can't resize an image which has snapshots",
-                           s->dev->filename);
         /* Clusters wholly past the new end go. */
         r = drop_entries(s, align_up(size, s->cluster_size) >> s->cluster_bits,
                          align_up(s->size, s->cluster_size) >> s->cluster_bits);
