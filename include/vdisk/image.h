@@ -23,6 +23,11 @@ extern "C" {
 
 /* Flags for vdisk_resize(). */
 #define VDISK_RESIZE_SHRINK 0x1u /* allow a smaller size (data past it is lost) */
+/* Preallocation of the grown part (raw images only, growing only; as
+ * qemu-img resize --preallocation=falloc|full): FALLOC reserves the space
+ * (fallocate), FULL writes zeroes. */
+#define VDISK_RESIZE_PREALLOC_FALLOC 0x2u
+#define VDISK_RESIZE_PREALLOC_FULL   0x4u
 
 /*
  * vdisk_resize: sets the virtual size to NEW_SIZE (rounded up to 512).

@@ -8,11 +8,17 @@
 
 static void help(void)
 {
-    printf("usage: vdisk resize [-f FMT] [--shrink] [-q] [--image-opts] FILE [+|-]SIZE\n"
+    printf("usage: vdisk resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] [--image-opts]\n"
+           "                    FILE [+|-]SIZE\n"
            "\n"
            "Sets the image's virtual size to SIZE, or grows (+) or shrinks (-) it by\n"
            "SIZE.  Making an image smaller needs --shrink (data past the new end is\n"
-           "lost) and is refused for qcow2 images with snapshots.\n");
+           "lost); a qcow2 image with snapshots can be resized when it is compat=1.1.\n"
+           "\n"
+           "  --preallocation=off|falloc|full|metadata  how the grown part of a raw\n"
+           "        image is allocated: falloc reserves it (fallocate), full writes\n"
+           "        zeroes; only when growing.  (metadata: qcow2 only in qemu-img, and\n"
+           "        qcow2's preallocated resize is not supported yet.)\n");
 }
 
 int cmd_resize(int argc, char **argv)
@@ -26,6 +32,7 @@ int cmd_resize(int argc, char **argv)
     };
     struct open_args oa = {0};
     bool shrink = false, quiet = false;
+    const char *prealloc = NULL; /* --preallocation other than off */
     int c;
     bool image_opts = false;
     optind = 0;
@@ -50,8 +57,14 @@ int cmd_resize(int argc, char **argv)
         case CLI_OPT_IMAGE_OPTS: image_opts = true; break;
         case 's': shrink = true; break;
         case 'P':
-            if (strcmp(optarg, "off") != 0) {
-                cli_error("preallocation=%s is not supported by resize", optarg);
+            /* (qemu-img: checked as it is read) */
+            if (!strcmp(optarg, "off"))
+                prealloc = NULL;
+            else if (!strcmp(optarg, "metadata") || !strcmp(optarg, "falloc") ||
+                     !strcmp(optarg, "full"))
+                prealloc = optarg;
+            else {
+                cli_error("Invalid preallocation mode '%s'", optarg);
                 return 1;
             }
             break;
@@ -108,6 +121,11 @@ int cmd_resize(int argc, char **argv)
         }
         size = cur - n;
     }
+    if (prealloc && size <= cur) {
+        cli_error("Preallocation can only be used for growing images");
+        vdisk_close(dev);
+        return 1;
+    }
     if (size < cur && !shrink) {
         cli_error("Use the --shrink option to perform a shrink operation.");
         cli_error("warning: Shrinking an image will delete all data beyond the shrunken "
@@ -116,9 +134,24 @@ int cmd_resize(int argc, char **argv)
         vdisk_close(dev);
         return 1;
     }
-    int r = vdisk_resize(dev, size, shrink ? VDISK_RESIZE_SHRINK : 0);
+    unsigned flags = shrink ? VDISK_RESIZE_SHRINK : 0;
+    if (prealloc && !strcmp(prealloc, "metadata")) {
+        /* (raw's words in qemu-img; qcow2's metadata preallocation on
+         * resize is not written yet) */
+        if (!strcmp(vdisk_get_format(dev), "raw"))
+            cli_error("Unsupported preallocation mode: metadata");
+        else
+            cli_error("%s: resize with preallocation=metadata is not supported for %s images "
+                      "yet", pos[0], vdisk_get_format(dev));
+        vdisk_close(dev);
+        return 1;
+    }
+    if (prealloc)
+        flags |= !strcmp(prealloc, "full") ? VDISK_RESIZE_PREALLOC_FULL
+                                           : VDISK_RESIZE_PREALLOC_FALLOC;
+    int r = vdisk_resize(dev, size, flags);
     if (r < 0)
-        cli_lib_error();
+        cli_error("%s", cli_lib_detail());
     else if (!quiet)
         printf("Image resized.\n");
     vdisk_close(dev);
