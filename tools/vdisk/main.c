@@ -17,12 +17,13 @@ static const struct {
     {"convert", cmd_convert, "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [-n] [-S SIZE] "
                              "[-B BACKING [-F FMT]] [-l snapshot.name=NAME] [-m N] SRC... DST"},
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2"},
-    {"resize", cmd_resize, "resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE"},
+    {"resize", cmd_resize, "resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] FILE "
+                             "[+|-]SIZE"},
     {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] [-p] [-q] OVERLAY"},
     {"rebase", cmd_rebase, "rebase [-f FMT] [-u] [-p] [-q] -b BACKING -F FMT FILE"},
     {"measure", cmd_measure, "measure [--output=human|json] [-O FMT] [-o OPTS] "
                              "(--size SIZE | [-f FMT] FILE)"},
-    {"amend", cmd_amend, "amend [-f FMT] [-p] [-q] -o OPTIONS FILE"},
+    {"amend", cmd_amend, "amend [-f FMT] [-p] [-q] [--force] -o OPTIONS FILE"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
