@@ -680,15 +680,21 @@ VDISK_EXPORT int vdisk_resize(vdisk_dev *dev, uint64_t new_size, unsigned flags)
     if (!dev->drv->resize && !dev->drv->truncate)
         return err_set(-ENOTSUP, "%s: the %s format cannot be resized", dev->filename,
                        dev->drv->name);
-    unsigned pre = flags & (VDISK_RESIZE_PREALLOC_FALLOC | VDISK_RESIZE_PREALLOC_FULL);
-    if (pre == (VDISK_RESIZE_PREALLOC_FALLOC | VDISK_RESIZE_PREALLOC_FULL))
-        return err_set(-EINVAL, "%s: falloc and full preallocation at once", dev->filename);
+    unsigned pre = flags & (VDISK_RESIZE_PREALLOC_FALLOC | VDISK_RESIZE_PREALLOC_FULL |
+                            VDISK_RESIZE_PREALLOC_METADATA);
+    if (pre & (pre - 1))
+        return err_set(-EINVAL, "%s: more than one preallocation mode", dev->filename);
     if (pre && new_size <= dev_size(dev))
         return err_set(-EINVAL, "Preallocation can only be used for growing images");
-    if (pre && dev->drv->resize)
+    if (pre == VDISK_RESIZE_PREALLOC_METADATA && !dev->drv->resize)
+        return err_set(-ENOTSUP, "Unsupported preallocation mode: metadata"); /* (qemu's) */
+    if (pre && dev->drv->resize && strcmp(dev->drv->name, "qcow2") != 0)
         return err_set(-ENOTSUP, "%s: resize with preallocation=%s is not supported for %s "
                        "images yet", dev->filename,
-                       pre == VDISK_RESIZE_PREALLOC_FULL ? "full" : "falloc", dev->drv->name);
+                       pre == VDISK_RESIZE_PREALLOC_FULL     ? "full"
+                       : pre == VDISK_RESIZE_PREALLOC_FALLOC ? "falloc"
+                                                             : "metadata",
+                       dev->drv->name);
     int r = quiesce_begin_op(dev);
     if (r < 0)
         return r;

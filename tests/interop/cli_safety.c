@@ -401,9 +401,8 @@ START_TEST(resize_checks_before_touching)
     snprintf(want, sizeof want, "vdisk: %s: 1152921504606846976 bytes need an L1 "
              "table larger than 33554432 bytes\n", img);
     fails_unchanged(img, want, "resize -f qcow2 '%s' 1E", img);
-    snprintf(want, sizeof want, "vdisk: %s: resize with preallocation=falloc is not supported "
-             "for qcow2 images yet\n", img);
-    fails_unchanged(img, want, "resize -f qcow2 --preallocation=falloc '%s' 2M", img);
+    fails_unchanged(img, "vdisk: Preallocation can only be used for growing images\n",
+                    "resize -f qcow2 --preallocation=falloc '%s' 1M", img);
     snprintf(want, sizeof want, "vdisk: %s: size 9223372036854775808 is too "
              "large\n", raw);
     fails_unchanged(raw, want, "resize -f raw '%s' 8E", raw);

@@ -140,7 +140,7 @@ END_TEST
 
 /* Growing a raw image with each mode: the same messages, map (full
  * writes zeroes: data; falloc reserves: zeroes) and allocated size as
- * qemu-img's; qcow2's preallocated resize is refused for now. */
+ * qemu-img's. */
 START_TEST(resize_preallocation_raw)
 {
     RUN_OK("cd '%s' && qemu-img create -q -f raw g.raw 1M && qemu-io -f raw -c "
@@ -154,12 +154,45 @@ START_TEST(resize_preallocation_raw)
                "xq.img) = $(stat -c %%b xv.img)", scratch_dir());
     }
     same_on_copies(scratch("g.raw"), true, "resize", "-f raw --preallocation=full x.img +1M");
-    RUN_OK("cd '%s' && qemu-img create -q -f qcow2 g.qcow2 1M", scratch_dir());
-    struct run *r = run("cd '%s' && '%s' resize --preallocation=full g.qcow2 2M", scratch_dir(),
-                        vdisk_bin());
-    ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, "vdisk: g.qcow2: resize with preallocation=full is not supported "
-                             "for qcow2 images yet\n");
+}
+END_TEST
+
+/* Growing qcow2 with each mode.  A new image's new clusters land where
+ * qemu-img puts them: the same map (falloc and full: data; metadata:
+ * allocated, reading as zeroes) and, for falloc and metadata, the same
+ * allocated size.  With data, and across L2 tables, the same contents and
+ * a clean check (metadata across tables: the same map; falloc and full
+ * place the data a cluster apart from qemu-img, which first moves the
+ * refcount table to the end). */
+START_TEST(resize_preallocation_qcow2)
+{
+    RUN_OK("cd '%s' && qemu-img create -q -f qcow2 g.qcow2 1M && qemu-img create -q -f qcow2 "
+           "gd.qcow2 1M && qemu-io -f qcow2 -c 'write -P 3 0 64k' gd.qcow2 >/dev/null && "
+           "qemu-img create -q -f qcow2 -o "
+           "cluster_size=4k g4.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 700k' g4.qcow2 "
+           ">/dev/null", scratch_dir());
+    static const char *const modes[] = {"falloc", "full", "metadata"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        same_on_copies(scratch("g.qcow2"), false, "resize",
+                       fmt("--preallocation=%s x.img 3M", modes[i]));
+        RUN_OK("cd '%s' && qemu-img map --output=json xq.img > q.map && qemu-img map "
+               "--output=json xv.img > v.map && cmp q.map v.map && qemu-img check -q xv.img && "
+               "qemu-img compare -q xq.img xv.img", scratch_dir());
+        if (strcmp(modes[i], "full") != 0)
+            RUN_OK("cd '%s' && test $(stat -c %%b xq.img) = $(stat -c %%b xv.img)",
+                   scratch_dir());
+        same_on_copies(scratch("gd.qcow2"), false, "resize",
+                       fmt("--preallocation=%s x.img 3M", modes[i]));
+        RUN_OK("cd '%s' && qemu-img check -q xv.img && qemu-img compare -q xq.img xv.img",
+               scratch_dir());
+        same_on_copies(scratch("g4.qcow2"), false, "resize",
+                       fmt("--preallocation=%s x.img 5M", modes[i]));
+        RUN_OK("cd '%s' && qemu-img check -q xv.img && qemu-img compare -q xq.img xv.img",
+               scratch_dir());
+        if (strcmp(modes[i], "metadata") == 0)
+            RUN_OK("cd '%s' && qemu-img map --output=json xq.img > q.map && qemu-img map "
+                   "--output=json xv.img > v.map && cmp q.map v.map", scratch_dir());
+    }
 }
 END_TEST
 
@@ -351,6 +384,7 @@ int main(void)
     tcase_add_test(tc, commit_rate_copies);
     tcase_add_test(tc, resize_preallocation_refused);
     tcase_add_test(tc, resize_preallocation_raw);
+    tcase_add_test(tc, resize_preallocation_qcow2);
     tcase_add_test(tc, amend_size);
     tcase_add_test(tc, amend_size_with_snapshot);
     tcase_add_test(tc, check_repairs_appended_leaks);

@@ -15,10 +15,10 @@ static void help(void)
            "SIZE.  Making an image smaller needs --shrink (data past the new end is\n"
            "lost); a qcow2 image with snapshots can be resized when it is compat=1.1.\n"
            "\n"
-           "  --preallocation=off|falloc|full|metadata  how the grown part of a raw\n"
-           "        image is allocated: falloc reserves it (fallocate), full writes\n"
-           "        zeroes; only when growing.  (metadata: qcow2 only in qemu-img, and\n"
-           "        qcow2's preallocated resize is not supported yet.)\n");
+           "  --preallocation=off|falloc|full|metadata  how the grown part is\n"
+           "        allocated (only when growing): falloc reserves it (fallocate),\n"
+           "        full writes zeroes, metadata (qcow2) maps its clusters without\n"
+           "        writing them; qcow2 maps the new clusters in all three.\n");
 }
 
 int cmd_resize(int argc, char **argv)
@@ -135,20 +135,10 @@ int cmd_resize(int argc, char **argv)
         return 1;
     }
     unsigned flags = shrink ? VDISK_RESIZE_SHRINK : 0;
-    if (prealloc && !strcmp(prealloc, "metadata")) {
-        /* (raw's words in qemu-img; qcow2's metadata preallocation on
-         * resize is not written yet) */
-        if (!strcmp(vdisk_get_format(dev), "raw"))
-            cli_error("Unsupported preallocation mode: metadata");
-        else
-            cli_error("%s: resize with preallocation=metadata is not supported for %s images "
-                      "yet", pos[0], vdisk_get_format(dev));
-        vdisk_close(dev);
-        return 1;
-    }
     if (prealloc)
-        flags |= !strcmp(prealloc, "full") ? VDISK_RESIZE_PREALLOC_FULL
-                                           : VDISK_RESIZE_PREALLOC_FALLOC;
+        flags |= !strcmp(prealloc, "full")     ? VDISK_RESIZE_PREALLOC_FULL
+                 : !strcmp(prealloc, "falloc") ? VDISK_RESIZE_PREALLOC_FALLOC
+                                               : VDISK_RESIZE_PREALLOC_METADATA;
     int r = vdisk_resize(dev, size, flags);
     if (r < 0)
         cli_error("%s", cli_lib_detail());
