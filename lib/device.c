@@ -652,7 +652,21 @@ static int raw_like_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
     if (size < dev_size(dev) && !(flags & VDISK_RESIZE_SHRINK))
         return err_set(-EINVAL, "%s: use the shrink flag (--shrink) to make the image smaller",
                        dev->filename);
-    return dev_truncate(dev, size);
+    uint64_t old = dev_size(dev);
+    if (flags & VDISK_RESIZE_PREALLOC_FALLOC)
+        return dev_preallocate(dev, size);
+    int r = dev_truncate(dev, size);
+    if (r < 0 || !(flags & VDISK_RESIZE_PREALLOC_FULL))
+        return r;
+    /* full: zeroes written over the grown part */
+    const size_t chunk = 1u << 20;
+    void *zero = calloc(1, chunk);
+    if (!zero)
+        return err_set(-ENOMEM, "out of memory");
+    for (uint64_t off = old; r == 0 && off < size; off += chunk)
+        r = dev_pwrite(dev, zero, size - off < chunk ? (size_t)(size - off) : chunk, off);
+    free(zero);
+    return r;
 }
 
 VDISK_EXPORT int vdisk_resize(vdisk_dev *dev, uint64_t new_size, unsigned flags)
@@ -665,6 +679,21 @@ VDISK_EXPORT int vdisk_resize(vdisk_dev *dev, uint64_t new_size, unsigned flags)
         return err_set(-EROFS, "%s: the image is open read-only", dev->filename);
     if (!dev->drv->resize && !dev->drv->truncate)
         return err_set(-ENOTSUP, "%s: the %s format cannot be resized", dev->filename,
+                       dev->drv->name);
+    unsigned pre = flags & (VDISK_RESIZE_PREALLOC_FALLOC | VDISK_RESIZE_PREALLOC_FULL |
+                            VDISK_RESIZE_PREALLOC_METADATA);
+    if (pre & (pre - 1))
+        return err_set(-EINVAL, "%s: more than one preallocation mode", dev->filename);
+    if (pre && new_size <= dev_size(dev))
+        return err_set(-EINVAL, "Preallocation can only be used for growing images");
+    if (pre == VDISK_RESIZE_PREALLOC_METADATA && !dev->drv->resize)
+        return err_set(-ENOTSUP, "Unsupported preallocation mode: metadata"); /* (qemu's) */
+    if (pre && dev->drv->resize && strcmp(dev->drv->name, "qcow2") != 0)
+        return err_set(-ENOTSUP, "%s: resize with preallocation=%s is not supported for %s "
+                       "images yet", dev->filename,
+                       pre == VDISK_RESIZE_PREALLOC_FULL     ? "full"
+                       : pre == VDISK_RESIZE_PREALLOC_FALLOC ? "falloc"
+                                                             : "metadata",
                        dev->drv->name);
     int r = quiesce_begin_op(dev);
     if (r < 0)
@@ -707,8 +736,8 @@ VDISK_EXPORT int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts)
 {
     err_enter(__func__);
     if (!dev->drv->amend)
-        return err_set(-ENOTSUP, "%s: the %s format has no options to amend", dev->filename,
-                       dev->drv->name);
+        return err_set(-ENOTSUP, "Format driver '%s' does not support option amendment",
+                       dev->drv->name); /* (qemu-img's words) */
     struct opt_set os;
     int r = opt_set_init(&os, opts);
     bool held = r == 0 && (r = quiesce_begin_op(dev)) == 0;

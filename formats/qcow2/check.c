@@ -527,11 +527,23 @@ static int compare(struct ck *ck, unsigned flags)
                     rc, ref);
                 ck->res->leaks++;
             }
+        } else if (rc && (flags & VDISK_CHECK_REPAIR_ERRORS)) {
+            /* Too low but not 0: set right in place, as qemu-img does. */
+            say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+                c, rc, ref);
+            r = qcow2_refcount_set(s, c, ref);
+            if (r < 0) {
+                rc_done(ck, &cur);
+                return r;
+            }
+            ck->res->corruptions_fixed++;
         } else {
             say(ck, "ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c, rc,
                 ref);
             ck->res->corruptions++;
-            ck->rebuild = true;
+            /* (qemu-img rebuilds the structure for a refcount of 0 only) */
+            if (!rc)
+                ck->rebuild = true;
         }
     }
     rc_done(ck, &cur);
@@ -593,6 +605,12 @@ static int scan(struct ck *ck, unsigned flags)
         return r;
     if (ck->rebuild && (flags & VDISK_CHECK_REPAIR_ERRORS))
         return 0;
+    if (ck->rebuild) {
+        /* -r leaks cannot rebuild: qemu-img stops here, the check failed. */
+        say(ck, "ERROR need to rebuild refcount structures");
+        ck->res->check_errors++;
+        return err_set(-EIO, "%s", strerror(EIO));
+    }
     if (!ck->res->leaks && !ck->res->corruptions)
         return 0;
     *ck->res = pre;

@@ -13,6 +13,7 @@
 
 #include "driver.h"
 #include "qcow2.h"
+#include "size.h"
 
 static int writable(struct qcow2 *s)
 {
@@ -78,13 +79,14 @@ static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
     int r = writable(s);
     if (r < 0)
         return r;
+    /* (qemu 7.2: a v3 image with snapshots may grow and shrink; the
+     * snapshots keep their own sizes and tables) */
+    if (size != s->size && s->nb_snapshots && s->version < 3)
+        return err_set(-ENOTSUP, "Can't resize a v2 image which has snapshots");
     if (size < s->size) {
         if (!(flags & VDISK_RESIZE_SHRINK))
             return err_set(-EINVAL, "%s: use the shrink flag (--shrink) to make the image "
                            "smaller", s->dev->filename);
-        if (s->nb_snapshots)
-            return err_set(-ENOTSUP, "%s: can't resize an image which has snapshots",
-                           s->dev->filename);
         /* Clusters wholly past the new end go. */
         r = drop_entries(s, align_up(size, s->cluster_size) >> s->cluster_bits,
                          align_up(s->size, s->cluster_size) >> s->cluster_bits);
@@ -147,11 +149,110 @@ static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
     return old_clusters && old_off ? qcow2_free_later(s, old_off, old_clusters) : 0;
 }
 
+/*
+ * The clusters of guest [OLD, SIZE) allocated after a grow, as qemu 7.2's
+ * qcow2 truncate with a preallocation mode: METADATA maps them (the L2
+ * table of each span, then its data clusters in one run) and extends the
+ * file over them without writing data; FALLOC and FULL map them (the L2
+ * tables first, then the data clusters in one run) and reserve the file's
+ * new part with fallocate or write zeroes over it.  Entries already set
+ * (a partial cluster at the old end) are left alone.
+ */
+static int prealloc_locked(struct qcow2 *s, uint64_t old, uint64_t size, unsigned mode)
+{
+    const uint64_t cs = s->cluster_size;
+    if (s->ext_l2)
+        return err_set(-ENOTSUP, "%s: resize with preallocation of an image with extended "
+                       "L2 entries is not supported yet", s->dev->filename);
+    uint64_t first = old / cs, end = (size + cs - 1) / cs, file_end = dev_size(s->file);
+    int r = 0;
+    if (mode != VDISK_RESIZE_PREALLOC_METADATA) {
+        /* Every L2 table first: the data then runs in one piece. */
+        for (uint64_t l1i = first >> s->l2_bits; r == 0 && l1i <= (end - 1) >> s->l2_bits;
+             l1i++) {
+            uint8_t *l2;
+            r = qcow2_l2_for_write(s, l1i, &l2);
+            if (r == 0)
+                qcow2_cache_put(&s->l2c, l2);
+        }
+    }
+    uint64_t host = 0, left = 0; /* the run of data clusters being handed out */
+    if (r == 0 && mode != VDISK_RESIZE_PREALLOC_METADATA) {
+        left = end - first;
+        r = qcow2_alloc_clusters(s, left, &host);
+    }
+    const uint64_t run_start = host, run_len = left * cs;
+    for (uint64_t g = first; r == 0 && g < end;) {
+        uint64_t l1i = g >> s->l2_bits, stop = (l1i + 1) << s->l2_bits;
+        if (stop > end)
+            stop = end;
+        uint8_t *l2;
+        r = qcow2_l2_for_write(s, l1i, &l2);
+        if (r < 0)
+            break;
+        if (mode == VDISK_RESIZE_PREALLOC_METADATA) {
+            left = stop - g;
+            r = qcow2_alloc_clusters(s, left, &host);
+        }
+        for (; r == 0 && g < stop; g++) {
+            uint64_t i = g & (s->l2_entries - 1);
+            if (qcow2_l2e_get(s, l2, i) & ~QCOW2_OFLAG_COPIED)
+                continue; /* (its run cluster stays allocated: freed below) */
+            qcow2_l2e_set(s, l2, i, host | QCOW2_OFLAG_COPIED, 0);
+            qcow2_cache_dirty(&s->l2c, l2);
+            if (host + cs > file_end)
+                file_end = host + cs;
+            host += cs;
+            left--;
+        }
+        qcow2_cache_put(&s->l2c, l2);
+        if (r == 0 && left && mode == VDISK_RESIZE_PREALLOC_METADATA) {
+            r = qcow2_free_later(s, host, left);
+            left = 0;
+        }
+    }
+    if (r == 0 && left)
+        r = qcow2_free_later(s, host, left);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    /* The file covers every cluster handed out. */
+    uint64_t now = dev_size(s->file);
+    if (r == 0 && file_end > now) {
+        if (mode == VDISK_RESIZE_PREALLOC_FALLOC)
+            r = dev_preallocate(s->file, file_end);
+        else
+            r = dev_truncate(s->file, file_end);
+    }
+    /* full: zeroes written over the data run (the tables hold their own) */
+    if (r == 0 && mode == VDISK_RESIZE_PREALLOC_FULL && run_len) {
+        const size_t chunk = 1u << 20;
+        void *zero = calloc(1, chunk);
+        if (!zero)
+            return err_set(-ENOMEM, "out of memory");
+        for (uint64_t off = run_start; r == 0 && off < run_start + run_len; off += chunk)
+            r = dev_pwrite(s->file, zero, run_start + run_len - off < chunk
+                                              ? (size_t)(run_start + run_len - off) : chunk, off);
+        free(zero);
+    }
+    return r;
+}
+
 int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
 {
     struct qcow2 *s = dev->priv;
     pthread_mutex_lock(&s->lock);
+    uint64_t old = s->size;
+    unsigned pre = flags & (VDISK_RESIZE_PREALLOC_FALLOC | VDISK_RESIZE_PREALLOC_FULL |
+                            VDISK_RESIZE_PREALLOC_METADATA);
+    /* (with preallocation, the file as qemu leaves it: no space reserved
+     * ahead of the allocations) */
+    bool no_grow = s->no_grow;
+    if (pre)
+        s->no_grow = true;
     int r = resize_locked(s, size, flags);
+    if (r == 0 && pre && s->size > old)
+        r = prealloc_locked(s, old, s->size, pre);
+    s->no_grow = no_grow;
     if (r == 0)
         __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&s->lock);
@@ -265,10 +366,22 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     const char *compat = opt_take(os, "compat");
     const char *rbits = opt_take(os, "refcount_bits");
     const char *lazy = opt_take(os, "lazy_refcounts");
+    const char *size_s = opt_take(os, "size");
     /* Every option is checked before the image is touched. */
     int r = opt_check_all_taken(os, "qcow2");
     if (r < 0)
         return r;
+    /* size: a resize (qemu's amend truncates, shrinking too), after the
+     * other changes and before a downgrade, as in qemu 7.2. */
+    uint64_t new_size = 0;
+    if (size_s && size_parse(size_s, 0, &new_size) < 0)
+        return err_set(-EINVAL, "Parameter 'size' expects a non-negative number below 2^64\n"
+                       "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                       "peta-\nand exabytes, respectively.");
+    if (new_size % 512)
+        return err_set(-EINVAL, "The new size must be a multiple of 512");
+    if (new_size > (uint64_t)INT64_MAX - 511)
+        return err_set(-EINVAL, "%s: size %" PRIu64 " is too large", dev->filename, new_size);
     pthread_mutex_lock(&s->lock);
     r = writable(s);
     int version = (int)s->version;
@@ -278,7 +391,7 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
             version = 3;
         else
-            r = err_set(-EINVAL, "Invalid compatibility level: '%s'", compat);
+            r = err_set(-EINVAL, "Unknown compatibility level %s", compat); /* (qemu's) */
     }
     uint32_t order = s->refcount_order;
     if (r == 0 && rbits) {
@@ -318,6 +431,11 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
         if (r == 0)
             s->dirty_on_disk = false;
+    }
+    if (r == 0 && new_size && new_size != s->size) {
+        r = resize_locked(s, new_size, VDISK_RESIZE_SHRINK);
+        if (r == 0)
+            __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);
     }
     if (r == 0 && version == 2 && s->version >= 3) {
         r = expand_zero_clusters(s);

@@ -23,6 +23,14 @@ extern "C" {
 
 /* Flags for vdisk_resize(). */
 #define VDISK_RESIZE_SHRINK 0x1u /* allow a smaller size (data past it is lost) */
+/* Preallocation of the grown part (growing only; as qemu-img resize
+ * --preallocation=falloc|full|metadata): FALLOC reserves the space
+ * (fallocate), FULL writes zeroes, METADATA (qcow2 only) maps the new
+ * clusters without writing them.  qcow2 maps the new clusters for all
+ * three; raw has FALLOC and FULL. */
+#define VDISK_RESIZE_PREALLOC_FALLOC   0x2u
+#define VDISK_RESIZE_PREALLOC_FULL     0x4u
+#define VDISK_RESIZE_PREALLOC_METADATA 0x8u
 
 /*
  * vdisk_resize: sets the virtual size to NEW_SIZE (rounded up to 512).

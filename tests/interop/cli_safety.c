@@ -340,23 +340,23 @@ START_TEST(amend_checks_before_touching)
     RUN_OK("qemu-img create -q -f qcow2 -o compat=1.1 '%s' 1M", img);
     RUN_OK("qemu-io -f qcow2 -c 'write -P 0x5a 0 64k' -c 'write -z 64k 64k' '%s'", img);
     /* The valid compat change must not happen before the typo is seen. */
-    fails_unchanged(img, "vdisk: vdisk_amend: qcow2 does not support the option 'bogus'\n",
+    fails_unchanged(img, "vdisk: qcow2 does not support the option 'bogus'\n",
                     "amend -f qcow2 -o compat=0.10,bogus=1 '%s'", img);
-    fails_unchanged(img, "vdisk: vdisk_amend: qcow2 does not support the option 'lazy_refcont'\n",
+    fails_unchanged(img, "vdisk: qcow2 does not support the option 'lazy_refcont'\n",
                     "amend -f qcow2 -o refcount_bits=8,lazy_refcont=on '%s'", img);
-    fails_unchanged(img, "vdisk: vdisk_amend: qcow2 does not support the option 'cluster_size'\n",
+    fails_unchanged(img, "vdisk: qcow2 does not support the option 'cluster_size'\n",
                     "amend -f qcow2 -o cluster_size=4096 '%s'", img);
-    fails_unchanged(img, "vdisk: vdisk_amend: qcow2 does not support the option 'size'\n",
-                    "amend -f qcow2 -o size=2M '%s'", img);
-    fails_unchanged(img, "vdisk: vdisk_amend: Refcount width must be a power of two and may not "
+    fails_unchanged(img, "vdisk: The new size must be a multiple of 512\n",
+                    "amend -f qcow2 -o compat=0.10,size=1000 '%s'", img);
+    fails_unchanged(img, "vdisk: Refcount width must be a power of two and may not "
                          "exceed 64 bits\n",
                     "amend -f qcow2 -o refcount_bits=3 '%s'", img);
-    fails_unchanged(img, "vdisk: vdisk_amend: Invalid compatibility level: '2'\n",
+    fails_unchanged(img, "vdisk: Unknown compatibility level 2\n",
                     "amend -f qcow2 -o compat=2 '%s'", img);
-    fails_unchanged(img, "vdisk: vdisk_amend: option 'lazy_refcounts' expects 'on' or 'off', "
+    fails_unchanged(img, "vdisk: option 'lazy_refcounts' expects 'on' or 'off', "
                          "not 'maybe'\n",
                     "amend -f qcow2 -o lazy_refcounts=maybe '%s'", img);
-    fails_unchanged(img, "vdisk: vdisk_amend: Different refcount widths than 16 bits require "
+    fails_unchanged(img, "vdisk: Different refcount widths than 16 bits require "
                          "compatibility level 1.1 or above (use compat=1.1 or greater)\n",
                     "amend -f qcow2 -o compat=0.10,refcount_bits=8 '%s'", img);
     fails_unchanged(img, "vdisk: Must specify options (-o)\n", "amend -f qcow2 '%s'", img);
@@ -365,10 +365,8 @@ START_TEST(amend_checks_before_touching)
                     "amend -f qcow2 -o compat '%s'", img);
     const char *raw = scratch("amend.raw");
     random_file(raw, 8192, 5);
-    char want[1024];
-    snprintf(want, sizeof want, "vdisk: vdisk_amend: %s: the raw format has no options to "
-             "amend\n", raw);
-    fails_unchanged(raw, want, "amend -f raw -o compat=0.10 '%s'", raw);
+    fails_unchanged(raw, "vdisk: Format driver 'raw' does not support option amendment\n",
+                    "amend -f raw -o compat=0.10 '%s'", raw);
 }
 END_TEST
 
@@ -395,15 +393,17 @@ START_TEST(resize_checks_before_touching)
                     "resize -f qcow2 '%s' -- -512", img);
     fails_unchanged(img, "vdisk: New image size must be positive\n",
                     "resize -f qcow2 '%s' -- -2M", img);
-    snprintf(want, sizeof want, "vdisk: vdisk_resize: %s: can't resize an image which has "
-             "snapshots\n", img);
-    fails_unchanged(img, want, "resize -f qcow2 --shrink '%s' 512k", img);
-    snprintf(want, sizeof want, "vdisk: vdisk_resize: %s: 1152921504606846976 bytes need an L1 "
+    const char *v2 = scratch("rs2.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 -o compat=0.10 '%s' 1M && qemu-img snapshot -c s1 '%s'",
+           v2, v2);
+    fails_unchanged(v2, "vdisk: Can't resize a v2 image which has snapshots\n",
+                    "resize -f qcow2 --shrink '%s' 512k", v2);
+    snprintf(want, sizeof want, "vdisk: %s: 1152921504606846976 bytes need an L1 "
              "table larger than 33554432 bytes\n", img);
     fails_unchanged(img, want, "resize -f qcow2 '%s' 1E", img);
-    fails_unchanged(img, "vdisk: preallocation=falloc is not supported by resize\n",
-                    "resize -f qcow2 --preallocation=falloc '%s' 2M", img);
-    snprintf(want, sizeof want, "vdisk: vdisk_resize: %s: size 9223372036854775808 is too "
+    fails_unchanged(img, "vdisk: Preallocation can only be used for growing images\n",
+                    "resize -f qcow2 --preallocation=falloc '%s' 1M", img);
+    snprintf(want, sizeof want, "vdisk: %s: size 9223372036854775808 is too "
              "large\n", raw);
     fails_unchanged(raw, want, "resize -f raw '%s' 8E", raw);
     /* A +SIZE that wraps around 2^64 once shrank the image. */

@@ -273,9 +273,12 @@ START_TEST(commit_rebase_resize_like_qemu)
     RUN_OK("qemu-img resize --shrink q3-top.qcow2 2M");
     identical("v3-top.qcow2", "q3-top.qcow2");
     clean("v3-top.qcow2");
-    RUN_OK("qemu-img snapshot -c s v3-top.qcow2");
-    r = run("%s resize --shrink v3-top.qcow2 1M", V);
-    ck_assert_int_eq(r->status, 1);
+    /* A v3 image with a snapshot shrinks too, as in qemu 7.2. */
+    RUN_OK("qemu-img snapshot -c s v3-top.qcow2 && qemu-img snapshot -c s q3-top.qcow2");
+    RUN_OK("%s resize --shrink v3-top.qcow2 1M", V);
+    RUN_OK("qemu-img resize --shrink q3-top.qcow2 1M");
+    RUN_OK("qemu-img compare -q v3-top.qcow2 q3-top.qcow2");
+    clean("v3-top.qcow2");
     RUN_OK("qemu-img create -q -f raw r.raw 1M && %s resize -f raw r.raw 3M", V);
     r = run("stat -c %%s r.raw");
     ck_assert_str_eq(r->out, "3145728\n");

@@ -29,6 +29,7 @@ int cmd_amend(int argc, char **argv);
 int cmd_iso(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_nbd(int argc, char **argv);
+int cmd_bitmap(int argc, char **argv);
 
 /* vdisk part apply's work (fuzz/part_apply.c calls it): writes the table
  * that the sfdisk script read from IN describes to DEV, with SECTOR_SIZE

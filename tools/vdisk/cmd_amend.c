@@ -12,7 +12,12 @@ static void help(void)
            "Changes format options of the image in place, as qemu-img amend does.\n"
            "qcow2: compat=0.10|1.1 (a downgrade turns zero clusters into written or\n"
            "unallocated ones), refcount_bits=1..64 (rewrites the refcount structure),\n"
-           "lazy_refcounts=on|off.\n");
+           "lazy_refcounts=on|off, size=SIZE (a resize, shrinking too, as qemu-img's\n"
+           "amend does; a multiple of 512).\n"
+           "\n"
+           "  --force  accepted as qemu-img accepts it: qemu-img 7.2 uses it only for\n"
+           "           LUKS keyslot changes of encrypted images, which vdisk does not\n"
+           "           write, so it changes nothing here.\n");
 }
 
 int cmd_amend(int argc, char **argv)
@@ -64,7 +69,7 @@ int cmd_amend(int argc, char **argv)
     if (!dev)
         goto out;
     if (vdisk_amend(dev, o) < 0)
-        cli_lib_error();
+        cli_error("%s", cli_lib_detail());
     else
         ret = 0;
     vdisk_close(dev);

@@ -4,18 +4,60 @@
  * overlay (and the images between it and the base) holds is written into
  * the base, and the overlay is emptied unless -d.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
 #define CHUNK (1u << 20)
 
+/* -r RATE as qemu-img 7.2 reads it (cvtnum_full): a size in bytes per
+ * second from 0 (no limit) to INT64_MAX; -1 with qemu-img's message. */
+static int64_t parse_rate(const char *s)
+{
+    uint64_t v;
+    int r = vdisk_parse_size(s, 1, &v);
+    if (r < 0 && r != -ERANGE) {
+        cli_error("Invalid rate limit specified. You may use k, M, G, T, P or E suffixes for");
+        cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return -1;
+    }
+    if (r == -ERANGE || v > INT64_MAX) {
+        cli_error("Invalid rate limit specified. Must be between 0 and %" PRId64 ".", INT64_MAX);
+        return -1;
+    }
+    return (int64_t)v;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Holds the copy to RATE bytes a second: COPIED bytes may have gone since
+ * START only after COPIED / RATE seconds (the first chunk goes at once). */
+static void rate_wait(int64_t rate, double start, uint64_t copied)
+{
+    if (rate <= 0)
+        return;
+    double wait = start + (double)copied / (double)rate - now_s();
+    if (wait <= 0)
+        return;
+    struct timespec t = {.tv_sec = (time_t)wait,
+                         .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9)};
+    while (nanosleep(&t, &t) < 0 && errno == EINTR)
+        ;
+}
+
 static void help(void)
 {
-    printf("usage: vdisk commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] OVERLAY\n"
+    printf("usage: vdisk commit [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] [-p] [-q] OVERLAY\n"
            "\n"
            "Writes what OVERLAY holds into its backing file (or into BASE, further\n"
            "down the chain: then everything above BASE), then empties OVERLAY so that\n"
@@ -23,6 +65,8 @@ static void help(void)
            "\n"
            "  -b BASE   the image of the chain to commit into (default: the backing file)\n"
            "  -d        keep OVERLAY's data (do not empty it)\n"
+           "  -r RATE   copy at most RATE bytes a second (k, M, G... suffixes; 0: no\n"
+           "            limit)\n"
            "  -p        show progress\n");
 }
 
@@ -35,6 +79,7 @@ int cmd_commit(int argc, char **argv)
     struct open_args oa = {0};
     const char *base_name = NULL;
     bool keep = false, quiet = false, prog = false;
+    int64_t rate = 0;
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "hf:t:b:dpqr:", longopts, NULL)) != -1) {
@@ -48,7 +93,10 @@ int cmd_commit(int argc, char **argv)
         case 'd': keep = true; break;
         case 'p': prog = true; break;
         case 'q': quiet = true; break;
-        case 'r': break;
+        case 'r':
+            if ((rate = parse_rate(optarg)) < 0)
+                return 1;
+            break;
         default:
             fprintf(stderr, "Try 'vdisk commit --help' for more information.\n");
             return 1;
@@ -106,6 +154,8 @@ int cmd_commit(int argc, char **argv)
     }
     uint8_t *buf = malloc(CHUNK);
     int r = 0;
+    uint64_t copied = 0;
+    double start = now_s();
     for (uint64_t off = 0; r == 0 && off < size;) {
         struct vdisk_extent e;
         r = vdisk_block_status(top, off, size - off < CHUNK ? size - off : CHUNK, &e);
@@ -113,6 +163,8 @@ int cmd_commit(int argc, char **argv)
             break;
         /* Held above the base: copy it down. */
         if ((e.flags & VDISK_EXT_ALLOCATED) && e.depth < depth) {
+            rate_wait(rate, start, copied);
+            copied += e.length;
             if (e.flags & VDISK_EXT_ZERO)
                 r = vdisk_write_zeroes(base, off, e.length, 0);
             else if ((r = vdisk_pread(top, buf, e.length, off)) == 0)

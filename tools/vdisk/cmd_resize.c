@@ -8,11 +8,17 @@
 
 static void help(void)
 {
-    printf("usage: vdisk resize [-f FMT] [--shrink] [-q] [--image-opts] FILE [+|-]SIZE\n"
+    printf("usage: vdisk resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] [--image-opts]\n"
+           "                    FILE [+|-]SIZE\n"
            "\n"
            "Sets the image's virtual size to SIZE, or grows (+) or shrinks (-) it by\n"
            "SIZE.  Making an image smaller needs --shrink (data past the new end is\n"
-           "lost) and is refused for qcow2 images with snapshots.\n");
+           "lost); a qcow2 image with snapshots can be resized when it is compat=1.1.\n"
+           "\n"
+           "  --preallocation=off|falloc|full|metadata  how the grown part is\n"
+           "        allocated (only when growing): falloc reserves it (fallocate),\n"
+           "        full writes zeroes, metadata (qcow2) maps its clusters without\n"
+           "        writing them; qcow2 maps the new clusters in all three.\n");
 }
 
 int cmd_resize(int argc, char **argv)
@@ -26,6 +32,7 @@ int cmd_resize(int argc, char **argv)
     };
     struct open_args oa = {0};
     bool shrink = false, quiet = false;
+    const char *prealloc = NULL; /* --preallocation other than off */
     int c;
     bool image_opts = false;
     optind = 0;
@@ -50,8 +57,14 @@ int cmd_resize(int argc, char **argv)
         case CLI_OPT_IMAGE_OPTS: image_opts = true; break;
         case 's': shrink = true; break;
         case 'P':
-            if (strcmp(optarg, "off") != 0) {
-                cli_error("preallocation=%s is not supported by resize", optarg);
+            /* (qemu-img: checked as it is read) */
+            if (!strcmp(optarg, "off"))
+                prealloc = NULL;
+            else if (!strcmp(optarg, "metadata") || !strcmp(optarg, "falloc") ||
+                     !strcmp(optarg, "full"))
+                prealloc = optarg;
+            else {
+                cli_error("Invalid preallocation mode '%s'", optarg);
                 return 1;
             }
             break;
@@ -108,6 +121,11 @@ int cmd_resize(int argc, char **argv)
         }
         size = cur - n;
     }
+    if (prealloc && size <= cur) {
+        cli_error("Preallocation can only be used for growing images");
+        vdisk_close(dev);
+        return 1;
+    }
     if (size < cur && !shrink) {
         cli_error("Use the --shrink option to perform a shrink operation.");
         cli_error("warning: Shrinking an image will delete all data beyond the shrunken "
@@ -116,9 +134,14 @@ int cmd_resize(int argc, char **argv)
         vdisk_close(dev);
         return 1;
     }
-    int r = vdisk_resize(dev, size, shrink ? VDISK_RESIZE_SHRINK : 0);
+    unsigned flags = shrink ? VDISK_RESIZE_SHRINK : 0;
+    if (prealloc)
+        flags |= !strcmp(prealloc, "full")     ? VDISK_RESIZE_PREALLOC_FULL
+                 : !strcmp(prealloc, "falloc") ? VDISK_RESIZE_PREALLOC_FALLOC
+                                               : VDISK_RESIZE_PREALLOC_METADATA;
+    int r = vdisk_resize(dev, size, flags);
     if (r < 0)
-        cli_lib_error();
+        cli_error("%s", cli_lib_detail());
     else if (!quiet)
         printf("Image resized.\n");
     vdisk_close(dev);

@@ -18,12 +18,13 @@ static const struct {
                              "[-B BACKING [-F FMT]] [-l snapshot.name=NAME] [-m N] [-C] [-r RATE] "
                              "[--salvage] [--target-is-zero] SRC... DST"},
     {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2"},
-    {"resize", cmd_resize, "resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE"},
-    {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] OVERLAY"},
+    {"resize", cmd_resize, "resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] FILE "
+                             "[+|-]SIZE"},
+    {"commit", cmd_commit, "commit [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] [-p] [-q] OVERLAY"},
     {"rebase", cmd_rebase, "rebase [-f FMT] [-u] [-p] [-q] -b BACKING -F FMT FILE"},
     {"measure", cmd_measure, "measure [--output=human|json] [-O FMT] [-o OPTS] "
                              "(--size SIZE | [-f FMT] FILE)"},
-    {"amend", cmd_amend, "amend [-f FMT] [-p] [-q] -o OPTIONS FILE"},
+    {"amend", cmd_amend, "amend [-f FMT] [-p] [-q] [--force] -o OPTIONS FILE"},
     {"map", cmd_map, "map [-f FMT] [--output=human|json] [--start-offset=OFF] "
                      "[--max-length=LEN] FILE"},
     {"bench", cmd_bench, "bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N] [-i AIO] "
@@ -40,6 +41,9 @@ static const struct {
     {"io", cmd_io, "io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] -c CMD [-c CMD ...] FILE"},
     {"dd", cmd_dd, "dd [-f FMT] [-O FMT] [-U] [--image-opts] [bs=SIZE] [count=N] [skip=N] "
                    "if=INPUT of=OUTPUT"},
+    {"bitmap", cmd_bitmap, "bitmap (--merge SRC | --add | --remove | --clear | --enable | "
+                           "--disable)... [-b SOURCE [-F FMT]] [-g GRANULARITY] "
+                           "[--image-opts | -f FMT] FILE BITMAP"},
 };
 
 static void usage(FILE *f)
