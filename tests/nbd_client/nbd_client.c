@@ -301,7 +301,8 @@ START_TEST(nbdkit_errors)
     const char *sock = scratch("e.sock"), *pid = pidfile("e.pid");
     start_nbdkit(sock, pid, "--filter=error memory 1M error-pwrite=EIO error-pwrite-rate=100%");
     char *uri = strdup(unix_uri("", sock));
-    struct run *r = run("%s io -f raw -c 'read -P 0 0 4k' -c 'write -P 1 4096 512' '%s' "
+    /* --debug: the library's detail after qemu-io's line. */
+    struct run *r = run("%s io --debug -f raw -c 'read -P 0 0 4k' -c 'write -P 1 4096 512' '%s' "
                         "| grep -v ' ops; '", vdisk_bin(), uri);
     ck_assert_str_eq(r->out, "read 4096/4096 bytes at offset 0\nwrite failed: Input/output error\n");
     ck_assert_str_eq(r->err, fmt("vdisk_pwrite: %s: NBD write of 512 bytes at offset 4096 "
@@ -309,7 +310,7 @@ START_TEST(nbdkit_errors)
     kill_server_sock(pid, sock);
     /* Reads fail the same way, and an open that must probe fails cleanly. */
     start_nbdkit(sock, pid, "--filter=error memory 1M error-pread=EIO error-pread-rate=100%");
-    r = run("%s io -f raw -c 'read 0 512' '%s'", vdisk_bin(), uri);
+    r = run("%s io --debug -f raw -c 'read 0 512' '%s'", vdisk_bin(), uri);
     ck_assert_int_eq(r->status, 1);
     ck_assert_str_eq(r->out, "read failed: Input/output error\n");
     ck_assert_str_eq(r->err, fmt("vdisk_pread: %s: NBD read of 512 bytes at offset 0 "
