@@ -343,6 +343,9 @@ int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t off
  * VDISK_REQ_FUA). */
 int req_write_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
                     uint64_t skip, uint64_t n, unsigned flags);
+/* The same for a write of N zeroes at OFFSET of DEV (no buffer). */
+int req_write_zeroes_child(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
+                           uint64_t n, unsigned flags);
 /*
  * Synchronous twins, for drivers working on a worker thread: read into (or
  * write from) the N bytes at SKIP of REQ's buffer at OFFSET of DEV with

@@ -859,6 +859,18 @@ void req_send_child(struct vdisk_req *parent, struct vdisk_dev *dev, enum vdisk_
     req_submit(c);
 }
 
+int req_write_zeroes_child(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
+                           uint64_t n, unsigned flags)
+{
+    struct vdisk_req *c = req_new_child(parent, dev, VDISK_OP_WRITE_ZEROES, offset, n, NULL, 0,
+                                        flags, req_child_releases_parent, NULL);
+    if (!c)
+        return -ENOMEM;
+    req_hold(parent);
+    req_submit(c);
+    return 0;
+}
+
 int req_read_slice(struct vdisk_req *parent, struct vdisk_dev *dev, uint64_t offset,
                    uint64_t skip, uint64_t n)
 {

@@ -41,8 +41,12 @@ if [ $uring_ok = 1 ]; then
   echo "== tests, io_uring engine"
   (cd build && VDISK_ENGINE=uring ctest -LE ceph -j "$jobs" --output-on-failure) || status=1
 fi
+# QEMU's iotests (label iotests, a few minutes of qemu-img and qemu-io runs)
+# run once: with the io_uring pass, or here when that one is skipped.
+again=()
+if [ $uring_ok = 1 ]; then again=(-LE iotests); fi
 echo "== tests, threads engine"
-(cd build && VDISK_ENGINE=threads ctest -j "$jobs" --output-on-failure) || status=1
+(cd build && VDISK_ENGINE=threads ctest "${again[@]}" -j "$jobs" --output-on-failure) || status=1
 
 # The qcow2 unit tests need no qemu-img: once more with the qemu programs
 # hidden from the PATH, as on a machine without qemu-utils (issue 17 item 6).
@@ -54,7 +58,7 @@ bash scripts/build.sh build-asan -DVDISK_WERROR=ON -DVDISK_SANITIZE=address,unde
   -DCMAKE_BUILD_TYPE=Debug
 echo "== tests under ASan + UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure) ||
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -LE iotests -j "$jobs" --output-on-failure) ||
   status=1
 
 # The stress tests again under ThreadSanitizer (only what they need is

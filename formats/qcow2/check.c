@@ -512,23 +512,14 @@ static int compare(struct ck *ck, unsigned flags)
         }
         if (rc == ref)
             continue;
-        if (rc > ref) {
-            if (flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)) {
-                say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
-                    c, rc, ref);
-                r = qcow2_refcount_set(s, c, ref);
-                if (r < 0) {
-                    rc_done(ck, &cur);
-                    return r;
-                }
-                ck->res->leaks_fixed++;
-            } else {
-                say(ck, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c,
-                    rc, ref);
-                ck->res->leaks++;
-            }
-        } else if (rc && (flags & VDISK_CHECK_REPAIR_ERRORS)) {
-            /* Too low but not 0: set right in place, as qemu-img does. */
+        bool leak = rc > ref;
+        if (leak && !(flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS))) {
+            say(ck, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c,
+                rc, ref);
+            ck->res->leaks++;
+        } else if (leak || (rc && (flags & VDISK_CHECK_REPAIR_ERRORS))) {
+            /* A leak, or a refcount too low but not 0: set right in place,
+             * as qemu-img does. */
             say(ck, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
                 c, rc, ref);
             r = qcow2_refcount_set(s, c, ref);
@@ -536,7 +527,10 @@ static int compare(struct ck *ck, unsigned flags)
                 rc_done(ck, &cur);
                 return r;
             }
-            ck->res->corruptions_fixed++;
+            if (leak)
+                ck->res->leaks_fixed++;
+            else
+                ck->res->corruptions_fixed++;
         } else {
             say(ck, "ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, c, rc,
                 ref);

@@ -451,15 +451,7 @@ static void vdi_rw_walk(struct vdisk_req *req)
             unsigned fua = req->flags & VDISK_REQ_FUA;
             int rc = 0;
             if (req->op == VDISK_OP_WRITE_ZEROES) {
-                struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, host,
-                                                    n, NULL, 0, fua,
-                                                    req_child_releases_parent, NULL);
-                if (c) {
-                    req_hold(req);
-                    req_submit(c);
-                } else {
-                    rc = -ENOMEM;
-                }
+                rc = req_write_zeroes_child(req, s->file, host, n, fua);
             } else if (req->op == VDISK_OP_READ) {
                 rc = req_read_slice(req, s->file, host, pos - req->offset, n);
             } else {

@@ -1045,15 +1045,7 @@ static void write_walk(struct vdisk_req *req)
         if (kind == AT_FILE) {
             int r = 0;
             if (req->op == VDISK_OP_WRITE_ZEROES) {
-                struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, host,
-                                                    n, NULL, 0, fua,
-                                                    req_child_releases_parent, NULL);
-                if (c) {
-                    req_hold(req);
-                    req_submit(c);
-                } else {
-                    r = -ENOMEM;
-                }
+                r = req_write_zeroes_child(req, s->file, host, n, fua);
             } else {
                 r = req_write_slice(req, s->file, host, pos - req->offset, n, fua);
             }

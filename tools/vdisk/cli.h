@@ -43,6 +43,13 @@ int part_apply_script(vdisk_dev *dev, FILE *in, unsigned sector_size);
  * command failed). */
 int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool host_files);
 
+/* The "Format specific information:" block of IN as qemu-img info (and
+ * qemu-io's info) prints it: qcow2's and vmdk's; nothing for the others. */
+void print_format_specific(const struct vdisk_info *in);
+/* The name of the Kth flag set in a bitmap's FLAGS ("in-use", "auto"), or
+ * NULL past the last. */
+const char *bitmap_flag(uint32_t flags, unsigned k);
+
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);
 

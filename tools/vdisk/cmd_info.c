@@ -56,19 +56,6 @@ static void json_field_bool(int ind, const char *key, bool v, bool *first)
     *first = false;
 }
 
-/* The flags of a bitmap as qemu-img names them, in its order. */
-static const char *bitmap_flag(uint32_t flags, unsigned k)
-{
-    static const struct { uint32_t bit; const char *name; } names[] = {
-        {VDISK_BITMAP_IN_USE, "in-use"},
-        {VDISK_BITMAP_AUTO, "auto"},
-    };
-    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
-        if ((flags & names[i].bit) && k-- == 0)
-            return names[i].name;
-    return NULL;
-}
-
 /* qemu-img info's "bitmaps" array (format-specific data), after a field. */
 static void print_json_bitmaps(const struct vdisk_info *in, int ind)
 {
@@ -271,45 +258,7 @@ static void print_human(vdisk_dev *dev, const struct vdisk_info *in)
     char isovol[33];
     if (vdisk_iso_probe(dev, isovol, sizeof isovol) == 1)
         printf("iso9660: yes (volume id '%s')\n", isovol);
-    if (in->compat) {
-        bool v3 = strcmp(in->compat, "0.10") != 0;
-        printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
-               in->compat, in->compression_type);
-        if (v3)
-            printf("    lazy refcounts: %s\n", in->lazy_refcounts ? "true" : "false");
-        if (v3 && in->nb_bitmaps) {
-            printf("    bitmaps:\n");
-            for (uint32_t b = 0; b < in->nb_bitmaps; b++) {
-                const struct vdisk_bitmap_info *bm = &in->bitmaps[b];
-                printf("        [%" PRIu32 "]:\n            flags:\n", b);
-                const char *f;
-                for (unsigned k = 0; (f = bitmap_flag(bm->flags, k)); k++)
-                    printf("                [%u]: %s\n", k, f);
-                printf("            name: %s\n            granularity: %" PRIu64 "\n", bm->name,
-                       bm->granularity);
-            }
-        }
-        printf("    refcount bits: %" PRIu32 "\n", in->refcount_bits);
-        if (v3)
-            printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
-                   in->extended_l2 ? "true" : "false");
-    }
-    if (in->create_type) {
-        printf("Format specific information:\n    cid: %" PRIu32 "\n    parent cid: %" PRIu32
-               "\n    create type: %s\n    extents:\n", in->cid, in->parent_cid,
-               in->create_type);
-        for (uint32_t k = 0; k < in->nb_extents; k++) {
-            const struct vdisk_extent_info *e = &in->extents[k];
-            printf("        [%" PRIu32 "]:\n", k);
-            if (e->compressed)
-                printf("            compressed: true\n");
-            printf("            virtual size: %" PRIu64 "\n            filename: %s\n",
-                   e->virtual_size, e->filename);
-            if (e->cluster_size)
-                printf("            cluster size: %" PRIu32 "\n", e->cluster_size);
-            printf("            format: %s\n", e->format);
-        }
-    }
+    print_format_specific(in);
 }
 
 int cmd_info(int argc, char **argv)

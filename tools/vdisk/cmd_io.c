@@ -959,46 +959,7 @@ static int do_info(int argc, char **argv)
     cvtstr((double)in.cluster_size, s1, sizeof s1);
     cvtstr((double)vmstate, s2, sizeof s2);
     printf("cluster size: %s\nvm state offset: %s\n", s1, s2);
-    if (in.compat) {
-        bool v3 = strcmp(in.compat, "0.10") != 0;
-        printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
-               in.compat, in.compression_type);
-        if (v3)
-            printf("    lazy refcounts: %s\n", in.lazy_refcounts ? "true" : "false");
-        if (v3 && in.nb_bitmaps) {
-            printf("    bitmaps:\n");
-            for (uint32_t b = 0; b < in.nb_bitmaps; b++) {
-                const struct vdisk_bitmap_info *bm = &in.bitmaps[b];
-                static const char *const names[] = {"in-use", "auto"};
-                printf("        [%" PRIu32 "]:\n            flags:\n", b);
-                unsigned k = 0;
-                for (unsigned bit = 0; bit < 2; bit++)
-                    if (bm->flags & (1u << bit))
-                        printf("                [%u]: %s\n", k++, names[bit]);
-                printf("            name: %s\n            granularity: %" PRIu64 "\n", bm->name,
-                       bm->granularity);
-            }
-        }
-        printf("    refcount bits: %" PRIu32 "\n", in.refcount_bits);
-        if (v3)
-            printf("    corrupt: %s\n    extended l2: %s\n", in.corrupt ? "true" : "false",
-                   in.extended_l2 ? "true" : "false");
-    }
-    if (in.create_type) {
-        printf("Format specific information:\n    cid: %" PRIu32 "\n    parent cid: %" PRIu32
-               "\n    create type: %s\n    extents:\n", in.cid, in.parent_cid, in.create_type);
-        for (uint32_t k = 0; k < in.nb_extents; k++) {
-            const struct vdisk_extent_info *e = &in.extents[k];
-            printf("        [%" PRIu32 "]:\n", k);
-            if (e->compressed)
-                printf("            compressed: true\n");
-            printf("            virtual size: %" PRIu64 "\n            filename: %s\n",
-                   e->virtual_size, e->filename);
-            if (e->cluster_size)
-                printf("            cluster size: %" PRIu32 "\n", e->cluster_size);
-            printf("            format: %s\n", e->format);
-        }
-    }
+    print_format_specific(&in);
     return 0;
 }
 

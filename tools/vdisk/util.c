@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* tools/vdisk/util.c: size printing, JSON, opening images. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -119,6 +120,62 @@ int cli_getopt_long(int argc, char *const argv[], const char *optstring,
             cli_print_option_hint();
     }
     return c;
+}
+
+/* The flags of a bitmap as qemu-img names them, in its order. */
+const char *bitmap_flag(uint32_t flags, unsigned k)
+{
+    static const struct { uint32_t bit; const char *name; } names[] = {
+        {VDISK_BITMAP_IN_USE, "in-use"},
+        {VDISK_BITMAP_AUTO, "auto"},
+    };
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((flags & names[i].bit) && k-- == 0)
+            return names[i].name;
+    return NULL;
+}
+
+void print_format_specific(const struct vdisk_info *in)
+{
+    if (in->compat) {
+        bool v3 = strcmp(in->compat, "0.10") != 0;
+        printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
+               in->compat, in->compression_type);
+        if (v3)
+            printf("    lazy refcounts: %s\n", in->lazy_refcounts ? "true" : "false");
+        if (v3 && in->nb_bitmaps) {
+            printf("    bitmaps:\n");
+            for (uint32_t b = 0; b < in->nb_bitmaps; b++) {
+                const struct vdisk_bitmap_info *bm = &in->bitmaps[b];
+                printf("        [%" PRIu32 "]:\n            flags:\n", b);
+                const char *f;
+                for (unsigned k = 0; (f = bitmap_flag(bm->flags, k)); k++)
+                    printf("                [%u]: %s\n", k, f);
+                printf("            name: %s\n            granularity: %" PRIu64 "\n", bm->name,
+                       bm->granularity);
+            }
+        }
+        printf("    refcount bits: %" PRIu32 "\n", in->refcount_bits);
+        if (v3)
+            printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
+                   in->extended_l2 ? "true" : "false");
+    }
+    if (in->create_type) {
+        printf("Format specific information:\n    cid: %" PRIu32 "\n    parent cid: %" PRIu32
+               "\n    create type: %s\n    extents:\n", in->cid, in->parent_cid,
+               in->create_type);
+        for (uint32_t k = 0; k < in->nb_extents; k++) {
+            const struct vdisk_extent_info *e = &in->extents[k];
+            printf("        [%" PRIu32 "]:\n", k);
+            if (e->compressed)
+                printf("            compressed: true\n");
+            printf("            virtual size: %" PRIu64 "\n            filename: %s\n",
+                   e->virtual_size, e->filename);
+            if (e->cluster_size)
+                printf("            cluster size: %" PRIu32 "\n", e->cluster_size);
+            printf("            format: %s\n", e->format);
+        }
+    }
 }
 
 bool is_help(const char *arg)
