@@ -13,7 +13,6 @@
 
 #include "driver.h"
 #include "qcow2.h"
-#include "size.h"
 
 static int writable(struct qcow2 *s)
 {
@@ -374,7 +373,7 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     /* size: a resize (qemu's amend truncates, shrinking too), after the
      * other changes and before a downgrade, as in qemu 7.2. */
     uint64_t new_size = 0;
-    if (size_s && size_parse(size_s, 0, &new_size) < 0)
+    if (size_s && opt_size("size", size_s, 0, UINT64_MAX, &new_size) < 0)
         return err_set(-EINVAL, "Parameter 'size' expects a non-negative number below 2^64\n"
                        "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
                        "peta-\nand exabytes, respectively.");
