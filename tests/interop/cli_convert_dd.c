@@ -287,9 +287,12 @@ START_TEST(convert_copy_offload)
         skip_note("strace is missing: copy_file_range is not seen being called");
         return;
     }
+    /* With more than one thread (the threads engine) strace starts each
+     * line with "[pid N] ". */
     struct run *r = run("cd '%s' && rm -f s.raw && strace -f -qq -e trace=copy_file_range "
                         "'%s' convert -C in.raw s.raw 2>&1 >/dev/null | grep -c "
-                        "'^copy_file_range(.*= [0-9]'", scratch_dir(), vdisk_bin());
+                        "'^\\(\\[pid *[0-9]*\\] \\)\\{0,1\\}copy_file_range(.*= [0-9]'",
+                        scratch_dir(), vdisk_bin());
     ck_assert_msg(atoi(r->out) >= 1, "no copy_file_range call: %s", r->out);
     RUN_OK("cd '%s' && cmp in.raw s.raw && rm s.raw && strace -f -qq -o /dev/null "
            "-e trace=copy_file_range -e inject=copy_file_range:error=EXDEV '%s' convert -C "
