@@ -257,7 +257,12 @@ echo "the OSD frozen under writes: they failed after $(($(date +%s) - start)) s:
 # minutes): after 90 s the OSD is stopped cleanly (memstore keeps its
 # objects) and started again, once, which is what an operator would do;
 # the bytes are then checked as before.
-served() { timeout -k 5 30 rbd --rados-osd-op-timeout 10 info "$P/f" >/dev/null 2>&1; }
+# Served means the image's data objects answer, not only its header: once
+# the header answered while the data's PG stayed stuck behind the frozen
+# writes past the read's 180 s.
+served() {
+  timeout -k 5 30 rbd --rados-osd-op-timeout 10 export "$P/f" - >/dev/null 2>&1
+}
 deadline=$((SECONDS + 90))
 restarted=
 until served; do

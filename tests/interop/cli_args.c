@@ -194,6 +194,35 @@ START_TEST(mistyped_options)
 }
 END_TEST
 
+/* File names in JSON as qemu-img writes them: non-ASCII as \\uXXXX (a
+ * surrogate pair past U+FFFF), U+FFFD for each sequence that is not UTF-8
+ * (stray and missing continuation bytes, overlong forms but C0 80,
+ * surrogates, noncharacters, values past U+10FFFF), the usual escapes:
+ * valid JSON whatever bytes a name holds.  info and check, qcow2 images
+ * with such backing files too. */
+START_TEST(json_names)
+{
+    static const char *const names[] = {
+        "caf\xc3\xa9\x7f", "bad\xff\xc3", "emoji\xf0\x9f\x98\x80", "q\"uote\\back\x01\x1b",
+        "over\xc0\xafx", "nul\xc0\x80y", "sur\xed\xa0\x80z", "nonch\xef\xb7\x90", "cut\xe2\x82",
+        "cut2\xe2\x82x", "big\xf4\x90\x80\x80", "six\xfc\x84\x80\x80\x80\x80",
+        "ffff\xef\xbf\xbf", "tab\there"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *n = names[i];
+        FILE *f = fopen(scratch("name.txt"), "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(n, f);
+        fclose(f);
+        RUN_OK("cd '%s' && n=$(cat name.txt) && truncate -s 1M \"$n\" && qemu-img create -q -f "
+               "qcow2 -b \"$n\" -F raw j.qcow2", scratch_dir());
+        same_as_qemu_img("info", "--output=json \"$(cat name.txt)\"");
+        same_as_qemu_img("info", "--output=json --backing-chain j.qcow2");
+        same_as_qemu_img("check", "--output=json j.qcow2");
+        RUN_OK("cd '%s' && rm -f \"$(cat name.txt)\" j.qcow2", scratch_dir());
+    }
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-img");
@@ -205,6 +234,7 @@ int main(void)
     tcase_add_test(tc, o_size);
     tcase_add_test(tc, help_and_mistyped_verbs);
     tcase_add_test(tc, mistyped_options);
+    tcase_add_test(tc, json_names);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -66,8 +66,13 @@ void size_to_str(uint64_t v, char *buf, size_t len);
 /* Sizes as qemu-io prints them: "1 MiB", "512 bytes", "1.500 KiB". */
 void cvtstr(double v, char *buf, size_t len);
 
-/* Writes S as a JSON string (with quotes). */
+/* Writes S as a JSON string (with quotes) as QEMU writes one: valid JSON
+ * whatever the bytes (U+FFFD for what is not UTF-8), non-ASCII escaped. */
 void json_string(FILE *f, const char *s);
+/* The same with S's bytes as they are, only '"', '\\' and control
+ * characters escaped, as sfdisk writes names (and for json: names vdisk
+ * reads back, where a file name need not be UTF-8). */
+void json_string_bytes(FILE *f, const char *s);
 
 /* The --output=FORMAT value: 0 human, 1 json, -1 invalid (message printed). */
 int parse_output_format(const char *v);

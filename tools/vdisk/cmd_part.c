@@ -204,7 +204,7 @@ static void print_json(vdisk_ptable *t, const char *device)
     bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
     printf("{\n   \"partitiontable\": {\n      \"label\": \"%s\",\n      \"id\": \"%s\",\n"
            "      \"device\": ", gpt ? "gpt" : "dos", id);
-    json_string(stdout, device);
+    json_string_bytes(stdout, device);
     printf(",\n      \"unit\": \"sectors\",\n");
     if (gpt) {
         uint64_t first, last;
@@ -222,7 +222,7 @@ static void print_json(vdisk_ptable *t, const char *device)
             node_name(device, p.number, node, sizeof node);
             printf("%s", i ? "         },{\n" : "         {\n");
             printf("            \"node\": ");
-            json_string(stdout, node);
+            json_string_bytes(stdout, node);
             printf(",\n            \"start\": %" PRIu64 ",\n            \"size\": %" PRIu64
                    ",\n", p.start, p.size);
             if (gpt) {
@@ -230,7 +230,7 @@ static void print_json(vdisk_ptable *t, const char *device)
                        p.uuid);
                 if (p.name[0]) {
                     printf(",\n            \"name\": ");
-                    json_string(stdout, p.name);
+                    json_string_bytes(stdout, p.name);
                 }
                 if (p.attrs) {
                     char a[300];

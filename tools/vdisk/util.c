@@ -216,7 +216,75 @@ void cvtstr(double v, char *buf, size_t len)
     snprintf(buf, len, "%s%s", num, suffix);
 }
 
+/*
+ * The code point of the UTF-8 sequence at P, as QEMU's JSON writer decodes
+ * it, with *LEN the bytes it takes; -1 for a sequence QEMU replaces by
+ * U+FFFD: a stray continuation byte, 0xFE or 0xFF, a sequence cut short
+ * (*LEN stops before the byte that is not a continuation), an overlong
+ * form (but 0xC0 0x80, NUL in modified UTF-8), a surrogate, a
+ * noncharacter, or a value past U+10FFFF.  At most 6 bytes are read, and
+ * never past the string's NUL.
+ */
+static long utf8_codepoint(const unsigned char *p, size_t *len)
+{
+    unsigned c = p[0];
+    *len = 1;
+    if (c < 0x80)
+        return c;
+    if (c >= 0xfe || !(c & 0x40))
+        return -1;
+    size_t n = 0;
+    for (unsigned m = 0x80; c & m; m >>= 1)
+        n++;
+    unsigned long cp = c & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) /* a NUL ends it here too */
+            return -1;
+        cp = cp << 6 | (p[i] & 0x3f);
+        *len = i + 1;
+    }
+    static const unsigned long least[] = {0x80, 0x800, 0x10000, 0x200000, 0x4000000};
+    if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0xfdd0 && cp <= 0xfdef) ||
+        (cp & 0xfffe) == 0xfffe || (cp < least[n - 2] && !(cp == 0 && n == 2)))
+        return -1;
+    return (long)cp;
+}
+
+/* As QEMU writes JSON strings: printable ASCII as it is, the usual escapes,
+ * every other code point as \uXXXX (upper-case hex; past U+FFFF a surrogate
+ * pair), and U+FFFD for each sequence that is not UTF-8: always valid JSON,
+ * whatever bytes a file name or an ISO name holds. */
 void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t len;
+        long cp = utf8_codepoint(p, &len);
+        p += len;
+        switch (cp) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (cp < 0)
+                cp = 0xfffd;
+            if (cp > 0xffff)
+                fprintf(f, "\\u%04lX\\u%04lX", 0xd800 + ((unsigned long)(cp - 0x10000) >> 10),
+                        0xdc00 + ((unsigned long)(cp - 0x10000) & 0x3ff));
+            else if (cp < 0x20 || cp >= 0x7f)
+                fprintf(f, "\\u%04lX", (unsigned long)cp);
+            else
+                fputc((int)cp, f);
+        }
+    }
+    fputc('"', f);
+}
+
+void json_string_bytes(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -282,9 +350,10 @@ char *cli_image_opts(const char *list, const char *format)
             break;
         }
         fputs(first ? "" : ", ", f);
-        json_string(f, key);
+        /* The bytes as they are: a file name need not be UTF-8. */
+        json_string_bytes(f, key);
         fputs(": ", f);
-        json_string(f, value);
+        json_string_bytes(f, value);
         first = false;
     }
     fputc('}', f);
