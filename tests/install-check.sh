@@ -30,7 +30,7 @@ fi
 # The bash completion is installed where bash-completion looks for it, and
 # completes with the installed vdisk.
 comp="$tmp/prefix/share/bash-completion/completions/vdisk"
-out=$(PATH="$tmp/prefix/bin:$PATH" bash -c 'source "$1"; COMP_WORDS=(vdisk conv)
+out=$(PATH="$tmp/prefix/bin:$PATH" LD_LIBRARY_PATH="$libdir" bash -c 'source "$1"; COMP_WORDS=(vdisk conv)
   COMP_CWORD=1; _vdisk; echo "${COMPREPLY[*]}"' sh "$comp")
 [ "$out" = "convert" ] || { echo "install-check: completion gave '$out'" >&2; exit 1; }
 
