@@ -250,6 +250,19 @@ static long utf8_codepoint(const unsigned char *p, size_t *len)
     return (long)cp;
 }
 
+/* Writes C's two-character JSON escape (\" \\ \n \t \r \b \f) and returns
+ * true; false for any other C. */
+static bool json_short_escape(FILE *f, long c)
+{
+    static const char from[] = "\"\\\n\t\r\b\f", to[] = "\"\\ntrbf";
+    const char *at = c > 0 && c < 0x80 ? strchr(from, (int)c) : NULL;
+    if (!at)
+        return false;
+    fputc('\\', f);
+    fputc(to[at - from], f);
+    return true;
+}
+
 /* As QEMU writes JSON strings: printable ASCII as it is, the usual escapes,
  * every other code point as \uXXXX (upper-case hex; past U+FFFF a surrogate
  * pair), and U+FFFD for each sequence that is not UTF-8: always valid JSON,
@@ -261,25 +274,17 @@ void json_string(FILE *f, const char *s)
         size_t len;
         long cp = utf8_codepoint(p, &len);
         p += len;
-        switch (cp) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
-        default:
-            if (cp < 0)
-                cp = 0xfffd;
-            if (cp > 0xffff)
-                fprintf(f, "\\u%04lX\\u%04lX", 0xd800 + ((unsigned long)(cp - 0x10000) >> 10),
-                        0xdc00 + ((unsigned long)(cp - 0x10000) & 0x3ff));
-            else if (cp < 0x20 || cp >= 0x7f)
-                fprintf(f, "\\u%04lX", (unsigned long)cp);
-            else
-                fputc((int)cp, f);
-        }
+        if (json_short_escape(f, cp))
+            continue;
+        if (cp < 0)
+            cp = 0xfffd;
+        if (cp > 0xffff)
+            fprintf(f, "\\u%04lX\\u%04lX", 0xd800 + ((unsigned long)(cp - 0x10000) >> 10),
+                    0xdc00 + ((unsigned long)(cp - 0x10000) & 0x3ff));
+        else if (cp < 0x20 || cp >= 0x7f)
+            fprintf(f, "\\u%04lX", (unsigned long)cp);
+        else
+            fputc((int)cp, f);
     }
     fputc('"', f);
 }
@@ -288,20 +293,12 @@ void json_string_bytes(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
+        if (json_short_escape(f, *p))
+            continue;
+        if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }
