@@ -303,6 +303,10 @@ void gpt_init(struct vdisk_ptable *t)
     uint64_t as = gpt_array_sectors(t);
     t->first_usable = 2 + as;
     t->last_usable = t->sectors >= 3 + 2 * as ? t->sectors - 2 - as : 0;
+    /* As sfdisk: partitions from the first aligned sector (2048 with
+     * 512-byte sectors) when the disk has room for it. */
+    if (t->first_usable < t->grain && t->grain < t->last_usable)
+        t->first_usable = t->grain;
     guid_random(t->disk_guid);
 }
 
