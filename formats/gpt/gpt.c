@@ -370,7 +370,7 @@ int gpt_write(struct vdisk_ptable *t)
     uint8_t *e = s + 446;
     e[2] = 0x02; /* CHS 0/0/2: LBA 1 */
     e[4] = 0xee;
-    mbr_chs(last, e + 5);
+    e[5] = e[6] = e[7] = 0xff; /* the end's CHS: "beyond", as sfdisk writes it */
     le32_store(e + 8, 1);
     le32_store(e + 12, (uint32_t)psize);
     s[510] = 0x55;

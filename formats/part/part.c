@@ -174,6 +174,11 @@ VDISK_EXPORT const char *vdisk_part_type_name(const vdisk_ptable *t,
     return pt_type_name(t->kind, p->mbr_type, p->type_guid);
 }
 
+VDISK_EXPORT uint64_t vdisk_part_grain(const vdisk_ptable *t)
+{
+    return t->grain * t->ss;
+}
+
 VDISK_EXPORT void vdisk_part_geometry(const vdisk_ptable *t, unsigned *heads, unsigned *sectors,
                                       uint64_t *cylinders)
 {

@@ -124,6 +124,10 @@ const char *vdisk_part_label_name(const vdisk_ptable *t);
  * not name.  P comes from vdisk_part_get or vdisk_part_find on T. */
 const char *vdisk_part_type_name(const vdisk_ptable *t, const struct vdisk_partition *p);
 
+/* vdisk_part_grain: the alignment of new partitions in bytes, as libfdisk's:
+ * 1 MiB, or one sector on disks of at most 4 MiB. */
+uint64_t vdisk_part_grain(const vdisk_ptable *t);
+
 /* vdisk_part_geometry: the CHS geometry sfdisk reports: the label's for sun
  * and bsd, else 255 heads, 63 sectors a track, and the cylinders that fit. */
 void vdisk_part_geometry(const vdisk_ptable *t, unsigned *heads, unsigned *sectors,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "partpath.h"
 
 static void help(void)
 {
@@ -214,12 +215,13 @@ static void print_json(vdisk_ptable *t, const char *device)
         uint64_t first, last;
         vdisk_part_usable(t, &first, &last);
         printf("      \"firstlba\": %" PRIu64 ",\n      \"lastlba\": %" PRIu64 ",\n", first, last);
-        /* sfdisk writes the script's headers: this one as a string.  Its
-         * "grain" header appears only for a grain other than 1 MiB, which
-         * vdisk never has. */
+        /* sfdisk writes the script's headers: this one as a string. */
         if (vdisk_part_entries(t) != 128)
             printf("      \"table-length\": \"%u\",\n", vdisk_part_entries(t));
     }
+    /* The grain, when not 1 MiB (disks of at most 4 MiB), a string too. */
+    if (vdisk_part_grain(t) != 1u << 20)
+        printf("      \"grain\": \"%" PRIu64 "\",\n", vdisk_part_grain(t));
     printf("      \"sectorsize\": %u", vdisk_part_sector_size(t));
     size_t n = vdisk_part_count(t);
     if (n) {
@@ -487,6 +489,8 @@ static void print_dump(vdisk_ptable *t, const char *device)
         if (vdisk_part_entries(t) != 128)
             printf("table-length: %u\n", vdisk_part_entries(t));
     }
+    if (vdisk_part_grain(t) != 1u << 20)
+        printf("grain: %" PRIu64 "\n", vdisk_part_grain(t));
     printf("sector-size: %u\n", vdisk_part_sector_size(t));
     size_t n = vdisk_part_count(t);
     if (n)
@@ -1025,6 +1029,8 @@ int cmd_part(int argc, char **argv)
             return 1;
         }
     }
+    if (!o.ss)
+        o.ss = cli_sector_size; /* main() takes --sector-size for every verb */
     char **args = argv + 1 + optind;
     int nargs = argc - 1 - optind;
     if (nargs < 1) {
