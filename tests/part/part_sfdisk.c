@@ -128,6 +128,28 @@ START_TEST(new_tables_as_sfdisk)
            " %s part add -f raw --type=5 v.img && %s part add -f raw --size=1M v.img &&"
            " %s part add -f raw v.img && cmp s.img v.img", scratch_dir(), vdisk_bin(),
            vdisk_bin(), vdisk_bin(), vdisk_bin(), vdisk_bin());
+    /* Sizes with a unit end on the grain (the nearest), sizes in sectors
+     * do not: through add and through apply. */
+    static const char *const scripts[] = {
+        "label: dos\\nlabel-id: 0x12345678\\nsize=1500K\\nsize=3000\\ntype=5\\n"
+        "size=5000K\\n,\\n",
+        "label: gpt\\nlabel-id: 11111111-2222-3333-4444-555555555555\\n"
+        "size=1500K, uuid=AAAAAAAA-BBBB-CCCC-DDDD-000000000001\\n"
+        "size=3000, uuid=AAAAAAAA-BBBB-CCCC-DDDD-000000000002\\n"
+        "size=5000K, uuid=AAAAAAAA-BBBB-CCCC-DDDD-000000000003\\n"
+        "uuid=AAAAAAAA-BBBB-CCCC-DDDD-000000000004\\n",
+    };
+    for (int i = 0; i < 2; i++) {
+        sfdisk_image("s.img", "64M", scripts[i]);
+        RUN_OK("cd '%s' && rm -f v.img && truncate -s 64M v.img && printf '%s' |"
+               " %s part apply -f raw v.img && cmp s.img v.img", scratch_dir(), scripts[i],
+               vdisk_bin());
+    }
+    RUN_OK("cd '%s' && rm -f v.img && truncate -s 64M v.img && %s part create -f raw"
+           " --table=gpt --id=11111111-2222-3333-4444-555555555555 v.img && for s in 1500K:1"
+           " 3000:2 5000K:3 :4; do z=${s%%:*}; %s part add -f raw ${z:+--size=$z}"
+           " --uuid=AAAAAAAA-BBBB-CCCC-DDDD-00000000000${s#*:} v.img || exit 1; done &&"
+           " cmp s.img v.img", scratch_dir(), vdisk_bin(), vdisk_bin());
 }
 END_TEST
 

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tools/vdisk/cmd_part.c: vdisk part: partition tables (MBR, GPT) of raw
- * and qcow2 images.  list --output=json prints what sfdisk --json prints,
- * dump and apply speak sfdisk's script format (sfdisk -d).
+ * tools/vdisk/cmd_part.c: vdisk part: partition tables (MBR, GPT; sun, sgi
+ * and bsd disklabels read only) of raw and qcow2 images.  list prints what
+ * sfdisk -l prints, --output=json what sfdisk --json prints, dump and apply
+ * speak sfdisk's script format (sfdisk -d); doc/part.md lists where and
+ * why vdisk differs.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -18,9 +20,11 @@ static void help(void)
 {
     printf("usage: vdisk part COMMAND [OPTIONS] IMAGE [ARGS]\n"
            "\n"
-           "Partition tables (MBR and GPT) of raw and qcow2 images, edited in place.\n"
+           "Partition tables (MBR and GPT) of raw and qcow2 images, edited in place;\n"
+           "Sun, SGI and BSD disklabels listed (read only).\n"
            "\n"
-           "  list [--output=human|json] IMAGE   the partitions (json: as sfdisk --json)\n"
+           "  list [--output=human|json] IMAGE   the partitions as sfdisk -l lists them\n"
+           "                                     (json: as sfdisk --json)\n"
            "  dump IMAGE                         the table as an sfdisk script (sfdisk -d)\n"
            "  apply IMAGE [SCRIPT]               writes a table from an sfdisk script\n"
            "                                     (standard input without SCRIPT)\n"
@@ -38,7 +42,8 @@ static void help(void)
            "Options for every command:\n"
            "  -f, --format=FMT      the image's format (probed when not given)\n"
            "  --sector-size=512|4096  the logical sector size (found from the table or\n"
-           "                        the device when not given)\n"
+           "                        the device when not given); every vdisk verb takes\n"
+           "                        it for IMAGE:pN (an MBR of 4096-byte sectors in a file)\n"
            "\n"
            "Start and size are sectors, or bytes with a suffix (K, M, G, T: powers of\n"
            "1024).  Default start: the first free sector aligned to 1 MiB; default size:\n"
@@ -194,6 +199,54 @@ static void script_quoted(FILE *f, const char *s)
             fputc(*p, f);
     }
     fputc('"', f);
+}
+
+/* A size given with a unit ("1500K"), not in sectors. */
+static bool has_unit(const char *size)
+{
+    if (size && *size == '+')
+        size++;
+    return size && *size && size[strspn(size, "0123456789")] != '\0';
+}
+
+/*
+ * As libfdisk does for a size given with a unit: the end of partition *P,
+ * just added, moves to the aligned sector nearest to it within the free
+ * area after its start (then one before it), when that area holds more
+ * than a grain.  A size in sectors is kept as it is.
+ */
+static void align_end(vdisk_ptable *t, struct vdisk_partition *p)
+{
+    uint64_t g = vdisk_part_grain(t) / vdisk_part_sector_size(t);
+    uint64_t f = p->start, l = p->start + p->size - 1, want = p->size;
+    struct vdisk_partition m = {.struct_size = sizeof m};
+    if (g < 2 || vdisk_part_resize(t, p->number, 0) < 0 ||
+        vdisk_part_find(t, p->number, &m) < 0)
+        return;
+    uint64_t dl = m.start + m.size - 1; /* the end of the free area */
+    if (vdisk_part_kind(t) == VDISK_PT_GPT) {
+        uint64_t first, last;
+        vdisk_part_usable(t, &first, &last);
+        if (dl == last) { /* the default end there, as vdisk_part_add sets it */
+            uint64_t a = f, z = last;
+            if (a + g <= z) {
+                a = a % g ? (a + g) / g * g : a;
+                z = z / g * g;
+            }
+            dl = a + g > z ? last - 1 : z - 1;
+        }
+    }
+    if (l != dl && l - f > g && f + g <= dl) {
+        uint64_t a = f % g ? (f + g) / g * g : f, z = dl / g * g;
+        if (a + g <= z) {
+            uint64_t x = l % g ? (l + g / 2) / g * g : l;
+            uint64_t res = x < a ? a : x > z ? z : x;
+            if (res > f)
+                want = res - f;
+        }
+    }
+    if (vdisk_part_resize(t, p->number, want) == 0)
+        p->size = want;
 }
 
 /* ---- list, dump ---------------------------------------------------------------- */
@@ -629,6 +682,8 @@ static int apply_part(vdisk_ptable *t, const struct script_part *sp, int lineno)
         fprintf(stderr, "vdisk: line %d: %s\n", lineno, vdisk_get_error());
         return -1;
     }
+    if (has_unit(sp->size))
+        align_end(t, &p);
     return 0;
 }
 
@@ -873,6 +928,8 @@ static int edit(const char *verb, vdisk_dev *dev, const struct popts *o, char **
             cli_lib_error();
             r = -1;
         }
+        if (r == 0 && has_unit(o->size))
+            align_end(t, &p);
         if (r == 0)
             printf("Created partition %u: sectors %" PRIu64 "-%" PRIu64 ".\n", p.number,
                    p.start, p.start + p.size - 1);
