@@ -6,8 +6,9 @@
  *     `--output=json` as `sfdisk -J`, `part dump` as `sfdisk -d`, for MBRs
  *     (extended, logical, bootable, type 0 with a size, no sectors), GPTs
  *     (named types, unknown ones, table-length, small disks' grain);
- *   - new tables (`part create` + `add`) are the images sfdisk writes from
- *     the same script, ids fixed;
+ *   - new tables (`part create` + `add`, `part apply`) are the images sfdisk
+ *     writes from the same script, ids fixed (4096-byte sectors too, where
+ *     a loop device of 4096-byte sectors can be set up);
  *   - MBRs of 4096-byte-sector disks through IMAGE:pN and --sector-size
  *     (fdisk -b 4096 makes and lists them: sfdisk 2.38 has no option for it);
  *   - sun, sgi and bsd disklabels are listed as sfdisk lists them and
@@ -153,6 +154,55 @@ START_TEST(new_tables_as_sfdisk)
 }
 END_TEST
 
+/* The same with 4096-byte sectors: sfdisk writes through a loop device of
+ * 4096-byte sectors, vdisk into the file with --sector-size=4096. */
+START_TEST(new_4096_tables_as_sfdisk)
+{
+    require_program("sfdisk");
+    const char *d = scratch_dir();
+    RUN_OK("cd '%s' && rm -f s.img && truncate -s 64M s.img", d);
+    struct run *r = run("cd '%s' && losetup -f --show -b 4096 s.img", d);
+    if (r->status != 0) {
+        skip_note("new_4096_tables_as_sfdisk: no loop device with 4096-byte sectors"
+                  " (losetup -b 4096: %s)", r->err);
+        return;
+    }
+    char loop[64];
+    snprintf(loop, sizeof loop, "%s", r->out);
+    loop[strcspn(loop, "\n")] = '\0';
+    static const char *const scripts[] = {
+        "label: gpt\\nlabel-id: 11111111-2222-3333-4444-555555555555\\n"
+        "size=1M, uuid=AAAAAAAA-BBBB-CCCC-DDDD-000000000001\\n"
+        "size=1500K, type=S, uuid=AAAAAAAA-BBBB-CCCC-DDDD-000000000002\\n"
+        "uuid=AAAAAAAA-BBBB-CCCC-DDDD-000000000003\\n",
+        "label: dos\\nlabel-id: 0x12345678\\nsize=1M\\nsize=1500K, type=82\\ntype=5\\nsize=2M\\n"
+        ",\\n",
+    };
+    for (int i = 0; i < 2; i++) {
+        r = run("cd '%s' && dd if=/dev/zero of=%s bs=1M count=64 status=none && printf '%s' |"
+                " sfdisk -q --no-reread --no-tell-kernel %s", d, loop, scripts[i], loop);
+        if (r->status != 0)
+            break;
+        r = run("cd '%s' && rm -f v.img && truncate -s 64M v.img && printf '%s' | %s part apply"
+                " -f raw --sector-size=4096 v.img && cmp s.img v.img", d, scripts[i],
+                vdisk_bin());
+        if (r->status != 0)
+            break;
+    }
+    int status = r->status;
+    char *why = strdup(r->err), *cmd = strdup(harness_last_cmd());
+    RUN_OK("losetup -d %s", loop);
+    ck_assert_msg(status == 0, "%s: %s", cmd, why);
+    free(why);
+    free(cmd);
+    RUN_OK("cd '%s' && rm -f v.img && truncate -s 64M v.img && %s part create -f raw"
+           " --sector-size=4096 --table=mbr --id=0x12345678 v.img && for a in --size=1M"
+           " '--size=1500K --type=82' --type=5 --size=2M ''; do %s part add -f raw"
+           " --sector-size=4096 $a v.img || exit 1; done && cmp s.img v.img", d, vdisk_bin(),
+           vdisk_bin());
+}
+END_TEST
+
 /* An MBR of a 4096-byte-sector disk in an image file: --sector-size for
  * part and for every verb that takes IMAGE:pN. */
 START_TEST(mbr_of_4096_byte_sectors)
@@ -242,6 +292,9 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("new_tables_as_sfdisk");
     tcase_add_test(tc, new_tables_as_sfdisk);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("new_4096_tables_as_sfdisk");
+    tcase_add_test(tc, new_4096_tables_as_sfdisk);
     suite_add_tcase(s, tc);
     tc = tcase_create("mbr_of_4096_byte_sectors");
     tcase_add_test(tc, mbr_of_4096_byte_sectors);
