@@ -242,6 +242,21 @@ START_TEST(disklabels_read_only)
     const char *d = scratch_dir();
     sfdisk_image("sun.img", "64M", "label: sun\\nsize=16M, type=83\\nsize=8M, type=82\\n,,5\\n");
     same_as_sfdisk("sun.img");
+    /* Sun's flags: u (unmountable), r (read-only), both; the checksum redone. */
+    FILE *f = fopen(scratch("sun.img"), "r+b");
+    ck_assert_ptr_nonnull(f);
+    unsigned char s0[512];
+    ck_assert_uint_eq(fread(s0, 1, 512, f), 512);
+    s0[145] = 0x01, s0[149] = 0x10, s0[153] = 0x11;
+    s0[510] = s0[511] = 0;
+    unsigned x = 0;
+    for (int i = 0; i < 255; i++)
+        x ^= (unsigned)s0[2 * i] << 8 | s0[2 * i + 1];
+    s0[510] = (unsigned char)(x >> 8), s0[511] = (unsigned char)x;
+    ck_assert_int_eq(fseek(f, 0, SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(s0, 1, 512, f), 512);
+    ck_assert_int_eq(fclose(f), 0);
+    same_as_sfdisk("sun.img");
     sfdisk_image("sgi.img", "64M", "label: sgi\\nsize=16M, type=83\\nsize=8M, type=82\\n");
     same_as_sfdisk("sgi.img");
     /* A BSD label: fdisk nests one in a FreeBSD MBR partition; its sector
