@@ -349,14 +349,14 @@ START_TEST(foreign_formats_refused)
         struct run *r = IN_SCRATCH("'%s' info '%s'", vdisk_bin(), s->file);
         ck_assert_int_eq(r->status, 1);
         ck_assert_str_eq(r->out, "");
-        ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s\n", msg));
+        ck_assert_str_eq(r->err, fmt("vdisk: %s\n", msg));
         r = IN_SCRATCH("'%s' convert -O raw '%s' out.raw", vdisk_bin(), s->file);
         ck_assert_int_eq(r->status, 1);
-        ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s\n", msg));
+        ck_assert_str_eq(r->err, fmt("vdisk: %s\n", msg));
         ck_assert_int_ne(access(scratch("out.raw"), F_OK), 0);
         r = IN_SCRATCH("'%s' io -c 'read 0 512' '%s'", vdisk_bin(), s->file);
         ck_assert_int_eq(r->status, 1);
-        ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s\n", msg));
+        ck_assert_str_eq(r->err, fmt("vdisk: %s\n", msg));
         /* -f raw opens anything as raw. */
         r = IN_SCRATCH("'%s' info -f raw '%s'", vdisk_bin(), s->file);
         ck_assert_msg(r->status == 0, "%s: %s", s->file, r->err);
@@ -463,7 +463,7 @@ START_TEST(exploit_end_to_end)
      * reach when the format is probed: backing-confine is on by default. */
     r = IN_SCRATCH("cd vm && '%s' serve --vhost-user-blk vu.sock disk.img", vdisk_bin());
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: disk.img: the backing file name '%s' "
+    ck_assert_str_eq(r->err, fmt("vdisk: disk.img: the backing file name '%s' "
                                  "leads outside the image's folder, which "
                                  "backing-confine=on forbids\n", secret));
     ck_assert_int_ne(access(scratch("vm/vu.sock"), F_OK), 0);

@@ -74,7 +74,7 @@ static vdisk_iso *open_iso(const char *path, const struct iopts *o, bool quiet)
         return NULL;
     }
     if (!quiet && vdisk_iso_warning(iso))
-        fprintf(stderr, "vdisk: warning: %s\n", vdisk_iso_warning(iso));
+        fprintf(stderr, "%s: warning: %s\n", cli_progname, vdisk_iso_warning(iso));
     return iso;
 }
 
