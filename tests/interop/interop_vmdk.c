@@ -114,7 +114,7 @@ START_TEST(parent_chain)
     free(b);
     struct run *r = run("cd '%s' && '%s' info child.vmdk", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_msg(strstr(r->err, "vdisk_open: child.vmdk: the parent 'base.vmdk' has CID "
+    ck_assert_msg(strstr(r->err, "vdisk: child.vmdk: the parent 'base.vmdk' has CID "
                                  "0badc0de; the descriptor's parentCID is ") != NULL, "%s",
                   r->err);
 }
