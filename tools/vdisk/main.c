@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "partpath.h"
 
 static const struct {
     const char *name;
@@ -143,6 +144,10 @@ int main(int argc, char **argv)
                 return commands[i].fn(2, args);
         return unknown_command(argv[2]);
     }
+    /* --sector-size for every verb: the tables behind IMAGE:pN (partpath.c). */
+    argc = cli_take_sector_size(argc, argv);
+    if (argc < 0)
+        return 1;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);
