@@ -210,6 +210,7 @@ struct rr {
     bool has_mtime, has_atime, has_ctime;
     size_t nlen, tlen;
     bool sl_more; /* the last SL entry had its CONTINUE flag */
+    bool sl_sep;  /* and its last component takes a '/' after it */
     struct zisofs zf;
     /* Last, so that rr_parse clears what comes before and only the first
      * byte of these (5 KiB, for every record read). */
@@ -229,19 +230,24 @@ static int rr_append(char *dst, size_t *len, size_t max, const void *src, size_t
 }
 
 /*
- * One SL entry (LEN bytes at P), joined as libarchive (bsdtar) joins them,
- * which keeps the components mkisofs 2.01 wrote for empty ones:
+ * One SL entry (LEN bytes at P), joined as libarchive (bsdtar) and the
+ * Linux kernel join them, which keeps the components mkisofs 2.01 wrote
+ * for empty ones:
  *   - an SL entry after one without the CONTINUE flag (bit 0 of its flags
  *     byte) starts the target afresh; a flags byte other than 0 or 1 ends
  *     the entry (nothing more of it is read);
- *   - the first component of an entry goes on without a '/', every later
- *     one after a '/', except after a component with its CONTINUE bit (the
- *     text goes on) or a ROOT one (which is a "/" itself);
+ *   - a component goes on after a '/', except the target's first one, one
+ *     after a component with its CONTINUE bit (the text goes on) and one
+ *     after ROOT (which is a "/" itself);
  *   - CURRENT is ".", PARENT "..", ROOT "/" (in the middle too: mkisofs
  *     2.01 wrote ".///file" as CURRENT ROOT ROOT "file"), bit 4 (once
  *     VOLROOT) restarts the target as "ROOT", bit 5 (once HOST) is
  *     "hostname"; a component with other flags, or running past the
  *     entry, ends the entry.
+ * libarchive leaves out the '/' between the last component of an SL entry
+ * and the first of the next one (genisoimage splits long targets there:
+ * "comp010comp011"); the kernel, xorriso and isoinfo keep it, and so does
+ * vdisk, which gives the target the symlink was made with.
  */
 static int rr_sl(struct rr *rr, const uint8_t *p, size_t len)
 {
@@ -249,11 +255,11 @@ static int rr_sl(struct rr *rr, const uint8_t *p, size_t len)
         rr->tlen = 0;
         rr->target[0] = '\0';
     }
-    rr->sl_more = false;
+    const char *sep = rr->sl_more && rr->sl_sep ? "/" : "";
+    rr->sl_more = rr->sl_sep = false;
     if (len < 5 || p[4] > 1)
         return 0;
     rr->sl_more = p[4] == 1;
-    const char *sep = "";
     size_t i = 5;
     while (i + 2 <= len) {
         unsigned cf = p[i], cl = p[i + 1];
@@ -299,6 +305,7 @@ static int rr_sl(struct rr *rr, const uint8_t *p, size_t len)
         }
         if (r < 0)
             return r;
+        rr->sl_sep = *sep != '\0';
         if (cl > len - i)
             break;
         i += cl;
@@ -306,9 +313,16 @@ static int rr_sl(struct rr *rr, const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Parses one System Use area; *CE gets a continuation area when one is named. */
+/*
+ * Parses one System Use area; *CE gets a continuation area when one is
+ * named.  In a continuation area (LENIENT), an entry whose length does not
+ * fit ends the area: genisoimage names continuation areas longer than
+ * what it wrote in them, and the bytes after are another record's (the
+ * kernel and libarchive stop there too).  In a record's own area it is
+ * damage: -EINVAL.
+ */
 static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off,
-                   uint32_t *ce_len, bool *stop)
+                   uint32_t *ce_len, bool *stop, bool lenient)
 {
     size_t i = 0;
     while (i + 4 <= len) {
@@ -316,6 +330,8 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
         unsigned l = p[2];
         if (p[0] == 0)
             break; /* padding */
+        if ((l < 4 || l > len - i) && lenient)
+            break;
         if (l < 4 || l > len - i)
             return err_set(-EINVAL, "SUSP entry '%c%c' at byte %zu of a System Use area of "
                            "%zu bytes: length %u, expected 4 to %zu",
@@ -418,7 +434,7 @@ static int rr_parse(struct vdisk_iso *iso, const uint8_t *rec, size_t len, unsig
     uint64_t ce_off = 0, seen[ISO_MAX_CE];
     uint32_t ce_len = 0;
     bool stop = false;
-    int r = rr_area(rr, rec + su + skip, len - su - skip, &ce_off, &ce_len, &stop);
+    int r = rr_area(rr, rec + su + skip, len - su - skip, &ce_off, &ce_len, &stop, false);
     uint8_t *buf = NULL;
     for (unsigned n = 0; r == 0 && !stop && ce_len; n++) {
         if (n >= ISO_MAX_CE) {
@@ -451,7 +467,7 @@ static int rr_parse(struct vdisk_iso *iso, const uint8_t *rec, size_t len, unsig
             break;
         uint32_t l = ce_len;
         ce_len = 0;
-        r = rr_area(rr, buf, l, &ce_off, &ce_len, &stop);
+        r = rr_area(rr, buf, l, &ce_off, &ce_len, &stop, true);
     }
     free(buf);
     return r;
