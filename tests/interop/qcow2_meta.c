@@ -144,7 +144,7 @@ START_TEST(bitmaps_refuse_read_write)
 {
     const char *img = bitmap_image("rw.qcow2");
     RUN_OK("cp '%s' before.qcow2", img);
-    const char *msg = fmt("vdisk: vdisk_open: %s: the image has 4 persistent dirty bitmaps, "
+    const char *msg = fmt("vdisk: %s: the image has 4 persistent dirty bitmaps, "
                           "which vdisk does not keep up to date: it can only be opened "
                           "read-only (the open option drop-bitmaps=on deletes them)\n", img);
     const char *verbs[] = {

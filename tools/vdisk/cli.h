@@ -53,10 +53,18 @@ const char *bitmap_flag(uint32_t flags, unsigned k);
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);
 
-/* Prints "vdisk: MESSAGE" on stderr. */
+/* The name errors start with: "vdisk", or "qemu-img"/"qemu-io" when vdisk
+ * runs as them (main.c: argv[0]'s name or $VDISK_PROG). */
+extern const char *cli_progname;
+/* Prints "PROGNAME: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints the library's last error on stderr ("vdisk: ..."). */
+/* Prints the library's last error on stderr ("vdisk: ..."), without the
+ * name of the library call that failed (cli_lib_detail()). */
 void cli_lib_error(void);
+/* The library's failure to open FILE as cli_lib_error() prints it, or
+ * run as qemu-img "qemu-img: Could not open 'FILE': MESSAGE" and as
+ * qemu-io "qemu-io: can't open device FILE: MESSAGE", their words. */
+void cli_open_error(const char *file);
 /* The library's last message on this thread without the name of the call
  * that failed, for the CLI's own words before it. */
 const char *cli_lib_detail(void);

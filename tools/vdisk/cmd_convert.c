@@ -154,7 +154,7 @@ static void salvage(struct conv *c, struct src *s, uint8_t *buf, uint64_t in, ui
         int r = vdisk_pread(s->dev, buf + pos, n, in + pos);
         if (r < 0) {
             if (!c->quiet)
-                fprintf(stderr, "vdisk: warning: error while reading offset %" PRIu64 ": %s\n",
+                fprintf(stderr, "%s: warning: error while reading offset %" PRIu64 ": %s\n", cli_progname,
                         in + pos, strerror(-r));
             memset(buf + pos, 0, n);
         }

@@ -679,7 +679,7 @@ static int apply_part(vdisk_ptable *t, const struct script_part *sp, int lineno)
     }
     if (vdisk_part_add(t, &p) < 0 ||
         (gpt && sp->type && *sp->type && vdisk_part_set_type(t, p.number, sp->type) < 0)) {
-        fprintf(stderr, "vdisk: line %d: %s\n", lineno, vdisk_get_error());
+        fprintf(stderr, "%s: line %d: %s\n", cli_progname, lineno, cli_lib_detail());
         return -1;
     }
     if (has_unit(sp->size))
