@@ -445,6 +445,41 @@ START_TEST(rr_cl_loop)
 END_TEST
 
 /*
+ * A directory reached by two paths (a CL entry naming "adir" too): walked
+ * once, the second path named, exit 1; so a graph whose paths meet again
+ * and again (2^N paths over N directories) costs N walks, not 2^N.
+ */
+START_TEST(rr_cl_shared)
+{
+    load();
+    uint32_t adir = le32(record("ADIR") + 2);
+    uint8_t *px = susp_entry(record("HELLO"), "PX");
+    ck_assert_ptr_nonnull(px);
+    unsigned l = px[2];
+    memset(px, 0, l);
+    px[0] = 'C';
+    px[1] = 'L';
+    px[2] = (uint8_t)l;
+    px[3] = 1;
+    put_both32(px + 4, adir);
+    const char *path = scratch("cl-shared.iso"), *x = scratch("cl-shared");
+    write_file(path, img, img_len);
+    struct run *r = run("%s iso ls -R '%s'", vdisk_bin(), path);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->out, ".\nadir\nadir/sub\nboot.catalog\nboot.img\nhello.txt\n");
+    ck_assert_str_eq(r->err, fmt("vdisk: hello.txt: the directory at block %u is listed "
+                                 "already, under another path; not listed again\n", adir));
+    RUN_OK("rm -rf '%s'", x);
+    r = run("%s iso extract '%s' / '%s'", vdisk_bin(), path, x);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, fmt("vdisk: /hello.txt: the directory at block %u is extracted "
+                                 "already, under another path (a directory loop?); not "
+                                 "again\n", adir));
+    RUN_OK("test -d '%s/adir/sub' && test -f '%s/boot.img'", x, x);
+}
+END_TEST
+
+/*
  * Rock Ridge SL records written by hand over 13-byte targets (an SL entry
  * of 20 bytes): ROOT, CURRENT and PARENT components as mkisofs 2.01 wrote
  * them for empty components, a component continued into the next SL
@@ -514,6 +549,7 @@ static Suite *suite(void)
     tcase_add_test(tc, not_an_iso);
     tcase_add_test(tc, eltorito_checksum);
     tcase_add_test(tc, rr_cl_loop);
+    tcase_add_test(tc, rr_cl_shared);
     tcase_add_test(tc, sl_components);
     suite_add_tcase(s, tc);
     return s;
