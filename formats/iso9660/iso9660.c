@@ -82,6 +82,14 @@ struct vdisk_iso {
     struct vdisk_iso_boot boot[ISO_MAX_BOOT];
     unsigned nboot;
     char warning[640];         /* "" when none */
+    /* The last directory looked up by descent alone (no ".", "..", symlink):
+     * its path, the end of each component in it, the extents of the
+     * directories down to it.  A lookup below it starts there, so that a
+     * walk of the tree costs one directory read per lookup, not its depth. */
+    char *lc_path;
+    size_t *lc_ends;           /* [1..lc_depth] */
+    struct extent *lc_dirs;    /* [0..lc_depth] */
+    unsigned lc_depth;
 };
 
 /* ---- Small helpers -------------------------------------------------------- */
@@ -815,20 +823,41 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
      * path ends there.  WORK, the path left to resolve, is as long as it
      * needs to be (at most 2 * VDISK_ISO_LOOKUP_MAX after symlinks). */
     unsigned cap = 16;
+    while (cap < iso->lc_depth + 2)
+        cap *= 2;
     struct extent *dirs = malloc(cap * sizeof *dirs);
+    size_t *ends = malloc(cap * sizeof *ends);
     struct node *cur = calloc(1, sizeof *cur), *child = calloc(1, sizeof *child);
     char *work = strdup(path);
     int r = 0;
-    if (!dirs || !cur || !child || !work) {
+    if (!dirs || !ends || !cur || !child || !work) {
         r = err_set(-ENOMEM, "out of memory");
         goto out;
     }
     unsigned depth = 0, hops = 0;
-    bool stale = false;
+    bool stale = false, pure = true; /* pure: descent alone, cacheable */
     r = root_node(iso, cur);
     if (r == 0)
         dirs[0] = (struct extent){cur->dir_off, cur->dir_len};
+    ends[0] = 0;
     size_t pos = 0;
+    /* Below the longest cached directory on the way, when a component is
+     * left to resolve after it (the entry itself is then read whole). */
+    for (unsigned j = iso->lc_depth; r == 0 && j >= 1; j--) {
+        size_t e = iso->lc_ends[j], q = e;
+        if (strncmp(work, iso->lc_path, e) || work[e] != '/')
+            continue;
+        while (work[q] == '/')
+            q++;
+        if (!work[q])
+            continue;
+        memcpy(dirs, iso->lc_dirs, (j + 1) * sizeof *dirs);
+        memcpy(ends, iso->lc_ends, (j + 1) * sizeof *ends);
+        depth = j;
+        pos = e;
+        stale = true;
+        break;
+    }
     while (r == 0) {
         while (work[pos] == '/')
             pos++;
@@ -837,9 +866,12 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
         const char *comp = work + pos;
         size_t clen = strcspn(comp, "/");
         pos += clen;
-        if (clen == 1 && comp[0] == '.')
+        if (clen == 1 && comp[0] == '.') {
+            pure = false;
             continue;
+        }
         if (clen == 2 && comp[0] == '.' && comp[1] == '.') {
+            pure = false;
             if (depth) {
                 depth--;
                 stale = true;
@@ -859,11 +891,14 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
         if (depth + 1 >= cap) {
             unsigned ncap = cap * 2 > ISO_MAX_DEPTH + 1 ? ISO_MAX_DEPTH + 1 : cap * 2;
             struct extent *nd = realloc(dirs, ncap * sizeof *dirs);
-            if (!nd) {
+            if (nd)
+                dirs = nd;
+            size_t *ne = nd ? realloc(ends, ncap * sizeof *ends) : NULL;
+            if (!ne) {
                 r = err_set(-ENOMEM, "out of memory");
                 break;
             }
-            dirs = nd;
+            ends = ne;
             cap = ncap;
         }
         struct find_ctx f = {comp, clen, child, false};
@@ -879,6 +914,7 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
             if (work[k] != '/')
                 last = false;
         if (child->e.type == VDISK_ISO_SYMLINK && (!last || follow)) {
+            pure = false;
             if (++hops > ISO_MAX_HOPS) {
                 r = err_set(-ELOOP, "%.200s: more than %d symlinks", path, ISO_MAX_HOPS);
                 break;
@@ -914,10 +950,32 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
         stale = false;
         depth++;
         dirs[depth] = (struct extent){cur->dir_off, cur->dir_len};
+        ends[depth] = pos;
     }
     if (r == 0 && stale) {
         node_free(cur);
         r = depth ? read_dot(iso, dirs[depth].off, iso->ns, cur) : root_node(iso, cur);
+    }
+    if (r == 0 && pure && depth && cur->e.type == VDISK_ISO_DIR) {
+        /* Kept for the next lookup (a failed copy only loses the cache). */
+        char *cp = strndup(work, ends[depth]);
+        size_t *ce = malloc((depth + 1) * sizeof *ce);
+        struct extent *cd = malloc((depth + 1) * sizeof *cd);
+        if (cp && ce && cd) {
+            memcpy(ce, ends, (depth + 1) * sizeof *ce);
+            memcpy(cd, dirs, (depth + 1) * sizeof *cd);
+            free(iso->lc_path);
+            free(iso->lc_ends);
+            free(iso->lc_dirs);
+            iso->lc_path = cp;
+            iso->lc_ends = ce;
+            iso->lc_dirs = cd;
+            iso->lc_depth = depth;
+        } else {
+            free(cp);
+            free(ce);
+            free(cd);
+        }
     }
     if (r == 0) {
         *out = *cur;
@@ -932,6 +990,7 @@ out:
     free(cur);
     free(child);
     free(dirs);
+    free(ends);
     free(work);
     return r;
 }
@@ -1683,6 +1742,9 @@ VDISK_EXPORT void vdisk_iso_close(vdisk_iso *iso)
     if (!iso)
         return;
     dev_unref(iso->dev);
+    free(iso->lc_path);
+    free(iso->lc_ends);
+    free(iso->lc_dirs);
     free(iso);
 }
 

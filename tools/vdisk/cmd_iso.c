@@ -259,11 +259,50 @@ static dev_t pn_dev(uint64_t rdev)
     return hi ? makedev(hi, lo) : (dev_t)lo;
 }
 
+/*
+ * The directories already walked, by extent: a hostile image can make its
+ * directories a graph (a Joliet tree, or Rock Ridge CL entries, are not
+ * checked at open), with loops or with paths that meet again, whose walk
+ * would never end; each directory is walked once.
+ */
+struct seen {
+    uint32_t *v;
+    size_t n, cap;
+};
+
+/* Adds BLOCK: 1 when it was there already, 0, -1 when out of memory. */
+static int seen_add(struct seen *s, uint32_t block)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid] == block)
+            return 1;
+        if (s->v[mid] < block)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        uint32_t *nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        s->v = nv;
+        s->cap = cap;
+    }
+    memmove(s->v + lo + 1, s->v + lo, (s->n - lo) * sizeof *s->v);
+    s->v[lo] = block;
+    s->n++;
+    return 0;
+}
+
 struct lsstate {
     vdisk_iso *iso;
     const struct iopts *o;
     bool first;
     bool failed;   /* a directory could not be listed: exit 1 */
+    struct seen seen;
     uint32_t stack[MAX_DEPTH + 1];
 };
 
@@ -336,6 +375,16 @@ static bool may_descend(struct lsstate *st, const char *p, const char *s,
     if (depth + 1 > MAX_DEPTH || strlen(p) > VDISK_ISO_LOOKUP_MAX) {
         cli_error("warning: %s: more than %d levels (or %d bytes) deep; its entries are not "
                   "listed", s, MAX_DEPTH, VDISK_ISO_LOOKUP_MAX);
+        return false;
+    }
+    int r = seen_add(&st->seen, e->extent);
+    if (r) {
+        if (r < 0)
+            cli_error("out of memory");
+        else
+            cli_error("%s: the directory at block %" PRIu32 " is listed already, under another "
+                      "path; not listed again", s, e->extent);
+        st->failed = true;
         return false;
     }
     return true;
@@ -447,8 +496,14 @@ static int do_ls(vdisk_iso *iso, const struct iopts *o, const char *path)
         if (o->recursive)
             print_entry(&st, *sh ? sh : ".", e);
         st.stack[0] = e->extent;
-        walk(&st, *path ? path : "/", sh);
+        if (seen_add(&st.seen, e->extent) < 0) {
+            cli_error("out of memory");
+            st.failed = true;
+        } else {
+            walk(&st, *path ? path : "/", sh);
+        }
     }
+    free(st.seen.v);
     if (o->json)
         printf("%s]\n", st.first ? "" : "\n");
     free(shown);
@@ -517,6 +572,7 @@ struct xstate {
     bool modes;    /* Rock Ridge: the entries' permission bits are applied */
     bool owners;   /* Rock Ridge and run as root: owners too, as tar does */
     bool failed;   /* something was not created: exit 1 at the end */
+    struct seen seen; /* directories extracted (a graph is not a tree) */
 };
 
 static const char *special_kind(uint32_t mode)
@@ -652,6 +708,16 @@ static int extract(struct xstate *x, const char *path, const char *dest,
                   MAX_DEPTH, VDISK_ISO_LOOKUP_MAX);
         return 0;
     }
+    int seen = seen_add(&x->seen, e->extent);
+    if (seen) {
+        if (seen < 0)
+            cli_error("out of memory");
+        else
+            cli_error("%s: the directory at block %" PRIu32 " is extracted already, under "
+                      "another path (a directory loop?); not again", path, e->extent);
+        x->failed = true;
+        return seen < 0;
+    }
     bool created = true;
     if (mkdir(dest, x->modes ? 0700 : 0755) < 0) {
         struct stat st;
@@ -707,6 +773,7 @@ static int do_extract(vdisk_iso *iso, const char *path, const char *dest)
     bool rr = vdisk_iso_namespace(iso) == VDISK_ISO_NS_ROCKRIDGE;
     struct xstate x = {.iso = iso, .modes = rr, .owners = rr && geteuid() == 0};
     int rc = extract(&x, *path ? path : "/", dest, e, 0);
+    free(x.seen.v);
     free(e);
     return rc || x.failed;
 }
