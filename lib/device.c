@@ -354,6 +354,7 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
     if (r < 0)
         return r;
     if (drv == &vdisk_driver_raw) {
+        file->raw_image = true;
         *devp = file; /* a raw image is its protocol device (file or NBD) */
         return 0;
     }
@@ -389,14 +390,13 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
 
 static const char *format_name(const struct vdisk_dev *dev);
 
-/* A json: name's format beside the option "format" (FORMAT): the one they
- * say, or -EINVAL when they say different ones. */
+/* A json: name's format beside the option "format" (FORMAT): the option's
+ * when given (QEMU: the options given beside a json: name win over its
+ * own), else the name's. */
 static int json_format(const struct json_name *jn, const char *name, const char **format)
 {
-    if (jn->format && *format && strcmp(jn->format, *format))
-        return err_set(-EINVAL, "%s: the name says the format '%s', the options '%s'", name,
-                       jn->format, *format);
-    if (jn->format)
+    (void)name;
+    if (jn->format && !*format)
         *format = jn->format;
     return 0;
 }
@@ -487,8 +487,17 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
         filename = jn.filename;
     }
     struct vdisk_dev *dev = NULL;
-    if (r == 0)
+    /* json:{"driver": F, "file": {"driver": G, "file": ...}}: an image of
+     * F stored in an image of G. */
+    const char *inner_format = opt_take(&os, "file.format");
+    if (r == 0 && inner_format) {
+        struct vdisk_dev *inner = NULL;
+        r = dev_open(&inner, filename, inner_format, &params, &os);
+        if (r == 0 && (r = dev_open_format(&dev, inner, format, &params, &os)) < 0)
+            dev_unref(inner);
+    } else if (r == 0) {
         r = dev_open(&dev, filename, format, &params, &os);
+    }
     if (r == 0) {
         opt_take(&os, "backing.null"); /* (an image without a backing file) */
         r = raw_range(&dev, &os);

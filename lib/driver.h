@@ -116,6 +116,8 @@ struct vdisk_dev {
     char *filename;
     uint64_t size;             /* bytes; use dev_size() where it may grow */
     bool growable;             /* a format's file: writes past the end extend it */
+    bool raw_image;            /* set when the device is opened as a raw image
+                                  itself (no format above it) */
     uint64_t file_length;      /* raw files: the exact length at open (size is
                                   rounded up to 512), else 0 */
     uint32_t block_size;       /* logical block size reported to users */

@@ -927,10 +927,25 @@ static int translate(struct jp *j, struct json_name *out)
             pd = str(j, "file.", "driver", &r);
             if (r < 0)
                 return r;
-            if (pd && !is_protocol(pd) && driver_by_name(pd))
-                return bad(j, -ENOTSUP, "'file.driver' %s: a format over a format is not "
-                           "supported", pd);
-            r = protocol(j, "file.", pd, &out->filename, out);
+            if (pd && !is_protocol(pd) && driver_by_name(pd)) {
+                /* A format whose file is an image of another format
+                 * (one level: its own file a protocol's object). */
+                if (!has_prefix(j, "file.file."))
+                    return bad(j, -EINVAL, "A block device must be specified for "
+                               "\"file.file\"");
+                const char *ipd = str(j, "file.file.", "driver", &r);
+                if (r < 0)
+                    return r;
+                if (ipd && !is_protocol(ipd))
+                    return bad(j, -ENOTSUP, "'file.file.driver' %s: formats nested deeper "
+                               "than two are not supported", ipd);
+                if ((r = add_opt(j, out, "file.format", pd)) < 0)
+                    return r;
+                r = protocol(j, "file.file.", ipd, &out->filename, out);
+                pd = ipd;
+            } else {
+                r = protocol(j, "file.", pd, &out->filename, out);
+            }
             if (r == 0 && pd && !strcmp(pd, "rbd") && !given(j, "file.filename") &&
                 !(out->shown_file = rbd_shown(j, "file.")))
                 return j->err = err_set(-ENOMEM, "out of memory");

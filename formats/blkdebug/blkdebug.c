@@ -357,10 +357,11 @@ static void bd_submit(struct vdisk_req *req)
         [VDISK_OP_READ] = IO_READ, [VDISK_OP_WRITE] = IO_WRITE, [VDISK_OP_FLUSH] = IO_FLUSH,
         [VDISK_OP_DISCARD] = IO_DISCARD, [VDISK_OP_WRITE_ZEROES] = IO_WRITE_ZEROES,
     };
-    /* With no format above (a raw image), the events QEMU's raw driver says. */
-    if (!dev->growable && req->op == VDISK_OP_READ)
+    /* Opened as a raw image, the events QEMU's raw driver says (not while
+     * the format is probed). */
+    if (dev->raw_image && req->op == VDISK_OP_READ)
         bd_event(dev, "read_aio");
-    else if (!dev->growable && req->op == VDISK_OP_WRITE)
+    else if (dev->raw_image && req->op == VDISK_OP_WRITE)
         bd_event(dev, "write_aio");
     int err = bd_check(s, types[req->op], req->op == VDISK_OP_FLUSH ? 0 : req->offset,
                        req->op == VDISK_OP_FLUSH ? 0 : req->length);
