@@ -390,12 +390,15 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
 
 static const char *format_name(const struct vdisk_dev *dev);
 
-/* A json: name's format beside the option "format" (FORMAT): the option's
- * when given (QEMU: the options given beside a json: name win over its
- * own), else the name's. */
-static int json_format(const struct json_name *jn, const char *name, const char **format)
+/* A json: name's format beside the option "format" (FORMAT): on open the
+ * option's when given (QEMU: the options given beside a json: name win
+ * over its own), else the name's; on create (STRICT) they must agree. */
+static int json_format(const struct json_name *jn, const char *name, const char **format,
+                       bool strict)
 {
-    (void)name;
+    if (strict && jn->format && *format && strcmp(jn->format, *format))
+        return err_set(-EINVAL, "%s: the name says the format '%s', the options '%s'", name,
+                       jn->format, *format);
     if (jn->format && !*format)
         *format = jn->format;
     return 0;
@@ -476,12 +479,17 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     if (jn.read_only == 1)
         params.read_only = true; /* (false: the options may still ask for it) */
     const char *format = opt_take(&os, "format");
+    /* A protocol's object with a format beside it: QEMU takes that format
+     * for the object's driver; only the protocol itself fits. */
+    if (r == 0 && jn.protocol_only && format && strcmp(format, jn.protocol))
+        r = err_set(-EINVAL, "A block device must be specified for \"file\"");
     /* null-co as a format (qemu-io -f null-co): QEMU's null driver is a
      * protocol, the image on it raw. */
-    if (format && (!strcmp(format, "null-co") || !strcmp(format, "null-aio")))
+    if (format && (!strcmp(format, "null-co") || !strcmp(format, "null-aio") ||
+                   (jn.protocol_only && !strcmp(format, jn.protocol))))
         format = "raw";
     if (r == 0 && jn.filename) {
-        r = json_format(&jn, filename, &format);
+        r = json_format(&jn, filename, &format, false);
         if (jn.protocol_only && !format)
             format = "raw";
         filename = jn.filename;
@@ -565,7 +573,7 @@ VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t
         if (r == 0 && jn.read_only == 1)
             r = err_set(-EROFS, "%s: the name says read-only", filename);
         if (r == 0)
-            r = json_format(&jn, filename, &format);
+            r = json_format(&jn, filename, &format, true);
         if (r < 0) {
             json_name_free(&jn);
             return r;

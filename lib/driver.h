@@ -707,6 +707,9 @@ bool null_is_name(const char *filename);
  * "blkdebug:CONFIG:IMAGE" (blkdebug_is_name). */
 extern const struct vdisk_driver vdisk_driver_blkdebug;
 bool blkdebug_is_name(const char *filename);
+/* Reads LEN bytes of blkdebug rules in its config file's syntax (for
+ * fuzzing): 0, or -EINVAL with a message. */
+int blkdebug_parse_rules(const char *text, size_t len);
 
 /* Tells the device below a format (FILE) that the point EVENT of the
  * format's work happens next (its driver's debug_event; nothing for most). */

@@ -891,6 +891,30 @@ static int translate(struct jp *j, struct json_name *out)
                 return r;
         }
     }
+    if (!drv || !strcmp(drv, "qcow2")) {
+        /* qcow2's runtime options: the cache sizes vdisk takes, the others
+         * (tuning and discard policy) dropped. */
+        static const char *const taken[] = {"l2-cache-size", "refcount-cache-size"};
+        for (size_t i = 0; i < 2; i++) {
+            const char *v = str(j, "", taken[i], &r);
+            if (r == 0 && v)
+                r = add_opt(j, out, taken[i], v);
+            if (r < 0)
+                return r;
+        }
+        static const char *const dropped[] = {"cache-size", "l2-cache-entry-size",
+                                              "cache-clean-interval", "lazy-refcounts",
+                                              "pass-discard-request", "pass-discard-snapshot",
+                                              "pass-discard-other", "overlap-check",
+                                              "discard-no-unref"};
+        for (unsigned i = 0; i < j->n; i++)
+            for (size_t k = 0; k < sizeof dropped / sizeof dropped[0]; k++) {
+                size_t dl = strlen(dropped[k]);
+                if (!strncmp(j->keys[i].key, dropped[k], dl) &&
+                    (!j->keys[i].key[dl] || j->keys[i].key[dl] == '.'))
+                    j->keys[i].used = true;
+            }
+    }
     struct jkey *bk = get(j, "backing");
     if (bk && bk->type != J_NULL)
         return bad(j, -ENOTSUP, "'backing' other than null (a reference to another node) is "
@@ -913,6 +937,8 @@ static int translate(struct jp *j, struct json_name *out)
         pd = drv;
         drv = NULL;
         out->protocol_only = true;
+        if (!(out->protocol = strdup(pd)))
+            return j->err = err_set(-ENOMEM, "out of memory");
         r = protocol(j, "", pd, &out->filename, out);
     } else {
         if (drv && !driver_by_name(drv))
@@ -987,6 +1013,8 @@ void json_name_free(struct json_name *n)
     free(n->filename);
     free(n->format);
     free(n->shown_file);
+    free(n->protocol);
+    n->protocol = NULL;
     n->filename = n->format = n->shown_file = NULL;
     n->read_only = -1;
 }

@@ -22,6 +22,7 @@ struct json_name {
     char *format;   /* the format driver it names, or NULL */
     bool protocol_only; /* the object is a protocol's ("driver": "rbd"): on
                          * open the image is raw (not probed), as in QEMU */
+    char *protocol;     /* then that driver's name */
     int read_only;  /* "read-only": -1 not given, else 0 or 1 */
     char *shown_file; /* the protocol's object as qemu-img shows it in
                        * json:{"driver": FORMAT, "file": OBJECT} where that

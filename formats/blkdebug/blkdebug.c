@@ -275,6 +275,16 @@ static int bd_parse(struct blkdebug *s, const char *text, size_t len, const char
     return bd_end_rule(where, s, cur);
 }
 
+int blkdebug_parse_rules(const char *text, size_t len)
+{
+    struct blkdebug *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(-ENOMEM, "out of memory");
+    int r = bd_parse(s, text, len, "blkdebug rules");
+    free(s);
+    return r;
+}
+
 static int bd_read_config(struct blkdebug *s, const char *path)
 {
     FILE *f = fopen(path, "r");
