@@ -225,3 +225,20 @@ int opt_size(const char *key, const char *v, uint64_t min, uint64_t max, uint64_
     *out = x;
     return 0;
 }
+
+vdisk_options *opt_dup(const vdisk_options *from)
+{
+    vdisk_options *o = calloc(1, sizeof *o);
+    for (size_t i = 0; o && from && i < from->count; i++) {
+        if (options_set(o, from->keys[i], from->values[i]) < 0) {
+            vdisk_options_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+int opt_add(vdisk_options *opts, const char *key, const char *value)
+{
+    return options_set(opts, key, value);
+}

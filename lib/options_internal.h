@@ -26,4 +26,9 @@ int opt_uint(const char *key, const char *v, uint64_t min, uint64_t max, uint64_
  * [MIN, MAX]; -EINVAL with a message naming KEY and V otherwise. */
 int opt_size(const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out);
 
+/* A copy of FROM (NULL: an empty set), or NULL when out of memory. */
+vdisk_options *opt_dup(const vdisk_options *from);
+/* vdisk_options_set() for the library's own use (no error context). */
+int opt_add(vdisk_options *opts, const char *key, const char *value);
+
 #endif /* VDISK_OPTIONS_INTERNAL_H */

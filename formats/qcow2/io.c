@@ -286,6 +286,7 @@ static int wait_for_table(struct vdisk_req *req, uint64_t offset,
     l->next = s->loads;
     s->loads = l;
     pthread_mutex_unlock(&s->lock);
+    dev_debug_event(s->file, "l2_load"); /* (blkdebug) */
     req_submit(c);
     return 0;
 }
@@ -381,6 +382,7 @@ static void qc_read_loop(struct vdisk_req *req)
         struct vdisk_req *c = NULL;
         switch (m.type) {
         case QCOW2_NORMAL:
+            dev_debug_event(s->file, "read_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, n)) {
                 req_forward(req, s->file, m.host, 0);
                 return;
@@ -398,6 +400,7 @@ static void qc_read_loop(struct vdisk_req *req)
                 iov_memset(req->iov, req->iovcnt, skip + part, 0, n - part);
             if (!part)
                 goto next; /* all zeroes */
+            dev_debug_event(s->file, "read_backing_aio");
             c = child_slice(req, s->backing, VDISK_OP_READ, pos, skip, part, 0,
                             req_child_releases_parent, NULL);
             break;
@@ -653,6 +656,7 @@ static void run_write(struct qc_run *run)
     if (run->tail_len)
         v[n++] = (struct iovec){run->tail, run->tail_len};
     uint64_t host = run->host + (run->cow_start - run->c0);
+    dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
     struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE, host,
                                         run->cow_end - run->cow_start, v, n,
                                         req->flags & VDISK_REQ_FUA, run_write_done, run);
@@ -1025,6 +1029,7 @@ static void qc_write_loop(struct vdisk_req *req)
         }
         if (m.type == QCOW2_NORMAL && m.copied) {
             pthread_mutex_unlock(&s->lock);
+            dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, m.len)) {
                 req_forward(req, s->file, m.host, req->flags & VDISK_REQ_FUA);
                 return;
