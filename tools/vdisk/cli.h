@@ -98,6 +98,9 @@ struct open_args {
     bool repair;           /* open for vdisk_check's repair ("repair" option) */
     bool backing_confine;  /* backing-confine=on (untrusted images) */
     bool force_share;      /* -U: read even while another process writes */
+    const char *const *options; /* more library options: KEY, VALUE, ..., NULL */
+    bool unnamed;          /* qemu-io: the image given by options alone, open
+                            * errors as "qemu-io: can't open: MESSAGE" */
 };
 vdisk_dev *cli_open(const char *path, const struct open_args *a);
 /* --image-opts: LIST is an image given by options (KEY=VALUE,..., ",," a

@@ -402,12 +402,17 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_options_set(o, "backing-confine", "on");
     if (r == 0 && a->force_share)
         r = vdisk_options_set(o, "force-share", "on");
+    for (size_t i = 0; r == 0 && a->options && a->options[i]; i += 2)
+        r = vdisk_options_set(o, a->options[i], a->options[i + 1]);
     vdisk_dev *dev = NULL;
     if (r == 0)
         r = vdisk_open(&dev, file, o);
     vdisk_options_free(o);
     if (r < 0) {
-        cli_open_error(file);
+        if (a->unnamed && strcmp(cli_progname, "qemu-io") == 0)
+            fprintf(stderr, "qemu-io: can't open: %s\n", cli_lib_detail());
+        else
+            cli_open_error(file);
         return NULL;
     }
     return dev;
