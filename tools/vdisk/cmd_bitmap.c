@@ -206,3 +206,61 @@ out:
     free(merge_src);
     return ret;
 }
+
+/* ---- convert --bitmaps ------------------------------------------------------ */
+
+int cli_convert_bitmaps_check(int nsrc, vdisk_dev *src, const char *out_fmt, bool skip_broken)
+{
+    if (strcmp(out_fmt, "qcow2") != 0) {
+        cli_error("Format driver '%s' does not support bitmaps", out_fmt);
+        return -1;
+    }
+    if (nsrc > 1) {
+        cli_error("Copying bitmaps only possible with single source");
+        return -1;
+    }
+    if (strcmp(vdisk_get_format(src), "qcow2") != 0) {
+        cli_error("Source lacks bitmap support");
+        return -1;
+    }
+    struct vdisk_info in = {.struct_size = sizeof in};
+    if (vdisk_get_info(src, &in) < 0) {
+        cli_lib_error();
+        return -1;
+    }
+    /* (QEMU looks at them last to first) */
+    for (uint32_t i = in.nb_bitmaps; i-- > 0 && !skip_broken;) {
+        if (in.bitmaps[i].flags & VDISK_BITMAP_IN_USE) {
+            cli_error("Cannot copy inconsistent bitmap '%s'", in.bitmaps[i].name);
+            fprintf(stderr, "Try --skip-broken-bitmaps, or use '%s bitmap --remove' to delete "
+                    "it\n", cli_progname);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cli_convert_bitmaps(vdisk_dev *src, vdisk_dev *dst, bool skip_broken)
+{
+    struct vdisk_info in = {.struct_size = sizeof in};
+    if (vdisk_get_info(src, &in) < 0) {
+        cli_lib_error();
+        return -1;
+    }
+    for (uint32_t i = in.nb_bitmaps; i-- > 0 && skip_broken;)
+        if (in.bitmaps[i].flags & VDISK_BITMAP_IN_USE)
+            fprintf(stderr, "%s: warning: Skipping inconsistent bitmap '%s'\n", cli_progname,
+                    in.bitmaps[i].name);
+    for (uint32_t i = 0; i < in.nb_bitmaps; i++) {
+        const struct vdisk_bitmap_info *b = &in.bitmaps[i];
+        if (b->flags & VDISK_BITMAP_IN_USE)
+            continue;
+        unsigned flags = b->flags & VDISK_BITMAP_AUTO ? 0 : VDISK_BITMAP_ADD_DISABLED;
+        if (vdisk_bitmap_add(dst, b->name, b->granularity, flags) < 0 ||
+            vdisk_bitmap_merge(dst, b->name, src, b->name) < 0) {
+            cli_lib_error();
+            return -1;
+        }
+    }
+    return 0;
+}
