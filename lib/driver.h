@@ -550,6 +550,31 @@ enum snapshot_op {
     SNAPSHOT_DELETE,
 };
 
+/* Persistent dirty bitmaps (vdisk/bitmap.h): what the driver's bitmap op
+ * is asked to do. */
+enum bitmap_op {
+    BITMAP_ADD,        /* NAME, granularity (0: default), flags; OTHER: a
+                          bitmap disabled at the same point (may be NULL) */
+    BITMAP_REMOVE,
+    BITMAP_CLEAR,
+    BITMAP_ENABLE,
+    BITMAP_DISABLE,
+    BITMAP_MERGE,      /* OTHER on SRC (a device, maybe this one) into NAME */
+    BITMAP_STATUS,     /* NAME from offset, up to length: out_len, out_dirty */
+};
+
+struct bitmap_args {
+    enum bitmap_op op;
+    const char *name;
+    const char *other;
+    struct vdisk_dev *src;
+    uint64_t granularity;
+    unsigned flags;
+    uint64_t offset, length;
+    uint64_t out_len;
+    bool out_dirty;
+};
+
 /* One option a driver's create takes: NAME=<TYPE>, and a line of help. */
 struct create_opt {
     const char *name, *type, *help;
@@ -672,6 +697,10 @@ struct vdisk_driver {
      */
     int (*measure)(uint64_t size, struct vdisk_dev *src, struct opt_set *opts,
                    struct vdisk_measure_result *res);
+
+    /* Persistent dirty bitmaps (vdisk/bitmap.h); NULL: the format has none.
+     * The core holds a quiesce section around all but BITMAP_STATUS. */
+    int (*bitmap)(struct vdisk_dev *dev, struct bitmap_args *a);
 };
 
 extern const struct vdisk_driver vdisk_driver_raw;

@@ -248,9 +248,13 @@ int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
     bool no_grow = s->no_grow;
     if (pre)
         s->no_grow = true;
-    int r = resize_locked(s, size, flags);
+    int r = s->nb_bitmaps && size != old ? qcow2_bitmaps_before_resize(s) : 0;
+    if (r == 0)
+        r = resize_locked(s, size, flags);
     if (r == 0 && pre && s->size > old)
         r = prealloc_locked(s, old, s->size, pre);
+    if (r == 0 && s->size != old)
+        r = qcow2_bitmaps_after_resize(s);
     s->no_grow = no_grow;
     if (r == 0)
         __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);

@@ -1352,6 +1352,9 @@ static void dz_finish(struct vdisk_req *req, int r)
 
 void qcow2_submit(struct vdisk_req *req)
 {
+    struct qcow2 *bs = req->dev->priv;
+    if (bs->bm_live && req->op != VDISK_OP_READ && req->op != VDISK_OP_FLUSH)
+        qcow2_bitmaps_mark(bs, req->offset, req->length); /* dirty bitmaps */
     switch (req->op) {
     case VDISK_OP_READ:
         qc_read(req);
@@ -1515,6 +1518,8 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, si
     if (s->corrupt)
         return err_set(-EIO, "%s: the image is marked corrupt; writes are refused",
                        dev->filename);
+    if (s->bm_live)
+        qcow2_bitmaps_mark(s, off, n * cs); /* dirty bitmaps */
     uint64_t *host = calloc(n, sizeof *host);
     if (!host)
         return err_set(-ENOMEM, "out of memory");

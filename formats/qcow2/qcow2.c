@@ -201,11 +201,6 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     const char *drop = opt_take(os, "drop-bitmaps");
     if (r == 0 && drop && opt_bool("drop-bitmaps", drop, &drop_bitmaps) < 0)
         r = -EINVAL;
-    if (r == 0 && s->nb_bitmaps && !s->read_only && !drop_bitmaps)
-        r = err_set(-ENOTSUP, "%s: the image has %" PRIu32 " persistent dirty bitmap%s, which "
-                    "vdisk does not keep up to date: it can only be opened read-only (the open "
-                    "option drop-bitmaps=on deletes them)", dev->filename, s->nb_bitmaps,
-                    s->nb_bitmaps == 1 ? "" : "s");
     const char *snap = opt_take(os, "snapshot.name");
     if (!snap)
         snap = opt_take(os, "snapshot.id");
@@ -238,14 +233,18 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         }
         if (r == 0 && drop_bitmaps)
             r = qcow2_drop_bitmaps(s);
-        if (r == 0 && (s->autoclear || s->bitmaps_stale)) {
-            /* Features vdisk does not keep up to date (none is set now
-             * that bitmaps are refused or dropped), and a bitmaps extension
-             * that their bit no longer covers, go, as QEMU drops them. */
-            s->autoclear = 0;
+        uint64_t keep = s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
+        if (r == 0 && ((s->autoclear & ~keep) || s->bitmaps_stale)) {
+            /* Features vdisk does not keep up to date, and a bitmaps
+             * extension that their bit no longer covers, go, as QEMU
+             * drops them. */
+            s->autoclear &= keep;
             s->bitmaps_stale = false;
             r = qcow2_write_header(s);
         }
+        /* Bitmaps kept up to date: flagged in use before any write. */
+        if (r == 0 && s->nb_bitmaps)
+            r = qcow2_bitmaps_open_rw(s);
     }
     if (r < 0) {
         if (s->backing)
@@ -271,7 +270,9 @@ static void qcow2_close(struct vdisk_dev *dev)
     s->offload = NULL;
     if (!s->read_only && !s->corrupt) {
         pthread_mutex_lock(&s->lock);
-        int r = qcow2_flush_metadata(s);
+        int r = qcow2_bitmaps_close(s);
+        if (r == 0)
+            r = qcow2_flush_metadata(s);
         if (r == 0 && s->dirty_on_disk)
             qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
         /* The file back to what is used, if it was grown ahead: its size at
@@ -559,4 +560,5 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .create = qcow2_create,
     .create_opts = qcow2_create_opts,
     .measure = qcow2_measure,
+    .bitmap = qcow2_bitmap_op,
 };

@@ -171,4 +171,10 @@ int64_t cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max
 /* vdisk dd, as qemu-img dd. */
 int cmd_dd(int argc, char **argv);
 
+/* convert --bitmaps (cmd_bitmap.c): what qemu-img refuses before the
+ * target is made (NSRC sources, SRC the first), then the source's bitmaps
+ * added to DST with their bits, as qemu-img convert copies them. */
+int cli_convert_bitmaps_check(int nsrc, vdisk_dev *src, const char *out_fmt, bool skip_broken);
+int cli_convert_bitmaps(vdisk_dev *src, vdisk_dev *dst, bool skip_broken);
+
 #endif /* VDISK_CLI_H */

@@ -827,6 +827,7 @@ static void help(void)
            "                     [-l snapshot.name=NAME] [-m N] [-W] [-t CACHE] [-T CACHE]\n"
            "                     [--image-opts] [--target-image-opts] [-U] [-C]\n"
            "                     [--salvage] [--target-is-zero] [-r RATE]\n"
+           "                     [--bitmaps [--skip-broken-bitmaps]]\n"
            "                     SRC... DST\n"
            "\n"
            "Copies the images SRC (concatenated) to DST, as qemu-img convert does.\n"
@@ -868,7 +869,9 @@ static void help(void)
            "  --target-is-zero  DST (with -n) reads as zeroes already: zeroes are not\n"
            "                  written to it\n"
            "  -r RATE         write at most RATE bytes of data per second (suffixes k,\n"
-           "                  M, G; 0 no limit)\n");
+           "                  M, G; 0 no limit)\n"
+           "  --bitmaps       copy the persistent dirty bitmaps too (qcow2 to qcow2)\n"
+           "  --skip-broken-bitmaps  with --bitmaps: inconsistent ones are skipped\n");
 }
 
 /* PATH opened with FLAGS when it is a regular file, else -1. */
@@ -884,7 +887,7 @@ static int open_regular(const char *path, int flags)
 }
 
 /* getopt_long values of the long options without a letter. */
-enum { OPT_SALVAGE = 0x1100, OPT_TARGET_IS_ZERO };
+enum { OPT_SALVAGE = 0x1100, OPT_TARGET_IS_ZERO, OPT_BITMAPS, OPT_SKIP_BROKEN };
 
 int cmd_convert(int argc, char **argv)
 {
@@ -895,6 +898,8 @@ int cmd_convert(int argc, char **argv)
         {"force-share", no_argument, NULL, 'U'},
         {"salvage", no_argument, NULL, OPT_SALVAGE},
         {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
+        {"bitmaps", no_argument, NULL, OPT_BITMAPS},
+        {"skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN},
         {NULL, 0, NULL, 0},
     };
     const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
@@ -909,6 +914,7 @@ int cmd_convert(int argc, char **argv)
     for (int i = 0; i < MAX_SOURCES; i++)
         c.cr_src[i] = -1;
     bool explicit_sparse = false, target_is_zero = false;
+    bool bitmaps = false, skip_broken = false; /* --bitmaps (cmd_bitmap.c) */
     vdisk_options *opts = NULL;
     int ret = 1;
     bool help_opts = false;
@@ -977,6 +983,8 @@ int cmd_convert(int argc, char **argv)
         case 'C': c.copy_range = true; break;
         case OPT_SALVAGE: c.salvage = true; break;
         case OPT_TARGET_IS_ZERO: target_is_zero = true; break;
+        case OPT_BITMAPS: bitmaps = true; break;
+        case OPT_SKIP_BROKEN: skip_broken = true; break;
         case 'r': {
             int64_t rate = cli_cvtnum("rate limit", optarg, 0, INT64_MAX);
             if (rate < 0)
@@ -997,6 +1005,10 @@ int cmd_convert(int argc, char **argv)
         }
     }
     c.quiet = quiet;
+    if (skip_broken && !bitmaps) {
+        cli_error("Use of --skip-broken-bitmaps requires --bitmaps");
+        goto out;
+    }
     /* What qemu-img refuses before it looks at the file names, in its
      * order and words. */
     if (c.compress && c.copy_range) {
@@ -1136,6 +1148,8 @@ int cmd_convert(int argc, char **argv)
         c.total += c.srcs[c.nsrc].size;
         c.nsrc++;
     }
+    if (bitmaps && cli_convert_bitmaps_check(c.nsrc, c.srcs[0].dev, out_fmt, skip_broken) < 0)
+        goto out;
     if (target_is_zero && backing) {
         /* (qemu-img 7.2 exits 0 after this message) */
         cli_error("Cannot use --target-is-zero when the destination image has a backing file");
@@ -1230,6 +1244,8 @@ int cmd_convert(int argc, char **argv)
         c.target_fresh = true; /* the user says so: zeroes are not written */
     progress(&c, 0);
     int r = c.compress ? copy_compressed(&c) : copy_plain(&c);
+    if (r == 0 && bitmaps && cli_convert_bitmaps(c.srcs[0].dev, c.dst, skip_broken) < 0)
+        r = -1;
     if (r == 0 && vdisk_flush(c.dst) < 0) {
         cli_lib_error();
         r = -1;
