@@ -31,6 +31,7 @@ const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_cloop,
     &vdisk_driver_dmg,
     &vdisk_driver_parallels,
+    &vdisk_driver_luks,
     NULL,
 };
 
@@ -398,9 +399,24 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
         if (r < 0)
             return r;
     }
+    /* The format options the name gives (an encrypted image's key-secret)
+     * join the caller's. */
+    vdisk_options *merged = NULL;
+    for (unsigned i = 0; i < jn.fmt_opts; i++) {
+        int r = merged ? 0 : options_dup(opts, &merged);
+        if (r == 0)
+            r = options_put(merged, jn.fmt_key[i], jn.fmt_val[i]);
+        if (r < 0) {
+            vdisk_options_free(merged);
+            json_name_free(&jn);
+            return r;
+        }
+        opts = merged;
+    }
     struct opt_set os;
     int r = opt_set_init(&os, opts);
     if (r < 0) {
+        vdisk_options_free(merged);
         json_name_free(&jn);
         return r;
     }
@@ -433,6 +449,7 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
         r = err_set(-ENOMEM, "out of memory");
     }
     opt_set_fini(&os);
+    vdisk_options_free(merged);
     json_name_free(&jn);
     return r;
 }

@@ -14,6 +14,8 @@
 #define JSON_NAME_DEPTH 8
 /* Keys in one name (all levels). */
 #define JSON_NAME_KEYS  64
+/* Format options a name may carry (json_name.fmt_key). */
+#define JSON_NAME_FMT_OPTS 2
 
 struct json_name {
     char *filename; /* the plain name */
@@ -25,6 +27,11 @@ struct json_name {
                        * json:{"driver": FORMAT, "file": OBJECT} where that
                        * is not how it shows the plain name (an RBD image's
                        * lists the keys given, no others), or NULL */
+    /* The format's own options the name gives (an encrypted image's
+     * "encrypt.key-secret" for qcow2, "key-secret" for luks), which the
+     * open passes to the format as options of those names. */
+    char *fmt_key[JSON_NAME_FMT_OPTS], *fmt_val[JSON_NAME_FMT_OPTS];
+    unsigned fmt_opts;
 };
 
 /* Whether NAME is a json: name. */

@@ -135,6 +135,27 @@ VDISK_EXPORT const char *vdisk_options_get(const vdisk_options *opts, const char
     return NULL;
 }
 
+int options_dup(const vdisk_options *in, vdisk_options **out)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return err_set(-ENOMEM, "out of memory");
+    for (size_t i = 0; in && i < in->count; i++) {
+        int r = options_set(*out, in->keys[i], in->values[i]);
+        if (r < 0) {
+            vdisk_options_free(*out);
+            *out = NULL;
+            return r;
+        }
+    }
+    return 0;
+}
+
+int options_put(vdisk_options *opts, const char *key, const char *value)
+{
+    return options_set(opts, key, value);
+}
+
 /* ---- Option sets used during one open or create --------------------------- */
 
 int opt_set_init(struct opt_set *s, const vdisk_options *opts)
@@ -175,7 +196,11 @@ int opt_check_all_taken(struct opt_set *s, const char *what)
          * callers can give them for any image. */
         if (!s->taken[i] && strcmp(s->opts->keys[i], "backing-confine") != 0 &&
             strcmp(s->opts->keys[i], "backing-allow-network") != 0 &&
-            strcmp(s->opts->keys[i], "repair") != 0)
+            strcmp(s->opts->keys[i], "repair") != 0 &&
+            /* Secrets (secret.ID) are there for whichever image names
+             * them; no-key asks encrypted images alone. */
+            strncmp(s->opts->keys[i], "secret.", 7) != 0 &&
+            strcmp(s->opts->keys[i], "no-key") != 0)
             return err_set(-EINVAL, "%s does not support the option '%s'", what,
                            s->opts->keys[i]);
     return 0;

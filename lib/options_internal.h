@@ -15,6 +15,9 @@ struct opt_set {
     unsigned char *taken;
 };
 
+/* A copy of IN (NULL: empty) in *OUT; and KEY=VALUE set in OPTS. */
+int options_dup(const vdisk_options *in, vdisk_options **out);
+int options_put(vdisk_options *opts, const char *key, const char *value);
 int opt_set_init(struct opt_set *s, const vdisk_options *opts);
 void opt_set_fini(struct opt_set *s);
 const char *opt_take(struct opt_set *s, const char *key);

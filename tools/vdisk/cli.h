@@ -90,6 +90,7 @@ struct open_args {
     bool repair;           /* open for vdisk_check's repair ("repair" option) */
     bool backing_confine;  /* backing-confine=on (untrusted images) */
     bool force_share;      /* -U: read even while another process writes */
+    bool no_key;           /* encrypted images open without their key (info) */
 };
 vdisk_dev *cli_open(const char *path, const struct open_args *a);
 /* --image-opts: LIST is an image given by options (KEY=VALUE,..., ",," a
@@ -159,5 +160,14 @@ int64_t cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max
 
 /* vdisk dd, as qemu-img dd. */
 int cmd_dd(int argc, char **argv);
+
+/* --object (tools/vdisk/secret.c): qemu-img's secret objects
+ * (secret,id=ID,file=PATH|data=TEXT[,format=raw|base64]), kept for the
+ * verb's opens and creates.  cli_object_add: 0, or -1 with the reason
+ * printed.  cli_secrets_apply: sets the options secret.ID=VALUE in O for
+ * every one (which an image's key-secret=ID names); 0 or -1. */
+#define CLI_OPT_OBJECT 0x1002
+int cli_object_add(const char *arg);
+int cli_secrets_apply(vdisk_options *o);
 
 #endif /* VDISK_CLI_H */

@@ -266,6 +266,7 @@ int cmd_info(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'O'},
         {"debug", no_argument, NULL, 'd'},
@@ -273,7 +274,7 @@ int cmd_info(int argc, char **argv)
         {"force-share", no_argument, NULL, 'U'},
         {NULL, 0, NULL, 0},
     };
-    struct open_args oa = {.read_only = true};
+    struct open_args oa = {.read_only = true, .no_key = true};
     int json = 0;
     bool debug = false, chain = false;
     int c;
@@ -283,6 +284,10 @@ int cmd_info(int argc, char **argv)
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
             break;
         case 'h':
             help();

@@ -1490,9 +1490,12 @@ int cmd_io(int argc, char **argv)
         {"aio", required_argument, NULL, 'i'},
         {"force-share", no_argument, NULL, 'U'},
         {"debug", no_argument, NULL, OPT_DEBUG},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {NULL, 0, NULL, 0},
     };
     struct open_args oa = {0};
+    bool image_opts = false;
     const char **cmds = calloc((size_t)argc + 1, sizeof *cmds);
     int ncmds = 0;
     if (!cmds)
@@ -1536,6 +1539,13 @@ int cmd_io(int argc, char **argv)
         case OPT_DEBUG:
             st.debug = true;
             break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                goto out;
+            break;
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         default:
             fprintf(stderr, "Try 'vdisk io --help' for more information.\n");
             goto out;
@@ -1549,6 +1559,8 @@ int cmd_io(int argc, char **argv)
     st.dev = NULL;
     st.quit = false;
     if (optind == argc - 1) {
+        if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
+            goto out;
         if (!(st.dev = cli_open(argv[optind], &oa)))
             goto out;
         st.owned = true;

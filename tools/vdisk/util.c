@@ -400,6 +400,10 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_options_set(o, "backing-confine", "on");
     if (r == 0 && a->force_share)
         r = vdisk_options_set(o, "force-share", "on");
+    if (r == 0 && a->no_key)
+        r = vdisk_options_set(o, "no-key", "on");
+    if (r == 0)
+        r = cli_secrets_apply(o);
     vdisk_dev *dev = NULL;
     if (r == 0)
         r = vdisk_open(&dev, file, o);
