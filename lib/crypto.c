@@ -26,6 +26,8 @@
 #include <gnutls/gnutls.h>
 #include <nettle/cbc.h>
 #include <nettle/ctr.h>
+#include <nettle/hmac.h>
+#include <nettle/pbkdf2.h>
 #include <nettle/nettle-meta.h>
 #include <nettle/xts.h>
 
@@ -419,14 +421,48 @@ void vcrypt_hash_buf(enum vcrypt_hash h, const void *in, size_t len, uint8_t *ou
     vcrypt_hash2(h, NULL, 0, in, len, out);
 }
 
+/* nettle's HMAC over any of its hashes, for nettle's PBKDF2. */
+struct generic_hmac {
+    const struct nettle_hash *h;
+    _Alignas(16) uint8_t outer[512], inner[512], state[512];
+};
+
+static void ghmac_update(void *ctx, size_t len, const uint8_t *data)
+{
+    struct generic_hmac *g = ctx;
+    hmac_update(g->state, g->h, len, data);
+}
+
+static void ghmac_digest(void *ctx, size_t len, uint8_t *out)
+{
+    struct generic_hmac *g = ctx;
+    hmac_digest(g->outer, g->inner, g->state, g->h, len, out);
+}
+
 int vcrypt_pbkdf2(enum vcrypt_hash h, const void *pass, size_t pass_len, const uint8_t *salt,
                   size_t salt_len, uint32_t iterations, uint8_t *out, size_t out_len)
 {
-    gnutls_datum_t k = {(unsigned char *)pass, (unsigned)pass_len};
-    gnutls_datum_t s = {(unsigned char *)salt, (unsigned)salt_len};
-    int g = gnutls_pbkdf2(hashes[h].mac, &k, &s, iterations ? iterations : 1, out, out_len);
-    if (g < 0)
-        return err_set(-EIO, "PBKDF2 with %s: %s", hashes[h].name, gnutls_strerror(g));
+    if (!iterations)
+        iterations = 1;
+    /* GnuTLS (its own accelerated hashes) where it has the HMAC; nettle's
+     * generic HMAC for the others (RIPEMD-160). */
+    if (h != VCRYPT_RIPEMD160) {
+        gnutls_datum_t k = {(unsigned char *)pass, (unsigned)pass_len};
+        gnutls_datum_t s = {(unsigned char *)salt, (unsigned)salt_len};
+        int g = gnutls_pbkdf2(hashes[h].mac, &k, &s, iterations, out, out_len);
+        if (g < 0)
+            return err_set(-EIO, "PBKDF2 with %s: %s", hashes[h].name, gnutls_strerror(g));
+        return 0;
+    }
+    struct generic_hmac *g = malloc(sizeof *g);
+    if (!g)
+        return err_set(-ENOMEM, "out of memory");
+    g->h = hashes[h].nh;
+    hmac_set_key(g->outer, g->inner, g->state, g->h, pass_len, pass);
+    pbkdf2(g, ghmac_update, ghmac_digest, g->h->digest_size, iterations, salt_len, salt,
+           out_len, out);
+    memset(g, 0, sizeof *g);
+    free(g);
     return 0;
 }
 

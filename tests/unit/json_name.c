@@ -203,8 +203,8 @@ START_TEST(bad_keys)
             "Block protocol 'file' does not support the option 'file.aio'");
     refuses("json:{\"driver\":\"qcow2\",\"backing\":null,\"file.filename\":\"a\"}", -ENOTSUP,
             "Block format 'qcow2' does not support the option 'backing'");
-    refuses("json:{\"driver\":\"luks\",\"file.filename\":\"a\"}", -ENOTSUP,
-            "Unknown driver 'luks'");
+    refuses("json:{\"driver\":\"qcow\",\"file.filename\":\"a\"}", -ENOTSUP,
+            "Unknown driver 'qcow'");
     refuses("json:{\"driver\":\"raw\",\"file\":{\"driver\":\"gluster\"}}", -ENOTSUP,
             "Unknown protocol 'gluster' (file, host_device, nbd and rbd are supported)");
     refuses("json:{\"driver\":\"qcow2\",\"filename\":\"a\"}", -EINVAL,

@@ -91,6 +91,8 @@ struct open_args {
     bool backing_confine;  /* backing-confine=on (untrusted images) */
     bool force_share;      /* -U: read even while another process writes */
     bool no_key;           /* encrypted images open without their key (info) */
+    const char *key_secret; /* the secret ID of an encrypted image of FORMAT
+                               (luks: key-secret, qcow2: encrypt.key-secret) */
 };
 vdisk_dev *cli_open(const char *path, const struct open_args *a);
 /* --image-opts: LIST is an image given by options (KEY=VALUE,..., ",," a

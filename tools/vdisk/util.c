@@ -402,6 +402,9 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_options_set(o, "force-share", "on");
     if (r == 0 && a->no_key)
         r = vdisk_options_set(o, "no-key", "on");
+    if (r == 0 && a->key_secret && a->format)
+        r = vdisk_options_set(o, strcmp(a->format, "luks") ? "encrypt.key-secret" : "key-secret",
+                              a->key_secret);
     if (r == 0)
         r = cli_secrets_apply(o);
     vdisk_dev *dev = NULL;
