@@ -346,7 +346,7 @@ static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (r == 0 && !pass && !no_key)
         r = err_set(-EINVAL, "Parameter 'key-secret' is required for cipher");
     uint8_t mk[VCRYPT_MAX_KEY];
-    if (r == 0 && pass) {
+    if (r == 0 && pass && !no_key) {
         r = luks_unlock(file, 0, &c->hdr, pass, strlen(pass), mk);
         if (r >= 0)
             r = vcrypt_new(&c->cipher, c->hdr.alg, c->hdr.mode, c->hdr.ivgen, c->hdr.ivhash, mk,

@@ -98,18 +98,20 @@ int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize)
     if (r < 0)
         return r;
     luks_fill_info(h, info);
-    if (no_key)
-        return 0; /* the header alone (info); s->data stays the file, unused */
-    if (!pass)
+    if (!pass && !no_key)
         return err_set(-EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
-    uint8_t mk[VCRYPT_MAX_KEY];
+    /* no-key=on (info): the header alone; the layer has no cipher and
+     * refuses data I/O, never handing out ciphertext. */
     struct vcrypt *c = NULL;
-    r = luks_unlock(s->file, s->crypto_offset, h, pass, strlen(pass), mk);
-    if (r >= 0)
-        r = vcrypt_new(&c, h->alg, h->mode, h->ivgen, h->ivhash, mk, h->key_bytes);
-    memset(mk, 0, sizeof mk);
-    if (r < 0)
-        return r;
+    if (!no_key) {
+        uint8_t mk[VCRYPT_MAX_KEY];
+        r = luks_unlock(s->file, s->crypto_offset, h, pass, strlen(pass), mk);
+        if (r >= 0)
+            r = vcrypt_new(&c, h->alg, h->mode, h->ivgen, h->ivhash, mk, h->key_bytes);
+        memset(mk, 0, sizeof mk);
+        if (r < 0)
+            return r;
+    }
     /* The whole range of host offsets qcow2 can address. */
     r = luks_crypt_open(&s->data, s->file, c, 0, align_down(INT64_MAX, 512), s->read_only);
     if (r < 0) {

@@ -172,4 +172,10 @@ int cmd_dd(int argc, char **argv);
 int cli_object_add(const char *arg);
 int cli_secrets_apply(vdisk_options *o);
 
+/* The encryption block of qemu-img info (secret.c), INDENT spaces in;
+ * WITH_FORMAT: qcow2's "format: luks" line.  The JSON object is printed
+ * from "{" at the cursor to its "}" at INDENT. */
+void print_encrypt_human(const struct vdisk_encrypt_info *e, int indent, bool with_format);
+void print_encrypt_json(const struct vdisk_encrypt_info *e, int indent, bool with_format);
+
 #endif /* VDISK_CLI_H */

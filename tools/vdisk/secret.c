@@ -8,8 +8,13 @@
  * key-secret=ID (qcow2: encrypt.key-secret=ID) names.
  *
  * Secrets encrypted with another secret (keyid=, iv=) are refused.
+ *
+ * And the encryption block of qemu-img info (a raw LUKS image's "Format
+ * specific information", a qcow2 image's "encrypt:"), with qemu-img's keys
+ * in qemu-img's order.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,4 +246,66 @@ int cli_secrets_apply(vdisk_options *o)
             return -1;
     }
     return 0;
+}
+
+/* ---- The encryption block of info ---------------------------------------- */
+
+void print_encrypt_human(const struct vdisk_encrypt_info *e, int ind, bool with_format)
+{
+    printf("%*sivgen alg: %s\n%*shash alg: %s\n%*scipher alg: %s\n%*suuid: %s\n", ind, "",
+           e->ivgen_alg, ind, "", e->hash_alg, ind, "", e->cipher_alg, ind, "", e->uuid);
+    if (e->ivgen_hash_alg)
+        printf("%*sivgen hash alg: %s\n", ind, "", e->ivgen_hash_alg);
+    if (with_format)
+        printf("%*sformat: %s\n", ind, "", e->format);
+    printf("%*scipher mode: %s\n%*sslots:\n", ind, "", e->cipher_mode, ind, "");
+    for (uint32_t i = 0; i < e->nb_slots && i < 8; i++) {
+        const struct vdisk_luks_slot_info *s = &e->slots[i];
+        printf("%*s[%" PRIu32 "]:\n%*sactive: %s\n", ind + 4, "", i, ind + 8, "",
+               s->active ? "true" : "false");
+        if (s->active)
+            printf("%*siters: %" PRIu32 "\n", ind + 8, "", s->iters);
+        printf("%*skey offset: %" PRIu64 "\n", ind + 8, "", s->key_offset);
+        if (s->active)
+            printf("%*sstripes: %" PRIu32 "\n", ind + 8, "", s->stripes);
+    }
+    printf("%*spayload offset: %" PRIu64 "\n%*smaster key iters: %" PRIu32 "\n", ind, "",
+           e->payload_offset, ind, "", e->master_key_iters);
+}
+
+static void str_field(int ind, const char *k, const char *v, bool comma)
+{
+    printf("%*s\"%s\": ", ind, "", k);
+    json_string(stdout, v);
+    printf("%s\n", comma ? "," : "");
+}
+
+void print_encrypt_json(const struct vdisk_encrypt_info *e, int ind, bool with_format)
+{
+    printf("{\n");
+    int j = ind + 4;
+    str_field(j, "ivgen-alg", e->ivgen_alg, true);
+    str_field(j, "hash-alg", e->hash_alg, true);
+    str_field(j, "cipher-alg", e->cipher_alg, true);
+    str_field(j, "uuid", e->uuid, true);
+    if (e->ivgen_hash_alg)
+        str_field(j, "ivgen-hash-alg", e->ivgen_hash_alg, true);
+    if (with_format)
+        str_field(j, "format", e->format, true);
+    str_field(j, "cipher-mode", e->cipher_mode, true);
+    printf("%*s\"slots\": [\n", j, "");
+    for (uint32_t i = 0; i < e->nb_slots && i < 8; i++) {
+        const struct vdisk_luks_slot_info *s = &e->slots[i];
+        printf("%*s{\n%*s\"active\": %s,\n", j + 4, "", j + 8, "", s->active ? "true" : "false");
+        if (s->active)
+            printf("%*s\"iters\": %" PRIu32 ",\n", j + 8, "", s->iters);
+        printf("%*s\"key-offset\": %" PRIu64 "%s\n", j + 8, "", s->key_offset,
+               s->active ? "," : "");
+        if (s->active)
+            printf("%*s\"stripes\": %" PRIu32 "\n", j + 8, "", s->stripes);
+        printf("%*s}%s\n", j + 4, "", i + 1 < e->nb_slots && i < 7 ? "," : "");
+    }
+    printf("%*s],\n%*s\"payload-offset\": %" PRIu64 ",\n%*s\"master-key-iters\": %" PRIu32 "\n",
+           j, "", j, "", e->payload_offset, j, "", e->master_key_iters);
+    printf("%*s}", ind, "");
 }

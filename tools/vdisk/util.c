@@ -156,9 +156,18 @@ void print_format_specific(const struct vdisk_info *in)
             }
         }
         printf("    refcount bits: %" PRIu32 "\n", in->refcount_bits);
+        if (in->encrypt) {
+            printf("    encrypt:\n");
+            print_encrypt_human(in->encrypt, 8, true);
+        }
         if (v3)
             printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
                    in->extended_l2 ? "true" : "false");
+    }
+    if (!in->compat && in->encrypt) {
+        /* A raw LUKS image: the block alone. */
+        printf("Format specific information:\n");
+        print_encrypt_human(in->encrypt, 4, false);
     }
     if (in->create_type) {
         printf("Format specific information:\n    cid: %" PRIu32 "\n    parent cid: %" PRIu32
