@@ -31,6 +31,7 @@ const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_cloop,
     &vdisk_driver_dmg,
     &vdisk_driver_parallels,
+    &vdisk_driver_luks,
     NULL,
 };
 
@@ -451,14 +452,17 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
         int r = json_name_parse(filename, &jn);
         if (r < 0)
             return r;
-        if (jn.nopts) {
-            /* The options the name says, with the caller's. */
+        /* The options the name says (and the format options it gives, an
+         * encrypted image's key-secret), with the caller's, which win. */
+        if (jn.nopts || jn.fmt_opts) {
             if (!(merged = opt_dup(opts)))
                 r = err_set(-ENOMEM, "out of memory");
-            for (unsigned i = 0; r == 0 && i < jn.nopts; i++)
-                if (!vdisk_options_get(merged, jn.opt_key[i]) &&
-                    (r = opt_add(merged, jn.opt_key[i], jn.opt_val[i])) < 0)
+            for (unsigned i = 0; r == 0 && i < jn.nopts + jn.fmt_opts; i++) {
+                const char *k = i < jn.nopts ? jn.opt_key[i] : jn.fmt_key[i - jn.nopts];
+                const char *v = i < jn.nopts ? jn.opt_val[i] : jn.fmt_val[i - jn.nopts];
+                if (!vdisk_options_get(merged, k) && opt_add(merged, k, v) < 0)
                     r = err_set(-ENOMEM, "out of memory");
+            }
             if (r < 0) {
                 vdisk_options_free(merged);
                 json_name_free(&jn);

@@ -720,6 +720,8 @@ extern const struct vdisk_driver vdisk_driver_vmdk;
 extern const struct vdisk_driver vdisk_driver_vpc;
 /* VHDX images (formats/vhdx), read and written. */
 extern const struct vdisk_driver vdisk_driver_vhdx;
+/* Raw LUKS images (formats/luks), QEMU's "luks" format. */
+extern const struct vdisk_driver vdisk_driver_luks;
 /* NBD exports (formats/nbd/nbd.c): the protocol of names that
  * dev_is_nbd_name() accepts. */
 extern const struct vdisk_driver vdisk_driver_nbd;

@@ -28,6 +28,8 @@
  *   nbd          server.type (inet, the default, or unix), server.host,
  *                server.port (10809), server.path, export; or filename (a URI)
  *   rbd          pool, namespace, image, snapshot, conf, user; or filename
+ * and for an encrypted image's format: encrypt.key-secret (qcow2),
+ * key-secret (luks), handed to the format as options (json_name.fmt_key).
  * Any other key is refused (QEMU's words: "... does not support the option"),
  * so that nothing the name asks for is silently left out; arrays too (rbd's
  * server list: name the monitors in a conf file or :mon_host= instead).
@@ -984,6 +986,26 @@ static int translate(struct jp *j, struct json_name *out)
     }
     if (r < 0)
         return r;
+    /* The key of an encrypted image, for the format (qcow2's
+     * encrypt.key-secret, luks's key-secret). */
+    static const char *const fmt_keys[JSON_NAME_FMT_OPTS][2] = {
+        {"encrypt.key-secret", "qcow2"}, {"key-secret", "luks"}};
+    for (unsigned f = 0; f < JSON_NAME_FMT_OPTS && !out->protocol_only; f++) {
+        if (drv && strcmp(drv, fmt_keys[f][1]))
+            continue;
+        const char *v = str(j, "", fmt_keys[f][0], &r);
+        if (r < 0)
+            return r;
+        if (!v)
+            continue;
+        unsigned n = out->fmt_opts;
+        if (!(out->fmt_key[n] = strdup(fmt_keys[f][0])) || !(out->fmt_val[n] = strdup(v))) {
+            free(out->fmt_key[n]);
+            out->fmt_key[n] = NULL;
+            return j->err = err_set(-ENOMEM, "out of memory");
+        }
+        out->fmt_opts++;
+    }
     for (unsigned i = 0; i < j->n; i++) {
         const char *k = j->keys[i].key;
         if (j->keys[i].used)
@@ -1016,6 +1038,12 @@ void json_name_free(struct json_name *n)
     free(n->protocol);
     n->protocol = NULL;
     n->filename = n->format = n->shown_file = NULL;
+    for (unsigned i = 0; i < n->fmt_opts; i++) {
+        free(n->fmt_key[i]);
+        free(n->fmt_val[i]);
+        n->fmt_key[i] = n->fmt_val[i] = NULL;
+    }
+    n->fmt_opts = 0;
     n->read_only = -1;
 }
 

@@ -16,6 +16,8 @@
 #define JSON_NAME_KEYS  256
 /* Open options a name may carry (struct json_name's opt_key). */
 #define JSON_NAME_OPTS  16
+/* Format options a name may carry (json_name.fmt_key). */
+#define JSON_NAME_FMT_OPTS 2
 
 struct json_name {
     char *filename; /* the plain name */
@@ -34,6 +36,11 @@ struct json_name {
      * its config file's syntax), "locking". */
     unsigned nopts;
     char *opt_key[JSON_NAME_OPTS], *opt_val[JSON_NAME_OPTS];
+    /* The format's own options the name gives (an encrypted image's
+     * "encrypt.key-secret" for qcow2, "key-secret" for luks), which the
+     * open passes to the format as options of those names. */
+    char *fmt_key[JSON_NAME_FMT_OPTS], *fmt_val[JSON_NAME_FMT_OPTS];
+    unsigned fmt_opts;
 };
 
 /* Whether NAME is a json: name. */

@@ -175,7 +175,11 @@ int opt_check_all_taken(struct opt_set *s, const char *what)
          * callers can give them for any image. */
         if (!s->taken[i] && strcmp(s->opts->keys[i], "backing-confine") != 0 &&
             strcmp(s->opts->keys[i], "backing-allow-network") != 0 &&
-            strcmp(s->opts->keys[i], "repair") != 0)
+            strcmp(s->opts->keys[i], "repair") != 0 &&
+            /* Secrets (secret.ID) are there for whichever image names
+             * them; no-key asks encrypted images alone. */
+            strncmp(s->opts->keys[i], "secret.", 7) != 0 &&
+            strcmp(s->opts->keys[i], "no-key") != 0)
             return err_set(-EINVAL, "%s does not support the option '%s'", what,
                            s->opts->keys[i]);
     return 0;

@@ -45,12 +45,13 @@ static int probe_dmg_name(const char *name)
     return n > 4 && strcmp(name + n - 4, ".dmg") == 0 ? 2 : 0;
 }
 
-/* LUKS1 (QEMU's luks driver); LUKS2 too, which QEMU 7.2 would read as raw. */
+/* LUKS2, which QEMU 7.2 would read as raw (LUKS1 has a driver:
+ * formats/luks). */
 static int probe_luks(const uint8_t *b, const char *name)
 {
     (void)name;
     uint16_t v = be16_load(b + 6);
-    return has(b, 0, "LUKS\xba\xbe", 6) && (v == 1 || v == 2) ? 100 : 0;
+    return has(b, 0, "LUKS\xba\xbe", 6) && v == 2 ? 100 : 0;
 }
 
 static const struct foreign_format foreign_formats[] = {

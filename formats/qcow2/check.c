@@ -574,6 +574,9 @@ static int scan(struct ck *ck, unsigned flags)
         return r;
     if (r < 0)
         ck->res->check_errors++;
+    /* The LUKS header of an encrypted image (as QEMU counts it). */
+    if (s->crypto_offset && s->crypto_offset != UINT64_MAX)
+        mark(ck, s->crypto_offset, s->crypto_length);
     mark(ck, s->reft_offset, (uint64_t)s->reft_clusters * cs);
     for (uint64_t t = 0; t < s->reft_entries; t++) {
         uint64_t off = s->reft[t] & ~QCOW2_REFT_RESERVED;

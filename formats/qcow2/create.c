@@ -49,6 +49,7 @@ struct create_opts {
     int compression;
     const char *prealloc;
     const char *backing, *backing_fmt;
+    struct qcow2_crypto_create crypto; /* encrypt.*: free it */
 };
 
 /* The options of a new image.  CREATE: the messages of qemu-img create
@@ -156,8 +157,14 @@ static int parse_opts(struct opt_set *os, struct create_opts *o, bool create)
     if (o->extl2 && o->cluster_size < 16384)
         return err_set(-EINVAL, "Extended L2 entries are only supported with cluster sizes of "
                        "at least 16384 bytes");
+    int r = qcow2_crypto_take_create_opts(os, &o->crypto);
+    if (r < 0)
+        return r;
     /* Every option is checked before the file is touched. */
-    return opt_check_all_taken(os, "qcow2");
+    r = opt_check_all_taken(os, "qcow2");
+    if (r < 0)
+        qcow2_crypto_create_free(&o->crypto);
+    return r;
 }
 
 
@@ -693,12 +700,34 @@ static void q_free(struct qsim *q)
     free(q->l2);
 }
 
+static int create_with(const char *filename, uint64_t size, struct create_opts *op);
+
 int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
 {
     struct create_opts o;
     int r = parse_opts(os, &o, true);
     if (r < 0)
         return r;
+    if (o.crypto.enabled && !o.crypto.pass) {
+        qcow2_crypto_create_free(&o.crypto);
+        return err_set(-EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
+    }
+    r = create_with(filename, size, &o);
+    qcow2_crypto_create_free(&o.crypto);
+    return r;
+}
+
+static int q_write_cb(void *opaque, const void *buf, size_t len, uint64_t off)
+{
+    struct qsim *q = opaque;
+    q_wrote(q, off, len);
+    return q_pwrite(q, buf, len, off);
+}
+
+static int create_with(const char *filename, uint64_t size, struct create_opts *op)
+{
+    struct create_opts o = *op;
+    int r;
     struct qcow2 s;
     memset(&s, 0, sizeof s);
     s.version = (uint32_t)o.version;
@@ -801,6 +830,21 @@ int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
         if (r == 0)
             r = q_fill(&q, from, to, !strcmp(o.prealloc, "full"));
     }
+    if (r == 0 && o.crypto.enabled) {
+        /* As qemu-img: after the disk's size is set, the LUKS header in
+         * clusters of its own, zeroed, then written (crypto.c). */
+        uint64_t hb = qcow2_crypto_header_bytes(&o.crypto), hc = (hb + cs - 1) / cs;
+        r = q_alloc(&q, hc, &c);
+        uint64_t base = c * cs;
+        if (r == 0) {
+            q_wrote(&q, base, hc * cs);
+            r = q_fill(&q, base, base + hc * cs, true);
+        }
+        if (r == 0)
+            r = qcow2_crypto_make_header(&o.crypto, base, q_write_cb, &q, &s.crypto_length);
+        s.crypt_method = QCOW2_CRYPT_LUKS;
+        s.crypto_offset = base;
+    }
     if (r == 0)
         r = q_finish(&q, &s, q.end > length ? q.end : length);
     q_free(&q);
@@ -855,6 +899,8 @@ int qcow2_measure(uint64_t size, struct vdisk_dev *src, struct opt_set *os,
 {
     struct create_opts o;
     int r = parse_opts(os, &o, false);
+    uint64_t crypto_bytes = o.crypto.enabled ? qcow2_crypto_header_bytes(&o.crypto) : 0;
+    qcow2_crypto_create_free(&o.crypto);
     if (r < 0)
         return r;
     uint64_t cs = o.cluster_size;
@@ -878,6 +924,9 @@ int qcow2_measure(uint64_t size, struct vdisk_dev *src, struct opt_set *os,
         data = disk;
     res->fully_allocated = full_size(disk, cs, rb_bits, o.extl2);
     res->required = res->fully_allocated - disk + data;
+    /* The LUKS header's clusters (qemu-img adds them to both). */
+    res->fully_allocated += align_up(crypto_bytes, cs);
+    res->required += align_up(crypto_bytes, cs);
     /* Bitmaps carry over from a qcow2 v3 image into a v3 image. */
     const struct qcow2 *ss = src && src->drv == &vdisk_driver_qcow2 ? src->priv : NULL;
     res->has_bitmaps = o.version >= 3 && ss && ss->version >= 3;

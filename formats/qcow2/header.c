@@ -177,9 +177,16 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, size_t len)
             s->bitmap_dir_offset = doff;
             break;
         }
-        case QCOW2_EXT_CRYPTO:
+        case QCOW2_EXT_CRYPTO: {
+            if (s->crypto_offset)
+                return bad(s, "two encryption header extensions");
+            int cr = qcow2_crypto_parse_ext(s, buf + data, elen);
+            if (cr < 0)
+                return cr;
+            break;
+        }
         case QCOW2_EXT_DATA_FILE:
-            /* Refused through their feature bits / crypt_method. */
+            /* Refused through its feature bit. */
             break;
         default: {
             /* Kept as they are. */
@@ -287,9 +294,7 @@ int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t
     if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
         return err_set(-ENOTSUP, "%s: images with an external data file are not supported",
                        s->dev->filename);
-    if (s->crypt_method)
-        return err_set(-ENOTSUP, "%s: encrypted images are not supported (crypt_method %" PRIu32
-                       ")", s->dev->filename, s->crypt_method);
+    /* crypt_method and the encryption header: qcow2_crypto_open(). */
     if (s->incompat & QCOW2_INCOMPAT_COMPRESSION) {
         if (s->header_length <= 104 || s->compression_type != QCOW2_COMPRESS_ZSTD)
             return bad(s, "unknown compression type %u", s->compression_type);
@@ -409,6 +414,14 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
     if (s->backing_fmt)
         ok = put_ext(buf, len, &pos, QCOW2_EXT_BACKING_FMT, s->backing_fmt,
                      (uint32_t)strlen(s->backing_fmt));
+    if (ok && s->crypto_offset && s->crypto_offset != UINT64_MAX) {
+        /* The encryption header pointer, after the backing format (QEMU's
+         * order). */
+        uint8_t ce[16];
+        be64_store(ce, s->crypto_offset);
+        be64_store(ce + 8, s->crypto_length);
+        ok = put_ext(buf, len, &pos, QCOW2_EXT_CRYPTO, ce, sizeof ce);
+    }
     /* The feature name table, as QEMU writes it: with version 3 and
      * clusters larger than 4 KiB only (QEMU leaves it out of smaller ones,
      * to keep room for a backing file name), and here also only where it

@@ -384,10 +384,10 @@ static void qc_read_loop(struct vdisk_req *req)
         case QCOW2_NORMAL:
             dev_debug_event(s->file, "read_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, n)) {
-                req_forward(req, s->file, m.host, 0);
+                req_forward(req, s->data, m.host, 0);
                 return;
             }
-            c = child_slice(req, s->file, VDISK_OP_READ, m.host, skip, n, 0,
+            c = child_slice(req, s->data, VDISK_OP_READ, m.host, skip, n, 0,
                             req_child_releases_parent, NULL);
             break;
         case QCOW2_ZERO:
@@ -657,7 +657,7 @@ static void run_write(struct qc_run *run)
         v[n++] = (struct iovec){run->tail, run->tail_len};
     uint64_t host = run->host + (run->cow_start - run->c0);
     dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
-    struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE, host,
+    struct vdisk_req *c = req_new_child(req, s->data, VDISK_OP_WRITE, host,
                                         run->cow_end - run->cow_start, v, n,
                                         req->flags & VDISK_REQ_FUA, run_write_done, run);
     free(v);
@@ -723,7 +723,8 @@ static void run_cow(struct qc_run *run)
  * around the write unallocated or zero.  Under the lock. */
 static bool zero_cow(struct qcow2 *s, struct qc_run *run, bool nb)
 {
-    if (s->backing || run->fill || s->ext_l2)
+    /* (Encrypted clusters: zeroes in the file are not zeroes in the disk.) */
+    if (s->backing || run->fill || s->ext_l2 || qcow2_encrypted(s))
         return false;
     uint64_t tail = run->pos + run->len;
     struct {
@@ -770,7 +771,7 @@ static void run_zero(struct qc_run *run)
 {
     struct vdisk_req *req = run->req;
     struct qcow2 *s = req->dev->priv;
-    struct vdisk_req *c = req_new_child(req, s->file, VDISK_OP_WRITE_ZEROES, run->host,
+    struct vdisk_req *c = req_new_child(req, s->data, VDISK_OP_WRITE_ZEROES, run->host,
                                         run->ncl * s->cluster_size, NULL, 0, 0, run_zero_done,
                                         run);
     if (!c) {
@@ -1031,10 +1032,10 @@ static void qc_write_loop(struct vdisk_req *req)
             pthread_mutex_unlock(&s->lock);
             dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, m.len)) {
-                req_forward(req, s->file, m.host, req->flags & VDISK_REQ_FUA);
+                req_forward(req, s->data, m.host, req->flags & VDISK_REQ_FUA);
                 return;
             }
-            struct vdisk_req *c = child_slice(req, s->file, VDISK_OP_WRITE, m.host,
+            struct vdisk_req *c = child_slice(req, s->data, VDISK_OP_WRITE, m.host,
                                               pos - req->offset, m.len,
                                               req->flags & VDISK_REQ_FUA,
                                               req_child_releases_parent, NULL);
@@ -1465,6 +1466,9 @@ int qcow2_compress_cluster(struct vdisk_dev *dev, const void *buf, size_t len, u
 {
     struct qcow2 *s = dev->priv;
     uint64_t cs = s->cluster_size;
+    if (qcow2_encrypted(s))
+        return err_set(-ENOTSUP, "%s: compression is not supported for encrypted images",
+                       dev->filename);
     if (off % cs || len > cs || len == 0 || (len < cs && off + len != s->size && off != 0))
         return err_set(-EINVAL, "%s: a compressed write must be one whole cluster (%" PRIu64
                        " bytes at a multiple of it), not %zu bytes at offset %" PRIu64,
@@ -1500,6 +1504,9 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, si
 {
     struct qcow2 *s = dev->priv;
     uint64_t cs = s->cluster_size;
+    if (qcow2_encrypted(s))
+        return err_set(-ENOTSUP, "%s: compression is not supported for encrypted images",
+                       dev->filename);
     if (n == 0)
         return 0;
     if (off % cs)

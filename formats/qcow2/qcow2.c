@@ -77,6 +77,7 @@ static int read_table(struct qcow2 *s, uint64_t off, uint64_t count, uint64_t **
 static void free_state(struct qcow2 *s)
 {
     offload_free(s->offload);
+    qcow2_crypto_close(s);
     qcow2_free_snapshots(s);
     qcow2_free_bitmaps(s);
     qcow2_cache_fini(&s->l2c);
@@ -220,6 +221,8 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
             r = err_set(-EIO, "%s: the image is marked corrupt; it can only be opened "
                         "read-only (repair it with vdisk check -r all)", dev->filename);
     }
+    if (r == 0)
+        r = qcow2_crypto_open(s, os, fsize);
     if (r == 0 && s->backing_name)
         r = qcow2_open_backing(s, os);
     if (r == 0 && !s->read_only) {
@@ -255,7 +258,8 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     }
     dev->size = s->size;
     dev->block_size = 512;
-    dev->align = 1;
+    /* Encrypted data is whole sectors (as QEMU's request alignment). */
+    dev->align = qcow2_encrypted(s) ? 512 : 1;
     dev->caps = VDISK_CAN_FLUSH | VDISK_CAN_DISCARD | VDISK_CAN_WRITE_ZEROES |
                 VDISK_CAN_ZERO_UNMAP | (s->read_only ? 0 : VDISK_CAN_WRITE);
     return 0;
@@ -298,6 +302,7 @@ static void qcow2_close(struct vdisk_dev *dev)
     }
     if (s->backing)
         dev_unref(s->backing);
+    qcow2_crypto_close(s);
     dev_unref(s->file);
     free_state(s);
     dev->priv = NULL;
@@ -368,6 +373,11 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     ext->depth = 0;
     switch (m.type) {
     case QCOW2_NORMAL: {
+        if (qcow2_encrypted(s)) {
+            /* The file holds ciphertext there: no offset (as QEMU). */
+            ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+            return 0;
+        }
         ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
         ext->host_offset = m.host;
         ext->host_file = s->file->filename;
@@ -503,6 +513,7 @@ static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
     info->refcount_bits = s->refcount_bits;
     info->nb_bitmaps = s->nb_bitmaps;
     info->bitmaps = s->bitmap_info;
+    info->encrypt = s->crypto_info;
 }
 
 static int64_t qcow2_allocated_size(struct vdisk_dev *dev)
@@ -523,6 +534,14 @@ static const struct create_opt qcow2_create_opts[] = {
      "the qcow2 version: 1.1 or v3 (default), 0.10 or v2"},
     {"compression_type", "str",
      "how compressed clusters are written: zlib (default) or zstd"},
+    {"encrypt.cipher-alg", "str", "Name of encryption cipher algorithm"},
+    {"encrypt.cipher-mode", "str", "Name of encryption cipher mode"},
+    {"encrypt.format", "str", "Encrypt the image, format choices: 'luks'"},
+    {"encrypt.hash-alg", "str", "Name of encryption hash algorithm"},
+    {"encrypt.iter-time", "num", "Time to spend in PBKDF in milliseconds"},
+    {"encrypt.ivgen-alg", "str", "Name of IV generator algorithm"},
+    {"encrypt.ivgen-hash-alg", "str", "Name of IV generator hash algorithm"},
+    {"encrypt.key-secret", "str", "ID of secret providing the LUKS passphrase"},
     {"extended_l2", "bool (on/off)",
      "extended L2 entries: 32 subclusters per cluster"},
     {"lazy_refcounts", "bool (on/off)",

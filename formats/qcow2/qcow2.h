@@ -66,6 +66,9 @@
 #define QCOW2_EXT_BITMAPS      0x23852875u
 #define QCOW2_EXT_CRYPTO       0x0537be77u
 #define QCOW2_EXT_DATA_FILE    0x44415441u
+#define QCOW2_CRYPT_NONE 0u
+#define QCOW2_CRYPT_AES  1u
+#define QCOW2_CRYPT_LUKS 2u
 
 /* Table entries. */
 #define QCOW2_OFLAG_COPIED     (1ull << 63)
@@ -345,7 +348,16 @@ struct qcow2 {
     uint32_t cluster_bits;
     uint64_t cluster_size;
     uint64_t size;
-    uint32_t crypt_method;
+    uint32_t crypt_method;    /* QCOW2_CRYPT_* */
+    /* Encryption (crypt_method LUKS, formats/qcow2/crypto.c): where the
+     * LUKS header lies (the header extension), the parsed header, and the
+     * device guest data goes through: the file itself for images that are
+     * not encrypted, else the encrypting layer over it (data clusters are
+     * encrypted by their host offset, as QEMU does). */
+    uint64_t crypto_offset, crypto_length;
+    struct luks_header *luks;
+    struct vdisk_encrypt_info *crypto_info;
+    struct vdisk_dev *data;
     uint32_t l1_size;
     uint64_t l1_offset;
     uint64_t reft_offset;
@@ -625,6 +637,29 @@ int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags);
 int qcow2_make_empty(struct vdisk_dev *dev);
 int qcow2_set_backing(struct vdisk_dev *dev, const char *name, const char *format);
 int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os);
+
+/* Encryption (crypto.c): encrypt.format=luks. */
+struct luks_create_opts;
+struct qcow2_crypto_create {
+    bool enabled;
+    struct luks_create_opts *opts;
+    const char *pass;
+};
+/* The header extension's 16 bytes (offset, length). */
+int qcow2_crypto_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len);
+/* Opens the encryption of an image whose header is parsed: s->data. */
+int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize);
+void qcow2_crypto_close(struct qcow2 *s);
+bool qcow2_encrypted(const struct qcow2 *s);
+/* Create: the encrypt.* options, and the LUKS header written at BASE
+ * (*LENGTH: its bytes, for the extension). */
+int qcow2_crypto_take_create_opts(struct opt_set *os, struct qcow2_crypto_create *cc);
+void qcow2_crypto_create_free(struct qcow2_crypto_create *cc);
+uint64_t qcow2_crypto_header_bytes(const struct qcow2_crypto_create *cc);
+int qcow2_crypto_make_header(struct qcow2_crypto_create *cc, uint64_t base,
+                             int (*write)(void *opaque, const void *buf, size_t len,
+                                          uint64_t off),
+                             void *opaque, uint64_t *length);
 
 extern const struct vdisk_driver vdisk_driver_qcow2;
 

@@ -133,8 +133,10 @@ typedef struct vdisk_dev vdisk_dev;
  * lock on the image or a file of its backing chain (see "Image locking"
  * above), -EINVAL for a bad or unknown option, -ENOSYS for engine=uring
  * where io_uring is not allowed, -ENOTSUP for an unknown format, one vdisk
- * does not read, or a feature it does not support (qcow2 encryption, an
- * external data file), -EPERM for a backing file name that
+ * does not read, or a feature it does not support (legacy qcow2 AES
+ * encryption, an external data file), -EPERM for a passphrase that opens
+ * no key slot of an encrypted image (see key-secret in vdisk/options.h),
+ * -EPERM for a backing file name that
  * backing-confine=on refuses or a network backing file (an NBD URI in
  * an image's header) without backing-allow-network=on, -ELOOP for a backing chain that loops or is
  * deeper than 64 images, or a format driver's error: -EINVAL for a damaged
@@ -232,8 +234,25 @@ void vdisk_close(vdisk_dev *dev);
  *                   extended over them, sparse) or none (dynamic)
  *   SIZE may be at most 0x1fffff8000000 bytes (-ENOTSUP, as qemu-img) and
  *   needs a block map of at most 256 MiB (64 TiB; -EFBIG).
- * Other qemu-img options (encrypt, data_file, cluster allocation options
- * of other formats) are not supported and fail as unknown.
+ *   encrypt.format  luks: the image is encrypted (LUKS1 header in clusters
+ *                   of its own, data clusters encrypted by host offset), as
+ *                   qemu-img makes it; the encrypt.* options below apply
+ *   encrypt.key-secret, encrypt.cipher-alg, ... as for luks below
+ *
+ * luks (QEMU's raw LUKS1 format: header, 8 key slots, then the disk):
+ *   key-secret      ID: the passphrase is the option secret.ID (required)
+ *   cipher-alg      aes-256 (default), aes-128, aes-192, serpent-128/192/256,
+ *                   twofish-128/192/256, cast5-128
+ *   cipher-mode     xts (default) | cbc | ecb | ctr
+ *   ivgen-alg       plain64 (default) | plain | essiv (essiv by default
+ *                   when ivgen-hash-alg is given)
+ *   ivgen-hash-alg  ESSIV's hash: sha256 (default), md5, sha1, sha224,
+ *                   sha384, sha512, ripemd160
+ *   hash-alg        PBKDF2's and the splitter's hash (default sha256)
+ *   iter-time       milliseconds of PBKDF2 per key slot (default 2000); the
+ *                   counts come from this machine's speed, at least 1000
+ * Other qemu-img options (data_file, cluster allocation options of other
+ * formats) are not supported and fail as unknown.
  *
  * Returns 0, -EINVAL (above), -ENOTSUP for a format vdisk cannot create,
  * -EFBIG when SIZE needs an L1 or refcount table larger than QEMU allows

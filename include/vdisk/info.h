@@ -50,6 +50,36 @@ struct vdisk_extent_info {
 };
 
 /*
+ * One LUKS key slot (qemu-img info's "slots").  Fixed layout, in
+ * vdisk_encrypt_info.slots.
+ */
+struct vdisk_luks_slot_info {
+    bool active;
+    uint32_t iters;                  /* PBKDF2 iterations (active slots) */
+    uint64_t key_offset;             /* bytes from the LUKS header's start */
+    uint32_t stripes;
+};
+
+/*
+ * The encryption of an image (raw LUKS, qcow2 encrypt.format=luks):
+ * qemu-img info's "encrypt" block.  Fixed layout: the library fills it,
+ * vdisk_info.encrypt points to it.
+ */
+struct vdisk_encrypt_info {
+    const char *format;              /* "luks" */
+    const char *cipher_alg;          /* "aes-256", "serpent-128", ... */
+    const char *cipher_mode;         /* "xts", "cbc", "ecb", "ctr" */
+    const char *ivgen_alg;           /* "plain64", "plain", "essiv" */
+    const char *ivgen_hash_alg;      /* ESSIV's hash ("sha256"), else NULL */
+    const char *hash_alg;            /* PBKDF2's ("sha256") */
+    const char *uuid;
+    uint64_t payload_offset;         /* bytes */
+    uint32_t master_key_iters;
+    uint32_t nb_slots;               /* 8 */
+    struct vdisk_luks_slot_info slots[8];
+};
+
+/*
  * Image information.  The caller sets struct_size to sizeof(struct
  * vdisk_info) before the call, so that fields added at the end in later
  * versions do not break older programs (see "Structures that grow" in
@@ -87,6 +117,10 @@ struct vdisk_info {
     uint32_t cid, parent_cid;        /* content IDs (0xffffffff: no parent) */
     uint32_t nb_extents;
     const struct vdisk_extent_info *extents;
+
+    /* Encryption (qemu-img info's "encrypted: yes" and the "encrypt"
+     * block), NULL for images that are not encrypted. */
+    const struct vdisk_encrypt_info *encrypt;
 };
 
 /* The first version of struct vdisk_info ended with refcount_bits. */

@@ -122,6 +122,25 @@
  *              "1M", "65536") up to 1 TiB, held as whole tables (4 to
  *              65536 of them); default: enough L2 tables for the whole disk
  *              up to 32 MiB, and a quarter of that for refcount blocks.
+ *   key-secret=ID (luks), encrypt.key-secret=ID (qcow2)  encrypted images
+ *              (raw LUKS1, QEMU's "luks" format; qcow2 with
+ *              encrypt.format=luks): the passphrase is the value of the
+ *              option secret.ID in the same options object (qemu-img's
+ *              --object secret,id=ID; a json: name may give the key-secret
+ *              too).  Without it the open fails with -EINVAL ("Parameter
+ *              'key-secret' is required for cipher"); a passphrase that opens
+ *              no key slot fails with -EPERM ("Invalid password, cannot
+ *              unlock any keyslot").  The header's PBKDF2 iteration counts
+ *              are bounded (at most 100000000) and its key slots checked
+ *              against the file before any is tried.
+ *   secret.ID  a passphrase, for whichever image names ID; images that do
+ *              not, and formats without encryption, ignore it.
+ *   no-key     on | off (default off): an encrypted image opens without
+ *              its passphrase, for its header alone (vdisk_get_info's
+ *              encrypt); its data reads and writes fail with -ENOKEY.
+ *              Other images ignore it.
+ *   encrypt.format  qcow2: luks, the only one vdisk opens (legacy AES
+ *              images are refused).
  *
  * Options understood when creating (vdisk_create): vdisk_create_option()
  * below lists them per format; their values and defaults are described at

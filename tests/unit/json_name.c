@@ -209,8 +209,8 @@ START_TEST(bad_keys)
             "Block protocol 'file' does not support the option 'file.x-aio'");
     refuses("json:{\"driver\":\"qcow2\",\"backing\":\"n0\",\"file.filename\":\"a\"}", -ENOTSUP,
             "'backing' other than null (a reference to another node) is not supported");
-    refuses("json:{\"driver\":\"luks\",\"file.filename\":\"a\"}", -ENOTSUP,
-            "Unknown driver 'luks'");
+    refuses("json:{\"driver\":\"qcow\",\"file.filename\":\"a\"}", -ENOTSUP,
+            "Unknown driver 'qcow'");
     refuses("json:{\"driver\":\"raw\",\"file\":{\"driver\":\"gluster\"}}", -ENOTSUP,
             "Unknown protocol 'gluster' (file, host_device, nbd, rbd, null-co, null-aio "
             "and blkdebug are supported)");

@@ -101,6 +101,9 @@ struct open_args {
     const char *const *options; /* more library options: KEY, VALUE, ..., NULL */
     bool unnamed;          /* qemu-io: the image given by options alone, open
                             * errors as "qemu-io: can't open: MESSAGE" */
+    bool no_key;           /* encrypted images open without their key (info) */
+    const char *key_secret; /* the secret ID of an encrypted image of FORMAT
+                               (luks: key-secret, qcow2: encrypt.key-secret) */
 };
 vdisk_dev *cli_open(const char *path, const struct open_args *a);
 /* --image-opts: LIST is an image given by options (KEY=VALUE,..., ",," a
@@ -176,5 +179,19 @@ int cmd_dd(int argc, char **argv);
  * added to DST with their bits, as qemu-img convert copies them. */
 int cli_convert_bitmaps_check(int nsrc, vdisk_dev *src, const char *out_fmt, bool skip_broken);
 int cli_convert_bitmaps(vdisk_dev *src, vdisk_dev *dst, bool skip_broken);
+/* --object (tools/vdisk/secret.c): qemu-img's secret objects
+ * (secret,id=ID,file=PATH|data=TEXT[,format=raw|base64]), kept for the
+ * verb's opens and creates.  cli_object_add: 0, or -1 with the reason
+ * printed.  cli_secrets_apply: sets the options secret.ID=VALUE in O for
+ * every one (which an image's key-secret=ID names); 0 or -1. */
+#define CLI_OPT_OBJECT 0x1002
+int cli_object_add(const char *arg);
+int cli_secrets_apply(vdisk_options *o);
+
+/* The encryption block of qemu-img info (secret.c), INDENT spaces in;
+ * WITH_FORMAT: qcow2's "format: luks" line.  The JSON object is printed
+ * from "{" at the cursor to its "}" at INDENT. */
+void print_encrypt_human(const struct vdisk_encrypt_info *e, int indent, bool with_format);
+void print_encrypt_json(const struct vdisk_encrypt_info *e, int indent, bool with_format);
 
 #endif /* VDISK_CLI_H */

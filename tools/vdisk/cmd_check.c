@@ -100,6 +100,7 @@ int cmd_check(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {"format", required_argument, NULL, 'f'},
         {"repair", required_argument, NULL, 'r'},
         {"output", required_argument, NULL, 'O'},
@@ -117,6 +118,10 @@ int cmd_check(int argc, char **argv)
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
             break;
         case 'h':
             help();

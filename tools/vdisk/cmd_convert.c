@@ -945,6 +945,7 @@ int cmd_convert(int argc, char **argv)
         {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
         {"bitmaps", no_argument, NULL, OPT_BITMAPS},
         {"skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
@@ -981,6 +982,10 @@ int cmd_convert(int argc, char **argv)
         case 'O': out_fmt = optarg; have_O = true; break;
         case CLI_OPT_IMAGE_OPTS: image_opts = true; break;
         case CLI_OPT_TARGET_IMAGE_OPTS: target_image_opts = true; break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                goto out;
+            break;
         case 'o':
             if (cli_is_help_option(optarg)) {
                 help_opts = true;
@@ -1156,6 +1161,7 @@ int cmd_convert(int argc, char **argv)
             vdisk_options_set(so, "force-share", "on");
         if (snap)
             vdisk_options_set(so, "snapshot.name", snap);
+        cli_secrets_apply(so);
         /* IMAGE:pN converts a partition. */
         char *image = NULL;
         unsigned part = 0;
@@ -1237,7 +1243,7 @@ int cmd_convert(int argc, char **argv)
      * the file).  From here on, a failure removes a file that this command
      * created, never one that was there before. */
     if (!no_create) {
-        if (vdisk_create(dst_name, out_fmt, c.total, opts) < 0) {
+        if (cli_secrets_apply(opts) < 0 || vdisk_create(dst_name, out_fmt, c.total, opts) < 0) {
             cli_lib_error();
             goto out;
         }
@@ -1245,6 +1251,9 @@ int cmd_convert(int argc, char **argv)
         c.target_fresh = true;
     }
     struct open_args oa = {.format = out_fmt, .cache = dst_cache};
+    /* An encrypted target opens with the key it was created with. */
+    oa.key_secret = vdisk_options_get(opts, strcmp(out_fmt, "luks") ? "encrypt.key-secret"
+                                                                    : "key-secret");
     c.dst = cli_open(dst_name, &oa);
     if (!c.dst)
         goto out;
@@ -1289,6 +1298,8 @@ int cmd_convert(int argc, char **argv)
         c.backing = NULL; /* -n on an existing overlay: copy everything */
     if (!c.backing && !no_create)
         c.target_fresh = true;
+    if (!strcmp(vdisk_get_format(c.dst), "luks"))
+        c.target_fresh = false; /* a new LUKS image reads as noise, not zeroes */
     if (target_is_zero)
         c.target_fresh = true; /* the user says so: zeroes are not written */
     if (c.progress) {

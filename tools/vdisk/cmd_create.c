@@ -43,8 +43,25 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
                              const vdisk_options *o, const char *optlist)
 {
     printf("Formatting '%s', fmt=%s", file, fmt);
-    if (strcmp(fmt, "qcow2") == 0) {
+    /* Encryption options (qcow2's encrypt.*, luks's), in qemu-img's order. */
+    static const char *const crypt_keys[] = {"key-secret", "cipher-alg", "cipher-mode",
+                                             "ivgen-alg", "ivgen-hash-alg", "hash-alg",
+                                             "iter-time"};
+    char ck[64];
+    if (strcmp(fmt, "luks") == 0) {
+        printf(" size=%" PRIu64, size);
+        for (size_t i = 0; i < sizeof crypt_keys / sizeof crypt_keys[0]; i++)
+            if (vdisk_options_get(o, crypt_keys[i]))
+                printf(" %s=%s", crypt_keys[i], vdisk_options_get(o, crypt_keys[i]));
+    } else if (strcmp(fmt, "qcow2") == 0) {
         const char *v;
+        if ((v = vdisk_options_get(o, "encrypt.format")))
+            printf(" encrypt.format=%s", v);
+        for (size_t i = 0; i < sizeof crypt_keys / sizeof crypt_keys[0]; i++) {
+            snprintf(ck, sizeof ck, "encrypt.%s", crypt_keys[i]);
+            if ((v = vdisk_options_get(o, ck)))
+                printf(" %s=%s", ck, v);
+        }
         uint64_t cs = 65536;
         if ((v = vdisk_options_get(o, "cluster_size")))
             vdisk_parse_size(v, 1, &cs);
@@ -210,6 +227,7 @@ int cmd_create(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"quiet", no_argument, NULL, 'q'},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     const char *fmt = "raw", *backing = NULL, *backing_fmt = NULL;
@@ -244,6 +262,10 @@ int cmd_create(int argc, char **argv)
             break;
         case 'u':
             unsafe = true;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                goto out;
             break;
         case 'o':
             if (cli_is_help_option(optarg)) {
@@ -364,9 +386,15 @@ int cmd_create(int argc, char **argv)
     }
     /* As qemu-img: an option the format does not have is refused before
      * the "Formatting" line (which shows the size as given), one of its
-     * options with a bad value after it, naming the file. */
+     * options with a bad value after it, naming the file.  The --object
+     * secrets go with the options (secret.ID, which the line does not
+     * show). */
     if (!quiet)
         print_formatting(file, fmt, size, opts, optlist);
+    if (cli_secrets_apply(opts) < 0) {
+        cli_lib_error();
+        goto out;
+    }
     if (vdisk_create(file, fmt, size, opts) < 0) {
         cli_error("%s: %s", file, cli_lib_detail());
         goto out;

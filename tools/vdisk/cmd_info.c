@@ -167,6 +167,12 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         if (strcmp(in->compat, "0.10") != 0 && in->nb_bitmaps)
             print_json_bitmaps(in, j);
         json_field_num(j, "refcount-bits", in->refcount_bits, &f2);
+        if (in->encrypt) {
+            printf(",\n");
+            pad(j);
+            printf("\"encrypt\": ");
+            print_encrypt_json(in->encrypt, j, true);
+        }
         if (strcmp(in->compat, "0.10") != 0) {
             json_field_bool(j, "corrupt", in->corrupt, &f2);
             json_field_bool(j, "extended-l2", in->extended_l2, &f2);
@@ -174,6 +180,21 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         printf("\n");
         pad(i + 4);
         printf("}\n");
+        pad(i);
+        printf("}");
+    }
+    if (!in->compat && in->encrypt) {
+        printf(",\n");
+        pad(i);
+        printf("\"format-specific\": {\n");
+        pad(i + 4);
+        printf("\"type\": ");
+        json_string(stdout, in->format);
+        printf(",\n");
+        pad(i + 4);
+        printf("\"data\": ");
+        print_encrypt_json(in->encrypt, i + 4, false);
+        printf("\n");
         pad(i);
         printf("}");
     }
@@ -222,6 +243,8 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         json_field_str(i, "full-backing-filename", in->full_backing_filename, &first);
         json_field_str(i, "backing-filename", in->backing_filename, &first);
     }
+    if (in->encrypt)
+        json_field_bool(i, "encrypted", true, &first);
     if (has_dirty_flag(in->format))
         json_field_bool(i, "dirty-flag", in->dirty, &first);
     printf("\n");
@@ -241,6 +264,8 @@ static void print_human(vdisk_dev *dev, const struct vdisk_info *in)
     } else {
         printf("disk size: unavailable\n");
     }
+    if (in->encrypt)
+        printf("encrypted: yes\n");
     if (in->cluster_size)
         printf("cluster_size: %" PRIu32 "\n", in->cluster_size);
     if (in->backing_filename) {
@@ -266,6 +291,7 @@ int cmd_info(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'O'},
         {"debug", no_argument, NULL, 'd'},
@@ -273,7 +299,7 @@ int cmd_info(int argc, char **argv)
         {"force-share", no_argument, NULL, 'U'},
         {NULL, 0, NULL, 0},
     };
-    struct open_args oa = {.read_only = true};
+    struct open_args oa = {.read_only = true, .no_key = true};
     int json = 0;
     bool debug = false, chain = false;
     int c;
@@ -283,6 +309,10 @@ int cmd_info(int argc, char **argv)
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
             break;
         case 'h':
             help();

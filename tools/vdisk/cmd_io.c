@@ -2468,9 +2468,12 @@ int cmd_io(int argc, char **argv)
         {"discard", required_argument, NULL, 'd'},
         {"native-aio", no_argument, NULL, 'k'},
         {"misalign", no_argument, NULL, 'm'},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {NULL, 0, NULL, 0},
     };
     struct open_flags f = {0};
+    bool image_opts = false;
     const char **cmds = calloc((size_t)argc + 1, sizeof *cmds);
     int ncmds = 0;
     if (!cmds)
@@ -2530,6 +2533,13 @@ int cmd_io(int argc, char **argv)
         case OPT_DEBUG:
             st.debug = true;
             break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                goto out;
+            break;
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         default:
             fprintf(stderr, "Try 'vdisk io --help' for more information.\n");
             goto out;
@@ -2541,7 +2551,9 @@ int cmd_io(int argc, char **argv)
     }
     st.dev = NULL;
     st.quit = false;
-    if (optind == argc - 1 && open_image(argv[optind], NULL, &f) < 0)
+    /* --image-opts: the image is given by options alone, as open -o. */
+    if (optind == argc - 1 && open_image(image_opts ? NULL : argv[optind],
+                                         image_opts ? argv[optind] : NULL, &f) < 0)
         goto out;
     int failed = 0;
     if (ncmds) {

@@ -96,6 +96,7 @@ int cmd_map(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'O'},
         {"start-offset", required_argument, NULL, 's'},
@@ -113,6 +114,10 @@ int cmd_map(int argc, char **argv)
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
             break;
         case 'h':
             help();

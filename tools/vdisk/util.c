@@ -158,9 +158,18 @@ void print_format_specific(const struct vdisk_info *in)
             }
         }
         printf("    refcount bits: %" PRIu32 "\n", in->refcount_bits);
+        if (in->encrypt) {
+            printf("    encrypt:\n");
+            print_encrypt_human(in->encrypt, 8, true);
+        }
         if (v3)
             printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
                    in->extended_l2 ? "true" : "false");
+    }
+    if (!in->compat && in->encrypt) {
+        /* A raw LUKS image: the block alone. */
+        printf("Format specific information:\n");
+        print_encrypt_human(in->encrypt, 4, false);
     }
     if (in->create_type) {
         printf("Format specific information:\n    cid: %" PRIu32 "\n    parent cid: %" PRIu32
@@ -404,6 +413,13 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_options_set(o, "force-share", "on");
     for (size_t i = 0; r == 0 && a->options && a->options[i]; i += 2)
         r = vdisk_options_set(o, a->options[i], a->options[i + 1]);
+    if (r == 0 && a->no_key)
+        r = vdisk_options_set(o, "no-key", "on");
+    if (r == 0 && a->key_secret && a->format)
+        r = vdisk_options_set(o, strcmp(a->format, "luks") ? "encrypt.key-secret" : "key-secret",
+                              a->key_secret);
+    if (r == 0)
+        r = cli_secrets_apply(o);
     vdisk_dev *dev = NULL;
     if (r == 0)
         r = vdisk_open(&dev, file, o);

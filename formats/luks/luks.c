@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * formats/luks/luks.c: raw LUKS images (QEMU's "luks" format: a LUKS1
+ * header, then the encrypted disk), and the encrypting layer under them
+ * and under encrypted qcow2 images.
+ *
+ * The layer (luks_crypt_open) is a device over the file: byte N is the
+ * file's byte BASE + N, and sector N / 512 of it is encrypted with the
+ * master key and that sector's IV.  Reads decrypt in place once the file
+ * has answered; writes encrypt into a bounce buffer first; write zeroes
+ * writes encrypted zeroes (a hole in the file would decrypt to noise),
+ * a piece at a time; discard and flush go through.  Requests are whole
+ * sectors (align 512; the core makes them so).
+ *
+ * The luks format is that layer with BASE the payload offset, the size
+ * what follows it in the file, and the header behind it for info.  An
+ * open needs the passphrase (the options key-secret=ID and secret.ID,
+ * see luks_take_secret), unless no-key=on asks for the header alone
+ * (info): data I/O then fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "luks.h"
+
+#define ZERO_PIECE (1u << 20)
+
+struct crypt {
+    struct vdisk_dev *file;
+    struct vcrypt *cipher;     /* NULL: opened without the key (no-key) */
+    uint64_t base;
+    /* The luks format's own. */
+    bool is_format;
+    struct luks_header hdr;
+    struct vdisk_encrypt_info info;
+};
+
+static const struct vdisk_driver luks_crypt_driver;
+
+/* ---- I/O ------------------------------------------------------------------ */
+
+/* Decrypts or encrypts the LEN bytes at SKIP of the iovec, which are whole
+ * sectors from SECTOR on, in place: runs within one element at once,
+ * sectors split across elements through a copy. */
+static int crypt_iov(struct vcrypt *c, const struct iovec *iov, int iovcnt, size_t skip,
+                     size_t len, uint64_t sector, bool enc)
+{
+    uint8_t tmp[VCRYPT_SECTOR];
+    int i = 0;
+    size_t in = skip; /* offset inside iov[i] */
+    while (i < iovcnt && in >= iov[i].iov_len)
+        in -= iov[i++].iov_len;
+    size_t done = 0;
+    while (done < len) {
+        if (i >= iovcnt)
+            return err_set(-EIO, "encryption: the buffer is shorter than the request");
+        size_t avail = iov[i].iov_len - in;
+        if (avail >= VCRYPT_SECTOR) {
+            size_t n = avail / VCRYPT_SECTOR * VCRYPT_SECTOR;
+            if (n > len - done)
+                n = len - done;
+            uint8_t *p = (uint8_t *)iov[i].iov_base + in;
+            int r = enc ? vcrypt_encrypt(c, sector, p, n) : vcrypt_decrypt(c, sector, p, n);
+            if (r < 0)
+                return r;
+            done += n;
+            sector += n / VCRYPT_SECTOR;
+            in += n;
+        } else {
+            /* A sector across elements. */
+            size_t pos = skip + done;
+            iov_to_buf(iov, iovcnt, pos, tmp, VCRYPT_SECTOR);
+            int r = enc ? vcrypt_encrypt(c, sector, tmp, VCRYPT_SECTOR)
+                        : vcrypt_decrypt(c, sector, tmp, VCRYPT_SECTOR);
+            if (r < 0)
+                return r;
+            iov_from_buf(iov, iovcnt, pos, tmp, VCRYPT_SECTOR);
+            done += VCRYPT_SECTOR;
+            sector++;
+            in += VCRYPT_SECTOR;
+        }
+        while (i < iovcnt && in >= iov[i].iov_len)
+            in -= iov[i++].iov_len;
+    }
+    return 0;
+}
+
+static void read_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    struct crypt *c = req->dev->priv;
+    req_take_error(req, child);
+    req_free(child);
+    if (ret == 0) {
+        ret = crypt_iov(c->cipher, req->iov, req->iovcnt, 0, req->length,
+                        req->offset / VCRYPT_SECTOR, false);
+        if (ret < 0) {
+            req_fail(req, ret, "%s", vdisk_get_error());
+            return;
+        }
+    }
+    req_complete(req, ret);
+}
+
+static void write_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    free(child->done_arg);
+    req_take_error(req, child);
+    req_free(child);
+    req_complete(req, ret);
+}
+
+/* Write zeroes: encrypted zeroes, ZERO_PIECE bytes at a time. */
+struct zero_state {
+    uint8_t *buf;
+    uint64_t pos, end;
+    unsigned flags;
+};
+
+static void zero_next(struct vdisk_req *req, struct zero_state *z);
+
+static void zero_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    struct zero_state *z = child->done_arg;
+    req_take_error(req, child);
+    req_free(child);
+    if (ret < 0 || z->pos >= z->end) {
+        free(z->buf);
+        free(z);
+        req_complete(req, ret);
+        return;
+    }
+    zero_next(req, z);
+}
+
+static void zero_next(struct vdisk_req *req, struct zero_state *z)
+{
+    struct crypt *c = req->dev->priv;
+    uint64_t n = z->end - z->pos < ZERO_PIECE ? z->end - z->pos : ZERO_PIECE;
+    memset(z->buf, 0, n);
+    int r = vcrypt_encrypt(c->cipher, z->pos / VCRYPT_SECTOR, z->buf, n);
+    struct iovec v = {z->buf, n};
+    struct vdisk_req *ch = r < 0 ? NULL
+                                 : req_new_child(req, c->file, VDISK_OP_WRITE, c->base + z->pos,
+                                                 n, &v, 1, z->flags, zero_done, z);
+    if (!ch) {
+        free(z->buf);
+        free(z);
+        if (r < 0)
+            req_fail(req, r, "%s", vdisk_get_error());
+        else
+            req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    z->pos += n;
+    req_submit(ch);
+}
+
+static void crypt_submit(struct vdisk_req *req)
+{
+    struct crypt *c = req->dev->priv;
+    if (!c->cipher && req->op != VDISK_OP_FLUSH) {
+        req_fail(req, -ENOKEY, "the image was opened without its key (no-key=on): its data "
+                 "cannot be read or written");
+        return;
+    }
+    switch (req->op) {
+    case VDISK_OP_READ: {
+        struct vdisk_req *ch = req_new_child(req, c->file, VDISK_OP_READ, c->base + req->offset,
+                                             req->length, req->iov, req->iovcnt, 0, read_done,
+                                             NULL);
+        if (!ch) {
+            req_fail(req, -ENOMEM, "out of memory");
+            return;
+        }
+        req_submit(ch);
+        return;
+    }
+    case VDISK_OP_WRITE: {
+        uint8_t *buf = aligned_alloc_or_null(4096, req->length);
+        if (!buf) {
+            req_fail(req, -ENOMEM, "out of memory for a %" PRIu64 "-byte write", req->length);
+            return;
+        }
+        iov_to_buf(req->iov, req->iovcnt, 0, buf, req->length);
+        int r = vcrypt_encrypt(c->cipher, req->offset / VCRYPT_SECTOR, buf, req->length);
+        if (r < 0) {
+            free(buf);
+            req_fail(req, r, "%s", vdisk_get_error());
+            return;
+        }
+        struct iovec v = {buf, req->length};
+        struct vdisk_req *ch = req_new_child(req, c->file, VDISK_OP_WRITE, c->base + req->offset,
+                                             req->length, &v, 1, req->flags & VDISK_REQ_FUA,
+                                             write_done, buf);
+        if (!ch) {
+            free(buf);
+            req_fail(req, -ENOMEM, "out of memory");
+            return;
+        }
+        req_submit(ch);
+        return;
+    }
+    case VDISK_OP_WRITE_ZEROES: {
+        if (req->flags & VDISK_REQ_NO_FALLBACK) {
+            req_fail(req, -ENOTSUP, "an encrypted image writes zeroes as data");
+            return;
+        }
+        struct zero_state *z = calloc(1, sizeof *z);
+        uint64_t piece = req->length < ZERO_PIECE ? req->length : ZERO_PIECE;
+        uint8_t *buf = z ? aligned_alloc_or_null(4096, piece ? piece : VCRYPT_SECTOR) : NULL;
+        if (!buf) {
+            free(z);
+            req_fail(req, -ENOMEM, "out of memory");
+            return;
+        }
+        z->buf = buf;
+        z->pos = req->offset;
+        z->end = req->offset + req->length;
+        z->flags = req->flags & VDISK_REQ_FUA;
+        if (z->pos >= z->end) {
+            free(buf);
+            free(z);
+            req_complete(req, 0);
+            return;
+        }
+        zero_next(req, z);
+        return;
+    }
+    case VDISK_OP_DISCARD:
+        req_send_child(req, c->file, VDISK_OP_DISCARD, c->base + req->offset, req->length, NULL,
+                       0, req->flags & VDISK_REQ_MAY_UNMAP);
+        return;
+    case VDISK_OP_FLUSH:
+        req_send_child(req, c->file, VDISK_OP_FLUSH, 0, 0, NULL, 0, 0);
+        return;
+    }
+    req_fail(req, -EINVAL, "unknown operation");
+}
+
+static int crypt_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                              struct vdisk_extent *ext)
+{
+    (void)dev;
+    /* As QEMU's luks driver (no block status of its own): all data, and
+     * where it lies in the file is not the data. */
+    ext->offset = off;
+    ext->length = len;
+    ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED;
+    ext->depth = 0;
+    return 0;
+}
+
+static int64_t crypt_allocated_size(struct vdisk_dev *dev)
+{
+    struct crypt *c = dev->priv;
+    return dev_allocated_size(c->file);
+}
+
+static void crypt_close(struct vdisk_dev *dev)
+{
+    struct crypt *c = dev->priv;
+    if (!c)
+        return;
+    vcrypt_free(c->cipher);
+    dev_unref(c->file);
+    memset(c, 0, sizeof *c);
+    free(c);
+}
+
+static const struct vdisk_driver luks_crypt_driver = {
+    .name = "luks-crypt",
+    .submit = crypt_submit,
+    .block_status = crypt_block_status,
+    .allocated_size = crypt_allocated_size,
+    .close = crypt_close,
+};
+
+int luks_crypt_open(struct vdisk_dev **devp, struct vdisk_dev *file, struct vcrypt *cipher,
+                    uint64_t base, uint64_t size, bool read_only)
+{
+    struct crypt *c = calloc(1, sizeof *c);
+    struct vdisk_open_params p = file->params;
+    p.read_only = read_only;
+    struct vdisk_dev *dev = c ? dev_alloc(&luks_crypt_driver, file->filename, &p) : NULL;
+    if (!dev) {
+        free(c);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    dev->engine = file->engine;
+    c->file = file;
+    c->cipher = cipher;
+    c->base = base;
+    dev->priv = c;
+    dev->size = size;
+    dev->block_size = 512;
+    dev->align = VCRYPT_SECTOR;
+    dev->caps = file->caps & (VDISK_CAN_WRITE | VDISK_CAN_FLUSH | VDISK_CAN_DISCARD);
+    if (read_only)
+        dev->caps &= ~VDISK_CAN_WRITE;
+    dev_ref(file);
+    *devp = dev;
+    return 0;
+}
+
+/* ---- The luks format ------------------------------------------------------ */
+
+static int luks_probe(const uint8_t *buf, size_t len)
+{
+    /* LUKS1 only, as QEMU 7.2 (LUKS2 is refused in lib/probe.c). */
+    return len >= 8 && memcmp(buf, LUKS_MAGIC, 6) == 0 && be16_load(buf + 6) == 1 ? 100 : 0;
+}
+
+static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
+{
+    const char *pass;
+    int r = luks_take_secret(os, "", &pass);
+    if (r < 0)
+        return r;
+    bool no_key = false;
+    const char *v = opt_take(os, "no-key");
+    if (v && opt_bool("no-key", v, &no_key) < 0)
+        return -EINVAL;
+    uint64_t fsize = file->file_length ? file->file_length : dev_size(file);
+    uint8_t buf[LUKS_HEADER_BYTES] = {0};
+    if (fsize < LUKS_HEADER_BYTES)
+        return err_set(-EINVAL, "%s: the file (%" PRIu64 " bytes) is too short for a LUKS "
+                       "header", dev->filename, fsize);
+    r = dev_pread(file, buf, sizeof buf, 0);
+    if (r < 0)
+        return r;
+    struct crypt *c = calloc(1, sizeof *c);
+    if (!c)
+        return err_set(-ENOMEM, "out of memory");
+    r = luks_parse(buf, fsize, dev->filename, &c->hdr);
+    uint64_t payload = luks_header_area(&c->hdr);
+    if (r == 0 && payload > dev_size(file))
+        r = err_set(-EINVAL, "%s: LUKS payload offset %" PRIu64 " lies past the end of the "
+                    "file (%" PRIu64 " bytes)", dev->filename, payload, dev_size(file));
+    if (r == 0 && !pass && !no_key)
+        r = err_set(-EINVAL, "Parameter 'key-secret' is required for cipher");
+    uint8_t mk[VCRYPT_MAX_KEY];
+    if (r == 0 && pass && !no_key) {
+        r = luks_unlock(file, 0, &c->hdr, pass, strlen(pass), mk);
+        if (r >= 0)
+            r = vcrypt_new(&c->cipher, c->hdr.alg, c->hdr.mode, c->hdr.ivgen, c->hdr.ivhash, mk,
+                           c->hdr.key_bytes);
+        memset(mk, 0, sizeof mk);
+    }
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    c->file = file;
+    c->base = payload;
+    c->is_format = true;
+    luks_fill_info(&c->hdr, &c->info);
+    dev->priv = c;
+    dev->size = dev_size(file) - payload;
+    dev->block_size = 512;
+    dev->align = VCRYPT_SECTOR;
+    dev->caps = file->caps & (VDISK_CAN_WRITE | VDISK_CAN_FLUSH | VDISK_CAN_DISCARD);
+    return 0;
+}
+
+static void luks_get_info(struct vdisk_dev *dev, struct vdisk_info *in)
+{
+    struct crypt *c = dev->priv;
+    in->encrypt = &c->info;
+}
+
+/* ---- Create --------------------------------------------------------------- */
+
+struct fd_writer {
+    int fd;
+    const char *filename;
+};
+
+static int fd_write(void *opaque, const void *buf, size_t len, uint64_t off)
+{
+    struct fd_writer *w = opaque;
+    return file_write_all(w->fd, buf, len, off, w->filename);
+}
+
+static int luks_create(const char *filename, uint64_t size, struct opt_set *os)
+{
+    struct luks_create_opts o;
+    const char *pass;
+    int r = luks_take_create_opts(os, "", &o);
+    if (r == 0)
+        r = luks_take_secret(os, "", &pass);
+    if (r < 0)
+        return r;
+    const char *prealloc = opt_take(os, "preallocation");
+    if (prealloc && strcmp(prealloc, "off") && strcmp(prealloc, "falloc") &&
+        strcmp(prealloc, "full") && strcmp(prealloc, "metadata"))
+        return err_set(-EINVAL, "Invalid preallocation mode: '%s'", prealloc);
+    if (!pass)
+        return err_set(-EINVAL, "Parameter 'key-secret' is required for cipher");
+    r = opt_check_all_taken(os, "luks");
+    if (r < 0)
+        return r;
+    if (size % 512)
+        size = align_up(size, 512);
+    struct file_lock *lock;
+    int fd = file_create_locked(filename, &lock);
+    if (fd < 0)
+        return fd;
+    struct fd_writer w = {fd, filename};
+    struct luks_header h;
+    uint8_t mk[VCRYPT_MAX_KEY];
+    r = luks_create_header(&o, pass, strlen(pass), &h, mk, fd_write, &w);
+    memset(mk, 0, sizeof mk);
+    uint64_t payload = luks_header_area(&h);
+    if (r == 0 && size > INT64_MAX - payload)
+        r = err_set(-EFBIG, "%s: size %" PRIu64 " is too large", filename, size);
+    if (r == 0 && ftruncate(fd, (off_t)(payload + size)) < 0)
+        r = err_set(-errno, "%s: could not resize to %" PRIu64 " bytes: %s", filename,
+                    payload + size, strerror(errno));
+    if (r == 0 && prealloc && !strcmp(prealloc, "falloc") && size) {
+        int e = posix_fallocate(fd, (off_t)payload, (off_t)size);
+        if (e)
+            r = err_set(-e, "%s: could not preallocate %" PRIu64 " bytes: %s", filename, size,
+                        strerror(e));
+    }
+    if (r == 0) {
+        uint8_t hb[LUKS_HEADER_BYTES];
+        luks_serialize(&h, hb);
+        r = file_write_all(fd, hb, sizeof hb, 0, filename);
+    }
+    return file_create_done(fd, lock, r, filename);
+}
+
+static const struct create_opt luks_create_opts[] = {
+    {"cipher-alg", "str", "Name of encryption cipher algorithm"},
+    {"cipher-mode", "str", "Name of encryption cipher mode"},
+    {"hash-alg", "str", "Name of encryption hash algorithm"},
+    {"iter-time", "num", "Time to spend in PBKDF in milliseconds"},
+    {"ivgen-alg", "str", "Name of IV generator algorithm"},
+    {"ivgen-hash-alg", "str", "Name of IV generator hash algorithm"},
+    {"key-secret", "str", "ID of the secret that provides the keyslot passphrase"},
+    {"size", "size", "Virtual disk size"},
+    {NULL, NULL, NULL},
+};
+
+const struct vdisk_driver vdisk_driver_luks = {
+    .name = "luks",
+    .probe = luks_probe,
+    .open = luks_open,
+    .submit = crypt_submit,
+    .block_status = crypt_block_status,
+    .allocated_size = crypt_allocated_size,
+    .get_info = luks_get_info,
+    .close = crypt_close,
+    .create = luks_create,
+    .create_opts = luks_create_opts,
+};
