@@ -90,6 +90,13 @@ START_TEST(listings_as_sfdisk)
                  "size=300M, type=U\\nsize=7M, type=S\\n"
                  "type=0FC63DAF-8483-4772-8E79-3D69D8477DE5\\n");
     same_as_sfdisk("gpt.img");
+    /* The disk grown after the GPT was written; the primary header damaged
+     * (sfdisk and vdisk read the backup; sfdisk's warnings go to stderr). */
+    sfdisk_image("grown.img", "16M", "label: gpt\nsize=1M\nsize=2M, type=S, name=\"two\"\n");
+    RUN_OK("cd '%s' && cp grown.img bad.img && truncate -s 20M grown.img && printf XXXX |"
+           " dd of=bad.img bs=1 seek=612 conv=notrunc status=none", scratch_dir());
+    same_as_sfdisk("grown.img");
+    same_as_sfdisk("bad.img");
     /* A shorter entry array (table-length), a disk of 2 MiB (the grain). */
     sfdisk_image("len.img", "16M", "label: gpt\\ntable-length: 64\\nsize=1M\\n");
     same_as_sfdisk("len.img");
