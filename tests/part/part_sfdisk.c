@@ -2,7 +2,8 @@
 /*
  * tests/part/part_sfdisk.c: vdisk part prints what sfdisk (util-linux 2.38)
  * prints, byte for byte, on the same images:
- *   - `part list` as `sfdisk -l` (type names, columns, sizes, notes),
+ *   - `part list` as `sfdisk -l` (type names, columns, sizes, notes), also
+ *     of a qcow2 image (as sfdisk lists the same disk raw),
  *     `--output=json` as `sfdisk -J`, `part dump` as `sfdisk -d`, for MBRs
  *     (extended, logical, bootable, type 0 with a size, no sectors), GPTs
  *     (named types, unknown ones, table-length, small disks' grain);
@@ -73,6 +74,13 @@ START_TEST(listings_as_sfdisk)
                  "type=5\\nsize=2M, type=82\\nsize=1500K, type=7\\nsize=2M, type=99\\n"
                  "size=1M, type=fd\\n");
     same_as_sfdisk("dos.img");
+    /* The same table in a qcow2 image (of the same name, in another
+     * folder): listed as sfdisk lists the raw disk. */
+    RUN_OK("cd '%s' && rm -rf q && mkdir q && %s convert -f raw -O qcow2 dos.img q/dos.img &&"
+           " cd q && %s part list dos.img > ../q.list && %s part list --output=json dos.img >"
+           " ../q.json && %s part dump dos.img > ../q.dump && cd .. && sfdisk -l dos.img |"
+           " cmp - q.list && sfdisk -J dos.img | cmp - q.json && sfdisk -d dos.img | cmp - q.dump",
+           scratch_dir(), vdisk_bin(), vdisk_bin(), vdisk_bin(), vdisk_bin());
     /* Type 0 with a size (listed as "Empty"), an entry with no sectors. */
     RUN_OK("cd '%s' && cp dos.img zero.img && printf '\\000' |"
            " dd of=zero.img bs=1 seek=%d conv=notrunc status=none && cp dos.img nosize.img &&"
@@ -90,6 +98,13 @@ START_TEST(listings_as_sfdisk)
                  "size=300M, type=U\\nsize=7M, type=S\\n"
                  "type=0FC63DAF-8483-4772-8E79-3D69D8477DE5\\n");
     same_as_sfdisk("gpt.img");
+    /* The disk grown after the GPT was written; the primary header damaged
+     * (sfdisk and vdisk read the backup; sfdisk's warnings go to stderr). */
+    sfdisk_image("grown.img", "16M", "label: gpt\nsize=1M\nsize=2M, type=S, name=\"two\"\n");
+    RUN_OK("cd '%s' && cp grown.img bad.img && truncate -s 20M grown.img && printf XXXX |"
+           " dd of=bad.img bs=1 seek=612 conv=notrunc status=none", scratch_dir());
+    same_as_sfdisk("grown.img");
+    same_as_sfdisk("bad.img");
     /* A shorter entry array (table-length), a disk of 2 MiB (the grain). */
     sfdisk_image("len.img", "16M", "label: gpt\\ntable-length: 64\\nsize=1M\\n");
     same_as_sfdisk("len.img");
