@@ -1372,7 +1372,7 @@ static int blkdebug_layer(struct qopts *q, const char *prefix, struct io_open *i
 
 static bool is_format_driver(const char *d)
 {
-    return strcmp(d, "qcow2") == 0 || strcmp(d, "raw") == 0;
+    return strcmp(d, "qcow2") == 0 || strcmp(d, "raw") == 0 || strcmp(d, "luks") == 0;
 }
 
 static bool is_protocol_driver(const char *d)
@@ -1463,6 +1463,12 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
                 io->refcount_cache_size = dup_or_null(qget(q, prefix, "refcount-cache-size"));
                 io->l2_entry_size = dup_or_null(qget(q, prefix, "l2-cache-entry-size"));
             }
+            /* An encrypted image's key: the ID of a --object secret. */
+            const char *ks_key = drv && strcmp(drv, "luks") == 0 ? "key-secret"
+                                                                 : "encrypt.key-secret";
+            const char *ks = qget(q, prefix, ks_key);
+            if (ks && add_libopt(io, ks_key, ks) < 0)
+                return -1;
             const char *bd = qget(q, prefix, "backing.driver");
             if (bd) {
                 io->backing_driver = strdup(bd);
