@@ -183,9 +183,19 @@ struct vdisk_nbd_params {
      */
     unsigned tls;              /* VDISK_NBD_TLS_*; 0: no TLS */
     const char *tls_dir;       /* required with TLS; copied (read at once) */
+    /*
+     * Since VDISK_NBD_PARAMS_SIZE_V3: the persistent dirty bitmap BITMAP of
+     * the device (vdisk/bitmap.h) is served as the meta context
+     * qemu:dirty-bitmap:BITMAP, as qemu-nbd -B serves it: each extent 1
+     * where dirty, 0 where clean.  The handle is refused with the bitmap's
+     * error (-ENOENT, -EBUSY: inconsistent, -ENOTSUP) when the device has
+     * no such usable bitmap.  NULL: none.
+     */
+    const char *bitmap;
 };
 #define VDISK_NBD_PARAMS_SIZE_V1 VDISK_STRUCT_END(struct vdisk_nbd_params, log_opaque)
 #define VDISK_NBD_PARAMS_SIZE_V2 VDISK_STRUCT_END(struct vdisk_nbd_params, tls_dir)
+#define VDISK_NBD_PARAMS_SIZE_V3 VDISK_STRUCT_END(struct vdisk_nbd_params, bitmap)
 
 /*
  * vdisk_nbd_listen_tcp: a handle exporting DEV on a new listening TCP

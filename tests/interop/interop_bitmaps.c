@@ -9,6 +9,8 @@
  *     qemu-img check;
  *   - bits set by QEMU read the same through vdisk_bitmap_status;
  *   - a bitmap left in use (a crash) is inconsistent for both;
+ *   - vdisk nbd -B serves a bitmap as qemu-nbd -B does; convert --bitmaps
+ *     and check as qemu-img's;
  *   - an incremental backup end to end: full copy, checkpoint, more
  *     writes, an overlay of exactly the dirty clusters, restored and
  *     compared byte for byte.
@@ -395,6 +397,34 @@ START_TEST(check_like_qemu)
 }
 END_TEST
 
+START_TEST(nbd_exports_bitmap)
+{
+    /* vdisk nbd -B NAME serves qemu:dirty-bitmap:NAME as qemu-nbd -B does. */
+    const char *img = bitmap_image("n.qcow2");
+    RUN_OK("%s io -c 'write 3M 100k' -c 'write 40M 512' '%s'", vdisk_bin(), img);
+    const char *sock = scratch("v.sock"), *pid = scratch("v.pid");
+    for (int i = 0; i < 3; i++) {
+        char name[4] = {'b', (char)('0' + i), 0};
+        RUN_OK("%s nbd -r -t -B %s -k '%s' --fork --pid-file '%s' '%s'", vdisk_bin(), name,
+               sock, pid, img);
+        struct run *r = run("nbdinfo --map=qemu:dirty-bitmap:%s 'nbd+unix:///?socket=%s'",
+                            name, sock);
+        char *v = strdup(r->out);
+        int st = r->status;
+        RUN_OK("kill $(cat '%s'); while kill -0 $(cat '%s') 2>/dev/null; do sleep 0.05; done; "
+               "rm -f '%s'", pid, pid, sock);
+        ck_assert_msg(st == 0, "nbdinfo: %s", v);
+        char *q = qemu_map(img, name);
+        ck_assert_msg(strcmp(v, q) == 0, "%s: vdisk nbd:\n%s\nqemu-nbd:\n%s", name, v, q);
+        free(v);
+        free(q);
+    }
+    struct run *r = run("%s nbd -r -B nope -k '%s' '%s'", vdisk_bin(), sock, img);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "vdisk: Bitmap 'nope' is not found\n");
+}
+END_TEST
+
 START_TEST(library_errors)
 {
     const char *img = bitmap_image("lib.qcow2");
@@ -453,6 +483,7 @@ int main(void)
     tcase_add_test(tc, incremental_backup);
     tcase_add_test(tc, convert_bitmaps);
     tcase_add_test(tc, check_like_qemu);
+    tcase_add_test(tc, nbd_exports_bitmap);
     tcase_add_test(tc, library_errors);
     suite_add_tcase(s, tc);
     return run_suite(s);
