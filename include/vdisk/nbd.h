@@ -19,7 +19,8 @@
  * newstyle client is refused); options NBD_OPT_EXPORT_NAME, ABORT, LIST,
  * INFO, GO (NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE),
  * STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation,
- * and qemu:allocation-depth with VDISK_NBD_ALLOCATION_DEPTH); any other
+ * qemu:allocation-depth with VDISK_NBD_ALLOCATION_DEPTH, and
+ * qemu:dirty-bitmap:NAME with vdisk_nbd_params.bitmap); any other
  * option is answered NBD_REP_ERR_UNSUP.
  * NBD_OPT_STARTTLS when TLS is configured (vdisk_nbd_params.tls: x509
  * certificates or pre-shared keys; then TLS is required, as qemu-nbd
