@@ -455,6 +455,8 @@ static int qcow2_snapshot_op(struct vdisk_dev *dev, enum snapshot_op op, const c
         break;
     case SNAPSHOT_APPLY:
         r = qcow2_snapshot_apply(s, name);
+        if (r == 0 && s->bm_live) /* every byte may differ now */
+            qcow2_bitmaps_mark(s, 0, s->size);
         break;
     case SNAPSHOT_DELETE:
         r = qcow2_snapshot_delete(s, name);

@@ -9,6 +9,8 @@
  *     qemu-img check;
  *   - bits set by QEMU read the same through vdisk_bitmap_status;
  *   - a bitmap left in use (a crash) is inconsistent for both;
+ *   - vdisk nbd -B serves a bitmap as qemu-nbd -B does; convert --bitmaps
+ *     and check as qemu-img's;
  *   - an incremental backup end to end: full copy, checkpoint, more
  *     writes, an overlay of exactly the dirty clusters, restored and
  *     compared byte for byte.
@@ -329,6 +331,100 @@ START_TEST(convert_bitmaps)
 }
 END_TEST
 
+/* The first bitmap table entry of IMG's first bitmap: its offset in the
+ * file. */
+static uint64_t first_table_entry(const char *img)
+{
+    uint8_t *h = read_file_at(img, 0, 4096);
+    uint64_t pos = (uint64_t)h[100] << 24 | h[101] << 16 | h[102] << 8 | h[103];
+    uint64_t dir = 0;
+    while (pos + 32 <= 4096) {
+        uint32_t t = (uint32_t)h[pos] << 24 | h[pos + 1] << 16 | h[pos + 2] << 8 | h[pos + 3];
+        uint32_t l = (uint32_t)h[pos + 4] << 24 | h[pos + 5] << 16 | h[pos + 6] << 8 | h[pos + 7];
+        if (t == 0x23852875u) {
+            for (int i = 0; i < 8; i++)
+                dir = dir << 8 | h[pos + 24 + i];
+            break;
+        }
+        ck_assert_uint_ne(t, 0);
+        pos += 8 + (l + 7) / 8 * 8;
+    }
+    free(h);
+    ck_assert_uint_ne(dir, 0);
+    uint8_t *e = read_file_at(img, dir, 8);
+    uint64_t table = 0;
+    for (int i = 0; i < 8; i++)
+        table = table << 8 | e[i];
+    free(e);
+    return table;
+}
+
+static void put64(const char *img, uint64_t off, uint64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+    int fd = open(img, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, b, 8, (off_t)off), 8);
+    close(fd);
+}
+
+START_TEST(check_like_qemu)
+{
+    /* Bitmap data clusters past the end of the file, or on a cluster
+     * something else uses: check reports what qemu-img check reports. */
+    const char *img = scratch("k.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 '%s' 64M && qemu-img bitmap --add '%s' b0", img, img);
+    RUN_OK("%s io -c 'write 0 64k' '%s'", vdisk_bin(), img);
+    uint64_t te = first_table_entry(img);
+    static const uint64_t bad[] = {0x200000, 0x50000};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *k = scratch(fmt("k%zu.qcow2", i));
+        RUN_OK("cp '%s' '%s'", img, k);
+        put64(k, te, bad[i]);
+        struct run *r = run("%s check '%s'", vdisk_bin(), k);
+        char *vo = strdup(r->out), *ve = strdup(r->err);
+        int vs = r->status;
+        r = run("qemu-img check '%s'", k);
+        ck_assert_msg(vs == r->status && strcmp(vo, r->out) == 0 && strcmp(ve, r->err) == 0,
+                      "entry 0x%llx: vdisk %d:\n%s%s\nqemu-img %d:\n%s%s",
+                      (unsigned long long)bad[i], vs, vo, ve, r->status, r->out, r->err);
+        ck_assert_int_eq(vs, 2);
+        free(vo);
+        free(ve);
+    }
+}
+END_TEST
+
+START_TEST(nbd_exports_bitmap)
+{
+    /* vdisk nbd -B NAME serves qemu:dirty-bitmap:NAME as qemu-nbd -B does. */
+    const char *img = bitmap_image("n.qcow2");
+    RUN_OK("%s io -c 'write 3M 100k' -c 'write 40M 512' '%s'", vdisk_bin(), img);
+    const char *sock = scratch("v.sock"), *pid = scratch("v.pid");
+    for (int i = 0; i < 3; i++) {
+        char name[4] = {'b', (char)('0' + i), 0};
+        RUN_OK("%s nbd -r -t -B %s -k '%s' --fork --pid-file '%s' '%s'", vdisk_bin(), name,
+               sock, pid, img);
+        struct run *r = run("nbdinfo --map=qemu:dirty-bitmap:%s 'nbd+unix:///?socket=%s'",
+                            name, sock);
+        char *v = strdup(r->out);
+        int st = r->status;
+        RUN_OK("kill $(cat '%s'); while kill -0 $(cat '%s') 2>/dev/null; do sleep 0.05; done; "
+               "rm -f '%s'", pid, pid, sock);
+        ck_assert_msg(st == 0, "nbdinfo: %s", v);
+        char *q = qemu_map(img, name);
+        ck_assert_msg(strcmp(v, q) == 0, "%s: vdisk nbd:\n%s\nqemu-nbd:\n%s", name, v, q);
+        free(v);
+        free(q);
+    }
+    struct run *r = run("%s nbd -r -B nope -k '%s' '%s'", vdisk_bin(), sock, img);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, "vdisk: Bitmap 'nope' is not found\n");
+}
+END_TEST
+
 START_TEST(library_errors)
 {
     const char *img = bitmap_image("lib.qcow2");
@@ -386,6 +482,8 @@ int main(void)
     tcase_add_test(tc, crash_leaves_bitmaps_in_use);
     tcase_add_test(tc, incremental_backup);
     tcase_add_test(tc, convert_bitmaps);
+    tcase_add_test(tc, check_like_qemu);
+    tcase_add_test(tc, nbd_exports_bitmap);
     tcase_add_test(tc, library_errors);
     suite_add_tcase(s, tc);
     return run_suite(s);
