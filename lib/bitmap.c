@@ -29,6 +29,19 @@ static int call(vdisk_dev *dev, struct bitmap_args *a)
     return r;
 }
 
+bool dev_has_bitmaps(const struct vdisk_dev *dev)
+{
+    return dev->drv->bitmap != NULL;
+}
+
+int dev_bitmap(struct vdisk_dev *dev, struct bitmap_args *a)
+{
+    if (!dev->drv->bitmap)
+        return err_set(-ENOTSUP, "%s: the %s format has no bitmaps", dev->filename,
+                       dev->drv->name);
+    return dev->drv->bitmap(dev, a);
+}
+
 VDISK_EXPORT int vdisk_bitmap_add(vdisk_dev *dev, const char *name, uint64_t granularity,
                                   unsigned flags)
 {

@@ -41,6 +41,7 @@
 #include <vdisk/vdisk.h>
 
 #include "abi.h"
+#include "crypto.h" /* encryption for formats (lib/crypto.c) */
 #include "endian.h"
 #include "error_internal.h"
 #include "options_internal.h"
@@ -702,6 +703,12 @@ struct vdisk_driver {
      * The core holds a quiesce section around all but BITMAP_STATUS. */
     int (*bitmap)(struct vdisk_dev *dev, struct bitmap_args *a);
 };
+
+/* Another device's bitmaps (a merge from another image, lib/bitmap.c):
+ * whether its format keeps any, and its bitmap op (-ENOTSUP, with a
+ * message naming it, when it keeps none). */
+bool dev_has_bitmaps(const struct vdisk_dev *dev);
+int dev_bitmap(struct vdisk_dev *dev, struct bitmap_args *a);
 
 extern const struct vdisk_driver vdisk_driver_raw;
 extern const struct vdisk_driver vdisk_driver_offset;

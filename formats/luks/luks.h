@@ -20,7 +20,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "crypto.h"
 #include "driver.h"
 
 #define LUKS_MAGIC          "LUKS\xba\xbe"

@@ -832,7 +832,7 @@ static int merge_from(struct qcow2 *s, struct qcow2_bitmap *dst, struct bitmap_a
         } else {
             struct bitmap_args q = {.op = BITMAP_STATUS, .name = a->other, .offset = off,
                                     .length = s->size - off};
-            r = a->src->drv->bitmap(a->src, &q);
+            r = dev_bitmap(a->src, &q);
             if (r < 0)
                 break;
             len = q.out_len;
@@ -931,10 +931,11 @@ int qcow2_bitmap_op(struct vdisk_dev *dev, struct bitmap_args *a)
             r = usable(s, a->other, &src);
             if (r == 0)
                 r = load_bits(s, src);
-        } else if (r == 0 && (!a->src || !a->src->drv->bitmap)) {
-            r = a->src ? err_set(-ENOTSUP, "%s: the %s format has no bitmaps",
-                                 a->src->filename, a->src->drv->name)
-                       : err_set(-EINVAL, "no source device");
+        } else if (r == 0 && !a->src) {
+            r = err_set(-EINVAL, "no source device");
+        } else if (r == 0 && !dev_has_bitmaps(a->src)) {
+            struct bitmap_args q = {.op = BITMAP_STATUS, .name = a->other};
+            r = dev_bitmap(a->src, &q); /* (refused, with the message) */
         }
         if (r == 0)
             r = merge_from(s, bm, a, src);

@@ -225,7 +225,7 @@ START_TEST(features)
     open_fails(-ENOTSUP, "images with an external data file are not supported");
     patch64(72, 0);
     patch32(32, 2);
-    open_fails(-ENOTSUP, "encrypted images are not supported (crypt_method 2)");
+    open_fails(-EINVAL, "LUKS encryption without the encryption header extension");
 }
 END_TEST
 
