@@ -317,6 +317,13 @@ START_TEST(cryptsetup_reads_vdisk_headers)
          * another (--dump-master-key needs no device mapper). */
         r = run("cryptsetup luksDump -q --dump-master-key --key-file '%s' '%s'", scratch("pw"),
                 scratch("v.luks"));
+        if (r->status != 0 && strstr(r->err, "device-mapper")) {
+            /* A cipher the kernel's AF_ALG lacks here (serpent, twofish):
+             * cryptsetup would need dm-crypt. */
+            skip_note("cryptsetup cannot decrypt %s key slots without device-mapper",
+                      cases[i].cipher);
+            continue;
+        }
         ck_assert_msg(r->status == 0 && strstr(r->out, "MK dump:"),
                       "cryptsetup --dump-master-key: %s", r->err);
         write_file(scratch("bad"), "wrong", 5);
