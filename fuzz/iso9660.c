@@ -4,7 +4,8 @@
  * El Torito).  It is opened over a memory device in each namespace; the
  * tree is listed (a bounded walk), every entry is stat'ed, files are read
  * (zisofs files decompressed, also across a block boundary), symlinks
- * read and followed, and each El Torito boot image opened as a
+ * (Rock Ridge SL, joined across entries and continuation areas) read and
+ * followed, "DIR/.." looked up, and each El Torito boot image opened as a
  * device and read.  Any crash, sanitizer report, leak or hang is a bug.
  *
  * The input is the image from its volume descriptors on (block 16): the
@@ -14,6 +15,7 @@
  * walk per namespace; the automatic choice is only opened, since it is one
  * of the other three), so that the harness runs 1,000+ inputs a second.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,8 +58,15 @@ static void walk(vdisk_iso *iso, const char *dir, unsigned depth)
             char t[256];
             vdisk_iso_readlink(iso, path, t, sizeof t);
         }
-        if (v[i].type == VDISK_ISO_DIR)
+        if (v[i].type == VDISK_ISO_DIR) {
+            /* ".." from inside: the lookup reads the parent's "." record. */
+            if (l + 3 <= VDISK_ISO_PATH_MAX) {
+                char up[VDISK_ISO_PATH_MAX + 1];
+                snprintf(up, sizeof up, "%s/..", path);
+                vdisk_iso_stat(iso, up, 1, &entry);
+            }
             walk(iso, path, depth + 1);
+        }
     }
     vdisk_iso_list_free(v);
 }

@@ -4,11 +4,15 @@
  * file name (what a user, a script or libvirt passes to every verb): parsed
  * and turned into a plain name by lib/json_name.c.  Nothing is opened.  Any
  * crash, sanitizer report or leak is a bug; so is a name accepted without a
- * plain name, or a plain name that is itself a json: name.
+ * plain name, or a plain name that is itself a json: name.  The blkdebug
+ * rules a name carries (its inline inject-error and set-state arrays) are
+ * read by blkdebug's config parser; so is the input itself, as a blkdebug
+ * config file (formats/blkdebug: [inject-error], key = "value" lines).
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "driver.h"
 #include "fuzz.h"
 #include "json_name.h"
 
@@ -28,7 +32,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (n.read_only < -1 || n.read_only > 1)
             abort();
+        if (n.nopts > JSON_NAME_OPTS)
+            abort();
+        for (unsigned i = 0; i < n.nopts; i++) {
+            if (!n.opt_key[i] || !n.opt_val[i])
+                abort();
+            if (!strcmp(n.opt_key[i], "blkdebug.rules"))
+                blkdebug_parse_rules(n.opt_val[i], strlen(n.opt_val[i]));
+        }
     }
+    blkdebug_parse_rules((const char *)data, size);
     json_name_free(&n);
     free(name);
     return 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz/part_fuzz.h: what the partition-table harnesses (mbr.c, gpt.c)
+ * fuzz/part_fuzz.h: what the partition-table harnesses (mbr.c, gpt.c,
+ * disklabel.c)
  * share: the table on a memory device read (sector size found, then the
  * one given), listed, verified, edited, written and repaired, and each
  * partition opened as a device and read.
@@ -8,6 +9,7 @@
 #ifndef VDISK_PART_FUZZ_H
 #define VDISK_PART_FUZZ_H
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,9 +24,16 @@ static inline void exercise(struct vdisk_dev *disk, unsigned ss)
     if (vdisk_part_read(&t, disk, ss) == 0) {
         struct vdisk_partition p = {.struct_size = sizeof p};
         uint8_t buf[4096];
+        unsigned heads, track;
+        uint64_t cyls;
+        vdisk_part_geometry(t, &heads, &track, &cyls);
+        (void)vdisk_part_grain(t);
+        (void)vdisk_part_label_name(t);
         for (size_t i = 0; i < vdisk_part_count(t) && i < 64; i++) {
             if (vdisk_part_get(t, i, &p) < 0)
                 continue;
+            if (!vdisk_part_type_name(t, &p))
+                abort();
             vdisk_dev *part;
             if (vdisk_open_partition(&part, disk, p.number, VDISK_OPEN_RDONLY) == 0) {
                 uint64_t n = vdisk_get_size(part) < sizeof buf ? vdisk_get_size(part)
@@ -41,7 +50,9 @@ static inline void exercise(struct vdisk_dev *disk, unsigned ss)
             vdisk_part_set_type(t, p.number, "L");
             vdisk_part_delete(t, p.number);
         }
-        vdisk_part_write(t);
+        int kind = vdisk_part_kind(t);
+        if (vdisk_part_write(t) != -ENOTSUP && kind != VDISK_PT_MBR && kind != VDISK_PT_GPT)
+            abort(); /* sun, sgi and bsd labels are read-only */
         vdisk_part_free(t);
     }
     vdisk_part_repair(disk, ss, NULL, NULL);

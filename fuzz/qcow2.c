@@ -20,8 +20,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (dev_open_memory(&file, data, size, MEM_LIMIT, &p) < 0)
         return 0;
     if (dev_open_format(&dev, file, "qcow2", &p, NULL) < 0) {
-        /* Images with persistent bitmaps open read-only, or read-write
-         * when the bitmaps are dropped: both ways are exercised. */
+        /* Images whose persistent bitmaps cannot be kept (a bad bitmap
+         * table, extra data) open read-only, or read-write when the
+         * bitmaps are dropped: both ways are exercised.  Sound bitmaps
+         * open read-write above, and the writes below set their bits. */
         struct vdisk_open_params ro = fuzz_params(true);
         if (dev_open_format(&dev, file, "qcow2", &ro, NULL) == 0) {
             uint8_t b[4096];

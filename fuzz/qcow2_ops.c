@@ -12,14 +12,19 @@
  *   5 resize (shrink) to size - A * 4 KiB            6 amend, option set A
  *   7 make-empty             8 discard A * 4 KiB at A * 8 KiB
  *   9 write A + 1 bytes at A * 3 KiB
- * (#A: the snapshot at index A % count).  Without a script a default one
- * runs every op.  At most 24 ops.  Any crash, sanitizer report, leak or
+ * (#A: the snapshot at index A % count).  Bytes 250 to 255 are the
+ * persistent dirty bitmap ops (vdisk/bitmap.h) on bitmap "bA % 4":
+ *   250 add (granularity 512 << A % 8)  251 remove  252 clear
+ *   253 enable or disable (A odd)       254 merge "b(A+1) % 4" into it
+ *   255 its dirty extents walked
+ * Without a script a default one runs every op.  At most 24 ops.  Any crash, sanitizer report, leak or
  * hang is a bug.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <vdisk/bitmap.h>
 #include <vdisk/check.h>
 #include <vdisk/image.h>
 #include <vdisk/info.h>
@@ -34,6 +39,42 @@
 static const uint8_t default_script[] = {
     0, 1, 9, 5, 3, 0, 0, 2, 9, 7, 1, 0, 8, 3, 4, 2, 5, 1, 6, 0, 6, 3, 2, 0, 7, 0, 6, 5,
 };
+
+/* The bitmap ops (script bytes 250 to 255). */
+static void bitmap_op(vdisk_dev *dev, unsigned op, unsigned a)
+{
+    char name[8], other[8];
+    snprintf(name, sizeof name, "b%u", a % 4);
+    snprintf(other, sizeof other, "b%u", (a + 1) % 4);
+    switch (op) {
+    case 250:
+        vdisk_bitmap_add(dev, name, 512ull << (a % 8), a & 8 ? VDISK_BITMAP_ADD_DISABLED : 0);
+        break;
+    case 251:
+        vdisk_bitmap_remove(dev, name);
+        break;
+    case 252:
+        vdisk_bitmap_clear(dev, name);
+        break;
+    case 253:
+        if (a & 1)
+            vdisk_bitmap_disable(dev, name);
+        else
+            vdisk_bitmap_enable(dev, name);
+        break;
+    case 254:
+        vdisk_bitmap_merge(dev, name, dev, other);
+        break;
+    default: {
+        uint64_t size = vdisk_get_size(dev), len;
+        bool dirty;
+        for (uint64_t off = 0; off < size; off += len)
+            if (vdisk_bitmap_status(dev, name, off, size - off, &len, &dirty) < 0 || !len)
+                break;
+        break;
+    }
+    }
+}
 
 static const char *const amend_sets[] = {
     "compat=0.10", "compat=1.1", "refcount_bits=1", "refcount_bits=64",
@@ -81,7 +122,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < slen && i / 2 < MAX_OPS; i += 2) {
         unsigned op = script[i] % 10, a = i + 1 < slen ? script[i + 1] : 0;
         uint64_t vsize = vdisk_get_size(dev);
+        if (script[i] >= 250)
+            op = 10;
         switch (op) {
+        case 10:
+            bitmap_op(dev, script[i], a);
+            break;
         case 0:
             snprintf(name, sizeof name, "s%u", a);
             vdisk_snapshot_create(dev, name);

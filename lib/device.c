@@ -256,6 +256,10 @@ bool dev_is_network_name(const char *filename)
 
 const struct vdisk_driver *protocol_for_name(const char *filename)
 {
+    if (null_is_name(filename))
+        return &vdisk_driver_null;
+    if (blkdebug_is_name(filename))
+        return &vdisk_driver_blkdebug;
     if (dev_is_nbd_name(filename))
         return &vdisk_driver_nbd;
     if (is_rbd_name(filename)) {
@@ -288,6 +292,17 @@ int dev_open_file(struct vdisk_dev **devp, const char *filename, struct opt_set 
     }
     *devp = dev;
     return 0;
+}
+
+void dev_debug_event(struct vdisk_dev *file, const char *event)
+{
+    if (file && file->drv->debug_event)
+        file->drv->debug_event(file, event);
+}
+
+int dev_pass_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
+{
+    return dev->drv->take_perms ? dev->drv->take_perms(dev, perm, shared) : 0;
 }
 
 void dev_size_grow(struct vdisk_dev *dev, uint64_t end)
@@ -340,6 +355,7 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
     if (r < 0)
         return r;
     if (drv == &vdisk_driver_raw) {
+        file->raw_image = true;
         *devp = file; /* a raw image is its protocol device (file or NBD) */
         return 0;
     }
@@ -375,15 +391,52 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
 
 static const char *format_name(const struct vdisk_dev *dev);
 
-/* A json: name's format beside the option "format" (FORMAT): the one they
- * say, or -EINVAL when they say different ones. */
-static int json_format(const struct json_name *jn, const char *name, const char **format)
+/* A json: name's format beside the option "format" (FORMAT): on open the
+ * option's when given (QEMU: the options given beside a json: name win
+ * over its own), else the name's; on create (STRICT) they must agree. */
+static int json_format(const struct json_name *jn, const char *name, const char **format,
+                       bool strict)
 {
-    if (jn->format && *format && strcmp(jn->format, *format))
+    if (strict && jn->format && *format && strcmp(jn->format, *format))
         return err_set(-EINVAL, "%s: the name says the format '%s', the options '%s'", name,
                        jn->format, *format);
-    if (jn->format)
+    if (jn->format && !*format)
         *format = jn->format;
+    return 0;
+}
+
+/* raw's "offset" and "size" options (a json: name's raw.offset, raw.size):
+ * *DEVP becomes that range of itself. */
+static int raw_range(struct vdisk_dev **devp, struct opt_set *os)
+{
+    const char *vo = opt_take(os, "raw.offset"), *vs = opt_take(os, "raw.size");
+    if (!vo && !vs)
+        return 0;
+    struct vdisk_dev *dev = *devp;
+    uint64_t size = dev->file_length ? dev->file_length : dev_size(dev), off = 0, len;
+    int r = 0;
+    if (vo)
+        r = opt_size("offset", vo, 0, INT64_MAX, &off);
+    if (r < 0)
+        return r;
+    if (off > size)
+        return err_set(-EINVAL, "The sum of offset (%" PRIu64 ") and size (0) has to be "
+                       "smaller or equal to the  actual size of the containing file (%" PRIu64
+                       ")", off, size);
+    len = size - off;
+    if (vs && (r = opt_size("size", vs, 0, INT64_MAX, &len)) < 0)
+        return r;
+    if (len > size - off)
+        return err_set(-EINVAL, "The sum of offset (%" PRIu64 ") and size (%" PRIu64 ") has "
+                       "to be smaller or equal to the  actual size of the containing file (%"
+                       PRIu64 ")", off, len, size);
+    struct vdisk_dev *range;
+    r = vdisk_open_range(&range, dev, off, len, dev->caps & VDISK_CAN_WRITE ? 0 :
+                         VDISK_OPEN_RDONLY);
+    if (r < 0)
+        return r;
+    dev_unref(dev);
+    *devp = range;
     return 0;
 }
 
@@ -394,24 +447,29 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     if (!filename || !*filename)
         return err_set(-EINVAL, "no file name given");
     struct json_name jn = {.read_only = -1};
+    vdisk_options *merged = NULL;
     if (json_name_is(filename)) {
         int r = json_name_parse(filename, &jn);
         if (r < 0)
             return r;
-    }
-    /* The format options the name gives (an encrypted image's key-secret)
-     * join the caller's. */
-    vdisk_options *merged = NULL;
-    for (unsigned i = 0; i < jn.fmt_opts; i++) {
-        int r = merged ? 0 : options_dup(opts, &merged);
-        if (r == 0)
-            r = options_put(merged, jn.fmt_key[i], jn.fmt_val[i]);
-        if (r < 0) {
-            vdisk_options_free(merged);
-            json_name_free(&jn);
-            return r;
+        /* The options the name says (and the format options it gives, an
+         * encrypted image's key-secret), with the caller's, which win. */
+        if (jn.nopts || jn.fmt_opts) {
+            if (!(merged = opt_dup(opts)))
+                r = err_set(-ENOMEM, "out of memory");
+            for (unsigned i = 0; r == 0 && i < jn.nopts + jn.fmt_opts; i++) {
+                const char *k = i < jn.nopts ? jn.opt_key[i] : jn.fmt_key[i - jn.nopts];
+                const char *v = i < jn.nopts ? jn.opt_val[i] : jn.fmt_val[i - jn.nopts];
+                if (!vdisk_options_get(merged, k) && opt_add(merged, k, v) < 0)
+                    r = err_set(-ENOMEM, "out of memory");
+            }
+            if (r < 0) {
+                vdisk_options_free(merged);
+                json_name_free(&jn);
+                return r;
+            }
+            opts = merged;
         }
-        opts = merged;
     }
     struct opt_set os;
     int r = opt_set_init(&os, opts);
@@ -425,17 +483,38 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     if (jn.read_only == 1)
         params.read_only = true; /* (false: the options may still ask for it) */
     const char *format = opt_take(&os, "format");
+    /* A protocol's object with a format beside it: QEMU takes that format
+     * for the object's driver; only the protocol itself fits. */
+    if (r == 0 && jn.protocol_only && format && strcmp(format, jn.protocol))
+        r = err_set(-EINVAL, "A block device must be specified for \"file\"");
+    /* null-co as a format (qemu-io -f null-co): QEMU's null driver is a
+     * protocol, the image on it raw. */
+    if (format && (!strcmp(format, "null-co") || !strcmp(format, "null-aio") ||
+                   (jn.protocol_only && !strcmp(format, jn.protocol))))
+        format = "raw";
     if (r == 0 && jn.filename) {
-        r = json_format(&jn, filename, &format);
+        r = json_format(&jn, filename, &format, false);
         if (jn.protocol_only && !format)
             format = "raw";
         filename = jn.filename;
     }
     struct vdisk_dev *dev = NULL;
-    if (r == 0)
+    /* json:{"driver": F, "file": {"driver": G, "file": ...}}: an image of
+     * F stored in an image of G. */
+    const char *inner_format = opt_take(&os, "file.format");
+    if (r == 0 && inner_format) {
+        struct vdisk_dev *inner = NULL;
+        r = dev_open(&inner, filename, inner_format, &params, &os);
+        if (r == 0 && (r = dev_open_format(&dev, inner, format, &params, &os)) < 0)
+            dev_unref(inner);
+    } else if (r == 0) {
         r = dev_open(&dev, filename, format, &params, &os);
+    }
     if (r == 0) {
-        r = opt_check_all_taken(&os, dev->drv->name);
+        opt_take(&os, "backing.null"); /* (an image without a backing file) */
+        r = raw_range(&dev, &os);
+        if (r == 0)
+            r = opt_check_all_taken(&os, dev->drv->name);
         if (r < 0)
             dev_unref(dev);
         else
@@ -498,7 +577,7 @@ VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t
         if (r == 0 && jn.read_only == 1)
             r = err_set(-EROFS, "%s: the name says read-only", filename);
         if (r == 0)
-            r = json_format(&jn, filename, &format);
+            r = json_format(&jn, filename, &format, true);
         if (r < 0) {
             json_name_free(&jn);
             return r;

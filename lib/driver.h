@@ -116,6 +116,8 @@ struct vdisk_dev {
     char *filename;
     uint64_t size;             /* bytes; use dev_size() where it may grow */
     bool growable;             /* a format's file: writes past the end extend it */
+    bool raw_image;            /* set when the device is opened as a raw image
+                                  itself (no format above it) */
     uint64_t file_length;      /* raw files: the exact length at open (size is
                                   rounded up to 512), else 0 */
     uint32_t block_size;       /* logical block size reported to users */
@@ -548,6 +550,31 @@ enum snapshot_op {
     SNAPSHOT_DELETE,
 };
 
+/* Persistent dirty bitmaps (vdisk/bitmap.h): what the driver's bitmap op
+ * is asked to do. */
+enum bitmap_op {
+    BITMAP_ADD,        /* NAME, granularity (0: default), flags; OTHER: a
+                          bitmap disabled at the same point (may be NULL) */
+    BITMAP_REMOVE,
+    BITMAP_CLEAR,
+    BITMAP_ENABLE,
+    BITMAP_DISABLE,
+    BITMAP_MERGE,      /* OTHER on SRC (a device, maybe this one) into NAME */
+    BITMAP_STATUS,     /* NAME from offset, up to length: out_len, out_dirty */
+};
+
+struct bitmap_args {
+    enum bitmap_op op;
+    const char *name;
+    const char *other;
+    struct vdisk_dev *src;
+    uint64_t granularity;
+    unsigned flags;
+    uint64_t offset, length;
+    uint64_t out_len;
+    bool out_dirty;
+};
+
 /* One option a driver's create takes: NAME=<TYPE>, and a line of help. */
 struct create_opt {
     const char *name, *type, *help;
@@ -590,6 +617,11 @@ struct vdisk_driver {
 
     /* Releases the driver's state (after the core flushed the device). */
     void (*close)(struct vdisk_dev *dev);
+
+    /* Filters (blkdebug): the format above says that the named point
+     * EVENT of its work happens next (QEMU's BLKDBG_EVENT names:
+     * "l2_load", "write_aio", ...).  NULL: ignored. */
+    void (*debug_event)(struct vdisk_dev *dev, const char *event);
 
     /*
      * Starts REQ (already checked by the core).  The driver completes it,
@@ -665,6 +697,10 @@ struct vdisk_driver {
      */
     int (*measure)(uint64_t size, struct vdisk_dev *src, struct opt_set *opts,
                    struct vdisk_measure_result *res);
+
+    /* Persistent dirty bitmaps (vdisk/bitmap.h); NULL: the format has none.
+     * The core holds a quiesce section around all but BITMAP_STATUS. */
+    int (*bitmap)(struct vdisk_dev *dev, struct bitmap_args *a);
 };
 
 extern const struct vdisk_driver vdisk_driver_raw;
@@ -693,6 +729,25 @@ extern const struct vdisk_driver vdisk_driver_nbd;
 /* Images in a Ceph cluster (formats/rbd/rbd.c), for names "rbd:..."; only
  * in builds with librbd (VDISK_HAVE_RBD). */
 extern const struct vdisk_driver vdisk_driver_rbd;
+
+/* QEMU's null block driver (formats/null), for names "null-co://" and
+ * "null-aio://" (null_is_name). */
+extern const struct vdisk_driver vdisk_driver_null;
+bool null_is_name(const char *filename);
+/* QEMU's error-injecting filter (formats/blkdebug), for names
+ * "blkdebug:CONFIG:IMAGE" (blkdebug_is_name). */
+extern const struct vdisk_driver vdisk_driver_blkdebug;
+bool blkdebug_is_name(const char *filename);
+/* Reads LEN bytes of blkdebug rules in its config file's syntax (for
+ * fuzzing): 0, or -EINVAL with a message. */
+int blkdebug_parse_rules(const char *text, size_t len);
+
+/* Tells the device below a format (FILE) that the point EVENT of the
+ * format's work happens next (its driver's debug_event; nothing for most). */
+void dev_debug_event(struct vdisk_dev *file, const char *event);
+/* A filter's take_perms: hands the permission bits on to DEV, the device
+ * below it (its driver's take_perms; 0 when it has none). */
+int dev_pass_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared);
 
 /* The protocol driver that opens FILENAME: nbd for NBD URIs, rbd for
  * "rbd:" names (or NULL with a message in builds without librbd), else

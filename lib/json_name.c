@@ -145,13 +145,14 @@ static int hex4(struct jp *j, uint32_t *out)
     return 0;
 }
 
-/* A string at j->p (its opening quote): decoded into a new buffer. */
+/* A string at j->p (its opening quote, '"' or, as QEMU also takes, '\''):
+ * decoded into a new buffer. */
 static char *parse_string(struct jp *j)
 {
-    j->p++; /* '"' */
+    char quote = *j->p++;
     /* Decoded, it is never longer than it is written. */
     const char *q = j->p;
-    while (q < j->end && *q != '"')
+    while (q < j->end && *q != quote)
         q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
     if (q >= j->end) {
         jp_fail(j, "a string has no closing quote");
@@ -163,7 +164,7 @@ static char *parse_string(struct jp *j)
         return NULL;
     }
     size_t w = 0;
-    while (*j->p != '"') {
+    while (*j->p != quote) {
         unsigned char c = (unsigned char)*j->p;
         if (c < 0x20) {
             jp_fail(j, "a control character in a string");
@@ -186,7 +187,7 @@ static char *parse_string(struct jp *j)
             continue;
         }
         c = (unsigned char)*j->p++;
-        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        static const char from[] = "\"'\\/bfnrt", to[] = "\"'\\/\b\f\n\r\t";
         const char *e = c ? strchr(from, c) : NULL;
         if (e) {
             out[w++] = to[e - from];
@@ -223,7 +224,7 @@ static char *parse_string(struct jp *j)
         }
         put_utf8(out, &w, u);
     }
-    j->p++; /* '"' */
+    j->p++; /* the closing quote */
     out[w] = '\0';
     return out;
 fail:
@@ -253,6 +254,7 @@ static int add_key(struct jp *j, const char *path, char *val, enum jtype type)
 }
 
 static int parse_value(struct jp *j, const char *path, int depth);
+static int parse_array(struct jp *j, const char *path, int depth);
 
 /* An object at j->p; its keys are PREFIX.KEY ("" at the top). */
 static int parse_object(struct jp *j, const char *prefix, int depth)
@@ -267,7 +269,7 @@ static int parse_object(struct jp *j, const char *prefix, int depth)
     }
     for (;;) {
         skip_ws(j);
-        if (j->p >= j->end || *j->p != '"')
+        if (j->p >= j->end || (*j->p != '"' && *j->p != '\''))
             return jp_fail(j, "a key (a string) was expected");
         char *key = parse_string(j);
         if (!key)
@@ -308,6 +310,43 @@ static int parse_object(struct jp *j, const char *prefix, int depth)
             return 0;
         }
         return jp_fail(j, "',' or '}' was expected");
+    }
+}
+
+/* An array at j->p: its elements are PATH.0, PATH.1, ... (QEMU's flattened
+ * form, "inject-error.0.event"). */
+static int parse_array(struct jp *j, const char *path, int depth)
+{
+    if (depth > JSON_NAME_DEPTH)
+        return jp_fail(j, "objects nest deeper than %d levels", JSON_NAME_DEPTH);
+    j->p++; /* '[' */
+    skip_ws(j);
+    if (j->p < j->end && *j->p == ']') {
+        j->p++;
+        return 0;
+    }
+    size_t pl = strlen(path);
+    char *el = malloc(pl + 16);
+    if (!el)
+        return j->err = err_set(-ENOMEM, "out of memory");
+    for (unsigned i = 0;; i++) {
+        snprintf(el, pl + 16, "%s.%u", path, i);
+        int r = parse_value(j, el, depth);
+        if (r < 0) {
+            free(el);
+            return r;
+        }
+        skip_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        free(el);
+        if (j->p < j->end && *j->p == ']') {
+            j->p++;
+            return 0;
+        }
+        return jp_fail(j, "',' or ']' was expected");
     }
 }
 
@@ -363,8 +402,9 @@ static int parse_value(struct jp *j, const char *path, int depth)
     case '{':
         return parse_object(j, path, depth + 1);
     case '[':
-        return jp_fail(j, "'%s': arrays are not supported", path);
-    case '"': {
+        return parse_array(j, path, depth + 1);
+    case '"':
+    case '\'': {
         char *v = parse_string(j);
         return v ? add_key(j, path, v, J_STR) : j->err;
     }
@@ -414,6 +454,13 @@ static bool has_prefix(struct jp *j, const char *prefix)
     return false;
 }
 
+static bool is_protocol(const char *d)
+{
+    return !strcmp(d, "file") || !strcmp(d, "host_device") || !strcmp(d, "nbd") ||
+           !strcmp(d, "rbd") || !strcmp(d, "null-co") || !strcmp(d, "null-aio") ||
+           !strcmp(d, "blkdebug");
+}
+
 static int bad(struct jp *j, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(struct jp *j, int r, const char *fmt, ...)
 {
@@ -426,19 +473,31 @@ static int bad(struct jp *j, int r, const char *fmt, ...)
 }
 
 /* The string value of KEY (prefixed with P), NULL when it is not given;
- * numbers are taken as their digits.  *R: -EINVAL for another type. */
-static const char *str(struct jp *j, const char *p, const char *key, int *r)
+ * numbers are taken as their digits (and with BOOLS, booleans as "true" or
+ * "false").  *R: -EINVAL for another type. */
+static const char *str_of(struct jp *j, const char *p, const char *key, int *r, bool bools)
 {
     char full[128];
     snprintf(full, sizeof full, "%s%s", p, key);
     struct jkey *k = get(j, full);
     if (!k)
         return NULL;
-    if (k->type != J_STR && k->type != J_NUM) {
+    if (k->type == J_NULL || (k->type == J_BOOL && !bools)) {
         *r = bad(j, -EINVAL, "'%s' must be a string", full);
         return NULL;
     }
     return k->val;
+}
+
+static const char *str(struct jp *j, const char *p, const char *key, int *r)
+{
+    return str_of(j, p, key, r, false);
+}
+
+/* An option's value: a string, a number or a boolean. */
+static const char *val(struct jp *j, const char *p, const char *key, int *r)
+{
+    return str_of(j, p, key, r, true);
 }
 
 /* Appends S to the string being built in *B (of *LEN bytes, room *CAP),
@@ -494,9 +553,134 @@ static char *build(const char *first, ...)
     return b;
 }
 
+static int add_opt(struct jp *j, struct json_name *jn, const char *key, const char *val)
+{
+    if (jn->nopts == JSON_NAME_OPTS)
+        return bad(j, -EINVAL, "more than %d options", JSON_NAME_OPTS);
+    char *k = strdup(key), *v = strdup(val);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return j->err = err_set(-ENOMEM, "out of memory");
+    }
+    jn->opt_key[jn->nopts] = k;
+    jn->opt_val[jn->nopts++] = v;
+    return 0;
+}
+
+static int protocol(struct jp *j, const char *p, const char *drv, char **out,
+                    struct json_name *jn);
+
+/* null-co's options under P as the open options null.KEY. */
+static int null_options(struct jp *j, const char *p, struct json_name *jn)
+{
+    static const char *const keys[] = {"size", "read-zeroes", "latency-ns"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        int r = 0;
+        const char *v = val(j, p, keys[i], &r);
+        if (r < 0)
+            return r;
+        char k[32];
+        snprintf(k, sizeof k, "null.%s", keys[i]);
+        if (v && (r = add_opt(j, jn, k, v)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Appends to *B one blkdebug rule, the keys under P (e.g.
+ * "file.inject-error.0."), as a section [SECTION] of its config file. */
+static int blkdebug_rule(struct jp *j, const char *p, const char *section, char **b,
+                         size_t *len, size_t *cap)
+{
+    static const char *const keys[] = {"event", "state", "new_state", "errno", "sector",
+                                       "once", "immediately", "iotype"};
+    char head[64];
+    snprintf(head, sizeof head, "[%s]\n", section);
+    int r = append(b, len, cap, head, NULL, false);
+    for (size_t i = 0; r == 0 && i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = val(j, p, keys[i], &r);
+        if (r < 0)
+            return r;
+        if (!v)
+            continue;
+        if (strpbrk(v, "\"\n"))
+            return bad(j, -EINVAL, "'%s%s' has a quote or a line break", p, keys[i]);
+        r = append(b, len, cap, keys[i], NULL, false);
+        if (r == 0)
+            r = append(b, len, cap, " = \"", NULL, false);
+        if (r == 0)
+            r = append(b, len, cap, v, NULL, false);
+        if (r == 0)
+            r = append(b, len, cap, "\"\n", NULL, false);
+    }
+    return r < 0 && !j->err ? (j->err = err_set(-ENOMEM, "out of memory")) : r;
+}
+
+/* blkdebug's object under P: *OUT "blkdebug:CONFIG:IMAGE", its inline
+ * rules as the open option blkdebug.rules. */
+static int blkdebug(struct jp *j, const char *p, char **out, struct json_name *jn)
+{
+    int r = 0;
+    const char *config = str(j, p, "config", &r);
+    if (r < 0)
+        return r;
+    char ip[128];
+    snprintf(ip, sizeof ip, "%simage.", p);
+    char *inner = NULL;
+    const char *image = str(j, p, "image", &r);
+    if (r < 0)
+        return r;
+    if (image) {
+        /* (A node name in QEMU; vdisk has no nodes: a file name.) */
+        if (!*image)
+            return bad(j, -EINVAL, "'%simage' is empty", p);
+        inner = strdup(image);
+    } else if (has_prefix(j, ip)) {
+        const char *d = str(j, ip, "driver", &r);
+        if (r < 0)
+            return r;
+        if (d && !is_protocol(d))
+            return bad(j, -ENOTSUP, "'%sdriver': blkdebug over a format ('%s') is not "
+                       "supported", ip, d);
+        if ((r = protocol(j, ip, d, &inner, jn)) < 0)
+            return r;
+    } else {
+        return bad(j, -EINVAL, "'%simage' is required", p);
+    }
+    if (!inner)
+        return j->err = err_set(-ENOMEM, "out of memory");
+    char *rules = NULL;
+    size_t len = 0, cap = 0;
+    r = append(&rules, &len, &cap, "", NULL, false);
+    static const char *const kinds[] = {"inject-error", "set-state"};
+    for (size_t k = 0; r == 0 && k < 2; k++) {
+        for (unsigned i = 0; r == 0 && i < JSON_NAME_KEYS; i++) {
+            char rp[160];
+            snprintf(rp, sizeof rp, "%s%s.%u.", p, kinds[k], i);
+            if (!has_prefix(j, rp))
+                break;
+            r = blkdebug_rule(j, rp, kinds[k], &rules, &len, &cap);
+        }
+    }
+    if (r == 0 && len)
+        r = add_opt(j, jn, "blkdebug.rules", rules);
+    free(rules);
+    if (r < 0) {
+        free(inner);
+        return j->err ? j->err : (j->err = err_set(-ENOMEM, "out of memory"));
+    }
+    *out = build("blkdebug:", config ? config : "", 0, ":", 0, inner, 0, (char *)NULL);
+    free(inner);
+    if (!*out)
+        return j->err = err_set(-ENOMEM, "out of memory");
+    return 0;
+}
+
 /* The protocol's object under P ("" or "file."), driver DRV (NULL: none
- * given, the name says): *OUT the plain name. */
-static int protocol(struct jp *j, const char *p, const char *drv, char **out)
+ * given, the name says): *OUT the plain name, options it says added to JN. */
+static int protocol(struct jp *j, const char *p, const char *drv, char **out,
+                    struct json_name *jn)
 {
     int r = 0;
     const char *filename = str(j, p, "filename", &r);
@@ -504,7 +688,15 @@ static int protocol(struct jp *j, const char *p, const char *drv, char **out)
         return r;
     if (filename && !*filename)
         return bad(j, -EINVAL, "'%sfilename' is empty", p);
-    if (!drv || !strcmp(drv, "file") || !strcmp(drv, "host_device")) {
+    if (drv && (!strcmp(drv, "null-co") || !strcmp(drv, "null-aio"))) {
+        if ((r = null_options(j, p, jn)) < 0)
+            return r;
+        *out = strdup(!strcmp(drv, "null-co") ? "null-co://" : "null-aio://");
+    } else if (drv && !strcmp(drv, "blkdebug")) {
+        if (filename)
+            return bad(j, -EINVAL, "'%sfilename' is not an option of blkdebug", p);
+        return blkdebug(j, p, out, jn);
+    } else if (!drv || !strcmp(drv, "file") || !strcmp(drv, "host_device")) {
         if (!filename)
             return bad(j, -EINVAL, "'%sfilename' is required", p);
         if (drv && (dev_is_network_name(filename)))
@@ -571,8 +763,8 @@ static int protocol(struct jp *j, const char *p, const char *drv, char **out)
                          (char *)NULL);
         }
     } else {
-        return bad(j, -ENOTSUP, "Unknown protocol '%s' (file, host_device, nbd and rbd are "
-                   "supported)", drv);
+        return bad(j, -ENOTSUP, "Unknown protocol '%s' (file, host_device, nbd, rbd, null-co, "
+                   "null-aio and blkdebug are supported)", drv);
     }
     if (!*out)
         return j->err = err_set(-ENOMEM, "out of memory");
@@ -640,10 +832,43 @@ static char *rbd_shown(struct jp *j, const char *p)
     return b;
 }
 
-static bool is_protocol(const char *d)
+
+/* Options QEMU takes that change nothing vdisk does (or that it already
+ * does its way), at any level: taken and dropped. */
+static void drop_ignored(struct jp *j)
 {
-    return !strcmp(d, "file") || !strcmp(d, "host_device") || !strcmp(d, "nbd") ||
-           !strcmp(d, "rbd");
+    static const char *const ignored[] = {"cache.direct", "cache.no-flush", "node-name",
+                                          "discard", "detect-zeroes", "aio", "aio-max-batch",
+                                          "auto-read-only"};
+    for (unsigned i = 0; i < j->n; i++) {
+        const char *k = j->keys[i].key;
+        size_t kl = strlen(k);
+        for (size_t n = 0; n < sizeof ignored / sizeof ignored[0]; n++) {
+            size_t il = strlen(ignored[n]);
+            if (kl >= il && !strcmp(k + kl - il, ignored[n]) &&
+                (kl == il || k[kl - il - 1] == '.'))
+                j->keys[i].used = true;
+        }
+    }
+}
+
+/* "locking" at any level: the open's image locking (auto, on, off). */
+static int take_locking(struct jp *j, struct json_name *out)
+{
+    for (unsigned i = 0; i < j->n; i++) {
+        const char *k = j->keys[i].key;
+        size_t kl = strlen(k);
+        if (kl < 7 || strcmp(k + kl - 7, "locking") || (kl > 7 && k[kl - 8] != '.'))
+            continue;
+        j->keys[i].used = true;
+        const char *v = j->keys[i].val;
+        if (j->keys[i].type == J_BOOL)
+            v = !strcmp(v, "true") ? "on" : "off";
+        if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto"))
+            return bad(j, -EINVAL, "'%s' must be on, off or auto", k);
+        return add_opt(j, out, "locking", v);
+    }
+    return 0;
 }
 
 static int translate(struct jp *j, struct json_name *out)
@@ -651,6 +876,52 @@ static int translate(struct jp *j, struct json_name *out)
     int r = 0;
     const char *drv = str(j, "", "driver", &r);
     if (r < 0)
+        return r;
+    drop_ignored(j);
+    if ((r = take_locking(j, out)) < 0)
+        return r;
+    if (drv && !strcmp(drv, "raw")) {
+        /* raw's range of its file */
+        static const char *const keys[] = {"offset", "size"};
+        for (size_t i = 0; i < 2; i++) {
+            const char *v = str(j, "", keys[i], &r);
+            char k[16];
+            snprintf(k, sizeof k, "raw.%s", keys[i]);
+            if (r == 0 && v)
+                r = add_opt(j, out, k, v);
+            if (r < 0)
+                return r;
+        }
+    }
+    if (!drv || !strcmp(drv, "qcow2")) {
+        /* qcow2's runtime options: the cache sizes vdisk takes, the others
+         * (tuning and discard policy) dropped. */
+        static const char *const taken[] = {"l2-cache-size", "refcount-cache-size"};
+        for (size_t i = 0; i < 2; i++) {
+            const char *v = str(j, "", taken[i], &r);
+            if (r == 0 && v)
+                r = add_opt(j, out, taken[i], v);
+            if (r < 0)
+                return r;
+        }
+        static const char *const dropped[] = {"cache-size", "l2-cache-entry-size",
+                                              "cache-clean-interval", "lazy-refcounts",
+                                              "pass-discard-request", "pass-discard-snapshot",
+                                              "pass-discard-other", "overlap-check",
+                                              "discard-no-unref"};
+        for (unsigned i = 0; i < j->n; i++)
+            for (size_t k = 0; k < sizeof dropped / sizeof dropped[0]; k++) {
+                size_t dl = strlen(dropped[k]);
+                if (!strncmp(j->keys[i].key, dropped[k], dl) &&
+                    (!j->keys[i].key[dl] || j->keys[i].key[dl] == '.'))
+                    j->keys[i].used = true;
+            }
+    }
+    struct jkey *bk = get(j, "backing");
+    if (bk && bk->type != J_NULL)
+        return bad(j, -ENOTSUP, "'backing' other than null (a reference to another node) is "
+                   "not supported");
+    if (bk && (r = add_opt(j, out, "backing.null", "on")) < 0)
         return r;
     struct jkey *ro = get(j, "read-only");
     if (ro) {
@@ -668,7 +939,9 @@ static int translate(struct jp *j, struct json_name *out)
         pd = drv;
         drv = NULL;
         out->protocol_only = true;
-        r = protocol(j, "", pd, &out->filename);
+        if (!(out->protocol = strdup(pd)))
+            return j->err = err_set(-ENOMEM, "out of memory");
+        r = protocol(j, "", pd, &out->filename, out);
     } else {
         if (drv && !driver_by_name(drv))
             return bad(j, -ENOTSUP, "Unknown driver '%s'", drv);
@@ -682,7 +955,25 @@ static int translate(struct jp *j, struct json_name *out)
             pd = str(j, "file.", "driver", &r);
             if (r < 0)
                 return r;
-            r = protocol(j, "file.", pd, &out->filename);
+            if (pd && !is_protocol(pd) && driver_by_name(pd)) {
+                /* A format whose file is an image of another format
+                 * (one level: its own file a protocol's object). */
+                if (!has_prefix(j, "file.file."))
+                    return bad(j, -EINVAL, "A block device must be specified for "
+                               "\"file.file\"");
+                const char *ipd = str(j, "file.file.", "driver", &r);
+                if (r < 0)
+                    return r;
+                if (ipd && !is_protocol(ipd))
+                    return bad(j, -ENOTSUP, "'file.file.driver' %s: formats nested deeper "
+                               "than two are not supported", ipd);
+                if ((r = add_opt(j, out, "file.format", pd)) < 0)
+                    return r;
+                r = protocol(j, "file.file.", ipd, &out->filename, out);
+                pd = ipd;
+            } else {
+                r = protocol(j, "file.", pd, &out->filename, out);
+            }
             if (r == 0 && pd && !strcmp(pd, "rbd") && !given(j, "file.filename") &&
                 !(out->shown_file = rbd_shown(j, "file.")))
                 return j->err = err_set(-ENOMEM, "out of memory");
@@ -736,9 +1027,16 @@ bool json_name_is(const char *name)
 
 void json_name_free(struct json_name *n)
 {
+    for (unsigned i = 0; i < n->nopts; i++) {
+        free(n->opt_key[i]);
+        free(n->opt_val[i]);
+    }
+    n->nopts = 0;
     free(n->filename);
     free(n->format);
     free(n->shown_file);
+    free(n->protocol);
+    n->protocol = NULL;
     n->filename = n->format = n->shown_file = NULL;
     for (unsigned i = 0; i < n->fmt_opts; i++) {
         free(n->fmt_key[i]);

@@ -135,27 +135,6 @@ VDISK_EXPORT const char *vdisk_options_get(const vdisk_options *opts, const char
     return NULL;
 }
 
-int options_dup(const vdisk_options *in, vdisk_options **out)
-{
-    *out = calloc(1, sizeof **out);
-    if (!*out)
-        return err_set(-ENOMEM, "out of memory");
-    for (size_t i = 0; in && i < in->count; i++) {
-        int r = options_set(*out, in->keys[i], in->values[i]);
-        if (r < 0) {
-            vdisk_options_free(*out);
-            *out = NULL;
-            return r;
-        }
-    }
-    return 0;
-}
-
-int options_put(vdisk_options *opts, const char *key, const char *value)
-{
-    return options_set(opts, key, value);
-}
-
 /* ---- Option sets used during one open or create --------------------------- */
 
 int opt_set_init(struct opt_set *s, const vdisk_options *opts)
@@ -249,4 +228,21 @@ int opt_size(const char *key, const char *v, uint64_t min, uint64_t max, uint64_
                        key, (unsigned long long)min, (unsigned long long)max, v);
     *out = x;
     return 0;
+}
+
+vdisk_options *opt_dup(const vdisk_options *from)
+{
+    vdisk_options *o = calloc(1, sizeof *o);
+    for (size_t i = 0; o && from && i < from->count; i++) {
+        if (options_set(o, from->keys[i], from->values[i]) < 0) {
+            vdisk_options_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+int opt_add(vdisk_options *opts, const char *key, const char *value)
+{
+    return options_set(opts, key, value);
 }

@@ -15,9 +15,6 @@ struct opt_set {
     unsigned char *taken;
 };
 
-/* A copy of IN (NULL: empty) in *OUT; and KEY=VALUE set in OPTS. */
-int options_dup(const vdisk_options *in, vdisk_options **out);
-int options_put(vdisk_options *opts, const char *key, const char *value);
 int opt_set_init(struct opt_set *s, const vdisk_options *opts);
 void opt_set_fini(struct opt_set *s);
 const char *opt_take(struct opt_set *s, const char *key);
@@ -28,5 +25,10 @@ int opt_uint(const char *key, const char *v, uint64_t min, uint64_t max, uint64_
 /* A size option: vdisk_parse_size()'s grammar (bytes without a suffix), in
  * [MIN, MAX]; -EINVAL with a message naming KEY and V otherwise. */
 int opt_size(const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out);
+
+/* A copy of FROM (NULL: an empty set), or NULL when out of memory. */
+vdisk_options *opt_dup(const vdisk_options *from);
+/* vdisk_options_set() for the library's own use (no error context). */
+int opt_add(vdisk_options *opts, const char *key, const char *value);
 
 #endif /* VDISK_OPTIONS_INTERNAL_H */

@@ -825,16 +825,27 @@ void req_complete(struct vdisk_req *req, int ret)
     req->done(req, ret);
 }
 
+/* The N bytes of REQ's buffers from SKIP on, as buffer pieces: in SMALL
+ * (REQ_INLINE_IOV of them) when they fit, else in an array to free(); their
+ * count in *CNT.  NULL when out of memory. */
+static struct iovec *req_iov_slice(const struct vdisk_req *req, uint64_t skip, uint64_t n,
+                                   struct iovec *small, int *cnt)
+{
+    struct iovec *v = small;
+    if (req->iovcnt > REQ_INLINE_IOV && !(v = calloc((size_t)req->iovcnt, sizeof *v)))
+        return NULL;
+    *cnt = iov_slice(req->iov, req->iovcnt, (size_t)skip, (size_t)n, v);
+    return v;
+}
+
 static int req_slice(struct vdisk_req *parent, struct vdisk_dev *dev, enum vdisk_op op,
                      uint64_t offset, uint64_t skip, uint64_t n, unsigned flags)
 {
-    struct iovec small[REQ_INLINE_IOV], *v = small;
-    if (parent->iovcnt > REQ_INLINE_IOV) {
-        v = malloc(sizeof *v * (size_t)parent->iovcnt);
-        if (!v)
-            return -ENOMEM;
-    }
-    int cnt = iov_slice(parent->iov, parent->iovcnt, (size_t)skip, (size_t)n, v);
+    struct iovec small[REQ_INLINE_IOV] = {{0}};
+    int cnt;
+    struct iovec *v = req_iov_slice(parent, skip, n, small, &cnt);
+    if (!v)
+        return -ENOMEM;
     struct vdisk_req *c = req_new_child(parent, dev, op, offset, n, v, cnt, flags,
                                         req_child_releases_parent, NULL);
     if (v != small)
@@ -890,13 +901,11 @@ static int req_slice_sync(struct vdisk_req *req, struct vdisk_dev *dev, enum vdi
 {
     /* Zeroed: GCC -O3 cannot see that iov_slice() fills what the I/O reads
      * (-Wmaybe-uninitialized); next to a system call it costs nothing. */
-    struct iovec small[REQ_INLINE_IOV] = {{0}}, *v = small;
-    if (req->iovcnt > REQ_INLINE_IOV) {
-        v = calloc((size_t)req->iovcnt, sizeof *v);
-        if (!v)
-            return err_set(-ENOMEM, "out of memory for %d buffer pieces", req->iovcnt);
-    }
-    int cnt = iov_slice(req->iov, req->iovcnt, (size_t)skip, (size_t)n, v);
+    struct iovec small[REQ_INLINE_IOV] = {{0}};
+    int cnt;
+    struct iovec *v = req_iov_slice(req, skip, n, small, &cnt);
+    if (!v)
+        return err_set(-ENOMEM, "out of memory for %d buffer pieces", req->iovcnt);
     int r = op == VDISK_OP_READ ? dev_preadv(dev, v, cnt, offset)
                                 : dev_pwritev(dev, v, cnt, offset, flags);
     if (v != small)

@@ -35,6 +35,9 @@ packages=(
   # GNU time: the peak RSS of vdisk-vmm under a flooding guest (tests/vmm/)
   time
   xorriso genisoimage libarchive-tools p7zip-full
+  # ISO Rock Ridge tests (tests/iso/iso_rockridge.c): devices and owners in
+  # the tree when not run as root
+  fakeroot
   # the real-Linux-guest tests (tests/linux/): QEMU to boot the guest,
   # qemu-storage-daemon (in qemu-system-common) to compare against, and what
   # the initramfs is built from (busybox-static, cpio, modinfo from kmod)

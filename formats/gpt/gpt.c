@@ -303,6 +303,10 @@ void gpt_init(struct vdisk_ptable *t)
     uint64_t as = gpt_array_sectors(t);
     t->first_usable = 2 + as;
     t->last_usable = t->sectors >= 3 + 2 * as ? t->sectors - 2 - as : 0;
+    /* As sfdisk: partitions from the first aligned sector (2048 with
+     * 512-byte sectors) when the disk has room for it. */
+    if (t->first_usable < t->grain && t->grain < t->last_usable)
+        t->first_usable = t->grain;
     guid_random(t->disk_guid);
 }
 
@@ -366,7 +370,7 @@ int gpt_write(struct vdisk_ptable *t)
     uint8_t *e = s + 446;
     e[2] = 0x02; /* CHS 0/0/2: LBA 1 */
     e[4] = 0xee;
-    mbr_chs(last, e + 5);
+    e[5] = e[6] = e[7] = 0xff; /* the end's CHS: "beyond", as sfdisk writes it */
     le32_store(e + 8, 1);
     le32_store(e + 12, (uint32_t)psize);
     s[510] = 0x55;

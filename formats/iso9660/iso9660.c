@@ -36,7 +36,7 @@
 #define ISO_MAX_VD 64
 #define ISO_MAX_CE 32
 #define ISO_MAX_CE_BYTES (64u * 1024)
-#define ISO_MAX_DEPTH 128
+#define ISO_MAX_DEPTH VDISK_ISO_DEPTH_MAX
 #define ISO_MAX_DIR_BYTES (16u << 20)
 #define ISO_MAX_DIRS 65536
 #define ISO_MAX_EXTENTS 1024
@@ -82,6 +82,14 @@ struct vdisk_iso {
     struct vdisk_iso_boot boot[ISO_MAX_BOOT];
     unsigned nboot;
     char warning[640];         /* "" when none */
+    /* The last directory looked up by descent alone (no ".", "..", symlink):
+     * its path, the end of each component in it, the extents of the
+     * directories down to it.  A lookup below it starts there, so that a
+     * walk of the tree costs one directory read per lookup, not its depth. */
+    char *lc_path;
+    size_t *lc_ends;           /* [1..lc_depth] */
+    struct extent *lc_dirs;    /* [0..lc_depth] */
+    unsigned lc_depth;
 };
 
 /* ---- Small helpers -------------------------------------------------------- */
@@ -209,7 +217,8 @@ struct rr {
     int64_t mtime, atime, ctime;
     bool has_mtime, has_atime, has_ctime;
     size_t nlen, tlen;
-    bool sl_sep; /* a '/' goes before the next component */
+    bool sl_more; /* the last SL entry had its CONTINUE flag */
+    bool sl_sep;  /* and its last component takes a '/' after it */
     struct zisofs zf;
     /* Last, so that rr_parse clears what comes before and only the first
      * byte of these (5 KiB, for every record read). */
@@ -228,41 +237,100 @@ static int rr_append(char *dst, size_t *len, size_t max, const void *src, size_t
     return 0;
 }
 
+/*
+ * One SL entry (LEN bytes at P), joined as libarchive (bsdtar) and the
+ * Linux kernel join them, which keeps the components mkisofs 2.01 wrote
+ * for empty ones:
+ *   - an SL entry after one without the CONTINUE flag (bit 0 of its flags
+ *     byte) starts the target afresh; a flags byte other than 0 or 1 ends
+ *     the entry (nothing more of it is read);
+ *   - a component goes on after a '/', except the target's first one, one
+ *     after a component with its CONTINUE bit (the text goes on) and one
+ *     after ROOT (which is a "/" itself);
+ *   - CURRENT is ".", PARENT "..", ROOT "/" (in the middle too: mkisofs
+ *     2.01 wrote ".///file" as CURRENT ROOT ROOT "file"), bit 4 (once
+ *     VOLROOT) restarts the target as "ROOT", bit 5 (once HOST) is
+ *     "hostname"; a component with other flags, or running past the
+ *     entry, ends the entry.
+ * libarchive leaves out the '/' between the last component of an SL entry
+ * and the first of the next one (genisoimage splits long targets there:
+ * "comp010comp011"); the kernel, xorriso and isoinfo keep it, and so does
+ * vdisk, which gives the target the symlink was made with.
+ */
 static int rr_sl(struct rr *rr, const uint8_t *p, size_t len)
 {
+    if (!rr->sl_more || rr->tlen == 0) {
+        rr->tlen = 0;
+        rr->target[0] = '\0';
+    }
+    const char *sep = rr->sl_more && rr->sl_sep ? "/" : "";
+    rr->sl_more = rr->sl_sep = false;
+    if (len < 5 || p[4] > 1)
+        return 0;
+    rr->sl_more = p[4] == 1;
     size_t i = 5;
-    while (i < len) {
-        if (i + 2 > len || i + 2 + (size_t)p[i + 1] > len)
-            return err_set(-EINVAL, "Rock Ridge SL: a component of %u bytes at byte %zu runs past "
-                           "the entry (%zu bytes)", i + 1 < len ? p[i + 1] : 0u, i, len);
+    while (i + 2 <= len) {
         unsigned cf = p[i], cl = p[i + 1];
         const uint8_t *c = p + i + 2;
-        int r = 0;
-        if (cf & 8) {
-            rr->tlen = 0;
-            r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "/", 1, "symlink");
-            rr->sl_sep = false;
-        } else {
-            if (rr->sl_sep && rr->tlen && rr->target[rr->tlen - 1] != '/')
-                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "/", 1, "symlink");
-            if (!r && (cf & 2))
-                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, ".", 1, "symlink");
-            else if (!r && (cf & 4))
-                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "..", 2, "symlink");
-            else if (!r)
+        i += 2;
+        int r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, sep, strlen(sep), "symlink");
+        sep = "/";
+        switch (cf) {
+        case 0x00:
+        case 0x01:
+            if (cl > len - i)
+                return r;
+            if (r == 0)
                 r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, c, cl, "symlink");
-            rr->sl_sep = !(cf & 1);
+            if (cf)
+                sep = "";
+            break;
+        case 0x02:
+            if (r == 0)
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, ".", 1, "symlink");
+            break;
+        case 0x04:
+            if (r == 0)
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "..", 2, "symlink");
+            break;
+        case 0x08:
+            if (r == 0)
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "/", 1, "symlink");
+            sep = "";
+            break;
+        case 0x10:
+            rr->tlen = 0;
+            if (r == 0)
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "ROOT", 4, "symlink");
+            break;
+        case 0x20:
+            if (r == 0)
+                r = rr_append(rr->target, &rr->tlen, VDISK_ISO_PATH_MAX, "hostname", 8,
+                              "symlink");
+            break;
+        default:
+            return r;
         }
         if (r < 0)
             return r;
-        i += 2 + cl;
+        rr->sl_sep = *sep != '\0';
+        if (cl > len - i)
+            break;
+        i += cl;
     }
     return 0;
 }
 
-/* Parses one System Use area; *CE gets a continuation area when one is named. */
+/*
+ * Parses one System Use area; *CE gets a continuation area when one is
+ * named.  In a continuation area (LENIENT), an entry whose length does not
+ * fit ends the area: genisoimage names continuation areas longer than
+ * what it wrote in them, and the bytes after are another record's (the
+ * kernel and libarchive stop there too).  In a record's own area it is
+ * damage: -EINVAL.
+ */
 static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off,
-                   uint32_t *ce_len, bool *stop)
+                   uint32_t *ce_len, bool *stop, bool lenient)
 {
     size_t i = 0;
     while (i + 4 <= len) {
@@ -270,6 +338,8 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
         unsigned l = p[2];
         if (p[0] == 0)
             break; /* padding */
+        if ((l < 4 || l > len - i) && lenient)
+            break;
         if (l < 4 || l > len - i)
             return err_set(-EINVAL, "SUSP entry '%c%c' at byte %zu of a System Use area of "
                            "%zu bytes: length %u, expected 4 to %zu",
@@ -309,12 +379,7 @@ static int rr_area(struct rr *rr, const uint8_t *a, size_t len, uint64_t *ce_off
             else
                 r = rr_append(rr->name, &rr->nlen, VDISK_ISO_NAME_MAX, p + 5, l - 5, "name");
         } else if (p[0] == 'S' && p[1] == 'L' && l >= 5) {
-            if (!rr->sl) {
-                rr->sl = true;
-                rr->tlen = 0;
-                rr->target[0] = '\0';
-                rr->sl_sep = false;
-            }
+            rr->sl = true;
             r = rr_sl(rr, p, l);
         } else if (p[0] == 'T' && p[1] == 'F' && l >= 5) {
             unsigned fl = p[4];
@@ -377,7 +442,7 @@ static int rr_parse(struct vdisk_iso *iso, const uint8_t *rec, size_t len, unsig
     uint64_t ce_off = 0, seen[ISO_MAX_CE];
     uint32_t ce_len = 0;
     bool stop = false;
-    int r = rr_area(rr, rec + su + skip, len - su - skip, &ce_off, &ce_len, &stop);
+    int r = rr_area(rr, rec + su + skip, len - su - skip, &ce_off, &ce_len, &stop, false);
     uint8_t *buf = NULL;
     for (unsigned n = 0; r == 0 && !stop && ce_len; n++) {
         if (n >= ISO_MAX_CE) {
@@ -410,7 +475,7 @@ static int rr_parse(struct vdisk_iso *iso, const uint8_t *rec, size_t len, unsig
             break;
         uint32_t l = ce_len;
         ce_len = 0;
-        r = rr_area(rr, buf, l, &ce_off, &ce_len, &stop);
+        r = rr_area(rr, buf, l, &ce_off, &ce_len, &stop, true);
     }
     free(buf);
     return r;
@@ -730,10 +795,10 @@ static int count_fn(void *ctx, struct node *n)
     return 1;
 }
 
-static bool hidden(struct vdisk_iso *iso, const struct node *dir, const struct node *n)
+static bool hidden(struct vdisk_iso *iso, uint64_t dir_off, const struct node *n)
 {
     if (iso->ns != VDISK_ISO_NS_ROCKRIDGE || n->e.type != VDISK_ISO_DIR ||
-        dir->dir_off != ((uint64_t)both32_load(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR)
+        dir_off != ((uint64_t)both32_load(iso->pvd_root + 2) + iso->pvd_root[1]) * ISO_SECTOR)
         return false;
     if (strcmp(n->e.name, "rr_moved") && strcmp(n->e.name, ".rr_moved") &&
         strcmp(n->e.name, "RR_MOVED"))
@@ -749,27 +814,50 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
 {
     if (!path)
         path = "";
-    if (strlen(path) > VDISK_ISO_PATH_MAX)
-        return err_set(-ENAMETOOLONG, "path longer than %d bytes", VDISK_ISO_PATH_MAX);
-    /* The directories from the root down to the current one: grown as the
-     * path goes deeper (up to ISO_MAX_DEPTH + 1), since a node is some 4 KiB
-     * and most paths are a few components long.  WORK, the path left to
-     * resolve, is as long as it needs to be (at most 2 * VDISK_ISO_PATH_MAX
-     * after symlinks). */
-    unsigned cap = 4;
-    struct node *stack = malloc(cap * sizeof *stack);
+    if (strlen(path) > VDISK_ISO_LOOKUP_MAX)
+        return err_set(-ENAMETOOLONG, "path longer than %d bytes", VDISK_ISO_LOOKUP_MAX);
+    /* DIRS: the extents of the directories from the root down to the
+     * current one (up to ISO_MAX_DEPTH + 1 of them, grown as the path goes
+     * deeper); CUR: the current entry whole (some 5 KiB), unless STALE
+     * after "..": then it is read again, from its "." record, only if the
+     * path ends there.  WORK, the path left to resolve, is as long as it
+     * needs to be (at most 2 * VDISK_ISO_LOOKUP_MAX after symlinks). */
+    unsigned cap = 16;
+    while (cap < iso->lc_depth + 2)
+        cap *= 2;
+    struct extent *dirs = malloc(cap * sizeof *dirs);
+    size_t *ends = malloc(cap * sizeof *ends);
+    struct node *cur = calloc(1, sizeof *cur), *child = calloc(1, sizeof *child);
     char *work = strdup(path);
     int r = 0;
-    if (!stack || !work) {
+    if (!dirs || !ends || !cur || !child || !work) {
         r = err_set(-ENOMEM, "out of memory");
         goto out;
     }
-    /* A slot is filled whole before it is read; node_free needs these. */
-    for (unsigned i = 0; i < cap; i++)
-        stack[i].ext = NULL, stack[i].next = 0;
     unsigned depth = 0, hops = 0;
-    r = root_node(iso, &stack[0]);
+    bool stale = false, pure = true; /* pure: descent alone, cacheable */
+    r = root_node(iso, cur);
+    if (r == 0)
+        dirs[0] = (struct extent){cur->dir_off, cur->dir_len};
+    ends[0] = 0;
     size_t pos = 0;
+    /* Below the longest cached directory on the way, when a component is
+     * left to resolve after it (the entry itself is then read whole). */
+    for (unsigned j = iso->lc_depth; r == 0 && j >= 1; j--) {
+        size_t e = iso->lc_ends[j], q = e;
+        if (strncmp(work, iso->lc_path, e) || work[e] != '/')
+            continue;
+        while (work[q] == '/')
+            q++;
+        if (!work[q])
+            continue;
+        memcpy(dirs, iso->lc_dirs, (j + 1) * sizeof *dirs);
+        memcpy(ends, iso->lc_ends, (j + 1) * sizeof *ends);
+        depth = j;
+        pos = e;
+        stale = true;
+        break;
+    }
     while (r == 0) {
         while (work[pos] == '/')
             pos++;
@@ -778,45 +866,47 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
         const char *comp = work + pos;
         size_t clen = strcspn(comp, "/");
         pos += clen;
-        if (clen == 1 && comp[0] == '.')
+        if (clen == 1 && comp[0] == '.') {
+            pure = false;
             continue;
+        }
         if (clen == 2 && comp[0] == '.' && comp[1] == '.') {
+            pure = false;
             if (depth) {
-                node_free(&stack[depth]);
                 depth--;
+                stale = true;
             }
             continue;
         }
-        struct node *cur = &stack[depth];
-        if (cur->e.type != VDISK_ISO_DIR) {
-            r = err_set(-ENOTDIR, "%s: '%.*s' is not a directory", path, (int)(comp - work),
-                        work);
+        /* A stale entry is one of the directories above: a directory. */
+        if (!stale && cur->e.type != VDISK_ISO_DIR) {
+            r = err_set(-ENOTDIR, "%.200s: '%.*s' is not a directory", path,
+                        (int)(comp - work > 200 ? 200 : comp - work), work);
             break;
         }
         if (depth >= ISO_MAX_DEPTH) {
-            r = err_set(-ELOOP, "%s: more than %d directories deep", path, ISO_MAX_DEPTH);
+            r = err_set(-ELOOP, "%.200s: more than %d directories deep", path, ISO_MAX_DEPTH);
             break;
         }
         if (depth + 1 >= cap) {
             unsigned ncap = cap * 2 > ISO_MAX_DEPTH + 1 ? ISO_MAX_DEPTH + 1 : cap * 2;
-            struct node *ns = realloc(stack, ncap * sizeof *stack);
-            if (!ns) {
+            struct extent *nd = realloc(dirs, ncap * sizeof *dirs);
+            if (nd)
+                dirs = nd;
+            size_t *ne = nd ? realloc(ends, ncap * sizeof *ends) : NULL;
+            if (!ne) {
                 r = err_set(-ENOMEM, "out of memory");
                 break;
             }
-            for (unsigned i = cap; i < ncap; i++)
-                ns[i].ext = NULL, ns[i].next = 0;
-            stack = ns;
-            cur = &stack[depth];
+            ends = ne;
             cap = ncap;
         }
-        struct node *child = &stack[depth + 1];
         struct find_ctx f = {comp, clen, child, false};
-        r = walk_dir(iso, cur->dir_off, cur->dir_len, iso->ns, find_fn, &f);
+        r = walk_dir(iso, dirs[depth].off, dirs[depth].len, iso->ns, find_fn, &f);
         if (r < 0)
             break;
-        if (!f.found || hidden(iso, cur, child)) {
-            r = err_set(-ENOENT, "%s: no such file or directory", path);
+        if (!f.found || hidden(iso, dirs[depth].off, child)) {
+            r = err_set(-ENOENT, "%.200s: no such file or directory", path);
             break;
         }
         bool last = true;
@@ -824,14 +914,15 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
             if (work[k] != '/')
                 last = false;
         if (child->e.type == VDISK_ISO_SYMLINK && (!last || follow)) {
+            pure = false;
             if (++hops > ISO_MAX_HOPS) {
-                r = err_set(-ELOOP, "%s: more than %d symlinks", path, ISO_MAX_HOPS);
+                r = err_set(-ELOOP, "%.200s: more than %d symlinks", path, ISO_MAX_HOPS);
                 break;
             }
             size_t tl = strlen(child->e.target), rl = strlen(work + pos);
             size_t n = tl + 1 + rl;
-            if (n > VDISK_ISO_PATH_MAX * 2) {
-                r = err_set(-ENAMETOOLONG, "%s: the path through symlinks is too long", path);
+            if (n > VDISK_ISO_LOOKUP_MAX * 2) {
+                r = err_set(-ENAMETOOLONG, "%.200s: the path through symlinks is too long", path);
                 break;
             }
             char *tmp = malloc(n + 1);
@@ -842,11 +933,9 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
             memcpy(tmp, child->e.target, tl);
             tmp[tl] = '/';
             memcpy(tmp + tl + 1, work + pos, rl + 1);
-            if (child->e.target[0] == '/') {
-                while (depth) {
-                    node_free(&stack[depth]);
-                    depth--;
-                }
+            if (child->e.target[0] == '/' && depth) {
+                depth = 0;
+                stale = true;
             }
             node_free(child);
             free(work);
@@ -854,18 +943,54 @@ static int lookup(struct vdisk_iso *iso, const char *path, bool follow, struct n
             pos = 0;
             continue;
         }
+        struct node *t = cur;
+        node_free(cur);
+        cur = child;
+        child = t;
+        stale = false;
         depth++;
+        dirs[depth] = (struct extent){cur->dir_off, cur->dir_len};
+        ends[depth] = pos;
+    }
+    if (r == 0 && stale) {
+        node_free(cur);
+        r = depth ? read_dot(iso, dirs[depth].off, iso->ns, cur) : root_node(iso, cur);
+    }
+    if (r == 0 && pure && depth && cur->e.type == VDISK_ISO_DIR) {
+        /* Kept for the next lookup (a failed copy only loses the cache). */
+        char *cp = strndup(work, ends[depth]);
+        size_t *ce = malloc((depth + 1) * sizeof *ce);
+        struct extent *cd = malloc((depth + 1) * sizeof *cd);
+        if (cp && ce && cd) {
+            memcpy(ce, ends, (depth + 1) * sizeof *ce);
+            memcpy(cd, dirs, (depth + 1) * sizeof *cd);
+            free(iso->lc_path);
+            free(iso->lc_ends);
+            free(iso->lc_dirs);
+            iso->lc_path = cp;
+            iso->lc_ends = ce;
+            iso->lc_dirs = cd;
+            iso->lc_depth = depth;
+        } else {
+            free(cp);
+            free(ce);
+            free(cd);
+        }
     }
     if (r == 0) {
-        *out = stack[depth];
-        stack[depth].ext = NULL;
-        stack[depth].next = 0;
+        *out = *cur;
+        cur->ext = NULL;
+        cur->next = 0;
     }
 out:
-    if (stack)
-        for (unsigned i = 0; i < cap; i++)
-            node_free(&stack[i]);
-    free(stack);
+    if (cur)
+        node_free(cur);
+    if (child)
+        node_free(child);
+    free(cur);
+    free(child);
+    free(dirs);
+    free(ends);
     free(work);
     return r;
 }
@@ -1617,6 +1742,9 @@ VDISK_EXPORT void vdisk_iso_close(vdisk_iso *iso)
     if (!iso)
         return;
     dev_unref(iso->dev);
+    free(iso->lc_path);
+    free(iso->lc_ends);
+    free(iso->lc_dirs);
     free(iso);
 }
 
@@ -1659,7 +1787,7 @@ struct list_ctx {
 static int list_fn(void *ctx, struct node *n)
 {
     struct list_ctx *l = ctx;
-    if (hidden(l->iso, l->dir, n))
+    if (hidden(l->iso, l->dir->dir_off, n))
         return 0;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;

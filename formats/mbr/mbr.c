@@ -115,9 +115,26 @@ static int read_chain(struct vdisk_ptable *t, const struct pt_part *ext, struct 
                 pt_report(f, "The EBR at sector %" PRIu64 " has no 0x55AA signature.", cur);
             break; /* an extended partition without logical partitions */
         }
-        const uint8_t *e0 = buf + MBR_ENTRY(0), *e1 = buf + MBR_ENTRY(1);
+        /* As libfdisk picks them: the logical partition is the first
+         * entry with sectors and a type that is not extended, the link the
+         * first extended one with sectors; failing that, the first two
+         * entries in their usual roles. */
+        const uint8_t *e0 = NULL, *e1 = NULL, *q = buf + MBR_ENTRY(0);
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *e = buf + MBR_ENTRY(i);
+            if (!le32_load(e + 12))
+                continue;
+            if (is_extended(e[4]) && !e1)
+                e1 = e;
+            else if (!is_extended(e[4]) && e[4] && !e0)
+                e0 = e;
+        }
+        if (!e0)
+            e0 = q != e1 ? q : q + 16;
+        if (!e1)
+            e1 = q != e0 ? q : q + 16;
         uint32_t rel = le32_load(e0 + 8), size = le32_load(e0 + 12);
-        if (e0[4] && size) {
+        if (size) { /* sfdisk lists a logical partition of type 0 too */
             uint64_t start = cur + rel;
             struct pt_part *p = pt_insert(t, number++);
             if (!p) {
@@ -153,7 +170,10 @@ int mbr_read(struct vdisk_ptable *t, const uint8_t *s, struct pt_report *f)
     for (int i = 0; i < 4; i++) {
         const uint8_t *e = s + MBR_ENTRY(i);
         uint32_t start = le32_load(e + 8), size = le32_load(e + 12);
-        if (!e[4] || !size)
+        /* sfdisk lists every entry that is not all zero: of type 0 (the
+         * hybrid ISOs' first entry) or of no sectors too. */
+        static const uint8_t zero[16];
+        if (memcmp(e, zero, 16) == 0)
             continue;
         struct pt_part *p = pt_insert(t, (unsigned)i + 1);
         if (!p)
@@ -166,7 +186,7 @@ int mbr_read(struct vdisk_ptable *t, const uint8_t *s, struct pt_report *f)
             pt_report(f, "Partition %d has an invalid status byte 0x%02x.", i + 1, e[0]);
     }
     for (size_t i = 0; i < t->n; i++) {
-        if (!is_extended(t->parts[i].mbr_type))
+        if (!is_extended(t->parts[i].mbr_type) || !t->parts[i].size)
             continue;
         if (ext) {
             pt_report(f, "Partition %u is a second extended partition; it is ignored.",

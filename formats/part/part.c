@@ -42,20 +42,41 @@ static int part_load(struct vdisk_ptable **out, struct vdisk_dev *disk, unsigned
     if (dev_size(disk) < cand[0])
         return err_set(-ENODATA, "%s: no partition table: the device (%" PRIu64 " bytes) is"
                        " smaller than one sector", dev_name(disk), dev_size(disk));
-    int kind = 0;
-    unsigned use = cand[0];
-    for (int i = 0; i < 2 && !kind; i++)
-        if (gpt_signature_at(disk, cand[i]))
-            kind = VDISK_PT_GPT, use = cand[i];
-    uint8_t s0[512];
-    int r = dev_pread(disk, s0, sizeof s0, 0);
+    /* As sfdisk (libfdisk), blkid and the kernel: a sector 0 with 0x55AA
+     * is a GPT's protective MBR only with an 0xEE entry; without one it is
+     * an MBR ("dos"), whatever follows (hybrid ISOs keep a GPT beside the
+     * MBR that firmware and the kernel ignore).  Without 0x55AA a GPT
+     * header still makes a GPT (sfdisk would not list it, vdisk repairs
+     * it); then BSD, SGI and Sun labels, in libfdisk's order. */
+    uint8_t s0[1024];
+    memset(s0, 0, sizeof s0);
+    uint64_t head = dev_size(disk) < sizeof s0 ? dev_size(disk) : sizeof s0;
+    int r = dev_pread(disk, s0, (size_t)head, 0);
     if (r < 0)
         return r;
-    if (!kind) {
-        if (s0[510] != 0x55 || s0[511] != 0xaa)
-            return err_set(-ENODATA, "%s: no partition table (no 0x55AA signature in sector 0,"
-                           " no GPT header)", dev_name(disk));
+    bool sig = s0[510] == 0x55 && s0[511] == 0xaa;
+    int kind = 0;
+    unsigned use = cand[0];
+    if (sig) {
         kind = mbr_is_protective(s0) ? VDISK_PT_GPT : VDISK_PT_MBR;
+        for (int i = 0; i < 2 && kind == VDISK_PT_GPT; i++)
+            if (gpt_signature_at(disk, cand[i])) {
+                use = cand[i];
+                break;
+            }
+    } else {
+        for (int i = 0; i < 2 && !kind; i++)
+            if (gpt_signature_at(disk, cand[i]))
+                kind = VDISK_PT_GPT, use = cand[i];
+        if (!kind && head >= 1024 && bsd_probe(s0))
+            kind = VDISK_PT_BSD;
+        else if (!kind && sgi_probe(s0))
+            kind = VDISK_PT_SGI;
+        else if (!kind && sun_probe(s0))
+            kind = VDISK_PT_SUN;
+        if (!kind)
+            return err_set(-ENODATA, "%s: no partition table (no 0x55AA signature in sector 0,"
+                           " no GPT header, no Sun, SGI or BSD disklabel)", dev_name(disk));
     }
     struct vdisk_ptable *t = pt_alloc(disk, kind, use);
     if (!t)
@@ -64,12 +85,15 @@ static int part_load(struct vdisk_ptable **out, struct vdisk_dev *disk, unsigned
         r = t->sectors < 3 ? err_set(-EINVAL, "%s: the disk is too small for a GPT",
                                      dev_name(disk))
                            : gpt_read(t, findings);
-    } else {
+    } else if (kind == VDISK_PT_MBR) {
         uint8_t *s = malloc(t->ss);
         r = s ? pt_read(t, s, 0, 1) : err_set(-ENOMEM, "out of memory");
         if (r == 0)
             r = mbr_read(t, s, findings);
         free(s);
+    } else {
+        r = kind == VDISK_PT_BSD ? bsd_read(t, s0, findings)
+          : kind == VDISK_PT_SGI ? sgi_read(t, s0, findings) : sun_read(t, s0, findings);
     }
     if (r < 0) {
         vdisk_part_free(t);
@@ -133,6 +157,54 @@ VDISK_EXPORT int vdisk_part_kind(const vdisk_ptable *t)
     return t->kind;
 }
 
+VDISK_EXPORT const char *vdisk_part_label_name(const vdisk_ptable *t)
+{
+    switch (t->kind) {
+    case VDISK_PT_MBR: return "dos";
+    case VDISK_PT_GPT: return "gpt";
+    case VDISK_PT_SUN: return "sun";
+    case VDISK_PT_SGI: return "sgi";
+    default: return "bsd";
+    }
+}
+
+VDISK_EXPORT const char *vdisk_part_type_name(const vdisk_ptable *t,
+                                              const struct vdisk_partition *p)
+{
+    return pt_type_name(t->kind, p->mbr_type, p->type_guid);
+}
+
+VDISK_EXPORT uint64_t vdisk_part_grain(const vdisk_ptable *t)
+{
+    return t->grain * t->ss;
+}
+
+VDISK_EXPORT void vdisk_part_geometry(const vdisk_ptable *t, unsigned *heads, unsigned *sectors,
+                                      uint64_t *cylinders)
+{
+    if (t->heads || t->track || t->cylinders) {
+        *heads = t->heads;
+        *sectors = t->track;
+        *cylinders = t->cylinders;
+    } else {
+        *heads = 255;
+        *sectors = 63;
+        *cylinders = t->sectors / (255 * 63);
+    }
+}
+
+/* Sun, SGI and BSD labels are listed, never edited. */
+static bool read_only_kind(const vdisk_ptable *t)
+{
+    return t->kind != VDISK_PT_MBR && t->kind != VDISK_PT_GPT;
+}
+
+static int refuse_edit(const vdisk_ptable *t)
+{
+    return err_set(-ENOTSUP, "%s: %s disklabels are read-only in vdisk", dev_name(t->disk),
+                   vdisk_part_label_name(t));
+}
+
 VDISK_EXPORT unsigned vdisk_part_sector_size(const vdisk_ptable *t)
 {
     return t->ss;
@@ -149,8 +221,10 @@ VDISK_EXPORT int vdisk_part_get_id(const vdisk_ptable *t, char *buf, size_t len)
     char tmp[40];
     if (t->kind == VDISK_PT_MBR)
         snprintf(tmp, sizeof tmp, "0x%08" PRIx32, t->mbr_id);
-    else
+    else if (t->kind == VDISK_PT_GPT)
         guid_to_str(t->disk_guid, tmp);
+    else
+        tmp[0] = '\0'; /* sun, sgi, bsd: none */
     if (strlen(tmp) >= len)
         return err_set(-ERANGE, "the buffer (%zu bytes) is too small", len);
     strcpy(buf, tmp);
@@ -160,6 +234,8 @@ VDISK_EXPORT int vdisk_part_get_id(const vdisk_ptable *t, char *buf, size_t len)
 VDISK_EXPORT int vdisk_part_set_id(vdisk_ptable *t, const char *id)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     if (t->kind == VDISK_PT_GPT) {
         if (guid_from_str(id, t->disk_guid) < 0)
             return err_set(-EINVAL, "'%s' is not a GUID", id);
@@ -188,6 +264,8 @@ VDISK_EXPORT void vdisk_part_usable(const vdisk_ptable *t, uint64_t *first, uint
 VDISK_EXPORT int vdisk_part_set_usable(vdisk_ptable *t, uint64_t first, uint64_t last)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     if (t->kind != VDISK_PT_GPT)
         return err_set(-EINVAL, "MBR tables have no usable range to set");
     uint64_t as = gpt_array_sectors(t);
@@ -213,6 +291,8 @@ VDISK_EXPORT unsigned vdisk_part_entries(const vdisk_ptable *t)
 VDISK_EXPORT int vdisk_part_set_entries(vdisk_ptable *t, unsigned count)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     if (t->kind != VDISK_PT_GPT)
         return err_set(-ENOTSUP, "MBR tables have 4 entries");
     if (count < 1 || count > GPT_MAX_ENTRIES ||
@@ -260,6 +340,13 @@ static void export_part(const vdisk_ptable *t, const struct pt_part *s, struct v
         p->mbr_type = s->mbr_type;
         p->bootable = s->bootable;
         p->logical = s->number > 4;
+    } else if (t->kind != VDISK_PT_GPT) {
+        p->mbr_type = s->code;
+        memcpy(p->flags, s->flags, sizeof p->flags);
+        p->whole_disk = s->whole;
+        p->fsize = s->fsize;
+        p->bsize = s->bsize;
+        p->cpg = s->cpg;
     } else {
         guid_to_str(s->type_guid, p->type_guid);
         guid_to_str(s->uuid, p->uuid);
@@ -315,7 +402,7 @@ static const struct pt_part *mbr_extended(const vdisk_ptable *t)
 {
     for (unsigned i = 1; i <= 4; i++) {
         const struct pt_part *p = pt_lookup(t, i);
-        if (p && is_extended(p->mbr_type))
+        if (p && p->size && is_extended(p->mbr_type))
             return p;
     }
     return NULL;
@@ -589,9 +676,20 @@ static int part_add(vdisk_ptable *t, struct vdisk_partition *p)
     if (r == 0) {
         uint64_t nx = next_after(s, ns, start);
         uint64_t limit = nx != UINT64_MAX && nx - 1 < hi ? nx - 1 : hi;
-        if (!size)
+        if (!size && t->kind == VDISK_PT_GPT && limit == hi) {
+            /* As libfdisk: the default end of a GPT partition that reaches
+             * the last usable sector is aligned down to the grain (then
+             * one sector before it), else one sector before the last. */
+            uint64_t g = t->grain, a = start, z = hi, end;
+            if (a + g <= z) {
+                a = a % g ? (a + g) / g * g : a;
+                z = z / g * g;
+            }
+            end = a + g > z ? hi - 1 : z - 1;
+            size = end >= start ? end - start + 1 : limit - start + 1;
+        } else if (!size) {
             size = limit - start + 1;
-        else if (size - 1 > limit - start)
+        } else if (size - 1 > limit - start)
             r = err_set(nx - 1 < hi ? -EBUSY : -EINVAL, "%s: %" PRIu64 " sectors at %" PRIu64
                         " do not fit: free space ends at sector %" PRIu64, fn, size, start,
                         limit);
@@ -617,6 +715,8 @@ static int part_add(vdisk_ptable *t, struct vdisk_partition *p)
 VDISK_EXPORT int vdisk_part_add(vdisk_ptable *t, struct vdisk_partition *p)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     /* The caller's fields, defaults (0) for those its version lacks. */
     struct vdisk_partition in = {.struct_size = sizeof in};
     int r = ABI_IN(vdisk_partition, &in, p, VDISK_PARTITION_SIZE_V1);
@@ -640,6 +740,8 @@ VDISK_EXPORT int vdisk_part_add(vdisk_ptable *t, struct vdisk_partition *p)
 VDISK_EXPORT int vdisk_part_delete(vdisk_ptable *t, unsigned number)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     int r = 0;
     struct pt_part *p = find_part(t, number, &r);
     if (!p)
@@ -660,6 +762,8 @@ VDISK_EXPORT int vdisk_part_delete(vdisk_ptable *t, unsigned number)
 VDISK_EXPORT int vdisk_part_resize(vdisk_ptable *t, unsigned number, uint64_t size)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     int r = 0;
     struct pt_part *p = find_part(t, number, &r);
     if (!p)
@@ -702,6 +806,8 @@ VDISK_EXPORT int vdisk_part_resize(vdisk_ptable *t, unsigned number, uint64_t si
 VDISK_EXPORT int vdisk_part_set_type(vdisk_ptable *t, unsigned number, const char *type)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     int r = 0;
     struct pt_part *p = find_part(t, number, &r);
     if (!p)
@@ -725,6 +831,8 @@ VDISK_EXPORT int vdisk_part_set_type(vdisk_ptable *t, unsigned number, const cha
 VDISK_EXPORT int vdisk_part_set_name(vdisk_ptable *t, unsigned number, const char *name)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     int r = 0;
     if (t->kind != VDISK_PT_GPT)
         return err_set(-ENOTSUP, "MBR partitions have no names");
@@ -741,6 +849,8 @@ VDISK_EXPORT int vdisk_part_set_name(vdisk_ptable *t, unsigned number, const cha
 VDISK_EXPORT int vdisk_part_set_uuid(vdisk_ptable *t, unsigned number, const char *uuid)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     int r = 0;
     if (t->kind != VDISK_PT_GPT)
         return err_set(-ENOTSUP, "MBR partitions have no GUIDs");
@@ -755,6 +865,8 @@ VDISK_EXPORT int vdisk_part_set_uuid(vdisk_ptable *t, unsigned number, const cha
 VDISK_EXPORT int vdisk_part_set_bootable(vdisk_ptable *t, unsigned number, int on)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     int r = 0;
     if (t->kind != VDISK_PT_MBR)
         return err_set(-ENOTSUP, "GPT partitions have no bootable flag (see the"
@@ -769,6 +881,8 @@ VDISK_EXPORT int vdisk_part_set_bootable(vdisk_ptable *t, unsigned number, int o
 VDISK_EXPORT int vdisk_part_set_attrs(vdisk_ptable *t, unsigned number, uint64_t attrs)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     int r = 0;
     if (t->kind != VDISK_PT_GPT)
         return err_set(-ENOTSUP, "MBR partitions have no attributes");
@@ -782,6 +896,8 @@ VDISK_EXPORT int vdisk_part_set_attrs(vdisk_ptable *t, unsigned number, uint64_t
 VDISK_EXPORT int vdisk_part_write(vdisk_ptable *t)
 {
     err_enter(__func__);
+    if (read_only_kind(t))
+        return refuse_edit(t);
     if (!(t->disk->caps & VDISK_CAN_WRITE))
         return err_set(-EROFS, "%s: the device is read-only", dev_name(t->disk));
     int r = t->kind == VDISK_PT_MBR ? mbr_write(t) : gpt_write(t);
@@ -797,6 +913,11 @@ static void check_ranges(const vdisk_ptable *t, struct pt_report *f)
     const struct pt_part *ext = t->kind == VDISK_PT_MBR ? mbr_extended(t) : NULL;
     for (size_t i = 0; i < t->n; i++) {
         const struct pt_part *p = &t->parts[i];
+        if (!p->size) {
+            pt_report(f, "Partition %u (at sector %" PRIu64 ") has no sectors.", p->number,
+                      p->start);
+            continue;
+        }
         uint64_t end = p->start + p->size - 1;
         if (end < p->start || end >= t->sectors)
             pt_report(f, "Partition %u (sectors %" PRIu64 "-%" PRIu64 ") lies beyond the end of"
@@ -828,7 +949,8 @@ VDISK_EXPORT int vdisk_part_verify(vdisk_dev *disk, unsigned sector_size,
     if (r < 0)
         return r;
     check_ranges(t, &f);
-    pt_check_overlaps(t, &f);
+    if (!read_only_kind(t)) /* sun/sgi/bsd: slices overlap by design */
+        pt_check_overlaps(t, &f);
     vdisk_part_free(t);
     return f.count;
 }
@@ -846,7 +968,8 @@ VDISK_EXPORT int vdisk_part_repair(vdisk_dev *disk, unsigned sector_size,
     unsigned ss = r == 0 ? t->ss : sector_size;
     if (r == 0) {
         check_ranges(t, &found);
-        pt_check_overlaps(t, &found);
+        if (!read_only_kind(t))
+            pt_check_overlaps(t, &found);
         vdisk_part_free(t);
     }
     if (kind == VDISK_PT_GPT) {
@@ -868,15 +991,14 @@ VDISK_EXPORT int vdisk_part_repair(vdisk_dev *disk, unsigned sector_size,
 
 /* ---- Partitions as devices ------------------------------------------------------- */
 
-VDISK_EXPORT int vdisk_open_partition(vdisk_dev **out, vdisk_dev *disk, unsigned number,
-                                      unsigned flags)
+static int open_partition(vdisk_dev **out, vdisk_dev *disk, unsigned number, unsigned ss,
+                          unsigned flags)
 {
-    err_enter(__func__);
     *out = NULL;
     if (flags & ~VDISK_OPEN_RDONLY)
         return err_set(-EINVAL, "unknown flags 0x%x", flags & ~VDISK_OPEN_RDONLY);
     vdisk_ptable *t;
-    int r = part_load(&t, disk, 0, NULL);
+    int r = part_load(&t, disk, ss, NULL);
     if (r < 0)
         return r;
     const struct pt_part *p = pt_lookup(t, number);
@@ -886,6 +1008,8 @@ VDISK_EXPORT int vdisk_open_partition(vdisk_dev **out, vdisk_dev *disk, unsigned
     else if (t->kind == VDISK_PT_MBR && number <= 4 && is_extended(p->mbr_type))
         r = err_set(-EINVAL, "%s: partition %u is the extended partition, a container of"
                     " logical partitions", dev_name(disk), number);
+    else if (!p->size)
+        r = err_set(-EINVAL, "%s: partition %u has no sectors", dev_name(disk), number);
     else if (p->start > UINT64_MAX / t->ss || p->size > UINT64_MAX / t->ss ||
              !range_inside(off = p->start * t->ss, len = p->size * t->ss, dev_size(disk)))
         r = err_set(-EINVAL, "%s: partition %u (sectors %" PRIu64 "+%" PRIu64 ") lies beyond"
@@ -902,4 +1026,18 @@ VDISK_EXPORT int vdisk_open_partition(vdisk_dev **out, vdisk_dev *disk, unsigned
         err_set(r, "%s", msg);
     }
     return r;
+}
+
+VDISK_EXPORT int vdisk_open_partition(vdisk_dev **out, vdisk_dev *disk, unsigned number,
+                                      unsigned flags)
+{
+    err_enter(__func__);
+    return open_partition(out, disk, number, 0, flags);
+}
+
+VDISK_EXPORT int vdisk_open_partition_ss(vdisk_dev **out, vdisk_dev *disk, unsigned number,
+                                         unsigned sector_size, unsigned flags)
+{
+    err_enter(__func__);
+    return open_partition(out, disk, number, sector_size, flags);
 }

@@ -30,6 +30,11 @@ struct pt_part {
     uint8_t uuid[16];
     char name[VDISK_PART_NAME_MAX + 1];
     uint64_t attrs;
+    /* Sun, SGI, BSD */
+    uint32_t code;              /* the type code */
+    char flags[8];              /* sfdisk's Flags/Attrs column */
+    bool whole;                 /* the whole-disk slice */
+    uint64_t fsize, bsize, cpg; /* bsd */
 };
 
 struct vdisk_ptable {
@@ -38,6 +43,8 @@ struct vdisk_ptable {
     unsigned ss;                /* sector size */
     uint64_t sectors;           /* disk size in sectors */
     uint64_t grain;             /* alignment in sectors (1 MiB) */
+    unsigned heads, track;      /* CHS geometry: heads, sectors a track */
+    uint64_t cylinders;
     /* MBR */
     uint32_t mbr_id;
     uint8_t boot_code[446];     /* kept from sector 0 */
@@ -91,6 +98,20 @@ int mbr_write(struct vdisk_ptable *t);
 bool mbr_is_protective(const uint8_t *sector0);
 void mbr_chs(uint64_t lba, uint8_t out[3]);
 uint64_t mbr_last_lba(const struct vdisk_ptable *t);
+
+/* Sun, SGI and BSD disklabels, read only (formats/disklabel/disklabel.c).
+ * Each probe looks at S0 (the first 1024 bytes of the disk) and returns
+ * true when its label is there; each read fills T (0 or -errno). */
+bool sun_probe(const uint8_t *s0);
+bool sgi_probe(const uint8_t *s0);
+bool bsd_probe(const uint8_t *s0);
+int sun_read(struct vdisk_ptable *t, const uint8_t *s0, struct pt_report *findings);
+int sgi_read(struct vdisk_ptable *t, const uint8_t *s0, struct pt_report *findings);
+int bsd_read(struct vdisk_ptable *t, const uint8_t *s0, struct pt_report *findings);
+
+/* sfdisk's name of a type of a table of KIND: CODE (MBR, sun, sgi, bsd) or
+ * GUID (GPT); "unknown" when sfdisk has no name for it (types.c). */
+const char *pt_type_name(int kind, uint32_t code, const char *guid);
 
 /* GPT (formats/gpt/gpt.c). */
 bool gpt_signature_at(struct vdisk_dev *disk, unsigned ss);

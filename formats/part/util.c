@@ -39,7 +39,8 @@ struct vdisk_ptable *pt_alloc(struct vdisk_dev *disk, int kind, unsigned ss)
     t->kind = kind;
     t->ss = ss;
     t->sectors = dev_size(disk) / ss;
-    t->grain = (1u << 20) / ss;
+    /* libfdisk's grain: 1 MiB, or one sector on disks of at most 4 MiB. */
+    t->grain = t->sectors <= (4u << 20) / ss ? 1 : (1u << 20) / ss;
     dev_ref(disk);
     return t;
 }

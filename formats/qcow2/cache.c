@@ -455,8 +455,10 @@ void qcow2_prefetch(struct qcow2_cache *c, const uint64_t *offs, unsigned n)
     bool ok[MAX];
     struct err_saved saved;
     err_save(&saved);
-    for (unsigned j = 0; j < k; j++)
+    for (unsigned j = 0; j < k; j++) {
+        dev_debug_event(s->file, c == &s->l2c ? "l2_load" : "refblock_load"); /* (blkdebug) */
         ok[j] = dev_pread(s->file, buf + j * cs, cs, want[j]) == 0;
+    }
     err_restore(&saved);
     pthread_mutex_lock(&s->lock);
     for (unsigned j = 0; j < k && c->wb_gen == gen; j++) {
@@ -525,6 +527,7 @@ int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool read, uint8_t *
     victim->offset = 0;
     c->misses++;
     if (read) {
+        dev_debug_event(c->s->file, c == &c->s->l2c ? "l2_load" : "refblock_load");
         int r = dev_pread(c->s->file, victim->data, c->s->cluster_size, offset);
         if (r < 0) {
             lru_unlink(c, i);

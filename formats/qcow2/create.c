@@ -52,8 +52,12 @@ struct create_opts {
     struct qcow2_crypto_create crypto; /* encrypt.*: free it */
 };
 
-static int parse_opts(struct opt_set *os, struct create_opts *o)
+/* The options of a new image.  CREATE: the messages of qemu-img create
+ * (its QAPI words: "version", "use version=v3"), else those of qemu-img
+ * measure. */
+static int parse_opts(struct opt_set *os, struct create_opts *o, bool create)
 {
+    const char *use_v3 = create ? "use version=v3 or greater" : "use compat=1.1 or greater";
     const char *v;
     memset(o, 0, sizeof *o);
     o->cluster_size = 65536;
@@ -65,17 +69,17 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
             return r;
         int b = log2_exact(o->cluster_size);
         if (b < QCOW2_MIN_CLUSTER_BITS || b > QCOW2_MAX_CLUSTER_BITS)
-            return err_set(-EINVAL, "Cluster size must be a power of two between 512 and 2048k "
-                           "(got %s)", v);
+            return err_set(-EINVAL, "Cluster size must be a power of two between 512 and "
+                           "2048k");
     }
     if ((v = opt_take(os, "refcount_bits"))) {
         uint64_t n;
-        int r = opt_uint("refcount_bits", v, 1, 64, &n);
+        int r = opt_uint("refcount_bits", v, 1, UINT64_MAX, &n);
         if (r < 0)
             return r;
-        if (log2_exact(n) < 0)
+        if (n > 64 || log2_exact(n) < 0)
             return err_set(-EINVAL, "Refcount width must be a power of two and may not exceed "
-                           "64 bits (got %s)", v);
+                           "64 bits");
         o->refcount_bits = (uint32_t)n;
     }
     if ((v = opt_take(os, "compat"))) {
@@ -83,6 +87,8 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
             o->version = 2;
         else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
             o->version = 3;
+        else if (create)
+            return err_set(-EINVAL, "Parameter 'version' does not accept value '%s'", v);
         else
             return err_set(-EINVAL, "Invalid compatibility level: '%s'", v);
     }
@@ -95,13 +101,18 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
             o->compression = QCOW2_COMPRESS_ZLIB;
         else if (!strcmp(v, "zstd"))
             o->compression = QCOW2_COMPRESS_ZSTD;
+        else if (create)
+            return err_set(-EINVAL, "Parameter 'compression-type' does not accept value '%s'",
+                           v);
         else
             return err_set(-EINVAL, "Invalid compression type '%s' (zlib or zstd)", v);
     }
     o->prealloc = opt_take(os, "preallocation");
     if (o->prealloc && strcmp(o->prealloc, "off") && strcmp(o->prealloc, "metadata") &&
         strcmp(o->prealloc, "falloc") && strcmp(o->prealloc, "full"))
-        return err_set(-EINVAL, "Invalid preallocation mode: '%s'", o->prealloc);
+        return create ? err_set(-EINVAL, "Parameter 'preallocation' does not accept value '%s'",
+                                o->prealloc)
+                      : err_set(-EINVAL, "Invalid preallocation mode: '%s'", o->prealloc);
     if (o->prealloc && !strcmp(o->prealloc, "off"))
         o->prealloc = NULL;
     o->backing = opt_take(os, "backing_file");
@@ -118,23 +129,30 @@ static int parse_opts(struct opt_set *os, struct create_opts *o)
     if (o->backing_fmt && !o->backing)
         return err_set(-EINVAL, "a backing format needs a backing file");
     if (o->backing_fmt && !driver_by_name(o->backing_fmt))
-        return err_set(-EINVAL, "unknown backing format '%s'", o->backing_fmt);
-    if (o->backing && o->prealloc)
+        return create ? err_set(-EINVAL, "Parameter 'backing-fmt' does not accept value '%s'",
+                                o->backing_fmt)
+                      : err_set(-EINVAL, "unknown backing format '%s'", o->backing_fmt);
+    if (o->backing && o->prealloc && !o->extl2)
         return err_set(-EINVAL, "Backing file and preallocation can only be used at the same "
-                       "time if preallocation=off");
+                       "time if extended_l2 is on");
+    if (o->backing && o->prealloc)
+        return err_set(-ENOTSUP, "Backing file and preallocation together are not supported "
+                       "(give preallocation=off)");
     if (o->version == 2) {
         if (o->lazy)
             return err_set(-EINVAL, "Lazy refcounts only supported with compatibility level 1.1 "
-                           "and above (use compat=1.1 or greater)");
+                           "and above (%s)", use_v3);
         if (o->refcount_bits != 16)
             return err_set(-EINVAL, "Different refcount widths than 16 bits require "
-                           "compatibility level 1.1 or above (use compat=1.1 or greater)");
+                           "compatibility level 1.1 or above (%s)", use_v3);
         if (o->extl2)
             return err_set(-EINVAL, "Extended L2 entries are only supported with "
-                           "compatibility level 1.1 and above (use compat=1.1 or greater)");
+                           "compatibility level 1.1 and above (%s)", use_v3);
         if (o->compression != QCOW2_COMPRESS_ZLIB)
-            return err_set(-EINVAL, "Compression type 'zstd' requires compatibility level 1.1 "
-                           "or above (use compat=1.1 or greater)");
+            return create ? err_set(-EINVAL, "Non-zlib compression type is only supported with "
+                                    "compatibility level 1.1 and above (%s)", use_v3)
+                          : err_set(-EINVAL, "Compression type 'zstd' requires compatibility "
+                                    "level 1.1 or above (%s)", use_v3);
     }
     if (o->extl2 && o->cluster_size < 16384)
         return err_set(-EINVAL, "Extended L2 entries are only supported with cluster sizes of "
@@ -687,7 +705,7 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
 int qcow2_create(const char *filename, uint64_t size, struct opt_set *os)
 {
     struct create_opts o;
-    int r = parse_opts(os, &o);
+    int r = parse_opts(os, &o, true);
     if (r < 0)
         return r;
     if (o.crypto.enabled && !o.crypto.pass) {
@@ -735,9 +753,9 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
     uint64_t span = 1ull << (s.cluster_bits + l2_bits);
     uint64_t l1_size = size / span + (size % span != 0);
     if (l1_size > QCOW2_MAX_L1_BYTES / 8)
-        return err_set(-EFBIG, "Image size %" PRIu64 " is too large for a cluster size of %"
-                       PRIu64 " (the L1 table would exceed %u bytes)", size, cs,
-                       QCOW2_MAX_L1_BYTES);
+        /* (qemu-img's words: the L1 table would exceed its 32 MiB) */
+        return err_set(-EFBIG, "The image size is too large for file format 'qcow2' (try "
+                       "using a larger cluster size)");
     /* The header is checked before the file is touched. */
     uint8_t *hdr = malloc(cs);
     if (!hdr)
@@ -880,7 +898,7 @@ int qcow2_measure(uint64_t size, struct vdisk_dev *src, struct opt_set *os,
                   struct vdisk_measure_result *res)
 {
     struct create_opts o;
-    int r = parse_opts(os, &o);
+    int r = parse_opts(os, &o, false);
     uint64_t crypto_bytes = o.crypto.enabled ? qcow2_crypto_header_bytes(&o.crypto) : 0;
     qcow2_crypto_create_free(&o.crypto);
     if (r < 0)

@@ -384,9 +384,9 @@ static bool put_ext(uint8_t *buf, size_t len, size_t *pos, uint32_t type, const 
 
 int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
 {
-    if (s->nb_bitmaps)
-        return err_set(-ENOTSUP, "%s: a header without the bitmaps extension would lose the "
-                       "image's bitmaps", s->dev ? s->dev->filename : "qcow2");
+    if (s->nb_bitmaps && s->version < 3)
+        return err_set(-ENOTSUP, "%s: a version 2 header would lose the image's bitmaps",
+                       s->dev ? s->dev->filename : "qcow2");
     memset(buf, 0, len);
     be32_store(buf, QCOW2_MAGIC);
     be32_store(buf + 4, s->version);
@@ -429,6 +429,8 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
     size_t rest = 8 /* end */ + (s->backing_name ? strlen(s->backing_name) : 0);
     for (unsigned i = 0; i < s->nexts; i++)
         rest += 8 + ((s->exts[i].len + 7u) & ~7u);
+    if (s->nb_bitmaps)
+        rest += 8 + QCOW2_BITMAPS_EXT_LENGTH;
     if (ok && s->version >= 3 && s->cluster_bits > 12 && pos + 8 + NKNOWN * 48 + rest <= len) {
         uint8_t table[NKNOWN * 48];
         memset(table, 0, sizeof table);
@@ -438,6 +440,11 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
             memcpy(table + i * 48 + 2, known_features[i].name, strlen(known_features[i].name));
         }
         ok = put_ext(buf, len, &pos, QCOW2_EXT_FEATURES, table, sizeof table);
+    }
+    if (ok && s->nb_bitmaps) {
+        uint8_t ext[QCOW2_BITMAPS_EXT_LENGTH];
+        qcow2_bitmaps_ext(s, ext);
+        ok = put_ext(buf, len, &pos, QCOW2_EXT_BITMAPS, ext, sizeof ext);
     }
     /* Unknown extensions kept, after the known ones (QEMU's order). */
     for (unsigned i = 0; ok && i < s->nexts; i++)

@@ -248,9 +248,13 @@ int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
     bool no_grow = s->no_grow;
     if (pre)
         s->no_grow = true;
-    int r = resize_locked(s, size, flags);
+    int r = s->nb_bitmaps && size != old ? qcow2_bitmaps_before_resize(s) : 0;
+    if (r == 0)
+        r = resize_locked(s, size, flags);
     if (r == 0 && pre && s->size > old)
         r = prealloc_locked(s, old, s->size, pre);
+    if (r == 0 && s->size != old)
+        r = qcow2_bitmaps_after_resize(s);
     s->no_grow = no_grow;
     if (r == 0)
         __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);
@@ -424,7 +428,13 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         else if (s->nb_snapshots)
             r = err_set(-ENOTSUP, "%s: downgrading an image with snapshots is not supported",
                         dev->filename);
+        else if (s->nb_bitmaps) /* (qemu-img drops them; vdisk keeps them) */
+            r = err_set(-ENOTSUP, "%s: compat=0.10 has no persistent dirty bitmaps: remove "
+                        "them first (vdisk bitmap --remove)", dev->filename);
     }
+    /* A new size resizes the bitmaps too (loaded first). */
+    if (r == 0 && new_size && new_size != s->size && s->nb_bitmaps)
+        r = qcow2_bitmaps_before_resize(s);
     if (r == 0)
         r = qcow2_flush_metadata(s);
     /* The refcount width: a new refcount structure. */
@@ -441,6 +451,8 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         r = resize_locked(s, new_size, VDISK_RESIZE_SHRINK);
         if (r == 0)
             __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);
+        if (r == 0)
+            r = qcow2_bitmaps_after_resize(s);
     }
     if (r == 0 && version == 2 && s->version >= 3) {
         r = expand_zero_clusters(s);

@@ -286,6 +286,7 @@ static int wait_for_table(struct vdisk_req *req, uint64_t offset,
     l->next = s->loads;
     s->loads = l;
     pthread_mutex_unlock(&s->lock);
+    dev_debug_event(s->file, "l2_load"); /* (blkdebug) */
     req_submit(c);
     return 0;
 }
@@ -381,6 +382,7 @@ static void qc_read_loop(struct vdisk_req *req)
         struct vdisk_req *c = NULL;
         switch (m.type) {
         case QCOW2_NORMAL:
+            dev_debug_event(s->file, "read_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, n)) {
                 req_forward(req, s->data, m.host, 0);
                 return;
@@ -398,6 +400,7 @@ static void qc_read_loop(struct vdisk_req *req)
                 iov_memset(req->iov, req->iovcnt, skip + part, 0, n - part);
             if (!part)
                 goto next; /* all zeroes */
+            dev_debug_event(s->file, "read_backing_aio");
             c = child_slice(req, s->backing, VDISK_OP_READ, pos, skip, part, 0,
                             req_child_releases_parent, NULL);
             break;
@@ -653,6 +656,7 @@ static void run_write(struct qc_run *run)
     if (run->tail_len)
         v[n++] = (struct iovec){run->tail, run->tail_len};
     uint64_t host = run->host + (run->cow_start - run->c0);
+    dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
     struct vdisk_req *c = req_new_child(req, s->data, VDISK_OP_WRITE, host,
                                         run->cow_end - run->cow_start, v, n,
                                         req->flags & VDISK_REQ_FUA, run_write_done, run);
@@ -1026,6 +1030,7 @@ static void qc_write_loop(struct vdisk_req *req)
         }
         if (m.type == QCOW2_NORMAL && m.copied) {
             pthread_mutex_unlock(&s->lock);
+            dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, m.len)) {
                 req_forward(req, s->data, m.host, req->flags & VDISK_REQ_FUA);
                 return;
@@ -1348,6 +1353,9 @@ static void dz_finish(struct vdisk_req *req, int r)
 
 void qcow2_submit(struct vdisk_req *req)
 {
+    struct qcow2 *bs = req->dev->priv;
+    if (bs->bm_live && req->op != VDISK_OP_READ && req->op != VDISK_OP_FLUSH)
+        qcow2_bitmaps_mark(bs, req->offset, req->length); /* dirty bitmaps */
     switch (req->op) {
     case VDISK_OP_READ:
         qc_read(req);
@@ -1517,6 +1525,8 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, si
     if (s->corrupt)
         return err_set(-EIO, "%s: the image is marked corrupt; writes are refused",
                        dev->filename);
+    if (s->bm_live)
+        qcow2_bitmaps_mark(s, off, n * cs); /* dirty bitmaps */
     uint64_t *host = calloc(n, sizeof *host);
     if (!host)
         return err_set(-ENOMEM, "out of memory");

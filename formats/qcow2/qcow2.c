@@ -29,6 +29,10 @@ static int qcow2_probe(const uint8_t *buf, size_t len)
 int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
 {
     const struct vdisk_open_params *up = &s->dev->params;
+    /* json:{..., "backing": null}: opened without its backing file. */
+    const char *none = os ? opt_take(os, "backing.null") : NULL;
+    if (none && !strcmp(none, "on"))
+        return 0;
     if (!up->no_backing && !up->open_backing && !strncmp(s->backing_name, "json:", 5))
         return err_set(-ENOTSUP, "%s: the backing file name is a json: name ('%s'), which "
                        "vdisk does not follow in images (rebase -u onto the plain name)",
@@ -198,11 +202,6 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
     const char *drop = opt_take(os, "drop-bitmaps");
     if (r == 0 && drop && opt_bool("drop-bitmaps", drop, &drop_bitmaps) < 0)
         r = -EINVAL;
-    if (r == 0 && s->nb_bitmaps && !s->read_only && !drop_bitmaps)
-        r = err_set(-ENOTSUP, "%s: the image has %" PRIu32 " persistent dirty bitmap%s, which "
-                    "vdisk does not keep up to date: it can only be opened read-only (the open "
-                    "option drop-bitmaps=on deletes them)", dev->filename, s->nb_bitmaps,
-                    s->nb_bitmaps == 1 ? "" : "s");
     const char *snap = opt_take(os, "snapshot.name");
     if (!snap)
         snap = opt_take(os, "snapshot.id");
@@ -237,14 +236,18 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         }
         if (r == 0 && drop_bitmaps)
             r = qcow2_drop_bitmaps(s);
-        if (r == 0 && (s->autoclear || s->bitmaps_stale)) {
-            /* Features vdisk does not keep up to date (none is set now
-             * that bitmaps are refused or dropped), and a bitmaps extension
-             * that their bit no longer covers, go, as QEMU drops them. */
-            s->autoclear = 0;
+        uint64_t keep = s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
+        if (r == 0 && ((s->autoclear & ~keep) || s->bitmaps_stale)) {
+            /* Features vdisk does not keep up to date, and a bitmaps
+             * extension that their bit no longer covers, go, as QEMU
+             * drops them. */
+            s->autoclear &= keep;
             s->bitmaps_stale = false;
             r = qcow2_write_header(s);
         }
+        /* Bitmaps kept up to date: flagged in use before any write. */
+        if (r == 0 && s->nb_bitmaps)
+            r = qcow2_bitmaps_open_rw(s);
     }
     if (r < 0) {
         if (s->backing)
@@ -271,7 +274,9 @@ static void qcow2_close(struct vdisk_dev *dev)
     s->offload = NULL;
     if (!s->read_only && !s->corrupt) {
         pthread_mutex_lock(&s->lock);
-        int r = qcow2_flush_metadata(s);
+        int r = qcow2_bitmaps_close(s);
+        if (r == 0)
+            r = qcow2_flush_metadata(s);
         if (r == 0 && s->dirty_on_disk)
             qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
         /* The file back to what is used, if it was grown ahead: its size at
@@ -450,6 +455,8 @@ static int qcow2_snapshot_op(struct vdisk_dev *dev, enum snapshot_op op, const c
         break;
     case SNAPSHOT_APPLY:
         r = qcow2_snapshot_apply(s, name);
+        if (r == 0 && s->bm_live) /* every byte may differ now */
+            qcow2_bitmaps_mark(s, 0, s->size);
         break;
     case SNAPSHOT_DELETE:
         r = qcow2_snapshot_delete(s, name);
@@ -574,4 +581,5 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .create = qcow2_create,
     .create_opts = qcow2_create_opts,
     .measure = qcow2_measure,
+    .bitmap = qcow2_bitmap_op,
 };

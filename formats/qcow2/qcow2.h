@@ -250,6 +250,21 @@ struct qcow2_bitmap {
     uint32_t flags;
     uint8_t granularity_bits;
     char *name;
+    uint32_t extra;          /* bytes of extra data in its directory entry */
+    /* In memory (bitmap.c): the bits, one per granularity chunk, LSB first
+     * in each byte as on disk; NULL while only the image holds them. */
+    uint8_t *bits;
+    uint64_t nbytes;         /* of bits */
+    bool changed;            /* bits differ from what table_offset holds */
+    bool live;               /* loaded, enabled, read-write: tracks writes;
+                                flagged in use on disk until stored back */
+    bool inconsistent;       /* in use on disk when opened: kept as it is */
+};
+
+/* A bitmap table (and the data it points to) to free later. */
+struct qcow2_bm_old {
+    uint64_t offset;
+    uint32_t size;           /* entries */
 };
 
 /* An L2 table being read for requests that found it missing from the cache
@@ -375,6 +390,10 @@ struct qcow2 {
     struct qcow2_bitmap *bitmaps;
     struct vdisk_bitmap_info *bitmap_info; /* the same for vdisk_get_info */
     bool bitmaps_stale;      /* an extension without the autoclear bit */
+    bool bm_live;            /* a bitmap tracks writes (qcow2_bitmaps_mark) */
+    struct qcow2_bm_old *bm_old; /* tables to free once the directory that
+                                    still names them is replaced */
+    size_t nbm_old;
 
     /* Derived geometry. */
     bool ext_l2;
@@ -583,6 +602,22 @@ void qcow2_free_bitmaps(struct qcow2 *s);
 /* Removes every bitmap: the header without the extension first, then
  * their clusters freed (at the next flush). */
 int qcow2_drop_bitmaps(struct qcow2 *s);
+/* A read-write open: loads the enabled bitmaps (bounded memory) and flags
+ * them in use on disk before anything is written. */
+int qcow2_bitmaps_open_rw(struct qcow2 *s);
+/* Close (under the lock): stores the bitmaps back, in-use flags cleared. */
+int qcow2_bitmaps_close(struct qcow2 *s);
+/* Sets the bits of the live bitmaps for guest bytes [OFF, OFF + LEN);
+ * any thread, no lock.  Callers test s->bm_live first. */
+void qcow2_bitmaps_mark(struct qcow2 *s, uint64_t off, uint64_t len);
+/* Resize (under the lock): every bitmap loaded first (refused with
+ * inconsistent ones), then resized with the disk and stored. */
+int qcow2_bitmaps_before_resize(struct qcow2 *s);
+int qcow2_bitmaps_after_resize(struct qcow2 *s);
+/* The driver's bitmap op (vdisk/bitmap.h). */
+int qcow2_bitmap_op(struct vdisk_dev *dev, struct bitmap_args *a);
+/* Builds the bitmaps extension's 24 bytes. */
+void qcow2_bitmaps_ext(const struct qcow2 *s, uint8_t *out);
 /* Calls MARK(opaque, offset, length) for every cluster range the bitmaps
  * use (directory, tables, data); BAD(opaque, message) for table entries
  * that cannot be used.  Returns 0, or -errno when a table cannot be read. */

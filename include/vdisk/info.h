@@ -106,9 +106,8 @@ struct vdisk_info {
     uint32_t refcount_bits;
 
     /* Persistent dirty bitmaps (qcow2 v3), in the image's order; qemu-img
-     * info's "bitmaps".  vdisk does not update bitmaps: an image that has
-     * them opens read-only, unless the open option drop-bitmaps=on deletes
-     * them (see options.h). */
+     * info's "bitmaps".  Kept up to date by read-write opens and changed
+     * through vdisk/bitmap.h; valid until the next bitmap operation. */
     uint32_t nb_bitmaps;
     const struct vdisk_bitmap_info *bitmaps;
 

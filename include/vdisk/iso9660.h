@@ -122,6 +122,11 @@ typedef struct vdisk_iso vdisk_iso;
 
 #define VDISK_ISO_NAME_MAX 1023
 #define VDISK_ISO_PATH_MAX 4095
+/* Paths given to vdisk_iso_stat/list/read: at most this many bytes and
+ * directories deep (Rock Ridge relocation lets trees go past ISO 9660's 8
+ * levels; the bound keeps hostile ones, loops included, finite). */
+#define VDISK_ISO_LOOKUP_MAX 32767
+#define VDISK_ISO_DEPTH_MAX 1024
 
 /*
  * One directory entry.  Fixed layout, without struct_size: vdisk_iso_list
@@ -247,8 +252,10 @@ int vdisk_iso_probe(vdisk_dev *dev, char *volume_id, size_t len);
  * vdisk_iso_stat: the entry at PATH ("/" or "" is the root; components
  * separated by '/') in *e.  Symlinks met on the way are followed inside
  * the image (absolute targets from its root, at most 40); the last one
- * too when FOLLOW is 1.  Returns 0, -ENOENT, -ENOTDIR, -ELOOP,
- * -ENAMETOOLONG, -EINVAL (damaged), or an I/O error.
+ * too when FOLLOW is 1.  Returns 0, -ENOENT, -ENOTDIR, -ELOOP (also
+ * for more than VDISK_ISO_DEPTH_MAX directories deep), -ENAMETOOLONG
+ * (PATH longer than VDISK_ISO_LOOKUP_MAX), -EINVAL (damaged), or an I/O
+ * error.
  */
 int vdisk_iso_stat(vdisk_iso *iso, const char *path, int follow, struct vdisk_iso_entry *e);
 

@@ -19,7 +19,8 @@
  * newstyle client is refused); options NBD_OPT_EXPORT_NAME, ABORT, LIST,
  * INFO, GO (NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE),
  * STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation,
- * and qemu:allocation-depth with VDISK_NBD_ALLOCATION_DEPTH); any other
+ * qemu:allocation-depth with VDISK_NBD_ALLOCATION_DEPTH, and
+ * qemu:dirty-bitmap:NAME with vdisk_nbd_params.bitmap); any other
  * option is answered NBD_REP_ERR_UNSUP.
  * NBD_OPT_STARTTLS when TLS is configured (vdisk_nbd_params.tls: x509
  * certificates or pre-shared keys; then TLS is required, as qemu-nbd
@@ -183,9 +184,19 @@ struct vdisk_nbd_params {
      */
     unsigned tls;              /* VDISK_NBD_TLS_*; 0: no TLS */
     const char *tls_dir;       /* required with TLS; copied (read at once) */
+    /*
+     * Since VDISK_NBD_PARAMS_SIZE_V3: the persistent dirty bitmap BITMAP of
+     * the device (vdisk/bitmap.h) is served as the meta context
+     * qemu:dirty-bitmap:BITMAP, as qemu-nbd -B serves it: each extent 1
+     * where dirty, 0 where clean.  The handle is refused with the bitmap's
+     * error (-ENOENT, -EBUSY: inconsistent, -ENOTSUP) when the device has
+     * no such usable bitmap.  NULL: none.
+     */
+    const char *bitmap;
 };
 #define VDISK_NBD_PARAMS_SIZE_V1 VDISK_STRUCT_END(struct vdisk_nbd_params, log_opaque)
 #define VDISK_NBD_PARAMS_SIZE_V2 VDISK_STRUCT_END(struct vdisk_nbd_params, tls_dir)
+#define VDISK_NBD_PARAMS_SIZE_V3 VDISK_STRUCT_END(struct vdisk_nbd_params, bitmap)
 
 /*
  * vdisk_nbd_listen_tcp: a handle exporting DEV on a new listening TCP

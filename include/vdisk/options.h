@@ -105,10 +105,10 @@
  *              refused until a check that repairs everything clears the
  *              mark), as qemu-img check -r does.  Formats without a corrupt
  *              mark accept and ignore it.
- *   drop-bitmaps  on | off (default off), qcow2: vdisk does not update
- *              persistent dirty bitmaps, so an image that has them (see
- *              vdisk_info.bitmaps) opens read-only only; a read-write open
- *              fails with -ENOTSUP.  With drop-bitmaps=on a read-write open
+ *   drop-bitmaps  on | off (default off), qcow2: a read-write open keeps
+ *              the persistent dirty bitmaps up to date (see vdisk/bitmap.h;
+ *              it fails with -ENOMEM when their bits would take more than
+ *              256 MiB).  With drop-bitmaps=on a read-write open
  *              deletes every bitmap instead (the header extension first,
  *              then their clusters freed as check -r leaks frees them),
  *              which QEMU's incremental backups then have to start over.

@@ -39,6 +39,10 @@ extern "C" {
 /* Table kinds. */
 #define VDISK_PT_MBR 1 /* "dos" in sfdisk */
 #define VDISK_PT_GPT 2
+/* Read only: listed and opened as sfdisk lists them, never edited. */
+#define VDISK_PT_SUN 3 /* Sun disklabel (VTOC) */
+#define VDISK_PT_SGI 4 /* SGI volume header */
+#define VDISK_PT_BSD 5 /* BSD disklabel (in sector 1 of the disk) */
 
 /* The longest partition name as UTF-8 (36 UTF-16 units, 3 bytes each). */
 #define VDISK_PART_NAME_MAX 108
@@ -68,8 +72,14 @@ struct vdisk_partition {
     char uuid[37];       /* the partition's unique GUID, upper case */
     char name[VDISK_PART_NAME_MAX + 1]; /* UTF-8 */
     uint64_t attrs;      /* attribute bits (VDISK_GPT_ATTR_*, 48-63 type-specific) */
+    /* Sun, SGI, BSD (since version 2; mbr_type holds their type code) */
+    char flags[8];       /* sfdisk's Flags/Attrs column: sun "u " (unmountable),
+                            " r" (read-only), "ur"; sgi "boot", "swap"; or "" */
+    int whole_disk;      /* sun "Whole disk", sgi "SGI volume": the whole disk */
+    uint64_t fsize, bsize, cpg; /* bsd: fragment size, block size, cylinders/group */
 };
 #define VDISK_PARTITION_SIZE_V1 VDISK_STRUCT_END(struct vdisk_partition, attrs)
+#define VDISK_PARTITION_SIZE_V2 VDISK_STRUCT_END(struct vdisk_partition, cpg)
 
 typedef struct vdisk_ptable vdisk_ptable;
 
@@ -100,8 +110,28 @@ int vdisk_part_new(vdisk_ptable **out, vdisk_dev *disk, int kind, unsigned secto
 /* vdisk_part_free: frees a table (not written changes are lost); NULL is a no-op. */
 void vdisk_part_free(vdisk_ptable *t);
 
-/* vdisk_part_kind: VDISK_PT_MBR or VDISK_PT_GPT. */
+/* vdisk_part_kind: VDISK_PT_MBR, VDISK_PT_GPT, or (read only) VDISK_PT_SUN,
+ * VDISK_PT_SGI, VDISK_PT_BSD.  The read-only kinds are found by
+ * vdisk_part_read; every edit of them fails with -ENOTSUP. */
 int vdisk_part_kind(const vdisk_ptable *t);
+
+/* vdisk_part_label_name: the kind as sfdisk names it: "dos", "gpt", "sun",
+ * "sgi", "bsd". */
+const char *vdisk_part_label_name(const vdisk_ptable *t);
+
+/* vdisk_part_type_name: P's type as sfdisk names it ("Linux filesystem",
+ * "W95 FAT32 (LBA)", "Linux native", ...), "unknown" for a type sfdisk does
+ * not name.  P comes from vdisk_part_get or vdisk_part_find on T. */
+const char *vdisk_part_type_name(const vdisk_ptable *t, const struct vdisk_partition *p);
+
+/* vdisk_part_grain: the alignment of new partitions in bytes, as libfdisk's:
+ * 1 MiB, or one sector on disks of at most 4 MiB. */
+uint64_t vdisk_part_grain(const vdisk_ptable *t);
+
+/* vdisk_part_geometry: the CHS geometry sfdisk reports: the label's for sun
+ * and bsd, else 255 heads, 63 sectors a track, and the cylinders that fit. */
+void vdisk_part_geometry(const vdisk_ptable *t, unsigned *heads, unsigned *sectors,
+                         uint64_t *cylinders);
 
 /* vdisk_part_sector_size: the table's logical sector size in bytes. */
 unsigned vdisk_part_sector_size(const vdisk_ptable *t);
@@ -253,6 +283,12 @@ int vdisk_part_repair(vdisk_dev *disk, unsigned sector_size, vdisk_part_report_f
  * another error of vdisk_part_read / vdisk_open_range.
  */
 int vdisk_open_partition(vdisk_dev **out, vdisk_dev *disk, unsigned number, unsigned flags);
+
+/* vdisk_open_partition_ss: vdisk_open_partition with the table's logical
+ * sector size given (512 or 4096; 0: found as vdisk_part_read finds it), as
+ * for an MBR of a 4096-byte-sector disk kept in an image file. */
+int vdisk_open_partition_ss(vdisk_dev **out, vdisk_dev *disk, unsigned number,
+                            unsigned sector_size, unsigned flags);
 
 #ifdef __cplusplus
 }

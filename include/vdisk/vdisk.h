@@ -41,6 +41,7 @@
 #include <vdisk/vhost_user.h>
 #include <vdisk/monitor.h>
 #include <vdisk/nbd.h>
+#include <vdisk/bitmap.h>
 
 #ifdef __cplusplus
 extern "C" {

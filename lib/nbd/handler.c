@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <vdisk/bitmap.h>
 #include <vdisk/device.h>
 #include <vdisk/queue.h>
 
@@ -411,7 +412,8 @@ static int opt_info(struct nbd_conn *c, const uint8_t *d, size_t len, bool go)
 
 /* Which contexts the query Q (LEN bytes) names: exactly (SET), or also by
  * its namespace alone (LIST); of those served (AVAIL, a mask by id). */
-static unsigned ctx_match(const uint8_t *q, size_t len, bool list, unsigned avail)
+static unsigned ctx_match(const struct vdisk_nbd *s, const uint8_t *q, size_t len, bool list,
+                          unsigned avail)
 {
     static const struct {
         const char *name;
@@ -426,14 +428,25 @@ static unsigned ctx_match(const uint8_t *q, size_t len, bool list, unsigned avai
             (list && len == ns && memcmp(q, ctx[i].name, ns) == 0))
             m |= 1u << ctx[i].id;
     }
+    /* qemu:dirty-bitmap:NAME, listed also for "qemu:dirty-bitmap:". */
+    if (s->bitmap_ctx) {
+        size_t n = strlen(s->bitmap_ctx);
+        static const char pre[] = "qemu:dirty-bitmap:";
+        if ((len == n && memcmp(q, s->bitmap_ctx, n) == 0) ||
+            (list && ((len == 5 && memcmp(q, "qemu:", 5) == 0) ||
+                      (len == sizeof pre - 1 && memcmp(q, pre, len) == 0))))
+            m |= 1u << NBD_CTX_DIRTY_BITMAP;
+    }
     return m & avail;
 }
 
 /* A NBD_REP_META_CONTEXT reply naming context ID, carrying WIRE_ID. */
 static int ctx_reply(struct nbd_conn *c, unsigned id, uint32_t wire_id)
 {
-    const char *name = id == NBD_CTX_BASE_ALLOCATION ? "base:allocation" : "qemu:allocation-depth";
-    uint8_t b[4 + 32];
+    const char *name = id == NBD_CTX_BASE_ALLOCATION    ? "base:allocation"
+                       : id == NBD_CTX_ALLOCATION_DEPTH ? "qemu:allocation-depth"
+                                                        : c->srv->bitmap_ctx;
+    uint8_t b[4 + 4096];
     size_t n = strlen(name);
     be32_store(b, wire_id);
     memcpy(b + 4, name, n);
@@ -447,10 +460,13 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
     unsigned avail = 1u << NBD_CTX_BASE_ALLOCATION;
     if (c->srv->flags & VDISK_NBD_ALLOCATION_DEPTH)
         avail |= 1u << NBD_CTX_ALLOCATION_DEPTH;
+    if (c->srv->bitmap_ctx)
+        avail |= 1u << NBD_CTX_DIRTY_BITMAP;
     if (set) {
         /* The spec: SET replaces the selection, also when it fails. */
         c->ctx_base = false;
         c->ctx_depth = false;
+        c->ctx_bitmap = false;
     }
     if (set && !c->structured)
         return opt_error(c, NBD_REP_ERR_INVALID, "%s: structured replies were not negotiated",
@@ -476,7 +492,7 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
         if (ql > len - p)
             return opt_error(c, NBD_REP_ERR_INVALID, "%s: query %" PRIu32 " is past the data",
                              on, i);
-        m |= ctx_match(d + p, ql, !set, avail);
+        m |= ctx_match(c->srv, d + p, ql, !set, avail);
         p += ql;
     }
     if (p != len)
@@ -490,10 +506,11 @@ static int opt_meta(struct nbd_conn *c, const uint8_t *d, size_t len, bool set)
     if (set) {
         c->ctx_base = m & (1u << NBD_CTX_BASE_ALLOCATION);
         c->ctx_depth = m & (1u << NBD_CTX_ALLOCATION_DEPTH);
+        c->ctx_bitmap = m & (1u << NBD_CTX_DIRTY_BITMAP);
     }
     int r = 0;
     /* LIST's replies carry id 0 (the spec: reserved, SHOULD be zero). */
-    for (unsigned id = NBD_CTX_BASE_ALLOCATION; !r && id <= NBD_CTX_ALLOCATION_DEPTH; id++)
+    for (unsigned id = NBD_CTX_BASE_ALLOCATION; !r && id <= NBD_CTX_DIRTY_BITMAP; id++)
         if (m & (1u << id))
             r = ctx_reply(c, id, set ? id : 0);
     return r ? r : opt_reply(c, NBD_REP_ACK, NULL, 0);
@@ -739,15 +756,17 @@ static void req_done(void *user, int result)
 static int block_status(struct nbd_conn *c, struct nbd_req *q)
 {
     struct vdisk_nbd *s = c->srv;
-    static const unsigned ids[2] = {NBD_CTX_BASE_ALLOCATION, NBD_CTX_ALLOCATION_DEPTH};
-    bool sel[2] = {c->ctx_base, c->ctx_depth};
-    uint32_t ext[2][NBD_MAX_EXTENTS][2];
-    unsigned n[2] = {0, 0};
+    static const unsigned ids[3] = {NBD_CTX_BASE_ALLOCATION, NBD_CTX_ALLOCATION_DEPTH,
+                                    NBD_CTX_DIRTY_BITMAP};
+    bool sel[3] = {c->ctx_base, c->ctx_depth, c->ctx_bitmap};
+    uint32_t ext[3][NBD_MAX_EXTENTS][2];
+    unsigned n[3] = {0, 0, 0};
     unsigned max = (q->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS;
     uint64_t off = q->offset, end = q->offset + q->len;
     /* The device is asked at most NBD_MAX_STATUS_CALLS times (the reply may
      * cover less than the range asked: the client asks again for the rest). */
-    for (unsigned calls = 0; off < end && calls < NBD_MAX_STATUS_CALLS; calls++) {
+    for (unsigned calls = 0; (sel[0] || sel[1]) && off < end && calls < NBD_MAX_STATUS_CALLS;
+         calls++) {
         struct vdisk_extent e;
         c->status_calls++;
         int r = vdisk_block_status(s->dev, off, end - off, &e);
@@ -781,9 +800,32 @@ static int block_status(struct nbd_conn *c, struct nbd_req *q)
                     * each context's extents are a prefix of the range) */
         off += e.length;
     }
+    /* The dirty bitmap's extents: 1 dirty, 0 clean. */
+    off = q->offset;
+    for (unsigned calls = 0; sel[2] && off < end && calls < NBD_MAX_STATUS_CALLS; calls++) {
+        uint64_t alen = 0;
+        bool adirty = false;
+        int r = vdisk_bitmap_status(s->dev, s->bitmap, off, end - off, &alen, &adirty);
+        if (r < 0 || alen == 0) {
+            if (n[2])
+                break;
+            nbd_log(s, "client %" PRIu64 ": dirty bitmap status at %" PRIu64 ": %s", c->id,
+                    off, r < 0 ? vdisk_get_error() : "an empty extent");
+            return reply_status(c, q->cookie, q->type, nbd_errno(r < 0 ? r : -EIO));
+        }
+        uint64_t l = alen > end - off ? end - off : alen;
+        uint32_t v = adirty ? 1 : 0;
+        if (n[2] && ext[2][n[2] - 1][1] == v)
+            ext[2][n[2] - 1][0] += (uint32_t)l;
+        else if (n[2] < max)
+            ext[2][n[2]][0] = (uint32_t)l, ext[2][n[2]++][1] = v;
+        else
+            break;
+        off += l;
+    }
     size_t len = 0;
     int last = -1;
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 3; k++)
         if (sel[k]) {
             len += NBD_STRUCT_HDR + 4 + 8 * (size_t)n[k];
             last = k;
@@ -792,7 +834,7 @@ static int block_status(struct nbd_conn *c, struct nbd_req *q)
     if (!t)
         return NBD_CLOSE;
     uint8_t *p = t->buf;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         if (!sel[k])
             continue;
         be32_store(p, NBD_STRUCTURED_REPLY_MAGIC);
@@ -862,7 +904,7 @@ static int start_request(struct nbd_conn *c, struct nbd_req *q)
         nbd_log(s, "client %" PRIu64 ": read of %" PRIu32 " bytes (at most %u)", c->id, q->len,
                 NBD_MAX_PAYLOAD);
         err = NBD_EINVAL;
-    } else if (q->type == NBD_CMD_BLOCK_STATUS && (q->len == 0 || !(c->ctx_base || c->ctx_depth))) {
+    } else if (q->type == NBD_CMD_BLOCK_STATUS && (q->len == 0 || !(c->ctx_base || c->ctx_depth || c->ctx_bitmap))) {
         nbd_log(s, "client %" PRIu64 ": block status %s", c->id,
                 q->len ? "with no meta context selected" : "of 0 bytes");
         err = NBD_EINVAL;

@@ -139,6 +139,7 @@ enum {
 /* The meta contexts served, by id. */
 #define NBD_CTX_BASE_ALLOCATION 1u
 #define NBD_CTX_ALLOCATION_DEPTH 2u
+#define NBD_CTX_DIRTY_BITMAP 3u   /* qemu:dirty-bitmap:NAME (vdisk_nbd.bitmap) */
 
 /* Sizes on the wire. */
 #define NBD_GREETING_SIZE 18u   /* NBDMAGIC, IHAVEOPT, handshake flags */
@@ -253,6 +254,7 @@ struct nbd_conn {
     uint32_t opt;              /* the option being read */
     uint16_t tflags;           /* transmission flags sent */
     bool ctx_base, ctx_depth;  /* meta contexts selected */
+    bool ctx_bitmap;
     bool q_watched;            /* its queue's fd is in the epoll set */
     bool ending;               /* nbd_conn_end: no request is started any more */
     bool hup;                  /* the socket hung up: no longer polled, dropped once
@@ -287,6 +289,7 @@ struct vdisk_nbd {
     bool read_only;
     unsigned flags;            /* VDISK_NBD_* */
     char *export_name, *description;
+    char *bitmap, *bitmap_ctx; /* a dirty bitmap served, its context's name */
     unsigned max_clients;
     unsigned handshake_ms, request_ms;
     void (*log)(void *opaque, const char *line);

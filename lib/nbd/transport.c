@@ -35,6 +35,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <vdisk/bitmap.h>
 #include <vdisk/error.h>
 #include <vdisk/nbd.h>
 #include <vdisk/queue.h>
@@ -611,6 +612,24 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
         goto fail;
     if (p.description && !(s->description = dup_string(p.description, "description", &r)))
         goto fail;
+    if (p.bitmap) {
+        /* The bitmap must be there and usable (its bits are read now). */
+        uint64_t blen;
+        bool bdirty;
+        r = vdisk_bitmap_status(dev, p.bitmap, 0, s->size ? s->size : 1, &blen, &bdirty);
+        if (r == -EINVAL && !s->size)
+            r = 0; /* (an empty disk: no offset to ask about) */
+        if (r < 0)
+            goto fail;
+        if (!(s->bitmap = dup_string(p.bitmap, "bitmap", &r)))
+            goto fail;
+        size_t n = strlen(p.bitmap) + sizeof "qemu:dirty-bitmap:";
+        if (n > 4096 || !(s->bitmap_ctx = malloc(n))) {
+            r = err_set(n > 4096 ? -EINVAL : -ENOMEM, "the bitmap name is too long");
+            goto fail;
+        }
+        snprintf(s->bitmap_ctx, n, "qemu:dirty-bitmap:%s", p.bitmap);
+    }
     if (!(s->conns = calloc(s->max_clients, sizeof *s->conns))) {
         r = err_set(-ENOMEM, "out of memory");
         goto fail;
@@ -900,5 +919,7 @@ VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
     free(s->path);
     free(s->export_name);
     free(s->description);
+    free(s->bitmap);
+    free(s->bitmap_ctx);
     free(s);
 }

@@ -72,7 +72,7 @@ info_as_qemu --image-opts "driver=raw,file.driver=rbd,file.pool=$P,file.image=a,
 t "$V" resize -f raw "rbd:$P/a" 48M >/dev/null
 [ "$(t rbd info --format json "$P/a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')" = 50331648 ] ||
   fail "resize: rbd info does not say 48 MiB"
-error_is "vdisk: vdisk_create: rbd:$P/a: the image 'a' exists already in the pool '$P'" \
+error_is "vdisk: rbd:$P/a: the image 'a' exists already in the pool '$P'" \
   "$V" create -f raw "rbd:$P/a" 1M
 echo "create, info, resize: as qemu-img"
 
@@ -180,14 +180,14 @@ t qemu-img snapshot -l "rbd:$P/a" >q.txt
 t "$V" snapshot -f raw -l "rbd:$P/a" >v.txt
 same q.txt v.txt "snapshot -l"
 t "$V" io -f raw -r -c "read -P 0x41 0 64k" "rbd:$P/a@s1" >/dev/null || fail "reading @s1"
-error_is "vdisk: vdisk_open: rbd:$P/a@s1: an RBD snapshot is read-only (open it read-only)" \
+error_is "vdisk: rbd:$P/a@s1: an RBD snapshot is read-only (open it read-only)" \
   "$V" io -f raw -c "write 0 512" "rbd:$P/a@s1"
 t "$V" snapshot -f raw -a s1 "rbd:$P/a"
 t "$V" io -f raw -c "read -P 0x41 0 64k" "rbd:$P/a" >/dev/null || fail "after snapshot -a s1"
 t "$V" snapshot -f raw -d s2 "rbd:$P/a"
 t "$V" snapshot -f raw -d s1 "rbd:$P/a"
 [ -z "$(t rbd snap ls "$P/a")" ] || fail "snapshots left after -d: $(rbd snap ls "$P/a")"
-error_is "vdisk: vdisk_snapshot_delete: rbd:$P/a: there is no snapshot 'nope'" \
+error_is "vdisk: rbd:$P/a: there is no snapshot 'nope'" \
   "$V" snapshot -f raw -d nope "rbd:$P/a"
 # create -b: an RBD clone of a snapshot, grown to the size asked.
 t "$V" snapshot -f raw -c gold "rbd:$P/a"
@@ -197,30 +197,30 @@ t "$V" create -f raw -b "rbd:$P/a@gold" -F raw "rbd:$P/clone" 64M >/dev/null
 t "$V" io -f raw -r -c "read -P 0x41 0 64k" "rbd:$P/clone" >/dev/null || fail "the clone does not read its parent"
 t "$V" io -f raw -c "write -P 0x43 0 4k" "rbd:$P/clone" >/dev/null
 t "$V" io -f raw -r -c "read -P 0x41 0 64k" "rbd:$P/a@gold" >/dev/null || fail "writing the clone changed its parent"
-error_is "vdisk: vdisk_create: rbd:$P/c2: the backing file of an RBD image is a snapshot of another RBD image in the same cluster, named rbd:POOL[/NAMESPACE]/IMAGE@SNAP without options (an RBD clone); 'rbd:$P/a' is not" \
+error_is "vdisk: rbd:$P/c2: the backing file of an RBD image is a snapshot of another RBD image in the same cluster, named rbd:POOL[/NAMESPACE]/IMAGE@SNAP without options (an RBD clone); 'rbd:$P/a' is not" \
   "$V" create -f raw -b "rbd:$P/a" -F raw "rbd:$P/c2" 1M
 t rbd rm --no-progress "$P/clone" >/dev/null 2>&1
 t "$V" snapshot -f raw -d gold "rbd:$P/a"
 echo "snapshots: -c, -l (as qemu-img), -a, -d, @SNAP read-only; create -b makes a clone"
 
 # ---- errors ------------------------------------------------------------------
-error_is "vdisk: vdisk_open: rbd:nopool/x: there is no pool 'nopool' in the Ceph cluster" \
+error_is "vdisk: rbd:nopool/x: there is no pool 'nopool' in the Ceph cluster" \
   "$V" info rbd:nopool/x
-error_is "vdisk: vdisk_open: rbd:$P/noimg: there is no image 'noimg' in the pool '$P'" \
+error_is "vdisk: rbd:$P/noimg: there is no image 'noimg' in the pool '$P'" \
   "$V" info "rbd:$P/noimg"
-error_is "vdisk: vdisk_open: rbd:$P/a@nosnap: there is no image 'a' with a snapshot 'nosnap' in the pool '$P'" \
+error_is "vdisk: rbd:$P/a@nosnap: there is no image 'a' with a snapshot 'nosnap' in the pool '$P'" \
   "$V" info "rbd:$P/a@nosnap"
-error_is "vdisk: vdisk_open: rbd:$P/ns9/a: there is no namespace 'ns9' in the pool '$P'" \
+error_is "vdisk: rbd:$P/ns9/a: there is no namespace 'ns9' in the pool '$P'" \
   "$V" info "rbd:$P/ns9/a"
-error_is "vdisk: vdisk_open: rbd:$P/a:id=nobody: could not connect to the Ceph cluster as client.nobody: no key for that user (keyring) was found" \
+error_is "vdisk: rbd:$P/a:id=nobody: could not connect to the Ceph cluster as client.nobody: no key for that user (keyring) was found" \
   "$V" info "rbd:$P/a:id=nobody"
-error_is "vdisk: vdisk_open: rbd:$P/a:keyring=$VDISK_CEPH_BAD_KEYRING: the Ceph cluster refused the user client.admin: Permission denied" \
+error_is "vdisk: rbd:$P/a:keyring=$VDISK_CEPH_BAD_KEYRING: the Ceph cluster refused the user client.admin: Permission denied" \
   "$V" info "rbd:$P/a:keyring=$VDISK_CEPH_BAD_KEYRING"
-error_is "vdisk: vdisk_open: rbd:$P/a:mon_host=127.0.0.1\\:1:client_mount_timeout=2: could not connect to the Ceph cluster: no monitor answered within 2 seconds" \
+error_is "vdisk: rbd:$P/a:mon_host=127.0.0.1\\:1:client_mount_timeout=2: could not connect to the Ceph cluster: no monitor answered within 2 seconds" \
   "$V" info "rbd:$P/a:mon_host=127.0.0.1\\:1:client_mount_timeout=2"
-error_is "vdisk: vdisk_open: rbd:$P/a:no_such_option=1: unknown Ceph option 'no_such_option'" \
+error_is "vdisk: rbd:$P/a:no_such_option=1: unknown Ceph option 'no_such_option'" \
   "$V" info "rbd:$P/a:no_such_option=1"
-error_is "vdisk: vdisk_open: rbd:$P: expected rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][:KEY=VALUE...]" \
+error_is "vdisk: rbd:$P: expected rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][:KEY=VALUE...]" \
   "$V" info "rbd:$P"
 # The restricted user reads the pool with its own keyring.
 t "$V" info "rbd:$P/a:id=vdisk:keyring=$VDISK_CEPH_USER_KEYRING" >/dev/null || fail "client.vdisk"
@@ -228,9 +228,9 @@ t "$V" info "rbd:$P/a:id=vdisk:keyring=$VDISK_CEPH_USER_KEYRING" >/dev/null || f
 # allows network backing files, and even then its name may not set Ceph
 # options (keyring= would read a local file).
 t qemu-img create -f qcow2 -u -b "rbd:$P/a:keyring=/etc/shadow" -F raw over.qcow2 48M >/dev/null
-error_is "vdisk: vdisk_open: over.qcow2: the image's backing file is the network export 'rbd:$P/a:keyring=/etc/shadow'; opening it needs the open option backing-allow-network=on (or VDISK_BACKING_ALLOW_NETWORK=on in the environment)" \
+error_is "vdisk: over.qcow2: the image's backing file is the network export 'rbd:$P/a:keyring=/etc/shadow'; opening it needs the open option backing-allow-network=on (or VDISK_BACKING_ALLOW_NETWORK=on in the environment)" \
   "$V" info --backing-chain over.qcow2
-error_is "vdisk: vdisk_open: over.qcow2: could not open the backing file 'rbd:$P/a:keyring=/etc/shadow': rbd:$P/a:keyring=/etc/shadow: a backing file name may not set the Ceph option 'keyring'" \
+error_is "vdisk: over.qcow2: could not open the backing file 'rbd:$P/a:keyring=/etc/shadow': rbd:$P/a:keyring=/etc/shadow: a backing file name may not set the Ceph option 'keyring'" \
   env VDISK_BACKING_ALLOW_NETWORK=on "$V" info --backing-chain over.qcow2
 echo "errors: one line each"
 

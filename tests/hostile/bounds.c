@@ -279,7 +279,7 @@ START_TEST(huge_size_tiny_file)
     ck_assert_int_eq(bounded_open(img, "qcow2", 1), -EINVAL);
     ck_assert_str_eq(err_text, fmt("vdisk_open: %s: %s", img, msg));
     info_check_convert(img, 1, 1, 1);
-    ck_assert_str_eq(err_text, fmt("vdisk: vdisk_open: %s: %s\n", img, msg));
+    ck_assert_str_eq(err_text, fmt("vdisk: %s: %s\n", img, msg));
 }
 END_TEST
 

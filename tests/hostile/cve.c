@@ -100,7 +100,7 @@ static void qcow2_fails(const char *msg)
     fails_with(img, "format=qcow2,read-only=on", -EINVAL, msg);
     struct run *r = run("%s info -f qcow2 '%s'", vdisk_bin(), img);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s: %s\n", img, msg));
+    ck_assert_str_eq(r->err, fmt("vdisk: %s: %s\n", img, msg));
 }
 
 /* A write of LEN bytes of BYTE at 512 KiB of the image, opened read-write
@@ -355,7 +355,7 @@ START_TEST(cve_2014_0142_zero_sizes)
     vdisk_close(dev);
     struct run *r = run("%s iso info '%s'", vdisk_bin(), iso);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_iso_open: %s: logical block size 0, expected 2048\n", iso));
+    ck_assert_str_eq(r->err, fmt("vdisk: %s: logical block size 0, expected 2048\n", iso));
     /* The CD-ROM drive does not divide by the field: its blocks are 2048
      * bytes whatever the volume says. */
     ck_assert_msg(vdisk_open_cdrom(&dev, iso, NULL) == 0, "%s", vdisk_get_error());
@@ -569,7 +569,7 @@ START_TEST(refcount_table_clusters_zero)
     qcow2_fails("the refcount table is empty (refcount_table_clusters is 0)");
     struct run *r = run("%s check '%s'", vdisk_bin(), img);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s: the refcount table is empty "
+    ck_assert_str_eq(r->err, fmt("vdisk: %s: the refcount table is empty "
                                  "(refcount_table_clusters is 0)\n", img));
 }
 END_TEST

@@ -109,6 +109,82 @@ static void same_as_qemu_io(unsigned flags, const char *args)
     }
 }
 
+/* S with every FROM replaced by TO (malloc'd). */
+static char *replace_all(const char *s, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to), n = 0;
+    for (const char *p = strstr(s, from); p; p = strstr(p + fl, from))
+        n++;
+    char *out = malloc(strlen(s) + n * (tl > fl ? tl - fl : 0) + 1), *o = out;
+    for (const char *p; (p = strstr(s, from)); s = p + fl) {
+        memcpy(o, s, (size_t)(p - s));
+        o += p - s;
+        memcpy(o, to, tl);
+        o += tl;
+    }
+    strcpy(o, s);
+    return out;
+}
+
+/* TEMPLATE with @FMT@ as F, @IMG@ as IMG and @IO@ as IO. */
+static char *expand(const char *template, const char *f, const char *img, const char *io)
+{
+    char *a = replace_all(template, "@FMT@", f);
+    char *b = replace_all(a, "@IMG@", img);
+    char *c = replace_all(b, "@IO@", io);
+    free(a);
+    free(b);
+    return c;
+}
+
+/*
+ * The shell command CMD run with qemu-io and with vdisk as qemu-io
+ * (VDISK_PROG=qemu-io, as the iotests run it: messages start "qemu-io: ")
+ * for @IO@, in the scratch folder, for raw and qcow2 (@FMT@), each on its
+ * copy of SRC (@FMT@ expanded; the copy is @IMG@): the same masked
+ * standard output, standard error (with SAME_STDERR; the copy's name
+ * read as the other's), exit status, and images after.
+ */
+static void same_cmd(unsigned flags, const char *src, const char *cmd)
+{
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        const char *f = formats[i];
+        char *from = expand(src, f, "", "");
+        char *qimg = fmt("q-%s", from), *vimg = NULL;
+        qimg = strdup(qimg);
+        vimg = strdup(fmt("v-%s", from));
+        RUN_OK("cd '%s' && cp %s %s && cp %s %s", scratch_dir(), from, qimg, from, vimg);
+        char *vio = strdup(fmt("VDISK_PROG=qemu-io '%s'", vdisk_bin()));
+        char *qcmd = expand(cmd, f, qimg, "qemu-io"), *vcmd = expand(cmd, f, vimg, vio);
+        struct run *r = run("cd '%s' && %s", scratch_dir(), qcmd);
+        int qst = r->status;
+        char *qo = mask_times(r->out);
+        char *qout = replace_all(qo, qimg, vimg), *qerr = replace_all(r->err, qimg, vimg);
+        r = run("cd '%s' && %s", scratch_dir(), vcmd);
+        char *vout = mask_times(r->out);
+        ck_assert_msg(strcmp(qout, vout) == 0, "%s: %s: stdout differs\nqemu-io:\n%s\nvdisk:\n%s",
+                      f, vcmd, qout, vout);
+        ck_assert_msg(qst == r->status, "%s: %s: exit status: qemu-io %d, vdisk %d", f, vcmd,
+                      qst, r->status);
+        if (flags & SAME_STDERR)
+            ck_assert_msg(strcmp(qerr, r->err) == 0,
+                          "%s: %s: stderr differs\nqemu-io:\n%s\nvdisk:\n%s", f, vcmd, qerr,
+                          r->err);
+        if (!(flags & NO_IMAGE_CHECK))
+            RUN_OK("cd '%s' && qemu-img compare -q %s %s", scratch_dir(), qimg, vimg);
+        free(from);
+        free(qimg);
+        free(vimg);
+        free(vio);
+        free(qcmd);
+        free(vcmd);
+        free(qo);
+        free(qout);
+        free(qerr);
+        free(vout);
+    }
+}
+
 /* The commands both tools read and write with, and which ones vdisk's
  * earlier version already had, still as qemu-io prints them. */
 START_TEST(read_write_discard)
@@ -222,7 +298,7 @@ START_TEST(help_cmd)
 {
     make_images();
     struct run *r = run("cd '%s' && qemu-io -f raw -c help b.raw | grep -Ev '^(abort|break|"
-                        "remove_break|reopen|resume|sigraise|wait_break) '", scratch_dir());
+                        "remove_break|resume|wait_break) '", scratch_dir());
     ck_assert_int_eq(r->status, 0);
     char *q = strdup(r->out);
     r = run("cd '%s' && '%s' io -f raw -c help b.raw", scratch_dir(), vdisk_bin());
@@ -232,7 +308,7 @@ START_TEST(help_cmd)
     static const char *const cmds[] = {
         "r", "w", "read", "write", "readv", "writev", "aio_read", "aio_write", "aio_flush",
         "discard", "flush", "length", "map", "alloc", "info", "truncate", "sleep", "open", "o",
-        "close", "c", "quit", "q", "?", "help", "l", "t", "nosuch",
+        "close", "c", "quit", "q", "?", "help", "l", "t", "nosuch", "reopen", "sigraise",
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         same_as_qemu_io(SAME_STDERR, fmt("-c 'help %s'", cmds[i]));
@@ -289,6 +365,116 @@ START_TEST(errors)
 }
 END_TEST
 
+/* qemu-io started without an image: open -o with the image given by
+ * options (driver, file.driver, file.filename, filename, locking), errors
+ * in qemu-io's words, commands from standard input. */
+START_TEST(open_options)
+{
+    make_images();
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o driver=@FMT@,file.filename=@IMG@' "
+             "-c 'read -P 1 64k 64k' -c 'write -P 2 0 4k'");
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o driver=@FMT@,file.driver=file,"
+             "file.filename=@IMG@,file.locking=off,node-name=a' -c 'read -P 1 64k 512' "
+             "-c close -c 'open -o filename=@IMG@,driver=file' -c 'read -P 1 64k 1'");
+    same_cmd(SAME_STDERR, "b.@FMT@", "printf 'open -o driver=@FMT@ @IMG@\\nread -P 1 64k 1k"
+             "\\nwrite -P 3 1k 1k\\nmap\\n' | @IO@");
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o driver=@FMT@' -c 'open -o "
+             "driver=@FMT@,foo=bar @IMG@' -c 'open -o file.foo=bar @IMG@' -c 'open -o "
+             "read-only=x @IMG@' -c 'open -o driver=nosuch @IMG@' -c 'open -o driver=@FMT@,"
+             "file.filename=@IMG@ @IMG@' -c 'read 0 1'");
+    /* the protocol drivers' checks of the file's kind */
+    same_cmd(SAME_STDERR, "b.@FMT@", "mkdir -p d && @IO@ -c 'open -r -o driver=file,filename=d' "
+             "-c 'open -o driver=file,filename=d' -c 'open -r -o driver=host_device,"
+             "filename=@IMG@' -c 'open -o driver=host_cdrom,filename=d' -c 'open -r -o "
+             "driver=file,filename=/dev/null,locking=off'");
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -r -o driver=host_device,filename=/dev/null,"
+             "locking=off' -c length");
+    /* qcow2's cache options, checked as QEMU does (raw refuses them) */
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o cache-size=1M,l2-cache-size=2M @IMG@' "
+             "-c 'open -o cache-size=1M,refcount-cache-size=2M @IMG@' -c 'open -o cache-size=0,"
+             "l2-cache-size=0,refcount-cache-size=0 @IMG@' -c 'open -o l2-cache-entry-size=4242 "
+             "@IMG@' -c 'open -o l2-cache-entry-size=128k @IMG@'");
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o cache-size=2M,l2-cache-size=1M @IMG@' "
+             "-c 'read -P 1 64k 64k'");
+}
+END_TEST
+
+/* blkdebug layers that only cut requests (align, max-transfer, ...), as
+ * a driver and as a blkdebug::FILE name, and inject-error on cor_write. */
+START_TEST(blkdebug_limits)
+{
+    make_images();
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o driver=blkdebug,image.driver=@FMT@,"
+             "image.file.filename=@IMG@,align=4k,max-transfer=64k' -c 'write -P 3 1000 128k' "
+             "-c 'read -P 3 1000 128k' -c 'read -P 1 128k 1k'");
+    same_cmd(SAME_STDERR, "b.@FMT@", "printf 'open -o driver=@FMT@,file.align=4k "
+             "blkdebug::@IMG@\\nwrite -z 1k 8k\\nread -P 0 0 16k\\n' | @IO@");
+}
+END_TEST
+
+/* reopen: -r, -w, -c, -o, and what cannot change. */
+START_TEST(reopen_cmd)
+{
+    make_images();
+    same_as_qemu_io(SAME_STDERR, "-r -c 'write 0 1' -c 'reopen -w' -c 'write -P 7 0 512' "
+                    "-c 'reopen -r' -c 'write 0 1' -c 'read -P 7 0 512' -c 'reopen -w -c none' "
+                    "-c 'write -P 8 512 512'");
+    same_as_qemu_io(SAME_STDERR, "-c 'reopen -r -w' -c 'reopen -c foo' -c 'reopen x' "
+                    "-c 'reopen -o x=y' -c 'reopen -o node-name=foo' -c 'reopen -o "
+                    "file.node-name=foo' -c 'reopen -o file.locking=off' -c 'reopen -o "
+                    "file.driver=file' -c 'reopen -o file.driver=qcow2' -c 'reopen -r -o "
+                    "read-only=on' -c 'reopen -c none -o cache.direct=on' -c 'reopen -o "
+                    "read-only=foo' -c 'reopen -o cache.no-flush=bar' -c 'reopen -o "
+                    "auto-read-only=x' -c 'reopen -o cache.direct=on'");
+    same_as_qemu_io(SAME_STDERR, "-c 'reopen -o driver=raw' -c 'reopen -o driver=qcow2'");
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o node-name=foo @IMG@' -c 'reopen -o "
+             "node-name=foo' -c 'reopen' -c 'reopen -o node-name=bar' -c close -c reopen");
+}
+END_TEST
+
+/* sigraise: the signal raised, after what was printed. */
+START_TEST(sigraise_cmd)
+{
+    make_images();
+    same_as_qemu_io(SAME_STDERR, "-c 'sigraise 100' -c 'sigraise x' -c 'sigraise -1' "
+                    "-c 'read -P 1 64k 1'");
+    same_as_qemu_io(SAME_STDERR, "-c 'write -P 4 0 512' -c flush -c 'sigraise 15' "
+                    "-c 'read 0 1'");
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'sigraise 15' -c 'read 0 1'");
+}
+END_TEST
+
+/* -s and open -s: writes go to a temporary overlay, the image is left as
+ * it was. */
+START_TEST(snapshot_mode)
+{
+    make_images();
+    same_as_qemu_io(SAME_STDERR, "-s -c 'write -P 9 0 128k' -c 'read -P 9 0 128k' -c map");
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -s -o driver=@FMT@ @IMG@' -c 'write -P 9 "
+             "4k 4k' -c 'read -P 9 4k 4k' -c 'read -P 1 64k 64k' && @IO@ -f @FMT@ -c 'read -P 0 "
+             "4k 4k' @IMG@");
+}
+END_TEST
+
+/* -C, open -C and the copy-on-read driver: what a read touches is copied
+ * into the image from its backing file (zeroes as zero clusters);
+ * read-only refused. */
+START_TEST(copy_on_read)
+{
+    make_images();
+    RUN_OK("cd '%s' && for f in raw qcow2; do qemu-img create -q -f qcow2 -b b.$f -F $f "
+           "o-$f.qcow2 && qemu-io -f qcow2 -c 'write -q -P 5 512k 64k' o-$f.qcow2; done",
+           scratch_dir());
+    same_cmd(SAME_STDERR, "o-@FMT@.qcow2", "@IO@ -f qcow2 -C -c 'read 0 0' -c 'read -P 1 65k 1k' "
+             "-c 'read 1000k 24k' -c 'read -P 5 500k 40k' @IMG@ && @IO@ -f qcow2 -c map @IMG@");
+    same_cmd(SAME_STDERR, "o-@FMT@.qcow2", "@IO@ -c 'open -o driver=copy-on-read,"
+             "file.driver=qcow2 @IMG@' -c 'read -P 0 200k 100k' && @IO@ -c 'open -C @IMG@' "
+             "-c 'readv -P 1 64k 1k 1k' -c 'aio_read 300k 1k' && @IO@ -f qcow2 -c map @IMG@");
+    same_cmd(SAME_STDERR, "o-@FMT@.qcow2", "@IO@ -f qcow2 -C -r @IMG@ </dev/null; @IO@ -c "
+             "'open -r -o driver=copy-on-read,file.driver=qcow2 @IMG@' -c 'open -r -C @IMG@'");
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-io");
@@ -308,6 +494,12 @@ int main(void)
     tcase_add_test(tc, read_only);
     tcase_add_test(tc, quit_and_unknown);
     tcase_add_test(tc, errors);
+    tcase_add_test(tc, open_options);
+    tcase_add_test(tc, blkdebug_limits);
+    tcase_add_test(tc, reopen_cmd);
+    tcase_add_test(tc, sigraise_cmd);
+    tcase_add_test(tc, snapshot_mode);
+    tcase_add_test(tc, copy_on_read);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

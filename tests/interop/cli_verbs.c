@@ -345,31 +345,140 @@ START_TEST(bitmap_usage)
 }
 END_TEST
 
-/* Valid arguments: the image opened (a missing one refused), then the
- * verb refused, the image unchanged. */
-START_TEST(bitmap_not_supported)
+/* Valid arguments: each sequence of actions run by both tools on their
+ * own copy of the image (issue 23): the same messages and exit status,
+ * the same bitmaps after it, and clean for qemu-img check. */
+START_TEST(bitmap_like_qemu)
 {
-    RUN_OK("cd '%s' && qemu-img create -q -f qcow2 c.qcow2 1M && cp c.qcow2 c0.qcow2",
-           scratch_dir());
+    RUN_OK("cd '%s' && mkdir -p v q && qemu-img create -q -f qcow2 v/c.qcow2 1M && "
+           "cp v/c.qcow2 q/c.qcow2 && qemu-img create -q -f qcow2 v/c0.qcow2 1M && "
+           "qemu-img bitmap --add v/c0.qcow2 src && cp v/c0.qcow2 q/c0.qcow2", scratch_dir());
     static const char *const args[] = {
         "--add c.qcow2 b0",
-        "--add -g 64k c.qcow2 b0",
+        "--add c.qcow2 b0",
+        "--add -g 64k c.qcow2 b1",
+        "--add -g 3k c.qcow2 b2",
         "--remove --clear --enable --disable c.qcow2 b0",
-        "--merge src -b c0.qcow2 -F qcow2 c.qcow2 b0",
-        "--add --image-opts driver=qcow2,file.filename=c.qcow2 b0",
+        "--remove c.qcow2 nope",
+        "--add --disable c.qcow2 b3",
+        "--merge src -b c0.qcow2 -F qcow2 c.qcow2 b1",
+        "--merge nope -b c0.qcow2 c.qcow2 b1",
+        "--merge b1 c.qcow2 b3",
+        "--add --remove --add c.qcow2 b4",
+        "--clear --add c.qcow2 b5",
+        "--disable --enable --clear c.qcow2 b3",
+        "--add --image-opts driver=qcow2,file.filename=c.qcow2 b6",
     };
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
-        struct run *r = run("cd '%s' && '%s' bitmap %s", scratch_dir(), vdisk_bin(), args[i]);
-        ck_assert_int_eq(r->status, 1);
-        ck_assert_str_eq(r->err, "vdisk: bitmap: persistent dirty bitmaps are not supported "
-                                 "yet\n");
+        struct run *r = run("cd '%s/v' && '%s' bitmap %s", scratch_dir(), vdisk_bin(), args[i]);
+        char *ve = strdup(r->err);
+        int vs = r->status;
         ck_assert_str_eq(r->out, "");
+        r = run("cd '%s/q' && { qemu-img bitmap %s 2>../q.err; st=$?; "
+                "sed 's/^qemu-img: /vdisk: /' ../q.err >&2; exit $st; }", scratch_dir(), args[i]);
+        ck_assert_msg(strcmp(ve, r->err) == 0 && vs == r->status,
+                      "bitmap %s: vdisk (%d):\n%s\nqemu-img (%d):\n%s", args[i], vs, ve,
+                      r->status, r->err);
+        free(ve);
+        RUN_OK("cd '%s' && qemu-img check -q v/c.qcow2 && qemu-img info v/c.qcow2 | "
+               "sed '1d;/^disk size/d' > v.info && qemu-img info q/c.qcow2 | "
+               "sed '1d;/^disk size/d' > q.info && "
+               "diff -u q.info v.info", scratch_dir());
     }
-    RUN_OK("cd '%s' && cmp c.qcow2 c0.qcow2", scratch_dir());
     struct run *r = run("cd '%s' && '%s' bitmap --add nofile.qcow2 b0", scratch_dir(),
                         vdisk_bin());
     ck_assert_int_eq(r->status, 1);
     ck_assert_msg(strstr(r->err, "Could not open 'nofile.qcow2'"), "%s", r->err);
+}
+END_TEST
+
+/* ---- create's output and errors ------------------------------------------ */
+
+/*
+ * "create ARGS" run by qemu-img and by vdisk in the scratch folder, with
+ * n.img (the name ARGS use) removed before each: the same stdout (the
+ * "Formatting" line, and whether it comes before an error), stderr, status,
+ * and file size.
+ */
+static void same_create(const char *args)
+{
+    const char *d = scratch_dir();
+    struct run *r = run("cd '%s' && rm -f n.img && qemu-img create %s; s=$?; "
+                        "stat -c %%s n.img 2>/dev/null; exit $s", d, args);
+    int qst = r->status;
+    char *qout = strdup(r->out), *qerr = renamed(r->err);
+    r = run("cd '%s' && rm -f n.img && '%s' create %s; s=$?; stat -c %%s n.img 2>/dev/null; "
+            "exit $s", d, vdisk_bin(), args);
+    ck_assert_msg(strcmp(qout, r->out) == 0, "create %s: stdout differs\nqemu-img:\n%s\n"
+                  "vdisk:\n%s", args, qout, r->out);
+    ck_assert_msg(strcmp(qerr, r->err) == 0, "create %s: stderr differs\nqemu-img:\n%s\n"
+                  "vdisk:\n%s", args, qerr, r->err);
+    ck_assert_msg(qst == r->status, "create %s: exit status: qemu-img %d, vdisk %d", args, qst,
+                  r->status);
+    free(qout);
+    free(qerr);
+}
+
+/* The size as given on the "Formatting" line (raw rounds the file to 512
+ * bytes, as qemu-img), option values checked after it, names before it. */
+START_TEST(create_messages)
+{
+    RUN_OK("cd '%s' && qemu-img create -q -f qcow2 cb.qcow2 1M", scratch_dir());
+    static const char *const args[] = {
+        "-f raw n.img 1234",
+        "-f qcow2 n.img 1234",
+        "-f raw n.img 65537",
+        "-f qcow2 -o foo=1 n.img 1M",
+        "-f raw -o bogus=1 n.img 1M",
+        "-f qcow2 -o cluster_size=4M n.img 1M",
+        "-f qcow2 -o cluster_size=1000 n.img 1M",
+        "-f qcow2 -o compat=0.42 n.img 1M",
+        "-f qcow2 -o preallocation=1234 n.img 1M",
+        "-f qcow2 -o refcount_bits=3 n.img 1M",
+        "-f qcow2 -o refcount_bits=128 n.img 1M",
+        "-f qcow2 -o compat=0.10,lazy_refcounts=on n.img 1M",
+        "-f qcow2 -o compat=0.10,refcount_bits=8 n.img 1M",
+        "-f qcow2 -o compat=0.10,extended_l2=on n.img 1M",
+        "-f qcow2 -o compat=0.10,compression_type=zstd n.img 1M",
+        "-f qcow2 -o compression_type=foo n.img 1M",
+        "-f qcow2 -o extended_l2=on,cluster_size=1k n.img 1M",
+        "-f qcow2 -o preallocation=full,backing_file=cb.qcow2,backing_fmt=qcow2 n.img 1M",
+        "-f qcow2 -b cb.qcow2 -F bogus -u n.img 1M",
+        "-f qcow2 -b nonexistent n.img",
+        "-f qcow2 -b nonexistent -F qcow2 n.img 1M",
+        "-f qcow2 -b '' n.img 1M",
+        "-f raw -b cb.qcow2 -F qcow2 n.img 1M",
+        "-f nosuchformat n.img 1M",
+        "-f qcow2 n.img 1E",
+        "-f qcow2 n.img -- -1k",
+        "-f qcow2 n.img 1kilobyte",
+        "-f qcow2 -o size=10M n.img 20M",
+    };
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+        same_create(args[i]);
+}
+END_TEST
+
+/* convert -p's lines as qemu-img prints them to a file: the share of the
+ * source's data, a line per step of its 2 MiB buffer. */
+START_TEST(convert_progress)
+{
+    const char *d = scratch_dir();
+    RUN_OK("cd '%s' && qemu-img create -q -f qcow2 p.qcow2 128M && "
+           "qemu-io -c 'write 0 1M' -c 'write 2M 1M' -c 'write 4M 1M' -c 'write 32M 1M' "
+           "-c 'write 40M 10M' p.qcow2 >/dev/null", d);
+    static const char *const args[] = {"-p -O qcow2 p.qcow2 n.img", "-p -O raw p.qcow2 n.img",
+                                       "-p -f qcow2 -O qcow2 p.qcow2 n.img"};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+        struct run *r = run("cd '%s' && rm -f n.img && qemu-img convert %s", d, args[i]);
+        ck_assert_int_eq(r->status, 0);
+        char *qout = strdup(r->out);
+        r = run("cd '%s' && rm -f n.img && '%s' convert %s", d, vdisk_bin(), args[i]);
+        ck_assert_int_eq(r->status, 0);
+        ck_assert_msg(strcmp(qout, r->out) == 0, "convert %s:\nqemu-img:\n%s\nvdisk:\n%s",
+                      args[i], qout, r->out);
+        free(qout);
+    }
 }
 END_TEST
 
@@ -391,7 +500,9 @@ int main(void)
     tcase_add_test(tc, check_repairs_bumped_refcount);
     tcase_add_test(tc, check_leaks_cannot_fix);
     tcase_add_test(tc, bitmap_usage);
-    tcase_add_test(tc, bitmap_not_supported);
+    tcase_add_test(tc, bitmap_like_qemu);
+    tcase_add_test(tc, create_messages);
+    tcase_add_test(tc, convert_progress);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

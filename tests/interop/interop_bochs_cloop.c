@@ -98,12 +98,12 @@ START_TEST(images_read_as_qemu_img_reads_them)
     struct run *r = run("cd '%s' && '%s' io -c 'write 0 512' v2.bochs", scratch_dir(),
                         vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: v2.bochs: vdisk reads Bochs images but does "
+    ck_assert_str_eq(r->err, "vdisk: v2.bochs: vdisk reads Bochs images but does "
                              "not write them (open it read-only, or convert it: vdisk convert "
                              "-f bochs -O qcow2 v2.bochs IMAGE.qcow2)\n");
     r = run("cd '%s' && '%s' io -c 'write 0 512' c.cloop", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: c.cloop: vdisk reads cloop images but does "
+    ck_assert_str_eq(r->err, "vdisk: c.cloop: vdisk reads cloop images but does "
                              "not write them (open it read-only, or convert it: vdisk convert "
                              "-f cloop -O qcow2 c.cloop IMAGE.qcow2)\n");
 }

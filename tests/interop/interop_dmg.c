@@ -374,7 +374,7 @@ START_TEST(images_read_exactly)
     struct run *r = run("cd '%s' && '%s' io -c 'write 0 512' x.dmg", scratch_dir(),
                         vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: x.dmg: vdisk reads DMG images but does not "
+    ck_assert_str_eq(r->err, "vdisk: x.dmg: vdisk reads DMG images but does not "
                              "write them (open it read-only, or convert it: vdisk convert -f "
                              "dmg -O qcow2 x.dmg IMAGE.qcow2)\n");
 }
@@ -416,7 +416,7 @@ START_TEST(probed_by_name)
     struct run *r = run("cd '%s' && '%s' info z.dmg", scratch_dir(), vdisk_bin());
     ck_assert_int_eq(r->status, 1);
     ck_assert_str_eq(r->out, "");
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: z.dmg: not a DMG image (no \"koly\" trailer "
+    ck_assert_str_eq(r->err, "vdisk: z.dmg: not a DMG image (no \"koly\" trailer "
                              "in its last 1023 bytes)\n");
     r = run("cd '%s' && qemu-img info z.dmg", scratch_dir());
     ck_assert_int_eq(r->status, 1);

@@ -85,10 +85,10 @@ START_TEST(snapshots_both_ways)
     same("snapshot -l s.qcow2", "snapshot -l s.qcow2");
     r = run("%s snapshot -a nosuch s.qcow2", V);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_snapshot_apply: s.qcow2: there is no snapshot "
+    ck_assert_str_eq(r->err, "vdisk: s.qcow2: there is no snapshot "
                              "'nosuch'\n");
     r = run("%s snapshot -c three s.qcow2", V);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_snapshot_create: s.qcow2: a snapshot named 'three' "
+    ck_assert_str_eq(r->err, "vdisk: s.qcow2: a snapshot named 'three' "
                              "already exists\n");
     /* Deleting a snapshot frees what only it used: no leaks. */
     RUN_OK("%s snapshot -d three s.qcow2", V);

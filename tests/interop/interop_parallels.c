@@ -51,7 +51,7 @@ START_TEST(qemu_images_read_identically)
     struct run *r = run("cd '%s' && '%s' io -c 'write 0 512' old.hdd", scratch_dir(),
                         vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: old.hdd: vdisk reads Parallels images but "
+    ck_assert_str_eq(r->err, "vdisk: old.hdd: vdisk reads Parallels images but "
                              "does not write them (open it read-only, or convert it: vdisk "
                              "convert -f parallels -O qcow2 old.hdd IMAGE.qcow2)\n");
 }

@@ -121,7 +121,7 @@ START_TEST(writes_refused)
     make_written("w.qed", "10M", 65536, 4);
     struct run *r = run("cd '%s' && '%s' io -c 'write 0 4k' w.qed", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: w.qed: vdisk reads QED images but does not "
+    ck_assert_str_eq(r->err, "vdisk: w.qed: vdisk reads QED images but does not "
                      "write them (open it read-only, or convert it: vdisk convert -f qed -O "
                      "qcow2 w.qed IMAGE.qcow2)\n");
     /* Read-only, it serves reads. */

@@ -402,7 +402,7 @@ START_TEST(log_replay)
                                  "log that needs to be replayed"), "%s", r->err);
     r = run("cd '%s' && '%s' info d.vhdx", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: VHDX image file 'd.vhdx' opened read-only, but "
+    ck_assert_str_eq(r->err, "vdisk: VHDX image file 'd.vhdx' opened read-only, but "
                              "contains a log that needs to be replayed (to replay the log, run: "
                              "vdisk check -r all 'd.vhdx')\n");
     /* check -r all replays it: the same report, the same disk. */
@@ -529,7 +529,7 @@ START_TEST(log_hostile)
     write_file(scratch("h.vhdx"), img, n);
     struct run *r = run("cd '%s' && '%s' check -r all h.vhdx", scratch_dir(), vdisk_bin());
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: h.vhdx: a VHDX log descriptor writes 4096 "
+    ck_assert_str_eq(r->err, "vdisk: h.vhdx: a VHDX log descriptor writes 4096 "
                              "bytes at offset 65536: over the file identifier, the headers or "
                              "the log (at offset 1048576), or past 140737488355328 bytes\n");
     r = run("cd '%s' && '%s' info h.vhdx", scratch_dir(), vdisk_bin());
@@ -546,7 +546,7 @@ START_TEST(log_hostile)
     le32_store(img + MIB + 4, vhdx_crc32c(img + MIB, 2 * 4096, 4));
     write_file(scratch("h.vhdx"), img, n);
     r = run("cd '%s' && '%s' check -r all h.vhdx", scratch_dir(), vdisk_bin());
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: h.vhdx: the VHDX log's head entry (log "
+    ck_assert_str_eq(r->err, fmt("vdisk: h.vhdx: the VHDX log's head entry (log "
                                  "offset 0) says the file was flushed up to %zu bytes; it has "
                                  "%zu: the image has been truncated\n", n + MIB, n));
     free(img);

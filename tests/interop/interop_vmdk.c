@@ -114,7 +114,7 @@ START_TEST(parent_chain)
     free(b);
     struct run *r = run("cd '%s' && '%s' info child.vmdk", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_msg(strstr(r->err, "vdisk_open: child.vmdk: the parent 'base.vmdk' has CID "
+    ck_assert_msg(strstr(r->err, "vdisk: child.vmdk: the parent 'base.vmdk' has CID "
                                  "0badc0de; the descriptor's parentCID is ") != NULL, "%s",
                   r->err);
 }
@@ -177,7 +177,7 @@ START_TEST(extents_confined_flat_written)
     RUN_OK("cd '%s' && '%s' compare so2.vmdk so3.vmdk", scratch_dir(), vdisk_bin());
     r = run("cd '%s' && '%s' io -c 'write 128k 64k' so3.vmdk", scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
-    ck_assert_str_eq(r->err, "vdisk: vdisk_open: so3.vmdk: vdisk writes sparse and flat VMDK "
+    ck_assert_str_eq(r->err, "vdisk: so3.vmdk: vdisk writes sparse and flat VMDK "
                      "extents, and streamOptimized ones with their grain directory in place, "
                      "not one whose grain directory is in its footer (open it read-only, or "
                      "convert it: vdisk convert -f vmdk -O qcow2 so3.vmdk IMAGE.qcow2)\n");

@@ -414,7 +414,7 @@ START_TEST(hostile_headers_messages)
     write_file(h, "conectix", 8);
     RUN_OK("true");
     struct run *r = run("%s info -f vpc '%s'", vdisk_bin(), h);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s: the file (8 bytes) is too short for a "
+    ck_assert_str_eq(r->err, fmt("vdisk: %s: the file (8 bytes) is too short for a "
                                  "VHD footer (512 bytes)\n", h));
 }
 END_TEST

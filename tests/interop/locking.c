@@ -168,7 +168,7 @@ static void wait_locked(const char *path)
 /* The message of a vdisk verb whose open of FILE a lock refused. */
 static const char *refused(const char *file, bool shared, const char *perm)
 {
-    return fmt("vdisk: vdisk_open: Could not open '%s': Failed to get %s\"%s\" lock\n"
+    return fmt("vdisk: Could not open '%s': Failed to get %s\"%s\" lock\n"
                "Is another process using the image [%s]?\n",
                file, shared ? "shared " : "", perm, file);
 }
@@ -234,11 +234,11 @@ static void vdisk_refused_while_qemu_writes(const char *img)
     ok(run("%s io -r -U -c 'read -P 0x11 0 1M' %s", V, img));
     /* -U is for reading only. */
     expect(run("%s io -U -c 'write 0 512' %s", V, img), 1,
-           "vdisk: vdisk_open: force-share=on can only be used with read-only images\n");
+           "vdisk: force-share=on can only be used with read-only images\n");
     expect(run("%s check -U -r all %s", V, img), 1,
-           "vdisk: vdisk_open: force-share=on can only be used with read-only images\n");
+           "vdisk: force-share=on can only be used with read-only images\n");
     /* Creating over it: refused before anything is truncated. */
-    const char *cw = fmt("vdisk: vdisk_create: %s: Failed to get \"write\" lock\n"
+    const char *cw = fmt("vdisk: %s: Failed to get \"write\" lock\n"
                          "Is another process using the image [%s]?\n", img, img);
     struct run *r = run("%s create -f qcow2 %s 1M", V, img);
     ck_assert_msg(r->status == 1 && strstr(r->err, cw), "%s: %d %s", harness_last_cmd(),

@@ -66,10 +66,10 @@ START_TEST(fuzzed_images_refused_as_qemu_img_refuses_them)
     static const struct {
         const char *name, *why;
     } cases[] = {
-        {"afl5.img", "vdisk: vdisk_open: afl5.img: the VHD footer's data offset 512 (the dynamic "
+        {"afl5.img", "vdisk: afl5.img: the VHD footer's data offset 512 (the dynamic "
                      "disk header) is not a sector inside the file (1028 bytes) with room for "
                      "1024 bytes\n"},
-        {"afl9.vmdk", "vdisk: vdisk_open: afl9.vmdk: a grain directory of 34489028508660 "
+        {"afl9.vmdk", "vdisk: afl9.vmdk: a grain directory of 34489028508660 "
                       "entries; vdisk holds at most 67108864 bytes of it\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -94,7 +94,7 @@ START_TEST(vhdx_log_replayed_as_qemu_img_replays_it)
     unpack(name);
     struct run *v = run("cd '%s' && '%s' info '%s'", scratch_dir(), vdisk_bin(), name);
     ck_assert_int_eq(v->status, 1);
-    ck_assert_str_eq(v->err, fmt("vdisk: vdisk_open: VHDX image file '%s' opened read-only, "
+    ck_assert_str_eq(v->err, fmt("vdisk: VHDX image file '%s' opened read-only, "
                                  "but contains a log that needs to be replayed (to replay the "
                                  "log, run: vdisk check -r all '%s')\n", name, name));
     RUN_OK("cd '%s' && cp '%s' q.vhdx && cp '%s' v.vhdx", scratch_dir(), name, name);

@@ -4,7 +4,9 @@
  * never a crash or a hang: directory loops, extents beyond the image,
  * SUSP continuation areas that loop or run off the image, bad record
  * lengths, names longer than their records, SUSP entries with bad
- * lengths, a broken volume descriptor set and El Torito catalog.  A path table that disagrees with the tree is
+ * lengths, a broken volume descriptor set and El Torito catalog, a
+ * directory loop through a Rock Ridge CL entry, SL records written by
+ * hand (compared with bsdtar).  A path table that disagrees with the tree is
  * only a warning: the image reads, through the CLI and the CD-ROM drive.
  */
 #include <errno.h>
@@ -382,6 +384,148 @@ START_TEST(eltorito_checksum)
 }
 END_TEST
 
+/* The SUSP entry SIG of REC (its own System Use area), or NULL. */
+static uint8_t *susp_entry(uint8_t *rec, const char *sig)
+{
+    size_t su = 33 + rec[32] + !(rec[32] & 1);
+    for (size_t i = su; i + 4 <= rec[0] && rec[i + 2] >= 4; i += rec[i + 2])
+        if (rec[i] == (uint8_t)sig[0] && rec[i + 1] == (uint8_t)sig[1])
+            return rec + i;
+    return NULL;
+}
+
+/*
+ * A directory loop in the Rock Ridge namespace only (a CL entry naming the
+ * root: the ISO 9660 tree walked at open has none): the CLI lists the whole
+ * tree, says where the loop is, and exits 1.
+ */
+START_TEST(rr_cl_loop)
+{
+    load();
+    uint8_t *rec = record("HELLO"), *px = susp_entry(rec, "PX");
+    ck_assert_ptr_nonnull(px);
+    unsigned l = px[2];
+    memset(px, 0, l);
+    px[0] = 'C';
+    px[1] = 'L';
+    px[2] = (uint8_t)l;
+    px[3] = 1;
+    put_both32(px + 4, le32(img + 16 * 2048 + 156 + 2));
+    const char *path = scratch("cl-loop.iso");
+    write_file(path, img, img_len);
+    struct run *r = run("%s iso ls -R '%s'", vdisk_bin(), path);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->out, ".\nadir\nadir/sub\nboot.catalog\nboot.img\nhello.txt\n");
+    ck_assert_str_eq(r->err, fmt("vdisk: hello.txt: directory loop (the directory at block %u is "
+                                 "one of its parents); not listed again\n",
+                                 le32(img + 16 * 2048 + 156 + 2)));
+    /* Lookups through it are bounded (1024 levels). */
+    char *deep = calloc(1, 1100 * 10 + 1);
+    for (int i = 0; i < 1100; i++)
+        strcat(deep, "hello.txt/");
+    vdisk_dev *dev;
+    vdisk_iso *iso;
+    ck_assert_int_eq(vdisk_open(&dev, path, NULL), 0);
+    ck_assert_int_eq(vdisk_iso_open(&iso, dev, VDISK_ISO_NS_AUTO), 0);
+    vdisk_close(dev);
+    struct vdisk_iso_entry *e = malloc(sizeof *e);
+    ck_assert_int_eq(vdisk_iso_stat(iso, deep, 1, e), -ELOOP);
+    ck_assert_msg(strstr(vdisk_get_error(), "more than 1024 directories deep"), "%s",
+                  vdisk_get_error());
+    deep[10 * 1000] = '\0';
+    ck_assert_int_eq(vdisk_iso_stat(iso, deep, 1, e), 0);
+    ck_assert_int_eq(e->type, VDISK_ISO_DIR);
+    ck_assert_int_eq(vdisk_iso_stat(iso, "hello.txt/hello.txt/../adir/..", 1, e), 0);
+    ck_assert_str_eq(e->name, ".");
+    ck_assert_uint_eq(e->extent, le32(img + 16 * 2048 + 156 + 2));
+    free(e);
+    free(deep);
+    vdisk_iso_close(iso);
+}
+END_TEST
+
+/*
+ * A directory reached by two paths (a CL entry naming "adir" too): walked
+ * once, the second path named, exit 1; so a graph whose paths meet again
+ * and again (2^N paths over N directories) costs N walks, not 2^N.
+ */
+START_TEST(rr_cl_shared)
+{
+    load();
+    uint32_t adir = le32(record("ADIR") + 2);
+    uint8_t *px = susp_entry(record("HELLO"), "PX");
+    ck_assert_ptr_nonnull(px);
+    unsigned l = px[2];
+    memset(px, 0, l);
+    px[0] = 'C';
+    px[1] = 'L';
+    px[2] = (uint8_t)l;
+    px[3] = 1;
+    put_both32(px + 4, adir);
+    const char *path = scratch("cl-shared.iso"), *x = scratch("cl-shared");
+    write_file(path, img, img_len);
+    struct run *r = run("%s iso ls -R '%s'", vdisk_bin(), path);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->out, ".\nadir\nadir/sub\nboot.catalog\nboot.img\nhello.txt\n");
+    ck_assert_str_eq(r->err, fmt("vdisk: hello.txt: the directory at block %u is listed "
+                                 "already, under another path; not listed again\n", adir));
+    RUN_OK("rm -rf '%s'", x);
+    r = run("%s iso extract '%s' / '%s'", vdisk_bin(), path, x);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, fmt("vdisk: /hello.txt: the directory at block %u is extracted "
+                                 "already, under another path (a directory loop?); not "
+                                 "again\n", adir));
+    RUN_OK("test -d '%s/adir/sub' && test -f '%s/boot.img'", x, x);
+}
+END_TEST
+
+/*
+ * Rock Ridge SL records written by hand over 13-byte targets (an SL entry
+ * of 20 bytes): ROOT, CURRENT and PARENT components as mkisofs 2.01 wrote
+ * them for empty components, a component continued into the next SL
+ * entry, and a target split between SL entries after a whole component.
+ * vdisk's targets equal bsdtar's but for the last, where bsdtar drops the
+ * '/' (Linux, xorriso and isoinfo keep it).
+ */
+START_TEST(sl_components)
+{
+    require_program("xorriso");
+    const char *t = scratch("sltree"), *iso = scratch("sl.iso");
+    RUN_OK("rm -rf '%s' && mkdir '%s' && cd '%s' && for l in l1 l2 l3 l4; do "
+           "ln -s 0123456789abc $l; done && xorriso -as mkisofs -quiet -R -o '%s' . 2>/dev/null",
+           t, t, t, iso);
+    free(img);
+    img = read_file(iso, &img_len);
+    static const uint8_t sl[4][20] = {
+        /* [continue ""] CURRENT ROOT ROOT "file", and a byte no component fits in. */
+        {'S', 'L', 20, 1, 0, 1, 0, 2, 0, 8, 0, 8, 0, 0, 4, 'f', 'i', 'l', 'e', 0},
+        /* [continue ""] [continue ""] ROOT "tmp" ROOT PARENT */
+        {'S', 'L', 20, 1, 0, 1, 0, 1, 0, 8, 0, 0, 3, 't', 'm', 'p', 8, 0, 4, 0},
+        /* "abc" continued into the next SL entry: "def" */
+        {'S', 'L', 10, 1, 1, 1, 3, 'a', 'b', 'c', 'S', 'L', 10, 1, 0, 0, 3, 'd', 'e', 'f'},
+        /* "abc" whole, then the next SL entry: "def" */
+        {'S', 'L', 10, 1, 1, 0, 3, 'a', 'b', 'c', 'S', 'L', 10, 1, 0, 0, 3, 'd', 'e', 'f'},
+    };
+    for (int k = 0; k < 4; k++) {
+        uint8_t *e = susp_entry(record(fmt("L%d", k + 1)), "SL");
+        ck_assert_msg(e && e[2] == 20, "L%d: SL entry of %u bytes", k + 1, e ? e[2] : 0);
+        memcpy(e, sl[k], 20);
+    }
+    const char *bad = scratch("sl-hand.iso");
+    write_file(bad, img, img_len);
+    struct run *r = run("%s iso ls -l '%s' | sed 's/.* \\(l[0-9] -> \\)/\\1/'", vdisk_bin(), bad);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_str_eq(r->out, "l1 -> .///file\nl2 -> /tmp//..\nl3 -> abcdef\nl4 -> abc/def\n");
+    if (!have_program("bsdtar")) {
+        skip_note("sl_components: bsdtar's reading: bsdtar is not installed");
+        return;
+    }
+    r = run("bsdtar tvf '%s' | grep -- ' -> ' | sed 's/.* \\(l[0-9] -> \\)/\\1/' | LC_ALL=C sort",
+            bad);
+    ck_assert_str_eq(r->out, "l1 -> .///file\nl2 -> /tmp//..\nl3 -> abcdef\nl4 -> abcdef\n");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("iso-hostile");
@@ -404,6 +548,9 @@ static Suite *suite(void)
     tcase_add_test(tc, no_terminator);
     tcase_add_test(tc, not_an_iso);
     tcase_add_test(tc, eltorito_checksum);
+    tcase_add_test(tc, rr_cl_loop);
+    tcase_add_test(tc, rr_cl_shared);
+    tcase_add_test(tc, sl_components);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -371,7 +371,7 @@ START_TEST(cli_errors)
     const char *pf = pid_file;
     r = run("%s nbd -b 127.0.0.1 -p %u -r -f raw --fork %s", vdisk_bin(), port, img);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_nbd_listen_tcp: Failed to bind socket: Address "
+    ck_assert_str_eq(r->err, fmt("vdisk: Failed to bind socket: Address "
                                  "already in use (127.0.0.1 port %u)\n", port));
     pid_file = pf;
     stop_server();

@@ -323,7 +323,7 @@ bench() {
     if ! nsx "$tag-c$i" "$vdisk" bench -f raw -c 2000 -d 16 -s 64k --random=$runs "$URI" \
       >"b$i.run" 2>&1; then
       cat "b$i.run" >>"b$i.log"
-      if grep -q -E "^vdisk: vdisk_open: Could not open .*(Connection refused|Connection reset by peer|Broken pipe|disconnected unexpectedly|closed socket unexpectedly)" "b$i.run" &&
+      if grep -q -E "^vdisk: Could not open .*(Connection refused|Connection reset by peer|Broken pipe|disconnected unexpectedly|closed socket unexpectedly)" "b$i.run" &&
         ((refused++ < 100)); then
         sleep 0.1
         continue

@@ -248,7 +248,7 @@ rm -f got.raw
 cmp got.raw want.raw || fail "vdisk convert from qemu-nbd over x509: not the image's bytes"
 out=$("$VDISK" info "nbd+unix:///?socket=$S" 2>&1) && fail "vdisk info without TLS: $out"
 expect_eq "vdisk info on qemu-nbd without TLS" "$out" \
-  "vdisk: vdisk_open: Could not open 'nbd+unix:///?socket=$S': nbd_poll: handshake: server requires TLS encryption first: Operation not supported"
+  "vdisk: Could not open 'nbd+unix:///?socket=$S': nbd_poll: handshake: server requires TLS encryption first: Operation not supported"
 kill -TERM "$SERVER"
 wait "$SERVER" || true
 
@@ -271,9 +271,9 @@ wait "$SERVER" || true
 out=$("$VDISK" nbd -f raw -k "$W/never.sock" --object "tls-creds-psk,id=tls0,dir=$W/nowhere,endpoint=server" \
   --tls-creds tls0 disk.raw 2>&1) && fail "vdisk nbd with no credentials: $out"
 expect_eq "vdisk nbd with no credentials" "$out" \
-  "vdisk: vdisk_nbd_listen_unix: TLS credentials: the directory $W/nowhere: No such file or directory"
+  "vdisk: TLS credentials: the directory $W/nowhere: No such file or directory"
 out=$("$VDISK" nbd -f raw -k "$W/never.sock" --object "tls-creds-x509,id=tls0,dir=$W/psk,endpoint=server" \
   --tls-creds tls0 disk.raw 2>&1) && fail "vdisk nbd with no certificates: $out"
 expect_eq "vdisk nbd with no certificates" "$out" \
-  "vdisk: vdisk_nbd_listen_unix: Unable to access credentials $W/psk/ca-cert.pem (the CA certificate, to verify clients' certificates): No such file or directory"
+  "vdisk: Unable to access credentials $W/psk/ca-cert.pem (the CA certificate, to verify clients' certificates): No such file or directory"
 echo "PASS"

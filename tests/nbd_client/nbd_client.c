@@ -317,14 +317,14 @@ START_TEST(nbdkit_errors)
                                  "failed: Input/output error\n", uri));
     r = run("%s info '%s'", vdisk_bin(), uri);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: %s: could not read the first bytes to "
+    ck_assert_str_eq(r->err, fmt("vdisk: %s: could not read the first bytes to "
                                  "probe the format: %s: NBD read of 512 bytes at offset 0 "
                                  "failed: Input/output error\n", uri, uri));
     kill_server_sock(pid, sock);
     /* No server at all. */
     r = run("%s info '%s'", vdisk_bin(), uri);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_ptr_nonnull(strstr(r->err, fmt("vdisk: vdisk_open: Could not open '%s': ", uri)));
+    ck_assert_ptr_nonnull(strstr(r->err, fmt("vdisk: Could not open '%s': ", uri)));
     free(uri);
 }
 END_TEST
@@ -490,7 +490,7 @@ START_TEST(tls_psk)
     /* Without TLS the server says no. */
     r = run("%s info '%s'", vdisk_bin(), unix_uri("exp", sock));
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: vdisk_open: Could not open '%s': nbd_poll: "
+    ck_assert_str_eq(r->err, fmt("vdisk: Could not open '%s': nbd_poll: "
                                  "handshake: server requires TLS encryption first: Operation "
                                  "not supported\n", unix_uri("exp", sock)));
     /* An overlay may not make vdisk read a key file, even where network

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,114 @@ START_TEST(gpt_partition_outside)
 }
 END_TEST
 
+/* ---- Sun, SGI, BSD ------------------------------------------------------------ */
+
+/* The findings of vdisk part verify, and its exit status. */
+static const char *verify_out(int *status)
+{
+    struct run *r = run("%s part verify -f raw '%s'", vdisk_bin(), img);
+    *status = r->status;
+    return r->out;
+}
+
+/* A Sun label: 65535 heads and sectors a track, partition 1 at cylinder
+ * 2^32 - 1 (a start near 2^64: held in 64 bits, beyond any disk), partition
+ * 2 of a sane size; SUM_OK: a right checksum. */
+static void sun_label(bool sum_ok)
+{
+    uint8_t s[512] = {0};
+    be32_store(s + 128, 1);           /* VTOC version */
+    be16_store(s + 140, 8);           /* partitions */
+    be32_store(s + 188, 0x600DDEEE);  /* VTOC sanity */
+    be16_store(s + 432, 1);           /* cylinders */
+    be16_store(s + 436, 0xffff);      /* heads */
+    be16_store(s + 438, 0xffff);      /* sectors a track */
+    be16_store(s + 142, 0x83);
+    be32_store(s + 444, 0xffffffff);
+    be32_store(s + 448, 0xffffffff);
+    be16_store(s + 146, 0x82);
+    be32_store(s + 452, 0);
+    be32_store(s + 456, 100);
+    be16_store(s + 508, 0xDABE);
+    uint16_t x = 0;
+    for (int i = 0; i < 255; i++)
+        x ^= be16_load(s + 2 * i);
+    be16_store(s + 510, sum_ok ? x : (uint16_t)(x ^ 1));
+    patch(0, s, sizeof s);
+}
+
+START_TEST(sun_hostile)
+{
+    blank_disk();
+    sun_label(true);
+    int st;
+    const char *out = verify_out(&st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(out, "Partition 1 (sectors 18446181123756261375-18446181128051228669)"
+                     " lies beyond the end of the disk (4096 sectors).\n");
+    vdisk_dev *dev, *part;
+    ck_assert_int_eq(vdisk_open(&dev, img, NULL), 0);
+    ck_assert_int_eq(vdisk_open_partition(&part, dev, 1, VDISK_OPEN_RDONLY), -EINVAL);
+    ck_assert_int_eq(vdisk_open_partition(&part, dev, 2, VDISK_OPEN_RDONLY), 0);
+    ck_assert_uint_eq(vdisk_get_size(part), 100 * 512);
+    vdisk_close(part);
+    vdisk_ptable *t;
+    ck_assert_int_eq(vdisk_part_read(&t, dev, 0), 0);
+    ck_assert_int_eq(vdisk_part_kind(t), VDISK_PT_SUN);
+    ck_assert_int_eq(vdisk_part_delete(t, 2), -ENOTSUP);
+    ck_assert_int_eq(vdisk_part_write(t), -ENOTSUP);
+    struct vdisk_partition p = {.struct_size = sizeof p};
+    ck_assert_int_eq(vdisk_part_find(t, 1, &p), 0);
+    ck_assert_str_eq(vdisk_part_type_name(t, &p), "Linux native");
+    vdisk_part_free(t);
+    vdisk_close(dev);
+    /* A wrong checksum: found, and the geometry (255 heads, 63 sectors) is
+     * sfdisk's default, as sfdisk lists such a label. */
+    sun_label(false);
+    out = verify_out(&st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(out, "The Sun disklabel's checksum is wrong; its geometry is not used.\n"
+                     "Partition 1 (sectors 68998649594175-69002944561469) lies beyond the end of the"
+                     " disk (4096 sectors).\n");
+}
+END_TEST
+
+START_TEST(sgi_bsd_hostile)
+{
+    /* SGI: a wrong checksum, a partition beyond the disk. */
+    blank_disk();
+    uint8_t s[512] = {0};
+    be32_store(s, 0x0BE5A941);
+    be32_store(s + 312, 0xffffffff);
+    be32_store(s + 316, 0xffffffff);
+    patch(0, s, sizeof s);
+    int st;
+    const char *out = verify_out(&st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(out, "The SGI disklabel's checksum is wrong.\nPartition 1 (sectors"
+                     " 4294967295-8589934589) lies beyond the end of the disk (4096 sectors).\n");
+    /* BSD: 65535 partitions said, 16 read. */
+    blank_disk();
+    uint8_t d[512] = {0};
+    le32_store(d, 0x82564557);
+    le32_store(d + 132, 0x82564557);
+    le16_store(d + 138, 0xffff);
+    for (int i = 0; i < 16; i++) {
+        le32_store(d + 148 + 16 * i, 10);
+        le32_store(d + 152 + 16 * i, (uint32_t)(100 + 10 * i));
+        d[148 + 16 * i + 12] = 7; /* 4.2BSD */
+    }
+    patch(512, d, sizeof d);
+    out = verify_out(&st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(out, "The BSD disklabel says 65535 partitions; at most 16 are read.\n");
+    struct run *r = run("%s part list -f raw --output=json '%s'", vdisk_bin(), img);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, "h.img16\","));
+    ck_assert_ptr_null(strstr(r->out, "h.img17"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("part-hostile");
@@ -265,6 +374,8 @@ int main(void)
     tcase_add_test(tc, gpt_sizes_out_of_range);
     tcase_add_test(tc, gpt_one_header_damaged);
     tcase_add_test(tc, gpt_partition_outside);
+    tcase_add_test(tc, sun_hostile);
+    tcase_add_test(tc, sgi_bsd_hostile);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

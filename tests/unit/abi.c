@@ -427,7 +427,8 @@ START_TEST(partition)
         memcpy((uint8_t *)s + sizeof(size_t), (uint8_t *)&in + sizeof(size_t),
                (n < sizeof in ? n : sizeof in) - sizeof(size_t));
         ck_assert_msg(vdisk_part_add(t, s) == 0, "%s", vdisk_get_error());
-        ck_assert_uint_eq(s->struct_size, sizeof in);
+        /* (version 1's caller gets version 1's bytes back, no more) */
+        ck_assert_uint_eq(s->struct_size, n < sizeof in ? n : sizeof in);
         g_check(&g, sizeof in, "vdisk_partition (add)");
         ck_assert_uint_eq(s->number, 1u + (unsigned)newer);
         ck_assert_uint_eq(s->size, 2048);

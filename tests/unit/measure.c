@@ -456,11 +456,10 @@ START_TEST(errors)
           "vdisk_measure: invalid preallocation mode 'sometimes' for raw (expected off, "
           "falloc or full)");
     fails("qcow2", 1 * GiB, "cluster_size=1000", NULL, -EINVAL,
-          "vdisk_measure: Cluster size must be a power of two between 512 and 2048k "
-          "(got 1000)");
+          "vdisk_measure: Cluster size must be a power of two between 512 and 2048k");
     fails("qcow2", 1 * GiB, "refcount_bits=3", NULL, -EINVAL,
-          "vdisk_measure: Refcount width must be a power of two and may not exceed 64 bits "
-          "(got 3)");
+          "vdisk_measure: Refcount width must be a power of two and may not exceed 64 "
+          "bits");
     fails("qcow2", 1 * GiB, "compat=0.10,refcount_bits=8", NULL, -EINVAL,
           "vdisk_measure: Different refcount widths than 16 bits require compatibility "
           "level 1.1 or above (use compat=1.1 or greater)");

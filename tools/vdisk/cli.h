@@ -53,10 +53,18 @@ const char *bitmap_flag(uint32_t flags, unsigned k);
 /* The snapshot table as qemu-img prints it ("Snapshot list:" ...). */
 void print_snapshot_table(vdisk_dev *dev);
 
-/* Prints "vdisk: MESSAGE" on stderr. */
+/* The name errors start with: "vdisk", or "qemu-img"/"qemu-io" when vdisk
+ * runs as them (main.c: argv[0]'s name or $VDISK_PROG). */
+extern const char *cli_progname;
+/* Prints "PROGNAME: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints the library's last error on stderr ("vdisk: ..."). */
+/* Prints the library's last error on stderr ("vdisk: ..."), without the
+ * name of the library call that failed (cli_lib_detail()). */
 void cli_lib_error(void);
+/* The library's failure to open FILE as cli_lib_error() prints it, or
+ * run as qemu-img "qemu-img: Could not open 'FILE': MESSAGE" and as
+ * qemu-io "qemu-io: can't open device FILE: MESSAGE", their words. */
+void cli_open_error(const char *file);
 /* The library's last message on this thread without the name of the call
  * that failed, for the CLI's own words before it. */
 const char *cli_lib_detail(void);
@@ -90,6 +98,9 @@ struct open_args {
     bool repair;           /* open for vdisk_check's repair ("repair" option) */
     bool backing_confine;  /* backing-confine=on (untrusted images) */
     bool force_share;      /* -U: read even while another process writes */
+    const char *const *options; /* more library options: KEY, VALUE, ..., NULL */
+    bool unnamed;          /* qemu-io: the image given by options alone, open
+                            * errors as "qemu-io: can't open: MESSAGE" */
     bool no_key;           /* encrypted images open without their key (info) */
     const char *key_secret; /* the secret ID of an encrypted image of FORMAT
                                (luks: key-secret, qcow2: encrypt.key-secret) */
@@ -163,6 +174,11 @@ int64_t cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max
 /* vdisk dd, as qemu-img dd. */
 int cmd_dd(int argc, char **argv);
 
+/* convert --bitmaps (cmd_bitmap.c): what qemu-img refuses before the
+ * target is made (NSRC sources, SRC the first), then the source's bitmaps
+ * added to DST with their bits, as qemu-img convert copies them. */
+int cli_convert_bitmaps_check(int nsrc, vdisk_dev *src, const char *out_fmt, bool skip_broken);
+int cli_convert_bitmaps(vdisk_dev *src, vdisk_dev *dst, bool skip_broken);
 /* --object (tools/vdisk/secret.c): qemu-img's secret objects
  * (secret,id=ID,file=PATH|data=TEXT[,format=raw|base64]), kept for the
  * verb's opens and creates.  cli_object_add: 0, or -1 with the reason

@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tools/vdisk/cmd_bitmap.c: vdisk bitmap, qemu-img bitmap's syntax.
- * Persistent dirty bitmaps come later: the arguments are read and checked
- * as qemu-img 7.2 checks them (so that usage errors read the same), the
- * image is opened as qemu-img opens it, and then the verb refuses to go on.
+ * tools/vdisk/cmd_bitmap.c: vdisk bitmap, as qemu-img bitmap (7.2): the
+ * actions run in the order given, each one a step of its own on the image
+ * (vdisk/bitmap.h); the first that fails stops the rest, with qemu-img's
+ * "Operation ACTION on bitmap NAME failed: ..." line.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <vdisk/bitmap.h>
 
 #include "cli.h"
 
@@ -30,8 +32,15 @@ static void help(void)
            "                    [--object OBJ] [--image-opts | -f FMT] FILE BITMAP\n"
            "\n"
            "Changes the persistent dirty bitmap BITMAP of the qcow2 image FILE, as\n"
-           "qemu-img bitmap does.  The arguments are checked as qemu-img checks them,\n"
-           "but persistent dirty bitmaps are not supported yet: the verb then fails.\n");
+           "qemu-img bitmap does; the actions run in the order given:\n"
+           "  --add          adds BITMAP, enabled (-g: bytes per bit; default the\n"
+           "                 cluster size, within 4k and 64k)\n"
+           "  --remove       removes it\n"
+           "  --clear        makes every bit clean\n"
+           "  --enable       it tracks writes from now on\n"
+           "  --disable      it tracks no more writes\n"
+           "  --merge SRC    sets the bits that bitmap SRC has set (SRC in SOURCE,\n"
+           "                 -b, of format FMT, -F; else in FILE)\n");
 }
 
 int cmd_bitmap(int argc, char **argv)
@@ -55,6 +64,14 @@ int cmd_bitmap(int argc, char **argv)
     const char *src_file = NULL, *src_fmt = NULL;
     bool add = false, merge = false, image_opts = false;
     unsigned actions = 0;
+    /* The actions in order (each option at most once per argv slot). */
+    int *ops = calloc((size_t)argc + 1, sizeof *ops);
+    const char **merge_src = calloc((size_t)argc + 1, sizeof *merge_src);
+    int ret = 1;
+    if (!ops || !merge_src) {
+        cli_error("out of memory");
+        goto out;
+    }
     uint64_t granularity = 0;
     int c;
     optind = 0;
@@ -65,14 +82,15 @@ int cmd_bitmap(int argc, char **argv)
         case ':':
             cli_error("missing argument for option '%s'", argv[optind - 1]);
             fprintf(stderr, "Try 'vdisk bitmap --help' for more information\n");
-            return 1;
+            goto out;
         case '?':
             cli_error("unrecognized option '%s'", argv[optind - 1]);
             fprintf(stderr, "Try 'vdisk bitmap --help' for more information\n");
-            return 1;
+            goto out;
         case 'h':
             help();
-            return 0;
+            ret = 0;
+            goto out;
         case 'b': src_file = optarg; break;
         case 'f': oa.format = optarg; break;
         case 'F': src_fmt = optarg; break;
@@ -83,24 +101,24 @@ int cmd_bitmap(int argc, char **argv)
                           "suffixes for");
                 cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
                           "exabytes.");
-                return 1;
+                goto out;
             }
             if (r == -ERANGE || granularity > INT64_MAX) {
                 cli_error("Invalid granularity specified. Must be between 0 and %" PRId64 ".",
                           INT64_MAX);
-                return 1;
+                goto out;
             }
             break;
         }
-        case OPT_ADD: add = true, actions++; break;
-        case OPT_MERGE: merge = true, actions++; break;
+        case OPT_ADD: add = true, ops[actions++] = c; break;
+        case OPT_MERGE: merge = true, merge_src[actions] = optarg, ops[actions++] = c; break;
         case OPT_REMOVE:
         case OPT_CLEAR:
         case OPT_ENABLE:
-        case OPT_DISABLE: actions++; break;
+        case OPT_DISABLE: ops[actions++] = c; break;
         case OPT_OBJECT:
             cli_error("--object is not supported");
-            return 1;
+            goto out;
         case CLI_OPT_IMAGE_OPTS: image_opts = true; break;
         }
     }
@@ -108,42 +126,141 @@ int cmd_bitmap(int argc, char **argv)
     if (!actions) {
         cli_error("Need at least one of --add, --remove, --clear, --enable, --disable, or "
                   "--merge");
-        return 1;
+        goto out;
     }
     if (granularity && !add) {
         cli_error("granularity only supported with --add");
-        return 1;
+        goto out;
     }
     if (src_fmt && !src_file) {
         cli_error("-F only supported with -b");
-        return 1;
+        goto out;
     }
     if (src_file && !merge) {
         cli_error("Merge bitmap source file only supported with --merge");
-        return 1;
+        goto out;
     }
     if (optind != argc - 2) {
         cli_error("Expecting filename and bitmap name");
-        return 1;
+        goto out;
     }
-    const char *file = argv[optind];
+    const char *file = argv[optind], *name = argv[optind + 1];
     if (image_opts && !(file = cli_image_opts(file, oa.format)))
-        return 1;
-    /* The image is opened for writing, as qemu-img opens it, so that a
-     * missing or locked file is refused in the same words. */
+        goto out;
+    /* Opened for writing, as qemu-img opens it: a missing or locked file
+     * is refused in the same words. */
     vdisk_dev *dev = cli_open(file, &oa);
     if (image_opts)
         free((char *)file);
     if (!dev)
-        return 1;
-    vdisk_close(dev);
+        goto out;
+    vdisk_dev *src = NULL;
     if (src_file) {
         struct open_args sa = {.format = src_fmt, .read_only = true};
-        vdisk_dev *src = cli_open(src_file, &sa);
-        if (!src)
-            return 1;
-        vdisk_close(src);
+        src = cli_open(src_file, &sa);
+        if (!src) {
+            vdisk_close(dev);
+            goto out;
+        }
     }
-    cli_error("bitmap: persistent dirty bitmaps are not supported yet");
-    return 1;
+    ret = 0;
+    for (unsigned i = 0; i < actions && ret == 0; i++) {
+        const char *what = "";
+        int r = 0;
+        switch (ops[i]) {
+        case OPT_ADD:
+            what = "add";
+            r = vdisk_bitmap_add(dev, name, granularity, 0);
+            break;
+        case OPT_REMOVE:
+            what = "remove";
+            r = vdisk_bitmap_remove(dev, name);
+            break;
+        case OPT_CLEAR:
+            what = "clear";
+            r = vdisk_bitmap_clear(dev, name);
+            break;
+        case OPT_ENABLE:
+            what = "enable";
+            r = vdisk_bitmap_enable(dev, name);
+            break;
+        case OPT_DISABLE:
+            what = "disable";
+            r = vdisk_bitmap_disable(dev, name);
+            break;
+        case OPT_MERGE:
+            what = "merge";
+            r = vdisk_bitmap_merge(dev, name, src ? src : dev, merge_src[i]);
+            break;
+        }
+        if (r < 0) {
+            cli_error("Operation %s on bitmap %s failed: %s", what, name, cli_lib_detail());
+            ret = 1;
+        }
+    }
+    if (src)
+        vdisk_close(src);
+    vdisk_close(dev);
+out:
+    free(ops);
+    free(merge_src);
+    return ret;
+}
+
+/* ---- convert --bitmaps ------------------------------------------------------ */
+
+int cli_convert_bitmaps_check(int nsrc, vdisk_dev *src, const char *out_fmt, bool skip_broken)
+{
+    if (strcmp(out_fmt, "qcow2") != 0) {
+        cli_error("Format driver '%s' does not support bitmaps", out_fmt);
+        return -1;
+    }
+    if (nsrc > 1) {
+        cli_error("Copying bitmaps only possible with single source");
+        return -1;
+    }
+    if (strcmp(vdisk_get_format(src), "qcow2") != 0) {
+        cli_error("Source lacks bitmap support");
+        return -1;
+    }
+    struct vdisk_info in = {.struct_size = sizeof in};
+    if (vdisk_get_info(src, &in) < 0) {
+        cli_lib_error();
+        return -1;
+    }
+    /* (QEMU looks at them last to first) */
+    for (uint32_t i = in.nb_bitmaps; i-- > 0 && !skip_broken;) {
+        if (in.bitmaps[i].flags & VDISK_BITMAP_IN_USE) {
+            cli_error("Cannot copy inconsistent bitmap '%s'", in.bitmaps[i].name);
+            fprintf(stderr, "Try --skip-broken-bitmaps, or use '%s bitmap --remove' to delete "
+                    "it\n", cli_progname);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cli_convert_bitmaps(vdisk_dev *src, vdisk_dev *dst, bool skip_broken)
+{
+    struct vdisk_info in = {.struct_size = sizeof in};
+    if (vdisk_get_info(src, &in) < 0) {
+        cli_lib_error();
+        return -1;
+    }
+    for (uint32_t i = in.nb_bitmaps; i-- > 0 && skip_broken;)
+        if (in.bitmaps[i].flags & VDISK_BITMAP_IN_USE)
+            fprintf(stderr, "%s: warning: Skipping inconsistent bitmap '%s'\n", cli_progname,
+                    in.bitmaps[i].name);
+    for (uint32_t i = 0; i < in.nb_bitmaps; i++) {
+        const struct vdisk_bitmap_info *b = &in.bitmaps[i];
+        if (b->flags & VDISK_BITMAP_IN_USE)
+            continue;
+        unsigned flags = b->flags & VDISK_BITMAP_AUTO ? 0 : VDISK_BITMAP_ADD_DISABLED;
+        if (vdisk_bitmap_add(dst, b->name, b->granularity, flags) < 0 ||
+            vdisk_bitmap_merge(dst, b->name, src, b->name) < 0) {
+            cli_lib_error();
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -136,9 +136,14 @@ int cmd_compare(int argc, char **argv)
             continue;
         }
         n = max; /* read whole chunks when any data is involved */
-        if (vdisk_pread(d1, b1, n, off) < 0 || vdisk_pread(d2, b2, n, off) < 0) {
-            cli_lib_error();
-            ret = 2;
+        int which = 0, rr = vdisk_pread(d1, b1, n, off);
+        if (rr == 0 && (rr = vdisk_pread(d2, b2, n, off)) < 0)
+            which = 1;
+        if (rr < 0) {
+            /* qemu-img's words and status (4) */
+            cli_error("Error while reading offset %" PRIu64 " of %s: %s", off,
+                      argv[optind + which], strerror(-rr));
+            ret = 4;
             break;
         }
         uint64_t i = first_diff(b1, b2, n);
@@ -162,9 +167,11 @@ int cmd_compare(int argc, char **argv)
             off += n;
             continue;
         }
-        if (vdisk_pread(big, b1, max, off) < 0) {
-            cli_lib_error();
-            ret = 2;
+        int rr = vdisk_pread(big, b1, max, off);
+        if (rr < 0) {
+            cli_error("Error while reading offset %" PRIu64 " of %s: %s", off,
+                      argv[optind + (big == d1 ? 0 : 1)], strerror(-rr));
+            ret = 4;
             break;
         }
         size_t at;

@@ -74,23 +74,44 @@ struct conv {
     uint64_t rate_bytes;     /* written so far under -r */
     struct timespec rate_start;
     int error;
-    uint64_t done;           /* bytes handled, for the progress bar */
+    uint64_t done;           /* -p: data bytes copied so far */
+    uint64_t data_total;     /* -p: the data bytes to copy */
+    float last_print;        /* -p: the share printed last */
 };
 
 /* ---- Progress ------------------------------------------------------------- */
 
-static void progress(struct conv *c, uint64_t bytes)
+/* -p as qemu-img prints it: "    (N.NN/100%)" and a carriage return, when
+ * the share moved by more than one point since the last print, and at 0 and
+ * 100; the share is of the sources' data (zero extents count only with
+ * -S 0, where they are written), as qemu-img counts it. */
+static void progress_print(struct conv *c, float current)
 {
-    c->done += bytes;
     if (!c->progress)
         return;
-    static int last = -1;
-    int per_mille = c->total ? (int)(c->done * 10000 / c->total) : 10000;
-    if (per_mille == last)
+    if (current > c->last_print + 1.0f || current < c->last_print - 1.0f || current == 0.0f ||
+        current == 100.0f) {
+        c->last_print = current;
+        printf("    (%3.2f/100%%)\r", (double)current);
+        fflush(stdout);
+    }
+}
+
+static uint64_t data_bytes(struct conv *c, uint64_t off, uint64_t len);
+
+/* The data bytes of a chunk of LEN bytes at OFF, for the progress. */
+static uint64_t chunk_data(struct conv *c, uint64_t off, uint64_t len)
+{
+    return c->progress ? data_bytes(c, off, len) : 0;
+}
+
+/* N bytes of data are done (chunk_data()). */
+static void progress(struct conv *c, uint64_t n)
+{
+    if (!c->progress || !n || !c->data_total)
         return;
-    last = per_mille;
-    printf("    (%d.%02d/100%%)\r", per_mille / 100, per_mille % 100);
-    fflush(stdout);
+    c->done += n;
+    progress_print(c, (float)(100.0 * (double)c->done / (double)c->data_total));
 }
 
 /* ---- Reading the concatenated sources ------------------------------------ */
@@ -115,6 +136,28 @@ static int source_zero(struct conv *c, uint64_t off, uint64_t max, uint64_t *len
     }
     *len = e.length;
     return (e.flags & VDISK_EXT_ZERO) && !(e.flags & VDISK_EXT_DATA) ? 1 : 0;
+}
+
+/* The bytes of LEN at OFF (in the concatenation) that are the sources'
+ * data (all of them with -S 0: zeroes are written too). */
+static uint64_t data_bytes(struct conv *c, uint64_t off, uint64_t len)
+{
+    if (c->sparse == UINT64_MAX)
+        return len;
+    uint64_t n = 0;
+    while (len) {
+        uint64_t z = 0;
+        int zero = source_zero(c, off, len, &z);
+        if (!z || z > len) {
+            z = len;
+            zero = 0;
+        }
+        if (!zero)
+            n += z;
+        off += z;
+        len -= z;
+    }
+    return n;
 }
 
 /* A read of the sources failed at OFF (in the concatenation): qemu-img's
@@ -154,7 +197,7 @@ static void salvage(struct conv *c, struct src *s, uint8_t *buf, uint64_t in, ui
         int r = vdisk_pread(s->dev, buf + pos, n, in + pos);
         if (r < 0) {
             if (!c->quiet)
-                fprintf(stderr, "vdisk: warning: error while reading offset %" PRIu64 ": %s\n",
+                fprintf(stderr, "%s: warning: error while reading offset %" PRIu64 ": %s\n", cli_progname,
                         in + pos, strerror(-r));
             memset(buf + pos, 0, n);
         }
@@ -245,6 +288,7 @@ struct slot {
     uint8_t *buf;
     uint8_t *cmp;            /* -B: the backing file's data */
     uint64_t off, len;
+    uint64_t data;           /* -p: the data bytes in it (chunk_data()) */
     unsigned reads;          /* in flight */
     unsigned writes;         /* in flight */
     bool busy;
@@ -265,7 +309,7 @@ static void write_done(void *user, int ret)
     if (ret < 0)
         fail(s->c, ret);
     if (--s->writes == 0) {
-        progress(s->c, s->len);
+        progress(s->c, s->data);
         s->busy = false;
     }
 }
@@ -518,22 +562,23 @@ static int copy_plain(struct conv *c)
         if (zero == 1) {
             len = c->target_fresh || zlen < len ? zlen : len;
             s->len = len;
+            s->data = 0;
             if (!c->target_fresh) {
                 s->writes = 0;
                 put(s, off, len, true);
             } else {
                 /* Nothing to do: no system call either (an empty image of
                  * 2^60 bytes is millions of extents). */
-                progress(c, len);
                 s->busy = false;
                 off += len;
                 continue;
             }
         } else if (copy_range(c, off, len) == 0) {
-            progress(c, len);
+            progress(c, chunk_data(c, off, len));
             s->busy = false;
         } else {
             s->len = len;
+            s->data = chunk_data(c, off, len);
             read_chunk(s, rq);
         }
         off += len;
@@ -793,7 +838,7 @@ static int copy_compressed(struct conv *c)
         pthread_mutex_lock(&p.lock);
         j->state = 0;
         pthread_mutex_unlock(&p.lock);
-        progress(c, j->len);
+        progress(c, j->zero ? 0 : chunk_data(c, j->off, j->len));
         stored++;
     }
     pthread_mutex_lock(&p.lock);
@@ -827,6 +872,7 @@ static void help(void)
            "                     [-l snapshot.name=NAME] [-m N] [-W] [-t CACHE] [-T CACHE]\n"
            "                     [--image-opts] [--target-image-opts] [-U] [-C]\n"
            "                     [--salvage] [--target-is-zero] [-r RATE]\n"
+           "                     [--bitmaps [--skip-broken-bitmaps]]\n"
            "                     SRC... DST\n"
            "\n"
            "Copies the images SRC (concatenated) to DST, as qemu-img convert does.\n"
@@ -868,7 +914,9 @@ static void help(void)
            "  --target-is-zero  DST (with -n) reads as zeroes already: zeroes are not\n"
            "                  written to it\n"
            "  -r RATE         write at most RATE bytes of data per second (suffixes k,\n"
-           "                  M, G; 0 no limit)\n");
+           "                  M, G; 0 no limit)\n"
+           "  --bitmaps       copy the persistent dirty bitmaps too (qcow2 to qcow2)\n"
+           "  --skip-broken-bitmaps  with --bitmaps: inconsistent ones are skipped\n");
 }
 
 /* PATH opened with FLAGS when it is a regular file, else -1. */
@@ -884,7 +932,7 @@ static int open_regular(const char *path, int flags)
 }
 
 /* getopt_long values of the long options without a letter. */
-enum { OPT_SALVAGE = 0x1100, OPT_TARGET_IS_ZERO };
+enum { OPT_SALVAGE = 0x1100, OPT_TARGET_IS_ZERO, OPT_BITMAPS, OPT_SKIP_BROKEN };
 
 int cmd_convert(int argc, char **argv)
 {
@@ -895,6 +943,8 @@ int cmd_convert(int argc, char **argv)
         {"force-share", no_argument, NULL, 'U'},
         {"salvage", no_argument, NULL, OPT_SALVAGE},
         {"target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO},
+        {"bitmaps", no_argument, NULL, OPT_BITMAPS},
+        {"skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN},
         {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
@@ -910,6 +960,7 @@ int cmd_convert(int argc, char **argv)
     for (int i = 0; i < MAX_SOURCES; i++)
         c.cr_src[i] = -1;
     bool explicit_sparse = false, target_is_zero = false;
+    bool bitmaps = false, skip_broken = false; /* --bitmaps (cmd_bitmap.c) */
     vdisk_options *opts = NULL;
     int ret = 1;
     bool help_opts = false;
@@ -982,6 +1033,8 @@ int cmd_convert(int argc, char **argv)
         case 'C': c.copy_range = true; break;
         case OPT_SALVAGE: c.salvage = true; break;
         case OPT_TARGET_IS_ZERO: target_is_zero = true; break;
+        case OPT_BITMAPS: bitmaps = true; break;
+        case OPT_SKIP_BROKEN: skip_broken = true; break;
         case 'r': {
             int64_t rate = cli_cvtnum("rate limit", optarg, 0, INT64_MAX);
             if (rate < 0)
@@ -1002,6 +1055,10 @@ int cmd_convert(int argc, char **argv)
         }
     }
     c.quiet = quiet;
+    if (skip_broken && !bitmaps) {
+        cli_error("Use of --skip-broken-bitmaps requires --bitmaps");
+        goto out;
+    }
     /* What qemu-img refuses before it looks at the file names, in its
      * order and words. */
     if (c.compress && c.copy_range) {
@@ -1142,6 +1199,8 @@ int cmd_convert(int argc, char **argv)
         c.total += c.srcs[c.nsrc].size;
         c.nsrc++;
     }
+    if (bitmaps && cli_convert_bitmaps_check(c.nsrc, c.srcs[0].dev, out_fmt, skip_broken) < 0)
+        goto out;
     if (target_is_zero && backing) {
         /* (qemu-img 7.2 exits 0 after this message) */
         cli_error("Cannot use --target-is-zero when the destination image has a backing file");
@@ -1231,6 +1290,10 @@ int cmd_convert(int argc, char **argv)
     c.chunk = c.cluster > (1u << 20) ? c.cluster : (1u << 20);
     if (c.sparse != UINT64_MAX && c.sparse > c.chunk)
         c.chunk = c.sparse;
+    /* -p: qemu-img's steps, its 2 MiB buffer a step (the progress lines
+     * are the same as its lines). */
+    if (c.progress && c.chunk < (2u << 20))
+        c.chunk = 2u << 20;
     if (c.backing && !backing)
         c.backing = NULL; /* -n on an existing overlay: copy everything */
     if (!c.backing && !no_create)
@@ -1243,14 +1306,23 @@ int cmd_convert(int argc, char **argv)
         c.target_fresh = false;
     if (target_is_zero)
         c.target_fresh = true; /* the user says so: zeroes are not written */
-    progress(&c, 0);
+    if (c.progress) {
+        c.data_total = data_bytes(&c, 0, c.total);
+        progress_print(&c, 0.0f);
+    }
     int r = c.compress ? copy_compressed(&c) : copy_plain(&c);
+    if (r == 0 && bitmaps && cli_convert_bitmaps(c.srcs[0].dev, c.dst, skip_broken) < 0)
+        r = -1;
     if (r == 0 && vdisk_flush(c.dst) < 0) {
         cli_lib_error();
         r = -1;
     }
-    if (c.progress)
-        printf("    (100.00/100%%)\n");
+    if (c.progress) {
+        /* As qemu-img: 100 once more at the end, then the line ends. */
+        if (r == 0)
+            progress_print(&c, 100.0f);
+        printf("\n");
+    }
     ret = r < 0 ? 1 : 0;
 out:
     for (int i = 0; i < MAX_SOURCES; i++)

@@ -141,14 +141,84 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
     fflush(stdout);
 }
 
-/* The size of the backing file, opened as the new image will open it. */
+/* The size of the backing file, opened as the new image will open it;
+ * when it cannot be opened, qemu-img's two lines ("FILE: Could not open
+ * 'BACKING': ..." and "Could not open backing image."). */
 static int backing_size(const char *file, const char *backing, const char *fmt, uint64_t *size)
 {
-    vdisk_dev *dev = cli_open_beside(file, backing, fmt);
-    if (!dev)
+    const char *slash = strrchr(file, '/');
+    char *path = NULL;
+    if (backing[0] == '/' || strstr(backing, "://") || !strncmp(backing, "rbd:", 4) ||
+        !strncmp(backing, "json:", 5) || !slash)
+        path = strdup(backing);
+    else if (asprintf(&path, "%.*s/%s", (int)(slash - file), file, backing) < 0)
+        path = NULL;
+    if (!path) {
+        cli_error("out of memory");
         return -1;
+    }
+    vdisk_options *o = NULL;
+    vdisk_dev *dev = NULL;
+    if (vdisk_options_new(&o) < 0 || vdisk_options_set(o, "read-only", "on") < 0 ||
+        (fmt && vdisk_options_set(o, "format", fmt) < 0) || vdisk_open(&dev, path, o) < 0) {
+        const char *detail = cli_lib_detail();
+        if (!strncmp(detail, "Could not open '", 16)) /* (it names the file) */
+            cli_error("%s: %s", file, detail);
+        else
+            cli_error("%s: Could not open '%s': %s", file, path, detail);
+        fprintf(stderr, "Could not open backing image.\n");
+        vdisk_options_free(o);
+        free(path);
+        return -1;
+    }
+    vdisk_options_free(o);
+    free(path);
     *size = vdisk_get_size(dev);
     vdisk_close(dev);
+    return 0;
+}
+
+/* Whether FMT's create options (its -o help list, and size) hold KEY, or
+ * QEMU's do and vdisk_create() refuses it in its words (an external data
+ * file, encryption, the file protocol's options). */
+static bool known_option(const char *fmt, const char *key, size_t len)
+{
+    static const char *const qemu_only[] = {"data_file", "data_file_raw", "encryption",
+                                            "nocow", "extent_size_hint"};
+    const char *name;
+    if (len == 4 && !strncmp(key, "size", 4))
+        return true;
+    for (unsigned i = 0; vdisk_create_option(fmt, i, &name, NULL, NULL) == 1; i++)
+        if (strlen(name) == len && !strncmp(name, key, len))
+            return true;
+    for (size_t i = 0; i < sizeof qemu_only / sizeof qemu_only[0]; i++)
+        if (strlen(qemu_only[i]) == len && !strncmp(qemu_only[i], key, len))
+            return true;
+    return !strcmp(fmt, "qcow2") && len > 8 && !strncmp(key, "encrypt.", 8);
+}
+
+/* Each key of the -o LIST (KEY=VALUE,..., ",," a comma in a value) that FMT
+ * does not know refused as qemu-img refuses it, before the "Formatting"
+ * line: "FILE: Invalid parameter 'KEY'".  0 or -1. */
+static int check_keys(const char *file, const char *fmt, const char *list)
+{
+    for (const char *p = list; p && *p;) {
+        const char *e = p;
+        while (*e && !(*e == ',' && e[1] != ','))
+            e += (*e == ',' && e[1] == ',') ? 2 : 1;
+        size_t n = strcspn(p, "=");
+        if (n > (size_t)(e - p))
+            n = (size_t)(e - p);
+        if (n == 12 && !strncmp(p, "backing_file", 12) && !known_option(fmt, p, n)) {
+            cli_error("%s: Backing file not supported for file format '%s'", file, fmt);
+            return -1;
+        }
+        if (n && !known_option(fmt, p, n)) {
+            cli_error("%s: Invalid parameter '%.*s'", file, (int)n, p);
+            return -1;
+        }
+        p = *e ? e + 1 : NULL;
+    }
     return 0;
 }
 
@@ -168,7 +238,7 @@ int cmd_create(int argc, char **argv)
         cli_lib_error();
         return 1;
     }
-    char *optlist = NULL;
+    char *optlist = NULL, *keys = NULL;
     bool help_opts = false;
     int c;
     optind = 0;
@@ -208,6 +278,14 @@ int cmd_create(int argc, char **argv)
             }
             free(optlist);
             optlist = strdup(optarg);
+            /* Every -o's keys, to check them once the format is known. */
+            char *all = NULL;
+            if (asprintf(&all, "%s%s%s", keys ? keys : "", keys ? "," : "", optarg) < 0) {
+                cli_error("out of memory");
+                goto out;
+            }
+            free(keys);
+            keys = all;
             break;
         default:
             fprintf(stderr, "Try 'vdisk create --help' for more information.\n");
@@ -224,6 +302,16 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     const char *file = argv[optind++];
+    /* The format and its option names first, as qemu-img checks them (-b
+     * and -F count as backing_file and backing_fmt). */
+    if (vdisk_create_option(fmt, 0, NULL, NULL, NULL) < 0) {
+        cli_error("%s: %s", file, cli_lib_detail());
+        goto out;
+    }
+    if (check_keys(file, fmt, backing ? "backing_file=" : NULL) < 0 ||
+        check_keys(file, fmt, backing_fmt ? "backing_fmt=" : NULL) < 0 ||
+        check_keys(file, fmt, keys) < 0)
+        goto out;
     if ((backing && vdisk_options_set(opts, "backing_file", backing) < 0) ||
         (backing_fmt && vdisk_options_set(opts, "backing_fmt", backing_fmt) < 0)) {
         cli_lib_error();
@@ -231,8 +319,10 @@ int cmd_create(int argc, char **argv)
     }
     backing = vdisk_options_get(opts, "backing_file");
     backing_fmt = vdisk_options_get(opts, "backing_fmt");
-    if (backing && !*backing)
-        backing = NULL;
+    if (backing && !*backing) {
+        cli_error("%s: Expected backing file name, got empty string", file);
+        goto out;
+    }
     /* As qemu-img 7.2: a backing file needs its format, never guessed (a
      * qcow2 backing file read as raw shows its header to the guest). */
     if (backing_fmt && !backing) {
@@ -240,10 +330,15 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     if (backing && !backing_fmt) {
+        /* qemu-img opens it first: that it cannot is the first error. */
+        uint64_t ignored;
+        if (!unsafe && backing_size(file, backing, NULL, &ignored) < 0)
+            goto out;
         cli_refuse_backing_without_format(file, backing, unsafe);
         goto out;
     }
     uint64_t size = 0;
+    bool have_size = true;
     const char *osize = vdisk_options_get(opts, "size");
     if (osize && optind < argc) {
         cli_error("%s: The image size must be specified only once", file);
@@ -260,39 +355,53 @@ int cmd_create(int argc, char **argv)
     } else if (optind < argc) {
         int r = vdisk_parse_size(argv[optind], 1, &size);
         if (r < 0) {
-            cli_error("Invalid image size specified: '%s'. You may use k, M, G, T, P or E "
-                      "suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes "
-                      "and exabytes.", argv[optind]);
+            cli_error("Invalid image size specified. You may use k, M, G, T, P or E "
+                      "suffixes for");
+            cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
             goto out;
         }
         optind++;
-    } else if (backing && !unsafe) {
-        if (backing_size(file, backing, backing_fmt, &size) < 0)
-            goto out;
-    } else {
+    } else if (!backing || unsafe) {
         cli_error("Image creation needs a size parameter");
         goto out;
+    } else {
+        have_size = false; /* the backing file's */
     }
     if (optind < argc) {
         cli_error("Unexpected argument: %s", argv[optind]);
         goto out;
     }
+    /* As qemu-img, the backing file is opened unless -u, whether or not
+     * its size is needed. */
+    uint64_t bsize;
+    if (backing && !unsafe) {
+        if (backing_size(file, backing, backing_fmt, &bsize) < 0)
+            goto out;
+        if (!have_size)
+            size = bsize;
+    }
     if (size > INT64_MAX) {
         cli_error("Image size must be less than 8 EiB!");
         goto out;
     }
-    /* The line comes once the options have passed: a mistyped option is
-     * refused before anything is printed or touched, as in qemu-img.
-     * The --object secrets go with the options (secret.ID, which the
-     * Formatting line does not show). */
-    if (cli_secrets_apply(opts) < 0 || vdisk_create(file, fmt, size, opts) < 0) {
+    /* As qemu-img: an option the format does not have is refused before
+     * the "Formatting" line (which shows the size as given), one of its
+     * options with a bad value after it, naming the file.  The --object
+     * secrets go with the options (secret.ID, which the line does not
+     * show). */
+    if (!quiet)
+        print_formatting(file, fmt, size, opts, optlist);
+    if (cli_secrets_apply(opts) < 0) {
         cli_lib_error();
         goto out;
     }
-    if (!quiet)
-        print_formatting(file, fmt, (size + 511) / 512 * 512, opts, optlist);
+    if (vdisk_create(file, fmt, size, opts) < 0) {
+        cli_error("%s: %s", file, cli_lib_detail());
+        goto out;
+    }
     ret = 0;
 out:
+    free(keys);
     free(optlist);
     vdisk_options_free(opts);
     return ret;

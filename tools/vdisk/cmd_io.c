@@ -3,7 +3,12 @@
  * tools/vdisk/cmd_io.c: vdisk io, a qemu-io (7.2) compatible subset for
  * scripts and tests: read, readv, write, writev, aio_read, aio_write,
  * aio_flush, discard, flush, alloc, map, info, length, truncate, sleep,
- * open, close, help and quit.
+ * open, reopen, close, sigraise, help and quit; -s (writes to a temporary
+ * overlay) and -C (copy-on-read).  Without an image argument, "open"
+ * opens one, given by a name or by qemu-io's options (open -o
+ * driver=qcow2,file.filename=PATH, driver=file,filename=PATH, ...; the
+ * blkdebug and copy-on-read filters are stood in for, see
+ * io_from_options()).
  *
  * Commands take qemu-io's syntax and print what qemu-io prints on standard
  * output; the process exits 1 when any command failed, else 0.  The
@@ -19,8 +24,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -332,6 +340,8 @@ static int make_iov(struct iovec *iov, uint8_t *buf, uint64_t len, const uint64_
 
 /* ---- Reads and writes ----------------------------------------------------- */
 
+static int copy_on_read(uint64_t off, uint64_t len);
+
 struct rd_args {
     const char *what;     /* "read", or "readv" (readv, aio_read) in messages */
     bool pflag;
@@ -349,6 +359,12 @@ static int read_range(uint64_t off, uint64_t len, const uint64_t *lens, int nlen
     FILE *o = a->o;
     if (!in_device(o, nlens > 1 ? "vdisk_preadv" : "vdisk_pread", a->what, off, len))
         return -1;
+    int cr = copy_on_read(off, len);
+    if (cr < 0) {
+        fprintf(o, "%s failed: %s\n", a->what, strerror(-cr));
+        debug_detail();
+        return -1;
+    }
     uint64_t chunk = len < IO_CHUNK ? len : IO_CHUNK;
     uint8_t *buf = alloc_buf(chunk, 0xab);
     if (!buf) {
@@ -1023,11 +1039,15 @@ static int do_sleep(int argc, char **argv)
     return 0;
 }
 
+static void forget_open(void);
+
 static void close_image(void)
 {
     settle();
-    if (st.dev && st.owned)
+    if (st.dev && st.owned) {
         vdisk_close(st.dev);
+        forget_open();
+    }
     st.dev = NULL;
 }
 
@@ -1039,61 +1059,785 @@ static int do_close(int argc, char **argv)
     return 0;
 }
 
+/* ---- Opening: qemu-io's open options -------------------------------------- */
+
+#define MAX_QOPTS 32
+
+/* -o KEY=VALUE,... as qemu-io takes them ("," between two, ",," a comma
+ * in a value, a KEY alone is KEY=on); the keys used are marked. */
+struct qopts {
+    unsigned n;
+    char *key[MAX_QOPTS], *val[MAX_QOPTS];
+    bool used[MAX_QOPTS];
+};
+
+static void qopts_free(struct qopts *q)
+{
+    for (unsigned i = 0; i < q->n; i++)
+        free(q->key[i]); /* the value is in the same allocation */
+    q->n = 0;
+}
+
+static int qopts_parse(const char *s, struct qopts *q)
+{
+    while (*s) {
+        char *item = malloc(strlen(s) + 4);
+        if (!item) {
+            cli_error("out of memory");
+            return -1;
+        }
+        size_t n = 0;
+        for (; *s; s++) {
+            if (*s == ',') {
+                if (s[1] != ',') {
+                    s++;
+                    break;
+                }
+                s++;
+            }
+            item[n++] = *s;
+        }
+        item[n] = '\0';
+        if (n == 0) {
+            free(item);
+            continue;
+        }
+        if (q->n == MAX_QOPTS) {
+            free(item);
+            cli_error("Too many options (at most %d)", MAX_QOPTS);
+            return -1;
+        }
+        char *eq = strchr(item, '=');
+        if (eq) {
+            *eq = '\0';
+            q->val[q->n] = eq + 1;
+        } else {
+            memcpy(item + n + 1, "on", 3);
+            q->val[q->n] = item + n + 1;
+        }
+        q->key[q->n] = item;
+        q->used[q->n++] = false;
+    }
+    return 0;
+}
+
+/* The value of PREFIX KEY (the last one given), marked used; or NULL. */
+static const char *qget(struct qopts *q, const char *prefix, const char *key)
+{
+    const char *v = NULL;
+    size_t pl = strlen(prefix);
+    for (unsigned i = 0; i < q->n; i++)
+        if (strncmp(q->key[i], prefix, pl) == 0 && strcmp(q->key[i] + pl, key) == 0) {
+            v = q->val[i];
+            q->used[i] = true;
+        }
+    return v;
+}
+
+/* on/off as QEMU's options take them: 1, 0, or -1. */
+static int qbool(const char *v)
+{
+    if (strcmp(v, "on") == 0)
+        return 1;
+    if (strcmp(v, "off") == 0)
+        return 0;
+    return -1;
+}
+
+#define MAX_LIBOPTS 8
+#define MAX_INJECT 8
+
+/* How the image was opened: what reopen opens again, and what the reads
+ * and writes of the session do besides (copy-on-read). */
+struct io_open {
+    char *path;           /* the name the library opens */
+    char *name;           /* the FILE argument, for messages; NULL: none */
+    char *format;         /* NULL: probed */
+    char *proto;          /* the protocol driver named (file, host_device,
+                           * host_cdrom), or NULL */
+    char *cache, *engine;
+    bool read_only, force_share, snapshot;
+    bool cor, cor_filter; /* copy-on-read: -C, or the copy-on-read driver */
+    char *libopt[2 * MAX_LIBOPTS + 1]; /* KEY, VALUE, ..., NULL */
+    unsigned nlibopt;
+    char *node_name[3];   /* node-name, file.node-name, backing.node-name */
+    char *backing_driver;
+    /* qcow2's cache options, checked as QEMU checks them */
+    char *cache_size, *l2_cache_size, *refcount_cache_size, *l2_entry_size;
+    /* blkdebug's inject-error rules on the event cor_write: the copy-on-read
+     * write that covers the byte fails with the error */
+    unsigned ninject;
+    uint64_t inject_off[MAX_INJECT];
+    int inject_errno[MAX_INJECT];
+    bool inject_once[MAX_INJECT];
+    struct qopts *unused;  /* during the first open: the options to check
+                            * for one that nothing took */
+};
+
+static struct io_open cur; /* how st.dev was opened (when vdisk io opened it) */
+
+static void io_open_free(struct io_open *io)
+{
+    free(io->path);
+    free(io->name);
+    free(io->format);
+    free(io->proto);
+    free(io->cache);
+    free(io->engine);
+    for (unsigned i = 0; i < 2 * io->nlibopt; i++)
+        free(io->libopt[i]);
+    for (int i = 0; i < 3; i++)
+        free(io->node_name[i]);
+    free(io->backing_driver);
+    free(io->cache_size);
+    free(io->l2_cache_size);
+    free(io->refcount_cache_size);
+    free(io->l2_entry_size);
+    memset(io, 0, sizeof *io);
+}
+
+static void forget_open(void)
+{
+    io_open_free(&cur);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int add_libopt(struct io_open *io, const char *key, const char *val)
+{
+    if (io->nlibopt == MAX_LIBOPTS) {
+        cli_error("Too many options");
+        return -1;
+    }
+    io->libopt[2 * io->nlibopt] = strdup(key);
+    io->libopt[2 * io->nlibopt + 1] = strdup(val);
+    io->libopt[2 * ++io->nlibopt] = NULL;
+    return 0;
+}
+
+static void open_failed(const struct io_open *io, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void open_failed(const struct io_open *io, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (io->name)
+        cli_error("can't open device %s: %s", io->name, msg);
+    else
+        cli_error("can't open: %s", msg);
+}
+
+/* A size as QEMU's options read it: a number, maybe with a fraction, and
+ * an optional suffix k, M, G, T (powers of 1024); -1 when not one. */
+static int qsize(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0 || s[0] == '-')
+        return -1;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1048576.0; end++; break;
+    case 'G': mul = 1073741824.0; end++; break;
+    case 'T': mul = 1099511627776.0; end++; break;
+    case 'b': case 'B': end++; break;
+    default: break;
+    }
+    if (*end || v * mul >= 18446744073709549568.0)
+        return -1;
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
+/*
+ * blkdebug's config file: vdisk io honours [inject-error] sections on the
+ * event "cor_write" (its own copy-on-read writes) with sector, errno and
+ * once; any other rule is refused, as vdisk io cannot inject it.
+ */
+static int read_blkdebug_config(struct io_open *io, const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        open_failed(io, "Could not read blkdebug config file: %s", strerror(errno));
+        return -1;
+    }
+    char line[512];
+    int ret = 0;
+    bool in_rule = false;
+    char event[64] = "";
+    uint64_t sector = UINT64_MAX;
+    int err = EIO;
+    bool once = false;
+    for (;;) {
+        bool eof = !fgets(line, sizeof line, f);
+        char *p = eof ? line : line + strspn(line, " \t");
+        if (eof || *p == '[') {
+            if (in_rule) {
+                if (strcmp(event, "cor_write") != 0) {
+                    open_failed(io, "blkdebug: vdisk io injects errors on the event "
+                                "cor_write only, not '%s'", event);
+                    ret = -1;
+                    break;
+                }
+                if (io->ninject == MAX_INJECT) {
+                    open_failed(io, "blkdebug: too many rules");
+                    ret = -1;
+                    break;
+                }
+                io->inject_off[io->ninject] = sector == UINT64_MAX ? UINT64_MAX : sector * 512;
+                io->inject_errno[io->ninject] = err;
+                io->inject_once[io->ninject++] = once;
+            }
+            if (eof)
+                break;
+            in_rule = strncmp(p, "[inject-error]", 14) == 0;
+            if (!in_rule) {
+                p[strcspn(p, "\n")] = '\0';
+                open_failed(io, "blkdebug: vdisk io does not take the section %s", p);
+                ret = -1;
+                break;
+            }
+            event[0] = '\0';
+            sector = UINT64_MAX;
+            err = EIO;
+            once = false;
+            continue;
+        }
+        if (*p == '#' || *p == '\n' || *p == '\0')
+            continue;
+        /* KEY = "VALUE" */
+        char *eq = strchr(p, '=');
+        if (!eq || !in_rule) {
+            open_failed(io, "blkdebug: cannot read the config line %s", p);
+            ret = -1;
+            break;
+        }
+        char *k_end = eq;
+        while (k_end > p && (k_end[-1] == ' ' || k_end[-1] == '\t'))
+            k_end--;
+        *k_end = '\0';
+        char *v = eq + 1 + strspn(eq + 1, " \t");
+        v[strcspn(v, "\n")] = '\0';
+        size_t vl = strlen(v);
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r'))
+            v[--vl] = '\0';
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v[vl - 1] = '\0';
+            v++;
+        }
+        char *end;
+        if (strcmp(p, "event") == 0) {
+            snprintf(event, sizeof event, "%s", v);
+        } else if (strcmp(p, "sector") == 0) {
+            sector = strtoull(v, &end, 0);
+        } else if (strcmp(p, "errno") == 0) {
+            err = (int)strtol(v, &end, 0);
+        } else if (strcmp(p, "once") == 0) {
+            once = strcmp(v, "on") == 0 || strcmp(v, "true") == 0;
+        } else if (strcmp(p, "immediately") != 0) {
+            open_failed(io, "blkdebug: vdisk io does not take the rule key '%s'", p);
+            ret = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return ret;
+}
+
+/* The options of a blkdebug layer under PREFIX that change only how the
+ * requests are cut (vdisk's requests come whole), and its config file. */
+static int blkdebug_layer(struct qopts *q, const char *prefix, struct io_open *io)
+{
+    static const char *const limits[] = {"align", "max-transfer", "opt-write-zero",
+                                         "max-write-zero", "opt-discard", "max-discard"};
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        const char *v = qget(q, prefix, limits[i]);
+        uint64_t n;
+        if (v && qsize(v, &n) < 0) {
+            open_failed(io, "Parameter '%s' expects a non-negative number below 2^64", limits[i]);
+            return -1;
+        }
+    }
+    const char *conf = qget(q, prefix, "config");
+    return conf && *conf ? read_blkdebug_config(io, conf) : 0;
+}
+
+static bool is_format_driver(const char *d)
+{
+    return strcmp(d, "qcow2") == 0 || strcmp(d, "raw") == 0 || strcmp(d, "luks") == 0;
+}
+
+static bool is_protocol_driver(const char *d)
+{
+    return strcmp(d, "file") == 0 || strcmp(d, "host_device") == 0 ||
+           strcmp(d, "host_cdrom") == 0;
+}
+
+/*
+ * qemu-io's open -o OPTIONS [FILE] as what the library opens: the layers
+ * named by "driver" (a format, over a protocol) with the filters vdisk io
+ * can stand in for taken out: blkdebug (its request limits, and
+ * inject-error on cor_write), copy-on-read (done here), and a
+ * "blkdebug:CONFIG:FILE" name.  Fills IO; prints the error.
+ */
+static int io_from_options(struct qopts *q, const char *file, struct io_open *io)
+{
+    const char *fn = NULL;
+    bool blkdebug_name = false;
+    if (file && strncmp(file, "blkdebug:", 9) == 0 && strchr(file + 9, ':')) {
+        const char *c = file + 9, *colon = strchr(c, ':');
+        if (colon > c) {
+            char *conf = strndup(c, (size_t)(colon - c));
+            int r = conf ? read_blkdebug_config(io, conf) : -1;
+            free(conf);
+            if (r < 0)
+                return -1;
+        }
+        fn = colon + 1;
+        blkdebug_name = true;
+    }
+    const char *ro = qget(q, "", "read-only");
+    if (ro) {
+        if (qbool(ro) < 0) {
+            open_failed(io, "Parameter 'read-only' expects 'on' or 'off'");
+            return -1;
+        }
+        io->read_only = qbool(ro);
+    }
+    char prefix[128] = "";
+    bool have_format = false;
+    const char *proto = NULL, *filename = NULL;
+    for (unsigned depth = 0;; depth++) {
+        if (depth == 8 || strlen(prefix) > sizeof prefix - 16) {
+            open_failed(io, "Too many nested drivers");
+            return -1;
+        }
+        const char *drv = qget(q, prefix, "driver");
+        const char *nn = qget(q, prefix, "node-name");
+        if (nn && depth == 0)
+            io->node_name[0] = strdup(nn);
+        else if (nn && have_format && !io->node_name[1])
+            io->node_name[1] = strdup(nn);
+        if ((drv && strcmp(drv, "blkdebug") == 0) || (!drv && blkdebug_name)) {
+            if (blkdebug_layer(q, prefix, io) < 0)
+                return -1;
+            blkdebug_name = false;
+            if (drv)
+                strcat(prefix, "image.");
+            else
+                break;
+            continue;
+        }
+        if (drv && strcmp(drv, "copy-on-read") == 0) {
+            io->cor = io->cor_filter = true;
+            strcat(prefix, "file.");
+            continue;
+        }
+        /* No driver at the top, and no filename there: the format is
+         * probed, and takes its options all the same. */
+        bool probed = !drv && depth == 0 && !qget(q, prefix, "filename");
+        if (probed || (drv && is_format_driver(drv))) {
+            if (probed) {
+                have_format = true;
+                goto format_options;
+            }
+            if (have_format) {
+                open_failed(io, "vdisk io cannot open a %s image inside a %s image", drv,
+                            io->format);
+                return -1;
+            }
+            have_format = true;
+            io->format = strdup(drv);
+        format_options:
+            if (!drv || strcmp(drv, "qcow2") == 0) {
+                io->cache_size = dup_or_null(qget(q, prefix, "cache-size"));
+                io->l2_cache_size = dup_or_null(qget(q, prefix, "l2-cache-size"));
+                io->refcount_cache_size = dup_or_null(qget(q, prefix, "refcount-cache-size"));
+                io->l2_entry_size = dup_or_null(qget(q, prefix, "l2-cache-entry-size"));
+            }
+            /* An encrypted image's key: the ID of a --object secret. */
+            const char *ks_key = drv && strcmp(drv, "luks") == 0 ? "key-secret"
+                                                                 : "encrypt.key-secret";
+            const char *ks = qget(q, prefix, ks_key);
+            if (ks && add_libopt(io, ks_key, ks) < 0)
+                return -1;
+            const char *bd = qget(q, prefix, "backing.driver");
+            if (bd) {
+                io->backing_driver = strdup(bd);
+                if (add_libopt(io, "backing.format", bd) < 0)
+                    return -1;
+            }
+            io->node_name[2] = dup_or_null(qget(q, prefix, "backing.node-name"));
+            strcat(prefix, "file.");
+            continue;
+        }
+        if (drv && !is_protocol_driver(drv)) {
+            open_failed(io, "Unknown driver '%s'", drv);
+            return -1;
+        }
+        /* the protocol */
+        proto = drv;
+        filename = qget(q, prefix, "filename");
+        const char *locking = qget(q, prefix, "locking");
+        if (locking && add_libopt(io, "locking", locking) < 0)
+            return -1;
+        break;
+    }
+    if (filename && file) {
+        open_failed(io, "Can't specify 'file' and 'filename' options at the same time");
+        return -1;
+    }
+    if (!filename)
+        filename = fn ? fn : file;
+    if (!filename) {
+        open_failed(io, "A block device must be specified for \"file\"");
+        return -1;
+    }
+    io->path = strdup(filename);
+    io->proto = dup_or_null(proto);
+    if (proto && !have_format)
+        io->format = strdup("raw"); /* the protocol's bytes */
+    return 0;
+}
+
+/* QEMU's protocol drivers' checks of the kind of file: "file" wants a
+ * regular file, host_device and host_cdrom a device. */
+static int check_protocol(const struct io_open *io)
+{
+    struct stat sb;
+    if (!io->proto || stat(io->path, &sb) < 0)
+        return 0;
+    if (S_ISDIR(sb.st_mode) && !io->read_only) {
+        open_failed(io, "Could not open '%s': %s", io->path, strerror(EISDIR));
+        return -1;
+    }
+    if (strcmp(io->proto, "file") == 0 && !S_ISREG(sb.st_mode)) {
+        open_failed(io, "'file' driver requires '%s' to be a regular file", io->path);
+        return -1;
+    }
+    if (strcmp(io->proto, "file") != 0 && !S_ISCHR(sb.st_mode) && !S_ISBLK(sb.st_mode)) {
+        open_failed(io, "'%s' driver requires '%s' to be either a character or block device",
+                    io->proto, io->path);
+        return -1;
+    }
+    return 0;
+}
+
+/* qcow2's cache-size, l2-cache-size, refcount-cache-size and
+ * l2-cache-entry-size: QEMU's checks (the cluster size known), and the
+ * sizes the library takes. */
+static int check_cache_options(const struct io_open *io, vdisk_dev *d)
+{
+    if (!io->cache_size && !io->l2_cache_size && !io->refcount_cache_size && !io->l2_entry_size)
+        return 0;
+    if (strcmp(vdisk_get_format(d), "qcow2") != 0) {
+        open_failed(io, "Block format '%s' does not support the option '%s'",
+                    vdisk_get_format(d), io->refcount_cache_size ? "refcount-cache-size"
+                    : io->cache_size ? "cache-size" : io->l2_entry_size
+                    ? "l2-cache-entry-size" : "l2-cache-size");
+        return -1;
+    }
+    uint64_t all = 0, l2 = 0, rc = 0, entry = 0;
+    const char *bad = NULL;
+    if (io->cache_size && qsize(io->cache_size, &all) < 0)
+        bad = "cache-size";
+    else if (io->l2_cache_size && qsize(io->l2_cache_size, &l2) < 0)
+        bad = "l2-cache-size";
+    else if (io->refcount_cache_size && qsize(io->refcount_cache_size, &rc) < 0)
+        bad = "refcount-cache-size";
+    else if (io->l2_entry_size && qsize(io->l2_entry_size, &entry) < 0)
+        bad = "l2-cache-entry-size";
+    if (bad) {
+        open_failed(io, "Parameter '%s' expects a non-negative number below 2^64", bad);
+        return -1;
+    }
+    if (io->cache_size) {
+        if (io->l2_cache_size && io->refcount_cache_size) {
+            open_failed(io, "cache-size, l2-cache-size and refcount-cache-size may not be set "
+                        "at the same time");
+            return -1;
+        }
+        if (io->l2_cache_size && l2 > all) {
+            open_failed(io, "l2-cache-size may not exceed cache-size");
+            return -1;
+        }
+        if (rc > all) {
+            open_failed(io, "refcount-cache-size may not exceed cache-size");
+            return -1;
+        }
+    }
+    struct vdisk_info in = {.struct_size = sizeof in};
+    uint32_t cs = vdisk_get_info(d, &in) == 0 ? in.cluster_size : 65536;
+    if (io->l2_entry_size && (entry < 512 || entry > cs || (entry & (entry - 1)))) {
+        open_failed(io, "L2 cache entry size must be a power of two between 512 and the "
+                    "cluster size (%" PRIu32 ")", cs);
+        return -1;
+    }
+    return 0;
+}
+
+/* The library's cache sizes for IO's qcow2 cache options (QEMU's split of
+ * cache-size between the L2 and the refcount cache). */
+static int cache_libopts(struct io_open *io)
+{
+    /* (for a format given as qcow2: the library's raw driver takes no such
+     * option; a probed qcow2 image has its checks and the default sizes) */
+    if (!io->format || strcmp(io->format, "qcow2") != 0)
+        return 0;
+    uint64_t all = 0, l2 = 0, rc = 0;
+    bool has_l2 = io->l2_cache_size && qsize(io->l2_cache_size, &l2) == 0;
+    bool has_rc = io->refcount_cache_size && qsize(io->refcount_cache_size, &rc) == 0;
+    if (io->cache_size && qsize(io->cache_size, &all) == 0) {
+        if (has_l2 && !has_rc && l2 <= all) {
+            rc = all - l2;
+            has_rc = true;
+        } else if (has_rc && !has_l2 && rc <= all) {
+            l2 = all - rc;
+            has_l2 = true;
+        } else if (!has_l2 && !has_rc) {
+            l2 = all;
+            has_l2 = true;
+        }
+    }
+    char v[32];
+    const uint64_t max = 1ULL << 40;
+    if (has_l2) {
+        snprintf(v, sizeof v, "%" PRIu64, l2 < max ? l2 : max);
+        if (add_libopt(io, "l2-cache-size", v) < 0)
+            return -1;
+    }
+    if (has_rc) {
+        snprintf(v, sizeof v, "%" PRIu64, rc < max ? rc : max);
+        if (add_libopt(io, "refcount-cache-size", v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The image for -s (snapshot): a temporary qcow2 overlay of IO's image,
+ * deleted once open, so that writes never reach the image. */
+static vdisk_dev *open_snapshot(const struct io_open *io, const struct open_args *oa)
+{
+    struct open_args ro = *oa;
+    ro.read_only = true;
+    vdisk_dev *base = cli_open(io->path, &ro);
+    if (!base)
+        return NULL;
+    uint64_t size = vdisk_get_size(base);
+    char *format = strdup(vdisk_get_format(base));
+    vdisk_close(base);
+    char *abs = NULL;
+    if (io->path[0] == '/' || strstr(io->path, "://") || strncmp(io->path, "json:", 5) == 0)
+        abs = strdup(io->path);
+    else
+        abs = realpath(io->path, NULL);
+    const char *dir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/vl.XXXXXX", dir && *dir ? dir : "/var/tmp");
+    int fd = format && abs ? mkstemp(tmp) : -1;
+    vdisk_dev *d = NULL;
+    if (fd < 0) {
+        open_failed(io, "Could not get temporary filename: %s", strerror(errno));
+        goto out;
+    }
+    close(fd);
+    vdisk_options *o = NULL;
+    int r = vdisk_options_new(&o);
+    if (r == 0)
+        r = vdisk_options_set(o, "backing_file", abs);
+    if (r == 0)
+        r = vdisk_options_set(o, "backing_fmt", format);
+    if (r == 0)
+        r = vdisk_create(tmp, "qcow2", size, o);
+    vdisk_options_free(o);
+    if (r < 0) {
+        open_failed(io, "Could not create temporary overlay '%s': %s", tmp, cli_lib_detail());
+        unlink(tmp);
+        goto out;
+    }
+    struct open_args top = *oa;
+    top.format = "qcow2";
+    d = cli_open(tmp, &top);
+    unlink(tmp);
+out:
+    free(format);
+    free(abs);
+    return d;
+}
+
+/* The options nothing took: QEMU's error, naming the layer's driver. */
+static int unused_options(struct qopts *q, const struct io_open *io, const char *format)
+{
+    for (unsigned i = 0; i < q->n; i++) {
+        const char *k = q->key[i];
+        /* the protocol's, before the open (FORMAT NULL), the others after */
+        if (q->used[i] || (!format && strncmp(k, "file.", 5) != 0))
+            continue;
+        if (strncmp(k, "file.", 5) == 0)
+            open_failed(io, "Block protocol '%s' doesn't support the option '%s'",
+                        io->proto ? io->proto : "file", k + 5);
+        else
+            open_failed(io, "Block format '%s' does not support the option '%s'", format, k);
+        return -1;
+    }
+    return 0;
+}
+
+static void no_warning(void *opaque, const char *msg)
+{
+    (void)opaque;
+    (void)msg;
+}
+
+/* Opens the image IO describes (st.dev); 0, or -1 with the error printed. */
+static int open_io(struct io_open *io)
+{
+    if (check_protocol(io) < 0)
+        return -1;
+    if (io->cor && io->read_only) {
+        open_failed(io, io->cor_filter ? "Block node is read-only"
+                                       : "Can't use copy-on-read on read-only device");
+        return -1;
+    }
+    struct open_args oa = {
+        .format = io->format, .read_only = io->read_only, .cache = io->cache,
+        .engine = io->engine, .force_share = io->force_share,
+        .options = (const char *const *)io->libopt, .unnamed = !io->name,
+    };
+    vdisk_dev *d = io->snapshot ? open_snapshot(io, &oa) : cli_open(io->path, &oa);
+    if (!d)
+        return -1;
+    if (check_cache_options(io, d) < 0 ||
+        (io->unused && unused_options(io->unused, io, vdisk_get_format(d)) < 0)) {
+        vdisk_close(d);
+        return -1;
+    }
+    st.dev = d;
+    st.owned = true;
+    return 0;
+}
+
+/* qemu-io's open flags and main options that say how to open. */
+struct open_flags {
+    const char *format, *cache, *engine;
+    bool read_only, force_share, snapshot, cor;
+};
+
+/* Opens FILE (or NULL: the image the options name) with F and the -o
+ * OPTIONS (or NULL); 0, or -1 with the error printed. */
+static int open_image(const char *file, const char *options, const struct open_flags *f)
+{
+    struct io_open io = {0};
+    struct qopts q = {0};
+    int ret = -1;
+    io.name = dup_or_null(file);
+    io.read_only = f->read_only;
+    io.force_share = f->force_share;
+    io.snapshot = f->snapshot;
+    io.cor = f->cor;
+    io.cache = dup_or_null(f->cache);
+    io.engine = dup_or_null(f->engine);
+    if (options && qopts_parse(options, &q) < 0)
+        goto out;
+    if (f->format && !qget(&q, "", "driver")) {
+        /* -f FMT is driver=FMT */
+        if (q.n == MAX_QOPTS) {
+            cli_error("Too many options (at most %d)", MAX_QOPTS);
+            goto out;
+        }
+        char *item = malloc(strlen(f->format) + 8);
+        if (!item)
+            goto out;
+        strcpy(item, "driver");
+        strcpy(item + 7, f->format);
+        q.key[q.n] = item;
+        q.val[q.n] = item + 7;
+        q.used[q.n++] = false;
+    }
+    io.unused = &q;
+    if (io_from_options(&q, file, &io) < 0 || unused_options(&q, &io, NULL) < 0 ||
+        cache_libopts(&io) < 0 || open_io(&io) < 0)
+        goto out;
+    io.unused = NULL;
+    io_open_free(&cur);
+    cur = io;
+    memset(&io, 0, sizeof io);
+    ret = 0;
+out:
+    qopts_free(&q);
+    io_open_free(&io);
+    return ret;
+}
+
 /* open [-rnkCsU] [-t cache] [-d discard] [-i aio] [-o options] [-f fmt]
- * FILE: -o takes driver=FMT (the format); -f FMT is vdisk's own. */
+ * [FILE]: -f FMT is vdisk's own. */
 static int do_open(int argc, char **argv)
 {
-    struct open_args oa = {0};
+    struct open_flags f = {0};
+    const char *options = NULL;
     int c;
     optind = 0;
     while ((c = getopt(argc, argv, "+snCrkUt:d:i:o:f:")) != -1) {
         switch (c) {
         case 's':
+            f.snapshot = true;
+            break;
         case 'C':
+            f.cor = true;
+            break;
         case 'k':
+            break;
         case 'd':
+            if (strcmp(optarg, "ignore") && strcmp(optarg, "off") && strcmp(optarg, "unmap") &&
+                strcmp(optarg, "on")) {
+                cli_error("Invalid discard option: %s", optarg);
+                return -1;
+            }
             break;
         case 'n':
-            oa.cache = "none";
+            f.cache = "none";
             break;
         case 'r':
-            oa.read_only = true;
+            f.read_only = true;
             break;
         case 'U':
-            oa.force_share = true;
+            f.force_share = true;
             break;
         case 't':
             if (cli_check_cache(optarg) < 0)
                 return -1;
-            oa.cache = optarg;
+            f.cache = optarg;
             break;
         case 'i':
             if (strcmp(optarg, "io_uring") == 0)
-                oa.engine = "uring";
+                f.engine = "uring";
             else if (strcmp(optarg, "threads") == 0)
-                oa.engine = "threads";
+                f.engine = "threads";
             else if (strcmp(optarg, "native") != 0) {
                 cli_error("Invalid aio option: %s", optarg);
                 return -1;
             }
             break;
         case 'o':
-            if (strncmp(optarg, "driver=", 7) != 0 || strchr(optarg, ',')) {
-                cli_error("Invalid open options '%s' (vdisk io takes driver=FORMAT only)",
-                          optarg);
-                return -1;
-            }
-            oa.format = optarg + 7;
+            options = optarg;
             break;
         case 'f':
-            oa.format = optarg;
+            f.format = optarg;
             break;
         default:
             usage_of("open");
             return -1;
         }
     }
-    if (optind != argc - 1) {
+    if (optind < argc - 1 || (optind == argc && !options)) {
         usage_of("open");
         return -1;
     }
@@ -1102,14 +1846,220 @@ static int do_open(int argc, char **argv)
         return -1;
     }
     if (!host_files) {
-        printf("%s: %s\n", argv[optind], strerror(EPERM));
+        printf("%s: %s\n", optind < argc ? argv[optind] : options, strerror(EPERM));
         return -1;
     }
-    vdisk_dev *d = cli_open(argv[optind], &oa);
-    if (!d)
+    return open_image(optind < argc ? argv[optind] : NULL, options, &f);
+}
+
+/* reopen [-r|-w] [-c cache] [-o options]: the image opened again with
+ * the changes; the options that cannot change refused as QEMU refuses
+ * them. */
+static int do_reopen(int argc, char **argv)
+{
+    bool has_rw = false, read_only = vdisk_is_read_only(st.dev), has_cache = false;
+    const char *cache = NULL;
+    struct qopts q = {0};
+    int c, ret = -1;
+    optind = 0;
+    while ((c = getopt(argc, argv, "+c:o:rw")) != -1) {
+        switch (c) {
+        case 'c':
+            if (cli_check_cache(optarg) < 0)
+                goto out;
+            cache = optarg;
+            has_cache = true;
+            break;
+        case 'o':
+            if (qopts_parse(optarg, &q) < 0)
+                goto out;
+            break;
+        case 'r':
+        case 'w':
+            if (has_rw) {
+                cli_error("Only one -r/-w option may be given");
+                goto out;
+            }
+            has_rw = true;
+            read_only = c == 'r';
+            break;
+        default:
+            usage_of("reopen");
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        usage_of("reopen");
+        goto out;
+    }
+    const char *ro = qget(&q, "", "read-only");
+    if (ro && has_rw) {
+        cli_error("Cannot set both -r/-w and 'read-only'");
+        goto out;
+    }
+    const char *direct = qget(&q, "", "cache.direct"), *noflush = qget(&q, "", "cache.no-flush");
+    if ((direct || noflush) && has_cache) {
+        cli_error("Cannot set both -c and the cache options");
+        goto out;
+    }
+    static const char *const bools[] = {"read-only", "cache.no-flush", "cache.direct",
+                                        "auto-read-only"};
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++) {
+        const char *v = qget(&q, "", bools[i]);
+        if (v && qbool(v) < 0) {
+            cli_error("Parameter '%s' expects 'on' or 'off'", bools[i]);
+            goto out;
+        }
+    }
+    if (ro)
+        read_only = qbool(ro);
+    if (direct || noflush) {
+        bool d = direct ? qbool(direct) : false, nf = noflush ? qbool(noflush) : false;
+        cache = nf ? (d ? "none" : "unsafe") : d ? "none" : "writeback";
+    }
+    /* What cannot change: the drivers and node names of the image, its
+     * protocol and its backing file. */
+    struct vdisk_info in = {.struct_size = sizeof in};
+    const char *bfmt = vdisk_get_info(st.dev, &in) == 0 ? in.backing_format : NULL;
+    const struct {
+        const char *prefix, *driver;
+        int node;
+    } layers[] = {
+        {"", vdisk_get_format(st.dev), 0},
+        {"file.", cur.proto ? cur.proto : "file", 1},
+        {"backing.", bfmt ? bfmt : cur.backing_driver, 2},
+    };
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+        const char *v = qget(&q, layers[i].prefix, "driver");
+        if (v && (!layers[i].driver || strcmp(v, layers[i].driver) != 0)) {
+            cli_error("Cannot change the option 'driver'");
+            goto out;
+        }
+        const char *old = cur.node_name[layers[i].node];
+        v = qget(&q, layers[i].prefix, "node-name");
+        if (v && (!old || strcmp(v, old) != 0)) {
+            cli_error("Cannot change the option 'node-name'");
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < q.n; i++) {
+        if (q.used[i])
+            continue;
+        const char *k = strrchr(q.key[i], '.');
+        cli_error("Cannot change the option '%s'", k ? k + 1 : q.key[i]);
+        goto out;
+    }
+    if (cur.snapshot) {
+        cli_error("vdisk io cannot reopen an image opened with -s (its overlay is gone)");
+        goto out;
+    }
+    if (!st.owned) {
+        cli_error("vdisk io cannot reopen this image");
+        goto out;
+    }
+    /* Closed and opened again with the changes; back as it was when that
+     * fails. */
+    settle();
+    bool old_ro = cur.read_only;
+    char *old_cache = cur.cache;
+    cur.read_only = read_only;
+    cur.cache = dup_or_null(cache ? cache : old_cache);
+    vdisk_close(st.dev);
+    st.dev = NULL;
+    /* (the warnings of the first open, a guessed format, were given) */
+    vdisk_set_warning_handler(no_warning, NULL);
+    if (open_io(&cur) == 0) {
+        free(old_cache);
+        ret = 0;
+        goto restore;
+    }
+    free(cur.cache);
+    cur.cache = old_cache;
+    cur.read_only = old_ro;
+    if (open_io(&cur) < 0)
+        io_open_free(&cur);
+restore:
+    vdisk_set_warning_handler(NULL, NULL);
+out:
+    qopts_free(&q);
+    return ret;
+}
+
+/*
+ * Copy-on-read (-C, or the copy-on-read driver), as QEMU does it: before
+ * a read, the clusters it touches that the image itself does not hold are
+ * read (from the backing file, or zeroes) and written into it, as zeroes
+ * where they read as zeroes.  0, or -errno.
+ */
+static int copy_on_read(uint64_t off, uint64_t len)
+{
+    if (!cur.cor || !len || !st.dev)
+        return 0;
+    struct vdisk_info in = {.struct_size = sizeof in};
+    uint64_t cs = vdisk_get_info(st.dev, &in) == 0 && in.cluster_size ? in.cluster_size : 512;
+    uint64_t size = vdisk_get_size(st.dev);
+    uint64_t start = off / cs * cs, end = (off + len + cs - 1) / cs * cs;
+    if (end > size)
+        end = size;
+    uint8_t *buf = NULL;
+    int ret = 0;
+    for (uint64_t o = start; o < end && ret == 0;) {
+        struct vdisk_extent e;
+        if (vdisk_block_status(st.dev, o, end - o, &e) < 0)
+            return -vdisk_get_errno();
+        uint64_t n = e.length < end - o ? e.length : end - o;
+        if (n == 0)
+            break;
+        if (!(e.flags & VDISK_EXT_ALLOCATED) || e.depth != 0) {
+            if (!buf && !(buf = cli_page_alloc(IO_CHUNK)))
+                return -ENOMEM;
+            for (uint64_t p = o; p < o + n && ret == 0;) {
+                uint64_t k = o + n - p < IO_CHUNK ? o + n - p : IO_CHUNK;
+                for (unsigned i = 0; i < cur.ninject; i++) {
+                    if (cur.inject_errno[i] && (cur.inject_off[i] == UINT64_MAX ||
+                        (cur.inject_off[i] >= p && cur.inject_off[i] < p + k))) {
+                        ret = -cur.inject_errno[i];
+                        if (cur.inject_once[i])
+                            cur.inject_errno[i] = 0;
+                        break;
+                    }
+                }
+                if (ret)
+                    break;
+                if (vdisk_pread(st.dev, buf, k, p) < 0) {
+                    ret = -vdisk_get_errno();
+                    break;
+                }
+                bool zero = true;
+                for (uint64_t i = 0; i < k && zero; i++)
+                    zero = buf[i] == 0;
+                int r = zero ? vdisk_write_zeroes(st.dev, p, k, 0) : vdisk_pwrite(st.dev, buf, k, p);
+                if (r < 0)
+                    ret = -vdisk_get_errno();
+                p += k;
+            }
+        }
+        o += n;
+    }
+    free(buf);
+    return ret;
+}
+
+/* sigraise SIGNAL: raise(SIGNAL), after what was printed is out. */
+static int do_sigraise(int argc, char **argv)
+{
+    (void)argc;
+    uint64_t sig;
+    if (parse_num(argv[1], &sig) < 0)
         return -1;
-    st.dev = d;
-    st.owned = true;
+    if (sig > NSIG) {
+        printf("signal argument '%s' is too large to be a valid signal\n", argv[1]);
+        return -1;
+    }
+    settle();
+    fflush(stdout);
+    fflush(stderr);
+    raise((int)sig);
     return 0;
 }
 
@@ -1290,8 +2240,30 @@ static const char help_writev[] =
     " -q, -- quiet mode, do not show I/O statistics\n"
     "\n";
 
-/* In qemu-io's (alphabetical) order; qemu-io's abort, break, reopen,
- * resume, sigraise, remove_break and wait_break are left out. */
+static const char help_reopen[] =
+    " Changes the open options of an already opened image\n"
+    "\n"
+    " Example:\n"
+    " 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image\n"
+    "\n"
+    " -r, -- Reopen the image read-only\n"
+    " -w, -- Reopen the image read-write\n"
+    " -c, -- Change the cache mode to the given value\n"
+    " -o, -- Changes block driver options (cf. 'open' command)\n"
+    "\n";
+
+static const char help_sigraise[] =
+    " raises the given signal\n"
+    "\n"
+    " Example:\n"
+    " 'sigraise 15' - raises SIGTERM\n"
+    "\n"
+    " Invokes raise(signal), where \"signal\" is the mandatory integer argument\n"
+    " given to sigraise.\n"
+    "\n";
+
+/* In qemu-io's (alphabetical) order; qemu-io's abort, break, resume,
+ * remove_break and wait_break are left out. */
 static const struct io_cmd io_cmds[] = {
     {"aio_flush", NULL, 0, 0, 0, NULL, "completes all outstanding aio requests", NULL,
      do_aio_flush},
@@ -1318,6 +2290,10 @@ static const struct io_cmd io_cmds[] = {
      "reads a number of bytes at a specified offset", help_read, do_read},
     {"readv", NULL, 2, -1, 0, "[-Cqv] [-P pattern] off len [len..]",
      "reads a number of bytes at a specified offset", help_readv, do_readv},
+    {"reopen", NULL, 0, -1, 0, "[(-r|-w)] [-c cache] [-o options]",
+     "reopens an image with new options", help_reopen, do_reopen},
+    {"sigraise", NULL, 1, 1, CMD_NOFILE_OK, "signal", "raises a signal", help_sigraise,
+     do_sigraise},
     {"sleep", NULL, 1, 1, CMD_NOFILE_OK, NULL, "waits for the given value in milliseconds",
      NULL, do_sleep},
     {"truncate", "t", 1, 3, CMD_WRITES, "[-m prealloc_mode] off",
@@ -1419,7 +2395,7 @@ int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool files)
     host_files = files;
     while (!st.quit) {
         if (prompt) {
-            printf("vdisk io> ");
+            printf("%s> ", strcmp(cli_progname, "qemu-io") == 0 ? "qemu-io" : "vdisk io");
             fflush(stdout);
         }
         if (getline(&line, &cap, in) < 0)
@@ -1443,8 +2419,8 @@ int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool files)
 
 static void help(void)
 {
-    printf("usage: vdisk io [-f FMT] [-r] [-n] [-t CACHE] [-i ENGINE] [--debug] [-c CMD]... "
-           "[FILE]\n"
+    printf("usage: vdisk io [-f FMT] [-r] [-s] [-C] [-n] [-t CACHE] [-i ENGINE] [--debug] "
+           "[-c CMD]... [FILE]\n"
            "\n"
            "Runs qemu-io style commands on the image FILE, in order; without -c,\n"
            "reads them from standard input, one a line.  Exits 1 when any command\n"
@@ -1453,6 +2429,9 @@ static void help(void)
            "  -f FMT       the image's format (probed when not given)\n"
            "  -r           open read-only\n"
            "  -U           (with -r) open even while another process writes FILE\n"
+           "  -s           snapshot: writes go to a temporary overlay, FILE is kept\n"
+           "  -C           copy-on-read: what is read from the backing file is\n"
+           "               copied into FILE\n"
            "  -n           cache=none: bypass the host page cache (O_DIRECT)\n"
            "  -t CACHE     writeback, none, writethrough, directsync or unsafe\n"
            "  -i ENGINE    io_uring (or uring), threads, or auto\n"
@@ -1490,11 +2469,16 @@ int cmd_io(int argc, char **argv)
         {"aio", required_argument, NULL, 'i'},
         {"force-share", no_argument, NULL, 'U'},
         {"debug", no_argument, NULL, OPT_DEBUG},
+        {"snapshot", no_argument, NULL, 's'},
+        {"copy-on-read", no_argument, NULL, 'C'},
+        {"discard", required_argument, NULL, 'd'},
+        {"native-aio", no_argument, NULL, 'k'},
+        {"misalign", no_argument, NULL, 'm'},
         {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {NULL, 0, NULL, 0},
     };
-    struct open_args oa = {0};
+    struct open_flags f = {0};
     bool image_opts = false;
     const char **cmds = calloc((size_t)argc + 1, sizeof *cmds);
     int ncmds = 0;
@@ -1502,39 +2486,55 @@ int cmd_io(int argc, char **argv)
         return 1;
     int c, ret = 1;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "hf:c:rnt:i:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:c:rnt:i:UsCd:km", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             help();
             ret = 0;
             goto out;
         case 'f':
-            oa.format = optarg;
+            f.format = optarg;
             break;
         case 'c':
             cmds[ncmds++] = optarg;
             break;
         case 'r':
-            oa.read_only = true;
+            f.read_only = true;
             break;
         case 'n':
-            oa.cache = "none";
+            f.cache = "none";
             break;
         case 't':
-            oa.cache = optarg;
+            f.cache = optarg;
             break;
         case 'i':
             if (strcmp(optarg, "io_uring") == 0 || strcmp(optarg, "uring") == 0)
-                oa.engine = "uring";
+                f.engine = "uring";
             else if (strcmp(optarg, "threads") == 0 || strcmp(optarg, "auto") == 0)
-                oa.engine = optarg;
-            else {
+                f.engine = optarg;
+            else if (strcmp(optarg, "native") != 0) {
                 cli_error("invalid aio engine '%s' (expected io_uring, threads or auto)", optarg);
                 goto out;
             }
             break;
         case 'U':
-            oa.force_share = true;
+            f.force_share = true;
+            break;
+        case 's':
+            f.snapshot = true;
+            break;
+        case 'C':
+            f.cor = true;
+            break;
+        case 'd':
+            if (strcmp(optarg, "ignore") && strcmp(optarg, "off") && strcmp(optarg, "unmap") &&
+                strcmp(optarg, "on")) {
+                cli_error("Invalid discard option: %s", optarg);
+                goto out;
+            }
+            break;
+        case 'k':
+        case 'm':
             break;
         case OPT_DEBUG:
             st.debug = true;
@@ -1551,27 +2551,26 @@ int cmd_io(int argc, char **argv)
             goto out;
         }
     }
-    if (optind < argc - 1 || (optind == argc && !ncmds)) {
-        cli_error(optind >= argc ? "Expecting an image file name" : "Unexpected argument: %s",
-                  argv[argc - 1]);
+    if (optind < argc - 1) {
+        cli_error("Unexpected argument: %s", argv[argc - 1]);
         goto out;
     }
     st.dev = NULL;
     st.quit = false;
-    if (optind == argc - 1) {
-        if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
-            goto out;
-        if (!(st.dev = cli_open(argv[optind], &oa)))
-            goto out;
-        st.owned = true;
-    }
+    /* --image-opts: the image is given by options alone, as open -o. */
+    if (optind == argc - 1 && open_image(image_opts ? NULL : argv[optind],
+                                         image_opts ? argv[optind] : NULL, &f) < 0)
+        goto out;
     int failed = 0;
     if (ncmds) {
         for (int i = 0; i < ncmds && !st.quit; i++)
             if (run_line(cmds[i]) < 0)
                 failed = 1;
     } else {
-        failed = io_run_script(NULL, stdin, isatty(STDIN_FILENO), true);
+        /* (qemu-io prompts whether its input is a terminal or not) */
+        failed = io_run_script(NULL, stdin,
+                               isatty(STDIN_FILENO) || strcmp(cli_progname, "qemu-io") == 0,
+                               true);
     }
     close_image();
     ret = failed;

@@ -6,8 +6,9 @@
  *            El Torito entries
  *   ls       a directory; -R: every path, one a line, as bsdtar tf prints them
  *   cat      a file's bytes (zisofs files uncompressed)
- *   extract  a file or a directory tree into DEST, with Rock Ridge modes;
- *            devices, FIFOs and sockets are skipped, each named on stderr
+ *   extract  a file or a directory tree into DEST, with Rock Ridge modes,
+ *            symlinks, FIFOs, times (owners and devices as root); what it
+ *            cannot make is named on stderr
  * A path table that disagrees with the tree is a warning (vdisk_iso_warning):
  * info shows it, the other commands print it on stderr.
  */
@@ -24,7 +25,7 @@
 
 #include "cli.h"
 
-#define MAX_DEPTH 128
+#define MAX_DEPTH VDISK_ISO_DEPTH_MAX
 
 static void help(void)
 {
@@ -43,7 +44,9 @@ static void help(void)
            "\n"
            "zisofs files (Rock Ridge ZF entries, as mkzftree and xorriso --zisofs make them)\n"
            "are decompressed.  extract keeps Rock Ridge permission bits (setuid, setgid and\n"
-           "sticky too) and skips devices, FIFOs and sockets, naming each on standard error.\n"
+           "sticky too), symlinks, FIFOs and times, and owners and devices when run as root;\n"
+           "sockets (and devices when not root) are skipped with a warning.  Trees deeper\n"
+           "than 1024 levels are listed and extracted down to there, with a warning.\n"
            "A path table that disagrees with the directory tree is a warning: the tree is\n"
            "used, as every ISO reader does.\n"
            "\n"
@@ -74,7 +77,7 @@ static vdisk_iso *open_iso(const char *path, const struct iopts *o, bool quiet)
         return NULL;
     }
     if (!quiet && vdisk_iso_warning(iso))
-        fprintf(stderr, "vdisk: warning: %s\n", vdisk_iso_warning(iso));
+        fprintf(stderr, "%s: warning: %s\n", cli_progname, vdisk_iso_warning(iso));
     return iso;
 }
 
@@ -237,10 +240,69 @@ static void mode_str(uint32_t m, char *s)
     s[10] = '\0';
 }
 
+static bool is_device(uint32_t mode)
+{
+    return (mode & S_IFMT) == S_IFCHR || (mode & S_IFMT) == S_IFBLK;
+}
+
+/*
+ * A Rock Ridge PN entry's device number, read as the Linux kernel reads
+ * it (and so as a mounted ISO shows it): a high word of 0 leaves a dev_t
+ * in the low word (xorriso), otherwise the high word is the major and the
+ * low one the minor (genisoimage).  bsdtar and xorriso take the two words
+ * as one 64-bit dev_t instead: they agree for xorriso's images and show
+ * genisoimage's 7,200 as 0,7340232.
+ */
+static dev_t pn_dev(uint64_t rdev)
+{
+    uint32_t hi = (uint32_t)(rdev >> 32), lo = (uint32_t)rdev;
+    return hi ? makedev(hi, lo) : (dev_t)lo;
+}
+
+/*
+ * The directories already walked, by extent: a hostile image can make its
+ * directories a graph (a Joliet tree, or Rock Ridge CL entries, are not
+ * checked at open), with loops or with paths that meet again, whose walk
+ * would never end; each directory is walked once.
+ */
+struct seen {
+    uint32_t *v;
+    size_t n, cap;
+};
+
+/* Adds BLOCK: 1 when it was there already, 0, -1 when out of memory. */
+static int seen_add(struct seen *s, uint32_t block)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid] == block)
+            return 1;
+        if (s->v[mid] < block)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        uint32_t *nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        s->v = nv;
+        s->cap = cap;
+    }
+    memmove(s->v + lo + 1, s->v + lo, (s->n - lo) * sizeof *s->v);
+    s->v[lo] = block;
+    s->n++;
+    return 0;
+}
+
 struct lsstate {
     vdisk_iso *iso;
     const struct iopts *o;
     bool first;
+    bool failed;   /* a directory could not be listed: exit 1 */
+    struct seen seen;
     uint32_t stack[MAX_DEPTH + 1];
 };
 
@@ -248,16 +310,21 @@ static void print_entry(struct lsstate *st, const char *path, const struct vdisk
 {
     char mode[11];
     mode_str(e->mode, mode);
+    dev_t dev = pn_dev(e->rdev);
     if (st->o->json) {
         printf("%s\n    {\"path\": ", st->first ? "" : ",");
         st->first = false;
         json_string(stdout, path);
         printf(", \"type\": \"%s\", \"mode\": \"%s\", \"nlink\": %" PRIu32 ", \"uid\": %" PRIu32
                ", \"gid\": %" PRIu32 ", \"size\": %" PRIu64 ", \"mtime\": %" PRId64
+               ", \"atime\": %" PRId64 ", \"ctime\": %" PRId64
                ", \"extent\": %" PRIu32 ", \"extents\": %u",
                e->type == VDISK_ISO_DIR ? "directory" : e->type == VDISK_ISO_SYMLINK ? "symlink"
                : e->type == VDISK_ISO_FILE ? "file" : "other",
-               mode, e->nlink, e->uid, e->gid, e->size, e->mtime, e->extent, e->extents);
+               mode, e->nlink, e->uid, e->gid, e->size, e->mtime, e->atime, e->ctime, e->extent,
+               e->extents);
+        if (is_device(e->mode))
+            printf(", \"major\": %u, \"minor\": %u", major(dev), minor(dev));
         if (e->compressed)
             printf(", \"compression\": \"zisofs\", \"stored-size\": %" PRIu64, e->stored_size);
         if (e->type == VDISK_ISO_SYMLINK) {
@@ -278,48 +345,121 @@ static void print_entry(struct lsstate *st, const char *path, const struct vdisk
         strftime(date, sizeof date, "%Y-%m-%d %H:%M", &tm);
     else
         snprintf(date, sizeof date, "?");
-    printf("%s %3" PRIu32 " %-6" PRIu32 " %-6" PRIu32 " %10" PRIu64 " %s %s%s%s\n", mode,
-           e->nlink, e->uid, e->gid, e->size, date, path,
-           e->type == VDISK_ISO_SYMLINK ? " -> " : "", e->type == VDISK_ISO_SYMLINK ? e->target : "");
+    /* Devices: "major,minor" where the size goes, as ls, bsdtar and xorriso show them. */
+    char size[48];
+    if (is_device(e->mode))
+        snprintf(size, sizeof size, "%u,%u", major(dev), minor(dev));
+    else
+        snprintf(size, sizeof size, "%" PRIu64, e->size);
+    printf("%s %3" PRIu32 " %-6" PRIu32 " %-6" PRIu32 " %10s %s %s%s%s\n", mode, e->nlink, e->uid,
+           e->gid, size, date, path, e->type == VDISK_ISO_SYMLINK ? " -> " : "",
+           e->type == VDISK_ISO_SYMLINK ? e->target : "");
 }
 
-static int walk(struct lsstate *st, const char *dir, const char *shown, unsigned depth)
+/*
+ * Whether the walk goes into the directory E at DEPTH + 1 (its path S, as
+ * looked up P): not into one of its own ancestors (a loop: an error), not
+ * past MAX_DEPTH levels or VDISK_ISO_LOOKUP_MAX bytes (a warning: what is
+ * above is listed).
+ */
+static bool may_descend(struct lsstate *st, const char *p, const char *s,
+                        const struct vdisk_iso_entry *e, unsigned depth)
 {
-    struct vdisk_iso_entry *v;
-    size_t n;
-    if (vdisk_iso_list(st->iso, dir, &v, &n) < 0) {
-        cli_lib_error();
-        return 1;
+    for (unsigned k = 0; k <= depth; k++)
+        if (st->stack[k] == e->extent) {
+            cli_error("%s: directory loop (the directory at block %" PRIu32 " is one of its "
+                      "parents); not listed again", s, e->extent);
+            st->failed = true;
+            return false;
+        }
+    if (depth + 1 > MAX_DEPTH || strlen(p) > VDISK_ISO_LOOKUP_MAX) {
+        cli_error("warning: %s: more than %d levels (or %d bytes) deep; its entries are not "
+                  "listed", s, MAX_DEPTH, VDISK_ISO_LOOKUP_MAX);
+        return false;
     }
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char *p = NULL, *s = NULL;
-        if (asprintf(&p, "%s/%s", dir, v[i].name) < 0 ||
-            asprintf(&s, "%s%s%s", shown, *shown ? "/" : "", v[i].name) < 0) {
+    int r = seen_add(&st->seen, e->extent);
+    if (r) {
+        if (r < 0)
             cli_error("out of memory");
-            free(p);
-            rc = 1;
-            break;
-        }
-        print_entry(st, s, &v[i]);
-        if (st->o->recursive && v[i].type == VDISK_ISO_DIR) {
-            bool loop = false;
-            for (unsigned k = 0; k <= depth; k++)
-                if (st->stack[k] == v[i].extent)
-                    loop = true;
-            if (loop || depth >= MAX_DEPTH) {
-                cli_error("%s: directory loop (or more than %d levels)", s, MAX_DEPTH);
-                rc = 1;
-            } else {
-                st->stack[depth + 1] = v[i].extent;
-                rc = walk(st, p, s, depth + 1);
-            }
-        }
-        free(p);
-        free(s);
+        else
+            cli_error("%s: the directory at block %" PRIu32 " is listed already, under another "
+                      "path; not listed again", s, e->extent);
+        st->failed = true;
+        return false;
     }
-    vdisk_iso_list_free(v);
-    return rc;
+    return true;
+}
+
+/* The entries below DIR, depth first; iterative, so that depth costs no stack. */
+struct frame {
+    struct vdisk_iso_entry *v;
+    size_t n, i;
+    char *p, *s;   /* the directory's path (looked up) and its shown path */
+};
+
+static void walk(struct lsstate *st, const char *dir, const char *shown)
+{
+    struct frame *fr = calloc(MAX_DEPTH + 1, sizeof *fr);
+    if (!fr) {
+        cli_error("out of memory");
+        st->failed = true;
+        return;
+    }
+    unsigned depth = 0;
+    fr[0].p = strdup(dir);
+    fr[0].s = strdup(shown);
+    if (!fr[0].p || !fr[0].s || vdisk_iso_list(st->iso, fr[0].p, &fr[0].v, &fr[0].n) < 0) {
+        fr[0].p && fr[0].s ? cli_lib_error() : cli_error("out of memory");
+        st->failed = true;
+        free(fr[0].p);
+        free(fr[0].s);
+        free(fr);
+        return;
+    }
+    for (;;) {
+        struct frame *f = &fr[depth];
+        if (f->i == f->n) {
+            vdisk_iso_list_free(f->v);
+            free(f->p);
+            free(f->s);
+            if (depth == 0)
+                break;
+            depth--;
+            continue;
+        }
+        const struct vdisk_iso_entry *e = &f->v[f->i++];
+        char *p = NULL, *s = NULL;
+        if (asprintf(&p, "%s/%s", f->p, e->name) < 0)
+            p = NULL;
+        if (asprintf(&s, "%s%s%s", f->s, *f->s ? "/" : "", e->name) < 0)
+            s = NULL;
+        if (!p || !s) {
+            cli_error("out of memory");
+            st->failed = true;
+            free(p);
+            free(s);
+            continue;
+        }
+        print_entry(st, s, e);
+        if (!st->o->recursive || e->type != VDISK_ISO_DIR || !may_descend(st, p, s, e, depth)) {
+            free(p);
+            free(s);
+            continue;
+        }
+        struct frame *c = &fr[depth + 1];
+        if (vdisk_iso_list(st->iso, p, &c->v, &c->n) < 0) {
+            cli_lib_error();
+            st->failed = true;
+            free(p);
+            free(s);
+            continue;
+        }
+        c->i = 0;
+        c->p = p;
+        c->s = s;
+        st->stack[++depth] = e->extent;
+    }
+    free(fr);
 }
 
 static int do_ls(vdisk_iso *iso, const struct iopts *o, const char *path)
@@ -330,7 +470,6 @@ static int do_ls(vdisk_iso *iso, const struct iopts *o, const char *path)
         cli_error("out of memory");
         return 1;
     }
-    int rc = 0;
     if (vdisk_iso_stat(iso, path, 1, e) < 0) {
         cli_lib_error();
         free(e);
@@ -340,6 +479,11 @@ static int do_ls(vdisk_iso *iso, const struct iopts *o, const char *path)
         printf("[");
     /* The shown prefix: "" for the root, else the path without outer slashes. */
     char *shown = strdup(path);
+    if (!shown) {
+        cli_error("out of memory");
+        free(e);
+        return 1;
+    }
     size_t l = strlen(shown);
     while (l && shown[l - 1] == '/')
         shown[--l] = '\0';
@@ -352,13 +496,19 @@ static int do_ls(vdisk_iso *iso, const struct iopts *o, const char *path)
         if (o->recursive)
             print_entry(&st, *sh ? sh : ".", e);
         st.stack[0] = e->extent;
-        rc = walk(&st, *path ? path : "/", sh, 0);
+        if (seen_add(&st.seen, e->extent) < 0) {
+            cli_error("out of memory");
+            st.failed = true;
+        } else {
+            walk(&st, *path ? path : "/", sh);
+        }
     }
+    free(st.seen.v);
     if (o->json)
         printf("%s]\n", st.first ? "" : "\n");
     free(shown);
     free(e);
-    return rc;
+    return st.failed;
 }
 
 /* ---- cat, extract ------------------------------------------------------------------ */
@@ -420,7 +570,9 @@ static int do_cat(vdisk_iso *iso, const char *path)
 struct xstate {
     vdisk_iso *iso;
     bool modes;    /* Rock Ridge: the entries' permission bits are applied */
+    bool owners;   /* Rock Ridge and run as root: owners too, as tar does */
     bool failed;   /* something was not created: exit 1 at the end */
+    struct seen seen; /* directories extracted (a graph is not a tree) */
 };
 
 static const char *special_kind(uint32_t mode)
@@ -434,6 +586,32 @@ static const char *special_kind(uint32_t mode)
     }
 }
 
+/*
+ * Owner, permission bits and times of DEST, created from E, in that order
+ * (chown clears setuid and setgid; the times last).  FD: an open DEST, or
+ * -1 (then by name, without following a symlink).
+ */
+static int apply_attrs(struct xstate *x, int fd, const char *dest, const struct vdisk_iso_entry *e)
+{
+    bool link = e->type == VDISK_ISO_SYMLINK;
+    if (x->owners && (fd >= 0 ? fchown(fd, e->uid, e->gid)
+                              : fchownat(AT_FDCWD, dest, e->uid, e->gid, AT_SYMLINK_NOFOLLOW)) < 0) {
+        cli_error("%s: chown: %s", dest, strerror(errno));
+        return 1;
+    }
+    if (x->modes && !link && (fd >= 0 ? fchmod(fd, e->mode & 07777)
+                                      : chmod(dest, e->mode & 07777)) < 0) {
+        cli_error("%s: chmod: %s", dest, strerror(errno));
+        return 1;
+    }
+    const struct timespec ts[2] = {{.tv_sec = (time_t)e->atime}, {.tv_sec = (time_t)e->mtime}};
+    if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, dest, ts, AT_SYMLINK_NOFOLLOW)) < 0) {
+        cli_error("%s: setting its times: %s", dest, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static int extract_file(struct xstate *x, const char *path, const char *dest,
                         const struct vdisk_iso_entry *e)
 {
@@ -445,15 +623,54 @@ static int extract_file(struct xstate *x, const char *path, const char *dest,
         return 1;
     }
     int rc = copy_file(x->iso, path, fd, e->size);
-    if (rc == 0 && x->modes && fchmod(fd, e->mode & 07777) < 0) {
-        cli_error("%s: chmod: %s", dest, strerror(errno));
-        rc = 1;
-    }
+    if (rc == 0)
+        rc = apply_attrs(x, fd, dest, e);
     if (close(fd) < 0 && rc == 0) {
         cli_error("%s: %s", dest, strerror(errno));
         rc = 1;
     }
     return rc;
+}
+
+/*
+ * A FIFO, or a device when run as root; sockets, and devices otherwise,
+ * are skipped with a warning (as an unprivileged tar cannot make them
+ * either).
+ */
+static int extract_special(struct xstate *x, const char *path, const char *dest,
+                           const struct vdisk_iso_entry *e)
+{
+    uint32_t type = e->mode & S_IFMT;
+    dev_t dev = pn_dev(e->rdev);
+    char what[96];
+    if (is_device(e->mode))
+        snprintf(what, sizeof what, "%s %u,%u", special_kind(e->mode), major(dev), minor(dev));
+    else
+        snprintf(what, sizeof what, "%s", special_kind(e->mode));
+    int r;
+    if (type == S_IFIFO) {
+        r = mkfifo(dest, 0600);
+    } else if (is_device(e->mode) && geteuid() == 0) {
+        r = mknod(dest, type | 0600, dev);
+        if (r < 0 && errno == EPERM) {
+            cli_error("warning: skipped %s (%s): %s", path, what, strerror(errno));
+            return 0;
+        }
+    } else {
+        cli_error("warning: skipped %s (%s)%s", path, what,
+                  is_device(e->mode) ? ": devices are made only when run as root" : "");
+        return 0;
+    }
+    if (r < 0) {
+        cli_error("%s (%s): %s", dest, what, strerror(errno));
+        return 1;
+    }
+    struct vdisk_iso_entry attrs = *e;
+    if (!x->modes)
+        attrs.mode = (attrs.mode & S_IFMT) | 0644;
+    struct xstate y = *x;
+    y.modes = true;
+    return apply_attrs(&y, -1, dest, &attrs);
 }
 
 /* "DIR/NAME" without a doubled '/'. */
@@ -473,24 +690,33 @@ static int extract(struct xstate *x, const char *path, const char *dest,
         if (symlink(e->target, dest) < 0) {
             cli_error("skipped %s (symlink to %s): %s", path, e->target, strerror(errno));
             x->failed = true;
+            return 0;
         }
+        if (apply_attrs(x, -1, dest, e))
+            x->failed = true;
         return 0;
     }
     if (e->type == VDISK_ISO_FILE)
         return extract_file(x, path, dest, e);
     if (e->type != VDISK_ISO_DIR) {
-        /* PN: a dev_t in the low word (xorriso, genisoimage), or major and minor. */
-        uint32_t hi = (uint32_t)(e->rdev >> 32), lo = (uint32_t)e->rdev;
-        if ((e->mode & S_IFMT) == S_IFCHR || (e->mode & S_IFMT) == S_IFBLK)
-            cli_error("skipped %s (%s %u,%u)", path, special_kind(e->mode),
-                      hi ? hi : major(lo), hi ? lo : minor(lo));
-        else
-            cli_error("skipped %s (%s)", path, special_kind(e->mode));
+        if (extract_special(x, path, dest, e))
+            x->failed = true;
         return 0;
     }
-    if (depth > MAX_DEPTH) {
-        cli_error("%s: more than %d levels deep", path, MAX_DEPTH);
-        return 1;
+    if (depth > MAX_DEPTH || strlen(path) > VDISK_ISO_LOOKUP_MAX) {
+        cli_error("warning: %s: more than %d levels (or %d bytes) deep; not extracted", path,
+                  MAX_DEPTH, VDISK_ISO_LOOKUP_MAX);
+        return 0;
+    }
+    int seen = seen_add(&x->seen, e->extent);
+    if (seen) {
+        if (seen < 0)
+            cli_error("out of memory");
+        else
+            cli_error("%s: the directory at block %" PRIu32 " is extracted already, under "
+                      "another path (a directory loop?); not again", path, e->extent);
+        x->failed = true;
+        return seen < 0;
     }
     bool created = true;
     if (mkdir(dest, x->modes ? 0700 : 0755) < 0) {
@@ -530,11 +756,9 @@ static int extract(struct xstate *x, const char *path, const char *dest,
         free(d);
     }
     vdisk_iso_list_free(v);
-    /* The directory's own mode last, once its entries are written. */
-    if (rc == 0 && created && x->modes && chmod(dest, e->mode & 07777) < 0) {
-        cli_error("%s: chmod: %s", dest, strerror(errno));
-        rc = 1;
-    }
+    /* The directory's own mode and times last, once its entries are written. */
+    if (rc == 0 && created)
+        rc = apply_attrs(x, -1, dest, e);
     return rc;
 }
 
@@ -546,8 +770,10 @@ static int do_extract(vdisk_iso *iso, const char *path, const char *dest)
         free(e);
         return 1;
     }
-    struct xstate x = {.iso = iso, .modes = vdisk_iso_namespace(iso) == VDISK_ISO_NS_ROCKRIDGE};
+    bool rr = vdisk_iso_namespace(iso) == VDISK_ISO_NS_ROCKRIDGE;
+    struct xstate x = {.iso = iso, .modes = rr, .owners = rr && geteuid() == 0};
     int rc = extract(&x, *path ? path : "/", dest, e, 0);
+    free(x.seen.v);
     free(e);
     return rc || x.failed;
 }

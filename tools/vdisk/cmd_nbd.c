@@ -43,6 +43,8 @@ static void help(void)
            "  -f, --format=FMT          IMAGE's format (probed if not given)\n"
            "  -r, --read-only           export read-only\n"
            "  -A, --allocation-depth    serve the meta context qemu:allocation-depth\n"
+           "  -B, --bitmap=NAME         serve the dirty bitmap NAME as the meta context\n"
+           "                            qemu:dirty-bitmap:NAME\n"
            "  -n, --nocache             --cache=none\n"
            "      --cache=MODE          none, writeback (default), writethrough,\n"
            "                            directsync, unsafe\n"
@@ -206,7 +208,7 @@ int cmd_nbd(int argc, char **argv)
         {"snapshot", no_argument, NULL, O_UNSUP},
         {"load-snapshot", required_argument, NULL, O_UNSUP},
         {"offset", required_argument, NULL, O_UNSUP},
-        {"bitmap", required_argument, NULL, O_UNSUP},
+        {"bitmap", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0},
     };
     struct open_args oa = {.cache = "writeback"};
@@ -251,6 +253,13 @@ int cmd_nbd(int argc, char **argv)
         case 'f': oa.format = optarg; break;
         case 'r': oa.read_only = true; break;
         case 'A': p.flags |= VDISK_NBD_ALLOCATION_DEPTH; break;
+        case 'B':
+            if (p.bitmap) {
+                cli_error("vdisk nbd serves one dirty bitmap (-B given twice)");
+                goto out_args;
+            }
+            p.bitmap = optarg;
+            break;
         case 'n': oa.cache = "none"; break;
         case O_CACHE:
             if (cli_check_cache(optarg) < 0)
@@ -314,7 +323,7 @@ int cmd_nbd(int argc, char **argv)
         case O_TLS: tls_creds = optarg; break;
         case 'v': p.flags &= ~VDISK_NBD_QUIET; break;
         case O_UNSUP:
-        case 'c': case 'd': case 'L': case 's': case 'l': case 'o': case 'B': {
+        case 'c': case 'd': case 'L': case 's': case 'l': case 'o': {
             char opt[3] = {'-', (char)c, 0};
             cli_error("%s%s is not supported by vdisk nbd%s", c == O_UNSUP ? "--" : "",
                       c == O_UNSUP ? longopts[li].name : opt, "");
@@ -412,6 +421,13 @@ int cmd_nbd(int argc, char **argv)
     }
     if (!(dev = cli_open(image, &oa)))
         goto out;
+    uint64_t blen;
+    bool bdirty;
+    if (p.bitmap && vdisk_get_size(dev) &&
+        vdisk_bitmap_status(dev, p.bitmap, 0, 1, &blen, &bdirty) == -ENOENT) {
+        cli_error("Bitmap '%s' is not found", p.bitmap); /* (qemu-nbd's words) */
+        goto out;
+    }
     int r = sock ? vdisk_nbd_listen_unix(&h, dev, sock, &p)
                  : vdisk_nbd_listen_tcp(&h, dev, addr, (uint16_t)port, &p);
     if (r < 0) {

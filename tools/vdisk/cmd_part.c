@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tools/vdisk/cmd_part.c: vdisk part: partition tables (MBR, GPT) of raw
- * and qcow2 images.  list --output=json prints what sfdisk --json prints,
- * dump and apply speak sfdisk's script format (sfdisk -d).
+ * tools/vdisk/cmd_part.c: vdisk part: partition tables (MBR, GPT; sun, sgi
+ * and bsd disklabels read only) of raw and qcow2 images.  list prints what
+ * sfdisk -l prints, --output=json what sfdisk --json prints, dump and apply
+ * speak sfdisk's script format (sfdisk -d); doc/part.md lists where and
+ * why vdisk differs.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -12,14 +14,17 @@
 #include <string.h>
 
 #include "cli.h"
+#include "partpath.h"
 
 static void help(void)
 {
     printf("usage: vdisk part COMMAND [OPTIONS] IMAGE [ARGS]\n"
            "\n"
-           "Partition tables (MBR and GPT) of raw and qcow2 images, edited in place.\n"
+           "Partition tables (MBR and GPT) of raw and qcow2 images, edited in place;\n"
+           "Sun, SGI and BSD disklabels listed (read only).\n"
            "\n"
-           "  list [--output=human|json] IMAGE   the partitions (json: as sfdisk --json)\n"
+           "  list [--output=human|json] IMAGE   the partitions as sfdisk -l lists them\n"
+           "                                     (json: as sfdisk --json)\n"
            "  dump IMAGE                         the table as an sfdisk script (sfdisk -d)\n"
            "  apply IMAGE [SCRIPT]               writes a table from an sfdisk script\n"
            "                                     (standard input without SCRIPT)\n"
@@ -37,7 +42,8 @@ static void help(void)
            "Options for every command:\n"
            "  -f, --format=FMT      the image's format (probed when not given)\n"
            "  --sector-size=512|4096  the logical sector size (found from the table or\n"
-           "                        the device when not given)\n"
+           "                        the device when not given); every vdisk verb takes\n"
+           "                        it for IMAGE:pN (an MBR of 4096-byte sectors in a file)\n"
            "\n"
            "Start and size are sectors, or bytes with a suffix (K, M, G, T: powers of\n"
            "1024).  Default start: the first free sector aligned to 1 MiB; default size:\n"
@@ -195,22 +201,80 @@ static void script_quoted(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* A size given with a unit ("1500K"), not in sectors. */
+static bool has_unit(const char *size)
+{
+    if (size && *size == '+')
+        size++;
+    return size && *size && size[strspn(size, "0123456789")] != '\0';
+}
+
+/*
+ * As libfdisk does for a size given with a unit: the end of partition *P,
+ * just added, moves to the aligned sector nearest to it within the free
+ * area after its start (then one before it), when that area holds more
+ * than a grain.  A size in sectors is kept as it is.
+ */
+static void align_end(vdisk_ptable *t, struct vdisk_partition *p)
+{
+    uint64_t g = vdisk_part_grain(t) / vdisk_part_sector_size(t);
+    uint64_t f = p->start, l = p->start + p->size - 1, want = p->size;
+    struct vdisk_partition m = {.struct_size = sizeof m};
+    if (g < 2 || vdisk_part_resize(t, p->number, 0) < 0 ||
+        vdisk_part_find(t, p->number, &m) < 0)
+        return;
+    uint64_t dl = m.start + m.size - 1; /* the end of the free area */
+    if (vdisk_part_kind(t) == VDISK_PT_GPT) {
+        uint64_t first, last;
+        vdisk_part_usable(t, &first, &last);
+        if (dl == last) { /* the default end there, as vdisk_part_add sets it */
+            uint64_t a = f, z = last;
+            if (a + g <= z) {
+                a = a % g ? (a + g) / g * g : a;
+                z = z / g * g;
+            }
+            dl = a + g > z ? last - 1 : z - 1;
+        }
+    }
+    if (l != dl && l - f > g && f + g <= dl) {
+        uint64_t a = f % g ? (f + g) / g * g : f, z = dl / g * g;
+        if (a + g <= z) {
+            uint64_t x = l % g ? (l + g / 2) / g * g : l;
+            uint64_t res = x < a ? a : x > z ? z : x;
+            if (res > f)
+                want = res - f;
+        }
+    }
+    if (vdisk_part_resize(t, p->number, want) == 0)
+        p->size = want;
+}
+
 /* ---- list, dump ---------------------------------------------------------------- */
 
 static void print_json(vdisk_ptable *t, const char *device)
 {
     char id[40];
     vdisk_part_get_id(t, id, sizeof id);
-    bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
-    printf("{\n   \"partitiontable\": {\n      \"label\": \"%s\",\n      \"id\": \"%s\",\n"
-           "      \"device\": ", gpt ? "gpt" : "dos", id);
+    int kind = vdisk_part_kind(t);
+    bool gpt = kind == VDISK_PT_GPT;
+    printf("{\n   \"partitiontable\": {\n      \"label\": \"%s\",\n",
+           vdisk_part_label_name(t));
+    if (id[0])
+        printf("      \"id\": \"%s\",\n", id);
+    printf("      \"device\": ");
     json_string_bytes(stdout, device);
     printf(",\n      \"unit\": \"sectors\",\n");
     if (gpt) {
         uint64_t first, last;
         vdisk_part_usable(t, &first, &last);
         printf("      \"firstlba\": %" PRIu64 ",\n      \"lastlba\": %" PRIu64 ",\n", first, last);
+        /* sfdisk writes the script's headers: this one as a string. */
+        if (vdisk_part_entries(t) != 128)
+            printf("      \"table-length\": \"%u\",\n", vdisk_part_entries(t));
     }
+    /* The grain, when not 1 MiB (disks of at most 4 MiB), a string too. */
+    if (vdisk_part_grain(t) != 1u << 20)
+        printf("      \"grain\": \"%" PRIu64 "\",\n", vdisk_part_grain(t));
     printf("      \"sectorsize\": %u", vdisk_part_sector_size(t));
     size_t n = vdisk_part_count(t);
     if (n) {
@@ -240,6 +304,8 @@ static void print_json(vdisk_ptable *t, const char *device)
                 }
             } else {
                 printf("            \"type\": \"%x\"", p.mbr_type);
+                if (p.flags[0])
+                    printf(",\n            \"attrs\": \"%s\"", p.flags);
                 if (p.bootable)
                     printf(",\n            \"bootable\": true");
             }
@@ -250,40 +316,214 @@ static void print_json(vdisk_ptable *t, const char *device)
     printf("\n   }\n}\n");
 }
 
-static void print_human(vdisk_ptable *t, const char *device)
+/*
+ * A size as util-linux's size_to_human_string() writes it: powers of 1024,
+ * one digit after the point rounded half up ("1.5G", "446M"), or two with
+ * TWO_DIGITS; LONG_UNITS: a space and "KiB" ("64 MiB", "1.36 MiB").
+ */
+static void sfdisk_size(uint64_t bytes, bool two_digits, bool long_units, char *buf, size_t len)
+{
+    int exp = 0;
+    while (exp < 60 && bytes >= 1ull << (exp + 10))
+        exp += 10;
+    char unit = "BKMGTPE"[exp / 10];
+    uint64_t dec = bytes >> exp, frac = exp ? bytes & ((1ull << exp) - 1) : 0;
+    if (frac) {
+        if (frac >= UINT64_MAX / 1000)
+            frac = frac / 1024 * 1000 / (1ull << (exp - 10));
+        else
+            frac = frac * 1000 / (1ull << exp);
+        frac = two_digits ? (frac + 5) / 10 : (frac + 50) / 100 * 10;
+        if (frac == 100)
+            dec++, frac = 0;
+    }
+    char suffix[8];
+    snprintf(suffix, sizeof suffix, "%s%c%s", long_units ? " " : "", unit,
+             long_units && unit != 'B' ? "iB" : "");
+    if (!frac) {
+        snprintf(buf, len, "%" PRIu64 "%s", dec, suffix);
+        return;
+    }
+    char num[48];
+    int n = snprintf(num, sizeof num, "%" PRIu64 ".%02" PRIu64, dec, frac);
+    if (n > 0 && num[n - 1] == '0')
+        num[n - 1] = '\0';
+    snprintf(buf, len, "%s%s", num, suffix);
+}
+
+/* The columns of sfdisk -l, by kind of table: libfdisk's fields with their
+ * width hints (a column is at least its hint wide when its header is
+ * narrower than the hint) and alignment. */
+enum col { C_DEV, C_BOOT, C_START, C_END, C_SECTORS, C_SIZE, C_ID, C_TYPE, C_FLAGS, C_FSIZE,
+           C_BSIZE, C_CPG };
+struct column {
+    enum col id;
+    const char *header;
+    unsigned hint;
+    bool right;
+};
+
+static const struct column dos_cols[] = {
+    {C_DEV, "Device", 10, false}, {C_BOOT, "Boot", 1, false}, {C_START, "Start", 5, true},
+    {C_END, "End", 5, true}, {C_SECTORS, "Sectors", 5, true}, {C_SIZE, "Size", 5, true},
+    {C_ID, "Id", 2, true}, {C_TYPE, "Type", 0, false}};
+static const struct column gpt_cols[] = {
+    {C_DEV, "Device", 10, false}, {C_START, "Start", 5, true}, {C_END, "End", 5, true},
+    {C_SECTORS, "Sectors", 5, true}, {C_SIZE, "Size", 5, true}, {C_TYPE, "Type", 0, false}};
+static const struct column sun_cols[] = {
+    {C_DEV, "Device", 10, false}, {C_START, "Start", 5, true}, {C_END, "End", 5, true},
+    {C_SECTORS, "Sectors", 5, true}, {C_SIZE, "Size", 5, true}, {C_ID, "Id", 2, true},
+    {C_TYPE, "Type", 0, false}, {C_FLAGS, "Flags", 0, true}};
+static const struct column sgi_cols[] = {
+    {C_DEV, "Device", 10, false}, {C_START, "Start", 5, true}, {C_END, "End", 5, true},
+    {C_SECTORS, "Sectors", 5, true}, {C_SIZE, "Size", 5, true}, {C_ID, "Id", 2, true},
+    {C_TYPE, "Type", 0, false}, {C_FLAGS, "Attrs", 0, true}};
+static const struct column bsd_cols[] = {
+    {C_DEV, "Slice", 1, false}, {C_START, "Start", 5, true}, {C_END, "End", 5, true},
+    {C_SECTORS, "Sectors", 5, true}, {C_SIZE, "Size", 5, true}, {C_TYPE, "Type", 8, false},
+    {C_FSIZE, "Fsize", 5, true}, {C_BSIZE, "Bsize", 5, true}, {C_CPG, "Cpg", 5, true}};
+
+#define MAX_COLS 9
+
+/* The text of column ID for partition P ("" for none); malloc'd. */
+static char *cell(vdisk_ptable *t, const struct vdisk_partition *p, enum col id,
+                  const char *device)
+{
+    char buf[4200];
+    unsigned ss = vdisk_part_sector_size(t);
+    int kind = vdisk_part_kind(t);
+    buf[0] = '\0';
+    switch (id) {
+    case C_DEV:
+        if (kind == VDISK_PT_BSD)
+            snprintf(buf, sizeof buf, "%c", 'a' + (int)(p->number - 1));
+        else
+            node_name(device, p->number, buf, sizeof buf);
+        break;
+    case C_BOOT: snprintf(buf, sizeof buf, "%s", p->bootable ? "*" : ""); break;
+    case C_START: snprintf(buf, sizeof buf, "%" PRIu64, p->start); break;
+    case C_END:
+        snprintf(buf, sizeof buf, "%" PRIu64, p->start + p->size - (p->size ? 1 : 0));
+        break;
+    case C_SECTORS: snprintf(buf, sizeof buf, "%" PRIu64, p->size); break;
+    case C_SIZE: sfdisk_size(p->size * ss, false, false, buf, sizeof buf); break;
+    case C_ID: snprintf(buf, sizeof buf, "%x", p->mbr_type); break;
+    case C_TYPE: snprintf(buf, sizeof buf, "%s", vdisk_part_type_name(t, p)); break;
+    case C_FLAGS: snprintf(buf, sizeof buf, "%s", p->flags); break;
+    case C_FSIZE: snprintf(buf, sizeof buf, "%" PRIu64, p->fsize); break;
+    case C_BSIZE: snprintf(buf, sizeof buf, "%" PRIu64, p->bsize); break;
+    case C_CPG: snprintf(buf, sizeof buf, "%" PRIu64, p->cpg); break;
+    }
+    return strdup(buf);
+}
+
+/* One cell as libsmartcols prints it: padded to WIDTH (on the left when
+ * RIGHT), a space between columns, the last column not padded on its right. */
+static void print_cell(const char *text, size_t width, bool right, bool last)
+{
+    size_t len = strlen(text);
+    if (*text && right)
+        for (size_t i = len; i < width; i++)
+            putchar(' ');
+    fputs(text, stdout);
+    if (last) {
+        putchar('\n');
+        return;
+    }
+    if (!right || !*text)
+        for (size_t i = len; i < width; i++)
+            putchar(' ');
+    putchar(' ');
+}
+
+/* What sfdisk -l prints (as fdisk -l): the disk, then its partitions. */
+static int print_human(vdisk_ptable *t, const char *device)
 {
     char id[40], sz[64];
     vdisk_part_get_id(t, id, sizeof id);
-    bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
+    int kind = vdisk_part_kind(t);
     unsigned ss = vdisk_part_sector_size(t);
     uint64_t sectors = vdisk_part_disk_sectors(t);
-    size_to_str(sectors * ss, sz, sizeof sz);
+    sfdisk_size(sectors * ss, true, true, sz, sizeof sz);
     printf("Disk %s: %s, %" PRIu64 " bytes, %" PRIu64 " sectors\n", device, sz, sectors * ss,
            sectors);
-    printf("Sector size: %u bytes\nDisklabel type: %s\nDisk identifier: %s\n", ss,
-           gpt ? "gpt" : "dos", id);
-    if (gpt) {
-        uint64_t first, last;
-        vdisk_part_usable(t, &first, &last);
-        printf("First usable sector: %" PRIu64 ", last usable sector: %" PRIu64 "\n", first,
-               last);
+    if (kind != VDISK_PT_MBR && kind != VDISK_PT_GPT) {
+        unsigned heads, track;
+        uint64_t cyls;
+        vdisk_part_geometry(t, &heads, &track, &cyls);
+        printf("Geometry: %u heads, %u sectors/track, %" PRIu64 " cylinders\n", heads, track,
+               cyls);
     }
+    /* An image file has no physical sector or I/O sizes of its own: the
+     * logical sector size for all, as sfdisk says of a file. */
+    printf("Units: sectors of 1 * %u = %u bytes\n"
+           "Sector size (logical/physical): %u bytes / %u bytes\n"
+           "I/O size (minimum/optimal): %u bytes / %u bytes\n"
+           "Disklabel type: %s\n", ss, ss, ss, ss, ss, ss, vdisk_part_label_name(t));
+    if (id[0])
+        printf("Disk identifier: %s\n", id);
     size_t n = vdisk_part_count(t);
     if (!n)
-        return;
-    printf("\n%-6s %12s %12s %12s %10s  %s\n", "Number", "Start", "End", "Sectors", "Size",
-           gpt ? "Type / Name" : "Type Boot");
+        return 0;
+    const struct column *cols;
+    size_t nc;
+    switch (kind) {
+    case VDISK_PT_MBR: cols = dos_cols, nc = sizeof dos_cols / sizeof *dos_cols; break;
+    case VDISK_PT_GPT: cols = gpt_cols, nc = sizeof gpt_cols / sizeof *gpt_cols; break;
+    case VDISK_PT_SUN: cols = sun_cols, nc = sizeof sun_cols / sizeof *sun_cols; break;
+    case VDISK_PT_SGI: cols = sgi_cols, nc = sizeof sgi_cols / sizeof *sgi_cols; break;
+    default: cols = bsd_cols, nc = sizeof bsd_cols / sizeof *bsd_cols; break;
+    }
+    char **cells = calloc(n * nc, sizeof *cells);
+    if (!cells) {
+        cli_error("out of memory");
+        return -1;
+    }
+    size_t width[MAX_COLS] = {0};
+    bool wrong_order = false;
+    uint64_t last = 0;
+    int ret = 0;
     for (size_t i = 0; i < n; i++) {
         struct vdisk_partition p = {.struct_size = sizeof p};
         vdisk_part_get(t, i, &p);
-        size_to_str(p.size * ss, sz, sizeof sz);
-        printf("%-6u %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10s  ", p.number, p.start,
-               p.start + p.size - 1, p.size, sz);
-        if (gpt)
-            printf("%s %s\n", p.type_guid, p.name);
-        else
-            printf("%x%s\n", p.mbr_type, p.bootable ? " *" : "");
+        if (!p.whole_disk) {
+            wrong_order |= p.start < last;
+            last = p.start;
+        }
+        for (size_t c = 0; c < nc; c++) {
+            char *x = cell(t, &p, cols[c].id, device);
+            if (!x) {
+                cli_error("out of memory");
+                ret = -1;
+                goto out;
+            }
+            cells[i * nc + c] = x;
+            if (strlen(x) > width[c])
+                width[c] = strlen(x);
+        }
     }
+    /* libsmartcols' widths: the widest cell; at least the header; or the
+     * hint when both are narrower than it. */
+    for (size_t c = 0; c < nc; c++) {
+        size_t h = strlen(cols[c].header);
+        if (width[c] < h)
+            width[c] = h;
+        else if (width[c] < cols[c].hint && h < cols[c].hint)
+            width[c] = cols[c].hint;
+    }
+    printf("\n");
+    for (size_t c = 0; c < nc; c++)
+        print_cell(cols[c].header, width[c], cols[c].right, c + 1 == nc);
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; c < nc; c++)
+            print_cell(cells[i * nc + c], width[c], cols[c].right, c + 1 == nc);
+    if (wrong_order)
+        printf("\nPartition table entries are not in disk order.\n");
+out:
+    for (size_t i = 0; i < n * nc; i++)
+        free(cells[i]);
+    free(cells);
+    return ret;
 }
 
 static void print_dump(vdisk_ptable *t, const char *device)
@@ -291,8 +531,10 @@ static void print_dump(vdisk_ptable *t, const char *device)
     char id[40];
     vdisk_part_get_id(t, id, sizeof id);
     bool gpt = vdisk_part_kind(t) == VDISK_PT_GPT;
-    printf("label: %s\nlabel-id: %s\ndevice: %s\nunit: sectors\n", gpt ? "gpt" : "dos", id,
-           device);
+    printf("label: %s\n", vdisk_part_label_name(t));
+    if (id[0])
+        printf("label-id: %s\n", id);
+    printf("device: %s\nunit: sectors\n", device);
     if (gpt) {
         uint64_t first, last;
         vdisk_part_usable(t, &first, &last);
@@ -300,6 +542,8 @@ static void print_dump(vdisk_ptable *t, const char *device)
         if (vdisk_part_entries(t) != 128)
             printf("table-length: %u\n", vdisk_part_entries(t));
     }
+    if (vdisk_part_grain(t) != 1u << 20)
+        printf("grain: %" PRIu64 "\n", vdisk_part_grain(t));
     printf("sector-size: %u\n", vdisk_part_sector_size(t));
     size_t n = vdisk_part_count(t);
     if (n)
@@ -322,6 +566,8 @@ static void print_dump(vdisk_ptable *t, const char *device)
                 printf(", attrs=\"%s\"", a);
         } else {
             printf("%x", p.mbr_type);
+            if (p.flags[0])
+                printf(", attrs=\"%s\"", p.flags);
             if (p.bootable)
                 printf(", bootable");
         }
@@ -433,9 +679,11 @@ static int apply_part(vdisk_ptable *t, const struct script_part *sp, int lineno)
     }
     if (vdisk_part_add(t, &p) < 0 ||
         (gpt && sp->type && *sp->type && vdisk_part_set_type(t, p.number, sp->type) < 0)) {
-        fprintf(stderr, "vdisk: line %d: %s\n", lineno, vdisk_get_error());
+        fprintf(stderr, "%s: line %d: %s\n", cli_progname, lineno, cli_lib_detail());
         return -1;
     }
+    if (has_unit(sp->size))
+        align_end(t, &p);
     return 0;
 }
 
@@ -680,6 +928,8 @@ static int edit(const char *verb, vdisk_dev *dev, const struct popts *o, char **
             cli_lib_error();
             r = -1;
         }
+        if (r == 0 && has_unit(o->size))
+            align_end(t, &p);
         if (r == 0)
             printf("Created partition %u: sectors %" PRIu64 "-%" PRIu64 ".\n", p.number,
                    p.start, p.start + p.size - 1);
@@ -836,6 +1086,8 @@ int cmd_part(int argc, char **argv)
             return 1;
         }
     }
+    if (!o.ss)
+        o.ss = cli_sector_size; /* main() takes --sector-size for every verb */
     char **args = argv + 1 + optind;
     int nargs = argc - 1 - optind;
     if (nargs < 1) {
@@ -877,8 +1129,8 @@ int cmd_part(int argc, char **argv)
                 print_dump(t, file);
             else if (o.json)
                 print_json(t, file);
-            else
-                print_human(t, file);
+            else if (print_human(t, file) < 0)
+                ret = 1;
             vdisk_part_free(t);
         }
     } else if (strcmp(verb, "apply") == 0) {

@@ -7,6 +7,43 @@
 
 #include "partpath.h"
 
+unsigned cli_sector_size;
+
+int cli_take_sector_size(int argc, char **argv)
+{
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strncmp(argv[i], "--sector-size=", 14) == 0) {
+            v = argv[i] + 14;
+        } else if (strcmp(argv[i], "--sector-size") == 0) {
+            if (i + 1 >= argc) {
+                cli_error("option '--sector-size' requires an argument");
+                return -1;
+            }
+            v = argv[++i];
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (strcmp(v, "512") == 0) {
+            cli_sector_size = 512;
+        } else if (strcmp(v, "4096") == 0) {
+            cli_sector_size = 4096;
+        } else {
+            cli_error("--sector-size must be 512 or 4096");
+            return -1;
+        }
+    }
+    argv[out] = NULL;
+    return out;
+}
+
 int cli_split_path(const char *path, char **image, unsigned *number)
 {
     *image = NULL;
@@ -48,7 +85,8 @@ vdisk_dev *cli_open_path(const char *path, const struct open_args *a)
     if (!disk)
         return NULL;
     vdisk_dev *part = NULL;
-    if (vdisk_open_partition(&part, disk, number, a->read_only ? VDISK_OPEN_RDONLY : 0) < 0)
+    if (vdisk_open_partition_ss(&part, disk, number, cli_sector_size,
+                                a->read_only ? VDISK_OPEN_RDONLY : 0) < 0)
         cli_lib_error();
     vdisk_close(disk); /* the partition holds its own reference */
     return part;

@@ -23,10 +23,22 @@ int cli_split_path(const char *path, char **image, unsigned *number);
 
 /*
  * Opens PATH as cli_open_image() does; when it names a partition, opens the image
- * and then the partition on it (vdisk_open_partition, read-only when
- * a->read_only).  Prints "vdisk: ..." and returns NULL on failure.  The
+ * and then the partition on it (vdisk_open_partition_ss with
+ * cli_sector_size, read-only when a->read_only).  Prints "vdisk: ..." and returns NULL on failure.  The
  * partition device holds the image: one vdisk_close() releases both.
  */
 vdisk_dev *cli_open_path(const char *path, const struct open_args *a);
+
+/*
+ * --sector-size=512|4096 (or --sector-size N), which every verb takes: the
+ * logical sector size of the partition tables behind IMAGE:pN names, for
+ * an MBR of a 4096-byte-sector disk kept in an image file (nothing in the
+ * file tells its sector size; a GPT's header tells).  main() takes it out
+ * of the verb's arguments (before a "--") into cli_sector_size (0: found
+ * as vdisk_part_read finds it) and returns the new argc, or -1 after a
+ * message when the value is not 512 or 4096.
+ */
+extern unsigned cli_sector_size;
+int cli_take_sector_size(int argc, char **argv);
 
 #endif /* VDISK_PARTPATH_H */

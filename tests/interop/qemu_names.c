@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/interop/qemu_names.c: QEMU's file name syntaxes beyond plain
+ * names, as qemu-img 7.2 and qemu-io 7.2 read them (issue 21, items 1 and
+ * 7: what QEMU's iotests give the tools): json:{...} names with QEMU's
+ * single-quoted strings, arrays, nested formats, "backing": null, raw's
+ * offset and size, options QEMU takes that change nothing here; the null
+ * driver (null-co://, null-aio://); blkdebug's error injection
+ * (blkdebug:CONFIG:IMAGE and inline json rules).  Each case runs the real
+ * tool and vdisk on the same input and compares outputs (timings cut) and
+ * exit statuses.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* S without qemu-io's statistics lines (their times and rates vary). */
+static char *no_stats(const char *s)
+{
+    char *out = malloc(strlen(s) + 1);
+    ck_assert_ptr_nonnull(out);
+    size_t w = 0;
+    while (*s) {
+        const char *e = strchr(s, '\n');
+        size_t n = e ? (size_t)(e - s) + 1 : strlen(s);
+        char line[4096];
+        snprintf(line, sizeof line, "%.*s", (int)n, s);
+        if (!strstr(line, " ops; ")) {
+            memcpy(out + w, s, n);
+            w += n;
+        }
+        s += n;
+    }
+    out[w] = '\0';
+    return out;
+}
+
+/* In the scratch folder, `qemu-io ARGS` and vdisk as qemu-io (VDISK_PROG)
+ * with ARGS: the same output (statistics cut), errors and status. */
+static void same_as_qemu_io(const char *args)
+{
+    struct run *r = run("cd '%s' && qemu-io %s", scratch_dir(), args);
+    int qst = r->status;
+    char *qout = no_stats(r->out), *qerr = strdup(r->err);
+    r = run("cd '%s' && VDISK_PROG=qemu-io '%s' %s", scratch_dir(), vdisk_bin(), args);
+    char *vout = no_stats(r->out);
+    ck_assert_msg(strcmp(qout, vout) == 0, "qemu-io %s: stdout differs\nqemu-io:\n%s\nvdisk:\n%s",
+                  args, qout, vout);
+    ck_assert_msg(strcmp(qerr, r->err) == 0, "qemu-io %s: stderr differs\nqemu-io:\n%s\nvdisk:\n%s",
+                  args, qerr, r->err);
+    ck_assert_msg(qst == r->status, "qemu-io %s: exit status: qemu-io %d, vdisk %d", args, qst,
+                  r->status);
+    free(qout);
+    free(qerr);
+    free(vout);
+}
+
+/* QEMU's null driver: size, read-zeroes, and its block status. */
+START_TEST(null_driver)
+{
+    same_as_qemu_img("map", "--output=json \"json:{ 'driver': 'null-co', 'size': 1048576, "
+                     "'read-zeroes': true }\"");
+    same_as_qemu_img("map", "--output=json -f raw \"json:{'driver': 'raw', 'file': {'driver': "
+                     "'null-aio', 'size': '65536', 'read-zeroes': 'on'}}\"");
+    same_as_qemu_img("map", "-f raw null-co://");
+    same_as_qemu_io("-c 'write -P 1 0 64k' -c 'read -P 0 0 64k' "
+                    "\"json:{'driver': 'null-co', 'size': 1048576, 'read-zeroes': true}\"");
+    /* (without read-zeroes QEMU leaves the buffer as it was: vdisk zeroes it) */
+    same_as_qemu_io("-f null-co -c 'read 0 64k' \"json:{'driver': 'null-co'}\"");
+    /* a format beside a protocol's object: refused as QEMU does */
+    same_as_qemu_io("-f raw -c 'read 0 512' \"json:{'driver': 'null-co'}\"");
+    /* iotest 150: a conversion from a null-co source */
+    RUN_OK("cd '%s' && rm -f qn.raw vn.raw && qemu-img convert -O raw \"json:{ 'driver': "
+           "'null-co', 'size': 1048576, 'read-zeroes': true }\" qn.raw && '%s' convert -O raw "
+           "\"json:{ 'driver': 'null-co', 'size': 1048576, 'read-zeroes': true }\" vn.raw && "
+           "cmp qn.raw vn.raw", scratch_dir(), vdisk_bin());
+}
+END_TEST
+
+/* raw's offset and size options (iotest 171). */
+START_TEST(raw_range)
+{
+    RUN_OK("cd '%s' && rm -f r.raw && qemu-img create -q -f raw r.raw 4096", scratch_dir());
+    const char *j = "'json:{\"driver\":\"raw\", \"offset\":\"512\", \"size\":\"2048\", "
+                    "\"file\": {\"driver\":\"file\", \"filename\":\"r.raw\"}}'";
+    const char *a = fmt("-c 'write -P 0x0a 0 2048' -c 'write 2047 2' -c 'read -P 0x0a 0 2048' "
+                  "-c 'read 2048 1' -c 'writev 0 512 2048' %s", j);
+    same_as_qemu_io(a);
+    same_as_qemu_io("-f raw -c 'read -v 510 4' -c 'read -v 2558 4' r.raw");
+    a = fmt("-c 'write -z 0 512' -c 'discard 2046 2' %s", j);
+    same_as_qemu_io(a);
+    same_as_qemu_io("-f raw -c 'read -v 510 4' -c 'read -v 2558 4' r.raw");
+    /* Without size: to the end of the file. */
+    same_as_qemu_io("-c 'write -P 3 3000 584' -c 'read 3583 2' 'json:{\"driver\":\"raw\", "
+                    "\"offset\":512, \"file.filename\":\"r.raw\"}'");
+    same_as_qemu_img("info", "-f raw r.raw");
+}
+END_TEST
+
+/* The json: syntax QEMU reads: single quotes, arrays, nested formats,
+ * backing null, options that change nothing, the format given beside the
+ * name winning over the name's. */
+START_TEST(json_syntax)
+{
+    RUN_OK("cd '%s' && rm -f b.qcow2 o.qcow2 n.qcow2 && qemu-img create -q -f qcow2 b.qcow2 1M "
+           "&& qemu-io -f qcow2 -c 'write -P 7 0 64k' b.qcow2 >/dev/null && qemu-img create -q "
+           "-f qcow2 -b b.qcow2 -F qcow2 o.qcow2 && qemu-img create -q -f qcow2 n.qcow2 4M && "
+           "qemu-img create -q -f qcow2 n.in 1M && qemu-img convert -n -f raw -O qcow2 n.in "
+           "n.qcow2", scratch_dir());
+    /* backing null: the backing file's data is not read */
+    same_as_qemu_io("-c 'read -P 0 0 64k' \"json:{'driver': 'qcow2', 'backing': null, "
+                    "'file': {'driver': 'file', 'filename': 'o.qcow2'}}\"");
+    same_as_qemu_io("-c 'read -P 7 0 64k' \"json:{'driver': 'qcow2', "
+                    "'file': {'driver': 'file', 'filename': 'o.qcow2'}}\"");
+    /* a qcow2 image stored in a qcow2 image (iotest 089) */
+    same_as_qemu_io("-c 'write -P 5 4k 4k' -c 'read -P 5 4k 4k' \"json:{'driver': 'qcow2', "
+                    "'file': {'driver': 'qcow2', 'file': {'filename': 'n.qcow2'}}}\"");
+    same_as_qemu_io("-c 'read -P 0 4k 4k' -f qcow2 n.qcow2");
+    /* options vdisk takes and drops (iotest 253) */
+    same_as_qemu_img("map", "--output=json --image-opts "
+                     "driver=qcow2,file.driver=file,file.filename=b.qcow2,cache.direct=on,"
+                     "node-name=n0,file.aio=threads,discard=unmap,detect-zeroes=off");
+    same_as_qemu_img("info", "\"json:{'driver': 'qcow2', 'file': {'driver': 'file', "
+                     "'filename': 'b.qcow2', 'locking': 'off', 'cache': {'no-flush': true}}}\"");
+    /* the format given beside the name wins (iotest 089) */
+    same_as_qemu_io("-c 'open -o driver=qcow2 json:{\"driver\":\"raw\",\"file.filename\":"
+                    "\"b.qcow2\"}' -c 'read -P 7 0 4k'");
+    same_as_qemu_img("info", "-f qcow2 'json:{\"driver\":\"raw\",\"file.filename\":\"b.qcow2\"}'");
+    /* escapes in single-quoted strings */
+    same_as_qemu_img("info", "\"json:{'driver': 'qcow2', 'file.filename': 'b\\\\u002eqcow2'}\"");
+}
+END_TEST
+
+/* blkdebug's error injection, from a config file and inline. */
+START_TEST(blkdebug)
+{
+    RUN_OK("cd '%s' && rm -f d.raw d.qcow2 && qemu-img create -q -f raw d.raw 1M && "
+           "qemu-img create -q -f qcow2 d.qcow2 1M && qemu-io -f qcow2 -c 'write -P 3 224k 512' "
+           "d.qcow2 >/dev/null && printf '# errors\\n[inject-error]\\nevent = \"read_aio\"\\n"
+           "errno = \"5\"\\nonce = \"on\"\\n' > once.conf && printf '[set-state]\\nevent = "
+           "\"write_aio\"\\nnew_state = \"2\"\\n[inject-error]\\nevent = \"write_aio\"\\n"
+           "state = \"2\"\\nerrno = \"28\"\\nsector = \"8\"\\n' > state.conf", scratch_dir());
+    same_as_qemu_io("-f raw -c 'read 0 512' -c 'read 0 512' blkdebug:once.conf:d.raw");
+    same_as_qemu_io("-f raw -c 'write 0 512' -c 'write 0 512' -c 'write 4k 512' "
+                    "-c 'write 0 512' blkdebug:state.conf:d.raw");
+    same_as_qemu_io("-f raw -c 'read 0 512' blkdebug::d.raw");
+    same_as_qemu_io("-c 'read -P 3 224k 512' -c 'read -P 3 224k 512' "
+                    "blkdebug:once.conf:d.qcow2");
+    /* inline rules (iotests 020, 066, 089) */
+    same_as_qemu_io("-f raw -c 'write 0 512' -c 'write 0 512' \"json:{'driver': 'raw', 'file': "
+                    "{'driver': 'blkdebug', 'inject-error': [{'event': 'write_aio', 'errno': 28, "
+                    "'once': true}], 'image': {'driver': 'file', 'filename': 'd.raw'}}}\"");
+    same_as_qemu_io("-c 'read 224k 512' 'json:{\"driver\": \"qcow2\", \"file\": {\"driver\": "
+                    "\"blkdebug\", \"inject-error\": [{\"event\": \"l2_load\"}], "
+                    "\"image.filename\": \"d.qcow2\"}}'");
+    /* compare's read error (iotest 074) */
+    same_as_qemu_img("compare", "-f raw -F raw d.raw blkdebug:once.conf:d.raw");
+    same_as_qemu_img("compare", "d.qcow2 blkdebug:once.conf:d.qcow2");
+    /* refused names and rules */
+    same_as_qemu_io("-f raw -c 'read 0 512' blkdebug:d.raw");
+    RUN_OK("cd '%s' && printf '[inject-error]\\nevent = \"no_such_event\"\\n' > bad.conf",
+           scratch_dir());
+    struct run *r = run("cd '%s' && '%s' io -f raw -c 'read 0 512' blkdebug:bad.conf:d.raw",
+                        scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_ptr_nonnull(strstr(r->err, "Invalid event name \"no_such_event\""));
+}
+END_TEST
+
+int main(void)
+{
+    require_program("qemu-img");
+    require_program("qemu-io");
+    Suite *s = suite_create("qemu-names");
+    TCase *tc = tcase_create("qemu-names");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, null_driver);
+    tcase_add_test(tc, raw_range);
+    tcase_add_test(tc, json_syntax);
+    tcase_add_test(tc, blkdebug);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
