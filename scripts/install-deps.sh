@@ -14,6 +14,9 @@ packages=(
   libdeflate-dev
   # the tools the interop tests and benchmarks compare against
   qemu-utils fio fdisk gdisk parted
+  # nettle: ciphers and hashes of encrypted images (lib/crypto.c); cryptsetup
+  # reads vdisk's LUKS headers in tests/interop/interop_luks.c
+  nettle-dev cryptsetup-bin
   # bunzip2: QEMU's sample images (tests/interop/sample_images.c) are bzip2'd
   bzip2
   # an independent VHD and VHDX reader (vhdiinfo, vhdimount: tests/interop/)

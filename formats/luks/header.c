@@ -478,16 +478,24 @@ int luks_create_header(const struct luks_create_opts *o, const char *pass, size_
     h->payload_offset = (uint32_t)(first + LUKS_SLOTS * slot_sectors);
 
     /* Slot 0. */
-    struct luks_slot *k = &h->slots[0];
-    r = vcrypt_pbkdf2_rate(o->hash, h->key_bytes, &rate);
+    return luks_write_slot(h, 0, mk, pass, pass_len, o->iter_time_ms, write, opaque);
+}
+
+int luks_write_slot(struct luks_header *h, int slot, const uint8_t *mk, const char *pass,
+                    size_t pass_len, uint64_t iter_time_ms, luks_write_fn write, void *opaque)
+{
+    struct luks_slot *k = &h->slots[slot];
+    uint64_t rate;
+    int r = vcrypt_pbkdf2_rate(h->hash, h->key_bytes, &rate);
     if (r < 0)
         return r;
-    it = iterations_for(rate, o->iter_time_ms);
+    uint64_t it = iterations_for(rate, iter_time_ms);
     if (it > LUKS_MAX_ITERATIONS)
         return err_set(-EINVAL, "PBKDF2 iterations %" PRIu64 " for the key slot exceed the "
                        "limit of %u: use a smaller iter-time", it, LUKS_MAX_ITERATIONS);
-    k->iterations = (uint32_t)(it < LUKS_MIN_ITERATIONS ? LUKS_MIN_ITERATIONS : it);
-    r = vcrypt_random(k->salt, LUKS_SALT_LEN);
+    uint32_t iterations = (uint32_t)(it < LUKS_MIN_ITERATIONS ? LUKS_MIN_ITERATIONS : it);
+    uint8_t salt[LUKS_SALT_LEN];
+    r = vcrypt_random(salt, LUKS_SALT_LEN);
     if (r < 0)
         return r;
     size_t n = split_bytes(h);
@@ -498,8 +506,8 @@ int luks_create_header(const struct luks_create_opts *o, const char *pass, size_
     struct vcrypt *c = NULL;
     r = af_split(h->hash, mk, h->key_bytes, LUKS_STRIPES, buf);
     if (r == 0)
-        r = vcrypt_pbkdf2(h->hash, pass, pass_len, k->salt, LUKS_SALT_LEN, k->iterations,
-                          slot_key, h->key_bytes);
+        r = vcrypt_pbkdf2(h->hash, pass, pass_len, salt, LUKS_SALT_LEN, iterations, slot_key,
+                          h->key_bytes);
     if (r == 0)
         r = vcrypt_new(&c, h->alg, h->mode, h->ivgen, h->ivhash, slot_key, h->key_bytes);
     memset(slot_key, 0, sizeof slot_key);
@@ -510,9 +518,150 @@ int luks_create_header(const struct luks_create_opts *o, const char *pass, size_
         r = write(opaque, buf, n, (uint64_t)k->key_offset * LUKS_SECTOR);
     memset(buf, 0, n);
     free(buf);
-    if (r == 0)
+    if (r == 0) {
         k->active = LUKS_SLOT_ACTIVE;
+        k->iterations = iterations;
+        memcpy(k->salt, salt, LUKS_SALT_LEN);
+    }
     return r;
+}
+
+int luks_erase_slot(struct luks_header *h, int slot, luks_write_fn write, void *opaque)
+{
+    /* The key material overwritten with noise, as QEMU erases it, then
+     * the slot marked inactive (the caller writes the header). */
+    size_t n = split_bytes(h);
+    uint8_t *buf = malloc(n);
+    if (!buf)
+        return err_set(-ENOMEM, "out of memory");
+    int r = vcrypt_random(buf, n);
+    if (r == 0)
+        r = write(opaque, buf, n, (uint64_t)h->slots[slot].key_offset * LUKS_SECTOR);
+    free(buf);
+    if (r == 0) {
+        struct luks_slot *k = &h->slots[slot];
+        k->active = LUKS_SLOT_INACTIVE;
+        k->iterations = 0;
+        memset(k->salt, 0, LUKS_SALT_LEN);
+    }
+    return r;
+}
+
+/* ---- Amend ---------------------------------------------------------------- */
+
+static int secret_by_id(struct opt_set *os, const char *id, const char **pass)
+{
+    char key[256];
+    snprintf(key, sizeof key, "secret.%s", id);
+    *pass = opt_take(os, key);
+    if (!*pass)
+        return err_set(-EINVAL, "No secret with id '%s'", id);
+    return 0;
+}
+
+int luks_amend(struct luks_header *h, const uint8_t *mk, struct opt_set *os, const char *prefix,
+               struct vdisk_dev *file, uint64_t base, luks_write_fn write, void *opaque)
+{
+    char k_state[64], k_slot[64], k_old[64], k_new[64], k_iter[64];
+    snprintf(k_state, sizeof k_state, "%sstate", prefix);
+    snprintf(k_slot, sizeof k_slot, "%skeyslot", prefix);
+    snprintf(k_old, sizeof k_old, "%sold-secret", prefix);
+    snprintf(k_new, sizeof k_new, "%snew-secret", prefix);
+    snprintf(k_iter, sizeof k_iter, "%siter-time", prefix);
+    const char *state = opt_take(os, k_state), *slot_s = opt_take(os, k_slot);
+    const char *old_id = opt_take(os, k_old), *new_id = opt_take(os, k_new);
+    const char *iter_s = opt_take(os, k_iter);
+    if (!state)
+        return err_set(-EINVAL, "Parameter '%s' is missing", k_state);
+    bool active;
+    if (!strcmp(state, "active"))
+        active = true;
+    else if (!strcmp(state, "inactive"))
+        active = false;
+    else
+        return err_set(-EINVAL, "Parameter '%s' does not accept value '%s'", k_state, state);
+    uint64_t slot = UINT64_MAX, iter_time = 2000;
+    if (slot_s && opt_uint(k_slot, slot_s, 0, LUKS_SLOTS - 1, &slot) < 0)
+        return -EINVAL;
+    if (iter_s && opt_uint(k_iter, iter_s, 1, UINT32_MAX, &iter_time) < 0)
+        return -EINVAL;
+    const char *pass;
+    int r;
+    if (active) {
+        if (!new_id)
+            return err_set(-EINVAL, "'new-secret' is required to activate a keyslot");
+        if (old_id)
+            return err_set(-EINVAL, "'old-secret' must not be given when activating keyslots");
+        r = secret_by_id(os, new_id, &pass);
+        if (r < 0)
+            return r;
+        if (slot == UINT64_MAX) {
+            for (int i = 0; i < LUKS_SLOTS && slot == UINT64_MAX; i++)
+                if (h->slots[i].active != LUKS_SLOT_ACTIVE)
+                    slot = (uint64_t)i;
+            if (slot == UINT64_MAX)
+                return err_set(-EINVAL, "Can't add a keyslot - all keyslots are in use");
+        } else if (h->slots[slot].active == LUKS_SLOT_ACTIVE) {
+            return err_set(-EINVAL, "Refusing to overwrite active keyslot %d - please erase it "
+                           "first", (int)slot);
+        }
+        return luks_write_slot(h, (int)slot, mk, pass, strlen(pass), iter_time, write, opaque);
+    }
+    if (new_id)
+        return err_set(-EINVAL, "'new-secret' must not be given when erasing keyslots");
+    if (iter_s)
+        return err_set(-EINVAL, "'iter-time' must not be given when erasing keyslots");
+    if (slot_s && old_id)
+        return err_set(-EINVAL, "'keyslot' and 'old-secret' are mutually exclusive");
+    if (!slot_s && !old_id)
+        return err_set(-EINVAL, "'keyslot' or 'old-secret' must be given when erasing keyslots");
+    int nactive = 0;
+    for (int i = 0; i < LUKS_SLOTS; i++)
+        nactive += h->slots[i].active == LUKS_SLOT_ACTIVE;
+    bool erase[LUKS_SLOTS] = {false};
+    int nerase = 0;
+    if (slot_s) {
+        if (h->slots[slot].active != LUKS_SLOT_ACTIVE)
+            return err_set(-EINVAL, "Given keyslot %d is already erased (inactive) ", (int)slot);
+        erase[slot] = true;
+        nerase = 1;
+        if (nactive == 1)
+            return err_set(-EINVAL, "Attempt to erase the only active keyslot %d which will "
+                           "erase all the data in the image irreversibly - refusing operation",
+                           (int)slot);
+    } else {
+        r = secret_by_id(os, old_id, &pass);
+        if (r < 0)
+            return r;
+        size_t n = split_bytes(h);
+        uint8_t *split = malloc(n), cand[VCRYPT_MAX_KEY];
+        if (!split)
+            return err_set(-ENOMEM, "out of memory");
+        for (int i = 0; i < LUKS_SLOTS && r >= 0; i++) {
+            if (h->slots[i].active != LUKS_SLOT_ACTIVE)
+                continue;
+            r = try_slot(file, base, h, i, pass, strlen(pass), split, cand);
+            if (r == 1) {
+                erase[i] = true;
+                nerase++;
+            }
+        }
+        memset(cand, 0, sizeof cand);
+        free(split);
+        if (r < 0)
+            return r;
+        if (!nerase)
+            return err_set(-EINVAL, "No keyslots match given (old) password for erase "
+                           "operation");
+        if (nerase == nactive)
+            return err_set(-EINVAL, "All the active keyslots match the (old) password that was "
+                           "given and erasing them will erase all the data in the image "
+                           "irreversibly - refusing operation");
+    }
+    for (int i = 0; i < LUKS_SLOTS; i++)
+        if (erase[i] && (r = luks_erase_slot(h, i, write, opaque)) < 0)
+            return r;
+    return 0;
 }
 
 /* ---- Info ----------------------------------------------------------------- */

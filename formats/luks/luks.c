@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ struct crypt {
     bool is_format;
     struct luks_header hdr;
     struct vdisk_encrypt_info info;
+    uint8_t mk[VCRYPT_MAX_KEY]; /* the master key (amend adds slots with it) */
 };
 
 static const struct vdisk_driver luks_crypt_driver;
@@ -270,7 +272,7 @@ static void crypt_close(struct vdisk_dev *dev)
         return;
     vcrypt_free(c->cipher);
     dev_unref(c->file);
-    memset(c, 0, sizeof *c);
+    memset(c, 0, sizeof *c); /* (the master key too) */
     free(c);
 }
 
@@ -351,6 +353,7 @@ static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         if (r >= 0)
             r = vcrypt_new(&c->cipher, c->hdr.alg, c->hdr.mode, c->hdr.ivgen, c->hdr.ivhash, mk,
                            c->hdr.key_bytes);
+        memcpy(c->mk, mk, sizeof mk);
         memset(mk, 0, sizeof mk);
     }
     if (r < 0) {
@@ -373,6 +376,72 @@ static void luks_get_info(struct vdisk_dev *dev, struct vdisk_info *in)
 {
     struct crypt *c = dev->priv;
     in->encrypt = &c->info;
+}
+
+/* ---- Amend (key slots) ---------------------------------------------------- */
+
+struct dev_writer {
+    struct vdisk_dev *file;
+    uint64_t base;
+};
+
+static int dev_write_at(void *opaque, const void *buf, size_t len, uint64_t off)
+{
+    struct dev_writer *w = opaque;
+    return dev_pwrite(w->file, buf, len, w->base + off);
+}
+
+static const char *const amend_keys[] = {"state", "keyslot", "old-secret", "new-secret",
+                                         "iter-time"};
+
+int luks_amend_at(struct luks_header *hdr, const uint8_t *mk, struct opt_set *os,
+                  const char *prefix, struct vdisk_dev *file, uint64_t base)
+{
+    struct luks_header h = *hdr;
+    struct dev_writer w = {file, base};
+    int r = luks_amend(&h, mk, os, prefix, file, base, dev_write_at, &w);
+    if (r == 0) {
+        /* The key material is down; then the header that points to it. */
+        uint8_t hb[LUKS_HEADER_BYTES];
+        r = dev_flush(file);
+        luks_serialize(&h, hb);
+        if (r == 0)
+            r = dev_pwrite(file, hb, sizeof hb, base);
+        if (r == 0)
+            r = dev_flush(file);
+    }
+    if (r == 0)
+        *hdr = h;
+    return r;
+}
+
+bool luks_amend_wanted(struct opt_set *os, const char *prefix)
+{
+    bool any = false;
+    for (size_t i = 0; i < sizeof amend_keys / sizeof amend_keys[0]; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "%s%s", prefix, amend_keys[i]);
+        if (vdisk_options_get(os->opts, k))
+            any = true;
+    }
+    return any;
+}
+
+static int luks_amend_dev(struct vdisk_dev *dev, struct opt_set *os)
+{
+    struct crypt *c = dev->priv;
+    /* Every option known before anything is written. */
+    for (size_t i = 0; i < sizeof amend_keys / sizeof amend_keys[0]; i++)
+        opt_take(os, amend_keys[i]);
+    int r = opt_check_all_taken(os, "luks");
+    if (r < 0)
+        return r;
+    if (!c->cipher)
+        return err_set(-ENOKEY, "%s: the image was opened without its key", dev->filename);
+    r = luks_amend_at(&c->hdr, c->mk, os, "", c->file, 0);
+    if (r == 0)
+        luks_fill_info(&c->hdr, &c->info);
+    return r;
 }
 
 /* ---- Create --------------------------------------------------------------- */
@@ -458,6 +527,7 @@ const struct vdisk_driver vdisk_driver_luks = {
     .allocated_size = crypt_allocated_size,
     .get_info = luks_get_info,
     .close = crypt_close,
+    .amend = luks_amend_dev,
     .create = luks_create,
     .create_opts = luks_create_opts,
 };

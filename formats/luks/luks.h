@@ -123,6 +123,31 @@ typedef int (*luks_write_fn)(void *opaque, const void *buf, size_t len, uint64_t
 int luks_create_header(const struct luks_create_opts *o, const char *pass, size_t pass_len,
                        struct luks_header *h, uint8_t *mk, luks_write_fn write, void *opaque);
 
+/* Key slot SLOT of H made to hold MK under PASS (PBKDF2 for ITER_TIME_MS
+ * on this machine), its key material written with WRITE; H updated (the
+ * caller writes the header). */
+int luks_write_slot(struct luks_header *h, int slot, const uint8_t *mk, const char *pass,
+                    size_t pass_len, uint64_t iter_time_ms, luks_write_fn write, void *opaque);
+/* Key slot SLOT's key material overwritten with noise, the slot inactive. */
+int luks_erase_slot(struct luks_header *h, int slot, luks_write_fn write, void *opaque);
+/*
+ * qemu-img amend's key slot options (PREFIX"state" = active | inactive,
+ * "keyslot", "old-secret", "new-secret", "iter-time", secrets as
+ * secret.ID) applied to H, whose master key is MK: a slot added, or slots
+ * erased (by number, or those OLD-SECRET opens, read from FILE at BASE),
+ * never the last active one.  The key material goes through WRITE; the
+ * caller writes the header (luks_serialize) when this returns 0.
+ */
+int luks_amend(struct luks_header *h, const uint8_t *mk, struct opt_set *os, const char *prefix,
+               struct vdisk_dev *file, uint64_t base, luks_write_fn write, void *opaque);
+
+/* luks_amend on the header at BASE of FILE: key material, flush, header,
+ * flush; *HDR updated when done. */
+int luks_amend_at(struct luks_header *hdr, const uint8_t *mk, struct opt_set *os,
+                  const char *prefix, struct vdisk_dev *file, uint64_t base);
+/* Whether OS holds any of the key slot options of luks_amend. */
+bool luks_amend_wanted(struct opt_set *os, const char *prefix);
+
 /* Bytes from the header's start to the payload (the whole header area). */
 static inline uint64_t luks_header_area(const struct luks_header *h)
 {

@@ -108,9 +108,15 @@ int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize)
         r = luks_unlock(s->file, s->crypto_offset, h, pass, strlen(pass), mk);
         if (r >= 0)
             r = vcrypt_new(&c, h->alg, h->mode, h->ivgen, h->ivhash, mk, h->key_bytes);
+        if (r >= 0 && !(s->crypto_mk = malloc(VCRYPT_MAX_KEY)))
+            r = err_set(-ENOMEM, "out of memory");
+        if (r >= 0)
+            memcpy(s->crypto_mk, mk, sizeof mk);
         memset(mk, 0, sizeof mk);
-        if (r < 0)
+        if (r < 0) {
+            vcrypt_free(c);
             return r;
+        }
     }
     /* The whole range of host offsets qcow2 can address. */
     r = luks_crypt_open(&s->data, s->file, c, 0, align_down(INT64_MAX, 512), s->read_only);
@@ -128,6 +134,10 @@ void qcow2_crypto_close(struct qcow2 *s)
     s->data = NULL;
     free(s->luks);
     free(s->crypto_info);
+    if (s->crypto_mk)
+        memset(s->crypto_mk, 0, VCRYPT_MAX_KEY);
+    free(s->crypto_mk);
+    s->crypto_mk = NULL;
     s->luks = NULL;
     s->crypto_info = NULL;
 }
@@ -135,6 +145,29 @@ void qcow2_crypto_close(struct qcow2 *s)
 bool qcow2_encrypted(const struct qcow2 *s)
 {
     return s->crypt_method != QCOW2_CRYPT_NONE;
+}
+
+/* ---- Amend ---------------------------------------------------------------- */
+
+bool qcow2_crypto_amend_wanted(struct qcow2 *s, struct opt_set *os)
+{
+    (void)s;
+    return luks_amend_wanted(os, "encrypt.");
+}
+
+int qcow2_crypto_amend(struct qcow2 *s, struct opt_set *os)
+{
+    if (s->crypt_method != QCOW2_CRYPT_LUKS || !s->luks)
+        return err_set(-EINVAL, "%s: the image is not encrypted: its key slots cannot be "
+                       "amended", s->dev->filename);
+    if (!s->crypto_mk)
+        return err_set(-ENOKEY, "%s: the image was opened without its key", s->dev->filename);
+    if (s->read_only)
+        return err_set(-EROFS, "%s: the image is opened read-only", s->dev->filename);
+    int r = luks_amend_at(s->luks, s->crypto_mk, os, "encrypt.", s->file, s->crypto_offset);
+    if (r == 0)
+        luks_fill_info(s->luks, s->crypto_info);
+    return r;
 }
 
 /* ---- Create --------------------------------------------------------------- */

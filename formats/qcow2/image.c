@@ -366,6 +366,12 @@ static int expand_zero_clusters(struct qcow2 *s)
 int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
 {
     struct qcow2 *s = dev->priv;
+    /* Key slots of an encrypted image (crypto.c), before the rest. */
+    if (qcow2_crypto_amend_wanted(s, os)) {
+        int cr = qcow2_crypto_amend(s, os);
+        if (cr < 0)
+            return cr;
+    }
     const char *compat = opt_take(os, "compat");
     const char *rbits = opt_take(os, "refcount_bits");
     const char *lazy = opt_take(os, "lazy_refcounts");

@@ -357,6 +357,7 @@ struct qcow2 {
     uint64_t crypto_offset, crypto_length;
     struct luks_header *luks;
     struct vdisk_encrypt_info *crypto_info;
+    uint8_t *crypto_mk;       /* the master key (amend adds key slots) */
     struct vdisk_dev *data;
     uint32_t l1_size;
     uint64_t l1_offset;
@@ -651,6 +652,10 @@ int qcow2_crypto_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len);
 int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize);
 void qcow2_crypto_close(struct qcow2 *s);
 bool qcow2_encrypted(const struct qcow2 *s);
+/* qemu-img amend's encrypt.state / keyslot / old-secret / new-secret /
+ * iter-time: whether given, and applied (key slots added or erased). */
+bool qcow2_crypto_amend_wanted(struct qcow2 *s, struct opt_set *os);
+int qcow2_crypto_amend(struct qcow2 *s, struct opt_set *os);
 /* Create: the encrypt.* options, and the LUKS header written at BASE
  * (*LENGTH: its bytes, for the extension). */
 int qcow2_crypto_take_create_opts(struct opt_set *os, struct qcow2_crypto_create *cc);

@@ -25,12 +25,14 @@ int cmd_amend(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"force", no_argument, NULL, 'F'},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {NULL, 0, NULL, 0},
     };
     struct open_args oa = {0};
     vdisk_options *o = NULL;
     vdisk_options_new(&o);
-    bool have = false;
+    bool have = false, image_opts = false;
     int c, ret = 1;
     optind = 0;
     while ((c = getopt_long(argc, argv, "hf:o:pqt:", longopts, NULL)) != -1) {
@@ -52,6 +54,13 @@ int cmd_amend(int argc, char **argv)
         case 'q':
         case 'F':
             break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                goto out;
+            break;
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         default:
             fprintf(stderr, "Try 'vdisk amend --help' for more information.\n");
             goto out;
@@ -65,10 +74,12 @@ int cmd_amend(int argc, char **argv)
         cli_error("Expecting one image file name");
         goto out;
     }
+    if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
+        goto out;
     vdisk_dev *dev = cli_open(argv[optind], &oa);
     if (!dev)
         goto out;
-    if (vdisk_amend(dev, o) < 0)
+    if (cli_secrets_apply(o) < 0 || vdisk_amend(dev, o) < 0)
         cli_error("%s", cli_lib_detail());
     else
         ret = 0;

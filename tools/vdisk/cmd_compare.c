@@ -61,6 +61,7 @@ int cmd_compare(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     struct open_args a1 = {.read_only = true}, a2 = {.read_only = true};
@@ -72,6 +73,10 @@ int cmd_compare(int argc, char **argv)
         switch (c) {
         case CLI_OPT_IMAGE_OPTS:
             image_opts = true;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 2;
             break;
         case 'h':
             help();

@@ -1298,8 +1298,12 @@ int cmd_convert(int argc, char **argv)
         c.backing = NULL; /* -n on an existing overlay: copy everything */
     if (!c.backing && !no_create)
         c.target_fresh = true;
-    if (!strcmp(vdisk_get_format(c.dst), "luks"))
-        c.target_fresh = false; /* a new LUKS image reads as noise, not zeroes */
+    /* A new LUKS image reads as noise, not zeroes; so do the clusters an
+     * encrypted qcow2 image has preallocated. */
+    const char *prealloc = vdisk_options_get(opts, "preallocation");
+    if (!strcmp(vdisk_get_format(c.dst), "luks") ||
+        (in.encrypt && prealloc && strcmp(prealloc, "off")))
+        c.target_fresh = false;
     if (target_is_zero)
         c.target_fresh = true; /* the user says so: zeroes are not written */
     if (c.progress) {
