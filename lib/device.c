@@ -484,9 +484,14 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     if (r == 0 && jn.protocol_only && format && strcmp(format, jn.protocol))
         r = err_set(-EINVAL, "A block device must be specified for \"file\"");
     /* null-co as a format (qemu-io -f null-co): QEMU's null driver is a
-     * protocol, the image on it raw. */
-    if (format && (!strcmp(format, "null-co") || !strcmp(format, "null-aio") ||
-                   (jn.protocol_only && !strcmp(format, jn.protocol))))
+     * protocol, the image on it raw; QEMU names the format after it. */
+    const char *null_format = NULL;
+    if (format && (!strcmp(format, "null-co") || !strcmp(format, "null-aio")))
+        null_format = !strcmp(format, "null-co") ? "null-co" : "null-aio";
+    else if (!format && jn.protocol_only && (!strcmp(jn.protocol, "null-co") ||
+                                             !strcmp(jn.protocol, "null-aio")))
+        null_format = !strcmp(jn.protocol, "null-co") ? "null-co" : "null-aio";
+    if (format && (null_format || (jn.protocol_only && !strcmp(format, jn.protocol))))
         format = "raw";
     if (r == 0 && jn.filename) {
         r = json_format(&jn, filename, &format, false);
@@ -508,6 +513,8 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     }
     if (r == 0) {
         opt_take(&os, "backing.null"); /* (an image without a backing file) */
+        if (null_format && dev->drv == &vdisk_driver_null)
+            dev->core->format_shown = null_format;
         r = raw_range(&dev, &os);
         if (r == 0)
             r = opt_check_all_taken(&os, dev->drv->name);
@@ -647,6 +654,8 @@ VDISK_EXPORT uint32_t vdisk_get_block_size(const vdisk_dev *dev)
  * is is a raw image (as qemu-img reports it). */
 static const char *format_name(const struct vdisk_dev *dev)
 {
+    if (dev->core->format_shown)
+        return dev->core->format_shown;
     return dev->drv->protocol ? "raw" : dev->drv->name;
 }
 

@@ -66,6 +66,8 @@ START_TEST(null_driver)
     same_as_qemu_img("map", "--output=json -f raw \"json:{'driver': 'raw', 'file': {'driver': "
                      "'null-aio', 'size': '65536', 'read-zeroes': 'on'}}\"");
     same_as_qemu_img("map", "-f raw null-co://");
+    same_as_qemu_img("info", "null-co://");
+    same_as_qemu_img("info", "-f null-co null-co://");
     same_as_qemu_io("-c 'write -P 1 0 64k' -c 'read -P 0 0 64k' "
                     "\"json:{'driver': 'null-co', 'size': 1048576, 'read-zeroes': true}\"");
     /* (without read-zeroes QEMU leaves the buffer as it was: vdisk zeroes it) */
