@@ -419,9 +419,8 @@ static int raw_range(struct vdisk_dev **devp, struct opt_set *os)
     if (r < 0)
         return r;
     if (off > size)
-        return err_set(-EINVAL, "The sum of offset (%" PRIu64 ") and size (0) has to be "
-                       "smaller or equal to the  actual size of the containing file (%" PRIu64
-                       ")", off, size);
+        return err_set(-EINVAL, "Offset (%" PRIu64 ") cannot be greater than size of the "
+                       "containing file (%" PRIu64 ")", off, size);
     len = size - off;
     if (vs && (r = opt_size("size", vs, 0, INT64_MAX, &len)) < 0)
         return r;

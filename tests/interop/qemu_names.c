@@ -99,6 +99,11 @@ START_TEST(raw_range)
     same_as_qemu_io("-c 'write -P 3 3000 584' -c 'read 3583 2' 'json:{\"driver\":\"raw\", "
                     "\"offset\":512, \"file.filename\":\"r.raw\"}'");
     same_as_qemu_img("info", "-f raw r.raw");
+    /* ranges that do not fit the file */
+    same_as_qemu_io("-c 'read 0 1' 'json:{\"driver\":\"raw\",\"offset\":\"1024\",\"size\":\"4096\","
+                    "\"file.filename\":\"r.raw\"}'");
+    same_as_qemu_io("-c 'read 0 1' 'json:{\"driver\":\"raw\",\"offset\":\"5000\","
+                    "\"file.filename\":\"r.raw\"}'");
 }
 END_TEST
 
