@@ -255,10 +255,6 @@ bool dev_is_network_name(const char *filename)
 
 const struct vdisk_driver *protocol_for_name(const char *filename)
 {
-    if (null_is_name(filename))
-        return &vdisk_driver_null;
-    if (blkdebug_is_name(filename))
-        return &vdisk_driver_blkdebug;
     if (dev_is_nbd_name(filename))
         return &vdisk_driver_nbd;
     if (is_rbd_name(filename)) {
@@ -390,6 +386,38 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
 
 static const char *format_name(const struct vdisk_dev *dev);
 
+/*
+ * dev_open() for a name the caller gave (vdisk_open), where QEMU's test
+ * drivers are taken too: null-co:// and null-aio:// (formats/null), and
+ * blkdebug:CONFIG:IMAGE (formats/blkdebug).  Names that images hold
+ * (backing files, extents) never reach these drivers: dev_open_file()
+ * knows only files and network protocols, so that an image cannot make
+ * vdisk read a config file or a file outside its folder through blkdebug.
+ */
+static int dev_open_named(struct vdisk_dev **devp, const char *filename, const char *format,
+                          const struct vdisk_open_params *params, struct opt_set *os)
+{
+    const struct vdisk_driver *drv = null_is_name(filename) ? &vdisk_driver_null
+                                     : blkdebug_is_name(filename) ? &vdisk_driver_blkdebug
+                                     : NULL;
+    if (!drv)
+        return dev_open(devp, filename, format, params, os);
+    if (format && !driver_by_name(format))
+        return err_set(-ENOTSUP, "unknown format '%s'", format);
+    struct vdisk_dev *file = dev_alloc(drv, filename, params);
+    if (!file)
+        return err_set(-ENOMEM, "out of memory");
+    int r = drv->open(file, NULL, os);
+    if (r < 0) {
+        dev_free(file);
+        return r;
+    }
+    r = dev_open_format(devp, file, format, params, os);
+    if (r < 0)
+        dev_unref(file);
+    return r;
+}
+
 /* A json: name's format beside the option "format" (FORMAT): on open the
  * option's when given (QEMU: the options given beside a json: name win
  * over its own), else the name's; on create (STRICT) they must agree. */
@@ -504,11 +532,11 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     const char *inner_format = opt_take(&os, "file.format");
     if (r == 0 && inner_format) {
         struct vdisk_dev *inner = NULL;
-        r = dev_open(&inner, filename, inner_format, &params, &os);
+        r = dev_open_named(&inner, filename, inner_format, &params, &os);
         if (r == 0 && (r = dev_open_format(&dev, inner, format, &params, &os)) < 0)
             dev_unref(inner);
     } else if (r == 0) {
-        r = dev_open(&dev, filename, format, &params, &os);
+        r = dev_open_named(&dev, filename, format, &params, &os);
     }
     if (r == 0) {
         opt_take(&os, "backing.null"); /* (an image without a backing file) */

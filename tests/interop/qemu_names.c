@@ -174,6 +174,17 @@ START_TEST(blkdebug)
                         scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
     ck_assert_ptr_nonnull(strstr(r->err, "Invalid event name \"no_such_event\""));
+    /* Not from an image's header: a backing file named blkdebug:... or
+     * null-co:// is a file name there (QEMU follows them; vdisk does not
+     * let an image read config files or files outside its folder). */
+    RUN_OK("cd '%s' && rm -f h.qcow2 h2.qcow2 && qemu-img create -q -f qcow2 -u -b "
+           "'blkdebug::d.raw' -F raw h.qcow2 1M && qemu-img create -q -f qcow2 -u -b "
+           "'null-co://' -F raw h2.qcow2 1M", scratch_dir());
+    r = run("cd '%s' && '%s' io -c 'read 0 512' h.qcow2", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_ptr_nonnull(strstr(r->err, "No such file or directory"));
+    r = run("cd '%s' && '%s' io -c 'read 0 512' h2.qcow2", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
 }
 END_TEST
 
