@@ -256,10 +256,6 @@ bool dev_is_network_name(const char *filename)
 
 const struct vdisk_driver *protocol_for_name(const char *filename)
 {
-    if (null_is_name(filename))
-        return &vdisk_driver_null;
-    if (blkdebug_is_name(filename))
-        return &vdisk_driver_blkdebug;
     if (dev_is_nbd_name(filename))
         return &vdisk_driver_nbd;
     if (is_rbd_name(filename)) {
@@ -391,6 +387,38 @@ int dev_open(struct vdisk_dev **devp, const char *filename, const char *format,
 
 static const char *format_name(const struct vdisk_dev *dev);
 
+/*
+ * dev_open() for a name the caller gave (vdisk_open), where QEMU's test
+ * drivers are taken too: null-co:// and null-aio:// (formats/null), and
+ * blkdebug:CONFIG:IMAGE (formats/blkdebug).  Names that images hold
+ * (backing files, extents) never reach these drivers: dev_open_file()
+ * knows only files and network protocols, so that an image cannot make
+ * vdisk read a config file or a file outside its folder through blkdebug.
+ */
+static int dev_open_named(struct vdisk_dev **devp, const char *filename, const char *format,
+                          const struct vdisk_open_params *params, struct opt_set *os)
+{
+    const struct vdisk_driver *drv = null_is_name(filename) ? &vdisk_driver_null
+                                     : blkdebug_is_name(filename) ? &vdisk_driver_blkdebug
+                                     : NULL;
+    if (!drv)
+        return dev_open(devp, filename, format, params, os);
+    if (format && !driver_by_name(format))
+        return err_set(-ENOTSUP, "unknown format '%s'", format);
+    struct vdisk_dev *file = dev_alloc(drv, filename, params);
+    if (!file)
+        return err_set(-ENOMEM, "out of memory");
+    int r = drv->open(file, NULL, os);
+    if (r < 0) {
+        dev_free(file);
+        return r;
+    }
+    r = dev_open_format(devp, file, format, params, os);
+    if (r < 0)
+        dev_unref(file);
+    return r;
+}
+
 /* A json: name's format beside the option "format" (FORMAT): on open the
  * option's when given (QEMU: the options given beside a json: name win
  * over its own), else the name's; on create (STRICT) they must agree. */
@@ -420,9 +448,8 @@ static int raw_range(struct vdisk_dev **devp, struct opt_set *os)
     if (r < 0)
         return r;
     if (off > size)
-        return err_set(-EINVAL, "The sum of offset (%" PRIu64 ") and size (0) has to be "
-                       "smaller or equal to the  actual size of the containing file (%" PRIu64
-                       ")", off, size);
+        return err_set(-EINVAL, "Offset (%" PRIu64 ") cannot be greater than size of the "
+                       "containing file (%" PRIu64 ")", off, size);
     len = size - off;
     if (vs && (r = opt_size("size", vs, 0, INT64_MAX, &len)) < 0)
         return r;
@@ -488,9 +515,14 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     if (r == 0 && jn.protocol_only && format && strcmp(format, jn.protocol))
         r = err_set(-EINVAL, "A block device must be specified for \"file\"");
     /* null-co as a format (qemu-io -f null-co): QEMU's null driver is a
-     * protocol, the image on it raw. */
-    if (format && (!strcmp(format, "null-co") || !strcmp(format, "null-aio") ||
-                   (jn.protocol_only && !strcmp(format, jn.protocol))))
+     * protocol, the image on it raw; QEMU names the format after it. */
+    const char *null_format = NULL;
+    if (format && (!strcmp(format, "null-co") || !strcmp(format, "null-aio")))
+        null_format = !strcmp(format, "null-co") ? "null-co" : "null-aio";
+    else if (!format && jn.protocol_only && (!strcmp(jn.protocol, "null-co") ||
+                                             !strcmp(jn.protocol, "null-aio")))
+        null_format = !strcmp(jn.protocol, "null-co") ? "null-co" : "null-aio";
+    if (format && (null_format || (jn.protocol_only && !strcmp(format, jn.protocol))))
         format = "raw";
     if (r == 0 && jn.filename) {
         r = json_format(&jn, filename, &format, false);
@@ -504,14 +536,16 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
     const char *inner_format = opt_take(&os, "file.format");
     if (r == 0 && inner_format) {
         struct vdisk_dev *inner = NULL;
-        r = dev_open(&inner, filename, inner_format, &params, &os);
+        r = dev_open_named(&inner, filename, inner_format, &params, &os);
         if (r == 0 && (r = dev_open_format(&dev, inner, format, &params, &os)) < 0)
             dev_unref(inner);
     } else if (r == 0) {
-        r = dev_open(&dev, filename, format, &params, &os);
+        r = dev_open_named(&dev, filename, format, &params, &os);
     }
     if (r == 0) {
         opt_take(&os, "backing.null"); /* (an image without a backing file) */
+        if (null_format && dev->drv == &vdisk_driver_null)
+            dev->core->format_shown = null_format;
         r = raw_range(&dev, &os);
         if (r == 0)
             r = opt_check_all_taken(&os, dev->drv->name);
@@ -651,6 +685,8 @@ VDISK_EXPORT uint32_t vdisk_get_block_size(const vdisk_dev *dev)
  * is is a raw image (as qemu-img reports it). */
 static const char *format_name(const struct vdisk_dev *dev)
 {
+    if (dev->core->format_shown)
+        return dev->core->format_shown;
     return dev->drv->protocol ? "raw" : dev->drv->name;
 }
 

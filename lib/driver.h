@@ -738,11 +738,13 @@ extern const struct vdisk_driver vdisk_driver_nbd;
 extern const struct vdisk_driver vdisk_driver_rbd;
 
 /* QEMU's null block driver (formats/null), for names "null-co://" and
- * "null-aio://" (null_is_name). */
+ * "null-aio://" (null_is_name) that the caller of vdisk_open() gives (never
+ * names in images: protocol_for_name() does not return it). */
 extern const struct vdisk_driver vdisk_driver_null;
 bool null_is_name(const char *filename);
 /* QEMU's error-injecting filter (formats/blkdebug), for names
- * "blkdebug:CONFIG:IMAGE" (blkdebug_is_name). */
+ * "blkdebug:CONFIG:IMAGE" (blkdebug_is_name) that the caller of
+ * vdisk_open() gives (never names in images, as null's). */
 extern const struct vdisk_driver vdisk_driver_blkdebug;
 bool blkdebug_is_name(const char *filename);
 /* Reads LEN bytes of blkdebug rules in its config file's syntax (for

@@ -93,6 +93,9 @@ struct dev_core {
     /* Opened by a json: name that qemu-img shows otherwise than the plain
      * name it came to (lib/json_name.c): vdisk_get_info's filename. */
     char *shown;
+    /* The format a protocol device opened as the image itself shows in
+     * place of "raw" (QEMU's null-co given as the driver), or NULL. */
+    const char *format_shown;
 };
 
 /*

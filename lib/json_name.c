@@ -28,11 +28,31 @@
  *   nbd          server.type (inet, the default, or unix), server.host,
  *                server.port (10809), server.path, export; or filename (a URI)
  *   rbd          pool, namespace, image, snapshot, conf, user; or filename
- * and for an encrypted image's format: encrypt.key-secret (qcow2),
- * key-secret (luks), handed to the format as options (json_name.fmt_key).
- * Any other key is refused (QEMU's words: "... does not support the option"),
- * so that nothing the name asks for is silently left out; arrays too (rbd's
- * server list: name the monitors in a conf file or :mon_host= instead).
+ *   null-co, null-aio   size, read-zeroes, latency-ns (formats/null)
+ *   blkdebug     config, image (a file name or a protocol's object),
+ *                inject-error and set-state (arrays of rules: event, state,
+ *                new_state, errno, sector, once, immediately, iotype),
+ *                handed to formats/blkdebug as the open option
+ *                blkdebug.rules in its config file's syntax
+ * and beside a format's driver:
+ *   encrypt.key-secret (qcow2), key-secret (luks)   an encrypted image's
+ *                secret ID, handed to the format as options (fmt_key)
+ *   offset, size (raw)   a range of the file (open options raw.offset,
+ *                raw.size)
+ *   backing      null: no backing file (the open option backing.null)
+ *   l2-cache-size, refcount-cache-size (qcow2)   passed on; qcow2's other
+ *                tuning options dropped
+ *   file.driver  a format: its own "file" the protocol's object (the open
+ *                option file.format)
+ * At any level cache.direct, cache.no-flush, node-name, discard,
+ * detect-zeroes, aio, aio-max-batch and auto-read-only are dropped, and
+ * locking becomes the open's locking.
+ * As QEMU's parser, strings may be single-quoted ('...', with \' as an
+ * escape in both kinds); arrays are read as QEMU flattens them (KEY.0,
+ * KEY.1, ...).  Any other key is refused (QEMU's words: "... does not
+ * support the option"), so that nothing the name asks for is silently left
+ * out (rbd's server list: name the monitors in a conf file or :mon_host=
+ * instead).
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -66,6 +66,8 @@ START_TEST(null_driver)
     same_as_qemu_img("map", "--output=json -f raw \"json:{'driver': 'raw', 'file': {'driver': "
                      "'null-aio', 'size': '65536', 'read-zeroes': 'on'}}\"");
     same_as_qemu_img("map", "-f raw null-co://");
+    same_as_qemu_img("info", "null-co://");
+    same_as_qemu_img("info", "-f null-co null-co://");
     same_as_qemu_io("-c 'write -P 1 0 64k' -c 'read -P 0 0 64k' "
                     "\"json:{'driver': 'null-co', 'size': 1048576, 'read-zeroes': true}\"");
     /* (without read-zeroes QEMU leaves the buffer as it was: vdisk zeroes it) */
@@ -97,6 +99,11 @@ START_TEST(raw_range)
     same_as_qemu_io("-c 'write -P 3 3000 584' -c 'read 3583 2' 'json:{\"driver\":\"raw\", "
                     "\"offset\":512, \"file.filename\":\"r.raw\"}'");
     same_as_qemu_img("info", "-f raw r.raw");
+    /* ranges that do not fit the file */
+    same_as_qemu_io("-c 'read 0 1' 'json:{\"driver\":\"raw\",\"offset\":\"1024\",\"size\":\"4096\","
+                    "\"file.filename\":\"r.raw\"}'");
+    same_as_qemu_io("-c 'read 0 1' 'json:{\"driver\":\"raw\",\"offset\":\"5000\","
+                    "\"file.filename\":\"r.raw\"}'");
 }
 END_TEST
 
@@ -167,6 +174,17 @@ START_TEST(blkdebug)
                         scratch_dir(), vdisk_bin());
     ck_assert_int_ne(r->status, 0);
     ck_assert_ptr_nonnull(strstr(r->err, "Invalid event name \"no_such_event\""));
+    /* Not from an image's header: a backing file named blkdebug:... or
+     * null-co:// is a file name there (QEMU follows them; vdisk does not
+     * let an image read config files or files outside its folder). */
+    RUN_OK("cd '%s' && rm -f h.qcow2 h2.qcow2 && qemu-img create -q -f qcow2 -u -b "
+           "'blkdebug::d.raw' -F raw h.qcow2 1M && qemu-img create -q -f qcow2 -u -b "
+           "'null-co://' -F raw h2.qcow2 1M", scratch_dir());
+    r = run("cd '%s' && '%s' io -c 'read 0 512' h.qcow2", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
+    ck_assert_ptr_nonnull(strstr(r->err, "No such file or directory"));
+    r = run("cd '%s' && '%s' io -c 'read 0 512' h2.qcow2", scratch_dir(), vdisk_bin());
+    ck_assert_int_ne(r->status, 0);
 }
 END_TEST
 
