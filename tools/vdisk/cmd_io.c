@@ -2024,9 +2024,7 @@ static int copy_on_read(uint64_t off, uint64_t len)
                     ret = -vdisk_get_errno();
                     break;
                 }
-                bool zero = true;
-                for (uint64_t i = 0; i < k && zero; i++)
-                    zero = buf[i] == 0;
+                bool zero = buf[0] == 0 && memcmp(buf, buf + 1, k - 1) == 0;
                 int r = zero ? vdisk_write_zeroes(st.dev, p, k, 0) : vdisk_pwrite(st.dev, buf, k, p);
                 if (r < 0)
                     ret = -vdisk_get_errno();
