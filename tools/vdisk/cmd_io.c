@@ -1737,7 +1737,9 @@ static int open_image(const char *file, const char *options, const struct open_f
     io.force_share = f->force_share;
     io.snapshot = f->snapshot;
     io.cor = f->cor;
-    io.cache = dup_or_null(f->cache);
+    /* qemu-io's default: writethrough (each write durable before the next
+     * command, so that a crash, sigraise 9, leaves what it wrote) */
+    io.cache = strdup(f->cache ? f->cache : "writethrough");
     io.engine = dup_or_null(f->engine);
     if (options && qopts_parse(options, &q) < 0)
         goto out;
@@ -2425,7 +2427,8 @@ static void help(void)
            "  -C           copy-on-read: what is read from the backing file is\n"
            "               copied into FILE\n"
            "  -n           cache=none: bypass the host page cache (O_DIRECT)\n"
-           "  -t CACHE     writeback, none, writethrough, directsync or unsafe\n"
+           "  -t CACHE     writethrough (the default, as qemu-io's), writeback, none,\n"
+           "               directsync or unsafe\n"
            "  -i ENGINE    io_uring (or uring), threads, or auto\n"
            "  --debug      the library's detailed message on stderr when a request fails\n"
            "  -c CMD       a command (repeatable)\n"
