@@ -42,7 +42,8 @@
 #define IO_CHUNK (16ULL << 20)
 #define MAX_IOV 62 /* lengths one readv/writev takes (the line has 64 words) */
 
-/* write -s, open and sleep use the host; fuzz/io_cmds.c turns that off. */
+/* write -s, open, sleep and sigraise use the host; fuzz/io_cmds.c turns
+ * that off. */
 static bool host_files = true;
 
 /* The session: the open image (NULL after close), whether vdisk io opened
@@ -2050,6 +2051,11 @@ static int do_sigraise(int argc, char **argv)
         printf("signal argument '%s' is too large to be a valid signal\n", argv[1]);
         return -1;
     }
+    if (!host_files) {
+        /* (fuzz/io_cmds.c: the process is not the script's to end) */
+        printf("sigraise: %s\n", strerror(EPERM));
+        return -1;
+    }
     settle();
     fflush(stdout);
     fflush(stderr);
@@ -2403,8 +2409,10 @@ int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool files)
     if (dev) {
         /* A device given here stays the caller's; one opened after it is
          * closed. */
-        if (st.dev != dev && st.dev && st.owned)
+        if (st.dev != dev && st.dev && st.owned) {
             vdisk_close(st.dev);
+            forget_open();
+        }
         st.dev = saved;
         st.owned = owned;
     }
