@@ -426,7 +426,8 @@ START_TEST(reopen_cmd)
                     "read-only=on' -c 'reopen -c none -o cache.direct=on' -c 'reopen -o "
                     "read-only=foo' -c 'reopen -o cache.no-flush=bar' -c 'reopen -o "
                     "auto-read-only=x' -c 'reopen -o cache.direct=on'");
-    same_as_qemu_io(SAME_STDERR, "-c 'reopen -o driver=raw' -c 'reopen -o driver=qcow2'");
+    same_as_qemu_io(SAME_STDERR, "-c 'reopen -o driver=raw' -c 'reopen -o driver=qcow2' "
+                    "-c 'reopen -o lazy-refcounts=x' -c 'reopen -o lazy-refcounts=off'");
     same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o node-name=foo @IMG@' -c 'reopen -o "
              "node-name=foo' -c 'reopen' -c 'reopen -o node-name=bar' -c close -c reopen");
 }

@@ -1939,6 +1939,18 @@ static int do_reopen(int argc, char **argv)
             goto out;
         }
     }
+    /* qcow2's lazy-refcounts: vdisk follows the image's header, so only
+     * the value it has already is taken (QEMU can turn them on for the
+     * session) */
+    const char *lazy = in.compat ? qget(&q, "", "lazy-refcounts") : NULL;
+    if (lazy && qbool(lazy) < 0) {
+        cli_error("Parameter 'lazy-refcounts' expects 'on' or 'off'");
+        goto out;
+    }
+    if (lazy && qbool(lazy) != in.lazy_refcounts) {
+        cli_error("Cannot change the option 'lazy-refcounts'");
+        goto out;
+    }
     for (unsigned i = 0; i < q.n; i++) {
         if (q.used[i])
             continue;
