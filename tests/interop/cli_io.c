@@ -426,7 +426,8 @@ START_TEST(reopen_cmd)
                     "read-only=on' -c 'reopen -c none -o cache.direct=on' -c 'reopen -o "
                     "read-only=foo' -c 'reopen -o cache.no-flush=bar' -c 'reopen -o "
                     "auto-read-only=x' -c 'reopen -o cache.direct=on'");
-    same_as_qemu_io(SAME_STDERR, "-c 'reopen -o driver=raw' -c 'reopen -o driver=qcow2'");
+    same_as_qemu_io(SAME_STDERR, "-c 'reopen -o driver=raw' -c 'reopen -o driver=qcow2' "
+                    "-c 'reopen -o lazy-refcounts=x' -c 'reopen -o lazy-refcounts=off'");
     same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o node-name=foo @IMG@' -c 'reopen -o "
              "node-name=foo' -c 'reopen' -c 'reopen -o node-name=bar' -c close -c reopen");
 }
@@ -440,6 +441,12 @@ START_TEST(sigraise_cmd)
                     "-c 'read -P 1 64k 1'");
     same_as_qemu_io(SAME_STDERR, "-c 'write -P 4 0 512' -c flush -c 'sigraise 15' "
                     "-c 'read 0 1'");
+    /* writethrough by default, as qemu-io: what was written before the
+     * crash is in the image, and a qcow2 image without lazy refcounts is
+     * consistent */
+    same_as_qemu_io(SAME_STDERR, "-c 'write -P 4 0 512' -c 'writev -P 5 64k 4k 4k' "
+                    "-c 'sigraise 9'");
+    RUN_OK("cd '%s' && qemu-img check -q v.qcow2", scratch_dir());
     same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'sigraise 15' -c 'read 0 1'");
 }
 END_TEST

@@ -42,7 +42,8 @@
 #define IO_CHUNK (16ULL << 20)
 #define MAX_IOV 62 /* lengths one readv/writev takes (the line has 64 words) */
 
-/* write -s, open and sleep use the host; fuzz/io_cmds.c turns that off. */
+/* write -s, open, sleep and sigraise use the host; fuzz/io_cmds.c turns
+ * that off. */
 static bool host_files = true;
 
 /* The session: the open image (NULL after close), whether vdisk io opened
@@ -1743,7 +1744,9 @@ static int open_image(const char *file, const char *options, const struct open_f
     io.force_share = f->force_share;
     io.snapshot = f->snapshot;
     io.cor = f->cor;
-    io.cache = dup_or_null(f->cache);
+    /* qemu-io's default: writethrough (each write durable before the next
+     * command, so that a crash, sigraise 9, leaves what it wrote) */
+    io.cache = strdup(f->cache ? f->cache : "writethrough");
     io.engine = dup_or_null(f->engine);
     if (options && qopts_parse(options, &q) < 0)
         goto out;
@@ -1942,6 +1945,18 @@ static int do_reopen(int argc, char **argv)
             goto out;
         }
     }
+    /* qcow2's lazy-refcounts: vdisk follows the image's header, so only
+     * the value it has already is taken (QEMU can turn them on for the
+     * session) */
+    const char *lazy = in.compat ? qget(&q, "", "lazy-refcounts") : NULL;
+    if (lazy && qbool(lazy) < 0) {
+        cli_error("Parameter 'lazy-refcounts' expects 'on' or 'off'");
+        goto out;
+    }
+    if (lazy && qbool(lazy) != in.lazy_refcounts) {
+        cli_error("Cannot change the option 'lazy-refcounts'");
+        goto out;
+    }
     for (unsigned i = 0; i < q.n; i++) {
         if (q.used[i])
             continue;
@@ -2030,9 +2045,7 @@ static int copy_on_read(uint64_t off, uint64_t len)
                     ret = -vdisk_get_errno();
                     break;
                 }
-                bool zero = true;
-                for (uint64_t i = 0; i < k && zero; i++)
-                    zero = buf[i] == 0;
+                bool zero = buf[0] == 0 && memcmp(buf, buf + 1, k - 1) == 0;
                 int r = zero ? vdisk_write_zeroes(st.dev, p, k, 0) : vdisk_pwrite(st.dev, buf, k, p);
                 if (r < 0)
                     ret = -vdisk_get_errno();
@@ -2054,6 +2067,11 @@ static int do_sigraise(int argc, char **argv)
         return -1;
     if (sig > NSIG) {
         printf("signal argument '%s' is too large to be a valid signal\n", argv[1]);
+        return -1;
+    }
+    if (!host_files) {
+        /* (fuzz/io_cmds.c: the process is not the script's to end) */
+        printf("sigraise: %s\n", strerror(EPERM));
         return -1;
     }
     settle();
@@ -2409,8 +2427,10 @@ int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool files)
     if (dev) {
         /* A device given here stays the caller's; one opened after it is
          * closed. */
-        if (st.dev != dev && st.dev && st.owned)
+        if (st.dev != dev && st.dev && st.owned) {
             vdisk_close(st.dev);
+            forget_open();
+        }
         st.dev = saved;
         st.owned = owned;
     }
@@ -2433,7 +2453,8 @@ static void help(void)
            "  -C           copy-on-read: what is read from the backing file is\n"
            "               copied into FILE\n"
            "  -n           cache=none: bypass the host page cache (O_DIRECT)\n"
-           "  -t CACHE     writeback, none, writethrough, directsync or unsafe\n"
+           "  -t CACHE     writethrough (the default, as qemu-io's), writeback, none,\n"
+           "               directsync or unsafe\n"
            "  -i ENGINE    io_uring (or uring), threads, or auto\n"
            "  --debug      the library's detailed message on stderr when a request fails\n"
            "  -c CMD       a command (repeatable)\n"
