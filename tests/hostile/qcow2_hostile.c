@@ -76,6 +76,17 @@ static void open_fails(int err, const char *msg)
     ck_assert_str_eq(vdisk_get_error(), want);
 }
 
+/* The same for a message in QEMU's words, which do not name the file. */
+static void open_fails_bare(int err, const char *msg)
+{
+    vdisk_dev *dev;
+    int r = try_open(false, &dev);
+    ck_assert_msg(r == err, "vdisk_open returned %d (expected %d): %s", r, err, vdisk_get_error());
+    char want[1024];
+    snprintf(want, sizeof want, "vdisk_open: %s", msg);
+    ck_assert_str_eq(vdisk_get_error(), want);
+}
+
 START_TEST(truncated_header)
 {
     make_base();
@@ -211,7 +222,8 @@ START_TEST(features)
 {
     make_base();
     patch64(72, 1ull << 40);
-    open_fails(-ENOTSUP, "unsupported incompatible features: unknown feature (bit 40)");
+    open_fails_bare(-ENOTSUP, "Unsupported qcow2 feature(s): Unknown incompatible feature: "
+                              "10000000000");
     /* A name from the image's own feature table. */
     uint8_t entry[48] = {0, 40};
     memcpy(entry + 2, "time travel", 11);
@@ -220,7 +232,7 @@ START_TEST(features)
     uint8_t len[4];
     be32_store(len, 9 * 48);
     patch(116, len, 4);
-    open_fails(-ENOTSUP, "unsupported incompatible features: time travel (bit 40)");
+    open_fails_bare(-ENOTSUP, "Unsupported qcow2 feature(s): time travel");
     patch64(72, 1ull << 2); /* external data file */
     open_fails(-ENOTSUP, "images with an external data file are not supported");
     patch64(72, 0);
