@@ -73,11 +73,12 @@ static int parse_opts(struct opt_set *os, struct create_opts *o, bool create)
                            "2048k");
     }
     if ((v = opt_take(os, "refcount_bits"))) {
-        uint64_t n;
-        int r = opt_uint("refcount_bits", v, 1, UINT64_MAX, &n);
-        if (r < 0)
+        uint64_t n = 0;
+        /* 0, a negative width and past 64: qemu-img's one message. */
+        int r = *v == '-' ? -EINVAL : opt_uint("refcount_bits", v, 0, UINT64_MAX, &n);
+        if (r < 0 && *v != '-')
             return r;
-        if (n > 64 || log2_exact(n) < 0)
+        if (r < 0 || n > 64 || log2_exact(n) < 0)
             return err_set(-EINVAL, "Refcount width must be a power of two and may not exceed "
                            "64 bits");
         o->refcount_bits = (uint32_t)n;

@@ -129,12 +129,15 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, size_t len)
         case QCOW2_EXT_FEATURES: {
             if (s->features)
                 return bad(s, "two feature name tables");
-            unsigned cnt = elen / 48;
+            /* A short last entry reads as if zero-padded, as QEMU reads it. */
+            unsigned cnt = (unsigned)((elen + 47) / 48);
             s->features = calloc(cnt ? cnt : 1, sizeof *s->features);
             if (!s->features)
                 return err_set(-ENOMEM, "out of memory");
             for (unsigned i = 0; i < cnt; i++) {
-                const uint8_t *f = buf + data + i * 48;
+                uint8_t f[48] = {0};
+                size_t have = elen - (size_t)i * 48 < 48 ? elen - (size_t)i * 48 : 48;
+                memcpy(f, buf + data + (size_t)i * 48, have);
                 s->features[i].type = f[0];
                 s->features[i].bit = f[1];
                 memcpy(s->features[i].name, f + 2, 46);
@@ -277,19 +280,24 @@ int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t
         return r;
     uint64_t unknown = s->incompat & ~QCOW2_INCOMPAT_KNOWN;
     if (unknown) {
-        char names[512] = "";
+        /* QEMU's words: the names the image's feature table gives them (in
+         * its order, up to an entry without a name), then the rest as a
+         * mask. */
+        char names[1024] = "";
         size_t n = 0;
-        for (int bit = 0; bit < 64; bit++) {
-            if (!(unknown & (1ull << bit)))
+        for (unsigned i = 0; i < s->nfeatures && s->features[i].name[0]; i++) {
+            const struct qcow2_feature *f = &s->features[i];
+            if (f->type != 0 || f->bit >= 64 || !(unknown & (1ull << f->bit)))
                 continue;
-            const char *name = qcow2_feature_name(s, 0, bit);
-            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s (bit %d)", n ? ", " : "",
-                                  name ? name : "unknown feature", bit);
-            if (n >= sizeof names)
-                break;
+            if (n < sizeof names)
+                n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", n ? ", " : "",
+                                      f->name);
+            unknown &= ~(1ull << f->bit);
         }
-        return err_set(-ENOTSUP, "%s: unsupported incompatible features: %s", s->dev->filename,
-                       names);
+        if (unknown && n < sizeof names)
+            snprintf(names + n, sizeof names - n, "%sUnknown incompatible feature: %" PRIx64,
+                     n ? ", " : "", unknown);
+        return err_set(-ENOTSUP, "Unsupported qcow2 feature(s): %s", names);
     }
     if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
         return err_set(-ENOTSUP, "%s: images with an external data file are not supported",

@@ -469,8 +469,9 @@ START_TEST(backing_needs_format)
     snprintf(want, sizeof want, "vdisk: %s: Backing format cannot be used without backing "
              "file\n", ov);
     fails_unchanged(ov, want, "create -q -f qcow2 -F qcow2 '%s' 1M", ov);
-    snprintf(want, sizeof want, "vdisk: Could not open '%s': No such file or "
-             "directory\n", scratch("nonexist.qcow2"));
+    /* qemu-img's two lines */
+    snprintf(want, sizeof want, "vdisk: %s: Could not open '%s': No such file or "
+             "directory\nCould not open backing image.\n", ov, scratch("nonexist.qcow2"));
     fails_unchanged(ov, want, "create -q -f qcow2 -b '%s' '%s'", scratch("nonexist.qcow2"), ov);
     /* With -F, the overlay reads the base's data, not its header. */
     RUN_OK("%s create -q -f qcow2 -b '%s' -F raw '%s'", V, br, ov);

@@ -1139,6 +1139,11 @@ int cmd_convert(int argc, char **argv)
             backing_fmt = vdisk_options_get(opts, "backing_fmt");
         if (backing && !*backing)
             backing = NULL;
+        if (backing && argc - optind - 1 > 1) {
+            cli_error("Having a backing file for the target makes no sense when concatenating "
+                      "multiple input images");
+            goto out;
+        }
         if (backing_fmt && !backing) {
             cli_error("%s: Backing format cannot be used without backing file", dst_name);
             goto out;
