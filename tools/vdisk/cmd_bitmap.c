@@ -211,7 +211,7 @@ out:
 
 int cli_convert_bitmaps_check(int nsrc, vdisk_dev *src, const char *out_fmt, bool skip_broken)
 {
-    if (strcmp(out_fmt, "qcow2") != 0) {
+    if (out_fmt && strcmp(out_fmt, "qcow2") != 0) { /* (NULL: the target's name says) */
         cli_error("Format driver '%s' does not support bitmaps", out_fmt);
         return -1;
     }

@@ -1257,8 +1257,9 @@ int cmd_convert(int argc, char **argv)
     }
     struct open_args oa = {.format = out_fmt, .cache = dst_cache};
     /* An encrypted target opens with the key it was created with. */
-    oa.key_secret = vdisk_options_get(opts, strcmp(out_fmt, "luks") ? "encrypt.key-secret"
-                                                                    : "key-secret");
+    if (out_fmt) /* (-n without -O: the target's own name says it) */
+        oa.key_secret = vdisk_options_get(opts, strcmp(out_fmt, "luks") ? "encrypt.key-secret"
+                                                                        : "key-secret");
     c.dst = cli_open(dst_name, &oa);
     if (!c.dst)
         goto out;

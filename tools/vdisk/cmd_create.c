@@ -38,6 +38,18 @@ static void help(void)
            "  -q            quiet: do not print the 'Formatting ...' line\n");
 }
 
+/* The library's message about FILE as qemu-img words it, "FILE: MESSAGE"
+ * (the file named once when the message starts with it already). */
+static void cli_file_error(const char *file)
+{
+    const char *m = cli_lib_detail();
+    size_t n = strlen(file);
+    if (strncmp(m, file, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+        cli_error("%s", m);
+    else
+        cli_error("%s: %s", file, m);
+}
+
 /* The "Formatting" line, with the options in the order qemu-img prints them. */
 static void print_formatting(const char *file, const char *fmt, uint64_t size,
                              const vdisk_options *o, const char *optlist)
@@ -305,7 +317,7 @@ int cmd_create(int argc, char **argv)
     /* The format and its option names first, as qemu-img checks them (-b
      * and -F count as backing_file and backing_fmt). */
     if (vdisk_create_option(fmt, 0, NULL, NULL, NULL) < 0) {
-        cli_error("%s: %s", file, cli_lib_detail());
+        cli_file_error(file);
         goto out;
     }
     if (check_keys(file, fmt, backing ? "backing_file=" : NULL) < 0 ||
@@ -396,7 +408,7 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     if (vdisk_create(file, fmt, size, opts) < 0) {
-        cli_error("%s: %s", file, cli_lib_detail());
+        cli_file_error(file);
         goto out;
     }
     ret = 0;

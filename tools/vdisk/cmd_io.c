@@ -1371,14 +1371,21 @@ static int blkdebug_layer(struct qopts *q, const char *prefix, struct io_open *i
     return conf && *conf ? read_blkdebug_config(io, conf) : 0;
 }
 
+/* The image formats the library opens (lib/device.c's registry). */
 static bool is_format_driver(const char *d)
 {
-    return strcmp(d, "qcow2") == 0 || strcmp(d, "raw") == 0 || strcmp(d, "luks") == 0;
+    static const char *const formats[] = {"raw", "qcow2", "luks", "vdi", "qed", "vmdk", "vpc",
+                                          "vhdx", "bochs", "cloop", "dmg", "parallels"};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+        if (strcmp(d, formats[i]) == 0)
+            return true;
+    return false;
 }
 
 static bool is_protocol_driver(const char *d)
 {
     return strcmp(d, "file") == 0 || strcmp(d, "host_device") == 0 ||
+           strcmp(d, "null-co") == 0 || strcmp(d, "null-aio") == 0 ||
            strcmp(d, "host_cdrom") == 0;
 }
 
@@ -1389,11 +1396,31 @@ static bool is_protocol_driver(const char *d)
  * inject-error on cor_write), copy-on-read (done here), and a
  * "blkdebug:CONFIG:FILE" name.  Fills IO; prints the error.
  */
+/* Whether the blkdebug config file named by CONF (up to its ':') has a
+ * rule for the event cor_write. */
+static bool config_names_cor_write(const char *conf)
+{
+    char *name = strndup(conf, strcspn(conf, ":"));
+    FILE *f = name ? fopen(name, "r") : NULL;
+    free(name);
+    bool found = false;
+    char line[512];
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, "cor_write") != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
 static int io_from_options(struct qopts *q, const char *file, struct io_open *io)
 {
     const char *fn = NULL;
     bool blkdebug_name = false;
-    if (file && strncmp(file, "blkdebug:", 9) == 0 && strchr(file + 9, ':')) {
+    /* blkdebug:CONFIG:IMAGE: the library's blkdebug injects errors on
+     * its events; vdisk io's own stand-in layer only where the config
+     * asks for copy-on-read's event (cor_write), which the library lacks. */
+    if (file && strncmp(file, "blkdebug:", 9) == 0 && strchr(file + 9, ':') &&
+        (file[9] == ':' || config_names_cor_write(file + 9))) {
         const char *c = file + 9, *colon = strchr(c, ':');
         if (colon > c) {
             char *conf = strndup(c, (size_t)(colon - c));
@@ -1504,8 +1531,8 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
     }
     io->path = strdup(filename);
     io->proto = dup_or_null(proto);
-    if (proto && !have_format)
-        io->format = strdup("raw"); /* the protocol's bytes */
+    if (proto && !have_format) /* the protocol's bytes (null-co's: the library knows) */
+        io->format = strdup(strncmp(proto, "null-", 5) == 0 ? proto : "raw");
     return 0;
 }
 
