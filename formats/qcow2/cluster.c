@@ -238,16 +238,6 @@ int qcow2_write_l1_entry(struct qcow2 *s, uint64_t i)
     return write_l1_value(s, i, s->l1[i]);
 }
 
-int qcow2_alloc_l2(struct qcow2 *s, uint64_t l1i, uint64_t *host)
-{
-    if (s->l2_resv && s->l2_resv_l1i == l1i) {
-        s->l2_resv = false;
-        *host = s->l2_resv_off;
-        return 0;
-    }
-    return qcow2_alloc_clusters(s, 1, host);
-}
-
 int qcow2_make_l2_unlocked(struct qcow2 *s, uint64_t l1i)
 {
     uint64_t cs = s->cluster_size, old, new_off = 0;
@@ -262,7 +252,7 @@ int qcow2_make_l2_unlocked(struct qcow2 *s, uint64_t l1i)
         free(buf);
         return r < 0 ? r : 0; /* nothing to make here, or left to the locked path */
     }
-    r = qcow2_alloc_l2(s, l1i, &new_off);
+    r = qcow2_alloc_clusters(s, 1, &new_off);
     if (r == 0 && old) {
         uint8_t *o;
         r = qcow2_cache_get(&s->l2c, old, true, &o);
@@ -329,7 +319,7 @@ int qcow2_l2_for_write(struct qcow2 *s, uint64_t l1i, uint8_t **l2)
 
     /* A new table, or a copy of one a snapshot shares. */
     uint64_t new_off;
-    r = qcow2_alloc_l2(s, l1i, &new_off);
+    r = qcow2_alloc_clusters(s, 1, &new_off);
     if (r < 0)
         return r;
     uint8_t *t;

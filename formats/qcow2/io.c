@@ -891,18 +891,6 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
         run->cow_start = c0;
         run->cow_end = cend < limit ? cend : limit;
     }
-    /* A table to make for the run: its cluster first, the data after it,
-     * as QEMU lays them out (qemu-img map shows the data in one piece). */
-    uint64_t l1i = c0 >> (s->cluster_bits + s->l2_bits);
-    if (r == 0 && !run->fill && !s->l2_resv && l1i < s->l1_size &&
-        !(s->l1[l1i] & QCOW2_OFLAG_COPIED) && !(s->making && s->making_l1i == l1i)) {
-        r = nb ? qcow2_alloc_clusters_cached(s, 1, &s->l2_resv_off)
-               : qcow2_alloc_clusters(s, 1, &s->l2_resv_off);
-        if (r == 0) {
-            s->l2_resv = true;
-            s->l2_resv_l1i = l1i;
-        }
-    }
     if (r == 0 && !run->fill)
         r = nb ? qcow2_alloc_clusters_cached(s, ncl, &run->host)
                : qcow2_alloc_clusters(s, ncl, &run->host);

@@ -274,10 +274,6 @@ static void qcow2_close(struct vdisk_dev *dev)
     s->offload = NULL;
     if (!s->read_only && !s->corrupt) {
         pthread_mutex_lock(&s->lock);
-        if (s->l2_resv) { /* no table was made there after all */
-            qcow2_free_later(s, s->l2_resv_off, 1);
-            s->l2_resv = false;
-        }
         int r = qcow2_bitmaps_close(s);
         if (r == 0)
             r = qcow2_flush_metadata(s);

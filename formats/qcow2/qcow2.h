@@ -339,12 +339,6 @@ struct qcow2 {
     unsigned wb_busy;         /* flushes in flight without the lock */
     bool making;              /* an L2 table being made without the lock */
     uint64_t making_l1i;      /* its L1 index */
-    /* A cluster allocated for the L2 table of L1 index l2_resv_l1i before
-     * the data clusters of the first write under it (as QEMU orders them:
-     * the table, then the data after it), taken by whichever path makes
-     * that table (qcow2_alloc_l2()); freed at close if none did. */
-    bool l2_resv;
-    uint64_t l2_resv_l1i, l2_resv_off;
     pthread_cond_t made;      /* signalled when it is done */
     struct offload *offload;  /* flushes and table walks of discards, away
                                  from the queues' threads (NULL: inline) */
@@ -539,9 +533,6 @@ int qcow2_lookup_cached(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow
                         uint64_t *need);
 /* Pins the L2 table for L1 index I, allocating or copying it so it is
  * writable; *l2 and *l2_off describe it.  Release with qcow2_cache_put. */
-/* A cluster for the new L2 table of L1 index L1I: the one reserved for it
- * (s->l2_resv), else a new one.  Under s->lock. */
-int qcow2_alloc_l2(struct qcow2 *s, uint64_t l1i, uint64_t *host);
 int qcow2_l2_for_write(struct qcow2 *s, uint64_t l1_index, uint8_t **l2);
 uint64_t qcow2_l2e_get(const struct qcow2 *s, const uint8_t *l2, uint64_t i);
 uint64_t qcow2_l2e_bitmap(const struct qcow2 *s, const uint8_t *l2, uint64_t i);
