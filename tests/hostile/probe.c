@@ -266,7 +266,7 @@ static const struct sample samples[] = {
     {"s.qed", "qed", "qed"},                 /* read by vdisk: guarded only */
     {"s.parallels", "parallels", "parallels"}, /* read by vdisk: guarded only */
     {"s.qcow", "QCOW (qcow)", "qcow"},
-    {"s.luks", "LUKS (luks)", "luks"},
+    {"s.luks", "luks", "luks"},              /* read by vdisk (with its key): guarded only */
     {"s.bochs", "bochs", "bochs"},           /* read by vdisk: guarded only */
     {"s.cloop", "cloop", NULL},              /* read by vdisk: guarded only */
     {"s.dmg", "dmg", NULL},                  /* read by vdisk: known by its name */
