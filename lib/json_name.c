@@ -498,7 +498,10 @@ static int bad(struct jp *j, int r, const char *fmt, ...)
 static const char *str_of(struct jp *j, const char *p, const char *key, int *r, bool bools)
 {
     char full[128];
-    snprintf(full, sizeof full, "%s%s", p, key);
+    int n = snprintf(full, sizeof full, "%s%s", p, key);
+    if (n < 0 || (size_t)n >= sizeof full) { /* no key is that long: not given */
+        return NULL;
+    }
     struct jkey *k = get(j, full);
     if (!k)
         return NULL;

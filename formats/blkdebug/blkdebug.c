@@ -132,7 +132,7 @@ static int bd_iotypes(const char *where, const char *v, unsigned *out)
 /* One key = value of the rule R being read. */
 static int bd_set(const char *where, struct bd_rule *r, const char *key, const char *v)
 {
-    int64_t n;
+    int64_t n = 0; /* (set by bd_int; GCC -O3 cannot see it) */
     int ret;
     if (!strcmp(key, "event")) {
         size_t i;

@@ -853,7 +853,7 @@ static int merge_from(struct qcow2 *s, struct qcow2_bitmap *dst, struct bitmap_a
 
 static int op_status(struct qcow2 *s, struct bitmap_args *a)
 {
-    struct qcow2_bitmap *bm;
+    struct qcow2_bitmap *bm = NULL; /* (set by usable(); GCC -O3 cannot see it) */
     int r = usable(s, a->name, &bm);
     if (r == 0 && a->offset >= s->size)
         r = err_set(-EINVAL, "%s: offset %" PRIu64 " is past the end of the disk (%" PRIu64

@@ -440,7 +440,9 @@ START_TEST(partition)
     /* Read from exactly struct_size bytes (ASan sees a read past them). */
     struct vdisk_partition *x = exact_copy(&in, VDISK_PARTITION_SIZE_V1);
     ck_assert_msg(vdisk_part_add(t, x) == 0, "%s", vdisk_get_error());
-    ck_assert_uint_eq(x->number, 3);
+    unsigned number; /* (read as version 1's caller can: x has its bytes only) */
+    memcpy(&number, (uint8_t *)x + offsetof(struct vdisk_partition, number), sizeof number);
+    ck_assert_uint_eq(number, 3);
     free(x);
     EXPECT_TOO_SMALL(vdisk_partition, VDISK_PARTITION_SIZE_V1, "vdisk_part_add",
                      vdisk_part_add(t, s));
