@@ -407,6 +407,17 @@ static const struct vdisk_driver vdisk_driver_fault = {
     .close = fault_close,
 };
 
+struct vdisk_open_params fault_params(bool read_only)
+{
+    struct vdisk_open_params p = {
+        .read_only = read_only,
+        .cache = VDISK_CACHE_WRITEBACK,
+        .engine = VDISK_ENGINE_THREADS,
+        .threads = 1,
+    };
+    return p;
+}
+
 int fault_open(struct vdisk_dev **devp, struct fault_disk *f, const char *filename,
                const struct vdisk_open_params *params)
 {

@@ -66,6 +66,11 @@ struct fault_disk *fault_new(const void *data, size_t len, uint64_t limit);
 /* Frees the disk; every device opened over it must be closed first. */
 void fault_free(struct fault_disk *f);
 
+/* The settings the reliability tests open fault disks with: write-back,
+ * the threads engine with one thread (so that the order of writes, and so
+ * the crash points, are the same on every run); READ_ONLY as given. */
+struct vdisk_open_params fault_params(bool read_only);
+
 /* Opens a protocol device named FILENAME over F (one at a time). */
 int fault_open(struct vdisk_dev **devp, struct fault_disk *f, const char *filename,
                const struct vdisk_open_params *params);

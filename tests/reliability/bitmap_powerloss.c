@@ -32,24 +32,13 @@
 #define NBLOCKS 6
 #define LIMIT (64u << 20)
 
-static struct vdisk_open_params params(bool ro)
-{
-    struct vdisk_open_params p = {
-        .read_only = ro,
-        .cache = VDISK_CACHE_WRITEBACK,
-        .engine = VDISK_ENGINE_THREADS,
-        .threads = 1,
-    };
-    return p;
-}
-
 static const unsigned order[NBLOCKS] = {3, 0, 5, 1, 4, 2};
 
 /* Opens the image on F read-write, then the workload; false once a step
  * failed (the power is cut). */
 static bool workload(struct fault_disk *f, const char *img, uint8_t *buf)
 {
-    struct vdisk_open_params p = params(false);
+    struct vdisk_open_params p = fault_params(false);
     struct vdisk_dev *file, *dev;
     ck_assert_int_eq(fault_open(&file, f, img, &p), 0);
     if (dev_open_format(&dev, file, "qcow2", &p, NULL) < 0) {
@@ -97,7 +86,7 @@ static unsigned in_use_seen, clean_seen, qemu_checks;
 
 static void verify(struct fault_disk *g, const char *img, uint64_t n, int pol, uint8_t *buf)
 {
-    struct vdisk_open_params ro = params(true);
+    struct vdisk_open_params ro = fault_params(true);
     struct vdisk_dev *file, *dev;
     ck_assert_int_eq(fault_open(&file, g, img, &ro), 0);
     int r = dev_open_format(&dev, file, "qcow2", &ro, NULL);

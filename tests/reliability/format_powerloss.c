@@ -41,17 +41,6 @@
 #define NBLOCKS 6
 #define LIMIT (64u << 20)
 
-static struct vdisk_open_params params(bool ro)
-{
-    struct vdisk_open_params p = {
-        .read_only = ro,
-        .cache = VDISK_CACHE_WRITEBACK,
-        .engine = VDISK_ENGINE_THREADS,
-        .threads = 1,
-    };
-    return p;
-}
-
 /* The workload: block i gets pattern i + 1 (a 64 KiB run in its middle),
  * in the order below, with a flush after every second write.  Returns the
  * number of blocks written and flushed before the first failure. */
@@ -108,7 +97,7 @@ static void qemu_replays(struct fault_disk *g, unsigned durable, uint8_t *buf, u
     write_file(copy, data, len);
     free(data);
     RUN_OK("qemu-img check -q -r all '%s' && qemu-img check -q '%s'", copy, copy);
-    struct vdisk_open_params ro = params(true);
+    struct vdisk_open_params ro = fault_params(true);
     struct vdisk_dev *dev;
     ck_assert_int_eq(dev_open(&dev, copy, FORMAT, &ro, NULL), 0);
     verify(dev, durable, buf, want, n, pol, "replayed by qemu-img");
@@ -144,7 +133,7 @@ START_TEST(power_cut_at_every_write)
     uint8_t *buf = malloc(BLOCK), *want = malloc(BLOCK);
     /* How many writes the workload makes. */
     struct fault_disk *f = fault_new(fresh, len, LIMIT);
-    struct vdisk_open_params p = params(false);
+    struct vdisk_open_params p = fault_params(false);
     struct vdisk_dev *file, *dev;
     ck_assert_int_eq(fault_open(&file, f, img, &p), 0);
     ck_assert_int_eq(dev_open_format(&dev, file, FORMAT, &p, NULL), 0);
@@ -166,7 +155,7 @@ START_TEST(power_cut_at_every_write)
             if (VHDX)
                 qemu_replays(g, durable, buf, want, n, pol);
             /* A VHDX log is replayed by a writable open only. */
-            struct vdisk_open_params ro = params(!VHDX);
+            struct vdisk_open_params ro = fault_params(!VHDX);
             ck_assert_int_eq(fault_open(&file, g, img, &ro), 0);
             int r = dev_open_format(&dev, file, FORMAT, &ro, NULL);
             ck_assert_msg(r == 0, "crash at write %llu (%s): %s", (unsigned long long)n,

@@ -27,16 +27,6 @@
 #define VSIZE (4u << 20)
 #define CS 4096u
 
-static struct vdisk_open_params params(void)
-{
-    struct vdisk_open_params p = {
-        .cache = VDISK_CACHE_WRITEBACK,
-        .engine = VDISK_ENGINE_THREADS,
-        .threads = 1,
-    };
-    return p;
-}
-
 static struct fault_disk *new_qcow2_disk(void)
 {
     const char *tmpl = scratch("tmpl.qcow2");
@@ -56,7 +46,7 @@ static struct fault_disk *new_qcow2_disk(void)
 
 static struct vdisk_dev *open_on(struct fault_disk *f, const char *format)
 {
-    struct vdisk_open_params p = params();
+    struct vdisk_open_params p = fault_params(false);
     struct vdisk_dev *file, *dev;
     ck_assert(fault_open(&file, f, scratch("disk.img"), &p) == 0);
     ck_assert_msg(dev_open_format(&dev, file, format, &p, NULL) == 0, "%s", vdisk_get_error());
@@ -232,7 +222,7 @@ static void flush_gate(const char *format)
     if (r == 0) {
         /* Success is only honest if the data reached the disk. */
         struct fault_disk *g = fault_after_crash(f, FAULT_DROP_ALL, 0);
-        struct vdisk_open_params p = params();
+        struct vdisk_open_params p = fault_params(false);
         struct vdisk_dev *file, *d2;
         ck_assert(fault_open(&file, g, scratch("disk.img"), &p) == 0);
         int o = dev_open_format(&d2, file, format, &p, NULL);

@@ -25,17 +25,6 @@
 
 #define CS 4096u
 
-static struct vdisk_open_params params(void)
-{
-    struct vdisk_open_params p = {
-        .cache = VDISK_CACHE_WRITEBACK,
-        .engine = VDISK_ENGINE_THREADS,
-        .threads = 1,
-        .read_only = true,
-    };
-    return p;
-}
-
 /* The image at PATH on a fault disk, opened as qcow2 (*FP: the disk). */
 static struct vdisk_dev *open_on_fault(const char *path, struct fault_disk **fp)
 {
@@ -44,7 +33,7 @@ static struct vdisk_dev *open_on_fault(const char *path, struct fault_disk **fp)
     struct fault_disk *f = fault_new(img, len, len);
     free(img);
     ck_assert(f != NULL);
-    struct vdisk_open_params p = params();
+    struct vdisk_open_params p = fault_params(true);
     struct vdisk_dev *file, *dev;
     ck_assert(fault_open(&file, f, scratch("disk.img"), &p) == 0);
     ck_assert_msg(dev_open_format(&dev, file, "qcow2", &p, NULL) == 0, "%s", vdisk_get_error());

@@ -247,16 +247,6 @@ struct ctx {
     char failure[MAX_FAILURES][768];
 };
 
-static struct vdisk_open_params test_params(void)
-{
-    struct vdisk_open_params p = {
-        .cache = VDISK_CACHE_WRITEBACK,
-        .engine = VDISK_ENGINE_THREADS,
-        .threads = 1,
-    };
-    return p;
-}
-
 static unsigned env_uint(const char *name, unsigned def)
 {
     const char *v = getenv(name);
@@ -648,7 +638,7 @@ static void check_snapshot_list(struct ctx *c, struct vdisk_dev *dev, const char
 static void check_snapshot_data(struct ctx *c, struct fault_disk *g, const struct snap *s,
                                 const char *label)
 {
-    struct vdisk_open_params p = test_params();
+    struct vdisk_open_params p = fault_params(false);
     p.read_only = true;
     vdisk_options *o;
     ck_assert(vdisk_options_new(&o) == 0);
@@ -718,7 +708,7 @@ static void check_image(struct ctx *c, const uint8_t *img, size_t len, const cha
             flag(c, "%s: qemu-img check of the crash image exits %d: %s%s", label, r->status,
                  r->out, r->err);
     }
-    struct vdisk_open_params p = test_params();
+    struct vdisk_open_params p = fault_params(false);
     struct fault_disk *g = fault_new(img, len, LIMIT);
     ck_assert(g != NULL);
     struct vdisk_dev *file, *dev;
@@ -1415,7 +1405,7 @@ static void open_image(struct ctx *c)
     c->ref = img;
     c->reflen = len;
     ck_assert(c->f != NULL);
-    struct vdisk_open_params p = test_params();
+    struct vdisk_open_params p = fault_params(false);
     if (c->cfg->weights[OP_BATCH])
         p.threads = 2;
     struct vdisk_dev *file;

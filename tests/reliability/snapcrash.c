@@ -394,11 +394,7 @@ START_TEST(every_write)
     c.f = fault_new(img, len, LIMIT);
     free(img);
     ck_assert(c.f != NULL);
-    struct vdisk_open_params p = {
-        .cache = VDISK_CACHE_WRITEBACK,
-        .engine = VDISK_ENGINE_THREADS,
-        .threads = 1,
-    };
+    struct vdisk_open_params p = fault_params(false);
     struct vdisk_dev *file;
     ck_assert(fault_open(&file, c.f, scratch("top.qcow2"), &p) == 0);
     ck_assert_msg(dev_open_format(&c.dev, file, "qcow2", &p, NULL) == 0, "%s",
