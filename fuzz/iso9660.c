@@ -62,7 +62,8 @@ static void walk(vdisk_iso *iso, const char *dir, unsigned depth)
             /* ".." from inside: the lookup reads the parent's "." record. */
             if (l + 3 <= VDISK_ISO_PATH_MAX) {
                 char up[VDISK_ISO_PATH_MAX + 1];
-                snprintf(up, sizeof up, "%s/..", path);
+                memcpy(up, path, l);
+                memcpy(up + l, "/..", 4);
                 vdisk_iso_stat(iso, up, 1, &entry);
             }
             walk(iso, path, depth + 1);

@@ -127,7 +127,7 @@ static char *long_listing(const char *text, int kind, const char *const *skip)
     size_t n = 0;
     char *copy = strdup(text), *save = NULL;
     for (char *l = strtok_r(copy, "\n", &save); l && n < 4096; l = strtok_r(NULL, "\n", &save)) {
-        char mode[16], uid[16], gid[16], size[32], d1[16], d2[16], d3[16], date[16];
+        char mode[16], uid[16], gid[16], size[32], d1[16], d2[16], d3[16], date[48];
         int pos = 0;
         if (kind == 0) {
             if (sscanf(l, "%15s %*s %15s %15s %31s %15s %15s %n", mode, uid, gid, size, d1, d2,
@@ -140,7 +140,9 @@ static char *long_listing(const char *text, int kind, const char *const *skip)
                 continue;
             const char *m = strstr(months, d1);
             ck_assert_msg(m && strlen(d3) == 4, "bsdtar's date: %s", l);
-            snprintf(date, sizeof date, "%s-%02d-%02d", d3, (int)(m - months) / 3 + 1, atoi(d2));
+            int day = atoi(d2);
+            ck_assert_msg(day >= 1 && day <= 31, "bsdtar's day: %s", l);
+            snprintf(date, sizeof date, "%.4s-%02d-%02d", d3, (int)(m - months) / 3 % 12 + 1, day);
         }
         const char *path = l + pos;
         char name[64];

@@ -192,9 +192,14 @@ static int backing_size(const char *file, const char *backing, const char *fmt, 
 
 /* Whether FMT's create options (its -o help list, and size) hold KEY, or
  * QEMU's do and vdisk_create() refuses it in its words (an external data
- * file, encryption, the file protocol's options). */
-static bool known_option(const char *fmt, const char *key, size_t len)
+ * file, encryption, the file protocol's options).  On an rbd: FILE a raw
+ * image takes a backing file: the image is made an RBD clone of it. */
+static bool known_option(const char *file, const char *fmt, const char *key, size_t len)
 {
+    if (!strncmp(file, "rbd:", 4) && !strcmp(fmt, "raw") &&
+        ((len == 12 && !strncmp(key, "backing_file", 12)) ||
+         (len == 11 && !strncmp(key, "backing_fmt", 11))))
+        return true;
     static const char *const qemu_only[] = {"data_file", "data_file_raw", "encryption",
                                             "nocow", "extent_size_hint"};
     const char *name;
@@ -221,11 +226,11 @@ static int check_keys(const char *file, const char *fmt, const char *list)
         size_t n = strcspn(p, "=");
         if (n > (size_t)(e - p))
             n = (size_t)(e - p);
-        if (n == 12 && !strncmp(p, "backing_file", 12) && !known_option(fmt, p, n)) {
+        if (n == 12 && !strncmp(p, "backing_file", 12) && !known_option(file, fmt, p, n)) {
             cli_error("%s: Backing file not supported for file format '%s'", file, fmt);
             return -1;
         }
-        if (n && !known_option(fmt, p, n)) {
+        if (n && !known_option(file, fmt, p, n)) {
             cli_error("%s: Invalid parameter '%.*s'", file, (int)n, p);
             return -1;
         }
