@@ -113,6 +113,12 @@ static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, u
         alloc = (host != 0 || (df && (e & QCOW2_OFLAG_COPIED))) && !(e & QCOW2_OFLAG_ZERO);
         zero = (e & QCOW2_OFLAG_ZERO) != 0;
     }
+    /* An external data file holds guest cluster N at N's offset (QEMU
+     * refuses any other mapping as corruption). */
+    uint64_t gc = guest & ~(s->cluster_size - 1);
+    if (df && (host || (e & QCOW2_OFLAG_COPIED)) && host != gc)
+        return qcow2_corrupt(s, "external data file host cluster offset 0x%" PRIx64 " does not "
+                             "match guest cluster offset 0x%" PRIx64, host, gc);
     /* (An external data file reads zeroes past its end.) */
     if (alloc && !qcow2_has_data_file(s) &&
         host + s->cluster_size > align_up(dev_size(s->file), s->cluster_size))
