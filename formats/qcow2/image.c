@@ -376,6 +376,8 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     const char *rbits = opt_take(os, "refcount_bits");
     const char *lazy = opt_take(os, "lazy_refcounts");
     const char *size_s = opt_take(os, "size");
+    const char *dfile = opt_take(os, "data_file");
+    const char *draw = opt_take(os, "data_file_raw");
     /* Every option is checked before the image is touched. */
     int r = opt_check_all_taken(os, "qcow2");
     if (r < 0)
@@ -412,6 +414,24 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         if (r == 0)
             order = (uint32_t)__builtin_ctzll(n);
     }
+    /* The external data file: its name changed or removed (data_file=),
+     * data_file_raw only cleared, as qemu-img 7.2 allows. */
+    bool want_raw = s->data_raw;
+    if (r == 0 && draw)
+        r = opt_bool("data_file_raw", draw, &want_raw);
+    if (r == 0 && dfile && !qcow2_has_data_file(s))
+        r = err_set(-EINVAL, "data-file can only be set for images that use an external data "
+                    "file");
+    if (r == 0 && dfile && strlen(dfile) > QCOW2_MAX_BACKING_NAME)
+        r = err_set(-EINVAL, "the data file name is longer than %d bytes",
+                    QCOW2_MAX_BACKING_NAME);
+    if (r == 0 && draw && !qcow2_has_data_file(s))
+        r = err_set(-EINVAL, "data-file-raw can only be set for images that use an external "
+                    "data file");
+    if (r == 0 && want_raw && !s->data_raw)
+        r = err_set(-EINVAL, "data-file-raw cannot be set on existing images");
+    if (r == 0 && version == 2 && s->version >= 3 && qcow2_has_data_file(s))
+        r = err_set(-ENOTSUP, "Cannot downgrade an image with a data file");
     bool want_lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
     if (r == 0 && lazy)
         r = opt_bool("lazy_refcounts", lazy, &want_lazy);
@@ -462,6 +482,21 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     if (r == 0) {
         bool changed = version != (int)s->version ||
                        want_lazy != ((s->compat & QCOW2_COMPAT_LAZY) != 0);
+        if (dfile && (!s->data_file_name || strcmp(dfile, s->data_file_name))) {
+            char *n = *dfile ? strdup(dfile) : NULL;
+            if (*dfile && !n) {
+                pthread_mutex_unlock(&s->lock);
+                return err_set(-ENOMEM, "out of memory");
+            }
+            free(s->data_file_name);
+            s->data_file_name = n;
+            changed = true;
+        }
+        if (want_raw != s->data_raw) {
+            s->data_raw = want_raw;
+            s->autoclear &= ~QCOW2_AUTOCLEAR_RAW_DATA;
+            changed = true;
+        }
         s->version = (uint32_t)version;
         if (want_lazy)
             s->compat |= QCOW2_COMPAT_LAZY;

@@ -1524,7 +1524,8 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, si
         return err_set(-ENOTSUP, "%s: compression is not supported for encrypted images",
                        dev->filename);
     if (qcow2_has_data_file(s))
-        return err_set(-ENOTSUP, "Operation not supported"); /* (QEMU's words) */
+        return err_set(-ENOTSUP, "error while writing at byte %" PRIu64 ": Operation not "
+                       "supported", off); /* (qemu-img convert -c's words) */
     if (n == 0)
         return 0;
     if (off % cs)

@@ -127,11 +127,8 @@ static int open_data_file(struct qcow2 *s, struct opt_set *os)
         r = dev_open_file(&file, s->full_data_file, NULL, &p);
         if (r < 0 && lenient)
             return 0;
-        if (r < 0) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", err_detail());
-            return err_set(r, "Could not open '%s': %s", s->full_data_file, msg);
-        }
+        if (r < 0) /* (qemu's words) */
+            return err_set(r, "Could not open '%s': %s", name, strerror(-r));
     }
     if (r < 0)
         return r;
@@ -618,6 +615,7 @@ static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
     info->bitmaps = s->bitmap_info;
     info->encrypt = s->crypto_info;
     if (qcow2_has_data_file(s)) {
+        info->has_data_file = true;
         info->data_file = s->data_file_name;
         info->data_file_raw = s->data_raw;
     }

@@ -167,10 +167,10 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         if (strcmp(in->compat, "0.10") != 0 && in->nb_bitmaps)
             print_json_bitmaps(in, j);
         json_field_num(j, "refcount-bits", in->refcount_bits, &f2);
-        if (in->data_file) {
+        if (in->data_file)
             json_field_str(j, "data-file", in->data_file, &f2);
+        if (in->has_data_file)
             json_field_bool(j, "data-file-raw", in->data_file_raw, &f2);
-        }
         if (in->encrypt) {
             printf(",\n");
             pad(j);
