@@ -176,6 +176,15 @@ static int parse_opts(struct opt_set *os, struct create_opts *o, bool create)
     if (o->extl2 && o->cluster_size < 16384)
         return err_set(-EINVAL, "Extended L2 entries are only supported with cluster sizes of "
                        "at least 16384 bytes");
+    /* The file protocol's hints (qemu-img's file options): accepted and
+     * checked, nothing to do here. */
+    uint64_t hint;
+    if ((v = opt_take(os, "extent_size_hint")) &&
+        opt_size("extent_size_hint", v, 0, UINT32_MAX, &hint) < 0)
+        return -EINVAL;
+    bool nocow;
+    if ((v = opt_take(os, "nocow")) && opt_bool("nocow", v, &nocow) < 0)
+        return -EINVAL;
     int r = qcow2_crypto_take_create_opts(os, &o->crypto);
     if (r < 0)
         return r;

@@ -442,9 +442,14 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         r = err_set(-EINVAL, "Lazy refcounts only supported with compatibility level 1.1 and "
                     "above (use compat=1.1 or greater)");
     if (r == 0 && version == 2 && s->version >= 3) {
-        if (s->ext_l2 || s->compression_type != QCOW2_COMPRESS_ZLIB)
-            r = err_set(-ENOTSUP, "%s: an image with extended L2 entries or zstd compression "
-                        "cannot be downgraded to compat=0.10", dev->filename);
+        uint64_t in = s->incompat & ~(uint64_t)(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT |
+                                                QCOW2_INCOMPAT_COMPRESSION);
+        if (in) /* extended L2 entries (qemu-img's words) */
+            r = err_set(-ENOTSUP, "Cannot downgrade an image with incompatible features 0x%"
+                        PRIx64 " set", in);
+        else if (s->compression_type != QCOW2_COMPRESS_ZLIB)
+            r = err_set(-ENOTSUP, "%s: an image with zstd compression cannot be downgraded to "
+                        "compat=0.10", dev->filename);
         else if (s->nb_snapshots)
             r = err_set(-ENOTSUP, "%s: downgrading an image with snapshots is not supported",
                         dev->filename);
