@@ -128,7 +128,7 @@ static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, u
     m->copied = (e & QCOW2_OFLAG_COPIED) != 0;
     /* A host offset also for zero or unallocated subclusters of a cluster
      * that has one (QEMU reports it). */
-    m->host = host ? host + (uint64_t)sc * s->sc_size : 0;
+    m->host = host || (df && (e & QCOW2_OFLAG_COPIED)) ? host + (uint64_t)sc * s->sc_size : 0;
     m->type = zero ? QCOW2_ZERO : alloc ? QCOW2_NORMAL : QCOW2_UNALLOCATED;
     return 0;
 }

@@ -236,6 +236,50 @@ static int prealloc_locked(struct qcow2 *s, uint64_t old, uint64_t size, unsigne
     return r;
 }
 
+/*
+ * An image with an external data file after a resize from OLD to SIZE
+ * bytes, as qemu 7.2 leaves it: the data file resized with the disk; the
+ * new clusters mapped at their own offsets with preallocation (MODE) or
+ * data_file_raw, and falloc/full space reserved or zeroed in the data file.
+ */
+static int resize_data_file_locked(struct qcow2 *s, uint64_t old, uint64_t size, unsigned mode)
+{
+    const uint64_t cs = s->cluster_size;
+    int r = 0;
+    if (size > old && (mode || s->data_raw)) {
+        uint64_t first = old / cs, end = (size + cs - 1) / cs;
+        for (uint64_t g = first; r == 0 && g < end;) {
+            uint64_t l1i = g >> s->l2_bits, stop = (l1i + 1) << s->l2_bits;
+            if (stop > end)
+                stop = end;
+            uint8_t *l2;
+            r = qcow2_l2_for_write(s, l1i, &l2);
+            if (r < 0)
+                break;
+            for (; g < stop; g++) {
+                uint64_t i = g & (s->l2_entries - 1);
+                if (qcow2_l2e_get(s, l2, i) || (uint32_t)(qcow2_l2e_bitmap(s, l2, i) >> 32))
+                    continue; /* (a partial cluster at the old end) */
+                qcow2_l2e_set(s, l2, i, (g * cs) | QCOW2_OFLAG_COPIED,
+                              s->ext_l2 ? 0xffffffffu : 0);
+                qcow2_cache_dirty(&s->l2c, l2);
+            }
+            qcow2_cache_put(&s->l2c, l2);
+        }
+        if (r == 0)
+            r = qcow2_flush_metadata(s);
+    }
+    if (r == 0 && s->data_file) {
+        if (size > old && mode == VDISK_RESIZE_PREALLOC_FALLOC)
+            r = dev_preallocate(s->data_file, size);
+        else
+            r = dev_truncate(s->data_file, size);
+        if (r == 0 && size > old && mode == VDISK_RESIZE_PREALLOC_FULL)
+            r = dev_write_zeroes(s->data_file, old, size - old, 0);
+    }
+    return r;
+}
+
 int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
 {
     struct qcow2 *s = dev->priv;
@@ -251,7 +295,9 @@ int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
     int r = s->nb_bitmaps && size != old ? qcow2_bitmaps_before_resize(s) : 0;
     if (r == 0)
         r = resize_locked(s, size, flags);
-    if (r == 0 && pre && s->size > old)
+    if (r == 0 && qcow2_has_data_file(s) && s->size != old)
+        r = resize_data_file_locked(s, old, s->size, pre);
+    else if (r == 0 && pre && s->size > old)
         r = prealloc_locked(s, old, s->size, pre);
     if (r == 0 && s->size != old)
         r = qcow2_bitmaps_after_resize(s);

@@ -871,7 +871,8 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
             }
         }
         bool compressed = (e & QCOW2_OFLAG_COMPRESSED) != 0;
-        bool has_host = !compressed && (e & QCOW2_OFFSET_MASK);
+        bool has_host = !compressed && ((e & QCOW2_OFFSET_MASK) ||
+                                        (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED)));
         if (has_host && (e & QCOW2_OFLAG_COPIED) && own_l2) {
             run->fill = true;
             run->host = e & QCOW2_OFFSET_MASK;
@@ -1105,6 +1106,7 @@ static void qc_flush(struct vdisk_req *req)
     struct qcow2 *s = req->dev->priv;
     pthread_mutex_lock(&s->lock);
     bool meta = s->meta_dirty || s->wb_busy; /* a flush in flight covers what it copied */
+    meta = meta || s->data_file; /* (flush_work flushes an external data file too) */
     pthread_mutex_unlock(&s->lock);
     if (meta) {
         offload_req(s->offload, req, flush_work, NULL);

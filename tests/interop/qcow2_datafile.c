@@ -46,6 +46,8 @@ static const char *const create_opts[] = {
     "data_file=d.raw,data_file_raw=on,preallocation=full",
     "data_file=d.raw,cluster_size=4k,preallocation=metadata",
     "data_file=d.raw,data_file_raw=on,cluster_size=512,lazy_refcounts=on",
+    "data_file=d.raw,extended_l2=on",
+    "data_file=d.raw,extended_l2=on,data_file_raw=on",
 };
 
 START_TEST(create_same)
@@ -117,7 +119,9 @@ START_TEST(vdisk_writes)
 {
     static const char *const opts[] = {"data_file=d.raw", "data_file=d.raw,data_file_raw=on",
                                        "data_file=d.raw,preallocation=full,data_file_raw=on",
-                                       "data_file=d.raw,cluster_size=4k"};
+                                       "data_file=d.raw,cluster_size=4k",
+                                       "data_file=d.raw,extended_l2=on",
+                                       "data_file=d.raw,extended_l2=on,data_file_raw=on"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         fresh_dirs();
         RUN_OK("cd '%s/q' && qemu-img create -q -f qcow2 -o %s i.qcow2 5M && "
@@ -150,6 +154,34 @@ START_TEST(vdisk_writes)
     RUN_OK("cd '%s/v' && qemu-img convert -O raw i.qcow2 disk.raw && qemu-img check -q i.qcow2",
            scratch_dir());
     RUN_OK("cd '%s' && cmp q/disk.raw v/disk.raw", scratch_dir());
+}
+END_TEST
+
+/* Resize: the data file follows the disk; with data_file_raw (or
+ * preallocation) the new clusters are mapped, as qemu-img resize does. */
+START_TEST(resize)
+{
+    static const char *const cases[][2] = {
+        {"data_file=d.raw", ""},
+        {"data_file=d.raw,data_file_raw=on", ""},
+        {"data_file=d.raw", "--preallocation=metadata"},
+        {"data_file=d.raw,data_file_raw=on", "--preallocation=full"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fresh_dirs();
+        RUN_OK("cd '%s/q' && qemu-img create -q -f qcow2 -o %s i.qcow2 1M && qemu-io -c "
+               "'write -P 3 0 1M' i.qcow2 >/dev/null && qemu-img resize -q %s i.qcow2 3M",
+               scratch_dir(), cases[i][0], cases[i][1]);
+        RUN_OK("cd '%s/v' && %s create -q -f qcow2 -o %s i.qcow2 1M && %s io -c "
+               "'write -P 3 0 1M' i.qcow2 >/dev/null && %s resize -q %s i.qcow2 3M",
+               scratch_dir(), vdisk_bin(), cases[i][0], vdisk_bin(), vdisk_bin(), cases[i][1]);
+        RUN_OK("cd '%s' && cmp q/d.raw v/d.raw", scratch_dir());
+        RUN_OK("cd '%s/q' && qemu-img map --output=json i.qcow2 > ../qm && qemu-img convert -O "
+               "raw i.qcow2 ../q.raw", scratch_dir());
+        RUN_OK("cd '%s/v' && qemu-img map --output=json i.qcow2 > ../vm && qemu-img convert -O "
+               "raw i.qcow2 ../v.raw && qemu-img check -q i.qcow2", scratch_dir());
+        RUN_OK("cd '%s' && cmp qm vm && cmp q.raw v.raw", scratch_dir());
+    }
 }
 END_TEST
 
@@ -223,6 +255,7 @@ int main(void)
     tcase_add_test(tc, create_same);
     tcase_add_test(tc, qemu_writes);
     tcase_add_test(tc, vdisk_writes);
+    tcase_add_test(tc, resize);
     tcase_add_test(tc, convert);
     tcase_add_test(tc, amend);
     suite_add_tcase(s, tc);
