@@ -75,11 +75,15 @@ static int open_data_file(struct qcow2 *s, struct opt_set *os)
     const char *drv = opt_take(os, "data-file.driver");
     if (!opt)
         opt = opt2;
-    if (drv && strcmp(drv, "file") && strcmp(drv, "raw"))
-        return err_set(-ENOTSUP, "%s: the data file driver '%s' is not supported (file is)",
-                       fn, drv);
+    const char *dsize = opt_take(os, "data-file.size");
+    bool null_drv = drv && (!strcmp(drv, "null-co") || !strcmp(drv, "null-aio"));
+    if (drv && strcmp(drv, "file") && strcmp(drv, "raw") && !null_drv)
+        return err_set(-ENOTSUP, "%s: the data file driver '%s' is not supported (file, "
+                       "null-co)", fn, drv);
+    if (dsize && !null_drv)
+        return err_set(-EINVAL, "%s: data-file.size is an option of null-co", fn);
     if (!qcow2_has_data_file(s)) {
-        if (opt)
+        if (opt || null_drv)
             return err_set(-EINVAL, "'data-file' can only be set for images that use an "
                            "external data file");
         return 0;
@@ -88,6 +92,33 @@ static int open_data_file(struct qcow2 *s, struct opt_set *os)
         return err_set(-EINVAL, "%s: an external data file in a version 2 image", fn);
     const char *nokey = opt_take(os, "no-key");
     bool lenient = nokey && !strcmp(nokey, "on");
+    if (null_drv) {
+        /* The user's null device (QEMU's iotests): stores nothing. */
+        vdisk_options *o = NULL;
+        struct opt_set nos = {0};
+        int e = vdisk_options_new(&o) < 0 ? -ENOMEM : 0;
+        if (e == 0 && dsize)
+            e = opt_add(o, "null.size", dsize);
+        if (e == 0)
+            e = opt_set_init(&nos, o);
+        struct vdisk_open_params p = *up;
+        p.chain = NULL;
+        struct vdisk_dev *nd = NULL;
+        if (e == 0 && !(nd = dev_alloc(&vdisk_driver_null, !strcmp(drv, "null-co")
+                                                               ? "null-co://" : "null-aio://", &p)))
+            e = -ENOMEM;
+        if (e == 0 && (e = vdisk_driver_null.open(nd, NULL, &nos)) < 0) {
+            dev_free(nd);
+            nd = NULL;
+        }
+        opt_set_fini(&nos);
+        vdisk_options_free(o);
+        if (e < 0)
+            return e == -ENOMEM ? err_set(e, "out of memory") : e;
+        s->full_data_file = strdup(drv);
+        s->data_file = nd;
+        return s->full_data_file ? 0 : err_set(-ENOMEM, "out of memory");
+    }
     const char *name = opt ? opt : s->data_file_name;
     if (!name) {
         if (lenient)
