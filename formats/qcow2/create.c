@@ -838,9 +838,24 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
     if (r < 0)
         return r;
 
-    /* The data file first, as qemu-img makes it. */
+    /* The data file first, as qemu-img makes it: where opening the image
+     * will look for it (its name resolved against the image's folder), and
+     * never over the image or its backing file. */
     if (o.data_file) {
-        r = make_data_file(o.data_file, size, o.prealloc);
+        char *full = backing_resolve(filename, o.data_file);
+        char *bfull = o.backing ? backing_resolve(filename, o.backing) : NULL;
+        char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX];
+        bool have = full && realpath(full, a);
+        if (!full || (o.backing && !bfull))
+            r = err_set(-ENOMEM, "out of memory");
+        else if (have && ((realpath(filename, b) && !strcmp(a, b)) ||
+                          (bfull && realpath(bfull, c) && !strcmp(a, c))))
+            r = err_set(-EINVAL, "%s: the data file '%s' would be the image itself or its "
+                        "backing file", filename, o.data_file);
+        else
+            r = make_data_file(full, size, o.prealloc);
+        free(full);
+        free(bfull);
         if (r < 0)
             return r;
     }

@@ -343,6 +343,13 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         r = qcow2_crypto_open(s, os, fsize);
     if (r == 0 && s->backing_name)
         r = qcow2_open_backing(s, os);
+    if (r == 0 && s->data_file && s->full_backing && s->full_data_file) {
+        /* Guest writes would land in the backing file. */
+        char a[PATH_MAX], b[PATH_MAX];
+        if (realpath(s->full_backing, a) && realpath(s->full_data_file, b) && !strcmp(a, b))
+            r = err_set(-EINVAL, "%s: the data file '%s' is the image's backing file",
+                        dev->filename, s->full_data_file);
+    }
     if (r == 0 && !s->read_only) {
         s->lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {

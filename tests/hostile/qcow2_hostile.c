@@ -310,6 +310,20 @@ START_TEST(data_file)
     put_data_ext("h.qcow2", 7);
     snprintf(want, sizeof want, "the data file 'h.qcow2' is the image file itself");
     open_fails(-EINVAL, want);
+    /* the image's backing file */
+    RUN_OK("%s create -q -f qcow2 b.qcow2 1M", vdisk_bin());
+    struct run *cr = run("%s create -q -f qcow2 -b b.qcow2 -F qcow2 -o data_file=b.qcow2 x.qcow2 "
+                         "1M", vdisk_bin());
+    ck_assert_msg(cr->status != 0 && strstr(cr->err, "would be the image itself or its backing "
+                  "file"), "%d %s", cr->status, cr->err);
+    RUN_OK("%s create -q -f qcow2 -b b.qcow2 -F qcow2 -o data_file=x.raw x.qcow2 1M", vdisk_bin());
+    RUN_OK("%s amend -o data_file=b.qcow2 x.qcow2", vdisk_bin());
+    const char *keep = img;
+    img = scratch("x.qcow2");
+    snprintf(want, sizeof want, "the data file '%s' is the image's backing file",
+             scratch("b.qcow2"));
+    open_fails(-EINVAL, want);
+    img = keep;
     /* missing, then there: the data clusters are read from it */
     put_data_ext("d.raw", 5);
     ck_assert_int_lt(try_open(false, &dev), 0);
