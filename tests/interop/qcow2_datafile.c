@@ -185,6 +185,25 @@ START_TEST(resize)
 }
 END_TEST
 
+/* LUKS encryption with a data file: the ciphertext in the data file. */
+START_TEST(encrypted)
+{
+    const char *sec = "--object secret,id=s0,data=pw";
+    const char *io = "--image-opts driver=qcow2,file.filename=e.qcow2,encrypt.key-secret=s0";
+    RUN_OK("cd '%s' && rm -f e.qcow2 ed.raw && qemu-img create -q -f qcow2 %s -o "
+           "data_file=ed.raw,encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 "
+           "e.qcow2 1M && qemu-io %s %s -c 'write -P 9 4096 8192' >/dev/null", scratch_dir(),
+           sec, sec, io);
+    same_as_qemu_img("info", "e.qcow2");
+    same_as_qemu_img("info", "--output=json e.qcow2");
+    RUN_OK("cd '%s' && %s io %s %s -c 'read -P 9 4096 8192' -c 'write -P 7 100000 5000' "
+           ">/dev/null", scratch_dir(), vdisk_bin(), sec, io);
+    RUN_OK("cd '%s' && qemu-io %s %s -c 'read -P 7 100000 5000' -c 'read -P 9 4096 8192' "
+           "-c 'read -P 0 0 4096' | grep -c '^read' | grep -qx 3", scratch_dir(), sec, io);
+    RUN_OK("cd '%s' && qemu-img check -q %s %s", scratch_dir(), sec, io);
+}
+END_TEST
+
 START_TEST(convert)
 {
     static const char *const opts[] = {"data_file=d.raw", "data_file=d.raw,data_file_raw=on",
@@ -256,6 +275,7 @@ int main(void)
     tcase_add_test(tc, qemu_writes);
     tcase_add_test(tc, vdisk_writes);
     tcase_add_test(tc, resize);
+    tcase_add_test(tc, encrypted);
     tcase_add_test(tc, convert);
     tcase_add_test(tc, amend);
     suite_add_tcase(s, tc);
