@@ -1010,9 +1010,12 @@ static int translate(struct jp *j, struct json_name *out)
     if (r < 0)
         return r;
     /* The key of an encrypted image, for the format (qcow2's
-     * encrypt.key-secret, luks's key-secret). */
+     * encrypt.key-secret, luks's key-secret), and qcow2's data file. */
     static const char *const fmt_keys[JSON_NAME_FMT_OPTS][2] = {
-        {"encrypt.key-secret", "qcow2"}, {"key-secret", "luks"}};
+        {"encrypt.key-secret", "qcow2"}, {"key-secret", "luks"},
+        /* qcow2's external data file (a file's name) */
+        {"data-file.filename", "qcow2"}, {"data-file", "qcow2"},
+        {"data-file.driver", "qcow2"}, {"data-file.size", "qcow2"}};
     for (unsigned f = 0; f < JSON_NAME_FMT_OPTS && !out->protocol_only; f++) {
         if (drv && strcmp(drv, fmt_keys[f][1]))
             continue;

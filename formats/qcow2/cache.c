@@ -202,6 +202,8 @@ static int write_entry(struct qcow2_cache *c, struct qcow2_cache_entry *e)
         r = qcow2_cache_write_back(&s->rbc);
         if (r == 0)
             r = dev_flush(s->file);
+        if (r == 0 && s->data_file)
+            r = dev_flush(s->data_file); /* (guest data in an external data file) */
     }
     if (r == 0)
         r = dev_pwrite(s->file, e->data, s->cluster_size, e->offset);
@@ -247,6 +249,8 @@ static int write_back_locked(struct qcow2_cache *c)
         int r = qcow2_cache_write_back(&c->s->rbc);
         if (r == 0)
             r = dev_flush(c->s->file);
+        if (r == 0 && c->s->data_file)
+            r = dev_flush(c->s->data_file); /* guest data in an external data file */
         if (r < 0)
             return r;
     }

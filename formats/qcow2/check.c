@@ -222,9 +222,12 @@ static void walk_l2(struct ck *ck, uint8_t *l2, uint64_t l2_off, uint64_t weight
                 }
             }
         }
-        if (!host)
+        bool df = qcow2_has_data_file(s);
+        if (!host && !(df && (e & QCOW2_OFLAG_COPIED)))
             continue;
-        mark_n(ck, host, s->cluster_size, weight);
+        /* Data clusters in an external data file have no refcounts here. */
+        if (!df)
+            mark_n(ck, host, s->cluster_size, weight);
         ck->res->allocated_clusters += (int64_t)active;
         if (*next_contig && host != *next_contig)
             ck->res->fragmented_clusters += (int64_t)active;
@@ -319,6 +322,11 @@ static bool copied_clean(struct ck *ck, uint64_t i, uint64_t e, uint64_t l2,
         uint64_t le = qcow2_l2e_get(s, l2buf, j), host = le & QCOW2_OFFSET_MASK;
         if ((le & QCOW2_OFLAG_COMPRESSED) || !host)
             continue;
+        if (qcow2_has_data_file(s)) {
+            if (!(le & QCOW2_OFLAG_COPIED))
+                return false; /* (data file clusters: refcount 1) */
+            continue;
+        }
         if (rc_get(ck, &ck->cur_data, host >> s->cluster_bits, &rc) < 0 ||
             copied_wrong(ck, host >> s->cluster_bits, rc, (le & QCOW2_OFLAG_COPIED) != 0))
             return false;
@@ -750,7 +758,10 @@ static void copied_found(void *opaque, uint64_t index, uint64_t entry, bool l1)
     struct copied_report *cr = opaque;
     struct ck *ck = cr->ck;
     uint64_t host = entry & QCOW2_OFFSET_MASK, rc = 0;
-    ck_refcount(ck, host >> ck->s->cluster_bits, &rc);
+    if (!l1 && qcow2_has_data_file(ck->s))
+        rc = 1;
+    else
+        ck_refcount(ck, host >> ck->s->cluster_bits, &rc);
     if (l1)
         say(ck, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
             " refcount=%" PRIu64, cr->fix ? "Repairing" : "ERROR", index, entry, rc);
@@ -795,6 +806,12 @@ static int check_copied(struct ck *ck, bool fix)
                 uint64_t le = qcow2_l2e_get(s, ck->buf, j), host = le & QCOW2_OFFSET_MASK;
                 if ((le & QCOW2_OFLAG_COMPRESSED) || !host)
                     continue;
+                if (qcow2_has_data_file(s)) {
+                    /* A data file's clusters count once (QEMU's rule). */
+                    if (!(le & QCOW2_OFLAG_COPIED))
+                        copied_found(&cr, j, le, false);
+                    continue;
+                }
                 if (rc_get(ck, &cur, host >> s->cluster_bits, &rc) < 0) {
                     ck->res->check_errors++;
                     continue;

@@ -66,6 +66,10 @@ static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, u
 {
     memset(m, 0, sizeof *m);
     if (e & QCOW2_OFLAG_COMPRESSED) {
+        if (qcow2_has_data_file(s))
+            return qcow2_corrupt(s, "compressed cluster entry for guest offset 0x%" PRIx64
+                                 " in an image with an external data file (0x%" PRIx64 ")",
+                                 guest, e);
         if (e & QCOW2_OFLAG_COPIED)
             return qcow2_corrupt(s, "compressed L2 entry 0x%" PRIx64 " for guest offset 0x%"
                                  PRIx64 " has the COPIED flag", e, guest);
@@ -87,7 +91,10 @@ static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, u
     if (host % s->cluster_size)
         return qcow2_corrupt(s, "L2 entry for guest offset 0x%" PRIx64 ": host offset 0x%"
                              PRIx64 " is not aligned to a cluster", guest, host);
-    if (host == 0 && (e & QCOW2_OFLAG_COPIED))
+    /* With an external data file, COPIED marks host offset 0 allocated
+     * (guest cluster 0 at the data file's start), as QEMU reads it. */
+    bool df = qcow2_has_data_file(s);
+    if (host == 0 && (e & QCOW2_OFLAG_COPIED) && !df)
         return qcow2_corrupt(s, "L2 entry for guest offset 0x%" PRIx64
                              " has the COPIED flag but no host offset", guest);
     bool alloc, zero;
@@ -97,23 +104,31 @@ static int classify(struct qcow2 *s, uint64_t e, uint64_t bitmap, unsigned sc, u
             return qcow2_corrupt(s, "extended L2 entry for guest offset 0x%" PRIx64
                                  " marks subclusters both allocated and zero (0x%016" PRIx64
                                  ")", guest, bitmap);
-        if (a && !host)
+        if (a && !host && !(df && (e & QCOW2_OFLAG_COPIED)))
             return qcow2_corrupt(s, "extended L2 entry for guest offset 0x%" PRIx64
                                  " has allocated subclusters but no host offset", guest);
         alloc = (a >> sc) & 1;
         zero = (z >> sc) & 1;
     } else {
-        alloc = host != 0 && !(e & QCOW2_OFLAG_ZERO);
+        alloc = (host != 0 || (df && (e & QCOW2_OFLAG_COPIED))) && !(e & QCOW2_OFLAG_ZERO);
         zero = (e & QCOW2_OFLAG_ZERO) != 0;
     }
-    if (alloc && host + s->cluster_size > align_up(dev_size(s->file), s->cluster_size))
+    /* An external data file holds guest cluster N at N's offset (QEMU
+     * refuses any other mapping as corruption). */
+    uint64_t gc = guest & ~(s->cluster_size - 1);
+    if (df && (host || (e & QCOW2_OFLAG_COPIED)) && host != gc)
+        return qcow2_corrupt(s, "external data file host cluster offset 0x%" PRIx64 " does not "
+                             "match guest cluster offset 0x%" PRIx64, host, gc);
+    /* (An external data file reads zeroes past its end.) */
+    if (alloc && !qcow2_has_data_file(s) &&
+        host + s->cluster_size > align_up(dev_size(s->file), s->cluster_size))
         return qcow2_corrupt(s, "L2 entry for guest offset 0x%" PRIx64 " points to host offset 0x%"
                              PRIx64 ", beyond the end of the file (%" PRIu64 " bytes)", guest,
                              host, dev_size(s->file));
     m->copied = (e & QCOW2_OFLAG_COPIED) != 0;
     /* A host offset also for zero or unallocated subclusters of a cluster
      * that has one (QEMU reports it). */
-    m->host = host ? host + (uint64_t)sc * s->sc_size : 0;
+    m->host = host || (df && (e & QCOW2_OFLAG_COPIED)) ? host + (uint64_t)sc * s->sc_size : 0;
     m->type = zero ? QCOW2_ZERO : alloc ? QCOW2_NORMAL : QCOW2_UNALLOCATED;
     return 0;
 }
@@ -164,7 +179,7 @@ static int lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map 
     if (r < 0)
         return r;
     uint64_t pos = off, done = 0, pe = 0;
-    uint64_t file_end = align_up(dev_size(s->file), cs);
+    uint64_t file_end = qcow2_has_data_file(s) ? UINT64_MAX / 2 : align_up(dev_size(s->file), cs);
     bool first = true;
     while (done < limit) {
         uint64_t i = (pos >> s->cluster_bits) & (s->l2_entries - 1);
@@ -177,7 +192,7 @@ static int lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map 
              * file (classify() says). */
             uint64_t ph = pe & QCOW2_OFFSET_MASK;
             if (ph ? e == pe + cs && !((e ^ pe) & ~QCOW2_OFFSET_MASK) && ph + 2 * cs <= file_end
-                   : e == pe) {
+                   : e == pe && !(qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED))) {
                 uint64_t piece = cs < limit - done ? cs : limit - done;
                 m->len += piece;
                 pe = e;
@@ -198,7 +213,7 @@ static int lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map 
             piece = limit - done;
         if (first) {
             *m = cur;
-            if (cur.host)
+            if (cur.host || cur.type == QCOW2_NORMAL) /* (NORMAL: 0 is a data file's start) */
                 m->host += pos & (unit - 1);
             m->len = piece;
             first = false;
@@ -206,9 +221,11 @@ static int lookup(struct qcow2 *s, uint64_t off, uint64_t max, struct qcow2_map 
                 break;
         } else {
             /* Same status, and where there are host offsets, contiguous ones. */
+            bool ch = cur.host || cur.type == QCOW2_NORMAL;
+            bool mh = m->host || m->type == QCOW2_NORMAL;
             bool same = cur.type == m->type && cur.type != QCOW2_COMPRESSED &&
-                        cur.copied == m->copied && (cur.host == 0) == (m->host == 0) &&
-                        (!cur.host || cur.host == m->host + m->len);
+                        cur.copied == m->copied && ch == mh &&
+                        (!ch || cur.host == m->host + m->len);
             if (!same)
                 break;
             m->len += piece;
@@ -381,5 +398,8 @@ int qcow2_release_entry(struct qcow2 *s, uint64_t e)
         return 0;
     }
     uint64_t host = e & QCOW2_OFFSET_MASK;
+    /* Clusters of an external data file have no refcounts. */
+    if (qcow2_has_data_file(s))
+        return 0;
     return host ? qcow2_free_later(s, host, 1) : 0;
 }

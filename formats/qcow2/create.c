@@ -49,6 +49,8 @@ struct create_opts {
     int compression;
     const char *prealloc;
     const char *backing, *backing_fmt;
+    const char *data_file;      /* an external data file (NULL: none) */
+    bool data_raw;              /* data_file_raw=on */
     struct qcow2_crypto_create crypto; /* encrypt.*: free it */
 };
 
@@ -155,9 +157,34 @@ static int parse_opts(struct opt_set *os, struct create_opts *o, bool create)
                           : err_set(-EINVAL, "Compression type 'zstd' requires compatibility "
                                     "level 1.1 or above (%s)", use_v3);
     }
+    o->data_file = opt_take(os, "data_file");
+    if (o->data_file && !*o->data_file)
+        o->data_file = NULL;
+    if ((v = opt_take(os, "data_file_raw")) && opt_bool("data_file_raw", v, &o->data_raw) < 0)
+        return -EINVAL;
+    if (o->data_file && o->version == 2)
+        return err_set(-EINVAL, "External data files are only supported with compatibility "
+                       "level 1.1 and above (%s)", use_v3);
+    if (o->data_raw && !o->data_file)
+        return err_set(-EINVAL, "data-file-raw requires data-file");
+    if (o->data_raw && o->backing)
+        return err_set(-EINVAL, "Backing file and data-file-raw cannot be used at the same "
+                       "time");
+    if (o->data_file && strlen(o->data_file) > QCOW2_MAX_BACKING_NAME)
+        return err_set(-EINVAL, "the data file name is longer than %d bytes",
+                       QCOW2_MAX_BACKING_NAME);
     if (o->extl2 && o->cluster_size < 16384)
         return err_set(-EINVAL, "Extended L2 entries are only supported with cluster sizes of "
                        "at least 16384 bytes");
+    /* The file protocol's hints (qemu-img's file options): accepted and
+     * checked, nothing to do here. */
+    uint64_t hint;
+    if ((v = opt_take(os, "extent_size_hint")) &&
+        opt_size("extent_size_hint", v, 0, UINT32_MAX, &hint) < 0)
+        return -EINVAL;
+    bool nocow;
+    if ((v = opt_take(os, "nocow")) && opt_bool("nocow", v, &nocow) < 0)
+        return -EINVAL;
     int r = qcow2_crypto_take_create_opts(os, &o->crypto);
     if (r < 0)
         return r;
@@ -590,6 +617,45 @@ static int q_prealloc_metadata(struct qsim *q, uint64_t size, uint64_t *file_end
     return 0;
 }
 
+/* With an external data file: every guest cluster mapped at its own
+ * offset there (preallocation, and always with data_file_raw), the L2
+ * tables placed one after the other as the allocator finds room. */
+static int q_prealloc_identity(struct qsim *q, uint64_t size)
+{
+    uint64_t n = (size + q->cs - 1) / q->cs;
+    for (uint64_t g = 0; g < n; g++) {
+        int r = q_l2_for(q, g);
+        if (r < 0)
+            return r;
+        qcow2_l2e_set(&q->fmt, q->l2, g % q_l2_entries(q), (g * q->cs) | QCOW2_OFLAG_COPIED, 0);
+    }
+    return 0;
+}
+
+/* The external data file, made as qemu-img makes it (before the image): a
+ * raw file of SIZE bytes, falloc and full preallocation there. */
+static int make_data_file(const char *name, uint64_t size, const char *prealloc)
+{
+    const struct vdisk_driver *raw = driver_by_name("raw");
+    if (!raw || !raw->create)
+        return err_set(-ENOTSUP, "%s: cannot create the data file", name);
+    vdisk_options *o = NULL;
+    struct opt_set os = {0};
+    int r = vdisk_options_new(&o) < 0 ? -ENOMEM : 0;
+    if (r == 0 && prealloc && strcmp(prealloc, "metadata"))
+        r = opt_add(o, "preallocation", prealloc);
+    if (r == 0)
+        r = opt_set_init(&os, o);
+    if (r < 0) {
+        vdisk_options_free(o);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    r = raw->create(name, size, &os);
+    opt_set_fini(&os);
+    vdisk_options_free(o);
+    return r;
+}
+
 /* preallocation=falloc/full: qemu's truncate, a refcount structure at the
  * end of the used clusters that covers everything to come, the data
  * clusters after it, then the L2 tables where the allocator finds room.
@@ -748,6 +814,12 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
         s.compat |= QCOW2_COMPAT_LAZY;
     s.backing_name = (char *)o.backing;
     s.backing_fmt = (char *)o.backing_fmt;
+    if (o.data_file) {
+        s.incompat |= QCOW2_INCOMPAT_DATA_FILE;
+        s.data_file_name = (char *)o.data_file;
+        if (o.data_raw)
+            s.autoclear |= QCOW2_AUTOCLEAR_RAW_DATA;
+    }
 
     uint64_t cs = o.cluster_size;
     uint32_t l2_bits = s.cluster_bits - (o.extl2 ? 4 : 3);
@@ -766,6 +838,27 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
     if (r < 0)
         return r;
 
+    /* The data file first, as qemu-img makes it: where opening the image
+     * will look for it (its name resolved against the image's folder), and
+     * never over the image or its backing file. */
+    if (o.data_file) {
+        char *full = backing_resolve(filename, o.data_file);
+        char *bfull = o.backing ? backing_resolve(filename, o.backing) : NULL;
+        char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX];
+        bool have = full && realpath(full, a);
+        if (!full || (o.backing && !bfull))
+            r = err_set(-ENOMEM, "out of memory");
+        else if (have && ((realpath(filename, b) && !strcmp(a, b)) ||
+                          (bfull && realpath(bfull, c) && !strcmp(a, c))))
+            r = err_set(-EINVAL, "%s: the data file '%s' would be the image itself or its "
+                        "backing file", filename, o.data_file);
+        else
+            r = make_data_file(full, size, o.prealloc);
+        free(full);
+        free(bfull);
+        if (r < 0)
+            return r;
+    }
     struct qsim q;
     memset(&q, 0, sizeof q);
     q.filename = filename;
@@ -824,7 +917,11 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
         q.l1_off = c * cs;
         q_wrote(&q, q.l1_off, l1_size * 8);
     }
-    if (r == 0 && o.prealloc && !strcmp(o.prealloc, "metadata")) {
+    if (r == 0 && o.data_file) {
+        /* (the data file holds the data: the image the mapping alone) */
+        if (o.prealloc || o.data_raw)
+            r = q_prealloc_identity(&q, size);
+    } else if (r == 0 && o.prealloc && !strcmp(o.prealloc, "metadata")) {
         r = q_prealloc_metadata(&q, size, &length);
     } else if (r == 0 && o.prealloc) {
         r = q_prealloc_space(&q, size, &from, &to);

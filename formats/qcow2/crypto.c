@@ -50,7 +50,9 @@ int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize)
         return -EINVAL;
     const char *fmt = opt_take(os, "encrypt.format");
     const char *fname = s->dev->filename;
-    s->data = s->file;
+    /* Guest data: the external data file when there is one. */
+    struct vdisk_dev *base = s->data_file ? s->data_file : s->file;
+    s->data = base;
     if (s->crypt_method == QCOW2_CRYPT_NONE) {
         if (s->crypto_offset)
             return err_set(-EINVAL, "%s: CRYPTO header extension only expected with LUKS "
@@ -119,17 +121,17 @@ int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize)
         }
     }
     /* The whole range of host offsets qcow2 can address. */
-    r = luks_crypt_open(&s->data, s->file, c, 0, align_down(INT64_MAX, 512), s->read_only);
+    r = luks_crypt_open(&s->data, base, c, 0, align_down(INT64_MAX, 512), s->read_only);
     if (r < 0) {
         vcrypt_free(c);
-        s->data = s->file;
+        s->data = base;
     }
     return r;
 }
 
 void qcow2_crypto_close(struct qcow2 *s)
 {
-    if (s->data && s->data != s->file)
+    if (s->data && s->data != s->file && s->data != s->data_file)
         dev_unref(s->data);
     s->data = NULL;
     free(s->luks);

@@ -189,7 +189,18 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, size_t len)
             break;
         }
         case QCOW2_EXT_DATA_FILE:
-            /* Refused through its feature bit. */
+            /* The external data file's name (used with incompatible bit 2;
+             * a name without the bit is kept, and ignored, as QEMU does). */
+            if (s->data_file_name)
+                return bad(s, "two external data file extensions");
+            if (elen == 0 || elen > QCOW2_MAX_BACKING_NAME)
+                return bad(s, "the external data file name is %" PRIu32 " bytes long (1 to "
+                           "%d)", elen, QCOW2_MAX_BACKING_NAME);
+            s->data_file_name = strndup((const char *)buf + data, elen);
+            if (!s->data_file_name)
+                return err_set(-ENOMEM, "out of memory");
+            if (strlen(s->data_file_name) != elen)
+                return bad(s, "the external data file name contains a NUL byte");
             break;
         default: {
             /* Kept as they are. */
@@ -299,9 +310,11 @@ int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t
                      n ? ", " : "", unknown);
         return err_set(-ENOTSUP, "Unsupported qcow2 feature(s): %s", names);
     }
-    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
-        return err_set(-ENOTSUP, "%s: images with an external data file are not supported",
-                       s->dev->filename);
+    /* The external data file (incompatible bit 2) is opened by qcow2.c;
+     * raw data (autoclear bit 1) needs one, as QEMU has it. */
+    if ((s->autoclear & QCOW2_AUTOCLEAR_RAW_DATA) && !(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
+        return err_set(-EINVAL, "data-file-raw requires a data file");
+    s->data_raw = (s->autoclear & QCOW2_AUTOCLEAR_RAW_DATA) != 0;
     /* crypt_method and the encryption header: qcow2_crypto_open(). */
     if (s->incompat & QCOW2_INCOMPAT_COMPRESSION) {
         if (s->header_length <= 104 || s->compression_type != QCOW2_COMPRESS_ZSTD)
@@ -422,9 +435,12 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
     if (s->backing_fmt)
         ok = put_ext(buf, len, &pos, QCOW2_EXT_BACKING_FMT, s->backing_fmt,
                      (uint32_t)strlen(s->backing_fmt));
+    if (ok && s->data_file_name && s->version >= 3)
+        ok = put_ext(buf, len, &pos, QCOW2_EXT_DATA_FILE, s->data_file_name,
+                     (uint32_t)strlen(s->data_file_name));
     if (ok && s->crypto_offset && s->crypto_offset != UINT64_MAX) {
-        /* The encryption header pointer, after the backing format (QEMU's
-         * order). */
+        /* The encryption header pointer, after the backing format and the
+         * data file's name (QEMU's order). */
         uint8_t ce[16];
         be64_store(ce, s->crypto_offset);
         be64_store(ce + 8, s->crypto_length);

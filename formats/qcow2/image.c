@@ -236,6 +236,50 @@ static int prealloc_locked(struct qcow2 *s, uint64_t old, uint64_t size, unsigne
     return r;
 }
 
+/*
+ * An image with an external data file after a resize from OLD to SIZE
+ * bytes, as qemu 7.2 leaves it: the data file resized with the disk; the
+ * new clusters mapped at their own offsets with preallocation (MODE) or
+ * data_file_raw, and falloc/full space reserved or zeroed in the data file.
+ */
+static int resize_data_file_locked(struct qcow2 *s, uint64_t old, uint64_t size, unsigned mode)
+{
+    const uint64_t cs = s->cluster_size;
+    int r = 0;
+    if (size > old && (mode || s->data_raw)) {
+        uint64_t first = old / cs, end = (size + cs - 1) / cs;
+        for (uint64_t g = first; r == 0 && g < end;) {
+            uint64_t l1i = g >> s->l2_bits, stop = (l1i + 1) << s->l2_bits;
+            if (stop > end)
+                stop = end;
+            uint8_t *l2;
+            r = qcow2_l2_for_write(s, l1i, &l2);
+            if (r < 0)
+                break;
+            for (; g < stop; g++) {
+                uint64_t i = g & (s->l2_entries - 1);
+                if (qcow2_l2e_get(s, l2, i) || (uint32_t)(qcow2_l2e_bitmap(s, l2, i) >> 32))
+                    continue; /* (a partial cluster at the old end) */
+                qcow2_l2e_set(s, l2, i, (g * cs) | QCOW2_OFLAG_COPIED,
+                              s->ext_l2 ? 0xffffffffu : 0);
+                qcow2_cache_dirty(&s->l2c, l2);
+            }
+            qcow2_cache_put(&s->l2c, l2);
+        }
+        if (r == 0)
+            r = qcow2_flush_metadata(s);
+    }
+    if (r == 0 && s->data_file) {
+        if (size > old && mode == VDISK_RESIZE_PREALLOC_FALLOC)
+            r = dev_preallocate(s->data_file, size);
+        else
+            r = dev_truncate(s->data_file, size);
+        if (r == 0 && size > old && mode == VDISK_RESIZE_PREALLOC_FULL)
+            r = dev_write_zeroes(s->data_file, old, size - old, 0);
+    }
+    return r;
+}
+
 int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
 {
     struct qcow2 *s = dev->priv;
@@ -251,7 +295,9 @@ int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
     int r = s->nb_bitmaps && size != old ? qcow2_bitmaps_before_resize(s) : 0;
     if (r == 0)
         r = resize_locked(s, size, flags);
-    if (r == 0 && pre && s->size > old)
+    if (r == 0 && qcow2_has_data_file(s) && s->size != old)
+        r = resize_data_file_locked(s, old, s->size, pre);
+    else if (r == 0 && pre && s->size > old)
         r = prealloc_locked(s, old, s->size, pre);
     if (r == 0 && s->size != old)
         r = qcow2_bitmaps_after_resize(s);
@@ -376,6 +422,8 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     const char *rbits = opt_take(os, "refcount_bits");
     const char *lazy = opt_take(os, "lazy_refcounts");
     const char *size_s = opt_take(os, "size");
+    const char *dfile = opt_take(os, "data_file");
+    const char *draw = opt_take(os, "data_file_raw");
     /* Every option is checked before the image is touched. */
     int r = opt_check_all_taken(os, "qcow2");
     if (r < 0)
@@ -412,6 +460,24 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         if (r == 0)
             order = (uint32_t)__builtin_ctzll(n);
     }
+    /* The external data file: its name changed or removed (data_file=),
+     * data_file_raw only cleared, as qemu-img 7.2 allows. */
+    bool want_raw = s->data_raw;
+    if (r == 0 && draw)
+        r = opt_bool("data_file_raw", draw, &want_raw);
+    if (r == 0 && dfile && !qcow2_has_data_file(s))
+        r = err_set(-EINVAL, "data-file can only be set for images that use an external data "
+                    "file");
+    if (r == 0 && dfile && strlen(dfile) > QCOW2_MAX_BACKING_NAME)
+        r = err_set(-EINVAL, "the data file name is longer than %d bytes",
+                    QCOW2_MAX_BACKING_NAME);
+    if (r == 0 && draw && !qcow2_has_data_file(s))
+        r = err_set(-EINVAL, "data-file-raw can only be set for images that use an external "
+                    "data file");
+    if (r == 0 && want_raw && !s->data_raw)
+        r = err_set(-EINVAL, "data-file-raw cannot be set on existing images");
+    if (r == 0 && version == 2 && s->version >= 3 && qcow2_has_data_file(s))
+        r = err_set(-ENOTSUP, "Cannot downgrade an image with a data file");
     bool want_lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
     if (r == 0 && lazy)
         r = opt_bool("lazy_refcounts", lazy, &want_lazy);
@@ -422,9 +488,14 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         r = err_set(-EINVAL, "Lazy refcounts only supported with compatibility level 1.1 and "
                     "above (use compat=1.1 or greater)");
     if (r == 0 && version == 2 && s->version >= 3) {
-        if (s->ext_l2 || s->compression_type != QCOW2_COMPRESS_ZLIB)
-            r = err_set(-ENOTSUP, "%s: an image with extended L2 entries or zstd compression "
-                        "cannot be downgraded to compat=0.10", dev->filename);
+        uint64_t in = s->incompat & ~(uint64_t)(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT |
+                                                QCOW2_INCOMPAT_COMPRESSION);
+        if (in) /* extended L2 entries (qemu-img's words) */
+            r = err_set(-ENOTSUP, "Cannot downgrade an image with incompatible features 0x%"
+                        PRIx64 " set", in);
+        else if (s->compression_type != QCOW2_COMPRESS_ZLIB)
+            r = err_set(-ENOTSUP, "%s: an image with zstd compression cannot be downgraded to "
+                        "compat=0.10", dev->filename);
         else if (s->nb_snapshots)
             r = err_set(-ENOTSUP, "%s: downgrading an image with snapshots is not supported",
                         dev->filename);
@@ -462,6 +533,21 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
     if (r == 0) {
         bool changed = version != (int)s->version ||
                        want_lazy != ((s->compat & QCOW2_COMPAT_LAZY) != 0);
+        if (dfile && (!s->data_file_name || strcmp(dfile, s->data_file_name))) {
+            char *n = *dfile ? strdup(dfile) : NULL;
+            if (*dfile && !n) {
+                pthread_mutex_unlock(&s->lock);
+                return err_set(-ENOMEM, "out of memory");
+            }
+            free(s->data_file_name);
+            s->data_file_name = n;
+            changed = true;
+        }
+        if (want_raw != s->data_raw) {
+            s->data_raw = want_raw;
+            s->autoclear &= ~QCOW2_AUTOCLEAR_RAW_DATA;
+            changed = true;
+        }
         s->version = (uint32_t)version;
         if (want_lazy)
             s->compat |= QCOW2_COMPAT_LAZY;

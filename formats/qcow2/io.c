@@ -557,7 +557,7 @@ static int finish_locked(struct qcow2 *s, struct qc_run *run, int err, bool fua_
         }
         if (err == 0 && fua_flush && (req->flags & VDISK_REQ_FUA))
             err = qcow2_flush_metadata(s);
-    } else if (!run->fill && run->host) {
+    } else if (!run->fill && run->host && !qcow2_has_data_file(s)) {
         qcow2_free_later(s, run->host, run->ncl); /* nothing points to them */
     }
     run->wake = unreserve(s, run);
@@ -871,7 +871,8 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
             }
         }
         bool compressed = (e & QCOW2_OFLAG_COMPRESSED) != 0;
-        bool has_host = !compressed && (e & QCOW2_OFFSET_MASK);
+        bool has_host = !compressed && ((e & QCOW2_OFFSET_MASK) ||
+                                        (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED)));
         if (has_host && (e & QCOW2_OFLAG_COPIED) && own_l2) {
             run->fill = true;
             run->host = e & QCOW2_OFFSET_MASK;
@@ -891,7 +892,9 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
         run->cow_start = c0;
         run->cow_end = cend < limit ? cend : limit;
     }
-    if (r == 0 && !run->fill)
+    if (r == 0 && !run->fill && qcow2_has_data_file(s))
+        run->host = c0; /* an external data file: at the guest offset, as QEMU */
+    else if (r == 0 && !run->fill)
         r = nb ? qcow2_alloc_clusters_cached(s, ncl, &run->host)
                : qcow2_alloc_clusters(s, ncl, &run->host);
     if (r != 0) {
@@ -1103,6 +1106,7 @@ static void qc_flush(struct vdisk_req *req)
     struct qcow2 *s = req->dev->priv;
     pthread_mutex_lock(&s->lock);
     bool meta = s->meta_dirty || s->wb_busy; /* a flush in flight covers what it copied */
+    meta = meta || s->data_file; /* (flush_work flushes an external data file too) */
     pthread_mutex_unlock(&s->lock);
     if (meta) {
         offload_req(s->offload, req, flush_work, NULL);
@@ -1160,7 +1164,8 @@ static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, boo
         uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2e_bitmap(s, l2, i);
         uint64_t host = e & QCOW2_OFFSET_MASK;
         bool compressed = (e & QCOW2_OFLAG_COMPRESSED) != 0;
-        bool has_data = compressed || host;
+        bool has_data = compressed || host ||
+                        (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED));
         bool keep = !compressed && host && (e & QCOW2_OFLAG_COPIED) && zero && !unmap;
         uint64_t ne = e, nbm = bm;
         if (!v3) {
@@ -1292,6 +1297,15 @@ static int dz_work(struct vdisk_req *req)
     bool zero = qr->dz.flags & DZ_ZERO, unmap = qr->dz.flags & DZ_UNMAP;
     uint64_t mid_e = qr->dz.end;
     int r = 0;
+    /* A raw data file stays the disk's image: zeroes there first (QEMU's
+     * order), for discards too. */
+    if (s->data_raw && s->data_file)
+        r = dev_write_zeroes(s->data_file, qr->dz.start, mid_e - qr->dz.start,
+                             unmap ? VDISK_REQ_MAY_UNMAP : 0);
+    if (r < 0) {
+        fail_msg(req, r);
+        return r;
+    }
     prefetch_for(s, qr->dz.start, mid_e, 1);
     pthread_mutex_lock(&s->lock);
     if (s->lazy && !s->dirty_on_disk) {
@@ -1354,6 +1368,10 @@ static void dz_finish(struct vdisk_req *req, int r)
 void qcow2_submit(struct vdisk_req *req)
 {
     struct qcow2 *bs = req->dev->priv;
+    if (qcow2_has_data_file(bs) && !bs->data_file && req->op != VDISK_OP_FLUSH) {
+        req_fail(req, -EIO, "the image's external data file is not open");
+        return;
+    }
     if (bs->bm_live && req->op != VDISK_OP_READ && req->op != VDISK_OP_FLUSH)
         qcow2_bitmaps_mark(bs, req->offset, req->length); /* dirty bitmaps */
     switch (req->op) {
@@ -1507,6 +1525,9 @@ int qcow2_write_compressed(struct vdisk_dev *dev, const struct iovec *pieces, si
     if (qcow2_encrypted(s))
         return err_set(-ENOTSUP, "%s: compression is not supported for encrypted images",
                        dev->filename);
+    if (qcow2_has_data_file(s))
+        return err_set(-ENOTSUP, "error while writing at byte %" PRIu64 ": Operation not "
+                       "supported", off); /* (qemu-img convert -c's words) */
     if (n == 0)
         return 0;
     if (off % cs)

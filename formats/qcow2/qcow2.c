@@ -56,6 +56,118 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
     return 0;
 }
 
+/*
+ * The external data file (incompatible bit 2): the data-file open option
+ * (data-file.filename, or data-file naming a file) if given, else the name
+ * the header extension gives, resolved against the image's folder as a
+ * backing file's is, and under the same rules: refused where backing files
+ * are, confined with backing-confine=on, a network name only with
+ * backing-allow-network=on.  It is never the image file itself (its writes
+ * would land on the metadata).  With no-key=on (info) a data file that
+ * cannot be opened leaves the image without one (data I/O fails).
+ */
+static int open_data_file(struct qcow2 *s, struct opt_set *os)
+{
+    const struct vdisk_open_params *up = &s->dev->params;
+    const char *fn = s->dev->filename;
+    const char *opt = opt_take(os, "data-file.filename");
+    const char *opt2 = opt_take(os, "data-file");
+    const char *drv = opt_take(os, "data-file.driver");
+    if (!opt)
+        opt = opt2;
+    const char *dsize = opt_take(os, "data-file.size");
+    bool null_drv = drv && (!strcmp(drv, "null-co") || !strcmp(drv, "null-aio"));
+    if (drv && strcmp(drv, "file") && strcmp(drv, "raw") && !null_drv)
+        return err_set(-ENOTSUP, "%s: the data file driver '%s' is not supported (file, "
+                       "null-co)", fn, drv);
+    if (dsize && !null_drv)
+        return err_set(-EINVAL, "%s: data-file.size is an option of null-co", fn);
+    if (!qcow2_has_data_file(s)) {
+        if (opt || null_drv)
+            return err_set(-EINVAL, "'data-file' can only be set for images that use an "
+                           "external data file");
+        return 0;
+    }
+    if (s->version < 3)
+        return err_set(-EINVAL, "%s: an external data file in a version 2 image", fn);
+    const char *nokey = opt_take(os, "no-key");
+    bool lenient = nokey && !strcmp(nokey, "on");
+    if (null_drv) {
+        /* The user's null device (QEMU's iotests): stores nothing. */
+        vdisk_options *o = NULL;
+        struct opt_set nos = {0};
+        int e = vdisk_options_new(&o) < 0 ? -ENOMEM : 0;
+        if (e == 0 && dsize)
+            e = opt_add(o, "null.size", dsize);
+        if (e == 0)
+            e = opt_set_init(&nos, o);
+        struct vdisk_open_params p = *up;
+        p.chain = NULL;
+        struct vdisk_dev *nd = NULL;
+        if (e == 0 && !(nd = dev_alloc(&vdisk_driver_null, !strcmp(drv, "null-co")
+                                                               ? "null-co://" : "null-aio://", &p)))
+            e = -ENOMEM;
+        if (e == 0 && (e = vdisk_driver_null.open(nd, NULL, &nos)) < 0) {
+            dev_free(nd);
+            nd = NULL;
+        }
+        opt_set_fini(&nos);
+        vdisk_options_free(o);
+        if (e < 0)
+            return e == -ENOMEM ? err_set(e, "out of memory") : e;
+        s->full_data_file = strdup(drv);
+        s->data_file = nd;
+        return s->full_data_file ? 0 : err_set(-ENOMEM, "out of memory");
+    }
+    const char *name = opt ? opt : s->data_file_name;
+    if (!name) {
+        if (lenient)
+            return 0;
+        return err_set(-EINVAL, "'data-file' is required for this image");
+    }
+    if (up->no_backing)
+        return err_set(-EPERM, "%s: external data files are not allowed here (the image names "
+                       "'%s')", fn, name);
+    struct vdisk_dev *file = NULL;
+    int r;
+    if (up->open_backing) {
+        /* Fuzzing: the file comes from the caller. */
+        s->full_data_file = strdup(name);
+        if (!s->full_data_file)
+            return err_set(-ENOMEM, "out of memory");
+        r = up->open_backing(up->backing_opaque, name, up, &file);
+    } else {
+        /* A name the user gave is taken as given; the header's name goes
+         * through the backing-file rules. */
+        s->full_data_file = opt ? strdup(name) : backing_resolve(fn, name);
+        if (!s->full_data_file)
+            return err_set(-ENOMEM, "out of memory");
+        if (!opt && s->confine && backing_escapes(fn, name, s->full_data_file))
+            return err_set(-EPERM, "%s: the data file name '%s' leads outside the image's "
+                           "folder, which backing-confine=on forbids", fn, name);
+        if (!opt && dev_is_network_name(name) && !s->allow_network)
+            return err_set(-EPERM, "%s: the image's data file is the network export '%s'; "
+                           "opening it needs the open option backing-allow-network=on (or "
+                           "VDISK_BACKING_ALLOW_NETWORK=on in the environment)", fn, name);
+        char me[PATH_MAX], other[PATH_MAX];
+        if (realpath(fn, me) && realpath(s->full_data_file, other) && !strcmp(me, other))
+            return err_set(-EINVAL, "%s: the data file '%s' is the image file itself", fn,
+                           name);
+        struct vdisk_open_params p = *up;
+        p.chain = NULL;
+        r = dev_open_file(&file, s->full_data_file, NULL, &p);
+        if (r < 0 && lenient)
+            return 0;
+        if (r < 0) /* (qemu's words) */
+            return err_set(r, "Could not open '%s': %s", name, strerror(-r));
+    }
+    if (r < 0)
+        return r;
+    file->growable = true; /* past its end reads zeroes, writes extend it */
+    s->data_file = file;
+    return 0;
+}
+
 static int read_table(struct qcow2 *s, uint64_t off, uint64_t count, uint64_t **out)
 {
     uint64_t *t = calloc(count ? count : 1, 8);
@@ -85,6 +197,10 @@ static void free_state(struct qcow2 *s)
     free(s->l1);
     free(s->reft);
     free(s->deferred);
+    if (s->data_file)
+        dev_unref(s->data_file);
+    free(s->data_file_name);
+    free(s->full_data_file);
     free(s->backing_name);
     free(s->backing_fmt);
     free(s->full_backing);
@@ -222,9 +338,18 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
                         "read-only (repair it with vdisk check -r all)", dev->filename);
     }
     if (r == 0)
+        r = open_data_file(s, os);
+    if (r == 0)
         r = qcow2_crypto_open(s, os, fsize);
     if (r == 0 && s->backing_name)
         r = qcow2_open_backing(s, os);
+    if (r == 0 && s->data_file && s->full_backing && s->full_data_file) {
+        /* Guest writes would land in the backing file. */
+        char a[PATH_MAX], b[PATH_MAX];
+        if (realpath(s->full_backing, a) && realpath(s->full_data_file, b) && !strcmp(a, b))
+            r = err_set(-EINVAL, "%s: the data file '%s' is the image's backing file",
+                        dev->filename, s->full_data_file);
+    }
     if (r == 0 && !s->read_only) {
         s->lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
@@ -236,7 +361,8 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         }
         if (r == 0 && drop_bitmaps)
             r = qcow2_drop_bitmaps(s);
-        uint64_t keep = s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
+        uint64_t keep = (s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0) |
+                        (s->data_raw ? QCOW2_AUTOCLEAR_RAW_DATA : 0);
         if (r == 0 && ((s->autoclear & ~keep) || s->bitmaps_stale)) {
             /* Features vdisk does not keep up to date, and a bitmaps
              * extension that their bit no longer covers, go, as QEMU
@@ -303,6 +429,10 @@ static void qcow2_close(struct vdisk_dev *dev)
     if (s->backing)
         dev_unref(s->backing);
     qcow2_crypto_close(s);
+    if (s->data_file) {
+        dev_unref(s->data_file);
+        s->data_file = NULL;
+    }
     dev_unref(s->file);
     free_state(s);
     dev->priv = NULL;
@@ -380,17 +510,17 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         }
         ext->flags = VDISK_EXT_DATA | VDISK_EXT_ALLOCATED | VDISK_EXT_OFFSET;
         ext->host_offset = m.host;
-        ext->host_file = s->file->filename;
+        ext->host_file = s->data->filename;
         /* With preallocated metadata, holes in the file read as zeroes and
          * are reported so (as QEMU does). */
         struct vdisk_extent fe;
         if (!metadata_preallocation(s)) {
-        } else if (m.host < dev_size(s->file) &&
-                   dev_block_status(s->file, m.host, m.len, &fe) == 0) {
+        } else if (m.host < dev_size(s->data) &&
+                   dev_block_status(s->data, m.host, m.len, &fe) == 0) {
             if (fe.flags & VDISK_EXT_ZERO)
                 ext->flags |= VDISK_EXT_ZERO;
             ext->length = fe.length;
-        } else if (m.host >= dev_size(s->file)) {
+        } else if (m.host >= dev_size(s->data)) {
             ext->flags |= VDISK_EXT_ZERO;
         }
         return 0;
@@ -403,7 +533,7 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         if (m.host) {
             ext->flags |= VDISK_EXT_OFFSET;
             ext->host_offset = m.host;
-            ext->host_file = s->file->filename;
+            ext->host_file = s->data->filename;
         }
         return 0;
     case QCOW2_UNALLOCATED:
@@ -414,7 +544,7 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
         /* An unallocated subcluster of an allocated cluster. */
         ext->flags = VDISK_EXT_ZERO | VDISK_EXT_OFFSET;
         ext->host_offset = m.host;
-        ext->host_file = s->file->filename;
+        ext->host_file = s->data->filename;
         return 0;
     }
     if (off < bsize) {
@@ -451,7 +581,13 @@ static int qcow2_snapshot_op(struct vdisk_dev *dev, enum snapshot_op op, const c
     pthread_mutex_lock(&s->lock);
     switch (op) {
     case SNAPSHOT_CREATE:
-        r = qcow2_snapshot_create(s, name);
+        /* Internal snapshots would share data clusters that an external
+         * data file does not count (QEMU refuses them too). */
+        if (qcow2_has_data_file(s))
+            r = err_set(-ENOTSUP, "%s: internal snapshots are not supported with an external "
+                        "data file", dev->filename);
+        else
+            r = qcow2_snapshot_create(s, name);
         break;
     case SNAPSHOT_APPLY:
         r = qcow2_snapshot_apply(s, name);
@@ -516,6 +652,11 @@ static void qcow2_get_info(struct vdisk_dev *dev, struct vdisk_info *info)
     info->nb_bitmaps = s->nb_bitmaps;
     info->bitmaps = s->bitmap_info;
     info->encrypt = s->crypto_info;
+    if (qcow2_has_data_file(s)) {
+        info->has_data_file = true;
+        info->data_file = s->data_file_name;
+        info->data_file_raw = s->data_raw;
+    }
 }
 
 static int64_t qcow2_allocated_size(struct vdisk_dev *dev)
@@ -536,6 +677,10 @@ static const struct create_opt qcow2_create_opts[] = {
      "the qcow2 version: 1.1 or v3 (default), 0.10 or v2"},
     {"compression_type", "str",
      "how compressed clusters are written: zlib (default) or zstd"},
+    {"data_file", "str",
+     "an external data file for the guest data (the image holds the metadata)"},
+    {"data_file_raw", "bool (on/off)",
+     "the data file is kept a raw image of the disk by itself"},
     {"encrypt.cipher-alg", "str", "Name of encryption cipher algorithm"},
     {"encrypt.cipher-mode", "str", "Name of encryption cipher mode"},
     {"encrypt.format", "str", "Encrypt the image, format choices: 'luks'"},

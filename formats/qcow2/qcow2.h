@@ -359,6 +359,17 @@ struct qcow2 {
     struct vdisk_encrypt_info *crypto_info;
     uint8_t *crypto_mk;       /* the master key (amend adds key slots) */
     struct vdisk_dev *data;
+    /* An external data file (incompatible bit 2): guest data lives there,
+     * the image holds the metadata alone.  data_file_name is the header
+     * extension's name (NULL: none), data_file the device opened (the
+     * extension's name resolved against the image's folder, or the
+     * data-file open option), and data_raw the autoclear bit 1: the data
+     * file is a raw image of the disk by itself.  Data clusters are
+     * placed at their guest offset and have no refcounts. */
+    char *data_file_name;
+    char *full_data_file;     /* resolved, as opened */
+    struct vdisk_dev *data_file;
+    bool data_raw;
     uint32_t l1_size;
     uint64_t l1_offset;
     uint64_t reft_offset;
@@ -572,6 +583,11 @@ int qcow2_measure(uint64_t size, struct vdisk_dev *src, struct opt_set *os,
                   struct vdisk_measure_result *res);
 
 /* qcow2.c */
+/* Does S keep its guest data in an external data file? */
+static inline bool qcow2_has_data_file(const struct qcow2 *s)
+{
+    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
+}
 /* Opens s->backing_name (resolving it) as the backing device. */
 int qcow2_open_backing(struct qcow2 *s, struct opt_set *os);
 

@@ -703,6 +703,8 @@ static int flush_locked(struct qcow2 *s)
         r = qcow2_cache_write_back(&s->rbc);
     if (r == 0)
         r = dev_flush(s->file);
+    if (r == 0 && s->data_file)
+        r = dev_flush(s->data_file); /* guest data in an external data file */
     if (r < 0)
         return r;
     /* Now that no table on disk points to them, drop the freed clusters. */
@@ -758,6 +760,8 @@ int qcow2_writeback_unlocked(struct qcow2 *s, bool durable)
     r = qcow2_wb_write(s, &rb);
     if (r == 0 && l2.n)
         r = dev_flush(s->file); /* refcounts (and guest data) durable first */
+    if (r == 0 && (l2.n || durable) && s->data_file)
+        r = dev_flush(s->data_file); /* guest data in an external data file */
     if (r == 0)
         r = qcow2_wb_write(s, &l2);
     if (r == 0 && durable)

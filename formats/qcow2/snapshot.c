@@ -255,7 +255,10 @@ int qcow2_fix_copied(struct qcow2 *s, void (*report)(void *, uint64_t, uint64_t,
             uint64_t le = qcow2_l2e_get(s, l2, j), host = le & QCOW2_OFFSET_MASK;
             if ((le & QCOW2_OFLAG_COMPRESSED) || !host || host % s->cluster_size)
                 continue;
-            r = effective_refcount(s, sorted, n, host >> s->cluster_bits, &rc);
+            if (qcow2_has_data_file(s))
+                rc = 1; /* a data file's clusters have no refcounts here */
+            else
+                r = effective_refcount(s, sorted, n, host >> s->cluster_bits, &rc);
             uint64_t w = rc == 1 ? le | QCOW2_OFLAG_COPIED : le & ~QCOW2_OFLAG_COPIED;
             if (r == 0 && w != le) {
                 if (report)

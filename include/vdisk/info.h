@@ -121,6 +121,14 @@ struct vdisk_info {
     /* Encryption (qemu-img info's "encrypted: yes" and the "encrypt"
      * block), NULL for images that are not encrypted. */
     const struct vdisk_encrypt_info *encrypt;
+
+    /* qcow2's external data file: the name its header gives (NULL: none),
+     * and whether it is a raw image of the disk by itself (qemu-img info's
+     * "data file" and "data file raw"); has_data_file: the image uses an
+     * external data file (its header may not name it). */
+    const char *data_file;
+    bool data_file_raw;
+    bool has_data_file;              /* the image uses one (named or not) */
 };
 
 /* The first version of struct vdisk_info ended with refcount_bits. */

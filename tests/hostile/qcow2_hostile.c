@@ -233,11 +233,124 @@ START_TEST(features)
     be32_store(len, 9 * 48);
     patch(116, len, 4);
     open_fails_bare(-ENOTSUP, "Unsupported qcow2 feature(s): time travel");
-    patch64(72, 1ull << 2); /* external data file */
-    open_fails(-ENOTSUP, "images with an external data file are not supported");
+    patch64(72, 1ull << 2); /* an external data file, without its name */
+    open_fails_bare(-EINVAL, "'data-file' is required for this image");
     patch64(72, 0);
     patch32(32, 2);
     open_fails(-EINVAL, "LUKS encryption without the encryption header extension");
+}
+END_TEST
+
+/* The external data file extension at 112 (over the feature table) naming
+ * NAME (LEN bytes), then the end of the extensions. */
+static void put_data_ext(const char *name, size_t len)
+{
+    uint8_t buf[2048] = {0};
+    be32_store(buf, 0x44415441u);
+    be32_store(buf + 4, (uint32_t)len);
+    memcpy(buf + 8, name, len);
+    patch(112, buf, 8 + (len + 7) / 8 * 8 + 8);
+}
+
+static int open_with(vdisk_dev **devp, const char *k, const char *v)
+{
+    vdisk_options *o;
+    ck_assert_int_eq(vdisk_options_new(&o), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "format", "qcow2"), 0);
+    ck_assert_int_eq(vdisk_options_set(o, "read-only", "on"), 0);
+    if (k)
+        ck_assert_int_eq(vdisk_options_set(o, k, v), 0);
+    int r = vdisk_open(devp, img, o);
+    vdisk_options_free(o);
+    return r;
+}
+
+/* External data files: the header's name is bounded, confined as backing
+ * files are (backing-confine=on), never the image itself; raw data
+ * without a data file and compressed clusters with one are refused. */
+START_TEST(data_file)
+{
+    make_base();
+    vdisk_dev *dev;
+    char want[1024];
+    /* data-file-raw without a data file */
+    patch64(88, 2);
+    open_fails_bare(-EINVAL, "data-file-raw requires a data file");
+    patch64(88, 0);
+    /* the data-file option on an image without one */
+    ck_assert_int_eq(open_with(&dev, "data-file", "x.raw"), -EINVAL);
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_open: 'data-file' can only be set for images "
+                     "that use an external data file");
+    patch64(72, 1ull << 2);
+    /* a name too long, an empty one, one with a NUL byte, two of them */
+    char longname[1100];
+    memset(longname, 'a', sizeof longname);
+    put_data_ext(longname, 1024);
+    open_fails(-EINVAL, "the external data file name is 1024 bytes long (1 to 1023)");
+    put_data_ext("", 0);
+    open_fails(-EINVAL, "the external data file name is 0 bytes long (1 to 1023)");
+    put_data_ext("d\0.raw", 6);
+    open_fails(-EINVAL, "the external data file name contains a NUL byte");
+    uint8_t two[32] = {0};
+    be32_store(two, 0x44415441u);
+    be32_store(two + 4, 1);
+    two[8] = 'x';
+    memcpy(two + 16, two, 16);
+    patch(112, two, sizeof two);
+    open_fails(-EINVAL, "two external data file extensions");
+    /* outside the image's folder, with backing-confine=on */
+    put_data_ext("/etc/shadow", 11);
+    ck_assert_int_eq(open_with(&dev, "backing-confine", "on"), -EPERM);
+    snprintf(want, sizeof want, "vdisk_open: %s: the data file name '/etc/shadow' leads outside "
+             "the image's folder, which backing-confine=on forbids", img);
+    ck_assert_str_eq(vdisk_get_error(), want);
+    put_data_ext("../d.raw", 8);
+    ck_assert_int_eq(open_with(&dev, "backing-confine", "on"), -EPERM);
+    /* the image itself */
+    put_data_ext("h.qcow2", 7);
+    snprintf(want, sizeof want, "the data file 'h.qcow2' is the image file itself");
+    open_fails(-EINVAL, want);
+    /* the image's backing file */
+    RUN_OK("%s create -q -f qcow2 b.qcow2 1M", vdisk_bin());
+    struct run *cr = run("%s create -q -f qcow2 -b b.qcow2 -F qcow2 -o data_file=b.qcow2 x.qcow2 "
+                         "1M", vdisk_bin());
+    ck_assert_msg(cr->status != 0 && strstr(cr->err, "would be the image itself or its backing "
+                  "file"), "%d %s", cr->status, cr->err);
+    RUN_OK("%s create -q -f qcow2 -b b.qcow2 -F qcow2 -o data_file=x.raw x.qcow2 1M", vdisk_bin());
+    RUN_OK("%s amend -o data_file=b.qcow2 x.qcow2", vdisk_bin());
+    const char *keep = img;
+    img = scratch("x.qcow2");
+    snprintf(want, sizeof want, "the data file '%s' is the image's backing file",
+             scratch("b.qcow2"));
+    open_fails(-EINVAL, want);
+    img = keep;
+    /* missing, then there: the data clusters are read from it */
+    put_data_ext("d.raw", 5);
+    ck_assert_int_lt(try_open(false, &dev), 0);
+    RUN_OK("%s create -q -f raw d.raw 1M", vdisk_bin());
+    RUN_OK("%s io -f raw -c 'write -q -P 5 0 128k' d.raw", vdisk_bin());
+    /* guest cluster N at N's offset (cluster 0: offset 0 with COPIED) */
+    ck_assert_int_eq(try_open(false, &dev), 0);
+    uint8_t buf[512];
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
+    snprintf(want, sizeof want, "vdisk_pread: %s: external data file host cluster offset "
+             "0x40000 does not match guest cluster offset 0x0", img);
+    ck_assert_str_eq(vdisk_get_error(), want);
+    vdisk_close(dev);
+    patch64(0x60000, 0x8000000000000000ull);
+    patch64(0x60008, 0x8000000000010000ull);
+    RUN_OK("%s io -r -c 'read -q -P 5 0 128k' -c 'read -q -P 0 128k 128k' '%s'", vdisk_bin(),
+           img);
+    if (have_program("qemu-io"))
+        RUN_OK("qemu-io -r -c 'read -q -P 5 0 128k' '%s'", img);
+    /* a compressed cluster entry */
+    patch64(0x60000, 0x4000000000040000ull);
+    ck_assert_int_eq(try_open(false, &dev), 0);
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
+    snprintf(want, sizeof want, "vdisk_pread: %s: compressed cluster entry for guest offset 0x0 "
+             "in an image with an external data file (0x4000000000040000)", img);
+    ck_assert_str_eq(vdisk_get_error(), want);
+    vdisk_close(dev);
 }
 END_TEST
 
@@ -508,6 +621,7 @@ int main(void)
     tcase_add_test(tc, sizes);
     tcase_add_test(tc, backing_name);
     tcase_add_test(tc, features);
+    tcase_add_test(tc, data_file);
     tcase_add_test(tc, l2_entries);
     tcase_add_test(tc, compressed);
     tcase_add_test(tc, bitmaps);

@@ -91,6 +91,10 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
             printf(" backing_fmt=%s", v);
         if ((v = vdisk_options_get(o, "compat")))
             printf(" compat=%s", v);
+        if ((v = vdisk_options_get(o, "data_file")))
+            printf(" data_file=%s", v);
+        if ((v = vdisk_options_get(o, "data_file_raw")))
+            printf(" data_file_raw=%s", !strcmp(v, "on") || !strcmp(v, "true") ? "on" : "off");
         v = vdisk_options_get(o, "lazy_refcounts");
         printf(" lazy_refcounts=%s", v && (!strcmp(v, "on") || !strcmp(v, "true")) ? "on" : "off");
         v = vdisk_options_get(o, "refcount_bits");
@@ -200,7 +204,7 @@ static bool known_option(const char *file, const char *fmt, const char *key, siz
         ((len == 12 && !strncmp(key, "backing_file", 12)) ||
          (len == 11 && !strncmp(key, "backing_fmt", 11))))
         return true;
-    static const char *const qemu_only[] = {"data_file", "data_file_raw", "encryption",
+    static const char *const qemu_only[] = {"encryption",
                                             "nocow", "extent_size_hint"};
     const char *name;
     if (len == 4 && !strncmp(key, "size", 4))

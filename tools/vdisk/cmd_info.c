@@ -167,12 +167,16 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         if (strcmp(in->compat, "0.10") != 0 && in->nb_bitmaps)
             print_json_bitmaps(in, j);
         json_field_num(j, "refcount-bits", in->refcount_bits, &f2);
+        if (in->data_file)
+            json_field_str(j, "data-file", in->data_file, &f2);
         if (in->encrypt) {
             printf(",\n");
             pad(j);
             printf("\"encrypt\": ");
             print_encrypt_json(in->encrypt, j, true);
         }
+        if (in->has_data_file) /* (after encrypt, as qemu-img orders them) */
+            json_field_bool(j, "data-file-raw", in->data_file_raw, &f2);
         if (strcmp(in->compat, "0.10") != 0) {
             json_field_bool(j, "corrupt", in->corrupt, &f2);
             json_field_bool(j, "extended-l2", in->extended_l2, &f2);

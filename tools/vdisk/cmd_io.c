@@ -1490,6 +1490,10 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
                 io->l2_cache_size = dup_or_null(qget(q, prefix, "l2-cache-size"));
                 io->refcount_cache_size = dup_or_null(qget(q, prefix, "refcount-cache-size"));
                 io->l2_entry_size = dup_or_null(qget(q, prefix, "l2-cache-entry-size"));
+                /* An external data file given by name (data-file.filename). */
+                const char *df = qget(q, prefix, "data-file.filename");
+                if (df && add_libopt(io, "data-file", df) < 0)
+                    return -1;
             }
             /* An encrypted image's key: the ID of a --object secret. */
             const char *ks_key = drv && strcmp(drv, "luks") == 0 ? "key-secret"

@@ -158,10 +158,14 @@ void print_format_specific(const struct vdisk_info *in)
             }
         }
         printf("    refcount bits: %" PRIu32 "\n", in->refcount_bits);
+        if (in->data_file)
+            printf("    data file: %s\n", in->data_file);
         if (in->encrypt) {
             printf("    encrypt:\n");
             print_encrypt_human(in->encrypt, 8, true);
         }
+        if (in->has_data_file) /* (after encrypt, as qemu-img orders them) */
+            printf("    data file raw: %s\n", in->data_file_raw ? "true" : "false");
         if (v3)
             printf("    corrupt: %s\n    extended l2: %s\n", in->corrupt ? "true" : "false",
                    in->extended_l2 ? "true" : "false");
