@@ -203,7 +203,8 @@ run_fio() {
 # encrypted image of SFMT, made beforehand) or dec (disk.SFMT into raw);
 # RATE in MiB/s, PER the tool's CPU ms per MiB, SECS_T the wall time.
 run_convert() {
-    local tool=$1 kind=$2 f=$3 t0 t1 cmd out=out-$tool
+    local tool=$1 kind=$2 f=$3 t0 t1 cmd out
+    out=out-$tool
     cmd=("$VDISK" convert)
     [[ $tool == qemu-img ]] && cmd=(qemu-img convert -m 16 -W)
     rm -f "$out"
