@@ -201,7 +201,7 @@ run_fio() {
 
 # run_convert TOOL KIND SFMT: one convert; KIND enc (src.raw into a new
 # encrypted image of SFMT, made beforehand) or dec (disk.SFMT into raw);
-# RATE in MiB/s, PER the tool's CPU ms per MiB, SECS_T the wall time.
+# RATE in MiB/s, PER the tool's CPU ms per MiB.
 run_convert() {
     local tool=$1 kind=$2 f=$3 t0 t1 cmd out
     out=out-$tool

@@ -88,7 +88,9 @@ static const char *create_opts(const char *format, const char *opts)
         out = strdup(n);
     }
     free(copy);
-    return fmt("%s", out);
+    char *r = fmt("%s", out);
+    free(out);
+    return r;
 }
 
 /* Cipher settings qemu-img 7.2 creates here (the 192-bit keys of modes
