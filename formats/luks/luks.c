@@ -64,6 +64,8 @@ static const struct vdisk_driver luks_crypt_driver;
 
 static size_t bounce_cap(uint64_t len)
 {
+    if (len == 0)
+        return BOUNCE_GRAIN;
     return (size_t)((len + BOUNCE_GRAIN - 1) / BOUNCE_GRAIN * BOUNCE_GRAIN);
 }
 
