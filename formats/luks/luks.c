@@ -12,6 +12,11 @@
  * a piece at a time; discard and flush go through.  Requests are whole
  * sectors (align 512; the core makes them so).
  *
+ * Bounce buffers are kept for the next writes (a few, up to BOUNCE_KEPT
+ * bytes in all): a buffer of a megabyte or more is an mmap of its own for
+ * malloc, and mapping, faulting in and unmapping one per request cost five
+ * times the encryption itself (AES-XTS through GnuTLS's AES-NI code).
+ *
  * The luks format is that layer with BASE the payload offset, the size
  * what follows it in the file, and the header behind it for info.  An
  * open needs the passphrase (the options key-secret=ID and secret.ID,
@@ -21,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +35,11 @@
 #include "luks.h"
 
 #define ZERO_PIECE (1u << 20)
+/* Bounce buffers: sizes rounded up to BOUNCE_GRAIN; at most BOUNCE_SLOTS
+ * of them and BOUNCE_KEPT bytes kept. */
+#define BOUNCE_GRAIN (64u << 10)
+#define BOUNCE_SLOTS 16
+#define BOUNCE_KEPT (16u << 20)
 
 struct crypt {
     struct vdisk_dev *file;
@@ -39,9 +50,74 @@ struct crypt {
     struct luks_header hdr;
     struct vdisk_encrypt_info info;
     uint8_t mk[VCRYPT_MAX_KEY]; /* the master key (amend adds slots with it) */
+    /* Bounce buffers kept for the next writes (sizes: bounce_cap()). */
+    pthread_mutex_t bounce_lock;
+    void *bounce[BOUNCE_SLOTS];
+    size_t bounce_size[BOUNCE_SLOTS];
+    unsigned nbounce;
+    size_t bounce_bytes;
 };
 
 static const struct vdisk_driver luks_crypt_driver;
+
+/* ---- Bounce buffers ------------------------------------------------------- */
+
+static size_t bounce_cap(uint64_t len)
+{
+    if (len == 0)
+        return BOUNCE_GRAIN;
+    return (size_t)((len + BOUNCE_GRAIN - 1) / BOUNCE_GRAIN * BOUNCE_GRAIN);
+}
+
+/* A 4 KiB-aligned buffer of bounce_cap(LEN) bytes, or NULL. */
+static void *bounce_get(struct crypt *c, uint64_t len)
+{
+    size_t cap = bounce_cap(len);
+    if (!cap || cap < len)
+        return NULL;
+    void *buf = NULL;
+    pthread_mutex_lock(&c->bounce_lock);
+    for (unsigned i = 0; i < c->nbounce; i++) {
+        if (c->bounce_size[i] == cap) {
+            buf = c->bounce[i];
+            c->bounce_bytes -= cap;
+            c->nbounce--;
+            c->bounce[i] = c->bounce[c->nbounce];
+            c->bounce_size[i] = c->bounce_size[c->nbounce];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->bounce_lock);
+    return buf ? buf : aligned_alloc_or_null(4096, cap);
+}
+
+/* BUF (from bounce_get(C, LEN)) kept for another write, or freed. */
+static void bounce_put(struct crypt *c, void *buf, uint64_t len)
+{
+    size_t cap = bounce_cap(len);
+    pthread_mutex_lock(&c->bounce_lock);
+    if (c->nbounce < BOUNCE_SLOTS && c->bounce_bytes + cap <= BOUNCE_KEPT) {
+        c->bounce[c->nbounce] = buf;
+        c->bounce_size[c->nbounce++] = cap;
+        c->bounce_bytes += cap;
+        buf = NULL;
+    } else if (c->nbounce) {
+        /* The oldest goes, so that the sizes in use now are kept. */
+        free(c->bounce[0]);
+        c->bounce_bytes -= c->bounce_size[0];
+        c->nbounce--;
+        c->bounce[0] = c->bounce[c->nbounce];
+        c->bounce_size[0] = c->bounce_size[c->nbounce];
+        if (c->bounce_bytes + cap <= BOUNCE_KEPT) {
+            c->bounce[c->nbounce] = buf;
+            c->bounce_size[c->nbounce++] = cap;
+            c->bounce_bytes += cap;
+            buf = NULL;
+        }
+    }
+    pthread_mutex_unlock(&c->bounce_lock);
+    free(buf);
+}
 
 /* ---- I/O ------------------------------------------------------------------ */
 
@@ -111,7 +187,7 @@ static void read_done(struct vdisk_req *child, int ret)
 static void write_done(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *req = child->parent;
-    free(child->done_arg);
+    bounce_put(req->dev->priv, child->done_arg, req->length);
     req_take_error(req, child);
     req_free(child);
     req_complete(req, ret);
@@ -120,6 +196,7 @@ static void write_done(struct vdisk_req *child, int ret)
 /* Write zeroes: encrypted zeroes, ZERO_PIECE bytes at a time. */
 struct zero_state {
     uint8_t *buf;
+    uint64_t piece;  /* the buffer's bytes (bounce_get) */
     uint64_t pos, end;
     unsigned flags;
 };
@@ -133,7 +210,7 @@ static void zero_done(struct vdisk_req *child, int ret)
     req_take_error(req, child);
     req_free(child);
     if (ret < 0 || z->pos >= z->end) {
-        free(z->buf);
+        bounce_put(req->dev->priv, z->buf, z->piece);
         free(z);
         req_complete(req, ret);
         return;
@@ -152,7 +229,7 @@ static void zero_next(struct vdisk_req *req, struct zero_state *z)
                                  : req_new_child(req, c->file, VDISK_OP_WRITE, c->base + z->pos,
                                                  n, &v, 1, z->flags, zero_done, z);
     if (!ch) {
-        free(z->buf);
+        bounce_put(c, z->buf, z->piece);
         free(z);
         if (r < 0)
             req_fail(req, r, "%s", vdisk_get_error());
@@ -185,7 +262,7 @@ static void crypt_submit(struct vdisk_req *req)
         return;
     }
     case VDISK_OP_WRITE: {
-        uint8_t *buf = aligned_alloc_or_null(4096, req->length);
+        uint8_t *buf = bounce_get(c, req->length);
         if (!buf) {
             req_fail(req, -ENOMEM, "out of memory for a %" PRIu64 "-byte write", req->length);
             return;
@@ -193,7 +270,7 @@ static void crypt_submit(struct vdisk_req *req)
         iov_to_buf(req->iov, req->iovcnt, 0, buf, req->length);
         int r = vcrypt_encrypt(c->cipher, req->offset / VCRYPT_SECTOR, buf, req->length);
         if (r < 0) {
-            free(buf);
+            bounce_put(c, buf, req->length);
             req_fail(req, r, "%s", vdisk_get_error());
             return;
         }
@@ -202,7 +279,7 @@ static void crypt_submit(struct vdisk_req *req)
                                              req->length, &v, 1, req->flags & VDISK_REQ_FUA,
                                              write_done, buf);
         if (!ch) {
-            free(buf);
+            bounce_put(c, buf, req->length);
             req_fail(req, -ENOMEM, "out of memory");
             return;
         }
@@ -216,18 +293,21 @@ static void crypt_submit(struct vdisk_req *req)
         }
         struct zero_state *z = calloc(1, sizeof *z);
         uint64_t piece = req->length < ZERO_PIECE ? req->length : ZERO_PIECE;
-        uint8_t *buf = z ? aligned_alloc_or_null(4096, piece ? piece : VCRYPT_SECTOR) : NULL;
+        if (!piece)
+            piece = VCRYPT_SECTOR;
+        uint8_t *buf = z ? bounce_get(c, piece) : NULL;
         if (!buf) {
             free(z);
             req_fail(req, -ENOMEM, "out of memory");
             return;
         }
         z->buf = buf;
+        z->piece = piece;
         z->pos = req->offset;
         z->end = req->offset + req->length;
         z->flags = req->flags & VDISK_REQ_FUA;
         if (z->pos >= z->end) {
-            free(buf);
+            bounce_put(c, buf, piece);
             free(z);
             req_complete(req, 0);
             return;
@@ -272,6 +352,9 @@ static void crypt_close(struct vdisk_dev *dev)
         return;
     vcrypt_free(c->cipher);
     dev_unref(c->file);
+    for (unsigned i = 0; i < c->nbounce; i++)
+        free(c->bounce[i]);
+    pthread_mutex_destroy(&c->bounce_lock);
     memset(c, 0, sizeof *c); /* (the master key too) */
     free(c);
 }
@@ -296,6 +379,7 @@ int luks_crypt_open(struct vdisk_dev **devp, struct vdisk_dev *file, struct vcry
         return err_set(-ENOMEM, "out of memory");
     }
     dev->engine = file->engine;
+    pthread_mutex_init(&c->bounce_lock, NULL);
     c->file = file;
     c->cipher = cipher;
     c->base = base;
@@ -340,6 +424,7 @@ static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     struct crypt *c = calloc(1, sizeof *c);
     if (!c)
         return err_set(-ENOMEM, "out of memory");
+    pthread_mutex_init(&c->bounce_lock, NULL);
     r = luks_parse(buf, fsize, dev->filename, &c->hdr);
     uint64_t payload = luks_header_area(&c->hdr);
     if (r == 0 && payload > dev_size(file))
@@ -357,6 +442,8 @@ static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
         memset(mk, 0, sizeof mk);
     }
     if (r < 0) {
+        pthread_mutex_destroy(&c->bounce_lock);
+        memset(c, 0, sizeof *c); /* (the master key too) */
         free(c);
         return r;
     }

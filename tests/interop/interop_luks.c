@@ -88,7 +88,7 @@ static const char *create_opts(const char *format, const char *opts)
         out = strdup(n);
     }
     free(copy);
-    const char *r = fmt("%s", out);
+    char *r = fmt("%s", out);
     free(out);
     return r;
 }
@@ -365,6 +365,29 @@ START_TEST(convert_in_and_out)
 }
 END_TEST
 
+/* vdisk nbd serves an encrypted image given with --object secret and
+ * --image-opts, as qemu-nbd: qemu-io writes and reads it over NBD, then
+ * reads the file itself with the passphrase. */
+START_TEST(nbd_serves_encrypted)
+{
+    write_pw();
+    static const char *const formats[] = {"luks", "qcow2"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *f = formats[i];
+        RUN_OK("cd '%s' && rm -f n.img && '%s' create -q -f %s " OBJ " -o %s n.img 4M",
+               scratch_dir(), vdisk_bin(), f, create_opts(f, ""));
+        RUN_OK("cd '%s' && rm -f n.sock && '%s' nbd --fork --pid-file=n.pid -k n.sock " OBJ
+               " --image-opts %s && qemu-io -f raw 'nbd+unix:///?socket=n.sock' " WRITES
+               " -c 'read -P 0x5a 1536 70000' -c 'read -P 0 2M 4k' -c 'read -P 0x3c 3000k 72k' "
+               ">/dev/null && for t in $(seq 100); do [ -e n.pid ] || break; sleep 0.1; done && "
+               "! [ -e n.pid ]", scratch_dir(), vdisk_bin(), image_opts(f, "n.img"));
+        RUN_OK("cd '%s' && qemu-io " OBJ " --image-opts %s -c 'read -P 0x5a 1536 70000' "
+               "-c 'read -P 0xa5 1M 64k' -c 'read -P 0 2M 4k' -c 'read -P 0x3c 3000k 72k'",
+               scratch_dir(), image_opts(f, "n.img"));
+    }
+}
+END_TEST
+
 /* What goes wrong is said as qemu says it. */
 START_TEST(keys_refused)
 {
@@ -530,6 +553,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, convert_in_and_out);
     tcase_add_test(tc, keys_refused);
     tcase_add_test(tc, hostile_headers);
+    tcase_add_test(tc, nbd_serves_encrypted);
     suite_add_tcase(s, tc);
     TCase *am = tcase_create("amend");
     tcase_set_timeout(am, 300);

@@ -349,8 +349,9 @@ START_TEST(cli_errors)
          "vdisk: Parameter 'verify-peer' expects 'on' or 'off'\n"},
         {"--object tls-creds-x509,id=tls0,dir=/d,endpoint=server,priority=NORMAL",
          "vdisk: Parameter 'priority' is unexpected\n"},
-        {"--object secret,id=s0,data=x", "vdisk: --object secret is not supported by vdisk nbd "
-                                         "(tls-creds-x509 and tls-creds-psk are)\n"},
+        {"--object authz-simple,id=a0,identity=x", "vdisk: --object authz-simple is not "
+                                                   "supported by vdisk nbd (secret, "
+                                                   "tls-creds-x509 and tls-creds-psk are)\n"},
         {"--tls-authz=a0", "vdisk: --tls-authz is not supported by vdisk nbd\n"},
         {"-c /dev/nbd0", "vdisk: -c is not supported by vdisk nbd\n"},
         {"--offset=512", "vdisk: --offset is not supported by vdisk nbd\n"},

@@ -61,6 +61,12 @@ static void help(void)
            "      --object=tls-creds-psk,id=ID,dir=DIR,endpoint=server\n"
            "                            pre-shared keys: DIR/keys.psk (psktool's format)\n"
            "      --tls-creds=ID        require TLS with the credentials object ID\n"
+           "      --object=secret,id=ID,data=TEXT|file=PATH[,format=raw|base64]\n"
+           "                            a passphrase, for an encrypted IMAGE given with\n"
+           "                            --image-opts ...,key-secret=ID (qcow2:\n"
+           "                            encrypt.key-secret=ID)\n"
+           "      --image-opts          IMAGE is a list of options (driver=FMT,\n"
+           "                            file.filename=PATH,...), as qemu-nbd takes it\n"
            "\n"
            "Without --tls-creds there is no TLS: listen on 127.0.0.1 or a Unix socket\n"
            "unless the network is trusted.\n");
@@ -115,8 +121,8 @@ static int parse_object(const char *arg, struct tls_object *o)
             } else if (!strcmp(val, "tls-creds-psk")) {
                 o->mode = VDISK_NBD_TLS_PSK;
             } else {
-                cli_error("--object %s is not supported by vdisk nbd (tls-creds-x509 and "
-                          "tls-creds-psk are)", val);
+                cli_error("--object %s is not supported by vdisk nbd (secret, tls-creds-x509 "
+                          "and tls-creds-psk are)", val);
                 goto out;
             }
         } else if (!strcmp(key, "id")) {
@@ -176,7 +182,8 @@ static int write_pid_file(const char *path)
 
 int cmd_nbd(int argc, char **argv)
 {
-    enum { O_CACHE = 256, O_AIO, O_DISCARD, O_DZ, O_FORK, O_PID, O_OBJECT, O_TLS, O_UNSUP };
+    enum { O_CACHE = 256, O_AIO, O_DISCARD, O_DZ, O_FORK, O_PID, O_OBJECT, O_TLS, O_UNSUP,
+           O_IMAGE_OPTS };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
@@ -201,7 +208,7 @@ int cmd_nbd(int argc, char **argv)
         {"tls-creds", required_argument, NULL, O_TLS},
         /* qemu-nbd's that this server does not have (yet): refused by name. */
         {"tls-authz", required_argument, NULL, O_UNSUP},
-        {"image-opts", no_argument, NULL, O_UNSUP},
+        {"image-opts", no_argument, NULL, O_IMAGE_OPTS},
         {"connect", required_argument, NULL, O_UNSUP},
         {"disconnect", no_argument, NULL, O_UNSUP},
         {"list", no_argument, NULL, O_UNSUP},
@@ -222,6 +229,8 @@ int cmd_nbd(int argc, char **argv)
     struct tls_object objs[8];
     unsigned nobjs = 0;
     const char *tls_creds = NULL;
+    bool image_opts = false;
+    char *opts_name = NULL; /* --image-opts: the json: name it stands for */
     int status = 1;
     while ((c = getopt_long(argc, argv, "hp:b:k:e:tx:D:f:rAnvc:dLsl:o:B:", longopts, &li)) !=
            -1) {
@@ -305,6 +314,12 @@ int cmd_nbd(int argc, char **argv)
         case O_FORK: do_fork = true; break;
         case O_PID: pid_file = optarg; break;
         case O_OBJECT:
+            /* An encrypted image's passphrase (secret.c), as qemu-nbd. */
+            if (!strncmp(optarg, "secret,", 7) || !strncmp(optarg, "qom-type=secret,", 16)) {
+                if (cli_object_add(optarg) < 0)
+                    goto out_args;
+                break;
+            }
             if (nobjs == sizeof objs / sizeof objs[0]) {
                 cli_error("too many --object options (at most %zu)", sizeof objs / sizeof objs[0]);
                 goto out_args;
@@ -321,6 +336,7 @@ int cmd_nbd(int argc, char **argv)
             nobjs++;
             break;
         case O_TLS: tls_creds = optarg; break;
+        case O_IMAGE_OPTS: image_opts = true; break;
         case 'v': p.flags &= ~VDISK_NBD_QUIET; break;
         case O_UNSUP:
         case 'c': case 'd': case 'L': case 's': case 'l': case 'o': {
@@ -373,6 +389,8 @@ int cmd_nbd(int argc, char **argv)
             p.flags |= VDISK_NBD_TLS_VERIFY_PEER;
     }
     const char *image = argv[optind];
+    if (image_opts && !(image = opts_name = cli_image_opts(image, oa.format)))
+        goto out_args;
 
     /* --fork: the parent waits until the child listens (or fails), and
      * exits with that outcome. */
@@ -497,6 +515,7 @@ out:
     if (ready[1] >= 0)
         close(ready[1]);
 out_args:
+    free(opts_name);
     for (unsigned i = 0; i < nobjs; i++) {
         free(objs[i].id);
         free(objs[i].dir);
