@@ -539,9 +539,10 @@ START_TEST(backing_confine)
 }
 END_TEST
 
-/* The external data file ("data-file" names a host file): not supported,
- * so it is refused whatever it names, confined or not. */
-START_TEST(data_file_refused)
+/* The external data file ("data-file" names a host file) is confined as a
+ * backing file is: with backing-confine=on a name leading outside the
+ * image's folder is refused before anything is opened. */
+START_TEST(data_file_confined)
 {
     make_base();
     /* The data file extension naming a host file, and its feature bit. */
@@ -552,9 +553,9 @@ START_TEST(data_file_refused)
     patch_at(img, hl, ext, sizeof ext);
     patch_at(img, hl + sizeof ext, end, sizeof end);
     patch64(72, 1ull << 2);
-    fails_with(img, "backing-confine=on", -ENOTSUP,
-               "images with an external data file are not supported");
-    fails_with(img, NULL, -ENOTSUP, "images with an external data file are not supported");
+    fails_with(img, "backing-confine=on", -EPERM,
+               "the data file name '/etc/shadow' leads outside the image's folder, which "
+               "backing-confine=on forbids");
 }
 END_TEST
 
@@ -621,7 +622,7 @@ int main(void)
     tcase_add_test(tc, cve_2015_5162_huge_claims);
     tcase_add_test(tc, cve_2008_2004_raw_stays_raw);
     tcase_add_test(tc, backing_confine);
-    tcase_add_test(tc, data_file_refused);
+    tcase_add_test(tc, data_file_confined);
     tcase_add_test(tc, refcount_table_clusters_zero);
     tcase_add_test(tc, refblock_at_offset_0);
     suite_add_tcase(s, tc);
