@@ -91,3 +91,26 @@ bench_ramdisk_remove() {
     rm -rf "$RAMDISK_TOP"
     RAMDISK_TOP=
 }
+
+# The server a bench started (its pid in SERVER_PID) stopped; nothing when
+# none runs.
+SERVER_PID=
+bench_stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+# bench_scratch NAME KIB: a new scratch folder under BASE_DIR in SCRATCH
+# (the server stopped and the folder removed at exit), LOG in it, KIB free
+# there or die, and the working folder moved into it.
+bench_scratch() {
+    SCRATCH=
+    trap 'bench_stop_server; rm -rf "$SCRATCH"' EXIT
+    mkdir -p "$BASE_DIR"
+    SCRATCH=$(mktemp -d "$BASE_DIR/vdisk-bench-$1.XXXXXX")
+    LOG=$SCRATCH/log
+    bench_need_space "$2"
+    cd "$SCRATCH"
+}

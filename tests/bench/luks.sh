@@ -95,20 +95,7 @@ TIME=/usr/bin/time
 if ! [[ -x $TIME ]] || ! $TIME -f %M true >/dev/null 2>&1; then TIME=; fi
 
 . "$(dirname "$0")/lib.sh"
-SCRATCH=
-SERVER_PID=
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
-trap 'stop_server; rm -rf "$SCRATCH"' EXIT
-mkdir -p "$BASE_DIR"
-SCRATCH=$(mktemp -d "$BASE_DIR/vdisk-bench-luks.XXXXXX")
-LOG=$SCRATCH/log
-bench_need_space $((SIZE_BYTES * 5 / 1024 + 65536))
-cd "$SCRATCH"
+bench_scratch luks $((SIZE_BYTES * 5 / 1024 + 65536))
 SOCK=$SCRATCH/nbd.sock
 HZ=$(getconf CLK_TCK)
 printf 'bench passphrase' >pw
@@ -308,7 +295,7 @@ for ((round = 0; round < REPEAT; round++)); do
                 run_fio "$args"
                 echo "$label|$srv|$round|$RATE|$PER" >>results
             done
-            stop_server
+            bench_stop_server
         done
     done
     for row in "${ROWS[@]}"; do

@@ -100,20 +100,7 @@ SIZE_BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || die "BENCH_SIZE: not a si
     die "BENCH_SIZE must be a multiple of 1M, at least 64M"
 
 . "$(dirname "$0")/lib.sh"
-SCRATCH=
-SERVER_PID=
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
-trap 'stop_server; rm -rf "$SCRATCH"' EXIT
-mkdir -p "$BASE_DIR"
-SCRATCH=$(mktemp -d "$BASE_DIR/vdisk-bench-nbd.XXXXXX")
-LOG=$SCRATCH/log
-bench_need_space $((SIZE_BYTES * 5 / 2 / 1024 + 65536))
-cd "$SCRATCH"
+bench_scratch nbd $((SIZE_BYTES * 5 / 2 / 1024 + 65536))
 SOCK=$SCRATCH/nbd.sock
 HZ=$(getconf CLK_TCK)
 
@@ -282,7 +269,7 @@ for ((round = 0; round < REPEAT; round++)); do
                     esac
                     echo "$label|$tr|$srv|$round|$RATE|$PER" >>results
                 done
-                stop_server
+                bench_stop_server
             done
         done
     fi
@@ -294,7 +281,7 @@ for ((round = 0; round < REPEAT; round++)); do
             run_convert "$tool"
             echo "convert (client)|unix|$tool|$round|$RATE|$PER" >>results
         done
-        stop_server
+        bench_stop_server
         if ((round == 0)) && ! qemu-img compare -q -f raw -F raw out-qemu-img out-vdisk; then
             die "convert: vdisk's output differs from qemu-img's"
         fi
