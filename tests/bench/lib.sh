@@ -114,3 +114,28 @@ bench_scratch() {
     bench_need_space "$2"
     cd "$SCRATCH"
 }
+
+# bench_cpu_ticks PID: its utime + stime (fields 14 and 15 after the name).
+bench_cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# bench_fio URI ARGS: one fio run (nbd engine, SECS seconds) against the
+# server SERVER_PID serves at URI; sets RATE (IOPS, or MiB/s with 1M
+# blocks) and PER (the server's CPU, us per request).  Needs HZ.
+bench_fio() {
+    local uri=$1 args=$2 c0 c1 line
+    c0=$(bench_cpu_ticks "$SERVER_PID")
+    # shellcheck disable=SC2086 # ARGS is a list
+    fio --name=nbd --ioengine=nbd "--uri=$uri" $args --time_based "--runtime=$SECS" \
+        --output-format=terse --terse-version=3 >"$LOG" 2>&1 ||
+        { cat "$LOG" >&2; die "fio failed: $args on $uri"; }
+    c1=$(bench_cpu_ticks "$SERVER_PID")
+    line=$(grep '^3;' "$LOG") || { cat "$LOG" >&2; die "no result from fio"; }
+    # Terse v3: 6 read KiB, 8 read IOPS, 47 write KiB, 49 write IOPS.
+    read -r RATE PER < <(awk -F';' -v t=$((c1 - c0)) -v hz="$HZ" -v args="$args" \
+        -v secs="$SECS" '{
+        kib = $6 + $47; iops = $8 + $49
+        bs = (args ~ /--bs=1M/) ? 1024 : 4
+        n = kib / bs
+        rate = (bs == 1024) ? kib / 1024 / secs : iops
+        printf "%.0f %.2f\n", rate, (n > 0 ? t / hz * 1e6 / n : 0) }' <<<"$line")
+}

@@ -170,26 +170,6 @@ start_server() {
     die "$name does not serve: ${cmd[*]}"
 }
 
-# cpu_ticks PID: its utime + stime (fields 14 and 15 after the name).
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-
-# run_fio ARGS: one fio run against the server; sets RATE (IOPS) and PER
-# (server CPU us per request).
-run_fio() {
-    local args=$1 c0 c1 line
-    c0=$(cpu_ticks "$SERVER_PID")
-    # shellcheck disable=SC2086 # ARGS is a list
-    fio --name=nbd --ioengine=nbd "--uri=$URI" $args --time_based "--runtime=$SECS" \
-        --output-format=terse --terse-version=3 >"$LOG" 2>&1 ||
-        { cat "$LOG" >&2; die "fio failed: $args"; }
-    c1=$(cpu_ticks "$SERVER_PID")
-    line=$(grep '^3;' "$LOG") || { cat "$LOG" >&2; die "no result from fio"; }
-    # Terse v3: 6 read KiB, 8 read IOPS, 47 write KiB, 49 write IOPS.
-    read -r RATE PER < <(awk -F';' -v t=$((c1 - c0)) -v hz="$HZ" '{
-        iops = $8 + $49; n = ($6 + $47) / 4
-        printf "%.0f %.2f\n", iops, (n > 0 ? t / hz * 1e6 / n : 0) }' <<<"$line")
-}
-
 # run_convert TOOL KIND SFMT: one convert; KIND enc (src.raw into a new
 # encrypted image of SFMT, made beforehand) or dec (disk.SFMT into raw);
 # RATE in MiB/s, PER the tool's CPU ms per MiB.
@@ -292,7 +272,7 @@ for ((round = 0; round < REPEAT; round++)); do
             for row in "${ROWS[@]}"; do
                 IFS='|' read -r label _ kind rf args <<<"$row"
                 [[ $kind == fio && $rf == "$f" ]] || continue
-                run_fio "$args"
+                bench_fio "$URI" "$args"
                 echo "$label|$srv|$round|$RATE|$PER" >>results
             done
             bench_stop_server

@@ -166,9 +166,6 @@ start_server() {
     die "$name does not serve over $tr: ${cmd[*]}"
 }
 
-# cpu_ticks PID: its utime + stime (fields 14 and 15 after the name).
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-
 # ---- Rows ----------------------------------------------------------------------
 #   label|target|kind|args
 ROWS=(
@@ -182,35 +179,15 @@ bench_pick_rows "${BENCH_ROWS:-}"
 SERVERS=(vdisk qemu-nbd)
 ((QSD)) && SERVERS+=(qsd)
 
-# run_fio TRANSPORT ARGS: one fio run against the server; sets RATE (IOPS,
-# or MiB/s with 1M blocks) and PER (server CPU us per request).
-run_fio() {
-    local tr=$1 args=$2 c0 c1 line
-    c0=$(cpu_ticks "$SERVER_PID")
-    # shellcheck disable=SC2086 # ARGS is a list
-    fio --name=nbd --ioengine=nbd "--uri=$(uri "$tr")" $args --time_based "--runtime=$SECS" \
-        --output-format=terse --terse-version=3 >"$LOG" 2>&1 ||
-        { cat "$LOG" >&2; die "fio failed: $args over $tr"; }
-    c1=$(cpu_ticks "$SERVER_PID")
-    line=$(grep '^3;' "$LOG") || { cat "$LOG" >&2; die "no result from fio"; }
-    # Terse v3: 6 read KiB, 8 read IOPS, 47 write KiB, 49 write IOPS.
-    read -r RATE PER < <(awk -F';' -v t=$((c1 - c0)) -v hz="$HZ" -v args="$args" '{
-        kib = $6 + $47; iops = $8 + $49
-        bs = (args ~ /--bs=1M/) ? 1024 : 4
-        n = kib / bs
-        rate = (bs == 1024) ? kib / 1024 / '"$SECS"' : iops
-        printf "%.0f %.2f\n", rate, (n > 0 ? t / hz * 1e6 / n : 0) }' <<<"$line")
-}
-
 # run_copy TRANSPORT: nbdcopy of the export to null:; RATE in MiB/s, PER in
 # server CPU ms per MiB.
 run_copy() {
     local tr=$1 c0 c1 t0 t1
-    c0=$(cpu_ticks "$SERVER_PID")
+    c0=$(bench_cpu_ticks "$SERVER_PID")
     t0=$EPOCHREALTIME
     nbdcopy "$(uri "$tr")" null: >"$LOG" 2>&1 || { cat "$LOG" >&2; die "nbdcopy failed over $tr"; }
     t1=$EPOCHREALTIME
-    c1=$(cpu_ticks "$SERVER_PID")
+    c1=$(bench_cpu_ticks "$SERVER_PID")
     read -r RATE PER < <(awk -v a="$t0" -v b="$t1" -v t=$((c1 - c0)) -v hz="$HZ" -v s="$SIZE_BYTES" \
         'BEGIN { mib = s / 1048576; printf "%.0f %.3f\n", mib / (b - a), t / hz * 1e3 / mib }')
 }
@@ -263,7 +240,7 @@ for ((round = 0; round < REPEAT; round++)); do
                 for row in "${ROWS[@]}"; do
                     IFS='|' read -r label _ kind args <<<"$row"
                     case $kind in
-                        fio) run_fio "$tr" "$args" ;;
+                        fio) bench_fio "$(uri "$tr")" "$args" ;;
                         nbdcopy) run_copy "$tr" ;;
                         *) continue ;;
                     esac
