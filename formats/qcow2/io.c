@@ -1323,6 +1323,14 @@ static int dz_work(struct vdisk_req *req)
         qr->dz.done_to = g;
     }
     pthread_mutex_unlock(&s->lock);
+    /* Clusters of a (not raw) data file have no refcounts: what the L2
+     * entries let go of is discarded there now, as QEMU does, since a
+     * write after this request may take the same place again.  Before
+     * the tables reach the disk, a crash shows the old data or zeroes,
+     * both allowed for an unfinished discard. */
+    if (r == 0 && unmap && !s->data_raw && s->data_file && s->discard_passthrough &&
+        qr->dz.done_to > qr->dz.start)
+        r = dev_discard(s->data_file, qr->dz.start, qr->dz.done_to - qr->dz.start);
     if (r < 0)
         fail_msg(req, r);
     return r;
