@@ -269,6 +269,11 @@ struct vdisk_req {
     uint64_t length;
     struct iovec *iov;
     int iovcnt;
+    /* For an encrypting layer (formats/luks): the IV sector of the data at
+     * OFFSET is OFFSET / 512 + IV_SHIFT.  0 (IVs by offset) unless the
+     * parent says otherwise: qcow2's legacy AES encrypts by guest offset
+     * what it stores at a host offset. */
+    int64_t iv_shift;
 
     /* Who is told when the request is done: a child's DONE(req, ret) runs
      * on its parent's queue thread and must release it with req_free(). */

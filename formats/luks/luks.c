@@ -167,6 +167,12 @@ static int crypt_iov(struct vcrypt *c, const struct iovec *iov, int iovcnt, size
     return 0;
 }
 
+/* The IV sector of the data at OFF (in the layer) for REQ. */
+static uint64_t iv_sector(const struct vdisk_req *req, uint64_t off)
+{
+    return (uint64_t)((int64_t)(off / VCRYPT_SECTOR) + req->iv_shift);
+}
+
 static void read_done(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *req = child->parent;
@@ -175,7 +181,7 @@ static void read_done(struct vdisk_req *child, int ret)
     req_free(child);
     if (ret == 0) {
         ret = crypt_iov(c->cipher, req->iov, req->iovcnt, 0, req->length,
-                        req->offset / VCRYPT_SECTOR, false);
+                        iv_sector(req, req->offset), false);
         if (ret < 0) {
             req_fail(req, ret, "%s", vdisk_get_error());
             return;
@@ -223,7 +229,7 @@ static void zero_next(struct vdisk_req *req, struct zero_state *z)
     struct crypt *c = req->dev->priv;
     uint64_t n = z->end - z->pos < ZERO_PIECE ? z->end - z->pos : ZERO_PIECE;
     memset(z->buf, 0, n);
-    int r = vcrypt_encrypt(c->cipher, z->pos / VCRYPT_SECTOR, z->buf, n);
+    int r = vcrypt_encrypt(c->cipher, iv_sector(req, z->pos), z->buf, n);
     struct iovec v = {z->buf, n};
     struct vdisk_req *ch = r < 0 ? NULL
                                  : req_new_child(req, c->file, VDISK_OP_WRITE, c->base + z->pos,
@@ -268,7 +274,7 @@ static void crypt_submit(struct vdisk_req *req)
             return;
         }
         iov_to_buf(req->iov, req->iovcnt, 0, buf, req->length);
-        int r = vcrypt_encrypt(c->cipher, req->offset / VCRYPT_SECTOR, buf, req->length);
+        int r = vcrypt_encrypt(c->cipher, iv_sector(req, req->offset), buf, req->length);
         if (r < 0) {
             bounce_put(c, buf, req->length);
             req_fail(req, r, "%s", vdisk_get_error());

@@ -67,6 +67,8 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
                 printf(" %s=%s", crypt_keys[i], vdisk_options_get(o, crypt_keys[i]));
     } else if (strcmp(fmt, "qcow2") == 0) {
         const char *v;
+        if ((v = vdisk_options_get(o, "encryption")))
+            printf(" encryption=%s", v);
         if ((v = vdisk_options_get(o, "encrypt.format")))
             printf(" encrypt.format=%s", v);
         for (size_t i = 0; i < sizeof crypt_keys / sizeof crypt_keys[0]; i++) {
