@@ -799,6 +799,11 @@ struct backing_spec {
     bool confine;              /* backing-confine=on (passed down the chain) */
     bool allow_network;        /* backing-allow-network=on (passed down the chain) */
     unsigned max_depth;        /* images in a chain, at most */
+    /* The overlay's open options (may be NULL): the backing file's key
+     * ("backing.encrypt.key-secret", "backing.key-secret", and deeper
+     * "backing.backing...." ones one level down) and the secrets
+     * ("secret.ID") go to the backing file's open. */
+    struct opt_set *os;
 };
 /*
  * Opens the backing file of OVERLAY that B names, read-only, under the

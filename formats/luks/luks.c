@@ -413,12 +413,14 @@ static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
 {
     const char *pass;
     int r = luks_take_secret(os, "", &pass);
-    if (r < 0)
-        return r;
     bool no_key = false;
     const char *v = opt_take(os, "no-key");
     if (v && opt_bool("no-key", v, &no_key) < 0)
         return -EINVAL;
+    if (r < 0 && !no_key) /* (without the key, a missing secret does not matter) */
+        return r;
+    if (r < 0)
+        pass = NULL;
     uint64_t fsize = file->file_length ? file->file_length : dev_size(file);
     uint8_t buf[LUKS_HEADER_BYTES] = {0};
     if (fsize < LUKS_HEADER_BYTES)

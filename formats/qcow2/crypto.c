@@ -88,12 +88,14 @@ int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize)
 {
     const char *pass;
     int r = luks_take_secret(os, "encrypt.", &pass);
-    if (r < 0)
-        return r;
     bool no_key = false;
     const char *v = opt_take(os, "no-key");
     if (v && opt_bool("no-key", v, &no_key) < 0)
         return -EINVAL;
+    if (r < 0 && !no_key) /* (without the key, a missing secret does not matter) */
+        return r;
+    if (r < 0)
+        pass = NULL;
     const char *fmt = opt_take(os, "encrypt.format");
     const char *fname = s->dev->filename;
     /* Guest data: the external data file when there is one. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "qcow2.h"
@@ -45,8 +46,23 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
         fmt = s->backing_fmt;
     struct backing_spec b = {.name = s->backing_name, .format = fmt, .confine = s->confine,
                              .allow_network = s->allow_network,
-                             .max_depth = QCOW2_MAX_CHAIN_DEPTH};
+                             .max_depth = QCOW2_MAX_CHAIN_DEPTH, .os = os};
+    /* The user's backing file (backing.file.filename) instead of the
+     * header's: taken as given (a relative name from the working folder),
+     * so not confined. */
+    const char *user = os && !up->open_backing ? opt_take(os, "backing.file.filename") : NULL;
+    char *abs = NULL;
+    if (user) {
+        char cwd[PATH_MAX];
+        if (user[0] != '/' && !strstr(user, "://") && !dev_is_network_name(user) &&
+            getcwd(cwd, sizeof cwd))
+            abs = str_printf("%s/%s", cwd, user);
+        b.name = abs ? abs : user;
+        b.confine = false;
+        b.allow_network = true;
+    }
     int r = backing_open(s->dev, &b, &s->backing, &s->full_backing);
+    free(abs);
     if (r < 0)
         return r;
     if (!fmt && !up->open_backing)

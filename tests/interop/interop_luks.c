@@ -439,6 +439,38 @@ START_TEST(qcow2_legacy_aes)
 }
 END_TEST
 
+/* A chain of encrypted images, each with its own key: created over a
+ * backing file whose key is not given (its size alone is read, as
+ * qemu-img reads it), info without keys, the backing file's key given as
+ * backing.encrypt.key-secret (qemu-io's --image-opts and vdisk's json:
+ * names), info of such a name as qemu-img shows it, and commit of the
+ * overlay into its encrypted base. */
+START_TEST(encrypted_chain)
+{
+    const char *objs = "--object secret,id=s0,data=basepass --object secret,id=s1,data=toppass";
+    const char *spec = "driver=qcow2,file.filename=t.img,encrypt.key-secret=s1,"
+                       "backing.driver=qcow2,backing.file.filename=b.img,"
+                       "backing.encrypt.key-secret=s0";
+    RUN_OK("cd '%s' && rm -f b.img t.img && qemu-img create -q -f qcow2 %s -o encrypt.format=luks,"
+           "encrypt.key-secret=s0,encrypt.iter-time=10 b.img 4M && qemu-io %s --image-opts "
+           "driver=qcow2,file.filename=b.img,encrypt.key-secret=s0 -c 'write -P 0xa 0 4M' "
+           ">/dev/null", scratch_dir(), objs, objs);
+    same_as_qemu_img("create", "-f qcow2 --object secret,id=s1,data=toppass -o encrypt.format=luks,"
+                     "encrypt.key-secret=s1,encrypt.iter-time=10 -b b.img -F qcow2 t.img");
+    same_as_qemu_img("info", "t.img");
+    same_as_qemu_img("info", "--image-opts driver=qcow2,file.filename=t.img,encrypt.key-secret=s1");
+    same_as_qemu_img("info", "--output=json --image-opts driver=qcow2,file.filename=t.img,"
+                     "encrypt.key-secret=s1");
+    RUN_OK("cd '%s' && '%s' io %s --image-opts %s -c 'write -P 0xe 0 1024' -c 'read -P 0xa 1024 "
+           "4k' >/dev/null && qemu-io %s --image-opts %s -c 'read -P 0xe 0 1024' -c 'read -P 0xa "
+           "1024 64512' >/dev/null", scratch_dir(), vdisk_bin(), objs, spec, objs, spec);
+    same_as_qemu_img("map", fmt("%s --image-opts %s", objs, spec));
+    RUN_OK("cd '%s' && '%s' commit %s --image-opts %s && qemu-io %s --image-opts driver=qcow2,"
+           "file.filename=b.img,encrypt.key-secret=s0 -c 'read -P 0xe 0 1024' -c 'read -P 0xa "
+           "1024 64512' >/dev/null", scratch_dir(), vdisk_bin(), objs, spec, objs);
+}
+END_TEST
+
 /* vdisk nbd serves an encrypted image given with --object secret and
  * --image-opts, as qemu-nbd: qemu-io writes and reads it over NBD, then
  * reads the file itself with the passphrase. */
@@ -626,6 +658,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, cryptsetup_reads_vdisk_headers);
     tcase_add_test(tc, convert_in_and_out);
     tcase_add_test(tc, qcow2_legacy_aes);
+    tcase_add_test(tc, encrypted_chain);
     tcase_add_test(tc, keys_refused);
     tcase_add_test(tc, hostile_headers);
     tcase_add_test(tc, nbd_serves_encrypted);

@@ -177,7 +177,9 @@ static int backing_size(const char *file, const char *backing, const char *fmt, 
     }
     vdisk_options *o = NULL;
     vdisk_dev *dev = NULL;
+    /* (Its size alone, as qemu-img: no key, not its own backing file.) */
     if (vdisk_options_new(&o) < 0 || vdisk_options_set(o, "read-only", "on") < 0 ||
+        vdisk_options_set(o, "no-key", "on") < 0 || vdisk_options_set(o, "backing.null", "on") < 0 ||
         (fmt && vdisk_options_set(o, "format", fmt) < 0) || vdisk_open(&dev, path, o) < 0) {
         const char *detail = cli_lib_detail();
         if (!strncmp(detail, "Could not open '", 16)) /* (it names the file) */
