@@ -205,7 +205,9 @@ START_TEST(cryptsetup_encrypts)
                "--encrypt --type luks2 --sector-size %s --reduce-device-size 32M "
                "--force-offline-reencrypt " FAST_PBKDF2 " -q --key-file pw e.img",
                scratch_dir(), sizes[i]);
-        ck_assert_str_eq(dump_field("e.img", "sector:"), sizes[i]);
+        char *ss = dump_field("e.img", "sector:");
+        ck_assert_str_eq(ss, sizes[i]);
+        free(ss);
         RUN_OK("cd '%s' && rm -f v.raw && '%s' convert " OBJ " --image-opts %s -O raw v.raw",
                scratch_dir(), vdisk_bin(), opts("e.img"));
         size_t len;
