@@ -17,11 +17,13 @@
  * nettle's contexts are read only once keyed, so threads share them.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <argon2.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <nettle/cbc.h>
@@ -188,6 +190,7 @@ struct vcrypt {
     pthread_mutex_t lock;
     gnutls_cipher_hd_t pool[POOL_MAX];
     unsigned npool;
+    uint32_t sector;             /* bytes a sector (an IV) covers */
 };
 
 static void *nettle_ctx(const struct nettle_cipher *nc, const uint8_t *key, bool decrypt)
@@ -218,6 +221,7 @@ int vcrypt_new(struct vcrypt **cp, enum vcrypt_alg alg, enum vcrypt_mode mode,
     c->ivgen = ivgen;
     c->nc = algs[alg].nc;
     c->block = c->nc->block_size;
+    c->sector = VCRYPT_SECTOR;
     memcpy(c->key, key, key_len);
     c->key_len = key_len;
     if (alg == VCRYPT_AES_128 || alg == VCRYPT_AES_256) {
@@ -336,8 +340,10 @@ static void pool_put(struct vcrypt *c, gnutls_cipher_hd_t h)
 static int crypt_sectors(struct vcrypt *c, uint64_t sector, uint8_t *buf, size_t len,
                          bool enc)
 {
-    if (len % VCRYPT_SECTOR)
-        return err_set(-EIO, "encryption of %zu bytes: not whole sectors", len);
+    size_t ss = c->sector;
+    uint64_t step = ss / VCRYPT_SECTOR; /* IVs count 512-byte sectors */
+    if (len % ss)
+        return err_set(-EIO, "encryption of %zu bytes: not whole %zu-byte sectors", len, ss);
     uint8_t iv[16];
     if (c->galg) {
         gnutls_cipher_hd_t h = pool_get(c);
@@ -345,13 +351,13 @@ static int crypt_sectors(struct vcrypt *c, uint64_t sector, uint8_t *buf, size_t
             return err_set(-ENOMEM, "cannot start a %s-%s cipher", vcrypt_alg_name(c->alg),
                            vcrypt_mode_name(c->mode));
         int g = 0;
-        for (size_t pos = 0; pos < len && g >= 0; pos += VCRYPT_SECTOR, sector++) {
+        for (size_t pos = 0; pos < len && g >= 0; pos += ss, sector += step) {
             make_iv(c, sector, iv);
             gnutls_cipher_set_iv(h, iv, 16);
-            g = enc ? gnutls_cipher_encrypt2(h, buf + pos, VCRYPT_SECTOR, buf + pos,
-                                             VCRYPT_SECTOR)
-                    : gnutls_cipher_decrypt2(h, buf + pos, VCRYPT_SECTOR, buf + pos,
-                                             VCRYPT_SECTOR);
+            g = enc ? gnutls_cipher_encrypt2(h, buf + pos, ss, buf + pos,
+                                             ss)
+                    : gnutls_cipher_decrypt2(h, buf + pos, ss, buf + pos,
+                                             ss);
         }
         pool_put(c, h);
         if (g < 0)
@@ -364,31 +370,45 @@ static int crypt_sectors(struct vcrypt *c, uint64_t sector, uint8_t *buf, size_t
         (enc ? nc->encrypt : nc->decrypt)(enc ? c->enc : c->dec, len, buf, buf);
         return 0;
     }
-    for (size_t pos = 0; pos < len; pos += VCRYPT_SECTOR, sector++) {
+    for (size_t pos = 0; pos < len; pos += ss, sector += step) {
         uint8_t *p = buf + pos;
         make_iv(c, sector, iv);
         switch (c->mode) {
         case VCRYPT_CBC:
             if (enc)
-                cbc_encrypt(c->enc, nc->encrypt, c->block, iv, VCRYPT_SECTOR, p, p);
+                cbc_encrypt(c->enc, nc->encrypt, c->block, iv, ss, p, p);
             else
-                cbc_decrypt(c->dec, nc->decrypt, c->block, iv, VCRYPT_SECTOR, p, p);
+                cbc_decrypt(c->dec, nc->decrypt, c->block, iv, ss, p, p);
             break;
         case VCRYPT_XTS:
             if (enc)
-                xts_encrypt_message(c->enc, c->twk, nc->encrypt, iv, VCRYPT_SECTOR, p, p);
+                xts_encrypt_message(c->enc, c->twk, nc->encrypt, iv, ss, p, p);
             else
                 xts_decrypt_message(c->dec, c->twk, nc->decrypt, nc->encrypt, iv,
-                                    VCRYPT_SECTOR, p, p);
+                                    ss, p, p);
             break;
         case VCRYPT_CTR:
-            ctr_crypt(c->enc, nc->encrypt, c->block, iv, VCRYPT_SECTOR, p, p);
+            ctr_crypt(c->enc, nc->encrypt, c->block, iv, ss, p, p);
             break;
         default:
             return err_set(-EIO, "unknown cipher mode");
         }
     }
     return 0;
+}
+
+int vcrypt_set_sector_size(struct vcrypt *c, uint32_t size)
+{
+    if (size < VCRYPT_SECTOR || size > VCRYPT_MAX_SECTOR || (size & (size - 1)))
+        return err_set(-ENOTSUP, "encryption sector size %" PRIu32 " is not a power of two "
+                       "from %u to %u", size, VCRYPT_SECTOR, VCRYPT_MAX_SECTOR);
+    c->sector = size;
+    return 0;
+}
+
+uint32_t vcrypt_sector_size(const struct vcrypt *c)
+{
+    return c->sector;
 }
 
 int vcrypt_encrypt(struct vcrypt *c, uint64_t sector, uint8_t *buf, size_t len)
@@ -463,6 +483,24 @@ int vcrypt_pbkdf2(enum vcrypt_hash h, const void *pass, size_t pass_len, const u
            out_len, out);
     memset(g, 0, sizeof *g);
     free(g);
+    return 0;
+}
+
+int vcrypt_argon2(enum vcrypt_argon2_type type, const void *pass, size_t pass_len,
+                  const uint8_t *salt, size_t salt_len, uint32_t t_cost, uint32_t m_kib,
+                  uint32_t lanes, uint8_t *out, size_t out_len)
+{
+    /* libargon2 (the reference implementation, which libcryptsetup uses
+     * too): nettle 3.8 and Debian 12's GnuTLS and OpenSSL have no Argon2.
+     * Version 1.3 (0x13), as cryptsetup derives LUKS2 keyslot keys. */
+    argon2_type t = type == VCRYPT_ARGON2I ? Argon2_i : Argon2_id;
+    int a = argon2_hash(t_cost, m_kib, lanes, pass, pass_len, salt, salt_len, out, out_len,
+                        NULL, 0, t, ARGON2_VERSION_13);
+    if (a != ARGON2_OK)
+        return err_set(a == ARGON2_MEMORY_ALLOCATION_ERROR ? -ENOMEM : -EINVAL,
+                       "%s (time %" PRIu32 ", memory %" PRIu32 " KiB, %" PRIu32 " lanes): %s",
+                       type == VCRYPT_ARGON2I ? "argon2i" : "argon2id", t_cost, m_kib, lanes,
+                       argon2_error_message(a));
     return 0;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/crypto.h: the ciphers, hashes and key derivation of encrypted images
- * (LUKS, qcow2 encrypt.format=luks), through GnuTLS and nettle.
+ * (LUKS, qcow2 encrypt.format=luks), through GnuTLS, nettle and libargon2.
  *
  * A data cipher (struct vcrypt) encrypts whole 512-byte sectors, each with
  * the IV its sector number gives (plain, plain64 or ESSIV), as QEMU's
@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 #define VCRYPT_SECTOR 512u
+/* The largest sector a data cipher takes (LUKS2's, dm-crypt's limit). */
+#define VCRYPT_MAX_SECTOR 4096u
 
 /* Cipher algorithms, with QEMU's names (vcrypt_alg_name). */
 enum vcrypt_alg {
@@ -94,6 +96,16 @@ void vcrypt_free(struct vcrypt *c);
 int vcrypt_encrypt(struct vcrypt *c, uint64_t sector, uint8_t *buf, size_t len);
 int vcrypt_decrypt(struct vcrypt *c, uint64_t sector, uint8_t *buf, size_t len);
 
+/* The sector size of C (VCRYPT_SECTOR unless set): each sector of SIZE
+ * bytes is encrypted as one unit, with the IV of its first 512-byte sector
+ * (vcrypt_encrypt's SECTOR still counts 512-byte sectors; LEN is a
+ * multiple of SIZE).  That is LUKS2's sector_size as cryptsetup and
+ * dm-crypt use it (without iv_large_sectors): a 4096-byte sector at byte B
+ * has the IV B / 512.  Set it before any use.  Returns 0 or -ENOTSUP with
+ * a message (a power of two from 512 to VCRYPT_MAX_SECTOR). */
+int vcrypt_set_sector_size(struct vcrypt *c, uint32_t size);
+uint32_t vcrypt_sector_size(const struct vcrypt *c);
+
 /* H(IN) into OUT (vcrypt_hash_len bytes). */
 void vcrypt_hash_buf(enum vcrypt_hash h, const void *in, size_t len, uint8_t *out);
 /* H(PREFIX || IN), for LUKS's anti-forensic diffusion. */
@@ -103,6 +115,13 @@ void vcrypt_hash2(enum vcrypt_hash h, const void *prefix, size_t plen, const voi
 /* PBKDF2-HMAC-H.  Returns 0 or -EIO with a message. */
 int vcrypt_pbkdf2(enum vcrypt_hash h, const void *pass, size_t pass_len, const uint8_t *salt,
                   size_t salt_len, uint32_t iterations, uint8_t *out, size_t out_len);
+/* Argon2 (version 1.3, as LUKS2 keyslots use it) with T_COST passes over
+ * M_KIB KiB in LANES lanes, through libargon2.  The caller bounds the
+ * costs.  Returns 0 or -EINVAL / -ENOMEM with a message. */
+enum vcrypt_argon2_type { VCRYPT_ARGON2I, VCRYPT_ARGON2ID };
+int vcrypt_argon2(enum vcrypt_argon2_type type, const void *pass, size_t pass_len,
+                  const uint8_t *salt, size_t salt_len, uint32_t t_cost, uint32_t m_kib,
+                  uint32_t lanes, uint8_t *out, size_t out_len);
 /* How many PBKDF2 iterations of H (OUT_LEN bytes made) this thread does in
  * a second, measured.  Returns 0 or -errno with a message. */
 int vcrypt_pbkdf2_rate(enum vcrypt_hash h, size_t out_len, uint64_t *per_second);

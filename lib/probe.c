@@ -9,9 +9,9 @@
  * vdisk does not read is refused, never read as raw: its container bytes
  * are not the disk.
  *
- * The signatures are those QEMU 7.2's probe functions look for (qcow,
- * LUKS; qed, vdi, vmdk, vpc, vhdx, bochs, cloop and parallels have
- * drivers), with their
+ * The signatures are those QEMU 7.2's probe functions look for (qcow;
+ * LUKS, versions 1 and 2, qed, vdi, vmdk, vpc, vhdx, bochs, cloop and
+ * parallels have drivers), with their
  * scores.  DMG, which has a driver too, QEMU knows by the name alone (a
  * ".dmg" ending, score 2), as vdisk does: its "koly" trailer lies at the
  * end of the file, where a guest of a raw image could write one, and only
@@ -24,11 +24,6 @@
 
 #include "endian.h"
 #include "internal.h"
-
-static bool has(const uint8_t *b, size_t off, const char *s, size_t n)
-{
-    return memcmp(b + off, s, n) == 0;
-}
 
 /* VMware: a sparse extent ("KDMV", or "COWD" for ESX), or a text descriptor
  * whose first line that is neither a comment nor blank is version=1..3. */
@@ -45,17 +40,7 @@ static int probe_dmg_name(const char *name)
     return n > 4 && strcmp(name + n - 4, ".dmg") == 0 ? 2 : 0;
 }
 
-/* LUKS2, which QEMU 7.2 would read as raw (LUKS1 has a driver:
- * formats/luks). */
-static int probe_luks(const uint8_t *b, const char *name)
-{
-    (void)name;
-    uint16_t v = be16_load(b + 6);
-    return has(b, 0, "LUKS\xba\xbe", 6) && v == 2 ? 100 : 0;
-}
-
 static const struct foreign_format foreign_formats[] = {
-    {"LUKS", "luks", probe_luks},
     {"QCOW", "qcow", probe_qcow1},
 };
 

@@ -17,6 +17,9 @@ packages=(
   # nettle: ciphers and hashes of encrypted images (lib/crypto.c); cryptsetup
   # reads vdisk's LUKS headers in tests/interop/interop_luks.c
   nettle-dev cryptsetup-bin
+  # libargon2: the Argon2 keyslot KDF of LUKS2 images (lib/crypto.c);
+  # python3-cryptography decrypts their data in tests/interop/interop_luks2.c
+  libargon2-dev python3-cryptography
   # bunzip2: QEMU's sample images (tests/interop/sample_images.c) are bzip2'd
   bzip2
   # an independent VHD and VHDX reader (vhdiinfo, vhdimount: tests/interop/)

@@ -306,8 +306,8 @@ static void xor_into(uint8_t *dst, const uint8_t *src, size_t n)
 }
 
 /* SPLIT (STRIPES * LEN bytes) back to the key it holds, in OUT. */
-static void af_merge(enum vcrypt_hash hash, const uint8_t *split, size_t len, unsigned stripes,
-                     uint8_t *out)
+void luks_af_merge(enum vcrypt_hash hash, const uint8_t *split, size_t len, unsigned stripes,
+                   uint8_t *out)
 {
     uint8_t block[VCRYPT_MAX_KEY] = {0};
     for (unsigned i = 0; i + 1 < stripes; i++) {
@@ -367,7 +367,7 @@ static int try_slot(struct vdisk_dev *file, uint64_t base, const struct luks_hea
     vcrypt_free(c);
     if (r < 0)
         return r;
-    af_merge(h->hash, split, h->key_bytes, LUKS_STRIPES, cand);
+    luks_af_merge(h->hash, split, h->key_bytes, LUKS_STRIPES, cand);
     r = vcrypt_pbkdf2(h->hash, cand, h->key_bytes, h->mk_salt, LUKS_SALT_LEN, h->mk_iterations,
                       digest, LUKS_DIGEST_LEN);
     if (r == 0 && memcmp(digest, h->mk_digest, LUKS_DIGEST_LEN) == 0) {
@@ -679,6 +679,8 @@ void luks_fill_info(const struct luks_header *h, struct vdisk_encrypt_info *in)
     in->payload_offset = luks_header_area(h);
     in->master_key_iters = h->mk_iterations;
     in->nb_slots = LUKS_SLOTS;
+    in->version = 1;
+    in->sector_size = LUKS_SECTOR;
     for (int i = 0; i < LUKS_SLOTS; i++) {
         in->slots[i].active = h->slots[i].active == LUKS_SLOT_ACTIVE;
         in->slots[i].iters = h->slots[i].iterations;

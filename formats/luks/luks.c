@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "luks.h"
+#include "luks2.h"
 
 #define ZERO_PIECE (1u << 20)
 /* Bounce buffers: sizes rounded up to BOUNCE_GRAIN; at most BOUNCE_SLOTS
@@ -45,6 +46,10 @@ struct crypt {
     struct vdisk_dev *file;
     struct vcrypt *cipher;     /* NULL: opened without the key (no-key) */
     uint64_t base;
+    uint32_t sector;           /* bytes a sector (an IV) covers: 512, or LUKS2's */
+    uint64_t iv_base;          /* added to the 512-byte sector number for the IV
+                                * (LUKS2's iv_tweak) */
+    struct luks2_header *h2;   /* a LUKS2 image's header (then hdr is unused) */
     /* The luks format's own. */
     bool is_format;
     struct luks_header hdr;
@@ -122,12 +127,14 @@ static void bounce_put(struct crypt *c, void *buf, uint64_t len)
 /* ---- I/O ------------------------------------------------------------------ */
 
 /* Decrypts or encrypts the LEN bytes at SKIP of the iovec, which are whole
- * sectors from SECTOR on, in place: runs within one element at once,
- * sectors split across elements through a copy. */
+ * sectors (of the cipher's size) from the 512-byte SECTOR on, in place:
+ * runs within one element at once, sectors split across elements through a
+ * copy. */
 static int crypt_iov(struct vcrypt *c, const struct iovec *iov, int iovcnt, size_t skip,
                      size_t len, uint64_t sector, bool enc)
 {
-    uint8_t tmp[VCRYPT_SECTOR];
+    uint8_t tmp[VCRYPT_MAX_SECTOR];
+    const size_t ss = vcrypt_sector_size(c);
     int i = 0;
     size_t in = skip; /* offset inside iov[i] */
     while (i < iovcnt && in >= iov[i].iov_len)
@@ -137,8 +144,8 @@ static int crypt_iov(struct vcrypt *c, const struct iovec *iov, int iovcnt, size
         if (i >= iovcnt)
             return err_set(-EIO, "encryption: the buffer is shorter than the request");
         size_t avail = iov[i].iov_len - in;
-        if (avail >= VCRYPT_SECTOR) {
-            size_t n = avail / VCRYPT_SECTOR * VCRYPT_SECTOR;
+        if (avail >= ss) {
+            size_t n = avail / ss * ss;
             if (n > len - done)
                 n = len - done;
             uint8_t *p = (uint8_t *)iov[i].iov_base + in;
@@ -151,15 +158,15 @@ static int crypt_iov(struct vcrypt *c, const struct iovec *iov, int iovcnt, size
         } else {
             /* A sector across elements. */
             size_t pos = skip + done;
-            iov_to_buf(iov, iovcnt, pos, tmp, VCRYPT_SECTOR);
-            int r = enc ? vcrypt_encrypt(c, sector, tmp, VCRYPT_SECTOR)
-                        : vcrypt_decrypt(c, sector, tmp, VCRYPT_SECTOR);
+            iov_to_buf(iov, iovcnt, pos, tmp, ss);
+            int r = enc ? vcrypt_encrypt(c, sector, tmp, ss)
+                        : vcrypt_decrypt(c, sector, tmp, ss);
             if (r < 0)
                 return r;
-            iov_from_buf(iov, iovcnt, pos, tmp, VCRYPT_SECTOR);
-            done += VCRYPT_SECTOR;
-            sector++;
-            in += VCRYPT_SECTOR;
+            iov_from_buf(iov, iovcnt, pos, tmp, ss);
+            done += ss;
+            sector += ss / VCRYPT_SECTOR;
+            in += ss;
         }
         while (i < iovcnt && in >= iov[i].iov_len)
             in -= iov[i++].iov_len;
@@ -167,10 +174,13 @@ static int crypt_iov(struct vcrypt *c, const struct iovec *iov, int iovcnt, size
     return 0;
 }
 
-/* The IV sector of the data at OFF (in the layer) for REQ. */
+/* The IV sector (512-byte units) of the data at OFF (in the layer) for
+ * REQ: by its offset, moved by the request's iv_shift (qcow2's legacy AES)
+ * and the layer's iv_base (LUKS2's iv_tweak). */
 static uint64_t iv_sector(const struct vdisk_req *req, uint64_t off)
 {
-    return (uint64_t)((int64_t)(off / VCRYPT_SECTOR) + req->iv_shift);
+    const struct crypt *c = req->dev->priv;
+    return (uint64_t)((int64_t)(off / VCRYPT_SECTOR) + req->iv_shift) + c->iv_base;
 }
 
 static void read_done(struct vdisk_req *child, int ret)
@@ -300,7 +310,7 @@ static void crypt_submit(struct vdisk_req *req)
         struct zero_state *z = calloc(1, sizeof *z);
         uint64_t piece = req->length < ZERO_PIECE ? req->length : ZERO_PIECE;
         if (!piece)
-            piece = VCRYPT_SECTOR;
+            piece = c->sector;
         uint8_t *buf = z ? bounce_get(c, piece) : NULL;
         if (!buf) {
             free(z);
@@ -358,6 +368,10 @@ static void crypt_close(struct vdisk_dev *dev)
         return;
     vcrypt_free(c->cipher);
     dev_unref(c->file);
+    if (c->h2) {
+        memset(c->h2, 0, sizeof *c->h2);
+        free(c->h2);
+    }
     for (unsigned i = 0; i < c->nbounce; i++)
         free(c->bounce[i]);
     pthread_mutex_destroy(&c->bounce_lock);
@@ -389,6 +403,7 @@ int luks_crypt_open(struct vdisk_dev **devp, struct vdisk_dev *file, struct vcry
     c->file = file;
     c->cipher = cipher;
     c->base = base;
+    c->sector = VCRYPT_SECTOR;
     dev->priv = c;
     dev->size = size;
     dev->block_size = 512;
@@ -403,10 +418,70 @@ int luks_crypt_open(struct vdisk_dev **devp, struct vdisk_dev *file, struct vcry
 
 /* ---- The luks format ------------------------------------------------------ */
 
+/* LUKS1 as QEMU has it, and LUKS2 headers made by cryptsetup (luks2.c):
+ * the same layer over the data segment, with its sector size (up to 4096:
+ * the device's block size and request alignment, so that the core turns
+ * smaller requests into read-modify-write of whole sectors) and its IV
+ * tweak.  A LUKS2 header is never written. */
+
 static int luks_probe(const uint8_t *buf, size_t len)
 {
-    /* LUKS1 only, as QEMU 7.2 (LUKS2 is refused in lib/probe.c). */
-    return len >= 8 && memcmp(buf, LUKS_MAGIC, 6) == 0 && be16_load(buf + 6) == 1 ? 100 : 0;
+    /* LUKS1, as QEMU 7.2, and LUKS2 (luks2.c), which QEMU refuses. */
+    if (len < 8 || memcmp(buf, LUKS_MAGIC, 6) != 0)
+        return 0;
+    uint16_t v = be16_load(buf + 6);
+    return v == 1 || v == 2 ? 100 : 0;
+}
+
+/* Whether the header at the start of FILE (its first bytes B) is LUKS2's:
+ * version 2, or no LUKS magic at all but a LUKS2 secondary header at one
+ * of the offsets it may have (a damaged primary; luks2.c uses the
+ * secondary). */
+static bool is_luks2(struct vdisk_dev *file, const uint8_t *b)
+{
+    if (memcmp(b, LUKS_MAGIC, 6) == 0)
+        return be16_load(b + 6) == 2;
+    for (uint64_t off = LUKS2_MIN_HDR; off <= LUKS2_MAX_HDR; off *= 2) {
+        uint8_t m[8];
+        if (off + sizeof m > dev_size(file) || dev_pread(file, m, sizeof m, off) < 0)
+            break;
+        if (memcmp(m, LUKS2_MAGIC2, 6) == 0 && be16_load(m + 6) == 2)
+            return true;
+    }
+    return false;
+}
+
+/* The LUKS2 part of luks_open: header, keyslot, the segment's cipher. */
+static int luks2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct crypt *c,
+                      uint64_t fsize, const char *pass, bool no_key)
+{
+    c->h2 = calloc(1, sizeof *c->h2);
+    if (!c->h2)
+        return err_set(-ENOMEM, "out of memory");
+    struct luks2_header *h = c->h2;
+    int r = luks2_load(file, fsize, dev->filename, h);
+    if (r == 0 && !pass && !no_key)
+        r = err_set(-EINVAL, "Parameter 'key-secret' is required for cipher");
+    if (r == 0 && pass && !no_key) {
+        uint8_t mk[VCRYPT_MAX_KEY];
+        r = luks2_unlock(file, h, pass, strlen(pass), mk);
+        if (r >= 0)
+            r = vcrypt_new(&c->cipher, h->seg.alg, h->seg.mode, h->seg.ivgen, h->seg.ivhash, mk,
+                           h->seg.key_bytes);
+        memset(mk, 0, sizeof mk);
+        if (r >= 0)
+            r = vcrypt_set_sector_size(c->cipher, h->sector_size);
+    }
+    if (r < 0)
+        return r;
+    c->base = h->seg_offset;
+    c->sector = h->sector_size;
+    c->iv_base = h->iv_tweak;
+    luks2_fill_info(h, &c->info);
+    dev->size = luks2_data_size(h, fsize);
+    dev->block_size = h->sector_size;
+    dev->align = h->sector_size;
+    return 0;
 }
 
 static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set *os)
@@ -433,6 +508,23 @@ static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
     if (!c)
         return err_set(-ENOMEM, "out of memory");
     pthread_mutex_init(&c->bounce_lock, NULL);
+    if (is_luks2(file, buf)) {
+        r = luks2_open(dev, file, c, dev_size(file), pass, no_key);
+        if (r < 0) {
+            vcrypt_free(c->cipher);
+            free(c->h2);
+            pthread_mutex_destroy(&c->bounce_lock);
+            memset(c, 0, sizeof *c);
+            free(c);
+            return r;
+        }
+        c->file = file;
+        c->is_format = true;
+        dev->priv = c;
+        dev->caps = file->caps & (VDISK_CAN_WRITE | VDISK_CAN_FLUSH | VDISK_CAN_DISCARD);
+        return 0;
+    }
+    c->sector = VCRYPT_SECTOR;
     r = luks_parse(buf, fsize, dev->filename, &c->hdr);
     uint64_t payload = luks_header_area(&c->hdr);
     if (r == 0 && payload > dev_size(file))
@@ -531,6 +623,9 @@ static int luks_amend_dev(struct vdisk_dev *dev, struct opt_set *os)
     int r = opt_check_all_taken(os, "luks");
     if (r < 0)
         return r;
+    if (c->h2)
+        return err_set(-ENOTSUP, "%s: amend of LUKS2 images is not supported (cryptsetup "
+                       "luksAddKey and luksKillSlot change their keyslots)", dev->filename);
     if (!c->cipher)
         return err_set(-ENOKEY, "%s: the image was opened without its key", dev->filename);
     r = luks_amend_at(&c->hdr, c->mk, os, "", c->file, 0);

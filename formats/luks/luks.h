@@ -111,6 +111,12 @@ void luks_serialize(const struct luks_header *h, uint8_t *buf);
 int luks_unlock(struct vdisk_dev *file, uint64_t base, const struct luks_header *h,
                 const char *pass, size_t pass_len, uint8_t *mk);
 
+/* The anti-forensic merge: SPLIT (STRIPES pieces of LEN <= VCRYPT_MAX_KEY
+ * bytes, diffused with HASH) back to the key it holds, in OUT (LUKS2
+ * keyslots use it too). */
+void luks_af_merge(enum vcrypt_hash hash, const uint8_t *split, size_t len, unsigned stripes,
+                   uint8_t *out);
+
 /* Writes LEN bytes of BUF at OFF bytes from the header's start. */
 typedef int (*luks_write_fn)(void *opaque, const void *buf, size_t len, uint64_t off);
 /*

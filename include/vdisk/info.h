@@ -77,6 +77,14 @@ struct vdisk_encrypt_info {
     uint32_t master_key_iters;
     uint32_t nb_slots;               /* 8 */
     struct vdisk_luks_slot_info slots[8];
+    /* Added with LUKS2 (read from images cryptsetup makes; the library
+     * fills them, older programs never read them): the LUKS version (1 or
+     * 2), the data sector size (512, or LUKS2's up to 4096), and for LUKS2
+     * each active slot's key derivation ("pbkdf2", "argon2i", "argon2id":
+     * iters is then Argon2's time cost), NULL for LUKS1. */
+    uint32_t version;
+    uint32_t sector_size;
+    const char *slot_kdf[8];
 };
 
 /*

@@ -587,7 +587,12 @@ START_TEST(hostile_headers)
     refused(h, -EINVAL, fmt("vdisk_open: %s: LUKS payload offset 1099511627264 lies past the "
                             "end of the file (3117056 bytes)", h));
     h = patched_be32(4, 0xbabe0002u);
-    refused(h, -ENOTSUP, fmt("vdisk_open: %s: Unsupported LUKS version 2", h));
+    /* Version 2: read as a LUKS2 header (formats/luks/luks2.c), which it
+     * is not. */
+    refused(h, -EINVAL, fmt("vdisk_open: %s: no valid LUKS2 header: primary at offset 0: "
+                            "header size 7018142038163980288 (expected 16 KiB, 32 KiB, ... or "
+                            "4 MiB); secondary: not found at any of the offsets 16 KiB to "
+                            "4 MiB", h));
 }
 END_TEST
 

@@ -262,12 +262,23 @@ void print_encrypt_human(const struct vdisk_encrypt_info *e, int ind, bool with_
         printf("%*sivgen hash alg: %s\n", ind, "", e->ivgen_hash_alg);
     if (with_format)
         printf("%*sformat: %s\n", ind, "", e->format);
-    printf("%*scipher mode: %s\n%*sslots:\n", ind, "", e->cipher_mode, ind, "");
+    printf("%*scipher mode: %s\n", ind, "", e->cipher_mode);
+    /* LUKS2 (qemu-img has no output for it): the version and sector size,
+     * and each slot's KDF; LUKS1 exactly as qemu-img. */
+    bool v2 = e->version == 2;
+    if (v2)
+        printf("%*sversion: 2\n%*ssector size: %" PRIu32 "\n", ind, "", ind, "",
+               e->sector_size);
+    printf("%*sslots:\n", ind, "");
     for (uint32_t i = 0; i < e->nb_slots && i < 8; i++) {
         const struct vdisk_luks_slot_info *s = &e->slots[i];
         printf("%*s[%" PRIu32 "]:\n%*sactive: %s\n", ind + 4, "", i, ind + 8, "",
                s->active ? "true" : "false");
-        if (s->active)
+        if (s->active && v2 && e->slot_kdf[i])
+            printf("%*skdf: %s\n", ind + 8, "", e->slot_kdf[i]);
+        if (s->active && v2 && e->slot_kdf[i] && strcmp(e->slot_kdf[i], "pbkdf2"))
+            printf("%*stime cost: %" PRIu32 "\n", ind + 8, "", s->iters);
+        else if (s->active)
             printf("%*siters: %" PRIu32 "\n", ind + 8, "", s->iters);
         printf("%*skey offset: %" PRIu64 "\n", ind + 8, "", s->key_offset);
         if (s->active)
@@ -301,10 +312,16 @@ void print_encrypt_json(const struct vdisk_encrypt_info *e, int ind, bool with_f
     if (with_format)
         str_field(j, "format", e->format, true);
     str_field(j, "cipher-mode", e->cipher_mode, true);
+    bool v2 = e->version == 2;
+    if (v2)
+        printf("%*s\"version\": 2,\n%*s\"sector-size\": %" PRIu32 ",\n", j, "", j, "",
+               e->sector_size);
     printf("%*s\"slots\": [\n", j, "");
     for (uint32_t i = 0; i < e->nb_slots && i < 8; i++) {
         const struct vdisk_luks_slot_info *s = &e->slots[i];
         printf("%*s{\n%*s\"active\": %s,\n", j + 4, "", j + 8, "", s->active ? "true" : "false");
+        if (s->active && v2 && e->slot_kdf[i])
+            str_field(j + 8, "kdf", e->slot_kdf[i], true);
         if (s->active)
             printf("%*s\"iters\": %" PRIu32 ",\n", j + 8, "", s->iters);
         printf("%*s\"key-offset\": %" PRIu64 "%s\n", j + 8, "", s->key_offset,
