@@ -1234,6 +1234,50 @@ VDISK_EXPORT int vdisk_pwritev(vdisk_dev *dev, const struct iovec *iov, int iovc
     return dev_pwritev(dev, iov, iovcnt, offset, 0);
 }
 
+/* The VM state area: the driver checks the range and makes room (in a
+ * quiesce section), then the I/O goes to the offset it gives, as a
+ * REQ_VMSTATE request that the core keeps past the disk's end. */
+static int vmstate_io(vdisk_dev *dev, bool write, void *buf, size_t count, uint64_t pos)
+{
+    if (!dev->drv->vmstate)
+        return err_set(-ENOTSUP, "%s: the %s format has no VM state area", dev->filename,
+                       dev->drv->name);
+    if (count && !buf)
+        return err_set(-EINVAL, "%s: no buffer for the VM state", dev->filename);
+    if (count > VDISK_AIO_LEN_MAX)
+        return err_set(-EINVAL, "%s: a VM state %s of %zu bytes is too long (at most %llu)",
+                       dev->filename, write ? "write" : "read", count, VDISK_AIO_LEN_MAX);
+    if (dev->align > 1 && (pos % dev->align || count % dev->align))
+        return err_set(-EINVAL, "%s: VM state offset %" PRIu64 " and length %zu must be "
+                       "multiples of %u bytes", dev->filename, pos, count, dev->align);
+    if (write && !(dev->caps & VDISK_CAN_WRITE))
+        return err_set(-EROFS, "%s: the image is open read-only", dev->filename);
+    uint64_t off = 0;
+    int r = quiesce_begin_op(dev);
+    if (r < 0)
+        return r;
+    r = dev->drv->vmstate(dev, write, pos, count, &off);
+    quiesce_end_op(dev);
+    if (r < 0 || count == 0)
+        return r;
+    struct iovec v = {buf, count};
+    return dev_sync_io(dev, write ? VDISK_OP_WRITE : VDISK_OP_READ, &v, 1, off, count,
+                       REQ_VMSTATE);
+}
+
+VDISK_EXPORT int vdisk_vmstate_pread(vdisk_dev *dev, void *buf, size_t count, uint64_t pos)
+{
+    err_enter(__func__);
+    return vmstate_io(dev, false, buf, count, pos);
+}
+
+VDISK_EXPORT int vdisk_vmstate_pwrite(vdisk_dev *dev, const void *buf, size_t count,
+                                      uint64_t pos)
+{
+    err_enter(__func__);
+    return vmstate_io(dev, true, (void *)buf, count, pos);
+}
+
 VDISK_EXPORT int vdisk_flush(vdisk_dev *dev)
 {
     err_enter(__func__);

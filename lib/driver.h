@@ -251,6 +251,16 @@ enum vdisk_op {
 
 const char *op_name(enum vdisk_op op);
 
+/* A request flag of the library's own: a read or write of the format's VM
+ * state area (vdisk_vmstate_pread/pwrite; QEMU's savevm data in qcow2), at
+ * the offset its driver's vmstate op gave, past the end of the disk.  Only
+ * the library sets it (on a device's own synchronous queue: user queues
+ * never pass it on), and the core refuses it on requests that are not
+ * wholly past the device's end; a driver passes it on to its children on
+ * the same device (copy on write) and reads zeroes, never the backing
+ * file, where the area is unallocated. */
+#define REQ_VMSTATE 0x20000u
+
 #define REQ_INLINE_IOV 4
 #define REQ_MAX_IOV 1024
 
@@ -703,6 +713,15 @@ struct vdisk_driver {
      */
     int (*measure)(uint64_t size, struct vdisk_dev *src, struct opt_set *opts,
                    struct vdisk_measure_result *res);
+
+    /*
+     * The VM state area (vdisk_vmstate_pread/pwrite), run in a quiesce
+     * section before the I/O: checks the LEN bytes at POS of the area
+     * (and for a WRITE makes room for them: qcow2 grows its L1 table), and
+     * gives in *OFF where the core then reads or writes them on this device
+     * as a REQ_VMSTATE request (past the disk's end).  NULL: no VM state.
+     */
+    int (*vmstate)(struct vdisk_dev *dev, bool write, uint64_t pos, uint64_t len, uint64_t *off);
 
     /* Persistent dirty bitmaps (vdisk/bitmap.h); NULL: the format has none.
      * The core holds a quiesce section around all but BITMAP_STATUS. */

@@ -193,6 +193,10 @@ struct req_full {
  */
 int dev_check_request(struct vdisk_dev *dev, enum vdisk_op op, uint64_t off, uint64_t len,
                       char **msg);
+/* The same for a request with FLAGS: REQ_VMSTATE checks it as a request
+ * on the VM state area (past the device's end, read or write only). */
+int dev_check_request_flags(struct vdisk_dev *dev, enum vdisk_op op, uint64_t off, uint64_t len,
+                            unsigned flags, char **msg);
 
 /*
  * Start a thread of the library's own (engine workers, the offload worker)

@@ -358,15 +358,17 @@ int queue_start(struct vdisk_queue *q, enum vdisk_op op, const struct iovec *iov
     if (iovcnt < 0 || (iovcnt > 0 && !iov))
         return err_set(-EINVAL, "invalid iovec (count %d)", iovcnt);
     char *msg;
-    int r = dev_check_request(dev, op, offset, length, &msg);
+    /* REQ_VMSTATE (vdisk_vmstate_*) only on a device's own synchronous
+     * queue, never on a user's. */
+    flags &= VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP | VDISK_REQ_NO_FALLBACK |
+             (q->holds_ref ? 0 : REQ_VMSTATE);
+    int r = dev_check_request_flags(dev, op, offset, length, flags, &msg);
     if (r < 0) {
         err_set(r, "%s", msg ? msg : strerror(-r));
         free(msg);
         return r;
     }
-    struct vdisk_req *req = req_new(q, dev, op, offset, length, iov, iovcnt,
-                                    flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP |
-                                             VDISK_REQ_NO_FALLBACK));
+    struct vdisk_req *req = req_new(q, dev, op, offset, length, iov, iovcnt, flags);
     if (!req)
         return err_set(-ENOMEM, "out of memory");
     req->done = top_done;

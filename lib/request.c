@@ -671,8 +671,25 @@ static void req_dispatch(struct vdisk_req *req)
 int dev_check_request(struct vdisk_dev *dev, enum vdisk_op op, uint64_t off, uint64_t len,
                       char **msg)
 {
+    return dev_check_request_flags(dev, op, off, len, 0, msg);
+}
+
+int dev_check_request_flags(struct vdisk_dev *dev, enum vdisk_op op, uint64_t off, uint64_t len,
+                            unsigned flags, char **msg)
+{
     uint64_t end;
-    if (op != VDISK_OP_FLUSH && dev->growable && !add_overflows_u64(off, len, &end) &&
+    if (flags & REQ_VMSTATE) {
+        /* The VM state area: reads and writes wholly past the disk's end,
+         * on a driver that keeps one; never a byte of the disk itself. */
+        if ((op != VDISK_OP_READ && op != VDISK_OP_WRITE) || !dev->drv->vmstate ||
+            off < dev_size(dev) || add_overflows_u64(off, len, &end) ||
+            end > (uint64_t)INT64_MAX) {
+            *msg = str_printf("%s: %s of %" PRIu64 " bytes at offset %" PRIu64
+                              " is not a request on the VM state area", dev->filename,
+                              op_name(op), len, off);
+            return -EIO;
+        }
+    } else if (op != VDISK_OP_FLUSH && dev->growable && !add_overflows_u64(off, len, &end) &&
         end <= (uint64_t)INT64_MAX) {
         /* A growable file: past its end reads zeroes and writes extend it. */
     } else if (op != VDISK_OP_FLUSH && !range_inside(off, len, dev_size(dev))) {
@@ -696,7 +713,7 @@ void req_submit(struct vdisk_req *req)
     struct vdisk_dev *dev = req->dev;
     const char *what = op_name(req->op);
     char *msg;
-    int r = dev_check_request(dev, req->op, req->offset, req->length, &msg);
+    int r = dev_check_request_flags(dev, req->op, req->offset, req->length, req->flags, &msg);
     if (r < 0) {
         free(req->errmsg);
         req->errmsg = msg;

@@ -73,39 +73,11 @@ static int drop_entries(struct qcow2 *s, uint64_t first, uint64_t end)
     return 0;
 }
 
-static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
+/* A larger L1 table of NEED entries, written in full before the header
+ * points to it, with SIZE as the disk's size in the same header write. */
+static int grow_l1(struct qcow2 *s, uint64_t need, uint64_t size)
 {
-    int r = writable(s);
-    if (r < 0)
-        return r;
-    /* (qemu 7.2: a v3 image with snapshots may grow and shrink; the
-     * snapshots keep their own sizes and tables) */
-    if (size != s->size && s->nb_snapshots && s->version < 3)
-        return err_set(-ENOTSUP, "Can't resize a v2 image which has snapshots");
-    if (size < s->size) {
-        if (!(flags & VDISK_RESIZE_SHRINK))
-            return err_set(-EINVAL, "%s: use the shrink flag (--shrink) to make the image "
-                           "smaller", s->dev->filename);
-        /* Clusters wholly past the new end go. */
-        r = drop_entries(s, align_up(size, s->cluster_size) >> s->cluster_bits,
-                         align_up(s->size, s->cluster_size) >> s->cluster_bits);
-        if (r == 0)
-            r = qcow2_flush_metadata(s);
-        if (r < 0)
-            return r;
-        s->size = size;
-        return write_geometry(s);
-    }
-    uint64_t span = 1ull << (s->cluster_bits + s->l2_bits);
-    uint64_t need = size / span + (size % span != 0);
-    if (need > QCOW2_MAX_L1_BYTES / 8)
-        return err_set(-EFBIG, "%s: %" PRIu64 " bytes need an L1 table larger than %u bytes",
-                       s->dev->filename, size, QCOW2_MAX_L1_BYTES);
-    if (need <= s->l1_size) {
-        s->size = size;
-        return write_geometry(s);
-    }
-    /* A larger L1 table, written in full before the header points to it. */
+    int r;
     uint64_t clusters = (need * 8 + s->cluster_size - 1) / s->cluster_size, off;
     r = qcow2_alloc_clusters(s, clusters, &off);
     uint8_t *buf = r == 0 ? calloc(clusters, s->cluster_size) : NULL;
@@ -146,6 +118,41 @@ static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
     }
     free(old);
     return old_clusters && old_off ? qcow2_free_later(s, old_off, old_clusters) : 0;
+}
+
+static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
+{
+    int r = writable(s);
+    if (r < 0)
+        return r;
+    /* (qemu 7.2: a v3 image with snapshots may grow and shrink; the
+     * snapshots keep their own sizes and tables) */
+    if (size != s->size && s->nb_snapshots && s->version < 3)
+        return err_set(-ENOTSUP, "Can't resize a v2 image which has snapshots");
+    if (size < s->size) {
+        if (!(flags & VDISK_RESIZE_SHRINK))
+            return err_set(-EINVAL, "%s: use the shrink flag (--shrink) to make the image "
+                           "smaller", s->dev->filename);
+        /* Clusters wholly past the new end go. */
+        r = drop_entries(s, align_up(size, s->cluster_size) >> s->cluster_bits,
+                         align_up(s->size, s->cluster_size) >> s->cluster_bits);
+        if (r == 0)
+            r = qcow2_flush_metadata(s);
+        if (r < 0)
+            return r;
+        s->size = size;
+        return write_geometry(s);
+    }
+    uint64_t span = 1ull << (s->cluster_bits + s->l2_bits);
+    uint64_t need = size / span + (size % span != 0);
+    if (need > QCOW2_MAX_L1_BYTES / 8)
+        return err_set(-EFBIG, "%s: %" PRIu64 " bytes need an L1 table larger than %u bytes",
+                       s->dev->filename, size, QCOW2_MAX_L1_BYTES);
+    if (need <= s->l1_size) {
+        s->size = size;
+        return write_geometry(s);
+    }
+    return grow_l1(s, need, size);
 }
 
 /*
@@ -567,5 +574,51 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
             r = qcow2_write_header(s);
     }
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/*
+ * The VM state area, as QEMU's qcow2 keeps it: guest offsets from the
+ * first L1 entry past the disk (l1_vm_state_index, the L1 entries the
+ * virtual size needs) on, in clusters allocated as the disk's are.  A write
+ * past the L1 table grows it as QEMU's writes do (by half again, per L1
+ * entry reached), so that the image is laid out as qemu-io leaves it.
+ */
+int qcow2_vmstate(struct vdisk_dev *dev, bool write, uint64_t pos, uint64_t len, uint64_t *off)
+{
+    struct qcow2 *s = dev->priv;
+    unsigned span_bits = s->cluster_bits + s->l2_bits;
+    uint64_t max_l1 = QCOW2_MAX_L1_BYTES / 8;
+    pthread_mutex_lock(&s->lock);
+    uint64_t base = ((s->size >> span_bits) + ((s->size & ((1ull << span_bits) - 1)) != 0))
+                    << span_bits;
+    uint64_t start = 0, end = 0;
+    int r = 0;
+    if (qcow2_has_data_file(s))
+        r = err_set(-ENOTSUP, "%s: an image with an external data file keeps no VM state",
+                    dev->filename);
+    else if (add_overflows_u64(base, pos, &start) || add_overflows_u64(start, len, &end) ||
+             end > (max_l1 << span_bits))
+        r = err_set(-EFBIG, "%s: VM state offset %" PRIu64 " (%" PRIu64 " bytes) is past "
+                    "what an L1 table can reach", dev->filename, pos, len);
+    else if (write && len)
+        r = writable(s);
+    if (r == 0 && write && len) {
+        uint64_t last = (end - 1) >> span_bits;
+        for (uint64_t i = start >> span_bits; r == 0 && i <= last; i++) {
+            if (i < s->l1_size)
+                continue;
+            uint64_t n = s->l1_size ? s->l1_size : 1;
+            while (n < i + 1)
+                n = (n * 3 + 1) / 2;
+            if (n > max_l1)
+                r = err_set(-EFBIG, "%s: the VM state needs an L1 table larger than %u bytes",
+                            dev->filename, QCOW2_MAX_L1_BYTES);
+            else
+                r = grow_l1(s, n, s->size);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    *off = start;
     return r;
 }

@@ -405,7 +405,8 @@ static void qc_read_loop(struct vdisk_req *req)
             iov_memset(req->iov, req->iovcnt, skip, 0, n);
             break;
         case QCOW2_UNALLOCATED: {
-            uint64_t bsize = s->backing ? dev_size(s->backing) : 0;
+            /* (the VM state area reads zeroes where it is unallocated) */
+            uint64_t bsize = s->backing && !(req->flags & REQ_VMSTATE) ? dev_size(s->backing) : 0;
             uint64_t part = pos < bsize ? (bsize - pos < n ? bsize - pos : n) : 0;
             if (part < n)
                 iov_memset(req->iov, req->iovcnt, skip + part, 0, n - part);
@@ -712,7 +713,8 @@ static void run_cow(struct qc_run *run)
         struct iovec v = {*parts[i].buf, parts[i].len};
         struct vdisk_req *c = *parts[i].buf
                                   ? req_new_child(req, req->dev, VDISK_OP_READ, parts[i].off,
-                                                  parts[i].len, &v, 1, 0, run_cow_done, run)
+                                                  parts[i].len, &v, 1,
+                                                  req->flags & REQ_VMSTATE, run_cow_done, run)
                                   : NULL;
         if (!c) {
             run->err = err_set(-ENOMEM, "out of memory");
@@ -859,7 +861,8 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
     run->len = len;
     run->c0 = c0;
     run->ncl = ncl;
-    uint64_t limit = s->size;
+    /* (clusters of the VM state area, past the disk, are copied whole) */
+    uint64_t limit = (req->flags & REQ_VMSTATE) ? UINT64_MAX : s->size;
     int r = 0;
     if (s->lazy && !s->dirty_on_disk) {
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
@@ -1395,7 +1398,8 @@ void qcow2_submit(struct vdisk_req *req)
         req_fail(req, -EIO, "the image's external data file is not open");
         return;
     }
-    if (bs->bm_live && req->op != VDISK_OP_READ && req->op != VDISK_OP_FLUSH)
+    if (bs->bm_live && req->op != VDISK_OP_READ && req->op != VDISK_OP_FLUSH &&
+        !(req->flags & REQ_VMSTATE)) /* (the VM state is no part of the disk) */
         qcow2_bitmaps_mark(bs, req->offset, req->length); /* dirty bitmaps */
     switch (req->op) {
     case VDISK_OP_READ:

@@ -736,6 +736,7 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .check = qcow2_check_op,
     .resize = qcow2_resize,
     .make_empty = qcow2_make_empty,
+    .vmstate = qcow2_vmstate,
     .set_backing = qcow2_set_backing,
     .amend = qcow2_amend,
     .snapshot_count = qcow2_snapshot_count,

@@ -652,6 +652,8 @@ int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order);
 /* image.c */
 int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags);
 int qcow2_make_empty(struct vdisk_dev *dev);
+/* The VM state area (the driver's vmstate op, image.c). */
+int qcow2_vmstate(struct vdisk_dev *dev, bool write, uint64_t pos, uint64_t len, uint64_t *off);
 int qcow2_set_backing(struct vdisk_dev *dev, const char *name, const char *format);
 int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os);
 

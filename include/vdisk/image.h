@@ -65,6 +65,23 @@ int vdisk_set_backing(vdisk_dev *dev, const char *name, const char *format);
  */
 int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts);
 
+/*
+ * vdisk_vmstate_pread, vdisk_vmstate_pwrite: read or write COUNT bytes at
+ * POS of the image's VM state area: where QEMU's savevm keeps a virtual
+ * machine's state, apart from the disk (qemu-io's read -b / write -b).
+ * qcow2 keeps it past the disk's last L1 entry, in clusters of its own,
+ * and a write grows the L1 table to reach it; unwritten parts read as
+ * zeroes.  Not for guests: no queue, device export or server reaches this
+ * area, and the disk itself is never touched.  POS and COUNT must be
+ * multiples of the device's alignment (vdisk_info's), COUNT at most
+ * VDISK_AIO_LEN_MAX (vdisk/queue.h).  Returns 0, -ENOTSUP (the format has
+ * no VM state area, or a qcow2 image with an external data file), -EROFS,
+ * -EFBIG (past the L1 table's limit), -EINVAL, or -errno.  Blocks; the
+ * preparation runs in a quiesce section (see above).
+ */
+int vdisk_vmstate_pread(vdisk_dev *dev, void *buf, size_t count, uint64_t pos);
+int vdisk_vmstate_pwrite(vdisk_dev *dev, const void *buf, size_t count, uint64_t pos);
+
 #ifdef __cplusplus
 }
 #endif

@@ -278,17 +278,16 @@ static int parse_lens(char **argv, int n, uint64_t *lens, uint64_t *total)
 }
 
 /* read -b and write -b (the VM state): OFF and LEN sector-aligned, as
- * qemu-io checks them; then "WHAT failed: Operation not supported" (vdisk
- * keeps no VM state).  Always -1. */
-static int vmstate_refused(const char *what, uint64_t off, uint64_t len)
+ * qemu-io checks them (else a message and false). */
+static bool vmstate_aligned(uint64_t off, uint64_t len)
 {
     if (off % 512)
         printf("%" PRIu64 " is not a sector-aligned value for 'offset'\n", off);
     else if (len % 512)
         printf("%" PRIu64 " is not a sector-aligned value for 'count'\n", len);
     else
-        printf("%s failed: %s\n", what, strerror(ENOTSUP));
-    return -1;
+        return true;
+    return false;
 }
 
 /* The library's message for the last failure, with --debug. */
@@ -349,6 +348,7 @@ struct rd_args {
     int pattern;
     uint64_t poff, plen;  /* the part of the buffer -P checks */
     bool verbose, quiet, csv;
+    bool vmstate;         /* read -b: the VM state area, not the disk */
     FILE *o;              /* where the result goes */
 };
 
@@ -358,9 +358,10 @@ static int read_range(uint64_t off, uint64_t len, const uint64_t *lens, int nlen
                       const struct rd_args *a)
 {
     FILE *o = a->o;
-    if (!in_device(o, nlens > 1 ? "vdisk_preadv" : "vdisk_pread", a->what, off, len))
+    if (!a->vmstate &&
+        !in_device(o, nlens > 1 ? "vdisk_preadv" : "vdisk_pread", a->what, off, len))
         return -1;
-    int cr = copy_on_read(off, len);
+    int cr = a->vmstate ? 0 : copy_on_read(off, len);
     if (cr < 0) {
         fprintf(o, "%s failed: %s\n", a->what, strerror(-cr));
         debug_detail();
@@ -381,7 +382,8 @@ static int read_range(uint64_t off, uint64_t len, const uint64_t *lens, int nlen
         int cnt = make_iov(iov, buf, n, lens, n == len ? nlens : 1);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int r = !n ? 0 : cnt > 1 ? vdisk_preadv(st.dev, iov, cnt, off + done)
+        int r = !n ? 0 : a->vmstate ? vdisk_vmstate_pread(st.dev, buf, n, off + done)
+                       : cnt > 1 ? vdisk_preadv(st.dev, iov, cnt, off + done)
                                  : vdisk_pread(st.dev, buf, n, off + done);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         t += elapsed(&t0, &t1);
@@ -413,6 +415,7 @@ static int read_range(uint64_t off, uint64_t len, const uint64_t *lens, int nlen
 struct wr_args {
     const char *what;     /* "write", "writev" or "aio_write" in messages */
     bool zero, unmap, fua, compressed, quiet, csv;
+    bool vmstate;         /* write -b: the VM state area, not the disk */
     int pattern;
     FILE *src;            /* write -s: the file the data comes from */
     const char *src_name;
@@ -441,12 +444,13 @@ static int write_range(uint64_t off, uint64_t len, const uint64_t *lens, int nle
             report(o, "wrote", elapsed(&t0, &t1), off, len, a->csv);
         return 0;
     }
-    if (!in_device(o, a->compressed ? "vdisk_pwrite_compressed" :
-                   nlens > 1 ? "vdisk_pwritev" : "vdisk_pwrite", a->what, off, len))
+    if (!a->vmstate && !in_device(o, a->compressed ? "vdisk_pwrite_compressed" :
+                                  nlens > 1 ? "vdisk_pwritev" : "vdisk_pwrite", a->what, off,
+                                  len))
         return -1;
     /* write -c: one call per cluster, as qemu-io's write -c does it. */
     uint64_t cs = 0;
-    if (a->compressed) {
+    if (a->compressed && !a->vmstate) {
         struct vdisk_info in = {.struct_size = sizeof in};
         if (vdisk_get_info(st.dev, &in) == 0)
             cs = in.cluster_size;
@@ -470,7 +474,9 @@ static int write_range(uint64_t off, uint64_t len, const uint64_t *lens, int nle
             return -1;
         }
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (a->compressed) {
+        if (a->vmstate) {
+            r = n ? vdisk_vmstate_pwrite(st.dev, buf, n, off + done) : 0;
+        } else if (a->compressed) {
             uint64_t step = cs ? cs : n;
             for (uint64_t p = 0; r == 0 && p < n; p += step)
                 r = vdisk_pwrite_compressed(st.dev, buf + p, n - p < step ? n - p : step,
@@ -560,8 +566,9 @@ static int do_read(int argc, char **argv)
         printf("pattern verification range exceeds end of read data\n");
         return -1;
     }
-    if (vmstate)
-        return vmstate_refused("read", off, len);
+    if (vmstate && !vmstate_aligned(off, len))
+        return -1;
+    a.vmstate = vmstate;
     return read_range(off, len, NULL, 0, &a);
 }
 
@@ -703,8 +710,9 @@ static int do_write(int argc, char **argv)
         return -1;
     if (check_len(len, argv[optind + 1]) < 0)
         return -1;
-    if (vmstate)
-        return vmstate_refused("write", off, len);
+    if (vmstate && !vmstate_aligned(off, len))
+        return -1;
+    a.vmstate = vmstate; /* (before -c, as qemu-io) */
     if (src) {
         if (!host_files) {
             printf("%s: %s\n", src, strerror(EPERM));
