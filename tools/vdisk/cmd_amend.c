@@ -44,6 +44,8 @@ int cmd_amend(int argc, char **argv)
         case 'f': oa.format = optarg; break;
         case 't': oa.cache = optarg; break;
         case 'o':
+            if (!cli_valid_option_list(optarg))
+                goto out;
             if (vdisk_options_parse(o, optarg) < 0) {
                 cli_lib_error();
                 goto out;

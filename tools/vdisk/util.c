@@ -586,3 +586,15 @@ int64_t cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max
     }
     return (int64_t)v;
 }
+
+bool cli_valid_option_list(const char *list)
+{
+    size_t len = strlen(list), commas = 0;
+    while (commas < len && list[len - 1 - commas] == ',')
+        commas++;
+    if (!list[0] || list[0] == ',' || commas % 2) {
+        cli_error("Invalid option list: %s", list);
+        return false;
+    }
+    return true;
+}
