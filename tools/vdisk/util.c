@@ -440,6 +440,16 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
 
 void cli_open_error(const char *file)
 {
+    /* A backing chain that loops: qemu-img info --backing-chain's one line
+     * ("Backing file 'X' creates an infinite loop."), without the opens
+     * that led to it. */
+    const char *loop = cli_lib_detail();
+    while (loop && !strncmp(loop, "Could not open backing file: ", 29))
+        loop += 29;
+    if (vdisk_get_errno() == ELOOP && loop && !strncmp(loop, "Backing file '", 14)) {
+        cli_error("%s", loop);
+        return;
+    }
     /* As qemu-img and qemu-io word it (their scripts grep for it); vdisk
      * itself prints the library's message alone, which names the file. */
     if (strcmp(cli_progname, "qemu-img") == 0)
