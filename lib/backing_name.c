@@ -146,8 +146,8 @@ int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct
         if (realpath(*full, other)) {
             for (const struct chain_link *l = &link; l; l = l->up)
                 if (strcmp(l->path, other) == 0)
-                    return err_set(-ELOOP, "%s: the backing file '%s' is the image itself or "
-                                   "one of the images above it (the backing chain loops)", fn,
+                    /* QEMU's words (qemu-img info --backing-chain's). */
+                    return err_set(-ELOOP, "Backing file '%s' creates an infinite loop.",
                                    *full);
         }
         /* Confinement goes down the chain, and so does the network choice;
@@ -173,14 +173,21 @@ int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct
                 return err_set(-ENOMEM, "out of memory");
             }
         }
-        r = dev_open(out, *full, b->format, &p, pass ? &bos : NULL);
+        /* A backing format that is one of QEMU's protocol drivers (qemu-img
+         * rebase -u -F host_device records one): the file as it is. */
+        const char *fmt = b->format;
+        if (fmt && (!strcmp(fmt, "file") || !strcmp(fmt, "host_device") ||
+                    !strcmp(fmt, "host_cdrom")))
+            fmt = "raw";
+        r = dev_open(out, *full, fmt, &p, pass ? &bos : NULL);
         opt_set_fini(&bos);
         vdisk_options_free(bo);
     }
     if (r < 0) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", err_detail());
-        return err_set(r, "%s: could not open the backing file '%s': %s", fn, *full, msg);
+        /* QEMU's words; the message below names the file that failed. */
+        return err_set(r, "Could not open backing file: %s", msg);
     }
     return 0;
 }

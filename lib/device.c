@@ -490,12 +490,36 @@ static int key_shown_name(struct vdisk_dev *dev, const struct json_name *jn)
     return 0;
 }
 
+/* A name the caller gives as "file:PATH" (QEMU's file protocol named, so
+ * that a colon in PATH is not read as a protocol's): PATH, as QEMU shows it
+ * ("./" before a relative PATH whose first colon comes before any slash,
+ * which would read as a protocol without the prefix); malloc'd in *OUT,
+ * or *OUT NULL when NAME has no such prefix.  0 or -ENOMEM. */
+static int file_prefix(const char *name, char **out)
+{
+    *out = NULL;
+    if (strncmp(name, "file:", 5) != 0 || !name[5])
+        return 0;
+    const char *path = name + 5, *colon = strchr(path, ':'), *slash = strchr(path, '/');
+    bool dot = path[0] != '/' && colon && (!slash || colon < slash);
+    *out = str_printf("%s%s", dot ? "./" : "", path);
+    return *out ? 0 : err_set(-ENOMEM, "out of memory");
+}
+
 VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts)
 {
     err_enter(__func__);
     *devp = NULL;
     if (!filename || !*filename)
         return err_set(-EINVAL, "no file name given");
+    char *plain;
+    if (file_prefix(filename, &plain) < 0)
+        return -ENOMEM;
+    if (plain) {
+        int r = vdisk_open(devp, plain, opts);
+        free(plain);
+        return r;
+    }
     struct json_name jn = {.read_only = -1};
     vdisk_options *merged = NULL;
     if (json_name_is(filename)) {
@@ -631,6 +655,14 @@ VDISK_EXPORT int vdisk_create(const char *filename, const char *format, uint64_t
     err_enter(__func__);
     if (!filename || !*filename)
         return err_set(-EINVAL, "no file name given");
+    char *plain;
+    if (file_prefix(filename, &plain) < 0)
+        return -ENOMEM;
+    if (plain) {
+        int r = vdisk_create(plain, format, size, opts);
+        free(plain);
+        return r;
+    }
     struct json_name jn = {.read_only = -1};
     if (json_name_is(filename)) {
         /* The name of the image's storage (its protocol object). */

@@ -571,6 +571,10 @@ int luks_amend(struct luks_header *h, const uint8_t *mk, struct opt_set *os, con
     const char *state = opt_take(os, k_state), *slot_s = opt_take(os, k_slot);
     const char *old_id = opt_take(os, k_old), *new_id = opt_take(os, k_new);
     const char *iter_s = opt_take(os, k_iter);
+    /* amend --force (the option "force"): what qemu-img's --force allows,
+     * overwriting an active keyslot and erasing the last ones. */
+    const char *force_s = opt_take(os, "force");
+    bool force = force_s && !strcmp(force_s, "on");
     if (!state)
         return err_set(-EINVAL, "Parameter '%s' is missing", k_state);
     bool active;
@@ -601,7 +605,7 @@ int luks_amend(struct luks_header *h, const uint8_t *mk, struct opt_set *os, con
                     slot = (uint64_t)i;
             if (slot == UINT64_MAX)
                 return err_set(-EINVAL, "Can't add a keyslot - all keyslots are in use");
-        } else if (h->slots[slot].active == LUKS_SLOT_ACTIVE) {
+        } else if (h->slots[slot].active == LUKS_SLOT_ACTIVE && !force) {
             return err_set(-EINVAL, "Refusing to overwrite active keyslot %d - please erase it "
                            "first", (int)slot);
         }
@@ -621,11 +625,11 @@ int luks_amend(struct luks_header *h, const uint8_t *mk, struct opt_set *os, con
     bool erase[LUKS_SLOTS] = {false};
     int nerase = 0;
     if (slot_s) {
-        if (h->slots[slot].active != LUKS_SLOT_ACTIVE)
+        if (h->slots[slot].active != LUKS_SLOT_ACTIVE && !force)
             return err_set(-EINVAL, "Given keyslot %d is already erased (inactive) ", (int)slot);
         erase[slot] = true;
         nerase = 1;
-        if (nactive == 1)
+        if (nactive == 1 && !force)
             return err_set(-EINVAL, "Attempt to erase the only active keyslot %d which will "
                            "erase all the data in the image irreversibly - refusing operation",
                            (int)slot);
@@ -653,7 +657,7 @@ int luks_amend(struct luks_header *h, const uint8_t *mk, struct opt_set *os, con
         if (!nerase)
             return err_set(-EINVAL, "No keyslots match given (old) password for erase "
                            "operation");
-        if (nerase == nactive)
+        if (nerase == nactive && !force)
             return err_set(-EINVAL, "All the active keyslots match the (old) password that was "
                            "given and erasing them will erase all the data in the image "
                            "irreversibly - refusing operation");

@@ -72,20 +72,35 @@ static int bad(const struct qcow2 *s, const char *fmt, ...)
     return err_set(-EINVAL, "%s: %s", s->dev->filename, msg);
 }
 
+/* Fails the open with QEMU's words for the same condition (which do not
+ * name the file: qemu-img and qemu-io put the name before them). */
+static int bad_q(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_q(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return err_set(-EINVAL, "%s", msg);
+}
+
 /* A table of COUNT entries of SIZE bytes at OFFSET: aligned, inside the
- * file, not over the header, within MAX bytes. */
-static int check_table(const struct qcow2 *s, const char *what, uint64_t offset, uint64_t count,
-                       uint64_t size, uint64_t max, uint64_t file_size)
+ * file, not over the header, within MAX bytes.  QEMU's words (QNAME "too
+ * large", "offset invalid") where QEMU checks the same: the size, the
+ * alignment, an end past INT64_MAX; vdisk's for the rest. */
+static int check_table(const struct qcow2 *s, const char *what, const char *qname,
+                       uint64_t offset, uint64_t count, uint64_t size, uint64_t max,
+                       uint64_t file_size)
 {
     uint64_t bytes;
     if (__builtin_mul_overflow(count, size, &bytes) || bytes > max)
-        return bad(s, "%s of %" PRIu64 " entries is too large (at most %" PRIu64 " bytes)",
-                   what, count, max);
+        return bad_q("%s too large", qname);
+    /* (the offset of an empty table too, as QEMU checks it) */
+    if (offset % s->cluster_size || offset > (uint64_t)INT64_MAX - bytes)
+        return bad_q("%s offset invalid", qname);
     if (count == 0)
         return 0;
-    if (offset % s->cluster_size)
-        return bad(s, "%s offset 0x%" PRIx64 " is not aligned to a cluster (%" PRIu64
-                   " bytes)", what, offset, s->cluster_size);
     if (offset == 0)
         return bad(s, "%s at offset 0 overlaps the header", what);
     if (!range_inside(offset, bytes, file_size))
@@ -106,7 +121,7 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, size_t len)
         if (pos + 8 > end) {
             if (pos >= end)
                 return 0; /* no end marker, but nothing more fits */
-            return bad(s, "header extension at offset %" PRIu64 " is truncated", pos);
+            return bad_q("Header extension too large"); /* (truncated) */
         }
         uint32_t type = be32_load(buf + pos), elen = be32_load(buf + pos + 4);
         if (type == QCOW2_EXT_END)
@@ -114,8 +129,7 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, size_t len)
         uint64_t data = pos + 8;
         uint64_t next = data + ((uint64_t)elen + 7) / 8 * 8;
         if (elen > end - data || next > len)
-            return bad(s, "header extension 0x%08x at offset %" PRIu64 " has length %" PRIu32
-                       ", which runs past the header (%" PRIu64 " bytes)", type, pos, elen, end);
+            return bad_q("Header extension too large");
         switch (type) {
         case QCOW2_EXT_BACKING_FMT:
             if (elen > QCOW2_MAX_BACKING_NAME || s->backing_fmt)
@@ -227,17 +241,15 @@ int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t
         return bad(s, "the image is too short for a qcow2 header (%zu of %d bytes)", len,
                    QCOW2_V2_HEADER_LENGTH);
     if (be32_load(buf) != QCOW2_MAGIC)
-        return bad(s, "not a qcow2 image (bad magic)");
+        return bad_q("Image is not in qcow2 format");
     s->version = be32_load(buf + 4);
     if (s->version != 2 && s->version != 3)
-        return err_set(-ENOTSUP, "%s: unsupported qcow2 version %" PRIu32 " (2 and 3 are)",
-                       s->dev->filename, s->version);
+        return err_set(-ENOTSUP, "Unsupported qcow2 version %" PRIu32, s->version);
     s->backing_name_offset = be64_load(buf + 8);
     s->backing_name_len = be32_load(buf + 16);
     s->cluster_bits = be32_load(buf + 20);
     if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-        return bad(s, "cluster_bits %" PRIu32 " is out of range (%d to %d)", s->cluster_bits,
-                   QCOW2_MIN_CLUSTER_BITS, QCOW2_MAX_CLUSTER_BITS);
+        return bad_q("Unsupported cluster size: 2^%" PRIu32, s->cluster_bits);
     s->cluster_size = 1ull << s->cluster_bits;
     s->size = be64_load(buf + 24);
     s->crypt_method = be32_load(buf + 32);
@@ -260,25 +272,28 @@ int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t
         s->autoclear = be64_load(buf + 88);
         s->refcount_order = be32_load(buf + 96);
         s->header_length = be32_load(buf + 100);
-        if (s->header_length < QCOW2_V3_HEADER_LENGTH || s->header_length % 8 ||
-            s->header_length > s->cluster_size || s->header_length > len)
+        if (s->header_length < QCOW2_V3_HEADER_LENGTH)
+            return bad_q("qcow2 header too short");
+        if (s->header_length > s->cluster_size)
+            return bad_q("qcow2 header exceeds cluster size");
+        if (s->header_length % 8 || s->header_length > len)
             return bad(s, "header_length %" PRIu32 " is invalid (a multiple of 8 from %d to "
                        "the cluster size, %" PRIu64 ")", s->header_length,
                        QCOW2_V3_HEADER_LENGTH, s->cluster_size);
         if (s->header_length > 104)
             s->compression_type = buf[104];
     }
+    if (s->backing_name_offset > s->cluster_size)
+        return bad_q("Invalid backing file offset");
     if (s->refcount_order > 6)
-        return bad(s, "refcount_order %" PRIu32 " is out of range (0 to 6)", s->refcount_order);
+        return bad_q("Reference count entry width too large; may not exceed 64 bits");
 
     /* Features: extensions first, so that unknown bits can be named. */
     if (s->backing_name_offset) {
-        if (s->backing_name_len > QCOW2_MAX_BACKING_NAME)
-            return bad(s, "the backing file name is %" PRIu32 " bytes long (at most %d)",
-                       s->backing_name_len, QCOW2_MAX_BACKING_NAME);
-        if (s->backing_name_offset > s->cluster_size ||
-            s->backing_name_len > s->cluster_size - s->backing_name_offset ||
-            s->backing_name_offset + s->backing_name_len > len)
+        if (s->backing_name_len > QCOW2_MAX_BACKING_NAME ||
+            s->backing_name_len > s->cluster_size - s->backing_name_offset)
+            return bad_q("Backing file name too long");
+        if (s->backing_name_offset + s->backing_name_len > len)
             return bad(s, "the backing file name at offset %" PRIu64 " (%" PRIu32
                        " bytes) lies outside the first cluster", s->backing_name_offset,
                        s->backing_name_len);
@@ -341,34 +356,31 @@ int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t
     s->csize_mask = (1ull << (s->cluster_bits - 8)) - 1;
     s->coffset_mask = (1ull << s->csize_shift) - 1;
 
-    /* The virtual size: the L1 table must cover it. */
-    if (s->size > (uint64_t)INT64_MAX)
-        return bad(s, "virtual size %" PRIu64 " is too large", s->size);
-    uint64_t l2_span = 1ull << (s->cluster_bits + s->l2_bits);
-    uint64_t need = s->size / l2_span + (s->size % l2_span != 0);
-    if (need > s->l1_size)
-        return bad(s, "the L1 table (%" PRIu32 " entries) does not cover the virtual size (%"
-                   PRIu64 " bytes need %" PRIu64 ")", s->l1_size, s->size, need);
-    r = check_table(s, "the L1 table", s->l1_offset, s->l1_size, 8, QCOW2_MAX_L1_BYTES,
-                    file_size);
-    if (r < 0)
-        return r;
+    /* The tables, in QEMU's order: the refcount table, the snapshot table,
+     * the L1 table, then whether the L1 table covers the virtual size. */
     if (s->reft_clusters == 0)
-        return bad(s, "the refcount table is empty (refcount_table_clusters is 0)");
-    r = check_table(s, "the refcount table", s->reft_offset,
+        return bad_q("Image does not contain a reference count table");
+    r = check_table(s, "the refcount table", "Reference count table", s->reft_offset,
                     (uint64_t)s->reft_clusters * (s->cluster_size / 8), 8,
                     QCOW2_MAX_REFTABLE_BYTES, file_size);
     if (r < 0)
         return r;
-    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-        return bad(s, "%" PRIu32 " snapshots is too many (at most %d)", s->nb_snapshots,
-                   QCOW2_MAX_SNAPSHOTS);
-    if (s->nb_snapshots) {
-        r = check_table(s, "the snapshot table", s->snapshots_offset, s->nb_snapshots, 40,
-                        UINT64_MAX, file_size);
-        if (r < 0)
-            return r;
-    }
+    r = check_table(s, "the snapshot table", "Snapshot table", s->snapshots_offset,
+                    s->nb_snapshots, 40, 40 * QCOW2_MAX_SNAPSHOTS, file_size);
+    if (r < 0)
+        return r;
+    r = check_table(s, "the L1 table", "Active L1 table", s->l1_offset, s->l1_size, 8,
+                    QCOW2_MAX_L1_BYTES, file_size);
+    if (r < 0)
+        return r;
+    if (s->size > (uint64_t)INT64_MAX)
+        return bad(s, "virtual size %" PRIu64 " is too large", s->size);
+    uint64_t l2_span = 1ull << (s->cluster_bits + s->l2_bits);
+    uint64_t need = s->size / l2_span + (s->size % l2_span != 0);
+    if (need > INT32_MAX)
+        return bad_q("Image is too big");
+    if (need > s->l1_size)
+        return bad_q("L1 table is too small");
     /* The L1 table and the refcount table must not overlap. */
     uint64_t l1_end = s->l1_offset + (uint64_t)s->l1_size * 8;
     uint64_t rt_end = s->reft_offset + (uint64_t)s->reft_clusters * s->cluster_size;

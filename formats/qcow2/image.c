@@ -336,7 +336,11 @@ int qcow2_set_backing(struct vdisk_dev *dev, const char *name, const char *forma
     if (r == 0 && name && strlen(name) > QCOW2_MAX_BACKING_NAME)
         r = err_set(-EINVAL, "%s: the backing file name is longer than %d bytes",
                     dev->filename, QCOW2_MAX_BACKING_NAME);
-    if (r == 0 && format && !driver_by_name(format))
+    /* QEMU's protocol drivers name a backing format too (qemu-img rebase -u
+     * -F host_device records it): the file is then read as it is. */
+    bool protocol = format && (!strcmp(format, "file") || !strcmp(format, "host_device") ||
+                               !strcmp(format, "host_cdrom"));
+    if (r == 0 && format && !protocol && !driver_by_name(format))
         r = err_set(-EINVAL, "unknown backing format '%s'", format);
     char *nn = NULL, *nf = NULL;
     if (r == 0 && ((name && !(nn = strdup(name))) || (format && !(nf = strdup(format)))))
@@ -425,6 +429,7 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         if (cr < 0)
             return cr;
     }
+    opt_take(os, "force"); /* (amend --force: for the key slots alone) */
     const char *compat = opt_take(os, "compat");
     const char *rbits = opt_take(os, "refcount_bits");
     const char *lazy = opt_take(os, "lazy_refcounts");

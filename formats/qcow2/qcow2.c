@@ -284,7 +284,7 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
             r = err_set(-EINVAL, "%s: the image is too short for a qcow2 header (%zu of %d "
                         "bytes)", dev->filename, n, QCOW2_V2_HEADER_LENGTH);
             if (n >= 4 && be32_load(first) != QCOW2_MAGIC)
-                r = err_set(-EINVAL, "%s: not a qcow2 image (bad magic)", dev->filename);
+                r = err_set(-EINVAL, "Image is not in qcow2 format");
         }
     }
     if (r == 0) {

@@ -61,6 +61,8 @@ int vdisk_set_backing(vdisk_dev *dev, const char *name, const char *format);
  * vdisk_amend: changes format options of an image in place, as qemu-img
  * amend: for qcow2 "compat" (0.10 or 1.1), "refcount_bits" (1 to 64) and
  * "lazy_refcounts" (on or off).  Options it cannot change are an error.
+ * "force" (on: qemu-img amend --force) lets LUKS keyslot changes overwrite
+ * an active keyslot and erase the last active ones.
  * Returns 0 or -errno.
  */
 int vdisk_amend(vdisk_dev *dev, const vdisk_options *opts);

@@ -230,7 +230,7 @@ t "$V" info "rbd:$P/a:id=vdisk:keyring=$VDISK_CEPH_USER_KEYRING" >/dev/null || f
 t qemu-img create -f qcow2 -u -b "rbd:$P/a:keyring=/etc/shadow" -F raw over.qcow2 48M >/dev/null
 error_is "vdisk: over.qcow2: the image's backing file is the network export 'rbd:$P/a:keyring=/etc/shadow'; opening it needs the open option backing-allow-network=on (or VDISK_BACKING_ALLOW_NETWORK=on in the environment)" \
   "$V" info --backing-chain over.qcow2
-error_is "vdisk: over.qcow2: could not open the backing file 'rbd:$P/a:keyring=/etc/shadow': rbd:$P/a:keyring=/etc/shadow: a backing file name may not set the Ceph option 'keyring'" \
+error_is "vdisk: Could not open backing file: rbd:$P/a:keyring=/etc/shadow: a backing file name may not set the Ceph option 'keyring'" \
   env VDISK_BACKING_ALLOW_NETWORK=on "$V" info --backing-chain over.qcow2
 echo "errors: one line each"
 

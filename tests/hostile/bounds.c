@@ -275,11 +275,10 @@ START_TEST(huge_size_tiny_file)
     const char *img = hostile_base("huge.qcow2");
     patch64(img, 24, 1ull << 60);
     patch32(img, 36, 1u << 31);
-    const char *msg = "the L1 table of 2147483648 entries is too large (at most 33554432 bytes)";
     ck_assert_int_eq(bounded_open(img, "qcow2", 1), -EINVAL);
-    ck_assert_str_eq(err_text, fmt("vdisk_open: %s: %s", img, msg));
+    ck_assert_str_eq(err_text, "vdisk_open: Active L1 table too large");
     info_check_convert(img, 1, 1, 1);
-    ck_assert_str_eq(err_text, fmt("vdisk: %s: %s\n", img, msg));
+    ck_assert_str_eq(err_text, "vdisk: Active L1 table too large\n");
 }
 END_TEST
 

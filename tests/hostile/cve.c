@@ -93,6 +93,29 @@ static void fails_with(const char *path, const char *opts, int err, const char *
     ck_assert_str_eq(vdisk_get_error(), want);
 }
 
+/* The same for a message in QEMU's words, which do not name the file. */
+static void fails_with_bare(const char *path, const char *opts, int err, const char *msg)
+{
+    vdisk_dev *dev = NULL;
+    int r = open_with(&dev, path, opts);
+    if (r == 0)
+        vdisk_close(dev);
+    ck_assert_msg(r == err, "vdisk_open(%s, %s) returned %d (expected %d): %s", path,
+                  opts ? opts : "", r, err, r ? vdisk_get_error() : "");
+    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s", msg));
+}
+
+/* The base image, opened as qcow2 read-only, fails with MSG in QEMU's
+ * words; the CLI says the same (without the file's name, as QEMU's words
+ * have none) on one line of standard error, exit status 1. */
+static void qcow2_fails_bare(const char *msg)
+{
+    fails_with_bare(img, "format=qcow2,read-only=on", -EINVAL, msg);
+    struct run *r = run("%s info -f qcow2 '%s'", vdisk_bin(), img);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, fmt("vdisk: %s\n", msg));
+}
+
 /* The base image, opened as qcow2 read-only, fails with MSG; and the CLI
  * says the same on one line of standard error, exit status 1. */
 static void qcow2_fails(const char *msg)
@@ -130,17 +153,20 @@ START_TEST(cve_2014_0143_l1_size)
 {
     make_base();
     patch32(36, 0xffffffffu);
-    qcow2_fails("the L1 table of 4294967295 entries is too large (at most 33554432 bytes)");
+    qcow2_fails_bare("Active L1 table too large");
     patch32(36, 0x400001);
-    qcow2_fails("the L1 table of 4194305 entries is too large (at most 33554432 bytes)");
+    qcow2_fails_bare("Active L1 table too large");
     patch32(36, 1);
     patch64(40, 0xffffffffffff0000ull);
-    qcow2_fails("the L1 table at offset 0xffffffffffff0000 (8 bytes) is beyond the end of the "
+    qcow2_fails_bare("Active L1 table offset invalid");
+    patch64(40, 0xffffffff0000ull);
+    qcow2_fails("the L1 table at offset 0xffffffff0000 (8 bytes) is beyond the end of the "
                 "file (458752 bytes)");
     patch64(40, 0x30000);
     patch64(24, 0x7ffffffffffffe00ull);
-    qcow2_fails("the L1 table (1 entries) does not cover the virtual size "
-                "(9223372036854775296 bytes need 17179869184)");
+    qcow2_fails_bare("Image is too big");
+    patch64(24, 0x20000200ull);
+    qcow2_fails_bare("L1 table is too small");
 }
 END_TEST
 
@@ -149,11 +175,12 @@ START_TEST(cve_2014_0143_refcount_table_size)
 {
     make_base();
     patch32(56, 0xffffffffu);
-    qcow2_fails("the refcount table of 35184372080640 entries is too large (at most 8388608 "
-                "bytes)");
+    qcow2_fails_bare("Reference count table too large");
     patch32(56, 1);
     patch64(48, 0xffffffffffff0000ull);
-    qcow2_fails("the refcount table at offset 0xffffffffffff0000 (65536 bytes) is beyond the "
+    qcow2_fails_bare("Reference count table offset invalid");
+    patch64(48, 0xffffffff0000ull);
+    qcow2_fails("the refcount table at offset 0xffffffff0000 (65536 bytes) is beyond the "
                 "end of the file (458752 bytes)");
 }
 END_TEST
@@ -190,7 +217,9 @@ START_TEST(cve_2014_0143_snapshot_table_size)
     uint64_t st = make_snapshot();
     uint64_t fs = file_size(img);
     patch32(60, 0xffffffffu);
-    qcow2_fails("4294967295 snapshots is too many (at most 65536)");
+    qcow2_fails_bare("Snapshot table too large");
+    patch32(60, 65537);
+    qcow2_fails_bare("Snapshot table too large");
     patch32(60, 1);
     uint64_t l1 = peek64(st);
     patch32(st + 8, 0xffffffffu);
@@ -222,21 +251,20 @@ START_TEST(cve_2014_0144_table_offsets)
 {
     make_base();
     patch64(40, 0x30200);
-    qcow2_fails("the L1 table offset 0x30200 is not aligned to a cluster (65536 bytes)");
+    qcow2_fails_bare("Active L1 table offset invalid");
     patch64(40, 0x100000000ull);
     qcow2_fails("the L1 table at offset 0x100000000 (8 bytes) is beyond the end of the file "
                 "(458752 bytes)");
     patch64(40, 0x30000);
     patch64(48, 0x10200);
-    qcow2_fails("the refcount table offset 0x10200 is not aligned to a cluster (65536 bytes)");
+    qcow2_fails_bare("Reference count table offset invalid");
     patch64(48, 0x70000);
     qcow2_fails("the refcount table at offset 0x70000 (65536 bytes) is beyond the end of the "
                 "file (458752 bytes)");
     uint64_t st = make_snapshot();
     uint64_t fs = file_size(img);
     patch64(64, st + 8);
-    qcow2_fails(fmt("the snapshot table offset 0x%llx is not aligned to a cluster (65536 bytes)",
-                    (unsigned long long)(st + 8)));
+    qcow2_fails_bare("Snapshot table offset invalid");
     patch64(64, 0x10000000ull);
     qcow2_fails(fmt("the snapshot table at offset 0x10000000 (40 bytes) is beyond the end of the "
                     "file (%llu bytes)", (unsigned long long)fs));
@@ -338,11 +366,10 @@ START_TEST(cve_2014_0142_zero_sizes)
 {
     make_base();
     patch32(20, 0);
-    qcow2_fails("cluster_bits 0 is out of range (9 to 21)");
+    qcow2_fails_bare("Unsupported cluster size: 2^0");
     make_base();
     patch32(100, 0);
-    qcow2_fails("header_length 0 is invalid (a multiple of 8 from 104 to the cluster size, "
-                "65536)");
+    qcow2_fails_bare("qcow2 header too short");
 
     const char *iso = scratch("zero.iso");
     make_iso(iso, 0, 18);
@@ -522,10 +549,10 @@ START_TEST(backing_confine)
     RUN_OK("%s create -q -f qcow2 -u -b ../../../etc/passwd -F raw '%s' 1M", vdisk_bin(), mid);
     RUN_OK("rm -f '%s' && %s create -q -f qcow2 -u -b sub/mid.qcow2 -F qcow2 '%s' 1M", top,
            vdisk_bin(), top);
-    fails_with(top, "backing-confine=on", -EPERM,
-               fmt("could not open the backing file '%s/sub/mid.qcow2': %s/sub/mid.qcow2: the "
-                   "backing file name '../../../etc/passwd' leads outside the image's folder, "
-                   "which backing-confine=on forbids", dir, dir));
+    fails_with_bare(top, "backing-confine=on", -EPERM,
+                    fmt("Could not open backing file: %s/sub/mid.qcow2: the backing file name "
+                        "'../../../etc/passwd' leads outside the image's folder, which "
+                        "backing-confine=on forbids", dir));
     /* A bad value. */
     vdisk_dev *bad_dev;
     ck_assert_int_eq(open_with(&bad_dev, top, "backing-confine=maybe"), -EINVAL);
@@ -567,11 +594,10 @@ START_TEST(refcount_table_clusters_zero)
 {
     make_base();
     patch32(56, 0);
-    qcow2_fails("the refcount table is empty (refcount_table_clusters is 0)");
+    qcow2_fails_bare("Image does not contain a reference count table");
     struct run *r = run("%s check '%s'", vdisk_bin(), img);
     ck_assert_int_eq(r->status, 1);
-    ck_assert_str_eq(r->err, fmt("vdisk: %s: the refcount table is empty "
-                                 "(refcount_table_clusters is 0)\n", img));
+    ck_assert_str_eq(r->err, "vdisk: Image does not contain a reference count table\n");
 }
 END_TEST
 

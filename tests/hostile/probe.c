@@ -405,8 +405,7 @@ START_TEST(foreign_signatures_guarded)
     /* ... and opening one fails on its version instead of reading it raw. */
     write_file(img, block, 512);
     ck_assert_int_eq(open_img(&dev, img, NULL, false, NULL), -ENOTSUP);
-    ck_assert_str_eq(vdisk_get_error(), fmt("vdisk_open: %s: unsupported qcow2 version 4 "
-                                            "(2 and 3 are)", img));
+    ck_assert_str_eq(vdisk_get_error(), "vdisk_open: Unsupported qcow2 version 4");
 }
 END_TEST
 

@@ -99,11 +99,11 @@ START_TEST(cluster_bits_out_of_range)
 {
     make_base();
     patch32(20, 8);
-    open_fails(-EINVAL, "cluster_bits 8 is out of range (9 to 21)");
+    open_fails_bare(-EINVAL, "Unsupported cluster size: 2^8");
     patch32(20, 22);
-    open_fails(-EINVAL, "cluster_bits 22 is out of range (9 to 21)");
+    open_fails_bare(-EINVAL, "Unsupported cluster size: 2^22");
     patch32(20, 0xffffffff);
-    open_fails(-EINVAL, "cluster_bits 4294967295 is out of range (9 to 21)");
+    open_fails_bare(-EINVAL, "Unsupported cluster size: 2^4294967295");
 }
 END_TEST
 
@@ -111,14 +111,12 @@ START_TEST(header_length)
 {
     make_base();
     patch32(100, 0x10000 + 8);
-    open_fails(-EINVAL, "header_length 65544 is invalid (a multiple of 8 from 104 to the "
-                        "cluster size, 65536)");
+    open_fails_bare(-EINVAL, "qcow2 header exceeds cluster size");
     patch32(100, 105);
     open_fails(-EINVAL, "header_length 105 is invalid (a multiple of 8 from 104 to the "
                         "cluster size, 65536)");
     patch32(100, 96);
-    open_fails(-EINVAL, "header_length 96 is invalid (a multiple of 8 from 104 to the "
-                        "cluster size, 65536)");
+    open_fails_bare(-EINVAL, "qcow2 header too short");
 }
 END_TEST
 
@@ -126,7 +124,7 @@ START_TEST(l1_table)
 {
     make_base();
     patch64(40, 0x30001);
-    open_fails(-EINVAL, "the L1 table offset 0x30001 is not aligned to a cluster (65536 bytes)");
+    open_fails_bare(-EINVAL, "Active L1 table offset invalid");
     patch64(40, 0x7000000);
     open_fails(-EINVAL, "the L1 table at offset 0x7000000 (8 bytes) is beyond the end of the "
                         "file (458752 bytes)");
@@ -134,11 +132,9 @@ START_TEST(l1_table)
     open_fails(-EINVAL, "the L1 table at offset 0 overlaps the header");
     patch64(40, 0x30000);
     patch32(36, 0x7fffffff);
-    open_fails(-EINVAL, "the L1 table of 2147483647 entries is too large (at most 33554432 "
-                        "bytes)");
+    open_fails_bare(-EINVAL, "Active L1 table too large");
     patch32(36, 0);
-    open_fails(-EINVAL, "the L1 table (0 entries) does not cover the virtual size (1048576 "
-                        "bytes need 1)");
+    open_fails_bare(-EINVAL, "L1 table is too small");
     patch32(36, 1);
     patch64(40, 0x10000);
     open_fails(-EINVAL, "the L1 table (0x10000) overlaps the refcount table (0x10000)");
@@ -149,14 +145,12 @@ START_TEST(refcount_table)
 {
     make_base();
     patch32(56, 0);
-    open_fails(-EINVAL, "the refcount table is empty (refcount_table_clusters is 0)");
+    open_fails_bare(-EINVAL, "Image does not contain a reference count table");
     patch32(56, 0xffffff);
-    open_fails(-EINVAL, "the refcount table of 137438945280 entries is too large (at most "
-                        "8388608 bytes)");
+    open_fails_bare(-EINVAL, "Reference count table too large");
     patch32(56, 1);
     patch64(48, 0x10008);
-    open_fails(-EINVAL, "the refcount table offset 0x10008 is not aligned to a cluster (65536 "
-                        "bytes)");
+    open_fails_bare(-EINVAL, "Reference count table offset invalid");
     patch64(48, 0x100000);
     open_fails(-EINVAL, "the refcount table at offset 0x100000 (65536 bytes) is beyond the end "
                         "of the file (458752 bytes)");
@@ -170,13 +164,12 @@ START_TEST(snapshot_table)
     make_base();
     patch32(60, 1);
     patch64(64, 0x10001);
-    open_fails(-EINVAL, "the snapshot table offset 0x10001 is not aligned to a cluster (65536 "
-                        "bytes)");
+    open_fails_bare(-EINVAL, "Snapshot table offset invalid");
     patch64(64, 0x1000000);
     open_fails(-EINVAL, "the snapshot table at offset 0x1000000 (40 bytes) is beyond the end of "
                         "the file (458752 bytes)");
     patch32(60, 0x7fffffff);
-    open_fails(-EINVAL, "2147483647 snapshots is too many (at most 65536)");
+    open_fails_bare(-EINVAL, "Snapshot table too large");
 }
 END_TEST
 
@@ -186,11 +179,10 @@ START_TEST(sizes)
     patch64(24, 0x8000000000000000ull);
     open_fails(-EINVAL, "virtual size 9223372036854775808 is too large");
     patch64(24, 1ull << 40);
-    open_fails(-EINVAL, "the L1 table (1 entries) does not cover the virtual size "
-                        "(1099511627776 bytes need 2048)");
+    open_fails_bare(-EINVAL, "L1 table is too small");
     patch64(24, 1 << 20);
     patch32(96, 7);
-    open_fails(-EINVAL, "refcount_order 7 is out of range (0 to 6)");
+    open_fails_bare(-EINVAL, "Reference count entry width too large; may not exceed 64 bits");
 }
 END_TEST
 
@@ -199,11 +191,13 @@ START_TEST(backing_name)
     make_base();
     patch64(8, 0x1000);
     patch32(16, 1024);
-    open_fails(-EINVAL, "the backing file name is 1024 bytes long (at most 1023)");
+    open_fails_bare(-EINVAL, "Backing file name too long");
     patch64(8, 0xfff0);
     patch32(16, 100);
-    open_fails(-EINVAL, "the backing file name at offset 65520 (100 bytes) lies outside the "
-                        "first cluster");
+    open_fails_bare(-EINVAL, "Backing file name too long");
+    patch64(8, 0x10008);
+    patch32(16, 0);
+    open_fails_bare(-EINVAL, "Invalid backing file offset");
     patch64(8, 0x10);
     patch32(16, 4);
     open_fails(-EINVAL, "the backing file name at offset 16 overlaps the header");
@@ -212,9 +206,8 @@ START_TEST(backing_name)
     patch32(16, 7);
     patch(0x8000, "h.qcow2", 7);
     char msg[600];
-    snprintf(msg, sizeof msg, "the backing file '%s' is the image itself or one of the images "
-             "above it (the backing chain loops)", img);
-    open_fails(-ELOOP, msg);
+    snprintf(msg, sizeof msg, "Backing file '%s' creates an infinite loop.", img);
+    open_fails_bare(-ELOOP, msg);
 }
 END_TEST
 

@@ -223,6 +223,71 @@ START_TEST(json_names)
 }
 END_TEST
 
+/* measure's argument checks in qemu-img's order and words (iotest 178),
+ * --object and --image-opts, and -o lists qemu-img refuses in every verb
+ * that takes one. */
+START_TEST(measure_args)
+{
+    RUN_OK("cd '%s' && rm -f m.qcow2 && qemu-img create -q -f qcow2 m.qcow2 1G", scratch_dir());
+    static const char *const cases[] = {
+        "",
+        "--size 2G m.qcow2",
+        "m.qcow2 a",
+        "--object secret,id=sec0,data=MTIzNDU2,format=base64",
+        "--image-opts",
+        "-f qcow2",
+        "-l snap1",
+        "-o ,",
+        "-o a=b,",
+        "-l snapshot.foo=bar",
+        "-l snapshot.name=s,snapshot.bar=1",
+        "--output foo",
+        "--size -1",
+        "--size 1Q",
+        "-O foo m.qcow2",
+        "-O qcow2 --size 1G -o cluster_size=4k",
+        "--image-opts driver=qcow2,file.filename=m.qcow2 -O qcow2",
+        "--image-opts driver=qcow2,file.filename=m.qcow2 -f qcow2",
+        "--output=json --object secret,id=sec0,data=base -o encrypt.format=luks,"
+        "encrypt.key-secret=sec0,encrypt.iter-time=10 -f qcow2 -O qcow2 m.qcow2",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        same_as_qemu_img("measure", cases[i]);
+    same_as_qemu_img("create", "-f qcow2 -o , c.qcow2 1M");
+    same_as_qemu_img("create", "-f qcow2 -o ,, c.qcow2 1M");
+    same_as_qemu_img("create", "-f qcow2 -o cluster_size=4k,,, c.qcow2 1M");
+    same_as_qemu_img("convert", "-O qcow2 -o , m.qcow2 c.qcow2");
+    same_as_qemu_img("amend", "-o , m.qcow2");
+}
+END_TEST
+
+/* "file:" names (iotest 126): the file protocol named, a colon after it
+ * part of the file's name; info shows "./NAME" where the name would read
+ * as a protocol, and the backing file's actual path beside it.  And a
+ * backing format that is one of QEMU's protocol drivers (031). */
+START_TEST(file_prefix_names)
+{
+    RUN_OK("cd '%s' && rm -f 'a:b.qcow2' 'c:d.qcow2' base.qcow2 'top:x.qcow2'", scratch_dir());
+    same_as_qemu_img("create", "-f qcow2 file:a:b.qcow2 1M");
+    same_as_qemu_img("info", "file:a:b.qcow2");
+    same_as_qemu_img("info", "\"file:$PWD/a:b.qcow2\"");
+    RUN_OK("cd '%s' && qemu-img create -q -f qcow2 base.qcow2 1M", scratch_dir());
+    same_as_qemu_img("create", "-f qcow2 -b base.qcow2 -F qcow2 file:top:x.qcow2");
+    same_as_qemu_img("info", "file:top:x.qcow2");
+    same_as_qemu_img("info", "--output=json file:top:x.qcow2");
+    RUN_OK("cd '%s' && cp a:b.qcow2 c:d.qcow2 && qemu-img rebase -u -b /some/backing/file/path "
+           "-F host_device file:a:b.qcow2 && '%s' rebase -u -b /some/backing/file/path -F "
+           "host_device file:c:d.qcow2", scratch_dir(), vdisk_bin());
+    struct run *r = run("cd '%s' && qemu-img info file:a:b.qcow2 | grep backing", scratch_dir());
+    char *q = strdup(r->out);
+    r = run("cd '%s' && qemu-img info file:c:d.qcow2 | grep backing", scratch_dir());
+    ck_assert_str_eq(r->out, q);
+    ck_assert_str_eq(q, "backing file: /some/backing/file/path\nbacking file format: "
+                     "host_device\n");
+    free(q);
+}
+END_TEST
+
 int main(void)
 {
     require_program("qemu-img");
@@ -235,6 +300,8 @@ int main(void)
     tcase_add_test(tc, help_and_mistyped_verbs);
     tcase_add_test(tc, mistyped_options);
     tcase_add_test(tc, json_names);
+    tcase_add_test(tc, measure_args);
+    tcase_add_test(tc, file_prefix_names);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -44,6 +44,67 @@ static void fails_with(const char *want, const char *args)
                       "'vdisk %s': more than one line:\n%s", args, r->err);
 }
 
+/* In the scratch folder, COMMAND (with %s for the program: qemu-io or
+ * qemu-img) prints the same standard error and exits with the same status
+ * run as the real tool and as vdisk under that name. */
+static void same_error_as(const char *prog, const char *command)
+{
+    char real[512], as_vdisk[512];
+    snprintf(real, sizeof real, "%s", prog);
+    snprintf(as_vdisk, sizeof as_vdisk, "env VDISK_PROG=%s '%s'", prog, vdisk_bin());
+    struct run *q = run("cd '%s' && %s", scratch_dir(), fmt(command, real));
+    int qst = q->status;
+    char *qerr = strdup(q->err);
+    struct run *v = run("cd '%s' && %s", scratch_dir(), fmt(command, as_vdisk));
+    ck_assert_msg(strcmp(qerr, v->err) == 0, "%s:\n %s: %s vdisk: %s", command, prog, qerr,
+                  v->err);
+    ck_assert_msg(qst == v->status, "%s: exit status %d, vdisk %d", command, qst, v->status);
+    free(qerr);
+}
+
+/* A qcow2 image with the big-endian field of LEN bytes (4 or 8) at OFF set
+ * to V: qemu-io and qemu-img refuse to open it in the same words (QEMU's
+ * header messages, iotests 054 and 080). */
+static void header_refused_as_qemu(unsigned off, unsigned len, unsigned long long v)
+{
+    char bytes[64] = "";
+    for (unsigned i = 0; i < len; i++)
+        snprintf(bytes + 4 * i, 5, "\\%03o", (unsigned)(v >> (8 * (len - 1 - i))) & 0xff);
+    RUN_OK("cd '%s' && rm -f h.qcow2 && qemu-img create -q -f qcow2 h.qcow2 64M && printf '%s' "
+           "| dd of=h.qcow2 bs=1 seek=%u conv=notrunc status=none", scratch_dir(), bytes, off);
+    same_error_as("qemu-io", "%s -c 'read 0 512' h.qcow2");
+    same_error_as("qemu-img", "%s info h.qcow2");
+}
+
+START_TEST(open_errors_as_qemu)
+{
+    header_refused_as_qemu(100, 4, 0xffffffffu);          /* header_length */
+    header_refused_as_qemu(100, 4, 0x7fffffffu);
+    header_refused_as_qemu(100, 4, 0);
+    header_refused_as_qemu(20, 4, 8);                    /* cluster_bits */
+    header_refused_as_qemu(20, 4, 22);
+    header_refused_as_qemu(8, 8, 0xffffffffffffffffull); /* backing_file_offset */
+    header_refused_as_qemu(96, 4, 7);                    /* refcount_order */
+    header_refused_as_qemu(56, 4, 0xffffffffu);          /* refcount_table_clusters */
+    header_refused_as_qemu(48, 8, 0x1234567890abcdefull); /* refcount_table_offset */
+    header_refused_as_qemu(48, 8, 0xffffffffffff0000ull);
+    header_refused_as_qemu(60, 4, 0xffffffffu);          /* nb_snapshots */
+    header_refused_as_qemu(36, 4, 0x7fffffffu);          /* l1_size */
+    header_refused_as_qemu(40, 8, 0x1234567890abcdefull); /* l1_table_offset */
+    header_refused_as_qemu(24, 8, 1ull << 60);           /* size: the L1 table */
+    header_refused_as_qemu(24, 8, 1ull << 40);
+    /* A missing backing file (069); a chain that loops (043). */
+    RUN_OK("cd '%s' && rm -f b.qcow2 t.qcow2 && qemu-img create -q -f qcow2 -u -b b.qcow2 -F "
+           "qcow2 t.qcow2 64M", scratch_dir());
+    same_error_as("qemu-io", "%s -c 'read 0 512' t.qcow2");
+    RUN_OK("cd '%s' && qemu-img create -q -f qcow2 b.qcow2 64M && qemu-img rebase -u -b "
+           "\"$PWD/t.qcow2\" -F qcow2 b.qcow2", scratch_dir());
+    same_error_as("qemu-img", "%s info --backing-chain t.qcow2");
+    RUN_OK("cd '%s' && qemu-img rebase -u -b \"$PWD/b.qcow2\" -F qcow2 b.qcow2", scratch_dir());
+    same_error_as("qemu-img", "%s info --backing-chain b.qcow2");
+}
+END_TEST
+
 START_TEST(help_for_every_verb)
 {
     static const char *const verbs[] = {"create", "info", "map", "io", "bench"};
@@ -289,6 +350,7 @@ int main(void)
     tcase_add_test(tc, engine_selection);
     tcase_add_test(tc, io_out_of_range);
     tcase_add_test(tc, sizes_as_qemu);
+    tcase_add_test(tc, open_errors_as_qemu);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -270,6 +270,25 @@ START_TEST(info_cmd)
     RUN_OK("cd '%s' && qemu-img create -q -f qcow2 -o cluster_size=2M b.qcow2 5G",
            scratch_dir());
     same_as_qemu_io(SAME_STDERR, "-c info");
+    /* QEMU's null drivers: the name twice (format and protocol), then the
+     * command fails without a word (iotest 133). */
+    static const char *const nulls[] = {
+        "-f null-co -c info null-co://",
+        "-c info \"json:{'driver': 'null-co', 'size': 65536}\"",
+        "-f null-co -c reopen -c info \"json:{'driver': 'null-co', 'size': 65536}\"",
+        "-f null-aio -c info null-aio://",
+    };
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
+        struct run *q = run("qemu-io %s", nulls[i]);
+        int qst = q->status;
+        char *qout = strdup(q->out), *qerr = strdup(q->err);
+        struct run *v = run("'%s' io %s", vdisk_bin(), nulls[i]);
+        ck_assert_msg(!strcmp(qout, v->out) && !strcmp(qerr, v->err) && qst == v->status,
+                      "%s:\nqemu-io (%d): %s%s\nvdisk (%d): %s%s", nulls[i], qst, qout, qerr,
+                      v->status, v->out, v->err);
+        free(qout);
+        free(qerr);
+    }
 }
 END_TEST
 

@@ -418,7 +418,7 @@ START_TEST(resize_checks_before_touching)
     snprintf(want, sizeof want, "vdisk: %s: size 1048576 + 18446744073709547520 is too large\n",
              raw);
     fails_unchanged(raw, want, "resize -f raw --shrink '%s' +0xfffffffffffff000", raw);
-    snprintf(want, sizeof want, "vdisk: %s: not a qcow2 image (bad magic)\n", raw);
+    snprintf(want, sizeof want, "vdisk: Image is not in qcow2 format\n");
     fails_unchanged(raw, want, "resize -f qcow2 '%s' 2M", raw);
     fails_unchanged(raw, "vdisk: unknown format 'bogus'\n",
                     "resize -f bogus '%s' 2M", raw);

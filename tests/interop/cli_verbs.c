@@ -111,6 +111,64 @@ START_TEST(commit_rate_copies)
 }
 END_TEST
 
+/* Zeroes committed down deallocate the base's clusters as qemu-img's commit
+ * does (iotest 313): the base's map (with its host offsets) and check
+ * output are qemu-img's. */
+START_TEST(commit_zeroes_unmap)
+{
+    const char *d = scratch_dir();
+    RUN_OK("cd '%s' && rm -f zb.qcow2 zt.qcow2 && qemu-img create -q -f qcow2 -o "
+           "cluster_size=4k zb.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 0 1M' zb.qcow2 "
+           ">/dev/null && qemu-img create -q -f qcow2 -b zb.qcow2 -F qcow2 zt.qcow2 && qemu-io "
+           "-f qcow2 -c 'write -z 0 512k' -c 'write -P 2 768k 4k' zt.qcow2 >/dev/null && cp "
+           "zb.qcow2 qzb.qcow2 && cp zt.qcow2 qzt.qcow2 && qemu-img rebase -u -b qzb.qcow2 -F "
+           "qcow2 qzt.qcow2", d);
+    RUN_OK("cd '%s' && qemu-img commit -q qzt.qcow2 && '%s' commit -q zt.qcow2", d, vdisk_bin());
+    struct run *q = run("cd '%s' && qemu-img map --output=json qzb.qcow2 && qemu-img check "
+                        "qzb.qcow2", d);
+    char *qout = strdup(q->out);
+    struct run *v = run("cd '%s' && qemu-img map --output=json zb.qcow2 && qemu-img check "
+                        "zb.qcow2", d);
+    ck_assert_str_eq(v->out, qout);
+    free(qout);
+}
+END_TEST
+
+/* amend --force on LUKS keyslots (iotest 293): without it the refusals in
+ * qemu-img's words; with it an active keyslot is overwritten and an
+ * inactive one erased again, as qemu-img does. */
+START_TEST(amend_force_keyslots)
+{
+#define SECRETS "--object secret,id=sec0,data=pass0 --object secret,id=sec1,data=pass1"
+#define OPTS(s) "--image-opts driver=qcow2,file.filename=e.qcow2,encrypt.key-secret=" s
+    RUN_OK("cd '%s' && rm -f e.qcow2 && qemu-img create -q -f qcow2 " SECRETS " -o "
+           "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 e.qcow2 1M && "
+           "qemu-io " SECRETS " " OPTS("sec0") " -c 'write -P 7 0 64k' >/dev/null",
+           scratch_dir());
+    same_as_qemu_img("amend", SECRETS " -o encrypt.state=active,encrypt.new-secret=sec1,"
+                     "encrypt.keyslot=0 " OPTS("sec0"));
+    same_as_qemu_img("amend", SECRETS " -o encrypt.state=inactive,encrypt.keyslot=0 "
+                     OPTS("sec0"));
+    same_as_qemu_img("amend", SECRETS " -o encrypt.state=inactive,encrypt.old-secret=sec0 "
+                     OPTS("sec0"));
+    same_as_qemu_img("amend", SECRETS " -o encrypt.state=inactive,encrypt.keyslot=1 "
+                     OPTS("sec0"));
+    same_as_qemu_img("amend", SECRETS " -o encrypt.state=inactive,encrypt.keyslot=1 --force "
+                     OPTS("sec0"));
+    RUN_OK("cd '%s' && '%s' amend " SECRETS " -o encrypt.state=active,encrypt.new-secret=sec1,"
+           "encrypt.iter-time=10,encrypt.keyslot=0 --force " OPTS("sec0"), scratch_dir(),
+           vdisk_bin());
+    RUN_OK("cd '%s' && qemu-io " SECRETS " " OPTS("sec1") " -c 'read -P 7 0 64k' >/dev/null",
+           scratch_dir());
+    struct run *r = run("cd '%s' && qemu-io " SECRETS " " OPTS("sec0") " -c 'read 0 512'",
+                        scratch_dir());
+    ck_assert_str_eq(r->err, "qemu-io: can't open: Invalid password, cannot unlock any "
+                     "keyslot\n");
+#undef OPTS
+#undef SECRETS
+}
+END_TEST
+
 /* ---- resize --preallocation ---------------------------------------------- */
 
 /* Modes refused as qemu-img refuses them: an unknown mode, metadata on
@@ -513,6 +571,8 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, commit_rate_parsing);
     tcase_add_test(tc, commit_rate_copies);
+    tcase_add_test(tc, commit_zeroes_unmap);
+    tcase_add_test(tc, amend_force_keyslots);
     tcase_add_test(tc, resize_preallocation_refused);
     tcase_add_test(tc, resize_preallocation_raw);
     tcase_add_test(tc, resize_preallocation_qcow2);

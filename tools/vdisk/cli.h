@@ -194,4 +194,9 @@ int cli_secrets_apply(vdisk_options *o);
 void print_encrypt_human(const struct vdisk_encrypt_info *e, int indent, bool with_format);
 void print_encrypt_json(const struct vdisk_encrypt_info *e, int indent, bool with_format);
 
+/* An -o list qemu-img accepts (not empty, not starting with a comma, not
+ * ending in a lone comma): true, or false with qemu-img's "Invalid option
+ * list: LIST" printed. */
+bool cli_valid_option_list(const char *list);
+
 #endif /* VDISK_CLI_H */

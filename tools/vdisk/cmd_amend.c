@@ -15,9 +15,9 @@ static void help(void)
            "lazy_refcounts=on|off, size=SIZE (a resize, shrinking too, as qemu-img's\n"
            "amend does; a multiple of 512).\n"
            "\n"
-           "  --force  accepted as qemu-img accepts it: qemu-img 7.2 uses it only for\n"
-           "           LUKS keyslot changes of encrypted images, which vdisk does not\n"
-           "           write, so it changes nothing here.\n");
+           "  --force  as qemu-img's: LUKS keyslot changes (luks images, qcow2's\n"
+           "           encrypt.*) may overwrite an active keyslot (keyslot=N with\n"
+           "           state=active) and erase the last active ones.\n");
 }
 
 int cmd_amend(int argc, char **argv)
@@ -44,6 +44,8 @@ int cmd_amend(int argc, char **argv)
         case 'f': oa.format = optarg; break;
         case 't': oa.cache = optarg; break;
         case 'o':
+            if (!cli_valid_option_list(optarg))
+                goto out;
             if (vdisk_options_parse(o, optarg) < 0) {
                 cli_lib_error();
                 goto out;
@@ -52,7 +54,9 @@ int cmd_amend(int argc, char **argv)
             break;
         case 'p':
         case 'q':
+            break;
         case 'F':
+            vdisk_options_set(o, "force", "on");
             break;
         case CLI_OPT_OBJECT:
             if (cli_object_add(optarg) < 0)

@@ -221,8 +221,11 @@ int cmd_commit(int argc, char **argv)
         if ((e.flags & VDISK_EXT_ALLOCATED) && e.depth < depth) {
             rate_wait(rate, start, copied);
             copied += e.length;
+            /* Zeroes may deallocate the base's clusters, as qemu-img's
+             * commit (a mirror job with unmap) does: a qcow2 base gets
+             * zero clusters without their data clusters. */
             if (e.flags & VDISK_EXT_ZERO)
-                r = vdisk_write_zeroes(base, off, e.length, 0);
+                r = vdisk_write_zeroes(base, off, e.length, VDISK_ZEROES_MAY_UNMAP);
             else if ((r = vdisk_pread(top, buf, e.length, off)) == 0)
                 r = vdisk_pwrite(base, buf, e.length, off);
         }

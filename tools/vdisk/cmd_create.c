@@ -293,6 +293,8 @@ int cmd_create(int argc, char **argv)
                 goto out;
             break;
         case 'o':
+            if (!cli_valid_option_list(optarg))
+                goto out;
             if (cli_is_help_option(optarg)) {
                 help_opts = true;
                 break;

@@ -366,9 +366,9 @@ int cmd_info(int argc, char **argv)
         }
         /* The name as given, unless the driver shows another (an RBD
          * image's json:{...}, as qemu-img does) or it was a json: name
-         * (qemu-img shows the plain name it comes to). */
+         * or a file: name (qemu-img shows the plain name they come to). */
         if (d == dev && !strcmp(in.filename, vdisk_get_filename(d)) &&
-            strncmp(argv[optind], "json:", 5) != 0)
+            strncmp(argv[optind], "json:", 5) != 0 && strncmp(argv[optind], "file:", 5) != 0)
             in.filename = argv[optind];
         if (json) {
             if (n)

@@ -970,7 +970,15 @@ static int do_info(int argc, char **argv)
     (void)argc;
     (void)argv;
     struct vdisk_info in = {.struct_size = sizeof in};
-    printf("format name: %s\n", vdisk_get_format(st.dev));
+    const char *format = vdisk_get_format(st.dev);
+    printf("format name: %s\n", format);
+    if (!strcmp(format, "null-co") || !strcmp(format, "null-aio")) {
+        /* QEMU's null drivers are protocols: qemu-io prints the name again
+         * as the protocol's, then fails without a word (they have no
+         * driver info). */
+        printf("format name: %s\n", format);
+        return -1;
+    }
     if (vdisk_get_info(st.dev, &in) < 0) {
         debug_detail();
         return -1;

@@ -15,8 +15,9 @@
 
 static void help(void)
 {
-    printf("usage: vdisk measure [--output=human|json] [-O FMT] [-o OPTIONS]\n"
-           "                     (--size SIZE | [-f FMT] [-l snapshot.name=NAME] FILE)\n"
+    printf("usage: vdisk measure [--output=human|json] [--object OBJECTDEF] [-O FMT]\n"
+           "                     [-o OPTIONS] (--size SIZE | [--image-opts] [-f FMT]\n"
+           "                     [-l SNAPSHOT | -l snapshot.name=NAME,snapshot.id=ID] FILE)\n"
            "\n"
            "Prints the size an image of format FMT (raw or qcow2; default raw) needs:\n"
            "'required' to hold the data of FILE (or an empty disk of SIZE), and\n"
@@ -25,7 +26,43 @@ static void help(void)
            "preallocation, backing_file and compat are taken into account, and\n"
            "'bitmaps size' is what FILE's persistent dirty bitmaps would take.\n"
            "-U (--force-share) opens FILE even while another process writes it (see\n"
-           "IMAGE LOCKING in vdisk(1)).\n");
+           "IMAGE LOCKING in vdisk(1)).  --object secret,id=ID,data=TEXT (or file=PATH)\n"
+           "gives the key-secret that an encrypted FILE or encrypt.key-secret names.\n");
+}
+
+/* -l's snapshot.name=NAME,snapshot.id=ID form, as qemu-img reads it (its
+ * words for an unknown key): the name, else the ID (malloc'd), or NULL
+ * after the error. */
+static char *snapshot_param(const char *arg)
+{
+    char *copy = strdup(arg), *name = NULL, *id = NULL, *save = NULL;
+    if (!copy) {
+        cli_error("Out of memory");
+        return NULL;
+    }
+    bool ok = true;
+    for (char *item = strtok_r(copy, ",", &save); item && ok; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        if (eq)
+            *eq = '\0';
+        if (eq && strcmp(item, "snapshot.name") == 0) {
+            name = eq + 1;
+        } else if (eq && strcmp(item, "snapshot.id") == 0) {
+            id = eq + 1;
+        } else {
+            cli_error("Invalid parameter '%s'", item);
+            ok = false;
+        }
+    }
+    char *r = NULL;
+    if (ok && !(name || id))
+        cli_error("Invalid parameter 'snapshot.name'");
+    else if (ok && !(r = strdup(name ? name : id)))
+        cli_error("Out of memory");
+    free(copy);
+    if (!r)
+        cli_error("Failed in parsing snapshot param '%s'", arg);
+    return r;
 }
 
 int cmd_measure(int argc, char **argv)
@@ -35,10 +72,14 @@ int cmd_measure(int argc, char **argv)
         {"output", required_argument, NULL, 'J'},
         {"size", required_argument, NULL, 'z'},
         {"force-share", no_argument, NULL, 'U'},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
         {NULL, 0, NULL, 0},
     };
     struct open_args oa = {.read_only = true};
-    const char *out_fmt = "raw", *snap = NULL;
+    const char *out_fmt = "raw";
+    char *snap = NULL, *file = NULL;
+    bool image_opts = false;
     int json = 0;
     uint64_t size = 0;
     bool have_size = false;
@@ -56,6 +97,8 @@ int cmd_measure(int argc, char **argv)
         case 'f': oa.format = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'o':
+            if (!cli_valid_option_list(optarg))
+                goto out;
             if (cli_is_help_option(optarg)) {
                 help_opts = true;
                 break;
@@ -66,25 +109,27 @@ int cmd_measure(int argc, char **argv)
             }
             break;
         case 'l':
-            snap = strncmp(optarg, "snapshot.name=", 14) == 0 ? optarg + 14 : optarg;
+            free(snap);
+            snap = strncmp(optarg, "snapshot.", 9) == 0 ? snapshot_param(optarg) : strdup(optarg);
+            if (!snap)
+                goto out;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                goto out;
+            break;
+        case CLI_OPT_IMAGE_OPTS:
+            image_opts = true;
             break;
         case 'J':
             if ((json = parse_output_format(optarg)) < 0)
                 goto out;
             break;
         case 'z': {
-            int r = vdisk_parse_size(optarg, 1, &size);
-            if (r == -ERANGE || (r == 0 && size > INT64_MAX)) {
-                cli_error("Invalid image size specified. Must be between 0 and %" PRId64 ".",
-                          INT64_MAX);
+            int64_t v = cli_cvtnum("image size", optarg, 0, INT64_MAX);
+            if (v < 0)
                 goto out;
-            }
-            if (r < 0) {
-                cli_error("Invalid image size specified. You may use k, M, G, T, P or E "
-                          "suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes "
-                          "and exabytes.");
-                goto out;
-            }
+            size = (uint64_t)v;
             have_size = true;
             break;
         }
@@ -98,7 +143,16 @@ int cmd_measure(int argc, char **argv)
             goto out;
         }
     }
-    if (have_size == (optind < argc) || argc - optind > 1) {
+    /* qemu-img's checks, in its order. */
+    if (argc - optind > 1) {
+        cli_error("At most one filename argument is allowed.");
+        goto out;
+    }
+    if (optind == argc && (image_opts || oa.format || snap)) {
+        cli_error("--image-opts, -f, and -l require a filename argument.");
+        goto out;
+    }
+    if (have_size == (optind < argc)) {
         cli_error(have_size ? "--size N cannot be used together with a filename."
                             : "Either --size N or one filename must be specified.");
         goto out;
@@ -111,6 +165,8 @@ int cmd_measure(int argc, char **argv)
     }
     vdisk_dev *dev = NULL;
     if (!have_size) {
+        if (image_opts && !(file = cli_image_opts(argv[optind], oa.format)))
+            goto out;
         vdisk_options *so = NULL;
         vdisk_options_new(&so);
         vdisk_options_set(so, "read-only", "on");
@@ -120,12 +176,26 @@ int cmd_measure(int argc, char **argv)
             vdisk_options_set(so, "force-share", "on");
         if (snap)
             vdisk_options_set(so, "snapshot.name", snap);
-        int r = vdisk_open(&dev, argv[optind], so);
+        int r = cli_secrets_apply(so);
+        if (r == 0)
+            r = vdisk_open(&dev, file ? file : argv[optind], so);
         vdisk_options_free(so);
         if (r < 0) {
             cli_lib_error();
             goto out;
         }
+    }
+    /* An output format vdisk does not know: qemu-img's words (a known one
+     * that cannot be measured fails in vdisk_measure). */
+    if (vdisk_create_option(out_fmt, 0, NULL, NULL, NULL) == -ENOENT) {
+        vdisk_close(dev);
+        cli_error("Unknown file format '%s'", out_fmt);
+        goto out;
+    }
+    if (cli_secrets_apply(o) < 0) {
+        cli_lib_error();
+        vdisk_close(dev);
+        goto out;
     }
     struct vdisk_measure_result m = {.struct_size = sizeof m};
     int r = vdisk_measure(out_fmt, have_size ? size : 0, o, dev, &m);
@@ -149,5 +219,7 @@ int cmd_measure(int argc, char **argv)
     ret = 0;
 out:
     vdisk_options_free(o);
+    free(snap);
+    free(file);
     return ret;
 }

@@ -440,6 +440,16 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
 
 void cli_open_error(const char *file)
 {
+    /* A backing chain that loops: qemu-img info --backing-chain's one line
+     * ("Backing file 'X' creates an infinite loop."), without the opens
+     * that led to it. */
+    const char *loop = cli_lib_detail();
+    while (loop && !strncmp(loop, "Could not open backing file: ", 29))
+        loop += 29;
+    if (vdisk_get_errno() == ELOOP && loop && !strncmp(loop, "Backing file '", 14)) {
+        cli_error("%s", loop);
+        return;
+    }
     /* As qemu-img and qemu-io word it (their scripts grep for it); vdisk
      * itself prints the library's message alone, which names the file. */
     if (strcmp(cli_progname, "qemu-img") == 0)
@@ -585,4 +595,16 @@ int64_t cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max
         return -1;
     }
     return (int64_t)v;
+}
+
+bool cli_valid_option_list(const char *list)
+{
+    size_t len = strlen(list), commas = 0;
+    while (commas < len && list[len - 1 - commas] == ',')
+        commas++;
+    if (!list[0] || list[0] == ',' || commas % 2) {
+        cli_error("Invalid option list: %s", list);
+        return false;
+    }
+    return true;
 }
