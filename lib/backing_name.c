@@ -65,6 +65,40 @@ bool backing_escapes(const char *image, const char *name, const char *full)
     return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
 }
 
+/* Whether OS holds a key for the backing file ("backing.[...]key-secret"),
+ * or asks to open without keys (no-key, which goes down the chain). */
+static bool has_backing_key(const struct opt_set *os)
+{
+    for (size_t i = 0; i < os->count; i++) {
+        const char *k = opt_key(os, i);
+        size_t n = strlen(k);
+        if ((!strncmp(k, "backing.", 8) && n >= 10 && !strcmp(k + n - 10, "key-secret")) ||
+            (!strcmp(k, "no-key") && !strcmp(opt_value(os, i), "on")))
+            return true;
+    }
+    return false;
+}
+
+/* The backing file's keys of OS, one "backing." less, and every secret,
+ * into BO.  0 or -ENOMEM. */
+static int pass_keys(struct opt_set *os, vdisk_options *bo)
+{
+    for (size_t i = 0; i < os->count; i++) {
+        const char *k = opt_key(os, i), *v = opt_value(os, i);
+        size_t n = strlen(k);
+        int e = 0;
+        if (!strncmp(k, "backing.", 8) && n >= 10 && !strcmp(k + n - 10, "key-secret")) {
+            opt_take(os, k);
+            e = opt_add(bo, k + 8, v);
+        } else if (!strncmp(k, "secret.", 7) || !strcmp(k, "no-key")) {
+            e = opt_add(bo, k, v);
+        }
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
 int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct vdisk_dev **out,
                  char **full)
 {
@@ -116,10 +150,12 @@ int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct
                                    "one of the images above it (the backing chain loops)", fn,
                                    *full);
         }
-        /* Confinement goes down the chain, and so does the network choice. */
+        /* Confinement goes down the chain, and so does the network choice;
+         * the backing file's key when the user gave one. */
         vdisk_options *bo = NULL;
         struct opt_set bos = {0};
-        bool pass = b->confine || b->allow_network;
+        bool keys = b->os && has_backing_key(b->os);
+        bool pass = b->confine || b->allow_network || keys;
         if (pass) {
             const char *ctx = err_context();
             int e = vdisk_options_new(&bo);
@@ -127,6 +163,8 @@ int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct
                 e = vdisk_options_set(bo, "backing-confine", "on");
             if (e == 0 && b->allow_network)
                 e = vdisk_options_set(bo, "backing-allow-network", "on");
+            if (e == 0 && keys)
+                e = pass_keys(b->os, bo);
             if (e == 0)
                 e = opt_set_init(&bos, bo);
             err_enter(ctx);

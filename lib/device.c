@@ -467,6 +467,29 @@ static int raw_range(struct vdisk_dev **devp, struct opt_set *os)
     return 0;
 }
 
+/* An encrypted image's key-secret is one of QEMU's "strong" options: a
+ * json: name giving one is shown as QEMU shows it, the key first:
+ * json:{"encrypt.key-secret": ID, "driver": FMT, "file": {"driver":
+ * "file", "filename": NAME}} (a plain file; names needing JSON escapes
+ * keep the plain name).  0 or -ENOMEM. */
+static int key_shown_name(struct vdisk_dev *dev, const struct json_name *jn)
+{
+    const char *k = NULL, *v = NULL;
+    for (unsigned i = 0; i < jn->fmt_opts; i++)
+        if (!strcmp(jn->fmt_key[i], "encrypt.key-secret") || !strcmp(jn->fmt_key[i], "key-secret")) {
+            k = jn->fmt_key[i];
+            v = jn->fmt_val[i];
+        }
+    if (!k || !jn->filename || jn->protocol_only || (jn->protocol && strcmp(jn->protocol, "file")) ||
+        strpbrk(v, "\"\\") || strpbrk(jn->filename, "\"\\"))
+        return 0;
+    if (!(dev->core->shown = str_printf("json:{\"%s\": \"%s\", \"driver\": \"%s\", \"file\": "
+                                        "{\"driver\": \"file\", \"filename\": \"%s\"}}", k, v,
+                                        format_name(dev), jn->filename)))
+        return err_set(-ENOMEM, "out of memory");
+    return 0;
+}
+
 VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_options *opts)
 {
     err_enter(__func__);
@@ -560,6 +583,10 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
         dev_unref(dev);
         *devp = NULL;
         r = err_set(-ENOMEM, "out of memory");
+    }
+    if (r == 0 && !jn.shown_file && (r = key_shown_name(dev, &jn)) < 0) {
+        dev_unref(dev);
+        *devp = NULL;
     }
     opt_set_fini(&os);
     vdisk_options_free(merged);

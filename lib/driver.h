@@ -269,6 +269,11 @@ struct vdisk_req {
     uint64_t length;
     struct iovec *iov;
     int iovcnt;
+    /* For an encrypting layer (formats/luks): the IV sector of the data at
+     * OFFSET is OFFSET / 512 + IV_SHIFT.  0 (IVs by offset) unless the
+     * parent says otherwise: qcow2's legacy AES encrypts by guest offset
+     * what it stores at a host offset. */
+    int64_t iv_shift;
 
     /* Who is told when the request is done: a child's DONE(req, ret) runs
      * on its parent's queue thread and must release it with req_free(). */
@@ -794,6 +799,11 @@ struct backing_spec {
     bool confine;              /* backing-confine=on (passed down the chain) */
     bool allow_network;        /* backing-allow-network=on (passed down the chain) */
     unsigned max_depth;        /* images in a chain, at most */
+    /* The overlay's open options (may be NULL): the backing file's key
+     * ("backing.encrypt.key-secret", "backing.key-secret", and deeper
+     * "backing.backing...." ones one level down) and the secrets
+     * ("secret.ID") go to the backing file's open. */
+    struct opt_set *os;
 };
 /*
  * Opens the backing file of OVERLAY that B names, read-only, under the

@@ -946,6 +946,17 @@ static int translate(struct jp *j, struct json_name *out)
                    "not supported");
     if (bk && (r = add_opt(j, out, "backing.null", "on")) < 0)
         return r;
+    /* A backing file given by options: its format (and its file's driver,
+     * the file protocol alone). */
+    const char *bd = str(j, "", "backing.driver", &r);
+    if (r == 0 && bd)
+        r = add_opt(j, out, "backing.format", bd);
+    const char *bfd = r == 0 ? str(j, "", "backing.file.driver", &r) : NULL;
+    if (r == 0 && bfd && strcmp(bfd, "file"))
+        r = bad(j, -ENOTSUP, "'backing.file.driver' %s: a backing file given by options is a "
+                "file", bfd);
+    if (r < 0)
+        return r;
     struct jkey *ro = get(j, "read-only");
     if (ro) {
         if (ro->type == J_BOOL || (ro->type == J_STR && (!strcmp(ro->val, "on") ||
@@ -1015,7 +1026,10 @@ static int translate(struct jp *j, struct json_name *out)
         {"encrypt.key-secret", "qcow2"}, {"key-secret", "luks"},
         /* qcow2's external data file (a file's name) */
         {"data-file.filename", "qcow2"}, {"data-file", "qcow2"},
-        {"data-file.driver", "qcow2"}, {"data-file.size", "qcow2"}};
+        {"data-file.driver", "qcow2"}, {"data-file.size", "qcow2"},
+        /* the backing file the user names, and its key */
+        {"backing.file.filename", "qcow2"}, {"backing.encrypt.key-secret", "qcow2"},
+        {"backing.key-secret", "qcow2"}};
     for (unsigned f = 0; f < JSON_NAME_FMT_OPTS && !out->protocol_only; f++) {
         if (drv && strcmp(drv, fmt_keys[f][1]))
             continue;

@@ -17,7 +17,7 @@
 /* Open options a name may carry (struct json_name's opt_key). */
 #define JSON_NAME_OPTS  16
 /* Format options a name may carry (json_name.fmt_key). */
-#define JSON_NAME_FMT_OPTS 6
+#define JSON_NAME_FMT_OPTS 9
 
 struct json_name {
     char *filename; /* the plain name */

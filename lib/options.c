@@ -167,6 +167,16 @@ const char *opt_take(struct opt_set *s, const char *key)
     return NULL;
 }
 
+const char *opt_key(const struct opt_set *s, size_t i)
+{
+    return s->opts->keys[i];
+}
+
+const char *opt_value(const struct opt_set *s, size_t i)
+{
+    return s->opts->values[i];
+}
+
 int opt_check_all_taken(struct opt_set *s, const char *what)
 {
     for (size_t i = 0; i < s->count; i++)

@@ -18,6 +18,9 @@ struct opt_set {
 int opt_set_init(struct opt_set *s, const vdisk_options *opts);
 void opt_set_fini(struct opt_set *s);
 const char *opt_take(struct opt_set *s, const char *key);
+/* The key and value of option I (< s->count), taken or not. */
+const char *opt_key(const struct opt_set *s, size_t i);
+const char *opt_value(const struct opt_set *s, size_t i);
 /* Fails with a message naming the first option that nothing took. */
 int opt_check_all_taken(struct opt_set *s, const char *what);
 int opt_bool(const char *key, const char *v, bool *out);

@@ -174,6 +174,15 @@ static int crypt_iov(struct vcrypt *c, const struct iovec *iov, int iovcnt, size
     return 0;
 }
 
+/* The IV sector (512-byte units) of the data at OFF (in the layer) for
+ * REQ: by its offset, moved by the request's iv_shift (qcow2's legacy AES)
+ * and the layer's iv_base (LUKS2's iv_tweak). */
+static uint64_t iv_sector(const struct vdisk_req *req, uint64_t off)
+{
+    const struct crypt *c = req->dev->priv;
+    return (uint64_t)((int64_t)(off / VCRYPT_SECTOR) + req->iv_shift) + c->iv_base;
+}
+
 static void read_done(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *req = child->parent;
@@ -182,7 +191,7 @@ static void read_done(struct vdisk_req *child, int ret)
     req_free(child);
     if (ret == 0) {
         ret = crypt_iov(c->cipher, req->iov, req->iovcnt, 0, req->length,
-                        req->offset / VCRYPT_SECTOR + c->iv_base, false);
+                        iv_sector(req, req->offset), false);
         if (ret < 0) {
             req_fail(req, ret, "%s", vdisk_get_error());
             return;
@@ -230,7 +239,7 @@ static void zero_next(struct vdisk_req *req, struct zero_state *z)
     struct crypt *c = req->dev->priv;
     uint64_t n = z->end - z->pos < ZERO_PIECE ? z->end - z->pos : ZERO_PIECE;
     memset(z->buf, 0, n);
-    int r = vcrypt_encrypt(c->cipher, z->pos / VCRYPT_SECTOR + c->iv_base, z->buf, n);
+    int r = vcrypt_encrypt(c->cipher, iv_sector(req, z->pos), z->buf, n);
     struct iovec v = {z->buf, n};
     struct vdisk_req *ch = r < 0 ? NULL
                                  : req_new_child(req, c->file, VDISK_OP_WRITE, c->base + z->pos,
@@ -275,8 +284,7 @@ static void crypt_submit(struct vdisk_req *req)
             return;
         }
         iov_to_buf(req->iov, req->iovcnt, 0, buf, req->length);
-        int r = vcrypt_encrypt(c->cipher, req->offset / VCRYPT_SECTOR + c->iv_base, buf,
-                               req->length);
+        int r = vcrypt_encrypt(c->cipher, iv_sector(req, req->offset), buf, req->length);
         if (r < 0) {
             bounce_put(c, buf, req->length);
             req_fail(req, r, "%s", vdisk_get_error());
@@ -480,12 +488,14 @@ static int luks_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_s
 {
     const char *pass;
     int r = luks_take_secret(os, "", &pass);
-    if (r < 0)
-        return r;
     bool no_key = false;
     const char *v = opt_take(os, "no-key");
     if (v && opt_bool("no-key", v, &no_key) < 0)
         return -EINVAL;
+    if (r < 0 && !no_key) /* (without the key, a missing secret does not matter) */
+        return r;
+    if (r < 0)
+        pass = NULL;
     uint64_t fsize = file->file_length ? file->file_length : dev_size(file);
     uint8_t buf[LUKS_HEADER_BYTES] = {0};
     if (fsize < LUKS_HEADER_BYTES)

@@ -942,6 +942,8 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
             r = qcow2_crypto_make_header(&o.crypto, base, q_write_cb, &q, &s.crypto_length);
         s.crypt_method = QCOW2_CRYPT_LUKS;
         s.crypto_offset = base;
+    } else if (o.crypto.aes) {
+        s.crypt_method = QCOW2_CRYPT_AES; /* (the header alone says so) */
     }
     if (r == 0)
         r = q_finish(&q, &s, q.end > length ? q.end : length);

@@ -11,11 +11,19 @@
  * layer over the file (luks_crypt_open with base 0), and everything else
  * through s->file.  Compressed clusters are refused, as QEMU refuses them.
  *
- * Legacy AES encryption (crypt_method 1) is refused, as qemu-img 7.2
- * refuses to create it.
+ * Legacy AES encryption (crypt_method 1, encrypt.format=aes or
+ * encryption=on), as qemu-img 7.2 reads and creates it: AES-128-CBC, the
+ * key the passphrase's first 16 bytes (zero-padded, no key derivation),
+ * each 512-byte sector's IV its guest sector number (plain64): the data
+ * clusters go through the same encrypting layer, each request told the
+ * difference between its guest and host offsets (req->iv_shift, set in
+ * io.c).  No header extension.  QEMU's system emulators refuse these
+ * images (weak: no salt, no key derivation, IVs that can be guessed);
+ * the tools read and write them so that they can be converted.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,16 +46,56 @@ int qcow2_crypto_parse_ext(struct qcow2 *s, const uint8_t *data, uint32_t len)
     return 0;
 }
 
+/* The legacy AES method: the layer over BASE keyed with PASS (none with
+ * NO_KEY: it refuses data I/O). */
+static int aes_open(struct qcow2 *s, struct vdisk_dev *base, const char *fmt, const char *pass,
+                    bool no_key)
+{
+    const char *fname = s->dev->filename;
+    if (fmt && strcmp(fmt, "aes"))
+        return err_set(-EINVAL, "%s: Header reported 'aes' encryption format but options "
+                       "specify '%s'", fname, fmt);
+    if (s->crypto_offset)
+        return err_set(-EINVAL, "%s: CRYPTO header extension only expected with LUKS "
+                       "encryption method", fname);
+    struct vdisk_encrypt_info *info = calloc(1, sizeof *info);
+    if (!info)
+        return err_set(-ENOMEM, "out of memory");
+    info->format = "aes";
+    s->crypto_info = info;
+    if (!pass && !no_key)
+        return err_set(-EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
+    struct vcrypt *c = NULL;
+    if (!no_key) {
+        uint8_t key[16] = {0};
+        size_t n = strlen(pass);
+        memcpy(key, pass, n < sizeof key ? n : sizeof key);
+        int r = vcrypt_new(&c, VCRYPT_AES_128, VCRYPT_CBC, VCRYPT_IV_PLAIN64, VCRYPT_SHA256,
+                           key, sizeof key);
+        memset(key, 0, sizeof key);
+        if (r < 0)
+            return r;
+    }
+    int r = luks_crypt_open(&s->data, base, c, 0, align_down(INT64_MAX, 512), s->read_only);
+    if (r < 0) {
+        vcrypt_free(c);
+        s->data = base;
+    }
+    return r;
+}
+
 int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize)
 {
     const char *pass;
     int r = luks_take_secret(os, "encrypt.", &pass);
-    if (r < 0)
-        return r;
     bool no_key = false;
     const char *v = opt_take(os, "no-key");
     if (v && opt_bool("no-key", v, &no_key) < 0)
         return -EINVAL;
+    if (r < 0 && !no_key) /* (without the key, a missing secret does not matter) */
+        return r;
+    if (r < 0)
+        pass = NULL;
     const char *fmt = opt_take(os, "encrypt.format");
     const char *fname = s->dev->filename;
     /* Guest data: the external data file when there is one. */
@@ -63,8 +111,7 @@ int qcow2_crypto_open(struct qcow2 *s, struct opt_set *os, uint64_t fsize)
         return 0;
     }
     if (s->crypt_method == QCOW2_CRYPT_AES)
-        return err_set(-ENOTSUP, "%s: images encrypted with the legacy qcow2 AES method are not "
-                       "supported (only encrypt.format=luks)", fname);
+        return aes_open(s, base, fmt, pass, no_key);
     if (s->crypt_method != QCOW2_CRYPT_LUKS)
         return err_set(-EINVAL, "%s: Unsupported encryption method %" PRIu32, fname,
                        s->crypt_method);
@@ -182,9 +229,25 @@ int qcow2_crypto_take_create_opts(struct opt_set *os, struct qcow2_crypto_create
     bool on = false;
     if (legacy && opt_bool("encryption", legacy, &on) < 0)
         return -EINVAL;
-    if (on || (fmt && !strcmp(fmt, "aes")))
-        return err_set(-ENOTSUP, "Use of AES-CBC encrypted qcow2 images is no longer supported "
-                       "in system emulators");
+    if (on && fmt)
+        return err_set(-EINVAL, "'encrypt.format' and its alias 'encryption' can't be used at "
+                       "the same time");
+    if (on || (fmt && !strcmp(fmt, "aes"))) {
+        /* The legacy method has a key and nothing else. */
+        static const char *const luks_only[] = {"cipher-alg", "cipher-mode", "ivgen-alg",
+                                                "ivgen-hash-alg", "hash-alg", "iter-time"};
+        for (size_t i = 0; i < sizeof luks_only / sizeof luks_only[0]; i++) {
+            char k[32];
+            snprintf(k, sizeof k, "encrypt.%s", luks_only[i]);
+            if (opt_take(os, k))
+                return err_set(-EINVAL, "Parameter '%s' is unexpected", k);
+        }
+        int r = luks_take_secret(os, "encrypt.", &cc->pass);
+        if (r == 0 && !cc->pass)
+            r = err_set(-EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
+        cc->aes = r == 0;
+        return r;
+    }
     if (fmt && strcmp(fmt, "luks"))
         return err_set(-EINVAL, "Parameter 'encrypt.format' does not accept value '%s'", fmt);
     struct luks_create_opts *o = malloc(sizeof *o);

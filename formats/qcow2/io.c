@@ -95,6 +95,15 @@ static void fail_msg(struct vdisk_req *req, int r)
     req_set_error(req, r, err_detail());
 }
 
+/* Legacy AES encrypts each sector by its guest offset, where the data
+ * goes to its host offset: the encrypting layer is told the difference
+ * (REQ may be NULL). */
+static void aes_iv(const struct qcow2 *s, struct vdisk_req *req, uint64_t guest, uint64_t host)
+{
+    if (req && s->crypt_method == QCOW2_CRYPT_AES)
+        req->iv_shift = ((int64_t)guest - (int64_t)host) / VCRYPT_SECTOR;
+}
+
 /* ---- L2 tables missing from the cache ------------------------------------- */
 
 /*
@@ -384,11 +393,13 @@ static void qc_read_loop(struct vdisk_req *req)
         case QCOW2_NORMAL:
             dev_debug_event(s->file, "read_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, n)) {
+                aes_iv(s, req, pos, m.host);
                 req_forward(req, s->data, m.host, 0);
                 return;
             }
             c = child_slice(req, s->data, VDISK_OP_READ, m.host, skip, n, 0,
                             req_child_releases_parent, NULL);
+            aes_iv(s, c, pos, m.host);
             break;
         case QCOW2_ZERO:
             iov_memset(req->iov, req->iovcnt, skip, 0, n);
@@ -661,6 +672,7 @@ static void run_write(struct qc_run *run)
                                         run->cow_end - run->cow_start, v, n,
                                         req->flags & VDISK_REQ_FUA, run_write_done, run);
     free(v);
+    aes_iv(s, c, run->cow_start, host);
     if (!c) {
         run_finish(run, err_set(-ENOMEM, "out of memory"));
         return;
@@ -774,6 +786,7 @@ static void run_zero(struct qc_run *run)
     struct vdisk_req *c = req_new_child(req, s->data, VDISK_OP_WRITE_ZEROES, run->host,
                                         run->ncl * s->cluster_size, NULL, 0, 0, run_zero_done,
                                         run);
+    aes_iv(s, c, run->c0, run->host);
     if (!c) {
         run_cow(run);
         return;
@@ -1035,6 +1048,7 @@ static void qc_write_loop(struct vdisk_req *req)
             pthread_mutex_unlock(&s->lock);
             dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
             if (whole_to_file(req, pos, m.len)) {
+                aes_iv(s, req, pos, m.host);
                 req_forward(req, s->data, m.host, req->flags & VDISK_REQ_FUA);
                 return;
             }
@@ -1042,6 +1056,7 @@ static void qc_write_loop(struct vdisk_req *req)
                                               pos - req->offset, m.len,
                                               req->flags & VDISK_REQ_FUA,
                                               req_child_releases_parent, NULL);
+            aes_iv(s, c, pos, m.host);
             if (!c) {
                 fail_msg(req, err_set(-ENOMEM, "out of memory"));
                 break;
@@ -1323,6 +1338,14 @@ static int dz_work(struct vdisk_req *req)
         qr->dz.done_to = g;
     }
     pthread_mutex_unlock(&s->lock);
+    /* Clusters of a (not raw) data file have no refcounts: what the L2
+     * entries let go of is discarded there now, as QEMU does, since a
+     * write after this request may take the same place again.  Before
+     * the tables reach the disk, a crash shows the old data or zeroes,
+     * both allowed for an unfinished discard. */
+    if (r == 0 && unmap && !s->data_raw && s->data_file && s->discard_passthrough &&
+        qr->dz.done_to > qr->dz.start)
+        r = dev_discard(s->data_file, qr->dz.start, qr->dz.done_to - qr->dz.start);
     if (r < 0)
         fail_msg(req, r);
     return r;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "qcow2.h"
@@ -45,8 +46,23 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
         fmt = s->backing_fmt;
     struct backing_spec b = {.name = s->backing_name, .format = fmt, .confine = s->confine,
                              .allow_network = s->allow_network,
-                             .max_depth = QCOW2_MAX_CHAIN_DEPTH};
+                             .max_depth = QCOW2_MAX_CHAIN_DEPTH, .os = os};
+    /* The user's backing file (backing.file.filename) instead of the
+     * header's: taken as given (a relative name from the working folder),
+     * so not confined. */
+    const char *user = os && !up->open_backing ? opt_take(os, "backing.file.filename") : NULL;
+    char *abs = NULL;
+    if (user) {
+        char cwd[PATH_MAX];
+        if (user[0] != '/' && !strstr(user, "://") && !dev_is_network_name(user) &&
+            getcwd(cwd, sizeof cwd))
+            abs = str_printf("%s/%s", cwd, user);
+        b.name = abs ? abs : user;
+        b.confine = false;
+        b.allow_network = true;
+    }
     int r = backing_open(s->dev, &b, &s->backing, &s->full_backing);
+    free(abs);
     if (r < 0)
         return r;
     if (!fmt && !up->open_backing)
@@ -683,12 +699,14 @@ static const struct create_opt qcow2_create_opts[] = {
      "the data file is kept a raw image of the disk by itself"},
     {"encrypt.cipher-alg", "str", "Name of encryption cipher algorithm"},
     {"encrypt.cipher-mode", "str", "Name of encryption cipher mode"},
-    {"encrypt.format", "str", "Encrypt the image, format choices: 'luks'"},
+    {"encrypt.format", "str", "Encrypt the image, format choices: 'aes', 'luks'"},
     {"encrypt.hash-alg", "str", "Name of encryption hash algorithm"},
     {"encrypt.iter-time", "num", "Time to spend in PBKDF in milliseconds"},
     {"encrypt.ivgen-alg", "str", "Name of IV generator algorithm"},
     {"encrypt.ivgen-hash-alg", "str", "Name of IV generator hash algorithm"},
-    {"encrypt.key-secret", "str", "ID of secret providing the LUKS passphrase"},
+    {"encrypt.key-secret", "str", "ID of secret providing qcow AES key or LUKS passphrase"},
+    {"encryption", "bool (on/off)",
+     "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)"},
     {"extended_l2", "bool (on/off)",
      "extended L2 entries: 32 subclusters per cluster"},
     {"lazy_refcounts", "bool (on/off)",

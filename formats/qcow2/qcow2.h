@@ -658,7 +658,8 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os);
 /* Encryption (crypto.c): encrypt.format=luks. */
 struct luks_create_opts;
 struct qcow2_crypto_create {
-    bool enabled;
+    bool enabled;                 /* LUKS */
+    bool aes;                     /* the legacy AES method (no header) */
     struct luks_create_opts *opts;
     const char *pass;
 };

@@ -7,7 +7,7 @@
  * mode, IV generator and hash qemu-img 7.2 creates here; convert into and
  * out of encryption; cryptsetup luksDump's fields of vdisk's headers;
  * wrong and missing passphrases and hostile headers refused with exact
- * messages.  Key slots are made with iter-time=10 (milliseconds) to keep
+ * messages; qcow2's legacy AES method as qemu-img 7.2 makes and reads it.  Key slots are made with iter-time=10 (milliseconds) to keep
  * the test quick.
  */
 #include <errno.h>
@@ -365,6 +365,112 @@ START_TEST(convert_in_and_out)
 }
 END_TEST
 
+/* qcow2's legacy AES method (encryption=on, encrypt.format=aes), which
+ * qemu-img 7.2 still creates and reads: the same image files, info and
+ * refusals; data written by either tool read the same by the other (the
+ * passphrase longer than the 16 key bytes, so cut as QEMU cuts it), also
+ * over a backing file; convert into it and out of it. */
+START_TEST(qcow2_legacy_aes)
+{
+    write_pw();
+    static const char *const on[] = {"encryption=on,encrypt.key-secret=sec0",
+                                     "encrypt.format=aes,encrypt.key-secret=sec0"};
+    for (size_t i = 0; i < 2; i++) {
+        RUN_OK("cd '%s' && rm -f q.img v.img", scratch_dir());
+        struct run *r = run("cd '%s' && qemu-img create -f qcow2 " OBJ " -o %s q.img 4M",
+                            scratch_dir(), on[i]);
+        ck_assert_msg(r->status == 0, "%s", r->err);
+        char *qout = strdup(r->out);
+        r = run("cd '%s' && '%s' create -f qcow2 " OBJ " -o %s q.img 4M", scratch_dir(),
+                vdisk_bin(), on[i]);
+        ck_assert_int_eq(r->status, 0);
+        ck_assert_str_eq(r->out, qout);
+        free(qout);
+        RUN_OK("cd '%s' && mv q.img v.img && qemu-img create -q -f qcow2 " OBJ " -o %s q.img 4M "
+               "&& cmp q.img v.img", scratch_dir(), on[i]);
+        /* info needs no key. */
+        same_as_qemu_img("info", "v.img");
+        same_as_qemu_img("info", "--output=json v.img");
+    }
+    /* qemu-io writes, vdisk reads; vdisk writes, qemu reads. */
+    RUN_OK("cd '%s' && qemu-io " OBJ " --image-opts %s " WRITES " >/dev/null && "
+           "qemu-img convert " OBJ " --image-opts -O raw %s q.raw", scratch_dir(),
+           image_opts("qcow2", "q.img"), image_opts("qcow2", "q.img"));
+    library_reads_as("qcow2", "q.img", "q.raw");
+    RUN_OK("cd '%s' && '%s' convert " OBJ " --image-opts -O raw %s v.raw && cmp q.raw v.raw",
+           scratch_dir(), vdisk_bin(), image_opts("qcow2", "q.img"));
+    RUN_OK("cd '%s' && '%s' io " OBJ " --image-opts %s " WRITES " >/dev/null", scratch_dir(),
+           vdisk_bin(), image_opts("qcow2", "v.img"));
+    RUN_OK("cd '%s' && qemu-io " OBJ " --image-opts %s -c 'read -P 0x5a 1536 70000' "
+           "-c 'read -P 0xa5 1M 64k' -c 'read -P 0 2M 4k' -c 'read -P 0x3c 3000k 72k' && "
+           "qemu-img check " OBJ " --image-opts %s && qemu-img compare " OBJ " --image-opts %s %s",
+           scratch_dir(), image_opts("qcow2", "v.img"), image_opts("qcow2", "v.img"),
+           image_opts("qcow2", "v.img"), image_opts("qcow2", "q.img"));
+    /* An encrypted overlay over a plain backing file: copy on write. */
+    RUN_OK("cd '%s' && rm -f b.img o1.img o2.img && qemu-img create -q -f qcow2 b.img 4M && "
+           "qemu-io -c 'write -P 0x77 0 4M' b.img >/dev/null && "
+           "qemu-img create -q -f qcow2 -b b.img -F qcow2 " OBJ " -o encrypt.format=aes,"
+           "encrypt.key-secret=sec0 o1.img && cp o1.img o2.img", scratch_dir());
+    const char *cow = "-c 'write -P 0x33 4096 512' -c 'write -P 0x44 70000 100000'";
+    RUN_OK("cd '%s' && qemu-io " OBJ " --image-opts %s %s >/dev/null && "
+           "'%s' io " OBJ " --image-opts %s %s >/dev/null", scratch_dir(),
+           image_opts("qcow2", "o1.img"), cow, vdisk_bin(), image_opts("qcow2", "o2.img"), cow);
+    RUN_OK("cd '%s' && qemu-img convert " OBJ " --image-opts -O raw %s a.raw && "
+           "'%s' convert " OBJ " --image-opts -O raw %s b.raw && cmp a.raw b.raw", scratch_dir(),
+           image_opts("qcow2", "o2.img"), vdisk_bin(), image_opts("qcow2", "o1.img"));
+    /* Convert into the method and out of it. */
+    RUN_OK("cd '%s' && rm -f c.img && '%s' convert " OBJ " -O qcow2 -o encryption=on,"
+           "encrypt.key-secret=sec0 q.raw c.img && qemu-img compare " OBJ " --image-opts "
+           "driver=raw,file.filename=q.raw %s", scratch_dir(), vdisk_bin(),
+           image_opts("qcow2", "c.img"));
+    /* qemu-img's refusals, in its words. */
+    same_as_qemu_img("create", "-f qcow2 " OBJ " -o encryption=on,encrypt.format=luks,"
+                     "encrypt.key-secret=sec0 x.img 1M");
+    same_as_qemu_img("create", "-f qcow2 " OBJ " -o encrypt.format=aes,encrypt.key-secret=sec0,"
+                     "encrypt.cipher-alg=aes-256 x.img 1M");
+    same_as_qemu_img("create", "-f qcow2 -o encryption=on x.img 1M");
+    /* Data without the key: refused (under qemu-img's name, its words). */
+    struct run *r = run("cd '%s' && qemu-img map q.img", scratch_dir());
+    char *qerr = strdup(r->err);
+    r = run("cd '%s' && VDISK_PROG=qemu-img '%s' map q.img", scratch_dir(), vdisk_bin());
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_str_eq(r->err, qerr);
+    free(qerr);
+}
+END_TEST
+
+/* A chain of encrypted images, each with its own key: created over a
+ * backing file whose key is not given (its size alone is read, as
+ * qemu-img reads it), info without keys, the backing file's key given as
+ * backing.encrypt.key-secret (qemu-io's --image-opts and vdisk's json:
+ * names), info of such a name as qemu-img shows it, and commit of the
+ * overlay into its encrypted base. */
+START_TEST(encrypted_chain)
+{
+    const char *objs = "--object secret,id=s0,data=basepass --object secret,id=s1,data=toppass";
+    const char *spec = "driver=qcow2,file.filename=t.img,encrypt.key-secret=s1,"
+                       "backing.driver=qcow2,backing.file.filename=b.img,"
+                       "backing.encrypt.key-secret=s0";
+    RUN_OK("cd '%s' && rm -f b.img t.img && qemu-img create -q -f qcow2 %s -o encrypt.format=luks,"
+           "encrypt.key-secret=s0,encrypt.iter-time=10 b.img 4M && qemu-io %s --image-opts "
+           "driver=qcow2,file.filename=b.img,encrypt.key-secret=s0 -c 'write -P 0xa 0 4M' "
+           ">/dev/null", scratch_dir(), objs, objs);
+    same_as_qemu_img("create", "-f qcow2 --object secret,id=s1,data=toppass -o encrypt.format=luks,"
+                     "encrypt.key-secret=s1,encrypt.iter-time=10 -b b.img -F qcow2 t.img");
+    same_as_qemu_img("info", "t.img");
+    same_as_qemu_img("info", "--image-opts driver=qcow2,file.filename=t.img,encrypt.key-secret=s1");
+    same_as_qemu_img("info", "--output=json --image-opts driver=qcow2,file.filename=t.img,"
+                     "encrypt.key-secret=s1");
+    RUN_OK("cd '%s' && '%s' io %s --image-opts %s -c 'write -P 0xe 0 1024' -c 'read -P 0xa 1024 "
+           "4k' >/dev/null && qemu-io %s --image-opts %s -c 'read -P 0xe 0 1024' -c 'read -P 0xa "
+           "1024 64512' >/dev/null", scratch_dir(), vdisk_bin(), objs, spec, objs, spec);
+    same_as_qemu_img("map", fmt("%s --image-opts %s", objs, spec));
+    RUN_OK("cd '%s' && '%s' commit %s --image-opts %s && qemu-io %s --image-opts driver=qcow2,"
+           "file.filename=b.img,encrypt.key-secret=s0 -c 'read -P 0xe 0 1024' -c 'read -P 0xa "
+           "1024 64512' >/dev/null", scratch_dir(), vdisk_bin(), objs, spec, objs);
+}
+END_TEST
+
 /* vdisk nbd serves an encrypted image given with --object secret and
  * --image-opts, as qemu-nbd: qemu-io writes and reads it over NBD, then
  * reads the file itself with the passphrase. */
@@ -556,6 +662,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, same_layout_as_qemu_img);
     tcase_add_test(tc, cryptsetup_reads_vdisk_headers);
     tcase_add_test(tc, convert_in_and_out);
+    tcase_add_test(tc, qcow2_legacy_aes);
+    tcase_add_test(tc, encrypted_chain);
     tcase_add_test(tc, keys_refused);
     tcase_add_test(tc, hostile_headers);
     tcase_add_test(tc, nbd_serves_encrypted);

@@ -12,7 +12,8 @@
  *   - images vdisk wrote (the same requests) read the same through qemu:
  *     the disks compare equal, qemu-img check finds no errors, and a raw
  *     data file is the disk itself, byte for byte (also after write
- *     zeroes and discards);
+ *     zeroes and discards), and the data file's allocation is QEMU's
+ *     (what is discarded or unmapped is discarded there too);
  *   - convert into a data-file image, and out of one;
  *   - amend: rename and drop the name, clear data_file_raw, and qemu-img's
  *     refusals; internal snapshots and compressed writes refused.
@@ -141,6 +142,10 @@ START_TEST(vdisk_writes)
         }
         RUN_OK("cd '%s/v' && %s map --output=json i.qcow2 > vm && qemu-img map --output=json "
                "i.qcow2 > qm && cmp qm vm", scratch_dir(), vdisk_bin());
+        /* What was discarded or unmapped is discarded in the data file
+         * too, raw or not: its allocation is QEMU's. */
+        RUN_OK("cd '%s' && qemu-img map --output=json -f raw q/d.raw > qd && "
+               "qemu-img map --output=json -f raw v/d.raw > vd && diff qd vd", scratch_dir());
     }
     /* Over a backing file: copy on write. */
     fresh_dirs();

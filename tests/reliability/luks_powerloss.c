@@ -47,6 +47,7 @@
 
 #include "fault.h"
 #include "harness.h"
+#include "sectors.h"
 #include "options_internal.h"
 
 #define MIB (1u << 20)
@@ -160,18 +161,7 @@ static void workload(struct vdisk_dev *dev, struct state *s, uint8_t *buf)
 /* Each sector of DATA (the whole disk) holds one allowed value of S. */
 static void verify(const uint8_t *data, const struct state *s, const char *what)
 {
-    for (unsigned k = 0; k < SECTORS; k++) {
-        const uint8_t *p = data + (size_t)k * FAULT_SECTOR;
-        uint8_t v = p[0];
-        bool uniform = true;
-        for (unsigned i = 1; i < FAULT_SECTOR && uniform; i++)
-            uniform = p[i] == v;
-        unsigned allowed = (1u << s->dur[k]) | s->pend[k];
-        ck_assert_msg(uniform && v < 8 && (allowed >> v) & 1,
-                      "%s: sector %u (offset %u) reads %s0x%02x; allowed: 0x%02x at the last "
-                      "flush, or written since: mask 0x%02x", what, k, k * FAULT_SECTOR,
-                      uniform ? "" : "noise starting with ", v, s->dur[k], s->pend[k]);
-    }
+    sectors_verify(data, s->dur, s->pend, SECTORS, what);
 }
 
 /* qemu-io reads the copy COPY as DATA (vdisk's reading): read -P per run
@@ -188,21 +178,7 @@ static void qemu_agrees(const struct fmt_case *c, const char *copy, const uint8_
         ck_assert_msg(q->status == 0 || q->status == 3, "%s: qemu-img check exited %d: %s %s",
                       what, q->status, q->out, q->err);
     }
-    size_t cap = 1 << 16, len = 0;
-    char *cmds = malloc(cap);
-    ck_assert_ptr_nonnull(cmds);
-    cmds[0] = 0;
-    for (unsigned k = 0; k < SECTORS;) {
-        uint8_t v = data[(size_t)k * FAULT_SECTOR];
-        unsigned e = k + 1;
-        while (e < SECTORS && data[(size_t)e * FAULT_SECTOR] == v)
-            e++;
-        int n = snprintf(cmds + len, cap - len, " -c 'read -q -P 0x%02x %u %u'", v,
-                         k * FAULT_SECTOR, (e - k) * FAULT_SECTOR);
-        ck_assert(n > 0 && (size_t)n < cap - len);
-        len += (size_t)n;
-        k = e;
-    }
+    char *cmds = sectors_qemu_reads(data, SECTORS);
     struct run *q = run("qemu-io --object secret,id=s0,data='" PASS "' --image-opts '%s'%s",
                         opts, cmds);
     ck_assert_msg(q->status == 0 && !strstr(q->out, "failed") && !strstr(q->err, "failed"),

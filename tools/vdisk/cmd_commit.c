@@ -70,13 +70,50 @@ static void help(void)
            "  -p        show progress\n");
 }
 
+/* The value of "backing." DEPTH times then the key-secret option of FMT
+ * in the --image-opts LIST (KEY=VALUE,...; ",," a comma), malloc'd, or
+ * NULL. */
+static char *base_key(const char *list, int depth, const char *fmt)
+{
+    char key[512] = "";
+    for (int i = 0; i < depth && strlen(key) + 8 < sizeof key - 24; i++)
+        strcat(key, "backing.");
+    strcat(key, strcmp(fmt, "luks") ? "encrypt.key-secret" : "key-secret");
+    size_t kl = strlen(key);
+    for (const char *p = list; p && *p;) {
+        const char *e = p;
+        while (*e && !(*e == ',' && e[1] != ','))
+            e += (*e == ',' && e[1] == ',') ? 2 : 1;
+        if ((size_t)(e - p) > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+            /* (",," in the value: one comma) */
+            char *v = malloc((size_t)(e - p - (ptrdiff_t)kl));
+            if (!v)
+                return NULL;
+            size_t n = 0;
+            for (const char *q = p + kl + 1; q < e; q++) {
+                v[n++] = *q;
+                if (*q == ',' && q[1] == ',')
+                    q++;
+            }
+            v[n] = '\0';
+            return v;
+        }
+        p = *e ? e + 1 : NULL;
+    }
+    return NULL;
+}
+
 int cmd_commit(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"image-opts", no_argument, NULL, CLI_OPT_IMAGE_OPTS},
+        {"object", required_argument, NULL, CLI_OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     struct open_args oa = {0};
+    const char *image_opts = NULL;
+    bool want_image_opts = false;
     const char *base_name = NULL;
     bool keep = false, quiet = false, prog = false;
     int64_t rate = 0;
@@ -87,6 +124,13 @@ int cmd_commit(int argc, char **argv)
         case 'h':
             help();
             return 0;
+        case CLI_OPT_IMAGE_OPTS:
+            want_image_opts = true;
+            break;
+        case CLI_OPT_OBJECT:
+            if (cli_object_add(optarg) < 0)
+                return 1;
+            break;
         case 'f': oa.format = optarg; break;
         case 't': oa.cache = optarg; break;
         case 'b': base_name = optarg; break;
@@ -105,6 +149,11 @@ int cmd_commit(int argc, char **argv)
     if (argc - optind != 1) {
         cli_error("Expecting one image file name");
         return 1;
+    }
+    if (want_image_opts) {
+        image_opts = argv[optind];
+        if (!(argv[optind] = cli_image_opts(image_opts, oa.format)))
+            return 1;
     }
     vdisk_dev *top = cli_open(argv[optind], &oa);
     if (!top)
@@ -140,7 +189,14 @@ int cmd_commit(int argc, char **argv)
     vdisk_get_info(chain, &ai);
     struct open_args ba = {.format = ai.backing_format ? vdisk_get_format(b) : NULL,
                            .cache = oa.cache};
+    /* An encrypted base: the key the image options gave it
+     * (backing.[backing....]encrypt.key-secret). */
+    char *bkey = image_opts ? base_key(image_opts, depth, vdisk_get_format(b)) : NULL;
+    ba.key_secret = bkey;
+    if (bkey)
+        ba.format = vdisk_get_format(b);
     vdisk_dev *base = cli_open(vdisk_get_filename(b), &ba);
+    free(bkey);
     if (!base) {
         vdisk_close(top);
         return 1;

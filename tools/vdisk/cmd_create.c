@@ -67,6 +67,8 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
                 printf(" %s=%s", crypt_keys[i], vdisk_options_get(o, crypt_keys[i]));
     } else if (strcmp(fmt, "qcow2") == 0) {
         const char *v;
+        if ((v = vdisk_options_get(o, "encryption")))
+            printf(" encryption=%s", v);
         if ((v = vdisk_options_get(o, "encrypt.format")))
             printf(" encrypt.format=%s", v);
         for (size_t i = 0; i < sizeof crypt_keys / sizeof crypt_keys[0]; i++) {
@@ -175,7 +177,9 @@ static int backing_size(const char *file, const char *backing, const char *fmt, 
     }
     vdisk_options *o = NULL;
     vdisk_dev *dev = NULL;
+    /* (Its size alone, as qemu-img: no key, not its own backing file.) */
     if (vdisk_options_new(&o) < 0 || vdisk_options_set(o, "read-only", "on") < 0 ||
+        vdisk_options_set(o, "no-key", "on") < 0 || vdisk_options_set(o, "backing.null", "on") < 0 ||
         (fmt && vdisk_options_set(o, "format", fmt) < 0) || vdisk_open(&dev, path, o) < 0) {
         const char *detail = cli_lib_detail();
         if (!strncmp(detail, "Could not open '", 16)) /* (it names the file) */

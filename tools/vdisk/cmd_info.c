@@ -243,12 +243,13 @@ static void print_json(vdisk_dev *dev, const struct vdisk_info *in, int ind)
         pad(i);
         printf("}");
     }
-    if (in->backing_filename) {
+    /* (qemu-img's order: "encrypted" between the two backing names) */
+    if (in->backing_filename)
         json_field_str(i, "full-backing-filename", in->full_backing_filename, &first);
-        json_field_str(i, "backing-filename", in->backing_filename, &first);
-    }
     if (in->encrypt)
         json_field_bool(i, "encrypted", true, &first);
+    if (in->backing_filename)
+        json_field_str(i, "backing-filename", in->backing_filename, &first);
     if (has_dirty_flag(in->format))
         json_field_bool(i, "dirty-flag", in->dirty, &first);
     printf("\n");

@@ -1508,6 +1508,15 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
                     return -1;
             }
             io->node_name[2] = dup_or_null(qget(q, prefix, "backing.node-name"));
+            /* The backing file's key (the library passes it down), and its name
+             * when the user gives one. */
+            static const char *const bks[] = {"backing.encrypt.key-secret", "backing.key-secret",
+                                              "backing.file.filename"};
+            for (size_t i = 0; i < sizeof bks / sizeof bks[0]; i++) {
+                const char *v = qget(q, prefix, bks[i]);
+                if (v && add_libopt(io, bks[i], v) < 0)
+                    return -1;
+            }
             strcat(prefix, "file.");
             continue;
         }

@@ -252,6 +252,10 @@ int cli_secrets_apply(vdisk_options *o)
 
 void print_encrypt_human(const struct vdisk_encrypt_info *e, int ind, bool with_format)
 {
+    if (!strcmp(e->format, "aes")) { /* (qcow2's legacy method: nothing else to say) */
+        printf("%*sformat: aes\n", ind, "");
+        return;
+    }
     printf("%*sivgen alg: %s\n%*shash alg: %s\n%*scipher alg: %s\n%*suuid: %s\n", ind, "",
            e->ivgen_alg, ind, "", e->hash_alg, ind, "", e->cipher_alg, ind, "", e->uuid);
     if (e->ivgen_hash_alg)
@@ -295,6 +299,10 @@ void print_encrypt_json(const struct vdisk_encrypt_info *e, int ind, bool with_f
 {
     printf("{\n");
     int j = ind + 4;
+    if (!strcmp(e->format, "aes")) {
+        printf("%*s\"format\": \"aes\"\n%*s}", j, "", ind, "");
+        return;
+    }
     str_field(j, "ivgen-alg", e->ivgen_alg, true);
     str_field(j, "hash-alg", e->hash_alg, true);
     str_field(j, "cipher-alg", e->cipher_alg, true);
