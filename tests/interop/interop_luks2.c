@@ -190,7 +190,7 @@ END_TEST
 
 /* cryptsetup's own encryption of a known plaintext (offline reencrypt
  * --encrypt, no device-mapper) read back by vdisk: the IVs of 512 and
- * 4096-byte sectors as cryptsetup makes them. */
+ * 4096-byte sectors (XTS and CBC-ESSIV) as cryptsetup makes them. */
 START_TEST(cryptsetup_encrypts)
 {
     write_pw();
@@ -199,12 +199,15 @@ START_TEST(cryptsetup_encrypts)
     ck_assert_ptr_nonnull(plain);
     fill_random(plain, 8 * MIB, &seed);
     write_file(scratch("plain"), plain, 8 * MIB);
-    static const char *const sizes[] = {"512", "4096"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const sizes[] = {"512", "4096", "4096"};
+    static const char *const ciphers[] = {"aes-xts-plain64 --key-size 512",
+                                          "aes-xts-plain64 --key-size 256",
+                                          "aes-cbc-essiv:sha256 --key-size 256"};
+    for (size_t i = 0; i < 3; i++) {
         RUN_OK("cd '%s' && cp plain e.img && truncate -s 40M e.img && cryptsetup reencrypt "
-               "--encrypt --type luks2 --sector-size %s --reduce-device-size 32M "
+               "--encrypt --type luks2 --sector-size %s --cipher %s --reduce-device-size 32M "
                "--force-offline-reencrypt " FAST_PBKDF2 " -q --key-file pw e.img",
-               scratch_dir(), sizes[i]);
+               scratch_dir(), sizes[i], ciphers[i]);
         char *ss = dump_field("e.img", "sector:");
         ck_assert_str_eq(ss, sizes[i]);
         free(ss);
@@ -213,7 +216,7 @@ START_TEST(cryptsetup_encrypts)
         size_t len;
         uint8_t *got = read_file(scratch("v.raw"), &len);
         ck_assert_uint_ge(len, 8 * MIB);
-        assert_same_bytes(plain, got, 8 * MIB, 0, sizes[i]);
+        assert_same_bytes(plain, got, 8 * MIB, 0, ciphers[i]);
         free(got);
     }
     free(plain);
@@ -299,6 +302,18 @@ START_TEST(verbs)
     got = py_decrypt("c.img", key, cipher, ss);
     assert_same_bytes(pat, got, DATA_LEN, 0, "nbd");
     free(got);
+    /* Opened for writing, the image is locked as a LUKS1 one. */
+    RUN_OK("cd '%s' && rm -f n.sock n.pid && '%s' nbd --fork --pid-file=n.pid -k n.sock " OBJ
+           " --image-opts %s", scratch_dir(), vdisk_bin(), opts("c.img"));
+    struct run *r = run("cd '%s' && '%s' io " OBJ " --image-opts %s -c 'write 0 4k'",
+                        scratch_dir(), vdisk_bin(), opts("c.img"));
+    char *err = strdup(r->err);
+    RUN_OK("cd '%s' && qemu-io -f raw 'nbd+unix:///?socket=n.sock' -c 'read 0 512' >/dev/null "
+           "&& for t in $(seq 100); do [ -e n.pid ] || break; sleep 0.1; done && ! [ -e n.pid ]",
+           scratch_dir());
+    ck_assert_str_eq(err, "vdisk: Could not open 'c.img': Failed to get \"write\" lock\n"
+                          "Is another process using the image [c.img]?\n");
+    free(err);
     free(pat);
     free(key);
     free(cipher);
