@@ -117,7 +117,12 @@ static int grow_l1(struct qcow2 *s, uint64_t need, uint64_t size)
         return r;
     }
     free(old);
-    return old_clusters && old_off ? qcow2_free_later(s, old_off, old_clusters) : 0;
+    /* The header that pointed to the old table is durable (write_geometry
+     * flushed it), so its clusters are free at once, as in QEMU (whose
+     * next allocations reuse them). */
+    for (uint64_t i = 0; r == 0 && old_off && i < old_clusters; i++)
+        r = qcow2_refcount_update(s, (old_off >> s->cluster_bits) + i, -1);
+    return r;
 }
 
 static int resize_locked(struct qcow2 *s, uint64_t size, unsigned flags)
@@ -287,6 +292,42 @@ static int resize_data_file_locked(struct qcow2 *s, uint64_t old, uint64_t size,
     return r;
 }
 
+/*
+ * After a grow from OLD to SIZE: the new part reads zeroes, as QEMU makes
+ * it.  The rest of the old last cluster (it may still hold data from
+ * before a shrink) is written with zeroes when it is allocated or a
+ * backing file reaches into it, and where the backing file reaches past
+ * OLD the clusters after it become zero clusters, so that the disk never
+ * shows the backing file's (or old) data there.  Through the device's own
+ * write path, without s->lock (the caller holds the quiesce section).
+ */
+static int zero_grown(struct vdisk_dev *dev, uint64_t old, uint64_t size)
+{
+    struct qcow2 *s = dev->priv;
+    uint64_t cs = s->cluster_size, mid = align_up(old, cs);
+    uint64_t bsize = s->backing ? dev_size(s->backing) : 0;
+    if (mid > size)
+        mid = size;
+    int r = 0;
+    if (mid > old) {
+        struct qcow2_map m;
+        pthread_mutex_lock(&s->lock);
+        r = qcow2_lookup(s, old, mid - old, &m);
+        pthread_mutex_unlock(&s->lock);
+        bool stale = m.type == QCOW2_NORMAL || m.type == QCOW2_COMPRESSED ||
+                     (m.type == QCOW2_UNALLOCATED && bsize > old);
+        if (r == 0 && stale) {
+            uint8_t *z = calloc(1, mid - old);
+            r = z ? dev_pwrite(dev, z, mid - old, old) : err_set(-ENOMEM, "out of memory");
+            free(z);
+        }
+    }
+    uint64_t zend = s->version >= 3 ? size : (bsize < size ? bsize : size);
+    if (r == 0 && bsize > mid && zend > mid)
+        r = dev_write_zeroes(dev, mid, zend - mid, 0);
+    return r;
+}
+
 int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
 {
     struct qcow2 *s = dev->priv;
@@ -311,8 +352,10 @@ int qcow2_resize(struct vdisk_dev *dev, uint64_t size, unsigned flags)
     s->no_grow = no_grow;
     if (r == 0)
         __atomic_store_n(&dev->size, s->size, __ATOMIC_RELEASE);
+    bool grown = r == 0 && s->size > old && !pre && !qcow2_has_data_file(s);
+    size = s->size;
     pthread_mutex_unlock(&s->lock);
-    return r;
+    return grown ? zero_grown(dev, old, size) : r;
 }
 
 int qcow2_make_empty(struct vdisk_dev *dev)

@@ -824,7 +824,7 @@ static bool l2_cached_or_none(struct qcow2 *s, uint64_t c0)
  * negative errno.
  */
 static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run_mode mode,
-                     struct qc_run **runp, bool *zerop)
+                     const struct qcow2_map *m, struct qc_run **runp, bool *zerop)
 {
     struct qcow2 *s = req->dev->priv;
     uint64_t cs = s->cluster_size;
@@ -908,6 +908,21 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
         run->cow_start = c0;
         run->cow_end = cend < limit ? cend : limit;
     }
+    /* Preallocated zero clusters of this image's own (zero flag, host
+     * cluster, COPIED) keep their host clusters, as in QEMU: the write and
+     * its copy on write (zeroes) go there, then the entries lose the zero
+     * flag.  Only when the clusters lie inside the file and clear of every
+     * table (else the image is corrupt, and marked so). */
+    uint64_t pre = m && m->type == QCOW2_ZERO && m->copied && m->host >= pos - c0
+                       ? m->host - (pos - c0) : 0;
+    if (r == 0 && pre && !s->ext_l2 && !qcow2_has_data_file(s) && pre % cs == 0 &&
+        pre + ncl * cs <= align_up(dev_size(s->file), cs)) {
+        r = qcow2_check_overlap(s, pre, ncl * cs);
+        if (r == 0) {
+            run->fill = true;
+            run->host = pre;
+        }
+    }
     if (r == 0 && !run->fill && qcow2_has_data_file(s))
         run->host = c0; /* an external data file: at the guest offset, as QEMU */
     else if (r == 0 && !run->fill)
@@ -973,7 +988,7 @@ static int alloc_work(struct vdisk_req *carrier)
         len = s->cluster_size - (pos & (s->cluster_size - 1));
     struct qc_run *run;
     bool zero;
-    r = start_run(req, pos, len, RUN_WORKER, &run, &zero); /* releases the lock */
+    r = start_run(req, pos, len, RUN_WORKER, &m, &run, &zero); /* releases the lock */
     if (r < 0) {
         req_set_error(carrier, r, err_detail());
         return r;
@@ -1074,7 +1089,7 @@ static void qc_write_loop(struct vdisk_req *req)
             len = s->cluster_size - (pos & (s->cluster_size - 1));
         struct qc_run *run;
         bool zero;
-        r = start_run(req, pos, len, RUN_NB, &run, &zero); /* releases the lock */
+        r = start_run(req, pos, len, RUN_NB, &m, &run, &zero); /* releases the lock */
         if (r == 1)
             return; /* waiting for another allocation; resumed later */
         if (r == 2) {
@@ -1259,6 +1274,7 @@ static int write_zero_bytes(struct vdisk_req *req, uint64_t off, uint64_t len)
 
 #define DZ_ZERO  1u
 #define DZ_UNMAP 2u
+#define DZ_WIDEN 4u /* partial clusters at the edges may become zero clusters */
 static int dz_work(struct vdisk_req *req);
 static void dz_then(struct vdisk_req *req);
 static void dz_finish(struct vdisk_req *req, int r);
@@ -1295,16 +1311,112 @@ static void qc_discard_or_zero(struct vdisk_req *req, bool zero)
         return;
     }
     bool unmap = !zero || (req->flags & VDISK_REQ_MAY_UNMAP);
+    /* Zeroes over part of a cluster whose rest reads zeroes already (this
+     * image's zero or unallocated cluster over zeroes in the backing
+     * chain): the whole cluster becomes a zero cluster, as QEMU makes it,
+     * not a written one.  Decided on the worker (it reads tables). */
+    bool widen = zero && !v2_backing && !s->ext_l2 && !s->data_file &&
+                 (start < mid_s || mid_e < end);
     req_hold(req);
     struct qcow2_req *qr = qreq(req);
     qr->dz.start = mid_s;
     qr->dz.end = mid_e;
     qr->dz.done_to = mid_s;
-    qr->dz.flags = (zero ? DZ_ZERO : 0) | (unmap ? DZ_UNMAP : 0);
-    if (mid_s < mid_e)
+    qr->dz.flags = (zero ? DZ_ZERO : 0) | (unmap ? DZ_UNMAP : 0) | (widen ? DZ_WIDEN : 0);
+    if (mid_s < mid_e || widen)
         offload_req(s->offload, req, dz_work, dz_then); /* the tables */
     else
         dz_finish(req, 0);
+}
+
+/* [OFF, OFF + LEN) of the backing chain reads zeroes (past its end too). */
+static bool backing_zero(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    uint64_t bsize = s->backing ? dev_size(s->backing) : 0;
+    while (len && off < bsize) {
+        struct vdisk_extent e;
+        uint64_t n = bsize - off < len ? bsize - off : len;
+        if (dev_block_status(s->backing, off, n, &e) < 0 || !(e.flags & VDISK_EXT_ZERO) ||
+            e.length == 0)
+            return false;
+        n = e.length < n ? e.length : n;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* The cluster at U, of which [A, B) is to be zeroed, reads zeroes in the
+ * rest: this image has it as a zero cluster, or unallocated over zeroes. */
+static bool rest_reads_zero(struct qcow2 *s, uint64_t u, uint64_t a, uint64_t b)
+{
+    uint64_t cl = s->size - u < s->cluster_size ? s->size - u : s->cluster_size;
+    struct qcow2_map m;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_lookup(s, u, cl, &m);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0 || m.len < cl)
+        return false;
+    if (m.type == QCOW2_ZERO)
+        return true;
+    return m.type == QCOW2_UNALLOCATED && backing_zero(s, u, a - u) &&
+           backing_zero(s, b, u + cl - b);
+}
+
+/* DZ_WIDEN: the partial clusters at the request's edges that read zeroes
+ * apart from the part zeroed join the metadata part. */
+static void widen_edges(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    struct qcow2_req *qr = qreq(req);
+    uint64_t cs = s->cluster_size, start = req->offset, end = req->offset + req->length;
+    uint64_t hs = align_down(start, cs), ts = align_down(end, cs);
+    uint64_t ms = qr->dz.start, me = qr->dz.end;
+    if (ms > me) /* inside one cluster: no whole one between */
+        me = ms;
+    bool hp = start % cs != 0, tp = end % cs != 0 && end != s->size;
+    bool same = hp && tp && hs == ts; /* one cluster holds both edges */
+    bool head = hp && rest_reads_zero(s, hs, start, end < hs + cs ? end : hs + cs);
+    bool tail = tp && (same ? head : rest_reads_zero(s, ts, start > ts ? start : ts, end));
+    if (head)
+        ms = hs;
+    if (tail)
+        me = ts + cs;
+    if (me > s->size)
+        me = s->size; /* (the image's last, short cluster) */
+    if (ms < me && (head || tail)) {
+        qr->dz.start = ms;
+        qr->dz.end = me;
+        qr->dz.done_to = ms;
+    }
+}
+
+/* Under the lock, before the widened edges are marked: are their
+ * clusters still zero or unallocated here (a write may have come since
+ * widen_edges looked)?  Else the metadata part shrinks back to the whole
+ * clusters inside the request. */
+static void widened_still_zero(struct vdisk_req *req)
+{
+    struct qcow2 *s = req->dev->priv;
+    struct qcow2_req *qr = qreq(req);
+    uint64_t cs = s->cluster_size, start = req->offset, end = req->offset + req->length;
+    uint64_t edge[2] = {qr->dz.start < start ? qr->dz.start : UINT64_MAX,
+                        qr->dz.end > end ? align_down(qr->dz.end - 1, cs) : UINT64_MAX};
+    bool ok = true;
+    for (int i = 0; ok && i < 2; i++) {
+        struct qcow2_map m;
+        if (edge[i] == UINT64_MAX)
+            continue;
+        uint64_t cl = s->size - edge[i] < cs ? s->size - edge[i] : cs;
+        ok = qcow2_lookup(s, edge[i], cl, &m) == 0 && m.len >= cl &&
+             (m.type == QCOW2_ZERO || m.type == QCOW2_UNALLOCATED);
+    }
+    if (!ok) {
+        uint64_t ms = align_up(start, cs), me = end == s->size ? end : align_down(end, cs);
+        qr->dz.start = ms;
+        qr->dz.end = me > ms ? me : ms;
+        qr->dz.done_to = ms;
+    }
 }
 
 /* On the offload thread: the metadata part, whole units in [mid_s, mid_e). */
@@ -1313,6 +1425,11 @@ static int dz_work(struct vdisk_req *req)
     struct qcow2 *s = req->dev->priv;
     struct qcow2_req *qr = qreq(req);
     bool zero = qr->dz.flags & DZ_ZERO, unmap = qr->dz.flags & DZ_UNMAP;
+    if (qr->dz.flags & DZ_WIDEN) {
+        widen_edges(req);
+        if (qr->dz.start >= qr->dz.end)
+            return 0; /* nothing whole: dz_finish writes the zeroes */
+    }
     uint64_t mid_e = qr->dz.end;
     int r = 0;
     /* A raw data file stays the disk's image: zeroes there first (QEMU's
@@ -1326,6 +1443,10 @@ static int dz_work(struct vdisk_req *req)
     }
     prefetch_for(s, qr->dz.start, mid_e, 1);
     pthread_mutex_lock(&s->lock);
+    if (qr->dz.flags & DZ_WIDEN) {
+        widened_still_zero(req);
+        mid_e = qr->dz.end;
+    }
     if (s->lazy && !s->dirty_on_disk) {
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
         if (r == 0)
@@ -1377,9 +1498,11 @@ static void dz_finish(struct vdisk_req *req, int r)
                           "fallback asked)");
     } else if (zero) {
         /* The edges, and what metadata could not do, as written zeroes. */
-        if (mid_s >= mid_e) {
+        if (mid_s >= mid_e || done_to <= start) {
             r = write_zero_bytes(req, start, req->length);
         } else {
+            /* (never outside the request: widened edges are whole zero
+             * clusters, or were not marked at all) */
             if (start < mid_s)
                 r = write_zero_bytes(req, start, mid_s - start);
             if (r == 0 && done_to < end)

@@ -133,7 +133,7 @@ int cmd_commit(int argc, char **argv)
             break;
         case 'f': oa.format = optarg; break;
         case 't': oa.cache = optarg; break;
-        case 'b': base_name = optarg; break;
+        case 'b': base_name = optarg; keep = true; break; /* (-b implies -d, as in qemu-img) */
         case 'd': keep = true; break;
         case 'p': prog = true; break;
         case 'q': quiet = true; break;

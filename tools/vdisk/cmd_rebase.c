@@ -120,8 +120,24 @@ int cmd_rebase(int argc, char **argv)
                     r = vdisk_pread(old, a, osize - off < n ? osize - off : n, off);
                 if (r == 0 && off < nsize)
                     r = vdisk_pread(neu, b, nsize - off < n ? nsize - off : n, off);
-                if (r == 0 && memcmp(a, b, n) != 0)
-                    r = vdisk_pwrite(dev, a, n, off);
+                /* Only the runs (of 512-byte sectors) that differ are
+                 * written, as qemu-img rebase does: past the old backing
+                 * file's end as zeroes (no data), else as data. */
+                for (uint64_t p = 0; r == 0 && p < n;) {
+                    uint64_t q = p + (n - p < 512 ? n - p : 512);
+                    bool differs = memcmp(a + p, b + p, q - p) != 0;
+                    while (q < n) {
+                        uint64_t e2 = q + (n - q < 512 ? n - q : 512);
+                        if ((memcmp(a + q, b + q, e2 - q) != 0) != differs)
+                            break;
+                        q = e2;
+                    }
+                    if (differs) {
+                        r = off + p >= osize ? vdisk_write_zeroes(dev, off + p, q - p, 0)
+                                 : vdisk_pwrite(dev, a + p, q - p, off + p);
+                    }
+                    p = q;
+                }
             }
             off += n;
             if (prog)
