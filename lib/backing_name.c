@@ -150,6 +150,14 @@ int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct
                     return err_set(-ELOOP, "Backing file '%s' creates an infinite loop.",
                                    *full);
         }
+        /* A backing format that is one of QEMU's protocol drivers (qemu-img
+         * rebase -u -F host_device records one): the file as it is. */
+        const char *fmt = b->format;
+        if (fmt && (!strcmp(fmt, "file") || !strcmp(fmt, "host_device") ||
+                    !strcmp(fmt, "host_cdrom")))
+            fmt = "raw";
+        if (fmt && !driver_by_name(fmt))
+            return err_set(-EINVAL, "Could not open backing file: Unknown driver '%s'", fmt);
         /* Confinement goes down the chain, and so does the network choice;
          * the backing file's key when the user gave one. */
         vdisk_options *bo = NULL;
@@ -173,12 +181,6 @@ int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct
                 return err_set(-ENOMEM, "out of memory");
             }
         }
-        /* A backing format that is one of QEMU's protocol drivers (qemu-img
-         * rebase -u -F host_device records one): the file as it is. */
-        const char *fmt = b->format;
-        if (fmt && (!strcmp(fmt, "file") || !strcmp(fmt, "host_device") ||
-                    !strcmp(fmt, "host_cdrom")))
-            fmt = "raw";
         r = dev_open(out, *full, fmt, &p, pass ? &bos : NULL);
         opt_set_fini(&bos);
         vdisk_options_free(bo);

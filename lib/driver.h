@@ -831,8 +831,8 @@ struct backing_spec {
  * folder, confined, refused for a network name without allow_network, and
  * for a chain that loops or is deeper than max_depth.  *FULL gets the
  * resolved name (malloc'd; may be set on failure too, the caller frees
- * it).  Returns 0 or -errno with "FILE: could not open the backing file
- * ..." and the reason.
+ * it).  Returns 0 or -errno with QEMU's "Could not open backing file:
+ * REASON" (a loop: "Backing file 'X' creates an infinite loop.").
  */
 int backing_open(struct vdisk_dev *overlay, const struct backing_spec *b, struct vdisk_dev **out,
                  char **full);

@@ -132,8 +132,10 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *buf, size_t len)
             return bad_q("Header extension too large");
         switch (type) {
         case QCOW2_EXT_BACKING_FMT:
-            if (elen > QCOW2_MAX_BACKING_NAME || s->backing_fmt)
+            if (elen > QCOW2_MAX_BACKING_NAME)
                 return bad(s, "invalid backing format extension (length %" PRIu32 ")", elen);
+            /* A second one wins, as in QEMU (which reads them in order). */
+            free(s->backing_fmt);
             s->backing_fmt = strndup((const char *)buf + data, elen);
             if (!s->backing_fmt)
                 return err_set(-ENOMEM, "out of memory");

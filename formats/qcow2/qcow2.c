@@ -32,8 +32,11 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os)
     const struct vdisk_open_params *up = &s->dev->params;
     /* json:{..., "backing": null}: opened without its backing file. */
     const char *none = os ? opt_take(os, "backing.null") : NULL;
-    if (none && !strcmp(none, "on"))
-        return 0;
+    if (none && !strcmp(none, "on")) {
+        /* Its name resolved all the same, for info's "actual path". */
+        s->full_backing = backing_resolve(s->dev->filename, s->backing_name);
+        return s->full_backing ? 0 : err_set(-ENOMEM, "out of memory");
+    }
     if (!up->no_backing && !up->open_backing && !strncmp(s->backing_name, "json:", 5))
         return err_set(-ENOTSUP, "%s: the backing file name is a json: name ('%s'), which "
                        "vdisk does not follow in images (rebase -u onto the plain name)",

@@ -547,10 +547,15 @@ START_TEST(backing_format_probed)
                    "o.qcow2", vdisk_bin());
     ck_assert_msg(r->status == 0, "%s%s", r->out, r->err);
     ck_assert_str_eq(r->err, probe_warning("o.qcow2", "base.qcow2", "qcow2"));
-    /* info prints what qemu-img info prints (and the warning on stderr). */
+    /* info prints what qemu-img info prints; it does not open the backing
+     * file (as qemu-img info does not), so nothing is probed; with
+     * --backing-chain it is, with the warning on stderr. */
     r = IN_SCRATCH("'%s' info o.qcow2", vdisk_bin());
     ck_assert_int_eq(r->status, 0);
     ck_assert_str_eq(r->out, qinfo);
+    ck_assert_str_eq(r->err, "");
+    r = IN_SCRATCH("'%s' info --backing-chain o.qcow2", vdisk_bin());
+    ck_assert_int_eq(r->status, 0);
     ck_assert_str_eq(r->err, probe_warning("o.qcow2", "base.qcow2", "qcow2"));
     free(qinfo);
     const char *variants[] = {"--output=json", "--backing-chain",

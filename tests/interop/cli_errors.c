@@ -105,6 +105,19 @@ START_TEST(open_errors_as_qemu)
 }
 END_TEST
 
+/* info (without --backing-chain) and rebase -u do not open the backing
+ * file, as qemu-img's do not: a missing one is no error (iotest 114). */
+START_TEST(backing_not_opened)
+{
+    RUN_OK("cd '%s' && rm -f nb.qcow2 && qemu-img create -q -f qcow2 -u -b missing.qcow2 -F "
+           "qcow2 nb.qcow2 1M", scratch_dir());
+    same_as_qemu_img("info", "nb.qcow2");
+    same_as_qemu_img("info", "--output=json nb.qcow2");
+    same_as_qemu_img("rebase", "-u -b missing2.qcow2 -F qcow2 nb.qcow2");
+    same_as_qemu_img("info", "nb.qcow2");
+}
+END_TEST
+
 START_TEST(help_for_every_verb)
 {
     static const char *const verbs[] = {"create", "info", "map", "io", "bench"};
@@ -351,6 +364,7 @@ int main(void)
     tcase_add_test(tc, io_out_of_range);
     tcase_add_test(tc, sizes_as_qemu);
     tcase_add_test(tc, open_errors_as_qemu);
+    tcase_add_test(tc, backing_not_opened);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -351,6 +351,12 @@ int cmd_info(int argc, char **argv)
     }
     if (image_opts && !(argv[optind] = cli_image_opts(argv[optind], oa.format)))
         return 1;
+    /* Without --backing-chain the backing file is not opened, as qemu-img
+     * info does not open it: a missing one or one of an unknown format
+     * still shows. */
+    static const char *const no_backing[] = {"backing.null", "on", NULL};
+    if (!chain)
+        oa.options = no_backing;
     vdisk_dev *dev = cli_open(argv[optind], &oa);
     if (!dev)
         return 1;

@@ -92,6 +92,11 @@ int cmd_rebase(int argc, char **argv)
                   nb);
         return 1;
     }
+    /* -u: the old backing file is not opened (qemu-img's rebase -u does
+     * not open it: it may be missing, or of a format no one knows). */
+    static const char *const no_backing[] = {"backing.null", "on", NULL};
+    if (unsafe)
+        oa.options = no_backing;
     vdisk_dev *dev = cli_open(file, &oa);
     if (!dev)
         return 1;
