@@ -557,6 +557,19 @@ static inline uint64_t align_up(uint64_t v, uint64_t a)
 
 void *aligned_alloc_or_null(size_t align, size_t size);
 
+/* The value (0 to 63) of base64 character C (RFC 4648's alphabet), or -1
+ * for any other byte, '=' included. */
+static inline int base64_digit(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
 /* ---- Drivers -------------------------------------------------------------- */
 
 /* Whole-image snapshot operations (vdisk/snapshot.h). */

@@ -206,19 +206,10 @@ static int read_mish(struct vdisk_dev *dev, struct dmg *s, const uint8_t *b, siz
 /* The value of a base64 character, -1 for white space, -2 for others. */
 static int b64_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
         return -1;
-    return -2;
+    int v = base64_digit(c);
+    return v < 0 ? -2 : v;
 }
 
 /* Decodes the base64 text IN (LEN bytes, at plist offset AT) into OUT (room

@@ -515,21 +515,6 @@ static const char *str(struct meta *m, struct jnode *obj, const char *key, const
     return v ? v->text : NULL;
 }
 
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* Base64 (with padding) into OUT (at most MAX bytes); the length, or -1. */
 static long b64_decode(const char *s, uint8_t *out, size_t max)
 {
@@ -546,7 +531,7 @@ static long b64_decode(const char *s, uint8_t *out, size_t max)
             } else {
                 if (pad)
                     return -1;
-                v[k] = b64_val(s[i + k]);
+                v[k] = base64_digit((unsigned char)s[i + k]);
                 if (v[k] < 0)
                     return -1;
             }
