@@ -65,15 +65,20 @@ bool backing_escapes(const char *image, const char *name, const char *full)
     return strncmp(real, real_dir, dl) != 0 || real[dl] != '/';
 }
 
-/* Whether OS holds a key for the backing file ("backing.[...]key-secret"),
- * or asks to open without keys (no-key, which goes down the chain). */
+/* Whether option K is a backing file's key ("backing.[...]key-secret"). */
+static bool is_backing_key(const char *k)
+{
+    size_t n = strlen(k);
+    return !strncmp(k, "backing.", 8) && n >= 18 && !strcmp(k + n - 10, "key-secret");
+}
+
+/* Whether OS holds a key for the backing file, or asks to open without
+ * keys (no-key, which goes down the chain). */
 static bool has_backing_key(const struct opt_set *os)
 {
     for (size_t i = 0; i < os->count; i++) {
         const char *k = opt_key(os, i);
-        size_t n = strlen(k);
-        if ((!strncmp(k, "backing.", 8) && n >= 10 && !strcmp(k + n - 10, "key-secret")) ||
-            (!strcmp(k, "no-key") && !strcmp(opt_value(os, i), "on")))
+        if (is_backing_key(k) || (!strcmp(k, "no-key") && !strcmp(opt_value(os, i), "on")))
             return true;
     }
     return false;
@@ -85,9 +90,8 @@ static int pass_keys(struct opt_set *os, vdisk_options *bo)
 {
     for (size_t i = 0; i < os->count; i++) {
         const char *k = opt_key(os, i), *v = opt_value(os, i);
-        size_t n = strlen(k);
         int e = 0;
-        if (!strncmp(k, "backing.", 8) && n >= 10 && !strcmp(k + n - 10, "key-secret")) {
+        if (is_backing_key(k)) {
             opt_take(os, k);
             e = opt_add(bo, k + 8, v);
         } else if (!strncmp(k, "secret.", 7) || !strcmp(k, "no-key")) {
