@@ -110,6 +110,9 @@ vdisk_dev *cli_open(const char *path, const struct open_args *a);
  * comma), as qemu-img takes it: the json: name it stands for (malloc'd),
  * or NULL with the reason printed (-f FORMAT may not be given with it). */
 char *cli_image_opts(const char *list, const char *format);
+/* The end of the item of an option list (KEY=VALUE,...) that starts at P:
+ * its single comma, or its terminating NUL (",," is a comma inside it). */
+const char *cli_list_item_end(const char *p);
 /* getopt_long values of --image-opts and --target-image-opts. */
 #define CLI_OPT_IMAGE_OPTS        0x1000
 #define CLI_OPT_TARGET_IMAGE_OPTS 0x1001

@@ -81,9 +81,7 @@ static char *base_key(const char *list, int depth, const char *fmt)
     strcat(key, strcmp(fmt, "luks") ? "encrypt.key-secret" : "key-secret");
     size_t kl = strlen(key);
     for (const char *p = list; p && *p;) {
-        const char *e = p;
-        while (*e && !(*e == ',' && e[1] != ','))
-            e += (*e == ',' && e[1] == ',') ? 2 : 1;
+        const char *e = cli_list_item_end(p);
         if ((size_t)(e - p) > kl && !strncmp(p, key, kl) && p[kl] == '=') {
             /* (",," in the value: one comma) */
             char *v = malloc((size_t)(e - p - (ptrdiff_t)kl));

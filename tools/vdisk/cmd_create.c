@@ -228,9 +228,7 @@ static bool known_option(const char *file, const char *fmt, const char *key, siz
 static int check_keys(const char *file, const char *fmt, const char *list)
 {
     for (const char *p = list; p && *p;) {
-        const char *e = p;
-        while (*e && !(*e == ',' && e[1] != ','))
-            e += (*e == ',' && e[1] == ',') ? 2 : 1;
+        const char *e = cli_list_item_end(p);
         size_t n = strcspn(p, "=");
         if (n > (size_t)(e - p))
             n = (size_t)(e - p);

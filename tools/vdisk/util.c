@@ -547,13 +547,17 @@ void *cli_page_alloc(size_t len)
     return p;
 }
 
+const char *cli_list_item_end(const char *p)
+{
+    while (*p && !(*p == ',' && p[1] != ','))
+        p += (*p == ',' && p[1] == ',') ? 2 : 1;
+    return p;
+}
+
 bool cli_is_help_option(const char *list)
 {
-    /* Elements split at single commas (",," is a comma inside a value). */
     for (const char *p = list; p;) {
-        const char *e = p;
-        while (*e && !(*e == ',' && e[1] != ','))
-            e += (*e == ',' && e[1] == ',') ? 2 : 1;
+        const char *e = cli_list_item_end(p);
         size_t n = (size_t)(e - p);
         if ((n == 4 && !strncmp(p, "help", 4)) || (n == 1 && *p == '?'))
             return true;
