@@ -74,6 +74,19 @@ static void assert_file(const char *path, const uint8_t *model, size_t len)
     free(f);
 }
 
+/* A hole of `freed` bytes was punched: st_blocks also counts the file
+ * system's own extent blocks, and splitting an extent can add one (ext4
+ * does when the file is fragmented), so allow a little metadata growth. */
+static void assert_freed(vdisk_dev *dev, int64_t before, int64_t freed)
+{
+    int64_t now = vdisk_get_allocated_size(dev);
+    ck_assert_msg(now >= before - freed && now <= before - freed + 16 * 1024,
+                  "allocated %lld bytes after freeing %lld of %lld (expected %lld, "
+                  "plus at most 16 KiB of file-system metadata)",
+                  (long long)now, (long long)freed, (long long)before,
+                  (long long)(before - freed));
+}
+
 static void assert_zero(const uint8_t *p, size_t len, uint64_t base, const char *what)
 {
     for (size_t i = 0; i < len; i++)
@@ -411,7 +424,7 @@ START_TEST(discard_punches_holes)
     assert_same_bytes(buf, model, 4 * MiB, 0, "vdisk_pread");
     ck_assert_int_eq(seek(path, 1 * MiB, SEEK_HOLE), 1 * MiB);
     ck_assert_int_eq(seek(path, 1 * MiB, SEEK_DATA), 1 * MiB + 256 * KiB);
-    ck_assert_int_eq(vdisk_get_allocated_size(dev), before - 256 * KiB);
+    assert_freed(dev, before, 256 * KiB);
     ck_assert_int_eq(vdisk_get_allocated_size(dev), file_allocated(path));
     ck_assert_uint_eq(file_size(path), 4 * MiB);
 
@@ -463,7 +476,7 @@ START_TEST(write_zeroes)
     assert_file(path, model, 4 * MiB);
     ck_assert_int_eq(seek(path, 3 * MiB, SEEK_HOLE), 3 * MiB);
     ck_assert_int_eq(seek(path, 3 * MiB, SEEK_DATA), 3 * MiB + 128 * KiB);
-    ck_assert_int_eq(vdisk_get_allocated_size(dev), before - 128 * KiB);
+    assert_freed(dev, before, 128 * KiB);
 
     /* Unaligned ranges, both ways: exactly the range becomes zero. */
     ck_assert_int_eq(vdisk_write_zeroes(dev, 5001, 10007, 0), 0);
