@@ -1205,9 +1205,11 @@ static int64_t change_entries(struct qcow2 *s, uint64_t start, uint64_t end, boo
             ne = 0; /* v2: unallocated (the caller ruled out backing files) */
             keep = false;
         } else if (s->ext_l2 && zero && (g != c0 || cend != c0 + cs)) {
-            /* Whole subclusters inside a cluster read as zeroes. */
+            /* Whole subclusters inside a cluster read as zeroes; the
+             * image's last subcluster is whole up to the image's end. */
             uint32_t first = (uint32_t)((g - c0) / s->sc_size);
-            uint32_t last = (uint32_t)((cend - c0) / s->sc_size);
+            uint32_t last = (uint32_t)((cend - c0 + (cend == s->size ? s->sc_size - 1 : 0)) /
+                                       s->sc_size);
             uint32_t mask = (last == 32 ? 0xffffffffu : (1u << last) - 1) & ~((1u << first) - 1);
             if (compressed) {
                 /* A compressed cluster has no subclusters: what is handled

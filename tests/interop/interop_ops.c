@@ -130,6 +130,30 @@ START_TEST(extended_l2_write_after_snapshot)
 }
 END_TEST
 
+/*
+ * Extended L2: write zeroes up to the end of an image whose size is not a
+ * multiple of the subcluster size (QEMU's iotest 271).  The last, short
+ * subcluster was left out of the zero bits, and kept reading the backing
+ * file's data under a request that had succeeded.
+ */
+START_TEST(extended_l2_zeroes_to_the_end)
+{
+    const char *ranges[] = {"2048k 35k", "2049k 34k", "2050k 33k", "2082k 1k", "2081k 2k"};
+    RUN_OK("rm -f zb.raw && qemu-img create -q -f raw zb.raw 2132992 && "
+           "qemu-io -f raw -c 'write -q -P 7 0 2132992' zb.raw");
+    for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++) {
+        for (int unmap = 0; unmap < 2; unmap++) {
+            RUN_OK("rm -f zt.qcow2 && %s create -q -f qcow2 -o extended_l2=on -b zb.raw -F raw "
+                   "zt.qcow2", V);
+            RUN_OK("%s io -c 'write -q -z %s %s' zt.qcow2", V, unmap ? "-u" : "", ranges[i]);
+            RUN_OK("qemu-io -c 'read -q -P 0 %s' zt.qcow2", ranges[i]);
+            RUN_OK("%s io -c 'read -q -P 0 %s' zt.qcow2", V, ranges[i]);
+            clean("zt.qcow2");
+        }
+    }
+}
+END_TEST
+
 START_TEST(convert_like_qemu)
 {
     make_pair("c.qcow2");
@@ -395,6 +419,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, snapshots_both_ways);
     tcase_add_test(tc, extended_l2_write_after_snapshot);
+    tcase_add_test(tc, extended_l2_zeroes_to_the_end);
     tcase_add_test(tc, convert_like_qemu);
     tcase_add_test(tc, convert_compressed_packing);
     tcase_add_test(tc, compare_like_qemu);
