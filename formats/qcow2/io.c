@@ -813,6 +813,19 @@ static bool l2_cached_or_none(struct qcow2 *s, uint64_t c0)
     return !off || qcow2_cache_has(&s->l2c, off);
 }
 
+/* Will a write at guest cluster C0 make an L2 table (none yet, or one a
+ * snapshot shares)?  The worker makes it first, so that its cluster comes
+ * before the data clusters, as QEMU lays them out (qemu-img map shows
+ * sequentially written data in one piece, and QEMU's tests print host
+ * offsets).  An external data file keeps data at guest offsets anyway.
+ * (Under the lock.) */
+static bool needs_new_l2(struct qcow2 *s, uint64_t c0)
+{
+    uint64_t l1i = c0 >> (s->cluster_bits + s->l2_bits);
+    return !qcow2_has_data_file(s) && l1i < s->l1_size &&
+           !(s->l1[l1i] & QCOW2_OFLAG_COPIED);
+}
+
 /*
  * Prepares an allocating run at POS: reserves the guest clusters,
  * allocates host clusters; the lock is held, and released here.  Returns
@@ -847,7 +860,8 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
         }
     }
     bool nb = mode == RUN_NB;
-    if (nb && ((s->lazy && !s->dirty_on_disk) || (s->ext_l2 && !l2_cached_or_none(s, c0)))) {
+    if (nb && ((s->lazy && !s->dirty_on_disk) || (s->ext_l2 && !l2_cached_or_none(s, c0)) ||
+               needs_new_l2(s, c0))) {
         pthread_mutex_unlock(&s->lock);
         return 2;
     }
@@ -972,8 +986,23 @@ static int alloc_work(struct vdisk_req *carrier)
     uint64_t pos = cr->pos, end = req->offset + req->length;
     cr->alloc.outcome = ALLOC_AGAIN;
     uint64_t cs = s->cluster_size;
-    prefetch_for(s, pos, end, (end - pos + cs - 1) / cs + 1);
+    prefetch_for(s, pos, end, (end - pos + cs - 1) / cs + 2);
+    /* The L2 table first (when the write needs a new one), then the data
+     * clusters after it: QEMU's order.  Made without the lock held across
+     * its I/O; if another table is being made meanwhile, the write makes
+     * its own under the lock later (finish_locked), data first. */
     struct qcow2_map m;
+    pthread_mutex_lock(&s->lock);
+    bool table = needs_new_l2(s, pos & ~(cs - 1)) && qcow2_lookup(s, pos, end - pos, &m) == 0 &&
+                 !(m.type == QCOW2_NORMAL && m.copied);
+    pthread_mutex_unlock(&s->lock);
+    if (table) {
+        int made = qcow2_make_l2_unlocked(s, pos >> (s->cluster_bits + s->l2_bits));
+        if (made < 0) {
+            req_set_error(carrier, made, err_detail());
+            return made;
+        }
+    }
     pthread_mutex_lock(&s->lock);
     /* The lock was let go since the walk looked: look again. */
     int r = qcow2_lookup(s, pos, end - pos, &m);

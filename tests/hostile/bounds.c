@@ -253,7 +253,7 @@ static const char *many_snapshots_image(void)
     const char *img = hostile_base("snaps.qcow2");
     uint8_t *l1 = malloc(8192 * 8);
     for (int i = 0; i < 8192; i++)
-        be64_store(l1 + 8 * i, 0x8000000000060000ull);
+        be64_store(l1 + 8 * i, 0x8000000000040000ull);
     patch_at(img, 0x30000, l1, 8192 * 8);
     free(l1);
     size_t n = 65536;
@@ -423,7 +423,7 @@ END_TEST
 static const char *far_compressed(const char *name)
 {
     const char *img = hostile_base(name);
-    patch64(img, 0x60000 + 2 * 8, (1ull << 62) | 0x3f000000000000ull);
+    patch64(img, 0x40000 + 2 * 8, (1ull << 62) | 0x3f000000000000ull);
     return img;
 }
 

@@ -11,7 +11,7 @@
  * The base qcow2 image (as in qcow2_hostile.c): vdisk create -f qcow2 of
  * 1 MiB with 128 KiB of 0x01 at offset 0: header at 0, refcount table at
  * 0x10000, refcount block at 0x20000, L1 table at 0x30000 (one entry),
- * data at 0x40000 and 0x50000, the L2 table at 0x60000; 458752 bytes.
+ * the L2 table at 0x40000, data at 0x50000 and 0x60000; 458752 bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -414,33 +414,23 @@ END_TEST
 
 /* ---- CVE-2015-5162: a tiny image claiming huge sizes ------------------------- */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* CVE-2015-5162 class: a small file claiming a huge disk and tables costs
  * neither time nor memory in info and check (tests/hostile/bounds.c holds
- * them to hard limits; this is the functional side).  The L1 table claims
+ * them to hard CPU and memory limits; this is the functional side).  The L1 table claims
  * 16384 entries, all pointing to one L2 table, whose entries all point to
  * one data cluster: 8 TiB of disk over a 448 KiB file. */
 START_TEST(cve_2015_5162_huge_claims)
 {
     make_base();
     make_shared_tables(img);
-    double t0 = now();
     struct run *r = run("%s info '%s'", vdisk_bin(), img);
     ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert_msg(strstr(r->out, "virtual size: 8 TiB (8796093022208 bytes)\n"), "%s", r->out);
     r = run("%s check '%s'", vdisk_bin(), img);
     ck_assert_msg(r->status == 2, "exit %d: %s %s", r->status, r->out, r->err);
-    ck_assert_msg(strstr(r->err, "ERROR cluster 6 refcount=1 reference=16384\n"), "%s", r->err);
-    ck_assert_msg(strstr(r->err, "ERROR cluster 4 refcount=1 reference=134217728\n"), "%s",
+    ck_assert_msg(strstr(r->err, "ERROR cluster 4 refcount=1 reference=16384\n"), "%s", r->err);
+    ck_assert_msg(strstr(r->err, "ERROR cluster 5 refcount=1 reference=134217728\n"), "%s",
                   r->err);
-    double t = now() - t0;
-    ck_assert_msg(t < 20, "info and check took %.1f s", t);
 }
 END_TEST
 

@@ -39,11 +39,11 @@ void make_shared_tables(const char *path)
     ck_assert_ptr_nonnull(l1);
     ck_assert_ptr_nonnull(l2);
     for (int i = 0; i < 16384; i++)
-        be64_store(l1 + 8 * i, 0x8000000000060000ull);
+        be64_store(l1 + 8 * i, 0x8000000000040000ull);
     for (int i = 0; i < 8192; i++)
-        be64_store(l2 + 8 * i, 0x8000000000040000ull);
+        be64_store(l2 + 8 * i, 0x8000000000050000ull);
     patch_at(path, 0x70000, l1, 16384 * 8);
-    patch_at(path, 0x60000, l2, 8192 * 8);
+    patch_at(path, 0x40000, l2, 8192 * 8);
     free(l1);
     free(l2);
     uint8_t b[8];

@@ -8,7 +8,8 @@
  * The base image: vdisk create -f qcow2 (64 KiB clusters) of 1 MiB, with
  * 128 KiB of 0x01 at offset 0.  Layout: header at 0, refcount table at
  * 0x10000, refcount block at 0x20000, L1 table at 0x30000 (one entry),
- * data at 0x40000 and 0x50000, the L2 table at 0x60000.
+ * the L2 table at 0x40000 (made before the data, as QEMU orders them),
+ * data at 0x50000 and 0x60000.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -327,21 +328,21 @@ START_TEST(data_file)
     uint8_t buf[512];
     ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
     snprintf(want, sizeof want, "vdisk_pread: %s: external data file host cluster offset "
-             "0x40000 does not match guest cluster offset 0x0", img);
+             "0x50000 does not match guest cluster offset 0x0", img);
     ck_assert_str_eq(vdisk_get_error(), want);
     vdisk_close(dev);
-    patch64(0x60000, 0x8000000000000000ull);
-    patch64(0x60008, 0x8000000000010000ull);
+    patch64(0x40000, 0x8000000000000000ull);
+    patch64(0x40008, 0x8000000000010000ull);
     RUN_OK("%s io -r -c 'read -q -P 5 0 128k' -c 'read -q -P 0 128k 128k' '%s'", vdisk_bin(),
            img);
     if (have_program("qemu-io"))
         RUN_OK("qemu-io -r -c 'read -q -P 5 0 128k' '%s'", img);
     /* a compressed cluster entry */
-    patch64(0x60000, 0x4000000000040000ull);
+    patch64(0x40000, 0x4000000000050000ull);
     ck_assert_int_eq(try_open(false, &dev), 0);
     ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
     snprintf(want, sizeof want, "vdisk_pread: %s: compressed cluster entry for guest offset 0x0 "
-             "in an image with an external data file (0x4000000000040000)", img);
+             "in an image with an external data file (0x4000000000050000)", img);
     ck_assert_str_eq(vdisk_get_error(), want);
     vdisk_close(dev);
 }
@@ -371,18 +372,18 @@ static void read_fails(const char *msg)
 START_TEST(l2_entries)
 {
     make_base();
-    patch64(0x60000, 0x8000000000040000ull | (1ull << 5));
-    read_fails("L2 entry 0x8000000000040020 for guest offset 0x0 has reserved bits set");
+    patch64(0x40000, 0x8000000000050000ull | (1ull << 5));
+    read_fails("L2 entry 0x8000000000050020 for guest offset 0x0 has reserved bits set");
     make_base();
-    patch64(0x60000, 0x8000000000041000ull);
-    read_fails("L2 entry for guest offset 0x0: host offset 0x41000 is not aligned to a cluster");
+    patch64(0x40000, 0x8000000000051000ull);
+    read_fails("L2 entry for guest offset 0x0: host offset 0x51000 is not aligned to a cluster");
     make_base();
-    patch64(0x60000, 0x8000000100000000ull);
+    patch64(0x40000, 0x8000000100000000ull);
     read_fails("L2 entry for guest offset 0x0 points to host offset 0x100000000, beyond the end "
                "of the file (458752 bytes)");
     make_base();
-    patch64(0x30000, 0x8000000000061000ull);
-    read_fails("L2 table offset 0x61000 (L1 entry 0) is not aligned to a cluster");
+    patch64(0x30000, 0x8000000000041000ull);
+    read_fails("L2 table offset 0x41000 (L1 entry 0) is not aligned to a cluster");
     make_base();
     patch64(0x30000, 0x8000000010000000ull);
     read_fails("L2 table offset 0x10000000 (L1 entry 0) is beyond the end of the file (458752 "
@@ -544,10 +545,10 @@ START_TEST(check_survives)
      * rebuilds the refcounts as qemu-img does, and what it cannot repair (the
      * L2 entry) is the one error left, by then and on every later check; the
      * cluster of the other L2 entry still reads its data. */
-    const char *l2_error = "ERROR offset=41000: Data cluster is not properly aligned; L2 "
+    const char *l2_error = "ERROR offset=51000: Data cluster is not properly aligned; L2 "
                            "entry corrupted.\n";
     make_base();
-    patch64(0x60000, 0x8000000000041000ull);
+    patch64(0x40000, 0x8000000000051000ull);
     patch64(0x10000, 0x123);
     struct run *r = run("%s check '%s'", vdisk_bin(), img);
     ck_assert_msg(r->status == 2, "exit %d: %s %s", r->status, r->out, r->err);
@@ -583,12 +584,12 @@ START_TEST(check_survives)
     /* A misaligned entry that holds no data (zero flag set) is mended by
      * -r all, as qemu-img does: the image is clean afterwards. */
     make_base();
-    patch64(0x60000, 0x8000000000041001ull);
+    patch64(0x40000, 0x8000000000051001ull);
     r = run("%s check '%s'", vdisk_bin(), img);
-    ck_assert_msg(r->status == 2 && strstr(r->err, "ERROR offset=41000: Preallocated cluster is "
+    ck_assert_msg(r->status == 2 && strstr(r->err, "ERROR offset=51000: Preallocated cluster is "
                   "not properly aligned; L2 entry corrupted.\n"), "%d %s", r->status, r->err);
     r = run("%s check -r all '%s'", vdisk_bin(), img);
-    ck_assert_msg(r->status == 0 && strstr(r->err, "Repairing offset=41000: Preallocated "
+    ck_assert_msg(r->status == 0 && strstr(r->err, "Repairing offset=51000: Preallocated "
                   "cluster is not properly aligned; L2 entry corrupted.\n"), "%d %s %s",
                   r->status, r->out, r->err);
     RUN_OK("%s check '%s'", vdisk_bin(), img);
