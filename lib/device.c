@@ -716,12 +716,25 @@ static int create_in(const char *filename, const char *format, uint64_t size,
     }
     if (osize && size == 0)
         size = n;
+    /* The file protocol's extent_size_hint, for any format in a file. */
+    const char *hint = proto == &vdisk_driver_raw ? opt_take(&os, "extent_size_hint") : NULL;
+    uint64_t hint_bytes = 1u << 20;
+    if (hint && (r = vdisk_parse_size(hint, 1, &hint_bytes)) < 0) {
+        opt_set_fini(&os);
+        return r;
+    }
+    if (hint_bytes > UINT32_MAX) {
+        opt_set_fini(&os);
+        return err_set(-EINVAL, "%s: Extent size hint is too large", filename);
+    }
     if (size > UINT64_MAX - 511) {
         opt_set_fini(&os);
         return err_set(-EINVAL, "size %" PRIu64 " is too large", size);
     }
     size = align_up(size, 512);
+    file_create_hint(hint_bytes, hint != NULL);
     r = drv->create(filename, size, &os);
+    file_create_hint(1u << 20, false);
     if (r == 0)
         r = opt_check_all_taken(&os, drv->name);
     opt_set_fini(&os);

@@ -232,6 +232,16 @@ void file_lock_release(struct file_lock *l);
  * descriptor, or -errno with a message.  Release *LOCKP before closing it.
  */
 int file_create_locked(const char *filename, struct file_lock **lockp);
+/*
+ * The extent size hint that file_create_locked() gives the regular files it
+ * creates on this thread (FS_XFLAG_EXTSIZE: XFS allocates in extents of
+ * that many bytes; other file systems ignore it), as QEMU's file driver
+ * does: 1 MiB unless create's extent_size_hint option says otherwise, 0 for
+ * none.  GIVEN: the user asked for it, so a failure to set it is warned
+ * about (else it is silent).  vdisk_create() sets it around a driver's
+ * create.
+ */
+void file_create_hint(uint64_t bytes, bool given);
 /* Writes the LEN bytes of BUF at byte OFF of FD, all of them (short writes
  * continued).  Returns 0, or -errno with a message naming FILENAME. */
 int file_write_all(int fd, const void *buf, size_t len, uint64_t off, const char *filename);

@@ -130,6 +130,22 @@ START_TEST(o_size)
 }
 END_TEST
 
+/* The file's extent_size_hint option, for any format in a file: printed
+ * last in bytes, too large and malformed values refused as qemu-img
+ * refuses them (iotest 106 gives extent_size_hint=0). */
+START_TEST(o_extent_size_hint)
+{
+    same_as_qemu_img("create", "-f raw -o preallocation=falloc,extent_size_hint=0 e.raw 128K");
+    same_as_qemu_img("create", "-f raw -o extent_size_hint=2M e.raw 1M");
+    same_as_qemu_img("create", "-f qcow2 -o extent_size_hint=1M,cluster_size=4k e.qcow2 1M");
+    same_as_qemu_img("info", "--output=json e.qcow2");
+    same_as_qemu_img("create", "-f vdi -o extent_size_hint=1k e.vdi 1M");
+    same_as_qemu_img("create", "-f raw -o extent_size_hint=5G e.raw 1M");
+    same_as_qemu_img("create", "-f raw -o extent_size_hint=-1 e.raw 1M");
+    same_as_qemu_img("convert", "-O qcow2 -o extent_size_hint=64k e.qcow2 f.qcow2");
+}
+END_TEST
+
 /* vdisk help [VERB]; a mistyped verb refused in qemu-img's words, with
  * the nearest verb named. */
 START_TEST(help_and_mistyped_verbs)
@@ -297,6 +313,7 @@ int main(void)
     tcase_add_test(tc, options_after_names);
     tcase_add_test(tc, o_help);
     tcase_add_test(tc, o_size);
+    tcase_add_test(tc, o_extent_size_hint);
     tcase_add_test(tc, help_and_mistyped_verbs);
     tcase_add_test(tc, mistyped_options);
     tcase_add_test(tc, json_names);

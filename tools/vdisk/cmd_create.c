@@ -150,11 +150,17 @@ static void print_formatting(const char *file, const char *fmt, uint64_t size,
         if (optlist) {
             char *copy = strdup(optlist);
             for (char *tok = copy ? strtok(copy, ",") : NULL; tok; tok = strtok(NULL, ","))
-                if (strncmp(tok, "size=", 5) != 0) /* (printed above) */
+                if (strncmp(tok, "size=", 5) != 0 && /* (printed above) */
+                    strncmp(tok, "extent_size_hint=", 17) != 0) /* (below) */
                     printf(" %s", tok);
             free(copy);
         }
     }
+    /* The file's option last, in bytes. */
+    const char *hint = vdisk_options_get(o, "extent_size_hint");
+    uint64_t hint_bytes;
+    if (hint && vdisk_parse_size(hint, 1, &hint_bytes) == 0)
+        printf(" extent_size_hint=%" PRIu64, hint_bytes);
     printf("\n");
     fflush(stdout);
 }
@@ -369,14 +375,22 @@ int cmd_create(int argc, char **argv)
         cli_error("%s: The image size must be specified only once", file);
         goto out;
     }
-    if (osize) {
-        /* -o size=N, when no size follows the name (as qemu-img) */
-        if (vdisk_parse_size(osize, 1, &size) < 0) {
-            cli_error("%s: Parameter 'size' expects a non-negative number below 2^64\n"
+    /* Size options are parsed before anything is printed, as qemu-img's
+     * option parser does. */
+    static const char *const size_keys[] = {"size", "extent_size_hint"};
+    for (size_t i = 0; i < sizeof size_keys / sizeof size_keys[0]; i++) {
+        const char *v = vdisk_options_get(opts, size_keys[i]);
+        uint64_t n;
+        if (v && vdisk_parse_size(v, 1, &n) < 0) {
+            cli_error("%s: Parameter '%s' expects a non-negative number below 2^64\n"
                       "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
-                      "peta-\nand exabytes, respectively.", file);
+                      "peta-\nand exabytes, respectively.", file, size_keys[i]);
             goto out;
         }
+    }
+    if (osize) {
+        /* -o size=N, when no size follows the name (as qemu-img) */
+        vdisk_parse_size(osize, 1, &size);
     } else if (optind < argc) {
         int r = vdisk_parse_size(argv[optind], 1, &size);
         if (r < 0) {
