@@ -44,9 +44,11 @@
  *                tuning options dropped
  *   file.driver  a format: its own "file" the protocol's object (the open
  *                option file.format)
- * At any level cache.direct, cache.no-flush, node-name, discard,
- * detect-zeroes, aio, aio-max-batch and auto-read-only are dropped, and
- * locking becomes the open's locking.
+ * cache.direct on (at the top or the file's level) becomes the open's
+ * cache mode none (O_DIRECT).  At any level cache.no-flush, node-name,
+ * discard, detect-zeroes, aio, aio-max-batch and auto-read-only are
+ * dropped (and cache.direct elsewhere), and locking becomes the open's
+ * locking.
  * As QEMU's parser, strings may be single-quoted ('...', with \' as an
  * escape in both kinds); arrays are read as QEMU flattens them (KEY.0,
  * KEY.1, ...).  Any other key is refused (QEMU's words: "... does not
@@ -894,6 +896,23 @@ static int take_locking(struct jp *j, struct json_name *out)
     return 0;
 }
 
+/* cache.direct (at the top or the file's level): the open's cache mode
+ * none, O_DIRECT, as QEMU's "cache.direct": true. */
+static int take_cache_direct(struct jp *j, struct json_name *out)
+{
+    bool direct = false;
+    for (unsigned i = 0; i < j->n; i++) {
+        const char *k = j->keys[i].key, *v = j->keys[i].val;
+        if (strcmp(k, "cache.direct") && strcmp(k, "file.cache.direct"))
+            continue;
+        if (!strcmp(v, "true") || !strcmp(v, "on"))
+            direct = true;
+        else if (strcmp(v, "false") && strcmp(v, "off"))
+            return bad(j, -EINVAL, "Parameter '%s' expects 'on' or 'off'", k);
+    }
+    return direct ? add_opt(j, out, "cache", "none") : 0;
+}
+
 static int translate(struct jp *j, struct json_name *out)
 {
     int r = 0;
@@ -901,7 +920,7 @@ static int translate(struct jp *j, struct json_name *out)
     if (r < 0)
         return r;
     drop_ignored(j);
-    if ((r = take_locking(j, out)) < 0)
+    if ((r = take_cache_direct(j, out)) < 0 || (r = take_locking(j, out)) < 0)
         return r;
     if (drv && !strcmp(drv, "raw")) {
         /* raw's range of its file */

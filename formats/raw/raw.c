@@ -502,6 +502,11 @@ static int raw_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     }
     off_t hole = lseek(r->fd, (off_t)off, SEEK_HOLE);
     ext->flags |= VDISK_EXT_DATA;
+    /* With O_DIRECT, I/O is in whole blocks of dev->align: data that ends
+     * inside one (only the file's end can) covers the whole block, as
+     * QEMU reports it with cache.direct. */
+    if (r->direct && hole > (off_t)off && dev->align > 1 && (uint64_t)hole % dev->align)
+        hole = (off_t)align_up((uint64_t)hole, dev->align);
     if (hole > (off_t)off && (uint64_t)hole - off < len)
         ext->length = (uint64_t)hole - off;
     return 0;

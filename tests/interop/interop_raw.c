@@ -143,6 +143,25 @@ START_TEST(map_matches_qemu_img)
 }
 END_TEST
 
+/* A file whose size is not a multiple of 512 (iotest 253): its data runs
+ * to the file's end; read with cache.direct=on (O_DIRECT, whole blocks),
+ * the last block counts as data, without it the last byte past the file
+ * reads as a hole, both as qemu-img maps them. */
+START_TEST(map_unaligned_end)
+{
+    const char *f = scratch("u.raw");
+    RUN_OK("rm -f '%s' && qemu-img create -q -f raw '%s' 1048575 && "
+           "qemu-io -f raw -c 'write -q 983040 65535' '%s' && truncate --size=1048575 '%s'",
+           f, f, f, f);
+    char args[2][1024];
+    snprintf(args[0], sizeof args[0], "--output=json --image-opts "
+             "driver=raw,file.driver=file,file.filename=%s,cache.direct=on", f);
+    snprintf(args[1], sizeof args[1], "--output=json -f raw %s", f);
+    for (int i = 0; i < 2; i++)
+        same_as_qemu_img("map", args[i]);
+}
+END_TEST
+
 START_TEST(vdisk_writes_qemu_reads)
 {
     const char *f = scratch("w.raw");
@@ -241,6 +260,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, info_json_matches_qemu_img);
     tcase_add_test(tc, create_output_matches_qemu_img);
     tcase_add_test(tc, map_matches_qemu_img);
+    tcase_add_test(tc, map_unaligned_end);
     tcase_add_test(tc, vdisk_writes_qemu_reads);
     tcase_add_test(tc, qemu_writes_vdisk_reads);
     tcase_add_test(tc, io_output_matches_qemu_io);
