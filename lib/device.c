@@ -358,7 +358,10 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
     struct vdisk_dev *dev = dev_alloc(drv, file->filename, params);
     if (!dev)
         return err_set(-ENOMEM, "out of memory");
-    file->growable = true;
+    /* A file (a protocol's device) grows under the format's writes; an
+     * image inside another image (file.format) has the size it has, and a
+     * write past its end fails at the boundary, never lands past the disk. */
+    file->growable = file->drv->protocol;
     r = drv->open(dev, file, os);
     if (r < 0) {
         dev_free(dev);
