@@ -415,6 +415,25 @@ START_TEST(open_options)
              "@IMG@' -c 'open -o l2-cache-entry-size=128k @IMG@'");
     same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o cache-size=2M,l2-cache-size=1M @IMG@' "
              "-c 'read -P 1 64k 64k'");
+    /* An image stored inside an image of the same format (iotest 072). */
+    same_cmd(SAME_STDERR, "b.@FMT@", "qemu-img convert -f raw -O @FMT@ @IMG@ n.@FMT@ && @IO@ -c "
+             "'open -o driver=@FMT@,file.driver=@FMT@,file.file.filename=n.@FMT@' -c 'read -P 1 "
+             "64k 64k' -c 'read -P 0 0 64k'");
+    /* A write that needs the outer image to grow past the inner disk's end
+     * fails (qemu-io 7.2 says it wrote, and the data is gone once the image
+     * is opened again); one inside it works. */
+    RUN_OK("cd '%s' && rm -f n.qcow2 && qemu-img convert -f raw -O qcow2 b.qcow2 n.qcow2",
+           scratch_dir());
+    struct run *r = run("cd '%s' && '%s' io -c 'open -o driver=qcow2,file.driver=qcow2,"
+                        "file.file.filename=n.qcow2' -c 'write -P 5 0 4k' -c 'write -P 6 64k 4k' "
+                        "-c close -c 'open -o driver=qcow2,file.driver=qcow2,"
+                        "file.file.filename=n.qcow2' -c 'read -P 6 64k 4k' -c 'read -P 0 0 4k'",
+                        scratch_dir(), vdisk_bin());
+    const char *first = "write failed: Input/output error\nwrote 4096/4096 bytes at offset "
+                        "65536\n";
+    ck_assert_msg(strncmp(r->out, first, strlen(first)) == 0 && strstr(r->out, "\nread 4096/4096 bytes "
+                          "at offset 65536\n") && strstr(r->out, "\nread 4096/4096 bytes at "
+                          "offset 0\n"), "%s", r->out);
 }
 END_TEST
 

@@ -1432,6 +1432,7 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
 {
     const char *fn = NULL;
     bool blkdebug_name = false;
+    const char *inner_format = NULL; /* a format inside the format */
     /* blkdebug:CONFIG:IMAGE: the library's blkdebug injects errors on
      * its events; vdisk io's own stand-in layer only where the config
      * asks for copy-on-read's event (cor_write), which the library lacks. */
@@ -1494,9 +1495,18 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
                 goto format_options;
             }
             if (have_format) {
-                open_failed(io, "vdisk io cannot open a %s image inside a %s image", drv,
-                            io->format);
-                return -1;
+                /* An image stored inside another image (file.driver a
+                 * format): one level, as the library opens it. */
+                if (inner_format || !drv) {
+                    open_failed(io, "vdisk io cannot open a %s image inside a %s image inside "
+                                "a %s image", drv ? drv : "probed", inner_format, io->format);
+                    return -1;
+                }
+                inner_format = drv;
+                if (add_libopt(io, "file.format", drv) < 0)
+                    return -1;
+                strcat(prefix, "file.");
+                continue;
             }
             have_format = true;
             io->format = strdup(drv);
