@@ -361,7 +361,8 @@ int dev_open_format(struct vdisk_dev **devp, struct vdisk_dev *file, const char 
     /* A file (a protocol's device) grows under the format's writes; an
      * image inside another image (file.format) has the size it has, and a
      * write past its end fails at the boundary, never lands past the disk. */
-    file->growable = file->drv->protocol;
+    if (file->drv->protocol)
+        dev_set_growable(file);
     r = drv->open(dev, file, os);
     if (r < 0) {
         dev_free(dev);
@@ -1144,6 +1145,13 @@ int dev_pwrite(struct vdisk_dev *dev, const void *buf, size_t len, uint64_t off)
 int dev_flush(struct vdisk_dev *dev)
 {
     return dev_sync_io(dev, VDISK_OP_FLUSH, NULL, 0, 0, 0, 0);
+}
+
+void dev_set_growable(struct vdisk_dev *dev)
+{
+    dev->growable = true;
+    if (dev->drv->set_growable)
+        dev->drv->set_growable(dev);
 }
 
 int dev_truncate(struct vdisk_dev *dev, uint64_t size)

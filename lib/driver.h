@@ -232,6 +232,9 @@ void file_lock_release(struct file_lock *l);
  * descriptor, or -errno with a message.  Release *LOCKP before closing it.
  */
 int file_create_locked(const char *filename, struct file_lock **lockp);
+/* Lets a format write past DEV's end (a file that grows, and any file
+ * below a filter), as the format on top of it needs. */
+void dev_set_growable(struct vdisk_dev *dev);
 /*
  * The extent size hint that file_create_locked() gives the regular files it
  * creates on this thread (FS_XFLAG_EXTSIZE: XFS allocates in extents of
@@ -661,6 +664,11 @@ struct vdisk_driver {
      * EVENT of its work happens next (QEMU's BLKDBG_EVENT names:
      * "l2_load", "write_aio", ...).  NULL: ignored. */
     void (*debug_event)(struct vdisk_dev *dev, const char *event);
+
+    /* Filters over a file (blkdebug): the format above grows this device
+     * (dev_set_growable()), so the file below must grow too.  NULL: a
+     * protocol's own storage, nothing below. */
+    void (*set_growable)(struct vdisk_dev *dev);
 
     /*
      * Starts REQ (already checked by the core).  The driver completes it,

@@ -257,6 +257,11 @@ void req_take_error(struct vdisk_req *parent, struct vdisk_req *child)
 void req_child_finishes_parent(struct vdisk_req *child, int ret)
 {
     struct vdisk_req *parent = child->parent;
+    /* A filter passing a write past its end to the file below (blkdebug
+     * under a format) grows with it. */
+    if (ret >= 0 && parent->dev->growable &&
+        (parent->op == VDISK_OP_WRITE || parent->op == VDISK_OP_WRITE_ZEROES))
+        dev_size_grow(parent->dev, parent->offset + parent->length);
     req_take_error(parent, child);
     req_free(child);
     req_complete(parent, ret);

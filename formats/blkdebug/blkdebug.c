@@ -384,6 +384,12 @@ static void bd_submit(struct vdisk_req *req)
                    req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP | VDISK_REQ_NO_FALLBACK));
 }
 
+static void bd_set_growable(struct vdisk_dev *dev)
+{
+    struct blkdebug *s = dev->priv;
+    dev_set_growable(s->child);
+}
+
 static int bd_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                            struct vdisk_extent *ext)
 {
@@ -472,6 +478,7 @@ static int bd_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set
 const struct vdisk_driver vdisk_driver_blkdebug = {
     .name = "blkdebug",
     .protocol = true,
+    .set_growable = bd_set_growable,
     .open = bd_open,
     .take_perms = bd_take_perms,
     .submit = bd_submit,

@@ -895,7 +895,7 @@ static int create_with(const char *filename, uint64_t size, struct create_opts *
             q_free(&q);
             return r;
         }
-        q.file->growable = true;
+        dev_set_growable(q.file);
     } else {
         q.fd = proto ? file_create_locked(filename, &lock) : -ENOTSUP;
         if (q.fd < 0) {

@@ -182,7 +182,7 @@ static int open_data_file(struct qcow2 *s, struct opt_set *os)
     }
     if (r < 0)
         return r;
-    file->growable = true; /* past its end reads zeroes, writes extend it */
+    dev_set_growable(file); /* past its end reads zeroes, writes extend it */
     s->data_file = file;
     return 0;
 }

@@ -589,7 +589,7 @@ static int parse_extent(struct vmdk *s, const char *line, size_t len, unsigned l
         if (strcmp(type, "FLAT") && strcmp(type, "VMFS")) {
             /* New grains go at the extent file's end, as in a sparse
              * image's own file (dev_open() makes that one growable). */
-            e->file->growable = true;
+            dev_set_growable(e->file);
             char what[1200];
             snprintf(what, sizeof what, "%s: extent '%s'", fn, name);
             /* (SPARSE and VMFSSPARSE files may each be KDMV or COWD, as

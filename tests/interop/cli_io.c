@@ -447,6 +447,13 @@ START_TEST(blkdebug_limits)
              "-c 'read -P 3 1000 128k' -c 'read -P 1 128k 1k'");
     same_cmd(SAME_STDERR, "b.@FMT@", "printf 'open -o driver=@FMT@,file.align=4k "
              "blkdebug::@IMG@\\nwrite -z 1k 8k\\nread -P 0 0 16k\\n' | @IO@");
+    /* A format's file grows through blkdebug (it used to end at the size
+     * the file had when opened: qcow2 failed its first allocating write,
+     * then called its tables past the end and marked itself corrupt). */
+    same_cmd(SAME_STDERR, "b.@FMT@", "printf '[inject-error]\\nevent = \"l2_load\"\\n"
+             "sector = \"999999\"\\n' > g.conf && @IO@ -c 'write -P 3 256k 512k' -c "
+             "'read -P 3 256k 512k' blkdebug:g.conf:@IMG@ && @IO@ -c 'read -P 3 256k 512k' "
+             "-c 'read -P 1 64k 64k' @IMG@");
 }
 END_TEST
 
