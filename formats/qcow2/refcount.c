@@ -573,16 +573,19 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *host)
         int r = find_free(s, n, &c, false);
         if (r < 0)
             return r;
-        /* Their refcount blocks may need clusters too: made first, placed
-         * after the run, as QEMU places them (it counts the run's clusters,
-         * then finds the block a place); look again if the run was taken. */
+        /* Their refcount blocks may need clusters too: made first; a block
+         * that can describe itself right after the run goes there, as
+         * QEMU places it (it counts the run's clusters, then finds the
+         * block a place); look again if the run was taken. */
         bool made = false;
         for (uint64_t t = c >> s->rb_bits; t <= (c + n - 1) >> s->rb_bits; t++) {
             if (t >= s->reft_entries || !s->reft[t]) {
                 uint64_t from = s->free_cluster_index;
-                s->free_cluster_index = c + n;
+                bool after = ((c + n) >> s->rb_bits) == t;
+                if (after)
+                    s->free_cluster_index = c + n;
                 r = ensure_block(s, t);
-                if (s->free_cluster_index == c + n || from < s->free_cluster_index)
+                if (after)
                     s->free_cluster_index = from;
                 if (r < 0)
                     return r;
