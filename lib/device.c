@@ -722,7 +722,7 @@ static int create_in(const char *filename, const char *format, uint64_t size,
         size = n;
     /* The file protocol's extent_size_hint, for any format in a file. */
     const char *hint = proto == &vdisk_driver_raw ? opt_take(&os, "extent_size_hint") : NULL;
-    uint64_t hint_bytes = 1u << 20;
+    uint64_t hint_bytes = FILE_EXTENT_HINT_DEFAULT;
     if (hint && (r = vdisk_parse_size(hint, 1, &hint_bytes)) < 0) {
         opt_set_fini(&os);
         return r;
@@ -738,7 +738,7 @@ static int create_in(const char *filename, const char *format, uint64_t size,
     size = align_up(size, 512);
     file_create_hint(hint_bytes, hint != NULL);
     r = drv->create(filename, size, &os);
-    file_create_hint(1u << 20, false);
+    file_create_hint(FILE_EXTENT_HINT_DEFAULT, false);
     if (r == 0)
         r = opt_check_all_taken(&os, drv->name);
     opt_set_fini(&os);

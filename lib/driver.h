@@ -244,6 +244,7 @@ void dev_set_growable(struct vdisk_dev *dev);
  * about (else it is silent).  vdisk_create() sets it around a driver's
  * create.
  */
+#define FILE_EXTENT_HINT_DEFAULT (1u << 20)
 void file_create_hint(uint64_t bytes, bool given);
 /* Writes the LEN bytes of BUF at byte OFF of FD, all of them (short writes
  * continued).  Returns 0, or -errno with a message naming FILENAME. */

@@ -325,9 +325,7 @@ void file_lock_release(struct file_lock *l)
     free(l);
 }
 
-#define DEFAULT_EXTENT_HINT (1u << 20)
-
-static _Thread_local uint64_t create_hint = DEFAULT_EXTENT_HINT;
+static _Thread_local uint64_t create_hint = FILE_EXTENT_HINT_DEFAULT;
 static _Thread_local bool create_hint_given;
 
 void file_create_hint(uint64_t bytes, bool given)
