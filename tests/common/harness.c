@@ -49,6 +49,8 @@ static char *slurp_fd(int fd)
     return buf;
 }
 
+static void run_once(void);
+
 struct run *run(const char *fmt, ...)
 {
     va_list ap;
@@ -57,6 +59,22 @@ struct run *run(const char *fmt, ...)
     if (vasprintf(&last_cmd, fmt, ap) < 0)
         abort();
     va_end(ap);
+    /* QEMU's tools time PBKDF2 before they make a LUKS header (create,
+     * convert and measure with encryption), and fail when the thread's CPU
+     * clock has not moved ("Unable to get accurate CPU usage"), which a
+     * loaded machine brings about now and then. Such a run is tried again:
+     * it failed before it wrote anything the command's earlier steps would
+     * not write again. */
+    for (int tries = 0;; tries++) {
+        run_once();
+        if (last_run.status == 0 || tries == 9 ||
+            !strstr(last_run.err, "Unable to get accurate CPU usage"))
+            return &last_run;
+    }
+}
+
+static void run_once(void)
+{
     free(last_run.out);
     free(last_run.err);
     /* Standard output and error go to files, so large outputs cannot block. */
@@ -84,7 +102,6 @@ struct run *run(const char *fmt, ...)
     fd = open(err_path, O_RDONLY);
     last_run.err = slurp_fd(fd);
     close(fd);
-    return &last_run;
 }
 
 bool have_program(const char *program)

@@ -122,21 +122,6 @@ static const char *const ciphers[] = {
 #define WRITES "-c 'write -P 0x5a 1536 70000' -c 'write -P 0xa5 1M 64k' -c 'write -z 2M 4k' " \
                "-c 'write -P 0x3c 3000k 72k'"
 
-/* Runs a qemu-img command that creates a LUKS header, again while
- * qemu-img's PBKDF2 calibration finds no CPU time ("Unable to get accurate
- * CPU usage", which a loaded machine or a short iter-time brings about);
- * fails the test when it fails otherwise. */
-#define QEMU_CREATE(...)                                                                    \
-    do {                                                                                    \
-        struct run *r_;                                                                     \
-        int tries_ = 0;                                                                     \
-        do {                                                                                \
-            r_ = run(__VA_ARGS__);                                                          \
-        } while (r_->status != 0 && strstr(r_->err, "accurate CPU") && ++tries_ < 10);       \
-        ck_assert_msg(r_->status == 0, "command failed (%d): %s\nstderr: %s", r_->status,  \
-                      harness_last_cmd(), r_->err);                                        \
-    } while (0)
-
 /* The settings of ciphers[] whose images qemu-img makes here (each of its
  * creates spends a second measuring PBKDF2, so not all of them): one of
  * each cipher, mode, IV generator and hash family. */
@@ -149,8 +134,8 @@ static void qemu_made_read_by_vdisk(const char *format)
     write_pw();
     for (size_t k = 0; k < sizeof qemu_made / sizeof qemu_made[0]; k++) {
         size_t i = qemu_made[k];
-        QEMU_CREATE("cd '%s' && rm -f q.img && qemu-img create -q -f %s " OBJ " -o %s q.img 4M",
-                    scratch_dir(), format, create_opts(format, ciphers[i]));
+        RUN_OK("cd '%s' && rm -f q.img && qemu-img create -q -f %s " OBJ " -o %s q.img 4M",
+               scratch_dir(), format, create_opts(format, ciphers[i]));
         RUN_OK("cd '%s' && qemu-io " OBJ " --image-opts %s " WRITES " >/dev/null",
                scratch_dir(), image_opts(format, "q.img"));
         RUN_OK("cd '%s' && qemu-img convert " OBJ " --image-opts -O raw %s q.raw", scratch_dir(),
@@ -223,8 +208,8 @@ START_TEST(same_layout_as_qemu_img)
 {
     write_pw();
     static const char *const sizes[] = {"1M", "3G"};
-    /* The Formatting lines (qemu-img's run again while its calibration
-     * fails: see QEMU_CREATE). */
+    /* The Formatting lines (run() tries qemu-img again while its PBKDF2
+     * calibration fails). */
     static const char *const lines[][2] = {
         {"qcow2", "cipher-alg=aes-128,hash-alg=sha1"},
         {"luks", "cipher-mode=xts,ivgen-alg=plain64"},
@@ -232,7 +217,7 @@ START_TEST(same_layout_as_qemu_img)
     for (size_t i = 0; i < 2; i++) {
         const char *args = fmt("-f %s " OBJ " -o %s f.img 1M", lines[i][0],
                                create_opts(lines[i][0], lines[i][1]));
-        QEMU_CREATE("cd '%s' && rm -f f.img && qemu-img create %s", scratch_dir(), args);
+        RUN_OK("cd '%s' && rm -f f.img && qemu-img create %s", scratch_dir(), args);
         char *want = strdup(harness_last_run()->out);
         RUN_OK("cd '%s' && rm -f f.img && '%s' create %s", scratch_dir(), vdisk_bin(), args);
         ck_assert_str_eq(harness_last_run()->out, want);
@@ -240,8 +225,8 @@ START_TEST(same_layout_as_qemu_img)
     }
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         RUN_OK("cd '%s' && rm -f q.qcow2 v.qcow2 q.luks v.luks", scratch_dir());
-        QEMU_CREATE("cd '%s' && qemu-img create -q -f qcow2 " OBJ " -o %s q.qcow2 %s",
-                    scratch_dir(), create_opts("qcow2", ""), sizes[i]);
+        RUN_OK("cd '%s' && qemu-img create -q -f qcow2 " OBJ " -o %s q.qcow2 %s", scratch_dir(),
+               create_opts("qcow2", ""), sizes[i]);
         RUN_OK("cd '%s' && '%s' create -q -f qcow2 " OBJ " -o %s v.qcow2 %s", scratch_dir(),
                vdisk_bin(), create_opts("qcow2", ""), sizes[i]);
         size_t ql, vl;
@@ -250,8 +235,8 @@ START_TEST(same_layout_as_qemu_img)
         assert_same_bytes(q, v, 65536, 0, "the header cluster");
         free(q);
         free(v);
-        QEMU_CREATE("cd '%s' && qemu-img create -q -f luks " OBJ " -o %s q.luks %s",
-                    scratch_dir(), create_opts("luks", ""), sizes[i]);
+        RUN_OK("cd '%s' && qemu-img create -q -f luks " OBJ " -o %s q.luks %s",
+               scratch_dir(), create_opts("luks", ""), sizes[i]);
         RUN_OK("cd '%s' && '%s' create -q -f luks " OBJ " -o %s v.luks %s", scratch_dir(),
                vdisk_bin(), create_opts("luks", ""), sizes[i]);
         RUN_OK("cd '%s' && test $(stat -c %%s q.luks) = $(stat -c %%s v.luks)", scratch_dir());
@@ -354,8 +339,8 @@ START_TEST(convert_in_and_out)
         RUN_OK("cd '%s' && cmp s.raw o.raw", scratch_dir());
         /* qemu-img's encrypted image converted by vdisk into the other
          * encrypted format. */
-        QEMU_CREATE("cd '%s' && rm -f q.img && qemu-img convert " OBJ " -O %s -o %s s.raw q.img",
-                    scratch_dir(), f, create_opts(f, ""));
+        RUN_OK("cd '%s' && rm -f q.img && qemu-img convert " OBJ " -O %s -o %s s.raw q.img",
+               scratch_dir(), f, create_opts(f, ""));
         const char *other = i ? "luks" : "qcow2";
         RUN_OK("cd '%s' && rm -f x.img && '%s' convert " OBJ " --image-opts -O %s -o %s %s x.img",
                scratch_dir(), vdisk_bin(), other, create_opts(other, ""), image_opts(f, "q.img"));
@@ -498,9 +483,9 @@ END_TEST
 START_TEST(keys_refused)
 {
     write_pw();
-    QEMU_CREATE("cd '%s' && rm -f q.luks && qemu-img create -q -f luks " OBJ " -o %s q.luks 1M",
+    RUN_OK("cd '%s' && rm -f q.luks && qemu-img create -q -f luks " OBJ " -o %s q.luks 1M",
                 scratch_dir(), create_opts("luks", ""));
-    QEMU_CREATE("cd '%s' && rm -f q.qcow2 && qemu-img create -q -f qcow2 " OBJ " -o %s q.qcow2 1M",
+    RUN_OK("cd '%s' && rm -f q.qcow2 && qemu-img create -q -f qcow2 " OBJ " -o %s q.qcow2 1M",
                 scratch_dir(), create_opts("qcow2", ""));
     vdisk_dev *d = NULL;
     ck_assert_int_eq(open_enc(&d, "luks", scratch("q.luks"), "wrong", false), -EPERM);
@@ -553,7 +538,7 @@ static void refused(const char *path, int err, const char *msg)
 START_TEST(hostile_headers)
 {
     write_pw();
-    QEMU_CREATE("cd '%s' && rm -f q.luks && qemu-img create -q -f luks " OBJ " -o %s q.luks 1M",
+    RUN_OK("cd '%s' && rm -f q.luks && qemu-img create -q -f luks " OBJ " -o %s q.luks 1M",
                 scratch_dir(), create_opts("luks", ""));
     const char *h;
     /* Iterations that would take hours: bounded. */
