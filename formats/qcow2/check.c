@@ -912,10 +912,12 @@ int qcow2_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result
         return err_set(-EROFS, "%s: repairing needs the image opened read-write",
                        dev->filename);
     pthread_mutex_lock(&s->lock);
-    bool was_corrupt = s->corrupt;
+    bool was_corrupt = s->corrupt, was_warned = s->corrupt_warned;
     s->corrupt = false; /* the check reads through the refcount code */
+    s->corrupt_warned = true; /* and reports what it finds itself */
     int r = run_check(s, flags, res, report, opaque);
     s->corrupt = was_corrupt;
+    s->corrupt_warned = was_warned;
     if (r == 0 && flags && res->corruptions == 0 && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
         r = qcow2_set_incompat(s, QCOW2_INCOMPAT_CORRUPT, false);
         if (r == 0)

@@ -44,6 +44,16 @@ int qcow2_corrupt(struct qcow2 *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* The first event of an open image is also a warning, in QEMU's words
+     * (scripts and QEMU's own tests look for them); the error carries the
+     * file's name and what to do. */
+    if (!s->corrupt_warned) {
+        s->corrupt_warned = true;
+        warn_report(s->read_only ? "qcow2: Image is corrupt: %s; further non-fatal corruption "
+                                   "events will be suppressed"
+                                 : "qcow2: Marking image as corrupt: %s; further corruption "
+                                   "events will be suppressed", msg);
+    }
     if (!s->read_only && !s->corrupt) {
         s->corrupt = true;
         /* Mark the image so that nothing writes it until it is repaired. */

@@ -452,6 +452,7 @@ struct qcow2 {
     bool lazy;               /* lazy refcounts in use: dirty bit while open */
     bool dirty_on_disk;      /* we set the dirty bit */
     bool corrupt;
+    bool corrupt_warned;     /* the warning of the first corruption given */
     bool meta_dirty;         /* metadata changed since the last flush */
     bool discard_passthrough;
     bool allow_network;        /* backing-allow-network=on: a backing file name in

@@ -60,8 +60,8 @@ static int reft_block(struct qcow2 *s, uint64_t t, uint64_t *off)
                              ") has reserved bits set", t, e);
     e &= ~QCOW2_REFT_RESERVED;
     if (e % s->cluster_size)
-        return qcow2_corrupt(s, "refcount block offset 0x%" PRIx64 " (table entry %" PRIu64
-                             ") is not aligned to a cluster", e, t);
+        return qcow2_corrupt(s, "Refblock offset %#" PRIx64 " unaligned (reftable index: %#"
+                             PRIx64 ")", e, t);
     if (e == 0 && s->reft[t])
         return qcow2_corrupt(s, "refcount block at offset 0 (table entry %" PRIu64 ")", t);
     *off = e;

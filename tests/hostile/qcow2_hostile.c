@@ -348,24 +348,54 @@ START_TEST(data_file)
 }
 END_TEST
 
+/* The warnings given since the last call of take_warnings(). */
+static char warnings[2048];
+
+static void keep_warning(void *opaque, const char *msg)
+{
+    (void)opaque;
+    size_t n = strlen(warnings);
+    snprintf(warnings + n, sizeof warnings - n, "%s\n", msg);
+}
+
+static const char *take_warnings(void)
+{
+    static char taken[sizeof warnings];
+    memcpy(taken, warnings, sizeof warnings);
+    warnings[0] = 0;
+    return taken;
+}
+
 /* A read of the first cluster fails with EIO and MSG; the image is marked
- * corrupt when opened read-write. */
+ * corrupt when opened read-write, with QEMU's warning, once. */
 static void read_fails(const char *msg)
 {
     vdisk_dev *dev;
     ck_assert_msg(try_open(true, &dev) == 0, "%s", vdisk_get_error());
     uint8_t buf[512];
+    vdisk_set_warning_handler(keep_warning, NULL);
+    take_warnings();
     ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
     char want[1024];
     snprintf(want, sizeof want, "vdisk_pread: %s: %s; the image is marked corrupt, and further "
              "writes are refused (run vdisk check -r all)", img, msg);
     ck_assert_str_eq(vdisk_get_error(), want);
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
+    vdisk_set_warning_handler(NULL, NULL);
+    ck_assert_str_eq(take_warnings(), fmt("qcow2: Marking image as corrupt: %s; further "
+                                          "corruption events will be suppressed\n", msg));
     /* Writes are refused now. */
     ck_assert_int_eq(vdisk_pwrite(dev, buf, sizeof buf, 512 << 10), -EIO);
     vdisk_close(dev);
-    /* And the image opens read-only only, until repaired. */
+    /* And the image opens read-only only, until repaired, where the same
+     * read gives QEMU's warning for read-only images. */
     ck_assert_int_eq(try_open(true, &dev), -EIO);
     ck_assert_int_eq(try_open(false, &dev), 0);
+    vdisk_set_warning_handler(keep_warning, NULL);
+    ck_assert_int_eq(vdisk_pread(dev, buf, sizeof buf, 0), -EIO);
+    vdisk_set_warning_handler(NULL, NULL);
+    ck_assert_str_eq(take_warnings(), fmt("qcow2: Image is corrupt: %s; further non-fatal "
+                                          "corruption events will be suppressed\n", msg));
     vdisk_close(dev);
 }
 
