@@ -475,6 +475,14 @@ START_TEST(reopen_cmd)
                     "-c 'reopen -o lazy-refcounts=x' -c 'reopen -o lazy-refcounts=off'");
     same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ -c 'open -o node-name=foo @IMG@' -c 'reopen -o "
              "node-name=foo' -c 'reopen' -c 'reopen -o node-name=bar' -c close -c reopen");
+    /* raw's range of its file moves (what is not given stays); one past
+     * the file is refused and the old range kept */
+    same_cmd(SAME_STDERR, "b.@FMT@", "@IO@ 'json:{\"driver\": \"raw\", \"offset\": \"512\", "
+             "\"size\": \"512\", \"file\": {\"driver\": \"file\", \"filename\": "
+             "\"@IMG@\"}}' -c 'write -P 1 0 512' -c 'write -P 2 511 1' -c 'write 512 1' "
+             "-c 'reopen -o driver=raw,offset=1536,size=1024' -c 'write -P 3 0 1024' "
+             "-c 'write 1024 1' -c 'reopen -o offset=2048' -c 'write -P 4 1023 1' "
+             "-c 'reopen -o offset=999999999' -c 'read -P 4 1023 1' -c 'reopen -o size=x'");
 }
 END_TEST
 

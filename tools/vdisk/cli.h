@@ -101,6 +101,8 @@ struct open_args {
     const char *const *options; /* more library options: KEY, VALUE, ..., NULL */
     bool unnamed;          /* qemu-io: the image given by options alone, open
                             * errors as "qemu-io: can't open: MESSAGE" */
+    bool bare_errors;      /* open errors as the message alone (qemu-io's
+                            * reopen) */
     bool no_key;           /* encrypted images open without their key (info) */
     const char *key_secret; /* the secret ID of an encrypted image of FORMAT
                                (luks: key-secret, qcow2: encrypt.key-secret) */

@@ -1189,6 +1189,7 @@ struct io_open {
     bool inject_once[MAX_INJECT];
     struct qopts *unused;  /* during the first open: the options to check
                             * for one that nothing took */
+    bool reopening;        /* reopen: failures without "can't open device" */
 };
 
 static struct io_open cur; /* how st.dev was opened (when vdisk io opened it) */
@@ -1235,6 +1236,37 @@ static int add_libopt(struct io_open *io, const char *key, const char *val)
     return 0;
 }
 
+/* The value of the library option KEY, or NULL. */
+static const char *get_libopt(const struct io_open *io, const char *key)
+{
+    for (unsigned i = 0; i < io->nlibopt; i++)
+        if (strcmp(io->libopt[2 * i], key) == 0)
+            return io->libopt[2 * i + 1];
+    return NULL;
+}
+
+/* Sets the library option KEY to VAL (NULL: removes it). */
+static int set_libopt(struct io_open *io, const char *key, const char *val)
+{
+    for (unsigned i = 0; i < io->nlibopt; i++) {
+        if (strcmp(io->libopt[2 * i], key) != 0)
+            continue;
+        if (val) {
+            char *v = strdup(val);
+            free(io->libopt[2 * i + 1]);
+            io->libopt[2 * i + 1] = v;
+            return 0;
+        }
+        free(io->libopt[2 * i]);
+        free(io->libopt[2 * i + 1]);
+        io->nlibopt--;
+        memmove(io->libopt + 2 * i, io->libopt + 2 * i + 2,
+                (2 * (io->nlibopt - i) + 1) * sizeof io->libopt[0]);
+        return 0;
+    }
+    return val ? add_libopt(io, key, val) : 0;
+}
+
 static void open_failed(const struct io_open *io, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void open_failed(const struct io_open *io, const char *fmt, ...)
@@ -1244,7 +1276,9 @@ static void open_failed(const struct io_open *io, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (io->name)
+    if (io->reopening)
+        cli_error("%s", msg);
+    else if (io->name)
         cli_error("can't open device %s: %s", io->name, msg);
     else
         cli_error("can't open: %s", msg);
@@ -1778,6 +1812,7 @@ static int open_io(struct io_open *io)
         .format = io->format, .read_only = io->read_only, .cache = io->cache,
         .engine = io->engine, .force_share = io->force_share,
         .options = (const char *const *)io->libopt, .unnamed = !io->name,
+        .bare_errors = io->reopening,
     };
     vdisk_dev *d = io->snapshot ? open_snapshot(io, &oa) : cli_open(io->path, &oa);
     if (!d)
@@ -1929,6 +1964,7 @@ static int do_reopen(int argc, char **argv)
     bool has_rw = false, read_only = vdisk_is_read_only(st.dev), has_cache = false;
     const char *cache = NULL;
     struct qopts q = {0};
+    char *old_range[2] = {NULL, NULL};
     int c, ret = -1;
     optind = 0;
     while ((c = getopt(argc, argv, "+c:o:rw")) != -1) {
@@ -1990,11 +2026,15 @@ static int do_reopen(int argc, char **argv)
      * protocol and its backing file. */
     struct vdisk_info in = {.struct_size = sizeof in};
     const char *bfmt = vdisk_get_info(st.dev, &in) == 0 ? in.backing_format : NULL;
+    /* (a raw image with an offset or a size is raw to QEMU, and to vdisk
+     * its offset driver) */
+    const char *format = vdisk_get_format(st.dev);
+    bool raw = format && (!strcmp(format, "raw") || !strcmp(format, "offset"));
     const struct {
         const char *prefix, *driver;
         int node;
     } layers[] = {
-        {"", vdisk_get_format(st.dev), 0},
+        {"", raw ? "raw" : format, 0},
         {"file.", cur.proto ? cur.proto : "file", 1},
         {"backing.", bfmt ? bfmt : cur.backing_driver, 2},
     };
@@ -2023,12 +2063,25 @@ static int do_reopen(int argc, char **argv)
         cli_error("Cannot change the option 'lazy-refcounts'");
         goto out;
     }
+    /* raw's range of its file: the values given replace the old ones, the
+     * others stay (qemu-io's reopen keeps the options it is not given) */
+    static const char *const range_keys[] = {"raw.offset", "raw.size"};
+    const char *range[2] = {raw ? qget(&q, "", "offset") : NULL, raw ? qget(&q, "", "size") : NULL};
     for (unsigned i = 0; i < q.n; i++) {
         if (q.used[i])
             continue;
         const char *k = strrchr(q.key[i], '.');
         cli_error("Cannot change the option '%s'", k ? k + 1 : q.key[i]);
         goto out;
+    }
+    for (int i = 0; i < 2; i++) {
+        uint64_t n;
+        if (range[i] && qsize(range[i], &n) < 0) {
+            cli_error("Parameter '%s' expects a non-negative number below 2^64\nOptional "
+                      "suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand "
+                      "exabytes, respectively.", range_keys[i] + 4);
+            goto out;
+        }
     }
     if (cur.snapshot) {
         cli_error("vdisk io cannot reopen an image opened with -s (its overlay is gone)");
@@ -2040,6 +2093,16 @@ static int do_reopen(int argc, char **argv)
     }
     /* Closed and opened again with the changes; back as it was when that
      * fails. */
+    for (int i = 0; i < 2; i++) {
+        if (!range[i])
+            continue;
+        old_range[i] = dup_or_null(get_libopt(&cur, range_keys[i]));
+        if (set_libopt(&cur, range_keys[i], range[i]) < 0) {
+            if (i)
+                set_libopt(&cur, range_keys[0], old_range[0]);
+            goto out;
+        }
+    }
     settle();
     bool old_ro = cur.read_only;
     char *old_cache = cur.cache;
@@ -2049,7 +2112,10 @@ static int do_reopen(int argc, char **argv)
     st.dev = NULL;
     /* (the warnings of the first open, a guessed format, were given) */
     vdisk_set_warning_handler(no_warning, NULL);
-    if (open_io(&cur) == 0) {
+    cur.reopening = true;
+    int opened = open_io(&cur);
+    cur.reopening = false;
+    if (opened == 0) {
         free(old_cache);
         ret = 0;
         goto restore;
@@ -2057,11 +2123,16 @@ static int do_reopen(int argc, char **argv)
     free(cur.cache);
     cur.cache = old_cache;
     cur.read_only = old_ro;
+    for (int i = 0; i < 2; i++)
+        if (range[i])
+            set_libopt(&cur, range_keys[i], old_range[i]);
     if (open_io(&cur) < 0)
         io_open_free(&cur);
 restore:
     vdisk_set_warning_handler(NULL, NULL);
 out:
+    free(old_range[0]);
+    free(old_range[1]);
     qopts_free(&q);
     return ret;
 }

@@ -429,7 +429,9 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_open(&dev, file, o);
     vdisk_options_free(o);
     if (r < 0) {
-        if (a->unnamed && strcmp(cli_progname, "qemu-io") == 0)
+        if (a->bare_errors)
+            cli_error("%s", cli_lib_detail());
+        else if (a->unnamed && strcmp(cli_progname, "qemu-io") == 0)
             fprintf(stderr, "qemu-io: can't open: %s\n", cli_lib_detail());
         else
             cli_open_error(file);
