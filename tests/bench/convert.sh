@@ -126,7 +126,7 @@ sync
 run() {
     local tool=$1 out=$2 sfmt=$3 src=$4 ofmt=$5 t0 t1 u s
     shift 5
-    local cmd=("$VDISK" convert)
+    local cmd=("$VDISK" convert -W)
     [[ $tool == qemu ]] && cmd=(qemu-img convert -m 16 -W)
     cmd+=(-t none -f "$sfmt" -O "$ofmt" "$@" "$src" "$out")
     rm -f "$out"
@@ -179,7 +179,7 @@ ROWS+=("raw -> vmdk stream|2.00|1|raw|mix.raw|vmdk|-o|subformat=streamOptimized"
     "qed -> raw|1.20|0|qed|mix.qed|raw")
 bench_pick_rows "${BENCH_ROWS:-}"
 
-echo "vdisk convert vs qemu-img convert -m 16 -W, both -t none: a $SIZE image (1/3 random, 1/3 zeroes, 1/3 text) in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo "?")$([[ $RAMDISK == 0 ]] || echo ", in memory: BENCH_RAMDISK=1"))"
+echo "vdisk convert -W vs qemu-img convert -m 16 -W, both -t none: a $SIZE image (1/3 random, 1/3 zeroes, 1/3 text) in $BASE_DIR ($(findmnt -no FSTYPE -T "$SCRATCH" 2>/dev/null | head -1 || echo "?")$([[ $RAMDISK == 0 ]] || echo ", in memory: BENCH_RAMDISK=1"))"
 echo "$("$VDISK" --version), $(qemu-img --version | head -1)"
 echo "kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $REPEAT rounds, medians shown"
 echo

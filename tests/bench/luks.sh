@@ -45,7 +45,7 @@
 # machine fio takes one CPU, so the CPU per request says more than the rate
 # when the machine is busy.
 #
-# Convert.  vdisk convert against qemu-img convert -m 16 -W (its fastest),
+# Convert.  vdisk convert -W against qemu-img convert -m 16 -W (its fastest),
 # both -t none (the target written with O_DIRECT, as convert.sh: through
 # the page cache the time depends on the kernel's write-back), the source
 # through the page cache.  Into encryption the target is made before each
@@ -176,7 +176,7 @@ start_server() {
 run_convert() {
     local tool=$1 kind=$2 f=$3 t0 t1 cmd out
     out=out-$tool
-    cmd=("$VDISK" convert)
+    cmd=("$VDISK" convert -W)
     [[ $tool == qemu-img ]] && cmd=(qemu-img convert -m 16 -W)
     rm -f "$out"
     if [[ $kind == enc ]]; then

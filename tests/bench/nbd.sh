@@ -44,7 +44,7 @@
 #   read 1M QD8          fio --ioengine=nbd, MiB/s          >= 1.20
 #   nbdcopy -> null:     nbdcopy URI null: (its defaults: 4 connections,
 #                        64 requests of 256 KiB), MiB/s     >= 1.20
-#   convert (client)     vdisk convert -f raw -O raw URI OUT against
+#   convert (client)     vdisk convert -W -f raw -O raw URI OUT against
 #                        qemu-img convert -m 16 -W -f raw -O raw URI OUT, the
 #                        export served by qemu-nbd over the Unix socket;
 #                        ratio = qemu-img time / vdisk time  >= 1.00
@@ -196,7 +196,7 @@ run_copy() {
 # socket) into out-TOOL; RATE in MiB/s, PER the tool's CPU ms per MiB.
 run_convert() {
     local tool=$1 t0 t1 cmd
-    cmd=("$VDISK" convert)
+    cmd=("$VDISK" convert -W)
     [[ $tool == qemu-img ]] && cmd=(qemu-img convert -m 16 -W)
     cmd+=(-f raw -O raw "$(uri unix)" "out-$tool")
     rm -f "out-$tool"

@@ -22,10 +22,10 @@
 #                    expression (default: every row), e.g. '^rbd -> raw$'
 #
 # The rows and their targets (issue 19 item 6):
-#   raw -> rbd   vdisk convert -t none -O raw SRC rbd:rbd/X
+#   raw -> rbd   vdisk convert -W -t none -O raw SRC rbd:rbd/X
 #                  vs qemu-img convert -m 16 -W -t none    speed >= 1.20
 #                  vs rbd import SRC rbd/X                  speed >= 1.00
-#   rbd -> raw   vdisk convert -t none -O raw rbd:rbd/X OUT
+#   rbd -> raw   vdisk convert -W -t none -O raw rbd:rbd/X OUT
 #                  vs qemu-img convert -m 16 -W -t none    speed >= 1.20
 #                  vs rbd export rbd/X OUT, then fsync(OUT) speed >= 1.00
 #   randwrite 4k QD32 / randread 4k QD32
@@ -175,7 +175,7 @@ timed() {
 run_import() {
     local tool=$1 rep=$2 img=dst-$1-${2#-}
     case $tool in
-        vdisk) timed "$VDISK" convert -t none -f raw -O raw mix.raw "$(vname "$img")" ;;
+        vdisk) timed "$VDISK" convert -W -t none -f raw -O raw mix.raw "$(vname "$img")" ;;
         qemu) timed qemu-img convert -m 16 -W -t none -f raw -O raw mix.raw "$(vname "$img")" ;;
         rbd) timed rbd import --no-progress mix.raw "$POOL/$img" ;;
     esac
@@ -194,7 +194,7 @@ run_export() {
     sync
     # shellcheck disable=SC2016 # the inner shell's own arguments
     case $tool in
-        vdisk) timed "$VDISK" convert -t none -f raw -O raw "$(vname src)" "$out" ;;
+        vdisk) timed "$VDISK" convert -W -t none -f raw -O raw "$(vname src)" "$out" ;;
         qemu) timed qemu-img convert -m 16 -W -t none -f raw -O raw "$(vname src)" "$out" ;;
         rbd) timed sh -c 'rbd export --no-progress "$1" "$2" && sync "$2"' sh "$POOL/src" "$out" ;;
     esac

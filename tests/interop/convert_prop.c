@@ -289,6 +289,28 @@ static void verify(const struct source *s, const char *out, const char *ofmt, bo
     }
 }
 
+/* Without -W the chunks are written in guest order: OUT's data clusters
+ * (a new qcow2 image) lie in the file in guest order, as qemu-img lays
+ * them out. */
+static void in_guest_order(const char *out, const char *what)
+{
+    struct run *r = run("qemu-img map -f qcow2 --output=json '%s'", out);
+    ck_assert_int_eq(r->status, 0);
+    uint64_t last = 0;
+    for (const char *p = r->out; (p = strstr(p, "\"offset\": ")); p++) {
+        /* (the image's own data: not the backing file's, depth 1) */
+        const char *line = p;
+        while (line > r->out && line[-1] != '\n')
+            line--;
+        if (!strstr(line, "\"depth\": 0,") || strstr(line, "\"depth\": 0,") > p)
+            continue;
+        uint64_t host = strtoull(p + strlen("\"offset\": "), NULL, 10);
+        ck_assert_msg(host > last, "%s: data at host offset %" PRIu64 " after %" PRIu64
+                      " (not in guest order):\n%s", what, host, last, r->out);
+        last = host;
+    }
+}
+
 START_TEST(convert_property)
 {
     unsigned i = (unsigned)_i;
@@ -306,6 +328,12 @@ START_TEST(convert_property)
             n += (size_t)snprintf(opts + n, sizeof opts - n, " -o cluster_size=%" PRIu64, cs);
         if (v->compress)
             n += (size_t)snprintf(opts + n, sizeof opts - n, " -c");
+        /* requests in flight, and whether writes wait for their turn */
+        static const unsigned ms[] = {1, 2, 8, 16};
+        n += (size_t)snprintf(opts + n, sizeof opts - n, " -m %u", ms[below(&seed, 4)]);
+        bool any_order = below(&seed, 2);
+        if (any_order)
+            n += (size_t)snprintf(opts + n, sizeof opts - n, " -W");
         if (v->sparse)
             n += (size_t)snprintf(opts + n, sizeof opts - n, " -S %s", v->sparse);
         if (v->backing) {
@@ -327,6 +355,8 @@ START_TEST(convert_property)
         /* qemu-img check where the metadata is more than a plain copy's. */
         bool check = v->qcow2 && (v->compress || v->backing || v->existing);
         verify(&s, out, ofmt, full, check, what);
+        if (v->qcow2 && !v->existing && !v->compress && !any_order)
+            in_guest_order(out, what);
         run("rm -f '%s' '%s.raw' '%s'*", out, out, scratch(fmt("back%02u-%u", i, k)));
     }
     unlink(s.path);

@@ -65,6 +65,8 @@ struct conv {
     bool compress;
     bool progress;
     unsigned parallel;       /* -m */
+    bool out_of_order;       /* -W: a chunk is written as soon as it is read */
+    struct slot *slots;      /* the plain copy's chunks in work */
     bool copy_range;         /* -C */
     int cr_src[MAX_SOURCES]; /* -C: the raw sources' files, or -1 */
     int cr_dst;              /* -C: the raw target's file, or -1 */
@@ -280,6 +282,11 @@ static bool all_zero(const uint8_t *p, size_t n)
  * target's.  A chunk whose reads are all done is written from the read
  * callback; the main loop waits on every queue's fd at once.  So a source
  * over the network (nbd://, rbd:) has -m reads in flight, not one.
+ *
+ * Writes go in the target's order, as qemu-img writes without -W: a chunk
+ * is written when every chunk before it is, so the clusters a qcow2 target
+ * allocates lie in guest order, the same on every run.  With -W a chunk is
+ * written as soon as it is read.
  */
 
 struct slot {
@@ -288,12 +295,18 @@ struct slot {
     uint8_t *buf;
     uint8_t *cmp;            /* -B: the backing file's data */
     uint64_t off, len;
+    uint64_t scan;           /* where the search for its next run goes on */
     uint64_t data;           /* -p: the data bytes in it (chunk_data()) */
     unsigned reads;          /* in flight */
     unsigned writes;         /* in flight */
     bool busy;
+    bool ready;              /* read (or a zero run): its writes may start */
+    bool zeroes;             /* the chunk is a zero run, written as one */
     bool salvage;            /* --salvage: a read failed */
 };
+
+static void write_chunk(struct slot *s);
+static void start_writes(struct conv *c);
 
 static void fail(struct conv *c, int r)
 {
@@ -303,34 +316,76 @@ static void fail(struct conv *c, int r)
     }
 }
 
+/* The chunk in S is written: its slot is free, the next chunk's turn. */
+static void chunk_done(struct slot *s)
+{
+    progress(s->c, s->data);
+    s->busy = false;
+    start_writes(s->c);
+}
+
 static void write_done(void *user, int ret)
 {
     struct slot *s = user;
     if (ret < 0)
         fail(s->c, ret);
-    if (--s->writes == 0) {
-        progress(s->c, s->data);
-        s->busy = false;
-    }
+    if (--s->writes == 0)
+        chunk_done(s);
 }
 
-static int put(struct slot *s, uint64_t off, uint64_t len, bool zero)
+static int put(struct slot *s, uint64_t off, uint64_t len, bool zero,
+               void (*done)(void *user, int ret))
 {
     struct conv *c = s->c;
     int r;
     s->writes++;
     if (zero) {
-        r = vdisk_aio_write_zeroes(s->wq, off, len, VDISK_REQ_MAY_UNMAP, write_done, s);
+        r = vdisk_aio_write_zeroes(s->wq, off, len, VDISK_REQ_MAY_UNMAP, done, s);
     } else {
         throttle(c, len);
         struct iovec v = {s->buf + (off - s->off), len};
-        r = vdisk_aio_pwritev(s->wq, &v, 1, off, 0, write_done, s);
+        r = vdisk_aio_pwritev(s->wq, &v, 1, off, 0, done, s);
     }
     if (r < 0) {
         s->writes--;
         fail(c, r);
     }
     return r;
+}
+
+/* Starts the writes of the chunks that are ready and whose turn it is:
+ * with -W every ready one, else the first chunk in work (the lowest
+ * offset) once it is ready, the others waiting for it. */
+static void start_writes(struct conv *c)
+{
+    for (;;) {
+        struct slot *first = NULL, *go = NULL;
+        for (unsigned i = 0; i < c->parallel; i++) {
+            struct slot *s = &c->slots[i];
+            if (!s->busy)
+                continue;
+            if (c->out_of_order && s->ready) {
+                go = s;
+                break;
+            }
+            if (!first || s->off < first->off)
+                first = s;
+        }
+        if (!go && first && first->ready)
+            go = first;
+        if (!go || c->error)
+            return;
+        go->ready = false;
+        if (go->zeroes) {
+            go->writes = 1; /* a guard while the write is started */
+            put(go, go->off, go->len, true, write_done);
+            write_done(go, 0); /* (may start the next chunk's writes) */
+        } else {
+            write_chunk(go);
+        }
+        if (!c->out_of_order && go->busy)
+            return; /* in flight: the next chunk waits for it */
+    }
 }
 
 /* What a unit of the chunk in S needs: 0 nothing, 1 its data, 2 zeroes. */
@@ -344,36 +399,75 @@ static int unit_kind(struct slot *s, uint64_t pos, uint64_t n)
     return 1;
 }
 
-/* Writes what the chunk in S needs: its data, less the zero runs (and,
- * with -B, less what the backing file shows already).  The chunk is
- * looked at in units of -S bytes (the cluster with -B); the last unit may
- * be shorter, and every run, the last one too, is written. */
+/* The next run of the chunk in S that needs writing, from s->scan on:
+ * *OFF, *LEN and whether it is zeroes; false when none is left.  The
+ * chunk is looked at in units of -S bytes (the cluster with -B): the
+ * data, less the zero runs (and, with -B, less what the backing file shows
+ * already); the last unit may be shorter.  With -S 0 (and -C) the whole
+ * chunk is one run of data, zeroes too. */
+static bool next_run(struct slot *s, uint64_t *off, uint64_t *len, bool *zero)
+{
+    struct conv *c = s->c;
+    bool whole = c->sparse == UINT64_MAX || (c->copy_range && !c->backing);
+    uint64_t unit = whole ? s->len : c->backing ? c->cluster : c->sparse;
+    while (s->scan < s->len) {
+        uint64_t start = s->scan, n = s->len - start < unit ? s->len - start : unit;
+        int kind = whole ? 1 : unit_kind(s, start, n);
+        s->scan += n;
+        while (!whole && s->scan < s->len) {
+            n = s->len - s->scan < unit ? s->len - s->scan : unit;
+            if (unit_kind(s, s->scan, n) != kind)
+                break;
+            s->scan += n;
+        }
+        if (kind > 0) {
+            *off = s->off + start;
+            *len = s->scan - start;
+            *zero = kind == 2;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void seq_done(void *user, int ret);
+
+/* In order (no -W): the chunk's runs one after the other, each started
+ * when the one before it is written, as qemu-img writes them. */
+static void write_step(struct slot *s)
+{
+    uint64_t off, len;
+    bool zero;
+    while (!s->c->error && next_run(s, &off, &len, &zero))
+        if (put(s, off, len, zero, seq_done) == 0)
+            return; /* seq_done goes on */
+    chunk_done(s);
+}
+
+static void seq_done(void *user, int ret)
+{
+    struct slot *s = user;
+    s->writes--;
+    if (ret < 0)
+        fail(s->c, ret);
+    write_step(s);
+}
+
+/* Writes what the chunk in S needs (next_run()): with -W its runs all at
+ * once, else one after the other. */
 static void write_chunk(struct slot *s)
 {
     struct conv *c = s->c;
-    s->writes = 1; /* a guard while the writes are started */
-    if (c->sparse == UINT64_MAX || (c->copy_range && !c->backing)) {
-        /* -S 0: everything is written as data, zeroes too; so with -C
-         * (qemu-img copies the data extents as they are). */
-        put(s, s->off, s->len, false);
-        write_done(s, 0);
+    s->scan = 0;
+    if (!c->out_of_order) {
+        write_step(s);
         return;
     }
-    uint64_t unit = c->backing ? c->cluster : c->sparse;
-    uint64_t run_start = 0;
-    int run_kind = 0;
-    for (uint64_t pos = 0; pos < s->len && !c->error; pos += unit) {
-        uint64_t n = s->len - pos < unit ? s->len - pos : unit;
-        int kind = unit_kind(s, pos, n);
-        if (kind == run_kind)
-            continue;
-        if (run_kind > 0)
-            put(s, s->off + run_start, pos - run_start, run_kind == 2);
-        run_start = pos;
-        run_kind = kind;
-    }
-    if (run_kind > 0 && !c->error)
-        put(s, s->off + run_start, s->len - run_start, run_kind == 2);
+    s->writes = 1; /* a guard while the writes are started */
+    uint64_t off, len;
+    bool zero;
+    while (!c->error && next_run(s, &off, &len, &zero))
+        put(s, off, len, zero, write_done);
     write_done(s, 0);
 }
 
@@ -403,7 +497,8 @@ static void read_done(void *user, int ret)
         s->busy = false;
         return;
     }
-    write_chunk(s);
+    s->ready = true;
+    start_writes(c);
 }
 
 /* Starts the reads of the chunk in S from the sources. */
@@ -528,6 +623,7 @@ static int copy_plain(struct conv *c)
         cli_error("Out of memory for %u buffers of %" PRIu64 " bytes", c->parallel, c->chunk);
         return -1;
     }
+    c->slots = slots;
     uint64_t off = 0;
     for (;;) {
         struct slot *s = NULL;
@@ -564,8 +660,9 @@ static int copy_plain(struct conv *c)
             s->len = len;
             s->data = 0;
             if (!c->target_fresh) {
-                s->writes = 0;
-                put(s, off, len, true);
+                s->zeroes = true;
+                s->ready = true;
+                start_writes(c);
             } else {
                 /* Nothing to do: no system call either (an empty image of
                  * 2^60 bytes is millions of extents). */
@@ -579,6 +676,7 @@ static int copy_plain(struct conv *c)
         } else {
             s->len = len;
             s->data = chunk_data(c, off, len);
+            s->zeroes = false;
             read_chunk(s, rq);
         }
         off += len;
@@ -599,6 +697,7 @@ static int copy_plain(struct conv *c)
         free(slots[i].cmp);
     }
     free(slots);
+    c->slots = NULL;
     return c->error ? -1 : 0;
 }
 
@@ -901,7 +1000,8 @@ static void help(void)
            "  -l snapshot.name=NAME, -l snapshot.id=ID, -l NAME\n"
            "                  convert a snapshot of the (single) source\n"
            "  -m N            requests in flight (default 8)\n"
-           "  -W              writes may complete out of order (always so here)\n"
+           "  -W              write each chunk as soon as it is read (default: in the\n"
+           "                  target's order, as qemu-img)\n"
            "  -t CACHE        the target's cache mode (default unsafe, as qemu-img)\n"
            "  -T CACHE        the sources' cache mode (default writeback)\n"
            "  -U, --force-share  read the sources even while another process writes\n"
@@ -1028,7 +1128,7 @@ int cmd_convert(int argc, char **argv)
             c.parallel = (unsigned)m;
             break;
         }
-        case 'W': break;
+        case 'W': c.out_of_order = true; break;
         case 't': dst_cache = optarg; break;
         case 'T': src_cache = optarg; break;
         case 'U': src_share = true; break;
