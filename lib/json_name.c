@@ -913,10 +913,49 @@ static int take_cache_direct(struct jp *j, struct json_name *out)
     return direct ? add_opt(j, out, "cache", "none") : 0;
 }
 
+/* blkdebug over a format that says nothing but request limits (align,
+ * max-transfer, ...: vdisk's requests come whole, as the format takes
+ * them): the blkdebug layer is taken out, its image's keys lifted to the
+ * top.  Rules, a config file or anything else leave it (refused later:
+ * blkdebug goes over protocols). */
+static int lift_blkdebug_limits(struct jp *j, const char **drv)
+{
+    static const char *const limits[] = {"align", "max-transfer", "opt-write-zero",
+                                         "max-write-zero", "opt-discard", "max-discard"};
+    int r = 0;
+    const char *d = str(j, "image.", "driver", &r);
+    if (r < 0 || !d || is_protocol(d) || !driver_by_name(d))
+        return r;
+    for (unsigned i = 0; i < j->n; i++) {
+        const char *k = j->keys[i].key;
+        bool ok = !strcmp(k, "driver") || !strncmp(k, "image.", 6);
+        for (size_t l = 0; !ok && l < sizeof limits / sizeof limits[0]; l++)
+            ok = !strcmp(k, limits[l]);
+        if (!ok)
+            return 0;
+    }
+    unsigned n = 0;
+    for (unsigned i = 0; i < j->n; i++) {
+        struct jkey *k = &j->keys[i];
+        if (strncmp(k->key, "image.", 6) != 0) {
+            free(k->key);
+            free(k->val);
+            continue;
+        }
+        memmove(k->key, k->key + 6, strlen(k->key + 6) + 1);
+        j->keys[n++] = *k;
+    }
+    j->n = n;
+    *drv = str(j, "", "driver", &r);
+    return r;
+}
+
 static int translate(struct jp *j, struct json_name *out)
 {
     int r = 0;
     const char *drv = str(j, "", "driver", &r);
+    if (r == 0 && drv && !strcmp(drv, "blkdebug"))
+        r = lift_blkdebug_limits(j, &drv);
     if (r < 0)
         return r;
     drop_ignored(j);

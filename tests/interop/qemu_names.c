@@ -163,6 +163,14 @@ START_TEST(blkdebug)
     same_as_qemu_io("-c 'read 224k 512' 'json:{\"driver\": \"qcow2\", \"file\": {\"driver\": "
                     "\"blkdebug\", \"inject-error\": [{\"event\": \"l2_load\"}], "
                     "\"image.filename\": \"d.qcow2\"}}'");
+    /* blkdebug over a format with request limits only (iotest 204): vdisk's
+     * requests come whole, the image reads as without the layer */
+    same_as_qemu_img("map", "--image-opts driver=blkdebug,image.driver=qcow2,"
+                     "image.file.driver=file,image.file.filename=d.qcow2,align=4k,"
+                     "max-transfer=64k");
+    same_as_qemu_img("map", "--output=json 'json:{\"driver\": \"blkdebug\", \"align\": "
+                     "\"512\", \"image\": {\"driver\": \"qcow2\", \"file\": {\"driver\": "
+                     "\"file\", \"filename\": \"d.qcow2\"}}}'");
     /* compare's read error (iotest 074) */
     same_as_qemu_img("compare", "-f raw -F raw d.raw blkdebug:once.conf:d.raw");
     same_as_qemu_img("compare", "d.qcow2 blkdebug:once.conf:d.qcow2");
