@@ -32,6 +32,7 @@ const struct vdisk_driver *const vdisk_format_drivers[] = {
     &vdisk_driver_dmg,
     &vdisk_driver_parallels,
     &vdisk_driver_luks,
+    &vdisk_driver_compress,
     NULL,
 };
 
@@ -1236,10 +1237,28 @@ VDISK_EXPORT int vdisk_pwrite_compressed_datav(vdisk_dev *dev, const struct iove
     return r;
 }
 
+bool dev_can_compress(const struct vdisk_dev *dev)
+{
+    return dev->drv->compress && dev->drv->write_compressed;
+}
+
+uint32_t dev_cluster_size(struct vdisk_dev *dev)
+{
+    struct vdisk_info in = {.struct_size = sizeof in};
+    if (dev->drv->get_info)
+        dev->drv->get_info(dev, &in);
+    return in.cluster_size;
+}
+
 VDISK_EXPORT int vdisk_pwrite_compressed(vdisk_dev *dev, const void *buf, size_t count,
                                          uint64_t offset)
 {
     err_enter(__func__);
+    return dev_pwrite_compressed(dev, buf, count, offset);
+}
+
+int dev_pwrite_compressed(struct vdisk_dev *dev, const void *buf, size_t count, uint64_t offset)
+{
     int r = compressed_check(dev, offset, count);
     if (r < 0)
         return r;

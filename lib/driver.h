@@ -175,6 +175,14 @@ void dev_size_grow(struct vdisk_dev *dev, uint64_t end);
 void dev_add_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
 void dev_remove_upper(struct vdisk_dev *dev, struct vdisk_dev *upper);
 
+/* Compressed clusters (the "compress" filter): whether DEV's format can
+ * store them; its cluster size (0: none); and one cluster written
+ * compressed, as vdisk_pwrite_compressed (synchronous). */
+bool dev_can_compress(const struct vdisk_dev *dev);
+uint32_t dev_cluster_size(struct vdisk_dev *dev);
+int dev_pwrite_compressed(struct vdisk_dev *dev, const void *buf, size_t count,
+                          uint64_t offset);
+
 /* The name qemu-img shows for an image of FORMAT stored on DEV (its
  * driver's shown_name: an RBD image's json:{...}), malloc'd; NULL when DEV
  * shows its file name (or out of memory). */
@@ -773,6 +781,7 @@ extern const struct vdisk_driver vdisk_driver_vdi;
 /* QED images (formats/qed), read only. */
 extern const struct vdisk_driver vdisk_driver_qed;
 extern const struct vdisk_driver vdisk_driver_bochs;
+extern const struct vdisk_driver vdisk_driver_compress;
 extern const struct vdisk_driver vdisk_driver_cloop;
 /* DMG (UDIF) images (formats/dmg), read only. */
 extern const struct vdisk_driver vdisk_driver_dmg;

@@ -1425,7 +1425,8 @@ static int blkdebug_layer(struct qopts *q, const char *prefix, struct io_open *i
 static bool is_format_driver(const char *d)
 {
     static const char *const formats[] = {"raw", "qcow2", "luks", "vdi", "qed", "vmdk", "vpc",
-                                          "vhdx", "bochs", "cloop", "dmg", "parallels"};
+                                          "vhdx", "bochs", "cloop", "dmg", "parallels",
+                                          "compress"};
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
         if (strcmp(d, formats[i]) == 0)
             return true;
