@@ -836,8 +836,58 @@ static bool needs_new_l2(struct qcow2 *s, uint64_t c0)
  * when it would need I/O (nothing done: the worker must do it), or a
  * negative errno.
  */
+/* Which edge clusters of a run over clusters of the image's own hold data
+ * (merge_own_clusters): their bytes outside the write stay as they are. */
+enum { KEEP_HEAD = 1, KEEP_TAIL = 2 };
+
+/*
+ * A write over clusters of the image's own that lie one after another in
+ * the file, some holding data (NORMAL, COPIED) and some preallocated zeroes
+ * (ZERO with a host cluster, COPIED), is one write, as QEMU makes it: one
+ * run over them all that keeps their host clusters, then clears the zero
+ * flags.  Turns *M (the extent at POS, of a write that ends at END) into
+ * that run's extent when it takes in more than *M and a preallocated zero
+ * cluster is among them, with *KEEP saying which edge clusters hold data.
+ * Without extended L2 entries or a data file; within one L2 table.  Under
+ * the lock, without I/O.
+ */
+static void merge_own_clusters(struct qcow2 *s, uint64_t pos, uint64_t end, struct qcow2_map *m,
+                               unsigned *keep)
+{
+    *keep = 0;
+    bool data = m->type == QCOW2_NORMAL && m->copied;
+    bool pre = m->type == QCOW2_ZERO && m->copied && m->host;
+    if (s->ext_l2 || qcow2_has_data_file(s) || (!data && !pre))
+        return;
+    uint64_t cs = s->cluster_size, span = s->cluster_bits + s->l2_bits;
+    uint64_t table_end = ((pos >> span) + 1) << span, p = pos + m->len;
+    if (end > table_end)
+        end = table_end;
+    bool any_pre = pre, last_data = data;
+    while (p < end && p % cs == 0) {
+        struct qcow2_map n;
+        uint64_t need;
+        if (qcow2_lookup_cached(s, p, end - p, &n, &need) != 0)
+            break;
+        bool nd = n.type == QCOW2_NORMAL && n.copied;
+        bool np = n.type == QCOW2_ZERO && n.copied && n.host;
+        if ((!nd && !np) || n.host != m->host + (p - pos))
+            break;
+        any_pre |= np;
+        last_data = nd;
+        p += n.len;
+    }
+    if (!any_pre || p == pos + m->len)
+        return;
+    *keep = (data ? KEEP_HEAD : 0) | (last_data ? KEEP_TAIL : 0);
+    m->type = QCOW2_ZERO;
+    m->copied = true;
+    m->len = p - pos;
+}
+
 static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run_mode mode,
-                     const struct qcow2_map *m, struct qc_run **runp, bool *zerop)
+                     const struct qcow2_map *m, unsigned keep, struct qc_run **runp,
+                     bool *zerop)
 {
     struct qcow2 *s = req->dev->priv;
     uint64_t cs = s->cluster_size;
@@ -919,8 +969,8 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
                 run->cow_end = limit;
         }
     } else {
-        run->cow_start = c0;
-        run->cow_end = cend < limit ? cend : limit;
+        run->cow_start = keep & KEEP_HEAD ? pos : c0;
+        run->cow_end = keep & KEEP_TAIL ? pos + len : cend < limit ? cend : limit;
     }
     /* Preallocated zero clusters of this image's own (zero flag, host
      * cluster, COPIED) keep their host clusters, as in QEMU: the write and
@@ -936,6 +986,12 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
             run->fill = true;
             run->host = pre;
         }
+    }
+    if (r == 0 && keep && !run->fill) {
+        /* (clusters that cannot be kept: new ones, with the data of the
+         * edge clusters copied over as for any other run) */
+        run->cow_start = c0;
+        run->cow_end = cend < limit ? cend : limit;
     }
     if (r == 0 && !run->fill && qcow2_has_data_file(s))
         run->host = c0; /* an external data file: at the guest offset, as QEMU */
@@ -1017,7 +1073,7 @@ static int alloc_work(struct vdisk_req *carrier)
         len = s->cluster_size - (pos & (s->cluster_size - 1));
     struct qc_run *run;
     bool zero;
-    r = start_run(req, pos, len, RUN_WORKER, &m, &run, &zero); /* releases the lock */
+    r = start_run(req, pos, len, RUN_WORKER, &m, 0, &run, &zero); /* releases the lock */
     if (r < 0) {
         req_set_error(carrier, r, err_detail());
         return r;
@@ -1091,6 +1147,8 @@ static void qc_write_loop(struct vdisk_req *req)
             fail_msg(req, r);
             break;
         }
+        unsigned keep;
+        merge_own_clusters(s, pos, end, &m, &keep);
         if (m.type == QCOW2_NORMAL && m.copied) {
             pthread_mutex_unlock(&s->lock);
             dev_debug_event(s->file, "write_aio"); /* (blkdebug) */
@@ -1118,7 +1176,7 @@ static void qc_write_loop(struct vdisk_req *req)
             len = s->cluster_size - (pos & (s->cluster_size - 1));
         struct qc_run *run;
         bool zero;
-        r = start_run(req, pos, len, RUN_NB, &m, &run, &zero); /* releases the lock */
+        r = start_run(req, pos, len, RUN_NB, &m, keep, &run, &zero); /* releases the lock */
         if (r == 1)
             return; /* waiting for another allocation; resumed later */
         if (r == 2) {

@@ -154,6 +154,40 @@ START_TEST(extended_l2_zeroes_to_the_end)
 }
 END_TEST
 
+/* A write over clusters of the image's own that lie one after another in
+ * the file, written ones and preallocated zero ones, keeps them all (one
+ * write, as QEMU's, iotest 066): the same map as qemu-io leaves, the same
+ * data, whatever part of the edge clusters the write covers. */
+START_TEST(write_over_own_clusters)
+{
+    const char *ranges[] = {"0 192k", "1000 190000", "64k 128k", "70k 100k", "0 100k",
+                            "100k 92k", "65535 2"};
+    for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++) {
+        for (int t = 0; t < 2; t++) {
+            RUN_OK("rm -f o%d.qcow2 && qemu-img create -q -f qcow2 o%d.qcow2 192k && qemu-io "
+                   "-c 'write -q -P 42 0 192k' -c 'write -q -z 64k 64k' o%d.qcow2", t, t, t);
+            RUN_OK("%s -c 'write -q -P 43 %s' o%d.qcow2", t ? fmt("%s io", V) : "qemu-io",
+                   ranges[i], t);
+        }
+        struct run *r = run("qemu-img map --output=json o0.qcow2");
+        char *want = strdup(r->out);
+        r = run("qemu-img map --output=json o1.qcow2");
+        ck_assert_msg(strcmp(want, r->out) == 0, "write %s: qemu-io's map\n%svdisk's\n%s",
+                      ranges[i], want, r->out);
+        free(want);
+        identical("o0.qcow2", "o1.qcow2");
+        clean("o1.qcow2");
+    }
+    /* one write to the file: a second one would fail here */
+    RUN_OK("rm -f o1.qcow2 && qemu-img create -q -f qcow2 o1.qcow2 192k && qemu-io "
+           "-c 'write -q -P 42 0 192k' -c 'write -q -z 64k 64k' o1.qcow2");
+    RUN_OK("%s io -c 'write -q -P 44 0 192k' \"json:{'driver': 'qcow2', 'file': {'driver': "
+           "'blkdebug', 'image.filename': 'o1.qcow2', 'set-state': [{'event': 'write_aio', "
+           "'new_state': 2}], 'inject-error': [{'event': 'write_aio', 'state': 2}]}}\"", V);
+    RUN_OK("qemu-io -c 'read -q -P 44 0 192k' o1.qcow2");
+}
+END_TEST
+
 START_TEST(convert_like_qemu)
 {
     make_pair("c.qcow2");
@@ -420,6 +454,7 @@ int main(void)
     tcase_add_test(tc, snapshots_both_ways);
     tcase_add_test(tc, extended_l2_write_after_snapshot);
     tcase_add_test(tc, extended_l2_zeroes_to_the_end);
+    tcase_add_test(tc, write_over_own_clusters);
     tcase_add_test(tc, convert_like_qemu);
     tcase_add_test(tc, convert_compressed_packing);
     tcase_add_test(tc, compare_like_qemu);
