@@ -5,7 +5,7 @@
  *
  * The directory is read at every open (info shows the bitmaps, check
  * counts their clusters).  A read-write open loads the enabled bitmaps
- * into memory (at most QCOW2_BITMAP_MEMORY bytes in all) and, before
+ * into memory (sparse pages: see "Bits in memory") and, before
  * anything is written, switches the header to a new directory that flags
  * them in use: after a crash QEMU and vdisk see them as inconsistent,
  * never as silently wrong.  Every guest write, write zeroes, discard and
@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,14 +43,19 @@
 
 #define DIR_ENTRY_HEADER 24
 
-/* The memory all loaded bitmaps of one image may take (bytes). */
+/* The memory the pages that loading the bitmaps of one image materializes
+ * may take (bytes), and what the loaded bitmaps could take in all if every
+ * bit got set (a bound on what writes can make them grow to). */
 #define QCOW2_BITMAP_MEMORY (256ull << 20)
+#define QCOW2_BITMAP_SPAN   (4ull << 30)
+
+static void pages_free(struct qcow2 *s, struct qcow2_bitmap *bm);
 
 void qcow2_free_bitmaps(struct qcow2 *s)
 {
     for (uint32_t i = 0; s->bitmaps && i < s->nb_bitmaps; i++) {
         free(s->bitmaps[i].name);
-        free(s->bitmaps[i].bits);
+        pages_free(s, &s->bitmaps[i]);
     }
     free(s->bitmaps);
     free(s->bitmap_info);
@@ -274,25 +280,206 @@ static uint64_t bm_nbytes(const struct qcow2 *s, uint8_t gbits)
     return (bm_nbits(s, gbits) + 7) / 8;
 }
 
-/* Bytes of bits loaded now. */
-static uint64_t loaded_bytes(const struct qcow2 *s)
+/*
+ * A bitmap's bits lie in pages of BM_PAGE bytes (bm->pages, a pointer
+ * each): NULL is a page of zeroes, bm_ones a page of ones shared by all
+ * (never written), any other a page of the bitmap's own.  Memory goes to
+ * the parts that are set: a 2 TiB disk at 512-byte granularity (512 MiB
+ * of bits) takes 1 MiB of pointers until it is written, and a table entry
+ * "all ones" takes nothing.  Guest writes set bits without the lock (a
+ * page of their own appears with one compare-and-swap); everything else
+ * changes pages under the lock, in a quiesce section or before writes
+ * start.  s->bm_resident counts the pointers and the pages of their own.
+ */
+#define BM_PAGE 4096u
+#define BM_PAGE_BITS (BM_PAGE * 8ull)
+
+static uint8_t bm_ones[BM_PAGE];
+static pthread_once_t bm_ones_once = PTHREAD_ONCE_INIT;
+
+static void bm_ones_fill(void)
 {
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
-        if (s->bitmaps[i].bits)
-            n += s->bitmaps[i].nbytes;
-    return n;
+    memset(bm_ones, 0xff, sizeof bm_ones);
 }
 
-static int memory_check(struct qcow2 *s, uint64_t more)
+static uint64_t bm_npages(uint64_t nbytes)
 {
-    uint64_t have = loaded_bytes(s);
+    return (nbytes + BM_PAGE - 1) / BM_PAGE;
+}
+
+static void resident_add(struct qcow2 *s, int64_t n)
+{
+    __atomic_fetch_add(&s->bm_resident, (uint64_t)n, __ATOMIC_RELAXED);
+}
+
+static void pages_free(struct qcow2 *s, struct qcow2_bitmap *bm)
+{
+    if (!bm->pages)
+        return;
+    uint64_t n = bm_npages(bm->nbytes), own = 0;
+    for (uint64_t p = 0; p < n; p++)
+        if (bm->pages[p] && bm->pages[p] != bm_ones) {
+            free(bm->pages[p]);
+            own++;
+        }
+    free(bm->pages);
+    bm->pages = NULL;
+    resident_add(s, -(int64_t)(own * BM_PAGE + n * sizeof(uint8_t *)));
+}
+
+/* Fails when LOADING more bytes of pages (or pointers) would take the
+ * image's bitmaps past QCOW2_BITMAP_MEMORY. */
+static int resident_check(struct qcow2 *s, uint64_t more)
+{
+    uint64_t have = __atomic_load_n(&s->bm_resident, __ATOMIC_RELAXED);
     if (more > QCOW2_BITMAP_MEMORY || have + more > QCOW2_BITMAP_MEMORY)
-        return err_set(-ENOMEM, "%s: the persistent dirty bitmaps need %" PRIu64 " bytes of "
-                       "memory, more than vdisk's limit of %llu MiB per image (open the image "
-                       "read-only, or remove bitmaps or disable them)", s->dev->filename,
-                       have + more, QCOW2_BITMAP_MEMORY >> 20);
+        return err_set(-ENOMEM, "%s: loading the persistent dirty bitmaps needs %" PRIu64
+                       " bytes of memory, more than vdisk's limit of %llu MiB per image (open "
+                       "the image read-only, or remove bitmaps or disable them)",
+                       s->dev->filename, have + more, QCOW2_BITMAP_MEMORY >> 20);
     return 0;
+}
+
+/* Fails when bitmaps of MORE bytes of bits, loaded beside those loaded
+ * now, could take more than QCOW2_BITMAP_SPAN once every bit is set. */
+static int span_check(struct qcow2 *s, uint64_t more)
+{
+    uint64_t have = 0;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+        if (s->bitmaps[i].pages)
+            have += s->bitmaps[i].nbytes;
+    if (more > QCOW2_BITMAP_SPAN || have + more > QCOW2_BITMAP_SPAN)
+        return err_set(-ENOMEM, "%s: the persistent dirty bitmaps could need %" PRIu64 " bytes "
+                       "of memory, more than vdisk's limit of %llu GiB per image (open the "
+                       "image read-only, or remove bitmaps or disable them)", s->dev->filename,
+                       have + more, QCOW2_BITMAP_SPAN >> 30);
+    return 0;
+}
+
+/* Gives BM an empty page table for NBYTES bytes of bits. */
+static int pages_new(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t nbytes)
+{
+    pthread_once(&bm_ones_once, bm_ones_fill);
+    uint64_t n = bm_npages(nbytes);
+    int r = resident_check(s, n * sizeof(uint8_t *));
+    if (r < 0)
+        return r;
+    bm->pages = calloc(n ? n : 1, sizeof(uint8_t *));
+    if (!bm->pages)
+        return err_set(-ENOMEM, "out of memory for bitmap '%s' (%" PRIu64 " pages)", bm->name, n);
+    bm->nbytes = nbytes;
+    resident_add(s, (int64_t)(n * sizeof(uint8_t *)));
+    return 0;
+}
+
+/* Page P of BM as a page of its own, to write, in *OUT (under the lock,
+ * no guest write setting bits in it meanwhile). */
+static int page_own(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t p, uint8_t **out)
+{
+    uint8_t *pg = bm->pages[p];
+    *out = pg;
+    if (pg && pg != bm_ones)
+        return 0;
+    int r = resident_check(s, BM_PAGE);
+    if (r < 0)
+        return r;
+    uint8_t *n = pg ? malloc(BM_PAGE) : calloc(1, BM_PAGE);
+    if (!n)
+        return err_set(-ENOMEM, "out of memory for bitmap '%s'", bm->name);
+    if (pg)
+        memset(n, 0xff, BM_PAGE);
+    bm->pages[p] = *out = n;
+    resident_add(s, BM_PAGE);
+    return 0;
+}
+
+/* Copies N bytes of bits from SRC to byte OFF of BM (under the lock);
+ * pages that stay zero are not made. */
+static int bits_write(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t off, const uint8_t *src,
+                      uint64_t n)
+{
+    while (n) {
+        uint64_t p = off / BM_PAGE, in = off % BM_PAGE;
+        uint64_t k = BM_PAGE - in < n ? BM_PAGE - in : n;
+        bool zero = true;
+        for (uint64_t i = 0; i < k && zero; i++)
+            zero = src[i] == 0;
+        if (!zero || bm->pages[p]) {
+            uint8_t *pg;
+            int r = page_own(s, bm, p, &pg);
+            if (r < 0)
+                return r;
+            memcpy(pg + in, src, k);
+        }
+        off += k;
+        src += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Sets N bytes of bits of BM from byte OFF to ones (under the lock):
+ * whole pages become the shared page of ones. */
+static int bits_ones(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t off, uint64_t n)
+{
+    while (n) {
+        uint64_t p = off / BM_PAGE, in = off % BM_PAGE;
+        uint64_t k = BM_PAGE - in < n ? BM_PAGE - in : n;
+        if (k == BM_PAGE) {
+            if (bm->pages[p] && bm->pages[p] != bm_ones) {
+                free(bm->pages[p]);
+                resident_add(s, -(int64_t)BM_PAGE);
+            }
+            bm->pages[p] = bm_ones;
+        } else {
+            uint8_t *pg;
+            int r = page_own(s, bm, p, &pg);
+            if (r < 0)
+                return r;
+            memset(pg + in, 0xff, k);
+        }
+        off += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Copies N bytes of bits of BM from byte OFF to DST; *ZERO: all clear. */
+static void bits_read(const struct qcow2_bitmap *bm, uint64_t off, uint8_t *dst, uint64_t n,
+                      bool *zero)
+{
+    *zero = true;
+    while (n) {
+        uint64_t p = off / BM_PAGE, in = off % BM_PAGE;
+        uint64_t k = BM_PAGE - in < n ? BM_PAGE - in : n;
+        const uint8_t *pg = __atomic_load_n(&bm->pages[p], __ATOMIC_ACQUIRE);
+        if (!pg) {
+            memset(dst, 0, k);
+        } else {
+            for (uint64_t i = 0; i < k; i++) {
+                dst[i] = __atomic_load_n(&pg[in + i], __ATOMIC_RELAXED);
+                *zero &= dst[i] == 0;
+            }
+        }
+        off += k;
+        dst += k;
+        n -= k;
+    }
+}
+
+/* The bits past the last one of the disk cleared (under the lock). */
+static int mask_tail(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t nbits)
+{
+    if (nbits % 8 == 0 || !bm->nbytes)
+        return 0;
+    uint64_t last = bm->nbytes - 1, p = last / BM_PAGE;
+    if (!bm->pages[p])
+        return 0;
+    uint8_t *pg;
+    int r = page_own(s, bm, p, &pg);
+    if (r == 0)
+        pg[last % BM_PAGE] &= (uint8_t)((1u << (nbits % 8)) - 1);
+    return r;
 }
 
 static int bad_table(struct qcow2 *s, const struct qcow2_bitmap *bm, uint32_t j, uint64_t e)
@@ -311,21 +498,22 @@ static bool entry_ok(struct qcow2 *s, uint64_t e, uint64_t file_size)
     return !off || range_inside(off, s->cluster_size, file_size);
 }
 
-/* Reads BM's bits from the image into bm->bits (memory checked). */
+/* Reads BM's bits from the image into pages (memory checked). */
 static int load_bits(struct qcow2 *s, struct qcow2_bitmap *bm)
 {
-    if (bm->bits)
+    if (bm->pages)
         return 0;
     uint64_t nbytes = bm_nbytes(s, bm->granularity_bits);
-    int r = memory_check(s, nbytes);
+    int r = span_check(s, nbytes);
+    if (r == 0)
+        r = pages_new(s, bm, nbytes);
     if (r < 0)
         return r;
-    uint8_t *bits = calloc(nbytes ? nbytes : 1, 1);
-    if (!bits)
-        return err_set(-ENOMEM, "out of memory for bitmap '%s' (%" PRIu64 " bytes)", bm->name,
-                       nbytes);
     uint64_t *t = NULL;
-    if (bm->table_offset)
+    uint8_t *buf = malloc(s->cluster_size);
+    if (!buf)
+        r = err_set(-ENOMEM, "out of memory");
+    if (r == 0 && bm->table_offset)
         r = read_bitmap_table(s, bm, &t);
     uint64_t fsize = qcow2_file_end(s);
     for (uint32_t j = 0; r == 0 && t && j < bm->table_size; j++) {
@@ -338,45 +526,83 @@ static int load_bits(struct qcow2 *s, struct qcow2_bitmap *bm)
             r = bad_table(s, bm, j, e);
         } else if (!off) {
             if (e & 1)
-                memset(bits + start, 0xff, n);
+                r = bits_ones(s, bm, start, n);
         } else {
             /* Data that overlaps the image's tables is refused (and the
              * image marked corrupt) before it could be freed later. */
             if (!s->read_only)
                 r = qcow2_check_overlap(s, off, s->cluster_size);
             if (r == 0)
-                r = dev_pread(s->file, bits + start, n, off);
+                r = dev_pread(s->file, buf, n, off);
+            if (r == 0)
+                r = bits_write(s, bm, start, buf, n);
         }
     }
     free(t);
+    free(buf);
+    if (r == 0)
+        r = mask_tail(s, bm, bm_nbits(s, bm->granularity_bits));
     if (r < 0) {
-        free(bits);
+        pages_free(s, bm);
         return r;
     }
-    uint64_t nbits = bm_nbits(s, bm->granularity_bits);
-    if (nbits % 8)
-        bits[nbytes - 1] &= (uint8_t)((1u << (nbits % 8)) - 1);
-    bm->bits = bits;
-    bm->nbytes = nbytes;
     bm->changed = false;
+    bm->lost = false;
     return 0;
 }
 
-static void set_bits(struct qcow2_bitmap *bm, uint64_t first, uint64_t last)
+/* Sets bits FIRST to LAST of BM, without the lock (guest writes): a page
+ * of zeroes wholly covered becomes the page of ones, one in part gets a
+ * page of its own (compare-and-swap: the first writer's stays).  When no
+ * page can be had, the bitmap is lost (stored back as inconsistent),
+ * never silently wrong. */
+static void set_bits(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t first, uint64_t last)
 {
-    uint8_t *b = bm->bits;
-    while (first <= last && (first & 7)) {
-        __atomic_fetch_or(&b[first >> 3], (uint8_t)(1u << (first & 7)), __ATOMIC_RELAXED);
-        first++;
-    }
-    while (first + 7 <= last) {
-        if (b[first >> 3] != 0xff)
-            __atomic_store_n(&b[first >> 3], (uint8_t)0xff, __ATOMIC_RELAXED);
-        first += 8;
-    }
     while (first <= last) {
-        __atomic_fetch_or(&b[first >> 3], (uint8_t)(1u << (first & 7)), __ATOMIC_RELAXED);
-        first++;
+        uint64_t p = first / BM_PAGE_BITS;
+        uint64_t pend = (p + 1) * BM_PAGE_BITS - 1, stop = last < pend ? last : pend;
+        uint8_t *pg = __atomic_load_n(&bm->pages[p], __ATOMIC_ACQUIRE);
+        if (!pg && first == p * BM_PAGE_BITS && stop == pend) {
+            uint8_t *expect = NULL;
+            if (__atomic_compare_exchange_n(&bm->pages[p], &expect, bm_ones, false,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                first = stop + 1;
+                continue;
+            }
+            pg = expect;
+        }
+        if (!pg) {
+            uint8_t *n = calloc(1, BM_PAGE), *expect = NULL;
+            if (!n) {
+                __atomic_store_n(&bm->lost, true, __ATOMIC_RELAXED);
+                return;
+            }
+            if (__atomic_compare_exchange_n(&bm->pages[p], &expect, n, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                resident_add(s, BM_PAGE);
+                pg = n;
+            } else {
+                free(n);
+                pg = expect;
+            }
+        }
+        if (pg != bm_ones) {
+            uint64_t i = first - p * BM_PAGE_BITS, e = stop - p * BM_PAGE_BITS;
+            while (i <= e && (i & 7)) {
+                __atomic_fetch_or(&pg[i >> 3], (uint8_t)(1u << (i & 7)), __ATOMIC_RELAXED);
+                i++;
+            }
+            while (i + 7 <= e) {
+                if (__atomic_load_n(&pg[i >> 3], __ATOMIC_RELAXED) != 0xff)
+                    __atomic_store_n(&pg[i >> 3], (uint8_t)0xff, __ATOMIC_RELAXED);
+                i += 8;
+            }
+            while (i <= e) {
+                __atomic_fetch_or(&pg[i >> 3], (uint8_t)(1u << (i & 7)), __ATOMIC_RELAXED);
+                i++;
+            }
+        }
+        first = stop + 1;
     }
 }
 
@@ -390,19 +616,28 @@ void qcow2_bitmaps_mark(struct qcow2 *s, uint64_t off, uint64_t len)
         struct qcow2_bitmap *bm = &s->bitmaps[i];
         if (!bm->live)
             continue;
-        set_bits(bm, off >> bm->granularity_bits, (off + len - 1) >> bm->granularity_bits);
+        set_bits(s, bm, off >> bm->granularity_bits, (off + len - 1) >> bm->granularity_bits);
         if (!__atomic_load_n(&bm->changed, __ATOMIC_RELAXED))
             __atomic_store_n(&bm->changed, true, __ATOMIC_RELAXED);
     }
 }
 
+/* Page P of BM: NULL (zeroes), bm_ones, or its own. */
+static const uint8_t *page_at(const struct qcow2_bitmap *bm, uint64_t p)
+{
+    return __atomic_load_n(&bm->pages[p], __ATOMIC_ACQUIRE);
+}
+
 static bool bit_get(const struct qcow2_bitmap *bm, uint64_t i)
 {
-    return (__atomic_load_n(&bm->bits[i >> 3], __ATOMIC_RELAXED) >> (i & 7)) & 1;
+    const uint8_t *pg = page_at(bm, i / BM_PAGE_BITS);
+    uint64_t k = i % BM_PAGE_BITS;
+    return pg && ((__atomic_load_n(&pg[k >> 3], __ATOMIC_RELAXED) >> (k & 7)) & 1);
 }
 
 /* From guest byte OFF (inside the disk) up to LEN bytes: *OUT_LEN bytes that
- * are all dirty or all clean (*DIRTY). */
+ * are all dirty or all clean (*DIRTY).  Pages of zeroes or of ones are
+ * passed over whole. */
 static void bits_status(struct qcow2 *s, const struct qcow2_bitmap *bm, uint64_t off,
                         uint64_t len, uint64_t *out_len, bool *dirty)
 {
@@ -411,11 +646,20 @@ static void bits_status(struct qcow2 *s, const struct qcow2_bitmap *bm, uint64_t
     uint64_t i = off >> g, last = (end - 1) >> g;
     bool v = bit_get(bm, i);
     uint8_t whole = v ? 0xff : 0x00;
+    const uint8_t *same = v ? bm_ones : NULL; /* a page all of V */
     for (i++; i <= last; i++) {
-        if (!(i & 7) && i + 7 <= last &&
-            __atomic_load_n(&bm->bits[i >> 3], __ATOMIC_RELAXED) == whole) {
-            i += 7;
+        if (i % BM_PAGE_BITS == 0 && i + BM_PAGE_BITS - 1 <= last &&
+            page_at(bm, i / BM_PAGE_BITS) == same) {
+            i += BM_PAGE_BITS - 1;
             continue;
+        }
+        if (!(i & 7) && i + 7 <= last) {
+            const uint8_t *pg = page_at(bm, i / BM_PAGE_BITS);
+            uint8_t b = pg ? __atomic_load_n(&pg[(i % BM_PAGE_BITS) >> 3], __ATOMIC_RELAXED) : 0;
+            if (b == whole) {
+                i += 7;
+                continue;
+            }
         }
         if (bit_get(bm, i) != v)
             break;
@@ -484,12 +728,10 @@ static int write_bits(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t *offset
         uint64_t len = start >= bm->nbytes ? 0
                        : bm->nbytes - start < cs ? bm->nbytes - start : cs;
         bool zero = true;
-        for (uint64_t k = 0; k < len && zero; k++)
-            zero = bm->bits[start + k] == 0;
+        memset(buf, 0, cs);
+        bits_read(bm, start, buf, len, &zero);
         if (zero)
             continue;
-        memset(buf, 0, cs);
-        memcpy(buf, bm->bits + start, len);
         uint64_t host;
         r = qcow2_alloc_clusters(s, 1, &host);
         if (r < 0)
@@ -596,9 +838,24 @@ void qcow2_bitmaps_ext(const struct qcow2 *s, uint8_t *out)
 static int bitmaps_commit(struct qcow2 *s)
 {
     int r = 0;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        struct qcow2_bitmap *bm = &s->bitmaps[i];
+        if (!__atomic_load_n(&bm->lost, __ATOMIC_RELAXED))
+            continue;
+        /* A write found no memory for its bits: what the bitmap says
+         * is not known any more.  Stored as in use (inconsistent), as
+         * after a crash: removable, never used. */
+        warn_report("%s: bitmap '%s' lost track of writes (out of memory); it is kept as "
+                    "inconsistent", s->dev->filename, bm->name);
+        bm->live = false;
+        bm->inconsistent = true;
+        bm->lost = false;
+        bm->changed = false;
+        pages_free(s, bm);
+    }
     for (uint32_t i = 0; r == 0 && i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *bm = &s->bitmaps[i];
-        if (!bm->bits || !(bm->changed || !bm->table_offset))
+        if (!bm->pages || !(bm->changed || !bm->table_offset))
             continue;
         uint64_t toff;
         uint32_t tsize;
@@ -645,10 +902,8 @@ static int bitmaps_commit(struct qcow2 *s)
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *bm = &s->bitmaps[i];
         s->bm_live |= bm->live;
-        if (!bm->live && !bm->changed) {
-            free(bm->bits);
-            bm->bits = NULL;
-        }
+        if (!bm->live && !bm->changed)
+            pages_free(s, bm);
     }
     int e = rebuild_info(s);
     return r < 0 ? r : e;
@@ -671,7 +926,7 @@ int qcow2_bitmaps_open_rw(struct qcow2 *s)
     }
     if (!any)
         return 0;
-    int r = memory_check(s, need);
+    int r = span_check(s, need);
     pthread_mutex_lock(&s->lock);
     for (uint32_t i = 0; r == 0 && i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *bm = &s->bitmaps[i];
@@ -691,7 +946,7 @@ int qcow2_bitmaps_close(struct qcow2 *s)
     bool pending = s->nbm_old > 0;
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *bm = &s->bitmaps[i];
-        pending |= bm->live || (bm->bits && bm->changed);
+        pending |= bm->live || (bm->pages && bm->changed);
         bm->live = false;
     }
     s->bm_live = false;
@@ -765,7 +1020,7 @@ static int op_add(struct qcow2 *s, struct bitmap_args *a)
     struct qcow2_bitmap *old = NULL;
     int r = a->other ? usable(s, a->other, &old) : 0;
     if (r == 0)
-        r = memory_check(s, nbytes);
+        r = span_check(s, nbytes);
     if (r < 0)
         return r;
     struct qcow2_bitmap *v = realloc(s->bitmaps, (s->nb_bitmaps + 1) * sizeof *v);
@@ -777,13 +1032,11 @@ static int op_add(struct qcow2 *s, struct bitmap_args *a)
     struct qcow2_bitmap *bm = &s->bitmaps[s->nb_bitmaps];
     memset(bm, 0, sizeof *bm);
     bm->name = strdup(a->name);
-    bm->bits = calloc(nbytes ? nbytes : 1, 1);
-    if (!bm->name || !bm->bits) {
+    r = bm->name ? pages_new(s, bm, nbytes) : err_set(-ENOMEM, "out of memory");
+    if (r < 0) {
         free(bm->name);
-        free(bm->bits);
-        return err_set(-ENOMEM, "out of memory");
+        return r;
     }
-    bm->nbytes = nbytes;
     bm->granularity_bits = gbits;
     bm->changed = true;
     bool enabled = !(a->flags & VDISK_BITMAP_ADD_DISABLED);
@@ -807,7 +1060,7 @@ static int op_remove(struct qcow2 *s, struct bitmap_args *a)
     if (r < 0)
         return r;
     free(bm->name);
-    free(bm->bits);
+    pages_free(s, bm);
     uint32_t i = (uint32_t)(bm - s->bitmaps);
     memmove(bm, bm + 1, (s->nb_bitmaps - i - 1) * sizeof *bm);
     s->nb_bitmaps--;
@@ -842,7 +1095,7 @@ static int merge_from(struct qcow2 *s, struct qcow2_bitmap *dst, struct bitmap_a
                                a->src->filename, a->other);
         }
         if (dirty) {
-            set_bits(dst, off >> dst->granularity_bits,
+            set_bits(s, dst, off >> dst->granularity_bits,
                      (off + len - 1) >> dst->granularity_bits);
             dst->changed = true;
         }
@@ -899,7 +1152,11 @@ int qcow2_bitmap_op(struct vdisk_dev *dev, struct bitmap_args *a)
         if (r == 0)
             r = load_bits(s, bm);
         if (r == 0) {
-            memset(bm->bits, 0, bm->nbytes);
+            uint64_t nbytes = bm->nbytes;
+            pages_free(s, bm);
+            r = pages_new(s, bm, nbytes);
+        }
+        if (r == 0) {
             bm->changed = true;
             r = bitmaps_commit(s);
         }
@@ -973,26 +1230,50 @@ int qcow2_bitmaps_after_resize(struct qcow2 *s)
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *bm = &s->bitmaps[i];
         uint64_t nb = bm_nbytes(s, bm->granularity_bits);
-        if (!bm->bits)
+        if (!bm->pages)
             return err_set(-EIO, "%s: bitmap '%s' was not loaded for the resize",
                            s->dev->filename, bm->name);
-        if (nb > bm->nbytes) {
-            int r = memory_check(s, nb - bm->nbytes);
-            if (r < 0)
-                return r;
-            uint8_t *b = realloc(bm->bits, nb);
-            if (!b)
-                return err_set(-ENOMEM, "out of memory");
-            memset(b + bm->nbytes, 0, nb - bm->nbytes);
-            bm->bits = b;
-        }
-        bm->nbytes = nb;
-        uint64_t nbits = bm_nbits(s, bm->granularity_bits);
-        if (nbits % 8)
-            bm->bits[nb - 1] &= (uint8_t)((1u << (nbits % 8)) - 1);
         if (align_up(nb, s->cluster_size) > QCOW2_MAX_BITMAP_BYTES)
             return err_set(-EFBIG, "%s: bitmap '%s' would be too large for the new size",
                            s->dev->filename, bm->name);
+        uint64_t on = bm_npages(bm->nbytes), nn = bm_npages(nb);
+        if (nb > bm->nbytes) {
+            int r = span_check(s, nb - bm->nbytes);
+            if (r == 0 && nn > on)
+                r = resident_check(s, (nn - on) * sizeof(uint8_t *));
+            if (r < 0)
+                return r;
+        }
+        if (nn != on) {
+            /* (pages past the new end go; new ones are zeroes) */
+            for (uint64_t p = nn; p < on; p++)
+                if (bm->pages[p] && bm->pages[p] != bm_ones) {
+                    free(bm->pages[p]);
+                    resident_add(s, -(int64_t)BM_PAGE);
+                }
+            uint8_t **v = realloc(bm->pages, (nn ? nn : 1) * sizeof *v);
+            if (!v && nn > on)
+                return err_set(-ENOMEM, "out of memory");
+            if (v)
+                bm->pages = v;
+            for (uint64_t p = on; p < nn; p++)
+                bm->pages[p] = NULL;
+            resident_add(s, ((int64_t)nn - (int64_t)on) * (int64_t)sizeof(uint8_t *));
+        }
+        /* A page of ones that the new end cuts in part becomes one of its
+         * own, whose bytes past the end are cleared. */
+        uint64_t keep = nb % BM_PAGE;
+        if (nn && keep && bm->pages[nn - 1]) {
+            uint8_t *pg;
+            int r = page_own(s, bm, nn - 1, &pg);
+            if (r < 0)
+                return r;
+            memset(pg + keep, 0, BM_PAGE - keep);
+        }
+        bm->nbytes = nb;
+        int r = mask_tail(s, bm, bm_nbits(s, bm->granularity_bits));
+        if (r < 0)
+            return r;
         bm->changed = true;
     }
     return bitmaps_commit(s);

@@ -252,9 +252,13 @@ struct qcow2_bitmap {
     char *name;
     uint32_t extra;          /* bytes of extra data in its directory entry */
     /* In memory (bitmap.c): the bits, one per granularity chunk, LSB first
-     * in each byte as on disk; NULL while only the image holds them. */
-    uint8_t *bits;
+     * in each byte as on disk, in pages (NULL: zeroes; a shared page of
+     * ones; or one of its own); PAGES NULL while only the image holds
+     * them. */
+    uint8_t **pages;
     uint64_t nbytes;         /* of bits */
+    bool lost;               /* a page could not be allocated for a write:
+                                stored back as inconsistent */
     bool changed;            /* bits differ from what table_offset holds */
     bool live;               /* loaded, enabled, read-write: tracks writes;
                                 flagged in use on disk until stored back */
@@ -451,6 +455,7 @@ struct qcow2 {
     bool read_only;
     bool lazy;               /* lazy refcounts in use: dirty bit while open */
     bool dirty_on_disk;      /* we set the dirty bit */
+    uint64_t bm_resident;    /* bytes the loaded bitmaps' pages take (atomic) */
     bool corrupt;
     bool corrupt_warned;     /* the warning of the first corruption given */
     bool meta_dirty;         /* metadata changed since the last flush */

@@ -151,6 +151,49 @@ START_TEST(writes_set_the_bits_qemu_sets)
 }
 END_TEST
 
+/* A bitmap of 512 MiB of bits (2 TiB at 512-byte granularity, QEMU's
+ * largest) is kept in pages for what is set: vdisk adds it, writes set its
+ * bits (a part of a page, whole pages, the last bit), and QEMU reads what
+ * QEMU's own writes set. */
+START_TEST(huge_sparse_bitmap)
+{
+    const char *v = scratch("h.qcow2"), *q = scratch("hq.qcow2");
+    RUN_OK("qemu-img create -q -f qcow2 -o cluster_size=2M '%s' 2T", v);
+    RUN_OK("%s bitmap --add --granularity 512 '%s' b1 && %s bitmap --add -g 2M '%s' b2",
+           vdisk_bin(), v, vdisk_bin(), v);
+    RUN_OK("cp '%s' '%s'", v, q);
+    const char *args = "-c 'write -P 1 0 4k' -c 'write -P 2 1T 1M' -c 'write -P 3 100G 32M' "
+                       "-c 'write -P 4 2199023255040 512' -c 'write -z 1536G 8M'";
+    RUN_OK("%s io %s '%s'", vdisk_bin(), args, v);
+    RUN_OK("qemu-io %s '%s'", args, q);
+    check_clean(v);
+    for (int i = 1; i <= 2; i++) {
+        char name[4] = {'b', (char)('0' + i), 0};
+        char *qv = qemu_map(v, name), *qq = qemu_map(q, name), *vv = vdisk_map(v, name);
+        ck_assert_msg(strcmp(qv, qq) == 0, "%s: vdisk's writes:\n%s\nQEMU's writes:\n%s", name,
+                      qv, qq);
+        ck_assert_msg(strcmp(vv, qv) == 0, "%s: vdisk reads:\n%s\nQEMU reads:\n%s", name, vv,
+                      qv);
+        free(qv);
+        free(qq);
+        free(vv);
+    }
+    /* cleared, then written again, and merged into the other */
+    RUN_OK("%s bitmap --clear '%s' b1 && %s io -c 'write 5G 64k' '%s' && "
+           "%s bitmap --merge b1 '%s' b2", vdisk_bin(), v, vdisk_bin(), v, vdisk_bin(), v);
+    RUN_OK("qemu-img bitmap --clear '%s' b1 && qemu-io -c 'write 5G 64k' '%s' && "
+           "qemu-img bitmap --merge b1 '%s' b2", q, q, q);
+    for (int i = 1; i <= 2; i++) {
+        char name[4] = {'b', (char)('0' + i), 0};
+        char *qv = qemu_map(v, name), *qq = qemu_map(q, name);
+        ck_assert_msg(strcmp(qv, qq) == 0, "%s: vdisk's:\n%s\nQEMU's:\n%s", name, qv, qq);
+        free(qv);
+        free(qq);
+    }
+    check_clean(v);
+}
+END_TEST
+
 START_TEST(qemu_bits_read_by_vdisk)
 {
     /* Bits QEMU set, read by vdisk, then kept through vdisk's writes. */
@@ -478,6 +521,7 @@ int main(void)
     TCase *tc = tcase_create("bitmaps");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, writes_set_the_bits_qemu_sets);
+    tcase_add_test(tc, huge_sparse_bitmap);
     tcase_add_test(tc, qemu_bits_read_by_vdisk);
     tcase_add_test(tc, crash_leaves_bitmaps_in_use);
     tcase_add_test(tc, incremental_backup);
