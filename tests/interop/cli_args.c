@@ -264,8 +264,8 @@ START_TEST(measure_args)
         "-O qcow2 --size 1G -o cluster_size=4k",
         "--image-opts driver=qcow2,file.filename=m.qcow2 -O qcow2",
         "--image-opts driver=qcow2,file.filename=m.qcow2 -f qcow2",
-        "--output=json --object secret,id=sec0,data=base -o encrypt.format=luks,"
-        "encrypt.key-secret=sec0,encrypt.iter-time=10 -f qcow2 -O qcow2 m.qcow2",
+        ("--output=json --object secret,id=sec0,data=base -o encrypt.format=luks,"
+         "encrypt.key-secret=sec0,encrypt.iter-time=10 -f qcow2 -O qcow2 m.qcow2"),
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         same_as_qemu_img("measure", cases[i]);
