@@ -826,16 +826,6 @@ static bool needs_new_l2(struct qcow2 *s, uint64_t c0)
            !(s->l1[l1i] & QCOW2_OFLAG_COPIED);
 }
 
-/*
- * Prepares an allocating run at POS: reserves the guest clusters,
- * allocates host clusters; the lock is held, and released here.  Returns
- * 0 with *RUNP (start it with launch_run() on the request's queue, and
- * *ZEROP says how), 1 when it waits for an allocation in flight over the
- * same clusters (RUN_NB: parked, resumed at POS later; RUN_WORKER: nothing
- * done, the caller walks again from POS on the queue), 2 (RUN_NB only)
- * when it would need I/O (nothing done: the worker must do it), or a
- * negative errno.
- */
 /* Which edge clusters of a run over clusters of the image's own hold data
  * (merge_own_clusters): their bytes outside the write stay as they are. */
 enum { KEEP_HEAD = 1, KEEP_TAIL = 2 };
@@ -885,6 +875,18 @@ static void merge_own_clusters(struct qcow2 *s, uint64_t pos, uint64_t end, stru
     m->len = p - pos;
 }
 
+/*
+ * Prepares an allocating run at POS: reserves the guest clusters,
+ * allocates host clusters; the lock is held, and released here.  Returns
+ * 0 with *RUNP (start it with launch_run() on the request's queue, and
+ * *ZEROP says how), 1 when it waits for an allocation in flight over the
+ * same clusters (RUN_NB: parked, resumed at POS later; RUN_WORKER: nothing
+ * done, the caller walks again from POS on the queue), 2 (RUN_NB only)
+ * when it would need I/O (nothing done: the worker must do it), or a
+ * negative errno.  KEEP (merge_own_clusters()): the edge clusters that
+ * hold data keep their bytes outside the write when the run keeps its
+ * clusters.
+ */
 static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run_mode mode,
                      const struct qcow2_map *m, unsigned keep, struct qc_run **runp,
                      bool *zerop)
@@ -969,8 +971,8 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
                 run->cow_end = limit;
         }
     } else {
-        run->cow_start = keep & KEEP_HEAD ? pos : c0;
-        run->cow_end = keep & KEEP_TAIL ? pos + len : cend < limit ? cend : limit;
+        run->cow_start = c0;
+        run->cow_end = cend < limit ? cend : limit;
     }
     /* Preallocated zero clusters of this image's own (zero flag, host
      * cluster, COPIED) keep their host clusters, as in QEMU: the write and
@@ -987,12 +989,12 @@ static int start_run(struct vdisk_req *req, uint64_t pos, uint64_t len, enum run
             run->host = pre;
         }
     }
-    if (r == 0 && keep && !run->fill) {
-        /* (clusters that cannot be kept: new ones, with the data of the
-         * edge clusters copied over as for any other run) */
-        run->cow_start = c0;
-        run->cow_end = cend < limit ? cend : limit;
-    }
+    /* (clusters that cannot be kept get new ones, the edge clusters' data
+     * copied over as for any other run) */
+    if (r == 0 && run->fill && (keep & KEEP_HEAD))
+        run->cow_start = pos;
+    if (r == 0 && run->fill && (keep & KEEP_TAIL))
+        run->cow_end = pos + len;
     if (r == 0 && !run->fill && qcow2_has_data_file(s))
         run->host = c0; /* an external data file: at the guest offset, as QEMU */
     else if (r == 0 && !run->fill)
