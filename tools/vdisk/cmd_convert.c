@@ -296,6 +296,7 @@ struct slot {
     uint8_t *cmp;            /* -B: the backing file's data */
     uint64_t off, len;
     uint64_t scan;           /* where the search for its next run goes on */
+    int scan_kind;           /* unit_kind() of the unit at scan, or -1 */
     uint64_t data;           /* -p: the data bytes in it (chunk_data()) */
     unsigned reads;          /* in flight */
     unsigned writes;         /* in flight */
@@ -376,13 +377,7 @@ static void start_writes(struct conv *c)
         if (!go || c->error)
             return;
         go->ready = false;
-        if (go->zeroes) {
-            go->writes = 1; /* a guard while the write is started */
-            put(go, go->off, go->len, true, write_done);
-            write_done(go, 0); /* (may start the next chunk's writes) */
-        } else {
-            write_chunk(go);
-        }
+        write_chunk(go);
         if (!c->out_of_order && go->busy)
             return; /* in flight: the next chunk waits for it */
     }
@@ -404,20 +399,26 @@ static int unit_kind(struct slot *s, uint64_t pos, uint64_t n)
  * chunk is looked at in units of -S bytes (the cluster with -B): the
  * data, less the zero runs (and, with -B, less what the backing file shows
  * already); the last unit may be shorter.  With -S 0 (and -C) the whole
- * chunk is one run of data, zeroes too. */
+ * chunk is one run of data, zeroes too; a chunk of zeroes (s->zeroes) is
+ * one run of zeroes. */
 static bool next_run(struct slot *s, uint64_t *off, uint64_t *len, bool *zero)
 {
     struct conv *c = s->c;
-    bool whole = c->sparse == UINT64_MAX || (c->copy_range && !c->backing);
+    bool whole = s->zeroes || c->sparse == UINT64_MAX || (c->copy_range && !c->backing);
     uint64_t unit = whole ? s->len : c->backing ? c->cluster : c->sparse;
     while (s->scan < s->len) {
         uint64_t start = s->scan, n = s->len - start < unit ? s->len - start : unit;
-        int kind = whole ? 1 : unit_kind(s, start, n);
+        int kind = whole ? (s->zeroes ? 2 : 1)
+                   : s->scan_kind >= 0 ? s->scan_kind : unit_kind(s, start, n);
         s->scan += n;
+        s->scan_kind = -1;
         while (!whole && s->scan < s->len) {
             n = s->len - s->scan < unit ? s->len - s->scan : unit;
-            if (unit_kind(s, s->scan, n) != kind)
+            int k = unit_kind(s, s->scan, n);
+            if (k != kind) {
+                s->scan_kind = k; /* (the next run's first unit) */
                 break;
+            }
             s->scan += n;
         }
         if (kind > 0) {
@@ -459,6 +460,7 @@ static void write_chunk(struct slot *s)
 {
     struct conv *c = s->c;
     s->scan = 0;
+    s->scan_kind = -1;
     if (!c->out_of_order) {
         write_step(s);
         return;
