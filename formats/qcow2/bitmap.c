@@ -312,19 +312,26 @@ static void resident_add(struct qcow2 *s, int64_t n)
     __atomic_fetch_add(&s->bm_resident, (uint64_t)n, __ATOMIC_RELAXED);
 }
 
+/* Page P of BM becomes a page of zeroes (under the lock). */
+static void page_drop(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t p)
+{
+    if (bm->pages[p] && bm->pages[p] != bm_ones) {
+        free(bm->pages[p]);
+        resident_add(s, -(int64_t)BM_PAGE);
+    }
+    bm->pages[p] = NULL;
+}
+
 static void pages_free(struct qcow2 *s, struct qcow2_bitmap *bm)
 {
     if (!bm->pages)
         return;
-    uint64_t n = bm_npages(bm->nbytes), own = 0;
+    uint64_t n = bm_npages(bm->nbytes);
     for (uint64_t p = 0; p < n; p++)
-        if (bm->pages[p] && bm->pages[p] != bm_ones) {
-            free(bm->pages[p]);
-            own++;
-        }
+        page_drop(s, bm, p);
     free(bm->pages);
     bm->pages = NULL;
-    resident_add(s, -(int64_t)(own * BM_PAGE + n * sizeof(uint8_t *)));
+    resident_add(s, -(int64_t)(n * sizeof(uint8_t *)));
 }
 
 /* Fails when LOADING more bytes of pages (or pointers) would take the
@@ -426,10 +433,7 @@ static int bits_ones(struct qcow2 *s, struct qcow2_bitmap *bm, uint64_t off, uin
         uint64_t p = off / BM_PAGE, in = off % BM_PAGE;
         uint64_t k = BM_PAGE - in < n ? BM_PAGE - in : n;
         if (k == BM_PAGE) {
-            if (bm->pages[p] && bm->pages[p] != bm_ones) {
-                free(bm->pages[p]);
-                resident_add(s, -(int64_t)BM_PAGE);
-            }
+            page_drop(s, bm, p);
             bm->pages[p] = bm_ones;
         } else {
             uint8_t *pg;
@@ -1247,10 +1251,7 @@ int qcow2_bitmaps_after_resize(struct qcow2 *s)
         if (nn != on) {
             /* (pages past the new end go; new ones are zeroes) */
             for (uint64_t p = nn; p < on; p++)
-                if (bm->pages[p] && bm->pages[p] != bm_ones) {
-                    free(bm->pages[p]);
-                    resident_add(s, -(int64_t)BM_PAGE);
-                }
+                page_drop(s, bm, p);
             uint8_t **v = realloc(bm->pages, (nn ? nn : 1) * sizeof *v);
             if (!v && nn > on)
                 return err_set(-ENOMEM, "out of memory");
