@@ -58,6 +58,9 @@ void print_snapshot_table(vdisk_dev *dev);
 extern const char *cli_progname;
 /* Prints "PROGNAME: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints qemu-img's refusal of the size option KEY that is not a size,
+ * after "WHERE: " when WHERE is not NULL. */
+void cli_bad_size_option(const char *where, const char *key);
 /* Prints the library's last error on stderr ("vdisk: ..."), without the
  * name of the library call that failed (cli_lib_detail()). */
 void cli_lib_error(void);

@@ -382,9 +382,7 @@ int cmd_create(int argc, char **argv)
         const char *v = vdisk_options_get(opts, size_keys[i]);
         uint64_t n;
         if (v && vdisk_parse_size(v, 1, &n) < 0) {
-            cli_error("%s: Parameter '%s' expects a non-negative number below 2^64\n"
-                      "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
-                      "peta-\nand exabytes, respectively.", file, size_keys[i]);
+            cli_bad_size_option(file, size_keys[i]);
             goto out;
         }
     }

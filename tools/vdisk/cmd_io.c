@@ -2078,9 +2078,7 @@ static int do_reopen(int argc, char **argv)
     for (int i = 0; i < 2; i++) {
         uint64_t n;
         if (range[i] && qsize(range[i], &n) < 0) {
-            cli_error("Parameter '%s' expects a non-negative number below 2^64\nOptional "
-                      "suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand "
-                      "exabytes, respectively.", range_keys[i] + 4);
+            cli_bad_size_option(NULL, range_keys[i] + 4);
             goto out;
         }
     }

@@ -23,6 +23,13 @@ void cli_error(const char *fmt, ...)
     va_end(ap);
 }
 
+void cli_bad_size_option(const char *where, const char *key)
+{
+    cli_error("%s%sParameter '%s' expects a non-negative number below 2^64\nOptional suffix "
+              "k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, "
+              "respectively.", where ? where : "", where ? ": " : "", key);
+}
+
 void cli_lib_error(void)
 {
     fprintf(stderr, "%s: %s\n", cli_progname, cli_lib_detail());
