@@ -600,6 +600,8 @@ VDISK_EXPORT int vdisk_open(vdisk_dev **devp, const char *filename, const vdisk_
             dev->core->format_shown = null_format;
         r = raw_range(&dev, &os);
         if (r == 0)
+            r = limits_wrap(&dev, &os);
+        if (r == 0)
             r = opt_check_all_taken(&os, dev->drv->name);
         if (r < 0)
             dev_unref(dev);

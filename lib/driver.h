@@ -812,6 +812,15 @@ bool null_is_name(const char *filename);
  * vdisk_open() gives (never names in images, as null's). */
 extern const struct vdisk_driver vdisk_driver_blkdebug;
 bool blkdebug_is_name(const char *filename);
+/* blkdebug's request limits over a format (formats/blkdebug/limits.c):
+ * when OS holds any of the open options limits.align, limits.max-transfer,
+ * limits.opt-write-zero, limits.max-write-zero, limits.opt-discard and
+ * limits.max-discard (a json: name's, lib/json_name.c), takes them and
+ * puts over *DEVP a device that cuts its requests as QEMU's block layer
+ * cuts them for blkdebug; *DEVP becomes that device (holding the one it
+ * was).  0 (also when there are none) or -errno (a bad limit; *DEVP
+ * unchanged). */
+int limits_wrap(struct vdisk_dev **devp, struct opt_set *os);
 /* Reads LEN bytes of blkdebug rules in its config file's syntax (for
  * fuzzing): 0, or -EINVAL with a message. */
 int blkdebug_parse_rules(const char *text, size_t len);

@@ -914,11 +914,12 @@ static int take_cache_direct(struct jp *j, struct json_name *out)
 }
 
 /* blkdebug over a format that says nothing but request limits (align,
- * max-transfer, ...: vdisk's requests come whole, as the format takes
- * them): the blkdebug layer is taken out, its image's keys lifted to the
- * top.  Rules, a config file or anything else leave it (refused later:
- * blkdebug goes over protocols). */
-static int lift_blkdebug_limits(struct jp *j, const char **drv)
+ * max-transfer, ...): the blkdebug layer is taken out, its image's keys
+ * lifted to the top, the limits made open options limits.KEY (the device
+ * over the format that cuts requests as QEMU does, formats/blkdebug/
+ * limits.c).  Rules, a config file or anything else leave it (refused
+ * later: blkdebug goes over protocols). */
+static int lift_blkdebug_limits(struct jp *j, const char **drv, struct json_name *out)
 {
     static const char *const limits[] = {"align", "max-transfer", "opt-write-zero",
                                          "max-write-zero", "opt-discard", "max-discard"};
@@ -934,6 +935,17 @@ static int lift_blkdebug_limits(struct jp *j, const char **drv)
         if (!ok)
             return 0;
     }
+    /* The limits, for formats/blkdebug/limits.c. */
+    for (unsigned i = 0; i < j->n && r == 0; i++) {
+        const char *k = j->keys[i].key;
+        if (strcmp(k, "driver") && strncmp(k, "image.", 6)) {
+            char key[32];
+            snprintf(key, sizeof key, "limits.%s", k);
+            r = add_opt(j, out, key, j->keys[i].val);
+        }
+    }
+    if (r < 0)
+        return r;
     unsigned n = 0;
     for (unsigned i = 0; i < j->n; i++) {
         struct jkey *k = &j->keys[i];
@@ -955,7 +967,7 @@ static int translate(struct jp *j, struct json_name *out)
     int r = 0;
     const char *drv = str(j, "", "driver", &r);
     if (r == 0 && drv && !strcmp(drv, "blkdebug"))
-        r = lift_blkdebug_limits(j, &drv);
+        r = lift_blkdebug_limits(j, &drv, out);
     if (r < 0)
         return r;
     drop_ignored(j);

@@ -113,6 +113,95 @@ START_TEST(compress_filter)
 }
 END_TEST
 
+/* "K=V,K=V" as the JSON members "'K': 'V', 'K': 'V'" (malloc'd). */
+static char *json_members(const char *opts)
+{
+    char *out = strdup(""), *copy = strdup(opts), *save = NULL;
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        *eq = 0;
+        char *next = fmt("%s%s'%s': '%s'", out, *out ? ", " : "", kv, eq + 1);
+        free(out);
+        out = strdup(next);
+    }
+    free(copy);
+    return out;
+}
+
+/* blkdebug's request limits over qcow2 (formats/blkdebug/limits.c, iotest
+ * 204): writes of zeroes and discards cut as QEMU cuts them, the pieces
+ * shorter than the zero alignment written as zero bytes, so that the maps
+ * of the two images agree to the cluster. */
+START_TEST(blkdebug_limits)
+{
+    static const char *const limits[] = {
+        "align=512,opt-write-zero=960k,max-write-zero=960k,opt-discard=960k,max-discard=960k",
+        "align=512,max-transfer=64k,opt-write-zero=256k",
+        "align=4k,max-transfer=8k,opt-write-zero=128k,max-write-zero=384k,opt-discard=192k",
+        "align=512,max-write-zero=64k,max-discard=128k",
+    };
+    /* (one command per run: vdisk reuses the clusters a discard frees only
+     * once the change is on disk, QEMU at once, qemu-iotests 250) */
+    static const char *const cmds[][3] = {
+        {"write -z 2M 2M", "discard 5000001 1900000", "write -z 123456 654321"},
+        {"write -z -u 1M 3M", "discard 0 1M", "write -z 7340000 700000"},
+        {"discard 4096 6M", "write -z 512 2M", "write -z -u 6M 1M"},
+    };
+    /* (fmt's buffers rotate: json_members uses them) */
+    char *tools[2] = {strdup("qemu-io"), strdup(fmt("VDISK_PROG=qemu-io '%s'", vdisk_bin()))};
+    for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++)
+        for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+            char *map[2], *out[2] = {strdup(""), strdup("")};
+            for (int i = 0; i < 2; i++) {
+                RUN_OK("cd '%s' && rm -f l%d.qcow2 lb%d.qcow2 && qemu-img create -q -f qcow2 "
+                       "lb%d.qcow2 8M && qemu-io -c 'write -P 0x11 0 8M' lb%d.qcow2 >/dev/null && "
+                       "qemu-img create -q -f qcow2 -b lb%d.qcow2 -F qcow2 l%d.qcow2 && "
+                       "qemu-io -c 'write -P 0x22 0 7M' l%d.qcow2 >/dev/null",
+                       scratch_dir(), i, i, i, i, i, i, i);
+                /* qemu-io's open -o for one command list, a json: name for the other */
+                for (int k = 0; k < 3; k++) {
+                    if (c % 2 == 0) {
+                        RUN_OK("cd '%s' && %s -c 'open -o driver=blkdebug,image.driver=qcow2,%s "
+                               "blkdebug::l%d.qcow2' -c '%s'", scratch_dir(), tools[i],
+                               limits[l], i, cmds[c][k]);
+                    } else {
+                        char *members = json_members(limits[l]);
+                        RUN_OK("cd '%s' && %s -c '%s' \"json:{'driver': 'blkdebug', 'image': "
+                               "{'driver': 'qcow2', 'file': {'driver': 'file', 'filename': "
+                               "'l%d.qcow2'}}, %s}\"", scratch_dir(), tools[i], cmds[c][k], i,
+                               members);
+                        free(members);
+                    }
+                    char *o = no_stats(harness_last_run()->out);
+                    char *all = malloc(strlen(out[i]) + strlen(o) + 1);
+                    strcat(strcpy(all, out[i]), o);
+                    free(o);
+                    free(out[i]);
+                    out[i] = all;
+                }
+                RUN_OK("cd '%s' && qemu-img map --output=json l%d.qcow2 | sed 's/l%d/lN/g' && "
+                       "qemu-img check -q l%d.qcow2", scratch_dir(), i, i, i);
+                map[i] = strdup(harness_last_run()->out);
+            }
+            for (int k = 0; k < 2; k++) {
+                char **v = k ? map : out;
+                if (strcmp(v[0], v[1]))
+                    fprintf(stderr, "%s / %s...:\n%s\nvdisk:\n%s\n", limits[l], cmds[c][0],
+                            v[0], v[1]);
+                ck_assert_msg(!strcmp(v[0], v[1]), "%s differs: %s / %s...",
+                              k ? "the map" : "the output", limits[l], cmds[c][0]);
+            }
+            RUN_OK("cd '%s' && qemu-img compare l0.qcow2 l1.qcow2", scratch_dir());
+            for (int i = 0; i < 2; i++) {
+                free(out[i]);
+                free(map[i]);
+            }
+        }
+    free(tools[0]);
+    free(tools[1]);
+}
+END_TEST
+
 /* QEMU's null driver: size, read-zeroes, and its block status. */
 START_TEST(null_driver)
 {
@@ -263,6 +352,7 @@ int main(void)
     tcase_add_test(tc, json_syntax);
     tcase_add_test(tc, blkdebug);
     tcase_add_test(tc, compress_filter);
+    tcase_add_test(tc, blkdebug_limits);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1404,8 +1404,10 @@ static int read_blkdebug_config(struct io_open *io, const char *file)
 }
 
 /* The options of a blkdebug layer under PREFIX that change only how the
- * requests are cut (vdisk's requests come whole), and its config file. */
-static int blkdebug_layer(struct qopts *q, const char *prefix, struct io_open *io)
+ * requests are cut, and its config file.  Over the format (TOP) the
+ * library cuts them as QEMU does (its open options limits.KEY); below it,
+ * where vdisk's format sends its requests whole, they are checked only. */
+static int blkdebug_layer(struct qopts *q, const char *prefix, bool top, struct io_open *io)
 {
     static const char *const limits[] = {"align", "max-transfer", "opt-write-zero",
                                          "max-write-zero", "opt-discard", "max-discard"};
@@ -1416,6 +1418,10 @@ static int blkdebug_layer(struct qopts *q, const char *prefix, struct io_open *i
             open_failed(io, "Parameter '%s' expects a non-negative number below 2^64", limits[i]);
             return -1;
         }
+        char key[32];
+        snprintf(key, sizeof key, "limits.%s", limits[i]);
+        if (v && top && add_libopt(io, key, v) < 0)
+            return -1;
     }
     const char *conf = qget(q, prefix, "config");
     return conf && *conf ? read_blkdebug_config(io, conf) : 0;
@@ -1507,7 +1513,9 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
         else if (nn && have_format && !io->node_name[1])
             io->node_name[1] = strdup(nn);
         if ((drv && strcmp(drv, "blkdebug") == 0) || (!drv && blkdebug_name)) {
-            if (blkdebug_layer(q, prefix, io) < 0)
+            const char *below = drv ? qget(q, prefix, "image.driver") : NULL;
+            bool top = !have_format && below && is_format_driver(below);
+            if (blkdebug_layer(q, prefix, top, io) < 0)
                 return -1;
             blkdebug_name = false;
             if (drv)
