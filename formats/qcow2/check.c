@@ -59,6 +59,7 @@ struct ck {
                                  L2 table, from any L1 table... */
     uint32_t *again_active;   /* ...and from the active one */
     uint64_t bad_snapshots;   /* snapshot table entries with an unusable L1 table */
+    uint64_t incomplete_snapshots; /* v3 entries without their 16 bytes of extra data */
     bool fix_errors;          /* -r all: L2 entries that can be mended are */
     /* A scan that repairs nothing checks the COPIED flags of the active
      * tables on its way (then check_copied() reads again only the tables
@@ -443,6 +444,13 @@ static int walk_snapshots(struct ck *ck)
     if (!s->nb_snapshots)
         return 0;
     mark(ck, s->snapshots_offset, s->snapshots_size);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (qcow2_snapshot_incomplete(s, &s->snaps[i])) {
+            say(ck, "%s snapshot table entry %" PRIu32 " is incomplete",
+                ck->fix_errors ? "Repairing" : "ERROR", i);
+            ck->res->corruptions++;
+            ck->incomplete_snapshots++;
+        }
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snaps[i];
         if (sn->bad) {
@@ -863,6 +871,13 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         if (r == 0 && !rebuilt)
             res->corruptions_fixed += (int64_t)removed;
     }
+    /* ...v3 entries without their extra data completed... */
+    if (r == 0 && fix_errors && ck.incomplete_snapshots) {
+        uint64_t completed = 0;
+        r = qcow2_snapshots_complete(s, false, &completed);
+        if (r == 0 && !rebuilt)
+            res->corruptions_fixed += (int64_t)completed;
+    }
     /* ...then the COPIED flags against the refcounts.  Repaired leaks may
      * leave flags that the new refcounts make stale: -r leaks sets them. */
     if (r == 0 && !fix_errors && res->leaks_fixed)
@@ -882,6 +897,7 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         ck.res = &again;
         ck.rebuild = false;
         ck.bad_snapshots = 0;
+        ck.incomplete_snapshots = 0;
         ck.report = NULL;
         if (r == 0)
             r = scan(&ck, 0);

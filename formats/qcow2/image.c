@@ -585,6 +585,12 @@ int qcow2_amend(struct vdisk_dev *dev, struct opt_set *os)
         if (r == 0)
             r = qcow2_flush_metadata(s);
     }
+    /* v3 requires each snapshot's 64-bit VM state size and disk size:
+     * the table completed before the header says v3 (as QEMU upgrades). */
+    if (r == 0 && version == 3 && s->version < 3) {
+        uint64_t completed;
+        r = qcow2_snapshots_complete(s, true, &completed);
+    }
     if (r == 0) {
         bool changed = version != (int)s->version ||
                        want_lazy != ((s->compat & QCOW2_COMPAT_LAZY) != 0);

@@ -603,6 +603,16 @@ void qcow2_free_snapshots(struct qcow2 *s);
 int qcow2_snapshot_create(struct qcow2 *s, const char *name);
 int qcow2_snapshot_apply(struct qcow2 *s, const char *name);
 int qcow2_snapshot_delete(struct qcow2 *s, const char *name);
+/* A v3 image's snapshot table entry without the 16 bytes of extra data
+ * that v3 requires (the 64-bit VM state size and the disk size): left by a
+ * v2 image's upgrade that did not complete its entries. */
+bool qcow2_snapshot_incomplete(const struct qcow2 *s, const struct qcow2_snapshot *sn);
+/* Rewrites the snapshot table with every entry's extra data complete (24
+ * bytes at least, as QEMU writes them) when an entry lacks its 16 bytes:
+ * the incomplete ones of a v3 image (check -r all), or ALL such entries (an
+ * upgrade to v3, before the header says v3).  *COMPLETED counts the
+ * entries that lacked them.  0 or -errno. */
+int qcow2_snapshots_complete(struct qcow2 *s, bool all, uint64_t *completed);
 /* "is not cluster aligned", ...: why snapshot table entries are corrupt. */
 const char *qcow2_snap_bad_text(enum qcow2_snap_bad bad);
 /* Removes the table entries of the snapshots whose L1 table cannot be

@@ -407,6 +407,48 @@ const char *qcow2_snap_bad_text(enum qcow2_snap_bad bad)
     return "is valid";
 }
 
+bool qcow2_snapshot_incomplete(const struct qcow2 *s, const struct qcow2_snapshot *sn)
+{
+    return s->version >= 3 && sn->extra_size < 16;
+}
+
+int qcow2_snapshots_complete(struct qcow2 *s, bool all, uint64_t *completed)
+{
+    *completed = 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        n += all ? s->snaps[i].extra_size < 16 : qcow2_snapshot_incomplete(s, &s->snaps[i]);
+    if (!n)
+        return 0;
+    int r = check_writable(s);
+    if (r < 0)
+        return r;
+    /* In memory first: the known 24 bytes, from the fields (a disk size
+     * not recorded is the image's now, an icount not recorded "none"). */
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        struct qcow2_snapshot *sn = &s->snaps[i];
+        if (sn->extra_size >= 24)
+            continue;
+        uint8_t *e = calloc(1, 24);
+        if (!e)
+            return err_set(-ENOMEM, "out of memory");
+        be64_store(e, sn->vm_state_size);
+        be64_store(e + 8, sn->disk_size);
+        be64_store(e + 16, sn->icount);
+        free(sn->extra);
+        sn->extra = e;
+        sn->extra_size = 24;
+    }
+    r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = write_table(s, s->snaps, s->nb_snapshots);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    if (r == 0)
+        *completed = n;
+    return r;
+}
+
 /* The snapshot K's L1 table cannot be used: -errno with a message. */
 static int refuse_bad(struct qcow2 *s, int k)
 {

@@ -314,6 +314,90 @@ START_TEST(bad_snapshot_entry)
 }
 END_TEST
 
+/* ---- Snapshot entries without v3's extra data (iotest 261) --------------- */
+
+/* The snapshot table of IMG as bytes (malloc'd, *LEN of them). */
+static uint8_t *snapshot_table(const char *img, size_t *len)
+{
+    uint32_t n = (uint32_t)peek(img, 60, 4);
+    uint64_t st = peek(img, 64, 8), pos = st;
+    for (uint32_t i = 0; i < n; i++)
+        pos += (40 + peek(img, pos + 36, 4) + peek(img, pos + 12, 2) + peek(img, pos + 14, 2) +
+                7) & ~7ull;
+    *len = (size_t)(pos - st);
+    return read_file_at(img, st, *len);
+}
+
+/* A v2 image (qemu-img) with snapshots sn0, sn1, sn2 whose extra data is
+ * then 0 bytes, 50 bytes (the known 24, then unknown data) and 8 bytes. */
+static void v2_short_extras(const char *img)
+{
+    RUN_OK("qemu-img create -q -f qcow2 -o compat=0.10 '%s' 64M", img);
+    RUN_OK("qemu-io -c 'write -P 0x11 0 64k' '%s'", img);
+    for (int i = 0; i < 3; i++)
+        RUN_OK("qemu-img snapshot -c sn%d '%s'", i, img);
+    size_t len;
+    uint8_t *t = snapshot_table(img, &len), *out = calloc(1, len + 256), *o = out;
+    static const uint32_t extra[3] = {0, 50, 8};
+    uint8_t *p = t;
+    for (int i = 0; i < 3; i++) {
+        uint32_t old = be32_load(p + 36), names = be16_load(p + 12) + be16_load(p + 14);
+        memcpy(o, p, 40);
+        be32_store(o + 36, extra[i]);
+        memcpy(o + 40, p + 40, extra[i] < old ? extra[i] : old);
+        if (extra[i] > 24)
+            memcpy(o + 40 + 24, "very important data", 19);
+        memcpy(o + 40 + extra[i], p + 40 + old, names);
+        o += (40 + extra[i] + names + 7) & ~7u;
+        p += (40 + old + names + 7) & ~7u;
+    }
+    patch(img, peek(img, 64, 8), out, (size_t)(o - out));
+    free(t);
+    free(out);
+}
+
+START_TEST(incomplete_snapshot_entries)
+{
+    /* An upgrade to v3 completes them (24 bytes: the VM state size, the
+     * disk size, icount "none"), the unknown data kept: as qemu-img does. */
+    const char *v = scratch("v2v.qcow2"), *q = scratch("v2q.qcow2");
+    v2_short_extras(v);
+    RUN_OK("cp '%s' '%s' && qemu-img check '%s'", v, q, v);
+    RUN_OK("%s amend -o compat=1.1 '%s' && qemu-img amend -o compat=1.1 '%s'", vdisk_bin(), v, q);
+    size_t vl, ql;
+    uint8_t *vt = snapshot_table(v, &vl), *qt = snapshot_table(q, &ql);
+    ck_assert_uint_eq(vl, ql);
+    assert_same_bytes(vt, qt, vl, 0, "the upgraded snapshot table");
+    ck_assert_uint_eq(be32_load(vt + 36), 24);
+    free(vt);
+    free(qt);
+    RUN_OK("qemu-img check '%s' && %s check '%s'", v, vdisk_bin(), v);
+    /* A v3 header over such entries: check reports them as qemu-img does,
+     * -r all completes them. */
+    v2_short_extras(v);
+    static const uint8_t v3[4] = {0, 0, 0, 3}, hlen[4] = {0, 0, 0, 0x68}, order[4] = {0, 0, 0, 4};
+    patch(v, 4, v3, 4);
+    patch(v, 100, hlen, 4);
+    patch(v, 96, order, 4);
+    RUN_OK("cp '%s' '%s'", v, q);
+    same_output(true, fmt("check '%s'", v), fmt("qemu-img check '%s'", v));
+    struct run *r = run("%s check '%s'", vdisk_bin(), v);
+    ck_assert_msg(r->status == 2 && strstr(r->err, "ERROR snapshot table entry 0 is incomplete\n"
+                                                   "ERROR snapshot table entry 2 is incomplete\n"),
+                  "%d %s", r->status, r->err);
+    same_output(true, fmt("check -r all '%s'", v), fmt("qemu-img check -r all '%s'", q));
+    vt = snapshot_table(v, &vl);
+    qt = snapshot_table(q, &ql);
+    ck_assert_uint_eq(vl, ql);
+    assert_same_bytes(vt, qt, vl, 0, "the repaired snapshot table");
+    free(vt);
+    free(qt);
+    RUN_OK("qemu-img check '%s' && %s check '%s'", v, vdisk_bin(), v);
+    RUN_OK("qemu-img convert -O raw -l snapshot.name=sn1 '%s' s1.raw && "
+           "qemu-io -f raw -c 'read -P 0x11 0 64k' s1.raw", v);
+}
+END_TEST
+
 /* ---- Item 11: map ---------------------------------------------------------- */
 
 static void same_map(const char *img)
@@ -389,6 +473,7 @@ int main(void)
     tcase_add_test(tc, bitmaps_dropped_on_request);
     tcase_add_test(tc, bitmaps_without_autoclear_bit);
     tcase_add_test(tc, bad_snapshot_entry);
+    tcase_add_test(tc, incomplete_snapshot_entries);
     tcase_add_test(tc, map_like_qemu);
     suite_add_tcase(s, tc);
     return run_suite(s);
