@@ -3,7 +3,9 @@
  * fuzz/qcow2.c: the fuzz input is a qcow2 image.  It is opened read-write
  * over a memory device, read (the first megabytes and a few places the
  * input chooses), written, discarded, zeroed, flushed, checked and
- * repaired.  Any crash, sanitizer report, leak or hang is a bug.
+ * repaired; and opened as qemu-img check opens it (the check reads the
+ * snapshot table), checked, and where the open refuses it, repaired.  Any
+ * crash, sanitizer report, leak or hang is a bug.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +15,42 @@
 
 #define MEM_LIMIT (64u << 20)
 
+/* FILE opened as qemu-img check opens it ("check": the check reads the
+ * snapshot table itself, cutting what it cannot keep when FIX), checked,
+ * and with FIX repaired. */
+static void check_mode(struct vdisk_dev *file, bool fix)
+{
+    struct vdisk_open_params p = fuzz_params(!fix);
+    vdisk_options *o = NULL;
+    struct opt_set os = {0};
+    struct vdisk_dev *dev;
+    int r = vdisk_options_new(&o);
+    if (r == 0)
+        r = vdisk_options_set(o, "check", "on");
+    if (r == 0 && fix)
+        r = vdisk_options_set(o, "repair", "on");
+    if (r == 0)
+        r = opt_set_init(&os, o);
+    dev_ref(file);
+    if (r == 0 && dev_open_format(&dev, file, "qcow2", &p, &os) == 0) {
+        struct vdisk_check_result res = {.struct_size = sizeof res};
+        dev->drv->check(dev, fix ? VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS : 0,
+                        &res, NULL, NULL);
+        dev_unref(dev);
+    } else {
+        dev_unref(file);
+    }
+    opt_set_fini(&os);
+    vdisk_options_free(o);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct vdisk_open_params p = fuzz_params(false);
     struct vdisk_dev *file, *dev;
     if (dev_open_memory(&file, data, size, MEM_LIMIT, &p) < 0)
         return 0;
+    check_mode(file, false);
     if (dev_open_format(&dev, file, "qcow2", &p, NULL) < 0) {
         /* Images whose persistent bitmaps cannot be kept (a bad bitmap
          * table, extra data) open read-only, or read-write when the
@@ -45,6 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r < 0 || dev_open_format(&dev, file, "qcow2", &p, &os) < 0) {
             opt_set_fini(&os);
             vdisk_options_free(o);
+            check_mode(file, true); /* (what the open refuses, a check may mend) */
             dev_unref(file);
             return 0;
         }

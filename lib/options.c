@@ -180,12 +180,14 @@ const char *opt_value(const struct opt_set *s, size_t i)
 int opt_check_all_taken(struct opt_set *s, const char *what)
 {
     for (size_t i = 0; i < s->count; i++)
-        /* backing-confine, backing-allow-network and repair hold trivially
-         * for formats without backing files or a corrupt mark, so that
-         * callers can give them for any image. */
+        /* backing-confine, backing-allow-network, repair and check hold
+         * trivially for formats without backing files, a corrupt mark or
+         * tables that a check reads itself, so that callers can give them
+         * for any image. */
         if (!s->taken[i] && strcmp(s->opts->keys[i], "backing-confine") != 0 &&
             strcmp(s->opts->keys[i], "backing-allow-network") != 0 &&
             strcmp(s->opts->keys[i], "repair") != 0 &&
+            strcmp(s->opts->keys[i], "check") != 0 &&
             /* Secrets (secret.ID) are there for whichever image names
              * them; no-key asks encrypted images alone. */
             strncmp(s->opts->keys[i], "secret.", 7) != 0 &&

@@ -562,6 +562,9 @@ static int compare(struct ck *ck, unsigned flags)
 }
 
 /* Counts every reference, then compares with the stored refcounts. */
+/* scan(): compare with the repairs made at once, without the report-only
+ * pass first (after a rebuild, as QEMU's check does). */
+#define SCAN_REPAIR_AT_ONCE 0x80000000u
 static int scan(struct ck *ck, unsigned flags)
 {
     struct qcow2 *s = ck->s;
@@ -612,6 +615,8 @@ static int scan(struct ck *ck, unsigned flags)
     /* Stored refcounts against the references: first only reported, as
      * qemu-img does; then, when repairing and unless the structure is to be
      * rebuilt, once more from the same counts with the repairs made. */
+    if (flags & SCAN_REPAIR_AT_ONCE)
+        return compare(ck, flags & ~SCAN_REPAIR_AT_ONCE);
     struct vdisk_check_result pre = *ck->res;
     r = compare(ck, 0);
     if (r < 0 || !(flags & (VDISK_CHECK_REPAIR_LEAKS | VDISK_CHECK_REPAIR_ERRORS)))
@@ -630,8 +635,6 @@ static int scan(struct ck *ck, unsigned flags)
     return compare(ck, flags);
 }
 
-/* Writes a new refcount structure from the references counted, at the end
- * of the file, and points the header at it. */
 /* Sets the refcount width fields of S for ORDER. */
 static void set_order(struct qcow2 *s, uint32_t order)
 {
@@ -642,77 +645,166 @@ static void set_order(struct qcow2 *s, uint32_t order)
     s->rb_entries = 1ull << s->rb_bits;
 }
 
+/*
+ * A new refcount structure from the references counted (CK's refs, which
+ * count the old structure too), with ORDER's width, as QEMU 7.2's check
+ * rebuilds it: the old structure is left in place, untouched, until the
+ * header points to the new one (a crash before leaves the old image as it
+ * was), then the caller frees it as the leak it has become.  Clusters are
+ * taken first fit in an in-memory copy of the counts: each refblock's in
+ * its own range or later, then the table; a table that had to grow is
+ * placed again (the places given up are leaks too).
+ */
+struct rebuild_state {
+    struct qcow2 *s;
+    uint32_t *rc;         /* the counts, per cluster (NC of them, CAP held) */
+    uint64_t nc, cap;
+    uint64_t *tab;        /* the new table: host offsets of refblocks */
+    uint64_t ntab;
+};
+
+/* N free clusters in a row from *FIRST_FREE on (extending the counts past
+ * the end where needed), counted as used; *FIRST_FREE moves to the first
+ * free cluster seen.  Their first cluster, or UINT64_MAX out of memory. */
+static uint64_t rb_alloc(struct rebuild_state *b, uint64_t n, uint64_t *first_free)
+{
+    uint64_t c = *first_free, run = 0;
+    bool first_gap = true;
+    for (; c < b->nc && run < n; c++) {
+        if (b->rc[c]) {
+            run = 0;
+            continue;
+        }
+        run++;
+        if (first_gap) {
+            *first_free = c;
+            first_gap = false;
+        }
+    }
+    uint64_t need = c + (n - run);
+    if (need > b->cap) {
+        uint64_t cap = need + need / 4 + 64;
+        uint32_t *rc = realloc(b->rc, cap * sizeof *rc);
+        if (!rc)
+            return UINT64_MAX;
+        memset(rc + b->cap, 0, (cap - b->cap) * sizeof *rc);
+        b->rc = rc;
+        b->cap = cap;
+    }
+    if (need > b->nc)
+        b->nc = need;
+    uint64_t start = c - run;
+    for (uint64_t i = 0; i < n; i++)
+        b->rc[start + i] = 1;
+    return start;
+}
+
+/* Gives every used cluster in [FROM, TO) a refblock (QEMU's
+ * rebuild_refcounts_write_refblocks, the writes left for later): 1 when
+ * the table had to grow, 0, or -ENOMEM. */
+static int rb_cover(struct rebuild_state *b, uint64_t from, uint64_t to)
+{
+    struct qcow2 *s = b->s;
+    uint64_t first_free = 0;
+    int grown = 0;
+    for (uint64_t c = from; c < to && c < b->nc; c++) {
+        if (!b->rc[c])
+            continue;
+        uint64_t bi = c >> s->rb_bits, start = bi << s->rb_bits;
+        if (bi >= b->ntab || !b->tab[bi]) {
+            if (first_free < start)
+                first_free = start; /* (not in a refblock already filled) */
+            uint64_t off = rb_alloc(b, 1, &first_free);
+            if (off == UINT64_MAX)
+                return err_set(-ENOMEM, "out of memory");
+            if (off >= to)
+                to = off + 1; /* its own refblock needs covering too */
+            if (bi >= b->ntab) {
+                uint64_t n = ((bi + 1) * 8 + s->cluster_size - 1) / s->cluster_size *
+                             s->cluster_size / 8;
+                uint64_t *t = realloc(b->tab, n * sizeof *t);
+                if (!t)
+                    return err_set(-ENOMEM, "out of memory");
+                memset(t + b->ntab, 0, (n - b->ntab) * sizeof *t);
+                b->tab = t;
+                b->ntab = n;
+                grown = 1;
+            }
+            b->tab[bi] = off << s->cluster_bits;
+        }
+        c = start + s->rb_entries - 1; /* this refblock is done */
+    }
+    return grown;
+}
+
 static int rebuild(struct ck *ck, uint32_t order)
 {
     struct qcow2 *s = ck->s;
     uint64_t cs = s->cluster_size;
     uint32_t old_order = s->refcount_order;
     set_order(s, order);
-    /* The old structure goes: nothing references it any more. */
-    for (uint64_t c = s->reft_offset / cs; c < s->reft_offset / cs + s->reft_clusters; c++)
-        if (c < ck->nrefs && ck->refs[c])
-            ck->refs[c]--;
-    for (uint64_t t = 0; t < s->reft_entries; t++) {
-        uint64_t c = (s->reft[t] & ~QCOW2_REFT_RESERVED) / cs;
-        if (s->reft[t] && !(s->reft[t] % cs) && c < ck->nrefs && ck->refs[c])
-            ck->refs[c]--;
-    }
-    uint64_t highest = 0;
-    for (uint64_t c = 0; c < ck->nrefs; c++)
-        if (ck->refs[c])
-            highest = c;
-    /* The new one in the first free run that fits, or at the end. */
-    uint64_t rt = 1, nb = 1, p = 0;
-    for (int iter = 0; iter < 64; iter++) {
-        uint64_t k = rt + nb, run = 0;
-        p = ck->nrefs;
-        for (uint64_t c = 1; c < ck->nrefs; c++) {
-            run = ck->refs[c] ? 0 : run + 1;
-            if (run == k) {
-                p = c + 1 - k;
-                break;
-            }
-        }
-        uint64_t end = (p + k > highest + 1 ? p + k : highest + 1);
-        uint64_t need_nb = (end + s->rb_entries - 1) / s->rb_entries;
-        uint64_t need_rt = (need_nb * 8 + cs - 1) / cs;
-        if (need_nb == nb && need_rt == rt)
-            break;
-        nb = need_nb;
-        rt = need_rt;
-    }
-    uint64_t total = p + rt + nb > highest + 1 ? p + rt + nb : highest + 1;
-    if (rt * cs > QCOW2_MAX_REFTABLE_BYTES) {
-        set_order(s, old_order);
-        return err_set(-EFBIG, "%s: the rebuilt refcount table would be too large",
-                       s->dev->filename);
-    }
-    uint8_t *blocks = calloc(nb, cs);
-    uint64_t *table = calloc(rt * cs / 8, 8);
-    uint8_t *tbuf = calloc(rt, cs);
+    struct rebuild_state b = {.s = s, .nc = ck->nrefs, .cap = ck->nrefs + 64};
+    b.rc = calloc(b.cap, sizeof *b.rc);
+    uint8_t *blk = NULL, *tbuf = NULL;
+    uint64_t rt = 0, p = 0;
     int r = 0;
-    if (!blocks || !table || !tbuf) {
+    if (!b.rc) {
         r = err_set(-ENOMEM, "out of memory");
         goto out;
     }
-    for (uint64_t c = 0; c < total; c++) {
-        uint64_t v = c >= p && c < p + rt + nb ? 1 /* the new structure itself */
-                     : c < ck->nrefs ? ck->refs[c] : 0;
-        if (v > s->refcount_max) {
-            r = err_set(-ERANGE, "%s: cluster %" PRIu64 " has %" PRIu64 " references, more "
-                        "than %" PRIu32 "-bit refcounts hold", s->dev->filename, c, v,
+    memcpy(b.rc, ck->refs, ck->nrefs * sizeof *b.rc);
+    for (uint64_t c = 0; c < b.nc; c++)
+        if (b.rc[c] > s->refcount_max) {
+            r = err_set(-ERANGE, "%s: cluster %" PRIu64 " has %" PRIu32 " references, more "
+                        "than %" PRIu32 "-bit refcounts hold", s->dev->filename, c, b.rc[c],
                         s->refcount_bits);
             goto out;
         }
-        qcow2_rb_set(s, blocks + (c >> s->rb_bits) * cs, c & (s->rb_entries - 1), v);
+    r = rb_cover(&b, 0, b.nc);
+    /* The table, placed again until it no longer grows. */
+    for (int iter = 0; r >= 0 && iter < 64; iter++) {
+        uint64_t first_free = 0;
+        rt = (b.ntab * 8 + cs - 1) / cs;
+        if (rt * cs > QCOW2_MAX_REFTABLE_BYTES) {
+            r = err_set(-EFBIG, "%s: the rebuilt refcount table would be too large",
+                        s->dev->filename);
+            break;
+        }
+        p = rb_alloc(&b, rt, &first_free);
+        if (p == UINT64_MAX) {
+            r = err_set(-ENOMEM, "out of memory");
+            break;
+        }
+        r = rb_cover(&b, p, p + rt);
+        if (r == 0)
+            break;
     }
-    for (uint64_t b = 0; b < nb; b++) {
-        table[b] = (p + rt + b) * cs;
-        be64_store(tbuf + b * 8, table[b]);
+    if (r > 0)
+        r = err_set(-EIO, "%s: the rebuilt refcount table does not settle", s->dev->filename);
+    if (r < 0)
+        goto out;
+    /* The refblocks, then the table, then the header. */
+    blk = malloc(cs);
+    tbuf = calloc(rt, cs);
+    if (!blk || !tbuf) {
+        r = err_set(-ENOMEM, "out of memory");
+        goto out;
     }
-    r = dev_pwrite(s->file, tbuf, rt * cs, p * cs);
+    for (uint64_t bi = 0; r == 0 && bi < b.ntab; bi++) {
+        if (!b.tab[bi])
+            continue;
+        memset(blk, 0, cs);
+        for (uint64_t i = 0; i < s->rb_entries; i++) {
+            uint64_t c = (bi << s->rb_bits) + i;
+            if (c < b.nc && b.rc[c])
+                qcow2_rb_set(s, blk, i, b.rc[c]);
+        }
+        r = dev_pwrite(s->file, blk, cs, b.tab[bi]);
+    }
+    for (uint64_t bi = 0; bi < b.ntab; bi++)
+        be64_store(tbuf + bi * 8, b.tab[bi]);
     if (r == 0)
-        r = dev_pwrite(s->file, blocks, nb * cs, (p + rt) * cs);
+        r = dev_pwrite(s->file, tbuf, rt * cs, p * cs);
     if (r == 0)
         r = dev_flush(s->file);
     if (r == 0) {
@@ -730,28 +822,67 @@ static int rebuild(struct ck *ck, uint32_t order)
     }
     if (r == 0)
         r = dev_flush(s->file);
-    if (r < 0) {
-        set_order(s, old_order);
+    if (r < 0)
         goto out;
-    }
     /* Forget the old structure. */
     for (unsigned i = 0; i < s->rbc.n; i++) {
         s->rbc.e[i].offset = 0;
         s->rbc.e[i].dirty = false;
     }
+    uint64_t *table = calloc(rt * cs / 8, 8);
+    if (!table) {
+        r = err_set(-ENOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(table, b.tab, b.ntab * 8);
     free(s->reft);
     s->reft = table;
-    table = NULL;
     s->reft_offset = p * cs;
     s->reft_clusters = (uint32_t)rt;
     s->reft_entries = rt * cs / 8;
     s->reft_used = s->reft_entries;
+    while (s->reft_used && !s->reft[s->reft_used - 1])
+        s->reft_used--;
     s->free_cluster_index = 0;
     s->ndeferred = 0;
 out:
-    free(blocks);
-    free(table);
+    if (r < 0 && s->refcount_order != old_order)
+        set_order(s, old_order);
+    free(b.rc);
+    free(b.tab);
+    free(blk);
     free(tbuf);
+    return r;
+}
+
+/* After rebuild(): the old structure, now a leak, freed (REPORT, if not
+ * NULL, hears of each cluster as qemu-img's check prints it).  The counts
+ * found here are not the caller's: the rebuild made these leaks. */
+static int free_old_structure(struct ck *ck, vdisk_check_report_fn report, void *opaque)
+{
+    struct vdisk_check_result fresh = {.struct_size = sizeof fresh};
+    struct vdisk_check_result *saved = ck->res;
+    vdisk_check_report_fn saved_report = ck->report;
+    void *saved_opaque = ck->opaque;
+    int r = 0;
+    uint64_t nb = (dev_size(ck->s->file) + ck->s->cluster_size - 1) / ck->s->cluster_size;
+    if (nb > ck->nb) {
+        ck_free(ck);
+        ck->nb = nb;
+        r = ck_alloc(ck);
+    }
+    ck->res = &fresh;
+    ck->report = report;
+    ck->opaque = opaque;
+    ck->rebuild = false;
+    if (r == 0)
+        r = scan(ck, VDISK_CHECK_REPAIR_LEAKS | SCAN_REPAIR_AT_ONCE);
+    if (r == 0 && ck->rebuild)
+        say(ck, "ERROR rebuilt refcount structure is still broken");
+    ck->res = saved;
+    ck->report = saved_report;
+    ck->opaque = saved_opaque;
+    ck->rebuild = false;
     return r;
 }
 
@@ -851,12 +982,25 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         return r;
     }
     bool fix_errors = flags & VDISK_CHECK_REPAIR_ERRORS, rebuilt = false;
-    /* Refcounts against references (leaks repaired on the way)... */
+    /* The snapshot table, when the open left it to the check (what -r all
+     * cuts of it counts as corruptions; entries cut are fixed at once)... */
+    uint64_t dropped = 0, reduced = 0;
+    r = qcow2_check_snapshot_table(s, fix_errors, report, opaque, &dropped, &reduced);
+    if (r < 0) {
+        res->check_errors++;
+        ck_free(&ck);
+        return r;
+    }
+    res->corruptions += (int64_t)dropped;
+    res->corruptions_fixed += (int64_t)reduced;
+    /* ...refcounts against references (leaks repaired on the way)... */
     r = scan(&ck, flags);
     if (r == 0 && ck.rebuild && fix_errors) {
         if (report)
             report(opaque, "Rebuilding refcount structure");
         r = rebuild(&ck, s->refcount_order);
+        if (r == 0)
+            r = free_old_structure(&ck, report, opaque);
         if (r == 0) {
             res->corruptions_fixed += res->corruptions;
             res->corruptions = 0;
@@ -871,12 +1015,12 @@ static int run_check(struct qcow2 *s, unsigned flags, struct vdisk_check_result 
         if (r == 0 && !rebuilt)
             res->corruptions_fixed += (int64_t)removed;
     }
-    /* ...v3 entries without their extra data completed... */
-    if (r == 0 && fix_errors && ck.incomplete_snapshots) {
-        uint64_t completed = 0;
-        r = qcow2_snapshots_complete(s, false, &completed);
+    /* ...the table written again: v3 entries without their extra data
+     * completed, extra data past 1024 bytes dropped... */
+    if (r == 0 && fix_errors && (ck.incomplete_snapshots || dropped)) {
+        r = qcow2_snapshots_write(s);
         if (r == 0 && !rebuilt)
-            res->corruptions_fixed += (int64_t)completed;
+            res->corruptions_fixed += (int64_t)(ck.incomplete_snapshots + dropped);
     }
     /* ...then the COPIED flags against the refcounts.  Repaired leaks may
      * leave flags that the new refcounts make stale: -r leaks sets them. */
@@ -956,6 +1100,8 @@ int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order)
                     s->dev->filename, res.corruptions);
     if (r == 0)
         r = rebuild(&ck, order);
+    if (r == 0)
+        r = free_old_structure(&ck, NULL, NULL);
     ck_free(&ck);
     return r;
 }

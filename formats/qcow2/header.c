@@ -377,10 +377,12 @@ int qcow2_parse_header(struct qcow2 *s, const uint8_t *buf, size_t len, uint64_t
                     QCOW2_MAX_REFTABLE_BYTES, file_size);
     if (r < 0)
         return r;
-    r = check_table(s, "the snapshot table", "Snapshot table", s->snapshots_offset,
-                    s->nb_snapshots, 40, 40 * QCOW2_MAX_SNAPSHOTS, file_size);
-    if (r < 0)
-        return r;
+    if (!s->table_unread) { /* (a check reads it itself) */
+        r = check_table(s, "the snapshot table", "Snapshot table", s->snapshots_offset,
+                        s->nb_snapshots, 40, 40 * QCOW2_MAX_SNAPSHOTS, file_size);
+        if (r < 0)
+            return r;
+    }
     r = check_table(s, "the L1 table", "Active L1 table", s->l1_offset, s->l1_size, 8,
                     QCOW2_MAX_L1_BYTES, file_size);
     if (r < 0)
@@ -442,8 +444,8 @@ int qcow2_build_header(const struct qcow2 *s, uint8_t *buf, size_t len)
     be64_store(buf + 40, s->l1_offset);
     be64_store(buf + 48, s->reft_offset);
     be32_store(buf + 56, s->reft_clusters);
-    be32_store(buf + 60, s->nb_snapshots);
-    be64_store(buf + 64, s->snapshots_offset);
+    be32_store(buf + 60, s->table_unread ? s->table_unread_nb : s->nb_snapshots);
+    be64_store(buf + 64, s->table_unread ? s->table_unread_offset : s->snapshots_offset);
     size_t pos = QCOW2_V2_HEADER_LENGTH;
     if (s->version >= 3) {
         uint32_t hlen = s->header_length < 112 ? 112 : s->header_length;

@@ -275,6 +275,15 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
         dev->priv = NULL;
         return e;
     }
+    /* Opened for a check: the check reads the snapshot table. */
+    bool for_check = false;
+    const char *chk = opt_take(os, "check");
+    if (chk && (e = opt_bool("check", chk, &for_check)) < 0) {
+        free_state(s);
+        dev->priv = NULL;
+        return e;
+    }
+    s->table_unread = for_check;
     uint64_t fsize = dev_size(file);
     if (file->file_length && file->file_length < fsize)
         fsize = file->file_length; /* the header checks need the exact length */
@@ -304,6 +313,12 @@ static int qcow2_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_
             r = dev_pread(file, hdr, hlen, 0);
         if (r == 0)
             r = qcow2_parse_header(s, hdr, hlen, fsize);
+        if (r == 0 && s->table_unread) {
+            s->table_unread_nb = s->nb_snapshots;
+            s->table_unread_offset = s->snapshots_offset;
+            s->nb_snapshots = 0;
+            s->snapshots_offset = 0;
+        }
     }
     free(hdr);
     unsigned l2n = 0, rbn = 0;

@@ -382,6 +382,13 @@ struct qcow2 {
     uint64_t snapshots_offset;
     uint64_t snapshots_size;  /* bytes of the table */
     struct qcow2_snapshot *snaps;
+    /* Opened for a check (open option "check", as QEMU's BDRV_O_CHECK):
+     * the snapshot table is read by the check, not the open, so that a
+     * broken one can be reported and repaired.  Until then nb_snapshots is
+     * 0 and the header keeps the table's place (table_unread_*). */
+    bool table_unread;
+    uint32_t table_unread_nb;
+    uint64_t table_unread_offset;
     uint64_t incompat, compat, autoclear;
     uint32_t refcount_order;
     uint32_t header_length;
@@ -599,6 +606,17 @@ int qcow2_open_backing(struct qcow2 *s, struct opt_set *os);
 
 /* snapshot.c */
 int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size);
+/* The snapshot table as a check reads it (QEMU's check_read_snapshot_
+ * table), for an image opened with "check": with FIX, too many entries
+ * and a table past QEMU's 64 MiB are cut (the header's count written at
+ * once; the clusters they held become leaks), extra data past 1024 bytes
+ * dropped (*DROPPED counts those entries; the table must be written again
+ * after the refcounts are repaired), each said to REPORT.  *REDUCED counts
+ * the entries cut.  Without FIX such a table fails (-EFBIG, or -EINVAL
+ * for a bad place) with QEMU's message ("ERROR ..."), and the image then
+ * has no snapshots. */
+int qcow2_check_snapshot_table(struct qcow2 *s, bool fix, void (*report)(void *, const char *),
+                               void *opaque, uint64_t *dropped, uint64_t *reduced);
 void qcow2_free_snapshots(struct qcow2 *s);
 int qcow2_snapshot_create(struct qcow2 *s, const char *name);
 int qcow2_snapshot_apply(struct qcow2 *s, const char *name);
@@ -613,6 +631,9 @@ bool qcow2_snapshot_incomplete(const struct qcow2 *s, const struct qcow2_snapsho
  * upgrade to v3, before the header says v3).  *COMPLETED counts the
  * entries that lacked them.  0 or -errno. */
 int qcow2_snapshots_complete(struct qcow2 *s, bool all, uint64_t *completed);
+/* Writes the snapshot table again (to new clusters, the header switched,
+ * the old ones freed), each entry's extra data at least 24 bytes. */
+int qcow2_snapshots_write(struct qcow2 *s);
 /* "is not cluster aligned", ...: why snapshot table entries are corrupt. */
 const char *qcow2_snap_bad_text(enum qcow2_snap_bad bad);
 /* Removes the table entries of the snapshots whose L1 table cannot be

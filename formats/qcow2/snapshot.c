@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,34 +66,82 @@ static int window_read(struct qcow2 *s, struct window *w, uint64_t file_size, ui
     return 0;
 }
 
-static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w);
+/* How a table is read: at open (every fault an error), or by a check,
+ * reporting, and with FIX cutting what QEMU's check -r all cuts. */
+struct load_mode {
+    bool check, fix;
+    void (*report)(void *, const char *);
+    void *opaque;
+    uint64_t dropped, reduced;
+};
 
-int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size)
+static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
+                          struct load_mode *m);
+
+/* window_read(), where a check reads past the end of the file as QEMU
+ * does: zeroes there. */
+static int read_padded(struct qcow2 *s, struct window *w, uint64_t file_size, uint64_t pos,
+                       void *dst, size_t len)
+{
+    if (range_inside(pos, len, file_size))
+        return window_read(s, w, file_size, pos, dst, len);
+    memset(dst, 0, len);
+    return pos < file_size ? window_read(s, w, file_size, pos, dst, (size_t)(file_size - pos))
+                           : 0;
+}
+
+static int load_table(struct qcow2 *s, uint64_t file_size, struct load_mode *m)
 {
     if (!s->nb_snapshots)
         return 0;
     struct window w = {malloc(WINDOW_BYTES), 0, 0};
     if (!w.buf)
         return err_set(-ENOMEM, "out of memory");
-    int r = load_snapshots(s, file_size, &w);
+    int r = load_snapshots(s, file_size, &w, m);
     free(w.buf);
     return r;
 }
 
-static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w)
+int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size)
+{
+    struct load_mode m = {0};
+    return load_table(s, file_size, &m);
+}
+
+static void load_say(struct load_mode *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void load_say(struct load_mode *m, const char *fmt, ...)
+{
+    if (!m->report)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    m->report(m->opaque, line);
+}
+
+static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
+                          struct load_mode *m)
 {
     s->snaps = calloc(s->nb_snapshots, sizeof *s->snaps);
     if (!s->snaps)
         return err_set(-ENOMEM, "out of memory");
     uint64_t pos = s->snapshots_offset;
+    /* The table's length as QEMU counts it: extra data cut to 1024 bytes
+     * counts as cut. */
+    uint64_t length = 0;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         struct qcow2_snapshot *sn = &s->snaps[i];
+        uint64_t entry_pos = pos;
+        length = (length + 7) & ~7ull;
         uint8_t h[40];
-        if (pos - s->snapshots_offset + 40 > MAX_TABLE_BYTES || !range_inside(pos, 40, file_size))
+        if (!m->check && !range_inside(pos, 40, file_size)) {
+            s->nb_snapshots = i;
             return err_set(-EINVAL, "%s: snapshot %" PRIu32 " at offset %" PRIu64 " lies beyond "
-                           "the end of the file or the table's limit (%u bytes)",
-                           s->dev->filename, i, pos, MAX_TABLE_BYTES);
-        int r = window_read(s, w, file_size, pos, h, 40);
+                           "the end of the file", s->dev->filename, i, pos);
+        }
+        int r = read_padded(s, w, file_size, pos, h, 40);
         if (r < 0)
             return r;
         sn->l1_offset = be64_load(h);
@@ -102,31 +151,63 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w)
         sn->date_nsec = be32_load(h + 20);
         sn->vm_clock_nsec = be64_load(h + 24);
         sn->vm_state_size = be32_load(h + 32);
-        sn->extra_size = be32_load(h + 36);
-        if (sn->extra_size > MAX_EXTRA)
-            return err_set(-EINVAL, "%s: snapshot %" PRIu32 " has %" PRIu32 " bytes of extra "
-                           "data (at most %u)", s->dev->filename, i, sn->extra_size, MAX_EXTRA);
-        uint64_t len = 40 + (uint64_t)sn->extra_size + id_len + name_len;
-        if (pos - s->snapshots_offset + len > MAX_TABLE_BYTES || !range_inside(pos, len, file_size))
+        uint32_t extra_on_disk = be32_load(h + 36);
+        sn->extra_size = extra_on_disk;
+        if (extra_on_disk > MAX_EXTRA) {
+            if (!m->fix) {
+                s->nb_snapshots = i; /* (what was read is freed) */
+                return err_set(-EFBIG, "Too much extra metadata in snapshot table entry %" PRIu32
+                               "\nYou can force-remove this extra metadata with vdisk check -r "
+                               "all", i);
+            }
+            load_say(m, "Discarding too much extra metadata in snapshot table entry %" PRIu32
+                     " (%" PRIu32 " > %u)", i, extra_on_disk, MAX_EXTRA);
+            m->dropped++;
+            sn->extra_size = MAX_EXTRA; /* the first 1024 bytes kept */
+        }
+        uint64_t len = 40 + (uint64_t)extra_on_disk + id_len + name_len;
+        if (!m->check && !range_inside(pos, len, file_size)) {
+            s->nb_snapshots = i;
             return err_set(-EINVAL, "%s: snapshot %" PRIu32 " at offset %" PRIu64 " (%" PRIu64
                            " bytes) lies beyond the end of the file", s->dev->filename, i, pos,
                            len);
+        }
+        length += 40 + (uint64_t)sn->extra_size + id_len + name_len;
+        if (length > MAX_TABLE_BYTES) {
+            uint32_t over = s->nb_snapshots - i;
+            s->nb_snapshots = i;
+            if (!m->fix)
+                return err_set(-EFBIG, "Snapshot table is too big\nYou can force-remove all %"
+                               PRIu32 " overhanging snapshots with vdisk check -r all", over);
+            load_say(m, "Discarding %" PRIu32 " overhanging snapshots (snapshot table is too "
+                     "big)", over);
+            m->reduced += over;
+            memset(sn, 0, sizeof *sn);
+            pos = entry_pos;
+            break;
+        }
+        /* The entry's bytes after its 40: extra data (as kept), id, name. */
         uint8_t *rest = malloc(len - 40 + 1);
-        if (!rest)
+        if (!rest) {
+            s->nb_snapshots = i;
             return err_set(-ENOMEM, "out of memory");
-        r = window_read(s, w, file_size, pos + 40, rest, len - 40);
+        }
+        r = read_padded(s, w, file_size, pos + 40, rest, len - 40);
         if (r < 0) {
             free(rest);
+            s->nb_snapshots = i;
             return r;
         }
         sn->extra = malloc(sn->extra_size + 1);
-        sn->id = strndup((char *)rest + sn->extra_size, id_len);
-        sn->name = strndup((char *)rest + sn->extra_size + id_len, name_len);
+        sn->id = strndup((char *)rest + extra_on_disk, id_len);
+        sn->name = strndup((char *)rest + extra_on_disk + id_len, name_len);
         if (sn->extra)
             memcpy(sn->extra, rest, sn->extra_size);
         free(rest);
-        if (!sn->extra || !sn->id || !sn->name)
+        if (!sn->extra || !sn->id || !sn->name) {
+            s->nb_snapshots = i + 1;
             return err_set(-ENOMEM, "out of memory");
+        }
         sn->disk_size = s->size;
         sn->icount = UINT64_MAX;
         if (sn->extra_size >= 8)
@@ -150,6 +231,65 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w)
         pos += (len + 7) & ~7ull;
     }
     s->snapshots_size = pos - s->snapshots_offset;
+    return 0;
+}
+
+int qcow2_check_snapshot_table(struct qcow2 *s, bool fix, void (*report)(void *, const char *),
+                               void *opaque, uint64_t *dropped, uint64_t *reduced)
+{
+    struct load_mode m = {.check = true, .fix = fix, .report = report, .opaque = opaque};
+    *dropped = *reduced = 0;
+    if (!s->table_unread)
+        return 0; /* (read at open) */
+    uint32_t nb = s->table_unread_nb;
+    uint64_t off = s->table_unread_offset;
+    s->table_unread = false;
+    s->nb_snapshots = 0;
+    s->snapshots_offset = 0;
+    s->snapshots_size = 0;
+    uint64_t file_size = dev_size(s->file);
+    if (nb > QCOW2_MAX_SNAPSHOTS && fix) {
+        load_say(&m, "Discarding %" PRIu32 " overhanging snapshots", nb - QCOW2_MAX_SNAPSHOTS);
+        m.reduced += nb - QCOW2_MAX_SNAPSHOTS;
+        nb = QCOW2_MAX_SNAPSHOTS;
+    }
+    /* Where the table lies (qemu-img's words for what it checks). */
+    int r = 0;
+    if (nb > QCOW2_MAX_SNAPSHOTS)
+        r = err_set(-EFBIG, "ERROR snapshot table too large\nYou can force-remove all %" PRIu32
+                    " overhanging snapshots with vdisk check -r all", nb - QCOW2_MAX_SNAPSHOTS);
+    else if (off % s->cluster_size || off > (uint64_t)INT64_MAX - (uint64_t)nb * 40)
+        r = err_set(-EINVAL, "ERROR snapshot table offset invalid");
+    else if (nb && (off == 0 || !range_inside(off, (uint64_t)nb * 40, file_size)))
+        r = err_set(-EINVAL, "ERROR snapshot table at offset 0x%" PRIx64 " (%" PRIu32 " entries) "
+                    "lies beyond the end of the file (%" PRIu64 " bytes)", off, nb, file_size);
+    if (r < 0)
+        return r;
+    s->nb_snapshots = nb;
+    s->snapshots_offset = nb ? off : 0;
+    r = load_table(s, file_size, &m);
+    if (r < 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", err_detail());
+        qcow2_free_snapshots(s);
+        s->nb_snapshots = 0;
+        s->snapshots_offset = 0;
+        s->snapshots_size = 0;
+        return err_set(r, "ERROR failed to read the snapshot table: %s", msg);
+    }
+    if (m.reduced) {
+        /* The header's count now: the check of the refcounts counts what
+         * the header says (the entries cut become leaks). */
+        uint8_t b[4];
+        be32_store(b, s->nb_snapshots);
+        r = dev_pwrite(s->file, b, 4, 60);
+        if (r == 0)
+            r = dev_flush(s->file);
+        if (r < 0)
+            return r;
+    }
+    *dropped = m.dropped;
+    *reduced = m.reduced;
     return 0;
 }
 
@@ -420,6 +560,14 @@ int qcow2_snapshots_complete(struct qcow2 *s, bool all, uint64_t *completed)
         n += all ? s->snaps[i].extra_size < 16 : qcow2_snapshot_incomplete(s, &s->snaps[i]);
     if (!n)
         return 0;
+    int r = qcow2_snapshots_write(s);
+    if (r == 0)
+        *completed = n;
+    return r;
+}
+
+int qcow2_snapshots_write(struct qcow2 *s)
+{
     int r = check_writable(s);
     if (r < 0)
         return r;
@@ -444,8 +592,6 @@ int qcow2_snapshots_complete(struct qcow2 *s, bool all, uint64_t *completed)
         r = write_table(s, s->snaps, s->nb_snapshots);
     if (r == 0)
         r = qcow2_flush_metadata(s);
-    if (r == 0)
-        *completed = n;
     return r;
 }
 

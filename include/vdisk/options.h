@@ -105,6 +105,14 @@
  *              refused until a check that repairs everything clears the
  *              mark), as qemu-img check -r does.  Formats without a corrupt
  *              mark accept and ignore it.
+ *   check      on | off (default off): open for vdisk_check() alone, as
+ *              qemu-img check opens: a qcow2 image's snapshot table is read
+ *              by the check, not the open, so that a table the open would
+ *              refuse (too many entries, too much extra data, past QEMU's
+ *              64 MiB) is reported, and with VDISK_CHECK_REPAIR_ERRORS cut
+ *              to what can be kept.  Until the check runs the image has no
+ *              snapshots.  Formats without such tables accept and ignore
+ *              it.
  *   drop-bitmaps  on | off (default off), qcow2: a read-write open keeps
  *              the persistent dirty bitmaps up to date (see vdisk/bitmap.h;
  *              it fails with -ENOMEM when their bits would take more than

@@ -256,13 +256,15 @@ static const char *many_snapshots_image(void)
         be64_store(l1 + 8 * i, 0x8000000000040000ull);
     patch_at(img, 0x30000, l1, 8192 * 8);
     free(l1);
-    size_t n = 65536;
-    uint8_t *st = calloc(n, 40);
+    /* (each entry with v3's 16 bytes of extra data: VM state 0, disk 0) */
+    size_t n = 65536, e = 56;
+    uint8_t *st = calloc(n, e);
     for (size_t i = 0; i < n; i++) {
-        be64_store(st + 40 * i, 0x30000);
-        be32_store(st + 40 * i + 8, 8192);
+        be64_store(st + e * i, 0x30000);
+        be32_store(st + e * i + 8, 8192);
+        be32_store(st + e * i + 36, 16);
     }
-    patch_at(img, 0x70000, st, n * 40);
+    patch_at(img, 0x70000, st, n * e);
     free(st);
     patch32(img, 60, (uint32_t)n);
     patch64(img, 64, 0x70000);

@@ -398,6 +398,84 @@ START_TEST(incomplete_snapshot_entries)
 }
 END_TEST
 
+/* ---- Snapshot tables that the open refuses and check -r all cuts (261) --- */
+
+/* Sets the 16-bit refcounts of clusters [FIRST, END) of IMG to 1 (in its
+ * first refblock). */
+static void refcounts_one(const char *img, uint64_t first, uint64_t end)
+{
+    uint64_t rb = peek(img, peek(img, 48, 8), 8);
+    static const uint8_t one[2] = {0, 1};
+    for (uint64_t c = first; c < end; c++)
+        patch(img, rb + c * 2, one, 2);
+}
+
+/* IMG (made by qemu-img, so that both tools see the same clusters) and a
+ * copy: check, then check -r all, print and exit the same from both, and
+ * the repaired images check clean with both. */
+static void same_repair(const char *img, bool all_verbs)
+{
+    const char *copy = scratch("repair-q.qcow2");
+    RUN_OK("cp '%s' '%s'", img, copy);
+    /* (vdisk as qemu-img, so that its messages start as qemu-img's; with
+     * 65536 snapshots qemu-img takes seconds for each, ALL_VERBS false
+     * keeps the two that matter) */
+    static const char *const verbs[] = {"info", "check", "check -r all"};
+    for (size_t i = all_verbs ? 0 : 1; i < 3; i++) {
+        struct run *r = run("VDISK_PROG=qemu-img %s %s '%s' 2>&1", vdisk_bin(), verbs[i], img);
+        char *v = strdup(r->out);
+        int vs = r->status;
+        r = run("qemu-img %s '%s' >q.out 2>&1; s=$?; sed 's|repair-q.qcow2|repair.qcow2|g' "
+                "q.out; exit $s", verbs[i], copy);
+        ck_assert_msg(strcmp(v, r->out) == 0 && vs == r->status,
+                      "%s: vdisk (exit %d):\n%s\nqemu-img (exit %d):\n%s", verbs[i], vs, v,
+                      r->status, r->out);
+        free(v);
+    }
+    RUN_OK("qemu-img check '%s'", img);
+    if (all_verbs)
+        same_output(true, fmt("snapshot -l '%s'", img), fmt("qemu-img snapshot -l '%s'", copy));
+}
+
+START_TEST(snapshot_table_repair)
+{
+    /* An entry with 64 KiB of extra data (QEMU's limit: 1024 bytes). */
+    const char *img = scratch("repair.qcow2");
+    RUN_OK("rm -f '%s' && qemu-img create -q -f qcow2 '%s' 64M", img, img);
+    for (int i = 0; i < 4; i++)
+        RUN_OK("qemu-img snapshot -c sn%d '%s'", i, img);
+    uint64_t pos = peek(img, 64, 8);
+    for (int i = 0; i < 3; i++)
+        pos += (40 + peek(img, pos + 36, 4) + peek(img, pos + 12, 2) + peek(img, pos + 14, 2) +
+                7) & ~7ull;
+    static const uint8_t big[4] = {0, 1, 0, 0};
+    patch(img, pos + 36, big, 4);
+    struct run *r = run("%s info '%s'", vdisk_bin(), img);
+    ck_assert_str_eq(r->err, "vdisk: Too much extra metadata in snapshot table entry 3\n"
+                             "You can force-remove this extra metadata with vdisk check -r all\n");
+    same_repair(img, true);
+    /* 131072 entries (QEMU's limit: 65536), the one after the limit with an
+     * L1 table of its own, as iotest 261 makes them. */
+    RUN_OK("rm -f '%s' && qemu-img create -q -f qcow2 -o compat=0.10 '%s' 64M", img, img);
+    uint8_t b[8];
+    be64_store(b, 1 << 20);
+    patch(img, 64, b, 8);
+    be32_store(b, 131072);
+    patch(img, 60, b, 4);
+    RUN_OK("truncate -s %d '%s'", (1 << 20) + 40 * 131072, img);
+    be64_store(b, 0xe0000);
+    patch(img, (1 << 20) + 40 * 65536, b, 8);
+    be32_store(b, 1);
+    patch(img, (1 << 20) + 40 * 65536 + 8, b, 4);
+    be64_store(b, 0x80000000000f0000ull);
+    patch(img, 0xe0000, b, 8);
+    refcounts_one(img, 14, ((1 << 20) + 40 * 131072 + 65535) / 65536);
+    same_repair(img, false);
+    r = run("%s snapshot -l '%s' | wc -l", vdisk_bin(), img);
+    ck_assert_str_eq(r->out, "65538\n"); /* (two lines of heading) */
+}
+END_TEST
+
 /* ---- Item 11: map ---------------------------------------------------------- */
 
 static void same_map(const char *img)
@@ -474,6 +552,7 @@ int main(void)
     tcase_add_test(tc, bitmaps_without_autoclear_bit);
     tcase_add_test(tc, bad_snapshot_entry);
     tcase_add_test(tc, incomplete_snapshot_entries);
+    tcase_add_test(tc, snapshot_table_repair);
     tcase_add_test(tc, map_like_qemu);
     suite_add_tcase(s, tc);
     return run_suite(s);

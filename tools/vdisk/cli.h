@@ -99,6 +99,7 @@ struct open_args {
     const char *cache;     /* NULL: the library's default */
     const char *engine;    /* NULL: the library's default */
     bool repair;           /* open for vdisk_check's repair ("repair" option) */
+    bool check;            /* open for vdisk_check ("check" option) */
     bool backing_confine;  /* backing-confine=on (untrusted images) */
     bool force_share;      /* -U: read even while another process writes */
     const char *const *options; /* more library options: KEY, VALUE, ..., NULL */

@@ -166,6 +166,7 @@ int cmd_check(int argc, char **argv)
     const char *file = argv[optind];
     /* Repairs open an image marked corrupt read-write (qemu-img does too). */
     oa.repair = flags != 0;
+    oa.check = true; /* (the check reads what the open would refuse) */
     vdisk_dev *dev = cli_open(file, &oa);
     if (!dev)
         return 1;
@@ -177,9 +178,14 @@ int cmd_check(int argc, char **argv)
         return 63;
     }
     if (r < 0) {
-        /* qemu-img's words, then vdisk's detail where it adds one. */
+        /* qemu-img's words, then vdisk's detail where it adds one; an
+         * error of the check's own ("ERROR ...") on its line first, as
+         * qemu-img reports it. */
         const char *detail = cli_lib_detail();
-        if (detail && *detail && strcmp(detail, strerror(-r)) != 0)
+        if (detail && !strncmp(detail, "ERROR ", 6)) {
+            cli_error("%s", detail);
+            cli_error("Check failed: %s", strerror(-r));
+        } else if (detail && *detail && strcmp(detail, strerror(-r)) != 0)
             cli_error("Check failed: %s: %s", strerror(-r), detail);
         else
             cli_error("Check failed: %s", strerror(-r));

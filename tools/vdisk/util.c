@@ -45,9 +45,17 @@ const char *cli_lib_detail(void)
         while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
             p++;
         if (p[0] == ':' && p[1] == ' ')
-            return p + 2;
+            e = p + 2;
     }
-    return e;
+    /* Run as qemu-img or qemu-io, the repair a message suggests is named
+     * as the user runs it ("qemu-img check -r all"). */
+    static const char ours[] = "vdisk check -r";
+    const char *at = strcmp(cli_progname, "vdisk") ? strstr(e, ours) : NULL;
+    if (!at)
+        return e;
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%.*sqemu-img%s", (int)(at - e), e, at + 5);
+    return buf;
 }
 
 unsigned cli_distance(const char *a, const char *b)
@@ -418,6 +426,8 @@ vdisk_dev *cli_open_image(const char *file, const struct open_args *a)
         r = vdisk_options_set(o, "engine", a->engine);
     if (r == 0 && a->repair)
         r = vdisk_options_set(o, "repair", "on");
+    if (r == 0 && a->check)
+        r = vdisk_options_set(o, "check", "on");
     if (r == 0 && a->backing_confine)
         r = vdisk_options_set(o, "backing-confine", "on");
     if (r == 0 && a->force_share)
