@@ -297,6 +297,46 @@ void dev_debug_event(struct vdisk_dev *file, const char *event)
         file->drv->debug_event(file, event);
 }
 
+int dev_debug_break(struct vdisk_dev *dev, enum debug_break_op op, const char *event,
+                    const char *tag)
+{
+    if (!dev || !dev->drv->debug_break)
+        return err_set(-ENOTSUP, "no blkdebug device below %s", dev ? dev->filename : "(none)");
+    return dev->drv->debug_break(dev, op, event, tag);
+}
+
+static int debug_call(vdisk_dev *dev, enum debug_break_op op, const char *event,
+                      const char *tag)
+{
+    if (!dev || !tag || (op == DEBUG_BREAK && !event))
+        return err_set(-EINVAL, "no device, event or tag given (NULL)");
+    return dev_debug_break(dev, op, event, tag);
+}
+
+VDISK_EXPORT int vdisk_debug_break(vdisk_dev *dev, const char *event, const char *tag)
+{
+    err_enter(__func__);
+    return debug_call(dev, DEBUG_BREAK, event, tag);
+}
+
+VDISK_EXPORT int vdisk_debug_remove_break(vdisk_dev *dev, const char *tag)
+{
+    err_enter(__func__);
+    return debug_call(dev, DEBUG_REMOVE_BREAK, NULL, tag);
+}
+
+VDISK_EXPORT int vdisk_debug_resume(vdisk_dev *dev, const char *tag)
+{
+    err_enter(__func__);
+    return debug_call(dev, DEBUG_RESUME, NULL, tag);
+}
+
+VDISK_EXPORT int vdisk_debug_is_suspended(vdisk_dev *dev, const char *tag)
+{
+    err_enter(__func__);
+    return debug_call(dev, DEBUG_IS_SUSPENDED, NULL, tag);
+}
+
 int dev_pass_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
 {
     return dev->drv->take_perms ? dev->drv->take_perms(dev, perm, shared) : 0;

@@ -263,6 +263,9 @@ int file_create_done(int fd, struct file_lock *lock, int r, const char *filename
 
 /* ---- Requests ------------------------------------------------------------- */
 
+/* What vdisk_debug_* asks of a blkdebug device's breakpoints. */
+enum debug_break_op { DEBUG_BREAK, DEBUG_REMOVE_BREAK, DEBUG_RESUME, DEBUG_IS_SUSPENDED };
+
 enum vdisk_op {
     VDISK_OP_READ,
     VDISK_OP_WRITE,
@@ -673,6 +676,11 @@ struct vdisk_driver {
      * EVENT of its work happens next (QEMU's BLKDBG_EVENT names:
      * "l2_load", "write_aio", ...).  NULL: ignored. */
     void (*debug_event)(struct vdisk_dev *dev, const char *event);
+    /* Breakpoints of a blkdebug device (formats pass them to their file):
+     * OP on the breakpoint TAG (EVENT for DEBUG_BREAK).  0, 1/0 for
+     * DEBUG_IS_SUSPENDED, or -errno with the error set.  NULL: -ENOTSUP. */
+    int (*debug_break)(struct vdisk_dev *dev, enum debug_break_op op, const char *event,
+                       const char *tag);
 
     /* Filters over a file (blkdebug): the format above grows this device
      * (dev_set_growable()), so the file below must grow too.  NULL: a
@@ -828,6 +836,9 @@ int blkdebug_parse_rules(const char *text, size_t len);
 /* Tells the device below a format (FILE) that the point EVENT of the
  * format's work happens next (its driver's debug_event; nothing for most). */
 void dev_debug_event(struct vdisk_dev *file, const char *event);
+/* DEV's driver's debug_break (-ENOTSUP without one: no blkdebug below). */
+int dev_debug_break(struct vdisk_dev *dev, enum debug_break_op op, const char *event,
+                    const char *tag);
 /* A filter's take_perms: hands the permission bits on to DEV, the device
  * below it (its driver's take_perms; 0 when it has none). */
 int dev_pass_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared);

@@ -470,6 +470,63 @@ static void rmw_edge_done(struct vdisk_req *child, int ret)
         rmw_write_all(req);
 }
 
+/*
+ * A device that says blkdebug's events (formats/blkdebug, for QEMU's tests):
+ * the edges are read one after the other, as QEMU's block layer reads them,
+ * with its events around each read (pwritev_rmw_head, pwritev_rmw_after_head,
+ * pwritev_rmw_tail, pwritev_rmw_after_tail), so that a breakpoint can hold
+ * the request between them.  pending counts the steps done: 0 the head's
+ * read to start, 1 the tail's, 2 the write.
+ */
+static void rmw_seq_step(struct vdisk_req *req);
+
+static void rmw_seq_read_done(struct vdisk_req *child, int ret)
+{
+    struct vdisk_req *req = child->parent;
+    req_take_error(req, child);
+    req_free(child);
+    if (ret < 0) {
+        rmw_finish(req, ret);
+        return;
+    }
+    dev_debug_event(req->dev, req->core->pending == 0 ? "pwritev_rmw_after_head"
+                                                      : "pwritev_rmw_after_tail");
+    req->core->pending++;
+    rmw_seq_step(req);
+}
+
+static void rmw_seq_step(struct vdisk_req *req)
+{
+    struct vdisk_dev *dev = req->dev;
+    uint64_t a = dev->align, start = req->core->rmw_start, end = start + req->core->rmw_len;
+    for (;;) {
+        unsigned step = req->core->pending;
+        if (step >= 2) {
+            rmw_write_all(req);
+            return;
+        }
+        /* The head block (the whole range when it is one block), then the
+         * tail block when it is another. */
+        bool head = req->offset != start, tail = req->offset + req->length != end;
+        uint64_t at = step == 0 ? start : end - a;
+        bool need = step == 0 ? head : tail && !(head && end - a == start);
+        if (!need) {
+            req->core->pending++;
+            continue;
+        }
+        dev_debug_event(dev, step == 0 ? "pwritev_rmw_head" : "pwritev_rmw_tail");
+        struct iovec v = {(uint8_t *)req->core->rmw_buf + (at - start), a};
+        struct vdisk_req *c = req_new_child(req, dev, VDISK_OP_READ, at, a, &v, 1, REQ_NO_TRACK,
+                                            rmw_seq_read_done, NULL);
+        if (!c) {
+            rmw_finish(req, -ENOMEM);
+            return;
+        }
+        req_submit(c);
+        return;
+    }
+}
+
 static void rmw_start(struct vdisk_req *req)
 {
     struct vdisk_dev *dev = req->dev;
@@ -500,6 +557,10 @@ static void rmw_start(struct vdisk_req *req)
         return;
     }
 
+    if (dev->drv->debug_event) {
+        rmw_seq_step(req);
+        return;
+    }
     /* A write: which edge blocks does it cover only partly? */
     bool head = req->offset != start;
     bool tail = req->offset + req->length != end;

@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "options_internal.h"
 
 #define BD_MAX_RULES 128
 #define BD_CONFIG_MAX (64 * 1024)
@@ -63,6 +64,19 @@ struct bd_rule {
     unsigned active_seq;   /* the newest active first, as QEMU's list head insert */
 };
 
+#define BD_MAX_BREAKS 16
+#define BD_TAG_MAX 32
+
+/* A breakpoint (qemu-io's break EVENT TAG): the next request that comes to
+ * this device after EVENT is held back, until resumed.  QEMU suspends the
+ * coroutine at the event; here the request that comes next (the I/O the
+ * event announces: the format sends it right after) waits in its place. */
+struct bd_break {
+    char event[32], tag[BD_TAG_MAX];
+    bool hit;               /* EVENT happened: the next request waits */
+    struct vdisk_req *held; /* the request waiting, or NULL */
+};
+
 struct blkdebug {
     struct vdisk_dev *child;
     pthread_mutex_t lock;
@@ -70,6 +84,8 @@ struct blkdebug {
     unsigned nrules;
     int state;
     unsigned seq;
+    struct bd_break breaks[BD_MAX_BREAKS];
+    unsigned nbreaks;
 };
 
 /* QEMU 7.2's BlkdebugEvent names. */
@@ -334,7 +350,89 @@ static void bd_event(struct vdisk_dev *dev, const char *event)
         }
     }
     s->state = new_state;
+    /* Breakpoints on the event (one each, as QEMU removes a breakpoint
+     * when it suspends a request). */
+    for (unsigned i = 0; i < s->nbreaks; i++)
+        if (!s->breaks[i].hit && !strcmp(s->breaks[i].event, event))
+            s->breaks[i].hit = true;
     pthread_mutex_unlock(&s->lock);
+}
+
+/* Under the lock: the breakpoint that holds the request arriving back
+ * (hit, holding nothing yet), or NULL. */
+static struct bd_break *bd_break_for(struct blkdebug *s)
+{
+    for (unsigned i = 0; i < s->nbreaks; i++)
+        if (s->breaks[i].hit && !s->breaks[i].held)
+            return &s->breaks[i];
+    return NULL;
+}
+
+static void bd_continue(struct vdisk_req *req);
+static void bd_write_done(struct vdisk_req *child, int ret);
+
+/* Under the lock: breakpoint I goes. */
+static void bd_drop(struct blkdebug *s, unsigned i)
+{
+    s->breaks[i] = s->breaks[s->nbreaks - 1];
+    __atomic_store_n(&s->nbreaks, s->nbreaks - 1, __ATOMIC_RELEASE);
+}
+
+static int bd_debug_break(struct vdisk_dev *dev, enum debug_break_op op, const char *event,
+                          const char *tag)
+{
+    struct blkdebug *s = dev->priv;
+    if (strlen(tag) >= BD_TAG_MAX)
+        return err_set(-EINVAL, "blkdebug: the tag '%s' is longer than %d bytes", tag,
+                       BD_TAG_MAX - 1);
+    pthread_mutex_lock(&s->lock);
+    int r = 0;
+    struct vdisk_req *resume = NULL;
+    unsigned i;
+    for (i = 0; i < s->nbreaks && strcmp(s->breaks[i].tag, tag); i++)
+        ;
+    switch (op) {
+    case DEBUG_BREAK: {
+        size_t e;
+        for (e = 0; e < sizeof bd_events / sizeof bd_events[0] && strcmp(event, bd_events[e]);
+             e++)
+            ;
+        if (e == sizeof bd_events / sizeof bd_events[0])
+            r = err_set(-ENOENT, "Invalid event name \"%s\"", event);
+        else if (s->nbreaks == BD_MAX_BREAKS)
+            r = err_set(-ENOSPC, "blkdebug: at most %d breakpoints", BD_MAX_BREAKS);
+        if (r == 0) {
+            struct bd_break *b = &s->breaks[s->nbreaks];
+            *b = (struct bd_break){0};
+            snprintf(b->event, sizeof b->event, "%s", event);
+            snprintf(b->tag, sizeof b->tag, "%s", tag);
+            __atomic_store_n(&s->nbreaks, s->nbreaks + 1, __ATOMIC_RELEASE);
+        }
+        break;
+    }
+    case DEBUG_REMOVE_BREAK:
+        /* (a breakpoint holding a request stays until it is resumed) */
+        if (i == s->nbreaks || s->breaks[i].held)
+            r = err_set(-ENOENT, "Breakpoint with tag '%s' not found", tag);
+        else
+            bd_drop(s, i);
+        break;
+    case DEBUG_RESUME:
+        if (i == s->nbreaks || !s->breaks[i].held) {
+            r = err_set(-ENOENT, "Failed to resume request: No such file or directory");
+        } else {
+            resume = s->breaks[i].held;
+            bd_drop(s, i);
+        }
+        break;
+    case DEBUG_IS_SUSPENDED:
+        r = i < s->nbreaks && s->breaks[i].held != NULL;
+        break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (resume) /* (on its queue's thread, where requests are sent) */
+        req_resume_later(resume, bd_continue, NULL);
+    return r;
 }
 
 /* QEMU's rule_check: the error an active rule gives this request, or 0. */
@@ -363,16 +461,38 @@ static void bd_submit(struct vdisk_req *req)
 {
     struct vdisk_dev *dev = req->dev;
     struct blkdebug *s = dev->priv;
-    static const enum bd_iotype types[] = {
-        [VDISK_OP_READ] = IO_READ, [VDISK_OP_WRITE] = IO_WRITE, [VDISK_OP_FLUSH] = IO_FLUSH,
-        [VDISK_OP_DISCARD] = IO_DISCARD, [VDISK_OP_WRITE_ZEROES] = IO_WRITE_ZEROES,
-    };
     /* Opened as a raw image, the events QEMU's raw driver says (not while
      * the format is probed). */
     if (dev->raw_image && req->op == VDISK_OP_READ)
         bd_event(dev, "read_aio");
     else if (dev->raw_image && req->op == VDISK_OP_WRITE)
         bd_event(dev, "write_aio");
+    /* What QEMU's block layer says of every write that reaches the device
+     * (bdrv_aligned_pwritev); pwritev_done when it is done (bd_write_done). */
+    if (req->op == VDISK_OP_WRITE)
+        bd_event(dev, "pwritev");
+    else if (req->op == VDISK_OP_WRITE_ZEROES)
+        bd_event(dev, "pwritev_zero");
+    if (__atomic_load_n(&s->nbreaks, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&s->lock);
+        struct bd_break *b = bd_break_for(s);
+        if (b)
+            b->held = req; /* until resumed (bd_debug_break) */
+        pthread_mutex_unlock(&s->lock);
+        if (b)
+            return;
+    }
+    bd_continue(req);
+}
+
+/* REQ past its breakpoints: the rules' errors, else on to the image. */
+static void bd_continue(struct vdisk_req *req)
+{
+    struct blkdebug *s = req->dev->priv;
+    static const enum bd_iotype types[] = {
+        [VDISK_OP_READ] = IO_READ, [VDISK_OP_WRITE] = IO_WRITE, [VDISK_OP_FLUSH] = IO_FLUSH,
+        [VDISK_OP_DISCARD] = IO_DISCARD, [VDISK_OP_WRITE_ZEROES] = IO_WRITE_ZEROES,
+    };
     int err = bd_check(s, types[req->op], req->op == VDISK_OP_FLUSH ? 0 : req->offset,
                        req->op == VDISK_OP_FLUSH ? 0 : req->length);
     if (err) {
@@ -380,8 +500,25 @@ static void bd_submit(struct vdisk_req *req)
                  op_name(req->op), req->length, req->offset, strerror(err));
         return;
     }
-    req_send_child(req, s->child, req->op, req->offset, req->length, req->iov, req->iovcnt,
-                   req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP | VDISK_REQ_NO_FALLBACK));
+    unsigned flags = req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP | VDISK_REQ_NO_FALLBACK);
+    if (req->op != VDISK_OP_WRITE && req->op != VDISK_OP_WRITE_ZEROES) {
+        req_send_child(req, s->child, req->op, req->offset, req->length, req->iov, req->iovcnt,
+                       flags);
+        return;
+    }
+    struct vdisk_req *c = req_new_child(req, s->child, req->op, req->offset, req->length,
+                                        req->iov, req->iovcnt, flags, bd_write_done, NULL);
+    if (!c) {
+        req_fail(req, -ENOMEM, "out of memory");
+        return;
+    }
+    req_submit(c);
+}
+
+static void bd_write_done(struct vdisk_req *child, int ret)
+{
+    bd_event(child->parent->dev, "pwritev_done");
+    req_child_finishes_parent(child, ret);
 }
 
 static void bd_set_growable(struct vdisk_dev *dev)
@@ -453,6 +590,13 @@ static int bd_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set
         r = path ? bd_read_config(s, path) : err_set(-ENOMEM, "out of memory");
         free(path);
     }
+    /* align: the request alignment blkdebug asks of the layers above (the
+     * core then reads, modifies and writes around unaligned writes). */
+    uint64_t align = 0;
+    const char *av = opt_take(os, "blkdebug.align");
+    if (r == 0 && av && (r = opt_size("align", av, 1, 1u << 20, &align)) == 0 &&
+        (align & (align - 1)))
+        r = err_set(-EINVAL, "Cannot meet constraints with align %" PRIu64, align);
     const char *rules = opt_take(os, "blkdebug.rules");
     if (r == 0 && rules)
         r = bd_parse(s, rules, strlen(rules), "blkdebug rules");
@@ -469,7 +613,7 @@ static int bd_open(struct vdisk_dev *dev, struct vdisk_dev *file, struct opt_set
     dev->size = dev_size(c);
     dev->file_length = c->file_length;
     dev->block_size = c->block_size;
-    dev->align = c->align;
+    dev->align = align > c->align ? (uint32_t)align : c->align;
     dev->caps = c->caps;
     dev_add_upper(c, dev);
     return 0;
@@ -486,5 +630,6 @@ const struct vdisk_driver vdisk_driver_blkdebug = {
     .allocated_size = bd_allocated_size,
     .truncate = bd_truncate,
     .debug_event = bd_event,
+    .debug_break = bd_debug_break,
     .close = bd_close,
 };

@@ -738,6 +738,14 @@ static const struct create_opt qcow2_create_opts[] = {
     {NULL, NULL, NULL},
 };
 
+/* Breakpoints: those of the blkdebug device the image is stored on. */
+static int qcow2_debug_break(struct vdisk_dev *dev, enum debug_break_op op, const char *event,
+                             const char *tag)
+{
+    struct qcow2 *s = dev->priv;
+    return dev_debug_break(s->file, op, event, tag);
+}
+
 const struct vdisk_driver vdisk_driver_qcow2 = {
     .name = "qcow2",
     .req_state_size = sizeof(struct qcow2_req),
@@ -764,4 +772,5 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .create_opts = qcow2_create_opts,
     .measure = qcow2_measure,
     .bitmap = qcow2_bitmap_op,
+    .debug_break = qcow2_debug_break,
 };

@@ -425,6 +425,31 @@ struct vdisk_extent {
 int vdisk_block_status(vdisk_dev *dev, uint64_t offset, uint64_t length,
                        struct vdisk_extent *ext);
 
+/* ---- Breakpoints (testing) ------------------------------------------------ */
+
+/*
+ * QEMU's blkdebug breakpoints, for tests that need concurrent requests in
+ * a given order (qemu-io's break, remove_break, resume and wait_break; vdisk
+ * io has them).  They act on the blkdebug device in DEV's stack (DEV opened
+ * by a "blkdebug:CONFIG:IMAGE" name, or a format over one): with
+ * vdisk_debug_break, after the blkdebug event EVENT (QEMU's names:
+ * "write_aio", "pwritev_rmw_after_head", ...) the next request that comes
+ * to the device (the I/O the event announces) waits, held under TAG, until
+ * vdisk_debug_resume(TAG) lets it go on.  A breakpoint holds one request,
+ * then goes with vdisk_debug_resume.  Held requests keep their queue's
+ * drains, flushes and close waiting: resume them first.
+ *
+ * Each returns 0 (vdisk_debug_is_suspended: 1 when a request is held under
+ * TAG, else 0), or -ENOTSUP (no blkdebug device below DEV), -ENOENT (an
+ * unknown event; no breakpoint TAG to remove; nothing held under TAG to
+ * resume), -ENOSPC (16 breakpoints at once), -EINVAL (a tag of 32 bytes or
+ * more).  Thread-safe; none blocks.
+ */
+int vdisk_debug_break(vdisk_dev *dev, const char *event, const char *tag);
+int vdisk_debug_remove_break(vdisk_dev *dev, const char *tag);
+int vdisk_debug_resume(vdisk_dev *dev, const char *tag);
+int vdisk_debug_is_suspended(vdisk_dev *dev, const char *tag);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,7 +3,8 @@
  * tools/vdisk/cmd_io.c: vdisk io, a qemu-io (7.2) compatible subset for
  * scripts and tests: read, readv, write, writev, aio_read, aio_write,
  * aio_flush, discard, flush, alloc, map, info, length, truncate, sleep,
- * open, reopen, close, sigraise, help and quit; -s (writes to a temporary
+ * open, reopen, close, sigraise, break, remove_break, resume, wait_break,
+ * help and quit; -s (writes to a temporary
  * overlay) and -C (copy-on-read).  Without an image argument, "open"
  * opens one, given by a name or by qemu-io's options (open -o
  * driver=qcow2,file.filename=PATH, driver=file,filename=PATH, ...; the
@@ -19,7 +20,9 @@
  * completion prints where qemu-io's reliably does: at aio_flush, sleep (of
  * 1 ms or more), close, quit and at the end, the latest request first (as
  * QEMU's completions usually arrive); I/O errors and pattern mismatches in
- * them do not fail the command, as in qemu-io.
+ * them do not fail the command, as in qemu-io.  Once a breakpoint is set
+ * (break, remove_break, resume, wait_break: blkdebug's), aio_write's plain
+ * writes are truly in flight until one of those points.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -115,9 +118,50 @@ static void done_output(FILE *f, char **bufp)
     pending[npending++] = buf;
 }
 
-/* Prints the completions waiting, the latest first. */
+/*
+ * Breakpoints (break, remove_break, resume, wait_break: blkdebug's, see
+ * vdisk_debug_break): once one is set, aio_write runs its plain writes
+ * through a queue of their own (AQ), truly in flight, so that a write held
+ * at a breakpoint leaves the commands after it running.  Their completions
+ * come in at aio_flush, sleep, wait_break, close and the end, as qemu-io's
+ * come in its event loop; a resume lets the held write go on.
+ */
+static vdisk_queue *aq;
+static unsigned aq_inflight;
+static FILE *aq_out; /* what their completions print, in their order */
+static char *aq_text;
+static size_t aq_len;
+#define IO_MAX_TAGS 16
+static char tags[IO_MAX_TAGS][32]; /* breakpoints set (to let go at close) */
+static unsigned ntags;
+
+static void print_pending(void);
+
+/* Completes what is in flight on AQ (none held at a breakpoint: close
+ * and reopen resume those first). */
+static void aq_drain(void)
+{
+    while (aq && aq_inflight)
+        if (vdisk_queue_reap(aq, 1, -1) < 0)
+            break;
+}
+
+/* Prints the completions waiting, the latest first (after those in flight). */
 static void settle(void)
 {
+    aq_drain();
+    print_pending();
+}
+
+static void print_pending(void)
+{
+    if (aq_out) {
+        fclose(aq_out);
+        aq_out = NULL;
+        fputs(aq_text ? aq_text : "", stdout);
+        free(aq_text);
+        aq_text = NULL;
+    }
     while (npending) {
         char *s = pending[--npending];
         fputs(s, stdout);
@@ -730,6 +774,62 @@ static int do_write(int argc, char **argv)
     return r;
 }
 
+/* An aio_write in flight on AQ. */
+struct aio_write {
+    uint8_t *buf;
+    uint64_t off, len;
+    struct timespec t0;
+    bool quiet, csv;
+};
+
+static void aio_write_done(void *user, int r)
+{
+    struct aio_write *w = user;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    aq_inflight--;
+    /* (printed in the order they complete, as qemu-io's) */
+    FILE *o = aq_out ? aq_out : (aq_out = open_memstream(&aq_text, &aq_len));
+    if (!o)
+        o = stdout;
+    if (r < 0)
+        fprintf(o, "aio_write failed: %s\n", strerror(-r));
+    else if (!w->quiet)
+        report(o, "wrote", elapsed(&w->t0, &t1), w->off, w->len, w->csv);
+    free(w->buf);
+    free(w);
+}
+
+/* aio_write's plain writes once a breakpoint is set: started on AQ, done
+ * later (aio_write_done). */
+static int aio_write_async(uint64_t off, uint64_t len, const uint64_t *lens, int nlens,
+                           const struct wr_args *a)
+{
+    if (!in_device(stdout, "vdisk_pwritev", a->what, off, len))
+        return -1;
+    struct aio_write *w = calloc(1, sizeof *w);
+    uint8_t *buf = w ? alloc_buf(len ? len : 1, a->pattern) : NULL;
+    if (!buf) {
+        free(w);
+        printf("out of memory\n");
+        return -1;
+    }
+    *w = (struct aio_write){buf, off, len, {0, 0}, a->quiet, a->csv};
+    struct iovec iov[MAX_IOV];
+    int cnt = make_iov(iov, buf, len, lens, nlens);
+    clock_gettime(CLOCK_MONOTONIC, &w->t0);
+    int r = vdisk_aio_pwritev(aq, iov, cnt, off, 0, aio_write_done, w);
+    if (r == 0) {
+        aq_inflight++;
+        vdisk_queue_submit(aq);
+        return 0;
+    }
+    free(buf);
+    free(w);
+    printf("aio_write failed: %s\n", strerror(-r));
+    return 0;
+}
+
 /* writev [-Cfq] [-P pattern] and aio_write [-Cfiquz] [-P pattern]:
  * off len [len..]. */
 static int writev_common(int argc, char **argv, bool aio)
@@ -792,6 +892,8 @@ static int writev_common(int argc, char **argv, bool aio)
     }
     if (!aio)
         return write_range(off, total, lens, n, &a);
+    if (aq && !a.zero && !a.fua && total <= MAX_REQUEST)
+        return aio_write_async(off, total, lens, n, &a);
     char *out = NULL;
     size_t outlen = 0;
     a.o = completion_output(&out, &outlen);
@@ -811,6 +913,96 @@ static int do_writev(int argc, char **argv)
 static int do_aio_write(int argc, char **argv)
 {
     return writev_common(argc, argv, true);
+}
+
+/* break EVENT TAG: qemu-io's (blkdebug's breakpoint). */
+static int do_break(int argc, char **argv)
+{
+    (void)argc;
+    if (!host_files) {
+        /* (fuzz/io_cmds.c: a held request makes a later command on its
+         * clusters wait for ever, as in qemu-io) */
+        printf("Could not set breakpoint: %s\n", strerror(EPERM));
+        return -1;
+    }
+    if (!aq && vdisk_queue_new(&aq, st.dev, 64) < 0) {
+        printf("Could not set breakpoint: %s\n", strerror(-vdisk_get_errno()));
+        return -1;
+    }
+    int r = vdisk_debug_break(st.dev, argv[1], argv[2]);
+    if (r < 0) {
+        printf("Could not set breakpoint: %s\n", strerror(-r));
+        return -1;
+    }
+    if (ntags < IO_MAX_TAGS)
+        snprintf(tags[ntags++], sizeof tags[0], "%s", argv[2]);
+    return 0;
+}
+
+static int do_remove_break(int argc, char **argv)
+{
+    (void)argc;
+    int r = vdisk_debug_remove_break(st.dev, argv[1]);
+    if (r < 0) {
+        printf("Could not remove breakpoint %s: %s\n", argv[1], strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
+static int do_resume(int argc, char **argv)
+{
+    (void)argc;
+    int r = vdisk_debug_resume(st.dev, argv[1]);
+    if (r < 0) {
+        printf("Could not resume request: %s\n", strerror(-r));
+        return -1;
+    }
+    printf("blkdebug: Resuming request '%s'\n", argv[1]);
+    return 0;
+}
+
+/* wait_break TAG: until a request is held at the breakpoint TAG, the
+ * requests in flight coming in meanwhile; qemu-io waits for ever, vdisk io
+ * for 30 seconds (fuzz/io_cmds.c: not at all). */
+static int do_wait_break(int argc, char **argv)
+{
+    (void)argc;
+    for (int i = 0; i < 3000; i++) {
+        int r = vdisk_debug_is_suspended(st.dev, argv[1]);
+        if (r < 0) {
+            printf("wait_break: %s\n", strerror(-r));
+            return -1;
+        }
+        if (r == 1) {
+            printf("blkdebug: Suspended request '%s'\n", argv[1]);
+            return 0;
+        }
+        if (!host_files)
+            break;
+        if (aq && aq_inflight) {
+            vdisk_queue_reap(aq, 1, 10);
+        } else {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    printf("wait_break: no request reached the breakpoint %s\n", argv[1]);
+    return -1;
+}
+
+/* Before the image closes: writes held at breakpoints go on, those in
+ * flight complete, the queue goes (it holds the image). */
+static void aq_release(void)
+{
+    for (unsigned i = 0; st.dev && i < ntags; i++)
+        if (vdisk_debug_is_suspended(st.dev, tags[i]) == 1)
+            vdisk_debug_resume(st.dev, tags[i]);
+    ntags = 0;
+    settle();
+    if (aq)
+        vdisk_queue_free(aq);
+    aq = NULL;
 }
 
 static int do_aio_flush(int argc, char **argv)
@@ -1046,9 +1238,11 @@ static int do_sleep(int argc, char **argv)
         printf("%s is not a valid number\n", argv[1]);
         return -1;
     }
+    if (ms > 0 && aq && aq_inflight && host_files) /* (completions during the sleep) */
+        vdisk_queue_reap(aq, aq_inflight, (int)(ms > INT32_MAX ? INT32_MAX : ms));
     if (ms > 0)
-        settle(); /* (qemu-io's completions come in a sleep, not in "sleep 0") */
-    if (host_files) {
+        print_pending(); /* (qemu-io's completions come in a sleep, not in "sleep 0") */
+    if (host_files && !aq) {
         struct timespec ts = {ms / 1000, ms % 1000 * 1000000L};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
@@ -1060,7 +1254,7 @@ static void forget_open(void);
 
 static void close_image(void)
 {
-    settle();
+    aq_release();
     if (st.dev && st.owned) {
         vdisk_close(st.dev);
         forget_open();
@@ -1472,13 +1666,15 @@ static bool config_names_cor_write(const char *conf)
 static int io_from_options(struct qopts *q, const char *file, struct io_open *io)
 {
     const char *fn = NULL;
-    bool blkdebug_name = false;
+    bool blkdebug_name = false, lib_blkdebug = false;
     const char *inner_format = NULL; /* a format inside the format */
-    /* blkdebug:CONFIG:IMAGE: the library's blkdebug injects errors on
-     * its events; vdisk io's own stand-in layer only where the config
-     * asks for copy-on-read's event (cor_write), which the library lacks. */
-    if (file && strncmp(file, "blkdebug:", 9) == 0 && strchr(file + 9, ':') &&
-        (file[9] == ':' || config_names_cor_write(file + 9))) {
+    /* blkdebug:CONFIG:IMAGE: the library's blkdebug (events, rules,
+     * breakpoints, align); vdisk io's own stand-in layer only where the
+     * config asks for copy-on-read's event (cor_write), which the library
+     * lacks. */
+    lib_blkdebug = file && strncmp(file, "blkdebug:", 9) == 0 && strchr(file + 9, ':');
+    if (lib_blkdebug && file[9] != ':' && config_names_cor_write(file + 9)) {
+        lib_blkdebug = false;
         const char *c = file + 9, *colon = strchr(c, ':');
         if (colon > c) {
             char *conf = strndup(c, (size_t)(colon - c));
@@ -1512,6 +1708,16 @@ static int io_from_options(struct qopts *q, const char *file, struct io_open *io
             io->node_name[0] = strdup(nn);
         else if (nn && have_format && !io->node_name[1])
             io->node_name[1] = strdup(nn);
+        if (!drv && lib_blkdebug && (depth > 0 || have_format)) {
+            /* The library's blkdebug named by FILE: its options here
+             * (align: the alignment it asks of the layers above). */
+            if (blkdebug_layer(q, prefix, false, io) < 0)
+                return -1;
+            const char *align = qget(q, prefix, "align");
+            if (align && add_libopt(io, "blkdebug.align", align) < 0)
+                return -1;
+            break;
+        }
         if ((drv && strcmp(drv, "blkdebug") == 0) || (!drv && blkdebug_name)) {
             const char *below = drv ? qget(q, prefix, "image.driver") : NULL;
             bool top = !have_format && below && is_format_driver(below);
@@ -2110,7 +2316,7 @@ static int do_reopen(int argc, char **argv)
             goto out;
         }
     }
-    settle();
+    aq_release();
     bool old_ro = cur.read_only;
     char *old_cache = cur.cache;
     cur.read_only = read_only;
@@ -2424,8 +2630,7 @@ static const char help_sigraise[] =
     " given to sigraise.\n"
     "\n";
 
-/* In qemu-io's (alphabetical) order; qemu-io's abort, break, resume,
- * remove_break and wait_break are left out. */
+/* In qemu-io's (alphabetical) order; qemu-io's abort is left out. */
 static const struct io_cmd io_cmds[] = {
     {"aio_flush", NULL, 0, 0, 0, NULL, "completes all outstanding aio requests", NULL,
      do_aio_flush},
@@ -2435,6 +2640,8 @@ static const struct io_cmd io_cmds[] = {
      "asynchronously writes a number of bytes", help_aio_write, do_aio_write},
     {"alloc", NULL, 1, 2, 0, "offset [count]", "checks if offset is allocated in the file",
      NULL, do_alloc},
+    {"break", NULL, 2, 2, 0, "event tag",
+     "sets a breakpoint on event and tags the stopped request as tag", NULL, do_break},
     {"close", "c", 0, 0, 0, NULL, "close the current open file", NULL, do_close},
     {"discard", NULL, 2, -1, CMD_WRITES, "[-Cq] off len",
      "discards a number of bytes at a specified offset", help_discard, do_discard},
@@ -2452,14 +2659,19 @@ static const struct io_cmd io_cmds[] = {
      "reads a number of bytes at a specified offset", help_read, do_read},
     {"readv", NULL, 2, -1, 0, "[-Cqv] [-P pattern] off len [len..]",
      "reads a number of bytes at a specified offset", help_readv, do_readv},
+    {"remove_break", NULL, 1, 1, 0, "tag", "remove a breakpoint by tag", NULL,
+     do_remove_break},
     {"reopen", NULL, 0, -1, 0, "[(-r|-w)] [-c cache] [-o options]",
      "reopens an image with new options", help_reopen, do_reopen},
+    {"resume", NULL, 1, 1, 0, "tag", "resumes the request tagged as tag", NULL, do_resume},
     {"sigraise", NULL, 1, 1, CMD_NOFILE_OK, "signal", "raises a signal", help_sigraise,
      do_sigraise},
     {"sleep", NULL, 1, 1, CMD_NOFILE_OK, NULL, "waits for the given value in milliseconds",
      NULL, do_sleep},
     {"truncate", "t", 1, 3, CMD_WRITES, "[-m prealloc_mode] off",
      "truncates the current file at the given offset", NULL, do_truncate},
+    {"wait_break", NULL, 1, 1, 0, "tag", "waits for the suspension of a request", NULL,
+     do_wait_break},
     {"write", "w", 2, -1, CMD_WRITES, "[-bcCfnquz] [-P pattern | -s source_file] off len",
      "writes a number of bytes at a specified offset", help_write, do_write},
     {"writev", NULL, 2, -1, CMD_WRITES, "[-Cfq] [-P pattern] off len [len..]",
@@ -2566,8 +2778,8 @@ int io_run_script(vdisk_dev *dev, FILE *in, bool prompt, bool files)
             failed = 1;
     }
     free(line);
+    aq_release();
     host_files = true;
-    settle();
     if (dev) {
         /* A device given here stays the caller's; one opened after it is
          * closed. */
