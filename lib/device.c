@@ -297,6 +297,37 @@ void dev_debug_event(struct vdisk_dev *file, const char *event)
         file->drv->debug_event(file, event);
 }
 
+/* The device below a filter (its state's first member). */
+static struct vdisk_dev *filter_child(struct vdisk_dev *dev)
+{
+    return *(struct vdisk_dev **)dev->priv;
+}
+
+int filter_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                        struct vdisk_extent *ext)
+{
+    return dev_block_status(filter_child(dev), off, len, ext);
+}
+
+int64_t filter_allocated_size(struct vdisk_dev *dev)
+{
+    return dev_allocated_size(filter_child(dev));
+}
+
+int filter_truncate(struct vdisk_dev *dev, uint64_t size)
+{
+    struct vdisk_dev *child = filter_child(dev);
+    int r = dev_truncate(child, size);
+    if (r == 0)
+        __atomic_store_n(&dev->size, dev_size(child), __ATOMIC_RELEASE);
+    return r;
+}
+
+int filter_take_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
+{
+    return dev_pass_perms(filter_child(dev), perm, shared);
+}
+
 int dev_debug_break(struct vdisk_dev *dev, enum debug_break_op op, const char *event,
                     const char *tag)
 {

@@ -836,6 +836,15 @@ int blkdebug_parse_rules(const char *text, size_t len);
 /* Tells the device below a format (FILE) that the point EVENT of the
  * format's work happens next (its driver's debug_event; nothing for most). */
 void dev_debug_event(struct vdisk_dev *file, const char *event);
+/* Filters whose state (dev->priv) begins with the device below them
+ * (struct { struct vdisk_dev *child; ... }): driver ops that pass straight
+ * through to it (truncate also takes the child's new size). */
+int filter_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                        struct vdisk_extent *ext);
+int64_t filter_allocated_size(struct vdisk_dev *dev);
+int filter_truncate(struct vdisk_dev *dev, uint64_t size);
+int filter_take_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared);
+
 /* DEV's driver's debug_break (-ENOTSUP without one: no blkdebug below). */
 int dev_debug_break(struct vdisk_dev *dev, enum debug_break_op op, const char *event,
                     const char *tag);

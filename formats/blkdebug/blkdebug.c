@@ -78,7 +78,7 @@ struct bd_break {
 };
 
 struct blkdebug {
-    struct vdisk_dev *child;
+    struct vdisk_dev *child; /* (first: filter_* in lib/device.c) */
     pthread_mutex_t lock;
     struct bd_rule rules[BD_MAX_RULES];
     unsigned nrules;
@@ -537,27 +537,6 @@ static int bd_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return dev_block_status(s->child, off, len, ext);
 }
 
-static int64_t bd_allocated_size(struct vdisk_dev *dev)
-{
-    struct blkdebug *s = dev->priv;
-    return dev_allocated_size(s->child);
-}
-
-static int bd_truncate(struct vdisk_dev *dev, uint64_t size)
-{
-    struct blkdebug *s = dev->priv;
-    int r = dev_truncate(s->child, size);
-    if (r == 0)
-        __atomic_store_n(&dev->size, dev_size(s->child), __ATOMIC_RELEASE);
-    return r;
-}
-
-static int bd_take_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
-{
-    struct blkdebug *s = dev->priv;
-    return dev_pass_perms(s->child, perm, shared);
-}
-
 static void bd_close(struct vdisk_dev *dev)
 {
     struct blkdebug *s = dev->priv;
@@ -624,11 +603,11 @@ const struct vdisk_driver vdisk_driver_blkdebug = {
     .protocol = true,
     .set_growable = bd_set_growable,
     .open = bd_open,
-    .take_perms = bd_take_perms,
+    .take_perms = filter_take_perms,
     .submit = bd_submit,
     .block_status = bd_block_status,
-    .allocated_size = bd_allocated_size,
-    .truncate = bd_truncate,
+    .allocated_size = filter_allocated_size,
+    .truncate = filter_truncate,
     .debug_event = bd_event,
     .debug_break = bd_debug_break,
     .close = bd_close,

@@ -42,7 +42,7 @@
 #define LIMITS_ZERO_BUF (1u << 20)
 
 struct limits {
-    struct vdisk_dev *child;
+    struct vdisk_dev *child; /* (first: filter_* in lib/device.c) */
     struct offload *offload;
     uint64_t align, max_transfer, zero_align, max_zero, discard_align, max_discard;
 };
@@ -181,34 +181,6 @@ static void limits_submit(struct vdisk_req *req)
     offload_req(s->offload, req, limits_work, NULL);
 }
 
-static int limits_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
-                               struct vdisk_extent *ext)
-{
-    struct limits *s = dev->priv;
-    return dev_block_status(s->child, off, len, ext);
-}
-
-static int64_t limits_allocated_size(struct vdisk_dev *dev)
-{
-    struct limits *s = dev->priv;
-    return dev_allocated_size(s->child);
-}
-
-static int limits_truncate(struct vdisk_dev *dev, uint64_t size)
-{
-    struct limits *s = dev->priv;
-    int r = dev_truncate(s->child, size);
-    if (r == 0)
-        __atomic_store_n(&dev->size, dev_size(s->child), __ATOMIC_RELEASE);
-    return r;
-}
-
-static int limits_take_perms(struct vdisk_dev *dev, unsigned perm, unsigned shared)
-{
-    struct limits *s = dev->priv;
-    return dev_pass_perms(s->child, perm, shared);
-}
-
 static void limits_close(struct vdisk_dev *dev)
 {
     struct limits *s = dev->priv;
@@ -221,10 +193,10 @@ static void limits_close(struct vdisk_dev *dev)
 static const struct vdisk_driver vdisk_driver_limits = {
     .name = "blkdebug",
     .submit = limits_submit,
-    .block_status = limits_block_status,
-    .allocated_size = limits_allocated_size,
-    .truncate = limits_truncate,
-    .take_perms = limits_take_perms,
+    .block_status = filter_block_status,
+    .allocated_size = filter_allocated_size,
+    .truncate = filter_truncate,
+    .take_perms = filter_take_perms,
     .close = limits_close,
 };
 

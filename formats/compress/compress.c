@@ -22,7 +22,8 @@
 #include "driver.h"
 
 struct cfilter {
-    struct vdisk_dev *child;   /* the image whose format compresses */
+    struct vdisk_dev *child;   /* the image whose format compresses (first:
+                                  filter_* in lib/device.c) */
     struct offload *offload;
     pthread_mutex_t lock;      /* one write at a time */
     uint64_t cluster;
@@ -64,19 +65,6 @@ static void cf_submit(struct vdisk_req *req)
     uint64_t off = req->op == VDISK_OP_FLUSH ? 0 : req->offset;
     req_send_child(req, s->child, req->op, off, req->length, req->iov, req->iovcnt,
                    req->flags & (VDISK_REQ_FUA | VDISK_REQ_MAY_UNMAP | VDISK_REQ_NO_FALLBACK));
-}
-
-static int cf_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
-                           struct vdisk_extent *ext)
-{
-    struct cfilter *s = dev->priv;
-    return dev_block_status(s->child, off, len, ext);
-}
-
-static int64_t cf_allocated_size(struct vdisk_dev *dev)
-{
-    struct cfilter *s = dev->priv;
-    return dev_allocated_size(s->child);
 }
 
 static void cf_close(struct vdisk_dev *dev)
@@ -123,6 +111,6 @@ const struct vdisk_driver vdisk_driver_compress = {
     .open = cf_open,
     .close = cf_close,
     .submit = cf_submit,
-    .block_status = cf_block_status,
-    .allocated_size = cf_allocated_size,
+    .block_status = filter_block_status,
+    .allocated_size = filter_allocated_size,
 };
