@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,18 @@ void dev_debug_event(struct vdisk_dev *file, const char *event)
 {
     if (file && file->drv->debug_event)
         file->drv->debug_event(file, event);
+}
+
+void check_reportf(vdisk_check_report_fn report, void *opaque, const char *fmt, ...)
+{
+    if (!report)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    report(opaque, line);
 }
 
 /* The device below a filter (its state's first member). */

@@ -836,6 +836,11 @@ int blkdebug_parse_rules(const char *text, size_t len);
 /* Tells the device below a format (FILE) that the point EVENT of the
  * format's work happens next (its driver's debug_event; nothing for most). */
 void dev_debug_event(struct vdisk_dev *file, const char *event);
+/* A check's report line: FMT's text to REPORT(OPAQUE, LINE) (nothing when
+ * REPORT is NULL); lines are cut at 511 bytes. */
+void check_reportf(vdisk_check_report_fn report, void *opaque, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Filters whose state (dev->priv) begins with the device below them
  * (struct { struct vdisk_dev *child; ... }): driver ops that pass straight
  * through to it (truncate also takes the child's new size). */

@@ -100,18 +100,8 @@ static void ck_free(struct ck *ck)
     ck->seen = ck->l1seen = ck->buf = ck->clean = NULL;
 }
 
-static void say(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct ck *ck, const char *fmt, ...)
-{
-    if (!ck->report)
-        return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    ck->report(ck->opaque, line);
-}
+/* A line of the check's report. */
+#define say(ck, ...) check_reportf((ck)->report, (ck)->opaque, __VA_ARGS__)
 
 /*
  * Counts WEIGHT references to the clusters of OFF+LEN, by qemu-img's rule:

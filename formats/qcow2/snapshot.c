@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,19 +107,6 @@ int qcow2_load_snapshots(struct qcow2 *s, uint64_t file_size)
     return load_table(s, file_size, &m);
 }
 
-static void load_say(struct load_mode *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void load_say(struct load_mode *m, const char *fmt, ...)
-{
-    if (!m->report)
-        return;
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    m->report(m->opaque, line);
-}
-
 static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
                           struct load_mode *m)
 {
@@ -160,7 +146,7 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
                                "\nYou can force-remove this extra metadata with vdisk check -r "
                                "all", i);
             }
-            load_say(m, "Discarding too much extra metadata in snapshot table entry %" PRIu32
+            check_reportf(m->report, m->opaque, "Discarding too much extra metadata in snapshot table entry %" PRIu32
                      " (%" PRIu32 " > %u)", i, extra_on_disk, MAX_EXTRA);
             m->dropped++;
             sn->extra_size = MAX_EXTRA; /* the first 1024 bytes kept */
@@ -179,7 +165,7 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
             if (!m->fix)
                 return err_set(-EFBIG, "Snapshot table is too big\nYou can force-remove all %"
                                PRIu32 " overhanging snapshots with vdisk check -r all", over);
-            load_say(m, "Discarding %" PRIu32 " overhanging snapshots (snapshot table is too "
+            check_reportf(m->report, m->opaque, "Discarding %" PRIu32 " overhanging snapshots (snapshot table is too "
                      "big)", over);
             m->reduced += over;
             memset(sn, 0, sizeof *sn);
@@ -249,7 +235,7 @@ int qcow2_check_snapshot_table(struct qcow2 *s, bool fix, void (*report)(void *,
     s->snapshots_size = 0;
     uint64_t file_size = dev_size(s->file);
     if (nb > QCOW2_MAX_SNAPSHOTS && fix) {
-        load_say(&m, "Discarding %" PRIu32 " overhanging snapshots", nb - QCOW2_MAX_SNAPSHOTS);
+        check_reportf(m.report, m.opaque, "Discarding %" PRIu32 " overhanging snapshots", nb - QCOW2_MAX_SNAPSHOTS);
         m.reduced += nb - QCOW2_MAX_SNAPSHOTS;
         nb = QCOW2_MAX_SNAPSHOTS;
     }

@@ -717,20 +717,7 @@ static int64_t vdi_allocated_size(struct vdisk_dev *dev)
     return dev_allocated_size(s->file);
 }
 
-static void reportf(vdisk_check_report_fn report, void *opaque, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
-static void reportf(vdisk_check_report_fn report, void *opaque, const char *fmt, ...)
-{
-    if (!report)
-        return;
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    report(opaque, line);
-}
 
 /* As QEMU's vdi check: entries beyond the image's blocks, entries sharing a
  * block, and the header's count of allocated blocks; no repairs. */
@@ -752,7 +739,7 @@ static int vdi_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_r
         if (!VDI_IS_ALLOCATED(e))
             continue;
         if (e >= s->blocks) {
-            reportf(report, opaque, "ERROR: block index %" PRIu32 " too large, is %" PRIu32, b,
+            check_reportf(report, opaque, "ERROR: block index %" PRIu32 " too large, is %" PRIu32, b,
                     e);
             res->corruptions++;
             continue;
@@ -760,7 +747,7 @@ static int vdi_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_r
         allocated++;
         if (seen[e / 8] >> (e % 8) & 1) {
             /* (QEMU names the data block twice.) */
-            reportf(report, opaque, "ERROR: block index %" PRIu32 " also used by %" PRIu32, e,
+            check_reportf(report, opaque, "ERROR: block index %" PRIu32 " also used by %" PRIu32, e,
                     e);
             res->corruptions++;
         } else {
@@ -768,7 +755,7 @@ static int vdi_check(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_r
         }
     }
     if (allocated != s->blocks_allocated) {
-        reportf(report, opaque, "ERROR: allocated blocks mismatch, is %" PRIu32 ", should be %"
+        check_reportf(report, opaque, "ERROR: allocated blocks mismatch, is %" PRIu32 ", should be %"
                 PRIu32, allocated, s->blocks_allocated);
         res->corruptions++;
     }
