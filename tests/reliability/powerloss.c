@@ -132,6 +132,8 @@ struct cfg {
     /* 0 means the default. */
     unsigned compat;          /* 2: compat=0.10 (else 1.1) */
     unsigned refbits;         /* refcount_bits (16) */
+    bool amend_refbits;       /* amend changes refcount_bits (16 <-> 4), a rebuild of
+                                 the refcount structure, instead of lazy_refcounts */
     const char *compression;  /* compression_type (zlib) */
     unsigned vsize, maxv;     /* initial and largest virtual size (VSIZE, MAXV) */
     unsigned maxwrite;        /* longest guest write (3 clusters + 100) */
@@ -223,6 +225,7 @@ struct ctx {
     unsigned nalive, snap_serial;
     struct snap *snap_done;     /* created or deleted by the last operation */
     bool lazy_now;
+    unsigned refbits_now;
     bool ack_pending;           /* a flush completed: ack after the checks */
     /* An async batch: its requests, and the disk before it. */
     struct breq batch[BATCH_MAX];
@@ -1270,10 +1273,16 @@ static bool guest_op(struct ctx *c, int k)
     case OP_AMEND: {
         vdisk_options *o;
         ck_assert(vdisk_options_new(&o) == 0);
-        vdisk_options_set(o, "lazy_refcounts", c->lazy_now ? "off" : "on");
+        unsigned bits = c->refbits_now == 16 ? 4 : 16;
+        if (c->cfg->amend_refbits)
+            vdisk_options_set(o, "refcount_bits", bits == 4 ? "4" : "16");
+        else
+            vdisk_options_set(o, "lazy_refcounts", c->lazy_now ? "off" : "on");
         r = vdisk_amend(c->dev, o);
         vdisk_options_free(o);
-        if (r == 0)
+        if (r == 0 && c->cfg->amend_refbits)
+            c->refbits_now = bits;
+        else if (r == 0)
             c->lazy_now = !c->lazy_now;
         break;
     }
@@ -1357,6 +1366,7 @@ static void ctx_init(struct ctx *c, const struct cfg *cfg, struct cfg_stats *st,
     if (env_uint("VDISK_POWERLOSS_NIGHTLY", 0))
         c->qemu_every = (c->qemu_every + 1) / 2;
     c->lazy_now = cfg->lazy;
+    c->refbits_now = cfg->refbits ? cfg->refbits : 16;
     if (cfg->backing) {
         /* One base file for every workload with a backing file. */
         ck_assert(c->vsize == VSIZE);
@@ -1486,6 +1496,10 @@ static const struct cfg configs[] = {
      .weights = {8, 2, 2, 3, 1, 0, 0, 0, 2, 2, 1}, .ops = 50},
     {.name = "resize-amend-commit-lazy", .cluster = 4096, .lazy = true,
      .weights = {8, 2, 2, 3, 1, 0, 0, 0, 2, 2, 1}, .ops = 50},
+    /* The refcount structure rebuilt at another width: the old one must
+     * stay whole until the header points to the new one. */
+    {.name = "amend-refcount-bits", .cluster = 4096, .amend_refbits = true,
+     .weights = {8, 2, 2, 3, 1, 0, 0, 0, 0, 4, 0}, .ops = 40},
     /* Growth past many refcount blocks (a 512-byte block of 64-bit
      * refcounts covers 32 KiB) and refcount table growth (one cluster of
      * table covers 2 MiB of file). */
