@@ -44,7 +44,6 @@
 #include <string.h>
 
 #include "driver.h"
-#include "options_internal.h"
 
 #define BD_MAX_RULES 128
 #define BD_CONFIG_MAX (64 * 1024)

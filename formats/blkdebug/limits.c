@@ -34,7 +34,6 @@
 #include <string.h>
 
 #include "driver.h"
-#include "options_internal.h"
 
 /* QEMU's MAX_BOUNCE_BUFFER: the largest piece without a max-transfer. */
 #define LIMITS_DEFAULT_TRANSFER (32768u * 512u)
