@@ -117,7 +117,11 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
     /* The table's length as QEMU counts it: extra data cut to 1024 bytes
      * counts as cut. */
     uint64_t length = 0;
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+    /* (s->nb_snapshots counts the entries allocated so far, for a failure
+     * to free; the whole count once all are read) */
+    uint32_t total = s->nb_snapshots;
+    s->nb_snapshots = 0;
+    for (uint32_t i = 0; i < total; i++) {
         struct qcow2_snapshot *sn = &s->snaps[i];
         uint64_t entry_pos = pos;
         length = (length + 7) & ~7ull;
@@ -146,8 +150,8 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
                                "\nYou can force-remove this extra metadata with vdisk check -r "
                                "all", i);
             }
-            check_reportf(m->report, m->opaque, "Discarding too much extra metadata in snapshot table entry %" PRIu32
-                     " (%" PRIu32 " > %u)", i, extra_on_disk, MAX_EXTRA);
+            check_reportf(m->report, m->opaque, "Discarding too much extra metadata in snapshot "
+                          "table entry %" PRIu32 " (%" PRIu32 " > %u)", i, extra_on_disk, MAX_EXTRA);
             m->dropped++;
             sn->extra_size = MAX_EXTRA; /* the first 1024 bytes kept */
         }
@@ -160,40 +164,38 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
         }
         length += 40 + (uint64_t)sn->extra_size + id_len + name_len;
         if (length > MAX_TABLE_BYTES) {
-            uint32_t over = s->nb_snapshots - i;
+            uint32_t over = total - i;
+            total = i;
             s->nb_snapshots = i;
             if (!m->fix)
                 return err_set(-EFBIG, "Snapshot table is too big\nYou can force-remove all %"
                                PRIu32 " overhanging snapshots with vdisk check -r all", over);
-            check_reportf(m->report, m->opaque, "Discarding %" PRIu32 " overhanging snapshots (snapshot table is too "
-                     "big)", over);
+            check_reportf(m->report, m->opaque, "Discarding %" PRIu32 " overhanging snapshots "
+                          "(snapshot table is too big)", over);
             m->reduced += over;
             memset(sn, 0, sizeof *sn);
             pos = entry_pos;
             break;
         }
-        /* The entry's bytes after its 40: extra data (as kept), id, name. */
-        uint8_t *rest = malloc(len - 40 + 1);
-        if (!rest) {
-            s->nb_snapshots = i;
-            return err_set(-ENOMEM, "out of memory");
-        }
-        r = read_padded(s, w, file_size, pos + 40, rest, len - 40);
-        if (r < 0) {
-            free(rest);
-            s->nb_snapshots = i;
-            return r;
-        }
+        /* The entry's bytes after its 40: the extra data kept (at most
+         * 1024 bytes; what a repair drops is not read), then id and name
+         * (at most 64 KiB each). */
+        s->nb_snapshots = i + 1;
         sn->extra = malloc(sn->extra_size + 1);
-        sn->id = strndup((char *)rest + extra_on_disk, id_len);
-        sn->name = strndup((char *)rest + extra_on_disk + id_len, name_len);
-        if (sn->extra)
-            memcpy(sn->extra, rest, sn->extra_size);
-        free(rest);
-        if (!sn->extra || !sn->id || !sn->name) {
-            s->nb_snapshots = i + 1;
+        sn->id = calloc(1, (size_t)id_len + 1);
+        sn->name = calloc(1, (size_t)name_len + 1);
+        if (!sn->extra || !sn->id || !sn->name)
             return err_set(-ENOMEM, "out of memory");
-        }
+        uint64_t at = pos + 40;
+        r = read_padded(s, w, file_size, at, sn->extra, sn->extra_size);
+        at += extra_on_disk;
+        if (r == 0)
+            r = read_padded(s, w, file_size, at, sn->id, id_len);
+        if (r == 0)
+            r = read_padded(s, w, file_size, at + id_len, sn->name, name_len);
+        if (r < 0)
+            return r;
+        /* (a NUL inside ends the names, as QEMU reads them) */
         sn->disk_size = s->size;
         sn->icount = UINT64_MAX;
         if (sn->extra_size >= 8)
@@ -216,6 +218,7 @@ static int load_snapshots(struct qcow2 *s, uint64_t file_size, struct window *w,
             sn->bad = QCOW2_SNAP_PAST_EOF;
         pos += (len + 7) & ~7ull;
     }
+    s->nb_snapshots = total;
     s->snapshots_size = pos - s->snapshots_offset;
     return 0;
 }
@@ -235,7 +238,8 @@ int qcow2_check_snapshot_table(struct qcow2 *s, bool fix, void (*report)(void *,
     s->snapshots_size = 0;
     uint64_t file_size = dev_size(s->file);
     if (nb > QCOW2_MAX_SNAPSHOTS && fix) {
-        check_reportf(m.report, m.opaque, "Discarding %" PRIu32 " overhanging snapshots", nb - QCOW2_MAX_SNAPSHOTS);
+        check_reportf(m.report, m.opaque, "Discarding %" PRIu32 " overhanging snapshots",
+                      nb - QCOW2_MAX_SNAPSHOTS);
         m.reduced += nb - QCOW2_MAX_SNAPSHOTS;
         nb = QCOW2_MAX_SNAPSHOTS;
     }
@@ -453,7 +457,9 @@ static void table_fill(uint8_t *buf, const struct qcow2_snapshot *snaps, uint32_
 
 /* Writes the table of snapshots SNAPS (N of them) to new clusters and
  * switches the header to it; the old table is freed (check -r all: the
- * entries dropped are corrupt, what their trees held is left as leaks). */
+ * entries dropped are corrupt, what their trees held is left as leaks).
+ * An error after the switch (freeing the old table) leaves s->nb_snapshots
+ * N: the caller's entries are the image's then. */
 static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n)
 {
     uint64_t size;
@@ -608,16 +614,17 @@ int qcow2_snapshot_remove_bad(struct qcow2 *s, void (*report)(void *, const char
     for (uint32_t i = 0; i < s->nb_snapshots; i++)
         if (!s->snaps[i].bad)
             rest[n++] = s->snaps[i];
+    uint32_t old_n = s->nb_snapshots;
     r = qcow2_flush_metadata(s);
     if (r == 0)
         r = write_table(s, rest, n);
-    if (r < 0) {
+    if (r < 0 && s->nb_snapshots == old_n) { /* (the header still names the old table) */
         free(rest);
         return r;
     }
-    /* The table no longer names them; what only they referenced is a leak
-     * (check repairs leaks before this). */
-    uint32_t old_n = n + nbad;
+    /* The table no longer names them (also when freeing the old table's
+     * clusters failed after the switch); what only they referenced is a
+     * leak (check repairs leaks before this). */
     for (uint32_t i = 0; i < old_n; i++) {
         struct qcow2_snapshot *sn = &s->snaps[i];
         if (!sn->bad)
@@ -636,6 +643,8 @@ int qcow2_snapshot_remove_bad(struct qcow2 *s, void (*report)(void *, const char
     free(s->snaps);
     s->snaps = rest;
     *removed = nbad;
+    if (r < 0)
+        return r;
     return qcow2_flush_metadata(s);
 }
 
