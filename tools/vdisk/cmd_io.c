@@ -1242,7 +1242,7 @@ static int do_sleep(int argc, char **argv)
         vdisk_queue_reap(aq, aq_inflight, (int)(ms > INT32_MAX ? INT32_MAX : ms));
     if (ms > 0)
         print_pending(); /* (qemu-io's completions come in a sleep, not in "sleep 0") */
-    if (host_files && !aq) {
+    if (host_files) {
         struct timespec ts = {ms / 1000, ms % 1000 * 1000000L};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
