@@ -166,6 +166,8 @@ static int limits_work(struct vdisk_req *req)
         r = dev_flush(s->child);
         break;
     }
+    if (r < 0) /* (the message, from this worker to the request, as compress does) */
+        req_set_error(req, r, err_detail());
     return r;
 }
 
