@@ -1143,6 +1143,21 @@ int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return 0;
 }
 
+int dev_map_file(struct vdisk_dev *dev, uint64_t off, uint64_t len, struct dev_file_run *run)
+{
+    uint64_t size = dev_size(dev);
+    if (off >= size || len == 0)
+        return -EINVAL;
+    if (len > size - off)
+        len = size - off;
+    if (!dev->drv->map_file)
+        return -ENOTSUP;
+    int r = dev->drv->map_file(dev, off, len, run);
+    if (r == 0 && (run->len == 0 || run->len > len))
+        return -EIO; /* a driver's bug: read the usual way */
+    return r;
+}
+
 VDISK_EXPORT int vdisk_block_status(vdisk_dev *dev, uint64_t offset, uint64_t length,
                                     struct vdisk_extent *ext)
 {

@@ -208,6 +208,28 @@ int dev_write_zeroes(struct vdisk_dev *dev, uint64_t off, uint64_t len, unsigned
 int dev_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                      struct vdisk_extent *ext);
 
+/* A run of a device's bytes as they lie in a host file (dev_map_file). */
+struct dev_file_run {
+    uint64_t len;   /* bytes from the offset asked, 1 or more */
+    int fd;         /* the file that holds them at HOST; -1: they read as
+                     * zeroes */
+    uint64_t host;
+};
+
+/*
+ * Where the bytes at OFF (at most LEN of them, clipped to the device) lie:
+ * *RUN describes the first run, found without I/O and without waiting for
+ * a lock another thread holds.  Returns 0; -EAGAIN when that needs a
+ * metadata read or a lock held elsewhere (read the usual way); -ENOTSUP
+ * when the bytes are not as they are in a file (compressed, encrypted, a
+ * filter's, a file opened with O_DIRECT) or the driver cannot tell;
+ * -EINVAL for a range outside the device.  Sets no error message (it is
+ * asked once per zero-copy read: lib/splice.c).  A file's run may end
+ * past the file's end (a raw image's last sector, a damaged image): the
+ * reader finds out.
+ */
+int dev_map_file(struct vdisk_dev *dev, uint64_t off, uint64_t len, struct dev_file_run *run);
+
 /* ---- Image locks (protocol drivers) --------------------------------------- */
 
 /*
@@ -706,6 +728,11 @@ struct vdisk_driver {
     /* Describes the extent at OFF (see vdisk_block_status). */
     int (*block_status)(struct vdisk_dev *dev, uint64_t off, uint64_t len,
                         struct vdisk_extent *ext);
+
+    /* Where the bytes at OFF lie in a host file (see dev_map_file, which
+     * has checked and clipped the range); NULL: -ENOTSUP. */
+    int (*map_file)(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                    struct dev_file_run *run);
 
     /* Sets the size of a file (raw only); NULL: not supported. */
     int (*truncate)(struct vdisk_dev *dev, uint64_t size);

@@ -34,6 +34,13 @@ static int offset_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len
     return dev_block_status(r->parent, r->start + off, len, ext);
 }
 
+static int offset_map_file(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                           struct dev_file_run *run)
+{
+    struct range *r = dev->priv;
+    return dev_map_file(r->parent, r->start + off, len, run);
+}
+
 static int64_t offset_allocated_size(struct vdisk_dev *dev)
 {
     struct range *r = dev->priv;
@@ -55,6 +62,7 @@ const struct vdisk_driver vdisk_driver_offset = {
     .name = "offset",
     .submit = offset_submit,
     .block_status = offset_block_status,
+    .map_file = offset_map_file,
     .allocated_size = offset_allocated_size,
     .close = offset_close,
 };

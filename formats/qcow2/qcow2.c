@@ -596,6 +596,45 @@ static int qcow2_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* As the read path (io.c qc_read_loop) finds the bytes, from the cached
+ * tables only: data clusters in the data file, unallocated ones in the
+ * backing file up to its size, zeroes elsewhere. */
+static int qcow2_map_file(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                          struct dev_file_run *run)
+{
+    struct qcow2 *s = dev->priv;
+    if (qcow2_encrypted(s))
+        return -ENOTSUP;
+    struct qcow2_map m;
+    uint64_t need;
+    if (pthread_mutex_trylock(&s->lock) != 0)
+        return -EAGAIN;
+    int r = qcow2_lookup_cached(s, off, len, &m, &need);
+    pthread_mutex_unlock(&s->lock);
+    if (r == 1)
+        return -EAGAIN;
+    if (r < 0)
+        return -ENOTSUP; /* (a damaged table: the read path says what) */
+    switch (m.type) {
+    case QCOW2_NORMAL:
+        return dev_map_file(s->data, m.host, m.len, run);
+    case QCOW2_COMPRESSED:
+        return -ENOTSUP;
+    case QCOW2_ZERO:
+        break;
+    case QCOW2_UNALLOCATED: {
+        uint64_t bsize = s->backing ? dev_size(s->backing) : 0;
+        if (off < bsize)
+            return dev_map_file(s->backing, off, bsize - off < m.len ? bsize - off : m.len, run);
+        break;
+    }
+    }
+    run->len = m.len;
+    run->fd = -1;
+    run->host = 0;
+    return 0;
+}
+
 /* A repair may place a new refcount structure. */
 static int qcow2_check_op(struct vdisk_dev *dev, unsigned flags, struct vdisk_check_result *res,
                           vdisk_check_report_fn report, void *opaque)
@@ -756,6 +795,7 @@ const struct vdisk_driver vdisk_driver_qcow2 = {
     .compress = qcow2_compress_cluster,
     .write_compressed = qcow2_write_compressed,
     .block_status = qcow2_block_status,
+    .map_file = qcow2_map_file,
     .allocated_size = qcow2_allocated_size,
     .get_info = qcow2_get_info,
     .backing = qcow2_backing,

@@ -512,6 +512,21 @@ static int raw_block_status(struct vdisk_dev *dev, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* The bytes are the file's own, through its page cache (not with O_DIRECT,
+ * which keeps them out of it); past the file's end they read as zeroes,
+ * which the reader finds out (the file's length may have grown since). */
+static int raw_map_file(struct vdisk_dev *dev, uint64_t off, uint64_t len,
+                        struct dev_file_run *run)
+{
+    struct raw *r = dev->priv;
+    if (r->direct)
+        return -ENOTSUP;
+    run->len = len;
+    run->fd = r->fd;
+    run->host = off;
+    return 0;
+}
+
 /* A raw image is opened without the resize permission (as in QEMU): take
  * it when the file is to change size, and keep it. */
 static int take_resize(struct vdisk_dev *dev)
@@ -603,6 +618,7 @@ const struct vdisk_driver vdisk_driver_raw = {
     .close = raw_close,
     .submit = raw_submit,
     .block_status = raw_block_status,
+    .map_file = raw_map_file,
     .allocated_size = raw_allocated_size,
     .truncate = raw_truncate,
     .preallocate = raw_preallocate,

@@ -87,6 +87,26 @@
  * bytes that are not TLS) drops the connection with a log line.  GnuTLS
  * is initialised by the library (thread-safe since GnuTLS 3.3).
  *
+ * Zero-copy reads: on a connection without TLS, a READ of 64 KiB to 1 MiB
+ * whose bytes lie as they are in host files (raw images, and qcow2 data
+ * clusters that are not compressed or encrypted, in this image or a
+ * backing file, their L2 table cached), files opened through the page
+ * cache (not cache=none or directsync), all of it in the page cache now,
+ * is answered from there: its bytes are spliced from the file into a
+ * pipe when the request is read (splice(2): the pages are referenced, not
+ * copied) and from the pipe into the socket, so that neither the server
+ * nor the kernel copies them on the way out (a range that reads as
+ * zeroes is sent as a hole, with structured replies).  Each connection
+ * has a pipe of 1 MiB for this (two file descriptors, made at its first
+ * such read) and the handle one more; a read that finds no room in its
+ * connection's pipe waits for the replies before it to leave.  Anything
+ * else is read through memory as usual, and so is everything with
+ * VDISK_NBD_NO_SPLICE.  What a client can see: the pages are the file's
+ * own until the reply is sent, so a write to the same bytes that reaches
+ * the device before then (sent by the client before it had the read's
+ * reply, or by another client) may show in the reply; NBD leaves
+ * overlapping requests in flight unordered.
+ *
  * Blocking: vdisk_nbd_process() never waits for a client.  Reads, writes,
  * flushes, trims and write zeroes run asynchronously; BLOCK_STATUS asks the
  * device synchronously (vdisk_block_status), which may read metadata:
@@ -145,6 +165,10 @@ typedef struct vdisk_nbd vdisk_nbd;
  * image itself, 2: its backing file, ...).  Without it only
  * base:allocation is offered. */
 #define VDISK_NBD_ALLOCATION_DEPTH (1u << 5)
+
+/* Every READ is copied through memory, never spliced from the page cache
+ * (see "Zero-copy reads" above). */
+#define VDISK_NBD_NO_SPLICE (1u << 6)
 
 /* The defaults of the limits below. */
 #define VDISK_NBD_DEFAULT_PORT          10809
@@ -279,6 +303,11 @@ uint64_t vdisk_nbd_connections(const vdisk_nbd *h);
  * handshake does not count.  `vdisk nbd` without -t exits once a served
  * client went and none is connected (as qemu-nbd).  0 for NULL. */
 uint64_t vdisk_nbd_served(const vdisk_nbd *h);
+
+/* vdisk_nbd_spliced: bytes of READ replies sent so far without a copy
+ * (spliced from the page cache; see "Zero-copy reads" above).  0 for
+ * NULL. */
+uint64_t vdisk_nbd_spliced(const vdisk_nbd *h);
 
 /*
  * vdisk_nbd_free: stops the helper thread, drops every client (waiting for

@@ -14,12 +14,14 @@
  * reply and the stream goes on.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <vdisk/bitmap.h>
 #include <vdisk/device.h>
@@ -28,9 +30,11 @@
 #include "endian.h"
 #include "log_line.h"
 #include "nbd_internal.h"
+#include "splice.h"
 
 /* A request in the transmission phase. */
 struct nbd_req {
+    struct nbd_req *next;  /* a READ waiting for room in the pipe */
     struct nbd_conn *c;
     uint64_t cookie, offset;
     uint32_t len;
@@ -131,6 +135,8 @@ static struct nbd_tx *tx_new(struct nbd_conn *c, size_t size)
         t->size = sizeof *t + size;
     }
     t->next = NULL;
+    t->pipe_len = t->pipe_left = 0;
+    t->pipe_bufs = 0;
     t->data = t->buf;
     t->len = size;
     t->off = 0;
@@ -145,6 +151,17 @@ static struct nbd_tx *tx_new(struct nbd_conn *c, size_t size)
  * connection's limit on buffers (nbd_rx_want). */
 static void tx_free(struct nbd_conn *c, struct nbd_tx *t)
 {
+    if (t->pipe_len) {
+        /* A zero-copy read's reply: its pages leave the pipe.  Unsent
+         * (the connection ends): the pipe is no longer in step. */
+        c->mem -= t->pipe_len;
+        c->pipe_bufs -= t->pipe_bufs;
+        c->pipe_room = true;
+        if (t->pipe_left) {
+            nbd_pipe_free(&c->pipe);
+            c->no_pipe = true;
+        }
+    }
     c->mem -= t->size;
     if (t->size - sizeof *t >= NBD_SPARE_MIN && !c->ending &&
         c->spare_bytes + t->size <= NBD_SPARE_BYTES) {
@@ -169,17 +186,17 @@ static void tx_push(struct nbd_conn *c, struct nbd_tx *t)
 
 void nbd_tx_sent(struct nbd_conn *c, size_t n)
 {
-    while (n && c->tx_head) {
+    while (c->tx_head) {
         struct nbd_tx *t = c->tx_head;
         size_t k = t->len - t->off < n ? t->len - t->off : n;
         t->off += k;
         n -= k;
-        if (t->off == t->len) {
-            c->tx_head = t->next;
-            if (!c->tx_head)
-                c->tx_tail = NULL;
-            tx_free(c, t);
-        }
+        if (t->off < t->len || t->pipe_left)
+            break;
+        c->tx_head = t->next;
+        if (!c->tx_head)
+            c->tx_tail = NULL;
+        tx_free(c, t);
     }
     /* Progress: the stall is measured from now. */
     c->tx_stall = c->tx_head ? nbd_now_ms() : 0;
@@ -679,6 +696,234 @@ static bool all_zero(const uint8_t *p, size_t n)
     return n == 0 || memcmp(p, z, n) == 0;
 }
 
+/* Queues a structured reply saying that the whole of Q's range is a hole.
+ * Returns 0, or -ENOMEM. */
+static int hole_reply(struct nbd_conn *c, const struct nbd_req *q)
+{
+    struct nbd_tx *h = tx_new(c, NBD_STRUCT_HDR + 12);
+    if (!h)
+        return -ENOMEM;
+    be32_store(h->buf, NBD_STRUCTURED_REPLY_MAGIC);
+    be16_store(h->buf + 4, NBD_REPLY_FLAG_DONE);
+    be16_store(h->buf + 6, NBD_REPLY_TYPE_OFFSET_HOLE);
+    be64_store(h->buf + 8, q->cookie);
+    be32_store(h->buf + 16, 12);
+    be64_store(h->buf + 20, q->offset);
+    be32_store(h->buf + 28, q->len);
+    tx_push(c, h);
+    return 0;
+}
+
+/* The header of a structured reply with all of Q's data (28 bytes at H). */
+static void data_header(uint8_t *h, const struct nbd_req *q)
+{
+    be32_store(h, NBD_STRUCTURED_REPLY_MAGIC);
+    be16_store(h + 4, NBD_REPLY_FLAG_DONE);
+    be16_store(h + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+    be64_store(h + 8, q->cookie);
+    be32_store(h + 16, 8 + q->len);
+    be64_store(h + 20, q->offset);
+}
+
+/* The header of a simple reply of success (16 bytes at H). */
+static void simple_header(uint8_t *h, uint64_t cookie)
+{
+    be32_store(h, NBD_SIMPLE_REPLY_MAGIC);
+    be32_store(h + 4, 0);
+    be64_store(h + 8, cookie);
+}
+
+/* ---- Zero-copy reads -------------------------------------------------------------- */
+
+/*
+ * A READ of NBD_SPLICE_MIN to NBD_PIPE_SIZE bytes on a plain connection is
+ * spliced (lib/splice.c): its bytes go from the page cache into the
+ * handle's scratch pipe, then (pipe buffers moved, not copied) to the end
+ * of the connection's pipe, which holds the data of its zero-copy replies
+ * in the order of its queued replies (c->tx_head); flush_tx sends each
+ * one's header, then splices its data from the pipe into the socket.  The
+ * scratch pipe comes first so that a splice that fails midway (the file
+ * shorter than its mapping says) leaves the connection's pipe whole: the
+ * read is then copied as usual.  A read that finds no room in the
+ * connection's pipe (NBD_PIPE_BUFS pages) waits, in order, for the
+ * replies before it to leave (resume_reads): the socket sets the pace,
+ * and copying it meanwhile would cost what the splice saves.
+ */
+
+/* A pipe of NBD_PIPE_SIZE bytes, or NULL (the system refused one). */
+static struct nbd_pipe *pipe_new(void)
+{
+    struct nbd_pipe *p = malloc(sizeof *p);
+    int fds[2];
+    if (!p || pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+        free(p);
+        return NULL;
+    }
+    /* Linux allows 1 MiB up to fs.pipe-max-size (1 MiB by default) while
+     * the user's pipes stay within fs.pipe-user-pages-soft. */
+    if (fcntl(fds[1], F_SETPIPE_SZ, (int)NBD_PIPE_SIZE) < (int)NBD_PIPE_SIZE) {
+        close(fds[0]);
+        close(fds[1]);
+        free(p);
+        return NULL;
+    }
+    p->rd = fds[0];
+    p->wr = fds[1];
+    return p;
+}
+
+void nbd_pipe_free(struct nbd_pipe **pp)
+{
+    struct nbd_pipe *p = *pp;
+    if (!p)
+        return;
+    close(p->rd);
+    close(p->wr);
+    free(p);
+    *pp = NULL;
+}
+
+/* Whether Q may be spliced on C at all. */
+static bool splice_allowed(const struct nbd_conn *c, const struct nbd_req *q)
+{
+    return !(c->srv->flags & VDISK_NBD_NO_SPLICE) && c->fd >= 0 &&
+           c->tls_state == NBD_TLS_NONE && !c->no_pipe && !c->ending &&
+           q->len >= NBD_SPLICE_MIN && q->len <= NBD_PIPE_SIZE;
+}
+
+/* Q's data spliced to the end of C's pipe and its reply queued, or a hole
+ * queued.  Returns 0 when done; 1 when there is no room in C's pipe
+ * now; -1 when Q is to be copied as usual; NBD_CLOSE when C's pipe is
+ * broken. */
+static int splice_now(struct nbd_conn *c, struct nbd_req *q)
+{
+    struct vdisk_nbd *s = c->srv;
+    if (!c->pipe && !(c->pipe = pipe_new())) {
+        c->no_pipe = true;
+        return -1;
+    }
+    if (!s->scratch && !(s->scratch = pipe_new()))
+        return -1;
+    bool zero;
+    unsigned bufs;
+    int r = dev_splice_read(c->q, q->offset, q->len, s->scratch->wr,
+                            NBD_PIPE_BUFS - c->pipe_bufs, &bufs, &zero);
+    if (r == -ENOSPC)
+        return c->pipe_bufs ? 1 : -1; /* (an empty pipe: it never fits) */
+    if (r < 0) {
+        if (r != -EAGAIN && r != -ENOTSUP)
+            nbd_pipe_free(&s->scratch); /* part of it may be in there */
+        return -1;
+    }
+    if (zero)
+        return c->structured && hole_reply(c, q) == 0 ? 0 : -1;
+    struct nbd_tx *t = tx_new(c, NBD_STRUCT_HDR + 8);
+    if (!t) {
+        nbd_pipe_free(&s->scratch);
+        return -1;
+    }
+    for (size_t moved = 0; moved < q->len;) {
+        ssize_t w = splice(s->scratch->rd, NULL, c->pipe->wr, NULL, q->len - moved,
+                           SPLICE_F_NONBLOCK);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            /* (The room was counted: it cannot happen.) */
+            nbd_log(s, "client %" PRIu64 ": a zero-copy read cannot move its data: %s", c->id,
+                    w < 0 ? strerror(errno) : "the pipe is empty");
+            nbd_pipe_free(&s->scratch);
+            tx_free(c, t);
+            return NBD_CLOSE;
+        }
+        moved += (size_t)w;
+    }
+    if (c->structured) {
+        data_header(t->data, q);
+    } else {
+        simple_header(t->data, q->cookie);
+        t->len = NBD_SIMPLE_HDR;
+    }
+    t->pipe_len = t->pipe_left = q->len;
+    t->pipe_bufs = bufs;
+    c->pipe_bufs += bufs;
+    c->mem += q->len;
+    tx_push(c, t);
+    return 0;
+}
+
+/* A READ answered without a copy when it can be.  Returns 0 when its reply
+ * is queued, or it waits for room in the pipe (counted in flight); -1 when
+ * it is to be read as usual; NBD_CLOSE. */
+static int splice_read(struct nbd_conn *c, struct nbd_req *q)
+{
+    if (!splice_allowed(c, q))
+        return -1;
+    int r = c->sp_head ? 1 : splice_now(c, q);
+    if (r != 1)
+        return r;
+    q->next = NULL;
+    if (c->sp_tail)
+        c->sp_tail->next = q;
+    else
+        c->sp_head = q;
+    c->sp_tail = q;
+    c->in_flight++;
+    return 0;
+}
+
+static int start_read(struct nbd_conn *c, struct nbd_req *q);
+
+/* Room was made in C's pipe: the reads waiting for it go on, in order.
+ * Returns 0 or NBD_CLOSE. */
+int nbd_resume_reads(struct nbd_conn *c)
+{
+    c->pipe_room = false;
+    while (c->sp_head) {
+        struct nbd_req *q = c->sp_head;
+        int r = c->ending ? -1 : splice_now(c, q);
+        if (r == 1)
+            return 0;
+        c->sp_head = q->next;
+        if (!c->sp_head)
+            c->sp_tail = NULL;
+        c->in_flight--;
+        if (r == NBD_CLOSE) {
+            req_free(q);
+            return NBD_CLOSE;
+        }
+        if (r == 0) {
+            req_free(q);
+            continue;
+        }
+        if (c->ending) {
+            req_free(q);
+            continue;
+        }
+        r = start_read(c, q);
+        if (r == 0) {
+            c->in_flight++;
+            continue;
+        }
+        int k = reply_status(c, q->cookie, q->type, req_errno(q, r));
+        req_free(q);
+        if (k)
+            return k;
+    }
+    return 0;
+}
+
+/* Drops the reads waiting for room in C's pipe (the connection ends). */
+static void drop_waiting_reads(struct nbd_conn *c)
+{
+    while (c->sp_head) {
+        struct nbd_req *q = c->sp_head;
+        c->sp_head = q->next;
+        c->in_flight--;
+        req_free(q);
+    }
+    c->sp_tail = NULL;
+}
+
 /* The reply to a READ that completed with 0: its data, or a hole where
  * all of it is zero (structured replies only). */
 static void read_reply(struct nbd_conn *c, struct nbd_req *q)
@@ -688,34 +933,14 @@ static void read_reply(struct nbd_conn *c, struct nbd_req *q)
     if (!c->structured) {
         t->data = data - NBD_SIMPLE_HDR;
         t->len = NBD_SIMPLE_HDR + q->len;
-        be32_store(t->data, NBD_SIMPLE_REPLY_MAGIC);
-        be32_store(t->data + 4, 0);
-        be64_store(t->data + 8, q->cookie);
-    } else if (all_zero(data, q->len)) {
-        struct nbd_tx *h = tx_new(c, NBD_STRUCT_HDR + 12);
-        if (!h) {
-            /* Send the zeroes after all. */
-            goto data;
-        }
-        be32_store(h->buf, NBD_STRUCTURED_REPLY_MAGIC);
-        be16_store(h->buf + 4, NBD_REPLY_FLAG_DONE);
-        be16_store(h->buf + 6, NBD_REPLY_TYPE_OFFSET_HOLE);
-        be64_store(h->buf + 8, q->cookie);
-        be32_store(h->buf + 16, 12);
-        be64_store(h->buf + 20, q->offset);
-        be32_store(h->buf + 28, q->len);
-        tx_push(c, h);
+        simple_header(t->data, q->cookie);
+    } else if (all_zero(data, q->len) && hole_reply(c, q) == 0) {
         return; /* q->tx is freed with q */
     } else {
-    data:
+        /* (No memory for a hole: the zeroes are sent after all.) */
         t->data = data - NBD_STRUCT_HDR - 8;
         t->len = NBD_STRUCT_HDR + 8 + q->len;
-        be32_store(t->data, NBD_STRUCTURED_REPLY_MAGIC);
-        be16_store(t->data + 4, NBD_REPLY_FLAG_DONE);
-        be16_store(t->data + 6, NBD_REPLY_TYPE_OFFSET_DATA);
-        be64_store(t->data + 8, q->cookie);
-        be32_store(t->data + 16, 8 + q->len);
-        be64_store(t->data + 20, q->offset);
+        data_header(t->data, q);
     }
     q->tx = NULL;
     tx_push(c, t);
@@ -872,6 +1097,17 @@ static uint16_t allowed_flags(const struct nbd_conn *c, uint16_t type)
     }
 }
 
+/* A READ copied through memory: read into its reply buffer.  Returns 0
+ * (in flight) or -errno. */
+static int start_read(struct nbd_conn *c, struct nbd_req *q)
+{
+    if (!(q->tx = tx_new(c, 32 + (size_t)q->len)))
+        return -ENOMEM;
+    q->iov.iov_base = q->tx->buf + 32;
+    q->iov.iov_len = q->len;
+    return vdisk_aio_preadv(c->q, &q->iov, 1, q->offset, 0, req_done, q);
+}
+
 /*
  * The request Q (its payload read, for a WRITE) checked and started.
  * Returns 0 or NBD_CLOSE; Q is owned by the queue (in flight) or freed.
@@ -920,13 +1156,17 @@ static int start_request(struct nbd_conn *c, struct nbd_req *q)
     case NBD_CMD_READ:
         if (q->len == 0)
             break;
-        if (!(q->tx = tx_new(c, 32 + (size_t)q->len))) {
-            r = -ENOMEM;
-            break;
+        r = splice_read(c, q);
+        if (r == 0) {
+            if (c->sp_tail != q)
+                req_free(q); /* its reply is queued (else it waits for room) */
+            return 0;
         }
-        q->iov.iov_base = q->tx->buf + 32;
-        q->iov.iov_len = q->len;
-        r = vdisk_aio_preadv(c->q, &q->iov, 1, q->offset, 0, req_done, q);
+        if (r == NBD_CLOSE) {
+            req_free(q);
+            return NBD_CLOSE;
+        }
+        r = start_read(c, q);
         break;
     case NBD_CMD_WRITE:
         if (q->len == 0)
@@ -1181,12 +1421,14 @@ void nbd_conn_abandon(struct nbd_conn *c)
         c->data = NULL;
         c->data_len = 0;
     }
+    drop_waiting_reads(c);
     while (c->tx_head) {
         struct nbd_tx *t = c->tx_head;
         c->tx_head = t->next;
         tx_free(c, t);
     }
     c->tx_tail = NULL;
+    nbd_pipe_free(&c->pipe);
     c->rx = RX_NONE;
     c->got = 0;
     c->deadline = 0;
@@ -1209,12 +1451,14 @@ void nbd_conn_end(struct nbd_conn *c)
         c->mem -= c->data_len;
         c->data = NULL;
     }
+    drop_waiting_reads(c);
     while (c->tx_head) {
         struct nbd_tx *t = c->tx_head;
         c->tx_head = t->next;
         tx_free(c, t);
     }
     c->tx_tail = NULL;
+    nbd_pipe_free(&c->pipe);
     c->rx = RX_NONE;
     while (c->spare) {
         struct nbd_tx *t = c->spare;

@@ -188,6 +188,15 @@ enum {
  * buffers in use against NBD_CONN_MEM). */
 #define NBD_SPARE_MIN (64u << 10)
 #define NBD_SPARE_BYTES (16u << 20)
+/* Zero-copy reads (vdisk/nbd.h "Zero-copy reads"; handler.c): READs of
+ * NBD_SPLICE_MIN to NBD_PIPE_SIZE bytes are spliced; each connection has
+ * a pipe of NBD_PIPE_SIZE bytes (NBD_PIPE_BUFS pages) for their data, the
+ * handle a scratch pipe.  Smaller reads are copied: for them the
+ * splices' system calls cost more than the copy, and one sendmsg takes
+ * many replies. */
+#define NBD_SPLICE_MIN (64u << 10)
+#define NBD_PIPE_SIZE (1u << 20)
+#define NBD_PIPE_BUFS (NBD_PIPE_SIZE / 4096u)
 /* Clients at once. */
 #define NBD_MAX_CLIENTS 1024u
 /* Token bucket for what clients cause: a burst, then one line per refill. */
@@ -205,14 +214,24 @@ enum {
 
 /* ---- State ------------------------------------------------------------------------ */
 
+/* A pipe for zero-copy reads: its ends (non-blocking). */
+struct nbd_pipe {
+    int rd, wr;
+};
+
 /* One reply (or part of the handshake) waiting to be sent: LEN bytes at
  * DATA, OFF of them sent.  DATA points into BUF (an allocation of SIZE
- * bytes counted in the connection's memory). */
+ * bytes counted in the connection's memory).  A zero-copy read's reply
+ * (handler.c splice_now) is its header at DATA, then PIPE_LEFT bytes
+ * waiting in the connection's pipe (PIPE_LEN in all, also counted in the
+ * connection's memory, in PIPE_BUFS pipe buffers). */
 struct nbd_tx {
     struct nbd_tx *next;
     uint8_t *data;
     size_t len, off;
     size_t size;
+    size_t pipe_len, pipe_left;
+    unsigned pipe_bufs;
     uint8_t buf[];
 };
 
@@ -281,6 +300,15 @@ struct nbd_conn {
      * in all (not in mem). */
     struct nbd_tx *spare;
     size_t spare_bytes;
+    /* handler.c, zero-copy reads: the pipe with their data (in the order
+     * of their replies in tx_head), the pipe buffers it holds; reads
+     * waiting for room in it (in flight), linked through their next;
+     * PIPE_ROOM: a reply's data left the pipe since settle looked. */
+    struct nbd_pipe *pipe;
+    unsigned pipe_bufs;
+    bool no_pipe;              /* none could be made, or it broke */
+    bool pipe_room;
+    struct nbd_req *sp_head, *sp_tail;
 };
 
 struct vdisk_nbd {
@@ -320,6 +348,10 @@ struct vdisk_nbd {
     struct nbd_tls *tls;
     int kick_fd;
     bool kicked;
+    /* Zero-copy reads: the scratch pipe (empty between reads; made on
+     * first use), the bytes sent so. */
+    struct nbd_pipe *scratch;
+    uint64_t spliced;
 };
 
 /* ---- handler.c ------------------------------------------------------------------ */
@@ -349,8 +381,16 @@ void nbd_conn_abandon(struct nbd_conn *c);
  * replies (C itself stays the caller's). */
 void nbd_conn_end(struct nbd_conn *c);
 
-/* Removes N sent bytes from the front of C's replies. */
+/* Removes N sent bytes from the front of C's replies; a zero-copy read's
+ * reply goes once its pipe is sent too (N 0: frees what is all sent). */
 void nbd_tx_sent(struct nbd_conn *c, size_t n);
+
+/* Closes and frees *P (NULL: nothing); *P becomes NULL. */
+void nbd_pipe_free(struct nbd_pipe **p);
+
+/* c->pipe_room: the reads waiting for room in C's pipe go on as far as
+ * there is room.  Returns 0 or NBD_CLOSE. */
+int nbd_resume_reads(struct nbd_conn *c);
 
 /* ---- tls.c ----------------------------------------------------------------------- */
 

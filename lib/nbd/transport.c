@@ -155,6 +155,12 @@ static void drop_conn(struct nbd_conn *c, const char *why)
         shutdown(c->fd, SHUT_RDWR);
     close_fd(&c->fd);
     nbd_conn_abandon(c);
+    if (c->in_flight == 0) {
+        /* Only reads waiting for room in its pipe were in flight: no
+         * completion is to come. */
+        free_conn(c, NULL);
+        return;
+    }
     /* Requests read but not handed to the engine yet go now. */
     if (vdisk_queue_submit(c->q) < 0)
         nbd_log(c->srv, "client %" PRIu64 ": submitting: %s", c->id, vdisk_get_error());
@@ -180,21 +186,44 @@ static int flush_tx(struct nbd_conn *c)
         return 0;
     }
     for (unsigned k = 0; k < CONN_BATCH && c->tx_head; k++) {
+        /* The replies up to the first one whose data waits in a pipe (a
+         * zero-copy read's: its header goes in this sendmsg, its data
+         * next, spliced). */
         struct iovec iov[TX_IOV];
         int n = 0;
-        for (struct nbd_tx *t = c->tx_head; t && n < TX_IOV; t = t->next, n++) {
-            iov[n].iov_base = t->data + t->off;
-            iov[n].iov_len = t->len - t->off;
+        bool more = false;
+        for (struct nbd_tx *t = c->tx_head; t && n < TX_IOV; t = t->next) {
+            if (t->off < t->len) {
+                iov[n].iov_base = t->data + t->off;
+                iov[n].iov_len = t->len - t->off;
+                n++;
+            }
+            if (t->pipe_left) {
+                more = true;
+                break;
+            }
         }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w;
+        if (n) {
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
+        } else {
+            struct nbd_tx *t = c->tx_head;
+            w = splice(c->pipe->rd, NULL, c->fd, NULL, t->pipe_left,
+                       SPLICE_F_NONBLOCK | (t->next ? SPLICE_F_MORE : 0));
+            if (w > 0) {
+                t->pipe_left -= (size_t)w;
+                if (!t->pipe_left)
+                    c->srv->spliced += t->pipe_len;
+            }
+        }
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0;
         if (w <= 0)
             return -1;
-        nbd_tx_sent(c, (size_t)w);
+        nbd_tx_sent(c, n ? (size_t)w : 0);
     }
     return 0;
 }
@@ -328,6 +357,18 @@ static bool settle(struct nbd_conn *c, bool queue_ready)
         if (flush_tx(c) < 0) {
             drop_conn(c, "sending a reply failed");
             return false;
+        }
+        /* Zero-copy reads waiting for room in the pipe: as much as the
+         * replies that left made, then sent. */
+        while (c->pipe_room && c->sp_head) {
+            if (nbd_resume_reads(c) == NBD_CLOSE) {
+                drop_conn(c, "protocol error");
+                return false;
+            }
+            if (flush_tx(c) < 0) {
+                drop_conn(c, "sending a reply failed");
+                return false;
+            }
         }
         /* (Each turn hands over at least one byte read ahead: it ends.) */
     } while (rx_pending(c));
@@ -585,7 +626,7 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
         return err_set(-EINVAL, "no device given (NULL)");
     if (p.flags & ~(unsigned)(VDISK_NBD_READ_ONLY | VDISK_NBD_UNMAP | VDISK_NBD_DETECT_ZEROES |
                               VDISK_NBD_QUIET | VDISK_NBD_TLS_VERIFY_PEER |
-                              VDISK_NBD_ALLOCATION_DEPTH))
+                              VDISK_NBD_ALLOCATION_DEPTH | VDISK_NBD_NO_SPLICE))
         return err_set(-EINVAL, "unknown flags 0x%x", p.flags);
     if (p.tls == VDISK_NBD_TLS_NONE && (p.flags & VDISK_NBD_TLS_VERIFY_PEER))
         return err_set(-EINVAL, "VDISK_NBD_TLS_VERIFY_PEER without TLS");
@@ -896,6 +937,11 @@ VDISK_EXPORT int vdisk_nbd_stop(vdisk_nbd *s)
     return loop_thread_stop(&s->loop);
 }
 
+VDISK_EXPORT uint64_t vdisk_nbd_spliced(const vdisk_nbd *s)
+{
+    return s ? s->spliced : 0;
+}
+
 VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
 {
     if (!s)
@@ -914,6 +960,7 @@ VDISK_EXPORT void vdisk_nbd_free(vdisk_nbd *s)
     close_fd(&s->epfd);
     close_fd(&s->timer_fd);
     close_fd(&s->kick_fd);
+    nbd_pipe_free(&s->scratch);
     nbd_tls_free(s->tls);
     free(s->conns);
     free(s->path);
