@@ -88,7 +88,7 @@
  * is initialised by the library (thread-safe since GnuTLS 3.3).
  *
  * Zero-copy reads: on a connection without TLS, a READ of 64 KiB to 1 MiB
- * whose bytes lie as they are in host files (raw images, and qcow2 data
+ * (4 MiB where the process may make pipes that large) whose bytes lie as they are in host files (raw images, and qcow2 data
  * clusters that are not compressed or encrypted, in this image or a
  * backing file, their L2 table cached), files opened through the page
  * cache (not cache=none or directsync), all of it in the page cache now,
@@ -97,8 +97,8 @@
  * copied) and from the pipe into the socket, so that neither the server
  * nor the kernel copies them on the way out (a range that reads as
  * zeroes is sent as a hole, with structured replies).  Each connection
- * has a pipe of 1 MiB for this (two file descriptors, made at its first
- * such read) and the handle one more; a read that finds no room in its
+ * has a pipe of 1 MiB (or 4) for this (two file descriptors, made at its
+ * first such read) and the handle one more; a read that finds no room in its
  * connection's pipe waits for the replies before it to leave.  Anything
  * else is read through memory as usual, and so is everything with
  * VDISK_NBD_NO_SPLICE.  What a client can see: the pages are the file's

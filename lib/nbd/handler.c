@@ -736,7 +736,7 @@ static void simple_header(uint8_t *h, uint64_t cookie)
 /* ---- Zero-copy reads -------------------------------------------------------------- */
 
 /*
- * A READ of NBD_SPLICE_MIN to NBD_PIPE_SIZE bytes on a plain connection is
+ * A READ of NBD_SPLICE_MIN bytes or more on a plain connection is
  * spliced (lib/splice.c): its bytes go from the page cache into the
  * handle's scratch pipe, then (pipe buffers moved, not copied) to the end
  * of the connection's pipe, which holds the data of its zero-copy replies
@@ -745,12 +745,13 @@ static void simple_header(uint8_t *h, uint64_t cookie)
  * scratch pipe comes first so that a splice that fails midway (the file
  * shorter than its mapping says) leaves the connection's pipe whole: the
  * read is then copied as usual.  A read that finds no room in the
- * connection's pipe (NBD_PIPE_BUFS pages) waits, in order, for the
+ * connection's pipe waits, in order, for the
  * replies before it to leave (resume_reads): the socket sets the pace,
  * and copying it meanwhile would cost what the splice saves.
  */
 
-/* A pipe of NBD_PIPE_SIZE bytes, or NULL (the system refused one). */
+/* A pipe of NBD_PIPE_BIG or NBD_PIPE_SIZE bytes, or NULL (the system
+ * refused one). */
 static struct nbd_pipe *pipe_new(void)
 {
     struct nbd_pipe *p = malloc(sizeof *p);
@@ -759,9 +760,13 @@ static struct nbd_pipe *pipe_new(void)
         free(p);
         return NULL;
     }
-    /* Linux allows 1 MiB up to fs.pipe-max-size (1 MiB by default) while
-     * the user's pipes stay within fs.pipe-user-pages-soft. */
-    if (fcntl(fds[1], F_SETPIPE_SZ, (int)NBD_PIPE_SIZE) < (int)NBD_PIPE_SIZE) {
+    /* Linux: up to fs.pipe-max-size (1 MiB by default) without
+     * CAP_SYS_RESOURCE, and while the user's pipes stay within
+     * fs.pipe-user-pages-soft. */
+    int size = fcntl(fds[1], F_SETPIPE_SZ, (int)NBD_PIPE_BIG);
+    if (size < (int)NBD_PIPE_BIG)
+        size = fcntl(fds[1], F_SETPIPE_SZ, (int)NBD_PIPE_SIZE);
+    if (size < (int)NBD_PIPE_SIZE) {
         close(fds[0]);
         close(fds[1]);
         free(p);
@@ -769,6 +774,7 @@ static struct nbd_pipe *pipe_new(void)
     }
     p->rd = fds[0];
     p->wr = fds[1];
+    p->bufs = (unsigned)size / 4096u;
     return p;
 }
 
@@ -788,7 +794,7 @@ static bool splice_allowed(const struct nbd_conn *c, const struct nbd_req *q)
 {
     return !(c->srv->flags & VDISK_NBD_NO_SPLICE) && c->fd >= 0 &&
            c->tls_state == NBD_TLS_NONE && !c->no_pipe && !c->ending &&
-           q->len >= NBD_SPLICE_MIN && q->len <= NBD_PIPE_SIZE;
+           q->len >= NBD_SPLICE_MIN && q->len <= NBD_PIPE_BIG;
 }
 
 /* Q's data spliced to the end of C's pipe and its reply queued, or a hole
@@ -806,8 +812,12 @@ static int splice_now(struct nbd_conn *c, struct nbd_req *q)
         return -1;
     bool zero;
     unsigned bufs;
+    unsigned cap = c->pipe->bufs < s->scratch->bufs ? c->pipe->bufs : s->scratch->bufs;
+    if (q->len / 4096u > cap)
+        return -1; /* it never fits */
+    unsigned room = c->pipe->bufs - c->pipe_bufs;
     int r = dev_splice_read(c->q, q->offset, q->len, s->scratch->wr,
-                            NBD_PIPE_BUFS - c->pipe_bufs, &bufs, &zero);
+                            room < s->scratch->bufs ? room : s->scratch->bufs, &bufs, &zero);
     if (r == -ENOSPC)
         return c->pipe_bufs ? 1 : -1; /* (an empty pipe: it never fits) */
     if (r < 0) {

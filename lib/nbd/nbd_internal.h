@@ -189,14 +189,15 @@ enum {
 #define NBD_SPARE_MIN (64u << 10)
 #define NBD_SPARE_BYTES (16u << 20)
 /* Zero-copy reads (vdisk/nbd.h "Zero-copy reads"; handler.c): READs of
- * NBD_SPLICE_MIN to NBD_PIPE_SIZE bytes are spliced; each connection has
- * a pipe of NBD_PIPE_SIZE bytes (NBD_PIPE_BUFS pages) for their data, the
- * handle a scratch pipe.  Smaller reads are copied: for them the
- * splices' system calls cost more than the copy, and one sendmsg takes
- * many replies. */
+ * NBD_SPLICE_MIN bytes and more are spliced; each connection has a pipe
+ * for their data, the handle a scratch pipe, of NBD_PIPE_BIG bytes where
+ * the system allows it (CAP_SYS_RESOURCE, or fs.pipe-max-size raised),
+ * else NBD_PIPE_SIZE (the default fs.pipe-max-size); a read must fit in
+ * both.  Smaller reads are copied: for them the splices' system calls
+ * cost more than the copy, and one sendmsg takes many replies. */
 #define NBD_SPLICE_MIN (64u << 10)
 #define NBD_PIPE_SIZE (1u << 20)
-#define NBD_PIPE_BUFS (NBD_PIPE_SIZE / 4096u)
+#define NBD_PIPE_BIG (4u << 20)
 /* Clients at once. */
 #define NBD_MAX_CLIENTS 1024u
 /* Token bucket for what clients cause: a burst, then one line per refill. */
@@ -214,9 +215,11 @@ enum {
 
 /* ---- State ------------------------------------------------------------------------ */
 
-/* A pipe for zero-copy reads: its ends (non-blocking). */
+/* A pipe for zero-copy reads: its ends (non-blocking), its size in pipe
+ * buffers (a page each). */
 struct nbd_pipe {
     int rd, wr;
+    unsigned bufs;
 };
 
 /* One reply (or part of the handshake) waiting to be sent: LEN bytes at
