@@ -813,8 +813,8 @@ static int splice_now(struct nbd_conn *c, struct nbd_req *q)
     bool zero;
     unsigned bufs;
     unsigned cap = c->pipe->bufs < s->scratch->bufs ? c->pipe->bufs : s->scratch->bufs;
-    if (q->len / 4096u > cap)
-        return -1; /* it never fits */
+    if ((q->offset % 4096u + q->len + 4095u) / 4096u > cap)
+        return -1; /* it never fits (in pages, as a file's data aligned as the read) */
     unsigned room = c->pipe->bufs - c->pipe_bufs;
     int r = dev_splice_read(c->q, q->offset, q->len, s->scratch->wr,
                             room < s->scratch->bufs ? room : s->scratch->bufs, &bufs, &zero);

@@ -351,6 +351,13 @@ static bool settle(struct nbd_conn *c, bool queue_ready)
     do {
         if (!rx_pump(c))
             return false;
+        /* Zero-copy reads waiting for room in the pipe go on as far as the
+         * replies sent made room (before the reap, which hands those that
+         * are copied after all to the engine). */
+        if (c->pipe_room && c->sp_head && nbd_resume_reads(c) == NBD_CLOSE) {
+            drop_conn(c, "protocol error");
+            return false;
+        }
         if (c->q && (c->in_flight || queue_ready) && vdisk_queue_reap(c->q, 0, 0) < 0)
             nbd_log(s, "client %" PRIu64 ": completions: %s", c->id, vdisk_get_error());
         queue_ready = false;
@@ -358,20 +365,9 @@ static bool settle(struct nbd_conn *c, bool queue_ready)
             drop_conn(c, "sending a reply failed");
             return false;
         }
-        /* Zero-copy reads waiting for room in the pipe: as much as the
-         * replies that left made, then sent. */
-        while (c->pipe_room && c->sp_head) {
-            if (nbd_resume_reads(c) == NBD_CLOSE) {
-                drop_conn(c, "protocol error");
-                return false;
-            }
-            if (flush_tx(c) < 0) {
-                drop_conn(c, "sending a reply failed");
-                return false;
-            }
-        }
-        /* (Each turn hands over at least one byte read ahead: it ends.) */
-    } while (rx_pending(c));
+        /* (Each turn hands over at least one byte read ahead, or sends a
+         * reply whose data was in the pipe: it ends.) */
+    } while (rx_pending(c) || (c->pipe_room && c->sp_head));
     if (c->tls_state == NBD_TLS_STARTING && !c->tx_head) {
         /* STARTTLS's ack is out: the TLS handshake begins. */
         if (nbd_tls_begin(c) < 0) {
