@@ -98,7 +98,9 @@
  * nor the kernel copies them on the way out (a range that reads as
  * zeroes is sent as a hole, with structured replies).  Each connection
  * has a pipe of 1 MiB (or 4) for this (two file descriptors, made at its
- * first such read) and the handle one more; a read that finds no room in its
+ * first such read; at most a quarter of the descriptors RLIMIT_NOFILE
+ * allows above 256 go to them, 96 pipes with the usual 1024: other
+ * connections copy) and the handle one more; a read that finds no room in its
  * connection's pipe waits for the replies before it to leave.  Anything
  * else is read through memory as usual, and so is everything with
  * VDISK_NBD_NO_SPLICE.  What a client can see: the pages are the file's

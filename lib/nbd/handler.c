@@ -149,6 +149,8 @@ static struct nbd_tx *tx_new(struct nbd_conn *c, size_t size)
  * back to the system and fault it in again, which costs more than the
  * copy of the data.  The spares (NBD_SPARE_BYTES at most) count in the
  * connection's limit on buffers (nbd_rx_want). */
+static void conn_pipe_free(struct nbd_conn *c);
+
 static void tx_free(struct nbd_conn *c, struct nbd_tx *t)
 {
     if (t->pipe_len) {
@@ -158,7 +160,7 @@ static void tx_free(struct nbd_conn *c, struct nbd_tx *t)
         c->pipe_bufs -= t->pipe_bufs;
         c->pipe_room = true;
         if (t->pipe_left) {
-            nbd_pipe_free(&c->pipe);
+            conn_pipe_free(c);
             c->no_pipe = true;
         }
     }
@@ -789,6 +791,15 @@ void nbd_pipe_free(struct nbd_pipe **pp)
     *pp = NULL;
 }
 
+/* C's pipe closed (the handle may make another). */
+static void conn_pipe_free(struct nbd_conn *c)
+{
+    if (!c->pipe)
+        return;
+    nbd_pipe_free(&c->pipe);
+    c->srv->npipes--;
+}
+
 /* Whether Q may be spliced on C at all. */
 static bool splice_allowed(const struct nbd_conn *c, const struct nbd_req *q)
 {
@@ -804,9 +815,14 @@ static bool splice_allowed(const struct nbd_conn *c, const struct nbd_req *q)
 static int splice_now(struct nbd_conn *c, struct nbd_req *q)
 {
     struct vdisk_nbd *s = c->srv;
-    if (!c->pipe && !(c->pipe = pipe_new())) {
-        c->no_pipe = true;
-        return -1;
+    if (!c->pipe) {
+        if (s->npipes >= s->max_pipes)
+            return -1; /* (another connection's may go meanwhile) */
+        if (!(c->pipe = pipe_new())) {
+            c->no_pipe = true;
+            return -1;
+        }
+        s->npipes++;
     }
     if (!s->scratch && !(s->scratch = pipe_new()))
         return -1;
@@ -1438,7 +1454,7 @@ void nbd_conn_abandon(struct nbd_conn *c)
         tx_free(c, t);
     }
     c->tx_tail = NULL;
-    nbd_pipe_free(&c->pipe);
+    conn_pipe_free(c);
     c->rx = RX_NONE;
     c->got = 0;
     c->deadline = 0;
@@ -1468,7 +1484,7 @@ void nbd_conn_end(struct nbd_conn *c)
         tx_free(c, t);
     }
     c->tx_tail = NULL;
-    nbd_pipe_free(&c->pipe);
+    conn_pipe_free(c);
     c->rx = RX_NONE;
     while (c->spare) {
         struct nbd_tx *t = c->spare;

@@ -198,6 +198,7 @@ enum {
 #define NBD_SPLICE_MIN (64u << 10)
 #define NBD_PIPE_SIZE (1u << 20)
 #define NBD_PIPE_BIG (4u << 20)
+#define NBD_FD_RESERVE 256u
 /* Clients at once. */
 #define NBD_MAX_CLIENTS 1024u
 /* Token bucket for what clients cause: a burst, then one line per refill. */
@@ -355,6 +356,10 @@ struct vdisk_nbd {
      * first use), the bytes sent so. */
     struct nbd_pipe *scratch;
     uint64_t spliced;
+    /* Connections' pipes made, and how many may be (a quarter of the file
+     * descriptors RLIMIT_NOFILE allows above NBD_FD_RESERVE, so that
+     * they never take what sockets and images need). */
+    unsigned npipes, max_pipes;
 };
 
 /* ---- handler.c ------------------------------------------------------------------ */

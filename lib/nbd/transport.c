@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -632,6 +633,14 @@ static int make_handle(struct vdisk_nbd **out, vdisk_dev *dev,
     if (!s)
         return err_set(-ENOMEM, "out of memory");
     s->listen_fd = s->epfd = s->timer_fd = s->kick_fd = -1;
+    /* Zero-copy reads' pipes: two file descriptors each, a quarter of
+     * those allowed above the reserve at most (96 with the usual 1024). */
+    struct rlimit rl;
+    s->max_pipes = NBD_MAX_CLIENTS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < NBD_FD_RESERVE + 8u * NBD_MAX_CLIENTS)
+        s->max_pipes = rl.rlim_cur > NBD_FD_RESERVE
+                           ? (unsigned)((rl.rlim_cur - NBD_FD_RESERVE) / 8u) : 0;
     loop_thread_init(&s->loop, -1, process_cb, failed_cb, s);
     s->dev = dev;
     s->size = vdisk_get_size(dev);

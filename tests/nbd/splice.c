@@ -59,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -1361,6 +1362,77 @@ START_TEST(in_flight)
 }
 END_TEST
 
+/*
+ * The connections' pipes take at most a quarter of the file descriptors
+ * RLIMIT_NOFILE allows above 256 (nbd.h): with 272 allowed when the handle
+ * is made, two connections have a pipe and the others copy; every read is
+ * right, and no more than two pipes (and the handle's own) are ever open.
+ */
+START_TEST(pipe_cap)
+{
+    uint64_t rng = rng_for(0x700), size = 24 * MiB;
+    const char *raw = scratch("cap.raw");
+    uint8_t *want = malloc(size);
+    CHECK(want, "out of memory");
+    fill_random(want, size, &rng);
+    write_file(raw, want, size);
+    snprintf(ctx, sizeof ctx, "%u connections, pipes for two of them", FLIGHT_CONNS);
+    vdisk_dev *d = open_dev(raw, "raw", true, NULL);
+    RUN_OK("cat %s > /dev/null", raw);
+    static struct fdset base, now;
+    fd_snapshot(&base);
+    struct rlimit old, low;
+    CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0, "getrlimit: %s", strerror(errno));
+    CHECK(base.n + 32 < 272, "%u file descriptors open already", base.n);
+    low = old;
+    low.rlim_cur = 272;
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0, "setrlimit: %s", strerror(errno));
+    struct server s;
+    serve(&s, d, 0, FLIGHT_CONNS);
+    CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0, "setrlimit: %s", strerror(errno));
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, FLIGHT_CONNS + 1);
+    struct flight f[FLIGHT_CONNS];
+    pthread_t t[FLIGHT_CONNS];
+    for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
+        f[i] = (struct flight){.sock = s.sock, .structured = i % 2 == 0, .want = want,
+                               .size = size, .rng = rng_for(0x710 + i), .bar = &bar};
+        CHECK(pthread_create(&t[i], NULL, flight_thread, &f[i]) == 0, "pthread_create");
+    }
+    pthread_barrier_wait(&bar);
+    /* While they read: the pipes open (the connections' sockets and
+     * libnbd's are not pipes). */
+    unsigned most = 0;
+    for (unsigned k = 0; k < 200; k++) {
+        fd_snapshot(&now);
+        unsigned pipes = 0;
+        for (unsigned i = 0; i < now.n; i++)
+            if (fd_find(&base, now.fd[i]) < 0 && strncmp(now.what[i], "pipe:", 5) == 0)
+                pipes++;
+        if (pipes > most)
+            most = pipes;
+        nap_ms(1);
+    }
+    uint64_t total = 0;
+    for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
+        pthread_join(t[i], NULL);
+        total += f[i].bytes;
+    }
+    pthread_barrier_destroy(&bar);
+    for (unsigned i = 0; i < FLIGHT_CONNS; i++)
+        CHECK(!f[i].err[0], "connection %u (%s replies): %s", i,
+              f[i].structured ? "structured" : "simple", f[i].err);
+    CHECK(most <= 2 * 2 + IDLE_PIPE_FDS, "%u pipe descriptors open at once (at most %u)", most,
+          2 * 2 + IDLE_PIPE_FDS);
+    uint64_t sp = spliced_now(&s);
+    CHECK(sp > 0 && sp <= total, "%" PRIu64 " bytes spliced of %" PRIu64 " read", sp, total);
+    wait_no_clients(&s, "clients closed");
+    unserve(&s);
+    vdisk_close(d);
+    free(want);
+}
+END_TEST
+
 /* ---- 4. Clients that hang up on their replies ------------------------------- */
 
 #define NBD_MAGIC_ 0x4e42444d41474943ULL
@@ -1925,7 +1997,7 @@ static Suite *suite(void)
     } cases[] = {
         {"pipe_room", pipe_room}, {"freed_clusters", freed_clusters}, {"shapes", shapes},
         {"rw", rw},
-        {"in_flight", in_flight}, {"hang_ups", hang_ups},
+        {"in_flight", in_flight}, {"pipe_cap", pipe_cap}, {"hang_ups", hang_ups},
     };
     Suite *s = suite_create("nbd-splice");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
