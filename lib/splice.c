@@ -48,7 +48,6 @@ static atomic_bool no_cachestat;
 /* Whether every page of FD's bytes HOST..HOST+LEN is in the page cache. */
 static bool cached(int fd, uint64_t host, uint64_t len)
 {
-    const uint64_t page = 4096;
     struct cachestat_range r = {host, len};
     struct cachestat cs;
     if (syscall(__NR_cachestat, fd, &r, &cs, 0) < 0) {
@@ -56,8 +55,7 @@ static bool cached(int fd, uint64_t host, uint64_t len)
             atomic_store(&no_cachestat, true);
         return false;
     }
-    uint64_t pages = (host + len + page - 1) / page - host / page;
-    return cs.nr_cache >= pages;
+    return cs.nr_cache >= splice_pages(host, len);
 }
 
 /* The runs of OFF..OFF+LEN on DEV into RUNS (contiguous ones of a file
@@ -102,13 +100,27 @@ static int splice_runs(const struct dev_file_run *runs, int n, int pipe_wr)
     return 0;
 }
 
-/* The pipe buffers (a page each) the runs take. */
-static uint64_t runs_bufs(const struct dev_file_run *runs, int n)
+/* The N runs of data (none reading as zeroes: they would need pages of
+ * zeroes), all cached and taking at most MAX_BUFS pipe buffers (*BUFS),
+ * spliced into PIPE_WR.  Returns 0 or what dev_splice_read returns. */
+static int splice_data(const struct dev_file_run *runs, int n, int pipe_wr, unsigned max_bufs,
+                       unsigned *bufs)
 {
     uint64_t b = 0;
+    for (int i = 0; i < n; i++) {
+        if (runs[i].fd < 0)
+            return -ENOTSUP;
+        b += splice_pages(runs[i].host, runs[i].len);
+    }
+    if (b > max_bufs)
+        return -ENOSPC;
     for (int i = 0; i < n; i++)
-        b += (runs[i].host + runs[i].len + 4095) / 4096 - runs[i].host / 4096;
-    return b;
+        if (!cached(runs[i].fd, runs[i].host, runs[i].len))
+            return -EAGAIN;
+    int r = splice_runs(runs, n, pipe_wr);
+    if (r == 0)
+        *bufs = (unsigned)b;
+    return r;
 }
 
 int dev_splice_read(vdisk_queue *q, uint64_t off, uint64_t len, int pipe_wr,
@@ -124,26 +136,12 @@ int dev_splice_read(vdisk_queue *q, uint64_t off, uint64_t len, int pipe_wr,
     if (!quiesce_enter(q))
         return -EAGAIN; /* a section is held: the usual read waits for it */
     struct dev_file_run runs[SPLICE_MAX_RUNS];
-    int n = map_runs(dev, off, len, runs), r = 0;
+    int n = map_runs(dev, off, len, runs), r = n;
     if (n == 1 && runs[0].fd < 0) {
-        *zero = true;
+        *zero = true; /* (map_runs merges the zero runs) */
+        r = 0;
     } else if (n > 0) {
-        /* Zeroes between data would need pages of zeroes: read as usual. */
-        for (int i = 0; i < n && r == 0; i++)
-            if (runs[i].fd < 0)
-                r = -ENOTSUP;
-        uint64_t b = r == 0 ? runs_bufs(runs, n) : 0;
-        if (r == 0 && b > max_bufs)
-            r = -ENOSPC;
-        for (int i = 0; i < n && r == 0; i++)
-            if (!cached(runs[i].fd, runs[i].host, runs[i].len))
-                r = -EAGAIN;
-        if (r == 0)
-            r = splice_runs(runs, n, pipe_wr);
-        if (r == 0)
-            *bufs = (unsigned)b;
-    } else {
-        r = n;
+        r = splice_data(runs, n, pipe_wr, max_bufs, bufs);
     }
     quiesce_leave(q);
     return r;

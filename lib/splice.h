@@ -24,4 +24,11 @@
 int dev_splice_read(vdisk_queue *q, uint64_t off, uint64_t len, int pipe_wr,
                     unsigned max_bufs, unsigned *bufs, bool *zero);
 
+/* The pages (of 4 KiB) that the bytes AT..AT+LEN touch: the pipe buffers
+ * they take once spliced, and the pages cachestat counts for them. */
+static inline uint64_t splice_pages(uint64_t at, uint64_t len)
+{
+    return (at + len + 4095u) / 4096u - at / 4096u;
+}
+
 #endif /* VDISK_SPLICE_H */
