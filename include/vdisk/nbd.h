@@ -88,26 +88,26 @@
  * is initialised by the library (thread-safe since GnuTLS 3.3).
  *
  * Zero-copy reads: on a connection without TLS, a READ of 64 KiB to 1 MiB
- * (4 MiB where the process may make pipes that large) whose bytes lie as they are in host files (raw images, and qcow2 data
- * clusters that are not compressed or encrypted, in this image or a
- * backing file, their L2 table cached), files opened through the page
- * cache (not cache=none or directsync), all of it in the page cache now,
- * is answered from there: its bytes are spliced from the file into a
- * pipe when the request is read (splice(2): the pages are referenced, not
- * copied) and from the pipe into the socket, so that neither the server
- * nor the kernel copies them on the way out (a range that reads as
- * zeroes is sent as a hole, with structured replies).  Each connection
- * has a pipe of 1 MiB (or 4) for this (two file descriptors, made at its
- * first such read; at most a quarter of the descriptors RLIMIT_NOFILE
- * allows above 256 go to them, 96 pipes with the usual 1024: other
- * connections copy) and the handle one more; a read that finds no room in its
- * connection's pipe waits for the replies before it to leave.  Anything
- * else is read through memory as usual, and so is everything with
- * VDISK_NBD_NO_SPLICE.  What a client can see: the pages are the file's
- * own until the reply is sent, so a write to the same bytes that reaches
- * the device before then (sent by the client before it had the read's
- * reply, or by another client) may show in the reply; NBD leaves
- * overlapping requests in flight unordered.
+ * (4 MiB where the process may make pipes that large) whose bytes lie as
+ * they are in host files (raw images, and qcow2 data clusters that are not
+ * compressed or encrypted, in this image or a backing file, their L2 table
+ * cached), files opened through the page cache (not cache=none or
+ * directsync), all of it in the page cache now, is answered from there:
+ * its bytes are spliced from the file into a pipe when the request is read
+ * (splice(2): the pages are referenced, not copied) and from the pipe into
+ * the socket, so that neither the server nor the kernel copies them on the
+ * way out (a range that reads as zeroes is sent as a hole, with structured
+ * replies).  Each connection has a pipe of 1 MiB (or 4) for this (two file
+ * descriptors, made at its first such read; at most a quarter of the
+ * descriptors RLIMIT_NOFILE allows above 256 go to them, 96 pipes with the
+ * usual 1024: other connections copy) and the handle one more; a read that
+ * finds no room in its connection's pipe waits for the replies before it
+ * to leave.  Anything else is read through memory as usual, and so is
+ * everything with VDISK_NBD_NO_SPLICE.  What a client can see: the pages
+ * are the file's own until the reply is sent, so a write to the same bytes
+ * that reaches the device before then (sent by the client before it had
+ * the read's reply, or by another client) may show in the reply; NBD
+ * leaves overlapping requests in flight unordered.
  *
  * Blocking: vdisk_nbd_process() never waits for a client.  Reads, writes,
  * flushes, trims and write zeroes run asynchronously; BLOCK_STATUS asks the

@@ -747,9 +747,9 @@ static void simple_header(uint8_t *h, uint64_t cookie)
  * scratch pipe comes first so that a splice that fails midway (the file
  * shorter than its mapping says) leaves the connection's pipe whole: the
  * read is then copied as usual.  A read that finds no room in the
- * connection's pipe waits, in order, for the
- * replies before it to leave (resume_reads): the socket sets the pace,
- * and copying it meanwhile would cost what the splice saves.
+ * connection's pipe waits, in order, for the replies before it to leave
+ * (nbd_resume_reads): the socket sets the pace, and copying it meanwhile
+ * would cost what the splice saves.
  */
 
 /* A pipe of NBD_PIPE_BIG or NBD_PIPE_SIZE bytes, or NULL (the system
@@ -829,7 +829,7 @@ static int splice_now(struct nbd_conn *c, struct nbd_req *q)
     bool zero;
     unsigned bufs;
     unsigned cap = c->pipe->bufs < s->scratch->bufs ? c->pipe->bufs : s->scratch->bufs;
-    if ((q->offset % 4096u + q->len + 4095u) / 4096u > cap)
+    if (splice_pages(q->offset, q->len) > cap)
         return -1; /* it never fits (in pages, as a file's data aligned as the read) */
     unsigned room = c->pipe->bufs - c->pipe_bufs;
     int r = dev_splice_read(c->q, q->offset, q->len, s->scratch->wr,
@@ -898,6 +898,7 @@ static int splice_read(struct nbd_conn *c, struct nbd_req *q)
 }
 
 static int start_read(struct nbd_conn *c, struct nbd_req *q);
+static int started(struct nbd_conn *c, struct nbd_req *q, int r);
 
 /* Room was made in C's pipe: the reads waiting for it go on, in order.
  * Returns 0 or NBD_CLOSE. */
@@ -913,25 +914,14 @@ int nbd_resume_reads(struct nbd_conn *c)
         if (!c->sp_head)
             c->sp_tail = NULL;
         c->in_flight--;
-        if (r == NBD_CLOSE) {
-            req_free(q);
-            return NBD_CLOSE;
-        }
-        if (r == 0) {
-            req_free(q);
+        if (r == 0 || r == NBD_CLOSE || c->ending) {
+            req_free(q); /* answered, or the connection goes */
+            if (r == NBD_CLOSE)
+                return NBD_CLOSE;
             continue;
         }
-        if (c->ending) {
-            req_free(q);
-            continue;
-        }
-        r = start_read(c, q);
-        if (r == 0) {
-            c->in_flight++;
-            continue;
-        }
-        int k = reply_status(c, q->cookie, q->type, req_errno(q, r));
-        req_free(q);
+        /* Copied after all. */
+        int k = started(c, q, start_read(c, q));
         if (k)
             return k;
     }
@@ -1249,6 +1239,14 @@ static int start_request(struct nbd_conn *c, struct nbd_req *q)
         return k;
     }
     }
+    return started(c, q, r);
+}
+
+/* Q was started with the result R: 0, in flight (counted); 1, done at
+ * once with success; -errno, failed.  Those done are answered and freed.
+ * Returns 0 or NBD_CLOSE. */
+static int started(struct nbd_conn *c, struct nbd_req *q, int r)
+{
     if (r == 0) {
         c->in_flight++;
         return 0;
