@@ -1308,6 +1308,42 @@ static void *flight_thread(void *arg)
     return NULL;
 }
 
+/* FLIGHT_CONNS connections of flight_thread (every other one with
+ * structured replies, the i-th's reads from rng_for(TAG + i)). */
+struct flights {
+    pthread_barrier_t bar;
+    struct flight f[FLIGHT_CONNS];
+    pthread_t t[FLIGHT_CONNS];
+};
+
+/* Starts them; they begin reading once connected and once EXTRA more
+ * threads have waited on fl->bar too. */
+static void flights_start(struct flights *fl, const char *sock, const uint8_t *want,
+                          uint64_t size, uint64_t tag, unsigned extra)
+{
+    pthread_barrier_init(&fl->bar, NULL, FLIGHT_CONNS + extra);
+    for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
+        fl->f[i] = (struct flight){.sock = sock, .structured = i % 2 == 0, .want = want,
+                                   .size = size, .rng = rng_for(tag + i), .bar = &fl->bar};
+        CHECK(pthread_create(&fl->t[i], NULL, flight_thread, &fl->f[i]) == 0, "pthread_create");
+    }
+}
+
+/* Waits for them and checks what each read; returns the bytes read. */
+static uint64_t flights_join(struct flights *fl)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
+        pthread_join(fl->t[i], NULL);
+        total += fl->f[i].bytes;
+    }
+    pthread_barrier_destroy(&fl->bar);
+    for (unsigned i = 0; i < FLIGHT_CONNS; i++)
+        CHECK(!fl->f[i].err[0], "connection %u (%s replies): %s", i,
+              fl->f[i].structured ? "structured" : "simple", fl->f[i].err);
+    return total;
+}
+
 START_TEST(in_flight)
 {
     /* 40 MiB of random bytes, raw and as qcow2. */
@@ -1328,26 +1364,9 @@ START_TEST(in_flight)
             RUN_OK("cat %s > /dev/null", files[img]);
             struct server s;
             serve(&s, d, 0, FLIGHT_CONNS);
-            pthread_barrier_t bar;
-            pthread_barrier_init(&bar, NULL, FLIGHT_CONNS);
-            struct flight f[FLIGHT_CONNS];
-            pthread_t t[FLIGHT_CONNS];
-            for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
-                f[i] = (struct flight){.sock = s.sock, .structured = i % 2 == 0, .want = want,
-                                       .size = size, .rng = rng_for(0x310 + i + 8 * round +
-                                                                    16 * img),
-                                       .bar = &bar};
-                CHECK(pthread_create(&t[i], NULL, flight_thread, &f[i]) == 0, "pthread_create");
-            }
-            uint64_t total = 0;
-            for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
-                pthread_join(t[i], NULL);
-                total += f[i].bytes;
-            }
-            pthread_barrier_destroy(&bar);
-            for (unsigned i = 0; i < FLIGHT_CONNS; i++)
-                CHECK(!f[i].err[0], "connection %u (%s replies): %s", i,
-                      f[i].structured ? "structured" : "simple", f[i].err);
+            struct flights fl;
+            flights_start(&fl, s.sock, want, size, 0x310 + 8 * round + 16 * img, 0);
+            uint64_t total = flights_join(&fl);
             uint64_t sp = spliced_now(&s);
             CHECK(sp > 0, "no byte spliced of %" PRIu64 " read", total);
             CHECK(sp <= total, "%" PRIu64 " bytes spliced of %" PRIu64 " read", sp, total);
@@ -1390,16 +1409,9 @@ START_TEST(pipe_cap)
     struct server s;
     serve(&s, d, 0, FLIGHT_CONNS);
     CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0, "setrlimit: %s", strerror(errno));
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, FLIGHT_CONNS + 1);
-    struct flight f[FLIGHT_CONNS];
-    pthread_t t[FLIGHT_CONNS];
-    for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
-        f[i] = (struct flight){.sock = s.sock, .structured = i % 2 == 0, .want = want,
-                               .size = size, .rng = rng_for(0x710 + i), .bar = &bar};
-        CHECK(pthread_create(&t[i], NULL, flight_thread, &f[i]) == 0, "pthread_create");
-    }
-    pthread_barrier_wait(&bar);
+    struct flights fl;
+    flights_start(&fl, s.sock, want, size, 0x710, 1);
+    pthread_barrier_wait(&fl.bar);
     /* While they read: the pipes open (the connections' sockets and
      * libnbd's are not pipes). */
     unsigned most = 0;
@@ -1413,15 +1425,7 @@ START_TEST(pipe_cap)
             most = pipes;
         nap_ms(1);
     }
-    uint64_t total = 0;
-    for (unsigned i = 0; i < FLIGHT_CONNS; i++) {
-        pthread_join(t[i], NULL);
-        total += f[i].bytes;
-    }
-    pthread_barrier_destroy(&bar);
-    for (unsigned i = 0; i < FLIGHT_CONNS; i++)
-        CHECK(!f[i].err[0], "connection %u (%s replies): %s", i,
-              f[i].structured ? "structured" : "simple", f[i].err);
+    uint64_t total = flights_join(&fl);
     CHECK(most <= 2 * 2 + IDLE_PIPE_FDS, "%u pipe descriptors open at once (at most %u)", most,
           2 * 2 + IDLE_PIPE_FDS);
     uint64_t sp = spliced_now(&s);
